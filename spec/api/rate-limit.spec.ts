@@ -1,0 +1,49 @@
+import { strict as assert } from 'node:assert';
+import { MatrixError } from '../../src/api/errors.js';
+import { createRateLimiters, RateLimiter, type RateLimitBackend } from '../../src/api/rate-limit.js';
+
+const rules = {
+  enabled: true,
+  login: { per_second: 0.5, burst: 3 },
+  registration: { per_second: 0.2, burst: 5 },
+  message: { per_second: 20, burst: 100 },
+};
+
+describe('rate limits', () => {
+  it('allows a burst, then throws M_LIMIT_EXCEEDED with retry_after_ms', async () => {
+    const { login } = createRateLimiters(rules);
+    for (let i = 0; i < 3; i++) await login.consume('1.2.3.4');
+    const err = await login.consume('1.2.3.4').then(
+      () => assert.fail('expected the fourth attempt to be limited'),
+      (e: unknown) => e,
+    );
+    assert.ok(err instanceof MatrixError);
+    assert.equal(err.errcode, 'M_LIMIT_EXCEEDED');
+    assert.equal(err.status, 429);
+    const retry = err.extra.retry_after_ms;
+    assert.ok(typeof retry === 'number' && retry > 0 && retry <= 6000, `retry_after_ms ${String(retry)}`);
+    assert.deepEqual(Object.keys(err.toJSON()).sort(), ['errcode', 'error', 'retry_after_ms']);
+  });
+
+  it('counts keys and limits separately', async () => {
+    const limiters = createRateLimiters(rules);
+    for (let i = 0; i < 3; i++) await limiters.login.consume('a');
+    await limiters.login.consume('b');
+    await limiters.registration.consume('a');
+    await assert.rejects(limiters.login.consume('a'), MatrixError);
+  });
+
+  it('lets everything through when disabled', async () => {
+    const { login } = createRateLimiters({ ...rules, enabled: false });
+    for (let i = 0; i < 20; i++) await login.consume('a');
+  });
+
+  it('works with any backend', async () => {
+    const seen: string[] = [];
+    const backend: RateLimitBackend = { consume: async (key) => (seen.push(key), key === 'slow' ? 1500 : 0) };
+    const limiter = new RateLimiter('custom', backend);
+    await limiter.consume('fast');
+    await assert.rejects(limiter.consume('slow'), (e: MatrixError) => e.extra.retry_after_ms === 1500);
+    assert.deepEqual(seen, ['fast', 'slow']);
+  });
+});

@@ -1,0 +1,89 @@
+// Starts real Hearth servers for tests: a fresh temporary data directory (real SQLite file),
+// an OS-assigned port on loopback, and a silent logger unless HEARTH_TEST_LOG is set.
+
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createHearth, type Hearth } from '../../src/app.js';
+import { validateConfig, type HearthConfigInput } from '../../src/config/load.js';
+import { createLogger } from '../../src/observability/logger.js';
+
+export interface TestServer {
+  hearth: Hearth;
+  url: string;
+  dataDir: string;
+  stop(): Promise<void>;
+}
+
+export async function startTestServer(overrides: HearthConfigInput = {}, dataDir?: string): Promise<TestServer> {
+  const dir = dataDir ?? mkdtempSync(join(tmpdir(), 'hearth-test-'));
+  const config = validateConfig({
+    server_name: 'localhost',
+    listeners: { client: { host: '127.0.0.1', port: 0 } },
+    storage: { sqlite: { path: join(dir, 'hearth.sqlite'), synchronous: 'normal' } },
+    signing_key_path: join(dir, 'signing.key'),
+    limits: { rate_limits: { enabled: false } },
+    log: { level: (process.env.HEARTH_TEST_LOG as 'debug') ?? 'silent' },
+    ...overrides,
+  });
+  const hearth = await createHearth(config, { logger: createLogger(config), processMetrics: false });
+  await hearth.start();
+  return {
+    hearth,
+    url: hearth.url,
+    dataDir: dir,
+    async stop() {
+      await hearth.stop();
+      if (!dataDir) rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A minimal JSON client for HTTP-level tests. */
+export class Api {
+  constructor(readonly base: string, public token?: string) {}
+
+  async req(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: any }> {
+    const h: Record<string, string> = { ...headers };
+    if (this.token) h.authorization = `Bearer ${this.token}`;
+    let payload: string | undefined;
+    if (body !== undefined) {
+      payload = typeof body === 'string' ? body : JSON.stringify(body);
+      h['content-type'] = 'application/json';
+    }
+    const res = await fetch(this.base + path, { method, headers: h, body: payload });
+    const text = await res.text();
+    let json: unknown = text;
+    try {
+      json = text ? JSON.parse(text) : undefined;
+    } catch {
+      /* non-JSON body (e.g. /metrics) */
+    }
+    return { status: res.status, body: json };
+  }
+
+  get(path: string) {
+    return this.req('GET', path);
+  }
+  post(path: string, body: unknown = {}) {
+    return this.req('POST', path, body);
+  }
+  put(path: string, body: unknown = {}) {
+    return this.req('PUT', path, body);
+  }
+
+  /** Registers with m.login.dummy and returns a client logged in as the new user. */
+  async register(username: string, password = 'correct horse battery'): Promise<Api & { userId: string; deviceId: string }> {
+    const first = await new Api(this.base).post('/_matrix/client/v3/register', { username, password });
+    if (first.status !== 401) throw new Error(`register: expected 401, got ${first.status} ${JSON.stringify(first.body)}`);
+    const res = await new Api(this.base).post('/_matrix/client/v3/register', {
+      username,
+      password,
+      auth: { type: 'm.login.dummy', session: first.body.session },
+    });
+    if (res.status !== 200) throw new Error(`register: ${res.status} ${JSON.stringify(res.body)}`);
+    return Object.assign(new Api(this.base, res.body.access_token), { userId: res.body.user_id, deviceId: res.body.device_id });
+  }
+}
+
+export const enc = encodeURIComponent;

@@ -1,0 +1,126 @@
+// A tiny in-memory room for auth-rule scenarios: builds PDUs with the selected auth_events,
+// checks them against the current state and applies accepted state events.
+import { strict as assert } from 'node:assert';
+import { AuthError, authEventTypesFor, checkAuthEventsSelection, checkEventAuth } from '../../src/protocol/auth-rules.js';
+import { computeEventId, signEvent } from '../../src/protocol/events.js';
+import { serverNameOf } from '../../src/protocol/ids.js';
+import type { JsonObject, Pdu, RoomVersion } from '../../src/protocol/types.js';
+import { stateTuple } from '../../src/protocol/types.js';
+import { specKey } from './vectors.js';
+
+const { key } = specKey();
+
+export class TestRoom {
+  readonly state = new Map<string, Pdu>();
+  readonly byId = new Map<string, Pdu>();
+  private extremities: string[] = [];
+  private depth = 0;
+  private ts = 1_700_000_000_000;
+
+  constructor(
+    readonly version: RoomVersion,
+    readonly roomId = '!room:a.org',
+  ) {}
+
+  lookup = (type: string, stateKey: string): Pdu | undefined => this.state.get(stateTuple(type, stateKey));
+
+  build(sender: string, type: string, content: JsonObject, stateKey?: string, extra: JsonObject = {}): Pdu {
+    const authEvents: string[] = [];
+    for (const [t, k] of authEventTypesFor({ type, state_key: stateKey, sender, content })) {
+      const e = this.lookup(t, k);
+      if (e) authEvents.push(computeEventId(e, this.version));
+    }
+    const pdu: Pdu = {
+      room_id: this.roomId,
+      sender,
+      type,
+      content,
+      origin_server_ts: this.ts++,
+      depth: this.depth + 1,
+      prev_events: [...this.extremities],
+      auth_events: authEvents,
+      hashes: { sha256: '' },
+      signatures: {},
+      ...extra,
+    };
+    if (stateKey !== undefined) pdu.state_key = stateKey;
+    return signEvent(pdu, serverNameOf(sender) ?? 'unknown', key, this.version);
+  }
+
+  check(pdu: Pdu): void {
+    checkEventAuth(pdu, this.version, this.lookup);
+    // Every event the builder makes must also satisfy rule 2 against its own auth events.
+    const own = pdu.auth_events.map((id) => this.byId.get(id)).filter((e): e is Pdu => e !== undefined);
+    checkAuthEventsSelection(pdu, own, this.version);
+  }
+
+  apply(pdu: Pdu): string {
+    const id = computeEventId(pdu, this.version);
+    this.byId.set(id, pdu);
+    if (pdu.state_key !== undefined) this.state.set(stateTuple(pdu.type, pdu.state_key), pdu);
+    this.extremities = [id];
+    this.depth = pdu.depth;
+    return id;
+  }
+
+  /** Builds, checks (must pass) and applies. */
+  send(sender: string, type: string, content: JsonObject, stateKey?: string, extra?: JsonObject): Pdu {
+    const pdu = this.build(sender, type, content, stateKey, extra);
+    this.check(pdu);
+    this.apply(pdu);
+    return pdu;
+  }
+
+  /** Builds and checks; the check must fail with a reason matching `reason`. */
+  reject(sender: string, type: string, content: JsonObject, stateKey: string | undefined, reason: RegExp, extra?: JsonObject): void {
+    const pdu = this.build(sender, type, content, stateKey, extra);
+    assert.throws(() => checkEventAuth(pdu, this.version, this.lookup), (e: unknown) => {
+      assert.ok(e instanceof AuthError, `expected AuthError, got ${String(e)}`);
+      assert.match(e.message, reason);
+      return true;
+    });
+  }
+
+  member(sender: string, membership: string, target = sender, extra: JsonObject = {}): Pdu {
+    return this.send(sender, 'm.room.member', { membership, ...extra }, target);
+  }
+
+  rejectMember(sender: string, membership: string, target: string, reason: RegExp, extra: JsonObject = {}): void {
+    this.reject(sender, 'm.room.member', { membership, ...extra }, target, reason);
+  }
+
+  powerLevels(sender: string, content: JsonObject): Pdu {
+    return this.send(sender, 'm.room.power_levels', content, '');
+  }
+
+  currentPowerLevels(): JsonObject {
+    return this.lookup('m.room.power_levels', '')?.content ?? {};
+  }
+
+  /** create + creator join + power levels + join rule: the usual start of a room. */
+  static standard(version: RoomVersion, joinRule = 'invite', users: JsonObject = {}): TestRoom {
+    const room = new TestRoom(version);
+    const createContent: JsonObject = { room_version: version };
+    if (version === '10') createContent.creator = ALICE;
+    room.send(ALICE, 'm.room.create', createContent, '');
+    room.member(ALICE, 'join');
+    room.powerLevels(ALICE, {
+      users: { [ALICE]: 100, ...users },
+      users_default: 0,
+      events_default: 0,
+      state_default: 50,
+      ban: 50,
+      kick: 50,
+      redact: 50,
+      invite: 0,
+      events: { 'm.room.power_levels': 100 },
+    });
+    room.send(ALICE, 'm.room.join_rules', { join_rule: joinRule }, '');
+    return room;
+  }
+}
+
+export const ALICE = '@alice:a.org';
+export const BOB = '@bob:b.org';
+export const CAROL = '@carol:c.org';
+export const DAVE = '@dave:a.org';

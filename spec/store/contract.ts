@@ -1,0 +1,79 @@
+// Backend-agnostic contract suite for src/store/types.ts. Every backend's spec calls
+// describeStoreContract with a factory; each test gets a fresh, empty store.
+
+import type { Store } from '../../src/store/types.js';
+import { describeAccountContract } from './contract-accounts.js';
+import { describeRoomContract } from './contract-rooms.js';
+import { describeStateContract } from './contract-state.js';
+import { describeStreamContract } from './contract-streams.js';
+import { describeTimelineContract } from './contract-timeline.js';
+import { describeUserDataContract } from './contract-userdata.js';
+
+export interface StoreHarness {
+  store: Store;
+  /**
+   * Opens the same database again. Called only after the test closed the current store; the
+   * returned store becomes the one `cleanup` must close. Absent for backends without durability.
+   */
+  reopen?: () => Promise<Store>;
+  /** Closes whatever is still open and removes the data. Must tolerate already-closed stores. */
+  cleanup: () => Promise<void>;
+}
+
+export type StoreFactory = () => Promise<StoreHarness>;
+
+/** What the sub-suites see: the current store of the running test. */
+export interface ContractContext {
+  readonly store: Store;
+  readonly canReopen: boolean;
+  /** Closes the current store, reopens the same database and makes the result current. */
+  closeAndReopen(): Promise<Store>;
+  /** Like closeAndReopen, for a test that already closed the current store itself. */
+  reopenClosed(): Promise<Store>;
+}
+
+export function describeStoreContract(name: string, factory: StoreFactory): void {
+  describe(`Store contract: ${name}`, function () {
+    let harness: StoreHarness | null = null;
+    let current: Store | null = null;
+
+    const ctx: ContractContext = {
+      get store(): Store {
+        if (current === null) throw new Error('no store: used outside a test');
+        return current;
+      },
+      get canReopen(): boolean {
+        return harness?.reopen !== undefined;
+      },
+      async closeAndReopen(): Promise<Store> {
+        if (current === null) throw new Error('no store: used outside a test');
+        await current.close();
+        return ctx.reopenClosed();
+      },
+      async reopenClosed(): Promise<Store> {
+        if (harness?.reopen === undefined) throw new Error('backend cannot reopen');
+        current = await harness.reopen();
+        return current;
+      },
+    };
+
+    beforeEach(async function () {
+      harness = await factory();
+      current = harness.store;
+    });
+
+    afterEach(async function () {
+      const h = harness;
+      harness = null;
+      current = null;
+      if (h) await h.cleanup();
+    });
+
+    describeAccountContract(ctx);
+    describeRoomContract(ctx);
+    describeStateContract(ctx);
+    describeTimelineContract(ctx);
+    describeUserDataContract(ctx);
+    describeStreamContract(ctx);
+  });
+}

@@ -1,0 +1,274 @@
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { migrate } from '../../src/store/sqlite/db.js';
+import { openSqliteStore, StoreClosedError, type SqliteStore, type SqliteStoreOptions } from '../../src/store/sqlite/index.js';
+import { MIGRATIONS } from '../../src/store/sqlite/migrations/index.js';
+import { describeStoreContract, type StoreHarness } from './contract.js';
+import { assertConflict, FakeRoom, userId } from './fixtures.js';
+
+interface SqliteHarness extends StoreHarness {
+  store: SqliteStore;
+  reopen: () => Promise<SqliteStore>;
+  path: string;
+  warnings: unknown[][];
+}
+
+/** A store on a real file in a fresh temp dir; the file sits in a not-yet-existing subdirectory. */
+async function sqliteHarness(opts: Partial<SqliteStoreOptions> = {}): Promise<SqliteHarness> {
+  const dir = mkdtempSync(join(tmpdir(), 'hearth-store-'));
+  const path = join(dir, 'nested', 'hearth.sqlite');
+  const warnings: unknown[][] = [];
+  const opened: SqliteStore[] = [];
+  const open = async () => {
+    const s = await openSqliteStore({ path, logger: { warn: (...a: unknown[]) => warnings.push(a) }, ...opts });
+    opened.push(s);
+    return s;
+  };
+  const store = await open();
+  return {
+    store,
+    reopen: open,
+    path,
+    warnings,
+    cleanup: async () => {
+      for (const s of opened) await s.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+describeStoreContract('sqlite (file, synchronous=full)', () => sqliteHarness());
+
+describe('SqliteStore', function () {
+  let h: SqliteHarness | null = null;
+  const open = async (opts: Partial<SqliteStoreOptions> = {}) => (h = await sqliteHarness(opts));
+  afterEach(async function () {
+    await h?.cleanup();
+    h = null;
+  });
+
+  const alice = userId('alice');
+
+  describe('connection and migrations', function () {
+    it('creates parent directories and runs in WAL with synchronous=FULL by default', async function () {
+      const { store, path } = await open();
+      assert.ok(existsSync(path));
+      assert.equal(store.pragma('journal_mode'), 'wal');
+      assert.equal(store.pragma('synchronous'), 2);
+      assert.equal(store.pragma('busy_timeout'), 5000);
+    });
+
+    it('honours synchronous=normal', async function () {
+      const { store } = await open({ synchronous: 'normal' });
+      assert.equal(store.pragma('synchronous'), 1);
+      const room = new FakeRoom();
+      await room.create(store, alice);
+      assert.equal((await store.rooms.getRoomMembers(room.roomId)).length, 1);
+    });
+
+    it('works on :memory:', async function () {
+      const store = await openSqliteStore({ path: ':memory:' });
+      try {
+        await store.accounts.createUser({ userId: alice, passwordHash: null, admin: false, createdTs: 1, displayname: null });
+        assert.equal(await store.accounts.countUsers(), 1);
+      } finally {
+        await store.close();
+      }
+    });
+
+    it('records migration versions; reopening applies nothing', async function () {
+      const { store, reopen, path } = await open();
+      const expected = MIGRATIONS.map((m) => ({ version: m.version, name: m.name }));
+      assert.deepEqual(store.appliedMigrations, MIGRATIONS.map((m) => m.version));
+      assert.deepEqual(store.schemaVersions(), expected);
+      await store.close();
+      const again = await reopen();
+      assert.deepEqual(again.appliedMigrations, []);
+      assert.deepEqual(again.schemaVersions(), expected);
+      await again.close();
+      const raw = new Database(path, { readonly: true });
+      try {
+        assert.equal((raw.prepare('SELECT COUNT(*) AS n FROM schema_migrations').get() as { n: number }).n, MIGRATIONS.length);
+      } finally {
+        raw.close();
+      }
+    });
+
+    it('applies only newer migrations, in order, all or nothing', function () {
+      const db = new Database(':memory:');
+      try {
+        const v1 = [
+          { version: 1, name: 'a', up: 'CREATE TABLE a (x)' },
+          { version: 2, name: 'b', up: 'CREATE TABLE b (x)' },
+        ];
+        assert.deepEqual(migrate(db, v1).applied, [1, 2]);
+        assert.deepEqual(migrate(db, v1).applied, []);
+        assert.deepEqual(migrate(db, [...v1, { version: 3, name: 'c', up: 'CREATE TABLE c (x)' }]).applied, [3]);
+        const broken = [
+          ...v1,
+          { version: 3, name: 'c', up: 'CREATE TABLE c (x)' },
+          { version: 4, name: 'd', up: 'CREATE TABLE d (x)' },
+          { version: 5, name: 'bad', up: 'CREATE TABLE e (x); NOT SQL' },
+        ];
+        assert.throws(() => migrate(db, broken));
+        const tables = (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all() as { name: string }[]).map((r) => r.name);
+        assert.ok(!tables.includes('d') && !tables.includes('e'), 'a failed run leaves no partial schema');
+        assert.deepEqual((db.prepare('SELECT version FROM schema_migrations ORDER BY version').all() as { version: number }[]).map((r) => r.version), [1, 2, 3]);
+        assert.throws(() => migrate(db, [v1[1], v1[0]]), /out of order/);
+      } finally {
+        db.close();
+      }
+    });
+
+    it('refuses a database migrated by a newer build', async function () {
+      const { store, path } = await open();
+      await store.close();
+      const raw = new Database(path);
+      raw.prepare("INSERT INTO schema_migrations (version, name, applied_ts) VALUES (9999, 'future', 0)").run();
+      raw.close();
+      await assert.rejects(openSqliteStore({ path }), /newer than this build/);
+    });
+
+    it('rejects calls after close with StoreClosedError; close is idempotent', async function () {
+      const { store } = await open();
+      await Promise.all([store.close(), store.close()]);
+      await store.close();
+      await assert.rejects(store.accounts.countUsers(), StoreClosedError);
+      await assert.rejects(store.rooms.createRoom({ roomId: '!x:y', roomVersion: '11', creator: alice, createdTs: 1 }), StoreClosedError);
+    });
+  });
+
+  describe('grouped commits', function () {
+    it('commits 200 concurrent writes in far fewer transactions', async function () {
+      const { store } = await open();
+      const rooms = Array.from({ length: 20 }, () => new FakeRoom());
+      const before = store.writeStats();
+      const sent = await Promise.all(rooms.flatMap((room, r) => Array.from({ length: 10 }, (_, i) => room.message(store, userId(`u${r}`), `m${i}`))));
+      const after = store.writeStats();
+      assert.equal(after.writes - before.writes, 200);
+      assert.ok(after.transactions - before.transactions <= 2, `used ${after.transactions - before.transactions} transactions`);
+      assert.ok(after.largestBatch >= 100);
+      assert.equal(new Set(sent.map((s) => s.stream)).size, 200);
+    });
+
+    it('caps the batch size and keeps positions in call order', async function () {
+      const { store } = await open({ maxBatchSize: 16 });
+      const room = new FakeRoom();
+      const before = store.writeStats();
+      const sent = await Promise.all(Array.from({ length: 100 }, (_, i) => room.message(store, alice, `m${i}`)));
+      const after = store.writeStats();
+      assert.ok(after.transactions - before.transactions >= Math.ceil(100 / 16));
+      assert.ok(after.largestBatch <= 16);
+      for (let i = 1; i < sent.length; i++) assert.ok(sent[i].stream > sent[i - 1].stream);
+    });
+
+    it('rolls back a failing batch entirely, rejects every write in it and abandons its positions', async function () {
+      const { store, reopen, warnings } = await open();
+      const room = new FakeRoom();
+      await room.create(store, alice);
+      const stateBefore = await store.rooms.getCurrentState(room.roomId);
+      const extremitiesBefore = await store.rooms.getForwardExtremities(room.roomId);
+      const positionBefore = store.currentPosition();
+
+      store.setBeforeCommitHook(() => {
+        store.setBeforeCommitHook(null);
+        throw new Error('injected commit failure');
+      });
+      const bob = userId('bob');
+      const join = room.build('m.room.member', bob, { membership: 'join' }, bob);
+      const results = await Promise.allSettled([
+        store.rooms.persistEvent(room.input(join)),
+        room.message(store, alice, 'lost', { txn: { userId: alice, deviceId: 'D', txnId: 't' } }),
+        store.userData.setAccountData(alice, '', 'lost', { x: 1 }),
+        store.accounts.createUser({ userId: bob, passwordHash: null, admin: false, createdTs: 1, displayname: null }),
+        store.userData.createFilter(alice, '{}'),
+      ]);
+      for (const r of results) {
+        assert.equal(r.status, 'rejected');
+        assert.match(String((r as PromiseRejectedResult).reason), /injected commit failure/);
+      }
+      assert.equal(store.writeStats().failedTransactions, 1);
+      assert.ok(warnings.length > 0, 'the failure is logged');
+
+      assert.equal(await store.rooms.getEvent(join.eventId), null);
+      assert.deepEqual(await store.rooms.getCurrentState(room.roomId), stateBefore);
+      assert.deepEqual(await store.rooms.getForwardExtremities(room.roomId), extremitiesBefore);
+      assert.equal(await store.rooms.getMembership(room.roomId, bob), null);
+      assert.equal(await store.rooms.getEventIdForTxn(room.roomId, alice, 'D', 't'), null);
+      assert.equal(await store.userData.getAccountData(alice, '', 'lost'), null);
+      assert.equal(await store.accounts.getUser(bob), null);
+
+      // The three abandoned positions do not block the stream and are never handed out again.
+      assert.equal(store.currentPosition(), positionBefore + 3);
+      const next = await room.message(store, alice, 'after');
+      assert.equal(next.stream, positionBefore + 4);
+      await store.close();
+      const again = await reopen();
+      assert.ok(again.currentPosition() >= next.stream);
+      const later = await again.userData.setAccountData(alice, '', 'later', {});
+      assert.ok(later > next.stream);
+    });
+
+    it('does not reuse abandoned positions at the tail after a restart', async function () {
+      const { store, reopen } = await open();
+      const room = new FakeRoom();
+      await room.create(store, alice);
+      store.setBeforeCommitHook(() => {
+        throw new Error('injected');
+      });
+      await assert.rejects(room.message(store, alice, 'lost'));
+      store.setBeforeCommitHook(null);
+      // A client may have seen this position as its since-token.
+      const seen = store.currentPosition();
+      await store.close();
+      const again = await reopen();
+      assert.equal(again.currentPosition(), seen);
+      const next = await room.message(again, alice, 'after restart');
+      assert.ok(next.stream > seen);
+    });
+
+    it('isolates a failing write in its savepoint; the rest of the batch commits', async function () {
+      const { store } = await open();
+      const room = new FakeRoom();
+      await room.create(store, alice);
+      const bad = room.build('m.room.member', alice, { membership: 'dancing' }, userId('bob'));
+      const good = room.build('m.room.message', alice, { body: 'ok' });
+      const before = store.writeStats();
+      const results = await Promise.allSettled([
+        store.userData.setAccountData(alice, '', 'a', {}),
+        store.rooms.persistEvent(room.input(bad)),
+        store.rooms.persistEvent(room.input(good)),
+      ]);
+      assert.deepEqual(results.map((r) => r.status), ['fulfilled', 'rejected', 'fulfilled']);
+      assert.equal(store.writeStats().transactions - before.transactions, 1);
+      assert.equal(await store.rooms.getEvent(bad.eventId), null);
+      assert.equal(await store.rooms.getMembership(room.roomId, userId('bob')), null);
+      assert.ok(await store.rooms.getEvent(good.eventId));
+      assert.equal(store.currentPosition(), (results[2] as PromiseFulfilledResult<{ stream: number }>).value.stream);
+    });
+
+    it('rejects a second persist of the same event ID with StoreConflictError', async function () {
+      const { store } = await open();
+      const room = new FakeRoom();
+      const ev = room.build('m.room.message', alice, { body: 'once' });
+      const first = await store.rooms.persistEvent(room.input(ev));
+      await assertConflict(store.rooms.persistEvent(room.input(ev)));
+      assert.equal((await store.rooms.getEvent(ev.eventId))?.stream, first.stream);
+    });
+
+    it('rejects a state delta naming an unknown member event', async function () {
+      const { store } = await open();
+      const room = new FakeRoom();
+      await room.create(store, alice);
+      const msg = room.build('m.room.message', alice, { body: 'x' });
+      await assert.rejects(
+        store.rooms.persistEvent(room.input(msg, { stateDelta: [{ type: 'm.room.member', stateKey: alice, eventId: '$nope' }] })),
+        /unknown member event/,
+      );
+      assert.equal(await store.rooms.getEvent(msg.eventId), null);
+    });
+  });
+});

@@ -1,0 +1,136 @@
+// Cross-cutting HTTP concerns: CORS, the one error renderer, body parsing with size limits,
+// access-token authentication, and request logging/metrics.
+
+import type Koa from 'koa';
+import getRawBody from 'raw-body';
+import type { Logger } from 'pino';
+import { MatrixError } from './errors.js';
+import type { JsonObject } from '../protocol/types.js';
+import { parseStrictJson } from '../protocol/canonical-json.js';
+
+export interface AuthInfo {
+  userId: string;
+  deviceId: string;
+  tokenHash: string;
+}
+
+export interface HearthState {
+  auth?: AuthInfo;
+  body?: unknown;
+}
+
+export type Ctx = Koa.ParameterizedContext<HearthState> & { params: Record<string, string | undefined> };
+
+export function cors(): Koa.Middleware {
+  return async (ctx, next) => {
+    ctx.set('Access-Control-Allow-Origin', '*');
+    ctx.set('Access-Control-Allow-Methods', 'GET, POST, PUT, DELETE, OPTIONS');
+    ctx.set('Access-Control-Allow-Headers', 'X-Requested-With, Content-Type, Authorization');
+    if (ctx.method === 'OPTIONS') {
+      ctx.status = 204;
+      return;
+    }
+    await next();
+  };
+}
+
+/** Renders every error as {errcode, error}. Anything that is not a MatrixError is a bug: 500 + log. */
+export function errors(logger: Logger): Koa.Middleware {
+  return async (ctx, next) => {
+    try {
+      await next();
+      if (ctx.status === 404 && ctx.body === undefined) {
+        throw new MatrixError('M_UNRECOGNIZED', 'Unrecognized request');
+      }
+    } catch (err) {
+      const e = toMatrixError(err);
+      if (!e) {
+        logger.error({ err, method: ctx.method, url: ctx.url }, 'unhandled error');
+        ctx.status = 500;
+        ctx.body = { errcode: 'M_UNKNOWN', error: 'Internal server error' };
+        return;
+      }
+      ctx.status = e.status;
+      ctx.body = e.toJSON();
+      if (e.errcode === 'M_LIMIT_EXCEEDED' && typeof e.extra.retry_after_ms === 'number') {
+        ctx.set('Retry-After', String(Math.ceil(e.extra.retry_after_ms / 1000)));
+      }
+    }
+  };
+}
+
+function toMatrixError(err: unknown): MatrixError | null {
+  if (err instanceof MatrixError) return err;
+  const e = err as { status?: number; statusCode?: number; type?: string; expose?: boolean; message?: string };
+  // raw-body / koa HTTP errors for client mistakes.
+  if (e?.type === 'entity.too.large') return new MatrixError('M_TOO_LARGE', 'Request body too large');
+  const status = e?.status ?? e?.statusCode;
+  if (typeof status === 'number' && status >= 400 && status < 500) {
+    if (status === 405) return new MatrixError('M_UNRECOGNIZED', 'Method not allowed', {}, 405);
+    if (status === 404) return new MatrixError('M_UNRECOGNIZED', 'Unrecognized request');
+    if (status === 413) return new MatrixError('M_TOO_LARGE', 'Request body too large');
+    return new MatrixError('M_UNKNOWN', e.message ?? 'Bad request', {}, status);
+  }
+  return null;
+}
+
+/**
+ * Reads a JSON object body (for POST/PUT). Bodies over `limit` bytes get 413 M_TOO_LARGE before
+ * being buffered further; non-JSON gets M_NOT_JSON; a JSON value that is not an object M_BAD_JSON.
+ * An empty body counts as {} because several clients send none on POST.
+ */
+export function jsonBody(limit: number): Koa.Middleware<HearthState> {
+  return async (ctx, next) => {
+    if (ctx.method !== 'POST' && ctx.method !== 'PUT') return next();
+    const raw = await getRawBody(ctx.req, { limit, length: ctx.get('content-length') || undefined, encoding: 'utf8' });
+    if (raw.trim() === '') {
+      ctx.state.body = {};
+      return next();
+    }
+    let parsed: unknown;
+    try {
+      parsed = parseStrictJson(raw);
+    } catch {
+      try {
+        JSON.parse(raw);
+      } catch {
+        throw new MatrixError('M_NOT_JSON', 'Content not JSON.');
+      }
+      throw new MatrixError('M_BAD_JSON', 'JSON contains values Matrix does not allow (floats, unsafe integers, lone surrogates)');
+    }
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+      throw new MatrixError('M_BAD_JSON', 'Request body must be a JSON object');
+    }
+    ctx.state.body = parsed;
+    return next();
+  };
+}
+
+export function body(ctx: Ctx): JsonObject {
+  return (ctx.state.body ?? {}) as JsonObject;
+}
+
+export function accessTokenOf(ctx: Koa.Context | Ctx): string | undefined {
+  const h = ctx.get('authorization');
+  if (h) {
+    const m = /^Bearer\s+(\S+)\s*$/i.exec(h);
+    if (m) return m[1];
+    return undefined;
+  }
+  const q = ctx.query.access_token;
+  return typeof q === 'string' && q ? q : undefined;
+}
+
+export function requestLog(logger: Logger, observe: (method: string, route: string, status: number, seconds: number) => void): Koa.Middleware {
+  return async (ctx, next) => {
+    const start = process.hrtime.bigint();
+    try {
+      await next();
+    } finally {
+      const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+      const route = (ctx as unknown as { _matchedRoute?: string })._matchedRoute ?? 'unmatched';
+      observe(ctx.method, String(route), ctx.status, seconds);
+      logger.debug({ method: ctx.method, route, status: ctx.status, ms: Math.round(seconds * 1e4) / 10 }, 'request');
+    }
+  };
+}

@@ -1,0 +1,213 @@
+// Registration, login, logout, password, deactivation, devices, and Synapse's shared-secret
+// admin registration API.
+
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { z } from 'zod';
+import { MatrixError } from '../errors.js';
+import { body, type Ctx } from '../middleware.js';
+import { parse, param, type ApiServices, type ClientRoutes } from '../routing.js';
+import type { JsonObject } from '../../protocol/types.js';
+
+const identifierSchema = z.object({ type: z.string(), user: z.string().max(255).optional() }).passthrough();
+
+const loginSchema = z
+  .object({
+    type: z.string(),
+    identifier: identifierSchema.optional(),
+    user: z.string().max(255).optional(),
+    password: z.string().max(1024).optional(),
+    device_id: z.string().min(1).max(255).optional(),
+    initial_device_display_name: z.string().max(255).optional(),
+    refresh_token: z.boolean().optional(),
+  })
+  .passthrough();
+
+const registerSchema = z
+  .object({
+    username: z.string().max(255).optional(),
+    password: z.string().max(1024).optional(),
+    device_id: z.string().min(1).max(255).optional(),
+    initial_device_display_name: z.string().max(255).optional(),
+    inhibit_login: z.boolean().optional(),
+    auth: z.record(z.string(), z.unknown()).optional(),
+  })
+  .passthrough();
+
+const passwordSchema = z
+  .object({
+    new_password: z.string().min(1).max(1024),
+    logout_devices: z.boolean().optional(),
+    auth: z.record(z.string(), z.unknown()).optional(),
+  })
+  .passthrough();
+
+export function accountRoutes(r: ClientRoutes, s: ApiServices): void {
+  r.route('get', '/register/available', async (ctx) => {
+    const username = String(ctx.query.username ?? '');
+    await s.limits.registration.consume(`avail:${ctx.ip}`);
+    await s.accounts.isAvailable(username);
+    ctx.body = { available: true };
+  });
+
+  r.route('post', '/register', async (ctx) => {
+    if (ctx.query.kind === 'guest') throw new MatrixError('M_FORBIDDEN', 'Guest access is disabled');
+    if (!s.registration.enabled) throw new MatrixError('M_FORBIDDEN', 'Registration is disabled');
+    const req = parse(registerSchema, body(ctx));
+    await s.limits.registration.consume(ctx.ip);
+    const localpart = (req.username ?? randomBytes(6).toString('hex')).toLowerCase();
+    // Check the username before UIA so clients learn about a taken name up front, as Synapse does.
+    await s.accounts.isAvailable(localpart);
+    await s.accounts.uia.check(
+      'register',
+      req.auth as JsonObject | undefined,
+      s.accounts.registrationFlows(),
+      async (stage, auth) => {
+        if (stage === 'm.login.dummy') return true;
+        if (stage === 'm.login.registration_token') {
+          if (!s.accounts.checkRegistrationToken(auth.token)) throw new MatrixError('M_FORBIDDEN', 'Invalid registration token');
+          return true;
+        }
+        return false;
+      },
+    );
+    if (req.password === undefined) throw new MatrixError('M_MISSING_PARAM', 'password: required');
+    const userId = await s.accounts.createAccount(localpart, req.password);
+    if (req.inhibit_login) {
+      ctx.body = { user_id: userId, home_server: s.serverName };
+      return;
+    }
+    ctx.body = await s.accounts.login(userId, req.device_id, req.initial_device_display_name ?? null, ctx.ip || null);
+  });
+
+  r.route('get', '/login', (ctx) => {
+    ctx.body = { flows: [{ type: 'm.login.password' }] };
+  });
+
+  r.route('post', '/login', async (ctx) => {
+    const req = parse(loginSchema, body(ctx));
+    await s.limits.login.consume(ctx.ip);
+    if (req.type !== 'm.login.password') throw new MatrixError('M_UNKNOWN', `Unsupported login type ${req.type}`);
+    const user = req.identifier?.type === 'm.id.user' ? req.identifier.user : req.user;
+    if (req.identifier && req.identifier.type !== 'm.id.user') {
+      throw new MatrixError('M_UNKNOWN', `Unsupported identifier type ${req.identifier.type}`);
+    }
+    if (!user || req.password === undefined) throw new MatrixError('M_MISSING_PARAM', 'user and password are required');
+    await s.limits.login.consume(`user:${user}`);
+    const userId = await s.accounts.checkPassword(user, req.password);
+    ctx.body = {
+      ...(await s.accounts.login(userId, req.device_id, req.initial_device_display_name ?? null, ctx.ip || null)),
+      well_known: { 'm.homeserver': { base_url: s.publicBaseUrl } },
+    };
+  });
+
+  r.authed('post', '/logout', async (ctx, auth) => {
+    await s.accounts.logout(auth);
+    ctx.body = {};
+  });
+
+  r.authed('post', '/logout/all', async (ctx, auth) => {
+    await s.accounts.logoutAll(auth.userId);
+    ctx.body = {};
+  });
+
+  r.authed('get', '/account/whoami', (ctx, auth) => {
+    ctx.body = { user_id: auth.userId, device_id: auth.deviceId, is_guest: false };
+  });
+
+  r.authed('post', '/account/password', async (ctx, auth) => {
+    const req = parse(passwordSchema, body(ctx));
+    await s.accounts.uia.check('password:' + auth.userId, req.auth as JsonObject | undefined, [['m.login.password']], s.accounts.passwordStage(auth.userId));
+    await s.accounts.changePassword(auth, req.new_password, req.logout_devices ?? true);
+    ctx.body = {};
+  });
+
+  r.authed('post', '/account/deactivate', async (ctx, auth) => {
+    const req = body(ctx);
+    await s.accounts.uia.check('deactivate:' + auth.userId, req.auth as JsonObject | undefined, [['m.login.password']], s.accounts.passwordStage(auth.userId));
+    await s.accounts.deactivate(auth.userId);
+    ctx.body = { id_server_unbind_result: 'no-support' };
+  });
+
+  r.authed('get', '/account/3pid', (ctx) => {
+    ctx.body = { threepids: [] };
+  });
+
+  devicesRoutes(r, s);
+  adminRegister(r, s);
+}
+
+function devicesRoutes(r: ClientRoutes, s: ApiServices): void {
+  const show = (d: { deviceId: string; displayName: string | null; lastSeenTs: number | null; lastSeenIp: string | null }) => {
+    const o: JsonObject = { device_id: d.deviceId };
+    if (d.displayName !== null) o.display_name = d.displayName;
+    if (d.lastSeenTs !== null) o.last_seen_ts = d.lastSeenTs;
+    if (d.lastSeenIp !== null) o.last_seen_ip = d.lastSeenIp;
+    return o;
+  };
+  r.authed('get', '/devices', async (ctx, auth) => {
+    ctx.body = { devices: (await s.store.devices.listDevices(auth.userId)).map(show) };
+  });
+  r.authed('get', '/devices/:deviceId', async (ctx, auth) => {
+    const d = await s.store.devices.getDevice(auth.userId, param(ctx, 'deviceId'));
+    if (!d) throw new MatrixError('M_NOT_FOUND', 'Unknown device');
+    ctx.body = show(d);
+  });
+  r.authed('put', '/devices/:deviceId', async (ctx, auth) => {
+    const req = parse(z.object({ display_name: z.string().max(255).optional() }).passthrough(), body(ctx));
+    const ok = await s.store.devices.setDeviceDisplayName(auth.userId, param(ctx, 'deviceId'), req.display_name ?? null);
+    if (!ok) throw new MatrixError('M_NOT_FOUND', 'Unknown device');
+    ctx.body = {};
+  });
+  const deleteDevices = async (ctx: Ctx, userId: string, ids: string[]) => {
+    await s.accounts.uia.check('delete_devices:' + userId, body(ctx).auth as JsonObject | undefined, [['m.login.password']], s.accounts.passwordStage(userId));
+    for (const id of ids) await s.store.devices.deleteDevice(userId, id);
+    ctx.body = {};
+  };
+  r.authed('delete', '/devices/:deviceId', async (ctx, auth) => {
+    const id = param(ctx, 'deviceId');
+    if (!(await s.store.devices.getDevice(auth.userId, id))) throw new MatrixError('M_NOT_FOUND', 'Unknown device');
+    await deleteDevices(ctx, auth.userId, [id]);
+  });
+  r.authed('post', '/delete_devices', async (ctx, auth) => {
+    const req = parse(z.object({ devices: z.array(z.string().max(255)).max(1000) }).passthrough(), body(ctx));
+    await deleteDevices(ctx, auth.userId, req.devices);
+  });
+}
+
+/** Synapse's /_synapse/admin/v1/register (shared-secret registration), used by tooling and benchmarks. */
+function adminRegister(r: ClientRoutes, s: ApiServices): void {
+  const nonces = new Map<string, number>();
+  r.router.get('/_synapse/admin/v1/register', (ctx) => {
+    if (!s.registration.sharedSecret) throw new MatrixError('M_FORBIDDEN', 'Shared secret registration is not enabled', {}, 400);
+    const now = s.now();
+    for (const [n, ts] of nonces) if (now - ts > 60_000) nonces.delete(n);
+    const nonce = randomBytes(16).toString('hex');
+    nonces.set(nonce, now);
+    ctx.body = { nonce };
+  });
+  r.router.post('/_synapse/admin/v1/register', async (ctx) => {
+    const secret = s.registration.sharedSecret;
+    if (!secret) throw new MatrixError('M_FORBIDDEN', 'Shared secret registration is not enabled', {}, 400);
+    const req = parse(
+      z.object({
+        nonce: z.string(),
+        username: z.string().max(255),
+        password: z.string().max(1024),
+        admin: z.boolean().optional(),
+        mac: z.string(),
+        displayname: z.string().max(255).optional(),
+      }).passthrough(),
+      (ctx.state as { body?: unknown }).body,
+    );
+    if (!nonces.delete(req.nonce)) throw new MatrixError('M_UNKNOWN', 'Unrecognised nonce');
+    const mac = createHmac('sha1', secret)
+      .update([req.nonce, req.username, req.password, req.admin ? 'admin' : 'notadmin'].join('\0'))
+      .digest('hex');
+    const given = Buffer.from(req.mac.toLowerCase());
+    if (given.length !== mac.length || !timingSafeEqual(given, Buffer.from(mac))) {
+      throw new MatrixError('M_FORBIDDEN', 'HMAC incorrect');
+    }
+    const userId = await s.accounts.createAccount(req.username.toLowerCase(), req.password, req.admin ?? false);
+    ctx.body = await s.accounts.login(userId, undefined, null, ctx.ip || null);
+  });
+}

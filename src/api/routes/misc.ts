@@ -1,0 +1,45 @@
+// Discovery and capability endpoints clients call at start-up.
+
+import { SUPPORTED_ROOM_VERSIONS, DEFAULT_ROOM_VERSION } from '../../protocol/types.js';
+import { defaultPushRules } from '../../push/default-rules.js';
+import type { ApiServices, ClientRoutes } from '../routing.js';
+
+/** Every spec version we implement: clients match these as exact strings. */
+export const SPEC_VERSIONS = ['r0.0.1', 'r0.1.0', 'r0.2.0', 'r0.3.0', 'r0.4.0', 'r0.5.0', 'r0.6.0', 'r0.6.1',
+  'v1.1', 'v1.2', 'v1.3', 'v1.4', 'v1.5', 'v1.6', 'v1.7', 'v1.8', 'v1.9', 'v1.10', 'v1.11', 'v1.12'];
+
+export function miscRoutes(r: ClientRoutes, s: ApiServices): void {
+  r.router.get('/_matrix/client/versions', (ctx) => {
+    ctx.body = { versions: SPEC_VERSIONS, unstable_features: {} };
+  });
+  r.router.get('/.well-known/matrix/client', (ctx) => {
+    ctx.body = { 'm.homeserver': { base_url: s.publicBaseUrl } };
+  });
+  r.router.get('/health', (ctx) => {
+    ctx.type = 'text/plain';
+    ctx.body = 'OK';
+  });
+
+  r.authed('get', '/capabilities', (ctx) => {
+    const available: Record<string, string> = {};
+    for (const v of SUPPORTED_ROOM_VERSIONS) available[v] = 'stable';
+    ctx.body = {
+      capabilities: {
+        'm.room_versions': { default: DEFAULT_ROOM_VERSION, available },
+        'm.change_password': { enabled: true },
+        'm.set_displayname': { enabled: true },
+        'm.set_avatar_url': { enabled: true },
+        'm.3pid_changes': { enabled: false },
+      },
+    };
+  });
+  r.authed('get', '/voip/turnServer', (ctx) => {
+    ctx.body = {};
+  });
+  r.authed('get', '/thirdparty/protocols', (ctx) => {
+    ctx.body = {};
+  });
+  r.authed('get', '/pushrules/', (ctx, auth) => {
+    ctx.body = defaultPushRules(auth.userId);
+  });
+}

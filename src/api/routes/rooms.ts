@@ -1,0 +1,228 @@
+// Room creation, membership, sending, state and member lists.
+
+import { z } from 'zod';
+import { MatrixError } from '../errors.js';
+import { body, type AuthInfo } from '../middleware.js';
+import { parse, param, queryString, type ApiServices, type ClientRoutes } from '../routing.js';
+import { isValidRoomAlias } from '../../protocol/ids.js';
+import type { JsonObject } from '../../protocol/types.js';
+import type { CreateRoomRequest } from '../../room/room-service.js';
+import type { StateEntry } from '../../store/types.js';
+import { parseToken } from '../../sync/token.js';
+
+const jsonObject = z.record(z.string(), z.unknown());
+const eventType = z.string().min(1).max(255);
+
+const createRoomSchema = z
+  .object({
+    visibility: z.enum(['public', 'private']).optional(),
+    room_alias_name: z.string().min(1).max(200).optional(),
+    name: z.string().max(255).optional(),
+    topic: z.string().max(4096).optional(),
+    invite: z.array(z.string().max(255)).max(100).optional(),
+    room_version: z.string().max(32).optional(),
+    creation_content: jsonObject.optional(),
+    initial_state: z.array(z.object({ type: eventType, state_key: z.string().max(255).optional(), content: jsonObject })).max(100).optional(),
+    preset: z.enum(['private_chat', 'public_chat', 'trusted_private_chat']).optional(),
+    is_direct: z.boolean().optional(),
+    power_level_content_override: jsonObject.optional(),
+  })
+  .passthrough();
+
+const reasonSchema = z.object({ reason: z.string().max(1024).optional() }).passthrough();
+const targetSchema = reasonSchema.extend({ user_id: z.string().max(255) });
+
+export function roomRoutes(r: ClientRoutes, s: ApiServices): void {
+  r.authed('post', '/createRoom', async (ctx, auth) => {
+    const req = parse(createRoomSchema, body(ctx)) as CreateRoomRequest;
+    await s.limits.message.consume(auth.userId);
+    const { roomId, alias } = await s.rooms.createRoom(auth, req);
+    ctx.body = alias ? { room_id: roomId, room_alias: alias } : { room_id: roomId };
+  });
+
+  const join = async (auth: AuthInfo, idOrAlias: string, reason?: string) => ({ room_id: await s.rooms.join(auth, idOrAlias, reason) });
+  r.authed('post', '/join/:roomIdOrAlias', async (ctx, auth) => {
+    ctx.body = await join(auth, param(ctx, 'roomIdOrAlias'), parse(reasonSchema, body(ctx)).reason);
+  });
+  r.authed('post', '/rooms/:roomId/join', async (ctx, auth) => {
+    ctx.body = await join(auth, param(ctx, 'roomId'), parse(reasonSchema, body(ctx)).reason);
+  });
+  r.authed('post', '/rooms/:roomId/leave', async (ctx, auth) => {
+    await s.rooms.leave(auth, param(ctx, 'roomId'), parse(reasonSchema, body(ctx)).reason);
+    ctx.body = {};
+  });
+  r.authed('post', '/rooms/:roomId/forget', async (ctx, auth) => {
+    await s.rooms.forget(auth, param(ctx, 'roomId'));
+    ctx.body = {};
+  });
+  for (const action of ['invite', 'kick', 'ban', 'unban'] as const) {
+    r.authed('post', `/rooms/:roomId/${action}`, async (ctx, auth) => {
+      const req = parse(targetSchema, body(ctx));
+      await s.rooms.changeMembership(auth, param(ctx, 'roomId'), req.user_id, action, req.reason);
+      ctx.body = {};
+    });
+  }
+
+  r.authed('put', '/rooms/:roomId/send/:eventType/:txnId', async (ctx, auth) => {
+    const roomId = param(ctx, 'roomId');
+    const type = parse(eventType, param(ctx, 'eventType'));
+    await s.limits.message.consume(auth.userId);
+    const res = await s.rooms.send(auth, roomId, {
+      type,
+      content: body(ctx) as JsonObject,
+      txn: { userId: auth.userId, deviceId: auth.deviceId, txnId: param(ctx, 'txnId') },
+    });
+    ctx.body = { event_id: res.eventId };
+  });
+
+  const putState = async (auth: AuthInfo, roomId: string, type: string, stateKey: string, content: JsonObject) => {
+    if (type === 'm.room.canonical_alias') await validateCanonicalAlias(s, roomId, content);
+    const res = await s.rooms.send(auth, roomId, { type, stateKey, content });
+    return { event_id: res.eventId };
+  };
+  r.authed('put', '/rooms/:roomId/state/:eventType{/:stateKey}', async (ctx, auth) => {
+    const type = parse(eventType, param(ctx, 'eventType'));
+    ctx.body = await putState(auth, param(ctx, 'roomId'), type, ctx.params.stateKey ?? '', body(ctx) as JsonObject);
+  });
+
+  r.authed('put', '/rooms/:roomId/redact/:eventId/:txnId', async (ctx, auth) => {
+    const req = parse(reasonSchema, body(ctx));
+    const content: JsonObject = req.reason ? { reason: req.reason } : {};
+    const res = await s.rooms.send(auth, param(ctx, 'roomId'), {
+      type: 'm.room.redaction',
+      content,
+      redacts: param(ctx, 'eventId'),
+      txn: { userId: auth.userId, deviceId: auth.deviceId, txnId: `redact:${param(ctx, 'txnId')}` },
+    });
+    ctx.body = { event_id: res.eventId };
+  });
+
+  r.authed('get', '/rooms/:roomId/state/:eventType{/:stateKey}', async (ctx, auth) => {
+    const roomId = param(ctx, 'roomId');
+    const state = await visibleState(s, auth.userId, roomId);
+    const entry = state.find((e) => e.type === ctx.params.eventType && e.stateKey === (ctx.params.stateKey ?? ''));
+    const ev = entry && (await s.store.rooms.getEvent(entry.eventId));
+    if (!ev) throw new MatrixError('M_NOT_FOUND', 'Event not found');
+    ctx.body = ctx.query.format === 'event' ? s.formatter.formatOne(ev, auth) : ev.pdu.content;
+  });
+
+  r.authed('get', '/rooms/:roomId/state', async (ctx, auth) => {
+    const roomId = param(ctx, 'roomId');
+    const state = await visibleState(s, auth.userId, roomId);
+    const events = await s.store.rooms.getEvents(state.map((e) => e.eventId));
+    ctx.body = await s.formatter.format([...events.values()].sort((a, b) => a.stream - b.stream), auth);
+  });
+
+  r.authed('get', '/rooms/:roomId/members', async (ctx, auth) => {
+    const roomId = param(ctx, 'roomId');
+    const at = queryString(ctx, 'at');
+    let state: StateEntry[];
+    if (at !== undefined) {
+      const pos = parseToken(at, 'at').stream;
+      const mine = await s.store.rooms.getMembership(roomId, auth.userId);
+      if (!mine) throw new MatrixError('M_FORBIDDEN', 'You are not a member of this room');
+      // A leaver cannot look past their departure.
+      const bound = mine.membership === 'join' || mine.membership === 'invite' ? pos : Math.min(pos, mine.stream);
+      state = await s.store.rooms.getStateAt(roomId, bound);
+    } else {
+      state = await visibleState(s, auth.userId, roomId);
+    }
+    const memberEntries = state.filter((e) => e.type === 'm.room.member');
+    const events = await s.store.rooms.getEvents(memberEntries.map((e) => e.eventId));
+    const wanted = queryString(ctx, 'membership');
+    const notWanted = queryString(ctx, 'not_membership');
+    const chunk = [...events.values()]
+      .filter((e) => {
+        const m = e.pdu.content.membership;
+        return (!wanted || m === wanted) && (!notWanted || m !== notWanted);
+      })
+      .sort((a, b) => a.stream - b.stream);
+    ctx.body = { chunk: await s.formatter.format(chunk, auth) };
+  });
+
+  r.authed('get', '/rooms/:roomId/joined_members', async (ctx, auth) => {
+    const roomId = param(ctx, 'roomId');
+    const mine = await s.store.rooms.getMembership(roomId, auth.userId);
+    if (mine?.membership !== 'join') throw new MatrixError('M_FORBIDDEN', 'You are not joined to this room');
+    const members = await s.store.rooms.getRoomMembers(roomId, ['join']);
+    const events = await s.store.rooms.getEvents(members.map((m) => m.eventId));
+    const joined: JsonObject = {};
+    for (const m of members) {
+      const c = events.get(m.eventId)?.pdu.content ?? {};
+      joined[m.userId] = {
+        display_name: typeof c.displayname === 'string' ? c.displayname : null,
+        avatar_url: typeof c.avatar_url === 'string' ? c.avatar_url : null,
+      };
+    }
+    ctx.body = { joined };
+  });
+
+  r.authed('get', '/joined_rooms', async (ctx, auth) => {
+    const rooms = await s.store.rooms.getRoomsForUser(auth.userId, ['join']);
+    ctx.body = { joined_rooms: rooms.map((m) => m.roomId) };
+  });
+
+  directoryRoutes(r, s);
+}
+
+/**
+ * State a user may read: current state while joined (or the room is world-readable), the state
+ * at the moment they left otherwise.
+ */
+async function visibleState(s: ApiServices, userId: string, roomId: string): Promise<StateEntry[]> {
+  const m = await s.store.rooms.getMembership(roomId, userId);
+  if (m?.membership === 'join') return s.store.rooms.getCurrentState(roomId);
+  if (m && (m.membership === 'leave' || m.membership === 'ban')) return s.store.rooms.getStateAt(roomId, m.stream);
+  if (await s.visibility.canPeek(userId, roomId)) return s.store.rooms.getCurrentState(roomId);
+  throw new MatrixError('M_FORBIDDEN', 'You are not a member of this room');
+}
+
+async function validateCanonicalAlias(s: ApiServices, roomId: string, content: JsonObject): Promise<void> {
+  const aliases: unknown[] = [];
+  if (content.alias !== undefined && content.alias !== null) aliases.push(content.alias);
+  if (content.alt_aliases !== undefined) {
+    if (!Array.isArray(content.alt_aliases)) throw new MatrixError('M_BAD_JSON', 'alt_aliases must be an array');
+    aliases.push(...content.alt_aliases);
+  }
+  for (const a of aliases) {
+    if (typeof a !== 'string' || !isValidRoomAlias(a)) throw new MatrixError('M_INVALID_PARAM', `Invalid alias: ${String(a)}`);
+    const found = await s.store.rooms.getAlias(a);
+    if (!found || found.roomId !== roomId) throw new MatrixError('M_BAD_ALIAS', `Alias ${a} does not point to this room`, {}, 400);
+  }
+}
+
+function directoryRoutes(r: ClientRoutes, s: ApiServices): void {
+  r.route('get', '/directory/room/:alias', async (ctx) => {
+    const alias = param(ctx, 'alias');
+    if (!isValidRoomAlias(alias)) throw new MatrixError('M_INVALID_PARAM', 'Invalid room alias');
+    const found = await s.store.rooms.getAlias(alias);
+    if (!found) throw new MatrixError('M_NOT_FOUND', `Room alias ${alias} not found`);
+    ctx.body = { room_id: found.roomId, servers: [s.serverName] };
+  });
+  r.authed('put', '/directory/room/:alias', async (ctx, auth) => {
+    const alias = param(ctx, 'alias');
+    if (!isValidRoomAlias(alias) || !alias.endsWith(`:${s.serverName}`)) throw new MatrixError('M_INVALID_PARAM', 'Invalid room alias for this server');
+    const req = parse(z.object({ room_id: z.string().max(255) }).passthrough(), body(ctx));
+    const m = await s.store.rooms.getMembership(req.room_id, auth.userId);
+    if (m?.membership !== 'join') throw new MatrixError('M_FORBIDDEN', 'You must be joined to the room');
+    if (await s.store.rooms.getAlias(alias)) throw new MatrixError('M_UNKNOWN', 'Room alias already exists', {}, 409);
+    await s.store.rooms.createAlias(alias, req.room_id, auth.userId);
+    ctx.body = {};
+  });
+  r.authed('delete', '/directory/room/:alias', async (ctx, auth) => {
+    const alias = param(ctx, 'alias');
+    const found = await s.store.rooms.getAlias(alias);
+    if (!found) throw new MatrixError('M_NOT_FOUND', 'Room alias not found');
+    const user = await s.store.accounts.getUser(auth.userId);
+    const state = await s.roomInput.currentState(found.roomId);
+    const canManage = found.creator === auth.userId || user?.admin || (state && state.powerLevel(auth.userId) >= 50);
+    if (!canManage) throw new MatrixError('M_FORBIDDEN', 'You may not delete this alias');
+    await s.store.rooms.deleteAlias(alias);
+    ctx.body = {};
+  });
+  r.authed('get', '/rooms/:roomId/aliases', async (ctx, auth) => {
+    const roomId = param(ctx, 'roomId');
+    await visibleState(s, auth.userId, roomId);
+    ctx.body = { aliases: await s.store.rooms.getAliasesForRoom(roomId) };
+  });
+}

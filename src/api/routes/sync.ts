@@ -1,0 +1,59 @@
+// /sync (long-poll transport over SyncService) and filter storage.
+
+import { MatrixError } from '../errors.js';
+import { body, type Ctx } from '../middleware.js';
+import { param, queryInt, queryString, type ApiServices, type ClientRoutes } from '../routing.js';
+import { canonicalJson } from '../../protocol/canonical-json.js';
+import { compileFilter, parseFilterParam, validateFilter, type FilterJson } from '../../sync/filter.js';
+
+export function syncRoutes(r: ClientRoutes, s: ApiServices): void {
+  r.authed('get', '/sync', async (ctx, auth) => {
+    const filterParam = queryString(ctx, 'filter');
+    const filter = compileFilter(await resolveFilter(s, auth.userId, filterParam));
+    const timeoutMs = queryInt(ctx, 'timeout', 0, 0, s.maxSyncTimeoutMs);
+    const abort = new AbortController();
+    const onClose = () => abort.abort();
+    ctx.req.on('close', onClose);
+    try {
+      ctx.body = await s.sync.sync({
+        userId: auth.userId,
+        deviceId: auth.deviceId,
+        since: queryString(ctx, 'since') || undefined,
+        filter,
+        timeoutMs,
+        fullState: queryString(ctx, 'full_state') === 'true',
+        signal: abort.signal,
+      });
+    } finally {
+      ctx.req.off('close', onClose);
+    }
+  });
+
+  r.authed('post', '/user/:userId/filter', async (ctx, auth) => {
+    requireSelf(ctx, auth.userId);
+    const raw = body(ctx);
+    validateFilter(raw);
+    // Stored exactly as received (canonical form of the same JSON) so GET returns it unchanged.
+    const filterId = await s.store.userData.createFilter(auth.userId, canonicalJson(raw));
+    ctx.body = { filter_id: filterId };
+  });
+
+  r.authed('get', '/user/:userId/filter/:filterId', async (ctx, auth) => {
+    requireSelf(ctx, auth.userId);
+    const text = await s.store.userData.getFilter(auth.userId, param(ctx, 'filterId'));
+    if (text === null) throw new MatrixError('M_NOT_FOUND', 'No such filter');
+    ctx.body = JSON.parse(text);
+  });
+}
+
+function requireSelf(ctx: Ctx, userId: string): void {
+  if (param(ctx, 'userId') !== userId) throw new MatrixError('M_FORBIDDEN', 'Cannot access filters of other users');
+}
+
+async function resolveFilter(s: ApiServices, userId: string, value: string | undefined): Promise<FilterJson | undefined> {
+  if (value === undefined || value === '') return undefined;
+  if (value.trimStart().startsWith('{')) return parseFilterParam(value);
+  const text = await s.store.userData.getFilter(userId, value);
+  if (text === null) throw new MatrixError('M_NOT_FOUND', 'No such filter');
+  return validateFilter(JSON.parse(text));
+}

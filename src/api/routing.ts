@@ -1,0 +1,109 @@
+// Route registration helpers shared by the route modules: the services bundle, the v3/r0 alias,
+// authentication, and zod-based request validation.
+
+import Router from '@koa/router';
+import type { z } from 'zod';
+import type { Logger } from 'pino';
+import { MatrixError } from './errors.js';
+import { accessTokenOf, type AuthInfo, type Ctx, type HearthState } from './middleware.js';
+import type { AccountService } from '../users/account-service.js';
+import type { RoomService } from '../room/room-service.js';
+import type { SyncService } from '../sync/sync-service.js';
+import type { EventFormatter } from '../room/client-event.js';
+import type { VisibilityChecker } from '../room/visibility.js';
+import type { Store } from '../store/types.js';
+import type { RoomInput } from '../room/room-input.js';
+import type { Notifier } from '../sync/notifier.js';
+import type { RateLimiter } from './rate-limit.js';
+
+export interface ApiServices {
+  serverName: string;
+  publicBaseUrl: string;
+  store: Store;
+  accounts: AccountService;
+  rooms: RoomService;
+  roomInput: RoomInput;
+  sync: SyncService;
+  formatter: EventFormatter;
+  visibility: VisibilityChecker;
+  notifier: Notifier;
+  logger: Logger;
+  limits: { login: RateLimiter; registration: RateLimiter; message: RateLimiter };
+  registration: { enabled: boolean; token: string | null; sharedSecret: string | null };
+  maxSyncTimeoutMs: number;
+  now: () => number;
+}
+
+export type Handler = (ctx: Ctx) => Promise<void> | void;
+export type AuthedHandler = (ctx: Ctx, auth: AuthInfo) => Promise<void> | void;
+type Method = 'get' | 'post' | 'put' | 'delete';
+
+/**
+ * Registers client routes under /_matrix/client/v3 and the legacy /r0 alias (bot-sdk still uses
+ * r0), or under an explicit version list for v1-only endpoints.
+ */
+export class ClientRoutes {
+  constructor(readonly router: Router<HearthState>, private readonly services: ApiServices) {}
+
+  route(method: Method, path: string, handler: Handler, versions: string[] = ['v3', 'r0']): void {
+    for (const v of versions) {
+      (this.router[method] as (p: string, h: (ctx: Ctx) => Promise<void>) => unknown)(
+        `/_matrix/client/${v}${path}`,
+        async (ctx: Ctx) => {
+          await handler(ctx);
+        },
+      );
+    }
+  }
+
+  authed(method: Method, path: string, handler: AuthedHandler, versions?: string[]): void {
+    this.route(method, path, async (ctx) => handler(ctx, await this.authenticate(ctx)), versions);
+  }
+
+  async authenticate(ctx: Ctx): Promise<AuthInfo> {
+    const token = accessTokenOf(ctx);
+    if (!token) throw new MatrixError('M_MISSING_TOKEN', 'Missing access token');
+    const auth = await this.services.accounts.authenticate(token);
+    ctx.state.auth = auth;
+    void this.services.store.devices.touchDevice(auth.userId, auth.deviceId, this.services.now(), ctx.ip || null).catch(() => undefined);
+    return auth;
+  }
+}
+
+/** Validates with a zod schema; the first problem becomes M_BAD_JSON (or M_MISSING_PARAM). */
+export function parse<T extends z.ZodTypeAny>(schema: T, value: unknown): z.infer<T> {
+  const r = schema.safeParse(value);
+  if (r.success) return r.data;
+  const issue = r.error.issues[0];
+  const where = issue.path.join('.') || 'body';
+  const missing = issue.code === 'invalid_type' && valueAt(value, issue.path) === undefined;
+  throw new MatrixError(missing ? 'M_MISSING_PARAM' : 'M_BAD_JSON', `${where}: ${missing ? 'required' : issue.message}`);
+}
+
+function valueAt(root: unknown, path: PropertyKey[]): unknown {
+  let v = root;
+  for (const k of path) {
+    if (v === null || typeof v !== 'object') return undefined;
+    v = (v as Record<PropertyKey, unknown>)[k];
+  }
+  return v;
+}
+
+export function param(ctx: Ctx, name: string): string {
+  const v = ctx.params[name];
+  if (v === undefined || v === '') throw new MatrixError('M_MISSING_PARAM', `Missing path parameter ${name}`);
+  return v;
+}
+
+export function queryString(ctx: Ctx, name: string): string | undefined {
+  const v = ctx.query[name];
+  if (Array.isArray(v)) return v[0];
+  return v;
+}
+
+export function queryInt(ctx: Ctx, name: string, def: number, min: number, max: number): number {
+  const v = queryString(ctx, name);
+  if (v === undefined || v === '') return def;
+  if (!/^-?\d{1,15}$/.test(v)) throw new MatrixError('M_INVALID_PARAM', `${name} must be an integer`);
+  return Math.min(max, Math.max(min, Number(v)));
+}

@@ -1,0 +1,158 @@
+// The shape of hearth's YAML config. Keys stay snake_case in the parsed type so that code, the
+// docs and config.example.yaml all use one spelling. Every object is strict: a typo in a key is
+// a start-up error rather than a silently ignored setting. Every section has a prefault of `{}`
+// so an absent section (or one whose keys are all commented out) takes every default.
+//
+// config.example.yaml documents every key here; spec/config checks the two agree.
+
+import { z } from 'zod';
+
+// Matrix server-name grammar (spec appendix "Server Name"): hostname or IP literal, optional port.
+const SERVER_NAME_RE = /^(?:\[[0-9A-Fa-f:.]{2,45}\]|[A-Za-z0-9.-]{1,255})(?::\d{1,5})?$/;
+
+// 0 asks the OS for a free port (tests); the server reports the bound one.
+const port = z.int().min(0).max(65535);
+const host = z.string().min(1);
+const filePath = z.string().min(1);
+
+const clientListener = z
+  .strictObject({
+    host: host.default('127.0.0.1'),
+    port: port.default(8008),
+    // Only behind a reverse proxy: take the client IP (used for rate limits, device last-seen)
+    // from X-Forwarded-For. Trusting it when directly exposed lets clients spoof their IP.
+    x_forwarded: z.boolean().default(false),
+  })
+  .prefault({});
+
+const federationListener = z
+  .strictObject({
+    // Off by default: a local `localhost` server cannot federate anyway, and a federation port
+    // must serve TLS with a certificate for server_name (or sit behind a TLS-terminating proxy).
+    enabled: z.boolean().default(false),
+    host: host.default('127.0.0.1'),
+    port: port.default(8448),
+    tls: z.boolean().default(true),
+    tls_certificate_path: filePath.nullable().default(null),
+    tls_private_key_path: filePath.nullable().default(null),
+    x_forwarded: z.boolean().default(false),
+  })
+  .superRefine((l, ctx) => {
+    if (!l.enabled || !l.tls) return;
+    for (const key of ['tls_certificate_path', 'tls_private_key_path'] as const) {
+      if (l[key] === null) {
+        ctx.addIssue({ code: 'custom', path: [key], message: 'required when the federation listener is enabled with tls: true' });
+      }
+    }
+  })
+  .prefault({});
+
+const rateLimit = (perSecond: number, burst: number) =>
+  z
+    .strictObject({
+      per_second: z.number().positive().default(perSecond),
+      burst: z.int().min(1).default(burst),
+    })
+    .prefault({});
+
+const configObject = z.strictObject({
+  server_name: z
+    .string()
+    .regex(SERVER_NAME_RE, { error: 'must be a Matrix server name: hostname, IPv4 or [IPv6], optionally :port' })
+    .default('localhost'),
+  // null: derived from the client listener (fine locally; set it when behind a proxy or public).
+  public_baseurl: z
+    .url({ protocol: /^https?$/, error: 'must be an http(s) URL' })
+    .nullable()
+    .default(null),
+  listeners: z.strictObject({ client: clientListener, federation: federationListener }).prefault({}),
+  storage: z
+    .strictObject({
+      backend: z.enum(['sqlite']).default('sqlite'),
+      sqlite: z
+        .strictObject({
+          path: filePath.default('./data/hearth.sqlite'),
+          synchronous: z.enum(['full', 'normal']).default('full'),
+        })
+        .prefault({}),
+    })
+    .prefault({}),
+  registration: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      token: z.string().min(1).nullable().default(null),
+      shared_secret: z
+        .string()
+        .min(16, { error: 'must be at least 16 characters (generate-config writes a random one)' })
+        .nullable()
+        .default(null),
+    })
+    .prefault({}),
+  signing_key_path: filePath.default('./data/signing.key'),
+  federation: z.strictObject({ verify_tls: z.boolean().default(true) }).prefault({}),
+  limits: z
+    .strictObject({
+      max_request_body_bytes: z.int().min(1024).default(1048576),
+      // 65536 is the Matrix PDU size limit; larger events would be rejected by other servers.
+      max_event_bytes: z.int().min(1024).max(65536).default(65536),
+      rate_limits: z
+        .strictObject({
+          enabled: z.boolean().default(true),
+          login: rateLimit(0.5, 10),
+          registration: rateLimit(0.2, 5),
+          message: rateLimit(20, 100),
+        })
+        .prefault({}),
+    })
+    .prefault({}),
+  sync: z.strictObject({ max_timeout_ms: z.int().min(0).default(60000) }).prefault({}),
+  log: z
+    .strictObject({
+      level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+      format: z.enum(['json', 'pretty']).default('json'),
+    })
+    .prefault({}),
+  metrics: z.strictObject({ enabled: z.boolean().default(true) }).prefault({}),
+});
+
+/** The object schema without root-level refinements; load.ts walks it to name keys in errors. */
+export const configObjectSchema = configObject;
+
+export const hearthConfigSchema = configObject
+  .superRefine((c, ctx) => {
+    const { client, federation } = c.listeners;
+    if (federation.enabled && client.port !== 0 && client.port === federation.port && client.host === federation.host) {
+      ctx.addIssue({ code: 'custom', path: ['listeners', 'federation', 'port'], message: 'same host and port as listeners.client' });
+    }
+  })
+  .transform((c) => ({ ...c, public_baseurl: normaliseBaseUrl(c.public_baseurl ?? localBaseUrl(c.listeners.client)) }));
+
+/** The validated config, with every default filled in and paths made absolute by loadConfig. */
+export type HearthConfig = z.output<typeof hearthConfigSchema>;
+/** What a YAML file or `overrides` may contain: every key optional. */
+export type HearthConfigInput = z.input<typeof hearthConfigSchema>;
+
+/** An http:// URL that reaches `listener` from this machine. */
+export function localBaseUrl(listener: { host: string; port: number }): string {
+  // A wildcard bind address is not something a client can connect to; loopback is the best guess.
+  let h = listener.host === '0.0.0.0' ? '127.0.0.1' : listener.host === '::' ? '::1' : listener.host;
+  if (h.includes(':') && !h.startsWith('[')) h = `[${h}]`;
+  return `http://${h}:${listener.port}/`;
+}
+
+function normaliseBaseUrl(url: string): string {
+  return url.endsWith('/') ? url : `${url}/`;
+}
+
+/**
+ * True when anyone who can reach the client port can create an account. The server logs
+ * OPEN_REGISTRATION_WARNING at start-up in that case.
+ */
+export function isOpenRegistrationWarningNeeded(config: Pick<HearthConfig, 'registration'>): boolean {
+  return config.registration.enabled && config.registration.token === null;
+}
+
+export const OPEN_REGISTRATION_WARNING =
+  'Open registration is enabled (registration.enabled: true, registration.token: null): anyone who can ' +
+  'reach this server can create accounts. This is meant for local use only; set registration.token or ' +
+  'registration.enabled: false before exposing the server.';

@@ -1,0 +1,114 @@
+// Prometheus metrics. Each Metrics owns its own Registry: prom-client's global registry would make
+// a second server in the same process (tests) fail with "metric already registered", and would
+// mix the two servers' numbers.
+
+import type { Middleware } from 'koa';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+export interface MetricsOptions {
+  /**
+   * Also collect process metrics (CPU, memory, event-loop lag, GC). Each collection starts an
+   * event-loop monitor and a GC observer that live as long as the process, so tests that create
+   * many servers may turn this off.
+   */
+  defaultMetrics?: boolean;
+}
+
+const HTTP_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'OPTIONS', 'PATCH']);
+
+export class Metrics {
+  readonly registry: Registry;
+  readonly httpRequests: Counter<'method' | 'route' | 'status'>;
+  readonly httpDuration: Histogram<'method' | 'route' | 'status'>;
+  readonly eventsPersisted: Counter;
+  readonly syncWaiters: Gauge;
+  readonly dbTiming: Histogram<'operation'>;
+
+  constructor(opts: MetricsOptions = {}) {
+    this.registry = new Registry();
+    const registers = [this.registry];
+    this.httpRequests = new Counter({
+      name: 'hearth_http_requests_total',
+      help: 'HTTP requests handled, by method, route pattern and status.',
+      labelNames: ['method', 'route', 'status'] as const,
+      registers,
+    });
+    this.httpDuration = new Histogram({
+      name: 'hearth_http_request_duration_seconds',
+      help: 'HTTP request latency, by method, route pattern and status. Includes /sync long-polls.',
+      labelNames: ['method', 'route', 'status'] as const,
+      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120],
+      registers,
+    });
+    this.eventsPersisted = new Counter({
+      name: 'hearth_events_persisted_total',
+      help: 'Room events persisted.',
+      registers,
+    });
+    this.syncWaiters = new Gauge({
+      name: 'hearth_sync_waiters',
+      help: '/sync requests currently waiting for new data.',
+      registers,
+    });
+    this.dbTiming = new Histogram({
+      name: 'hearth_db_operation_duration_seconds',
+      help: 'Storage operation latency, by operation.',
+      labelNames: ['operation'] as const,
+      buckets: [0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5],
+      registers,
+    });
+    if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry });
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  /** The Prometheus text exposition of every metric. */
+  render(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  /**
+   * Records one HTTP request. `route` must be a route pattern (e.g. `/rooms/:roomId/send/...`),
+   * never the raw URL: every distinct label value is a separate time series kept forever.
+   */
+  observeHttp(method: string, route: string, status: number, seconds: number): void {
+    const labels = { method: HTTP_METHODS.has(method) ? method : 'OTHER', route, status: String(status) };
+    this.httpRequests.inc(labels);
+    this.httpDuration.observe(labels, seconds);
+  }
+
+  /** Times an async storage operation into dbTiming, whether it succeeds or fails. */
+  async timeDb<T>(operation: string, fn: () => Promise<T>): Promise<T> {
+    const end = this.dbTiming.startTimer({ operation });
+    try {
+      return await fn();
+    } finally {
+      end();
+    }
+  }
+
+  /**
+   * Koa middleware recording every request. Mount it outside the error-rendering middleware so the
+   * final status is seen; the route label comes from @koa/router's matched pattern, and requests
+   * that matched no route share the label "unmatched".
+   */
+  httpMiddleware(): Middleware {
+    return async (ctx, next) => {
+      const start = process.hrtime.bigint();
+      let status: number | undefined;
+      try {
+        await next();
+      } catch (err) {
+        const s = (err as { status?: unknown }).status;
+        status = typeof s === 'number' && s >= 400 && s < 600 ? s : 500;
+        throw err;
+      } finally {
+        const matched = (ctx as { _matchedRoute?: unknown })._matchedRoute;
+        const route = matched === undefined || matched === null ? 'unmatched' : String(matched);
+        this.observeHttp(ctx.method, route, status ?? ctx.status, Number(process.hrtime.bigint() - start) / 1e9);
+      }
+    };
+  }
+}

@@ -1,0 +1,194 @@
+// Matrix canonical JSON (spec appendices, "Canonical JSON") and a strict parser for untrusted input.
+import type { JsonObject, JsonValue } from './types.js';
+
+export class CanonicalJsonError extends Error {
+  override name = 'CanonicalJsonError';
+}
+
+/** Largest magnitude canonical JSON allows; the same as JS safe integers. */
+export const MAX_SAFE_JSON_INT = Number.MAX_SAFE_INTEGER;
+
+// Deep enough for any real event, shallow enough that hostile input cannot blow the stack.
+const MAX_DEPTH = 512;
+
+// A lone surrogate cannot be encoded as UTF-8, so two servers would hash it differently.
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+export function hasLoneSurrogate(s: string): boolean {
+  return LONE_SURROGATE.test(s);
+}
+
+/**
+ * Compares two strings by Unicode code point. Plain `<` compares UTF-16 code units, which puts
+ * astral characters (surrogate pairs, 0xD800..) before U+E000..U+FFFF; the spec wants code points.
+ */
+export function compareCodePoints(a: string, b: string): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    let x = a.charCodeAt(i);
+    let y = b.charCodeAt(i);
+    if (x === y) continue;
+    if (x >= 0xd800 && y >= 0xd800) {
+      // Move surrogates above U+E000..U+FFFF; everything below 0xD800 already orders correctly.
+      x = x >= 0xe000 ? x - 0x800 : x + 0x2000;
+      y = y >= 0xe000 ? y - 0x800 : y + 0x2000;
+    }
+    return x - y;
+  }
+  return a.length - b.length;
+}
+
+export function isJsonObject(v: unknown): v is JsonObject {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;
+  const proto = Object.getPrototypeOf(v);
+  return proto === Object.prototype || proto === null;
+}
+
+/**
+ * Serialises `value` as canonical JSON. Object properties whose value is `undefined` are skipped
+ * (as JSON.stringify does) so optional TS fields may be left unset; anything else that has no
+ * canonical form (floats, unsafe integers, NaN, lone surrogates, class instances) throws.
+ */
+export function canonicalJson(value: unknown): string {
+  const out: string[] = [];
+  write(value, out, 0);
+  return out.join('');
+}
+
+function writeString(s: string, out: string[]): void {
+  if (hasLoneSurrogate(s)) throw new CanonicalJsonError('string contains a lone surrogate');
+  // JSON.stringify already emits the minimal escapes with lowercase \u00xx, as the spec requires.
+  out.push(JSON.stringify(s));
+}
+
+function write(v: unknown, out: string[], depth: number): void {
+  if (depth > MAX_DEPTH) throw new CanonicalJsonError('value nested too deeply');
+  switch (typeof v) {
+    case 'string':
+      writeString(v, out);
+      return;
+    case 'boolean':
+      out.push(v ? 'true' : 'false');
+      return;
+    case 'number':
+      if (!Number.isSafeInteger(v)) {
+        throw new CanonicalJsonError(`number ${v} is not an integer in the canonical JSON range`);
+      }
+      // String(-0) is "0", which is what canonical JSON wants.
+      out.push(String(v));
+      return;
+    case 'object':
+      break;
+    default:
+      throw new CanonicalJsonError(`cannot serialise a value of type ${typeof v}`);
+  }
+  if (v === null) {
+    out.push('null');
+    return;
+  }
+  if (Array.isArray(v)) {
+    out.push('[');
+    for (let i = 0; i < v.length; i++) {
+      if (i > 0) out.push(',');
+      if (v[i] === undefined) throw new CanonicalJsonError('array contains undefined');
+      write(v[i], out, depth + 1);
+    }
+    out.push(']');
+    return;
+  }
+  if (!isJsonObject(v)) throw new CanonicalJsonError('only plain objects can be serialised');
+  const keys = Object.keys(v).filter((k) => v[k] !== undefined).sort(compareCodePoints);
+  out.push('{');
+  keys.forEach((k, i) => {
+    if (i > 0) out.push(',');
+    writeString(k, out);
+    out.push(':');
+    write(v[k], out, depth + 1);
+  });
+  out.push('}');
+}
+
+/**
+ * Parses JSON from an untrusted peer and rejects what canonical JSON cannot represent.
+ * JSON.parse alone would silently accept `1.0`/`1e3` (as integers) and round integers past 2^53,
+ * so number tokens are checked in the raw text. JSON.parse is safe against `__proto__` keys: it
+ * defines own properties instead of invoking the setter.
+ */
+export function parseStrictJson(text: string): JsonValue {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (e) {
+    throw new CanonicalJsonError(`invalid JSON: ${(e as Error).message}`);
+  }
+  checkNumberTokens(text);
+  validateParsed(value, 0);
+  return value as JsonValue;
+}
+
+/** As {@link parseStrictJson} but the top level must be an object. */
+export function parseStrictJsonObject(text: string): JsonObject {
+  const v = parseStrictJson(text);
+  if (!isJsonObject(v)) throw new CanonicalJsonError('expected a JSON object');
+  return v;
+}
+
+const NUMBER_CHAR = /[-+0-9.eE]/;
+
+// Runs after JSON.parse succeeded, so the text is well-formed and only strings need skipping.
+function checkNumberTokens(text: string): void {
+  let i = 0;
+  const n = text.length;
+  while (i < n) {
+    const c = text[i];
+    if (c === '"') {
+      i++;
+      while (i < n && text[i] !== '"') i += text[i] === '\\' ? 2 : 1;
+      i++;
+      continue;
+    }
+    if (c === '-' || (c >= '0' && c <= '9')) {
+      const start = i;
+      while (i < n && NUMBER_CHAR.test(text[i])) i++;
+      checkIntegerToken(text.slice(start, i));
+      continue;
+    }
+    i++;
+  }
+}
+
+function checkIntegerToken(tok: string): void {
+  if (!/^-?(0|[1-9][0-9]*)$/.test(tok)) {
+    throw new CanonicalJsonError(`number ${tok} is not an integer (no fractions or exponents)`);
+  }
+  const big = BigInt(tok);
+  if (big > BigInt(MAX_SAFE_JSON_INT) || big < -BigInt(MAX_SAFE_JSON_INT)) {
+    throw new CanonicalJsonError(`integer ${tok} is outside the canonical JSON range`);
+  }
+}
+
+function validateParsed(v: unknown, depth: number): void {
+  if (depth > MAX_DEPTH) throw new CanonicalJsonError('value nested too deeply');
+  if (typeof v === 'string') {
+    if (hasLoneSurrogate(v)) throw new CanonicalJsonError('string contains a lone surrogate');
+  } else if (Array.isArray(v)) {
+    for (const x of v) validateParsed(x, depth + 1);
+  } else if (typeof v === 'object' && v !== null) {
+    for (const [k, x] of Object.entries(v)) {
+      if (hasLoneSurrogate(k)) throw new CanonicalJsonError('key contains a lone surrogate');
+      validateParsed(x, depth + 1);
+    }
+  }
+}
+
+/** Deep copy of a JSON value; the copy shares nothing with the input. */
+export function cloneJson<T extends JsonValue>(v: T): T {
+  if (v === null || typeof v !== 'object') return v;
+  if (Array.isArray(v)) return v.map((x) => cloneJson(x)) as T;
+  const out: JsonObject = {};
+  for (const [k, x] of Object.entries(v)) {
+    // defineProperty so a "__proto__" key stays an own property instead of changing the prototype.
+    if (x !== undefined) Object.defineProperty(out, k, { value: cloneJson(x), enumerable: true, writable: true, configurable: true });
+  }
+  return out as T;
+}

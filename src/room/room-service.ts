@@ -1,0 +1,253 @@
+// Room operations as clients ask for them (create, membership, send, state, redact). Policy
+// that is not part of the auth rules lives here; everything that writes goes through RoomInput.
+
+import { randomBytes } from 'node:crypto';
+import { MatrixError } from '../api/errors.js';
+import { isValidRoomAlias, isValidUserId, serverNameOf } from '../protocol/ids.js';
+import type { JsonObject, RoomVersion } from '../protocol/types.js';
+import { DEFAULT_ROOM_VERSION, SUPPORTED_ROOM_VERSIONS } from '../protocol/types.js';
+import type { Store } from '../store/types.js';
+import { StoreConflictError } from '../store/types.js';
+import type { EventDraft, RoomInput, SubmitResult } from './room-input.js';
+
+export interface CreateRoomRequest {
+  visibility?: 'public' | 'private';
+  room_alias_name?: string;
+  name?: string;
+  topic?: string;
+  invite?: string[];
+  room_version?: string;
+  creation_content?: JsonObject;
+  initial_state?: Array<{ type: string; state_key?: string; content: JsonObject }>;
+  preset?: 'private_chat' | 'public_chat' | 'trusted_private_chat';
+  is_direct?: boolean;
+  power_level_content_override?: JsonObject;
+}
+
+type Sender = { userId: string; deviceId?: string };
+
+export class RoomService {
+  constructor(
+    private readonly store: Store,
+    private readonly input: RoomInput,
+    private readonly serverName: string,
+  ) {}
+
+  async createRoom(sender: Sender, req: CreateRoomRequest): Promise<{ roomId: string; alias?: string }> {
+    const version = (req.room_version ?? DEFAULT_ROOM_VERSION) as RoomVersion;
+    if (!SUPPORTED_ROOM_VERSIONS.includes(version)) {
+      throw new MatrixError('M_UNSUPPORTED_ROOM_VERSION', `Room version ${req.room_version} is not supported`);
+    }
+    for (const u of req.invite ?? []) {
+      if (!isValidUserId(u)) throw new MatrixError('M_INVALID_PARAM', `Invalid user ID in invite: ${u}`);
+    }
+    let alias: string | undefined;
+    if (req.room_alias_name !== undefined) {
+      alias = `#${req.room_alias_name}:${this.serverName}`;
+      if (!isValidRoomAlias(alias) || req.room_alias_name.includes(':')) {
+        throw new MatrixError('M_INVALID_PARAM', 'Invalid room_alias_name');
+      }
+      if (await this.store.rooms.getAlias(alias)) throw new MatrixError('M_ROOM_IN_USE', 'Room alias already taken');
+    }
+
+    const me = sender.userId;
+    const preset = req.preset ?? (req.visibility === 'public' ? 'public_chat' : 'private_chat');
+    const roomId = `!${randomBytes(18).toString('base64url')}:${this.serverName}`;
+    const profile = await this.store.accounts.getUser(me);
+
+    const createContent: JsonObject = { ...(req.creation_content ?? {}), room_version: version };
+    if (version === '10') createContent.creator = me;
+    else delete createContent.creator;
+
+    const users: JsonObject = { [me]: 100 };
+    if (preset === 'trusted_private_chat') for (const u of req.invite ?? []) users[u] = 100;
+    const powerLevels: JsonObject = {
+      users,
+      users_default: 0,
+      events: {
+        'm.room.name': 50,
+        'm.room.power_levels': 100,
+        'm.room.history_visibility': 100,
+        'm.room.canonical_alias': 50,
+        'm.room.avatar': 50,
+        'm.room.tombstone': 100,
+        'm.room.server_acl': 100,
+        'm.room.encryption': 100,
+      },
+      events_default: 0,
+      state_default: 50,
+      ban: 50,
+      kick: 50,
+      redact: 50,
+      invite: 0,
+      historical: 100,
+      notifications: { room: 50 },
+      ...(req.power_level_content_override ?? {}),
+    };
+
+    const drafts: EventDraft[] = [
+      { type: 'm.room.create', stateKey: '', sender: me, content: createContent },
+      { type: 'm.room.member', stateKey: me, sender: me, content: memberContent('join', profile) },
+      { type: 'm.room.power_levels', stateKey: '', sender: me, content: powerLevels },
+    ];
+    if (alias) drafts.push({ type: 'm.room.canonical_alias', stateKey: '', sender: me, content: { alias } });
+    drafts.push(
+      { type: 'm.room.join_rules', stateKey: '', sender: me, content: { join_rule: preset === 'public_chat' ? 'public' : 'invite' } },
+      { type: 'm.room.history_visibility', stateKey: '', sender: me, content: { history_visibility: 'shared' } },
+    );
+    if (preset !== 'public_chat') {
+      drafts.push({ type: 'm.room.guest_access', stateKey: '', sender: me, content: { guest_access: 'can_join' } });
+    }
+    const seen = new Set(drafts.map((d) => `${d.type}\u0000${d.stateKey}`));
+    for (const s of req.initial_state ?? []) {
+      const key = `${s.type}\u0000${s.state_key ?? ''}`;
+      if (s.type === 'm.room.create' || s.type === 'm.room.member') continue;
+      const draft: EventDraft = { type: s.type, stateKey: s.state_key ?? '', sender: me, content: s.content };
+      if (seen.has(key)) {
+        const i = drafts.findIndex((d) => `${d.type}\u0000${d.stateKey}` === key);
+        drafts[i] = draft;
+      } else drafts.push(draft);
+      seen.add(key);
+    }
+    if (req.name !== undefined) drafts.push({ type: 'm.room.name', stateKey: '', sender: me, content: { name: req.name } });
+    if (req.topic !== undefined) drafts.push({ type: 'm.room.topic', stateKey: '', sender: me, content: { topic: req.topic } });
+    for (const u of req.invite ?? []) {
+      const target = await this.store.accounts.getUser(u);
+      const content = memberContent('invite', target);
+      if (req.is_direct) content.is_direct = true;
+      drafts.push({ type: 'm.room.member', stateKey: u, sender: me, content });
+    }
+
+    await this.input.createRoom(roomId, version, me, drafts);
+    if (alias) await this.store.rooms.createAlias(alias, roomId, me);
+    if (req.visibility === 'public') await this.store.rooms.setRoomVisibility(roomId, 'public');
+    return { roomId, alias };
+  }
+
+  async resolveRoom(roomIdOrAlias: string): Promise<string> {
+    if (roomIdOrAlias.startsWith('#')) {
+      const a = await this.store.rooms.getAlias(roomIdOrAlias);
+      if (!a) throw new MatrixError('M_NOT_FOUND', 'Room alias not found');
+      return a.roomId;
+    }
+    if (!roomIdOrAlias.startsWith('!')) throw new MatrixError('M_INVALID_PARAM', 'Not a room ID or alias');
+    return roomIdOrAlias;
+  }
+
+  async join(sender: Sender, roomIdOrAlias: string, reason?: string): Promise<string> {
+    const roomId = await this.resolveRoom(roomIdOrAlias);
+    const state = await this.input.currentState(roomId);
+    if (!state) {
+      if (serverNameOf(roomId) !== this.serverName) {
+        throw new MatrixError('M_FORBIDDEN', 'Joining rooms on other servers needs federation, which is not enabled yet');
+      }
+      throw new MatrixError('M_NOT_FOUND', 'Unknown room');
+    }
+    if (state.membership(sender.userId) === 'join') return roomId; // idempotent
+    const profile = await this.store.accounts.getUser(sender.userId);
+    const content = memberContent('join', profile);
+    if (reason) content.reason = reason;
+    await this.input.submit(roomId, { type: 'm.room.member', stateKey: sender.userId, sender: sender.userId, content });
+    return roomId;
+  }
+
+  async leave(sender: Sender, roomId: string, reason?: string): Promise<void> {
+    const state = await this.input.currentState(roomId);
+    if (!state) throw new MatrixError('M_NOT_FOUND', 'Unknown room');
+    const current = state.membership(sender.userId);
+    if (current === undefined || current === 'leave' || current === 'ban') {
+      if (current === undefined) throw new MatrixError('M_FORBIDDEN', 'You are not a member of this room');
+      return; // already out: leaving again is a no-op, as clients retry on another device
+    }
+    const content: JsonObject = { membership: 'leave' };
+    if (reason) content.reason = reason;
+    await this.input.submit(roomId, { type: 'm.room.member', stateKey: sender.userId, sender: sender.userId, content });
+  }
+
+  /** invite, kick (leave of another), ban, unban (leave of a banned user). */
+  async changeMembership(
+    sender: Sender,
+    roomId: string,
+    target: string,
+    action: 'invite' | 'kick' | 'ban' | 'unban',
+    reason?: string,
+  ): Promise<void> {
+    if (!isValidUserId(target)) throw new MatrixError('M_INVALID_PARAM', 'Invalid user_id');
+    const state = await this.input.currentState(roomId);
+    if (!state) throw new MatrixError('M_NOT_FOUND', 'Unknown room');
+    const current = state.membership(target);
+    if (action === 'invite') {
+      if (current === 'join') throw new MatrixError('M_FORBIDDEN', `${target} is already in the room`);
+      if (current === 'ban') throw new MatrixError('M_FORBIDDEN', `${target} is banned from the room`);
+      if (current === 'invite') return;
+    }
+    if (action === 'unban' && current !== 'ban') throw new MatrixError('M_FORBIDDEN', `${target} is not banned`);
+    if (action === 'kick' && current !== 'join' && current !== 'invite' && current !== 'knock') {
+      throw new MatrixError('M_FORBIDDEN', `${target} is not in the room`);
+    }
+    const membership = action === 'invite' ? 'invite' : action === 'ban' ? 'ban' : 'leave';
+    const content: JsonObject =
+      action === 'invite' ? memberContent('invite', await this.store.accounts.getUser(target)) : { membership };
+    if (reason) content.reason = reason;
+    await this.input.submit(roomId, { type: 'm.room.member', stateKey: target, sender: sender.userId, content });
+  }
+
+  async forget(sender: Sender, roomId: string): Promise<void> {
+    const m = await this.store.rooms.getMembership(roomId, sender.userId);
+    if (m && (m.membership === 'join' || m.membership === 'invite')) {
+      throw new MatrixError('M_UNKNOWN', 'You must leave the room before forgetting it');
+    }
+    await this.store.rooms.forgetRoom(sender.userId, roomId);
+  }
+
+  async send(sender: Sender, roomId: string, draft: Omit<EventDraft, 'sender'>): Promise<SubmitResult> {
+    await this.requireJoined(sender.userId, roomId);
+    try {
+      return await this.input.submit(roomId, { ...draft, sender: sender.userId });
+    } catch (err) {
+      // A concurrent duplicate txn that raced past the queue's lookup (other worker): replay it.
+      if (err instanceof StoreConflictError && draft.txn) {
+        const id = await this.store.rooms.getEventIdForTxn(roomId, draft.txn.userId, draft.txn.deviceId, draft.txn.txnId);
+        if (id) return { eventId: id, stream: 0, deduplicated: true };
+      }
+      throw err;
+    }
+  }
+
+  /** Member events for every joined room after a profile change. Failures in one room don't stop others. */
+  async propagateProfile(userId: string): Promise<void> {
+    const user = await this.store.accounts.getUser(userId);
+    const rooms = await this.store.rooms.getRoomsForUser(userId, ['join']);
+    for (const r of rooms) {
+      const state = await this.input.currentState(r.roomId);
+      const prev = state?.content('m.room.member', userId) ?? {};
+      const content: JsonObject = { ...prev, ...memberContent('join', user) };
+      if (user?.displayname == null) delete content.displayname;
+      if (user?.avatarUrl == null) delete content.avatar_url;
+      try {
+        await this.input.submit(r.roomId, { type: 'm.room.member', stateKey: userId, sender: userId, content });
+      } catch {
+        // e.g. the user lacks permission in that room any more; the profile itself is saved.
+      }
+    }
+  }
+
+  private async requireJoined(userId: string, roomId: string): Promise<void> {
+    const m = await this.store.rooms.getMembership(roomId, userId);
+    if (!m) {
+      const room = await this.store.rooms.getRoom(roomId);
+      if (!room) throw new MatrixError('M_FORBIDDEN', 'Unknown room or not a member');
+    }
+    if (m?.membership !== 'join') throw new MatrixError('M_FORBIDDEN', 'You are not joined to this room');
+  }
+}
+
+function memberContent(
+  membership: string,
+  profile: { displayname: string | null; avatarUrl: string | null } | null,
+): JsonObject {
+  const c: JsonObject = { membership };
+  if (profile?.displayname) c.displayname = profile.displayname;
+  if (profile?.avatarUrl) c.avatar_url = profile.avatarUrl;
+  return c;
+}

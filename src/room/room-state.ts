@@ -1,0 +1,93 @@
+// In-memory current state of one room, owned by the room-input queue. It holds the PDUs of the
+// current state events so auth checks and event building need no store round-trip.
+
+import { powerLevelOf } from '../protocol/auth-rules.js';
+import type { JsonObject, Pdu, RoomVersion } from '../protocol/types.js';
+import { stateTuple } from '../protocol/types.js';
+import type { StateEntry, StoredEvent } from '../store/types.js';
+
+export interface StateEvent {
+  eventId: string;
+  pdu: Pdu;
+}
+
+export class RoomState {
+  private readonly entries = new Map<string, StateEvent>();
+  extremities: string[] = [];
+  private maxDepth = 0;
+
+  private constructor(readonly version: RoomVersion) {}
+
+  static empty(version: RoomVersion): RoomState {
+    return new RoomState(version);
+  }
+
+  static fromStore(
+    version: RoomVersion,
+    entries: StateEntry[],
+    extremities: string[],
+    events: Map<string, StoredEvent>,
+  ): RoomState {
+    const s = new RoomState(version);
+    for (const e of entries) {
+      const ev = events.get(e.eventId);
+      if (ev) s.entries.set(stateTuple(e.type, e.stateKey), { eventId: e.eventId, pdu: ev.pdu });
+    }
+    s.extremities = [...extremities];
+    for (const id of extremities) s.maxDepth = Math.max(s.maxDepth, events.get(id)?.pdu.depth ?? 0);
+    return s;
+  }
+
+  get(type: string, stateKey: string): StateEvent | undefined {
+    return this.entries.get(stateTuple(type, stateKey));
+  }
+
+  content(type: string, stateKey = ''): JsonObject | undefined {
+    return this.get(type, stateKey)?.pdu.content;
+  }
+
+  nextDepth(): number {
+    return this.maxDepth + 1;
+  }
+
+  membership(userId: string): string | undefined {
+    const m = this.content('m.room.member', userId)?.membership;
+    return typeof m === 'string' ? m : undefined;
+  }
+
+  joinRule(): string {
+    const r = this.content('m.room.join_rules')?.join_rule;
+    return typeof r === 'string' ? r : 'invite';
+  }
+
+  powerLevel(userId: string): number {
+    return powerLevelOf(userId, this.content('m.room.power_levels'), this.get('m.room.create', '')?.pdu);
+  }
+
+  /** The power level a named action (kick, ban, redact, invite) requires. */
+  requiredLevel(action: 'kick' | 'ban' | 'redact' | 'invite'): number {
+    const pl = this.content('m.room.power_levels');
+    const v = pl?.[action];
+    if (typeof v === 'number') return v;
+    return action === 'invite' ? 0 : 50;
+  }
+
+  canRedactOthers(userId: string): boolean {
+    return this.powerLevel(userId) >= this.requiredLevel('redact');
+  }
+
+  applyPersisted(eventId: string, pdu: Pdu): void {
+    if (pdu.state_key !== undefined) this.entries.set(stateTuple(pdu.type, pdu.state_key), { eventId, pdu });
+    this.extremities = [eventId];
+    this.maxDepth = Math.max(this.maxDepth, pdu.depth);
+  }
+
+  applyRedaction(targetId: string, redacted: Pdu): void {
+    for (const [k, v] of this.entries) if (v.eventId === targetId) this.entries.set(k, { eventId: targetId, pdu: redacted });
+  }
+
+  /** Snapshot of all current state events. */
+  all(): StateEvent[] {
+    return [...this.entries.values()];
+  }
+}

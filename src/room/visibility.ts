@@ -1,0 +1,73 @@
+// History visibility (spec: "Server behaviour" of m.room.history_visibility). Decides, per event,
+// whether a user may see it, from the room's history_visibility and the user's membership *at
+// that event*. A member who left sees nothing sent after leaving; a non-member of a private room
+// sees nothing at all.
+
+import type { Store, StoredEvent } from '../store/types.js';
+
+interface Timeline<T> {
+  /** Ascending by stream. */
+  points: Array<{ stream: number; value: T }>;
+}
+
+function valueAt<T>(t: Timeline<T>, stream: number, inclusive: boolean): T | undefined {
+  let v: T | undefined;
+  for (const p of t.points) {
+    if (p.stream < stream || (inclusive && p.stream === stream)) v = p.value;
+    else break;
+  }
+  return v;
+}
+
+export class VisibilityChecker {
+  constructor(private readonly store: Store) {}
+
+  /** Filters events of one room down to those `userId` may see; keeps order. */
+  async filter(userId: string, roomId: string, events: StoredEvent[]): Promise<StoredEvent[]> {
+    if (events.length === 0) return events;
+    const [membership, visibility] = await Promise.all([
+      this.timeline(roomId, 'm.room.member', userId, 'membership'),
+      this.timeline(roomId, 'm.room.history_visibility', '', 'history_visibility'),
+    ]);
+    return events.filter((e) => {
+      const own = e.pdu.type === 'm.room.member' && e.pdu.state_key === userId;
+      // A user always sees their own membership events.
+      if (own) return true;
+      const vis = valueAt(visibility, e.stream, false) ?? 'shared';
+      if (vis === 'world_readable') return true;
+      const m = valueAt(membership, e.stream, false);
+      if (m === 'join') return true;
+      if (vis === 'shared' && membership.points.some((p) => p.value === 'join' && p.stream > e.stream)) {
+        // Joined at some point after the event. For a user who left, that must also be a join
+        // that is still in force, or they would see history from between their stints.
+        const last = membership.points[membership.points.length - 1];
+        return last?.value === 'join';
+      }
+      if (vis === 'invited' && m === 'invite') return true;
+      return false;
+    });
+  }
+
+  /** Whether the user may see anything of the room right now (for /messages, /state etc.). */
+  async canPeek(userId: string, roomId: string): Promise<boolean> {
+    const m = await this.store.rooms.getMembership(roomId, userId);
+    if (m) return true; // members, invitees and leavers see (part of) history
+    const state = await this.store.rooms.getCurrentState(roomId);
+    const hv = state.find((s) => s.type === 'm.room.history_visibility' && s.stateKey === '');
+    if (!hv) return false;
+    const ev = await this.store.rooms.getEvent(hv.eventId);
+    return ev?.pdu.content.history_visibility === 'world_readable';
+  }
+
+  private async timeline(roomId: string, type: string, stateKey: string, field: string): Promise<Timeline<string>> {
+    const hist = await this.store.rooms.getStateHistory(roomId, type, stateKey);
+    if (hist.length === 0) return { points: [] };
+    const events = await this.store.rooms.getEvents(hist.map((h) => h.eventId));
+    return {
+      points: hist.map((h) => {
+        const v = events.get(h.eventId)?.pdu.content[field];
+        return { stream: h.stream, value: typeof v === 'string' ? v : '' };
+      }),
+    };
+  }
+}

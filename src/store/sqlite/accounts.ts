@@ -1,0 +1,81 @@
+// Users and profiles.
+
+import { StoreConflictError, type AccountStore, type NewUser, type UserRecord } from '../types.js';
+import type { SqliteContext } from './context.js';
+
+interface UserRow {
+  user_id: string;
+  password_hash: string | null;
+  admin: number;
+  deactivated: number;
+  created_ts: number;
+  displayname: string | null;
+  avatar_url: string | null;
+}
+
+export class SqliteAccountStore implements AccountStore {
+  constructor(private readonly ctx: SqliteContext) {}
+
+  async createUser(user: NewUser): Promise<void> {
+    this.ctx.checkOpen();
+    await this.ctx.queue.write(() => {
+      const res = this.ctx
+        .stmt(
+          `INSERT INTO users (user_id, password_hash, admin, deactivated, created_ts, displayname, avatar_url)
+           VALUES (?, ?, ?, 0, ?, ?, NULL) ON CONFLICT DO NOTHING`,
+        )
+        .run(user.userId, user.passwordHash, user.admin ? 1 : 0, user.createdTs, user.displayname);
+      if (res.changes === 0) throw new StoreConflictError(`user ${user.userId} already exists`);
+    });
+  }
+
+  async getUser(userId: string): Promise<UserRecord | null> {
+    this.ctx.checkOpen();
+    const row = this.ctx.stmt('SELECT * FROM users WHERE user_id = ?').get(userId) as UserRow | undefined;
+    if (!row) return null;
+    return {
+      userId: row.user_id,
+      passwordHash: row.password_hash,
+      admin: row.admin !== 0,
+      deactivated: row.deactivated !== 0,
+      createdTs: row.created_ts,
+      displayname: row.displayname,
+      avatarUrl: row.avatar_url,
+    };
+  }
+
+  async setPasswordHash(userId: string, passwordHash: string): Promise<void> {
+    this.ctx.checkOpen();
+    await this.ctx.queue.write(() => {
+      this.ctx.stmt('UPDATE users SET password_hash = ? WHERE user_id = ?').run(passwordHash, userId);
+    });
+  }
+
+  async deactivateUser(userId: string): Promise<void> {
+    this.ctx.checkOpen();
+    await this.ctx.queue.write(() => {
+      this.ctx.stmt('UPDATE users SET deactivated = 1, password_hash = NULL WHERE user_id = ?').run(userId);
+    });
+  }
+
+  async setProfile(userId: string, profile: { displayname?: string | null; avatarUrl?: string | null }): Promise<void> {
+    this.ctx.checkOpen();
+    // Two fixed statements instead of building SQL: undefined means "leave alone".
+    const { displayname, avatarUrl } = profile;
+    if (displayname === undefined && avatarUrl === undefined) return;
+    await this.ctx.queue.write(() => {
+      if (displayname !== undefined) {
+        this.ctx.stmt('UPDATE users SET displayname = ? WHERE user_id = ?').run(displayname, userId);
+      }
+      if (avatarUrl !== undefined) {
+        this.ctx.stmt('UPDATE users SET avatar_url = ? WHERE user_id = ?').run(avatarUrl, userId);
+      }
+    });
+  }
+
+  async countUsers(): Promise<number> {
+    this.ctx.checkOpen();
+    const row = this.ctx.stmt('SELECT COUNT(*) AS n FROM users').get() as { n: number };
+    return row.n;
+  }
+}

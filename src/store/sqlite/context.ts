@@ -1,0 +1,16 @@
+// What the domain modules share: one connection, its statement cache and the write queue.
+
+import type { Statement } from './db.js';
+import type { WriteQueue } from './write-queue.js';
+
+export interface SqliteContext {
+  /** Cached prepared statement for `sql`. */
+  stmt(sql: string): Statement;
+  readonly queue: WriteQueue;
+  /** Throws (so the calling async method rejects) once the store is closed. */
+  checkOpen(): void;
+}
+
+export function jsonParse<T>(text: string): T {
+  return JSON.parse(text) as T;
+}

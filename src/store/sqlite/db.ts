@@ -1,0 +1,123 @@
+// Connection setup, migrations and the prepared-statement cache shared by the domain modules.
+
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+import type { Migration } from './migrations/index.js';
+
+export type Db = Database.Database;
+export type Statement = Database.Statement;
+
+export interface StoreLogger {
+  warn(...args: unknown[]): void;
+}
+
+export interface OpenDbOptions {
+  path: string;
+  synchronous: 'full' | 'normal';
+  busyTimeoutMs: number;
+}
+
+export function openDatabase(opts: OpenDbOptions): Db {
+  const inMemory = opts.path === ':memory:' || opts.path === '';
+  if (!inMemory) mkdirSync(dirname(opts.path), { recursive: true });
+  const db = new Database(opts.path);
+  try {
+    // Single writer connection per process; WAL lets future read-only connections (and backup
+    // tools) read while we write, and turns each commit into one sequential WAL append.
+    if (!inMemory) {
+      const mode = db.pragma('journal_mode = WAL', { simple: true });
+      if (String(mode).toLowerCase() !== 'wal') throw new Error(`could not enable WAL (got ${String(mode)})`);
+    }
+    // FULL syncs the WAL on every commit, so an acknowledged write survives power loss; NORMAL
+    // only survives process crashes. Grouped commits amortise the fsync either way.
+    db.pragma(`synchronous = ${opts.synchronous === 'normal' ? 'NORMAL' : 'FULL'}`);
+    db.pragma(`busy_timeout = ${Math.max(0, Math.floor(opts.busyTimeoutMs))}`);
+    db.pragma('foreign_keys = ON');
+    db.pragma('temp_store = MEMORY');
+    return db;
+  } catch (err) {
+    db.close();
+    throw err;
+  }
+}
+
+export interface MigrationResult {
+  applied: number[];
+}
+
+/** Applies every migration newer than the database, all in one transaction. */
+export function migrate(db: Db, migrations: readonly Migration[], logger?: StoreLogger): MigrationResult {
+  for (let i = 1; i < migrations.length; i++) {
+    if (migrations[i].version <= migrations[i - 1].version) {
+      throw new Error(`migrations out of order at version ${migrations[i].version}`);
+    }
+  }
+  const applied: number[] = [];
+  db.exec('BEGIN IMMEDIATE');
+  try {
+    db.exec(`CREATE TABLE IF NOT EXISTS schema_migrations (
+      version INTEGER PRIMARY KEY,
+      name TEXT NOT NULL,
+      applied_ts INTEGER NOT NULL
+    )`);
+    const rows = db.prepare('SELECT version, name FROM schema_migrations ORDER BY version').all() as {
+      version: number;
+      name: string;
+    }[];
+    const known = new Map(rows.map((r) => [r.version, r.name]));
+    const newest = migrations.length > 0 ? migrations[migrations.length - 1].version : 0;
+    const tooNew = rows.filter((r) => r.version > newest);
+    if (tooNew.length > 0) {
+      // A newer build migrated this file; running old code against it could corrupt data.
+      throw new Error(`database schema version ${tooNew[tooNew.length - 1].version} is newer than this build (${newest})`);
+    }
+    const record = db.prepare('INSERT INTO schema_migrations (version, name, applied_ts) VALUES (?, ?, ?)');
+    for (const m of migrations) {
+      const name = known.get(m.version);
+      if (name !== undefined) {
+        if (name !== m.name) logger?.warn(`schema migration ${m.version} recorded as '${name}', code calls it '${m.name}'`);
+        continue;
+      }
+      db.exec(m.up);
+      record.run(m.version, m.name, Date.now());
+      applied.push(m.version);
+    }
+    db.exec('COMMIT');
+  } catch (err) {
+    if (db.inTransaction) db.exec('ROLLBACK');
+    throw err;
+  }
+  return { applied };
+}
+
+/**
+ * Prepared statements keyed by SQL text. Dynamic queries (filters with variable list lengths)
+ * produce a bounded number of shapes, but the cache is still capped so a pathological caller
+ * cannot grow it without limit.
+ */
+export class StatementCache {
+  private readonly cache = new Map<string, Statement>();
+
+  constructor(
+    private readonly db: Db,
+    private readonly maxSize = 500,
+  ) {}
+
+  get(sql: string): Statement {
+    let stmt = this.cache.get(sql);
+    if (stmt === undefined) {
+      if (this.cache.size >= this.maxSize) {
+        const oldest = this.cache.keys().next().value;
+        if (oldest !== undefined) this.cache.delete(oldest);
+      }
+      stmt = this.db.prepare(sql);
+      this.cache.set(sql, stmt);
+    }
+    return stmt;
+  }
+
+  clear(): void {
+    this.cache.clear();
+  }
+}

@@ -1,0 +1,219 @@
+// Event persistence (run inside the write queue's batch transaction) and event/timeline reads.
+
+import type { Pdu } from '../../protocol/types.js';
+import { StoreConflictError, type Membership, type PersistEventInput, type RoomEventsQuery, type StoredEvent } from '../types.js';
+import { jsonParse, type SqliteContext } from './context.js';
+
+const MEMBERSHIPS: ReadonlySet<string> = new Set<Membership>(['join', 'invite', 'leave', 'ban', 'knock']);
+/** Memberships that bring a room back into the user's view, undoing an earlier forget. */
+const UNFORGETTING: ReadonlySet<string> = new Set<Membership>(['join', 'invite', 'knock']);
+
+export const EVENT_COLUMNS = 'stream, event_id, room_id, pdu_json, redacted_by, txn_device, txn_id';
+
+export interface EventRow {
+  stream: number;
+  event_id: string;
+  room_id: string;
+  pdu_json: string;
+  redacted_by: string | null;
+  txn_device: string | null;
+  txn_id: string | null;
+}
+
+export function toStoredEvent(row: EventRow): StoredEvent {
+  return {
+    eventId: row.event_id,
+    roomId: row.room_id,
+    stream: row.stream,
+    pdu: jsonParse<Pdu>(row.pdu_json),
+    redactedBy: row.redacted_by,
+    txn: row.txn_device !== null && row.txn_id !== null ? { deviceId: row.txn_device, txnId: row.txn_id } : null,
+  };
+}
+
+/** Everything writeEvent needs, captured when the write is queued so later caller mutation cannot leak in. */
+export interface PreparedEvent {
+  eventId: string;
+  roomId: string;
+  type: string;
+  stateKey: string | null;
+  sender: string;
+  pduJson: string;
+  /** content.membership of this event itself (used when its own state delta names it). */
+  ownMembership: unknown;
+  stateDelta: { type: string; stateKey: string; eventId: string }[];
+  forwardExtremities: string[];
+  txn: { userId: string; deviceId: string; txnId: string } | null;
+  redaction: { targetEventId: string; redactedPduJson: string } | null;
+}
+
+export function prepareEvent(input: PersistEventInput): PreparedEvent {
+  const { pdu } = input;
+  return {
+    eventId: input.eventId,
+    roomId: pdu.room_id,
+    type: pdu.type,
+    stateKey: pdu.state_key ?? null,
+    sender: pdu.sender,
+    pduJson: JSON.stringify(pdu),
+    ownMembership: pdu.content.membership,
+    stateDelta: input.stateDelta.map((e) => ({ type: e.type, stateKey: e.stateKey, eventId: e.eventId })),
+    forwardExtremities: [...input.forwardExtremities],
+    txn: input.txn ? { ...input.txn } : null,
+    redaction: input.redaction
+      ? { targetEventId: input.redaction.targetEventId, redactedPduJson: JSON.stringify(input.redaction.redactedPdu) }
+      : null,
+  };
+}
+
+/**
+ * Writes one event with everything that must be atomic with it. Runs inside a savepoint, so
+ * throwing undoes every statement made here and nothing else in the batch.
+ */
+export function writeEvent(ctx: SqliteContext, ev: PreparedEvent, pos: number): void {
+  const { eventId, roomId } = ev;
+
+  if (ev.txn) {
+    const { userId, deviceId, txnId } = ev.txn;
+    const res = ctx
+      .stmt(
+        `INSERT INTO event_txns (room_id, user_id, device_id, txn_id, event_id) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT DO NOTHING`,
+      )
+      .run(roomId, userId, deviceId, txnId, eventId);
+    if (res.changes === 0) {
+      throw new StoreConflictError(`transaction ${txnId} of ${userId}/${deviceId} in ${roomId} already used`);
+    }
+  }
+
+  const inserted = ctx
+    .stmt(
+      `INSERT INTO events (stream, event_id, room_id, type, state_key, sender, pdu_json, redacted_by, txn_device, txn_id)
+       VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?) ON CONFLICT (event_id) DO NOTHING`,
+    )
+    .run(pos, eventId, roomId, ev.type, ev.stateKey, ev.sender, ev.pduJson, ev.txn?.deviceId ?? null, ev.txn?.txnId ?? null);
+  if (inserted.changes === 0) throw new StoreConflictError(`event ${eventId} already persisted`);
+
+  if (ev.redaction) {
+    // Scoped to the room: a redaction can never reach into another room's events.
+    ctx
+      .stmt('UPDATE events SET pdu_json = ?, redacted_by = ? WHERE event_id = ? AND room_id = ?')
+      .run(ev.redaction.redactedPduJson, eventId, ev.redaction.targetEventId, roomId);
+  }
+
+  const history = ctx.stmt(
+    `INSERT INTO state_history (room_id, type, state_key, stream, event_id) VALUES (?, ?, ?, ?, ?)
+     ON CONFLICT DO UPDATE SET event_id = excluded.event_id`,
+  );
+  const current = ctx.stmt(
+    `INSERT INTO current_state (room_id, type, state_key, event_id, stream) VALUES (?, ?, ?, ?, ?)
+     ON CONFLICT DO UPDATE SET event_id = excluded.event_id, stream = excluded.stream`,
+  );
+  for (const entry of ev.stateDelta) {
+    history.run(roomId, entry.type, entry.stateKey, pos, entry.eventId);
+    current.run(roomId, entry.type, entry.stateKey, entry.eventId, pos);
+    if (entry.type === 'm.room.member') {
+      // State resolution may put an older member event back into the state, so the membership
+      // comes from whichever event the delta names, not necessarily the one being persisted.
+      const membership = entry.eventId === eventId ? ev.ownMembership : loadMembership(ctx, entry.eventId);
+      writeMembership(ctx, roomId, entry.stateKey, membership, entry.eventId, pos);
+    }
+  }
+
+  ctx.stmt('DELETE FROM forward_extremities WHERE room_id = ?').run(roomId);
+  const extremity = ctx.stmt('INSERT INTO forward_extremities (room_id, event_id) VALUES (?, ?) ON CONFLICT DO NOTHING');
+  for (const id of ev.forwardExtremities) extremity.run(roomId, id);
+}
+
+function loadMembership(ctx: SqliteContext, eventId: string): unknown {
+  const row = ctx.stmt('SELECT pdu_json FROM events WHERE event_id = ?').get(eventId) as { pdu_json: string } | undefined;
+  if (!row) throw new Error(`state delta names unknown member event ${eventId}`);
+  return jsonParse<Pdu>(row.pdu_json).content.membership;
+}
+
+function writeMembership(ctx: SqliteContext, roomId: string, userId: string, membership: unknown, eventId: string, pos: number): void {
+  if (typeof membership !== 'string' || !MEMBERSHIPS.has(membership)) {
+    throw new Error(`member event ${eventId} has invalid membership ${JSON.stringify(membership)}`);
+  }
+  ctx
+    .stmt(
+      `INSERT INTO memberships (room_id, user_id, membership, event_id, stream) VALUES (?, ?, ?, ?, ?)
+       ON CONFLICT DO UPDATE SET membership = excluded.membership, event_id = excluded.event_id, stream = excluded.stream`,
+    )
+    .run(roomId, userId, membership, eventId, pos);
+  ctx
+    .stmt(
+      `INSERT INTO membership_history (user_id, stream, room_id, membership, event_id) VALUES (?, ?, ?, ?, ?)
+       ON CONFLICT DO UPDATE SET membership = excluded.membership, event_id = excluded.event_id`,
+    )
+    .run(userId, pos, roomId, membership, eventId);
+  if (UNFORGETTING.has(membership)) {
+    ctx.stmt('DELETE FROM forgotten_rooms WHERE user_id = ? AND room_id = ?').run(userId, roomId);
+  }
+}
+
+export function getEventRow(ctx: SqliteContext, eventId: string): EventRow | undefined {
+  return ctx.stmt(`SELECT ${EVENT_COLUMNS} FROM events WHERE event_id = ?`).get(eventId) as EventRow | undefined;
+}
+
+/** Escapes a Matrix filter pattern for GLOB: only '*' stays a wildcard; GLOB is case-sensitive like Matrix. */
+function toGlob(pattern: string): string {
+  return pattern.replace(/[?[]/g, (c) => `[${c}]`);
+}
+
+/** SQL condition matching `type` against Matrix filter entries ('*' is a wildcard). */
+function typeCondition(types: string[], params: unknown[]): string {
+  const exact = types.filter((t) => !t.includes('*'));
+  const globs = types.filter((t) => t.includes('*'));
+  const parts: string[] = [];
+  if (exact.length > 0) {
+    parts.push(`type IN (${exact.map(() => '?').join(', ')})`);
+    params.push(...exact);
+  }
+  for (const g of globs) {
+    parts.push('type GLOB ?');
+    params.push(toGlob(g));
+  }
+  return parts.length > 0 ? `(${parts.join(' OR ')})` : '0';
+}
+
+export function queryRoomEvents(ctx: SqliteContext, q: RoomEventsQuery): StoredEvent[] {
+  const limit = Math.floor(q.limit);
+  if (!(limit > 0)) return [];
+  const where = ['room_id = ?'];
+  const params: unknown[] = [q.roomId];
+  if (q.dir === 'b') {
+    where.push('stream <= ?');
+    params.push(q.from);
+    if (q.to !== undefined) {
+      where.push('stream > ?');
+      params.push(q.to);
+    }
+  } else {
+    where.push('stream > ?');
+    params.push(q.from);
+    if (q.to !== undefined) {
+      where.push('stream <= ?');
+      params.push(q.to);
+    }
+  }
+  // An explicitly empty allow-list matches nothing, as in Matrix filters.
+  if (q.types !== undefined) where.push(typeCondition(q.types, params));
+  if (q.notTypes !== undefined && q.notTypes.length > 0) where.push(`NOT ${typeCondition(q.notTypes, params)}`);
+  if (q.senders !== undefined) {
+    if (q.senders.length === 0) where.push('0');
+    else {
+      where.push(`sender IN (${q.senders.map(() => '?').join(', ')})`);
+      params.push(...q.senders);
+    }
+  }
+  if (q.notSenders !== undefined && q.notSenders.length > 0) {
+    where.push(`sender NOT IN (${q.notSenders.map(() => '?').join(', ')})`);
+    params.push(...q.notSenders);
+  }
+  params.push(limit);
+  const sql = `SELECT ${EVENT_COLUMNS} FROM events WHERE ${where.join(' AND ')}
+               ORDER BY stream ${q.dir === 'b' ? 'DESC' : 'ASC'} LIMIT ?`;
+  const rows = ctx.stmt(sql).all(...params) as EventRow[];
+  return rows.map(toStoredEvent);
+}

@@ -1,0 +1,147 @@
+// The embedded SQLite backend: one connection, grouped commits, global stream positions.
+
+import type { Store } from '../types.js';
+import { StreamIdGenerator, type AdvanceListener } from '../stream-id.js';
+import { SqliteAccountStore } from './accounts.js';
+import type { SqliteContext } from './context.js';
+import { migrate, openDatabase, StatementCache, type Db, type StoreLogger } from './db.js';
+import { SqliteDeviceStore } from './devices.js';
+import { MIGRATIONS } from './migrations/index.js';
+import { SqliteRoomStore } from './rooms.js';
+import { SqliteUserDataStore } from './user-data.js';
+import { StoreClosedError, WriteQueue, type WriteQueueStats } from './write-queue.js';
+
+export { StoreClosedError } from './write-queue.js';
+export type { WriteQueueStats } from './write-queue.js';
+
+export interface SqliteStoreOptions {
+  /** Database file (parent directories are created), or ':memory:'. */
+  path: string;
+  /** 'full' (default): acknowledged writes survive power loss. 'normal': they survive process crashes. */
+  synchronous?: 'full' | 'normal';
+  logger?: StoreLogger;
+  /** Writes per transaction before a flush is forced without waiting for the next tick. */
+  maxBatchSize?: number;
+  busyTimeoutMs?: number;
+}
+
+export async function openSqliteStore(opts: SqliteStoreOptions): Promise<SqliteStore> {
+  const db = openDatabase({
+    path: opts.path,
+    synchronous: opts.synchronous ?? 'full',
+    busyTimeoutMs: opts.busyTimeoutMs ?? 5000,
+  });
+  try {
+    const { applied } = migrate(db, MIGRATIONS, opts.logger);
+    return new SqliteStore(db, readHighestStream(db), applied, opts);
+  } catch (err) {
+    db.close();
+    throw err;
+  }
+}
+
+/** The generator restarts above every position ever handed out, including abandoned ones. */
+function readHighestStream(db: Db): number {
+  const row = db
+    .prepare(
+      `SELECT MAX(m) AS m FROM (
+         SELECT max_reserved AS m FROM stream_meta
+         UNION ALL SELECT MAX(stream) FROM events
+         UNION ALL SELECT MAX(stream) FROM account_data
+       )`,
+    )
+    .get() as { m: number | null };
+  return row.m ?? 0;
+}
+
+export class SqliteStore implements Store {
+  readonly accounts: SqliteAccountStore;
+  readonly devices: SqliteDeviceStore;
+  readonly rooms: SqliteRoomStore;
+  readonly userData: SqliteUserDataStore;
+  /** Migration versions applied by this open (empty when the schema was already current). */
+  readonly appliedMigrations: readonly number[];
+
+  private readonly gen: StreamIdGenerator;
+  private readonly queue: WriteQueue;
+  private readonly statements: StatementCache;
+  private closed = false;
+  private closing: Promise<void> | null = null;
+
+  constructor(
+    private readonly db: Db,
+    initialStream: number,
+    appliedMigrations: number[],
+    opts: SqliteStoreOptions,
+  ) {
+    this.appliedMigrations = [...appliedMigrations];
+    this.gen = new StreamIdGenerator(initialStream, {
+      onListenerError: (err) => opts.logger?.warn('sqlite store: stream listener failed', err),
+    });
+    this.queue = new WriteQueue(db, this.gen, { maxBatchSize: opts.maxBatchSize ?? 1000, logger: opts.logger });
+    this.statements = new StatementCache(db);
+    const ctx: SqliteContext = {
+      stmt: (sql) => this.statements.get(sql),
+      queue: this.queue,
+      checkOpen: () => {
+        if (this.closed) throw new StoreClosedError();
+      },
+    };
+    this.accounts = new SqliteAccountStore(ctx);
+    this.devices = new SqliteDeviceStore(ctx);
+    this.rooms = new SqliteRoomStore(ctx);
+    this.userData = new SqliteUserDataStore(ctx);
+  }
+
+  currentPosition(): number {
+    return this.gen.current();
+  }
+
+  /** Idempotent: every call returns the same promise. */
+  close(): Promise<void> {
+    if (this.closing === null) {
+      this.closed = true;
+      this.closing = this.finishClose();
+    }
+    return this.closing;
+  }
+
+  private async finishClose(): Promise<void> {
+    // Yield once so a close() issued from inside a stream listener (i.e. during a flush) does
+    // not re-enter the write queue.
+    await Promise.resolve();
+    this.queue.close();
+    this.statements.clear();
+    this.db.close();
+  }
+
+  /** Called synchronously whenever currentPosition() advances (e.g. to wake sync waiters). */
+  onStreamAdvance(listener: AdvanceListener): () => void {
+    return this.gen.onAdvance(listener);
+  }
+
+  /** Counters of the grouped-commit queue (a copy). */
+  writeStats(): WriteQueueStats {
+    return { ...this.queue.stats };
+  }
+
+  /** Recorded schema migrations. */
+  schemaVersions(): { version: number; name: string }[] {
+    if (this.closed) throw new StoreClosedError();
+    return this.db.prepare('SELECT version, name FROM schema_migrations ORDER BY version').all() as {
+      version: number;
+      name: string;
+    }[];
+  }
+
+  /** Reads a PRAGMA of the store's connection (diagnostics, tests). */
+  pragma(name: 'journal_mode' | 'synchronous' | 'busy_timeout' | 'foreign_keys'): unknown {
+    if (this.closed) throw new StoreClosedError();
+    return this.db.pragma(name, { simple: true });
+  }
+
+  /** Test hook: runs inside each batch transaction just before COMMIT; throwing fails the batch. */
+  setBeforeCommitHook(hook: ((batchSize: number) => void) | null): void {
+    this.queue.beforeCommit = hook;
+  }
+}

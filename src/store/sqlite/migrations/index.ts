@@ -1,0 +1,13 @@
+// The ordered list of schema migrations. Append only: never edit or renumber an entry that has
+// shipped, since databases record which versions they have applied.
+
+import { initial } from './0001-initial.js';
+
+export interface Migration {
+  version: number;
+  name: string;
+  /** SQL run inside the migration transaction. */
+  up: string;
+}
+
+export const MIGRATIONS: readonly Migration[] = [initial];

@@ -1,0 +1,282 @@
+// RoomStore: rooms, events, state, memberships, aliases and the directory.
+
+import type { RoomVersion } from '../../protocol/types.js';
+import {
+  StoreConflictError,
+  type Membership,
+  type MembershipRecord,
+  type PersistEventInput,
+  type RoomEventsQuery,
+  type RoomRecord,
+  type RoomStore,
+  type StateEntry,
+  type StoredEvent,
+} from '../types.js';
+import type { SqliteContext } from './context.js';
+import { getEventRow, prepareEvent, queryRoomEvents, toStoredEvent, writeEvent } from './events.js';
+
+interface StateRow {
+  type: string;
+  state_key: string;
+  event_id: string;
+}
+
+interface MembershipRow {
+  room_id: string;
+  user_id: string;
+  membership: Membership;
+  event_id: string;
+  stream: number;
+}
+
+const toState = (r: StateRow): StateEntry => ({ type: r.type, stateKey: r.state_key, eventId: r.event_id });
+const toMembership = (r: MembershipRow): MembershipRecord => ({
+  roomId: r.room_id,
+  userId: r.user_id,
+  membership: r.membership,
+  eventId: r.event_id,
+  stream: r.stream,
+});
+
+function placeholders(n: number): string {
+  return new Array<string>(n).fill('?').join(', ');
+}
+
+export class SqliteRoomStore implements RoomStore {
+  constructor(private readonly ctx: SqliteContext) {}
+
+  async createRoom(room: RoomRecord): Promise<void> {
+    this.ctx.checkOpen();
+    await this.ctx.queue.write(() => {
+      const res = this.ctx
+        .stmt('INSERT INTO rooms (room_id, room_version, creator, created_ts) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING')
+        .run(room.roomId, room.roomVersion, room.creator, room.createdTs);
+      if (res.changes === 0) throw new StoreConflictError(`room ${room.roomId} already exists`);
+    });
+  }
+
+  async getRoom(roomId: string): Promise<RoomRecord | null> {
+    this.ctx.checkOpen();
+    const row = this.ctx.stmt('SELECT room_id, room_version, creator, created_ts FROM rooms WHERE room_id = ?').get(roomId) as
+      | { room_id: string; room_version: RoomVersion; creator: string; created_ts: number }
+      | undefined;
+    return row ? { roomId: row.room_id, roomVersion: row.room_version, creator: row.creator, createdTs: row.created_ts } : null;
+  }
+
+  async persistEvent(input: PersistEventInput): Promise<{ stream: number }> {
+    this.ctx.checkOpen();
+    const prepared = prepareEvent(input);
+    return this.ctx.queue.writeAtPosition((pos) => {
+      writeEvent(this.ctx, prepared, pos);
+      return { stream: pos };
+    });
+  }
+
+  async getEvent(eventId: string): Promise<StoredEvent | null> {
+    this.ctx.checkOpen();
+    const row = getEventRow(this.ctx, eventId);
+    return row ? toStoredEvent(row) : null;
+  }
+
+  async getEvents(eventIds: string[]): Promise<Map<string, StoredEvent>> {
+    this.ctx.checkOpen();
+    // One indexed lookup per ID beats a long IN (...) list in SQLite and keeps one cached statement.
+    const out = new Map<string, StoredEvent>();
+    for (const id of eventIds) {
+      if (out.has(id)) continue;
+      const row = getEventRow(this.ctx, id);
+      if (row) out.set(id, toStoredEvent(row));
+    }
+    return out;
+  }
+
+  async getEventIdForTxn(roomId: string, userId: string, deviceId: string, txnId: string): Promise<string | null> {
+    this.ctx.checkOpen();
+    const row = this.ctx
+      .stmt('SELECT event_id FROM event_txns WHERE room_id = ? AND user_id = ? AND device_id = ? AND txn_id = ?')
+      .get(roomId, userId, deviceId, txnId) as { event_id: string } | undefined;
+    return row ? row.event_id : null;
+  }
+
+  async getForwardExtremities(roomId: string): Promise<string[]> {
+    this.ctx.checkOpen();
+    const rows = this.ctx.stmt('SELECT event_id FROM forward_extremities WHERE room_id = ? ORDER BY event_id').all(roomId) as {
+      event_id: string;
+    }[];
+    return rows.map((r) => r.event_id);
+  }
+
+  async getCurrentState(roomId: string): Promise<StateEntry[]> {
+    this.ctx.checkOpen();
+    const rows = this.ctx
+      .stmt('SELECT type, state_key, event_id FROM current_state WHERE room_id = ? ORDER BY type, state_key')
+      .all(roomId) as StateRow[];
+    return rows.map(toState);
+  }
+
+  async getStateAt(roomId: string, stream: number): Promise<StateEntry[]> {
+    this.ctx.checkOpen();
+    // Every key that ever existed is in current_state (state keys are never removed), so one
+    // index seek per key on state_history's primary key finds its value at `stream`. Keys that
+    // did not exist yet come back NULL; filtering them here rather than in SQL avoids SQLite
+    // evaluating the correlated subquery twice.
+    const rows = this.ctx
+      .stmt(
+        `SELECT k.type, k.state_key,
+           (SELECT h.event_id FROM state_history h
+             WHERE h.room_id = k.room_id AND h.type = k.type AND h.state_key = k.state_key AND h.stream <= ?
+             ORDER BY h.stream DESC LIMIT 1) AS event_id
+         FROM current_state k WHERE k.room_id = ? ORDER BY k.type, k.state_key`,
+      )
+      .all(stream, roomId) as { type: string; state_key: string; event_id: string | null }[];
+    const out: StateEntry[] = [];
+    for (const r of rows) if (r.event_id !== null) out.push({ type: r.type, stateKey: r.state_key, eventId: r.event_id });
+    return out;
+  }
+
+  async getStateChanges(roomId: string, fromExclusive: number, toInclusive: number): Promise<StateEntry[]> {
+    this.ctx.checkOpen();
+    // SQLite returns the bare columns of the row holding MAX(stream), i.e. the latest per key.
+    const rows = this.ctx
+      .stmt(
+        `SELECT type, state_key, event_id, MAX(stream) AS stream FROM state_history
+         WHERE room_id = ? AND stream > ? AND stream <= ?
+         GROUP BY type, state_key ORDER BY type, state_key`,
+      )
+      .all(roomId, fromExclusive, toInclusive) as StateRow[];
+    return rows.map(toState);
+  }
+
+  async getStateHistory(roomId: string, type: string, stateKey: string): Promise<Array<{ stream: number; eventId: string }>> {
+    this.ctx.checkOpen();
+    const rows = this.ctx
+      .stmt('SELECT stream, event_id FROM state_history WHERE room_id = ? AND type = ? AND state_key = ? ORDER BY stream')
+      .all(roomId, type, stateKey) as { stream: number; event_id: string }[];
+    return rows.map((r) => ({ stream: r.stream, eventId: r.event_id }));
+  }
+
+  async getRoomEvents(query: RoomEventsQuery): Promise<StoredEvent[]> {
+    this.ctx.checkOpen();
+    return queryRoomEvents(this.ctx, query);
+  }
+
+  async getRoomsMaxStream(roomIds: string[]): Promise<Map<string, number>> {
+    this.ctx.checkOpen();
+    const stmt = this.ctx.stmt('SELECT MAX(stream) AS m FROM events WHERE room_id = ?');
+    const out = new Map<string, number>();
+    for (const roomId of roomIds) {
+      const row = stmt.get(roomId) as { m: number | null };
+      if (row.m !== null) out.set(roomId, row.m);
+    }
+    return out;
+  }
+
+  async getMembership(roomId: string, userId: string): Promise<MembershipRecord | null> {
+    this.ctx.checkOpen();
+    const row = this.ctx.stmt('SELECT * FROM memberships WHERE room_id = ? AND user_id = ?').get(roomId, userId) as
+      | MembershipRow
+      | undefined;
+    return row ? toMembership(row) : null;
+  }
+
+  async getRoomsForUser(userId: string, memberships?: Membership[]): Promise<MembershipRecord[]> {
+    this.ctx.checkOpen();
+    let rows: MembershipRow[];
+    if (memberships === undefined) {
+      rows = this.ctx.stmt('SELECT * FROM memberships WHERE user_id = ? ORDER BY room_id').all(userId) as MembershipRow[];
+    } else if (memberships.length === 0) {
+      rows = [];
+    } else {
+      rows = this.ctx
+        .stmt(`SELECT * FROM memberships WHERE user_id = ? AND membership IN (${placeholders(memberships.length)}) ORDER BY room_id`)
+        .all(userId, ...memberships) as MembershipRow[];
+    }
+    return rows.map(toMembership);
+  }
+
+  async getMembershipChanges(userId: string, fromExclusive: number, toInclusive: number): Promise<MembershipRecord[]> {
+    this.ctx.checkOpen();
+    const rows = this.ctx
+      .stmt(
+        `SELECT room_id, user_id, membership, event_id, MAX(stream) AS stream FROM membership_history
+         WHERE user_id = ? AND stream > ? AND stream <= ? GROUP BY room_id ORDER BY stream`,
+      )
+      .all(userId, fromExclusive, toInclusive) as MembershipRow[];
+    return rows.map(toMembership);
+  }
+
+  async getRoomMembers(roomId: string, memberships: Membership[] = ['join']): Promise<MembershipRecord[]> {
+    this.ctx.checkOpen();
+    if (memberships.length === 0) return [];
+    const rows = this.ctx
+      .stmt(`SELECT * FROM memberships WHERE room_id = ? AND membership IN (${placeholders(memberships.length)}) ORDER BY user_id`)
+      .all(roomId, ...memberships) as MembershipRow[];
+    return rows.map(toMembership);
+  }
+
+  async forgetRoom(userId: string, roomId: string): Promise<void> {
+    this.ctx.checkOpen();
+    await this.ctx.queue.write(() => {
+      this.ctx.stmt('INSERT INTO forgotten_rooms (user_id, room_id) VALUES (?, ?) ON CONFLICT DO NOTHING').run(userId, roomId);
+    });
+  }
+
+  async isRoomForgotten(userId: string, roomId: string): Promise<boolean> {
+    this.ctx.checkOpen();
+    return this.ctx.stmt('SELECT 1 FROM forgotten_rooms WHERE user_id = ? AND room_id = ?').get(userId, roomId) !== undefined;
+  }
+
+  async createAlias(alias: string, roomId: string, creator: string): Promise<void> {
+    this.ctx.checkOpen();
+    await this.ctx.queue.write(() => {
+      const res = this.ctx
+        .stmt('INSERT INTO room_aliases (alias, room_id, creator) VALUES (?, ?, ?) ON CONFLICT DO NOTHING')
+        .run(alias, roomId, creator);
+      if (res.changes === 0) throw new StoreConflictError(`alias ${alias} already exists`);
+    });
+  }
+
+  async getAlias(alias: string): Promise<{ roomId: string; creator: string } | null> {
+    this.ctx.checkOpen();
+    const row = this.ctx.stmt('SELECT room_id, creator FROM room_aliases WHERE alias = ?').get(alias) as
+      | { room_id: string; creator: string }
+      | undefined;
+    return row ? { roomId: row.room_id, creator: row.creator } : null;
+  }
+
+  async deleteAlias(alias: string): Promise<boolean> {
+    this.ctx.checkOpen();
+    return this.ctx.queue.write(() => this.ctx.stmt('DELETE FROM room_aliases WHERE alias = ?').run(alias).changes > 0);
+  }
+
+  async getAliasesForRoom(roomId: string): Promise<string[]> {
+    this.ctx.checkOpen();
+    const rows = this.ctx.stmt('SELECT alias FROM room_aliases WHERE room_id = ? ORDER BY alias').all(roomId) as { alias: string }[];
+    return rows.map((r) => r.alias);
+  }
+
+  async setRoomVisibility(roomId: string, visibility: 'public' | 'private'): Promise<void> {
+    this.ctx.checkOpen();
+    await this.ctx.queue.write(() => {
+      this.ctx
+        .stmt('INSERT INTO room_visibility (room_id, visibility) VALUES (?, ?) ON CONFLICT DO UPDATE SET visibility = excluded.visibility')
+        .run(roomId, visibility);
+    });
+  }
+
+  async getRoomVisibility(roomId: string): Promise<'public' | 'private'> {
+    this.ctx.checkOpen();
+    const row = this.ctx.stmt('SELECT visibility FROM room_visibility WHERE room_id = ?').get(roomId) as
+      | { visibility: 'public' | 'private' }
+      | undefined;
+    return row ? row.visibility : 'private';
+  }
+
+  async listPublicRooms(): Promise<string[]> {
+    this.ctx.checkOpen();
+    const rows = this.ctx.stmt("SELECT room_id FROM room_visibility WHERE visibility = 'public' ORDER BY room_id").all() as {
+      room_id: string;
+    }[];
+    return rows.map((r) => r.room_id);
+  }
+}

@@ -1,0 +1,202 @@
+// Grouped commits. Every write is queued and all writes queued in one event-loop turn are
+// committed in a single SQLite transaction on the next setImmediate tick (or as soon as the batch
+// reaches its size cap). With synchronous=FULL one fsync then covers the whole batch, which is
+// what lifts throughput from ~6k commits/s to well past the 5k events/s target even with slow
+// disks. Each write runs inside its own SAVEPOINT so that one write's conflict (duplicate
+// transaction ID...) is rolled back alone while the rest of the batch commits.
+//
+// Stream positions are reserved at enqueue time, so batch order equals position order, and are
+// completed only after COMMIT; promises resolve after that, so a caller that got its promise
+// back can rely on currentPosition() covering its write.
+
+import type { StreamIdGenerator } from '../stream-id.js';
+import type { Db, Statement, StoreLogger } from './db.js';
+
+export interface WriteQueueStats {
+  /** Transactions committed successfully. */
+  transactions: number;
+  /** Batches that failed as a whole and were rolled back. */
+  failedTransactions: number;
+  /** Writes that committed. */
+  writes: number;
+  /** Writes rejected individually (rolled back to their savepoint). */
+  failedWrites: number;
+  largestBatch: number;
+}
+
+interface Job {
+  /** Reserved stream position, or null for writes outside the global stream. */
+  pos: number | null;
+  run: (pos: number) => unknown;
+  resolve: (value: unknown) => void;
+  reject: (err: unknown) => void;
+  ok: boolean;
+  result: unknown;
+  error: unknown;
+}
+
+export class StoreClosedError extends Error {
+  constructor() {
+    super('store is closed');
+    this.name = 'StoreClosedError';
+  }
+}
+
+export class WriteQueue {
+  private pending: Job[] = [];
+  private scheduled: NodeJS.Immediate | null = null;
+  private closed = false;
+  private readonly stmts: {
+    begin: Statement;
+    commit: Statement;
+    rollback: Statement;
+    savepoint: Statement;
+    release: Statement;
+    rollbackTo: Statement;
+    bumpMaxReserved: Statement;
+  };
+  readonly stats: WriteQueueStats = { transactions: 0, failedTransactions: 0, writes: 0, failedWrites: 0, largestBatch: 0 };
+  /** Test hook: runs inside the batch transaction right before COMMIT; throwing fails the batch. */
+  beforeCommit: ((batchSize: number) => void) | null = null;
+
+  constructor(
+    private readonly db: Db,
+    private readonly gen: StreamIdGenerator,
+    private readonly opts: { maxBatchSize: number; logger?: StoreLogger },
+  ) {
+    this.stmts = {
+      begin: db.prepare('BEGIN IMMEDIATE'),
+      commit: db.prepare('COMMIT'),
+      rollback: db.prepare('ROLLBACK'),
+      savepoint: db.prepare('SAVEPOINT w'),
+      release: db.prepare('RELEASE w'),
+      rollbackTo: db.prepare('ROLLBACK TO w'),
+      bumpMaxReserved: db.prepare('UPDATE stream_meta SET max_reserved = ? WHERE id = 1 AND max_reserved < ?'),
+    };
+  }
+
+  /** Queues a write outside the global stream. `run` executes synchronously inside the batch transaction. */
+  write<T>(run: () => T): Promise<T> {
+    return this.enqueue(false, run) as Promise<T>;
+  }
+
+  /** Queues a write at a freshly reserved stream position, passed to `run`. */
+  writeAtPosition<T>(run: (pos: number) => T): Promise<T> {
+    return this.enqueue(true, run) as Promise<T>;
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /** Commits everything queued so far, synchronously. */
+  flush(): void {
+    if (this.scheduled !== null) {
+      clearImmediate(this.scheduled);
+      this.scheduled = null;
+    }
+    while (this.pending.length > 0) {
+      const batch = this.pending.splice(0, this.opts.maxBatchSize);
+      this.commitBatch(batch);
+    }
+  }
+
+  /** Flushes and refuses further writes. */
+  close(): void {
+    this.closed = true;
+    this.flush();
+  }
+
+  private enqueue(withPosition: boolean, run: (pos: number) => unknown): Promise<unknown> {
+    if (this.closed) return Promise.reject(new StoreClosedError());
+    return new Promise((resolve, reject) => {
+      const pos = withPosition ? this.gen.reserve() : null;
+      this.pending.push({ pos, run, resolve, reject, ok: false, result: undefined, error: undefined });
+      if (this.pending.length >= this.opts.maxBatchSize) {
+        this.flush();
+      } else if (this.scheduled === null) {
+        this.scheduled = setImmediate(() => {
+          this.scheduled = null;
+          this.flush();
+        });
+      }
+    });
+  }
+
+  private commitBatch(batch: Job[]): void {
+    const { db, stmts } = this;
+    let maxPos = 0;
+    for (const job of batch) if (job.pos !== null && job.pos > maxPos) maxPos = job.pos;
+    try {
+      stmts.begin.run();
+      for (const job of batch) {
+        stmts.savepoint.run();
+        try {
+          job.result = job.run(job.pos ?? 0);
+          job.ok = true;
+          stmts.release.run();
+        } catch (err) {
+          // Some errors (I/O, disk full) make SQLite roll back the whole transaction; then the
+          // batch is lost and must fail as a whole rather than commit a partial result.
+          if (!db.inTransaction) throw err;
+          stmts.rollbackTo.run();
+          stmts.release.run();
+          job.ok = false;
+          job.error = err;
+        }
+      }
+      // Recorded even for positions whose write failed, so a restart never hands out a position
+      // that readers may already have seen covered by currentPosition().
+      if (maxPos > 0) stmts.bumpMaxReserved.run(maxPos, maxPos);
+      this.beforeCommit?.(batch.length);
+      stmts.commit.run();
+    } catch (err) {
+      this.failBatch(batch, maxPos, err);
+      return;
+    }
+
+    this.stats.transactions++;
+    if (batch.length > this.stats.largestBatch) this.stats.largestBatch = batch.length;
+    // Finish every position before settling any promise: a continuation that runs for the first
+    // write must already see the whole batch covered by currentPosition().
+    for (const job of batch) {
+      if (job.ok) this.stats.writes++;
+      else this.stats.failedWrites++;
+      if (job.pos === null) continue;
+      if (job.ok) this.gen.complete(job.pos);
+      else this.gen.abandon(job.pos);
+    }
+    for (const job of batch) {
+      if (!job.ok) {
+        job.reject(job.error);
+      } else if (job.pos === null || this.gen.current() >= job.pos) {
+        job.resolve(job.result);
+      } else {
+        const { resolve, result } = job;
+        void this.gen.waitFor(job.pos).then(() => resolve(result));
+      }
+    }
+  }
+
+  private failBatch(batch: Job[], maxPos: number, err: unknown): void {
+    const { db, stmts } = this;
+    try {
+      if (db.inTransaction) stmts.rollback.run();
+    } catch (rollbackErr) {
+      this.opts.logger?.warn('sqlite store: rollback after failed batch also failed', rollbackErr);
+    }
+    this.stats.failedTransactions++;
+    this.opts.logger?.warn(`sqlite store: batch of ${batch.length} writes rolled back`, err);
+    if (maxPos > 0) {
+      try {
+        stmts.bumpMaxReserved.run(maxPos, maxPos);
+      } catch (metaErr) {
+        this.opts.logger?.warn('sqlite store: could not record abandoned stream positions', metaErr);
+      }
+    }
+    for (const job of batch) {
+      if (job.pos !== null) this.gen.abandon(job.pos);
+    }
+    for (const job of batch) job.reject(err);
+  }
+}

@@ -1,0 +1,113 @@
+// Hands out global stream positions and tracks the "persisted up to" watermark.
+//
+// Positions are reserved before a write starts and finished (completed or abandoned) once the
+// write is durable or has definitely failed. Writes can finish out of order (a small batch may
+// commit before a big one that reserved earlier positions), so the watermark must stop at the
+// lowest unfinished position: a sync that read `current()` and then saw position N+2 must never
+// later miss position N+1 (the "Conduit trap"). Abandoned positions count as finished because
+// nothing was, or ever will be, written there.
+//
+// Backend-independent: SQLite drives it from its write queue; other backends can do the same.
+
+export type AdvanceListener = (current: number) => void;
+
+export class StreamIdGenerator {
+  private lastReserved: number;
+  private watermark: number;
+  /** Finished positions above the watermark, waiting for the gap below them to close. */
+  private readonly finishedAhead = new Set<number>();
+  /** Reserved but not yet finished. */
+  private readonly inFlight = new Set<number>();
+  private readonly listeners = new Set<AdvanceListener>();
+  private waiters: { pos: number; resolve: () => void }[] = [];
+
+  private readonly onListenerError: (err: unknown) => void;
+
+  /** `initial` is the highest position already durable; the first reservation is `initial + 1`. */
+  constructor(initial: number, opts: { onListenerError?: (err: unknown) => void } = {}) {
+    // A throwing listener must not stop the others or the caller that finished the position
+    // (typically the write queue, which still has promises to settle).
+    this.onListenerError = opts.onListenerError ?? ((err) => console.error('stream listener failed', err));
+    if (!Number.isSafeInteger(initial) || initial < 0) {
+      throw new RangeError(`invalid initial stream position: ${initial}`);
+    }
+    this.lastReserved = initial;
+    this.watermark = initial;
+  }
+
+  reserve(): number {
+    const pos = ++this.lastReserved;
+    this.inFlight.add(pos);
+    return pos;
+  }
+
+  /** The write at `pos` is durable and visible to readers. */
+  complete(pos: number): void {
+    this.finish(pos);
+  }
+
+  /** The write at `pos` failed; nothing was written there. */
+  abandon(pos: number): void {
+    this.finish(pos);
+  }
+
+  /** Highest P such that every position <= P is finished. */
+  current(): number {
+    return this.watermark;
+  }
+
+  /** Highest position handed out so far (finished or not). */
+  maxReserved(): number {
+    return this.lastReserved;
+  }
+
+  /** Number of reserved positions not yet finished. */
+  inFlightCount(): number {
+    return this.inFlight.size;
+  }
+
+  /** Called synchronously whenever the watermark advances. Returns an unsubscribe function. */
+  onAdvance(listener: AdvanceListener): () => void {
+    this.listeners.add(listener);
+    return () => {
+      this.listeners.delete(listener);
+    };
+  }
+
+  /** Resolves once `current() >= pos` (immediately if it already is). */
+  waitFor(pos: number): Promise<void> {
+    if (this.watermark >= pos) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.waiters.push({ pos, resolve });
+    });
+  }
+
+  private finish(pos: number): void {
+    if (!this.inFlight.delete(pos)) {
+      // Finishing twice, or a position never handed out, means the caller's bookkeeping is
+      // broken; advancing anyway could publish a position whose data is not there.
+      throw new Error(`stream position ${pos} is not in flight`);
+    }
+    this.finishedAhead.add(pos);
+    const before = this.watermark;
+    while (this.finishedAhead.delete(this.watermark + 1)) {
+      this.watermark++;
+    }
+    if (this.watermark === before) return;
+    const now = this.watermark;
+    if (this.waiters.length > 0) {
+      const ready = this.waiters.filter((w) => w.pos <= now);
+      if (ready.length > 0) {
+        this.waiters = this.waiters.filter((w) => w.pos > now);
+        for (const w of ready) w.resolve();
+      }
+    }
+    for (const listener of [...this.listeners]) {
+      try {
+        listener(now);
+      } catch (err) {
+        this.onListenerError(err);
+      }
+    }
+  }
+}

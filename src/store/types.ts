@@ -1,0 +1,269 @@
+// The domain-level storage contract. Every backend (SQLite today, Cassandra later) implements
+// exactly this; nothing above src/store sees SQL, rows or transactions.
+//
+// Rules every implementation keeps:
+// - All methods are async and may be called concurrently. A backend serialises what it must.
+// - Stream positions are one global, strictly increasing integer sequence shared by all durable
+//   streams (room events, account data, and later receipts, to-device, device lists). A backend
+//   reserves a position, persists, then completes it; `currentPosition()` only ever returns a
+//   position P such that every write at or below P is durable and visible to readers. A reader
+//   bounded by `currentPosition()` therefore never skips a write that is still in flight.
+// - A write promise resolves only after the data is committed (durable per the configured
+//   commit policy). Callers acknowledge clients only after that.
+// - Writes for one room are issued by one writer at a time (the room-input queue); backends need
+//   not guard against concurrent `persistEvent` calls for the same room, but must allow them for
+//   different rooms.
+// - No method spans domains transactionally except where its doc says so.
+// - Returned objects are owned by the caller (backends must not hand out shared mutable state).
+
+import type { JsonObject, Pdu, RoomVersion } from '../protocol/types.js';
+
+export class StoreConflictError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'StoreConflictError';
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Accounts, devices, access tokens
+
+export interface UserRecord {
+  userId: string;
+  /** scrypt hash string, or null for accounts that cannot log in with a password. */
+  passwordHash: string | null;
+  admin: boolean;
+  deactivated: boolean;
+  createdTs: number;
+  displayname: string | null;
+  avatarUrl: string | null;
+}
+
+export interface NewUser {
+  userId: string;
+  passwordHash: string | null;
+  admin: boolean;
+  createdTs: number;
+  displayname: string | null;
+}
+
+export interface DeviceRecord {
+  userId: string;
+  deviceId: string;
+  displayName: string | null;
+  lastSeenTs: number | null;
+  lastSeenIp: string | null;
+}
+
+export interface TokenOwner {
+  userId: string;
+  deviceId: string;
+}
+
+export interface AccountStore {
+  /** Throws StoreConflictError if the user ID is taken. */
+  createUser(user: NewUser): Promise<void>;
+  getUser(userId: string): Promise<UserRecord | null>;
+  setPasswordHash(userId: string, passwordHash: string): Promise<void>;
+  /** Marks the account deactivated and clears its password hash; devices/tokens are removed separately. */
+  deactivateUser(userId: string): Promise<void>;
+  /** Fields set to undefined are left unchanged; null clears them. */
+  setProfile(userId: string, profile: { displayname?: string | null; avatarUrl?: string | null }): Promise<void>;
+  countUsers(): Promise<number>;
+}
+
+export interface DeviceStore {
+  /** Creates the device, or keeps it (updating the display name if given) when it exists. */
+  upsertDevice(device: { userId: string; deviceId: string; displayName: string | null; ts: number; ip: string | null }): Promise<void>;
+  getDevice(userId: string, deviceId: string): Promise<DeviceRecord | null>;
+  listDevices(userId: string): Promise<DeviceRecord[]>;
+  setDeviceDisplayName(userId: string, deviceId: string, displayName: string | null): Promise<boolean>;
+  /** Deletes the device and every access token of it. Returns false if it did not exist. */
+  deleteDevice(userId: string, deviceId: string): Promise<boolean>;
+  /** Records last-seen information; cheap, may be coalesced by the backend. */
+  touchDevice(userId: string, deviceId: string, ts: number, ip: string | null): Promise<void>;
+
+  /** Stores only the hash of an access token. */
+  addAccessToken(tokenHash: string, owner: TokenOwner, ts: number): Promise<void>;
+  lookupAccessToken(tokenHash: string): Promise<TokenOwner | null>;
+  deleteAccessToken(tokenHash: string): Promise<void>;
+  /** Deletes every token of the user (logout/all, deactivate, password change without logout_devices=false). */
+  deleteAccessTokensForUser(userId: string, exceptDeviceId?: string): Promise<void>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rooms, events and state
+
+export type Membership = 'join' | 'invite' | 'leave' | 'ban' | 'knock';
+
+export interface RoomRecord {
+  roomId: string;
+  roomVersion: RoomVersion;
+  creator: string;
+  createdTs: number;
+}
+
+/** A persisted event, as read back. */
+export interface StoredEvent {
+  eventId: string;
+  roomId: string;
+  /** Global stream position at which the event was persisted. */
+  stream: number;
+  /** The PDU as signed (redacted content if it was redacted later; see `redactedBy`). */
+  pdu: Pdu;
+  /** Event ID of the redaction that redacted this event, if any. */
+  redactedBy: string | null;
+  /** Set when the event was sent by a local device with a transaction ID. */
+  txn: { deviceId: string; txnId: string } | null;
+}
+
+export interface StateEntry {
+  type: string;
+  stateKey: string;
+  eventId: string;
+}
+
+export interface PersistEventInput {
+  eventId: string;
+  pdu: Pdu;
+  /**
+   * The change this event makes to the room's resolved current state (for a plain state event:
+   * itself). Empty for message events. State resolution may produce other entries.
+   */
+  stateDelta: StateEntry[];
+  /** The room's forward extremities after this event. */
+  forwardExtremities: string[];
+  /** Idempotency record for a client send; written atomically with the event. */
+  txn?: { userId: string; deviceId: string; txnId: string };
+  /**
+   * If this event is a redaction that takes effect, the target to redact in storage: the backend
+   * replaces the target's stored PDU with `redactedPdu` and sets its `redactedBy`, atomically.
+   */
+  redaction?: { targetEventId: string; redactedPdu: Pdu };
+}
+
+export interface RoomEventsQuery {
+  roomId: string;
+  /** 'b': stream <= from, descending. 'f': stream > from, ascending. */
+  dir: 'b' | 'f';
+  from: number;
+  /** Stop bound: for 'b' events with stream > to; for 'f' events with stream <= to. */
+  to?: number;
+  limit: number;
+  /** Only events whose type is in this list (when given). */
+  types?: string[];
+  notTypes?: string[];
+  senders?: string[];
+  notSenders?: string[];
+}
+
+export interface MembershipRecord {
+  roomId: string;
+  userId: string;
+  membership: Membership;
+  eventId: string;
+  stream: number;
+}
+
+export interface RoomStore {
+  /** Records a room before its create event is persisted. Throws StoreConflictError if it exists. */
+  createRoom(room: RoomRecord): Promise<void>;
+  getRoom(roomId: string): Promise<RoomRecord | null>;
+
+  /**
+   * Persists one event of one room atomically with its state delta, new forward extremities,
+   * membership change, idempotency record and redaction. Assigns and returns its stream position.
+   * Resolves once committed and `currentPosition()` has reached the returned position.
+   * Throws StoreConflictError if the transaction ID was already used (the caller looks it up first).
+   */
+  persistEvent(input: PersistEventInput): Promise<{ stream: number }>;
+
+  getEvent(eventId: string): Promise<StoredEvent | null>;
+  /** Missing IDs are simply absent from the result. */
+  getEvents(eventIds: string[]): Promise<Map<string, StoredEvent>>;
+  getEventIdForTxn(roomId: string, userId: string, deviceId: string, txnId: string): Promise<string | null>;
+
+  getForwardExtremities(roomId: string): Promise<string[]>;
+  /** Resolved current state of the room. */
+  getCurrentState(roomId: string): Promise<StateEntry[]>;
+  /** Resolved state as it was right after stream position `stream` (inclusive). */
+  getStateAt(roomId: string, stream: number): Promise<StateEntry[]>;
+  /** State entries that changed in (fromExclusive, toInclusive], latest value per key. */
+  getStateChanges(roomId: string, fromExclusive: number, toInclusive: number): Promise<StateEntry[]>;
+
+  /**
+   * Every value a state key has had, oldest first: the stream position at which the resolved
+   * state changed and the event it changed to. Used for history visibility (a user's membership
+   * and the room's history_visibility at a given event).
+   */
+  getStateHistory(roomId: string, type: string, stateKey: string): Promise<Array<{ stream: number; eventId: string }>>;
+
+  /** Timeline paging by stream order. Results are ordered in the direction of travel. */
+  getRoomEvents(query: RoomEventsQuery): Promise<StoredEvent[]>;
+  /** Highest stream position of any event in each room (rooms with none are absent). */
+  getRoomsMaxStream(roomIds: string[]): Promise<Map<string, number>>;
+
+  /** Current membership of a user in a room, or null if they never had one. */
+  getMembership(roomId: string, userId: string): Promise<MembershipRecord | null>;
+  /** Current memberships of the user, optionally filtered. */
+  getRoomsForUser(userId: string, memberships?: Membership[]): Promise<MembershipRecord[]>;
+  /** The user's own membership changes in (fromExclusive, toInclusive], latest per room. */
+  getMembershipChanges(userId: string, fromExclusive: number, toInclusive: number): Promise<MembershipRecord[]>;
+  /** Current members of a room with the given memberships (default: join). */
+  getRoomMembers(roomId: string, memberships?: Membership[]): Promise<MembershipRecord[]>;
+  forgetRoom(userId: string, roomId: string): Promise<void>;
+  isRoomForgotten(userId: string, roomId: string): Promise<boolean>;
+
+  /** Room aliases (`#alias:server` -> room). */
+  createAlias(alias: string, roomId: string, creator: string): Promise<void>;
+  getAlias(alias: string): Promise<{ roomId: string; creator: string } | null>;
+  deleteAlias(alias: string): Promise<boolean>;
+  getAliasesForRoom(roomId: string): Promise<string[]>;
+
+  setRoomVisibility(roomId: string, visibility: 'public' | 'private'): Promise<void>;
+  getRoomVisibility(roomId: string): Promise<'public' | 'private'>;
+  /** Rooms listed in the public room directory. */
+  listPublicRooms(): Promise<string[]>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Per-user data
+
+export interface AccountDataRecord {
+  /** '' for global account data. */
+  roomId: string;
+  type: string;
+  content: JsonObject;
+  stream: number;
+}
+
+export interface UserDataStore {
+  /** Stores account data (roomId '' = global); returns its stream position, completed before resolve. */
+  setAccountData(userId: string, roomId: string, type: string, content: JsonObject): Promise<number>;
+  getAccountData(userId: string, roomId: string, type: string): Promise<JsonObject | null>;
+  /** All account data of the user (global and per room). */
+  getAllAccountData(userId: string): Promise<AccountDataRecord[]>;
+  /** Account data changed in (fromExclusive, toInclusive]. */
+  getAccountDataChanges(userId: string, fromExclusive: number, toInclusive: number): Promise<AccountDataRecord[]>;
+
+  /** Stores the filter JSON text exactly as given; returns a new filter ID (never starts with '{'). */
+  createFilter(userId: string, filterJson: string): Promise<string>;
+  getFilter(userId: string, filterId: string): Promise<string | null>;
+
+  /** Generic idempotency cache for non-event client requests (e.g. sendToDevice). */
+  getTxnResponse(userId: string, deviceId: string, scope: string, txnId: string): Promise<JsonObject | null>;
+  putTxnResponse(userId: string, deviceId: string, scope: string, txnId: string, response: JsonObject): Promise<void>;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+export interface Store {
+  readonly accounts: AccountStore;
+  readonly devices: DeviceStore;
+  readonly rooms: RoomStore;
+  readonly userData: UserDataStore;
+  /** The highest stream position below which everything is persisted and readable. */
+  currentPosition(): number;
+  /** Finishes in-flight writes, then closes. Further calls reject. */
+  close(): Promise<void>;
+}

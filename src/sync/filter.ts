@@ -1,0 +1,148 @@
+// Matrix event filters (/user/{id}/filter and inline /sync?filter=). Stored verbatim by the store;
+// parsed here into a normalised form. Unknown fields are ignored, as the spec allows.
+
+import { z } from 'zod';
+import { MatrixError } from '../api/errors.js';
+import type { JsonObject } from '../protocol/types.js';
+
+const strList = z.array(z.string().max(255)).max(1000);
+
+const eventFilter = z
+  .object({
+    limit: z.number().int().min(0).optional(),
+    types: strList.optional(),
+    not_types: strList.optional(),
+    senders: strList.optional(),
+    not_senders: strList.optional(),
+  })
+  .passthrough();
+
+const roomEventFilter = eventFilter
+  .extend({
+    rooms: strList.optional(),
+    not_rooms: strList.optional(),
+    lazy_load_members: z.boolean().optional(),
+    include_redundant_members: z.boolean().optional(),
+    contains_url: z.boolean().optional(),
+    unread_thread_notifications: z.boolean().optional(),
+  })
+  .passthrough();
+
+export const filterSchema = z
+  .object({
+    event_fields: strList.optional(),
+    event_format: z.enum(['client', 'federation']).optional(),
+    presence: eventFilter.optional(),
+    account_data: eventFilter.optional(),
+    room: z
+      .object({
+        rooms: strList.optional(),
+        not_rooms: strList.optional(),
+        include_leave: z.boolean().optional(),
+        timeline: roomEventFilter.optional(),
+        state: roomEventFilter.optional(),
+        ephemeral: roomEventFilter.optional(),
+        account_data: roomEventFilter.optional(),
+      })
+      .passthrough()
+      .optional(),
+  })
+  .passthrough();
+
+export type FilterJson = z.infer<typeof filterSchema>;
+
+export interface EventMatcher {
+  types?: string[];
+  notTypes?: string[];
+  senders?: string[];
+  notSenders?: string[];
+}
+
+export interface SyncFilter {
+  raw: FilterJson;
+  format: 'client' | 'federation';
+  timelineLimit: number;
+  timeline: EventMatcher;
+  state: EventMatcher;
+  lazyLoadMembers: boolean;
+  includeRedundantMembers: boolean;
+  includeLeave: boolean;
+  accountData: EventMatcher;
+  roomAccountData: EventMatcher;
+  rooms?: string[];
+  notRooms: string[];
+}
+
+export const DEFAULT_TIMELINE_LIMIT = 10;
+export const MAX_TIMELINE_LIMIT = 100;
+
+/** Validates a filter definition; throws M_BAD_JSON naming the offending field. */
+export function validateFilter(json: unknown): FilterJson {
+  const r = filterSchema.safeParse(json);
+  if (!r.success) {
+    const issue = r.error.issues[0];
+    throw new MatrixError('M_BAD_JSON', `Invalid filter: ${issue.path.join('.') || '(root)'}: ${issue.message}`);
+  }
+  return r.data;
+}
+
+export function compileFilter(json: FilterJson | undefined): SyncFilter {
+  const f = json ?? {};
+  const room = f.room ?? {};
+  const tl = room.timeline ?? {};
+  const st = room.state ?? {};
+  return {
+    raw: f,
+    format: f.event_format ?? 'client',
+    timelineLimit: Math.min(tl.limit ?? DEFAULT_TIMELINE_LIMIT, MAX_TIMELINE_LIMIT),
+    timeline: matcher(tl),
+    state: matcher(st),
+    lazyLoadMembers: st.lazy_load_members === true,
+    includeRedundantMembers: st.include_redundant_members === true,
+    includeLeave: room.include_leave === true,
+    accountData: matcher(f.account_data ?? {}),
+    roomAccountData: matcher(room.account_data ?? {}),
+    rooms: room.rooms,
+    notRooms: room.not_rooms ?? [],
+  };
+}
+
+function matcher(f: { types?: string[]; not_types?: string[]; senders?: string[]; not_senders?: string[] }): EventMatcher {
+  return { types: f.types, notTypes: f.not_types, senders: f.senders, notSenders: f.not_senders };
+}
+
+/** Glob match as filters define it: a trailing or embedded '*' matches any run of characters. */
+function typeMatches(pattern: string, type: string): boolean {
+  if (!pattern.includes('*')) return pattern === type;
+  const re = new RegExp('^' + pattern.split('*').map(escapeRe).join('.*') + '$');
+  return re.test(type);
+}
+
+function escapeRe(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+export function eventMatches(m: EventMatcher, type: string, sender?: string): boolean {
+  if (m.notTypes?.some((p) => typeMatches(p, type))) return false;
+  if (m.types && !m.types.some((p) => typeMatches(p, type))) return false;
+  if (sender !== undefined) {
+    if (m.notSenders?.includes(sender)) return false;
+    if (m.senders && !m.senders.includes(sender)) return false;
+  }
+  return true;
+}
+
+export function roomIncluded(f: SyncFilter, roomId: string): boolean {
+  if (f.notRooms.includes(roomId)) return false;
+  return !f.rooms || f.rooms.includes(roomId);
+}
+
+export function parseFilterParam(text: string): FilterJson {
+  let json: unknown;
+  try {
+    json = JSON.parse(text) as JsonObject;
+  } catch {
+    throw new MatrixError('M_NOT_JSON', 'filter is not valid JSON');
+  }
+  return validateFilter(json);
+}

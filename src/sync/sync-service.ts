@@ -1,0 +1,332 @@
+// Builds /sync responses. This is the one response builder: the long-poll endpoint and the
+// WebSocket stream (later) both call `sync()`/`waitForChanges()` and only differ in transport.
+//
+// Every response covers the stream range (since, upTo] where upTo = store.currentPosition() read
+// once at the start, so nothing still being written can be skipped: it lands above upTo and is
+// picked up by the next sync from the returned next_batch.
+
+import type { JsonObject } from '../protocol/types.js';
+import { strippedState, type EventFormatter } from '../room/client-event.js';
+import type { VisibilityChecker } from '../room/visibility.js';
+import type { MembershipRecord, StateEntry, Store, StoredEvent } from '../store/types.js';
+import { eventMatches, roomIncluded, type SyncFilter } from './filter.js';
+import { parseToken, serializeToken, type StreamToken } from './token.js';
+import type { SyncWaiters } from './waiters.js';
+
+export interface SyncRequest {
+  userId: string;
+  deviceId: string;
+  since?: string;
+  filter: SyncFilter;
+  timeoutMs: number;
+  fullState: boolean;
+  signal?: AbortSignal;
+}
+
+export type SyncResponse = JsonObject & { next_batch: string };
+
+const INVITE_STATE_TYPES = new Set([
+  'm.room.create',
+  'm.room.name',
+  'm.room.avatar',
+  'm.room.topic',
+  'm.room.join_rules',
+  'm.room.canonical_alias',
+  'm.room.encryption',
+]);
+
+export class SyncService {
+  constructor(
+    private readonly store: Store,
+    private readonly waiters: SyncWaiters,
+    private readonly formatter: EventFormatter,
+    private readonly visibility: VisibilityChecker,
+  ) {}
+
+  async sync(req: SyncRequest): Promise<SyncResponse> {
+    const since = req.since !== undefined ? parseToken(req.since, 'since') : undefined;
+    const deadline = Date.now() + req.timeoutMs;
+    for (;;) {
+      const upTo = this.store.currentPosition();
+      const res = await this.build(req, since, upTo);
+      const remaining = deadline - Date.now();
+      if (!since || req.fullState || !isEmpty(res) || remaining <= 0 || req.signal?.aborted) return res;
+      const rooms = (await this.store.rooms.getRoomsForUser(req.userId, ['join'])).map((r) => r.roomId);
+      const woken = await this.waiters.wait(req.userId, rooms, upTo, remaining, req.signal);
+      if (!woken) return { ...res, next_batch: serializeToken({ stream: upTo, ephemeral: since.ephemeral }) };
+    }
+  }
+
+  private async build(req: SyncRequest, since: StreamToken | undefined, upTo: number): Promise<SyncResponse> {
+    const from = since?.stream ?? 0;
+    const f = req.filter;
+    const join: JsonObject = {};
+    const invite: JsonObject = {};
+    const leave: JsonObject = {};
+
+    const memberships = (await this.store.rooms.getRoomsForUser(req.userId)).filter((m) => roomIncluded(f, m.roomId));
+    const changed = since
+      ? new Map((await this.store.rooms.getMembershipChanges(req.userId, from, upTo)).map((m) => [m.roomId, m]))
+      : undefined;
+
+    // Memberships written after upTo are not part of this response; use their state as of upTo.
+    const current = await Promise.all(memberships.map((m) => this.membershipAsOf(m, upTo)));
+
+    const joinedRooms = current.filter((m): m is MembershipRecord => m?.membership === 'join');
+    const maxStreams = since
+      ? await this.store.rooms.getRoomsMaxStream(joinedRooms.map((m) => m.roomId))
+      : new Map<string, number>();
+
+    for (const m of current) {
+      if (!m) continue;
+      if (m.membership === 'join') {
+        const newlyJoined = !!changed?.has(m.roomId) && (await this.wasNotJoined(m.roomId, req.userId, from));
+        if (since && !newlyJoined && !req.fullState && (maxStreams.get(m.roomId) ?? 0) <= from) continue;
+        const section = await this.joinedRoom(req, m.roomId, since && !newlyJoined ? from : undefined, upTo, req.fullState || newlyJoined);
+        if (section) join[m.roomId] = section;
+      } else if (m.membership === 'invite') {
+        if (since && !changed?.has(m.roomId)) continue;
+        invite[m.roomId] = await this.invitedRoom(m);
+      } else if (m.membership === 'leave' || m.membership === 'ban') {
+        if (since ? !changed?.has(m.roomId) : !f.includeLeave) continue;
+        if (await this.store.rooms.isRoomForgotten(req.userId, m.roomId)) continue;
+        // Rejected invites and rooms we were never joined to have no timeline worth showing.
+        const section = await this.leftRoom(req, m, since ? from : undefined);
+        if (section) leave[m.roomId] = section;
+      }
+    }
+
+    const accountData = await this.accountData(req, from, upTo, since === undefined);
+    for (const [roomId, events] of accountData.rooms) {
+      const target = join[roomId] as JsonObject | undefined;
+      if (target) (target.account_data as JsonObject).events = events;
+      else if (joinedRooms.some((r) => r.roomId === roomId)) {
+        join[roomId] = emptyJoined(events);
+      }
+    }
+
+    const out: SyncResponse = {
+      next_batch: serializeToken({ stream: upTo, ephemeral: since?.ephemeral ?? 0 }),
+      rooms: { join, invite, leave, knock: {} },
+      account_data: { events: accountData.global },
+      presence: { events: [] },
+      to_device: { events: [] },
+      device_lists: { changed: [], left: [] },
+      device_one_time_keys_count: {},
+      device_unused_fallback_key_types: [],
+    };
+    return out;
+  }
+
+  /** The membership as of `upTo`: the current record if written at or below it, else history. */
+  private async membershipAsOf(m: MembershipRecord, upTo: number): Promise<MembershipRecord | null> {
+    if (m.stream <= upTo) return m;
+    const hist = await this.store.rooms.getStateHistory(m.roomId, 'm.room.member', m.userId);
+    const prev = [...hist].reverse().find((h) => h.stream <= upTo);
+    if (!prev) return null;
+    const ev = await this.store.rooms.getEvent(prev.eventId);
+    const membership = ev?.pdu.content.membership;
+    if (typeof membership !== 'string') return null;
+    return { ...m, membership: membership as MembershipRecord['membership'], eventId: prev.eventId, stream: prev.stream };
+  }
+
+  private async wasNotJoined(roomId: string, userId: string, at: number): Promise<boolean> {
+    const hist = await this.store.rooms.getStateHistory(roomId, 'm.room.member', userId);
+    const prev = [...hist].reverse().find((h) => h.stream <= at);
+    if (!prev) return true;
+    const ev = await this.store.rooms.getEvent(prev.eventId);
+    return ev?.pdu.content.membership !== 'join';
+  }
+
+  /**
+   * A joined room's section. `from` undefined means a full (initial or newly joined) section:
+   * the latest timeline plus the full state at its start.
+   */
+  private async joinedRoom(
+    req: SyncRequest,
+    roomId: string,
+    from: number | undefined,
+    upTo: number,
+    fullState: boolean,
+  ): Promise<JsonObject | null> {
+    const f = req.filter;
+    const { events, limited } = await this.timeline(req, roomId, from, upTo);
+    const timelineStart = events.length ? events[0].stream - 1 : upTo;
+
+    let stateEntries: StateEntry[];
+    if (fullState || from === undefined) {
+      stateEntries = await this.store.rooms.getStateAt(roomId, timelineStart);
+    } else if (limited) {
+      stateEntries = await this.store.rooms.getStateChanges(roomId, from, timelineStart);
+    } else {
+      stateEntries = [];
+    }
+    const stateEvents = await this.stateEvents(req, roomId, stateEntries, events, fullState || from === undefined);
+
+    const section: JsonObject = {
+      timeline: {
+        events: await this.formatter.format(events, req, f.format),
+        limited,
+        prev_batch: serializeToken({ stream: timelineStart, ephemeral: 0 }),
+      },
+      state: { events: await this.formatter.format(stateEvents, req, f.format) },
+      account_data: { events: [] },
+      ephemeral: { events: [] },
+      unread_notifications: { notification_count: 0, highlight_count: 0 },
+    };
+    const memberChanged = from === undefined || stateEntries.some((s) => s.type === 'm.room.member') || events.some((e) => e.pdu.type === 'm.room.member');
+    if (memberChanged) section.summary = await this.summary(roomId, req.userId);
+    return section;
+  }
+
+  private async timeline(
+    req: SyncRequest,
+    roomId: string,
+    from: number | undefined,
+    upTo: number,
+  ): Promise<{ events: StoredEvent[]; limited: boolean }> {
+    const limit = req.filter.timelineLimit;
+    const t = req.filter.timeline;
+    const raw = await this.store.rooms.getRoomEvents({
+      roomId,
+      dir: 'b',
+      from: upTo,
+      to: from,
+      limit: limit + 1,
+      types: t.types,
+      notTypes: t.notTypes,
+      senders: t.senders,
+      notSenders: t.notSenders,
+    });
+    let limited = raw.length > limit;
+    const page = raw.slice(0, limit).reverse();
+    const visible = await this.visibility.filter(req.userId, roomId, page);
+    // Hidden history before a join behaves like the start of the room for the client.
+    if (visible.length < page.length && from === undefined) limited = visible.length > 0 && limited;
+    return { events: visible, limited: limited || (from !== undefined && raw.length > limit) };
+  }
+
+  private async stateEvents(
+    req: SyncRequest,
+    roomId: string,
+    entries: StateEntry[],
+    timeline: StoredEvent[],
+    full: boolean,
+  ): Promise<StoredEvent[]> {
+    const f = req.filter;
+    let wanted = entries.filter((e) => eventMatches(f.state, e.type));
+    if (f.lazyLoadMembers) {
+      const needed = new Set<string>([req.userId, ...timeline.map((e) => e.pdu.sender)]);
+      wanted = wanted.filter((e) => e.type !== 'm.room.member' || needed.has(e.stateKey));
+      if (full) {
+        // Own membership always decides where the client files the room.
+        const own = entries.find((e) => e.type === 'm.room.member' && e.stateKey === req.userId);
+        if (own && !wanted.includes(own)) wanted.push(own);
+      }
+    }
+    // Events already in the timeline need not be repeated in state.
+    const inTimeline = new Set(timeline.map((e) => e.eventId));
+    const ids = wanted.map((e) => e.eventId).filter((id) => !inTimeline.has(id));
+    const byId = await this.store.rooms.getEvents(ids);
+    const out = ids.map((id) => byId.get(id)).filter((e): e is StoredEvent => !!e);
+    void roomId;
+    return out.sort((a, b) => a.stream - b.stream);
+  }
+
+  private async summary(roomId: string, userId: string): Promise<JsonObject> {
+    const members = await this.store.rooms.getRoomMembers(roomId, ['join', 'invite']);
+    const joined = members.filter((m) => m.membership === 'join');
+    const invited = members.filter((m) => m.membership === 'invite');
+    const heroes = members
+      .filter((m) => m.userId !== userId)
+      .sort((a, b) => a.stream - b.stream)
+      .slice(0, 5)
+      .map((m) => m.userId);
+    return { 'm.heroes': heroes, 'm.joined_member_count': joined.length, 'm.invited_member_count': invited.length };
+  }
+
+  private async invitedRoom(m: MembershipRecord): Promise<JsonObject> {
+    const state = await this.store.rooms.getStateAt(m.roomId, m.stream);
+    const ids = state
+      .filter((s) => INVITE_STATE_TYPES.has(s.type) || (s.type === 'm.room.member' && s.stateKey === m.userId))
+      .map((s) => s.eventId);
+    const events = await this.store.rooms.getEvents(ids);
+    const inviteEvent = events.get(m.eventId) ?? (await this.store.rooms.getEvent(m.eventId));
+    const stripped: JsonObject[] = [];
+    for (const id of ids) {
+      const e = events.get(id);
+      if (e) stripped.push(strippedState(e.pdu));
+    }
+    if (inviteEvent) {
+      const inviter = state.find((s) => s.type === 'm.room.member' && s.stateKey === inviteEvent.pdu.sender);
+      const inviterEv = inviter ? await this.store.rooms.getEvent(inviter.eventId) : null;
+      if (inviterEv && inviterEv.pdu.sender !== m.userId) stripped.push(strippedState(inviterEv.pdu));
+      // The invitee's own member event, with its event_id, is what makes clients show the invite.
+      const own = stripped.find((s) => s.type === 'm.room.member' && s.state_key === m.userId);
+      if (own) Object.assign(own, { event_id: inviteEvent.eventId, origin_server_ts: inviteEvent.pdu.origin_server_ts });
+    }
+    return { invite_state: { events: stripped } };
+  }
+
+  private async leftRoom(req: SyncRequest, m: MembershipRecord, from: number | undefined): Promise<JsonObject | null> {
+    // The timeline of a left room ends at the leave event.
+    const { events, limited } = await this.timeline(req, m.roomId, from, m.stream);
+    const timelineStart = events.length ? events[0].stream - 1 : m.stream;
+    const stateEntries =
+      from === undefined || limited ? await this.store.rooms.getStateAt(m.roomId, timelineStart) : [];
+    const stateEvents = await this.stateEvents(req, m.roomId, stateEntries, events, true);
+    return {
+      timeline: {
+        events: await this.formatter.format(events, req, req.filter.format),
+        limited,
+        prev_batch: serializeToken({ stream: timelineStart, ephemeral: 0 }),
+      },
+      state: { events: await this.formatter.format(stateEvents, req, req.filter.format) },
+      account_data: { events: [] },
+    };
+  }
+
+  private async accountData(
+    req: SyncRequest,
+    from: number,
+    upTo: number,
+    initial: boolean,
+  ): Promise<{ global: JsonObject[]; rooms: Map<string, JsonObject[]> }> {
+    const records = initial
+      ? (await this.store.userData.getAllAccountData(req.userId)).filter((r) => r.stream <= upTo)
+      : await this.store.userData.getAccountDataChanges(req.userId, from, upTo);
+    const global: JsonObject[] = [];
+    const rooms = new Map<string, JsonObject[]>();
+    for (const r of records) {
+      const ev = { type: r.type, content: r.content };
+      if (r.roomId === '') {
+        if (eventMatches(req.filter.accountData, r.type)) global.push(ev);
+      } else if (eventMatches(req.filter.roomAccountData, r.type) && roomIncluded(req.filter, r.roomId)) {
+        const list = rooms.get(r.roomId) ?? [];
+        list.push(ev);
+        rooms.set(r.roomId, list);
+      }
+    }
+    return { global, rooms };
+  }
+}
+
+function emptyJoined(accountData: JsonObject[]): JsonObject {
+  return {
+    timeline: { events: [], limited: false },
+    state: { events: [] },
+    account_data: { events: accountData },
+    ephemeral: { events: [] },
+    unread_notifications: { notification_count: 0, highlight_count: 0 },
+  };
+}
+
+function isEmpty(res: SyncResponse): boolean {
+  const rooms = res.rooms as { join: JsonObject; invite: JsonObject; leave: JsonObject };
+  return (
+    Object.keys(rooms.join).length === 0 &&
+    Object.keys(rooms.invite).length === 0 &&
+    Object.keys(rooms.leave).length === 0 &&
+    (res.account_data as { events: unknown[] }).events.length === 0
+  );
+}

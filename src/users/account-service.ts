@@ -1,0 +1,150 @@
+// Accounts, logins, devices and access tokens. Only hashes of access tokens are stored.
+
+import { timingSafeEqual } from 'node:crypto';
+import { MatrixError } from '../api/errors.js';
+import type { AuthInfo } from '../api/middleware.js';
+import { isValidLocalpartForRegistration, parseUserId } from '../protocol/ids.js';
+import type { JsonObject } from '../protocol/types.js';
+import type { Store } from '../store/types.js';
+import { StoreConflictError } from '../store/types.js';
+import { generateAccessToken, generateDeviceId, hashAccessToken, hashPassword, verifyPassword } from './credentials.js';
+import { UiaSessions } from './uia.js';
+
+export interface RegistrationPolicy {
+  enabled: boolean;
+  token: string | null;
+}
+
+export interface LoginResult {
+  user_id: string;
+  access_token: string;
+  device_id: string;
+  home_server: string;
+  well_known?: JsonObject;
+}
+
+export class AccountService {
+  readonly uia: UiaSessions;
+
+  constructor(
+    private readonly store: Store,
+    private readonly serverName: string,
+    private readonly registration: RegistrationPolicy,
+    private readonly now: () => number = Date.now,
+  ) {
+    this.uia = new UiaSessions(now);
+  }
+
+  userIdFor(localpart: string): string {
+    return `@${localpart}:${this.serverName}`;
+  }
+
+  registrationFlows(): string[][] {
+    return this.registration.token ? [['m.login.registration_token']] : [['m.login.dummy']];
+  }
+
+  async isAvailable(localpart: string): Promise<void> {
+    if (!isValidLocalpartForRegistration(localpart)) throw new MatrixError('M_INVALID_USERNAME', 'Invalid username');
+    const userId = this.userIdFor(localpart);
+    if (userId.length > 255) throw new MatrixError('M_INVALID_USERNAME', 'User ID too long');
+    if (await this.store.accounts.getUser(userId)) throw new MatrixError('M_USER_IN_USE', 'User ID already taken');
+  }
+
+  /** Creates an account (registration policy checks are the caller's, see /register). */
+  async createAccount(localpart: string, password: string | null, admin = false): Promise<string> {
+    await this.isAvailable(localpart);
+    const userId = this.userIdFor(localpart);
+    try {
+      await this.store.accounts.createUser({
+        userId,
+        passwordHash: password === null ? null : await hashPassword(password),
+        admin,
+        createdTs: this.now(),
+        displayname: localpart,
+      });
+    } catch (err) {
+      if (err instanceof StoreConflictError) throw new MatrixError('M_USER_IN_USE', 'User ID already taken');
+      throw err;
+    }
+    return userId;
+  }
+
+  /** Verifies a registration-token UIA stage. */
+  checkRegistrationToken(token: unknown): boolean {
+    const expected = this.registration.token;
+    if (!expected || typeof token !== 'string') return false;
+    const a = Buffer.from(token);
+    const b = Buffer.from(expected);
+    return a.length === b.length && timingSafeEqual(a, b);
+  }
+
+  async login(userId: string, deviceId: string | undefined, displayName: string | null, ip: string | null): Promise<LoginResult> {
+    const device = deviceId ?? generateDeviceId();
+    await this.store.devices.upsertDevice({ userId, deviceId: device, displayName, ts: this.now(), ip });
+    const token = generateAccessToken();
+    await this.store.devices.addAccessToken(hashAccessToken(token), { userId, deviceId: device }, this.now());
+    return { user_id: userId, access_token: token, device_id: device, home_server: this.serverName };
+  }
+
+  /** Password login: accepts a localpart or a full MXID. Failures are indistinguishable. */
+  async checkPassword(user: string, password: string): Promise<string> {
+    const userId = user.startsWith('@') ? user : this.userIdFor(user.toLowerCase());
+    let parsed;
+    try {
+      parsed = parseUserId(userId);
+    } catch {
+      throw new MatrixError('M_FORBIDDEN', 'Invalid username or password');
+    }
+    const record = parsed.serverName === this.serverName ? await this.store.accounts.getUser(userId) : null;
+    if (!record || !record.passwordHash || !(await verifyPassword(password, record.passwordHash))) {
+      throw new MatrixError('M_FORBIDDEN', 'Invalid username or password');
+    }
+    if (record.deactivated) throw new MatrixError('M_USER_DEACTIVATED', 'This account has been deactivated');
+    return userId;
+  }
+
+  async authenticate(token: string): Promise<AuthInfo> {
+    const tokenHash = hashAccessToken(token);
+    const owner = await this.store.devices.lookupAccessToken(tokenHash);
+    if (!owner) throw new MatrixError('M_UNKNOWN_TOKEN', 'Unknown access token', { soft_logout: false });
+    return { userId: owner.userId, deviceId: owner.deviceId, tokenHash };
+  }
+
+  async logout(auth: AuthInfo): Promise<void> {
+    await this.store.devices.deleteDevice(auth.userId, auth.deviceId);
+  }
+
+  async logoutAll(userId: string): Promise<void> {
+    for (const d of await this.store.devices.listDevices(userId)) await this.store.devices.deleteDevice(userId, d.deviceId);
+    await this.store.devices.deleteAccessTokensForUser(userId);
+  }
+
+  async changePassword(auth: AuthInfo, newPassword: string, logoutDevices: boolean): Promise<void> {
+    await this.store.accounts.setPasswordHash(auth.userId, await hashPassword(newPassword));
+    if (logoutDevices) {
+      for (const d of await this.store.devices.listDevices(auth.userId)) {
+        if (d.deviceId !== auth.deviceId) await this.store.devices.deleteDevice(auth.userId, d.deviceId);
+      }
+      await this.store.devices.deleteAccessTokensForUser(auth.userId, auth.deviceId);
+    }
+  }
+
+  async deactivate(userId: string): Promise<void> {
+    await this.logoutAll(userId);
+    await this.store.accounts.deactivateUser(userId);
+  }
+
+  /** UIA verifier for m.login.password, bound to the authenticated user. */
+  passwordStage(userId: string) {
+    return async (stage: string, auth: JsonObject): Promise<boolean> => {
+      if (stage !== 'm.login.password') return false;
+      const identifier = auth.identifier as JsonObject | undefined;
+      const who = typeof identifier?.user === 'string' ? identifier.user : typeof auth.user === 'string' ? auth.user : userId;
+      const claimed = who.startsWith('@') ? who : this.userIdFor(who.toLowerCase());
+      if (claimed !== userId) throw new MatrixError('M_FORBIDDEN', 'Authentication must be for the logged-in user');
+      if (typeof auth.password !== 'string') throw new MatrixError('M_FORBIDDEN', 'Missing password');
+      await this.checkPassword(userId, auth.password);
+      return true;
+    };
+  }
+}

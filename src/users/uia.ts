@@ -1,0 +1,95 @@
+// User-Interactive Authentication (spec "User-Interactive Authentication API"). Sessions live in
+// memory for a short time: a client completes a flow within seconds, and a restart only means it
+// starts again with a fresh 401.
+
+import { randomBytes } from 'node:crypto';
+import { MatrixError } from '../api/errors.js';
+import type { JsonObject } from '../protocol/types.js';
+
+export class UiaRequiredError extends MatrixError {
+  constructor(
+    readonly body: { flows: Array<{ stages: string[] }>; params: JsonObject; session: string; completed: string[] },
+    failure?: { errcode: 'M_FORBIDDEN' | 'M_UNAUTHORIZED' | 'M_UNKNOWN'; error: string },
+  ) {
+    super(failure?.errcode ?? 'M_UNAUTHORIZED', failure?.error ?? 'Additional authentication required', {}, 401);
+    this.failure = failure;
+  }
+  private readonly failure?: { errcode: string; error: string };
+
+  // The first challenge carries no errcode: some clients treat an errcode as a failed stage.
+  override toJSON(): Record<string, unknown> {
+    return this.failure ? { ...this.body, errcode: this.failure.errcode, error: this.failure.error } : { ...this.body };
+  }
+}
+
+/** Verifies one stage's auth dict; returns true when complete, throws MatrixError to fail it. */
+export type StageVerifier = (stage: string, auth: JsonObject) => Promise<boolean>;
+
+interface Session {
+  completed: Set<string>;
+  expires: number;
+  /** What the session was started for (a session may not be reused for another request). */
+  purpose: string;
+}
+
+const SESSION_TTL_MS = 10 * 60_000;
+
+export class UiaSessions {
+  private readonly sessions = new Map<string, Session>();
+
+  constructor(private readonly now: () => number = Date.now) {}
+
+  /**
+   * Resolves when `auth` completes one of `flows`; otherwise throws UiaRequiredError with the
+   * state the client needs to continue.
+   */
+  async check(
+    purpose: string,
+    auth: JsonObject | undefined,
+    flows: string[][],
+    verify: StageVerifier,
+    params: JsonObject = {},
+  ): Promise<void> {
+    this.sweep();
+    const sessionId = typeof auth?.session === 'string' ? auth.session : undefined;
+    let session = sessionId ? this.sessions.get(sessionId) : undefined;
+    if (session && session.purpose !== purpose) session = undefined;
+    const id = session && sessionId ? sessionId : randomBytes(16).toString('base64url');
+    if (!session) {
+      session = { completed: new Set(), expires: this.now() + SESSION_TTL_MS, purpose };
+      this.sessions.set(id, session);
+    }
+    const challenge = () => ({
+      flows: flows.map((stages) => ({ stages })),
+      params,
+      session: id,
+      completed: [...session!.completed],
+    });
+    if (auth && typeof auth.type === 'string') {
+      const stage = auth.type;
+      if (!flows.some((f) => f.includes(stage))) {
+        throw new UiaRequiredError(challenge(), { errcode: 'M_UNKNOWN', error: `Unsupported auth stage ${stage}` });
+      }
+      let ok = false;
+      try {
+        ok = await verify(stage, auth);
+      } catch (err) {
+        if (err instanceof MatrixError && err.status !== 429) {
+          throw new UiaRequiredError(challenge(), { errcode: 'M_FORBIDDEN', error: err.message });
+        }
+        throw err;
+      }
+      if (ok) session.completed.add(stage);
+    }
+    if (flows.some((f) => f.every((s) => session!.completed.has(s)))) {
+      this.sessions.delete(id);
+      return;
+    }
+    throw new UiaRequiredError(challenge());
+  }
+
+  private sweep(): void {
+    const now = this.now();
+    for (const [id, s] of this.sessions) if (s.expires < now) this.sessions.delete(id);
+  }
+}
