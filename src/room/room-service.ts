@@ -40,6 +40,7 @@ export class RoomService {
     }
     for (const u of req.invite ?? []) {
       if (!isValidUserId(u)) throw new MatrixError('M_INVALID_PARAM', `Invalid user ID in invite: ${u}`);
+      this.requireLocal(u);
     }
     let alias: string | undefined;
     if (req.room_alias_name !== undefined) {
@@ -173,6 +174,7 @@ export class RoomService {
     reason?: string,
   ): Promise<void> {
     if (!isValidUserId(target)) throw new MatrixError('M_INVALID_PARAM', 'Invalid user_id');
+    if (action === 'invite') this.requireLocal(target);
     const state = await this.input.currentState(roomId);
     if (!state) throw new MatrixError('M_NOT_FOUND', 'Unknown room');
     const current = state.membership(target);
@@ -229,6 +231,13 @@ export class RoomService {
       } catch {
         // e.g. the user lacks permission in that room any more; the profile itself is saved.
       }
+    }
+  }
+
+  /** Until federation lands, an invite to another server could never be delivered. */
+  private requireLocal(userId: string): void {
+    if (serverNameOf(userId) !== this.serverName) {
+      throw new MatrixError('M_FORBIDDEN', `Cannot invite ${userId}: federation is not enabled on this server`);
     }
   }
 
