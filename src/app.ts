@@ -23,6 +23,13 @@ import { LocalNotifier } from './sync/notifier.js';
 import { SyncService } from './sync/sync-service.js';
 import { SyncWaiters } from './sync/waiters.js';
 import { AccountService } from './users/account-service.js';
+import { EphemeralStream } from './ephemeral/stream.js';
+import { TypingService } from './ephemeral/typing.js';
+import { TypingSource } from './ephemeral/typing-source.js';
+import { PresenceService } from './ephemeral/presence.js';
+import { PresenceSyncSource } from './ephemeral/presence-source.js';
+import { INTERNAL_ACCOUNT_DATA_PREFIX, PushRulesService } from './push/push-rules-service.js';
+import type { JsonObject } from './protocol/types.js';
 
 export interface Hearth {
   readonly config: HearthConfig;
@@ -62,6 +69,22 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     now,
     onPersisted: () => metrics?.eventsPersisted.inc(),
   });
+  const ephemeralStream = new EphemeralStream();
+  const typing = new TypingService(ephemeralStream, notifier);
+  const presence = new PresenceService(
+    {
+      enabled: config.presence.enabled,
+      idleTimeoutMs: config.presence.idle_timeout_ms,
+      offlineTimeoutMs: config.presence.offline_timeout_ms,
+    },
+    {
+      stream: ephemeralStream,
+      notifier,
+      roomsOf: async (userId) => (await store.rooms.getRoomsForUser(userId, ['join'])).map((m) => m.roomId),
+      now,
+    },
+  );
+  const pushRules = new PushRulesService(store, notifier);
   const formatter = new EventFormatter(store, now);
   const visibility = new VisibilityChecker(store);
   const services: ApiServices = {
@@ -71,7 +94,16 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     accounts: new AccountService(store, config.server_name, config.registration, now),
     rooms: new RoomService(store, roomInput, config.server_name),
     roomInput,
-    sync: new SyncService(store, waiters, formatter, visibility),
+    sync: new SyncService(store, waiters, formatter, visibility, {
+      ephemeral: [new TypingSource(typing)],
+      presence: new PresenceSyncSource(presence, store, now),
+      ephemeralPosition: () => ephemeralStream.current(),
+      defaultAccountData: (userId) => [{ type: 'm.push_rules', content: pushRules.defaults(userId) as unknown as JsonObject }],
+      hiddenAccountDataPrefix: INTERNAL_ACCOUNT_DATA_PREFIX,
+    }),
+    pushRules,
+    typing,
+    presence,
     formatter,
     visibility,
     notifier,
@@ -115,6 +147,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
       const addr = server.address() as AddressInfo;
       const h = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
       url = `http://${h}:${addr.port}`;
+      presence.start();
       if (isOpenRegistrationWarningNeeded(config)) logger.warn(OPEN_REGISTRATION_WARNING);
       logger.info({ url, server_name: config.server_name, storage: config.storage.backend, key_id: signingKey.keyId }, 'Hearth is listening');
     },
@@ -127,6 +160,8 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
         await closed;
       }
       await roomInput.drain();
+      presence.stop();
+      typing.close();
       await notifier.close();
       await store.close();
       logger.info('Hearth stopped');

@@ -11,6 +11,8 @@ import { miscRoutes } from './routes/misc.js';
 import { profileRoutes } from './routes/profile.js';
 import { roomRoutes } from './routes/rooms.js';
 import { syncRoutes } from './routes/sync.js';
+import { ephemeralRoutes } from './routes/ephemeral.js';
+import { pushRuleRoutes } from './routes/push-rules.js';
 
 export interface HttpOptions {
   maxBodyBytes: number;
@@ -35,6 +37,8 @@ export function createHttpApp(services: ApiServices, opts: HttpOptions): Koa<Hea
   syncRoutes(routes, services);
   historyRoutes(routes, services);
   profileRoutes(routes, services);
+  ephemeralRoutes(routes, services);
+  pushRuleRoutes(routes, services);
   if (opts.renderMetrics) {
     const render = opts.renderMetrics;
     router.get('/metrics', async (ctx) => {

@@ -15,6 +15,9 @@ import type { Store } from '../store/types.js';
 import type { RoomInput } from '../room/room-input.js';
 import type { Notifier } from '../sync/notifier.js';
 import type { RateLimiter } from './rate-limit.js';
+import type { TypingService } from '../ephemeral/typing.js';
+import type { PresenceService } from '../ephemeral/presence.js';
+import type { PushRulesService } from '../push/push-rules-service.js';
 
 export interface ApiServices {
   serverName: string;
@@ -24,6 +27,9 @@ export interface ApiServices {
   rooms: RoomService;
   roomInput: RoomInput;
   sync: SyncService;
+  typing: TypingService;
+  presence: PresenceService;
+  pushRules: PushRulesService;
   formatter: EventFormatter;
   visibility: VisibilityChecker;
   notifier: Notifier;

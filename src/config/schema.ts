@@ -106,6 +106,15 @@ const configObject = z.strictObject({
     })
     .prefault({}),
   sync: z.strictObject({ max_timeout_ms: z.int().min(0).default(60000) }).prefault({}),
+  presence: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      // No activity (send, or a sync with set_presence=online) for this long: unavailable.
+      idle_timeout_ms: z.int().min(1000).default(300000),
+      // No sync for this long: offline (the client went away).
+      offline_timeout_ms: z.int().min(1000).default(30000),
+    })
+    .prefault({}),
   log: z
     .strictObject({
       level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

@@ -86,6 +86,17 @@ export class RoomState {
     for (const [k, v] of this.entries) if (v.eventId === targetId) this.entries.set(k, { eventId: targetId, pdu: redacted });
   }
 
+  /** Joined members with their display names. */
+  joinedMembers(): Array<{ userId: string; displayname: string | null }> {
+    const out: Array<{ userId: string; displayname: string | null }> = [];
+    for (const { pdu } of this.entries.values()) {
+      if (pdu.type !== 'm.room.member' || pdu.state_key === undefined || pdu.content.membership !== 'join') continue;
+      const d = pdu.content.displayname;
+      out.push({ userId: pdu.state_key, displayname: typeof d === 'string' ? d : null });
+    }
+    return out;
+  }
+
   /** Snapshot of all current state events. */
   all(): StateEvent[] {
     return [...this.entries.values()];

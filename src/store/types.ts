@@ -18,6 +18,8 @@
 
 import type { JsonObject, Pdu, RoomVersion } from '../protocol/types.js';
 
+export type * from './chat-types.js';
+
 export class StoreConflictError extends Error {
   constructor(message: string) {
     super(message);

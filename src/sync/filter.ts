@@ -67,6 +67,7 @@ export interface SyncFilter {
   lazyLoadMembers: boolean;
   includeRedundantMembers: boolean;
   includeLeave: boolean;
+  unreadThreadNotifications: boolean;
   accountData: EventMatcher;
   roomAccountData: EventMatcher;
   rooms?: string[];
@@ -100,6 +101,7 @@ export function compileFilter(json: FilterJson | undefined): SyncFilter {
     lazyLoadMembers: st.lazy_load_members === true,
     includeRedundantMembers: st.include_redundant_members === true,
     includeLeave: room.include_leave === true,
+    unreadThreadNotifications: tl.unread_thread_notifications === true,
     accountData: matcher(f.account_data ?? {}),
     roomAccountData: matcher(room.account_data ?? {}),
     rooms: room.rooms,

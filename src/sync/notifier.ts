@@ -5,8 +5,10 @@
 // never a lost event: readers always read from their token up to the store's completed position.
 
 export interface ChangeNotice {
-  /** Stream position the change was persisted at (already completed in the store). */
-  stream: number;
+  /** Durable stream position the change was persisted at (already completed in the store). */
+  stream?: number;
+  /** Ephemeral stream position (typing, presence) of the change. */
+  ephemeral?: number;
   /** Room whose members should wake up. */
   roomId?: string;
   /** Users who should wake up regardless of membership (invitees, account data owner, ...). */

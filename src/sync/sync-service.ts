@@ -12,6 +12,7 @@ import type { MembershipRecord, StateEntry, Store, StoredEvent } from '../store/
 import { eventMatches, roomIncluded, type SyncFilter } from './filter.js';
 import { parseToken, serializeToken, type StreamToken } from './token.js';
 import type { SyncWaiters } from './waiters.js';
+import type { SyncRange, SyncSources } from './sources.js';
 
 export interface SyncRequest {
   userId: string;
@@ -41,23 +42,30 @@ export class SyncService {
     private readonly waiters: SyncWaiters,
     private readonly formatter: EventFormatter,
     private readonly visibility: VisibilityChecker,
+    private readonly sources: SyncSources,
   ) {}
 
   async sync(req: SyncRequest): Promise<SyncResponse> {
-    const since = req.since !== undefined ? parseToken(req.since, 'since') : undefined;
+    let since = req.since !== undefined ? parseToken(req.since, 'since') : undefined;
+    // An ephemeral position from before a restart may be ahead of ours: resend ephemeral state.
+    if (since && since.ephemeral > this.sources.ephemeralPosition()) since = { ...since, ephemeral: 0 };
     const deadline = Date.now() + req.timeoutMs;
     for (;;) {
-      const upTo = this.store.currentPosition();
+      const upTo: StreamToken = { stream: this.store.currentPosition(), ephemeral: this.sources.ephemeralPosition() };
       const res = await this.build(req, since, upTo);
       const remaining = deadline - Date.now();
       if (!since || req.fullState || !isEmpty(res) || remaining <= 0 || req.signal?.aborted) return res;
       const rooms = (await this.store.rooms.getRoomsForUser(req.userId, ['join'])).map((r) => r.roomId);
       const woken = await this.waiters.wait(req.userId, rooms, upTo, remaining, req.signal);
-      if (!woken) return { ...res, next_batch: serializeToken({ stream: upTo, ephemeral: since.ephemeral }) };
+      if (!woken) return res;
+      // Nothing for us in (since, upTo]: continue from upTo, so the next read is smaller.
+      since = upTo;
     }
   }
 
-  private async build(req: SyncRequest, since: StreamToken | undefined, upTo: number): Promise<SyncResponse> {
+  private async build(req: SyncRequest, since: StreamToken | undefined, upToToken: StreamToken): Promise<SyncResponse> {
+    const upTo = upToToken.stream;
+    const range: SyncRange = { userId: req.userId, deviceId: req.deviceId, since, upTo: upToToken };
     const from = since?.stream ?? 0;
     const f = req.filter;
     const join: JsonObject = {};
@@ -77,12 +85,21 @@ export class SyncService {
       ? await this.store.rooms.getRoomsMaxStream(joinedRooms.map((m) => m.roomId))
       : new Map<string, number>();
 
+    const joinedIds = joinedRooms.map((m) => m.roomId);
+    const ephemeral = await this.collectEphemeral(range, joinedIds);
+    const accountData = await this.accountData(req, from, upTo, since === undefined);
+
     for (const m of current) {
       if (!m) continue;
       if (m.membership === 'join') {
         const newlyJoined = !!changed?.has(m.roomId) && (await this.wasNotJoined(m.roomId, req.userId, from));
-        if (since && !newlyJoined && !req.fullState && (maxStreams.get(m.roomId) ?? 0) <= from) continue;
-        const section = await this.joinedRoom(req, m.roomId, since && !newlyJoined ? from : undefined, upTo, req.fullState || newlyJoined);
+        const quiet = (maxStreams.get(m.roomId) ?? 0) <= from;
+        const hasExtras = ephemeral.has(m.roomId) || accountData.rooms.has(m.roomId);
+        if (since && !newlyJoined && !req.fullState && quiet && !hasExtras) continue;
+        const section =
+          since && !newlyJoined && !req.fullState && quiet
+            ? emptyJoined()
+            : await this.joinedRoom(req, m.roomId, since && !newlyJoined ? from : undefined, upTo, req.fullState || newlyJoined);
         if (section) join[m.roomId] = section;
       } else if (m.membership === 'invite') {
         if (since && !changed?.has(m.roomId)) continue;
@@ -96,26 +113,44 @@ export class SyncService {
       }
     }
 
-    const accountData = await this.accountData(req, from, upTo, since === undefined);
-    for (const [roomId, events] of accountData.rooms) {
-      const target = join[roomId] as JsonObject | undefined;
-      if (target) (target.account_data as JsonObject).events = events;
-      else if (joinedRooms.some((r) => r.roomId === roomId)) {
-        join[roomId] = emptyJoined(events);
-      }
+    for (const [roomId, section] of Object.entries(join) as Array<[string, JsonObject]>) {
+      (section.account_data as JsonObject).events = accountData.rooms.get(roomId) ?? [];
+      (section.ephemeral as JsonObject).events = ephemeral.get(roomId) ?? [];
     }
+    await this.addUnreadCounts(req, join, upTo);
 
     const out: SyncResponse = {
-      next_batch: serializeToken({ stream: upTo, ephemeral: since?.ephemeral ?? 0 }),
+      next_batch: serializeToken(upToToken),
       rooms: { join, invite, leave, knock: {} },
       account_data: { events: accountData.global },
-      presence: { events: [] },
+      presence: { events: this.sources.presence ? await this.sources.presence.collect(range, joinedIds) : [] },
       to_device: { events: [] },
       device_lists: { changed: [], left: [] },
       device_one_time_keys_count: {},
       device_unused_fallback_key_types: [],
     };
     return out;
+  }
+
+  private async collectEphemeral(range: SyncRange, roomIds: string[]): Promise<Map<string, JsonObject[]>> {
+    const merged = new Map<string, JsonObject[]>();
+    const parts = await Promise.all(this.sources.ephemeral.map((s) => s.collect(range, roomIds)));
+    for (const part of parts) {
+      for (const [roomId, events] of part) merged.set(roomId, [...(merged.get(roomId) ?? []), ...events]);
+    }
+    return merged;
+  }
+
+  private async addUnreadCounts(req: SyncRequest, join: JsonObject, upTo: number): Promise<void> {
+    const roomIds = Object.keys(join);
+    if (!this.sources.unread || roomIds.length === 0) return;
+    const counts = await this.sources.unread.counts(req.userId, roomIds, upTo);
+    for (const roomId of roomIds) {
+      const c = counts.get(roomId);
+      const section = join[roomId] as JsonObject;
+      if (c) section.unread_notifications = c.main;
+      if (req.filter.unreadThreadNotifications) section.unread_thread_notifications = c?.threads ?? {};
+    }
   }
 
   /** The membership as of `upTo`: the current record if written at or below it, else history. */
@@ -297,7 +332,14 @@ export class SyncService {
       : await this.store.userData.getAccountDataChanges(req.userId, from, upTo);
     const global: JsonObject[] = [];
     const rooms = new Map<string, JsonObject[]>();
+    const hidden = this.sources.hiddenAccountDataPrefix;
+    if (initial && this.sources.defaultAccountData) {
+      for (const d of this.sources.defaultAccountData(req.userId)) {
+        if (!records.some((r) => r.roomId === '' && r.type === d.type) && eventMatches(req.filter.accountData, d.type)) global.push(d);
+      }
+    }
     for (const r of records) {
+      if (hidden && r.type.startsWith(hidden)) continue;
       const ev = { type: r.type, content: r.content };
       if (r.roomId === '') {
         if (eventMatches(req.filter.accountData, r.type)) global.push(ev);
@@ -311,11 +353,11 @@ export class SyncService {
   }
 }
 
-function emptyJoined(accountData: JsonObject[]): JsonObject {
+function emptyJoined(): JsonObject {
   return {
     timeline: { events: [], limited: false },
     state: { events: [] },
-    account_data: { events: accountData },
+    account_data: { events: [] },
     ephemeral: { events: [] },
     unread_notifications: { notification_count: 0, highlight_count: 0 },
   };
@@ -327,6 +369,7 @@ function isEmpty(res: SyncResponse): boolean {
     Object.keys(rooms.join).length === 0 &&
     Object.keys(rooms.invite).length === 0 &&
     Object.keys(rooms.leave).length === 0 &&
-    (res.account_data as { events: unknown[] }).events.length === 0
+    (res.account_data as { events: unknown[] }).events.length === 0 &&
+    (res.presence as { events: unknown[] }).events.length === 0
   );
 }

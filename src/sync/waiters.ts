@@ -5,6 +5,7 @@
 // re-reads the store from its token, so spurious wake-ups are harmless.
 
 import type { ChangeNotice, Notifier } from './notifier.js';
+import type { StreamToken } from './token.js';
 
 interface Waiter {
   userId: string;
@@ -18,8 +19,8 @@ export class SyncWaiters {
   private readonly unsubscribe: () => void;
   private count = 0;
   // High-water marks of published changes; one number per room/user ever notified in this process.
-  private readonly lastByRoom = new Map<string, number>();
-  private readonly lastByUser = new Map<string, number>();
+  private readonly lastByRoom = new Map<string, StreamToken>();
+  private readonly lastByUser = new Map<string, StreamToken>();
 
   constructor(notifier: Notifier, private readonly onCountChange?: (n: number) => void) {
     this.unsubscribe = notifier.subscribe((n) => this.onNotice(n));
@@ -30,18 +31,20 @@ export class SyncWaiters {
   }
 
   /**
-   * Resolves true when a change relevant to the user is published above `afterStream`, false on
-   * timeout or abort. The caller reads the store up to `afterStream` first; a change published
-   * while it was reading is caught by the per-user/per-room high-water marks checked here.
+   * Resolves true when a change relevant to the user is published above `after` (in either the
+   * durable or the ephemeral stream), false on timeout or abort. The caller reads up to `after`
+   * first; a change published while it was reading is caught by the per-user/per-room high-water
+   * marks checked here.
    */
   wait(
     userId: string,
     roomIds: readonly string[],
-    afterStream: number,
+    after: StreamToken,
     timeoutMs: number,
     signal?: AbortSignal,
   ): Promise<boolean> {
-    if (this.latestFor(userId, roomIds) > afterStream) return Promise.resolve(true);
+    const latest = this.latestFor(userId, roomIds);
+    if (latest.stream > after.stream || latest.ephemeral > after.ephemeral) return Promise.resolve(true);
     if (timeoutMs <= 0 || signal?.aborted) return Promise.resolve(false);
     return new Promise<boolean>((resolve) => {
       let done = false;
@@ -61,9 +64,14 @@ export class SyncWaiters {
     });
   }
 
-  private latestFor(userId: string, roomIds: readonly string[]): number {
-    let max = this.lastByUser.get(userId) ?? 0;
-    for (const r of roomIds) max = Math.max(max, this.lastByRoom.get(r) ?? 0);
+  private latestFor(userId: string, roomIds: readonly string[]): StreamToken {
+    const max: StreamToken = { ...(this.lastByUser.get(userId) ?? ZERO) };
+    for (const r of roomIds) {
+      const m = this.lastByRoom.get(r);
+      if (!m) continue;
+      max.stream = Math.max(max.stream, m.stream);
+      max.ephemeral = Math.max(max.ephemeral, m.ephemeral);
+    }
     return max;
   }
 
@@ -73,8 +81,8 @@ export class SyncWaiters {
   }
 
   private onNotice(n: ChangeNotice): void {
-    if (n.roomId) this.lastByRoom.set(n.roomId, Math.max(this.lastByRoom.get(n.roomId) ?? 0, n.stream));
-    for (const u of n.userIds ?? []) this.lastByUser.set(u, Math.max(this.lastByUser.get(u) ?? 0, n.stream));
+    if (n.roomId) bump(this.lastByRoom, n.roomId, n);
+    for (const u of n.userIds ?? []) bump(this.lastByUser, u, n);
     const woken: Waiter[] = [];
     if (n.roomId) for (const w of this.byRoom.get(n.roomId) ?? []) woken.push(w);
     for (const u of n.userIds ?? []) for (const w of this.byUser.get(u) ?? []) woken.push(w);
@@ -94,6 +102,15 @@ export class SyncWaiters {
     this.count--;
     this.onCountChange?.(this.count);
   }
+}
+
+const ZERO: StreamToken = { stream: 0, ephemeral: 0 };
+
+function bump(m: Map<string, StreamToken>, key: string, n: ChangeNotice): void {
+  const cur = m.get(key) ?? { ...ZERO };
+  if (n.stream !== undefined) cur.stream = Math.max(cur.stream, n.stream);
+  if (n.ephemeral !== undefined) cur.ephemeral = Math.max(cur.ephemeral, n.ephemeral);
+  m.set(key, cur);
 }
 
 function addTo<K, V>(m: Map<K, Set<V>>, k: K, v: V): void {

@@ -1,7 +1,6 @@
 // Discovery and capability endpoints clients call at start-up.
 
 import { SUPPORTED_ROOM_VERSIONS, DEFAULT_ROOM_VERSION } from '../../protocol/types.js';
-import { defaultPushRules } from '../../push/default-rules.js';
 import type { ApiServices, ClientRoutes } from '../routing.js';
 
 /** Every spec version we implement: clients match these as exact strings. */
@@ -38,8 +37,5 @@ export function miscRoutes(r: ClientRoutes, s: ApiServices): void {
   });
   r.authed('get', '/thirdparty/protocols', (ctx) => {
     ctx.body = {};
-  });
-  r.authed('get', '/pushrules/', (ctx, auth) => {
-    ctx.body = defaultPushRules(auth.userId);
   });
 }

@@ -6,6 +6,7 @@ import { body, type Ctx } from '../middleware.js';
 import { parse, param, type ApiServices, type ClientRoutes } from '../routing.js';
 import { isValidUserId } from '../../protocol/ids.js';
 import type { JsonObject } from '../../protocol/types.js';
+import { INTERNAL_ACCOUNT_DATA_PREFIX } from '../../push/push-rules-service.js';
 
 export function profileRoutes(r: ClientRoutes, s: ApiServices): void {
   const load = async (ctx: Ctx) => {
@@ -60,7 +61,7 @@ function accountDataRoutes(r: ClientRoutes, s: ApiServices): void {
   const put = async (ctx: Ctx, userId: string, roomId: string) => {
     const type = param(ctx, 'type');
     if (type.length > 255) throw new MatrixError('M_INVALID_PARAM', 'Type too long');
-    if (SERVER_MANAGED.has(type)) {
+    if (SERVER_MANAGED.has(type) || type.startsWith(INTERNAL_ACCOUNT_DATA_PREFIX)) {
       throw new MatrixError('M_BAD_JSON', `Cannot set ${type} through account data; use its own API`, {}, 405);
     }
     const stream = await s.store.userData.setAccountData(userId, roomId, type, body(ctx) as JsonObject);
@@ -68,7 +69,8 @@ function accountDataRoutes(r: ClientRoutes, s: ApiServices): void {
     ctx.body = {};
   };
   const get = async (ctx: Ctx, userId: string, roomId: string) => {
-    const content = await s.store.userData.getAccountData(userId, roomId, param(ctx, 'type'));
+    const type = param(ctx, 'type');
+    const content = type.startsWith(INTERNAL_ACCOUNT_DATA_PREFIX) ? null : await s.store.userData.getAccountData(userId, roomId, type);
     if (content === null) throw new MatrixError('M_NOT_FOUND', 'Account data not found');
     ctx.body = content;
   };

@@ -72,6 +72,9 @@ export function roomRoutes(r: ClientRoutes, s: ApiServices): void {
       content: body(ctx) as JsonObject,
       txn: { userId: auth.userId, deviceId: auth.deviceId, txnId: param(ctx, 'txnId') },
     });
+    // Sending ends the sender's typing notification and counts as activity.
+    s.typing.setTyping(roomId, auth.userId, false);
+    s.presence.active(auth.userId);
     ctx.body = { event_id: res.eventId };
   });
 

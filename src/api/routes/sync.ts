@@ -11,6 +11,8 @@ export function syncRoutes(r: ClientRoutes, s: ApiServices): void {
     const filterParam = queryString(ctx, 'filter');
     const filter = compileFilter(await resolveFilter(s, auth.userId, filterParam));
     const timeoutMs = queryInt(ctx, 'timeout', 0, 0, s.maxSyncTimeoutMs);
+    const setPresence = presenceParam(queryString(ctx, 'set_presence'));
+    s.presence.syncing(auth.userId, setPresence);
     const abort = new AbortController();
     const onClose = () => abort.abort();
     ctx.req.on('close', onClose);
@@ -26,6 +28,8 @@ export function syncRoutes(r: ClientRoutes, s: ApiServices): void {
       });
     } finally {
       ctx.req.off('close', onClose);
+      // The end of a long-poll is the client's latest sign of life.
+      s.presence.syncing(auth.userId, setPresence);
     }
   });
 
@@ -44,6 +48,12 @@ export function syncRoutes(r: ClientRoutes, s: ApiServices): void {
     if (text === null) throw new MatrixError('M_NOT_FOUND', 'No such filter');
     ctx.body = JSON.parse(text);
   });
+}
+
+function presenceParam(v: string | undefined): 'online' | 'offline' | 'unavailable' | undefined {
+  if (v === undefined) return undefined;
+  if (v === 'online' || v === 'offline' || v === 'unavailable') return v;
+  throw new MatrixError('M_INVALID_PARAM', 'set_presence must be online, offline or unavailable');
 }
 
 function requireSelf(ctx: Ctx, userId: string): void {

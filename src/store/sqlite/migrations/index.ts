@@ -2,6 +2,7 @@
 // shipped, since databases record which versions they have applied.
 
 import { initial } from './0001-initial.js';
+import { chat } from './0002-chat.js';
 
 export interface Migration {
   version: number;
@@ -10,4 +11,4 @@ export interface Migration {
   up: string;
 }
 
-export const MIGRATIONS: readonly Migration[] = [initial];
+export const MIGRATIONS: readonly Migration[] = [initial, chat];

@@ -1,0 +1,67 @@
+// Push rule CRUD under /pushrules/ (spec "Push Rules: API").
+
+import { MatrixError, type Errcode } from '../errors.js';
+import { body, type Ctx } from '../middleware.js';
+import { param, queryString, type ApiServices, type ClientRoutes } from '../routing.js';
+import { isPushRuleKind } from '../../push/default-rules.js';
+import { addRule, deleteRule, getRule, PushRuleError, setActions, setEnabled } from '../../push/ruleset.js';
+import type { PushRulesService } from '../../push/push-rules-service.js';
+
+export function pushRuleRoutes(r: ClientRoutes, s: ApiServices & { pushRules: PushRulesService }): void {
+  const rules = s.pushRules;
+  r.authed('get', '/pushrules/', async (ctx, auth) => {
+    ctx.body = await rules.ruleset(auth.userId);
+  });
+  r.authed('get', '/pushrules/global/', async (ctx, auth) => {
+    ctx.body = (await rules.ruleset(auth.userId)).global;
+  });
+  r.authed('get', '/pushrules/global/:kind/', async (ctx, auth) => {
+    const kind = kindOf(ctx);
+    ctx.body = (await rules.ruleset(auth.userId)).global[kind];
+  });
+  r.authed('get', '/pushrules/global/:kind/:ruleId', async (ctx, auth) => {
+    const kind = kindOf(ctx);
+    ctx.body = await wrap(async () => getRule(auth.userId, await rules.userRules(auth.userId), kind, param(ctx, 'ruleId')));
+  });
+  r.authed('put', '/pushrules/global/:kind/:ruleId', async (ctx, auth) => {
+    const kind = kindOf(ctx);
+    const position = { before: queryString(ctx, 'before'), after: queryString(ctx, 'after') };
+    await wrap(() => rules.update(auth.userId, (u) => addRule(u, kind, param(ctx, 'ruleId'), body(ctx), position)));
+    ctx.body = {};
+  });
+  r.authed('delete', '/pushrules/global/:kind/:ruleId', async (ctx, auth) => {
+    const kind = kindOf(ctx);
+    await wrap(() => rules.update(auth.userId, (u) => deleteRule(u, kind, param(ctx, 'ruleId'))));
+    ctx.body = {};
+  });
+  for (const attr of ['enabled', 'actions'] as const) {
+    r.authed('get', `/pushrules/global/:kind/:ruleId/${attr}`, async (ctx, auth) => {
+      const kind = kindOf(ctx);
+      const rule = await wrap(async () => getRule(auth.userId, await rules.userRules(auth.userId), kind, param(ctx, 'ruleId')));
+      ctx.body = { [attr]: rule[attr] };
+    });
+    r.authed('put', `/pushrules/global/:kind/:ruleId/${attr}`, async (ctx, auth) => {
+      const kind = kindOf(ctx);
+      const value = body(ctx)[attr];
+      await wrap(() =>
+        rules.update(auth.userId, (u) => (attr === 'enabled' ? setEnabled(u, kind, param(ctx, 'ruleId'), value) : setActions(u, kind, param(ctx, 'ruleId'), value))),
+      );
+      ctx.body = {};
+    });
+  }
+}
+
+function kindOf(ctx: Ctx) {
+  const kind = param(ctx, 'kind');
+  if (!isPushRuleKind(kind)) throw new MatrixError('M_INVALID_PARAM', `Unknown rule kind ${kind}`);
+  return kind;
+}
+
+async function wrap<T>(f: () => Promise<T> | T): Promise<T> {
+  try {
+    return await f();
+  } catch (err) {
+    if (err instanceof PushRuleError) throw new MatrixError(err.errcode as Errcode, err.message);
+    throw err;
+  }
+}

@@ -1,0 +1,234 @@
+// Presence (online / unavailable / offline, last active). Ephemeral by design: held in memory
+// (Redis in scale-out), with no durable write per heartbeat. A restart forgets it, which costs
+// users an "offline" until their client's next sync.
+//
+// Transitions, as the spec describes them:
+// - a sync (set_presence online, the default) or a send marks the user online and active;
+// - no activity for `idle_timeout_ms` -> unavailable (currently_active false);
+// - no sync for `offline_timeout_ms` -> offline (the client went away).
+// Deadlines sit in a timing wheel of one-second buckets, so each sweep touches only users whose
+// deadline is due, never every user.
+
+import type { Notifier } from '../sync/notifier.js';
+import type { EphemeralStream } from './stream.js';
+
+export type PresenceState = 'online' | 'unavailable' | 'offline';
+
+export interface PresenceRecord {
+  userId: string;
+  state: PresenceState;
+  statusMsg: string | null;
+  lastActiveTs: number;
+  lastSyncTs: number;
+  currentlyActive: boolean;
+  /** Ephemeral position of the last visible change. */
+  pos: number;
+  /** Set by PUT /presence: a user who chose unavailable/offline is not made online by syncing. */
+  explicit: PresenceState | null;
+  /** Wheel bucket the user is scheduled in (at most one live entry per user). */
+  bucket: number | null;
+}
+
+export interface PresenceOptions {
+  enabled: boolean;
+  idleTimeoutMs: number;
+  offlineTimeoutMs: number;
+}
+
+export interface PresenceDeps {
+  stream: EphemeralStream;
+  notifier: Notifier;
+  /** Rooms whose members should hear about this user's presence. */
+  roomsOf: (userId: string) => Promise<string[]>;
+  now?: () => number;
+}
+
+const BUCKET_MS = 1000;
+
+export class PresenceService {
+  private readonly users = new Map<string, PresenceRecord>();
+  private readonly wheel = new Map<number, Set<string>>();
+  private readonly now: () => number;
+  private lastSweptBucket: number;
+  private timer?: NodeJS.Timeout;
+
+  constructor(readonly opts: PresenceOptions, private readonly deps: PresenceDeps) {
+    this.now = deps.now ?? Date.now;
+    this.lastSweptBucket = Math.floor(this.now() / BUCKET_MS);
+  }
+
+  get enabled(): boolean {
+    return this.opts.enabled;
+  }
+
+  /** Starts the periodic sweep (not needed in tests that call sweep() themselves). */
+  start(intervalMs = BUCKET_MS): void {
+    if (!this.opts.enabled || this.timer) return;
+    this.timer = setInterval(() => this.sweep(), intervalMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  get(userId: string): PresenceRecord | undefined {
+    return this.users.get(userId);
+  }
+
+  /** PUT /presence/{userId}/status. */
+  setStatus(userId: string, state: PresenceState, statusMsg: string | null | undefined): void {
+    if (!this.opts.enabled) return;
+    const r = this.record(userId);
+    const now = this.now();
+    r.explicit = state === 'online' ? null : state;
+    if (statusMsg !== undefined) r.statusMsg = statusMsg;
+    if (state === 'online') {
+      r.lastActiveTs = now;
+      r.currentlyActive = true;
+    } else {
+      r.currentlyActive = false;
+    }
+    r.state = state;
+    this.changed(r);
+    this.schedule(r);
+  }
+
+  /** A /sync (or socket) from the user, with its set_presence parameter. */
+  syncing(userId: string, setPresence: PresenceState | undefined): void {
+    if (!this.opts.enabled) return;
+    const r = this.record(userId);
+    r.lastSyncTs = this.now();
+    const wanted = setPresence ?? 'online';
+    if (wanted === 'offline') {
+      // "offline" here means: don't mark me online; it does not force a visible change.
+      this.schedule(r);
+      return;
+    }
+    if (r.explicit && r.explicit !== 'online') {
+      this.schedule(r);
+      return;
+    }
+    if (wanted === 'unavailable') {
+      if (r.state !== 'unavailable') {
+        r.state = 'unavailable';
+        r.currentlyActive = false;
+        this.changed(r);
+      }
+    } else if (r.state !== 'online') {
+      r.state = 'online';
+      r.lastActiveTs = this.now();
+      r.currentlyActive = true;
+      this.changed(r);
+    }
+    this.schedule(r);
+  }
+
+  /** User activity (sending an event): online and active now. */
+  active(userId: string): void {
+    if (!this.opts.enabled) return;
+    const r = this.record(userId);
+    const wasVisible = r.state === 'online' && r.currentlyActive;
+    r.lastActiveTs = this.now();
+    r.currentlyActive = true;
+    if (r.explicit === null || r.explicit === 'online') r.state = 'online';
+    // last_active_ago alone moving is not worth waking every contact for.
+    if (!wasVisible) this.changed(r);
+    this.schedule(r);
+  }
+
+  /** Records changed after ephemeral position `since`, for the given users (all if undefined). */
+  changedSince(since: number, userIds?: Iterable<string>): PresenceRecord[] {
+    const out: PresenceRecord[] = [];
+    if (userIds) {
+      for (const u of userIds) {
+        const r = this.users.get(u);
+        if (r && r.pos > since) out.push(r);
+      }
+    } else {
+      for (const r of this.users.values()) if (r.pos > since) out.push(r);
+    }
+    return out;
+  }
+
+  /** Moves due users along online -> unavailable -> offline. */
+  sweep(): void {
+    const nowBucket = Math.floor(this.now() / BUCKET_MS);
+    for (let b = this.lastSweptBucket; b <= nowBucket; b++) {
+      const due = this.wheel.get(b);
+      if (!due) continue;
+      this.wheel.delete(b);
+      for (const userId of due) {
+        const r = this.users.get(userId);
+        // Entries left behind by an earlier reschedule are stale.
+        if (r && r.bucket === b) {
+          r.bucket = null;
+          this.expire(r);
+        }
+      }
+    }
+    this.lastSweptBucket = nowBucket;
+  }
+
+  private expire(r: PresenceRecord): void {
+    const now = this.now();
+    let changed = false;
+    if (r.state !== 'offline' && now - r.lastSyncTs >= this.opts.offlineTimeoutMs) {
+      r.state = 'offline';
+      r.currentlyActive = false;
+      changed = true;
+    } else if (r.state === 'online' && now - r.lastActiveTs >= this.opts.idleTimeoutMs) {
+      r.state = 'unavailable';
+      r.currentlyActive = false;
+      changed = true;
+    }
+    if (changed) this.changed(r);
+    this.schedule(r);
+  }
+
+  private record(userId: string): PresenceRecord {
+    let r = this.users.get(userId);
+    if (!r) {
+      r = { userId, state: 'offline', statusMsg: null, lastActiveTs: 0, lastSyncTs: 0, currentlyActive: false, pos: 0, explicit: null, bucket: null };
+      this.users.set(userId, r);
+    }
+    return r;
+  }
+
+  /**
+   * Makes sure the user is looked at no later than their next deadline. A later deadline keeps
+   * the existing (earlier) entry: when it fires, expire() finds nothing due and reschedules.
+   */
+  private schedule(r: PresenceRecord): void {
+    if (r.state === 'offline') return;
+    const deadlines = [r.lastSyncTs + this.opts.offlineTimeoutMs];
+    if (r.state === 'online') deadlines.push(r.lastActiveTs + this.opts.idleTimeoutMs);
+    const bucket = Math.max(Math.ceil(Math.min(...deadlines) / BUCKET_MS), this.lastSweptBucket + 1);
+    if (r.bucket !== null && r.bucket <= bucket) return;
+    r.bucket = bucket;
+    let set = this.wheel.get(bucket);
+    if (!set) this.wheel.set(bucket, (set = new Set()));
+    set.add(r.userId);
+  }
+
+  private changed(r: PresenceRecord): void {
+    r.pos = this.deps.stream.next();
+    const pos = r.pos;
+    this.deps.notifier.publish({ ephemeral: pos, userIds: [r.userId] });
+    void this.deps.roomsOf(r.userId).then(
+      (rooms) => {
+        for (const roomId of rooms) this.deps.notifier.publish({ ephemeral: pos, roomId });
+      },
+      () => undefined,
+    );
+  }
+}
+
+/** The m.presence event content for a record, as /sync and GET /presence show it. */
+export function presenceContent(r: PresenceRecord, now: number): Record<string, string | number | boolean | null> {
+  const c: Record<string, string | number | boolean | null> = { presence: r.state, currently_active: r.currentlyActive };
+  if (r.lastActiveTs > 0) c.last_active_ago = Math.max(0, now - r.lastActiveTs);
+  if (r.statusMsg !== null) c.status_msg = r.statusMsg;
+  return c;
+}

@@ -1,0 +1,62 @@
+// Evaluates push rules for every local member a new event could notify, inside the room's
+// input queue, so the results are written atomically with the event and unread counts are
+// exact. One evaluator (with its compiled-pattern cache) serves all rooms.
+
+import { serverNameOf } from '../protocol/ids.js';
+import type { JsonObject, Pdu } from '../protocol/types.js';
+import type { RoomState } from '../room/room-state.js';
+import type { PushActionInput } from '../store/chat-types.js';
+import { PushEvaluator, type PushContext } from './evaluator.js';
+import type { PushRulesService } from './push-rules-service.js';
+
+export class PushActionComputer {
+  private readonly evaluator = new PushEvaluator();
+
+  constructor(
+    private readonly rules: PushRulesService,
+    private readonly serverName: string,
+  ) {}
+
+  async compute(eventId: string, pdu: Pdu, state: RoomState): Promise<PushActionInput[]> {
+    const members = state.joinedMembers();
+    const candidates = new Map(members.map((m) => [m.userId, m.displayname]));
+    // An invite notifies its target, who is not joined yet.
+    if (pdu.type === 'm.room.member' && pdu.state_key && pdu.content.membership === 'invite') {
+      candidates.set(pdu.state_key, null);
+    }
+    candidates.delete(pdu.sender);
+    if (candidates.size === 0) return [];
+
+    const pl = state.content('m.room.power_levels');
+    const notif = pl?.notifications;
+    const notificationPowerLevels: Record<string, number> = { room: 50 };
+    if (notif && typeof notif === 'object' && !Array.isArray(notif)) {
+      for (const [k, v] of Object.entries(notif)) if (typeof v === 'number') notificationPowerLevels[k] = v;
+    }
+    const event = { type: pdu.type, sender: pdu.sender, content: pdu.content, state_key: pdu.state_key, room_id: pdu.room_id, event_id: eventId };
+    const threadId = threadOf(pdu.content);
+    const base: Omit<PushContext, 'userId' | 'displayName'> = {
+      event,
+      roomMemberCount: members.length,
+      senderPowerLevel: state.powerLevel(pdu.sender),
+      notificationPowerLevels,
+    };
+    const out: PushActionInput[] = [];
+    for (const [userId, displayName] of candidates) {
+      if (serverNameOf(userId) !== this.serverName) continue; // their own server notifies them
+      const ruleset = await this.rules.ruleset(userId);
+      const res = this.evaluator.evaluate(ruleset, { ...base, userId, displayName });
+      if (!res.notify && !res.highlight) continue;
+      out.push({ userId, notify: res.notify, highlight: res.highlight, threadId, actions: res.actions as JsonObject[] | string[] });
+    }
+    return out;
+  }
+}
+
+function threadOf(content: JsonObject): string | null {
+  const rel = content['m.relates_to'];
+  if (rel && typeof rel === 'object' && !Array.isArray(rel) && rel.rel_type === 'm.thread' && typeof rel.event_id === 'string') {
+    return rel.event_id;
+  }
+  return null;
+}

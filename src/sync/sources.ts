@@ -1,0 +1,46 @@
+// Pluggable parts of a /sync response that come from outside the room event stream. The sync
+// builder (one for long-poll and socket alike) asks each source for what changed in the range.
+
+import type { JsonObject } from '../protocol/types.js';
+import type { StreamToken } from './token.js';
+
+export interface SyncRange {
+  userId: string;
+  deviceId: string;
+  /** Undefined on an initial sync. */
+  since?: StreamToken;
+  upTo: StreamToken;
+}
+
+/** Room-scoped ephemeral events (m.typing, m.receipt, extensions) for the user's joined rooms. */
+export interface RoomEphemeralSource {
+  collect(range: SyncRange, roomIds: string[]): Promise<Map<string, JsonObject[]>>;
+}
+
+/** Unread notification counts of joined rooms. */
+export interface UnreadSource {
+  counts(userId: string, roomIds: string[], upTo: number): Promise<Map<string, { main: JsonObject; threads: Record<string, JsonObject> }>>;
+}
+
+/** m.presence events of users who share a room with the syncing user. */
+export interface PresenceSource {
+  collect(range: SyncRange, joinedRoomIds: string[]): Promise<JsonObject[]>;
+}
+
+export interface SyncSources {
+  ephemeral: RoomEphemeralSource[];
+  unread?: UnreadSource;
+  presence?: PresenceSource;
+  /** Global account data a user has implicitly before first setting it (e.g. default push rules). */
+  defaultAccountData?: (userId: string) => Array<{ type: string; content: JsonObject }>;
+  /** Account-data types that are server-internal and never sent to clients. */
+  hiddenAccountDataPrefix?: string;
+  /** Current position of the ephemeral stream. */
+  ephemeralPosition: () => number;
+}
+
+export function addTo(map: Map<string, JsonObject[]>, roomId: string, ev: JsonObject): void {
+  const list = map.get(roomId);
+  if (list) list.push(ev);
+  else map.set(roomId, [ev]);
+}
