@@ -11,6 +11,7 @@ import { createRateLimiters } from './api/rate-limit.js';
 import type { ApiServices } from './api/routing.js';
 import type { HearthConfig } from './config/load.js';
 import { isOpenRegistrationWarningNeeded, OPEN_REGISTRATION_WARNING } from './config/load.js';
+import { localBaseUrl } from './config/schema.js';
 import { Metrics } from './observability/metrics.js';
 import { loadOrCreateSigningKey } from './protocol/keyfile.js';
 import { EventFormatter } from './room/client-event.js';
@@ -30,6 +31,10 @@ import { PresenceService } from './ephemeral/presence.js';
 import { PresenceSyncSource } from './ephemeral/presence-source.js';
 import { INTERNAL_ACCOUNT_DATA_PREFIX, PushRulesService } from './push/push-rules-service.js';
 import type { JsonObject } from './protocol/types.js';
+import { PushActionComputer } from './push/push-actions.js';
+import { ReceiptService } from './receipts/receipt-service.js';
+import { ReceiptSource } from './receipts/receipt-source.js';
+import { StoredUnreadSource } from './receipts/unread-source.js';
 
 export interface Hearth {
   readonly config: HearthConfig;
@@ -61,6 +66,8 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
   });
   const notifier = new LocalNotifier();
   const waiters = new SyncWaiters(notifier, (n) => metrics?.syncWaiters.set(n));
+  const pushRules = new PushRulesService(store, notifier);
+  const pushActions = new PushActionComputer(pushRules, config.server_name);
   const roomInput = new RoomInput({
     store,
     notifier,
@@ -68,6 +75,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     signingKey,
     now,
     onPersisted: () => metrics?.eventsPersisted.inc(),
+    pushActions: (eventId, pdu, state) => pushActions.compute(eventId, pdu, state),
   });
   const ephemeralStream = new EphemeralStream();
   const typing = new TypingService(ephemeralStream, notifier);
@@ -84,7 +92,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
       now,
     },
   );
-  const pushRules = new PushRulesService(store, notifier);
+  const receipts = new ReceiptService(store, store.receipts, notifier, now);
   const formatter = new EventFormatter(store, now);
   const visibility = new VisibilityChecker(store);
   const services: ApiServices = {
@@ -95,13 +103,15 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     rooms: new RoomService(store, roomInput, config.server_name),
     roomInput,
     sync: new SyncService(store, waiters, formatter, visibility, {
-      ephemeral: [new TypingSource(typing)],
+      ephemeral: [new TypingSource(typing), new ReceiptSource(store.receipts)],
+      unread: new StoredUnreadSource(store.notifications),
       presence: new PresenceSyncSource(presence, store, now),
       ephemeralPosition: () => ephemeralStream.current(),
       defaultAccountData: (userId) => [{ type: 'm.push_rules', content: pushRules.defaults(userId) as unknown as JsonObject }],
       hiddenAccountDataPrefix: INTERNAL_ACCOUNT_DATA_PREFIX,
     }),
     pushRules,
+    receipts,
     typing,
     presence,
     formatter,
@@ -147,6 +157,10 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
       const addr = server.address() as AddressInfo;
       const h = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
       url = `http://${h}:${addr.port}`;
+      // A derived base URL for an OS-assigned port (0) can only be known now.
+      if (config.listeners.client.port === 0 && services.publicBaseUrl === localBaseUrl(config.listeners.client)) {
+        services.publicBaseUrl = `${url}/`;
+      }
       presence.start();
       if (isOpenRegistrationWarningNeeded(config)) logger.warn(OPEN_REGISTRATION_WARNING);
       logger.info({ url, server_name: config.server_name, storage: config.storage.backend, key_id: signingKey.keyId }, 'Hearth is listening');

@@ -1,8 +1,12 @@
-// Backend-agnostic contract suite for src/store/types.ts. Every backend's spec calls
-// describeStoreContract with a factory; each test gets a fresh, empty store.
+// Backend-agnostic contract suite for src/store/types.ts and src/store/chat-types.ts. Every
+// backend's spec calls describeStoreContract with a factory; each test gets a fresh, empty store.
 
 import type { Store } from '../../src/store/types.js';
 import { describeAccountContract } from './contract-accounts.js';
+import { describeDirectoryContract } from './contract-directory.js';
+import { describeNotificationContract } from './contract-notifications.js';
+import { describeReceiptContract } from './contract-receipts.js';
+import { describeRelationContract } from './contract-relations.js';
 import { describeRoomContract } from './contract-rooms.js';
 import { describeStateContract } from './contract-state.js';
 import { describeStreamContract } from './contract-streams.js';
@@ -75,5 +79,9 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
     describeTimelineContract(ctx);
     describeUserDataContract(ctx);
     describeStreamContract(ctx);
+    describeReceiptContract(ctx);
+    describeNotificationContract(ctx);
+    describeRelationContract(ctx);
+    describeDirectoryContract(ctx);
   });
 }

@@ -123,6 +123,53 @@ describe('SqliteStore', function () {
       }
     });
 
+    it('indexes relations of events stored before the chat migration', async function () {
+      const dir = mkdtempSync(join(tmpdir(), 'hearth-store-'));
+      const path = join(dir, 'v1.sqlite');
+      try {
+        const room = new FakeRoom();
+        const bob = userId('bob');
+        const root = room.build('m.room.message', alice, { body: 'root' });
+        const rel = (relType: string, body: string) => ({ body, 'm.relates_to': { rel_type: relType, event_id: root.eventId } });
+        const t1 = room.build('m.room.message', bob, rel('m.thread', 't1'));
+        const t2 = room.build('m.room.message', alice, rel('m.thread', 't2 (redacted)'));
+        const edit = room.build('m.room.message', alice, rel('m.replace', 'edit'));
+        const odd = room.build('m.room.message', bob, { body: 'x', 'm.relates_to': { rel_type: 7, event_id: root.eventId } });
+        const raw = new Database(path);
+        try {
+          migrate(raw, [MIGRATIONS[0]]);
+          const insert = raw.prepare(
+            'INSERT INTO events (stream, event_id, room_id, type, sender, pdu_json, redacted_by) VALUES (?, ?, ?, ?, ?, ?, ?)',
+          );
+          // t2 keeps its relation in the stored JSON: redacted_by alone must exclude it.
+          [root, t1, t2, edit, odd].forEach((ev, i) =>
+            insert.run(i + 1, ev.eventId, room.roomId, ev.pdu.type, ev.pdu.sender, JSON.stringify(ev.pdu), ev === t2 ? '$r' : null),
+          );
+          raw.prepare('UPDATE stream_meta SET max_reserved = 5').run();
+        } finally {
+          raw.close();
+        }
+
+        const store = await openSqliteStore({ path });
+        try {
+          assert.deepEqual(store.appliedMigrations, MIGRATIONS.slice(1).map((m) => m.version));
+          const [thread] = await store.relations.getThreads(room.roomId, { limit: 10 });
+          assert.deepEqual(thread, { rootEventId: root.eventId, latestEventId: t1.eventId, count: 1, participants: [alice, bob].sort(), latestStream: 2 });
+          assert.equal((await store.relations.getAggregations([root.eventId])).get(root.eventId)?.replaceEventId, edit.eventId);
+          assert.deepEqual((await store.relations.getRelations({ roomId: room.roomId, eventId: root.eventId, dir: 'f', limit: 10 })).map((r) => r.eventId), [t1.eventId, edit.eventId]);
+          // New events continue the backfilled thread.
+          const t3 = await room.send(store, 'm.room.message', bob, rel('m.thread', 't3'));
+          const [after] = await store.relations.getThreads(room.roomId, { limit: 10 });
+          assert.equal(after.count, 2);
+          assert.equal(after.latestEventId, t3.eventId);
+        } finally {
+          await store.close();
+        }
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+
     it('refuses a database migrated by a newer build', async function () {
       const { store, path } = await open();
       await store.close();

@@ -13,6 +13,9 @@ import { roomRoutes } from './routes/rooms.js';
 import { syncRoutes } from './routes/sync.js';
 import { ephemeralRoutes } from './routes/ephemeral.js';
 import { pushRuleRoutes } from './routes/push-rules.js';
+import { directoryRoutes } from './routes/directory.js';
+import { chatRoutes } from './routes/chat.js';
+import { relationRoutes } from './routes/relations.js';
 
 export interface HttpOptions {
   maxBodyBytes: number;
@@ -39,6 +42,9 @@ export function createHttpApp(services: ApiServices, opts: HttpOptions): Koa<Hea
   profileRoutes(routes, services);
   ephemeralRoutes(routes, services);
   pushRuleRoutes(routes, services);
+  directoryRoutes(routes, services);
+  chatRoutes(routes, services);
+  relationRoutes(routes, services);
   if (opts.renderMetrics) {
     const render = opts.renderMetrics;
     router.get('/metrics', async (ctx) => {

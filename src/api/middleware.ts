@@ -75,13 +75,14 @@ function toMatrixError(err: unknown): MatrixError | null {
 }
 
 /**
- * Reads a JSON object body (for POST/PUT). Bodies over `limit` bytes get 413 M_TOO_LARGE before
+ * Reads a JSON object body (for POST/PUT/DELETE). Bodies over `limit` bytes get 413 M_TOO_LARGE before
  * being buffered further; non-JSON gets M_NOT_JSON; a JSON value that is not an object M_BAD_JSON.
  * An empty body counts as {} because several clients send none on POST.
  */
 export function jsonBody(limit: number): Koa.Middleware<HearthState> {
   return async (ctx, next) => {
-    if (ctx.method !== 'POST' && ctx.method !== 'PUT') return next();
+    // DELETE carries a body too (UIA on DELETE /devices/{id}).
+    if (ctx.method !== 'POST' && ctx.method !== 'PUT' && ctx.method !== 'DELETE') return next();
     const raw = await getRawBody(ctx.req, { limit, length: ctx.get('content-length') || undefined, encoding: 'utf8' });
     if (raw.trim() === '') {
       ctx.state.body = {};

@@ -18,6 +18,7 @@ import type { RateLimiter } from './rate-limit.js';
 import type { TypingService } from '../ephemeral/typing.js';
 import type { PresenceService } from '../ephemeral/presence.js';
 import type { PushRulesService } from '../push/push-rules-service.js';
+import type { ReceiptService } from '../receipts/receipt-service.js';
 
 export interface ApiServices {
   serverName: string;
@@ -30,6 +31,7 @@ export interface ApiServices {
   typing: TypingService;
   presence: PresenceService;
   pushRules: PushRulesService;
+  receipts: ReceiptService;
   formatter: EventFormatter;
   visibility: VisibilityChecker;
   notifier: Notifier;

@@ -22,7 +22,8 @@ export class EventFormatter {
     return events.map((e) => this.formatOne(e, viewer, format, redactions));
   }
 
-  formatOne(
+  /** Synchronous formatting; pass `redactions` or `redacted_because` is only an event ID stub. */
+  private formatOne(
     e: StoredEvent,
     viewer: Viewer,
     format: EventFormat = 'client',

@@ -13,7 +13,7 @@ import { computeEventId, MAX_PDU_BYTES, pduSize, signEvent } from '../protocol/e
 import { redactEvent } from '../protocol/redaction.js';
 import type { JsonObject, Pdu, RoomVersion, SigningKey } from '../protocol/types.js';
 import { stateTuple } from '../protocol/types.js';
-import type { StateEntry, Store, StoredEvent } from '../store/types.js';
+import type { PushActionInput, StateEntry, Store, StoredEvent } from '../store/types.js';
 import type { Notifier } from '../sync/notifier.js';
 import { RoomState } from './room-state.js';
 
@@ -24,8 +24,11 @@ export interface EventDraft {
   content: JsonObject;
   /** Target of an m.room.redaction. */
   redacts?: string;
-  /** Client idempotency: a retry with the same (room, user, device, txnId) returns the first event. */
-  txn?: { userId: string; deviceId: string; txnId: string };
+  /**
+   * Client idempotency: a retry with the same (room, user, device, scope, txnId) returns the first
+   * event. `scope` names the endpoint (the spec scopes transaction IDs by request path).
+   */
+  txn?: { userId: string; deviceId: string; txnId: string; scope: string };
 }
 
 export interface SubmitResult {
@@ -35,6 +38,14 @@ export interface SubmitResult {
   deduplicated: boolean;
 }
 
+interface Prepared {
+  eventId: string;
+  pdu: Pdu;
+  stateDelta: StateEntry[];
+  redaction?: { targetEventId: string; redactedPdu: Pdu };
+  txn?: EventDraft['txn'];
+}
+
 export interface RoomInputDeps {
   store: Store;
   notifier: Notifier;
@@ -42,6 +53,8 @@ export interface RoomInputDeps {
   signingKey: SigningKey;
   now?: () => number;
   onPersisted?: () => void;
+  /** Push-rule results for the members an event notifies; stored atomically with the event. */
+  pushActions?: (eventId: string, pdu: Pdu, state: RoomState) => Promise<PushActionInput[]>;
 }
 
 export class RoomInput {
@@ -65,10 +78,28 @@ export class RoomInput {
    */
   createRoom(roomId: string, version: RoomVersion, creator: string, drafts: EventDraft[]): Promise<SubmitResult[]> {
     return this.enqueue(roomId, async () => {
+      // Build and authorise every initial event first, against a scratch state: if any is
+      // rejected nothing is written and the client gets M_INVALID_ROOM_STATE, not half a room.
+      const scratch = RoomState.empty(version);
+      const prepared: Prepared[] = [];
+      for (const d of drafts) {
+        let p: Prepared;
+        try {
+          p = await this.prepare(roomId, d, scratch);
+        } catch (err) {
+          if (err instanceof MatrixError && err.errcode === 'M_FORBIDDEN') {
+            throw new MatrixError('M_INVALID_ROOM_STATE', `Initial state rejected: ${err.message}`);
+          }
+          throw err;
+        }
+        scratch.applyPersisted(p.eventId, p.pdu);
+        prepared.push(p);
+      }
       await this.deps.store.rooms.createRoom({ roomId, roomVersion: version, creator, createdTs: this.now() });
-      this.states.set(roomId, RoomState.empty(version));
+      const state = RoomState.empty(version);
+      this.states.set(roomId, state);
       const out: SubmitResult[] = [];
-      for (const d of drafts) out.push(await this.apply(roomId, d));
+      for (const p of prepared) out.push(await this.commit(roomId, p, state));
       return out;
     });
   }
@@ -111,18 +142,22 @@ export class RoomInput {
   }
 
   private async apply(roomId: string, draft: EventDraft): Promise<SubmitResult> {
-    const { store } = this.deps;
     const state = await this.load(roomId);
     if (!state) throw new MatrixError('M_NOT_FOUND', 'Unknown room');
-
     if (draft.txn) {
-      const existing = await store.rooms.getEventIdForTxn(roomId, draft.txn.userId, draft.txn.deviceId, draft.txn.txnId);
+      const { store } = this.deps;
+      const { userId, deviceId, txnId, scope } = draft.txn;
+      const existing = await store.rooms.getEventIdForTxn(roomId, userId, deviceId, txnId, scope);
       if (existing) {
         const ev = await store.rooms.getEvent(existing);
         return { eventId: existing, stream: ev?.stream ?? 0, deduplicated: true };
       }
     }
+    return this.commit(roomId, await this.prepare(roomId, draft, state), state);
+  }
 
+  /** Builds, signs, size-checks and authorises an event against `state`. Writes nothing. */
+  private async prepare(roomId: string, draft: EventDraft, state: RoomState): Promise<Prepared> {
     const version = state.version;
     const pdu = this.buildPdu(roomId, draft, state);
     const signed = signEvent(pdu, this.deps.serverName, this.deps.signingKey, version);
@@ -130,43 +165,44 @@ export class RoomInput {
       throw new MatrixError('M_TOO_LARGE', `Event is larger than ${MAX_PDU_BYTES} bytes`);
     }
     const eventId = computeEventId(signed, version);
-
     try {
       checkEventAuth(signed, version, (t, k) => state.get(t, k)?.pdu);
     } catch (err) {
       if (err instanceof AuthError) throw new MatrixError('M_FORBIDDEN', err.message);
       throw err;
     }
-
     const redaction = draft.type === 'm.room.redaction' && draft.redacts
       ? await this.redactionTarget(roomId, draft.redacts, signed, state)
       : undefined;
-
     const stateDelta: StateEntry[] =
       draft.stateKey !== undefined ? [{ type: draft.type, stateKey: draft.stateKey, eventId }] : [];
+    return { eventId, pdu: signed, stateDelta, redaction, txn: draft.txn };
+  }
 
+  /** Persists a prepared event, then updates the in-memory state and wakes readers. */
+  private async commit(roomId: string, p: Prepared, state: RoomState): Promise<SubmitResult> {
     let stream: number;
     try {
-      ({ stream } = await store.rooms.persistEvent({
-        eventId,
-        pdu: signed,
-        stateDelta,
-        forwardExtremities: [eventId],
-        txn: draft.txn,
-        redaction,
+      ({ stream } = await this.deps.store.rooms.persistEvent({
+        eventId: p.eventId,
+        pdu: p.pdu,
+        stateDelta: p.stateDelta,
+        forwardExtremities: [p.eventId],
+        txn: p.txn,
+        redaction: p.redaction,
+        pushActions: this.deps.pushActions ? await this.deps.pushActions(p.eventId, p.pdu, state) : undefined,
       }));
     } catch (err) {
       // The store may or may not have written; reload state from it next time.
       this.states.delete(roomId);
       throw err;
     }
-    state.applyPersisted(eventId, signed);
-    if (redaction) state.applyRedaction(redaction.targetEventId, redaction.redactedPdu);
+    state.applyPersisted(p.eventId, p.pdu);
+    if (p.redaction) state.applyRedaction(p.redaction.targetEventId, p.redaction.redactedPdu);
     this.deps.onPersisted?.();
-
-    const userIds = draft.type === 'm.room.member' && draft.stateKey ? [draft.stateKey] : undefined;
+    const userIds = p.pdu.type === 'm.room.member' && p.pdu.state_key ? [p.pdu.state_key] : undefined;
     this.deps.notifier.publish({ stream, roomId, userIds });
-    return { eventId, stream, deduplicated: false };
+    return { eventId: p.eventId, stream, deduplicated: false };
   }
 
   private buildPdu(roomId: string, draft: EventDraft, state: RoomState): Pdu {

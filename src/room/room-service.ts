@@ -119,8 +119,21 @@ export class RoomService {
       drafts.push({ type: 'm.room.member', stateKey: u, sender: me, content });
     }
 
-    await this.input.createRoom(roomId, version, me, drafts);
-    if (alias) await this.store.rooms.createAlias(alias, roomId, me);
+    if (alias) {
+      // Claim the alias first: of two concurrent creations with one alias, exactly one wins.
+      try {
+        await this.store.rooms.createAlias(alias, roomId, me);
+      } catch (err) {
+        if (err instanceof StoreConflictError) throw new MatrixError('M_ROOM_IN_USE', 'Room alias already taken');
+        throw err;
+      }
+    }
+    try {
+      await this.input.createRoom(roomId, version, me, drafts);
+    } catch (err) {
+      if (alias) await this.store.rooms.deleteAlias(alias);
+      throw err;
+    }
     if (req.visibility === 'public') await this.store.rooms.setRoomVisibility(roomId, 'public');
     return { roomId, alias };
   }
@@ -209,7 +222,8 @@ export class RoomService {
     } catch (err) {
       // A concurrent duplicate txn that raced past the queue's lookup (other worker): replay it.
       if (err instanceof StoreConflictError && draft.txn) {
-        const id = await this.store.rooms.getEventIdForTxn(roomId, draft.txn.userId, draft.txn.deviceId, draft.txn.txnId);
+        const { userId, deviceId, txnId, scope } = draft.txn;
+        const id = await this.store.rooms.getEventIdForTxn(roomId, userId, deviceId, txnId, scope);
         if (id) return { eventId: id, stream: 0, deduplicated: true };
       }
       throw err;

@@ -52,6 +52,10 @@ export class VisibilityChecker {
   async canPeek(userId: string, roomId: string): Promise<boolean> {
     const m = await this.store.rooms.getMembership(roomId, userId);
     if (m) return true; // members, invitees and leavers see (part of) history
+    return this.isWorldReadable(roomId);
+  }
+
+  async isWorldReadable(roomId: string): Promise<boolean> {
     const state = await this.store.rooms.getCurrentState(roomId);
     const hv = state.find((s) => s.type === 'm.room.history_visibility' && s.stateKey === '');
     if (!hv) return false;

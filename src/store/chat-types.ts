@@ -53,7 +53,7 @@ export interface PushActionInput {
   /** Thread root for events in a thread, else null (main timeline). */
   threadId: string | null;
   /** The rule's actions, kept for /notifications. */
-  actions: JsonObject[] | string[];
+  actions: Array<string | JsonObject>;
 }
 
 export interface UnreadCounts {
@@ -72,7 +72,7 @@ export interface NotificationRecord {
   roomId: string;
   eventId: string;
   stream: number;
-  actions: JsonObject[] | string[];
+  actions: Array<string | JsonObject>;
   highlight: boolean;
   ts: number;
   /** Whether a read receipt (or own later event) covers it. */

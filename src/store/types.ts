@@ -4,7 +4,7 @@
 // Rules every implementation keeps:
 // - All methods are async and may be called concurrently. A backend serialises what it must.
 // - Stream positions are one global, strictly increasing integer sequence shared by all durable
-//   streams (room events, account data, and later receipts, to-device, device lists). A backend
+//   streams (room events, account data, receipts, and later to-device, device lists). A backend
 //   reserves a position, persists, then completes it; `currentPosition()` only ever returns a
 //   position P such that every write at or below P is durable and visible to readers. A reader
 //   bounded by `currentPosition()` therefore never skips a write that is still in flight.
@@ -17,6 +17,7 @@
 // - Returned objects are owned by the caller (backends must not hand out shared mutable state).
 
 import type { JsonObject, Pdu, RoomVersion } from '../protocol/types.js';
+import type { DirectoryStore, NotificationStore, PushActionInput, ReceiptStore, RelationStore } from './chat-types.js';
 
 export type * from './chat-types.js';
 
@@ -75,7 +76,10 @@ export interface AccountStore {
 }
 
 export interface DeviceStore {
-  /** Creates the device, or keeps it (updating the display name if given) when it exists. */
+  /**
+   * Creates the device, or keeps it when it exists: then the display name is updated if given
+   * (non-null) and last-seen is updated to `ts` (and `ip`, if given).
+   */
   upsertDevice(device: { userId: string; deviceId: string; displayName: string | null; ts: number; ip: string | null }): Promise<void>;
   getDevice(userId: string, deviceId: string): Promise<DeviceRecord | null>;
   listDevices(userId: string): Promise<DeviceRecord[]>;
@@ -136,12 +140,18 @@ export interface PersistEventInput {
   /** The room's forward extremities after this event. */
   forwardExtremities: string[];
   /** Idempotency record for a client send; written atomically with the event. */
-  txn?: { userId: string; deviceId: string; txnId: string };
+  txn?: { userId: string; deviceId: string; txnId: string; scope?: string };
   /**
    * If this event is a redaction that takes effect, the target to redact in storage: the backend
    * replaces the target's stored PDU with `redactedPdu` and sets its `redactedBy`, atomically.
+   * The target also stops relating to anything (see RelationStore).
    */
   redaction?: { targetEventId: string; redactedPdu: Pdu };
+  /**
+   * Push actions for the members to notify, written atomically with the event (all or nothing)
+   * at the event's stream position. Relations (`m.relates_to`) are derived by the backend.
+   */
+  pushActions?: PushActionInput[];
 }
 
 export interface RoomEventsQuery {
@@ -176,14 +186,20 @@ export interface RoomStore {
    * Persists one event of one room atomically with its state delta, new forward extremities,
    * membership change, idempotency record and redaction. Assigns and returns its stream position.
    * Resolves once committed and `currentPosition()` has reached the returned position.
-   * Throws StoreConflictError if the transaction ID was already used (the caller looks it up first).
+   * Throws StoreConflictError if the transaction ID was already used (the caller looks it up first)
+   * or the event ID is already stored; nothing is written then.
+   * A join, invite or knock of a user (as applied by the state delta) un-forgets the room for them.
    */
   persistEvent(input: PersistEventInput): Promise<{ stream: number }>;
 
   getEvent(eventId: string): Promise<StoredEvent | null>;
   /** Missing IDs are simply absent from the result. */
   getEvents(eventIds: string[]): Promise<Map<string, StoredEvent>>;
-  getEventIdForTxn(roomId: string, userId: string, deviceId: string, txnId: string): Promise<string | null>;
+  /**
+   * The event a client transaction created. `scope` names the endpoint (e.g. "send/m.room.message"):
+   * the same txnId on different endpoints is a different request. Default ''.
+   */
+  getEventIdForTxn(roomId: string, userId: string, deviceId: string, txnId: string, scope?: string): Promise<string | null>;
 
   getForwardExtremities(roomId: string): Promise<string[]>;
   /** Resolved current state of the room. */
@@ -213,10 +229,11 @@ export interface RoomStore {
   getMembershipChanges(userId: string, fromExclusive: number, toInclusive: number): Promise<MembershipRecord[]>;
   /** Current members of a room with the given memberships (default: join). */
   getRoomMembers(roomId: string, memberships?: Membership[]): Promise<MembershipRecord[]>;
+  /** Idempotent. Undone by the user's next join, invite or knock (see persistEvent). */
   forgetRoom(userId: string, roomId: string): Promise<void>;
   isRoomForgotten(userId: string, roomId: string): Promise<boolean>;
 
-  /** Room aliases (`#alias:server` -> room). */
+  /** Room aliases (`#alias:server` -> room). Throws StoreConflictError if the alias is taken. */
   createAlias(alias: string, roomId: string, creator: string): Promise<void>;
   getAlias(alias: string): Promise<{ roomId: string; creator: string } | null>;
   deleteAlias(alias: string): Promise<boolean>;
@@ -254,6 +271,7 @@ export interface UserDataStore {
 
   /** Generic idempotency cache for non-event client requests (e.g. sendToDevice). */
   getTxnResponse(userId: string, deviceId: string, scope: string, txnId: string): Promise<JsonObject | null>;
+  /** The first response stored for a key wins; later puts for it are ignored. */
   putTxnResponse(userId: string, deviceId: string, scope: string, txnId: string, response: JsonObject): Promise<void>;
 }
 
@@ -264,8 +282,15 @@ export interface Store {
   readonly devices: DeviceStore;
   readonly rooms: RoomStore;
   readonly userData: UserDataStore;
+  readonly receipts: ReceiptStore;
+  readonly notifications: NotificationStore;
+  readonly relations: RelationStore;
+  readonly directory: DirectoryStore;
   /** The highest stream position below which everything is persisted and readable. */
   currentPosition(): number;
-  /** Finishes in-flight writes, then closes. Further calls reject. */
+  /**
+   * Finishes in-flight writes, then closes. Further calls reject. Idempotent: every call after
+   * the first resolves when the first does.
+   */
   close(): Promise<void>;
 }

@@ -185,18 +185,19 @@ export class SyncService {
     fullState: boolean,
   ): Promise<JsonObject | null> {
     const f = req.filter;
+    const full = fullState || from === undefined;
     const { events, limited } = await this.timeline(req, roomId, from, upTo);
     const timelineStart = events.length ? events[0].stream - 1 : upTo;
 
     let stateEntries: StateEntry[];
-    if (fullState || from === undefined) {
-      stateEntries = await this.store.rooms.getStateAt(roomId, timelineStart);
-    } else if (limited) {
-      stateEntries = await this.store.rooms.getStateChanges(roomId, from, timelineStart);
-    } else {
-      stateEntries = [];
-    }
-    const stateEvents = await this.stateEvents(req, roomId, stateEntries, events, fullState || from === undefined);
+    if (full) stateEntries = await this.store.rooms.getStateAt(roomId, timelineStart);
+    else if (limited) stateEntries = await this.store.rooms.getStateChanges(roomId, from, timelineStart);
+    else stateEntries = [];
+
+    const memberChanged = full || stateEntries.some((s) => s.type === 'm.room.member') || events.some((e) => e.pdu.type === 'm.room.member');
+    const summary = memberChanged ? await this.summary(roomId, req.userId) : undefined;
+    const heroes = (summary?.['m.heroes'] as string[] | undefined) ?? [];
+    const stateEvents = await this.stateEvents(req, roomId, stateEntries, events, { full, limited, timelineStart, heroes });
 
     const section: JsonObject = {
       timeline: {
@@ -209,8 +210,7 @@ export class SyncService {
       ephemeral: { events: [] },
       unread_notifications: { notification_count: 0, highlight_count: 0 },
     };
-    const memberChanged = from === undefined || stateEntries.some((s) => s.type === 'm.room.member') || events.some((e) => e.pdu.type === 'm.room.member');
-    if (memberChanged) section.summary = await this.summary(roomId, req.userId);
+    if (summary) section.summary = summary;
     return section;
   }
 
@@ -241,31 +241,58 @@ export class SyncService {
     return { events: visible, limited: limited || (from !== undefined && raw.length > limit) };
   }
 
+  /**
+   * The state section. Without lazy loading: the given entries. With lazy loading (spec
+   * "Lazy-loading room members"): non-member state as given, plus the member events of the
+   * timeline's senders and the heroes (and on a full section, the user's own), and on a limited
+   * incremental sync every membership change in the gap, redundant or not. Member events of
+   * senders are always resent (include_redundant_members behaviour), which the spec permits.
+   */
   private async stateEvents(
     req: SyncRequest,
     roomId: string,
     entries: StateEntry[],
     timeline: StoredEvent[],
-    full: boolean,
+    opts: { full: boolean; limited: boolean; timelineStart: number; heroes: string[] },
   ): Promise<StoredEvent[]> {
     const f = req.filter;
     let wanted = entries.filter((e) => eventMatches(f.state, e.type));
-    if (f.lazyLoadMembers) {
-      const needed = new Set<string>([req.userId, ...timeline.map((e) => e.pdu.sender)]);
-      wanted = wanted.filter((e) => e.type !== 'm.room.member' || needed.has(e.stateKey));
-      if (full) {
-        // Own membership always decides where the client files the room.
-        const own = entries.find((e) => e.type === 'm.room.member' && e.stateKey === req.userId);
-        if (own && !wanted.includes(own)) wanted.push(own);
+    if (f.lazyLoadMembers && eventMatches(f.state, 'm.room.member')) {
+      const needed = new Set<string>([...timeline.map((e) => e.pdu.sender), ...opts.heroes]);
+      if (opts.full) needed.add(req.userId);
+      const gap = !opts.full && opts.limited;
+      wanted = wanted.filter((e) => e.type !== 'm.room.member' || gap || needed.has(e.stateKey));
+      const have = new Set(wanted.filter((e) => e.type === 'm.room.member').map((e) => e.stateKey));
+      const missing = [...needed].filter((u) => !have.has(u));
+      if (missing.length > 0) {
+        // Members the client needs but whose events are not among the entries: as of the
+        // timeline's start, so the client can show who sent each event.
+        wanted.push(...(await this.membersAt(roomId, missing, opts.timelineStart)));
       }
     }
     // Events already in the timeline need not be repeated in state.
     const inTimeline = new Set(timeline.map((e) => e.eventId));
-    const ids = wanted.map((e) => e.eventId).filter((id) => !inTimeline.has(id));
+    const ids = [...new Set(wanted.map((e) => e.eventId))].filter((id) => !inTimeline.has(id));
     const byId = await this.store.rooms.getEvents(ids);
     const out = ids.map((id) => byId.get(id)).filter((e): e is StoredEvent => !!e);
-    void roomId;
     return out.sort((a, b) => a.stream - b.stream);
+  }
+
+  /** Member state entries of some users as of a position; per-key lookups when they are few. */
+  private async membersAt(roomId: string, userIds: string[], at: number): Promise<StateEntry[]> {
+    if (userIds.length > 20) {
+      const want = new Set(userIds);
+      return (await this.store.rooms.getStateAt(roomId, at)).filter((e) => e.type === 'm.room.member' && want.has(e.stateKey));
+    }
+    const out: StateEntry[] = [];
+    await Promise.all(
+      userIds.map(async (u) => {
+        const hist = await this.store.rooms.getStateHistory(roomId, 'm.room.member', u);
+        const last = [...hist].reverse().find((h) => h.stream <= at);
+        if (last) out.push({ type: 'm.room.member', stateKey: u, eventId: last.eventId });
+      }),
+    );
+    return out;
   }
 
   private async summary(roomId: string, userId: string): Promise<JsonObject> {
@@ -309,7 +336,7 @@ export class SyncService {
     const timelineStart = events.length ? events[0].stream - 1 : m.stream;
     const stateEntries =
       from === undefined || limited ? await this.store.rooms.getStateAt(m.roomId, timelineStart) : [];
-    const stateEvents = await this.stateEvents(req, m.roomId, stateEntries, events, true);
+    const stateEvents = await this.stateEvents(req, m.roomId, stateEntries, events, { full: true, limited, timelineStart, heroes: [] });
     return {
       timeline: {
         events: await this.formatter.format(events, req, req.filter.format),

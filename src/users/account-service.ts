@@ -51,7 +51,7 @@ export class AccountService {
   }
 
   /** Creates an account (registration policy checks are the caller's, see /register). */
-  async createAccount(localpart: string, password: string | null, admin = false): Promise<string> {
+  async createAccount(localpart: string, password: string | null, admin = false, displayname?: string): Promise<string> {
     await this.isAvailable(localpart);
     const userId = this.userIdFor(localpart);
     try {
@@ -60,7 +60,7 @@ export class AccountService {
         passwordHash: password === null ? null : await hashPassword(password),
         admin,
         createdTs: this.now(),
-        displayname: localpart,
+        displayname: displayname ?? localpart,
       });
     } catch (err) {
       if (err instanceof StoreConflictError) throw new MatrixError('M_USER_IN_USE', 'User ID already taken');
@@ -80,7 +80,9 @@ export class AccountService {
 
   async login(userId: string, deviceId: string | undefined, displayName: string | null, ip: string | null): Promise<LoginResult> {
     const device = deviceId ?? generateDeviceId();
-    await this.store.devices.upsertDevice({ userId, deviceId: device, displayName, ts: this.now(), ip });
+    // initial_device_display_name is ignored for a device that already exists (spec /login).
+    const known = deviceId !== undefined && (await this.store.devices.getDevice(userId, deviceId)) !== null;
+    await this.store.devices.upsertDevice({ userId, deviceId: device, displayName: known ? null : displayName, ts: this.now(), ip });
     const token = generateAccessToken();
     await this.store.devices.addAccessToken(hashAccessToken(token), { userId, deviceId: device }, this.now());
     return { user_id: userId, access_token: token, device_id: device, home_server: this.serverName };

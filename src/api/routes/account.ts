@@ -79,6 +79,19 @@ export function accountRoutes(r: ClientRoutes, s: ApiServices): void {
     ctx.body = await s.accounts.login(userId, req.device_id, req.initial_device_display_name ?? null, ctx.ip || null);
   });
 
+  r.route(
+    'get',
+    '/register/m.login.registration_token/validity',
+    async (ctx) => {
+      await s.limits.registration.consume(`token:${ctx.ip}`);
+      const token = ctx.query.token;
+      if (typeof token !== 'string' || token === '') throw new MatrixError('M_MISSING_PARAM', 'token: required');
+      if (!s.registration.enabled) throw new MatrixError('M_FORBIDDEN', 'Registration is disabled');
+      ctx.body = { valid: s.accounts.checkRegistrationToken(token) };
+    },
+    ['v1'],
+  );
+
   r.route('get', '/login', (ctx) => {
     ctx.body = { flows: [{ type: 'm.login.password' }] };
   });
@@ -125,7 +138,8 @@ export function accountRoutes(r: ClientRoutes, s: ApiServices): void {
     const req = body(ctx);
     await s.accounts.uia.check('deactivate:' + auth.userId, req.auth as JsonObject | undefined, [['m.login.password']], s.accounts.passwordStage(auth.userId));
     await s.accounts.deactivate(auth.userId);
-    ctx.body = { id_server_unbind_result: 'no-support' };
+    // We hold no third-party identifiers, so there is never anything left bound.
+    ctx.body = { id_server_unbind_result: 'success' };
   });
 
   r.authed('get', '/account/3pid', (ctx) => {
@@ -207,7 +221,7 @@ function adminRegister(r: ClientRoutes, s: ApiServices): void {
     if (given.length !== mac.length || !timingSafeEqual(given, Buffer.from(mac))) {
       throw new MatrixError('M_FORBIDDEN', 'HMAC incorrect');
     }
-    const userId = await s.accounts.createAccount(req.username.toLowerCase(), req.password, req.admin ?? false);
+    const userId = await s.accounts.createAccount(req.username.toLowerCase(), req.password, req.admin ?? false, req.displayname);
     ctx.body = await s.accounts.login(userId, undefined, null, ctx.ip || null);
   });
 }

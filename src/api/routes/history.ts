@@ -77,7 +77,7 @@ export function historyRoutes(r: ClientRoutes, s: ApiServices): void {
     const state = await s.store.rooms.getStateAt(roomId, (a[a.length - 1] ?? ev).stream);
     const stateEvents = await s.store.rooms.getEvents(state.map((e) => e.eventId));
     ctx.body = {
-      event: s.formatter.formatOne(ev, auth),
+      event: (await s.formatter.format([ev], auth))[0],
       events_before: await s.formatter.format(vb, auth),
       events_after: await s.formatter.format(va, auth),
       start: serializeToken({ stream: (b[b.length - 1]?.stream ?? ev.stream) - 1, ephemeral: 0 }),
@@ -88,7 +88,7 @@ export function historyRoutes(r: ClientRoutes, s: ApiServices): void {
 
   r.authed('get', '/rooms/:roomId/event/:eventId', async (ctx, auth) => {
     const ev = await visibleEvent(s, auth.userId, param(ctx, 'roomId'), param(ctx, 'eventId'));
-    ctx.body = s.formatter.formatOne(ev, auth);
+    ctx.body = (await s.formatter.format([ev], auth))[0];
   });
 }
 

@@ -70,7 +70,7 @@ export function roomRoutes(r: ClientRoutes, s: ApiServices): void {
     const res = await s.rooms.send(auth, roomId, {
       type,
       content: body(ctx) as JsonObject,
-      txn: { userId: auth.userId, deviceId: auth.deviceId, txnId: param(ctx, 'txnId') },
+      txn: { userId: auth.userId, deviceId: auth.deviceId, txnId: param(ctx, 'txnId'), scope: `send/${type}` },
     });
     // Sending ends the sender's typing notification and counts as activity.
     s.typing.setTyping(roomId, auth.userId, false);
@@ -95,7 +95,7 @@ export function roomRoutes(r: ClientRoutes, s: ApiServices): void {
       type: 'm.room.redaction',
       content,
       redacts: param(ctx, 'eventId'),
-      txn: { userId: auth.userId, deviceId: auth.deviceId, txnId: `redact:${param(ctx, 'txnId')}` },
+      txn: { userId: auth.userId, deviceId: auth.deviceId, txnId: param(ctx, 'txnId'), scope: `redact/${param(ctx, 'eventId')}` },
     });
     ctx.body = { event_id: res.eventId };
   });
@@ -106,7 +106,7 @@ export function roomRoutes(r: ClientRoutes, s: ApiServices): void {
     const entry = state.find((e) => e.type === ctx.params.eventType && e.stateKey === (ctx.params.stateKey ?? ''));
     const ev = entry && (await s.store.rooms.getEvent(entry.eventId));
     if (!ev) throw new MatrixError('M_NOT_FOUND', 'Event not found');
-    ctx.body = ctx.query.format === 'event' ? s.formatter.formatOne(ev, auth) : ev.pdu.content;
+    ctx.body = ctx.query.format === 'event' ? (await s.formatter.format([ev], auth))[0] : ev.pdu.content;
   });
 
   r.authed('get', '/rooms/:roomId/state', async (ctx, auth) => {
@@ -176,7 +176,8 @@ async function visibleState(s: ApiServices, userId: string, roomId: string): Pro
   const m = await s.store.rooms.getMembership(roomId, userId);
   if (m?.membership === 'join') return s.store.rooms.getCurrentState(roomId);
   if (m && (m.membership === 'leave' || m.membership === 'ban')) return s.store.rooms.getStateAt(roomId, m.stream);
-  if (await s.visibility.canPeek(userId, roomId)) return s.store.rooms.getCurrentState(roomId);
+  // Invitees and strangers only see world-readable rooms (invitees have invite_state for the rest).
+  if (await s.visibility.isWorldReadable(roomId)) return s.store.rooms.getCurrentState(roomId);
   throw new MatrixError('M_FORBIDDEN', 'You are not a member of this room');
 }
 

@@ -3,6 +3,8 @@
 import type { Pdu } from '../../protocol/types.js';
 import { StoreConflictError, type Membership, type PersistEventInput, type RoomEventsQuery, type StoredEvent } from '../types.js';
 import { jsonParse, type SqliteContext } from './context.js';
+import { preparePushActions, writePushActions, type PreparedPushAction } from './notifications.js';
+import { dropRelation, extractRelation, writeRelation, type PreparedRelation } from './relations.js';
 
 const MEMBERSHIPS: ReadonlySet<string> = new Set<Membership>(['join', 'invite', 'leave', 'ban', 'knock']);
 /** Memberships that bring a room back into the user's view, undoing an earlier forget. */
@@ -43,8 +45,11 @@ export interface PreparedEvent {
   ownMembership: unknown;
   stateDelta: { type: string; stateKey: string; eventId: string }[];
   forwardExtremities: string[];
-  txn: { userId: string; deviceId: string; txnId: string } | null;
+  txn: { userId: string; deviceId: string; txnId: string; scope?: string } | null;
   redaction: { targetEventId: string; redactedPduJson: string } | null;
+  relation: PreparedRelation | null;
+  pushActions: PreparedPushAction[];
+  originServerTs: number;
 }
 
 export function prepareEvent(input: PersistEventInput): PreparedEvent {
@@ -63,6 +68,9 @@ export function prepareEvent(input: PersistEventInput): PreparedEvent {
     redaction: input.redaction
       ? { targetEventId: input.redaction.targetEventId, redactedPduJson: JSON.stringify(input.redaction.redactedPdu) }
       : null,
+    relation: extractRelation(pdu.content),
+    pushActions: preparePushActions(input.pushActions),
+    originServerTs: pdu.origin_server_ts,
   };
 }
 
@@ -77,10 +85,10 @@ export function writeEvent(ctx: SqliteContext, ev: PreparedEvent, pos: number): 
     const { userId, deviceId, txnId } = ev.txn;
     const res = ctx
       .stmt(
-        `INSERT INTO event_txns (room_id, user_id, device_id, txn_id, event_id) VALUES (?, ?, ?, ?, ?)
+        `INSERT INTO event_txns (room_id, user_id, device_id, scope, txn_id, event_id) VALUES (?, ?, ?, ?, ?, ?)
          ON CONFLICT DO NOTHING`,
       )
-      .run(roomId, userId, deviceId, txnId, eventId);
+      .run(roomId, userId, deviceId, ev.txn.scope ?? '', txnId, eventId);
     if (res.changes === 0) {
       throw new StoreConflictError(`transaction ${txnId} of ${userId}/${deviceId} in ${roomId} already used`);
     }
@@ -99,7 +107,11 @@ export function writeEvent(ctx: SqliteContext, ev: PreparedEvent, pos: number): 
     ctx
       .stmt('UPDATE events SET pdu_json = ?, redacted_by = ? WHERE event_id = ? AND room_id = ?')
       .run(ev.redaction.redactedPduJson, eventId, ev.redaction.targetEventId, roomId);
+    dropRelation(ctx, roomId, ev.redaction.targetEventId);
   }
+
+  if (ev.relation) writeRelation(ctx, ev, ev.relation, pos);
+  writePushActions(ctx, roomId, eventId, pos, ev.originServerTs, ev.pushActions);
 
   const history = ctx.stmt(
     `INSERT INTO state_history (room_id, type, state_key, stream, event_id) VALUES (?, ?, ?, ?, ?)

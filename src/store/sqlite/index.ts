@@ -6,7 +6,11 @@ import { SqliteAccountStore } from './accounts.js';
 import type { SqliteContext } from './context.js';
 import { migrate, openDatabase, StatementCache, type Db, type StoreLogger } from './db.js';
 import { SqliteDeviceStore } from './devices.js';
+import { registerDirectoryFunctions, SqliteDirectoryStore } from './directory.js';
 import { MIGRATIONS } from './migrations/index.js';
+import { SqliteNotificationStore } from './notifications.js';
+import { SqliteReceiptStore } from './receipts.js';
+import { SqliteRelationStore } from './relations.js';
 import { SqliteRoomStore } from './rooms.js';
 import { SqliteUserDataStore } from './user-data.js';
 import { StoreClosedError, WriteQueue, type WriteQueueStats } from './write-queue.js';
@@ -48,6 +52,7 @@ function readHighestStream(db: Db): number {
          SELECT max_reserved AS m FROM stream_meta
          UNION ALL SELECT MAX(stream) FROM events
          UNION ALL SELECT MAX(stream) FROM account_data
+         UNION ALL SELECT MAX(stream) FROM receipts
        )`,
     )
     .get() as { m: number | null };
@@ -59,6 +64,10 @@ export class SqliteStore implements Store {
   readonly devices: SqliteDeviceStore;
   readonly rooms: SqliteRoomStore;
   readonly userData: SqliteUserDataStore;
+  readonly receipts: SqliteReceiptStore;
+  readonly notifications: SqliteNotificationStore;
+  readonly relations: SqliteRelationStore;
+  readonly directory: SqliteDirectoryStore;
   /** Migration versions applied by this open (empty when the schema was already current). */
   readonly appliedMigrations: readonly number[];
 
@@ -79,6 +88,7 @@ export class SqliteStore implements Store {
       onListenerError: (err) => opts.logger?.warn('sqlite store: stream listener failed', err),
     });
     this.queue = new WriteQueue(db, this.gen, { maxBatchSize: opts.maxBatchSize ?? 1000, logger: opts.logger });
+    registerDirectoryFunctions(db);
     this.statements = new StatementCache(db);
     const ctx: SqliteContext = {
       stmt: (sql) => this.statements.get(sql),
@@ -91,6 +101,10 @@ export class SqliteStore implements Store {
     this.devices = new SqliteDeviceStore(ctx);
     this.rooms = new SqliteRoomStore(ctx);
     this.userData = new SqliteUserDataStore(ctx);
+    this.receipts = new SqliteReceiptStore(ctx);
+    this.notifications = new SqliteNotificationStore(ctx);
+    this.relations = new SqliteRelationStore(ctx);
+    this.directory = new SqliteDirectoryStore(ctx);
   }
 
   currentPosition(): number {

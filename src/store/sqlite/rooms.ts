@@ -90,11 +90,11 @@ export class SqliteRoomStore implements RoomStore {
     return out;
   }
 
-  async getEventIdForTxn(roomId: string, userId: string, deviceId: string, txnId: string): Promise<string | null> {
+  async getEventIdForTxn(roomId: string, userId: string, deviceId: string, txnId: string, scope = ''): Promise<string | null> {
     this.ctx.checkOpen();
     const row = this.ctx
-      .stmt('SELECT event_id FROM event_txns WHERE room_id = ? AND user_id = ? AND device_id = ? AND txn_id = ?')
-      .get(roomId, userId, deviceId, txnId) as { event_id: string } | undefined;
+      .stmt('SELECT event_id FROM event_txns WHERE room_id = ? AND user_id = ? AND device_id = ? AND scope = ? AND txn_id = ?')
+      .get(roomId, userId, deviceId, scope, txnId) as { event_id: string } | undefined;
     return row ? row.event_id : null;
   }
 

@@ -54,9 +54,11 @@ export const chat: Migration = {
       room_id TEXT NOT NULL,
       stream INTEGER NOT NULL
     ) WITHOUT ROWID;
-    CREATE INDEX event_relations_target ON event_relations (relates_to, rel_type, stream);
+    -- Every read is scoped to the room of the target as well: another room's events may claim
+    -- to relate to any event ID, and must not show up in this room's relations.
+    CREATE INDEX event_relations_target ON event_relations (relates_to, rel_type, room_id, stream);
     -- Thread participants (DISTINCT sender) and the participant filter of getThreads.
-    CREATE INDEX event_relations_sender ON event_relations (relates_to, rel_type, sender);
+    CREATE INDEX event_relations_sender ON event_relations (relates_to, rel_type, room_id, sender);
 
     -- Derived from event_relations (m.thread) so listing a room's threads by recent activity
     -- reads a page of an index instead of grouping every thread reply of the room.
@@ -69,6 +71,23 @@ export const chat: Migration = {
       PRIMARY KEY (room_id, root_event_id)
     ) WITHOUT ROWID;
     CREATE INDEX threads_room_latest ON threads (room_id, latest_stream);
+
+    -- Events stored before this migration relate to things too. Same rule as persistEvent:
+    -- string rel_type and event_id; redacted events have lost their relation.
+    INSERT INTO event_relations (event_id, relates_to, rel_type, event_type, sender, room_id, stream)
+    SELECT event_id,
+           json_extract(pdu_json, '$.content."m.relates_to".event_id'),
+           json_extract(pdu_json, '$.content."m.relates_to".rel_type'),
+           type, sender, room_id, stream
+    FROM events
+    WHERE redacted_by IS NULL
+      AND json_type(pdu_json, '$.content."m.relates_to".rel_type') = 'text'
+      AND json_type(pdu_json, '$.content."m.relates_to".event_id') = 'text';
+    -- The bare latest_event_id comes from the row holding MAX(stream).
+    INSERT INTO threads (room_id, root_event_id, latest_stream, latest_event_id, count)
+    SELECT room_id, relates_to, MAX(stream), event_id, COUNT(*)
+    FROM event_relations WHERE rel_type = 'm.thread'
+    GROUP BY room_id, relates_to;
 
     CREATE TABLE event_reports (
       id INTEGER PRIMARY KEY,

@@ -3,6 +3,7 @@
 
 import { initial } from './0001-initial.js';
 import { chat } from './0002-chat.js';
+import { txnScope } from './0003-txn-scope.js';
 
 export interface Migration {
   version: number;
@@ -11,4 +12,4 @@ export interface Migration {
   up: string;
 }
 
-export const MIGRATIONS: readonly Migration[] = [initial, chat];
+export const MIGRATIONS: readonly Migration[] = [initial, chat, txnScope];

@@ -1,0 +1,139 @@
+// Contract: user directory search and content reports (DirectoryStore in src/store/chat-types.ts).
+
+import assert from 'node:assert/strict';
+import type { ReportRecord } from '../../src/store/types.js';
+import type { ContractContext } from './contract.js';
+import { FakeRoom, SERVER, userId } from './fixtures.js';
+
+export function describeDirectoryContract(ctx: ContractContext): void {
+  const alice = userId('alice');
+  const bob = userId('bob');
+  const carol = userId('carol');
+  const dave = userId('dave');
+  const erin = userId('erin');
+  const frank = userId('frank');
+
+  async function user(id: string, displayname: string | null, avatarUrl?: string): Promise<void> {
+    await ctx.store.accounts.createUser({ userId: id, passwordHash: null, admin: false, createdTs: 1, displayname });
+    if (avatarUrl !== undefined) await ctx.store.accounts.setProfile(id, { avatarUrl });
+  }
+
+  async function room(members: string[], visibility: 'public' | 'private' = 'private'): Promise<FakeRoom> {
+    const r = new FakeRoom();
+    await r.create(ctx.store, members[0]);
+    for (const m of members.slice(1)) await r.member(ctx.store, m, m, 'join');
+    if (visibility === 'public') await ctx.store.rooms.setRoomVisibility(r.roomId, 'public');
+    return r;
+  }
+
+  const search = async (term: string, searcher = alice, limit = 10) =>
+    (await ctx.store.directory.searchUsers(searcher, term, limit)).map((u) => u.userId);
+
+  describe('user directory', function () {
+    /**
+     * alice shares a private room with bob and erin; carol is in a public room alice is not in;
+     * dave is only in a private room without alice; frank left alice's room.
+     */
+    async function seed(): Promise<{ shared: FakeRoom }> {
+      await user(alice, 'Alice Liddell');
+      await user(bob, 'Robert "Bob" Smith', 'mxc://hearth.test/bob');
+      await user(carol, 'Carol Danvers');
+      await user(dave, 'Dave Smith');
+      await user(erin, 'Élodie Durand');
+      await user(frank, 'Frank Smith');
+      const shared = await room([alice, bob, erin, frank]);
+      await shared.member(ctx.store, frank, frank, 'leave');
+      await room([carol], 'public');
+      await room([dave]);
+      return { shared };
+    }
+
+    it('finds users sharing a joined room, with their profile', async function () {
+      await seed();
+      assert.deepEqual(await ctx.store.directory.searchUsers(alice, 'robert', 10), [
+        { userId: bob, displayname: 'Robert "Bob" Smith', avatarUrl: 'mxc://hearth.test/bob' },
+      ]);
+    });
+
+    it('finds users joined to a public-directory room', async function () {
+      await seed();
+      assert.deepEqual(await search('carol'), [carol]);
+      assert.deepEqual(await search('danvers', dave), [carol], 'visible to anyone');
+    });
+
+    it('does not find users without a shared or public room', async function () {
+      await seed();
+      assert.deepEqual(await search('dave'), []);
+      assert.deepEqual(await search('smith'), [bob], 'dave (no shared room) and frank (left) are not found');
+      assert.deepEqual(await search('alice', dave), [], 'symmetric');
+    });
+
+    it('stops finding users once the shared room is no longer joined or public', async function () {
+      const { shared } = await seed();
+      const pub = await room([dave, carol]);
+      await ctx.store.rooms.setRoomVisibility(pub.roomId, 'public');
+      assert.deepEqual(await search('dave'), [dave]);
+      await ctx.store.rooms.setRoomVisibility(pub.roomId, 'private');
+      assert.deepEqual(await search('dave'), []);
+      await shared.member(ctx.store, alice, alice, 'leave');
+      assert.deepEqual(await search('robert'), [], 'the searcher left the shared room');
+      const invite = await room([dave]);
+      await invite.member(ctx.store, dave, alice, 'invite');
+      assert.deepEqual(await search('dave'), [], 'an invite is not a joined room');
+    });
+
+    it('never finds deactivated users', async function () {
+      await seed();
+      await ctx.store.accounts.deactivateUser(bob);
+      assert.deepEqual(await search('robert'), []);
+      assert.deepEqual(await search('bob'), []);
+    });
+
+    it('matches every word as a case-insensitive prefix of the ID or a display-name word', async function () {
+      await seed();
+      assert.deepEqual(await search('smi'), [bob], 'prefix of a later display-name word');
+      assert.deepEqual(await search('ROB smi'), [bob], 'every word, any case');
+      assert.deepEqual(await search('  robert   smith '), [bob]);
+      assert.deepEqual(await search('obert'), [], 'not a prefix');
+      assert.deepEqual(await search('robert jones'), [], 'every word must match');
+      assert.deepEqual(await search('bo'), [bob], 'prefix of the localpart');
+      assert.deepEqual(await search('@bob:'), [bob], 'prefix of the full user ID');
+      assert.deepEqual(await search(`@BOB:${SERVER.toUpperCase()}`), [bob]);
+      assert.deepEqual(await search('élodie'), [erin], 'non-ASCII case folding');
+      assert.deepEqual(await search('ÉLO dur'), [erin]);
+      assert.deepEqual(await search('%'), [], 'no pattern characters');
+      assert.deepEqual(await search('_ob'), []);
+      assert.deepEqual(await search(''), []);
+    });
+
+    it('returns at most limit + 1 users, best matches first', async function () {
+      const names = ['Sam Zed', 'Sam', 'Samantha', 'Zoe Sam', 'Sammy'];
+      const ids = names.map((_, i) => userId(`u${i}`));
+      await user(alice, 'Alice');
+      for (const [i, n] of names.entries()) await user(ids[i], n);
+      await room([alice, ...ids]);
+      const all = await search('sam');
+      assert.equal(all.length, 5);
+      assert.equal(all[0], ids[1], 'exact display name first');
+      assert.equal(all[all.length - 1], ids[3], 'a later-word match after prefix matches');
+      assert.equal((await search('sam', alice, 2)).length, 3);
+      assert.equal((await search('sam', alice, 0)).length, 1);
+    });
+  });
+
+  describe('reports', function () {
+    it('stores reports and lists them newest first', async function () {
+      const base = { roomId: `!r:${SERVER}`, reporter: alice, score: null, reason: null };
+      const r1: ReportRecord = { ...base, eventId: '$e1', reason: 'spam', score: -100, ts: 10 };
+      const r2: ReportRecord = { ...base, eventId: null, reporter: bob, ts: 20 };
+      const r3: ReportRecord = { ...base, eventId: '$e3', reason: 'abuse', ts: 30 };
+      assert.deepEqual(await ctx.store.directory.listReports(10), []);
+      for (const r of [r1, r2, r3]) await ctx.store.directory.addReport(r);
+      assert.deepEqual(await ctx.store.directory.listReports(10), [r3, r2, r1]);
+      assert.deepEqual(await ctx.store.directory.listReports(2), [r3, r2]);
+      // Reports are not deduplicated: the same report twice is two reports.
+      await ctx.store.directory.addReport(r1);
+      assert.equal((await ctx.store.directory.listReports(10)).length, 4);
+    });
+  });
+}
