@@ -1,7 +1,7 @@
 // Turns stored PDUs into the Client-Server event format for a particular viewer.
 
 import type { JsonObject, Pdu } from '../protocol/types.js';
-import type { Store, StoredEvent } from '../store/types.js';
+import type { Aggregations, Store, StoredEvent } from '../store/types.js';
 
 export interface Viewer {
   userId: string;
@@ -15,11 +15,55 @@ export type EventFormat = 'client' | 'federation';
 export class EventFormatter {
   constructor(private readonly store: Store, private readonly now: () => number = Date.now) {}
 
-  /** Formats events in order; fetches the redaction events of redacted ones in one batch. */
+  /**
+   * Formats events in order. Fetches, in batches, the redaction events of redacted ones and the
+   * bundled aggregations (threads, edits, references) of all of them.
+   */
   async format(events: StoredEvent[], viewer: Viewer, format: EventFormat = 'client'): Promise<ClientEvent[]> {
+    if (events.length === 0) return [];
     const redactionIds = events.map((e) => e.redactedBy).filter((x): x is string => !!x);
-    const redactions = redactionIds.length ? await this.store.rooms.getEvents(redactionIds) : new Map<string, StoredEvent>();
-    return events.map((e) => this.formatOne(e, viewer, format, redactions));
+    const [redactions, aggregations] = await Promise.all([
+      redactionIds.length ? this.store.rooms.getEvents(redactionIds) : new Map<string, StoredEvent>(),
+      this.store.relations.getAggregations(events.filter((e) => !e.redactedBy).map((e) => e.eventId)),
+    ]);
+    const out = events.map((e) => this.formatOne(e, viewer, format, redactions));
+    if (aggregations.size > 0) await this.bundle(events, out, aggregations, viewer, format);
+    return out;
+  }
+
+  /** unsigned["m.relations"] (spec "Aggregations of child events"). */
+  private async bundle(
+    events: StoredEvent[],
+    out: ClientEvent[],
+    aggregations: Map<string, Aggregations>,
+    viewer: Viewer,
+    format: EventFormat,
+  ): Promise<void> {
+    const needed = new Set<string>();
+    for (const a of aggregations.values()) {
+      if (a.thread) needed.add(a.thread.latestEventId);
+      if (a.replaceEventId) needed.add(a.replaceEventId);
+    }
+    const related = await this.store.rooms.getEvents([...needed]);
+    events.forEach((e, i) => {
+      const a = aggregations.get(e.eventId);
+      if (!a) return;
+      const rel: JsonObject = {};
+      const latest = a.thread && related.get(a.thread.latestEventId);
+      if (a.thread && latest) {
+        rel['m.thread'] = {
+          latest_event: this.formatOne(latest, viewer, format),
+          count: a.thread.count,
+          current_user_participated: a.thread.participants.includes(viewer.userId),
+        };
+      }
+      const edit = a.replaceEventId && related.get(a.replaceEventId);
+      if (edit) rel['m.replace'] = this.formatOne(edit, viewer, format);
+      if (a.references.length > 0) rel['m.reference'] = { chunk: a.references.map((id) => ({ event_id: id })) };
+      if (Object.keys(rel).length === 0) return;
+      const target = out[i];
+      target.unsigned = { ...((target.unsigned as JsonObject | undefined) ?? {}), 'm.relations': rel };
+    });
   }
 
   /** Synchronous formatting; pass `redactions` or `redacted_because` is only an event ID stub. */

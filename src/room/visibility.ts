@@ -25,11 +25,14 @@ export class VisibilityChecker {
   /** Filters events of one room down to those `userId` may see; keeps order. */
   async filter(userId: string, roomId: string, events: StoredEvent[]): Promise<StoredEvent[]> {
     if (events.length === 0) return events;
-    const [membership, visibility] = await Promise.all([
+    const [membership, visibility, ignored] = await Promise.all([
       this.timeline(roomId, 'm.room.member', userId, 'membership'),
       this.timeline(roomId, 'm.room.history_visibility', '', 'history_visibility'),
+      this.ignoredUsers(userId),
     ]);
     return events.filter((e) => {
+      // Messages of ignored users are hidden; their state events stay so room state is coherent.
+      if (ignored.has(e.pdu.sender) && e.pdu.state_key === undefined) return false;
       const own = e.pdu.type === 'm.room.member' && e.pdu.state_key === userId;
       // A user always sees their own membership events.
       if (own) return true;
@@ -61,6 +64,13 @@ export class VisibilityChecker {
     if (!hv) return false;
     const ev = await this.store.rooms.getEvent(hv.eventId);
     return ev?.pdu.content.history_visibility === 'world_readable';
+  }
+
+  /** The user's m.ignored_user_list as a set. */
+  async ignoredUsers(userId: string): Promise<Set<string>> {
+    const data = await this.store.userData.getAccountData(userId, '', 'm.ignored_user_list');
+    const list = data?.ignored_users;
+    return new Set(list && typeof list === 'object' && !Array.isArray(list) ? Object.keys(list) : []);
   }
 
   private async timeline(roomId: string, type: string, stateKey: string, field: string): Promise<Timeline<string>> {

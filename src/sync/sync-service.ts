@@ -103,6 +103,7 @@ export class SyncService {
         if (section) join[m.roomId] = section;
       } else if (m.membership === 'invite') {
         if (since && !changed?.has(m.roomId)) continue;
+        if (await this.invitedByIgnored(req.userId, m)) continue;
         invite[m.roomId] = await this.invitedRoom(m);
       } else if (m.membership === 'leave' || m.membership === 'ban') {
         if (since ? !changed?.has(m.roomId) : !f.includeLeave) continue;
@@ -305,6 +306,13 @@ export class SyncService {
       .slice(0, 5)
       .map((m) => m.userId);
     return { 'm.heroes': heroes, 'm.joined_member_count': joined.length, 'm.invited_member_count': invited.length };
+  }
+
+  private async invitedByIgnored(userId: string, m: MembershipRecord): Promise<boolean> {
+    const ignored = await this.visibility.ignoredUsers(userId);
+    if (ignored.size === 0) return false;
+    const ev = await this.store.rooms.getEvent(m.eventId);
+    return !!ev && ignored.has(ev.pdu.sender);
   }
 
   private async invitedRoom(m: MembershipRecord): Promise<JsonObject> {
