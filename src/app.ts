@@ -23,6 +23,9 @@ import type { Store } from './store/types.js';
 import { LocalNotifier } from './sync/notifier.js';
 import { SyncService } from './sync/sync-service.js';
 import { SyncWaiters } from './sync/waiters.js';
+import { ConnectionTracker } from './sync/connections.js';
+import { SocketServer } from './sync/socket/socket-server.js';
+import { loadSyncFilter } from './sync/filter.js';
 import { AccountService } from './users/account-service.js';
 import { EphemeralStream } from './ephemeral/stream.js';
 import { TypingService } from './ephemeral/typing.js';
@@ -77,6 +80,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     onPersisted: () => metrics?.eventsPersisted.inc(),
     pushActions: (eventId, pdu, state) => pushActions.compute(eventId, pdu, state),
   });
+  const connections = new ConnectionTracker(30_000, now);
   const ephemeralStream = new EphemeralStream();
   const typing = new TypingService(ephemeralStream, notifier);
   const presence = new PresenceService(
@@ -112,6 +116,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     }),
     pushRules,
     receipts,
+    connections,
     typing,
     presence,
     formatter,
@@ -125,6 +130,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
       sharedSecret: config.registration.shared_secret,
     },
     maxSyncTimeoutMs: config.sync.max_timeout_ms,
+    features: { websocket: config.websocket.enabled },
     now,
   };
   const app = createHttpApp(services, {
@@ -134,6 +140,29 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     observe: (m, r, s, sec) => metrics?.observeHttp(m, r, s, sec),
     renderMetrics: metrics ? async () => ({ contentType: metrics.contentType, body: await metrics.render() }) : undefined,
   });
+
+  const sockets = config.websocket.enabled
+    ? new SocketServer(
+        {
+          accounts: services.accounts,
+          sync: services.sync,
+          presence,
+          connections,
+          resolveFilter: (userId, value) => loadSyncFilter((u, id) => store.userData.getFilter(u, id), userId, value),
+          handler: app.callback(),
+          logger,
+        },
+        {
+          maxConnections: config.websocket.max_connections,
+          maxCatchups: config.websocket.max_catchups,
+          maxBufferedBytes: config.websocket.max_buffered_bytes,
+          heartbeatMs: config.websocket.heartbeat_ms,
+          authTimeoutMs: config.websocket.auth_timeout_ms,
+          pollMs: config.websocket.poll_ms,
+          shedRetryMs: config.websocket.shed_retry_ms,
+        },
+      )
+    : undefined;
 
   let server: Server | undefined;
   let url = '';
@@ -151,6 +180,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
         s.once('error', reject);
       });
       // Long-polls last up to the max sync timeout; keep sockets alive longer than that.
+      sockets?.attach(server);
       server.keepAliveTimeout = 75_000;
       server.headersTimeout = 80_000;
       server.requestTimeout = config.sync.max_timeout_ms + 30_000;
@@ -168,6 +198,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     async stop() {
       if (server) {
         const s = server;
+        await sockets?.close();
         const closed = new Promise<void>((resolve) => s.close(() => resolve()));
         waiters.close(); // wake parked long-polls so their connections can finish
         s.closeIdleConnections();

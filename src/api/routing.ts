@@ -19,6 +19,7 @@ import type { TypingService } from '../ephemeral/typing.js';
 import type { PresenceService } from '../ephemeral/presence.js';
 import type { PushRulesService } from '../push/push-rules-service.js';
 import type { ReceiptService } from '../receipts/receipt-service.js';
+import type { ConnectionTracker } from '../sync/connections.js';
 
 export interface ApiServices {
   serverName: string;
@@ -32,6 +33,7 @@ export interface ApiServices {
   presence: PresenceService;
   pushRules: PushRulesService;
   receipts: ReceiptService;
+  connections: ConnectionTracker;
   formatter: EventFormatter;
   visibility: VisibilityChecker;
   notifier: Notifier;
@@ -39,6 +41,7 @@ export interface ApiServices {
   limits: { login: RateLimiter; registration: RateLimiter; message: RateLimiter };
   registration: { enabled: boolean; token: string | null; sharedSecret: string | null };
   maxSyncTimeoutMs: number;
+  features: { websocket: boolean };
   now: () => number;
 }
 

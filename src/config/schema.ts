@@ -106,6 +106,21 @@ const configObject = z.strictObject({
     })
     .prefault({}),
   sync: z.strictObject({ max_timeout_ms: z.int().min(0).default(60000) }).prefault({}),
+  websocket: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      max_connections: z.int().min(1).default(20000),
+      // Sockets doing their first (catch-up) sync at once; beyond it new sockets are shed with
+      // 503 + retry_after_ms (with jitter), which keeps a reconnect storm from toppling the node.
+      max_catchups: z.int().min(1).default(500),
+      // Unsent bytes a socket may hold before it is closed as a slow consumer (code 4008).
+      max_buffered_bytes: z.int().min(1024).default(4194304),
+      heartbeat_ms: z.int().min(100).default(30000),
+      auth_timeout_ms: z.int().min(100).default(10000),
+      poll_ms: z.int().min(100).default(30000),
+      shed_retry_ms: z.int().min(0).default(2000),
+    })
+    .prefault({}),
   presence: z
     .strictObject({
       enabled: z.boolean().default(true),

@@ -13,6 +13,8 @@ export class ReceiptService {
     private readonly receipts: ReceiptStore,
     private readonly notifier: Notifier,
     private readonly now: () => number = Date.now,
+    /** Called when a receipt moved (counts may have dropped: badge-clearing pushes). */
+    private readonly onRead: (userId: string, roomId: string) => void = () => undefined,
   ) {}
 
   /**
@@ -29,7 +31,10 @@ export class ReceiptService {
       if (!root || root.roomId !== roomId) throw new MatrixError('M_INVALID_PARAM', 'thread_id is not an event in this room');
     }
     const rec = await this.receipts.putReceipt({ roomId, userId, type, threadId, eventId, eventStream: ev.stream, ts: this.now() });
-    if (rec) this.notifier.publish({ stream: rec.stream, roomId, userIds: [userId] });
+    if (rec) {
+      this.notifier.publish({ stream: rec.stream, roomId, userIds: [userId] });
+      this.onRead(userId, roomId);
+    }
   }
 
   /** /read_markers: m.fully_read as room account data, plus optional receipts. */

@@ -52,7 +52,8 @@ export interface RoomInputDeps {
   serverName: string;
   signingKey: SigningKey;
   now?: () => number;
-  onPersisted?: () => void;
+  /** Called after each event is durable (metrics, push dispatch). Must not throw or block. */
+  onPersisted?: (info: { eventId: string; pdu: Pdu; stream: number; pushActions: PushActionInput[] }) => void;
   /** Push-rule results for the members an event notifies; stored atomically with the event. */
   pushActions?: (eventId: string, pdu: Pdu, state: RoomState) => Promise<PushActionInput[]>;
 }
@@ -182,6 +183,7 @@ export class RoomInput {
   /** Persists a prepared event, then updates the in-memory state and wakes readers. */
   private async commit(roomId: string, p: Prepared, state: RoomState): Promise<SubmitResult> {
     let stream: number;
+    const pushActions = this.deps.pushActions ? await this.deps.pushActions(p.eventId, p.pdu, state) : [];
     try {
       ({ stream } = await this.deps.store.rooms.persistEvent({
         eventId: p.eventId,
@@ -190,7 +192,7 @@ export class RoomInput {
         forwardExtremities: [p.eventId],
         txn: p.txn,
         redaction: p.redaction,
-        pushActions: this.deps.pushActions ? await this.deps.pushActions(p.eventId, p.pdu, state) : undefined,
+        pushActions,
       }));
     } catch (err) {
       // The store may or may not have written; reload state from it next time.
@@ -199,7 +201,7 @@ export class RoomInput {
     }
     state.applyPersisted(p.eventId, p.pdu);
     if (p.redaction) state.applyRedaction(p.redaction.targetEventId, p.redaction.redactedPdu);
-    this.deps.onPersisted?.();
+    this.deps.onPersisted?.({ eventId: p.eventId, pdu: p.pdu, stream, pushActions });
     const userIds = p.pdu.type === 'm.room.member' && p.pdu.state_key ? [p.pdu.state_key] : undefined;
     this.deps.notifier.publish({ stream, roomId, userIds });
     return { eventId: p.eventId, stream, deduplicated: false };

@@ -68,6 +68,9 @@ export interface SyncFilter {
   includeRedundantMembers: boolean;
   includeLeave: boolean;
   unreadThreadNotifications: boolean;
+  ephemeral: EventMatcher;
+  /** room.ephemeral.types names io.hearth.delivered explicitly (never via a wildcard). */
+  deliveredOptIn: boolean;
   accountData: EventMatcher;
   roomAccountData: EventMatcher;
   rooms?: string[];
@@ -75,6 +78,8 @@ export interface SyncFilter {
 }
 
 export const DEFAULT_TIMELINE_LIMIT = 10;
+/** Our ephemeral event for delivered receipts (sent -> delivered -> read). */
+export const DELIVERED_EVENT_TYPE = 'io.hearth.delivered';
 export const MAX_TIMELINE_LIMIT = 100;
 
 /** Validates a filter definition; throws M_BAD_JSON naming the offending field. */
@@ -102,6 +107,8 @@ export function compileFilter(json: FilterJson | undefined): SyncFilter {
     includeRedundantMembers: st.include_redundant_members === true,
     includeLeave: room.include_leave === true,
     unreadThreadNotifications: tl.unread_thread_notifications === true,
+    ephemeral: matcher(room.ephemeral ?? {}),
+    deliveredOptIn: room.ephemeral?.types?.includes(DELIVERED_EVENT_TYPE) === true,
     accountData: matcher(f.account_data ?? {}),
     roomAccountData: matcher(room.account_data ?? {}),
     rooms: room.rooms,
@@ -147,4 +154,17 @@ export function parseFilterParam(text: string): FilterJson {
     throw new MatrixError('M_NOT_JSON', 'filter is not valid JSON');
   }
   return validateFilter(json);
+}
+
+/** Resolves /sync's `filter` parameter: inline JSON, a stored filter ID, or none. */
+export async function loadSyncFilter(
+  getFilter: (userId: string, filterId: string) => Promise<string | null>,
+  userId: string,
+  value: string | undefined,
+): Promise<SyncFilter> {
+  if (value === undefined || value === '') return compileFilter(undefined);
+  if (value.trimStart().startsWith('{')) return compileFilter(parseFilterParam(value));
+  const text = await getFilter(userId, value);
+  if (text === null) throw new MatrixError('M_NOT_FOUND', 'No such filter');
+  return compileFilter(validateFilter(JSON.parse(text)));
 }

@@ -3,6 +3,7 @@
 
 import type { JsonObject } from '../protocol/types.js';
 import type { StreamToken } from './token.js';
+import type { DeviceSyncSource } from './device-source.js';
 
 export interface SyncRange {
   userId: string;
@@ -10,6 +11,8 @@ export interface SyncRange {
   /** Undefined on an initial sync. */
   since?: StreamToken;
   upTo: StreamToken;
+  /** The client opted in to io.hearth.delivered events. */
+  delivered: boolean;
 }
 
 /** Room-scoped ephemeral events (m.typing, m.receipt, extensions) for the user's joined rooms. */
@@ -31,10 +34,14 @@ export interface SyncSources {
   ephemeral: RoomEphemeralSource[];
   unread?: UnreadSource;
   presence?: PresenceSource;
+  /** to_device, device_lists and key counts (end-to-end encryption support). */
+  device?: DeviceSyncSource;
   /** Global account data a user has implicitly before first setting it (e.g. default push rules). */
   defaultAccountData?: (userId: string) => Array<{ type: string; content: JsonObject }>;
   /** Account-data types that are server-internal and never sent to clients. */
   hiddenAccountDataPrefix?: string;
+  /** A device acknowledged everything up to `stream` (delivered receipts). */
+  onAcknowledged?: (userId: string, stream: number) => Promise<void>;
   /** Current position of the ephemeral stream. */
   ephemeralPosition: () => number;
 }

@@ -9,7 +9,7 @@ import type { JsonObject } from '../protocol/types.js';
 import { strippedState, type EventFormatter } from '../room/client-event.js';
 import type { VisibilityChecker } from '../room/visibility.js';
 import type { MembershipRecord, StateEntry, Store, StoredEvent } from '../store/types.js';
-import { eventMatches, roomIncluded, type SyncFilter } from './filter.js';
+import { DELIVERED_EVENT_TYPE, eventMatches, roomIncluded, type SyncFilter } from './filter.js';
 import { parseToken, serializeToken, type StreamToken } from './token.js';
 import type { SyncWaiters } from './waiters.js';
 import type { SyncRange, SyncSources } from './sources.js';
@@ -22,6 +22,13 @@ export interface SyncRequest {
   timeoutMs: number;
   fullState: boolean;
   signal?: AbortSignal;
+  /**
+   * Whether `since` acknowledges what was sent before it (long-poll: the client can only send
+   * a token it received). The socket sets false and acknowledges on the client's ack frames.
+   */
+  acknowledgeSince?: boolean;
+  /** Opt-in to io.hearth.delivered ephemeral events. */
+  delivered?: boolean;
 }
 
 export type SyncResponse = JsonObject & { next_batch: string };
@@ -50,11 +57,14 @@ export class SyncService {
     // An ephemeral position from before a restart may be ahead of ours: resend ephemeral state.
     if (since && since.ephemeral > this.sources.ephemeralPosition()) since = { ...since, ephemeral: 0 };
     const deadline = Date.now() + req.timeoutMs;
+    const device = this.sources.device;
+    if (since && req.acknowledgeSince !== false) await this.acknowledge(req.userId, req.deviceId, since.stream);
     for (;;) {
       const upTo: StreamToken = { stream: this.store.currentPosition(), ephemeral: this.sources.ephemeralPosition() };
+      if (device) upTo.stream = await device.bound(req.userId, req.deviceId, since?.stream, upTo.stream);
       const res = await this.build(req, since, upTo);
       const remaining = deadline - Date.now();
-      if (!since || req.fullState || !isEmpty(res) || remaining <= 0 || req.signal?.aborted) return res;
+      if (!since || req.fullState || !this.isEmpty(res) || remaining <= 0 || req.signal?.aborted) return res;
       const rooms = (await this.store.rooms.getRoomsForUser(req.userId, ['join'])).map((r) => r.roomId);
       const woken = await this.waiters.wait(req.userId, rooms, upTo, remaining, req.signal);
       if (!woken) return res;
@@ -63,9 +73,25 @@ export class SyncService {
     }
   }
 
+  /**
+   * A device has received everything up to `stream`: its to-device messages up to there are
+   * deleted and, for delivered receipts, the events up to there count as delivered.
+   */
+  async acknowledge(userId: string, deviceId: string, stream: number): Promise<void> {
+    await Promise.all([
+      this.sources.device?.acknowledge(userId, deviceId, stream),
+      this.sources.onAcknowledged?.(userId, stream),
+    ]);
+  }
+
+  /** True when a response carries nothing (only next_batch moved). */
+  isEmpty(res: SyncResponse): boolean {
+    return isEmpty(res);
+  }
+
   private async build(req: SyncRequest, since: StreamToken | undefined, upToToken: StreamToken): Promise<SyncResponse> {
     const upTo = upToToken.stream;
-    const range: SyncRange = { userId: req.userId, deviceId: req.deviceId, since, upTo: upToToken };
+    const range: SyncRange = { userId: req.userId, deviceId: req.deviceId, since, upTo: upToToken, delivered: req.delivered === true };
     const from = since?.stream ?? 0;
     const f = req.filter;
     const join: JsonObject = {};
@@ -86,7 +112,7 @@ export class SyncService {
       : new Map<string, number>();
 
     const joinedIds = joinedRooms.map((m) => m.roomId);
-    const ephemeral = await this.collectEphemeral(range, joinedIds);
+    const ephemeral = await this.collectEphemeral(range, joinedIds, req.filter);
     const accountData = await this.accountData(req, from, upTo, since === undefined);
 
     for (const m of current) {
@@ -129,15 +155,20 @@ export class SyncService {
       device_lists: { changed: [], left: [] },
       device_one_time_keys_count: {},
       device_unused_fallback_key_types: [],
+      ...(this.sources.device ? await this.sources.device.collect(range) : {}),
     };
     return out;
   }
 
-  private async collectEphemeral(range: SyncRange, roomIds: string[]): Promise<Map<string, JsonObject[]>> {
+  private async collectEphemeral(range: SyncRange, roomIds: string[], f: SyncFilter): Promise<Map<string, JsonObject[]>> {
     const merged = new Map<string, JsonObject[]>();
     const parts = await Promise.all(this.sources.ephemeral.map((s) => s.collect(range, roomIds)));
     for (const part of parts) {
-      for (const [roomId, events] of part) merged.set(roomId, [...(merged.get(roomId) ?? []), ...events]);
+      for (const [roomId, events] of part) {
+        // Delivered receipts only reach clients that asked for them by name.
+        const kept = events.filter((e) => (e.type === DELIVERED_EVENT_TYPE ? range.delivered : eventMatches(f.ephemeral, String(e.type))));
+        if (kept.length) merged.set(roomId, [...(merged.get(roomId) ?? []), ...kept]);
+      }
     }
     return merged;
   }
@@ -405,6 +436,9 @@ function isEmpty(res: SyncResponse): boolean {
     Object.keys(rooms.invite).length === 0 &&
     Object.keys(rooms.leave).length === 0 &&
     (res.account_data as { events: unknown[] }).events.length === 0 &&
-    (res.presence as { events: unknown[] }).events.length === 0
+    (res.presence as { events: unknown[] }).events.length === 0 &&
+    (res.to_device as { events: unknown[] }).events.length === 0 &&
+    (res.device_lists as { changed: unknown[] }).changed.length === 0 &&
+    (res.device_lists as { left: unknown[] }).left.length === 0
   );
 }

@@ -31,8 +31,17 @@ export class AccountService {
     private readonly serverName: string,
     private readonly registration: RegistrationPolicy,
     private readonly now: () => number = Date.now,
+    /** Cleans up what hangs off a device elsewhere (its keys, pending to-device messages). */
+    private readonly onDeviceDeleted: (userId: string, deviceId: string) => Promise<void> = async () => undefined,
   ) {
     this.uia = new UiaSessions(now);
+  }
+
+  /** The one way devices are removed: the device, its tokens, and (via the hook) its keys. */
+  async deleteDevice(userId: string, deviceId: string): Promise<boolean> {
+    const existed = await this.store.devices.deleteDevice(userId, deviceId);
+    if (existed) await this.onDeviceDeleted(userId, deviceId);
+    return existed;
   }
 
   userIdFor(localpart: string): string {
@@ -113,11 +122,11 @@ export class AccountService {
   }
 
   async logout(auth: AuthInfo): Promise<void> {
-    await this.store.devices.deleteDevice(auth.userId, auth.deviceId);
+    await this.deleteDevice(auth.userId, auth.deviceId);
   }
 
   async logoutAll(userId: string): Promise<void> {
-    for (const d of await this.store.devices.listDevices(userId)) await this.store.devices.deleteDevice(userId, d.deviceId);
+    for (const d of await this.store.devices.listDevices(userId)) await this.deleteDevice(userId, d.deviceId);
     await this.store.devices.deleteAccessTokensForUser(userId);
   }
 
@@ -125,7 +134,7 @@ export class AccountService {
     await this.store.accounts.setPasswordHash(auth.userId, await hashPassword(newPassword));
     if (logoutDevices) {
       for (const d of await this.store.devices.listDevices(auth.userId)) {
-        if (d.deviceId !== auth.deviceId) await this.store.devices.deleteDevice(auth.userId, d.deviceId);
+        if (d.deviceId !== auth.deviceId) await this.deleteDevice(auth.userId, d.deviceId);
       }
       await this.store.devices.deleteAccessTokensForUser(auth.userId, auth.deviceId);
     }

@@ -174,7 +174,7 @@ function devicesRoutes(r: ClientRoutes, s: ApiServices): void {
   });
   const deleteDevices = async (ctx: Ctx, userId: string, ids: string[]) => {
     await s.accounts.uia.check('delete_devices:' + userId, body(ctx).auth as JsonObject | undefined, [['m.login.password']], s.accounts.passwordStage(userId));
-    for (const id of ids) await s.store.devices.deleteDevice(userId, id);
+    for (const id of ids) await s.accounts.deleteDevice(userId, id);
     ctx.body = {};
   };
   r.authed('delete', '/devices/:deviceId', async (ctx, auth) => {

@@ -2,6 +2,7 @@
 
 import { SUPPORTED_ROOM_VERSIONS, DEFAULT_ROOM_VERSION } from '../../protocol/types.js';
 import type { ApiServices, ClientRoutes } from '../routing.js';
+import { UNSTABLE_FEATURE } from '../../sync/socket/protocol.js';
 
 /** Every spec version we implement: clients match these as exact strings. */
 export const SPEC_VERSIONS = ['r0.0.1', 'r0.1.0', 'r0.2.0', 'r0.3.0', 'r0.4.0', 'r0.5.0', 'r0.6.0', 'r0.6.1',
@@ -9,7 +10,7 @@ export const SPEC_VERSIONS = ['r0.0.1', 'r0.1.0', 'r0.2.0', 'r0.3.0', 'r0.4.0', 
 
 export function miscRoutes(r: ClientRoutes, s: ApiServices): void {
   r.router.get('/_matrix/client/versions', (ctx) => {
-    ctx.body = { versions: SPEC_VERSIONS, unstable_features: {} };
+    ctx.body = { versions: SPEC_VERSIONS, unstable_features: { [UNSTABLE_FEATURE]: s.features.websocket } };
   });
   r.router.get('/.well-known/matrix/client', (ctx) => {
     ctx.body = { 'm.homeserver': { base_url: s.publicBaseUrl } };

@@ -4,15 +4,16 @@ import { MatrixError } from '../errors.js';
 import { body, type Ctx } from '../middleware.js';
 import { param, queryInt, queryString, type ApiServices, type ClientRoutes } from '../routing.js';
 import { canonicalJson } from '../../protocol/canonical-json.js';
-import { compileFilter, parseFilterParam, validateFilter, type FilterJson } from '../../sync/filter.js';
+import { loadSyncFilter, validateFilter } from '../../sync/filter.js';
 
 export function syncRoutes(r: ClientRoutes, s: ApiServices): void {
   r.authed('get', '/sync', async (ctx, auth) => {
     const filterParam = queryString(ctx, 'filter');
-    const filter = compileFilter(await resolveFilter(s, auth.userId, filterParam));
+    const filter = await loadSyncFilter((u, id) => s.store.userData.getFilter(u, id), auth.userId, filterParam);
     const timeoutMs = queryInt(ctx, 'timeout', 0, 0, s.maxSyncTimeoutMs);
     const setPresence = presenceParam(queryString(ctx, 'set_presence'));
     s.presence.syncing(auth.userId, setPresence);
+    s.connections.pollStarted(auth.userId);
     const abort = new AbortController();
     const onClose = () => abort.abort();
     ctx.req.on('close', onClose);
@@ -25,9 +26,11 @@ export function syncRoutes(r: ClientRoutes, s: ApiServices): void {
         timeoutMs,
         fullState: queryString(ctx, 'full_state') === 'true',
         signal: abort.signal,
+        delivered: filter.deliveredOptIn,
       });
     } finally {
       ctx.req.off('close', onClose);
+      s.connections.pollEnded(auth.userId);
       // The end of a long-poll is the client's latest sign of life.
       s.presence.syncing(auth.userId, setPresence);
     }
@@ -58,12 +61,4 @@ function presenceParam(v: string | undefined): 'online' | 'offline' | 'unavailab
 
 function requireSelf(ctx: Ctx, userId: string): void {
   if (param(ctx, 'userId') !== userId) throw new MatrixError('M_FORBIDDEN', 'Cannot access filters of other users');
-}
-
-async function resolveFilter(s: ApiServices, userId: string, value: string | undefined): Promise<FilterJson | undefined> {
-  if (value === undefined || value === '') return undefined;
-  if (value.trimStart().startsWith('{')) return parseFilterParam(value);
-  const text = await s.store.userData.getFilter(userId, value);
-  if (text === null) throw new MatrixError('M_NOT_FOUND', 'No such filter');
-  return validateFilter(JSON.parse(text));
 }

@@ -1,0 +1,66 @@
+// The per-device parts of /sync: to_device messages (deleted once a later `since` acknowledges
+// them), device_lists, device_one_time_keys_count and device_unused_fallback_key_types.
+
+import type { JsonObject } from '../protocol/types.js';
+import type { E2eeStore, ToDeviceMessage } from '../store/e2ee-types.js';
+import type { SyncRange } from './sources.js';
+
+export interface DeviceListChanges {
+  changes(userId: string, fromExclusive: number, toInclusive: number): Promise<{ changed: string[]; left: string[] }>;
+}
+
+/** Bounded batches: js-sdk repeats timeout=0 syncs while to_device is non-empty. */
+export const TO_DEVICE_BATCH = 100;
+
+export class DeviceSyncSource {
+  constructor(
+    private readonly e2ee: E2eeStore,
+    private readonly deviceLists: DeviceListChanges,
+  ) {}
+
+  /** Deletes messages the device acknowledged by syncing from `since`. */
+  async acknowledge(userId: string, deviceId: string, since: number): Promise<void> {
+    await this.e2ee.ackToDevice(userId, deviceId, since);
+  }
+
+  /**
+   * The stream bound for this response: normally `upTo`, but lowered when more to-device
+   * messages are waiting than one batch holds, so the rest are delivered (and acknowledged) by
+   * the next sync rather than skipped. The whole response is built to the same bound.
+   */
+  async bound(userId: string, deviceId: string, since: number | undefined, upTo: number): Promise<number> {
+    const pending = await this.pending(userId, deviceId, since, upTo);
+    if (pending.length <= TO_DEVICE_BATCH) return upTo;
+    return pending[TO_DEVICE_BATCH - 1].stream;
+  }
+
+  /**
+   * Messages not yet sent: above `since`. Those at or below it were sent in an earlier response
+   * and wait for an acknowledgement (socket ack frames), so they are not repeated.
+   */
+  private async pending(userId: string, deviceId: string, since: number | undefined, upTo: number): Promise<ToDeviceMessage[]> {
+    const all = await this.e2ee.getToDevice(userId, deviceId, upTo, TO_DEVICE_BATCH * 10);
+    return since === undefined ? all : all.filter((m) => m.stream > since);
+  }
+
+  async collect(range: SyncRange): Promise<JsonObject> {
+    const { userId, deviceId } = range;
+    const [messages, counts, fallback, lists] = await Promise.all([
+      this.pending(userId, deviceId, range.since?.stream, range.upTo.stream),
+      this.e2ee.countOneTimeKeys(userId, deviceId),
+      this.e2ee.getUnusedFallbackKeyTypes(userId, deviceId),
+      range.since ? this.deviceLists.changes(userId, range.since.stream, range.upTo.stream) : { changed: [], left: [] },
+    ]);
+    return {
+      to_device: { events: messages.map(toDeviceEvent) },
+      device_lists: { changed: lists.changed, left: lists.left },
+      // Clients re-upload keys on every sync when this is missing or stale: always send it.
+      device_one_time_keys_count: { signed_curve25519: 0, ...counts },
+      device_unused_fallback_key_types: fallback,
+    };
+  }
+}
+
+function toDeviceEvent(m: ToDeviceMessage): JsonObject {
+  return { type: m.type, sender: m.sender, content: m.content };
+}

@@ -1,0 +1,326 @@
+// The WebSocket sync stream: a second transport over the same SyncService that serves /sync.
+// Each socket runs the sync loop server-side and pushes every non-empty response as a frame;
+// client requests over the socket are injected into the HTTP handler, so REST and socket share
+// every code path (auth, validation, idempotency, errors).
+//
+// Concurrency: one async loop per socket; frames from the client are handled as they arrive.
+// Backpressure: a sync frame is produced only after the previous one was handed to the socket,
+// and a socket whose unsent buffer passes `maxBufferedBytes` is closed (SLOW_CONSUMER) with the
+// last token it certainly finished writing, so memory per slow client is bounded.
+
+import type { IncomingMessage, RequestListener, Server } from 'node:http';
+import type { Duplex } from 'node:stream';
+import inject from 'light-my-request';
+import type { Logger } from 'pino';
+import { WebSocketServer, type WebSocket, type RawData } from 'ws';
+import { MatrixError } from '../../api/errors.js';
+import type { AuthInfo } from '../../api/middleware.js';
+import type { PresenceService } from '../../ephemeral/presence.js';
+import type { JsonObject } from '../../protocol/types.js';
+import type { AccountService } from '../../users/account-service.js';
+import type { ConnectionTracker } from '../connections.js';
+import { compileFilter, type SyncFilter } from '../filter.js';
+import type { SyncService } from '../sync-service.js';
+import { parseToken } from '../token.js';
+import { CloseCode, SOCKET_PATH, type AuthFrame, type ClientFrame, type CloseReason, type ServerFrame } from './protocol.js';
+
+export interface SocketServerOptions {
+  maxConnections: number;
+  /** Concurrent catch-up (first) syncs before new sockets are shed with retry_after_ms. */
+  maxCatchups: number;
+  maxBufferedBytes: number;
+  heartbeatMs: number;
+  authTimeoutMs: number;
+  /** How long the server-side long-poll waits before looping (no frame is sent for an empty result). */
+  pollMs: number;
+  /** Base of the retry_after_ms handed to shed clients; jitter of up to the same again is added. */
+  shedRetryMs: number;
+}
+
+export interface SocketServerDeps {
+  accounts: AccountService;
+  sync: SyncService;
+  presence: PresenceService;
+  connections: ConnectionTracker;
+  resolveFilter: (userId: string, value: string | undefined) => Promise<SyncFilter>;
+  /** The HTTP handler request frames are injected into. */
+  handler: RequestListener;
+  logger: Logger;
+  onCountChange?: (open: number) => void;
+}
+
+interface Session {
+  ws: WebSocket;
+  auth?: AuthInfo;
+  token?: string;
+  since?: string;
+  filter?: SyncFilter;
+  setPresence?: 'online' | 'offline' | 'unavailable';
+  delivered: boolean;
+  /** next_batch of the last sync frame whose bytes the socket finished writing. */
+  confirmed?: string;
+  alive: boolean;
+  abort: AbortController;
+  catchingUp: boolean;
+}
+
+export class SocketServer {
+  private readonly wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: 1 << 20 });
+  private readonly sessions = new Set<Session>();
+  private catchups = 0;
+  private heartbeat?: NodeJS.Timeout;
+  private closing = false;
+
+  constructor(private readonly deps: SocketServerDeps, private readonly opts: SocketServerOptions) {}
+
+  attach(server: Server): void {
+    server.on('upgrade', (req, socket, head) => this.upgrade(req, socket, head));
+    this.heartbeat = setInterval(() => this.beat(), this.opts.heartbeatMs);
+    this.heartbeat.unref();
+  }
+
+  get size(): number {
+    return this.sessions.size;
+  }
+
+  /** Closes every socket with GOING_AWAY and its resume token. */
+  async close(): Promise<void> {
+    this.closing = true;
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    for (const s of this.sessions) this.closeWith(s, CloseCode.GOING_AWAY, { resume: s.confirmed ?? s.since });
+    this.wss.close();
+  }
+
+  private upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    if (url.pathname !== SOCKET_PATH) {
+      refuse(socket, 404, { errcode: 'M_UNRECOGNIZED', error: 'Unrecognized request' });
+      return;
+    }
+    if (this.closing || this.sessions.size >= this.opts.maxConnections || this.catchups >= this.opts.maxCatchups) {
+      refuse(socket, 503, { errcode: 'M_LIMIT_EXCEEDED', error: 'Server busy, retry later', retry_after_ms: this.retryAfter() }, this.retryAfter());
+      return;
+    }
+    this.wss.handleUpgrade(req, socket, head, (ws) => void this.open(ws, req, url));
+  }
+
+  /** Jittered so a reconnect storm spreads out instead of returning in one wave. */
+  private retryAfter(): number {
+    return Math.round(this.opts.shedRetryMs * (1 + Math.random()));
+  }
+
+  private async open(ws: WebSocket, req: IncomingMessage, url: URL): Promise<void> {
+    const s: Session = { ws, delivered: url.searchParams.get('delivered') === 'true', alive: true, abort: new AbortController(), catchingUp: false };
+    this.sessions.add(s);
+    this.deps.onCountChange?.(this.sessions.size);
+    ws.on('pong', () => (s.alive = true));
+    ws.on('close', () => this.closed(s));
+    ws.on('error', () => ws.terminate());
+    ws.on('message', (data) => void this.onMessage(s, data));
+    try {
+      s.since = url.searchParams.get('since') ?? undefined;
+      const header = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '');
+      if (header) {
+        await this.authenticate(s, header[1], {
+          filter: url.searchParams.get('filter') ?? undefined,
+          set_presence: (url.searchParams.get('set_presence') ?? undefined) as AuthFrame['set_presence'],
+        });
+      } else {
+        const timer = setTimeout(() => {
+          if (!s.auth) this.closeWith(s, CloseCode.UNAUTHORIZED, {});
+        }, this.opts.authTimeoutMs);
+        timer.unref();
+      }
+    } catch (err) {
+      this.fail(s, err);
+    }
+  }
+
+  private async authenticate(s: Session, token: string, params: Partial<AuthFrame>): Promise<void> {
+    s.auth = await this.deps.accounts.authenticate(token);
+    s.token = token;
+    if (params.since !== undefined) s.since = params.since;
+    if (s.since !== undefined) parseToken(s.since, 'since');
+    if (params.delivered) s.delivered = true;
+    if (params.set_presence && !['online', 'offline', 'unavailable'].includes(params.set_presence)) {
+      throw new MatrixError('M_INVALID_PARAM', 'set_presence must be online, offline or unavailable');
+    }
+    s.setPresence = params.set_presence;
+    s.filter = await this.deps.resolveFilter(s.auth.userId, params.filter);
+    this.deps.connections.socketOpened(s.auth.userId);
+    // Resuming from a token means everything before it was received.
+    if (s.since !== undefined) await this.deps.sync.acknowledge(s.auth.userId, s.auth.deviceId, parseToken(s.since).stream);
+    void this.loop(s);
+  }
+
+  private async loop(s: Session): Promise<void> {
+    const auth = s.auth!;
+    s.catchingUp = true;
+    this.catchups++;
+    try {
+      while (s.ws.readyState === s.ws.OPEN && !s.abort.signal.aborted) {
+        this.deps.presence.syncing(auth.userId, s.setPresence);
+        const body = await this.deps.sync.sync({
+          userId: auth.userId,
+          deviceId: auth.deviceId,
+          since: s.since,
+          filter: s.filter ?? compileFilter(undefined),
+          timeoutMs: s.catchingUp ? 0 : this.opts.pollMs,
+          fullState: false,
+          signal: s.abort.signal,
+          acknowledgeSince: false,
+          delivered: s.delivered,
+        });
+        if (s.catchingUp) {
+          s.catchingUp = false;
+          this.catchups--;
+        }
+        if (s.abort.signal.aborted) break;
+        const empty = s.since !== undefined && this.deps.sync.isEmpty(body);
+        s.since = body.next_batch;
+        if (empty) continue;
+        const token = body.next_batch;
+        this.send(s, { type: 'sync', body }, () => {
+          s.confirmed = token;
+        });
+        if (s.ws.bufferedAmount > this.opts.maxBufferedBytes) {
+          this.closeWith(s, CloseCode.SLOW_CONSUMER, { resume: s.confirmed });
+          break;
+        }
+      }
+    } catch (err) {
+      this.fail(s, err);
+    } finally {
+      if (s.catchingUp) {
+        s.catchingUp = false;
+        this.catchups--;
+      }
+    }
+  }
+
+  private async onMessage(s: Session, data: RawData): Promise<void> {
+    let frame: ClientFrame;
+    try {
+      frame = JSON.parse(data.toString()) as ClientFrame;
+      if (!frame || typeof frame !== 'object' || typeof frame.type !== 'string') throw new Error('not a frame');
+    } catch {
+      this.closeWith(s, CloseCode.BAD_FRAME, {});
+      return;
+    }
+    try {
+      if (frame.type === 'auth') {
+        if (s.auth) throw new MatrixError('M_BAD_JSON', 'Already authenticated');
+        if (typeof frame.access_token !== 'string') throw new MatrixError('M_MISSING_TOKEN', 'access_token required');
+        await this.authenticate(s, frame.access_token, frame);
+        return;
+      }
+      if (!s.auth) throw new MatrixError('M_MISSING_TOKEN', 'Authenticate first');
+      switch (frame.type) {
+        case 'ping':
+          this.send(s, { type: 'pong', id: frame.id });
+          return;
+        case 'ack':
+          await this.deps.sync.acknowledge(s.auth.userId, s.auth.deviceId, parseToken(frame.next_batch, 'next_batch').stream);
+          return;
+        case 'send':
+          await this.request(s, frame.id, 'PUT', sendPath(frame), frame.content);
+          return;
+        case 'request':
+          await this.request(s, frame.id, frame.method, frame.path, frame.body);
+          return;
+        default:
+          throw new MatrixError('M_UNRECOGNIZED', 'Unknown frame type');
+      }
+    } catch (err) {
+      this.fail(s, err);
+    }
+  }
+
+  /** Runs a Client-Server request through the HTTP stack as the socket's user. */
+  private async request(s: Session, id: string, method: string, path: string, body?: JsonObject): Promise<void> {
+    if (typeof id !== 'string' || typeof path !== 'string' || !path.startsWith('/_matrix/')) {
+      throw new MatrixError('M_BAD_JSON', 'request frames need a string id and a /_matrix/ path');
+    }
+    const res = await inject(this.deps.handler, {
+      method: method as 'GET',
+      url: path,
+      headers: { authorization: `Bearer ${s.token}`, 'content-type': 'application/json' },
+      payload: body === undefined ? undefined : JSON.stringify(body),
+      remoteAddress: '127.0.0.1',
+    });
+    let parsed: JsonObject = {};
+    try {
+      parsed = res.payload ? (JSON.parse(res.payload) as JsonObject) : {};
+    } catch {
+      parsed = { raw: res.payload };
+    }
+    this.send(s, { type: 'response', id, status: res.statusCode, body: parsed });
+  }
+
+  private send(s: Session, frame: ServerFrame, written?: () => void): void {
+    if (s.ws.readyState !== s.ws.OPEN) return;
+    s.ws.send(JSON.stringify(frame), (err) => {
+      if (!err) written?.();
+    });
+  }
+
+  /** Auth failures and bad frames close the socket; other Matrix errors are reported and it stays open. */
+  private fail(s: Session, err: unknown): void {
+    const e = err instanceof MatrixError ? err : null;
+    if (!e) {
+      this.deps.logger.error({ err }, 'socket error');
+      this.closeWith(s, 1011, {});
+      return;
+    }
+    this.send(s, { type: 'error', errcode: e.errcode, error: e.message });
+    if (e.errcode === 'M_UNKNOWN_TOKEN' || e.errcode === 'M_MISSING_TOKEN') this.closeWith(s, CloseCode.UNAUTHORIZED, {});
+    else if (e.errcode === 'M_INVALID_PARAM' || e.errcode === 'M_BAD_JSON' || e.errcode === 'M_NOT_FOUND') {
+      if (!s.auth || !s.filter) this.closeWith(s, CloseCode.BAD_FRAME, {});
+    }
+  }
+
+  private closeWith(s: Session, code: number, reason: CloseReason): void {
+    s.abort.abort();
+    if (s.ws.readyState === s.ws.OPEN || s.ws.readyState === s.ws.CONNECTING) {
+      s.ws.close(code, JSON.stringify(reason));
+      // A peer that does not complete the closing handshake is cut off.
+      setTimeout(() => s.ws.terminate(), 2000).unref();
+    }
+  }
+
+  private closed(s: Session): void {
+    if (!this.sessions.delete(s)) return;
+    s.abort.abort();
+    if (s.auth) this.deps.connections.socketClosed(s.auth.userId);
+    this.deps.onCountChange?.(this.sessions.size);
+  }
+
+  private beat(): void {
+    for (const s of this.sessions) {
+      if (!s.alive) {
+        this.closeWith(s, CloseCode.TIMEOUT, { resume: s.confirmed });
+        continue;
+      }
+      s.alive = false;
+      s.ws.ping();
+      if (s.auth) this.deps.presence.syncing(s.auth.userId, s.setPresence);
+    }
+  }
+}
+
+function sendPath(f: { room_id: string; event_type: string; txn_id: string }): string {
+  const e = encodeURIComponent;
+  return `/_matrix/client/v3/rooms/${e(f.room_id)}/send/${e(f.event_type)}/${e(f.txn_id)}`;
+}
+
+function refuse(socket: Duplex, status: number, body: JsonObject, retryAfterMs?: number): void {
+  const payload = JSON.stringify(body);
+  const headers = [
+    `HTTP/1.1 ${status} ${status === 503 ? 'Service Unavailable' : 'Not Found'}`,
+    'Content-Type: application/json',
+    `Content-Length: ${Buffer.byteLength(payload)}`,
+    'Connection: close',
+  ];
+  if (retryAfterMs !== undefined) headers.push(`Retry-After: ${Math.ceil(retryAfterMs / 1000)}`);
+  socket.end(`${headers.join('\r\n')}\r\n\r\n${payload}`);
+}
