@@ -6,7 +6,7 @@ import { dirname } from 'node:path';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
-import { createHttpApp } from './api/http.js';
+import { createHttpApp, Lifecycle } from './api/http.js';
 import { createRateLimiters } from './api/rate-limit.js';
 import type { ApiServices } from './api/routing.js';
 import type { HearthConfig } from './config/load.js';
@@ -35,9 +35,14 @@ import { PresenceSyncSource } from './ephemeral/presence-source.js';
 import { INTERNAL_ACCOUNT_DATA_PREFIX, PushRulesService } from './push/push-rules-service.js';
 import type { JsonObject } from './protocol/types.js';
 import { PushActionComputer } from './push/push-actions.js';
+import { PushDispatcher, roomInfoFromState } from './push/dispatcher.js';
+import { PushGateway } from './push/gateway.js';
 import { ReceiptService } from './receipts/receipt-service.js';
 import { ReceiptSource } from './receipts/receipt-source.js';
 import { StoredUnreadSource } from './receipts/unread-source.js';
+import { DeliveredService, DeliveredSource } from './receipts/delivered.js';
+import { DeviceSyncSource } from './sync/device-source.js';
+import { createE2eeServices } from './e2ee/index.js';
 
 export interface Hearth {
   readonly config: HearthConfig;
@@ -71,16 +76,39 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
   const waiters = new SyncWaiters(notifier, (n) => metrics?.syncWaiters.set(n));
   const pushRules = new PushRulesService(store, notifier);
   const pushActions = new PushActionComputer(pushRules, config.server_name);
+  const pushGateway = new PushGateway({
+    pushers: store.pushers,
+    logger,
+    requestTimeoutMs: config.push.request_timeout_ms,
+    maxConcurrent: config.push.max_concurrent_requests,
+    minBackoffMs: config.push.min_backoff_ms,
+    maxBackoffMs: config.push.max_backoff_ms,
+    maxAttempts: config.push.max_attempts,
+    now,
+  });
+  const pushDispatcher = new PushDispatcher({
+    store,
+    isConnected: (userId) => connections.isConnected(userId),
+    roomInfo: async (roomId, senderId) => roomInfoFromState(await roomInput.currentState(roomId), senderId),
+    onEnqueued: () => pushGateway.wake(),
+    logger,
+    enabled: config.push.enabled,
+    alwaysPush: config.push.always_push,
+    now,
+  });
   const roomInput = new RoomInput({
     store,
     notifier,
     serverName: config.server_name,
     signingKey,
     now,
-    onPersisted: () => metrics?.eventsPersisted.inc(),
+    onPersisted: (info) => {
+      metrics?.eventsPersisted.inc();
+      pushDispatcher.eventPersisted(info);
+    },
     pushActions: (eventId, pdu, state) => pushActions.compute(eventId, pdu, state),
   });
-  const connections = new ConnectionTracker(30_000, now);
+  const connections = new ConnectionTracker(config.push.connected_window_ms, now);
   const ephemeralStream = new EphemeralStream();
   const typing = new TypingService(ephemeralStream, notifier);
   const presence = new PresenceService(
@@ -96,18 +124,26 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
       now,
     },
   );
-  const receipts = new ReceiptService(store, store.receipts, notifier, now);
+  const receipts = new ReceiptService(store, store.receipts, notifier, now, (userId) => pushDispatcher.countsChanged(userId));
   const formatter = new EventFormatter(store, now);
   const visibility = new VisibilityChecker(store);
+  const delivered = new DeliveredService(store, store.delivery, notifier, now);
+  const e2ee = createE2eeServices({ store, e2ee: store.e2ee, notifier, serverName: config.server_name, logger });
   const services: ApiServices = {
     serverName: config.server_name,
     publicBaseUrl: config.public_baseurl,
     store,
-    accounts: new AccountService(store, config.server_name, config.registration, now),
+    accounts: new AccountService(store, config.server_name, config.registration, now, async (userId, deviceId) => {
+      sockets?.deviceDeleted(userId, deviceId);
+      await store.e2ee.deleteDeviceE2ee(userId, deviceId);
+      await store.pushers.deletePushersForDevice(userId, deviceId);
+    }),
     rooms: new RoomService(store, roomInput, config.server_name),
     roomInput,
     sync: new SyncService(store, waiters, formatter, visibility, {
-      ephemeral: [new TypingSource(typing), new ReceiptSource(store.receipts)],
+      ephemeral: [new TypingSource(typing), new ReceiptSource(store.receipts), new DeliveredSource(store.delivery)],
+      device: new DeviceSyncSource(store.e2ee, e2ee.deviceLists),
+      onAcknowledged: (userId, stream) => delivered.acknowledged(userId, stream),
       unread: new StoredUnreadSource(store.notifications),
       presence: new PresenceSyncSource(presence, store, now),
       ephemeralPosition: () => ephemeralStream.current(),
@@ -116,6 +152,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     }),
     pushRules,
     receipts,
+    e2ee,
     connections,
     typing,
     presence,
@@ -133,7 +170,9 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     features: { websocket: config.websocket.enabled },
     now,
   };
+  const lifecycle = new Lifecycle();
   const app = createHttpApp(services, {
+    lifecycle,
     maxBodyBytes: config.limits.max_request_body_bytes,
     maxEventBytes: config.limits.max_event_bytes,
     trustProxy: config.listeners.client.x_forwarded,
@@ -192,19 +231,28 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
         services.publicBaseUrl = `${url}/`;
       }
       presence.start();
+      if (config.push.enabled) pushGateway.start();
       if (isOpenRegistrationWarningNeeded(config)) logger.warn(OPEN_REGISTRATION_WARNING);
       logger.info({ url, server_name: config.server_name, storage: config.storage.backend, key_id: signingKey.keyId }, 'Hearth is listening');
     },
     async stop() {
+      lifecycle.stopping = true;
       if (server) {
         const s = server;
-        await sockets?.close();
         const closed = new Promise<void>((resolve) => s.close(() => resolve()));
-        waiters.close(); // wake parked long-polls so their connections can finish
+        await sockets?.close();
+        waiters.close(); // wake parked long-polls so they answer now
         s.closeIdleConnections();
+        // Requests in flight (sends being committed) finish; then every connection is cut,
+        // including kept-alive ones that would otherwise hold close() open.
+        await lifecycle.drained(10_000);
+        s.closeAllConnections();
         await closed;
       }
       await roomInput.drain();
+      await pushDispatcher.drain(); // its last enqueues must land before the store closes
+      await pushGateway.stop();
+      await delivered.flush();
       presence.stop();
       typing.close();
       await notifier.close();

@@ -4,7 +4,11 @@
 import type { Store } from '../../src/store/types.js';
 import { describeAccountContract } from './contract-accounts.js';
 import { describeDirectoryContract } from './contract-directory.js';
+import { describeE2eeBackupContract } from './contract-e2ee-backup.js';
+import { describeE2eeKeysContract } from './contract-e2ee-keys.js';
+import { describeE2eeMessagesContract } from './contract-e2ee-messages.js';
 import { describeNotificationContract } from './contract-notifications.js';
+import { describePushContract } from './contract-push.js';
 import { describeReceiptContract } from './contract-receipts.js';
 import { describeRelationContract } from './contract-relations.js';
 import { describeRoomContract } from './contract-rooms.js';
@@ -83,5 +87,9 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
     describeNotificationContract(ctx);
     describeRelationContract(ctx);
     describeDirectoryContract(ctx);
+    describeE2eeKeysContract(ctx);
+    describeE2eeMessagesContract(ctx);
+    describeE2eeBackupContract(ctx);
+    describePushContract(ctx);
   });
 }

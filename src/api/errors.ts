@@ -41,6 +41,7 @@ export const ERRCODE_STATUS = {
   M_UNABLE_TO_GRANT_JOIN: 502,
   M_UNKNOWN_POS: 400,
   M_BAD_ALIAS: 400,
+  M_INVALID_SIGNATURE: 400,
 } as const;
 
 export type Errcode = keyof typeof ERRCODE_STATUS;

@@ -16,6 +16,8 @@ import { pushRuleRoutes } from './routes/push-rules.js';
 import { directoryRoutes } from './routes/directory.js';
 import { chatRoutes } from './routes/chat.js';
 import { relationRoutes } from './routes/relations.js';
+import { pusherRoutes } from './routes/pushers.js';
+import { e2eeRoutes } from './routes/keys.js';
 
 export interface HttpOptions {
   maxBodyBytes: number;
@@ -24,6 +26,40 @@ export interface HttpOptions {
   trustProxy: boolean;
   observe: (method: string, route: string, status: number, seconds: number) => void;
   renderMetrics?: () => Promise<{ contentType: string; body: string }>;
+  /** Shared with the composition root for graceful shutdown. */
+  lifecycle: Lifecycle;
+}
+
+/**
+ * Graceful shutdown state: requests in flight are counted so stop() can wait for them; once
+ * stopping, new requests on kept-alive connections are dropped unanswered (clients retry; sends
+ * are idempotent by transaction ID).
+ */
+export class Lifecycle {
+  stopping = false;
+  inflight = 0;
+  private idle: Array<() => void> = [];
+
+  enter(): void {
+    this.inflight++;
+  }
+
+  leave(): void {
+    this.inflight--;
+    if (this.inflight === 0) for (const f of this.idle.splice(0)) f();
+  }
+
+  /** Resolves when no request is in flight, or after `maxMs`. */
+  drained(maxMs: number): Promise<void> {
+    if (this.inflight === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const t = setTimeout(resolve, maxMs);
+      this.idle.push(() => {
+        clearTimeout(t);
+        resolve();
+      });
+    });
+  }
 }
 
 // Event bodies are capped at the PDU limit; everything else at the general body limit.
@@ -45,6 +81,8 @@ export function createHttpApp(services: ApiServices, opts: HttpOptions): Koa<Hea
   directoryRoutes(routes, services);
   chatRoutes(routes, services);
   relationRoutes(routes, services);
+  pusherRoutes(routes, services);
+  e2eeRoutes(routes, services);
   if (opts.renderMetrics) {
     const render = opts.renderMetrics;
     router.get('/metrics', async (ctx) => {
@@ -54,8 +92,23 @@ export function createHttpApp(services: ApiServices, opts: HttpOptions): Koa<Hea
     });
   }
 
-  const eventLimit = jsonBody(opts.maxEventBytes);
-  const generalLimit = jsonBody(opts.maxBodyBytes);
+  const eventLimit = jsonBody(opts.maxEventBytes, true);
+  const generalLimit = jsonBody(opts.maxBodyBytes, false);
+  app.use(async (ctx, next) => {
+    if (opts.lifecycle.stopping) {
+      // Like a server that is already gone: the client sees a closed connection and retries
+      // elsewhere or later (sends are idempotent), rather than an error it might show a user.
+      ctx.respond = false;
+      ctx.req.socket.destroy();
+      return;
+    }
+    opts.lifecycle.enter();
+    try {
+      await next();
+    } finally {
+      opts.lifecycle.leave();
+    }
+  });
   app.use(requestLog(services.logger, opts.observe));
   app.use(cors());
   app.use(errors(services.logger));

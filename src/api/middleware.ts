@@ -75,11 +75,13 @@ function toMatrixError(err: unknown): MatrixError | null {
 }
 
 /**
- * Reads a JSON object body (for POST/PUT/DELETE). Bodies over `limit` bytes get 413 M_TOO_LARGE before
- * being buffered further; non-JSON gets M_NOT_JSON; a JSON value that is not an object M_BAD_JSON.
- * An empty body counts as {} because several clients send none on POST.
+ * Reads a JSON object body (for POST/PUT/DELETE). Bodies over `limit` bytes get 413 M_TOO_LARGE
+ * before being buffered further; non-JSON gets M_NOT_JSON; a JSON value that is not an object
+ * M_BAD_JSON. With `strict` (event content, which becomes a signed PDU) floats, unsafe integers
+ * and lone surrogates are M_BAD_JSON too, as canonical JSON cannot carry them. An empty body
+ * counts as {} because several clients send none on POST.
  */
-export function jsonBody(limit: number): Koa.Middleware<HearthState> {
+export function jsonBody(limit: number, strict: boolean): Koa.Middleware<HearthState> {
   return async (ctx, next) => {
     // DELETE carries a body too (UIA on DELETE /devices/{id}).
     if (ctx.method !== 'POST' && ctx.method !== 'PUT' && ctx.method !== 'DELETE') return next();
@@ -90,14 +92,16 @@ export function jsonBody(limit: number): Koa.Middleware<HearthState> {
     }
     let parsed: unknown;
     try {
-      parsed = parseStrictJson(raw);
+      parsed = JSON.parse(raw);
     } catch {
+      throw new MatrixError('M_NOT_JSON', 'Content not JSON.');
+    }
+    if (strict) {
       try {
-        JSON.parse(raw);
+        parsed = parseStrictJson(raw);
       } catch {
-        throw new MatrixError('M_NOT_JSON', 'Content not JSON.');
+        throw new MatrixError('M_BAD_JSON', 'Event content contains values Matrix does not allow (floats, unsafe integers, lone surrogates)');
       }
-      throw new MatrixError('M_BAD_JSON', 'JSON contains values Matrix does not allow (floats, unsafe integers, lone surrogates)');
     }
     if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
       throw new MatrixError('M_BAD_JSON', 'Request body must be a JSON object');

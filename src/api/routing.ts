@@ -19,6 +19,7 @@ import type { TypingService } from '../ephemeral/typing.js';
 import type { PresenceService } from '../ephemeral/presence.js';
 import type { PushRulesService } from '../push/push-rules-service.js';
 import type { ReceiptService } from '../receipts/receipt-service.js';
+import type { E2eeServices } from '../e2ee/index.js';
 import type { ConnectionTracker } from '../sync/connections.js';
 
 export interface ApiServices {
@@ -33,6 +34,8 @@ export interface ApiServices {
   presence: PresenceService;
   pushRules: PushRulesService;
   receipts: ReceiptService;
+  /** End-to-end encryption: keys, cross-signing, to-device, key backup, device lists. */
+  e2ee: E2eeServices;
   connections: ConnectionTracker;
   formatter: EventFormatter;
   visibility: VisibilityChecker;

@@ -130,6 +130,23 @@ const configObject = z.strictObject({
       offline_timeout_ms: z.int().min(1000).default(30000),
     })
     .prefault({}),
+  push: z
+    .strictObject({
+      // false: pushers can still be registered, but nothing is sent to push gateways.
+      enabled: z.boolean().default(true),
+      // Push even to users with a connected device (Synapse's behaviour). Off: a user who is
+      // syncing sees the event there, and their phone stays quiet.
+      always_push: z.boolean().default(false),
+      // A user counts as connected while a /sync is in flight or ended less than this ago.
+      connected_window_ms: z.int().min(0).default(30000),
+      request_timeout_ms: z.int().min(100).default(10000),
+      max_concurrent_requests: z.int().min(1).max(1000).default(16),
+      // Retries after a 5xx or network error wait min_backoff_ms, doubling up to max_backoff_ms.
+      min_backoff_ms: z.int().min(1).default(1000),
+      max_backoff_ms: z.int().min(1).default(600000),
+      max_attempts: z.int().min(1).default(20),
+    })
+    .prefault({}),
   log: z
     .strictObject({
       level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

@@ -27,6 +27,8 @@ export interface PresenceRecord {
   explicit: PresenceState | null;
   /** Wheel bucket the user is scheduled in (at most one live entry per user). */
   bucket: number | null;
+  /** Open long-polls and sockets. */
+  connections: number;
 }
 
 export interface PresenceOptions {
@@ -95,7 +97,24 @@ export class PresenceService {
     this.schedule(r);
   }
 
-  /** A /sync (or socket) from the user, with its set_presence parameter. */
+  /** A long-poll or socket of the user opened: while any is open the user is not "gone". */
+  connectionOpened(userId: string): void {
+    if (!this.opts.enabled) return;
+    this.record(userId).connections++;
+  }
+
+  connectionClosed(userId: string): void {
+    if (!this.opts.enabled) return;
+    const r = this.record(userId);
+    r.connections = Math.max(0, r.connections - 1);
+    r.lastSyncTs = this.now();
+    this.schedule(r);
+  }
+
+  /**
+   * A /sync (or socket heartbeat) from the user, with its set_presence parameter. Syncing with
+   * set_presence=online counts as activity, as the issue asks: the client is in use.
+   */
   syncing(userId: string, setPresence: PresenceState | undefined): void {
     if (!this.opts.enabled) return;
     const r = this.record(userId);
@@ -116,11 +135,12 @@ export class PresenceService {
         r.currentlyActive = false;
         this.changed(r);
       }
-    } else if (r.state !== 'online') {
+    } else {
+      const wasVisible = r.state === 'online' && r.currentlyActive;
       r.state = 'online';
       r.lastActiveTs = this.now();
       r.currentlyActive = true;
-      this.changed(r);
+      if (!wasVisible) this.changed(r);
     }
     this.schedule(r);
   }
@@ -174,7 +194,7 @@ export class PresenceService {
   private expire(r: PresenceRecord): void {
     const now = this.now();
     let changed = false;
-    if (r.state !== 'offline' && now - r.lastSyncTs >= this.opts.offlineTimeoutMs) {
+    if (r.state !== 'offline' && r.connections === 0 && now - r.lastSyncTs >= this.opts.offlineTimeoutMs) {
       r.state = 'offline';
       r.currentlyActive = false;
       changed = true;
@@ -190,7 +210,7 @@ export class PresenceService {
   private record(userId: string): PresenceRecord {
     let r = this.users.get(userId);
     if (!r) {
-      r = { userId, state: 'offline', statusMsg: null, lastActiveTs: 0, lastSyncTs: 0, currentlyActive: false, pos: 0, explicit: null, bucket: null };
+      r = { userId, state: 'offline', statusMsg: null, lastActiveTs: 0, lastSyncTs: 0, currentlyActive: false, pos: 0, explicit: null, bucket: null, connections: 0 };
       this.users.set(userId, r);
     }
     return r;

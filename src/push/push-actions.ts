@@ -44,6 +44,7 @@ export class PushActionComputer {
     const out: PushActionInput[] = [];
     for (const [userId, displayName] of candidates) {
       if (serverNameOf(userId) !== this.serverName) continue; // their own server notifies them
+      if ((await this.rules.ignored(userId)).has(pdu.sender)) continue;
       const ruleset = await this.rules.ruleset(userId);
       const res = this.evaluator.evaluate(ruleset, { ...base, userId, displayName });
       if (!res.notify && !res.highlight) continue;

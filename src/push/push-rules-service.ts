@@ -15,6 +15,7 @@ export const INTERNAL_ACCOUNT_DATA_PREFIX = 'io.hearth.internal.';
 
 export class PushRulesService {
   private readonly cache = new LRUCache<string, PushRuleset>({ max: 50_000 });
+  private readonly ignoreCache = new LRUCache<string, Set<string>>({ max: 50_000 });
   // Serialises read-modify-write of one user's rules.
   private readonly locks = new Map<string, Promise<unknown>>();
 
@@ -54,6 +55,22 @@ export class PushRulesService {
       if (this.locks.get(userId) === tail) this.locks.delete(userId);
     });
     await job;
+  }
+
+  /** Users whose events never notify `userId` (m.ignored_user_list). */
+  async ignored(userId: string): Promise<Set<string>> {
+    const hit = this.ignoreCache.get(userId);
+    if (hit) return hit;
+    const data = await this.store.userData.getAccountData(userId, '', 'm.ignored_user_list');
+    const list = data?.ignored_users;
+    const set = new Set(list && typeof list === 'object' && !Array.isArray(list) ? Object.keys(list) : []);
+    this.ignoreCache.set(userId, set);
+    return set;
+  }
+
+  /** Account data that affects notifications changed. */
+  accountDataChanged(userId: string, type: string): void {
+    if (type === 'm.ignored_user_list') this.ignoreCache.delete(userId);
   }
 
   /** For initial syncs of users who never changed a rule: the defaults as m.push_rules. */

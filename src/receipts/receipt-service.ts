@@ -39,6 +39,8 @@ export class ReceiptService {
 
   /** /read_markers: m.fully_read as room account data, plus optional receipts. */
   async readMarkers(userId: string, roomId: string, markers: { fullyRead?: string; read?: string; readPrivate?: string }): Promise<void> {
+    const m = await this.store.rooms.getMembership(roomId, userId);
+    if (m?.membership !== 'join') throw new MatrixError('M_FORBIDDEN', 'You are not joined to this room');
     if (markers.read) await this.send(userId, roomId, 'm.read', markers.read, null);
     if (markers.readPrivate) await this.send(userId, roomId, 'm.read.private', markers.readPrivate, null);
     if (markers.fullyRead) {

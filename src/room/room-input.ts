@@ -11,6 +11,7 @@ import { MatrixError } from '../api/errors.js';
 import { AuthError, authEventTypesFor, checkEventAuth } from '../protocol/auth-rules.js';
 import { computeEventId, MAX_PDU_BYTES, pduSize, signEvent } from '../protocol/events.js';
 import { redactEvent } from '../protocol/redaction.js';
+import { CanonicalJsonError } from '../protocol/canonical-json.js';
 import type { JsonObject, Pdu, RoomVersion, SigningKey } from '../protocol/types.js';
 import { stateTuple } from '../protocol/types.js';
 import type { PushActionInput, StateEntry, Store, StoredEvent } from '../store/types.js';
@@ -161,7 +162,15 @@ export class RoomInput {
   private async prepare(roomId: string, draft: EventDraft, state: RoomState): Promise<Prepared> {
     const version = state.version;
     const pdu = this.buildPdu(roomId, draft, state);
-    const signed = signEvent(pdu, this.deps.serverName, this.deps.signingKey, version);
+    let signed: Pdu;
+    try {
+      signed = signEvent(pdu, this.deps.serverName, this.deps.signingKey, version);
+    } catch (err) {
+      // Content from any path (createRoom's creation_content, initial_state, ...) that canonical
+      // JSON cannot represent: floats, unsafe integers, lone surrogates.
+      if (err instanceof CanonicalJsonError) throw new MatrixError('M_BAD_JSON', `Event content is not valid canonical JSON: ${err.message}`);
+      throw err;
+    }
     if (pduSize(signed) > MAX_PDU_BYTES) {
       throw new MatrixError('M_TOO_LARGE', `Event is larger than ${MAX_PDU_BYTES} bytes`);
     }

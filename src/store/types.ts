@@ -18,8 +18,12 @@
 
 import type { JsonObject, Pdu, RoomVersion } from '../protocol/types.js';
 import type { DirectoryStore, NotificationStore, PushActionInput, ReceiptStore, RelationStore } from './chat-types.js';
+import type { E2eeStore } from './e2ee-types.js';
+import type { DeliveryStore, PusherStore } from './push-types.js';
 
 export type * from './chat-types.js';
+export type * from './e2ee-types.js';
+export type * from './push-types.js';
 
 export class StoreConflictError extends Error {
   constructor(message: string) {
@@ -286,6 +290,9 @@ export interface Store {
   readonly notifications: NotificationStore;
   readonly relations: RelationStore;
   readonly directory: DirectoryStore;
+  readonly e2ee: E2eeStore;
+  readonly delivery: DeliveryStore;
+  readonly pushers: PusherStore;
   /** The highest stream position below which everything is persisted and readable. */
   currentPosition(): number;
   /**

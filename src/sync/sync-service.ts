@@ -180,8 +180,18 @@ export class SyncService {
     for (const roomId of roomIds) {
       const c = counts.get(roomId);
       const section = join[roomId] as JsonObject;
-      if (c) section.unread_notifications = c.main;
-      if (req.filter.unreadThreadNotifications) section.unread_thread_notifications = c?.threads ?? {};
+      if (req.filter.unreadThreadNotifications) {
+        if (c) section.unread_notifications = c.main;
+        section.unread_thread_notifications = c?.threads ?? {};
+      } else if (c) {
+        // Clients that don't ask for thread counts get one count for the whole room.
+        const total = { notification_count: Number(c.main.notification_count ?? 0), highlight_count: Number(c.main.highlight_count ?? 0) };
+        for (const t of Object.values(c.threads)) {
+          total.notification_count += Number(t.notification_count ?? 0);
+          total.highlight_count += Number(t.highlight_count ?? 0);
+        }
+        section.unread_notifications = total;
+      }
     }
   }
 

@@ -18,6 +18,7 @@ export class SyncWaiters {
   private readonly byRoom = new Map<string, Set<Waiter>>();
   private readonly unsubscribe: () => void;
   private count = 0;
+  private closed = false;
   // High-water marks of published changes; one number per room/user ever notified in this process.
   private readonly lastByRoom = new Map<string, StreamToken>();
   private readonly lastByUser = new Map<string, StreamToken>();
@@ -43,6 +44,7 @@ export class SyncWaiters {
     timeoutMs: number,
     signal?: AbortSignal,
   ): Promise<boolean> {
+    if (this.closed) return Promise.resolve(false);
     const latest = this.latestFor(userId, roomIds);
     if (latest.stream > after.stream || latest.ephemeral > after.ephemeral) return Promise.resolve(true);
     if (timeoutMs <= 0 || signal?.aborted) return Promise.resolve(false);
@@ -76,6 +78,7 @@ export class SyncWaiters {
   }
 
   close(): void {
+    this.closed = true;
     this.unsubscribe();
     for (const set of this.byUser.values()) for (const w of [...set]) w.wake();
   }

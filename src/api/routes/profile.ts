@@ -65,6 +65,7 @@ function accountDataRoutes(r: ClientRoutes, s: ApiServices): void {
       throw new MatrixError('M_BAD_JSON', `Cannot set ${type} through account data; use its own API`, {}, 405);
     }
     const stream = await s.store.userData.setAccountData(userId, roomId, type, body(ctx) as JsonObject);
+    if (roomId === '') s.pushRules.accountDataChanged(userId, type);
     s.notifier.publish({ stream, userIds: [userId] });
     ctx.body = {};
   };

@@ -34,10 +34,8 @@ export function relationRoutes(r: ClientRoutes, s: ApiServices): void {
     const ordered = page.map((p) => events.get(p.eventId)).filter((e): e is StoredEvent => !!e);
     const visible = await s.visibility.filter(auth.userId, roomId, ordered);
     const out: JsonObject = { chunk: await s.formatter.format(visible, auth) };
-    if (page.length === limit) {
-      const last = page[page.length - 1].stream;
-      out.next_batch = serializeToken({ stream: dir === 'b' ? last - 1 : last, ephemeral: 0 });
-    }
+    // The store's `from` is exclusive in both directions, so the last stream continues the page.
+    if (page.length === limit) out.next_batch = serializeToken({ stream: page[page.length - 1].stream, ephemeral: 0 });
     if (from) out.prev_batch = from;
     return out;
   };

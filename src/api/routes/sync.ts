@@ -13,6 +13,7 @@ export function syncRoutes(r: ClientRoutes, s: ApiServices): void {
     const timeoutMs = queryInt(ctx, 'timeout', 0, 0, s.maxSyncTimeoutMs);
     const setPresence = presenceParam(queryString(ctx, 'set_presence'));
     s.presence.syncing(auth.userId, setPresence);
+    s.presence.connectionOpened(auth.userId);
     s.connections.pollStarted(auth.userId);
     const abort = new AbortController();
     const onClose = () => abort.abort();
@@ -31,8 +32,7 @@ export function syncRoutes(r: ClientRoutes, s: ApiServices): void {
     } finally {
       ctx.req.off('close', onClose);
       s.connections.pollEnded(auth.userId);
-      // The end of a long-poll is the client's latest sign of life.
-      s.presence.syncing(auth.userId, setPresence);
+      s.presence.connectionClosed(auth.userId);
     }
   });
 

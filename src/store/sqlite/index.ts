@@ -5,10 +5,13 @@ import { StreamIdGenerator, type AdvanceListener } from '../stream-id.js';
 import { SqliteAccountStore } from './accounts.js';
 import type { SqliteContext } from './context.js';
 import { migrate, openDatabase, StatementCache, type Db, type StoreLogger } from './db.js';
+import { SqliteDeliveryStore } from './delivery.js';
 import { SqliteDeviceStore } from './devices.js';
 import { registerDirectoryFunctions, SqliteDirectoryStore } from './directory.js';
+import { SqliteE2eeStore } from './e2ee.js';
 import { MIGRATIONS } from './migrations/index.js';
 import { SqliteNotificationStore } from './notifications.js';
+import { SqlitePusherStore } from './pushers.js';
 import { SqliteReceiptStore } from './receipts.js';
 import { SqliteRelationStore } from './relations.js';
 import { SqliteRoomStore } from './rooms.js';
@@ -68,6 +71,9 @@ export class SqliteStore implements Store {
   readonly notifications: SqliteNotificationStore;
   readonly relations: SqliteRelationStore;
   readonly directory: SqliteDirectoryStore;
+  readonly delivery: SqliteDeliveryStore;
+  readonly pushers: SqlitePusherStore;
+  readonly e2ee: SqliteE2eeStore;
   /** Migration versions applied by this open (empty when the schema was already current). */
   readonly appliedMigrations: readonly number[];
 
@@ -105,6 +111,9 @@ export class SqliteStore implements Store {
     this.notifications = new SqliteNotificationStore(ctx);
     this.relations = new SqliteRelationStore(ctx);
     this.directory = new SqliteDirectoryStore(ctx);
+    this.delivery = new SqliteDeliveryStore(ctx);
+    this.pushers = new SqlitePusherStore(ctx);
+    this.e2ee = new SqliteE2eeStore(ctx);
   }
 
   currentPosition(): number {

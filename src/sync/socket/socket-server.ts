@@ -62,6 +62,11 @@ interface Session {
   alive: boolean;
   abort: AbortController;
   catchingUp: boolean;
+  /** Set while an auth frame is being checked: frames right behind it wait for it. */
+  authenticating?: Promise<void>;
+  /** Request frames being answered; a revoked session closes when this reaches 0. */
+  inflight: number;
+  closeWhenIdle: boolean;
 }
 
 export class SocketServer {
@@ -98,7 +103,8 @@ export class SocketServer {
       return;
     }
     if (this.closing || this.sessions.size >= this.opts.maxConnections || this.catchups >= this.opts.maxCatchups) {
-      refuse(socket, 503, { errcode: 'M_LIMIT_EXCEEDED', error: 'Server busy, retry later', retry_after_ms: this.retryAfter() }, this.retryAfter());
+      const retry = this.retryAfter();
+      refuse(socket, 503, { errcode: 'M_LIMIT_EXCEEDED', error: 'Server busy, retry later', retry_after_ms: retry }, retry);
       return;
     }
     this.wss.handleUpgrade(req, socket, head, (ws) => void this.open(ws, req, url));
@@ -110,7 +116,7 @@ export class SocketServer {
   }
 
   private async open(ws: WebSocket, req: IncomingMessage, url: URL): Promise<void> {
-    const s: Session = { ws, delivered: url.searchParams.get('delivered') === 'true', alive: true, abort: new AbortController(), catchingUp: false };
+    const s: Session = { ws, delivered: url.searchParams.get('delivered') === 'true', alive: true, abort: new AbortController(), catchingUp: false, inflight: 0, closeWhenIdle: false };
     this.sessions.add(s);
     this.deps.onCountChange?.(this.sessions.size);
     ws.on('pong', () => (s.alive = true));
@@ -148,6 +154,7 @@ export class SocketServer {
     s.setPresence = params.set_presence;
     s.filter = await this.deps.resolveFilter(s.auth.userId, params.filter);
     this.deps.connections.socketOpened(s.auth.userId);
+    this.deps.presence.connectionOpened(s.auth.userId);
     // Resuming from a token means everything before it was received.
     if (s.since !== undefined) await this.deps.sync.acknowledge(s.auth.userId, s.auth.deviceId, parseToken(s.since).stream);
     void this.loop(s);
@@ -183,10 +190,6 @@ export class SocketServer {
         this.send(s, { type: 'sync', body }, () => {
           s.confirmed = token;
         });
-        if (s.ws.bufferedAmount > this.opts.maxBufferedBytes) {
-          this.closeWith(s, CloseCode.SLOW_CONSUMER, { resume: s.confirmed });
-          break;
-        }
       }
     } catch (err) {
       this.fail(s, err);
@@ -209,11 +212,14 @@ export class SocketServer {
     }
     try {
       if (frame.type === 'auth') {
-        if (s.auth) throw new MatrixError('M_BAD_JSON', 'Already authenticated');
+        if (s.auth || s.authenticating) throw new MatrixError('M_BAD_JSON', 'Already authenticated');
         if (typeof frame.access_token !== 'string') throw new MatrixError('M_MISSING_TOKEN', 'access_token required');
-        await this.authenticate(s, frame.access_token, frame);
+        s.authenticating = this.authenticate(s, frame.access_token, frame);
+        await s.authenticating;
         return;
       }
+      // Frames sent right behind the auth frame wait for it; after that they run concurrently.
+      if (!s.auth && s.authenticating) await s.authenticating.catch(() => undefined);
       if (!s.auth) throw new MatrixError('M_MISSING_TOKEN', 'Authenticate first');
       switch (frame.type) {
         case 'ping':
@@ -229,7 +235,9 @@ export class SocketServer {
           await this.request(s, frame.id, frame.method, frame.path, frame.body);
           return;
         default:
-          throw new MatrixError('M_UNRECOGNIZED', 'Unknown frame type');
+          this.send(s, { type: 'error', errcode: 'M_UNRECOGNIZED', error: 'Unknown frame type' });
+          this.closeWith(s, CloseCode.BAD_FRAME, {});
+          return;
       }
     } catch (err) {
       this.fail(s, err);
@@ -238,8 +246,20 @@ export class SocketServer {
 
   /** Runs a Client-Server request through the HTTP stack as the socket's user. */
   private async request(s: Session, id: string, method: string, path: string, body?: JsonObject): Promise<void> {
-    if (typeof id !== 'string' || typeof path !== 'string' || !path.startsWith('/_matrix/')) {
-      throw new MatrixError('M_BAD_JSON', 'request frames need a string id and a /_matrix/ path');
+    s.inflight++;
+    try {
+      await this.runRequest(s, id, method, path, body);
+    } finally {
+      s.inflight--;
+      if (s.closeWhenIdle && s.inflight === 0) this.revoke(s);
+    }
+  }
+
+  private async runRequest(s: Session, id: string, method: string, path: string, body?: JsonObject): Promise<void> {
+    if (typeof id !== 'string') throw new MatrixError('M_BAD_JSON', 'request frames need a string id');
+    if (typeof path !== 'string' || !path.startsWith('/_matrix/') || !['GET', 'POST', 'PUT', 'DELETE'].includes(method)) {
+      this.send(s, { type: 'response', id, status: 400, body: { errcode: 'M_BAD_JSON', error: 'request frames need a method and a /_matrix/ path' } });
+      return;
     }
     const res = await inject(this.deps.handler, {
       method: method as 'GET',
@@ -257,11 +277,26 @@ export class SocketServer {
     this.send(s, { type: 'response', id, status: res.statusCode, body: parsed });
   }
 
+  /** Every frame counts against the buffer bound, responses as well as sync frames. */
   private send(s: Session, frame: ServerFrame, written?: () => void): void {
     if (s.ws.readyState !== s.ws.OPEN) return;
     s.ws.send(JSON.stringify(frame), (err) => {
       if (!err) written?.();
     });
+    if (s.ws.bufferedAmount > this.opts.maxBufferedBytes) this.closeWith(s, CloseCode.SLOW_CONSUMER, { resume: s.confirmed });
+  }
+
+  /** The device's access tokens are gone (logout, deletion): its sockets must not outlive them. */
+  deviceDeleted(userId: string, deviceId: string): void {
+    for (const s of this.sessions) {
+      if (s.auth?.userId === userId && s.auth.deviceId === deviceId) {
+        // Stop streaming now; close once requests being answered (perhaps this very logout,
+        // sent over the socket) have had their responses written.
+        s.abort.abort();
+        if (s.inflight === 0) this.revoke(s);
+        else s.closeWhenIdle = true;
+      }
+    }
   }
 
   /** Auth failures and bad frames close the socket; other Matrix errors are reported and it stays open. */
@@ -279,6 +314,11 @@ export class SocketServer {
     }
   }
 
+  private revoke(s: Session): void {
+    this.send(s, { type: 'error', errcode: 'M_UNKNOWN_TOKEN', error: 'Access token revoked' });
+    this.closeWith(s, CloseCode.UNAUTHORIZED, {});
+  }
+
   private closeWith(s: Session, code: number, reason: CloseReason): void {
     s.abort.abort();
     if (s.ws.readyState === s.ws.OPEN || s.ws.readyState === s.ws.CONNECTING) {
@@ -291,7 +331,10 @@ export class SocketServer {
   private closed(s: Session): void {
     if (!this.sessions.delete(s)) return;
     s.abort.abort();
-    if (s.auth) this.deps.connections.socketClosed(s.auth.userId);
+    if (s.auth && s.filter) {
+      this.deps.connections.socketClosed(s.auth.userId);
+      this.deps.presence.connectionClosed(s.auth.userId);
+    }
     this.deps.onCountChange?.(this.sessions.size);
   }
 

@@ -4,6 +4,8 @@
 import { initial } from './0001-initial.js';
 import { chat } from './0002-chat.js';
 import { txnScope } from './0003-txn-scope.js';
+import { e2ee } from './0004-e2ee.js';
+import { push } from './0005-push.js';
 
 export interface Migration {
   version: number;
@@ -12,4 +14,4 @@ export interface Migration {
   up: string;
 }
 
-export const MIGRATIONS: readonly Migration[] = [initial, chat, txnScope];
+export const MIGRATIONS: readonly Migration[] = [initial, chat, txnScope, e2ee, push];

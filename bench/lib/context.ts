@@ -1,0 +1,90 @@
+// What every scenario gets: the run options, how to open a target (a fresh Hearth child with
+// accounts, the Synapse peer, or a URL) and the shape of what it returns.
+
+import { join } from 'node:path';
+import type { MatrixClient } from './matrix.js';
+import { ExternalTarget, HearthChild, REPO_ROOT, registerUsers, SynapsePeer, type Target } from './target.js';
+import type { TargetResult } from './report.js';
+
+export type TargetSpec = { kind: 'hearth' } | { kind: 'synapse' } | { kind: 'url'; url: string; sharedSecret?: string; pid?: number };
+
+export interface BenchContext {
+  quick: boolean;
+  pin: boolean;
+  /** Run Hearth children under `node --cpu-prof`; profiles land in bench/profiles/<scenario>/. */
+  profile: boolean;
+  /** 'seed' writes accounts through the Store before a Hearth child starts; 'api' registers them over HTTP. */
+  accounts: 'seed' | 'api';
+  /** storage.sqlite.synchronous for Hearth children (send-ceiling always runs both). */
+  synchronous: 'full' | 'normal';
+  /** The --vs synapse run: scenarios only do their /sync parts. */
+  versus: boolean;
+  log(msg: string): void;
+}
+
+export interface Session {
+  target: Target;
+  users: MatrixClient[];
+  close(): Promise<void>;
+}
+
+export interface OpenOptions {
+  users: number;
+  synchronous?: 'full' | 'normal';
+  prefix?: string;
+  scenario: string;
+  extraConfig?: Record<string, unknown>;
+}
+
+export function profileDir(scenario: string): string {
+  return join(REPO_ROOT, 'bench/profiles', scenario);
+}
+
+export async function openTarget(ctx: BenchContext, spec: TargetSpec, o: OpenOptions): Promise<Session> {
+  const prefix = o.prefix ?? 'b';
+  if (spec.kind === 'hearth') {
+    const seed = ctx.accounts === 'seed';
+    const t0 = performance.now();
+    const h = await HearthChild.create({
+      synchronous: o.synchronous ?? ctx.synchronous,
+      pin: ctx.pin,
+      seedUsers: seed ? o.users : 0,
+      userPrefix: prefix,
+      profileDir: ctx.profile ? profileDir(o.scenario) : undefined,
+      extraConfig: o.extraConfig,
+    });
+    await h.start();
+    const users = seed ? h.seeded : await registerUsers(h, o.users, prefix, ctx.log);
+    ctx.log(`  hearth (synchronous ${h.info.synchronous}) at ${h.url}, pid ${h.pid()}${h.pinned ? ' on CPU 0' : ''}; ${o.users} accounts ${seed ? 'seeded through the Store' : 'registered'} (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
+    return {
+      target: h,
+      users,
+      async close() {
+        await h.stop();
+        h.dispose();
+      },
+    };
+  }
+  if (spec.kind === 'synapse') {
+    const s = new SynapsePeer();
+    await s.start(ctx.pin);
+    ctx.log(`  synapse at ${s.url}, pid ${s.pid()}${s.pinned ? ' on CPU 0' : ''}`);
+    const users = await registerUsers(s, o.users, prefix, ctx.log);
+    return { target: s, users, close: () => s.stop() };
+  }
+  const t = new ExternalTarget(spec.url, spec.sharedSecret, spec.pid);
+  await t.detect();
+  const users = await registerUsers(t, o.users, prefix, ctx.log);
+  return { target: t, users, close: async () => undefined };
+}
+
+export function emptyResult(label: string, info: Record<string, unknown> = {}): TargetResult {
+  return { label, info, headline: {}, figures: {}, lost: 0, duplicated: 0, notes: [] };
+}
+
+export interface Scenario {
+  name: string;
+  /** Which target kinds it applies to (others are reported as skipped with a reason). */
+  supports(spec: TargetSpec, targetKind?: string): string | null;
+  run(ctx: BenchContext, spec: TargetSpec): Promise<TargetResult[]>;
+}

@@ -1,0 +1,152 @@
+// Process and machine statistics from /proc: CPU time (utime + stime) and resident memory of the
+// server process, the generator's own CPU time, and a description of the machine and commit for
+// every result.
+
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import os from 'node:os';
+import { performance } from 'node:perf_hooks';
+
+const CLK_TCK = 100; // USER_HZ: 100 on every Linux target we run on (getconf CLK_TCK)
+
+/** CPU seconds (user + system) used by `pid` so far, or NaN if it cannot be read. */
+export function procCpuSeconds(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Field 2 (comm) may contain spaces; everything after the last ')' is space-separated.
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const utime = Number(rest[11]);
+    const stime = Number(rest[12]);
+    return (utime + stime) / CLK_TCK;
+  } catch {
+    return NaN;
+  }
+}
+
+/** Resident set size of `pid` in bytes (VmRSS), or NaN. */
+export function procRssBytes(pid: number): number {
+  try {
+    const m = /VmRSS:\s+(\d+)\s+kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) * 1024 : NaN;
+  } catch {
+    return NaN;
+  }
+}
+
+export interface CpuWindow {
+  /** Server CPU in % of one core over the window (NaN when the server pid is unknown). */
+  serverCpuPct: number;
+  serverCpuSec: number;
+  generatorCpuPct: number;
+  generatorCpuSec: number;
+  wallSec: number;
+}
+
+/** Measures server and generator CPU between start() and stop(). */
+export class CpuMeter {
+  private t0 = 0;
+  private s0 = NaN;
+  private g0: NodeJS.CpuUsage = { user: 0, system: 0 };
+
+  constructor(private readonly serverPid: () => number | undefined) {}
+
+  start(): void {
+    this.t0 = performance.now();
+    const pid = this.serverPid();
+    this.s0 = pid ? procCpuSeconds(pid) : NaN;
+    this.g0 = process.cpuUsage();
+  }
+
+  stop(): CpuWindow {
+    const wall = (performance.now() - this.t0) / 1000;
+    const pid = this.serverPid();
+    const s1 = pid ? procCpuSeconds(pid) : NaN;
+    const g = process.cpuUsage(this.g0);
+    const gen = (g.user + g.system) / 1e6;
+    const srv = s1 - this.s0;
+    const pct = (v: number) => Math.round((v / wall) * 1000) / 10;
+    return { serverCpuSec: round(srv), serverCpuPct: pct(srv), generatorCpuSec: round(gen), generatorCpuPct: pct(gen), wallSec: round(wall) };
+  }
+}
+
+/** Samples the server's RSS every `everyMs` and remembers the peak. */
+export class RssPeak {
+  peak = 0;
+  private timer?: NodeJS.Timeout;
+  constructor(private readonly pid: () => number | undefined, everyMs = 200) {
+    this.timer = setInterval(() => this.sample(), everyMs);
+    this.timer.unref();
+  }
+  sample(): void {
+    const p = this.pid();
+    if (p) this.peak = Math.max(this.peak, procRssBytes(p) || 0);
+  }
+  stop(): number {
+    this.sample();
+    clearInterval(this.timer);
+    return this.peak;
+  }
+}
+
+export interface MachineInfo {
+  cpu: string;
+  cores: number;
+  ramGiB: number;
+  kernel: string;
+  node: string;
+}
+
+export function machineInfo(): MachineInfo {
+  let cpu = os.cpus()[0]?.model ?? 'unknown';
+  try {
+    const m = /^model name\s*:\s*(.+)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'));
+    if (m) cpu = m[1].trim();
+  } catch {
+    /* not Linux */
+  }
+  return { cpu, cores: os.cpus().length, ramGiB: round(os.totalmem() / 2 ** 30, 1), kernel: os.release(), node: process.version };
+}
+
+export function machineLabel(m: MachineInfo): string {
+  return `${m.cpu}, ${m.cores} cores, ${m.ramGiB} GiB`;
+}
+
+/** `git rev-parse --short HEAD`, with "-dirty" when the work tree has changes. */
+export function gitCommit(cwd: string): string {
+  try {
+    const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    return dirty ? `${head}-dirty` : head;
+  } catch {
+    return 'unknown';
+  }
+}
+
+/** Whether `taskset` exists and the machine has at least two CPUs to split. */
+export function canPin(): boolean {
+  if (os.cpus().length < 2) return false;
+  try {
+    execFileSync('taskset', ['--version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Pins every thread of `pid` to `cpu`. */
+export function pinProcess(pid: number, cpu: number): boolean {
+  try {
+    execFileSync('taskset', ['-a', '-p', '-c', String(cpu), String(pid)], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export function round(v: number, digits = 3): number {
+  const f = 10 ** digits;
+  return Math.round(v * f) / f;
+}
+
+export const KiB = 1024;
+export const MiB = 1024 * 1024;

@@ -1,0 +1,166 @@
+// Delivery bookkeeping. Every message carries a unique id in its body ("bench:<run>:<n>");
+// before it is sent the tracker records its intended send time, its sender and the clients that
+// must receive it. Receivers report every body they see; the tracker counts latency per
+// (message, recipient) from the INTENDED send time, and counts duplicates, unexpected receipts
+// and, at the end, losses. Zero lost and zero duplicated is the only good result.
+
+import { randomBytes } from 'node:crypto';
+import { Samples, summarise, type Distribution } from './stats.js';
+
+interface Msg {
+  intended: number;
+  sender: number;
+  /** Clients that must receive it. */
+  recipients: ReadonlySet<number>;
+  seen: number;
+  /** Latest receipt among recipients so far (ms after intended). */
+  maxLatency: number;
+  acked: boolean;
+  failed: boolean;
+}
+
+export interface DeliveryReport {
+  messages: number;
+  sendFailures: number;
+  expectedDeliveries: number;
+  delivered: number;
+  lost: number;
+  duplicated: number;
+  unexpected: number;
+  /** Deliveries of sends the generator had given up on (timed out, then committed after all). */
+  afterFailure: number;
+  latency: Distribution;
+  /** Per message: time until its last recipient had it (only fully delivered messages). */
+  lastRecipient: Distribution;
+}
+
+export class Tracker {
+  readonly run = randomBytes(4).toString('hex');
+  private readonly re = new RegExp(`^bench:${this.run}:(\\d+)$`);
+  private readonly msgs: Msg[] = [];
+  private readonly seenPairs = new Set<number>();
+  readonly latency = new Samples();
+  duplicated = 0;
+  unexpected = 0;
+  /** Receipts of messages whose send had failed (timed out) from the generator's view. */
+  afterFailure = 0;
+  delivered = 0;
+  expected = 0;
+  /** Per client: performance.now() of its latest first-time receipt. */
+  readonly lastReceipt = new Map<number, number>();
+  /** Per client: count of messages still owed to it. */
+  private readonly owed = new Map<number, number>();
+  /** Set when a message is registered; receipts of unknown ids count as unexpected. */
+  private readonly recording = true;
+
+  /** Registers a message before it is sent; returns its body text. */
+  add(intended: number, sender: number, recipients: ReadonlySet<number>): { id: number; body: string } {
+    const id = this.msgs.length;
+    this.msgs.push({ intended, sender, recipients, seen: 0, maxLatency: 0, acked: false, failed: false });
+    this.expected += recipients.size;
+    for (const r of recipients) this.owed.set(r, (this.owed.get(r) ?? 0) + 1);
+    return { id, body: `bench:${this.run}:${id}` };
+  }
+
+  acked(id: number): void {
+    this.msgs[id].acked = true;
+  }
+
+  /** The server refused or never answered: the message may not exist, so nobody is owed it. */
+  failed(id: number): void {
+    const m = this.msgs[id];
+    if (m.failed) return;
+    m.failed = true;
+    this.expected -= m.recipients.size;
+    for (const r of m.recipients) this.owed.set(r, (this.owed.get(r) ?? 0) - 1);
+  }
+
+  /** A client saw a message body at time `at` (performance.now()). */
+  saw(client: number, body: unknown, at: number): void {
+    if (typeof body !== 'string') return;
+    const m = this.re.exec(body);
+    if (!m || !this.recording) return;
+    const id = Number(m[1]);
+    const msg = this.msgs[id];
+    if (!msg) {
+      this.unexpected++;
+      return;
+    }
+    if (client === msg.sender && !msg.recipients.has(client)) return; // own echo
+    if (msg.failed) {
+      this.afterFailure++;
+      return;
+    }
+    if (!msg.recipients.has(client)) {
+      this.unexpected++;
+      return;
+    }
+    const key = id * 1_000_000 + client;
+    if (this.seenPairs.has(key)) {
+      this.duplicated++;
+      return;
+    }
+    this.seenPairs.add(key);
+    this.delivered++;
+    msg.seen++;
+    const lat = at - msg.intended;
+    this.latency.add(lat);
+    if (lat > msg.maxLatency) msg.maxLatency = lat;
+    this.lastReceipt.set(client, at);
+    this.owed.set(client, (this.owed.get(client) ?? 0) - 1);
+  }
+
+  /** Messages still owed to `client` (sent, not failed, not yet seen). */
+  owedTo(client: number): number {
+    return this.owed.get(client) ?? 0;
+  }
+
+  /**
+   * Waits until every message arrived, giving up once nothing new arrived for `idleMs` (or after
+   * `maxMs` in all). Returns whether everything arrived.
+   */
+  async drain(idleMs = 15_000, maxMs = 180_000): Promise<boolean> {
+    const end = performance.now() + maxMs;
+    let last = this.delivered;
+    let lastChange = performance.now();
+    while (!this.complete() && performance.now() < end) {
+      await new Promise((r) => setTimeout(r, 50));
+      if (this.delivered !== last) {
+        last = this.delivered;
+        lastChange = performance.now();
+      } else if (performance.now() - lastChange > idleMs) break;
+    }
+    return this.complete();
+  }
+
+  /** True when every registered, non-failed message reached every recipient. */
+  complete(): boolean {
+    return this.delivered >= this.expected;
+  }
+
+  get messages(): number {
+    return this.msgs.length;
+  }
+
+  report(): DeliveryReport {
+    const last: number[] = [];
+    let failures = 0;
+    for (const m of this.msgs) {
+      if (m.failed) failures++;
+      else if (m.seen === m.recipients.size && m.recipients.size > 0) last.push(m.maxLatency);
+    }
+    last.sort((a, b) => a - b);
+    return {
+      messages: this.msgs.length,
+      sendFailures: failures,
+      expectedDeliveries: this.expected,
+      delivered: this.delivered,
+      lost: Math.max(0, this.expected - this.delivered),
+      duplicated: this.duplicated,
+      unexpected: this.unexpected,
+      afterFailure: this.afterFailure,
+      latency: this.latency.summary(),
+      lastRecipient: summarise(last),
+    };
+  }
+}

@@ -1,0 +1,150 @@
+// sync-latency and socket-latency: send -> receive latency per (message, recipient), with
+// power-law room sizes (2..200 members), a constant total send rate (each send: a room chosen
+// uniformly, then a random member of it as the sender), every user online either
+// in a /sync long-poll loop (timeout=30000, small timeline filter) or on the WebSocket stream.
+
+import { PollClient, SocketClient, clientStats, socketStats } from '../lib/clients.js';
+import { emptyResult, openTarget, type BenchContext, type Scenario, type TargetSpec } from '../lib/context.js';
+import { CpuMeter, RssPeak, MiB, round } from '../lib/proc.js';
+import { Progress } from '../lib/progress.js';
+import type { TargetResult } from '../lib/report.js';
+import { createRooms, powerLawLayout, rng, sizeHistogram } from '../lib/rooms.js';
+import { pool, runSchedule, sleep } from '../lib/schedule.js';
+import { Samples, fmtDist } from '../lib/stats.js';
+import { Tracker } from '../lib/tracker.js';
+
+export interface LatencyParams {
+  users: number;
+  ratePerSec: number;
+  durationMs: number;
+}
+
+export function latencyParams(quick: boolean): LatencyParams {
+  return quick ? { users: 100, ratePerSec: 50, durationMs: 20_000 } : { users: 1000, ratePerSec: 200, durationMs: 60_000 };
+}
+
+async function runLatency(ctx: BenchContext, spec: TargetSpec, transport: 'sync' | 'socket', name: string): Promise<TargetResult> {
+  const p = latencyParams(ctx.quick);
+  const session = await openTarget(ctx, spec, { users: p.users, scenario: name, prefix: transport === 'sync' ? 'l' : 'w' });
+  const { target, users } = session;
+  const result = emptyResult(target.label, target.info);
+  try {
+    const layout = powerLawLayout(p.users, 2, 200, 2, 2, 7);
+    ctx.log(`  room sizes: ${JSON.stringify(sizeHistogram(layout))}, ${layout.members.length} rooms`);
+    const roomIds = await createRooms(users, layout, name, 16, ctx.log);
+    const tracker = new Tracker();
+    const stats0 = { ...clientStats };
+    let stop: () => Promise<void>;
+    if (transport === 'sync') {
+      const clients = users.map((u, i) => new PollClient(u, i, tracker));
+      await pool(clients, 32, (c) => c.initialSync());
+      clients.forEach((c) => c.start());
+      stop = async () => void (await Promise.all(clients.map((c) => c.stop())));
+    } else {
+      const clients = users.map((u, i) => new SocketClient(u, i, tracker));
+      await pool(clients, 50, (c) => c.connect());
+      stop = async () => void (await Promise.all(clients.map((c) => c.close())));
+    }
+    await sleep(2000); // every client parked
+    const rand = rng(99);
+    const acks = new Samples();
+    let sendErrors = 0;
+    const inflight = new Set<Promise<void>>();
+    const cpu = new CpuMeter(() => target.pid());
+    const rss = new RssPeak(() => target.pid());
+    cpu.start();
+    const bar = new Progress(`${name} ${target.label}`, p.durationMs);
+    const t0 = performance.now();
+    const sched = await runSchedule({
+      ratePerSec: p.ratePerSec,
+      durationMs: p.durationMs,
+      onTick: () => bar.update(performance.now() - t0, `${tracker.delivered} deliveries`),
+      fire: (i, intended) => {
+        // A room uniformly at random, then one of its members: big rooms are busier in total,
+        // each member of a big room is quieter (as in real deployments).
+        const r = Math.floor(rand() * layout.members.length);
+        const sender = layout.members[r][Math.floor(rand() * layout.members[r].length)];
+        const recipients = new Set(layout.members[r].filter((u) => u !== sender));
+        const { id, body } = tracker.add(intended, sender, recipients);
+        const job = users[sender]
+          .send(roomIds[r], `t${tracker.run}-${i}`, body)
+          .then(
+            (res) => {
+              if (res.status === 200) {
+                tracker.acked(id);
+                acks.add(res.at - intended);
+              } else {
+                sendErrors++;
+                tracker.failed(id);
+              }
+            },
+            () => {
+              sendErrors++;
+              tracker.failed(id);
+            },
+          )
+          .finally(() => inflight.delete(job));
+        inflight.add(job);
+      },
+    });
+    bar.done();
+    await Promise.race([Promise.all(inflight), sleep(30_000)]);
+    const drained = await tracker.drain();
+    const cpuWin = cpu.stop();
+    const peak = rss.stop();
+    await stop();
+    const rep = tracker.report();
+    ctx.log(`  ${target.label}: latency ${fmtDist(rep.latency)}`);
+    ctx.log(`  ${rep.messages} messages, ${rep.delivered}/${rep.expectedDeliveries} deliveries, lost ${rep.lost}, duplicated ${rep.duplicated}, send errors ${sendErrors}; server CPU ${cpuWin.serverCpuPct}% generator CPU ${cpuWin.generatorCpuPct}%`);
+    result.headline = {
+      'p50 ms': rep.latency.p50,
+      'p90 ms': rep.latency.p90,
+      'p99 ms': rep.latency.p99,
+      'p99.9 ms': rep.latency.p999,
+      'max ms': rep.latency.max,
+      'sends/s': round(sched.fired / (sched.elapsedMs / 1000), 1),
+      'deliveries/s': round(rep.delivered / (sched.elapsedMs / 1000), 0),
+      'send ack p99 ms': acks.summary().p99,
+    };
+    result.figures = {
+      params: p,
+      transport,
+      rooms: layout.members.length,
+      roomSizes: sizeHistogram(layout),
+      latency: rep.latency,
+      sendAck: acks.summary(),
+      schedule: sched,
+      delivery: { ...rep, latency: undefined, lastRecipient: undefined },
+      drainedAll: drained,
+      sendErrors,
+      syncsCompleted: clientStats.syncs - stats0.syncs,
+      gapFills: clientStats.gapFills - stats0.gapFills,
+      clientErrors: clientStats.errors - stats0.errors,
+      socketsShed: socketStats.shed,
+      cpu: cpuWin,
+      peakRssMiB: round(peak / MiB, 1),
+    };
+    result.lost = rep.lost;
+    result.duplicated = rep.duplicated;
+    result.serverCpuPct = cpuWin.serverCpuPct;
+    result.generatorCpuPct = cpuWin.generatorCpuPct;
+    if (cpuWin.generatorCpuPct > 85) result.notes.push(`generator CPU ${cpuWin.generatorCpuPct}%: the generator may be the bottleneck`);
+    if (sched.lateOps) result.notes.push(`${sched.lateOps} sends fired >5 ms late (max lag ${sched.maxLagMs} ms); counted from intended time`);
+    if (sendErrors) result.notes.push(`${sendErrors} sends failed`);
+  } finally {
+    await session.close();
+  }
+  return result;
+}
+
+export const syncLatency: Scenario = {
+  name: 'sync-latency',
+  supports: () => null,
+  run: async (ctx, spec) => [await runLatency(ctx, spec, 'sync', 'sync-latency')],
+};
+
+export const socketLatency: Scenario = {
+  name: 'socket-latency',
+  supports: (_spec, kind) => (kind === 'hearth' ? null : 'the WebSocket stream is a Hearth extension (io.hearth.sync.ws)'),
+  run: async (ctx, spec) => [await runLatency(ctx, spec, 'socket', 'socket-latency')],
+};

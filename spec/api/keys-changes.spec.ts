@@ -1,0 +1,105 @@
+// Device-list change tracking: /keys/changes between two /sync tokens (key uploads by users who
+// share a room, users starting and stopping to share a room) and /sync `device_lists`.
+
+import { strict as assert } from 'node:assert';
+import { Api, enc, startTestServer, type TestServer } from '../helpers/server.js';
+import { CrossSigning, expectError, PASSWORD, syncToken, TestDevice, uploadDevice, type User } from './keys-helpers.js';
+
+const V3 = '/_matrix/client/v3';
+
+describe('E2EE device-list changes', function () {
+  let srv: TestServer;
+  let alice: User;
+  let bob: User;
+  let carol: User;
+  let dave: User;
+  let roomId: string;
+
+  const changes = async (u: Api, from: string, to: string) => {
+    const r = await u.get(`${V3}/keys/changes?from=${enc(from)}&to=${enc(to)}`);
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    return r.body as { changed: string[]; left: string[] };
+  };
+
+  before(async () => {
+    srv = await startTestServer();
+    const api = new Api(srv.url);
+    [alice, bob, carol, dave] = await Promise.all(['alice', 'bob', 'carol', 'dave'].map((n) => api.register(n, PASSWORD)));
+    const r = await alice.post(`${V3}/createRoom`, { preset: 'public_chat', invite: [bob.userId] });
+    roomId = r.body.room_id;
+    assert.equal((await bob.post(`${V3}/join/${enc(roomId)}`)).status, 200);
+  });
+  after(async () => srv.stop());
+
+  it('reports key uploads by room-mates and by the user, not by strangers', async () => {
+    const t0 = await syncToken(alice);
+    const bobDev = new TestDevice(bob.userId, bob.deviceId);
+    await uploadDevice(bob, bobDev, 1);
+    await uploadDevice(dave, new TestDevice(dave.userId, dave.deviceId), 1);
+    const t1 = await syncToken(alice);
+    assert.deepEqual(await changes(alice, t0, t1), { changed: [bob.userId], left: [] });
+    await uploadDevice(alice, new TestDevice(alice.userId, alice.deviceId), 0);
+    const t2 = await syncToken(alice);
+    assert.deepEqual(await changes(alice, t1, t2), { changed: [alice.userId], left: [] });
+    // Nothing in an empty range, and an inverted range is empty too.
+    assert.deepEqual(await changes(alice, t2, t2), { changed: [], left: [] });
+    assert.deepEqual(await changes(alice, t2, t0), { changed: [], left: [] });
+    // One-time key uploads alone are not device-list changes.
+    assert.equal((await bob.post(`${V3}/keys/upload`, { one_time_keys: bobDev.otks(2) })).body.one_time_key_counts.signed_curve25519, 3);
+    assert.deepEqual(await changes(alice, t2, await syncToken(alice)), { changed: [], left: [] });
+  });
+
+  it('reports cross-signing key uploads', async () => {
+    const t0 = await syncToken(alice);
+    assert.equal((await bob.post(`${V3}/keys/device_signing/upload`, new CrossSigning(bob.userId).all())).status, 200);
+    assert.deepEqual((await changes(alice, t0, await syncToken(alice))).changed, [bob.userId]);
+  });
+
+  it('a user joining a shared room is changed; leaving every shared room is left', async () => {
+    const t0 = await syncToken(alice);
+    assert.equal((await carol.post(`${V3}/join/${enc(roomId)}`)).status, 200);
+    const t1 = await syncToken(alice);
+    assert.deepEqual(await changes(alice, t0, t1), { changed: [carol.userId], left: [] });
+    // A profile change (join -> join) is not a new join.
+    await carol.put(`${V3}/profile/${enc(carol.userId)}/displayname`, { displayname: 'Carol C' });
+    const t2 = await syncToken(alice);
+    assert.deepEqual(await changes(alice, t1, t2), { changed: [], left: [] });
+    assert.equal((await carol.post(`${V3}/rooms/${enc(roomId)}/leave`)).status, 200);
+    const t3 = await syncToken(alice);
+    assert.deepEqual(await changes(alice, t2, t3), { changed: [], left: [carol.userId] });
+    // Seen from carol's side: she left the only room she shared with alice and bob.
+    assert.deepEqual(await changes(carol, t2, t3), { changed: [], left: [alice.userId, bob.userId] });
+  });
+
+  it('joining a room makes its members changed for the joiner', async () => {
+    const t0 = await syncToken(dave);
+    assert.equal((await dave.post(`${V3}/join/${enc(roomId)}`)).status, 200);
+    const t1 = await syncToken(dave);
+    assert.deepEqual(await changes(dave, t0, t1), { changed: [alice.userId, bob.userId], left: [] });
+  });
+
+  it('someone still sharing another room is not left', async () => {
+    const other = (await alice.post(`${V3}/createRoom`, { preset: 'public_chat' })).body.room_id;
+    assert.equal((await dave.post(`${V3}/join/${enc(other)}`)).status, 200);
+    const t0 = await syncToken(alice);
+    assert.equal((await dave.post(`${V3}/rooms/${enc(roomId)}/leave`)).status, 200);
+    assert.deepEqual(await changes(alice, t0, await syncToken(alice)), { changed: [], left: [] });
+  });
+
+  it('validates its tokens', async () => {
+    const t = await syncToken(alice);
+    expectError(await alice.get(`${V3}/keys/changes?to=${enc(t)}`), 400, 'M_MISSING_PARAM');
+    expectError(await alice.get(`${V3}/keys/changes?from=garbage&to=${enc(t)}`), 400, 'M_INVALID_PARAM');
+    expectError(await alice.get(`${V3}/keys/changes?from=${enc(t)}&to=garbage`), 400, 'M_INVALID_PARAM');
+  });
+
+  it('/sync device_lists carries the same changes on an incremental sync', async () => {
+    const since = await syncToken(alice);
+    const bob2 = await new Api(srv.url).post(`${V3}/login`, { type: 'm.login.password', identifier: { type: 'm.id.user', user: 'bob' }, password: PASSWORD });
+    const bobPhone = Object.assign(new Api(srv.url, bob2.body.access_token), { userId: bob.userId, deviceId: bob2.body.device_id as string });
+    await uploadDevice(bobPhone, new TestDevice(bob.userId, bobPhone.deviceId), 0);
+    const s = await alice.get(`${V3}/sync?timeout=0&since=${enc(since)}`);
+    assert.equal(s.status, 200);
+    assert.deepEqual(s.body.device_lists, { changed: [bob.userId], left: [] });
+  });
+});

@@ -1,0 +1,90 @@
+// Delivered receipts (sent -> delivered -> read): when a device acknowledges a stream position,
+// the newest event of each of the user's rooms at or below it (that someone else sent) counts
+// as delivered to that user. One marker per (room, user), moved forward in place, coalesced over
+// a short window so a burst of acknowledgements costs one write per room.
+
+import { LRUCache } from 'lru-cache';
+import type { JsonObject } from '../protocol/types.js';
+import type { DeliveredRecord, DeliveryStore } from '../store/push-types.js';
+import type { Store } from '../store/types.js';
+import type { Notifier } from '../sync/notifier.js';
+import { addTo, type RoomEphemeralSource, type SyncRange } from '../sync/sources.js';
+import { DELIVERED_EVENT_TYPE } from '../sync/filter.js';
+
+export class DeliveredService {
+  /** Highest position each user has acknowledged (rooms quiet since then need no work). */
+  private readonly acked = new LRUCache<string, number>({ max: 200_000 });
+  private readonly pending = new Map<string, { stream: number; timer: NodeJS.Timeout }>();
+
+  constructor(
+    private readonly store: Store,
+    private readonly delivery: DeliveryStore,
+    private readonly notifier: Notifier,
+    private readonly now: () => number = Date.now,
+    private readonly coalesceMs = 50,
+  ) {}
+
+  /** A device of `userId` acknowledged everything up to `stream`. Never throws. */
+  acknowledged(userId: string, stream: number): Promise<void> {
+    const p = this.pending.get(userId);
+    if (p) {
+      p.stream = Math.max(p.stream, stream);
+      return Promise.resolve();
+    }
+    const timer = setTimeout(() => {
+      const entry = this.pending.get(userId);
+      this.pending.delete(userId);
+      if (entry) void this.apply(userId, entry.stream).catch(() => undefined);
+    }, this.coalesceMs);
+    timer.unref();
+    this.pending.set(userId, { stream, timer });
+    return Promise.resolve();
+  }
+
+  /** Applies pending acknowledgements now (shutdown, tests). */
+  async flush(): Promise<void> {
+    const entries = [...this.pending.entries()];
+    this.pending.clear();
+    for (const [userId, e] of entries) {
+      clearTimeout(e.timer);
+      await this.apply(userId, e.stream).catch(() => undefined);
+    }
+  }
+
+  private async apply(userId: string, stream: number): Promise<void> {
+    const prev = this.acked.get(userId) ?? 0;
+    if (stream <= prev) return;
+    this.acked.set(userId, stream);
+    const rooms = (await this.store.rooms.getRoomsForUser(userId, ['join'])).map((m) => m.roomId);
+    const maxes = await this.store.rooms.getRoomsMaxStream(rooms);
+    for (const roomId of rooms) {
+      if ((maxes.get(roomId) ?? 0) <= prev) continue;
+      // The newest event up to the acknowledged position that someone else sent.
+      const [ev] = await this.store.rooms.getRoomEvents({ roomId, dir: 'b', from: stream, to: prev, limit: 1, notSenders: [userId] });
+      if (!ev) continue;
+      const rec = await this.delivery.putDelivered({ roomId, userId, eventId: ev.eventId, eventStream: ev.stream, ts: this.now() });
+      if (rec) this.notifier.publish({ stream: rec.stream, roomId });
+    }
+  }
+}
+
+/** io.hearth.delivered ephemeral events, for clients that opted in. */
+export class DeliveredSource implements RoomEphemeralSource {
+  constructor(private readonly delivery: DeliveryStore) {}
+
+  async collect(range: SyncRange, roomIds: string[]): Promise<Map<string, JsonObject[]>> {
+    const out = new Map<string, JsonObject[]>();
+    if (!range.delivered || roomIds.length === 0) return out;
+    const records = range.since
+      ? await this.delivery.getDeliveredChanges(roomIds, range.since.stream, range.upTo.stream)
+      : (await this.delivery.getRoomDelivered(roomIds)).filter((r) => r.stream <= range.upTo.stream);
+    const byRoom = new Map<string, DeliveredRecord[]>();
+    for (const r of records) byRoom.set(r.roomId, [...(byRoom.get(r.roomId) ?? []), r]);
+    for (const [roomId, list] of byRoom) {
+      const content: Record<string, Record<string, JsonObject>> = {};
+      for (const r of list) (content[r.eventId] ??= {})[r.userId] = { ts: r.ts };
+      addTo(out, roomId, { type: DELIVERED_EVENT_TYPE, content: content as JsonObject });
+    }
+    return out;
+  }
+}

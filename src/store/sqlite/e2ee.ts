@@ -1,0 +1,170 @@
+// E2eeStore on SQLite: the device-list change stream, to-device messages and device removal
+// here; key material in e2ee-keys.ts, room key backup in e2ee-backup.ts.
+
+import type { JsonObject, JsonValue } from '../../protocol/types.js';
+import type {
+  BackupVersion,
+  ClaimedKey,
+  CrossSigningKeys,
+  E2eeStore,
+  OneTimeKeyInput,
+  RoomKeyRecord,
+  SignatureInput,
+  ToDeviceInput,
+  ToDeviceMessage,
+} from '../e2ee-types.js';
+import { jsonParse, type SqliteContext } from './context.js';
+import { SqliteE2eeBackup } from './e2ee-backup.js';
+import { recordDeviceListChanges, SqliteE2eeKeys } from './e2ee-keys.js';
+
+export class SqliteE2eeStore implements E2eeStore {
+  private readonly keys: SqliteE2eeKeys;
+  private readonly backup: SqliteE2eeBackup;
+
+  constructor(private readonly ctx: SqliteContext) {
+    this.keys = new SqliteE2eeKeys(ctx);
+    this.backup = new SqliteE2eeBackup(ctx);
+  }
+
+  // ---- device-list change stream -----------------------------------------------------------
+
+  async markDeviceListChanged(userId: string): Promise<number> {
+    this.ctx.checkOpen();
+    return this.ctx.queue.writeAtPosition((pos) => {
+      recordDeviceListChanges(this.ctx, pos, [userId]);
+      return pos;
+    });
+  }
+
+  async getDeviceListChanges(fromExclusive: number, toInclusive: number): Promise<string[]> {
+    this.ctx.checkOpen();
+    if (toInclusive <= fromExclusive) return [];
+    const rows = this.ctx
+      .stmt('SELECT DISTINCT user_id FROM e2ee_device_list_changes WHERE stream > ? AND stream <= ? ORDER BY user_id')
+      .all(fromExclusive, toInclusive) as { user_id: string }[];
+    return rows.map((r) => r.user_id);
+  }
+
+  // ---- to-device messages ------------------------------------------------------------------
+
+  async queueToDevice(messages: ToDeviceInput[]): Promise<number> {
+    this.ctx.checkOpen();
+    const rows = messages.map((m) => ({
+      userId: m.userId,
+      deviceId: m.deviceId,
+      type: m.type,
+      sender: m.sender,
+      contentJson: JSON.stringify(m.content),
+    }));
+    return this.ctx.queue.writeAtPosition((pos) => {
+      const insert = this.ctx.stmt(
+        `INSERT INTO e2ee_to_device (user_id, device_id, stream, seq, type, sender, content_json)
+         VALUES (?, ?, ?, ?, ?, ?, ?)`,
+      );
+      for (const [seq, m] of rows.entries()) insert.run(m.userId, m.deviceId, pos, seq, m.type, m.sender, m.contentJson);
+      return pos;
+    });
+  }
+
+  async getToDevice(userId: string, deviceId: string, upTo: number, limit: number): Promise<ToDeviceMessage[]> {
+    this.ctx.checkOpen();
+    const n = Math.floor(limit);
+    if (!(n > 0)) return [];
+    // A limit may end inside the messages of one position; callers that acknowledge by position
+    // must then lower their bound (see src/sync/device-source.ts) rather than ack past them.
+    const rows = this.ctx
+      .stmt(
+        `SELECT stream, type, sender, content_json FROM e2ee_to_device
+         WHERE user_id = ? AND device_id = ? AND stream <= ? ORDER BY stream, seq LIMIT ?`,
+      )
+      .all(userId, deviceId, upTo, n) as { stream: number; type: string; sender: string; content_json: string }[];
+    return rows.map((r) => ({ stream: r.stream, type: r.type, sender: r.sender, content: jsonParse<JsonObject>(r.content_json) }));
+  }
+
+  async ackToDevice(userId: string, deviceId: string, upTo: number): Promise<void> {
+    this.ctx.checkOpen();
+    // Called on every /sync with a since token; most find nothing to delete, and those should
+    // not wait for (or add to) a write batch.
+    const pending = this.ctx
+      .stmt('SELECT 1 FROM e2ee_to_device WHERE user_id = ? AND device_id = ? AND stream <= ? LIMIT 1')
+      .get(userId, deviceId, upTo);
+    if (pending === undefined) return;
+    await this.ctx.queue.write(() => {
+      this.ctx.stmt('DELETE FROM e2ee_to_device WHERE user_id = ? AND device_id = ? AND stream <= ?').run(userId, deviceId, upTo);
+    });
+  }
+
+  async deleteDeviceE2ee(userId: string, deviceId: string): Promise<void> {
+    this.ctx.checkOpen();
+    await this.ctx.queue.writeAtPosition((pos) => {
+      const byDevice = ['e2ee_device_keys', 'e2ee_one_time_keys', 'e2ee_fallback_keys', 'e2ee_to_device'];
+      for (const table of byDevice) {
+        this.ctx.stmt(`DELETE FROM ${table} WHERE user_id = ? AND device_id = ?`).run(userId, deviceId);
+      }
+      // Signatures on the deleted device's keys go too: a later device reusing the ID has other
+      // keys, and old signatures must not appear attached to them.
+      this.ctx.stmt('DELETE FROM e2ee_signatures WHERE target_user_id = ? AND target_key_id = ?').run(userId, deviceId);
+      recordDeviceListChanges(this.ctx, pos, [userId]);
+    });
+  }
+
+  // ---- key material (e2ee-keys.ts) ---------------------------------------------------------
+
+  setDeviceKeys(userId: string, deviceId: string, keys: JsonObject): Promise<'stored' | 'unchanged' | 'conflict'> {
+    return this.keys.setDeviceKeys(userId, deviceId, keys);
+  }
+  getDeviceKeys(userIds: string[]): Promise<Map<string, Map<string, JsonObject>>> {
+    return this.keys.getDeviceKeys(userIds);
+  }
+  addOneTimeKeys(userId: string, deviceId: string, keys: OneTimeKeyInput[]): Promise<void> {
+    return this.keys.addOneTimeKeys(userId, deviceId, keys);
+  }
+  countOneTimeKeys(userId: string, deviceId: string): Promise<Record<string, number>> {
+    return this.keys.countOneTimeKeys(userId, deviceId);
+  }
+  claimOneTimeKey(userId: string, deviceId: string, algorithm: string): Promise<ClaimedKey | null> {
+    return this.keys.claimOneTimeKey(userId, deviceId, algorithm);
+  }
+  setFallbackKey(userId: string, deviceId: string, algorithm: string, keyId: string, key: JsonValue): Promise<void> {
+    return this.keys.setFallbackKey(userId, deviceId, algorithm, keyId, key);
+  }
+  getUnusedFallbackKeyTypes(userId: string, deviceId: string): Promise<string[]> {
+    return this.keys.getUnusedFallbackKeyTypes(userId, deviceId);
+  }
+  getCrossSigningKeys(userId: string): Promise<CrossSigningKeys> {
+    return this.keys.getCrossSigningKeys(userId);
+  }
+  setCrossSigningKeys(userId: string, keys: CrossSigningKeys): Promise<void> {
+    return this.keys.setCrossSigningKeys(userId, keys);
+  }
+  addSignatures(signatures: SignatureInput[]): Promise<void> {
+    return this.keys.addSignatures(signatures);
+  }
+  getSignatures(targetUserIds: string[]): Promise<SignatureInput[]> {
+    return this.keys.getSignatures(targetUserIds);
+  }
+
+  // ---- room key backup (e2ee-backup.ts) ----------------------------------------------------
+
+  createBackupVersion(userId: string, algorithm: string, authData: JsonObject): Promise<string> {
+    return this.backup.createBackupVersion(userId, algorithm, authData);
+  }
+  getBackupVersion(userId: string, version?: string): Promise<BackupVersion | null> {
+    return this.backup.getBackupVersion(userId, version);
+  }
+  updateBackupVersion(userId: string, version: string, algorithm: string, authData: JsonObject): Promise<boolean> {
+    return this.backup.updateBackupVersion(userId, version, algorithm, authData);
+  }
+  deleteBackupVersion(userId: string, version: string): Promise<boolean> {
+    return this.backup.deleteBackupVersion(userId, version);
+  }
+  putRoomKeys(userId: string, version: string, keys: RoomKeyRecord[]): Promise<{ etag: string; count: number }> {
+    return this.backup.putRoomKeys(userId, version, keys);
+  }
+  getRoomKeys(userId: string, version: string, roomId?: string, sessionId?: string): Promise<RoomKeyRecord[]> {
+    return this.backup.getRoomKeys(userId, version, roomId, sessionId);
+  }
+  deleteRoomKeys(userId: string, version: string, roomId?: string, sessionId?: string): Promise<{ etag: string; count: number }> {
+    return this.backup.deleteRoomKeys(userId, version, roomId, sessionId);
+  }
+}
