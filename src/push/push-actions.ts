@@ -2,7 +2,6 @@
 // input queue, so the results are written atomically with the event and unread counts are
 // exact. One evaluator (with its compiled-pattern cache) serves all rooms.
 
-import { serverNameOf } from '../protocol/ids.js';
 import type { JsonObject, Pdu } from '../protocol/types.js';
 import type { RoomState } from '../room/room-state.js';
 import type { PushActionInput } from '../store/chat-types.js';
@@ -11,11 +10,14 @@ import type { PushRulesService } from './push-rules-service.js';
 
 export class PushActionComputer {
   private readonly evaluator = new PushEvaluator();
+  private readonly localSuffix: string;
 
   constructor(
     private readonly rules: PushRulesService,
-    private readonly serverName: string,
-  ) {}
+    serverName: string,
+  ) {
+    this.localSuffix = `:${serverName}`;
+  }
 
   async compute(eventId: string, pdu: Pdu, state: RoomState): Promise<PushActionInput[]> {
     const members = state.joinedMembers();
@@ -42,13 +44,18 @@ export class PushActionComputer {
       notificationPowerLevels,
     };
     const out: PushActionInput[] = [];
-    for (const [userId, displayName] of candidates) {
-      if (serverNameOf(userId) !== this.serverName) continue; // their own server notifies them
-      if ((await this.rules.ignored(userId)).has(pdu.sender)) continue;
-      const ruleset = await this.rules.ruleset(userId);
-      const res = this.evaluator.evaluate(ruleset, { ...base, userId, displayName });
+    const local = [...candidates.keys()].filter((u) => u.endsWith(this.localSuffix)); // remote servers notify their own users
+    const users = await this.rules.forUsers(local);
+    // One context object, updated per member: this loop runs for every member on every event.
+    const ctx: PushContext = { ...base, userId: '', displayName: null };
+    for (const userId of local) {
+      const u = users.get(userId)!;
+      if (u.ignored.has(pdu.sender)) continue;
+      ctx.userId = userId;
+      ctx.displayName = candidates.get(userId) ?? null;
+      const res = this.evaluator.evaluate(u.ruleset, ctx);
       if (!res.notify && !res.highlight) continue;
-      out.push({ userId, notify: res.notify, highlight: res.highlight, threadId, actions: res.actions as JsonObject[] | string[] });
+      out.push({ userId, notify: res.notify, highlight: res.highlight, threadId, actions: res.actions as Array<string | JsonObject> });
     }
     return out;
   }

@@ -57,6 +57,23 @@ export class PushRulesService {
     await job;
   }
 
+  /**
+   * Rule set and ignore list of each user, as one map. Cached entries are returned without an
+   * await per user: this runs for every member of a room on every event.
+   */
+  async forUsers(userIds: Iterable<string>): Promise<Map<string, { ruleset: PushRuleset; ignored: Set<string> }>> {
+    const out = new Map<string, { ruleset: PushRuleset; ignored: Set<string> }>();
+    const misses: string[] = [];
+    for (const u of userIds) {
+      const ruleset = this.cache.get(u);
+      const ignored = this.ignoreCache.get(u);
+      if (ruleset && ignored) out.set(u, { ruleset, ignored });
+      else misses.push(u);
+    }
+    for (const u of misses) out.set(u, { ruleset: await this.ruleset(u), ignored: await this.ignored(u) });
+    return out;
+  }
+
   /** Users whose events never notify `userId` (m.ignored_user_list). */
   async ignored(userId: string): Promise<Set<string>> {
     const hit = this.ignoreCache.get(userId);

@@ -41,11 +41,29 @@ export function writePushActions(
 ): void {
   if (actions.length === 0) return;
   // A user listed twice is a caller bug; keeping the first row is harmless, failing the event is not.
-  const insert = ctx.stmt(
-    `INSERT INTO push_actions (user_id, room_id, stream, event_id, notify, highlight, thread_id, actions_json, ts)
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
-  );
-  for (const a of actions) insert.run(a.userId, roomId, pos, eventId, a.notify, a.highlight, a.threadId, a.actionsJson, ts);
+  // Large rooms write a row per notified member: multi-row statements cut the per-row binding
+  // and statement overhead (the B-tree work is the same).
+  let i = 0;
+  const full = actions.length - (actions.length % CHUNK);
+  if (full > 0) {
+    const many = ctx.stmt(insertSql(CHUNK));
+    for (; i < full; i += CHUNK) many.run(...rowParams(actions.slice(i, i + CHUNK), roomId, pos, eventId, ts));
+  }
+  if (i < actions.length) ctx.stmt(insertSql(actions.length - i)).run(...rowParams(actions.slice(i), roomId, pos, eventId, ts));
+}
+
+const CHUNK = 64;
+
+function insertSql(rows: number): string {
+  const values = Array.from({ length: rows }, () => '(?, ?, ?, ?, ?, ?, ?, ?, ?)').join(', ');
+  return `INSERT INTO push_actions (user_id, room_id, stream, event_id, notify, highlight, thread_id, actions_json, ts)
+     VALUES ${values} ON CONFLICT DO NOTHING`;
+}
+
+function rowParams(actions: PreparedPushAction[], roomId: string, pos: number, eventId: string, ts: number): unknown[] {
+  const out: unknown[] = [];
+  for (const a of actions) out.push(a.userId, roomId, pos, eventId, a.notify, a.highlight, a.threadId, a.actionsJson, ts);
+  return out;
 }
 
 // Query plan: the two read-state lookups in the MAX(...) are not correlated with the outer row,
