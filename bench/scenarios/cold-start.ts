@@ -2,7 +2,7 @@
 // and the time of an initial /sync for a user in 100 rooms. The history is written with the
 // server stopped, through Hearth's own room writer and the Store interface (bench/lib/provision),
 // which is far faster than driving that many sends over HTTP. Then the server is started three
-// times; each start is timed from spawn, and the first initial sync after it is timed too.
+// times (quick: twice); each start is timed from spawn, and the first initial sync after it is timed too.
 
 import { statSync } from 'node:fs';
 import { emptyResult, type BenchContext, type Scenario, type TargetSpec } from '../lib/context.js';
@@ -16,10 +16,10 @@ import { HearthChild } from '../lib/target.js';
 import { profileDir } from '../lib/context.js';
 
 const ROOMS = 100;
-const STARTS = 3;
 
 async function run(ctx: BenchContext): Promise<TargetResult[]> {
   const events = ctx.quick ? 50_000 : 1_000_000;
+  const STARTS = ctx.quick ? 2 : 3;
   const h = await HearthChild.create({ pin: ctx.pin, seedUsers: 1, userPrefix: 'cold', synchronous: 'full', profileDir: ctx.profile ? profileDir('cold-start') : undefined });
   const result = emptyResult('hearth', h.info);
   try {

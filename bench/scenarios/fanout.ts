@@ -42,7 +42,7 @@ async function runHalf(ctx: BenchContext, label: string, users: MatrixClient[], 
     await pool(clients, 50, (c) => c.connect());
     stop = async () => void (await Promise.all(clients.map((c) => c.close())));
   }
-  await sleep(2000);
+  await sleep(ctx.quick ? 1000 : 2000);
   const recipients = new Set(users.map((_, i) => i).slice(1));
   let sendErrors = 0;
   const inflight = new Set<Promise<void>>();

@@ -19,12 +19,14 @@ export interface LatencyParams {
   durationMs: number;
 }
 
-export function latencyParams(quick: boolean): LatencyParams {
-  return quick ? { users: 100, ratePerSec: 50, durationMs: 20_000 } : { users: 1000, ratePerSec: 200, durationMs: 60_000 };
+export function latencyParams(quick: boolean, transport: 'sync' | 'socket'): LatencyParams {
+  // Quick socket runs are shorter to keep the whole quick set near two minutes.
+  if (quick) return { users: 100, ratePerSec: 50, durationMs: transport === 'sync' ? 20_000 : 10_000 };
+  return { users: 1000, ratePerSec: 200, durationMs: 60_000 };
 }
 
 async function runLatency(ctx: BenchContext, spec: TargetSpec, transport: 'sync' | 'socket', name: string): Promise<TargetResult> {
-  const p = latencyParams(ctx.quick);
+  const p = latencyParams(ctx.quick, transport);
   const session = await openTarget(ctx, spec, { users: p.users, scenario: name, prefix: transport === 'sync' ? 'l' : 'w' });
   const { target, users } = session;
   const result = emptyResult(target.label, target.info);
@@ -45,7 +47,7 @@ async function runLatency(ctx: BenchContext, spec: TargetSpec, transport: 'sync'
       await pool(clients, 50, (c) => c.connect());
       stop = async () => void (await Promise.all(clients.map((c) => c.close())));
     }
-    await sleep(2000); // every client parked
+    await sleep(ctx.quick ? 1000 : 2000); // every client parked
     const rand = rng(99);
     const acks = new Samples();
     let sendErrors = 0;

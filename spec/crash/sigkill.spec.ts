@@ -211,7 +211,11 @@ describe('crash safety of the server process', function () {
 
       const poller = startSyncPoller(c, before);
       const gen = startLoad(c, rooms);
-      await new Promise((r) => setTimeout(r, 1500));
+      // ~1.5 s of load; on a slow or busy machine a little longer, until 100 sends were acknowledged.
+      const t0 = performance.now();
+      while (performance.now() - t0 < 1500 || (gen.attempts.filter((a) => a.status === 200).length < 100 && performance.now() - t0 < 6000)) {
+        await new Promise((r) => setTimeout(r, 50));
+      }
       const inFlightAtKill = gen.inFlight();
       const exit = await srv.kill('SIGKILL');
       await Promise.all([gen.stop(), poller.stop()]);

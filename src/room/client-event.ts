@@ -22,11 +22,22 @@ export class EventFormatter {
   async format(events: StoredEvent[], viewer: Viewer, format: EventFormat = 'client'): Promise<ClientEvent[]> {
     if (events.length === 0) return [];
     const redactionIds = events.map((e) => e.redactedBy).filter((x): x is string => !!x);
-    const [redactions, aggregations] = await Promise.all([
+    const replaced = events.map((e) => e.pdu.unsigned?.replaces_state).filter((x): x is string => typeof x === 'string');
+    const [redactions, aggregations, previous] = await Promise.all([
       redactionIds.length ? this.store.rooms.getEvents(redactionIds) : new Map<string, StoredEvent>(),
       this.store.relations.getAggregations(events.filter((e) => !e.redactedBy).map((e) => e.eventId)),
+      replaced.length ? this.store.rooms.getEvents(replaced) : new Map<string, StoredEvent>(),
     ]);
     const out = events.map((e) => this.formatOne(e, viewer, format, redactions));
+    if (previous.size > 0) {
+      events.forEach((e, i) => {
+        const prev = previous.get(e.pdu.unsigned?.replaces_state as string);
+        if (!prev) return;
+        // prev_content comes from the stored copy, which is the redacted one if it was redacted.
+        const u = (out[i].unsigned as JsonObject | undefined) ?? {};
+        out[i].unsigned = { ...u, prev_content: prev.pdu.content, prev_sender: prev.pdu.sender, replaces_state: prev.eventId };
+      });
+    }
     if (aggregations.size > 0) await this.bundle(events, out, aggregations, viewer, format);
     return out;
   }

@@ -186,6 +186,12 @@ export class RoomInput {
       : undefined;
     const stateDelta: StateEntry[] =
       draft.stateKey !== undefined ? [{ type: draft.type, stateKey: draft.stateKey, eventId }] : [];
+    if (draft.stateKey !== undefined) {
+      // Outside hashes and signatures. Clients get prev_content from this at read time, so a
+      // later redaction of the previous event is respected.
+      const prev = state.get(draft.type, draft.stateKey);
+      if (prev) signed.unsigned = { replaces_state: prev.eventId };
+    }
     return { eventId, pdu: signed, stateDelta, redaction, txn: draft.txn };
   }
 

@@ -57,7 +57,11 @@ interface Session {
   filter?: SyncFilter;
   setPresence?: 'online' | 'offline' | 'unavailable';
   delivered: boolean;
-  /** next_batch of the last sync frame whose bytes the socket finished writing. */
+  /**
+   * next_batch of the last sync frame queued on the socket. A close frame goes out after queued
+   * frames, so a client that reads to the close has seen it; clients still prefer their own last
+   * processed token.
+   */
   confirmed?: string;
   alive: boolean;
   abort: AbortController;
@@ -127,10 +131,11 @@ export class SocketServer {
       s.since = url.searchParams.get('since') ?? undefined;
       const header = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '');
       if (header) {
-        await this.authenticate(s, header[1], {
+        s.authenticating = this.authenticate(s, header[1], {
           filter: url.searchParams.get('filter') ?? undefined,
           set_presence: (url.searchParams.get('set_presence') ?? undefined) as AuthFrame['set_presence'],
         });
+        await s.authenticating;
       } else {
         const timer = setTimeout(() => {
           if (!s.auth) this.closeWith(s, CloseCode.UNAUTHORIZED, {});
@@ -152,7 +157,10 @@ export class SocketServer {
       throw new MatrixError('M_INVALID_PARAM', 'set_presence must be online, offline or unavailable');
     }
     s.setPresence = params.set_presence;
-    s.filter = await this.deps.resolveFilter(s.auth.userId, params.filter);
+    const filter = await this.deps.resolveFilter(s.auth.userId, params.filter);
+    // The socket may have closed while we were waiting: then it must not be counted as open.
+    if (!this.sessions.has(s) || s.ws.readyState !== s.ws.OPEN) return;
+    s.filter = filter;
     this.deps.connections.socketOpened(s.auth.userId);
     this.deps.presence.connectionOpened(s.auth.userId);
     // Resuming from a token means everything before it was received.
@@ -187,9 +195,8 @@ export class SocketServer {
         s.since = body.next_batch;
         if (empty) continue;
         const token = body.next_batch;
-        this.send(s, { type: 'sync', body }, () => {
-          s.confirmed = token;
-        });
+        s.confirmed = token;
+        this.send(s, { type: 'sync', body });
       }
     } catch (err) {
       this.fail(s, err);
