@@ -13,6 +13,7 @@ import type { HearthConfig } from './config/load.js';
 import { isOpenRegistrationWarningNeeded, OPEN_REGISTRATION_WARNING } from './config/load.js';
 import { localBaseUrl } from './config/schema.js';
 import { Metrics } from './observability/metrics.js';
+import { timedStore } from './observability/timed-store.js';
 import { loadOrCreateSigningKey } from './protocol/keyfile.js';
 import { EventFormatter } from './room/client-event.js';
 import { RoomInput } from './room/room-input.js';
@@ -67,11 +68,12 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
   mkdirSync(dirname(config.signing_key_path), { recursive: true });
   const signingKey = await loadOrCreateSigningKey(config.signing_key_path);
   const metrics = config.metrics.enabled ? new Metrics({ defaultMetrics: opts.processMetrics ?? true }) : undefined;
-  const store = await openSqliteStore({
+  const backend = await openSqliteStore({
     path: config.storage.sqlite.path,
     synchronous: config.storage.sqlite.synchronous,
     logger,
   });
+  const store: Store = metrics ? timedStore(backend, metrics) : backend;
   const notifier = new LocalNotifier();
   const waiters = new SyncWaiters(notifier, (n) => metrics?.syncWaiters.set(n));
   const pushRules = new PushRulesService(store, notifier);

@@ -1,0 +1,47 @@
+// Wraps any Store so every domain method call is timed into hearth_db_operation_duration_seconds
+// (label "<domain>.<method>", e.g. "rooms.persistEvent"). Backend-agnostic: the same metric
+// serves SQLite today and Cassandra later. Wrappers are built once per method, not per call.
+
+import type { Store } from '../store/types.js';
+import type { Metrics } from './metrics.js';
+
+export function timedStore(store: Store, metrics: Metrics): Store {
+  const domains = new Map<PropertyKey, object>();
+  return new Proxy(store, {
+    get(target, prop, receiver) {
+      const value = Reflect.get(target, prop, receiver) as unknown;
+      if (typeof value === 'function') return (value as (...a: unknown[]) => unknown).bind(target);
+      if (value === null || typeof value !== 'object') return value;
+      let wrapped = domains.get(prop);
+      if (!wrapped) {
+        wrapped = timedDomain(value, String(prop), metrics);
+        domains.set(prop, wrapped);
+      }
+      return wrapped;
+    },
+  });
+}
+
+function timedDomain(domain: object, name: string, metrics: Metrics): object {
+  const cache = new Map<PropertyKey, unknown>();
+  return new Proxy(domain, {
+    get(target, prop, receiver) {
+      const value = Reflect.get(target, prop, receiver) as unknown;
+      if (typeof value !== 'function') return value;
+      let fn = cache.get(prop);
+      if (!fn) {
+        const histogram = metrics.dbTiming.labels({ operation: `${name}.${String(prop)}` });
+        const method = value as (...a: unknown[]) => unknown;
+        fn = (...args: unknown[]) => {
+          const end = histogram.startTimer();
+          const out = method.apply(target, args);
+          if (out instanceof Promise) return out.finally(end);
+          end();
+          return out;
+        };
+        cache.set(prop, fn);
+      }
+      return fn;
+    },
+  });
+}
