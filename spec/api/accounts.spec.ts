@@ -7,36 +7,8 @@ import { strict as assert } from 'node:assert';
 import { createHmac } from 'node:crypto';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
+import { expectError, loginClient, passwordAuth, passwordLogin as login, PASSWORD, V3, type User } from '../helpers/fixtures.js';
 import { Api, enc, startTestServer, type TestServer } from '../helpers/server.js';
-
-const V3 = '/_matrix/client/v3';
-const PASSWORD = 'correct horse battery';
-
-type Res = { status: number; body: any };
-type User = Awaited<ReturnType<Api['register']>>;
-
-const expectError = (r: Res, status: number, errcode: string) => {
-  assert.equal(r.status, status, JSON.stringify(r.body));
-  assert.equal(r.body.errcode, errcode, JSON.stringify(r.body));
-  assert.equal(typeof r.body.error, 'string', JSON.stringify(r.body));
-};
-
-const login = (api: Api, user: string, password: string, extra: Record<string, unknown> = {}) =>
-  api.post(`${V3}/login`, { type: 'm.login.password', identifier: { type: 'm.id.user', user }, password, ...extra });
-
-/** Logs in and returns a client for the new device (asserting success). */
-async function loginClient(base: string, user: string, password: string, extra: Record<string, unknown> = {}): Promise<Api & { deviceId: string }> {
-  const r = await login(new Api(base), user, password, extra);
-  assert.equal(r.status, 200, JSON.stringify(r.body));
-  return Object.assign(new Api(base, r.body.access_token), { deviceId: r.body.device_id as string });
-}
-
-const passwordAuth = (userId: string, password: string, session?: string) => ({
-  type: 'm.login.password',
-  identifier: { type: 'm.id.user', user: userId },
-  password,
-  ...(session === undefined ? {} : { session }),
-});
 
 describe('accounts: registration', function () {
   let srv: TestServer;

@@ -2,10 +2,10 @@
 // keys at three levels, the "better key wins" replacement, version checks, etag and count.
 
 import { strict as assert } from 'node:assert';
+import { V3 } from '../helpers/fixtures.js';
 import { Api, enc, startTestServer, type TestServer } from '../helpers/server.js';
 import { expectError, PASSWORD, type User } from './keys-helpers.js';
 
-const V3 = '/_matrix/client/v3';
 const ALG = 'm.megolm_backup.v1.curve25519-aes-sha2';
 const ROOM = '!room:localhost';
 

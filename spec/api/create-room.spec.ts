@@ -4,10 +4,8 @@
 
 import { strict as assert } from 'node:assert';
 import { createHash } from 'node:crypto';
+import { V3, type User } from '../helpers/fixtures.js';
 import { Api, enc, startTestServer, type TestServer } from '../helpers/server.js';
-
-type User = Awaited<ReturnType<Api['register']>>;
-const V3 = '/_matrix/client/v3';
 
 /** Canonical JSON (spec appendix): sorted keys, no insignificant whitespace. */
 function canonical(v: unknown): string {

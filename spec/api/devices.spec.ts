@@ -2,37 +2,10 @@
 // list, get, rename, delete with User-Interactive Authentication, bulk delete.
 
 import { strict as assert } from 'node:assert';
+import { expectError, loginClient as passwordClient, passwordAuth, PASSWORD, V3, type User } from '../helpers/fixtures.js';
 import { Api, enc, startTestServer, type TestServer } from '../helpers/server.js';
 
-const V3 = '/_matrix/client/v3';
-const PASSWORD = 'correct horse battery';
-
-type Res = { status: number; body: any };
-type User = Awaited<ReturnType<Api['register']>>;
-
-const expectError = (r: Res, status: number, errcode: string) => {
-  assert.equal(r.status, status, JSON.stringify(r.body));
-  assert.equal(r.body.errcode, errcode, JSON.stringify(r.body));
-  assert.equal(typeof r.body.error, 'string', JSON.stringify(r.body));
-};
-
-async function loginClient(base: string, user: string, extra: Record<string, unknown> = {}): Promise<Api & { deviceId: string }> {
-  const r = await new Api(base).post(`${V3}/login`, {
-    type: 'm.login.password',
-    identifier: { type: 'm.id.user', user },
-    password: PASSWORD,
-    ...extra,
-  });
-  assert.equal(r.status, 200, JSON.stringify(r.body));
-  return Object.assign(new Api(base, r.body.access_token), { deviceId: r.body.device_id as string });
-}
-
-const passwordAuth = (user: string, password: string, session?: string) => ({
-  type: 'm.login.password',
-  identifier: { type: 'm.id.user', user },
-  password,
-  ...(session === undefined ? {} : { session }),
-});
+const loginClient = (base: string, user: string, extra: Record<string, unknown> = {}) => passwordClient(base, user, PASSWORD, extra);
 
 const deviceIds = async (c: Api): Promise<string[]> => {
   const r = await c.get(`${V3}/devices`);

@@ -2,11 +2,8 @@
 // (Client-Server API v1.12 "Room aliases", "Listing rooms", "User directory").
 
 import { strict as assert } from 'node:assert';
+import { createRoom as create, makeUser, ok, roomPath as room, V3, type User } from '../helpers/fixtures.js';
 import { Api, enc, startTestServer, type TestServer } from '../helpers/server.js';
-
-const V3 = '/_matrix/client/v3';
-type User = Api & { userId: string; deviceId: string };
-type Res = { status: number; body: any };
 
 describe('directory', function () {
   this.timeout(20000);
@@ -16,26 +13,11 @@ describe('directory', function () {
   let mallory: User;
   let anon: Api;
 
-  async function makeUser(localpart: string, displayname?: string): Promise<User> {
-    const accounts = srv.hearth.services.accounts;
-    const userId = await accounts.createAccount(localpart, null, false, displayname);
-    const l = await accounts.login(userId, undefined, null, null);
-    return Object.assign(new Api(srv.url, l.access_token), { userId, deviceId: l.device_id });
-  }
-  async function ok(p: Promise<Res>, what: string): Promise<any> {
-    const r = await p;
-    assert.equal(r.status, 200, `${what}: ${r.status} ${JSON.stringify(r.body)}`);
-    return r.body;
-  }
-  const room = (roomId: string, rest: string) => `${V3}/rooms/${enc(roomId)}/${rest}`;
   const alias = (a: string) => `${V3}/directory/room/${enc(a)}`;
-  async function create(who: User, body: Record<string, unknown>): Promise<string> {
-    return (await ok(who.post(`${V3}/createRoom`, body), 'createRoom')).room_id;
-  }
 
   before(async () => {
     srv = await startTestServer();
-    [alice, bob, mallory] = await Promise.all([makeUser('alice'), makeUser('bob'), makeUser('mallory')]);
+    [alice, bob, mallory] = await Promise.all([makeUser(srv, 'alice'), makeUser(srv, 'bob'), makeUser(srv, 'mallory')]);
     anon = new Api(srv.url);
   });
   after(async () => srv?.stop());
@@ -214,11 +196,11 @@ describe('directory', function () {
     let searcher: User;
 
     before(async () => {
-      searcher = await makeUser('searcher');
-      const friend = await makeUser('friendly1', 'Friendly Fiona');
-      const friend2 = await makeUser('friendly2', 'Friendly Fred');
-      const pub = await makeUser('friendly3', 'Friendly Public Pat');
-      const stranger = await makeUser('friendly4', 'Friendly Stranger');
+      searcher = await makeUser(srv, 'searcher');
+      const friend = await makeUser(srv, 'friendly1', 'Friendly Fiona');
+      const friend2 = await makeUser(srv, 'friendly2', 'Friendly Fred');
+      const pub = await makeUser(srv, 'friendly3', 'Friendly Public Pat');
+      const stranger = await makeUser(srv, 'friendly4', 'Friendly Stranger');
       // searcher shares a private room with friend and friend2.
       const shared = await create(searcher, { preset: 'private_chat', invite: [friend.userId, friend2.userId] });
       await ok(friend.post(room(shared, 'join'), {}), 'join');

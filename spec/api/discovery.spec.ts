@@ -3,18 +3,8 @@
 // Clients", "Server Discovery", "Capabilities negotiation").
 
 import { strict as assert } from 'node:assert';
+import { expectError, V3, type User } from '../helpers/fixtures.js';
 import { Api, startTestServer, type TestServer } from '../helpers/server.js';
-
-const V3 = '/_matrix/client/v3';
-
-type Res = { status: number; body: any };
-type User = Awaited<ReturnType<Api['register']>>;
-
-const expectError = (r: Res, status: number, errcode: string) => {
-  assert.equal(r.status, status, JSON.stringify(r.body));
-  assert.equal(r.body.errcode, errcode, JSON.stringify(r.body));
-  assert.equal(typeof r.body.error, 'string', JSON.stringify(r.body));
-};
 
 const SPEC_VERSIONS = ['v1.1', 'v1.2', 'v1.3', 'v1.4', 'v1.5', 'v1.6', 'v1.7', 'v1.8', 'v1.9', 'v1.10', 'v1.11', 'v1.12'];
 

@@ -3,11 +3,8 @@
 // m.room.history_visibility) and redactions (PUT /rooms/{roomId}/redact/{eventId}/{txnId}).
 
 import { strict as assert } from 'node:assert';
+import { createRoom, ok, roomPath as room, sendEvent, V3, type User } from '../helpers/fixtures.js';
 import { Api, enc, startTestServer, type TestServer } from '../helpers/server.js';
-
-type User = Awaited<ReturnType<Api['register']>>;
-type Res = { status: number; body: any };
-const V3 = '/_matrix/client/v3';
 
 let txnSeq = 0;
 
@@ -24,18 +21,8 @@ describe('room history over HTTP', function () {
   });
   after(async () => srv.stop());
 
-  const room = (roomId: string, rest: string) => `${V3}/rooms/${enc(roomId)}/${rest}`;
-  async function ok(p: Promise<Res>, what: string): Promise<any> {
-    const r = await p;
-    assert.equal(r.status, 200, `${what}: ${r.status} ${JSON.stringify(r.body)}`);
-    return r.body;
-  }
-  async function create(body: Record<string, unknown>, who: User = alice): Promise<string> {
-    return (await ok(who.post(`${V3}/createRoom`, body), 'createRoom')).room_id;
-  }
-  async function send(who: User, roomId: string, body: string): Promise<string> {
-    return (await ok(who.put(room(roomId, `send/m.room.message/h${++txnSeq}`), { msgtype: 'm.text', body }), `send ${body}`)).event_id;
-  }
+  const create = (body: Record<string, unknown>, who: User = alice) => createRoom(who, body);
+  const send = (who: User, roomId: string, body: string) => sendEvent(who, roomId, 'm.room.message', `h${++txnSeq}`, { msgtype: 'm.text', body }, `send ${body}`);
   async function token(who: User): Promise<string> {
     return (await ok(who.get(`${V3}/sync?timeout=0&filter=${enc(JSON.stringify({ room: { timeline: { limit: 1 } } }))}`), 'sync')).next_batch;
   }

@@ -2,10 +2,10 @@
 // share a room, users starting and stopping to share a room) and /sync `device_lists`.
 
 import { strict as assert } from 'node:assert';
+import { V3 } from '../helpers/fixtures.js';
 import { Api, enc, startTestServer, type TestServer } from '../helpers/server.js';
 import { CrossSigning, expectError, PASSWORD, syncToken, TestDevice, uploadDevice, type User } from './keys-helpers.js';
 
-const V3 = '/_matrix/client/v3';
 
 describe('E2EE device-list changes', function () {
   let srv: TestServer;

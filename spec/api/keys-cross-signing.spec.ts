@@ -2,10 +2,10 @@
 // signature checks) and /keys/signatures/upload (per-key failures, visibility in /keys/query).
 
 import { strict as assert } from 'node:assert';
+import { V3 } from '../helpers/fixtures.js';
 import { Api, startTestServer, type TestServer } from '../helpers/server.js';
 import { CrossSigning, expectError, PASSWORD, passwordAuth, pub, sign, TestDevice, uploadDevice, type User } from './keys-helpers.js';
 
-const V3 = '/_matrix/client/v3';
 const UPLOAD = `${V3}/keys/device_signing/upload`;
 const SIGS = `${V3}/keys/signatures/upload`;
 

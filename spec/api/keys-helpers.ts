@@ -5,9 +5,10 @@ import { randomBytes } from 'node:crypto';
 import { encodeBase64 } from '../../src/protocol/base64.js';
 import { jsonSigningInput, signBytes, signingKeyFromSeed } from '../../src/protocol/crypto.js';
 import type { JsonObject, SigningKey } from '../../src/protocol/types.js';
+import { PASSWORD, type User } from '../helpers/fixtures.js';
 import { Api } from '../helpers/server.js';
 
-export type User = Api & { userId: string; deviceId: string };
+export { PASSWORD, type User };
 
 export function newKey(): SigningKey {
   // The key ID is only a label for signingKeyFromSeed; signatures are filed under the ID we choose.
@@ -113,7 +114,6 @@ export async function syncToken(u: Api): Promise<string> {
   return res.body.next_batch;
 }
 
-export const PASSWORD = 'correct horse battery';
 export const passwordAuth = (u: User, session?: string): JsonObject => ({
   type: 'm.login.password',
   identifier: { type: 'm.id.user', user: u.userId },

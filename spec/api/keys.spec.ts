@@ -2,10 +2,10 @@
 // "End-to-end encryption"; data/api/client-server/keys.yaml), plus device deletion removing keys.
 
 import { strict as assert } from 'node:assert';
+import { V3 } from '../helpers/fixtures.js';
 import { Api, enc, startTestServer, type TestServer } from '../helpers/server.js';
 import { expectError, login, passwordAuth, PASSWORD, TestDevice, uploadDevice, type User } from './keys-helpers.js';
 
-const V3 = '/_matrix/client/v3';
 
 describe('E2EE keys: upload, query, claim', function () {
   let srv: TestServer;

@@ -2,10 +2,8 @@
 // /join, /leave, /forget, /kick, /ban, /unban, /joined_rooms, /joined_members, /members).
 
 import { strict as assert } from 'node:assert';
+import { ok, roomPath as room, V3, type User } from '../helpers/fixtures.js';
 import { Api, enc, startTestServer, type TestServer } from '../helpers/server.js';
-
-type User = Awaited<ReturnType<Api['register']>>;
-const V3 = '/_matrix/client/v3';
 
 describe('room membership over HTTP', function () {
   let srv: TestServer;
@@ -25,12 +23,6 @@ describe('room membership over HTTP', function () {
     const r = await who.post(`${V3}/createRoom`, body);
     assert.equal(r.status, 200, JSON.stringify(r.body));
     return r.body.room_id as string;
-  }
-  const room = (roomId: string, rest: string) => `${V3}/rooms/${enc(roomId)}/${rest}`;
-  async function ok(p: Promise<{ status: number; body: any }>, what: string): Promise<any> {
-    const r = await p;
-    assert.equal(r.status, 200, `${what}: ${r.status} ${JSON.stringify(r.body)}`);
-    return r.body;
   }
   async function forbidden(p: Promise<{ status: number; body: any }>, what: string): Promise<void> {
     const r = await p;

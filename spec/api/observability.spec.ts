@@ -1,11 +1,8 @@
 // /health and /metrics over real HTTP: the Prometheus exposition of a running server.
 
 import { strict as assert } from 'node:assert';
+import { V3, type User } from '../helpers/fixtures.js';
 import { Api, enc, startTestServer, type TestServer } from '../helpers/server.js';
-
-const V3 = '/_matrix/client/v3';
-
-type User = Awaited<ReturnType<Api['register']>>;
 
 /** Sample value of an unlabelled metric, or undefined if absent. */
 function sample(text: string, name: string): number | undefined {

@@ -3,11 +3,8 @@
 // has one order every client sees; next_batch/prev_batch are valid pagination tokens).
 
 import { strict as assert } from 'node:assert';
+import { ok, roomPath as room, syncOk, V3, type User } from '../helpers/fixtures.js';
 import { Api, enc, startTestServer, type TestServer } from '../helpers/server.js';
-
-type User = Awaited<ReturnType<Api['register']>>;
-type Res = { status: number; body: any };
-const V3 = '/_matrix/client/v3';
 
 describe('event ordering under concurrency', function () {
   let srv: TestServer;
@@ -23,17 +20,7 @@ describe('event ordering under concurrency', function () {
   });
   after(async () => srv.stop());
 
-  const room = (roomId: string, rest: string) => `${V3}/rooms/${enc(roomId)}/${rest}`;
-  async function ok(p: Promise<Res>, what: string): Promise<any> {
-    const r = await p;
-    assert.equal(r.status, 200, `${what}: ${r.status} ${JSON.stringify(r.body)}`);
-    return r.body;
-  }
-  async function sync(who: User, since: string | undefined, filter: unknown, timeout = 0): Promise<any> {
-    const q = [`timeout=${timeout}`, `filter=${enc(JSON.stringify(filter))}`];
-    if (since) q.push(`since=${enc(since)}`);
-    return ok(who.get(`${V3}/sync?${q.join('&')}`), 'sync');
-  }
+  const sync = (who: User, since: string | undefined, filter: object, timeout = 0) => syncOk(who, { since, filter, timeout });
   /** Every event after `from` in room order, paging forward. */
   async function allForward(who: User, roomId: string, from: string, pageSize = 37): Promise<any[]> {
     const out: any[] = [];

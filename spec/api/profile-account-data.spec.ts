@@ -2,18 +2,8 @@
 // account-data.yaml, "Events on Change of Profile Information", "Client Config").
 
 import { strict as assert } from 'node:assert';
+import { expectError, V3, type User } from '../helpers/fixtures.js';
 import { Api, enc, startTestServer, type TestServer } from '../helpers/server.js';
-
-const V3 = '/_matrix/client/v3';
-
-type Res = { status: number; body: any };
-type User = Awaited<ReturnType<Api['register']>>;
-
-const expectError = (r: Res, status: number, errcode: string) => {
-  assert.equal(r.status, status, JSON.stringify(r.body));
-  assert.equal(r.body.errcode, errcode, JSON.stringify(r.body));
-  assert.equal(typeof r.body.error, 'string', JSON.stringify(r.body));
-};
 
 describe('profiles', function () {
   let srv: TestServer;

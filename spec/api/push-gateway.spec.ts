@@ -11,12 +11,10 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { HearthConfigInput } from '../../src/config/load.js';
+import { ok, roomWith, sendEvent, V3, type User } from '../helpers/fixtures.js';
 import { Api, enc, startTestServer, type TestServer } from '../helpers/server.js';
 
-const V3 = '/_matrix/client/v3';
 const NOTIFY = '/_matrix/push/v1/notify';
-type User = Api & { userId: string; deviceId: string };
-type Res = { status: number; body: any };
 
 interface Received {
   at: number;
@@ -97,11 +95,6 @@ describe('push gateway delivery', function () {
     await gw?.close();
   });
 
-  async function ok(p: Promise<Res>, what: string): Promise<any> {
-    const r = await p;
-    assert.equal(r.status, 200, `${what}: ${r.status} ${JSON.stringify(r.body)}`);
-    return r.body;
-  }
   async function user(name: string, on = srv): Promise<User> {
     const u = await new Api(on.url).register(name);
     await ok(u.put(`${V3}/profile/${enc(u.userId)}/displayname`, { displayname: `${name[0].toUpperCase()}${name.slice(1)} Display` }), 'displayname');
@@ -122,14 +115,8 @@ describe('push gateway delivery', function () {
       'pushers/set',
     );
   }
-  async function room(owner: User, members: User[], name?: string): Promise<string> {
-    const { room_id } = await ok(owner.post(`${V3}/createRoom`, { preset: 'public_chat', ...(name ? { name } : {}) }), 'createRoom');
-    for (const m of members) await ok(m.post(`${V3}/rooms/${enc(room_id)}/join`, {}), 'join');
-    return room_id;
-  }
-  async function send(u: User, roomId: string, body: string): Promise<string> {
-    return (await ok(u.put(`${V3}/rooms/${enc(roomId)}/send/m.room.message/p${++txn}`, { msgtype: 'm.text', body }), 'send')).event_id;
-  }
+  const room = (owner: User, members: User[], name?: string) => roomWith(owner, members, { preset: 'public_chat', ...(name ? { name } : {}) });
+  const send = (u: User, roomId: string, body: string) => sendEvent(u, roomId, 'm.room.message', `p${++txn}`, { msgtype: 'm.text', body }, 'send');
 
   it('pushes an event to an offline user, not to one with a /sync in flight', async function () {
     const [alice, bob, carol] = [await user('alice'), await user('bob'), await user('carol')];

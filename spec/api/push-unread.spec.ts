@@ -3,11 +3,8 @@
 // unread_notifications in /sync, /notifications; "Threading": unread_thread_notifications).
 
 import { strict as assert } from 'node:assert';
-import { Api, enc, startTestServer, type TestServer } from '../helpers/server.js';
-
-const V3 = '/_matrix/client/v3';
-type User = Api & { userId: string; deviceId: string };
-type Res = { status: number; body: any };
+import { makeUser, ok, roomPath as room, roomWith as makeRoom, sendEvent, syncOk as sync, V3, type User } from '../helpers/fixtures.js';
+import { enc, startTestServer, type TestServer } from '../helpers/server.js';
 
 describe('push rules and unread counts', function () {
   this.timeout(20000);
@@ -19,33 +16,9 @@ describe('push rules and unread counts', function () {
   let erin: User;
   let txn = 0;
 
-  async function makeUser(localpart: string): Promise<User> {
-    const accounts = srv.hearth.services.accounts;
-    const userId = await accounts.createAccount(localpart, null);
-    const l = await accounts.login(userId, undefined, null, null);
-    return Object.assign(new Api(srv.url, l.access_token), { userId, deviceId: l.device_id });
-  }
-  async function ok(p: Promise<Res>, what: string): Promise<any> {
-    const r = await p;
-    assert.equal(r.status, 200, `${what}: ${r.status} ${JSON.stringify(r.body)}`);
-    return r.body;
-  }
-  const room = (roomId: string, rest: string) => `${V3}/rooms/${enc(roomId)}/${rest}`;
-  async function send(who: User, roomId: string, content: Record<string, unknown>, type = 'm.room.message'): Promise<string> {
-    return (await ok(who.put(room(roomId, `send/${type}/pu${++txn}`), content), `send ${JSON.stringify(content)}`)).event_id;
-  }
+  const send = (who: User, roomId: string, content: Record<string, unknown>, type = 'm.room.message') =>
+    sendEvent(who, roomId, type, `pu${++txn}`, content, `send ${JSON.stringify(content)}`);
   const text = (who: User, roomId: string, body: string) => send(who, roomId, { msgtype: 'm.text', body });
-  async function sync(who: User, q: { since?: string; filter?: unknown } = {}): Promise<any> {
-    const parts = ['timeout=0'];
-    if (q.since) parts.push(`since=${enc(q.since)}`);
-    if (q.filter) parts.push(`filter=${enc(JSON.stringify(q.filter))}`);
-    return ok(who.get(`${V3}/sync?${parts.join('&')}`), 'sync');
-  }
-  async function makeRoom(owner: User, members: User[]): Promise<string> {
-    const { room_id: roomId } = await ok(owner.post(`${V3}/createRoom`, { preset: 'private_chat', invite: members.map((m) => m.userId) }), 'createRoom');
-    for (const m of members) await ok(m.post(room(roomId, 'join'), {}), 'join');
-    return roomId;
-  }
   async function counts(who: User, roomId: string, filter?: unknown): Promise<any> {
     const s = await sync(who, { filter });
     const r = s.rooms.join[roomId];
@@ -58,7 +31,7 @@ describe('push rules and unread counts', function () {
 
   before(async () => {
     srv = await startTestServer();
-    [alice, bob, carol, dave, erin] = await Promise.all(['alice', 'bob', 'carol', 'dave', 'erin'].map(makeUser));
+    [alice, bob, carol, dave, erin] = await Promise.all(['alice', 'bob', 'carol', 'dave', 'erin'].map((u) => makeUser(srv, u)));
   });
   after(async () => srv?.stop());
 

@@ -4,11 +4,10 @@
 // the device that created them.
 
 import { strict as assert } from 'node:assert';
+import { V3, type User } from '../helpers/fixtures.js';
 import { Api, startTestServer, type TestServer } from '../helpers/server.js';
 
-const V3 = '/_matrix/client/v3';
 const URL_OK = 'https://push.example.org/_matrix/push/v1/notify';
-type User = Api & { userId: string; deviceId: string };
 
 describe('pushers API', function () {
   this.timeout(20000);

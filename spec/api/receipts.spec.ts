@@ -4,11 +4,8 @@
 // account data), receipts clearing unread counts, receipts never moving backwards, and errors.
 
 import { strict as assert } from 'node:assert';
+import { makeUser, ok, roomPath as room, roomWith, sendEvent, syncOk, V3, type User } from '../helpers/fixtures.js';
 import { Api, enc, startTestServer, type TestServer } from '../helpers/server.js';
-
-const V3 = '/_matrix/client/v3';
-type User = Api & { userId: string; deviceId: string };
-type Res = { status: number; body: any };
 
 /** One flattened receipt from an m.receipt content: {eventId: {type: {userId: data}}}. */
 interface Flat {
@@ -26,31 +23,12 @@ describe('receipts and read markers', function () {
   let carol: User;
   let txn = 0;
 
-  async function makeUser(localpart: string): Promise<User> {
-    const accounts = srv.hearth.services.accounts;
-    const userId = await accounts.createAccount(localpart, null);
-    const l = await accounts.login(userId, undefined, null, null);
-    return Object.assign(new Api(srv.url, l.access_token), { userId, deviceId: l.device_id });
-  }
-  async function ok(p: Promise<Res>, what: string): Promise<any> {
-    const r = await p;
-    assert.equal(r.status, 200, `${what}: ${r.status} ${JSON.stringify(r.body)}`);
-    return r.body;
-  }
-  const room = (roomId: string, rest: string) => `${V3}/rooms/${enc(roomId)}/${rest}`;
-  async function send(who: User, roomId: string, content: Record<string, unknown>): Promise<string> {
-    return (await ok(who.put(room(roomId, `send/m.room.message/rc${++txn}`), content), 'send')).event_id;
-  }
+  const send = (who: User, roomId: string, content: Record<string, unknown>) => sendEvent(who, roomId, 'm.room.message', `rc${++txn}`, content, 'send');
   const text = (who: User, roomId: string, body: string) => send(who, roomId, { msgtype: 'm.text', body });
-  async function sync(who: User, since?: string, timeout = 0): Promise<any> {
-    const q = [`timeout=${timeout}`];
-    if (since) q.push(`since=${enc(since)}`);
-    return ok(who.get(`${V3}/sync?${q.join('&')}`), 'sync');
-  }
+  const sync = (who: User, since?: string, timeout = 0) => syncOk(who, { since, timeout });
   /** A 1:1 room (alice + bob) with `n` messages from alice. */
   async function dm(n: number): Promise<{ roomId: string; events: string[] }> {
-    const { room_id: roomId } = await ok(alice.post(`${V3}/createRoom`, { preset: 'private_chat', invite: [bob.userId] }), 'createRoom');
-    await ok(bob.post(room(roomId, 'join'), {}), 'join');
+    const roomId = await roomWith(alice, [bob]);
     const events: string[] = [];
     for (let i = 0; i < n; i++) events.push(await text(alice, roomId, `message ${i}`));
     return { roomId, events };
@@ -73,7 +51,7 @@ describe('receipts and read markers', function () {
 
   before(async () => {
     srv = await startTestServer();
-    [alice, bob, carol] = await Promise.all(['alice', 'bob', 'carol'].map(makeUser));
+    [alice, bob, carol] = await Promise.all(['alice', 'bob', 'carol'].map((u) => makeUser(srv, u)));
   });
   after(async () => srv?.stop());
 

@@ -4,12 +4,8 @@
 // unsigned["m.relations"] on /event, /messages and /sync.
 
 import { strict as assert } from 'node:assert';
-import { Api, enc, startTestServer, type TestServer } from '../helpers/server.js';
-
-const V3 = '/_matrix/client/v3';
-const V1 = '/_matrix/client/v1';
-type User = Api & { userId: string; deviceId: string };
-type Res = { status: number; body: any };
+import { makeUser, ok, roomPath, roomWith, sendEvent, V1, V3, type User } from '../helpers/fixtures.js';
+import { enc, startTestServer, type TestServer } from '../helpers/server.js';
 
 describe('relations, threads and bundled aggregations', function () {
   this.timeout(20000);
@@ -21,21 +17,8 @@ describe('relations, threads and bundled aggregations', function () {
   let roomId: string;
   let txn = 0;
 
-  async function makeUser(localpart: string): Promise<User> {
-    const accounts = srv.hearth.services.accounts;
-    const userId = await accounts.createAccount(localpart, null);
-    const l = await accounts.login(userId, undefined, null, null);
-    return Object.assign(new Api(srv.url, l.access_token), { userId, deviceId: l.device_id });
-  }
-  async function ok(p: Promise<Res>, what: string): Promise<any> {
-    const r = await p;
-    assert.equal(r.status, 200, `${what}: ${r.status} ${JSON.stringify(r.body)}`);
-    return r.body;
-  }
-  const room = (rest: string, id = roomId) => `${V3}/rooms/${enc(id)}/${rest}`;
-  async function send(who: User, content: Record<string, unknown>, type = 'm.room.message', id = roomId): Promise<string> {
-    return (await ok(who.put(room(`send/${type}/rl${++txn}`, id), content), `send ${type}`)).event_id;
-  }
+  const room = (rest: string, id = roomId) => roomPath(id, rest);
+  const send = (who: User, content: Record<string, unknown>, type = 'm.room.message', id = roomId) => sendEvent(who, id, type, `rl${++txn}`, content, `send ${type}`);
   const text = (who: User, body: string) => send(who, { msgtype: 'm.text', body });
   const threadReply = (who: User, root: string, body: string) =>
     send(who, { msgtype: 'm.text', body, 'm.relates_to': { rel_type: 'm.thread', event_id: root, is_falling_back: true, 'm.in_reply_to': { event_id: root } } });
@@ -48,11 +31,8 @@ describe('relations, threads and bundled aggregations', function () {
 
   before(async () => {
     srv = await startTestServer();
-    [alice, bob, carol, mallory] = await Promise.all(['alice', 'bob', 'carol', 'mallory'].map(makeUser));
-    const created = await ok(alice.post(`${V3}/createRoom`, { preset: 'private_chat', invite: [bob.userId, carol.userId] }), 'createRoom');
-    roomId = created.room_id;
-    await ok(bob.post(room('join'), {}), 'join');
-    await ok(carol.post(room('join'), {}), 'join');
+    [alice, bob, carol, mallory] = await Promise.all(['alice', 'bob', 'carol', 'mallory'].map((u) => makeUser(srv, u)));
+    roomId = await roomWith(alice, [bob, carol]);
   });
   after(async () => srv?.stop());
 

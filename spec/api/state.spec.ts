@@ -3,10 +3,8 @@
 // m.room.canonical_alias checks (M_BAD_ALIAS).
 
 import { strict as assert } from 'node:assert';
+import { roomPath, V3, type User } from '../helpers/fixtures.js';
 import { Api, enc, startTestServer, type TestServer } from '../helpers/server.js';
-
-type User = Awaited<ReturnType<Api['register']>>;
-const V3 = '/_matrix/client/v3';
 
 describe('room state over HTTP', function () {
   let srv: TestServer;
@@ -16,7 +14,7 @@ describe('room state over HTTP', function () {
   let eve: User;
   let roomId: string;
 
-  const room = (rest: string, id = roomId) => `${V3}/rooms/${enc(id)}/${rest}`;
+  const room = (rest: string, id = roomId) => roomPath(id, rest);
 
   before(async () => {
     srv = await startTestServer();

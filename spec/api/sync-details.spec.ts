@@ -2,11 +2,8 @@
 // lazy-loading room members) and the client expectations in shared/notes/client-compat.md §4.
 
 import { strict as assert } from 'node:assert';
+import { createRoom, ok, roomPath as room, sendEvent, syncOk, V3, type User } from '../helpers/fixtures.js';
 import { Api, enc, startTestServer, type TestServer } from '../helpers/server.js';
-
-type User = Awaited<ReturnType<Api['register']>>;
-type Res = { status: number; body: any };
-const V3 = '/_matrix/client/v3';
 
 let txnSeq = 0;
 
@@ -25,26 +22,9 @@ describe('/sync details', function () {
   });
   after(async () => srv.stop());
 
-  const room = (roomId: string, rest: string) => `${V3}/rooms/${enc(roomId)}/${rest}`;
-  async function ok(p: Promise<Res>, what: string): Promise<any> {
-    const r = await p;
-    assert.equal(r.status, 200, `${what}: ${r.status} ${JSON.stringify(r.body)}`);
-    return r.body;
-  }
-  async function create(body: Record<string, unknown>, who: User = alice): Promise<string> {
-    return (await ok(who.post(`${V3}/createRoom`, body), 'createRoom')).room_id;
-  }
-  async function send(who: User, roomId: string, body: string): Promise<string> {
-    const r = await ok(who.put(room(roomId, `send/m.room.message/sd${++txnSeq}`), { msgtype: 'm.text', body }), `send ${body}`);
-    return r.event_id;
-  }
-  async function sync(who: User, q: { since?: string; filter?: unknown; timeout?: number; full_state?: boolean } = {}): Promise<any> {
-    const parts = [`timeout=${q.timeout ?? 0}`];
-    if (q.since) parts.push(`since=${enc(q.since)}`);
-    if (q.filter !== undefined) parts.push(`filter=${enc(typeof q.filter === 'string' ? q.filter : JSON.stringify(q.filter))}`);
-    if (q.full_state) parts.push('full_state=true');
-    return ok(who.get(`${V3}/sync?${parts.join('&')}`), 'sync');
-  }
+  const create = (body: Record<string, unknown>, who: User = alice) => createRoom(who, body);
+  const send = (who: User, roomId: string, body: string) => sendEvent(who, roomId, 'm.room.message', `sd${++txnSeq}`, { msgtype: 'm.text', body }, `send ${body}`);
+  const sync = (who: User, q: { since?: string; filter?: unknown; timeout?: number; full_state?: boolean } = {}) => syncOk(who, q);
   const ids = (events: any[]) => events.map((e) => e.event_id);
   const memberKeys = (events: any[]) => events.filter((e) => e.type === 'm.room.member').map((e) => e.state_key as string).sort();
   const roomsEmpty = (s: any) =>

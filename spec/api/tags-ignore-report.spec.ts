@@ -2,11 +2,8 @@
 // Tagging", "Ignoring Users", "Reporting Content").
 
 import { strict as assert } from 'node:assert';
-import { Api, enc, startTestServer, type TestServer } from '../helpers/server.js';
-
-const V3 = '/_matrix/client/v3';
-type User = Api & { userId: string; deviceId: string };
-type Res = { status: number; body: any };
+import { makeUser, ok, roomPath, roomWith, sendEvent, syncOk, V3, type User } from '../helpers/fixtures.js';
+import { enc, startTestServer, type TestServer } from '../helpers/server.js';
 
 describe('tags, ignored users and reports', function () {
   this.timeout(20000);
@@ -18,35 +15,17 @@ describe('tags, ignored users and reports', function () {
   let roomId: string;
   let txn = 0;
 
-  async function makeUser(localpart: string): Promise<User> {
-    const accounts = srv.hearth.services.accounts;
-    const userId = await accounts.createAccount(localpart, null);
-    const l = await accounts.login(userId, undefined, null, null);
-    return Object.assign(new Api(srv.url, l.access_token), { userId, deviceId: l.device_id });
-  }
-  async function ok(p: Promise<Res>, what: string): Promise<any> {
-    const r = await p;
-    assert.equal(r.status, 200, `${what}: ${r.status} ${JSON.stringify(r.body)}`);
-    return r.body;
-  }
-  const room = (rest: string, id = roomId) => `${V3}/rooms/${enc(id)}/${rest}`;
-  async function text(who: User, body: string, id = roomId): Promise<string> {
-    return (await ok(who.put(room(`send/m.room.message/ti${++txn}`, id), { msgtype: 'm.text', body }), `send ${body}`)).event_id;
-  }
-  async function sync(who: User, since?: string): Promise<any> {
-    const f = enc(JSON.stringify({ room: { timeline: { limit: 100 } } }));
-    return ok(who.get(`${V3}/sync?timeout=0&filter=${f}${since ? `&since=${enc(since)}` : ''}`), 'sync');
-  }
+  const room = (rest: string, id = roomId) => roomPath(id, rest);
+  const text = (who: User, body: string, id = roomId) => sendEvent(who, id, 'm.room.message', `ti${++txn}`, { msgtype: 'm.text', body }, `send ${body}`);
+  const sync = (who: User, since?: string) => syncOk(who, { since, filter: { room: { timeline: { limit: 100 } } } });
   const tagsUrl = (who: User, id = roomId) => `${V3}/user/${enc(who.userId)}/rooms/${enc(id)}/tags`;
   const bodies = (events: any[]) => events.filter((e) => e.type === 'm.room.message').map((e) => e.content.body);
   const timelineBodies = (s: any, id = roomId) => bodies(s.rooms.join[id]?.timeline.events ?? []);
 
   before(async () => {
     srv = await startTestServer();
-    [alice, bob, carol, mallory] = await Promise.all(['alice', 'bob', 'carol', 'mallory'].map(makeUser));
-    roomId = (await ok(alice.post(`${V3}/createRoom`, { preset: 'private_chat', invite: [bob.userId, carol.userId] }), 'createRoom')).room_id;
-    await ok(bob.post(room('join'), {}), 'join');
-    await ok(carol.post(room('join'), {}), 'join');
+    [alice, bob, carol, mallory] = await Promise.all(['alice', 'bob', 'carol', 'mallory'].map((u) => makeUser(srv, u)));
+    roomId = await roomWith(alice, [bob, carol]);
   });
   after(async () => srv?.stop());
 

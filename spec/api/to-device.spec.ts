@@ -2,10 +2,10 @@
 // expansion, idempotent retries, size limits and remote/unknown recipients.
 
 import { strict as assert } from 'node:assert';
+import { V3 } from '../helpers/fixtures.js';
 import { Api, enc, startTestServer, type TestServer } from '../helpers/server.js';
 import { expectError, login, PASSWORD, type User } from './keys-helpers.js';
 
-const V3 = '/_matrix/client/v3';
 
 describe('E2EE to-device messages', function () {
   let srv: TestServer;

@@ -4,37 +4,14 @@
 // presence, presence disabled, and the idle/offline transitions with tiny timeouts.
 
 import { strict as assert } from 'node:assert';
-import { Api, enc, startTestServer, type TestServer } from '../helpers/server.js';
+import { makeUser, ok, roomPath as room, roomWith as sharedRoom, syncOk, V3, type User } from '../helpers/fixtures.js';
+import { enc, startTestServer, type TestServer } from '../helpers/server.js';
 
-const V3 = '/_matrix/client/v3';
-type User = Api & { userId: string; deviceId: string };
-type Res = { status: number; body: any };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 let txn = 0;
 
-async function makeUser(srv: TestServer, localpart: string): Promise<User> {
-  const accounts = srv.hearth.services.accounts;
-  const userId = await accounts.createAccount(localpart, null);
-  const l = await accounts.login(userId, undefined, null, null);
-  return Object.assign(new Api(srv.url, l.access_token), { userId, deviceId: l.device_id });
-}
-async function ok(p: Promise<Res>, what: string): Promise<any> {
-  const r = await p;
-  assert.equal(r.status, 200, `${what}: ${r.status} ${JSON.stringify(r.body)}`);
-  return r.body;
-}
-const room = (roomId: string, rest: string) => `${V3}/rooms/${enc(roomId)}/${rest}`;
-async function sync(who: User, q: { since?: string; timeout?: number; setPresence?: string } = {}): Promise<any> {
-  const parts = [`timeout=${q.timeout ?? 0}`];
-  if (q.since) parts.push(`since=${enc(q.since)}`);
-  if (q.setPresence) parts.push(`set_presence=${q.setPresence}`);
-  return ok(who.get(`${V3}/sync?${parts.join('&')}`), 'sync');
-}
-async function sharedRoom(owner: User, members: User[]): Promise<string> {
-  const { room_id: roomId } = await ok(owner.post(`${V3}/createRoom`, { preset: 'private_chat', invite: members.map((m) => m.userId) }), 'createRoom');
-  for (const m of members) await ok(m.post(room(roomId, 'join'), {}), 'join');
-  return roomId;
-}
+const sync = (who: User, q: { since?: string; timeout?: number; setPresence?: string } = {}) =>
+  syncOk(who, { since: q.since, timeout: q.timeout, set_presence: q.setPresence });
 const typingIn = (s: any, roomId: string): string[][] =>
   (s.rooms?.join?.[roomId]?.ephemeral?.events ?? []).filter((e: any) => e.type === 'm.typing').map((e: any) => e.content.user_ids);
 const presenceOf = (s: any, userId: string): any[] => (s.presence?.events ?? []).filter((e: any) => e.sender === userId);

@@ -5,14 +5,8 @@
 
 import { strict as assert } from 'node:assert';
 import type { MatrixClient, MatrixEvent, Room } from 'matrix-js-sdk';
-import { captureLogger, loadSdk, RequestRecorder, sdkLogLines, until, type RecordedRequest, type Sdk } from '../helpers/js-sdk.js';
+import { loadSdk, printSdkTrailOnFailure, RequestRecorder, sdkClient, stopClients, until, untilPrepared, type Creds, type RecordedRequest, type Sdk } from '../helpers/js-sdk.js';
 import { Api, enc, startTestServer, type TestServer } from '../helpers/server.js';
-
-interface Creds {
-  userId: string;
-  accessToken: string;
-  deviceId: string;
-}
 
 describe('matrix-js-sdk 43: receipts, typing, presence, unread counts, threads', function () {
   this.timeout(30000);
@@ -38,20 +32,11 @@ describe('matrix-js-sdk 43: receipts, typing, presence, unread counts, threads',
     const l = await srv.hearth.services.accounts.login(userId, undefined, null, null);
     return { userId, accessToken: l.access_token, deviceId: l.device_id };
   }
-  function client(name: string, creds: Creds): MatrixClient {
-    return sdk.createClient({
-      baseUrl: srv.url,
-      accessToken: creds.accessToken,
-      userId: creds.userId,
-      deviceId: creds.deviceId,
-      fetchFn: rec.fetchFor(name),
-      logger: captureLogger(` ${name}`),
-    });
-  }
+  const client = (name: string, creds: Creds): MatrixClient => sdkClient(sdk, srv.url, rec, name, creds);
   async function start(c: MatrixClient): Promise<void> {
     running.push(c);
     await c.startClient({ initialSyncLimit: 20, threadSupport: true, pendingEventOrdering: sdk.PendingEventOrdering.Detached });
-    await until(c as any, [sdk.ClientEvent.Sync], () => ['PREPARED', 'SYNCING'].includes(c.getSyncState() ?? ''), `${c.getUserId()} to reach PREPARED`);
+    await untilPrepared(sdk, c, `${c.getUserId()}`);
   }
   const roomOf = (c: MatrixClient): Room => {
     const r = c.getRoom(roomId);
@@ -84,15 +69,11 @@ describe('matrix-js-sdk 43: receipts, typing, presence, unread counts, threads',
   });
 
   afterEach(function () {
-    if (this.currentTest?.state === 'failed') {
-      console.log('--- SDK requests ---\n' + rec.describe(rec.requests.slice(-40)));
-      console.log('--- last SDK log lines ---\n' + sdkLogLines.slice(-30).join('\n'));
-    }
+    printSdkTrailOnFailure(this, rec, 40, 30);
   });
 
   after(async () => {
-    for (const c of running) c.stopClient();
-    await rec.close();
+    await stopClients(running, rec);
     await srv?.stop();
   });
 

@@ -5,18 +5,12 @@
 
 import { strict as assert } from 'node:assert';
 import type { MatrixClient, MatrixEvent } from 'matrix-js-sdk';
-import { captureLogger, loadSdk, RequestRecorder, sdkLogLines, until, type Sdk } from '../helpers/js-sdk.js';
+import { loadSdk, printSdkTrailOnFailure, RequestRecorder, sdkClient, stopClients, until, untilPrepared, type Creds, type Sdk } from '../helpers/js-sdk.js';
 import { Api, enc, startTestServer, type TestServer } from '../helpers/server.js';
 
 const PASSWORD = 'crypto test password';
 const KEYS_UPLOAD = '/_matrix/client/v3/keys/upload';
 const KEYS_QUERY = '/_matrix/client/v3/keys/query';
-
-interface Creds {
-  userId: string;
-  accessToken: string;
-  deviceId: string;
-}
 
 describe('matrix-js-sdk 43 Rust crypto against Hearth', function () {
   this.timeout(30000);
@@ -39,18 +33,11 @@ describe('matrix-js-sdk 43 Rust crypto against Hearth', function () {
 
   /** Creates a client, loads the Rust crypto (in memory) and waits for its first sync. */
   async function startCryptoClient(name: string, creds: Creds): Promise<MatrixClient> {
-    const c = sdk.createClient({
-      baseUrl: srv.url,
-      accessToken: creds.accessToken,
-      userId: creds.userId,
-      deviceId: creds.deviceId,
-      fetchFn: rec.fetchFor(name),
-      logger: captureLogger(` ${name}`),
-    });
+    const c = sdkClient(sdk, srv.url, rec, name, creds);
     running.push(c);
     await c.initRustCrypto({ useIndexedDB: false });
     await c.startClient({ initialSyncLimit: 20 });
-    await until(c as any, [sdk.ClientEvent.Sync], () => ['PREPARED', 'SYNCING'].includes(c.getSyncState() ?? ''), `${name} to reach PREPARED`);
+    await untilPrepared(sdk, c, name);
     return c;
   }
 
@@ -87,15 +74,11 @@ describe('matrix-js-sdk 43 Rust crypto against Hearth', function () {
   });
 
   afterEach(function () {
-    if (this.currentTest?.state === 'failed') {
-      console.log('--- SDK requests ---\n' + rec.describe(rec.requests.slice(-60)));
-      console.log('--- last SDK log lines ---\n' + sdkLogLines.filter((l) => /warn|error/i.test(l.slice(0, 12))).slice(-30).join('\n'));
-    }
+    printSdkTrailOnFailure(this, rec, 60, 30, (l) => /warn|error/i.test(l.slice(0, 12)));
   });
 
   after(async () => {
-    for (const c of running) c.stopClient();
-    await rec.close();
+    await stopClients(running, rec);
     await srv?.stop();
   });
 

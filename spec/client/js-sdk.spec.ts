@@ -6,16 +6,10 @@
 
 import { strict as assert } from 'node:assert';
 import type { MatrixClient, MatrixEvent, Room } from 'matrix-js-sdk';
-import { captureLogger, loadSdk, MapStorage, RequestRecorder, sdkLogLines, TimerTracker, until, type RecordedRequest, type Sdk } from '../helpers/js-sdk.js';
+import { captureLogger, loadSdk, MapStorage, printSdkTrailOnFailure, RequestRecorder, sdkClient, stopClients, TimerTracker, until, untilPrepared, type Creds, type RecordedRequest, type Sdk } from '../helpers/js-sdk.js';
 import { Api, enc, startTestServer, type TestServer } from '../helpers/server.js';
 
 const PASSWORD = 'a sdk test password';
-
-interface Creds {
-  userId: string;
-  accessToken: string;
-  deviceId: string;
-}
 
 describe('matrix-js-sdk 43 against Hearth', function () {
   this.timeout(30000);
@@ -36,23 +30,13 @@ describe('matrix-js-sdk 43 against Hearth', function () {
   const sockets = () => process.getActiveResourcesInfo().filter((r) => r.startsWith('TCP')).length;
   let baselineSockets = 0;
 
-  function client(name: string, creds: Creds, opts: Record<string, unknown> = {}): MatrixClient {
-    return sdk.createClient({
-      baseUrl: srv.url,
-      accessToken: creds.accessToken,
-      userId: creds.userId,
-      deviceId: creds.deviceId,
-      fetchFn: rec.fetchFor(name),
-      logger: captureLogger(` ${name}`),
-      ...opts,
-    });
-  }
+  const client = (name: string, creds: Creds, opts: Record<string, unknown> = {}): MatrixClient => sdkClient(sdk, srv.url, rec, name, creds, opts);
 
   async function start(c: MatrixClient, initialSyncLimit: number): Promise<void> {
     running.push(c);
     // As Element: local echoes wait in a pending list, the timeline holds only server events.
     await c.startClient({ initialSyncLimit, pendingEventOrdering: sdk.PendingEventOrdering.Detached });
-    await until(c as any, [sdk.ClientEvent.Sync], () => ['PREPARED', 'SYNCING'].includes(c.getSyncState() ?? ''), `${c.getUserId()} to reach PREPARED`);
+    await untilPrepared(sdk, c, `${c.getUserId()}`);
   }
 
   const messages = (room: Room): MatrixEvent[] => room.getLiveTimeline().getEvents().filter((e) => e.getType() === 'm.room.message');
@@ -66,16 +50,12 @@ describe('matrix-js-sdk 43 against Hearth', function () {
   });
 
   afterEach(function () {
-    if (this.currentTest?.state === 'failed') {
-      console.log('--- SDK requests ---\n' + rec.describe(rec.requests.slice(-60)));
-      console.log('--- last SDK log lines ---\n' + sdkLogLines.slice(-40).join('\n'));
-    }
+    printSdkTrailOnFailure(this, rec, 60, 40);
   });
 
   after(async () => {
     timers?.stop();
-    for (const c of running) c.stopClient();
-    await rec.close();
+    await stopClients(running, rec);
     if (!serverStopped) await srv?.stop();
   });
 

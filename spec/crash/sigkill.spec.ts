@@ -8,8 +8,8 @@
 import { strict as assert } from 'node:assert';
 import { connect, type Socket } from 'node:net';
 import { ChildServer } from '../helpers/child-server.js';
+import { Api, enc } from '../helpers/server.js';
 
-const enc = encodeURIComponent;
 const SENDERS = 8;
 
 interface Attempt {
@@ -32,23 +32,10 @@ interface ClientEvent {
   unsigned?: { transaction_id?: string };
 }
 
-class Client {
-  constructor(public base: string, readonly token: string) {}
-
-  async req(method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> {
-    const res = await fetch(this.base + path, {
-      method,
-      headers: { authorization: `Bearer ${this.token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    const text = await res.text();
-    let json: unknown = text;
-    try {
-      json = text ? JSON.parse(text) : undefined;
-    } catch {
-      /* keep text */
-    }
-    return { status: res.status, body: json };
+/** An `Api` with a token (`req` sends JSON bodies with the bearer token), plus paging helpers. */
+class Client extends Api {
+  constructor(base: string, token: string) {
+    super(base, token);
   }
 
   async ok(method: string, path: string, body?: unknown): Promise<any> {

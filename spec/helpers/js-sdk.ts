@@ -6,6 +6,7 @@
 import './polyfill.js';
 import { createHook, type AsyncHook } from 'node:async_hooks';
 import type { EventEmitter } from 'node:events';
+import type { MatrixClient } from 'matrix-js-sdk';
 
 export type Sdk = typeof import('matrix-js-sdk');
 
@@ -263,4 +264,49 @@ export class TimerTracker {
   stop(): void {
     this.hook.disable();
   }
+}
+
+/** What an SDK client needs to act as a logged-in device. */
+export interface Creds {
+  userId: string;
+  accessToken: string;
+  deviceId: string;
+}
+
+/**
+ * Creates (without starting) an SDK client for `creds` against `baseUrl`, whose requests `rec`
+ * records under `name` and whose log lines go to `sdkLogLines`; `opts` are further createClient options.
+ */
+export function sdkClient(sdk: Sdk, baseUrl: string, rec: RequestRecorder, name: string, creds: Creds, opts: Record<string, unknown> = {}): MatrixClient {
+  return sdk.createClient({
+    baseUrl,
+    accessToken: creds.accessToken,
+    userId: creds.userId,
+    deviceId: creds.deviceId,
+    fetchFn: rec.fetchFor(name),
+    logger: captureLogger(` ${name}`),
+    ...opts,
+  });
+}
+
+/** Resolves once a started client's sync state is PREPARED or SYNCING (`who` names it in the timeout message). */
+export function untilPrepared(sdk: Sdk, c: MatrixClient, who: string): Promise<boolean> {
+  return until(c as any, [sdk.ClientEvent.Sync], () => ['PREPARED', 'SYNCING'].includes(c.getSyncState() ?? ''), `${who} to reach PREPARED`);
+}
+
+/**
+ * For an afterEach hook: when the test that just ran failed, prints the last `requests` recorded
+ * requests and the last `logLines` SDK log lines (only those `logFilter` keeps, when given).
+ */
+export function printSdkTrailOnFailure(ctx: Mocha.Context, rec: RequestRecorder, requests: number, logLines: number, logFilter?: (line: string) => boolean): void {
+  if (ctx.currentTest?.state === 'failed') {
+    console.log('--- SDK requests ---\n' + rec.describe(rec.requests.slice(-requests)));
+    console.log('--- last SDK log lines ---\n' + (logFilter ? sdkLogLines.filter(logFilter) : sdkLogLines).slice(-logLines).join('\n'));
+  }
+}
+
+/** Stops every client in `running`, then closes the connections their recorded fetches opened. */
+export async function stopClients(running: MatrixClient[], rec: RequestRecorder): Promise<void> {
+  for (const c of running) c.stopClient();
+  await rec.close();
 }

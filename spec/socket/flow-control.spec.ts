@@ -7,6 +7,7 @@ import { Api, startTestServer, type TestServer } from '../helpers/server.js';
 import {
   BIG_TIMELINE,
   TimelineReader,
+  aliceAndBobInRoom,
   allTexts,
   assertExactlyOnceInOrder,
   bearer,
@@ -38,10 +39,7 @@ describe('websocket sync: slow consumers are cut off with a bounded buffer', fun
 
   before(async () => {
     srv = await startTestServer({ websocket: { max_buffered_bytes: 2048 } });
-    const api = new Api(srv.url);
-    alice = await api.register('alice');
-    bob = await api.register('bob');
-    roomId = await sharedRoom(alice, bob);
+    ({ alice, bob, roomId } = await aliceAndBobInRoom(srv.url));
   });
   after(async () => srv.stop());
 
@@ -263,10 +261,7 @@ describe('websocket sync: graceful shutdown', function () {
 
   it('closes sockets with 1001 and a resume token that works on the restarted server', async () => {
     srv = await startTestServer({}, dir);
-    const api = new Api(srv.url);
-    const alice = await api.register('alice');
-    const bob = await api.register('bob');
-    const roomId = await sharedRoom(alice, bob);
+    const { alice, bob, roomId } = await aliceAndBobInRoom(srv.url);
     const reader = new TimelineReader(bob, roomId);
     const b = await openSocket(srv.url, bob, { reader, filter: BIG_TIMELINE });
     await frames(b, 1);

@@ -7,9 +7,10 @@ import type { IncomingMessage } from 'node:http';
 import WebSocket from 'ws';
 import { HearthSocket, type HearthSocketOptions } from '../../src/client/hearth-socket.js';
 import { SOCKET_PATH } from '../../src/sync/socket/protocol.js';
+import type { User } from '../helpers/fixtures.js';
 import { Api, enc } from '../helpers/server.js';
 
-export type User = Api & { userId: string; deviceId: string };
+export type { User };
 export type Body = { next_batch: string; [k: string]: any };
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -175,6 +176,20 @@ export async function sharedRoom(alice: User, bob: User): Promise<string> {
   const joined = await bob.post(`/_matrix/client/v3/join/${enc(roomId)}`);
   assert.equal(joined.status, 200, JSON.stringify(joined.body));
   return roomId;
+}
+
+/**
+ * Registers alice, then bob, then any `others` (in that order) on the server at `base`, and puts
+ * alice and bob in a private room (`sharedRoom`).
+ */
+export async function aliceAndBobInRoom(base: string, others: string[] = []): Promise<{ alice: User; bob: User; others: User[]; roomId: string }> {
+  const api = new Api(base);
+  const alice = await api.register('alice');
+  const bob = await api.register('bob');
+  const rest: User[] = [];
+  for (const name of others) rest.push(await api.register(name));
+  const roomId = await sharedRoom(alice, bob);
+  return { alice, bob, others: rest, roomId };
 }
 
 export async function sendText(user: User, roomId: string, text: string, txnId = `t-${Date.now()}-${Math.random().toString(36).slice(2)}`): Promise<string> {

@@ -1,12 +1,12 @@
 import { strict as assert } from 'node:assert';
 import { Api, enc, startTestServer, type TestServer } from '../helpers/server.js';
 import {
+  aliceAndBobInRoom,
   bearer,
   ephemeralOf,
   frames,
   openSocket,
   rawConnect,
-  sharedRoom,
   sleep,
   socketUrl,
   waitFor,
@@ -29,11 +29,7 @@ describe('websocket sync: request and send frames', function () {
 
   before(async () => {
     srv = await startTestServer();
-    const api = new Api(srv.url);
-    alice = await api.register('alice');
-    bob = await api.register('bob');
-    eve = await api.register('eve');
-    roomId = await sharedRoom(alice, bob);
+    ({ alice, bob, others: [eve], roomId } = await aliceAndBobInRoom(srv.url, ['eve']));
   });
   after(async () => srv.stop());
 
@@ -172,10 +168,7 @@ describe('websocket sync: typing and receipts over the socket', function () {
 
   before(async () => {
     srv = await startTestServer();
-    const api = new Api(srv.url);
-    alice = await api.register('alice');
-    bob = await api.register('bob');
-    roomId = await sharedRoom(alice, bob);
+    ({ alice, bob, roomId } = await aliceAndBobInRoom(srv.url));
   });
   after(async () => srv.stop());
 

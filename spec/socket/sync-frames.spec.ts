@@ -1,15 +1,15 @@
 import { strict as assert } from 'node:assert';
-import { Api, enc, startTestServer, type TestServer } from '../helpers/server.js';
+import { enc, startTestServer, type TestServer } from '../helpers/server.js';
 import {
   BIG_TIMELINE,
   TimelineReader,
+  aliceAndBobInRoom,
   allTexts,
   assertExactlyOnceInOrder,
   frames,
   openSocket,
   roomSection,
   sendText,
-  sharedRoom,
   tokenStream,
   waitFor,
   type Body,
@@ -39,10 +39,7 @@ describe('websocket sync: frames are /sync responses', function () {
 
   before(async () => {
     srv = await startTestServer();
-    const api = new Api(srv.url);
-    alice = await api.register('alice');
-    bob = await api.register('bob');
-    roomId = await sharedRoom(alice, bob);
+    ({ alice, bob, roomId } = await aliceAndBobInRoom(srv.url));
     await sendText(alice, roomId, 'before-connect');
   });
   after(async () => srv.stop());
@@ -129,10 +126,7 @@ describe('websocket sync: tokens are interchangeable with the REST API', functio
 
   before(async () => {
     srv = await startTestServer();
-    const api = new Api(srv.url);
-    alice = await api.register('alice');
-    bob = await api.register('bob');
-    roomId = await sharedRoom(alice, bob);
+    ({ alice, bob, roomId } = await aliceAndBobInRoom(srv.url));
     const s = await openSocket(srv.url, bob, { filter: BIG_TIMELINE });
     await frames(s, 1);
     for (const t of older) await sendText(alice, roomId, t);

@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
-import { Api, enc, startTestServer, type TestServer } from '../helpers/server.js';
-import { frames, openSocket, sendText, sharedRoom, sleep, waitFor, type Body, type Recorded, type User } from './helpers.js';
+import { enc, startTestServer, type TestServer } from '../helpers/server.js';
+import { aliceAndBobInRoom, frames, openSocket, sendText, sleep, waitFor, type Body, type Recorded, type User } from './helpers.js';
 
 const TYPE = 'org.example.socket_test';
 
@@ -36,10 +36,7 @@ describe('websocket sync: to-device messages', function () {
 
   before(async () => {
     srv = await startTestServer();
-    const api = new Api(srv.url);
-    alice = await api.register('alice');
-    bob = await api.register('bob');
-    roomId = await sharedRoom(alice, bob);
+    ({ alice, bob, roomId } = await aliceAndBobInRoom(srv.url));
   });
   after(async () => srv.stop());
 
