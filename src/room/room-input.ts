@@ -14,7 +14,7 @@ import { redactEvent } from '../protocol/redaction.js';
 import { CanonicalJsonError } from '../protocol/canonical-json.js';
 import type { JsonObject, Pdu, RoomVersion, SigningKey } from '../protocol/types.js';
 import { stateTuple } from '../protocol/types.js';
-import type { PushActionInput, StateEntry, Store, StoredEvent } from '../store/types.js';
+import type { PushActionInput, PushBulkInput, StateEntry, Store, StoredEvent } from '../store/types.js';
 import type { Notifier } from '../sync/notifier.js';
 import { RoomState } from './room-state.js';
 
@@ -55,8 +55,15 @@ export interface RoomInputDeps {
   now?: () => number;
   /** Called after each event is durable (metrics, push dispatch). Must not throw or block. */
   onPersisted?: (info: { eventId: string; pdu: Pdu; stream: number; pushActions: PushActionInput[] }) => void;
-  /** Push-rule results for the members an event notifies; stored atomically with the event. */
-  pushActions?: (eventId: string, pdu: Pdu, state: RoomState) => Promise<PushActionInput[]>;
+  /**
+   * Push-rule results for the members an event notifies; `rows` and `bulk` are stored atomically
+   * with the event (see PersistEventInput.pushBulk), `all` (everyone's) goes to onPersisted.
+   */
+  pushActions?: (
+    eventId: string,
+    pdu: Pdu,
+    state: RoomState,
+  ) => Promise<{ rows: PushActionInput[]; bulk?: PushBulkInput; all: PushActionInput[] }>;
 }
 
 export class RoomInput {
@@ -198,7 +205,7 @@ export class RoomInput {
   /** Persists a prepared event, then updates the in-memory state and wakes readers. */
   private async commit(roomId: string, p: Prepared, state: RoomState): Promise<SubmitResult> {
     let stream: number;
-    const pushActions = this.deps.pushActions ? await this.deps.pushActions(p.eventId, p.pdu, state) : [];
+    const push = this.deps.pushActions ? await this.deps.pushActions(p.eventId, p.pdu, state) : { rows: [], all: [] };
     try {
       ({ stream } = await this.deps.store.rooms.persistEvent({
         eventId: p.eventId,
@@ -207,7 +214,8 @@ export class RoomInput {
         forwardExtremities: [p.eventId],
         txn: p.txn,
         redaction: p.redaction,
-        pushActions,
+        pushActions: push.rows,
+        pushBulk: push.bulk,
       }));
     } catch (err) {
       // The store may or may not have written; reload state from it next time.
@@ -216,7 +224,7 @@ export class RoomInput {
     }
     state.applyPersisted(p.eventId, p.pdu);
     if (p.redaction) state.applyRedaction(p.redaction.targetEventId, p.redaction.redactedPdu);
-    this.deps.onPersisted?.({ eventId: p.eventId, pdu: p.pdu, stream, pushActions });
+    this.deps.onPersisted?.({ eventId: p.eventId, pdu: p.pdu, stream, pushActions: push.all });
     const userIds = p.pdu.type === 'm.room.member' && p.pdu.state_key ? [p.pdu.state_key] : undefined;
     this.deps.notifier.publish({ stream, roomId, userIds });
     return { eventId: p.eventId, stream, deduplicated: false };

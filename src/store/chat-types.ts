@@ -56,6 +56,24 @@ export interface PushActionInput {
   actions: Array<string | JsonObject>;
 }
 
+/**
+ * Written with the event (PersistEventInput.pushBulk): one push-rule result shared by many
+ * members, stored once instead of a PushActionInput per member. It applies to every user whose
+ * membership in the room was `join` just before the event's stream position (their latest
+ * membership change below it was to `join`), except the event's sender and the users in
+ * `except`; for each of them it counts exactly like a PushActionInput with these fields would.
+ * Counts and notifications are only read for local users, so `except` need only list local
+ * members; it must list every joined local member whose result differs (whether or not they
+ * notify), and those who do notify get their own PushActionInput.
+ */
+export interface PushBulkInput {
+  notify: boolean;
+  highlight: boolean;
+  threadId: string | null;
+  actions: Array<string | JsonObject>;
+  except: string[];
+}
+
 export interface UnreadCounts {
   notification_count: number;
   highlight_count: number;
@@ -85,10 +103,14 @@ export interface NotificationStore {
    * an action at stream S counts unless S <= the stream of the user's latest own event in the
    * room, or <= the event stream of a receipt (public or private) that applies: for the main
    * timeline the max of the unthreaded and 'main' receipts; for thread T the max of the
-   * unthreaded receipt and T's. Actions above `upTo` are ignored.
+   * unthreaded receipt and T's. Actions above `upTo` are ignored. A bulk result
+   * (PushBulkInput) counts as an action for each user it applies to.
    */
   getUnreadCounts(userId: string, roomIds: string[], upTo: number): Promise<Map<string, RoomUnreadCounts>>;
-  /** Newest first; `before` is an exclusive stream bound; `onlyHighlight` filters. */
+  /**
+   * Newest first; `before` is an exclusive stream bound; `onlyHighlight` filters. Bulk results
+   * are listed for each user they apply to, rooms left since included, as per-user actions are.
+   */
   getNotifications(userId: string, opts: { before?: number; limit: number; onlyHighlight: boolean }): Promise<NotificationRecord[]>;
 }
 

@@ -17,7 +17,7 @@
 // - Returned objects are owned by the caller (backends must not hand out shared mutable state).
 
 import type { JsonObject, Pdu, RoomVersion } from '../protocol/types.js';
-import type { DirectoryStore, NotificationStore, PushActionInput, ReceiptStore, RelationStore } from './chat-types.js';
+import type { DirectoryStore, NotificationStore, PushActionInput, PushBulkInput, ReceiptStore, RelationStore } from './chat-types.js';
 import type { E2eeStore } from './e2ee-types.js';
 import type { DeliveryStore, PusherStore } from './push-types.js';
 
@@ -156,6 +156,11 @@ export interface PersistEventInput {
    * at the event's stream position. Relations (`m.relates_to`) are derived by the backend.
    */
   pushActions?: PushActionInput[];
+  /**
+   * One result shared by most joined members, stored once (see PushBulkInput); `pushActions`
+   * then holds only the members it does not cover. Written atomically with the event too.
+   */
+  pushBulk?: PushBulkInput;
 }
 
 export interface RoomEventsQuery {

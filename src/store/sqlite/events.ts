@@ -3,7 +3,7 @@
 import type { Pdu } from '../../protocol/types.js';
 import { StoreConflictError, type Membership, type PersistEventInput, type RoomEventsQuery, type StoredEvent } from '../types.js';
 import { jsonParse, type SqliteContext } from './context.js';
-import { preparePushActions, writePushActions, type PreparedPushAction } from './notifications.js';
+import { preparePushActions, preparePushBulk, writePushActions, writePushBulk, type PreparedPushAction, type PreparedPushBulk } from './notifications.js';
 import { dropRelation, extractRelation, writeRelation, type PreparedRelation } from './relations.js';
 
 const MEMBERSHIPS: ReadonlySet<string> = new Set<Membership>(['join', 'invite', 'leave', 'ban', 'knock']);
@@ -49,6 +49,7 @@ export interface PreparedEvent {
   redaction: { targetEventId: string; redactedPduJson: string } | null;
   relation: PreparedRelation | null;
   pushActions: PreparedPushAction[];
+  pushBulk: PreparedPushBulk | null;
   originServerTs: number;
 }
 
@@ -70,6 +71,7 @@ export function prepareEvent(input: PersistEventInput): PreparedEvent {
       : null,
     relation: extractRelation(pdu.content),
     pushActions: preparePushActions(input.pushActions),
+    pushBulk: preparePushBulk(input.pushBulk),
     originServerTs: pdu.origin_server_ts,
   };
 }
@@ -112,6 +114,7 @@ export function writeEvent(ctx: SqliteContext, ev: PreparedEvent, pos: number): 
 
   if (ev.relation) writeRelation(ctx, ev, ev.relation, pos);
   writePushActions(ctx, roomId, eventId, pos, ev.originServerTs, ev.pushActions);
+  writePushBulk(ctx, roomId, eventId, ev.sender, pos, ev.originServerTs, ev.pushBulk);
 
   const history = ctx.stmt(
     `INSERT INTO state_history (room_id, type, state_key, stream, event_id) VALUES (?, ?, ?, ?, ?)

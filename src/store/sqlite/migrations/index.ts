@@ -6,6 +6,7 @@ import { chat } from './0002-chat.js';
 import { txnScope } from './0003-txn-scope.js';
 import { e2ee } from './0004-e2ee.js';
 import { push } from './0005-push.js';
+import { pushBulk } from './0006-push-bulk.js';
 
 export interface Migration {
   version: number;
@@ -14,4 +15,4 @@ export interface Migration {
   up: string;
 }
 
-export const MIGRATIONS: readonly Migration[] = [initial, chat, txnScope, e2ee, push];
+export const MIGRATIONS: readonly Migration[] = [initial, chat, txnScope, e2ee, push, pushBulk];
