@@ -6,11 +6,12 @@
 // (node dist/src/main.js --config <tmp>), pinned to CPU 0 with the generator on CPU 1 when
 // taskset is available. Exit code 1 if any scenario lost or duplicated a message, or failed.
 
-import { readFileSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { BenchContext, Scenario, TargetSpec } from './lib/context.js';
-import { canPin, gitCommit, machineInfo, pinProcess } from './lib/proc.js';
+import { buildHash, canPin, gitCommit, machineInfo, pinProcess } from './lib/proc.js';
 import { loadResults, updateDocs, writeResult, type RunResult, type TargetResult } from './lib/report.js';
 import { ExternalTarget, REPO_ROOT, SynapsePeer } from './lib/target.js';
 import { summariseProfiles } from './lib/profile-summary.js';
@@ -27,7 +28,7 @@ const VERSUS = ['sync-latency', 'fanout', 'send-ceiling'];
 
 const USAGE = `usage: npm run bench -- [--target URL [--shared-secret S] [--target-pid PID]] [--scenario NAME[,NAME...]]
                           [--quick] [--vs synapse] [--profile] [--accounts seed|api] [--synchronous full|normal]
-                          [--no-pin] [--no-docs] [--docs-only]
+                          [--no-pin] [--no-docs] [--docs-only] [--label NAME]
 scenarios: ${SCENARIOS.map((s) => s.name).join(', ')}`;
 
 function openFileLimit(): number {
@@ -54,6 +55,7 @@ async function main(): Promise<number> {
       'no-pin': { type: 'boolean', default: false },
       'no-docs': { type: 'boolean', default: false },
       'docs-only': { type: 'boolean', default: false },
+      label: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
     allowPositionals: false,
@@ -91,6 +93,23 @@ async function main(): Promise<number> {
   if (nofile < 22_000 && selected.some((s) => s.name === 'idle-cost') && !values.quick) {
     log(`note: open-file limit is ${nofile}; idle-cost opens 10,000 connections per phase (raise with ulimit -n 65536 if it fails)`);
   }
+
+  // Other developers rebuild dist/ in this checkout; run the server from a private snapshot of
+  // the build taken now, so one run measures one build (and the Store helpers match its schema).
+  let snapshot: string | undefined;
+  if (!values.target && !process.env.HEARTH_BENCH_SERVER_ROOT) {
+    snapshot = mkdtempSync(join(tmpdir(), 'hearth-bench-build-'));
+    cpSync(join(REPO_ROOT, 'dist/src'), join(snapshot, 'dist/src'), { recursive: true });
+    cpSync(join(REPO_ROOT, 'package.json'), join(snapshot, 'package.json'));
+    symlinkSync(join(REPO_ROOT, 'node_modules'), join(snapshot, 'node_modules'));
+    process.env.HEARTH_BENCH_SERVER_ROOT = snapshot;
+  }
+  const cleanup = () => snapshot && rmSync(snapshot, { recursive: true, force: true });
+  // A dirty tree's commit says little: name the exact server build too.
+  const build = values.target ? undefined : buildHash(join(process.env.HEARTH_BENCH_SERVER_ROOT!, 'dist/src'));
+  const commitLabel = build && commit.endsWith('-dirty') ? `${commit} (build ${build})` : commit;
+  if (build) log(`server build ${build} (sha256 of dist/src)`);
+  process.once('exit', cleanup);
 
   const ctx: BenchContext = { quick: values.quick, pin, profile: values.profile, accounts: values.accounts as 'seed' | 'api', synchronous: values.synchronous as 'full' | 'normal', versus, log };
   let primary: TargetSpec = { kind: 'hearth' };
@@ -142,10 +161,11 @@ async function main(): Promise<number> {
       mode,
       date: new Date().toISOString(),
       command,
-      commit,
+      commit: commitLabel,
       machine,
       pinning,
       targets,
+      tag: values.label,
       ok: !lostOrDup && !Object.values(targets).some((t) => t.skipped?.startsWith('failed')),
     };
     if (versus && targets.synapse && !targets.synapse.skipped) result.ratios = ratios(targets);
@@ -156,6 +176,7 @@ async function main(): Promise<number> {
         for (const t of Object.values(targets)) if (t.label === 'hearth') t.figures.profileTop = summary.top;
       }
     }
+    if (values.label) for (const t of Object.values(targets)) if (t.label === 'hearth') t.label = `hearth (${values.label})`;
     if (result.ok) passedCount++;
     else failedCount++;
     const path = writeResult(resultsDir, result);
@@ -173,7 +194,7 @@ async function main(): Promise<number> {
 
 /** Hearth / Synapse for each numeric headline figure (the Hearth row with synchronous=full when there are two). */
 function ratios(targets: Record<string, TargetResult>): Record<string, number> {
-  const h = targets.hearth ?? targets['hearth-full'];
+  const h = targets.hearth ?? targets['hearth-full'] ?? Object.values(targets).find((t) => t.label.startsWith('hearth'));
   const s = targets.synapse;
   const out: Record<string, number> = {};
   if (!h || !s) return out;

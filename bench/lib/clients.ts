@@ -112,9 +112,11 @@ export class PollClient {
 export interface SocketConnectStats {
   shed: number;
   connectErrors: number;
+  /** Connections the server closed after they were up, by close code (the client reconnects). */
+  serverCloses: Record<string, number>;
 }
 
-export const socketStats: SocketConnectStats = { shed: 0, connectErrors: 0 };
+export const socketStats: SocketConnectStats = { shed: 0, connectErrors: 0, serverCloses: {} };
 
 export class SocketClient {
   socket?: HearthSocket;
@@ -126,8 +128,25 @@ export class SocketClient {
   /** performance.now() when the last connect() succeeded. */
   connectedAt = 0;
   frames = 0;
+  private closing = false;
+  private reconnects = 0;
+  private reconnecting: Promise<void> | null = null;
 
   constructor(readonly mc: MatrixClient, readonly id: number, private readonly tracker: Tracker | null, private readonly filter = BENCH_FILTER) {}
+
+  /** A connection the server closed (slow consumer, heartbeat, overload) is resumed from its token, as a real client would. */
+  private watch(s: HearthSocket): void {
+    void s.closed.then((c) => {
+      if (this.closing || this.socket !== s) return;
+      if (++this.reconnects > 100) return; // bounded: a client gives up after 100 server closes
+      socketStats.serverCloses[c.code] = (socketStats.serverCloses[c.code] ?? 0) + 1;
+      this.socket = undefined;
+      this.reconnecting = sleep(Math.min(c.reason.retry_after_ms ?? 250, 10_000))
+        .then(() => (this.closing ? undefined : this.connect()))
+        .catch(() => void socketStats.connectErrors++)
+        .finally(() => (this.reconnecting = null));
+    });
+  }
 
   /**
    * Connects, honouring 503 + retry_after_ms (bounded attempts). A fresh connection resolves on
@@ -135,6 +154,7 @@ export class SocketClient {
    * until there is something new.
    */
   async connect(maxAttempts = 60): Promise<void> {
+    this.closing = false;
     const resuming = this.since !== undefined;
     this.connectStartedAt = performance.now();
     for (let attempt = 0; attempt < maxAttempts; attempt++) {
@@ -170,6 +190,7 @@ export class SocketClient {
         continue;
       }
       this.socket = s;
+      this.watch(s);
       if (resuming) {
         this.connectedAt = performance.now();
         return;
@@ -181,6 +202,10 @@ export class SocketClient {
         return;
       }
       if (outcome === 'timeout') throw new Error(`no first sync frame within 60 s for ${this.mc.userId}`);
+      if (this.socket !== s) {
+        await this.reconnecting; // closed, and watch() is already reconnecting
+        return;
+      }
       // Closed before the first frame (shed or overloaded): wait as told and retry.
       const retry = outcome.reason?.retry_after_ms;
       if (retry !== undefined) socketStats.shed++;
@@ -195,13 +220,17 @@ export class SocketClient {
     this.firstFrameAt = 0;
   }
 
-  /** Drops the TCP connection without a closing handshake. */
+  /** Drops the TCP connection without a closing handshake (no automatic reconnect). */
   kill(): void {
-    this.socket?.kill();
+    this.closing = true;
+    const s = this.socket;
     this.socket = undefined;
+    s?.kill();
   }
 
   async close(): Promise<void> {
+    this.closing = true;
+    await this.reconnecting;
     const s = this.socket;
     this.socket = undefined;
     if (!s) return;

@@ -3,7 +3,9 @@
 // every result.
 
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import os from 'node:os';
 import { performance } from 'node:perf_hooks';
 
@@ -33,12 +35,26 @@ export function procRssBytes(pid: number): number {
   }
 }
 
+/** Busy CPU seconds of the whole machine (all cores) so far, from /proc/stat. */
+export function machineBusySeconds(): number {
+  try {
+    const line = readFileSync('/proc/stat', 'utf8').split('\n')[0];
+    const f = line.trim().split(/\s+/).slice(1).map(Number);
+    // user nice system idle iowait irq softirq steal
+    return (f[0] + f[1] + f[2] + f[5] + f[6] + f[7]) / CLK_TCK;
+  } catch {
+    return NaN;
+  }
+}
+
 export interface CpuWindow {
   /** Server CPU in % of one core over the window (NaN when the server pid is unknown). */
   serverCpuPct: number;
   serverCpuSec: number;
   generatorCpuPct: number;
   generatorCpuSec: number;
+  /** CPU used by everything else on the machine (other processes sharing it), % of one core. */
+  otherCpuPct: number;
   wallSec: number;
 }
 
@@ -47,6 +63,7 @@ export class CpuMeter {
   private t0 = 0;
   private s0 = NaN;
   private g0: NodeJS.CpuUsage = { user: 0, system: 0 };
+  private m0 = NaN;
 
   constructor(private readonly serverPid: () => number | undefined) {}
 
@@ -55,6 +72,7 @@ export class CpuMeter {
     const pid = this.serverPid();
     this.s0 = pid ? procCpuSeconds(pid) : NaN;
     this.g0 = process.cpuUsage();
+    this.m0 = machineBusySeconds();
   }
 
   stop(): CpuWindow {
@@ -64,8 +82,16 @@ export class CpuMeter {
     const g = process.cpuUsage(this.g0);
     const gen = (g.user + g.system) / 1e6;
     const srv = s1 - this.s0;
+    const other = machineBusySeconds() - this.m0 - (Number.isFinite(srv) ? srv : 0) - gen;
     const pct = (v: number) => Math.round((v / wall) * 1000) / 10;
-    return { serverCpuSec: round(srv), serverCpuPct: pct(srv), generatorCpuSec: round(gen), generatorCpuPct: pct(gen), wallSec: round(wall) };
+    return {
+      serverCpuSec: round(srv),
+      serverCpuPct: pct(srv),
+      generatorCpuSec: round(gen),
+      generatorCpuPct: pct(gen),
+      otherCpuPct: Math.max(0, pct(other)),
+      wallSec: round(wall),
+    };
   }
 }
 
@@ -150,3 +176,21 @@ export function round(v: number, digits = 3): number {
 
 export const KiB = 1024;
 export const MiB = 1024 * 1024;
+
+/** Short SHA-256 over every file of a build directory (names and contents): identifies a dirty tree's build. */
+export function buildHash(dir: string): string {
+  const h = createHash('sha256');
+  const walk = (d: string): void => {
+    for (const e of readdirSync(d, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1))) {
+      const p = join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (e.name.endsWith('.js')) h.update(p.slice(dir.length)).update(readFileSync(p));
+    }
+  };
+  try {
+    walk(dir);
+    return h.digest('hex').slice(0, 8);
+  } catch {
+    return 'unknown';
+  }
+}

@@ -18,6 +18,8 @@ export interface TargetResult {
   duplicated: number;
   serverCpuPct?: number;
   generatorCpuPct?: number;
+  /** CPU of other processes on the machine during the measurement (a shared machine is noisy). */
+  otherCpuPct?: number;
   notes: string[];
   skipped?: string;
 }
@@ -33,6 +35,8 @@ export interface RunResult {
   targets: Record<string, TargetResult>;
   /** Hearth / Synapse for every numeric headline figure both have. */
   ratios?: Record<string, number>;
+  /** --label: names a variant run (another build, a setting); part of the file name. */
+  tag?: string;
   ok: boolean;
 }
 
@@ -43,7 +47,8 @@ export function resultPath(dir: string, r: RunResult): string {
   const day = r.date.slice(0, 10);
   const target = Object.keys(r.targets).includes('synapse') && Object.keys(r.targets).length > 1 ? '-vs-synapse' : '';
   const other = Object.values(r.targets).some((t) => t.label.startsWith('http')) ? `-${Object.values(r.targets)[0].label.replace(/^https?:\/\//, '').replace(/[^A-Za-z0-9]+/g, '_')}` : '';
-  return join(dir, `${day}-${r.scenario}${r.mode === 'quick' ? '-quick' : ''}${target}${other}.json`);
+  const tag = r.tag ? `-${r.tag.replace(/[^A-Za-z0-9.-]+/g, '_')}` : '';
+  return join(dir, `${day}-${r.scenario}${r.mode === 'quick' ? '-quick' : ''}${target}${other}${tag}.json`);
 }
 
 export function writeResult(dir: string, r: RunResult): string {
@@ -83,23 +88,23 @@ export function renderTables(results: RunResult[]): string {
     const keys: string[] = [];
     for (const r of runs) for (const t of Object.values(r.targets)) for (const k of Object.keys(t.headline)) if (!keys.includes(k)) keys.push(k);
     out.push(`### ${name}`, '');
-    out.push(`| date | mode | target | ${keys.join(' | ')} | lost | dup | server CPU % | generator CPU % | commit | machine | command |`);
-    out.push(`|${' --- |'.repeat(keys.length + 11)}`);
+    out.push(`| date | mode | target | ${keys.join(' | ')} | lost | dup | server CPU % | generator CPU % | other CPU % | commit | machine | command |`);
+    out.push(`|${' --- |'.repeat(keys.length + 12)}`);
     for (const r of runs) {
       const machine = `${machineLabel(r.machine)}; ${r.pinning}`;
       for (const t of Object.values(r.targets)) {
         if (t.skipped) {
-          out.push(`| ${r.date.slice(0, 16).replace('T', ' ')} | ${r.mode} | ${t.label} | ${keys.map(() => '–').join(' | ')} | – | – | – | – | ${r.commit} | ${machine} | skipped: ${t.skipped} |`);
+          out.push(`| ${r.date.slice(0, 16).replace('T', ' ')} | ${r.mode} | ${t.label} | ${keys.map(() => '–').join(' | ')} | – | – | – | – | – | ${r.commit} | ${machine} | skipped: ${t.skipped} |`);
           continue;
         }
         const cells = keys.map((k) => fmt(t.headline[k]));
         out.push(
-          `| ${r.date.slice(0, 16).replace('T', ' ')} | ${r.mode} | ${t.label}${t.info.synchronous ? ` (${t.info.synchronous})` : ''} | ${cells.join(' | ')} | ${t.lost} | ${t.duplicated} | ${fmt(t.serverCpuPct)} | ${fmt(t.generatorCpuPct)} | ${r.commit} | ${machine} | \`${r.command}\` |`,
+          `| ${r.date.slice(0, 16).replace('T', ' ')} | ${r.mode} | ${t.label}${t.info.synchronous ? ` (${t.info.synchronous})` : ''} | ${cells.join(' | ')} | ${t.lost} | ${t.duplicated} | ${fmt(t.serverCpuPct)} | ${fmt(t.generatorCpuPct)} | ${fmt(t.otherCpuPct)} | ${r.commit} | ${machine} | \`${r.command}\` |`,
         );
       }
       if (r.ratios && Object.keys(r.ratios).length) {
         const cells = keys.map((k) => (r.ratios![k] !== undefined ? `${fmt(r.ratios![k])}×` : '–'));
-        out.push(`| ${r.date.slice(0, 16).replace('T', ' ')} | ${r.mode} | **Hearth ÷ Synapse** | ${cells.join(' | ')} | | | | | | | |`);
+        out.push(`| ${r.date.slice(0, 16).replace('T', ' ')} | ${r.mode} | **Hearth ÷ Synapse** | ${cells.join(' | ')} | | | | | | | | |`);
       }
     }
     out.push('');

@@ -99,6 +99,7 @@ async function run(ctx: BenchContext, spec: TargetSpec): Promise<TargetResult[]>
     const cpus = Object.values(halves).map((h) => h.cpu);
     result.serverCpuPct = round(Math.max(...cpus.map((c) => c.serverCpuPct)), 1);
     result.generatorCpuPct = round(Math.max(...cpus.map((c) => c.generatorCpuPct)), 1);
+    result.otherCpuPct = round(Math.max(...cpus.map((c) => c.otherCpuPct)), 1);
     result.figures.params = { ...p, halves: Object.keys(halves) };
     result.figures.clientErrors = clientStats.errors;
     result.figures.socketsShed = socketStats.shed;

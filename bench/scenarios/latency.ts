@@ -97,7 +97,7 @@ async function runLatency(ctx: BenchContext, spec: TargetSpec, transport: 'sync'
     await stop();
     const rep = tracker.report();
     ctx.log(`  ${target.label}: latency ${fmtDist(rep.latency)}`);
-    ctx.log(`  ${rep.messages} messages, ${rep.delivered}/${rep.expectedDeliveries} deliveries, lost ${rep.lost}, duplicated ${rep.duplicated}, send errors ${sendErrors}; server CPU ${cpuWin.serverCpuPct}% generator CPU ${cpuWin.generatorCpuPct}%`);
+    ctx.log(`  ${rep.messages} messages, ${rep.delivered}/${rep.expectedDeliveries} deliveries, lost ${rep.lost}, duplicated ${rep.duplicated}, send errors ${sendErrors}; server CPU ${cpuWin.serverCpuPct}% generator CPU ${cpuWin.generatorCpuPct}% other processes ${cpuWin.otherCpuPct}%`);
     result.headline = {
       'p50 ms': rep.latency.p50,
       'p90 ms': rep.latency.p90,
@@ -130,6 +130,7 @@ async function runLatency(ctx: BenchContext, spec: TargetSpec, transport: 'sync'
     result.duplicated = rep.duplicated;
     result.serverCpuPct = cpuWin.serverCpuPct;
     result.generatorCpuPct = cpuWin.generatorCpuPct;
+    result.otherCpuPct = cpuWin.otherCpuPct;
     if (cpuWin.generatorCpuPct > 85) result.notes.push(`generator CPU ${cpuWin.generatorCpuPct}%: the generator may be the bottleneck`);
     if (sched.lateOps) result.notes.push(`${sched.lateOps} sends fired >5 ms late (max lag ${sched.maxLagMs} ms); counted from intended time`);
     if (sendErrors) result.notes.push(`${sendErrors} sends failed`);

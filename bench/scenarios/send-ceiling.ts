@@ -34,6 +34,7 @@ interface Step {
   ack: Distribution;
   serverCpuPct: number;
   generatorCpuPct: number;
+  otherCpuPct: number;
   maxLagMs: number;
   pass: boolean;
 }
@@ -96,8 +97,8 @@ async function runOne(ctx: BenchContext, spec: TargetSpec, synchronous?: 'full' 
       const ack = acks.summary();
       const achieved = acks.count / (Math.max(lastAckAt - t0, sched.elapsedMs) / 1000);
       const pass = errors === 0 && ack.p99 <= P99_LIMIT_MS && achieved >= 0.95 * rate && acks.count === sched.fired;
-      steps.push({ offered: Math.round(rate), achieved: round(achieved, 0), acked: acks.count, errors, ack, serverCpuPct: c.serverCpuPct, generatorCpuPct: c.generatorCpuPct, maxLagMs: sched.maxLagMs, pass });
-      ctx.log(`  ${Math.round(rate)}/s offered -> ${achieved.toFixed(0)}/s acked, errors ${errors}, ack ${fmtDist(ack)}, server CPU ${c.serverCpuPct}% generator ${c.generatorCpuPct}% ${pass ? 'ok' : 'KNEE PASSED'}`);
+      steps.push({ offered: Math.round(rate), achieved: round(achieved, 0), acked: acks.count, errors, ack, serverCpuPct: c.serverCpuPct, generatorCpuPct: c.generatorCpuPct, otherCpuPct: c.otherCpuPct, maxLagMs: sched.maxLagMs, pass });
+      ctx.log(`  ${Math.round(rate)}/s offered -> ${achieved.toFixed(0)}/s acked, errors ${errors}, ack ${fmtDist(ack)}, server CPU ${c.serverCpuPct}% generator ${c.generatorCpuPct}% other ${c.otherCpuPct}% ${pass ? 'ok' : 'KNEE PASSED'}`);
       if (!pass) break;
       rate *= p.factor;
       await sleep(500);
@@ -113,6 +114,7 @@ async function runOne(ctx: BenchContext, spec: TargetSpec, synchronous?: 'full' 
     };
     result.serverCpuPct = knee?.serverCpuPct;
     result.generatorCpuPct = knee?.generatorCpuPct;
+    result.otherCpuPct = knee?.otherCpuPct;
     result.figures = { params: { ...p, p99LimitMs: P99_LIMIT_MS, maxInflight: MAX_INFLIGHT }, steps, commitPolicy: target.info };
     if (!over) result.notes.push('ramp ended before the knee (maxSteps reached)');
     if (knee && knee.generatorCpuPct > 85) result.notes.push('generator CPU > 85% at the knee: the generator may be the limit');

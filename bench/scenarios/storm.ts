@@ -149,6 +149,7 @@ async function run(ctx: BenchContext, spec: TargetSpec): Promise<TargetResult[]>
     result.duplicated = rep.duplicated;
     result.serverCpuPct = cpuWin.serverCpuPct;
     result.generatorCpuPct = cpuWin.generatorCpuPct;
+    result.otherCpuPct = cpuWin.otherCpuPct;
     if (sendErrors) result.notes.push(`${sendErrors} sends failed`);
   } finally {
     await session.close();
