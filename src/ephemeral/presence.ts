@@ -46,9 +46,12 @@ export interface PresenceDeps {
 }
 
 const BUCKET_MS = 1000;
+const LOG_MAX = 20_000;
 
 export class PresenceService {
   private readonly users = new Map<string, PresenceRecord>();
+  /** Recent changes in position order (bounded). */
+  private readonly log: Array<{ pos: number; userId: string }> = [];
   private readonly wheel = new Map<number, Set<string>>();
   private readonly now: () => number;
   private lastSweptBucket: number;
@@ -158,7 +161,11 @@ export class PresenceService {
     this.schedule(r);
   }
 
-  /** Records changed after ephemeral position `since`, for the given users (all if undefined). */
+  /**
+   * Records changed after ephemeral position `since`, for the given users (all if undefined).
+   * Reads the change log from its end, so a sync costs the number of recent changes, not the
+   * number of users; only a position older than the log falls back to a full scan.
+   */
   changedSince(since: number, userIds?: Iterable<string>): PresenceRecord[] {
     const out: PresenceRecord[] = [];
     if (userIds) {
@@ -166,9 +173,20 @@ export class PresenceService {
         const r = this.users.get(u);
         if (r && r.pos > since) out.push(r);
       }
-    } else {
-      for (const r of this.users.values()) if (r.pos > since) out.push(r);
+      return out;
     }
+    if (this.log.length > 0 && this.log[0].pos <= since) {
+      const seen = new Set<string>();
+      for (let i = this.log.length - 1; i >= 0 && this.log[i].pos > since; i--) {
+        const r = this.users.get(this.log[i].userId);
+        if (r && r.pos > since && !seen.has(r.userId)) {
+          seen.add(r.userId);
+          out.push(r);
+        }
+      }
+      return out;
+    }
+    for (const r of this.users.values()) if (r.pos > since) out.push(r);
     return out;
   }
 
@@ -234,6 +252,8 @@ export class PresenceService {
 
   private changed(r: PresenceRecord): void {
     r.pos = this.deps.stream.next();
+    this.log.push({ pos: r.pos, userId: r.userId });
+    if (this.log.length > LOG_MAX) this.log.splice(0, this.log.length - LOG_MAX / 2);
     const pos = r.pos;
     this.deps.notifier.publish({ ephemeral: pos, userIds: [r.userId] });
     void this.deps.roomsOf(r.userId).then(

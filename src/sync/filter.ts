@@ -73,6 +73,7 @@ export interface SyncFilter {
   deliveredOptIn: boolean;
   accountData: EventMatcher;
   roomAccountData: EventMatcher;
+  presence: EventMatcher;
   rooms?: string[];
   notRooms: string[];
 }
@@ -110,6 +111,7 @@ export function compileFilter(json: FilterJson | undefined): SyncFilter {
     ephemeral: matcher(room.ephemeral ?? {}),
     deliveredOptIn: room.ephemeral?.types?.includes(DELIVERED_EVENT_TYPE) === true,
     accountData: matcher(f.account_data ?? {}),
+    presence: matcher(f.presence ?? {}),
     roomAccountData: matcher(room.account_data ?? {}),
     rooms: room.rooms,
     notRooms: room.not_rooms ?? [],
@@ -167,4 +169,9 @@ export async function loadSyncFilter(
   const text = await getFilter(userId, value);
   if (text === null) throw new MatrixError('M_NOT_FOUND', 'No such filter');
   return compileFilter(validateFilter(JSON.parse(text)));
+}
+
+/** A matcher with `types: []` can match nothing: callers skip the work behind it. */
+export function matchesNothing(m: EventMatcher): boolean {
+  return m.types !== undefined && m.types.length === 0;
 }

@@ -9,7 +9,7 @@ import type { JsonObject } from '../protocol/types.js';
 import { strippedState, type EventFormatter } from '../room/client-event.js';
 import type { VisibilityChecker } from '../room/visibility.js';
 import type { MembershipRecord, StateEntry, Store, StoredEvent } from '../store/types.js';
-import { DELIVERED_EVENT_TYPE, eventMatches, roomIncluded, type SyncFilter } from './filter.js';
+import { DELIVERED_EVENT_TYPE, eventMatches, matchesNothing, roomIncluded, type SyncFilter } from './filter.js';
 import { parseToken, serializeToken, type StreamToken } from './token.js';
 import type { SyncWaiters } from './waiters.js';
 import type { SyncRange, SyncSources } from './sources.js';
@@ -150,7 +150,12 @@ export class SyncService {
       next_batch: serializeToken(upToToken),
       rooms: { join, invite, leave, knock: {} },
       account_data: { events: accountData.global },
-      presence: { events: this.sources.presence ? await this.sources.presence.collect(range, joinedIds) : [] },
+      presence: {
+        events:
+          this.sources.presence && !matchesNothing(req.filter.presence)
+            ? (await this.sources.presence.collect(range, joinedIds)).filter((e) => eventMatches(req.filter.presence, String(e.type), String(e.sender)))
+            : [],
+      },
       to_device: { events: [] },
       device_lists: { changed: [], left: [] },
       device_one_time_keys_count: {},
@@ -403,9 +408,13 @@ export class SyncService {
     upTo: number,
     initial: boolean,
   ): Promise<{ global: JsonObject[]; rooms: Map<string, JsonObject[]> }> {
-    const records = initial
-      ? (await this.store.userData.getAllAccountData(req.userId)).filter((r) => r.stream <= upTo)
-      : await this.store.userData.getAccountDataChanges(req.userId, from, upTo);
+    // Clients that filter all account data out (types: []) cost no query.
+    const none = matchesNothing(req.filter.accountData) && matchesNothing(req.filter.roomAccountData);
+    const records = none
+      ? []
+      : initial
+        ? (await this.store.userData.getAllAccountData(req.userId)).filter((r) => r.stream <= upTo)
+        : await this.store.userData.getAccountDataChanges(req.userId, from, upTo);
     const global: JsonObject[] = [];
     const rooms = new Map<string, JsonObject[]>();
     const hidden = this.sources.hiddenAccountDataPrefix;
