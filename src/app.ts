@@ -146,6 +146,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
       ephemeral: [new TypingSource(typing), new ReceiptSource(store.receipts), new DeliveredSource(store.delivery)],
       device: new DeviceSyncSource(store.e2ee, e2ee.deviceLists),
       onAcknowledged: (userId, stream) => delivered.acknowledged(userId, stream),
+      onDeliveredOptIn: (userId) => delivered.optedIn(userId),
       unread: new StoredUnreadSource(store.notifications),
       presence: new PresenceSyncSource(presence, store, now),
       ephemeralPosition: () => ephemeralStream.current(),

@@ -114,7 +114,9 @@ describe('delivered receipts: sent -> delivered -> read', function () {
     const { alice, bob, roomId } = await aliceAndBobInRoom(srv.url);
     const plain = new Watcher(srv.url, alice.token!, roomId, false);
     await plain.sock.connect();
-    const since = (await ok(alice.get(`${V3}/sync?timeout=0`), 'alice initial')).next_batch;
+    const optIn = JSON.stringify({ room: { ephemeral: { types: ['m.receipt', DELIVERED_EVENT_TYPE] } } });
+    // Alice's other client opts in by filter before she sends (markers exist for opted-in senders).
+    const since = (await ok(alice.get(`${V3}/sync?timeout=0&filter=${enc(optIn)}`), 'alice initial')).next_batch;
 
     const eventId = await sendText(alice, roomId, 'ping');
     await syncTwice(bob);
@@ -126,7 +128,6 @@ describe('delivered receipts: sent -> delivered -> read', function () {
     const evs = noOptIn.rooms?.join?.[roomId]?.ephemeral?.events ?? [];
     assert.ok(!evs.some((e: any) => e.type === DELIVERED_EVENT_TYPE), 'a wildcard does not opt in');
 
-    const optIn = JSON.stringify({ room: { ephemeral: { types: ['m.receipt', DELIVERED_EVENT_TYPE] } } });
     const withOptIn = await ok(alice.get(`${V3}/sync?timeout=0&since=${enc(since)}&filter=${enc(optIn)}`), 'opt-in filter');
     const got = (withOptIn.rooms?.join?.[roomId]?.ephemeral?.events ?? []).find((e: any) => e.type === DELIVERED_EVENT_TYPE);
     assert.ok(got, 'naming the type in room.ephemeral.types opts in');
@@ -134,8 +135,18 @@ describe('delivered receipts: sent -> delivered -> read', function () {
     await plain.sock.close();
   });
 
+  it('writes nothing for senders who never opted in', async () => {
+    const { alice, bob, roomId } = await aliceAndBobInRoom(srv.url);
+    await sendText(alice, roomId, 'nobody asked');
+    await syncTwice(bob);
+    await new Promise((r) => setTimeout(r, 200));
+    assert.deepEqual(await srv.hearth.store.delivery.getRoomDelivered([roomId]), []);
+  });
+
   it('never moves backwards and costs one marker per (room, user), not one per message', async () => {
     const { alice, bob, roomId } = await aliceAndBobInRoom(srv.url);
+    const optIn = JSON.stringify({ room: { ephemeral: { types: [DELIVERED_EVENT_TYPE] } } });
+    await ok(alice.get(`${V3}/sync?timeout=0&filter=${enc(optIn)}`), 'alice opts in');
     const ids: string[] = [];
     for (let i = 0; i < 5; i++) ids.push(await sendText(alice, roomId, `m${i}`));
     await syncTwice(bob);

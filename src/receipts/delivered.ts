@@ -14,6 +14,12 @@ import { DELIVERED_EVENT_TYPE } from '../sync/filter.js';
 export class DeliveredService {
   /** Highest position each user has acknowledged (rooms quiet since then need no work). */
   private readonly acked = new LRUCache<string, number>({ max: 200_000 });
+  /**
+   * Users with a client that opted in recently. Only their messages need delivered markers
+   * ("the sender's devices see it"), so acknowledgements cost nothing in rooms where no such
+   * sender wrote. In memory: after a restart, markers resume once those clients sync again.
+   */
+  private readonly interested = new LRUCache<string, true>({ max: 100_000, ttl: 15 * 60_000 });
   private readonly pending = new Map<string, { stream: number; timer: NodeJS.Timeout }>();
 
   constructor(
@@ -23,6 +29,11 @@ export class DeliveredService {
     private readonly now: () => number = Date.now,
     private readonly coalesceMs = 50,
   ) {}
+
+  /** A client of `userId` asked for delivered receipts (socket parameter or filter). */
+  optedIn(userId: string): void {
+    this.interested.set(userId, true);
+  }
 
   /** A device of `userId` acknowledged everything up to `stream`. Never throws. */
   acknowledged(userId: string, stream: number): Promise<void> {
@@ -55,11 +66,16 @@ export class DeliveredService {
     const prev = this.acked.get(userId) ?? 0;
     if (stream <= prev) return;
     this.acked.set(userId, stream);
+    const senders = [...this.interested.keys()].filter((u) => u !== userId);
+    if (senders.length === 0) return;
     const rooms = (await this.store.rooms.getRoomsForUser(userId, ['join'])).map((m) => m.roomId);
     const maxes = await this.store.rooms.getRoomsMaxStream(rooms);
     for (const roomId of rooms) {
       if ((maxes.get(roomId) ?? 0) <= prev) continue;
-      // The newest event up to the acknowledged position that someone else sent.
+      // Only rooms where an interested sender wrote something in the acknowledged range.
+      const [mine] = await this.store.rooms.getRoomEvents({ roomId, dir: 'b', from: stream, to: prev, limit: 1, senders });
+      if (!mine) continue;
+      // The marker goes on the newest event up to the acknowledged position that someone else sent.
       const [ev] = await this.store.rooms.getRoomEvents({ roomId, dir: 'b', from: stream, to: prev, limit: 1, notSenders: [userId] });
       if (!ev) continue;
       const rec = await this.delivery.putDelivered({ roomId, userId, eventId: ev.eventId, eventStream: ev.stream, ts: this.now() });

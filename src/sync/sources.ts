@@ -40,6 +40,8 @@ export interface SyncSources {
   defaultAccountData?: (userId: string) => Array<{ type: string; content: JsonObject }>;
   /** Account-data types that are server-internal and never sent to clients. */
   hiddenAccountDataPrefix?: string;
+  /** A client asked for delivered receipts (so its user's messages get markers). */
+  onDeliveredOptIn?: (userId: string) => void;
   /** A device acknowledged everything up to `stream` (delivered receipts). */
   onAcknowledged?: (userId: string, stream: number) => Promise<void>;
   /** Current position of the ephemeral stream. */

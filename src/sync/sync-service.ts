@@ -57,6 +57,7 @@ export class SyncService {
     // An ephemeral position from before a restart may be ahead of ours: resend ephemeral state.
     if (since && since.ephemeral > this.sources.ephemeralPosition()) since = { ...since, ephemeral: 0 };
     const deadline = Date.now() + req.timeoutMs;
+    if (req.delivered) this.sources.onDeliveredOptIn?.(req.userId);
     const device = this.sources.device;
     if (since && req.acknowledgeSince !== false) await this.acknowledge(req.userId, req.deviceId, since.stream);
     for (;;) {
