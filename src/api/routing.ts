@@ -2,6 +2,7 @@
 // authentication, and zod-based request validation.
 
 import Router from '@koa/router';
+import { LRUCache } from 'lru-cache';
 import type { z } from 'zod';
 import type { Logger } from 'pino';
 import { MatrixError } from './errors.js';
@@ -56,7 +57,11 @@ type Method = 'get' | 'post' | 'put' | 'delete';
  * Registers client routes under /_matrix/client/v3 and the legacy /r0 alias (bot-sdk still uses
  * r0), or under an explicit version list for v1-only endpoints.
  */
+const TOUCH_INTERVAL_MS = 60_000;
+
 export class ClientRoutes {
+  private readonly lastTouched = new LRUCache<string, number>({ max: 100_000 });
+
   constructor(readonly router: Router<HearthState>, private readonly services: ApiServices) {}
 
   route(method: Method, path: string, handler: Handler, versions: string[] = ['v3', 'r0']): void {
@@ -79,7 +84,13 @@ export class ClientRoutes {
     if (!token) throw new MatrixError('M_MISSING_TOKEN', 'Missing access token');
     const auth = await this.services.accounts.authenticate(token);
     ctx.state.auth = auth;
-    void this.services.store.devices.touchDevice(auth.userId, auth.deviceId, this.services.now(), ctx.ip || null).catch(() => undefined);
+    // Last-seen needs minute accuracy, not a durable write per request (every /sync is one).
+    const key = `${auth.userId}\u0000${auth.deviceId}`;
+    const now = this.services.now();
+    if (now - (this.lastTouched.get(key) ?? 0) >= TOUCH_INTERVAL_MS) {
+      this.lastTouched.set(key, now);
+      void this.services.store.devices.touchDevice(auth.userId, auth.deviceId, now, ctx.ip || null).catch(() => undefined);
+    }
     return auth;
   }
 }
