@@ -107,7 +107,7 @@ async function main(): Promise<number> {
   const cleanup = () => snapshot && rmSync(snapshot, { recursive: true, force: true });
   // A dirty tree's commit says little: name the exact server build too.
   const build = values.target ? undefined : buildHash(join(process.env.HEARTH_BENCH_SERVER_ROOT!, 'dist/src'));
-  const commitLabel = build && commit.endsWith('-dirty') ? `${commit} (build ${build})` : commit;
+  const commitLabel = build ? `${commit} (build ${build})` : commit;
   if (build) log(`server build ${build} (sha256 of dist/src)`);
   process.once('exit', cleanup);
 

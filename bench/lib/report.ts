@@ -99,7 +99,7 @@ export function renderTables(results: RunResult[]): string {
         }
         const cells = keys.map((k) => fmt(t.headline[k]));
         out.push(
-          `| ${r.date.slice(0, 16).replace('T', ' ')} | ${r.mode} | ${t.label}${t.info.synchronous ? ` (${t.info.synchronous})` : ''} | ${cells.join(' | ')} | ${t.lost} | ${t.duplicated} | ${fmt(t.serverCpuPct)} | ${fmt(t.generatorCpuPct)} | ${fmt(t.otherCpuPct)} | ${r.commit} | ${machine} | \`${r.command}\` |`,
+          `| ${r.date.slice(0, 16).replace('T', ' ')} | ${r.mode} | ${t.label}${t.info.synchronous ? ` (${t.info.synchronous})` : typeof t.info.version === 'string' ? ` (${t.info.version.replace('matrix-synapse ', '')})` : ''} | ${cells.join(' | ')} | ${t.lost} | ${t.duplicated} | ${fmt(t.serverCpuPct)} | ${fmt(t.generatorCpuPct)} | ${fmt(t.otherCpuPct)} | ${r.commit} | ${machine} | \`${r.command}\` |`,
         );
       }
       if (r.ratios && Object.keys(r.ratios).length) {

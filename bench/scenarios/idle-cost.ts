@@ -34,7 +34,7 @@ interface Phase {
 
 async function phase(ctx: BenchContext, s: Session, kind: 'socket' | 'poll', n: number): Promise<Phase> {
   const pid = s.target.pid()!;
-  await sleep(1000);
+  await sleep(ctx.quick ? 300 : 1000);
   const base = await settledRss(pid);
   const tracker = new Tracker();
   const users: MatrixClient[] = s.users;
@@ -60,7 +60,7 @@ async function phase(ctx: BenchContext, s: Session, kind: 'socket' | 'poll', n: 
   }
   bar.done();
   const connectSec = (performance.now() - t0) / 1000;
-  await sleep(3000);
+  await sleep(ctx.quick ? 1000 : 3000);
   const loaded = await settledRss(pid);
   await cleanup();
   const perConn = (loaded - base) / n;

@@ -22,7 +22,7 @@ function params(quick: boolean, hearth: boolean) {
   // Other servers start lower: Synapse on SQLite acknowledges far fewer sends per second.
   const startRate = hearth ? (quick ? 200 : 100) : 25;
   return quick
-    ? { senders: 50, startRate, factor: 2, stepMs: 1500, maxSteps: hearth ? 7 : 9 }
+    ? { senders: 50, startRate, factor: 2, stepMs: 1000, maxSteps: hearth ? 7 : 9 }
     : { senders: 100, startRate, factor: 1.4, stepMs: 5000, maxSteps: hearth ? 16 : 20 };
 }
 
@@ -101,7 +101,7 @@ async function runOne(ctx: BenchContext, spec: TargetSpec, synchronous?: 'full' 
       ctx.log(`  ${Math.round(rate)}/s offered -> ${achieved.toFixed(0)}/s acked, errors ${errors}, ack ${fmtDist(ack)}, server CPU ${c.serverCpuPct}% generator ${c.generatorCpuPct}% other ${c.otherCpuPct}% ${pass ? 'ok' : 'KNEE PASSED'}`);
       if (!pass) break;
       rate *= p.factor;
-      await sleep(500);
+      await sleep(ctx.quick ? 200 : 500);
     }
     const passing = steps.filter((st) => st.pass);
     const knee = passing[passing.length - 1];

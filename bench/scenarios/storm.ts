@@ -44,7 +44,7 @@ async function run(ctx: BenchContext, spec: TargetSpec): Promise<TargetResult[]>
     const initialConnectSec = (performance.now() - t0) / 1000;
     const initialShed = socketStats.shed - shed0;
     ctx.log(`  ${p.clients} sockets connected and synced in ${initialConnectSec.toFixed(1)} s (${initialShed} shed with 503/retry)`);
-    await sleep(1000);
+    await sleep(ctx.quick ? 300 : 1000);
 
     const rand = rng(5);
     const rss = new RssPeak(() => target.pid(), 100);
