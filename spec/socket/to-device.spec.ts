@@ -43,10 +43,7 @@ describe('websocket sync: to-device messages', function () {
   it('delivers a message once per connection, and not again after an ack and a reconnect', async function () {
     const b = await openSocket(srv.url, bob, { autoAck: false });
     await frames(b, 1);
-    if ((await sendToBob(1)) === 404) {
-      await b.sock.close();
-      this.skip(); // PUT /sendToDevice does not exist yet (404 M_UNRECOGNIZED)
-    }
+    assert.equal(await sendToBob(1), 200, 'PUT /sendToDevice');
     const withMsg = await waitFor('the to-device message on the socket', () => b.bodies.find((x) => toDevice(x, 1).length > 0), 5000);
     const at = b.bodies.indexOf(withMsg);
     assert.equal(toDevice(withMsg, 1).length, 1, 'exactly once in its frame');
@@ -77,10 +74,7 @@ describe('websocket sync: to-device messages', function () {
     const b = await openSocket(srv.url, bob, { autoAck: false });
     await frames(b, 1);
     const before = b.bodies[b.bodies.length - 1].next_batch;
-    if ((await sendToBob(2)) === 404) {
-      await b.sock.close();
-      this.skip(); // PUT /sendToDevice does not exist yet (404 M_UNRECOGNIZED)
-    }
+    assert.equal(await sendToBob(2), 200, 'PUT /sendToDevice');
     await waitFor('message 2', () => b.bodies.some((x) => toDevice(x, 2).length > 0));
     b.sock.kill(); // no ack
     await b.sock.closed;
@@ -101,10 +95,7 @@ describe('websocket sync: to-device messages', function () {
     const b = await openSocket(srv.url, bob);
     await frames(b, 1);
     const first = await alice.put(`/_matrix/client/v3/sendToDevice/${enc(TYPE)}/bulk-0`, { messages: { [bob.userId]: { [bob.deviceId]: { n: 1000 } } } });
-    if (first.status === 404) {
-      await b.sock.close();
-      this.skip(); // PUT /sendToDevice does not exist yet
-    }
+    assert.equal(first.status, 200, 'PUT /sendToDevice');
     for (let i = 1; i < 150; i++) {
       const r = await alice.put(`/_matrix/client/v3/sendToDevice/${enc(TYPE)}/bulk-${i}`, { messages: { [bob.userId]: { [bob.deviceId]: { n: 1000 + i } } } });
       assert.equal(r.status, 200);
