@@ -24,14 +24,16 @@ export class DeviceSyncSource {
   }
 
   /**
-   * The stream bound for this response: normally `upTo`, but lowered when more to-device
-   * messages are waiting than one batch holds, so the rest are delivered (and acknowledged) by
-   * the next sync rather than skipped. The whole response is built to the same bound.
+   * The stream bound for this response, with the to-device messages up to it: normally `upTo`,
+   * but lowered when more messages are waiting than one batch holds, so the rest are delivered
+   * (and acknowledged) by the next sync rather than skipped. The whole response is built to the
+   * same bound, and `collect` is handed these messages instead of reading them again.
    */
-  async bound(userId: string, deviceId: string, since: number | undefined, upTo: number): Promise<number> {
+  async bound(userId: string, deviceId: string, since: number | undefined, upTo: number): Promise<{ upTo: number; messages: ToDeviceMessage[] }> {
     const pending = await this.pending(userId, deviceId, since, upTo);
-    if (pending.length <= TO_DEVICE_BATCH) return upTo;
-    return pending[TO_DEVICE_BATCH - 1].stream;
+    if (pending.length <= TO_DEVICE_BATCH) return { upTo, messages: pending };
+    const bound = pending[TO_DEVICE_BATCH - 1].stream;
+    return { upTo: bound, messages: pending.filter((m) => m.stream <= bound) };
   }
 
   /**
@@ -43,10 +45,10 @@ export class DeviceSyncSource {
     return since === undefined ? all : all.filter((m) => m.stream > since);
   }
 
-  async collect(range: SyncRange): Promise<JsonObject> {
+  /** `messages`: what `bound()` returned for this range. */
+  async collect(range: SyncRange, messages: ToDeviceMessage[]): Promise<JsonObject> {
     const { userId, deviceId } = range;
-    const [messages, counts, fallback, lists] = await Promise.all([
-      this.pending(userId, deviceId, range.since?.stream, range.upTo.stream),
+    const [counts, fallback, lists] = await Promise.all([
       this.e2ee.countOneTimeKeys(userId, deviceId),
       this.e2ee.getUnusedFallbackKeyTypes(userId, deviceId),
       range.since ? this.deviceLists.changes(userId, range.since.stream, range.upTo.stream) : { changed: [], left: [] },

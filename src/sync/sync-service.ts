@@ -8,7 +8,7 @@
 import type { JsonObject } from '../protocol/types.js';
 import { strippedState, type EventFormatter } from '../room/client-event.js';
 import type { VisibilityChecker } from '../room/visibility.js';
-import type { MembershipRecord, StateEntry, Store, StoredEvent } from '../store/types.js';
+import type { MembershipRecord, StateEntry, Store, StoredEvent, ToDeviceMessage } from '../store/types.js';
 import { DELIVERED_EVENT_TYPE, eventMatches, matchesNothing, roomIncluded, type SyncFilter } from './filter.js';
 import { parseToken, serializeToken, type StreamToken } from './token.js';
 import type { SyncWaiters } from './waiters.js';
@@ -62,12 +62,12 @@ export class SyncService {
     if (since && req.acknowledgeSince !== false) await this.acknowledge(req.userId, req.deviceId, since.stream);
     for (;;) {
       const upTo: StreamToken = { stream: this.store.currentPosition(), ephemeral: this.sources.ephemeralPosition() };
-      if (device) upTo.stream = await device.bound(req.userId, req.deviceId, since?.stream, upTo.stream);
-      const res = await this.build(req, since, upTo);
+      let toDevice: ToDeviceMessage[] = [];
+      if (device) ({ upTo: upTo.stream, messages: toDevice } = await device.bound(req.userId, req.deviceId, since?.stream, upTo.stream));
+      const { res, joinedIds } = await this.build(req, since, upTo, toDevice);
       const remaining = deadline - Date.now();
       if (!since || req.fullState || !this.isEmpty(res) || remaining <= 0 || req.signal?.aborted) return res;
-      const rooms = (await this.store.rooms.getRoomsForUser(req.userId, ['join'])).map((r) => r.roomId);
-      const woken = await this.waiters.wait(req.userId, rooms, upTo, remaining, req.signal);
+      const woken = await this.waiters.wait(req.userId, joinedIds, upTo, remaining, req.signal);
       if (!woken) return res;
       // Nothing for us in (since, upTo]: continue from upTo, so the next read is smaller.
       since = upTo;
@@ -90,7 +90,12 @@ export class SyncService {
     return isEmpty(res);
   }
 
-  private async build(req: SyncRequest, since: StreamToken | undefined, upToToken: StreamToken): Promise<SyncResponse> {
+  private async build(
+    req: SyncRequest,
+    since: StreamToken | undefined,
+    upToToken: StreamToken,
+    toDevice: ToDeviceMessage[],
+  ): Promise<{ res: SyncResponse; joinedIds: string[] }> {
     const upTo = upToToken.stream;
     const range: SyncRange = { userId: req.userId, deviceId: req.deviceId, since, upTo: upToToken, delivered: req.delivered === true };
     const from = since?.stream ?? 0;
@@ -161,9 +166,9 @@ export class SyncService {
       device_lists: { changed: [], left: [] },
       device_one_time_keys_count: {},
       device_unused_fallback_key_types: [],
-      ...(this.sources.device ? await this.sources.device.collect(range) : {}),
+      ...(this.sources.device ? await this.sources.device.collect(range, toDevice) : {}),
     };
-    return out;
+    return { res: out, joinedIds };
   }
 
   private async collectEphemeral(range: SyncRange, roomIds: string[], f: SyncFilter): Promise<Map<string, JsonObject[]>> {
