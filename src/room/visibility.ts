@@ -51,6 +51,14 @@ export class VisibilityChecker {
     });
   }
 
+  /** Events minus messages of users the viewer ignores (state events stay, as in filter()). */
+  async withoutIgnored(userId: string, events: StoredEvent[]): Promise<StoredEvent[]> {
+    if (events.length === 0) return events;
+    const ignored = await this.ignoredUsers(userId);
+    if (ignored.size === 0) return events;
+    return events.filter((e) => !(ignored.has(e.pdu.sender) && e.pdu.state_key === undefined));
+  }
+
   /** Whether the user may see anything of the room right now (for /messages, /state etc.). */
   async canPeek(userId: string, roomId: string): Promise<boolean> {
     const m = await this.store.rooms.getMembership(roomId, userId);

@@ -131,7 +131,7 @@ export class SyncService {
         const section =
           since && !newlyJoined && !req.fullState && quiet
             ? emptyJoined()
-            : await this.joinedRoom(req, m.roomId, since && !newlyJoined ? from : undefined, upTo, req.fullState || newlyJoined);
+            : await this.joinedRoom(req, m.roomId, since && !newlyJoined ? from : undefined, upTo, req.fullState || newlyJoined, m.stream);
         if (section) join[m.roomId] = section;
       } else if (m.membership === 'invite') {
         if (since && !changed?.has(m.roomId)) continue;
@@ -236,10 +236,11 @@ export class SyncService {
     from: number | undefined,
     upTo: number,
     fullState: boolean,
+    joinedAt: number,
   ): Promise<JsonObject | null> {
     const f = req.filter;
     const full = fullState || from === undefined;
-    const { events, limited } = await this.timeline(req, roomId, from, upTo);
+    const { events, limited } = await this.timeline(req, roomId, from, upTo, joinedAt);
     const timelineStart = events.length ? events[0].stream - 1 : upTo;
 
     let stateEntries: StateEntry[];
@@ -272,6 +273,8 @@ export class SyncService {
     roomId: string,
     from: number | undefined,
     upTo: number,
+    /** Stream of the user's current `join` membership, when they are joined. */
+    joinedAt?: number,
   ): Promise<{ events: StoredEvent[]; limited: boolean }> {
     const limit = req.filter.timelineLimit;
     const t = req.filter.timeline;
@@ -288,7 +291,12 @@ export class SyncService {
     });
     let limited = raw.length > limit;
     const page = raw.slice(0, limit).reverse();
-    const visible = await this.visibility.filter(req.userId, roomId, page);
+    // A member joined before every event of the page may see all of them (membership at each
+    // event is join), so only the ignore list applies: no visibility history to read.
+    const allWhileJoined = joinedAt !== undefined && page.every((e) => e.stream > joinedAt);
+    const visible = allWhileJoined
+      ? await this.visibility.withoutIgnored(req.userId, page)
+      : await this.visibility.filter(req.userId, roomId, page);
     // Hidden history before a join behaves like the start of the room for the client.
     if (visible.length < page.length && from === undefined) limited = visible.length > 0 && limited;
     return { events: visible, limited: limited || (from !== undefined && raw.length > limit) };
