@@ -7,6 +7,7 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { createHttpApp, Lifecycle } from './api/http.js';
+import { createListener } from './api/listener.js';
 import { createRateLimiters } from './api/rate-limit.js';
 import type { ApiServices } from './api/routing.js';
 import type { HearthConfig } from './config/load.js';
@@ -217,15 +218,28 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     },
     async start() {
       const { host, port } = config.listeners.client;
+      const http = config.limits.http;
+      const listener = createListener(
+        app.callback(),
+        {
+          headerTimeoutMs: http.header_timeout_ms,
+          requestTimeoutMs: http.request_timeout_ms,
+          keepAliveTimeoutMs: http.keep_alive_timeout_ms,
+          idleTimeoutMs: http.idle_timeout_ms,
+          // Behind a proxy every connection comes from the proxy: the cap would throttle everyone.
+          maxConnectionsPerAddress: config.listeners.client.x_forwarded ? 0 : http.max_connections_per_address,
+          exemptAddresses: http.exempt_addresses,
+        },
+        { onRefused: (reason) => metrics?.connectionsRefused.inc({ reason }) },
+      );
+      sockets?.attach(listener);
       server = await new Promise<Server>((resolve, reject) => {
-        const s = app.listen(port, host, () => resolve(s));
-        s.once('error', reject);
+        listener.once('error', reject);
+        listener.listen(port, host, () => {
+          listener.off('error', reject);
+          resolve(listener);
+        });
       });
-      // Long-polls last up to the max sync timeout; keep sockets alive longer than that.
-      sockets?.attach(server);
-      server.keepAliveTimeout = 75_000;
-      server.headersTimeout = 80_000;
-      server.requestTimeout = config.sync.max_timeout_ms + 30_000;
       const addr = server.address() as AddressInfo;
       const h = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
       url = `http://${h}:${addr.port}`;

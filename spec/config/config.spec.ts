@@ -49,6 +49,24 @@ describe('config', () => {
     assert.equal(isOpenRegistrationWarningNeeded(c), true);
   });
 
+  it('limits.http: slow-client timeouts and the per-address cap, checked against each other', () => {
+    assert.deepEqual(loadConfig({ env: {} }).limits.http, {
+      header_timeout_ms: 10000,
+      request_timeout_ms: 30000,
+      keep_alive_timeout_ms: 5000,
+      idle_timeout_ms: 90000,
+      max_connections_per_address: 512,
+      exempt_addresses: ['127.0.0.1', '::1'],
+    });
+    // Node refuses a header timeout longer than the request timeout.
+    assert.match(loadError('limits: { http: { header_timeout_ms: 40000 } }\n'), /"limits\.http\.header_timeout_ms"/);
+    // A parked /sync is idle for up to sync.max_timeout_ms.
+    assert.match(loadError('sync: { max_timeout_ms: 120000 }\n'), /"limits\.http\.idle_timeout_ms"/);
+    assert.equal(loadConfig({ env: {}, overrides: { sync: { max_timeout_ms: 120000 }, limits: { http: { idle_timeout_ms: 150000 } } } }).limits.http.idle_timeout_ms, 150000);
+    assert.match(loadError('limits: { http: { exempt_addresses: [localhost] } }\n'), /"limits\.http\.exempt_addresses\.0"/);
+    assert.match(loadError('limits: { http: { max_connections_per_address: -1 } }\n'), /"limits\.http\.max_connections_per_address"/);
+  });
+
   it('resolves defaults against the process cwd when no cwd is given', () => {
     assert.equal(loadConfig({ env: {} }).storage.sqlite.path, path.resolve('data/hearth.sqlite'));
   });

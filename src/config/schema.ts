@@ -55,6 +55,24 @@ const rateLimit = (perSecond: number, burst: number) =>
     })
     .prefault({});
 
+// Slow-client protection on the client (and metrics) listener. Node enforces the header and
+// request timeouts on a periodic check, so a connection is cut up to a quarter of the smaller one
+// (at most 1 s) late.
+const httpLimits = z
+  .strictObject({
+    // From connection (or the end of the previous request) to the last request header.
+    header_timeout_ms: z.int().min(100).default(10000),
+    // Receiving a whole request, headers and body; the response (a long-poll) is not counted.
+    request_timeout_ms: z.int().min(100).default(30000),
+    keep_alive_timeout_ms: z.int().min(100).default(5000),
+    // No byte either way on a connection with a request in flight; must outlast a parked /sync.
+    idle_timeout_ms: z.int().min(1000).default(90000),
+    // 0: no cap. Not applied with listeners.client.x_forwarded (every connection is the proxy's).
+    max_connections_per_address: z.int().min(0).default(512),
+    exempt_addresses: z.array(z.union([z.ipv4(), z.ipv6()])).default(['127.0.0.1', '::1']),
+  })
+  .prefault({});
+
 const configObject = z.strictObject({
   server_name: z
     .string()
@@ -103,6 +121,7 @@ const configObject = z.strictObject({
           message: rateLimit(20, 100),
         })
         .prefault({}),
+      http: httpLimits,
     })
     .prefault({}),
   sync: z.strictObject({ max_timeout_ms: z.int().min(0).default(60000) }).prefault({}),
@@ -164,6 +183,17 @@ export const hearthConfigSchema = configObject
     const { client, federation } = c.listeners;
     if (federation.enabled && client.port !== 0 && client.port === federation.port && client.host === federation.host) {
       ctx.addIssue({ code: 'custom', path: ['listeners', 'federation', 'port'], message: 'same host and port as listeners.client' });
+    }
+    const http = c.limits.http;
+    if (http.header_timeout_ms > http.request_timeout_ms) {
+      ctx.addIssue({ code: 'custom', path: ['limits', 'http', 'header_timeout_ms'], message: 'must not exceed limits.http.request_timeout_ms' });
+    }
+    if (http.idle_timeout_ms < c.sync.max_timeout_ms + 1000) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['limits', 'http', 'idle_timeout_ms'],
+        message: 'must be at least sync.max_timeout_ms + 1000: a parked /sync sends nothing for that long',
+      });
     }
   })
   .transform((c) => ({ ...c, public_baseurl: normaliseBaseUrl(c.public_baseurl ?? localBaseUrl(c.listeners.client)) }));

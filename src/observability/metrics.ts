@@ -23,6 +23,7 @@ export class Metrics {
   readonly eventsPersisted: Counter;
   readonly syncWaiters: Gauge;
   readonly dbTiming: Histogram<'operation'>;
+  readonly connectionsRefused: Counter<'reason'>;
 
   constructor(opts: MetricsOptions = {}) {
     this.registry = new Registry();
@@ -55,6 +56,12 @@ export class Metrics {
       help: 'Storage operation latency, by operation.',
       labelNames: ['operation'] as const,
       buckets: [0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5],
+      registers,
+    });
+    this.connectionsRefused = new Counter({
+      name: 'hearth_http_connections_refused_total',
+      help: 'Connections closed on arrival, by reason (per_address: over limits.http.max_connections_per_address).',
+      labelNames: ['reason'] as const,
       registers,
     });
     if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry });
