@@ -230,7 +230,13 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
           maxConnectionsPerAddress: config.listeners.client.x_forwarded ? 0 : http.max_connections_per_address,
           exemptAddresses: http.exempt_addresses,
         },
-        { onRefused: (reason) => metrics?.connectionsRefused.inc({ reason }) },
+        {
+          onRefused: (reason) => metrics?.connectionsRefused.inc({ reason }),
+          onClientError: (status, code) => {
+            metrics?.httpClientErrors.inc({ status: String(status) });
+            logger.debug({ status, code }, 'answered a malformed or slow request');
+          },
+        },
       );
       sockets?.attach(listener);
       server = await new Promise<Server>((resolve, reject) => {

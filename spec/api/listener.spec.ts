@@ -39,6 +39,31 @@ const later = <T>(ms: number, v: T) => sleep(ms).then(() => v);
 /** The status code of the first response in `text`. */
 const statusOf = (text: string): number => Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1]);
 
+/** A whole raw response, headers lower-cased, body parsed as JSON. */
+function parseResponse(text: string): { status: number; headers: Record<string, string>; body: any } {
+  const split = text.indexOf('\r\n\r\n');
+  assert.ok(split > 0, `no complete response in ${JSON.stringify(text)}`);
+  const [statusLine, ...lines] = text.slice(0, split).split('\r\n');
+  const headers: Record<string, string> = {};
+  for (const l of lines) {
+    const i = l.indexOf(':');
+    headers[l.slice(0, i).trim().toLowerCase()] = l.slice(i + 1).trim();
+  }
+  const raw = text.slice(split + 4);
+  assert.equal(Buffer.byteLength(raw), Number(headers['content-length']), 'Content-Length matches the body');
+  return { status: Number(/^HTTP\/1\.1 (\d{3})/.exec(statusLine)?.[1]), headers, body: JSON.parse(raw) };
+}
+
+/** Asserts a parser-layer answer: this status and errcode as a Matrix error, and Connection: close. */
+function expectClientError(text: string, status: number, errcode: string): void {
+  const r = parseResponse(text);
+  assert.equal(r.status, status, text);
+  assert.equal(r.headers['content-type'], 'application/json');
+  assert.equal(r.headers.connection, 'close');
+  assert.equal(r.body.errcode, errcode, text);
+  assert.equal(typeof r.body.error, 'string');
+}
+
 describe('client listener limits', function () {
   describe('timeouts', function () {
     const HEADER = 300;
@@ -64,7 +89,7 @@ describe('client listener limits', function () {
       const c = await openRaw(srv.url);
       const ms = await Promise.race([c.closed, later(HEADER + SLACK, NaN)]);
       assert.ok(ms >= HEADER - 50 && ms <= HEADER + SLACK, `closed after ${ms} ms`);
-      assert.equal(statusOf(c.text()), 408, c.text());
+      expectClientError(c.text(), 408, 'M_UNKNOWN');
     });
 
     it('closes a client that sends its headers slowly within the header timeout', async () => {
@@ -78,7 +103,7 @@ describe('client listener limits', function () {
       } finally {
         clearInterval(drip);
       }
-      assert.equal(statusOf(c.text()), 408, c.text());
+      expectClientError(c.text(), 408, 'M_UNKNOWN');
     });
 
     it('cuts a client that trickles its body byte by byte within the request timeout', async () => {
@@ -95,7 +120,7 @@ describe('client listener limits', function () {
         clearInterval(drip);
       }
       assert.ok(i < body.length, 'cut before the body was complete');
-      assert.equal(statusOf(c.text()), 408, c.text());
+      expectClientError(c.text(), 408, 'M_UNKNOWN');
     });
 
     it('closes an idle kept-alive connection after the keep-alive timeout', async () => {
@@ -144,6 +169,54 @@ describe('client listener limits', function () {
       } finally {
         ws.close();
       }
+    });
+  });
+
+  describe('errors Node answers before routing', function () {
+    let srv: TestServer;
+    before(async () => {
+      srv = await startTestServer();
+    });
+    after(async () => srv.stop());
+
+    /** Sends `bytes` on a fresh connection and returns everything received until the server closes. */
+    const exchange = async (bytes: string): Promise<string> => {
+      const c = await openRaw(srv.url);
+      c.socket.write(bytes);
+      const ms = await Promise.race([c.closed, later(2000, NaN)]);
+      assert.ok(!Number.isNaN(ms), 'the server closed the connection');
+      return c.text();
+    };
+
+    it('400 M_UNKNOWN for a malformed request line', async () => {
+      expectClientError(await exchange('GET /health HTTP/1.1 trailing junk\r\nHost: localhost\r\n\r\n'), 400, 'M_UNKNOWN');
+      expectClientError(await exchange('\x00\x01\x02 not http at all\r\n\r\n'), 400, 'M_UNKNOWN');
+    });
+
+    it('400 M_UNKNOWN for a method the parser does not know', async () => {
+      const text = await exchange('BREW /health HTTP/1.1\r\nHost: localhost\r\n\r\n');
+      expectClientError(text, 400, 'M_UNKNOWN');
+      assert.match(parseResponse(text).body.error, /^Bad request/);
+    });
+
+    it('431 M_TOO_LARGE for request headers over the limit', async () => {
+      expectClientError(await exchange(`GET /health HTTP/1.1\r\nHost: localhost\r\nX-Big: ${'a'.repeat(20000)}\r\n\r\n`), 431, 'M_TOO_LARGE');
+    });
+
+    it('a client that resets mid-request is dropped, and the server carries on', async () => {
+      const c = await openRaw(srv.url);
+      c.socket.write('POST /_matrix/client/v3/login HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\n{"ty');
+      await sleep(20);
+      c.socket.resetAndDestroy();
+      await c.closed;
+      assert.equal((await fetch(`${srv.url}/health`)).status, 200);
+    });
+
+    it('counts them in hearth_http_client_errors_total', async () => {
+      const text = await (await fetch(`${srv.url}/metrics`)).text();
+      const count = (status: number) => Number(new RegExp(`^hearth_http_client_errors_total\\{status="${status}"\\} (\\d+)$`, 'm').exec(text)?.[1] ?? 0);
+      assert.ok(count(400) >= 3, text.split('\n').filter((l) => l.includes('client_errors')).join('\n'));
+      assert.ok(count(431) >= 1);
     });
   });
 

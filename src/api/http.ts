@@ -62,11 +62,19 @@ export class Lifecycle {
   }
 }
 
+const CONNECTION_ERRORS = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED', 'ERR_HTTP_REQUEST_TIMEOUT', 'ERR_STREAM_PREMATURE_CLOSE']);
+
 // Event bodies are capped at the PDU limit; everything else at the general body limit.
 const EVENT_PATH = /\/rooms\/[^/]+\/(send|state)\//;
 
 export function createHttpApp(services: ApiServices, opts: HttpOptions): Koa<HearthState> {
   const app = new Koa<HearthState>({ proxy: opts.trustProxy });
+  // Only connection errors get here (a client resetting mid-request); everything a handler throws
+  // is rendered by errors(). Koa's default would print them to stderr, bypassing the logger.
+  app.on('error', (err: NodeJS.ErrnoException, ctx?: Koa.Context) => {
+    const level = err.code && CONNECTION_ERRORS.has(err.code) ? 'debug' : 'warn';
+    services.logger[level]({ err, method: ctx?.method, path: ctx?.path }, 'request connection error');
+  });
   const router = new Router<HearthState>();
   const routes = new ClientRoutes(router, services);
 

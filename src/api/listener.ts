@@ -1,5 +1,5 @@
-// The HTTP server under the client listener: slow-client timeouts and a per-address connection
-// cap (config limits.http).
+// The HTTP server under the client listener: slow-client timeouts, a per-address connection cap
+// (config limits.http), and Matrix error bodies for what Node's HTTP parser answers itself.
 //
 // What each timeout covers (Node's http server, checked against its source for Node 20):
 // - headersTimeout / requestTimeout run from the start of a request (or of the connection) until
@@ -12,8 +12,9 @@
 // - An upgraded (WebSocket) socket leaves all of these: Node detaches its timeout handler at the
 //   upgrade and ws clears the socket timeout; the ws heartbeat takes over.
 
-import { createServer, type RequestListener, type Server } from 'node:http';
+import { createServer, STATUS_CODES, type RequestListener, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 
 export interface ListenerLimits {
   headerTimeoutMs: number;
@@ -29,6 +30,8 @@ export interface ListenerLimits {
 export interface ListenerHooks {
   /** A connection was closed on arrival. */
   onRefused?: (reason: 'per_address') => void;
+  /** The parser layer answered (400 malformed, 408 timeout, 413/431 too large). */
+  onClientError?: (status: number, code: string | undefined) => void;
 }
 
 export function createListener(handler: RequestListener, limits: ListenerLimits, hooks: ListenerHooks = {}): Server {
@@ -44,8 +47,55 @@ export function createListener(handler: RequestListener, limits: ListenerLimits,
   );
   server.timeout = limits.idleTimeoutMs;
   if (limits.maxConnectionsPerAddress > 0) capPerAddress(server, limits, hooks);
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => answerClientError(err, socket, hooks));
   return server;
 }
+
+/** errcode and message for each error Node's parser layer reports. */
+function describe(err: NodeJS.ErrnoException): { status: number; errcode: string; error: string } {
+  switch (err.code) {
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+      return { status: 408, errcode: 'M_UNKNOWN', error: 'Request timeout' };
+    case 'HPE_HEADER_OVERFLOW':
+      return { status: 431, errcode: 'M_TOO_LARGE', error: 'Request header fields too large' };
+    case 'HPE_CHUNK_EXTENSIONS_OVERFLOW':
+      return { status: 413, errcode: 'M_TOO_LARGE', error: 'Chunk extensions too large' };
+    default: {
+      // llhttp's reason is a fixed phrase ("Invalid method encountered"), safe to hand back.
+      const reason = (err as { reason?: unknown }).reason;
+      return { status: 400, errcode: 'M_UNKNOWN', error: typeof reason === 'string' && reason.length <= 100 ? `Bad request: ${reason}` : 'Bad request' };
+    }
+  }
+}
+
+/**
+ * Replaces Node's bare 400/408/431 (no body) with a Matrix error, as Node would: only on a
+ * writable socket on which no response has started, then closes the connection.
+ */
+function answerClientError(err: NodeJS.ErrnoException, socket: Duplex, hooks: ListenerHooks): void {
+  const res = (socket as { _httpMessage?: ServerResponse | null })._httpMessage;
+  if (err.code === 'ECONNRESET' || err.code === 'EPIPE' || !socket.writable || res?.headersSent || answered.has(socket)) {
+    socket.destroy();
+    return;
+  }
+  answered.add(socket);
+  const { status, errcode, error } = describe(err);
+  hooks.onClientError?.(status, err.code);
+  const body = JSON.stringify({ errcode, error });
+  const head = [
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}`,
+    'Content-Type: application/json',
+    `Content-Length: ${Buffer.byteLength(body)}`,
+    'Access-Control-Allow-Origin: *',
+    'Connection: close',
+  ];
+  // Closed once written; a client that does not read even this much is cut a second later.
+  socket.end(`${head.join('\r\n')}\r\n\r\n${body}`, () => socket.destroy());
+  setTimeout(() => socket.destroy(), 1000).unref();
+}
+
+/** Sockets already answered: a trickler's further bytes can raise a second parse error. */
+const answered = new WeakSet<Duplex>();
 
 /** A quarter of the shorter timeout, between 25 ms and 1 s. */
 export function checkingInterval(limits: Pick<ListenerLimits, 'headerTimeoutMs' | 'requestTimeoutMs'>): number {

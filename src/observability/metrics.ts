@@ -24,6 +24,7 @@ export class Metrics {
   readonly syncWaiters: Gauge;
   readonly dbTiming: Histogram<'operation'>;
   readonly connectionsRefused: Counter<'reason'>;
+  readonly httpClientErrors: Counter<'status'>;
 
   constructor(opts: MetricsOptions = {}) {
     this.registry = new Registry();
@@ -62,6 +63,12 @@ export class Metrics {
       name: 'hearth_http_connections_refused_total',
       help: 'Connections closed on arrival, by reason (per_address: over limits.http.max_connections_per_address).',
       labelNames: ['reason'] as const,
+      registers,
+    });
+    this.httpClientErrors = new Counter({
+      name: 'hearth_http_client_errors_total',
+      help: 'Requests answered by the HTTP parser layer before routing, by status (400 malformed, 408 header or request timeout, 431 headers too large).',
+      labelNames: ['status'] as const,
       registers,
     });
     if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry });
