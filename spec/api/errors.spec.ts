@@ -32,6 +32,27 @@ describe('bad input gets Matrix errors, never a 500', function () {
     expectError(await api.req('DELETE', '/_matrix/client/v3/login'), 405, 'M_UNRECOGNIZED');
   });
 
+  it('405 M_UNRECOGNIZED for methods the server does not implement, with an Allow header', async () => {
+    const call = async (method: string, path: string) => {
+      const res = await fetch(`${srv.url}${path}`, { method });
+      return { status: res.status, allow: res.headers.get('allow'), body: await res.json() };
+    };
+    for (const method of ['PROPFIND', 'MKCOL', 'LOCK']) {
+      const known = await call(method, '/_matrix/client/v3/login');
+      expectError(known, 405, 'M_UNRECOGNIZED');
+      const unknown = await call(method, '/_matrix/client/v3/no/such/thing');
+      expectError(unknown, 405, 'M_UNRECOGNIZED');
+    }
+    // PATCH is a method the router knows: 405 where the path exists, 404 where it does not.
+    const patch = await call('PATCH', '/_matrix/client/v3/login');
+    expectError(patch, 405, 'M_UNRECOGNIZED');
+    assert.deepEqual(patch.allow?.split(/,\s*/).sort(), ['GET', 'HEAD', 'POST']);
+    expectError(await call('PATCH', '/_matrix/client/v3/no/such/thing'), 404, 'M_UNRECOGNIZED');
+    expectError(await call('PUT', '/_matrix/client/v3/login'), 405, 'M_UNRECOGNIZED');
+    // A made-up method never reaches the router: Node's parser refuses it (400, see listener.spec).
+    expectError(await call('BREW', '/_matrix/client/v3/login'), 400, 'M_UNKNOWN');
+  });
+
   it('400 M_NOT_JSON and M_BAD_JSON', async () => {
     expectError(await alice.req('POST', '/_matrix/client/v3/createRoom', '{not json'), 400, 'M_NOT_JSON');
     expectError(await alice.req('POST', '/_matrix/client/v3/createRoom', '[1,2]'), 400, 'M_BAD_JSON');

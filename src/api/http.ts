@@ -121,13 +121,17 @@ export function createHttpApp(services: ApiServices, opts: HttpOptions): Koa<Hea
   app.use(cors());
   app.use(errors(services.logger));
   app.use((ctx, next) => (EVENT_PATH.test(ctx.path) ? eventLimit(ctx, next) : generalLimit(ctx, next)));
+  // A known method on a path without it, and a method the router does not know at all (PROPFIND,
+  // MKCOL; Node's parser already refuses made-up ones, see listener.ts): 405 M_UNRECOGNIZED, with
+  // the router's Allow header (empty for a path that serves nothing).
+  app.use(async (ctx, next) => {
+    await next();
+    if ((ctx.status === 405 || ctx.status === 501) && ctx.body == null) {
+      ctx.status = 405;
+      ctx.body = new MatrixError('M_UNRECOGNIZED', 'Method not allowed', {}, 405).toJSON();
+    }
+  });
   app.use(router.routes());
-  app.use(
-    router.allowedMethods({
-      throw: true,
-      methodNotAllowed: () => new MatrixError('M_UNRECOGNIZED', 'Method not allowed', {}, 405),
-      notImplemented: () => new MatrixError('M_UNRECOGNIZED', 'Not implemented', {}, 501),
-    }),
-  );
+  app.use(router.allowedMethods());
   return app;
 }
