@@ -39,6 +39,7 @@ import type { JsonObject } from './protocol/types.js';
 import { PushActionComputer } from './push/push-actions.js';
 import { PushDispatcher, roomInfoFromState } from './push/dispatcher.js';
 import { PushGateway } from './push/gateway.js';
+import { createOutboundHttp, OutboundGuard } from './net/outbound-guard.js';
 import { ReceiptService } from './receipts/receipt-service.js';
 import { ReceiptSource } from './receipts/receipt-source.js';
 import { StoredUnreadSource } from './receipts/unread-source.js';
@@ -79,8 +80,13 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
   const waiters = new SyncWaiters(notifier, (n) => metrics?.syncWaiters.set(n));
   const pushRules = new PushRulesService(store, notifier);
   const pushActions = new PushActionComputer(pushRules, config.server_name);
+  // One guard and one client for every outbound request a user can steer (push gateways now,
+  // federation later): refused IP ranges are checked on the address actually connected to.
+  const outboundGuard = new OutboundGuard(config.outbound);
+  const outboundHttp = createOutboundHttp(outboundGuard);
   const pushGateway = new PushGateway({
     pushers: store.pushers,
+    http: outboundHttp,
     logger,
     requestTimeoutMs: config.push.request_timeout_ms,
     maxConcurrent: config.push.max_concurrent_requests,
@@ -157,6 +163,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     pushRules,
     receipts,
     e2ee,
+    outboundGuard,
     connections,
     typing,
     presence,
@@ -275,6 +282,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
       await roomInput.drain();
       await pushDispatcher.drain(); // its last enqueues must land before the store closes
       await pushGateway.stop();
+      await outboundHttp.close();
       await delivered.flush();
       presence.stop();
       typing.close();

@@ -61,7 +61,7 @@ describe('push results shared by a big room', function () {
       });
     });
     await new Promise<void>((resolve) => gateway.listen(0, '127.0.0.1', resolve));
-    srv = await startTestServer({ push: { always_push: true } });
+    srv = await startTestServer({ push: { always_push: true }, outbound: { ip_range_whitelist: ['127.0.0.1/32'] } }); // the gateway is on loopback
     db = new Database(join(srv.dataDir, 'hearth.sqlite'), { readonly: true });
     [alice, bob, carol, dave, erin, filler] = await Promise.all(
       ['alice', 'bob', 'carol', 'dave', 'erin', 'filler'].map((u) => makeUser(srv, u, u === 'bob' ? 'Bobby' : undefined)),

@@ -74,9 +74,11 @@ class FakeGateway {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-// Tiny windows and backoffs so a test sees the behaviour in milliseconds.
+// Tiny windows and backoffs so a test sees the behaviour in milliseconds. The fake gateway is on
+// loopback, which the outbound IP policy refuses unless allow-listed.
 const PUSH_CONFIG: HearthConfigInput = {
   push: { connected_window_ms: 200, min_backoff_ms: 100, max_backoff_ms: 1600, max_attempts: 6, request_timeout_ms: 2000 },
+  outbound: { ip_range_whitelist: ['127.0.0.1/32'] },
 };
 
 describe('push gateway delivery', function () {
@@ -215,7 +217,7 @@ describe('push gateway delivery', function () {
 
   it('gives up on a push after max_attempts failed attempts', async function () {
     await srv.stop();
-    srv = await startTestServer({ push: { ...PUSH_CONFIG.push, max_attempts: 3 } });
+    srv = await startTestServer({ ...PUSH_CONFIG, push: { ...PUSH_CONFIG.push, max_attempts: 3 } });
     const [alice, bob] = [await user('alice'), await user('bob')];
     await setPusher(bob);
     const roomId = await room(alice, [bob]);

@@ -22,6 +22,7 @@ import type { PushRulesService } from '../push/push-rules-service.js';
 import type { ReceiptService } from '../receipts/receipt-service.js';
 import type { E2eeServices } from '../e2ee/index.js';
 import type { ConnectionTracker } from '../sync/connections.js';
+import type { OutboundGuard } from '../net/outbound-guard.js';
 
 export interface ApiServices {
   serverName: string;
@@ -37,6 +38,8 @@ export interface ApiServices {
   receipts: ReceiptService;
   /** End-to-end encryption: keys, cross-signing, to-device, key backup, device lists. */
   e2ee: E2eeServices;
+  /** The SSRF policy for user-chosen outbound URLs (pusher URLs are checked at /pushers/set). */
+  outboundGuard: OutboundGuard;
   connections: ConnectionTracker;
   formatter: EventFormatter;
   visibility: VisibilityChecker;

@@ -6,6 +6,7 @@
 // config.example.yaml documents every key here; spec/config checks the two agree.
 
 import { z } from 'zod';
+import { DEFAULT_IP_RANGE_BLACKLIST, parseCidr } from '../net/outbound-guard.js';
 
 // Matrix server-name grammar (spec appendix "Server Name"): hostname or IP literal, optional port.
 const SERVER_NAME_RE = /^(?:\[[0-9A-Fa-f:.]{2,45}\]|[A-Za-z0-9.-]{1,255})(?::\d{1,5})?$/;
@@ -14,6 +15,8 @@ const SERVER_NAME_RE = /^(?:\[[0-9A-Fa-f:.]{2,45}\]|[A-Za-z0-9.-]{1,255})(?::\d{
 const port = z.int().min(0).max(65535);
 const host = z.string().min(1);
 const filePath = z.string().min(1);
+// An IP range: a.b.c.d/n, an IPv6 prefix, or a single address.
+const cidr = z.string().refine((s) => parseCidr(s) !== null, { error: 'must be an IP range (CIDR such as 10.0.0.0/8 or fc00::/7) or address' });
 
 const clientListener = z
   .strictObject({
@@ -164,6 +167,15 @@ const configObject = z.strictObject({
       min_backoff_ms: z.int().min(1).default(1000),
       max_backoff_ms: z.int().min(1).default(600000),
       max_attempts: z.int().min(1).default(20),
+    })
+    .prefault({}),
+  // Outbound requests a user can steer (push gateways; federation later): which IP addresses
+  // they may connect to, checked on the resolved address (src/net/outbound-guard.ts).
+  outbound: z
+    .strictObject({
+      ip_range_blacklist: z.array(cidr).default([...DEFAULT_IP_RANGE_BLACKLIST]),
+      // Wins over the blacklist (e.g. a push gateway on the local network).
+      ip_range_whitelist: z.array(cidr).default([]),
     })
     .prefault({}),
   log: z

@@ -5,12 +5,20 @@
 // It runs beside request handling, never in its path: sends and syncs only enqueue (see
 // dispatcher.ts). In-flight requests are capped, and each pusher has at most one request in
 // flight so a badge reset cannot overtake the notification it resets.
+//
+// Requests go through the injected OutboundHttp (src/net/outbound-guard.ts): a gateway whose
+// address is refused by the outbound IP policy (loopback, private, link-local, ...; checked after
+// DNS resolution) is never contacted, and that push is dropped, not retried. Redirects are never
+// followed: a 3xx answer is a failed delivery like any other 4xx.
 
 import type { Logger } from 'pino';
+import { isOutboundRefused, type OutboundHttp } from '../net/outbound-guard.js';
 import type { PushJob, PusherStore } from '../store/types.js';
 
 export interface PushGatewayOptions {
   pushers: PusherStore;
+  /** Outbound HTTP with the SSRF guard; created once in app.ts. */
+  http: OutboundHttp;
   logger: Logger;
   requestTimeoutMs: number;
   maxConcurrent: number;
@@ -20,10 +28,13 @@ export interface PushGatewayOptions {
   /** Attempts (the first included) after which a failing push is dropped. */
   maxAttempts: number;
   now?: () => number;
-  fetch?: typeof fetch;
 }
 
-type Outcome = { kind: 'delivered'; rejected: string[] } | { kind: 'drop'; why: string } | { kind: 'retry'; why: string };
+type Outcome =
+  | { kind: 'delivered'; rejected: string[] }
+  | { kind: 'drop'; why: string }
+  | { kind: 'refused'; err: unknown }
+  | { kind: 'retry'; why: string };
 
 interface InFlight {
   pusherKey: string;
@@ -32,7 +43,7 @@ interface InFlight {
 }
 
 // Bigger bodies from a gateway are not a Push Gateway API answer; don't buffer them.
-const MAX_RESPONSE_CHARS = 64 * 1024;
+const MAX_RESPONSE_BYTES = 64 * 1024;
 
 export class PushGateway {
   private running = false;
@@ -42,11 +53,9 @@ export class PushGateway {
   private again = false;
   private readonly inFlight = new Map<number, InFlight>();
   private readonly now: () => number;
-  private readonly fetch: typeof fetch;
 
   constructor(private readonly opts: PushGatewayOptions) {
     this.now = opts.now ?? Date.now;
-    this.fetch = opts.fetch ?? globalThis.fetch;
   }
 
   start(): void {
@@ -182,6 +191,14 @@ export class PushGateway {
         logger.warn({ job: job.id, gateway: host, why: outcome.why }, 'push dropped');
         await pushers.deletePush(job.id);
         return;
+      case 'refused':
+        // Permanent: the same address would be refused on every retry.
+        logger.warn(
+          { err: outcome.err, job: job.id, user_id: job.userId, app_id: job.appId, gateway: host },
+          'push gateway address refused by the outbound IP policy (outbound.ip_range_blacklist); push dropped',
+        );
+        await pushers.deletePush(job.id);
+        return;
       case 'retry': {
         const attempts = job.attempts + 1;
         if (attempts >= this.opts.maxAttempts) {
@@ -204,19 +221,20 @@ export class PushGateway {
 
   private async post(url: string, job: PushJob, stopping: AbortSignal): Promise<Outcome> {
     try {
-      const res = await this.fetch(url, {
+      // Never follows redirects: a gateway that moved is misconfigured, and following it could
+      // send pushes anywhere.
+      const res = await this.opts.http.request(url, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ notification: job.notification }),
         signal: AbortSignal.any([stopping, AbortSignal.timeout(this.opts.requestTimeoutMs)]),
-        // A gateway that moved is misconfigured; following it could send pushes anywhere.
-        redirect: 'manual',
+        maxResponseBytes: MAX_RESPONSE_BYTES,
       });
-      const text = await res.text();
-      if (res.status >= 200 && res.status < 300) return { kind: 'delivered', rejected: rejectedOf(text) };
+      if (res.status >= 200 && res.status < 300) return { kind: 'delivered', rejected: res.truncated ? [] : rejectedOf(res.body.toString('utf8')) };
       if (res.status >= 500 || res.status === 408 || res.status === 429) return { kind: 'retry', why: `HTTP ${res.status}` };
       return { kind: 'drop', why: `HTTP ${res.status}` };
     } catch (err) {
+      if (isOutboundRefused(err)) return { kind: 'refused', err };
       return { kind: 'retry', why: err instanceof Error ? `${err.name}: ${err.message}` : String(err) };
     }
   }
@@ -227,7 +245,6 @@ function pusherKey(job: PushJob): string {
 }
 
 function rejectedOf(body: string): string[] {
-  if (body.length > MAX_RESPONSE_CHARS) return [];
   try {
     const parsed: unknown = JSON.parse(body);
     const rejected = (parsed as { rejected?: unknown } | null)?.rejected;

@@ -1,11 +1,16 @@
 // Pushers (spec "Push notifications": GET /pushers, POST /pushers/set). Only `http` pushers:
 // Hearth sends no email.
+//
+// A gateway URL whose host is an IP literal in a refused range (outbound.ip_range_blacklist) is
+// rejected here; a name is only checked when the push gateway worker connects, since its DNS
+// answer can change.
 
 import { MatrixError } from '../errors.js';
 import { body } from '../middleware.js';
 import type { ApiServices, ClientRoutes } from '../routing.js';
 import type { JsonObject, JsonValue } from '../../protocol/types.js';
 import type { PusherRecord } from '../../store/types.js';
+import type { OutboundGuard } from '../../net/outbound-guard.js';
 
 const NOTIFY_PATH = '/_matrix/push/v1/notify';
 // Pusher data is copied into every queued notification for the pusher; keep it small.
@@ -40,7 +45,7 @@ export function pusherRoutes(r: ClientRoutes, s: ApiServices): void {
     if (typeof data !== 'object' || data === null || Array.isArray(data)) throw new MatrixError('M_INVALID_PARAM', 'data must be an object');
     if (Buffer.byteLength(JSON.stringify(data)) > MAX_DATA_BYTES) throw new MatrixError('M_INVALID_PARAM', `data must be at most ${MAX_DATA_BYTES} bytes`);
     if (data.url === undefined) throw new MatrixError('M_MISSING_PARAM', 'Missing parameters: data.url');
-    checkGatewayUrl(data.url);
+    checkGatewayUrl(data.url, s.outboundGuard);
     if (data.format !== undefined && data.format !== 'event_id_only') {
       throw new MatrixError('M_INVALID_PARAM', 'data.format must be "event_id_only" or absent');
     }
@@ -74,10 +79,11 @@ function string(req: JsonObject, key: string, allowEmpty = false): string {
 }
 
 /**
- * An absolute http(s) URL ending in the notify path. The spec asks for HTTPS; plain http is
- * accepted for gateways on the same host or network (and tests).
+ * An absolute http(s) URL ending in the notify path, whose host is not an IP literal the outbound
+ * policy refuses. The spec asks for HTTPS; plain http is accepted for gateways on the same host
+ * or network (allowed through outbound.ip_range_whitelist) and tests.
  */
-function checkGatewayUrl(value: JsonValue): void {
+function checkGatewayUrl(value: JsonValue, guard: OutboundGuard): void {
   let url: URL | null = null;
   if (typeof value === 'string') {
     try {
@@ -89,6 +95,8 @@ function checkGatewayUrl(value: JsonValue): void {
   if (!url || (url.protocol !== 'https:' && url.protocol !== 'http:') || !url.pathname.endsWith(NOTIFY_PATH)) {
     throw new MatrixError('M_INVALID_PARAM', `data.url must be an absolute http(s) URL ending in ${NOTIFY_PATH}`);
   }
+  const verdict = guard.checkUrl(url);
+  if (!verdict.ok) throw new MatrixError('M_INVALID_PARAM', `data.url is not allowed: ${verdict.reason}`);
 }
 
 function toJson(p: PusherRecord): JsonObject {
