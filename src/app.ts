@@ -164,6 +164,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     receipts,
     e2ee,
     outboundGuard,
+    turn: config.turn,
     connections,
     typing,
     presence,

@@ -23,6 +23,7 @@ import type { ReceiptService } from '../receipts/receipt-service.js';
 import type { E2eeServices } from '../e2ee/index.js';
 import type { ConnectionTracker } from '../sync/connections.js';
 import type { OutboundGuard } from '../net/outbound-guard.js';
+import type { TurnConfig } from '../voip/turn.js';
 
 export interface ApiServices {
   serverName: string;
@@ -40,6 +41,8 @@ export interface ApiServices {
   e2ee: E2eeServices;
   /** The SSRF policy for user-chosen outbound URLs (pusher URLs are checked at /pushers/set). */
   outboundGuard: OutboundGuard;
+  /** TURN servers for /voip/turnServer. */
+  turn: TurnConfig;
   connections: ConnectionTracker;
   formatter: EventFormatter;
   visibility: VisibilityChecker;

@@ -178,6 +178,26 @@ const configObject = z.strictObject({
       ip_range_whitelist: z.array(cidr).default([]),
     })
     .prefault({}),
+  // TURN servers handed to clients by GET /voip/turnServer (for VoIP calls).
+  turn: z
+    .strictObject({
+      uris: z.array(z.string().regex(/^(?:turns?|stuns?):\S+$/, { error: 'must be a turn:, turns:, stun: or stuns: URI' })).default([]),
+      // coturn's static-auth-secret: time-limited credentials per user (TURN REST API scheme).
+      shared_secret: z.string().min(1).nullable().default(null),
+      // Fixed credentials, used when shared_secret is null.
+      username: z.string().min(1).nullable().default(null),
+      password: z.string().min(1).nullable().default(null),
+      user_lifetime_ms: z.int().min(1000).default(86400000),
+      allow_guests: z.boolean().default(true),
+    })
+    .superRefine((t, ctx) => {
+      if ((t.username === null) !== (t.password === null)) {
+        ctx.addIssue({ code: 'custom', path: [t.username === null ? 'username' : 'password'], message: 'turn.username and turn.password go together' });
+      } else if (t.uris.length > 0 && t.shared_secret === null && t.username === null) {
+        ctx.addIssue({ code: 'custom', path: ['shared_secret'], message: 'turn.uris needs turn.shared_secret (or turn.username and turn.password)' });
+      }
+    })
+    .prefault({}),
   log: z
     .strictObject({
       level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

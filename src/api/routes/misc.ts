@@ -3,6 +3,7 @@
 import { SUPPORTED_ROOM_VERSIONS, DEFAULT_ROOM_VERSION } from '../../protocol/types.js';
 import type { ApiServices, ClientRoutes } from '../routing.js';
 import { UNSTABLE_FEATURE } from '../../sync/socket/protocol.js';
+import { turnCredentials } from '../../voip/turn.js';
 
 /** Every spec version we implement: clients match these as exact strings. */
 export const SPEC_VERSIONS = ['r0.0.1', 'r0.1.0', 'r0.2.0', 'r0.3.0', 'r0.4.0', 'r0.5.0', 'r0.6.0', 'r0.6.1',
@@ -33,8 +34,12 @@ export function miscRoutes(r: ClientRoutes, s: ApiServices): void {
       },
     };
   });
-  r.authed('get', '/voip/turnServer', (ctx) => {
-    ctx.body = {};
+  // Credentials for the configured TURN servers (src/voip/turn.ts). Without any (turn.uris
+  // empty) the answer is {} as Synapse's: clients then call without TURN, and matrix-js-sdk keeps
+  // quiet (an error status would be logged as a failure on every check). Hearth has no guest
+  // accounts, so turn.allow_guests has nothing to refuse yet.
+  r.authed('get', '/voip/turnServer', (ctx, auth) => {
+    ctx.body = turnCredentials(s.turn, auth.userId, s.now()) ?? {};
   });
   r.authed('get', '/thirdparty/protocols', (ctx) => {
     ctx.body = {};
