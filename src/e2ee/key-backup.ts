@@ -7,10 +7,24 @@ import type { BackupVersion, E2eeStore, RoomKeyData, RoomKeyRecord } from '../st
 
 const unknownVersion = (): MatrixError => new MatrixError('M_NOT_FOUND', 'Unknown backup version');
 
+/**
+ * The backup algorithms the spec defines. Synapse stores any string here; Hearth refuses others
+ * (400 M_INVALID_PARAM, Synapse's code for a bad algorithm on update) so a backup version always
+ * names a format clients can read.
+ */
+export const KNOWN_BACKUP_ALGORITHMS: ReadonlySet<string> = new Set(['m.megolm_backup.v1.curve25519-aes-sha2']);
+
+function checkAlgorithm(algorithm: string): void {
+  if (!KNOWN_BACKUP_ALGORITHMS.has(algorithm)) {
+    throw new MatrixError('M_INVALID_PARAM', `Unsupported backup algorithm; supported: ${[...KNOWN_BACKUP_ALGORITHMS].join(', ')}`);
+  }
+}
+
 export class KeyBackupService {
   constructor(private readonly e2ee: E2eeStore) {}
 
-  create(userId: string, algorithm: string, authData: JsonObject): Promise<string> {
+  async create(userId: string, algorithm: string, authData: JsonObject): Promise<string> {
+    checkAlgorithm(algorithm);
     return this.e2ee.createBackupVersion(userId, algorithm, authData);
   }
 
@@ -23,6 +37,7 @@ export class KeyBackupService {
 
   async update(userId: string, version: string, algorithm: string, authData: JsonObject, bodyVersion?: string): Promise<void> {
     if (bodyVersion !== undefined && bodyVersion !== version) throw new MatrixError('M_INVALID_PARAM', 'version in body does not match the path');
+    checkAlgorithm(algorithm);
     const v = await this.e2ee.getBackupVersion(userId, version);
     if (!v) throw unknownVersion();
     if (v.algorithm !== algorithm) throw new MatrixError('M_INVALID_PARAM', 'Algorithm does not match');
