@@ -1,7 +1,7 @@
 // Server-side room key backup over real HTTP (data/api/client-server/key_backup.yaml): versions,
 // keys at three levels, the "better key wins" replacement, version checks, etag and count.
 
-import { strict as assert } from 'node:assert';
+import { assert } from '../helpers/assert.js';
 import { V3 } from '../helpers/fixtures.js';
 import { Api, enc, startTestServer, type TestServer } from '../helpers/server.js';
 import { expectError, PASSWORD, type User } from './keys-helpers.js';

@@ -2,7 +2,7 @@
 // ("Creation" of rooms: presets, initial_state, aliases, power level overrides, room versions)
 // and the v10/v11 room version specs (create event `creator`, event ID format, hashes).
 
-import { strict as assert } from 'node:assert';
+import { assert } from '../helpers/assert.js';
 import { createHash } from 'node:crypto';
 import { V3, type User } from '../helpers/fixtures.js';
 import { Api, enc, startTestServer, type TestServer } from '../helpers/server.js';

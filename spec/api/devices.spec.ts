@@ -1,7 +1,7 @@
 // Device management over real HTTP (spec v1.12 data/api/client-server/device_management.yaml):
 // list, get, rename, delete with User-Interactive Authentication, bulk delete.
 
-import { strict as assert } from 'node:assert';
+import { assert } from '../helpers/assert.js';
 import { expectError, loginClient as passwordClient, passwordAuth, PASSWORD, V3, type User } from '../helpers/fixtures.js';
 import { Api, enc, startTestServer, type TestServer } from '../helpers/server.js';
 

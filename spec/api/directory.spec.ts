@@ -1,7 +1,7 @@
 // Room aliases, the public room directory and the user directory over real HTTP
 // (Client-Server API v1.12 "Room aliases", "Listing rooms", "User directory").
 
-import { strict as assert } from 'node:assert';
+import { assert } from '../helpers/assert.js';
 import { createRoom as create, makeUser, ok, roomPath as room, V3, type User } from '../helpers/fixtures.js';
 import { Api, enc, startTestServer, type TestServer } from '../helpers/server.js';
 

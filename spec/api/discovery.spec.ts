@@ -2,7 +2,7 @@
 // rules, the r0 alias, CORS, and unknown endpoints (spec v1.12 "API Standards", "Web Browser
 // Clients", "Server Discovery", "Capabilities negotiation").
 
-import { strict as assert } from 'node:assert';
+import { assert } from '../helpers/assert.js';
 import { expectError, V3, type User } from '../helpers/fixtures.js';
 import { Api, startTestServer, type TestServer } from '../helpers/server.js';
 

@@ -2,7 +2,7 @@
 // /context/{eventId}, /event/{eventId}, history visibility ("Server behaviour" of
 // m.room.history_visibility) and redactions (PUT /rooms/{roomId}/redact/{eventId}/{txnId}).
 
-import { strict as assert } from 'node:assert';
+import { assert } from '../helpers/assert.js';
 import { createRoom, ok, roomPath as room, sendEvent, V3, type User } from '../helpers/fixtures.js';
 import { Api, enc, startTestServer, type TestServer } from '../helpers/server.js';
 

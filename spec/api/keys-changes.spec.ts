@@ -1,7 +1,7 @@
 // Device-list change tracking: /keys/changes between two /sync tokens (key uploads by users who
 // share a room, users starting and stopping to share a room) and /sync `device_lists`.
 
-import { strict as assert } from 'node:assert';
+import { assert } from '../helpers/assert.js';
 import { V3 } from '../helpers/fixtures.js';
 import { Api, enc, startTestServer, type TestServer } from '../helpers/server.js';
 import { CrossSigning, expectError, PASSWORD, syncToken, TestDevice, uploadDevice, type User } from './keys-helpers.js';

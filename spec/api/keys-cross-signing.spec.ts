@@ -1,7 +1,7 @@
 // Cross-signing over real HTTP: /keys/device_signing/upload (UIA only when replacing keys,
 // signature checks) and /keys/signatures/upload (per-key failures, visibility in /keys/query).
 
-import { strict as assert } from 'node:assert';
+import { assert } from '../helpers/assert.js';
 import { V3 } from '../helpers/fixtures.js';
 import { Api, startTestServer, type TestServer } from '../helpers/server.js';
 import { CrossSigning, expectError, PASSWORD, passwordAuth, pub, sign, TestDevice, uploadDevice, type User } from './keys-helpers.js';

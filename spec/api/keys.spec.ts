@@ -1,7 +1,7 @@
 // /keys/upload, /keys/query and /keys/claim over real HTTP with real ed25519 signatures (spec
 // "End-to-end encryption"; data/api/client-server/keys.yaml), plus device deletion removing keys.
 
-import { strict as assert } from 'node:assert';
+import { assert } from '../helpers/assert.js';
 import { V3 } from '../helpers/fixtures.js';
 import { Api, enc, startTestServer, type TestServer } from '../helpers/server.js';
 import { expectError, login, passwordAuth, PASSWORD, TestDevice, uploadDevice, type User } from './keys-helpers.js';

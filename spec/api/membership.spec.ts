@@ -1,7 +1,7 @@
 // Room membership over real HTTP against the Client-Server API v1.12 ("Room membership",
 // /join, /leave, /forget, /kick, /ban, /unban, /joined_rooms, /joined_members, /members).
 
-import { strict as assert } from 'node:assert';
+import { assert } from '../helpers/assert.js';
 import { ok, roomPath as room, V3, type User } from '../helpers/fixtures.js';
 import { Api, enc, startTestServer, type TestServer } from '../helpers/server.js';
 

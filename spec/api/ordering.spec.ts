@@ -2,7 +2,7 @@
 // and stream tokens from /sync used with /messages and /members (Client-Server API v1.12: a room
 // has one order every client sees; next_batch/prev_batch are valid pagination tokens).
 
-import { strict as assert } from 'node:assert';
+import { assert } from '../helpers/assert.js';
 import { ok, roomPath as room, syncOk, V3, type User } from '../helpers/fixtures.js';
 import { Api, enc, startTestServer, type TestServer } from '../helpers/server.js';
 

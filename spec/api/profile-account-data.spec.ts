@@ -1,7 +1,7 @@
 // Profiles and account data over real HTTP (spec v1.12 data/api/client-server/profile.yaml and
 // account-data.yaml, "Events on Change of Profile Information", "Client Config").
 
-import { strict as assert } from 'node:assert';
+import { assert } from '../helpers/assert.js';
 import { expectError, V3, type User } from '../helpers/fixtures.js';
 import { Api, enc, startTestServer, type TestServer } from '../helpers/server.js';
 

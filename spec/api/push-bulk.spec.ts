@@ -3,7 +3,7 @@
 // ignored users, muted rooms and members joining later must all look exactly as with a stored
 // row per member, and offline members must still be pushed.
 
-import { strict as assert } from 'node:assert';
+import { assert } from '../helpers/assert.js';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';

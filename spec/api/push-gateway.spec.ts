@@ -4,7 +4,7 @@
 // retries with exponential backoff, dropped 4xx pushes, rejected pushkeys, and a queue that
 // survives a restart.
 
-import { strict as assert } from 'node:assert';
+import { assert } from '../helpers/assert.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';

@@ -2,7 +2,7 @@
 // default rules, the /pushrules CRUD API, m.push_rules account data; "Receiving notifications":
 // unread_notifications in /sync, /notifications; "Threading": unread_thread_notifications).
 
-import { strict as assert } from 'node:assert';
+import { assert } from '../helpers/assert.js';
 import { makeUser, ok, roomPath as room, roomWith as makeRoom, sendEvent, syncOk as sync, V3, type User } from '../helpers/fixtures.js';
 import { enc, startTestServer, type TestServer } from '../helpers/server.js';
 

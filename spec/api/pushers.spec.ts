@@ -3,7 +3,7 @@
 // (missing and invalid parameters, gateway URLs, formats, kinds), and pushers going away with
 // the device that created them.
 
-import { strict as assert } from 'node:assert';
+import { assert } from '../helpers/assert.js';
 import { V3, type User } from '../helpers/fixtures.js';
 import { Api, startTestServer, type TestServer } from '../helpers/server.js';
 

@@ -1,4 +1,4 @@
-import { strict as assert } from 'node:assert';
+import { assert } from '../helpers/assert.js';
 import { MatrixError } from '../../src/api/errors.js';
 import { createRateLimiters, RateLimiter, type RateLimitBackend } from '../../src/api/rate-limit.js';
 

@@ -3,7 +3,7 @@
 // /sync ephemeral, private receipts only for their owner, /read_markers (m.fully_read as room
 // account data), receipts clearing unread counts, receipts never moving backwards, and errors.
 
-import { strict as assert } from 'node:assert';
+import { assert } from '../helpers/assert.js';
 import { makeUser, ok, roomPath as room, roomWith, sendEvent, syncOk, V3, type User } from '../helpers/fixtures.js';
 import { Api, enc, startTestServer, type TestServer } from '../helpers/server.js';
 

@@ -3,7 +3,7 @@
 // replacements", "Reference relations"): /v1/rooms/{id}/relations, /v1/rooms/{id}/threads, and
 // unsigned["m.relations"] on /event, /messages and /sync.
 
-import { strict as assert } from 'node:assert';
+import { assert } from '../helpers/assert.js';
 import { makeUser, ok, roomPath, roomWith, sendEvent, V1, V3, type User } from '../helpers/fixtures.js';
 import { enc, startTestServer, type TestServer } from '../helpers/server.js';
 

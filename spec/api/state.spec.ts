@@ -2,7 +2,7 @@
 // GET/PUT /rooms/{roomId}/state/{eventType}/{stateKey}, GET /rooms/{roomId}/state, and the
 // m.room.canonical_alias checks (M_BAD_ALIAS).
 
-import { strict as assert } from 'node:assert';
+import { assert } from '../helpers/assert.js';
 import { roomPath, V3, type User } from '../helpers/fixtures.js';
 import { Api, enc, startTestServer, type TestServer } from '../helpers/server.js';
 

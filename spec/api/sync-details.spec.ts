@@ -1,7 +1,7 @@
 // /sync details over real HTTP against the Client-Server API v1.12 (GET /sync, filters,
 // lazy-loading room members) and the client expectations in shared/notes/client-compat.md §4.
 
-import { strict as assert } from 'node:assert';
+import { assert } from '../helpers/assert.js';
 import { createRoom, ok, roomPath as room, sendEvent, syncOk, V3, type User } from '../helpers/fixtures.js';
 import { Api, enc, startTestServer, type TestServer } from '../helpers/server.js';
 

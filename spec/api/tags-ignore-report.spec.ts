@@ -1,7 +1,7 @@
 // Room tags, ignored users and content reports over real HTTP (Client-Server API v1.12 "Room
 // Tagging", "Ignoring Users", "Reporting Content").
 
-import { strict as assert } from 'node:assert';
+import { assert } from '../helpers/assert.js';
 import { makeUser, ok, roomPath, roomWith, sendEvent, syncOk, V3, type User } from '../helpers/fixtures.js';
 import { enc, startTestServer, type TestServer } from '../helpers/server.js';
 

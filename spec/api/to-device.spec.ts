@@ -1,7 +1,7 @@
 // PUT /sendToDevice over real HTTP: delivery through /sync `to_device`, delete-on-ack, "*"
 // expansion, idempotent retries, size limits and remote/unknown recipients.
 
-import { strict as assert } from 'node:assert';
+import { assert } from '../helpers/assert.js';
 import { V3 } from '../helpers/fixtures.js';
 import { Api, enc, startTestServer, type TestServer } from '../helpers/server.js';
 import { expectError, login, PASSWORD, type User } from './keys-helpers.js';

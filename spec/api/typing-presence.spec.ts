@@ -3,7 +3,7 @@
 // wake-ups; PUT/GET /presence/{userId}/status, set_presence on /sync, activity, who sees whose
 // presence, presence disabled, and the idle/offline transitions with tiny timeouts.
 
-import { strict as assert } from 'node:assert';
+import { assert } from '../helpers/assert.js';
 import { makeUser, ok, roomPath as room, roomWith as sharedRoom, syncOk, V3, type User } from '../helpers/fixtures.js';
 import { enc, startTestServer, type TestServer } from '../helpers/server.js';
 

@@ -3,7 +3,7 @@
 // computed by the server's push rules, thread grouping with the SDK's thread support, and a
 // read on one device clearing the count on another device of the same user.
 
-import { strict as assert } from 'node:assert';
+import { assert } from '../helpers/assert.js';
 import type { MatrixClient, MatrixEvent, Room } from 'matrix-js-sdk';
 import { loadSdk, printSdkTrailOnFailure, RequestRecorder, sdkClient, stopClients, until, untilPrepared, type Creds, type RecordedRequest, type Sdk } from '../helpers/js-sdk.js';
 import { Api, enc, startTestServer, type TestServer } from '../helpers/server.js';

@@ -6,7 +6,7 @@
 // re-upload keys, and its request rate stays flat while idle; it also keeps its Olm/Megolm
 // sessions (decrypts bob's next message, bob decrypts its reply).
 
-import { strict as assert } from 'node:assert';
+import { assert } from '../helpers/assert.js';
 import type { IndexedDBStore, MatrixClient, MatrixEvent } from 'matrix-js-sdk';
 import { installFakeIndexedDB, type FakeIndexedDB } from '../helpers/fake-idb.js';
 import { passwordAuth, passwordLogin, V3 } from '../helpers/fixtures.js';

@@ -3,7 +3,7 @@
 // on both sides, a later device of the same user decrypting what is sent after it appeared, and
 // no key upload/query loops while idle. Every request is recorded; failures print the tail.
 
-import { strict as assert } from 'node:assert';
+import { assert } from '../helpers/assert.js';
 import type { MatrixClient, MatrixEvent } from 'matrix-js-sdk';
 import { loadSdk, printSdkTrailOnFailure, RequestRecorder, sdkClient, stopClients, until, untilPrepared, type Creds, type Sdk } from '../helpers/js-sdk.js';
 import { Api, enc, startTestServer, type TestServer } from '../helpers/server.js';

@@ -4,7 +4,7 @@
 // local-echo matching, back-pagination, profile changes and account data. Every request the SDK
 // makes is recorded so that the suite can also assert it never hit an unexpected 4xx or any 5xx.
 
-import { strict as assert } from 'node:assert';
+import { assert } from '../helpers/assert.js';
 import type { MatrixClient, MatrixEvent, Room } from 'matrix-js-sdk';
 import { captureLogger, loadSdk, MapStorage, printSdkTrailOnFailure, RequestRecorder, sdkClient, stopClients, TimerTracker, until, untilPrepared, type Creds, type RecordedRequest, type Sdk } from '../helpers/js-sdk.js';
 import { Api, enc, startTestServer, type TestServer } from '../helpers/server.js';

@@ -5,7 +5,7 @@
 // order; transaction ids must stay idempotent across the restart; and tokens issued before the
 // crash must keep working.
 
-import { strict as assert } from 'node:assert';
+import { assert } from '../helpers/assert.js';
 import { connect, type Socket } from 'node:net';
 import { ChildServer } from '../helpers/child-server.js';
 import { Api, enc } from '../helpers/server.js';

@@ -2,7 +2,7 @@
 // accounts created straight through the account service, `ok()` / `expectError()` checks, and
 // small request builders (room paths, createRoom, sending events, /sync queries).
 
-import { strict as assert } from 'node:assert';
+import { assert } from '../helpers/assert.js';
 import { Api, enc, type TestServer } from './server.js';
 
 export const V1 = '/_matrix/client/v1';

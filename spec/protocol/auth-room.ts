@@ -1,6 +1,6 @@
 // A tiny in-memory room for auth-rule scenarios: builds PDUs with the selected auth_events,
 // checks them against the current state and applies accepted state events.
-import { strict as assert } from 'node:assert';
+import { assert } from '../helpers/assert.js';
 import { AuthError, authEventTypesFor, checkAuthEventsSelection, checkEventAuth } from '../../src/protocol/auth-rules.js';
 import { computeEventId, signEvent } from '../../src/protocol/events.js';
 import { serverNameOf } from '../../src/protocol/ids.js';

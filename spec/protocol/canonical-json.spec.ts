@@ -1,4 +1,4 @@
-import { strict as assert } from 'node:assert';
+import { assert } from '../helpers/assert.js';
 import {
   CanonicalJsonError,
   canonicalJson,
@@ -107,14 +107,36 @@ describe('protocol/canonical-json', () => {
       assert.throws(() => parseStrictJson(''), CanonicalJsonError);
     });
 
-    it('does not let __proto__ change the prototype', () => {
-      const v = parseStrictJsonObject('{"__proto__":{"polluted":true}}');
-      assert.equal(Object.getPrototypeOf(v), Object.prototype);
+    it('parses into null-prototype objects: __proto__, constructor and prototype are plain data', () => {
+      const v = parseStrictJsonObject('{"__proto__":{"polluted":true},"constructor":{"prototype":{"p":1}},"a":{"b":{}}}') as Record<string, any>;
+      assert.equal(Object.getPrototypeOf(v), null);
+      assert.equal(Object.getPrototypeOf(v.a), null);
+      assert.equal(Object.getPrototypeOf(v.a.b), null);
       assert.equal(({} as Record<string, unknown>).polluted, undefined);
-      assert.ok(Object.prototype.hasOwnProperty.call(v, '__proto__'));
-      const copy = cloneJson(v);
+      assert.equal(({} as Record<string, unknown>).p, undefined);
+      assert.deepEqual(Object.keys(v), ['__proto__', 'constructor', 'a']);
+      assert.equal(v.__proto__.polluted, true);
+      // A lookup by an absent hostile key finds nothing inherited.
+      assert.equal(v.a.toString, undefined);
+      assert.equal(v.a.hasOwnProperty, undefined);
+      const copy = cloneJson(v as never) as Record<string, any>;
       assert.ok(Object.prototype.hasOwnProperty.call(copy, '__proto__'));
-      assert.equal(Object.getPrototypeOf(copy), Object.prototype);
+      assert.equal(Object.getPrototypeOf(copy), null);
+      assert.equal(copy.__proto__.polluted, true);
+    });
+
+    it('refuses nesting past the limit without overflowing the stack', () => {
+      const deep = '['.repeat(10000) + ']'.repeat(10000);
+      assert.throws(() => parseStrictJson(deep), CanonicalJsonError);
+      const deepObj = '{"a":'.repeat(10000) + '1' + '}'.repeat(10000);
+      assert.throws(() => parseStrictJson(deepObj), CanonicalJsonError);
+    });
+
+    it('refuses 1e400 and integers past 2^53 instead of rounding them', () => {
+      assert.throws(() => parseStrictJson('{"a":1e400}'), CanonicalJsonError);
+      assert.throws(() => parseStrictJson('{"a":9007199254740993}'), CanonicalJsonError);
+      assert.throws(() => parseStrictJson('{"a":-9007199254740992}'), CanonicalJsonError);
+      assert.throws(() => parseStrictJson('{"a":0.5}'), CanonicalJsonError);
     });
 
     it('parseStrictJsonObject rejects non-objects', () => {

@@ -1,4 +1,4 @@
-import { strict as assert } from 'node:assert';
+import { assert } from '../helpers/assert.js';
 import nacl from 'tweetnacl';
 import { decodeBase64, encodeBase64 } from '../../src/protocol/base64.js';
 import { canonicalJson } from '../../src/protocol/canonical-json.js';

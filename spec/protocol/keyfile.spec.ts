@@ -1,4 +1,4 @@
-import { strict as assert } from 'node:assert';
+import { assert } from '../helpers/assert.js';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';

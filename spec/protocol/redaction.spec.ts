@@ -1,4 +1,4 @@
-import { strict as assert } from 'node:assert';
+import { assert } from '../helpers/assert.js';
 import { canonicalJson } from '../../src/protocol/canonical-json.js';
 import { isRedactionSupported, redactEvent } from '../../src/protocol/redaction.js';
 import type { JsonObject } from '../../src/protocol/types.js';

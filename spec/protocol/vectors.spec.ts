@@ -1,6 +1,6 @@
 // Guards the "every vector is exercised" promise: a new vector file fails here until a spec
 // handles it, and each handled file must still have the shape its spec iterates over.
-import { strict as assert } from 'node:assert';
+import { assert } from '../helpers/assert.js';
 import path from 'node:path';
 import { loadVector, vectorFiles, vectorsDir } from './vectors.js';
 

@@ -1,4 +1,4 @@
-import { strict as assert } from 'node:assert';
+import { assert } from '../helpers/assert.js';
 import { PUSH_RULE_KINDS, defaultPushRules, localpartOf, type PushRule } from '../../src/push/default-rules.js';
 
 const ALICE = '@alice:example.org';

@@ -1,7 +1,7 @@
 // PushActionComputer: which results are stored as per-user rows and which once as a bulk result
 // (PersistEventInput.pushBulk), and that the dispatcher still gets every member's result.
 
-import { strict as assert } from 'node:assert';
+import { assert } from '../helpers/assert.js';
 import type { JsonObject, Pdu } from '../../src/protocol/types.js';
 import { BULK_MIN, PushActionComputer } from '../../src/push/push-actions.js';
 import type { PushRulesService } from '../../src/push/push-rules-service.js';

@@ -1,4 +1,4 @@
-import { strict as assert } from 'node:assert';
+import { assert } from '../helpers/assert.js';
 import { SOCKET_PATH, UNSTABLE_FEATURE } from '../../src/sync/socket/protocol.js';
 import { Api, startTestServer, type TestServer } from '../helpers/server.js';
 import { bearer, frames, openSocket, rawConnect, refusal, sleep, socketUrl, within, type User } from './helpers.js';

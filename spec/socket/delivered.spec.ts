@@ -1,6 +1,6 @@
 // Delivered receipts (sent -> delivered -> read): docs/websocket.md "Delivered receipts".
 
-import { strict as assert } from 'node:assert';
+import { assert } from '../helpers/assert.js';
 import { HearthSocket } from '../../src/client/hearth-socket.js';
 import { DELIVERED_EVENT_TYPE } from '../../src/sync/filter.js';
 import { ok, roomPath, V3, type User } from '../helpers/fixtures.js';

@@ -1,4 +1,4 @@
-import { strict as assert } from 'node:assert';
+import { assert } from '../helpers/assert.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

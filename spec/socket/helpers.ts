@@ -2,7 +2,7 @@
 // control frames, pongs or reading), a HearthSocket wrapper that records every processed frame,
 // and a timeline reader that merges socket frames, /sync responses and gap back-fills.
 
-import { strict as assert } from 'node:assert';
+import { assert } from '../helpers/assert.js';
 import type { IncomingMessage } from 'node:http';
 import WebSocket from 'ws';
 import { HearthSocket, type HearthSocketOptions } from '../../src/client/hearth-socket.js';

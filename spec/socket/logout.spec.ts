@@ -1,4 +1,4 @@
-import { strict as assert } from 'node:assert';
+import { assert } from '../helpers/assert.js';
 import { Api, startTestServer, type TestServer } from '../helpers/server.js';
 import { frames, openSocket, sendText, sharedRoom, sleep, within, type Recorded, type User } from './helpers.js';
 

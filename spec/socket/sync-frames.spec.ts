@@ -1,4 +1,4 @@
-import { strict as assert } from 'node:assert';
+import { assert } from '../helpers/assert.js';
 import { enc, startTestServer, type TestServer } from '../helpers/server.js';
 import {
   BIG_TIMELINE,

@@ -1,6 +1,6 @@
 // Contract: AccountStore and DeviceStore.
 
-import assert from 'node:assert/strict';
+import { assert } from '../helpers/assert.js';
 import type { ContractContext } from './contract.js';
 import { assertConflict, userId } from './fixtures.js';
 

@@ -1,6 +1,6 @@
 // Contract: user directory search and content reports (DirectoryStore in src/store/chat-types.ts).
 
-import assert from 'node:assert/strict';
+import { assert } from '../helpers/assert.js';
 import type { ReportRecord } from '../../src/store/types.js';
 import type { ContractContext } from './contract.js';
 import { FakeRoom, SERVER, userId } from './fixtures.js';

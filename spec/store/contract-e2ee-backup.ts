@@ -1,6 +1,6 @@
 // Contract: E2eeStore room key backup (versions, keys, replacement rules, etag and count).
 
-import assert from 'node:assert/strict';
+import { assert } from '../helpers/assert.js';
 import type { RoomKeyData, RoomKeyRecord } from '../../src/store/types.js';
 import type { ContractContext } from './contract.js';
 import { assertConflict, userId } from './fixtures.js';

@@ -1,7 +1,7 @@
 // Contract: E2eeStore key material (src/store/e2ee-types.ts): device keys, one-time and fallback
 // keys, cross-signing keys and signatures.
 
-import assert from 'node:assert/strict';
+import { assert } from '../helpers/assert.js';
 import type { JsonObject } from '../../src/protocol/types.js';
 import type { OneTimeKeyInput } from '../../src/store/types.js';
 import type { ContractContext } from './contract.js';

@@ -1,6 +1,6 @@
 // Contract: E2eeStore device-list change stream, to-device messages and device removal.
 
-import assert from 'node:assert/strict';
+import { assert } from '../helpers/assert.js';
 import type { ToDeviceInput, ToDeviceMessage } from '../../src/store/types.js';
 import type { ContractContext } from './contract.js';
 import { deviceKeys, otk } from './contract-e2ee-keys.js';

@@ -1,7 +1,7 @@
 // Contract: push actions written with events, unread counts and the notification list
 // (NotificationStore in src/store/chat-types.ts).
 
-import assert from 'node:assert/strict';
+import { assert } from '../helpers/assert.js';
 import type { JsonObject } from '../../src/protocol/types.js';
 import type { PushActionInput, PushBulkInput, ReceiptThread, ReceiptType, RoomUnreadCounts } from '../../src/store/types.js';
 import type { ContractContext } from './contract.js';

@@ -1,6 +1,6 @@
 // Contract: DeliveryStore and PusherStore (src/store/push-types.ts).
 
-import assert from 'node:assert/strict';
+import { assert } from '../helpers/assert.js';
 import type { DeliveredRecord, PushJob, PusherRecord } from '../../src/store/types.js';
 import type { ContractContext } from './contract.js';
 import { newEventId, randomId, SERVER, userId } from './fixtures.js';

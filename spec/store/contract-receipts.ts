@@ -1,6 +1,6 @@
 // Contract: ReceiptStore (src/store/chat-types.ts).
 
-import assert from 'node:assert/strict';
+import { assert } from '../helpers/assert.js';
 import type { ReceiptRecord, ReceiptThread, ReceiptType } from '../../src/store/types.js';
 import type { ContractContext } from './contract.js';
 import { FakeRoom, userId, type SentEvent } from './fixtures.js';

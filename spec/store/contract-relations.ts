@@ -1,7 +1,7 @@
 // Contract: relations derived from m.relates_to, threads and bundled aggregations
 // (RelationStore in src/store/chat-types.ts).
 
-import assert from 'node:assert/strict';
+import { assert } from '../helpers/assert.js';
 import type { JsonObject } from '../../src/protocol/types.js';
 import type { RelationQuery } from '../../src/store/types.js';
 import type { ContractContext } from './contract.js';

@@ -1,6 +1,6 @@
 // Contract: room records, event persistence, idempotency, redaction, aliases, directory, forget.
 
-import assert from 'node:assert/strict';
+import { assert } from '../helpers/assert.js';
 import type { ContractContext } from './contract.js';
 import { assertConflict, FakeRoom, redact, SERVER, userId } from './fixtures.js';
 

@@ -1,6 +1,6 @@
 // Contract: resolved state (current, at a position, changes, history) and memberships.
 
-import assert from 'node:assert/strict';
+import { assert } from '../helpers/assert.js';
 import type { ContractContext } from './contract.js';
 import { FakeRoom, SERVER, sortedState, stateMap, userId } from './fixtures.js';
 

@@ -1,6 +1,6 @@
 // Contract: the global stream under concurrency, close(), and durability across reopen.
 
-import assert from 'node:assert/strict';
+import { assert } from '../helpers/assert.js';
 import type { ContractContext } from './contract.js';
 import { FakeRoom, userId } from './fixtures.js';
 

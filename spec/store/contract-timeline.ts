@@ -1,6 +1,6 @@
 // Contract: timeline paging (getRoomEvents) and per-room stream heads.
 
-import assert from 'node:assert/strict';
+import { assert } from '../helpers/assert.js';
 import type { RoomEventsQuery } from '../../src/store/types.js';
 import type { ContractContext } from './contract.js';
 import { FakeRoom, SERVER, userId, type SentEvent } from './fixtures.js';

@@ -1,6 +1,6 @@
 // Contract: account data streams, filters, transaction-response cache.
 
-import assert from 'node:assert/strict';
+import { assert } from '../helpers/assert.js';
 import type { JsonObject } from '../../src/protocol/types.js';
 import type { ContractContext } from './contract.js';
 import { FakeRoom, SERVER, userId } from './fixtures.js';

@@ -1,7 +1,7 @@
 // Hand-built room v11-shaped PDUs for store tests. Nothing is signed or hashed for real: the
 // store treats PDUs as opaque JSON apart from room_id/type/state_key/sender/content.membership.
 
-import assert from 'node:assert/strict';
+import { assert } from '../helpers/assert.js';
 import { randomBytes } from 'node:crypto';
 import type { JsonObject, Pdu } from '../../src/protocol/types.js';
 import { StoreConflictError, type PersistEventInput, type StateEntry, type Store } from '../../src/store/types.js';

@@ -1,4 +1,4 @@
-import assert from 'node:assert/strict';
+import { assert } from '../helpers/assert.js';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

@@ -1,4 +1,4 @@
-import assert from 'node:assert/strict';
+import { assert } from '../helpers/assert.js';
 import { StreamIdGenerator } from '../../src/store/stream-id.js';
 
 describe('StreamIdGenerator', function () {

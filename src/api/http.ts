@@ -100,8 +100,8 @@ export function createHttpApp(services: ApiServices, opts: HttpOptions): Koa<Hea
     });
   }
 
-  const eventLimit = jsonBody(opts.maxEventBytes, true);
-  const generalLimit = jsonBody(opts.maxBodyBytes, false);
+  const eventLimit = jsonBody(opts.maxEventBytes);
+  const generalLimit = jsonBody(opts.maxBodyBytes);
   app.use(async (ctx, next) => {
     if (opts.lifecycle.stopping) {
       // Like a server that is already gone: the client sees a closed connection and retries

@@ -6,7 +6,8 @@ import getRawBody from 'raw-body';
 import type { Logger } from 'pino';
 import { MatrixError } from './errors.js';
 import type { JsonObject } from '../protocol/types.js';
-import { parseStrictJson } from '../protocol/canonical-json.js';
+import type { UiaRequest } from '../users/uia.js';
+import { dict, hardenParsed, isJsonObject } from '../protocol/canonical-json.js';
 
 export interface AuthInfo {
   userId: string;
@@ -74,45 +75,58 @@ function toMatrixError(err: unknown): MatrixError | null {
   return null;
 }
 
+// fatal: invalid UTF-8 is refused, never silently turned into U+FFFD and stored.
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false });
+
 /**
- * Reads a JSON object body (for POST/PUT/DELETE). Bodies over `limit` bytes get 413 M_TOO_LARGE
- * before being buffered further; non-JSON gets M_NOT_JSON; a JSON value that is not an object
- * M_BAD_JSON. With `strict` (event content, which becomes a signed PDU) floats, unsafe integers
- * and lone surrogates are M_BAD_JSON too, as canonical JSON cannot carry them. An empty body
- * counts as {} because several clients send none on POST.
+ * Reads a JSON object body (for POST/PUT/DELETE): the one intake check every endpoint shares.
+ * Bodies over `limit` bytes get 413 M_TOO_LARGE before being buffered further; invalid UTF-8 or
+ * non-JSON M_NOT_JSON; a value canonical JSON cannot carry (fractions, integers past 2^53, lone
+ * surrogates, nesting past the limit) or a top level that is not an object M_BAD_JSON. Objects
+ * come out with null prototypes (see parseStrictJson). An empty body counts as {} because
+ * several clients send none on POST.
  */
-export function jsonBody(limit: number, strict: boolean): Koa.Middleware<HearthState> {
+export function jsonBody(limit: number): Koa.Middleware<HearthState> {
   return async (ctx, next) => {
     // DELETE carries a body too (UIA on DELETE /devices/{id}).
     if (ctx.method !== 'POST' && ctx.method !== 'PUT' && ctx.method !== 'DELETE') return next();
-    const raw = await getRawBody(ctx.req, { limit, length: ctx.get('content-length') || undefined, encoding: 'utf8' });
-    if (raw.trim() === '') {
-      ctx.state.body = {};
-      return next();
-    }
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(raw);
-    } catch {
-      throw new MatrixError('M_NOT_JSON', 'Content not JSON.');
-    }
-    if (strict) {
-      try {
-        parsed = parseStrictJson(raw);
-      } catch {
-        throw new MatrixError('M_BAD_JSON', 'Event content contains values Matrix does not allow (floats, unsafe integers, lone surrogates)');
-      }
-    }
-    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
-      throw new MatrixError('M_BAD_JSON', 'Request body must be a JSON object');
-    }
-    ctx.state.body = parsed;
+    const raw = await getRawBody(ctx.req, { limit, length: ctx.get('content-length') || undefined });
+    ctx.state.body = parseJsonBody(raw);
     return next();
   };
 }
 
+/** The intake rule of {@link jsonBody} for a body already in hand (socket request frames). */
+export function parseJsonBody(raw: Buffer | string): JsonObject {
+  let text: string;
+  try {
+    text = typeof raw === 'string' ? raw : utf8.decode(raw);
+  } catch {
+    throw new MatrixError('M_NOT_JSON', 'Content is not valid UTF-8.');
+  }
+  if (text.trim() === '') return dict();
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    throw new MatrixError('M_NOT_JSON', 'Content not JSON.');
+  }
+  try {
+    parsed = hardenParsed(text, parsed);
+  } catch (err) {
+    throw new MatrixError('M_BAD_JSON', `Content contains a value Matrix does not allow: ${(err as Error).message}`);
+  }
+  if (!isJsonObject(parsed)) throw new MatrixError('M_BAD_JSON', 'Request body must be a JSON object');
+  return parsed;
+}
+
 export function body(ctx: Ctx): JsonObject {
   return (ctx.state.body ?? {}) as JsonObject;
+}
+
+/** The request a user-interactive-auth session is bound to. */
+export function uiaRequest(ctx: Ctx): UiaRequest {
+  return { method: ctx.method, path: ctx.path, body: body(ctx) };
 }
 
 export function accessTokenOf(ctx: Koa.Context | Ctx): string | undefined {

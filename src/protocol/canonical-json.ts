@@ -109,10 +109,15 @@ function write(v: unknown, out: string[], depth: number): void {
 }
 
 /**
- * Parses JSON from an untrusted peer and rejects what canonical JSON cannot represent.
- * JSON.parse alone would silently accept `1.0`/`1e3` (as integers) and round integers past 2^53,
- * so number tokens are checked in the raw text. JSON.parse is safe against `__proto__` keys: it
- * defines own properties instead of invoking the setter.
+ * Parses JSON from an untrusted source (a client, a peer, the database) into a value that is safe
+ * to walk and to index by its own keys:
+ * - every object has a null prototype, so `__proto__`, `constructor` and `prototype` are plain
+ *   data: a lookup `obj[key]` with a hostile key never reaches Object.prototype, and nothing
+ *   inherited can be mistaken for input;
+ * - what canonical JSON cannot represent is refused: fractions, exponents and integers past 2^53
+ *   (JSON.parse would accept `1.0`/`1e400` and round big integers silently), lone surrogates,
+ *   and nesting deeper than MAX_DEPTH (which would overflow the stack of whatever walks it next).
+ * JSON.parse itself never invokes the `__proto__` setter: it defines own properties.
  */
 export function parseStrictJson(text: string): JsonValue {
   let value: unknown;
@@ -121,15 +126,38 @@ export function parseStrictJson(text: string): JsonValue {
   } catch (e) {
     throw new CanonicalJsonError(`invalid JSON: ${(e as Error).message}`);
   }
+  return hardenParsed(text, value);
+}
+
+/** The checks of {@link parseStrictJson} for a `value` the caller already got from JSON.parse(text). */
+export function hardenParsed(text: string, value: unknown): JsonValue {
   checkNumberTokens(text);
-  validateParsed(value, 0);
-  return value as JsonValue;
+  return harden(value, 0) as JsonValue;
 }
 
 /** As {@link parseStrictJson} but the top level must be an object. */
 export function parseStrictJsonObject(text: string): JsonObject {
   const v = parseStrictJson(text);
   if (!isJsonObject(v)) throw new CanonicalJsonError('expected a JSON object');
+  return v;
+}
+
+/**
+ * JSON that this server wrote itself (stored rows): already checked on the way in, so only the
+ * prototype is changed. Costs about a microsecond for a typical event.
+ */
+export function parseTrustedJson<T>(text: string): T {
+  return nullPrototypes(JSON.parse(text)) as T;
+}
+
+function nullPrototypes(v: unknown): unknown {
+  if (v === null || typeof v !== 'object') return v;
+  if (Array.isArray(v)) {
+    for (const x of v) nullPrototypes(x);
+    return v;
+  }
+  Object.setPrototypeOf(v, null);
+  for (const k in v) nullPrototypes((v as Record<string, unknown>)[k]);
   return v;
 }
 
@@ -161,34 +189,40 @@ function checkIntegerToken(tok: string): void {
   if (!/^-?(0|[1-9][0-9]*)$/.test(tok)) {
     throw new CanonicalJsonError(`number ${tok} is not an integer (no fractions or exponents)`);
   }
-  const big = BigInt(tok);
-  if (big > BigInt(MAX_SAFE_JSON_INT) || big < -BigInt(MAX_SAFE_JSON_INT)) {
-    throw new CanonicalJsonError(`integer ${tok} is outside the canonical JSON range`);
+  if (tok.length > 15) {
+    const big = BigInt(tok);
+    if (big > BigInt(MAX_SAFE_JSON_INT) || big < -BigInt(MAX_SAFE_JSON_INT)) {
+      throw new CanonicalJsonError(`integer ${tok} is outside the canonical JSON range`);
+    }
   }
 }
 
-function validateParsed(v: unknown, depth: number): void {
+function harden(v: unknown, depth: number): unknown {
   if (depth > MAX_DEPTH) throw new CanonicalJsonError('value nested too deeply');
   if (typeof v === 'string') {
     if (hasLoneSurrogate(v)) throw new CanonicalJsonError('string contains a lone surrogate');
   } else if (Array.isArray(v)) {
-    for (const x of v) validateParsed(x, depth + 1);
+    for (const x of v) harden(x, depth + 1);
   } else if (typeof v === 'object' && v !== null) {
-    for (const [k, x] of Object.entries(v)) {
+    Object.setPrototypeOf(v, null);
+    for (const k in v) {
       if (hasLoneSurrogate(k)) throw new CanonicalJsonError('key contains a lone surrogate');
-      validateParsed(x, depth + 1);
+      harden((v as Record<string, unknown>)[k], depth + 1);
     }
   }
+  return v;
+}
+
+/** An empty object for keys taken from input: nothing inherited, `__proto__` is an ordinary key. */
+export function dict<V>(): Record<string, V> {
+  return Object.create(null) as Record<string, V>;
 }
 
 /** Deep copy of a JSON value; the copy shares nothing with the input. */
 export function cloneJson<T extends JsonValue>(v: T): T {
   if (v === null || typeof v !== 'object') return v;
   if (Array.isArray(v)) return v.map((x) => cloneJson(x)) as T;
-  const out: JsonObject = {};
-  for (const [k, x] of Object.entries(v)) {
-    // defineProperty so a "__proto__" key stays an own property instead of changing the prototype.
-    if (x !== undefined) Object.defineProperty(out, k, { value: cloneJson(x), enumerable: true, writable: true, configurable: true });
-  }
+  const out: JsonObject = dict();
+  for (const [k, x] of Object.entries(v)) if (x !== undefined) out[k] = cloneJson(x);
   return out as T;
 }

@@ -166,8 +166,9 @@ export class RoomInput {
   }
 
   /** Builds, signs, size-checks and authorises an event against `state`. Writes nothing. */
-  private async prepare(roomId: string, draft: EventDraft, state: RoomState): Promise<Prepared> {
+  private async prepare(roomId: string, given: EventDraft, state: RoomState): Promise<Prepared> {
     const version = state.version;
+    const draft = given.type === 'm.room.redaction' ? withRedactsTarget(given) : given;
     const pdu = this.buildPdu(roomId, draft, state);
     let signed: Pdu;
     try {
@@ -188,9 +189,7 @@ export class RoomInput {
       if (err instanceof AuthError) throw new MatrixError('M_FORBIDDEN', err.message);
       throw err;
     }
-    const redaction = draft.type === 'm.room.redaction' && draft.redacts
-      ? await this.redactionTarget(roomId, draft.redacts, signed, state)
-      : undefined;
+    const redaction = draft.redacts !== undefined ? await this.redactionTarget(roomId, draft.redacts, signed, state) : undefined;
     const stateDelta: StateEntry[] =
       draft.stateKey !== undefined ? [{ type: draft.type, stateKey: draft.stateKey, eventId }] : [];
     if (draft.stateKey !== undefined) {
@@ -270,13 +269,29 @@ export class RoomInput {
     state: RoomState,
   ): Promise<{ targetEventId: string; redactedPdu: Pdu } | undefined> {
     const target: StoredEvent | null = await this.deps.store.rooms.getEvent(targetId);
-    if (!target || target.roomId !== roomId) return undefined; // redacting an unknown event is allowed but a no-op
+    // The auth rules let a remote server's redaction arrive before its target; a local client
+    // has no such excuse, and a target in another room would redact nothing here (Synapse: 400).
+    if (!target) throw new MatrixError('M_INVALID_PARAM', 'Cannot redact an event that does not exist', {}, 400);
+    if (target.roomId !== roomId) throw new MatrixError('M_INVALID_PARAM', 'Cannot redact an event from a different room', {}, 400);
     if (target.pdu.sender !== redaction.sender && !state.canRedactOthers(redaction.sender)) {
       throw new MatrixError('M_FORBIDDEN', 'You cannot redact events of other users');
     }
     if (target.redactedBy) return undefined;
     return { targetEventId: targetId, redactedPdu: redactEvent(target.pdu, state.version) as Pdu };
   }
+}
+
+/**
+ * Every m.room.redaction names its target, however it was sent: /redact passes it as `redacts`,
+ * /send carries it in content (v11's home for it, and what clients send for every version). So
+ * /send cannot skip the checks /redact gets.
+ */
+function withRedactsTarget(draft: EventDraft): EventDraft {
+  const target = draft.redacts ?? draft.content.redacts;
+  if (typeof target !== 'string' || !target.startsWith('$')) {
+    throw new MatrixError('M_BAD_JSON', 'A redaction needs `redacts`: the ID of the event to redact');
+  }
+  return { ...draft, redacts: target };
 }
 
 export { stateTuple };

@@ -8,7 +8,7 @@ import type { JsonObject } from '../protocol/types.js';
 import type { Store } from '../store/types.js';
 import { StoreConflictError } from '../store/types.js';
 import { generateAccessToken, generateDeviceId, hashAccessToken, hashPassword, verifyPassword } from './credentials.js';
-import { UiaSessions } from './uia.js';
+import { UiaSessions, UiaWrongUserError } from './uia.js';
 
 export interface RegistrationPolicy {
   enabled: boolean;
@@ -152,7 +152,7 @@ export class AccountService {
       const identifier = auth.identifier as JsonObject | undefined;
       const who = typeof identifier?.user === 'string' ? identifier.user : typeof auth.user === 'string' ? auth.user : userId;
       const claimed = who.startsWith('@') ? who : this.userIdFor(who.toLowerCase());
-      if (claimed !== userId) throw new MatrixError('M_FORBIDDEN', 'Authentication must be for the logged-in user');
+      if (claimed !== userId) throw new UiaWrongUserError();
       if (typeof auth.password !== 'string') throw new MatrixError('M_FORBIDDEN', 'Missing password');
       await this.checkPassword(userId, auth.password);
       return true;

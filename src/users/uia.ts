@@ -2,9 +2,10 @@
 // memory for a short time: a client completes a flow within seconds, and a restart only means it
 // starts again with a fresh 401.
 
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { MatrixError } from '../api/errors.js';
 import type { JsonObject } from '../protocol/types.js';
+import { canonicalJson } from '../protocol/canonical-json.js';
 
 export class UiaRequiredError extends MatrixError {
   constructor(
@@ -22,14 +23,41 @@ export class UiaRequiredError extends MatrixError {
   }
 }
 
+/**
+ * A stage that authenticates someone other than the user making the request: not a failed
+ * attempt to retry (401) but a request that can never succeed (403), as in Synapse.
+ */
+export class UiaWrongUserError extends MatrixError {
+  constructor() {
+    super('M_FORBIDDEN', 'Authentication must be for the logged-in user', {}, 403);
+  }
+}
+
+/**
+ * What a session is bound to: the method, the path and the body without `auth` (spec: the
+ * client must repeat the same request; a session begun to delete device A cannot delete B).
+ * Only a digest is kept, so a registration password is not held in memory.
+ */
+export interface UiaRequest {
+  method: string;
+  path: string;
+  body: JsonObject;
+}
+
+function digestOf(purpose: string, req: UiaRequest): string {
+  const rest: JsonObject = Object.create(null) as JsonObject;
+  for (const k of Object.keys(req.body)) if (k !== 'auth') rest[k] = req.body[k];
+  return createHash('sha256').update(`${purpose}\n${req.method}\n${req.path}\n${canonicalJson(rest)}`).digest('base64');
+}
+
 /** Verifies one stage's auth dict; returns true when complete, throws MatrixError to fail it. */
 export type StageVerifier = (stage: string, auth: JsonObject) => Promise<boolean>;
 
 interface Session {
   completed: Set<string>;
   expires: number;
-  /** What the session was started for (a session may not be reused for another request). */
-  purpose: string;
+  /** Digest of the user's purpose and the request it began with (see UiaRequest). */
+  binding: string;
 }
 
 const SESSION_TTL_MS = 10 * 60_000;
@@ -41,10 +69,12 @@ export class UiaSessions {
 
   /**
    * Resolves when `auth` completes one of `flows`; otherwise throws UiaRequiredError with the
-   * state the client needs to continue.
+   * state the client needs to continue. `purpose` names the operation and its user; a session
+   * is only good for the same purpose and the same request (403 otherwise).
    */
   async check(
     purpose: string,
+    request: UiaRequest,
     auth: JsonObject | undefined,
     flows: string[][],
     verify: StageVerifier,
@@ -52,11 +82,14 @@ export class UiaSessions {
   ): Promise<void> {
     this.sweep();
     const sessionId = typeof auth?.session === 'string' ? auth.session : undefined;
+    const binding = digestOf(purpose, request);
     let session = sessionId ? this.sessions.get(sessionId) : undefined;
-    if (session && session.purpose !== purpose) session = undefined;
+    if (session && session.binding !== binding) {
+      throw new MatrixError('M_FORBIDDEN', 'Requested operation has changed during the UI authentication session', {}, 403);
+    }
     const id = session && sessionId ? sessionId : randomBytes(16).toString('base64url');
     if (!session) {
-      session = { completed: new Set(), expires: this.now() + SESSION_TTL_MS, purpose };
+      session = { completed: new Set(), expires: this.now() + SESSION_TTL_MS, binding };
       this.sessions.set(id, session);
     }
     const challenge = () => ({
@@ -74,7 +107,7 @@ export class UiaSessions {
       try {
         ok = await verify(stage, auth);
       } catch (err) {
-        if (err instanceof MatrixError && err.status !== 429) {
+        if (err instanceof MatrixError && err.status !== 429 && !(err instanceof UiaWrongUserError)) {
           throw new UiaRequiredError(challenge(), { errcode: 'M_FORBIDDEN', error: err.message });
         }
         throw err;

@@ -4,7 +4,7 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
 import { MatrixError } from '../errors.js';
-import { body, type Ctx } from '../middleware.js';
+import { body, uiaRequest, type Ctx } from '../middleware.js';
 import { parse, param, type ApiServices, type ClientRoutes } from '../routing.js';
 import type { JsonObject } from '../../protocol/types.js';
 
@@ -59,6 +59,10 @@ export function accountRoutes(r: ClientRoutes, s: ApiServices): void {
     await s.accounts.isAvailable(localpart);
     await s.accounts.uia.check(
       'register',
+      // Bound to method and path only: clients may add device_id or a display name on the
+      // completing request (Synapse keeps the latest body), and the stages here prove only that
+      // a person registers, not who.
+      { ...uiaRequest(ctx), body: {} },
       req.auth as JsonObject | undefined,
       s.accounts.registrationFlows(),
       async (stage, auth) => {
@@ -129,14 +133,14 @@ export function accountRoutes(r: ClientRoutes, s: ApiServices): void {
 
   r.authed('post', '/account/password', async (ctx, auth) => {
     const req = parse(passwordSchema, body(ctx));
-    await s.accounts.uia.check('password:' + auth.userId, req.auth as JsonObject | undefined, [['m.login.password']], s.accounts.passwordStage(auth.userId));
+    await s.accounts.uia.check('password:' + auth.userId, uiaRequest(ctx), req.auth as JsonObject | undefined, [['m.login.password']], s.accounts.passwordStage(auth.userId));
     await s.accounts.changePassword(auth, req.new_password, req.logout_devices ?? true);
     ctx.body = {};
   });
 
   r.authed('post', '/account/deactivate', async (ctx, auth) => {
     const req = body(ctx);
-    await s.accounts.uia.check('deactivate:' + auth.userId, req.auth as JsonObject | undefined, [['m.login.password']], s.accounts.passwordStage(auth.userId));
+    await s.accounts.uia.check('deactivate:' + auth.userId, uiaRequest(ctx), req.auth as JsonObject | undefined, [['m.login.password']], s.accounts.passwordStage(auth.userId));
     await s.accounts.deactivate(auth.userId);
     // We hold no third-party identifiers, so there is never anything left bound.
     ctx.body = { id_server_unbind_result: 'success' };
@@ -173,7 +177,7 @@ function devicesRoutes(r: ClientRoutes, s: ApiServices): void {
     ctx.body = {};
   });
   const deleteDevices = async (ctx: Ctx, userId: string, ids: string[]) => {
-    await s.accounts.uia.check('delete_devices:' + userId, body(ctx).auth as JsonObject | undefined, [['m.login.password']], s.accounts.passwordStage(userId));
+    await s.accounts.uia.check('delete_devices:' + userId, uiaRequest(ctx), body(ctx).auth as JsonObject | undefined, [['m.login.password']], s.accounts.passwordStage(userId));
     for (const id of ids) await s.accounts.deleteDevice(userId, id);
     ctx.body = {};
   };

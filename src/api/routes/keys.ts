@@ -3,7 +3,7 @@
 
 import { z } from 'zod';
 import { MatrixError } from '../errors.js';
-import { body } from '../middleware.js';
+import { body, uiaRequest } from '../middleware.js';
 import { parse, queryString, type ApiServices, type ClientRoutes } from '../routing.js';
 import type { JsonObject } from '../../protocol/types.js';
 import { parseToken } from '../../sync/token.js';
@@ -101,7 +101,7 @@ function keyRoutes(r: ClientRoutes, e: E2eeServices, s: ApiServices): void {
   r.authed('post', '/keys/device_signing/upload', async (ctx, auth) => {
     const req = parse(signingUploadSchema, body(ctx));
     await e.crossSigning.upload(auth.userId, req, () =>
-      s.accounts.uia.check('device_signing:' + auth.userId, req.auth as JsonObject | undefined, [['m.login.password']], s.accounts.passwordStage(auth.userId)),
+      s.accounts.uia.check('device_signing:' + auth.userId, uiaRequest(ctx), req.auth as JsonObject | undefined, [['m.login.password']], s.accounts.passwordStage(auth.userId)),
     );
     ctx.body = {};
   });

@@ -1,6 +1,7 @@
 // What the domain modules share: one connection, its statement cache and the write queue.
 
 import type { Statement } from './db.js';
+import { parseTrustedJson } from '../../protocol/canonical-json.js';
 import type { WriteQueue } from './write-queue.js';
 
 export interface SqliteContext {
@@ -11,6 +12,7 @@ export interface SqliteContext {
   checkOpen(): void;
 }
 
+/** Stored JSON comes back with null-prototype objects, like request bodies (see parseTrustedJson). */
 export function jsonParse<T>(text: string): T {
-  return JSON.parse(text) as T;
+  return parseTrustedJson<T>(text);
 }

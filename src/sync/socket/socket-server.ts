@@ -17,6 +17,7 @@ import { MatrixError } from '../../api/errors.js';
 import type { AuthInfo } from '../../api/middleware.js';
 import type { PresenceService } from '../../ephemeral/presence.js';
 import type { JsonObject } from '../../protocol/types.js';
+import { hardenParsed } from '../../protocol/canonical-json.js';
 import type { AccountService } from '../../users/account-service.js';
 import type { ConnectionTracker } from '../connections.js';
 import { compileFilter, type SyncFilter } from '../filter.js';
@@ -210,14 +211,22 @@ export class SocketServer {
 
   private async onMessage(s: Session, data: RawData): Promise<void> {
     let frame: ClientFrame;
+    const text = data.toString();
     try {
-      frame = JSON.parse(data.toString()) as ClientFrame;
+      frame = JSON.parse(text) as ClientFrame;
       if (!frame || typeof frame !== 'object' || typeof frame.type !== 'string') throw new Error('not a frame');
     } catch {
       this.closeWith(s, CloseCode.BAD_FRAME, {});
       return;
     }
     try {
+      // The same intake rule as HTTP bodies: a value with no canonical form is refused, not
+      // rounded or nulled on its way into the injected request.
+      try {
+        hardenParsed(text, frame);
+      } catch (err) {
+        throw new MatrixError('M_BAD_JSON', `Frame contains a value Matrix does not allow: ${(err as Error).message}`);
+      }
       if (frame.type === 'auth') {
         if (s.auth || s.authenticating) throw new MatrixError('M_BAD_JSON', 'Already authenticated');
         if (typeof frame.access_token !== 'string') throw new MatrixError('M_MISSING_TOKEN', 'access_token required');
