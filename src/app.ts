@@ -14,6 +14,7 @@ import type { HearthConfig } from './config/load.js';
 import { isOpenRegistrationWarningNeeded, OPEN_REGISTRATION_WARNING } from './config/load.js';
 import { localBaseUrl } from './config/schema.js';
 import { Metrics } from './observability/metrics.js';
+import { createMetricsServer } from './observability/metrics-server.js';
 import { timedStore } from './observability/timed-store.js';
 import { loadOrCreateSigningKey } from './protocol/keyfile.js';
 import { EventFormatter } from './room/client-event.js';
@@ -53,6 +54,8 @@ export interface Hearth {
   readonly services: ApiServices;
   /** Base URL of the client listener once started. */
   readonly url: string;
+  /** Base URL of the metrics listener once started (GET /metrics); undefined with metrics off. */
+  readonly metricsUrl: string | undefined;
   start(): Promise<void>;
   /** Stops accepting requests, finishes in-flight writes, closes the store. */
   stop(): Promise<void>;
@@ -183,13 +186,15 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     now,
   };
   const lifecycle = new Lifecycle();
+  const renderMetrics = metrics ? async () => ({ contentType: metrics.contentType, body: await metrics.render() }) : undefined;
   const app = createHttpApp(services, {
     lifecycle,
     maxBodyBytes: config.limits.max_request_body_bytes,
     maxEventBytes: config.limits.max_event_bytes,
     trustProxy: config.listeners.client.x_forwarded,
     observe: (m, r, s, sec) => metrics?.observeHttp(m, r, s, sec),
-    renderMetrics: metrics ? async () => ({ contentType: metrics.contentType, body: await metrics.render() }) : undefined,
+    renderMetrics,
+    metricsSecret: config.metrics.client_port_secret ?? undefined,
   });
 
   const sockets = config.websocket.enabled
@@ -215,8 +220,20 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
       )
     : undefined;
 
+  const http = config.limits.http;
+  const listenerLimits = {
+    headerTimeoutMs: http.header_timeout_ms,
+    requestTimeoutMs: http.request_timeout_ms,
+    keepAliveTimeoutMs: http.keep_alive_timeout_ms,
+    idleTimeoutMs: http.idle_timeout_ms,
+    // Behind a proxy every connection comes from the proxy: the cap would throttle everyone.
+    maxConnectionsPerAddress: config.listeners.client.x_forwarded ? 0 : http.max_connections_per_address,
+    exemptAddresses: http.exempt_addresses,
+  };
   let server: Server | undefined;
+  let metricsServer: Server | undefined;
   let url = '';
+  let metricsUrl: string | undefined;
   return {
     config,
     store,
@@ -224,20 +241,19 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     get url() {
       return url;
     },
+    get metricsUrl() {
+      return metricsUrl;
+    },
     async start() {
       const { host, port } = config.listeners.client;
-      const http = config.limits.http;
+      if (renderMetrics) {
+        // First, so a port clash stops start-up before the client port is open.
+        metricsServer = await listen(createMetricsServer(renderMetrics, listenerLimits, logger), config.metrics.listen.port, config.metrics.listen.host);
+        metricsUrl = baseUrl(metricsServer);
+      }
       const listener = createListener(
         app.callback(),
-        {
-          headerTimeoutMs: http.header_timeout_ms,
-          requestTimeoutMs: http.request_timeout_ms,
-          keepAliveTimeoutMs: http.keep_alive_timeout_ms,
-          idleTimeoutMs: http.idle_timeout_ms,
-          // Behind a proxy every connection comes from the proxy: the cap would throttle everyone.
-          maxConnectionsPerAddress: config.listeners.client.x_forwarded ? 0 : http.max_connections_per_address,
-          exemptAddresses: http.exempt_addresses,
-        },
+        listenerLimits,
         {
           onRefused: (reason) => metrics?.connectionsRefused.inc({ reason }),
           onClientError: (status, code) => {
@@ -247,16 +263,13 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
         },
       );
       sockets?.attach(listener);
-      server = await new Promise<Server>((resolve, reject) => {
-        listener.once('error', reject);
-        listener.listen(port, host, () => {
-          listener.off('error', reject);
-          resolve(listener);
-        });
-      });
-      const addr = server.address() as AddressInfo;
-      const h = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
-      url = `http://${h}:${addr.port}`;
+      try {
+        server = await listen(listener, port, host);
+      } catch (err) {
+        await closeServer(metricsServer);
+        throw err;
+      }
+      url = baseUrl(server);
       // A derived base URL for an OS-assigned port (0) can only be known now.
       if (config.listeners.client.port === 0 && services.publicBaseUrl === localBaseUrl(config.listeners.client)) {
         services.publicBaseUrl = `${url}/`;
@@ -264,7 +277,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
       presence.start();
       if (config.push.enabled) pushGateway.start();
       if (isOpenRegistrationWarningNeeded(config)) logger.warn(OPEN_REGISTRATION_WARNING);
-      logger.info({ url, server_name: config.server_name, storage: config.storage.backend, key_id: signingKey.keyId }, 'Hearth is listening');
+      logger.info({ url, metrics_url: metricsUrl, server_name: config.server_name, storage: config.storage.backend, key_id: signingKey.keyId }, 'Hearth is listening');
     },
     async stop() {
       lifecycle.stopping = true;
@@ -280,6 +293,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
         s.closeAllConnections();
         await closed;
       }
+      await closeServer(metricsServer);
       await roomInput.drain();
       await pushDispatcher.drain(); // its last enqueues must land before the store closes
       await pushGateway.stop();
@@ -292,4 +306,27 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
       logger.info('Hearth stopped');
     },
   };
+}
+
+function listen(server: Server, port: number, host: string): Promise<Server> {
+  return new Promise<Server>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve(server);
+    });
+  });
+}
+
+function baseUrl(server: Server): string {
+  const addr = server.address() as AddressInfo;
+  const h = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+  return `http://${h}:${addr.port}`;
+}
+
+async function closeServer(server: Server | undefined): Promise<void> {
+  if (!server?.listening) return;
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  server.closeAllConnections();
+  await closed;
 }

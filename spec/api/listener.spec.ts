@@ -213,7 +213,7 @@ describe('client listener limits', function () {
     });
 
     it('counts them in hearth_http_client_errors_total', async () => {
-      const text = await (await fetch(`${srv.url}/metrics`)).text();
+      const text = await (await fetch(`${srv.metricsUrl}/metrics`)).text();
       const count = (status: number) => Number(new RegExp(`^hearth_http_client_errors_total\\{status="${status}"\\} (\\d+)$`, 'm').exec(text)?.[1] ?? 0);
       assert.ok(count(400) >= 3, text.split('\n').filter((l) => l.includes('client_errors')).join('\n'));
       assert.ok(count(431) >= 1);
@@ -267,7 +267,7 @@ describe('client listener limits', function () {
 
       for (const c of open.splice(0)) c.socket.destroy();
       await sleep(50);
-      const text = await (await fetch(`${srv.url}/metrics`)).text();
+      const text = await (await fetch(`${srv.metricsUrl}/metrics`)).text();
       const m = /^hearth_http_connections_refused_total\{reason="per_address"\} (\d+)$/m.exec(text);
       assert.ok(m && Number(m[1]) >= 1, text.split('\n').filter((l) => l.includes('refused')).join('\n'));
     });

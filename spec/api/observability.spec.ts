@@ -1,4 +1,5 @@
-// /health and /metrics over real HTTP: the Prometheus exposition of a running server.
+// /health and /metrics over real HTTP: the Prometheus exposition of a running server, served on
+// its own listener (metrics.listen), not on the client port.
 
 import { strict as assert } from 'node:assert';
 import { V3, type User } from '../helpers/fixtures.js';
@@ -31,7 +32,7 @@ describe('observability', function () {
   let roomId: string;
 
   const metrics = async (): Promise<string> => {
-    const res = await fetch(`${srv.url}/metrics`);
+    const res = await fetch(`${srv.metricsUrl}/metrics`);
     assert.equal(res.status, 200);
     assert.match(res.headers.get('content-type') ?? '', /^text\/plain/);
     return res.text();
@@ -116,10 +117,51 @@ describe('observability', function () {
     assert.equal(sample(await metrics(), 'hearth_sync_waiters'), 0);
   });
 
-  it('/metrics is absent when metrics are disabled', async () => {
-    const off = await startTestServer({ metrics: { enabled: false } });
+  it('the client port does not serve /metrics by default', async () => {
+    const r = await new Api(srv.url).get('/metrics');
+    assert.equal(r.status, 404);
+    assert.equal(r.body.errcode, 'M_UNRECOGNIZED');
+    // Not even to someone who guesses at a token.
+    assert.equal((await new Api(srv.url, 'guess').get('/metrics')).status, 404);
+    assert.notEqual(srv.metricsUrl, srv.url);
+  });
+
+  it('the metrics listener serves GET and HEAD /metrics and nothing else', async () => {
+    const head = await fetch(`${srv.metricsUrl}/metrics`, { method: 'HEAD' });
+    assert.equal(head.status, 200);
+    assert.equal(await head.text(), '');
+    const other = await new Api(srv.metricsUrl!).get(`${V3}/account/whoami`);
+    assert.equal(other.status, 404);
+    assert.equal(other.body.errcode, 'M_UNRECOGNIZED');
+    const post = await new Api(srv.metricsUrl!).post('/metrics', {});
+    assert.equal(post.status, 405);
+    assert.equal(post.body.errcode, 'M_UNRECOGNIZED');
+  });
+
+  it('serves /metrics on the client port too behind metrics.client_port_secret', async () => {
+    const secret = 'a-long-enough-metrics-secret';
+    const s = await startTestServer({ metrics: { client_port_secret: secret } });
     try {
-      const r = await new Api(off.url).get('/metrics');
+      const none = await new Api(s.url).get('/metrics');
+      assert.equal(none.status, 403);
+      assert.equal(none.body.errcode, 'M_FORBIDDEN');
+      const wrong = await new Api(s.url, `${secret}x`).get('/metrics');
+      assert.equal(wrong.status, 403);
+      const right = await fetch(`${s.url}/metrics`, { headers: { authorization: `Bearer ${secret}` } });
+      assert.equal(right.status, 200);
+      assert.match(await right.text(), /^# HELP /m);
+      // The metrics listener still serves them, without the secret.
+      assert.equal((await fetch(`${s.metricsUrl}/metrics`)).status, 200);
+    } finally {
+      await s.stop();
+    }
+  });
+
+  it('/metrics is absent when metrics are disabled, and so is the metrics listener', async () => {
+    const off = await startTestServer({ metrics: { enabled: false, client_port_secret: 'a-long-enough-metrics-secret' } });
+    try {
+      assert.equal(off.metricsUrl, undefined);
+      const r = await new Api(off.url, 'a-long-enough-metrics-secret').get('/metrics');
       assert.equal(r.status, 404);
       assert.equal(r.body.errcode, 'M_UNRECOGNIZED');
       assert.equal((await fetch(`${off.url}/health`)).status, 200);

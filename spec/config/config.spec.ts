@@ -67,6 +67,15 @@ describe('config', () => {
     assert.match(loadError('limits: { http: { max_connections_per_address: -1 } }\n'), /"limits\.http\.max_connections_per_address"/);
   });
 
+  it('metrics: their own loopback listener by default, never the client port', () => {
+    assert.deepEqual(loadConfig({ env: {} }).metrics, { enabled: true, listen: { host: '127.0.0.1', port: 9000 }, client_port_secret: null });
+    assert.match(loadError('metrics: { listen: { port: 8008 } }\n'), /"metrics\.listen\.port": .*listeners\.client/);
+    // Port 0 on both is fine (each gets its own), and so is a clash with metrics off.
+    loadConfig({ env: {}, overrides: { listeners: { client: { port: 0 } }, metrics: { listen: { port: 0 } } } });
+    loadConfig({ env: {}, overrides: { metrics: { enabled: false, listen: { port: 8008 } } } });
+    assert.match(loadError('metrics: { client_port_secret: short }\n'), /"metrics\.client_port_secret"/);
+  });
+
   it('resolves defaults against the process cwd when no cwd is given', () => {
     assert.equal(loadConfig({ env: {} }).storage.sqlite.path, path.resolve('data/hearth.sqlite'));
   });

@@ -58,6 +58,7 @@ export class ChildServer {
       signing_key_path: join(dir, 'data', 'signing.key'),
       limits: { rate_limits: { enabled: false } },
       log: { level: 'warn' },
+      metrics: { listen: { port: 0 } },
     };
     writeFileSync(srv.configPath, JSON.stringify(config, null, 2));
     return srv;

@@ -11,6 +11,8 @@ import { createLogger } from '../../src/observability/logger.js';
 export interface TestServer {
   hearth: Hearth;
   url: string;
+  /** The metrics listener (GET /metrics), on its own OS-assigned port; undefined with metrics off. */
+  metricsUrl: string | undefined;
   dataDir: string;
   stop(): Promise<void>;
 }
@@ -25,12 +27,15 @@ export async function startTestServer(overrides: HearthConfigInput = {}, dataDir
     limits: { rate_limits: { enabled: false } },
     log: { level: (process.env.HEARTH_TEST_LOG as 'debug') ?? 'silent' },
     ...overrides,
+    // Never the fixed default port: tests run several servers at once.
+    metrics: { ...overrides.metrics, listen: { host: '127.0.0.1', port: 0, ...overrides.metrics?.listen } },
   });
   const hearth = await createHearth(config, { logger: createLogger(config), processMetrics: false });
   await hearth.start();
   return {
     hearth,
     url: hearth.url,
+    metricsUrl: hearth.metricsUrl,
     dataDir: dir,
     async stop() {
       await hearth.stop();

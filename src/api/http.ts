@@ -1,5 +1,6 @@
 // Builds the Koa application for the client listener from the services bundle.
 
+import { createHash, timingSafeEqual } from 'node:crypto';
 import Koa from 'koa';
 import Router from '@koa/router';
 import { MatrixError } from './errors.js';
@@ -26,6 +27,8 @@ export interface HttpOptions {
   trustProxy: boolean;
   observe: (method: string, route: string, status: number, seconds: number) => void;
   renderMetrics?: () => Promise<{ contentType: string; body: string }>;
+  /** Serve GET /metrics on this listener too, to `Authorization: Bearer <metricsSecret>`. */
+  metricsSecret?: string;
   /** Shared with the composition root for graceful shutdown. */
   lifecycle: Lifecycle;
 }
@@ -91,9 +94,15 @@ export function createHttpApp(services: ApiServices, opts: HttpOptions): Koa<Hea
   relationRoutes(routes, services);
   pusherRoutes(routes, services);
   e2eeRoutes(routes, services);
-  if (opts.renderMetrics) {
+  // Metrics have their own listener (metrics.listen); here only behind a configured secret.
+  if (opts.renderMetrics && opts.metricsSecret) {
     const render = opts.renderMetrics;
+    const secret = sha256(opts.metricsSecret);
     router.get('/metrics', async (ctx) => {
+      const given = /^Bearer\s+(\S+)\s*$/i.exec(ctx.get('authorization'))?.[1];
+      if (given === undefined || !timingSafeEqual(sha256(given), secret)) {
+        throw new MatrixError('M_FORBIDDEN', 'GET /metrics here needs Authorization: Bearer <metrics.client_port_secret>');
+      }
       const m = await render();
       ctx.type = m.contentType;
       ctx.body = m.body;
@@ -135,3 +144,5 @@ export function createHttpApp(services: ApiServices, opts: HttpOptions): Koa<Hea
   app.use(router.allowedMethods());
   return app;
 }
+
+const sha256 = (s: string): Buffer => createHash('sha256').update(s).digest();

@@ -204,7 +204,19 @@ const configObject = z.strictObject({
       format: z.enum(['json', 'pretty']).default('json'),
     })
     .prefault({}),
-  metrics: z.strictObject({ enabled: z.boolean().default(true) }).prefault({}),
+  metrics: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      // Served at /metrics on its own listener, not on the public client port.
+      listen: z.strictObject({ host: host.default('127.0.0.1'), port: port.default(9000) }).prefault({}),
+      // When set, GET /metrics is also served on the client port to `Authorization: Bearer <secret>`.
+      client_port_secret: z
+        .string()
+        .min(16, { error: 'must be at least 16 characters' })
+        .nullable()
+        .default(null),
+    })
+    .prefault({}),
 });
 
 /** The object schema without root-level refinements; load.ts walks it to name keys in errors. */
@@ -215,6 +227,10 @@ export const hearthConfigSchema = configObject
     const { client, federation } = c.listeners;
     if (federation.enabled && client.port !== 0 && client.port === federation.port && client.host === federation.host) {
       ctx.addIssue({ code: 'custom', path: ['listeners', 'federation', 'port'], message: 'same host and port as listeners.client' });
+    }
+    const m = c.metrics.listen;
+    if (c.metrics.enabled && m.port !== 0 && m.port === client.port && m.host === client.host) {
+      ctx.addIssue({ code: 'custom', path: ['metrics', 'listen', 'port'], message: 'same host and port as listeners.client' });
     }
     const http = c.limits.http;
     if (http.header_timeout_ms > http.request_timeout_ms) {
