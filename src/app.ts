@@ -150,7 +150,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
       await store.e2ee.deleteDeviceE2ee(userId, deviceId);
       await store.pushers.deletePushersForDevice(userId, deviceId);
     }),
-    rooms: new RoomService(store, roomInput, config.server_name),
+    rooms: new RoomService(store, roomInput, config.server_name, logger),
     roomInput,
     sync: new SyncService(store, waiters, formatter, visibility, {
       ephemeral: [new TypingSource(typing), new ReceiptSource(store.receipts), new DeliveredSource(store.delivery)],

@@ -1,7 +1,7 @@
 // /health and /metrics over real HTTP: the Prometheus exposition of a running server, served on
 // its own listener (metrics.listen), not on the client port.
 
-import { strict as assert } from 'node:assert';
+import { assert } from '../helpers/assert.js';
 import { V3, type User } from '../helpers/fixtures.js';
 import { Api, enc, startTestServer, type TestServer } from '../helpers/server.js';
 

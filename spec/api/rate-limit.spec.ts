@@ -7,6 +7,10 @@ const rules = {
   login: { per_second: 0.5, burst: 3 },
   registration: { per_second: 0.2, burst: 5 },
   message: { per_second: 20, burst: 100 },
+  login_failures_per_address: { per_second: 0.1, burst: 20 },
+  login_failures_per_account_address: { per_second: 0.01, burst: 5 },
+  write: { per_second: 10, burst: 100 },
+  to_device: { per_second: 200, burst: 3000 },
 };
 
 describe('rate limits', () => {

@@ -1,4 +1,4 @@
-import { strict as assert } from 'node:assert';
+import { assert } from '../helpers/assert.js';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';

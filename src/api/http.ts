@@ -69,6 +69,8 @@ const CONNECTION_ERRORS = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED', 'ERR_H
 
 // Event bodies are capped at the PDU limit; everything else at the general body limit.
 const EVENT_PATH = /\/rooms\/[^/]+\/(send|state)\//;
+// Account data and tags are stored as given and never signed: fractions are allowed there.
+const ACCOUNT_DATA_PATH = /\/user\/[^/]+\/(rooms\/[^/]+\/)?(account_data|tags)\//;
 
 export function createHttpApp(services: ApiServices, opts: HttpOptions): Koa<HearthState> {
   const app = new Koa<HearthState>({ proxy: opts.trustProxy });
@@ -111,6 +113,7 @@ export function createHttpApp(services: ApiServices, opts: HttpOptions): Koa<Hea
 
   const eventLimit = jsonBody(opts.maxEventBytes);
   const generalLimit = jsonBody(opts.maxBodyBytes);
+  const accountDataLimit = jsonBody(opts.maxBodyBytes, { fractions: true });
   app.use(async (ctx, next) => {
     if (opts.lifecycle.stopping) {
       // Like a server that is already gone: the client sees a closed connection and retries
@@ -129,7 +132,9 @@ export function createHttpApp(services: ApiServices, opts: HttpOptions): Koa<Hea
   app.use(requestLog(services.logger, opts.observe));
   app.use(cors());
   app.use(errors(services.logger));
-  app.use((ctx, next) => (EVENT_PATH.test(ctx.path) ? eventLimit(ctx, next) : generalLimit(ctx, next)));
+  app.use((ctx, next) =>
+    EVENT_PATH.test(ctx.path) ? eventLimit(ctx, next) : ACCOUNT_DATA_PATH.test(ctx.path) ? accountDataLimit(ctx, next) : generalLimit(ctx, next),
+  );
   // A known method on a path without it, and a method the router does not know at all (PROPFIND,
   // MKCOL; Node's parser already refuses made-up ones, see listener.ts): 405 M_UNRECOGNIZED, with
   // the router's Allow header (empty for a path that serves nothing).

@@ -86,18 +86,18 @@ const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false });
  * come out with null prototypes (see parseStrictJson). An empty body counts as {} because
  * several clients send none on POST.
  */
-export function jsonBody(limit: number): Koa.Middleware<HearthState> {
+export function jsonBody(limit: number, opts: { fractions?: boolean } = {}): Koa.Middleware<HearthState> {
   return async (ctx, next) => {
     // DELETE carries a body too (UIA on DELETE /devices/{id}).
     if (ctx.method !== 'POST' && ctx.method !== 'PUT' && ctx.method !== 'DELETE') return next();
     const raw = await getRawBody(ctx.req, { limit, length: ctx.get('content-length') || undefined });
-    ctx.state.body = parseJsonBody(raw);
+    ctx.state.body = parseJsonBody(raw, opts);
     return next();
   };
 }
 
 /** The intake rule of {@link jsonBody} for a body already in hand (socket request frames). */
-export function parseJsonBody(raw: Buffer | string): JsonObject {
+export function parseJsonBody(raw: Buffer | string, opts: { fractions?: boolean } = {}): JsonObject {
   let text: string;
   try {
     text = typeof raw === 'string' ? raw : utf8.decode(raw);
@@ -112,7 +112,7 @@ export function parseJsonBody(raw: Buffer | string): JsonObject {
     throw new MatrixError('M_NOT_JSON', 'Content not JSON.');
   }
   try {
-    parsed = hardenParsed(text, parsed);
+    parsed = hardenParsed(text, parsed, opts);
   } catch (err) {
     throw new MatrixError('M_BAD_JSON', `Content contains a value Matrix does not allow: ${(err as Error).message}`);
   }

@@ -17,8 +17,13 @@ export interface RateLimitRule {
 }
 
 export interface RateLimitBackend {
-  /** Spends one unit for `key`. Resolves to 0 if allowed, else to the milliseconds until a retry can succeed. */
-  consume(key: string): Promise<number>;
+  /**
+   * Spends `points` (default 1) for `key`. Resolves to 0 if allowed, else to the milliseconds
+   * until a retry can succeed.
+   */
+  consume(key: string, points?: number): Promise<number>;
+  /** Like consume, but only looks: 0 while `key` has any allowance left. */
+  peek?(key: string): Promise<number>;
 }
 
 export type RateLimitBackendFactory = (name: string, rule: RateLimitRule) => RateLimitBackend;
@@ -27,9 +32,9 @@ export type RateLimitBackendFactory = (name: string, rule: RateLimitRule) => Rat
 export const memoryBackend: RateLimitBackendFactory = (name, rule) => {
   const limiter = new RateLimiterMemory({ keyPrefix: name, points: rule.burst, duration: rule.burst / rule.per_second });
   return {
-    async consume(key) {
+    async consume(key, points = 1) {
       try {
-        await limiter.consume(key);
+        await limiter.consume(key, points);
         return 0;
       } catch (err) {
         // The library rejects with a RateLimiterRes when the limit is hit and with an Error when
@@ -37,6 +42,10 @@ export const memoryBackend: RateLimitBackendFactory = (name, rule) => {
         if (err instanceof RateLimiterRes) return Math.max(1, Math.ceil(err.msBeforeNext));
         throw err;
       }
+    },
+    async peek(key) {
+      const res = await limiter.get(key);
+      return res && res.remainingPoints <= 0 ? Math.max(1, Math.ceil(res.msBeforeNext)) : 0;
     },
   };
 };
@@ -46,19 +55,46 @@ export class RateLimiter {
   constructor(
     readonly name: string,
     private readonly backend: RateLimitBackend | null,
+    /** The bucket size: a single action costing more is charged this much (see consume). */
+    private readonly burst = Number.POSITIVE_INFINITY,
   ) {}
 
-  /** Throws M_LIMIT_EXCEEDED (429, with retry_after_ms) once `key` has used up its allowance. */
-  async consume(key: string): Promise<void> {
+  /**
+   * Throws M_LIMIT_EXCEEDED (429, with retry_after_ms) once `key` has used up its allowance.
+   * `cost` is what the action fans out to (rooms, recipients); one larger than the whole bucket
+   * costs the whole bucket, so it can still succeed from full and then waits a full refill.
+   */
+  async consume(key: string, cost = 1): Promise<void> {
     if (this.backend === null) return;
-    const retryAfterMs = await this.backend.consume(key);
-    if (retryAfterMs > 0) {
-      throw new MatrixError('M_LIMIT_EXCEEDED', 'Too many requests', { retry_after_ms: retryAfterMs });
-    }
+    limited(await this.backend.consume(key, Math.max(1, Math.min(cost, this.burst))));
+  }
+
+  /** Throws M_LIMIT_EXCEEDED if `key` has no allowance left; spends nothing (see penalise). */
+  async check(key: string): Promise<void> {
+    if (this.backend === null || !this.backend.peek) return;
+    limited(await this.backend.peek(key));
+  }
+
+  /** Spends one unit for `key` without failing: records something that already happened. */
+  async penalise(key: string): Promise<void> {
+    if (this.backend !== null) await this.backend.consume(key, 1);
   }
 }
 
-export type RateLimitName = 'login' | 'registration' | 'message';
+function limited(retryAfterMs: number): void {
+  if (retryAfterMs > 0) throw new MatrixError('M_LIMIT_EXCEEDED', 'Too many requests', { retry_after_ms: retryAfterMs });
+}
+
+export const RATE_LIMIT_NAMES = [
+  'login',
+  'login_failures_per_address',
+  'login_failures_per_account_address',
+  'registration',
+  'message',
+  'write',
+  'to_device',
+] as const;
+export type RateLimitName = (typeof RATE_LIMIT_NAMES)[number];
 export type RateLimiters = Record<RateLimitName, RateLimiter>;
 
 /** The limiters of `limits.rate_limits`; with `enabled: false` they all allow everything. */
@@ -66,6 +102,9 @@ export function createRateLimiters(
   config: HearthConfig['limits']['rate_limits'],
   backend: RateLimitBackendFactory = memoryBackend,
 ): RateLimiters {
-  const make = (name: RateLimitName): RateLimiter => new RateLimiter(name, config.enabled ? backend(name, config[name]) : null);
-  return { login: make('login'), registration: make('registration'), message: make('message') };
+  const out = {} as RateLimiters;
+  for (const name of RATE_LIMIT_NAMES) {
+    out[name] = new RateLimiter(name, config.enabled ? backend(name, config[name]) : null, config[name].burst);
+  }
+  return out;
 }

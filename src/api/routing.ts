@@ -15,7 +15,7 @@ import type { VisibilityChecker } from '../room/visibility.js';
 import type { Store } from '../store/types.js';
 import type { RoomInput } from '../room/room-input.js';
 import type { Notifier } from '../sync/notifier.js';
-import type { RateLimiter } from './rate-limit.js';
+import type { RateLimitName, RateLimiters } from './rate-limit.js';
 import type { TypingService } from '../ephemeral/typing.js';
 import type { PresenceService } from '../ephemeral/presence.js';
 import type { PushRulesService } from '../push/push-rules-service.js';
@@ -48,7 +48,7 @@ export interface ApiServices {
   visibility: VisibilityChecker;
   notifier: Notifier;
   logger: Logger;
-  limits: { login: RateLimiter; registration: RateLimiter; message: RateLimiter };
+  limits: RateLimiters;
   registration: { enabled: boolean; token: string | null; sharedSecret: string | null };
   maxSyncTimeoutMs: number;
   features: { websocket: boolean };
@@ -56,6 +56,13 @@ export interface ApiServices {
 }
 
 export type Handler = (ctx: Ctx) => Promise<void> | void;
+
+/**
+ * Which per-user limit an authenticated route spends from. Every POST, PUT and DELETE spends
+ * from one: `write` unless it says otherwise (`message` for routes that create room events).
+ * Fan-outs charge their cost on top, inside the handler (profile: rooms, to-device: recipients).
+ */
+export type RouteLimit = RateLimitName | 'none';
 export type AuthedHandler = (ctx: Ctx, auth: AuthInfo) => Promise<void> | void;
 type Method = 'get' | 'post' | 'put' | 'delete';
 
@@ -81,8 +88,17 @@ export class ClientRoutes {
     }
   }
 
-  authed(method: Method, path: string, handler: AuthedHandler, versions?: string[]): void {
-    this.route(method, path, async (ctx) => handler(ctx, await this.authenticate(ctx)), versions);
+  authed(method: Method, path: string, handler: AuthedHandler, versions?: string[], limit: RouteLimit = method === 'get' ? 'none' : 'write'): void {
+    this.route(
+      method,
+      path,
+      async (ctx) => {
+        const auth = await this.authenticate(ctx);
+        if (limit !== 'none') await this.services.limits[limit].consume(auth.userId);
+        await handler(ctx, auth);
+      },
+      versions,
+    );
   }
 
   async authenticate(ctx: Ctx): Promise<AuthInfo> {

@@ -120,8 +120,12 @@ const configObject = z.strictObject({
         .strictObject({
           enabled: z.boolean().default(true),
           login: rateLimit(0.5, 10),
+          login_failures_per_address: rateLimit(0.1, 20),
+          login_failures_per_account_address: rateLimit(0.02, 5),
           registration: rateLimit(0.2, 5),
           message: rateLimit(20, 100),
+          write: rateLimit(10, 100),
+          to_device: rateLimit(200, 3000),
         })
         .prefault({}),
       http: httpLimits,

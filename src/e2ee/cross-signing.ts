@@ -4,7 +4,7 @@
 // Other signatures embedded in an uploaded key are relayed as given (clients verify them anyway).
 
 import { MatrixError } from '../api/errors.js';
-import { isJsonObject } from '../protocol/canonical-json.js';
+import { isJsonObject, dict } from '../protocol/canonical-json.js';
 import type { JsonObject } from '../protocol/types.js';
 import type { DeviceStore } from '../store/types.js';
 import type { CrossSigningKeys, E2eeStore, SignatureInput } from '../store/e2ee-types.js';
@@ -79,7 +79,7 @@ export class CrossSigningService {
 
   /** Returns per-key failures; every signature that verified is stored. */
   async uploadSignatures(signer: string, body: Record<string, unknown>): Promise<{ failures: Record<string, JsonObject> }> {
-    const failures: Record<string, JsonObject> = {};
+    const failures: Record<string, JsonObject> = dict();
     const accepted: SignatureInput[] = [];
     const mine = await this.e2ee.getCrossSigningKeys(signer);
     const targets = Object.keys(body).filter((u) => this.keys.isLocal(u));
@@ -144,7 +144,7 @@ export class CrossSigningService {
           accepted.push(...ok);
         } catch (err) {
           if (!(err instanceof MatrixError)) throw err;
-          (failures[targetUser] ??= {})[keyId] = { errcode: err.errcode, error: err.message };
+          (failures[targetUser] ??= dict())[keyId] = { errcode: err.errcode, error: err.message };
         }
       }
     }

@@ -4,6 +4,7 @@
 import { MatrixError } from '../api/errors.js';
 import type { JsonObject } from '../protocol/types.js';
 import type { BackupVersion, E2eeStore, RoomKeyData, RoomKeyRecord } from '../store/e2ee-types.js';
+import { dict } from '../protocol/canonical-json.js';
 
 const unknownVersion = (): MatrixError => new MatrixError('M_NOT_FOUND', 'Unknown backup version');
 
@@ -81,7 +82,7 @@ function describe(v: BackupVersion): JsonObject {
 
 /** Groups records as the API nests them: {rooms: {roomId: {sessions: {sessionId: data}}}}. */
 export function nestRoomKeys(records: RoomKeyRecord[]): Record<string, { sessions: Record<string, RoomKeyData> }> {
-  const rooms: Record<string, { sessions: Record<string, RoomKeyData> }> = {};
-  for (const r of records) (rooms[r.roomId] ??= { sessions: {} }).sessions[r.sessionId] = r.data;
+  const rooms: Record<string, { sessions: Record<string, RoomKeyData> }> = dict();
+  for (const r of records) (rooms[r.roomId] ??= { sessions: dict() }).sessions[r.sessionId] = r.data;
   return rooms;
 }

@@ -4,7 +4,7 @@
 
 import type { Logger } from 'pino';
 import { MatrixError } from '../api/errors.js';
-import { isJsonObject } from '../protocol/canonical-json.js';
+import { isJsonObject, dict } from '../protocol/canonical-json.js';
 import { serverNameOf } from '../protocol/ids.js';
 import type { JsonObject } from '../protocol/types.js';
 import type { DeviceStore } from '../store/types.js';
@@ -92,11 +92,11 @@ export class KeyService {
   }
 
   async query(requester: string, wanted: Record<string, string[]>): Promise<JsonObject> {
-    const deviceKeys: JsonObject = {};
-    const masterKeys: JsonObject = {};
-    const selfSigningKeys: JsonObject = {};
-    const userSigningKeys: JsonObject = {};
-    const failures: JsonObject = {};
+    const deviceKeys: JsonObject = dict();
+    const masterKeys: JsonObject = dict();
+    const selfSigningKeys: JsonObject = dict();
+    const userSigningKeys: JsonObject = dict();
+    const failures: JsonObject = dict();
     const local: string[] = [];
     for (const userId of Object.keys(wanted)) {
       if (this.isLocal(userId)) local.push(userId);
@@ -111,7 +111,7 @@ export class KeyService {
     const sigs = signatureIndex(signatures, requester);
     local.forEach((userId, i) => {
       // Every requested user gets an entry, {} included: the Rust SDK re-queries users it cannot find.
-      const out: JsonObject = {};
+      const out: JsonObject = dict();
       const only = wanted[userId].length > 0 ? new Set(wanted[userId]) : null;
       const userKeys = keys.get(userId);
       for (const dev of devices[i]) {
@@ -142,8 +142,8 @@ export class KeyService {
   }
 
   async claim(wanted: Record<string, Record<string, string>>): Promise<JsonObject> {
-    const oneTimeKeys: Record<string, JsonObject> = {};
-    const failures: JsonObject = {};
+    const oneTimeKeys: Record<string, JsonObject> = dict();
+    const failures: JsonObject = dict();
     const jobs: Array<Promise<void>> = [];
     for (const [userId, devices] of Object.entries(wanted)) {
       if (!this.isLocal(userId)) {
@@ -159,7 +159,7 @@ export class KeyService {
               if (!existing.has(deviceId)) return;
               const k = await this.d.e2ee.claimOneTimeKey(userId, deviceId, algorithm);
               if (!k) return;
-              const forUser = (oneTimeKeys[userId] ??= {});
+              const forUser = (oneTimeKeys[userId] ??= dict());
               forUser[deviceId] = { [`${k.algorithm}:${k.keyId}`]: k.key };
             }),
           );
@@ -188,10 +188,10 @@ function signatureIndex(all: SignatureInput[], requester: string): Map<string, S
 }
 
 function withSignatures(key: JsonObject, extra: SignatureInput[] | undefined): JsonObject {
-  const sigs: Record<string, JsonObject> = {};
+  const sigs: Record<string, JsonObject> = dict();
   if (isJsonObject(key.signatures)) {
     for (const [u, v] of Object.entries(key.signatures)) if (isJsonObject(v)) sigs[u] = { ...v };
   }
-  for (const s of extra ?? []) (sigs[s.signerUserId] ??= {})[s.signerKeyId] = s.signature;
+  for (const s of extra ?? []) (sigs[s.signerUserId] ??= dict())[s.signerKeyId] = s.signature;
   return { ...key, signatures: sigs };
 }

@@ -3,7 +3,7 @@
 
 import type { Logger } from 'pino';
 import { MatrixError } from '../api/errors.js';
-import { canonicalJson, isJsonObject } from '../protocol/canonical-json.js';
+import { canonicalJson, isJsonObject, dict } from '../protocol/canonical-json.js';
 import { serverNameOf } from '../protocol/ids.js';
 import type { JsonObject } from '../protocol/types.js';
 import type { DeviceStore, UserDataStore } from '../store/types.js';
@@ -78,7 +78,7 @@ export class ToDeviceService {
       const stream = await this.d.e2ee.queueToDevice(queue);
       this.d.notifier.publish({ stream, userIds: [...new Set(queue.map((m) => m.userId))] });
     }
-    const response: JsonObject = {};
+    const response: JsonObject = dict();
     await this.d.userData.putTxnResponse(sender, senderDevice, scope, txnId, response);
     return response;
   }

@@ -129,9 +129,14 @@ export function parseStrictJson(text: string): JsonValue {
   return hardenParsed(text, value);
 }
 
-/** The checks of {@link parseStrictJson} for a `value` the caller already got from JSON.parse(text). */
-export function hardenParsed(text: string, value: unknown): JsonValue {
-  checkNumberTokens(text);
+/**
+ * The checks of {@link parseStrictJson} for a `value` the caller already got from JSON.parse(text).
+ * With `fractions`, finite fractional numbers pass (account data and room tags: the spec's tag
+ * `order` is one, and nothing there is signed); integers past 2^53 and overflowing numbers such
+ * as 1e400 never do, since JSON.parse would round them or turn them into Infinity.
+ */
+export function hardenParsed(text: string, value: unknown, opts: { fractions?: boolean } = {}): JsonValue {
+  checkNumberTokens(text, opts.fractions === true);
   return harden(value, 0) as JsonValue;
 }
 
@@ -164,7 +169,7 @@ function nullPrototypes(v: unknown): unknown {
 const NUMBER_CHAR = /[-+0-9.eE]/;
 
 // Runs after JSON.parse succeeded, so the text is well-formed and only strings need skipping.
-function checkNumberTokens(text: string): void {
+function checkNumberTokens(text: string, fractions = false): void {
   let i = 0;
   const n = text.length;
   while (i < n) {
@@ -178,15 +183,16 @@ function checkNumberTokens(text: string): void {
     if (c === '-' || (c >= '0' && c <= '9')) {
       const start = i;
       while (i < n && NUMBER_CHAR.test(text[i])) i++;
-      checkIntegerToken(text.slice(start, i));
+      checkNumberToken(text.slice(start, i), fractions);
       continue;
     }
     i++;
   }
 }
 
-function checkIntegerToken(tok: string): void {
+function checkNumberToken(tok: string, fractions: boolean): void {
   if (!/^-?(0|[1-9][0-9]*)$/.test(tok)) {
+    if (fractions && Number.isFinite(Number(tok))) return;
     throw new CanonicalJsonError(`number ${tok} is not an integer (no fractions or exponents)`);
   }
   if (tok.length > 15) {

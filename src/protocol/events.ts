@@ -1,7 +1,7 @@
 // Content hashes, event signatures and reference-hash event IDs (spec server-server API,
 // "Signing events", and rooms v3/v4 "Event IDs").
 import { encodeBase64, encodeBase64Url, tryDecodeBase64 } from './base64.js';
-import { canonicalJson, isJsonObject } from './canonical-json.js';
+import { canonicalJson, isJsonObject, dict } from './canonical-json.js';
 import { sha256, sha256Base64, signJson, verifyJsonSignature, type VerifyKey } from './crypto.js';
 import { redactEvent } from './redaction.js';
 import type { JsonObject, LooseJsonObject, Pdu, SigningKey } from './types.js';
@@ -15,7 +15,7 @@ export const MAX_AUTH_EVENTS = 10;
 export const MAX_PREV_EVENTS = 20;
 
 function withoutKeys(obj: LooseJsonObject, keys: readonly string[]): JsonObject {
-  const out: JsonObject = {};
+  const out: JsonObject = dict();
   for (const [k, v] of Object.entries(obj)) if (!keys.includes(k) && v !== undefined) out[k] = v;
   return out;
 }

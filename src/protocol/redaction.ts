@@ -1,6 +1,6 @@
 // The redaction algorithm (rooms v1-v11). Each room version is a small table of rules so the
 // differences stay visible side by side instead of as version checks sprinkled through code.
-import { cloneJson, isJsonObject } from './canonical-json.js';
+import { cloneJson, isJsonObject, dict } from './canonical-json.js';
 import type { JsonObject, LooseJsonObject, Pdu } from './types.js';
 
 interface RedactionRules {
@@ -83,7 +83,7 @@ export function redactEvent(event: Pdu, roomVersion: string): Pdu;
 export function redactEvent(event: LooseJsonObject, roomVersion: string): JsonObject;
 export function redactEvent(event: LooseJsonObject, roomVersion: string): LooseJsonObject {
   const rules = rulesFor(roomVersion);
-  const out: JsonObject = {};
+  const out: JsonObject = dict();
   for (const key of rules.topLevel) {
     const v = event[key];
     if (v !== undefined && key !== 'content') out[key] = cloneJson(v);
@@ -97,7 +97,7 @@ function redactContent(event: LooseJsonObject, rules: RedactionRules): JsonObjec
   const type = typeof event.type === 'string' ? event.type : '';
   const keep = Object.prototype.hasOwnProperty.call(rules.content, type) ? rules.content[type] : [];
   if (keep === 'all') return cloneJson(content);
-  const out: JsonObject = {};
+  const out: JsonObject = dict();
   for (const key of keep) {
     const v = content[key];
     if (v !== undefined) out[key] = cloneJson(v);

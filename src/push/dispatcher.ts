@@ -12,6 +12,7 @@ import type { Logger } from 'pino';
 import type { JsonObject, JsonValue, Pdu } from '../protocol/types.js';
 import type { RoomState } from '../room/room-state.js';
 import type { PushActionInput, PushJob, PusherRecord, Store } from '../store/types.js';
+import { dict } from '../protocol/canonical-json.js';
 
 export interface PersistedEvent {
   eventId: string;
@@ -178,7 +179,7 @@ function eventNotification(
 
 /** `set_tweak` actions as a tweaks object; a highlight without a value means true. */
 export function tweaksOf(actions: Array<string | JsonObject>): JsonObject {
-  const tweaks: JsonObject = {};
+  const tweaks: JsonObject = dict();
   for (const a of actions) {
     if (typeof a !== 'object' || a === null || typeof a.set_tweak !== 'string') continue;
     const value: JsonValue | undefined = a.value;

@@ -10,6 +10,7 @@ import type { Store } from '../store/types.js';
 import type { Notifier } from '../sync/notifier.js';
 import { addTo, type RoomEphemeralSource, type SyncRange } from '../sync/sources.js';
 import { DELIVERED_EVENT_TYPE } from '../sync/filter.js';
+import { dict } from '../protocol/canonical-json.js';
 
 export class DeliveredService {
   /** Highest position each user has acknowledged (rooms quiet since then need no work). */
@@ -97,8 +98,8 @@ export class DeliveredSource implements RoomEphemeralSource {
     const byRoom = new Map<string, DeliveredRecord[]>();
     for (const r of records) byRoom.set(r.roomId, [...(byRoom.get(r.roomId) ?? []), r]);
     for (const [roomId, list] of byRoom) {
-      const content: Record<string, Record<string, JsonObject>> = {};
-      for (const r of list) (content[r.eventId] ??= {})[r.userId] = { ts: r.ts };
+      const content: Record<string, Record<string, JsonObject>> = dict();
+      for (const r of list) (content[r.eventId] ??= dict())[r.userId] = { ts: r.ts };
       addTo(out, roomId, { type: DELIVERED_EVENT_TYPE, content: content as JsonObject });
     }
     return out;

@@ -3,6 +3,7 @@
 import type { JsonObject } from '../protocol/types.js';
 import type { ReceiptRecord, ReceiptStore } from '../store/chat-types.js';
 import { addTo, type RoomEphemeralSource, type SyncRange } from '../sync/sources.js';
+import { dict } from '../protocol/canonical-json.js';
 
 export class ReceiptSource implements RoomEphemeralSource {
   constructor(private readonly receipts: ReceiptStore) {}
@@ -27,10 +28,10 @@ export class ReceiptSource implements RoomEphemeralSource {
 
 /** `{eventId: {receiptType: {userId: {ts, thread_id?}}}}` */
 export function receiptContent(records: ReceiptRecord[]): JsonObject {
-  const content: Record<string, Record<string, Record<string, JsonObject>>> = {};
+  const content: Record<string, Record<string, Record<string, JsonObject>>> = dict();
   for (const r of records) {
-    const byType = (content[r.eventId] ??= {});
-    const byUser = (byType[r.type] ??= {});
+    const byType = (content[r.eventId] ??= dict());
+    const byUser = (byType[r.type] ??= dict());
     const data: JsonObject = { ts: r.ts };
     if (r.threadId !== null) data.thread_id = r.threadId;
     byUser[r.userId] = data;

@@ -3,6 +3,7 @@
 import type { JsonObject } from '../protocol/types.js';
 import type { NotificationStore } from '../store/chat-types.js';
 import type { UnreadSource } from '../sync/sources.js';
+import { dict } from '../protocol/canonical-json.js';
 
 export class StoredUnreadSource implements UnreadSource {
   constructor(private readonly notifications: NotificationStore) {}
@@ -12,7 +13,7 @@ export class StoredUnreadSource implements UnreadSource {
     const out = new Map<string, { main: JsonObject; threads: Record<string, JsonObject> }>();
     for (const roomId of roomIds) {
       const c = raw.get(roomId);
-      const threads: Record<string, JsonObject> = {};
+      const threads: Record<string, JsonObject> = dict();
       for (const [root, t] of c?.threads ?? []) threads[root] = { ...t };
       out.set(roomId, { main: { ...(c?.main ?? { notification_count: 0, highlight_count: 0 }) }, threads });
     }

@@ -2,6 +2,7 @@
 
 import type { JsonObject, Pdu } from '../protocol/types.js';
 import type { Aggregations, Store, StoredEvent } from '../store/types.js';
+import { dict } from '../protocol/canonical-json.js';
 
 export interface Viewer {
   userId: string;
@@ -59,7 +60,7 @@ export class EventFormatter {
     events.forEach((e, i) => {
       const a = aggregations.get(e.eventId);
       if (!a) return;
-      const rel: JsonObject = {};
+      const rel: JsonObject = dict();
       const latest = a.thread && related.get(a.thread.latestEventId);
       if (a.thread && latest) {
         rel['m.thread'] = {

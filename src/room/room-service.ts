@@ -9,6 +9,7 @@ import { DEFAULT_ROOM_VERSION, SUPPORTED_ROOM_VERSIONS } from '../protocol/types
 import type { Store } from '../store/types.js';
 import { StoreConflictError } from '../store/types.js';
 import type { EventDraft, RoomInput, SubmitResult } from './room-input.js';
+import type { Logger } from 'pino';
 
 export interface CreateRoomRequest {
   visibility?: 'public' | 'private';
@@ -31,7 +32,13 @@ export class RoomService {
     private readonly store: Store,
     private readonly input: RoomInput,
     private readonly serverName: string,
+    private readonly logger: Logger,
   ) {}
+
+  /** How many rooms a profile change of `userId` writes a member event into. */
+  async joinedRoomCount(userId: string): Promise<number> {
+    return (await this.store.rooms.getRoomsForUser(userId, ['join'])).length;
+  }
 
   async createRoom(sender: Sender, req: CreateRoomRequest): Promise<{ roomId: string; alias?: string }> {
     const version = (req.room_version ?? DEFAULT_ROOM_VERSION) as RoomVersion;
@@ -242,8 +249,9 @@ export class RoomService {
       if (user?.avatarUrl == null) delete content.avatar_url;
       try {
         await this.input.submit(r.roomId, { type: 'm.room.member', stateKey: userId, sender: userId, content });
-      } catch {
+      } catch (err) {
         // e.g. the user lacks permission in that room any more; the profile itself is saved.
+        this.logger.warn({ err, userId, roomId: r.roomId }, 'profile change not propagated to a room');
       }
     }
   }

@@ -13,6 +13,7 @@ import { DELIVERED_EVENT_TYPE, eventMatches, matchesNothing, roomIncluded, type 
 import { parseToken, serializeToken, type StreamToken } from './token.js';
 import type { SyncWaiters } from './waiters.js';
 import type { SyncRange, SyncSources } from './sources.js';
+import { dict } from '../protocol/canonical-json.js';
 
 export interface SyncRequest {
   userId: string;
@@ -100,9 +101,9 @@ export class SyncService {
     const range: SyncRange = { userId: req.userId, deviceId: req.deviceId, since, upTo: upToToken, delivered: req.delivered === true };
     const from = since?.stream ?? 0;
     const f = req.filter;
-    const join: JsonObject = {};
-    const invite: JsonObject = {};
-    const leave: JsonObject = {};
+    const join: JsonObject = dict();
+    const invite: JsonObject = dict();
+    const leave: JsonObject = dict();
 
     const memberships = (await this.store.rooms.getRoomsForUser(req.userId)).filter((m) => roomIncluded(f, m.roomId));
     const changed = since

@@ -109,8 +109,22 @@ export function accountRoutes(r: ClientRoutes, s: ApiServices): void {
       throw new MatrixError('M_UNKNOWN', `Unsupported identifier type ${req.identifier.type}`);
     }
     if (!user || req.password === undefined) throw new MatrixError('M_MISSING_PARAM', 'user and password are required');
-    await s.limits.login.consume(`user:${user}`);
-    const userId = await s.accounts.checkPassword(user, req.password);
+    // Failed attempts are counted per (account, address) and per address, never per account
+    // alone: an attacker then throttles their own address, and the real user, from theirs,
+    // still gets in with the right password.
+    const account = user.startsWith('@') ? user : `@${user.toLowerCase()}:${s.serverName}`;
+    const pair = `${account}\u0000${ctx.ip}`;
+    await s.limits.login_failures_per_address.check(ctx.ip);
+    await s.limits.login_failures_per_account_address.check(pair);
+    let userId: string;
+    try {
+      userId = await s.accounts.checkPassword(user, req.password);
+    } catch (err) {
+      if (err instanceof MatrixError && err.errcode === 'M_FORBIDDEN') {
+        await Promise.all([s.limits.login_failures_per_address.penalise(ctx.ip), s.limits.login_failures_per_account_address.penalise(pair)]);
+      }
+      throw err;
+    }
     ctx.body = {
       ...(await s.accounts.login(userId, req.device_id, req.initial_device_display_name ?? null, ctx.ip || null)),
       well_known: { 'm.homeserver': { base_url: s.publicBaseUrl } },

@@ -57,7 +57,7 @@ function limitEntries(what: string, n: number, max: number): void {
 /** Every end-to-end encryption route: keys, cross-signing, to-device, key backup. */
 export function e2eeRoutes(r: ClientRoutes, s: E2eeApiServices): void {
   keyRoutes(r, s.e2ee, s);
-  toDeviceRoutes(r, s.e2ee);
+  toDeviceRoutes(r, { toDevice: s.e2ee.toDevice, limits: s.limits });
   backupRoutes(r, s.e2ee);
 }
 

@@ -7,6 +7,7 @@ import { parse, param, type ApiServices, type ClientRoutes } from '../routing.js
 import { isValidUserId } from '../../protocol/ids.js';
 import type { JsonObject } from '../../protocol/types.js';
 import { INTERNAL_ACCOUNT_DATA_PREFIX } from '../../push/push-rules-service.js';
+import { dict } from '../../protocol/canonical-json.js';
 
 export function profileRoutes(r: ClientRoutes, s: ApiServices): void {
   const load = async (ctx: Ctx) => {
@@ -18,7 +19,7 @@ export function profileRoutes(r: ClientRoutes, s: ApiServices): void {
   };
   r.route('get', '/profile/:userId', async (ctx) => {
     const u = await load(ctx);
-    const out: JsonObject = {};
+    const out: JsonObject = dict();
     if (u.displayname !== null) out.displayname = u.displayname;
     if (u.avatarUrl !== null) out.avatar_url = u.avatarUrl;
     ctx.body = out;
@@ -41,6 +42,8 @@ export function profileRoutes(r: ClientRoutes, s: ApiServices): void {
       if (field === 'avatar_url' && value !== null && value !== '' && !value.startsWith('mxc://')) {
         throw new MatrixError('M_INVALID_PARAM', 'avatar_url must be an mxc:// URI');
       }
+      // A profile change is a member event in every joined room: it costs what it fans out to.
+      await s.limits.message.consume(auth.userId, await s.rooms.joinedRoomCount(auth.userId));
       await s.store.accounts.setProfile(auth.userId, field === 'displayname' ? { displayname: value || null } : { avatarUrl: value || null });
       await s.rooms.propagateProfile(auth.userId);
       ctx.body = {};

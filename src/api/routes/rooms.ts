@@ -3,12 +3,13 @@
 import { z } from 'zod';
 import { MatrixError } from '../errors.js';
 import { body, type AuthInfo } from '../middleware.js';
-import { parse, param, queryString, type ApiServices, type ClientRoutes } from '../routing.js';
+import { parse, param, queryString, type ApiServices, type AuthedHandler, type ClientRoutes } from '../routing.js';
 import { isValidRoomAlias } from '../../protocol/ids.js';
 import type { JsonObject } from '../../protocol/types.js';
 import type { CreateRoomRequest } from '../../room/room-service.js';
 import type { StateEntry } from '../../store/types.js';
 import { parseToken } from '../../sync/token.js';
+import { dict } from '../../protocol/canonical-json.js';
 
 const jsonObject = z.record(z.string(), z.unknown());
 const eventType = z.string().min(1).max(255);
@@ -33,21 +34,23 @@ const reasonSchema = z.object({ reason: z.string().max(1024).optional() }).passt
 const targetSchema = reasonSchema.extend({ user_id: z.string().max(255) });
 
 export function roomRoutes(r: ClientRoutes, s: ApiServices): void {
-  r.authed('post', '/createRoom', async (ctx, auth) => {
+  // Routes that create room events spend from the `message` limit rather than `write`.
+  const roomEvent = (method: 'post' | 'put', path: string, handler: AuthedHandler) => r.authed(method, path, handler, undefined, 'message');
+
+  roomEvent('post', '/createRoom', async (ctx, auth) => {
     const req = parse(createRoomSchema, body(ctx)) as CreateRoomRequest;
-    await s.limits.message.consume(auth.userId);
     const { roomId, alias } = await s.rooms.createRoom(auth, req);
     ctx.body = alias ? { room_id: roomId, room_alias: alias } : { room_id: roomId };
   });
 
   const join = async (auth: AuthInfo, idOrAlias: string, reason?: string) => ({ room_id: await s.rooms.join(auth, idOrAlias, reason) });
-  r.authed('post', '/join/:roomIdOrAlias', async (ctx, auth) => {
+  roomEvent('post', '/join/:roomIdOrAlias', async (ctx, auth) => {
     ctx.body = await join(auth, param(ctx, 'roomIdOrAlias'), parse(reasonSchema, body(ctx)).reason);
   });
-  r.authed('post', '/rooms/:roomId/join', async (ctx, auth) => {
+  roomEvent('post', '/rooms/:roomId/join', async (ctx, auth) => {
     ctx.body = await join(auth, param(ctx, 'roomId'), parse(reasonSchema, body(ctx)).reason);
   });
-  r.authed('post', '/rooms/:roomId/leave', async (ctx, auth) => {
+  roomEvent('post', '/rooms/:roomId/leave', async (ctx, auth) => {
     await s.rooms.leave(auth, param(ctx, 'roomId'), parse(reasonSchema, body(ctx)).reason);
     ctx.body = {};
   });
@@ -56,17 +59,16 @@ export function roomRoutes(r: ClientRoutes, s: ApiServices): void {
     ctx.body = {};
   });
   for (const action of ['invite', 'kick', 'ban', 'unban'] as const) {
-    r.authed('post', `/rooms/:roomId/${action}`, async (ctx, auth) => {
+    roomEvent('post', `/rooms/:roomId/${action}`, async (ctx, auth) => {
       const req = parse(targetSchema, body(ctx));
       await s.rooms.changeMembership(auth, param(ctx, 'roomId'), req.user_id, action, req.reason);
       ctx.body = {};
     });
   }
 
-  r.authed('put', '/rooms/:roomId/send/:eventType/:txnId', async (ctx, auth) => {
+  roomEvent('put', '/rooms/:roomId/send/:eventType/:txnId', async (ctx, auth) => {
     const roomId = param(ctx, 'roomId');
     const type = parse(eventType, param(ctx, 'eventType'));
-    await s.limits.message.consume(auth.userId);
     const res = await s.rooms.send(auth, roomId, {
       type,
       content: body(ctx) as JsonObject,
@@ -83,12 +85,12 @@ export function roomRoutes(r: ClientRoutes, s: ApiServices): void {
     const res = await s.rooms.send(auth, roomId, { type, stateKey, content });
     return { event_id: res.eventId };
   };
-  r.authed('put', '/rooms/:roomId/state/:eventType{/:stateKey}', async (ctx, auth) => {
+  roomEvent('put', '/rooms/:roomId/state/:eventType{/:stateKey}', async (ctx, auth) => {
     const type = parse(eventType, param(ctx, 'eventType'));
     ctx.body = await putState(auth, param(ctx, 'roomId'), type, ctx.params.stateKey ?? '', body(ctx) as JsonObject);
   });
 
-  r.authed('put', '/rooms/:roomId/redact/:eventId/:txnId', async (ctx, auth) => {
+  roomEvent('put', '/rooms/:roomId/redact/:eventId/:txnId', async (ctx, auth) => {
     const req = parse(reasonSchema, body(ctx));
     const content: JsonObject = req.reason ? { reason: req.reason } : {};
     const res = await s.rooms.send(auth, param(ctx, 'roomId'), {
@@ -149,7 +151,7 @@ export function roomRoutes(r: ClientRoutes, s: ApiServices): void {
     if (mine?.membership !== 'join') throw new MatrixError('M_FORBIDDEN', 'You are not joined to this room');
     const members = await s.store.rooms.getRoomMembers(roomId, ['join']);
     const events = await s.store.rooms.getEvents(members.map((m) => m.eventId));
-    const joined: JsonObject = {};
+    const joined: JsonObject = dict();
     for (const m of members) {
       const c = events.get(m.eventId)?.pdu.content ?? {};
       joined[m.userId] = {

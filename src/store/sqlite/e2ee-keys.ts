@@ -6,6 +6,7 @@ import type { JsonObject, JsonValue } from '../../protocol/types.js';
 import type { ClaimedKey, CrossSigningKeys, OneTimeKeyInput, SignatureInput } from '../e2ee-types.js';
 import { StoreConflictError } from '../types.js';
 import { jsonParse, type SqliteContext } from './context.js';
+import { dict } from '../../protocol/canonical-json.js';
 
 const CROSS_SIGNING_TYPES = ['master', 'self_signing', 'user_signing'] as const;
 
@@ -119,7 +120,7 @@ export class SqliteE2eeKeys {
          WHERE user_id = ? AND device_id = ? AND claimed = 0 GROUP BY algorithm ORDER BY algorithm`,
       )
       .all(userId, deviceId) as { algorithm: string; n: number }[];
-    const out: Record<string, number> = {};
+    const out: Record<string, number> = dict();
     for (const r of rows) out[r.algorithm] = r.n;
     return out;
   }
