@@ -111,7 +111,9 @@ export class ClientRoutes {
     const now = this.services.now();
     if (now - (this.lastTouched.get(key) ?? 0) >= TOUCH_INTERVAL_MS) {
       this.lastTouched.set(key, now);
-      void this.services.store.devices.touchDevice(auth.userId, auth.deviceId, now, ctx.ip || null).catch(() => undefined);
+      void this.services.store.devices
+        .touchDevice(auth.userId, auth.deviceId, now, ctx.ip || null)
+        .catch((err: unknown) => this.services.logger.warn({ err, userId: auth.userId }, 'could not record device last-seen'));
     }
     return auth;
   }

@@ -11,6 +11,7 @@ import type { Notifier } from '../sync/notifier.js';
 import { addTo, type RoomEphemeralSource, type SyncRange } from '../sync/sources.js';
 import { DELIVERED_EVENT_TYPE } from '../sync/filter.js';
 import { dict } from '../protocol/canonical-json.js';
+import type { Logger } from 'pino';
 
 export class DeliveredService {
   /** Highest position each user has acknowledged (rooms quiet since then need no work). */
@@ -27,9 +28,12 @@ export class DeliveredService {
     private readonly store: Store,
     private readonly delivery: DeliveryStore,
     private readonly notifier: Notifier,
+    private readonly logger: Pick<Logger, 'warn'>,
     private readonly now: () => number = Date.now,
     private readonly coalesceMs = 50,
   ) {}
+
+  private readonly failed = (userId: string) => (err: unknown) => this.logger.warn({ err, userId }, 'delivered receipts: applying an acknowledgement failed');
 
   /** A client of `userId` asked for delivered receipts (socket parameter or filter). */
   optedIn(userId: string): void {
@@ -46,7 +50,7 @@ export class DeliveredService {
     const timer = setTimeout(() => {
       const entry = this.pending.get(userId);
       this.pending.delete(userId);
-      if (entry) void this.apply(userId, entry.stream).catch(() => undefined);
+      if (entry) void this.apply(userId, entry.stream).catch(this.failed(userId));
     }, this.coalesceMs);
     timer.unref();
     this.pending.set(userId, { stream, timer });
@@ -59,7 +63,7 @@ export class DeliveredService {
     this.pending.clear();
     for (const [userId, e] of entries) {
       clearTimeout(e.timer);
-      await this.apply(userId, e.stream).catch(() => undefined);
+      await this.apply(userId, e.stream).catch(this.failed(userId));
     }
   }
 

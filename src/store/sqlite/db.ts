@@ -8,8 +8,12 @@ import type { Migration } from './migrations/index.js';
 export type Db = Database.Database;
 export type Statement = Database.Statement;
 
+/**
+ * Pino's calling convention: the object (with `err`) first, the message second. The reverse,
+ * warn(msg, err), silently drops err; this signature does not compile that way round.
+ */
 export interface StoreLogger {
-  warn(...args: unknown[]): void;
+  warn(obj: { err?: unknown; [key: string]: unknown }, msg: string): void;
 }
 
 export interface OpenDbOptions {
@@ -76,7 +80,7 @@ export function migrate(db: Db, migrations: readonly Migration[], logger?: Store
     for (const m of migrations) {
       const name = known.get(m.version);
       if (name !== undefined) {
-        if (name !== m.name) logger?.warn(`schema migration ${m.version} recorded as '${name}', code calls it '${m.name}'`);
+        if (name !== m.name) logger?.warn({ version: m.version, recorded: name, code: m.name }, 'schema migration recorded under another name');
         continue;
       }
       db.exec(m.up);

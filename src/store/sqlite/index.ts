@@ -91,7 +91,7 @@ export class SqliteStore implements Store {
   ) {
     this.appliedMigrations = [...appliedMigrations];
     this.gen = new StreamIdGenerator(initialStream, {
-      onListenerError: (err) => opts.logger?.warn('sqlite store: stream listener failed', err),
+      onListenerError: (err) => opts.logger?.warn({ err }, 'sqlite store: stream listener failed'),
     });
     this.queue = new WriteQueue(db, this.gen, { maxBatchSize: opts.maxBatchSize ?? 1000, logger: opts.logger });
     registerDirectoryFunctions(db);

@@ -183,15 +183,15 @@ export class WriteQueue {
     try {
       if (db.inTransaction) stmts.rollback.run();
     } catch (rollbackErr) {
-      this.opts.logger?.warn('sqlite store: rollback after failed batch also failed', rollbackErr);
+      this.opts.logger?.warn({ err: rollbackErr }, 'sqlite store: rollback after failed batch also failed');
     }
     this.stats.failedTransactions++;
-    this.opts.logger?.warn(`sqlite store: batch of ${batch.length} writes rolled back`, err);
+    this.opts.logger?.warn({ err, writes: batch.length }, 'sqlite store: batch of writes rolled back');
     if (maxPos > 0) {
       try {
         stmts.bumpMaxReserved.run(maxPos, maxPos);
       } catch (metaErr) {
-        this.opts.logger?.warn('sqlite store: could not record abandoned stream positions', metaErr);
+        this.opts.logger?.warn({ err: metaErr }, 'sqlite store: could not record abandoned stream positions');
       }
     }
     for (const job of batch) {
