@@ -141,6 +141,9 @@ function valueAt(root: unknown, path: PropertyKey[]): unknown {
 export function param(ctx: Ctx, name: string): string {
   const v = ctx.params[name];
   if (v === undefined || v === '') throw new MatrixError('M_MISSING_PARAM', `Missing path parameter ${name}`);
+  // No Matrix identifier, event type or account-data type contains NUL; stores and logs that
+  // treat it as a terminator would see another name than the one checked here.
+  if (v.includes('\u0000')) throw new MatrixError('M_INVALID_PARAM', `Path parameter ${name} contains a NUL byte`);
   return v;
 }
 

@@ -169,6 +169,9 @@ export class RoomInput {
   private async prepare(roomId: string, given: EventDraft, state: RoomState): Promise<Prepared> {
     const version = state.version;
     const draft = given.type === 'm.room.redaction' ? withRedactsTarget(given) : given;
+    if (draft.type.includes('\u0000') || draft.stateKey?.includes('\u0000')) {
+      throw new MatrixError('M_INVALID_PARAM', 'Event types and state keys may not contain NUL');
+    }
     const pdu = this.buildPdu(roomId, draft, state);
     let signed: Pdu;
     try {
