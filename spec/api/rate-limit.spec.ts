@@ -1,5 +1,5 @@
 import { assert } from '../helpers/assert.js';
-import { MatrixError } from '../../src/api/errors.js';
+import { MatrixError } from '../../src/errors.js';
 import { createRateLimiters, RateLimiter, type RateLimitBackend } from '../../src/api/rate-limit.js';
 
 const rules = {

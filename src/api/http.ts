@@ -3,7 +3,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import Koa from 'koa';
 import Router from '@koa/router';
-import { MatrixError } from './errors.js';
+import { MatrixError } from '../errors.js';
 import { cors, errors, jsonBody, requestLog, type HearthState } from './middleware.js';
 import { ClientRoutes, type ApiServices } from './routing.js';
 import { accountRoutes } from './routes/account.js';

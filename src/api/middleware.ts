@@ -4,7 +4,7 @@
 import type Koa from 'koa';
 import getRawBody from 'raw-body';
 import type { Logger } from 'pino';
-import { MatrixError } from './errors.js';
+import { MatrixError } from '../errors.js';
 import type { JsonObject } from '../protocol/types.js';
 import type { UiaRequest } from '../users/uia.js';
 import { dict, hardenParsed, isJsonObject } from '../protocol/canonical-json.js';

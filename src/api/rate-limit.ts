@@ -9,7 +9,7 @@
 
 import { RateLimiterMemory, RateLimiterRes } from 'rate-limiter-flexible';
 import type { HearthConfig } from '../config/schema.js';
-import { MatrixError } from './errors.js';
+import { MatrixError } from '../errors.js';
 
 export interface RateLimitRule {
   per_second: number;

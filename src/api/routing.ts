@@ -5,7 +5,7 @@ import Router from '@koa/router';
 import { LRUCache } from 'lru-cache';
 import type { z } from 'zod';
 import type { Logger } from 'pino';
-import { MatrixError } from './errors.js';
+import { MatrixError } from '../errors.js';
 import { accessTokenOf, type AuthInfo, type Ctx, type HearthState } from './middleware.js';
 import type { AccountService } from '../users/account-service.js';
 import type { RoomService } from '../room/room-service.js';

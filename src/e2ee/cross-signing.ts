@@ -3,7 +3,7 @@
 // uploaded through /keys/signatures/upload is verified against the key that supposedly made it.
 // Other signatures embedded in an uploaded key are relayed as given (clients verify them anyway).
 
-import { MatrixError } from '../api/errors.js';
+import { MatrixError } from '../errors.js';
 import { isJsonObject, dict } from '../protocol/canonical-json.js';
 import type { JsonObject } from '../protocol/types.js';
 import type { DeviceStore } from '../store/types.js';

@@ -1,7 +1,7 @@
 // Server-side room key backup (spec "Server-side key backups"). The session data is encrypted
 // by the client; Hearth only enforces versioning and the store keeps the best copy per session.
 
-import { MatrixError } from '../api/errors.js';
+import { MatrixError } from '../errors.js';
 import type { JsonObject } from '../protocol/types.js';
 import type { BackupVersion, E2eeStore, RoomKeyData, RoomKeyRecord } from '../store/e2ee-types.js';
 import { dict } from '../protocol/canonical-json.js';

@@ -3,7 +3,7 @@
 // is well-formed and signed by the key it claims; it never holds a private key.
 
 import type { Logger } from 'pino';
-import { MatrixError } from '../api/errors.js';
+import { MatrixError } from '../errors.js';
 import { isJsonObject, dict } from '../protocol/canonical-json.js';
 import { serverNameOf } from '../protocol/ids.js';
 import type { JsonObject } from '../protocol/types.js';

@@ -2,7 +2,7 @@
 // signed one-time/fallback keys, cross-signing keys). Pure: no I/O. Every failure is a
 // MatrixError a route can return as is, or turn into a per-key `failures` entry.
 
-import { MatrixError } from '../api/errors.js';
+import { MatrixError } from '../errors.js';
 import { canonicalJson, isJsonObject } from '../protocol/canonical-json.js';
 import { tryDecodeBase64 } from '../protocol/base64.js';
 import { verifyJsonSignature } from '../protocol/crypto.js';

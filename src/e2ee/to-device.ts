@@ -2,7 +2,7 @@
 // (same device and txnId) are answered from the idempotency record and queue nothing.
 
 import type { Logger } from 'pino';
-import { MatrixError } from '../api/errors.js';
+import { MatrixError } from '../errors.js';
 import { canonicalJson, isJsonObject, dict } from '../protocol/canonical-json.js';
 import { serverNameOf } from '../protocol/ids.js';
 import type { JsonObject } from '../protocol/types.js';

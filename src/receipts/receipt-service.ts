@@ -1,7 +1,7 @@
 // Read receipts and read markers. A receipt is durable (it clears notification counts and must
 // survive restarts), takes a stream position, and wakes the room.
 
-import { MatrixError } from '../api/errors.js';
+import { MatrixError } from '../errors.js';
 import type { JsonObject } from '../protocol/types.js';
 import type { ReceiptStore, ReceiptType } from '../store/chat-types.js';
 import type { Store } from '../store/types.js';

@@ -7,7 +7,7 @@
 // in-memory room state is owned by the queue and only touched from inside a job.
 
 import { LRUCache } from 'lru-cache';
-import { MatrixError } from '../api/errors.js';
+import { MatrixError } from '../errors.js';
 import { AuthError, authEventTypesFor, checkEventAuth } from '../protocol/auth-rules.js';
 import { computeEventId, MAX_PDU_BYTES, pduSize, signEvent } from '../protocol/events.js';
 import { redactEvent } from '../protocol/redaction.js';

@@ -2,7 +2,7 @@
 // that is not part of the auth rules lives here; everything that writes goes through RoomInput.
 
 import { randomBytes } from 'node:crypto';
-import { MatrixError } from '../api/errors.js';
+import { MatrixError } from '../errors.js';
 import { isValidRoomAlias, isValidUserId, serverNameOf } from '../protocol/ids.js';
 import type { JsonObject, RoomVersion } from '../protocol/types.js';
 import { DEFAULT_ROOM_VERSION, SUPPORTED_ROOM_VERSIONS } from '../protocol/types.js';

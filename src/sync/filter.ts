@@ -2,7 +2,7 @@
 // parsed here into a normalised form. Unknown fields are ignored, as the spec allows.
 
 import { z } from 'zod';
-import { MatrixError } from '../api/errors.js';
+import { MatrixError } from '../errors.js';
 import type { JsonObject } from '../protocol/types.js';
 
 const strList = z.array(z.string().max(255)).max(1000);

@@ -9,7 +9,7 @@
 // - ephemeral: position in the in-memory ephemeral stream (typing, presence). It restarts at 0
 //   with the process, so a value above the current one is treated as "send everything".
 
-import { MatrixError } from '../api/errors.js';
+import { MatrixError } from '../errors.js';
 
 export interface StreamToken {
   stream: number;

@@ -1,7 +1,7 @@
 // Accounts, logins, devices and access tokens. Only hashes of access tokens are stored.
 
 import { timingSafeEqual } from 'node:crypto';
-import { MatrixError } from '../api/errors.js';
+import { MatrixError } from '../errors.js';
 import type { AuthInfo } from '../api/middleware.js';
 import { isValidLocalpartForRegistration, parseUserId } from '../protocol/ids.js';
 import type { JsonObject } from '../protocol/types.js';

@@ -3,7 +3,7 @@
 // starts again with a fresh 401.
 
 import { createHash, randomBytes } from 'node:crypto';
-import { MatrixError } from '../api/errors.js';
+import { MatrixError } from '../errors.js';
 import type { JsonObject } from '../protocol/types.js';
 import { canonicalJson } from '../protocol/canonical-json.js';
 

@@ -3,7 +3,7 @@
 
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
-import { MatrixError } from '../errors.js';
+import { MatrixError } from '../../errors.js';
 import { body, uiaRequest, type Ctx } from '../middleware.js';
 import { parse, param, type ApiServices, type ClientRoutes } from '../routing.js';
 import type { JsonObject } from '../../protocol/types.js';

@@ -1,7 +1,7 @@
 // Server-side room key backup: /room_keys/version[/{version}] and /room_keys/keys[/{roomId}[/{sessionId}]].
 
 import { z } from 'zod';
-import { MatrixError } from '../errors.js';
+import { MatrixError } from '../../errors.js';
 import { body, type Ctx } from '../middleware.js';
 import { param, parse, queryString, type ClientRoutes } from '../routing.js';
 import type { JsonObject } from '../../protocol/types.js';

@@ -1,7 +1,7 @@
 // Receipts, read markers, notifications, tags, ignored users' effect, and content reports.
 
 import { z } from 'zod';
-import { MatrixError } from '../errors.js';
+import { MatrixError } from '../../errors.js';
 import { body } from '../middleware.js';
 import { parse, param, queryInt, queryString, type ApiServices, type ClientRoutes } from '../routing.js';
 import type { JsonObject } from '../../protocol/types.js';

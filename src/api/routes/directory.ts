@@ -1,7 +1,7 @@
 // The public room directory (/publicRooms, /directory/list/room) and user directory search.
 
 import { z } from 'zod';
-import { MatrixError } from '../errors.js';
+import { MatrixError } from '../../errors.js';
 import { body, type Ctx } from '../middleware.js';
 import { parse, param, queryInt, queryString, type ApiServices, type ClientRoutes } from '../routing.js';
 import type { JsonObject } from '../../protocol/types.js';

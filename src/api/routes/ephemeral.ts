@@ -1,7 +1,7 @@
 // Typing notifications and presence.
 
 import { z } from 'zod';
-import { MatrixError } from '../errors.js';
+import { MatrixError } from '../../errors.js';
 import { body } from '../middleware.js';
 import { parse, param, type ApiServices, type ClientRoutes } from '../routing.js';
 import { presenceContent } from '../../ephemeral/presence.js';

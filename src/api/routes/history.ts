@@ -1,6 +1,6 @@
 // History: /messages, /context and single-event fetches, all filtered by history visibility.
 
-import { MatrixError } from '../errors.js';
+import { MatrixError } from '../../errors.js';
 import { param, queryInt, queryString, type ApiServices, type ClientRoutes } from '../routing.js';
 import type { JsonObject } from '../../protocol/types.js';
 import type { StoredEvent } from '../../store/types.js';

@@ -2,7 +2,7 @@
 // cross-signing keys and signatures.
 
 import { z } from 'zod';
-import { MatrixError } from '../errors.js';
+import { MatrixError } from '../../errors.js';
 import { body, uiaRequest } from '../middleware.js';
 import { parse, queryString, type ApiServices, type ClientRoutes } from '../routing.js';
 import type { JsonObject } from '../../protocol/types.js';

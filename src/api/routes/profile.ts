@@ -1,7 +1,7 @@
 // Profiles and account data (global and per room).
 
 import { z } from 'zod';
-import { MatrixError } from '../errors.js';
+import { MatrixError } from '../../errors.js';
 import { body, type Ctx } from '../middleware.js';
 import { parse, param, type ApiServices, type ClientRoutes } from '../routing.js';
 import { isValidUserId } from '../../protocol/ids.js';

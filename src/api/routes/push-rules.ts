@@ -1,6 +1,6 @@
 // Push rule CRUD under /pushrules/ (spec "Push Rules: API").
 
-import { MatrixError, type Errcode } from '../errors.js';
+import { MatrixError, type Errcode } from '../../errors.js';
 import { body, type Ctx } from '../middleware.js';
 import { param, queryString, type ApiServices, type ClientRoutes } from '../routing.js';
 import { isPushRuleKind } from '../../push/default-rules.js';

@@ -5,7 +5,7 @@
 // rejected here; a name is only checked when the push gateway worker connects, since its DNS
 // answer can change.
 
-import { MatrixError } from '../errors.js';
+import { MatrixError } from '../../errors.js';
 import { body } from '../middleware.js';
 import type { ApiServices, ClientRoutes } from '../routing.js';
 import type { JsonObject, JsonValue } from '../../protocol/types.js';

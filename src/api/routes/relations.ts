@@ -1,6 +1,6 @@
 // Relations (/relations), threads (/threads). Bundled aggregations are added by EventFormatter.
 
-import { MatrixError } from '../errors.js';
+import { MatrixError } from '../../errors.js';
 import type { Ctx } from '../middleware.js';
 import { param, queryInt, queryString, type ApiServices, type ClientRoutes } from '../routing.js';
 import type { JsonObject } from '../../protocol/types.js';

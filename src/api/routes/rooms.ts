@@ -1,7 +1,7 @@
 // Room creation, membership, sending, state and member lists.
 
 import { z } from 'zod';
-import { MatrixError } from '../errors.js';
+import { MatrixError } from '../../errors.js';
 import { body, type AuthInfo } from '../middleware.js';
 import { parse, param, queryString, type ApiServices, type AuthedHandler, type ClientRoutes } from '../routing.js';
 import { isValidRoomAlias } from '../../protocol/ids.js';

@@ -1,6 +1,6 @@
 // /sync (long-poll transport over SyncService) and filter storage.
 
-import { MatrixError } from '../errors.js';
+import { MatrixError } from '../../errors.js';
 import { body, type Ctx } from '../middleware.js';
 import { param, queryInt, queryString, type ApiServices, type ClientRoutes } from '../routing.js';
 import { canonicalJson } from '../../protocol/canonical-json.js';

@@ -13,7 +13,7 @@ import type { Duplex } from 'node:stream';
 import inject from 'light-my-request';
 import type { Logger } from 'pino';
 import { WebSocketServer, type WebSocket, type RawData } from 'ws';
-import { MatrixError } from '../../api/errors.js';
+import { MatrixError } from '../../errors.js';
 import type { AuthInfo } from '../../api/middleware.js';
 import type { PresenceService } from '../../ephemeral/presence.js';
 import type { JsonObject } from '../../protocol/types.js';

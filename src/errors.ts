@@ -1,6 +1,8 @@
 // The one error shape of the Client-Server and Server-Server APIs. Every failure a client can
 // cause is a MatrixError; the error middleware renders it, and anything else becomes a logged
 // M_UNKNOWN 500 (a bug by definition).
+// It lives outside src/api so that domain code (room, e2ee, users, sync) can raise it without
+// depending on the HTTP layer.
 
 export const ERRCODE_STATUS = {
   M_FORBIDDEN: 403,
