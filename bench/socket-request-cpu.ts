@@ -1,0 +1,102 @@
+// Measures (does not assert) the server CPU one socket request frame costs: N sequential frames
+// over one socket, server CPU from process.cpuUsage() of the server process (a forked child, so
+// the client's own CPU is not counted), divided by N. Two workloads: a small GET
+// (/account/whoami) and a `send` frame (a message into a room of one).
+//
+//   npm run build && node dist/bench/socket-request-cpu.js [N=5000]
+//
+// The socket's filter excludes every room and presence, so the sync frames a send would push to
+// the sender are not part of the figure; what is left is the request path (frame parse, auth,
+// rate limit, intake, handler, response frame) plus the room's write for sends.
+
+import { fork, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { HearthSocket } from '../src/client/hearth-socket.js';
+import { Api, enc, startTestServer } from '../spec/helpers/server.js';
+
+const N = Number(process.argv[2] ?? 5000);
+const WARMUP = 500;
+
+type Msg = { type: 'ready'; url: string; token: string } | { type: 'cpu'; user: number; system: number };
+
+async function server(): Promise<void> {
+  const srv = await startTestServer();
+  const { accounts } = srv.hearth.services;
+  const userId = await accounts.createAccount('bench', null);
+  const login = await accounts.login(userId, undefined, null, null);
+  process.on('message', (m: { type: string }) => {
+    if (m.type === 'cpu') {
+      const c = process.cpuUsage();
+      process.send!({ type: 'cpu', user: c.user, system: c.system } satisfies Msg);
+    } else if (m.type === 'stop') {
+      void srv.stop().then(() => process.exit(0));
+    }
+  });
+  process.send!({ type: 'ready', url: srv.url, token: login.access_token } satisfies Msg);
+}
+
+function next(child: ChildProcess, type: Msg['type']): Promise<Msg> {
+  return new Promise((resolve) => {
+    const on = (m: Msg) => {
+      if (m.type !== type) return;
+      child.off('message', on);
+      resolve(m);
+    };
+    child.on('message', on);
+  });
+}
+
+async function cpu(child: ChildProcess): Promise<number> {
+  const reply = next(child, 'cpu');
+  child.send({ type: 'cpu' });
+  const m = (await reply) as Extract<Msg, { type: 'cpu' }>;
+  return m.user + m.system;
+}
+
+async function measure(child: ChildProcess, name: string, one: (i: number) => Promise<void>): Promise<void> {
+  for (let i = 0; i < WARMUP; i++) await one(-1 - i);
+  const c0 = await cpu(child);
+  const t0 = performance.now();
+  for (let i = 0; i < N; i++) await one(i);
+  const wall = performance.now() - t0;
+  const c1 = await cpu(child);
+  console.log(`${name.padEnd(28)} N=${N}  server CPU ${((c1 - c0) / N).toFixed(1).padStart(6)} µs/request  wall ${((wall * 1000) / N).toFixed(1).padStart(6)} µs/request`);
+}
+
+async function main(): Promise<void> {
+  const child = fork(fileURLToPath(import.meta.url), ['--server'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const ready = (await next(child, 'ready')) as Extract<Msg, { type: 'ready' }>;
+  const api = new Api(ready.url, ready.token);
+  const room = await api.post('/_matrix/client/v3/createRoom', {});
+  if (room.status !== 200) throw new Error(`createRoom: ${room.status} ${JSON.stringify(room.body)}`);
+  const roomId = room.body.room_id as string;
+  const sock = new HearthSocket({
+    baseUrl: ready.url,
+    accessToken: ready.token,
+    filter: JSON.stringify({ room: { rooms: [] }, presence: { types: [] }, account_data: { types: [] } }),
+  });
+  await sock.connect();
+  await measure(child, 'GET /account/whoami', async () => {
+    const r = await sock.request('GET', '/_matrix/client/v3/account/whoami');
+    if (r.status !== 200) throw new Error(`whoami: ${r.status} ${JSON.stringify(r.body)}`);
+  });
+  await measure(child, 'send m.room.message', async (i) => {
+    const r = await sock.send(roomId, 'm.room.message', `t${i}`, { msgtype: 'm.text', body: `m${i}` });
+    if (r.status !== 200) throw new Error(`send: ${r.status} ${JSON.stringify(r.body)}`);
+  });
+  await measure(child, 'GET /rooms/{id}/state/m.room.create', async () => {
+    const r = await sock.request('GET', `/_matrix/client/v3/rooms/${enc(roomId)}/state/m.room.create`);
+    if (r.status !== 200) throw new Error(`state: ${r.status} ${JSON.stringify(r.body)}`);
+  });
+  await sock.close();
+  const exited = new Promise((r) => child.once('exit', r));
+  child.send({ type: 'stop' });
+  await exited;
+}
+
+if (process.argv.includes('--server')) void server();
+else
+  main().catch((err: unknown) => {
+    console.error(err);
+    process.exit(1);
+  });
