@@ -187,7 +187,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
   };
   const lifecycle = new Lifecycle();
   const renderMetrics = metrics ? async () => ({ contentType: metrics.contentType, body: await metrics.render() }) : undefined;
-  const app = createHttpApp(services, {
+  const { app, table } = createHttpApp(services, {
     lifecycle,
     maxBodyBytes: config.limits.max_request_body_bytes,
     maxEventBytes: config.limits.max_event_bytes,
@@ -205,7 +205,8 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
           presence,
           connections,
           resolveFilter: (userId, value) => loadSyncFilter((u, id) => store.userData.getFilter(u, id), userId, value),
-          handler: app.callback(),
+          api: table,
+          lifecycle,
           logger,
         },
         {
@@ -216,6 +217,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
           authTimeoutMs: config.websocket.auth_timeout_ms,
           pollMs: config.websocket.poll_ms,
           shedRetryMs: config.websocket.shed_retry_ms,
+          trustProxy: config.listeners.client.x_forwarded,
         },
       )
     : undefined;

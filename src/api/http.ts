@@ -1,10 +1,12 @@
-// Builds the Koa application for the client listener from the services bundle.
+// Builds the client listener's Koa application from the services bundle: a thin adapter over the
+// route table (handlers.ts), which the socket's request frames share.
 
 import { createHash, timingSafeEqual } from 'node:crypto';
 import Koa from 'koa';
-import Router from '@koa/router';
+import getRawBody from 'raw-body';
 import { MatrixError } from '../errors.js';
-import { cors, errors, jsonBody, requestLog, type HearthState } from './middleware.js';
+import { parseJsonBody } from './middleware.js';
+import { parseQuery, type ApiRequest, type HandlerTable, type Query, type RequestBody } from './handlers.js';
 import { ClientRoutes, type ApiServices } from './routing.js';
 import { accountRoutes } from './routes/account.js';
 import { historyRoutes } from './routes/history.js';
@@ -67,22 +69,15 @@ export class Lifecycle {
 
 const CONNECTION_ERRORS = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED', 'ERR_HTTP_REQUEST_TIMEOUT', 'ERR_STREAM_PREMATURE_CLOSE']);
 
-// Event bodies are capped at the PDU limit; everything else at the general body limit.
-const EVENT_PATH = /\/rooms\/[^/]+\/(send|state)\//;
-// Account data and tags are stored as given and never signed: fractions are allowed there.
-const ACCOUNT_DATA_PATH = /\/user\/[^/]+\/(rooms\/[^/]+\/)?(account_data|tags)\//;
+export interface HttpApp {
+  app: Koa;
+  /** Every route, served by dispatch; the socket's request frames use the same table. */
+  table: HandlerTable;
+}
 
-export function createHttpApp(services: ApiServices, opts: HttpOptions): Koa<HearthState> {
-  const app = new Koa<HearthState>({ proxy: opts.trustProxy });
-  // Only connection errors get here (a client resetting mid-request); everything a handler throws
-  // is rendered by errors(). Koa's default would print them to stderr, bypassing the logger.
-  app.on('error', (err: NodeJS.ErrnoException, ctx?: Koa.Context) => {
-    const level = err.code && CONNECTION_ERRORS.has(err.code) ? 'debug' : 'warn';
-    services.logger[level]({ err, method: ctx?.method, path: ctx?.path }, 'request connection error');
-  });
-  const router = new Router<HearthState>();
-  const routes = new ClientRoutes(router, services);
-
+/** Declares every route of the client listener in one table. */
+export function createRouteTable(services: ApiServices, opts: Pick<HttpOptions, 'maxBodyBytes' | 'maxEventBytes' | 'observe' | 'renderMetrics' | 'metricsSecret'>): HandlerTable {
+  const routes = new ClientRoutes(services, { maxBodyBytes: opts.maxBodyBytes, maxEventBytes: opts.maxEventBytes, observe: opts.observe });
   miscRoutes(routes, services);
   accountRoutes(routes, services);
   roomRoutes(routes, services);
@@ -100,8 +95,9 @@ export function createHttpApp(services: ApiServices, opts: HttpOptions): Koa<Hea
   if (opts.renderMetrics && opts.metricsSecret) {
     const render = opts.renderMetrics;
     const secret = sha256(opts.metricsSecret);
-    router.get('/metrics', async (ctx) => {
-      const given = /^Bearer\s+(\S+)\s*$/i.exec(ctx.get('authorization'))?.[1];
+    routes.raw('get', '/metrics', async (ctx) => {
+      // From the Authorization header only: a secret in a query string ends up in access logs.
+      const given = ctx.query.access_token === undefined ? ctx.accessToken : undefined;
       if (given === undefined || !timingSafeEqual(sha256(given), secret)) {
         throw new MatrixError('M_FORBIDDEN', 'GET /metrics here needs Authorization: Bearer <metrics.client_port_secret>');
       }
@@ -110,10 +106,23 @@ export function createHttpApp(services: ApiServices, opts: HttpOptions): Koa<Hea
       ctx.body = m.body;
     });
   }
+  return routes.table;
+}
 
-  const eventLimit = jsonBody(opts.maxEventBytes);
-  const generalLimit = jsonBody(opts.maxBodyBytes);
-  const accountDataLimit = jsonBody(opts.maxBodyBytes, { fractions: true });
+/**
+ * The Koa adapter: graceful-shutdown accounting, CORS, and one middleware that turns the Koa
+ * context into an ApiRequest for the table and writes its ApiResponse back.
+ */
+export function createHttpApp(services: ApiServices, opts: HttpOptions): HttpApp {
+  const app = new Koa({ proxy: opts.trustProxy });
+  // Only connection errors get here (a client resetting mid-request); everything a handler throws
+  // is rendered by the table. Koa's default would print them to stderr, bypassing the logger.
+  app.on('error', (err: NodeJS.ErrnoException, ctx?: Koa.Context) => {
+    const level = err.code && CONNECTION_ERRORS.has(err.code) ? 'debug' : 'warn';
+    services.logger[level]({ err, method: ctx?.method, path: ctx?.path }, 'request connection error');
+  });
+  const table = createRouteTable(services, opts);
+
   app.use(async (ctx, next) => {
     if (opts.lifecycle.stopping) {
       // Like a server that is already gone: the client sees a closed connection and retries
@@ -129,25 +138,80 @@ export function createHttpApp(services: ApiServices, opts: HttpOptions): Koa<Hea
       opts.lifecycle.leave();
     }
   });
-  app.use(requestLog(services.logger, opts.observe));
-  app.use(cors());
-  app.use(errors(services.logger));
-  app.use((ctx, next) =>
-    EVENT_PATH.test(ctx.path) ? eventLimit(ctx, next) : ACCOUNT_DATA_PATH.test(ctx.path) ? accountDataLimit(ctx, next) : generalLimit(ctx, next),
-  );
-  // A known method on a path without it, and a method the router does not know at all (PROPFIND,
-  // MKCOL; Node's parser already refuses made-up ones, see listener.ts): 405 M_UNRECOGNIZED, with
-  // the router's Allow header (empty for a path that serves nothing).
-  app.use(async (ctx, next) => {
-    await next();
-    if ((ctx.status === 405 || ctx.status === 501) && ctx.body == null) {
-      ctx.status = 405;
-      ctx.body = new MatrixError('M_UNRECOGNIZED', 'Method not allowed', {}, 405).toJSON();
+  app.use(async (ctx) => {
+    ctx.set('Access-Control-Allow-Origin', '*');
+    ctx.set('Access-Control-Allow-Methods', 'GET, POST, PUT, DELETE, OPTIONS');
+    ctx.set('Access-Control-Allow-Headers', 'X-Requested-With, Content-Type, Authorization');
+    if (ctx.method === 'OPTIONS') {
+      ctx.status = 204;
+      return;
+    }
+    const req = new HttpRequest(ctx);
+    try {
+      const res = await table.dispatch(req);
+      // Koa's own default for a matched route (the metrics middleware in observability reads it).
+      (ctx as unknown as { _matchedRoute?: string })._matchedRoute = res.route === 'unmatched' ? undefined : res.route;
+      ctx.status = res.status;
+      if (res.headers) ctx.set(res.headers);
+      if (res.body !== undefined) {
+        if (res.contentType) ctx.type = res.contentType;
+        ctx.body = res.body;
+      }
+    } finally {
+      req.done();
     }
   });
-  app.use(router.routes());
-  app.use(router.allowedMethods());
-  return app;
+  return { app, table };
 }
+
+/** A Koa request as the table sees it; the abort signal is made only for handlers that ask. */
+class HttpRequest implements ApiRequest {
+  readonly method: string;
+  readonly path: string;
+  readonly query: Query;
+  readonly accessToken: string | undefined;
+  readonly ip: string;
+  readonly body: RequestBody;
+  private abort?: AbortController;
+  private readonly onClose = () => this.abort?.abort();
+
+  constructor(private readonly ctx: Koa.Context) {
+    this.method = ctx.method;
+    this.path = ctx.path;
+    this.query = parseQuery(ctx.querystring);
+    this.accessToken = accessTokenOf(ctx.get('authorization'), this.query);
+    this.ip = ctx.ip;
+    this.body = {
+      read: async (rule) => {
+        const raw = await getRawBody(ctx.req, { limit: rule.limit, length: ctx.get('content-length') || undefined });
+        return parseJsonBody(raw, rule);
+      },
+    };
+  }
+
+  get signal(): AbortSignal {
+    if (!this.abort) {
+      this.abort = new AbortController();
+      this.ctx.req.on('close', this.onClose);
+    }
+    return this.abort.signal;
+  }
+
+  done(): void {
+    if (this.abort) this.ctx.req.off('close', this.onClose);
+  }
+}
+
+/**
+ * The Authorization header's bearer token, else ?access_token. A header that is present but not
+ * a bearer token counts as no token (it is not silently replaced by the query).
+ */
+export function accessTokenOf(authorization: string, query: Query): string | undefined {
+  if (authorization) return BEARER.exec(authorization)?.[1];
+  const q = query.access_token;
+  return typeof q === 'string' && q ? q : undefined;
+}
+
+const BEARER = /^Bearer\s+(\S+)\s*$/i;
 
 const sha256 = (s: string): Buffer => createHash('sha256').update(s).digest();

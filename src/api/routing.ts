@@ -1,12 +1,13 @@
 // Route registration helpers shared by the route modules: the services bundle, the v3/r0 alias,
-// authentication, and zod-based request validation.
+// the per-route declarations (auth, rate-limit class, intake rule) that go into the handler table
+// (handlers.ts), authentication, and path and query parameter access.
 
-import Router from '@koa/router';
 import { LRUCache } from 'lru-cache';
 import type { z } from 'zod';
 import type { Logger } from 'pino';
 import { MatrixError } from '../errors.js';
-import { accessTokenOf, type AuthInfo, type Ctx, type HearthState } from './middleware.js';
+import type { AuthInfo, Ctx } from './middleware.js';
+import { HandlerTable, parse, type IntakeClass, type Method, type RouteLimit, type RouteSpec, type TableDeps } from './handlers.js';
 import type { AccountService } from '../users/account-service.js';
 import type { RoomService } from '../room/room-service.js';
 import type { SyncService } from '../sync/sync-service.js';
@@ -15,7 +16,7 @@ import type { VisibilityChecker } from '../room/visibility.js';
 import type { Store } from '../store/types.js';
 import type { RoomInput } from '../room/room-input.js';
 import type { Notifier } from '../sync/notifier.js';
-import type { RateLimitName, RateLimiters } from './rate-limit.js';
+import type { RateLimiters } from './rate-limit.js';
 import type { TypingService } from '../ephemeral/typing.js';
 import type { PresenceService } from '../ephemeral/presence.js';
 import type { PushRulesService } from '../push/push-rules-service.js';
@@ -62,81 +63,83 @@ export type Handler = (ctx: Ctx) => Promise<void> | void;
  * from one: `write` unless it says otherwise (`message` for routes that create room events).
  * Fan-outs charge their cost on top, inside the handler (profile: rooms, to-device: recipients).
  */
-export type RouteLimit = RateLimitName | 'none';
+export type { RouteLimit };
 export type AuthedHandler = (ctx: Ctx, auth: AuthInfo) => Promise<void> | void;
-type Method = 'get' | 'post' | 'put' | 'delete';
+type LowerMethod = 'get' | 'post' | 'put' | 'delete';
 
-/**
- * Registers client routes under /_matrix/client/v3 and the legacy /r0 alias (bot-sdk still uses
- * r0), or under an explicit version list for v1-only endpoints.
- */
+export interface RouteOptions {
+  /** Validated before the handler; the handler's body(ctx) is then the parsed value. */
+  schema?: z.ZodTypeAny;
+  /** Defaults from the path: the PDU limit under /send and /state, fractions in account data. */
+  intake?: IntakeClass;
+}
+
 const TOUCH_INTERVAL_MS = 60_000;
 
+// Event bodies are capped at the PDU limit; everything else at the general body limit.
+const EVENT_PATH = /\/rooms\/[^/]+\/(send|state)\//;
+// Account data and tags are stored as given and never signed: fractions are allowed there.
+const ACCOUNT_DATA_PATH = /\/user\/[^/]+\/(rooms\/[^/]+\/)?(account_data|tags)\//;
+
+/**
+ * Declares client routes in the handler table under /_matrix/client/v3 and the legacy /r0 alias
+ * (bot-sdk still uses r0), or under an explicit version list for v1-only endpoints. Also the
+ * table's authenticator: access token to AuthInfo, recording the device's last-seen.
+ */
 export class ClientRoutes {
   private readonly lastTouched = new LRUCache<string, number>({ max: 100_000 });
+  readonly table: HandlerTable;
 
-  constructor(readonly router: Router<HearthState>, private readonly services: ApiServices) {}
-
-  route(method: Method, path: string, handler: Handler, versions: string[] = ['v3', 'r0']): void {
-    for (const v of versions) {
-      (this.router[method] as (p: string, h: (ctx: Ctx) => Promise<void>) => unknown)(
-        `/_matrix/client/${v}${path}`,
-        async (ctx: Ctx) => {
-          await handler(ctx);
-        },
-      );
-    }
+  constructor(private readonly services: ApiServices, limits: { maxBodyBytes: number; maxEventBytes: number; observe?: TableDeps['observe'] }) {
+    this.table = new HandlerTable({
+      authenticate: (token, ip) => this.authenticate(token, ip),
+      limits: services.limits,
+      logger: services.logger,
+      ...limits,
+    });
   }
 
-  authed(method: Method, path: string, handler: AuthedHandler, versions?: string[], limit: RouteLimit = method === 'get' ? 'none' : 'write'): void {
-    this.route(
-      method,
-      path,
-      async (ctx) => {
-        const auth = await this.authenticate(ctx);
-        if (limit !== 'none') await this.services.limits[limit].consume(auth.userId);
-        await handler(ctx, auth);
-      },
-      versions,
-    );
+  route(method: LowerMethod, path: string, handler: Handler, versions: string[] = ['v3', 'r0'], opts: RouteOptions = {}): void {
+    for (const v of versions) this.add(method, `/_matrix/client/${v}${path}`, 'none', 'none', (ctx) => handler(ctx), opts);
   }
 
-  async authenticate(ctx: Ctx): Promise<AuthInfo> {
-    const token = accessTokenOf(ctx);
-    if (!token) throw new MatrixError('M_MISSING_TOKEN', 'Missing access token');
+  authed(
+    method: LowerMethod,
+    path: string,
+    handler: AuthedHandler,
+    versions: string[] = ['v3', 'r0'],
+    limit: RouteLimit = method === 'get' ? 'none' : 'write',
+    opts: RouteOptions = {},
+  ): void {
+    for (const v of versions) this.add(method, `/_matrix/client/${v}${path}`, 'required', limit, (ctx, auth) => handler(ctx, auth!), opts);
+  }
+
+  /** A route outside /_matrix/client/{version} (discovery, health, admin), without an access token. */
+  raw(method: LowerMethod, fullPath: string, handler: Handler, opts: RouteOptions = {}): void {
+    this.add(method, fullPath, 'none', 'none', (ctx) => handler(ctx), opts);
+  }
+
+  private add(method: LowerMethod, path: string, auth: 'required' | 'none', limit: RouteLimit, handler: RouteSpec['handler'], opts: RouteOptions): void {
+    const intake = opts.intake ?? (EVENT_PATH.test(path) ? 'event' : ACCOUNT_DATA_PATH.test(path) ? 'account_data' : 'json');
+    this.table.add({ method: method.toUpperCase() as Method, path, auth, limit, intake, schema: opts.schema, handler });
+  }
+
+  async authenticate(token: string, ip: string): Promise<AuthInfo> {
     const auth = await this.services.accounts.authenticate(token);
-    ctx.state.auth = auth;
     // Last-seen needs minute accuracy, not a durable write per request (every /sync is one).
     const key = `${auth.userId}\u0000${auth.deviceId}`;
     const now = this.services.now();
     if (now - (this.lastTouched.get(key) ?? 0) >= TOUCH_INTERVAL_MS) {
       this.lastTouched.set(key, now);
       void this.services.store.devices
-        .touchDevice(auth.userId, auth.deviceId, now, ctx.ip || null)
+        .touchDevice(auth.userId, auth.deviceId, now, ip || null)
         .catch((err: unknown) => this.services.logger.warn({ err, userId: auth.userId }, 'could not record device last-seen'));
     }
     return auth;
   }
 }
 
-/** Validates with a zod schema; the first problem becomes M_BAD_JSON (or M_MISSING_PARAM). */
-export function parse<T extends z.ZodTypeAny>(schema: T, value: unknown): z.infer<T> {
-  const r = schema.safeParse(value);
-  if (r.success) return r.data;
-  const issue = r.error.issues[0];
-  const where = issue.path.join('.') || 'body';
-  const missing = issue.code === 'invalid_type' && valueAt(value, issue.path) === undefined;
-  throw new MatrixError(missing ? 'M_MISSING_PARAM' : 'M_BAD_JSON', `${where}: ${missing ? 'required' : issue.message}`);
-}
-
-function valueAt(root: unknown, path: PropertyKey[]): unknown {
-  let v = root;
-  for (const k of path) {
-    if (v === null || typeof v !== 'object') return undefined;
-    v = (v as Record<PropertyKey, unknown>)[k];
-  }
-  return v;
-}
+export { parse };
 
 export function param(ctx: Ctx, name: string): string {
   const v = ctx.params[name];

@@ -140,6 +140,20 @@ export function hardenParsed(text: string, value: unknown, opts: { fractions?: b
   return harden(value, 0) as JsonValue;
 }
 
+/**
+ * For a JSON text that carries a value among other fields (a socket frame around a request body):
+ * refuses what no route accepts (integers past 2^53, overflowing numbers) and reports whether a
+ * fraction or exponent occurs, so the route's own rule can be applied to the value later.
+ */
+export function scanNumbers(text: string): { fractions: boolean } {
+  return { fractions: checkNumberTokens(text, true) };
+}
+
+/** The structural checks of {@link hardenParsed} (prototypes, surrogates, depth) for one value. */
+export function hardenValue(value: unknown): JsonValue {
+  return harden(value, 0) as JsonValue;
+}
+
 /** As {@link parseStrictJson} but the top level must be an object. */
 export function parseStrictJsonObject(text: string): JsonObject {
   const v = parseStrictJson(text);
@@ -169,7 +183,9 @@ function nullPrototypes(v: unknown): unknown {
 const NUMBER_CHAR = /[-+0-9.eE]/;
 
 // Runs after JSON.parse succeeded, so the text is well-formed and only strings need skipping.
-function checkNumberTokens(text: string, fractions = false): void {
+/** Returns whether a fraction or exponent was let through (only possible with `fractions`). */
+function checkNumberTokens(text: string, fractions = false): boolean {
+  let sawFraction = false;
   let i = 0;
   const n = text.length;
   while (i < n) {
@@ -183,16 +199,17 @@ function checkNumberTokens(text: string, fractions = false): void {
     if (c === '-' || (c >= '0' && c <= '9')) {
       const start = i;
       while (i < n && NUMBER_CHAR.test(text[i])) i++;
-      checkNumberToken(text.slice(start, i), fractions);
+      if (checkNumberToken(text.slice(start, i), fractions)) sawFraction = true;
       continue;
     }
     i++;
   }
+  return sawFraction;
 }
 
-function checkNumberToken(tok: string, fractions: boolean): void {
+function checkNumberToken(tok: string, fractions: boolean): boolean {
   if (!/^-?(0|[1-9][0-9]*)$/.test(tok)) {
-    if (fractions && Number.isFinite(Number(tok))) return;
+    if (fractions && Number.isFinite(Number(tok))) return true;
     throw new CanonicalJsonError(`number ${tok} is not an integer (no fractions or exponents)`);
   }
   if (tok.length > 15) {
@@ -201,6 +218,7 @@ function checkNumberToken(tok: string, fractions: boolean): void {
       throw new CanonicalJsonError(`integer ${tok} is outside the canonical JSON range`);
     }
   }
+  return false;
 }
 
 function harden(v: unknown, depth: number): unknown {

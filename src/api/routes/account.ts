@@ -209,7 +209,7 @@ function devicesRoutes(r: ClientRoutes, s: ApiServices): void {
 /** Synapse's /_synapse/admin/v1/register (shared-secret registration), used by tooling and benchmarks. */
 function adminRegister(r: ClientRoutes, s: ApiServices): void {
   const nonces = new Map<string, number>();
-  r.router.get('/_synapse/admin/v1/register', (ctx) => {
+  r.raw('get', '/_synapse/admin/v1/register', (ctx) => {
     if (!s.registration.sharedSecret) throw new MatrixError('M_FORBIDDEN', 'Shared secret registration is not enabled', {}, 400);
     const now = s.now();
     for (const [n, ts] of nonces) if (now - ts > 60_000) nonces.delete(n);
@@ -217,7 +217,7 @@ function adminRegister(r: ClientRoutes, s: ApiServices): void {
     nonces.set(nonce, now);
     ctx.body = { nonce };
   });
-  r.router.post('/_synapse/admin/v1/register', async (ctx) => {
+  r.raw('post', '/_synapse/admin/v1/register', async (ctx) => {
     const secret = s.registration.sharedSecret;
     if (!secret) throw new MatrixError('M_FORBIDDEN', 'Shared secret registration is not enabled', {}, 400);
     const req = parse(

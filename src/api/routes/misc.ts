@@ -10,13 +10,13 @@ export const SPEC_VERSIONS = ['r0.0.1', 'r0.1.0', 'r0.2.0', 'r0.3.0', 'r0.4.0', 
   'v1.1', 'v1.2', 'v1.3', 'v1.4', 'v1.5', 'v1.6', 'v1.7', 'v1.8', 'v1.9', 'v1.10', 'v1.11', 'v1.12'];
 
 export function miscRoutes(r: ClientRoutes, s: ApiServices): void {
-  r.router.get('/_matrix/client/versions', (ctx) => {
+  r.raw('get', '/_matrix/client/versions', (ctx) => {
     ctx.body = { versions: SPEC_VERSIONS, unstable_features: { [UNSTABLE_FEATURE]: s.features.websocket } };
   });
-  r.router.get('/.well-known/matrix/client', (ctx) => {
+  r.raw('get', '/.well-known/matrix/client', (ctx) => {
     ctx.body = { 'm.homeserver': { base_url: s.publicBaseUrl } };
   });
-  r.router.get('/health', (ctx) => {
+  r.raw('get', '/health', (ctx) => {
     ctx.type = 'text/plain';
     ctx.body = 'OK';
   });

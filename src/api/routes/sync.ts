@@ -15,9 +15,6 @@ export function syncRoutes(r: ClientRoutes, s: ApiServices): void {
     s.presence.syncing(auth.userId, setPresence);
     s.presence.connectionOpened(auth.userId);
     s.connections.pollStarted(auth.userId);
-    const abort = new AbortController();
-    const onClose = () => abort.abort();
-    ctx.req.on('close', onClose);
     try {
       ctx.body = await s.sync.sync({
         userId: auth.userId,
@@ -26,11 +23,10 @@ export function syncRoutes(r: ClientRoutes, s: ApiServices): void {
         filter,
         timeoutMs,
         fullState: queryString(ctx, 'full_state') === 'true',
-        signal: abort.signal,
+        signal: ctx.signal,
         delivered: filter.deliveredOptIn,
       });
     } finally {
-      ctx.req.off('close', onClose);
       s.connections.pollEnded(auth.userId);
       s.presence.connectionClosed(auth.userId);
     }

@@ -1,29 +1,29 @@
 // The WebSocket sync stream: a second transport over the same SyncService that serves /sync.
 // Each socket runs the sync loop server-side and pushes every non-empty response as a frame;
-// client requests over the socket are injected into the HTTP handler, so REST and socket share
-// every code path (auth, validation, idempotency, errors).
+// request and send frames go to the route table that serves REST (see requests.ts), so both
+// transports share auth, validation, rate limits, idempotency and errors.
 //
 // Concurrency: one async loop per socket; frames from the client are handled as they arrive.
 // Backpressure: a sync frame is produced only after the previous one was handed to the socket,
 // and a socket whose unsent buffer passes `maxBufferedBytes` is closed (SLOW_CONSUMER) with the
 // last token it certainly finished writing, so memory per slow client is bounded.
 
-import type { IncomingMessage, RequestListener, Server } from 'node:http';
+import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
-import inject from 'light-my-request';
 import type { Logger } from 'pino';
 import { WebSocketServer, type WebSocket, type RawData } from 'ws';
 import { MatrixError } from '../../errors.js';
 import type { AuthInfo } from '../../api/middleware.js';
 import type { PresenceService } from '../../ephemeral/presence.js';
 import type { JsonObject } from '../../protocol/types.js';
-import { hardenParsed } from '../../protocol/canonical-json.js';
 import type { AccountService } from '../../users/account-service.js';
 import type { ConnectionTracker } from '../connections.js';
 import { compileFilter, type SyncFilter } from '../filter.js';
 import type { SyncService } from '../sync-service.js';
 import { parseToken } from '../token.js';
-import { CloseCode, SOCKET_PATH, type AuthFrame, type ClientFrame, type CloseReason, type ServerFrame } from './protocol.js';
+import { CloseCode, SOCKET_PATH, type AuthFrame, type CloseReason, type RequestFrame, type SendFrame, type ServerFrame } from './protocol.js';
+import { answerRequest, clientIp, readFrame, type RequestApi } from './requests.js';
+import type { ParsedBodyInfo } from '../../api/middleware.js';
 
 export interface SocketServerOptions {
   maxConnections: number;
@@ -36,6 +36,8 @@ export interface SocketServerOptions {
   pollMs: number;
   /** Base of the retry_after_ms handed to shed clients; jitter of up to the same again is added. */
   shedRetryMs: number;
+  /** Take the client address from X-Forwarded-For, as the HTTP listener does. */
+  trustProxy?: boolean;
 }
 
 export interface SocketServerDeps {
@@ -44,8 +46,10 @@ export interface SocketServerDeps {
   presence: PresenceService;
   connections: ConnectionTracker;
   resolveFilter: (userId: string, value: string | undefined) => Promise<SyncFilter>;
-  /** The HTTP handler request frames are injected into. */
-  handler: RequestListener;
+  /** The route table REST is served by; request and send frames go to it. */
+  api: RequestApi;
+  /** Graceful shutdown: request frames count as requests in flight, as HTTP ones do. */
+  lifecycle?: { stopping: boolean; enter(): void; leave(): void };
   logger: Logger;
   onCountChange?: (open: number) => void;
 }
@@ -54,6 +58,8 @@ interface Session {
   ws: WebSocket;
   auth?: AuthInfo;
   token?: string;
+  /** The client address of the upgrade request (request frames run as from there). */
+  ip: string;
   since?: string;
   filter?: SyncFilter;
   setPresence?: 'online' | 'offline' | 'unavailable';
@@ -121,13 +127,13 @@ export class SocketServer {
   }
 
   private async open(ws: WebSocket, req: IncomingMessage, url: URL): Promise<void> {
-    const s: Session = { ws, delivered: url.searchParams.get('delivered') === 'true', alive: true, abort: new AbortController(), catchingUp: false, inflight: 0, closeWhenIdle: false };
+    const s: Session = { ws, ip: clientIp(req, this.opts.trustProxy ?? false), delivered: url.searchParams.get('delivered') === 'true', alive: true, abort: new AbortController(), catchingUp: false, inflight: 0, closeWhenIdle: false };
     this.sessions.add(s);
     this.deps.onCountChange?.(this.sessions.size);
     ws.on('pong', () => (s.alive = true));
     ws.on('close', () => this.closed(s));
     ws.on('error', () => ws.terminate());
-    ws.on('message', (data) => void this.onMessage(s, data));
+    ws.on('message', (data, isBinary) => void this.onMessage(s, data, isBinary));
     try {
       s.since = url.searchParams.get('since') ?? undefined;
       const header = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '');
@@ -209,24 +215,14 @@ export class SocketServer {
     }
   }
 
-  private async onMessage(s: Session, data: RawData): Promise<void> {
-    let frame: ClientFrame;
-    const text = data.toString();
+  private async onMessage(s: Session, data: RawData, isBinary: boolean): Promise<void> {
     try {
-      frame = JSON.parse(text) as ClientFrame;
-      if (!frame || typeof frame !== 'object' || typeof frame.type !== 'string') throw new Error('not a frame');
-    } catch {
-      this.closeWith(s, CloseCode.BAD_FRAME, {});
-      return;
-    }
-    try {
-      // The same intake rule as HTTP bodies: a value with no canonical form is refused, not
-      // rounded or nulled on its way into the injected request.
-      try {
-        hardenParsed(text, frame);
-      } catch (err) {
-        throw new MatrixError('M_BAD_JSON', `Frame contains a value Matrix does not allow: ${(err as Error).message}`);
+      const read = readFrame(data as Buffer, isBinary);
+      if (!read) {
+        this.closeWith(s, CloseCode.BAD_FRAME, {});
+        return;
       }
+      const frame = read.frame;
       if (frame.type === 'auth') {
         if (s.auth || s.authenticating) throw new MatrixError('M_BAD_JSON', 'Already authenticated');
         if (typeof frame.access_token !== 'string') throw new MatrixError('M_MISSING_TOKEN', 'access_token required');
@@ -236,7 +232,13 @@ export class SocketServer {
       }
       // Frames sent right behind the auth frame wait for it; after that they run concurrently.
       if (!s.auth && s.authenticating) await s.authenticating.catch(() => undefined);
-      if (!s.auth) throw new MatrixError('M_MISSING_TOKEN', 'Authenticate first');
+      if (!s.auth) {
+        // What REST answers a request without a token, in a frame the client can match by id.
+        if ((frame.type === 'request' || frame.type === 'send') && typeof frame.id === 'string') {
+          this.send(s, { type: 'response', id: frame.id, status: 401, body: { errcode: 'M_MISSING_TOKEN', error: 'Missing access token' } });
+        }
+        throw new MatrixError('M_MISSING_TOKEN', 'Authenticate first');
+      }
       switch (frame.type) {
         case 'ping':
           this.send(s, { type: 'pong', id: frame.id });
@@ -245,10 +247,8 @@ export class SocketServer {
           await this.deps.sync.acknowledge(s.auth.userId, s.auth.deviceId, parseToken(frame.next_batch, 'next_batch').stream);
           return;
         case 'send':
-          await this.request(s, frame.id, 'PUT', sendPath(frame), frame.content);
-          return;
         case 'request':
-          await this.request(s, frame.id, frame.method, frame.path, frame.body);
+          await this.request(s, frame, read.intake);
           return;
         default:
           this.send(s, { type: 'error', errcode: 'M_UNRECOGNIZED', error: 'Unknown frame type' });
@@ -260,37 +260,23 @@ export class SocketServer {
     }
   }
 
-  /** Runs a Client-Server request through the HTTP stack as the socket's user. */
-  private async request(s: Session, id: string, method: string, path: string, body?: JsonObject): Promise<void> {
+  /** Runs a Client-Server request through the route table as the socket's user. */
+  private async request(s: Session, frame: RequestFrame | SendFrame, intake: ParsedBodyInfo): Promise<void> {
+    const lifecycle = this.deps.lifecycle;
+    // Like HTTP while stopping: no answer; the client resends after reconnecting (idempotent).
+    if (lifecycle?.stopping) return;
+    lifecycle?.enter();
     s.inflight++;
     try {
-      await this.runRequest(s, id, method, path, body);
+      const res = await answerRequest(this.deps.api, { token: s.token!, ip: s.ip, signal: s.abort.signal }, frame, intake);
+      this.send(s, res);
+      // The token was revoked without this socket being told (another process): it ends here.
+      if (res.status === 401 && res.body.errcode === 'M_UNKNOWN_TOKEN') s.closeWhenIdle = true;
     } finally {
       s.inflight--;
+      lifecycle?.leave();
       if (s.closeWhenIdle && s.inflight === 0) this.revoke(s);
     }
-  }
-
-  private async runRequest(s: Session, id: string, method: string, path: string, body?: JsonObject): Promise<void> {
-    if (typeof id !== 'string') throw new MatrixError('M_BAD_JSON', 'request frames need a string id');
-    if (typeof path !== 'string' || !path.startsWith('/_matrix/') || !['GET', 'POST', 'PUT', 'DELETE'].includes(method)) {
-      this.send(s, { type: 'response', id, status: 400, body: { errcode: 'M_BAD_JSON', error: 'request frames need a method and a /_matrix/ path' } });
-      return;
-    }
-    const res = await inject(this.deps.handler, {
-      method: method as 'GET',
-      url: path,
-      headers: { authorization: `Bearer ${s.token}`, 'content-type': 'application/json' },
-      payload: body === undefined ? undefined : JSON.stringify(body),
-      remoteAddress: '127.0.0.1',
-    });
-    let parsed: JsonObject = {};
-    try {
-      parsed = res.payload ? (JSON.parse(res.payload) as JsonObject) : {};
-    } catch {
-      parsed = { raw: res.payload };
-    }
-    this.send(s, { type: 'response', id, status: res.statusCode, body: parsed });
   }
 
   /** Every frame counts against the buffer bound, responses as well as sync frames. */

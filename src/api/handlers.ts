@@ -1,0 +1,377 @@
+// The route table: every endpoint of the client listener is declared here once (method, path
+// pattern, authentication, rate-limit class, body intake rule, optional body schema) and served by
+// one dispatch function that every transport calls: HTTP through the Koa adapter (http.ts) and
+// the WebSocket's request frames (src/sync/socket/requests.ts). Transports only translate; they
+// add no checks of their own, so auth, limits, intake, idempotency and error bodies cannot drift.
+//
+// Invariants:
+// - One order of checks for every request: route (404, 405) → body intake (413, M_NOT_JSON,
+//   M_BAD_JSON) → access token (401) → rate limit (429) → body schema (400) → handler.
+// - dispatch never throws. A MatrixError is rendered as {errcode, error} with its status; anything
+//   else is a bug: logged with its error object and answered 500 M_UNKNOWN.
+// - Handlers see an ApiCtx only: no Koa context, socket or stream reaches them.
+// - Path patterns are the part of @koa/router's syntax the routes use (`:name`, `{/:name}`), with
+//   its matching rules: case-insensitive, one optional trailing slash, parameters percent-decoded
+//   (kept as given when that fails), the first route registered wins.
+
+import type { Logger } from 'pino';
+import type { z } from 'zod';
+import { MatrixError } from '../errors.js';
+import type { JsonObject } from '../protocol/types.js';
+import type { AuthInfo } from './middleware.js';
+import type { RateLimitName, RateLimiters } from './rate-limit.js';
+
+export type Method = 'GET' | 'POST' | 'PUT' | 'DELETE';
+export type Query = Record<string, string | string[] | undefined>;
+/** Which per-user bucket an authenticated route spends from (see routing.ts for the defaults). */
+export type RouteLimit = RateLimitName | 'none';
+/** The intake rule of a body: events get the PDU limit, account data may hold fractions. */
+export type IntakeClass = 'json' | 'event' | 'account_data';
+
+export interface IntakeRule {
+  limit: number;
+  fractions: boolean;
+}
+
+/** The request body as the transport holds it; dispatch applies the route's rule to it. */
+export interface RequestBody {
+  /** The body as a JSON object with null prototypes; an absent or empty body is {}. */
+  read(rule: IntakeRule): Promise<JsonObject>;
+}
+
+/** What a transport hands to dispatch. */
+export interface ApiRequest {
+  /** Upper case; HEAD is served by GET routes. */
+  method: string;
+  /** As sent: percent-encoded, without the query. */
+  path: string;
+  query: Query;
+  body: RequestBody;
+  /** From the transport's credentials (Authorization header, access_token, the socket's token). */
+  accessToken: string | undefined;
+  ip: string;
+  /** Aborted when the client goes away, so a parked /sync returns early. */
+  readonly signal: AbortSignal;
+}
+
+export interface ApiResponse {
+  status: number;
+  /** A JSON value; a string for the few text routes (/health, /metrics). */
+  body: unknown;
+  contentType?: string;
+  headers?: Record<string, string>;
+  /** The matched pattern, or "unmatched": the metrics label. */
+  route: string;
+}
+
+/** What a handler sees of a request, and where it puts its answer. */
+export interface ApiCtx {
+  readonly method: string;
+  readonly path: string;
+  readonly params: Record<string, string | undefined>;
+  readonly query: Query;
+  readonly ip: string;
+  /** The credential the request came with (the table has already checked it on authed routes). */
+  readonly accessToken: string | undefined;
+  readonly signal: AbortSignal;
+  readonly state: { body?: JsonObject; auth?: AuthInfo };
+  /** Unset means 200 when a body was given (Koa's rule, which the handlers were written to). */
+  status?: number;
+  body: unknown;
+  type?: string;
+}
+
+export interface RouteSpec {
+  method: Method;
+  /** The full path pattern, e.g. /_matrix/client/v3/rooms/:roomId/send/:eventType/:txnId. */
+  path: string;
+  /** 'required': an access token is needed (401 without); 'none': login, registration, discovery. */
+  auth: 'required' | 'none';
+  limit: RouteLimit;
+  intake: IntakeClass;
+  /** Validates the body before the handler runs; the handler then sees the parsed value. */
+  schema?: z.ZodTypeAny;
+  handler: (ctx: ApiCtx, auth: AuthInfo | undefined) => Promise<void> | void;
+}
+
+export interface TableDeps {
+  /** Resolves an access token; throws M_UNKNOWN_TOKEN for an unknown or revoked one. */
+  authenticate: (token: string, ip: string) => Promise<AuthInfo>;
+  limits: RateLimiters;
+  logger: Logger;
+  maxBodyBytes: number;
+  maxEventBytes: number;
+  observe?: (method: string, route: string, status: number, seconds: number) => void;
+}
+
+interface Route extends RouteSpec {
+  index: number;
+  regexp: RegExp;
+  names: string[];
+}
+
+// The methods @koa/router knows: any other is answered 405 even where no route exists.
+const KNOWN_METHODS = new Set(['HEAD', 'OPTIONS', 'GET', 'PUT', 'PATCH', 'POST', 'DELETE']);
+// Routes are indexed by their first KEY_SEGMENTS path segments when those are all literal.
+const KEY_SEGMENTS = 4;
+
+export class HandlerTable {
+  private readonly routes: Route[] = [];
+  private byKey = new Map<string, Route[]>();
+  private unkeyed: Route[] = [];
+  private indexed = false;
+
+  constructor(private readonly deps: TableDeps) {}
+
+  add(spec: RouteSpec): void {
+    const { regexp, names } = compilePattern(spec.path);
+    this.routes.push({ ...spec, index: this.routes.length, regexp, names });
+    this.indexed = false;
+  }
+
+  /** Every declared route, in registration order (for documentation and tests). */
+  list(): readonly RouteSpec[] {
+    return this.routes;
+  }
+
+  intakeRule(c: IntakeClass): IntakeRule {
+    if (c === 'event') return { limit: this.deps.maxEventBytes, fractions: false };
+    return { limit: this.deps.maxBodyBytes, fractions: c === 'account_data' };
+  }
+
+  /** Serves one request; never throws. */
+  async dispatch(req: ApiRequest): Promise<ApiResponse> {
+    const start = process.hrtime.bigint();
+    const ctx = new Exchange(req);
+    let route = 'unmatched';
+    let res: ApiResponse;
+    try {
+      res = await this.run(req, ctx, (r) => (route = r));
+    } catch (err) {
+      res = this.renderError(err, req);
+    }
+    res.route = route;
+    const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+    this.deps.observe?.(req.method, route, res.status, seconds);
+    if (this.deps.logger.isLevelEnabled('debug')) {
+      this.deps.logger.debug({ method: req.method, route, status: res.status, ms: Math.round(seconds * 1e4) / 10 }, 'request');
+    }
+    return res;
+  }
+
+  private async run(req: ApiRequest, ctx: Exchange, matched: (route: string) => void): Promise<ApiResponse> {
+    const found = this.match(req.method, req.path);
+    if (!found.route) {
+      if (!KNOWN_METHODS.has(req.method) || found.allowed.size > 0) {
+        const allow = [...found.allowed].join(', ');
+        const e = new MatrixError('M_UNRECOGNIZED', 'Method not allowed', {}, 405);
+        return { status: 405, body: e.toJSON(), headers: { Allow: allow }, route: '' };
+      }
+      throw new MatrixError('M_UNRECOGNIZED', 'Unrecognized request');
+    }
+    const route = found.route;
+    matched(route.path);
+    ctx.params = found.params;
+    // DELETE carries a body too (UIA on DELETE /devices/{id}).
+    if (req.method === 'POST' || req.method === 'PUT' || req.method === 'DELETE') {
+      ctx.state.body = await req.body.read(this.intakeRule(route.intake));
+    }
+    let auth: AuthInfo | undefined;
+    if (route.auth === 'required') {
+      if (!req.accessToken) throw new MatrixError('M_MISSING_TOKEN', 'Missing access token');
+      auth = await this.deps.authenticate(req.accessToken, req.ip);
+      ctx.state.auth = auth;
+      if (route.limit !== 'none') await this.deps.limits[route.limit].consume(auth.userId);
+    }
+    if (route.schema) ctx.state.body = parse(route.schema, ctx.state.body ?? {}) as JsonObject;
+    await route.handler(ctx, auth);
+    if (ctx.body === undefined && ctx.status === undefined) throw new MatrixError('M_UNRECOGNIZED', 'Unrecognized request');
+    const status = ctx.status ?? (ctx.body === null ? 204 : 200);
+    return { status, body: ctx.body ?? undefined, contentType: ctx.type, route: '' };
+  }
+
+  /** The one error renderer: {errcode, error} with the error's status. */
+  renderError(err: unknown, req: Pick<ApiRequest, 'method' | 'path'>): ApiResponse {
+    const e = toMatrixError(err);
+    if (!e) {
+      this.deps.logger.error({ err, method: req.method, path: req.path }, 'unhandled error');
+      return { status: 500, body: { errcode: 'M_UNKNOWN', error: 'Internal server error' }, route: '' };
+    }
+    const res: ApiResponse = { status: e.status, body: e.toJSON(), route: '' };
+    if (e.errcode === 'M_LIMIT_EXCEEDED' && typeof e.extra.retry_after_ms === 'number') {
+      res.headers = { 'Retry-After': String(Math.ceil(e.extra.retry_after_ms / 1000)) };
+    }
+    return res;
+  }
+
+  private match(method: string, path: string): { route?: Route; params: Record<string, string | undefined>; allowed: Set<string> } {
+    const m = method === 'HEAD' ? 'GET' : method;
+    const allowed = new Set<string>();
+    for (const r of this.candidates(path)) {
+      const captures = r.regexp.exec(path);
+      if (!captures) continue;
+      if (r.method === m) return { route: r, params: paramsOf(r, captures), allowed };
+      if (r.method === 'GET') allowed.add('HEAD');
+      allowed.add(r.method);
+    }
+    return { params: {}, allowed };
+  }
+
+  private candidates(path: string): Route[] {
+    if (!this.indexed) this.buildIndex();
+    const key = keyOfPath(path);
+    return (key !== undefined && this.byKey.get(key)) || this.unkeyed;
+  }
+
+  private buildIndex(): void {
+    const byKey = new Map<string, Route[]>();
+    const unkeyed: Route[] = [];
+    for (const r of this.routes) {
+      const key = keyOfPattern(r.path);
+      if (key === undefined) unkeyed.push(r);
+      else byKey.set(key, [...(byKey.get(key) ?? []), r]);
+    }
+    // A path with a key can still match an unkeyed route: each list keeps registration order.
+    for (const [k, list] of byKey) byKey.set(k, [...list, ...unkeyed].sort((a, b) => a.index - b.index));
+    this.byKey = byKey;
+    this.unkeyed = unkeyed;
+    this.indexed = true;
+  }
+}
+
+class Exchange implements ApiCtx {
+  readonly state: { body?: JsonObject; auth?: AuthInfo } = {};
+  params: Record<string, string | undefined> = {};
+  status?: number;
+  body: unknown = undefined;
+  type?: string;
+
+  constructor(private readonly req: ApiRequest) {}
+
+  get method(): string {
+    return this.req.method;
+  }
+  get path(): string {
+    return this.req.path;
+  }
+  get query(): Query {
+    return this.req.query;
+  }
+  get ip(): string {
+    return this.req.ip;
+  }
+  get accessToken(): string | undefined {
+    return this.req.accessToken;
+  }
+  get signal(): AbortSignal {
+    return this.req.signal;
+  }
+}
+
+/** Validates with a zod schema; the first problem becomes M_BAD_JSON (or M_MISSING_PARAM). */
+export function parse<T extends z.ZodTypeAny>(schema: T, value: unknown): z.infer<T> {
+  const r = schema.safeParse(value);
+  if (r.success) return r.data;
+  const issue = r.error.issues[0];
+  const where = issue.path.join('.') || 'body';
+  const missing = issue.code === 'invalid_type' && valueAt(value, issue.path) === undefined;
+  throw new MatrixError(missing ? 'M_MISSING_PARAM' : 'M_BAD_JSON', `${where}: ${missing ? 'required' : issue.message}`);
+}
+
+function valueAt(root: unknown, path: PropertyKey[]): unknown {
+  let v = root;
+  for (const k of path) {
+    if (v === null || typeof v !== 'object') return undefined;
+    v = (v as Record<PropertyKey, unknown>)[k];
+  }
+  return v;
+}
+
+/** Errors of the HTTP plumbing (raw-body, Koa) that are the client's fault, as Matrix errors. */
+function toMatrixError(err: unknown): MatrixError | null {
+  if (err instanceof MatrixError) return err;
+  const e = err as { status?: number; statusCode?: number; type?: string; message?: string };
+  if (e?.type === 'entity.too.large') return new MatrixError('M_TOO_LARGE', 'Request body too large');
+  const status = e?.status ?? e?.statusCode;
+  if (typeof status === 'number' && status >= 400 && status < 500) {
+    if (status === 405) return new MatrixError('M_UNRECOGNIZED', 'Method not allowed', {}, 405);
+    if (status === 404) return new MatrixError('M_UNRECOGNIZED', 'Unrecognized request');
+    if (status === 413) return new MatrixError('M_TOO_LARGE', 'Request body too large');
+    return new MatrixError('M_UNKNOWN', e.message ?? 'Bad request', {}, status);
+  }
+  return null;
+}
+
+/**
+ * A query string as Koa parses it (URLSearchParams; a repeated key gives an array), into an
+ * object without a prototype so no name reaches Object.prototype.
+ */
+export function parseQuery(search: string): Query {
+  const out: Query = Object.create(null) as Query;
+  if (search === '') return out;
+  const sp = new URLSearchParams(search);
+  for (const key of sp.keys()) {
+    if (key in out) continue;
+    const all = sp.getAll(key);
+    out[key] = all.length <= 1 ? all[0] : all;
+  }
+  return out;
+}
+
+const PARAM = /^:([A-Za-z_][A-Za-z0-9_]*)$/;
+const OPTIONAL_TAIL = /\{\/:([A-Za-z_][A-Za-z0-9_]*)\}$/;
+
+/** `:name` is one non-empty segment; a final `{/:name}` an optional one. Nothing else is allowed. */
+export function compilePattern(pattern: string): { regexp: RegExp; names: string[] } {
+  if (!pattern.startsWith('/')) throw new Error(`route pattern must start with /: ${pattern}`);
+  const names: string[] = [];
+  let rest = pattern;
+  let tail = '';
+  const opt = OPTIONAL_TAIL.exec(rest);
+  if (opt) {
+    rest = rest.slice(0, opt.index);
+    tail = '(?:/([^/]+))?';
+  }
+  let source = '';
+  for (const seg of rest.split('/').slice(1)) {
+    const p = PARAM.exec(seg);
+    if (p) {
+      names.push(p[1]);
+      source += '/([^/]+)';
+    } else {
+      if (/[:{}()*?+]/.test(seg)) throw new Error(`unsupported route pattern syntax in ${pattern}`);
+      source += '/' + seg.replace(/[.\\^$|[\]]/g, '\\$&');
+    }
+  }
+  if (opt) names.push(opt[1]);
+  return { regexp: new RegExp(`^${source}${tail}(?:/$)?$`, 'i'), names };
+}
+
+function paramsOf(r: Route, captures: RegExpExecArray): Record<string, string | undefined> {
+  const out: Record<string, string | undefined> = Object.create(null) as Record<string, string | undefined>;
+  for (let i = 0; i < r.names.length; i++) {
+    const v = captures[i + 1];
+    if (v !== undefined && v.length > 0) out[r.names[i]] = safeDecode(v);
+  }
+  return out;
+}
+
+function safeDecode(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
+  }
+}
+
+function keyOfPattern(pattern: string): string | undefined {
+  const segs = pattern.split('/', KEY_SEGMENTS + 1).slice(1);
+  if (segs.length < KEY_SEGMENTS || segs.some((s) => s.includes(':') || s.includes('{'))) return undefined;
+  return segs.join('/').toLowerCase();
+}
+
+function keyOfPath(path: string): string | undefined {
+  const segs = path.split('/', KEY_SEGMENTS + 1).slice(1);
+  if (segs.length < KEY_SEGMENTS) return undefined;
+  return segs.join('/').toLowerCase();
+}
