@@ -10,6 +10,7 @@ import { createHttpApp, Lifecycle } from './api/http.js';
 import { createListener } from './api/listener.js';
 import { createRateLimiters } from './api/rate-limit.js';
 import type { ApiServices } from './api/routing.js';
+import type { HandlerTable } from './api/handlers.js';
 import type { HearthConfig } from './config/load.js';
 import { isOpenRegistrationWarningNeeded, OPEN_REGISTRATION_WARNING } from './config/load.js';
 import { localBaseUrl } from './config/schema.js';
@@ -52,6 +53,8 @@ export interface Hearth {
   readonly config: HearthConfig;
   readonly store: Store;
   readonly services: ApiServices;
+  /** Every client-listener route; HTTP and socket request frames are both served by it. */
+  readonly routes: HandlerTable;
   /** Base URL of the client listener once started. */
   readonly url: string;
   /** Base URL of the metrics listener once started (GET /metrics); undefined with metrics off. */
@@ -240,6 +243,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     config,
     store,
     services,
+    routes: table,
     get url() {
       return url;
     },

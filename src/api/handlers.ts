@@ -74,11 +74,20 @@ export interface ApiCtx {
   /** The credential the request came with (the table has already checked it on authed routes). */
   readonly accessToken: string | undefined;
   readonly signal: AbortSignal;
-  readonly state: { body?: JsonObject; auth?: AuthInfo };
+  readonly state: ApiState;
   /** Unset means 200 when a body was given (Koa's rule, which the handlers were written to). */
   status?: number;
   body: unknown;
   type?: string;
+}
+
+export interface ApiState {
+  /** The body after intake: null-prototype objects, exactly as sent. */
+  body?: JsonObject;
+  auth?: AuthInfo;
+  /** The route's schema and what it made of the body (see routing.ts `valid`). */
+  schema?: z.ZodTypeAny;
+  valid?: unknown;
 }
 
 export interface RouteSpec {
@@ -89,7 +98,11 @@ export interface RouteSpec {
   auth: 'required' | 'none';
   limit: RouteLimit;
   intake: IntakeClass;
-  /** Validates the body before the handler runs; the handler then sees the parsed value. */
+  /**
+   * Validates the body before the handler runs (400 M_BAD_JSON / M_MISSING_PARAM). The parsed
+   * value goes to state.valid; state.body stays the hardened original (zod's output objects have
+   * ordinary prototypes, so they are read for their declared fields only).
+   */
   schema?: z.ZodTypeAny;
   handler: (ctx: ApiCtx, auth: AuthInfo | undefined) => Promise<void> | void;
 }
@@ -183,7 +196,10 @@ export class HandlerTable {
       ctx.state.auth = auth;
       if (route.limit !== 'none') await this.deps.limits[route.limit].consume(auth.userId);
     }
-    if (route.schema) ctx.state.body = parse(route.schema, ctx.state.body ?? {}) as JsonObject;
+    if (route.schema) {
+      ctx.state.valid = parse(route.schema, ctx.state.body ?? {});
+      ctx.state.schema = route.schema;
+    }
     await route.handler(ctx, auth);
     if (ctx.body === undefined && ctx.status === undefined) throw new MatrixError('M_UNRECOGNIZED', 'Unrecognized request');
     const status = ctx.status ?? (ctx.body === null ? 204 : 200);
@@ -240,7 +256,7 @@ export class HandlerTable {
 }
 
 class Exchange implements ApiCtx {
-  readonly state: { body?: JsonObject; auth?: AuthInfo } = {};
+  readonly state: ApiState = {};
   params: Record<string, string | undefined> = {};
   status?: number;
   body: unknown = undefined;

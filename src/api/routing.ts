@@ -68,7 +68,11 @@ export type AuthedHandler = (ctx: Ctx, auth: AuthInfo) => Promise<void> | void;
 type LowerMethod = 'get' | 'post' | 'put' | 'delete';
 
 export interface RouteOptions {
-  /** Validated before the handler; the handler's body(ctx) is then the parsed value. */
+  /** Defaults to v3 and the legacy r0 alias. */
+  versions?: string[];
+  /** Defaults to 'none' for GET, 'write' for the other methods (authed routes only). */
+  limit?: RouteLimit;
+  /** Validated by the table before the handler runs, which reads the result with valid(). */
   schema?: z.ZodTypeAny;
   /** Defaults from the path: the PDU limit under /send and /state, fractions in account data. */
   intake?: IntakeClass;
@@ -99,19 +103,17 @@ export class ClientRoutes {
     });
   }
 
-  route(method: LowerMethod, path: string, handler: Handler, versions: string[] = ['v3', 'r0'], opts: RouteOptions = {}): void {
-    for (const v of versions) this.add(method, `/_matrix/client/${v}${path}`, 'none', 'none', (ctx) => handler(ctx), opts);
+  /** A route that needs no access token. `opts` may be just the version list. */
+  route(method: LowerMethod, path: string, handler: Handler, opts: string[] | RouteOptions = {}): void {
+    const o = Array.isArray(opts) ? { versions: opts } : opts;
+    for (const v of o.versions ?? ['v3', 'r0']) this.add(method, `/_matrix/client/${v}${path}`, 'none', 'none', (ctx) => handler(ctx), o);
   }
 
-  authed(
-    method: LowerMethod,
-    path: string,
-    handler: AuthedHandler,
-    versions: string[] = ['v3', 'r0'],
-    limit: RouteLimit = method === 'get' ? 'none' : 'write',
-    opts: RouteOptions = {},
-  ): void {
-    for (const v of versions) this.add(method, `/_matrix/client/${v}${path}`, 'required', limit, (ctx, auth) => handler(ctx, auth!), opts);
+  /** A route that needs an access token. `opts` may be just the version list, `limit` its bucket. */
+  authed(method: LowerMethod, path: string, handler: AuthedHandler, opts: string[] | RouteOptions = {}, limit?: RouteLimit): void {
+    const o = Array.isArray(opts) ? { versions: opts } : opts;
+    const bucket = limit ?? o.limit ?? (method === 'get' ? 'none' : 'write');
+    for (const v of o.versions ?? ['v3', 'r0']) this.add(method, `/_matrix/client/${v}${path}`, 'required', bucket, (ctx, auth) => handler(ctx, auth!), o);
   }
 
   /** A route outside /_matrix/client/{version} (discovery, health, admin), without an access token. */
@@ -140,6 +142,15 @@ export class ClientRoutes {
 }
 
 export { parse };
+
+/**
+ * The body as the route's declared schema parsed it. Asking for another schema than the one the
+ * route declared is a bug in the route, not the client's mistake: it fails loudly (500).
+ */
+export function valid<S extends z.ZodTypeAny>(ctx: Ctx, schema: S): z.infer<S> {
+  if (ctx.state.schema !== schema) throw new Error('valid(): the route did not declare this schema');
+  return ctx.state.valid as z.infer<S>;
+}
 
 export function param(ctx: Ctx, name: string): string {
   const v = ctx.params[name];

@@ -5,7 +5,7 @@ import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
 import { MatrixError } from '../../errors.js';
 import { body, uiaRequest, type Ctx } from '../middleware.js';
-import { parse, param, type ApiServices, type ClientRoutes } from '../routing.js';
+import { parse, param, type ApiServices, type ClientRoutes, valid } from '../routing.js';
 import type { JsonObject } from '../../protocol/types.js';
 
 const identifierSchema = z.object({ type: z.string(), user: z.string().max(255).optional() }).passthrough();
@@ -40,6 +40,9 @@ const passwordSchema = z
     auth: z.record(z.string(), z.unknown()).optional(),
   })
   .passthrough();
+
+const deviceUpdateSchema = z.object({ display_name: z.string().max(255).optional() }).passthrough();
+const deleteDevicesSchema = z.object({ devices: z.array(z.string().max(255)).max(1000) }).passthrough();
 
 export function accountRoutes(r: ClientRoutes, s: ApiServices): void {
   r.route('get', '/register/available', async (ctx) => {
@@ -101,7 +104,7 @@ export function accountRoutes(r: ClientRoutes, s: ApiServices): void {
   });
 
   r.route('post', '/login', async (ctx) => {
-    const req = parse(loginSchema, body(ctx));
+    const req = valid(ctx, loginSchema);
     await s.limits.login.consume(ctx.ip);
     if (req.type !== 'm.login.password') throw new MatrixError('M_UNKNOWN', `Unsupported login type ${req.type}`);
     const user = req.identifier?.type === 'm.id.user' ? req.identifier.user : req.user;
@@ -129,7 +132,7 @@ export function accountRoutes(r: ClientRoutes, s: ApiServices): void {
       ...(await s.accounts.login(userId, req.device_id, req.initial_device_display_name ?? null, ctx.ip || null)),
       well_known: { 'm.homeserver': { base_url: s.publicBaseUrl } },
     };
-  });
+  }, { schema: loginSchema });
 
   r.authed('post', '/logout', async (ctx, auth) => {
     await s.accounts.logout(auth);
@@ -146,11 +149,11 @@ export function accountRoutes(r: ClientRoutes, s: ApiServices): void {
   });
 
   r.authed('post', '/account/password', async (ctx, auth) => {
-    const req = parse(passwordSchema, body(ctx));
+    const req = valid(ctx, passwordSchema);
     await s.accounts.uia.check('password:' + auth.userId, uiaRequest(ctx), req.auth as JsonObject | undefined, [['m.login.password']], s.accounts.passwordStage(auth.userId));
     await s.accounts.changePassword(auth, req.new_password, req.logout_devices ?? true);
     ctx.body = {};
-  });
+  }, { schema: passwordSchema });
 
   r.authed('post', '/account/deactivate', async (ctx, auth) => {
     const req = body(ctx);
@@ -185,11 +188,11 @@ function devicesRoutes(r: ClientRoutes, s: ApiServices): void {
     ctx.body = show(d);
   });
   r.authed('put', '/devices/:deviceId', async (ctx, auth) => {
-    const req = parse(z.object({ display_name: z.string().max(255).optional() }).passthrough(), body(ctx));
+    const req = valid(ctx, deviceUpdateSchema);
     const ok = await s.store.devices.setDeviceDisplayName(auth.userId, param(ctx, 'deviceId'), req.display_name ?? null);
     if (!ok) throw new MatrixError('M_NOT_FOUND', 'Unknown device');
     ctx.body = {};
-  });
+  }, { schema: deviceUpdateSchema });
   const deleteDevices = async (ctx: Ctx, userId: string, ids: string[]) => {
     await s.accounts.uia.check('delete_devices:' + userId, uiaRequest(ctx), body(ctx).auth as JsonObject | undefined, [['m.login.password']], s.accounts.passwordStage(userId));
     for (const id of ids) await s.accounts.deleteDevice(userId, id);
@@ -201,9 +204,9 @@ function devicesRoutes(r: ClientRoutes, s: ApiServices): void {
     await deleteDevices(ctx, auth.userId, [id]);
   });
   r.authed('post', '/delete_devices', async (ctx, auth) => {
-    const req = parse(z.object({ devices: z.array(z.string().max(255)).max(1000) }).passthrough(), body(ctx));
+    const req = valid(ctx, deleteDevicesSchema);
     await deleteDevices(ctx, auth.userId, req.devices);
-  });
+  }, { schema: deleteDevicesSchema });
 }
 
 /** Synapse's /_synapse/admin/v1/register (shared-secret registration), used by tooling and benchmarks. */

@@ -2,8 +2,8 @@
 
 import { z } from 'zod';
 import { MatrixError } from '../../errors.js';
-import { body, type Ctx } from '../middleware.js';
-import { param, parse, queryString, type ClientRoutes } from '../routing.js';
+import type { Ctx } from '../middleware.js';
+import { param, queryString, type ClientRoutes, valid } from '../routing.js';
 import type { JsonObject } from '../../protocol/types.js';
 import type { RoomKeyData, RoomKeyRecord } from '../../store/e2ee-types.js';
 import { nestRoomKeys, type KeyBackupService } from '../../e2ee/key-backup.js';
@@ -46,9 +46,9 @@ export function backupRoutes(r: ClientRoutes, s: { keyBackup: KeyBackupService }
   const b = s.keyBackup;
 
   r.authed('post', '/room_keys/version', async (ctx, auth) => {
-    const req = parse(versionSchema, body(ctx));
+    const req = valid(ctx, versionSchema);
     ctx.body = { version: await b.create(auth.userId, req.algorithm, req.auth_data as JsonObject) };
-  });
+  }, { schema: versionSchema });
   r.authed('get', '/room_keys/version', async (ctx, auth) => {
     ctx.body = await b.info(auth.userId);
   });
@@ -56,33 +56,33 @@ export function backupRoutes(r: ClientRoutes, s: { keyBackup: KeyBackupService }
     ctx.body = await b.info(auth.userId, param(ctx, 'version'));
   });
   r.authed('put', '/room_keys/version/:version', async (ctx, auth) => {
-    const req = parse(versionSchema, body(ctx));
+    const req = valid(ctx, versionSchema);
     await b.update(auth.userId, param(ctx, 'version'), req.algorithm, req.auth_data as JsonObject, req.version);
     ctx.body = {};
-  });
+  }, { schema: versionSchema });
   r.authed('delete', '/room_keys/version/:version', async (ctx, auth) => {
     await b.delete(auth.userId, param(ctx, 'version'));
     ctx.body = {};
   });
 
   r.authed('put', '/room_keys/keys', async (ctx, auth) => {
-    const req = parse(allSchema, body(ctx));
+    const req = valid(ctx, allSchema);
     const records: RoomKeyRecord[] = [];
     for (const [roomId, room] of Object.entries(req.rooms)) {
       for (const [sessionId, d] of Object.entries(room.sessions)) records.push({ roomId, sessionId, data: toData(d) });
     }
     ctx.body = await b.put(auth.userId, version(ctx), records);
-  });
+  }, { schema: allSchema });
   r.authed('put', '/room_keys/keys/:roomId', async (ctx, auth) => {
-    const req = parse(roomSchema, body(ctx));
+    const req = valid(ctx, roomSchema);
     const roomId = param(ctx, 'roomId');
     const records = Object.entries(req.sessions).map(([sessionId, d]) => ({ roomId, sessionId, data: toData(d) }));
     ctx.body = await b.put(auth.userId, version(ctx), records);
-  });
+  }, { schema: roomSchema });
   r.authed('put', '/room_keys/keys/:roomId/:sessionId', async (ctx, auth) => {
-    const d = parse(keyData, body(ctx));
+    const d = valid(ctx, keyData);
     ctx.body = await b.put(auth.userId, version(ctx), [{ roomId: param(ctx, 'roomId'), sessionId: param(ctx, 'sessionId'), data: toData(d) }]);
-  });
+  }, { schema: keyData });
 
   r.authed('get', '/room_keys/keys', async (ctx, auth) => {
     ctx.body = { rooms: nestRoomKeys(await b.get(auth.userId, version(ctx))) };

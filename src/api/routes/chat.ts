@@ -3,7 +3,7 @@
 import { z } from 'zod';
 import { MatrixError } from '../../errors.js';
 import { body } from '../middleware.js';
-import { parse, param, queryInt, queryString, type ApiServices, type ClientRoutes } from '../routing.js';
+import { parse, param, queryInt, queryString, type ApiServices, type ClientRoutes, valid } from '../routing.js';
 import type { JsonObject } from '../../protocol/types.js';
 import type { ReceiptService } from '../../receipts/receipt-service.js';
 import { parseToken, serializeToken } from '../../sync/token.js';
@@ -16,6 +16,8 @@ const markersSchema = z
     'm.read.private': z.string().max(255).optional(),
   })
   .passthrough();
+
+const userSearchSchema = z.object({ search_term: z.string().max(512), limit: z.number().int().min(1).max(50).optional() }).passthrough();
 
 export function chatRoutes(r: ClientRoutes, s: ApiServices & { receipts: ReceiptService }): void {
   r.authed('post', '/rooms/:roomId/receipt/:receiptType/:eventId', async (ctx, auth) => {
@@ -34,14 +36,14 @@ export function chatRoutes(r: ClientRoutes, s: ApiServices & { receipts: Receipt
   });
 
   r.authed('post', '/rooms/:roomId/read_markers', async (ctx, auth) => {
-    const req = parse(markersSchema, body(ctx));
+    const req = valid(ctx, markersSchema);
     await s.receipts.readMarkers(auth.userId, param(ctx, 'roomId'), {
       fullyRead: req['m.fully_read'],
       read: req['m.read'],
       readPrivate: req['m.read.private'],
     });
     ctx.body = {};
-  });
+  }, { schema: markersSchema });
 
   r.authed('get', '/notifications', async (ctx, auth) => {
     const limit = queryInt(ctx, 'limit', 20, 1, 100);
@@ -129,7 +131,7 @@ export function chatRoutes(r: ClientRoutes, s: ApiServices & { receipts: Receipt
   });
 
   r.authed('post', '/user_directory/search', async (ctx, auth) => {
-    const req = parse(z.object({ search_term: z.string().max(512), limit: z.number().int().min(1).max(50).optional() }).passthrough(), body(ctx));
+    const req = valid(ctx, userSearchSchema);
     const limit = req.limit ?? 10;
     const found = await s.store.directory.searchUsers(auth.userId, req.search_term, limit);
     ctx.body = {
@@ -141,5 +143,5 @@ export function chatRoutes(r: ClientRoutes, s: ApiServices & { receipts: Receipt
         return o;
       }),
     };
-  });
+  }, { schema: userSearchSchema });
 }

@@ -3,7 +3,7 @@
 import { z } from 'zod';
 import { MatrixError } from '../../errors.js';
 import { body, type Ctx } from '../middleware.js';
-import { parse, param, queryInt, queryString, type ApiServices, type ClientRoutes } from '../routing.js';
+import { parse, param, queryInt, queryString, type ApiServices, type ClientRoutes, valid } from '../routing.js';
 import type { JsonObject } from '../../protocol/types.js';
 import { requiredPowerLevel } from '../../protocol/power-levels.js';
 
@@ -26,14 +26,14 @@ export function directoryRoutes(r: ClientRoutes, s: ApiServices): void {
     });
   });
   r.authed('post', '/publicRooms', async (ctx) => {
-    const req = parse(publicRoomsSchema, body(ctx));
+    const req = valid(ctx, publicRoomsSchema);
     ctx.body = await publicRooms(s, ctx, {
       limit: Math.min(req.limit ?? 100, 500),
       since: req.since,
       server: req.server,
       term: req.filter?.generic_search_term,
     });
-  });
+  }, { schema: publicRoomsSchema });
 
   r.route('get', '/directory/list/room/:roomId', async (ctx) => {
     const roomId = param(ctx, 'roomId');

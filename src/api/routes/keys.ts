@@ -4,7 +4,7 @@
 import { z } from 'zod';
 import { MatrixError } from '../../errors.js';
 import { body, uiaRequest } from '../middleware.js';
-import { parse, queryString, type ApiServices, type ClientRoutes } from '../routing.js';
+import { queryString, type ApiServices, type ClientRoutes, valid } from '../routing.js';
 import type { JsonObject } from '../../protocol/types.js';
 import { parseToken } from '../../sync/token.js';
 import type { E2eeServices } from '../../e2ee/index.js';
@@ -63,7 +63,7 @@ export function e2eeRoutes(r: ClientRoutes, s: E2eeApiServices): void {
 
 function keyRoutes(r: ClientRoutes, e: E2eeServices, s: ApiServices): void {
   r.authed('post', '/keys/upload', async (ctx, auth) => {
-    const req = parse(uploadSchema, body(ctx));
+    const req = valid(ctx, uploadSchema);
     const fallback = req.fallback_keys ?? req['org.matrix.msc2732.fallback_keys'];
     limitEntries('one-time keys', Object.keys(req.one_time_keys ?? {}).length, MAX_KEYS_PER_UPLOAD);
     limitEntries('fallback keys', Object.keys(fallback ?? {}).length, 10);
@@ -72,20 +72,20 @@ function keyRoutes(r: ClientRoutes, e: E2eeServices, s: ApiServices): void {
       one_time_keys: req.one_time_keys,
       fallback_keys: fallback,
     });
-  });
+  }, { schema: uploadSchema });
 
   r.authed('post', '/keys/query', async (ctx, auth) => {
-    const req = parse(querySchema, body(ctx));
+    const req = valid(ctx, querySchema);
     limitEntries('users', Object.keys(req.device_keys).length, MAX_USERS_PER_REQUEST);
     ctx.body = await e.keys.query(auth.userId, req.device_keys);
-  });
+  }, { schema: querySchema });
 
   r.authed('post', '/keys/claim', async (ctx) => {
-    const req = parse(claimSchema, body(ctx));
+    const req = valid(ctx, claimSchema);
     const n = Object.values(req.one_time_keys).reduce((a, d) => a + Object.keys(d).length, 0);
     limitEntries('devices', n, MAX_USERS_PER_REQUEST);
     ctx.body = await e.keys.claim(req.one_time_keys);
-  });
+  }, { schema: claimSchema });
 
   r.authed('get', '/keys/changes', async (ctx, auth) => {
     const fromRaw = queryString(ctx, 'from');
@@ -99,12 +99,12 @@ function keyRoutes(r: ClientRoutes, e: E2eeServices, s: ApiServices): void {
   });
 
   r.authed('post', '/keys/device_signing/upload', async (ctx, auth) => {
-    const req = parse(signingUploadSchema, body(ctx));
+    const req = valid(ctx, signingUploadSchema);
     await e.crossSigning.upload(auth.userId, req, () =>
       s.accounts.uia.check('device_signing:' + auth.userId, uiaRequest(ctx), req.auth as JsonObject | undefined, [['m.login.password']], s.accounts.passwordStage(auth.userId)),
     );
     ctx.body = {};
-  });
+  }, { schema: signingUploadSchema });
 
   r.authed('post', '/keys/signatures/upload', async (ctx, auth) => {
     const req = body(ctx);

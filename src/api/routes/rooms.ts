@@ -3,7 +3,7 @@
 import { z } from 'zod';
 import { MatrixError } from '../../errors.js';
 import { body, type AuthInfo } from '../middleware.js';
-import { parse, param, queryString, type ApiServices, type AuthedHandler, type ClientRoutes } from '../routing.js';
+import { parse, param, queryString, type ApiServices, type AuthedHandler, type ClientRoutes, type RouteOptions, valid } from '../routing.js';
 import { isValidRoomAlias } from '../../protocol/ids.js';
 import type { JsonObject } from '../../protocol/types.js';
 import type { CreateRoomRequest } from '../../room/room-service.js';
@@ -35,13 +35,13 @@ const targetSchema = reasonSchema.extend({ user_id: z.string().max(255) });
 
 export function roomRoutes(r: ClientRoutes, s: ApiServices): void {
   // Routes that create room events spend from the `message` limit rather than `write`.
-  const roomEvent = (method: 'post' | 'put', path: string, handler: AuthedHandler) => r.authed(method, path, handler, undefined, 'message');
+  const roomEvent = (method: 'post' | 'put', path: string, handler: AuthedHandler, opts: RouteOptions = {}) => r.authed(method, path, handler, { ...opts, limit: 'message' });
 
   roomEvent('post', '/createRoom', async (ctx, auth) => {
-    const req = parse(createRoomSchema, body(ctx)) as CreateRoomRequest;
+    const req = valid(ctx, createRoomSchema) as CreateRoomRequest;
     const { roomId, alias } = await s.rooms.createRoom(auth, req);
     ctx.body = alias ? { room_id: roomId, room_alias: alias } : { room_id: roomId };
-  });
+  }, { schema: createRoomSchema });
 
   const join = async (auth: AuthInfo, idOrAlias: string, reason?: string) => ({ room_id: await s.rooms.join(auth, idOrAlias, reason) });
   roomEvent('post', '/join/:roomIdOrAlias', async (ctx, auth) => {

@@ -1,8 +1,7 @@
 // PUT /sendToDevice/{eventType}/{txnId}.
 
 import { z } from 'zod';
-import { body } from '../middleware.js';
-import { param, parse, type ClientRoutes } from '../routing.js';
+import { param, type ClientRoutes, valid } from '../routing.js';
 import type { ToDeviceService } from '../../e2ee/to-device.js';
 import type { RateLimiter } from '../rate-limit.js';
 import { isJsonObject } from '../../protocol/canonical-json.js';
@@ -11,11 +10,11 @@ const schema = z.object({ messages: z.record(z.string().max(255), z.unknown()) }
 
 export function toDeviceRoutes(r: ClientRoutes, s: { toDevice: ToDeviceService; limits: { to_device: RateLimiter } }): void {
   r.authed('put', '/sendToDevice/:eventType/:txnId', async (ctx, auth) => {
-    const req = parse(schema, body(ctx));
+    const req = valid(ctx, schema);
     // Charged by recipients, not requests: one request may address thousands of devices.
     let recipients = 0;
     for (const byDevice of Object.values(req.messages)) recipients += isJsonObject(byDevice) ? Object.keys(byDevice).length : 1;
     await s.limits.to_device.consume(auth.userId, recipients);
     ctx.body = await s.toDevice.send(auth.userId, auth.deviceId, param(ctx, 'eventType'), param(ctx, 'txnId'), req.messages);
-  });
+  }, { schema: schema });
 }

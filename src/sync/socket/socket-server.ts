@@ -353,11 +353,6 @@ export class SocketServer {
   }
 }
 
-function sendPath(f: { room_id: string; event_type: string; txn_id: string }): string {
-  const e = encodeURIComponent;
-  return `/_matrix/client/v3/rooms/${e(f.room_id)}/send/${e(f.event_type)}/${e(f.txn_id)}`;
-}
-
 function refuse(socket: Duplex, status: number, body: JsonObject, retryAfterMs?: number): void {
   const payload = JSON.stringify(body);
   const headers = [
