@@ -13,7 +13,7 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { WebSocketServer, type WebSocket, type RawData } from 'ws';
 import { MatrixError } from '../../errors.js';
-import type { AuthInfo } from '../../api/middleware.js';
+import type { AuthInfo, ParsedBodyInfo } from '../../api/middleware.js';
 import type { PresenceService } from '../../ephemeral/presence.js';
 import type { JsonObject } from '../../protocol/types.js';
 import type { AccountService } from '../../users/account-service.js';
@@ -23,7 +23,6 @@ import type { SyncService } from '../sync-service.js';
 import { parseToken } from '../token.js';
 import { CloseCode, SOCKET_PATH, type AuthFrame, type CloseReason, type RequestFrame, type SendFrame, type ServerFrame } from './protocol.js';
 import { answerRequest, clientIp, readFrame, type RequestApi } from './requests.js';
-import type { ParsedBodyInfo } from '../../api/middleware.js';
 
 export interface SocketServerOptions {
   maxConnections: number;
@@ -235,7 +234,8 @@ export class SocketServer {
       if (!s.auth) {
         // What REST answers a request without a token, in a frame the client can match by id.
         if ((frame.type === 'request' || frame.type === 'send') && typeof frame.id === 'string') {
-          this.send(s, { type: 'response', id: frame.id, status: 401, body: { errcode: 'M_MISSING_TOKEN', error: 'Missing access token' } });
+          const e = new MatrixError('M_MISSING_TOKEN', 'Missing access token');
+          this.send(s, { type: 'response', id: frame.id, status: e.status, body: e.toJSON() as JsonObject });
         }
         throw new MatrixError('M_MISSING_TOKEN', 'Authenticate first');
       }
