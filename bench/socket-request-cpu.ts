@@ -1,9 +1,11 @@
 // Measures (does not assert) the server CPU one socket request frame costs: N sequential frames
 // over one socket, server CPU from process.cpuUsage() of the server process (a forked child, so
-// the client's own CPU is not counted), divided by N. Two workloads: a small GET
-// (/account/whoami) and a `send` frame (a message into a room of one).
+// the client's own CPU is not counted), divided by N. Three socket workloads: a small GET
+// (/account/whoami), a `send` frame (a message into a room of one) and a GET of a state event;
+// then, for comparison, the small GET over HTTP.
 //
 //   npm run build && node dist/bench/socket-request-cpu.js [N=5000]
+//   HEARTH_BENCH_PROFILE=/tmp/prof node dist/bench/socket-request-cpu.js   (server --cpu-prof there)
 //
 // The socket's filter excludes every room and presence, so the sync frames a send would push to
 // the sender are not part of the figure; what is left is the request path (frame parse, auth,
@@ -60,11 +62,13 @@ async function measure(child: ChildProcess, name: string, one: (i: number) => Pr
   for (let i = 0; i < N; i++) await one(i);
   const wall = performance.now() - t0;
   const c1 = await cpu(child);
-  console.log(`${name.padEnd(28)} N=${N}  server CPU ${((c1 - c0) / N).toFixed(1).padStart(6)} µs/request  wall ${((wall * 1000) / N).toFixed(1).padStart(6)} µs/request`);
+  console.log(`${name.padEnd(36)} N=${N}  server CPU ${((c1 - c0) / N).toFixed(1).padStart(6)} µs/request  wall ${((wall * 1000) / N).toFixed(1).padStart(6)} µs/request`);
 }
 
 async function main(): Promise<void> {
-  const child = fork(fileURLToPath(import.meta.url), ['--server'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const prof = process.env.HEARTH_BENCH_PROFILE;
+  const execArgv = prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}`] : [];
+  const child = fork(fileURLToPath(import.meta.url), ['--server'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv });
   const ready = (await next(child, 'ready')) as Extract<Msg, { type: 'ready' }>;
   const api = new Api(ready.url, ready.token);
   const room = await api.post('/_matrix/client/v3/createRoom', {});
@@ -87,6 +91,11 @@ async function main(): Promise<void> {
   await measure(child, 'GET /rooms/{id}/state/m.room.create', async () => {
     const r = await sock.request('GET', `/_matrix/client/v3/rooms/${enc(roomId)}/state/m.room.create`);
     if (r.status !== 200) throw new Error(`state: ${r.status} ${JSON.stringify(r.body)}`);
+  });
+  // For comparison: the same small GET over HTTP (keep-alive), which never went through inject.
+  await measure(child, 'HTTP GET /account/whoami', async () => {
+    const r = await api.get('/_matrix/client/v3/account/whoami');
+    if (r.status !== 200) throw new Error(`whoami: ${r.status} ${JSON.stringify(r.body)}`);
   });
   await sock.close();
   const exited = new Promise((r) => child.once('exit', r));

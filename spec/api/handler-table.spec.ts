@@ -82,6 +82,9 @@ describe('route table: dispatch', () => {
   );
   table.add(spec({ method: 'PUT', path: '/e/:t', intake: 'event', handler: (ctx) => void (ctx.body = {}) }));
   table.add(spec({ method: 'GET', path: '/nobody', handler: () => undefined }));
+  table.add(spec({ method: 'GET', path: '/k/l/m/n/:x', handler: (ctx) => void (ctx.body = { keyed: ctx.params.x }) }));
+  table.add(spec({ method: 'GET', path: '/k/l/m', handler: (ctx) => void (ctx.body = { short: true }) }));
+  table.add(spec({ method: 'GET', path: '/k/:any/m/n/o', handler: (ctx) => void (ctx.body = { wild: ctx.params.any }) }));
   table.add(spec({ method: 'GET', path: '/bug', handler: () => { throw new TypeError('boom'); } }));
 
   const req = (method: string, path: string, opts: { body?: string; token?: string; query?: string } = {}): ApiRequest => ({
@@ -108,6 +111,15 @@ describe('route table: dispatch', () => {
     assert.deepEqual((await table.dispatch(req('GET', '/p/%E0%A4%A'))).body, { first: '%E0%A4%A' });
     const r = await table.dispatch(req('GET', '/p/z'));
     assert.equal(r.route, '/p/:x');
+  });
+
+  it('the prefix index finds what the patterns match: case, trailing slash, short paths, parameters early on', async () => {
+    assert.deepEqual((await table.dispatch(req('GET', '/K/L/m/n/1/'))).body, { keyed: '1' });
+    assert.deepEqual((await table.dispatch(req('GET', '/k/l/m/'))).body, { short: true });
+    assert.deepEqual((await table.dispatch(req('GET', '/k/l/m/n/o'))).body, { keyed: 'o' }, 'registered first');
+    assert.deepEqual((await table.dispatch(req('GET', '/k/zz/m/n/o'))).body, { wild: 'zz' });
+    assert.equal((await table.dispatch(req('GET', '/k/l/m/n'))).status, 404);
+    assert.equal((await table.dispatch(req('GET', '/k/l/m/n//'))).status, 404);
   });
 
   it('HEAD is served by GET routes; a path without the method is 405 with Allow; an unknown one 404', async () => {

@@ -386,8 +386,12 @@ function keyOfPattern(pattern: string): string | undefined {
   return segs.join('/').toLowerCase();
 }
 
+/** As keyOfPattern for a request path, without splitting it (this runs on every request). */
 function keyOfPath(path: string): string | undefined {
-  const segs = path.split('/', KEY_SEGMENTS + 1).slice(1);
-  if (segs.length < KEY_SEGMENTS) return undefined;
-  return segs.join('/').toLowerCase();
+  let at = 0;
+  for (let n = 0; n < KEY_SEGMENTS; n++) {
+    at = path.indexOf('/', at + 1);
+    if (at < 0) return n === KEY_SEGMENTS - 1 ? path.slice(1).toLowerCase() : undefined;
+  }
+  return path.slice(1, at).toLowerCase();
 }
