@@ -10,11 +10,12 @@
 // - dispatch never throws. A MatrixError is rendered as {errcode, error} with its status; anything
 //   else is a bug: logged with its error object and answered 500 M_UNKNOWN.
 // - Handlers see an ApiCtx only: no Koa context, socket or stream reaches them.
-// - Path patterns are the part of @koa/router's syntax the routes use (`:name`, `{/:name}`), with
-//   its matching rules: case-insensitive, one optional trailing slash, parameters percent-decoded
-//   (kept as given when that fails), the first route registered wins.
+// - Path patterns are matched by path-to-regexp, the matcher @koa/router is built on, with its
+//   rules: case-insensitive, one optional trailing slash, parameters percent-decoded (kept as given
+//   when that fails); the first route registered wins.
 
 import type { Logger } from 'pino';
+import { match, type MatchFunction } from 'path-to-regexp';
 import type { z } from 'zod';
 import { MatrixError } from '../errors.js';
 import type { JsonObject } from '../protocol/types.js';
@@ -119,9 +120,11 @@ export interface TableDeps {
 
 interface Route extends RouteSpec {
   index: number;
-  regexp: RegExp;
-  names: string[];
+  matcher: Matcher;
 }
+
+type Params = Partial<Record<string, string>>;
+type Matcher = MatchFunction<Params>;
 
 // The methods @koa/router knows: any other is answered 405 even where no route exists.
 const KNOWN_METHODS = new Set(['HEAD', 'OPTIONS', 'GET', 'PUT', 'PATCH', 'POST', 'DELETE']);
@@ -137,8 +140,7 @@ export class HandlerTable {
   constructor(private readonly deps: TableDeps) {}
 
   add(spec: RouteSpec): void {
-    const { regexp, names } = compilePattern(spec.path);
-    this.routes.push({ ...spec, index: this.routes.length, regexp, names });
+    this.routes.push({ ...spec, index: this.routes.length, matcher: compilePattern(spec.path) });
     this.indexed = false;
   }
 
@@ -224,9 +226,9 @@ export class HandlerTable {
     const m = method === 'HEAD' ? 'GET' : method;
     const allowed = new Set<string>();
     for (const r of this.candidates(path)) {
-      const captures = r.regexp.exec(path);
-      if (!captures) continue;
-      if (r.method === m) return { route: r, params: paramsOf(r, captures), allowed };
+      const found = r.matcher(path);
+      if (!found) continue;
+      if (r.method === m) return { route: r, params: paramsOf(found.params), allowed };
       if (r.method === 'GET') allowed.add('HEAD');
       allowed.add(r.method);
     }
@@ -334,41 +336,15 @@ export function parseQuery(search: string): Query {
   return out;
 }
 
-const PARAM = /^:([A-Za-z_][A-Za-z0-9_]*)$/;
-const OPTIONAL_TAIL = /\{\/:([A-Za-z_][A-Za-z0-9_]*)\}$/;
-
-/** `:name` is one non-empty segment; a final `{/:name}` an optional one. Nothing else is allowed. */
-export function compilePattern(pattern: string): { regexp: RegExp; names: string[] } {
+/** Compiles a route pattern (`:name` is one non-empty segment, `{/:name}` an optional one). */
+export function compilePattern(pattern: string): Matcher {
   if (!pattern.startsWith('/')) throw new Error(`route pattern must start with /: ${pattern}`);
-  const names: string[] = [];
-  let rest = pattern;
-  let tail = '';
-  const opt = OPTIONAL_TAIL.exec(rest);
-  if (opt) {
-    rest = rest.slice(0, opt.index);
-    tail = '(?:/([^/]+))?';
-  }
-  let source = '';
-  for (const seg of rest.split('/').slice(1)) {
-    const p = PARAM.exec(seg);
-    if (p) {
-      names.push(p[1]);
-      source += '/([^/]+)';
-    } else {
-      if (/[:{}()*?+]/.test(seg)) throw new Error(`unsupported route pattern syntax in ${pattern}`);
-      source += '/' + seg.replace(/[.\\^$|[\]]/g, '\\$&');
-    }
-  }
-  if (opt) names.push(opt[1]);
-  return { regexp: new RegExp(`^${source}${tail}(?:/$)?$`, 'i'), names };
+  return match<Params>(pattern, { decode: safeDecode, sensitive: false, trailing: true, end: true });
 }
 
-function paramsOf(r: Route, captures: RegExpExecArray): Record<string, string | undefined> {
+function paramsOf(found: Params): Record<string, string | undefined> {
   const out: Record<string, string | undefined> = Object.create(null) as Record<string, string | undefined>;
-  for (let i = 0; i < r.names.length; i++) {
-    const v = captures[i + 1];
-    if (v !== undefined && v.length > 0) out[r.names[i]] = safeDecode(v);
-  }
+  for (const [k, v] of Object.entries(found)) if (v !== undefined && v.length > 0) out[k] = v;
   return out;
 }
 

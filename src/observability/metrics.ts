@@ -2,7 +2,6 @@
 // a second server in the same process (tests) fail with "metric already registered", and would
 // mix the two servers' numbers.
 
-import type { Middleware } from 'koa';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 export interface MetricsOptions {
@@ -103,26 +102,5 @@ export class Metrics {
     }
   }
 
-  /**
-   * Koa middleware recording every request. Mount it outside the error-rendering middleware so the
-   * final status is seen; the route label comes from @koa/router's matched pattern, and requests
-   * that matched no route share the label "unmatched".
-   */
-  httpMiddleware(): Middleware {
-    return async (ctx, next) => {
-      const start = process.hrtime.bigint();
-      let status: number | undefined;
-      try {
-        await next();
-      } catch (err) {
-        const s = (err as { status?: unknown }).status;
-        status = typeof s === 'number' && s >= 400 && s < 600 ? s : 500;
-        throw err;
-      } finally {
-        const matched = (ctx as { _matchedRoute?: unknown })._matchedRoute;
-        const route = matched === undefined || matched === null ? 'unmatched' : String(matched);
-        this.observeHttp(ctx.method, route, status ?? ctx.status, Number(process.hrtime.bigint() - start) / 1e9);
-      }
-    };
-  }
+
 }
