@@ -1,8 +1,11 @@
 // A tiny in-memory room for auth-rule scenarios: builds PDUs with the selected auth_events,
-// checks them against the current state and applies accepted state events.
+// checks them against the current state and applies accepted state events. Works for every room
+// version: v1/v2 events get a server-assigned event_id and hashed references, v12 rooms take
+// their ID from the create event (until then `roomId` is the placeholder given).
 import { assert } from '../helpers/assert.js';
 import { AuthError, authEventTypesFor, checkAuthEventsSelection, checkEventAuth } from '../../src/protocol/auth-rules.js';
-import { computeEventId, signEvent } from '../../src/protocol/events.js';
+import { authEventIds, computeEventId, eventReferences, roomIdFromCreateEvent, signEvent } from '../../src/protocol/events.js';
+import { findRoomVersion } from '../../src/protocol/room-versions.js';
 import { serverNameOf } from '../../src/protocol/ids.js';
 import type { JsonObject, Pdu, RoomVersion } from '../../src/protocol/types.js';
 import { stateTuple } from '../../src/protocol/types.js';
@@ -16,20 +19,23 @@ export class TestRoom {
   private extremities: string[] = [];
   private depth = 0;
   private ts = 1_700_000_000_000;
+  private serial = 0;
 
   constructor(
     readonly version: RoomVersion,
-    readonly roomId = '!room:a.org',
+    public roomId = '!room:a.org',
   ) {}
 
   lookup = (type: string, stateKey: string): Pdu | undefined => this.state.get(stateTuple(type, stateKey));
 
   build(sender: string, type: string, content: JsonObject, stateKey?: string, extra: JsonObject = {}): Pdu {
-    const authEvents: string[] = [];
-    for (const [t, k] of authEventTypesFor({ type, state_key: stateKey, sender, content })) {
+    const authEvents: Array<{ eventId: string; pdu: Pdu }> = [];
+    for (const [t, k] of authEventTypesFor({ type, state_key: stateKey, sender, content }, this.version)) {
       const e = this.lookup(t, k);
-      if (e) authEvents.push(computeEventId(e, this.version));
+      if (e) authEvents.push({ eventId: computeEventId(e, this.version), pdu: e });
     }
+    const prev = this.extremities.map((id) => ({ eventId: id, pdu: this.byId.get(id)! }));
+    const rules = findRoomVersion(this.version)!;
     const pdu: Pdu = {
       room_id: this.roomId,
       sender,
@@ -37,12 +43,14 @@ export class TestRoom {
       content,
       origin_server_ts: this.ts++,
       depth: this.depth + 1,
-      prev_events: [...this.extremities],
-      auth_events: authEvents,
+      prev_events: eventReferences(prev, this.version),
+      auth_events: eventReferences(authEvents, this.version),
       hashes: { sha256: '' },
       signatures: {},
-      ...extra,
     };
+    if (rules.eventIdFormat === 'server') pdu.event_id = `$ev${++this.serial}:${serverNameOf(sender) ?? 'unknown'}`;
+    if (type === 'm.room.create' && rules.roomIdFromCreateEvent) delete pdu.room_id;
+    Object.assign(pdu, extra);
     if (stateKey !== undefined) pdu.state_key = stateKey;
     return signEvent(pdu, serverNameOf(sender) ?? 'unknown', key, this.version);
   }
@@ -50,12 +58,13 @@ export class TestRoom {
   check(pdu: Pdu): void {
     checkEventAuth(pdu, this.version, this.lookup);
     // Every event the builder makes must also satisfy rule 2 against its own auth events.
-    const own = pdu.auth_events.map((id) => this.byId.get(id)).filter((e): e is Pdu => e !== undefined);
+    const own = authEventIds(pdu).map((id) => this.byId.get(id)).filter((e): e is Pdu => e !== undefined);
     checkAuthEventsSelection(pdu, own, this.version);
   }
 
   apply(pdu: Pdu): string {
     const id = computeEventId(pdu, this.version);
+    if (pdu.type === 'm.room.create') this.roomId = roomIdFromCreateEvent(pdu, this.version) ?? this.roomId;
     this.byId.set(id, pdu);
     if (pdu.state_key !== undefined) this.state.set(stateTuple(pdu.type, pdu.state_key), pdu);
     this.extremities = [id];
@@ -101,7 +110,7 @@ export class TestRoom {
   static standard(version: RoomVersion, joinRule = 'invite', users: JsonObject = {}): TestRoom {
     const room = new TestRoom(version);
     const createContent: JsonObject = { room_version: version };
-    if (version === '10') createContent.creator = ALICE;
+    if (findRoomVersion(version)!.auth.creatorInContent) createContent.creator = ALICE;
     room.send(ALICE, 'm.room.create', createContent, '');
     room.member(ALICE, 'join');
     room.powerLevels(ALICE, {

@@ -4,6 +4,8 @@ import { decodeBase64, encodeBase64 } from '../../src/protocol/base64.js';
 import { canonicalJson } from '../../src/protocol/canonical-json.js';
 import { jsonSigningInput } from '../../src/protocol/crypto.js';
 import {
+  authEventIds,
+  prevEventIds,
   addContentHash,
   addEventSignature,
   checkContentHash,
@@ -66,11 +68,13 @@ describe('protocol/events', () => {
         assert.ok(checkContentHash(c.input));
       });
     }
-    it('v3 and v5 share the v4 digest; v1/v2 IDs cannot be computed', () => {
+    it('v3 and v5-v12 share the v4 digest; v1/v2 IDs are not computed but read from event_id', () => {
       const input = v.cases[0].input;
-      assert.equal(computeEventId(input, '5'), v.cases[1].expected_event_id);
-      assert.throws(() => computeEventId(input, '1'));
-      assert.throws(() => computeEventId(input, '2'));
+      for (const version of ['5', '6', '7', '8', '9', '10']) assert.equal(computeEventId(input, version), v.cases[1].expected_event_id);
+      assert.throws(() => computeEventId(input, '1'), /lacks a valid event_id/);
+      assert.throws(() => computeEventId(input, '2'), /lacks a valid event_id/);
+      assert.equal(computeEventId({ ...input, event_id: '$abc:jki.re' }, '1'), '$abc:jki.re');
+      assert.throws(() => computeEventId({ ...input, event_id: '$nodomain' }, '2'));
     });
   });
 
@@ -102,7 +106,7 @@ describe('protocol/events', () => {
         });
         it('references earlier events only', () => {
           const earlier = events.slice(0, i).map((e) => e.event_id);
-          for (const ref of [...pdu.auth_events, ...pdu.prev_events]) assert.ok(earlier.includes(ref), ref);
+          for (const ref of [...authEventIds(pdu), ...prevEventIds(pdu)]) assert.ok(earlier.includes(ref), ref);
           if (i > 0) assert.deepEqual(pdu.prev_events, [events[i - 1].event_id]);
           assert.equal(pdu.depth, i + 1);
         });

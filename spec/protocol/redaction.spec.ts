@@ -120,8 +120,8 @@ describe('protocol/redaction', () => {
   });
 
   it('rejects unknown room versions', () => {
-    assert.ok(isRedactionSupported('1') && isRedactionSupported('11'));
-    assert.ok(!isRedactionSupported('12') && !isRedactionSupported('constructor'));
+    assert.ok(isRedactionSupported('1') && isRedactionSupported('11') && isRedactionSupported('12'));
+    assert.ok(!isRedactionSupported('13') && !isRedactionSupported('constructor'));
     assert.throws(() => redactEvent({}, '99'));
   });
 });

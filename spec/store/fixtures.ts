@@ -118,8 +118,8 @@ export function redact(pdu: Pdu): Pdu {
     content,
     origin_server_ts: pdu.origin_server_ts,
     depth: pdu.depth,
-    prev_events: [...pdu.prev_events],
-    auth_events: [...pdu.auth_events],
+    prev_events: structuredClone(pdu.prev_events),
+    auth_events: structuredClone(pdu.auth_events),
     hashes: { ...pdu.hashes },
     signatures: structuredClone(pdu.signatures),
   };

@@ -1,33 +1,35 @@
-// Authorisation rules for room versions 10 and 11 (spec rooms/v10 and rooms/v11,
-// "Authorisation rules"). Power-level helpers live in power-levels.js and are re-exported here.
+// Authorisation rules for room versions 1 to 12 (spec rooms/v1 ... rooms/v12, "Authorisation
+// rules"). The rules are one algorithm; what differs between versions is read from the flags in
+// room-versions.ts, never from version comparisons. Rule numbers in comments follow v11 (v12
+// inserts its room-ID rule as rule 2 and shifts the rest by one; v1-v5 have the m.room.aliases
+// rule 4). Power-level helpers live in power-levels.js and are re-exported here.
 //
 // What is NOT checked here, because it needs more than the state before the event:
 //  - rule 2.3 (auth events that were themselves rejected) and the signature part of rule 4.2
 //    (the `join_authorised_via_users_server` user's server must have signed the join): the
 //    caller's PDU pipeline handles these; see requiredSignatureServers() in events.js.
-//  - whether a redaction is *applied*: auth rules accept redactions like any other event; use
-//    mayApplyRedaction() before hiding the target.
+//  - v12 rule 2's "accepted (not rejected)" create event: the caller only supplies accepted state.
+//  - from v3, whether a redaction is *applied*: auth rules accept redactions like any other
+//    event; use mayApplyRedaction() before hiding the target. (v1/v2 check it here, rule 11.)
+import { AuthError } from './auth-error.js';
+import { checkPowerLevelsEvent } from './auth-power-levels.js';
 import { isJsonObject } from './canonical-json.js';
 import { verifyJsonSignature } from './crypto.js';
-import { computeEventId } from './events.js';
+import { computeEventId, prevEventIds, roomIdFromCreateEvent } from './events.js';
 import { isValidUserId, serverNameOf } from './ids.js';
-import {
-  actionPowerLevel,
-  creatorOf,
-  hasOwn,
-  intValue,
-  objectField,
-  ownEntry,
-  powerLevelOf,
-  requiredPowerLevel,
-} from './power-levels.js';
-import type { JsonObject, Pdu, RoomVersion } from './types.js';
+import { actionPowerLevel, creatorOf, powerLevelOf, requiredPowerLevel } from './power-levels.js';
+import { findRoomVersion, isRoomVersion, type RoomVersionRules } from './room-versions.js';
+import type { JsonObject, Pdu } from './types.js';
 import { stateTuple } from './types.js';
+
+export { AuthError } from './auth-error.js';
 
 // Re-exported so callers find every auth-related helper in one place.
 export {
   actionPowerLevel,
   creatorOf,
+  creatorsOf,
+  isPrivilegedCreator,
   notificationPowerLevel,
   powerLevelOf,
   requiredPowerLevel,
@@ -37,30 +39,10 @@ export {
 /** State before the event, as the auth rules see it. */
 export type AuthStateLookup = (type: string, stateKey: string) => Pdu | undefined;
 
-export class AuthError extends Error {
-  override name = 'AuthError';
-}
-
-/** Per-version differences in the auth rules; everything else is shared by v10 and v11. */
-interface AuthVersionRules {
-  /** v10: the creator is `content.creator`, which the create event must carry. v11: its sender. */
-  creatorFromContent: boolean;
-}
-
-const AUTH_RULES: Readonly<Record<RoomVersion, AuthVersionRules>> = {
-  '10': { creatorFromContent: true },
-  '11': { creatorFromContent: false },
-};
-
-/** Room versions whose existence we know of; rule 1.3 rejects create events naming others. */
-const KNOWN_ROOM_VERSIONS = new Set(['1', '2', '3', '4', '5', '6', '7', '8', '9', '10', '11', '12']);
-
-const POWER_LEVEL_INT_KEYS = ['users_default', 'events_default', 'state_default', 'ban', 'redact', 'kick', 'invite'] as const;
-const POWER_LEVEL_MAP_KEYS = ['events', 'notifications'] as const;
-
-function versionRules(roomVersion: string): AuthVersionRules {
-  if (!hasOwn(AUTH_RULES, roomVersion)) throw new AuthError(`unsupported room version ${roomVersion}`);
-  return AUTH_RULES[roomVersion as RoomVersion];
+function versionRules(roomVersion: string): RoomVersionRules {
+  const rules = findRoomVersion(roomVersion);
+  if (!rules) throw new AuthError(`unsupported room version ${roomVersion}`);
+  return rules;
 }
 
 /** Membership of `userId` in the given state; `leave` when there is no member event. */
@@ -75,11 +57,11 @@ export function joinRuleOf(authState: AuthStateLookup): string {
   return typeof r === 'string' ? r : 'invite';
 }
 
-/** The event a redaction targets: `content.redacts` in v11, top-level `redacts` before. */
+/** The event a redaction targets: `content.redacts` from v11, top-level `redacts` before. */
 export function redactionTargetOf(pdu: Pdu, roomVersion: string): string | undefined {
   const inContent = pdu.content.redacts;
   const topLevel = pdu.redacts;
-  const preferContent = roomVersion !== '10';
+  const preferContent = findRoomVersion(roomVersion)?.redactsInContent ?? true;
   const first = preferContent ? inContent : topLevel;
   const second = preferContent ? topLevel : inContent;
   if (typeof first === 'string') return first;
@@ -107,19 +89,24 @@ export function mayApplyRedaction(
 /**
  * The state entries (type, state_key) an event's auth_events must be drawn from
  * ("Auth events selection"). Entries may be absent from the room; duplicates are removed.
+ * v12 never cites the create event (the room ID implies it).
  */
-export function authEventTypesFor(pdu: {
-  type: string;
-  state_key?: string;
-  sender: string;
-  content: JsonObject;
-}): Array<[type: string, stateKey: string]> {
+export function authEventTypesFor(
+  pdu: {
+    type: string;
+    state_key?: string;
+    sender: string;
+    content: JsonObject;
+  },
+  roomVersion: string,
+): Array<[type: string, stateKey: string]> {
+  const rules = versionRules(roomVersion);
   if (pdu.type === 'm.room.create') return [];
   const out: Array<[string, string]> = [];
   const add = (type: string, stateKey: string): void => {
     if (!out.some(([t, k]) => t === type && k === stateKey)) out.push([type, stateKey]);
   };
-  add('m.room.create', '');
+  if (!rules.auth.privilegedCreators) add('m.room.create', '');
   add('m.room.power_levels', '');
   add('m.room.member', pdu.sender);
   if (pdu.type === 'm.room.member' && typeof pdu.state_key === 'string') {
@@ -131,7 +118,7 @@ export function authEventTypesFor(pdu: {
       add('m.room.third_party_invite', tpi.signed.token);
     }
     const authoriser = pdu.content.join_authorised_via_users_server;
-    if (membership === 'join' && typeof authoriser === 'string') add('m.room.member', authoriser);
+    if (membership === 'join' && typeof authoriser === 'string' && rules.auth.restrictedJoins) add('m.room.member', authoriser);
   }
   return out;
 }
@@ -144,16 +131,16 @@ export function authStateFromEvents(events: Iterable<Pdu>): AuthStateLookup {
 }
 
 /**
- * Rule 2: the event's auth_events (already fetched) must be distinct state entries, all from the
- * auth events selection, in the same room, and include the create event.
+ * Rule 2 (v12: 3): the event's auth_events (already fetched) must be distinct state entries, all
+ * from the auth events selection, in the same room, and (before v12) include the create event.
  */
 export function checkAuthEventsSelection(pdu: Pdu, authEvents: readonly Pdu[], roomVersion: string): void {
-  versionRules(roomVersion);
+  const rules = versionRules(roomVersion);
   if (pdu.type === 'm.room.create') {
     if (authEvents.length > 0) throw new AuthError('create event must have no auth_events');
     return;
   }
-  const allowed = new Set(authEventTypesFor(pdu).map(([t, k]) => stateTuple(t, k)));
+  const allowed = new Set(authEventTypesFor(pdu, roomVersion).map(([t, k]) => stateTuple(t, k)));
   const seen = new Set<string>();
   let haveCreate = false;
   for (const e of authEvents) {
@@ -165,13 +152,13 @@ export function checkAuthEventsSelection(pdu: Pdu, authEvents: readonly Pdu[], r
     if (e.room_id !== pdu.room_id) throw new AuthError('auth event belongs to a different room');
     if (e.type === 'm.room.create') haveCreate = true;
   }
-  if (!haveCreate) throw new AuthError('auth_events lack the create event');
+  if (!haveCreate && !rules.auth.privilegedCreators) throw new AuthError('auth_events lack the create event');
 }
 
 /** Everything the individual rules need, computed once per check. */
 interface AuthContext {
   pdu: Pdu;
-  roomVersion: RoomVersion;
+  rules: RoomVersionRules;
   get: AuthStateLookup;
   create: Pdu;
   powerLevels: JsonObject | undefined;
@@ -181,37 +168,53 @@ interface AuthContext {
 
 /**
  * Throws AuthError with a readable reason if the event is not allowed given the state before it.
- * Assumes signatures and hashes were checked already.
+ * Assumes signatures and hashes were checked already. `roomVersion` is a string so callers with
+ * a version from storage or the wire need no cast; unknown versions are rejected.
  */
-export function checkEventAuth(pdu: Pdu, roomVersion: RoomVersion, authState: AuthStateLookup): void {
+export function checkEventAuth(pdu: Pdu, roomVersion: string, authState: AuthStateLookup): void {
   const rules = versionRules(roomVersion);
   if (!isJsonObject(pdu.content)) throw new AuthError('event content is not an object');
 
-  if (pdu.type === 'm.room.create') return checkCreate(pdu, roomVersion, rules);
+  if (pdu.type === 'm.room.create') return checkCreate(pdu, rules);
+  if (typeof pdu.room_id !== 'string') throw new AuthError('event has no room_id');
 
-  // Rule 2.5: every state event consulted must come from the same room.
+  // Rule 2.5: every state event consulted must come from the same room. A v12 create event has
+  // no room_id; it is tied to the room by rule 2 below instead.
   const get: AuthStateLookup = (type, stateKey) => {
     const e = authState(type, stateKey);
-    if (e && e.room_id !== pdu.room_id) throw new AuthError(`auth event (${type}, ${stateKey}) is from another room`);
+    if (e && e.room_id !== pdu.room_id && !(type === 'm.room.create' && rules.roomIdFromCreateEvent)) {
+      throw new AuthError(`auth event (${type}, ${stateKey}) is from another room`);
+    }
     return e;
   };
   const create = get('m.room.create', '');
   if (!create) throw new AuthError('no m.room.create event in the auth state');
+  // v12 rule 2: the room ID is the create event's ID with the `!` sigil.
+  if (rules.roomIdFromCreateEvent && roomIdOrUndefined(create, rules) !== pdu.room_id) {
+    throw new AuthError('room ID is not derived from the room\'s create event');
+  }
 
   // Rule 3.
   if (create.content['m.federate'] === false && serverNameOf(pdu.sender) !== serverNameOf(create.sender)) {
     throw new AuthError('room is not federated and the sender is on another server');
   }
 
+  // v1-v5 rule 4: m.room.aliases belongs to the server named by its state_key, whoever sends it.
+  if (pdu.type === 'm.room.aliases' && rules.auth.specialCaseAliases) {
+    if (typeof pdu.state_key !== 'string') throw new AuthError('m.room.aliases has no state_key');
+    if (pdu.state_key !== serverNameOf(pdu.sender)) throw new AuthError('m.room.aliases state_key is not the sender\'s server');
+    return;
+  }
+
   const plEvent = get('m.room.power_levels', '');
   const powerLevels = plEvent && isJsonObject(plEvent.content) ? plEvent.content : undefined;
   const ctx: AuthContext = {
     pdu,
-    roomVersion,
+    rules,
     get,
     create,
     powerLevels,
-    levelOf: (userId) => powerLevelOf(userId, powerLevels, create, roomVersion),
+    levelOf: (userId) => powerLevelOf(userId, powerLevels, create, rules.id),
     membership: (userId) => membershipOf(get, userId),
   };
 
@@ -239,33 +242,62 @@ export function checkEventAuth(pdu: Pdu, roomVersion: RoomVersion, authState: Au
   }
 
   // Rule 9.
-  if (pdu.type === 'm.room.power_levels') checkPowerLevels(ctx, senderLevel, plEvent);
+  if (pdu.type === 'm.room.power_levels') checkPowerLevelsEvent(pdu, rules, senderLevel, plEvent, create);
+
+  // v1/v2 rule 11: redactions need the redact level or the same event-ID domain as the target.
+  if (pdu.type === 'm.room.redaction' && rules.auth.redactionRule) {
+    if (senderLevel >= actionPowerLevel('redact', powerLevels)) return;
+    const target = redactionTargetOf(pdu, rules.id);
+    const own = pdu.event_id;
+    if (target !== undefined && own !== undefined && serverNameOf(target) !== undefined && serverNameOf(target) === serverNameOf(own)) return;
+    throw new AuthError('redacting needs the redact level, or an event from the same server');
+  }
+}
+
+function roomIdOrUndefined(create: Pdu, rules: RoomVersionRules): string | undefined {
+  try {
+    return roomIdFromCreateEvent(create, rules.id);
+  } catch {
+    return undefined;
+  }
 }
 
 // Rule 1.
-function checkCreate(pdu: Pdu, roomVersion: RoomVersion, rules: AuthVersionRules): void {
+function checkCreate(pdu: Pdu, rules: RoomVersionRules): void {
   if (Array.isArray(pdu.prev_events) && pdu.prev_events.length > 0) throw new AuthError('create event has prev_events');
-  const roomDomain = serverNameOf(pdu.room_id);
-  if (roomDomain === undefined || roomDomain !== serverNameOf(pdu.sender)) {
-    throw new AuthError('room ID and sender of the create event are on different servers');
+  if (rules.roomIdFromCreateEvent) {
+    // v12 1.2: the room ID is derived from this very event, so it cannot be inside it.
+    if (pdu.room_id !== undefined) throw new AuthError('create event has a room_id');
+  } else {
+    const roomDomain = typeof pdu.room_id === 'string' ? serverNameOf(pdu.room_id) : undefined;
+    if (roomDomain === undefined || roomDomain !== serverNameOf(pdu.sender)) {
+      throw new AuthError('room ID and sender of the create event are on different servers');
+    }
   }
   const declared = pdu.content.room_version;
-  if (declared !== undefined && (typeof declared !== 'string' || !KNOWN_ROOM_VERSIONS.has(declared))) {
+  if (declared !== undefined && !isRoomVersion(declared)) {
     throw new AuthError(`unknown room version ${JSON.stringify(declared)}`);
   }
   // Not a spec rule, but a create event describing another version than the one we were asked
   // to apply would be authorised under the wrong rules.
-  if ((declared ?? '1') !== roomVersion) {
-    throw new AuthError(`create event declares room version ${String(declared ?? '1')}, not ${roomVersion}`);
+  if ((declared ?? '1') !== rules.id) {
+    throw new AuthError(`create event declares room version ${String(declared ?? '1')}, not ${rules.id}`);
   }
-  if (rules.creatorFromContent && pdu.content.creator === undefined) {
+  if (rules.auth.creatorInContent && pdu.content.creator === undefined) {
     throw new AuthError('create event has no creator');
+  }
+  // v12 1.4.
+  if (rules.auth.privilegedCreators) {
+    const extra = pdu.content.additional_creators;
+    if (extra !== undefined && (!Array.isArray(extra) || !extra.every((u) => isValidUserId(u)))) {
+      throw new AuthError('additional_creators must be an array of user IDs');
+    }
   }
 }
 
 // Rule 4.
 function checkMember(ctx: AuthContext): void {
-  const { pdu } = ctx;
+  const { pdu, rules } = ctx;
   const target = pdu.state_key;
   const membership = pdu.content.membership;
   if (typeof target !== 'string') throw new AuthError('member event has no state_key');
@@ -280,7 +312,8 @@ function checkMember(ctx: AuthContext): void {
       return checkInvite(ctx, target, targetMembership, senderMembership);
     case 'leave': {
       if (pdu.sender === target) {
-        if (['invite', 'join', 'knock'].includes(targetMembership)) return;
+        const leavable = rules.auth.knocking ? ['invite', 'join', 'knock'] : ['invite', 'join'];
+        if (leavable.includes(targetMembership)) return;
         throw new AuthError(`cannot leave from membership ${targetMembership}`);
       }
       if (senderMembership !== 'join') throw new AuthError('sender is not joined');
@@ -298,8 +331,9 @@ function checkMember(ctx: AuthContext): void {
       throw new AuthError('sender may not ban this user (needs the ban level and more power than the target)');
     }
     case 'knock': {
+      if (!rules.auth.knocking) throw new AuthError(`knocking is not supported in room version ${rules.id}`);
       const rule = joinRuleOf(ctx.get);
-      if (rule !== 'knock' && rule !== 'knock_restricted') throw new AuthError(`join rule ${rule} does not allow knocking`);
+      if (!knockJoinRules(rules).includes(rule)) throw new AuthError(`join rule ${rule} does not allow knocking`);
       if (pdu.sender !== target) throw new AuthError('cannot knock on behalf of another user');
       if (!['ban', 'invite', 'join'].includes(senderMembership)) return;
       throw new AuthError(`cannot knock with membership ${senderMembership}`);
@@ -307,6 +341,22 @@ function checkMember(ctx: AuthContext): void {
     default:
       throw new AuthError(`unknown membership ${membership}`);
   }
+}
+
+/** Join rules under which a knock is allowed: `knock` from v7, `knock_restricted` from v10. */
+function knockJoinRules(rules: RoomVersionRules): string[] {
+  const out: string[] = [];
+  if (rules.auth.knocking) out.push('knock');
+  if (rules.auth.knockRestricted) out.push('knock_restricted');
+  return out;
+}
+
+/** Join rules under which an authorised join is allowed: `restricted` from v8, `knock_restricted` from v10. */
+function restrictedJoinRules(rules: RoomVersionRules): string[] {
+  const out: string[] = [];
+  if (rules.auth.restrictedJoins) out.push('restricted');
+  if (rules.auth.knockRestricted) out.push('knock_restricted');
+  return out;
 }
 
 // The create event in state was accepted earlier, so this only fails on corrupt input; that must
@@ -320,24 +370,24 @@ function eventIdOrUndefined(pdu: Pdu, roomVersion: string): string | undefined {
 }
 
 function checkJoin(ctx: AuthContext, target: string, targetMembership: string, senderMembership: string): void {
-  const { pdu } = ctx;
+  const { pdu, rules } = ctx;
   // 4.3.1: the creator's own first join, directly after the create event.
+  const prev = prevEventIds(pdu);
   if (
-    Array.isArray(pdu.prev_events) &&
-    pdu.prev_events.length === 1 &&
-    target === creatorOf(ctx.create, ctx.roomVersion) &&
-    pdu.prev_events[0] === eventIdOrUndefined(ctx.create, ctx.roomVersion)
+    prev.length === 1 &&
+    target === creatorOf(ctx.create, rules.id) &&
+    prev[0] === eventIdOrUndefined(ctx.create, rules.id)
   ) {
     return;
   }
   if (pdu.sender !== target) throw new AuthError('cannot join on behalf of another user');
   if (senderMembership === 'ban') throw new AuthError(`${target} is banned from the room`);
   const rule = joinRuleOf(ctx.get);
-  if (rule === 'invite' || rule === 'knock') {
+  if (rule === 'invite' || (rule === 'knock' && rules.auth.knocking)) {
     if (targetMembership === 'invite' || targetMembership === 'join') return;
     throw new AuthError(`join rule is ${rule} and ${target} is not invited`);
   }
-  if (rule === 'restricted' || rule === 'knock_restricted') {
+  if (restrictedJoinRules(rules).includes(rule)) {
     if (targetMembership === 'invite' || targetMembership === 'join') return;
     const authoriser = pdu.content.join_authorised_via_users_server;
     if (typeof authoriser !== 'string') throw new AuthError('restricted join without join_authorised_via_users_server');
@@ -348,7 +398,7 @@ function checkJoin(ctx: AuthContext, target: string, targetMembership: string, s
     return;
   }
   if (rule === 'public') return;
-  throw new AuthError(`join rule ${rule} does not allow joining`);
+  throw new AuthError(`join rule ${rule} does not allow joining in room version ${rules.id}`);
 }
 
 function checkInvite(ctx: AuthContext, target: string, targetMembership: string, senderMembership: string): void {
@@ -393,65 +443,3 @@ function checkThirdPartyInvite(ctx: AuthContext, target: string, targetMembershi
   throw new AuthError('no valid signature on third_party_invite.signed');
 }
 
-// Rule 9.
-function checkPowerLevels(ctx: AuthContext, senderLevel: number, previous: Pdu | undefined): void {
-  const next = ctx.pdu.content;
-  for (const key of POWER_LEVEL_INT_KEYS) {
-    if (next[key] !== undefined && intValue(next[key]) === undefined) throw new AuthError(`power_levels ${key} is not an integer`);
-  }
-  for (const key of POWER_LEVEL_MAP_KEYS) {
-    const v = next[key];
-    if (v === undefined) continue;
-    if (!isJsonObject(v) || Object.values(v).some((x) => intValue(x) === undefined)) {
-      throw new AuthError(`power_levels ${key} must map to integers`);
-    }
-  }
-  // An absent `users` is fine (as in Synapse); a present one must be well-formed.
-  const users = next.users;
-  if (users !== undefined) {
-    if (!isJsonObject(users)) throw new AuthError('power_levels users is not an object');
-    for (const [userId, level] of Object.entries(users)) {
-      if (!isValidUserId(userId)) throw new AuthError(`power_levels users has invalid user ID ${userId}`);
-      if (intValue(level) === undefined) throw new AuthError(`power level of ${userId} is not an integer`);
-    }
-  }
-  if (!previous || !isJsonObject(previous.content)) return;
-  const old = previous.content;
-  const tooHigh = (what: string): never => {
-    throw new AuthError(`cannot change ${what}: above the sender's power level ${senderLevel}`);
-  };
-
-  for (const key of POWER_LEVEL_INT_KEYS) {
-    const was = intValue(old[key]);
-    const now = intValue(next[key]);
-    if (was === now) continue;
-    if (was !== undefined && was > senderLevel) tooHigh(key);
-    if (now !== undefined && now > senderLevel) tooHigh(key);
-  }
-  for (const key of POWER_LEVEL_MAP_KEYS) {
-    compareMaps(objectField(old, key), objectField(next, key), (entry, was, now) => {
-      if (was !== undefined && was > senderLevel) tooHigh(`${key}.${entry}`);
-      if (now !== undefined && now > senderLevel) tooHigh(`${key}.${entry}`);
-    });
-  }
-  compareMaps(objectField(old, 'users'), objectField(next, 'users'), (userId, was, now) => {
-    if (was !== undefined && userId !== ctx.pdu.sender && was >= senderLevel) {
-      throw new AuthError(`cannot change the power level of ${userId}: not below the sender's level ${senderLevel}`);
-    }
-    if (now !== undefined && now > senderLevel) tooHigh(`the power level of ${userId}`);
-  });
-}
-
-/** Calls `onChange` for each key added, removed or changed between two integer maps. */
-function compareMaps(
-  before: JsonObject | undefined,
-  after: JsonObject | undefined,
-  onChange: (key: string, was: number | undefined, now: number | undefined) => void,
-): void {
-  const keys = new Set([...Object.keys(before ?? {}), ...Object.keys(after ?? {})]);
-  for (const key of keys) {
-    const was = intValue(ownEntry(before, key));
-    const now = intValue(ownEntry(after, key));
-    if (was !== now) onChange(key, was, now);
-  }
-}

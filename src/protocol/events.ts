@@ -1,10 +1,13 @@
-// Content hashes, event signatures and reference-hash event IDs (spec server-server API,
-// "Signing events", and rooms v3/v4 "Event IDs").
+// Content hashes, event signatures, event IDs and event references (spec server-server API,
+// "Signing events"; rooms v1 "Event IDs", v3/v4 "Event IDs", v12 room IDs). Everything that
+// depends on the room version reads it from room-versions.ts.
 import { encodeBase64, encodeBase64Url, tryDecodeBase64 } from './base64.js';
 import { canonicalJson, isJsonObject, dict } from './canonical-json.js';
 import { sha256, sha256Base64, signJson, verifyJsonSignature, type VerifyKey } from './crypto.js';
+import { isValidEventId, randomString } from './ids.js';
 import { redactEvent } from './redaction.js';
-import type { JsonObject, LooseJsonObject, Pdu, SigningKey } from './types.js';
+import { roomVersionRules, type EventIdFormat } from './room-versions.js';
+import type { EventHashReference, JsonObject, JsonValue, LooseJsonObject, Pdu, SigningKey } from './types.js';
 
 /** Largest PDU (canonical JSON, bytes) servers accept. */
 export const MAX_PDU_BYTES = 65536;
@@ -49,11 +52,15 @@ export function checkContentHash(pdu: LooseJsonObject): boolean {
   return Buffer.from(claimed).equals(Buffer.from(actual));
 }
 
-/** The object a reference hash is taken of: the redacted event without signatures/unsigned/event_id. */
+/**
+ * The object a reference hash is taken of: the redacted event without signatures and unsigned.
+ * From v3 `event_id` is dropped too: it is on the redaction keep-list but must never feed into
+ * its own hash (Synapse rejects such PDUs outright). In v1/v2 the server-assigned `event_id` is
+ * part of the event and so part of its reference hash.
+ */
 function referenceHashInput(pdu: LooseJsonObject, roomVersion: string): string {
-  // event_id is on the redaction keep-list, but it must never feed into its own hash;
-  // Synapse rejects PDUs that carry it at all.
-  return canonicalJson(withoutKeys(redactEvent(pdu, roomVersion), ['signatures', 'unsigned', 'event_id']));
+  const dropped = roomVersionRules(roomVersion).eventIdFormat === 'server' ? ['signatures', 'unsigned'] : ['signatures', 'unsigned', 'event_id'];
+  return canonicalJson(withoutKeys(redactEvent(pdu, roomVersion), dropped));
 }
 
 /** Raw reference hash (SHA-256) of the event. */
@@ -61,16 +68,87 @@ export function referenceHash(pdu: LooseJsonObject, roomVersion: string): Uint8A
   return sha256(referenceHashInput(pdu, roomVersion));
 }
 
+const HASH_ENCODINGS: Readonly<Record<Exclude<EventIdFormat, 'server'>, (b: Uint8Array) => string>> = {
+  'hash-base64': encodeBase64,
+  'hash-base64url': encodeBase64Url,
+};
+
 /**
- * The event ID for room versions 3+: `$` + base64 of the reference hash, standard alphabet in
- * v3 and URL-safe from v4. Versions 1/2 used server-assigned IDs and cannot be computed.
+ * The event's ID. From v3 it is `$` + the reference hash (standard base64 in v3, URL-safe from
+ * v4). In v1/v2 it was chosen by the sending server and travels in the PDU as `event_id`: that
+ * is returned, and a PDU without a well-formed one is an error.
  */
 export function computeEventId(pdu: LooseJsonObject, roomVersion: string): string {
-  if (roomVersion === '1' || roomVersion === '2') {
-    throw new Error(`room version ${roomVersion} event IDs are assigned, not computed`);
+  const format = roomVersionRules(roomVersion).eventIdFormat;
+  if (format === 'server') {
+    if (!isValidEventId(pdu.event_id, roomVersion)) throw new Error(`room v${roomVersion} event lacks a valid event_id`);
+    return pdu.event_id;
   }
-  const hash = referenceHash(pdu, roomVersion);
-  return '$' + (roomVersion === '3' ? encodeBase64(hash) : encodeBase64Url(hash));
+  return '$' + HASH_ENCODINGS[format](referenceHash(pdu, roomVersion));
+}
+
+/** A fresh v1/v2 event ID for an event this server creates: `$<random>:<server>`. */
+export function newServerEventId(serverName: string): string {
+  return `$${randomString(24)}:${serverName}`;
+}
+
+/** Whether events of this version carry a server-assigned `event_id` that must be set before signing. */
+export function eventIdAssignedByServer(roomVersion: string): boolean {
+  return roomVersionRules(roomVersion).eventIdFormat === 'server';
+}
+
+/**
+ * v12: the room ID of the room a create event starts, `!` + its reference hash (URL-safe);
+ * undefined for versions whose room IDs are chosen freely.
+ */
+export function roomIdFromCreateEvent(create: LooseJsonObject, roomVersion: string): string | undefined {
+  if (!roomVersionRules(roomVersion).roomIdFromCreateEvent) return undefined;
+  return '!' + computeEventId(create, roomVersion).slice(1);
+}
+
+/**
+ * The room an event belongs to. Only a v12 create event lacks `room_id`; its room ID is its own
+ * event ID with the `!` sigil, so callers that hold the event ID need no version lookup.
+ */
+export function roomIdOf(pdu: { room_id?: string }, eventId: string): string {
+  return pdu.room_id ?? '!' + eventId.slice(1);
+}
+
+/** The event IDs out of prev_events/auth_events in either format (bare IDs or v1/v2 pairs). */
+export function referencedIds(refs: readonly (string | EventHashReference)[] | JsonValue | undefined): string[] {
+  if (!Array.isArray(refs)) return [];
+  const out: string[] = [];
+  for (const r of refs) {
+    if (typeof r === 'string') out.push(r);
+    else if (Array.isArray(r) && typeof r[0] === 'string') out.push(r[0]);
+  }
+  return out;
+}
+
+export function prevEventIds(pdu: Pick<Pdu, 'prev_events'>): string[] {
+  return referencedIds(pdu.prev_events);
+}
+
+export function authEventIds(pdu: Pick<Pdu, 'auth_events'>): string[] {
+  return referencedIds(pdu.auth_events);
+}
+
+/**
+ * How an event cites `target` in its prev_events/auth_events: the bare ID from v3, an
+ * `[event_id, {sha256: reference hash}]` pair in v1/v2.
+ */
+export function eventReference(eventId: string, target: LooseJsonObject, roomVersion: string): string | EventHashReference {
+  if (!roomVersionRules(roomVersion).eventReferencesWithHashes) return eventId;
+  return [eventId, { sha256: encodeBase64(referenceHash(target, roomVersion)) }];
+}
+
+/** A whole prev_events/auth_events list in the version's format. */
+export function eventReferences(
+  events: ReadonlyArray<{ eventId: string; pdu: LooseJsonObject }>,
+  roomVersion: string,
+): string[] | EventHashReference[] {
+  if (!roomVersionRules(roomVersion).eventReferencesWithHashes) return events.map((e) => e.eventId);
+  return events.map((e) => eventReference(e.eventId, e.pdu, roomVersion) as EventHashReference);
 }
 
 /**
@@ -113,16 +191,20 @@ function domainOf(id: unknown): string | undefined {
 }
 
 /**
- * Servers whose signatures an event must carry: the sender's, plus for restricted joins (v8+)
- * the server of `join_authorised_via_users_server`.
+ * Servers whose signatures an event must carry: the sender's; in v1/v2 also the server of the
+ * event ID; for restricted joins (v8+) the server of `join_authorised_via_users_server`.
  */
 export function requiredSignatureServers(pdu: LooseJsonObject, roomVersion: string): string[] {
+  const rules = roomVersionRules(roomVersion);
   const servers = new Set<string>();
   const senderServer = domainOf(pdu.sender);
   if (senderServer) servers.add(senderServer);
+  if (rules.eventIdFormat === 'server') {
+    const idServer = domainOf(pdu.event_id);
+    if (idServer) servers.add(idServer);
+  }
   const content = isJsonObject(pdu.content) ? pdu.content : {};
-  const restricted = !['1', '2', '3', '4', '5', '6', '7'].includes(roomVersion);
-  if (restricted && pdu.type === 'm.room.member' && content.membership === 'join') {
+  if (rules.auth.restrictedJoins && pdu.type === 'm.room.member' && content.membership === 'join') {
     const authoriser = domainOf(content.join_authorised_via_users_server);
     if (authoriser) servers.add(authoriser);
   }

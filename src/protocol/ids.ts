@@ -2,6 +2,7 @@
 import { randomBytes } from 'node:crypto';
 import { isIPv6 } from 'node:net';
 import { hasLoneSurrogate } from './canonical-json.js';
+import { findRoomVersion } from './room-versions.js';
 
 export class InvalidIdError extends Error {
   override name = 'InvalidIdError';
@@ -100,9 +101,12 @@ export function isValidLocalpartForRegistration(localpart: string, serverName?: 
   return serverName === undefined || byteLength(`@${localpart}:${serverName}`) <= MAX_ID_BYTES;
 }
 
-/** `!opaque:server` (room versions 1-11; v12's domain-less IDs are not supported). */
+/** v12+ room IDs: `!` + the create event's reference hash (URL-safe base64), no server part. */
+const HASH_ROOM_ID = /^![A-Za-z0-9_-]{43}$/;
+
+/** `!opaque:server` (room versions 1-11) or `!<hash>` (v12). */
 export function isValidRoomId(id: unknown): id is string {
-  return typeof id === 'string' && splitSigilId(id, '!') !== undefined;
+  return typeof id === 'string' && (splitSigilId(id, '!') !== undefined || HASH_ROOM_ID.test(id));
 }
 
 export function isValidRoomAlias(id: unknown): id is string {
@@ -121,8 +125,9 @@ export function isValidEventId(id: unknown, roomVersion?: string): id is string 
   if (typeof id !== 'string' || !id.startsWith('$') || id.length < 2) return false;
   if (byteLength(id) > MAX_ID_BYTES || id.includes('\u0000') || hasLoneSurrogate(id)) return false;
   if (roomVersion === undefined) return true;
-  if (roomVersion === '1' || roomVersion === '2') return splitSigilId(id, '$') !== undefined;
-  if (roomVersion === '3') return HASH_EVENT_ID_V3.test(id);
+  const format = findRoomVersion(roomVersion)?.eventIdFormat;
+  if (format === 'server') return splitSigilId(id, '$') !== undefined;
+  if (format === 'hash-base64') return HASH_EVENT_ID_V3.test(id);
   return HASH_EVENT_ID_V4.test(id);
 }
 

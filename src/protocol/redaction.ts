@@ -1,4 +1,4 @@
-// The redaction algorithm (rooms v1-v11). Each room version is a small table of rules so the
+// The redaction algorithm (rooms v1-v12; v12 redacts as v11). Each room version is a small table of rules so the
 // differences stay visible side by side instead of as version checks sprinkled through code.
 import { cloneJson, isJsonObject, dict } from './canonical-json.js';
 import type { JsonObject, LooseJsonObject, Pdu } from './types.js';
@@ -63,7 +63,7 @@ const RULES: Readonly<Record<string, RedactionRules>> = {
   '6': V6, '7': V6,
   '8': V8,
   '9': V9, '10': V9,
-  '11': V11,
+  '11': V11, '12': V11,
 };
 
 export function isRedactionSupported(roomVersion: string): boolean {

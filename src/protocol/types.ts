@@ -3,28 +3,36 @@
 export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
 export type JsonObject = { [key: string]: JsonValue };
 
-/** Room versions Hearth can create and join. */
-export type RoomVersion = '10' | '11';
-export const SUPPORTED_ROOM_VERSIONS: readonly RoomVersion[] = ['10', '11'];
-export const DEFAULT_ROOM_VERSION: RoomVersion = '11';
+// The version table lives in room-versions.ts; re-exported here where callers always found it.
+export { DEFAULT_ROOM_VERSION, SUPPORTED_ROOM_VERSIONS, type RoomVersion } from './room-versions.js';
+
+/** A v1/v2 event reference: the event ID and the referenced event's reference hash. */
+export type EventHashReference = [eventId: string, hashes: { sha256: string }];
 
 /**
- * A persistent data unit in room version 10/11 format, exactly as it is signed and sent over
- * federation. It never carries `event_id` (that is the reference hash, computed from the PDU).
+ * A persistent data unit, exactly as it is signed and sent over federation. Its shape depends on
+ * the room version (see room-versions.ts):
+ *  - v1/v2 carry `event_id` and cite events as `[event_id, {sha256}]` pairs; from v3 the event
+ *    ID is the reference hash (never in the PDU) and references are bare IDs. Read references
+ *    with prevEventIds()/authEventIds() from events.ts.
+ *  - v12's m.room.create has no `room_id` (the room ID is derived from its hash); every other
+ *    event has one. Read it with roomIdOf() from events.ts.
  */
 export interface Pdu {
-  room_id: string;
+  room_id?: string;
   sender: string;
   type: string;
   state_key?: string;
   content: JsonObject;
   origin_server_ts: number;
   depth: number;
-  prev_events: string[];
-  auth_events: string[];
+  prev_events: string[] | EventHashReference[];
+  auth_events: string[] | EventHashReference[];
   hashes: { sha256: string };
   signatures: Record<string, Record<string, string>>;
-  /** Room v10 redactions carry the target at top level; v11 moves it into content. */
+  /** v1/v2 only: the server-assigned event ID. */
+  event_id?: string;
+  /** Redactions before v11 carry the target at top level; v11 moves it into content. */
   redacts?: string;
   unsigned?: JsonObject;
   [extra: string]: JsonValue | undefined;

@@ -10,6 +10,7 @@
 import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
 import type { JsonObject, JsonValue, Pdu } from '../protocol/types.js';
+import { roomIdOf } from '../protocol/events.js';
 import type { RoomState } from '../room/room-state.js';
 import type { PushActionInput, PushJob, PusherRecord, Store } from '../store/types.js';
 import { dict } from '../protocol/canonical-json.js';
@@ -92,8 +93,9 @@ export class PushDispatcher {
     for (const action of targets) {
       const pushers = await store.pushers.getPushers(action.userId);
       if (pushers.length === 0) continue;
-      info ??= await this.opts.roomInfo(ev.pdu.room_id, ev.pdu.sender).catch((err: unknown) => {
-        this.opts.logger.debug({ err, room_id: ev.pdu.room_id }, 'push: no room details');
+      const roomId = roomIdOf(ev.pdu, ev.eventId);
+      info ??= await this.opts.roomInfo(roomId, ev.pdu.sender).catch((err: unknown) => {
+        this.opts.logger.debug({ err, room_id: roomId }, 'push: no room details');
         return {};
       });
       const unread = await this.unreadCount(action.userId);
@@ -161,7 +163,7 @@ function eventNotification(
   const { pdu } = ev;
   const counts: JsonObject = { unread: c.unread };
   if (pdu.type === 'm.call.invite') counts.missed_calls = 1;
-  const base: JsonObject = { event_id: ev.eventId, room_id: pdu.room_id, prio: c.prio, counts, devices: [device(p, c.tweaks)] };
+  const base: JsonObject = { event_id: ev.eventId, room_id: roomIdOf(pdu, ev.eventId), prio: c.prio, counts, devices: [device(p, c.tweaks)] };
   // event_id_only exists so that nothing about the message passes through the gateway and the
   // push provider; the app fetches the event itself. So no sender or room name either.
   if (p.data.format === 'event_id_only') return base;

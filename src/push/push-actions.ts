@@ -8,6 +8,7 @@
 // members with another result get a row of their own. The dispatcher still gets everyone.
 
 import type { JsonObject, Pdu } from '../protocol/types.js';
+import { roomIdOf } from '../protocol/events.js';
 import type { RoomState } from '../room/room-state.js';
 import type { PushActionInput, PushBulkInput } from '../store/chat-types.js';
 import { PushEvaluator, type PushContext } from './evaluator.js';
@@ -59,7 +60,7 @@ export class PushActionComputer {
     if (notif && typeof notif === 'object' && !Array.isArray(notif)) {
       for (const [k, v] of Object.entries(notif)) if (typeof v === 'number') notificationPowerLevels[k] = v;
     }
-    const event = { type: pdu.type, sender: pdu.sender, content: pdu.content, state_key: pdu.state_key, room_id: pdu.room_id, event_id: eventId };
+    const event = { type: pdu.type, sender: pdu.sender, content: pdu.content, state_key: pdu.state_key, room_id: roomIdOf(pdu, eventId), event_id: eventId };
     const threadId = threadOf(pdu.content);
     const base: Omit<PushContext, 'userId' | 'displayName'> = {
       event,

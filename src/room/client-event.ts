@@ -1,6 +1,7 @@
 // Turns stored PDUs into the Client-Server event format for a particular viewer.
 
 import type { JsonObject, Pdu } from '../protocol/types.js';
+import { roomIdOf } from '../protocol/events.js';
 import type { Aggregations, Store, StoredEvent } from '../store/types.js';
 import { dict } from '../protocol/canonical-json.js';
 
@@ -105,13 +106,17 @@ export function clientShape(eventId: string, pdu: Pdu, unsigned?: JsonObject): C
     event_id: eventId,
     sender: pdu.sender,
     origin_server_ts: pdu.origin_server_ts,
-    room_id: pdu.room_id,
+    room_id: roomIdOf(pdu, eventId),
     content: pdu.content,
   };
   if (pdu.state_key !== undefined) out.state_key = pdu.state_key;
-  // Clients of all room versions read `redacts` at top level; v11 keeps it only in content.
+  // Clients of all room versions read `redacts` at top level (v11+ keeps it only in content), and
+  // newer clients in content (where v1-v10 do not have it): rooms/v11 asks servers to serve both.
   const redacts = pdu.redacts ?? (typeof pdu.content.redacts === 'string' ? pdu.content.redacts : undefined);
-  if (pdu.type === 'm.room.redaction' && redacts) out.redacts = redacts;
+  if (pdu.type === 'm.room.redaction' && redacts) {
+    out.redacts = redacts;
+    if (pdu.content.redacts === undefined) out.content = { ...pdu.content, redacts };
+  }
   if (unsigned && Object.keys(unsigned).length) out.unsigned = unsigned;
   return out;
 }

@@ -9,8 +9,18 @@
 import { LRUCache } from 'lru-cache';
 import { MatrixError } from '../errors.js';
 import { AuthError, authEventTypesFor, checkEventAuth } from '../protocol/auth-rules.js';
-import { computeEventId, MAX_PDU_BYTES, pduSize, signEvent } from '../protocol/events.js';
+import {
+  computeEventId,
+  eventIdAssignedByServer,
+  eventReferences,
+  MAX_PDU_BYTES,
+  newServerEventId,
+  pduSize,
+  roomIdFromCreateEvent,
+  signEvent,
+} from '../protocol/events.js';
 import { redactEvent } from '../protocol/redaction.js';
+import { roomVersionRules } from '../protocol/room-versions.js';
 import { CanonicalJsonError } from '../protocol/canonical-json.js';
 import type { JsonObject, Pdu, RoomVersion, SigningKey } from '../protocol/types.js';
 import { stateTuple } from '../protocol/types.js';
@@ -70,6 +80,8 @@ export class RoomInput {
   private readonly queues = new Map<string, Promise<unknown>>();
   private readonly states: LRUCache<string, RoomState>;
   private readonly now: () => number;
+  /** Last origin_server_ts given to a create event whose hash is the room ID (see buildPdu). */
+  private lastDerivedCreateTs = 0;
 
   constructor(private readonly deps: RoomInputDeps, cacheRooms = 10_000) {
     this.now = deps.now ?? Date.now;
@@ -83,33 +95,56 @@ export class RoomInput {
 
   /**
    * Creates a room and appends its initial events in order as one queued job, so no other event
-   * can interleave with room creation.
+   * can interleave with room creation. `roomId` is null for versions whose room ID is derived
+   * from the create event (v12): the ID is known once that event is built, and returned.
+   * `beforeWrite` runs in the job once every initial event is authorised and before anything is
+   * written (to claim an alias for the new ID); if it throws, nothing is written.
    */
-  createRoom(roomId: string, version: RoomVersion, creator: string, drafts: EventDraft[]): Promise<SubmitResult[]> {
-    return this.enqueue(roomId, async () => {
-      // Build and authorise every initial event first, against a scratch state: if any is
-      // rejected nothing is written and the client gets M_INVALID_ROOM_STATE, not half a room.
-      const scratch = RoomState.empty(version);
-      const prepared: Prepared[] = [];
-      for (const d of drafts) {
-        let p: Prepared;
-        try {
-          p = await this.prepare(roomId, d, scratch);
-        } catch (err) {
-          if (err instanceof MatrixError && err.errcode === 'M_FORBIDDEN') {
-            throw new MatrixError('M_INVALID_ROOM_STATE', `Initial state rejected: ${err.message}`);
-          }
-          throw err;
+  async createRoom(
+    roomId: string | null,
+    version: RoomVersion,
+    creator: string,
+    drafts: EventDraft[],
+    beforeWrite?: (roomId: string) => Promise<void>,
+  ): Promise<{ roomId: string; events: SubmitResult[] }> {
+    if ((roomId === null) !== roomVersionRules(version).roomIdFromCreateEvent) {
+      throw new Error(`room version ${version} ${roomId === null ? 'needs' : 'derives'} the room ID`);
+    }
+    // Build and authorise every initial event first, against a scratch state: if any is
+    // rejected nothing is written and the client gets M_INVALID_ROOM_STATE, not half a room.
+    // Initial events depend on nothing but each other, so this needs no place in the queue.
+    const scratch = RoomState.empty(version);
+    const prepared: Prepared[] = [];
+    let id = roomId;
+    for (const d of drafts) {
+      let p: Prepared;
+      try {
+        p = await this.prepare(id ?? '', d, scratch);
+      } catch (err) {
+        if (err instanceof MatrixError && err.errcode === 'M_FORBIDDEN') {
+          throw new MatrixError('M_INVALID_ROOM_STATE', `Initial state rejected: ${err.message}`);
         }
-        scratch.applyPersisted(p.eventId, p.pdu);
-        prepared.push(p);
+        throw err;
       }
-      await this.deps.store.rooms.createRoom({ roomId, roomVersion: version, creator, createdTs: this.now() });
+      id ??= roomIdFromCreateEvent(p.pdu, version) ?? null;
+      scratch.applyPersisted(p.eventId, p.pdu);
+      prepared.push(p);
+    }
+    if (id === null) throw new Error('room creation without an m.room.create event');
+    const newRoomId = id;
+    return this.enqueue(newRoomId, async () => {
+      // A derived ID repeats only if the same user sent an identical create event in the same
+      // millisecond; writing it twice would merge two rooms.
+      if (roomId === null && (await this.deps.store.rooms.getRoom(newRoomId))) {
+        throw new MatrixError('M_ROOM_IN_USE', 'An identical room was created at the same moment; try again');
+      }
+      await beforeWrite?.(newRoomId);
+      await this.deps.store.rooms.createRoom({ roomId: newRoomId, roomVersion: version, creator, createdTs: this.now() });
       const state = RoomState.empty(version);
-      this.states.set(roomId, state);
-      const out: SubmitResult[] = [];
-      for (const p of prepared) out.push(await this.commit(roomId, p, state));
-      return out;
+      this.states.set(newRoomId, state);
+      const events: SubmitResult[] = [];
+      for (const p of prepared) events.push(await this.commit(newRoomId, p, state));
+      return { roomId: newRoomId, events };
     });
   }
 
@@ -173,6 +208,8 @@ export class RoomInput {
       throw new MatrixError('M_INVALID_PARAM', 'Event types and state keys may not contain NUL');
     }
     const pdu = this.buildPdu(roomId, draft, state);
+    // v1/v2: the ID is ours to choose, and part of what gets hashed and signed.
+    if (eventIdAssignedByServer(version)) pdu.event_id = newServerEventId(this.deps.serverName);
     let signed: Pdu;
     try {
       signed = signEvent(pdu, this.deps.serverName, this.deps.signingKey, version);
@@ -233,10 +270,12 @@ export class RoomInput {
   }
 
   private buildPdu(roomId: string, draft: EventDraft, state: RoomState): Pdu {
-    const authEvents: string[] = [];
-    for (const [t, k] of authEventTypesFor({ type: draft.type, state_key: draft.stateKey, sender: draft.sender, content: draft.content })) {
+    const rules = roomVersionRules(state.version);
+    const authEvents: Array<{ eventId: string; pdu: Pdu }> = [];
+    const selection = authEventTypesFor({ type: draft.type, state_key: draft.stateKey, sender: draft.sender, content: draft.content }, state.version);
+    for (const [t, k] of selection) {
       const e = state.get(t, k);
-      if (e && !authEvents.includes(e.eventId)) authEvents.push(e.eventId);
+      if (e && !authEvents.some((a) => a.eventId === e.eventId)) authEvents.push(e);
     }
     const content: JsonObject = { ...draft.content };
     const pdu: Pdu = {
@@ -246,15 +285,22 @@ export class RoomInput {
       content,
       origin_server_ts: this.now(),
       depth: state.nextDepth(),
-      prev_events: state.extremities.slice(0, 20),
-      auth_events: authEvents,
+      prev_events: eventReferences(state.extremityEvents().slice(0, 20), state.version),
+      auth_events: eventReferences(authEvents, state.version),
       hashes: { sha256: '' },
       signatures: {},
     };
+    if (draft.type === 'm.room.create' && rules.roomIdFromCreateEvent) {
+      // v12: the create event has no room ID; the room ID is its hash. Two identical requests
+      // in one millisecond would otherwise make the same room, so timestamps here never repeat.
+      delete pdu.room_id;
+      pdu.origin_server_ts = Math.max(pdu.origin_server_ts, this.lastDerivedCreateTs + 1);
+      this.lastDerivedCreateTs = pdu.origin_server_ts;
+    }
     if (draft.stateKey !== undefined) pdu.state_key = draft.stateKey;
     if (draft.type === 'm.room.redaction' && draft.redacts) {
-      // v11 moved `redacts` into content; v10 keeps it top-level.
-      if (state.version === '11') content.redacts = draft.redacts;
+      // v11 moved `redacts` into content; earlier versions keep it top-level.
+      if (rules.redactsInContent) content.redacts = draft.redacts;
       else pdu.redacts = draft.redacts;
     }
     delete (pdu as Partial<Pdu>).hashes;

@@ -4,8 +4,9 @@
 import { randomBytes } from 'node:crypto';
 import { MatrixError } from '../errors.js';
 import { isValidRoomAlias, isValidUserId, serverNameOf } from '../protocol/ids.js';
-import type { JsonObject, RoomVersion } from '../protocol/types.js';
-import { DEFAULT_ROOM_VERSION, SUPPORTED_ROOM_VERSIONS } from '../protocol/types.js';
+import { creatorsOf } from '../protocol/power-levels.js';
+import { DEFAULT_ROOM_VERSION, findRoomVersion } from '../protocol/room-versions.js';
+import type { JsonObject, Pdu } from '../protocol/types.js';
 import type { Store } from '../store/types.js';
 import { StoreConflictError } from '../store/types.js';
 import type { EventDraft, RoomInput, SubmitResult } from './room-input.js';
@@ -41,10 +42,9 @@ export class RoomService {
   }
 
   async createRoom(sender: Sender, req: CreateRoomRequest): Promise<{ roomId: string; alias?: string }> {
-    const version = (req.room_version ?? DEFAULT_ROOM_VERSION) as RoomVersion;
-    if (!SUPPORTED_ROOM_VERSIONS.includes(version)) {
-      throw new MatrixError('M_UNSUPPORTED_ROOM_VERSION', `Room version ${req.room_version} is not supported`);
-    }
+    const rules = findRoomVersion(req.room_version ?? DEFAULT_ROOM_VERSION);
+    if (!rules) throw new MatrixError('M_UNSUPPORTED_ROOM_VERSION', `Room version ${req.room_version} is not supported`);
+    const version = rules.id;
     for (const u of req.invite ?? []) {
       if (!isValidUserId(u)) throw new MatrixError('M_INVALID_PARAM', `Invalid user ID in invite: ${u}`);
       this.requireLocal(u);
@@ -60,15 +60,30 @@ export class RoomService {
 
     const me = sender.userId;
     const preset = req.preset ?? (req.visibility === 'public' ? 'public_chat' : 'private_chat');
-    const roomId = `!${randomBytes(18).toString('base64url')}:${this.serverName}`;
+    // v12 room IDs are the create event's hash, known only once RoomInput has built it.
+    const requestedId = rules.roomIdFromCreateEvent ? null : `!${randomBytes(18).toString('base64url')}:${this.serverName}`;
     const profile = await this.store.accounts.getUser(me);
 
     const createContent: JsonObject = { ...(req.creation_content ?? {}), room_version: version };
-    if (version === '10') createContent.creator = me;
+    if (rules.auth.creatorInContent) createContent.creator = me;
     else delete createContent.creator;
+    if (rules.auth.privilegedCreators && createContent.additional_creators !== undefined) {
+      const extra = createContent.additional_creators;
+      if (!Array.isArray(extra) || !extra.every((u) => isValidUserId(u))) {
+        throw new MatrixError('M_BAD_JSON', 'creation_content.additional_creators must be an array of user IDs');
+      }
+      createContent.additional_creators = [...new Set(extra.filter((u) => u !== me))];
+    } else if (!rules.auth.privilegedCreators) {
+      // Only v12 knows this field; elsewhere it would be ordinary content with no power.
+      delete createContent.additional_creators;
+    }
 
-    const users: JsonObject = { [me]: 100 };
-    if (preset === 'trusted_private_chat') for (const u of req.invite ?? []) users[u] = 100;
+    // v12 creators have infinite power and must not be listed in power_levels.users.
+    const creators = rules.auth.privilegedCreators
+      ? creatorsOf({ sender: me, type: 'm.room.create', content: createContent } as Pdu, version)
+      : new Set<string>();
+    const users: JsonObject = creators.has(me) ? {} : { [me]: 100 };
+    if (preset === 'trusted_private_chat') for (const u of req.invite ?? []) if (!creators.has(u)) users[u] = 100;
     const powerLevels: JsonObject = {
       users,
       users_default: 0,
@@ -126,19 +141,24 @@ export class RoomService {
       drafts.push({ type: 'm.room.member', stateKey: u, sender: me, content });
     }
 
-    if (alias) {
-      // Claim the alias first: of two concurrent creations with one alias, exactly one wins.
+    // Claim the alias before any event is written (the hook runs once the room ID is known): of
+    // two concurrent creations with one alias, exactly one wins.
+    let claimed = false;
+    const claimAlias = async (roomId: string): Promise<void> => {
+      if (!alias) return;
       try {
         await this.store.rooms.createAlias(alias, roomId, me);
       } catch (err) {
         if (err instanceof StoreConflictError) throw new MatrixError('M_ROOM_IN_USE', 'Room alias already taken');
         throw err;
       }
-    }
+      claimed = true;
+    };
+    let roomId: string;
     try {
-      await this.input.createRoom(roomId, version, me, drafts);
+      ({ roomId } = await this.input.createRoom(requestedId, version, me, drafts, claimAlias));
     } catch (err) {
-      if (alias) await this.store.rooms.deleteAlias(alias);
+      if (alias && claimed) await this.store.rooms.deleteAlias(alias);
       throw err;
     }
     if (req.visibility === 'public') await this.store.rooms.setRoomVisibility(roomId, 'public');
@@ -159,7 +179,9 @@ export class RoomService {
     const roomId = await this.resolveRoom(roomIdOrAlias);
     const state = await this.input.currentState(roomId);
     if (!state) {
-      if (serverNameOf(roomId) !== this.serverName) {
+      // v12 room IDs name no server: an unknown one is simply not found.
+      const server = serverNameOf(roomId);
+      if (server !== undefined && server !== this.serverName) {
         throw new MatrixError('M_FORBIDDEN', 'Joining rooms on other servers needs federation, which is not enabled yet');
       }
       throw new MatrixError('M_NOT_FOUND', 'Unknown room');

@@ -1,7 +1,7 @@
 // In-memory current state of one room, owned by the room-input queue. It holds the PDUs of the
 // current state events so auth checks and event building need no store round-trip.
 
-import { powerLevelOf } from '../protocol/auth-rules.js';
+import { actionPowerLevel, powerLevelOf } from '../protocol/auth-rules.js';
 import type { JsonObject, Pdu, RoomVersion } from '../protocol/types.js';
 import { stateTuple } from '../protocol/types.js';
 import type { StateEntry, StoredEvent } from '../store/types.js';
@@ -14,6 +14,8 @@ export interface StateEvent {
 export class RoomState {
   private readonly entries = new Map<string, StateEvent>();
   extremities: string[] = [];
+  /** PDUs of the extremities (v1/v2 cite prev_events with their reference hashes). */
+  private readonly extremityPdus = new Map<string, Pdu>();
   private maxDepth = 0;
 
   private constructor(readonly version: RoomVersion) {}
@@ -34,7 +36,11 @@ export class RoomState {
       if (ev) s.entries.set(stateTuple(e.type, e.stateKey), { eventId: e.eventId, pdu: ev.pdu });
     }
     s.extremities = [...extremities];
-    for (const id of extremities) s.maxDepth = Math.max(s.maxDepth, events.get(id)?.pdu.depth ?? 0);
+    for (const id of extremities) {
+      const pdu = events.get(id)?.pdu;
+      if (pdu) s.extremityPdus.set(id, pdu);
+      s.maxDepth = Math.max(s.maxDepth, pdu?.depth ?? 0);
+    }
     return s;
   }
 
@@ -44,6 +50,16 @@ export class RoomState {
 
   content(type: string, stateKey = ''): JsonObject | undefined {
     return this.get(type, stateKey)?.pdu.content;
+  }
+
+  /** The extremities with their PDUs (those the store could not return are left out). */
+  extremityEvents(): StateEvent[] {
+    const out: StateEvent[] = [];
+    for (const id of this.extremities) {
+      const pdu = this.extremityPdus.get(id);
+      if (pdu) out.push({ eventId: id, pdu });
+    }
+    return out;
   }
 
   nextDepth(): number {
@@ -61,15 +77,12 @@ export class RoomState {
   }
 
   powerLevel(userId: string): number {
-    return powerLevelOf(userId, this.content('m.room.power_levels'), this.get('m.room.create', '')?.pdu);
+    return powerLevelOf(userId, this.content('m.room.power_levels'), this.get('m.room.create', '')?.pdu, this.version);
   }
 
   /** The power level a named action (kick, ban, redact, invite) requires. */
   requiredLevel(action: 'kick' | 'ban' | 'redact' | 'invite'): number {
-    const pl = this.content('m.room.power_levels');
-    const v = pl?.[action];
-    if (typeof v === 'number') return v;
-    return action === 'invite' ? 0 : 50;
+    return actionPowerLevel(action, this.content('m.room.power_levels'));
   }
 
   canRedactOthers(userId: string): boolean {
@@ -79,6 +92,8 @@ export class RoomState {
   applyPersisted(eventId: string, pdu: Pdu): void {
     if (pdu.state_key !== undefined) this.entries.set(stateTuple(pdu.type, pdu.state_key), { eventId, pdu });
     this.extremities = [eventId];
+    this.extremityPdus.clear();
+    this.extremityPdus.set(eventId, pdu);
     this.maxDepth = Math.max(this.maxDepth, pdu.depth);
   }
 

@@ -1,6 +1,7 @@
 // Event persistence (run inside the write queue's batch transaction) and event/timeline reads.
 
 import type { Pdu } from '../../protocol/types.js';
+import { roomIdOf } from '../../protocol/events.js';
 import { StoreConflictError, type Membership, type PersistEventInput, type RoomEventsQuery, type StoredEvent } from '../types.js';
 import { jsonParse, type SqliteContext } from './context.js';
 import { preparePushActions, preparePushBulk, writePushActions, writePushBulk, type PreparedPushAction, type PreparedPushBulk } from './notifications.js';
@@ -57,7 +58,7 @@ export function prepareEvent(input: PersistEventInput): PreparedEvent {
   const { pdu } = input;
   return {
     eventId: input.eventId,
-    roomId: pdu.room_id,
+    roomId: roomIdOf(pdu, input.eventId),
     type: pdu.type,
     stateKey: pdu.state_key ?? null,
     sender: pdu.sender,
