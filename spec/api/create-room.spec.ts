@@ -45,7 +45,9 @@ describe('POST /createRoom', function () {
   async function create(body: Record<string, unknown>, who: User = alice): Promise<string> {
     const r = await who.post(`${V3}/createRoom`, body);
     assert.equal(r.status, 200, JSON.stringify(r.body));
-    assert.match(r.body.room_id, /^!.+:localhost$/);
+    // The default version is 12, whose room IDs are a hash with no server part.
+    if (body.room_version === undefined || body.room_version === '12') assert.match(r.body.room_id, /^![A-Za-z0-9_-]{43}$/);
+    else assert.match(r.body.room_id, /^!.+:localhost$/);
     return r.body.room_id as string;
   }
   async function state(roomId: string, who: User = alice): Promise<any[]> {
@@ -90,7 +92,7 @@ describe('POST /createRoom', function () {
     const s = await state(roomId);
     assert.equal(find(s, 'm.room.join_rules')?.content.join_rule, 'invite');
     const pl = find(s, 'm.room.power_levels').content;
-    assert.equal(pl.users[alice.userId], 100);
+    assert.equal(pl.users[alice.userId], undefined, 'v12: the creator has infinite power and is not listed');
     assert.equal(pl.users[bob.userId], 100);
     // And the power is real: after joining, bob may change the room name.
     assert.equal((await bob.post(`${V3}/rooms/${enc(roomId)}/join`, {})).status, 200);
@@ -205,7 +207,7 @@ describe('POST /createRoom', function () {
     assert.equal(pl.events_default, 20);
     assert.equal(pl.kick, 75);
     assert.equal(pl.events['m.room.name'], 10);
-    assert.equal(pl.users[alice.userId], 100, 'creator keeps PL 100');
+    assert.equal(pl.users[alice.userId], undefined, 'v12: the creator is not listed (infinite power)');
     assert.equal(typeof pl.ban, 'number', 'unrelated defaults are kept');
     assert.equal(typeof pl.state_default, 'number');
   });
@@ -222,7 +224,7 @@ describe('POST /createRoom', function () {
     assert.equal(after, before, 'the failed request must not leave alice joined to a broken room');
   });
 
-  it("room_version '10' gives a create event with creator; '11' (default) without", async () => {
+  it("room_version '10' gives a create event with creator; '11' and '12' (default) without", async () => {
     const v10 = await create({ room_version: '10' });
     const c10 = find(await state(v10), 'm.room.create');
     assert.equal(c10.content.room_version, '10');
@@ -232,6 +234,11 @@ describe('POST /createRoom', function () {
     assert.equal(c11.content.room_version, '11');
     assert.ok(!('creator' in c11.content));
     assert.equal(c11.sender, alice.userId);
+    const v12 = await create({});
+    const c12 = find(await state(v12), 'm.room.create');
+    assert.equal(c12.content.room_version, '12');
+    assert.ok(!('creator' in c12.content));
+    assert.equal(v12, '!' + c12.event_id.slice(1), 'v12 room ID = create event ID with the ! sigil');
   });
 
   it('an unsupported room version is refused with 400 M_UNSUPPORTED_ROOM_VERSION', async () => {
@@ -266,8 +273,8 @@ describe('POST /createRoom', function () {
     assert.equal(ids.size, s.length, 'event IDs are unique');
   });
 
-  it('events are real PDUs: depth, prev_events, auth_events, content hash and reference-hash event ID', async () => {
-    const roomId = await create({ name: 'pdu' });
+  for (const version of ['11', '12']) it(`v${version} events are real PDUs: depth, prev_events, auth_events, content hash and reference-hash event ID`, async () => {
+    const roomId = await create({ name: 'pdu', room_version: version });
     const sent = await alice.put(`${V3}/rooms/${enc(roomId)}/send/m.room.message/pdu1`, { msgtype: 'm.text', body: 'hash me' });
     assert.equal(sent.status, 200);
     const filter = JSON.stringify({ event_format: 'federation', room: { rooms: [roomId], timeline: { limit: 50 } } });
@@ -286,12 +293,17 @@ describe('POST /createRoom', function () {
       assert.ok(typeof e.hashes?.sha256 === 'string', 'hashes.sha256');
       assert.ok(e.signatures?.localhost && Object.keys(e.signatures.localhost).some((k) => k.startsWith('ed25519:')), 'signed by localhost');
       if (e.type === 'm.room.create') continue;
-      assert.ok(e.auth_events.includes(createEv.event_id), `${e.type} cites the create event in auth_events`);
+      if (version === '12') assert.ok(!e.auth_events.includes(createEv.event_id), `v12: ${e.type} does not cite the create event`);
+      else assert.ok(e.auth_events.includes(createEv.event_id), `${e.type} cites the create event in auth_events`);
       assert.ok(e.prev_events.length >= 1);
       for (const p of e.prev_events) {
         const prev = byId.get(p);
         if (prev) assert.ok(prev.depth < e.depth, 'depth grows along prev_events');
       }
+    }
+    if (version === '12') {
+      assert.ok(!('room_id' in createEv), 'the v12 create PDU has no room_id');
+      assert.equal(roomId, '!' + createEv.event_id.slice(1));
     }
     for (const e of [createEv, msg]) {
       const pdu: Record<string, any> = { ...e };

@@ -76,7 +76,8 @@ describe('bad input gets Matrix errors, never a 500', function () {
     expectError(await alice.get(`/_matrix/client/v3/rooms/${enc(roomId)}/messages?from=garbage`), 400, 'M_INVALID_PARAM');
     expectError(await alice.get('/_matrix/client/v3/sync?since=garbage'), 400, 'M_INVALID_PARAM');
     expectError(await alice.post(`/_matrix/client/v3/join/${enc('#nope:localhost')}`), 404, 'M_NOT_FOUND');
-    expectError(await alice.post('/_matrix/client/v3/createRoom', { room_version: '1' }), 400, 'M_UNSUPPORTED_ROOM_VERSION');
+    expectError(await alice.post('/_matrix/client/v3/createRoom', { room_version: '13' }), 400, 'M_UNSUPPORTED_ROOM_VERSION');
+    for (const v of ['0', '1.0', '', 'constructor', ' 12']) expectError(await alice.post('/_matrix/client/v3/createRoom', { room_version: v }), 400, 'M_UNSUPPORTED_ROOM_VERSION');
   });
 
   it('403 M_FORBIDDEN when auth rules reject an event', async () => {

@@ -18,7 +18,7 @@ describe('rooms, sending and /sync over HTTP', function () {
   it('creates a room whose events are real PDUs with reference-hash IDs', async () => {
     const r = await alice.post('/_matrix/client/v3/createRoom', { name: 'Hello', topic: 't' });
     assert.equal(r.status, 200, JSON.stringify(r.body));
-    assert.match(r.body.room_id, /^!.+:localhost$/);
+    assert.match(r.body.room_id, /^![A-Za-z0-9_-]{43}$/, 'v12 (default): the room ID is the create event hash');
     const state = await alice.get(`/_matrix/client/v3/rooms/${enc(r.body.room_id)}/state`);
     assert.equal(state.status, 200);
     const types = state.body.map((e: { type: string }) => e.type).sort();
@@ -28,7 +28,8 @@ describe('rooms, sending and /sync over HTTP', function () {
     ]);
     for (const e of state.body) assert.match(e.event_id, /^\$[A-Za-z0-9_-]{43}$/);
     const create = state.body.find((e: { type: string }) => e.type === 'm.room.create');
-    assert.equal(create.content.room_version, '11');
+    assert.equal(create.content.room_version, '12');
+    assert.equal(r.body.room_id, '!' + create.event_id.slice(1));
     assert.equal(create.content.creator, undefined);
   });
 
