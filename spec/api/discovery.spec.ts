@@ -64,15 +64,15 @@ describe('discovery', function () {
     assert.equal(versions.status, 200, 'base_url reaches this server');
   });
 
-  it('GET /capabilities: m.room_versions (default 11; 10 and 11 available) and m.change_password', async () => {
+  it('GET /capabilities: m.room_versions (default 12; 1 to 12 available) and m.change_password', async () => {
     const r = await alice.get(`${V3}/capabilities`);
     assert.equal(r.status, 200, JSON.stringify(r.body));
     const caps = r.body.capabilities;
     assert.equal(typeof caps, 'object');
-    assert.equal(caps['m.room_versions'].default, '11');
+    assert.equal(caps['m.room_versions'].default, '12');
     const available = caps['m.room_versions'].available;
-    assert.equal(available['10'], 'stable');
-    assert.equal(available['11'], 'stable');
+    for (let v = 1; v <= 12; v++) assert.equal(available[String(v)], 'stable');
+    assert.equal(Object.keys(available).length, 12);
     for (const stability of Object.values(available)) assert.ok(stability === 'stable' || stability === 'unstable');
     assert.equal(caps['m.change_password'].enabled, true);
     expectError(await api.get(`${V3}/capabilities`), 401, 'M_MISSING_TOKEN');

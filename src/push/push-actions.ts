@@ -9,6 +9,7 @@
 
 import type { JsonObject, Pdu } from '../protocol/types.js';
 import { roomIdOf } from '../protocol/events.js';
+import { levelValue } from '../protocol/power-levels.js';
 import type { RoomState } from '../room/room-state.js';
 import type { PushActionInput, PushBulkInput } from '../store/chat-types.js';
 import { PushEvaluator, type PushContext } from './evaluator.js';
@@ -58,7 +59,11 @@ export class PushActionComputer {
     const notif = pl?.notifications;
     const notificationPowerLevels: Record<string, number> = { room: 50 };
     if (notif && typeof notif === 'object' && !Array.isArray(notif)) {
-      for (const [k, v] of Object.entries(notif)) if (typeof v === 'number') notificationPowerLevels[k] = v;
+      for (const [k, v] of Object.entries(notif)) {
+        // levelValue: rooms before v10 may hold levels as integer strings.
+        const level = levelValue(v);
+        if (level !== undefined) notificationPowerLevels[k] = level;
+      }
     }
     const event = { type: pdu.type, sender: pdu.sender, content: pdu.content, state_key: pdu.state_key, room_id: roomIdOf(pdu, eventId), event_id: eventId };
     const threadId = threadOf(pdu.content);

@@ -285,7 +285,10 @@ export class RoomInput {
       content,
       origin_server_ts: this.now(),
       depth: state.nextDepth(),
-      prev_events: eventReferences(state.extremityEvents().slice(0, 20), state.version),
+      // v1/v2 cite prev_events with their hashes, so they need the PDUs; later versions the IDs.
+      prev_events: rules.eventReferencesWithHashes
+        ? eventReferences(state.extremityEvents().slice(0, 20), state.version)
+        : state.extremities.slice(0, 20),
       auth_events: eventReferences(authEvents, state.version),
       hashes: { sha256: '' },
       signatures: {},
