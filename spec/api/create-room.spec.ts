@@ -87,13 +87,29 @@ describe('POST /createRoom', function () {
     assert.equal(find(await state(priv), 'm.room.join_rules')?.content.join_rule, 'invite');
   });
 
-  it('trusted_private_chat preset: join_rules invite and invitees get the creator\'s power level (100)', async () => {
-    const roomId = await create({ preset: 'trusted_private_chat', invite: [bob.userId] });
+  it('trusted_private_chat preset (v11): join_rules invite and invitees get the creator\'s power level (100)', async () => {
+    const roomId = await create({ preset: 'trusted_private_chat', invite: [bob.userId], room_version: '11' });
     const s = await state(roomId);
     assert.equal(find(s, 'm.room.join_rules')?.content.join_rule, 'invite');
     const pl = find(s, 'm.room.power_levels').content;
-    assert.equal(pl.users[alice.userId], undefined, 'v12: the creator has infinite power and is not listed');
+    assert.equal(pl.users[alice.userId], 100);
     assert.equal(pl.users[bob.userId], 100);
+    assert.equal(find(s, 'm.room.create').content.additional_creators, undefined);
+    // And the power is real: after joining, bob may change the room name.
+    assert.equal((await bob.post(`${V3}/rooms/${enc(roomId)}/join`, {})).status, 200);
+    const put = await bob.put(`${V3}/rooms/${enc(roomId)}/state/m.room.name`, { name: 'bob was here' });
+    assert.equal(put.status, 200, JSON.stringify(put.body));
+  });
+
+  it('trusted_private_chat preset (v12 default): invitees become additional creators, outside power_levels.users', async () => {
+    const roomId = await create({ preset: 'trusted_private_chat', invite: [bob.userId], creation_content: { additional_creators: [bob.userId] } });
+    const s = await state(roomId);
+    assert.equal(find(s, 'm.room.join_rules')?.content.join_rule, 'invite');
+    assert.deepEqual(find(s, 'm.room.create').content.additional_creators, [bob.userId], 'deduplicated with creation_content');
+    const pl = find(s, 'm.room.power_levels').content;
+    assert.equal(pl.users[alice.userId], undefined, 'v12: creators have infinite power and are not listed');
+    assert.equal(pl.users[bob.userId], undefined);
+    assert.equal(pl.events['m.room.tombstone'], 150, 'v12: tombstones need more than any listed user can have');
     // And the power is real: after joining, bob may change the room name.
     assert.equal((await bob.post(`${V3}/rooms/${enc(roomId)}/join`, {})).status, 200);
     const put = await bob.put(`${V3}/rooms/${enc(roomId)}/state/m.room.name`, { name: 'bob was here' });

@@ -69,6 +69,7 @@ describe('room versions 1-12 over HTTP', function () {
         const pl = state.find((e) => e.type === 'm.room.power_levels').content;
         if (version === '12') assert.equal(pl.users[alice.userId], undefined, 'v12 creators are not in power_levels.users');
         else assert.equal(pl.users[alice.userId], 100);
+        assert.equal(pl.events['m.room.tombstone'], version === '12' ? 150 : 100, 'v12 puts tombstones above every listed user');
       });
 
       it('join and send; both see the messages in /sync', async () => {

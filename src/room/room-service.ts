@@ -67,13 +67,17 @@ export class RoomService {
     const createContent: JsonObject = { ...(req.creation_content ?? {}), room_version: version };
     if (rules.auth.creatorInContent) createContent.creator = me;
     else delete createContent.creator;
-    if (rules.auth.privilegedCreators && createContent.additional_creators !== undefined) {
-      const extra = createContent.additional_creators;
+    if (rules.auth.privilegedCreators) {
+      const extra = createContent.additional_creators ?? [];
       if (!Array.isArray(extra) || !extra.every((u) => isValidUserId(u))) {
         throw new MatrixError('M_BAD_JSON', 'creation_content.additional_creators must be an array of user IDs');
       }
-      createContent.additional_creators = [...new Set(extra.filter((u) => u !== me))];
-    } else if (!rules.auth.privilegedCreators) {
+      // createRoom spec: trusted_private_chat invitees SHOULD become additional creators (v12+).
+      const invited = preset === 'trusted_private_chat' ? (req.invite ?? []) : [];
+      const all = [...new Set([...extra, ...invited])].filter((u) => u !== me);
+      if (all.length > 0) createContent.additional_creators = all;
+      else delete createContent.additional_creators;
+    } else {
       // Only v12 knows this field; elsewhere it would be ordinary content with no power.
       delete createContent.additional_creators;
     }
@@ -93,7 +97,8 @@ export class RoomService {
         'm.room.history_visibility': 100,
         'm.room.canonical_alias': 50,
         'm.room.avatar': 50,
-        'm.room.tombstone': 100,
+        // v12+: MUST be above state_default's 100 so that only creators can upgrade the room.
+        'm.room.tombstone': rules.auth.privilegedCreators ? 150 : 100,
         'm.room.server_acl': 100,
         'm.room.encryption': 100,
       },
