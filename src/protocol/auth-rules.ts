@@ -15,7 +15,7 @@ import { AuthError } from './auth-error.js';
 import { checkPowerLevelsEvent } from './auth-power-levels.js';
 import { isJsonObject } from './canonical-json.js';
 import { verifyJsonSignature } from './crypto.js';
-import { computeEventId, prevEventIds, roomIdFromCreateEvent } from './events.js';
+import { computeEventId, prevEventIds } from './events.js';
 import { isValidUserId, serverNameOf } from './ids.js';
 import { actionPowerLevel, creatorOf, powerLevelOf, requiredPowerLevel } from './power-levels.js';
 import { findRoomVersion, isRoomVersion, type RoomVersionRules } from './room-versions.js';
@@ -254,12 +254,10 @@ export function checkEventAuth(pdu: Pdu, roomVersion: string, authState: AuthSta
   }
 }
 
+/** v12: the room ID the create event implies (its event ID with the `!` sigil); see roomIdFromCreateEvent. */
 function roomIdOrUndefined(create: Pdu, rules: RoomVersionRules): string | undefined {
-  try {
-    return roomIdFromCreateEvent(create, rules.id);
-  } catch {
-    return undefined;
-  }
+  const id = eventIdOrUndefined(create, rules.id);
+  return id === undefined ? undefined : '!' + id.slice(1);
 }
 
 // Rule 1.
@@ -359,14 +357,24 @@ function restrictedJoinRules(rules: RoomVersionRules): string[] {
   return out;
 }
 
+// Create event IDs are needed for every join (rule 4.3.1) and, in v12, every event (rule 2);
+// state resolution checks thousands of events against one create event, so its hash is kept per
+// PDU object. State PDUs are never mutated in ways that change the hash (only `unsigned`).
+const createIds = new WeakMap<Pdu, { version: string; id: string | undefined }>();
+
 // The create event in state was accepted earlier, so this only fails on corrupt input; that must
 // surface as a rejection, not as a CanonicalJsonError from deep inside the auth check.
 function eventIdOrUndefined(pdu: Pdu, roomVersion: string): string | undefined {
+  const cached = createIds.get(pdu);
+  if (cached && cached.version === roomVersion) return cached.id;
+  let id: string | undefined;
   try {
-    return computeEventId(pdu, roomVersion);
+    id = computeEventId(pdu, roomVersion);
   } catch {
-    return undefined;
+    id = undefined;
   }
+  if (pdu.type === 'm.room.create') createIds.set(pdu, { version: roomVersion, id });
+  return id;
 }
 
 function checkJoin(ctx: AuthContext, target: string, targetMembership: string, senderMembership: string): void {

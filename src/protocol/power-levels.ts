@@ -80,9 +80,15 @@ export function creatorsOf(create: Pdu | undefined, roomVersion?: string): Set<s
   return out;
 }
 
-/** v12: whether the user is a privileged creator (infinite power, not in power_levels.users). */
+/**
+ * v12: whether the user is a privileged creator (infinite power, not in power_levels.users).
+ * Allocation-free, as state resolution asks this for every event it sorts.
+ */
 export function isPrivilegedCreator(userId: string, create: Pdu | undefined, roomVersion?: string): boolean {
-  return !!create && rulesOf(create, roomVersion).auth.privilegedCreators && creatorsOf(create, roomVersion).has(userId);
+  if (!create || !rulesOf(create, roomVersion).auth.privilegedCreators) return false;
+  if (userId === create.sender) return true;
+  const extra = create.content.additional_creators;
+  return Array.isArray(extra) && extra.includes(userId);
 }
 
 /**
