@@ -1,6 +1,8 @@
 // The room version table, and the version-dependent event format (event IDs, references, room
 // IDs, hashes, signatures and redaction) checked for every version against the shared vectors.
 import { assert } from '../helpers/assert.js';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import path from 'node:path';
 import nacl from 'tweetnacl';
 import { decodeBase64, encodeBase64 } from '../../src/protocol/base64.js';
 import { canonicalJson } from '../../src/protocol/canonical-json.js';
@@ -71,6 +73,22 @@ describe('protocol/room-versions: the table', () => {
     assert.deepEqual(since('floatPowerLevels'), ['1', '2', '3', '4', '5']);
     assert.deepEqual(since('creatorInContent'), ALL.slice(0, 10));
     assert.deepEqual(since('privilegedCreators'), ['12']);
+  });
+
+  it('src/ compares no room version strings: behaviour comes from the table', () => {
+    const files: string[] = [];
+    const walk = (dir: string): void => {
+      for (const name of readdirSync(dir)) {
+        const p = path.join(dir, name);
+        if (statSync(p).isDirectory()) walk(p);
+        else if (p.endsWith('.ts')) files.push(p);
+      }
+    };
+    walk(path.resolve(process.cwd(), 'src'));
+    assert.ok(files.length > 50, `found the sources (${files.length})`);
+    const comparison = /[vV]ersion\s*[!=]==?\s*'[0-9]+'|'[0-9]+'\s*[!=]==?\s*[\w.]*[vV]ersion|\[('[0-9]+',\s*)+'[0-9]+'\]\.includes/;
+    const offenders = files.filter((f) => !f.endsWith('room-versions.ts') && comparison.test(readFileSync(f, 'utf8')));
+    assert.deepEqual(offenders, []);
   });
 
   it('the rule objects are frozen', () => {
