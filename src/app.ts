@@ -21,6 +21,7 @@ import { loadOrCreateSigningKey } from './protocol/keyfile.js';
 import { EventFormatter } from './room/client-event.js';
 import { RoomInput } from './room/room-input.js';
 import { RoomService } from './room/room-service.js';
+import { RoomUpgradeService } from './room/room-upgrade.js';
 import { VisibilityChecker } from './room/visibility.js';
 import { openSqliteStore } from './store/sqlite/index.js';
 import type { Store } from './store/types.js';
@@ -144,6 +145,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
   const visibility = new VisibilityChecker(store);
   const delivered = new DeliveredService(store, store.delivery, notifier, logger, now);
   const e2ee = createE2eeServices({ store, e2ee: store.e2ee, notifier, serverName: config.server_name, logger });
+  const rooms = new RoomService(store, roomInput, config.server_name, logger);
   const services: ApiServices = {
     serverName: config.server_name,
     publicBaseUrl: config.public_baseurl,
@@ -153,7 +155,8 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
       await store.e2ee.deleteDeviceE2ee(userId, deviceId);
       await store.pushers.deletePushersForDevice(userId, deviceId);
     }),
-    rooms: new RoomService(store, roomInput, config.server_name, logger),
+    rooms,
+    upgrades: new RoomUpgradeService(store, roomInput, rooms, config.server_name, logger),
     roomInput,
     sync: new SyncService(store, waiters, formatter, visibility, {
       ephemeral: [new TypingSource(typing), new ReceiptSource(store.receipts), new DeliveredSource(store.delivery)],

@@ -10,6 +10,7 @@ import type { AuthInfo, Ctx } from './middleware.js';
 import { HandlerTable, parse, type IntakeClass, type Method, type RouteLimit, type RouteSpec, type TableDeps } from './handlers.js';
 import type { AccountService } from '../users/account-service.js';
 import type { RoomService } from '../room/room-service.js';
+import type { RoomUpgradeService } from '../room/room-upgrade.js';
 import type { SyncService } from '../sync/sync-service.js';
 import type { EventFormatter } from '../room/client-event.js';
 import type { VisibilityChecker } from '../room/visibility.js';
@@ -32,6 +33,7 @@ export interface ApiServices {
   store: Store;
   accounts: AccountService;
   rooms: RoomService;
+  upgrades: RoomUpgradeService;
   roomInput: RoomInput;
   sync: SyncService;
   typing: TypingService;

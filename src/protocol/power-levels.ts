@@ -126,3 +126,46 @@ export function notificationPowerLevel(key: string, powerLevels: JsonObject | un
   return levelValue(ownEntry(objectField(powerLevels, 'notifications'), key)) ?? 50;
 }
 
+
+const LEVEL_KEYS = ['ban', 'events_default', 'invite', 'kick', 'redact', 'state_default', 'users_default'];
+const LEVEL_MAPS = ['events', 'users', 'notifications'];
+
+/** A level as room versions before 10 accept it too: an integer or a string of one. */
+function looseLevel(v: JsonValue | undefined): number | undefined {
+  if (typeof v === 'string' && /^\s*[+-]?\d{1,15}\s*$/.test(v)) return Number(v.trim());
+  return intValue(v);
+}
+
+/**
+ * Power levels content that any room version accepts (v10+ demand integers; earlier versions
+ * allowed strings such as "50"): numeric strings become integers, values that are no level at
+ * all are dropped, so they take their defaults. Other keys are kept as they are.
+ */
+export function copyablePowerLevels(content: JsonObject): JsonObject {
+  const out: JsonObject = {};
+  for (const [k, v] of Object.entries(content)) {
+    if (LEVEL_KEYS.includes(k)) {
+      const n = looseLevel(v);
+      if (n !== undefined) out[k] = n;
+    } else if (LEVEL_MAPS.includes(k)) {
+      const map: JsonObject = {};
+      if (isJsonObject(v)) {
+        for (const [mk, mv] of Object.entries(v)) {
+          const n = looseLevel(mv);
+          if (n !== undefined) map[mk] = n;
+        }
+      }
+      out[k] = map;
+    } else {
+      out[k] = v;
+    }
+  }
+  return out;
+}
+
+/** The level that lets a user send every state event and ban anyone under `powerLevels`. */
+export function requiredToCopyState(powerLevels: JsonObject): number {
+  const events = objectField(powerLevels, 'events') ?? {};
+  const levels = Object.values(events).map(intValue).filter((n): n is number => n !== undefined);
+  return Math.max(intValue(powerLevels.state_default) ?? 50, intValue(powerLevels.ban) ?? 50, ...levels);
+}

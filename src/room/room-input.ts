@@ -148,6 +148,36 @@ export class RoomInput {
     });
   }
 
+  /**
+   * Appends the event `build` returns while holding this room's queue from before `build` runs
+   * until that event is durable, so nothing else enters the room in between. `beforeCommit`
+   * runs once the event is authorised and its ID is known; if it throws, nothing is written
+   * here. Both may write to other rooms, never to this one (the job would wait on itself).
+   * Room upgrades use this: the new room is built between the old room's last event and its
+   * tombstone.
+   */
+  submitHolding(
+    roomId: string,
+    build: (state: RoomState) => Promise<EventDraft>,
+    beforeCommit?: (eventId: string) => Promise<void>,
+  ): Promise<SubmitResult> {
+    return this.enqueue(roomId, async () => {
+      const state = await this.load(roomId);
+      if (!state) throw new MatrixError('M_NOT_FOUND', 'Unknown room');
+      const prepared = await this.prepare(roomId, await build(state), state);
+      await beforeCommit?.(prepared.eventId);
+      return this.commit(roomId, prepared, state);
+    });
+  }
+
+  /**
+   * Builds and authorises `draft` against `state` exactly as a submit would, writing nothing.
+   * For checks that must pass before work elsewhere starts (inside a `submitHolding` build).
+   */
+  async authorise(roomId: string, draft: EventDraft, state: RoomState): Promise<void> {
+    await this.prepare(roomId, draft, state);
+  }
+
   /** Current state of a room as the writer sees it (loaded on demand). */
   async currentState(roomId: string): Promise<RoomState | null> {
     return this.enqueue(roomId, () => this.load(roomId));

@@ -5,8 +5,8 @@ import { randomBytes } from 'node:crypto';
 import { MatrixError } from '../errors.js';
 import { isValidRoomAlias, isValidUserId, serverNameOf } from '../protocol/ids.js';
 import { creatorsOf } from '../protocol/power-levels.js';
-import { DEFAULT_ROOM_VERSION, findRoomVersion } from '../protocol/room-versions.js';
-import type { JsonObject, Pdu } from '../protocol/types.js';
+import { DEFAULT_ROOM_VERSION, findRoomVersion, roomVersionRules } from '../protocol/room-versions.js';
+import type { JsonObject, Pdu, RoomVersion } from '../protocol/types.js';
 import type { Store } from '../store/types.js';
 import { StoreConflictError } from '../store/types.js';
 import type { EventDraft, RoomInput, SubmitResult } from './room-input.js';
@@ -41,7 +41,19 @@ export class RoomService {
     return (await this.store.rooms.getRoomsForUser(userId, ['join'])).length;
   }
 
-  async createRoom(sender: Sender, req: CreateRoomRequest): Promise<{ roomId: string; alias?: string }> {
+  /**
+   * Whether a room of `version` can be given its ID before its create event exists (random
+   * `!opaque:server` IDs), as opposed to an ID derived from the create event.
+   */
+  roomIdChosenBeforeCreate(version: RoomVersion): boolean {
+    return !roomVersionRules(version).roomIdFromCreateEvent;
+  }
+
+  /**
+   * `internal.roomId` (upgrades only) is the ID to use, chosen in advance so that other events
+   * can name the room before it exists; only where roomIdChosenBeforeCreate(version).
+   */
+  async createRoom(sender: Sender, req: CreateRoomRequest, internal: { roomId?: string } = {}): Promise<{ roomId: string; alias?: string }> {
     const rules = findRoomVersion(req.room_version ?? DEFAULT_ROOM_VERSION);
     if (!rules) throw new MatrixError('M_UNSUPPORTED_ROOM_VERSION', `Room version ${req.room_version} is not supported`);
     const version = rules.id;
@@ -61,7 +73,7 @@ export class RoomService {
     const me = sender.userId;
     const preset = req.preset ?? (req.visibility === 'public' ? 'public_chat' : 'private_chat');
     // v12 room IDs are the create event's hash, known only once RoomInput has built it.
-    const requestedId = rules.roomIdFromCreateEvent ? null : `!${randomBytes(18).toString('base64url')}:${this.serverName}`;
+    const requestedId = rules.roomIdFromCreateEvent ? null : (internal.roomId ?? this.newRoomId());
     const profile = await this.store.accounts.getUser(me);
 
     const createContent: JsonObject = { ...(req.creation_content ?? {}), room_version: version };
@@ -168,6 +180,11 @@ export class RoomService {
     }
     if (req.visibility === 'public') await this.store.rooms.setRoomVisibility(roomId, 'public');
     return { roomId, alias };
+  }
+
+  /** A fresh opaque room ID on this server. */
+  newRoomId(): string {
+    return `!${randomBytes(18).toString('base64url')}:${this.serverName}`;
   }
 
   async resolveRoom(roomIdOrAlias: string): Promise<string> {

@@ -30,6 +30,9 @@ const createRoomSchema = z
   })
   .passthrough();
 
+const upgradeSchema = z
+  .object({ new_version: z.string().min(1).max(32), additional_creators: z.array(z.string().max(255)).max(100).optional() })
+  .passthrough();
 const reasonSchema = z.object({ reason: z.string().max(1024).optional() }).passthrough();
 const targetSchema = reasonSchema.extend({ user_id: z.string().max(255) });
 
@@ -53,6 +56,11 @@ export function roomRoutes(r: ClientRoutes, s: ApiServices): void {
   roomEvent('post', '/rooms/:roomId/leave', async (ctx, auth) => {
     await s.rooms.leave(auth, param(ctx, 'roomId'), parse(reasonSchema, body(ctx)).reason);
     ctx.body = {};
+  });
+  // Creates a room and several events, but spends from `write` like any other request.
+  r.authed('post', '/rooms/:roomId/upgrade', async (ctx, auth) => {
+    const req = parse(upgradeSchema, body(ctx));
+    ctx.body = { replacement_room: await s.upgrades.upgrade(auth, param(ctx, 'roomId'), req.new_version) };
   });
   r.authed('post', '/rooms/:roomId/forget', async (ctx, auth) => {
     await s.rooms.forget(auth, param(ctx, 'roomId'));

@@ -1,0 +1,271 @@
+// Room upgrades (Client-Server spec, "Room Upgrades", server behaviour): a room is replaced by a
+// new room of another version, linked both ways (tombstone -> replacement_room, create event ->
+// predecessor). Invariants:
+// - Nothing is written anywhere unless the upgrader may send m.room.tombstone in the old room,
+//   checked by the real auth rules against the old room's current state before the new room
+//   exists.
+// - The old room's queue is held from that check until its tombstone is durable
+//   (RoomInput.submitHolding): nothing enters the old room in between, so the tombstone follows
+//   exactly the state that was copied.
+// - The new room is finished (copied state, bans, moved aliases, restored power levels) before
+//   the tombstone naming it is written: a member who follows the tombstone finds a complete room.
+// - Follow-up writes to the old room after its tombstone (canonical alias, restricted power
+//   levels) and the directory move are best effort: failures are logged, the upgrade stands.
+// - Per-version rules (room ID format, `creator`, creators' power) stay in RoomService.createRoom
+//   and the auth rules; this file only decides what is copied, so it holds for every version.
+
+import type { Logger } from 'pino';
+import { MatrixError } from '../errors.js';
+import { serverNameOf } from '../protocol/ids.js';
+import { copyablePowerLevels, intValue, objectField, requiredToCopyState } from '../protocol/power-levels.js';
+import type { JsonObject, JsonValue, RoomVersion } from '../protocol/types.js';
+import { SUPPORTED_ROOM_VERSIONS } from '../protocol/types.js';
+import type { Store } from '../store/types.js';
+import type { EventDraft, RoomInput } from './room-input.js';
+import type { RoomService } from './room-service.js';
+import type { RoomState } from './room-state.js';
+
+type Sender = { userId: string; deviceId?: string };
+
+/** State the spec recommends transferring (power levels are handled on their own). */
+const COPIED_STATE = [
+  'm.room.join_rules',
+  'm.room.name',
+  'm.room.topic',
+  'm.room.history_visibility',
+  'm.room.guest_access',
+  'm.room.avatar',
+  'm.room.encryption',
+  'm.room.server_acl',
+] as const;
+
+const TOMBSTONE_BODY = 'This room has been replaced';
+
+/** What the upgrade takes from the old room, read once under its queue. */
+interface OldRoom {
+  roomId: string;
+  createContent: JsonObject;
+  state: Array<{ type: string; stateKey: string; content: JsonObject }>;
+  powerLevels: JsonObject | undefined;
+  bans: Array<{ userId: string; reason?: string }>;
+  canonicalAlias: JsonObject | undefined;
+}
+
+export class RoomUpgradeService {
+  constructor(
+    private readonly store: Store,
+    private readonly input: RoomInput,
+    private readonly rooms: RoomService,
+    private readonly serverName: string,
+    private readonly logger: Logger,
+  ) {}
+
+  /** Upgrades `oldRoomId` to `newVersion`; returns the replacement room's ID. */
+  async upgrade(sender: Sender, oldRoomId: string, newVersion: string): Promise<string> {
+    if (!(SUPPORTED_ROOM_VERSIONS as readonly string[]).includes(newVersion)) {
+      throw new MatrixError('M_UNSUPPORTED_ROOM_VERSION', `Room version ${newVersion} is not supported by this server`);
+    }
+    const version = newVersion as RoomVersion;
+    const me = sender.userId;
+    const membership = await this.store.rooms.getMembership(oldRoomId, me);
+    if (membership?.membership !== 'join') throw new MatrixError('M_FORBIDDEN', 'You are not joined to this room');
+
+    const idFirst = this.rooms.roomIdChosenBeforeCreate(version);
+    const tombstone = (replacement: string): EventDraft => ({
+      type: 'm.room.tombstone',
+      stateKey: '',
+      sender: me,
+      content: { body: TOMBSTONE_BODY, replacement_room: replacement },
+    });
+    let old: OldRoom | undefined;
+    let newRoomId = '';
+    await this.input.submitHolding(
+      oldRoomId,
+      async (state) => {
+        if (state.membership(me) !== 'join') throw new MatrixError('M_FORBIDDEN', 'You are not joined to this room');
+        // The check the spec puts first. Where the new ID is chosen up front, this is the very
+        // tombstone that will be written; otherwise the replacement is not known yet, and the
+        // auth rules do not look at it.
+        const candidate = this.rooms.newRoomId();
+        if (idFirst) newRoomId = candidate;
+        await this.input.authorise(oldRoomId, tombstone(candidate), state).catch((err: unknown) => {
+          if (err instanceof MatrixError && err.errcode === 'M_FORBIDDEN') {
+            throw new MatrixError('M_FORBIDDEN', `You are not allowed to upgrade this room: ${err.message}`);
+          }
+          throw err;
+        });
+        old = snapshot(oldRoomId, state);
+        // Room IDs derived from the create event cannot be named before it exists; the create
+        // event cannot then cite the tombstone (it names the new room), so `predecessor` carries
+        // only the room ID, as the spec allows for such versions.
+        if (!idFirst) newRoomId = await this.buildNewRoom(sender, old, version);
+        return tombstone(newRoomId);
+      },
+      idFirst ? async (tombstoneId) => void (await this.buildNewRoom(sender, old!, version, newRoomId, tombstoneId)) : undefined,
+    );
+    await this.afterTombstone(sender, old!, newRoomId);
+    return newRoomId;
+  }
+
+  /** Creates and fills the replacement room. Runs while the old room's queue is held. */
+  private async buildNewRoom(sender: Sender, old: OldRoom, version: RoomVersion, roomId?: string, tombstoneId?: string): Promise<string> {
+    const me = sender.userId;
+    const predecessor: JsonObject = { room_id: old.roomId };
+    if (tombstoneId) predecessor.event_id = tombstoneId;
+    const creationContent: JsonObject = { predecessor };
+    if (old.createContent.type !== undefined) creationContent.type = old.createContent.type;
+    if (old.createContent['m.federate'] === false) creationContent['m.federate'] = false;
+
+    const initialState = old.state.map((s) => ({ type: s.type, state_key: s.stateKey, content: s.content }));
+    // An absent m.room.guest_access means "forbidden"; without it the preset would allow guests.
+    if (!old.state.some((s) => s.type === 'm.room.guest_access')) {
+      initialState.push({ type: 'm.room.guest_access', state_key: '', content: { guest_access: 'forbidden' } });
+    }
+    let finalLevels: JsonObject | undefined;
+    let raisedLevels: JsonObject | undefined;
+    if (old.powerLevels) {
+      finalLevels = copyablePowerLevels(old.powerLevels);
+      // The upgrader must be able to send every copied event (and the bans) into the new room;
+      // they get the level needed for that until the copy is done, then their old level back.
+      raisedLevels = raiseUser(finalLevels, me, requiredToCopyState(finalLevels));
+      initialState.push({ type: 'm.room.power_levels', state_key: '', content: raisedLevels });
+    }
+
+    const created = await this.rooms.createRoom(
+      sender,
+      { preset: 'private_chat', room_version: version, creation_content: creationContent, initial_state: initialState },
+      roomId ? { roomId } : {},
+    );
+    const newRoomId = created.roomId;
+
+    for (const ban of old.bans) {
+      const content: JsonObject = { membership: 'ban' };
+      if (ban.reason !== undefined) content.reason = ban.reason;
+      await this.input.submit(newRoomId, { type: 'm.room.member', stateKey: ban.userId, sender: me, content });
+    }
+    await this.moveAliases(old.roomId, newRoomId);
+    if (old.canonicalAlias) {
+      const moved = this.splitCanonicalAlias(old.canonicalAlias).moved;
+      if (Object.keys(moved).length > 0) {
+        await this.input.submit(newRoomId, { type: 'm.room.canonical_alias', stateKey: '', sender: me, content: moved });
+      }
+    }
+    if (finalLevels && raisedLevels !== finalLevels) {
+      await this.input.submit(newRoomId, { type: 'm.room.power_levels', stateKey: '', sender: me, content: finalLevels });
+    }
+    this.logger.info({ oldRoomId: old.roomId, newRoomId, version, userId: me }, 'room upgraded');
+    return newRoomId;
+  }
+
+  private async moveAliases(oldRoomId: string, newRoomId: string): Promise<void> {
+    for (const alias of await this.store.rooms.getAliasesForRoom(oldRoomId)) {
+      const found = await this.store.rooms.getAlias(alias);
+      if (!found || found.roomId !== oldRoomId) continue;
+      await this.store.rooms.deleteAlias(alias);
+      await this.store.rooms.createAlias(alias, newRoomId, found.creator);
+    }
+  }
+
+  /** Local aliases move to the new room; any others stay behind. */
+  private splitCanonicalAlias(content: JsonObject): { moved: JsonObject; kept: JsonObject } {
+    const local = (a: JsonValue | undefined): a is string => typeof a === 'string' && serverNameOf(a) === this.serverName;
+    const moved: JsonObject = {};
+    const kept: JsonObject = { ...content };
+    if (local(content.alias)) {
+      moved.alias = content.alias;
+      delete kept.alias;
+    }
+    if (Array.isArray(content.alt_aliases)) {
+      const alt = content.alt_aliases;
+      const movedAlt = alt.filter(local);
+      if (movedAlt.length > 0) moved.alt_aliases = movedAlt;
+      const keptAlt = alt.filter((a) => !local(a));
+      if (keptAlt.length > 0) kept.alt_aliases = keptAlt;
+      else delete kept.alt_aliases;
+    }
+    return { moved, kept };
+  }
+
+  /** The old room after its tombstone: aliases gone, chatter stopped, directory entry moved. */
+  private async afterTombstone(sender: Sender, old: OldRoom, newRoomId: string): Promise<void> {
+    const me = sender.userId;
+    const log = { oldRoomId: old.roomId, newRoomId, userId: me };
+    if (old.canonicalAlias) {
+      const { moved, kept } = this.splitCanonicalAlias(old.canonicalAlias);
+      if (Object.keys(moved).length > 0) {
+        await this.input
+          .submit(old.roomId, { type: 'm.room.canonical_alias', stateKey: '', sender: me, content: kept })
+          .catch((err: unknown) => this.logger.warn({ err, ...log }, 'room upgrade: could not remove moved aliases from the old room'));
+      }
+    }
+    if (old.powerLevels) {
+      const restricted = restrictChatter(copyablePowerLevels(old.powerLevels));
+      if (restricted) {
+        await this.input
+          .submit(old.roomId, { type: 'm.room.power_levels', stateKey: '', sender: me, content: restricted })
+          .catch((err: unknown) => this.logger.warn({ err, ...log }, 'room upgrade: could not restrict power levels in the old room'));
+      }
+    }
+    try {
+      if ((await this.store.rooms.getRoomVisibility(old.roomId)) === 'public') {
+        await this.store.rooms.setRoomVisibility(newRoomId, 'public');
+        await this.store.rooms.setRoomVisibility(old.roomId, 'private');
+      }
+    } catch (err) {
+      this.logger.warn({ err, ...log }, 'room upgrade: could not move the room directory entry');
+    }
+  }
+}
+
+function snapshot(roomId: string, state: RoomState): OldRoom {
+  const copied: OldRoom['state'] = [];
+  for (const type of COPIED_STATE) {
+    const content = state.content(type, '');
+    if (content) copied.push({ type, stateKey: '', content });
+  }
+  const createContent = state.content('m.room.create', '') ?? {};
+  const bans: OldRoom['bans'] = [];
+  for (const { pdu } of state.all()) {
+    // A space keeps its children (Synapse does the same); an emptied child entry is a removal.
+    if (createContent.type === 'm.space' && pdu.type === 'm.space.child' && pdu.state_key !== undefined && Object.keys(pdu.content).length > 0) {
+      copied.push({ type: pdu.type, stateKey: pdu.state_key, content: pdu.content });
+    }
+    if (pdu.type === 'm.room.member' && pdu.state_key !== undefined && pdu.content.membership === 'ban') {
+      const reason = pdu.content.reason;
+      bans.push({ userId: pdu.state_key, ...(typeof reason === 'string' ? { reason } : {}) });
+    }
+  }
+  return {
+    roomId,
+    createContent,
+    state: copied,
+    powerLevels: state.content('m.room.power_levels', ''),
+    bans,
+    canonicalAlias: state.content('m.room.canonical_alias', ''),
+  };
+}
+
+/** `levels` with `userId` at `needed` at least; the same object when no raise is needed. */
+function raiseUser(levels: JsonObject, userId: string, needed: number): JsonObject {
+  const users = objectField(levels, 'users') ?? {};
+  const current = intValue(users[userId]) ?? intValue(levels.users_default) ?? 0;
+  if (current >= needed) return levels;
+  return { ...levels, users: { ...users, [userId]: needed } };
+}
+
+/**
+ * The spec's suggestion for the old room: sending events and inviting need more than the
+ * default user level (at least 50). Undefined when the room already demands that.
+ */
+function restrictChatter(levels: JsonObject): JsonObject | undefined {
+  const restricted = Math.max((intValue(levels.users_default) ?? 0) + 1, 50);
+  const out: JsonObject = { ...levels };
+  let changed = false;
+  for (const key of ['events_default', 'invite'] as const) {
+    if ((intValue(levels[key]) ?? 0) < restricted) {
+      out[key] = restricted;
+      changed = true;
+    }
+  }
+  return changed ? out : undefined;
+}
