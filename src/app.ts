@@ -156,7 +156,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
       await store.pushers.deletePushersForDevice(userId, deviceId);
     }),
     rooms,
-    upgrades: new RoomUpgradeService(store, roomInput, rooms, config.server_name, logger),
+    upgrades: new RoomUpgradeService(store, roomInput, rooms, config.server_name, pushRules, notifier, logger),
     roomInput,
     sync: new SyncService(store, waiters, formatter, visibility, {
       ephemeral: [new TypingSource(typing), new ReceiptSource(store.receipts), new DeliveredSource(store.delivery)],

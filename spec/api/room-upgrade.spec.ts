@@ -208,6 +208,38 @@ describe('POST /rooms/{roomId}/upgrade', function () {
     assert.ok(newId);
   });
 
+  it('tags and per-room push rules carry over when a member joins the new room (and for the upgrader at once)', async () => {
+    const oldId = await create({ room_version: '10', preset: 'public_chat' });
+    await join(oldId, bob);
+    const tag = (who: User, id: string) => `${V3}/user/${enc(who.userId)}/rooms/${enc(id)}/tags`;
+    const rule = (kind: string, id: string) => `${V3}/pushrules/global/${kind}/${enc(id)}`;
+    await ok(bob.put(`${tag(bob, oldId)}/u.work`, { order: 0.25 }), 'bob tags');
+    await ok(alice.put(`${tag(alice, oldId)}/m.favourite`, {}), 'alice tags');
+    await ok(bob.put(rule('room', oldId), { actions: ['notify', { set_tweak: 'sound', value: 'default' }] }), 'room rule');
+    await ok(bob.put(rule('override', oldId), { actions: [], conditions: [{ kind: 'event_match', key: 'room_id', pattern: oldId }] }), 'mute rule');
+    // Carol was never in the old room: joining the new one gives her nothing of the kind.
+    await ok(carol.put(rule('room', '!unrelated:localhost'), { actions: ['notify'] }), 'carol rule');
+
+    const newId = await upgrade(oldId, '11');
+    assert.deepEqual((await ok(alice.get(tag(alice, newId)), 'alice tags')).tags, { 'm.favourite': {} }, 'the upgrader\'s tags move at once');
+    await join(newId, bob);
+    assert.deepEqual((await ok(bob.get(tag(bob, newId)), 'bob tags')).tags, { 'u.work': { order: 0.25 } });
+    const roomRule = await ok(bob.get(rule('room', newId)), 'room rule copied');
+    assert.deepEqual(roomRule.actions, ['notify', { set_tweak: 'sound', value: 'default' }]);
+    const mute = await ok(bob.get(rule('override', newId)), 'mute copied');
+    assert.deepEqual(mute.conditions, [{ kind: 'event_match', key: 'room_id', pattern: newId }]);
+    assert.deepEqual(mute.actions, []);
+    // The old room's rules stay; joining again does not duplicate anything.
+    await ok(bob.get(rule('room', oldId)), 'old rule kept');
+    await join(newId, bob);
+    const all = await ok(bob.get(`${V3}/pushrules/`), 'all rules');
+    assert.equal(all.global.room.filter((r: any) => r.rule_id === newId).length, 1);
+
+    await join(newId, carol);
+    expectError(await carol.get(rule('room', newId)), 404, 'M_NOT_FOUND');
+    assert.deepEqual((await ok(carol.get(tag(carol, newId)), 'carol tags')).tags, {});
+  });
+
   it('moves the room directory entry', async () => {
     const oldId = await create({ room_version: '10', preset: 'public_chat', visibility: 'public', name: 'Listed' });
     const newId = await upgrade(oldId, '11');

@@ -266,6 +266,30 @@ export function setActions(user: UserPushRules, kind: string, ruleId: string, ac
   return modify(user, kind, ruleId, { actions: validateActions(actions) });
 }
 
+/**
+ * After a room upgrade: every rule of the user's that is about `oldRoomId` (its rule ID is the
+ * room ID, as clients name per-room rules and mutes) gets a twin about `newRoomId`, placed just
+ * before it, with `room_id` conditions pointing at the new room. Rules the user already has for
+ * the new room are left alone.
+ */
+export function copyRoomRules(user: UserPushRules, oldRoomId: string, newRoomId: string): UserPushRules {
+  const next = clone(user);
+  for (const kind of Object.keys(next.rules) as PushRuleKind[]) {
+    const list = next.rules[kind];
+    const i = list.findIndex((r) => r.rule_id === oldRoomId);
+    if (i === -1 || list.some((r) => r.rule_id === newRoomId)) continue;
+    const twin = clone(list[i]);
+    twin.rule_id = newRoomId;
+    if (twin.conditions) {
+      twin.conditions = twin.conditions.map((c) =>
+        c.kind === 'event_match' && c.key === 'room_id' && c.pattern === oldRoomId ? { ...c, pattern: newRoomId } : c,
+      );
+    }
+    list.splice(i, 0, twin);
+  }
+  return next;
+}
+
 function toPushRule(kind: PushRuleKind, r: UserPushRule): PushRule {
   const rule: PushRule = { rule_id: r.rule_id, default: false, enabled: r.enabled, actions: clone(r.actions) };
   if (kind === 'override' || kind === 'underride') rule.conditions = clone(r.conditions ?? []);

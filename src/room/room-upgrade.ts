@@ -21,6 +21,9 @@ import { copyablePowerLevels, intValue, objectField, requiredToCopyState } from 
 import type { JsonObject, JsonValue, RoomVersion } from '../protocol/types.js';
 import { SUPPORTED_ROOM_VERSIONS } from '../protocol/types.js';
 import type { Store } from '../store/types.js';
+import type { PushRulesService } from '../push/push-rules-service.js';
+import { copyRoomRules } from '../push/ruleset.js';
+import type { Notifier } from '../sync/notifier.js';
 import type { EventDraft, RoomInput } from './room-input.js';
 import type { RoomService } from './room-service.js';
 import type { RoomState } from './room-state.js';
@@ -57,8 +60,35 @@ export class RoomUpgradeService {
     private readonly input: RoomInput,
     private readonly rooms: RoomService,
     private readonly serverName: string,
+    private readonly pushRules: PushRulesService,
+    private readonly notifier: Notifier,
     private readonly logger: Logger,
   ) {}
+
+  /**
+   * The spec's "when a user joins the new room, transfer their personalised settings": if
+   * `roomId` replaces a room `userId` was joined to, their tags (unless they already tagged the
+   * new room) and their push rules for the old room carry over. Best effort: failures are
+   * logged, the join stands.
+   */
+  async carryOverUserState(userId: string, roomId: string): Promise<void> {
+    try {
+      const predecessor = (await this.input.currentState(roomId))?.content('m.room.create', '')?.predecessor;
+      const oldRoomId = predecessor && typeof predecessor === 'object' && !Array.isArray(predecessor) ? predecessor.room_id : undefined;
+      if (typeof oldRoomId !== 'string') return;
+      if ((await this.store.rooms.getMembership(oldRoomId, userId))?.membership !== 'join') return;
+      const tags = await this.store.userData.getAccountData(userId, oldRoomId, 'm.tag');
+      if (tags && !(await this.store.userData.getAccountData(userId, roomId, 'm.tag'))) {
+        const stream = await this.store.userData.setAccountData(userId, roomId, 'm.tag', tags);
+        this.notifier.publish({ stream, userIds: [userId] });
+      }
+      const rules = await this.pushRules.userRules(userId);
+      const copied = copyRoomRules(rules, oldRoomId, roomId);
+      if (JSON.stringify(copied) !== JSON.stringify(rules)) await this.pushRules.update(userId, (u) => copyRoomRules(u, oldRoomId, roomId));
+    } catch (err) {
+      this.logger.warn({ err, userId, roomId }, 'room upgrade: could not carry over tags and push rules');
+    }
+  }
 
   /** Upgrades `oldRoomId` to `newVersion`; returns the replacement room's ID. */
   async upgrade(sender: Sender, oldRoomId: string, newVersion: string): Promise<string> {
@@ -104,6 +134,7 @@ export class RoomUpgradeService {
       idFirst ? async (tombstoneId) => void (await this.buildNewRoom(sender, old!, version, newRoomId, tombstoneId)) : undefined,
     );
     await this.afterTombstone(sender, old!, newRoomId);
+    await this.carryOverUserState(me, newRoomId);
     return newRoomId;
   }
 

@@ -46,7 +46,12 @@ export function roomRoutes(r: ClientRoutes, s: ApiServices): void {
     ctx.body = alias ? { room_id: roomId, room_alias: alias } : { room_id: roomId };
   }, { schema: createRoomSchema });
 
-  const join = async (auth: AuthInfo, idOrAlias: string, reason?: string) => ({ room_id: await s.rooms.join(auth, idOrAlias, reason) });
+  const join = async (auth: AuthInfo, idOrAlias: string, reason?: string) => {
+    const roomId = await s.rooms.join(auth, idOrAlias, reason);
+    // Joining an upgraded room's successor brings the user's tags and push rules along.
+    await s.upgrades.carryOverUserState(auth.userId, roomId);
+    return { room_id: roomId };
+  };
   roomEvent('post', '/join/:roomIdOrAlias', async (ctx, auth) => {
     ctx.body = await join(auth, param(ctx, 'roomIdOrAlias'), parse(reasonSchema, body(ctx)).reason);
   });
