@@ -283,6 +283,23 @@ describe('POST /rooms/{roomId}/upgrade', function () {
     assert.equal(find(await state(third), 'm.room.create').content.predecessor.room_id, second);
   });
 
+  it('a repeated request while the upgrade runs gets the same replacement room; another user\'s concurrent upgrade is refused', async () => {
+    const oldId = await create({ room_version: '10', preset: 'public_chat', power_level_content_override: { users: { [alice.userId]: 100, [bob.userId]: 100 } } });
+    await join(oldId, bob);
+    // Through the service, so both calls are certainly in flight together.
+    const upgrades = srv.hearth.services.upgrades;
+    const [a, b] = await Promise.all([upgrades.upgrade(alice, oldId, '11'), upgrades.upgrade(alice, oldId, '11')]);
+    assert.equal(a, b);
+    const first = upgrades.upgrade(alice, oldId, '11');
+    await assert.rejects(upgrades.upgrade(bob, oldId, '11'), (err: any) => err.errcode === 'M_UNKNOWN' && err.status === 400);
+    await assert.rejects(upgrades.upgrade(alice, oldId, '10'), (err: any) => err.errcode === 'M_UNKNOWN', 'another version at once is refused too');
+    const c = await first;
+    assert.notEqual(c, a, 'once finished, a room may be upgraded again (the spec allows it)');
+    // ... and the newest tombstone wins.
+    const d = await upgrade(oldId, '11', bob);
+    assert.equal(find(await state(oldId), 'm.room.tombstone').content.replacement_room, d);
+  });
+
   describe('errors', () => {
     let roomId: string;
     before(async () => {

@@ -55,6 +55,9 @@ interface OldRoom {
 }
 
 export class RoomUpgradeService {
+  /** Upgrades under way in this process, by old room. */
+  private readonly inFlight = new Map<string, { userId: string; version: string; result: Promise<string> }>();
+
   constructor(
     private readonly store: Store,
     private readonly input: RoomInput,
@@ -95,7 +98,24 @@ export class RoomUpgradeService {
     if (!(SUPPORTED_ROOM_VERSIONS as readonly string[]).includes(newVersion)) {
       throw new MatrixError('M_UNSUPPORTED_ROOM_VERSION', `Room version ${newVersion} is not supported by this server`);
     }
-    const version = newVersion as RoomVersion;
+    // A retried or double-clicked request joins the upgrade in flight instead of making a
+    // second replacement room; someone else's concurrent upgrade of the room is refused.
+    const running = this.inFlight.get(oldRoomId);
+    if (running) {
+      if (running.userId === sender.userId && running.version === newVersion) return running.result;
+      throw new MatrixError('M_UNKNOWN', 'An upgrade of this room is already in progress', {}, 400);
+    }
+    const result = this.run(sender, oldRoomId, newVersion as RoomVersion);
+    const entry = { userId: sender.userId, version: newVersion, result };
+    this.inFlight.set(oldRoomId, entry);
+    try {
+      return await result;
+    } finally {
+      if (this.inFlight.get(oldRoomId) === entry) this.inFlight.delete(oldRoomId);
+    }
+  }
+
+  private async run(sender: Sender, oldRoomId: string, version: RoomVersion): Promise<string> {
     const me = sender.userId;
     const membership = await this.store.rooms.getMembership(oldRoomId, me);
     if (membership?.membership !== 'join') throw new MatrixError('M_FORBIDDEN', 'You are not joined to this room');
