@@ -137,6 +137,22 @@ describe('POST /rooms/{roomId}/upgrade', function () {
     expectError(await carol.post(`${room(newId)}/join`, {}), 403, 'M_FORBIDDEN');
   });
 
+  it('a ban the upgrader cannot repeat (the banned user outranks them) is skipped; the upgrade goes through', async () => {
+    const levels = { users: { [alice.userId]: 100, [bob.userId]: 60 }, events: { 'm.room.tombstone': 60, 'm.room.power_levels': 100 } };
+    const oldId = await create({ room_version: '10', preset: 'public_chat', power_level_content_override: levels });
+    await join(oldId, bob);
+    await join(oldId, carol);
+    await ok(alice.post(`${room(oldId)}/ban`, { user_id: carol.userId }), 'ban');
+    const pl = find(await state(oldId), 'm.room.power_levels').content;
+    await ok(alice.put(`${room(oldId)}/state/m.room.power_levels`, { ...pl, users: { ...pl.users, [carol.userId]: 100 } }), 'carol promoted while banned');
+
+    const newId = await upgrade(oldId, '11', bob);
+    const s = await state(newId, bob);
+    assert.equal(find(s, 'm.room.member', carol.userId), undefined, 'bob (raised to 100) cannot ban a 100');
+    assert.equal(find(s, 'm.room.power_levels').content.users[carol.userId], 100, 'levels copied all the same');
+    assert.equal(find(await state(oldId), 'm.room.tombstone')?.content.replacement_room, newId);
+  });
+
   it('moves local aliases and the canonical alias to the new room', async () => {
     const oldId = await create({ room_version: '10', preset: 'public_chat', room_alias_name: 'upg-main' });
     await ok(alice.put(`${V3}/directory/room/${enc('#upg-alt:localhost')}`, { room_id: oldId }), 'alt alias');

@@ -189,21 +189,30 @@ export class RoomUpgradeService {
     );
     const newRoomId = created.roomId;
 
+    const log = { oldRoomId: old.roomId, newRoomId, userId: me };
+    // A ban or the canonical alias that cannot be copied (say, a banned user who outranks the
+    // upgrader) costs only that event; the room is still usable.
     for (const ban of old.bans) {
       const content: JsonObject = { membership: 'ban' };
       if (ban.reason !== undefined) content.reason = ban.reason;
-      await this.input.submit(newRoomId, { type: 'm.room.member', stateKey: ban.userId, sender: me, content });
+      await this.input
+        .submit(newRoomId, { type: 'm.room.member', stateKey: ban.userId, sender: me, content })
+        .catch((err: unknown) => this.logger.warn({ err, ...log, target: ban.userId }, 'room upgrade: ban not copied'));
     }
-    await this.moveAliases(old.roomId, newRoomId);
     if (old.canonicalAlias) {
       const moved = this.splitCanonicalAlias(old.canonicalAlias).moved;
       if (Object.keys(moved).length > 0) {
-        await this.input.submit(newRoomId, { type: 'm.room.canonical_alias', stateKey: '', sender: me, content: moved });
+        await this.input
+          .submit(newRoomId, { type: 'm.room.canonical_alias', stateKey: '', sender: me, content: moved })
+          .catch((err: unknown) => this.logger.warn({ err, ...log }, 'room upgrade: canonical alias not copied'));
       }
     }
+    // Not best effort: a failure here would leave the upgrader raised. It aborts the upgrade
+    // before aliases move or the tombstone is written, so the half-built room stays unreachable.
     if (finalLevels && raisedLevels !== finalLevels) {
       await this.input.submit(newRoomId, { type: 'm.room.power_levels', stateKey: '', sender: me, content: finalLevels });
     }
+    await this.moveAliases(old.roomId, newRoomId);
     this.logger.info({ oldRoomId: old.roomId, newRoomId, version, userId: me }, 'room upgraded');
     return newRoomId;
   }
