@@ -354,6 +354,10 @@ describe('POST /rooms/{roomId}/upgrade', function () {
       expectError(await alice.post(`${room(roomId)}/upgrade`, '[1,2]'), 400, 'M_BAD_JSON');
       expectError(await alice.post(`${room(roomId)}/upgrade`, '{"new_version":'), 400, 'M_NOT_JSON');
       expectError(await alice.post(`${room(roomId)}/upgrade`, { new_version: '11', additional_creators: 'me' }), 400, 'M_BAD_JSON');
+      // Prototype keys are data, never a way around the schema.
+      expectError(await alice.post(`${room(roomId)}/upgrade`, '{"__proto__":{"new_version":"11"}}'), 400, 'M_MISSING_PARAM');
+      expectError(await alice.post(`${room(roomId)}/upgrade`, '{"new_version":{"__proto__":{"x":1}}}'), 400, 'M_BAD_JSON');
+      expectError(await alice.post(`${room(roomId)}/upgrade`, '{"new_version":"11","additional_creators":[{"__proto__":{}}]}'), 400, 'M_BAD_JSON');
       assert.equal(find(await state(roomId), 'm.room.tombstone'), undefined);
     });
 
