@@ -316,6 +316,103 @@ describe('POST /rooms/{roomId}/upgrade', function () {
     assert.equal(find(await state(oldId), 'm.room.tombstone').content.replacement_room, d);
   });
 
+  describe('to and from room version 12 (privileged creators, room IDs from the create event)', () => {
+    const levelsOf = async (roomId: string, who: User = alice) => find(await state(roomId, who), 'm.room.power_levels').content;
+
+    it('11 -> 12: the room ID is the create event\'s hash, predecessor names the room only, the upgrader is creator and not in users', async () => {
+      const oldId = await create({ room_version: '11', preset: 'public_chat', name: 'Twelve', power_level_content_override: { users: { [alice.userId]: 100, [bob.userId]: 50 } } });
+      await join(oldId, bob);
+      const newId = await upgrade(oldId, '12');
+      assert.match(newId, /^![A-Za-z0-9_-]{43}$/, 'v12 room IDs have no server part');
+      assert.equal(find(await state(oldId), 'm.room.tombstone').content.replacement_room, newId);
+
+      const s = await state(newId);
+      const c = find(s, 'm.room.create');
+      assert.equal(c.sender, alice.userId);
+      assert.equal(c.content.room_version, '12');
+      assert.deepEqual(c.content.predecessor, { room_id: oldId }, 'no event_id: the tombstone names this room, so it cannot be cited');
+      assert.equal(c.content.additional_creators, undefined);
+      const pl = find(s, 'm.room.power_levels').content;
+      assert.equal(pl.users[alice.userId], undefined, 'creators are never listed');
+      assert.equal(pl.users[bob.userId], 50, 'everyone else keeps their level');
+      assert.equal(pl.events['m.room.tombstone'], 100, 'already above state_default: kept');
+      assert.equal(find(s, 'm.room.name')?.content.name, 'Twelve');
+      const pls = (await timeline(newId)).filter((e) => e.type === 'm.room.power_levels');
+      assert.equal(pls.length, 1, 'a creator needs no temporary raise');
+      // Alice's power is the creator's: she may give bob more than 100.
+      await ok(alice.put(`${room(newId)}/state/m.room.power_levels`, { ...pl, users: { [bob.userId]: 500 } }), 'creator sets 500');
+    });
+
+    it('a tombstone level not above state_default is raised to 150 in the v12 room (spec: createRoom for v12)', async () => {
+      const oldId = await create({ room_version: '11', preset: 'public_chat', power_level_content_override: { events: { 'm.room.name': 50 } } });
+      const newId = await upgrade(oldId, '12');
+      assert.deepEqual((await levelsOf(newId)).events, { 'm.room.name': 50, 'm.room.tombstone': 150 });
+      const upTo11 = await upgrade(oldId, '11');
+      assert.deepEqual((await levelsOf(upTo11)).events, { 'm.room.name': 50 }, 'earlier versions copy it unchanged');
+    });
+
+    it('a moderator with the tombstone level becomes the v12 creator; the old creator keeps their listed level', async () => {
+      const oldId = await create({ room_version: '11', preset: 'public_chat', power_level_content_override: { users: { [alice.userId]: 100, [bob.userId]: 60 }, events: { 'm.room.tombstone': 60 } } });
+      await join(oldId, bob);
+      const newId = await upgrade(oldId, '12', bob);
+      const c = find(await state(newId, bob), 'm.room.create');
+      assert.equal(c.sender, bob.userId);
+      const pl = await levelsOf(newId, bob);
+      assert.deepEqual(pl.users, { [alice.userId]: 100 });
+      assert.equal(pl.events['m.room.tombstone'], 60, 'a tombstone level above state_default is kept');
+    });
+
+    it('additional_creators: become co-creators in v12, are refused when not user IDs, and are ignored for earlier versions', async () => {
+      const oldId = await create({ room_version: '11', preset: 'public_chat', power_level_content_override: { users: { [alice.userId]: 100, [carol.userId]: 40 } } });
+      expectError(await alice.post(`${room(oldId)}/upgrade`, { new_version: '12', additional_creators: ['not-a-user'] }), 400, 'M_BAD_JSON');
+      assert.equal(find(await state(oldId), 'm.room.tombstone'), undefined, 'nothing written');
+
+      const eleven = (await ok(alice.post(`${room(oldId)}/upgrade`, { new_version: '11', additional_creators: [carol.userId] }), 'upgrade to 11')).replacement_room;
+      assert.equal(find(await state(eleven), 'm.room.create').content.additional_creators, undefined);
+
+      const twelve = (await ok(alice.post(`${room(eleven)}/upgrade`, { new_version: '12', additional_creators: [carol.userId, carol.userId, alice.userId] }), 'upgrade to 12')).replacement_room;
+      assert.deepEqual(find(await state(twelve), 'm.room.create').content.additional_creators, [carol.userId]);
+      const pl = await levelsOf(twelve);
+      assert.equal(pl.users[carol.userId], undefined, 'co-creators are not listed either');
+      assert.equal(pl.users[alice.userId], undefined);
+      await join(twelve, carol);
+      // Carol, a creator, outranks everyone: she may upgrade the room herself (tombstone 150).
+      await upgrade(twelve, '12', carol);
+    });
+
+    it('12 -> 12 moves creatorship: the old creator is not carried over unless named again', async () => {
+      const oldId = await create({ room_version: '12', preset: 'public_chat' });
+      await join(oldId, bob);
+      const pl0 = await levelsOf(oldId);
+      await ok(alice.put(`${room(oldId)}/state/m.room.power_levels`, { ...pl0, users: { ...pl0.users, [bob.userId]: 150 } }), 'bob to 150');
+      const newId = await upgrade(oldId, '12', bob);
+      const c = find(await state(newId, bob), 'm.room.create');
+      assert.equal(c.sender, bob.userId);
+      assert.equal(c.content.additional_creators, undefined);
+      const pl = await levelsOf(newId, bob);
+      assert.equal(pl.users[bob.userId], undefined);
+      assert.equal(pl.users[alice.userId], undefined, 'alice was a creator, not a listed user');
+    });
+
+    it('12 -> 11: creators keep their power as the room\'s top level', async () => {
+      const oldId = await create({ room_version: '12', preset: 'public_chat', power_level_content_override: { users: { [bob.userId]: 120 } } });
+      const newId = await upgrade(oldId, '11');
+      const pl = await levelsOf(newId);
+      assert.equal(pl.users[alice.userId], 121, 'above everyone listed (bob), as the creator was');
+      assert.equal(pl.users[bob.userId], 120);
+      assert.equal(find(await state(newId), 'm.room.create').content.creator, undefined);
+      await ok(alice.put(`${room(newId)}/state/m.room.topic`, { topic: 'still in charge' }), 'alice sends state');
+    });
+
+    it('a v12 room can be upgraded by its creator with no power_levels entry at all', async () => {
+      const oldId = await create({ room_version: '12', preset: 'private_chat', name: 'v12 first' });
+      assert.equal((await levelsOf(oldId)).users[alice.userId], undefined);
+      const newId = await upgrade(oldId, '12');
+      assert.equal(find(await state(newId), 'm.room.name')?.content.name, 'v12 first');
+      assert.deepEqual(find(await state(newId), 'm.room.create').content.predecessor, { room_id: oldId });
+    });
+  });
+
   describe('errors', () => {
     let roomId: string;
     before(async () => {

@@ -2,7 +2,7 @@
 // capability-driven helpers (getVersion, getRecommendedVersion, userMayUpgradeRoom), upgradeRoom,
 // the tombstone arriving over sync, following it, and the SDK's upgrade-chain helpers
 // (findPredecessor, getRoomUpgradeHistory with verified links, getVisibleRooms hiding the
-// replaced room).
+// replaced room), and an upgrade to v12 (creators' infinite power as the SDK computes it).
 
 import { assert } from '../helpers/assert.js';
 import type { MatrixClient, MatrixEvent, Room } from 'matrix-js-sdk';
@@ -22,6 +22,7 @@ describe('matrix-js-sdk 43: room upgrades', function () {
   let bob: MatrixClient;
   let oldId: string;
   let newId: string;
+  let v12Id: string;
 
   async function account(localpart: string): Promise<Creds> {
     const accounts = srv.hearth.services.accounts;
@@ -125,5 +126,28 @@ describe('matrix-js-sdk 43: room upgrades', function () {
     const { event_id } = await bob.sendTextMessage(newId, 'hello in the new room');
     const ev = await until(alice as any, [sdk.RoomEvent.Timeline], () => alice.getRoom(newId)?.findEventById(event_id), 'alice to get it');
     assert.equal(ev.getContent().body, 'hello in the new room');
+  });
+  it('11 -> 12 with bob as additional creator: both are creators (infinite power) in the SDK; findPredecessor has the room only', async () => {
+    const res = await alice.upgradeRoom(newId, '12', [bobCreds.userId]);
+    v12Id = res.replacement_room;
+    assert.match(v12Id, /^![A-Za-z0-9_-]{43}$/);
+    const old = bob.getRoom(newId)!;
+    const tomb = await until(bob as any, [sdk.RoomStateEvent.Events], () => tombstoneOf(old), 'bob to see the second tombstone');
+    assert.equal(tomb.getContent().replacement_room, v12Id);
+    await bob.joinRoom(v12Id);
+    const room = await roomOn(bob, v12Id, 'bob to get the v12 room');
+    await until(bob as any, [sdk.RoomEvent.MyMembership, sdk.RoomStateEvent.Events], () => room.getMyMembership() === 'join' && room.currentState.getStateEvents('m.room.create', ''), 'bob joined the v12 room');
+    assert.equal(room.getVersion(), '12');
+    assert.deepEqual(room.findPredecessor(), { roomId: newId, eventId: undefined });
+    for (const u of [aliceCreds.userId, bobCreds.userId]) {
+      await until(bob as any, [sdk.RoomStateEvent.Members, sdk.RoomStateEvent.Events], () => room.getMember(u), `${u} as a member`);
+      assert.equal(room.getMember(u)!.powerLevel, Infinity, `${u} is a creator`);
+      assert.equal(room.userMayUpgradeRoom(u), true);
+    }
+    assert.deepEqual(bob.getRoomUpgradeHistory(v12Id, true).map((r) => r.roomId), [oldId, newId, v12Id]);
+    const visible = bob.getVisibleRooms().map((r) => r.roomId);
+    assert.ok(visible.includes(v12Id) && !visible.includes(newId) && !visible.includes(oldId), visible.join(' '));
+    // v12 is the server's default: no upgrade recommended.
+    assert.deepEqual(await room.getRecommendedVersion(), { version: '12', needsUpgrade: false, urgent: false });
   });
 });

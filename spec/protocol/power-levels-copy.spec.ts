@@ -6,6 +6,7 @@ import { assert } from '../helpers/assert.js';
 import { checkEventAuth } from '../../src/protocol/auth-rules.js';
 import { copyablePowerLevels, requiredToCopyState } from '../../src/protocol/power-levels.js';
 import type { JsonObject } from '../../src/protocol/types.js';
+import { planPowerLevels } from '../../src/room/room-upgrade.js';
 
 describe('copyablePowerLevels', () => {
   it('turns numeric strings (legal before v10) into integers, and drops what is no level', () => {
@@ -63,5 +64,35 @@ describe('requiredToCopyState', () => {
     assert.equal(requiredToCopyState({ state_default: 20, ban: 30 }), 30);
     assert.equal(requiredToCopyState({ state_default: 20, ban: 30, events: { 'm.room.power_levels': 100, 'm.room.tombstone': 150 } }), 150);
     assert.equal(requiredToCopyState({ state_default: 70, ban: 10, events: { 'm.room.name': 5 } }), 70);
+  });
+});
+
+describe('planPowerLevels (room upgrades)', () => {
+  const old: JsonObject = { users: { '@a:hs': 100, '@m:hs': 60, '@x:hs': '70' }, state_default: 50, events: { 'm.room.tombstone': 60, 'm.room.power_levels': 100 } };
+
+  it('to a version without privileged creators: the upgrader is raised to copy everything, final levels are the old ones', () => {
+    const { initial, final } = planPowerLevels(old, '@m:hs', [], null);
+    assert.deepEqual(final.users, { '@a:hs': 100, '@m:hs': 60, '@x:hs': 70 });
+    assert.deepEqual(initial.users, { '@a:hs': 100, '@m:hs': 100, '@x:hs': 70 });
+    const same = planPowerLevels(old, '@a:hs', [], null);
+    assert.equal(same.initial, same.final, 'no raise, no second event');
+  });
+
+  it('to a version with privileged creators: creators leave users, no raise, tombstone kept above state_default', () => {
+    const { initial, final } = planPowerLevels(old, '@m:hs', [], ['@m:hs', '@x:hs']);
+    assert.equal(initial, final);
+    assert.deepEqual(final.users, { '@a:hs': 100 });
+    assert.equal((final.events as JsonObject)['m.room.tombstone'], 60);
+    const low = planPowerLevels({ state_default: 80, events: { 'm.room.tombstone': 80 } }, '@m:hs', [], ['@m:hs']);
+    assert.equal((low.final.events as JsonObject)['m.room.tombstone'], 150);
+    const high = planPowerLevels({ state_default: 200 }, '@m:hs', [], ['@m:hs']);
+    assert.equal((high.final.events as JsonObject)['m.room.tombstone'], 201);
+  });
+
+  it('from privileged creators to a version without: the old creators are listed above everyone', () => {
+    const { final } = planPowerLevels({ users: { '@b:hs': 120 }, events: { 'm.room.tombstone': 150 } }, '@c:hs', ['@c:hs', '@d:hs'], null);
+    assert.deepEqual(final.users, { '@b:hs': 120, '@c:hs': 150, '@d:hs': 150 });
+    const { final: f2 } = planPowerLevels({ users: { '@b:hs': 300 } }, '@c:hs', ['@c:hs'], null);
+    assert.equal((f2.users as JsonObject)['@c:hs'], 301);
   });
 });

@@ -130,28 +130,23 @@ export function notificationPowerLevel(key: string, powerLevels: JsonObject | un
 const LEVEL_KEYS = ['ban', 'events_default', 'invite', 'kick', 'redact', 'state_default', 'users_default'];
 const LEVEL_MAPS = ['events', 'users', 'notifications'];
 
-/** A level as room versions before 10 accept it too: an integer or a string of one. */
-function looseLevel(v: JsonValue | undefined): number | undefined {
-  if (typeof v === 'string' && /^\s*[+-]?\d{1,15}\s*$/.test(v)) return Number(v.trim());
-  return intValue(v);
-}
-
 /**
  * Power levels content that any room version accepts (v10+ demand integers; earlier versions
- * allowed strings such as "50"): numeric strings become integers, values that are no level at
- * all are dropped, so they take their defaults. Other keys are kept as they are.
+ * allowed strings such as "50" and, before v6, floats): each level is read as levelValue reads
+ * it and written as an integer; values that are no level at all are dropped, so they take their
+ * defaults. Other keys are kept as they are.
  */
 export function copyablePowerLevels(content: JsonObject): JsonObject {
   const out: JsonObject = {};
   for (const [k, v] of Object.entries(content)) {
     if (LEVEL_KEYS.includes(k)) {
-      const n = looseLevel(v);
+      const n = levelValue(v);
       if (n !== undefined) out[k] = n;
     } else if (LEVEL_MAPS.includes(k)) {
       const map: JsonObject = {};
       if (isJsonObject(v)) {
         for (const [mk, mv] of Object.entries(v)) {
-          const n = looseLevel(mv);
+          const n = levelValue(mv);
           if (n !== undefined) map[mk] = n;
         }
       }

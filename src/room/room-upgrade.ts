@@ -16,10 +16,10 @@
 
 import type { Logger } from 'pino';
 import { MatrixError } from '../errors.js';
-import { serverNameOf } from '../protocol/ids.js';
-import { copyablePowerLevels, intValue, objectField, requiredToCopyState } from '../protocol/power-levels.js';
+import { isValidUserId, serverNameOf } from '../protocol/ids.js';
+import { copyablePowerLevels, creatorsOf, intValue, objectField, requiredPowerLevel, requiredToCopyState } from '../protocol/power-levels.js';
+import { findRoomVersion, roomVersionRules } from '../protocol/room-versions.js';
 import type { JsonObject, JsonValue, RoomVersion } from '../protocol/types.js';
-import { SUPPORTED_ROOM_VERSIONS } from '../protocol/types.js';
 import type { Store } from '../store/types.js';
 import type { PushRulesService } from '../push/push-rules-service.js';
 import { copyRoomRules } from '../push/ruleset.js';
@@ -52,6 +52,15 @@ interface OldRoom {
   powerLevels: JsonObject | undefined;
   bans: Array<{ userId: string; reason?: string }>;
   canonicalAlias: JsonObject | undefined;
+  /** Creators with infinite power (v12 and later); empty for earlier versions. */
+  privilegedCreators: string[];
+}
+
+/** Who creates the new room: the upgrader, plus (where the version has them) additional creators. */
+interface NewCreators {
+  /** Null when the new version gives creators no special power. */
+  privileged: string[] | null;
+  additional: string[];
 }
 
 export class RoomUpgradeService {
@@ -94,9 +103,19 @@ export class RoomUpgradeService {
   }
 
   /** Upgrades `oldRoomId` to `newVersion`; returns the replacement room's ID. */
-  async upgrade(sender: Sender, oldRoomId: string, newVersion: string): Promise<string> {
-    if (!(SUPPORTED_ROOM_VERSIONS as readonly string[]).includes(newVersion)) {
-      throw new MatrixError('M_UNSUPPORTED_ROOM_VERSION', `Room version ${newVersion} is not supported by this server`);
+  /**
+   * Upgrades `oldRoomId` to `newVersion`; returns the replacement room's ID. `additionalCreators`
+   * become the new room's co-creators where the version has them (v12+), and are ignored
+   * otherwise (spec); the old room's additional creators are not carried over by themselves.
+   */
+  async upgrade(sender: Sender, oldRoomId: string, newVersion: string, additionalCreators: string[] = []): Promise<string> {
+    const rules = findRoomVersion(newVersion);
+    if (!rules) throw new MatrixError('M_UNSUPPORTED_ROOM_VERSION', `Room version ${newVersion} is not supported by this server`);
+    let creators: NewCreators = { privileged: null, additional: [] };
+    if (rules.auth.privilegedCreators) {
+      for (const u of additionalCreators) if (!isValidUserId(u)) throw new MatrixError('M_BAD_JSON', `additional_creators: not a user ID: ${u}`);
+      const additional = [...new Set(additionalCreators)].filter((u) => u !== sender.userId);
+      creators = { privileged: [sender.userId, ...additional], additional };
     }
     // A retried or double-clicked request joins the upgrade in flight instead of making a
     // second replacement room; someone else's concurrent upgrade of the room is refused.
@@ -105,7 +124,7 @@ export class RoomUpgradeService {
       if (running.userId === sender.userId && running.version === newVersion) return running.result;
       throw new MatrixError('M_UNKNOWN', 'An upgrade of this room is already in progress', {}, 400);
     }
-    const result = this.run(sender, oldRoomId, newVersion as RoomVersion);
+    const result = this.run(sender, oldRoomId, rules.id, creators);
     const entry = { userId: sender.userId, version: newVersion, result };
     this.inFlight.set(oldRoomId, entry);
     try {
@@ -115,12 +134,12 @@ export class RoomUpgradeService {
     }
   }
 
-  private async run(sender: Sender, oldRoomId: string, version: RoomVersion): Promise<string> {
+  private async run(sender: Sender, oldRoomId: string, version: RoomVersion, creators: NewCreators): Promise<string> {
     const me = sender.userId;
     const membership = await this.store.rooms.getMembership(oldRoomId, me);
     if (membership?.membership !== 'join') throw new MatrixError('M_FORBIDDEN', 'You are not joined to this room');
 
-    const idFirst = this.rooms.roomIdChosenBeforeCreate(version);
+    const idFirst = !roomVersionRules(version).roomIdFromCreateEvent;
     const tombstone = (replacement: string): EventDraft => ({
       type: 'm.room.tombstone',
       stateKey: '',
@@ -148,10 +167,10 @@ export class RoomUpgradeService {
         // Room IDs derived from the create event cannot be named before it exists; the create
         // event cannot then cite the tombstone (it names the new room), so `predecessor` carries
         // only the room ID, as the spec allows for such versions.
-        if (!idFirst) newRoomId = await this.buildNewRoom(sender, old, version);
+        if (!idFirst) newRoomId = await this.buildNewRoom(sender, old, version, creators);
         return tombstone(newRoomId);
       },
-      idFirst ? async (tombstoneId) => void (await this.buildNewRoom(sender, old!, version, newRoomId, tombstoneId)) : undefined,
+      idFirst ? async (tombstoneId) => void (await this.buildNewRoom(sender, old!, version, creators, newRoomId, tombstoneId)) : undefined,
     );
     await this.afterTombstone(sender, old!, newRoomId);
     await this.carryOverUserState(me, newRoomId);
@@ -159,13 +178,21 @@ export class RoomUpgradeService {
   }
 
   /** Creates and fills the replacement room. Runs while the old room's queue is held. */
-  private async buildNewRoom(sender: Sender, old: OldRoom, version: RoomVersion, roomId?: string, tombstoneId?: string): Promise<string> {
+  private async buildNewRoom(
+    sender: Sender,
+    old: OldRoom,
+    version: RoomVersion,
+    creators: NewCreators,
+    roomId?: string,
+    tombstoneId?: string,
+  ): Promise<string> {
     const me = sender.userId;
     const predecessor: JsonObject = { room_id: old.roomId };
     if (tombstoneId) predecessor.event_id = tombstoneId;
     const creationContent: JsonObject = { predecessor };
     if (old.createContent.type !== undefined) creationContent.type = old.createContent.type;
     if (old.createContent['m.federate'] === false) creationContent['m.federate'] = false;
+    if (creators.additional.length > 0) creationContent.additional_creators = creators.additional;
 
     const initialState = old.state.map((s) => ({ type: s.type, state_key: s.stateKey, content: s.content }));
     // An absent m.room.guest_access means "forbidden"; without it the preset would allow guests.
@@ -175,10 +202,7 @@ export class RoomUpgradeService {
     let finalLevels: JsonObject | undefined;
     let raisedLevels: JsonObject | undefined;
     if (old.powerLevels) {
-      finalLevels = copyablePowerLevels(old.powerLevels);
-      // The upgrader must be able to send every copied event (and the bans) into the new room;
-      // they get the level needed for that until the copy is done, then their old level back.
-      raisedLevels = raiseUser(finalLevels, me, requiredToCopyState(finalLevels));
+      ({ initial: raisedLevels, final: finalLevels } = planPowerLevels(old.powerLevels, me, old.privilegedCreators, creators.privileged));
       initialState.push({ type: 'm.room.power_levels', state_key: '', content: raisedLevels });
     }
 
@@ -295,14 +319,54 @@ function snapshot(roomId: string, state: RoomState): OldRoom {
       bans.push({ userId: pdu.state_key, ...(typeof reason === 'string' ? { reason } : {}) });
     }
   }
+  const create = state.get('m.room.create', '')?.pdu;
+  const privileged = roomVersionRules(state.version).auth.privilegedCreators;
   return {
     roomId,
+    privilegedCreators: privileged ? [...creatorsOf(create, state.version)] : [],
     createContent,
     state: copied,
     powerLevels: state.content('m.room.power_levels', ''),
     bans,
     canonicalAlias: state.content('m.room.canonical_alias', ''),
   };
+}
+
+/**
+ * Power levels for the replacement room. `final` is the old room's content, valid for the new
+ * version; `initial` is what the room starts with so that the upgrader can copy everything into
+ * it (`final` itself when no raise is needed). Creators of the new room, where the version makes
+ * them all-powerful, must not be listed; creators of an old such room who move to a version
+ * without that are listed above everyone else instead of losing their power.
+ */
+export function planPowerLevels(
+  old: JsonObject,
+  upgrader: string,
+  oldPrivilegedCreators: readonly string[],
+  newPrivilegedCreators: readonly string[] | null,
+): { initial: JsonObject; final: JsonObject } {
+  const final = copyablePowerLevels(old);
+  const users: JsonObject = { ...(objectField(final, 'users') ?? {}) };
+  if (newPrivilegedCreators === null && oldPrivilegedCreators.length > 0) {
+    // They outranked everyone; they still do.
+    const others = Object.entries(users).filter(([u]) => !oldPrivilegedCreators.includes(u));
+    const listed = others.map(([, v]) => intValue(v)).filter((n): n is number => n !== undefined);
+    const top = Math.min(Number.MAX_SAFE_INTEGER, Math.max(100, requiredToCopyState(final), ...listed.map((n) => n + 1)));
+    for (const c of oldPrivilegedCreators) users[c] = top;
+  }
+  if (newPrivilegedCreators !== null) {
+    for (const c of newPrivilegedCreators) delete users[c];
+    // Room versions with privileged creators need a tombstone level above state_default in a
+    // room's first power levels, so that by default only creators can upgrade it again.
+    const stateDefault = intValue(final.state_default) ?? 50;
+    if (requiredPowerLevel('m.room.tombstone', '', final) <= stateDefault) {
+      final.events = { ...(objectField(final, 'events') ?? {}), 'm.room.tombstone': Math.max(150, stateDefault + 1) };
+    }
+  }
+  final.users = users;
+  // All-powerful creators need no raise.
+  const initial = newPrivilegedCreators !== null ? final : raiseUser(final, upgrader, requiredToCopyState(final));
+  return { initial, final };
 }
 
 /** `levels` with `userId` at `needed` at least; the same object when no raise is needed. */

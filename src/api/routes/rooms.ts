@@ -65,7 +65,7 @@ export function roomRoutes(r: ClientRoutes, s: ApiServices): void {
   // Creates a room and several events, but spends from `write` like any other request.
   r.authed('post', '/rooms/:roomId/upgrade', async (ctx, auth) => {
     const req = parse(upgradeSchema, body(ctx));
-    ctx.body = { replacement_room: await s.upgrades.upgrade(auth, param(ctx, 'roomId'), req.new_version) };
+    ctx.body = { replacement_room: await s.upgrades.upgrade(auth, param(ctx, 'roomId'), req.new_version, req.additional_creators) };
   });
   r.authed('post', '/rooms/:roomId/forget', async (ctx, auth) => {
     await s.rooms.forget(auth, param(ctx, 'roomId'));
