@@ -396,12 +396,20 @@ describe('POST /rooms/{roomId}/upgrade', function () {
 
     it('12 -> 11: creators keep their power as the room\'s top level', async () => {
       const oldId = await create({ room_version: '12', preset: 'public_chat', power_level_content_override: { users: { [bob.userId]: 120 } } });
+      const oldPl = await levelsOf(oldId);
+      assert.equal(oldPl.events['m.room.tombstone'], 150, 'v12 createRoom: only creators may tombstone');
       const newId = await upgrade(oldId, '11');
       const pl = await levelsOf(newId);
-      assert.equal(pl.users[alice.userId], 121, 'above everyone listed (bob), as the creator was');
+      assert.equal(pl.users[alice.userId], 150, 'above everyone listed (bob, 120) and able to send anything (tombstone 150)');
       assert.equal(pl.users[bob.userId], 120);
       assert.equal(find(await state(newId), 'm.room.create').content.creator, undefined);
       await ok(alice.put(`${room(newId)}/state/m.room.topic`, { topic: 'still in charge' }), 'alice sends state');
+    });
+
+    it('12 -> 11 where a user outranks every event level: the creator goes one above them', async () => {
+      const oldId = await create({ room_version: '12', preset: 'public_chat', power_level_content_override: { users: { [bob.userId]: 300 } } });
+      const pl = await levelsOf(await upgrade(oldId, '11'));
+      assert.deepEqual(pl.users, { [alice.userId]: 301, [bob.userId]: 300 });
     });
 
     it('a v12 room can be upgraded by its creator with no power_levels entry at all', async () => {

@@ -5,8 +5,8 @@ import { randomBytes } from 'node:crypto';
 import { MatrixError } from '../errors.js';
 import { isValidRoomAlias, isValidUserId, serverNameOf } from '../protocol/ids.js';
 import { creatorsOf } from '../protocol/power-levels.js';
-import { DEFAULT_ROOM_VERSION, findRoomVersion, roomVersionRules } from '../protocol/room-versions.js';
-import type { JsonObject, Pdu, RoomVersion } from '../protocol/types.js';
+import { DEFAULT_ROOM_VERSION, findRoomVersion } from '../protocol/room-versions.js';
+import type { JsonObject, Pdu } from '../protocol/types.js';
 import type { Store } from '../store/types.js';
 import { StoreConflictError } from '../store/types.js';
 import type { EventDraft, RoomInput, SubmitResult } from './room-input.js';
@@ -42,16 +42,9 @@ export class RoomService {
   }
 
   /**
-   * Whether a room of `version` can be given its ID before its create event exists (random
-   * `!opaque:server` IDs), as opposed to an ID derived from the create event.
-   */
-  roomIdChosenBeforeCreate(version: RoomVersion): boolean {
-    return !roomVersionRules(version).roomIdFromCreateEvent;
-  }
-
-  /**
    * `internal.roomId` (upgrades only) is the ID to use, chosen in advance so that other events
-   * can name the room before it exists; only where roomIdChosenBeforeCreate(version).
+   * can name the room before it exists; only for versions whose room ID is not derived from
+   * the create event (where it is, `internal.roomId` is ignored).
    */
   async createRoom(sender: Sender, req: CreateRoomRequest, internal: { roomId?: string } = {}): Promise<{ roomId: string; alias?: string }> {
     const rules = findRoomVersion(req.room_version ?? DEFAULT_ROOM_VERSION);

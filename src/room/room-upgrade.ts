@@ -102,7 +102,6 @@ export class RoomUpgradeService {
     }
   }
 
-  /** Upgrades `oldRoomId` to `newVersion`; returns the replacement room's ID. */
   /**
    * Upgrades `oldRoomId` to `newVersion`; returns the replacement room's ID. `additionalCreators`
    * become the new room's co-creators where the version has them (v12+), and are ignored

@@ -1,6 +1,6 @@
 // Discovery and capability endpoints clients call at start-up.
 
-import { SUPPORTED_ROOM_VERSIONS, DEFAULT_ROOM_VERSION } from '../../protocol/types.js';
+import { DEFAULT_ROOM_VERSION, roomVersionRules, SUPPORTED_ROOM_VERSIONS } from '../../protocol/room-versions.js';
 import type { ApiServices, ClientRoutes } from '../routing.js';
 import { UNSTABLE_FEATURE } from '../../sync/socket/protocol.js';
 import { turnCredentials } from '../../voip/turn.js';
@@ -23,7 +23,8 @@ export function miscRoutes(r: ClientRoutes, s: ApiServices): void {
 
   r.authed('get', '/capabilities', (ctx) => {
     const available: Record<string, string> = {};
-    for (const v of SUPPORTED_ROOM_VERSIONS) available[v] = 'stable';
+    // From the version table, the same list createRoom and /upgrade accept.
+    for (const v of SUPPORTED_ROOM_VERSIONS) available[v] = roomVersionRules(v).stability;
     ctx.body = {
       capabilities: {
         'm.room_versions': { default: DEFAULT_ROOM_VERSION, available },
