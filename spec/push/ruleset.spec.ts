@@ -204,3 +204,29 @@ describe('push: user ruleset', () => {
     assert.deepEqual(parseUserPushRules(null), emptyUserPushRules());
   });
 });
+
+describe('copyRoomRules (room upgrades)', () => {
+  it('twins every rule named after the old room, before it, with room_id conditions re-pointed; other rules and conditions untouched', async () => {
+    const { addRule, copyRoomRules, emptyUserPushRules } = await import('../../src/push/ruleset.js');
+    let u = emptyUserPushRules();
+    u = addRule(u, 'room', '!old:hs', { actions: ['notify'] });
+    u = addRule(u, 'room', '!other:hs', { actions: [] });
+    u = addRule(u, 'override', '!old:hs', {
+      actions: [],
+      conditions: [
+        { kind: 'event_match', key: 'room_id', pattern: '!old:hs' },
+        { kind: 'event_match', key: 'content.body', pattern: '!old:hs' },
+      ],
+    });
+    const next = copyRoomRules(u, '!old:hs', '!new:hs');
+    const roomIds = next.rules.room.map((r) => r.rule_id);
+    assert.ok(roomIds.indexOf('!new:hs') === roomIds.indexOf('!old:hs') - 1, roomIds.join(' '));
+    assert.deepEqual(next.rules.override[0].conditions, [
+      { kind: 'event_match', key: 'room_id', pattern: '!new:hs' },
+      { kind: 'event_match', key: 'content.body', pattern: '!old:hs' },
+    ]);
+    assert.equal(next.rules.override.length, 2);
+    assert.equal(u.rules.room.length, 2, 'the input is not changed');
+    assert.deepEqual(copyRoomRules(next, '!old:hs', '!new:hs'), next, 'a second copy adds nothing');
+  });
+});
