@@ -1,0 +1,326 @@
+// The auth-event graph as state resolution sees it, for one resolution: events fetched once from
+// the caller's source and memoised, with walks over `auth_events` (auth chains, auth difference,
+// conflicted state subgraph) and the auth checks against a partial state.
+//
+// Invariants:
+//  - Pure given the source: nothing here depends on the iteration order of the input maps; every
+//    set it returns is order-free and every ordering is made by an explicit comparison.
+//  - An event the source does not know is treated as absent (a leaf in walks, never applied).
+//  - Walks are iterative (auth chains of real rooms are far deeper than the JS stack).
+import { authEventTypesFor, checkEventAuth } from '../auth-rules.js';
+import { isJsonObject } from '../canonical-json.js';
+import { creatorOf } from '../power-levels.js';
+import type { EventWithId, JsonValue, Pdu, RoomVersion, StateKeyTuple } from '../types.js';
+import { stateTuple } from '../types.js';
+import type { StateResRules } from './rules.js';
+
+/** Where state resolution reads events from. See index.ts for the contract. */
+export interface StateResSource {
+  getEvent(eventId: string): EventWithId | undefined;
+  /**
+   * ∪Cᵢ − ∩Cᵢ, where Cᵢ is the union of the auth chains of the events in stateSets[i] (an
+   * auth chain excludes the event itself). Supplied by a store with an auth chain index.
+   */
+  authChainDifference?(stateSets: ReadonlyArray<ReadonlyMap<StateKeyTuple, string>>): Iterable<string>;
+  /** Whether an event was rejected; rejected events are never used as auth events. */
+  isRejected?(eventId: string): boolean;
+}
+
+export type StateMap = Map<StateKeyTuple, string>;
+
+const CREATE_KEY = stateTuple('m.room.create', '');
+export const POWER_LEVELS_KEY = stateTuple('m.room.power_levels', '');
+
+/** Event IDs in prev_events / auth_events: strings from room v3, [id, hashes] pairs in v1 and v2. */
+function referencedIds(list: unknown): string[] {
+  if (!Array.isArray(list)) return [];
+  const out: string[] = [];
+  for (const item of list) {
+    if (typeof item === 'string') out.push(item);
+    else if (Array.isArray(item) && typeof item[0] === 'string') out.push(item[0]);
+  }
+  return out;
+}
+
+function intOf(v: JsonValue | undefined, stringy: boolean): number | undefined {
+  if (typeof v === 'number') return Number.isSafeInteger(v) ? v : undefined;
+  if (stringy && typeof v === 'string' && /^\s*[+-]?\d+\s*$/.test(v)) {
+    const n = Number.parseInt(v, 10);
+    return Number.isSafeInteger(n) ? n : undefined;
+  }
+  return undefined;
+}
+
+export class EventGraph {
+  private readonly pdus = new Map<string, Pdu | null>();
+  private readonly idByPdu = new WeakMap<Pdu, string>();
+  private readonly authIdsMemo = new Map<string, readonly string[]>();
+  private readonly plOfMemo = new Map<string, string | null>();
+  private readonly powerMemo = new Map<string, number>();
+  private creators: ReadonlySet<string> | undefined;
+
+  constructor(
+    readonly roomVersion: string,
+    readonly rules: StateResRules,
+    private readonly source: StateResSource,
+  ) {}
+
+  get(eventId: string): Pdu | undefined {
+    let pdu = this.pdus.get(eventId);
+    if (pdu === undefined) {
+      const found = this.source.getEvent(eventId);
+      pdu = found && isJsonObject(found.pdu as unknown as JsonValue) ? found.pdu : null;
+      this.pdus.set(eventId, pdu);
+      if (pdu) this.idByPdu.set(pdu, eventId);
+    }
+    return pdu ?? undefined;
+  }
+
+  has(eventId: string): boolean {
+    return this.get(eventId) !== undefined;
+  }
+
+  /** The ID we hold a PDU under; auth rule 4.3.1 compares it with prev_events. */
+  readonly eventIdOf = (pdu: Pdu): string | undefined => this.idByPdu.get(pdu);
+
+  rejected(eventId: string): boolean {
+    return this.source.isRejected?.(eventId) ?? false;
+  }
+
+  authIds(eventId: string): readonly string[] {
+    let ids = this.authIdsMemo.get(eventId);
+    if (!ids) {
+      const pdu = this.get(eventId);
+      ids = pdu ? [...new Set(referencedIds(pdu.auth_events))] : [];
+      this.authIdsMemo.set(eventId, ids);
+    }
+    return ids;
+  }
+
+  /** ts for tie-breaks: a missing or malformed origin_server_ts sorts as 0. */
+  ts(eventId: string): number {
+    const ts = this.get(eventId)?.origin_server_ts;
+    return typeof ts === 'number' && Number.isFinite(ts) ? ts : 0;
+  }
+
+  depth(eventId: string): number {
+    const depth = this.get(eventId)?.depth;
+    return typeof depth === 'number' && Number.isFinite(depth) ? depth : 0;
+  }
+
+  /** The (type, state_key) of a state event, or undefined for a missing or non-state event. */
+  keyOf(eventId: string): StateKeyTuple | undefined {
+    const pdu = this.get(eventId);
+    if (!pdu || typeof pdu.type !== 'string' || typeof pdu.state_key !== 'string') return undefined;
+    return stateTuple(pdu.type, pdu.state_key);
+  }
+
+  /**
+   * Power events: power levels, join rules and kicks/bans (spec), plus the create event, as
+   * Synapse and ruma treat it, so a conflicted create event is ordered before everything.
+   */
+  isPowerEvent(eventId: string): boolean {
+    const pdu = this.get(eventId);
+    if (!pdu || typeof pdu.state_key !== 'string') return false;
+    switch (pdu.type) {
+      case 'm.room.power_levels':
+      case 'm.room.join_rules':
+      case 'm.room.create':
+        return pdu.state_key === '';
+      case 'm.room.member': {
+        const m = isJsonObject(pdu.content) ? pdu.content.membership : undefined;
+        return (m === 'leave' || m === 'ban') && pdu.sender !== pdu.state_key;
+      }
+      default:
+        return false;
+    }
+  }
+
+  /** The m.room.power_levels event among an event's auth_events, if any. */
+  powerLevelsOf(eventId: string): string | undefined {
+    let pl = this.plOfMemo.get(eventId);
+    if (pl === undefined) {
+      pl = null;
+      for (const id of this.authIds(eventId)) {
+        if (this.keyOf(id) === POWER_LEVELS_KEY) {
+          pl = id;
+          break;
+        }
+      }
+      this.plOfMemo.set(eventId, pl);
+    }
+    return pl ?? undefined;
+  }
+
+  /** The room's create event as an event sees it: from the room ID (v12) or its auth_events. */
+  private createFor(eventId: string): Pdu | undefined {
+    const pdu = this.get(eventId);
+    if (!pdu) return undefined;
+    if (this.rules.createFromRoomId) {
+      const roomId = pdu.room_id;
+      if (pdu.type === 'm.room.create' && pdu.state_key === '') return pdu;
+      return typeof roomId === 'string' && roomId.startsWith('!') ? this.get(`$${roomId.slice(1)}`) : undefined;
+    }
+    for (const id of this.authIds(eventId)) if (this.keyOf(id) === CREATE_KEY) return this.get(id);
+    return undefined;
+  }
+
+  private creatorsFrom(create: Pdu): ReadonlySet<string> {
+    if (!this.creators) {
+      const set = new Set<string>([create.sender]);
+      const extra = isJsonObject(create.content) ? create.content.additional_creators : undefined;
+      if (Array.isArray(extra)) for (const u of extra) if (typeof u === 'string') set.add(u);
+      this.creators = set;
+    }
+    return this.creators;
+  }
+
+  /**
+   * The sender's power level "when looking at their auth_events" (reverse topological power
+   * ordering). Creators of a v12 room are infinitely powerful; with no power_levels event the
+   * creator has 100 and everyone else 0.
+   */
+  senderPower(eventId: string): number {
+    let level = this.powerMemo.get(eventId);
+    if (level !== undefined) return level;
+    const pdu = this.get(eventId);
+    level = 0;
+    if (pdu) {
+      const create = this.createFor(eventId);
+      const plId = this.powerLevelsOf(eventId);
+      const pl = plId ? this.get(plId)?.content : undefined;
+      if (this.rules.privilegedCreators && create && this.creatorsFrom(create).has(pdu.sender)) {
+        level = Number.POSITIVE_INFINITY;
+      } else if (pl && isJsonObject(pl)) {
+        const users = pl.users;
+        const own = isJsonObject(users) && Object.prototype.hasOwnProperty.call(users, pdu.sender) ? users[pdu.sender] : undefined;
+        const stringy = this.rules.stringyPowerLevels;
+        level = intOf(own, stringy) ?? intOf(pl.users_default, stringy) ?? 0;
+      } else if (create && pdu.sender === creatorOf(create, this.roomVersion)) {
+        level = 100;
+      }
+    }
+    this.powerMemo.set(eventId, level);
+    return level;
+  }
+
+  /**
+   * Adds to `into` the auth chain of `roots` (not the roots themselves, unless reachable),
+   * without descending below events in `stop`, whose chains the caller already holds.
+   */
+  collectAuthChain(roots: Iterable<string>, into: Set<string>, stop?: ReadonlySet<string>): void {
+    const stack: string[] = [];
+    for (const r of roots) for (const a of this.authIds(r)) stack.push(a);
+    while (stack.length > 0) {
+      const id = stack.pop() as string;
+      if (into.has(id) || stop?.has(id)) continue;
+      into.add(id);
+      for (const a of this.authIds(id)) if (!into.has(a)) stack.push(a);
+    }
+  }
+
+  /**
+   * ∪Cᵢ − ∩Cᵢ. The chains of the unconflicted events lie in every Cᵢ, so they are walked once
+   * (as `common`) and each state set only walks the chains of its own conflicted events.
+   */
+  authDifference(stateSets: ReadonlyArray<ReadonlyMap<StateKeyTuple, string>>, unconflicted: ReadonlyMap<StateKeyTuple, string>): Set<string> {
+    const common = new Set<string>();
+    this.collectAuthChain(unconflicted.values(), common);
+    const counts = new Map<string, number>();
+    for (const set of stateSets) {
+      const own: string[] = [];
+      for (const [key, id] of set) if (unconflicted.get(key) !== id) own.push(id);
+      const chain = new Set<string>();
+      this.collectAuthChain(own, chain, common);
+      for (const id of chain) counts.set(id, (counts.get(id) ?? 0) + 1);
+    }
+    const diff = new Set<string>();
+    for (const [id, n] of counts) if (n < stateSets.length) diff.add(id);
+    return diff;
+  }
+
+  /**
+   * MSC4297's conflicted state subgraph: every event on an auth_events path from one conflicted
+   * event to another, endpoints included. One post-order walk from the conflicted events marks
+   * each reached event that leads back into the conflicted set.
+   */
+  conflictedSubgraph(conflicted: ReadonlySet<string>): Set<string> {
+    const leads = new Map<string, boolean>();
+    const out = new Set<string>();
+    for (const root of conflicted) {
+      if (leads.has(root)) continue;
+      // Frames: [eventId, index of the next auth event to visit].
+      const stack: Array<[string, number]> = [[root, 0]];
+      leads.set(root, false);
+      while (stack.length > 0) {
+        const frame = stack[stack.length - 1];
+        const auth = this.authIds(frame[0]);
+        if (frame[1] < auth.length) {
+          const next = auth[frame[1]++];
+          if (!leads.has(next)) {
+            leads.set(next, false);
+            stack.push([next, 0]);
+          }
+          continue;
+        }
+        stack.pop();
+        let reaches = false;
+        for (const a of auth) {
+          if (conflicted.has(a) || leads.get(a) === true) {
+            reaches = true;
+            break;
+          }
+        }
+        if (reaches) leads.set(frame[0], true);
+      }
+    }
+    for (const [id, reaches] of leads) if (reaches) out.add(id);
+    for (const id of conflicted) if (this.has(id)) out.add(id);
+    return out;
+  }
+
+  /**
+   * Whether the event passes the auth rules against `state`, where a key the rules need and
+   * `state` lacks comes from the event's own (non-rejected) auth_events.
+   */
+  allowed(eventId: string, state: ReadonlyMap<StateKeyTuple, string>, fallBackToAuthEvents: boolean): boolean {
+    const pdu = this.get(eventId);
+    if (!pdu || typeof pdu.state_key !== 'string') return false;
+    const lookup = new Map<StateKeyTuple, Pdu>();
+    if (fallBackToAuthEvents) {
+      for (const id of this.authIds(eventId)) {
+        const key = this.keyOf(id);
+        if (key !== undefined && !this.rejected(id)) lookup.set(key, this.get(id) as Pdu);
+      }
+      if (this.rules.createFromRoomId && pdu.type !== 'm.room.create') {
+        const create = this.createFor(eventId);
+        const createId = create ? this.eventIdOf(create) : undefined;
+        if (create && createId !== undefined && !this.rejected(createId)) lookup.set(CREATE_KEY, create);
+      }
+    }
+    let keys: Array<[string, string]>;
+    try {
+      keys = isJsonObject(pdu.content) ? authEventTypesFor(pdu) : [];
+    } catch {
+      return false;
+    }
+    keys.push(['m.room.create', '']);
+    for (const [type, stateKey] of keys) {
+      const key = stateTuple(type, stateKey);
+      const id = state.get(key);
+      if (id === undefined || this.rejected(id)) continue;
+      const e = this.get(id);
+      if (e) lookup.set(key, e);
+    }
+    try {
+      checkEventAuth(pdu, this.roomVersion as RoomVersion, (t, k) => lookup.get(stateTuple(t, k)), {
+        eventIdOf: this.eventIdOf,
+      });
+      return true;
+    } catch {
+      // An AuthError, or a malformed event the rules choke on: either way it is not applied,
+      // because resolution must not throw on bad input.
+      return false;
+    }
+  }
+}
