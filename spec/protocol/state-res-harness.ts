@@ -198,3 +198,172 @@ export function shuffledMap(map: ReadonlyMap<StateKeyTuple, string>, rand: () =>
 export function sortedEntries(map: ReadonlyMap<StateKeyTuple, string>): Array<[StateKeyTuple, string]> {
   return [...map].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
 }
+
+/** How a room version writes its events, for building test rooms by hand. */
+export interface EventFormat {
+  /** v1 and v2 cite events as [event_id, hashes] pairs. */
+  pairReferences: boolean;
+  /** v1–v10 name the creator in content.creator. */
+  creatorInContent: boolean;
+  /** v12: the room ID is the create event's ID, and auth_events never cite the create event. */
+  createIsRoomId: boolean;
+  /** Event IDs carry a server name in v1 and v2. */
+  idsWithServer: boolean;
+}
+
+export function eventFormat(version: string): EventFormat {
+  const n = Number(version);
+  return {
+    pairReferences: n <= 2,
+    creatorInContent: n <= 10,
+    createIsRoomId: n >= 12,
+    idsWithServer: n <= 2,
+  };
+}
+
+export interface Fork {
+  state: StateMap;
+  head: string | undefined;
+  depth: number;
+}
+
+/**
+ * Builds rooms with forks by hand: every event cites the fork's head as its prev event and its
+ * auth events from the fork's state, and is applied only if it passes auth against that state.
+ */
+export class RoomBuilder {
+  readonly source = new MemorySource();
+  readonly format: EventFormat;
+  roomId = '!room:example.com';
+  private n = 0;
+  private clock = 1_000;
+
+  constructor(
+    readonly version: string,
+    private readonly prefix = 'e',
+  ) {
+    this.format = eventFormat(version);
+  }
+
+  fork(from?: Fork): Fork {
+    return from ? { state: new Map(from.state), head: from.head, depth: from.depth } : { state: new Map(), head: undefined, depth: 0 };
+  }
+
+  private ref(id: string): unknown {
+    return this.format.pairReferences ? [id, { sha256: 'unused' }] : id;
+  }
+
+  nextId(): string {
+    const id = `$${this.prefix}${String(this.n++).padStart(4, '0')}`;
+    return this.format.idsWithServer ? `${id}:example.com` : id;
+  }
+
+  /** Builds an event on `fork` without applying it. */
+  build(
+    fork: Fork,
+    sender: string,
+    type: string,
+    stateKey: string,
+    content: JsonObject,
+    opts: { id?: string; ts?: number; depth?: number; prev?: string[] } = {},
+  ): VectorPdu {
+    const id = opts.id ?? this.nextId();
+    if (type === 'm.room.create' && this.format.createIsRoomId) this.roomId = `!${id.slice(1)}`;
+    const auth: string[] = [];
+    if (type !== 'm.room.create') {
+      const keys = new Set<string>([stateTuple('m.room.create', ''), stateTuple('m.room.power_levels', ''), stateTuple('m.room.member', sender)]);
+      if (type === 'm.room.member') {
+        keys.add(stateTuple('m.room.member', stateKey));
+        const m = content.membership;
+        if (m === 'join' || m === 'invite' || m === 'knock') keys.add(stateTuple('m.room.join_rules', ''));
+      }
+      for (const key of keys) {
+        const v = fork.state.get(key);
+        if (v === undefined) continue;
+        if (this.format.createIsRoomId && key === stateTuple('m.room.create', '')) continue;
+        auth.push(v);
+      }
+    }
+    const prev = opts.prev ?? (fork.head === undefined ? [] : [fork.head]);
+    const pdu = {
+      event_id: id,
+      room_id: this.roomId,
+      sender,
+      type,
+      state_key: stateKey,
+      content,
+      origin_server_ts: opts.ts ?? (this.clock += 7),
+      depth: opts.depth ?? fork.depth + 1,
+      prev_events: prev.map((p) => this.ref(p)),
+      auth_events: auth.map((a) => this.ref(a)),
+      hashes: { sha256: 'unused' },
+      signatures: {},
+    } as unknown as VectorPdu;
+    if (type === 'm.room.create' && this.format.createIsRoomId) delete (pdu as Partial<VectorPdu>).room_id;
+    this.source.add(pdu);
+    return pdu;
+  }
+
+  /** Applies a built event to the fork (no auth check). */
+  apply(fork: Fork, pdu: VectorPdu): void {
+    fork.state.set(keyOf(pdu), pdu.event_id);
+    fork.head = pdu.event_id;
+    fork.depth = Math.max(fork.depth, pdu.depth);
+  }
+
+  /** Builds, checks against the fork's state, and applies if allowed. Returns the event if applied. */
+  send(fork: Fork, sender: string, type: string, stateKey: string, content: JsonObject, opts?: { id?: string; ts?: number; depth?: number }): VectorPdu | undefined {
+    const pdu = this.build(fork, sender, type, stateKey, content, opts);
+    if (!passesAuth(this.version, pdu, fork.state, this.source)) return undefined;
+    this.apply(fork, pdu);
+    return pdu;
+  }
+
+  /** Like send, but the event must pass auth. */
+  must(fork: Fork, sender: string, type: string, stateKey: string, content: JsonObject, opts?: { id?: string; ts?: number; depth?: number }): VectorPdu {
+    const pdu = this.send(fork, sender, type, stateKey, content, opts);
+    if (!pdu) throw new Error(`v${this.version}: ${sender} may not send ${type}/${stateKey} ${JSON.stringify(content)}`);
+    return pdu;
+  }
+
+  createContent(creator: string): JsonObject {
+    return this.format.creatorInContent ? { creator, room_version: this.version } : { room_version: this.version };
+  }
+
+  /** create, the creator's join, power levels, join rules: a public room run by `creator`. */
+  bootstrap(creator: string, users: Record<string, number>, joinRule = 'public'): Fork {
+    const f = this.fork();
+    this.must(f, creator, 'm.room.create', '', this.createContent(creator));
+    this.must(f, creator, 'm.room.member', creator, { membership: 'join' });
+    // Room 12 creators may not be listed in power_levels; they are infinitely powerful anyway.
+    const listed = { ...users };
+    if (this.format.createIsRoomId) delete listed[creator];
+    this.must(f, creator, 'm.room.power_levels', '', { users: listed });
+    this.must(f, creator, 'm.room.join_rules', '', { join_rule: joinRule });
+    return f;
+  }
+}
+
+/** The cases of ../shared/vectors/state-res/README.md, with their files in order. */
+export const BATCH_CASES: ReadonlyArray<[name: string, batches: string[]]> = [
+  ['minimal_private_chat', ['bootstrap-private-chat']],
+  ['minimal_public_chat', ['bootstrap-public-chat']],
+  ['origin_server_ts_tiebreak', ['bootstrap-private-chat', 'origin-server-ts-tiebreak']],
+  ['ban_vs_power_levels', ['bootstrap-public-chat', 'ban-vs-power-levels-alice', 'ban-vs-power-levels-bob']],
+  ['topic_vs_power_levels', ['bootstrap-public-chat', 'topic-vs-power-levels-alice', 'topic-vs-power-levels-bob']],
+  ['power_levels_admin_vs_mod', ['bootstrap-public-chat', 'power-levels-admin-vs-mod-alice', 'power-levels-admin-vs-mod-bob']],
+  ['topic_vs_ban', ['bootstrap-public-chat', 'topic-vs-ban-common', 'topic-vs-ban-alice', 'topic-vs-ban-bob']],
+  ['join_rules_vs_join', ['bootstrap-public-chat', 'join-rules-vs-join-common', 'join-rules-vs-join-alice', 'join-rules-vs-join-ella']],
+  ['concurrent_joins', ['bootstrap-public-chat', 'concurrent-joins-charlie', 'concurrent-joins-ella']],
+];
+
+export const STATE_MAP_CASES: ReadonlyArray<[name: string, maps: string[], pdus: string]> = [
+  ['msc4297_problem_a_state_res_v2_0', ['MSC4297-problem-A/state-bob', 'MSC4297-problem-A/state-charlie'], 'MSC4297-problem-A/pdus-v11'],
+  ['msc4297_problem_a_state_res_v2_1', ['MSC4297-problem-A/state-bob', 'MSC4297-problem-A/state-charlie'], 'MSC4297-problem-A/pdus-v12'],
+  ['msc4297_problem_b_state_res_v2_0', ['MSC4297-problem-B/state-eve', 'MSC4297-problem-B/state-zara'], 'MSC4297-problem-B/pdus-v11'],
+  ['msc4297_problem_b_state_res_v2_1', ['MSC4297-problem-B/state-eve', 'MSC4297-problem-B/state-zara'], 'MSC4297-problem-B/pdus-v12'],
+];
+
+export function expected(name: string): ExpectedEntry[] {
+  return loadJson<ExpectedEntry[]>(`expected/${name}.json`);
+}

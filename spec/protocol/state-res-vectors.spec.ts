@@ -4,8 +4,10 @@
 import { assert } from '../helpers/assert.js';
 import { resolveState } from '../../src/protocol/state-res/index.js';
 import {
-  type ExpectedEntry,
+  BATCH_CASES,
   MemorySource,
+  STATE_MAP_CASES,
+  expected,
   loadBatch,
   loadJson,
   render,
@@ -16,29 +18,6 @@ import {
   stateMapFromIds,
   type VectorPdu,
 } from './state-res-harness.js';
-
-export const BATCH_CASES: ReadonlyArray<[name: string, batches: string[]]> = [
-  ['minimal_private_chat', ['bootstrap-private-chat']],
-  ['minimal_public_chat', ['bootstrap-public-chat']],
-  ['origin_server_ts_tiebreak', ['bootstrap-private-chat', 'origin-server-ts-tiebreak']],
-  ['ban_vs_power_levels', ['bootstrap-public-chat', 'ban-vs-power-levels-alice', 'ban-vs-power-levels-bob']],
-  ['topic_vs_power_levels', ['bootstrap-public-chat', 'topic-vs-power-levels-alice', 'topic-vs-power-levels-bob']],
-  ['power_levels_admin_vs_mod', ['bootstrap-public-chat', 'power-levels-admin-vs-mod-alice', 'power-levels-admin-vs-mod-bob']],
-  ['topic_vs_ban', ['bootstrap-public-chat', 'topic-vs-ban-common', 'topic-vs-ban-alice', 'topic-vs-ban-bob']],
-  ['join_rules_vs_join', ['bootstrap-public-chat', 'join-rules-vs-join-common', 'join-rules-vs-join-alice', 'join-rules-vs-join-ella']],
-  ['concurrent_joins', ['bootstrap-public-chat', 'concurrent-joins-charlie', 'concurrent-joins-ella']],
-];
-
-export const STATE_MAP_CASES: ReadonlyArray<[name: string, maps: string[], pdus: string]> = [
-  ['msc4297_problem_a_state_res_v2_0', ['MSC4297-problem-A/state-bob', 'MSC4297-problem-A/state-charlie'], 'MSC4297-problem-A/pdus-v11'],
-  ['msc4297_problem_a_state_res_v2_1', ['MSC4297-problem-A/state-bob', 'MSC4297-problem-A/state-charlie'], 'MSC4297-problem-A/pdus-v12'],
-  ['msc4297_problem_b_state_res_v2_0', ['MSC4297-problem-B/state-eve', 'MSC4297-problem-B/state-zara'], 'MSC4297-problem-B/pdus-v11'],
-  ['msc4297_problem_b_state_res_v2_1', ['MSC4297-problem-B/state-eve', 'MSC4297-problem-B/state-zara'], 'MSC4297-problem-B/pdus-v12'],
-];
-
-export function expected(name: string): ExpectedEntry[] {
-  return loadJson<ExpectedEntry[]>(`expected/${name}.json`);
-}
 
 describe('protocol/state-res: shared vectors, batch cases', () => {
   for (const [name, files] of BATCH_CASES) {
