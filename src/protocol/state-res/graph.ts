@@ -28,6 +28,11 @@ export interface StateResSource {
 
 export type StateMap = Map<StateKeyTuple, string>;
 
+/** Read access to a (partial) state: a Map, or a layered view over one. */
+export interface StateView {
+  get(key: StateKeyTuple): string | undefined;
+}
+
 const CREATE_KEY = stateTuple('m.room.create', '');
 export const POWER_LEVELS_KEY = stateTuple('m.room.power_levels', '');
 
@@ -53,7 +58,6 @@ function intOf(v: JsonValue | undefined, stringy: boolean): number | undefined {
 
 export class EventGraph {
   private readonly pdus = new Map<string, Pdu | null>();
-  private readonly idByPdu = new WeakMap<Pdu, string>();
   private readonly authIdsMemo = new Map<string, readonly string[]>();
   private readonly plOfMemo = new Map<string, string | null>();
   private readonly powerMemo = new Map<string, number>();
@@ -68,20 +72,21 @@ export class EventGraph {
   get(eventId: string): Pdu | undefined {
     let pdu = this.pdus.get(eventId);
     if (pdu === undefined) {
-      const found = this.source.getEvent(eventId);
-      pdu = found && isJsonObject(found.pdu as unknown as JsonValue) ? found.pdu : null;
+      pdu = this.fetch(eventId) ?? null;
       this.pdus.set(eventId, pdu);
-      if (pdu) this.idByPdu.set(pdu, eventId);
     }
     return pdu ?? undefined;
+  }
+
+  /** Reads through to the source without memoising: for walks that touch each event once. */
+  private fetch(eventId: string): Pdu | undefined {
+    const found = this.source.getEvent(eventId);
+    return found && isJsonObject(found.pdu as unknown as JsonValue) ? found.pdu : undefined;
   }
 
   has(eventId: string): boolean {
     return this.get(eventId) !== undefined;
   }
-
-  /** The ID we hold a PDU under; auth rule 4.3.1 compares it with prev_events. */
-  readonly eventIdOf = (pdu: Pdu): string | undefined => this.idByPdu.get(pdu);
 
   rejected(eventId: string): boolean {
     return this.source.isRejected?.(eventId) ?? false;
@@ -152,16 +157,16 @@ export class EventGraph {
     return pl ?? undefined;
   }
 
-  /** The room's create event as an event sees it: from the room ID (v12) or its auth_events. */
-  private createFor(eventId: string): Pdu | undefined {
+  /** The ID of the room's create event as an event sees it: from the room ID (v12) or its auth_events. */
+  private createIdFor(eventId: string): string | undefined {
     const pdu = this.get(eventId);
     if (!pdu) return undefined;
+    if (pdu.type === 'm.room.create' && pdu.state_key === '') return eventId;
     if (this.rules.createFromRoomId) {
       const roomId = pdu.room_id;
-      if (pdu.type === 'm.room.create' && pdu.state_key === '') return pdu;
-      return typeof roomId === 'string' && roomId.startsWith('!') ? this.get(`$${roomId.slice(1)}`) : undefined;
+      return typeof roomId === 'string' && roomId.startsWith('!') ? `$${roomId.slice(1)}` : undefined;
     }
-    for (const id of this.authIds(eventId)) if (this.keyOf(id) === CREATE_KEY) return this.get(id);
+    for (const id of this.authIds(eventId)) if (this.keyOf(id) === CREATE_KEY) return id;
     return undefined;
   }
 
@@ -186,7 +191,8 @@ export class EventGraph {
     const pdu = this.get(eventId);
     level = 0;
     if (pdu) {
-      const create = this.createFor(eventId);
+      const createId = this.createIdFor(eventId);
+      const create = createId === undefined ? undefined : this.get(createId);
       const plId = this.powerLevelsOf(eventId);
       const pl = plId ? this.get(plId)?.content : undefined;
       if (this.rules.privilegedCreators && create && this.creatorsFrom(create).has(pdu.sender)) {
@@ -209,13 +215,29 @@ export class EventGraph {
    * without descending below events in `stop`, whose chains the caller already holds.
    */
   collectAuthChain(roots: Iterable<string>, into: Set<string>, stop?: ReadonlySet<string>): void {
+    // The chains of a big room's unconflicted state touch every member event once; memoising
+    // each of them would cost more than the walk, so this reads auth_events in place.
     const stack: string[] = [];
-    for (const r of roots) for (const a of this.authIds(r)) stack.push(a);
+    const push = (id: string): void => {
+      const memo = this.authIdsMemo.get(id);
+      if (memo) {
+        for (const a of memo) if (!into.has(a)) stack.push(a);
+        return;
+      }
+      const pdu = this.pdus.get(id) ?? this.fetch(id);
+      const list: unknown = pdu?.auth_events;
+      if (!Array.isArray(list)) return;
+      for (const item of list) {
+        const a = typeof item === 'string' ? item : Array.isArray(item) && typeof item[0] === 'string' ? (item[0] as string) : undefined;
+        if (a !== undefined && !into.has(a)) stack.push(a);
+      }
+    };
+    for (const r of roots) push(r);
     while (stack.length > 0) {
       const id = stack.pop() as string;
       if (into.has(id) || stop?.has(id)) continue;
       into.add(id);
-      for (const a of this.authIds(id)) if (!into.has(a)) stack.push(a);
+      push(id);
     }
   }
 
@@ -229,7 +251,9 @@ export class EventGraph {
     const counts = new Map<string, number>();
     for (const set of stateSets) {
       const own: string[] = [];
-      for (const [key, id] of set) if (unconflicted.get(key) !== id) own.push(id);
+      set.forEach((id, key) => {
+        if (unconflicted.get(key) !== id) own.push(id);
+      });
       const chain = new Set<string>();
       this.collectAuthChain(own, chain, common);
       for (const id of chain) counts.set(id, (counts.get(id) ?? 0) + 1);
@@ -283,19 +307,26 @@ export class EventGraph {
    * Whether the event passes the auth rules against `state`, where a key the rules need and
    * `state` lacks comes from the event's own (non-rejected) auth_events.
    */
-  allowed(eventId: string, state: ReadonlyMap<StateKeyTuple, string>, fallBackToAuthEvents: boolean): boolean {
+  allowed(eventId: string, state: StateView, fallBackToAuthEvents: boolean): boolean {
     const pdu = this.get(eventId);
     if (!pdu || typeof pdu.state_key !== 'string') return false;
     const lookup = new Map<StateKeyTuple, Pdu>();
+    // The IDs of the events the rules can see, for rule 4.3.1 (is the only prev event the create?).
+    const ids = new Map<Pdu, string>([[pdu, eventId]]);
+    const use = (key: StateKeyTuple, id: string): void => {
+      const e = this.get(id);
+      if (!e || this.rejected(id)) return;
+      lookup.set(key, e);
+      ids.set(e, id);
+    };
     if (fallBackToAuthEvents) {
       for (const id of this.authIds(eventId)) {
         const key = this.keyOf(id);
-        if (key !== undefined && !this.rejected(id)) lookup.set(key, this.get(id) as Pdu);
+        if (key !== undefined) use(key, id);
       }
       if (this.rules.createFromRoomId && pdu.type !== 'm.room.create') {
-        const create = this.createFor(eventId);
-        const createId = create ? this.eventIdOf(create) : undefined;
-        if (create && createId !== undefined && !this.rejected(createId)) lookup.set(CREATE_KEY, create);
+        const createId = this.createIdFor(eventId);
+        if (createId !== undefined) use(CREATE_KEY, createId);
       }
     }
     let keys: Array<[string, string]>;
@@ -308,13 +339,11 @@ export class EventGraph {
     for (const [type, stateKey] of keys) {
       const key = stateTuple(type, stateKey);
       const id = state.get(key);
-      if (id === undefined || this.rejected(id)) continue;
-      const e = this.get(id);
-      if (e) lookup.set(key, e);
+      if (id !== undefined) use(key, id);
     }
     try {
       checkEventAuth(pdu, this.roomVersion as RoomVersion, (t, k) => lookup.get(stateTuple(t, k)), {
-        eventIdOf: this.eventIdOf,
+        eventIdOf: (p) => ids.get(p),
       });
       return true;
     } catch {
