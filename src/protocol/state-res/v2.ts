@@ -94,12 +94,11 @@ export function resolveV2(
 
   // Steps 1 and 2.
   const powerEvents = [...full].filter((id) => graph.isPowerEvent(id));
-  const sortedPower = reverseTopologicalPowerOrder(graph, powerEvents, full);
+  const { order: sortedPower, picked } = reverseTopologicalPowerOrder(graph, powerEvents, full);
   const partial = new LayeredState(graph.rules.emptyInitialState ? new Map() : unconflicted);
   iterativeAuthChecks(graph, sortedPower, partial);
 
-  // Steps 3 and 4.
-  const picked = new Set(sortedPower);
+  // Steps 3 and 4: everything step 1 picked is excluded, even events it could not order.
   const remaining = [...full].filter((id) => !picked.has(id));
   iterativeAuthChecks(graph, mainlineOrder(graph, remaining, partial.get(POWER_LEVELS_KEY)), partial);
 
@@ -123,7 +122,11 @@ function iterativeAuthChecks(graph: EventGraph, events: readonly string[], state
  * step the smallest ready event: greatest sender power, then smallest origin_server_ts, then
  * smallest event ID. Earliest first.
  */
-export function reverseTopologicalPowerOrder(graph: EventGraph, roots: readonly string[], full: ReadonlySet<string>): string[] {
+export function reverseTopologicalPowerOrder(
+  graph: EventGraph,
+  roots: readonly string[],
+  full: ReadonlySet<string>,
+): { order: string[]; picked: ReadonlySet<string> } {
   const edges = new Map<string, string[]>();
   const stack = [...roots];
   while (stack.length > 0) {
@@ -171,8 +174,9 @@ export function reverseTopologicalPowerOrder(graph: EventGraph, roots: readonly 
       if (left === 0) heap.push(d);
     }
   }
-  // Events on an auth_events cycle (only forged data has one) never become ready and are dropped.
-  return out;
+  // Events on an auth_events cycle (only forged data has one) never become ready: they are
+  // picked (so step 3 does not apply them either) but not ordered.
+  return { order: out, picked: new Set(edges.keys()) };
 }
 
 /**
