@@ -9,8 +9,8 @@
 //  - Walks are iterative (auth chains of real rooms are far deeper than the JS stack).
 import { authEventTypesFor, checkEventAuth } from '../auth-rules.js';
 import { isJsonObject } from '../canonical-json.js';
-import { creatorOf } from '../power-levels.js';
-import type { EventWithId, JsonValue, Pdu, RoomVersion, StateKeyTuple } from '../types.js';
+import { powerLevelOf } from '../power-levels.js';
+import type { EventWithId, JsonValue, Pdu, StateKeyTuple } from '../types.js';
 import { stateTuple } from '../types.js';
 import type { StateResRules } from './rules.js';
 
@@ -47,21 +47,11 @@ function referencedIds(list: unknown): string[] {
   return out;
 }
 
-function intOf(v: JsonValue | undefined, stringy: boolean): number | undefined {
-  if (typeof v === 'number') return Number.isSafeInteger(v) ? v : undefined;
-  if (stringy && typeof v === 'string' && /^\s*[+-]?\d+\s*$/.test(v)) {
-    const n = Number.parseInt(v, 10);
-    return Number.isSafeInteger(n) ? n : undefined;
-  }
-  return undefined;
-}
-
 export class EventGraph {
   private readonly pdus = new Map<string, Pdu | null>();
   private readonly authIdsMemo = new Map<string, readonly string[]>();
   private readonly plOfMemo = new Map<string, string | null>();
   private readonly powerMemo = new Map<string, number>();
-  private creators: ReadonlySet<string> | undefined;
 
   constructor(
     readonly roomVersion: string,
@@ -170,41 +160,22 @@ export class EventGraph {
     return undefined;
   }
 
-  private creatorsFrom(create: Pdu): ReadonlySet<string> {
-    if (!this.creators) {
-      const set = new Set<string>([create.sender]);
-      const extra = isJsonObject(create.content) ? create.content.additional_creators : undefined;
-      if (Array.isArray(extra)) for (const u of extra) if (typeof u === 'string') set.add(u);
-      this.creators = set;
-    }
-    return this.creators;
-  }
-
   /**
    * The sender's power level "when looking at their auth_events" (reverse topological power
-   * ordering). Creators of a v12 room are infinitely powerful; with no power_levels event the
-   * creator has 100 and everyone else 0.
+   * ordering), as the auth rules compute it: v12 creators are infinitely powerful, and with no
+   * power_levels event the creator has 100 and everyone else 0.
    */
   senderPower(eventId: string): number {
     let level = this.powerMemo.get(eventId);
     if (level !== undefined) return level;
     const pdu = this.get(eventId);
     level = 0;
-    if (pdu) {
+    if (pdu && typeof pdu.sender === 'string') {
       const createId = this.createIdFor(eventId);
       const create = createId === undefined ? undefined : this.get(createId);
       const plId = this.powerLevelsOf(eventId);
-      const pl = plId ? this.get(plId)?.content : undefined;
-      if (this.rules.privilegedCreators && create && this.creatorsFrom(create).has(pdu.sender)) {
-        level = Number.POSITIVE_INFINITY;
-      } else if (pl && isJsonObject(pl)) {
-        const users = pl.users;
-        const own = isJsonObject(users) && Object.prototype.hasOwnProperty.call(users, pdu.sender) ? users[pdu.sender] : undefined;
-        const stringy = this.rules.stringyPowerLevels;
-        level = intOf(own, stringy) ?? intOf(pl.users_default, stringy) ?? 0;
-      } else if (create && pdu.sender === creatorOf(create, this.roomVersion)) {
-        level = 100;
-      }
+      const pl = plId === undefined ? undefined : this.get(plId)?.content;
+      level = powerLevelOf(pdu.sender, isJsonObject(pl) ? pl : undefined, create, this.roomVersion);
     }
     this.powerMemo.set(eventId, level);
     return level;
@@ -331,7 +302,7 @@ export class EventGraph {
     }
     let keys: Array<[string, string]>;
     try {
-      keys = isJsonObject(pdu.content) ? authEventTypesFor(pdu) : [];
+      keys = isJsonObject(pdu.content) ? authEventTypesFor(pdu, this.roomVersion) : [];
     } catch {
       return false;
     }
@@ -342,7 +313,7 @@ export class EventGraph {
       if (id !== undefined) use(key, id);
     }
     try {
-      checkEventAuth(pdu, this.roomVersion as RoomVersion, (t, k) => lookup.get(stateTuple(t, k)), {
+      checkEventAuth(pdu, this.roomVersion, (t, k) => lookup.get(stateTuple(t, k)), {
         eventIdOf: (p) => ids.get(p),
       });
       return true;
