@@ -2,7 +2,7 @@
 // ≤ 50 ms). Pure CPU, no I/O: the events live in a Map that the resolver reads through its
 // source interface, and the auth chain difference is computed by the resolver itself (no index).
 //
-//   npx tsc -p tsconfig.json && node dist/bench/state-res.js [members=10000] [runs=30] [versions=10,11,12]
+//   npx tsc -p tsconfig.json && node dist/bench/state-res.js [members=10000] [runs=30] [versions=1,2,10,11,12]
 //
 // The room: create, the creator's join, power levels, public join rules, a name and topic, five
 // earlier power-levels changes (a mainline to walk), then `members` joins. Then two forks of about
@@ -20,7 +20,7 @@ import { stateTuple } from '../src/protocol/types.js';
 
 const members = Number(process.argv[2] ?? 10_000);
 const runs = Number(process.argv[3] ?? 30);
-const versions = (process.argv[4] ?? '10,11,12').split(',');
+const versions = (process.argv[4] ?? '1,2,10,11,12').split(',');
 const WARMUP = 5;
 
 type State = Map<StateKeyTuple, string>;
@@ -39,13 +39,16 @@ const user = (i: number): string => `@user${i}:server${i % 97}.org`;
 function buildRoom(version: string): { events: Map<string, Pdu>; forks: [Fork, Fork]; rejected: number } {
   const events = new Map<string, Pdu>();
   const v12 = Number(version) >= 12;
+  // Rooms 1 and 2: server-assigned event IDs, and references are [event_id, hashes] pairs.
+  const oldFormat = Number(version) <= 2;
+  const ref = (id: string): unknown => (oldFormat ? [id, { sha256: '' }] : id);
   let n = 0;
   let ts = 1_700_000_000_000;
   let roomId = '!bench:example.com';
   let rejected = 0;
 
   const send = (fork: Fork, sender: string, type: string, stateKey: string, content: JsonObject): void => {
-    const id = `$ev${n++}`;
+    const id = oldFormat ? `$ev${n++}:example.com` : `$ev${n++}`;
     if (type === 'm.room.create' && v12) roomId = `!${id.slice(1)}`;
     const keys = type === 'm.room.create' ? [] : [['m.room.power_levels', ''], ['m.room.member', sender]];
     if (type !== 'm.room.create' && !v12) keys.unshift(['m.room.create', '']);
@@ -62,12 +65,12 @@ function buildRoom(version: string): { events: Map<string, Pdu>; forks: [Fork, F
       content,
       origin_server_ts: ts++,
       depth: fork.depth + 1,
-      prev_events: fork.head ? [fork.head] : [],
-      auth_events: auth,
+      prev_events: fork.head ? [ref(fork.head)] : [],
+      auth_events: auth.map(ref),
       hashes: { sha256: '' },
       signatures: {},
       event_id: id,
-    } as Pdu;
+    } as unknown as Pdu;
     if (type === 'm.room.create' && v12) delete (pdu as Partial<Pdu>).room_id;
     events.set(id, pdu);
     // Every event of the bench must be one a server would have accepted.
@@ -91,6 +94,7 @@ function buildRoom(version: string): { events: Map<string, Pdu>; forks: [Fork, F
   send(trunk, ALICE, 'm.room.create', '', Number(version) <= 10 ? { creator: ALICE, room_version: version } : { room_version: version });
   send(trunk, ALICE, 'm.room.member', ALICE, { membership: 'join', displayname: 'alice' });
   const pl = (extra: Record<string, number>): JsonObject => {
+    // (Rooms 1–9 would also accept these levels as strings; integers are valid everywhere.)
     const users: Record<string, number> = { [BOB]: 50, [CAROL]: 0, [DAVE]: 50, ...extra };
     if (!v12) users[ALICE] = 100;
     return { users, state_default: 50, events_default: 0, ban: 50, kick: 50, redact: 50, invite: 0 };

@@ -13,7 +13,7 @@
 import { createHash } from 'node:crypto';
 import type { StateKeyTuple } from '../types.js';
 import { splitStateTuple } from '../types.js';
-import type { EventGraph, StateMap } from './graph.js';
+import type { EventGraph, StateMap, StateView } from './graph.js';
 import { POWER_LEVELS_KEY } from './graph.js';
 
 /** A key is conflicted when the states holding it disagree on its event. */
@@ -53,23 +53,23 @@ function replayOrder(graph: EventGraph, ids: Iterable<string>): string[] {
 }
 
 /** Replays candidates for one auth key onto R; the last one allowed wins. */
-function resolveAuthKey(graph: EventGraph, key: StateKeyTuple, candidates: Iterable<string>, base: StateMap): string | undefined {
+function resolveAuthKey(graph: EventGraph, key: StateKeyTuple, candidates: Iterable<string>, base: StateView): string | undefined {
   const ordered = replayOrder(graph, candidates);
   if (ordered.length === 0) return undefined;
-  const r = new Map(base);
   let winner = ordered[0];
-  r.set(key, winner);
+  // R with this key replaced, without copying R (a 10,000-member room has thousands of keys).
+  const r: StateView = { get: (k) => (k === key ? winner : base.get(k)) };
   for (const id of ordered.slice(1)) {
     if (!graph.allowed(id, r, false)) break;
     winner = id;
-    r.set(key, id);
   }
   return winner;
 }
 
 export function resolveV1(graph: EventGraph, stateSets: ReadonlyArray<ReadonlyMap<StateKeyTuple, string>>): StateMap {
   const { unconflicted, conflicted } = splitConflictedV1(stateSets);
-  const r: StateMap = new Map(unconflicted);
+  // The map split made is ours: it becomes R, updated once per step.
+  const r = unconflicted;
   if (conflicted.size === 0) return r;
 
   const typeOf = (key: StateKeyTuple): string => splitStateTuple(key)[0];
@@ -80,22 +80,23 @@ export function resolveV1(graph: EventGraph, stateSets: ReadonlyArray<ReadonlyMa
   ];
   const done = new Set<StateKeyTuple>();
   for (const inStep of steps) {
-    const base = new Map(r);
+    const results: StateMap = new Map();
     for (const [key, candidates] of conflicted) {
       if (done.has(key) || !inStep(key)) continue;
       done.add(key);
-      const winner = resolveAuthKey(graph, key, candidates, base);
-      if (winner !== undefined) r.set(key, winner);
+      const winner = resolveAuthKey(graph, key, candidates, r);
+      if (winner !== undefined) results.set(key, winner);
     }
+    for (const [key, id] of results) r.set(key, id);
   }
 
-  const base = new Map(r);
+  const results: StateMap = new Map();
   for (const [key, candidates] of conflicted) {
     if (done.has(key)) continue;
     const ordered = replayOrder(graph, candidates).reverse();
     if (ordered.length === 0) continue;
-    const winner = ordered.find((id) => graph.allowed(id, base, false)) ?? ordered[ordered.length - 1];
-    r.set(key, winner);
+    results.set(key, ordered.find((id) => graph.allowed(id, r, false)) ?? ordered[ordered.length - 1]);
   }
+  for (const [key, id] of results) r.set(key, id);
   return r;
 }
