@@ -9,6 +9,7 @@
 //  - Walks are iterative (auth chains of real rooms are far deeper than the JS stack).
 import { authEventTypesFor, checkEventAuth } from '../auth-rules.js';
 import { isJsonObject } from '../canonical-json.js';
+import { authEventIds } from '../events.js';
 import { powerLevelOf } from '../power-levels.js';
 import type { EventWithId, JsonValue, Pdu, StateKeyTuple } from '../types.js';
 import { stateTuple } from '../types.js';
@@ -35,17 +36,6 @@ export interface StateView {
 
 const CREATE_KEY = stateTuple('m.room.create', '');
 export const POWER_LEVELS_KEY = stateTuple('m.room.power_levels', '');
-
-/** Event IDs in prev_events / auth_events: strings from room v3, [id, hashes] pairs in v1 and v2. */
-function referencedIds(list: unknown): string[] {
-  if (!Array.isArray(list)) return [];
-  const out: string[] = [];
-  for (const item of list) {
-    if (typeof item === 'string') out.push(item);
-    else if (Array.isArray(item) && typeof item[0] === 'string') out.push(item[0]);
-  }
-  return out;
-}
 
 export class EventGraph {
   private readonly pdus = new Map<string, Pdu | null>();
@@ -86,7 +76,7 @@ export class EventGraph {
     let ids = this.authIdsMemo.get(eventId);
     if (!ids) {
       const pdu = this.get(eventId);
-      ids = pdu ? [...new Set(referencedIds(pdu.auth_events))] : [];
+      ids = pdu ? [...new Set(authEventIds(pdu))] : [];
       this.authIdsMemo.set(eventId, ids);
     }
     return ids;
@@ -196,6 +186,7 @@ export class EventGraph {
         return;
       }
       const pdu = this.pdus.get(id) ?? this.fetch(id);
+      // Inlined authEventIds (v1/v2 pairs or bare IDs): no array per event on the hot path.
       const list: unknown = pdu?.auth_events;
       if (!Array.isArray(list)) return;
       for (const item of list) {
