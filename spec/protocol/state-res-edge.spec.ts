@@ -1,7 +1,9 @@
 // State resolution on awkward input: rejected auth events, events the source does not have,
 // forged auth_events cycles, malformed content, unsupported room versions, trivial inputs.
 import { assert } from '../helpers/assert.js';
-import { UnsupportedRoomVersionError, resolveState } from '../../src/protocol/state-res/index.js';
+import { EventGraph } from '../../src/protocol/state-res/graph.js';
+import { UnsupportedRoomVersionError, resolveState, stateResRules } from '../../src/protocol/state-res/index.js';
+import { splitConflictedV2 } from '../../src/protocol/state-res/v2.js';
 import { stateTuple } from '../../src/protocol/types.js';
 import { RoomBuilder, type VectorPdu, sortedEntries } from './state-res-harness.js';
 
@@ -89,6 +91,29 @@ describe('protocol/state-res: edge cases', () => {
       assert.equal(resolved.has(stateTuple('m.room.name', '')), false, `v${version}`);
       assert.equal(resolved.get(JOIN_RULES), b.get(JOIN_RULES), `v${version}`);
     }
+  });
+
+  it('auth difference: an event every state reaches through its unconflicted events is not in it', () => {
+    // x is cited by the unconflicted event u, so it is in every state's auth chain, even though
+    // only a1 (conflicted, in the first state) cites it directly; y is only under a1.
+    const r = new RoomBuilder('11');
+    const ev = (id: string, type: string, auth: string[]): VectorPdu => {
+      const e = r.build(r.fork(), ALICE, type, '', {}, { id });
+      e.auth_events = auth;
+      return e;
+    };
+    ev('$c', 'm.room.create', []);
+    ev('$x', 'm.room.x', ['$c']);
+    ev('$y', 'm.room.y', ['$c']);
+    ev('$u', 'm.room.u', ['$x']);
+    ev('$a1', 'm.room.a', ['$x', '$y']);
+    ev('$a2', 'm.room.a', ['$c']);
+    const s1 = new Map([[stateTuple('m.room.u', ''), '$u'], [stateTuple('m.room.a', ''), '$a1']]);
+    const s2 = new Map([[stateTuple('m.room.u', ''), '$u'], [stateTuple('m.room.a', ''), '$a2']]);
+    const graph = new EventGraph('11', stateResRules('11'), r.source);
+    const { unconflicted } = splitConflictedV2([s1, s2]);
+    assert.deepEqual([...graph.authDifference([s1, s2], unconflicted)].sort(), ['$y']);
+    assert.deepEqual([...graph.authDifference([s2, s1], unconflicted)].sort(), ['$y']);
   });
 
   it('unsupported room versions throw a typed error; zero or one state sets resolve trivially', () => {

@@ -326,18 +326,20 @@ export class RoomBuilder {
     return pdu;
   }
 
-  createContent(creator: string): JsonObject {
-    return this.format.creatorInContent ? { creator, room_version: this.version } : { room_version: this.version };
+  createContent(creator: string, additionalCreators: string[] = []): JsonObject {
+    const content: JsonObject = this.format.creatorInContent ? { creator, room_version: this.version } : { room_version: this.version };
+    if (additionalCreators.length > 0) content.additional_creators = additionalCreators;
+    return content;
   }
 
   /** create, the creator's join, power levels, join rules: a public room run by `creator`. */
-  bootstrap(creator: string, users: Record<string, number>, joinRule = 'public'): Fork {
+  bootstrap(creator: string, users: Record<string, number>, joinRule = 'public', additionalCreators: string[] = []): Fork {
     const f = this.fork();
-    this.must(f, creator, 'm.room.create', '', this.createContent(creator));
+    this.must(f, creator, 'm.room.create', '', this.createContent(creator, additionalCreators));
     this.must(f, creator, 'm.room.member', creator, { membership: 'join' });
     // Room 12 creators may not be listed in power_levels; they are infinitely powerful anyway.
     const listed = { ...users };
-    if (this.format.createIsRoomId) delete listed[creator];
+    if (this.format.createIsRoomId) for (const c of [creator, ...additionalCreators]) delete listed[c];
     this.must(f, creator, 'm.room.power_levels', '', { users: listed });
     this.must(f, creator, 'm.room.join_rules', '', { join_rule: joinRule });
     return f;

@@ -83,7 +83,8 @@ const USERS = ['@alice:example.com', '@bob:example.com', '@carol:example.com', '
 const [ALICE, BOB] = USERS;
 
 /**
- * A room with several forks: a public room with everyone joined, then random state changes
+ * A room with several forks: a public room with everyone joined (room 12: with two creators in
+ * every other room), then random state changes
  * (topics, power levels, kicks, bans, leaves, re-joins, join rule changes, invites), each sent on
  * a random fork by a random member and kept only if it passes auth there; forks split off
  * existing forks as it goes.
@@ -92,7 +93,9 @@ function generateForks(version: string, seed: number): { room: RoomBuilder; fork
   const rand = rng(seed);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)];
   const room = new RoomBuilder(version, `s${seed}-`);
-  const trunk = room.bootstrap(ALICE, { [ALICE]: 100, [BOB]: 50 });
+  // In room 12, every other room makes bob a second (infinitely powerful) creator.
+  const extraCreators = room.format.createIsRoomId && seed % 2 === 0 ? [BOB] : [];
+  const trunk = room.bootstrap(ALICE, { [ALICE]: 100, [BOB]: 50 }, 'public', extraCreators);
   for (const u of USERS.slice(1)) room.must(trunk, u, 'm.room.member', u, { membership: 'join' });
   const forks: Fork[] = [room.fork(trunk), room.fork(trunk)];
   let applied = 0;
@@ -112,6 +115,7 @@ function generateForks(version: string, seed: number): { room: RoomBuilder; fork
       case 1: {
         const users: Record<string, number> = { [BOB]: level(), [target]: level() };
         if (!room.format.createIsRoomId) users[ALICE] = 100;
+        for (const c of [ALICE, ...extraCreators]) if (room.format.createIsRoomId) delete users[c];
         ok = room.send(fork, sender, 'm.room.power_levels', '', { users, state_default: pick([50, 50, 0]) }, { ts });
         break;
       }
@@ -184,7 +188,7 @@ function literalSubgraph(conflicted: Set<string>, source: MemorySource): Set<str
   return out;
 }
 
-const GENERATED_VERSIONS = ['1', '2', '10', '11', '12'];
+const GENERATED_VERSIONS = ['1', '2', '6', '10', '11', '12'];
 const SEEDS = 25;
 
 describe('protocol/state-res: generated forks', () => {

@@ -55,6 +55,23 @@ describe('protocol/state-res v1 (room version 1)', () => {
     assert.equal(resolveState('1', [a.state, b.state], r.source).get(PL), demote.event_id);
   });
 
+  it('after the first event that fails, later allowed events are not replayed either', () => {
+    const { r, trunk } = room();
+    const a = r.fork(trunk);
+    const b = r.fork(trunk);
+    const c = r.fork(trunk);
+    const demote = r.must(a, ALICE, 'm.room.power_levels', '', PLS({ [BOB]: 0 }));
+    r.must(b, BOB, 'm.room.topic', '', { topic: 'padding' });
+    const bobs = r.must(b, BOB, 'm.room.power_levels', '', PLS({ [DAVE]: 50 }));
+    r.must(c, ALICE, 'm.room.topic', '', { topic: 'padding' });
+    r.must(c, ALICE, 'm.room.name', '', { name: 'padding' });
+    const alices = r.must(c, ALICE, 'm.room.power_levels', '', PLS({ [BOB]: 0, [CAROL]: 10 }));
+    assert.ok(demote.depth < bobs.depth && bobs.depth < alices.depth);
+    assert.equal(resolveState('1', [a.state, b.state, c.state], r.source).get(PL), demote.event_id);
+    // Without bob's event in the way, alice's deeper one is replayed and wins.
+    assert.equal(resolveState('1', [a.state, c.state], r.source).get(PL), alices.event_id);
+  });
+
   it('equal depths: power levels replay by descending sha1, so the lowest sha1 is applied last and wins', () => {
     const { r, trunk } = room();
     const a = r.fork(trunk);
