@@ -240,7 +240,7 @@ describe('protocol/state-res: generated forks', () => {
           assert.ok(differing >= 3, `only ${differing} rooms resolved to something other than one of their forks`);
         });
 
-        it('the auth difference and conflicted subgraph match their literal definitions, and a supplied difference is used', () => {
+        it('the auth difference and conflicted subgraph match their literal definitions, and supplied ones are used', () => {
           let nonEmpty = 0;
           for (let seed = 1; seed <= SEEDS; seed++) {
             const { room, forks } = generateForks(version, seed);
@@ -254,6 +254,7 @@ describe('protocol/state-res: generated forks', () => {
             assert.deepEqual([...graph.conflictedSubgraph(conflictedIds)].sort(), [...literalSubgraph(conflictedIds, room.source)].sort(), `seed ${seed}`);
 
             let calls = 0;
+            let subgraphCalls = 0;
             const indexed = {
               getEvent: (id: string) => room.source.getEvent(id),
               authChainDifference: (given: ReadonlyArray<ReadonlyMap<StateKeyTuple, string>>) => {
@@ -261,10 +262,17 @@ describe('protocol/state-res: generated forks', () => {
                 assert.equal(given.length, sets.length);
                 return literalAuthDifference(given as StateMap[], room.source);
               },
+              conflictedSubgraph: (given: ReadonlySet<string>) => {
+                subgraphCalls++;
+                assert.deepEqual([...given].sort(), [...conflictedIds].sort());
+                return literalSubgraph(new Set(given), room.source);
+              },
             };
             const withIndex = resolveState(version, sets, indexed);
             assert.deepEqual(sortedEntries(withIndex), sortedEntries(resolveState(version, sets, room.source)), `seed ${seed}`);
             if (conflicted.size > 0) assert.equal(calls, 1, `seed ${seed}: supplied auth difference not used`);
+            const wantSubgraphCalls = conflicted.size > 0 && stateResRules(version).conflictedSubgraph ? 1 : 0;
+            assert.equal(subgraphCalls, wantSubgraphCalls, `seed ${seed}: supplied subgraph used ${subgraphCalls} times`);
           }
           assert.ok(nonEmpty >= SEEDS / 2, `only ${nonEmpty} rooms had a non-empty auth difference`);
         });

@@ -23,6 +23,12 @@ export interface StateResSource {
    * auth chain excludes the event itself). Supplied by a store with an auth chain index.
    */
   authChainDifference?(stateSets: ReadonlyArray<ReadonlyMap<StateKeyTuple, string>>): Iterable<string>;
+  /**
+   * Room 12 only: the conflicted state subgraph of these conflicted events (every event on an
+   * auth_events path from one of them to another, endpoints included). Without it the auth
+   * chains of the conflicted events are walked here, which needs all of them from getEvent.
+   */
+  conflictedSubgraph?(conflictedEventIds: ReadonlySet<string>): Iterable<string>;
   /** Whether an event was rejected; rejected events are never used as auth events. */
   isRejected?(eventId: string): boolean;
 }

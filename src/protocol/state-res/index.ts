@@ -10,6 +10,8 @@
 //     source.authChainDifference?(stateSets): optional indexed ∪Cᵢ − ∩Cᵢ (Cᵢ = the auth chains of
 //       stateSets[i]'s events, without those events themselves). Without it the chains are walked
 //       here through `auth_events`, once per event per call.
+//     source.conflictedSubgraph?(conflictedIds): optional, room 12 only: the conflicted state
+//       subgraph (MSC4297) from an index; without it the conflicted events' chains are walked.
 //     source.isRejected?(id): rejected events are never used as auth events.
 //
 // Invariants:

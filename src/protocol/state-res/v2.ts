@@ -90,7 +90,7 @@ export function resolveV2(
   };
   addAll(conflictedIds);
   addAll(difference);
-  if (graph.rules.conflictedSubgraph) addAll(graph.conflictedSubgraph(conflictedIds));
+  if (graph.rules.conflictedSubgraph) addAll(source.conflictedSubgraph?.(conflictedIds) ?? graph.conflictedSubgraph(conflictedIds));
 
   // Steps 1 and 2.
   const powerEvents = [...full].filter((id) => graph.isPowerEvent(id));
