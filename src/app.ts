@@ -28,6 +28,7 @@ import type { Store } from './store/types.js';
 import { LocalNotifier } from './sync/notifier.js';
 import { SyncService } from './sync/sync-service.js';
 import { SyncWaiters } from './sync/waiters.js';
+import { ReadModel } from './sync/read-model/read-model.js';
 import { ConnectionTracker } from './sync/connections.js';
 import { SocketServer } from './sync/socket/socket-server.js';
 import { loadSyncFilter } from './sync/filter.js';
@@ -83,6 +84,20 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     logger,
   });
   const store: Store = metrics ? timedStore(backend, metrics) : backend;
+  const rm = config.sync.read_model;
+  // Fed by the store's completion hook only, so it is as current as currentPosition().
+  const readModel = rm.enabled
+    ? new ReadModel(backend.rooms, backend.currentPosition(), {
+        changeCacheEntries: rm.change_cache_entries,
+        membershipUsers: rm.membership_users,
+        timelineRooms: rm.timeline_rooms,
+        timelineEvents: rm.timeline_events,
+      })
+    : undefined;
+  if (readModel) {
+    backend.onChanges((changes, current) => readModel.apply(changes, current));
+    metrics?.registerCaches(() => readModel.stats());
+  }
   const notifier = new LocalNotifier();
   const waiters = new SyncWaiters(notifier, (n) => metrics?.syncWaiters.set(n));
   const pushRules = new PushRulesService(store, notifier);
@@ -168,7 +183,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
       ephemeralPosition: () => ephemeralStream.current(),
       defaultAccountData: (userId) => [{ type: 'm.push_rules', content: pushRules.defaults(userId) as unknown as JsonObject }],
       hiddenAccountDataPrefix: INTERNAL_ACCOUNT_DATA_PREFIX,
-    }),
+    }, readModel),
     pushRules,
     receipts,
     e2ee,

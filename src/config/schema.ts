@@ -131,7 +131,23 @@ const configObject = z.strictObject({
       http: httpLimits,
     })
     .prefault({}),
-  sync: z.strictObject({ max_timeout_ms: z.int().min(0).default(60000) }).prefault({}),
+  sync: z
+    .strictObject({
+      max_timeout_ms: z.int().min(0).default(60000),
+      // The in-memory read model (src/sync/read-model): incremental syncs are deltas from memory.
+      // Each bound caps one cache; cold users and rooms past it are evicted and rebuilt from the
+      // store on demand. enabled: false serves every sync from the store (same responses).
+      read_model: z
+        .strictObject({
+          enabled: z.boolean().default(true),
+          change_cache_entries: z.int().min(1).default(100000),
+          membership_users: z.int().min(1).default(50000),
+          timeline_rooms: z.int().min(1).default(20000),
+          timeline_events: z.int().min(1).default(50),
+        })
+        .prefault({}),
+    })
+    .prefault({}),
   websocket: z
     .strictObject({
       enabled: z.boolean().default(true),
@@ -143,7 +159,9 @@ const configObject = z.strictObject({
       max_buffered_bytes: z.int().min(1024).default(4194304),
       heartbeat_ms: z.int().min(100).default(30000),
       auth_timeout_ms: z.int().min(100).default(10000),
-      poll_ms: z.int().min(100).default(30000),
+      // Safety-net re-check of a parked socket; sockets are pushed to by wakes, never polled.
+      // Each re-check costs one delta build (from memory with the read model), so it is long.
+      poll_ms: z.int().min(100).max(2147483647).default(3600000),
       shed_retry_ms: z.int().min(0).default(2000),
     })
     .prefault({}),

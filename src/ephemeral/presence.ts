@@ -255,10 +255,10 @@ export class PresenceService {
     this.log.push({ pos: r.pos, userId: r.userId });
     if (this.log.length > LOG_MAX) this.log.splice(0, this.log.length - LOG_MAX / 2);
     const pos = r.pos;
-    this.deps.notifier.publish({ ephemeral: pos, userIds: [r.userId] });
+    this.deps.notifier.publish({ ephemeral: pos, userIds: [r.userId], kind: 'presence' });
     void this.deps.roomsOf(r.userId).then(
       (rooms) => {
-        for (const roomId of rooms) this.deps.notifier.publish({ ephemeral: pos, roomId });
+        for (const roomId of rooms) this.deps.notifier.publish({ ephemeral: pos, roomId, kind: 'presence' });
       },
       () => undefined,
     );

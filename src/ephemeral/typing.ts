@@ -38,7 +38,7 @@ export class TypingService {
     }
     room.pos = this.stream.next();
     this.rooms.set(roomId, room);
-    this.notifier.publish({ ephemeral: room.pos, roomId });
+    this.notifier.publish({ ephemeral: room.pos, roomId, kind: 'typing' });
   }
 
   typingUsers(roomId: string): string[] {

@@ -77,6 +77,29 @@ export class Metrics {
     return this.registry.contentType;
   }
 
+  /**
+   * Size, bound, hits and misses of each read-model cache (read at scrape time). Hits and misses
+   * only grow: rate() them for a hit rate.
+   */
+  registerCaches(stats: () => Array<{ name: string; size: number; bound: number; hits: number; misses: number }>): void {
+    const registers = [this.registry];
+    const gauge = (name: string, help: string, field: 'size' | 'bound' | 'hits' | 'misses'): void => {
+      new Gauge({
+        name,
+        help,
+        labelNames: ['cache'] as const,
+        registers,
+        collect() {
+          for (const s of stats()) this.set({ cache: s.name }, s[field]);
+        },
+      });
+    };
+    gauge('hearth_read_model_cache_size', 'Entries held by each sync read-model cache.', 'size');
+    gauge('hearth_read_model_cache_bound', 'Configured bound of each sync read-model cache.', 'bound');
+    gauge('hearth_read_model_cache_hits', 'Lookups answered from memory, per read-model cache (monotonic).', 'hits');
+    gauge('hearth_read_model_cache_misses', 'Lookups sent to the store, per read-model cache (monotonic).', 'misses');
+  }
+
   /** The Prometheus text exposition of every metric. */
   render(): Promise<string> {
     return this.registry.metrics();

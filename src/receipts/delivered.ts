@@ -95,6 +95,7 @@ export class DeliveredSource implements RoomEphemeralSource {
 
   async collect(range: SyncRange, roomIds: string[]): Promise<Map<string, JsonObject[]>> {
     const out = new Map<string, JsonObject[]>();
+    if (range.hints && range.delivered) roomIds = range.hints.deliveredRooms(roomIds);
     if (!range.delivered || roomIds.length === 0) return out;
     const records = range.since
       ? await this.delivery.getDeliveredChanges(roomIds, range.since.stream, range.upTo.stream)

@@ -10,6 +10,7 @@ export class ReceiptSource implements RoomEphemeralSource {
 
   async collect(range: SyncRange, roomIds: string[]): Promise<Map<string, JsonObject[]>> {
     const out = new Map<string, JsonObject[]>();
+    if (range.hints) roomIds = range.hints.receiptRooms(roomIds);
     if (roomIds.length === 0) return out;
     const records = range.since
       ? await this.receipts.getReceiptChanges(roomIds, range.since.stream, range.upTo.stream)

@@ -21,13 +21,19 @@ export class EventFormatter {
    * Formats events in order. Fetches, in batches, the redaction events of redacted ones and the
    * bundled aggregations (threads, edits, references) of all of them.
    */
-  async format(events: StoredEvent[], viewer: Viewer, format: EventFormat = 'client'): Promise<ClientEvent[]> {
+  async format(
+    events: StoredEvent[],
+    viewer: Viewer,
+    format: EventFormat = 'client',
+    /** noAggregations: the caller knows none of the events has relations (read model). */
+    opts: { noAggregations?: boolean } = {},
+  ): Promise<ClientEvent[]> {
     if (events.length === 0) return [];
     const redactionIds = events.map((e) => e.redactedBy).filter((x): x is string => !!x);
     const replaced = events.map((e) => e.pdu.unsigned?.replaces_state).filter((x): x is string => typeof x === 'string');
     const [redactions, aggregations, previous] = await Promise.all([
       redactionIds.length ? this.store.rooms.getEvents(redactionIds) : new Map<string, StoredEvent>(),
-      this.store.relations.getAggregations(events.filter((e) => !e.redactedBy).map((e) => e.eventId)),
+      opts.noAggregations ? new Map<string, Aggregations>() : this.store.relations.getAggregations(events.filter((e) => !e.redactedBy).map((e) => e.eventId)),
       replaced.length ? this.store.rooms.getEvents(replaced) : new Map<string, StoredEvent>(),
     ]);
     const out = events.map((e) => this.formatOne(e, viewer, format, redactions));

@@ -8,8 +8,17 @@
 // nothing was, or ever will be, written there.
 //
 // Backend-independent: SQLite drives it from its write queue; other backends can do the same.
+//
+// It is also the one completion hook: a position may be completed with a change record saying
+// what it wrote, and `onChanges` listeners receive those records in position order exactly when
+// the watermark passes them (records above a gap are held back with their positions). Listeners
+// run synchronously before anything else sees the new watermark, so a cache fed here is never
+// behind a reader bounded by `current()`.
+
+import type { ChangeRecord } from './change-types.js';
 
 export type AdvanceListener = (current: number) => void;
+export type ChangeListener = (changes: ChangeRecord[], current: number) => void;
 
 export class StreamIdGenerator {
   private lastReserved: number;
@@ -19,6 +28,9 @@ export class StreamIdGenerator {
   /** Reserved but not yet finished. */
   private readonly inFlight = new Set<number>();
   private readonly listeners = new Set<AdvanceListener>();
+  private readonly changeListeners = new Set<ChangeListener>();
+  /** Change records of finished positions the watermark has not passed yet. */
+  private readonly heldChanges = new Map<number, ChangeRecord>();
   private waiters: { pos: number; resolve: () => void }[] = [];
 
   private readonly onListenerError: (err: unknown) => void;
@@ -41,8 +53,9 @@ export class StreamIdGenerator {
     return pos;
   }
 
-  /** The write at `pos` is durable and visible to readers. */
-  complete(pos: number): void {
+  /** The write at `pos` is durable and visible to readers; `change` says what it wrote. */
+  complete(pos: number, change?: ChangeRecord | null): void {
+    if (change && this.inFlight.has(pos)) this.heldChanges.set(pos, change);
     this.finish(pos);
   }
 
@@ -74,6 +87,17 @@ export class StreamIdGenerator {
     };
   }
 
+  /**
+   * Called synchronously, before advance listeners, with the change records of every position
+   * the watermark just passed (in order). Returns an unsubscribe function.
+   */
+  onChanges(listener: ChangeListener): () => void {
+    this.changeListeners.add(listener);
+    return () => {
+      this.changeListeners.delete(listener);
+    };
+  }
+
   /** Resolves once `current() >= pos` (immediately if it already is). */
   waitFor(pos: number): Promise<void> {
     if (this.watermark >= pos) return Promise.resolve();
@@ -95,6 +119,22 @@ export class StreamIdGenerator {
     }
     if (this.watermark === before) return;
     const now = this.watermark;
+    if (this.heldChanges.size > 0 || this.changeListeners.size > 0) {
+      const changes: ChangeRecord[] = [];
+      for (let p = before + 1; p <= now && this.heldChanges.size > 0; p++) {
+        const c = this.heldChanges.get(p);
+        if (c === undefined) continue;
+        this.heldChanges.delete(p);
+        changes.push(c);
+      }
+      for (const listener of [...this.changeListeners]) {
+        try {
+          listener(changes, now);
+        } catch (err) {
+          this.onListenerError(err);
+        }
+      }
+    }
     if (this.waiters.length > 0) {
       const ready = this.waiters.filter((w) => w.pos <= now);
       if (ready.length > 0) {

@@ -3,7 +3,7 @@
 
 import type { JsonObject } from '../protocol/types.js';
 import type { E2eeStore, ToDeviceMessage } from '../store/e2ee-types.js';
-import type { SyncRange } from './sources.js';
+import type { ChangeHints, SyncRange } from './sources.js';
 
 export interface DeviceListChanges {
   changes(userId: string, fromExclusive: number, toInclusive: number): Promise<{ changed: string[]; left: string[] }>;
@@ -29,7 +29,15 @@ export class DeviceSyncSource {
    * (and acknowledged) by the next sync rather than skipped. The whole response is built to the
    * same bound, and `collect` is handed these messages instead of reading them again.
    */
-  async bound(userId: string, deviceId: string, since: number | undefined, upTo: number): Promise<{ upTo: number; messages: ToDeviceMessage[] }> {
+  async bound(
+    userId: string,
+    deviceId: string,
+    since: number | undefined,
+    upTo: number,
+    hints?: ChangeHints,
+  ): Promise<{ upTo: number; messages: ToDeviceMessage[] }> {
+    // Nothing queued for the device after `since` (the read model knows): nothing to read.
+    if (since !== undefined && hints && !hints.toDeviceChanged()) return { upTo, messages: [] };
     const pending = await this.pending(userId, deviceId, since, upTo);
     if (pending.length <= TO_DEVICE_BATCH) return { upTo, messages: pending };
     const bound = pending[TO_DEVICE_BATCH - 1].stream;
@@ -51,7 +59,9 @@ export class DeviceSyncSource {
     const [counts, fallback, lists] = await Promise.all([
       this.e2ee.countOneTimeKeys(userId, deviceId),
       this.e2ee.getUnusedFallbackKeyTypes(userId, deviceId),
-      range.since ? this.deviceLists.changes(userId, range.since.stream, range.upTo.stream) : { changed: [], left: [] },
+      range.since && (!range.hints || range.hints.deviceListsMayChange())
+        ? this.deviceLists.changes(userId, range.since.stream, range.upTo.stream)
+        : { changed: [], left: [] },
     ]);
     return {
       to_device: { events: messages.map(toDeviceEvent) },

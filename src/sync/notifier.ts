@@ -13,7 +13,11 @@ export interface ChangeNotice {
   roomId?: string;
   /** Users who should wake up regardless of membership (invitees, account data owner, ...). */
   userIds?: string[];
+  /** Set for typing and presence changes: they wake only readers whose filter wants them. */
+  kind?: EphemeralKind;
 }
+
+export type EphemeralKind = 'typing' | 'presence';
 
 export interface Notifier {
   publish(notice: ChangeNotice): void;

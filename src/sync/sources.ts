@@ -13,6 +13,23 @@ export interface SyncRange {
   upTo: StreamToken;
   /** The client opted in to io.hearth.delivered events. */
   delivered: boolean;
+  /** Set when the read model covers `since`: what may have changed after it (else: anything). */
+  hints?: ChangeHints;
+}
+
+/**
+ * Answers from the read model's change caches about (since, now]. "May have changed" is always
+ * a safe answer; "did not change" must be certain, because the source then skips its read.
+ */
+export interface ChangeHints {
+  /** Rooms among `roomIds` whose receipts may have changed. */
+  receiptRooms(roomIds: string[]): string[];
+  /** Rooms among `roomIds` whose delivered markers may have changed. */
+  deliveredRooms(roomIds: string[]): string[];
+  /** Whether the device may have new to-device messages. */
+  toDeviceChanged(): boolean;
+  /** Whether the user's device_lists may be non-empty. */
+  deviceListsMayChange(): boolean;
 }
 
 /** Room-scoped ephemeral events (m.typing, m.receipt, extensions) for the user's joined rooms. */

@@ -4,6 +4,12 @@
 // Every response covers the stream range (since, upTo] where upTo = store.currentPosition() read
 // once at the start, so nothing still being written can be skipped: it lands above upTo and is
 // picked up by the next sync from the returned next_batch.
+//
+// With a read model (read-model/read-model.ts), an incremental sync whose token the model covers
+// is a delta: rooms and streams whose change caches show nothing after the token are skipped
+// without a read, memberships come from memory and timelines from the rooms' ring buffers. Every
+// question the model cannot answer for sure falls back to the same store read as without it, so
+// both paths return the same response (spec/sync/read-model-property.spec.ts checks that).
 
 import type { JsonObject } from '../protocol/types.js';
 import { strippedState, type EventFormatter } from '../room/client-event.js';
@@ -11,8 +17,9 @@ import type { VisibilityChecker } from '../room/visibility.js';
 import type { MembershipRecord, StateEntry, Store, StoredEvent, ToDeviceMessage } from '../store/types.js';
 import { DELIVERED_EVENT_TYPE, eventMatches, matchesNothing, roomIncluded, type SyncFilter } from './filter.js';
 import { parseToken, serializeToken, type StreamToken } from './token.js';
-import type { SyncWaiters } from './waiters.js';
-import type { SyncRange, SyncSources } from './sources.js';
+import type { SyncWaiters, Wants } from './waiters.js';
+import type { ChangeHints, SyncRange, SyncSources } from './sources.js';
+import type { ReadModel } from './read-model/read-model.js';
 import { dict } from '../protocol/canonical-json.js';
 
 export interface SyncRequest {
@@ -51,6 +58,7 @@ export class SyncService {
     private readonly formatter: EventFormatter,
     private readonly visibility: VisibilityChecker,
     private readonly sources: SyncSources,
+    private readonly model?: ReadModel,
   ) {}
 
   async sync(req: SyncRequest): Promise<SyncResponse> {
@@ -63,12 +71,13 @@ export class SyncService {
     if (since && req.acknowledgeSince !== false) await this.acknowledge(req.userId, req.deviceId, since.stream);
     for (;;) {
       const upTo: StreamToken = { stream: this.store.currentPosition(), ephemeral: this.sources.ephemeralPosition() };
+      const hints = since ? this.hints(req, since.stream) : undefined;
       let toDevice: ToDeviceMessage[] = [];
-      if (device) ({ upTo: upTo.stream, messages: toDevice } = await device.bound(req.userId, req.deviceId, since?.stream, upTo.stream));
-      const { res, joinedIds } = await this.build(req, since, upTo, toDevice);
+      if (device) ({ upTo: upTo.stream, messages: toDevice } = await device.bound(req.userId, req.deviceId, since?.stream, upTo.stream, hints));
+      const { res, joinedIds } = await this.build(req, since, upTo, toDevice, hints);
       const remaining = deadline - Date.now();
       if (!since || req.fullState || !this.isEmpty(res) || remaining <= 0 || req.signal?.aborted) return res;
-      const woken = await this.waiters.wait(req.userId, joinedIds, upTo, remaining, req.signal);
+      const woken = await this.waiters.wait(req.userId, joinedIds, upTo, remaining, req.signal, wantsOf(req.filter));
       if (!woken) return res;
       // Nothing for us in (since, upTo]: continue from upTo, so the next read is smaller.
       since = upTo;
@@ -86,6 +95,23 @@ export class SyncService {
     ]);
   }
 
+  /** What the read model can tell the sources about changes after `from`, if it covers it. */
+  private hints(req: SyncRequest, from: number): ChangeHints | undefined {
+    const m = this.model;
+    if (!m || !m.covers(from)) return undefined;
+    return {
+      receiptRooms: (roomIds) => m.changedRooms(m.receipts, roomIds, from),
+      deliveredRooms: (roomIds) => m.changedRooms(m.delivered, roomIds, from),
+      toDeviceChanged: () => m.toDeviceChanged(req.userId, req.deviceId, from),
+      deviceListsMayChange: () => m.deviceListsMayChange(req.userId, from),
+    };
+  }
+
+  /** The same service without the read model: every sync rebuilt from the store (checks, tests). */
+  withoutModel(): SyncService {
+    return new SyncService(this.store, this.waiters, this.formatter, this.visibility, this.sources);
+  }
+
   /** True when a response carries nothing (only next_batch moved). */
   isEmpty(res: SyncResponse): boolean {
     return isEmpty(res);
@@ -96,18 +122,24 @@ export class SyncService {
     since: StreamToken | undefined,
     upToToken: StreamToken,
     toDevice: ToDeviceMessage[],
+    hints: ChangeHints | undefined,
   ): Promise<{ res: SyncResponse; joinedIds: string[] }> {
     const upTo = upToToken.stream;
-    const range: SyncRange = { userId: req.userId, deviceId: req.deviceId, since, upTo: upToToken, delivered: req.delivered === true };
+    const range: SyncRange = { userId: req.userId, deviceId: req.deviceId, since, upTo: upToToken, delivered: req.delivered === true, hints };
+    const model = hints ? this.model : undefined;
     const from = since?.stream ?? 0;
     const f = req.filter;
     const join: JsonObject = dict();
     const invite: JsonObject = dict();
     const leave: JsonObject = dict();
 
-    const memberships = (await this.store.rooms.getRoomsForUser(req.userId)).filter((m) => roomIncluded(f, m.roomId));
+    const memberships = (this.model ? await this.model.roomsForUser(req.userId) : await this.store.rooms.getRoomsForUser(req.userId)).filter((m) =>
+      roomIncluded(f, m.roomId),
+    );
     const changed = since
-      ? new Map((await this.store.rooms.getMembershipChanges(req.userId, from, upTo)).map((m) => [m.roomId, m]))
+      ? model && !model.ownMembership.changedSince(req.userId, from)
+        ? new Map<string, MembershipRecord>()
+        : new Map((await this.store.rooms.getMembershipChanges(req.userId, from, upTo)).map((m) => [m.roomId, m]))
       : undefined;
 
     // Memberships written after upTo are not part of this response; use their state as of upTo.
@@ -115,12 +147,17 @@ export class SyncService {
 
     const joinedRooms = current.filter((m): m is MembershipRecord => m?.membership === 'join');
     const maxStreams = since
-      ? await this.store.rooms.getRoomsMaxStream(joinedRooms.map((m) => m.roomId))
+      ? model && model.rooms.covers(from)
+        ? new Map(model.changedRooms(model.rooms, joinedRooms.map((m) => m.roomId), from).map((r) => [r, model.rooms.lastChange(r)]))
+        : await this.store.rooms.getRoomsMaxStream(joinedRooms.map((m) => m.roomId))
       : new Map<string, number>();
 
     const joinedIds = joinedRooms.map((m) => m.roomId);
     const ephemeral = await this.collectEphemeral(range, joinedIds, req.filter);
-    const accountData = await this.accountData(req, from, upTo, since === undefined);
+    const accountData =
+      model && !model.accountData.changedSince(req.userId, from)
+        ? { global: [], rooms: new Map<string, JsonObject[]>() }
+        : await this.accountData(req, from, upTo, since === undefined);
 
     for (const m of current) {
       if (!m) continue;
@@ -256,7 +293,7 @@ export class SyncService {
 
     const section: JsonObject = {
       timeline: {
-        events: await this.formatter.format(events, req, f.format),
+        events: await this.formatter.format(events, req, f.format, { noAggregations: this.model?.timelines.withoutRelations(events) }),
         limited,
         prev_batch: serializeToken({ stream: timelineStart, ephemeral: 0 }),
       },
@@ -279,19 +316,28 @@ export class SyncService {
   ): Promise<{ events: StoredEvent[]; limited: boolean }> {
     const limit = req.filter.timelineLimit;
     const t = req.filter.timeline;
-    const raw = await this.store.rooms.getRoomEvents({
-      roomId,
-      dir: 'b',
-      from: upTo,
-      to: from,
-      limit: limit + 1,
-      types: t.types,
-      notTypes: t.notTypes,
-      senders: t.senders,
-      notSenders: t.notSenders,
-    });
-    let limited = raw.length > limit;
-    const page = raw.slice(0, limit).reverse();
+    // The ring buffer answers when it reaches back far enough; else the store (same result).
+    const buffered = this.model?.timeline(roomId, from, upTo, limit, t);
+    let page: StoredEvent[];
+    let more: boolean;
+    if (buffered) {
+      ({ events: page, more } = buffered);
+    } else {
+      const raw = await this.store.rooms.getRoomEvents({
+        roomId,
+        dir: 'b',
+        from: upTo,
+        to: from,
+        limit: limit + 1,
+        types: t.types,
+        notTypes: t.notTypes,
+        senders: t.senders,
+        notSenders: t.notSenders,
+      });
+      more = raw.length > limit;
+      page = raw.slice(0, limit).reverse();
+    }
+    let limited = more;
     // A member joined before every event of the page may see all of them (membership at each
     // event is join), so only the ignore list applies: no visibility history to read.
     const allWhileJoined = joinedAt !== undefined && page.every((e) => e.stream > joinedAt);
@@ -300,7 +346,7 @@ export class SyncService {
       : await this.visibility.filter(req.userId, roomId, page);
     // Hidden history before a join behaves like the start of the room for the client.
     if (visible.length < page.length && from === undefined) limited = visible.length > 0 && limited;
-    return { events: visible, limited: limited || (from !== undefined && raw.length > limit) };
+    return { events: visible, limited: limited || (from !== undefined && more) };
   }
 
   /**
@@ -451,6 +497,11 @@ export class SyncService {
     }
     return { global, rooms };
   }
+}
+
+/** Which ephemeral kinds can reach this reader: the others need not wake it. */
+function wantsOf(f: SyncFilter): Wants {
+  return { typing: eventMatches(f.ephemeral, 'm.typing'), presence: !matchesNothing(f.presence) };
 }
 
 function emptyJoined(): JsonObject {

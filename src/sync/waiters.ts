@@ -2,15 +2,29 @@
 // /sync and the WebSocket stream, so both wake through the same path.
 //
 // Concurrency: single-threaded (event loop). A waiter is woken at most once; the caller then
-// re-reads the store from its token, so spurious wake-ups are harmless.
+// builds its delta from its token, so spurious wake-ups are harmless. Notices published in one
+// tick wake each waiter once (the first wake removes it), which coalesces bursts per tick.
+// Typing and presence notices wake only waiters whose filter wants that kind.
 
-import type { ChangeNotice, Notifier } from './notifier.js';
+import type { ChangeNotice, EphemeralKind, Notifier } from './notifier.js';
 import type { StreamToken } from './token.js';
+
+/** Which ephemeral kinds a reader's filter lets through; absent means all. */
+export type Wants = Readonly<Record<EphemeralKind, boolean>>;
+
+const ALL: Wants = { typing: true, presence: true };
 
 interface Waiter {
   userId: string;
   roomIds: readonly string[];
+  wants: Wants;
   wake: () => void;
+}
+
+/** High-water marks of one class of notices (untyped, or one ephemeral kind). */
+interface Marks {
+  byRoom: Map<string, StreamToken>;
+  byUser: Map<string, StreamToken>;
 }
 
 export class SyncWaiters {
@@ -19,9 +33,9 @@ export class SyncWaiters {
   private readonly unsubscribe: () => void;
   private count = 0;
   private closed = false;
-  // High-water marks of published changes; one number per room/user ever notified in this process.
-  private readonly lastByRoom = new Map<string, StreamToken>();
-  private readonly lastByUser = new Map<string, StreamToken>();
+  // High-water marks of published changes; one number per room/user ever notified in this process,
+  // kept apart per ephemeral kind so a reader only counts the kinds it wants.
+  private readonly marks: Record<'any' | EphemeralKind, Marks> = { any: marks(), typing: marks(), presence: marks() };
 
   constructor(notifier: Notifier, private readonly onCountChange?: (n: number) => void) {
     this.unsubscribe = notifier.subscribe((n) => this.onNotice(n));
@@ -43,9 +57,10 @@ export class SyncWaiters {
     after: StreamToken,
     timeoutMs: number,
     signal?: AbortSignal,
+    wants: Wants = ALL,
   ): Promise<boolean> {
     if (this.closed) return Promise.resolve(false);
-    const latest = this.latestFor(userId, roomIds);
+    const latest = this.latestFor(userId, roomIds, wants);
     if (latest.stream > after.stream || latest.ephemeral > after.ephemeral) return Promise.resolve(true);
     if (timeoutMs <= 0 || signal?.aborted) return Promise.resolve(false);
     return new Promise<boolean>((resolve) => {
@@ -59,20 +74,25 @@ export class SyncWaiters {
         resolve(woken);
       };
       const onAbort = (): void => finish(false);
-      const waiter: Waiter = { userId, roomIds, wake: () => finish(true) };
+      const waiter: Waiter = { userId, roomIds, wants, wake: () => finish(true) };
       const timer = setTimeout(() => finish(false), timeoutMs);
       signal?.addEventListener('abort', onAbort);
       this.add(waiter);
     });
   }
 
-  private latestFor(userId: string, roomIds: readonly string[]): StreamToken {
-    const max: StreamToken = { ...(this.lastByUser.get(userId) ?? ZERO) };
-    for (const r of roomIds) {
-      const m = this.lastByRoom.get(r);
-      if (!m) continue;
+  private latestFor(userId: string, roomIds: readonly string[], wants: Wants): StreamToken {
+    const max: StreamToken = { ...ZERO };
+    const add = (m: StreamToken | undefined): void => {
+      if (!m) return;
       max.stream = Math.max(max.stream, m.stream);
       max.ephemeral = Math.max(max.ephemeral, m.ephemeral);
+    };
+    for (const kind of ['any', 'typing', 'presence'] as const) {
+      if (kind !== 'any' && !wants[kind]) continue;
+      const marks = this.marks[kind];
+      add(marks.byUser.get(userId));
+      for (const r of roomIds) add(marks.byRoom.get(r));
     }
     return max;
   }
@@ -84,12 +104,13 @@ export class SyncWaiters {
   }
 
   private onNotice(n: ChangeNotice): void {
-    if (n.roomId) bump(this.lastByRoom, n.roomId, n);
-    for (const u of n.userIds ?? []) bump(this.lastByUser, u, n);
+    const marks = this.marks[n.kind ?? 'any'];
+    if (n.roomId) bump(marks.byRoom, n.roomId, n);
+    for (const u of n.userIds ?? []) bump(marks.byUser, u, n);
     const woken: Waiter[] = [];
     if (n.roomId) for (const w of this.byRoom.get(n.roomId) ?? []) woken.push(w);
     for (const u of n.userIds ?? []) for (const w of this.byUser.get(u) ?? []) woken.push(w);
-    for (const w of woken) w.wake();
+    for (const w of woken) if (!n.kind || w.wants[n.kind]) w.wake();
   }
 
   private add(w: Waiter): void {
@@ -108,6 +129,10 @@ export class SyncWaiters {
 }
 
 const ZERO: StreamToken = { stream: 0, ephemeral: 0 };
+
+function marks(): Marks {
+  return { byRoom: new Map(), byUser: new Map() };
+}
 
 function bump(m: Map<string, StreamToken>, key: string, n: ChangeNotice): void {
   const cur = m.get(key) ?? { ...ZERO };

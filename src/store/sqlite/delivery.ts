@@ -56,7 +56,7 @@ export class SqliteDeliveryStore implements DeliveryStore {
         )
         .run(r.roomId, r.userId, r.eventId, r.eventStream, r.ts, pos);
       return { ...r, stream: pos };
-    });
+    }, (res, pos) => (res ? { kind: 'delivered', stream: pos, roomId: res.roomId } : null));
   }
 
   async getRoomDelivered(roomIds: string[]): Promise<DeliveredRecord[]> {

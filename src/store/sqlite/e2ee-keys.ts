@@ -66,7 +66,7 @@ export class SqliteE2eeKeys {
       this.ctx.stmt('INSERT INTO e2ee_device_keys (user_id, device_id, keys_json) VALUES (?, ?, ?)').run(userId, deviceId, json);
       recordDeviceListChanges(this.ctx, pos, [userId]);
       return 'stored' as const;
-    });
+    }, (res, pos) => (res === 'stored' ? { kind: 'device_list', stream: pos, userIds: [userId] } : null));
   }
 
   async getDeviceKeys(userIds: string[]): Promise<Map<string, Map<string, JsonObject>>> {
@@ -207,14 +207,15 @@ export class SqliteE2eeKeys {
     if (!given.some(differs)) return;
     await this.ctx.queue.writeAtPosition((pos) => {
       const changed = given.filter(differs);
-      if (changed.length === 0) return;
+      if (changed.length === 0) return false;
       const upsert = this.ctx.stmt(
         `INSERT INTO e2ee_cross_signing_keys (user_id, key_type, key_json) VALUES (?, ?, ?)
          ON CONFLICT DO UPDATE SET key_json = excluded.key_json`,
       );
       for (const k of changed) upsert.run(userId, k.type, k.json);
       recordDeviceListChanges(this.ctx, pos, [userId]);
-    });
+      return true;
+    }, (res, pos) => (res ? { kind: 'device_list', stream: pos, userIds: [userId] } : null));
   }
 
   async addSignatures(signatures: SignatureInput[]): Promise<void> {
@@ -247,7 +248,8 @@ export class SqliteE2eeKeys {
         targets.add(s.targetUserId);
       }
       recordDeviceListChanges(this.ctx, pos, targets);
-    });
+      return [...targets];
+    }, (userIds, pos) => ({ kind: 'device_list', stream: pos, userIds }));
   }
 
   async getSignatures(targetUserIds: string[]): Promise<SignatureInput[]> {

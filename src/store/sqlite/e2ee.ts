@@ -33,7 +33,7 @@ export class SqliteE2eeStore implements E2eeStore {
     return this.ctx.queue.writeAtPosition((pos) => {
       recordDeviceListChanges(this.ctx, pos, [userId]);
       return pos;
-    });
+    }, (_r, pos) => ({ kind: 'device_list', stream: pos, userIds: [userId] }));
   }
 
   async getDeviceListChanges(fromExclusive: number, toInclusive: number): Promise<string[]> {
@@ -63,7 +63,7 @@ export class SqliteE2eeStore implements E2eeStore {
       );
       for (const [seq, m] of rows.entries()) insert.run(m.userId, m.deviceId, pos, seq, m.type, m.sender, m.contentJson);
       return pos;
-    });
+    }, (_r, pos) => ({ kind: 'to_device', stream: pos, targets: rows.map((m) => ({ userId: m.userId, deviceId: m.deviceId })) }));
   }
 
   async getToDevice(userId: string, deviceId: string, upTo: number, limit: number): Promise<ToDeviceMessage[]> {
@@ -105,7 +105,7 @@ export class SqliteE2eeStore implements E2eeStore {
       // keys, and old signatures must not appear attached to them.
       this.ctx.stmt('DELETE FROM e2ee_signatures WHERE target_user_id = ? AND target_key_id = ?').run(userId, deviceId);
       recordDeviceListChanges(this.ctx, pos, [userId]);
-    });
+    }, (_r, pos) => ({ kind: 'device_list', stream: pos, userIds: [userId] }));
   }
 
   // ---- key material (e2ee-keys.ts) ---------------------------------------------------------

@@ -2,6 +2,7 @@
 
 import type { Pdu } from '../../protocol/types.js';
 import { roomIdOf } from '../../protocol/events.js';
+import type { EventChange } from '../change-types.js';
 import { StoreConflictError, type Membership, type PersistEventInput, type RoomEventsQuery, type StoredEvent } from '../types.js';
 import { jsonParse, type SqliteContext } from './context.js';
 import { preparePushActions, preparePushBulk, writePushActions, writePushBulk, type PreparedPushAction, type PreparedPushBulk } from './notifications.js';
@@ -74,6 +75,21 @@ export function prepareEvent(input: PersistEventInput): PreparedEvent {
     pushActions: preparePushActions(input.pushActions),
     pushBulk: preparePushBulk(input.pushBulk),
     originServerTs: pdu.origin_server_ts,
+  };
+}
+
+/** The completion hook's record of a persisted event (see change-types.ts). */
+export function eventChange(ev: PreparedEvent, pos: number): EventChange {
+  return {
+    kind: 'event',
+    stream: pos,
+    roomId: ev.roomId,
+    eventId: ev.eventId,
+    pduJson: ev.pduJson,
+    txn: ev.txn ? { deviceId: ev.txn.deviceId, txnId: ev.txn.txnId } : null,
+    stateDelta: ev.stateDelta.map((e) => ({ ...e })),
+    redaction: ev.redaction ? { ...ev.redaction } : null,
+    relatesTo: ev.relation?.relatesTo ?? null,
   };
 }
 

@@ -1,7 +1,7 @@
 // The embedded SQLite backend: one connection, grouped commits, global stream positions.
 
 import type { Store } from '../types.js';
-import { StreamIdGenerator, type AdvanceListener } from '../stream-id.js';
+import { StreamIdGenerator, type AdvanceListener, type ChangeListener } from '../stream-id.js';
 import { SqliteAccountStore } from './accounts.js';
 import type { SqliteContext } from './context.js';
 import { migrate, openDatabase, StatementCache, type Db, type StoreLogger } from './db.js';
@@ -141,6 +141,14 @@ export class SqliteStore implements Store {
   /** Called synchronously whenever currentPosition() advances (e.g. to wake sync waiters). */
   onStreamAdvance(listener: AdvanceListener): () => void {
     return this.gen.onAdvance(listener);
+  }
+
+  /**
+   * The completion hook: change records of positions as the watermark passes them (see
+   * StreamIdGenerator.onChanges). Feeds the sync read model.
+   */
+  onChanges(listener: ChangeListener): () => void {
+    return this.gen.onChanges(listener);
   }
 
   /** Counters of the grouped-commit queue (a copy). */

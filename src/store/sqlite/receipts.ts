@@ -73,7 +73,7 @@ export class SqliteReceiptStore implements ReceiptStore {
         )
         .run(r.roomId, r.userId, thread, r.type, r.eventId, r.eventStream, r.ts, pos);
       return { ...r, stream: pos };
-    });
+    }, (res, pos) => (res ? { kind: 'receipt', stream: pos, roomId: res.roomId, userId: res.userId } : null));
   }
 
   async getRoomReceipts(roomIds: string[]): Promise<ReceiptRecord[]> {

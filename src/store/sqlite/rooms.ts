@@ -13,7 +13,7 @@ import {
   type StoredEvent,
 } from '../types.js';
 import type { SqliteContext } from './context.js';
-import { getEventRow, prepareEvent, queryRoomEvents, toStoredEvent, writeEvent } from './events.js';
+import { eventChange, getEventRow, prepareEvent, queryRoomEvents, toStoredEvent, writeEvent } from './events.js';
 
 interface StateRow {
   type: string;
@@ -69,7 +69,7 @@ export class SqliteRoomStore implements RoomStore {
     return this.ctx.queue.writeAtPosition((pos) => {
       writeEvent(this.ctx, prepared, pos);
       return { stream: pos };
-    });
+    }, (_r, pos) => eventChange(prepared, pos));
   }
 
   async getEvent(eventId: string): Promise<StoredEvent | null> {

@@ -34,7 +34,7 @@ export class SqliteUserDataStore implements UserDataStore {
         )
         .run(userId, roomId, type, json, pos);
       return pos;
-    });
+    }, (_r, pos) => ({ kind: 'account_data', stream: pos, userId, roomId, dataType: type }));
   }
 
   async getAccountData(userId: string, roomId: string, type: string): Promise<JsonObject | null> {

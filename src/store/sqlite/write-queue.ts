@@ -9,6 +9,7 @@
 // completed only after COMMIT; promises resolve after that, so a caller that got its promise
 // back can rely on currentPosition() covering its write.
 
+import type { ChangeDescriber, ChangeRecord } from '../change-types.js';
 import type { StreamIdGenerator } from '../stream-id.js';
 import type { Db, Statement, StoreLogger } from './db.js';
 
@@ -28,6 +29,8 @@ interface Job {
   /** Reserved stream position, or null for writes outside the global stream. */
   pos: number | null;
   run: (pos: number) => unknown;
+  /** Names what a positioned write changed, for the completion hook (see change-types.ts). */
+  describe: ChangeDescriber<unknown> | null;
   resolve: (value: unknown) => void;
   reject: (err: unknown) => void;
   ok: boolean;
@@ -77,12 +80,15 @@ export class WriteQueue {
 
   /** Queues a write outside the global stream. `run` executes synchronously inside the batch transaction. */
   write<T>(run: () => T): Promise<T> {
-    return this.enqueue(false, run) as Promise<T>;
+    return this.enqueue(false, run, null) as Promise<T>;
   }
 
-  /** Queues a write at a freshly reserved stream position, passed to `run`. */
-  writeAtPosition<T>(run: (pos: number) => T): Promise<T> {
-    return this.enqueue(true, run) as Promise<T>;
+  /**
+   * Queues a write at a freshly reserved stream position, passed to `run`. `describe` is
+   * mandatory so that no positioned write can skip the completion hook that feeds the read model.
+   */
+  writeAtPosition<T>(run: (pos: number) => T, describe: ChangeDescriber<T>): Promise<T> {
+    return this.enqueue(true, run, describe as ChangeDescriber<unknown>) as Promise<T>;
   }
 
   get isClosed(): boolean {
@@ -107,11 +113,11 @@ export class WriteQueue {
     this.flush();
   }
 
-  private enqueue(withPosition: boolean, run: (pos: number) => unknown): Promise<unknown> {
+  private enqueue(withPosition: boolean, run: (pos: number) => unknown, describe: ChangeDescriber<unknown> | null): Promise<unknown> {
     if (this.closed) return Promise.reject(new StoreClosedError());
     return new Promise((resolve, reject) => {
       const pos = withPosition ? this.gen.reserve() : null;
-      this.pending.push({ pos, run, resolve, reject, ok: false, result: undefined, error: undefined });
+      this.pending.push({ pos, run, describe, resolve, reject, ok: false, result: undefined, error: undefined });
       if (this.pending.length >= this.opts.maxBatchSize) {
         this.flush();
       } else if (this.scheduled === null) {
@@ -163,7 +169,7 @@ export class WriteQueue {
       if (job.ok) this.stats.writes++;
       else this.stats.failedWrites++;
       if (job.pos === null) continue;
-      if (job.ok) this.gen.complete(job.pos);
+      if (job.ok) this.gen.complete(job.pos, this.describe(job));
       else this.gen.abandon(job.pos);
     }
     for (const job of batch) {
@@ -175,6 +181,17 @@ export class WriteQueue {
         const { resolve, result } = job;
         void this.gen.waitFor(job.pos).then(() => resolve(result));
       }
+    }
+  }
+
+  private describe(job: Job): ChangeRecord | null {
+    if (!job.describe || job.pos === null) return null;
+    try {
+      return job.describe(job.result, job.pos);
+    } catch (err) {
+      // The data is committed; consumers only lose their cache, never the write.
+      this.opts.logger?.warn({ err }, 'sqlite store: change describer failed; read caches reset');
+      return { kind: 'reset', stream: job.pos };
     }
   }
 

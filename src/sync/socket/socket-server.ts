@@ -31,7 +31,10 @@ export interface SocketServerOptions {
   maxBufferedBytes: number;
   heartbeatMs: number;
   authTimeoutMs: number;
-  /** How long the server-side long-poll waits before looping (no frame is sent for an empty result). */
+  /**
+   * Longest a parked socket waits before its loop re-checks (no frame is sent for an empty
+   * result). Sockets are woken by changes, so this is a safety net, not a poll.
+   */
   pollMs: number;
   /** Base of the retry_after_ms handed to shed clients; jitter of up to the same again is added. */
   shedRetryMs: number;

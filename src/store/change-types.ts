@@ -1,0 +1,40 @@
+// Change records: what a completed stream position wrote, in a form that can cross a process
+// boundary (plain JSON, no closures, no shared objects). The store hands them out from its one
+// completion hook (StreamIdGenerator.onChanges), in position order and only once the watermark
+// has passed them, so a consumer never learns of a position a reader could not yet read. The
+// in-memory sync read model is their consumer on one node; a replication stream can carry the
+// same records to other workers later.
+//
+// A record describes *that* something changed and where, plus the event itself for room events
+// (so recent timelines need no read). A consumer that cannot apply a record must treat the keys
+// it names as unknown and fall back to the store: records are hints for caches, never the truth.
+
+import type { StateEntry } from './types.js';
+
+export type ChangeRecord =
+  | EventChange
+  | { kind: 'account_data'; stream: number; userId: string; roomId: string; dataType: string }
+  | { kind: 'receipt'; stream: number; roomId: string; userId: string }
+  | { kind: 'delivered'; stream: number; roomId: string }
+  | { kind: 'to_device'; stream: number; targets: Array<{ userId: string; deviceId: string }> }
+  | { kind: 'device_list'; stream: number; userIds: string[] }
+  /** Something was written that the describer could not name: consumers drop all they cache. */
+  | { kind: 'reset'; stream: number };
+
+export interface EventChange {
+  kind: 'event';
+  stream: number;
+  roomId: string;
+  eventId: string;
+  /** The PDU as persisted (JSON text: one parse per consumer, never a shared object). */
+  pduJson: string;
+  txn: { deviceId: string; txnId: string } | null;
+  stateDelta: StateEntry[];
+  /** A redaction that took effect: the target's stored PDU was replaced by this one. */
+  redaction: { targetEventId: string; redactedPduJson: string } | null;
+  /** Event ID this event relates to (m.relates_to), whose bundled aggregations it changes. */
+  relatesTo: string | null;
+}
+
+/** Turns a write's result into its change record; null when the position wrote nothing. */
+export type ChangeDescriber<T> = (result: T, pos: number) => ChangeRecord | null;

@@ -1,0 +1,229 @@
+// The in-memory read model of /sync. It is fed only by the store's completion hook
+// (`onChanges`: change records in position order, as the watermark passes them), so no writer
+// can forget to feed it, and a replication stream can feed it the same records later.
+//
+// What it holds (each bounded, see ReadModelBounds):
+// - change caches (position of each key's last change): rooms (events), room membership
+//   events, per-user own membership, account data, to-device per device, receipts and delivered
+//   markers per room, and the device-list stream as a whole;
+// - each user's memberships with their positions, loaded from the store on first use and kept
+//   current by the records (least recently used users evicted);
+// - ring buffers of recent events per room (timelines.ts).
+//
+// Rules:
+// - The model is exactly as current as `store.currentPosition()`: both advance in the same
+//   synchronous call, so a reader bounded by the watermark finds everything below it here.
+// - Every answer is either certain or "unknown" (undefined / true for "may have changed"), and
+//   unknown sends the caller to the store. Evictions only make more answers unknown.
+// - The model starts cold at the store's position when it is created: tokens from before that
+//   (e.g. from before a restart) are served from the store once, later ones from memory.
+
+import type { Pdu } from '../../protocol/types.js';
+import type { ChangeRecord } from '../../store/change-types.js';
+import type { Membership, MembershipRecord, RoomStore, StoredEvent } from '../../store/types.js';
+import type { EventMatcher } from '../filter.js';
+import { StreamChangeCache } from './change-cache.js';
+import { RoomTimelines } from './timelines.js';
+import { parseTrustedJson } from '../../protocol/canonical-json.js';
+
+export interface ReadModelBounds {
+  /** Keys per change cache (rooms, users, devices). */
+  changeCacheEntries: number;
+  /** Users whose membership lists are kept. */
+  membershipUsers: number;
+  /** Rooms with a timeline ring buffer. */
+  timelineRooms: number;
+  /** Events per room ring buffer. */
+  timelineEvents: number;
+}
+
+export const DEFAULT_READ_MODEL_BOUNDS: ReadModelBounds = {
+  changeCacheEntries: 100_000,
+  membershipUsers: 50_000,
+  timelineRooms: 20_000,
+  timelineEvents: 50,
+};
+
+const MEMBERSHIPS: ReadonlySet<string> = new Set<Membership>(['join', 'invite', 'leave', 'ban', 'knock']);
+
+export interface CacheStats {
+  name: string;
+  size: number;
+  bound: number;
+  hits: number;
+  misses: number;
+}
+
+export class ReadModel {
+  private pos: number;
+  readonly rooms: StreamChangeCache;
+  readonly roomMembers: StreamChangeCache;
+  readonly ownMembership: StreamChangeCache;
+  readonly accountData: StreamChangeCache;
+  readonly toDevice: StreamChangeCache;
+  readonly receipts: StreamChangeCache;
+  readonly delivered: StreamChangeCache;
+  /** One key: the device-list stream as a whole (who cares is decided by the tracker). */
+  readonly deviceLists: StreamChangeCache;
+  readonly timelines: RoomTimelines;
+  /** userId -> roomId -> membership; Map order is least recently used first. */
+  private readonly memberships = new Map<string, Map<string, MembershipRecord>>();
+  membershipHits = 0;
+  membershipMisses = 0;
+  private readonly caches: StreamChangeCache[];
+
+  constructor(
+    private readonly store: Pick<RoomStore, 'getRoomsForUser'>,
+    start: number,
+    readonly bounds: ReadModelBounds = DEFAULT_READ_MODEL_BOUNDS,
+  ) {
+    this.pos = start;
+    const n = bounds.changeCacheEntries;
+    this.rooms = new StreamChangeCache('rooms', start, n);
+    this.roomMembers = new StreamChangeCache('room_members', start, n);
+    this.ownMembership = new StreamChangeCache('user_memberships', start, n);
+    this.accountData = new StreamChangeCache('account_data', start, n);
+    this.toDevice = new StreamChangeCache('to_device', start, n);
+    this.receipts = new StreamChangeCache('receipts', start, n);
+    this.delivered = new StreamChangeCache('delivered', start, n);
+    this.deviceLists = new StreamChangeCache('device_lists', start, 1);
+    this.caches = [this.rooms, this.roomMembers, this.ownMembership, this.accountData, this.toDevice, this.receipts, this.delivered, this.deviceLists];
+    this.timelines = new RoomTimelines(bounds.timelineEvents, bounds.timelineRooms);
+  }
+
+  /** The position the model is current to (the store's watermark). */
+  get position(): number {
+    return this.pos;
+  }
+
+  /** The completion hook's listener. */
+  apply(changes: ChangeRecord[], current: number): void {
+    for (const c of changes) this.applyOne(c);
+    this.pos = current;
+  }
+
+  private applyOne(c: ChangeRecord): void {
+    switch (c.kind) {
+      case 'event': {
+        // A new buffer covers back to the room's previous change: nothing of the room lies between.
+        const previous = this.rooms.covers(c.stream - 1) ? this.rooms.lastChange(c.roomId) : c.stream - 1;
+        this.timelines.apply(c, previous);
+        this.rooms.record(c.roomId, c.stream);
+        for (const s of c.stateDelta) {
+          if (s.type !== 'm.room.member') continue;
+          this.roomMembers.record(c.roomId, c.stream);
+          this.ownMembership.record(s.stateKey, c.stream);
+          this.updateMembership(c.roomId, s.stateKey, s.eventId, c.eventId === s.eventId ? c.pduJson : null, c.stream);
+        }
+        return;
+      }
+      case 'account_data':
+        this.accountData.record(c.userId, c.stream);
+        return;
+      case 'receipt':
+        this.receipts.record(c.roomId, c.stream);
+        return;
+      case 'delivered':
+        this.delivered.record(c.roomId, c.stream);
+        return;
+      case 'to_device':
+        for (const t of c.targets) this.toDevice.record(deviceKey(t.userId, t.deviceId), c.stream);
+        return;
+      case 'device_list':
+        this.deviceLists.record('*', c.stream);
+        return;
+      case 'reset':
+        this.reset(c.stream);
+        return;
+    }
+  }
+
+  private updateMembership(roomId: string, userId: string, eventId: string, pduJson: string | null, stream: number): void {
+    const rooms = this.memberships.get(userId);
+    if (!rooms) return;
+    const membership = pduJson === null ? undefined : parseTrustedJson<Pdu>(pduJson).content.membership;
+    if (typeof membership !== 'string' || !MEMBERSHIPS.has(membership)) {
+      // State resolution put back another member event: its membership is in the store.
+      this.memberships.delete(userId);
+      return;
+    }
+    rooms.set(roomId, { roomId, userId, membership: membership as Membership, eventId, stream });
+  }
+
+  /** Drops everything: nothing below `pos` is known from memory any more. */
+  reset(pos: number): void {
+    for (const c of this.caches) c.reset(pos);
+    this.timelines.clear();
+    this.memberships.clear();
+  }
+
+  /** Whether change caches can answer for changes after `since`. */
+  covers(since: number): boolean {
+    return since >= this.rooms.earliest;
+  }
+
+  /** The user's current memberships (as the store's getRoomsForUser), from memory when loaded. */
+  async roomsForUser(userId: string): Promise<MembershipRecord[]> {
+    const cached = this.memberships.get(userId);
+    if (cached) {
+      this.membershipHits++;
+      this.memberships.delete(userId);
+      this.memberships.set(userId, cached);
+      return [...cached.values()].sort((a, b) => (a.roomId < b.roomId ? -1 : a.roomId > b.roomId ? 1 : 0));
+    }
+    this.membershipMisses++;
+    const loadedAt = this.pos;
+    const rows = await this.store.getRoomsForUser(userId);
+    // Kept only if no membership of the user changed while the rows were being read.
+    if (!this.ownMembership.changedSince(userId, loadedAt) && !this.memberships.has(userId)) {
+      this.memberships.set(userId, new Map(rows.map((m) => [m.roomId, { ...m }])));
+      while (this.memberships.size > this.bounds.membershipUsers) this.memberships.delete(this.memberships.keys().next().value as string);
+    }
+    return rows;
+  }
+
+  /** Joined rooms from memory, or undefined when the user's memberships are not loaded. */
+  joinedRooms(userId: string): string[] | undefined {
+    const cached = this.memberships.get(userId);
+    if (!cached) return undefined;
+    const out: string[] = [];
+    for (const m of cached.values()) if (m.membership === 'join') out.push(m.roomId);
+    return out;
+  }
+
+  /** Rooms among `roomIds` whose `cache` may have changed after `since`. */
+  changedRooms(cache: StreamChangeCache, roomIds: readonly string[], since: number): string[] {
+    return roomIds.filter((r) => cache.changedSince(r, since));
+  }
+
+  /**
+   * Whether the user's /sync device_lists may be non-empty for (since, now]: a key change
+   * anywhere, a membership change of the user, or a membership change in one of their rooms.
+   */
+  deviceListsMayChange(userId: string, since: number): boolean {
+    if (this.deviceLists.changedSince('*', since) || this.ownMembership.changedSince(userId, since)) return true;
+    const joined = this.joinedRooms(userId);
+    if (!joined) return true;
+    return joined.some((r) => this.roomMembers.changedSince(r, since));
+  }
+
+  toDeviceChanged(userId: string, deviceId: string, since: number): boolean {
+    return this.toDevice.changedSince(deviceKey(userId, deviceId), since);
+  }
+
+  /** Timeline slice from the ring buffer, or undefined when the store must answer. */
+  timeline(roomId: string, from: number | undefined, upTo: number, limit: number, filter: EventMatcher): { events: StoredEvent[]; more: boolean } | undefined {
+    return this.timelines.read(roomId, from, upTo, limit, filter);
+  }
+
+  stats(): CacheStats[] {
+    const out: CacheStats[] = this.caches.map((c) => ({ name: c.name, size: c.size, bound: c.maxEntries, hits: c.hits, misses: c.misses }));
+    out.push({ name: 'memberships', size: this.memberships.size, bound: this.bounds.membershipUsers, hits: this.membershipHits, misses: this.membershipMisses });
+    out.push({ name: 'timelines', size: this.timelines.size, bound: this.bounds.timelineRooms, hits: this.timelines.hits, misses: this.timelines.misses });
+    return out;
+  }
+}
+
+function deviceKey(userId: string, deviceId: string): string {
+  return `${userId}\u0000${deviceId}`;
+}
