@@ -107,6 +107,11 @@ export class SyncService {
     };
   }
 
+  /** Sizes, bounds, hits and misses of the read model's caches (empty without one). */
+  modelStats(): ReturnType<ReadModel['stats']> {
+    return this.model?.stats() ?? [];
+  }
+
   /** The same service without the read model: every sync rebuilt from the store (checks, tests). */
   withoutModel(): SyncService {
     return new SyncService(this.store, this.waiters, this.formatter, this.visibility, this.sources);
@@ -146,13 +151,12 @@ export class SyncService {
     const current = await Promise.all(memberships.map((m) => this.membershipAsOf(m, upTo)));
 
     const joinedRooms = current.filter((m): m is MembershipRecord => m?.membership === 'join');
+    const joinedRoomIds = joinedRooms.map((m) => m.roomId);
     const maxStreams = since
-      ? model && model.rooms.covers(from)
-        ? new Map(model.changedRooms(model.rooms, joinedRooms.map((m) => m.roomId), from).map((r) => [r, model.rooms.lastChange(r)]))
-        : await this.store.rooms.getRoomsMaxStream(joinedRooms.map((m) => m.roomId))
+      ? (model?.rooms.changesSince(joinedRoomIds, from) ?? (await this.store.rooms.getRoomsMaxStream(joinedRoomIds)))
       : new Map<string, number>();
 
-    const joinedIds = joinedRooms.map((m) => m.roomId);
+    const joinedIds = joinedRoomIds;
     const ephemeral = await this.collectEphemeral(range, joinedIds, req.filter);
     const accountData =
       model && !model.accountData.changedSince(req.userId, from)

@@ -56,6 +56,24 @@ export class StreamChangeCache {
     return (this.last.get(key) ?? -1) > pos;
   }
 
+  /**
+   * Latest change of each key changed after `pos` (keys absent from the result did not change),
+   * or undefined when `pos` is not covered and the store must answer.
+   */
+  changesSince(keys: readonly string[], pos: number): Map<string, number> | undefined {
+    if (pos < this.earliestKnown) {
+      this.misses += keys.length;
+      return undefined;
+    }
+    this.hits += keys.length;
+    const out = new Map<string, number>();
+    for (const k of keys) {
+      const at = this.last.get(k);
+      if (at !== undefined && at > pos) out.set(k, at);
+    }
+    return out;
+  }
+
   /** Latest known change of `key`, or `earliest` when there is none above it (covers() first). */
   lastChange(key: string): number {
     return this.last.get(key) ?? this.earliestKnown;

@@ -157,9 +157,14 @@ export class ReadModel {
     this.memberships.clear();
   }
 
-  /** Whether change caches can answer for changes after `since`. */
+  /**
+   * Whether change caches can answer for changes after `since`. A sync it cannot serve (its
+   * token is older than what the rooms cache remembers) counts as a miss of that cache.
+   */
   covers(since: number): boolean {
-    return since >= this.rooms.earliest;
+    if (since >= this.rooms.earliest) return true;
+    this.rooms.misses++;
+    return false;
   }
 
   /** The user's current memberships (as the store's getRoomsForUser), from memory when loaded. */
