@@ -297,11 +297,11 @@ export class SyncService {
 
     const section: JsonObject = {
       timeline: {
-        events: await this.formatter.format(events, req, f.format, { noAggregations: this.model?.timelines.withoutRelations(events) }),
+        events: await this.formatter.format(events, req, f.format, { noAggregations: this.model?.withoutRelations(events) }),
         limited,
         prev_batch: serializeToken({ stream: timelineStart, ephemeral: 0 }),
       },
-      state: { events: await this.formatter.format(stateEvents, req, f.format) },
+      state: { events: await this.formatter.format(stateEvents, req, f.format, { noAggregations: this.model?.withoutRelations(stateEvents) }) },
       account_data: { events: [] },
       ephemeral: { events: [] },
       unread_notifications: { notification_count: 0, highlight_count: 0 },
@@ -369,13 +369,24 @@ export class SyncService {
   ): Promise<StoredEvent[]> {
     const f = req.filter;
     let wanted = entries.filter((e) => eventMatches(f.state, e.type));
+    /** Events the read model already holds (no read needed). */
+    const cached = new Map<string, StoredEvent>();
     if (f.lazyLoadMembers && eventMatches(f.state, 'm.room.member')) {
       const needed = new Set<string>([...timeline.map((e) => e.pdu.sender), ...opts.heroes]);
       if (opts.full) needed.add(req.userId);
       const gap = !opts.full && opts.limited;
       wanted = wanted.filter((e) => e.type !== 'm.room.member' || gap || needed.has(e.stateKey));
       const have = new Set(wanted.filter((e) => e.type === 'm.room.member').map((e) => e.stateKey));
-      const missing = [...needed].filter((u) => !have.has(u));
+      let missing = [...needed].filter((u) => !have.has(u));
+      if (missing.length > 0 && this.model) {
+        // The read model knows each member's current event; the store answers the rest.
+        const known = await this.model.membersAt(roomId, missing, opts.timelineStart, (r) =>
+          this.store.rooms.getRoomMembers(r, ['join', 'invite', 'leave', 'ban', 'knock']),
+        );
+        wanted.push(...known.entries);
+        for (const [id, e] of known.events) cached.set(id, e);
+        missing = known.unknown;
+      }
       if (missing.length > 0) {
         // Members the client needs but whose events are not among the entries: as of the
         // timeline's start, so the client can show who sent each event.
@@ -385,8 +396,9 @@ export class SyncService {
     // Events already in the timeline need not be repeated in state.
     const inTimeline = new Set(timeline.map((e) => e.eventId));
     const ids = [...new Set(wanted.map((e) => e.eventId))].filter((id) => !inTimeline.has(id));
-    const byId = await this.store.rooms.getEvents(ids);
-    const out = ids.map((id) => byId.get(id)).filter((e): e is StoredEvent => !!e);
+    const toRead = ids.filter((id) => !cached.has(id));
+    const byId = toRead.length > 0 ? await this.store.rooms.getEvents(toRead) : new Map<string, StoredEvent>();
+    const out = ids.map((id) => cached.get(id) ?? byId.get(id)).filter((e): e is StoredEvent => !!e);
     return out.sort((a, b) => a.stream - b.stream);
   }
 

@@ -65,6 +65,12 @@ export class ReadModel {
   readonly delivered: StreamChangeCache;
   /** One key: the device-list stream as a whole (who cares is decided by the tracker). */
   readonly deviceLists: StreamChangeCache;
+  /** Event ID -> last relation to it (edits, threads, references): whose aggregations exist. */
+  readonly relations: StreamChangeCache;
+  /** roomId -> userId -> current member event (with the event when a record carried it). */
+  private readonly members = new Map<string, Map<string, { eventId: string; stream: number; event?: StoredEvent }>>();
+  memberHits = 0;
+  memberMisses = 0;
   readonly timelines: RoomTimelines;
   /** userId -> roomId -> membership; Map order is least recently used first. */
   private readonly memberships = new Map<string, Map<string, MembershipRecord>>();
@@ -87,7 +93,8 @@ export class ReadModel {
     this.receipts = new StreamChangeCache('receipts', start, n);
     this.delivered = new StreamChangeCache('delivered', start, n);
     this.deviceLists = new StreamChangeCache('device_lists', start, 1);
-    this.caches = [this.rooms, this.roomMembers, this.ownMembership, this.accountData, this.toDevice, this.receipts, this.delivered, this.deviceLists];
+    this.relations = new StreamChangeCache('relations', start, n);
+    this.caches = [this.rooms, this.roomMembers, this.ownMembership, this.accountData, this.toDevice, this.receipts, this.delivered, this.deviceLists, this.relations];
     this.timelines = new RoomTimelines(bounds.timelineEvents, bounds.timelineRooms);
   }
 
@@ -109,11 +116,16 @@ export class ReadModel {
         const previous = this.rooms.covers(c.stream - 1) ? this.rooms.lastChange(c.roomId) : c.stream - 1;
         this.timelines.apply(c, previous);
         this.rooms.record(c.roomId, c.stream);
+        if (c.relatesTo !== null) this.relations.record(c.relatesTo, c.stream);
+        // A redacted relation stops counting for its target: that target is already marked, and
+        // marks are never removed, so it keeps going to the store.
+        if (c.redaction) this.redactMember(c.roomId, c.redaction.targetEventId, c.redaction.redactedPduJson, c.eventId);
         for (const s of c.stateDelta) {
           if (s.type !== 'm.room.member') continue;
           this.roomMembers.record(c.roomId, c.stream);
           this.ownMembership.record(s.stateKey, c.stream);
           this.updateMembership(c.roomId, s.stateKey, s.eventId, c.eventId === s.eventId ? c.pduJson : null, c.stream);
+          this.updateMember(c, s.stateKey, s.eventId);
         }
         return;
       }
@@ -150,11 +162,86 @@ export class ReadModel {
     rooms.set(roomId, { roomId, userId, membership: membership as Membership, eventId, stream });
   }
 
+  private updateMember(c: ChangeRecord & { kind: 'event' }, userId: string, eventId: string): void {
+    const room = this.members.get(c.roomId);
+    if (!room) return;
+    const own = eventId === c.eventId;
+    room.set(userId, {
+      eventId,
+      stream: c.stream,
+      event: own ? { eventId, roomId: c.roomId, stream: c.stream, pdu: parseTrustedJson<Pdu>(c.pduJson), redactedBy: null, txn: c.txn ? { ...c.txn } : null } : undefined,
+    });
+  }
+
+  private redactMember(roomId: string, targetId: string, redactedPduJson: string, redactionId: string): void {
+    const room = this.members.get(roomId);
+    if (!room) return;
+    for (const m of room.values()) {
+      if (m.eventId === targetId && m.event) m.event = { ...m.event, pdu: parseTrustedJson<Pdu>(redactedPduJson), redactedBy: redactionId };
+    }
+  }
+
+  /**
+   * Member state of `userIds` as of position `at` (as RoomStore.getStateHistory would give it):
+   * a user's current member event answers when it is at or below `at`; users with none have no
+   * entry. `unknown` lists the users whose value at `at` the store must give. Loads the room's
+   * member list from the store on first use (memberships mirror the member state).
+   */
+  async membersAt(
+    roomId: string,
+    userIds: string[],
+    at: number,
+    load: (roomId: string) => Promise<MembershipRecord[]>,
+  ): Promise<{ entries: Array<{ type: string; stateKey: string; eventId: string }>; events: Map<string, StoredEvent>; unknown: string[] }> {
+    let room = this.members.get(roomId);
+    if (room) {
+      this.memberHits++;
+      this.members.delete(roomId);
+      this.members.set(roomId, room);
+    } else {
+      this.memberMisses++;
+      const loadedAt = this.pos;
+      const rows = await load(roomId);
+      room = new Map(rows.map((m) => [m.userId, { eventId: m.eventId, stream: m.stream }]));
+      // Kept only if no member event of the room landed while the rows were being read.
+      if (!this.roomMembers.changedSince(roomId, loadedAt) && !this.members.has(roomId)) {
+        this.members.set(roomId, room);
+        while (this.members.size > this.bounds.timelineRooms) this.members.delete(this.members.keys().next().value as string);
+      }
+    }
+    const entries: Array<{ type: string; stateKey: string; eventId: string }> = [];
+    const events = new Map<string, StoredEvent>();
+    const unknown: string[] = [];
+    for (const u of userIds) {
+      const m = room.get(u);
+      if (!m) continue;
+      if (m.stream > at) {
+        unknown.push(u);
+        continue;
+      }
+      entries.push({ type: 'm.room.member', stateKey: u, eventId: m.eventId });
+      if (m.event) events.set(m.eventId, m.event);
+    }
+    return { entries, events, unknown };
+  }
+
+  /**
+   * True when none of the events can have bundled aggregations: each was persisted after the
+   * relations cache's horizon and nothing related to it since. Relies on a relation being
+   * persisted after its target (true for locally sent events: a target's ID is a hash of it).
+   */
+  withoutRelations(events: StoredEvent[]): boolean {
+    const r = this.relations;
+    for (const e of events) if (e.stream <= r.earliest || r.changedSince(e.eventId, e.stream - 1)) return false;
+    return true;
+  }
+
   /** Drops everything: nothing below `pos` is known from memory any more. */
   reset(pos: number): void {
     for (const c of this.caches) c.reset(pos);
     this.timelines.clear();
     this.memberships.clear();
+    this.members.clear();
   }
 
   /**
@@ -224,6 +311,7 @@ export class ReadModel {
   stats(): CacheStats[] {
     const out: CacheStats[] = this.caches.map((c) => ({ name: c.name, size: c.size, bound: c.maxEntries, hits: c.hits, misses: c.misses }));
     out.push({ name: 'memberships', size: this.memberships.size, bound: this.bounds.membershipUsers, hits: this.membershipHits, misses: this.membershipMisses });
+    out.push({ name: 'room_member_state', size: this.members.size, bound: this.bounds.timelineRooms, hits: this.memberHits, misses: this.memberMisses });
     out.push({ name: 'timelines', size: this.timelines.size, bound: this.bounds.timelineRooms, hits: this.timelines.hits, misses: this.timelines.misses });
     return out;
   }

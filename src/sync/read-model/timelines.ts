@@ -18,8 +18,6 @@ import { eventMatches, type EventMatcher } from '../filter.js';
 interface RoomTimeline {
   coveredFrom: number;
   events: StoredEvent[];
-  /** Buffered events that have relations (their bundled aggregations must come from the store). */
-  related: Set<string>;
 }
 
 export class RoomTimelines {
@@ -50,7 +48,7 @@ export class RoomTimelines {
     if (t) {
       this.rooms.delete(c.roomId);
     } else {
-      t = { coveredFrom: previous, events: [], related: new Set() };
+      t = { coveredFrom: previous, events: [] };
     }
     this.rooms.set(c.roomId, t);
     t.events.push({
@@ -66,14 +64,10 @@ export class RoomTimelines {
       if (i >= 0) {
         t.events[i] = { ...t.events[i], pdu: parseTrustedJson<Pdu>(c.redaction.redactedPduJson), redactedBy: c.eventId };
       }
-      // The target stops relating to anything: whatever it related to may lose an aggregation.
-      t.related.add(c.redaction.targetEventId);
     }
-    if (c.relatesTo !== null) t.related.add(c.relatesTo);
     while (t.events.length > this.perRoom) {
       const dropped = t.events.shift()!;
       t.coveredFrom = dropped.stream;
-      t.related.delete(dropped.eventId);
     }
     while (this.rooms.size > this.maxRooms) {
       const oldest = this.rooms.keys().next().value as string;
@@ -107,15 +101,6 @@ export class RoomTimelines {
     this.hits++;
     const more = picked.length > limit;
     return { events: picked.slice(0, limit).reverse(), more };
-  }
-
-  /** True when every event is buffered and none has relations (no aggregation to look up). */
-  withoutRelations(events: StoredEvent[]): boolean {
-    for (const e of events) {
-      const t = this.rooms.get(e.roomId);
-      if (!t || t.related.has(e.eventId) || t.coveredFrom >= e.stream) return false;
-    }
-    return true;
   }
 
   clear(): void {
