@@ -157,7 +157,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
   );
   const receipts = new ReceiptService(store, store.receipts, notifier, now, (userId) => pushDispatcher.countsChanged(userId));
   const formatter = new EventFormatter(store, now);
-  const visibility = new VisibilityChecker(store);
+  const visibility = new VisibilityChecker(store, readModel);
   const delivered = new DeliveredService(store, store.delivery, notifier, logger, now);
   const e2ee = createE2eeServices({ store, e2ee: store.e2ee, notifier, serverName: config.server_name, logger });
   const rooms = new RoomService(store, roomInput, config.server_name, logger);

@@ -1,5 +1,5 @@
 // Property test of the sync read model: random streams of sends, state changes, joins and
-// leaves, receipts, account data, to-device messages, edits, thread replies and redactions by
+// leaves, receipts, account data, ignore lists, to-device messages, edits, thread replies and redactions by
 // several users in several rooms, driven over HTTP against a real server. At random points every
 // user's incremental sync from a random earlier position is built twice over the same store
 // range: once as a delta from the read model, once rebuilt from the store alone. They must be
@@ -113,7 +113,13 @@ async function step(w: World, rand: () => number, n: number): Promise<string> {
     ok(await u.put(p, { n }), 'account data');
     return `${u.userId} account data`;
   }
-  if (kind < 0.7) {
+  if (kind < 0.67) {
+    const other = pick(w.users.filter((x) => x !== u));
+    const list = rand() < 0.6 ? { [other.userId]: {} } : {};
+    ok(await u.put(`/_matrix/client/v3/user/${enc(u.userId)}/account_data/m.ignored_user_list`, { ignored_users: list }), 'ignore');
+    return `${u.userId} ignores ${JSON.stringify(Object.keys(list))}`;
+  }
+  if (kind < 0.73) {
     const to = pick(w.users);
     ok(await u.put(`/_matrix/client/v3/sendToDevice/org.example.ping/d${n}`, { messages: { [to.userId]: { [to.deviceId]: { n } } } }), 'to-device');
     return `${u.userId} to-device ${to.userId}`;

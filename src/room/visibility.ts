@@ -20,7 +20,11 @@ function valueAt<T>(t: Timeline<T>, stream: number, inclusive: boolean): T | und
 }
 
 export class VisibilityChecker {
-  constructor(private readonly store: Store) {}
+  constructor(
+    private readonly store: Store,
+    /** A cache of ignore lists kept current by the store's completion hook (the sync read model). */
+    private readonly cache?: { ignoredUsers(userId: string, load: () => Promise<Set<string>>): Promise<ReadonlySet<string>> },
+  ) {}
 
   /** Filters events of one room down to those `userId` may see; keeps order. */
   async filter(userId: string, roomId: string, events: StoredEvent[]): Promise<StoredEvent[]> {
@@ -74,8 +78,17 @@ export class VisibilityChecker {
     return ev?.pdu.content.history_visibility === 'world_readable';
   }
 
-  /** The user's m.ignored_user_list as a set. */
-  async ignoredUsers(userId: string): Promise<Set<string>> {
+  /** The same checker reading everything from the store (verification, tests). */
+  withoutCache(): VisibilityChecker {
+    return new VisibilityChecker(this.store);
+  }
+
+  /** The user's m.ignored_user_list as a set (read-only: it may be shared). */
+  async ignoredUsers(userId: string): Promise<ReadonlySet<string>> {
+    return this.cache ? this.cache.ignoredUsers(userId, () => this.loadIgnored(userId)) : this.loadIgnored(userId);
+  }
+
+  private async loadIgnored(userId: string): Promise<Set<string>> {
     const data = await this.store.userData.getAccountData(userId, '', 'm.ignored_user_list');
     const list = data?.ignored_users;
     return new Set(list && typeof list === 'object' && !Array.isArray(list) ? Object.keys(list) : []);

@@ -44,6 +44,7 @@ export const DEFAULT_READ_MODEL_BOUNDS: ReadModelBounds = {
   timelineEvents: 50,
 };
 
+const IGNORED_LIST = 'm.ignored_user_list';
 const MEMBERSHIPS: ReadonlySet<string> = new Set<Membership>(['join', 'invite', 'leave', 'ban', 'knock']);
 
 export interface CacheStats {
@@ -76,6 +77,10 @@ export class ReadModel {
   private readonly memberships = new Map<string, Map<string, MembershipRecord>>();
   membershipHits = 0;
   membershipMisses = 0;
+  /** userId -> m.ignored_user_list; least recently used first. Bound: membershipUsers. */
+  private readonly ignored = new Map<string, ReadonlySet<string>>();
+  ignoredHits = 0;
+  ignoredMisses = 0;
   private readonly caches: StreamChangeCache[];
 
   constructor(
@@ -131,6 +136,7 @@ export class ReadModel {
       }
       case 'account_data':
         this.accountData.record(c.userId, c.stream);
+        if (c.roomId === '' && c.dataType === IGNORED_LIST) this.ignored.delete(c.userId);
         return;
       case 'receipt':
         this.receipts.record(c.roomId, c.stream);
@@ -242,6 +248,7 @@ export class ReadModel {
     this.timelines.clear();
     this.memberships.clear();
     this.members.clear();
+    this.ignored.clear();
   }
 
   /**
@@ -272,6 +279,26 @@ export class ReadModel {
       while (this.memberships.size > this.bounds.membershipUsers) this.memberships.delete(this.memberships.keys().next().value as string);
     }
     return rows;
+  }
+
+  /** The user's ignore list, from memory once loaded; dropped whenever the user changes it. */
+  async ignoredUsers(userId: string, load: () => Promise<Set<string>>): Promise<ReadonlySet<string>> {
+    const cached = this.ignored.get(userId);
+    if (cached) {
+      this.ignoredHits++;
+      this.ignored.delete(userId);
+      this.ignored.set(userId, cached);
+      return cached;
+    }
+    this.ignoredMisses++;
+    const loadedAt = this.pos;
+    const set = await load();
+    // Kept only if none of the user's account data changed while it was being read.
+    if (!this.accountData.changedSince(userId, loadedAt) && !this.ignored.has(userId)) {
+      this.ignored.set(userId, set);
+      while (this.ignored.size > this.bounds.membershipUsers) this.ignored.delete(this.ignored.keys().next().value as string);
+    }
+    return set;
   }
 
   /** Joined rooms from memory, or undefined when the user's memberships are not loaded. */
@@ -311,6 +338,7 @@ export class ReadModel {
   stats(): CacheStats[] {
     const out: CacheStats[] = this.caches.map((c) => ({ name: c.name, size: c.size, bound: c.maxEntries, hits: c.hits, misses: c.misses }));
     out.push({ name: 'memberships', size: this.memberships.size, bound: this.bounds.membershipUsers, hits: this.membershipHits, misses: this.membershipMisses });
+    out.push({ name: 'ignored_users', size: this.ignored.size, bound: this.bounds.membershipUsers, hits: this.ignoredHits, misses: this.ignoredMisses });
     out.push({ name: 'room_member_state', size: this.members.size, bound: this.bounds.timelineRooms, hits: this.memberHits, misses: this.memberMisses });
     out.push({ name: 'timelines', size: this.timelines.size, bound: this.bounds.timelineRooms, hits: this.timelines.hits, misses: this.timelines.misses });
     return out;
