@@ -178,7 +178,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
       device: new DeviceSyncSource(store.e2ee, e2ee.deviceLists),
       onAcknowledged: (userId, stream) => delivered.acknowledged(userId, stream),
       onDeliveredOptIn: (userId) => delivered.optedIn(userId),
-      unread: new StoredUnreadSource(store.notifications),
+      unread: new StoredUnreadSource(store.notifications, readModel),
       presence: new PresenceSyncSource(presence, store, now),
       ephemeralPosition: () => ephemeralStream.current(),
       defaultAccountData: (userId) => [{ type: 'm.push_rules', content: pushRules.defaults(userId) as unknown as JsonObject }],

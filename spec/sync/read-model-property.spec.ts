@@ -38,6 +38,7 @@ const FILTERS: Array<[string, SyncFilter]> = [
   ['default', compileFilter(undefined)],
   ['limit 2, lazy members', compileFilter({ room: { timeline: { limit: 2 }, state: { lazy_load_members: true } } })],
   ['messages only, no presence', compileFilter({ room: { timeline: { limit: 5, types: ['m.room.message'] } }, presence: { types: [] } })],
+  ['thread counts', compileFilter({ room: { timeline: { limit: 10, unread_thread_notifications: true } } })],
 ];
 
 interface World {
@@ -86,7 +87,13 @@ async function step(w: World, rand: () => number, n: number): Promise<string> {
     return `${u.userId} sets account data`;
   }
   if (kind < 0.3) {
-    const r = await u.put(`${path}/send/m.room.message/t${n}`, { msgtype: 'm.text', body: `m${n}` });
+    // Some messages mention another user (a highlight in their unread counts).
+    const mention = rand() < 0.3 ? pick(w.users).userId : undefined;
+    const r = await u.put(`${path}/send/m.room.message/t${n}`, {
+      msgtype: 'm.text',
+      body: `m${n}`,
+      ...(mention ? { 'm.mentions': { user_ids: [mention] } } : {}),
+    });
     ok(r, 'send');
     sent.push({ id: r.body.event_id, sender: u.userId });
     return `${u.userId} sends in ${roomId}`;
@@ -209,6 +216,7 @@ describe('sync read model: deltas equal store rebuilds', function () {
       const stats = new Map((w.srv.hearth.services.sync as SyncService).modelStats().map((s) => [s.name, s]));
       assert.ok(stats.get('timelines')!.hits > 0, 'timelines served from the ring buffers');
       assert.ok(stats.get('rooms')!.hits > 0, 'room changes answered from memory');
+      assert.ok(stats.get('unread_counters')!.hits > 0, 'unread counts served by the counters');
     } finally {
       await w.srv.stop();
     }
@@ -227,6 +235,54 @@ describe('sync read model: deltas equal store rebuilds', function () {
       assert.ok(byName.get('rooms')!.misses > 0, 'evicted rooms sent syncs to the store');
     } finally {
       await w.srv.stop();
+    }
+  });
+});
+
+describe('sync read model: unread counters from bulk push results', function () {
+  this.timeout(120_000);
+
+  it('a room past the bulk threshold counts the same from the counters as from the store', async () => {
+    const srv = await startTestServer({});
+    try {
+      const api = new Api(srv.url);
+      const users: User[] = [];
+      for (let i = 0; i < 34; i++) users.push(await api.register(`b${i}`));
+      const room = (await users[0].post('/_matrix/client/v3/createRoom', { preset: 'public_chat' })).body.room_id as string;
+      for (const u of users.slice(1)) assert.equal((await u.post(`/_matrix/client/v3/rooms/${enc(room)}/join`, {})).status, 200);
+      const sync = srv.hearth.services.sync as SyncService;
+      const fromStore = sync.withoutModel();
+      const since = tokenAt(srv.hearth.store.currentPosition());
+      const check = async (label: string): Promise<void> => {
+        for (const u of users.slice(1, 4)) {
+          for (const [name, filter] of FILTERS) {
+            const req = { userId: u.userId, deviceId: u.deviceId, since, filter, timeoutMs: 0, fullState: false, acknowledgeSince: false };
+            const a = await sync.sync(req);
+            assert.deepEqual(withoutAge(a), withoutAge(await fromStore.sync(req)), `${label}: ${u.userId} (${name})`);
+          }
+        }
+      };
+      const send = async (u: User, txn: string, extra: object = {}): Promise<void> => {
+        const r = await u.put(`/_matrix/client/v3/rooms/${enc(room)}/send/m.room.message/${txn}`, { msgtype: 'm.text', body: txn, ...extra });
+        assert.equal(r.status, 200, JSON.stringify(r.body));
+      };
+      await send(users[0], 'one');
+      await check('first message (counters start from the store)');
+      await send(users[0], 'two');
+      await send(users[5], 'three', { 'm.mentions': { user_ids: [users[1].userId] } });
+      await check('bulk results and a mention');
+      const root = (await users[0].put(`/_matrix/client/v3/rooms/${enc(room)}/send/m.room.message/root`, { msgtype: 'm.text', body: 'root' })).body.event_id;
+      await send(users[6], 'reply', { 'm.relates_to': { rel_type: 'm.thread', event_id: root } });
+      await check('a thread reply');
+      await send(users[1], 'own');
+      await send(users[0], 'after own');
+      await check("after the user's own message");
+      const unread = new Map(sync.modelStats().map((s) => [s.name, s])).get('unread_counters')!;
+      assert.ok(unread.hits > 0, 'the counters answered');
+      const body = (await sync.sync({ userId: users[2].userId, deviceId: users[2].deviceId, since, filter: FILTERS[0][1], timeoutMs: 0, fullState: false })) as any;
+      assert.ok(body.rooms.join[room].unread_notifications.notification_count >= 6, 'bulk messages notify the other members');
+    } finally {
+      await srv.stop();
     }
   });
 });

@@ -20,7 +20,19 @@ import type { SqliteStore } from '../../src/store/sqlite/index.js';
 
 function ev(roomId: string, stream: number, body = `m${stream}`): EventChange {
   const pdu = { type: 'm.room.message', room_id: roomId, sender: '@a:x', content: { body }, origin_server_ts: stream };
-  return { kind: 'event', stream, roomId, eventId: `$e${stream}`, pduJson: JSON.stringify(pdu), txn: null, stateDelta: [], redaction: null, relatesTo: null };
+  return {
+    kind: 'event',
+    stream,
+    roomId,
+    eventId: `$e${stream}`,
+    pduJson: JSON.stringify(pdu),
+    txn: null,
+    stateDelta: [],
+    redaction: null,
+    relatesTo: null,
+    sender: '@a:x',
+    push: { actions: [], bulk: null },
+  };
 }
 
 const noRooms = { getRoomsForUser: async (): Promise<MembershipRecord[]> => [] };

@@ -34,6 +34,12 @@ export interface EventChange {
   redaction: { targetEventId: string; redactedPduJson: string } | null;
   /** Event ID this event relates to (m.relates_to), whose bundled aggregations it changes. */
   relatesTo: string | null;
+  sender: string;
+  /** The push actions written with the event (PersistEventInput), for unread counters. */
+  push: {
+    actions: Array<{ userId: string; notify: boolean; highlight: boolean; threadId: string | null }>;
+    bulk: { notify: boolean; highlight: boolean; threadId: string | null; except: string[] } | null;
+  };
 }
 
 /** Turns a write's result into its change record; null when the position wrote nothing. */

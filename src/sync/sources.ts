@@ -40,6 +40,8 @@ export interface RoomEphemeralSource {
 /** Unread notification counts of joined rooms. */
 export interface UnreadSource {
   counts(userId: string, roomIds: string[], upTo: number): Promise<Map<string, { main: JsonObject; threads: Record<string, JsonObject> }>>;
+  /** The same source without in-memory counters (verification, tests). */
+  withoutCache?(): UnreadSource;
 }
 
 /** m.presence events of users who share a room with the syncing user. */

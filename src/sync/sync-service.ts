@@ -114,7 +114,8 @@ export class SyncService {
 
   /** The same service without the read model: every sync rebuilt from the store (checks, tests). */
   withoutModel(): SyncService {
-    return new SyncService(this.store, this.waiters, this.formatter, this.visibility.withoutCache(), this.sources);
+    const sources = { ...this.sources, unread: this.sources.unread?.withoutCache?.() ?? this.sources.unread };
+    return new SyncService(this.store, this.waiters, this.formatter, this.visibility.withoutCache(), sources);
   }
 
   /** True when a response carries nothing (only next_batch moved). */

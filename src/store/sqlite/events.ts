@@ -90,6 +90,18 @@ export function eventChange(ev: PreparedEvent, pos: number): EventChange {
     stateDelta: ev.stateDelta.map((e) => ({ ...e })),
     redaction: ev.redaction ? { ...ev.redaction } : null,
     relatesTo: ev.relation?.relatesTo ?? null,
+    sender: ev.sender,
+    push: {
+      actions: ev.pushActions.map((a) => ({ userId: a.userId, notify: a.notify !== 0, highlight: a.highlight !== 0, threadId: a.threadId })),
+      bulk: ev.pushBulk
+        ? {
+            notify: ev.pushBulk.notify !== 0,
+            highlight: ev.pushBulk.highlight !== 0,
+            threadId: ev.pushBulk.threadId,
+            except: JSON.parse(ev.pushBulk.exceptJson) as string[],
+          }
+        : null,
+    },
   };
 }
 

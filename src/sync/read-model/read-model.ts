@@ -24,6 +24,8 @@ import type { Membership, MembershipRecord, RoomStore, StoredEvent } from '../..
 import type { EventMatcher } from '../filter.js';
 import { StreamChangeCache } from './change-cache.js';
 import { RoomTimelines } from './timelines.js';
+import { UnreadCounters } from './unread.js';
+import type { RoomUnreadCounts } from '../../store/chat-types.js';
 import { parseTrustedJson } from '../../protocol/canonical-json.js';
 
 export interface ReadModelBounds {
@@ -73,6 +75,7 @@ export class ReadModel {
   memberHits = 0;
   memberMisses = 0;
   readonly timelines: RoomTimelines;
+  readonly unread: UnreadCounters;
   /** userId -> roomId -> membership; Map order is least recently used first. */
   private readonly memberships = new Map<string, Map<string, MembershipRecord>>();
   membershipHits = 0;
@@ -101,6 +104,7 @@ export class ReadModel {
     this.relations = new StreamChangeCache('relations', start, n);
     this.caches = [this.rooms, this.roomMembers, this.ownMembership, this.accountData, this.toDevice, this.receipts, this.delivered, this.deviceLists, this.relations];
     this.timelines = new RoomTimelines(bounds.timelineEvents, bounds.timelineRooms);
+    this.unread = new UnreadCounters(n);
   }
 
   /** The position the model is current to (the store's watermark). */
@@ -121,6 +125,7 @@ export class ReadModel {
         const previous = this.rooms.covers(c.stream - 1) ? this.rooms.lastChange(c.roomId) : c.stream - 1;
         this.timelines.apply(c, previous);
         this.rooms.record(c.roomId, c.stream);
+        this.unread.applyEvent(c);
         if (c.relatesTo !== null) this.relations.record(c.relatesTo, c.stream);
         // A redacted relation stops counting for its target: that target is already marked, and
         // marks are never removed, so it keeps going to the store.
@@ -140,6 +145,7 @@ export class ReadModel {
         return;
       case 'receipt':
         this.receipts.record(c.roomId, c.stream);
+        this.unread.drop(c.userId, c.roomId);
         return;
       case 'delivered':
         this.delivered.record(c.roomId, c.stream);
@@ -249,6 +255,21 @@ export class ReadModel {
     this.memberships.clear();
     this.members.clear();
     this.ignored.clear();
+    this.unread.clear();
+  }
+
+  /** Unread counts of (user, room) as of `upTo` from the counters, or undefined. */
+  unreadCounts(userId: string, roomId: string, upTo: number): RoomUnreadCounts | undefined {
+    return this.unread.get(userId, roomId, upTo);
+  }
+
+  /**
+   * Starts counters from a store answer as of `upTo`, if nothing that could change them (an
+   * event or receipt in the room, a membership change of the user) happened since.
+   */
+  offerUnread(userId: string, roomId: string, counts: RoomUnreadCounts, upTo: number): void {
+    if (this.rooms.changedSince(roomId, upTo) || this.receipts.changedSince(roomId, upTo) || this.ownMembership.changedSince(userId, upTo)) return;
+    this.unread.offer(userId, roomId, counts, upTo);
   }
 
   /**
@@ -340,6 +361,7 @@ export class ReadModel {
     out.push({ name: 'memberships', size: this.memberships.size, bound: this.bounds.membershipUsers, hits: this.membershipHits, misses: this.membershipMisses });
     out.push({ name: 'ignored_users', size: this.ignored.size, bound: this.bounds.membershipUsers, hits: this.ignoredHits, misses: this.ignoredMisses });
     out.push({ name: 'room_member_state', size: this.members.size, bound: this.bounds.timelineRooms, hits: this.memberHits, misses: this.memberMisses });
+    out.push({ name: 'unread_counters', size: this.unread.size, bound: this.unread.maxEntries, hits: this.unread.hits, misses: this.unread.misses });
     out.push({ name: 'timelines', size: this.timelines.size, bound: this.bounds.timelineRooms, hits: this.timelines.hits, misses: this.timelines.misses });
     return out;
   }
