@@ -131,6 +131,14 @@ async function step(w: World, rand: () => number, n: number): Promise<string> {
     ok(await u.put(`/_matrix/client/v3/sendToDevice/org.example.ping/d${n}`, { messages: { [to.userId]: { [to.deviceId]: { n } } } }), 'to-device');
     return `${u.userId} to-device ${to.userId}`;
   }
+  if (kind < 0.76) {
+    // A member event loses its displayname (lazy-loaded members must show the redacted copy).
+    const state = await u.get(`${path}/state`);
+    ok(state, 'state');
+    const member = pick((state.body as Array<{ type: string; event_id: string }>).filter((e) => e.type === 'm.room.member'));
+    ok(await w.users[0].put(`${path}/redact/${enc(member.event_id)}/xm${n}`, {}), 'redact member');
+    return `member event redaction in ${roomId}`;
+  }
   if (kind < 0.78 && sent.length > 0) {
     const target = pick(sent);
     const r = await w.users[0].put(`${path}/redact/${enc(target.id)}/x${n}`, { reason: 'property' });

@@ -398,7 +398,9 @@ export class SyncService {
     const inTimeline = new Set(timeline.map((e) => e.eventId));
     const ids = [...new Set(wanted.map((e) => e.eventId))].filter((id) => !inTimeline.has(id));
     const toRead = ids.filter((id) => !cached.has(id));
+    const readAt = this.model?.position ?? 0;
     const byId = toRead.length > 0 ? await this.store.rooms.getEvents(toRead) : new Map<string, StoredEvent>();
+    if (f.lazyLoadMembers && byId.size > 0) this.model?.noteMemberEvents(roomId, byId.values(), readAt);
     const out = ids.map((id) => cached.get(id) ?? byId.get(id)).filter((e): e is StoredEvent => !!e);
     return out.sort((a, b) => a.stream - b.stream);
   }

@@ -238,6 +238,21 @@ export class ReadModel {
   }
 
   /**
+   * Keeps member events read from the store (`readAt`: the model position before the read) for
+   * later syncs, when they are still the room's current ones and nothing in the room (a
+   * redaction, say) has been applied since the read.
+   */
+  noteMemberEvents(roomId: string, events: Iterable<StoredEvent>, readAt: number): void {
+    const room = this.members.get(roomId);
+    if (!room || this.rooms.changedSince(roomId, readAt)) return;
+    for (const e of events) {
+      if (e.pdu.type !== 'm.room.member' || typeof e.pdu.state_key !== 'string') continue;
+      const m = room.get(e.pdu.state_key);
+      if (m && m.eventId === e.eventId && !m.event) m.event = e;
+    }
+  }
+
+  /**
    * True when none of the events can have bundled aggregations: each was persisted after the
    * relations cache's horizon and nothing related to it since. Relies on a relation being
    * persisted after its target (true for locally sent events: a target's ID is a hash of it).
