@@ -175,7 +175,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     roomInput,
     sync: new SyncService(store, waiters, formatter, visibility, {
       ephemeral: [new TypingSource(typing), new ReceiptSource(store.receipts), new DeliveredSource(store.delivery)],
-      device: new DeviceSyncSource(store.e2ee, e2ee.deviceLists),
+      device: new DeviceSyncSource(store.e2ee, e2ee.deviceLists, readModel),
       onAcknowledged: (userId, stream) => delivered.acknowledged(userId, stream),
       onDeliveredOptIn: (userId) => delivered.optedIn(userId),
       unread: new StoredUnreadSource(store.notifications, readModel),

@@ -178,6 +178,22 @@ describe('sync read model', function () {
     });
   });
 
+  describe('to-device acknowledgements', function () {
+    it('skips an acknowledgement only when nothing can be waiting below it', function () {
+      const model = new ReadModel(noRooms, 10);
+      assert.equal(model.ackMayDelete('@u:x', 'D', 10), true, 'never acknowledged: the store must check');
+      model.acknowledged('@u:x', 'D', 10);
+      assert.equal(model.ackMayDelete('@u:x', 'D', 10), false);
+      assert.equal(model.ackMayDelete('@u:x', 'D', 12), false, 'nothing queued for the device after 10');
+      model.apply([{ kind: 'to_device', stream: 11, targets: [{ userId: '@u:x', deviceId: 'D' }] }], 11);
+      assert.equal(model.ackMayDelete('@u:x', 'D', 10), false, 'the new message is above 10');
+      assert.equal(model.ackMayDelete('@u:x', 'D', 11), true);
+      assert.equal(model.ackMayDelete('@u:x', 'OTHER', 11), true, 'per device');
+      model.acknowledged('@u:x', 'D', 11);
+      assert.equal(model.ackMayDelete('@u:x', 'D', 11), false);
+    });
+  });
+
   describe('wakes', function () {
     it('typing and presence wake only readers whose filters want them', async function () {
       const notifier = new LocalNotifier();

@@ -12,15 +12,25 @@ export interface DeviceListChanges {
 /** Bounded batches: js-sdk repeats timeout=0 syncs while to_device is non-empty. */
 export const TO_DEVICE_BATCH = 100;
 
+/** What the read model knows about a device's acknowledgements (see ReadModel.ackMayDelete). */
+export interface AckCache {
+  ackMayDelete(userId: string, deviceId: string, upTo: number): boolean;
+  acknowledged(userId: string, deviceId: string, upTo: number): void;
+}
+
 export class DeviceSyncSource {
   constructor(
     private readonly e2ee: E2eeStore,
     private readonly deviceLists: DeviceListChanges,
+    private readonly acks?: AckCache,
   ) {}
 
   /** Deletes messages the device acknowledged by syncing from `since`. */
   async acknowledge(userId: string, deviceId: string, since: number): Promise<void> {
+    // Most syncs acknowledge nothing new: the read model knows when no message can be waiting.
+    if (this.acks && !this.acks.ackMayDelete(userId, deviceId, since)) return;
     await this.e2ee.ackToDevice(userId, deviceId, since);
+    this.acks?.acknowledged(userId, deviceId, since);
   }
 
   /**

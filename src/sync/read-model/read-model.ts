@@ -80,6 +80,10 @@ export class ReadModel {
   private readonly memberships = new Map<string, Map<string, MembershipRecord>>();
   membershipHits = 0;
   membershipMisses = 0;
+  /** device -> position up to which its to-device messages were deleted. Bound: changeCacheEntries. */
+  private readonly acked = new Map<string, number>();
+  ackHits = 0;
+  ackMisses = 0;
   /** userId -> m.ignored_user_list; least recently used first. Bound: membershipUsers. */
   private readonly ignored = new Map<string, ReadonlySet<string>>();
   ignoredHits = 0;
@@ -271,6 +275,7 @@ export class ReadModel {
     this.members.clear();
     this.ignored.clear();
     this.unread.clear();
+    this.acked.clear();
   }
 
   /** Unread counts of (user, room) as of `upTo` from the counters, or undefined. */
@@ -362,6 +367,32 @@ export class ReadModel {
     return joined.some((r) => this.roomMembers.changedSince(r, since));
   }
 
+  /**
+   * Whether acknowledging up to `upTo` may delete anything: false once the device acknowledged
+   * up to some position A (everything at or below A is gone) and no message for it was queued
+   * after A. Positions at or below an acknowledged token were all complete when it was issued,
+   * so nothing can later appear below A.
+   */
+  ackMayDelete(userId: string, deviceId: string, upTo: number): boolean {
+    const k = deviceKey(userId, deviceId);
+    const a = this.acked.get(k);
+    if (a === undefined || (upTo > a && this.toDevice.changedSince(k, a))) {
+      this.ackMisses++;
+      return true;
+    }
+    this.ackHits++;
+    return false;
+  }
+
+  /** The device's messages up to `upTo` were deleted. */
+  acknowledged(userId: string, deviceId: string, upTo: number): void {
+    const k = deviceKey(userId, deviceId);
+    const a = Math.max(this.acked.get(k) ?? 0, upTo);
+    this.acked.delete(k);
+    this.acked.set(k, a);
+    while (this.acked.size > this.bounds.changeCacheEntries) this.acked.delete(this.acked.keys().next().value as string);
+  }
+
   toDeviceChanged(userId: string, deviceId: string, since: number): boolean {
     return this.toDevice.changedSince(deviceKey(userId, deviceId), since);
   }
@@ -374,6 +405,7 @@ export class ReadModel {
   stats(): CacheStats[] {
     const out: CacheStats[] = this.caches.map((c) => ({ name: c.name, size: c.size, bound: c.maxEntries, hits: c.hits, misses: c.misses }));
     out.push({ name: 'memberships', size: this.memberships.size, bound: this.bounds.membershipUsers, hits: this.membershipHits, misses: this.membershipMisses });
+    out.push({ name: 'to_device_acks', size: this.acked.size, bound: this.bounds.changeCacheEntries, hits: this.ackHits, misses: this.ackMisses });
     out.push({ name: 'ignored_users', size: this.ignored.size, bound: this.bounds.membershipUsers, hits: this.ignoredHits, misses: this.ignoredMisses });
     out.push({ name: 'room_member_state', size: this.members.size, bound: this.bounds.timelineRooms, hits: this.memberHits, misses: this.memberMisses });
     out.push({ name: 'unread_counters', size: this.unread.size, bound: this.unread.maxEntries, hits: this.unread.hits, misses: this.unread.misses });
