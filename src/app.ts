@@ -96,6 +96,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     : undefined;
   if (readModel) {
     backend.onChanges((changes, current) => readModel.apply(changes, current));
+    backend.onUnpositionedChanges((changes) => readModel.applyUnpositioned(changes));
     metrics?.registerCaches(() => readModel.stats());
   }
   const notifier = new LocalNotifier();

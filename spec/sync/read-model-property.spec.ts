@@ -11,6 +11,7 @@ import { Api, enc, startTestServer, type TestServer } from '../helpers/server.js
 import { compileFilter, type SyncFilter } from '../../src/sync/filter.js';
 import { tokenAt } from '../../src/sync/token.js';
 import type { SyncService } from '../../src/sync/sync-service.js';
+import { TestDevice } from '../api/keys-helpers.js';
 
 type User = Awaited<ReturnType<Api['register']>>;
 
@@ -48,6 +49,8 @@ interface World {
   /** Event IDs sent per room (for receipts, edits, threads, redactions). */
   sent: Map<string, Array<{ id: string; sender: string }>>;
   joined: Map<string, Set<string>>;
+  /** Each user's E2EE device, once its device keys are uploaded. */
+  devices: Map<string, TestDevice>;
 }
 
 async function setup(overrides: Parameters<typeof startTestServer>[0]): Promise<World> {
@@ -63,7 +66,7 @@ async function setup(overrides: Parameters<typeof startTestServer>[0]): Promise<
     rooms.push(r.body.room_id);
     joined.set(r.body.room_id, new Set([users[0].userId]));
   }
-  return { srv, users, rooms, sent: new Map(rooms.map((r) => [r, []])), joined };
+  return { srv, users, rooms, sent: new Map(rooms.map((r) => [r, []])), joined, devices: new Map() };
 }
 
 /** One random operation; returns a label for failure messages. */
@@ -168,6 +171,25 @@ async function step(w: World, rand: () => number, n: number): Promise<string> {
     // A root that is itself in a thread or redacted may be refused; both outcomes are fine.
     if (r.status === 200) sent.push({ id: r.body.event_id, sender: u.userId });
     return `thread reply in ${roomId}`;
+  }
+  if (kind < 0.97) {
+    // One-time and fallback key uploads and claims move device_one_time_keys_count and
+    // device_unused_fallback_key_types (writes outside the stream).
+    let dev = w.devices.get(u.userId);
+    if (!dev) {
+      dev = new TestDevice(u.userId, u.deviceId);
+      ok(await u.post('/_matrix/client/v3/keys/upload', { device_keys: dev.deviceKeys(), one_time_keys: dev.otks(2) }), 'keys');
+      w.devices.set(u.userId, dev);
+      return `${u.userId} uploads device keys`;
+    }
+    if (rand() < 0.5) {
+      const body = rand() < 0.5 ? { one_time_keys: dev.otks(1) } : { fallback_keys: dev.fallback(`F${n}`) };
+      ok(await u.post('/_matrix/client/v3/keys/upload', body), 'keys upload');
+      return `${u.userId} uploads keys`;
+    }
+    const [owner, target] = pick([...w.devices.entries()]);
+    ok(await u.post('/_matrix/client/v3/keys/claim', { one_time_keys: { [owner]: { [target.deviceId]: 'signed_curve25519' } } }), 'claim');
+    return `${u.userId} claims a key of ${owner}`;
   }
   const r = await u.put(`${path}/send/m.room.message/s${n}`, { msgtype: 'm.notice', body: `n${n}` });
   ok(r, 'notice');

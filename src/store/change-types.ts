@@ -42,5 +42,12 @@ export interface EventChange {
   };
 }
 
+/**
+ * A change outside the stream (no position): a device's one-time or fallback keys. Delivered
+ * right after the COMMIT that made it visible, before any caller's promise settles, so a cache
+ * dropped on it never serves a value older than a reader could read from the store.
+ */
+export type UnpositionedChange = { kind: 'device_keys'; userId: string; deviceId: string };
+
 /** Turns a write's result into its change record; null when the position wrote nothing. */
 export type ChangeDescriber<T> = (result: T, pos: number) => ChangeRecord | null;

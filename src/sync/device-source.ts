@@ -12,18 +12,29 @@ export interface DeviceListChanges {
 /** Bounded batches: js-sdk repeats timeout=0 syncs while to_device is non-empty. */
 export const TO_DEVICE_BATCH = 100;
 
-/** What the read model knows about a device's acknowledgements (see ReadModel.ackMayDelete). */
-export interface AckCache {
+/** What the read model knows about a device: acknowledgements and key counts. */
+export interface DeviceCache {
   ackMayDelete(userId: string, deviceId: string, upTo: number): boolean;
   acknowledged(userId: string, deviceId: string, upTo: number): void;
+  /** Key counts of a device, from memory when known (see ReadModel.deviceKeyCounts). */
+  deviceKeyCounts(
+    userId: string,
+    deviceId: string,
+    load: () => Promise<{ otk: Record<string, number>; fallback: string[] }>,
+  ): Promise<{ otk: Record<string, number>; fallback: string[] }>;
 }
 
 export class DeviceSyncSource {
   constructor(
     private readonly e2ee: E2eeStore,
     private readonly deviceLists: DeviceListChanges,
-    private readonly acks?: AckCache,
+    private readonly acks?: DeviceCache,
   ) {}
+
+  /** The same source reading everything from the store (verification, tests). */
+  withoutCache(): DeviceSyncSource {
+    return new DeviceSyncSource(this.e2ee, this.deviceLists);
+  }
 
   /** Deletes messages the device acknowledged by syncing from `since`. */
   async acknowledge(userId: string, deviceId: string, since: number): Promise<void> {
@@ -66,9 +77,12 @@ export class DeviceSyncSource {
   /** `messages`: what `bound()` returned for this range. */
   async collect(range: SyncRange, messages: ToDeviceMessage[]): Promise<JsonObject> {
     const { userId, deviceId } = range;
-    const [counts, fallback, lists] = await Promise.all([
-      this.e2ee.countOneTimeKeys(userId, deviceId),
-      this.e2ee.getUnusedFallbackKeyTypes(userId, deviceId),
+    const load = async () => {
+      const [otk, fallback] = await Promise.all([this.e2ee.countOneTimeKeys(userId, deviceId), this.e2ee.getUnusedFallbackKeyTypes(userId, deviceId)]);
+      return { otk, fallback };
+    };
+    const [{ otk: counts, fallback }, lists] = await Promise.all([
+      this.acks ? this.acks.deviceKeyCounts(userId, deviceId, load) : load(),
       range.since && (!range.hints || range.hints.deviceListsMayChange())
         ? this.deviceLists.changes(userId, range.since.stream, range.upTo.stream)
         : { changed: [], left: [] },

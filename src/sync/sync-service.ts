@@ -109,7 +109,7 @@ export class SyncService {
 
   /** The same service without the read model: every sync rebuilt from the store (checks, tests). */
   withoutModel(): SyncService {
-    const sources = { ...this.sources, unread: this.sources.unread?.withoutCache?.() ?? this.sources.unread };
+    const sources = { ...this.sources, unread: this.sources.unread?.withoutCache?.() ?? this.sources.unread, device: this.sources.device?.withoutCache() };
     return new SyncService(this.store, this.waiters, this.formatter, this.visibility.withoutCache(), sources);
   }
 

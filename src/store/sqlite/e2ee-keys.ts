@@ -109,7 +109,7 @@ export class SqliteE2eeKeys {
           throw new StoreConflictError(`one-time key ${r.algorithm}:${r.keyId} already exists with different content`);
         }
       }
-    });
+    }, { kind: 'device_keys', userId, deviceId });
   }
 
   async countOneTimeKeys(userId: string, deviceId: string): Promise<Record<string, number>> {
@@ -150,7 +150,7 @@ export class SqliteE2eeKeys {
           .run(userId, deviceId, algorithm);
       }
       return { algorithm, keyId: fb.key_id, key: jsonParse<JsonValue>(fb.key_json), fallback: true };
-    });
+    }, { kind: 'device_keys', userId, deviceId });
   }
 
   async setFallbackKey(userId: string, deviceId: string, algorithm: string, keyId: string, key: JsonValue): Promise<void> {
@@ -169,7 +169,7 @@ export class SqliteE2eeKeys {
            ON CONFLICT DO UPDATE SET key_id = excluded.key_id, key_json = excluded.key_json, used = 0`,
         )
         .run(userId, deviceId, algorithm, keyId, json);
-    });
+    }, { kind: 'device_keys', userId, deviceId });
   }
 
   async getUnusedFallbackKeyTypes(userId: string, deviceId: string): Promise<string[]> {

@@ -1,6 +1,7 @@
 // The embedded SQLite backend: one connection, grouped commits, global stream positions.
 
 import type { Store } from '../types.js';
+import type { UnpositionedChange } from '../change-types.js';
 import { StreamIdGenerator, type AdvanceListener, type ChangeListener } from '../stream-id.js';
 import { SqliteAccountStore } from './accounts.js';
 import type { SqliteContext } from './context.js';
@@ -149,6 +150,11 @@ export class SqliteStore implements Store {
    */
   onChanges(listener: ChangeListener): () => void {
     return this.gen.onChanges(listener);
+  }
+
+  /** Unpositioned changes (device one-time/fallback keys), right after each COMMIT. */
+  onUnpositionedChanges(listener: (changes: UnpositionedChange[]) => void): void {
+    this.queue.onUnpositioned = listener;
   }
 
   /** Counters of the grouped-commit queue (a copy). */

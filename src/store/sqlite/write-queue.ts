@@ -9,7 +9,7 @@
 // completed only after COMMIT; promises resolve after that, so a caller that got its promise
 // back can rely on currentPosition() covering its write.
 
-import type { ChangeDescriber, ChangeRecord } from '../change-types.js';
+import type { ChangeDescriber, ChangeRecord, UnpositionedChange } from '../change-types.js';
 import type { StreamIdGenerator } from '../stream-id.js';
 import type { Db, Statement, StoreLogger } from './db.js';
 
@@ -31,6 +31,7 @@ interface Job {
   run: (pos: number) => unknown;
   /** Names what a positioned write changed, for the completion hook (see change-types.ts). */
   describe: ChangeDescriber<unknown> | null;
+  change?: UnpositionedChange;
   resolve: (value: unknown) => void;
   reject: (err: unknown) => void;
   ok: boolean;
@@ -59,6 +60,8 @@ export class WriteQueue {
     bumpMaxReserved: Statement;
   };
   readonly stats: WriteQueueStats = { transactions: 0, failedTransactions: 0, writes: 0, failedWrites: 0, largestBatch: 0 };
+  /** Receives the unpositioned changes of each committed batch, right after COMMIT. */
+  onUnpositioned: ((changes: UnpositionedChange[]) => void) | null = null;
   /** Test hook: runs inside the batch transaction right before COMMIT; throwing fails the batch. */
   beforeCommit: ((batchSize: number) => void) | null = null;
 
@@ -78,9 +81,12 @@ export class WriteQueue {
     };
   }
 
-  /** Queues a write outside the global stream. `run` executes synchronously inside the batch transaction. */
-  write<T>(run: () => T): Promise<T> {
-    return this.enqueue(false, run, null) as Promise<T>;
+  /**
+   * Queues a write outside the global stream. `run` executes synchronously inside the batch
+   * transaction. `change` names what it changed for caches (see UnpositionedChange).
+   */
+  write<T>(run: () => T, change?: UnpositionedChange): Promise<T> {
+    return this.enqueue(false, run, null, change) as Promise<T>;
   }
 
   /**
@@ -113,11 +119,16 @@ export class WriteQueue {
     this.flush();
   }
 
-  private enqueue(withPosition: boolean, run: (pos: number) => unknown, describe: ChangeDescriber<unknown> | null): Promise<unknown> {
+  private enqueue(
+    withPosition: boolean,
+    run: (pos: number) => unknown,
+    describe: ChangeDescriber<unknown> | null,
+    change?: UnpositionedChange,
+  ): Promise<unknown> {
     if (this.closed) return Promise.reject(new StoreClosedError());
     return new Promise((resolve, reject) => {
       const pos = withPosition ? this.gen.reserve() : null;
-      this.pending.push({ pos, run, describe, resolve, reject, ok: false, result: undefined, error: undefined });
+      this.pending.push({ pos, run, describe, change, resolve, reject, ok: false, result: undefined, error: undefined });
       if (this.pending.length >= this.opts.maxBatchSize) {
         this.flush();
       } else if (this.scheduled === null) {
@@ -162,6 +173,17 @@ export class WriteQueue {
     }
 
     this.stats.transactions++;
+    if (this.onUnpositioned) {
+      const changes: UnpositionedChange[] = [];
+      for (const job of batch) if (job.ok && job.change) changes.push(job.change);
+      if (changes.length > 0) {
+        try {
+          this.onUnpositioned(changes);
+        } catch (err) {
+          this.opts.logger?.warn({ err }, 'sqlite store: unpositioned change listener failed');
+        }
+      }
+    }
     if (batch.length > this.stats.largestBatch) this.stats.largestBatch = batch.length;
     // Finish every position before settling any promise: a continuation that runs for the first
     // write must already see the whole batch covered by currentPosition().

@@ -19,7 +19,7 @@
 //   (e.g. from before a restart) are served from the store once, later ones from memory.
 
 import type { Pdu } from '../../protocol/types.js';
-import type { ChangeRecord } from '../../store/change-types.js';
+import type { ChangeRecord, UnpositionedChange } from '../../store/change-types.js';
 import type { Membership, MembershipRecord, RoomStore, StoredEvent } from '../../store/types.js';
 import type { EventMatcher } from '../filter.js';
 import { StreamChangeCache } from './change-cache.js';
@@ -80,6 +80,16 @@ export class ReadModel {
   private readonly memberships = new Map<string, Map<string, MembershipRecord>>();
   membershipHits = 0;
   membershipMisses = 0;
+  /**
+   * device -> one-time key counts and unused fallback key types; dropped by the device's key
+   * writes (unpositioned changes, right after COMMIT) and by device-list records of its user
+   * (device deletion). Bound: changeCacheEntries.
+   */
+  private readonly keyCounts = new Map<string, { userId: string; otk: Record<string, number>; fallback: string[] }>();
+  /** Bumped on every key-count invalidation: a load that overlapped one is not kept. */
+  private keyEpoch = 0;
+  keyHits = 0;
+  keyMisses = 0;
   /** device -> position up to which its to-device messages were deleted. Bound: changeCacheEntries. */
   private readonly acked = new Map<string, number>();
   ackHits = 0;
@@ -159,11 +169,47 @@ export class ReadModel {
         return;
       case 'device_list':
         this.deviceLists.record('*', c.stream);
+        this.dropKeyCounts(new Set(c.userIds));
         return;
       case 'reset':
         this.reset(c.stream);
         return;
     }
+  }
+
+  /** The store's listener for changes outside the stream. */
+  applyUnpositioned(changes: UnpositionedChange[]): void {
+    for (const c of changes) {
+      this.keyCounts.delete(deviceKey(c.userId, c.deviceId));
+      this.keyEpoch++;
+    }
+  }
+
+  private dropKeyCounts(userIds: ReadonlySet<string>): void {
+    for (const [k, v] of this.keyCounts) if (userIds.has(v.userId)) this.keyCounts.delete(k);
+    this.keyEpoch++;
+  }
+
+  /** One-time key counts and unused fallback key types of a device, from memory once loaded. */
+  async deviceKeyCounts(
+    userId: string,
+    deviceId: string,
+    load: () => Promise<{ otk: Record<string, number>; fallback: string[] }>,
+  ): Promise<{ otk: Record<string, number>; fallback: string[] }> {
+    const k = deviceKey(userId, deviceId);
+    const cached = this.keyCounts.get(k);
+    if (cached) {
+      this.keyHits++;
+      return { otk: { ...cached.otk }, fallback: [...cached.fallback] };
+    }
+    this.keyMisses++;
+    const epoch = this.keyEpoch;
+    const v = await load();
+    if (epoch === this.keyEpoch) {
+      this.keyCounts.set(k, { userId, otk: { ...v.otk }, fallback: [...v.fallback] });
+      while (this.keyCounts.size > this.bounds.changeCacheEntries) this.keyCounts.delete(this.keyCounts.keys().next().value as string);
+    }
+    return v;
   }
 
   private updateMembership(roomId: string, userId: string, eventId: string, pduJson: string | null, stream: number): void {
@@ -276,6 +322,8 @@ export class ReadModel {
     this.ignored.clear();
     this.unread.clear();
     this.acked.clear();
+    this.keyCounts.clear();
+    this.keyEpoch++;
   }
 
   /** Unread counts of (user, room) as of `upTo` from the counters, or undefined. */
@@ -405,6 +453,7 @@ export class ReadModel {
   stats(): CacheStats[] {
     const out: CacheStats[] = this.caches.map((c) => ({ name: c.name, size: c.size, bound: c.maxEntries, hits: c.hits, misses: c.misses }));
     out.push({ name: 'memberships', size: this.memberships.size, bound: this.bounds.membershipUsers, hits: this.membershipHits, misses: this.membershipMisses });
+    out.push({ name: 'device_key_counts', size: this.keyCounts.size, bound: this.bounds.changeCacheEntries, hits: this.keyHits, misses: this.keyMisses });
     out.push({ name: 'to_device_acks', size: this.acked.size, bound: this.bounds.changeCacheEntries, hits: this.ackHits, misses: this.ackMisses });
     out.push({ name: 'ignored_users', size: this.ignored.size, bound: this.bounds.membershipUsers, hits: this.ignoredHits, misses: this.ignoredMisses });
     out.push({ name: 'room_member_state', size: this.members.size, bound: this.bounds.timelineRooms, hits: this.memberHits, misses: this.memberMisses });
