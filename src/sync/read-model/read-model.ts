@@ -1,14 +1,21 @@
 // The in-memory read model of /sync. It is fed only by the store's completion hook
 // (`onChanges`: change records in position order, as the watermark passes them), so no writer
-// can forget to feed it, and a replication stream can feed it the same records later.
+// can forget to feed it, and a replication stream can feed it the same records later. Writes
+// outside the stream (device one-time/fallback keys) report through `applyUnpositioned`, right
+// after their COMMIT.
 //
-// What it holds (each bounded, see ReadModelBounds):
+// What it holds (each bounded, see ReadModelBounds; sizes, bounds, hits and misses on /metrics):
 // - change caches (position of each key's last change): rooms (events), room membership
 //   events, per-user own membership, account data, to-device per device, receipts and delivered
-//   markers per room, and the device-list stream as a whole;
+//   markers per room, relations per target event, and the device-list stream as a whole;
 // - each user's memberships with their positions, loaded from the store on first use and kept
 //   current by the records (least recently used users evicted);
-// - ring buffers of recent events per room (timelines.ts).
+// - each room's current member events (lazy-loaded members), loaded on first use;
+// - ring buffers of recent events per room (timelines.ts);
+// - unread counters per (user, room) (unread.ts); ignore lists; device key counts and how far
+//   each device's to-device messages were acknowledged.
+// Entries loaded from the store are kept only when no record touching them arrived during the
+// read, so a load can never overwrite a newer value.
 //
 // Rules:
 // - The model is exactly as current as `store.currentPosition()`: both advance in the same
