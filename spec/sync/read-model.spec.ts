@@ -4,6 +4,9 @@
 // they evicted; typing and presence wake only readers that want them; /metrics shows each cache.
 
 import { assert } from '../helpers/assert.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Api, enc, startTestServer } from '../helpers/server.js';
 import { StreamIdGenerator } from '../../src/store/stream-id.js';
 import type { ChangeRecord, EventChange } from '../../src/store/change-types.js';
@@ -175,6 +178,40 @@ describe('sync read model', function () {
       model.apply([{ ...ev('!r', 2), eventId: '$l', pduJson: JSON.stringify(leave), stateDelta: [{ type: 'm.room.member', stateKey: '@a:x', eventId: '$l' }] }], 2);
       assert.deepEqual((await model.roomsForUser('@a:x')).map((m) => [m.membership, m.stream]), [['leave', 2]], 'kept current by records');
       assert.equal(loads, 3);
+    });
+  });
+
+  describe('restart', function () {
+    it('after a restart the model starts cold: older tokens are rebuilt from the store, later ones served from memory', async function () {
+      const dir = mkdtempSync(join(tmpdir(), 'hearth-rm-'));
+      try {
+        let srv = await startTestServer({}, dir);
+        const alice = await new Api(srv.url).register('alice');
+        const room = (await alice.post('/_matrix/client/v3/createRoom', {})).body.room_id as string;
+        const old = (await alice.get('/_matrix/client/v3/sync?timeout=0')).body.next_batch as string;
+        for (let i = 0; i < 3; i++) await alice.put(`/_matrix/client/v3/rooms/${enc(room)}/send/m.room.message/a${i}`, { msgtype: 'm.text', body: `before ${i}` });
+        await srv.stop();
+        srv = await startTestServer({}, dir);
+        try {
+          const sync = srv.hearth.services.sync as SyncService;
+          const req = (since: string) => ({ userId: alice.userId, deviceId: alice.deviceId, since, filter: compileFilter(undefined), timeoutMs: 0, fullState: false, acknowledgeSince: false });
+          const a = await sync.sync(req(old));
+          assert.deepEqual(JSON.parse(JSON.stringify(a, (k, v) => (k === 'age' ? undefined : v))), JSON.parse(JSON.stringify(await sync.withoutModel().sync(req(old)), (k, v) => (k === 'age' ? undefined : v))));
+          const bodies = (a.rooms as any).join[room].timeline.events.map((e: { content: { body: string } }) => e.content.body);
+          assert.deepEqual(bodies, ['before 0', 'before 1', 'before 2'], 'the pre-restart range comes from the store');
+          assert.ok(sync.modelStats().find((s) => s.name === 'rooms')!.misses > 0, 'the old token was a miss');
+          const again = new Api(srv.url, alice.token);
+          assert.equal((await again.put(`/_matrix/client/v3/rooms/${enc(room)}/send/m.room.message/b0`, { msgtype: 'm.text', body: 'after' })).status, 200);
+          const hitsBefore = sync.modelStats().find((s) => s.name === 'timelines')!.hits;
+          const b = await sync.sync(req(a.next_batch));
+          assert.deepEqual((b.rooms as any).join[room].timeline.events.map((e: { content: { body: string } }) => e.content.body), ['after']);
+          assert.ok(sync.modelStats().find((s) => s.name === 'timelines')!.hits > hitsBefore, 'the new range came from the ring buffer');
+        } finally {
+          await srv.stop();
+        }
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
     });
   });
 
