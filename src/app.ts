@@ -101,6 +101,9 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
   }
   const notifier = new LocalNotifier();
   const waiters = new SyncWaiters(notifier, (n) => metrics?.syncWaiters.set(n));
+  // Wakes from the completion hook too: a reader wakes when a position completes, whichever
+  // writer produced it (registered after the read model, so the model is current when it runs).
+  backend.onChanges((changes) => waiters.onChanges(changes));
   const pushRules = new PushRulesService(store, notifier);
   const pushActions = new PushActionComputer(pushRules, config.server_name);
   // One guard and one client for every outbound request a user can steer (push gateways now,

@@ -252,6 +252,32 @@ describe('sync read model', function () {
     });
   });
 
+  describe('wakes from the completion hook', function () {
+    it('a completed position wakes the readers of its room and of the users it names, without any notice', async function () {
+      const notifier = new LocalNotifier();
+      const waiters = new SyncWaiters(notifier);
+      const gen = new StreamIdGenerator(0);
+      gen.onChanges((c) => waiters.onChanges(c));
+      const at = { stream: 0, ephemeral: 0 };
+      const inRoom = waiters.wait('@a:x', ['!r'], at, 500);
+      const invitee = waiters.wait('@b:x', [], at, 500);
+      const device = waiters.wait('@c:x', [], at, 500);
+      const bystander = waiters.wait('@d:x', ['!other'], at, 100);
+      const p1 = gen.reserve();
+      const p2 = gen.reserve();
+      const invite = { ...ev('!r', p2), stateDelta: [{ type: 'm.room.member', stateKey: '@b:x', eventId: '$e2' }] };
+      gen.complete(p2, invite);
+      await new Promise((r) => setTimeout(r, 20));
+      assert.equal(waiters.size, 4, 'nothing wakes while position 1 is in flight');
+      gen.complete(p1, { kind: 'to_device', stream: p1, targets: [{ userId: '@c:x', deviceId: 'D' }] });
+      assert.deepEqual(await Promise.all([inRoom, invitee, device, bystander]), [true, true, true, false]);
+      // A reader arriving late sees the high-water mark instead of waiting.
+      assert.equal(await waiters.wait('@a:x', ['!r'], at, 0), true);
+      assert.equal(await waiters.wait('@a:x', ['!r'], { stream: p2, ephemeral: 0 }, 0), false);
+      waiters.close();
+    });
+  });
+
   describe('metrics', function () {
     it('/metrics shows each cache with its size, bound, hits and misses', async function () {
       const srv = await startTestServer({ metrics: { enabled: true } });

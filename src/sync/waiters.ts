@@ -5,7 +5,13 @@
 // builds its delta from its token, so spurious wake-ups are harmless. Notices published in one
 // tick wake each waiter once (the first wake removes it), which coalesces bursts per tick.
 // Typing and presence notices wake only waiters whose filter wants that kind.
+//
+// Durable changes wake from two sides: the store's completion hook (`onChanges`, the change
+// records of a watermark advance, so no writer can forget a wake) and the notifier (what
+// writers publish; the cross-process path, and the only one for device-list changes, whose
+// audience the key service computes). Either alone suffices for what it covers.
 
+import type { ChangeRecord } from '../store/change-types.js';
 import type { ChangeNotice, EphemeralKind, Notifier } from './notifier.js';
 import type { StreamToken } from './token.js';
 
@@ -101,6 +107,52 @@ export class SyncWaiters {
     this.closed = true;
     this.unsubscribe();
     for (const set of this.byUser.values()) for (const w of [...set]) w.wake();
+  }
+
+  /**
+   * The completion hook's listener: wakes the readers of every room and user the records name,
+   * each once per batch (a watermark advance).
+   */
+  onChanges(changes: readonly ChangeRecord[]): void {
+    if (changes.length === 0 || this.closed) return;
+    const rooms = new Map<string, number>();
+    const users = new Map<string, number>();
+    let all = false;
+    for (const c of changes) {
+      switch (c.kind) {
+        case 'event':
+          rooms.set(c.roomId, c.stream);
+          for (const s of c.stateDelta) if (s.type === 'm.room.member') users.set(s.stateKey, c.stream);
+          break;
+        case 'receipt':
+        case 'delivered':
+          rooms.set(c.roomId, c.stream);
+          break;
+        case 'account_data':
+          users.set(c.userId, c.stream);
+          break;
+        case 'to_device':
+          for (const t of c.targets) users.set(t.userId, c.stream);
+          break;
+        case 'device_list':
+          break;
+        case 'reset':
+          all = true;
+          break;
+      }
+    }
+    const marks = this.marks.any;
+    const woken = new Set<Waiter>();
+    for (const [roomId, stream] of rooms) {
+      bump(marks.byRoom, roomId, { stream });
+      for (const w of this.byRoom.get(roomId) ?? []) woken.add(w);
+    }
+    for (const [userId, stream] of users) {
+      bump(marks.byUser, userId, { stream });
+      for (const w of this.byUser.get(userId) ?? []) woken.add(w);
+    }
+    if (all) for (const set of this.byUser.values()) for (const w of set) woken.add(w);
+    for (const w of woken) w.wake();
   }
 
   private onNotice(n: ChangeNotice): void {
