@@ -27,7 +27,7 @@ export function describeRoomContract(ctx: ContractContext): void {
       assert.ok(ctx.store.currentPosition() >= msg.stream);
 
       const got = await ctx.store.rooms.getEvent(msg.eventId);
-      assert.deepEqual(got, { eventId: msg.eventId, roomId: room.roomId, stream: msg.stream, pdu: msg.pdu, redactedBy: null, txn: null });
+      assert.deepEqual(got, { eventId: msg.eventId, roomId: room.roomId, stream: msg.stream, pdu: msg.pdu, redactedBy: null, txn: null, outlier: false, softFailed: false, rejected: null });
       assert.equal(await ctx.store.rooms.getEvent('$missing'), null);
 
       const many = await ctx.store.rooms.getEvents([created[0].eventId, '$missing', msg.eventId]);

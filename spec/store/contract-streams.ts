@@ -166,6 +166,9 @@ export function describeStreamContract(ctx: ContractContext): void {
         pdu: msg.pdu,
         redactedBy: null,
         txn: { deviceId: 'D', txnId: 'T1' },
+        outlier: false,
+        softFailed: false,
+        rejected: null,
       });
       assert.equal(await store.rooms.getEventIdForTxn(room.roomId, alice, 'D', 'T1'), msg.eventId);
       assert.deepEqual(await store.rooms.getCurrentState(room.roomId), stateBefore);

@@ -125,7 +125,25 @@ export interface StoredEvent {
   redactedBy: string | null;
   /** Set when the event was sent by a local device with a transaction ID. */
   txn: { deviceId: string; txnId: string } | null;
+  /** Stored without the state before it (its prev events are unknown): never in the timeline. */
+  outlier: boolean;
+  /** Passed auth against the state before it but not against the room's current state. */
+  softFailed: boolean;
+  /** Why the event was rejected, or null. Rejected events are never cited, never state. */
+  rejected: string | null;
 }
+
+/**
+ * Where an event sits in the room's topological order: (depth, stream), compared as a pair.
+ * Backfilled history has negative streams, so it sorts before every local event of equal depth.
+ */
+export interface TopologicalPosition {
+  depth: number;
+  stream: number;
+}
+
+/** Identifies one stored state (a state group). Opaque to callers; only meaningful to one store. */
+export type StateGroupId = number;
 
 export interface StateEntry {
   type: string;
@@ -161,6 +179,36 @@ export interface PersistEventInput {
    * then holds only the members it does not cover. Written atomically with the event too.
    */
   pushBulk?: PushBulkInput;
+  /**
+   * The event's status. Default: accepted into the timeline. Outliers get no state groups;
+   * soft-failed and rejected events are stored with the state before them but never change the
+   * room's current state, forward extremities, memberships, relations or push actions, and are
+   * never returned by timeline reads. `stateDelta` and `forwardExtremities` are ignored for them.
+   */
+  outlier?: boolean;
+  softFailed?: boolean;
+  /** Rejection reason; the event is stored only so it is never processed or cited again. */
+  rejected?: string;
+  /**
+   * The state before the event (not for outliers): a stored group with entries applied on top
+   * (`group: null` means `delta` is the whole state). Absent: the room's current state, which is
+   * right whenever the event's prev_events are exactly the forward extremities.
+   */
+  stateBefore?: { group: StateGroupId | null; delta: StateEntry[] };
+  /**
+   * Backfilled history: stored at a position below every other event (negative, from a counter
+   * of its own) rather than at a new stream position, so the stream readers never see it and
+   * tokens already handed out stay valid. The caller supplies the event's DAG neighbours.
+   */
+  backfill?: boolean;
+}
+
+export interface PersistEventResult {
+  /** Stream position (negative for backfill). */
+  stream: number;
+  /** State groups before and after the event (null for outliers). */
+  stateGroupBefore: StateGroupId | null;
+  stateGroupAfter: StateGroupId | null;
 }
 
 export interface RoomEventsQuery {
@@ -170,6 +218,14 @@ export interface RoomEventsQuery {
   from: number;
   /** Stop bound: for 'b' events with stream > to; for 'f' events with stream <= to. */
   to?: number;
+  /**
+   * 'stream' (default): ordered by stream position (sync). 'topological': ordered by (depth,
+   * stream) as /messages requires; `fromTopo`/`toTopo`, when given, replace `from`/`to` as bounds
+   * with the same inclusive/exclusive sense, compared as (depth, stream) pairs.
+   */
+  order?: 'stream' | 'topological';
+  fromTopo?: TopologicalPosition;
+  toTopo?: TopologicalPosition;
   limit: number;
   /** Only events whose type is in this list (when given). */
   types?: string[];
@@ -199,7 +255,7 @@ export interface RoomStore {
    * or the event ID is already stored; nothing is written then.
    * A join, invite or knock of a user (as applied by the state delta) un-forgets the room for them.
    */
-  persistEvent(input: PersistEventInput): Promise<{ stream: number }>;
+  persistEvent(input: PersistEventInput): Promise<PersistEventResult>;
 
   getEvent(eventId: string): Promise<StoredEvent | null>;
   /** Missing IDs are simply absent from the result. */
@@ -213,8 +269,29 @@ export interface RoomStore {
   getForwardExtremities(roomId: string): Promise<string[]>;
   /** Resolved current state of the room. */
   getCurrentState(roomId: string): Promise<StateEntry[]>;
-  /** Resolved state as it was right after stream position `stream` (inclusive). */
+  /** The room's resolved state as it was right after stream position `stream` (inclusive). */
   getStateAt(roomId: string, stream: number): Promise<StateEntry[]>;
+
+  /** DAG edges: the prev_events each known event cites (absent IDs are unknown events). */
+  getPrevEvents(eventIds: string[]): Promise<Map<string, string[]>>;
+  /** Known events citing `eventId` as a prev event. */
+  getChildEvents(eventId: string): Promise<string[]>;
+  /** State groups before/after each event (outliers and unknown events are absent). */
+  getEventStateGroups(eventIds: string[]): Promise<Map<string, { before: StateGroupId; after: StateGroupId }>>;
+  /** The whole state a group stands for; throws if the group does not exist. */
+  getStateGroup(group: StateGroupId): Promise<StateEntry[]>;
+  /** The group of the room's current state (null before the first state event). */
+  getCurrentStateGroup(roomId: string): Promise<StateGroupId | null>;
+  /** State right before / after an event; null for outliers and unknown events. */
+  getStateAtEvent(eventId: string, when: 'before' | 'after'): Promise<StateEntry[] | null>;
+  /**
+   * The auth chain difference of state sets (each a list of event IDs): events in the auth
+   * chain of some set but not of all, as state resolution v2 defines it. Answered from the auth
+   * chain index without walking whole chains; unknown IDs are ignored.
+   */
+  getAuthChainDifference(roomId: string, stateSets: string[][]): Promise<Set<string>>;
+  /** Topological position of each known event. */
+  getTopologicalPositions(eventIds: string[]): Promise<Map<string, TopologicalPosition>>;
   /** State entries that changed in (fromExclusive, toInclusive], latest value per key. */
   getStateChanges(roomId: string, fromExclusive: number, toInclusive: number): Promise<StateEntry[]>;
 
@@ -225,7 +302,10 @@ export interface RoomStore {
    */
   getStateHistory(roomId: string, type: string, stateKey: string): Promise<Array<{ stream: number; eventId: string }>>;
 
-  /** Timeline paging by stream order. Results are ordered in the direction of travel. */
+  /**
+   * Timeline paging (accepted events only: no outliers, soft-failed or rejected), by stream or
+   * topological order. Results are ordered in the direction of travel.
+   */
   getRoomEvents(query: RoomEventsQuery): Promise<StoredEvent[]>;
   /** Highest stream position of any event in each room (rooms with none are absent). */
   getRoomsMaxStream(roomIds: string[]): Promise<Map<string, number>>;

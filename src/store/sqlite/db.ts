@@ -84,6 +84,7 @@ export function migrate(db: Db, migrations: readonly Migration[], logger?: Store
         continue;
       }
       db.exec(m.up);
+      m.run?.(db);
       record.run(m.version, m.name, Date.now());
       applied.push(m.version);
     }

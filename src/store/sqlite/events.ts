@@ -1,18 +1,38 @@
 // Event persistence (run inside the write queue's batch transaction) and event/timeline reads.
+//
+// Invariants kept here, whatever the caller passes:
+// - Every event's DAG edges are stored; state events that are not rejected get an auth chain
+//   index position (dag.ts).
+// - Outliers have no state groups. Every other event has state_before/state_after groups.
+// - Only accepted events change the room's current state, extremities, memberships, relations,
+//   push actions or redactions, and only they are returned by timeline reads.
+// - A rejected, soft-failed or outlier event is never put into the current state or the forward
+//   extremities, and an accepted event may not cite a rejected auth event: such a write throws.
 
 import type { Pdu } from '../../protocol/types.js';
 import { roomIdOf } from '../../protocol/events.js';
 import type { EventChange } from '../change-types.js';
-import { StoreConflictError, type Membership, type PersistEventInput, type RoomEventsQuery, type StoredEvent } from '../types.js';
+import {
+  StoreConflictError,
+  type Membership,
+  type PersistEventInput,
+  type RoomEventsQuery,
+  type StoredEvent,
+  type TopologicalPosition,
+} from '../types.js';
 import { jsonParse, type SqliteContext } from './context.js';
 import { preparePushActions, preparePushBulk, writePushActions, writePushBulk, type PreparedPushAction, type PreparedPushBulk } from './notifications.js';
 import { dropRelation, extractRelation, writeRelation, type PreparedRelation } from './relations.js';
+import { indexAuthChain, writeEdges } from './dag.js';
+import { createStateGroup, type StateChange } from './state-groups.js';
 
 const MEMBERSHIPS: ReadonlySet<string> = new Set<Membership>(['join', 'invite', 'leave', 'ban', 'knock']);
 /** Memberships that bring a room back into the user's view, undoing an earlier forget. */
 const UNFORGETTING: ReadonlySet<string> = new Set<Membership>(['join', 'invite', 'knock']);
 
-export const EVENT_COLUMNS = 'stream, event_id, room_id, pdu_json, redacted_by, txn_device, txn_id';
+export const EVENT_COLUMNS = 'stream, event_id, room_id, pdu_json, redacted_by, txn_device, txn_id, outlier, soft_failed, rejected';
+/** The filter every timeline read applies; it matches the partial indexes of migration 7. */
+export const TIMELINE = 'outlier = 0 AND soft_failed = 0 AND rejected IS NULL';
 
 export interface EventRow {
   stream: number;
@@ -22,6 +42,9 @@ export interface EventRow {
   redacted_by: string | null;
   txn_device: string | null;
   txn_id: string | null;
+  outlier: number;
+  soft_failed: number;
+  rejected: string | null;
 }
 
 export function toStoredEvent(row: EventRow): StoredEvent {
@@ -32,6 +55,9 @@ export function toStoredEvent(row: EventRow): StoredEvent {
     pdu: jsonParse<Pdu>(row.pdu_json),
     redactedBy: row.redacted_by,
     txn: row.txn_device !== null && row.txn_id !== null ? { deviceId: row.txn_device, txnId: row.txn_id } : null,
+    outlier: row.outlier !== 0,
+    softFailed: row.soft_failed !== 0,
+    rejected: row.rejected,
   };
 }
 
@@ -53,6 +79,13 @@ export interface PreparedEvent {
   pushActions: PreparedPushAction[];
   pushBulk: PreparedPushBulk | null;
   originServerTs: number;
+  depth: number;
+  prevEvents: string[];
+  authEvents: string[];
+  status: 'accepted' | 'outlier' | 'soft_failed' | 'rejected';
+  rejected: string | null;
+  stateBefore: { group: number | null; delta: StateChange[] } | null;
+  backfill: boolean;
 }
 
 export function prepareEvent(input: PersistEventInput): PreparedEvent {
@@ -75,6 +108,16 @@ export function prepareEvent(input: PersistEventInput): PreparedEvent {
     pushActions: preparePushActions(input.pushActions),
     pushBulk: preparePushBulk(input.pushBulk),
     originServerTs: pdu.origin_server_ts,
+    depth: typeof pdu.depth === 'number' ? pdu.depth : 0,
+    prevEvents: Array.isArray(pdu.prev_events) ? pdu.prev_events.filter((x) => typeof x === 'string') : [],
+    authEvents: Array.isArray(pdu.auth_events) ? pdu.auth_events.filter((x) => typeof x === 'string') : [],
+    status: input.rejected !== undefined ? 'rejected' : input.outlier ? 'outlier' : input.softFailed ? 'soft_failed' : 'accepted',
+    rejected: input.rejected ?? null,
+    stateBefore:
+      input.stateBefore && !input.outlier
+        ? { group: input.stateBefore.group, delta: input.stateBefore.delta.map((e) => ({ type: e.type, stateKey: e.stateKey, eventId: e.eventId })) }
+        : null,
+    backfill: input.backfill === true,
   };
 }
 
@@ -105,14 +148,44 @@ export function eventChange(ev: PreparedEvent, pos: number): EventChange {
   };
 }
 
+/** The position a backfilled event gets: below every stored event, never a stream position. */
+export function nextBackfillPosition(ctx: SqliteContext): number {
+  const row = ctx.stmt('SELECT MIN(stream) AS m FROM events').get() as { m: number | null };
+  return Math.min(row.m ?? 0, 0) - 1;
+}
+
+function isRejected(ctx: SqliteContext, eventId: string): boolean {
+  const row = ctx.stmt('SELECT rejected FROM events WHERE event_id = ?').get(eventId) as { rejected: string | null } | undefined;
+  return row !== undefined && row.rejected !== null;
+}
+
+function assertTimelineEvent(ctx: SqliteContext, eventId: string, what: string): void {
+  const row = ctx.stmt('SELECT outlier, soft_failed, rejected FROM events WHERE event_id = ?').get(eventId) as
+    | { outlier: number; soft_failed: number; rejected: string | null }
+    | undefined;
+  if (row && (row.outlier !== 0 || row.soft_failed !== 0 || row.rejected !== null)) {
+    throw new Error(`${what} ${eventId} is an outlier, soft-failed or rejected event`);
+  }
+}
+
+function currentGroup(ctx: SqliteContext, roomId: string): number | null {
+  const row = ctx.stmt('SELECT group_id FROM room_current_group WHERE room_id = ?').get(roomId) as { group_id: number } | undefined;
+  return row ? row.group_id : null;
+}
+
 /**
  * Writes one event with everything that must be atomic with it. Runs inside a savepoint, so
  * throwing undoes every statement made here and nothing else in the batch.
  */
-export function writeEvent(ctx: SqliteContext, ev: PreparedEvent, pos: number): void {
+export function writeEvent(
+  ctx: SqliteContext,
+  ev: PreparedEvent,
+  pos: number,
+): { stateGroupBefore: number | null; stateGroupAfter: number | null } {
   const { eventId, roomId } = ev;
+  const accepted = ev.status === 'accepted';
 
-  if (ev.txn) {
+  if (ev.txn && accepted) {
     const { userId, deviceId, txnId } = ev.txn;
     const res = ctx
       .stmt(
@@ -127,11 +200,42 @@ export function writeEvent(ctx: SqliteContext, ev: PreparedEvent, pos: number): 
 
   const inserted = ctx
     .stmt(
-      `INSERT INTO events (stream, event_id, room_id, type, state_key, sender, pdu_json, redacted_by, txn_device, txn_id)
-       VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?) ON CONFLICT (event_id) DO NOTHING`,
+      `INSERT INTO events (stream, event_id, room_id, type, state_key, sender, pdu_json, redacted_by, txn_device, txn_id,
+                           depth, outlier, soft_failed, rejected)
+       VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING`,
     )
-    .run(pos, eventId, roomId, ev.type, ev.stateKey, ev.sender, ev.pduJson, ev.txn?.deviceId ?? null, ev.txn?.txnId ?? null);
+    .run(
+      pos,
+      eventId,
+      roomId,
+      ev.type,
+      ev.stateKey,
+      ev.sender,
+      ev.pduJson,
+      accepted ? (ev.txn?.deviceId ?? null) : null,
+      accepted ? (ev.txn?.txnId ?? null) : null,
+      ev.depth,
+      ev.status === 'outlier' ? 1 : 0,
+      ev.status === 'soft_failed' ? 1 : 0,
+      ev.rejected,
+    );
   if (inserted.changes === 0) throw new StoreConflictError(`event ${eventId} already persisted`);
+
+  writeEdges(ctx.stmt, roomId, eventId, ev.prevEvents, ev.authEvents);
+  if (ev.status !== 'rejected') {
+    for (const id of ev.authEvents) if (isRejected(ctx, id)) throw new Error(`event ${eventId} cites rejected auth event ${id}`);
+    if (ev.stateKey !== null) indexAuthChain(ctx.stmt, eventId, ev.authEvents);
+  }
+  if (ev.status === 'outlier') return { stateGroupBefore: null, stateGroupAfter: null };
+
+  const previous = currentGroup(ctx, roomId);
+  let before: number;
+  if (ev.stateBefore) before = createStateGroup(ctx.stmt, roomId, ev.stateBefore.group, ev.stateBefore.delta);
+  else before = previous ?? createStateGroup(ctx.stmt, roomId, null, []);
+  const own: StateChange[] = ev.stateKey !== null && ev.status !== 'rejected' ? [{ type: ev.type, stateKey: ev.stateKey, eventId }] : [];
+  const after = createStateGroup(ctx.stmt, roomId, before, own);
+  ctx.stmt('UPDATE events SET state_before = ?, state_after = ? WHERE event_id = ?').run(before, after, eventId);
+  if (!accepted || ev.backfill) return { stateGroupBefore: before, stateGroupAfter: after };
 
   if (ev.redaction) {
     // Scoped to the room: a redaction can never reach into another room's events.
@@ -154,6 +258,7 @@ export function writeEvent(ctx: SqliteContext, ev: PreparedEvent, pos: number): 
      ON CONFLICT DO UPDATE SET event_id = excluded.event_id, stream = excluded.stream`,
   );
   for (const entry of ev.stateDelta) {
+    if (entry.eventId !== eventId) assertTimelineEvent(ctx, entry.eventId, 'state entry');
     history.run(roomId, entry.type, entry.stateKey, pos, entry.eventId);
     current.run(roomId, entry.type, entry.stateKey, entry.eventId, pos);
     if (entry.type === 'm.room.member') {
@@ -164,9 +269,29 @@ export function writeEvent(ctx: SqliteContext, ev: PreparedEvent, pos: number): 
     }
   }
 
+  // The common case (the event extends the only extremity) shares the event's own after-group
+  // as the room's new current state; a resolution after a fork gets a group of its own.
+  const linear =
+    (ev.stateBefore === null || (ev.stateBefore.group === previous && ev.stateBefore.delta.length === 0 && previous !== null)) &&
+    ev.stateDelta.length === own.length &&
+    ev.stateDelta.every((e, i) => e.type === own[i].type && e.stateKey === own[i].stateKey && e.eventId === own[i].eventId);
+  const roomState = linear
+    ? after
+    : previous === null
+      ? createStateGroup(ctx.stmt, roomId, null, ev.stateDelta)
+      : createStateGroup(ctx.stmt, roomId, previous, ev.stateDelta);
+  ctx.stmt('UPDATE events SET room_state = ? WHERE event_id = ?').run(roomState, eventId);
+  ctx
+    .stmt('INSERT INTO room_current_group (room_id, group_id) VALUES (?, ?) ON CONFLICT DO UPDATE SET group_id = excluded.group_id')
+    .run(roomId, roomState);
+
   ctx.stmt('DELETE FROM forward_extremities WHERE room_id = ?').run(roomId);
   const extremity = ctx.stmt('INSERT INTO forward_extremities (room_id, event_id) VALUES (?, ?) ON CONFLICT DO NOTHING');
-  for (const id of ev.forwardExtremities) extremity.run(roomId, id);
+  for (const id of ev.forwardExtremities) {
+    if (id !== eventId) assertTimelineEvent(ctx, id, 'forward extremity');
+    extremity.run(roomId, id);
+  }
+  return { stateGroupBefore: before, stateGroupAfter: after };
 }
 
 function loadMembership(ctx: SqliteContext, eventId: string): unknown {
@@ -224,22 +349,25 @@ function typeCondition(types: string[], params: unknown[]): string {
 export function queryRoomEvents(ctx: SqliteContext, q: RoomEventsQuery): StoredEvent[] {
   const limit = Math.floor(q.limit);
   if (!(limit > 0)) return [];
-  const where = ['room_id = ?'];
+  const where = ['room_id = ?', TIMELINE];
   const params: unknown[] = [q.roomId];
+  const topo = q.order === 'topological';
+  // Row values compare (depth, stream) lexicographically and use the (room_id, depth, stream) index.
+  const bound = (op: string, stream: number, pos: TopologicalPosition | undefined): void => {
+    if (topo && pos) {
+      where.push(`(depth, stream) ${op} (?, ?)`);
+      params.push(pos.depth, pos.stream);
+    } else {
+      where.push(`stream ${op} ?`);
+      params.push(stream);
+    }
+  };
   if (q.dir === 'b') {
-    where.push('stream <= ?');
-    params.push(q.from);
-    if (q.to !== undefined) {
-      where.push('stream > ?');
-      params.push(q.to);
-    }
+    bound('<=', q.from, q.fromTopo);
+    if (q.to !== undefined || (topo && q.toTopo)) bound('>', q.to ?? 0, q.toTopo);
   } else {
-    where.push('stream > ?');
-    params.push(q.from);
-    if (q.to !== undefined) {
-      where.push('stream <= ?');
-      params.push(q.to);
-    }
+    bound('>', q.from, q.fromTopo);
+    if (q.to !== undefined || (topo && q.toTopo)) bound('<=', q.to ?? 0, q.toTopo);
   }
   // An explicitly empty allow-list matches nothing, as in Matrix filters.
   if (q.types !== undefined) where.push(typeCondition(q.types, params));
@@ -256,8 +384,9 @@ export function queryRoomEvents(ctx: SqliteContext, q: RoomEventsQuery): StoredE
     params.push(...q.notSenders);
   }
   params.push(limit);
+  const d = q.dir === 'b' ? 'DESC' : 'ASC';
   const sql = `SELECT ${EVENT_COLUMNS} FROM events WHERE ${where.join(' AND ')}
-               ORDER BY stream ${q.dir === 'b' ? 'DESC' : 'ASC'} LIMIT ?`;
+               ORDER BY ${topo ? `depth ${d}, stream ${d}` : `stream ${d}`} LIMIT ?`;
   const rows = ctx.stmt(sql).all(...params) as EventRow[];
   return rows.map(toStoredEvent);
 }

@@ -6,6 +6,9 @@ import {
   type Membership,
   type MembershipRecord,
   type PersistEventInput,
+  type PersistEventResult,
+  type StateGroupId,
+  type TopologicalPosition,
   type RoomEventsQuery,
   type RoomRecord,
   type RoomStore,
@@ -13,7 +16,9 @@ import {
   type StoredEvent,
 } from '../types.js';
 import type { SqliteContext } from './context.js';
-import { eventChange, getEventRow, prepareEvent, queryRoomEvents, toStoredEvent, writeEvent } from './events.js';
+import { eventChange, getEventRow, nextBackfillPosition, prepareEvent, queryRoomEvents, TIMELINE, toStoredEvent, writeEvent } from './events.js';
+import { authChainDifference } from './dag.js';
+import { readStateGroup } from './state-groups.js';
 
 interface StateRow {
   type: string;
@@ -63,13 +68,21 @@ export class SqliteRoomStore implements RoomStore {
     return row ? { roomId: row.room_id, roomVersion: row.room_version, creator: row.creator, createdTs: row.created_ts } : null;
   }
 
-  async persistEvent(input: PersistEventInput): Promise<{ stream: number }> {
+  async persistEvent(input: PersistEventInput): Promise<PersistEventResult> {
     this.ctx.checkOpen();
     const prepared = prepareEvent(input);
-    return this.ctx.queue.writeAtPosition((pos) => {
-      writeEvent(this.ctx, prepared, pos);
-      return { stream: pos };
-    }, (_r, pos) => eventChange(prepared, pos));
+    if (prepared.backfill) {
+      // Outside the global stream: no position is reserved, so the watermark is untouched.
+      return this.ctx.queue.write(() => {
+        const pos = nextBackfillPosition(this.ctx);
+        return { stream: pos, ...writeEvent(this.ctx, prepared, pos) };
+      });
+    }
+    // Only accepted events reach the completion hook's readers: the others are in no timeline.
+    return this.ctx.queue.writeAtPosition(
+      (pos) => ({ stream: pos, ...writeEvent(this.ctx, prepared, pos) }),
+      (_r, pos) => (prepared.status === 'accepted' ? eventChange(prepared, pos) : null),
+    );
   }
 
   async getEvent(eventId: string): Promise<StoredEvent | null> {
@@ -116,21 +129,78 @@ export class SqliteRoomStore implements RoomStore {
 
   async getStateAt(roomId: string, stream: number): Promise<StateEntry[]> {
     this.ctx.checkOpen();
-    // Every key that ever existed is in current_state (state keys are never removed), so one
-    // index seek per key on state_history's primary key finds its value at `stream`. Keys that
-    // did not exist yet come back NULL; filtering them here rather than in SQL avoids SQLite
-    // evaluating the correlated subquery twice.
-    const rows = this.ctx
-      .stmt(
-        `SELECT k.type, k.state_key,
-           (SELECT h.event_id FROM state_history h
-             WHERE h.room_id = k.room_id AND h.type = k.type AND h.state_key = k.state_key AND h.stream <= ?
-             ORDER BY h.stream DESC LIMIT 1) AS event_id
-         FROM current_state k WHERE k.room_id = ? ORDER BY k.type, k.state_key`,
-      )
-      .all(stream, roomId) as { type: string; state_key: string; event_id: string | null }[];
-    const out: StateEntry[] = [];
-    for (const r of rows) if (r.event_id !== null) out.push({ type: r.type, stateKey: r.state_key, eventId: r.event_id });
+    const row = this.ctx
+      .stmt('SELECT room_state FROM events WHERE room_id = ? AND stream <= ? AND room_state IS NOT NULL ORDER BY stream DESC LIMIT 1')
+      .get(roomId, stream) as { room_state: number } | undefined;
+    return row ? this.groupEntries(row.room_state) : [];
+  }
+
+  private groupEntries(group: number): StateEntry[] {
+    return [...readStateGroup(this.ctx.stmt, group).values()].sort((a, b) =>
+      a.type === b.type ? (a.stateKey < b.stateKey ? -1 : a.stateKey > b.stateKey ? 1 : 0) : a.type < b.type ? -1 : 1,
+    );
+  }
+
+  async getPrevEvents(eventIds: string[]): Promise<Map<string, string[]>> {
+    this.ctx.checkOpen();
+    const known = this.ctx.stmt('SELECT 1 FROM events WHERE event_id = ?');
+    const edges = this.ctx.stmt('SELECT prev_id FROM event_edges WHERE event_id = ? ORDER BY prev_id');
+    const out = new Map<string, string[]>();
+    for (const id of eventIds) {
+      if (out.has(id) || known.get(id) === undefined) continue;
+      out.set(id, (edges.all(id) as { prev_id: string }[]).map((r) => r.prev_id));
+    }
+    return out;
+  }
+
+  async getChildEvents(eventId: string): Promise<string[]> {
+    this.ctx.checkOpen();
+    const rows = this.ctx.stmt('SELECT event_id FROM event_edges WHERE prev_id = ? ORDER BY event_id').all(eventId) as { event_id: string }[];
+    return rows.map((r) => r.event_id);
+  }
+
+  async getEventStateGroups(eventIds: string[]): Promise<Map<string, { before: StateGroupId; after: StateGroupId }>> {
+    this.ctx.checkOpen();
+    const stmt = this.ctx.stmt('SELECT state_before, state_after FROM events WHERE event_id = ? AND state_before IS NOT NULL');
+    const out = new Map<string, { before: number; after: number }>();
+    for (const id of eventIds) {
+      const row = stmt.get(id) as { state_before: number; state_after: number } | undefined;
+      if (row) out.set(id, { before: row.state_before, after: row.state_after });
+    }
+    return out;
+  }
+
+  async getStateGroup(group: StateGroupId): Promise<StateEntry[]> {
+    this.ctx.checkOpen();
+    return this.groupEntries(group);
+  }
+
+  async getCurrentStateGroup(roomId: string): Promise<StateGroupId | null> {
+    this.ctx.checkOpen();
+    const row = this.ctx.stmt('SELECT group_id FROM room_current_group WHERE room_id = ?').get(roomId) as { group_id: number } | undefined;
+    return row ? row.group_id : null;
+  }
+
+  async getStateAtEvent(eventId: string, when: 'before' | 'after'): Promise<StateEntry[] | null> {
+    this.ctx.checkOpen();
+    const groups = await this.getEventStateGroups([eventId]);
+    const g = groups.get(eventId);
+    return g ? this.groupEntries(when === 'before' ? g.before : g.after) : null;
+  }
+
+  async getAuthChainDifference(roomId: string, stateSets: string[][]): Promise<Set<string>> {
+    this.ctx.checkOpen();
+    return authChainDifference(this.ctx.stmt, roomId, stateSets);
+  }
+
+  async getTopologicalPositions(eventIds: string[]): Promise<Map<string, TopologicalPosition>> {
+    this.ctx.checkOpen();
+    const stmt = this.ctx.stmt('SELECT depth, stream FROM events WHERE event_id = ?');
+    const out = new Map<string, TopologicalPosition>();
+    for (const id of eventIds) {
+      const row = stmt.get(id) as { depth: number; stream: number } | undefined;
+      if (row) out.set(id, { depth: row.depth, stream: row.stream });
+    }
     return out;
   }
 
@@ -162,7 +232,7 @@ export class SqliteRoomStore implements RoomStore {
 
   async getRoomsMaxStream(roomIds: string[]): Promise<Map<string, number>> {
     this.ctx.checkOpen();
-    const stmt = this.ctx.stmt('SELECT MAX(stream) AS m FROM events WHERE room_id = ?');
+    const stmt = this.ctx.stmt(`SELECT MAX(stream) AS m FROM events WHERE room_id = ? AND ${TIMELINE}`);
     const out = new Map<string, number>();
     for (const roomId of roomIds) {
       const row = stmt.get(roomId) as { m: number | null };

@@ -7,12 +7,16 @@ import { txnScope } from './0003-txn-scope.js';
 import { e2ee } from './0004-e2ee.js';
 import { push } from './0005-push.js';
 import { pushBulk } from './0006-push-bulk.js';
+import { dag } from './0007-dag.js';
+import type { Db } from '../db.js';
 
 export interface Migration {
   version: number;
   name: string;
   /** SQL run inside the migration transaction. */
   up: string;
+  /** Data migration run after `up`, in the same transaction (for what SQL alone cannot do). */
+  run?: (db: Db) => void;
 }
 
-export const MIGRATIONS: readonly Migration[] = [initial, chat, txnScope, e2ee, push, pushBulk];
+export const MIGRATIONS: readonly Migration[] = [initial, chat, txnScope, e2ee, push, pushBulk, dag];

@@ -1,0 +1,119 @@
+// The room DAG in SQLite: prev_events edges, auth_events edges and the auth chain index.
+//
+// Auth chain index (a chain cover, after the design in Synapse's
+// docs/auth_chain_difference_algorithm.md): every stored, non-rejected state event gets a
+// position (chain_id, chain_seq). A new event joins the chain of one of its auth events when that
+// auth event is the chain's current head, otherwise it starts a new chain; so within a chain a
+// higher seq always reaches every lower seq through auth edges. For each auth event in another
+// chain, one link row (origin chain, origin seq) -> (target chain, target seq) is stored: "this
+// event, and every later event of its chain, reaches the target and everything below it".
+//
+// Why this shape: storage is one position per state event plus at most one link per auth edge
+// (auth_events is capped at 10), i.e. linear. Storing each event's whole auth chain would be
+// quadratic. Answering "auth chain of a set" walks links chain by chain (each chain's links are
+// visited once, in seq ranges) instead of walking events, and the difference of several sets is
+// then a set of per-chain seq ranges read straight off the (chain_id, chain_seq) index.
+//
+// Links are not pruned when another link already implies them; that costs a few rows, never
+// correctness.
+
+import type { Stmt } from './state-groups.js';
+
+export function writeEdges(stmt: Stmt, roomId: string, eventId: string, prevEvents: readonly string[], authEvents: readonly string[]): void {
+  const prev = stmt('INSERT INTO event_edges (event_id, prev_id, room_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING');
+  for (const id of prevEvents) prev.run(eventId, id, roomId);
+  const auth = stmt('INSERT INTO event_auth_edges (event_id, auth_id) VALUES (?, ?) ON CONFLICT DO NOTHING');
+  for (const id of authEvents) auth.run(eventId, id);
+}
+
+interface ChainPos {
+  chain_id: number;
+  chain_seq: number;
+}
+
+function chainOf(stmt: Stmt, eventId: string): ChainPos | undefined {
+  return stmt('SELECT chain_id, chain_seq FROM events WHERE event_id = ? AND chain_id IS NOT NULL').get(eventId) as ChainPos | undefined;
+}
+
+/** Gives a just-inserted state event its chain position and links. Auth events not stored yet are skipped. */
+export function indexAuthChain(stmt: Stmt, eventId: string, authEvents: readonly string[]): void {
+  const auths: ChainPos[] = [];
+  for (const id of authEvents) {
+    const pos = chainOf(stmt, id);
+    if (pos) auths.push(pos);
+  }
+  const headSeq = stmt('SELECT MAX(chain_seq) AS m FROM events WHERE chain_id = ?');
+  let mine: ChainPos | undefined;
+  for (const a of auths) {
+    const head = (headSeq.get(a.chain_id) as { m: number | null }).m;
+    // Longest chains first: fewer chains mean fewer link walks later.
+    if (head === a.chain_seq && (!mine || a.chain_seq + 1 > mine.chain_seq)) mine = { chain_id: a.chain_id, chain_seq: a.chain_seq + 1 };
+  }
+  if (!mine) {
+    const row = stmt('SELECT MAX(chain_id) AS m FROM events WHERE chain_id IS NOT NULL').get() as { m: number | null };
+    mine = { chain_id: (row.m ?? 0) + 1, chain_seq: 1 };
+  }
+  stmt('UPDATE events SET chain_id = ?, chain_seq = ? WHERE event_id = ?').run(mine.chain_id, mine.chain_seq, eventId);
+  const link = stmt(
+    `INSERT INTO auth_chain_links (origin_chain, origin_seq, target_chain, target_seq) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+  );
+  for (const a of auths) if (a.chain_id !== mine.chain_id) link.run(mine.chain_id, mine.chain_seq, a.chain_id, a.chain_seq);
+}
+
+/**
+ * For a set of events: per chain, the highest seq that is in the set's auth chain (the auth
+ * chain of an event excludes the event itself, so its own chain counts up to seq - 1).
+ */
+function authChainBounds(stmt: Stmt, eventIds: readonly string[]): Map<number, number> {
+  const include = new Map<number, number>();
+  const expanded = new Map<number, number>();
+  const todo: ChainPos[] = [];
+  const links = stmt(
+    `SELECT target_chain AS chain_id, target_seq AS chain_seq FROM auth_chain_links
+     WHERE origin_chain = ? AND origin_seq > ? AND origin_seq <= ?`,
+  );
+  const raise = (chain: number, seq: number): void => {
+    if ((include.get(chain) ?? 0) < seq) include.set(chain, seq);
+  };
+  for (const id of eventIds) {
+    const pos = chainOf(stmt, id);
+    if (!pos) continue;
+    raise(pos.chain_id, pos.chain_seq - 1);
+    todo.push(pos);
+  }
+  while (todo.length > 0) {
+    const { chain_id, chain_seq } = todo.pop() as ChainPos;
+    const done = expanded.get(chain_id) ?? 0;
+    if (chain_seq <= done) continue;
+    expanded.set(chain_id, chain_seq);
+    for (const t of links.all(chain_id, done, chain_seq) as ChainPos[]) {
+      raise(t.chain_id, t.chain_seq);
+      todo.push(t);
+    }
+  }
+  return include;
+}
+
+/** Events in some set's auth chain but not in every set's (state resolution v2's auth difference). */
+export function authChainDifference(stmt: Stmt, roomId: string, sets: readonly (readonly string[])[]): Set<string> {
+  const out = new Set<string>();
+  if (sets.length < 2) return out;
+  const bounds = sets.map((s) => authChainBounds(stmt, s));
+  const chains = new Set<number>();
+  for (const b of bounds) for (const c of b.keys()) chains.add(c);
+  const range = stmt(
+    'SELECT event_id FROM events WHERE chain_id = ? AND chain_seq > ? AND chain_seq <= ? AND room_id = ?',
+  );
+  for (const c of chains) {
+    let lo = Infinity;
+    let hi = 0;
+    for (const b of bounds) {
+      const v = b.get(c) ?? 0;
+      lo = Math.min(lo, v);
+      hi = Math.max(hi, v);
+    }
+    if (lo >= hi) continue;
+    for (const r of range.all(c, lo, hi, roomId) as { event_id: string }[]) out.add(r.event_id);
+  }
+  return out;
+}
