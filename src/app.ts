@@ -20,6 +20,8 @@ import { timedStore } from './observability/timed-store.js';
 import { loadOrCreateSigningKey } from './protocol/keyfile.js';
 import { EventFormatter } from './room/client-event.js';
 import { RoomInput } from './room/room-input.js';
+import { StaticKeyRing } from './room/key-ring.js';
+import { interimResolveState } from './room/interim-resolver.js';
 import { RoomService } from './room/room-service.js';
 import { RoomUpgradeService } from './room/room-upgrade.js';
 import { VisibilityChecker } from './room/visibility.js';
@@ -136,6 +138,9 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     notifier,
     serverName: config.server_name,
     signingKey,
+    // Federation replaces this with a key ring that fetches remote servers' keys.
+    keyRing: StaticKeyRing.forServer(config.server_name, [signingKey]),
+    resolveState: interimResolveState,
     now,
     onPersisted: (info) => {
       metrics?.eventsPersisted.inc();

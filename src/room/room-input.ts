@@ -1,32 +1,47 @@
-// The single entry point for new events into a room. Client sends (and later federation) go
-// through `submit`, which per room runs strictly one at a time: build (prev/auth/depth), sign,
-// authorise against current state, persist, update the in-memory state, then notify. That queue
-// is what gives each room one server-assigned total order; the store assigns the stream position.
+// The single entry point for new events into a room. Local sends (`submit`, `createRoom`) and
+// events from outside (`receive`, for federation) share one FIFO queue per room, which is what
+// gives each room one server-assigned total order; the store assigns the stream position.
+//
+// Every event passes the same checks in the spec's order (pdu-checks.ts for 1-4):
+//   1 format and size, 2 signatures (KeyRing), 3 content hash (mismatch: keep it redacted),
+//   4 auth against its own auth_events, 5 auth against the state before it (its prev_events'
+//   states, resolved), 6 soft fail against the room's current state.
+// A local send is built first (prev_events = forward extremities, auth_events from current
+// state), signed, then checked like anything else; a failure is a MatrixError for the client.
+// `receive` never throws for a bad event: it returns an outcome.
+//
+// Outcomes: accepted (timeline, state, extremities); soft_failed (stored with its state, never
+// in the timeline, the current state or the extremities); outlier (prev events unknown: we
+// cannot know the state before it, and without federation we cannot fetch them, so it is
+// stored after checks 1-4 only, without state, outside the timeline; the spec's "outlier");
+// rejected (stored, flagged, when it failed auth, so it is never processed or cited again;
+// not stored when it failed format/signatures or its auth events are unknown, since then it
+// may still be valid once they arrive). Rejected events are never cited as prev or auth events
+// by local sends: prev_events come from the extremities and auth_events from the current state,
+// and the store refuses both for rejected events.
+//
+// Current state after an event: if its prev_events were all the forward extremities, the state
+// after it; otherwise (a fork) the resolution of the new extremities' states.
 //
 // Concurrency: any number of rooms progress in parallel; within a room jobs are FIFO. The
 // in-memory room state is owned by the queue and only touched from inside a job.
 
 import { LRUCache } from 'lru-cache';
 import { MatrixError } from '../errors.js';
-import { AuthError, authEventTypesFor, checkEventAuth } from '../protocol/auth-rules.js';
-import {
-  computeEventId,
-  eventIdAssignedByServer,
-  eventReferences,
-  MAX_PDU_BYTES,
-  newServerEventId,
-  pduSize,
-  roomIdFromCreateEvent,
-  signEvent,
-} from '../protocol/events.js';
+import { authEventTypesFor, type AuthStateLookup } from '../protocol/auth-rules.js';
+import { MAX_PDU_BYTES, pduSize, signEvent } from '../protocol/events.js';
 import { redactEvent } from '../protocol/redaction.js';
-import { roomVersionRules } from '../protocol/room-versions.js';
 import { CanonicalJsonError } from '../protocol/canonical-json.js';
 import type { JsonObject, Pdu, RoomVersion, SigningKey } from '../protocol/types.js';
 import { stateTuple } from '../protocol/types.js';
 import type { PushActionInput, PushBulkInput, StateEntry, Store, StoredEvent } from '../store/types.js';
 import type { Notifier } from '../sync/notifier.js';
+import { changedEntries, DagState, toEntries } from './dag-state.js';
+import { StaticKeyRing, type KeyRing } from './key-ring.js';
+import { interimResolveState } from './interim-resolver.js';
+import { authKeysOf, checkAgainstAuthEvents, checkAgainstState, checkFormat, checkHashOrRedact, checkSignatures } from './pdu-checks.js';
 import { RoomState } from './room-state.js';
+import type { ResolveState, StateMap } from './state-resolver.js';
 
 export interface EventDraft {
   type: string;
@@ -49,19 +64,45 @@ export interface SubmitResult {
   deduplicated: boolean;
 }
 
+/** What became of an event handed to `receive`. */
+export type InputOutcome =
+  | { outcome: 'accepted'; eventId: string; stream: number }
+  | { outcome: 'soft_failed'; eventId: string; stream: number; reason: string }
+  | { outcome: 'outlier'; eventId: string; stream: number; reason: string }
+  | { outcome: 'rejected'; eventId: string | null; reason: string; stored: boolean };
+
 interface Prepared {
   eventId: string;
   pdu: Pdu;
-  stateDelta: StateEntry[];
   redaction?: { targetEventId: string; redactedPdu: Pdu };
   txn?: EventDraft['txn'];
 }
+
+/** The state before an event, as far as steps 5 and 6 need it. */
+interface Before {
+  /** True when it is the room's current state (prev_events = the forward extremities). */
+  isCurrent: boolean;
+  /** How the store should record it (absent when it is the current state). */
+  stored?: { group: number | null; delta: StateEntry[] };
+  /** The whole state, when it had to be computed (not the current state). */
+  map?: StateMap;
+}
+
+type Verdict =
+  | { kind: 'accepted'; before: Before }
+  | { kind: 'soft_failed'; reason: string; before: Before }
+  | { kind: 'rejected'; reason: string; before?: Before; store: boolean }
+  | { kind: 'outlier'; reason: string };
 
 export interface RoomInputDeps {
   store: Store;
   notifier: Notifier;
   serverName: string;
   signingKey: SigningKey;
+  /** Public keys for step 2. Default: only this server's own signing key. */
+  keyRing?: KeyRing;
+  /** State resolution (src/protocol/state-res), for forks. Default: the interim resolver. */
+  resolveState?: ResolveState;
   now?: () => number;
   /** Called after each event is durable (metrics, push dispatch). Must not throw or block. */
   onPersisted?: (info: { eventId: string; pdu: Pdu; stream: number; pushActions: PushActionInput[] }) => void;
@@ -80,12 +121,22 @@ export class RoomInput {
   private readonly queues = new Map<string, Promise<unknown>>();
   private readonly states: LRUCache<string, RoomState>;
   private readonly now: () => number;
-  /** Last origin_server_ts given to a create event whose hash is the room ID (see buildPdu). */
-  private lastDerivedCreateTs = 0;
+  private readonly dag: DagState;
+  private readonly keyRing: KeyRing;
 
   constructor(private readonly deps: RoomInputDeps, cacheRooms = 10_000) {
     this.now = deps.now ?? Date.now;
     this.states = new LRUCache({ max: cacheRooms });
+    this.keyRing = deps.keyRing ?? StaticKeyRing.forServer(deps.serverName, [deps.signingKey]);
+    this.dag = new DagState(deps.store.rooms, deps.resolveState ?? interimResolveState);
+  }
+
+  /**
+   * Accepts an event from outside (federation) through the room's queue. Never throws for a
+   * bad event; store failures still reject the promise.
+   */
+  receive(roomId: string, pdu: unknown, origin: string): Promise<InputOutcome> {
+    return this.enqueue(roomId, () => this.receiveJob(roomId, pdu, origin));
   }
 
   /** Appends one event to the room. Rejects with MatrixError on auth failure or bad input. */
@@ -95,56 +146,42 @@ export class RoomInput {
 
   /**
    * Creates a room and appends its initial events in order as one queued job, so no other event
-   * can interleave with room creation. `roomId` is null for versions whose room ID is derived
-   * from the create event (v12): the ID is known once that event is built, and returned.
-   * `beforeWrite` runs in the job once every initial event is authorised and before anything is
-   * written (to claim an alias for the new ID); if it throws, nothing is written.
+   * can interleave with room creation.
    */
-  async createRoom(
-    roomId: string | null,
-    version: RoomVersion,
-    creator: string,
-    drafts: EventDraft[],
-    beforeWrite?: (roomId: string) => Promise<void>,
-  ): Promise<{ roomId: string; events: SubmitResult[] }> {
-    if ((roomId === null) !== roomVersionRules(version).roomIdFromCreateEvent) {
-      throw new Error(`room version ${version} ${roomId === null ? 'needs' : 'derives'} the room ID`);
-    }
-    // Build and authorise every initial event first, against a scratch state: if any is
-    // rejected nothing is written and the client gets M_INVALID_ROOM_STATE, not half a room.
-    // Initial events depend on nothing but each other, so this needs no place in the queue.
-    const scratch = RoomState.empty(version);
-    const prepared: Prepared[] = [];
-    let id = roomId;
-    for (const d of drafts) {
-      let p: Prepared;
-      try {
-        p = await this.prepare(id ?? '', d, scratch);
-      } catch (err) {
-        if (err instanceof MatrixError && err.errcode === 'M_FORBIDDEN') {
-          throw new MatrixError('M_INVALID_ROOM_STATE', `Initial state rejected: ${err.message}`);
+  createRoom(roomId: string, version: RoomVersion, creator: string, drafts: EventDraft[]): Promise<SubmitResult[]> {
+    return this.enqueue(roomId, async () => {
+      // Build and check every initial event first, against a scratch state: if any is rejected
+      // nothing is written and the client gets M_INVALID_ROOM_STATE, not half a room. The store
+      // has none of these events yet, so steps 4 and 5 read the scratch state, which holds
+      // exactly the auth events and the state before each of them.
+      const scratch = RoomState.empty(version);
+      const prepared: Prepared[] = [];
+      for (const d of drafts) {
+        let p: Prepared;
+        try {
+          p = await this.prepare(roomId, d, scratch);
+          const authEvents = p.pdu.auth_events.map((id) => scratch.eventById(id)).filter((e): e is Pdu => e !== undefined);
+          const reason =
+            (authEvents.length === p.pdu.auth_events.length ? undefined : 'unknown auth event') ??
+            checkAgainstAuthEvents(p.pdu, version, authEvents) ??
+            checkAgainstState(p.pdu, version, lookupIn(scratch));
+          if (reason !== undefined) throw new MatrixError('M_FORBIDDEN', reason);
+        } catch (err) {
+          if (err instanceof MatrixError && err.errcode === 'M_FORBIDDEN') {
+            throw new MatrixError('M_INVALID_ROOM_STATE', `Initial state rejected: ${err.message}`);
+          }
+          throw err;
         }
-        throw err;
+        this.finishLocal(p, d, scratch);
+        scratch.applyPersisted(p.eventId, p.pdu);
+        prepared.push(p);
       }
-      id ??= roomIdFromCreateEvent(p.pdu, version) ?? null;
-      scratch.applyPersisted(p.eventId, p.pdu);
-      prepared.push(p);
-    }
-    if (id === null) throw new Error('room creation without an m.room.create event');
-    const newRoomId = id;
-    return this.enqueue(newRoomId, async () => {
-      // A derived ID repeats only if the same user sent an identical create event in the same
-      // millisecond; writing it twice would merge two rooms.
-      if (roomId === null && (await this.deps.store.rooms.getRoom(newRoomId))) {
-        throw new MatrixError('M_ROOM_IN_USE', 'An identical room was created at the same moment; try again');
-      }
-      await beforeWrite?.(newRoomId);
-      await this.deps.store.rooms.createRoom({ roomId: newRoomId, roomVersion: version, creator, createdTs: this.now() });
+      await this.deps.store.rooms.createRoom({ roomId, roomVersion: version, creator, createdTs: this.now() });
       const state = RoomState.empty(version);
-      this.states.set(newRoomId, state);
-      const events: SubmitResult[] = [];
-      for (const p of prepared) events.push(await this.commit(newRoomId, p, state));
-      return { roomId: newRoomId, events };
+      this.states.set(roomId, state);
+      const out: SubmitResult[] = [];
+      for (const p of prepared) out.push(await this.commit(roomId, p, state, { kind: 'accepted', before: { isCurrent: true } }));
+      return out;
     });
   }
 
@@ -227,10 +264,16 @@ export class RoomInput {
         return { eventId: existing, stream: ev?.stream ?? 0, deduplicated: true };
       }
     }
-    return this.commit(roomId, await this.prepare(roomId, draft, state), state);
+    const p = await this.prepare(roomId, draft, state);
+    const verdict = await this.judge(roomId, state, p.pdu, p.eventId);
+    // A local event is never stored unless accepted: the client gets the reason instead.
+    if (verdict.kind !== 'accepted') throw new MatrixError('M_FORBIDDEN', verdict.reason);
+    if (draft.redacts !== undefined) p.redaction = await this.redactionTarget(roomId, draft.redacts, p.pdu, state);
+    this.finishLocal(p, draft, state);
+    return this.commit(roomId, p, state, verdict);
   }
 
-  /** Builds, signs, size-checks and authorises an event against `state`. Writes nothing. */
+  /** Builds and signs a local event, then runs checks 1-3 on it. Writes nothing. */
   private async prepare(roomId: string, given: EventDraft, state: RoomState): Promise<Prepared> {
     const version = state.version;
     const draft = given.type === 'm.room.redaction' ? withRedactsTarget(given) : given;
@@ -238,8 +281,6 @@ export class RoomInput {
       throw new MatrixError('M_INVALID_PARAM', 'Event types and state keys may not contain NUL');
     }
     const pdu = this.buildPdu(roomId, draft, state);
-    // v1/v2: the ID is ours to choose, and part of what gets hashed and signed.
-    if (eventIdAssignedByServer(version)) pdu.event_id = newServerEventId(this.deps.serverName);
     let signed: Pdu;
     try {
       signed = signEvent(pdu, this.deps.serverName, this.deps.signingKey, version);
@@ -252,35 +293,162 @@ export class RoomInput {
     if (pduSize(signed) > MAX_PDU_BYTES) {
       throw new MatrixError('M_TOO_LARGE', `Event is larger than ${MAX_PDU_BYTES} bytes`);
     }
-    const eventId = computeEventId(signed, version);
-    try {
-      checkEventAuth(signed, version, (t, k) => state.get(t, k)?.pdu);
-    } catch (err) {
-      if (err instanceof AuthError) throw new MatrixError('M_FORBIDDEN', err.message);
-      throw err;
-    }
-    const redaction = draft.redacts !== undefined ? await this.redactionTarget(roomId, draft.redacts, signed, state) : undefined;
-    const stateDelta: StateEntry[] =
-      draft.stateKey !== undefined ? [{ type: draft.type, stateKey: draft.stateKey, eventId }] : [];
-    if (draft.stateKey !== undefined) {
-      // Outside hashes and signatures. Clients get prev_content from this at read time, so a
-      // later redaction of the previous event is respected.
-      const prev = state.get(draft.type, draft.stateKey);
-      if (prev) signed.unsigned = { replaces_state: prev.eventId };
-    }
-    return { eventId, pdu: signed, stateDelta, redaction, txn: draft.txn };
+    const format = checkFormat(signed, roomId, version);
+    if (!format.ok) throw new MatrixError('M_BAD_JSON', `Invalid event: ${format.reason}`);
+    const { eventId } = format.value;
+    const badSignature = await checkSignatures(signed, version, this.keyRing);
+    // Our own key failing means a misconfigured key ring, not a client error.
+    if (badSignature !== undefined) throw new Error(`locally signed event fails the signature check: ${badSignature}`);
+    if (checkHashOrRedact(signed, version).redacted) throw new Error('locally built event fails its content hash');
+    return { eventId, pdu: signed, txn: draft.txn };
   }
 
-  /** Persists a prepared event, then updates the in-memory state and wakes readers. */
-  private async commit(roomId: string, p: Prepared, state: RoomState): Promise<SubmitResult> {
+  /** Bookkeeping only local events get: `unsigned.replaces_state` (outside hashes and signatures). */
+  private finishLocal(p: Prepared, draft: EventDraft, state: RoomState): void {
+    if (draft.stateKey === undefined) return;
+    // Clients get prev_content from this at read time, so a later redaction of the previous
+    // event is respected.
+    const prev = state.get(draft.type, draft.stateKey);
+    if (prev) p.pdu.unsigned = { replaces_state: prev.eventId };
+  }
+
+  private async receiveJob(roomId: string, raw: unknown, origin: string): Promise<InputOutcome> {
+    const state = await this.load(roomId);
+    if (!state) return { outcome: 'rejected', eventId: null, reason: `unknown room (from ${origin})`, stored: false };
+    const version = state.version;
+    const format = checkFormat(raw, roomId, version);
+    if (!format.ok) return { outcome: 'rejected', eventId: null, reason: format.reason, stored: false };
+    const { eventId } = format.value;
+    const seen = await this.deps.store.rooms.getEvent(eventId);
+    if (seen) return outcomeOf(seen);
+    const badSignature = await checkSignatures(format.value.pdu, version, this.keyRing);
+    if (badSignature !== undefined) return { outcome: 'rejected', eventId, reason: badSignature, stored: false };
+    const { pdu } = checkHashOrRedact(format.value.pdu, version);
+    const verdict = await this.judge(roomId, state, pdu, eventId);
+    if (verdict.kind === 'rejected' && !verdict.store) return { outcome: 'rejected', eventId, reason: verdict.reason, stored: false };
+    const { stream } = await this.commit(roomId, { eventId, pdu }, state, verdict);
+    switch (verdict.kind) {
+      case 'accepted':
+        return { outcome: 'accepted', eventId, stream };
+      case 'soft_failed':
+        return { outcome: 'soft_failed', eventId, stream, reason: verdict.reason };
+      case 'outlier':
+        return { outcome: 'outlier', eventId, stream, reason: verdict.reason };
+      case 'rejected':
+        return { outcome: 'rejected', eventId, reason: verdict.reason, stored: true };
+    }
+  }
+
+  /** Checks 4-6. Reads the store, writes nothing. */
+  private async judge(roomId: string, state: RoomState, pdu: Pdu, eventId: string): Promise<Verdict> {
+    const { rooms } = this.deps.store;
+    const version = state.version;
+
+    // 4. Auth against its own auth_events.
+    const authEvents: Pdu[] = [];
+    const unknownAuth: string[] = [];
+    for (const id of pdu.auth_events) {
+      const ev = state.eventById(id);
+      if (ev) authEvents.push(ev);
+      else unknownAuth.push(id);
+    }
+    if (unknownAuth.length > 0) {
+      const found = await rooms.getEvents(unknownAuth);
+      for (const id of unknownAuth) {
+        const ev = found.get(id);
+        // Without federation we cannot fetch it; the event may be fine once it arrives.
+        if (!ev) return { kind: 'rejected', reason: `unknown auth event ${id}`, store: false };
+        if (ev.rejected !== null) return { kind: 'rejected', reason: `auth event ${id} was rejected`, store: true };
+        authEvents.push(ev.pdu);
+      }
+    }
+    const authFailure = checkAgainstAuthEvents(pdu, version, authEvents);
+    if (authFailure !== undefined) return { kind: 'rejected', reason: authFailure, store: true };
+
+    // 5. Auth against the state before it.
+    const prevs = pdu.prev_events;
+    let before: Before;
+    let lookup: AuthStateLookup;
+    if (sameSet(prevs, state.extremities)) {
+      before = { isCurrent: true };
+      lookup = lookupIn(state);
+    } else {
+      const groups = await rooms.getEventStateGroups(prevs);
+      const unknown = prevs.filter((id) => !groups.has(id));
+      if (unknown.length > 0) return { kind: 'outlier', reason: `prev events unknown: ${unknown.join(', ')}` };
+      const maps = await Promise.all(prevs.map((id) => this.dag.groupState((groups.get(id) as { after: number }).after)));
+      const map = maps.length === 0 ? new Map<string, string>() : await this.dag.resolve(roomId, version, maps);
+      before = { isCurrent: false, map, stored: storedAs(maps.length > 0 ? (groups.get(prevs[0]) as { after: number }).after : null, maps[0], map) };
+      lookup = await this.lookupFor(pdu, map);
+    }
+    const stateFailure = checkAgainstState(pdu, version, lookup);
+    if (stateFailure !== undefined) return { kind: 'rejected', reason: stateFailure, before, store: true };
+
+    // 6. Soft fail against the current state (the same check again when that is the state before).
+    if (!before.isCurrent) {
+      const softFailure = checkAgainstState(pdu, version, lookupIn(state));
+      if (softFailure !== undefined) return { kind: 'soft_failed', reason: softFailure, before };
+    }
+    return { kind: 'accepted', before };
+  }
+
+  /** A lookup over `map` holding the PDUs of exactly the entries the auth rules consult for `pdu`. */
+  private async lookupFor(pdu: Pdu, map: StateMap): Promise<AuthStateLookup> {
+    const keys = authKeysOf(pdu).map(([t, k]) => stateTuple(t, k));
+    const ids = keys.map((k) => map.get(k)).filter((id): id is string => id !== undefined);
+    const found = await this.deps.store.rooms.getEvents(ids);
+    return (type, stateKey) => {
+      const id = map.get(stateTuple(type, stateKey));
+      return id === undefined ? undefined : found.get(id)?.pdu;
+    };
+  }
+
+  /** Persists an event with its verdict, then updates the in-memory state and wakes readers. */
+  private async commit(roomId: string, p: Prepared, state: RoomState, verdict: Verdict): Promise<SubmitResult> {
+    const { rooms } = this.deps.store;
+    if (verdict.kind !== 'accepted') {
+      const { stream } = await rooms.persistEvent({
+        eventId: p.eventId,
+        pdu: p.pdu,
+        stateDelta: [],
+        forwardExtremities: [],
+        outlier: verdict.kind === 'outlier' || undefined,
+        softFailed: verdict.kind === 'soft_failed' || undefined,
+        rejected: verdict.kind === 'rejected' ? verdict.reason : undefined,
+        stateBefore: verdict.kind !== 'outlier' ? verdict.before?.stored : undefined,
+      });
+      return { eventId: p.eventId, stream, deduplicated: false };
+    }
+
+    const { before } = verdict;
+    const prevSet = new Set(p.pdu.prev_events);
+    const extremities = [...state.extremities.filter((id) => !prevSet.has(id)), p.eventId];
+    const own: StateEntry[] = p.pdu.state_key !== undefined ? [{ type: p.pdu.type, stateKey: p.pdu.state_key, eventId: p.eventId }] : [];
+    let stateDelta = own;
+    const linear = before.isCurrent;
+    if (!linear) {
+      const after = new Map(before.map);
+      for (const e of own) after.set(stateTuple(e.type, e.stateKey), e.eventId);
+      let current: StateMap = after;
+      if (extremities.length > 1) {
+        // A fork: the room's state is the resolution of every extremity's state.
+        const others = extremities.filter((id) => id !== p.eventId);
+        const groups = await rooms.getEventStateGroups(others);
+        const maps = await Promise.all(others.map((id) => this.dag.groupState((groups.get(id) as { after: number }).after)));
+        current = await this.dag.resolve(roomId, state.version, [after, ...maps]);
+      }
+      stateDelta = changedEntries(state.stateMap(), current);
+    }
+
     let stream: number;
     const push = this.deps.pushActions ? await this.deps.pushActions(p.eventId, p.pdu, state) : { rows: [], all: [] };
     try {
-      ({ stream } = await this.deps.store.rooms.persistEvent({
+      ({ stream } = await rooms.persistEvent({
         eventId: p.eventId,
         pdu: p.pdu,
-        stateDelta: p.stateDelta,
-        forwardExtremities: [p.eventId],
+        stateDelta,
+        forwardExtremities: extremities,
+        stateBefore: before.stored,
         txn: p.txn,
         redaction: p.redaction,
         pushActions: push.rows,
@@ -291,21 +459,24 @@ export class RoomInput {
       this.states.delete(roomId);
       throw err;
     }
-    state.applyPersisted(p.eventId, p.pdu);
-    if (p.redaction) state.applyRedaction(p.redaction.targetEventId, p.redaction.redactedPdu);
+    if (linear) {
+      state.applyPersisted(p.eventId, p.pdu, extremities);
+      if (p.redaction) state.applyRedaction(p.redaction.targetEventId, p.redaction.redactedPdu);
+    } else {
+      // Resolution may have changed any entry; the next job reloads the state from the store.
+      this.states.delete(roomId);
+    }
     this.deps.onPersisted?.({ eventId: p.eventId, pdu: p.pdu, stream, pushActions: push.all });
-    const userIds = p.pdu.type === 'm.room.member' && p.pdu.state_key ? [p.pdu.state_key] : undefined;
-    this.deps.notifier.publish({ stream, roomId, userIds });
+    const userIds = stateDelta.filter((e) => e.type === 'm.room.member').map((e) => e.stateKey);
+    this.deps.notifier.publish({ stream, roomId, userIds: userIds.length > 0 ? userIds : undefined });
     return { eventId: p.eventId, stream, deduplicated: false };
   }
 
   private buildPdu(roomId: string, draft: EventDraft, state: RoomState): Pdu {
-    const rules = roomVersionRules(state.version);
-    const authEvents: Array<{ eventId: string; pdu: Pdu }> = [];
-    const selection = authEventTypesFor({ type: draft.type, state_key: draft.stateKey, sender: draft.sender, content: draft.content }, state.version);
-    for (const [t, k] of selection) {
+    const authEvents: string[] = [];
+    for (const [t, k] of authEventTypesFor({ type: draft.type, state_key: draft.stateKey, sender: draft.sender, content: draft.content })) {
       const e = state.get(t, k);
-      if (e && !authEvents.some((a) => a.eventId === e.eventId)) authEvents.push(e);
+      if (e && !authEvents.includes(e.eventId)) authEvents.push(e.eventId);
     }
     const content: JsonObject = { ...draft.content };
     const pdu: Pdu = {
@@ -315,25 +486,15 @@ export class RoomInput {
       content,
       origin_server_ts: this.now(),
       depth: state.nextDepth(),
-      // v1/v2 cite prev_events with their hashes, so they need the PDUs; later versions the IDs.
-      prev_events: rules.eventReferencesWithHashes
-        ? eventReferences(state.extremityEvents().slice(0, 20), state.version)
-        : state.extremities.slice(0, 20),
-      auth_events: eventReferences(authEvents, state.version),
+      prev_events: state.extremities.slice(0, 20),
+      auth_events: authEvents,
       hashes: { sha256: '' },
       signatures: {},
     };
-    if (draft.type === 'm.room.create' && rules.roomIdFromCreateEvent) {
-      // v12: the create event has no room ID; the room ID is its hash. Two identical requests
-      // in one millisecond would otherwise make the same room, so timestamps here never repeat.
-      delete pdu.room_id;
-      pdu.origin_server_ts = Math.max(pdu.origin_server_ts, this.lastDerivedCreateTs + 1);
-      this.lastDerivedCreateTs = pdu.origin_server_ts;
-    }
     if (draft.stateKey !== undefined) pdu.state_key = draft.stateKey;
     if (draft.type === 'm.room.redaction' && draft.redacts) {
-      // v11 moved `redacts` into content; earlier versions keep it top-level.
-      if (rules.redactsInContent) content.redacts = draft.redacts;
+      // v11 moved `redacts` into content; v10 keeps it top-level.
+      if (state.version === '11') content.redacts = draft.redacts;
       else pdu.redacts = draft.redacts;
     }
     delete (pdu as Partial<Pdu>).hashes;
@@ -377,3 +538,29 @@ function withRedactsTarget(draft: EventDraft): EventDraft {
 }
 
 export { stateTuple };
+
+function lookupIn(state: RoomState): AuthStateLookup {
+  return (type, stateKey) => state.get(type, stateKey)?.pdu;
+}
+
+function sameSet(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  const s = new Set(b);
+  return a.every((x) => s.has(x)) && new Set(a).size === s.size;
+}
+
+/** How to store `state` given the group `base` (whose state is `baseMap`) it was resolved from. */
+function storedAs(base: number | null, baseMap: StateMap | undefined, state: StateMap): { group: number | null; delta: StateEntry[] } {
+  if (base === null || baseMap === undefined) return { group: null, delta: toEntries(state) };
+  // A key the resolution dropped cannot be written as a change; store the whole state then.
+  for (const k of baseMap.keys()) if (!state.has(k)) return { group: null, delta: toEntries(state) };
+  return { group: base, delta: changedEntries(baseMap, state) };
+}
+
+/** The outcome of an event stored earlier (receive is idempotent). */
+function outcomeOf(ev: StoredEvent): InputOutcome {
+  if (ev.rejected !== null) return { outcome: 'rejected', eventId: ev.eventId, reason: ev.rejected, stored: true };
+  if (ev.outlier) return { outcome: 'outlier', eventId: ev.eventId, stream: ev.stream, reason: 'already stored as an outlier' };
+  if (ev.softFailed) return { outcome: 'soft_failed', eventId: ev.eventId, stream: ev.stream, reason: 'already stored as soft-failed' };
+  return { outcome: 'accepted', eventId: ev.eventId, stream: ev.stream };
+}

@@ -1,7 +1,7 @@
 // In-memory current state of one room, owned by the room-input queue. It holds the PDUs of the
 // current state events so auth checks and event building need no store round-trip.
 
-import { actionPowerLevel, powerLevelOf } from '../protocol/auth-rules.js';
+import { powerLevelOf } from '../protocol/auth-rules.js';
 import type { JsonObject, Pdu, RoomVersion } from '../protocol/types.js';
 import { stateTuple } from '../protocol/types.js';
 import type { StateEntry, StoredEvent } from '../store/types.js';
@@ -13,9 +13,9 @@ export interface StateEvent {
 
 export class RoomState {
   private readonly entries = new Map<string, StateEvent>();
+  /** The same events by ID, for auth_events lookups without a store read. */
+  private readonly byId = new Map<string, Pdu>();
   extremities: string[] = [];
-  /** PDUs of the extremities (v1/v2 cite prev_events with their reference hashes). */
-  private readonly extremityPdus = new Map<string, Pdu>();
   private maxDepth = 0;
 
   private constructor(readonly version: RoomVersion) {}
@@ -33,15 +33,30 @@ export class RoomState {
     const s = new RoomState(version);
     for (const e of entries) {
       const ev = events.get(e.eventId);
-      if (ev) s.entries.set(stateTuple(e.type, e.stateKey), { eventId: e.eventId, pdu: ev.pdu });
+      if (ev) s.put(stateTuple(e.type, e.stateKey), { eventId: e.eventId, pdu: ev.pdu });
     }
     s.extremities = [...extremities];
-    for (const id of extremities) {
-      const pdu = events.get(id)?.pdu;
-      if (pdu) s.extremityPdus.set(id, pdu);
-      s.maxDepth = Math.max(s.maxDepth, pdu?.depth ?? 0);
-    }
+    for (const id of extremities) s.maxDepth = Math.max(s.maxDepth, events.get(id)?.pdu.depth ?? 0);
     return s;
+  }
+
+  private put(key: string, ev: StateEvent): void {
+    const old = this.entries.get(key);
+    if (old) this.byId.delete(old.eventId);
+    this.entries.set(key, ev);
+    this.byId.set(ev.eventId, ev.pdu);
+  }
+
+  /** A current state event by its ID. */
+  eventById(eventId: string): Pdu | undefined {
+    return this.byId.get(eventId);
+  }
+
+  /** The current state as (type, state_key) -> event ID. */
+  stateMap(): Map<string, string> {
+    const m = new Map<string, string>();
+    for (const [k, v] of this.entries) m.set(k, v.eventId);
+    return m;
   }
 
   get(type: string, stateKey: string): StateEvent | undefined {
@@ -50,16 +65,6 @@ export class RoomState {
 
   content(type: string, stateKey = ''): JsonObject | undefined {
     return this.get(type, stateKey)?.pdu.content;
-  }
-
-  /** The extremities with their PDUs (those the store could not return are left out). */
-  extremityEvents(): StateEvent[] {
-    const out: StateEvent[] = [];
-    for (const id of this.extremities) {
-      const pdu = this.extremityPdus.get(id);
-      if (pdu) out.push({ eventId: id, pdu });
-    }
-    return out;
   }
 
   nextDepth(): number {
@@ -77,28 +82,30 @@ export class RoomState {
   }
 
   powerLevel(userId: string): number {
-    return powerLevelOf(userId, this.content('m.room.power_levels'), this.get('m.room.create', '')?.pdu, this.version);
+    return powerLevelOf(userId, this.content('m.room.power_levels'), this.get('m.room.create', '')?.pdu);
   }
 
   /** The power level a named action (kick, ban, redact, invite) requires. */
   requiredLevel(action: 'kick' | 'ban' | 'redact' | 'invite'): number {
-    return actionPowerLevel(action, this.content('m.room.power_levels'));
+    const pl = this.content('m.room.power_levels');
+    const v = pl?.[action];
+    if (typeof v === 'number') return v;
+    return action === 'invite' ? 0 : 50;
   }
 
   canRedactOthers(userId: string): boolean {
     return this.powerLevel(userId) >= this.requiredLevel('redact');
   }
 
-  applyPersisted(eventId: string, pdu: Pdu): void {
-    if (pdu.state_key !== undefined) this.entries.set(stateTuple(pdu.type, pdu.state_key), { eventId, pdu });
-    this.extremities = [eventId];
-    this.extremityPdus.clear();
-    this.extremityPdus.set(eventId, pdu);
+  /** Applies an event accepted on top of the whole current state (no fork involved). */
+  applyPersisted(eventId: string, pdu: Pdu, extremities: string[] = [eventId]): void {
+    if (pdu.state_key !== undefined) this.put(stateTuple(pdu.type, pdu.state_key), { eventId, pdu });
+    this.extremities = [...extremities];
     this.maxDepth = Math.max(this.maxDepth, pdu.depth);
   }
 
   applyRedaction(targetId: string, redacted: Pdu): void {
-    for (const [k, v] of this.entries) if (v.eventId === targetId) this.entries.set(k, { eventId: targetId, pdu: redacted });
+    for (const [k, v] of this.entries) if (v.eventId === targetId) this.put(k, { eventId: targetId, pdu: redacted });
   }
 
   /** Joined members with their display names. */

@@ -3,7 +3,8 @@
 // Invariants kept here, whatever the caller passes:
 // - Every event's DAG edges are stored; state events that are not rejected get an auth chain
 //   index position (dag.ts).
-// - Outliers have no state groups. Every other event has state_before/state_after groups.
+// - Outliers (and rejected events stored without a state) have no state groups; every other
+//   event has state_before/state_after groups.
 // - Only accepted events change the room's current state, extremities, memberships, relations,
 //   push actions or redactions, and only they are returned by timeline reads.
 // - A rejected, soft-failed or outlier event is never put into the current state or the forward
@@ -226,7 +227,10 @@ export function writeEvent(
     for (const id of ev.authEvents) if (isRejected(ctx, id)) throw new Error(`event ${eventId} cites rejected auth event ${id}`);
     if (ev.stateKey !== null) indexAuthChain(ctx.stmt, eventId, ev.authEvents);
   }
-  if (ev.status === 'outlier') return { stateGroupBefore: null, stateGroupAfter: null };
+  // A rejected event that never got as far as the state check has no meaningful state either.
+  if (ev.status === 'outlier' || (ev.status === 'rejected' && ev.stateBefore === null)) {
+    return { stateGroupBefore: null, stateGroupAfter: null };
+  }
 
   const previous = currentGroup(ctx, roomId);
   let before: number;

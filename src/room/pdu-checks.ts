@@ -1,0 +1,107 @@
+// The checks every PDU passes before it may enter a room, in the spec's order ("Checks performed
+// on receipt of a PDU"): 1 format and size, 2 signatures, 3 content hash (a mismatch redacts
+// the event rather than rejecting it), 4 auth against its own auth_events. Steps 5 (auth against
+// the state before it) and 6 (soft fail against current state) need the room's DAG and live in
+// room-input.ts, which calls these functions for local sends and received events alike.
+//
+// Invariants: pure apart from the KeyRing lookup; never throw for bad input (they return a
+// reason); the PDU handed back by checkFormat is a fresh copy the caller owns.
+
+import { AuthError, authEventTypesFor, checkAuthEventsSelection, checkEventAuth, type AuthStateLookup } from '../protocol/auth-rules.js';
+import { isJsonObject } from '../protocol/canonical-json.js';
+import { signatureKeyIds } from '../protocol/crypto.js';
+import { checkContentHash, computeEventId, pduLimitViolation, requiredSignatureServers, verifyEventSignature } from '../protocol/events.js';
+import { isValidEventId, isValidUserId } from '../protocol/ids.js';
+import { redactEvent } from '../protocol/redaction.js';
+import { authStateFromEvents } from '../protocol/auth-rules.js';
+import type { Pdu, RoomVersion } from '../protocol/types.js';
+import type { KeyRing } from './key-ring.js';
+
+export type Checked<T> = { ok: true; value: T } | { ok: false; reason: string };
+
+const fail = (reason: string): { ok: false; reason: string } => ({ ok: false, reason });
+
+function isSafeInt(v: unknown, min = 0): v is number {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= min;
+}
+
+function isEventIdList(v: unknown, version: RoomVersion): v is string[] {
+  return Array.isArray(v) && v.every((id) => isValidEventId(id, version));
+}
+
+/** Step 1: shape, limits and the event ID. `unsigned` from outside is never trusted, so it is dropped. */
+export function checkFormat(raw: unknown, roomId: string, version: RoomVersion): Checked<{ pdu: Pdu; eventId: string }> {
+  if (!isJsonObject(raw)) return fail('PDU is not a JSON object');
+  const limit = pduLimitViolation(raw);
+  if (limit) return fail(limit);
+  if (raw.room_id !== roomId) return fail('room_id does not match the room');
+  if (typeof raw.type !== 'string' || raw.type.length === 0) return fail('type must be a non-empty string');
+  if (!isValidUserId(raw.sender)) return fail('sender is not a user ID');
+  if (raw.state_key !== undefined && typeof raw.state_key !== 'string') return fail('state_key must be a string');
+  if (!isJsonObject(raw.content)) return fail('content must be an object');
+  if (!isSafeInt(raw.origin_server_ts)) return fail('origin_server_ts must be a non-negative integer');
+  if (!isSafeInt(raw.depth)) return fail('depth must be a non-negative integer');
+  if (!isEventIdList(raw.prev_events, version)) return fail('prev_events must be a list of event IDs');
+  if (!isEventIdList(raw.auth_events, version)) return fail('auth_events must be a list of event IDs');
+  if (!isJsonObject(raw.hashes) || typeof raw.hashes.sha256 !== 'string') return fail('hashes.sha256 missing');
+  if (!isJsonObject(raw.signatures)) return fail('signatures missing');
+  const { unsigned: _dropped, ...rest } = raw;
+  const pdu = structuredClone(rest) as unknown as Pdu;
+  let eventId: string;
+  try {
+    eventId = computeEventId(pdu, version);
+  } catch (err) {
+    return fail(`cannot compute the event ID: ${(err as Error).message}`);
+  }
+  return { ok: true, value: { pdu, eventId } };
+}
+
+/** Step 2: every server that must sign the event did, with a key the key ring vouches for. */
+export async function checkSignatures(pdu: Pdu, version: RoomVersion, keyRing: KeyRing): Promise<string | undefined> {
+  for (const server of requiredSignatureServers(pdu, version)) {
+    let verified = false;
+    for (const keyId of signatureKeyIds(pdu, server)) {
+      const key = await keyRing.verifyKey(server, keyId, pdu.origin_server_ts);
+      if (key && verifyEventSignature(pdu, server, keyId, key, version)) {
+        verified = true;
+        break;
+      }
+    }
+    if (!verified) return `no valid signature from ${server}`;
+  }
+  return undefined;
+}
+
+/** Step 3: a content hash mismatch means the content cannot be trusted: keep only the redacted event. */
+export function checkHashOrRedact(pdu: Pdu, version: RoomVersion): { pdu: Pdu; redacted: boolean } {
+  if (checkContentHash(pdu)) return { pdu, redacted: false };
+  return { pdu: redactEvent(pdu, version), redacted: true };
+}
+
+/** Step 4: the event is allowed by the auth rules applied to its own auth_events. */
+export function checkAgainstAuthEvents(pdu: Pdu, version: RoomVersion, authEvents: readonly Pdu[]): string | undefined {
+  try {
+    checkAuthEventsSelection(pdu, authEvents, version);
+    checkEventAuth(pdu, version, authStateFromEvents(authEvents));
+    return undefined;
+  } catch (err) {
+    if (err instanceof AuthError) return err.message;
+    throw err;
+  }
+}
+
+/** Steps 5 and 6: the event is allowed by the auth rules applied to a state. */
+export function checkAgainstState(pdu: Pdu, version: RoomVersion, state: AuthStateLookup): string | undefined {
+  try {
+    checkEventAuth(pdu, version, state);
+    return undefined;
+  } catch (err) {
+    if (err instanceof AuthError) return err.message;
+    throw err;
+  }
+}
+
+/** The (type, state_key) entries the auth rules consult for this event. */
+export function authKeysOf(pdu: Pdu): Array<[string, string]> {
+  return authEventTypesFor({ type: pdu.type, state_key: pdu.state_key, sender: pdu.sender, content: pdu.content });
+}
