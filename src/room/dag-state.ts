@@ -47,8 +47,8 @@ export class DagState {
     return toStateMap(await this.rooms.getStateGroup(group));
   }
 
-  /** Resolves several states of one room into one. */
-  async resolve(roomId: string, version: RoomVersion, sets: StateMap[]): Promise<StateMap> {
+  /** Resolves several states of one room into one. `pending` are events not stored yet (the one being accepted). */
+  async resolve(roomId: string, version: RoomVersion, sets: StateMap[], pending: EventWithId[] = []): Promise<StateMap> {
     if (sets.length === 0) return new Map();
     const conflicted = new Set<string>();
     const keys = new Set<StateKeyTuple>();
@@ -66,6 +66,7 @@ export class DagState {
     const events = new Map<string, EventWithId>();
     const rejected = new Set<string>();
     const missing = new Set<string>();
+    for (const e of pending) events.set(e.eventId, e);
     const load = async (ids: Iterable<string>): Promise<void> => {
       const want = [...new Set(ids)].filter((id) => !events.has(id) && !missing.has(id));
       const found = await this.rooms.getEvents(want);

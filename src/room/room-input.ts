@@ -407,6 +407,11 @@ export class RoomInput {
   private async commit(roomId: string, p: Prepared, state: RoomState, verdict: Verdict): Promise<SubmitResult> {
     const { rooms } = this.deps.store;
     if (verdict.kind !== 'accepted') {
+      let stateBefore = verdict.kind !== 'outlier' ? verdict.before?.stored : undefined;
+      if (verdict.kind !== 'outlier' && verdict.before?.isCurrent) {
+        const group = await rooms.getCurrentStateGroup(roomId);
+        stateBefore = { group, delta: group === null ? toEntries(state.stateMap()) : [] };
+      }
       const { stream } = await rooms.persistEvent({
         eventId: p.eventId,
         pdu: p.pdu,
@@ -415,7 +420,7 @@ export class RoomInput {
         outlier: verdict.kind === 'outlier' || undefined,
         softFailed: verdict.kind === 'soft_failed' || undefined,
         rejected: verdict.kind === 'rejected' ? verdict.reason : undefined,
-        stateBefore: verdict.kind !== 'outlier' ? verdict.before?.stored : undefined,
+        stateBefore,
       });
       return { eventId: p.eventId, stream, deduplicated: false };
     }
@@ -435,7 +440,7 @@ export class RoomInput {
         const others = extremities.filter((id) => id !== p.eventId);
         const groups = await rooms.getEventStateGroups(others);
         const maps = await Promise.all(others.map((id) => this.dag.groupState((groups.get(id) as { after: number }).after)));
-        current = await this.dag.resolve(roomId, state.version, [after, ...maps]);
+        current = await this.dag.resolve(roomId, state.version, [after, ...maps], [{ eventId: p.eventId, pdu: p.pdu }]);
       }
       stateDelta = changedEntries(state.stateMap(), current);
     }

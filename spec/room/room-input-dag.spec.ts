@@ -1,0 +1,268 @@
+// Room input on a real DAG, on one server without federation: two branches of one room built
+// with hand-signed PDUs through `receive`, the current state as the resolution of both, a total
+// stream order, and every outcome (accepted, rejected, soft-failed, outlier).
+
+import { assert } from '../helpers/assert.js';
+import { buildPdu, type BuiltPdu } from '../helpers/pdu-builder.js';
+import { generateSigningKey } from '../../src/protocol/crypto.js';
+import type { JsonObject, SigningKey } from '../../src/protocol/types.js';
+import { stateTuple } from '../../src/protocol/types.js';
+import { openSqliteStore, type SqliteStore } from '../../src/store/sqlite/index.js';
+import { LocalNotifier } from '../../src/sync/notifier.js';
+import { RoomInput, type InputOutcome } from '../../src/room/room-input.js';
+import { StaticKeyRing } from '../../src/room/key-ring.js';
+import { interimResolveState } from '../../src/room/interim-resolver.js';
+import type { ResolveState } from '../../src/room/state-resolver.js';
+import { toStateMap } from '../../src/room/dag-state.js';
+
+const SERVER = 'fork.test';
+const alice = `@alice:${SERVER}`;
+const bob = `@bob:${SERVER}`;
+const carol = `@carol:${SERVER}`;
+const resolveState: ResolveState = interimResolveState;
+
+interface World {
+  store: SqliteStore;
+  input: RoomInput;
+  key: SigningKey;
+  keyRing: StaticKeyRing;
+  roomId: string;
+  /** Event IDs of the room's current state by `type\0stateKey` after setup. */
+  ids: Map<string, string>;
+  tip: { eventId: string; depth: number };
+}
+
+async function setup(): Promise<World> {
+  const store = await openSqliteStore({ path: ':memory:' });
+  const key = generateSigningKey('fork');
+  const keyRing = StaticKeyRing.forServer(SERVER, [key]);
+  const input = new RoomInput({ store, notifier: new LocalNotifier(), serverName: SERVER, signingKey: key, keyRing, resolveState });
+  const roomId = `!fork${Math.random().toString(36).slice(2)}:${SERVER}`;
+  await input.createRoom(roomId, '11', alice, [
+    { type: 'm.room.create', stateKey: '', sender: alice, content: { room_version: '11' } },
+    { type: 'm.room.member', stateKey: alice, sender: alice, content: { membership: 'join' } },
+    { type: 'm.room.power_levels', stateKey: '', sender: alice, content: { users: { [alice]: 100 }, users_default: 0, ban: 50, state_default: 50 } },
+    { type: 'm.room.join_rules', stateKey: '', sender: alice, content: { join_rule: 'public' } },
+  ]);
+  const join = await input.submit(roomId, { type: 'm.room.member', stateKey: bob, sender: bob, content: { membership: 'join' } });
+  const ids = new Map((await store.rooms.getCurrentState(roomId)).map((e) => [stateTuple(e.type, e.stateKey), e.eventId]));
+  const ev = await store.rooms.getEvent(join.eventId);
+  return { store, input, key, keyRing, roomId, ids, tip: { eventId: join.eventId, depth: ev?.pdu.depth ?? 0 } };
+}
+
+function authFor(w: World, sender: string, extra: string[] = []): string[] {
+  const keys = [stateTuple('m.room.create', ''), stateTuple('m.room.power_levels', ''), stateTuple('m.room.member', sender), ...extra];
+  return keys.map((k) => w.ids.get(k)).filter((id): id is string => id !== undefined);
+}
+
+function build(
+  w: World,
+  sender: string,
+  type: string,
+  content: JsonObject,
+  prev: { eventId: string; depth: number }[],
+  opts: { stateKey?: string; auth?: string[] } = {},
+): BuiltPdu & { depth: number } {
+  const depth = Math.max(...prev.map((p) => p.depth)) + 1;
+  const built = buildPdu(
+    {
+      roomId: w.roomId,
+      sender,
+      type,
+      stateKey: opts.stateKey,
+      content,
+      prevEvents: prev.map((p) => p.eventId),
+      authEvents: opts.auth ?? authFor(w, sender),
+      depth,
+    },
+    SERVER,
+    w.key,
+  );
+  return { ...built, depth };
+}
+
+async function receive(w: World, ev: BuiltPdu): Promise<InputOutcome> {
+  return w.input.receive(w.roomId, structuredClone(ev.pdu), SERVER);
+}
+
+async function stateAfter(w: World, eventId: string): Promise<Map<string, string>> {
+  const s = await w.store.rooms.getStateAtEvent(eventId, 'after');
+  assert.ok(s, `state after ${eventId}`);
+  return toStateMap(s);
+}
+
+async function timeline(w: World): Promise<string[]> {
+  const evs = await w.store.rooms.getRoomEvents({ roomId: w.roomId, dir: 'f', from: 0, limit: 1000 });
+  for (let i = 1; i < evs.length; i++) assert.ok(evs[i].stream > evs[i - 1].stream, 'stream order is strictly increasing');
+  return evs.map((e) => e.eventId);
+}
+
+describe('Room input on a DAG: forks on one server', function () {
+  let w: World;
+  beforeEach(async function () {
+    w = await setup();
+  });
+  afterEach(async function () {
+    await w.input.drain();
+    await w.store.close();
+  });
+
+  it('two branches: both accepted, the current state is the resolution of both, the stream order stays total', async function () {
+    const topic = build(w, alice, 'm.room.topic', { topic: 'branch one' }, [w.tip], { stateKey: '' });
+    const name = build(w, alice, 'm.room.name', { name: 'branch two' }, [w.tip], { stateKey: '' });
+    assert.deepEqual(await receive(w, topic), { outcome: 'accepted', eventId: topic.eventId, stream: (await w.store.rooms.getEvent(topic.eventId))?.stream });
+    const second = await receive(w, name);
+    assert.equal(second.outcome, 'accepted');
+
+    assert.deepEqual((await w.store.rooms.getForwardExtremities(w.roomId)).sort(), [topic.eventId, name.eventId].sort());
+    // Each branch's state knows only its own change.
+    assert.equal((await stateAfter(w, topic.eventId)).get(stateTuple('m.room.name', '')), undefined);
+    assert.equal((await stateAfter(w, name.eventId)).get(stateTuple('m.room.topic', '')), undefined);
+    const all = await w.store.rooms.getRoomEvents({ roomId: w.roomId, dir: 'f', from: 0, limit: 1000 });
+    const byId = new Map(all.map((e) => [e.eventId, { eventId: e.eventId, pdu: e.pdu }]));
+    const expected = resolveState('11', [await stateAfter(w, topic.eventId), await stateAfter(w, name.eventId)], {
+      getEvent: (id) => byId.get(id),
+    });
+    const current = toStateMap(await w.store.rooms.getCurrentState(w.roomId));
+    assert.deepEqual(current, expected);
+    assert.equal(current.get(stateTuple('m.room.topic', '')), topic.eventId);
+    assert.equal(current.get(stateTuple('m.room.name', '')), name.eventId);
+    const group = await w.store.rooms.getCurrentStateGroup(w.roomId);
+    assert.ok(group !== null);
+    assert.deepEqual(toStateMap(await w.store.rooms.getStateGroup(group)), expected);
+
+    const order = await timeline(w);
+    assert.deepEqual(order.slice(-2), [topic.eventId, name.eventId]);
+
+    // A local send now merges the fork: it cites both extremities and becomes the only one.
+    const merged = await w.input.submit(w.roomId, { type: 'm.room.message', sender: bob, content: { msgtype: 'm.text', body: 'merge' } });
+    const mergedEv = await w.store.rooms.getEvent(merged.eventId);
+    assert.deepEqual([...(mergedEv?.pdu.prev_events ?? [])].sort(), [topic.eventId, name.eventId].sort());
+    assert.deepEqual(await w.store.rooms.getForwardExtremities(w.roomId), [merged.eventId]);
+    assert.deepEqual(await w.store.rooms.getPrevEvents([merged.eventId]), new Map([[merged.eventId, [topic.eventId, name.eventId].sort()]]));
+    assert.deepEqual(toStateMap((await w.store.rooms.getStateAtEvent(merged.eventId, 'before')) ?? []), expected);
+  });
+
+  it('soft-fails an event whose sender is banned on the other fork; it stays out of the timeline and extremities', async function () {
+    const ban = build(w, alice, 'm.room.member', { membership: 'ban' }, [w.tip], { stateKey: bob, auth: authFor(w, alice, [stateTuple('m.room.member', bob)]) });
+    assert.equal((await receive(w, ban)).outcome, 'accepted');
+    // Bob, on a branch that has not seen the ban: allowed by the state before it, not by the room's.
+    const msg = build(w, bob, 'm.room.message', { msgtype: 'm.text', body: 'on the other fork' }, [w.tip]);
+    const out = await receive(w, msg);
+    assert.equal(out.outcome, 'soft_failed');
+    const stored = await w.store.rooms.getEvent(msg.eventId);
+    assert.equal(stored?.softFailed, true);
+    assert.equal(stored?.rejected, null);
+    assert.ok(!(await timeline(w)).includes(msg.eventId));
+    assert.deepEqual(await w.store.rooms.getForwardExtremities(w.roomId), [ban.eventId]);
+    assert.equal((await w.store.rooms.getMembership(w.roomId, bob))?.membership, 'ban');
+    // It has a state (it is not an outlier): bob was joined before it.
+    assert.equal((await w.store.rooms.getStateAtEvent(msg.eventId, 'before'))?.find((e) => e.stateKey === bob)?.eventId, w.ids.get(stateTuple('m.room.member', bob)));
+    // Receiving it again gives the same outcome and writes nothing.
+    assert.equal((await receive(w, msg)).outcome, 'soft_failed');
+  });
+
+  it('rejects an event that fails auth, stores it flagged, and never cites it afterwards', async function () {
+    // Carol never joined: her topic fails auth against its own auth events (step 4).
+    const bad = build(w, carol, 'm.room.topic', { topic: 'hijack' }, [w.tip], { stateKey: '' });
+    const out = await receive(w, bad);
+    assert.equal(out.outcome, 'rejected');
+    assert.ok(out.outcome === 'rejected' && out.stored && /not joined/.test(out.reason), JSON.stringify(out));
+    const stored = await w.store.rooms.getEvent(bad.eventId);
+    assert.ok(stored?.rejected);
+    assert.ok(!(await timeline(w)).includes(bad.eventId));
+    assert.equal((await w.store.rooms.getCurrentState(w.roomId)).find((e) => e.type === 'm.room.topic'), undefined);
+    assert.deepEqual(await w.store.rooms.getForwardExtremities(w.roomId), [w.tip.eventId]);
+
+    // An event citing the rejected one as an auth event is rejected too (rule 2.3).
+    const citing = build(w, alice, 'm.room.message', { msgtype: 'm.text', body: 'x' }, [w.tip], { auth: [...authFor(w, alice), bad.eventId] });
+    const out2 = await receive(w, citing);
+    assert.equal(out2.outcome, 'rejected');
+
+    // Local sends cite neither as prev nor as auth event.
+    const local = await w.input.submit(w.roomId, { type: 'm.room.topic', stateKey: '', sender: alice, content: { topic: 'real' } });
+    const pdu = (await w.store.rooms.getEvent(local.eventId))?.pdu;
+    assert.ok(pdu && !pdu.prev_events.includes(bad.eventId) && !pdu.auth_events.includes(bad.eventId));
+    assert.ok(!pdu.prev_events.includes(citing.eventId));
+    assert.deepEqual(pdu.prev_events, [w.tip.eventId]);
+    assert.deepEqual(await w.store.rooms.getChildEvents(bad.eventId), []);
+  });
+
+  it('rejects (state check) an event allowed by its auth events but not by the state before it', async function () {
+    const ban = build(w, alice, 'm.room.member', { membership: 'ban' }, [w.tip], { stateKey: bob, auth: authFor(w, alice, [stateTuple('m.room.member', bob)]) });
+    assert.equal((await receive(w, ban)).outcome, 'accepted');
+    // Cites bob's old join as auth event, but its prev event is the ban.
+    const after = build(w, bob, 'm.room.message', { msgtype: 'm.text', body: 'after my ban' }, [{ eventId: ban.eventId, depth: ban.depth }]);
+    const out = await receive(w, after);
+    assert.equal(out.outcome, 'rejected');
+    const stored = await w.store.rooms.getEvent(after.eventId);
+    assert.ok(stored?.rejected);
+    // It got as far as the state check, so its state before is recorded.
+    assert.ok(await w.store.rooms.getStateAtEvent(after.eventId, 'before'));
+  });
+
+  it('stores an event with unknown prev events as an outlier: no state, not in the timeline, not an extremity', async function () {
+    const unknownPrev = { eventId: `$${'A'.repeat(43)}`, depth: w.tip.depth };
+    const ev = build(w, alice, 'm.room.message', { msgtype: 'm.text', body: 'from the future' }, [unknownPrev]);
+    const out = await receive(w, ev);
+    assert.equal(out.outcome, 'outlier');
+    const stored = await w.store.rooms.getEvent(ev.eventId);
+    assert.equal(stored?.outlier, true);
+    assert.equal(await w.store.rooms.getStateAtEvent(ev.eventId, 'before'), null);
+    assert.ok(!(await timeline(w)).includes(ev.eventId));
+    assert.deepEqual(await w.store.rooms.getForwardExtremities(w.roomId), [w.tip.eventId]);
+    assert.deepEqual(await w.store.rooms.getPrevEvents([ev.eventId]), new Map([[ev.eventId, [unknownPrev.eventId]]]));
+  });
+
+  it('checks signatures with the key ring and redacts on a content hash mismatch', async function () {
+    // Unknown server: rejected without being stored.
+    const mallory = '@mallory:evil.test';
+    const evilKey = generateSigningKey('evil');
+    const forged = buildPdu(
+      { roomId: w.roomId, sender: mallory, type: 'm.room.message', content: { body: 'hi' }, prevEvents: [w.tip.eventId], authEvents: authFor(w, mallory), depth: w.tip.depth + 1 },
+      'evil.test',
+      evilKey,
+    );
+    const out = await receive(w, forged);
+    assert.equal(out.outcome, 'rejected');
+    assert.ok(out.outcome === 'rejected' && !out.stored && /signature/.test(out.reason));
+    assert.equal(await w.store.rooms.getEvent(forged.eventId), null);
+
+    // Signed by us but signature bytes tampered with: rejected.
+    const tampered = build(w, alice, 'm.room.message', { msgtype: 'm.text', body: 'x' }, [w.tip]);
+    const sigs = tampered.pdu.signatures[SERVER];
+    const keyId = Object.keys(sigs)[0];
+    sigs[keyId] = sigs[keyId].slice(0, -4) + (sigs[keyId].endsWith('AAAA') ? 'BBBB' : 'AAAA');
+    assert.equal((await receive(w, tampered)).outcome, 'rejected');
+
+    // Content changed after signing: the signature (over the redacted form) still holds, the
+    // hash does not, so the event is kept redacted.
+    const changed = build(w, alice, 'm.room.message', { msgtype: 'm.text', body: 'original' }, [w.tip]);
+    changed.pdu.content = { msgtype: 'm.text', body: 'altered' };
+    assert.equal((await receive(w, changed)).outcome, 'accepted');
+    assert.deepEqual({ ...(await w.store.rooms.getEvent(changed.eventId))?.pdu.content }, {});
+
+    // A key ring that knows the other server lets its events through to the auth checks.
+    w.keyRing.add('evil.test', evilKey.keyId, evilKey.publicKey);
+    const out2 = await receive(w, forged);
+    assert.ok(out2.outcome === 'rejected' && /not joined/.test(out2.reason), JSON.stringify(out2));
+  });
+
+  it('rejects malformed PDUs with a reason instead of throwing', async function () {
+    const good = build(w, alice, 'm.room.message', { msgtype: 'm.text', body: 'x' }, [w.tip]);
+    const cases: unknown[] = [
+      null,
+      'string',
+      { ...good.pdu, room_id: '!other:fork.test' },
+      { ...good.pdu, depth: -1 },
+      { ...good.pdu, prev_events: ['not-an-id'] },
+      { ...good.pdu, content: { big: 'x'.repeat(70_000) } },
+    ];
+    for (const c of cases) {
+      const out = await w.input.receive(w.roomId, c, SERVER);
+      assert.equal(out.outcome, 'rejected', JSON.stringify(c)?.slice(0, 80));
+    }
+    const unknownRoom = await w.input.receive(`!nope:${SERVER}`, good.pdu, SERVER);
+    assert.equal(unknownRoom.outcome, 'rejected');
+  });
+});
