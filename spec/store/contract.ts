@@ -3,6 +3,7 @@
 
 import type { Store } from '../../src/store/types.js';
 import { describeAccountContract } from './contract-accounts.js';
+import { describeDagContract } from './contract-dag.js';
 import { describeDirectoryContract } from './contract-directory.js';
 import { describeE2eeBackupContract } from './contract-e2ee-backup.js';
 import { describeE2eeKeysContract } from './contract-e2ee-keys.js';
@@ -80,6 +81,7 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
     describeAccountContract(ctx);
     describeRoomContract(ctx);
     describeStateContract(ctx);
+    describeDagContract(ctx);
     describeTimelineContract(ctx);
     describeUserDataContract(ctx);
     describeStreamContract(ctx);
