@@ -59,6 +59,8 @@ export interface Hearth {
   readonly services: ApiServices;
   /** Every client-listener route; HTTP and socket request frames are both served by it. */
   readonly routes: HandlerTable;
+  /** The rooms' single writer; `receive` is the entry for events from outside (federation). */
+  readonly roomInput: RoomInput;
   /** Base URL of the client listener once started. */
   readonly url: string;
   /** Base URL of the metrics listener once started (GET /metrics); undefined with metrics off. */
@@ -271,6 +273,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     store,
     services,
     routes: table,
+    roomInput,
     get url() {
       return url;
     },

@@ -226,6 +226,8 @@ export interface RoomEventsQuery {
   order?: 'stream' | 'topological';
   fromTopo?: TopologicalPosition;
   toTopo?: TopologicalPosition;
+  /** Never return events above this stream position (e.g. the completed position). */
+  maxStream?: number;
   limit: number;
   /** Only events whose type is in this list (when given). */
   types?: string[];

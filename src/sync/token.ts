@@ -11,6 +11,32 @@
 
 import { MatrixError } from '../errors.js';
 
+/**
+ * /messages and /context hand out topological tokens "t<depth>-<stream>": a position in the
+ * room's (depth, stream) order, which is what the spec pages /messages by. Backfilled events have
+ * negative streams, so the stream part may be negative. Stream tokens stay valid there too: they
+ * bound by stream position only (events at or below it), still ordered topologically.
+ */
+export interface PaginationToken {
+  stream: number;
+  topo?: { depth: number; stream: number };
+}
+const TOPOLOGICAL_FULL = /^t(\d{1,15})-(-?\d{1,15})$/;
+
+export function serializeTopoToken(pos: { depth: number; stream: number }): string {
+  return `t${pos.depth}-${pos.stream}`;
+}
+
+/** Parses a /messages `from`/`to`: a topological token or any stream token. */
+export function parsePaginationToken(raw: string, param = 'token'): PaginationToken {
+  const m = TOPOLOGICAL_FULL.exec(raw);
+  if (m) {
+    const topo = { depth: Number(m[1]), stream: Number(m[2]) };
+    return { stream: topo.stream, topo };
+  }
+  return { stream: parseToken(raw, param).stream };
+}
+
 export interface StreamToken {
   stream: number;
   ephemeral: number;

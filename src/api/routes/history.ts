@@ -5,7 +5,7 @@ import { param, queryInt, queryString, type ApiServices, type ClientRoutes } fro
 import type { JsonObject } from '../../protocol/types.js';
 import type { StoredEvent } from '../../store/types.js';
 import { compileFilter, eventMatches, parseFilterParam } from '../../sync/filter.js';
-import { parseToken, serializeToken } from '../../sync/token.js';
+import { parsePaginationToken, serializeToken, serializeTopoToken } from '../../sync/token.js';
 
 export function historyRoutes(r: ClientRoutes, s: ApiServices): void {
   r.authed('get', '/rooms/:roomId/messages', async (ctx, auth) => {
@@ -23,18 +23,24 @@ export function historyRoutes(r: ClientRoutes, s: ApiServices): void {
       throw new MatrixError('M_FORBIDDEN', 'You are not allowed to view this room');
     }
     const head = s.store.currentPosition();
+    // Paged in the room's topological (depth, stream) order, as the spec asks. Stream tokens
+    // (from /sync) bound by stream position, the topological tokens we hand out here by
+    // (depth, stream); nothing above the completed stream position is ever read.
     const fromRaw = queryString(ctx, 'from');
-    const from = Math.min(fromRaw ? parseToken(fromRaw, 'from').stream : dir === 'b' ? head : 0, head);
+    const fromTok = fromRaw ? parsePaginationToken(fromRaw, 'from') : undefined;
+    const from = fromTok && !fromTok.topo ? Math.min(fromTok.stream, head) : dir === 'b' ? head : 0;
     const toRaw = queryString(ctx, 'to');
-    const toGiven = toRaw ? parseToken(toRaw, 'to').stream : undefined;
-    // Forward paging never reads past the completed position: later events may still be in flight.
-    const to = dir === 'f' ? Math.min(toGiven ?? head, head) : toGiven;
+    const toTok = toRaw ? parsePaginationToken(toRaw, 'to') : undefined;
 
     const page = await s.store.rooms.getRoomEvents({
       roomId,
       dir,
       from,
-      to,
+      fromTopo: fromTok?.topo,
+      to: toTok && !toTok.topo ? toTok.stream : undefined,
+      toTopo: toTok?.topo,
+      maxStream: head,
+      order: 'topological',
       limit,
       types: roomFilter.timeline.types,
       notTypes: roomFilter.timeline.notTypes,
@@ -47,11 +53,10 @@ export function historyRoutes(r: ClientRoutes, s: ApiServices): void {
       chunk: await s.formatter.format(visible, auth, roomFilter.format),
     };
     // `end` is omitted at the end of history: clients treat its absence as "nothing more".
-    if (page.length === limit && limit > 0) {
-      const last = page[page.length - 1].stream;
-      res.end = serializeToken({ stream: dir === 'b' ? last - 1 : last, ephemeral: 0 });
-    } else if (dir === 'f' && page.length > 0) {
-      res.end = serializeToken({ stream: page[page.length - 1].stream, ephemeral: 0 });
+    const last = page[page.length - 1];
+    if ((page.length === limit && limit > 0) || (dir === 'f' && last)) {
+      // "b from P" includes P, so the next backward page starts just below the last event.
+      res.end = serializeTopoToken({ depth: last.pdu.depth, stream: dir === 'b' ? last.stream - 1 : last.stream });
     }
     if (lazy) res.state = await memberStateFor(s, roomId, visible, auth);
     ctx.body = res;
@@ -65,23 +70,27 @@ export function historyRoutes(r: ClientRoutes, s: ApiServices): void {
     const f = compileFilter({ room: { timeline: filterText ? parseFilterParam(filterText) : undefined } });
     const before = Math.floor(limit / 2);
     const after = limit - before;
+    const head = s.store.currentPosition();
+    const at = { depth: ev.pdu.depth, stream: ev.stream };
     const [b, a] = await Promise.all([
-      s.store.rooms.getRoomEvents({ roomId, dir: 'b', from: ev.stream - 1, limit: before }),
-      s.store.rooms.getRoomEvents({ roomId, dir: 'f', from: ev.stream, limit: after, to: s.store.currentPosition() }),
+      s.store.rooms.getRoomEvents({ roomId, dir: 'b', from: head, fromTopo: { ...at, stream: at.stream - 1 }, order: 'topological', limit: before }),
+      s.store.rooms.getRoomEvents({ roomId, dir: 'f', from: 0, fromTopo: at, maxStream: head, order: 'topological', limit: after }),
     ]);
     const keep = (list: StoredEvent[]) => list.filter((e) => eventMatches(f.timeline, e.pdu.type, e.pdu.sender));
     const [vb, va] = await Promise.all([
       s.visibility.filter(auth.userId, roomId, keep(b)),
       s.visibility.filter(auth.userId, roomId, keep(a)),
     ]);
-    const state = await s.store.rooms.getStateAt(roomId, (a[a.length - 1] ?? ev).stream);
+    const lastEv = a[a.length - 1] ?? ev;
+    const state = (await s.store.rooms.getStateAtEvent(lastEv.eventId, 'after')) ?? (await s.store.rooms.getStateAt(roomId, lastEv.stream));
     const stateEvents = await s.store.rooms.getEvents(state.map((e) => e.eventId));
+    const firstEv = b[b.length - 1] ?? ev;
     ctx.body = {
       event: (await s.formatter.format([ev], auth))[0],
       events_before: await s.formatter.format(vb, auth),
       events_after: await s.formatter.format(va, auth),
-      start: serializeToken({ stream: (b[b.length - 1]?.stream ?? ev.stream) - 1, ephemeral: 0 }),
-      end: serializeToken({ stream: a[a.length - 1]?.stream ?? ev.stream, ephemeral: 0 }),
+      start: serializeTopoToken({ depth: firstEv.pdu.depth, stream: firstEv.stream - 1 }),
+      end: serializeTopoToken({ depth: lastEv.pdu.depth, stream: lastEv.stream }),
       state: await s.formatter.format([...stateEvents.values()].sort((x, y) => x.stream - y.stream), auth),
     };
   });

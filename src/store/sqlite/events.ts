@@ -373,6 +373,10 @@ export function queryRoomEvents(ctx: SqliteContext, q: RoomEventsQuery): StoredE
     bound('>', q.from, q.fromTopo);
     if (q.to !== undefined || (topo && q.toTopo)) bound('<=', q.to ?? 0, q.toTopo);
   }
+  if (q.maxStream !== undefined) {
+    where.push('stream <= ?');
+    params.push(q.maxStream);
+  }
   // An explicitly empty allow-list matches nothing, as in Matrix filters.
   if (q.types !== undefined) where.push(typeCondition(q.types, params));
   if (q.notTypes !== undefined && q.notTypes.length > 0) where.push(`NOT ${typeCondition(q.notTypes, params)}`);
