@@ -76,6 +76,8 @@ interface Prepared {
   pdu: Pdu;
   redaction?: { targetEventId: string; redactedPdu: Pdu };
   txn?: EventDraft['txn'];
+  /** A redaction's target, however the client named it (see withRedactsTarget). */
+  redacts?: string;
 }
 
 /** The state before an event, as far as steps 5 and 6 need it. */
@@ -268,7 +270,7 @@ export class RoomInput {
     const verdict = await this.judge(roomId, state, p.pdu, p.eventId);
     // A local event is never stored unless accepted: the client gets the reason instead.
     if (verdict.kind !== 'accepted') throw new MatrixError('M_FORBIDDEN', verdict.reason);
-    if (draft.redacts !== undefined) p.redaction = await this.redactionTarget(roomId, draft.redacts, p.pdu, state);
+    if (p.redacts !== undefined) p.redaction = await this.redactionTarget(roomId, p.redacts, p.pdu, state);
     this.finishLocal(p, draft, state);
     return this.commit(roomId, p, state, verdict);
   }
@@ -300,7 +302,7 @@ export class RoomInput {
     // Our own key failing means a misconfigured key ring, not a client error.
     if (badSignature !== undefined) throw new Error(`locally signed event fails the signature check: ${badSignature}`);
     if (checkHashOrRedact(signed, version).redacted) throw new Error('locally built event fails its content hash');
-    return { eventId, pdu: signed, txn: draft.txn };
+    return { eventId, pdu: signed, txn: draft.txn, redacts: draft.redacts };
   }
 
   /** Bookkeeping only local events get: `unsigned.replaces_state` (outside hashes and signatures). */
