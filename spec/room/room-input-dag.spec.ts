@@ -133,6 +133,8 @@ describe('Room input on a DAG: forks on one server', function () {
 
     const order = await timeline(w);
     assert.deepEqual(order.slice(-2), [topic.eventId, name.eventId]);
+    // The writer's in-memory state follows the resolution too.
+    assert.deepEqual((await w.input.currentState(w.roomId))?.stateMap(), current);
 
     // A local send now merges the fork: it cites both extremities and becomes the only one.
     const merged = await w.input.submit(w.roomId, { type: 'm.room.message', sender: bob, content: { msgtype: 'm.text', body: 'merge' } });
@@ -141,6 +143,24 @@ describe('Room input on a DAG: forks on one server', function () {
     assert.deepEqual(await w.store.rooms.getForwardExtremities(w.roomId), [merged.eventId]);
     assert.deepEqual(await w.store.rooms.getPrevEvents([merged.eventId]), new Map([[merged.eventId, [topic.eventId, name.eventId].sort()]]));
     assert.deepEqual(toStateMap((await w.store.rooms.getStateAtEvent(merged.eventId, 'before')) ?? []), expected);
+  });
+
+  it('resolves two branches that set the same key as the resolver says, in memory and in the store', async function () {
+    const a = build(w, alice, 'm.room.topic', { topic: 'A' }, [w.tip], { stateKey: '' });
+    const b = build(w, alice, 'm.room.topic', { topic: 'B' }, [w.tip], { stateKey: '' });
+    const a2 = build(w, alice, 'm.room.message', { msgtype: 'm.text', body: 'on A' }, [a]);
+    for (const ev of [a, b, a2]) assert.equal((await receive(w, ev)).outcome, 'accepted');
+    assert.deepEqual((await w.store.rooms.getForwardExtremities(w.roomId)).sort(), [a2.eventId, b.eventId].sort());
+    const all = await w.store.rooms.getRoomEvents({ roomId: w.roomId, dir: 'f', from: 0, limit: 1000 });
+    const byId = new Map(all.map((e) => [e.eventId, { eventId: e.eventId, pdu: e.pdu }]));
+    const expected = resolveState('11', [await stateAfter(w, a2.eventId), await stateAfter(w, b.eventId)], { getEvent: (id) => byId.get(id) });
+    const winner = expected.get(stateTuple('m.room.topic', ''));
+    assert.ok(winner === a.eventId || winner === b.eventId);
+    assert.deepEqual(toStateMap(await w.store.rooms.getCurrentState(w.roomId)), expected);
+    assert.deepEqual((await w.input.currentState(w.roomId))?.stateMap(), expected);
+    // /sync's change log saw the topic move to the winner.
+    const changes = await w.store.rooms.getStateChanges(w.roomId, 0, w.store.currentPosition());
+    assert.equal(changes.find((e) => e.type === 'm.room.topic')?.eventId, winner);
   });
 
   it('soft-fails an event whose sender is banned on the other fork; it stays out of the timeline and extremities', async function () {

@@ -470,8 +470,16 @@ export class RoomInput {
       state.applyPersisted(p.eventId, p.pdu, extremities);
       if (p.redaction) state.applyRedaction(p.redaction.targetEventId, p.redaction.redactedPdu);
     } else {
-      // Resolution may have changed any entry; the next job reloads the state from the store.
-      this.states.delete(roomId);
+      // Resolution changed exactly the entries of stateDelta.
+      const ids = stateDelta.map((e) => e.eventId).filter((id) => id !== p.eventId);
+      const found = await rooms.getEvents(ids);
+      const changed = stateDelta.map((e) => ({ eventId: e.eventId, pdu: e.eventId === p.eventId ? p.pdu : found.get(e.eventId)?.pdu }));
+      if (changed.every((c): c is { eventId: string; pdu: Pdu } => c.pdu !== undefined)) {
+        state.applyResolved(changed, extremities, p.pdu.depth);
+        if (p.redaction) state.applyRedaction(p.redaction.targetEventId, p.redaction.redactedPdu);
+      } else {
+        this.states.delete(roomId);
+      }
     }
     this.deps.onPersisted?.({ eventId: p.eventId, pdu: p.pdu, stream, pushActions: push.all });
     const userIds = stateDelta.filter((e) => e.type === 'm.room.member').map((e) => e.stateKey);

@@ -104,6 +104,18 @@ export class RoomState {
     this.maxDepth = Math.max(this.maxDepth, pdu.depth);
   }
 
+  /**
+   * Applies the outcome of a fork resolution: the entries that changed (with their PDUs), the new
+   * extremities and the accepted event's depth.
+   */
+  applyResolved(changed: StateEvent[], extremities: string[], depth: number): void {
+    for (const e of changed) {
+      if (e.pdu.state_key !== undefined) this.put(stateTuple(e.pdu.type, e.pdu.state_key), e);
+    }
+    this.extremities = [...extremities];
+    this.maxDepth = Math.max(this.maxDepth, depth);
+  }
+
   applyRedaction(targetId: string, redacted: Pdu): void {
     for (const [k, v] of this.entries) if (v.eventId === targetId) this.put(k, { eventId: targetId, pdu: redacted });
   }
