@@ -110,8 +110,8 @@ export function prepareEvent(input: PersistEventInput): PreparedEvent {
     pushBulk: preparePushBulk(input.pushBulk),
     originServerTs: pdu.origin_server_ts,
     depth: typeof pdu.depth === 'number' ? pdu.depth : 0,
-    prevEvents: Array.isArray(pdu.prev_events) ? pdu.prev_events.filter((x) => typeof x === 'string') : [],
-    authEvents: Array.isArray(pdu.auth_events) ? pdu.auth_events.filter((x) => typeof x === 'string') : [],
+    prevEvents: referencedIds(pdu.prev_events),
+    authEvents: referencedIds(pdu.auth_events),
     status: input.rejected !== undefined ? 'rejected' : input.outlier ? 'outlier' : input.softFailed ? 'soft_failed' : 'accepted',
     rejected: input.rejected ?? null,
     stateBefore:
@@ -147,6 +147,17 @@ export function eventChange(ev: PreparedEvent, pos: number): EventChange {
         : null,
     },
   };
+}
+
+/** Event IDs a PDU cites: bare IDs (v3+) or `[id, hashes]` pairs (v1/v2). */
+function referencedIds(refs: unknown): string[] {
+  if (!Array.isArray(refs)) return [];
+  const out: string[] = [];
+  for (const r of refs as unknown[]) {
+    const id = Array.isArray(r) ? r[0] : r;
+    if (typeof id === 'string') out.push(id);
+  }
+  return out;
 }
 
 /** The position a backfilled event gets: below every stored event, never a stream position. */

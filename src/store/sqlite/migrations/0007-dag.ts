@@ -1,4 +1,4 @@
-// Rooms as a DAG (issue 11): prev/auth edges, the auth chain index, state groups, event status
+// Rooms as a DAG (issue 11): prev/auth edges (bare IDs, or v1/v2 [id, hashes] pairs), the auth chain index, state groups, event status
 // flags and topological order. Existing rooms were linear, so their data converts exactly:
 // edges and depth come from the stored PDUs; each event's state before/after and the room's
 // current-state group at each event are rebuilt from state_history (which stays as the stream-
@@ -80,11 +80,13 @@ export const dag: Migration = {
     ) WITHOUT ROWID;
 
     INSERT INTO event_edges (event_id, prev_id, room_id)
-      SELECT e.event_id, p.value, e.room_id FROM events e, json_each(e.pdu_json, '$.prev_events') p
-      WHERE p.type = 'text' ON CONFLICT DO NOTHING;
+      SELECT e.event_id, CASE p.type WHEN 'array' THEN json_extract(p.value, '$[0]') ELSE p.value END, e.room_id
+      FROM events e, json_each(e.pdu_json, '$.prev_events') p
+      WHERE p.type = 'text' OR (p.type = 'array' AND json_type(p.value, '$[0]') = 'text') ON CONFLICT DO NOTHING;
     INSERT INTO event_auth_edges (event_id, auth_id)
-      SELECT e.event_id, a.value FROM events e, json_each(e.pdu_json, '$.auth_events') a
-      WHERE a.type = 'text' ON CONFLICT DO NOTHING;
+      SELECT e.event_id, CASE a.type WHEN 'array' THEN json_extract(a.value, '$[0]') ELSE a.value END
+      FROM events e, json_each(e.pdu_json, '$.auth_events') a
+      WHERE a.type = 'text' OR (a.type = 'array' AND json_type(a.value, '$[0]') = 'text') ON CONFLICT DO NOTHING;
   `,
   run: (db: Db) => {
     const cache = new Map<string, ReturnType<Db['prepare']>>();
