@@ -60,36 +60,102 @@ export function indexAuthChain(stmt: Stmt, eventId: string, authEvents: readonly
   for (const a of auths) if (a.chain_id !== mine.chain_id) link.run(mine.chain_id, mine.chain_seq, a.chain_id, a.chain_seq);
 }
 
+const BATCH = 500;
+
+function placeholders(n: number): string {
+  return new Array<string>(n).fill('?').join(', ');
+}
+
+/**
+ * Reads the index for one auth chain difference: chain positions and links are fetched in
+ * batches (IN lists) as the walk reaches them, then walked in memory, so a 10,000-event state
+ * costs a few dozen queries rather than one per event and link.
+ */
+class ChainReader {
+  private readonly positions = new Map<string, ChainPos | null>();
+  private readonly links = new Map<number, ChainPos[][]>();
+
+  constructor(private readonly stmt: Stmt) {}
+
+  loadPositions(ids: Iterable<string>): void {
+    const want = [...new Set(ids)].filter((id) => !this.positions.has(id));
+    for (let i = 0; i < want.length; i += BATCH) {
+      const chunk = want.slice(i, i + BATCH);
+      const rows = this.stmt(
+        `SELECT event_id, chain_id, chain_seq FROM events WHERE event_id IN (${placeholders(chunk.length)}) AND chain_id IS NOT NULL`,
+      ).all(...chunk) as Array<ChainPos & { event_id: string }>;
+      for (const id of chunk) this.positions.set(id, null);
+      for (const r of rows) this.positions.set(r.event_id, { chain_id: r.chain_id, chain_seq: r.chain_seq });
+    }
+  }
+
+  position(id: string): ChainPos | null {
+    return this.positions.get(id) ?? null;
+  }
+
+  loadLinks(chains: Iterable<number>): void {
+    const want = [...new Set(chains)].filter((c) => !this.links.has(c));
+    for (let i = 0; i < want.length; i += BATCH) {
+      const chunk = want.slice(i, i + BATCH);
+      for (const c of chunk) this.links.set(c, []);
+      const rows = this.stmt(
+        `SELECT origin_chain, origin_seq, target_chain, target_seq FROM auth_chain_links WHERE origin_chain IN (${placeholders(chunk.length)})`,
+      ).all(...chunk) as { origin_chain: number; origin_seq: number; target_chain: number; target_seq: number }[];
+      for (const r of rows) {
+        const byChain = this.links.get(r.origin_chain) as ChainPos[][];
+        // Indexed by origin seq: a walk reaching seq s follows the links of every seq <= s.
+        (byChain[r.origin_seq] ??= []).push({ chain_id: r.target_chain, chain_seq: r.target_seq });
+      }
+    }
+  }
+
+  hasLinks(chain: number): boolean {
+    return this.links.has(chain);
+  }
+
+  /** Links of `chain` with origin seq in (after, upTo]. */
+  linksBetween(chain: number, after: number, upTo: number): ChainPos[] {
+    const byChain = this.links.get(chain) ?? [];
+    const out: ChainPos[] = [];
+    const end = Math.min(upTo, byChain.length - 1);
+    for (let seq = after + 1; seq <= end; seq++) {
+      const l = byChain[seq];
+      if (l) out.push(...l);
+    }
+    return out;
+  }
+}
+
 /**
  * For a set of events: per chain, the highest seq that is in the set's auth chain (the auth
  * chain of an event excludes the event itself, so its own chain counts up to seq - 1).
  */
-function authChainBounds(stmt: Stmt, eventIds: readonly string[]): Map<number, number> {
+function authChainBounds(reader: ChainReader, eventIds: readonly string[]): Map<number, number> {
   const include = new Map<number, number>();
   const expanded = new Map<number, number>();
-  const todo: ChainPos[] = [];
-  const links = stmt(
-    `SELECT target_chain AS chain_id, target_seq AS chain_seq FROM auth_chain_links
-     WHERE origin_chain = ? AND origin_seq > ? AND origin_seq <= ?`,
-  );
+  let todo: ChainPos[] = [];
   const raise = (chain: number, seq: number): void => {
     if ((include.get(chain) ?? 0) < seq) include.set(chain, seq);
   };
   for (const id of eventIds) {
-    const pos = chainOf(stmt, id);
+    const pos = reader.position(id);
     if (!pos) continue;
     raise(pos.chain_id, pos.chain_seq - 1);
     todo.push(pos);
   }
   while (todo.length > 0) {
-    const { chain_id, chain_seq } = todo.pop() as ChainPos;
-    const done = expanded.get(chain_id) ?? 0;
-    if (chain_seq <= done) continue;
-    expanded.set(chain_id, chain_seq);
-    for (const t of links.all(chain_id, done, chain_seq) as ChainPos[]) {
-      raise(t.chain_id, t.chain_seq);
-      todo.push(t);
+    reader.loadLinks(todo.filter((p) => !reader.hasLinks(p.chain_id)).map((p) => p.chain_id));
+    const next: ChainPos[] = [];
+    for (const { chain_id, chain_seq } of todo) {
+      const done = expanded.get(chain_id) ?? 0;
+      if (chain_seq <= done) continue;
+      expanded.set(chain_id, chain_seq);
+      for (const t of reader.linksBetween(chain_id, done, chain_seq)) {
+        raise(t.chain_id, t.chain_seq);
+        next.push(t);
+      }
     }
+    todo = next;
   }
   return include;
 }
@@ -98,7 +164,9 @@ function authChainBounds(stmt: Stmt, eventIds: readonly string[]): Map<number, n
 export function authChainDifference(stmt: Stmt, roomId: string, sets: readonly (readonly string[])[]): Set<string> {
   const out = new Set<string>();
   if (sets.length < 2) return out;
-  const bounds = sets.map((s) => authChainBounds(stmt, s));
+  const reader = new ChainReader(stmt);
+  reader.loadPositions(sets.flat());
+  const bounds = sets.map((s) => authChainBounds(reader, s));
   const chains = new Set<number>();
   for (const b of bounds) for (const c of b.keys()) chains.add(c);
   const range = stmt(

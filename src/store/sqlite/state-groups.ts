@@ -1,14 +1,18 @@
 // State groups: every stored state (before/after each event, and the room's current state over
 // time) is a group. A group is either a snapshot (chain_len 0: all its entries are stored) or its
-// prev_group plus a delta (chain_len = prev's + 1). Deltas chain at most SNAPSHOT_INTERVAL - 1
-// deep, so reading any group reads one snapshot plus a bounded number of small deltas.
+// prev_group plus a delta (chain_len = prev's + 1).
+//
+// When to snapshot: once the delta rows piled on the last snapshot reach half that snapshot's
+// size (and at least SNAPSHOT_MIN_DELTA). So:
+// - reading any group reads one snapshot plus at most max(SNAPSHOT_MIN_DELTA, size / 2) delta
+//   rows: bounded by 1.5x the size of the answer (plus a constant), never by the room's age;
+// - storage is linear: each snapshot of S rows is paid for by at least S / 2 delta rows since the
+//   previous one, so every state change costs O(1) rows amortised. A fixed snapshot interval
+//   (Synapse: every 100 groups) would cost size / 100 rows per change: quadratic in the end.
 //
 // Invariants:
 // - Groups are immutable once written; a state that equals an existing group reuses it (an
 //   empty delta never creates a group), so a message event costs no state rows at all.
-// - Storage is linear in the number of state changes plus one full copy of the state every
-//   SNAPSHOT_INTERVAL groups (the same trade Synapse makes). A fully quadratic design would copy
-//   the whole state per event; a pure delta chain would make reads linear in the room's age.
 // - A delta entry with event_id NULL removes the key (state resolution can drop a key whose
 //   every candidate failed auth).
 
@@ -17,8 +21,8 @@ import type { StateEntry } from '../types.js';
 
 export type Stmt = (sql: string) => Statement;
 
-/** Snapshot every this many groups along a delta chain. */
-export const SNAPSHOT_INTERVAL = 100;
+/** Delta rows a snapshot may carry before a new one is written, at least (small states). */
+export const SNAPSHOT_MIN_DELTA = 100;
 
 /** A change to a state: eventId null removes the key. */
 export interface StateChange {
@@ -58,29 +62,38 @@ export function readStateGroup(stmt: Stmt, group: number): Map<string, StateEntr
  */
 export function createStateGroup(stmt: Stmt, roomId: string, base: number | null, changes: readonly StateChange[]): number {
   if (base !== null && changes.length === 0) return base;
-  const insertGroup = stmt('INSERT INTO state_groups (room_id, prev_group, chain_len) VALUES (?, ?, ?)');
+  const insertGroup = stmt(
+    'INSERT INTO state_groups (room_id, prev_group, chain_len, snapshot_size, delta_rows) VALUES (?, ?, ?, ?, ?)',
+  );
   const insertEntry = stmt(
     `INSERT INTO state_group_entries (group_id, type, state_key, event_id) VALUES (?, ?, ?, ?)
      ON CONFLICT DO UPDATE SET event_id = excluded.event_id`,
   );
-  if (base === null) {
-    const id = Number(insertGroup.run(roomId, null, 0).lastInsertRowid);
-    for (const c of changes) if (c.eventId !== null) insertEntry.run(id, c.type, c.stateKey, c.eventId);
+  const snapshot = (prev: number | null, entries: Iterable<StateEntry>): number => {
+    const list = [...entries];
+    const id = Number(insertGroup.run(roomId, prev, 0, list.length, 0).lastInsertRowid);
+    for (const e of list) insertEntry.run(id, e.type, e.stateKey, e.eventId);
     return id;
+  };
+  if (base === null) {
+    const full = new Map<string, StateEntry>();
+    for (const c of changes) if (c.eventId !== null) full.set(key(c.type, c.stateKey), { type: c.type, stateKey: c.stateKey, eventId: c.eventId });
+    return snapshot(null, full.values());
   }
-  const row = stmt('SELECT chain_len FROM state_groups WHERE id = ?').get(base) as { chain_len: number } | undefined;
+  const row = stmt('SELECT chain_len, snapshot_size, delta_rows FROM state_groups WHERE id = ?').get(base) as
+    | { chain_len: number; snapshot_size: number; delta_rows: number }
+    | undefined;
   if (!row) throw new Error(`unknown state group ${base}`);
-  if (row.chain_len + 1 >= SNAPSHOT_INTERVAL) {
+  const deltaRows = row.delta_rows + changes.length;
+  if (deltaRows > Math.max(SNAPSHOT_MIN_DELTA, row.snapshot_size / 2)) {
     const full = readStateGroup(stmt, base);
     for (const c of changes) {
       if (c.eventId === null) full.delete(key(c.type, c.stateKey));
       else full.set(key(c.type, c.stateKey), { type: c.type, stateKey: c.stateKey, eventId: c.eventId });
     }
-    const id = Number(insertGroup.run(roomId, base, 0).lastInsertRowid);
-    for (const e of full.values()) insertEntry.run(id, e.type, e.stateKey, e.eventId);
-    return id;
+    return snapshot(base, full.values());
   }
-  const id = Number(insertGroup.run(roomId, base, row.chain_len + 1).lastInsertRowid);
+  const id = Number(insertGroup.run(roomId, base, row.chain_len + 1, row.snapshot_size, deltaRows).lastInsertRowid);
   for (const c of changes) insertEntry.run(id, c.type, c.stateKey, c.eventId);
   return id;
 }

@@ -64,7 +64,10 @@ export const dag: Migration = {
       room_id TEXT NOT NULL,
       prev_group INTEGER,
       -- 0: a snapshot holding every entry; otherwise prev_group's chain_len + 1.
-      chain_len INTEGER NOT NULL
+      chain_len INTEGER NOT NULL,
+      -- Entries of the last snapshot on the chain, and delta rows stacked on it since.
+      snapshot_size INTEGER NOT NULL,
+      delta_rows INTEGER NOT NULL
     );
     CREATE TABLE state_group_entries (
       group_id INTEGER NOT NULL,
