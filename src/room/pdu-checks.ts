@@ -29,11 +29,20 @@ function isEventIdList(v: unknown, version: RoomVersion): v is string[] {
   return Array.isArray(v) && v.every((id) => isValidEventId(id, version));
 }
 
-/** Step 1: shape, limits and the event ID. `unsigned` from outside is never trusted, so it is dropped. */
-export function checkFormat(raw: unknown, roomId: string, version: RoomVersion): Checked<{ pdu: Pdu; eventId: string }> {
+/**
+ * Step 1: shape, limits and the event ID. `unsigned` from outside is never trusted, so it is
+ * dropped. `tooLarge` tells the size limit apart from other format errors (a client gets
+ * M_TOO_LARGE for it). `copy: false` skips the defensive copy for a PDU the caller just built.
+ */
+export function checkFormat(
+  raw: unknown,
+  roomId: string,
+  version: RoomVersion,
+  opts: { copy?: boolean } = {},
+): Checked<{ pdu: Pdu; eventId: string }> & { tooLarge?: boolean } {
   if (!isJsonObject(raw)) return fail('PDU is not a JSON object');
   const limit = pduLimitViolation(raw);
-  if (limit) return fail(limit);
+  if (limit) return { ...fail(limit), tooLarge: limit.startsWith('PDU is ') };
   if (raw.room_id !== roomId) return fail('room_id does not match the room');
   if (typeof raw.type !== 'string' || raw.type.length === 0) return fail('type must be a non-empty string');
   if (!isValidUserId(raw.sender)) return fail('sender is not a user ID');
@@ -46,7 +55,7 @@ export function checkFormat(raw: unknown, roomId: string, version: RoomVersion):
   if (!isJsonObject(raw.hashes) || typeof raw.hashes.sha256 !== 'string') return fail('hashes.sha256 missing');
   if (!isJsonObject(raw.signatures)) return fail('signatures missing');
   const { unsigned: _dropped, ...rest } = raw;
-  const pdu = structuredClone(rest) as unknown as Pdu;
+  const pdu = (opts.copy === false ? rest : structuredClone(rest)) as unknown as Pdu;
   let eventId: string;
   try {
     eventId = computeEventId(pdu, version);

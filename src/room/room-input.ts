@@ -29,7 +29,7 @@
 import { LRUCache } from 'lru-cache';
 import { MatrixError } from '../errors.js';
 import { authEventTypesFor, type AuthStateLookup } from '../protocol/auth-rules.js';
-import { MAX_PDU_BYTES, pduSize, signEvent } from '../protocol/events.js';
+import { MAX_PDU_BYTES, signEvent } from '../protocol/events.js';
 import { redactEvent } from '../protocol/redaction.js';
 import { CanonicalJsonError } from '../protocol/canonical-json.js';
 import type { JsonObject, Pdu, RoomVersion, SigningKey } from '../protocol/types.js';
@@ -292,17 +292,17 @@ export class RoomInput {
       if (err instanceof CanonicalJsonError) throw new MatrixError('M_BAD_JSON', `Event content is not valid canonical JSON: ${err.message}`);
       throw err;
     }
-    if (pduSize(signed) > MAX_PDU_BYTES) {
-      throw new MatrixError('M_TOO_LARGE', `Event is larger than ${MAX_PDU_BYTES} bytes`);
+    const format = checkFormat(signed, roomId, version, { copy: false });
+    if (!format.ok) {
+      if (format.tooLarge) throw new MatrixError('M_TOO_LARGE', `Event is larger than ${MAX_PDU_BYTES} bytes`);
+      throw new MatrixError('M_BAD_JSON', `Invalid event: ${format.reason}`);
     }
-    const format = checkFormat(signed, roomId, version);
-    if (!format.ok) throw new MatrixError('M_BAD_JSON', `Invalid event: ${format.reason}`);
     const { eventId } = format.value;
     const badSignature = await checkSignatures(signed, version, this.keyRing);
     // Our own key failing means a misconfigured key ring, not a client error.
     if (badSignature !== undefined) throw new Error(`locally signed event fails the signature check: ${badSignature}`);
     if (checkHashOrRedact(signed, version).redacted) throw new Error('locally built event fails its content hash');
-    return { eventId, pdu: signed, txn: draft.txn, redacts: draft.redacts };
+    return { eventId, pdu: format.value.pdu, txn: draft.txn, redacts: draft.redacts };
   }
 
   /** Bookkeeping only local events get: `unsigned.replaces_state` (outside hashes and signatures). */

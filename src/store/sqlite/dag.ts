@@ -19,11 +19,13 @@
 
 import type { Stmt } from './state-groups.js';
 
-export function writeEdges(stmt: Stmt, roomId: string, eventId: string, prevEvents: readonly string[], authEvents: readonly string[]): void {
+/**
+ * prev_events edges. Auth edges need no table: the PDU holds them, and the auth chain index is
+ * what answers questions about auth chains.
+ */
+export function writePrevEdges(stmt: Stmt, roomId: string, eventId: string, prevEvents: readonly string[]): void {
   const prev = stmt('INSERT INTO event_edges (event_id, prev_id, room_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING');
   for (const id of prevEvents) prev.run(eventId, id, roomId);
-  const auth = stmt('INSERT INTO event_auth_edges (event_id, auth_id) VALUES (?, ?) ON CONFLICT DO NOTHING');
-  for (const id of authEvents) auth.run(eventId, id);
 }
 
 interface ChainPos {

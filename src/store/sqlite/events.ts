@@ -24,7 +24,7 @@ import {
 import { jsonParse, type SqliteContext } from './context.js';
 import { preparePushActions, preparePushBulk, writePushActions, writePushBulk, type PreparedPushAction, type PreparedPushBulk } from './notifications.js';
 import { dropRelation, extractRelation, writeRelation, type PreparedRelation } from './relations.js';
-import { indexAuthChain, writeEdges } from './dag.js';
+import { indexAuthChain, writePrevEdges } from './dag.js';
 import { createStateGroup, type StateChange } from './state-groups.js';
 
 const MEMBERSHIPS: ReadonlySet<string> = new Set<Membership>(['join', 'invite', 'leave', 'ban', 'knock']);
@@ -166,9 +166,13 @@ export function nextBackfillPosition(ctx: SqliteContext): number {
   return Math.min(row.m ?? 0, 0) - 1;
 }
 
-function isRejected(ctx: SqliteContext, eventId: string): boolean {
-  const row = ctx.stmt('SELECT rejected FROM events WHERE event_id = ?').get(eventId) as { rejected: string | null } | undefined;
-  return row !== undefined && row.rejected !== null;
+/** The first of `ids` that was rejected, if any (one query: auth_events has at most 10 entries). */
+function firstRejected(ctx: SqliteContext, ids: readonly string[]): string | undefined {
+  if (ids.length === 0) return undefined;
+  const row = ctx
+    .stmt(`SELECT event_id FROM events WHERE event_id IN (${ids.map(() => '?').join(', ')}) AND rejected IS NOT NULL LIMIT 1`)
+    .get(...ids) as { event_id: string } | undefined;
+  return row?.event_id;
 }
 
 function assertTimelineEvent(ctx: SqliteContext, eventId: string, what: string): void {
@@ -233,9 +237,10 @@ export function writeEvent(
     );
   if (inserted.changes === 0) throw new StoreConflictError(`event ${eventId} already persisted`);
 
-  writeEdges(ctx.stmt, roomId, eventId, ev.prevEvents, ev.authEvents);
+  writePrevEdges(ctx.stmt, roomId, eventId, ev.prevEvents);
   if (ev.status !== 'rejected') {
-    for (const id of ev.authEvents) if (isRejected(ctx, id)) throw new Error(`event ${eventId} cites rejected auth event ${id}`);
+    const bad = firstRejected(ctx, ev.authEvents);
+    if (bad !== undefined) throw new Error(`event ${eventId} cites rejected auth event ${bad}`);
     if (ev.stateKey !== null) indexAuthChain(ctx.stmt, eventId, ev.authEvents);
   }
   // A rejected event that never got as far as the state check has no meaningful state either.

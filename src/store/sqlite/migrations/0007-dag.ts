@@ -1,8 +1,8 @@
-// Rooms as a DAG (issue 11): prev/auth edges (bare IDs, or v1/v2 [id, hashes] pairs), the auth chain index, state groups, event status
-// flags and topological order. Existing rooms were linear, so their data converts exactly:
-// edges and depth come from the stored PDUs; each event's state before/after and the room's
-// current-state group at each event are rebuilt from state_history (which stays as the stream-
-// keyed log of current-state changes that sync reads).
+// Rooms as a DAG (issue 11): prev_events edges (bare IDs, or v1/v2 [id, hashes] pairs), the auth
+// chain index, state groups, event status flags and topological order. Existing rooms were linear,
+// so their data converts exactly: edges and depth come from the stored PDUs; each event's state
+// before/after and the room's current-state group at each event are rebuilt from state_history
+// (which stays as the stream-keyed log of current-state changes that sync reads).
 
 import type { Db } from '../db.js';
 import { indexAuthChain } from '../dag.js';
@@ -45,12 +45,6 @@ export const dag: Migration = {
     ) WITHOUT ROWID;
     CREATE INDEX event_edges_prev ON event_edges (prev_id);
 
-    CREATE TABLE event_auth_edges (
-      event_id TEXT NOT NULL,
-      auth_id TEXT NOT NULL,
-      PRIMARY KEY (event_id, auth_id)
-    ) WITHOUT ROWID;
-
     CREATE TABLE auth_chain_links (
       origin_chain INTEGER NOT NULL,
       origin_seq INTEGER NOT NULL,
@@ -86,10 +80,6 @@ export const dag: Migration = {
       SELECT e.event_id, CASE p.type WHEN 'array' THEN json_extract(p.value, '$[0]') ELSE p.value END, e.room_id
       FROM events e, json_each(e.pdu_json, '$.prev_events') p
       WHERE p.type = 'text' OR (p.type = 'array' AND json_type(p.value, '$[0]') = 'text') ON CONFLICT DO NOTHING;
-    INSERT INTO event_auth_edges (event_id, auth_id)
-      SELECT e.event_id, CASE a.type WHEN 'array' THEN json_extract(a.value, '$[0]') ELSE a.value END
-      FROM events e, json_each(e.pdu_json, '$.auth_events') a
-      WHERE a.type = 'text' OR (a.type = 'array' AND json_type(a.value, '$[0]') = 'text') ON CONFLICT DO NOTHING;
   `,
   run: (db: Db) => {
     const cache = new Map<string, ReturnType<Db['prepare']>>();
@@ -98,20 +88,31 @@ export const dag: Migration = {
       if (!s) cache.set(sql, (s = db.prepare(sql)));
       return s;
     };
-    const events = db.prepare('SELECT stream, event_id, room_id, type, state_key FROM events ORDER BY stream').iterate() as Iterable<{
+    const events = db
+      .prepare(
+        `SELECT stream, event_id, room_id, type, state_key,
+           CASE WHEN state_key IS NULL THEN NULL ELSE json_extract(pdu_json, '$.auth_events') END AS auth_json
+         FROM events ORDER BY stream`,
+      )
+      .iterate() as Iterable<{
       stream: number;
       event_id: string;
       room_id: string;
       type: string;
       state_key: string | null;
+      auth_json: string | null;
     }>;
-    const authOf = stmt('SELECT auth_id FROM event_auth_edges WHERE event_id = ?');
+    const authOf = (json: string | null): string[] => {
+      const refs: unknown = json === null ? [] : JSON.parse(json);
+      if (!Array.isArray(refs)) return [];
+      return refs.map((r: unknown) => (Array.isArray(r) ? r[0] : r)).filter((id): id is string => typeof id === 'string');
+    };
     const changesAt = stmt('SELECT type, state_key, event_id FROM state_history WHERE room_id = ? AND stream = ?');
     const current = new Map<string, number>();
     const rows = [...events];
     for (const ev of rows) {
       if (ev.state_key !== null) {
-        indexAuthChain(stmt, ev.event_id, (authOf.all(ev.event_id) as { auth_id: string }[]).map((r) => r.auth_id));
+        indexAuthChain(stmt, ev.event_id, authOf(ev.auth_json));
       }
       const before = current.get(ev.room_id) ?? createStateGroup(stmt, ev.room_id, null, []);
       const after =
