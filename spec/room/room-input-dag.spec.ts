@@ -284,5 +284,13 @@ describe('Room input on a DAG: forks on one server', function () {
     }
     const unknownRoom = await w.input.receive(`!nope:${SERVER}`, good.pdu, SERVER);
     assert.equal(unknownRoom.outcome, 'rejected');
+    const secondCreate = buildPdu(
+      { roomId: w.roomId, sender: alice, type: 'm.room.create', stateKey: '', content: { room_version: '11' }, prevEvents: [], authEvents: [], depth: 1 },
+      SERVER,
+      w.key,
+    );
+    const out = await receive(w, secondCreate);
+    assert.ok(out.outcome === 'rejected' && !out.stored, JSON.stringify(out));
+    assert.equal((await w.store.rooms.getForwardExtremities(w.roomId)).length, 1);
   });
 });

@@ -323,6 +323,8 @@ export class RoomInput {
     const { eventId } = format.value;
     const seen = await this.deps.store.rooms.getEvent(eventId);
     if (seen) return outcomeOf(seen);
+    // The room exists, so it has its create event; a second one would fork the room's identity.
+    if (format.value.pdu.type === 'm.room.create') return { outcome: 'rejected', eventId, reason: 'the room already has a create event', stored: false };
     const badSignature = await checkSignatures(format.value.pdu, version, this.keyRing);
     if (badSignature !== undefined) return { outcome: 'rejected', eventId, reason: badSignature, stored: false };
     const { pdu } = checkHashOrRedact(format.value.pdu, version);
