@@ -69,7 +69,7 @@ export function describeDagContract(ctx: ContractContext): void {
       assert.deepEqual(await ctx.store.rooms.getPrevEvents([merge.eventId]), new Map([[merge.eventId, [a.eventId, b.eventId, c.eventId].sort()]]));
     });
 
-    it('answers auth chain differences from the index exactly as the auth chains computed from the PDUs', async function () {
+    it('answers auth chain differences and conflicted subgraphs from the index exactly as computed from the PDUs', async function () {
       this.timeout(60_000);
       const roomId = `!dag${randomBytes(6).toString('hex')}:${SERVER}`;
       await ctx.store.rooms.createRoom({ roomId, roomVersion: '11', creator: alice, createdTs: 1 });
@@ -119,6 +119,21 @@ export function describeDagContract(ctx: ContractContext): void {
         const got = [...(await ctx.store.rooms.getAuthChainDifference(roomId, sets))].sort();
         assert.deepEqual(got, expected, `trial ${trial}`);
       }
+      // Room 12's conflicted subgraph: events on an auth path from one given event to another.
+      const reaches = (from: string, to: string): boolean => from === to || chainOf(from, memo).has(to);
+      let nonTrivial = 0;
+      for (let trial = 0; trial < 30; trial++) {
+        const size = 2 + Math.floor(rand() * 4);
+        const conflicted = [...new Set(Array.from({ length: size }, () => events[Math.floor(rand() * events.length)].eventId))];
+        const expected = events
+          .map((e) => e.eventId)
+          .filter((x) => conflicted.some((c1) => reaches(c1, x)) && conflicted.some((c2) => reaches(x, c2)))
+          .sort();
+        const got = [...(await ctx.store.rooms.getConflictedSubgraph(roomId, conflicted))].sort();
+        assert.deepEqual(got, expected, `subgraph trial ${trial}`);
+        if (expected.length > conflicted.length) nonTrivial++;
+      }
+      assert.ok(nonTrivial >= 10, `only ${nonTrivial} trials had events between the conflicted ones`);
       assert.deepEqual(await ctx.store.rooms.getAuthChainDifference(roomId, [[events[5].eventId]]), new Set());
       assert.deepEqual(await ctx.store.rooms.getAuthChainDifference(roomId, [[events[5].eventId], [events[5].eventId]]), new Set());
     });

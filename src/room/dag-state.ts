@@ -35,6 +35,13 @@ export function changedEntries(from: ReadonlyMap<StateKeyTuple, string>, to: Rea
   return toEntries(changed);
 }
 
+/** Event IDs an event cites as auth events (bare IDs, or v1/v2 [id, hashes] pairs). */
+function authIds(pdu: { auth_events: unknown }): string[] {
+  const refs = pdu.auth_events;
+  if (!Array.isArray(refs)) return [];
+  return (refs as unknown[]).map((r) => (Array.isArray(r) ? r[0] : r)).filter((id): id is string => typeof id === 'string');
+}
+
 const ALWAYS_LOAD = [stateTuple('m.room.create', ''), stateTuple('m.room.power_levels', ''), stateTuple('m.room.join_rules', '')];
 
 export class DagState {
@@ -85,11 +92,22 @@ export class DagState {
       if (id) first.push(id);
     }
     await load(first);
-    // The auth events of what was loaded: resolution reads senders' power from them.
-    await load([...events.values()].flatMap((e) => e.pdu.auth_events));
+    // The auth events of what was loaded (resolution reads senders' power from them), and the
+    // whole power-levels chain (mainline ordering walks it): power events cite their predecessor.
+    let frontier = [...events.values()];
+    for (let depth = 0; frontier.length > 0; depth++) {
+      const before = new Set(events.keys());
+      const next = depth === 0 ? frontier : frontier.filter((e) => e.pdu.type === 'm.room.power_levels');
+      await load(next.flatMap((e) => authIds(e.pdu)));
+      frontier = [...events.values()].filter((e) => !before.has(e.eventId));
+    }
 
+    // Room 12 asks for the conflicted subgraph; the store answers it from its index, but only a
+    // run of the resolver says whether this version wants it, so the first request reruns.
+    let subgraph: Set<string> | undefined;
     for (;;) {
       const misses = new Set<string>();
+      let wantsSubgraph = false;
       const result = this.resolveState(version, sets, {
         getEvent: (id) => {
           const ev = events.get(id);
@@ -97,12 +115,25 @@ export class DagState {
           return ev;
         },
         authChainDifference: () => new Set(difference),
+        conflictedSubgraph: (ids) => {
+          if (subgraph) return new Set(subgraph);
+          wantsSubgraph = true;
+          return new Set(ids);
+        },
         isRejected: (id) => rejected.has(id),
       });
+      if (wantsSubgraph && !subgraph) {
+        subgraph = await this.rooms.getConflictedSubgraph(roomId, [...conflicted]);
+        await load(subgraph);
+        continue;
+      }
       if (misses.size === 0) return result;
       await load(misses);
-      // One level of their auth events too, so chains of power events need fewer rounds.
-      await load([...misses].flatMap((id) => events.get(id)?.pdu.auth_events ?? []));
+      // One level of their auth events too, so chains of auth events need fewer rounds.
+      await load([...misses].flatMap((id) => {
+        const ev = events.get(id);
+        return ev ? authIds(ev.pdu) : [];
+      }));
     }
   }
 }

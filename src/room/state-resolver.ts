@@ -13,7 +13,9 @@ export type StateMap = Map<StateKeyTuple, string>;
 export interface StateResolutionSource {
   getEvent(eventId: string): EventWithId | undefined;
   /** Indexed auth chain difference of the state sets (from the store's auth chain index). */
-  authChainDifference?(stateSets: ReadonlyArray<ReadonlyMap<StateKeyTuple, string>>): Set<string>;
+  authChainDifference?(stateSets: ReadonlyArray<ReadonlyMap<StateKeyTuple, string>>): Iterable<string>;
+  /** Room 12: every event on an auth path from one conflicted event to another (store index). */
+  conflictedSubgraph?(conflictedEventIds: ReadonlySet<string>): Iterable<string>;
   isRejected?(eventId: string): boolean;
 }
 

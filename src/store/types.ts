@@ -292,6 +292,11 @@ export interface RoomStore {
    * chain index without walking whole chains; unknown IDs are ignored.
    */
   getAuthChainDifference(roomId: string, stateSets: string[][]): Promise<Set<string>>;
+  /**
+   * Room 12's conflicted state subgraph (MSC4297): every event on an auth_events path from one
+   * of `eventIds` to another, those events included. Also answered from the index.
+   */
+  getConflictedSubgraph(roomId: string, eventIds: string[]): Promise<Set<string>>;
   /** Topological position of each known event. */
   getTopologicalPositions(eventIds: string[]): Promise<Map<string, TopologicalPosition>>;
   /** State entries that changed in (fromExclusive, toInclusive], latest value per key. */

@@ -187,3 +187,52 @@ export function authChainDifference(stmt: Stmt, roomId: string, sets: readonly (
   }
   return out;
 }
+
+/**
+ * Room 12 (MSC4297): the conflicted state subgraph of `eventIds`: every event on an auth path
+ * from one of them to another, themselves included. Per chain that is a seq range: from the
+ * lowest seq that reaches one of them (walking links backwards) up to the highest seq one of
+ * them reaches (walking links forwards). The backward walk stays inside the forward ranges.
+ */
+export function conflictedSubgraph(stmt: Stmt, roomId: string, eventIds: readonly string[]): Set<string> {
+  const reader = new ChainReader(stmt);
+  reader.loadPositions(eventIds);
+  const starts = eventIds.map((id) => reader.position(id)).filter((p): p is ChainPos => p !== null);
+  const up = authChainBounds(reader, eventIds);
+  for (const s of starts) if ((up.get(s.chain_id) ?? 0) < s.chain_seq) up.set(s.chain_id, s.chain_seq);
+
+  const low = new Map<number, number>();
+  const done = new Map<number, number>();
+  const todo = new Set<number>();
+  for (const s of starts) {
+    if (s.chain_seq < (low.get(s.chain_id) ?? Infinity)) low.set(s.chain_id, s.chain_seq);
+    todo.add(s.chain_id);
+  }
+  const into = stmt(
+    `SELECT origin_chain, origin_seq FROM auth_chain_links WHERE target_chain = ? AND target_seq >= ? AND target_seq < ?`,
+  );
+  while (todo.size > 0) {
+    const chain = todo.values().next().value as number;
+    todo.delete(chain);
+    const from = low.get(chain) as number;
+    const before = done.get(chain) ?? Number.MAX_SAFE_INTEGER;
+    if (from >= before) continue;
+    done.set(chain, from);
+    for (const r of into.all(chain, from, before) as { origin_chain: number; origin_seq: number }[]) {
+      // Only events the conflicted events reach can be on a path between them.
+      if (r.origin_seq > (up.get(r.origin_chain) ?? 0)) continue;
+      if (r.origin_seq < (low.get(r.origin_chain) ?? Infinity)) {
+        low.set(r.origin_chain, r.origin_seq);
+        todo.add(r.origin_chain);
+      }
+    }
+  }
+  const out = new Set<string>();
+  const range = stmt('SELECT event_id FROM events WHERE chain_id = ? AND chain_seq >= ? AND chain_seq <= ? AND room_id = ?');
+  for (const [chain, from] of low) {
+    const to = up.get(chain) ?? 0;
+    if (from > to) continue;
+    for (const r of range.all(chain, from, to, roomId) as { event_id: string }[]) out.add(r.event_id);
+  }
+  return out;
+}

@@ -17,7 +17,7 @@ import {
 } from '../types.js';
 import type { SqliteContext } from './context.js';
 import { eventChange, getEventRow, nextBackfillPosition, prepareEvent, queryRoomEvents, TIMELINE, toStoredEvent, writeEvent } from './events.js';
-import { authChainDifference } from './dag.js';
+import { authChainDifference, conflictedSubgraph } from './dag.js';
 import { readStateGroup } from './state-groups.js';
 
 interface StateRow {
@@ -191,6 +191,11 @@ export class SqliteRoomStore implements RoomStore {
   async getAuthChainDifference(roomId: string, stateSets: string[][]): Promise<Set<string>> {
     this.ctx.checkOpen();
     return authChainDifference(this.ctx.stmt, roomId, stateSets);
+  }
+
+  async getConflictedSubgraph(roomId: string, eventIds: string[]): Promise<Set<string>> {
+    this.ctx.checkOpen();
+    return conflictedSubgraph(this.ctx.stmt, roomId, eventIds);
   }
 
   async getTopologicalPositions(eventIds: string[]): Promise<Map<string, TopologicalPosition>> {

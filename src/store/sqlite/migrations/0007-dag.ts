@@ -52,6 +52,8 @@ export const dag: Migration = {
       target_seq INTEGER NOT NULL,
       PRIMARY KEY (origin_chain, origin_seq, target_chain, target_seq)
     ) WITHOUT ROWID;
+    -- Walking links backwards: which chains reach a given event (room 12's conflicted subgraph).
+    CREATE INDEX auth_chain_links_target ON auth_chain_links (target_chain, target_seq);
 
     CREATE TABLE state_groups (
       id INTEGER PRIMARY KEY,
