@@ -5,6 +5,7 @@
 import { assert } from '../helpers/assert.js';
 import { buildPdu, type BuiltPdu } from '../helpers/pdu-builder.js';
 import { generateSigningKey } from '../../src/protocol/crypto.js';
+import { authEventIds, prevEventIds } from '../../src/protocol/events.js';
 import type { JsonObject, SigningKey } from '../../src/protocol/types.js';
 import { stateTuple } from '../../src/protocol/types.js';
 import { openSqliteStore, type SqliteStore } from '../../src/store/sqlite/index.js';
@@ -139,7 +140,7 @@ describe('Room input on a DAG: forks on one server', function () {
     // A local send now merges the fork: it cites both extremities and becomes the only one.
     const merged = await w.input.submit(w.roomId, { type: 'm.room.message', sender: bob, content: { msgtype: 'm.text', body: 'merge' } });
     const mergedEv = await w.store.rooms.getEvent(merged.eventId);
-    assert.deepEqual([...(mergedEv?.pdu.prev_events ?? [])].sort(), [topic.eventId, name.eventId].sort());
+    assert.deepEqual((mergedEv ? prevEventIds(mergedEv.pdu) : []).sort(), [topic.eventId, name.eventId].sort());
     assert.deepEqual(await w.store.rooms.getForwardExtremities(w.roomId), [merged.eventId]);
     assert.deepEqual(await w.store.rooms.getPrevEvents([merged.eventId]), new Map([[merged.eventId, [topic.eventId, name.eventId].sort()]]));
     assert.deepEqual(toStateMap((await w.store.rooms.getStateAtEvent(merged.eventId, 'before')) ?? []), expected);
@@ -202,9 +203,9 @@ describe('Room input on a DAG: forks on one server', function () {
     // Local sends cite neither as prev nor as auth event.
     const local = await w.input.submit(w.roomId, { type: 'm.room.topic', stateKey: '', sender: alice, content: { topic: 'real' } });
     const pdu = (await w.store.rooms.getEvent(local.eventId))?.pdu;
-    assert.ok(pdu && !pdu.prev_events.includes(bad.eventId) && !pdu.auth_events.includes(bad.eventId));
-    assert.ok(!pdu.prev_events.includes(citing.eventId));
-    assert.deepEqual(pdu.prev_events, [w.tip.eventId]);
+    assert.ok(pdu && !prevEventIds(pdu).includes(bad.eventId) && !authEventIds(pdu).includes(bad.eventId));
+    assert.ok(!prevEventIds(pdu).includes(citing.eventId));
+    assert.deepEqual(prevEventIds(pdu), [w.tip.eventId]);
     assert.deepEqual(await w.store.rooms.getChildEvents(bad.eventId), []);
   });
 

@@ -8,6 +8,7 @@
 // asks for an event that was not loaded, the misses are fetched and resolution runs again; each
 // round loads at least one new event, so this ends, and the usual fork needs one round.
 
+import { authEventIds } from '../protocol/events.js';
 import type { EventWithId, RoomVersion, StateKeyTuple } from '../protocol/types.js';
 import { stateTuple } from '../protocol/types.js';
 import type { RoomStore, StateEntry, StateGroupId } from '../store/types.js';
@@ -33,13 +34,6 @@ export function changedEntries(from: ReadonlyMap<StateKeyTuple, string>, to: Rea
   const changed = new Map<StateKeyTuple, string>();
   for (const [k, v] of to) if (from.get(k) !== v) changed.set(k, v);
   return toEntries(changed);
-}
-
-/** Event IDs an event cites as auth events (bare IDs, or v1/v2 [id, hashes] pairs). */
-function authIds(pdu: { auth_events: unknown }): string[] {
-  const refs = pdu.auth_events;
-  if (!Array.isArray(refs)) return [];
-  return (refs as unknown[]).map((r) => (Array.isArray(r) ? r[0] : r)).filter((id): id is string => typeof id === 'string');
 }
 
 const ALWAYS_LOAD = [stateTuple('m.room.create', ''), stateTuple('m.room.power_levels', ''), stateTuple('m.room.join_rules', '')];
@@ -98,7 +92,7 @@ export class DagState {
     for (let depth = 0; frontier.length > 0; depth++) {
       const before = new Set(events.keys());
       const next = depth === 0 ? frontier : frontier.filter((e) => e.pdu.type === 'm.room.power_levels');
-      await load(next.flatMap((e) => authIds(e.pdu)));
+      await load(next.flatMap((e) => authEventIds(e.pdu)));
       frontier = [...events.values()].filter((e) => !before.has(e.eventId));
     }
 
@@ -132,7 +126,7 @@ export class DagState {
       // One level of their auth events too, so chains of auth events need fewer rounds.
       await load([...misses].flatMap((id) => {
         const ev = events.get(id);
-        return ev ? authIds(ev.pdu) : [];
+        return ev ? authEventIds(ev.pdu) : [];
       }));
     }
   }

@@ -10,7 +10,8 @@
 import { AuthError, authEventTypesFor, checkAuthEventsSelection, checkEventAuth, type AuthStateLookup } from '../protocol/auth-rules.js';
 import { isJsonObject } from '../protocol/canonical-json.js';
 import { signatureKeyIds } from '../protocol/crypto.js';
-import { checkContentHash, computeEventId, pduLimitViolation, requiredSignatureServers, verifyEventSignature } from '../protocol/events.js';
+import { checkContentHash, computeEventId, pduLimitViolation, requiredSignatureServers, roomIdOf, verifyEventSignature } from '../protocol/events.js';
+import { roomVersionRules } from '../protocol/room-versions.js';
 import { isValidEventId, isValidUserId } from '../protocol/ids.js';
 import { redactEvent } from '../protocol/redaction.js';
 import { authStateFromEvents } from '../protocol/auth-rules.js';
@@ -25,8 +26,13 @@ function isSafeInt(v: unknown, min = 0): v is number {
   return typeof v === 'number' && Number.isSafeInteger(v) && v >= min;
 }
 
-function isEventIdList(v: unknown, version: RoomVersion): v is string[] {
-  return Array.isArray(v) && v.every((id) => isValidEventId(id, version));
+/** prev_events/auth_events: bare event IDs, or (v1/v2) `[event_id, {sha256}]` pairs. */
+function isReferenceList(v: unknown, version: RoomVersion): boolean {
+  if (!Array.isArray(v)) return false;
+  if (!roomVersionRules(version).eventReferencesWithHashes) return v.every((id) => isValidEventId(id, version));
+  return v.every(
+    (r) => Array.isArray(r) && r.length === 2 && isValidEventId(r[0], version) && isJsonObject(r[1]) && typeof r[1].sha256 === 'string',
+  );
 }
 
 /**
@@ -36,22 +42,24 @@ function isEventIdList(v: unknown, version: RoomVersion): v is string[] {
  */
 export function checkFormat(
   raw: unknown,
-  roomId: string,
+  /** null: a v12 create event being built, whose room ID is its own hash. */
+  roomId: string | null,
   version: RoomVersion,
   opts: { copy?: boolean } = {},
 ): Checked<{ pdu: Pdu; eventId: string }> & { tooLarge?: boolean } {
   if (!isJsonObject(raw)) return fail('PDU is not a JSON object');
   const limit = pduLimitViolation(raw);
   if (limit) return { ...fail(limit), tooLarge: limit.startsWith('PDU is ') };
-  if (raw.room_id !== roomId) return fail('room_id does not match the room');
+  // Only a v12 create event has no room_id; checked against its event ID below.
+  if (raw.room_id !== undefined && roomId !== null && raw.room_id !== roomId) return fail('room_id does not match the room');
   if (typeof raw.type !== 'string' || raw.type.length === 0) return fail('type must be a non-empty string');
   if (!isValidUserId(raw.sender)) return fail('sender is not a user ID');
   if (raw.state_key !== undefined && typeof raw.state_key !== 'string') return fail('state_key must be a string');
   if (!isJsonObject(raw.content)) return fail('content must be an object');
   if (!isSafeInt(raw.origin_server_ts)) return fail('origin_server_ts must be a non-negative integer');
   if (!isSafeInt(raw.depth)) return fail('depth must be a non-negative integer');
-  if (!isEventIdList(raw.prev_events, version)) return fail('prev_events must be a list of event IDs');
-  if (!isEventIdList(raw.auth_events, version)) return fail('auth_events must be a list of event IDs');
+  if (!isReferenceList(raw.prev_events, version)) return fail('prev_events must be a list of event IDs');
+  if (!isReferenceList(raw.auth_events, version)) return fail('auth_events must be a list of event IDs');
   if (!isJsonObject(raw.hashes) || typeof raw.hashes.sha256 !== 'string') return fail('hashes.sha256 missing');
   if (!isJsonObject(raw.signatures)) return fail('signatures missing');
   const { unsigned: _dropped, ...rest } = raw;
@@ -62,6 +70,7 @@ export function checkFormat(
   } catch (err) {
     return fail(`cannot compute the event ID: ${(err as Error).message}`);
   }
+  if (roomId !== null && roomIdOf(pdu, eventId) !== roomId) return fail('room_id does not match the room');
   return { ok: true, value: { pdu, eventId } };
 }
 
@@ -87,11 +96,16 @@ export function checkHashOrRedact(pdu: Pdu, version: RoomVersion): { pdu: Pdu; r
   return { pdu: redactEvent(pdu, version), redacted: true };
 }
 
-/** Step 4: the event is allowed by the auth rules applied to its own auth_events. */
-export function checkAgainstAuthEvents(pdu: Pdu, version: RoomVersion, authEvents: readonly Pdu[]): string | undefined {
+/**
+ * Step 4: the event is allowed by the auth rules applied to its own auth_events. `roomCreate` is
+ * the room's create event: v12 events never cite it (the room ID names it), so the rules find it
+ * there; before v12 the selection check already refused auth_events without it.
+ */
+export function checkAgainstAuthEvents(pdu: Pdu, version: RoomVersion, authEvents: readonly Pdu[], roomCreate?: Pdu): string | undefined {
   try {
     checkAuthEventsSelection(pdu, authEvents, version);
-    checkEventAuth(pdu, version, authStateFromEvents(authEvents));
+    const own = authStateFromEvents(authEvents);
+    checkEventAuth(pdu, version, (type, stateKey) => own(type, stateKey) ?? (type === 'm.room.create' && stateKey === '' ? roomCreate : undefined));
     return undefined;
   } catch (err) {
     if (err instanceof AuthError) return err.message;
@@ -111,6 +125,6 @@ export function checkAgainstState(pdu: Pdu, version: RoomVersion, state: AuthSta
 }
 
 /** The (type, state_key) entries the auth rules consult for this event. */
-export function authKeysOf(pdu: Pdu): Array<[string, string]> {
-  return authEventTypesFor({ type: pdu.type, state_key: pdu.state_key, sender: pdu.sender, content: pdu.content });
+export function authKeysOf(pdu: Pdu, version: RoomVersion): Array<[string, string]> {
+  return authEventTypesFor({ type: pdu.type, state_key: pdu.state_key, sender: pdu.sender, content: pdu.content }, version);
 }

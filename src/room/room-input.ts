@@ -29,7 +29,17 @@
 import { LRUCache } from 'lru-cache';
 import { MatrixError } from '../errors.js';
 import { authEventTypesFor, type AuthStateLookup } from '../protocol/auth-rules.js';
-import { MAX_PDU_BYTES, signEvent } from '../protocol/events.js';
+import {
+  authEventIds,
+  eventIdAssignedByServer,
+  eventReferences,
+  MAX_PDU_BYTES,
+  newServerEventId,
+  prevEventIds,
+  roomIdFromCreateEvent,
+  signEvent,
+} from '../protocol/events.js';
+import { roomVersionRules } from '../protocol/room-versions.js';
 import { redactEvent } from '../protocol/redaction.js';
 import { CanonicalJsonError } from '../protocol/canonical-json.js';
 import type { JsonObject, Pdu, RoomVersion, SigningKey } from '../protocol/types.js';
@@ -123,6 +133,8 @@ export class RoomInput {
   private readonly queues = new Map<string, Promise<unknown>>();
   private readonly states: LRUCache<string, RoomState>;
   private readonly now: () => number;
+  /** Last origin_server_ts given to a create event whose hash is the room ID (see buildPdu). */
+  private lastDerivedCreateTs = 0;
   private readonly dag: DagState;
   private readonly keyRing: KeyRing;
 
@@ -148,42 +160,66 @@ export class RoomInput {
 
   /**
    * Creates a room and appends its initial events in order as one queued job, so no other event
-   * can interleave with room creation.
+   * can interleave with room creation. `roomId` is null for versions whose room ID is derived
+   * from the create event (v12): the ID is known once that event is built, and returned.
+   * `beforeWrite` runs in the job once every initial event is authorised and before anything is
+   * written (to claim an alias for the new ID); if it throws, nothing is written.
    */
-  createRoom(roomId: string, version: RoomVersion, creator: string, drafts: EventDraft[]): Promise<SubmitResult[]> {
-    return this.enqueue(roomId, async () => {
-      // Build and check every initial event first, against a scratch state: if any is rejected
-      // nothing is written and the client gets M_INVALID_ROOM_STATE, not half a room. The store
-      // has none of these events yet, so steps 4 and 5 read the scratch state, which holds
-      // exactly the auth events and the state before each of them.
-      const scratch = RoomState.empty(version);
-      const prepared: Prepared[] = [];
-      for (const d of drafts) {
-        let p: Prepared;
-        try {
-          p = await this.prepare(roomId, d, scratch);
-          const authEvents = p.pdu.auth_events.map((id) => scratch.eventById(id)).filter((e): e is Pdu => e !== undefined);
-          const reason =
-            (authEvents.length === p.pdu.auth_events.length ? undefined : 'unknown auth event') ??
-            checkAgainstAuthEvents(p.pdu, version, authEvents) ??
-            checkAgainstState(p.pdu, version, lookupIn(scratch));
-          if (reason !== undefined) throw new MatrixError('M_FORBIDDEN', reason);
-        } catch (err) {
-          if (err instanceof MatrixError && err.errcode === 'M_FORBIDDEN') {
-            throw new MatrixError('M_INVALID_ROOM_STATE', `Initial state rejected: ${err.message}`);
-          }
-          throw err;
+  async createRoom(
+    roomId: string | null,
+    version: RoomVersion,
+    creator: string,
+    drafts: EventDraft[],
+    beforeWrite?: (roomId: string) => Promise<void>,
+  ): Promise<{ roomId: string; events: SubmitResult[] }> {
+    if ((roomId === null) !== roomVersionRules(version).roomIdFromCreateEvent) {
+      throw new Error(`room version ${version} ${roomId === null ? 'needs' : 'derives'} the room ID`);
+    }
+    // Build and check every initial event first, against a scratch state: if any is rejected
+    // nothing is written and the client gets M_INVALID_ROOM_STATE, not half a room. The store
+    // has none of these events yet, so steps 4 and 5 read the scratch state, which holds exactly
+    // the auth events and the state before each of them. Initial events depend on nothing but
+    // each other, so this needs no place in the queue.
+    const scratch = RoomState.empty(version);
+    const prepared: Prepared[] = [];
+    let id = roomId;
+    for (const d of drafts) {
+      let p: Prepared;
+      try {
+        p = await this.prepare(id ?? '', d, scratch);
+        const cited = authEventIds(p.pdu);
+        const authEvents = cited.map((a) => scratch.eventById(a)).filter((e): e is Pdu => e !== undefined);
+        const reason =
+          (authEvents.length === cited.length ? undefined : 'unknown auth event') ??
+          checkAgainstAuthEvents(p.pdu, version, authEvents, scratch.get('m.room.create', '')?.pdu) ??
+          checkAgainstState(p.pdu, version, lookupIn(scratch));
+        if (reason !== undefined) throw new MatrixError('M_FORBIDDEN', reason);
+      } catch (err) {
+        if (err instanceof MatrixError && err.errcode === 'M_FORBIDDEN') {
+          throw new MatrixError('M_INVALID_ROOM_STATE', `Initial state rejected: ${err.message}`);
         }
-        this.finishLocal(p, d, scratch);
-        scratch.applyPersisted(p.eventId, p.pdu);
-        prepared.push(p);
+        throw err;
       }
-      await this.deps.store.rooms.createRoom({ roomId, roomVersion: version, creator, createdTs: this.now() });
+      id ??= roomIdFromCreateEvent(p.pdu, version) ?? null;
+      this.finishLocal(p, d, scratch);
+      scratch.applyPersisted(p.eventId, p.pdu);
+      prepared.push(p);
+    }
+    if (id === null) throw new Error('room creation without an m.room.create event');
+    const newRoomId = id;
+    return this.enqueue(newRoomId, async () => {
+      // A derived ID repeats only if the same user sent an identical create event in the same
+      // millisecond; writing it twice would merge two rooms.
+      if (roomId === null && (await this.deps.store.rooms.getRoom(newRoomId))) {
+        throw new MatrixError('M_ROOM_IN_USE', 'An identical room was created at the same moment; try again');
+      }
+      await beforeWrite?.(newRoomId);
+      await this.deps.store.rooms.createRoom({ roomId: newRoomId, roomVersion: version, creator, createdTs: this.now() });
       const state = RoomState.empty(version);
-      this.states.set(roomId, state);
-      const out: SubmitResult[] = [];
-      for (const p of prepared) out.push(await this.commit(roomId, p, state, { kind: 'accepted', before: { isCurrent: true } }));
-      return out;
+      this.states.set(newRoomId, state);
+      const events: SubmitResult[] = [];
+      for (const p of prepared) events.push(await this.commit(newRoomId, p, state, { kind: 'accepted', before: { isCurrent: true } }));
+      return { roomId: newRoomId, events };
     });
   }
 
@@ -283,6 +319,8 @@ export class RoomInput {
       throw new MatrixError('M_INVALID_PARAM', 'Event types and state keys may not contain NUL');
     }
     const pdu = this.buildPdu(roomId, draft, state);
+    // v1/v2: the ID is ours to choose, and part of what gets hashed and signed.
+    if (eventIdAssignedByServer(version)) pdu.event_id = newServerEventId(this.deps.serverName);
     let signed: Pdu;
     try {
       signed = signEvent(pdu, this.deps.serverName, this.deps.signingKey, version);
@@ -292,7 +330,8 @@ export class RoomInput {
       if (err instanceof CanonicalJsonError) throw new MatrixError('M_BAD_JSON', `Event content is not valid canonical JSON: ${err.message}`);
       throw err;
     }
-    const format = checkFormat(signed, roomId, version, { copy: false });
+    // createRoom builds a v12 create event before its room ID exists (roomId '').
+    const format = checkFormat(signed, roomId === '' ? null : roomId, version, { copy: false });
     if (!format.ok) {
       if (format.tooLarge) throw new MatrixError('M_TOO_LARGE', `Event is larger than ${MAX_PDU_BYTES} bytes`);
       throw new MatrixError('M_BAD_JSON', `Invalid event: ${format.reason}`);
@@ -351,7 +390,7 @@ export class RoomInput {
     // 4. Auth against its own auth_events.
     const authEvents: Pdu[] = [];
     const unknownAuth: string[] = [];
-    for (const id of pdu.auth_events) {
+    for (const id of authEventIds(pdu)) {
       const ev = state.eventById(id);
       if (ev) authEvents.push(ev);
       else unknownAuth.push(id);
@@ -366,11 +405,11 @@ export class RoomInput {
         authEvents.push(ev.pdu);
       }
     }
-    const authFailure = checkAgainstAuthEvents(pdu, version, authEvents);
+    const authFailure = checkAgainstAuthEvents(pdu, version, authEvents, state.get('m.room.create', '')?.pdu);
     if (authFailure !== undefined) return { kind: 'rejected', reason: authFailure, store: true };
 
     // 5. Auth against the state before it.
-    const prevs = pdu.prev_events;
+    const prevs = prevEventIds(pdu);
     let before: Before;
     let lookup: AuthStateLookup;
     if (sameSet(prevs, state.extremities)) {
@@ -383,7 +422,7 @@ export class RoomInput {
       const maps = await Promise.all(prevs.map((id) => this.dag.groupState((groups.get(id) as { after: number }).after)));
       const map = maps.length === 0 ? new Map<string, string>() : await this.dag.resolve(roomId, version, maps);
       before = { isCurrent: false, map, stored: storedAs(maps.length > 0 ? (groups.get(prevs[0]) as { after: number }).after : null, maps[0], map) };
-      lookup = await this.lookupFor(pdu, map);
+      lookup = await this.lookupFor(pdu, version, map);
     }
     const stateFailure = checkAgainstState(pdu, version, lookup);
     if (stateFailure !== undefined) return { kind: 'rejected', reason: stateFailure, before, store: true };
@@ -397,8 +436,8 @@ export class RoomInput {
   }
 
   /** A lookup over `map` holding the PDUs of exactly the entries the auth rules consult for `pdu`. */
-  private async lookupFor(pdu: Pdu, map: StateMap): Promise<AuthStateLookup> {
-    const keys = authKeysOf(pdu).map(([t, k]) => stateTuple(t, k));
+  private async lookupFor(pdu: Pdu, version: RoomVersion, map: StateMap): Promise<AuthStateLookup> {
+    const keys = authKeysOf(pdu, version).map(([t, k]) => stateTuple(t, k));
     const ids = keys.map((k) => map.get(k)).filter((id): id is string => id !== undefined);
     const found = await this.deps.store.rooms.getEvents(ids);
     return (type, stateKey) => {
@@ -430,7 +469,7 @@ export class RoomInput {
     }
 
     const { before } = verdict;
-    const prevSet = new Set(p.pdu.prev_events);
+    const prevSet = new Set(prevEventIds(p.pdu));
     const extremities = [...state.extremities.filter((id) => !prevSet.has(id)), p.eventId];
     const own: StateEntry[] = p.pdu.state_key !== undefined ? [{ type: p.pdu.type, stateKey: p.pdu.state_key, eventId: p.eventId }] : [];
     let stateDelta = own;
@@ -477,7 +516,7 @@ export class RoomInput {
       const found = await rooms.getEvents(ids);
       const changed = stateDelta.map((e) => ({ eventId: e.eventId, pdu: e.eventId === p.eventId ? p.pdu : found.get(e.eventId)?.pdu }));
       if (changed.every((c): c is { eventId: string; pdu: Pdu } => c.pdu !== undefined)) {
-        state.applyResolved(changed, extremities, p.pdu.depth);
+        state.applyResolved(changed, extremities, { eventId: p.eventId, pdu: p.pdu });
         if (p.redaction) state.applyRedaction(p.redaction.targetEventId, p.redaction.redactedPdu);
       } else {
         this.states.delete(roomId);
@@ -490,10 +529,12 @@ export class RoomInput {
   }
 
   private buildPdu(roomId: string, draft: EventDraft, state: RoomState): Pdu {
-    const authEvents: string[] = [];
-    for (const [t, k] of authEventTypesFor({ type: draft.type, state_key: draft.stateKey, sender: draft.sender, content: draft.content })) {
+    const rules = roomVersionRules(state.version);
+    const authEvents: Array<{ eventId: string; pdu: Pdu }> = [];
+    const selection = authEventTypesFor({ type: draft.type, state_key: draft.stateKey, sender: draft.sender, content: draft.content }, state.version);
+    for (const [t, k] of selection) {
       const e = state.get(t, k);
-      if (e && !authEvents.includes(e.eventId)) authEvents.push(e.eventId);
+      if (e && !authEvents.some((a) => a.eventId === e.eventId)) authEvents.push(e);
     }
     const content: JsonObject = { ...draft.content };
     const pdu: Pdu = {
@@ -503,15 +544,25 @@ export class RoomInput {
       content,
       origin_server_ts: this.now(),
       depth: state.nextDepth(),
-      prev_events: state.extremities.slice(0, 20),
-      auth_events: authEvents,
+      // v1/v2 cite prev_events with their hashes, so they need the PDUs; later versions the IDs.
+      prev_events: rules.eventReferencesWithHashes
+        ? eventReferences(state.extremityEvents().slice(0, 20), state.version)
+        : state.extremities.slice(0, 20),
+      auth_events: eventReferences(authEvents, state.version),
       hashes: { sha256: '' },
       signatures: {},
     };
+    if (draft.type === 'm.room.create' && rules.roomIdFromCreateEvent) {
+      // v12: the create event has no room ID; the room ID is its hash. Two identical requests
+      // in one millisecond would otherwise make the same room, so timestamps here never repeat.
+      delete pdu.room_id;
+      pdu.origin_server_ts = Math.max(pdu.origin_server_ts, this.lastDerivedCreateTs + 1);
+      this.lastDerivedCreateTs = pdu.origin_server_ts;
+    }
     if (draft.stateKey !== undefined) pdu.state_key = draft.stateKey;
     if (draft.type === 'm.room.redaction' && draft.redacts) {
-      // v11 moved `redacts` into content; v10 keeps it top-level.
-      if (state.version === '11') content.redacts = draft.redacts;
+      // v11 moved `redacts` into content; earlier versions keep it top-level.
+      if (rules.redactsInContent) content.redacts = draft.redacts;
       else pdu.redacts = draft.redacts;
     }
     delete (pdu as Partial<Pdu>).hashes;

@@ -1,7 +1,7 @@
 // In-memory current state of one room, owned by the room-input queue. It holds the PDUs of the
 // current state events so auth checks and event building need no store round-trip.
 
-import { powerLevelOf } from '../protocol/auth-rules.js';
+import { actionPowerLevel, powerLevelOf } from '../protocol/auth-rules.js';
 import type { JsonObject, Pdu, RoomVersion } from '../protocol/types.js';
 import { stateTuple } from '../protocol/types.js';
 import type { StateEntry, StoredEvent } from '../store/types.js';
@@ -16,6 +16,8 @@ export class RoomState {
   /** The same events by ID, for auth_events lookups without a store read. */
   private readonly byId = new Map<string, Pdu>();
   extremities: string[] = [];
+  /** PDUs of the extremities (v1/v2 cite prev_events with their reference hashes). */
+  private extremityPdus = new Map<string, Pdu>();
   private maxDepth = 0;
 
   private constructor(readonly version: RoomVersion) {}
@@ -36,7 +38,11 @@ export class RoomState {
       if (ev) s.put(stateTuple(e.type, e.stateKey), { eventId: e.eventId, pdu: ev.pdu });
     }
     s.extremities = [...extremities];
-    for (const id of extremities) s.maxDepth = Math.max(s.maxDepth, events.get(id)?.pdu.depth ?? 0);
+    for (const id of extremities) {
+      const pdu = events.get(id)?.pdu;
+      if (pdu) s.extremityPdus.set(id, pdu);
+      s.maxDepth = Math.max(s.maxDepth, pdu?.depth ?? 0);
+    }
     return s;
   }
 
@@ -67,6 +73,16 @@ export class RoomState {
     return this.get(type, stateKey)?.pdu.content;
   }
 
+  /** The extremities with their PDUs (those the store could not return are left out). */
+  extremityEvents(): StateEvent[] {
+    const out: StateEvent[] = [];
+    for (const id of this.extremities) {
+      const pdu = this.extremityPdus.get(id);
+      if (pdu) out.push({ eventId: id, pdu });
+    }
+    return out;
+  }
+
   nextDepth(): number {
     return this.maxDepth + 1;
   }
@@ -82,15 +98,12 @@ export class RoomState {
   }
 
   powerLevel(userId: string): number {
-    return powerLevelOf(userId, this.content('m.room.power_levels'), this.get('m.room.create', '')?.pdu);
+    return powerLevelOf(userId, this.content('m.room.power_levels'), this.get('m.room.create', '')?.pdu, this.version);
   }
 
   /** The power level a named action (kick, ban, redact, invite) requires. */
   requiredLevel(action: 'kick' | 'ban' | 'redact' | 'invite'): number {
-    const pl = this.content('m.room.power_levels');
-    const v = pl?.[action];
-    if (typeof v === 'number') return v;
-    return action === 'invite' ? 0 : 50;
+    return actionPowerLevel(action, this.content('m.room.power_levels'));
   }
 
   canRedactOthers(userId: string): boolean {
@@ -100,7 +113,7 @@ export class RoomState {
   /** Applies an event accepted on top of the whole current state (no fork involved). */
   applyPersisted(eventId: string, pdu: Pdu, extremities: string[] = [eventId]): void {
     if (pdu.state_key !== undefined) this.put(stateTuple(pdu.type, pdu.state_key), { eventId, pdu });
-    this.extremities = [...extremities];
+    this.setExtremities(extremities, eventId, pdu);
     this.maxDepth = Math.max(this.maxDepth, pdu.depth);
   }
 
@@ -108,12 +121,22 @@ export class RoomState {
    * Applies the outcome of a fork resolution: the entries that changed (with their PDUs), the new
    * extremities and the accepted event's depth.
    */
-  applyResolved(changed: StateEvent[], extremities: string[], depth: number): void {
+  applyResolved(changed: StateEvent[], extremities: string[], accepted: StateEvent): void {
     for (const e of changed) {
       if (e.pdu.state_key !== undefined) this.put(stateTuple(e.pdu.type, e.pdu.state_key), e);
     }
+    this.setExtremities(extremities, accepted.eventId, accepted.pdu);
+    this.maxDepth = Math.max(this.maxDepth, accepted.pdu.depth);
+  }
+
+  private setExtremities(extremities: string[], newId: string, newPdu: Pdu): void {
+    const pdus = new Map<string, Pdu>();
+    for (const id of extremities) {
+      const pdu = id === newId ? newPdu : this.extremityPdus.get(id);
+      if (pdu) pdus.set(id, pdu);
+    }
     this.extremities = [...extremities];
-    this.maxDepth = Math.max(this.maxDepth, depth);
+    this.extremityPdus = pdus;
   }
 
   applyRedaction(targetId: string, redacted: Pdu): void {

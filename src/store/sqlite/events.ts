@@ -11,7 +11,7 @@
 //   extremities, and an accepted event may not cite a rejected auth event: such a write throws.
 
 import type { Pdu } from '../../protocol/types.js';
-import { roomIdOf } from '../../protocol/events.js';
+import { referencedIds, roomIdOf } from '../../protocol/events.js';
 import type { EventChange } from '../change-types.js';
 import {
   StoreConflictError,
@@ -147,17 +147,6 @@ export function eventChange(ev: PreparedEvent, pos: number): EventChange {
         : null,
     },
   };
-}
-
-/** Event IDs a PDU cites: bare IDs (v3+) or `[id, hashes]` pairs (v1/v2). */
-function referencedIds(refs: unknown): string[] {
-  if (!Array.isArray(refs)) return [];
-  const out: string[] = [];
-  for (const r of refs as unknown[]) {
-    const id = Array.isArray(r) ? r[0] : r;
-    if (typeof id === 'string') out.push(id);
-  }
-  return out;
 }
 
 /** The position a backfilled event gets: below every stored event, never a stream position. */
