@@ -6,7 +6,9 @@ import { assert } from '../helpers/assert.js';
 import { buildPdu, type BuiltPdu } from '../helpers/pdu-builder.js';
 import { generateSigningKey } from '../../src/protocol/crypto.js';
 import { authEventIds, prevEventIds } from '../../src/protocol/events.js';
-import type { JsonObject, SigningKey } from '../../src/protocol/types.js';
+import type { JsonObject, RoomVersion, SigningKey } from '../../src/protocol/types.js';
+import { roomVersionRules } from '../../src/protocol/room-versions.js';
+import { authEventTypesFor } from '../../src/protocol/auth-rules.js';
 import { stateTuple } from '../../src/protocol/types.js';
 import { openSqliteStore, type SqliteStore } from '../../src/store/sqlite/index.js';
 import { LocalNotifier } from '../../src/sync/notifier.js';
@@ -23,6 +25,7 @@ const carol = `@carol:${SERVER}`;
 const resolveState: ResolveState = interimResolveState;
 
 interface World {
+  version: RoomVersion;
   store: SqliteStore;
   input: RoomInput;
   key: SigningKey;
@@ -33,26 +36,29 @@ interface World {
   tip: { eventId: string; depth: number };
 }
 
-async function setup(): Promise<World> {
+async function setup(version: RoomVersion): Promise<World> {
   const store = await openSqliteStore({ path: ':memory:' });
   const key = generateSigningKey('fork');
   const keyRing = StaticKeyRing.forServer(SERVER, [key]);
   const input = new RoomInput({ store, notifier: new LocalNotifier(), serverName: SERVER, signingKey: key, keyRing, resolveState });
-  const roomId = `!fork${Math.random().toString(36).slice(2)}:${SERVER}`;
-  await input.createRoom(roomId, '11', alice, [
-    { type: 'm.room.create', stateKey: '', sender: alice, content: { room_version: '11' } },
+  const derived = roomVersionRules(version).roomIdFromCreateEvent;
+  const { roomId } = await input.createRoom(derived ? null : `!fork${Math.random().toString(36).slice(2)}:${SERVER}`, version, alice, [
+    { type: 'm.room.create', stateKey: '', sender: alice, content: { room_version: version } },
     { type: 'm.room.member', stateKey: alice, sender: alice, content: { membership: 'join' } },
-    { type: 'm.room.power_levels', stateKey: '', sender: alice, content: { users: { [alice]: 100 }, users_default: 0, ban: 50, state_default: 50 } },
+    // v12 creators have infinite power and may not be listed.
+    { type: 'm.room.power_levels', stateKey: '', sender: alice, content: { users: roomVersionRules(version).auth.privilegedCreators ? {} : { [alice]: 100 }, users_default: 0, ban: 50, state_default: 50 } },
     { type: 'm.room.join_rules', stateKey: '', sender: alice, content: { join_rule: 'public' } },
   ]);
   const join = await input.submit(roomId, { type: 'm.room.member', stateKey: bob, sender: bob, content: { membership: 'join' } });
   const ids = new Map((await store.rooms.getCurrentState(roomId)).map((e) => [stateTuple(e.type, e.stateKey), e.eventId]));
   const ev = await store.rooms.getEvent(join.eventId);
-  return { store, input, key, keyRing, roomId, ids, tip: { eventId: join.eventId, depth: ev?.pdu.depth ?? 0 } };
+  return { version, store, input, key, keyRing, roomId, ids, tip: { eventId: join.eventId, depth: ev?.pdu.depth ?? 0 } };
 }
 
 function authFor(w: World, sender: string, extra: string[] = []): string[] {
-  const keys = [stateTuple('m.room.create', ''), stateTuple('m.room.power_levels', ''), stateTuple('m.room.member', sender), ...extra];
+  // The auth events selection of the room's version (v12 does not cite the create event).
+  const selection = authEventTypesFor({ type: 'm.room.message', sender, content: {} }, w.version).map(([t, k]) => stateTuple(t, k));
+  const keys = [...selection, ...extra];
   return keys.map((k) => w.ids.get(k)).filter((id): id is string => id !== undefined);
 }
 
@@ -78,6 +84,7 @@ function build(
     },
     SERVER,
     w.key,
+    w.version,
   );
   return { ...built, depth };
 }
@@ -98,10 +105,11 @@ async function timeline(w: World): Promise<string[]> {
   return evs.map((e) => e.eventId);
 }
 
-describe('Room input on a DAG: forks on one server', function () {
+for (const version of ['11', '12'] as const)
+describe(`Room input on a DAG: forks on one server (room v${version})`, function () {
   let w: World;
   beforeEach(async function () {
-    w = await setup();
+    w = await setup(version);
   });
   afterEach(async function () {
     await w.input.drain();
@@ -121,7 +129,7 @@ describe('Room input on a DAG: forks on one server', function () {
     assert.equal((await stateAfter(w, name.eventId)).get(stateTuple('m.room.topic', '')), undefined);
     const all = await w.store.rooms.getRoomEvents({ roomId: w.roomId, dir: 'f', from: 0, limit: 1000 });
     const byId = new Map(all.map((e) => [e.eventId, { eventId: e.eventId, pdu: e.pdu }]));
-    const expected = resolveState('11', [await stateAfter(w, topic.eventId), await stateAfter(w, name.eventId)], {
+    const expected = resolveState(w.version, [await stateAfter(w, topic.eventId), await stateAfter(w, name.eventId)], {
       getEvent: (id) => byId.get(id),
     });
     const current = toStateMap(await w.store.rooms.getCurrentState(w.roomId));
@@ -154,7 +162,7 @@ describe('Room input on a DAG: forks on one server', function () {
     assert.deepEqual((await w.store.rooms.getForwardExtremities(w.roomId)).sort(), [a2.eventId, b.eventId].sort());
     const all = await w.store.rooms.getRoomEvents({ roomId: w.roomId, dir: 'f', from: 0, limit: 1000 });
     const byId = new Map(all.map((e) => [e.eventId, { eventId: e.eventId, pdu: e.pdu }]));
-    const expected = resolveState('11', [await stateAfter(w, a2.eventId), await stateAfter(w, b.eventId)], { getEvent: (id) => byId.get(id) });
+    const expected = resolveState(w.version, [await stateAfter(w, a2.eventId), await stateAfter(w, b.eventId)], { getEvent: (id) => byId.get(id) });
     const winner = expected.get(stateTuple('m.room.topic', ''));
     assert.ok(winner === a.eventId || winner === b.eventId);
     assert.deepEqual(toStateMap(await w.store.rooms.getCurrentState(w.roomId)), expected);
@@ -243,6 +251,7 @@ describe('Room input on a DAG: forks on one server', function () {
       { roomId: w.roomId, sender: mallory, type: 'm.room.message', content: { body: 'hi' }, prevEvents: [w.tip.eventId], authEvents: authFor(w, mallory), depth: w.tip.depth + 1 },
       'evil.test',
       evilKey,
+      w.version,
     );
     const out = await receive(w, forged);
     assert.equal(out.outcome, 'rejected');
@@ -286,9 +295,10 @@ describe('Room input on a DAG: forks on one server', function () {
     const unknownRoom = await w.input.receive(`!nope:${SERVER}`, good.pdu, SERVER);
     assert.equal(unknownRoom.outcome, 'rejected');
     const secondCreate = buildPdu(
-      { roomId: w.roomId, sender: alice, type: 'm.room.create', stateKey: '', content: { room_version: '11' }, prevEvents: [], authEvents: [], depth: 1 },
+      { roomId: w.roomId, sender: alice, type: 'm.room.create', stateKey: '', content: { room_version: w.version }, prevEvents: [], authEvents: [], depth: 1 },
       SERVER,
       w.key,
+      w.version,
     );
     const out = await receive(w, secondCreate);
     assert.ok(out.outcome === 'rejected' && !out.stored, JSON.stringify(out));

@@ -437,7 +437,8 @@ export class RoomInput {
 
   /** A lookup over `map` holding the PDUs of exactly the entries the auth rules consult for `pdu`. */
   private async lookupFor(pdu: Pdu, version: RoomVersion, map: StateMap): Promise<AuthStateLookup> {
-    const keys = authKeysOf(pdu, version).map(([t, k]) => stateTuple(t, k));
+    // The create event always: v12's selection leaves it out, yet the rules read it.
+    const keys = [stateTuple('m.room.create', ''), ...authKeysOf(pdu, version).map(([t, k]) => stateTuple(t, k))];
     const ids = keys.map((k) => map.get(k)).filter((id): id is string => id !== undefined);
     const found = await this.deps.store.rooms.getEvents(ids);
     return (type, stateKey) => {
