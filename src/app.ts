@@ -21,7 +21,7 @@ import { loadOrCreateSigningKey } from './protocol/keyfile.js';
 import { EventFormatter } from './room/client-event.js';
 import { RoomInput } from './room/room-input.js';
 import { StaticKeyRing } from './room/key-ring.js';
-import { interimResolveState } from './room/interim-resolver.js';
+import { resolveState } from './protocol/state-res/index.js';
 import { RoomService } from './room/room-service.js';
 import { RoomUpgradeService } from './room/room-upgrade.js';
 import { VisibilityChecker } from './room/visibility.js';
@@ -142,7 +142,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     signingKey,
     // Federation replaces this with a key ring that fetches remote servers' keys.
     keyRing: StaticKeyRing.forServer(config.server_name, [signingKey]),
-    resolveState: interimResolveState,
+    resolveState,
     now,
     onPersisted: (info) => {
       metrics?.eventsPersisted.inc();

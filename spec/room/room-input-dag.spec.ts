@@ -14,15 +14,13 @@ import { openSqliteStore, type SqliteStore } from '../../src/store/sqlite/index.
 import { LocalNotifier } from '../../src/sync/notifier.js';
 import { RoomInput, type InputOutcome } from '../../src/room/room-input.js';
 import { StaticKeyRing } from '../../src/room/key-ring.js';
-import { interimResolveState } from '../../src/room/interim-resolver.js';
-import type { ResolveState } from '../../src/room/state-resolver.js';
+import { resolveState } from '../../src/protocol/state-res/index.js';
 import { toStateMap } from '../../src/room/dag-state.js';
 
 const SERVER = 'fork.test';
 const alice = `@alice:${SERVER}`;
 const bob = `@bob:${SERVER}`;
 const carol = `@carol:${SERVER}`;
-const resolveState: ResolveState = interimResolveState;
 
 interface World {
   version: RoomVersion;

@@ -48,7 +48,7 @@ import type { PushActionInput, PushBulkInput, StateEntry, Store, StoredEvent } f
 import type { Notifier } from '../sync/notifier.js';
 import { changedEntries, DagState, toEntries } from './dag-state.js';
 import { StaticKeyRing, type KeyRing } from './key-ring.js';
-import { interimResolveState } from './interim-resolver.js';
+import { resolveState as resolveStateV } from '../protocol/state-res/index.js';
 import { authKeysOf, checkAgainstAuthEvents, checkAgainstState, checkFormat, checkHashOrRedact, checkSignatures } from './pdu-checks.js';
 import { RoomState } from './room-state.js';
 import type { ResolveState, StateMap } from './state-resolver.js';
@@ -113,7 +113,7 @@ export interface RoomInputDeps {
   signingKey: SigningKey;
   /** Public keys for step 2. Default: only this server's own signing key. */
   keyRing?: KeyRing;
-  /** State resolution (src/protocol/state-res), for forks. Default: the interim resolver. */
+  /** State resolution, for forks. Default: src/protocol/state-res. */
   resolveState?: ResolveState;
   now?: () => number;
   /** Called after each event is durable (metrics, push dispatch). Must not throw or block. */
@@ -142,7 +142,7 @@ export class RoomInput {
     this.now = deps.now ?? Date.now;
     this.states = new LRUCache({ max: cacheRooms });
     this.keyRing = deps.keyRing ?? StaticKeyRing.forServer(deps.serverName, [deps.signingKey]);
-    this.dag = new DagState(deps.store.rooms, deps.resolveState ?? interimResolveState);
+    this.dag = new DagState(deps.store.rooms, deps.resolveState ?? resolveStateV);
   }
 
   /**
@@ -239,9 +239,9 @@ export class RoomInput {
     return this.enqueue(roomId, async () => {
       const state = await this.load(roomId);
       if (!state) throw new MatrixError('M_NOT_FOUND', 'Unknown room');
-      const prepared = await this.prepare(roomId, await build(state), state);
-      await beforeCommit?.(prepared.eventId);
-      return this.commit(roomId, prepared, state);
+      const { p, verdict } = await this.prepareLocal(roomId, await build(state), state);
+      await beforeCommit?.(p.eventId);
+      return this.commit(roomId, p, state, verdict);
     });
   }
 
@@ -250,7 +250,7 @@ export class RoomInput {
    * For checks that must pass before work elsewhere starts (inside a `submitHolding` build).
    */
   async authorise(roomId: string, draft: EventDraft, state: RoomState): Promise<void> {
-    await this.prepare(roomId, draft, state);
+    await this.prepareLocal(roomId, draft, state);
   }
 
   /** Current state of a room as the writer sees it (loaded on demand). */
@@ -302,13 +302,19 @@ export class RoomInput {
         return { eventId: existing, stream: ev?.stream ?? 0, deduplicated: true };
       }
     }
+    const { p, verdict } = await this.prepareLocal(roomId, draft, state);
+    return this.commit(roomId, p, state, verdict);
+  }
+
+  /** A local event built, signed and through checks 1-6, with its redaction; writes nothing. */
+  private async prepareLocal(roomId: string, draft: EventDraft, state: RoomState): Promise<{ p: Prepared; verdict: Verdict }> {
     const p = await this.prepare(roomId, draft, state);
     const verdict = await this.judge(roomId, state, p.pdu, p.eventId);
     // A local event is never stored unless accepted: the client gets the reason instead.
     if (verdict.kind !== 'accepted') throw new MatrixError('M_FORBIDDEN', verdict.reason);
     if (p.redacts !== undefined) p.redaction = await this.redactionTarget(roomId, p.redacts, p.pdu, state);
     this.finishLocal(p, draft, state);
-    return this.commit(roomId, p, state, verdict);
+    return { p, verdict };
   }
 
   /** Builds and signs a local event, then runs checks 1-3 on it. Writes nothing. */
