@@ -28,7 +28,7 @@
 
 import { LRUCache } from 'lru-cache';
 import { MatrixError } from '../errors.js';
-import { authEventTypesFor, type AuthStateLookup } from '../protocol/auth-rules.js';
+import { authEventTypesFor } from '../protocol/auth-rules.js';
 import {
   authEventIds,
   eventIdAssignedByServer,
@@ -49,8 +49,9 @@ import type { Notifier } from '../sync/notifier.js';
 import { changedEntries, DagState, toEntries } from './dag-state.js';
 import { StaticKeyRing, type KeyRing } from './key-ring.js';
 import { resolveState as resolveStateV } from '../protocol/state-res/index.js';
-import { authKeysOf, checkAgainstAuthEvents, checkAgainstState, checkFormat, checkHashOrRedact, checkSignatures } from './pdu-checks.js';
+import { checkAgainstAuthEvents, checkAgainstState, checkFormat, checkHashOrRedact, checkSignatures } from './pdu-checks.js';
 import { RoomState } from './room-state.js';
+import { EventJudge, lookupIn, type Verdict } from './event-judge.js';
 import type { ResolveState, StateMap } from './state-resolver.js';
 
 export interface EventDraft {
@@ -90,22 +91,6 @@ interface Prepared {
   redacts?: string;
 }
 
-/** The state before an event, as far as steps 5 and 6 need it. */
-interface Before {
-  /** True when it is the room's current state (prev_events = the forward extremities). */
-  isCurrent: boolean;
-  /** How the store should record it (absent when it is the current state). */
-  stored?: { group: number | null; delta: StateEntry[] };
-  /** The whole state, when it had to be computed (not the current state). */
-  map?: StateMap;
-}
-
-type Verdict =
-  | { kind: 'accepted'; before: Before }
-  | { kind: 'soft_failed'; reason: string; before: Before }
-  | { kind: 'rejected'; reason: string; before?: Before; store: boolean }
-  | { kind: 'outlier'; reason: string };
-
 export interface RoomInputDeps {
   store: Store;
   notifier: Notifier;
@@ -136,6 +121,7 @@ export class RoomInput {
   /** Last origin_server_ts given to a create event whose hash is the room ID (see buildPdu). */
   private lastDerivedCreateTs = 0;
   private readonly dag: DagState;
+  private readonly judge: EventJudge;
   private readonly keyRing: KeyRing;
 
   constructor(private readonly deps: RoomInputDeps, cacheRooms = 10_000) {
@@ -143,6 +129,7 @@ export class RoomInput {
     this.states = new LRUCache({ max: cacheRooms });
     this.keyRing = deps.keyRing ?? StaticKeyRing.forServer(deps.serverName, [deps.signingKey]);
     this.dag = new DagState(deps.store.rooms, deps.resolveState ?? resolveStateV);
+    this.judge = new EventJudge(deps.store.rooms, this.dag);
   }
 
   /**
@@ -309,7 +296,7 @@ export class RoomInput {
   /** A local event built, signed and through checks 1-6, with its redaction; writes nothing. */
   private async prepareLocal(roomId: string, draft: EventDraft, state: RoomState): Promise<{ p: Prepared; verdict: Verdict }> {
     const p = await this.prepare(roomId, draft, state);
-    const verdict = await this.judge(roomId, state, p.pdu, p.eventId);
+    const verdict = await this.judge.judge(roomId, state, p.pdu, p.eventId);
     // A local event is never stored unless accepted: the client gets the reason instead.
     if (verdict.kind !== 'accepted') throw new MatrixError('M_FORBIDDEN', verdict.reason);
     if (p.redacts !== undefined) p.redaction = await this.redactionTarget(roomId, p.redacts, p.pdu, state);
@@ -373,7 +360,7 @@ export class RoomInput {
     const badSignature = await checkSignatures(format.value.pdu, version, this.keyRing);
     if (badSignature !== undefined) return { outcome: 'rejected', eventId, reason: badSignature, stored: false };
     const { pdu } = checkHashOrRedact(format.value.pdu, version);
-    const verdict = await this.judge(roomId, state, pdu, eventId);
+    const verdict = await this.judge.judge(roomId, state, pdu, eventId);
     if (verdict.kind === 'rejected' && !verdict.store) return { outcome: 'rejected', eventId, reason: verdict.reason, stored: false };
     const { stream } = await this.commit(roomId, { eventId, pdu }, state, verdict);
     switch (verdict.kind) {
@@ -386,71 +373,6 @@ export class RoomInput {
       case 'rejected':
         return { outcome: 'rejected', eventId, reason: verdict.reason, stored: true };
     }
-  }
-
-  /** Checks 4-6. Reads the store, writes nothing. */
-  private async judge(roomId: string, state: RoomState, pdu: Pdu, eventId: string): Promise<Verdict> {
-    const { rooms } = this.deps.store;
-    const version = state.version;
-
-    // 4. Auth against its own auth_events.
-    const authEvents: Pdu[] = [];
-    const unknownAuth: string[] = [];
-    for (const id of authEventIds(pdu)) {
-      const ev = state.eventById(id);
-      if (ev) authEvents.push(ev);
-      else unknownAuth.push(id);
-    }
-    if (unknownAuth.length > 0) {
-      const found = await rooms.getEvents(unknownAuth);
-      for (const id of unknownAuth) {
-        const ev = found.get(id);
-        // Without federation we cannot fetch it; the event may be fine once it arrives.
-        if (!ev) return { kind: 'rejected', reason: `unknown auth event ${id}`, store: false };
-        if (ev.rejected !== null) return { kind: 'rejected', reason: `auth event ${id} was rejected`, store: true };
-        authEvents.push(ev.pdu);
-      }
-    }
-    const authFailure = checkAgainstAuthEvents(pdu, version, authEvents, state.get('m.room.create', '')?.pdu);
-    if (authFailure !== undefined) return { kind: 'rejected', reason: authFailure, store: true };
-
-    // 5. Auth against the state before it.
-    const prevs = prevEventIds(pdu);
-    let before: Before;
-    let lookup: AuthStateLookup;
-    if (sameSet(prevs, state.extremities)) {
-      before = { isCurrent: true };
-      lookup = lookupIn(state);
-    } else {
-      const groups = await rooms.getEventStateGroups(prevs);
-      const unknown = prevs.filter((id) => !groups.has(id));
-      if (unknown.length > 0) return { kind: 'outlier', reason: `prev events unknown: ${unknown.join(', ')}` };
-      const maps = await Promise.all(prevs.map((id) => this.dag.groupState((groups.get(id) as { after: number }).after)));
-      const map = maps.length === 0 ? new Map<string, string>() : await this.dag.resolve(roomId, version, maps);
-      before = { isCurrent: false, map, stored: storedAs(maps.length > 0 ? (groups.get(prevs[0]) as { after: number }).after : null, maps[0], map) };
-      lookup = await this.lookupFor(pdu, version, map);
-    }
-    const stateFailure = checkAgainstState(pdu, version, lookup);
-    if (stateFailure !== undefined) return { kind: 'rejected', reason: stateFailure, before, store: true };
-
-    // 6. Soft fail against the current state (the same check again when that is the state before).
-    if (!before.isCurrent) {
-      const softFailure = checkAgainstState(pdu, version, lookupIn(state));
-      if (softFailure !== undefined) return { kind: 'soft_failed', reason: softFailure, before };
-    }
-    return { kind: 'accepted', before };
-  }
-
-  /** A lookup over `map` holding the PDUs of exactly the entries the auth rules consult for `pdu`. */
-  private async lookupFor(pdu: Pdu, version: RoomVersion, map: StateMap): Promise<AuthStateLookup> {
-    // The create event always: v12's selection leaves it out, yet the rules read it.
-    const keys = [stateTuple('m.room.create', ''), ...authKeysOf(pdu, version).map(([t, k]) => stateTuple(t, k))];
-    const ids = keys.map((k) => map.get(k)).filter((id): id is string => id !== undefined);
-    const found = await this.deps.store.rooms.getEvents(ids);
-    return (type, stateKey) => {
-      const id = map.get(stateTuple(type, stateKey));
-      return id === undefined ? undefined : found.get(id)?.pdu;
-    };
   }
 
   /** Persists an event with its verdict, then updates the in-memory state and wakes readers. */
@@ -613,24 +535,6 @@ function withRedactsTarget(draft: EventDraft): EventDraft {
 }
 
 export { stateTuple };
-
-function lookupIn(state: RoomState): AuthStateLookup {
-  return (type, stateKey) => state.get(type, stateKey)?.pdu;
-}
-
-function sameSet(a: readonly string[], b: readonly string[]): boolean {
-  if (a.length !== b.length) return false;
-  const s = new Set(b);
-  return a.every((x) => s.has(x)) && new Set(a).size === s.size;
-}
-
-/** How to store `state` given the group `base` (whose state is `baseMap`) it was resolved from. */
-function storedAs(base: number | null, baseMap: StateMap | undefined, state: StateMap): { group: number | null; delta: StateEntry[] } {
-  if (base === null || baseMap === undefined) return { group: null, delta: toEntries(state) };
-  // A key the resolution dropped cannot be written as a change; store the whole state then.
-  for (const k of baseMap.keys()) if (!state.has(k)) return { group: null, delta: toEntries(state) };
-  return { group: base, delta: changedEntries(baseMap, state) };
-}
 
 /** The outcome of an event stored earlier (receive is idempotent). */
 function outcomeOf(ev: StoredEvent): InputOutcome {
