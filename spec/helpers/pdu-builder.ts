@@ -1,8 +1,9 @@
 // Hand-built, really signed PDUs for room-input tests: one server's key, any prev/auth events,
 // so tests can build forks of a room without federation.
 
-import { computeEventId, signEvent } from '../../src/protocol/events.js';
-import type { JsonObject, Pdu, RoomVersion, SigningKey } from '../../src/protocol/types.js';
+import { computeEventId, eventIdAssignedByServer, eventReference, newServerEventId, signEvent } from '../../src/protocol/events.js';
+import { roomVersionRules } from '../../src/protocol/room-versions.js';
+import type { EventHashReference, JsonObject, Pdu, RoomVersion, SigningKey } from '../../src/protocol/types.js';
 
 export interface PduSpec {
   roomId: string;
@@ -23,8 +24,25 @@ export interface BuiltPdu {
 
 let clock = 1_750_000_000_000;
 
-/** Hashes and signs the event as `serverName` with `key`; returns it with its event ID. */
-export function buildPdu(spec: PduSpec, serverName: string, key: SigningKey, version: RoomVersion = '11'): BuiltPdu {
+/**
+ * Hashes and signs the event as `serverName` with `key`; returns it with its event ID. In rooms
+ * v1/v2 the event gets a server-assigned ID and cites events as `[id, {sha256}]`, hashing the
+ * PDUs `known` returns (an unknown event gets a made-up hash).
+ */
+export function buildPdu(
+  spec: PduSpec,
+  serverName: string,
+  key: SigningKey,
+  version: RoomVersion = '11',
+  known: (eventId: string) => Pdu | undefined = () => undefined,
+): BuiltPdu {
+  const refs = (ids: string[]): string[] | EventHashReference[] =>
+    roomVersionRules(version).eventReferencesWithHashes
+      ? ids.map((id) => {
+          const target = known(id);
+          return target ? (eventReference(id, target, version) as EventHashReference) : ([id, { sha256: 'A'.repeat(43) }] as EventHashReference);
+        })
+      : ids;
   const unsigned: Omit<Pdu, 'hashes'> & { hashes?: Pdu['hashes'] } = {
     room_id: spec.roomId,
     sender: spec.sender,
@@ -32,11 +50,12 @@ export function buildPdu(spec: PduSpec, serverName: string, key: SigningKey, ver
     content: spec.content,
     origin_server_ts: spec.ts ?? ++clock,
     depth: spec.depth,
-    prev_events: spec.prevEvents,
-    auth_events: spec.authEvents,
+    prev_events: refs(spec.prevEvents),
+    auth_events: refs(spec.authEvents),
     signatures: {},
   };
   if (spec.stateKey !== undefined) unsigned.state_key = spec.stateKey;
+  if (eventIdAssignedByServer(version)) unsigned.event_id = newServerEventId(serverName);
   const pdu = signEvent(unsigned as Pdu, serverName, key, version);
   return { eventId: computeEventId(pdu, version), pdu };
 }

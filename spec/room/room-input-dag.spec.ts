@@ -5,8 +5,8 @@
 import { assert } from '../helpers/assert.js';
 import { buildPdu, type BuiltPdu } from '../helpers/pdu-builder.js';
 import { generateSigningKey } from '../../src/protocol/crypto.js';
-import { authEventIds, prevEventIds } from '../../src/protocol/events.js';
-import type { JsonObject, RoomVersion, SigningKey } from '../../src/protocol/types.js';
+import { authEventIds, eventIdAssignedByServer, prevEventIds } from '../../src/protocol/events.js';
+import type { JsonObject, Pdu, RoomVersion, SigningKey } from '../../src/protocol/types.js';
 import { roomVersionRules } from '../../src/protocol/room-versions.js';
 import { authEventTypesFor } from '../../src/protocol/auth-rules.js';
 import { stateTuple } from '../../src/protocol/types.js';
@@ -24,6 +24,8 @@ const carol = `@carol:${SERVER}`;
 
 interface World {
   version: RoomVersion;
+  /** Every PDU the test knows (stored or built), for v1/v2 hashed references. */
+  pdus: Map<string, Pdu>;
   store: SqliteStore;
   input: RoomInput;
   key: SigningKey;
@@ -41,7 +43,7 @@ async function setup(version: RoomVersion): Promise<World> {
   const input = new RoomInput({ store, notifier: new LocalNotifier(), serverName: SERVER, signingKey: key, keyRing, resolveState });
   const derived = roomVersionRules(version).roomIdFromCreateEvent;
   const { roomId } = await input.createRoom(derived ? null : `!fork${Math.random().toString(36).slice(2)}:${SERVER}`, version, alice, [
-    { type: 'm.room.create', stateKey: '', sender: alice, content: { room_version: version } },
+    { type: 'm.room.create', stateKey: '', sender: alice, content: roomVersionRules(version).auth.creatorInContent ? { room_version: version, creator: alice } : { room_version: version } },
     { type: 'm.room.member', stateKey: alice, sender: alice, content: { membership: 'join' } },
     // v12 creators have infinite power and may not be listed.
     { type: 'm.room.power_levels', stateKey: '', sender: alice, content: { users: roomVersionRules(version).auth.privilegedCreators ? {} : { [alice]: 100 }, users_default: 0, ban: 50, state_default: 50 } },
@@ -50,7 +52,9 @@ async function setup(version: RoomVersion): Promise<World> {
   const join = await input.submit(roomId, { type: 'm.room.member', stateKey: bob, sender: bob, content: { membership: 'join' } });
   const ids = new Map((await store.rooms.getCurrentState(roomId)).map((e) => [stateTuple(e.type, e.stateKey), e.eventId]));
   const ev = await store.rooms.getEvent(join.eventId);
-  return { version, store, input, key, keyRing, roomId, ids, tip: { eventId: join.eventId, depth: ev?.pdu.depth ?? 0 } };
+  const stored = await store.rooms.getRoomEvents({ roomId, dir: 'f', from: 0, limit: 100 });
+  const pdus = new Map(stored.map((e) => [e.eventId, e.pdu]));
+  return { version, pdus, store, input, key, keyRing, roomId, ids, tip: { eventId: join.eventId, depth: ev?.pdu.depth ?? 0 } };
 }
 
 function authFor(w: World, sender: string, extra: string[] = []): string[] {
@@ -83,7 +87,9 @@ function build(
     SERVER,
     w.key,
     w.version,
+    (id) => w.pdus.get(id),
   );
+  w.pdus.set(built.eventId, built.pdu);
   return { ...built, depth };
 }
 
@@ -103,7 +109,7 @@ async function timeline(w: World): Promise<string[]> {
   return evs.map((e) => e.eventId);
 }
 
-for (const version of ['11', '12'] as const)
+for (const version of ['1', '11', '12'] as const)
 describe(`Room input on a DAG: forks on one server (room v${version})`, function () {
   let w: World;
   beforeEach(async function () {
@@ -229,7 +235,7 @@ describe(`Room input on a DAG: forks on one server (room v${version})`, function
   });
 
   it('stores an event with unknown prev events as an outlier: no state, not in the timeline, not an extremity', async function () {
-    const unknownPrev = { eventId: `$${'A'.repeat(43)}`, depth: w.tip.depth };
+    const unknownPrev = { eventId: eventIdAssignedByServer(w.version) ? `$unknownprev:${SERVER}` : `$${'A'.repeat(43)}`, depth: w.tip.depth };
     const ev = build(w, alice, 'm.room.message', { msgtype: 'm.text', body: 'from the future' }, [unknownPrev]);
     const out = await receive(w, ev);
     assert.equal(out.outcome, 'outlier');
@@ -250,6 +256,7 @@ describe(`Room input on a DAG: forks on one server (room v${version})`, function
       'evil.test',
       evilKey,
       w.version,
+      (id) => w.pdus.get(id),
     );
     const out = await receive(w, forged);
     assert.equal(out.outcome, 'rejected');
@@ -297,9 +304,28 @@ describe(`Room input on a DAG: forks on one server (room v${version})`, function
       SERVER,
       w.key,
       w.version,
+      (id) => w.pdus.get(id),
     );
     const out = await receive(w, secondCreate);
     assert.ok(out.outcome === 'rejected' && !out.stored, JSON.stringify(out));
     assert.equal((await w.store.rooms.getForwardExtremities(w.roomId)).length, 1);
+  });
+});
+
+describe('Room input: local sends take the same checks', function () {
+  it('a key ring that does not know our key stops local sends at the signature check', async function () {
+    const store = await openSqliteStore({ path: ':memory:' });
+    const key = generateSigningKey('local');
+    const input = new RoomInput({ store, notifier: new LocalNotifier(), serverName: SERVER, signingKey: key, keyRing: new StaticKeyRing() });
+    try {
+      await assert.rejects(
+        input.createRoom(`!local:${SERVER}`, '11', alice, [{ type: 'm.room.create', stateKey: '', sender: alice, content: { room_version: '11' } }]),
+        /signature check/,
+      );
+      assert.equal(await store.rooms.getRoom(`!local:${SERVER}`), null);
+    } finally {
+      await input.drain();
+      await store.close();
+    }
   });
 });
