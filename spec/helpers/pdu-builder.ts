@@ -15,6 +15,8 @@ export interface PduSpec {
   authEvents: string[];
   depth: number;
   ts?: number;
+  /** Top-level `redacts` (redactions before room v11). */
+  redacts?: string;
 }
 
 export interface BuiltPdu {
@@ -55,6 +57,7 @@ export function buildPdu(
     signatures: {},
   };
   if (spec.stateKey !== undefined) unsigned.state_key = spec.stateKey;
+  if (spec.redacts !== undefined) unsigned.redacts = spec.redacts;
   if (eventIdAssignedByServer(version)) unsigned.event_id = newServerEventId(serverName);
   const pdu = signEvent(unsigned as Pdu, serverName, key, version);
   return { eventId: computeEventId(pdu, version), pdu };

@@ -283,6 +283,29 @@ describe(`Room input on a DAG: forks on one server (room v${version})`, function
     assert.ok(out2.outcome === 'rejected' && /not joined/.test(out2.reason), JSON.stringify(out2));
   });
 
+  it('applies a received redaction to its target when the sender may redact it', async function () {
+    const msg = build(w, bob, 'm.room.message', { msgtype: 'm.text', body: 'secret' }, [w.tip]);
+    assert.equal((await receive(w, msg)).outcome, 'accepted');
+    const target = roomVersionRules(w.version).redactsInContent ? { content: { redacts: msg.eventId } } : { top: msg.eventId };
+    const red = build(w, alice, 'm.room.redaction', target.content ?? {}, [msg]);
+    if (target.top) {
+      // Top-level `redacts` before v11: rebuild with it in the signed PDU.
+      const built = buildPdu(
+        { roomId: w.roomId, sender: alice, type: 'm.room.redaction', content: {}, prevEvents: [msg.eventId], authEvents: authFor(w, alice), depth: msg.depth + 1, redacts: target.top },
+        SERVER,
+        w.key,
+        w.version,
+        (id) => w.pdus.get(id),
+      );
+      red.eventId = built.eventId;
+      red.pdu = built.pdu;
+    }
+    assert.equal((await receive(w, red)).outcome, 'accepted');
+    const stored = await w.store.rooms.getEvent(msg.eventId);
+    assert.equal(stored?.redactedBy, red.eventId);
+    assert.equal(stored?.pdu.content.body, undefined);
+  });
+
   it('rejects malformed PDUs with a reason instead of throwing', async function () {
     const good = build(w, alice, 'm.room.message', { msgtype: 'm.text', body: 'x' }, [w.tip]);
     const cases: unknown[] = [

@@ -28,7 +28,7 @@
 
 import { LRUCache } from 'lru-cache';
 import { MatrixError } from '../errors.js';
-import { authEventTypesFor } from '../protocol/auth-rules.js';
+import { authEventTypesFor, mayApplyRedaction, redactionTargetOf } from '../protocol/auth-rules.js';
 import {
   authEventIds,
   eventIdAssignedByServer,
@@ -362,7 +362,8 @@ export class RoomInput {
     const { pdu } = checkHashOrRedact(format.value.pdu, version);
     const verdict = await this.judge.judge(roomId, state, pdu, eventId);
     if (verdict.kind === 'rejected' && !verdict.store) return { outcome: 'rejected', eventId, reason: verdict.reason, stored: false };
-    const { stream } = await this.commit(roomId, { eventId, pdu }, state, verdict);
+    const redaction = verdict.kind === 'accepted' ? await this.receivedRedaction(roomId, pdu, state) : undefined;
+    const { stream } = await this.commit(roomId, { eventId, pdu, redaction }, state, verdict);
     switch (verdict.kind) {
       case 'accepted':
         return { outcome: 'accepted', eventId, stream };
@@ -496,6 +497,22 @@ export class RoomInput {
     }
     delete (pdu as Partial<Pdu>).hashes;
     return pdu;
+  }
+
+  /**
+   * What an accepted redaction from outside does to its target ("Handling redactions"): the
+   * target is redacted when it is here, in this room, not yet redacted, and the sender has the
+   * redact level or is on the target sender's server. A target not here yet stays as it is (it
+   * would need the redaction applied on arrival, which nothing does yet).
+   */
+  private async receivedRedaction(roomId: string, pdu: Pdu, state: RoomState): Promise<Prepared['redaction']> {
+    if (pdu.type !== 'm.room.redaction') return undefined;
+    const targetId = redactionTargetOf(pdu, state.version);
+    if (targetId === undefined) return undefined;
+    const target = await this.deps.store.rooms.getEvent(targetId);
+    if (!target || target.roomId !== roomId || target.redactedBy || target.rejected !== null) return undefined;
+    if (!mayApplyRedaction(pdu, target.pdu, state.content('m.room.power_levels'), state.get('m.room.create', '')?.pdu, state.version)) return undefined;
+    return { targetEventId: targetId, redactedPdu: redactEvent(target.pdu, state.version) as Pdu };
   }
 
   /**
