@@ -68,5 +68,26 @@ describe('/messages on a forked room', function () {
     const sync = await ok(alice.get(`${V3}/sync?timeout=0`), 'sync');
     const timeline = sync.rooms.join[roomId].timeline.events;
     assert.equal(timeline[timeline.length - 1].event_id, r1.eventId);
+
+    // A rejected event and an outlier take stream positions but reach neither /sync nor /messages.
+    const carol = '@carol:localhost';
+    const rejected = buildPdu(
+      { roomId, sender: carol, type: 'm.room.message', content: { msgtype: 'm.text', body: 'not a member' }, prevEvents: [r1.eventId], authEvents: auth.filter((e) => e.type !== 'm.room.member').map((e) => e.eventId), depth: forkDepth + 2 },
+      'localhost',
+      key,
+    );
+    assert.equal((await srv.hearth.roomInput.receive(roomId, rejected.pdu, 'localhost')).outcome, 'rejected');
+    const outlier = buildPdu(
+      { roomId, sender: alice.userId, type: 'm.room.message', content: { msgtype: 'm.text', body: 'orphan' }, prevEvents: [`$${'B'.repeat(43)}`], authEvents: auth.map((e) => e.eventId), depth: forkDepth + 9 },
+      'localhost',
+      key,
+    );
+    assert.equal((await srv.hearth.roomInput.receive(roomId, outlier.pdu, 'localhost')).outcome, 'outlier');
+    await send('after');
+    const next = await ok(alice.get(`${V3}/sync?timeout=0&since=${enc(sync.next_batch)}`), 'incremental sync');
+    const newer = next.rooms.join[roomId].timeline.events.map((e: any) => e.content.body);
+    assert.deepEqual(newer, ['after']);
+    const latest = await ok(alice.get(room(roomId, 'messages?dir=b&limit=3')), 'latest');
+    assert.ok(!latest.chunk.some((e: any) => e.event_id === rejected.eventId || e.event_id === outlier.eventId));
   });
 });

@@ -21,6 +21,12 @@ export type ChangeRecord =
   /** Something was written that the describer could not name: consumers drop all they cache. */
   | { kind: 'reset'; stream: number };
 
+/**
+ * Event records are written for accepted events only (outliers, soft-failed and rejected events
+ * are in no timeline), so a StoredEvent rebuilt from one carries these flags.
+ */
+export const ACCEPTED = Object.freeze({ outlier: false, softFailed: false, rejected: null });
+
 export interface EventChange {
   kind: 'event';
   stream: number;

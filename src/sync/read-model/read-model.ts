@@ -26,7 +26,7 @@
 //   (e.g. from before a restart) are served from the store once, later ones from memory.
 
 import type { Pdu } from '../../protocol/types.js';
-import type { ChangeRecord, UnpositionedChange } from '../../store/change-types.js';
+import { ACCEPTED, type ChangeRecord, type UnpositionedChange } from '../../store/change-types.js';
 import type { Membership, MembershipRecord, RoomStore, StoredEvent } from '../../store/types.js';
 import type { EventMatcher } from '../filter.js';
 import { StreamChangeCache } from './change-cache.js';
@@ -238,7 +238,7 @@ export class ReadModel {
     room.set(userId, {
       eventId,
       stream: c.stream,
-      event: own ? { eventId, roomId: c.roomId, stream: c.stream, pdu: parseTrustedJson<Pdu>(c.pduJson), redactedBy: null, txn: c.txn ? { ...c.txn } : null } : undefined,
+      event: own ? { eventId, roomId: c.roomId, stream: c.stream, pdu: parseTrustedJson<Pdu>(c.pduJson), redactedBy: null, txn: c.txn ? { ...c.txn } : null, ...ACCEPTED } : undefined,
     });
   }
 

@@ -11,7 +11,7 @@
 
 import type { Pdu } from '../../protocol/types.js';
 import { parseTrustedJson } from '../../protocol/canonical-json.js';
-import type { EventChange } from '../../store/change-types.js';
+import { ACCEPTED, type EventChange } from '../../store/change-types.js';
 import type { StoredEvent } from '../../store/types.js';
 import { eventMatches, type EventMatcher } from '../filter.js';
 
@@ -58,6 +58,7 @@ export class RoomTimelines {
       pdu: parseTrustedJson<Pdu>(c.pduJson),
       redactedBy: null,
       txn: c.txn ? { ...c.txn } : null,
+      ...ACCEPTED,
     });
     if (c.redaction) {
       const i = t.events.findIndex((e) => e.eventId === c.redaction!.targetEventId);
