@@ -398,7 +398,9 @@ export function queryRoomEvents(ctx: SqliteContext, q: RoomEventsQuery): StoredE
   }
   params.push(limit);
   const d = q.dir === 'b' ? 'DESC' : 'ASC';
-  const sql = `SELECT ${EVENT_COLUMNS} FROM events WHERE ${where.join(' AND ')}
+  // Topological pages walk the (room, depth, stream) index in order even when bounded by a
+  // stream token; left to itself SQLite would pick the stream index and sort the whole room.
+  const sql = `SELECT ${EVENT_COLUMNS} FROM events ${topo ? 'INDEXED BY events_room_topo' : ''} WHERE ${where.join(' AND ')}
                ORDER BY ${topo ? `depth ${d}, stream ${d}` : `stream ${d}`} LIMIT ?`;
   const rows = ctx.stmt(sql).all(...params) as EventRow[];
   return rows.map(toStoredEvent);
