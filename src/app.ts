@@ -52,6 +52,9 @@ import { StoredUnreadSource } from './receipts/unread-source.js';
 import { DeliveredService, DeliveredSource } from './receipts/delivered.js';
 import { DeviceSyncSource } from './sync/device-source.js';
 import { createE2eeServices } from './e2ee/index.js';
+import { LocalMediaStore } from './media/local-store.js';
+import { MediaService } from './media/media-service.js';
+import { UrlPreviewer } from './media/url-preview.js';
 
 export interface Hearth {
   readonly config: HearthConfig;
@@ -172,6 +175,35 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
   const delivered = new DeliveredService(store, store.delivery, notifier, logger, now);
   const e2ee = createE2eeServices({ store, e2ee: store.e2ee, notifier, serverName: config.server_name, logger });
   const rooms = new RoomService(store, roomInput, config.server_name, logger);
+  const mc = config.media;
+  // The local filesystem today; an object-store MediaStore slots in here for scale-out.
+  const media = new MediaService({
+    meta: store.media,
+    blobs: new LocalMediaStore(mc.path),
+    serverName: config.server_name,
+    config: {
+      maxUploadBytes: mc.max_upload_bytes,
+      maxUserBytes: mc.max_user_bytes,
+      unusedExpirationMs: mc.unused_expiration_ms,
+      maxPendingUploads: mc.max_pending_uploads,
+      maxWaitMs: mc.max_download_wait_ms,
+      maxImagePixels: mc.max_image_pixels,
+      maxThumbnailsPerMedia: mc.max_thumbnails_per_media,
+    },
+    logger,
+    now,
+  });
+  await media.start();
+  const up = mc.url_preview;
+  const urlPreviews = up.enabled
+    ? new UrlPreviewer({
+        http: outboundHttp,
+        media,
+        config: { maxPageBytes: up.max_page_bytes, maxImageBytes: up.max_image_bytes, timeoutMs: up.timeout_ms, cacheMs: up.cache_ms },
+        logger,
+        now,
+      })
+    : null;
   const services: ApiServices = {
     serverName: config.server_name,
     publicBaseUrl: config.public_baseurl,
@@ -199,6 +231,8 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     receipts,
     e2ee,
     outboundGuard,
+    media,
+    urlPreviews,
     turn: config.turn,
     connections,
     typing,
@@ -333,6 +367,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
       await roomInput.drain();
       await pushDispatcher.drain(); // its last enqueues must land before the store closes
       await pushGateway.stop();
+      media.stop();
       await outboundHttp.close();
       await delivered.flush();
       presence.stop();

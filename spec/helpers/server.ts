@@ -27,6 +27,7 @@ export async function startTestServer(overrides: HearthConfigInput = {}, dataDir
     limits: { rate_limits: { enabled: false } },
     log: { level: (process.env.HEARTH_TEST_LOG as 'debug') ?? 'silent' },
     ...overrides,
+    media: { path: join(dir, 'media'), ...overrides.media },
     // Never the fixed default port: tests run several servers at once.
     metrics: { ...overrides.metrics, listen: { host: '127.0.0.1', port: 0, ...overrides.metrics?.listen } },
   });

@@ -9,11 +9,14 @@
 //   M_BAD_JSON) → access token (401) → rate limit (429) → body schema (400) → handler.
 // - dispatch never throws. A MatrixError is rendered as {errcode, error} with its status; anything
 //   else is a bug: logged with its error object and answered 500 M_UNKNOWN.
-// - Handlers see an ApiCtx only: no Koa context, socket or stream reaches them.
+// - Handlers see an ApiCtx only: no Koa context or socket reaches them. Media routes (intake
+//   'media') get the raw body as a byte source (ctx.upload) instead of JSON, and answer bytes with
+//   a BinaryBody; both exist over HTTP only: over a socket frame they are 400 M_UNRECOGNIZED.
 // - Path patterns are matched by path-to-regexp, the matcher @koa/router is built on, with its
 //   rules: case-insensitive, one optional trailing slash, parameters percent-decoded (kept as given
 //   when that fails); the first route registered wins.
 
+import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { match, type MatchFunction } from 'path-to-regexp';
 import type { z } from 'zod';
@@ -26,8 +29,28 @@ export type Method = 'GET' | 'POST' | 'PUT' | 'DELETE';
 export type Query = Record<string, string | string[] | undefined>;
 /** Which per-user bucket an authenticated route spends from (see routing.ts for the defaults). */
 export type RouteLimit = RateLimitName | 'none';
-/** The intake rule of a body: events get the PDU limit, account data may hold fractions. */
-export type IntakeClass = 'json' | 'event' | 'account_data';
+/**
+ * The intake rule of a body: events get the PDU limit, account data may hold fractions; 'media'
+ * bodies are not read by the table at all: the handler streams them from ctx.upload.
+ */
+export type IntakeClass = 'json' | 'event' | 'account_data' | 'media';
+
+/** A raw request body (uploads), unread: the handler streams it and applies its own limits. */
+export interface UploadSource {
+  /** The Content-Type header, or null. */
+  contentType: string | null;
+  /** The Content-Length header, when given. */
+  length: number | undefined;
+  body: AsyncIterable<Uint8Array>;
+}
+
+/** A binary response (media bytes) of known length; HTTP only. */
+export class BinaryBody {
+  constructor(
+    readonly stream: Readable,
+    readonly length: number,
+  ) {}
+}
 
 export interface IntakeRule {
   limit: number;
@@ -48,6 +71,8 @@ export interface ApiRequest {
   path: string;
   query: Query;
   body: RequestBody;
+  /** The raw body, for media routes; transports without one (socket frames) leave it unset. */
+  upload?: () => UploadSource;
   /** From the transport's credentials (Authorization header, access_token, the socket's token). */
   accessToken: string | undefined;
   ip: string;
@@ -57,7 +82,7 @@ export interface ApiRequest {
 
 export interface ApiResponse {
   status: number;
-  /** A JSON value; a string for the few text routes (/health, /metrics). */
+  /** A JSON value; a string for the few text routes (/health, /metrics); a BinaryBody for media. */
   body: unknown;
   contentType?: string;
   headers?: Record<string, string>;
@@ -76,6 +101,10 @@ export interface ApiCtx {
   readonly accessToken: string | undefined;
   readonly signal: AbortSignal;
   readonly state: ApiState;
+  /** The raw body of a media route (intake 'media'); undefined elsewhere. */
+  readonly upload: UploadSource | undefined;
+  /** Headers of a successful answer (media responses); errors never carry them. */
+  readonly headers: Record<string, string>;
   /** Unset means 200 when a body was given (Koa's rule, which the handlers were written to). */
   status?: number;
   body: unknown;
@@ -187,8 +216,11 @@ export class HandlerTable {
     const route = found.route;
     matched(route.path);
     ctx.params = found.params;
-    // DELETE carries a body too (UIA on DELETE /devices/{id}).
-    if (req.method === 'POST' || req.method === 'PUT' || req.method === 'DELETE') {
+    if (route.intake === 'media') {
+      if (!req.upload) throw new MatrixError('M_UNRECOGNIZED', 'Media uploads are served over HTTP only', {}, 400);
+      if (req.method !== 'GET') ctx.upload = req.upload();
+    } else if (req.method === 'POST' || req.method === 'PUT' || req.method === 'DELETE') {
+      // DELETE carries a body too (UIA on DELETE /devices/{id}).
       ctx.state.body = await req.body.read(this.intakeRule(route.intake));
     }
     let auth: AuthInfo | undefined;
@@ -205,7 +237,8 @@ export class HandlerTable {
     await route.handler(ctx, auth);
     if (ctx.body === undefined && ctx.status === undefined) throw new MatrixError('M_UNRECOGNIZED', 'Unrecognized request');
     const status = ctx.status ?? (ctx.body === null ? 204 : 200);
-    return { status, body: ctx.body ?? undefined, contentType: ctx.type, route: '' };
+    const headers = Object.keys(ctx.headers).length > 0 ? ctx.headers : undefined;
+    return { status, body: ctx.body ?? undefined, contentType: ctx.type, headers, route: '' };
   }
 
   /** The one error renderer: {errcode, error} with the error's status. */
@@ -259,6 +292,8 @@ export class HandlerTable {
 
 class Exchange implements ApiCtx {
   readonly state: ApiState = {};
+  readonly headers: Record<string, string> = {};
+  upload: UploadSource | undefined = undefined;
   params: Record<string, string | undefined> = {};
   status?: number;
   body: unknown = undefined;

@@ -6,7 +6,7 @@ import Koa from 'koa';
 import getRawBody from 'raw-body';
 import { MatrixError } from '../errors.js';
 import { parseJsonBody } from './middleware.js';
-import { parseQuery, type ApiRequest, type HandlerTable, type Query, type RequestBody } from './handlers.js';
+import { BinaryBody, parseQuery, type ApiRequest, type HandlerTable, type Query, type RequestBody, type UploadSource } from './handlers.js';
 import { ClientRoutes, type ApiServices } from './routing.js';
 import { accountRoutes } from './routes/account.js';
 import { historyRoutes } from './routes/history.js';
@@ -21,6 +21,7 @@ import { chatRoutes } from './routes/chat.js';
 import { relationRoutes } from './routes/relations.js';
 import { pusherRoutes } from './routes/pushers.js';
 import { e2eeRoutes } from './routes/keys.js';
+import { mediaRoutes } from './routes/media.js';
 
 export interface HttpOptions {
   maxBodyBytes: number;
@@ -91,6 +92,7 @@ export function createRouteTable(services: ApiServices, opts: Pick<HttpOptions, 
   relationRoutes(routes, services);
   pusherRoutes(routes, services);
   e2eeRoutes(routes, services);
+  mediaRoutes(routes, services);
   // Metrics have their own listener (metrics.listen); here only behind a configured secret.
   if (opts.renderMetrics && opts.metricsSecret) {
     const render = opts.renderMetrics;
@@ -153,7 +155,18 @@ export function createHttpApp(services: ApiServices, opts: HttpOptions): HttpApp
       (ctx as unknown as { _matchedRoute?: string })._matchedRoute = res.route === 'unmatched' ? undefined : res.route;
       ctx.status = res.status;
       if (res.headers) ctx.set(res.headers);
-      if (res.body !== undefined) {
+      if (res.body instanceof BinaryBody) {
+        // Koa pipes the stream and destroys it if the client goes away; HEAD sends no body. The
+        // type is set as stored (ctx.type would look it up as a file extension).
+        ctx.set('Content-Type', res.contentType ?? 'application/octet-stream');
+        if (ctx.method === 'HEAD') {
+          res.body.stream.destroy();
+          ctx.length = res.body.length;
+        } else {
+          ctx.body = res.body.stream;
+          ctx.length = res.body.length;
+        }
+      } else if (res.body !== undefined) {
         if (res.contentType) ctx.type = res.contentType;
         ctx.body = res.body;
       }
@@ -172,6 +185,7 @@ class HttpRequest implements ApiRequest {
   readonly accessToken: string | undefined;
   readonly ip: string;
   readonly body: RequestBody;
+  readonly upload: () => UploadSource;
   private abort?: AbortController;
   private readonly onClose = () => this.abort?.abort();
 
@@ -186,6 +200,14 @@ class HttpRequest implements ApiRequest {
         const raw = await getRawBody(ctx.req, { limit: rule.limit, length: ctx.get('content-length') || undefined });
         return parseJsonBody(raw, rule);
       },
+    };
+    this.upload = () => {
+      const length = ctx.get('content-length');
+      return {
+        contentType: ctx.get('content-type') || null,
+        length: /^\d{1,15}$/.test(length) ? Number(length) : undefined,
+        body: ctx.req,
+      };
     };
   }
 

@@ -26,6 +26,8 @@ import type { E2eeServices } from '../e2ee/index.js';
 import type { ConnectionTracker } from '../sync/connections.js';
 import type { OutboundGuard } from '../net/outbound-guard.js';
 import type { TurnConfig } from '../voip/turn.js';
+import type { MediaService } from '../media/media-service.js';
+import type { UrlPreviewer } from '../media/url-preview.js';
 
 export interface ApiServices {
   serverName: string;
@@ -44,6 +46,10 @@ export interface ApiServices {
   e2ee: E2eeServices;
   /** The SSRF policy for user-chosen outbound URLs (pusher URLs are checked at /pushers/set). */
   outboundGuard: OutboundGuard;
+  /** The media repository (uploads, downloads, thumbnails). */
+  media: MediaService;
+  /** URL previews for /preview_url; null when media.url_preview.enabled is false. */
+  urlPreviews: UrlPreviewer | null;
   /** TURN servers for /voip/turnServer. */
   turn: TurnConfig;
   connections: ConnectionTracker;
@@ -116,6 +122,15 @@ export class ClientRoutes {
     const o = Array.isArray(opts) ? { versions: opts } : opts;
     const bucket = limit ?? o.limit ?? (method === 'get' ? 'none' : 'write');
     for (const v of o.versions ?? ['v3', 'r0']) this.add(method, `/_matrix/client/${v}${path}`, 'required', bucket, (ctx, auth) => handler(ctx, auth!), o);
+  }
+
+  /**
+   * A route outside /_matrix/client/{version} that needs an access token (media, admin); the
+   * limit defaults as for authed().
+   */
+  authedRaw(method: LowerMethod, fullPath: string, handler: AuthedHandler, opts: RouteOptions = {}): void {
+    const bucket = opts.limit ?? (method === 'get' ? 'none' : 'write');
+    this.add(method, fullPath, 'required', bucket, (ctx, auth) => handler(ctx, auth!), opts);
   }
 
   /** A route outside /_matrix/client/{version} (discovery, health, admin), without an access token. */

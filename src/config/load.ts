@@ -87,6 +87,7 @@ function resolvePaths(config: HearthConfig, baseDir: string): HearthConfig {
       sqlite: { ...config.storage.sqlite, path: sqlitePath === ':memory:' ? sqlitePath : abs(sqlitePath) },
     },
     signing_key_path: abs(config.signing_key_path),
+    media: { ...config.media, path: abs(config.media.path) },
   };
 }
 

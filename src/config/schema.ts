@@ -200,6 +200,39 @@ const configObject = z.strictObject({
       ip_range_whitelist: z.array(cidr).default([]),
     })
     .prefault({}),
+  // The media repository (src/media): uploads, downloads, thumbnails, URL previews.
+  media: z
+    .strictObject({
+      // Where the local MediaStore keeps the bytes (metadata is in the database).
+      path: filePath.default('./data/media'),
+      // Largest upload, in bytes (413 M_TOO_LARGE past it); advertised as m.upload.size.
+      max_upload_bytes: z.int().min(1).default(52428800),
+      // Per-user quota over all their uploads, in bytes (403 M_FORBIDDEN past it); null: none.
+      max_user_bytes: z.int().min(1).nullable().default(null),
+      // A media ID from POST /create with nothing uploaded expires after this long.
+      unused_expiration_ms: z.int().min(1000).default(86400000),
+      // Unexpired, not yet uploaded media IDs a user may hold (429 past it).
+      max_pending_uploads: z.int().min(1).default(5),
+      // The longest a download waits for an async upload to arrive (caps timeout_ms).
+      max_download_wait_ms: z.int().min(0).default(30000),
+      // Images with more pixels than this are not thumbnailed.
+      max_image_pixels: z.int().min(1).default(32000000),
+      // Thumbnail sizes kept per media item; beyond it thumbnails are made but not kept.
+      max_thumbnails_per_media: z.int().min(0).default(50),
+      url_preview: z
+        .strictObject({
+          // Off by default: previews make the server fetch URLs that users post.
+          enabled: z.boolean().default(false),
+          // Largest page (and og:image) fetched, in bytes; longer ones are cut off there.
+          max_page_bytes: z.int().min(1024).default(1048576),
+          max_image_bytes: z.int().min(1024).default(5242880),
+          timeout_ms: z.int().min(100).default(10000),
+          // How long a preview is reused for the same URL.
+          cache_ms: z.int().min(0).default(3600000),
+        })
+        .prefault({}),
+    })
+    .prefault({}),
   // TURN servers handed to clients by GET /voip/turnServer (for VoIP calls).
   turn: z
     .strictObject({
@@ -257,6 +290,9 @@ export const hearthConfigSchema = configObject
     const http = c.limits.http;
     if (http.header_timeout_ms > http.request_timeout_ms) {
       ctx.addIssue({ code: 'custom', path: ['limits', 'http', 'header_timeout_ms'], message: 'must not exceed limits.http.request_timeout_ms' });
+    }
+    if (http.idle_timeout_ms < c.media.max_download_wait_ms + 1000) {
+      ctx.addIssue({ code: 'custom', path: ['media', 'max_download_wait_ms'], message: 'must be below limits.http.idle_timeout_ms - 1000: a waiting download sends nothing for that long' });
     }
     if (http.idle_timeout_ms < c.sync.max_timeout_ms + 1000) {
       ctx.addIssue({

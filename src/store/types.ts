@@ -20,10 +20,12 @@ import type { JsonObject, Pdu, RoomVersion } from '../protocol/types.js';
 import type { DirectoryStore, NotificationStore, PushActionInput, PushBulkInput, ReceiptStore, RelationStore } from './chat-types.js';
 import type { E2eeStore } from './e2ee-types.js';
 import type { DeliveryStore, PusherStore } from './push-types.js';
+import type { MediaMetaStore } from './media-types.js';
 
 export type * from './chat-types.js';
 export type * from './e2ee-types.js';
 export type * from './push-types.js';
+export type * from './media-types.js';
 
 export class StoreConflictError extends Error {
   constructor(message: string) {
@@ -385,6 +387,8 @@ export interface Store {
   readonly e2ee: E2eeStore;
   readonly delivery: DeliveryStore;
   readonly pushers: PusherStore;
+  /** Media repository metadata (the bytes are in a MediaStore, src/media). */
+  readonly media: MediaMetaStore;
   /** The highest stream position below which everything is persisted and readable. */
   currentPosition(): number;
   /**

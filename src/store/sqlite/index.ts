@@ -10,6 +10,7 @@ import { SqliteDeliveryStore } from './delivery.js';
 import { SqliteDeviceStore } from './devices.js';
 import { registerDirectoryFunctions, SqliteDirectoryStore } from './directory.js';
 import { SqliteE2eeStore } from './e2ee.js';
+import { SqliteMediaStore } from './media.js';
 import { MIGRATIONS } from './migrations/index.js';
 import { SqliteNotificationStore } from './notifications.js';
 import { SqlitePusherStore } from './pushers.js';
@@ -75,6 +76,7 @@ export class SqliteStore implements Store {
   readonly delivery: SqliteDeliveryStore;
   readonly pushers: SqlitePusherStore;
   readonly e2ee: SqliteE2eeStore;
+  readonly media: SqliteMediaStore;
   /** Migration versions applied by this open (empty when the schema was already current). */
   readonly appliedMigrations: readonly number[];
 
@@ -115,6 +117,7 @@ export class SqliteStore implements Store {
     this.delivery = new SqliteDeliveryStore(ctx);
     this.pushers = new SqlitePusherStore(ctx);
     this.e2ee = new SqliteE2eeStore(ctx);
+    this.media = new SqliteMediaStore(ctx);
   }
 
   currentPosition(): number {

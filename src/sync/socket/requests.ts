@@ -11,7 +11,7 @@
 // frame, after routing, as HTTP answers it. Whether fractions are allowed is the route's rule.
 
 import type { IncomingMessage } from 'node:http';
-import { parseQuery, type ApiRequest, type ApiResponse, type RequestBody } from '../../api/handlers.js';
+import { BinaryBody, parseQuery, type ApiRequest, type ApiResponse, type RequestBody } from '../../api/handlers.js';
 import { intakeParsed, type ParsedBodyInfo } from '../../api/middleware.js';
 import { MatrixError } from '../../errors.js';
 import { hardenValue, hasLoneSurrogate, scanNumbers } from '../../protocol/canonical-json.js';
@@ -112,6 +112,11 @@ export async function answerRequest(api: RequestApi, who: FrameSender, frame: Re
     ip: who.ip,
     signal: who.signal,
   });
+  if (res.body instanceof BinaryBody) {
+    // Media routes refuse frames before they run (the table's 'media' intake); this is the net.
+    res.body.stream.destroy();
+    return { type: 'response', id, status: 400, body: { errcode: 'M_UNRECOGNIZED', error: 'Media is served over HTTP only' } };
+  }
   return { type: 'response', id, status: res.status, body: (res.body ?? {}) as JsonObject };
 }
 

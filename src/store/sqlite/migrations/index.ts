@@ -8,6 +8,7 @@ import { e2ee } from './0004-e2ee.js';
 import { push } from './0005-push.js';
 import { pushBulk } from './0006-push-bulk.js';
 import { dag } from './0007-dag.js';
+import { media } from './0008-media.js';
 import type { Db } from '../db.js';
 
 export interface Migration {
@@ -19,4 +20,4 @@ export interface Migration {
   run?: (db: Db) => void;
 }
 
-export const MIGRATIONS: readonly Migration[] = [initial, chat, txnScope, e2ee, push, pushBulk, dag];
+export const MIGRATIONS: readonly Migration[] = [initial, chat, txnScope, e2ee, push, pushBulk, dag, media];

@@ -1,0 +1,87 @@
+// Storage contract for the media repository's metadata: which media IDs exist, who uploaded them,
+// their type, name and size, and the thumbnails made of them. The bytes themselves live in a
+// MediaStore (src/media/media-store.ts) under keys derived from the media ID; this store never
+// sees them. Same rules as src/store/types.ts (async, concurrent-safe, writes resolve after
+// commit). Nothing here takes a stream position: media is not part of /sync.
+//
+// Invariants:
+// - A media ID is created once, either complete (a direct upload) or pending (POST /create);
+//   a pending ID becomes complete at most once (M_CANNOT_OVERWRITE_MEDIA after that).
+// - A user's usage is the sum of the sizes of their complete media; the quota check and the
+//   insert that would exceed it happen in one write, so concurrent uploads cannot overshoot.
+
+export interface MediaRecord {
+  mediaId: string;
+  /** The uploader (for /create: the creator, who alone may upload to it). */
+  userId: string;
+  /** As the uploader sent it (Content-Type), or null when none was given. */
+  contentType: string | null;
+  /** The `filename` query parameter of the upload, or null. */
+  uploadName: string | null;
+  /** Bytes; null while pending. */
+  size: number | null;
+  /** Hex SHA-256 of the bytes; null while pending. */
+  sha256: string | null;
+  createdTs: number;
+  /** Null while pending (created, not yet uploaded). */
+  uploadedTs: number | null;
+  /** Pending IDs expire at this time if nothing was uploaded; null once complete. */
+  unusedExpiresTs: number | null;
+}
+
+export interface ThumbnailRecord {
+  mediaId: string;
+  /** What was asked for: the cache key, with method and animated. */
+  reqWidth: number;
+  reqHeight: number;
+  method: 'crop' | 'scale';
+  animated: boolean;
+  /** What was made. */
+  width: number;
+  height: number;
+  contentType: string;
+  size: number;
+  createdTs: number;
+}
+
+export interface CompleteUpload {
+  contentType: string | null;
+  uploadName: string | null;
+  size: number;
+  sha256: string;
+  uploadedTs: number;
+}
+
+export type UploadOutcome = 'ok' | 'quota' | 'not_found' | 'forbidden' | 'exists' | 'expired';
+
+export interface MediaMetaStore {
+  /**
+   * Inserts a complete upload unless it would take the user's usage past `quotaBytes` (null: no
+   * quota): 'quota' then, and nothing is written. Throws StoreConflictError for a taken ID.
+   */
+  insertMedia(record: MediaRecord & CompleteUpload, quotaBytes: number | null): Promise<'ok' | 'quota'>;
+  /**
+   * Inserts a pending ID (POST /create) unless the user already holds `maxPending` pending IDs
+   * not expired at `now`: false then. Throws StoreConflictError for a taken ID.
+   */
+  createPending(record: { mediaId: string; userId: string; createdTs: number; unusedExpiresTs: number }, maxPending: number, now: number): Promise<boolean>;
+  /**
+   * Completes a pending ID: 'not_found' (no such ID), 'forbidden' (created by another user),
+   * 'exists' (already uploaded), 'expired' (its unused expiry passed at `upload.uploadedTs`),
+   * 'quota' as insertMedia; 'ok' otherwise.
+   */
+  completePending(mediaId: string, userId: string, upload: CompleteUpload, quotaBytes: number | null): Promise<UploadOutcome>;
+  getMedia(mediaId: string): Promise<MediaRecord | null>;
+  /** Sum of the sizes of the user's complete media. */
+  usage(userId: string): Promise<number>;
+  /** The user's media IDs, complete and pending, oldest first. */
+  listUserMedia(userId: string): Promise<string[]>;
+  /** Pending IDs whose unused expiry is at or before `now`. */
+  listExpiredPending(now: number, limit: number): Promise<string[]>;
+  /** Removes the record and its thumbnails' records; returns the thumbnails that were there. */
+  deleteMedia(mediaId: string): Promise<{ media: MediaRecord; thumbnails: ThumbnailRecord[] } | null>;
+  getThumbnail(mediaId: string, reqWidth: number, reqHeight: number, method: 'crop' | 'scale', animated: boolean): Promise<ThumbnailRecord | null>;
+  /** Records a thumbnail unless the media has `maxPerMedia` already, or is gone: false then. */
+  putThumbnail(record: ThumbnailRecord, maxPerMedia: number): Promise<boolean>;
+  listThumbnails(mediaId: string): Promise<ThumbnailRecord[]>;
+}

@@ -1,0 +1,184 @@
+// Media metadata (src/store/media-types.ts). Quota and pending-count checks run inside the
+// write that would breach them, in the one write queue, so concurrent uploads are judged in
+// commit order and never overshoot.
+
+import { StoreConflictError } from '../types.js';
+import type { CompleteUpload, MediaMetaStore, MediaRecord, ThumbnailRecord, UploadOutcome } from '../media-types.js';
+import type { SqliteContext } from './context.js';
+
+interface MediaRow {
+  media_id: string;
+  user_id: string;
+  content_type: string | null;
+  upload_name: string | null;
+  size: number | null;
+  sha256: string | null;
+  created_ts: number;
+  uploaded_ts: number | null;
+  unused_expires_ts: number | null;
+}
+
+interface ThumbRow {
+  media_id: string;
+  req_width: number;
+  req_height: number;
+  method: 'crop' | 'scale';
+  animated: number;
+  width: number;
+  height: number;
+  content_type: string;
+  size: number;
+  created_ts: number;
+}
+
+const MEDIA_COLUMNS = 'media_id, user_id, content_type, upload_name, size, sha256, created_ts, uploaded_ts, unused_expires_ts';
+const THUMB_COLUMNS = 'media_id, req_width, req_height, method, animated, width, height, content_type, size, created_ts';
+
+const toMedia = (r: MediaRow): MediaRecord => ({
+  mediaId: r.media_id,
+  userId: r.user_id,
+  contentType: r.content_type,
+  uploadName: r.upload_name,
+  size: r.size,
+  sha256: r.sha256,
+  createdTs: r.created_ts,
+  uploadedTs: r.uploaded_ts,
+  unusedExpiresTs: r.unused_expires_ts,
+});
+
+const toThumb = (r: ThumbRow): ThumbnailRecord => ({
+  mediaId: r.media_id,
+  reqWidth: r.req_width,
+  reqHeight: r.req_height,
+  method: r.method,
+  animated: r.animated === 1,
+  width: r.width,
+  height: r.height,
+  contentType: r.content_type,
+  size: r.size,
+  createdTs: r.created_ts,
+});
+
+export class SqliteMediaStore implements MediaMetaStore {
+  constructor(private readonly ctx: SqliteContext) {}
+
+  private usageNow(userId: string): number {
+    const row = this.ctx.stmt('SELECT COALESCE(SUM(size), 0) AS n FROM media WHERE user_id = ? AND uploaded_ts IS NOT NULL').get(userId) as { n: number };
+    return row.n;
+  }
+
+  private exists(mediaId: string): boolean {
+    return this.ctx.stmt('SELECT 1 FROM media WHERE media_id = ?').get(mediaId) !== undefined;
+  }
+
+  async insertMedia(record: MediaRecord & CompleteUpload, quotaBytes: number | null): Promise<'ok' | 'quota'> {
+    this.ctx.checkOpen();
+    const r = { ...record };
+    return this.ctx.queue.write(() => {
+      if (this.exists(r.mediaId)) throw new StoreConflictError(`media ID ${r.mediaId} is taken`);
+      if (quotaBytes !== null && this.usageNow(r.userId) + r.size > quotaBytes) return 'quota';
+      this.ctx
+        .stmt(`INSERT INTO media (${MEDIA_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL)`)
+        .run(r.mediaId, r.userId, r.contentType, r.uploadName, r.size, r.sha256, r.createdTs, r.uploadedTs);
+      return 'ok';
+    });
+  }
+
+  async createPending(record: { mediaId: string; userId: string; createdTs: number; unusedExpiresTs: number }, maxPending: number, now: number): Promise<boolean> {
+    this.ctx.checkOpen();
+    const r = { ...record };
+    return this.ctx.queue.write(() => {
+      if (this.exists(r.mediaId)) throw new StoreConflictError(`media ID ${r.mediaId} is taken`);
+      const { n } = this.ctx
+        .stmt('SELECT COUNT(*) AS n FROM media WHERE user_id = ? AND uploaded_ts IS NULL AND unused_expires_ts > ?')
+        .get(r.userId, now) as { n: number };
+      if (n >= maxPending) return false;
+      this.ctx
+        .stmt(`INSERT INTO media (${MEDIA_COLUMNS}) VALUES (?, ?, NULL, NULL, NULL, NULL, ?, NULL, ?)`)
+        .run(r.mediaId, r.userId, r.createdTs, r.unusedExpiresTs);
+      return true;
+    });
+  }
+
+  async completePending(mediaId: string, userId: string, upload: CompleteUpload, quotaBytes: number | null): Promise<UploadOutcome> {
+    this.ctx.checkOpen();
+    const u = { ...upload };
+    return this.ctx.queue.write((): UploadOutcome => {
+      const row = this.ctx.stmt(`SELECT ${MEDIA_COLUMNS} FROM media WHERE media_id = ?`).get(mediaId) as MediaRow | undefined;
+      if (!row) return 'not_found';
+      if (row.user_id !== userId) return 'forbidden';
+      if (row.uploaded_ts !== null) return 'exists';
+      if (row.unused_expires_ts !== null && row.unused_expires_ts <= u.uploadedTs) return 'expired';
+      if (quotaBytes !== null && this.usageNow(userId) + u.size > quotaBytes) return 'quota';
+      this.ctx
+        .stmt('UPDATE media SET content_type = ?, upload_name = ?, size = ?, sha256 = ?, uploaded_ts = ?, unused_expires_ts = NULL WHERE media_id = ?')
+        .run(u.contentType, u.uploadName, u.size, u.sha256, u.uploadedTs, mediaId);
+      return 'ok';
+    });
+  }
+
+  async getMedia(mediaId: string): Promise<MediaRecord | null> {
+    this.ctx.checkOpen();
+    const row = this.ctx.stmt(`SELECT ${MEDIA_COLUMNS} FROM media WHERE media_id = ?`).get(mediaId) as MediaRow | undefined;
+    return row ? toMedia(row) : null;
+  }
+
+  async usage(userId: string): Promise<number> {
+    this.ctx.checkOpen();
+    return this.usageNow(userId);
+  }
+
+  async listUserMedia(userId: string): Promise<string[]> {
+    this.ctx.checkOpen();
+    const rows = this.ctx.stmt('SELECT media_id FROM media WHERE user_id = ? ORDER BY created_ts, media_id').all(userId) as { media_id: string }[];
+    return rows.map((r) => r.media_id);
+  }
+
+  async listExpiredPending(now: number, limit: number): Promise<string[]> {
+    this.ctx.checkOpen();
+    const rows = this.ctx
+      .stmt('SELECT media_id FROM media WHERE uploaded_ts IS NULL AND unused_expires_ts <= ? ORDER BY unused_expires_ts LIMIT ?')
+      .all(now, limit) as { media_id: string }[];
+    return rows.map((r) => r.media_id);
+  }
+
+  async deleteMedia(mediaId: string): Promise<{ media: MediaRecord; thumbnails: ThumbnailRecord[] } | null> {
+    this.ctx.checkOpen();
+    return this.ctx.queue.write(() => {
+      const row = this.ctx.stmt(`SELECT ${MEDIA_COLUMNS} FROM media WHERE media_id = ?`).get(mediaId) as MediaRow | undefined;
+      if (!row) return null;
+      const thumbs = this.ctx.stmt(`SELECT ${THUMB_COLUMNS} FROM media_thumbnails WHERE media_id = ?`).all(mediaId) as ThumbRow[];
+      this.ctx.stmt('DELETE FROM media_thumbnails WHERE media_id = ?').run(mediaId);
+      this.ctx.stmt('DELETE FROM media WHERE media_id = ?').run(mediaId);
+      return { media: toMedia(row), thumbnails: thumbs.map(toThumb) };
+    });
+  }
+
+  async getThumbnail(mediaId: string, reqWidth: number, reqHeight: number, method: 'crop' | 'scale', animated: boolean): Promise<ThumbnailRecord | null> {
+    this.ctx.checkOpen();
+    const row = this.ctx
+      .stmt(`SELECT ${THUMB_COLUMNS} FROM media_thumbnails WHERE media_id = ? AND req_width = ? AND req_height = ? AND method = ? AND animated = ?`)
+      .get(mediaId, reqWidth, reqHeight, method, animated ? 1 : 0) as ThumbRow | undefined;
+    return row ? toThumb(row) : null;
+  }
+
+  async putThumbnail(record: ThumbnailRecord, maxPerMedia: number): Promise<boolean> {
+    this.ctx.checkOpen();
+    const t = { ...record };
+    return this.ctx.queue.write(() => {
+      if (!this.exists(t.mediaId)) return false;
+      const { n } = this.ctx.stmt('SELECT COUNT(*) AS n FROM media_thumbnails WHERE media_id = ?').get(t.mediaId) as { n: number };
+      if (n >= maxPerMedia) return false;
+      this.ctx
+        .stmt(`INSERT INTO media_thumbnails (${THUMB_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`)
+        .run(t.mediaId, t.reqWidth, t.reqHeight, t.method, t.animated ? 1 : 0, t.width, t.height, t.contentType, t.size, t.createdTs);
+      return true;
+    });
+  }
+
+  async listThumbnails(mediaId: string): Promise<ThumbnailRecord[]> {
+    this.ctx.checkOpen();
+    const rows = this.ctx.stmt(`SELECT ${THUMB_COLUMNS} FROM media_thumbnails WHERE media_id = ? ORDER BY req_width, req_height, method, animated`).all(mediaId) as ThumbRow[];
+    return rows.map(toThumb);
+  }
+}
