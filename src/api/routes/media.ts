@@ -69,7 +69,8 @@ export function mediaRoutes(r: ClientRoutes, s: ApiServices): void {
   });
 
   each(ALL, 'get', '/preview_url', async (ctx, auth) => {
-    if (!s.urlPreviews) throw new MatrixError('M_UNKNOWN', 'URL previews are disabled on this server', {}, 403);
+    // Disabled: as if the endpoint did not exist (Synapse's answer), so clients stop asking.
+    if (!s.urlPreviews) throw new MatrixError('M_UNRECOGNIZED', 'URL previews are disabled on this server');
     const url = queryString(ctx, 'url');
     if (!url) throw new MatrixError('M_MISSING_PARAM', 'Missing url');
     await s.limits.write.consume(auth.userId);
