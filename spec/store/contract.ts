@@ -8,6 +8,7 @@ import { describeDirectoryContract } from './contract-directory.js';
 import { describeE2eeBackupContract } from './contract-e2ee-backup.js';
 import { describeE2eeKeysContract } from './contract-e2ee-keys.js';
 import { describeE2eeMessagesContract } from './contract-e2ee-messages.js';
+import { describeMediaContract } from './contract-media.js';
 import { describeNotificationContract } from './contract-notifications.js';
 import { describePushContract } from './contract-push.js';
 import { describeReceiptContract } from './contract-receipts.js';
@@ -93,5 +94,6 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
     describeE2eeMessagesContract(ctx);
     describeE2eeBackupContract(ctx);
     describePushContract(ctx);
+    describeMediaContract(ctx);
   });
 }
