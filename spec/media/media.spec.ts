@@ -71,7 +71,6 @@ describe('media repository (HTTP)', function () {
       ['POST', '/_matrix/media/v1/create'], ['PUT', `${V3}/upload/localhost/${id}`],
       ['GET', `${V1}/download/localhost/${id}`], ['GET', `${V3}/download/localhost/${id}`], ['GET', `/_matrix/media/r0/download/localhost/${id}/x.png`],
       ['GET', `${V1}/thumbnail/localhost/${id}?width=32&height=32`], ['GET', `${V3}/thumbnail/localhost/${id}?width=32&height=32`],
-      ['GET', `${V1}/preview_url?url=https%3A%2F%2Fexample.org`], ['GET', `${V3}/preview_url?url=https%3A%2F%2Fexample.org`],
       ['DELETE', `/_synapse/admin/v1/media/localhost/${id}`], ['DELETE', `/_synapse/admin/v1/users/${enc(alice.userId)}/media`],
     ];
     for (const [method, path] of paths) {

@@ -89,6 +89,11 @@ describe('URL previews', function () {
     assert.equal(bad.json.errcode, 'M_INVALID_PARAM');
     const missing = await raw(srv.url, 'GET', PREVIEW, { token: alice.token });
     assert.equal(missing.json.errcode, 'M_MISSING_PARAM');
+    for (const path of [PREVIEW, '/_matrix/media/v3/preview_url', '/_matrix/media/r0/preview_url']) {
+      const anon = await raw(srv.url, 'GET', `${path}?url=${enc(`${siteUrl}/page`)}`);
+      assert.equal(anon.status, 401);
+      assert.equal(anon.json.errcode, 'M_MISSING_TOKEN');
+    }
   });
 
   describe('with the test site whitelisted', function () {

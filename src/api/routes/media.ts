@@ -68,14 +68,16 @@ export function mediaRoutes(r: ClientRoutes, s: ApiServices): void {
     ctx.body = new BinaryBody(got.stream, got.size);
   });
 
-  each(ALL, 'get', '/preview_url', async (ctx, auth) => {
-    // Disabled: as if the endpoint did not exist (Synapse's answer), so clients stop asking.
-    if (!s.urlPreviews) throw new MatrixError('M_UNRECOGNIZED', 'URL previews are disabled on this server');
-    const url = queryString(ctx, 'url');
-    if (!url) throw new MatrixError('M_MISSING_PARAM', 'Missing url');
-    await s.limits.write.consume(auth.userId);
-    ctx.body = await s.urlPreviews.preview(auth.userId, url, ctx.signal);
-  });
+  // Disabled: not routed at all (404 M_UNRECOGNIZED, as Synapse), so clients stop asking.
+  const previews = s.urlPreviews;
+  if (previews) {
+    each(ALL, 'get', '/preview_url', async (ctx, auth) => {
+      const url = queryString(ctx, 'url');
+      if (!url) throw new MatrixError('M_MISSING_PARAM', 'Missing url');
+      await s.limits.write.consume(auth.userId);
+      ctx.body = await previews.preview(auth.userId, url, ctx.signal);
+    });
+  }
 
   // Synapse's admin API: delete one item, or everything a user uploaded. Admins only.
   const admin = async (auth: AuthInfo) => {
