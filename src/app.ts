@@ -186,7 +186,8 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
       maxUserBytes: mc.max_user_bytes,
       unusedExpirationMs: mc.unused_expiration_ms,
       maxPendingUploads: mc.max_pending_uploads,
-      maxWaitMs: mc.max_download_wait_ms,
+      // A waiting download sends nothing: the idle timeout would cut it first.
+      maxWaitMs: Math.max(0, Math.min(mc.max_download_wait_ms, config.limits.http.idle_timeout_ms - 1000)),
       maxImagePixels: mc.max_image_pixels,
       maxThumbnailsPerMedia: mc.max_thumbnails_per_media,
     },

