@@ -10,7 +10,8 @@
 //   media.max_upload_bytes, 403 for the quota), and again while streaming and at commit.
 // - Deleting removes the metadata first, then the bytes: a reader never finds metadata without
 //   bytes except in the moment between (answered 404 like missing media).
-// - Media of other servers is the federation seam (RemoteMedia): without it, 404.
+// - Media of other servers is the federation seam (RemoteMedia): without it, 404. Serving ours
+//   to other servers (/_matrix/federation/v1/media/download) is download() with our name.
 
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
@@ -171,6 +172,11 @@ export class MediaService {
 
   /** The bytes of a media ID, waiting up to `timeoutMs` for an async upload to arrive. */
   async download(serverName: string, mediaId: string, timeoutMs: number, signal: AbortSignal): Promise<MediaBytes> {
+    if (!this.isLocal(serverName) && this.deps.remote) {
+      const remote = await this.deps.remote.download(serverName, mediaId, signal);
+      if (!remote) throw notFound();
+      return remote;
+    }
     const record = await this.complete(serverName, mediaId, timeoutMs, signal);
     const blob = await this.deps.blobs.get(contentKey(mediaId));
     if (!blob) throw notFound();
