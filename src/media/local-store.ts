@@ -10,7 +10,7 @@
 
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, rm, rmdir, stat, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { BlobTooLargeError, type MediaStore, type OpenedBlob, type StoredBlob } from './media-store.js';
 
@@ -78,6 +78,10 @@ export class LocalMediaStore implements MediaStore {
   }
 
   async delete(key: string): Promise<void> {
-    await rm(this.pathOf(key), { force: true });
+    const path = this.pathOf(key);
+    await rm(path, { force: true });
+    // The directory a thumbnail set lived in goes when its last file does (rmdir refuses a
+    // non-empty one, so shared fan-out directories stay).
+    await rmdir(dirname(path)).catch(() => undefined);
   }
 }
