@@ -274,6 +274,24 @@ describe('media repository (HTTP)', function () {
       assert.deepEqual((await download(bob, id)).bytes, png);
     });
 
+    it('two concurrent PUTs to one ID: one wins, the other is 409, and the winner\'s bytes are served', async function () {
+      const id = mediaIdOf((await raw(srv.url, 'POST', '/_matrix/media/v1/create', { token: alice.token })).json.content_uri);
+      const one = Buffer.alloc(150_000, 1);
+      const two = Buffer.alloc(150_000, 2);
+      const [a, b] = await Promise.all([one, two].map((body) => raw(srv.url, 'PUT', `${V3}/upload/localhost/${id}`, { token: alice.token, body, contentType: 'application/octet-stream' })));
+      assert.deepEqual([a.status, b.status].sort(), [200, 409]);
+      const winner = a.status === 200 ? one : two;
+      assert.deepEqual((await download(bob, id)).bytes, winner);
+      assert.equal((await srv.hearth.store.media.getMedia(id))?.sha256, (await import('node:crypto')).createHash('sha256').update(winner).digest('hex'));
+    });
+
+    it('concurrent requests for one new thumbnail size make it once and agree', async function () {
+      const id = await upload(alice, png, 'image/png');
+      const all = await Promise.all([1, 2, 3, 4].map(() => thumb(id, 'width=77&height=77&method=crop')));
+      for (const r of all) assert.deepEqual(r.bytes, all[0].bytes);
+      assert.equal((await srv.hearth.store.media.listThumbnails(id)).length, 1);
+    });
+
     it('unknown IDs, other servers and direct-upload IDs cannot be PUT to', async function () {
       assertMatrixError(await raw(srv.url, 'PUT', `${V3}/upload/localhost/neverCreated`, { token: alice.token, body: png, contentType: 'image/png' }), 404, 'M_NOT_FOUND');
       const c = await raw(srv.url, 'POST', '/_matrix/media/v1/create', { token: alice.token });
