@@ -10,6 +10,9 @@
 //   media.max_upload_bytes, 403 for the quota), and again while streaming and at commit.
 // - Deleting removes the metadata first, then the bytes: a reader never finds metadata without
 //   bytes except in the moment between (answered 404 like missing media).
+// - Two PUTs to one pending ID are serialised in this process (the second is 409). Several
+//   processes sharing an object store would also race on the key: that backend must write each
+//   upload under its own key and record it in the metadata (not done yet; one process today).
 // - Media of other servers is the federation seam (RemoteMedia): without it, 404. Serving ours
 //   to other servers (/_matrix/federation/v1/media/download) is download() with our name.
 
