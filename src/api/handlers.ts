@@ -217,7 +217,7 @@ export class HandlerTable {
     matched(route.path);
     ctx.params = found.params;
     if (route.intake === 'media') {
-      if (!req.upload) throw new MatrixError('M_UNRECOGNIZED', 'Media uploads are served over HTTP only', {}, 400);
+      if (!req.upload) throw new MatrixError('M_UNRECOGNIZED', 'Media is served over HTTP only', {}, 400);
       if (req.method !== 'GET') ctx.upload = req.upload();
     } else if (req.method === 'POST' || req.method === 'PUT' || req.method === 'DELETE') {
       // DELETE carries a body too (UIA on DELETE /devices/{id}).
