@@ -65,7 +65,7 @@ describe('SqliteStore: DAG storage', function () {
 
     const store = await openSqliteStore({ path });
     try {
-      assert.deepEqual(store.appliedMigrations, [7]);
+      assert.ok(store.appliedMigrations.includes(7) && store.appliedMigrations.every((v) => v >= 7), 'the DAG migration (7) and only later ones ran');
       assert.deepEqual(await store.rooms.getPrevEvents([msg.eventId]), new Map([[msg.eventId, [topic.eventId]]]));
       assert.deepEqual(await store.rooms.getChildEvents(create.eventId), [join1.eventId]);
       const beforeMsg = stateMap((await store.rooms.getStateAtEvent(msg.eventId, 'before')) ?? []);
