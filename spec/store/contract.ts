@@ -14,6 +14,7 @@ import { describePushContract } from './contract-push.js';
 import { describeReceiptContract } from './contract-receipts.js';
 import { describeRelationContract } from './contract-relations.js';
 import { describeRoomContract } from './contract-rooms.js';
+import { describeSearchContract } from './contract-search.js';
 import { describeStateContract } from './contract-state.js';
 import { describeStreamContract } from './contract-streams.js';
 import { describeTimelineContract } from './contract-timeline.js';
@@ -95,5 +96,6 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
     describeE2eeBackupContract(ctx);
     describePushContract(ctx);
     describeMediaContract(ctx);
+    describeSearchContract(ctx);
   });
 }

@@ -21,11 +21,13 @@ import type { DirectoryStore, NotificationStore, PushActionInput, PushBulkInput,
 import type { E2eeStore } from './e2ee-types.js';
 import type { DeliveryStore, PusherStore } from './push-types.js';
 import type { MediaMetaStore } from './media-types.js';
+import type { SearchStore } from './search-types.js';
 
 export type * from './chat-types.js';
 export type * from './e2ee-types.js';
 export type * from './push-types.js';
 export type * from './media-types.js';
+export type * from './search-types.js';
 
 export class StoreConflictError extends Error {
   constructor(message: string) {
@@ -389,6 +391,7 @@ export interface Store {
   readonly pushers: PusherStore;
   /** Media repository metadata (the bytes are in a MediaStore, src/media). */
   readonly media: MediaMetaStore;
+  readonly search: SearchStore;
   /** The highest stream position below which everything is persisted and readable. */
   currentPosition(): number;
   /**

@@ -340,7 +340,7 @@ function toGlob(pattern: string): string {
 }
 
 /** SQL condition matching `type` against Matrix filter entries ('*' is a wildcard). */
-function typeCondition(types: string[], params: unknown[]): string {
+export function typeCondition(types: string[], params: unknown[]): string {
   const exact = types.filter((t) => !t.includes('*'));
   const globs = types.filter((t) => t.includes('*'));
   const parts: string[] = [];

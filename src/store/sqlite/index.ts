@@ -17,6 +17,7 @@ import { SqlitePusherStore } from './pushers.js';
 import { SqliteReceiptStore } from './receipts.js';
 import { SqliteRelationStore } from './relations.js';
 import { SqliteRoomStore } from './rooms.js';
+import { SqliteSearchStore } from './search.js';
 import { SqliteUserDataStore } from './user-data.js';
 import { StoreClosedError, WriteQueue, type WriteQueueStats } from './write-queue.js';
 
@@ -75,6 +76,7 @@ export class SqliteStore implements Store {
   readonly directory: SqliteDirectoryStore;
   readonly delivery: SqliteDeliveryStore;
   readonly pushers: SqlitePusherStore;
+  readonly search: SqliteSearchStore;
   readonly e2ee: SqliteE2eeStore;
   readonly media: SqliteMediaStore;
   /** Migration versions applied by this open (empty when the schema was already current). */
@@ -116,6 +118,7 @@ export class SqliteStore implements Store {
     this.directory = new SqliteDirectoryStore(ctx);
     this.delivery = new SqliteDeliveryStore(ctx);
     this.pushers = new SqlitePusherStore(ctx);
+    this.search = new SqliteSearchStore(ctx);
     this.e2ee = new SqliteE2eeStore(ctx);
     this.media = new SqliteMediaStore(ctx);
   }

@@ -10,6 +10,7 @@ import { pushBulk } from './0006-push-bulk.js';
 import { dag } from './0007-dag.js';
 import { media } from './0008-media.js';
 import type { Db } from '../db.js';
+import { search } from './0009-search.js';
 
 export interface Migration {
   version: number;
@@ -20,4 +21,4 @@ export interface Migration {
   run?: (db: Db) => void;
 }
 
-export const MIGRATIONS: readonly Migration[] = [initial, chat, txnScope, e2ee, push, pushBulk, dag, media];
+export const MIGRATIONS: readonly Migration[] = [initial, chat, txnScope, e2ee, push, pushBulk, dag, media, search];
