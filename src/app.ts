@@ -24,6 +24,7 @@ import { StaticKeyRing } from './room/key-ring.js';
 import { resolveState } from './protocol/state-res/index.js';
 import { RoomService } from './room/room-service.js';
 import { RoomUpgradeService } from './room/room-upgrade.js';
+import { SearchService } from './room/search-service.js';
 import { VisibilityChecker } from './room/visibility.js';
 import { openSqliteStore } from './store/sqlite/index.js';
 import type { Store } from './store/types.js';
@@ -215,6 +216,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
       await store.pushers.deletePushersForDevice(userId, deviceId);
     }),
     rooms,
+    search: new SearchService(store, visibility, formatter),
     upgrades: new RoomUpgradeService(store, roomInput, rooms, config.server_name, pushRules, notifier, logger),
     roomInput,
     sync: new SyncService(store, waiters, formatter, visibility, {

@@ -17,6 +17,7 @@ import { syncRoutes } from './routes/sync.js';
 import { ephemeralRoutes } from './routes/ephemeral.js';
 import { pushRuleRoutes } from './routes/push-rules.js';
 import { directoryRoutes } from './routes/directory.js';
+import { searchRoutes } from './routes/search.js';
 import { chatRoutes } from './routes/chat.js';
 import { relationRoutes } from './routes/relations.js';
 import { pusherRoutes } from './routes/pushers.js';
@@ -88,6 +89,7 @@ export function createRouteTable(services: ApiServices, opts: Pick<HttpOptions, 
   ephemeralRoutes(routes, services);
   pushRuleRoutes(routes, services);
   directoryRoutes(routes, services);
+  searchRoutes(routes, services);
   chatRoutes(routes, services);
   relationRoutes(routes, services);
   pusherRoutes(routes, services);

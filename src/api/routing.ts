@@ -11,6 +11,7 @@ import { HandlerTable, parse, type IntakeClass, type Method, type RouteLimit, ty
 import type { AccountService } from '../users/account-service.js';
 import type { RoomService } from '../room/room-service.js';
 import type { RoomUpgradeService } from '../room/room-upgrade.js';
+import type { SearchService } from '../room/search-service.js';
 import type { SyncService } from '../sync/sync-service.js';
 import type { EventFormatter } from '../room/client-event.js';
 import type { VisibilityChecker } from '../room/visibility.js';
@@ -36,6 +37,8 @@ export interface ApiServices {
   accounts: AccountService;
   rooms: RoomService;
   upgrades: RoomUpgradeService;
+  /** POST /search over room events. */
+  search: SearchService;
   roomInput: RoomInput;
   sync: SyncService;
   typing: TypingService;
