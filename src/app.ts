@@ -25,6 +25,7 @@ import { resolveState } from './protocol/state-res/index.js';
 import { RoomService } from './room/room-service.js';
 import { RoomUpgradeService } from './room/room-upgrade.js';
 import { SearchService } from './room/search-service.js';
+import { HierarchyService } from './room/hierarchy.js';
 import { VisibilityChecker } from './room/visibility.js';
 import { openSqliteStore } from './store/sqlite/index.js';
 import type { Store } from './store/types.js';
@@ -217,6 +218,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     }),
     rooms,
     search: new SearchService(store, visibility, formatter),
+    hierarchy: new HierarchyService(store, (roomId) => roomInput.currentState(roomId)),
     upgrades: new RoomUpgradeService(store, roomInput, rooms, config.server_name, pushRules, notifier, logger),
     roomInput,
     sync: new SyncService(store, waiters, formatter, visibility, {

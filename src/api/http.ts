@@ -18,6 +18,7 @@ import { ephemeralRoutes } from './routes/ephemeral.js';
 import { pushRuleRoutes } from './routes/push-rules.js';
 import { directoryRoutes } from './routes/directory.js';
 import { searchRoutes } from './routes/search.js';
+import { spaceRoutes } from './routes/spaces.js';
 import { chatRoutes } from './routes/chat.js';
 import { relationRoutes } from './routes/relations.js';
 import { pusherRoutes } from './routes/pushers.js';
@@ -90,6 +91,7 @@ export function createRouteTable(services: ApiServices, opts: Pick<HttpOptions, 
   pushRuleRoutes(routes, services);
   directoryRoutes(routes, services);
   searchRoutes(routes, services);
+  spaceRoutes(routes, services);
   chatRoutes(routes, services);
   relationRoutes(routes, services);
   pusherRoutes(routes, services);

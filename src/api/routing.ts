@@ -12,6 +12,7 @@ import type { AccountService } from '../users/account-service.js';
 import type { RoomService } from '../room/room-service.js';
 import type { RoomUpgradeService } from '../room/room-upgrade.js';
 import type { SearchService } from '../room/search-service.js';
+import type { HierarchyService } from '../room/hierarchy.js';
 import type { SyncService } from '../sync/sync-service.js';
 import type { EventFormatter } from '../room/client-event.js';
 import type { VisibilityChecker } from '../room/visibility.js';
@@ -39,6 +40,8 @@ export interface ApiServices {
   upgrades: RoomUpgradeService;
   /** POST /search over room events. */
   search: SearchService;
+  /** GET /rooms/{roomId}/hierarchy (spaces). */
+  hierarchy: HierarchyService;
   roomInput: RoomInput;
   sync: SyncService;
   typing: TypingService;

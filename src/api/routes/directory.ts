@@ -6,13 +6,24 @@ import { body, type Ctx } from '../middleware.js';
 import { parse, param, queryInt, queryString, type ApiServices, type ClientRoutes, valid } from '../routing.js';
 import type { JsonObject } from '../../protocol/types.js';
 import { requiredPowerLevel } from '../../protocol/power-levels.js';
+import { advertisedAliases, roomSummary } from '../../room/room-summary.js';
 
+// Clients send null for "not given" (matrix-js-sdk sends since: null on the first page).
 const publicRoomsSchema = z
   .object({
-    limit: z.number().int().min(0).optional(),
-    since: z.string().max(64).optional(),
-    server: z.string().max(255).optional(),
-    filter: z.object({ generic_search_term: z.string().max(512).optional() }).passthrough().optional(),
+    limit: z.number().int().min(0).nullish(),
+    since: z.string().max(64).nullish(),
+    server: z.string().max(255).nullish(),
+    include_all_networks: z.boolean().nullish(),
+    third_party_instance_id: z.string().max(255).nullish(),
+    filter: z
+      .object({
+        generic_search_term: z.string().max(512).nullish(),
+        // null stands for rooms without a type (not spaces).
+        room_types: z.array(z.string().max(255).nullable()).max(100).nullish(),
+      })
+      .passthrough()
+      .nullish(),
   })
   .passthrough();
 
@@ -29,9 +40,10 @@ export function directoryRoutes(r: ClientRoutes, s: ApiServices): void {
     const req = valid(ctx, publicRoomsSchema);
     ctx.body = await publicRooms(s, ctx, {
       limit: Math.min(req.limit ?? 100, 500),
-      since: req.since,
-      server: req.server,
-      term: req.filter?.generic_search_term,
+      since: req.since ?? undefined,
+      server: req.server ?? undefined,
+      term: req.filter?.generic_search_term ?? undefined,
+      roomTypes: req.filter?.room_types ?? undefined,
     });
   }, { schema: publicRoomsSchema });
 
@@ -61,6 +73,8 @@ interface PublicRoomsQuery {
   since?: string;
   server?: string;
   term?: string;
+  /** Only rooms whose type is listed; null in the list matches rooms without a type. */
+  roomTypes?: Array<string | null>;
 }
 
 async function publicRooms(s: ApiServices, _ctx: Ctx, q: PublicRoomsQuery): Promise<JsonObject> {
@@ -74,42 +88,24 @@ async function publicRooms(s: ApiServices, _ctx: Ctx, q: PublicRoomsQuery): Prom
     offset = Number(m[1]);
   }
   const ids = await s.store.rooms.listPublicRooms();
-  const chunks = await Promise.all(ids.map((id) => summary(s, id)));
+  const states = await Promise.all(ids.map(async (id) => ({ id, state: await s.roomInput.currentState(id) })));
   const term = q.term?.toLowerCase().trim();
-  const rooms = chunks
-    .filter((c): c is JsonObject => c !== null)
-    .filter((c) => !term || [c.name, c.topic, c.canonical_alias, c.room_id].some((v) => typeof v === 'string' && v.toLowerCase().includes(term)))
+  const types = q.roomTypes && q.roomTypes.length > 0 ? new Set(q.roomTypes) : undefined;
+  const rooms = states
+    .flatMap(({ id, state }) => {
+      if (!state) return [];
+      const chunk = roomSummary(id, state);
+      if (types && !types.has(typeof chunk.room_type === 'string' ? chunk.room_type : null)) return [];
+      if (term) {
+        const haystack = [chunk.name, chunk.topic, chunk.room_id, ...advertisedAliases(state)];
+        if (!haystack.some((v) => typeof v === 'string' && v.toLowerCase().includes(term))) return [];
+      }
+      return [chunk];
+    })
     .sort((a, b) => (b.num_joined_members as number) - (a.num_joined_members as number) || String(a.room_id).localeCompare(String(b.room_id)));
   const page = rooms.slice(offset, offset + q.limit);
   const out: JsonObject = { chunk: page, total_room_count_estimate: rooms.length };
   if (offset + q.limit < rooms.length) out.next_batch = `o${offset + q.limit}`;
   if (offset > 0) out.prev_batch = `o${Math.max(0, offset - q.limit)}`;
-  return out;
-}
-
-async function summary(s: ApiServices, roomId: string): Promise<JsonObject | null> {
-  const state = await s.roomInput.currentState(roomId);
-  if (!state) return null;
-  const str = (type: string, key: string): string | undefined => {
-    const v = state.content(type)?.[key];
-    return typeof v === 'string' ? v : undefined;
-  };
-  const out: JsonObject = {
-    room_id: roomId,
-    num_joined_members: state.joinedMembers().length,
-    world_readable: str('m.room.history_visibility', 'history_visibility') === 'world_readable',
-    guest_can_join: str('m.room.guest_access', 'guest_access') === 'can_join',
-    join_rule: state.joinRule(),
-  };
-  const name = str('m.room.name', 'name');
-  const topic = str('m.room.topic', 'topic');
-  const avatar = str('m.room.avatar', 'url');
-  const alias = str('m.room.canonical_alias', 'alias');
-  const roomType = str('m.room.create', 'type');
-  if (name) out.name = name;
-  if (topic) out.topic = topic;
-  if (avatar) out.avatar_url = avatar;
-  if (alias) out.canonical_alias = alias;
-  if (roomType) out.room_type = roomType;
   return out;
 }
