@@ -28,6 +28,7 @@ import { SearchService } from './room/search-service.js';
 import { HierarchyService } from './room/hierarchy.js';
 import { VisibilityChecker } from './room/visibility.js';
 import { openSqliteStore } from './store/sqlite/index.js';
+import { removeServerLock, runningServerPid, writeServerLock } from './store/sqlite/server-lock.js';
 import type { Store } from './store/types.js';
 import { LocalNotifier } from './sync/notifier.js';
 import { SyncService } from './sync/sync-service.js';
@@ -349,6 +350,11 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
       if (config.listeners.client.port === 0 && services.publicBaseUrl === localBaseUrl(config.listeners.client)) {
         services.publicBaseUrl = `${url}/`;
       }
+      const other = runningServerPid(config.storage.sqlite.path);
+      if (other !== null && other !== process.pid) {
+        logger.warn({ pid: other, database: config.storage.sqlite.path }, 'another process holds this database\'s pid file; two servers must not share one database');
+      }
+      writeServerLock(config.storage.sqlite.path);
       presence.start();
       if (config.push.enabled) pushGateway.start();
       if (isOpenRegistrationWarningNeeded(config)) logger.warn(OPEN_REGISTRATION_WARNING);
@@ -379,6 +385,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
       typing.close();
       await notifier.close();
       await store.close();
+      removeServerLock(config.storage.sqlite.path);
       logger.info('Hearth stopped');
     },
   };

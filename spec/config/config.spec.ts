@@ -44,7 +44,7 @@ describe('config', () => {
     assert.deepEqual(c.limits.rate_limits.login, { per_second: 0.5, burst: 10 });
     assert.equal(c.limits.max_request_body_bytes, 1048576);
     assert.equal(c.sync.max_timeout_ms, 60000);
-    assert.deepEqual(c.log, { level: 'info', format: 'json' });
+    assert.deepEqual(c.log, { level: 'info', format: 'auto' });
     assert.equal(c.metrics.enabled, true);
     assert.equal(isOpenRegistrationWarningNeeded(c), true);
   });

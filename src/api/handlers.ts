@@ -197,8 +197,10 @@ export class HandlerTable {
     res.route = route;
     const seconds = Number(process.hrtime.bigint() - start) / 1e9;
     this.deps.observe?.(req.method, route, res.status, seconds);
-    if (this.deps.logger.isLevelEnabled('debug')) {
-      this.deps.logger.debug({ method: req.method, route, status: res.status, ms: Math.round(seconds * 1e4) / 10 }, 'request');
+    // One line per request, as Synapse logs them. The path carries no query string, so no
+    // access_token parameter; tokens in headers are never logged.
+    if (this.deps.logger.isLevelEnabled('info')) {
+      this.deps.logger.info({ method: req.method, path: req.path, status: res.status, ms: Math.round(seconds * 1e4) / 10, route }, 'request');
     }
     return res;
   }

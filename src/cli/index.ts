@@ -34,6 +34,10 @@ const USAGE = `Usage: hearth <command> [options]
 
 Commands:
   start [...]               Run the homeserver (config from --config or HEARTH_CONFIG).
+      --config FILE           The config file.
+      --host HOST             Listen address of the client API (listeners.client.host).
+      --port PORT             Port of the client API (listeners.client.port).
+      --server-name NAME      server_name (permanent once users exist).
   generate-config           Print a documented config with a fresh registration shared secret.
       --server-name NAME      Set server_name (the domain in user IDs; permanent once users exist).
       --output FILE           Write to FILE (mode 600) instead of stdout.
@@ -138,7 +142,15 @@ async function registerUserCommand(args: string[], io: CliIo): Promise<void> {
 
   if (values.direct === true) {
     const { openSqliteStore } = await import('../store/sqlite/index.js');
+    const { runningServerPid, serverLockPath } = await import('../store/sqlite/server-lock.js');
     const { path, synchronous } = config.storage.sqlite;
+    const pid = runningServerPid(path);
+    if (pid !== null) {
+      throw new Error(
+        `the server is running (pid ${pid}) on ${path}: register through it instead (drop --direct; needs ` +
+          `registration.shared_secret), or stop it first. If no server is running, remove ${serverLockPath(path)}.`,
+      );
+    }
     const store = await openSqliteStore({ path, synchronous });
     try {
       const userId = await registerUserDirect(store, config.server_name, localpart, password, admin);

@@ -257,7 +257,8 @@ const configObject = z.strictObject({
   log: z
     .strictObject({
       level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-      format: z.enum(['json', 'pretty']).default('json'),
+      // auto: pretty when stdout is a terminal, json otherwise (pipes, files, log collectors).
+      format: z.enum(['auto', 'json', 'pretty']).default('auto'),
     })
     .prefault({}),
   metrics: z

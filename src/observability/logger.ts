@@ -1,6 +1,7 @@
 // One pino logger per server instance (tests run several servers in one process, each with its
 // own level and output). "pretty" is a small built-in formatter rather than pino-pretty: it is
 // only for reading logs in a terminal, and pino-pretty would be a dependency plus a worker thread.
+// The default format "auto" picks pretty when stdout is a terminal and JSON otherwise.
 
 import { pino, type DestinationStream, type Logger } from 'pino';
 import type { HearthConfig } from '../config/schema.js';
@@ -29,13 +30,21 @@ const REDACT_PATHS = [
 export interface CreateLoggerOptions {
   /** Where log lines go. Defaults to stdout. */
   destination?: DestinationStream;
+  /** Whether stdout is a terminal (decides format "auto"). Defaults to process.stdout.isTTY. */
+  isTTY?: boolean;
+}
+
+/** The format "auto" stands for: pretty for a person at a terminal, JSON for everything else. */
+export function resolveLogFormat(format: HearthConfig['log']['format'], isTTY: boolean): 'json' | 'pretty' {
+  return format === 'auto' ? (isTTY ? 'pretty' : 'json') : format;
 }
 
 
 export function createLogger(config: Pick<HearthConfig, 'log'>, opts: CreateLoggerOptions = {}): Logger {
   // pino's own stdout writer (synchronous, like pino's default) so the last lines before a crash are not lost.
   const out: DestinationStream = opts.destination ?? pino.destination(1);
-  const stream = config.log.format === 'pretty' ? prettyStream(out) : out;
+  const format = resolveLogFormat(config.log.format, opts.isTTY ?? (opts.destination === undefined && process.stdout.isTTY === true));
+  const stream = format === 'pretty' ? prettyStream(out) : out;
   return pino(
     {
       name: 'hearth',
