@@ -15,6 +15,7 @@ import { describeReceiptContract } from './contract-receipts.js';
 import { describeRelationContract } from './contract-relations.js';
 import { describeRoomContract } from './contract-rooms.js';
 import { describeSearchContract } from './contract-search.js';
+import { describeAdminContract } from './contract-admin.js';
 import { describeStateContract } from './contract-state.js';
 import { describeStreamContract } from './contract-streams.js';
 import { describeTimelineContract } from './contract-timeline.js';
@@ -97,5 +98,6 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
     describePushContract(ctx);
     describeMediaContract(ctx);
     describeSearchContract(ctx);
+    describeAdminContract(ctx);
   });
 }

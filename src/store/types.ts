@@ -22,12 +22,14 @@ import type { E2eeStore } from './e2ee-types.js';
 import type { DeliveryStore, PusherStore } from './push-types.js';
 import type { MediaMetaStore } from './media-types.js';
 import type { SearchStore } from './search-types.js';
+import type { AdminStore } from './admin-types.js';
 
 export type * from './chat-types.js';
 export type * from './e2ee-types.js';
 export type * from './push-types.js';
 export type * from './media-types.js';
 export type * from './search-types.js';
+export type * from './admin-types.js';
 
 export class StoreConflictError extends Error {
   constructor(message: string) {
@@ -392,6 +394,7 @@ export interface Store {
   /** Media repository metadata (the bytes are in a MediaStore, src/media). */
   readonly media: MediaMetaStore;
   readonly search: SearchStore;
+  readonly admin: AdminStore;
   /** The highest stream position below which everything is persisted and readable. */
   currentPosition(): number;
   /**

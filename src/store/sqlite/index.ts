@@ -18,6 +18,7 @@ import { SqliteReceiptStore } from './receipts.js';
 import { SqliteRelationStore } from './relations.js';
 import { SqliteRoomStore } from './rooms.js';
 import { SqliteSearchStore } from './search.js';
+import { SqliteAdminStore } from './admin.js';
 import { SqliteUserDataStore } from './user-data.js';
 import { StoreClosedError, WriteQueue, type WriteQueueStats } from './write-queue.js';
 
@@ -77,6 +78,7 @@ export class SqliteStore implements Store {
   readonly delivery: SqliteDeliveryStore;
   readonly pushers: SqlitePusherStore;
   readonly search: SqliteSearchStore;
+  readonly admin: SqliteAdminStore;
   readonly e2ee: SqliteE2eeStore;
   readonly media: SqliteMediaStore;
   /** Migration versions applied by this open (empty when the schema was already current). */
@@ -119,6 +121,7 @@ export class SqliteStore implements Store {
     this.delivery = new SqliteDeliveryStore(ctx);
     this.pushers = new SqlitePusherStore(ctx);
     this.search = new SqliteSearchStore(ctx);
+    this.admin = new SqliteAdminStore(ctx);
     this.e2ee = new SqliteE2eeStore(ctx);
     this.media = new SqliteMediaStore(ctx);
   }

@@ -11,6 +11,8 @@ import { dag } from './0007-dag.js';
 import { media } from './0008-media.js';
 import type { Db } from '../db.js';
 import { search } from './0009-search.js';
+import { search } from './0008-search.js';
+import { admin } from './0010-admin.js';
 
 export interface Migration {
   version: number;
@@ -21,4 +23,4 @@ export interface Migration {
   run?: (db: Db) => void;
 }
 
-export const MIGRATIONS: readonly Migration[] = [initial, chat, txnScope, e2ee, push, pushBulk, dag, media, search];
+export const MIGRATIONS: readonly Migration[] = [initial, chat, txnScope, e2ee, push, pushBulk, dag, media, search, admin];
