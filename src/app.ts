@@ -26,6 +26,7 @@ import { RoomService } from './room/room-service.js';
 import { RoomUpgradeService } from './room/room-upgrade.js';
 import { SearchService } from './room/search-service.js';
 import { HierarchyService } from './room/hierarchy.js';
+import { AdminService } from './admin/admin-service.js';
 import { VisibilityChecker } from './room/visibility.js';
 import { openSqliteStore } from './store/sqlite/index.js';
 import { removeServerLock, runningServerPid, writeServerLock } from './store/sqlite/server-lock.js';
@@ -208,15 +209,17 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
         now,
       })
     : null;
+  const accounts = new AccountService(store, config.server_name, config.registration, now, async (userId, deviceId) => {
+    sockets?.deviceDeleted(userId, deviceId);
+    await store.e2ee.deleteDeviceE2ee(userId, deviceId);
+    await store.pushers.deletePushersForDevice(userId, deviceId);
+  });
   const services: ApiServices = {
     serverName: config.server_name,
     publicBaseUrl: config.public_baseurl,
     store,
-    accounts: new AccountService(store, config.server_name, config.registration, now, async (userId, deviceId) => {
-      sockets?.deviceDeleted(userId, deviceId);
-      await store.e2ee.deleteDeviceE2ee(userId, deviceId);
-      await store.pushers.deletePushersForDevice(userId, deviceId);
-    }),
+    accounts,
+    admin: new AdminService({ store, accounts, rooms, roomInput, serverName: config.server_name, now }),
     rooms,
     search: new SearchService(store, visibility, formatter),
     hierarchy: new HierarchyService(store, (roomId) => roomInput.currentState(roomId)),

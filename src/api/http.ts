@@ -19,6 +19,7 @@ import { pushRuleRoutes } from './routes/push-rules.js';
 import { directoryRoutes } from './routes/directory.js';
 import { searchRoutes } from './routes/search.js';
 import { spaceRoutes } from './routes/spaces.js';
+import { adminRoutes } from './routes/admin.js';
 import { chatRoutes } from './routes/chat.js';
 import { relationRoutes } from './routes/relations.js';
 import { pusherRoutes } from './routes/pushers.js';
@@ -92,6 +93,7 @@ export function createRouteTable(services: ApiServices, opts: Pick<HttpOptions, 
   directoryRoutes(routes, services);
   searchRoutes(routes, services);
   spaceRoutes(routes, services);
+  adminRoutes(routes, services);
   chatRoutes(routes, services);
   relationRoutes(routes, services);
   pusherRoutes(routes, services);

@@ -13,6 +13,7 @@ import type { RoomService } from '../room/room-service.js';
 import type { RoomUpgradeService } from '../room/room-upgrade.js';
 import type { SearchService } from '../room/search-service.js';
 import type { HierarchyService } from '../room/hierarchy.js';
+import type { AdminService } from '../admin/admin-service.js';
 import type { SyncService } from '../sync/sync-service.js';
 import type { EventFormatter } from '../room/client-event.js';
 import type { VisibilityChecker } from '../room/visibility.js';
@@ -42,6 +43,8 @@ export interface ApiServices {
   search: SearchService;
   /** GET /rooms/{roomId}/hierarchy (spaces). */
   hierarchy: HierarchyService;
+  /** The Synapse admin API subset (/_synapse/admin). */
+  admin: AdminService;
   roomInput: RoomInput;
   sync: SyncService;
   typing: TypingService;
@@ -142,6 +145,11 @@ export class ClientRoutes {
   /** A route outside /_matrix/client/{version} (discovery, health, admin), without an access token. */
   raw(method: LowerMethod, fullPath: string, handler: Handler, opts: RouteOptions = {}): void {
     this.add(method, fullPath, 'none', 'none', (ctx) => handler(ctx), opts);
+  }
+
+  /** An authenticated route outside /_matrix/client/{version} (the Synapse admin API). */
+  rawAuthed(method: LowerMethod, fullPath: string, handler: AuthedHandler, opts: RouteOptions = {}): void {
+    this.add(method, fullPath, 'required', opts.limit ?? (method === 'get' ? 'none' : 'write'), (ctx, auth) => handler(ctx, auth!), opts);
   }
 
   private add(method: LowerMethod, path: string, auth: 'required' | 'none', limit: RouteLimit, handler: RouteSpec['handler'], opts: RouteOptions): void {

@@ -245,6 +245,21 @@ export class RoomInput {
     return this.enqueue(roomId, () => this.load(roomId));
   }
 
+  /**
+   * Runs `job` on the room's queue, so no event of the room is being built meanwhile, and drops
+   * the cached state before and after it (the job may delete the room's data: admin purge).
+   */
+  async exclusive<T>(roomId: string, job: () => Promise<T>): Promise<T> {
+    return this.enqueue(roomId, async () => {
+      this.states.delete(roomId);
+      try {
+        return await job();
+      } finally {
+        this.states.delete(roomId);
+      }
+    });
+  }
+
   /** Waits for every queued job to finish (used at shutdown). */
   async drain(): Promise<void> {
     await Promise.allSettled([...this.queues.values()]);

@@ -192,6 +192,7 @@ export class RoomService {
 
   async join(sender: Sender, roomIdOrAlias: string, reason?: string): Promise<string> {
     const roomId = await this.resolveRoom(roomIdOrAlias);
+    await this.refuseBlocked(roomId);
     const state = await this.input.currentState(roomId);
     if (!state) {
       // v12 room IDs name no server: an unknown one is simply not found.
@@ -231,7 +232,10 @@ export class RoomService {
     reason?: string,
   ): Promise<void> {
     if (!isValidUserId(target)) throw new MatrixError('M_INVALID_PARAM', 'Invalid user_id');
-    if (action === 'invite') this.requireLocal(target);
+    if (action === 'invite') {
+      this.requireLocal(target);
+      await this.refuseBlocked(roomId);
+    }
     const state = await this.input.currentState(roomId);
     if (!state) throw new MatrixError('M_NOT_FOUND', 'Unknown room');
     const current = state.membership(target);
@@ -298,6 +302,11 @@ export class RoomService {
     if (serverNameOf(userId) !== this.serverName) {
       throw new MatrixError('M_FORBIDDEN', `Cannot invite ${userId}: federation is not enabled on this server`);
     }
+  }
+
+  /** A room an admin blocked takes no joins or invites (DELETE /_synapse/admin/v1/rooms with block). */
+  private async refuseBlocked(roomId: string): Promise<void> {
+    if (await this.store.admin.isRoomBlocked(roomId)) throw new MatrixError('M_FORBIDDEN', 'This room has been blocked on this server');
   }
 
   private async requireJoined(userId: string, roomId: string): Promise<void> {

@@ -38,6 +38,8 @@ export interface AdminStore {
    * `includeLocal`. Returns how many were deleted.
    */
   purgeHistory(roomId: string, upToStream: number, opts: { includeLocal: boolean; serverName: string }): Promise<number>;
+  /** Highest stream position of the room's events with origin_server_ts < ts (0 if none). */
+  streamBeforeTs(roomId: string, ts: number): Promise<number>;
   setRoomBlocked(roomId: string, blocked: boolean): Promise<void>;
   isRoomBlocked(roomId: string): Promise<boolean>;
 }

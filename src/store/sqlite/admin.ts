@@ -118,6 +118,14 @@ export class SqliteAdminStore implements AdminStore {
     });
   }
 
+  async streamBeforeTs(roomId: string, ts: number): Promise<number> {
+    this.ctx.checkOpen();
+    const row = this.ctx
+      .stmt("SELECT MAX(stream) AS s FROM events WHERE room_id = ? AND json_extract(pdu_json, '$.origin_server_ts') < ?")
+      .get(roomId, ts) as { s: number | null };
+    return row.s ?? 0;
+  }
+
   async setRoomBlocked(roomId: string, blocked: boolean): Promise<void> {
     this.ctx.checkOpen();
     await this.ctx.queue.write(() => {

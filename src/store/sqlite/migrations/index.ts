@@ -11,7 +11,6 @@ import { dag } from './0007-dag.js';
 import { media } from './0008-media.js';
 import type { Db } from '../db.js';
 import { search } from './0009-search.js';
-import { search } from './0008-search.js';
 import { admin } from './0010-admin.js';
 
 export interface Migration {
