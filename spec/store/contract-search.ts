@@ -81,6 +81,17 @@ export function describeSearchContract(ctx: ContractContext): void {
       assert.equal(await ctx.store.search.countEvents(query(room, ['password'])), 0);
     });
 
+    it('finds accepted events only: not soft-failed or rejected ones', async function () {
+      const room = new FakeRoom();
+      await room.create(ctx.store, alice);
+      await room.message(ctx.store, alice, 'ghost accepted');
+      const head = await ctx.store.rooms.getForwardExtremities(room.roomId);
+      await ctx.store.rooms.persistEvent({ ...room.input(room.build('m.room.message', bob, { body: 'ghost soft' }), { forwardExtremities: head }), softFailed: true });
+      await ctx.store.rooms.persistEvent({ ...room.input(room.build('m.room.message', bob, { body: 'ghost rejected' }), { forwardExtremities: head }), rejected: 'not allowed' });
+      assert.deepEqual(await bodies(query(room, ['ghost'])), ['ghost accepted']);
+      assert.equal(await ctx.store.search.countEvents(query(room, ['ghost'])), 1);
+    });
+
     it('keeps the index across a reopen', async function () {
       if (!ctx.canReopen) this.skip();
       const room = new FakeRoom();

@@ -66,6 +66,11 @@ describe('SqliteStore: DAG storage', function () {
     const store = await openSqliteStore({ path });
     try {
       assert.ok(store.appliedMigrations.includes(7) && store.appliedMigrations.every((v) => v >= 7), 'the DAG migration (7) and only later ones ran');
+      // The search migration (0009) indexes what was already stored.
+      const found = await store.search.searchEvents({ words: ['hi'], roomIds: [room.roomId], keys: ['content.body', 'content.topic'], order: 'recent', limit: 10 });
+      assert.deepEqual(found.map((h) => h.event.eventId), [msg.eventId]);
+      const topics = await store.search.searchEvents({ words: ['old'], roomIds: [room.roomId], keys: ['content.topic'], order: 'recent', limit: 10 });
+      assert.deepEqual(topics.map((h) => h.event.eventId), [topic.eventId]);
       assert.deepEqual(await store.rooms.getPrevEvents([msg.eventId]), new Map([[msg.eventId, [topic.eventId]]]));
       assert.deepEqual(await store.rooms.getChildEvents(create.eventId), [join1.eventId]);
       const beforeMsg = stateMap((await store.rooms.getStateAtEvent(msg.eventId, 'before')) ?? []);

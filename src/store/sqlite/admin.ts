@@ -91,6 +91,12 @@ export class SqliteAdminStore implements AdminStore {
     this.ctx.checkOpen();
     return this.ctx.queue.write(() => {
       const known = this.ctx.stmt('SELECT 1 FROM rooms WHERE room_id = ?').get(roomId) !== undefined;
+      // Rows keyed by something other than room_id (migration 0007's DAG tables) go first,
+      // while the rows that name their room still exist.
+      this.ctx.stmt('DELETE FROM state_group_entries WHERE group_id IN (SELECT id FROM state_groups WHERE room_id = ?)').run(roomId);
+      this.ctx
+        .stmt('DELETE FROM auth_chain_links WHERE origin_chain IN (SELECT chain_id FROM events WHERE room_id = ? AND chain_id IS NOT NULL)')
+        .run(roomId);
       // Events first, so the search triggers see each row; then every other table keyed by room.
       this.ctx.stmt('DELETE FROM events WHERE room_id = ?').run(roomId);
       for (const table of this.roomTables()) {
