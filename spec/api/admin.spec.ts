@@ -188,6 +188,7 @@ describe('Synapse admin API', function () {
 
   it('purge_history removes older messages (local only when asked) and reports completion', async () => {
     const roomId = await createRoom(alice, { preset: 'public_chat' });
+    const before = (await ok(alice.get(`${V3}/sync?timeout=0`), 'sync before')).next_batch;
     const old1 = await sendEvent(alice, roomId, 'm.room.message', 'p1', { msgtype: 'm.text', body: 'old one' }, 'send');
     const old2 = await sendEvent(alice, roomId, 'm.room.message', 'p2', { msgtype: 'm.text', body: 'old two' }, 'send');
     const cut = await sendEvent(alice, roomId, 'm.room.message', 'p3', { msgtype: 'm.text', body: 'cut here' }, 'send');
@@ -203,6 +204,12 @@ describe('Synapse admin API', function () {
     assert.ok(!left.includes(old1) && !left.includes(old2), 'older messages are gone');
     assert.ok(left.includes(cut) && left.includes(keep), 'the given event and later ones stay');
     assert.ok(left.length >= 4, 'state events stay');
+    // /sync must not serve the purged messages from the read model's memory.
+    const filter = enc(JSON.stringify({ room: { rooms: [roomId], timeline: { limit: 50 } } }));
+    const sync = await ok(alice.get(`${V3}/sync?timeout=0&since=${enc(before)}&filter=${filter}`), 'sync');
+    const timeline = sync.rooms.join[roomId].timeline.events.map((e: any) => e.event_id);
+    assert.ok(timeline.includes(keep), 'the sync timeline has the newest event');
+    assert.ok(!timeline.includes(old1) && !timeline.includes(old2), 'purged messages are not synced');
     assert.deepEqual(await ok(root.get(`${A}/v1/purge_history_status/${res.purge_id}`), 'status'), { status: 'complete' });
     expectError(await root.get(`${A}/v1/purge_history_status/unknown`), 404, 'M_NOT_FOUND');
     expectError(await root.post(`${A}/v1/purge_history/${enc(roomId)}`, {}), 400, 'M_MISSING_PARAM');

@@ -53,7 +53,10 @@ export interface EventChange {
  * right after the COMMIT that made it visible, before any caller's promise settles, so a cache
  * dropped on it never serves a value older than a reader could read from the store.
  */
-export type UnpositionedChange = { kind: 'device_keys'; userId: string; deviceId: string };
+export type UnpositionedChange =
+  | { kind: 'device_keys'; userId: string; deviceId: string }
+  /** Events of the room were deleted outside the stream (admin room delete or history purge). */
+  | { kind: 'room_purged'; roomId: string };
 
 /** Turns a write's result into its change record; null when the position wrote nothing. */
 export type ChangeDescriber<T> = (result: T, pos: number) => ChangeRecord | null;

@@ -103,7 +103,7 @@ export class SqliteAdminStore implements AdminStore {
         this.ctx.stmt(`DELETE FROM "${table}" WHERE room_id = ?`).run(roomId);
       }
       return known;
-    });
+    }, { kind: 'room_purged', roomId });
   }
 
   async purgeHistory(roomId: string, upToStream: number, opts: { includeLocal: boolean; serverName: string }): Promise<number> {
@@ -121,7 +121,7 @@ export class SqliteAdminStore implements AdminStore {
         .run(...params);
       if (res.changes > 0) for (const sql of PURGE_DEPENDENTS) this.ctx.stmt(sql).run(roomId, roomId);
       return res.changes;
-    });
+    }, { kind: 'room_purged', roomId });
   }
 
   async streamBeforeTs(roomId: string, ts: number): Promise<number> {

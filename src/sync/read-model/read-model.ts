@@ -187,6 +187,12 @@ export class ReadModel {
   /** The store's listener for changes outside the stream. */
   applyUnpositioned(changes: UnpositionedChange[]): void {
     for (const c of changes) {
+      if (c.kind === 'room_purged') {
+        // Purged events must not be served from memory; the next read goes to the store.
+        this.timelines.drop(c.roomId);
+        this.members.delete(c.roomId);
+        continue;
+      }
       this.keyCounts.delete(deviceKey(c.userId, c.deviceId));
       this.keyEpoch++;
     }

@@ -107,4 +107,9 @@ export class RoomTimelines {
   clear(): void {
     this.rooms.clear();
   }
+
+  /** Forgets one room's buffer (its events were purged); like an eviction, later reads miss. */
+  drop(roomId: string): void {
+    this.rooms.delete(roomId);
+  }
 }
