@@ -147,11 +147,6 @@ export class ClientRoutes {
     this.add(method, fullPath, 'none', 'none', (ctx) => handler(ctx), opts);
   }
 
-  /** An authenticated route outside /_matrix/client/{version} (the Synapse admin API). */
-  rawAuthed(method: LowerMethod, fullPath: string, handler: AuthedHandler, opts: RouteOptions = {}): void {
-    this.add(method, fullPath, 'required', opts.limit ?? (method === 'get' ? 'none' : 'write'), (ctx, auth) => handler(ctx, auth!), opts);
-  }
-
   private add(method: LowerMethod, path: string, auth: 'required' | 'none', limit: RouteLimit, handler: RouteSpec['handler'], opts: RouteOptions): void {
     const intake = opts.intake ?? (EVENT_PATH.test(path) ? 'event' : ACCOUNT_DATA_PATH.test(path) ? 'account_data' : 'json');
     this.table.add({ method: method.toUpperCase() as Method, path, auth, limit, intake, schema: opts.schema, handler });

@@ -1,7 +1,7 @@
 // The Synapse admin API subset that synadm and Synapse Admin use, under /_synapse/admin. Every
 // route needs the access token of a server admin; anyone else gets 403 M_FORBIDDEN. The work is
 // in src/admin/admin-service.ts. Shared-secret registration (/_synapse/admin/v1/register) lives
-// in account.ts.
+// in account.ts, media deletion in media.ts.
 
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
@@ -64,7 +64,7 @@ export function adminRoutes(r: ClientRoutes, s: ApiServices): void {
   // Bodies are validated inside the handler (parse), after the admin check: a non-admin learns
   // nothing about the body rules, only 403.
   const admin = (method: Method, path: string, handler: (ctx: Ctx, auth: AuthInfo) => Promise<void> | void) =>
-    r.rawAuthed(method, `${BASE}${path}`, async (ctx, auth) => {
+    r.authedRaw(method, `${BASE}${path}`, async (ctx, auth) => {
       await s.admin.requireAdmin(auth.userId);
       await handler(ctx, auth);
     });
