@@ -25,7 +25,8 @@ export class SqliteSearchStore implements SearchStore {
     const built = this.where(q, true);
     if (!built) return [];
     const { where, params } = built;
-    const order = q.order === 'rank' ? 's.rank, e.stream DESC' : 'e.stream DESC';
+    // s.rowid (= e.stream) lets FTS5 walk its matches newest first and stop at the limit.
+    const order = q.order === 'rank' ? 's.rank, s.rowid DESC' : 's.rowid DESC';
     params.push(limit, q.order === 'rank' ? Math.max(0, Math.floor(q.offset ?? 0)) : 0);
     const rows = this.ctx
       .stmt(
@@ -69,7 +70,7 @@ export class SqliteSearchStore implements SearchStore {
       params.push(...q.notSenders);
     }
     if (paged && q.order === 'recent' && q.before !== undefined) {
-      where.push('e.stream < ?');
+      where.push('s.rowid < ?');
       params.push(q.before);
     }
     return { where: where.join(' AND '), params };
