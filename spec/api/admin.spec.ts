@@ -34,6 +34,9 @@ describe('Synapse admin API', function () {
       ['POST', `/v1/reset_password/${enc(bob.userId)}`],
       ['GET', `/v2/users/${enc(bob.userId)}/devices`],
       ['GET', `/v1/whois/${enc(bob.userId)}`],
+      ['PUT', `/v1/users/${enc(bob.userId)}/admin`],
+      ['GET', `/v1/users/${enc(bob.userId)}/joined_rooms`],
+      ['GET', `/v1/rooms/${enc('!x:localhost')}/state`],
       ['GET', '/v1/rooms'],
       ['DELETE', `/v1/rooms/${enc('!x:localhost')}`],
       ['DELETE', `/v2/rooms/${enc('!x:localhost')}`],
@@ -150,6 +153,22 @@ describe('Synapse admin API', function () {
     assert.equal(details.joined_local_devices, 2);
     expectError(await root.get(`${A}/v1/rooms/${enc('!none:localhost')}`), 404, 'M_NOT_FOUND');
     expectError(await root.get(`${A}/v1/rooms?order_by=colour`), 400, 'M_INVALID_PARAM');
+
+    const state = await ok(root.get(`${A}/v1/rooms/${enc(a)}/state`), 'state');
+    const topic = state.state.find((e: any) => e.type === 'm.room.topic');
+    assert.equal(topic.content.topic, 'tt');
+    assert.equal(typeof topic.event_id, 'string');
+    assert.ok(state.state.some((e: any) => e.type === 'm.room.member' && e.state_key === bob.userId));
+    const joined = await ok(root.get(`${A}/v1/users/${enc(bob.userId)}/joined_rooms`), 'joined rooms');
+    assert.ok(joined.joined_rooms.includes(a) && joined.joined_rooms.includes(z));
+    assert.equal(joined.total, joined.joined_rooms.length);
+
+    await ok(root.put(`${A}/v1/users/${enc(bob.userId)}/admin`, { admin: true }), 'make admin');
+    assert.equal((await ok(root.get(`${A}/v1/users/${enc(bob.userId)}/admin`), 'bob admin')).admin, true);
+    assert.equal((await ok(bob.get(`${A}/v1/server_version`), 'bob may now')).server_version.startsWith('Hearth'), true);
+    await ok(root.put(`${A}/v1/users/${enc(bob.userId)}/admin`, { admin: false }), 'revoke');
+    expectError(await bob.get(`${A}/v1/server_version`), 403, 'M_FORBIDDEN');
+    expectError(await root.put(`${A}/v1/users/${enc(bob.userId)}/admin`, {}), 400, 'M_MISSING_PARAM');
   });
 
   it('deletes a room: members leave, aliases go, block stops rejoining, purge removes it', async () => {

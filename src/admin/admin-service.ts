@@ -16,6 +16,7 @@
 import { randomBytes } from 'node:crypto';
 import { MatrixError } from '../errors.js';
 import type { JsonObject } from '../protocol/types.js';
+import { clientShape } from '../room/client-event.js';
 import type { RoomInput } from '../room/room-input.js';
 import type { RoomService } from '../room/room-service.js';
 import type { RoomState } from '../room/room-state.js';
@@ -144,6 +145,18 @@ export class AdminService {
     if (logoutDevices) await this.deps.accounts.logoutAll(userId);
   }
 
+  async joinedRooms(userId: string): Promise<JsonObject> {
+    if (!(await this.deps.store.accounts.getUser(userId))) throw new MatrixError('M_NOT_FOUND', 'User not found');
+    const rooms = (await this.deps.store.rooms.getRoomsForUser(userId, ['join'])).map((m) => m.roomId).sort();
+    return { joined_rooms: rooms, total: rooms.length };
+  }
+
+  async setAdmin(userId: string, admin: boolean): Promise<void> {
+    this.requireLocal(userId);
+    if (!(await this.deps.store.accounts.getUser(userId))) throw new MatrixError('M_NOT_FOUND', 'User not found');
+    await this.deps.store.admin.setAdmin(userId, admin);
+  }
+
   async devices(userId: string): Promise<JsonObject> {
     if (!(await this.deps.store.accounts.getUser(userId))) throw new MatrixError('M_NOT_FOUND', 'User not found');
     const devices = await this.deps.store.devices.listDevices(userId);
@@ -249,6 +262,14 @@ export class AdminService {
     if (!state) throw new MatrixError('M_NOT_FOUND', 'Room not found');
     const members = state.joinedMembers().map((m) => m.userId).sort();
     return { members, total: members.length };
+  }
+
+  /** The room's current state events, in the client format. */
+  async roomState(roomId: string): Promise<JsonObject> {
+    const state = await this.deps.roomInput.currentState(roomId);
+    if (!state) throw new MatrixError('M_NOT_FOUND', 'Room not found');
+    const events = state.all().map(({ eventId, pdu }) => clientShape(eventId, pdu));
+    return { state: events };
   }
 
   async deleteRoom(roomId: string, opts: DeleteRoomOptions): Promise<DeleteRoomResult> {

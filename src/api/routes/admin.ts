@@ -95,6 +95,14 @@ export function adminRoutes(r: ClientRoutes, s: ApiServices): void {
   admin('get', '/v1/users/:userId/admin', async (ctx) => {
     ctx.body = { admin: (await s.admin.getUser(param(ctx, 'userId'))).admin };
   });
+  admin('put', '/v1/users/:userId/admin', async (ctx) => {
+    const req = parse(z.object({ admin: z.boolean() }).passthrough(), body(ctx));
+    await s.admin.setAdmin(param(ctx, 'userId'), req.admin);
+    ctx.body = {};
+  });
+  admin('get', '/v1/users/:userId/joined_rooms', async (ctx) => {
+    ctx.body = await s.admin.joinedRooms(param(ctx, 'userId'));
+  });
   admin('post', '/v1/deactivate/:userId', async (ctx) => {
     await s.admin.deactivate(param(ctx, 'userId'), parse(deactivateSchema, body(ctx)).erase ?? false);
     ctx.body = { id_server_unbind_result: 'success' };
@@ -127,6 +135,9 @@ export function adminRoutes(r: ClientRoutes, s: ApiServices): void {
   });
   admin('get', '/v1/rooms/:roomId', async (ctx) => {
     ctx.body = await s.admin.roomDetails(param(ctx, 'roomId'));
+  });
+  admin('get', '/v1/rooms/:roomId/state', async (ctx) => {
+    ctx.body = await s.admin.roomState(param(ctx, 'roomId'));
   });
   admin('get', '/v1/rooms/:roomId/members', async (ctx) => {
     ctx.body = await s.admin.members(param(ctx, 'roomId'));
