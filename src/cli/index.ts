@@ -51,7 +51,7 @@ Commands:
       --url URL               Client API base URL (default: from listeners.client).
       --shared-secret S       Default: registration.shared_secret from the config.
       --direct                Write to the database instead of calling the running server's
-                                admin API. Use only while the server is stopped.
+                                admin API. Refused while a server runs on that database.
   help                      Show this text (also --help, -h).
 `;
 
