@@ -39,6 +39,7 @@ import { ConnectionTracker } from './sync/connections.js';
 import { SocketServer } from './sync/socket/socket-server.js';
 import { loadSyncFilter } from './sync/filter.js';
 import { AccountService } from './users/account-service.js';
+import { Registration } from './users/registration.js';
 import { EphemeralStream } from './ephemeral/stream.js';
 import { TypingService } from './ephemeral/typing.js';
 import { TypingSource } from './ephemeral/typing-source.js';
@@ -220,6 +221,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     store,
     accounts,
     admin: new AdminService({ store, accounts, rooms, roomInput, serverName: config.server_name, now }),
+    registrar: new Registration(accounts, config.server_name),
     rooms,
     search: new SearchService(store, visibility, formatter),
     hierarchy: new HierarchyService(store, (roomId) => roomInput.currentState(roomId)),

@@ -1,5 +1,5 @@
 // Typing notifications and presence over real HTTP (Client-Server API v1.12 "Typing
-// Notifications" and "Presence"): m.typing in /sync with timeouts, the end of typing on send,
+// Notifications" and "Presence"): m.typing in /sync with timeouts, typing surviving a send,
 // wake-ups; PUT/GET /presence/{userId}/status, set_presence on /sync, activity, who sees whose
 // presence, presence disabled, and the idle/offline transitions with tiny timeouts.
 
@@ -60,13 +60,16 @@ describe('typing notifications', function () {
     assert.deepEqual(typingIn(await sync(bob), roomId), [], 'an initial sync shows no typing event once nobody types');
   });
 
-  it('stops when the user sends a message', async () => {
+  it('a send does not end the sender\'s typing notification (the spec ties typing to PUT typing and its timeout only)', async () => {
     await ok(typing(alice, alice.userId, { typing: true, timeout: 30000 }), 'typing');
     const since = (await sync(bob)).next_batch;
-    const { event_id } = await ok(alice.put(room(roomId, `send/m.room.message/tp${++txn}`), { msgtype: 'm.text', body: 'done typing' }), 'send');
+    const { event_id } = await ok(alice.put(room(roomId, `send/m.room.message/tp${++txn}`), { msgtype: 'm.text', body: 'still typing' }), 'send');
     const s = await sync(bob, { since });
     assert.ok(s.rooms.join[roomId].timeline.events.some((e: any) => e.event_id === event_id));
-    assert.deepEqual(typingIn(s, roomId), [[]], JSON.stringify(s.rooms.join[roomId].ephemeral));
+    assert.deepEqual(typingIn(s, roomId), [], `no typing change after the send: ${JSON.stringify(s.rooms.join[roomId].ephemeral)}`);
+    assert.deepEqual(typingIn(await sync(bob), roomId), [[alice.userId]], 'alice is still typing');
+    await ok(typing(alice, alice.userId, { typing: false }), 'stop typing');
+    assert.deepEqual(typingIn(await sync(bob), roomId), [], 'stopped explicitly');
   });
 
   it('typing for another user → 403; typing in a room one is not joined to → 403', async () => {

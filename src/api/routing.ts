@@ -9,6 +9,7 @@ import { MatrixError } from '../errors.js';
 import type { AuthInfo, Ctx } from './middleware.js';
 import { HandlerTable, parse, type IntakeClass, type Method, type RouteLimit, type RouteSpec, type TableDeps } from './handlers.js';
 import type { AccountService } from '../users/account-service.js';
+import type { Registration } from '../users/registration.js';
 import type { RoomService } from '../room/room-service.js';
 import type { RoomUpgradeService } from '../room/room-upgrade.js';
 import type { SearchService } from '../room/search-service.js';
@@ -37,6 +38,8 @@ export interface ApiServices {
   publicBaseUrl: string;
   store: Store;
   accounts: AccountService;
+  /** /register through user-interactive auth (sessions remember their parameters and account). */
+  registrar: Registration;
   rooms: RoomService;
   upgrades: RoomUpgradeService;
   /** POST /search over room events. */

@@ -62,15 +62,15 @@ export class AccountService {
   /** Creates an account (registration policy checks are the caller's, see /register). */
   async createAccount(localpart: string, password: string | null, admin = false, displayname?: string): Promise<string> {
     await this.isAvailable(localpart);
+    return this.createAccountWithHash(localpart, password === null ? null : await hashPassword(password), admin, displayname);
+  }
+
+  /** As createAccount, with the password already hashed (registration hashes it up front). */
+  async createAccountWithHash(localpart: string, passwordHash: string | null, admin = false, displayname?: string): Promise<string> {
+    await this.isAvailable(localpart);
     const userId = this.userIdFor(localpart);
     try {
-      await this.store.accounts.createUser({
-        userId,
-        passwordHash: password === null ? null : await hashPassword(password),
-        admin,
-        createdTs: this.now(),
-        displayname: displayname ?? localpart,
-      });
+      await this.store.accounts.createUser({ userId, passwordHash, admin, createdTs: this.now(), displayname: displayname ?? localpart });
     } catch (err) {
       if (err instanceof StoreConflictError) throw new MatrixError('M_USER_IN_USE', 'User ID already taken');
       throw err;

@@ -1,6 +1,11 @@
 // User-Interactive Authentication (spec "User-Interactive Authentication API"). Sessions live in
 // memory for a short time: a client completes a flow within seconds, and a restart only means it
 // starts again with a fresh 401.
+//
+// A session may carry data for its operation (registration keeps the first request's parameters
+// and, once done, the user it created, so a client that continues with only `auth`, or retries a
+// completed session, gets the account it asked for). Such sessions opt in to staying usable after
+// completion until they expire; every other session ends the moment it succeeds.
 
 import { createHash, randomBytes } from 'node:crypto';
 import { MatrixError } from '../errors.js';
@@ -58,6 +63,19 @@ interface Session {
   expires: number;
   /** Digest of the user's purpose and the request it began with (see UiaRequest). */
   binding: string;
+  /** Set once a flow completed, for sessions kept after completion. */
+  done: boolean;
+  data: unknown;
+}
+
+export interface UiaCheckOptions {
+  /** Keep the session after completion: a retry with it succeeds again without stages. */
+  keepCompleted?: boolean;
+  /**
+   * Called with the session's current data once the session is known and bound to this request,
+   * before stages are verified; what it returns becomes the session's data.
+   */
+  update?: (data: unknown) => unknown;
 }
 
 const SESSION_TTL_MS = 10 * 60_000;
@@ -79,7 +97,8 @@ export class UiaSessions {
     flows: string[][],
     verify: StageVerifier,
     params: JsonObject = {},
-  ): Promise<void> {
+    opts: UiaCheckOptions = {},
+  ): Promise<string> {
     this.sweep();
     const sessionId = typeof auth?.session === 'string' ? auth.session : undefined;
     const binding = digestOf(purpose, request);
@@ -89,9 +108,11 @@ export class UiaSessions {
     }
     const id = session && sessionId ? sessionId : randomBytes(16).toString('base64url');
     if (!session) {
-      session = { completed: new Set(), expires: this.now() + SESSION_TTL_MS, binding };
+      session = { completed: new Set(), expires: this.now() + SESSION_TTL_MS, binding, done: false, data: undefined };
       this.sessions.set(id, session);
     }
+    if (opts.update) session.data = opts.update(session.data);
+    if (session.done) return id;
     const challenge = () => ({
       flows: flows.map((stages) => ({ stages })),
       params,
@@ -115,10 +136,24 @@ export class UiaSessions {
       if (ok) session.completed.add(stage);
     }
     if (flows.some((f) => f.every((s) => session!.completed.has(s)))) {
-      this.sessions.delete(id);
-      return;
+      if (opts.keepCompleted) session.done = true;
+      else this.sessions.delete(id);
+      return id;
     }
     throw new UiaRequiredError(challenge());
+  }
+
+  /** The data of a live session, if there is one under that id. */
+  dataOf(sessionId: string | undefined): unknown {
+    if (sessionId === undefined) return undefined;
+    const s = this.sessions.get(sessionId);
+    return s && s.expires >= this.now() ? s.data : undefined;
+  }
+
+  /** Replaces a live session's data (e.g. with the outcome of the operation it authorised). */
+  setData(sessionId: string, data: unknown): void {
+    const s = this.sessions.get(sessionId);
+    if (s) s.data = data;
   }
 
   private sweep(): void {

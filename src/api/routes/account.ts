@@ -57,17 +57,10 @@ export function accountRoutes(r: ClientRoutes, s: ApiServices): void {
     if (!s.registration.enabled) throw new MatrixError('M_FORBIDDEN', 'Registration is disabled');
     const req = parse(registerSchema, body(ctx));
     await s.limits.registration.consume(ctx.ip);
-    const localpart = (req.username ?? randomBytes(6).toString('hex')).toLowerCase();
-    // Check the username before UIA so clients learn about a taken name up front, as Synapse does.
-    await s.accounts.isAvailable(localpart);
-    await s.accounts.uia.check(
-      'register',
-      // Bound to method and path only: clients may add device_id or a display name on the
-      // completing request (Synapse keeps the latest body), and the stages here prove only that
-      // a person registers, not who.
-      { ...uiaRequest(ctx), body: {} },
-      req.auth as JsonObject | undefined,
-      s.accounts.registrationFlows(),
+    ctx.body = await s.registrar.register(
+      { ...req, auth: req.auth as JsonObject | undefined },
+      uiaRequest(ctx),
+      ctx.ip || null,
       async (stage, auth) => {
         if (stage === 'm.login.dummy') return true;
         if (stage === 'm.login.registration_token') {
@@ -77,13 +70,6 @@ export function accountRoutes(r: ClientRoutes, s: ApiServices): void {
         return false;
       },
     );
-    if (req.password === undefined) throw new MatrixError('M_MISSING_PARAM', 'password: required');
-    const userId = await s.accounts.createAccount(localpart, req.password);
-    if (req.inhibit_login) {
-      ctx.body = { user_id: userId, home_server: s.serverName };
-      return;
-    }
-    ctx.body = await s.accounts.login(userId, req.device_id, req.initial_device_display_name ?? null, ctx.ip || null);
   });
 
   r.route(

@@ -100,9 +100,9 @@ function keyRoutes(r: ClientRoutes, e: E2eeServices, s: ApiServices): void {
 
   r.authed('post', '/keys/device_signing/upload', async (ctx, auth) => {
     const req = valid(ctx, signingUploadSchema);
-    await e.crossSigning.upload(auth.userId, req, () =>
-      s.accounts.uia.check('device_signing:' + auth.userId, uiaRequest(ctx), req.auth as JsonObject | undefined, [['m.login.password']], s.accounts.passwordStage(auth.userId)),
-    );
+    await e.crossSigning.upload(auth.userId, req, async () => {
+      await s.accounts.uia.check('device_signing:' + auth.userId, uiaRequest(ctx), req.auth as JsonObject | undefined, [['m.login.password']], s.accounts.passwordStage(auth.userId));
+    });
     ctx.body = {};
   }, { schema: signingUploadSchema });
 

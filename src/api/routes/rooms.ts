@@ -87,8 +87,8 @@ export function roomRoutes(r: ClientRoutes, s: ApiServices): void {
       content: body(ctx) as JsonObject,
       txn: { userId: auth.userId, deviceId: auth.deviceId, txnId: param(ctx, 'txnId'), scope: `send/${type}` },
     });
-    // Sending ends the sender's typing notification and counts as activity.
-    s.typing.setTyping(roomId, auth.userId, false);
+    // Sending counts as activity. It does not end a typing notification: the spec ties that to
+    // PUT /typing and its timeout alone, and clients stop it explicitly.
     s.presence.active(auth.userId);
     ctx.body = { event_id: res.eventId };
   });

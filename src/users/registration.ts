@@ -1,0 +1,113 @@
+// Registration through user-interactive auth (spec "Account registration and management").
+//
+// Invariants:
+// - A registration UIA session remembers the parameters of the request that began it (username,
+//   device, display name, inhibit_login) and a hash of its password, never the password itself.
+//   A continuing request that carries only `auth` is served with those; one that carries
+//   parameters replaces them (the password hash only when it brings a new password).
+// - A session creates at most one account. Once it has, retrying it (with any body) answers for
+//   that same account: a fresh login for it, never M_USER_IN_USE and never a second user.
+// - Concurrent completions of one session wait for the first one's account.
+
+import { randomBytes } from 'node:crypto';
+import { MatrixError } from '../errors.js';
+import type { JsonObject } from '../protocol/types.js';
+import type { AccountService, LoginResult } from './account-service.js';
+import { hashPassword } from './credentials.js';
+import type { UiaRequest } from './uia.js';
+
+export interface RegistrationRequest {
+  username?: string;
+  password?: string;
+  device_id?: string;
+  initial_device_display_name?: string;
+  inhibit_login?: boolean;
+  auth?: JsonObject;
+}
+
+interface SessionParams {
+  username?: string;
+  deviceId?: string;
+  displayName?: string;
+  inhibitLogin: boolean;
+  passwordHash?: string;
+  /** Set once this session has created its account. */
+  userId?: string;
+  creating?: Promise<string>;
+}
+
+const PARAM_KEYS = ['username', 'password', 'device_id', 'initial_device_display_name', 'inhibit_login'] as const;
+
+export type RegistrationResult = LoginResult | { user_id: string; home_server: string };
+
+export class Registration {
+  constructor(
+    private readonly accounts: AccountService,
+    private readonly serverName: string,
+  ) {}
+
+  /**
+   * Runs one /register request of a UIA flow. `verify` checks a stage's auth dict; the request
+   * identity (`request`) binds the session.
+   */
+  async register(
+    req: RegistrationRequest,
+    request: UiaRequest,
+    ip: string | null,
+    verify: (stage: string, auth: JsonObject) => Promise<boolean>,
+  ): Promise<RegistrationResult> {
+    const sessionId = typeof req.auth?.session === 'string' ? req.auth.session : undefined;
+    const prior = this.accounts.uia.dataOf(sessionId) as SessionParams | undefined;
+    const carriesParams = PARAM_KEYS.some((k) => req[k] !== undefined);
+    let params: SessionParams;
+    if (prior?.userId !== undefined || prior?.creating !== undefined) {
+      params = prior;
+    } else {
+      params = carriesParams || !prior ? this.fromRequest(req, prior) : prior;
+      // Check the username before UIA so clients learn about a taken name up front, as Synapse does.
+      if (params.username !== undefined) await this.accounts.isAvailable(params.username);
+      // Hashing is the slow part; only a request that brings a password pays for it.
+      if (req.password !== undefined) params.passwordHash = await hashPassword(req.password);
+    }
+    const id = await this.accounts.uia.check(
+      'register',
+      // Bound to method and path only: the stages prove that a person registers, not who, and a
+      // continuing request may legitimately carry other parameters (or none).
+      { ...request, body: {} },
+      req.auth,
+      this.accounts.registrationFlows(),
+      verify,
+      {},
+      { keepCompleted: true, update: (data) => ((data as SessionParams | undefined)?.userId !== undefined ? data : params) },
+    );
+    const current = (this.accounts.uia.dataOf(id) as SessionParams | undefined) ?? params;
+    const userId = await this.accountFor(id, current);
+    if (current.inhibitLogin) return { user_id: userId, home_server: this.serverName };
+    return this.accounts.login(userId, current.deviceId, current.displayName ?? null, ip);
+  }
+
+  private fromRequest(req: RegistrationRequest, prior: SessionParams | undefined): SessionParams {
+    return {
+      username: req.username?.toLowerCase(),
+      deviceId: req.device_id,
+      displayName: req.initial_device_display_name,
+      inhibitLogin: req.inhibit_login ?? false,
+      passwordHash: prior?.passwordHash,
+    };
+  }
+
+  private async accountFor(sessionId: string, params: SessionParams): Promise<string> {
+    if (params.userId !== undefined) return params.userId;
+    if (params.creating) return params.creating;
+    if (params.passwordHash === undefined) throw new MatrixError('M_MISSING_PARAM', 'password: required');
+    const hash = params.passwordHash;
+    params.creating = this.accounts.createAccountWithHash(params.username ?? randomBytes(6).toString('hex'), hash);
+    this.accounts.uia.setData(sessionId, params);
+    try {
+      params.userId = await params.creating;
+      return params.userId;
+    } finally {
+      params.creating = undefined;
+    }
+  }
+}
