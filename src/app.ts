@@ -210,11 +210,22 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
         now,
       })
     : null;
-  const accounts = new AccountService(store, config.server_name, config.registration, now, async (userId, deviceId) => {
-    sockets?.deviceDeleted(userId, deviceId);
-    await store.e2ee.deleteDeviceE2ee(userId, deviceId);
-    await store.pushers.deletePushersForDevice(userId, deviceId);
-  });
+  const accounts = new AccountService(
+    store,
+    config.server_name,
+    config.registration,
+    now,
+    async (userId, deviceId) => {
+      sockets?.deviceDeleted(userId, deviceId);
+      await store.e2ee.deleteDeviceE2ee(userId, deviceId); // records the device-list change
+      await store.pushers.deletePushersForDevice(userId, deviceId);
+      await e2ee.keys.announce([userId]);
+    },
+    async (userId) => {
+      await store.e2ee.markDeviceListChanged(userId);
+      await e2ee.keys.announce([userId]);
+    },
+  );
   const services: ApiServices = {
     serverName: config.server_name,
     publicBaseUrl: config.public_baseurl,

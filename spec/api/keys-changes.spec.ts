@@ -102,4 +102,56 @@ describe('E2EE device-list changes', function () {
     assert.equal(s.status, 200);
     assert.deepEqual(s.body.device_lists, { changed: [bob.userId], left: [] });
   });
+
+  const loginAgain = async (user: string) => {
+    const r = await new Api(srv.url).post(`${V3}/login`, { type: 'm.login.password', identifier: { type: 'm.id.user', user }, password: PASSWORD });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    return new Api(srv.url, r.body.access_token);
+  };
+
+  it('a new login of a room-mate is changed, in /sync and /keys/changes; a stranger\'s is not', async () => {
+    const since = await syncToken(alice);
+    await loginAgain('bob');
+    await loginAgain('carol'); // carol left the shared room earlier
+    const s = await alice.get(`${V3}/sync?timeout=0&since=${enc(since)}`);
+    assert.equal(s.status, 200);
+    assert.deepEqual(s.body.device_lists, { changed: [bob.userId], left: [] });
+    assert.deepEqual(await changes(alice, since, s.body.next_batch), { changed: [bob.userId], left: [] });
+  });
+
+  it('a device rename is changed for room-mates; renaming an unknown device changes nothing', async () => {
+    const since = await syncToken(alice);
+    assert.equal((await bob.put(`${V3}/devices/${enc(bob.deviceId)}`, { display_name: 'wibble' })).status, 200);
+    const s = await alice.get(`${V3}/sync?timeout=0&since=${enc(since)}`);
+    assert.deepEqual(s.body.device_lists, { changed: [bob.userId], left: [] });
+    const t1 = s.body.next_batch;
+    expectError(await bob.put(`${V3}/devices/NOSUCHDEVICE`, { display_name: 'x' }), 404, 'M_NOT_FOUND');
+    assert.deepEqual(await changes(alice, t1, await syncToken(alice)), { changed: [], left: [] });
+  });
+
+  it('a user hears of their own new devices, even sharing no room with anyone', async () => {
+    const erin = await new Api(srv.url).register('erin', PASSWORD);
+    const since = await syncToken(erin);
+    await loginAgain('erin');
+    const s = await erin.get(`${V3}/sync?timeout=0&since=${enc(since)}`);
+    assert.deepEqual(s.body.device_lists, { changed: [erin.userId], left: [] });
+  });
+
+  it('a parked long-poll wakes for a room-mate\'s new login and for a logout', async () => {
+    const since = await syncToken(alice);
+    const started = Date.now();
+    const parked = alice.get(`${V3}/sync?timeout=10000&since=${enc(since)}`);
+    await new Promise((r) => setTimeout(r, 200));
+    const phone = await loginAgain('bob');
+    const s = await parked;
+    assert.ok(Date.now() - started < 5000, `woken after ${Date.now() - started} ms`);
+    assert.deepEqual(s.body.device_lists.changed, [bob.userId]);
+    const parked2 = alice.get(`${V3}/sync?timeout=10000&since=${enc(s.body.next_batch)}`);
+    await new Promise((r) => setTimeout(r, 200));
+    const t = Date.now();
+    assert.equal((await phone.post(`${V3}/logout`)).status, 200);
+    const s2 = await parked2;
+    assert.ok(Date.now() - t < 5000, `woken by the logout after ${Date.now() - t} ms`);
+    assert.deepEqual(s2.body.device_lists.changed, [bob.userId]);
+  });
 });

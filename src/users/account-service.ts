@@ -31,8 +31,16 @@ export class AccountService {
     private readonly serverName: string,
     private readonly registration: RegistrationPolicy,
     private readonly now: () => number = Date.now,
-    /** Cleans up what hangs off a device elsewhere (its keys, pending to-device messages). */
+    /**
+     * Cleans up what hangs off a device elsewhere (its keys, pending to-device messages) and
+     * records the user's device-list change.
+     */
     private readonly onDeviceDeleted: (userId: string, deviceId: string) => Promise<void> = async () => undefined,
+    /**
+     * Records a change of the user's device list that is not a deletion (a new device, a renamed
+     * one), so device_lists.changed and /keys/changes report it to the user and to room-mates.
+     */
+    private readonly onDeviceListChanged: (userId: string) => Promise<void> = async () => undefined,
   ) {
     this.uia = new UiaSessions(now);
   }
@@ -42,6 +50,13 @@ export class AccountService {
     const existed = await this.store.devices.deleteDevice(userId, deviceId);
     if (existed) await this.onDeviceDeleted(userId, deviceId);
     return existed;
+  }
+
+  /** Renames a device (false when the user has no such device); room-mates learn of it. */
+  async renameDevice(userId: string, deviceId: string, displayName: string | null): Promise<boolean> {
+    const ok = await this.store.devices.setDeviceDisplayName(userId, deviceId, displayName);
+    if (ok) await this.onDeviceListChanged(userId);
+    return ok;
   }
 
   userIdFor(localpart: string): string {
@@ -94,6 +109,7 @@ export class AccountService {
     await this.store.devices.upsertDevice({ userId, deviceId: device, displayName: known ? null : displayName, ts: this.now(), ip });
     const token = generateAccessToken();
     await this.store.devices.addAccessToken(hashAccessToken(token), { userId, deviceId: device }, this.now());
+    if (!known) await this.onDeviceListChanged(userId);
     return { user_id: userId, access_token: token, device_id: device, home_server: this.serverName };
   }
 

@@ -175,7 +175,7 @@ function devicesRoutes(r: ClientRoutes, s: ApiServices): void {
   });
   r.authed('put', '/devices/:deviceId', async (ctx, auth) => {
     const req = valid(ctx, deviceUpdateSchema);
-    const ok = await s.store.devices.setDeviceDisplayName(auth.userId, param(ctx, 'deviceId'), req.display_name ?? null);
+    const ok = await s.accounts.renameDevice(auth.userId, param(ctx, 'deviceId'), req.display_name ?? null);
     if (!ok) throw new MatrixError('M_NOT_FOUND', 'Unknown device');
     ctx.body = {};
   }, { schema: deviceUpdateSchema });
