@@ -268,6 +268,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
       enabled: config.registration.enabled,
       token: config.registration.token,
       sharedSecret: config.registration.shared_secret,
+      allowGuests: config.registration.allow_guests,
     },
     maxSyncTimeoutMs: config.sync.max_timeout_ms,
     features: { websocket: config.websocket.enabled },

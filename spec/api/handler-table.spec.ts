@@ -58,7 +58,7 @@ describe('route table: dispatch', () => {
     authenticate: async (token) => {
       seen.push('auth');
       if (token !== 'good' && token !== 'good2') throw new MatrixError('M_UNKNOWN_TOKEN', 'Unknown access token');
-      return { userId: token === 'good' ? '@a:hs' : '@b:hs', deviceId: 'D', tokenHash: 'h' };
+      return { userId: token === 'good' ? '@a:hs' : '@b:hs', deviceId: 'D', tokenHash: 'h', isGuest: false };
     },
     limits,
     logger,

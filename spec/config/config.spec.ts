@@ -40,7 +40,7 @@ describe('config', () => {
     assert.equal(c.public_baseurl, 'http://127.0.0.1:8008/');
     assert.deepEqual(c.storage, { backend: 'sqlite', sqlite: { path: path.join(dir, 'data', 'hearth.sqlite'), synchronous: 'full' } });
     assert.equal(c.signing_key_path, path.join(dir, 'data', 'signing.key'));
-    assert.deepEqual(c.registration, { enabled: true, token: null, shared_secret: null });
+    assert.deepEqual(c.registration, { enabled: true, token: null, allow_guests: false, shared_secret: null });
     assert.deepEqual(c.limits.rate_limits.login, { per_second: 0.5, burst: 10 });
     assert.equal(c.limits.max_request_body_bytes, 1048576);
     assert.equal(c.sync.max_timeout_ms, 60000);

@@ -19,8 +19,35 @@ export function describeAccountContract(ctx: ContractContext): void {
         createdTs: 1234,
         displayname: 'Alice',
         avatarUrl: null,
+        isGuest: false,
       });
       assert.equal(await ctx.store.accounts.getUser(bob), null);
+    });
+
+    it('guest accounts: flagged, upgraded once to a full account with a password', async function () {
+      await ctx.store.accounts.createUser({ userId: bob, passwordHash: null, admin: false, createdTs: 1, displayname: null, isGuest: true });
+      await ctx.store.accounts.createUser({ userId: alice, passwordHash: 'h', admin: false, createdTs: 1, displayname: null });
+      assert.equal((await ctx.store.accounts.getUser(bob))?.isGuest, true);
+      await ctx.store.devices.addAccessToken('guest-token', { userId: bob, deviceId: 'G1' }, 1);
+      assert.deepEqual(await ctx.store.devices.lookupAccessToken('guest-token'), { userId: bob, deviceId: 'G1', isGuest: true });
+      assert.equal(await ctx.store.accounts.upgradeGuest(alice, 'x'), false, 'not a guest');
+      assert.equal((await ctx.store.accounts.getUser(alice))?.passwordHash, 'h');
+      assert.equal(await ctx.store.accounts.upgradeGuest(bob, 'pw'), true);
+      const u = await ctx.store.accounts.getUser(bob);
+      assert.equal(u?.isGuest, false);
+      assert.equal(u?.passwordHash, 'pw');
+      assert.equal(await ctx.store.accounts.upgradeGuest(bob, 'again'), false, 'only once');
+      assert.deepEqual(await ctx.store.devices.lookupAccessToken('guest-token'), { userId: bob, deviceId: 'G1', isGuest: false });
+    });
+
+    it('OpenID tokens: found until they expire, unknown ones never', async function () {
+      await ctx.store.accounts.addOpenIdToken('oid-1', alice, 10_000);
+      assert.equal(await ctx.store.accounts.lookupOpenIdToken('oid-1', 9_999), alice);
+      assert.equal(await ctx.store.accounts.lookupOpenIdToken('oid-1', 10_000), null, 'expired at expires_ts');
+      assert.equal(await ctx.store.accounts.lookupOpenIdToken('nope', 1), null);
+      await ctx.store.accounts.addOpenIdToken('oid-2', bob, 10_000 + 48 * 3600_000);
+      assert.equal(await ctx.store.accounts.lookupOpenIdToken('oid-2', 20_000), bob);
+      assert.equal(await ctx.store.accounts.lookupOpenIdToken('oid-1', 1), null, 'long-expired tokens are pruned on issue');
     });
 
     it('rejects a taken user ID with StoreConflictError and keeps the original', async function () {
@@ -124,7 +151,7 @@ export function describeAccountContract(ctx: ContractContext): void {
       await ctx.store.devices.upsertDevice(device('D1', 'Tablet', 300));
       assert.equal((await ctx.store.devices.getDevice(alice, 'D1'))?.displayName, 'Tablet');
       assert.equal((await ctx.store.devices.listDevices(alice)).length, 1);
-      assert.deepEqual(await ctx.store.devices.lookupAccessToken('hash-1'), { userId: alice, deviceId: 'D1' });
+      assert.deepEqual(await ctx.store.devices.lookupAccessToken('hash-1'), { userId: alice, deviceId: 'D1', isGuest: false });
     });
 
     it('sets the display name and reports whether the device exists', async function () {
@@ -146,7 +173,7 @@ export function describeAccountContract(ctx: ContractContext): void {
       assert.equal(await ctx.store.devices.getDevice(alice, 'D1'), null);
       assert.equal(await ctx.store.devices.lookupAccessToken('t1'), null);
       assert.equal(await ctx.store.devices.lookupAccessToken('t1b'), null);
-      assert.deepEqual(await ctx.store.devices.lookupAccessToken('t2'), { userId: alice, deviceId: 'D2' });
+      assert.deepEqual(await ctx.store.devices.lookupAccessToken('t2'), { userId: alice, deviceId: 'D2', isGuest: false });
       assert.equal(await ctx.store.devices.deleteDevice(alice, 'D1'), false);
     });
 
@@ -165,7 +192,7 @@ export function describeAccountContract(ctx: ContractContext): void {
 
     it('stores, looks up and deletes access tokens by hash', async function () {
       await ctx.store.devices.addAccessToken('h-a', { userId: alice, deviceId: 'D1' }, 10);
-      assert.deepEqual(await ctx.store.devices.lookupAccessToken('h-a'), { userId: alice, deviceId: 'D1' });
+      assert.deepEqual(await ctx.store.devices.lookupAccessToken('h-a'), { userId: alice, deviceId: 'D1', isGuest: false });
       assert.equal(await ctx.store.devices.lookupAccessToken('h-unknown'), null);
       await ctx.store.devices.deleteAccessToken('h-a');
       assert.equal(await ctx.store.devices.lookupAccessToken('h-a'), null);

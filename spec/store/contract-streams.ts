@@ -158,7 +158,7 @@ export function describeStreamContract(ctx: ContractContext): void {
       assert.ok(store.currentPosition() >= positionBefore, 'currentPosition does not go backwards across a restart');
       assert.equal((await store.accounts.getUser(alice))?.displayname, 'A');
       assert.equal((await store.devices.getDevice(alice, 'D'))?.displayName, 'Phone');
-      assert.deepEqual(await store.devices.lookupAccessToken('tok'), { userId: alice, deviceId: 'D' });
+      assert.deepEqual(await store.devices.lookupAccessToken('tok'), { userId: alice, deviceId: 'D', isGuest: false });
       assert.deepEqual(await store.rooms.getEvent(msg.eventId), {
         eventId: msg.eventId,
         roomId: room.roomId,

@@ -11,6 +11,8 @@ export interface AuthInfo {
   userId: string;
   deviceId: string;
   tokenHash: string;
+  /** A guest account: only the routes guests may use (GUEST_ROUTES in routing.ts). */
+  isGuest: boolean;
 }
 
 /** What a handler sees of a request: the transport-neutral context of the handler table. */

@@ -70,13 +70,51 @@ export interface ApiServices {
   notifier: Notifier;
   logger: Logger;
   limits: RateLimiters;
-  registration: { enabled: boolean; token: string | null; sharedSecret: string | null };
+  registration: { enabled: boolean; token: string | null; sharedSecret: string | null; allowGuests: boolean };
   maxSyncTimeoutMs: number;
   features: { websocket: boolean };
   now: () => number;
 }
 
 export type Handler = (ctx: Ctx) => Promise<void> | void;
+
+/**
+ * The authenticated endpoints guest accounts may use: the spec's list ("Guest Access", client
+ * behaviour), as route templates. Every other authenticated route answers a guest with 403
+ * M_GUEST_ACCESS_FORBIDDEN. POST /join/{roomIdOrAlias} is the same operation as the listed
+ * POST /rooms/{roomId}/join (with an alias resolved first), so it is allowed too; the
+ * m.room.guest_access rule applies to every join (RoomService).
+ */
+const GUEST_ROUTES: ReadonlySet<string> = new Set([
+  // retrieving events
+  'get /rooms/:roomId/state',
+  'get /rooms/:roomId/context/:eventId',
+  'get /rooms/:roomId/event/:eventId',
+  'get /rooms/:roomId/state/:eventType{/:stateKey}',
+  'get /rooms/:roomId/messages',
+  'get /rooms/:roomId/members',
+  'get /rooms/:roomId/initialSync',
+  'get /sync',
+  'get /events',
+  // sending events
+  'post /rooms/:roomId/join',
+  'post /join/:roomIdOrAlias',
+  'post /rooms/:roomId/leave',
+  'put /rooms/:roomId/send/:eventType/:txnId',
+  'put /rooms/:roomId/state/:eventType{/:stateKey}',
+  'put /sendToDevice/:eventType/:txnId',
+  // account maintenance
+  'put /profile/:userId/displayname',
+  'delete /profile/:userId/displayname',
+  'get /devices',
+  'get /devices/:deviceId',
+  'put /devices/:deviceId',
+  'get /account/whoami',
+  // end-to-end encryption
+  'post /keys/upload',
+  'post /keys/query',
+  'post /keys/claim',
+]);
 
 /**
  * Which per-user limit an authenticated route spends from. Every POST, PUT and DELETE spends
@@ -133,7 +171,12 @@ export class ClientRoutes {
   authed(method: LowerMethod, path: string, handler: AuthedHandler, opts: string[] | RouteOptions = {}, limit?: RouteLimit): void {
     const o = Array.isArray(opts) ? { versions: opts } : opts;
     const bucket = limit ?? o.limit ?? (method === 'get' ? 'none' : 'write');
-    for (const v of o.versions ?? ['v3', 'r0']) this.add(method, `/_matrix/client/${v}${path}`, 'required', bucket, (ctx, auth) => handler(ctx, auth!), o);
+    const guestsMay = GUEST_ROUTES.has(`${method} ${path}`);
+    const guarded: RouteSpec['handler'] = (ctx, auth) => {
+      if (auth!.isGuest && !guestsMay) throw new MatrixError('M_GUEST_ACCESS_FORBIDDEN', 'Guest accounts may not use this endpoint', {}, 403);
+      return handler(ctx, auth!);
+    };
+    for (const v of o.versions ?? ['v3', 'r0']) this.add(method, `/_matrix/client/${v}${path}`, 'required', bucket, guarded, o);
   }
 
   /**

@@ -102,6 +102,7 @@ const configObject = z.strictObject({
     .strictObject({
       enabled: z.boolean().default(true),
       token: z.string().min(1).nullable().default(null),
+      allow_guests: z.boolean().default(false),
       shared_secret: z
         .string()
         .min(16, { error: 'must be at least 16 characters (generate-config writes a random one)' })

@@ -204,6 +204,10 @@ export class RoomService {
     }
     if (state.membership(sender.userId) === 'join') return roomId; // idempotent
     const profile = await this.store.accounts.getUser(sender.userId);
+    // Spec "Guest Access": guests join only rooms whose m.room.guest_access is can_join.
+    if (profile?.isGuest && state.content('m.room.guest_access', '')?.guest_access !== 'can_join') {
+      throw new MatrixError('M_GUEST_ACCESS_FORBIDDEN', 'This room does not allow guests to join', {}, 403);
+    }
     const content = memberContent('join', profile);
     if (reason) content.reason = reason;
     await this.input.submit(roomId, { type: 'm.room.member', stateKey: sender.userId, sender: sender.userId, content });
@@ -266,7 +270,11 @@ export class RoomService {
   async send(sender: Sender, roomId: string, draft: Omit<EventDraft, 'sender'>): Promise<SubmitResult> {
     await this.requireJoined(sender.userId, roomId);
     try {
-      return await this.input.submit(roomId, { ...draft, sender: sender.userId });
+      const res = await this.input.submit(roomId, { ...draft, sender: sender.userId });
+      if (draft.type === 'm.room.guest_access' && draft.stateKey === '' && draft.content.guest_access !== 'can_join' && !res.deduplicated) {
+        await this.removeGuests(roomId);
+      }
+      return res;
     } catch (err) {
       // A concurrent duplicate txn that raced past the queue's lookup (other worker): replay it.
       if (err instanceof StoreConflictError && draft.txn) {
@@ -275,6 +283,22 @@ export class RoomService {
         if (id) return { eventId: id, stream: 0, deduplicated: true };
       }
       throw err;
+    }
+  }
+
+  /**
+   * Spec "Guest Access": once m.room.guest_access stops being can_join, guests' membership
+   * becomes leave. Each leaves by itself (a self-leave needs no power); one failure does not
+   * keep the others in.
+   */
+  private async removeGuests(roomId: string): Promise<void> {
+    for (const m of await this.store.rooms.getRoomMembers(roomId, ['join', 'invite', 'knock'])) {
+      if (serverNameOf(m.userId) !== this.serverName || !(await this.store.accounts.getUser(m.userId))?.isGuest) continue;
+      try {
+        await this.input.submit(roomId, { type: 'm.room.member', stateKey: m.userId, sender: m.userId, content: { membership: 'leave' } });
+      } catch (err) {
+        this.logger.warn({ err, userId: m.userId, roomId }, 'could not remove a guest after guest access was revoked');
+      }
     }
   }
 

@@ -50,6 +50,8 @@ export interface UserRecord {
   createdTs: number;
   displayname: string | null;
   avatarUrl: string | null;
+  /** A guest account (spec "Guest Access"): limited to the endpoints guests may use. */
+  isGuest: boolean;
 }
 
 export interface NewUser {
@@ -58,6 +60,8 @@ export interface NewUser {
   admin: boolean;
   createdTs: number;
   displayname: string | null;
+  /** Defaults to false. */
+  isGuest?: boolean;
 }
 
 export interface DeviceRecord {
@@ -73,6 +77,11 @@ export interface TokenOwner {
   deviceId: string;
 }
 
+/** What an access token authenticates: its owner, and whether that account is a guest's. */
+export interface AccessTokenInfo extends TokenOwner {
+  isGuest: boolean;
+}
+
 export interface AccountStore {
   /** Throws StoreConflictError if the user ID is taken. */
   createUser(user: NewUser): Promise<void>;
@@ -83,6 +92,13 @@ export interface AccountStore {
   /** Fields set to undefined are left unchanged; null clears them. */
   setProfile(userId: string, profile: { displayname?: string | null; avatarUrl?: string | null }): Promise<void>;
   countUsers(): Promise<number>;
+  /** Makes a guest account a full account with this password; false if it is not a guest's. */
+  upgradeGuest(userId: string, passwordHash: string): Promise<boolean>;
+
+  /** Stores an OpenID token (its hash) until `expiresTs`; prunes expired ones. */
+  addOpenIdToken(tokenHash: string, userId: string, expiresTs: number): Promise<void>;
+  /** The user an OpenID token was issued to, if it exists and has not expired at `now`. */
+  lookupOpenIdToken(tokenHash: string, now: number): Promise<string | null>;
 }
 
 export interface DeviceStore {
@@ -101,7 +117,7 @@ export interface DeviceStore {
 
   /** Stores only the hash of an access token. */
   addAccessToken(tokenHash: string, owner: TokenOwner, ts: number): Promise<void>;
-  lookupAccessToken(tokenHash: string): Promise<TokenOwner | null>;
+  lookupAccessToken(tokenHash: string): Promise<AccessTokenInfo | null>;
   deleteAccessToken(tokenHash: string): Promise<void>;
   /** Deletes every token of the user (logout/all, deactivate, password change without logout_devices=false). */
   deleteAccessTokensForUser(userId: string, exceptDeviceId?: string): Promise<void>;

@@ -1,6 +1,6 @@
 // Accounts, logins, devices and access tokens. Only hashes of access tokens are stored.
 
-import { timingSafeEqual } from 'node:crypto';
+import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { MatrixError } from '../errors.js';
 import type { AuthInfo } from '../api/middleware.js';
 import { isValidLocalpartForRegistration, parseUserId } from '../protocol/ids.js';
@@ -93,6 +93,35 @@ export class AccountService {
     return userId;
   }
 
+  /**
+   * Creates a guest account (spec "Guest Access") and logs it in: a random numeric-looking
+   * localpart, no password, no display name.
+   */
+  async registerGuest(deviceId: string | undefined, displayName: string | null, ip: string | null): Promise<LoginResult> {
+    for (let attempt = 0; ; attempt++) {
+      const userId = this.userIdFor(`guest-${randomBytes(8).toString('hex')}`);
+      try {
+        await this.store.accounts.createUser({ userId, passwordHash: null, admin: false, createdTs: this.now(), displayname: null, isGuest: true });
+      } catch (err) {
+        // 64 random bits: a clash is a freak event, two in a row a bug.
+        if (err instanceof StoreConflictError && attempt === 0) continue;
+        throw err;
+      }
+      return this.login(userId, deviceId, displayName, ip);
+    }
+  }
+
+  /** The guest behind a guest access token (for upgrading to a full account), or null. */
+  async guestOf(token: string): Promise<string | null> {
+    const owner = await this.store.devices.lookupAccessToken(hashAccessToken(token));
+    return owner?.isGuest ? owner.userId : null;
+  }
+
+  /** Makes a guest account a full one with this password hash; M_FORBIDDEN if no longer a guest. */
+  async upgradeGuest(userId: string, passwordHash: string): Promise<void> {
+    if (!(await this.store.accounts.upgradeGuest(userId, passwordHash))) throw new MatrixError('M_FORBIDDEN', 'Not a guest account');
+  }
+
   /** Verifies a registration-token UIA stage. */
   checkRegistrationToken(token: unknown): boolean {
     const expected = this.registration.token;
@@ -134,7 +163,7 @@ export class AccountService {
     const tokenHash = hashAccessToken(token);
     const owner = await this.store.devices.lookupAccessToken(tokenHash);
     if (!owner) throw new MatrixError('M_UNKNOWN_TOKEN', 'Unknown access token', { soft_logout: false });
-    return { userId: owner.userId, deviceId: owner.deviceId, tokenHash };
+    return { userId: owner.userId, deviceId: owner.deviceId, tokenHash, isGuest: owner.isGuest };
   }
 
   async logout(auth: AuthInfo): Promise<void> {

@@ -22,6 +22,8 @@ export interface RegistrationRequest {
   device_id?: string;
   initial_device_display_name?: string;
   inhibit_login?: boolean;
+  /** Upgrading a guest account (spec "Guest Access"): the guest's access token. */
+  guest_access_token?: string;
   auth?: JsonObject;
 }
 
@@ -31,12 +33,14 @@ interface SessionParams {
   displayName?: string;
   inhibitLogin: boolean;
   passwordHash?: string;
+  /** The guest account this registration upgrades instead of creating one. */
+  guestUserId?: string;
   /** Set once this session has created its account. */
   userId?: string;
   creating?: Promise<string>;
 }
 
-const PARAM_KEYS = ['username', 'password', 'device_id', 'initial_device_display_name', 'inhibit_login'] as const;
+const PARAM_KEYS = ['username', 'password', 'device_id', 'initial_device_display_name', 'inhibit_login', 'guest_access_token'] as const;
 
 export type RegistrationResult = LoginResult | { user_id: string; home_server: string };
 
@@ -64,8 +68,9 @@ export class Registration {
       params = prior;
     } else {
       params = carriesParams || !prior ? this.fromRequest(req, prior) : prior;
+      if (req.guest_access_token !== undefined) params.guestUserId = await this.guestToUpgrade(req.guest_access_token, params.username);
       // Check the username before UIA so clients learn about a taken name up front, as Synapse does.
-      if (params.username !== undefined) await this.accounts.isAvailable(params.username);
+      else if (params.username !== undefined) await this.accounts.isAvailable(params.username);
       // Hashing is the slow part; only a request that brings a password pays for it.
       if (req.password !== undefined) params.passwordHash = await hashPassword(req.password);
     }
@@ -86,6 +91,16 @@ export class Registration {
     return this.accounts.login(userId, current.deviceId, current.displayName ?? null, ip);
   }
 
+  /** The guest a guest_access_token names; it may only upgrade itself (username = its localpart). */
+  private async guestToUpgrade(token: string, username: string | undefined): Promise<string> {
+    const guest = await this.accounts.guestOf(token);
+    if (!guest) throw new MatrixError('M_FORBIDDEN', 'guest_access_token is not a guest account\'s access token');
+    if (username === undefined || this.accounts.userIdFor(username) !== guest) {
+      throw new MatrixError('M_FORBIDDEN', 'A guest may only upgrade its own account: username must be its localpart');
+    }
+    return guest;
+  }
+
   private fromRequest(req: RegistrationRequest, prior: SessionParams | undefined): SessionParams {
     return {
       username: req.username?.toLowerCase(),
@@ -101,7 +116,10 @@ export class Registration {
     if (params.creating) return params.creating;
     if (params.passwordHash === undefined) throw new MatrixError('M_MISSING_PARAM', 'password: required');
     const hash = params.passwordHash;
-    params.creating = this.accounts.createAccountWithHash(params.username ?? randomBytes(6).toString('hex'), hash);
+    const guest = params.guestUserId;
+    params.creating = guest
+      ? this.accounts.upgradeGuest(guest, hash).then(() => guest)
+      : this.accounts.createAccountWithHash(params.username ?? randomBytes(6).toString('hex'), hash);
     this.accounts.uia.setData(sessionId, params);
     try {
       params.userId = await params.creating;

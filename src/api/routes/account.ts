@@ -29,6 +29,7 @@ const registerSchema = z
     device_id: z.string().min(1).max(255).optional(),
     initial_device_display_name: z.string().max(255).optional(),
     inhibit_login: z.boolean().optional(),
+    guest_access_token: z.string().max(1024).optional(),
     auth: z.record(z.string(), z.unknown()).optional(),
   })
   .passthrough();
@@ -53,7 +54,14 @@ export function accountRoutes(r: ClientRoutes, s: ApiServices): void {
   });
 
   r.route('post', '/register', async (ctx) => {
-    if (ctx.query.kind === 'guest') throw new MatrixError('M_FORBIDDEN', 'Guest access is disabled');
+    if (ctx.query.kind === 'guest') {
+      if (!s.registration.allowGuests) throw new MatrixError('M_FORBIDDEN', 'Guest access is disabled');
+      const req = parse(registerSchema, body(ctx));
+      await s.limits.registration.consume(ctx.ip);
+      ctx.body = await s.accounts.registerGuest(req.device_id, req.initial_device_display_name ?? null, ctx.ip || null);
+      return;
+    }
+    if (ctx.query.kind !== undefined && ctx.query.kind !== 'user') throw new MatrixError('M_INVALID_PARAM', 'kind must be user or guest');
     if (!s.registration.enabled) throw new MatrixError('M_FORBIDDEN', 'Registration is disabled');
     const req = parse(registerSchema, body(ctx));
     await s.limits.registration.consume(ctx.ip);
@@ -131,7 +139,7 @@ export function accountRoutes(r: ClientRoutes, s: ApiServices): void {
   });
 
   r.authed('get', '/account/whoami', (ctx, auth) => {
-    ctx.body = { user_id: auth.userId, device_id: auth.deviceId, is_guest: false };
+    ctx.body = { user_id: auth.userId, device_id: auth.deviceId, is_guest: auth.isGuest };
   });
 
   r.authed('post', '/account/password', async (ctx, auth) => {

@@ -11,6 +11,7 @@ interface UserRow {
   created_ts: number;
   displayname: string | null;
   avatar_url: string | null;
+  is_guest: number;
 }
 
 export class SqliteAccountStore implements AccountStore {
@@ -21,10 +22,10 @@ export class SqliteAccountStore implements AccountStore {
     await this.ctx.queue.write(() => {
       const res = this.ctx
         .stmt(
-          `INSERT INTO users (user_id, password_hash, admin, deactivated, created_ts, displayname, avatar_url)
-           VALUES (?, ?, ?, 0, ?, ?, NULL) ON CONFLICT DO NOTHING`,
+          `INSERT INTO users (user_id, password_hash, admin, deactivated, created_ts, displayname, avatar_url, is_guest)
+           VALUES (?, ?, ?, 0, ?, ?, NULL, ?) ON CONFLICT DO NOTHING`,
         )
-        .run(user.userId, user.passwordHash, user.admin ? 1 : 0, user.createdTs, user.displayname);
+        .run(user.userId, user.passwordHash, user.admin ? 1 : 0, user.createdTs, user.displayname, user.isGuest ? 1 : 0);
       if (res.changes === 0) throw new StoreConflictError(`user ${user.userId} already exists`);
     });
   }
@@ -41,6 +42,7 @@ export class SqliteAccountStore implements AccountStore {
       createdTs: row.created_ts,
       displayname: row.displayname,
       avatarUrl: row.avatar_url,
+      isGuest: row.is_guest !== 0,
     };
   }
 
@@ -78,4 +80,34 @@ export class SqliteAccountStore implements AccountStore {
     const row = this.ctx.stmt('SELECT COUNT(*) AS n FROM users').get() as { n: number };
     return row.n;
   }
+
+  async upgradeGuest(userId: string, passwordHash: string): Promise<boolean> {
+    this.ctx.checkOpen();
+    return this.ctx.queue.write(() => {
+      const res = this.ctx
+        .stmt('UPDATE users SET is_guest = 0, password_hash = ? WHERE user_id = ? AND is_guest = 1 AND deactivated = 0')
+        .run(passwordHash, userId);
+      return res.changes > 0;
+    });
+  }
+
+  async addOpenIdToken(tokenHash: string, userId: string, expiresTs: number): Promise<void> {
+    this.ctx.checkOpen();
+    await this.ctx.queue.write(() => {
+      // Tokens live minutes; pruning on issue keeps the table as small as the live set.
+      this.ctx.stmt('DELETE FROM openid_tokens WHERE expires_ts < ?').run(expiresTs - OPENID_MAX_LIFETIME_MS);
+      this.ctx.stmt('INSERT INTO openid_tokens (token_hash, user_id, expires_ts) VALUES (?, ?, ?)').run(tokenHash, userId, expiresTs);
+    });
+  }
+
+  async lookupOpenIdToken(tokenHash: string, now: number): Promise<string | null> {
+    this.ctx.checkOpen();
+    const row = this.ctx.stmt('SELECT user_id FROM openid_tokens WHERE token_hash = ? AND expires_ts > ?').get(tokenHash, now) as
+      | { user_id: string }
+      | undefined;
+    return row?.user_id ?? null;
+  }
 }
+
+/** Rows older than this before a new token's expiry are surely expired (lifetimes are far shorter). */
+const OPENID_MAX_LIFETIME_MS = 24 * 3600_000;

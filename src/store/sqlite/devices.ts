@@ -1,6 +1,6 @@
 // Devices and access tokens (stored by hash only).
 
-import { StoreConflictError, type DeviceRecord, type DeviceStore, type TokenOwner } from '../types.js';
+import { StoreConflictError, type DeviceRecord, type DeviceStore, type TokenOwner, type AccessTokenInfo } from '../types.js';
 import type { SqliteContext } from './context.js';
 
 interface DeviceRow {
@@ -118,12 +118,16 @@ export class SqliteDeviceStore implements DeviceStore {
     });
   }
 
-  async lookupAccessToken(tokenHash: string): Promise<TokenOwner | null> {
+  async lookupAccessToken(tokenHash: string): Promise<AccessTokenInfo | null> {
     this.ctx.checkOpen();
-    const row = this.ctx.stmt('SELECT user_id, device_id FROM access_tokens WHERE token_hash = ?').get(tokenHash) as
-      | { user_id: string; device_id: string }
-      | undefined;
-    return row ? { userId: row.user_id, deviceId: row.device_id } : null;
+    // One query per request: the guest flag comes along instead of a second lookup.
+    const row = this.ctx
+      .stmt(
+        `SELECT t.user_id, t.device_id, u.is_guest FROM access_tokens t
+         LEFT JOIN users u ON u.user_id = t.user_id WHERE t.token_hash = ?`,
+      )
+      .get(tokenHash) as { user_id: string; device_id: string; is_guest: number | null } | undefined;
+    return row ? { userId: row.user_id, deviceId: row.device_id, isGuest: row.is_guest === 1 } : null;
   }
 
   async deleteAccessToken(tokenHash: string): Promise<void> {

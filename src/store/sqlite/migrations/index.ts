@@ -12,6 +12,7 @@ import { media } from './0008-media.js';
 import type { Db } from '../db.js';
 import { search } from './0009-search.js';
 import { admin } from './0010-admin.js';
+import { guestsOpenId } from './0011-guests-openid.js';
 
 export interface Migration {
   version: number;
@@ -22,4 +23,4 @@ export interface Migration {
   run?: (db: Db) => void;
 }
 
-export const MIGRATIONS: readonly Migration[] = [initial, chat, txnScope, e2ee, push, pushBulk, dag, media, search, admin];
+export const MIGRATIONS: readonly Migration[] = [initial, chat, txnScope, e2ee, push, pushBulk, dag, media, search, admin, guestsOpenId];
