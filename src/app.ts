@@ -271,6 +271,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
       allowGuests: config.registration.allow_guests,
     },
     maxSyncTimeoutMs: config.sync.max_timeout_ms,
+    currentToken: () => ({ stream: store.currentPosition(), ephemeral: ephemeralStream.current() }),
     features: { websocket: config.websocket.enabled },
     now,
   };

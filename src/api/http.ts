@@ -23,6 +23,7 @@ import { adminRoutes } from './routes/admin.js';
 import { chatRoutes } from './routes/chat.js';
 import { relationRoutes } from './routes/relations.js';
 import { pusherRoutes } from './routes/pushers.js';
+import { legacyRoutes } from './routes/legacy.js';
 import { e2eeRoutes } from './routes/keys.js';
 import { mediaRoutes } from './routes/media.js';
 
@@ -99,6 +100,7 @@ export function createRouteTable(services: ApiServices, opts: Pick<HttpOptions, 
   pusherRoutes(routes, services);
   e2eeRoutes(routes, services);
   mediaRoutes(routes, services);
+  legacyRoutes(routes, services);
   // Metrics have their own listener (metrics.listen); here only behind a configured secret.
   if (opts.renderMetrics && opts.metricsSecret) {
     const render = opts.renderMetrics;

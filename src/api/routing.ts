@@ -32,6 +32,7 @@ import type { OutboundGuard } from '../net/outbound-guard.js';
 import type { TurnConfig } from '../voip/turn.js';
 import type { MediaService } from '../media/media-service.js';
 import type { UrlPreviewer } from '../media/url-preview.js';
+import type { StreamToken } from '../sync/token.js';
 
 export interface ApiServices {
   serverName: string;
@@ -72,6 +73,8 @@ export interface ApiServices {
   limits: RateLimiters;
   registration: { enabled: boolean; token: string | null; sharedSecret: string | null; allowGuests: boolean };
   maxSyncTimeoutMs: number;
+  /** The position a stream token taken now names (durable and ephemeral streams). */
+  currentToken: () => StreamToken;
   features: { websocket: boolean };
   now: () => number;
 }

@@ -40,18 +40,23 @@ export class VisibilityChecker {
       const own = e.pdu.type === 'm.room.member' && e.pdu.state_key === userId;
       // A user always sees their own membership events.
       if (own) return true;
-      const vis = valueAt(visibility, e.stream, false) ?? 'shared';
-      if (vis === 'world_readable') return true;
       const m = valueAt(membership, e.stream, false);
-      if (m === 'join') return true;
-      if (vis === 'shared' && membership.points.some((p) => p.value === 'join' && p.stream > e.stream)) {
-        // Joined at some point after the event. For a user who left, that must also be a join
-        // that is still in force, or they would see history from between their stints.
-        const last = membership.points[membership.points.length - 1];
-        return last?.value === 'join';
-      }
-      if (vis === 'invited' && m === 'invite') return true;
-      return false;
+      const allows = (vis: string): boolean => {
+        if (vis === 'world_readable' || m === 'join') return true;
+        if (vis === 'shared' && membership.points.some((p) => p.value === 'join' && p.stream > e.stream)) {
+          // Joined at some point after the event. For a user who left, that must also be a join
+          // that is still in force, or they would see history from between their stints.
+          const last = membership.points[membership.points.length - 1];
+          return last?.value === 'join';
+        }
+        return vis === 'invited' && m === 'invite';
+      };
+      const before = valueAt(visibility, e.stream, false) ?? 'shared';
+      if (allows(before)) return true;
+      // A history_visibility change is visible if the setting before *or* after it allows it
+      // (spec: a non-member sees a change to or from world_readable).
+      const isChange = e.pdu.type === 'm.room.history_visibility' && e.pdu.state_key === '';
+      return isChange && allows(String(e.pdu.content.history_visibility ?? 'shared'));
     });
   }
 
