@@ -136,6 +136,7 @@ export function describeAccountContract(ctx: ContractContext): void {
         displayName: 'Phone',
         lastSeenTs: 100,
         lastSeenIp: '10.0.0.1',
+        lastSeenUserAgent: null,
       });
       const list = await ctx.store.devices.listDevices(alice);
       assert.deepEqual(list.map((d) => d.deviceId).sort(), ['D1', 'D2']);
@@ -187,6 +188,13 @@ export function describeAccountContract(ctx: ContractContext): void {
       d = await ctx.store.devices.getDevice(alice, 'D1');
       assert.equal(d?.lastSeenTs, 1019);
       assert.equal(d?.lastSeenIp, '192.0.2.19');
+      assert.equal(d?.lastSeenUserAgent, null);
+      // A user agent, once seen, stays until another one is seen.
+      await ctx.store.devices.touchDevice(alice, 'D1', 2000, '192.0.2.1', 'Element/1.0');
+      await ctx.store.devices.touchDevice(alice, 'D1', 2001, '192.0.2.2');
+      d = await ctx.store.devices.getDevice(alice, 'D1');
+      assert.equal(d?.lastSeenUserAgent, 'Element/1.0');
+      assert.equal(d?.lastSeenTs, 2001);
       assert.equal(d?.displayName, null);
     });
 

@@ -76,6 +76,8 @@ export interface ApiRequest {
   /** From the transport's credentials (Authorization header, access_token, the socket's token). */
   accessToken: string | undefined;
   ip: string;
+  /** The User-Agent header, where the transport has one (GET /admin/whois shows the last one). */
+  userAgent?: string;
   /** Aborted when the client goes away, so a parked /sync returns early. */
   readonly signal: AbortSignal;
 }
@@ -139,7 +141,7 @@ export interface RouteSpec {
 
 export interface TableDeps {
   /** Resolves an access token; throws M_UNKNOWN_TOKEN for an unknown or revoked one. */
-  authenticate: (token: string, ip: string) => Promise<AuthInfo>;
+  authenticate: (token: string, ip: string, userAgent?: string) => Promise<AuthInfo>;
   limits: RateLimiters;
   logger: Logger;
   maxBodyBytes: number;
@@ -228,7 +230,7 @@ export class HandlerTable {
     let auth: AuthInfo | undefined;
     if (route.auth === 'required') {
       if (!req.accessToken) throw new MatrixError('M_MISSING_TOKEN', 'Missing access token');
-      auth = await this.deps.authenticate(req.accessToken, req.ip);
+      auth = await this.deps.authenticate(req.accessToken, req.ip, req.userAgent);
       ctx.state.auth = auth;
       if (route.limit !== 'none') await this.deps.limits[route.limit].consume(auth.userId);
     }

@@ -24,6 +24,8 @@ import { chatRoutes } from './routes/chat.js';
 import { relationRoutes } from './routes/relations.js';
 import { pusherRoutes } from './routes/pushers.js';
 import { legacyRoutes } from './routes/legacy.js';
+import { openIdRoutes } from './routes/openid.js';
+import { whoisRoutes } from './routes/whois.js';
 import { e2eeRoutes } from './routes/keys.js';
 import { mediaRoutes } from './routes/media.js';
 
@@ -101,6 +103,8 @@ export function createRouteTable(services: ApiServices, opts: Pick<HttpOptions, 
   e2eeRoutes(routes, services);
   mediaRoutes(routes, services);
   legacyRoutes(routes, services);
+  openIdRoutes(routes, services);
+  whoisRoutes(routes, services);
   // Metrics have their own listener (metrics.listen); here only behind a configured secret.
   if (opts.renderMetrics && opts.metricsSecret) {
     const render = opts.renderMetrics;
@@ -192,6 +196,7 @@ class HttpRequest implements ApiRequest {
   readonly query: Query;
   readonly accessToken: string | undefined;
   readonly ip: string;
+  readonly userAgent: string | undefined;
   readonly body: RequestBody;
   readonly upload: () => UploadSource;
   private abort?: AbortController;
@@ -203,6 +208,7 @@ class HttpRequest implements ApiRequest {
     this.query = parseQuery(ctx.querystring);
     this.accessToken = accessTokenOf(ctx.get('authorization'), this.query);
     this.ip = ctx.ip;
+    this.userAgent = ctx.get('user-agent') || undefined;
     this.body = {
       read: async (rule) => {
         const raw = await getRawBody(ctx.req, { limit: rule.limit, length: ctx.get('content-length') || undefined });

@@ -157,7 +157,7 @@ export class ClientRoutes {
 
   constructor(private readonly services: ApiServices, limits: { maxBodyBytes: number; maxEventBytes: number; observe?: TableDeps['observe'] }) {
     this.table = new HandlerTable({
-      authenticate: (token, ip) => this.authenticate(token, ip),
+      authenticate: (token, ip, userAgent) => this.authenticate(token, ip, userAgent),
       limits: services.limits,
       logger: services.logger,
       ...limits,
@@ -201,7 +201,7 @@ export class ClientRoutes {
     this.table.add({ method: method.toUpperCase() as Method, path, auth, limit, intake, schema: opts.schema, handler });
   }
 
-  async authenticate(token: string, ip: string): Promise<AuthInfo> {
+  async authenticate(token: string, ip: string, userAgent?: string): Promise<AuthInfo> {
     const auth = await this.services.accounts.authenticate(token);
     // Last-seen needs minute accuracy, not a durable write per request (every /sync is one).
     const key = `${auth.userId}\u0000${auth.deviceId}`;
@@ -209,7 +209,7 @@ export class ClientRoutes {
     if (now - (this.lastTouched.get(key) ?? 0) >= TOUCH_INTERVAL_MS) {
       this.lastTouched.set(key, now);
       void this.services.store.devices
-        .touchDevice(auth.userId, auth.deviceId, now, ip || null)
+        .touchDevice(auth.userId, auth.deviceId, now, ip || null, userAgent?.slice(0, 512) || null)
         .catch((err: unknown) => this.services.logger.warn({ err, userId: auth.userId }, 'could not record device last-seen'));
     }
     return auth;

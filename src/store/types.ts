@@ -70,6 +70,7 @@ export interface DeviceRecord {
   displayName: string | null;
   lastSeenTs: number | null;
   lastSeenIp: string | null;
+  lastSeenUserAgent: string | null;
 }
 
 export interface TokenOwner {
@@ -113,7 +114,7 @@ export interface DeviceStore {
   /** Deletes the device and every access token of it. Returns false if it did not exist. */
   deleteDevice(userId: string, deviceId: string): Promise<boolean>;
   /** Records last-seen information; cheap, may be coalesced by the backend. */
-  touchDevice(userId: string, deviceId: string, ts: number, ip: string | null): Promise<void>;
+  touchDevice(userId: string, deviceId: string, ts: number, ip: string | null, userAgent?: string | null): Promise<void>;
 
   /** Stores only the hash of an access token. */
   addAccessToken(tokenHash: string, owner: TokenOwner, ts: number): Promise<void>;

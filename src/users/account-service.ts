@@ -15,6 +15,9 @@ export interface RegistrationPolicy {
   token: string | null;
 }
 
+/** As Synapse: long enough to hand to an integration manager, short enough to be worthless later. */
+const OPENID_TOKEN_LIFETIME_MS = 3600_000;
+
 export interface LoginResult {
   user_id: string;
   access_token: string;
@@ -120,6 +123,21 @@ export class AccountService {
   /** Makes a guest account a full one with this password hash; M_FORBIDDEN if no longer a guest. */
   async upgradeGuest(userId: string, passwordHash: string): Promise<void> {
     if (!(await this.store.accounts.upgradeGuest(userId, passwordHash))) throw new MatrixError('M_FORBIDDEN', 'Not a guest account');
+  }
+
+  /**
+   * Issues an OpenID token (spec "OpenID"): a bearer token a third party (an integration
+   * manager, a widget) exchanges at /openid/userinfo for the user's ID and nothing else.
+   */
+  async issueOpenIdToken(userId: string): Promise<{ access_token: string; token_type: 'Bearer'; matrix_server_name: string; expires_in: number }> {
+    const token = generateAccessToken();
+    await this.store.accounts.addOpenIdToken(hashAccessToken(token), userId, this.now() + OPENID_TOKEN_LIFETIME_MS);
+    return { access_token: token, token_type: 'Bearer', matrix_server_name: this.serverName, expires_in: OPENID_TOKEN_LIFETIME_MS / 1000 };
+  }
+
+  /** The user an unexpired OpenID token was issued to, or null. */
+  async openIdUser(token: string): Promise<string | null> {
+    return this.store.accounts.lookupOpenIdToken(hashAccessToken(token), this.now());
   }
 
   /** Verifies a registration-token UIA stage. */

@@ -98,17 +98,30 @@ function keyRoutes(r: ClientRoutes, e: E2eeServices, s: ApiServices): void {
     ctx.body = await e.deviceLists.changes(auth.userId, from, to);
   });
 
-  r.authed('post', '/keys/device_signing/upload', async (ctx, auth) => {
-    const req = valid(ctx, signingUploadSchema);
-    await e.crossSigning.upload(auth.userId, req, async () => {
-      await s.accounts.uia.check('device_signing:' + auth.userId, uiaRequest(ctx), req.auth as JsonObject | undefined, [['m.login.password']], s.accounts.passwordStage(auth.userId));
-    });
-    ctx.body = {};
-  }, { schema: signingUploadSchema });
+  // The cross-signing uploads also answer under /unstable, where clients from before their
+  // stabilisation (v1.1) still send them.
+  const crossSigningVersions = ['v3', 'r0', 'unstable'];
+  r.authed(
+    'post',
+    '/keys/device_signing/upload',
+    async (ctx, auth) => {
+      const req = valid(ctx, signingUploadSchema);
+      await e.crossSigning.upload(auth.userId, req, async () => {
+        await s.accounts.uia.check('device_signing:' + auth.userId, uiaRequest(ctx), req.auth as JsonObject | undefined, [['m.login.password']], s.accounts.passwordStage(auth.userId));
+      });
+      ctx.body = {};
+    },
+    { versions: crossSigningVersions, schema: signingUploadSchema },
+  );
 
-  r.authed('post', '/keys/signatures/upload', async (ctx, auth) => {
-    const req = body(ctx);
-    limitEntries('users', Object.keys(req).length, MAX_USERS_PER_REQUEST);
-    ctx.body = await e.crossSigning.uploadSignatures(auth.userId, req);
-  });
+  r.authed(
+    'post',
+    '/keys/signatures/upload',
+    async (ctx, auth) => {
+      const req = body(ctx);
+      limitEntries('users', Object.keys(req).length, MAX_USERS_PER_REQUEST);
+      ctx.body = await e.crossSigning.uploadSignatures(auth.userId, req);
+    },
+    crossSigningVersions,
+  );
 }

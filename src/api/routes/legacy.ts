@@ -42,34 +42,28 @@ export function legacyRoutes(r: ClientRoutes, s: ApiServices): void {
     // Polling the stream is activity, as /sync is; marked first, so that "now" lies after it.
     if (!auth.isGuest) s.presence.syncing(auth.userId, undefined);
     const from = given ?? s.currentToken();
-    const abort = new AbortController();
-    const onClose = () => abort.abort();
-    ctx.req.on('close', onClose);
-    try {
-      if (roomId !== undefined) {
-        const m = await s.store.rooms.getMembership(roomId, auth.userId);
-        if (m?.membership !== 'join') {
-          ctx.body = await peek(s, auth, roomId, from, timeoutMs, abort.signal);
-          return;
-        }
-      } else if (auth.isGuest) {
-        // Guests may use /events only to peek into a room (spec "Guest Access").
-        throw new MatrixError('M_GUEST_ACCESS_FORBIDDEN', 'Guests may only call /events with a room_id', {}, 403);
+    const signal = ctx.signal;
+    if (roomId !== undefined) {
+      const m = await s.store.rooms.getMembership(roomId, auth.userId);
+      if (m?.membership !== 'join') {
+        ctx.body = await peek(s, auth, roomId, from, timeoutMs, signal);
+        return;
       }
-      const res = await s.sync.sync({
-        userId: auth.userId,
-        deviceId: auth.deviceId,
-        since: serializeToken(from),
-        filter: compileFilter({ room: { timeline: { limit: MAX_TIMELINE_LIMIT }, ...(roomId !== undefined ? { rooms: [roomId] } : {}) } }),
-        timeoutMs,
-        fullState: false,
-        signal: abort.signal,
-        acknowledgeSince: false,
-      });
-      ctx.body = { start: serializeToken(from), end: res.next_batch, chunk: await streamEvents(s, auth, res) };
-    } finally {
-      ctx.req.off('close', onClose);
+    } else if (auth.isGuest) {
+      // Guests may use /events only to peek into a room (spec "Guest Access").
+      throw new MatrixError('M_GUEST_ACCESS_FORBIDDEN', 'Guests may only call /events with a room_id', {}, 403);
     }
+    const res = await s.sync.sync({
+      userId: auth.userId,
+      deviceId: auth.deviceId,
+      since: serializeToken(from),
+      filter: compileFilter({ room: { timeline: { limit: MAX_TIMELINE_LIMIT }, ...(roomId !== undefined ? { rooms: [roomId] } : {}) } }),
+      timeoutMs,
+      fullState: false,
+      signal,
+      acknowledgeSince: false,
+    });
+    ctx.body = { start: serializeToken(from), end: res.next_batch, chunk: await streamEvents(s, auth, res) };
   });
 
   r.authed('get', '/initialSync', async (ctx, auth) => {

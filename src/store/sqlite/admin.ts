@@ -14,6 +14,7 @@ interface UserRow {
   created_ts: number;
   displayname: string | null;
   avatar_url: string | null;
+  is_guest: number;
 }
 
 const toUser = (row: UserRow): UserRecord => ({
@@ -24,6 +25,7 @@ const toUser = (row: UserRow): UserRecord => ({
   createdTs: row.created_ts,
   displayname: row.displayname,
   avatarUrl: row.avatar_url,
+  isGuest: row.is_guest !== 0,
 });
 
 /** LIKE pattern for a substring, with the user's % and _ taken literally. */

@@ -9,6 +9,7 @@ interface DeviceRow {
   display_name: string | null;
   last_seen_ts: number | null;
   last_seen_ip: string | null;
+  last_seen_user_agent: string | null;
 }
 
 function toDevice(row: DeviceRow): DeviceRecord {
@@ -18,6 +19,7 @@ function toDevice(row: DeviceRow): DeviceRecord {
     displayName: row.display_name,
     lastSeenTs: row.last_seen_ts,
     lastSeenIp: row.last_seen_ip,
+    lastSeenUserAgent: row.last_seen_user_agent,
   };
 }
 
@@ -26,7 +28,7 @@ export class SqliteDeviceStore implements DeviceStore {
    * touchDevice runs on every authenticated request; repeated touches of one device within a
    * batch collapse into one UPDATE carrying the latest values.
    */
-  private readonly pendingTouches = new Map<string, { ts: number; ip: string | null; done: Promise<void> }>();
+  private readonly pendingTouches = new Map<string, { ts: number; ip: string | null; userAgent: string | null; done: Promise<void> }>();
 
   constructor(private readonly ctx: SqliteContext) {}
 
@@ -79,23 +81,27 @@ export class SqliteDeviceStore implements DeviceStore {
     });
   }
 
-  async touchDevice(userId: string, deviceId: string, ts: number, ip: string | null): Promise<void> {
+  async touchDevice(userId: string, deviceId: string, ts: number, ip: string | null, userAgent: string | null = null): Promise<void> {
     this.ctx.checkOpen();
     const key = `${userId}\u0000${deviceId}`;
     const queued = this.pendingTouches.get(key);
     if (queued) {
       queued.ts = ts;
       queued.ip = ip;
+      queued.userAgent = userAgent ?? queued.userAgent;
       return queued.done;
     }
-    const entry: { ts: number; ip: string | null; done: Promise<void> } = { ts, ip, done: Promise.resolve() };
+    const entry: { ts: number; ip: string | null; userAgent: string | null; done: Promise<void> } = { ts, ip, userAgent, done: Promise.resolve() };
     this.pendingTouches.set(key, entry);
     entry.done = this.ctx.queue.write(() => {
       // Taken out before running so a touch arriving after this batch queues a fresh write.
       this.pendingTouches.delete(key);
       this.ctx
-        .stmt('UPDATE devices SET last_seen_ts = ?, last_seen_ip = ? WHERE user_id = ? AND device_id = ?')
-        .run(entry.ts, entry.ip, userId, deviceId);
+        .stmt(
+          `UPDATE devices SET last_seen_ts = ?, last_seen_ip = ?, last_seen_user_agent = COALESCE(?, last_seen_user_agent)
+           WHERE user_id = ? AND device_id = ?`,
+        )
+        .run(entry.ts, entry.ip, entry.userAgent, userId, deviceId);
     });
     // A failed batch must not leave a dead entry that swallows later touches.
     entry.done.catch(() => {

@@ -1,4 +1,5 @@
-// Guest accounts (spec "Guest Access") and OpenID tokens (spec "OpenID").
+// Guest accounts (spec "Guest Access"), OpenID tokens (spec "OpenID") and the user agent last
+// seen per device (GET /admin/whois).
 
 import type { Migration } from './index.js';
 
@@ -17,5 +18,7 @@ export const guestsOpenId: Migration = {
       expires_ts INTEGER NOT NULL
     );
     CREATE INDEX openid_tokens_expiry ON openid_tokens (expires_ts);
+
+    ALTER TABLE devices ADD COLUMN last_seen_user_agent TEXT;
   `,
 };
