@@ -94,6 +94,14 @@ describe('deprecated endpoints', function () {
       await ok(alice.put(roomPath(open, `typing/${enc(alice.userId)}`), { typing: true, timeout: 5000 }), 'typing');
       const typing = await events(carol, { room_id: open, from: res.end, timeout: 0 });
       assert.deepEqual(typing.chunk.filter((e: any) => e.type === 'm.typing').map((e: any) => e.content.user_ids), [[alice.userId]]);
+      await ok(alice.post(roomPath(open, `receipt/m.read/${enc(id)}`), {}), 'receipt');
+      const receipt = await events(carol, { room_id: open, from: typing.end, timeout: 5000 });
+      const r = receipt.chunk.find((e: any) => e.type === 'm.receipt');
+      assert.ok(r?.content[id]['m.read'][alice.userId], JSON.stringify(receipt.chunk));
+      assert.equal(r.room_id, open);
+      await ok(alice.put(`${V3}/presence/${enc(alice.userId)}/status`, { presence: 'online', status_msg: 'lemurs' }), 'presence');
+      const p = await events(carol, { room_id: open, from: receipt.end, timeout: 5000 });
+      assert.deepEqual(p.chunk.filter((e: any) => e.type === 'm.presence').map((e: any) => [e.content.user_id, e.content.status_msg]), [[alice.userId, 'lemurs']]);
       await say(alice, shared, 'private');
       expectError(await carol.get(`${V3}/events?room_id=${enc(shared)}&timeout=0`), 403, 'M_FORBIDDEN');
     });

@@ -10,7 +10,8 @@
 // - These calls never acknowledge anything for the device (acknowledgeSince: false): they do
 //   not deliver to-device messages, so acknowledging would lose them.
 // - Peeking (/events?room_id= for a room one has not joined) shows only what the room's history
-//   visibility lets a non-member see: world-readable rooms. Everything else is 403.
+//   visibility lets a non-member see: world-readable rooms, with their typing, public receipts
+//   and members' presence. Everything else is 403.
 
 import { MatrixError } from '../../errors.js';
 import { body, type AuthInfo } from '../middleware.js';
@@ -20,6 +21,7 @@ import type { StateEntry, StoredEvent } from '../../store/types.js';
 import { compileFilter, MAX_TIMELINE_LIMIT } from '../../sync/filter.js';
 import { parseToken, serializeToken, type StreamToken } from '../../sync/token.js';
 import { presenceContent } from '../../ephemeral/presence.js';
+import { receiptContent } from '../../receipts/receipt-source.js';
 import { z } from 'zod';
 
 const DEFAULT_EVENTS_TIMEOUT_MS = 30_000;
@@ -226,6 +228,26 @@ async function roomPresence(s: ApiServices, roomId: string): Promise<JsonObject[
   return out;
 }
 
+/** Typing, public receipts and members' presence of a peeked room in (since, upTo]. */
+async function peekEphemeral(s: ApiServices, roomId: string, since: StreamToken, upTo: StreamToken): Promise<JsonObject[]> {
+  const out: JsonObject[] = [];
+  if (s.typing.changedSince(roomId, since.ephemeral)) {
+    out.push({ type: 'm.typing', room_id: roomId, content: { user_ids: s.typing.typingUsers(roomId) } });
+  }
+  const receipts = (await s.store.receipts.getReceiptChanges([roomId], since.stream, upTo.stream)).filter((r) => r.type !== 'm.read.private');
+  if (receipts.length > 0) out.push({ type: 'm.receipt', room_id: roomId, content: receiptContent(receipts) });
+  if (s.presence.enabled) {
+    const changed = s.presence.changedSince(since.ephemeral).filter((r) => r.pos <= upTo.ephemeral);
+    if (changed.length > 0) {
+      const members = new Set((await s.store.rooms.getRoomMembers(roomId, ['join'])).map((m) => m.userId));
+      for (const r of changed) {
+        if (members.has(r.userId)) out.push(legacyPresence({ type: 'm.presence', sender: r.userId, content: presenceContent(r, s.now()) }));
+      }
+    }
+  }
+  return out;
+}
+
 /**
  * /events?room_id= for a room the user has not joined: the events of a world-readable room
  * after `from`, as a non-member may see them, waiting up to `timeoutMs` for some.
@@ -246,9 +268,7 @@ async function peek(s: ApiServices, auth: AuthInfo, roomId: string, from: Stream
       const page: StoredEvent[] = await s.store.rooms.getRoomEvents({ roomId, dir: 'f', from: since.stream, to: upTo.stream, limit: MAX_TIMELINE_LIMIT });
       const visible = await s.visibility.filter(auth.userId, roomId, page);
       const chunk: JsonObject[] = (await s.formatter.format(visible, auth)).map((e) => ({ ...e, room_id: roomId }));
-      if (s.typing.changedSince(roomId, since.ephemeral)) {
-        chunk.push({ type: 'm.typing', room_id: roomId, content: { user_ids: s.typing.typingUsers(roomId) } });
-      }
+      chunk.push(...(await peekEphemeral(s, roomId, since, upTo)));
       // A page that filled up ends at its last event, so the next call continues from there.
       const end = page.length === MAX_TIMELINE_LIMIT ? { stream: page[page.length - 1].stream, ephemeral: upTo.ephemeral } : upTo;
       const remaining = deadline - Date.now();
