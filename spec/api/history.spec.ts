@@ -232,6 +232,19 @@ describe('room history over HTTP', function () {
       assert.equal(await canFetch(roomId, hidden['before invite']), true);
     });
 
+    it('a history_visibility change is visible if the setting before or after it allows it', async () => {
+      const roomId = await create({ preset: 'public_chat' });
+      await send(alice, roomId, 'members only');
+      const opened = (await ok(alice.put(room(roomId, 'state/m.room.history_visibility'), { history_visibility: 'world_readable' }), 'open')).event_id;
+      await send(alice, roomId, 'for everyone');
+      // A user who never joined sees the switch to world_readable (allowed by the setting after
+      // it) and what was sent since, nothing from before.
+      const outsider = await new Api(srv.url).register('outsider');
+      const r = await ok(outsider.get(room(roomId, 'messages?dir=b&limit=100')), 'messages');
+      assert.deepEqual(r.chunk.map((e: any) => e.content.body ?? e.content.history_visibility).reverse(), ['world_readable', 'for everyone']);
+      assert.equal(r.chunk[1].event_id, opened);
+    });
+
     it('invited: the user sees messages from their invite on', async () => {
       const { roomId, visible, hidden } = await scenario('invited');
       assert.deepEqual(visible, ['between', 'after join']);
