@@ -189,6 +189,12 @@ describe('deprecated endpoints', function () {
         [['m.room.history_visibility', 'world_readable'], ['m.room.message', 'public']],
       );
       assert.ok(res.state.some((e: any) => e.type === 'm.room.create'));
+      // Its end token streams what comes next, not old presence or typing.
+      await ok(alice.put(`${V3}/presence/${enc(alice.userId)}/status`, { presence: 'online', status_msg: 'earlier' }), 'presence');
+      const later = await ok(bob.get(`${V3}/rooms/${enc(roomId)}/initialSync`), 'room initialSync');
+      assert.deepEqual((await events(bob, { room_id: roomId, from: later.messages.end, timeout: 0 })).chunk, []);
+      const id = await say(alice, roomId, 'next');
+      assert.deepEqual((await events(bob, { room_id: roomId, from: later.messages.end, timeout: 0 })).chunk.map((e: any) => e.event_id), [id]);
     });
   });
 

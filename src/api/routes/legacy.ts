@@ -201,7 +201,8 @@ async function roomInitialSync(s: ApiServices, auth: AuthInfo, roomId: string, l
   const oldest = page[page.length - 1];
   const messages: JsonObject = {
     chunk: await s.formatter.format(visible, auth),
-    end: serializeToken({ stream: bound, ephemeral: 0 }),
+    // From the live end, ephemeral changes continue from now too, not from the start of time.
+    end: serializeToken({ stream: bound, ephemeral: bound === head ? s.currentToken().ephemeral : 0 }),
   };
   if (oldest && page.length === limit) messages.start = serializeToken({ stream: oldest.stream - 1, ephemeral: 0 });
   const res: JsonObject = {
