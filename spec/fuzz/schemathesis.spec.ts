@@ -75,8 +75,8 @@ describe('fuzz: schemathesis over every Client-Server operation', function () {
     st = await ensureFuzzVenv();
     work = mkdtempSync(join(tmpdir(), 'hearth-fuzz-'));
     bundle = bundleClientServer(work);
-    // Long-polls (GET /events waits 30 s by default, any generated timeout up to the cap) would
-    // only trip the request timeout: shapes of answers are under test here, not waiting.
+    // Long-polls (GET /events from now, with any generated timeout up to the cap) would only
+    // trip the request timeout: shapes of answers are under test here, not waiting.
     srv = await startTestServer({ sync: { max_timeout_ms: 1000 } });
     counter = new RequestCounter(Number(new URL(srv.url).port));
     user = await new Api(srv.url).register('fuzzer', PASSWORD);

@@ -24,7 +24,9 @@ import { presenceContent } from '../../ephemeral/presence.js';
 import { receiptContent } from '../../receipts/receipt-source.js';
 import { z } from 'zod';
 
-const DEFAULT_EVENTS_TIMEOUT_MS = 30_000;
+// As /sync: without a timeout the call does not wait. (Synapse waits 30 s; old clients always
+// send one, and a bare request answering at once keeps probes and route checks cheap.)
+const DEFAULT_EVENTS_TIMEOUT_MS = 0;
 
 type SyncRoom = {
   timeline?: { events?: JsonObject[]; prev_batch?: string };
