@@ -7,6 +7,7 @@
 import { assert } from '../helpers/assert.js';
 import { createRoom, expectError, loginClient, makeUser, ok, PASSWORD, roomPath, sendEvent, V3, type User } from '../helpers/fixtures.js';
 import { Api, enc, startTestServer, type TestServer } from '../helpers/server.js';
+import { GUEST_ROUTES } from '../../src/api/routing.js';
 
 describe('guest access', function () {
   this.timeout(20000);
@@ -42,6 +43,14 @@ describe('guest access', function () {
     const other = await guest();
     assert.notEqual(other.userId, g.userId);
     assert.equal((await ok(owner.get(`${V3}/account/whoami`), 'whoami')).is_guest, false);
+  });
+
+  it('every entry of the guest list names a declared route (a renamed route would silently lock guests out)', () => {
+    const declared = new Set(srv.hearth.routes.list().map((r) => `${r.method.toLowerCase()} ${r.path}`));
+    for (const entry of GUEST_ROUTES) {
+      const [method, path] = entry.split(' ');
+      assert.ok(declared.has(`${method} /_matrix/client/v3${path}`), `${entry} is not a declared route`);
+    }
   });
 
   it('guests get 403 M_GUEST_ACCESS_FORBIDDEN outside the spec\'s list, and may use what it lists', async () => {

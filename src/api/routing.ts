@@ -88,7 +88,7 @@ export type Handler = (ctx: Ctx) => Promise<void> | void;
  * POST /rooms/{roomId}/join (with an alias resolved first), so it is allowed too; the
  * m.room.guest_access rule applies to every join (RoomService).
  */
-const GUEST_ROUTES: ReadonlySet<string> = new Set([
+export const GUEST_ROUTES: ReadonlySet<string> = new Set([
   // retrieving events
   'get /rooms/:roomId/state',
   'get /rooms/:roomId/context/:eventId',
@@ -107,8 +107,7 @@ const GUEST_ROUTES: ReadonlySet<string> = new Set([
   'put /rooms/:roomId/state/:eventType{/:stateKey}',
   'put /sendToDevice/:eventType/:txnId',
   // account maintenance
-  'put /profile/:userId/displayname',
-  'delete /profile/:userId/displayname',
+  'put /profile/:userId/displayname', // (DELETE of it is not served: PUT with null clears it)
   'get /devices',
   'get /devices/:deviceId',
   'put /devices/:deviceId',
