@@ -67,6 +67,8 @@ describe('guest access', function () {
     ];
     for (const r of await Promise.all(forbidden)) expectError(r, 403, 'M_GUEST_ACCESS_FORBIDDEN');
     await ok(g.get(`${V3}/sync?timeout=0`), 'sync');
+    // A guest starts with its localpart as display name, as other accounts do.
+    assert.equal((await ok(api.get(`${V3}/profile/${enc(g.userId)}/displayname`), 'initial displayname')).displayname, g.userId.slice(1, g.userId.indexOf(':')));
     await ok(g.put(`${V3}/profile/${enc(g.userId)}/displayname`, { displayname: 'creeper' }), 'displayname');
     assert.equal((await ok(api.get(`${V3}/profile/${enc(g.userId)}/displayname`), 'get displayname')).displayname, 'creeper');
     assert.deepEqual((await ok(g.get(`${V3}/devices`), 'devices')).devices.map((d: any) => d.device_id), [g.deviceId]);

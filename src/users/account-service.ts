@@ -97,14 +97,16 @@ export class AccountService {
   }
 
   /**
-   * Creates a guest account (spec "Guest Access") and logs it in: a random numeric-looking
-   * localpart, no password, no display name.
+   * Creates a guest account (spec "Guest Access") and logs it in: a random `guest-` localpart
+   * (also its display name), no password.
    */
   async registerGuest(deviceId: string | undefined, displayName: string | null, ip: string | null): Promise<LoginResult> {
     for (let attempt = 0; ; attempt++) {
-      const userId = this.userIdFor(`guest-${randomBytes(8).toString('hex')}`);
+      const localpart = `guest-${randomBytes(8).toString('hex')}`;
+      const userId = this.userIdFor(localpart);
       try {
-        await this.store.accounts.createUser({ userId, passwordHash: null, admin: false, createdTs: this.now(), displayname: null, isGuest: true });
+        // The localpart as display name, as for other accounts: clients read one from the start.
+        await this.store.accounts.createUser({ userId, passwordHash: null, admin: false, createdTs: this.now(), displayname: localpart, isGuest: true });
       } catch (err) {
         // 64 random bits: a clash is a freak event, two in a row a bug.
         if (err instanceof StoreConflictError && attempt === 0) continue;

@@ -98,7 +98,9 @@ export function legacyRoutes(r: ClientRoutes, s: ApiServices): void {
       end: res.next_batch,
       rooms: out,
       presence: ((res.presence as { events?: JsonObject[] } | undefined)?.events ?? []).map(legacyPresence),
-      account_data: (res.account_data as { events?: JsonObject[] } | undefined)?.events ?? [],
+      // What the user stored; the push rules /sync adds as m.push_rules are read from /pushrules
+      // by the clients of this API (Synapse leaves them out here too).
+      account_data: ((res.account_data as { events?: JsonObject[] } | undefined)?.events ?? []).filter((e) => e.type !== 'm.push_rules'),
     };
   });
 
@@ -206,7 +208,8 @@ async function roomInitialSync(s: ApiServices, auth: AuthInfo, roomId: string, l
     // From the live end, ephemeral changes continue from now too, not from the start of time.
     end: serializeToken({ stream: bound, ephemeral: bound === head ? s.currentToken().ephemeral : 0 }),
   };
-  if (oldest && page.length === limit) messages.start = serializeToken({ stream: oldest.stream - 1, ephemeral: 0 });
+  // Always present (clients page back from it); at the start of history it names the start.
+  messages.start = serializeToken({ stream: oldest ? oldest.stream - 1 : bound, ephemeral: 0 });
   const res: JsonObject = {
     room_id: roomId,
     messages,

@@ -24,7 +24,8 @@ export function whoisRoutes(r: ClientRoutes, s: ApiServices): void {
       if (d.lastSeenTs !== null) {
         const c: JsonObject = { last_seen: d.lastSeenTs };
         if (d.lastSeenIp !== null) c.ip = d.lastSeenIp;
-        if (d.lastSeenUserAgent !== null) c.user_agent = d.lastSeenUserAgent;
+        // Empty when the client never sent one: the field is always there, as clients expect.
+        c.user_agent = d.lastSeenUserAgent ?? '';
         connections.push(c);
       }
       devices[d.deviceId] = { sessions: [{ connections }] };

@@ -58,7 +58,7 @@ export class SqliteAdminStore implements AdminStore {
     const total = (this.ctx.stmt(`SELECT COUNT(*) AS n FROM users ${clause}`).get(...params) as { n: number }).n;
     const rows = this.ctx
       .stmt(
-        `SELECT user_id, password_hash, admin, deactivated, created_ts, displayname, avatar_url FROM users ${clause}
+        `SELECT user_id, password_hash, admin, deactivated, created_ts, displayname, avatar_url, is_guest FROM users ${clause}
          ORDER BY user_id LIMIT ? OFFSET ?`,
       )
       .all(...params, Math.max(0, Math.floor(q.limit)), Math.max(0, Math.floor(q.from))) as UserRow[];
