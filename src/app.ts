@@ -8,7 +8,10 @@ import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { createHttpApp, Lifecycle } from './api/http.js';
 import { createListener } from './api/listener.js';
-import { createRateLimiters } from './api/rate-limit.js';
+import { createRateLimiters, memoryBackend } from './api/rate-limit.js';
+import { localSharedState, type SharedState } from './cluster/shared-state.js';
+import { openRedisSharedState } from './cluster/redis.js';
+import { DeviceRevocations } from './cluster/revocation.js';
 import type { ApiServices } from './api/routing.js';
 import type { HandlerTable } from './api/handlers.js';
 import type { HearthConfig } from './config/load.js';
@@ -95,6 +98,23 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     logger,
   });
   const store: Store = metrics ? timedStore(backend, metrics) : backend;
+  // What several processes must share: in this process unless a Redis is configured.
+  const redisConf = config.cluster.redis;
+  let shared: SharedState;
+  let rateLimitBackend = memoryBackend;
+  if (redisConf.url) {
+    try {
+      const r = await openRedisSharedState({ url: redisConf.url, keyPrefix: redisConf.key_prefix, logger });
+      rateLimitBackend = r.rateLimits();
+      shared = r;
+    } catch (err) {
+      await backend.close();
+      throw err;
+    }
+  } else {
+    shared = localSharedState(now);
+  }
+  const revocations = new DeviceRevocations(shared.broadcast, logger);
   const rm = config.sync.read_model;
   // Fed by the store's completion hook only, so it is as current as currentPosition().
   const readModel = rm.enabled
@@ -209,11 +229,18 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
         now,
       })
     : null;
-  const accounts = new AccountService(store, config.server_name, config.registration, now, async (userId, deviceId) => {
-    sockets?.deviceDeleted(userId, deviceId);
-    await store.e2ee.deleteDeviceE2ee(userId, deviceId);
-    await store.pushers.deletePushersForDevice(userId, deviceId);
-  });
+  const accounts = new AccountService(
+    store,
+    config.server_name,
+    config.registration,
+    now,
+    async (userId, deviceId) => {
+      await revocations.revoked(userId, deviceId); // every process closes the device's sockets
+      await store.e2ee.deleteDeviceE2ee(userId, deviceId);
+      await store.pushers.deletePushersForDevice(userId, deviceId);
+    },
+    shared.map('uia'),
+  );
   const services: ApiServices = {
     serverName: config.server_name,
     publicBaseUrl: config.public_baseurl,
@@ -250,12 +277,13 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     visibility,
     notifier,
     logger,
-    limits: createRateLimiters(config.limits.rate_limits),
+    limits: createRateLimiters(config.limits.rate_limits, rateLimitBackend),
     registration: {
       enabled: config.registration.enabled,
       token: config.registration.token,
       sharedSecret: config.registration.shared_secret,
     },
+    registrationNonces: shared.map('registration-nonce'),
     maxSyncTimeoutMs: config.sync.max_timeout_ms,
     features: { websocket: config.websocket.enabled },
     now,
@@ -296,6 +324,8 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
         },
       )
     : undefined;
+
+  if (sockets) await revocations.listen((userId, deviceId) => sockets.deviceDeleted(userId, deviceId));
 
   const http = config.limits.http;
   const listenerLimits = {
@@ -387,6 +417,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
       presence.stop();
       typing.close();
       await notifier.close();
+      await shared.close();
       await store.close();
       removeServerLock(config.storage.sqlite.path);
       logger.info('Hearth stopped');

@@ -9,6 +9,7 @@ import type { Store } from '../store/types.js';
 import { StoreConflictError } from '../store/types.js';
 import { generateAccessToken, generateDeviceId, hashAccessToken, hashPassword, verifyPassword } from './credentials.js';
 import { UiaSessions, UiaWrongUserError } from './uia.js';
+import { LocalExpiringMap, type ExpiringMap } from '../cluster/shared-state.js';
 
 export interface RegistrationPolicy {
   enabled: boolean;
@@ -33,8 +34,10 @@ export class AccountService {
     private readonly now: () => number = Date.now,
     /** Cleans up what hangs off a device elsewhere (its keys, pending to-device messages). */
     private readonly onDeviceDeleted: (userId: string, deviceId: string) => Promise<void> = async () => undefined,
+    /** Where UIA sessions live (shared between processes in a cluster). */
+    uiaSessions: ExpiringMap = new LocalExpiringMap(now),
   ) {
-    this.uia = new UiaSessions(now);
+    this.uia = new UiaSessions(uiaSessions, now);
   }
 
   /** The one way devices are removed: the device, its tokens, and (via the hook) its keys. */

@@ -1,11 +1,14 @@
-// User-Interactive Authentication (spec "User-Interactive Authentication API"). Sessions live in
-// memory for a short time: a client completes a flow within seconds, and a restart only means it
-// starts again with a fresh 401.
+// User-Interactive Authentication (spec "User-Interactive Authentication API"). Sessions live for
+// a short time in an ExpiringMap: this process's memory on a single node (a restart only means the
+// client starts again with a fresh 401), Redis in a cluster, so a flow begun on one process can be
+// completed on another. A session keeps the expiry it was created with; completing a stage does
+// not extend it.
 
 import { createHash, randomBytes } from 'node:crypto';
 import { MatrixError } from '../errors.js';
 import type { JsonObject } from '../protocol/types.js';
 import { canonicalJson } from '../protocol/canonical-json.js';
+import type { ExpiringMap } from '../cluster/shared-state.js';
 
 export class UiaRequiredError extends MatrixError {
   constructor(
@@ -54,7 +57,7 @@ function digestOf(purpose: string, req: UiaRequest): string {
 export type StageVerifier = (stage: string, auth: JsonObject) => Promise<boolean>;
 
 interface Session {
-  completed: Set<string>;
+  completed: string[];
   expires: number;
   /** Digest of the user's purpose and the request it began with (see UiaRequest). */
   binding: string;
@@ -63,9 +66,10 @@ interface Session {
 const SESSION_TTL_MS = 10 * 60_000;
 
 export class UiaSessions {
-  private readonly sessions = new Map<string, Session>();
-
-  constructor(private readonly now: () => number = Date.now) {}
+  constructor(
+    private readonly sessions: ExpiringMap,
+    private readonly now: () => number = Date.now,
+  ) {}
 
   /**
    * Resolves when `auth` completes one of `flows`; otherwise throws UiaRequiredError with the
@@ -80,17 +84,16 @@ export class UiaSessions {
     verify: StageVerifier,
     params: JsonObject = {},
   ): Promise<void> {
-    this.sweep();
     const sessionId = typeof auth?.session === 'string' ? auth.session : undefined;
     const binding = digestOf(purpose, request);
-    let session = sessionId ? this.sessions.get(sessionId) : undefined;
+    let session = sessionId ? await this.load(sessionId) : undefined;
     if (session && session.binding !== binding) {
       throw new MatrixError('M_FORBIDDEN', 'Requested operation has changed during the UI authentication session', {}, 403);
     }
     const id = session && sessionId ? sessionId : randomBytes(16).toString('base64url');
     if (!session) {
-      session = { completed: new Set(), expires: this.now() + SESSION_TTL_MS, binding };
-      this.sessions.set(id, session);
+      session = { completed: [], expires: this.now() + SESSION_TTL_MS, binding };
+      await this.save(id, session);
     }
     const challenge = () => ({
       flows: flows.map((stages) => ({ stages })),
@@ -112,17 +115,29 @@ export class UiaSessions {
         }
         throw err;
       }
-      if (ok) session.completed.add(stage);
+      if (ok && !session.completed.includes(stage)) {
+        session.completed.push(stage);
+        await this.save(id, session);
+      }
     }
-    if (flows.some((f) => f.every((s) => session!.completed.has(s)))) {
-      this.sessions.delete(id);
+    if (flows.some((f) => f.every((s) => session!.completed.includes(s)))) {
+      // take, not delete: of two processes finishing one session at once, only one proceeds.
+      if ((await this.sessions.take(id)) === undefined) {
+        throw new MatrixError('M_FORBIDDEN', 'The UI authentication session was already used', {}, 403);
+      }
       return;
     }
     throw new UiaRequiredError(challenge());
   }
 
-  private sweep(): void {
-    const now = this.now();
-    for (const [id, s] of this.sessions) if (s.expires < now) this.sessions.delete(id);
+  private async load(id: string): Promise<Session | undefined> {
+    const raw = await this.sessions.get(id);
+    if (raw === undefined) return undefined;
+    const s = JSON.parse(raw) as Session;
+    return s.expires < this.now() ? undefined : s;
+  }
+
+  private async save(id: string, session: Session): Promise<void> {
+    await this.sessions.set(id, JSON.stringify(session), Math.max(1, session.expires - this.now()));
   }
 }
