@@ -179,7 +179,9 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
   });
   const connections = new ConnectionTracker(config.push.connected_window_ms, now);
   const ephemeralStream = new EphemeralStream();
-  const typing = new TypingService(ephemeralStream, notifier);
+  // Replicated through Redis in a cluster; purely local (no publishing at all) otherwise.
+  const typing = new TypingService(ephemeralStream, notifier, shared.kind === 'redis' ? { broadcast: shared.broadcast, logger } : undefined);
+  await typing.listen();
   const presence = new PresenceService(
     {
       enabled: config.presence.enabled,

@@ -88,7 +88,7 @@ export function roomRoutes(r: ClientRoutes, s: ApiServices): void {
       txn: { userId: auth.userId, deviceId: auth.deviceId, txnId: param(ctx, 'txnId'), scope: `send/${type}` },
     });
     // Sending ends the sender's typing notification and counts as activity.
-    s.typing.setTyping(roomId, auth.userId, false);
+    void s.typing.setTyping(roomId, auth.userId, false); // never rejects
     s.presence.active(auth.userId);
     ctx.body = { event_id: res.eventId };
   });
