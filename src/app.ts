@@ -1,6 +1,7 @@
 // The composition root: the only place that constructs services and wires them together.
 // Everything else receives its dependencies through constructors.
 
+import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Server } from 'node:http';
@@ -10,7 +11,8 @@ import { createHttpApp, Lifecycle } from './api/http.js';
 import { createListener } from './api/listener.js';
 import { createRateLimiters, memoryBackend } from './api/rate-limit.js';
 import { localSharedState, type SharedState } from './cluster/shared-state.js';
-import { openRedisSharedState } from './cluster/redis.js';
+import { openRedisSharedState, type RedisSharedState } from './cluster/redis.js';
+import { RedisConnectionRegistry } from './cluster/connections.js';
 import { DeviceRevocations } from './cluster/revocation.js';
 import type { ApiServices } from './api/routing.js';
 import type { HandlerTable } from './api/handlers.js';
@@ -101,12 +103,13 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
   // What several processes must share: in this process unless a Redis is configured.
   const redisConf = config.cluster.redis;
   let shared: SharedState;
+  let redis: RedisSharedState | undefined;
   let rateLimitBackend = memoryBackend;
   if (redisConf.url) {
     try {
       const r = await openRedisSharedState({ url: redisConf.url, keyPrefix: redisConf.key_prefix, logger });
       rateLimitBackend = r.rateLimits();
-      shared = r;
+      shared = redis = r;
     } catch (err) {
       await backend.close();
       throw err;
@@ -155,6 +158,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
   const pushDispatcher = new PushDispatcher({
     store,
     isConnected: (userId) => connections.isConnected(userId),
+    isConnectedElsewhere: redis ? (userId) => connectionRegistry!.isConnected(userId) : undefined,
     roomInfo: async (roomId, senderId) => roomInfoFromState(await roomInput.currentState(roomId), senderId),
     onEnqueued: () => pushGateway.wake(),
     logger,
@@ -178,6 +182,18 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     pushActions: (eventId, pdu, state) => pushActions.compute(eventId, pdu, state),
   });
   const connections = new ConnectionTracker(config.push.connected_window_ms, now);
+  // In a cluster, users connected to other processes count as connected too (no push).
+  const connectionRegistry = redis
+    ? new RedisConnectionRegistry({
+        client: redis.client,
+        prefix: redis.prefix,
+        nodeId: randomBytes(8).toString('hex'),
+        tracker: connections,
+        recentMs: config.push.connected_window_ms,
+        logger,
+        now,
+      })
+    : undefined;
   const ephemeralStream = new EphemeralStream();
   // Replicated through Redis in a cluster; purely local (no publishing at all) otherwise.
   const typing = new TypingService(ephemeralStream, notifier, shared.kind === 'redis' ? { broadcast: shared.broadcast, logger } : undefined);
@@ -391,6 +407,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
       }
       writeServerLock(config.storage.sqlite.path);
       presence.start();
+      connectionRegistry?.start();
       if (config.push.enabled) pushGateway.start();
       if (isOpenRegistrationWarningNeeded(config)) logger.warn(OPEN_REGISTRATION_WARNING);
       logger.info({ url, metrics_url: metricsUrl, server_name: config.server_name, storage: config.storage.backend, key_id: signingKey.keyId }, 'Hearth is listening');
@@ -419,6 +436,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
       presence.stop();
       typing.close();
       await notifier.close();
+      await connectionRegistry?.stop();
       await shared.close();
       await store.close();
       removeServerLock(config.storage.sqlite.path);
