@@ -3,11 +3,14 @@
 // registering the same name on each, and a device by logging in with the same device_id. What
 // this shows is the state that lives in Redis: a registration nonce issued by A and spent on B,
 // a UIA session begun on A and completed on B, a device logged out on A whose socket on B
-// closes, and a rate limit that counts requests to both.
+// closes, a rate limit that counts requests to both, and a user connected to B who is not pushed
+// for an event on A.
 
 import { assert } from '../helpers/assert.js';
 import { createHmac } from 'node:crypto';
-import { V3 } from '../helpers/fixtures.js';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { ok, roomWith, sendEvent, V3 } from '../helpers/fixtures.js';
 import { Api, startTestServer, type TestServer } from '../helpers/server.js';
 import type { HearthConfigInput } from '../../src/config/load.js';
 import { bearer, rawConnect, socketUrl, within } from '../socket/helpers.js';
@@ -106,5 +109,66 @@ describe('cluster: a rate limit counts requests to both instances', function () 
     assert.equal(refused.body.errcode, 'M_LIMIT_EXCEEDED');
     assert.ok(refused.body.retry_after_ms > 0);
     assert.equal((await avail(a, 5)).status, 429);
+  });
+});
+
+describe('cluster: no push for a user connected to the other instance', function () {
+  let a: TestServer;
+  let b: TestServer;
+  let gateway: Server;
+  let gatewayUrl: string;
+  const pushedKeys: string[] = [];
+
+  before(async () => {
+    gateway = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        const n = JSON.parse(Buffer.concat(chunks).toString('utf8')).notification;
+        for (const d of n.devices ?? []) pushedKeys.push(`${d.pushkey} ${n.event_id}`);
+        res.writeHead(200, { 'content-type': 'application/json' }).end('{"rejected":[]}');
+      });
+    });
+    await new Promise<void>((r) => gateway.listen(0, '127.0.0.1', r));
+    gatewayUrl = `http://127.0.0.1:${(gateway.address() as AddressInfo).port}/_matrix/push/v1/notify`;
+    [a, b] = await pair('push', { push: { connected_window_ms: 200, request_timeout_ms: 2000 }, outbound: { ip_range_whitelist: ['127.0.0.1/32'] } });
+  });
+  after(async () => {
+    await a?.stop();
+    await b?.stop();
+    gateway.closeAllConnections();
+    await new Promise<void>((r) => gateway.close(() => r()));
+  });
+
+  async function until(what: string, check: () => boolean, ms = 5000): Promise<void> {
+    const end = Date.now() + ms;
+    while (!check()) {
+      if (Date.now() > end) throw new Error(`timed out waiting for ${what}; pushed ${JSON.stringify(pushedKeys)}`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
+
+  it('bob, offline on A but with a socket on B, is not pushed; once it closes he is', async () => {
+    const api = new Api(a.url);
+    const [alice, bob, carol] = [await api.register('alice'), await api.register('bob'), await api.register('carol')];
+    for (const u of [bob, carol]) {
+      await ok(
+        u.post(`${V3}/pushers/set`, { kind: 'http', app_id: 'org.example.app', pushkey: `key-${u.userId}`, app_display_name: 'E', device_display_name: 'P', lang: 'en', data: { url: gatewayUrl } }),
+        'pushers/set',
+      );
+    }
+    const roomId = await roomWith(alice, [bob, carol], { preset: 'public_chat' });
+    const bobOnB = await new Api(b.url).register('bob');
+    const sock = await rawConnect(socketUrl(b.url), bearer(bobOnB.token!));
+    await new Promise((r) => setTimeout(r, 100)); // the socket's announcement reaches Redis
+    const first = await sendEvent(alice, roomId, 'm.room.message', 't1', { msgtype: 'm.text', body: 'one' }, 'send');
+    await until('carol is pushed', () => pushedKeys.includes(`key-@carol:localhost ${first}`));
+    await new Promise((r) => setTimeout(r, 300));
+    assert.ok(!pushedKeys.includes(`key-@bob:localhost ${first}`), `bob was pushed: ${JSON.stringify(pushedKeys)}`);
+    sock.ws.close(1000);
+    await sock.closed;
+    await new Promise((r) => setTimeout(r, 100));
+    const second = await sendEvent(alice, roomId, 'm.room.message', 't2', { msgtype: 'm.text', body: 'two' }, 'send');
+    await until('bob is pushed once his socket is gone', () => pushedKeys.includes(`key-@bob:localhost ${second}`));
   });
 });
