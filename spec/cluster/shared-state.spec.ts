@@ -9,6 +9,7 @@ import { localSharedState, type SharedState } from '../../src/cluster/shared-sta
 import { openRedisSharedState } from '../../src/cluster/redis.js';
 import { memoryBackend, type RateLimitBackendFactory } from '../../src/api/rate-limit.js';
 import { freshPrefix, startRedis } from '../helpers/redis.js';
+import { MatrixError } from '../../src/errors.js';
 
 const silent = pino({ level: 'silent' });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -131,4 +132,24 @@ contract('Redis (two connections)', async () => {
       await b.close();
     },
   };
+});
+
+describe('cluster shared state: Redis unreachable', function () {
+  it('a map operation fails as 503 M_UNKNOWN, not as an unexplained error', async () => {
+    const s = await openRedisSharedState({ url: startRedis(), keyPrefix: freshPrefix('down'), logger: silent });
+    s.client.disconnect();
+    const m = s.map('m');
+    for (const op of [() => m.get('k'), () => m.set('k', 'v', 1000), () => m.take('k'), () => m.delete('k')]) {
+      await assert.rejects(op(), (err: any) => err instanceof MatrixError && err.status === 503 && err.errcode === 'M_UNKNOWN');
+    }
+    await s.close();
+  });
+
+  it('start-up fails loudly when no Redis answers at the URL', async () => {
+    await assert.rejects(openRedisSharedState({ url: 'redis://:secret@127.0.0.1:1', keyPrefix: 'x:', logger: silent }), (err: Error) => {
+      assert.match(err.message, /cannot connect to Redis \(cluster.redis.url\) at 127\.0\.0\.1:1/);
+      assert.doesNotMatch(err.message, /secret/);
+      return true;
+    });
+  });
 });

@@ -8,12 +8,15 @@
 // - Pub/sub needs a connection of its own (a subscribed connection can issue no commands); it is
 //   opened on the first subscribe. Messages published while a process is disconnected are lost:
 //   pub/sub is for wake-ups and revocations that are also checked against durable state.
+// - A map operation that cannot reach Redis fails as 503 M_UNKNOWN (the client retries), never
+//   as a 500.
 // - Rate limits fall back to per-process counting while Redis is unreachable (an insurance
 //   limiter), so losing Redis loosens limits instead of failing requests.
 
 import { Redis } from 'ioredis';
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
 import type { Logger } from 'pino';
+import { MatrixError } from '../errors.js';
 import type { RateLimitBackendFactory } from '../api/rate-limit.js';
 import type { Broadcast, BroadcastHandler, ExpiringMap, SharedState } from './shared-state.js';
 
@@ -27,7 +30,14 @@ export interface RedisOptions {
 export async function openRedisSharedState(opts: RedisOptions): Promise<RedisSharedState> {
   const client = new Redis(opts.url, { lazyConnect: true, maxRetriesPerRequest: 3 });
   client.on('error', (err: unknown) => opts.logger.warn({ err }, 'redis: connection error'));
-  await client.connect();
+  try {
+    await client.connect();
+  } catch (err) {
+    client.disconnect(); // else it keeps reconnecting in the background
+    const where = new URL(opts.url);
+    where.username = where.password = ''; // never log a password
+    throw new Error(`cannot connect to Redis (cluster.redis.url) at ${where.host}: ${(err as Error).message}`, { cause: err });
+  }
   return new RedisSharedState(client, opts.keyPrefix, opts.logger);
 }
 
@@ -91,19 +101,30 @@ class RedisExpiringMap implements ExpiringMap {
   ) {}
 
   async get(key: string): Promise<string | undefined> {
-    return (await this.client.get(this.prefix + key)) ?? undefined;
+    return (await unavailable(this.client.get(this.prefix + key))) ?? undefined;
   }
 
   async set(key: string, value: string, ttlMs: number): Promise<void> {
-    await this.client.set(this.prefix + key, value, 'PX', Math.max(1, Math.ceil(ttlMs)));
+    await unavailable(this.client.set(this.prefix + key, value, 'PX', Math.max(1, Math.ceil(ttlMs))));
   }
 
   async take(key: string): Promise<string | undefined> {
-    return (await this.client.getdel(this.prefix + key)) ?? undefined;
+    return (await unavailable(this.client.getdel(this.prefix + key))) ?? undefined;
   }
 
   async delete(key: string): Promise<void> {
-    await this.client.del(this.prefix + key);
+    await unavailable(this.client.del(this.prefix + key));
+  }
+}
+
+/** Redis unreachable is the server's temporary trouble, not a bug: 503, with the cause kept. */
+async function unavailable<T>(p: Promise<T>): Promise<T> {
+  try {
+    return await p;
+  } catch (err) {
+    const e = new MatrixError('M_UNKNOWN', 'Shared state is unavailable; try again', {}, 503);
+    (e as Error).cause = err;
+    throw e;
   }
 }
 
