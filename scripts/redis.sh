@@ -36,8 +36,12 @@ case "${1:-}" in
     if running && ping; then echo "$URL"; exit 0; fi
     install
     mkdir -p "$DIR"
-    redis-server --port "$PORT" --bind 127.0.0.1 --dir "$DIR" --daemonize yes --pidfile "$PIDFILE" \
-      --logfile "$DIR/redis.log" --save "" --appendonly no >/dev/null
+    if ! redis-server --port "$PORT" --bind 127.0.0.1 --dir "$DIR" --daemonize yes --pidfile "$PIDFILE" \
+      --logfile "$DIR/redis.log" --save "" --appendonly no >/dev/null; then
+      echo "redis-server failed to start on port $PORT" >&2
+      rm -rf "$DIR"
+      exit 1
+    fi
     for _ in $(seq 1 100); do
       if ping; then echo "$URL"; exit 0; fi
       sleep 0.1
