@@ -1,6 +1,7 @@
 // The composition root: the only place that constructs services and wires them together.
 // Everything else receives its dependencies through constructors.
 
+import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Server } from 'node:http';
@@ -8,7 +9,11 @@ import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { createHttpApp, Lifecycle } from './api/http.js';
 import { createListener } from './api/listener.js';
-import { createRateLimiters } from './api/rate-limit.js';
+import { createRateLimiters, memoryBackend } from './api/rate-limit.js';
+import { localSharedState, type SharedState } from './cluster/shared-state.js';
+import { openRedisSharedState, type RedisSharedState } from './cluster/redis.js';
+import { RedisConnectionRegistry } from './cluster/connections.js';
+import { DeviceRevocations } from './cluster/revocation.js';
 import type { ApiServices } from './api/routing.js';
 import type { HandlerTable } from './api/handlers.js';
 import type { HearthConfig } from './config/load.js';
@@ -96,6 +101,24 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     logger,
   });
   const store: Store = metrics ? timedStore(backend, metrics) : backend;
+  // What several processes must share: in this process unless a Redis is configured.
+  const redisConf = config.cluster.redis;
+  let shared: SharedState;
+  let redis: RedisSharedState | undefined;
+  let rateLimitBackend = memoryBackend;
+  if (redisConf.url) {
+    try {
+      const r = await openRedisSharedState({ url: redisConf.url, keyPrefix: redisConf.key_prefix, logger });
+      rateLimitBackend = r.rateLimits();
+      shared = redis = r;
+    } catch (err) {
+      await backend.close();
+      throw err;
+    }
+  } else {
+    shared = localSharedState(now);
+  }
+  const revocations = new DeviceRevocations(shared.broadcast, logger);
   const rm = config.sync.read_model;
   // Fed by the store's completion hook only, so it is as current as currentPosition().
   const readModel = rm.enabled
@@ -136,6 +159,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
   const pushDispatcher = new PushDispatcher({
     store,
     isConnected: (userId) => connections.isConnected(userId),
+    isConnectedElsewhere: redis ? (userId) => connectionRegistry!.isConnected(userId) : undefined,
     roomInfo: async (roomId, senderId) => roomInfoFromState(await roomInput.currentState(roomId), senderId),
     onEnqueued: () => pushGateway.wake(),
     logger,
@@ -159,8 +183,22 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     pushActions: (eventId, pdu, state) => pushActions.compute(eventId, pdu, state),
   });
   const connections = new ConnectionTracker(config.push.connected_window_ms, now);
+  // In a cluster, users connected to other processes count as connected too (no push).
+  const connectionRegistry = redis
+    ? new RedisConnectionRegistry({
+        client: redis.client,
+        prefix: redis.prefix,
+        nodeId: randomBytes(8).toString('hex'),
+        tracker: connections,
+        recentMs: config.push.connected_window_ms,
+        logger,
+        now,
+      })
+    : undefined;
   const ephemeralStream = new EphemeralStream();
-  const typing = new TypingService(ephemeralStream, notifier);
+  // Replicated through Redis in a cluster; purely local (no publishing at all) otherwise.
+  const typing = new TypingService(ephemeralStream, notifier, shared.kind === 'redis' ? { broadcast: shared.broadcast, logger } : undefined);
+  await typing.listen();
   const presence = new PresenceService(
     {
       enabled: config.presence.enabled,
@@ -216,7 +254,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     config.registration,
     now,
     async (userId, deviceId) => {
-      sockets?.deviceDeleted(userId, deviceId);
+      await revocations.revoked(userId, deviceId); // every process closes the device's sockets
       await store.e2ee.deleteDeviceE2ee(userId, deviceId); // records the device-list change
       await store.pushers.deletePushersForDevice(userId, deviceId);
       await e2ee.keys.announce([userId]);
@@ -225,6 +263,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
       await store.e2ee.markDeviceListChanged(userId);
       await e2ee.keys.announce([userId]);
     },
+    shared.map('uia'),
   );
   const services: ApiServices = {
     serverName: config.server_name,
@@ -263,13 +302,14 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     visibility,
     notifier,
     logger,
-    limits: createRateLimiters(config.limits.rate_limits),
+    limits: createRateLimiters(config.limits.rate_limits, rateLimitBackend),
     registration: {
       enabled: config.registration.enabled,
       token: config.registration.token,
       sharedSecret: config.registration.shared_secret,
       allowGuests: config.registration.allow_guests,
     },
+    registrationNonces: shared.map('registration-nonce'),
     maxSyncTimeoutMs: config.sync.max_timeout_ms,
     currentToken: () => ({ stream: store.currentPosition(), ephemeral: ephemeralStream.current() }),
     features: { websocket: config.websocket.enabled },
@@ -311,6 +351,8 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
         },
       )
     : undefined;
+
+  if (sockets) await revocations.listen((userId, deviceId) => sockets.deviceDeleted(userId, deviceId));
 
   const http = config.limits.http;
   const listenerLimits = {
@@ -374,6 +416,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
       }
       writeServerLock(config.storage.sqlite.path);
       presence.start();
+      connectionRegistry?.start();
       if (config.push.enabled) pushGateway.start();
       if (isOpenRegistrationWarningNeeded(config)) logger.warn(OPEN_REGISTRATION_WARNING);
       logger.info({ url, metrics_url: metricsUrl, server_name: config.server_name, storage: config.storage.backend, key_id: signingKey.keyId }, 'Hearth is listening');
@@ -402,6 +445,8 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
       presence.stop();
       typing.close();
       await notifier.close();
+      await connectionRegistry?.stop();
+      await shared.close();
       await store.close();
       removeServerLock(config.storage.sqlite.path);
       logger.info('Hearth stopped');

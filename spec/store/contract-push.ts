@@ -243,6 +243,41 @@ export function describePushContract(ctx: ContractContext): void {
       assert.deepEqual(ids(await ctx.store.pushers.duePushes(200, 10)), [a, b]);
     });
 
+    it('claims a due job for one worker until its lease ends', async function () {
+      const p = ctx.store.pushers;
+      const a = await p.enqueuePush(job('k1', 100));
+      const b = await p.enqueuePush(job('k2', 100));
+      assert.equal(await p.claimPush(a, 100, 5000), true);
+      assert.deepEqual(ids(await p.duePushes(4999, 10)), [b], 'a claimed job is not due to anyone else');
+      assert.equal(await p.claimPush(a, 200, 6000), false, 'held by the first claim');
+      assert.equal(await p.nextPushDue(), 100);
+      await p.deletePush(b);
+      assert.equal(await p.nextPushDue(), 5000, 'due again when the lease ends');
+      // The holder died: once the lease is over, another worker claims it, attempts unchanged.
+      assert.deepEqual(ids(await p.duePushes(5000, 10)), [a]);
+      assert.equal(await p.claimPush(a, 5000, 9000), true);
+      const [held] = await p.duePushes(9000, 10);
+      assert.deepEqual(held, { id: a, attempts: 0, ...job('k1', 9000) });
+      await p.deletePush(a);
+      assert.equal(await p.claimPush(a, 10_000, 20_000), false, 'a delivered job cannot be claimed');
+    });
+
+    it('refuses a claim on a job that is not due yet', async function () {
+      const a = await ctx.store.pushers.enqueuePush(job('k1', 300));
+      assert.equal(await ctx.store.pushers.claimPush(a, 299, 1000), false);
+      assert.equal(await ctx.store.pushers.nextPushDue(), 300);
+      assert.equal(await ctx.store.pushers.claimPush(a, 300, 1000), true);
+    });
+
+    it('of concurrent claims on one job exactly one succeeds', async function () {
+      const jobs = await Promise.all([1, 2, 3].map((n) => ctx.store.pushers.enqueuePush(job('k1', 100, n))));
+      for (const id of jobs) {
+        const won = await Promise.all(Array.from({ length: 8 }, (_, i) => ctx.store.pushers.claimPush(id, 100 + i, 5000 + i)));
+        assert.equal(won.filter(Boolean).length, 1, `job ${id}: ${JSON.stringify(won)}`);
+      }
+      assert.deepEqual(await ctx.store.pushers.duePushes(4999, 10), []);
+    });
+
     it('hands out copies of notifications', async function () {
       const j = job('k1', 100, 5);
       await ctx.store.pushers.enqueuePush(j);

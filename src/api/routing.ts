@@ -2,6 +2,7 @@
 // the per-route declarations (auth, rate-limit class, intake rule) that go into the handler table
 // (handlers.ts), authentication, and path and query parameter access.
 
+import type { ExpiringMap } from '../cluster/shared-state.js';
 import { LRUCache } from 'lru-cache';
 import type { z } from 'zod';
 import type { Logger } from 'pino';
@@ -72,6 +73,8 @@ export interface ApiServices {
   logger: Logger;
   limits: RateLimiters;
   registration: { enabled: boolean; token: string | null; sharedSecret: string | null; allowGuests: boolean };
+  /** Shared-secret registration nonces (src/cluster: local, or Redis in a cluster). */
+  registrationNonces: ExpiringMap;
   maxSyncTimeoutMs: number;
   /** The position a stream token taken now names (durable and ephemeral streams). */
   currentToken: () => StreamToken;

@@ -192,6 +192,21 @@ const configObject = z.strictObject({
       max_attempts: z.int().min(1).default(20),
     })
     .prefault({}),
+  // Scale-out. With no redis.url (the default) everything that several processes would have to
+  // share lives in this process, exactly as a single node needs; with one, the pieces in
+  // src/cluster/ (UIA sessions, registration nonces, rate limits, socket revocation) live in
+  // Redis so any number of hearth processes can serve one server name.
+  cluster: z
+    .strictObject({
+      redis: z
+        .strictObject({
+          url: z.string().regex(/^rediss?:\/\//, { error: 'must be a redis:// or rediss:// URL' }).nullable().default(null),
+          // Every key and channel starts with this, so several servers can share one Redis.
+          key_prefix: z.string().min(1).max(100).default('hearth:'),
+        })
+        .prefault({}),
+    })
+    .prefault({}),
   // Outbound requests a user can steer (push gateways; federation later): which IP addresses
   // they may connect to, checked on the resolved address (src/net/outbound-guard.ts).
   outbound: z

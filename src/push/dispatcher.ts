@@ -32,6 +32,11 @@ export interface RoomPushInfo {
 export interface PushDispatcherOptions {
   store: Store;
   isConnected: (userId: string) => boolean;
+  /**
+   * In a cluster: whether the user is connected to another process. Asked only for users this
+   * process sees as offline and who have a pusher; absent on a single node (no remote calls).
+   */
+  isConnectedElsewhere?: (userId: string) => Promise<boolean>;
   roomInfo: (roomId: string, senderId: string) => Promise<RoomPushInfo>;
   /** Called after jobs were queued (wakes the gateway worker). */
   onEnqueued: () => void;
@@ -93,6 +98,7 @@ export class PushDispatcher {
     for (const action of targets) {
       const pushers = await store.pushers.getPushers(action.userId);
       if (pushers.length === 0) continue;
+      if (!this.opts.alwaysPush && this.opts.isConnectedElsewhere && (await this.opts.isConnectedElsewhere(action.userId))) continue;
       const roomId = roomIdOf(ev.pdu, ev.eventId);
       info ??= await this.opts.roomInfo(roomId, ev.pdu.sender).catch((err: unknown) => {
         this.opts.logger.debug({ err, room_id: roomId }, 'push: no room details');

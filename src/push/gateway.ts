@@ -6,6 +6,10 @@
 // dispatcher.ts). In-flight requests are capped, and each pusher has at most one request in
 // flight so a badge reset cannot overtake the notification it resets.
 //
+// Several workers (processes) may share one queue: a job is claimed in the store before it is
+// sent (claimPush), with a lease longer than a request can take, so each is delivered by one
+// worker; a worker that dies mid-request leaves its jobs due again when their leases end.
+//
 // Requests go through the injected OutboundHttp (src/net/outbound-guard.ts): a gateway whose
 // address is refused by the outbound IP policy (loopback, private, link-local, ...; checked after
 // DNS resolution) is never contacted, and that push is dropped, not retried. Redirects are never
@@ -129,6 +133,8 @@ export class PushGateway {
         const key = pusherKey(job);
         if (this.inFlight.has(job.id) || busy.has(key)) continue;
         busy.add(key);
+        // Another worker may have claimed it since duePushes read it: then it is theirs.
+        if (!(await pushers.claimPush(job.id, this.now(), this.now() + this.leaseMs()))) continue;
         this.launch(job, key);
         free--;
       }
@@ -142,6 +148,14 @@ export class PushGateway {
     // Else something due is in flight or waiting its turn: a completion wakes us. Poll as well,
     // since a retry may fall due behind a slow request.
     else this.sleep(Math.min(this.opts.minBackoffMs, 1000));
+  }
+
+  /**
+   * How long a claim lasts: past the request timeout (after which the holder has given up on the
+   * request) with a margin for its store write, so a live holder always finishes first.
+   */
+  private leaseMs(): number {
+    return this.opts.requestTimeoutMs + 60_000;
   }
 
   private sleep(ms: number): void {
@@ -175,7 +189,11 @@ export class PushGateway {
       return;
     }
     const outcome = await this.post(url, job, stopping);
-    if (stopping.aborted) return;
+    if (stopping.aborted) {
+      // Hand the claim back, due as before, so a restart or another worker sends it at once.
+      await pushers.reschedulePush(job.id, job.attempts, job.notBefore);
+      return;
+    }
     const host = hostOf(url);
     switch (outcome.kind) {
       case 'delivered': {

@@ -72,6 +72,14 @@ export interface PusherStore {
   duePushes(now: number, limit: number): Promise<PushJob[]>;
   /** The earliest notBefore of any queued job, or null when the queue is empty. */
   nextPushDue(): Promise<number | null>;
+  /**
+   * Claims a due job for one worker: if job `id` is still queued with notBefore <= now, moves its
+   * notBefore to `leaseUntil` and resolves true; otherwise (gone, or claimed by another worker)
+   * false. Atomic, so of several workers claiming one job exactly one succeeds; a worker that
+   * dies holding a claim leaves the job due again at leaseUntil. The holder ends the claim with
+   * deletePush or reschedulePush.
+   */
+  claimPush(id: number, now: number, leaseUntil: number): Promise<boolean>;
   reschedulePush(id: number, attempts: number, notBefore: number): Promise<void>;
   deletePush(id: number): Promise<void>;
 }

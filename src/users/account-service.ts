@@ -9,6 +9,7 @@ import type { Store } from '../store/types.js';
 import { StoreConflictError } from '../store/types.js';
 import { generateAccessToken, generateDeviceId, hashAccessToken, hashPassword, verifyPassword } from './credentials.js';
 import { UiaSessions, UiaWrongUserError } from './uia.js';
+import { LocalExpiringMap, type ExpiringMap } from '../cluster/shared-state.js';
 
 export interface RegistrationPolicy {
   enabled: boolean;
@@ -44,8 +45,10 @@ export class AccountService {
      * one), so device_lists.changed and /keys/changes report it to the user and to room-mates.
      */
     private readonly onDeviceListChanged: (userId: string) => Promise<void> = async () => undefined,
+    /** Where UIA sessions live (shared between processes in a cluster). */
+    uiaSessions: ExpiringMap = new LocalExpiringMap(now),
   ) {
-    this.uia = new UiaSessions(now);
+    this.uia = new UiaSessions(uiaSessions, now);
   }
 
   /** The one way devices are removed: the device, its tokens, and (via the hook) its keys. */

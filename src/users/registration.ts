@@ -7,7 +7,9 @@
 //   parameters replaces them (the password hash only when it brings a new password).
 // - A session creates at most one account. Once it has, retrying it (with any body) answers for
 //   that same account: a fresh login for it, never M_USER_IN_USE and never a second user.
-// - Concurrent completions of one session wait for the first one's account.
+// - Concurrent completions of one session in this process wait for the first one's account. The
+//   session data is serialised into the UIA store (Redis in a cluster), so the in-flight creation
+//   promise lives beside it in a process-local map keyed by session ID.
 
 import { randomBytes } from 'node:crypto';
 import { MatrixError } from '../errors.js';
@@ -37,14 +39,19 @@ interface SessionParams {
   guestUserId?: string;
   /** Set once this session has created its account. */
   userId?: string;
-  creating?: Promise<string>;
 }
+
+/** How long a finished creation stays in the process-local map: as long as a UIA session lives. */
+const CREATED_TTL_MS = 10 * 60_000;
 
 const PARAM_KEYS = ['username', 'password', 'device_id', 'initial_device_display_name', 'inhibit_login', 'guest_access_token'] as const;
 
 export type RegistrationResult = LoginResult | { user_id: string; home_server: string };
 
 export class Registration {
+  /** Account creations in flight (or just finished) in this process, by UIA session ID. */
+  private readonly creating = new Map<string, Promise<string>>();
+
   constructor(
     private readonly accounts: AccountService,
     private readonly serverName: string,
@@ -61,10 +68,10 @@ export class Registration {
     verify: (stage: string, auth: JsonObject) => Promise<boolean>,
   ): Promise<RegistrationResult> {
     const sessionId = typeof req.auth?.session === 'string' ? req.auth.session : undefined;
-    const prior = this.accounts.uia.dataOf(sessionId) as SessionParams | undefined;
+    const prior = (await this.accounts.uia.dataOf(sessionId)) as SessionParams | undefined;
     const carriesParams = PARAM_KEYS.some((k) => req[k] !== undefined);
     let params: SessionParams;
-    if (prior?.userId !== undefined || prior?.creating !== undefined) {
+    if (prior !== undefined && (prior.userId !== undefined || (sessionId !== undefined && this.creating.has(sessionId)))) {
       params = prior;
     } else {
       params = carriesParams || !prior ? this.fromRequest(req, prior) : prior;
@@ -85,7 +92,7 @@ export class Registration {
       {},
       { keepCompleted: true, update: (data) => ((data as SessionParams | undefined)?.userId !== undefined ? data : params) },
     );
-    const current = (this.accounts.uia.dataOf(id) as SessionParams | undefined) ?? params;
+    const current = ((await this.accounts.uia.dataOf(id)) as SessionParams | undefined) ?? params;
     const userId = await this.accountFor(id, current);
     if (current.inhibitLogin) return { user_id: userId, home_server: this.serverName };
     return this.accounts.login(userId, current.deviceId, current.displayName ?? null, ip);
@@ -113,19 +120,29 @@ export class Registration {
 
   private async accountFor(sessionId: string, params: SessionParams): Promise<string> {
     if (params.userId !== undefined) return params.userId;
-    if (params.creating) return params.creating;
+    const inFlight = this.creating.get(sessionId);
+    if (inFlight) return inFlight;
     if (params.passwordHash === undefined) throw new MatrixError('M_MISSING_PARAM', 'password: required');
     const hash = params.passwordHash;
     const guest = params.guestUserId;
-    params.creating = guest
-      ? this.accounts.upgradeGuest(guest, hash).then(() => guest)
-      : this.accounts.createAccountWithHash(params.username ?? randomBytes(6).toString('hex'), hash);
-    this.accounts.uia.setData(sessionId, params);
+    // Set before any await, so a concurrent completion of this session finds it.
+    const creating = (async () => {
+      const userId = guest
+        ? await this.accounts.upgradeGuest(guest, hash).then(() => guest)
+        : await this.accounts.createAccountWithHash(params.username ?? randomBytes(6).toString('hex'), hash);
+      await this.accounts.uia.setData(sessionId, { ...params, userId });
+      return userId;
+    })();
+    this.creating.set(sessionId, creating);
     try {
-      params.userId = await params.creating;
-      return params.userId;
-    } finally {
-      params.creating = undefined;
+      const userId = await creating;
+      // Kept a while after success: a request that read the session data before it recorded the
+      // user must still find this account rather than create another.
+      setTimeout(() => this.creating.delete(sessionId), CREATED_TTL_MS).unref();
+      return userId;
+    } catch (err) {
+      if (this.creating.get(sessionId) === creating) this.creating.delete(sessionId);
+      throw err;
     }
   }
 }

@@ -1,16 +1,20 @@
-// User-Interactive Authentication (spec "User-Interactive Authentication API"). Sessions live in
-// memory for a short time: a client completes a flow within seconds, and a restart only means it
-// starts again with a fresh 401.
+// User-Interactive Authentication (spec "User-Interactive Authentication API"). Sessions live for
+// a short time in an ExpiringMap: this process's memory on a single node (a restart only means the
+// client starts again with a fresh 401), Redis in a cluster, so a flow begun on one process can be
+// completed on another. A session keeps the expiry it was created with; completing a stage does
+// not extend it.
 //
 // A session may carry data for its operation (registration keeps the first request's parameters
 // and, once done, the user it created, so a client that continues with only `auth`, or retries a
-// completed session, gets the account it asked for). Such sessions opt in to staying usable after
-// completion until they expire; every other session ends the moment it succeeds.
+// completed session, gets the account it asked for). The data is stored with the session, so it
+// must serialise as JSON. Such sessions opt in to staying usable after completion until they
+// expire; every other session ends the moment it succeeds.
 
 import { createHash, randomBytes } from 'node:crypto';
 import { MatrixError } from '../errors.js';
 import type { JsonObject } from '../protocol/types.js';
 import { canonicalJson } from '../protocol/canonical-json.js';
+import type { ExpiringMap } from '../cluster/shared-state.js';
 
 export class UiaRequiredError extends MatrixError {
   constructor(
@@ -59,7 +63,7 @@ function digestOf(purpose: string, req: UiaRequest): string {
 export type StageVerifier = (stage: string, auth: JsonObject) => Promise<boolean>;
 
 interface Session {
-  completed: Set<string>;
+  completed: string[];
   expires: number;
   /** Digest of the user's purpose and the request it began with (see UiaRequest). */
   binding: string;
@@ -81,9 +85,10 @@ export interface UiaCheckOptions {
 const SESSION_TTL_MS = 10 * 60_000;
 
 export class UiaSessions {
-  private readonly sessions = new Map<string, Session>();
-
-  constructor(private readonly now: () => number = Date.now) {}
+  constructor(
+    private readonly sessions: ExpiringMap,
+    private readonly now: () => number = Date.now,
+  ) {}
 
   /**
    * Resolves when `auth` completes one of `flows`; otherwise throws UiaRequiredError with the
@@ -99,19 +104,21 @@ export class UiaSessions {
     params: JsonObject = {},
     opts: UiaCheckOptions = {},
   ): Promise<string> {
-    this.sweep();
     const sessionId = typeof auth?.session === 'string' ? auth.session : undefined;
     const binding = digestOf(purpose, request);
-    let session = sessionId ? this.sessions.get(sessionId) : undefined;
+    let session = sessionId ? await this.load(sessionId) : undefined;
     if (session && session.binding !== binding) {
       throw new MatrixError('M_FORBIDDEN', 'Requested operation has changed during the UI authentication session', {}, 403);
     }
     const id = session && sessionId ? sessionId : randomBytes(16).toString('base64url');
     if (!session) {
-      session = { completed: new Set(), expires: this.now() + SESSION_TTL_MS, binding, done: false, data: undefined };
-      this.sessions.set(id, session);
+      session = { completed: [], expires: this.now() + SESSION_TTL_MS, binding, done: false, data: undefined };
+      if (!opts.update) await this.save(id, session);
     }
-    if (opts.update) session.data = opts.update(session.data);
+    if (opts.update) {
+      session.data = opts.update(session.data);
+      await this.save(id, session);
+    }
     if (session.done) return id;
     const challenge = () => ({
       flows: flows.map((stages) => ({ stages })),
@@ -133,31 +140,50 @@ export class UiaSessions {
         }
         throw err;
       }
-      if (ok) session.completed.add(stage);
+      if (ok && !session.completed.includes(stage)) {
+        session.completed.push(stage);
+        await this.save(id, session);
+      }
     }
-    if (flows.some((f) => f.every((s) => session!.completed.has(s)))) {
-      if (opts.keepCompleted) session.done = true;
-      else this.sessions.delete(id);
+    if (flows.some((f) => f.every((s) => session!.completed.includes(s)))) {
+      // take, not delete: of two processes finishing one session at once, only one proceeds.
+      if ((await this.sessions.take(id)) === undefined) {
+        // A kept session that another request completed meanwhile answers as completed.
+        const again = opts.keepCompleted ? await this.load(id) : undefined;
+        if (again?.done) return id;
+        throw new MatrixError('M_FORBIDDEN', 'The UI authentication session was already used', {}, 403);
+      }
+      if (opts.keepCompleted) {
+        session.done = true;
+        await this.save(id, session);
+      }
       return id;
     }
     throw new UiaRequiredError(challenge());
   }
 
   /** The data of a live session, if there is one under that id. */
-  dataOf(sessionId: string | undefined): unknown {
+  async dataOf(sessionId: string | undefined): Promise<unknown> {
     if (sessionId === undefined) return undefined;
-    const s = this.sessions.get(sessionId);
-    return s && s.expires >= this.now() ? s.data : undefined;
+    return (await this.load(sessionId))?.data;
   }
 
   /** Replaces a live session's data (e.g. with the outcome of the operation it authorised). */
-  setData(sessionId: string, data: unknown): void {
-    const s = this.sessions.get(sessionId);
-    if (s) s.data = data;
+  async setData(sessionId: string, data: unknown): Promise<void> {
+    const s = await this.load(sessionId);
+    if (!s) return;
+    s.data = data;
+    await this.save(sessionId, s);
   }
 
-  private sweep(): void {
-    const now = this.now();
-    for (const [id, s] of this.sessions) if (s.expires < now) this.sessions.delete(id);
+  private async load(id: string): Promise<Session | undefined> {
+    const raw = await this.sessions.get(id);
+    if (raw === undefined) return undefined;
+    const s = JSON.parse(raw) as Session;
+    return s.expires < this.now() ? undefined : s;
+  }
+
+  private async save(id: string, session: Session): Promise<void> {
+    await this.sessions.set(id, JSON.stringify(session), Math.max(1, session.expires - this.now()));
   }
 }

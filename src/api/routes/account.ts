@@ -205,13 +205,12 @@ function devicesRoutes(r: ClientRoutes, s: ApiServices): void {
 
 /** Synapse's /_synapse/admin/v1/register (shared-secret registration), used by tooling and benchmarks. */
 function adminRegister(r: ClientRoutes, s: ApiServices): void {
-  const nonces = new Map<string, number>();
-  r.raw('get', '/_synapse/admin/v1/register', (ctx) => {
+  // In s.registrationNonces (shared between processes in a cluster), each good for a minute and
+  // spent by the first POST that names it.
+  r.raw('get', '/_synapse/admin/v1/register', async (ctx) => {
     if (!s.registration.sharedSecret) throw new MatrixError('M_FORBIDDEN', 'Shared secret registration is not enabled', {}, 400);
-    const now = s.now();
-    for (const [n, ts] of nonces) if (now - ts > 60_000) nonces.delete(n);
     const nonce = randomBytes(16).toString('hex');
-    nonces.set(nonce, now);
+    await s.registrationNonces.set(nonce, '1', 60_000);
     ctx.body = { nonce };
   });
   r.raw('post', '/_synapse/admin/v1/register', async (ctx) => {
@@ -228,7 +227,7 @@ function adminRegister(r: ClientRoutes, s: ApiServices): void {
       }).passthrough(),
       (ctx.state as { body?: unknown }).body,
     );
-    if (!nonces.delete(req.nonce)) throw new MatrixError('M_UNKNOWN', 'Unrecognised nonce');
+    if ((await s.registrationNonces.take(req.nonce)) === undefined) throw new MatrixError('M_UNKNOWN', 'Unrecognised nonce');
     const mac = createHmac('sha1', secret)
       .update([req.nonce, req.username, req.password, req.admin ? 'admin' : 'notadmin'].join('\0'))
       .digest('hex');

@@ -19,7 +19,7 @@ export function ephemeralRoutes(r: ClientRoutes, s: ApiServices): void {
     const req = parse(typingSchema, body(ctx));
     const m = await s.store.rooms.getMembership(roomId, auth.userId);
     if (m?.membership !== 'join') throw new MatrixError('M_FORBIDDEN', 'You are not joined to this room');
-    s.typing.setTyping(roomId, auth.userId, req.typing, req.timeout ?? 30_000);
+    await s.typing.setTyping(roomId, auth.userId, req.typing, req.timeout ?? 30_000);
     ctx.body = {};
   });
 

@@ -137,6 +137,13 @@ export class SqlitePusherStore implements PusherStore {
     return row.t;
   }
 
+  async claimPush(id: number, now: number, leaseUntil: number): Promise<boolean> {
+    this.ctx.checkOpen();
+    return this.ctx.queue.write(
+      () => this.ctx.stmt('UPDATE push_queue SET not_before = ? WHERE id = ? AND not_before <= ?').run(leaseUntil, id, now).changes === 1,
+    );
+  }
+
   async reschedulePush(id: number, attempts: number, notBefore: number): Promise<void> {
     this.ctx.checkOpen();
     await this.ctx.queue.write(() => {

@@ -1,0 +1,42 @@
+// A real Redis for the specs that need one: scripts/redis.sh starts it (installing redis-server
+// from Debian if missing) on a loopback port, once per machine; later calls find it running.
+// If it cannot start, the calling hook throws and its tests fail loudly: they are never skipped.
+// It is left running for the next test run; `npm run services:stop` stops it.
+//
+// Each caller gets its own key prefix, so suites (and concurrent test runs) never see each
+// other's keys.
+
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { Redis } from 'ioredis';
+
+// Compiled to dist/spec/helpers/; the script lives at the package root.
+const SCRIPT = fileURLToPath(new URL('../../../scripts/redis.sh', import.meta.url));
+
+let url: string | undefined;
+
+export function startRedis(): string {
+  if (url) return url;
+  let out: string;
+  try {
+    out = execFileSync(SCRIPT, ['start'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 300_000 });
+  } catch (err) {
+    const e = err as { stderr?: string; message: string };
+    throw new Error(`could not start Redis with ${SCRIPT}: ${e.stderr || e.message}`);
+  }
+  const line = out.trim().split('\n').pop() ?? '';
+  if (!/^redis:\/\//.test(line)) throw new Error(`scripts/redis.sh start printed no URL: ${out}`);
+  url = line;
+  return url;
+}
+
+/** A prefix no other suite uses, ending in ':'. */
+export function freshPrefix(label: string): string {
+  return `hearth-test:${label}:${randomBytes(6).toString('hex')}:`;
+}
+
+/** A plain client on the test Redis, for assertions about what is stored. */
+export function redisClient(): Redis {
+  return new Redis(startRedis(), { maxRetriesPerRequest: 3 });
+}
