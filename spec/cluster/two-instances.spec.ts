@@ -2,7 +2,8 @@
 // a SQLite file (one writer), so each has its own database; a user is made to exist on both by
 // registering the same name on each, and a device by logging in with the same device_id. What
 // this shows is the state that lives in Redis: a registration nonce issued by A and spent on B,
-// a UIA session begun on A and completed on B, a device logged out on A whose socket on B
+// a UIA session begun on A and completed on B (a registration too, with the parameters A's request
+// carried), a device logged out on A whose socket on B
 // closes, a rate limit that counts requests to both, and a user connected to B who is not pushed
 // for an event on A.
 
@@ -66,6 +67,25 @@ describe('cluster: two instances on one Redis', function () {
     // Completed on B, so gone on A too: the same session id there starts afresh (bound anew).
     const fresh = await new Api(a.url, (await login(a.url, 'uia', 'uia password', 'DEVA2')).body.access_token).post(`${V3}/delete_devices`, { devices: ['OTHER'], auth });
     assert.equal(fresh.status, 200, JSON.stringify(fresh.body));
+  });
+
+  it('a registration begun on A is completed on B with only auth, with A\'s parameters; a retry answers for the same account', async () => {
+    const begun = await new Api(a.url).post(`${V3}/register`, { username: 'RegAB', password: 'reg password', device_id: 'REGDEV', initial_device_display_name: 'begun on A' });
+    assert.equal(begun.status, 401, JSON.stringify(begun.body));
+    const auth = { type: 'm.login.dummy', session: begun.body.session as string };
+    const done = await new Api(b.url).post(`${V3}/register`, { auth });
+    assert.equal(done.status, 200, JSON.stringify(done.body));
+    assert.equal(done.body.user_id, '@regab:localhost');
+    assert.equal(done.body.device_id, 'REGDEV');
+    const device = await new Api(b.url, done.body.access_token as string).get(`${V3}/devices/REGDEV`);
+    assert.equal(device.body.display_name, 'begun on A', JSON.stringify(device.body));
+    // The password came from A's request as a hash in the shared session: it logs in on B.
+    assert.equal((await login(b.url, 'regab', 'reg password', 'OTHER')).status, 200);
+    // (Each instance has its own database here, so the retry goes to B, where the account is.)
+    const retry = await new Api(b.url).post(`${V3}/register`, { auth });
+    assert.equal(retry.status, 200, JSON.stringify(retry.body));
+    assert.equal(retry.body.user_id, '@regab:localhost');
+    assert.notEqual(retry.body.access_token, done.body.access_token);
   });
 
   it('logging a device out on A closes its socket on B', async () => {
