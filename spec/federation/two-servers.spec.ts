@@ -1,0 +1,226 @@
+// Two real Hearth servers in this process, different names and ports on loopback, talking over
+// their TLS federation listeners (self-signed certificates generated at start; verify_tls off,
+// loopback allowed for federation only). Everything goes through HTTP: client APIs on each side,
+// federation between them.
+
+import assert from 'node:assert/strict';
+import { createServer } from 'node:net';
+import { Agent, request } from 'undici';
+import { Api, enc, startTestServer, type TestServer } from '../helpers/server.js';
+import { buildXMatrixAuthorization } from '../../src/protocol/x-matrix.js';
+import { generateSigningKey, signJson } from '../../src/protocol/crypto.js';
+import type { JsonObject } from '../../src/protocol/types.js';
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function startFederated(port: number, dataDir?: string): Promise<TestServer> {
+  return startTestServer(
+    {
+      server_name: `127.0.0.1:${port}`,
+      listeners: { client: { host: '127.0.0.1', port: 0 }, federation: { enabled: true, host: '127.0.0.1', port } },
+      federation: { verify_tls: false, ip_range_whitelist: ['127.0.0.1/32'] },
+    },
+    dataDir,
+  );
+}
+
+/** Polls /sync until `pred` finds what it wants in the accumulated responses. */
+async function syncUntil<T>(api: Api, pick: (body: any) => T | undefined, timeoutMs = 15_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let since: string | undefined;
+  while (Date.now() < deadline) {
+    const res = await api.get(`/_matrix/client/v3/sync?timeout=1000${since ? `&since=${enc(since)}` : ''}`);
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    const found = pick(res.body);
+    if (found !== undefined) return found;
+    since = res.body.next_batch;
+  }
+  throw new Error('timed out waiting for sync');
+}
+
+function timeline(body: any, roomId: string): any[] {
+  return body.rooms?.join?.[roomId]?.timeline?.events ?? [];
+}
+
+const insecure = new Agent({ connect: { rejectUnauthorized: false } });
+
+async function fedRequest(base: string, method: string, path: string, headers: Record<string, string>, body?: unknown) {
+  const res = await request(base + path, { method: method as 'GET', headers: { ...headers, ...(body ? { 'content-type': 'application/json' } : {}) }, body: body ? JSON.stringify(body) : undefined, dispatcher: insecure });
+  return { status: res.statusCode, body: (await res.body.json()) as any };
+}
+
+describe('federation: two Hearth servers on loopback', function () {
+  this.timeout(60_000);
+  let a: TestServer;
+  let b: TestServer;
+  let nameA: string;
+  let nameB: string;
+  let alice: Api & { userId: string };
+  let bob: Api & { userId: string };
+  let roomId: string;
+
+  before(async () => {
+    const [pa, pb] = [await freePort(), await freePort()];
+    nameA = `127.0.0.1:${pa}`;
+    nameB = `127.0.0.1:${pb}`;
+    a = await startFederated(pa);
+    b = await startFederated(pb);
+    alice = await new Api(a.url).register('alice');
+    bob = await new Api(b.url).register('bob');
+  });
+
+  after(async () => {
+    await b?.stop();
+    await a?.stop();
+    await insecure.close();
+  });
+
+  it('serves a self-signed key document on the TLS listener', async () => {
+    const fed = a.hearth.federation;
+    assert.ok(fed && fed.url.startsWith('https://'));
+    const res = await fedRequest(fed.url, 'GET', '/_matrix/key/v2/server', {});
+    assert.equal(res.status, 200);
+    assert.equal(res.body.server_name, nameA);
+    assert.ok(res.body.valid_until_ts > Date.now());
+    assert.equal(Object.keys(res.body.verify_keys).length, 1);
+    assert.ok(res.body.signatures[nameA]);
+  });
+
+  it('notary: B answers for A\'s keys, signed by both', async () => {
+    const res = await fedRequest(b.hearth.federation!.url, 'POST', '/_matrix/key/v2/query', {}, { server_keys: { [nameA]: {} } });
+    assert.equal(res.status, 200);
+    assert.equal(res.body.server_keys.length, 1);
+    assert.equal(res.body.server_keys[0].server_name, nameA);
+    assert.ok(res.body.server_keys[0].signatures[nameA] && res.body.server_keys[0].signatures[nameB]);
+  });
+
+  it('alice@A creates a room and invites bob@B; bob joins through A', async () => {
+    const created = await alice.post('/_matrix/client/v3/createRoom', { preset: 'private_chat', name: 'across' });
+    assert.equal(created.status, 200, JSON.stringify(created.body));
+    roomId = created.body.room_id;
+    const inv = await alice.post(`/_matrix/client/v3/rooms/${enc(roomId)}/invite`, { user_id: bob.userId });
+    assert.equal(inv.status, 200, JSON.stringify(inv.body));
+    const join = await bob.post(`/_matrix/client/v3/join/${enc(roomId)}?server_name=${enc(nameA)}`, {});
+    assert.equal(join.status, 200, JSON.stringify(join.body));
+    assert.equal(join.body.room_id, roomId);
+    // A sees bob joined (the join went through A's room input via send_join).
+    const members = await alice.get(`/_matrix/client/v3/rooms/${enc(roomId)}/joined_members`);
+    assert.equal(members.status, 200);
+    assert.deepEqual(Object.keys(members.body.joined).sort(), [alice.userId, bob.userId].sort());
+    // B has the room's state: the name set on A.
+    const name = await bob.get(`/_matrix/client/v3/rooms/${enc(roomId)}/state/m.room.name/`);
+    assert.equal(name.status, 200, JSON.stringify(name.body));
+    assert.equal(name.body.name, 'across');
+  });
+
+  it('messages cross both ways and arrive in order in each side\'s /sync', async () => {
+    for (let i = 0; i < 3; i++) {
+      const r = await alice.put(`/_matrix/client/v3/rooms/${enc(roomId)}/send/m.room.message/a${i}`, { msgtype: 'm.text', body: `from alice ${i}` });
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+    }
+    const atB = await collect(bob, roomId, (texts) => texts.filter((t) => t.startsWith('from alice')).length >= 3);
+    assert.deepEqual(atB.filter((t) => t.startsWith('from alice')), ['from alice 0', 'from alice 1', 'from alice 2']);
+    for (let i = 0; i < 3; i++) {
+      const r = await bob.put(`/_matrix/client/v3/rooms/${enc(roomId)}/send/m.room.message/b${i}`, { msgtype: 'm.text', body: `from bob ${i}` });
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+    }
+    const atA = await collect(alice, roomId, (texts) => texts.filter((t) => t.startsWith('from bob')).length >= 3);
+    assert.deepEqual(atA.filter((t) => t.startsWith('from bob')), ['from bob 0', 'from bob 1', 'from bob 2']);
+    assert.deepEqual(atA.filter((t) => t.startsWith('from alice')), ['from alice 0', 'from alice 1', 'from alice 2']);
+  });
+
+  it('typing and read receipts cross as EDUs', async () => {
+    const t = await bob.put(`/_matrix/client/v3/rooms/${enc(roomId)}/typing/${enc(bob.userId)}`, { typing: true, timeout: 20000 });
+    assert.equal(t.status, 200);
+    const typing = await syncUntil(alice, (body) => {
+      const ev = (body.rooms?.join?.[roomId]?.ephemeral?.events ?? []).find((e: any) => e.type === 'm.typing');
+      return ev?.content.user_ids.includes(bob.userId) ? ev : undefined;
+    });
+    assert.deepEqual(typing.content.user_ids, [bob.userId]);
+
+    const msgs = await alice.get(`/_matrix/client/v3/rooms/${enc(roomId)}/messages?dir=b&limit=1`);
+    const last = msgs.body.chunk[0].event_id;
+    const rr = await alice.post(`/_matrix/client/v3/rooms/${enc(roomId)}/receipt/m.read/${enc(last)}`, {});
+    assert.equal(rr.status, 200, JSON.stringify(rr.body));
+    const receipt = await syncUntil(bob, (body) => {
+      const ev = (body.rooms?.join?.[roomId]?.ephemeral?.events ?? []).find((e: any) => e.type === 'm.receipt' && e.content[last]);
+      return ev?.content[last]['m.read'][alice.userId] ? ev : undefined;
+    });
+    assert.ok(receipt.content[last]['m.read'][alice.userId].ts > 0);
+  });
+
+  it('refuses a forged X-Matrix request with 401 M_UNAUTHORIZED', async () => {
+    const base = a.hearth.federation!.url;
+    const path = `/_matrix/federation/v1/query/profile?user_id=${enc(alice.userId)}`;
+    const wrongKey = { ...generateSigningKey('forged'), keyId: (await fedRequest(b.hearth.federation!.url, 'GET', '/_matrix/key/v2/server', {})).body && Object.keys((await fedRequest(b.hearth.federation!.url, 'GET', '/_matrix/key/v2/server', {})).body.verify_keys)[0] };
+    const forged = buildXMatrixAuthorization({ method: 'GET', uri: path, origin: nameB, destination: nameA }, wrongKey);
+    const res = await fedRequest(base, 'GET', path, { authorization: forged });
+    assert.equal(res.status, 401);
+    assert.equal(res.body.errcode, 'M_UNAUTHORIZED');
+    const none = await fedRequest(base, 'GET', path, {});
+    assert.equal(none.status, 401);
+  });
+
+  it('refuses a PDU whose signature is forged; it never reaches the timeline', async () => {
+    // A correctly authenticated transaction (X-Matrix by B's real key, taken from B's key file)
+    // carrying an event whose signature is garbage.
+    const { readSigningKeyFile } = await import('../../src/protocol/keyfile.js');
+    const keyB = (await readSigningKeyFile(b.hearth.config.signing_key_path))[0];
+    const state = await a.hearth.roomInput.currentState(roomId);
+    assert.ok(state);
+    const tmpl = await a.hearth.roomInput.template(roomId, { type: 'm.room.message', sender: bob.userId, content: { msgtype: 'm.text', body: 'forged' } });
+    assert.ok(tmpl);
+    const { signEvent } = await import('../../src/protocol/events.js');
+    const pdu = signEvent(tmpl.pdu, nameB, keyB, tmpl.version) as unknown as JsonObject;
+    const sigs = pdu.signatures as Record<string, Record<string, string>>;
+    const keyId = Object.keys(sigs[nameB])[0];
+    sigs[nameB][keyId] = sigs[nameB][keyId].replace(/^./, (c) => (c === 'A' ? 'B' : 'A'));
+    const txn = { origin: nameB, origin_server_ts: Date.now(), pdus: [pdu], edus: [] };
+    const path = `/_matrix/federation/v1/send/forged1`;
+    const auth = buildXMatrixAuthorization({ method: 'PUT', uri: path, origin: nameB, destination: nameA, content: txn }, keyB);
+    const res = await fedRequest(a.hearth.federation!.url, 'PUT', path, { authorization: auth }, txn);
+    assert.equal(res.status, 200);
+    const results = Object.values(res.body.pdus) as any[];
+    assert.equal(results.length, 1);
+    assert.match(results[0].error, /signature/);
+    const msgs = await alice.get(`/_matrix/client/v3/rooms/${enc(roomId)}/messages?dir=b&limit=20`);
+    assert.ok(!msgs.body.chunk.some((e: any) => e.content?.body === 'forged'));
+    void signJson;
+  });
+
+  it('bob leaves; A sees the leave', async () => {
+    const r = await bob.post(`/_matrix/client/v3/rooms/${enc(roomId)}/leave`, {});
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    const deadline = Date.now() + 15_000;
+    let members: any;
+    while (Date.now() < deadline) {
+      members = await alice.get(`/_matrix/client/v3/rooms/${enc(roomId)}/joined_members`);
+      if (!members.body.joined[bob.userId]) break;
+      await new Promise((res) => setTimeout(res, 100));
+    }
+    assert.deepEqual(Object.keys(members.body.joined), [alice.userId]);
+  });
+});
+
+/** Message bodies in a room's timeline as one user sees them through /sync, until `done`. */
+async function collect(api: Api, roomId: string, done: (texts: string[]) => boolean): Promise<string[]> {
+  const texts: string[] = [];
+  const deadline = Date.now() + 15_000;
+  let since: string | undefined;
+  while (Date.now() < deadline) {
+    const res = await api.get(`/_matrix/client/v3/sync?timeout=1000${since ? `&since=${enc(since)}` : ''}`);
+    for (const e of timeline(res.body, roomId)) if (e.type === 'm.room.message') texts.push(e.content.body);
+    since = res.body.next_batch;
+    if (done(texts)) return texts;
+  }
+  throw new Error(`timed out; saw ${JSON.stringify(texts)}`);
+}
