@@ -27,7 +27,7 @@ async function startFederated(port: number, dataDir?: string): Promise<TestServe
     {
       server_name: `127.0.0.1:${port}`,
       listeners: { client: { host: '127.0.0.1', port: 0 }, federation: { enabled: true, host: '127.0.0.1', port } },
-      federation: { verify_tls: false, ip_range_whitelist: ['127.0.0.1/32'] },
+      federation: { verify_tls: false, ip_range_whitelist: ['127.0.0.1/32'], min_backoff_ms: 100, max_backoff_ms: 500 },
     },
     dataDir,
   );
@@ -195,6 +195,63 @@ describe('federation: two Hearth servers on loopback', function () {
     const msgs = await alice.get(`/_matrix/client/v3/rooms/${enc(roomId)}/messages?dir=b&limit=20`);
     assert.ok(!msgs.body.chunk.some((e: any) => e.content?.body === 'forged'));
     void signJson;
+  });
+
+  it('history is served only to servers that had a member at the event', async () => {
+    const { readSigningKeyFile } = await import('../../src/protocol/keyfile.js');
+    const keyB = (await readSigningKeyFile(b.hearth.config.signing_key_path))[0];
+    const msgs = await alice.get(`/_matrix/client/v3/rooms/${enc(roomId)}/messages?dir=f&limit=1`);
+    const createId = msgs.body.chunk[0].event_id;
+    assert.equal(msgs.body.chunk[0].type, 'm.room.create');
+    const ask = async (path: string) => {
+      const auth = buildXMatrixAuthorization({ method: 'GET', uri: path, origin: nameB, destination: nameA }, keyB);
+      return fedRequest(a.hearth.federation!.url, 'GET', path, { authorization: auth });
+    };
+    // Before bob joined, B had nobody in the room (the room is shared-history but B was absent).
+    const early = await ask(`/_matrix/federation/v1/state_ids/${enc(roomId)}?event_id=${enc(createId)}`);
+    assert.equal(early.status, 403, JSON.stringify(early.body));
+    const hidden = await ask(`/_matrix/federation/v1/event/${enc(createId)}`);
+    assert.equal(hidden.status, 404);
+    // The latest event: bob is joined there, so B may read it and its state.
+    const latest = await alice.get(`/_matrix/client/v3/rooms/${enc(roomId)}/messages?dir=b&limit=1`);
+    const lastId = latest.body.chunk[0].event_id;
+    const ev = await ask(`/_matrix/federation/v1/event/${enc(lastId)}`);
+    assert.equal(ev.status, 200, JSON.stringify(ev.body));
+    assert.equal(ev.body.pdus.length, 1);
+    const st = await ask(`/_matrix/federation/v1/state_ids/${enc(roomId)}?event_id=${enc(lastId)}`);
+    assert.equal(st.status, 200);
+    assert.ok(st.body.pdu_ids.includes(createId), "the create event is in the state");
+    assert.ok(Array.isArray(st.body.auth_chain_ids) && st.body.auth_chain_ids.length > 0);
+  });
+
+  it('a server that was down catches up through the durable queue, even across the sender\'s restart', async () => {
+    const dirA = a.dataDir;
+    const dirB = b.dataDir;
+    const portA = Number(nameA.split(':')[1]);
+    const portB = Number(nameB.split(':')[1]);
+    await b.hearth.stop();
+    for (let i = 0; i < 3; i++) {
+      const r = await alice.put(`/_matrix/client/v3/rooms/${enc(roomId)}/send/m.room.message/down${i}`, { msgtype: 'm.text', body: `while down ${i}` });
+      assert.equal(r.status, 200);
+    }
+    const deadline = Date.now() + 5000;
+    while (a.hearth.federation!.core.sender.backlog(nameB) < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(a.hearth.federation!.core.sender.backlog(nameB), 3);
+    await a.hearth.stop();
+    a = await startFederated(portA, dirA);
+    b = await startFederated(portB, dirB);
+    alice = Object.assign(new Api(a.url, alice.token), { userId: alice.userId }) as typeof alice;
+    bob = Object.assign(new Api(b.url, bob.token), { userId: bob.userId }) as typeof bob;
+    const texts: string[] = [];
+    const until = Date.now() + 20_000;
+    while (Date.now() < until) {
+      const res = await bob.get(`/_matrix/client/v3/rooms/${enc(roomId)}/messages?dir=b&limit=10`);
+      texts.length = 0;
+      for (const e of [...res.body.chunk].reverse()) if (e.type === 'm.room.message' && e.content.body.startsWith('while down')) texts.push(e.content.body);
+      if (texts.length >= 3) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.deepEqual(texts, ['while down 0', 'while down 1', 'while down 2']);
   });
 
   it('bob leaves; A sees the leave', async () => {

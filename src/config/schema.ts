@@ -121,6 +121,9 @@ const configObject = z.strictObject({
       // Incoming /send limits (the spec caps a transaction at 50 PDUs and 100 EDUs).
       max_pdus_per_txn: z.int().min(1).default(50),
       max_edus_per_txn: z.int().min(1).default(100),
+      // Retry of a failing destination: doubling from min to max; any signed request from it resets.
+      min_backoff_ms: z.int().min(10).default(10_000),
+      max_backoff_ms: z.int().min(10).default(3_600_000),
     })
     .prefault({}),
   limits: z

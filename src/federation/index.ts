@@ -62,7 +62,14 @@ export function createFederationCore(config: HearthConfig, signingKey: SigningKe
     cachePath: join(dataDir, 'federation-keys.json'),
     logger,
   });
-  const sender = new FederationSender({ serverName: config.server_name, client, logger, queueDir: join(dataDir, 'federation-queue') });
+  const sender = new FederationSender({
+    serverName: config.server_name,
+    client,
+    logger,
+    queueDir: join(dataDir, 'federation-queue'),
+    minBackoffMs: config.federation.min_backoff_ms,
+    maxBackoffMs: config.federation.max_backoff_ms,
+  });
   return { http, client, keyRing, sender };
 }
 
