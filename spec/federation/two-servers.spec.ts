@@ -266,6 +266,24 @@ describe('federation: two Hearth servers on loopback', function () {
     }
     assert.deepEqual(Object.keys(members.body.joined), [alice.userId]);
   });
+
+  it('re-invite shows in bob\'s /sync (B knows the room now), bob re-joins from B\'s state, and a kick crosses', async () => {
+    const inv = await alice.post(`/_matrix/client/v3/rooms/${enc(roomId)}/invite`, { user_id: bob.userId });
+    assert.equal(inv.status, 200, JSON.stringify(inv.body));
+    const invited = await syncUntil(bob, (body) => body.rooms?.invite?.[roomId]);
+    assert.ok(invited.invite_state.events.some((e: any) => e.type === 'm.room.member' && e.state_key === bob.userId && e.content.membership === 'invite'));
+    const join = await bob.post(`/_matrix/client/v3/rooms/${enc(roomId)}/join`, {});
+    assert.equal(join.status, 200, JSON.stringify(join.body));
+    await waitFor(async () => (await alice.get(`/_matrix/client/v3/rooms/${enc(roomId)}/joined_members`)).body.joined[bob.userId] !== undefined);
+    const kick = await alice.post(`/_matrix/client/v3/rooms/${enc(roomId)}/kick`, { user_id: bob.userId, reason: 'bye' });
+    assert.equal(kick.status, 200, JSON.stringify(kick.body));
+    await waitFor(async () => {
+      const m = await bob.get(`/_matrix/client/v3/rooms/${enc(roomId)}/state/m.room.member/${enc(bob.userId)}`);
+      return m.status === 200 && m.body.membership === 'leave' && m.body.reason === 'bye';
+    });
+    const send = await bob.put(`/_matrix/client/v3/rooms/${enc(roomId)}/send/m.room.message/afterkick`, { msgtype: 'm.text', body: 'x' });
+    assert.equal(send.status, 403);
+  });
 });
 
 /** Message bodies in a room's timeline as one user sees them through /sync, until `done`. */
@@ -280,4 +298,13 @@ async function collect(api: Api, roomId: string, done: (texts: string[]) => bool
     if (done(texts)) return texts;
   }
   throw new Error(`timed out; saw ${JSON.stringify(texts)}`);
+}
+
+async function waitFor(cond: () => Promise<boolean>, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await cond()) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error('timed out');
 }
