@@ -5,6 +5,8 @@
 
 import assert from 'node:assert/strict';
 import { createServer } from 'node:net';
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { Agent, request } from 'undici';
 import { Api, enc, startTestServer, type TestServer } from '../helpers/server.js';
 import { buildXMatrixAuthorization } from '../../src/protocol/x-matrix.js';
@@ -252,6 +254,33 @@ describe('federation: two Hearth servers on loopback', function () {
       await new Promise((r) => setTimeout(r, 100));
     }
     assert.deepEqual(texts, ['while down 0', 'while down 1', 'while down 2']);
+  });
+
+  it('a gap (a lost queue) is filled with get_missing_events: the event is accepted, not an outlier', async () => {
+    const portA = Number(nameA.split(':')[1]);
+    const portB = Number(nameB.split(':')[1]);
+    const dirA = a.dataDir;
+    const dirB = b.dataDir;
+    await a.hearth.stop();
+    const r0 = await bob.put(`/_matrix/client/v3/rooms/${enc(roomId)}/send/m.room.message/gap0`, { msgtype: 'm.text', body: 'gap 0' });
+    assert.equal(r0.status, 200);
+    await b.hearth.stop();
+    rmSync(join(dirB, 'federation-queue'), { recursive: true, force: true }); // B forgets it owed A "gap 0"
+    a = await startFederated(portA, dirA);
+    b = await startFederated(portB, dirB);
+    alice = Object.assign(new Api(a.url, alice.token), { userId: alice.userId }) as typeof alice;
+    bob = Object.assign(new Api(b.url, bob.token), { userId: bob.userId }) as typeof bob;
+    const r1 = await bob.put(`/_matrix/client/v3/rooms/${enc(roomId)}/send/m.room.message/gap1`, { msgtype: 'm.text', body: 'gap 1' });
+    assert.equal(r1.status, 200);
+    let texts: string[] = [];
+    await waitFor(async () => {
+      const res = await alice.get(`/_matrix/client/v3/rooms/${enc(roomId)}/messages?dir=b&limit=5`);
+      texts = [...res.body.chunk].reverse().filter((e: any) => e.type === 'm.room.message').map((e: any) => e.content.body);
+      return texts.includes('gap 1');
+    });
+    assert.deepEqual(texts.slice(-2), ['gap 0', 'gap 1']);
+    const stored = await a.hearth.store.rooms.getEvent(r1.body.event_id);
+    assert.equal(stored?.outlier, false);
   });
 
   it('bob leaves; A sees the leave', async () => {

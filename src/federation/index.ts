@@ -23,7 +23,7 @@ import type { TypingService } from '../ephemeral/typing.js';
 import type { ReceiptService } from '../receipts/receipt-service.js';
 import type { RoomInput } from '../room/room-input.js';
 import type { Store } from '../store/types.js';
-import { FederationClient } from './client.js';
+import { FederationClient, fedPath } from './client.js';
 import { ServerDiscovery, splitServerName } from './discovery.js';
 import { FederationInbound } from './inbound.js';
 import { RemoteKeyRing } from './keys.js';
@@ -111,6 +111,8 @@ export function attachFederation(core: FederationCore, d: AttachDeps): Federatio
     logger,
     maxPdus: config.federation.max_pdus_per_txn,
     maxEdus: config.federation.max_edus_per_txn,
+    fetchMissing: (origin, roomId, body) =>
+      core.client.request(origin, { method: 'POST', path: fedPath`/_matrix/federation/v1/get_missing_events/${roomId}`, body, maxResponseBytes: 4 * 1024 * 1024, timeoutMs: 20_000 }),
     now: d.now,
   });
   const remote = new RemoteRooms({ serverName: me, signingKey: d.signingKey, client: core.client, keyRing: core.keyRing, roomInput: d.roomInput, logger, now: d.now });
