@@ -313,6 +313,27 @@ describe('federation: two Hearth servers on loopback', function () {
     const send = await bob.put(`/_matrix/client/v3/rooms/${enc(roomId)}/send/m.room.message/afterkick`, { msgtype: 'm.text', body: 'x' });
     assert.equal(send.status, 403);
   });
+
+  it('a server ACL banning B refuses B\'s make_join and PDUs at A', async () => {
+    const acl = await alice.put(`/_matrix/client/v3/rooms/${enc(roomId)}/state/m.room.server_acl/`, { allow: ['*'], deny: ['127.0.0.1'], allow_ip_literals: true });
+    assert.equal(acl.status, 200, JSON.stringify(acl.body));
+    const { readSigningKeyFile } = await import('../../src/protocol/keyfile.js');
+    const keyB = (await readSigningKeyFile(b.hearth.config.signing_key_path))[0];
+    const path = `/_matrix/federation/v1/make_join/${enc(roomId)}/${enc(bob.userId)}?ver=12`;
+    const auth = buildXMatrixAuthorization({ method: 'GET', uri: path, origin: nameB, destination: nameA }, keyB);
+    const res = await fedRequest(a.hearth.federation!.url, 'GET', path, { authorization: auth });
+    assert.equal(res.status, 403);
+    assert.match(res.body.error, /ACL/);
+    const tmpl = await a.hearth.roomInput.template(roomId, { type: 'm.room.message', sender: bob.userId, content: { msgtype: 'm.text', body: 'banned' } });
+    const { signEvent } = await import('../../src/protocol/events.js');
+    const pdu = signEvent(tmpl!.pdu, nameB, keyB, tmpl!.version) as unknown as JsonObject;
+    const txn = { origin: nameB, origin_server_ts: Date.now(), pdus: [pdu], edus: [] };
+    const sendPath = '/_matrix/federation/v1/send/acl1';
+    const sendAuth = buildXMatrixAuthorization({ method: 'PUT', uri: sendPath, origin: nameB, destination: nameA, content: txn }, keyB);
+    const sent = await fedRequest(a.hearth.federation!.url, 'PUT', sendPath, { authorization: sendAuth }, txn);
+    assert.equal(sent.status, 200);
+    assert.match((Object.values(sent.body.pdus)[0] as any).error, /ACL/);
+  });
 });
 
 /** Message bodies in a room's timeline as one user sees them through /sync, until `done`. */

@@ -17,6 +17,7 @@ import { ServerDiscovery, type DiscoveryDeps } from '../../src/federation/discov
 import { MAX_KEY_VALIDITY_MS, ownKeyDocument, RemoteKeyRing, type KeyFetcher } from '../../src/federation/keys.js';
 import { createFederationApp, createFederationServer } from '../../src/federation/listener.js';
 import { generateSelfSignedCertificate } from '../../src/federation/self-signed.js';
+import { serverAclAllows } from '../../src/federation/acl.js';
 import type { FederationInbound } from '../../src/federation/inbound.js';
 import type { FederationSender } from '../../src/federation/sender.js';
 import { StaticKeyRing } from '../../src/room/key-ring.js';
@@ -285,6 +286,23 @@ describe('federation/keys: RemoteKeyRing', () => {
     const ring = new RemoteKeyRing({ serverName: 'me.example', ownKeys: [own], fetcher: f, now, logger: silent });
     assert.ok(await ring.verifyKey('me.example', own.keyId, clock));
     assert.deepEqual(f.calls, []);
+  });
+});
+
+describe('federation/acl', () => {
+  it('allow and deny globs, ports ignored, IP literals, no ACL', () => {
+    const acl = { allow: ['*.example.org', 'good.?et'], deny: ['evil.example.org'], allow_ip_literals: false };
+    assert.equal(serverAclAllows(undefined, 'anything'), true);
+    assert.equal(serverAclAllows(acl, 'matrix.example.org:8448'), true);
+    assert.equal(serverAclAllows(acl, 'MATRIX.Example.org'), true);
+    assert.equal(serverAclAllows(acl, 'evil.example.org'), false);
+    assert.equal(serverAclAllows(acl, 'good.net'), true);
+    assert.equal(serverAclAllows(acl, 'good.network'), false);
+    assert.equal(serverAclAllows(acl, 'example.com'), false);
+    assert.equal(serverAclAllows(acl, '1.2.3.4'), false);
+    assert.equal(serverAclAllows({ allow: ['*'] }, '[::1]:8448'), true);
+    assert.equal(serverAclAllows({ allow: ['*'], deny: ['127.0.0.1'] }, '127.0.0.1:8448'), false);
+    assert.equal(serverAclAllows({ deny: [] }, 'x.org'), false);
   });
 });
 

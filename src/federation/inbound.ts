@@ -28,6 +28,7 @@ import type { TypingService } from '../ephemeral/typing.js';
 import type { ReceiptService } from '../receipts/receipt-service.js';
 import type { StoredEvent, Store } from '../store/types.js';
 import type { FederationSender } from './sender.js';
+import { serverAclAllows } from './acl.js';
 
 export interface InboundDeps {
   serverName: string;
@@ -96,6 +97,10 @@ export class FederationInbound {
           const fallbackId = room ? safeEventId(raw, room.roomVersion) : undefined;
           if (!room) {
             this.d.logger.info({ origin, roomId }, 'PDU for a room this server is not in dropped');
+            continue;
+          }
+          if (room && !(await this.aclAllows(roomId, origin))) {
+            if (fallbackId !== undefined) results[fallbackId] = { error: 'Server is banned from this room by its server ACL' };
             continue;
           }
           try {
@@ -170,7 +175,7 @@ export class FederationInbound {
   }
 
   private async joinedFrom(origin: string, roomId: string, userId: string): Promise<boolean> {
-    if (serverNameOf(userId) !== origin) return false;
+    if (serverNameOf(userId) !== origin || !(await this.aclAllows(roomId, origin))) return false;
     return (await this.d.store.rooms.getMembership(roomId, userId))?.membership === 'join';
   }
 
@@ -180,6 +185,7 @@ export class FederationInbound {
     if (!isValidUserId(userId) || serverNameOf(userId) !== origin) throw new MatrixError('M_FORBIDDEN', 'The user is not on the requesting server');
     const t = await this.d.roomInput.template(roomId, { type: 'm.room.member', stateKey: userId, sender: userId, content: { membership } });
     if (!t) throw new MatrixError('M_NOT_FOUND', 'Unknown room');
+    if (!serverAclAllows(t.state.content('m.room.server_acl'), origin)) throw aclError();
     if (membership === 'join' && !versions.includes(t.version)) {
       throw new MatrixError('M_INCOMPATIBLE_ROOM_VERSION', `The room is version ${t.version}`, { room_version: t.version });
     }
@@ -191,6 +197,7 @@ export class FederationInbound {
   async sendMembership(origin: string, roomId: string, eventId: string, raw: JsonValue | undefined, membership: 'join' | 'leave'): Promise<StoredEvent> {
     const room = await this.d.store.rooms.getRoom(roomId);
     if (!room) throw new MatrixError('M_NOT_FOUND', 'Unknown room');
+    if (!(await this.aclAllows(roomId, origin))) throw aclError();
     if (!isJsonObject(raw) || raw.type !== 'm.room.member' || !isJsonObject(raw.content) || raw.content.membership !== membership) {
       throw new MatrixError('M_BAD_JSON', `Not an m.room.member ${membership} event`);
     }
@@ -252,6 +259,7 @@ export class FederationInbound {
   async getEvent(origin: string, eventId: string): Promise<JsonObject> {
     const ev = await this.d.store.rooms.getEvent(eventId);
     if (!ev || ev.rejected !== null || !(await this.serverMaySee(origin, ev))) throw new MatrixError('M_NOT_FOUND', 'Event not found');
+    if (!(await this.aclAllows(ev.roomId, origin))) throw aclError();
     return { origin: this.d.serverName, origin_server_ts: this.now(), pdus: [ev.pdu as unknown as JsonObject] };
   }
 
@@ -303,6 +311,12 @@ export class FederationInbound {
 
   // ---- helpers -------------------------------------------------------------------------------
 
+  /** The room's current server ACL lets `server` in (no ACL: yes). */
+  async aclAllows(roomId: string, server: string): Promise<boolean> {
+    const state = await this.d.roomInput.currentState(roomId);
+    return serverAclAllows(state?.content('m.room.server_acl'), server);
+  }
+
   /** Servers with a joined member in the room now. */
   async serversInRoom(roomId: string): Promise<Set<string>> {
     const members = await this.d.store.rooms.getRoomMembers(roomId, ['join']);
@@ -317,6 +331,7 @@ export class FederationInbound {
   private async readable(origin: string, roomId: string, eventId: string): Promise<StoredEvent> {
     const ev = await this.d.store.rooms.getEvent(eventId);
     if (!ev || ev.roomId !== roomId || ev.rejected !== null) throw new MatrixError('M_NOT_FOUND', 'Event not found');
+    if (!(await this.aclAllows(roomId, origin))) throw aclError();
     if (!(await this.serverMaySee(origin, ev))) throw new MatrixError('M_FORBIDDEN', 'Your server has no member in the room at that event');
     return ev;
   }
@@ -393,6 +408,10 @@ export class FederationInbound {
     const found = await this.d.store.rooms.getEvents(ids);
     return ids.map((id) => found.get(id)?.pdu).filter((p): p is Pdu => p !== undefined);
   }
+}
+
+function aclError(): MatrixError {
+  return new MatrixError('M_FORBIDDEN', 'Server is banned from this room by its server ACL');
 }
 
 function safeEventId(raw: JsonValue, version: RoomVersion): string | undefined {

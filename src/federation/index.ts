@@ -123,6 +123,8 @@ export function attachFederation(core: FederationCore, d: AttachDeps): Federatio
         const servers = await inbound.serversInRoom(roomId);
         for (const s of extra) servers.add(s);
         servers.delete(me);
+        // ACLs hold both ways: nothing goes to a server the room bans.
+        for (const s of [...servers]) if (!(await inbound.aclAllows(roomId, s))) servers.delete(s);
         if (servers.size > 0) send(servers);
       })
       .catch((err: unknown) => logger.warn({ err, roomId }, 'federation fan-out failed'));
