@@ -105,13 +105,19 @@ describe('federation: two Hearth servers on loopback', function () {
     assert.ok(res.body.server_keys[0].signatures[nameA] && res.body.server_keys[0].signatures[nameB]);
   });
 
-  it('alice@A creates a room and invites bob@B; bob joins through A', async () => {
+  it('alice@A creates a room and invites bob@B; the invite is in bob\'s /sync; bob joins through A', async () => {
     const created = await alice.post('/_matrix/client/v3/createRoom', { preset: 'private_chat', name: 'across' });
     assert.equal(created.status, 200, JSON.stringify(created.body));
     roomId = created.body.room_id;
     const inv = await alice.post(`/_matrix/client/v3/rooms/${enc(roomId)}/invite`, { user_id: bob.userId });
     assert.equal(inv.status, 200, JSON.stringify(inv.body));
-    const join = await bob.post(`/_matrix/client/v3/join/${enc(roomId)}?server_name=${enc(nameA)}`, {});
+    // The invite shows in bob's /sync on B, with A's signature and B's.
+    const invited = await syncUntil(bob, (body) => body.rooms?.invite?.[roomId]);
+    const own = invited.invite_state.events.find((e: any) => e.type === 'm.room.member' && e.state_key === bob.userId);
+    assert.equal(own?.content.membership, 'invite');
+    assert.equal(own?.sender, alice.userId);
+    // No server named: the inviter's server is asked.
+    const join = await bob.post(`/_matrix/client/v3/rooms/${enc(roomId)}/join`, {});
     assert.equal(join.status, 200, JSON.stringify(join.body));
     assert.equal(join.body.room_id, roomId);
     // A sees bob joined (the join went through A's room input via send_join).
@@ -122,6 +128,18 @@ describe('federation: two Hearth servers on loopback', function () {
     const name = await bob.get(`/_matrix/client/v3/rooms/${enc(roomId)}/state/m.room.name/`);
     assert.equal(name.status, 200, JSON.stringify(name.body));
     assert.equal(name.body.name, 'across');
+  });
+
+  it('a user of B joins a public room of A by ID with server_name (no invite)', async () => {
+    const pub = await alice.post('/_matrix/client/v3/createRoom', { preset: 'public_chat', name: 'open' });
+    assert.equal(pub.status, 200);
+    const carol = await new Api(b.url).register('carol');
+    const noVia = await carol.post(`/_matrix/client/v3/join/${enc(pub.body.room_id)}`, {});
+    assert.equal(noVia.status, 404, 'a v12 room ID names no server: without server_name it is unknown');
+    const join = await carol.post(`/_matrix/client/v3/join/${enc(pub.body.room_id)}?server_name=${enc(nameA)}`, {});
+    assert.equal(join.status, 200, JSON.stringify(join.body));
+    const members = await alice.get(`/_matrix/client/v3/rooms/${enc(pub.body.room_id)}/joined_members`);
+    assert.ok(members.body.joined[carol.userId]);
   });
 
   it('messages cross both ways and arrive in order in each side\'s /sync', async () => {

@@ -251,6 +251,7 @@ export class FederationInbound {
     const bad = await checkSignatures(pdu, version, this.d.keyRing);
     if (bad !== undefined) throw new MatrixError('M_FORBIDDEN', bad);
     const signed = addEventSignature(structuredClone(pdu), this.d.serverName, this.d.signingKey, version);
+    await this.d.roomInput.recordRemoteInvite(roomId, version, eventId, signed);
     return { event: signed as unknown as JsonObject };
   }
 

@@ -275,8 +275,31 @@ export class RoomInput {
         if (!have.has(o.eventId)) await rooms.persistEvent({ eventId: o.eventId, pdu: o.pdu, stateDelta: [], forwardExtremities: [], outlier: true });
       }
       const map: StateMap = new Map(stateBefore.map((e) => [stateTuple(e.type, e.stateKey), e.eventId]));
-      const current = (await this.load(roomId)) ?? RoomState.empty(version);
-      return this.commit(roomId, join, current, { kind: 'accepted', before: { isCurrent: false, map, stored: { group: null, delta: stateBefore } } });
+      // A room known only through an invite (recordRemoteInvite) has no real state to build on:
+      // the join's state replaces it, and the join becomes the only extremity.
+      const loaded = await this.load(roomId);
+      const base = loaded?.get('m.room.create', '') ? loaded : RoomState.empty(version);
+      try {
+        return await this.commit(roomId, join, base, { kind: 'accepted', before: { isCurrent: false, map, stored: { group: null, delta: stateBefore } } });
+      } finally {
+        if (base !== loaded) this.states.delete(roomId);
+      }
+    });
+  }
+
+  /**
+   * An invite from another server to a room this server does not know: the room is recorded with
+   * the invite as its only event and state (so the invitee's /sync shows it), until a join
+   * through that server (adoptRoom) brings the real state. Checks 1-3 are the caller's.
+   */
+  recordRemoteInvite(roomId: string, version: RoomVersion, eventId: string, pdu: Pdu): Promise<void> {
+    return this.enqueue(roomId, async () => {
+      const { rooms } = this.deps.store;
+      if (await rooms.getRoom(roomId)) return; // a room we are in gets the invite through /send
+      await rooms.createRoom({ roomId, roomVersion: version, creator: pdu.sender, createdTs: this.now() });
+      const entry = { type: 'm.room.member', stateKey: pdu.state_key as string, eventId };
+      const { stream } = await rooms.persistEvent({ eventId, pdu, stateDelta: [entry], forwardExtremities: [eventId], stateBefore: { group: null, delta: [] } });
+      this.deps.notifier.publish({ stream, roomId, userIds: [entry.stateKey] });
     });
   }
 

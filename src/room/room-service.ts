@@ -203,7 +203,13 @@ export class RoomService {
     const roomId = await this.resolveRoom(roomIdOrAlias);
     await this.refuseBlocked(roomId);
     const state = await this.input.currentState(roomId);
-    if (!state) {
+    // Known only through an invite from another server (no create event here): join through it.
+    const invitedFrom = state && !state.get('m.room.create', '') ? state.get('m.room.member', sender.userId)?.pdu.sender : undefined;
+    if (invitedFrom !== undefined) {
+      const inviter = serverNameOf(invitedFrom);
+      if (inviter !== undefined) via = [...via, inviter];
+    }
+    if (!state || invitedFrom !== undefined) {
       // v12 room IDs name no server: only `via` (server_name) says where to ask.
       const server = serverNameOf(roomId);
       const servers = [...new Set([...via, ...(server !== undefined ? [server] : [])])].filter((s) => s !== this.serverName);
