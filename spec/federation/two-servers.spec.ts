@@ -142,6 +142,19 @@ describe('federation: two Hearth servers on loopback', function () {
     assert.ok(members.body.joined[carol.userId]);
   });
 
+  it('a user of B rejects an invite to a room B does not know, through make_leave/send_leave on A', async () => {
+    const dave = await new Api(b.url).register('dave');
+    const room = await alice.post('/_matrix/client/v3/createRoom', { preset: 'private_chat' });
+    assert.equal((await alice.post(`/_matrix/client/v3/rooms/${enc(room.body.room_id)}/invite`, { user_id: dave.userId })).status, 200);
+    const since = await syncUntil(dave, (body) => (body.rooms?.invite?.[room.body.room_id] ? body.next_batch : undefined));
+    const leave = await dave.post(`/_matrix/client/v3/rooms/${enc(room.body.room_id)}/leave`, {});
+    assert.equal(leave.status, 200, JSON.stringify(leave.body));
+    const m = await alice.get(`/_matrix/client/v3/rooms/${enc(room.body.room_id)}/state/m.room.member/${enc(dave.userId)}`);
+    assert.equal(m.body.membership, 'leave');
+    const after = await dave.get(`/_matrix/client/v3/sync?timeout=5000&since=${enc(since)}`);
+    assert.ok(after.body.rooms?.leave?.[room.body.room_id], JSON.stringify(after.body.rooms));
+  });
+
   it('messages cross both ways and arrive in order in each side\'s /sync', async () => {
     for (let i = 0; i < 3; i++) {
       const r = await alice.put(`/_matrix/client/v3/rooms/${enc(roomId)}/send/m.room.message/a${i}`, { msgtype: 'm.text', body: `from alice ${i}` });

@@ -121,6 +121,34 @@ export class RemoteRooms implements RemoteMembership {
     return { events: good, stateIds: stateIds.filter((id) => good.has(id)) };
   }
 
+  async leave(userId: string, roomId: string, via: string[], reason?: string): Promise<void> {
+    const errors: string[] = [];
+    for (const server of via.filter((s) => s !== this.d.serverName)) {
+      try {
+        const made = await this.d.client.request(server, { method: 'GET', path: fedPath`/_matrix/federation/v1/make_leave/${roomId}/${userId}` });
+        if (!isJsonObject(made) || !isJsonObject(made.event) || !isRoomVersion(made.room_version)) throw new MatrixError('M_UNKNOWN', 'make_leave answer without an event');
+        const version = made.room_version;
+        const t = made.event;
+        if (t.room_id !== roomId || t.sender !== userId || t.state_key !== userId || t.type !== 'm.room.member' || !isJsonObject(t.content) || t.content.membership !== 'leave') {
+          throw new MatrixError('M_UNKNOWN', 'make_leave template is not this user\'s leave');
+        }
+        const draft: JsonObject = { ...t, content: reason ? { membership: 'leave', reason } : { membership: 'leave' }, origin_server_ts: (this.d.now ?? Date.now)() };
+        for (const k of ['event_id', 'hashes', 'signatures', 'unsigned', 'origin']) delete draft[k];
+        const signed = signEvent(draft, this.d.serverName, this.d.signingKey, version) as unknown as Pdu;
+        const f = checkFormat(signed, roomId, version);
+        if (!f.ok) throw new MatrixError('M_UNKNOWN', `our leave is malformed: ${f.reason}`);
+        await this.d.client.request(server, { method: 'PUT', path: fedPath`/_matrix/federation/v2/send_leave/${roomId}/${f.value.eventId}`, body: signed as unknown as JsonObject });
+        await this.d.roomInput.recordRemoteLeave(roomId, f.value.eventId, f.value.pdu);
+        return;
+      } catch (err) {
+        if (err instanceof MatrixError && err.errcode !== 'M_UNKNOWN') throw err;
+        this.d.logger.warn({ err, server, roomId }, 'remote leave attempt failed');
+        errors.push(`${server}: ${(err as Error).message}`);
+      }
+    }
+    throw new MatrixError('M_UNKNOWN', `Could not leave through any server (${errors.join('; ') || 'no server to ask'})`, {}, 502);
+  }
+
   async invite(roomId: string, version: RoomVersion, eventId: string, pdu: Pdu, destination: string): Promise<Pdu> {
     const { unsigned: _u, ...event } = pdu;
     const res = await this.d.client.request(destination, {

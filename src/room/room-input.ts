@@ -297,10 +297,26 @@ export class RoomInput {
       const { rooms } = this.deps.store;
       if (await rooms.getRoom(roomId)) return; // a room we are in gets the invite through /send
       await rooms.createRoom({ roomId, roomVersion: version, creator: pdu.sender, createdTs: this.now() });
-      const entry = { type: 'm.room.member', stateKey: pdu.state_key as string, eventId };
-      const { stream } = await rooms.persistEvent({ eventId, pdu, stateDelta: [entry], forwardExtremities: [eventId], stateBefore: { group: null, delta: [] } });
-      this.deps.notifier.publish({ stream, roomId, userIds: [entry.stateKey] });
+      await this.recordStub(roomId, eventId, pdu, { group: null, delta: [] });
     });
+  }
+
+  /**
+   * The rejection of such an invite, made and accepted through the inviting server (make_leave,
+   * send_leave): it replaces the invite here, as the only extremity.
+   */
+  recordRemoteLeave(roomId: string, eventId: string, pdu: Pdu): Promise<void> {
+    return this.enqueue(roomId, async () => {
+      if (!(await this.deps.store.rooms.getRoom(roomId))) return;
+      await this.recordStub(roomId, eventId, pdu);
+    });
+  }
+
+  private async recordStub(roomId: string, eventId: string, pdu: Pdu, stateBefore?: { group: null; delta: StateEntry[] }): Promise<void> {
+    const entry = { type: 'm.room.member', stateKey: pdu.state_key as string, eventId };
+    const { stream } = await this.deps.store.rooms.persistEvent({ eventId, pdu, stateDelta: [entry], forwardExtremities: [eventId], stateBefore });
+    this.states.delete(roomId);
+    this.deps.notifier.publish({ stream, roomId, userIds: [entry.stateKey] });
   }
 
   /** Current state of a room as the writer sees it (loaded on demand). */

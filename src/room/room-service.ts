@@ -31,6 +31,8 @@ type Sender = { userId: string; deviceId?: string };
 /** Membership across servers (src/federation/remote-rooms.ts implements it). */
 export interface RemoteMembership {
   join(userId: string, roomId: string, via: string[], content: JsonObject): Promise<void>;
+  /** Leaves (rejects an invite) through another server: make_leave, send_leave. */
+  leave(userId: string, roomId: string, via: string[], reason?: string): Promise<void>;
   /** Has `destination` sign an invite; returns the PDU with its signature added. */
   invite(roomId: string, version: RoomVersion, eventId: string, pdu: Pdu, destination: string): Promise<Pdu>;
 }
@@ -233,6 +235,13 @@ export class RoomService {
   async leave(sender: Sender, roomId: string, reason?: string): Promise<void> {
     const state = await this.input.currentState(roomId);
     if (!state) throw new MatrixError('M_NOT_FOUND', 'Unknown room');
+    // Rejecting an invite to a room known only through it: only the inviting server can.
+    const invite = !state.get('m.room.create', '') ? state.get('m.room.member', sender.userId) : undefined;
+    if (invite && invite.pdu.content.membership === 'invite' && this.remote) {
+      const server = serverNameOf(invite.pdu.sender);
+      if (server !== undefined) await this.remote.leave(sender.userId, roomId, [server], reason);
+      return;
+    }
     const current = state.membership(sender.userId);
     if (current === undefined || current === 'leave' || current === 'ban') {
       if (current === undefined) throw new MatrixError('M_FORBIDDEN', 'You are not a member of this room');
