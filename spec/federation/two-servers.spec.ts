@@ -155,6 +155,25 @@ describe('federation: two Hearth servers on loopback', function () {
     assert.ok(after.body.rooms?.leave?.[room.body.room_id], JSON.stringify(after.body.rooms));
   });
 
+  it('query/directory and query/profile answer B for A\'s aliases and users', async () => {
+    const { readSigningKeyFile } = await import('../../src/protocol/keyfile.js');
+    const keyB = (await readSigningKeyFile(b.hearth.config.signing_key_path))[0];
+    const alias = `#across:${nameA}`;
+    assert.equal((await alice.put(`/_matrix/client/v3/directory/room/${enc(alias)}`, { room_id: roomId })).status, 200);
+    assert.equal((await alice.put(`/_matrix/client/v3/profile/${enc(alice.userId)}/displayname`, { displayname: 'Alice A' })).status, 200);
+    const ask = async (path: string) => {
+      const auth = buildXMatrixAuthorization({ method: 'GET', uri: path, origin: nameB, destination: nameA }, keyB);
+      return fedRequest(a.hearth.federation!.url, 'GET', path, { authorization: auth });
+    };
+    const dir = await ask(`/_matrix/federation/v1/query/directory?room_alias=${enc(alias)}`);
+    assert.equal(dir.status, 200, JSON.stringify(dir.body));
+    assert.equal(dir.body.room_id, roomId);
+    assert.deepEqual([...dir.body.servers].sort(), [nameA, nameB].sort());
+    assert.equal((await ask(`/_matrix/federation/v1/query/directory?room_alias=${enc(`#nope:${nameA}`)}`)).status, 404);
+    const prof = await ask(`/_matrix/federation/v1/query/profile?user_id=${enc(alice.userId)}&field=displayname`);
+    assert.deepEqual(prof.body, { displayname: 'Alice A' });
+  });
+
   it('messages cross both ways and arrive in order in each side\'s /sync', async () => {
     for (let i = 0; i < 3; i++) {
       const r = await alice.put(`/_matrix/client/v3/rooms/${enc(roomId)}/send/m.room.message/a${i}`, { msgtype: 'm.text', body: `from alice ${i}` });

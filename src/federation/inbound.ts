@@ -310,6 +310,15 @@ export class FederationInbound {
     return out;
   }
 
+  async queryDirectory(alias: string): Promise<JsonObject> {
+    if (serverNameOf(alias) !== this.d.serverName) throw new MatrixError('M_NOT_FOUND', 'Not an alias of this server');
+    const a = await this.d.store.rooms.getAlias(alias);
+    if (!a) throw new MatrixError('M_NOT_FOUND', 'Room alias not found');
+    const servers = await this.serversInRoom(a.roomId);
+    servers.delete(this.d.serverName);
+    return { room_id: a.roomId, servers: [this.d.serverName, ...servers] };
+  }
+
   // ---- helpers -------------------------------------------------------------------------------
 
   /** The room's current server ACL lets `server` in (no ACL: yes). */

@@ -260,6 +260,11 @@ export function createFederationApp(d: FederationAppDeps): Koa<FedState> {
   fed.post('/v1/get_missing_events/:roomId', async (ctx) => {
     ctx.body = await i.getMissingEvents(ctx.state.origin, ctx.params.roomId, ctx.state.body);
   });
+  fed.get('/v1/query/directory', async (ctx) => {
+    const alias = q(ctx, 'room_alias');
+    if (!alias) throw new MatrixError('M_MISSING_PARAM', 'room_alias is required');
+    ctx.body = await i.queryDirectory(alias);
+  });
   fed.get('/v1/query/profile', async (ctx) => {
     const userId = q(ctx, 'user_id');
     if (!userId) throw new MatrixError('M_MISSING_PARAM', 'user_id is required');
