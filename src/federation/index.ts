@@ -129,9 +129,24 @@ export function attachFederation(core: FederationCore, d: AttachDeps): Federatio
       })
       .catch((err: unknown) => logger.warn({ err, roomId }, 'federation fan-out failed'));
   };
+  // Receivers expire remote typing after 30 s (we do too): a user still typing is announced again
+  // every 20 s until they stop.
+  const typingRenewals = new Map<string, NodeJS.Timeout>();
+  const announceTyping = (roomId: string, userId: string, typing: boolean) =>
+    fanOut(roomId, [], (servers) => core.sender.sendEdu(servers, { edu_type: 'm.typing', content: { room_id: roomId, user_id: userId, typing } }));
   d.typing.listeners.push((roomId, userId, typing) => {
     if (serverNameOf(userId) !== me) return;
-    fanOut(roomId, [], (servers) => core.sender.sendEdu(servers, { edu_type: 'm.typing', content: { room_id: roomId, user_id: userId, typing } }));
+    const key = `${roomId}\u0000${userId}`;
+    clearTimeout(typingRenewals.get(key));
+    typingRenewals.delete(key);
+    announceTyping(roomId, userId, typing);
+    if (!typing) return;
+    const renew = () => {
+      if (!d.typing.typingUsers(roomId).includes(userId)) return void typingRenewals.delete(key);
+      announceTyping(roomId, userId, true);
+      typingRenewals.set(key, setTimeout(renew, 20_000).unref());
+    };
+    typingRenewals.set(key, setTimeout(renew, 20_000).unref());
   });
   d.receipts.listeners.push((r) => {
     if (serverNameOf(r.userId) !== me || r.type !== 'm.read') return;
@@ -192,6 +207,7 @@ export function attachFederation(core: FederationCore, d: AttachDeps): Federatio
       logger.info({ url, server_name: me }, 'federation listener up');
     },
     async stop() {
+      for (const t of typingRenewals.values()) clearTimeout(t);
       if (server?.listening) {
         const s = server;
         const closed = new Promise<void>((resolve) => s.close(() => resolve()));
