@@ -11,6 +11,7 @@
 //   /send, whose per-PDU failures are in its 200 body).
 // - Bodies are read raw up to a limit, then parsed strictly (src/protocol/canonical-json.ts).
 
+import { match, type MatchFunction } from 'path-to-regexp';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { createServer as createHttpServer, type Server } from 'node:http';
 import Koa from 'koa';
@@ -69,8 +70,16 @@ type Guard = (ctx: Ctx, next: () => Promise<void>) => Promise<void>;
  * The few routes of this listener. Paths match on the raw (encoded) path, a trailing slash
  * allowed; parameters are percent-decoded; a known path with another method is 405.
  */
+function decodeParam(v: string): string {
+  try {
+    return decodeURIComponent(v);
+  } catch {
+    throw new MatrixError('M_INVALID_PARAM', 'Malformed percent-encoding in the path');
+  }
+}
+
 class Routes {
-  private readonly list: Array<{ method: string; re: RegExp; names: string[]; handler: Handler }> = [];
+  private readonly list: Array<{ method: string; matcher: MatchFunction<Partial<Record<string, string>>>; handler: Handler }> = [];
   private readonly guards: Guard[] = [];
 
   constructor(private readonly prefix = '') {}
@@ -82,12 +91,9 @@ class Routes {
 
   private add(method: string, paths: string | string[], handler: Handler): void {
     for (const path of Array.isArray(paths) ? paths : [paths]) {
-      const names: string[] = [];
-      const pattern = (this.prefix + path).replace(/\/$/, '').replace(/[.]/g, '\\.').replace(/:([a-zA-Z]+)/g, (_m, n: string) => {
-        names.push(n);
-        return '([^/]+)';
-      });
-      this.list.push({ method, re: new RegExp(`^${pattern}/?$`), names, handler });
+      // path-to-regexp (the matcher the client listener's route table uses): `:name` is one segment.
+      const matcher = match<Partial<Record<string, string>>>(this.prefix + path, { decode: decodeParam, trailing: true, sensitive: true });
+      this.list.push({ method, matcher, handler });
     }
   }
   get(p: string | string[], h: Handler): void {
@@ -105,18 +111,14 @@ class Routes {
       const path = (ctx.req.url ?? '').split('?')[0];
       let methodMismatch = false;
       for (const r of this.list) {
-        const m = r.re.exec(path);
+        const m = r.matcher(path);
         if (!m) continue;
         if (r.method !== ctx.method) {
           methodMismatch = true;
           continue;
         }
         const params: Record<string, string> = Object.create(null) as Record<string, string>;
-        try {
-          r.names.forEach((n, i) => (params[n] = decodeURIComponent(m[i + 1])));
-        } catch {
-          throw new MatrixError('M_INVALID_PARAM', 'Malformed percent-encoding in the path');
-        }
+        for (const [k, v] of Object.entries(m.params)) if (v !== undefined) params[k] = v;
         const c = ctx as Ctx;
         c.params = params;
         const run = async (i: number): Promise<void> => {
