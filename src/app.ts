@@ -65,6 +65,7 @@ import { createE2eeServices } from './e2ee/index.js';
 import { LocalMediaStore } from './media/local-store.js';
 import { MediaService } from './media/media-service.js';
 import { UrlPreviewer } from './media/url-preview.js';
+import { attachFederation, createFederationCore, type Federation } from './federation/index.js';
 
 export interface Hearth {
   readonly config: HearthConfig;
@@ -78,6 +79,8 @@ export interface Hearth {
   readonly url: string;
   /** Base URL of the metrics listener once started (GET /metrics); undefined with metrics off. */
   readonly metricsUrl: string | undefined;
+  /** Federation (listener, key ring, queues); undefined when listeners.federation is off. */
+  readonly federation: Federation | undefined;
   start(): Promise<void>;
   /** Stops accepting requests, finishes in-flight writes, closes the store. */
   stop(): Promise<void>;
@@ -167,18 +170,21 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     alwaysPush: config.push.always_push,
     now,
   });
+  const fedCore = config.listeners.federation.enabled ? createFederationCore(config, signingKey, logger) : undefined;
+  let federation: Federation | undefined;
   const roomInput = new RoomInput({
     store,
     notifier,
     serverName: config.server_name,
     signingKey,
-    // Federation replaces this with a key ring that fetches remote servers' keys.
-    keyRing: StaticKeyRing.forServer(config.server_name, [signingKey]),
+    // Without federation only our own key can verify anything.
+    keyRing: fedCore?.keyRing ?? StaticKeyRing.forServer(config.server_name, [signingKey]),
     resolveState,
     now,
     onPersisted: (info) => {
       metrics?.eventsPersisted.inc();
       pushDispatcher.eventPersisted(info);
+      federation?.eventPersisted(info.pdu);
     },
     pushActions: (eventId, pdu, state) => pushActions.compute(eventId, pdu, state),
   });
@@ -217,7 +223,8 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
   const visibility = new VisibilityChecker(store, readModel);
   const delivered = new DeliveredService(store, store.delivery, notifier, logger, now);
   const e2ee = createE2eeServices({ store, e2ee: store.e2ee, notifier, serverName: config.server_name, logger });
-  const rooms = new RoomService(store, roomInput, config.server_name, logger);
+  federation = fedCore ? attachFederation(fedCore, { config, signingKey, store, roomInput, typing, receipts, logger, now }) : undefined;
+  const rooms = new RoomService(store, roomInput, config.server_name, logger, federation?.remote);
   const mc = config.media;
   // The local filesystem today; an object-store MediaStore slots in here for scale-out.
   const media = new MediaService({
@@ -374,6 +381,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     services,
     routes: table,
     roomInput,
+    federation,
     get url() {
       return url;
     },
@@ -415,6 +423,15 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
         logger.warn({ pid: other, database: config.storage.sqlite.path }, 'another process holds this database\'s pid file; two servers must not share one database');
       }
       writeServerLock(config.storage.sqlite.path);
+      if (federation) {
+        try {
+          await federation.start();
+        } catch (err) {
+          await closeServer(server);
+          await closeServer(metricsServer);
+          throw err;
+        }
+      }
       presence.start();
       connectionRegistry?.start();
       if (config.push.enabled) pushGateway.start();
@@ -437,6 +454,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
       }
       await closeServer(metricsServer);
       await roomInput.drain();
+      await federation?.stop();
       await pushDispatcher.drain(); // its last enqueues must land before the store closes
       await pushGateway.stop();
       media.stop();

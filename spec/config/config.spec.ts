@@ -104,10 +104,9 @@ describe('config', () => {
     assert.match(msg, /hearth\.yaml/);
   });
 
-  it('requires TLS files for an enabled TLS federation listener', () => {
-    const msg = loadError('listeners: { federation: { enabled: true } }\n');
+  it('takes both TLS files or neither for the federation listener (neither: self-signed at start)', () => {
+    const msg = loadError('listeners: { federation: { enabled: true, tls_certificate_path: /a/cert.pem } }\n');
     assert.match(msg, /"listeners\.federation\.tls_certificate_path"/);
-    assert.match(msg, /"listeners\.federation\.tls_private_key_path"/);
   });
 
   it('rejects unparseable YAML and duplicate keys', () => {

@@ -41,11 +41,10 @@ const federationListener = z
     x_forwarded: z.boolean().default(false),
   })
   .superRefine((l, ctx) => {
-    if (!l.enabled || !l.tls) return;
-    for (const key of ['tls_certificate_path', 'tls_private_key_path'] as const) {
-      if (l[key] === null) {
-        ctx.addIssue({ code: 'custom', path: [key], message: 'required when the federation listener is enabled with tls: true' });
-      }
+    // Both or neither: with neither, a self-signed certificate is generated at start
+    // (src/federation/self-signed.ts), which peers accept only with verify_tls: false.
+    if ((l.tls_certificate_path === null) !== (l.tls_private_key_path === null)) {
+      ctx.addIssue({ code: 'custom', path: ['tls_certificate_path'], message: 'tls_certificate_path and tls_private_key_path go together' });
     }
   })
   .prefault({});
@@ -111,7 +110,23 @@ const configObject = z.strictObject({
     })
     .prefault({}),
   signing_key_path: filePath.default('./data/signing.key'),
-  federation: z.strictObject({ verify_tls: z.boolean().default(true) }).prefault({}),
+  federation: z
+    .strictObject({
+      verify_tls: z.boolean().default(true),
+      // Notaries asked for a server's keys when it cannot be reached directly (perspectives).
+      trusted_key_servers: z
+        .array(z.strictObject({ server_name: z.string().min(1), verify_keys: z.record(z.string(), z.string()).default({}) }))
+        .default([]),
+      // Outbound federation: added to outbound.ip_range_whitelist (tests federate on loopback).
+      ip_range_whitelist: z.array(cidr).default([]),
+      // Incoming /send limits (the spec caps a transaction at 50 PDUs and 100 EDUs).
+      max_pdus_per_txn: z.int().min(1).default(50),
+      max_edus_per_txn: z.int().min(1).default(100),
+      // Retry of a failing destination: doubling from min to max; any signed request from it resets.
+      min_backoff_ms: z.int().min(10).default(10_000),
+      max_backoff_ms: z.int().min(10).default(3_600_000),
+    })
+    .prefault({}),
   limits: z
     .strictObject({
       max_request_body_bytes: z.int().min(1024).default(1048576),

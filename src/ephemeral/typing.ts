@@ -25,6 +25,8 @@ export const MAX_TYPING_TIMEOUT_MS = 120_000;
 
 export class TypingService {
   private readonly rooms = new Map<string, RoomTyping>();
+  /** Told of every visible change (federation forwards local users' typing as m.typing EDUs). */
+  readonly listeners: Array<(roomId: string, userId: string, typing: boolean) => void> = [];
 
   constructor(
     private readonly stream: EphemeralStream,
@@ -81,6 +83,7 @@ export class TypingService {
     room.pos = this.stream.next();
     this.rooms.set(roomId, room);
     this.notifier.publish({ ephemeral: room.pos, roomId, kind: 'typing' });
+    for (const l of this.listeners) l(roomId, userId, typing);
   }
 
   typingUsers(roomId: string): string[] {

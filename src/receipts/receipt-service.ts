@@ -17,6 +17,9 @@ export class ReceiptService {
     private readonly onRead: (userId: string, roomId: string) => void = () => undefined,
   ) {}
 
+  /** Told of every receipt that moved (federation forwards local users' public ones). */
+  readonly listeners: Array<(r: { userId: string; roomId: string; type: ReceiptType; eventId: string; threadId: string | null; ts: number }) => void> = [];
+
   /**
    * Records a receipt. Silently keeps the old one when the new one would move backwards, as
    * clients race their own receipts across devices.
@@ -24,16 +27,31 @@ export class ReceiptService {
   async send(userId: string, roomId: string, type: ReceiptType, eventId: string, threadId: string | null): Promise<void> {
     const m = await this.store.rooms.getMembership(roomId, userId);
     if (m?.membership !== 'join') throw new MatrixError('M_FORBIDDEN', 'You are not joined to this room');
+    await this.record(userId, roomId, type, eventId, threadId);
+  }
+
+  /** A receipt from another server (m.receipt EDU): the sender's membership was checked there. */
+  async receiveRemote(userId: string, roomId: string, eventId: string, threadId: string | null): Promise<void> {
+    const m = await this.store.rooms.getMembership(roomId, userId);
+    if (m?.membership !== 'join') return;
+    const ev = await this.store.rooms.getEvent(eventId);
+    if (!ev || ev.roomId !== roomId) return; // an event we do not have yet: nothing to anchor it to
+    await this.record(userId, roomId, 'm.read', eventId, threadId);
+  }
+
+  private async record(userId: string, roomId: string, type: ReceiptType, eventId: string, threadId: string | null): Promise<void> {
     const ev = await this.store.rooms.getEvent(eventId);
     if (!ev || ev.roomId !== roomId) throw new MatrixError('M_NOT_FOUND', 'Unknown event');
     if (threadId !== null && threadId !== 'main') {
       const root = await this.store.rooms.getEvent(threadId);
       if (!root || root.roomId !== roomId) throw new MatrixError('M_INVALID_PARAM', 'thread_id is not an event in this room');
     }
-    const rec = await this.receipts.putReceipt({ roomId, userId, type, threadId, eventId, eventStream: ev.stream, ts: this.now() });
+    const ts = this.now();
+    const rec = await this.receipts.putReceipt({ roomId, userId, type, threadId, eventId, eventStream: ev.stream, ts });
     if (rec) {
       this.notifier.publish({ stream: rec.stream, roomId, userIds: [userId] });
       this.onRead(userId, roomId);
+      for (const l of this.listeners) l({ userId, roomId, type, eventId, threadId, ts });
     }
   }
 

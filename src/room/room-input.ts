@@ -221,13 +221,15 @@ export class RoomInput {
   submitHolding(
     roomId: string,
     build: (state: RoomState) => Promise<EventDraft>,
-    beforeCommit?: (eventId: string) => Promise<void>,
+    beforeCommit?: (eventId: string, pdu: Pdu) => Promise<void>,
   ): Promise<SubmitResult> {
     return this.enqueue(roomId, async () => {
       const state = await this.load(roomId);
       if (!state) throw new MatrixError('M_NOT_FOUND', 'Unknown room');
       const { p, verdict } = await this.prepareLocal(roomId, await build(state), state);
-      await beforeCommit?.(p.eventId);
+      // The callback may add signatures (a federated invite comes back signed by the invitee's
+      // server); signatures are outside the event ID and the content hash.
+      await beforeCommit?.(p.eventId, p.pdu);
       return this.commit(roomId, p, state, verdict);
     });
   }
@@ -238,6 +240,83 @@ export class RoomInput {
    */
   async authorise(roomId: string, draft: EventDraft, state: RoomState): Promise<void> {
     await this.prepareLocal(roomId, draft, state);
+  }
+
+  /**
+   * An unsigned event built on the room's current state (prev_events, auth_events, depth), for
+   * another server to sign and send back (make_join, make_leave). Null for an unknown room.
+   */
+  template(roomId: string, draft: EventDraft): Promise<{ version: RoomVersion; pdu: Pdu; state: RoomState } | null> {
+    return this.enqueue(roomId, async () => {
+      const state = await this.load(roomId);
+      return state ? { version: state.version, pdu: this.buildPdu(roomId, draft, state), state } : null;
+    });
+  }
+
+  /**
+   * A room joined through another server (send_join): `outliers` (the auth chain and the state,
+   * already checked by the caller with checks 1-4) are stored without state, then `join` is
+   * stored as the room's first timeline event with `stateBefore` as the state before it.
+   */
+  adoptRoom(
+    roomId: string,
+    version: RoomVersion,
+    creator: string,
+    outliers: Array<{ eventId: string; pdu: Pdu }>,
+    join: { eventId: string; pdu: Pdu },
+    stateBefore: StateEntry[],
+  ): Promise<SubmitResult> {
+    return this.enqueue(roomId, async () => {
+      const { rooms } = this.deps.store;
+      if (!(await rooms.getRoom(roomId))) await rooms.createRoom({ roomId, roomVersion: version, creator, createdTs: this.now() });
+      else this.states.delete(roomId);
+      const have = await rooms.getEvents(outliers.map((o) => o.eventId));
+      for (const o of outliers) {
+        if (!have.has(o.eventId)) await rooms.persistEvent({ eventId: o.eventId, pdu: o.pdu, stateDelta: [], forwardExtremities: [], outlier: true });
+      }
+      const map: StateMap = new Map(stateBefore.map((e) => [stateTuple(e.type, e.stateKey), e.eventId]));
+      // A room known only through an invite (recordRemoteInvite) has no real state to build on:
+      // the join's state replaces it, and the join becomes the only extremity.
+      const loaded = await this.load(roomId);
+      const base = loaded?.get('m.room.create', '') ? loaded : RoomState.empty(version);
+      try {
+        return await this.commit(roomId, join, base, { kind: 'accepted', before: { isCurrent: false, map, stored: { group: null, delta: stateBefore } } });
+      } finally {
+        if (base !== loaded) this.states.delete(roomId);
+      }
+    });
+  }
+
+  /**
+   * An invite from another server to a room this server does not know: the room is recorded with
+   * the invite as its only event and state (so the invitee's /sync shows it), until a join
+   * through that server (adoptRoom) brings the real state. Checks 1-3 are the caller's.
+   */
+  recordRemoteInvite(roomId: string, version: RoomVersion, eventId: string, pdu: Pdu): Promise<void> {
+    return this.enqueue(roomId, async () => {
+      const { rooms } = this.deps.store;
+      if (await rooms.getRoom(roomId)) return; // a room we are in gets the invite through /send
+      await rooms.createRoom({ roomId, roomVersion: version, creator: pdu.sender, createdTs: this.now() });
+      await this.recordStub(roomId, eventId, pdu, { group: null, delta: [] });
+    });
+  }
+
+  /**
+   * The rejection of such an invite, made and accepted through the inviting server (make_leave,
+   * send_leave): it replaces the invite here, as the only extremity.
+   */
+  recordRemoteLeave(roomId: string, eventId: string, pdu: Pdu): Promise<void> {
+    return this.enqueue(roomId, async () => {
+      if (!(await this.deps.store.rooms.getRoom(roomId))) return;
+      await this.recordStub(roomId, eventId, pdu);
+    });
+  }
+
+  private async recordStub(roomId: string, eventId: string, pdu: Pdu, stateBefore?: { group: null; delta: StateEntry[] }): Promise<void> {
+    const entry = { type: 'm.room.member', stateKey: pdu.state_key as string, eventId };
+    const { stream } = await this.deps.store.rooms.persistEvent({ eventId, pdu, stateDelta: [entry], forwardExtremities: [eventId], stateBefore });
+    this.states.delete(roomId);
+    this.deps.notifier.publish({ stream, roomId, userIds: [entry.stateKey] });
   }
 
   /** Current state of a room as the writer sees it (loaded on demand). */

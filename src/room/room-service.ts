@@ -6,7 +6,7 @@ import { MatrixError } from '../errors.js';
 import { isValidRoomAlias, isValidUserId, serverNameOf } from '../protocol/ids.js';
 import { creatorsOf } from '../protocol/power-levels.js';
 import { DEFAULT_ROOM_VERSION, findRoomVersion } from '../protocol/room-versions.js';
-import type { JsonObject, Pdu } from '../protocol/types.js';
+import type { JsonObject, Pdu, RoomVersion } from '../protocol/types.js';
 import type { Store } from '../store/types.js';
 import { StoreConflictError } from '../store/types.js';
 import type { EventDraft, RoomInput, SubmitResult } from './room-input.js';
@@ -28,12 +28,23 @@ export interface CreateRoomRequest {
 
 type Sender = { userId: string; deviceId?: string };
 
+/** Membership across servers (src/federation/remote-rooms.ts implements it). */
+export interface RemoteMembership {
+  join(userId: string, roomId: string, via: string[], content: JsonObject): Promise<void>;
+  /** Leaves (rejects an invite) through another server: make_leave, send_leave. */
+  leave(userId: string, roomId: string, via: string[], reason?: string): Promise<void>;
+  /** Has `destination` sign an invite; returns the PDU with its signature added. */
+  invite(roomId: string, version: RoomVersion, eventId: string, pdu: Pdu, destination: string): Promise<Pdu>;
+}
+
 export class RoomService {
   constructor(
     private readonly store: Store,
     private readonly input: RoomInput,
     private readonly serverName: string,
     private readonly logger: Logger,
+    /** Joins and invites across servers; without it (federation off) they are refused. */
+    private readonly remote?: RemoteMembership,
   ) {}
 
   /** How many rooms a profile change of `userId` writes a member event into. */
@@ -190,16 +201,27 @@ export class RoomService {
     return roomIdOrAlias;
   }
 
-  async join(sender: Sender, roomIdOrAlias: string, reason?: string): Promise<string> {
+  async join(sender: Sender, roomIdOrAlias: string, reason?: string, via: string[] = []): Promise<string> {
     const roomId = await this.resolveRoom(roomIdOrAlias);
     await this.refuseBlocked(roomId);
     const state = await this.input.currentState(roomId);
-    if (!state) {
-      // v12 room IDs name no server: an unknown one is simply not found.
+    // Known only through an invite from another server (no create event here): join through it.
+    const invitedFrom = state && !state.get('m.room.create', '') ? state.get('m.room.member', sender.userId)?.pdu.sender : undefined;
+    if (invitedFrom !== undefined) {
+      const inviter = serverNameOf(invitedFrom);
+      if (inviter !== undefined) via = [...via, inviter];
+    }
+    if (!state || invitedFrom !== undefined) {
+      // v12 room IDs name no server: only `via` (server_name) says where to ask.
       const server = serverNameOf(roomId);
-      if (server !== undefined && server !== this.serverName) {
-        throw new MatrixError('M_FORBIDDEN', 'Joining rooms on other servers needs federation, which is not enabled yet');
+      const servers = [...new Set([...via, ...(server !== undefined ? [server] : [])])].filter((s) => s !== this.serverName);
+      if (servers.length > 0 && this.remote) {
+        const content = memberContent('join', await this.store.accounts.getUser(sender.userId));
+        if (reason) content.reason = reason;
+        await this.remote.join(sender.userId, roomId, servers, content);
+        return roomId;
       }
+      if (servers.length > 0) throw new MatrixError('M_FORBIDDEN', 'Joining rooms on other servers needs federation, which is not enabled');
       throw new MatrixError('M_NOT_FOUND', 'Unknown room');
     }
     if (state.membership(sender.userId) === 'join') return roomId; // idempotent
@@ -217,6 +239,13 @@ export class RoomService {
   async leave(sender: Sender, roomId: string, reason?: string): Promise<void> {
     const state = await this.input.currentState(roomId);
     if (!state) throw new MatrixError('M_NOT_FOUND', 'Unknown room');
+    // Rejecting an invite to a room known only through it: only the inviting server can.
+    const invite = !state.get('m.room.create', '') ? state.get('m.room.member', sender.userId) : undefined;
+    if (invite && invite.pdu.content.membership === 'invite' && this.remote) {
+      const server = serverNameOf(invite.pdu.sender);
+      if (server !== undefined) await this.remote.leave(sender.userId, roomId, [server], reason);
+      return;
+    }
     const current = state.membership(sender.userId);
     if (current === undefined || current === 'leave' || current === 'ban') {
       if (current === undefined) throw new MatrixError('M_FORBIDDEN', 'You are not a member of this room');
@@ -236,8 +265,9 @@ export class RoomService {
     reason?: string,
   ): Promise<void> {
     if (!isValidUserId(target)) throw new MatrixError('M_INVALID_PARAM', 'Invalid user_id');
+    const remoteTarget = serverNameOf(target) !== this.serverName;
     if (action === 'invite') {
-      this.requireLocal(target);
+      if (remoteTarget && !this.remote) this.requireLocal(target);
       await this.refuseBlocked(roomId);
     }
     const state = await this.input.currentState(roomId);
@@ -256,7 +286,22 @@ export class RoomService {
     const content: JsonObject =
       action === 'invite' ? memberContent('invite', await this.store.accounts.getUser(target)) : { membership };
     if (reason) content.reason = reason;
-    await this.input.submit(roomId, { type: 'm.room.member', stateKey: target, sender: sender.userId, content });
+    const draft = { type: 'm.room.member', stateKey: target, sender: sender.userId, content };
+    const remote = this.remote;
+    if (action === 'invite' && remoteTarget && remote) {
+      // The invitee's server must sign the invite before it exists here (spec: invite v2).
+      const version = state.version;
+      await this.input.submitHolding(
+        roomId,
+        async () => draft,
+        async (eventId, pdu) => {
+          const signed = await remote.invite(roomId, version, eventId, pdu, serverNameOf(target) as string);
+          pdu.signatures = signed.signatures;
+        },
+      );
+      return;
+    }
+    await this.input.submit(roomId, draft);
   }
 
   async forget(sender: Sender, roomId: string): Promise<void> {

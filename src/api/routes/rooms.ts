@@ -46,14 +46,17 @@ export function roomRoutes(r: ClientRoutes, s: ApiServices): void {
     ctx.body = alias ? { room_id: roomId, room_alias: alias } : { room_id: roomId };
   }, { schema: createRoomSchema });
 
-  const join = async (auth: AuthInfo, idOrAlias: string, reason?: string) => {
-    const roomId = await s.rooms.join(auth, idOrAlias, reason);
+  const join = async (auth: AuthInfo, idOrAlias: string, reason?: string, via: string[] = []) => {
+    const roomId = await s.rooms.join(auth, idOrAlias, reason, via);
     // Joining an upgraded room's successor brings the user's tags and push rules along.
     await s.upgrades.carryOverUserState(auth.userId, roomId);
     return { room_id: roomId };
   };
   roomEvent('post', '/join/:roomIdOrAlias', async (ctx, auth) => {
-    ctx.body = await join(auth, param(ctx, 'roomIdOrAlias'), parse(reasonSchema, body(ctx)).reason);
+    // Servers to join through: `via` (v1.12) and the older `server_name`, both repeatable.
+    const list = (v: string | string[] | undefined) => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
+    const via = [...list(ctx.query.via), ...list(ctx.query.server_name)].slice(0, 20);
+    ctx.body = await join(auth, param(ctx, 'roomIdOrAlias'), parse(reasonSchema, body(ctx)).reason, via);
   });
   roomEvent('post', '/rooms/:roomId/join', async (ctx, auth) => {
     ctx.body = await join(auth, param(ctx, 'roomId'), parse(reasonSchema, body(ctx)).reason);

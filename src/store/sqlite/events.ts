@@ -164,11 +164,16 @@ function firstRejected(ctx: SqliteContext, ids: readonly string[]): string | und
   return row?.event_id;
 }
 
-function assertTimelineEvent(ctx: SqliteContext, eventId: string, what: string): void {
+/**
+ * Forward extremities must be timeline events. State entries may also be outliers: a room joined
+ * over federation gets its state as outliers (the send_join answer, whose prev events we never
+ * see), but never soft-failed or rejected events.
+ */
+function assertTimelineEvent(ctx: SqliteContext, eventId: string, what: string, allowOutlier = false): void {
   const row = ctx.stmt('SELECT outlier, soft_failed, rejected FROM events WHERE event_id = ?').get(eventId) as
     | { outlier: number; soft_failed: number; rejected: string | null }
     | undefined;
-  if (row && (row.outlier !== 0 || row.soft_failed !== 0 || row.rejected !== null)) {
+  if (row && ((row.outlier !== 0 && !allowOutlier) || row.soft_failed !== 0 || row.rejected !== null)) {
     throw new Error(`${what} ${eventId} is an outlier, soft-failed or rejected event`);
   }
 }
@@ -267,7 +272,7 @@ export function writeEvent(
      ON CONFLICT DO UPDATE SET event_id = excluded.event_id, stream = excluded.stream`,
   );
   for (const entry of ev.stateDelta) {
-    if (entry.eventId !== eventId) assertTimelineEvent(ctx, entry.eventId, 'state entry');
+    if (entry.eventId !== eventId) assertTimelineEvent(ctx, entry.eventId, 'state entry', true);
     history.run(roomId, entry.type, entry.stateKey, pos, entry.eventId);
     current.run(roomId, entry.type, entry.stateKey, entry.eventId, pos);
     if (entry.type === 'm.room.member') {

@@ -1,0 +1,325 @@
+// Unit tests for the federation building blocks: the X-Matrix check on the listener (against the
+// shared vectors, over the raw URI), server discovery (with a fake resolver), the key ring's
+// caching, expiry, old keys, notaries and persistence, and the generated certificate.
+
+import assert from 'node:assert/strict';
+import { X509Certificate } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
+import pino from 'pino';
+import { MatrixError } from '../../src/errors.js';
+import { generateSigningKey, publicKeyBase64, signBytes, signJson, verifyBytes } from '../../src/protocol/crypto.js';
+import type { JsonObject, SigningKey } from '../../src/protocol/types.js';
+import { ServerDiscovery, type DiscoveryDeps } from '../../src/federation/discovery.js';
+import { MAX_KEY_VALIDITY_MS, ownKeyDocument, RemoteKeyRing, type KeyFetcher } from '../../src/federation/keys.js';
+import { createFederationApp, createFederationServer } from '../../src/federation/listener.js';
+import { generateSelfSignedCertificate } from '../../src/federation/self-signed.js';
+import { serverAclAllows } from '../../src/federation/acl.js';
+import type { FederationInbound } from '../../src/federation/inbound.js';
+import type { FederationSender } from '../../src/federation/sender.js';
+import { StaticKeyRing } from '../../src/room/key-ring.js';
+import { loadVector, specKey } from '../protocol/vectors.js';
+
+const silent = pino({ level: 'silent' });
+
+describe('federation/listener: X-Matrix over the raw request URI (shared vectors)', () => {
+  const { key } = specKey();
+  const v = loadVector('x-matrix-request-example.json');
+  const [getCase, putCase] = v.cases;
+  const origin = getCase.signed_object.origin as string;
+  const me = getCase.signed_object.destination as string;
+  let server: Server;
+  let base: string;
+  const seen: Array<{ what: string; origin: string }> = [];
+  const contacts: string[] = [];
+
+  before(async () => {
+    // The handlers record what reached them: this suite is about what the auth layer lets through.
+    const inbound = {
+      async queryProfile(userId: string) {
+        seen.push({ what: `profile ${userId}`, origin: '' });
+        throw new MatrixError('M_NOT_FOUND', 'No such user');
+      },
+      async send(o: string, txnId: string) {
+        seen.push({ what: `send ${txnId}`, origin: o });
+        return { pdus: {} };
+      },
+    } as unknown as FederationInbound;
+    const sender = { contact: (s: string) => contacts.push(s) } as unknown as FederationSender;
+    const app = createFederationApp({
+      serverName: me,
+      signingKey: generateSigningKey('own'),
+      oldKeys: [],
+      keyRing: Object.assign(new StaticKeyRing([{ serverName: origin, keyId: key.keyId, publicKey: key.publicKey }]), { cachedDocument: () => undefined }),
+      inbound,
+      sender,
+      logger: silent,
+      maxBodyBytes: 1 << 20,
+      now: Date.now,
+    });
+    server = createFederationServer(app, null) as Server;
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  after(() => new Promise<void>((r) => server.close(() => r())));
+
+  it('accepts the GET vector exactly as signed (percent-encoded query)', async () => {
+    const res = await fetch(base + getCase.signed_object.uri, { headers: { authorization: getCase.expected_authorization_header } });
+    assert.equal(res.status, 404);
+    assert.equal(((await res.json()) as JsonObject).errcode, 'M_NOT_FOUND');
+    assert.deepEqual(seen.pop(), { what: 'profile @alice:127.0.0.1:18448', origin: '' });
+    assert.ok(contacts.includes(origin));
+  });
+
+  it('accepts the PUT /send vector with its body as content', async () => {
+    const res = await fetch(base + putCase.signed_object.uri, {
+      method: 'PUT',
+      headers: { authorization: putCase.expected_authorization_header, 'content-type': 'application/json' },
+      body: JSON.stringify(putCase.signed_object.content),
+    });
+    assert.equal(res.status, 200);
+    assert.deepEqual(seen.pop(), { what: 'send 1700000000000', origin });
+  });
+
+  it('refuses the same signature over a decoded URI, another body, or no header (401 M_UNAUTHORIZED)', async () => {
+    const decoded = getCase.signed_object.uri.replace('%40', '@').replace(/%3A/g, ':');
+    for (const [path, init] of [
+      [decoded, { headers: { authorization: getCase.expected_authorization_header } }],
+      [putCase.signed_object.uri, { method: 'PUT', headers: { authorization: putCase.expected_authorization_header }, body: JSON.stringify({ ...putCase.signed_object.content, pdus: [{}] }) }],
+      [getCase.signed_object.uri, {}],
+    ] as const) {
+      const before = seen.length;
+      const res = await fetch(base + path, init as RequestInit);
+      assert.equal(res.status, 401, path);
+      assert.equal(((await res.json()) as JsonObject).errcode, 'M_UNAUTHORIZED');
+      assert.equal(seen.length, before, 'no handler ran');
+    }
+  });
+
+  it('refuses a header naming another destination even with a valid signature for it', async () => {
+    const header = getCase.expected_authorization_header.replace(`destination="${me}"`, 'destination="elsewhere.example"');
+    const res = await fetch(base + getCase.signed_object.uri, { headers: { authorization: header } });
+    assert.equal(res.status, 401);
+  });
+
+  it('answers unknown endpoints 404 M_UNRECOGNIZED and a wrong method 405', async () => {
+    const res = await fetch(`${base}/_matrix/federation/v1/nope`);
+    assert.equal(res.status, 404);
+    assert.equal(((await res.json()) as JsonObject).errcode, 'M_UNRECOGNIZED');
+    const wrong = await fetch(`${base}/_matrix/federation/v1/send/x`, { method: 'GET' });
+    assert.equal(wrong.status, 405);
+  });
+});
+
+describe('federation/discovery', () => {
+  function fake(srv: Record<string, Array<{ name: string; port: number; priority: number; weight: number }>>, wellKnown: Record<string, unknown>) {
+    const calls: string[] = [];
+    let clock = 0;
+    const deps: DiscoveryDeps = {
+      async resolveSrv(name) {
+        calls.push(`srv ${name}`);
+        if (srv[name]) return srv[name];
+        throw Object.assign(new Error('ENOTFOUND'), { code: 'ENOTFOUND' });
+      },
+      async fetchWellKnown(name) {
+        calls.push(`wk ${name}`);
+        return wellKnown[name];
+      },
+      now: () => clock,
+      cacheMs: 1000,
+    };
+    return { d: new ServerDiscovery(deps), calls, tick: (ms: number) => (clock += ms) };
+  }
+
+  it('IP literals and explicit ports need no lookup', async () => {
+    const { d, calls } = fake({}, {});
+    assert.deepEqual(await d.resolve('1.2.3.4'), { host: '1.2.3.4', port: 8448, hostHeader: '1.2.3.4', tlsServername: '1.2.3.4' });
+    assert.deepEqual(await d.resolve('1.2.3.4:99'), { host: '1.2.3.4', port: 99, hostHeader: '1.2.3.4:99', tlsServername: '1.2.3.4' });
+    assert.deepEqual(await d.resolve('[::1]:8449'), { host: '::1', port: 8449, hostHeader: '[::1]:8449', tlsServername: '::1' });
+    assert.deepEqual(await d.resolve('example.org:8000'), { host: 'example.org', port: 8000, hostHeader: 'example.org:8000', tlsServername: 'example.org' });
+    assert.deepEqual(calls, []);
+  });
+
+  it('.well-known delegation, then SRV on the delegated name', async () => {
+    const { d } = fake({ '_matrix-fed._tcp.matrix.example.org': [{ name: 'fed.example.net.', port: 443, priority: 0, weight: 0 }] }, {
+      'example.org': { 'm.server': 'matrix.example.org' },
+      'port.example': { 'm.server': 'matrix.port.example:1234' },
+    });
+    assert.deepEqual(await d.resolve('example.org'), { host: 'fed.example.net', port: 443, hostHeader: 'matrix.example.org', tlsServername: 'matrix.example.org' });
+    assert.deepEqual(await d.resolve('port.example'), { host: 'matrix.port.example', port: 1234, hostHeader: 'matrix.port.example:1234', tlsServername: 'matrix.port.example' });
+  });
+
+  it('SRV _matrix-fed._tcp first, then _matrix._tcp, then port 8448; results are cached', async () => {
+    const { d, calls, tick } = fake(
+      {
+        '_matrix-fed._tcp.a.example': [
+          { name: 'slow.a.example', port: 1, priority: 10, weight: 0 },
+          { name: 'fast.a.example', port: 2, priority: 1, weight: 0 },
+        ],
+        '_matrix._tcp.b.example': [{ name: 'old.b.example', port: 3, priority: 0, weight: 0 }],
+      },
+      {},
+    );
+    assert.equal((await d.resolve('a.example')).host, 'fast.a.example');
+    assert.deepEqual(await d.resolve('b.example'), { host: 'old.b.example', port: 3, hostHeader: 'b.example', tlsServername: 'b.example' });
+    assert.deepEqual(await d.resolve('c.example'), { host: 'c.example', port: 8448, hostHeader: 'c.example', tlsServername: 'c.example' });
+    const n = calls.length;
+    await d.resolve('c.example');
+    assert.equal(calls.length, n, 'cached');
+    tick(1001);
+    await d.resolve('c.example');
+    assert.ok(calls.length > n, 'looked up again after the cache time');
+  });
+
+  it('refuses an invalid server name', async () => {
+    const { d } = fake({}, {});
+    await assert.rejects(d.resolve('not a name'));
+  });
+});
+
+describe('federation/keys: RemoteKeyRing', () => {
+  const peer = 'peer.example';
+  let clock = 1_000_000;
+  const now = () => clock;
+  let dir: string;
+  beforeEach(() => (dir = mkdtempSync(join(tmpdir(), 'hearth-keys-'))));
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  function fetcher(docs: { direct?: () => unknown; notary?: (n: string) => unknown[] }): KeyFetcher & { calls: string[] } {
+    const calls: string[] = [];
+    return {
+      calls,
+      async fetchDirect(name) {
+        calls.push(`direct ${name}`);
+        if (!docs.direct) throw new Error('unreachable');
+        return docs.direct();
+      },
+      async fetchFromNotary(n, name) {
+        calls.push(`notary ${n} ${name}`);
+        return docs.notary?.(n) ?? [];
+      },
+    };
+  }
+
+  it('fetches once, serves from cache until valid_until_ts, then fetches again', async () => {
+    const key = generateSigningKey('k1');
+    const f = fetcher({ direct: () => ownKeyDocument(peer, key, [], clock, 60_000) });
+    const ring = new RemoteKeyRing({ serverName: 'me.example', ownKeys: [], fetcher: f, now, logger: silent });
+    const k = await ring.verifyKey(peer, key.keyId, clock);
+    assert.ok(k && verifyBytes(k, 'x', signBytesB64(key, 'x')));
+    await ring.verifyKey(peer, key.keyId, clock + 1000);
+    assert.equal(f.calls.length, 1);
+    clock += 120_000; // past valid_until_ts: an event from now needs a fresh document
+    assert.ok(await ring.verifyKey(peer, key.keyId, clock));
+    assert.equal(f.calls.length, 2);
+    assert.equal(await ring.verifyKey(peer, 'ed25519:unknown', clock), null);
+  });
+
+  it('caps valid_until_ts at 7 days', async () => {
+    const key = generateSigningKey('k1');
+    const f = fetcher({ direct: () => ownKeyDocument(peer, key, [], clock, 365 * 86400_000) });
+    const ring = new RemoteKeyRing({ serverName: 'me.example', ownKeys: [], fetcher: f, now, logger: silent, retryAfterMs: 0 });
+    assert.ok(await ring.verifyKey(peer, key.keyId, clock));
+    assert.ok(await ring.verifyKey(peer, key.keyId, clock + MAX_KEY_VALIDITY_MS - 1));
+    assert.equal(f.calls.length, 1);
+    // An event claiming a time past the cap forces a refetch, which still caps: not vouched for.
+    assert.equal(await ring.verifyKey(peer, key.keyId, clock + MAX_KEY_VALIDITY_MS + 1000), null);
+  });
+
+  it('honours old_verify_keys for events before expired_ts only', async () => {
+    const current = generateSigningKey('new');
+    const old = generateSigningKey('old');
+    const f = fetcher({ direct: () => ownKeyDocument(peer, current, [{ key: old, expiredTs: clock - 10 }], clock) });
+    const ring = new RemoteKeyRing({ serverName: 'me.example', ownKeys: [], fetcher: f, now, logger: silent, retryAfterMs: 0 });
+    assert.ok(await ring.verifyKey(peer, old.keyId, clock - 100));
+    assert.equal(await ring.verifyKey(peer, old.keyId, clock), null);
+  });
+
+  it('refuses a document for another server or signed by a key it does not list', async () => {
+    const key = generateSigningKey('k1');
+    const other = generateSigningKey('k2');
+    for (const doc of [
+      ownKeyDocument('someone.else', key, [], clock),
+      signJson({ server_name: peer, valid_until_ts: clock + 1000, verify_keys: { [key.keyId]: { key: publicKeyBase64(key) } } }, peer, other),
+    ]) {
+      const ring = new RemoteKeyRing({ serverName: 'me.example', ownKeys: [], fetcher: fetcher({ direct: () => doc }), now, logger: silent });
+      assert.equal(await ring.verifyKey(peer, key.keyId, clock), null);
+    }
+  });
+
+  it('falls back to a configured notary, whose signature is required', async () => {
+    const key = generateSigningKey('k1');
+    const notaryKey = generateSigningKey('n1');
+    const doc = ownKeyDocument(peer, key, [], clock);
+    const good = fetcher({ notary: () => [signJson(doc, 'notary.example', notaryKey)] });
+    const notaries = [{ server_name: 'notary.example', verify_keys: { [notaryKey.keyId]: publicKeyBase64(notaryKey) } }];
+    const ring = new RemoteKeyRing({ serverName: 'me.example', ownKeys: [], fetcher: good, notaries, now, logger: silent });
+    assert.ok(await ring.verifyKey(peer, key.keyId, clock));
+    assert.deepEqual(good.calls, [`direct ${peer}`, `notary notary.example ${peer}`]);
+    const unsignedByNotary = fetcher({ notary: () => [doc] });
+    const ring2 = new RemoteKeyRing({ serverName: 'me.example', ownKeys: [], fetcher: unsignedByNotary, notaries, now, logger: silent });
+    assert.equal(await ring2.verifyKey(peer, key.keyId, clock), null);
+  });
+
+  it('persists what it learnt: a new ring on the same file does not fetch; a failed server is not hammered', async () => {
+    const key = generateSigningKey('k1');
+    const path = join(dir, 'keys.json');
+    const f = fetcher({ direct: () => ownKeyDocument(peer, key, [], clock) });
+    const ring = new RemoteKeyRing({ serverName: 'me.example', ownKeys: [], fetcher: f, now, logger: silent, cachePath: path });
+    assert.ok(await ring.verifyKey(peer, key.keyId, clock));
+    await ring.flush();
+    const f2 = fetcher({});
+    const ring2 = new RemoteKeyRing({ serverName: 'me.example', ownKeys: [], fetcher: f2, now, logger: silent, cachePath: path });
+    assert.ok(await ring2.verifyKey(peer, key.keyId, clock));
+    assert.deepEqual(f2.calls, []);
+    assert.equal(await ring2.verifyKey('down.example', 'ed25519:x', clock), null);
+    assert.equal(await ring2.verifyKey('down.example', 'ed25519:x', clock), null);
+    assert.equal((f2.calls as string[]).filter((c) => c.includes('down.example')).length, 1);
+  });
+
+  it('answers its own keys without fetching', async () => {
+    const own: SigningKey = generateSigningKey('me');
+    const f = fetcher({});
+    const ring = new RemoteKeyRing({ serverName: 'me.example', ownKeys: [own], fetcher: f, now, logger: silent });
+    assert.ok(await ring.verifyKey('me.example', own.keyId, clock));
+    assert.deepEqual(f.calls, []);
+  });
+});
+
+describe('federation/acl', () => {
+  it('allow and deny globs, ports ignored, IP literals, no ACL', () => {
+    const acl = { allow: ['*.example.org', 'good.?et'], deny: ['evil.example.org'], allow_ip_literals: false };
+    assert.equal(serverAclAllows(undefined, 'anything'), true);
+    assert.equal(serverAclAllows(acl, 'matrix.example.org:8448'), true);
+    assert.equal(serverAclAllows(acl, 'MATRIX.Example.org'), true);
+    assert.equal(serverAclAllows(acl, 'evil.example.org'), false);
+    assert.equal(serverAclAllows(acl, 'good.net'), true);
+    assert.equal(serverAclAllows(acl, 'good.network'), false);
+    assert.equal(serverAclAllows(acl, 'example.com'), false);
+    assert.equal(serverAclAllows(acl, '1.2.3.4'), false);
+    assert.equal(serverAclAllows({ allow: ['*'] }, '[::1]:8448'), true);
+    assert.equal(serverAclAllows({ allow: ['*'], deny: ['127.0.0.1'] }, '127.0.0.1:8448'), false);
+    assert.equal(serverAclAllows({ deny: [] }, 'x.org'), false);
+  });
+});
+
+describe('federation/self-signed', () => {
+  it('issues a certificate node parses and verifies, for an IP or a name', () => {
+    const ip = new X509Certificate(generateSelfSignedCertificate('127.0.0.1').cert);
+    assert.ok(ip.verify(ip.publicKey));
+    assert.equal(ip.checkIP('127.0.0.1'), '127.0.0.1');
+    assert.ok(new Date(ip.validTo).getTime() > Date.now() + 300 * 86400_000);
+    const v6 = new X509Certificate(generateSelfSignedCertificate('::1').cert);
+    assert.equal(v6.checkIP('::1'), '::1');
+    const name = new X509Certificate(generateSelfSignedCertificate('hearth.example').cert);
+    assert.equal(name.checkHost('hearth.example'), 'hearth.example');
+    assert.equal(name.checkHost('other.example'), undefined);
+  });
+});
+
+function signBytesB64(key: SigningKey, data: string): string {
+  return Buffer.from(signBytes(key, data)).toString('base64');
+}

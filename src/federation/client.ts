@@ -1,0 +1,109 @@
+// Outbound federation requests: discovery, X-Matrix signing, and the guarded undici client
+// (src/net/outbound-guard.ts: keep-alive pooling, refused IP ranges checked on the address
+// dialled, no redirects, no proxy).
+//
+// Invariants: the path signed is exactly the path sent (callers pass it already percent-encoded,
+// see `fedPath`); a PUT/POST always carries a JSON body and signs it as `content`; a non-2xx
+// answer throws FederationError with the status and the peer's errcode; bodies are capped.
+
+import type { OutboundHttp } from '../net/outbound-guard.js';
+import { isJsonObject, parseStrictJson } from '../protocol/canonical-json.js';
+import { buildXMatrixAuthorization } from '../protocol/x-matrix.js';
+import type { JsonObject, JsonValue, SigningKey } from '../protocol/types.js';
+import type { ServerDiscovery } from './discovery.js';
+import type { KeyFetcher } from './keys.js';
+
+export class FederationError extends Error {
+  constructor(
+    readonly destination: string,
+    readonly status: number,
+    readonly errcode: string | undefined,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'FederationError';
+  }
+}
+
+/** A path from a template whose arguments are percent-encoded (`!`, `:`, `@`, `$` included). */
+export function fedPath(strings: TemplateStringsArray, ...args: string[]): string {
+  let out = strings[0];
+  args.forEach((a, i) => {
+    out += encodeURIComponent(a).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`) + strings[i + 1];
+  });
+  return out;
+}
+
+export interface FederationRequest {
+  method: 'GET' | 'PUT' | 'POST';
+  /** Encoded path with query, e.g. from fedPath. */
+  path: string;
+  body?: JsonObject;
+  /** Unsigned (key requests). */
+  unsigned?: boolean;
+  maxResponseBytes?: number;
+  timeoutMs?: number;
+}
+
+export class FederationClient implements KeyFetcher {
+  constructor(
+    private readonly serverName: string,
+    private readonly signingKey: SigningKey,
+    private readonly discovery: ServerDiscovery,
+    private readonly http: OutboundHttp,
+  ) {}
+
+  async request(destination: string, req: FederationRequest): Promise<JsonValue> {
+    const target = await this.discovery.resolve(destination);
+    const host = target.host.includes(':') ? `[${target.host}]` : target.host;
+    const headers: Record<string, string> = { host: target.hostHeader };
+    let body: string | undefined;
+    const content = req.body ?? (req.method === 'GET' ? undefined : {});
+    if (content !== undefined) {
+      body = JSON.stringify(content);
+      headers['content-type'] = 'application/json';
+    }
+    if (!req.unsigned) {
+      headers.authorization = buildXMatrixAuthorization(
+        { method: req.method, uri: req.path, origin: this.serverName, destination, content },
+        this.signingKey,
+      );
+    }
+    const res = await this.http.request(`https://${host}:${target.port}${req.path}`, {
+      method: req.method,
+      headers,
+      body,
+      signal: AbortSignal.timeout(req.timeoutMs ?? 60_000),
+      maxResponseBytes: req.maxResponseBytes ?? 64 * 1024 * 1024,
+    });
+    if (res.truncated) throw new FederationError(destination, res.status, undefined, `${req.method} ${req.path}: response too large`);
+    let json: JsonValue | undefined;
+    try {
+      json = parseStrictJson(res.body.toString('utf8'));
+    } catch {
+      json = undefined;
+    }
+    if (res.status < 200 || res.status >= 300) {
+      const errcode = isJsonObject(json) && typeof json.errcode === 'string' ? json.errcode : undefined;
+      const error = isJsonObject(json) && typeof json.error === 'string' ? json.error : '';
+      throw new FederationError(destination, res.status, errcode, `${req.method} ${req.path} on ${destination}: ${res.status} ${errcode ?? ''} ${error}`);
+    }
+    if (json === undefined) throw new FederationError(destination, res.status, undefined, `${req.method} ${req.path} on ${destination}: not JSON`);
+    return json;
+  }
+
+  async fetchDirect(serverName: string): Promise<unknown> {
+    return this.request(serverName, { method: 'GET', path: '/_matrix/key/v2/server', unsigned: true, maxResponseBytes: 64 * 1024, timeoutMs: 15_000 });
+  }
+
+  async fetchFromNotary(notary: string, serverName: string): Promise<unknown[]> {
+    const res = await this.request(notary, {
+      method: 'POST',
+      path: '/_matrix/key/v2/query',
+      body: { server_keys: { [serverName]: {} } },
+      maxResponseBytes: 1024 * 1024,
+      timeoutMs: 15_000,
+    });
+    return isJsonObject(res) && Array.isArray(res.server_keys) ? res.server_keys : [];
+  }
+}

@@ -1,0 +1,433 @@
+// What other servers may ask of this one (the /_matrix/federation endpoints' logic; the HTTP
+// layer is listener.ts). `origin` is always the server authenticated by X-Matrix.
+//
+// Invariants:
+// - /send answers per PDU and never fails as a whole for a bad PDU (a non-200 stalls the
+//   sender's queue); it is idempotent per (origin, txnId) for recent transactions, and PDUs are
+//   idempotent by event ID anyway. Rooms are processed in parallel, each room's PDUs in order,
+//   all through RoomInput.receive.
+// - EDUs are believed only for users on the origin server who are joined to the room.
+// - History reads (/event, /state*, /event_auth, /backfill, /get_missing_events) are served only
+//   to a server that had a joined member in the room at the event (or for world_readable
+//   history): a server never learns events from before its users could see them.
+// - Membership handshakes (make_*/send_*) only concern users of the origin server.
+
+import type { Logger } from 'pino';
+import { LRUCache } from 'lru-cache';
+import { MatrixError } from '../errors.js';
+import { isJsonObject } from '../protocol/canonical-json.js';
+import { addEventSignature, authEventIds, computeEventId, prevEventIds } from '../protocol/events.js';
+import { isValidUserId, serverNameOf } from '../protocol/ids.js';
+import { isRoomVersion } from '../protocol/room-versions.js';
+import type { JsonObject, JsonValue, Pdu, RoomVersion, SigningKey } from '../protocol/types.js';
+import type { KeyRing } from '../room/key-ring.js';
+import { checkAgainstState, checkFormat, checkSignatures } from '../room/pdu-checks.js';
+import type { RoomInput } from '../room/room-input.js';
+import { lookupIn } from '../room/event-judge.js';
+import type { TypingService } from '../ephemeral/typing.js';
+import type { ReceiptService } from '../receipts/receipt-service.js';
+import type { StoredEvent, Store } from '../store/types.js';
+import type { FederationSender } from './sender.js';
+import { serverAclAllows } from './acl.js';
+
+export interface InboundDeps {
+  serverName: string;
+  signingKey: SigningKey;
+  store: Store;
+  roomInput: RoomInput;
+  keyRing: KeyRing;
+  typing: TypingService;
+  receipts: ReceiptService;
+  sender: FederationSender;
+  logger: Logger;
+  maxPdus: number;
+  maxEdus: number;
+  /** POST get_missing_events to a peer (FederationClient); absent: gaps make outliers. */
+  fetchMissing?: (origin: string, roomId: string, body: JsonObject) => Promise<JsonValue>;
+  now?: () => number;
+}
+
+/** Gap fills per transaction, events per fill: a peer cannot make us fetch without bound. */
+const MAX_GAP_FILLS_PER_TXN = 5;
+const MAX_MISSING_PER_FILL = 20;
+
+const MAX_AUTH_CHAIN = 100_000;
+
+export class FederationInbound {
+  private readonly txns = new LRUCache<string, Promise<JsonObject>>({ max: 10_000 });
+  private readonly now: () => number;
+
+  constructor(private readonly d: InboundDeps) {
+    this.now = d.now ?? Date.now;
+  }
+
+  // ---- /send -------------------------------------------------------------------------------
+
+  send(origin: string, txnId: string, body: JsonValue | undefined): Promise<JsonObject> {
+    if (!isJsonObject(body)) throw new MatrixError('M_BAD_JSON', 'A transaction is a JSON object');
+    const pdus = body.pdus ?? [];
+    const edus = body.edus ?? [];
+    if (!Array.isArray(pdus) || !Array.isArray(edus)) throw new MatrixError('M_BAD_JSON', 'pdus and edus must be arrays');
+    if (pdus.length > this.d.maxPdus || edus.length > this.d.maxEdus) {
+      throw new MatrixError('M_BAD_JSON', `A transaction carries at most ${this.d.maxPdus} PDUs and ${this.d.maxEdus} EDUs`);
+    }
+    const key = `${origin}\u0000${txnId}`;
+    let done = this.txns.get(key);
+    if (!done) {
+      done = this.processTransaction(origin, pdus, edus);
+      this.txns.set(key, done);
+      done.catch(() => this.txns.delete(key));
+    }
+    return done;
+  }
+
+  private async processTransaction(origin: string, pdus: JsonValue[], edus: JsonValue[]): Promise<JsonObject> {
+    const byRoom = new Map<string, JsonValue[]>();
+    const results: JsonObject = {};
+    for (const raw of pdus) {
+      const roomId = isJsonObject(raw) && typeof raw.room_id === 'string' ? raw.room_id : undefined;
+      if (roomId === undefined) continue; // no room, no ID we could report it under
+      byRoom.set(roomId, [...(byRoom.get(roomId) ?? []), raw]);
+    }
+    const budget = { fills: MAX_GAP_FILLS_PER_TXN };
+    await Promise.all(
+      [...byRoom].map(async ([roomId, list]) => {
+        const room = await this.d.store.rooms.getRoom(roomId);
+        for (const raw of list) {
+          const fallbackId = room ? safeEventId(raw, room.roomVersion) : undefined;
+          if (!room) {
+            this.d.logger.info({ origin, roomId }, 'PDU for a room this server is not in dropped');
+            continue;
+          }
+          if (room && !(await this.aclAllows(roomId, origin))) {
+            if (fallbackId !== undefined) results[fallbackId] = { error: 'Server is banned from this room by its server ACL' };
+            continue;
+          }
+          try {
+            if (fallbackId !== undefined) await this.fillGap(origin, roomId, raw, fallbackId, budget);
+            const out = await this.d.roomInput.receive(roomId, raw, origin);
+            const id = out.eventId ?? fallbackId;
+            if (id === undefined) continue;
+            results[id] = out.outcome === 'rejected' ? { error: out.reason } : {};
+          } catch (err) {
+            this.d.logger.warn({ err, origin, roomId }, 'PDU processing failed');
+            if (fallbackId !== undefined) results[fallbackId] = { error: 'internal error' };
+          }
+        }
+      }),
+    );
+    for (const edu of edus) {
+      try {
+        await this.edu(origin, edu);
+      } catch (err) {
+        this.d.logger.warn({ err, origin }, 'EDU processing failed');
+      }
+    }
+    return { pdus: results };
+  }
+
+  /**
+   * Pipeline step 4 (partly): prev events we lack are asked of the sender with
+   * get_missing_events (from our forward extremities to this event) and received oldest first,
+   * so the event gets a known state instead of becoming an outlier. What is still missing after
+   * one bounded request stays missing (the event is then an outlier; /state_ids is not used yet).
+   */
+  private async fillGap(origin: string, roomId: string, raw: JsonValue, eventId: string, budget: { fills: number }): Promise<void> {
+    if (!this.d.fetchMissing || !isJsonObject(raw) || !Array.isArray(raw.prev_events)) return;
+    const prevs = prevEventIds(raw as unknown as Pdu).slice(0, 20);
+    const known = await this.d.store.rooms.getEvents(prevs);
+    if (prevs.every((id) => known.has(id)) || budget.fills <= 0) return;
+    budget.fills--;
+    try {
+      const res = await this.d.fetchMissing(origin, roomId, {
+        earliest_events: await this.d.store.rooms.getForwardExtremities(roomId),
+        latest_events: [eventId],
+        limit: MAX_MISSING_PER_FILL,
+        min_depth: 0,
+      });
+      const events = isJsonObject(res) && Array.isArray(res.events) ? res.events.slice(0, MAX_MISSING_PER_FILL) : [];
+      const depth = (e: JsonValue) => (isJsonObject(e) && typeof e.depth === 'number' ? e.depth : 0);
+      for (const e of [...events].sort((x, y) => depth(x) - depth(y))) await this.d.roomInput.receive(roomId, e, origin);
+    } catch (err) {
+      this.d.logger.warn({ err, origin, roomId, eventId }, 'get_missing_events failed');
+    }
+  }
+
+  private async edu(origin: string, edu: JsonValue): Promise<void> {
+    if (!isJsonObject(edu) || !isJsonObject(edu.content)) return;
+    const c = edu.content;
+    if (edu.edu_type === 'm.typing') {
+      if (typeof c.room_id !== 'string' || typeof c.user_id !== 'string' || typeof c.typing !== 'boolean') return;
+      if (!(await this.joinedFrom(origin, c.room_id, c.user_id))) return;
+      this.d.typing.setTyping(c.room_id, c.user_id, c.typing, 30_000);
+    } else if (edu.edu_type === 'm.receipt') {
+      for (const [roomId, byType] of Object.entries(c)) {
+        if (!isJsonObject(byType) || !isJsonObject(byType['m.read'])) continue;
+        for (const [userId, r] of Object.entries(byType['m.read'])) {
+          if (!isJsonObject(r) || !Array.isArray(r.event_ids) || typeof r.event_ids[0] !== 'string') continue;
+          if (!(await this.joinedFrom(origin, roomId, userId))) continue;
+          const thread = isJsonObject(r.data) && typeof r.data.thread_id === 'string' ? r.data.thread_id : null;
+          await this.d.receipts.receiveRemote(userId, roomId, r.event_ids[0], thread);
+        }
+      }
+    }
+    // Other EDU types are ignored, as the spec allows.
+  }
+
+  private async joinedFrom(origin: string, roomId: string, userId: string): Promise<boolean> {
+    if (serverNameOf(userId) !== origin || !(await this.aclAllows(roomId, origin))) return false;
+    return (await this.d.store.rooms.getMembership(roomId, userId))?.membership === 'join';
+  }
+
+  // ---- membership handshakes -----------------------------------------------------------------
+
+  async makeMembership(origin: string, roomId: string, userId: string, membership: 'join' | 'leave', versions: string[]): Promise<JsonObject> {
+    if (!isValidUserId(userId) || serverNameOf(userId) !== origin) throw new MatrixError('M_FORBIDDEN', 'The user is not on the requesting server');
+    const t = await this.d.roomInput.template(roomId, { type: 'm.room.member', stateKey: userId, sender: userId, content: { membership } });
+    if (!t) throw new MatrixError('M_NOT_FOUND', 'Unknown room');
+    if (!serverAclAllows(t.state.content('m.room.server_acl'), origin)) throw aclError();
+    if (membership === 'join' && !versions.includes(t.version)) {
+      throw new MatrixError('M_INCOMPATIBLE_ROOM_VERSION', `The room is version ${t.version}`, { room_version: t.version });
+    }
+    const refusal = checkAgainstState(t.pdu, t.version, lookupIn(t.state));
+    if (refusal !== undefined) throw new MatrixError('M_FORBIDDEN', refusal);
+    return { room_version: t.version, event: t.pdu as unknown as JsonObject };
+  }
+
+  async sendMembership(origin: string, roomId: string, eventId: string, raw: JsonValue | undefined, membership: 'join' | 'leave'): Promise<StoredEvent> {
+    const room = await this.d.store.rooms.getRoom(roomId);
+    if (!room) throw new MatrixError('M_NOT_FOUND', 'Unknown room');
+    if (!(await this.aclAllows(roomId, origin))) throw aclError();
+    if (!isJsonObject(raw) || raw.type !== 'm.room.member' || !isJsonObject(raw.content) || raw.content.membership !== membership) {
+      throw new MatrixError('M_BAD_JSON', `Not an m.room.member ${membership} event`);
+    }
+    if (typeof raw.sender !== 'string' || raw.state_key !== raw.sender || serverNameOf(raw.sender) !== origin) {
+      throw new MatrixError('M_FORBIDDEN', 'The event must be about a user of the requesting server, sent by that user');
+    }
+    if (safeEventId(raw, room.roomVersion) !== eventId) throw new MatrixError('M_BAD_JSON', 'The event ID does not match the event');
+    const out = await this.d.roomInput.receive(roomId, raw, origin);
+    if (out.outcome !== 'accepted') throw new MatrixError('M_FORBIDDEN', `The ${membership} was not accepted: ${(out as { reason?: string }).reason ?? out.outcome}`);
+    const stored = await this.d.store.rooms.getEvent(eventId);
+    if (!stored) throw new Error('accepted event not found');
+    // We are the resident server the joiner chose: the rest of the room learns it from us.
+    const servers = await this.serversInRoom(roomId);
+    servers.delete(origin);
+    this.d.sender.sendPdu(servers, stored.pdu);
+    return stored;
+  }
+
+  async sendJoin(origin: string, roomId: string, eventId: string, raw: JsonValue | undefined): Promise<JsonObject> {
+    const stored = await this.sendMembership(origin, roomId, eventId, raw, 'join');
+    // omit_members is not honoured: the full state is always sent, and said so (spec: allowed).
+    const stateIds = (await this.d.store.rooms.getStateAtEvent(eventId, 'before')) ?? [];
+    const state = await this.pdusOf(stateIds.map((e) => e.eventId));
+    const chain = await this.authChain([...stateIds.map((e) => e.eventId), eventId]);
+    return {
+      origin: this.d.serverName,
+      state: state as unknown as JsonObject[],
+      auth_chain: (await this.pdusOf([...chain])) as unknown as JsonObject[],
+      event: stored.pdu as unknown as JsonObject,
+      members_omitted: false,
+      servers_in_room: [...(await this.serversInRoom(roomId))],
+    };
+  }
+
+  async invite(origin: string, roomId: string, eventId: string, body: JsonValue | undefined): Promise<JsonObject> {
+    if (!isJsonObject(body) || !isRoomVersion(body.room_version)) {
+      throw new MatrixError('M_INCOMPATIBLE_ROOM_VERSION', 'Unsupported or missing room_version', { room_version: isJsonObject(body) ? body.room_version ?? null : null });
+    }
+    const version = body.room_version;
+    const f = checkFormat(body.event, roomId, version);
+    if (!f.ok) throw new MatrixError('M_BAD_JSON', f.reason);
+    const { pdu } = f.value;
+    if (f.value.eventId !== eventId) throw new MatrixError('M_BAD_JSON', 'The event ID does not match the event');
+    if (pdu.type !== 'm.room.member' || pdu.content.membership !== 'invite' || typeof pdu.state_key !== 'string') {
+      throw new MatrixError('M_BAD_JSON', 'Not an invite');
+    }
+    if (serverNameOf(pdu.state_key) !== this.d.serverName || !(await this.d.store.accounts.getUser(pdu.state_key))) {
+      throw new MatrixError('M_NOT_FOUND', 'No such user here');
+    }
+    if (serverNameOf(pdu.sender) !== origin) throw new MatrixError('M_FORBIDDEN', 'The inviter is not on the requesting server');
+    const bad = await checkSignatures(pdu, version, this.d.keyRing);
+    if (bad !== undefined) throw new MatrixError('M_FORBIDDEN', bad);
+    const signed = addEventSignature(structuredClone(pdu), this.d.serverName, this.d.signingKey, version);
+    await this.d.roomInput.recordRemoteInvite(roomId, version, eventId, signed);
+    return { event: signed as unknown as JsonObject };
+  }
+
+  // ---- history reads -------------------------------------------------------------------------
+
+  async getEvent(origin: string, eventId: string): Promise<JsonObject> {
+    const ev = await this.d.store.rooms.getEvent(eventId);
+    if (!ev || ev.rejected !== null || !(await this.serverMaySee(origin, ev))) throw new MatrixError('M_NOT_FOUND', 'Event not found');
+    if (!(await this.aclAllows(ev.roomId, origin))) throw aclError();
+    return { origin: this.d.serverName, origin_server_ts: this.now(), pdus: [ev.pdu as unknown as JsonObject] };
+  }
+
+  async state(origin: string, roomId: string, eventId: string, idsOnly: boolean): Promise<JsonObject> {
+    const ev = await this.readable(origin, roomId, eventId);
+    const entries = await this.d.store.rooms.getStateAtEvent(ev.eventId, 'before');
+    if (!entries) throw new MatrixError('M_NOT_FOUND', 'No state is known at that event');
+    const ids = entries.map((e) => e.eventId);
+    const chain = [...(await this.authChain(ids))];
+    if (idsOnly) return { pdu_ids: ids, auth_chain_ids: chain };
+    return { pdus: (await this.pdusOf(ids)) as unknown as JsonObject[], auth_chain: (await this.pdusOf(chain)) as unknown as JsonObject[] };
+  }
+
+  async eventAuth(origin: string, roomId: string, eventId: string): Promise<JsonObject> {
+    const ev = await this.readable(origin, roomId, eventId);
+    const chain = await this.authChain(authEventIds(ev.pdu));
+    return { auth_chain: (await this.pdusOf([...chain])) as unknown as JsonObject[] };
+  }
+
+  async backfill(origin: string, roomId: string, from: string[], limit: number): Promise<JsonObject> {
+    const pdus = await this.walkBack(origin, roomId, from, new Set(), Math.min(Math.max(limit, 0), 100), 0);
+    return { origin: this.d.serverName, origin_server_ts: this.now(), pdus: pdus as unknown as JsonObject[] };
+  }
+
+  async getMissingEvents(origin: string, roomId: string, body: JsonValue | undefined): Promise<JsonObject> {
+    if (!isJsonObject(body) || !Array.isArray(body.latest_events) || !Array.isArray(body.earliest_events)) {
+      throw new MatrixError('M_BAD_JSON', 'latest_events and earliest_events are required');
+    }
+    const strings = (l: JsonValue[]) => l.filter((x): x is string => typeof x === 'string');
+    const limit = typeof body.limit === 'number' ? Math.min(Math.max(body.limit, 0), 20) : 10;
+    const minDepth = typeof body.min_depth === 'number' ? body.min_depth : 0;
+    const latest = await this.d.store.rooms.getEvents(strings(body.latest_events));
+    const starts = [...latest.values()].filter((e) => e.roomId === roomId).flatMap((e) => prevEventIds(e.pdu));
+    const events = await this.walkBack(origin, roomId, starts, new Set(strings(body.earliest_events)), limit, minDepth);
+    return { events: events.reverse() as unknown as JsonObject[] };
+  }
+
+  // ---- queries -------------------------------------------------------------------------------
+
+  async queryProfile(userId: string, field: string | undefined): Promise<JsonObject> {
+    if (serverNameOf(userId) !== this.d.serverName) throw new MatrixError('M_NOT_FOUND', 'Not a user of this server');
+    const user = await this.d.store.accounts.getUser(userId);
+    if (!user) throw new MatrixError('M_NOT_FOUND', 'No such user');
+    const out: JsonObject = {};
+    if ((field === undefined || field === 'displayname') && user.displayname !== null) out.displayname = user.displayname;
+    if ((field === undefined || field === 'avatar_url') && user.avatarUrl !== null) out.avatar_url = user.avatarUrl;
+    return out;
+  }
+
+  async queryDirectory(alias: string): Promise<JsonObject> {
+    if (serverNameOf(alias) !== this.d.serverName) throw new MatrixError('M_NOT_FOUND', 'Not an alias of this server');
+    const a = await this.d.store.rooms.getAlias(alias);
+    if (!a) throw new MatrixError('M_NOT_FOUND', 'Room alias not found');
+    const servers = await this.serversInRoom(a.roomId);
+    servers.delete(this.d.serverName);
+    return { room_id: a.roomId, servers: [this.d.serverName, ...servers] };
+  }
+
+  // ---- helpers -------------------------------------------------------------------------------
+
+  /** The room's current server ACL lets `server` in (no ACL: yes). */
+  async aclAllows(roomId: string, server: string): Promise<boolean> {
+    const state = await this.d.roomInput.currentState(roomId);
+    return serverAclAllows(state?.content('m.room.server_acl'), server);
+  }
+
+  /** Servers with a joined member in the room now. */
+  async serversInRoom(roomId: string): Promise<Set<string>> {
+    const members = await this.d.store.rooms.getRoomMembers(roomId, ['join']);
+    const out = new Set<string>();
+    for (const m of members) {
+      const s = serverNameOf(m.userId);
+      if (s !== undefined) out.add(s);
+    }
+    return out;
+  }
+
+  private async readable(origin: string, roomId: string, eventId: string): Promise<StoredEvent> {
+    const ev = await this.d.store.rooms.getEvent(eventId);
+    if (!ev || ev.roomId !== roomId || ev.rejected !== null) throw new MatrixError('M_NOT_FOUND', 'Event not found');
+    if (!(await this.aclAllows(roomId, origin))) throw aclError();
+    if (!(await this.serverMaySee(origin, ev))) throw new MatrixError('M_FORBIDDEN', 'Your server has no member in the room at that event');
+    return ev;
+  }
+
+  /** A joined member of `origin` in the state after the event, or world_readable history. */
+  private async serverMaySee(origin: string, ev: StoredEvent): Promise<boolean> {
+    const entries = await this.d.store.rooms.getStateAtEvent(ev.eventId, 'after');
+    if (!entries) return false; // an outlier: no state known, nothing vouches for the origin
+    const relevant = entries.filter(
+      (e) => (e.type === 'm.room.member' && serverNameOf(e.stateKey) === origin) || (e.type === 'm.room.history_visibility' && e.stateKey === ''),
+    );
+    const events = await this.d.store.rooms.getEvents(relevant.map((e) => e.eventId));
+    let visibility = 'shared';
+    let member = false;
+    for (const e of relevant) {
+      const pdu = events.get(e.eventId)?.pdu;
+      if (!pdu) continue;
+      if (e.type === 'm.room.history_visibility') {
+        if (typeof pdu.content.history_visibility === 'string') visibility = pdu.content.history_visibility;
+      } else if (pdu.content.membership === 'join' || (pdu.content.membership === 'invite' && visibility === 'invited')) {
+        member = true;
+      }
+    }
+    return visibility === 'world_readable' || member;
+  }
+
+  private async walkBack(origin: string, roomId: string, starts: string[], stop: Set<string>, limit: number, minDepth: number): Promise<Pdu[]> {
+    const out: Pdu[] = [];
+    const seen = new Set<string>(stop);
+    let frontier = starts.filter((id) => !seen.has(id));
+    for (const id of frontier) seen.add(id);
+    while (frontier.length > 0 && out.length < limit) {
+      const found = await this.d.store.rooms.getEvents(frontier);
+      const next: string[] = [];
+      for (const id of frontier) {
+        const ev = found.get(id);
+        if (!ev || ev.roomId !== roomId || ev.rejected !== null || ev.pdu.depth < minDepth) continue;
+        if (!(await this.serverMaySee(origin, ev))) continue;
+        if (out.length < limit) out.push(ev.pdu);
+        for (const p of prevEventIds(ev.pdu)) {
+          if (!seen.has(p)) {
+            seen.add(p);
+            next.push(p);
+          }
+        }
+      }
+      frontier = next;
+    }
+    return out;
+  }
+
+  private async authChain(from: string[]): Promise<Set<string>> {
+    const chain = new Set<string>();
+    let frontier = [...new Set(from)];
+    const visited = new Set(frontier);
+    while (frontier.length > 0 && chain.size < MAX_AUTH_CHAIN) {
+      const found = await this.d.store.rooms.getEvents(frontier);
+      const next: string[] = [];
+      for (const ev of found.values()) {
+        for (const a of authEventIds(ev.pdu)) {
+          chain.add(a);
+          if (!visited.has(a)) {
+            visited.add(a);
+            next.push(a);
+          }
+        }
+      }
+      frontier = next;
+    }
+    return chain;
+  }
+
+  private async pdusOf(ids: string[]): Promise<Pdu[]> {
+    const found = await this.d.store.rooms.getEvents(ids);
+    return ids.map((id) => found.get(id)?.pdu).filter((p): p is Pdu => p !== undefined);
+  }
+}
+
+function aclError(): MatrixError {
+  return new MatrixError('M_FORBIDDEN', 'Server is banned from this room by its server ACL');
+}
+
+function safeEventId(raw: JsonValue, version: RoomVersion): string | undefined {
+  try {
+    return isJsonObject(raw) ? computeEventId(raw, version) : undefined;
+  } catch {
+    return undefined;
+  }
+}

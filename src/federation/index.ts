@@ -1,0 +1,223 @@
+// Builds the federation parts from config for the composition root (src/app.ts), in two steps:
+// `createFederationCore` before room input (the key ring room input checks signatures with, the
+// client, the outbound queues), `attachFederation` once room input and the ephemeral services
+// exist (inbound handlers, remote joins, the listener, and the hooks that send local events).
+//
+// Invariants: with `listeners.federation.enabled: false` nothing here is built (room input keeps
+// a key ring of our own keys, and remote joins/invites are refused). Local events reach every
+// other server with a joined member (plus a membership event's target server) in the order
+// they were persisted: fan-out goes through one promise chain.
+
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { resolveSrv } from 'node:dns/promises';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+import type { HearthConfig } from '../config/load.js';
+import { createOutboundHttp, OutboundGuard, type OutboundHttp } from '../net/outbound-guard.js';
+import { parseStrictJson } from '../protocol/canonical-json.js';
+import { serverNameOf } from '../protocol/ids.js';
+import type { JsonObject, Pdu, SigningKey } from '../protocol/types.js';
+import type { TypingService } from '../ephemeral/typing.js';
+import type { ReceiptService } from '../receipts/receipt-service.js';
+import type { RoomInput } from '../room/room-input.js';
+import type { Store } from '../store/types.js';
+import { FederationClient, fedPath } from './client.js';
+import { ServerDiscovery, splitServerName } from './discovery.js';
+import { FederationInbound } from './inbound.js';
+import { RemoteKeyRing } from './keys.js';
+import { createFederationApp, createFederationServer } from './listener.js';
+import { RemoteRooms } from './remote-rooms.js';
+import { generateSelfSignedCertificate } from './self-signed.js';
+import { FederationSender } from './sender.js';
+
+export interface FederationCore {
+  http: OutboundHttp;
+  client: FederationClient;
+  keyRing: RemoteKeyRing;
+  sender: FederationSender;
+}
+
+export function createFederationCore(config: HearthConfig, signingKey: SigningKey, logger: Logger): FederationCore {
+  const guard = new OutboundGuard({
+    ip_range_blacklist: config.outbound.ip_range_blacklist,
+    ip_range_whitelist: [...config.outbound.ip_range_whitelist, ...config.federation.ip_range_whitelist],
+  });
+  const http = createOutboundHttp(guard, { rejectUnauthorized: config.federation.verify_tls });
+  const discovery = new ServerDiscovery({
+    resolveSrv,
+    async fetchWellKnown(name) {
+      const res = await http.request(`https://${name}/.well-known/matrix/server`, { maxResponseBytes: 64 * 1024, signal: AbortSignal.timeout(10_000) });
+      return res.status === 200 && !res.truncated ? parseStrictJson(res.body.toString('utf8')) : undefined;
+    },
+  });
+  const client = new FederationClient(config.server_name, signingKey, discovery, http);
+  const dataDir = dirname(config.storage.sqlite.path);
+  const keyRing = new RemoteKeyRing({
+    serverName: config.server_name,
+    ownKeys: [signingKey],
+    fetcher: client,
+    notaries: config.federation.trusted_key_servers,
+    cachePath: join(dataDir, 'federation-keys.json'),
+    logger,
+  });
+  const sender = new FederationSender({
+    serverName: config.server_name,
+    client,
+    logger,
+    queueDir: join(dataDir, 'federation-queue'),
+    minBackoffMs: config.federation.min_backoff_ms,
+    maxBackoffMs: config.federation.max_backoff_ms,
+  });
+  return { http, client, keyRing, sender };
+}
+
+export interface AttachDeps {
+  config: HearthConfig;
+  signingKey: SigningKey;
+  store: Store;
+  roomInput: RoomInput;
+  typing: TypingService;
+  receipts: ReceiptService;
+  logger: Logger;
+  now: () => number;
+}
+
+export interface Federation {
+  core: FederationCore;
+  inbound: FederationInbound;
+  remote: RemoteRooms;
+  /** Base URL of the federation listener once started. */
+  readonly url: string;
+  /** Hand every persisted event here (RoomInput onPersisted); local ones are sent out. */
+  eventPersisted(pdu: Pdu): void;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export function attachFederation(core: FederationCore, d: AttachDeps): Federation {
+  const { config, logger } = d;
+  const me = config.server_name;
+  const inbound = new FederationInbound({
+    serverName: me,
+    signingKey: d.signingKey,
+    store: d.store,
+    roomInput: d.roomInput,
+    keyRing: core.keyRing,
+    typing: d.typing,
+    receipts: d.receipts,
+    sender: core.sender,
+    logger,
+    maxPdus: config.federation.max_pdus_per_txn,
+    maxEdus: config.federation.max_edus_per_txn,
+    fetchMissing: (origin, roomId, body) =>
+      core.client.request(origin, { method: 'POST', path: fedPath`/_matrix/federation/v1/get_missing_events/${roomId}`, body, maxResponseBytes: 4 * 1024 * 1024, timeoutMs: 20_000 }),
+    now: d.now,
+  });
+  const remote = new RemoteRooms({ serverName: me, signingKey: d.signingKey, client: core.client, keyRing: core.keyRing, roomInput: d.roomInput, logger, now: d.now });
+  let chain: Promise<void> = Promise.resolve();
+  const fanOut = (roomId: string, extra: string[], send: (servers: Set<string>) => void) => {
+    chain = chain
+      .then(async () => {
+        const servers = await inbound.serversInRoom(roomId);
+        for (const s of extra) servers.add(s);
+        servers.delete(me);
+        // ACLs hold both ways: nothing goes to a server the room bans.
+        for (const s of [...servers]) if (!(await inbound.aclAllows(roomId, s))) servers.delete(s);
+        if (servers.size > 0) send(servers);
+      })
+      .catch((err: unknown) => logger.warn({ err, roomId }, 'federation fan-out failed'));
+  };
+  // Receivers expire remote typing after 30 s (we do too): a user still typing is announced again
+  // every 20 s until they stop.
+  const typingRenewals = new Map<string, NodeJS.Timeout>();
+  const announceTyping = (roomId: string, userId: string, typing: boolean) =>
+    fanOut(roomId, [], (servers) => core.sender.sendEdu(servers, { edu_type: 'm.typing', content: { room_id: roomId, user_id: userId, typing } }));
+  d.typing.listeners.push((roomId, userId, typing) => {
+    if (serverNameOf(userId) !== me) return;
+    const key = `${roomId}\u0000${userId}`;
+    clearTimeout(typingRenewals.get(key));
+    typingRenewals.delete(key);
+    announceTyping(roomId, userId, typing);
+    if (!typing) return;
+    const renew = () => {
+      if (!d.typing.typingUsers(roomId).includes(userId)) return void typingRenewals.delete(key);
+      announceTyping(roomId, userId, true);
+      typingRenewals.set(key, setTimeout(renew, 20_000).unref());
+    };
+    typingRenewals.set(key, setTimeout(renew, 20_000).unref());
+  });
+  d.receipts.listeners.push((r) => {
+    if (serverNameOf(r.userId) !== me || r.type !== 'm.read') return;
+    const data: JsonObject = { ts: r.ts };
+    if (r.threadId !== null) data.thread_id = r.threadId;
+    const content: JsonObject = { [r.roomId]: { 'm.read': { [r.userId]: { event_ids: [r.eventId], data } } } };
+    fanOut(r.roomId, [], (servers) => core.sender.sendEdu(servers, { edu_type: 'm.receipt', content }));
+  });
+
+  const app = createFederationApp({
+    serverName: me,
+    signingKey: d.signingKey,
+    oldKeys: [],
+    keyRing: core.keyRing,
+    inbound,
+    sender: core.sender,
+    logger,
+    maxBodyBytes: Math.max(config.limits.max_request_body_bytes, 4 * 1024 * 1024),
+    now: d.now,
+  });
+  let server: Server | undefined;
+  let url = '';
+  return {
+    core,
+    inbound,
+    remote,
+    get url() {
+      return url;
+    },
+    eventPersisted(pdu) {
+      if (serverNameOf(pdu.sender) !== me || pdu.room_id === undefined) return;
+      const { unsigned: _u, ...out } = pdu;
+      const extra = pdu.type === 'm.room.member' && pdu.state_key !== undefined ? [serverNameOf(pdu.state_key) ?? me] : [];
+      fanOut(pdu.room_id, extra, (servers) => core.sender.sendPdu(servers, out as Pdu));
+    },
+    async start() {
+      const l = config.listeners.federation;
+      let tls: { cert: string; key: string } | null = null;
+      if (l.tls) {
+        tls =
+          l.tls_certificate_path && l.tls_private_key_path
+            ? { cert: readFileSync(l.tls_certificate_path, 'utf8'), key: readFileSync(l.tls_private_key_path, 'utf8') }
+            : generateSelfSignedCertificate(splitServerName(me).host.replace(/^\[|\]$/g, ''));
+        if (!l.tls_certificate_path) logger.warn('federation listener: no certificate configured, serving a self-signed one (peers need verify_tls: false)');
+      }
+      const s = createFederationServer(app, tls) as Server;
+      await new Promise<void>((resolve, reject) => {
+        s.once('error', reject);
+        s.listen(l.port, l.host, () => {
+          s.off('error', reject);
+          resolve();
+        });
+      });
+      server = s;
+      const a = s.address() as AddressInfo;
+      url = `${tls ? 'https' : 'http'}://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
+      core.sender.start();
+      logger.info({ url, server_name: me }, 'federation listener up');
+    },
+    async stop() {
+      for (const t of typingRenewals.values()) clearTimeout(t);
+      if (server?.listening) {
+        const s = server;
+        const closed = new Promise<void>((resolve) => s.close(() => resolve()));
+        s.closeAllConnections();
+        await closed;
+      }
+      await core.sender.stop();
+      await chain;
+      await core.keyRing.flush();
+      await core.http.close();
+    },
+  };
+}

@@ -1,0 +1,252 @@
+// Server signing keys over federation: the document this server publishes
+// (GET /_matrix/key/v2/server), and RemoteKeyRing, the KeyRing that room input and the X-Matrix
+// check use to find other servers' keys.
+//
+// Invariants:
+// - A key document is believed only when `server_name` equals the server asked about (byte for
+//   byte, port included) and it is signed by one of its own verify_keys; a notary's answer must
+//   also carry the notary's signature (with a configured key when one is given).
+// - valid_until_ts is capped at now + 7 days (the spec's limit for receivers). A current key
+//   vouches for events up to its valid_until_ts; an old key for events before its expired_ts.
+// - Keys are cached in memory and, when a path is given, in a JSON file rewritten atomically, so
+//   a restart does not refetch every peer's keys. A server whose fetch failed is not asked again
+//   for `retryAfterMs` (a flood of events cannot become a flood of key requests).
+// - verifyKey never throws (KeyRing contract): any failure is null.
+
+import { readFileSync } from 'node:fs';
+import { rename, writeFile } from 'node:fs/promises';
+import type { Logger } from 'pino';
+import { isJsonObject } from '../protocol/canonical-json.js';
+import { publicKeyBase64, publicKeyObject, signatureKeyIds, signJson, verifyJsonSignature, type VerifyKey } from '../protocol/crypto.js';
+import { tryDecodeBase64 } from '../protocol/base64.js';
+import type { JsonObject, SigningKey } from '../protocol/types.js';
+import type { KeyRing } from '../room/key-ring.js';
+
+export const MAX_KEY_VALIDITY_MS = 7 * 24 * 3600_000;
+
+export interface OldKey {
+  key: SigningKey | { keyId: string; publicKey: Uint8Array };
+  expiredTs: number;
+}
+
+/** This server's key document, freshly signed on each request. */
+export function ownKeyDocument(serverName: string, key: SigningKey, oldKeys: readonly OldKey[], now: number, validityMs = 24 * 3600_000): JsonObject {
+  const old: JsonObject = {};
+  for (const o of oldKeys) old[o.key.keyId] = { key: publicKeyBase64(o.key as SigningKey), expired_ts: o.expiredTs };
+  return signJson(
+    { server_name: serverName, valid_until_ts: now + validityMs, verify_keys: { [key.keyId]: { key: publicKeyBase64(key) } }, old_verify_keys: old },
+    serverName,
+    key,
+  );
+}
+
+interface CachedKey {
+  key: VerifyKey;
+  /** Current key: trusted for events up to here. */
+  validUntil?: number;
+  /** Old key: trusted for events before here. */
+  expiredTs?: number;
+}
+
+interface CachedServer {
+  keys: Map<string, CachedKey>;
+  /** The last document believed (served again by our notary endpoint). */
+  document: JsonObject;
+  validUntil: number;
+}
+
+/** Checks a key document for `serverName`; returns its keys or a reason. */
+export function parseKeyDocument(doc: unknown, serverName: string, now: number): { server: CachedServer } | { error: string } {
+  if (!isJsonObject(doc)) return { error: 'not an object' };
+  if (doc.server_name !== serverName) return { error: `server_name ${String(doc.server_name)} is not ${serverName}` };
+  if (typeof doc.valid_until_ts !== 'number') return { error: 'no valid_until_ts' };
+  const keys = new Map<string, CachedKey>();
+  const validUntil = Math.min(doc.valid_until_ts, now + MAX_KEY_VALIDITY_MS);
+  const raw = new Map<string, Uint8Array>();
+  if (isJsonObject(doc.verify_keys)) {
+    for (const [id, v] of Object.entries(doc.verify_keys)) {
+      const bytes = isJsonObject(v) ? tryDecodeBase64(v.key) : undefined;
+      if (!id.startsWith('ed25519:') || bytes?.length !== 32) continue;
+      raw.set(id, bytes);
+      keys.set(id, { key: publicKeyObject(bytes), validUntil });
+    }
+  }
+  const selfSigned = signatureKeyIds(doc, serverName).some((id) => raw.has(id) && verifyJsonSignature(doc, serverName, id, raw.get(id) as Uint8Array));
+  if (!selfSigned) return { error: 'not signed by one of its own verify_keys' };
+  if (isJsonObject(doc.old_verify_keys)) {
+    for (const [id, v] of Object.entries(doc.old_verify_keys)) {
+      const bytes = isJsonObject(v) ? tryDecodeBase64(v.key) : undefined;
+      if (!id.startsWith('ed25519:') || bytes?.length !== 32 || !isJsonObject(v) || typeof v.expired_ts !== 'number' || keys.has(id)) continue;
+      keys.set(id, { key: publicKeyObject(bytes), expiredTs: v.expired_ts });
+    }
+  }
+  return { server: { keys, document: doc, validUntil } };
+}
+
+/** What RemoteKeyRing needs to reach other servers (FederationClient provides it). */
+export interface KeyFetcher {
+  /** GET /_matrix/key/v2/server from the server itself. */
+  fetchDirect(serverName: string): Promise<unknown>;
+  /** POST /_matrix/key/v2/query to a notary; the `server_keys` list. */
+  fetchFromNotary(notary: string, serverName: string): Promise<unknown[]>;
+}
+
+export interface TrustedKeyServer {
+  server_name: string;
+  verify_keys: Record<string, string>;
+}
+
+export interface RemoteKeyRingOptions {
+  serverName: string;
+  ownKeys: readonly SigningKey[];
+  fetcher: KeyFetcher;
+  notaries?: readonly TrustedKeyServer[];
+  cachePath?: string;
+  logger?: Logger;
+  now?: () => number;
+  retryAfterMs?: number;
+}
+
+export class RemoteKeyRing implements KeyRing {
+  private readonly servers = new Map<string, CachedServer>();
+  private readonly inflight = new Map<string, Promise<void>>();
+  private readonly failedAt = new Map<string, number>();
+  private readonly own = new Map<string, VerifyKey>();
+  private readonly now: () => number;
+  private writing: Promise<void> = Promise.resolve();
+  /** Fetches made (direct or through a notary): for tests and metrics. */
+  fetches = 0;
+
+  constructor(private readonly opts: RemoteKeyRingOptions) {
+    this.now = opts.now ?? Date.now;
+    for (const k of opts.ownKeys) this.own.set(k.keyId, publicKeyObject(k.publicKey));
+    if (opts.cachePath) this.loadCache(opts.cachePath);
+  }
+
+  async verifyKey(serverName: string, keyId: string, atTs: number): Promise<VerifyKey | null> {
+    try {
+      if (serverName === this.opts.serverName) return this.own.get(keyId) ?? null;
+      const hit = this.lookup(serverName, keyId, atTs);
+      if (hit !== undefined) return hit;
+      // A current key whose validity ended before atTs may have been renewed: fetch again.
+      await this.refresh(serverName);
+      return this.lookup(serverName, keyId, atTs) ?? null;
+    } catch (err) {
+      this.opts.logger?.warn({ err, serverName, keyId }, 'key lookup failed');
+      return null;
+    }
+  }
+
+  /** The cached document for a server (for the notary endpoint), if still valid. */
+  cachedDocument(serverName: string): JsonObject | undefined {
+    const s = this.servers.get(serverName);
+    return s && s.validUntil > this.now() ? s.document : undefined;
+  }
+
+  private lookup(serverName: string, keyId: string, atTs: number): VerifyKey | undefined {
+    const k = this.servers.get(serverName)?.keys.get(keyId);
+    if (!k) return undefined;
+    if (k.expiredTs !== undefined) return atTs < k.expiredTs ? k.key : undefined;
+    return atTs <= (k.validUntil ?? 0) ? k.key : undefined;
+  }
+
+  private refresh(serverName: string): Promise<void> {
+    const failed = this.failedAt.get(serverName);
+    if (failed !== undefined && this.now() - failed < (this.opts.retryAfterMs ?? 60_000)) return Promise.resolve();
+    let p = this.inflight.get(serverName);
+    if (!p) {
+      p = this.fetch(serverName).finally(() => this.inflight.delete(serverName));
+      this.inflight.set(serverName, p);
+    }
+    return p;
+  }
+
+  private async fetch(serverName: string): Promise<void> {
+    this.fetches++;
+    const errors: string[] = [];
+    try {
+      const parsed = parseKeyDocument(await this.opts.fetcher.fetchDirect(serverName), serverName, this.now());
+      if ('server' in parsed) return this.remember(serverName, parsed.server);
+      errors.push(`direct: ${parsed.error}`);
+    } catch (err) {
+      errors.push(`direct: ${(err as Error).message}`);
+    }
+    for (const notary of this.opts.notaries ?? []) {
+      try {
+        for (const doc of await this.opts.fetcher.fetchFromNotary(notary.server_name, serverName)) {
+          if (!(await this.notarySigned(doc, notary))) {
+            errors.push(`${notary.server_name}: answer not signed by the notary`);
+            continue;
+          }
+          const parsed = parseKeyDocument(doc, serverName, this.now());
+          if ('server' in parsed) return this.remember(serverName, parsed.server);
+          errors.push(`${notary.server_name}: ${parsed.error}`);
+        }
+      } catch (err) {
+        errors.push(`${notary.server_name}: ${(err as Error).message}`);
+      }
+    }
+    this.failedAt.set(serverName, this.now());
+    this.opts.logger?.warn({ serverName, errors }, 'could not fetch server keys');
+  }
+
+  private async notarySigned(doc: unknown, notary: TrustedKeyServer): Promise<boolean> {
+    if (!isJsonObject(doc)) return false;
+    const configured = Object.entries(notary.verify_keys);
+    if (configured.length > 0) {
+      return configured.some(([id, b64]) => {
+        const bytes = tryDecodeBase64(b64);
+        return bytes?.length === 32 && verifyJsonSignature(doc, notary.server_name, id, bytes);
+      });
+    }
+    for (const id of signatureKeyIds(doc, notary.server_name)) {
+      const key = await this.verifyKey(notary.server_name, id, this.now());
+      if (key && verifyJsonSignature(doc, notary.server_name, id, key)) return true;
+    }
+    return false;
+  }
+
+  private remember(serverName: string, server: CachedServer): void {
+    const previous = this.servers.get(serverName);
+    // Old keys learnt earlier stay: a later document may no longer list them.
+    if (previous) for (const [id, k] of previous.keys) if (!server.keys.has(id) && k.expiredTs !== undefined) server.keys.set(id, k);
+    this.servers.set(serverName, server);
+    this.failedAt.delete(serverName);
+    if (this.opts.cachePath) this.saveCache(this.opts.cachePath);
+  }
+
+  private loadCache(path: string): void {
+    let docs: unknown;
+    try {
+      docs = JSON.parse(readFileSync(path, 'utf8'));
+    } catch {
+      return; // no cache yet, or unreadable: keys are fetched again
+    }
+    if (!isJsonObject(docs)) return;
+    for (const [name, doc] of Object.entries(docs)) {
+      // Stored documents are checked again: the file is not more trusted than the network.
+      const parsed = parseKeyDocument(doc, name, Math.min(this.now(), isJsonObject(doc) && typeof doc.valid_until_ts === 'number' ? doc.valid_until_ts : 0));
+      if ('server' in parsed) this.servers.set(name, parsed.server);
+    }
+  }
+
+  private saveCache(path: string): void {
+    const docs: JsonObject = {};
+    for (const [name, s] of this.servers) docs[name] = s.document;
+    const text = JSON.stringify(docs);
+    this.writing = this.writing.then(async () => {
+      try {
+        const tmp = `${path}.tmp`;
+        await writeFile(tmp, text, { mode: 0o600 });
+        await rename(tmp, path);
+      } catch (err) {
+        this.opts.logger?.warn({ err, path }, 'could not persist the server key cache');
+      }
+    });
+  }
+
+  /** Waits for pending cache writes (shutdown, tests). */
+  flush(): Promise<void> {
+    return this.writing;
+  }
+}

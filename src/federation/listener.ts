@@ -1,0 +1,283 @@
+// The federation listener: /_matrix/key/v2 (unauthenticated) and /_matrix/federation (X-Matrix),
+// over HTTPS with the configured certificate or one generated at start.
+//
+// Invariants:
+// - Every /_matrix/federation request is authenticated before its handler runs: the X-Matrix
+//   signature is checked over the raw request target (ctx.req.url, never a decoded form), with
+//   this server's own name always as `destination`; the body is signed `content` only when
+//   non-empty. Failures answer 401 M_UNAUTHORIZED. A valid request tells the sender the peer is
+//   up (its backoff resets).
+// - Errors are Matrix errors: MatrixError as itself, anything else logged and answered 500 (except
+//   /send, whose per-PDU failures are in its 200 body).
+// - Bodies are read raw up to a limit, then parsed strictly (src/protocol/canonical-json.ts).
+
+import { match, type MatchFunction } from 'path-to-regexp';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
+import { createServer as createHttpServer, type Server } from 'node:http';
+import Koa from 'koa';
+import type { Logger } from 'pino';
+import { MatrixError } from '../errors.js';
+import { parseStrictJson } from '../protocol/canonical-json.js';
+import { isValidServerName } from '../protocol/ids.js';
+import { SUPPORTED_ROOM_VERSIONS } from '../protocol/room-versions.js';
+import type { JsonObject, JsonValue, SigningKey } from '../protocol/types.js';
+import { signJson } from '../protocol/crypto.js';
+import { parseXMatrixHeader, verifyXMatrixRequest } from '../protocol/x-matrix.js';
+import type { KeyRing } from '../room/key-ring.js';
+import type { FederationInbound } from './inbound.js';
+import { ownKeyDocument, type OldKey, type RemoteKeyRing } from './keys.js';
+import type { FederationSender } from './sender.js';
+
+export interface FederationAppDeps {
+  serverName: string;
+  signingKey: SigningKey;
+  oldKeys: readonly OldKey[];
+  keyRing: KeyRing & Pick<RemoteKeyRing, 'cachedDocument' | 'verifyKey'>;
+  inbound: FederationInbound;
+  sender: FederationSender;
+  logger: Logger;
+  maxBodyBytes: number;
+  now: () => number;
+}
+
+interface FedState {
+  origin: string;
+  body: JsonValue | undefined;
+}
+
+async function readBody(ctx: Ctx, max: number): Promise<JsonValue | undefined> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of ctx.req) {
+    size += (chunk as Buffer).length;
+    if (size > max) throw new MatrixError('M_TOO_LARGE', 'Request body too large');
+    chunks.push(chunk as Buffer);
+  }
+  const text = Buffer.concat(chunks).toString('utf8');
+  if (text.trim() === '') return undefined;
+  try {
+    return parseStrictJson(text);
+  } catch (err) {
+    throw new MatrixError('M_NOT_JSON', `Body is not valid JSON: ${(err as Error).message}`);
+  }
+}
+
+type Ctx = Koa.ParameterizedContext<FedState> & { params: Record<string, string> };
+type Handler = (ctx: Ctx) => Promise<void> | void;
+type Guard = (ctx: Ctx, next: () => Promise<void>) => Promise<void>;
+
+/**
+ * The few routes of this listener. Paths match on the raw (encoded) path, a trailing slash
+ * allowed; parameters are percent-decoded; a known path with another method is 405.
+ */
+function decodeParam(v: string): string {
+  try {
+    return decodeURIComponent(v);
+  } catch {
+    throw new MatrixError('M_INVALID_PARAM', 'Malformed percent-encoding in the path');
+  }
+}
+
+class Routes {
+  private readonly list: Array<{ method: string; matcher: MatchFunction<Partial<Record<string, string>>>; handler: Handler }> = [];
+  private readonly guards: Guard[] = [];
+
+  constructor(private readonly prefix = '') {}
+
+  use(g: Guard): this {
+    this.guards.push(g);
+    return this;
+  }
+
+  private add(method: string, paths: string | string[], handler: Handler): void {
+    for (const path of Array.isArray(paths) ? paths : [paths]) {
+      // path-to-regexp (the matcher the client listener's route table uses): `:name` is one segment.
+      const matcher = match<Partial<Record<string, string>>>(this.prefix + path, { decode: decodeParam, trailing: true, sensitive: true });
+      this.list.push({ method, matcher, handler });
+    }
+  }
+  get(p: string | string[], h: Handler): void {
+    this.add('GET', p, h);
+  }
+  put(p: string | string[], h: Handler): void {
+    this.add('PUT', p, h);
+  }
+  post(p: string | string[], h: Handler): void {
+    this.add('POST', p, h);
+  }
+
+  middleware(): Koa.Middleware<FedState> {
+    return async (ctx, next) => {
+      const path = (ctx.req.url ?? '').split('?')[0];
+      let methodMismatch = false;
+      for (const r of this.list) {
+        const m = r.matcher(path);
+        if (!m) continue;
+        if (r.method !== ctx.method) {
+          methodMismatch = true;
+          continue;
+        }
+        const params: Record<string, string> = Object.create(null) as Record<string, string>;
+        for (const [k, v] of Object.entries(m.params)) if (v !== undefined) params[k] = v;
+        const c = ctx as Ctx;
+        c.params = params;
+        const run = async (i: number): Promise<void> => {
+          if (i < this.guards.length) return this.guards[i](c, () => run(i + 1));
+          await r.handler(c);
+        };
+        return run(0);
+      }
+      if (methodMismatch) throw new MatrixError('M_UNRECOGNIZED', 'Method not allowed', {}, 405);
+      await next();
+    };
+  }
+}
+
+export function createFederationApp(d: FederationAppDeps): Koa<FedState> {
+  const app = new Koa<FedState>();
+  app.use(async (ctx, next) => {
+    try {
+      await next();
+      if (ctx.status === 404 && ctx.body === undefined) {
+        ctx.status = 404;
+        ctx.body = { errcode: 'M_UNRECOGNIZED', error: 'Unrecognized request' };
+      }
+    } catch (err) {
+      if (err instanceof MatrixError) {
+        ctx.status = err.status;
+        ctx.body = err.toJSON();
+      } else {
+        d.logger.warn({ err, url: ctx.req.url }, 'federation request failed');
+        ctx.status = 500;
+        ctx.body = { errcode: 'M_UNKNOWN', error: 'Internal error' };
+      }
+    }
+  });
+
+  const keys = new Routes();
+  const ownDoc = () => ownKeyDocument(d.serverName, d.signingKey, d.oldKeys, d.now());
+  keys.get(['/_matrix/key/v2/server', '/_matrix/key/v2/server/', '/_matrix/key/v2/server/:keyId'], (ctx) => {
+    ctx.body = ownDoc();
+  });
+  // Notary: what we know of each server, re-signed by us. We answer from our own key and our cache
+  // (fetching on demand), never by asking another notary on the caller's behalf.
+  const notary = async (names: string[]) => {
+    const out = [];
+    for (const name of names.slice(0, 100)) {
+      if (name === d.serverName) {
+        out.push(ownDoc());
+        continue;
+      }
+      if (!isValidServerName(name)) continue;
+      let doc = d.keyRing.cachedDocument(name);
+      if (!doc) {
+        await d.keyRing.verifyKey(name, 'ed25519:\u0000', d.now()); // any ID: just populate the cache
+        doc = d.keyRing.cachedDocument(name);
+      }
+      if (doc) out.push(signWithOurs(doc));
+    }
+    return { server_keys: out };
+  };
+  // A notary adds its own signature next to the server's.
+  const signWithOurs = (doc: JsonObject) => signJson(doc, d.serverName, d.signingKey);
+  keys.post('/_matrix/key/v2/query', async (ctx) => {
+    const body = await readBody(ctx, d.maxBodyBytes);
+    const sk = body && typeof body === 'object' && !Array.isArray(body) ? body.server_keys : undefined;
+    if (!sk || typeof sk !== 'object' || Array.isArray(sk)) throw new MatrixError('M_BAD_JSON', 'server_keys must be an object');
+    ctx.body = await notary(Object.keys(sk));
+  });
+  keys.get('/_matrix/key/v2/query/:serverName', async (ctx) => {
+    ctx.body = await notary([ctx.params.serverName]);
+  });
+  app.use(keys.middleware());
+
+  const fed = new Routes('/_matrix/federation');
+  fed.use(async (ctx, next) => {
+    const body = await readBody(ctx, d.maxBodyBytes);
+    const header = parseXMatrixHeader(ctx.get('authorization'));
+    const unauthorized = (why: string) => new MatrixError('M_UNAUTHORIZED', why);
+    if (!header) throw unauthorized('Missing or malformed X-Matrix authorization');
+    if (!isValidServerName(header.origin) || header.origin === d.serverName) throw unauthorized('Invalid origin');
+    if (header.destination !== undefined && header.destination !== d.serverName) throw unauthorized('Wrong destination');
+    const key = await d.keyRing.verifyKey(header.origin, header.key, d.now());
+    const uri = ctx.req.url ?? '';
+    if (!key || !verifyXMatrixRequest(header, { method: ctx.method, uri, content: body }, d.serverName, key)) {
+      throw unauthorized('Invalid X-Matrix signature');
+    }
+    ctx.state.origin = header.origin;
+    ctx.state.body = body;
+    d.sender.contact(header.origin);
+    await next();
+  });
+  const q = (ctx: Ctx, name: string): string | undefined => {
+    const v = ctx.query[name];
+    return Array.isArray(v) ? v[0] : v;
+  };
+  const qAll = (ctx: Ctx, name: string): string[] => {
+    const v = ctx.query[name];
+    return v === undefined ? [] : Array.isArray(v) ? v : [v];
+  };
+  const i = d.inbound;
+  fed.put('/v1/send/:txnId', async (ctx) => {
+    ctx.body = await i.send(ctx.state.origin, ctx.params.txnId, ctx.state.body);
+  });
+  fed.get('/v1/make_join/:roomId/:userId', async (ctx) => {
+    const vers = qAll(ctx, 'ver');
+    ctx.body = await i.makeMembership(ctx.state.origin, ctx.params.roomId, ctx.params.userId, 'join', vers.length > 0 ? vers : ['1']);
+  });
+  fed.put('/v2/send_join/:roomId/:eventId', async (ctx) => {
+    ctx.body = await i.sendJoin(ctx.state.origin, ctx.params.roomId, ctx.params.eventId, ctx.state.body);
+  });
+  fed.get('/v1/make_leave/:roomId/:userId', async (ctx) => {
+    ctx.body = await i.makeMembership(ctx.state.origin, ctx.params.roomId, ctx.params.userId, 'leave', [...SUPPORTED_ROOM_VERSIONS]);
+  });
+  fed.put('/v2/send_leave/:roomId/:eventId', async (ctx) => {
+    await i.sendMembership(ctx.state.origin, ctx.params.roomId, ctx.params.eventId, ctx.state.body, 'leave');
+    ctx.body = {};
+  });
+  fed.put('/v2/invite/:roomId/:eventId', async (ctx) => {
+    ctx.body = await i.invite(ctx.state.origin, ctx.params.roomId, ctx.params.eventId, ctx.state.body);
+  });
+  fed.get('/v1/event/:eventId', async (ctx) => {
+    ctx.body = await i.getEvent(ctx.state.origin, ctx.params.eventId);
+  });
+  const eventParam = (ctx: Ctx) => {
+    const id = q(ctx, 'event_id');
+    if (!id) throw new MatrixError('M_MISSING_PARAM', 'event_id is required');
+    return id;
+  };
+  fed.get('/v1/state_ids/:roomId', async (ctx) => {
+    ctx.body = await i.state(ctx.state.origin, ctx.params.roomId, eventParam(ctx), true);
+  });
+  fed.get('/v1/state/:roomId', async (ctx) => {
+    ctx.body = await i.state(ctx.state.origin, ctx.params.roomId, eventParam(ctx), false);
+  });
+  fed.get('/v1/event_auth/:roomId/:eventId', async (ctx) => {
+    ctx.body = await i.eventAuth(ctx.state.origin, ctx.params.roomId, ctx.params.eventId);
+  });
+  fed.get('/v1/backfill/:roomId', async (ctx) => {
+    const limit = Number(q(ctx, 'limit') ?? '10');
+    ctx.body = await i.backfill(ctx.state.origin, ctx.params.roomId, qAll(ctx, 'v'), Number.isFinite(limit) ? limit : 10);
+  });
+  fed.post('/v1/get_missing_events/:roomId', async (ctx) => {
+    ctx.body = await i.getMissingEvents(ctx.state.origin, ctx.params.roomId, ctx.state.body);
+  });
+  fed.get('/v1/query/directory', async (ctx) => {
+    const alias = q(ctx, 'room_alias');
+    if (!alias) throw new MatrixError('M_MISSING_PARAM', 'room_alias is required');
+    ctx.body = await i.queryDirectory(alias);
+  });
+  fed.get('/v1/query/profile', async (ctx) => {
+    const userId = q(ctx, 'user_id');
+    if (!userId) throw new MatrixError('M_MISSING_PARAM', 'user_id is required');
+    ctx.body = await i.queryProfile(userId, q(ctx, 'field'));
+  });
+  app.use(fed.middleware());
+  return app;
+}
+
+
+export function createFederationServer(app: Koa<FedState>, tls: { cert: string; key: string } | null): Server | HttpsServer {
+  const handler = app.callback();
+  return tls ? createHttpsServer({ cert: tls.cert, key: tls.key, keepAliveTimeout: 65_000 }, handler) : createHttpServer({ keepAliveTimeout: 65_000 }, handler);
+}

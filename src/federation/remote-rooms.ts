@@ -1,0 +1,176 @@
+// Local users entering rooms that live on other servers: joins through make_join/send_join and
+// invites of remote users through invite v2.
+//
+// Invariants (join):
+// - The template from make_join must be exactly the user's join in the asked room; we set the
+//   timestamp, hash, sign and compute the ID ourselves.
+// - Every PDU in the send_join answer passes checks 1-4 (format, signatures through the key ring,
+//   content hash, auth against its own auth events, checked in depth order) before anything is
+//   stored; a state event failing them is left out of the state, and a state without the create
+//   event refuses the join. The join itself must pass the auth rules against that state.
+// - The result goes to RoomInput.adoptRoom: the chain and state as outliers, the join as the
+//   room's first timeline event with that state before it (one writer per room).
+
+import type { Logger } from 'pino';
+import { MatrixError } from '../errors.js';
+import { isJsonObject } from '../protocol/canonical-json.js';
+import { authEventIds, signEvent, verifyEventSignature } from '../protocol/events.js';
+import { isRoomVersion, SUPPORTED_ROOM_VERSIONS } from '../protocol/room-versions.js';
+import type { JsonObject, JsonValue, Pdu, RoomVersion, SigningKey } from '../protocol/types.js';
+import type { StateEntry } from '../store/types.js';
+import type { KeyRing } from '../room/key-ring.js';
+import { checkAgainstAuthEvents, checkAgainstState, checkFormat, checkHashOrRedact, checkSignatures } from '../room/pdu-checks.js';
+import type { RoomInput } from '../room/room-input.js';
+import type { RemoteMembership } from '../room/room-service.js';
+import { fedPath, type FederationClient } from './client.js';
+
+export interface RemoteRoomsDeps {
+  serverName: string;
+  signingKey: SigningKey;
+  client: Pick<FederationClient, 'request'>;
+  keyRing: KeyRing;
+  roomInput: RoomInput;
+  logger: Logger;
+  now?: () => number;
+}
+
+export class RemoteRooms implements RemoteMembership {
+  constructor(private readonly d: RemoteRoomsDeps) {}
+
+  async join(userId: string, roomId: string, via: string[], content: JsonObject): Promise<void> {
+    const errors: string[] = [];
+    for (const server of via.filter((s) => s !== this.d.serverName)) {
+      try {
+        await this.joinVia(server, userId, roomId, content);
+        return;
+      } catch (err) {
+        if (err instanceof MatrixError && err.errcode !== 'M_UNKNOWN') throw err;
+        this.d.logger.warn({ err, server, roomId }, 'remote join attempt failed');
+        errors.push(`${server}: ${(err as Error).message}`);
+      }
+    }
+    throw new MatrixError('M_UNKNOWN', `Could not join through any server (${errors.join('; ') || 'no server to ask'})`, {}, 502);
+  }
+
+  private async joinVia(server: string, userId: string, roomId: string, content: JsonObject): Promise<void> {
+    const ver = SUPPORTED_ROOM_VERSIONS.map((v) => `ver=${v}`).join('&');
+    const made = await this.d.client.request(server, { method: 'GET', path: `${fedPath`/_matrix/federation/v1/make_join/${roomId}/${userId}`}?${ver}` });
+    if (!isJsonObject(made) || !isJsonObject(made.event)) throw new MatrixError('M_UNKNOWN', 'make_join answer without an event');
+    const version: RoomVersion = isRoomVersion(made.room_version) ? made.room_version : '1';
+    const t = made.event;
+    if (t.room_id !== roomId || t.sender !== userId || t.state_key !== userId || t.type !== 'm.room.member' || !isJsonObject(t.content) || t.content.membership !== 'join') {
+      throw new MatrixError('M_UNKNOWN', 'make_join template is not this user\'s join');
+    }
+    const draft: JsonObject = { ...t, content: { ...t.content, ...content, membership: 'join' }, origin_server_ts: (this.d.now ?? Date.now)() };
+    for (const k of ['event_id', 'hashes', 'signatures', 'unsigned', 'origin']) delete draft[k];
+    const signed = signEvent(draft, this.d.serverName, this.d.signingKey, version) as unknown as Pdu;
+    const f = checkFormat(signed, roomId, version);
+    if (!f.ok) throw new MatrixError('M_UNKNOWN', `our join is malformed: ${f.reason}`);
+    const { eventId } = f.value;
+    const res = await this.d.client.request(server, {
+      method: 'PUT',
+      path: fedPath`/_matrix/federation/v2/send_join/${roomId}/${eventId}`,
+      body: signed as unknown as JsonObject,
+    });
+    if (!isJsonObject(res) || !Array.isArray(res.state) || !Array.isArray(res.auth_chain)) throw new MatrixError('M_UNKNOWN', 'send_join answer without state');
+    const { events, stateIds } = await this.verify(roomId, version, res.state, res.auth_chain);
+    const stateEntries: StateEntry[] = [];
+    let create: Pdu | undefined;
+    for (const id of stateIds) {
+      const pdu = events.get(id) as Pdu;
+      if (pdu.state_key === undefined) continue;
+      stateEntries.push({ type: pdu.type, stateKey: pdu.state_key, eventId: id });
+      if (pdu.type === 'm.room.create' && pdu.state_key === '') create = pdu;
+    }
+    if (!create) throw new MatrixError('M_UNKNOWN', 'send_join state has no create event');
+    // The resident may have counter-signed (restricted joins); its signatures are kept.
+    const join = structuredClone(f.value.pdu);
+    if (isJsonObject(res.event) && isJsonObject(res.event.signatures)) {
+      for (const [s, sigs] of Object.entries(res.event.signatures)) if (s !== this.d.serverName && isJsonObject(sigs)) join.signatures[s] = sigs as Record<string, string>;
+    }
+    const byKey = new Map(stateEntries.map((e) => [`${e.type}\u0000${e.stateKey}`, events.get(e.eventId) as Pdu]));
+    const refusal = checkAgainstState(join, version, (type, key) => byKey.get(`${type}\u0000${key}`));
+    if (refusal !== undefined) throw new MatrixError('M_FORBIDDEN', `The join is not allowed by the room's state: ${refusal}`);
+    const outliers = [...events].sort((a, b) => a[1].depth - b[1].depth).map(([id, pdu]) => ({ eventId: id, pdu }));
+    await this.d.roomInput.adoptRoom(roomId, version, create.sender, outliers, { eventId, pdu: join }, stateEntries);
+  }
+
+  /** Checks 1-4 on a send_join answer; returns the events that passed and the state's IDs among them. */
+  private async verify(roomId: string, version: RoomVersion, state: JsonValue[], chain: JsonValue[]): Promise<{ events: Map<string, Pdu>; stateIds: string[] }> {
+    const candidates = new Map<string, Pdu>();
+    const stateIds: string[] = [];
+    for (const [list, isState] of [[chain, false], [state, true]] as const) {
+      for (const raw of list) {
+        const f = checkFormat(raw, roomId, version);
+        if (!f.ok) continue;
+        if (!candidates.has(f.value.eventId)) {
+          if ((await checkSignatures(f.value.pdu, version, this.d.keyRing)) !== undefined) continue;
+          candidates.set(f.value.eventId, checkHashOrRedact(f.value.pdu, version).pdu);
+        }
+        if (isState) stateIds.push(f.value.eventId);
+      }
+    }
+    const good = new Map<string, Pdu>();
+    const createPdu = [...candidates.values()].find((p) => p.type === 'm.room.create' && p.state_key === '');
+    for (const [id, pdu] of [...candidates].sort((a, b) => a[1].depth - b[1].depth)) {
+      const auth = authEventIds(pdu).map((a) => good.get(a));
+      if (auth.some((a) => a === undefined)) continue; // cites something missing or refused
+      if (checkAgainstAuthEvents(pdu, version, auth as Pdu[], createPdu) !== undefined) continue;
+      good.set(id, pdu);
+    }
+    return { events: good, stateIds: stateIds.filter((id) => good.has(id)) };
+  }
+
+  async leave(userId: string, roomId: string, via: string[], reason?: string): Promise<void> {
+    const errors: string[] = [];
+    for (const server of via.filter((s) => s !== this.d.serverName)) {
+      try {
+        const made = await this.d.client.request(server, { method: 'GET', path: fedPath`/_matrix/federation/v1/make_leave/${roomId}/${userId}` });
+        if (!isJsonObject(made) || !isJsonObject(made.event) || !isRoomVersion(made.room_version)) throw new MatrixError('M_UNKNOWN', 'make_leave answer without an event');
+        const version = made.room_version;
+        const t = made.event;
+        if (t.room_id !== roomId || t.sender !== userId || t.state_key !== userId || t.type !== 'm.room.member' || !isJsonObject(t.content) || t.content.membership !== 'leave') {
+          throw new MatrixError('M_UNKNOWN', 'make_leave template is not this user\'s leave');
+        }
+        const draft: JsonObject = { ...t, content: reason ? { membership: 'leave', reason } : { membership: 'leave' }, origin_server_ts: (this.d.now ?? Date.now)() };
+        for (const k of ['event_id', 'hashes', 'signatures', 'unsigned', 'origin']) delete draft[k];
+        const signed = signEvent(draft, this.d.serverName, this.d.signingKey, version) as unknown as Pdu;
+        const f = checkFormat(signed, roomId, version);
+        if (!f.ok) throw new MatrixError('M_UNKNOWN', `our leave is malformed: ${f.reason}`);
+        await this.d.client.request(server, { method: 'PUT', path: fedPath`/_matrix/federation/v2/send_leave/${roomId}/${f.value.eventId}`, body: signed as unknown as JsonObject });
+        await this.d.roomInput.recordRemoteLeave(roomId, f.value.eventId, f.value.pdu);
+        return;
+      } catch (err) {
+        if (err instanceof MatrixError && err.errcode !== 'M_UNKNOWN') throw err;
+        this.d.logger.warn({ err, server, roomId }, 'remote leave attempt failed');
+        errors.push(`${server}: ${(err as Error).message}`);
+      }
+    }
+    throw new MatrixError('M_UNKNOWN', `Could not leave through any server (${errors.join('; ') || 'no server to ask'})`, {}, 502);
+  }
+
+  async invite(roomId: string, version: RoomVersion, eventId: string, pdu: Pdu, destination: string): Promise<Pdu> {
+    const { unsigned: _u, ...event } = pdu;
+    const res = await this.d.client.request(destination, {
+      method: 'PUT',
+      path: fedPath`/_matrix/federation/v2/invite/${roomId}/${eventId}`,
+      body: { room_version: version, event: event as unknown as JsonObject, invite_room_state: [] },
+    });
+    if (!isJsonObject(res) || !isJsonObject(res.event) || !isJsonObject(res.event.signatures)) throw new MatrixError('M_UNKNOWN', 'invite answer without a signed event', {}, 502);
+    const theirs = res.event.signatures[destination];
+    if (!isJsonObject(theirs)) throw new MatrixError('M_UNKNOWN', `the invite came back without ${destination}'s signature`, {}, 502);
+    const out = structuredClone(pdu);
+    out.signatures[destination] = theirs as Record<string, string>;
+    const bad = await checkSignatures(out, version, this.d.keyRing);
+    if (bad !== undefined || !(await this.signedBy(out, version, destination))) throw new MatrixError('M_UNKNOWN', `the invite's signature from ${destination} does not verify`, {}, 502);
+    return out;
+  }
+
+  private async signedBy(pdu: Pdu, version: RoomVersion, server: string): Promise<boolean> {
+    for (const keyId of Object.keys(pdu.signatures[server] ?? {})) {
+      const key = await this.d.keyRing.verifyKey(server, keyId, pdu.origin_server_ts);
+      if (key && verifyEventSignature(pdu, server, keyId, key, version)) return true;
+    }
+    return false;
+  }
+}

@@ -1,0 +1,203 @@
+// Outbound transactions: one queue per destination server.
+//
+// Invariants:
+// - At most one transaction in flight per destination. A transaction that failed (network
+//   error, non-200) is retried with the same txnId and the same contents until a 200: the
+//   receiver deduplicates on (origin, txnId), so nothing is delivered twice.
+// - Per-PDU errors inside a 200 are final (the receiver judged the event); they are logged.
+// - Failures back off exponentially (min_backoff_ms doubling to max_backoff_ms); any valid
+//   signed request from the destination (`contact`) resets the backoff and retries at once.
+// - PDUs are durable: with a `queueDir`, each destination's queue (the transaction in flight
+//   and the PDUs waiting) is rewritten atomically after every change and reloaded at start, so a
+//   restart resumes with the same txnId. EDUs are ephemeral and kept in memory only.
+// - A transaction carries at most 50 PDUs and 100 EDUs (the spec's limits).
+
+import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { isJsonObject } from '../protocol/canonical-json.js';
+import type { JsonObject, Pdu } from '../protocol/types.js';
+import { fedPath, type FederationClient } from './client.js';
+
+export interface Edu {
+  edu_type: string;
+  content: JsonObject;
+}
+
+interface InFlight {
+  txnId: string;
+  pdus: Pdu[];
+  edus: Edu[];
+}
+
+interface Destination {
+  name: string;
+  pending: Pdu[];
+  edus: Edu[];
+  inflight?: InFlight;
+  running: boolean;
+  backoffMs: number;
+  timer?: NodeJS.Timeout;
+  writing: Promise<void>;
+}
+
+export interface SenderOptions {
+  serverName: string;
+  client: Pick<FederationClient, 'request'>;
+  logger: Logger;
+  queueDir?: string;
+  minBackoffMs?: number;
+  maxBackoffMs?: number;
+  now?: () => number;
+}
+
+const MAX_PDUS = 50;
+const MAX_EDUS = 100;
+
+export class FederationSender {
+  private readonly dests = new Map<string, Destination>();
+  private readonly now: () => number;
+  private txnCounter = 0;
+  private stopped = false;
+  /** Transactions answered 200 (tests, metrics). */
+  delivered = 0;
+
+  constructor(private readonly opts: SenderOptions) {
+    this.now = opts.now ?? Date.now;
+  }
+
+  /** Reloads queues left by a previous run and starts sending them. */
+  start(): void {
+    const dir = this.opts.queueDir;
+    if (!dir) return;
+    mkdirSync(dir, { recursive: true });
+    for (const file of readdirSync(dir)) {
+      if (!file.endsWith('.json')) continue;
+      try {
+        const saved = JSON.parse(readFileSync(join(dir, file), 'utf8')) as { name: string; pending: Pdu[]; inflight?: InFlight };
+        if (typeof saved.name !== 'string') continue;
+        const d = this.dest(saved.name);
+        d.pending.push(...saved.pending);
+        if (saved.inflight) d.inflight = { ...saved.inflight, edus: [] };
+        this.kick(d);
+      } catch (err) {
+        this.opts.logger.warn({ err, file }, 'unreadable federation queue file skipped');
+      }
+    }
+  }
+
+  sendPdu(destinations: Iterable<string>, pdu: Pdu): void {
+    for (const name of destinations) {
+      if (name === this.opts.serverName) continue;
+      const d = this.dest(name);
+      d.pending.push(pdu);
+      this.persist(d);
+      this.kick(d);
+    }
+  }
+
+  sendEdu(destinations: Iterable<string>, edu: Edu): void {
+    for (const name of destinations) {
+      if (name === this.opts.serverName) continue;
+      const d = this.dest(name);
+      d.edus.push(edu);
+      if (d.edus.length > 10 * MAX_EDUS) d.edus.splice(0, d.edus.length - 10 * MAX_EDUS); // ephemeral: drop the oldest
+      this.kick(d);
+    }
+  }
+
+  /** The destination spoke to us with a valid signature: it is up, retry now. */
+  contact(name: string): void {
+    const d = this.dests.get(name);
+    if (!d || d.backoffMs === 0) return;
+    d.backoffMs = 0;
+    if (d.timer) {
+      clearTimeout(d.timer);
+      d.timer = undefined;
+    }
+    this.kick(d);
+  }
+
+  /** Number of PDUs not yet acknowledged for a destination (tests). */
+  backlog(name: string): number {
+    const d = this.dests.get(name);
+    return d ? d.pending.length + (d.inflight?.pdus.length ?? 0) : 0;
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const d of this.dests.values()) if (d.timer) clearTimeout(d.timer);
+    await Promise.all([...this.dests.values()].map((d) => d.writing));
+  }
+
+  private dest(name: string): Destination {
+    let d = this.dests.get(name);
+    if (!d) {
+      d = { name, pending: [], edus: [], running: false, backoffMs: 0, writing: Promise.resolve() };
+      this.dests.set(name, d);
+    }
+    return d;
+  }
+
+  private kick(d: Destination): void {
+    if (d.running || d.timer || this.stopped) return;
+    d.running = true;
+    void this.run(d).finally(() => {
+      d.running = false;
+      const more = d.inflight || d.pending.length > 0 || d.edus.length > 0;
+      if (more && !d.timer && d.backoffMs === 0) this.kick(d);
+    });
+  }
+
+  private async run(d: Destination): Promise<void> {
+    while (!this.stopped) {
+      if (!d.inflight) {
+        if (d.pending.length === 0 && d.edus.length === 0) return;
+        d.inflight = { txnId: `${this.now()}_${++this.txnCounter}`, pdus: d.pending.splice(0, MAX_PDUS), edus: d.edus.splice(0, MAX_EDUS) };
+        this.persist(d);
+      }
+      const t = d.inflight;
+      try {
+        const res = await this.opts.client.request(d.name, {
+          method: 'PUT',
+          path: fedPath`/_matrix/federation/v1/send/${t.txnId}`,
+          body: { origin: this.opts.serverName, origin_server_ts: this.now(), pdus: t.pdus as unknown as JsonObject[], edus: t.edus as unknown as JsonObject[] },
+        });
+        if (isJsonObject(res) && isJsonObject(res.pdus)) {
+          for (const [id, r] of Object.entries(res.pdus)) {
+            if (isJsonObject(r) && r.error !== undefined) this.opts.logger.warn({ destination: d.name, eventId: id, error: r.error }, 'destination refused a PDU');
+          }
+        }
+        d.inflight = undefined;
+        d.backoffMs = 0;
+        this.delivered++;
+        this.persist(d);
+      } catch (err) {
+        d.backoffMs = Math.min(d.backoffMs === 0 ? (this.opts.minBackoffMs ?? 2000) : d.backoffMs * 2, this.opts.maxBackoffMs ?? 3600_000);
+        this.opts.logger.warn({ err, destination: d.name, txnId: t.txnId, retryInMs: d.backoffMs }, 'federation transaction failed; will retry');
+        d.timer = setTimeout(() => {
+          d.timer = undefined;
+          this.kick(d);
+        }, d.backoffMs);
+        d.timer.unref();
+        return;
+      }
+    }
+  }
+
+  private persist(d: Destination): void {
+    const dir = this.opts.queueDir;
+    if (!dir) return;
+    const text = JSON.stringify({ name: d.name, pending: d.pending, inflight: d.inflight ? { txnId: d.inflight.txnId, pdus: d.inflight.pdus } : undefined });
+    const file = join(dir, `${Buffer.from(d.name).toString('base64url')}.json`);
+    d.writing = d.writing.then(async () => {
+      try {
+        await writeFile(`${file}.tmp`, text);
+        await rename(`${file}.tmp`, file);
+      } catch (err) {
+        this.opts.logger.warn({ err, destination: d.name }, 'could not persist a federation queue');
+      }
+    });
+  }
+}
