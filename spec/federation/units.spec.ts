@@ -307,14 +307,14 @@ describe('federation/acl', () => {
 });
 
 describe('federation/self-signed', () => {
-  it('issues a certificate node parses and verifies, for an IP or a name', () => {
-    const ip = new X509Certificate(generateSelfSignedCertificate('127.0.0.1').cert);
+  it('issues a certificate node parses and verifies, for an IP or a name', async () => {
+    const ip = new X509Certificate((await generateSelfSignedCertificate('127.0.0.1')).cert);
     assert.ok(ip.verify(ip.publicKey));
     assert.equal(ip.checkIP('127.0.0.1'), '127.0.0.1');
     assert.ok(new Date(ip.validTo).getTime() > Date.now() + 300 * 86400_000);
-    const v6 = new X509Certificate(generateSelfSignedCertificate('::1').cert);
+    const v6 = new X509Certificate((await generateSelfSignedCertificate('::1')).cert);
     assert.equal(v6.checkIP('::1'), '::1');
-    const name = new X509Certificate(generateSelfSignedCertificate('hearth.example').cert);
+    const name = new X509Certificate((await generateSelfSignedCertificate('hearth.example')).cert);
     assert.equal(name.checkHost('hearth.example'), 'hearth.example');
     assert.equal(name.checkHost('other.example'), undefined);
   });

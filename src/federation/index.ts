@@ -189,7 +189,7 @@ export function attachFederation(core: FederationCore, d: AttachDeps): Federatio
         tls =
           l.tls_certificate_path && l.tls_private_key_path
             ? { cert: readFileSync(l.tls_certificate_path, 'utf8'), key: readFileSync(l.tls_private_key_path, 'utf8') }
-            : generateSelfSignedCertificate(splitServerName(me).host.replace(/^\[|\]$/g, ''));
+            : await generateSelfSignedCertificate(splitServerName(me).host.replace(/^\[|\]$/g, ''));
         if (!l.tls_certificate_path) logger.warn('federation listener: no certificate configured, serving a self-signed one (peers need verify_tls: false)');
       }
       const s = createFederationServer(app, tls) as Server;
