@@ -49,7 +49,9 @@ import type { Notifier } from '../sync/notifier.js';
 import { changedEntries, DagState, toEntries } from './dag-state.js';
 import { StaticKeyRing, type KeyRing } from './key-ring.js';
 import { resolveState as resolveStateV } from '../protocol/state-res/index.js';
-import { checkAgainstAuthEvents, checkAgainstState, checkFormat, checkHashOrRedact, checkSignatures } from './pdu-checks.js';
+import { checkAgainstAuthEvents, checkAgainstState, checkFormat, checkHashOrRedact, checkSignatures, type OwnSignature } from './pdu-checks.js';
+import { publicKeyObject } from '../protocol/crypto.js';
+import type { KeyObject } from 'node:crypto';
 import { RoomState } from './room-state.js';
 import { EventJudge, lookupIn, type Verdict } from './event-judge.js';
 import type { ResolveState, StateMap } from './state-resolver.js';
@@ -123,8 +125,10 @@ export class RoomInput {
   private readonly dag: DagState;
   private readonly judge: EventJudge;
   private readonly keyRing: KeyRing;
+  private readonly ownPublicKey: KeyObject;
 
   constructor(private readonly deps: RoomInputDeps, cacheRooms = 10_000) {
+    this.ownPublicKey = publicKeyObject(deps.signingKey.publicKey);
     this.now = deps.now ?? Date.now;
     this.states = new LRUCache({ max: cacheRooms });
     this.keyRing = deps.keyRing ?? StaticKeyRing.forServer(deps.serverName, [deps.signingKey]);
@@ -424,7 +428,9 @@ export class RoomInput {
       throw new MatrixError('M_BAD_JSON', `Invalid event: ${format.reason}`);
     }
     const { eventId } = format.value;
-    const badSignature = await checkSignatures(signed, version, this.keyRing);
+    const { serverName, signingKey } = this.deps;
+    const own: OwnSignature = { serverName, keyId: signingKey.keyId, signature: signed.signatures[serverName]?.[signingKey.keyId] ?? '', publicKey: this.ownPublicKey };
+    const badSignature = await checkSignatures(signed, version, this.keyRing, own);
     // Our own key failing means a misconfigured key ring, not a client error.
     if (badSignature !== undefined) throw new Error(`locally signed event fails the signature check: ${badSignature}`);
     if (checkHashOrRedact(signed, version).redacted) throw new Error('locally built event fails its content hash');
