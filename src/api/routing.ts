@@ -3,6 +3,7 @@
 // (handlers.ts), authentication, and path and query parameter access.
 
 import type { ExpiringMap } from '../cluster/shared-state.js';
+import type { Admission } from '../admission/admission.js';
 import { LRUCache } from 'lru-cache';
 import type { z } from 'zod';
 import type { Logger } from 'pino';
@@ -72,6 +73,8 @@ export interface ApiServices {
   /** Shared-secret registration nonces (src/cluster: local, or Redis in a cluster). */
   registrationNonces: ExpiringMap;
   maxSyncTimeoutMs: number;
+  /** Load shedding for sends and catch-ups (see src/admission/admission.ts). */
+  admission: Admission;
   features: { websocket: boolean };
   now: () => number;
 }
