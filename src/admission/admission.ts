@@ -124,8 +124,8 @@ export class Admission {
       const now = performance.now();
       const late = Math.max(0, now - expected);
       expected = now + everyMs;
-      // Rises fast, falls over a few samples: one slow tick should not shed, a backlog should.
-      this.lagMs = late > this.lagMs ? 0.5 * this.lagMs + 0.5 * late : 0.8 * this.lagMs + 0.2 * late;
+      // Smoothed over about five samples: one long task must not shed, a sustained backlog must.
+      this.lagMs = 0.8 * this.lagMs + 0.2 * late;
     }, everyMs);
     this.timer.unref();
   }

@@ -153,7 +153,7 @@ const configObject = z.strictObject({
           // Client sends queued or committing at once.
           max_inflight_sends: z.int().min(1).default(5000),
           // Smoothed event-loop lag above which new sends and catch-ups are refused. 0: off.
-          max_event_loop_lag_ms: z.int().min(0).default(250),
+          max_event_loop_lag_ms: z.int().min(0).default(500),
           send_retry_after_ms: z.int().min(0).default(500),
           // Base of a refused catch-up's retry_after_ms; jitter of up to the same again is added.
           catchup_retry_after_ms: z.int().min(0).default(2000),
