@@ -50,6 +50,19 @@ describe('Admission', function () {
     assert.equal(a.catchupAvailable(), true);
   });
 
+  it('refuses sends once the oldest in flight has waited longer than maxSendDelayMs', async function () {
+    const a = new Admission({ ...base, maxInflightSends: 100, maxSendDelayMs: 30 });
+    const oldest = a.enterSend();
+    a.enterSend();
+    await new Promise((r) => setTimeout(r, 50));
+    const e = refusal(() => a.enterSend());
+    assert.equal(e.status, 429);
+    oldest();
+    // The next oldest started at the same time: still backlogged until it finishes too.
+    refusal(() => a.enterSend());
+    assert.equal(a.stats().sends, 1);
+  });
+
   it('force(true) refuses everything new; force(false) admits again', function () {
     const a = new Admission(base);
     a.force(true);

@@ -27,8 +27,8 @@ export async function startTestServer(overrides: HearthConfigInput = {}, dataDir
     log: { level: (process.env.HEARTH_TEST_LOG as 'debug') ?? 'silent' },
     ...overrides,
     media: { path: join(dir, 'media'), ...overrides.media },
-    // No shedding on event-loop lag: test machines are shared and busy (spec/admission covers it).
-    limits: { rate_limits: { enabled: false }, ...overrides.limits, admission: { max_event_loop_lag_ms: 0, ...overrides.limits?.admission } },
+    // No shedding on event-loop lag or send delay: test machines are shared and busy (spec/admission covers them).
+    limits: { rate_limits: { enabled: false }, ...overrides.limits, admission: { max_event_loop_lag_ms: 0, max_send_delay_ms: 0, ...overrides.limits?.admission } },
     // Never the fixed default port: tests run several servers at once.
     metrics: { ...overrides.metrics, listen: { host: '127.0.0.1', port: 0, ...overrides.metrics?.listen } },
   });

@@ -1,8 +1,9 @@
 // Load shedding: past capacity, refuse new work early and cheaply instead of letting every
 // request slow down together. Two kinds of new work are admitted here:
 // - sends (client events through RoomService.send): refused with 429 M_LIMIT_EXCEEDED and
-//   `retry_after_ms` when too many are in flight (queued in room input or committing) or the
-//   event loop is lagging;
+//   `retry_after_ms` when too many are in flight (queued in room input or committing), when the
+//   oldest one in flight has waited longer than `maxSendDelayMs` (the queue is growing faster
+//   than it drains: more would only wait longer), or when the event loop is lagging;
 // - catch-ups (every /sync long-poll until it has its answer or parks waiting, and every
 //   socket's catch-up sync, first or resumed): refused with 503 and a jittered `retry_after_ms`
 //   when too many are being built at once or the event loop is lagging.
@@ -21,6 +22,8 @@ export interface AdmissionOptions {
   maxCatchups: number;
   /** Sends in flight before new ones get 429. */
   maxInflightSends: number;
+  /** Age of the oldest send in flight above which new ones get 429; 0: off. */
+  maxSendDelayMs?: number;
   /** Event-loop lag (smoothed) above which new sends and catch-ups are refused; 0: off. */
   maxLagMs: number;
   /** retry_after_ms for a refused send. */
@@ -43,6 +46,9 @@ export interface AdmissionStats {
 export class Admission {
   private catchups = 0;
   private sends = 0;
+  /** Start times of the sends in flight, oldest first (Map keeps insertion order). */
+  private readonly sendStarts = new Map<number, number>();
+  private nextSend = 0;
   private lagMs = 0;
   private shedSends = 0;
   private shedCatchups = 0;
@@ -62,12 +68,24 @@ export class Admission {
 
   /** Admits a send or throws 429 with retry_after_ms; call the result once the send settles. */
   enterSend(): () => void {
-    if (this.forced || this.sends >= this.opts.maxInflightSends || this.lagging()) {
+    if (this.forced || this.sends >= this.opts.maxInflightSends || this.sendsBacklogged() || this.lagging()) {
       this.shedSends++;
       throw new MatrixError('M_LIMIT_EXCEEDED', 'Server busy, retry later', { retry_after_ms: this.opts.sendRetryMs }, 429);
     }
     this.sends++;
-    return this.once(() => this.sends--);
+    const id = this.nextSend++;
+    this.sendStarts.set(id, performance.now());
+    return this.once(() => {
+      this.sends--;
+      this.sendStarts.delete(id);
+    });
+  }
+
+  private sendsBacklogged(): boolean {
+    const max = this.opts.maxSendDelayMs ?? 0;
+    if (max <= 0 || this.sendStarts.size === 0) return false;
+    const oldest = this.sendStarts.values().next().value as number;
+    return performance.now() - oldest > max;
   }
 
   /** Whether a new catch-up would be admitted now (a socket checks before its upgrade). */

@@ -152,6 +152,8 @@ const configObject = z.strictObject({
           max_catchups: z.int().min(1).default(500),
           // Client sends queued or committing at once.
           max_inflight_sends: z.int().min(1).default(5000),
+          // Age of the oldest send in flight past which new sends are refused. 0: off.
+          max_send_delay_ms: z.int().min(0).default(1000),
           // Smoothed event-loop lag above which new sends and catch-ups are refused. 0: off.
           max_event_loop_lag_ms: z.int().min(0).default(500),
           send_retry_after_ms: z.int().min(0).default(500),
