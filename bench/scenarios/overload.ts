@@ -6,7 +6,8 @@
 //    error (anything else, or a shed answer without retry_after_ms).
 // 3. delivery: every admitted event must be in its room's timeline (/messages), exactly once.
 // Headline: capacity, offered and admitted rates, share shed, admitted ack p99, /versions p50/p99
-// while overloaded (target p99 <= 50 ms), lost. Hearth with limits.admission at its defaults.
+// while overloaded (target p99 <= 50 ms), lost. Hearth with limits.admission at its defaults;
+// OVERLOAD_LAG_MS=<ms> overrides limits.admission.max_event_loop_lag_ms to compare thresholds.
 
 import { emptyResult, openTarget, type BenchContext, type Scenario, type TargetSpec } from '../lib/context.js';
 import { request } from '../lib/matrix.js';
@@ -27,7 +28,9 @@ function params(quick: boolean) {
 
 async function run(ctx: BenchContext, spec: TargetSpec): Promise<TargetResult[]> {
   const p = params(ctx.quick);
-  const session = await openTarget(ctx, spec, { users: p.senders, scenario: 'overload', prefix: 'o' });
+  const lag = process.env.OVERLOAD_LAG_MS;
+  const extraConfig = lag ? { limits: { rate_limits: { enabled: false }, admission: { max_event_loop_lag_ms: Number(lag) } } } : undefined;
+  const session = await openTarget(ctx, spec, { users: p.senders, scenario: 'overload', prefix: 'o', extraConfig });
   const { target, users } = session;
   const result = emptyResult(target.label, target.info);
   try {

@@ -155,7 +155,7 @@ const configObject = z.strictObject({
           // Age of the oldest send in flight past which new sends are refused. 0: off.
           max_send_delay_ms: z.int().min(0).default(1000),
           // Smoothed event-loop lag above which new sends and catch-ups are refused. 0: off.
-          max_event_loop_lag_ms: z.int().min(0).default(500),
+          max_event_loop_lag_ms: z.int().min(0).default(200),
           send_retry_after_ms: z.int().min(0).default(500),
           // Base of a refused catch-up's retry_after_ms; jitter of up to the same again is added.
           catchup_retry_after_ms: z.int().min(0).default(2000),
