@@ -21,14 +21,15 @@ import { sendCeiling } from './scenarios/send-ceiling.js';
 import { idleCost } from './scenarios/idle-cost.js';
 import { storm } from './scenarios/storm.js';
 import { coldStart } from './scenarios/cold-start.js';
+import { overload } from './scenarios/overload.js';
 
-const SCENARIOS: Scenario[] = [syncLatency, socketLatency, fanout, sendCeiling, idleCost, storm, coldStart];
+const SCENARIOS: Scenario[] = [syncLatency, socketLatency, fanout, sendCeiling, idleCost, storm, coldStart, overload];
 /** What --vs synapse compares: the /sync scenarios. */
 const VERSUS = ['sync-latency', 'fanout', 'send-ceiling'];
 
 const USAGE = `usage: npm run bench -- [--target URL [--shared-secret S] [--target-pid PID]] [--scenario NAME[,NAME...]]
                           [--quick] [--vs synapse] [--profile] [--accounts seed|api] [--synchronous full|normal]
-                          [--no-pin] [--no-docs] [--docs-only] [--label NAME]
+                          [--no-pin] [--no-docs] [--docs-only] [--label NAME] [--cluster WORKERS]
 scenarios: ${SCENARIOS.map((s) => s.name).join(', ')}`;
 
 function openFileLimit(): number {
@@ -56,6 +57,7 @@ async function main(): Promise<number> {
       'no-docs': { type: 'boolean', default: false },
       'docs-only': { type: 'boolean', default: false },
       label: { type: 'string' },
+      cluster: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
     allowPositionals: false,
@@ -114,7 +116,13 @@ async function main(): Promise<number> {
   const ctx: BenchContext = { quick: values.quick, pin, profile: values.profile, accounts: values.accounts as 'seed' | 'api', synchronous: values.synchronous as 'full' | 'normal', versus, log };
   let primary: TargetSpec = { kind: 'hearth' };
   let primaryKind = 'hearth';
-  if (values.target) {
+  if (values.cluster !== undefined) {
+    const workers = Number(values.cluster);
+    if (!Number.isInteger(workers) || workers < 1) throw new Error(`--cluster takes a number of workers\n${USAGE}`);
+    if (values.target) throw new Error(`--cluster and --target are exclusive\n${USAGE}`);
+    primary = { kind: 'cluster', workers };
+    primaryKind = 'hearth';
+  } else if (values.target) {
     primary = { kind: 'url', url: values.target, sharedSecret: values['shared-secret'], pid: values['target-pid'] ? Number(values['target-pid']) : undefined };
     const probe = new ExternalTarget(values.target, undefined, undefined);
     await probe.detect();

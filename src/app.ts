@@ -2,6 +2,7 @@
 // Everything else receives its dependencies through constructors.
 
 import { randomBytes } from 'node:crypto';
+import { Admission } from './admission/admission.js';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Server } from 'node:http';
@@ -75,6 +76,8 @@ export interface Hearth {
   readonly routes: HandlerTable;
   /** The rooms' single writer; `receive` is the entry for events from outside (federation). */
   readonly roomInput: RoomInput;
+  /** Load shedding (tests and operators can force it with `force(true)`). */
+  readonly admission: Admission;
   /** Base URL of the client listener once started. */
   readonly url: string;
   /** Base URL of the metrics listener once started (GET /metrics); undefined with metrics off. */
@@ -223,8 +226,17 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
   const visibility = new VisibilityChecker(store, readModel);
   const delivered = new DeliveredService(store, store.delivery, notifier, logger, now);
   const e2ee = createE2eeServices({ store, e2ee: store.e2ee, notifier, serverName: config.server_name, logger });
+  const adm = config.limits.admission;
+  const admission = new Admission({
+    maxCatchups: adm.max_catchups,
+    maxInflightSends: adm.max_inflight_sends,
+    maxSendDelayMs: adm.max_send_delay_ms,
+    maxLagMs: adm.max_event_loop_lag_ms,
+    sendRetryMs: adm.send_retry_after_ms,
+    catchupRetryMs: adm.catchup_retry_after_ms,
+  });
   federation = fedCore ? attachFederation(fedCore, { config, signingKey, store, roomInput, typing, receipts, logger, now }) : undefined;
-  const rooms = new RoomService(store, roomInput, config.server_name, logger, federation?.remote);
+  const rooms = new RoomService(store, roomInput, config.server_name, logger, federation?.remote, admission);
   const mc = config.media;
   // The local filesystem today; an object-store MediaStore slots in here for scale-out.
   const media = new MediaService({
@@ -319,6 +331,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     registrationNonces: shared.map('registration-nonce'),
     maxSyncTimeoutMs: config.sync.max_timeout_ms,
     currentToken: () => ({ stream: store.currentPosition(), ephemeral: ephemeralStream.current() }),
+    admission,
     features: { websocket: config.websocket.enabled },
     now,
   };
@@ -345,6 +358,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
           api: table,
           lifecycle,
           logger,
+          admission,
         },
         {
           maxConnections: config.websocket.max_connections,
@@ -382,6 +396,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     routes: table,
     roomInput,
     federation,
+    admission,
     get url() {
       return url;
     },
@@ -455,6 +470,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
       await closeServer(metricsServer);
       await roomInput.drain();
       await federation?.stop();
+      admission.close();
       await pushDispatcher.drain(); // its last enqueues must land before the store closes
       await pushGateway.stop();
       media.stop();

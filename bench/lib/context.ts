@@ -6,7 +6,25 @@ import type { MatrixClient } from './matrix.js';
 import { ExternalTarget, HearthChild, REPO_ROOT, registerUsers, SynapsePeer, type Target } from './target.js';
 import type { TargetResult } from './report.js';
 
-export type TargetSpec = { kind: 'hearth' } | { kind: 'synapse' } | { kind: 'url'; url: string; sharedSecret?: string; pid?: number };
+export type TargetSpec =
+  | { kind: 'hearth' }
+  | { kind: 'synapse' }
+  | { kind: 'url'; url: string; sharedSecret?: string; pid?: number }
+  /** `--cluster N`: N Hearth workers behind one entry point, opened by the registered launcher. */
+  | { kind: 'cluster'; workers: number };
+
+/**
+ * The --cluster hook: scale-out registers a launcher that starts `workers` Hearth workers (and
+ * whatever routes clients to them) and returns a Session like a single target's: `target` is
+ * the entry point every scenario drives, `workers` the individual processes (CPU/RSS figures,
+ * clients that want to pin themselves to one). Until one is registered, --cluster fails
+ * clearly instead of silently measuring one process.
+ */
+export type ClusterLauncher = (ctx: BenchContext, workers: number, o: OpenOptions) => Promise<Session>;
+let clusterLauncher: ClusterLauncher | null = null;
+export function registerClusterLauncher(launch: ClusterLauncher): void {
+  clusterLauncher = launch;
+}
 
 export interface BenchContext {
   quick: boolean;
@@ -24,6 +42,8 @@ export interface BenchContext {
 
 export interface Session {
   target: Target;
+  /** With --cluster: every worker (target is the entry point). */
+  workers?: Target[];
   users: MatrixClient[];
   close(): Promise<void>;
 }
@@ -71,6 +91,10 @@ export async function openTarget(ctx: BenchContext, spec: TargetSpec, o: OpenOpt
     ctx.log(`  synapse at ${s.url}, pid ${s.pid()}${s.pinned ? ' on CPU 0' : ''}`);
     const users = await registerUsers(s, o.users, prefix, ctx.log);
     return { target: s, users, close: () => s.stop() };
+  }
+  if (spec.kind === 'cluster') {
+    if (!clusterLauncher) throw new Error(`--cluster ${spec.workers}: no cluster launcher is registered (see registerClusterLauncher in bench/lib/context.ts)`);
+    return clusterLauncher(ctx, spec.workers, o);
   }
   const t = new ExternalTarget(spec.url, spec.sharedSecret, spec.pid);
   await t.detect();

@@ -90,6 +90,8 @@ export class HearthChild implements Target {
       registration: { enabled: true, shared_secret: h.sharedSecret },
       limits: { rate_limits: { enabled: false } },
       log: { level: 'warn' },
+      // The bench reads no metrics; a fixed port would clash with other servers on the machine.
+      metrics: { listen: { host: '127.0.0.1', port: 0 } },
       ...opts.extraConfig,
     };
     mkdirSync(join(dir, 'data'), { recursive: true });

@@ -24,10 +24,11 @@ export async function startTestServer(overrides: HearthConfigInput = {}, dataDir
     listeners: { client: { host: '127.0.0.1', port: 0 } },
     storage: { sqlite: { path: join(dir, 'hearth.sqlite'), synchronous: 'normal' } },
     signing_key_path: join(dir, 'signing.key'),
-    limits: { rate_limits: { enabled: false } },
     log: { level: (process.env.HEARTH_TEST_LOG as 'debug') ?? 'silent' },
     ...overrides,
     media: { path: join(dir, 'media'), ...overrides.media },
+    // No shedding on event-loop lag or send delay: test machines are shared and busy (spec/admission covers them).
+    limits: { rate_limits: { enabled: false }, ...overrides.limits, admission: { max_event_loop_lag_ms: 0, max_send_delay_ms: 0, ...overrides.limits?.admission } },
     // Never the fixed default port: tests run several servers at once.
     metrics: { ...overrides.metrics, listen: { host: '127.0.0.1', port: 0, ...overrides.metrics?.listen } },
   });

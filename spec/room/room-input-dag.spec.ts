@@ -5,7 +5,7 @@
 import { assert } from '../helpers/assert.js';
 import { buildPdu, type BuiltPdu } from '../helpers/pdu-builder.js';
 import { generateSigningKey } from '../../src/protocol/crypto.js';
-import { authEventIds, eventIdAssignedByServer, prevEventIds } from '../../src/protocol/events.js';
+import { authEventIds, eventIdAssignedByServer, prevEventIds, verifyEventSignature } from '../../src/protocol/events.js';
 import type { JsonObject, Pdu, RoomVersion, SigningKey } from '../../src/protocol/types.js';
 import { roomVersionRules } from '../../src/protocol/room-versions.js';
 import { authEventTypesFor } from '../../src/protocol/auth-rules.js';
@@ -346,6 +346,30 @@ describe('Room input: local sends take the same checks', function () {
         /signature check/,
       );
       assert.equal(await store.rooms.getRoom(`!local:${SERVER}`), null);
+    } finally {
+      await input.drain();
+      await store.close();
+    }
+  });
+
+  it('a key ring with another key under our key ID stops local sends (own signatures skip only the verify)', async function () {
+    const store = await openSqliteStore({ path: ':memory:' });
+    const key = generateSigningKey('local');
+    const impostor = generateSigningKey('local');
+    const ring = StaticKeyRing.forServer(SERVER, [impostor]);
+    const input = new RoomInput({ store, notifier: new LocalNotifier(), serverName: SERVER, signingKey: key, keyRing: ring });
+    try {
+      await assert.rejects(
+        input.createRoom(`!other:${SERVER}`, '11', alice, [{ type: 'm.room.create', stateKey: '', sender: alice, content: { room_version: '11' } }]),
+        /signature check/,
+      );
+      assert.equal(await store.rooms.getRoom(`!other:${SERVER}`), null);
+      ring.add(SERVER, key.keyId, key.publicKey);
+      const { events } = await input.createRoom(`!other:${SERVER}`, '11', alice, [
+        { type: 'm.room.create', stateKey: '', sender: alice, content: { room_version: '11' } },
+      ]);
+      const stored = await store.rooms.getEvent(events[0].eventId);
+      assert.ok(stored && verifyEventSignature(stored.pdu, SERVER, key.keyId, key.publicKey, '11'));
     } finally {
       await input.drain();
       await store.close();

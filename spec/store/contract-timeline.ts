@@ -9,6 +9,37 @@ export function describeTimelineContract(ctx: ContractContext): void {
   const alice = userId('alice');
   const bob = userId('bob');
 
+  describe('persistEvent dependsOn (pipelined writers)', function () {
+    it('writes an event whose dependency is stored, queued in the same tick', async function () {
+      const r = new FakeRoom();
+      await r.create(ctx.store, alice);
+      const a = r.build('m.room.message', alice, { body: 'a' });
+      const b = r.build('m.room.message', alice, { body: 'b' });
+      const [ra, rb] = await Promise.all([
+        ctx.store.rooms.persistEvent(r.input(a)),
+        ctx.store.rooms.persistEvent(r.input(b, { dependsOn: a.eventId })),
+      ]);
+      assert.ok(rb.stream > ra.stream);
+      assert.ok(await ctx.store.rooms.getEvent(b.eventId));
+    });
+
+    it('refuses, writing nothing, an event whose dependency failed to be written', async function () {
+      const r = new FakeRoom();
+      await r.create(ctx.store, alice);
+      const txn = { userId: alice, deviceId: 'D', txnId: 'dup' };
+      await r.message(ctx.store, alice, 'first', { txn });
+      const a = r.build('m.room.message', alice, { body: 'a' });
+      const b = r.build('m.room.message', alice, { body: 'b' });
+      const [ra, rb] = await Promise.allSettled([
+        ctx.store.rooms.persistEvent(r.input(a, { txn })),
+        ctx.store.rooms.persistEvent(r.input(b, { dependsOn: a.eventId })),
+      ]);
+      assert.equal(ra.status, 'rejected');
+      assert.ok(rb.status === 'rejected' && (rb.reason as Error).name === 'StoreConflictError', String((rb as PromiseRejectedResult).reason));
+      assert.equal(await ctx.store.rooms.getEvent(b.eventId), null);
+    });
+  });
+
   describe('timeline', function () {
     let room: FakeRoom;
     let events: SentEvent[];

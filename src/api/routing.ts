@@ -3,6 +3,7 @@
 // (handlers.ts), authentication, and path and query parameter access.
 
 import type { ExpiringMap } from '../cluster/shared-state.js';
+import type { Admission } from '../admission/admission.js';
 import { LRUCache } from 'lru-cache';
 import type { z } from 'zod';
 import type { Logger } from 'pino';
@@ -78,6 +79,8 @@ export interface ApiServices {
   maxSyncTimeoutMs: number;
   /** The position a stream token taken now names (durable and ephemeral streams). */
   currentToken: () => StreamToken;
+  /** Load shedding for sends and catch-ups (see src/admission/admission.ts). */
+  admission: Admission;
   features: { websocket: boolean };
   now: () => number;
 }

@@ -145,6 +145,23 @@ const configObject = z.strictObject({
         })
         .prefault({}),
       http: httpLimits,
+      // Load shedding past capacity (src/admission/admission.ts). Sends get 429 with
+      // retry_after_ms; new /sync requests and socket catch-ups get 503 with a jittered one.
+      admission: z
+        .strictObject({
+          // /sync requests (until answered or parked) and socket catch-ups built at once.
+          max_catchups: z.int().min(1).default(500),
+          // Client sends queued or committing at once.
+          max_inflight_sends: z.int().min(1).default(5000),
+          // Age of the oldest send in flight past which new sends are refused. 0: off.
+          max_send_delay_ms: z.int().min(0).default(1000),
+          // Smoothed event-loop lag above which new sends and catch-ups are refused. 0: off.
+          max_event_loop_lag_ms: z.int().min(0).default(200),
+          send_retry_after_ms: z.int().min(0).default(500),
+          // Base of a refused catch-up's retry_after_ms; jitter of up to the same again is added.
+          catchup_retry_after_ms: z.int().min(0).default(2000),
+        })
+        .prefault({}),
     })
     .prefault({}),
   sync: z

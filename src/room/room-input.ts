@@ -25,6 +25,16 @@
 //
 // Concurrency: any number of rooms progress in parallel; within a room jobs are FIFO. The
 // in-memory room state is owned by the queue and only touched from inside a job.
+//
+// Pipelining: a local send whose state is linear (the common case) leaves the room's queue as
+// soon as its write is queued in the store (position reserved, order fixed) and the in-memory
+// state is advanced; the next event is built and authorised while it commits, and both may
+// share a group commit. The client is answered, readers woken and onPersisted called only once
+// the write is durable. Each pipelined write names its predecessor (`dependsOn`), so if one
+// fails every later one queued on top of it fails too and nothing cites a lost event; the
+// failure drops the in-memory state, which is reloaded from the store once the pipeline has
+// drained. Everything that reads the room from the store (received events, forks, holds,
+// reloads) first waits for the room's pipeline to drain.
 
 import { LRUCache } from 'lru-cache';
 import { MatrixError } from '../errors.js';
@@ -45,11 +55,14 @@ import { CanonicalJsonError } from '../protocol/canonical-json.js';
 import type { JsonObject, Pdu, RoomVersion, SigningKey } from '../protocol/types.js';
 import { stateTuple } from '../protocol/types.js';
 import type { PushActionInput, PushBulkInput, StateEntry, Store, StoredEvent } from '../store/types.js';
+import { StoreConflictError } from '../store/types.js';
 import type { Notifier } from '../sync/notifier.js';
 import { changedEntries, DagState, toEntries } from './dag-state.js';
 import { StaticKeyRing, type KeyRing } from './key-ring.js';
 import { resolveState as resolveStateV } from '../protocol/state-res/index.js';
-import { checkAgainstAuthEvents, checkAgainstState, checkFormat, checkHashOrRedact, checkSignatures } from './pdu-checks.js';
+import { checkAgainstAuthEvents, checkAgainstState, checkFormat, checkHashOrRedact, checkSignatures, type OwnSignature } from './pdu-checks.js';
+import { publicKeyObject } from '../protocol/crypto.js';
+import type { KeyObject } from 'node:crypto';
 import { RoomState } from './room-state.js';
 import { EventJudge, lookupIn, type Verdict } from './event-judge.js';
 import type { ResolveState, StateMap } from './state-resolver.js';
@@ -114,8 +127,19 @@ export interface RoomInputDeps {
   ) => Promise<{ rows: PushActionInput[]; bulk?: PushBulkInput; all: PushActionInput[] }>;
 }
 
+/** A pipelined write not yet known durable: the room's newest one is what the next depends on. */
+interface Tail {
+  eventId: string;
+  /** The in-memory state it was applied to (a reload makes a new object). */
+  state: RoomState;
+  done: Promise<unknown>;
+}
+
 export class RoomInput {
   private readonly queues = new Map<string, Promise<unknown>>();
+  private readonly tails = new Map<string, Tail>();
+  /** Client transactions queued or in flight, so a retry during the pipeline is deduplicated. */
+  private readonly pendingTxns = new Map<string, Promise<SubmitResult>>();
   private readonly states: LRUCache<string, RoomState>;
   private readonly now: () => number;
   /** Last origin_server_ts given to a create event whose hash is the room ID (see buildPdu). */
@@ -123,8 +147,10 @@ export class RoomInput {
   private readonly dag: DagState;
   private readonly judge: EventJudge;
   private readonly keyRing: KeyRing;
+  private readonly ownPublicKey: KeyObject;
 
   constructor(private readonly deps: RoomInputDeps, cacheRooms = 10_000) {
+    this.ownPublicKey = publicKeyObject(deps.signingKey.publicKey);
     this.now = deps.now ?? Date.now;
     this.states = new LRUCache({ max: cacheRooms });
     this.keyRing = deps.keyRing ?? StaticKeyRing.forServer(deps.serverName, [deps.signingKey]);
@@ -140,9 +166,29 @@ export class RoomInput {
     return this.enqueue(roomId, () => this.receiveJob(roomId, pdu, origin));
   }
 
-  /** Appends one event to the room. Rejects with MatrixError on auth failure or bad input. */
+  /**
+   * Appends one event to the room. Rejects with MatrixError on auth failure or bad input.
+   * Resolves once the event is durable (see Pipelining).
+   */
   submit(roomId: string, draft: EventDraft): Promise<SubmitResult> {
-    return this.enqueue(roomId, () => this.apply(roomId, draft));
+    const key = draft.txn ? txnKey(roomId, draft.txn) : null;
+    const pending = key === null ? undefined : this.pendingTxns.get(key);
+    if (pending) {
+      // A retry of a send still in the pipeline: same answer, or a fresh attempt if it failed.
+      return pending.then(
+        (r) => ({ ...r, deduplicated: true }),
+        () => this.submit(roomId, draft),
+      );
+    }
+    const result = this.enqueue(roomId, () => this.apply(roomId, draft)).then((r) => r.durable);
+    if (key !== null) {
+      this.pendingTxns.set(key, result);
+      const clear = () => {
+        if (this.pendingTxns.get(key) === result) this.pendingTxns.delete(key);
+      };
+      result.then(clear, clear);
+    }
+    return result;
   }
 
   /**
@@ -204,8 +250,18 @@ export class RoomInput {
       await this.deps.store.rooms.createRoom({ roomId: newRoomId, roomVersion: version, creator, createdTs: this.now() });
       const state = RoomState.empty(version);
       this.states.set(newRoomId, state);
-      const events: SubmitResult[] = [];
-      for (const p of prepared) events.push(await this.commit(newRoomId, p, state, { kind: 'accepted', before: { isCurrent: true } }));
+      // Push actions first, so that every initial event is queued in one turn of the event loop:
+      // they then share one transaction (one batch), chained by dependsOn.
+      const withPush: Array<{ p: Prepared; push: PushOutcome; extremities: string[] }> = [];
+      const scratchState = RoomState.empty(version);
+      for (const p of prepared) {
+        const push = this.deps.pushActions ? await this.deps.pushActions(p.eventId, p.pdu, scratchState) : { rows: [], all: [] };
+        const extremities = [p.eventId];
+        scratchState.applyPersisted(p.eventId, p.pdu, extremities);
+        withPush.push({ p, push, extremities });
+      }
+      const durable = withPush.map(({ p, push, extremities }) => this.queueLinear(newRoomId, p, state, push, extremities));
+      const events = await Promise.all(durable);
       return { roomId: newRoomId, events };
     });
   }
@@ -224,6 +280,7 @@ export class RoomInput {
     beforeCommit?: (eventId: string, pdu: Pdu) => Promise<void>,
   ): Promise<SubmitResult> {
     return this.enqueue(roomId, async () => {
+      await this.drained(roomId);
       const state = await this.load(roomId);
       if (!state) throw new MatrixError('M_NOT_FOUND', 'Unknown room');
       const { p, verdict } = await this.prepareLocal(roomId, await build(state), state);
@@ -327,9 +384,11 @@ export class RoomInput {
   /**
    * Runs `job` on the room's queue, so no event of the room is being built meanwhile, and drops
    * the cached state before and after it (the job may delete the room's data: admin purge).
+   * Pipelined writes of the room are durable (or failed) before it starts.
    */
   async exclusive<T>(roomId: string, job: () => Promise<T>): Promise<T> {
     return this.enqueue(roomId, async () => {
+      await this.drained(roomId);
       this.states.delete(roomId);
       try {
         return await job();
@@ -339,9 +398,18 @@ export class RoomInput {
     });
   }
 
-  /** Waits for every queued job to finish (used at shutdown). */
+  /** Waits for every queued job and pipelined write to finish (used at shutdown). */
   async drain(): Promise<void> {
     await Promise.allSettled([...this.queues.values()]);
+    await Promise.allSettled([...this.tails.values()].map((t) => t.done));
+  }
+
+  /** Waits until none of the room's pipelined writes is in flight (their outcome is irrelevant). */
+  private async drained(roomId: string): Promise<void> {
+    for (let t = this.tails.get(roomId); t !== undefined; t = this.tails.get(roomId)) {
+      await t.done.catch(() => undefined);
+      if (this.tails.get(roomId) === t) this.tails.delete(roomId);
+    }
   }
 
   private enqueue<T>(roomId: string, job: () => Promise<T>): Promise<T> {
@@ -358,6 +426,8 @@ export class RoomInput {
   private async load(roomId: string): Promise<RoomState | null> {
     const cached = this.states.get(roomId);
     if (cached) return cached;
+    // The store must hold every pipelined write before it can stand in for the lost state.
+    await this.drained(roomId);
     const room = await this.deps.store.rooms.getRoom(roomId);
     if (!room) return null;
     const [entries, extremities] = await Promise.all([
@@ -371,7 +441,8 @@ export class RoomInput {
     return state;
   }
 
-  private async apply(roomId: string, draft: EventDraft): Promise<SubmitResult> {
+  /** A local send: `durable` settles once it is (the room's queue does not wait for that). */
+  private async apply(roomId: string, draft: EventDraft): Promise<{ durable: Promise<SubmitResult> }> {
     const state = await this.load(roomId);
     if (!state) throw new MatrixError('M_NOT_FOUND', 'Unknown room');
     if (draft.txn) {
@@ -380,11 +451,63 @@ export class RoomInput {
       const existing = await store.rooms.getEventIdForTxn(roomId, userId, deviceId, txnId, scope);
       if (existing) {
         const ev = await store.rooms.getEvent(existing);
-        return { eventId: existing, stream: ev?.stream ?? 0, deduplicated: true };
+        return { durable: Promise.resolve({ eventId: existing, stream: ev?.stream ?? 0, deduplicated: true }) };
       }
     }
     const { p, verdict } = await this.prepareLocal(roomId, draft, state);
-    return this.commit(roomId, p, state, verdict);
+    if (verdict.kind === 'accepted' && verdict.before.isCurrent) {
+      const push = this.deps.pushActions ? await this.deps.pushActions(p.eventId, p.pdu, state) : { rows: [], all: [] };
+      const prevSet = new Set(prevEventIds(p.pdu));
+      const extremities = [...state.extremities.filter((id) => !prevSet.has(id)), p.eventId];
+      return { durable: this.queueLinear(roomId, p, state, push, extremities) };
+    }
+    // A fork needs the store to resolve against: no pipelining.
+    await this.drained(roomId);
+    return { durable: Promise.resolve(await this.commit(roomId, p, state, verdict)) };
+  }
+
+  /**
+   * Queues an accepted event whose state before is the room's current state, advances the
+   * in-memory state at once, and returns a promise of its durability (see Pipelining). Must be
+   * called synchronously after the caller's last await in the job, so queue order is room order.
+   */
+  private queueLinear(roomId: string, p: Prepared, state: RoomState, push: PushOutcome, extremities: string[]): Promise<SubmitResult> {
+    const own: StateEntry[] = p.pdu.state_key !== undefined ? [{ type: p.pdu.type, stateKey: p.pdu.state_key, eventId: p.eventId }] : [];
+    const tail = this.tails.get(roomId);
+    const written = this.deps.store.rooms.persistEvent({
+      eventId: p.eventId,
+      pdu: p.pdu,
+      stateDelta: own,
+      forwardExtremities: extremities,
+      dependsOn: tail !== undefined && tail.state === state ? tail.eventId : undefined,
+      txn: p.txn,
+      redaction: p.redaction,
+      pushActions: push.rows,
+      pushBulk: push.bulk,
+    });
+    state.applyPersisted(p.eventId, p.pdu, extremities);
+    if (p.redaction) state.applyRedaction(p.redaction.targetEventId, p.redaction.redactedPdu);
+    const entry: Tail = { eventId: p.eventId, state, done: written };
+    this.tails.set(roomId, entry);
+    return written.then(
+      ({ stream }) => {
+        if (this.tails.get(roomId) === entry) this.tails.delete(roomId);
+        this.deps.onPersisted?.({ eventId: p.eventId, pdu: p.pdu, stream, pushActions: push.all });
+        const userIds = own.filter((e) => e.type === 'm.room.member').map((e) => e.stateKey);
+        this.deps.notifier.publish({ stream, roomId, userIds: userIds.length > 0 ? userIds : undefined });
+        return { eventId: p.eventId, stream, deduplicated: false };
+      },
+      (err: unknown) => {
+        if (this.tails.get(roomId) === entry) this.tails.delete(roomId);
+        // The in-memory state holds this event; the store does not. Reload it (after the
+        // pipeline drains) unless a reload already replaced it.
+        if (this.states.get(roomId) === state) this.states.delete(roomId);
+        if (err instanceof StoreConflictError && tail !== undefined && /depends on/.test(err.message)) {
+          throw new MatrixError('M_UNKNOWN', 'An earlier event in this room could not be stored; try again', { retry_after_ms: 100 }, 503);
+        }
+        throw err;
+      },
+    );
   }
 
   /** A local event built, signed and through checks 1-6, with its redaction; writes nothing. */
@@ -424,7 +547,9 @@ export class RoomInput {
       throw new MatrixError('M_BAD_JSON', `Invalid event: ${format.reason}`);
     }
     const { eventId } = format.value;
-    const badSignature = await checkSignatures(signed, version, this.keyRing);
+    const { serverName, signingKey } = this.deps;
+    const own: OwnSignature = { serverName, keyId: signingKey.keyId, signature: signed.signatures[serverName]?.[signingKey.keyId] ?? '', publicKey: this.ownPublicKey };
+    const badSignature = await checkSignatures(signed, version, this.keyRing, own);
     // Our own key failing means a misconfigured key ring, not a client error.
     if (badSignature !== undefined) throw new Error(`locally signed event fails the signature check: ${badSignature}`);
     if (checkHashOrRedact(signed, version).redacted) throw new Error('locally built event fails its content hash');
@@ -441,6 +566,8 @@ export class RoomInput {
   }
 
   private async receiveJob(roomId: string, raw: unknown, origin: string): Promise<InputOutcome> {
+    // Received events read the DAG from the store (steps 5-6, stored state groups).
+    await this.drained(roomId);
     const state = await this.load(roomId);
     if (!state) return { outcome: 'rejected', eventId: null, reason: `unknown room (from ${origin})`, stored: false };
     const version = state.version;
@@ -646,6 +773,12 @@ function withRedactsTarget(draft: EventDraft): EventDraft {
 }
 
 export { stateTuple };
+
+type PushOutcome = { rows: PushActionInput[]; bulk?: PushBulkInput; all: PushActionInput[] };
+
+function txnKey(roomId: string, txn: NonNullable<EventDraft['txn']>): string {
+  return JSON.stringify([roomId, txn.userId, txn.deviceId, txn.scope, txn.txnId]);
+}
 
 /** The outcome of an event stored earlier (receive is idempotent). */
 function outcomeOf(ev: StoredEvent): InputOutcome {

@@ -9,6 +9,7 @@ import { DEFAULT_ROOM_VERSION, findRoomVersion } from '../protocol/room-versions
 import type { JsonObject, Pdu, RoomVersion } from '../protocol/types.js';
 import type { Store } from '../store/types.js';
 import { StoreConflictError } from '../store/types.js';
+import type { Admission } from '../admission/admission.js';
 import type { EventDraft, RoomInput, SubmitResult } from './room-input.js';
 import type { Logger } from 'pino';
 
@@ -45,6 +46,8 @@ export class RoomService {
     private readonly logger: Logger,
     /** Joins and invites across servers; without it (federation off) they are refused. */
     private readonly remote?: RemoteMembership,
+    /** Sheds client sends past capacity (429 with retry_after_ms); none: every send admitted. */
+    private readonly admission?: Admission,
   ) {}
 
   /** How many rooms a profile change of `userId` writes a member event into. */
@@ -313,8 +316,10 @@ export class RoomService {
   }
 
   async send(sender: Sender, roomId: string, draft: Omit<EventDraft, 'sender'>): Promise<SubmitResult> {
-    await this.requireJoined(sender.userId, roomId);
+    // Refused before any work, so a shed send costs almost nothing.
+    const release = this.admission?.enterSend();
     try {
+      await this.requireJoined(sender.userId, roomId);
       const res = await this.input.submit(roomId, { ...draft, sender: sender.userId });
       if (draft.type === 'm.room.guest_access' && draft.stateKey === '' && draft.content.guest_access !== 'can_join' && !res.deduplicated) {
         await this.removeGuests(roomId);
@@ -328,6 +333,8 @@ export class RoomService {
         if (id) return { eventId: id, stream: 0, deduplicated: true };
       }
       throw err;
+    } finally {
+      release?.();
     }
   }
 

@@ -184,6 +184,12 @@ export interface PersistEventInput {
   stateDelta: StateEntry[];
   /** The room's forward extremities after this event. */
   forwardExtremities: string[];
+  /**
+   * Pipelining: the event is written only if the event with this ID is stored (in this room);
+   * otherwise the write fails with StoreConflictError and writes nothing. Lets a room's writer
+   * queue event n+1 before event n is durable without n+1 ever outliving a failed n.
+   */
+  dependsOn?: string;
   /** Idempotency record for a client send; written atomically with the event. */
   txn?: { userId: string; deviceId: string; txnId: string; scope?: string };
   /**

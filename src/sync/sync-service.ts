@@ -38,6 +38,8 @@ export interface SyncRequest {
   acknowledgeSince?: boolean;
   /** Opt-in to io.hearth.delivered ephemeral events. */
   delivered?: boolean;
+  /** Called when the request parks waiting for changes (it stops counting as a catch-up). */
+  onPark?: () => void;
 }
 
 export type SyncResponse = JsonObject & { next_batch: string };
@@ -72,6 +74,7 @@ export class SyncService {
       const { res, joinedIds } = await this.build(req, since, upTo, toDevice, hints);
       const remaining = deadline - Date.now();
       if (!since || req.fullState || !this.isEmpty(res) || remaining <= 0 || req.signal?.aborted) return res;
+      req.onPark?.();
       const woken = await this.waiters.wait(req.userId, joinedIds, upTo, remaining, req.signal, wantsOf(req.filter));
       if (!woken) return res;
       // Nothing for us in (since, upTo]: continue from upTo, so the next read is smaller.

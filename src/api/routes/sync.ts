@@ -12,6 +12,8 @@ export function syncRoutes(r: ClientRoutes, s: ApiServices): void {
     const filter = await loadSyncFilter((u, id) => s.store.userData.getFilter(u, id), auth.userId, filterParam);
     const timeoutMs = queryInt(ctx, 'timeout', 0, 0, s.maxSyncTimeoutMs);
     const setPresence = presenceParam(queryString(ctx, 'set_presence'));
+    // Every /sync is a catch-up until it has its answer or parks waiting for one (503 past capacity).
+    const release = s.admission.enterCatchup();
     s.presence.syncing(auth.userId, setPresence);
     s.presence.connectionOpened(auth.userId);
     s.connections.pollStarted(auth.userId);
@@ -25,8 +27,10 @@ export function syncRoutes(r: ClientRoutes, s: ApiServices): void {
         fullState: queryString(ctx, 'full_state') === 'true',
         signal: ctx.signal,
         delivered: filter.deliveredOptIn,
+        onPark: release,
       });
     } finally {
+      release();
       s.connections.pollEnded(auth.userId);
       s.presence.connectionClosed(auth.userId);
     }

@@ -18,7 +18,11 @@ export interface StoreLogger {
 
 export interface OpenDbOptions {
   path: string;
-  synchronous: 'full' | 'normal';
+  /**
+   * 'full-async': FULL's guarantee with the fsync left to the write queue's WalSyncer (the
+   * connection itself runs NORMAL, so COMMIT does not fsync on the event loop).
+   */
+  synchronous: 'full' | 'full-async' | 'normal';
   busyTimeoutMs: number;
 }
 
@@ -35,7 +39,7 @@ export function openDatabase(opts: OpenDbOptions): Db {
     }
     // FULL syncs the WAL on every commit, so an acknowledged write survives power loss; NORMAL
     // only survives process crashes. Grouped commits amortise the fsync either way.
-    db.pragma(`synchronous = ${opts.synchronous === 'normal' ? 'NORMAL' : 'FULL'}`);
+    db.pragma(`synchronous = ${opts.synchronous === 'full' ? 'FULL' : 'NORMAL'}`);
     db.pragma(`busy_timeout = ${Math.max(0, Math.floor(opts.busyTimeoutMs))}`);
     db.pragma('foreign_keys = ON');
     db.pragma('temp_store = MEMORY');

@@ -65,6 +65,7 @@ export function toStoredEvent(row: EventRow): StoredEvent {
 /** Everything writeEvent needs, captured when the write is queued so later caller mutation cannot leak in. */
 export interface PreparedEvent {
   eventId: string;
+  dependsOn: string | null;
   roomId: string;
   type: string;
   stateKey: string | null;
@@ -101,6 +102,7 @@ export function prepareEvent(input: PersistEventInput): PreparedEvent {
     ownMembership: pdu.content.membership,
     stateDelta: input.stateDelta.map((e) => ({ type: e.type, stateKey: e.stateKey, eventId: e.eventId })),
     forwardExtremities: [...input.forwardExtremities],
+    dependsOn: input.dependsOn ?? null,
     txn: input.txn ? { ...input.txn } : null,
     redaction: input.redaction
       ? { targetEventId: input.redaction.targetEventId, redactedPduJson: JSON.stringify(input.redaction.redactedPdu) }
@@ -194,6 +196,9 @@ export function writeEvent(
 ): { stateGroupBefore: number | null; stateGroupAfter: number | null } {
   const { eventId, roomId } = ev;
   const accepted = ev.status === 'accepted';
+  if (ev.dependsOn !== null && ctx.stmt('SELECT 1 FROM events WHERE event_id = ? AND room_id = ?').get(ev.dependsOn, roomId) === undefined) {
+    throw new StoreConflictError(`event ${eventId} depends on ${ev.dependsOn}, which is not stored`);
+  }
 
   if (ev.txn && accepted) {
     const { userId, deviceId, txnId } = ev.txn;

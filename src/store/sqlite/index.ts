@@ -1,4 +1,5 @@
-// The embedded SQLite backend: one connection, grouped commits, global stream positions.
+// The embedded SQLite backend: one connection, grouped commits, global stream positions, and
+// (synchronous full) the WAL fsync off the event loop (wal-sync.ts).
 
 import type { Store } from '../types.js';
 import type { UnpositionedChange } from '../change-types.js';
@@ -21,6 +22,7 @@ import { SqliteSearchStore } from './search.js';
 import { SqliteAdminStore } from './admin.js';
 import { SqliteUserDataStore } from './user-data.js';
 import { StoreClosedError, WriteQueue, type WriteQueueStats } from './write-queue.js';
+import { FsWalSyncer, type WalSyncer } from './wal-sync.js';
 
 export { StoreClosedError } from './write-queue.js';
 export type { WriteQueueStats } from './write-queue.js';
@@ -34,17 +36,30 @@ export interface SqliteStoreOptions {
   /** Writes per transaction before a flush is forced without waiting for the next tick. */
   maxBatchSize?: number;
   busyTimeoutMs?: number;
+  /**
+   * With synchronous 'full' on a file: fsync the WAL off the event loop (default true; see
+   * wal-sync.ts). false: SQLite fsyncs inside COMMIT, blocking the event loop.
+   */
+  fsyncOffLoop?: boolean;
+  /** Test hook: the fsync implementation used when fsyncOffLoop applies. */
+  walSyncer?: (dbPath: string) => WalSyncer;
 }
 
 export async function openSqliteStore(opts: SqliteStoreOptions): Promise<SqliteStore> {
+  const inMemory = opts.path === ':memory:' || opts.path === '';
+  const sync = opts.synchronous ?? 'full';
+  const offLoop = sync === 'full' && !inMemory && opts.fsyncOffLoop !== false;
   const db = openDatabase({
     path: opts.path,
-    synchronous: opts.synchronous ?? 'full',
+    synchronous: offLoop ? 'full-async' : sync,
     busyTimeoutMs: opts.busyTimeoutMs ?? 5000,
   });
   try {
     const { applied } = migrate(db, MIGRATIONS, opts.logger);
-    return new SqliteStore(db, readHighestStream(db), applied, opts);
+    // Migrations committed without the fsync; make them durable before anything relies on them.
+    const walSync = offLoop ? (opts.walSyncer ?? ((p: string) => new FsWalSyncer(p)))(opts.path) : undefined;
+    if (walSync && applied.length > 0) walSync.syncNow();
+    return new SqliteStore(db, readHighestStream(db), applied, opts, walSync);
   } catch (err) {
     db.close();
     throw err;
@@ -95,12 +110,13 @@ export class SqliteStore implements Store {
     initialStream: number,
     appliedMigrations: number[],
     opts: SqliteStoreOptions,
+    private readonly walSync?: WalSyncer,
   ) {
     this.appliedMigrations = [...appliedMigrations];
     this.gen = new StreamIdGenerator(initialStream, {
       onListenerError: (err) => opts.logger?.warn({ err }, 'sqlite store: stream listener failed'),
     });
-    this.queue = new WriteQueue(db, this.gen, { maxBatchSize: opts.maxBatchSize ?? 1000, logger: opts.logger });
+    this.queue = new WriteQueue(db, this.gen, { maxBatchSize: opts.maxBatchSize ?? 1000, logger: opts.logger, walSync });
     registerDirectoryFunctions(db);
     this.statements = new StatementCache(db);
     const ctx: SqliteContext = {
@@ -146,6 +162,7 @@ export class SqliteStore implements Store {
     this.queue.close();
     this.statements.clear();
     this.db.close();
+    this.walSync?.close();
   }
 
   /** Called synchronously whenever currentPosition() advances (e.g. to wake sync waiters). */
@@ -178,6 +195,20 @@ export class SqliteStore implements Store {
       version: number;
       name: string;
     }[];
+  }
+
+  /**
+   * How commits become durable: 'fsync-off-loop' (synchronous full, the WAL fsynced on the
+   * thread pool before positions complete), 'full' (SQLite fsyncs in COMMIT) or 'normal'.
+   */
+  durability(): 'fsync-off-loop' | 'full' | 'normal' {
+    if (this.walSync) return 'fsync-off-loop';
+    return this.db.pragma('synchronous', { simple: true }) === 2 ? 'full' : 'normal';
+  }
+
+  /** Committed batches whose fsync has not finished (tests, diagnostics). */
+  unsyncedBatches(): number {
+    return this.queue.unsyncedBatches;
   }
 
   /** Reads a PRAGMA of the store's connection (diagnostics, tests). */

@@ -6,12 +6,16 @@
 // transaction ID...) is rolled back alone while the rest of the batch commits.
 //
 // Stream positions are reserved at enqueue time, so batch order equals position order, and are
-// completed only after COMMIT; promises resolve after that, so a caller that got its promise
-// back can rely on currentPosition() covering its write.
+// completed only once durable: after COMMIT, or with a WalSyncer (wal-sync.ts) after an fsync
+// that started after that COMMIT, which runs off the event loop while later batches commit.
+// Promises resolve after that, so a caller that got its promise back can rely on
+// currentPosition() covering its write, and the completion hook never describes a write that a
+// crash could still lose. A failed fsync is fatal: nothing more is acknowledged or written.
 
 import type { ChangeDescriber, ChangeRecord, UnpositionedChange } from '../change-types.js';
 import type { StreamIdGenerator } from '../stream-id.js';
 import type { Db, Statement, StoreLogger } from './db.js';
+import type { WalSyncer } from './wal-sync.js';
 
 export interface WriteQueueStats {
   /** Transactions committed successfully. */
@@ -23,6 +27,8 @@ export interface WriteQueueStats {
   /** Writes rejected individually (rolled back to their savepoint). */
   failedWrites: number;
   largestBatch: number;
+  /** fsyncs run by the WalSyncer (each covers every batch committed before it started). */
+  syncs: number;
 }
 
 interface Job {
@@ -50,6 +56,14 @@ export class WriteQueue {
   private pending: Job[] = [];
   private scheduled: NodeJS.Immediate | null = null;
   private closed = false;
+  /** Committed batches waiting for the next fsync, oldest first. */
+  private awaitingSync: Job[][] = [];
+  /** Batches the fsync in flight covers. */
+  private syncing: Job[][] | null = null;
+  /** Bumped by close(): an fsync callback from before it must not settle anything again. */
+  private syncEpoch = 0;
+  /** Set when an fsync failed: the store refuses every write from then on. */
+  private fatal: unknown = null;
   private readonly stmts: {
     begin: Statement;
     commit: Statement;
@@ -59,7 +73,7 @@ export class WriteQueue {
     rollbackTo: Statement;
     bumpMaxReserved: Statement;
   };
-  readonly stats: WriteQueueStats = { transactions: 0, failedTransactions: 0, writes: 0, failedWrites: 0, largestBatch: 0 };
+  readonly stats: WriteQueueStats = { transactions: 0, failedTransactions: 0, writes: 0, failedWrites: 0, largestBatch: 0, syncs: 0 };
   /** Receives the unpositioned changes of each committed batch, right after COMMIT. */
   onUnpositioned: ((changes: UnpositionedChange[]) => void) | null = null;
   /** Test hook: runs inside the batch transaction right before COMMIT; throwing fails the batch. */
@@ -68,7 +82,7 @@ export class WriteQueue {
   constructor(
     private readonly db: Db,
     private readonly gen: StreamIdGenerator,
-    private readonly opts: { maxBatchSize: number; logger?: StoreLogger },
+    private readonly opts: { maxBatchSize: number; logger?: StoreLogger; walSync?: WalSyncer },
   ) {
     this.stmts = {
       begin: db.prepare('BEGIN IMMEDIATE'),
@@ -113,10 +127,29 @@ export class WriteQueue {
     }
   }
 
-  /** Flushes and refuses further writes. */
+  /** Flushes, makes everything committed durable, and refuses further writes. */
   close(): void {
     this.closed = true;
     this.flush();
+    const { walSync } = this.opts;
+    if (!walSync) return;
+    const batches = [...(this.syncing ?? []), ...this.awaitingSync];
+    this.syncing = null;
+    this.awaitingSync = [];
+    this.syncEpoch++;
+    if (batches.length === 0 || this.fatal !== null) return;
+    try {
+      walSync.syncNow();
+    } catch (err) {
+      this.die(err, batches);
+      return;
+    }
+    for (const b of batches) this.finishBatch(b);
+  }
+
+  /** Number of committed batches not yet known durable (diagnostics, tests). */
+  get unsyncedBatches(): number {
+    return (this.syncing?.length ?? 0) + this.awaitingSync.length;
   }
 
   private enqueue(
@@ -126,6 +159,7 @@ export class WriteQueue {
     change?: UnpositionedChange,
   ): Promise<unknown> {
     if (this.closed) return Promise.reject(new StoreClosedError());
+    if (this.fatal !== null) return Promise.reject(this.fatal);
     return new Promise((resolve, reject) => {
       const pos = withPosition ? this.gen.reserve() : null;
       this.pending.push({ pos, run, describe, change, resolve, reject, ok: false, result: undefined, error: undefined });
@@ -142,6 +176,13 @@ export class WriteQueue {
 
   private commitBatch(batch: Job[]): void {
     const { db, stmts } = this;
+    if (this.fatal !== null) {
+      for (const job of batch) {
+        if (job.pos !== null) this.gen.abandon(job.pos);
+        job.reject(this.fatal);
+      }
+      return;
+    }
     let maxPos = 0;
     for (const job of batch) if (job.pos !== null && job.pos > maxPos) maxPos = job.pos;
     try {
@@ -173,6 +214,54 @@ export class WriteQueue {
     }
 
     this.stats.transactions++;
+    if (batch.length > this.stats.largestBatch) this.stats.largestBatch = batch.length;
+    if (this.opts.walSync) {
+      this.awaitingSync.push(batch);
+      this.startSync();
+    } else {
+      this.finishBatch(batch);
+    }
+  }
+
+  /** Starts an fsync covering every batch committed so far, unless one is running. */
+  private startSync(): void {
+    const { walSync } = this.opts;
+    if (!walSync || this.syncing !== null || this.awaitingSync.length === 0) return;
+    const covered = this.awaitingSync;
+    this.awaitingSync = [];
+    this.syncing = covered;
+    const epoch = this.syncEpoch;
+    walSync.sync().then(
+      () => {
+        if (epoch !== this.syncEpoch) return;
+        this.syncing = null;
+        this.stats.syncs++;
+        for (const b of covered) this.finishBatch(b);
+        this.startSync();
+      },
+      (err: unknown) => {
+        if (epoch !== this.syncEpoch) return;
+        this.syncing = null;
+        const rest = this.awaitingSync;
+        this.awaitingSync = [];
+        this.die(err, [...covered, ...rest]);
+      },
+    );
+  }
+
+  /**
+   * An fsync failed: these batches are committed but may not be on disk. Their positions are
+   * never completed, so the watermark stops below them and no reader or change listener sees
+   * them; their callers get the error; the store takes no more writes (restart to recover).
+   */
+  private die(err: unknown, batches: Job[][]): void {
+    this.fatal = err;
+    this.opts.logger?.warn({ err }, 'sqlite store: fsync of the WAL failed; refusing all further writes');
+    for (const b of batches) for (const job of b) job.reject(err);
+  }
+
+  /** The batch is durable: runs the completion hook and settles its promises. */
+  private finishBatch(batch: Job[]): void {
     if (this.onUnpositioned) {
       const changes: UnpositionedChange[] = [];
       for (const job of batch) if (job.ok && job.change) changes.push(job.change);
@@ -184,7 +273,6 @@ export class WriteQueue {
         }
       }
     }
-    if (batch.length > this.stats.largestBatch) this.stats.largestBatch = batch.length;
     // Finish every position before settling any promise: a continuation that runs for the first
     // write must already see the whole batch covered by currentPosition().
     for (const job of batch) {

@@ -22,6 +22,7 @@ import { compileFilter, type SyncFilter } from '../filter.js';
 import type { SyncService } from '../sync-service.js';
 import { parseToken } from '../token.js';
 import { CloseCode, SOCKET_PATH, type AuthFrame, type CloseReason, type RequestFrame, type SendFrame, type ServerFrame } from './protocol.js';
+import type { Admission } from '../../admission/admission.js';
 import { answerRequest, clientIp, readFrame, type RequestApi } from './requests.js';
 
 export interface SocketServerOptions {
@@ -54,6 +55,11 @@ export interface SocketServerDeps {
   lifecycle?: { stopping: boolean; enter(): void; leave(): void };
   logger: Logger;
   onCountChange?: (open: number) => void;
+  /**
+   * Shared with /sync: a socket's catch-up (first sync, fresh or resumed) takes one of its
+   * slots, and a new socket is refused with 503 while none is free.
+   */
+  admission?: Admission;
 }
 
 interface Session {
@@ -115,7 +121,8 @@ export class SocketServer {
       refuse(socket, 404, { errcode: 'M_UNRECOGNIZED', error: 'Unrecognized request' });
       return;
     }
-    if (this.closing || this.sessions.size >= this.opts.maxConnections || this.catchups >= this.opts.maxCatchups) {
+    const full = this.deps.admission !== undefined && !this.deps.admission.catchupAvailable();
+    if (this.closing || this.sessions.size >= this.opts.maxConnections || this.catchups >= this.opts.maxCatchups || full) {
       const retry = this.retryAfter();
       refuse(socket, 503, { errcode: 'M_LIMIT_EXCEEDED', error: 'Server busy, retry later', retry_after_ms: retry }, retry);
       return;
@@ -181,6 +188,7 @@ export class SocketServer {
     const auth = s.auth!;
     s.catchingUp = true;
     this.catchups++;
+    const releaseAdmission = this.deps.admission?.admitCatchup();
     try {
       while (s.ws.readyState === s.ws.OPEN && !s.abort.signal.aborted) {
         this.deps.presence.syncing(auth.userId, s.setPresence);
@@ -198,6 +206,7 @@ export class SocketServer {
         if (s.catchingUp) {
           s.catchingUp = false;
           this.catchups--;
+          releaseAdmission?.();
         }
         if (s.abort.signal.aborted) break;
         const empty = s.since !== undefined && this.deps.sync.isEmpty(body);
@@ -214,6 +223,7 @@ export class SocketServer {
         s.catchingUp = false;
         this.catchups--;
       }
+      releaseAdmission?.();
     }
   }
 
