@@ -64,6 +64,7 @@ export class SyncService {
     if (req.delivered) this.sources.onDeliveredOptIn?.(req.userId);
     const device = this.sources.device;
     if (since && req.acknowledgeSince !== false) await this.acknowledge(req.userId, req.deviceId, since.stream);
+    if (req.acknowledgeSince !== false && req.filter.lazyLoadMembers) this.state.ledger.begin(req, since?.stream);
     for (;;) {
       const upTo: StreamToken = { stream: this.store.currentPosition(), ephemeral: this.sources.ephemeralPosition() };
       const hints = since ? this.hints(req, since.stream) : undefined;
@@ -289,7 +290,7 @@ export class SyncService {
     const memberChanged = full || stateEntries.some((s) => s.type === 'm.room.member') || events.some((e) => e.pdu.type === 'm.room.member');
     const summary = memberChanged ? await this.state.summary(roomId, req.userId) : undefined;
     const heroes = (summary?.['m.heroes'] as string[] | undefined) ?? [];
-    const stateEvents = await this.state.stateEvents(req, roomId, stateEntries, events, { full, limited, timelineStart, heroes });
+    const stateEvents = await this.state.stateEvents(req, roomId, stateEntries, events, { full, limited, timelineStart, heroes, upTo });
 
     const section: JsonObject = {
       timeline: {

@@ -67,7 +67,8 @@ export function historyRoutes(r: ClientRoutes, s: ApiServices): void {
     const ev = await visibleEvent(s, auth.userId, roomId, param(ctx, 'eventId'));
     const limit = queryInt(ctx, 'limit', 10, 0, 100);
     const filterText = queryString(ctx, 'filter');
-    const f = compileFilter({ room: { timeline: filterText ? parseFilterParam(filterText) : undefined } });
+    const rawFilter = filterText ? parseFilterParam(filterText) : undefined;
+    const f = compileFilter({ room: { timeline: rawFilter } });
     const before = Math.floor(limit / 2);
     const after = limit - before;
     const head = s.store.currentPosition();
@@ -82,7 +83,12 @@ export function historyRoutes(r: ClientRoutes, s: ApiServices): void {
       s.visibility.filter(auth.userId, roomId, keep(a)),
     ]);
     const lastEv = a[a.length - 1] ?? ev;
-    const state = (await s.store.rooms.getStateAtEvent(lastEv.eventId, 'after')) ?? (await s.store.rooms.getStateAt(roomId, lastEv.stream));
+    let state = (await s.store.rooms.getStateAtEvent(lastEv.eventId, 'after')) ?? (await s.store.rooms.getStateAt(roomId, lastEv.stream));
+    if (rawFilter?.lazy_load_members === true) {
+      // Lazy loading (spec): only the member events of the senders of the returned events.
+      const senders = new Set([ev, ...vb, ...va].map((e) => e.pdu.sender));
+      state = state.filter((e) => e.type !== 'm.room.member' || senders.has(e.stateKey));
+    }
     const stateEvents = await s.store.rooms.getEvents(state.map((e) => e.eventId));
     const firstEv = b[b.length - 1] ?? ev;
     ctx.body = {
