@@ -12,14 +12,25 @@ export class PresenceSyncSource implements PresenceSource {
     private readonly now: () => number = Date.now,
   ) {}
 
-  async collect(range: SyncRange, joinedRoomIds: string[]): Promise<JsonObject[]> {
+  async collect(range: SyncRange, joinedRoomIds: string[], newlyShared: string[] = []): Promise<JsonObject[]> {
     if (!this.presence.enabled) return [];
     const since = range.since?.ephemeral ?? 0;
     const changed = this.presence.changedSince(since).filter((r) => r.pos <= range.upTo.ephemeral);
-    if (changed.length === 0) return [];
+    // Someone the user only now shares a room with: their current presence, changed or not,
+    // since the client has never been told it.
+    const seen = new Set(changed.map((r) => r.userId));
+    const fresh: JsonObject[] = [];
+    for (const u of newlyShared) {
+      const r = this.presence.get(u);
+      if (r && !seen.has(u) && r.pos <= range.upTo.ephemeral && r.pos > 0) {
+        seen.add(u);
+        fresh.push({ type: 'm.presence', sender: u, content: presenceContent(r, this.now()) });
+      }
+    }
+    if (changed.length === 0) return fresh;
     // Only the (few) changed users are checked for a shared room, not every member of every room.
     const mine = new Set(joinedRoomIds);
-    const out: JsonObject[] = [];
+    const out: JsonObject[] = fresh;
     for (const r of changed) {
       const shares =
         r.userId === range.userId ||
