@@ -22,7 +22,10 @@ export function historyRoutes(r: ClientRoutes, s: ApiServices): void {
     if (!mine && !(await s.visibility.canPeek(auth.userId, roomId))) {
       throw new MatrixError('M_FORBIDDEN', 'You are not allowed to view this room');
     }
-    const head = s.store.currentPosition();
+    // A member who left or was banned sees the room as it was when they went: nothing after
+    // their leave, whatever the history visibility (world_readable included), as for /sync.
+    const gone = mine && (mine.membership === 'leave' || mine.membership === 'ban');
+    const head = gone ? Math.min(mine.stream, s.store.currentPosition()) : s.store.currentPosition();
     // Paged in the room's topological (depth, stream) order, as the spec asks. Stream tokens
     // (from /sync) bound by stream position, the topological tokens we hand out here by
     // (depth, stream); nothing above the completed stream position is ever read.
