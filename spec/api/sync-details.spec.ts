@@ -177,7 +177,18 @@ describe('/sync details', function () {
     });
 
     it('an invalid filter definition is refused with 400 (stored and inline)', async () => {
-      for (const bad of [{ room: { timeline: { limit: 'ten' } } }, { room: { rooms: 'not-a-list' } }, { event_format: 'xml' }]) {
+      for (const bad of [
+        { room: { timeline: { limit: 'ten' } } },
+        { room: { rooms: 'not-a-list' } },
+        { event_format: 'xml' },
+        { presence: 'not_an_object' },
+        { room: { timeline: { types: [0] } } },
+        { room: { timeline: { rooms: ['not_a_room_id'] } } },
+        { room: { rooms: ['not_a_room_id'] } },
+        { room: { timeline: { senders: ['not_a_sender_id'] } } },
+        { presence: { not_senders: ['@'] } },
+        { room: { state: { lazy_load_members: 'true' } } },
+      ]) {
         const r = await alice.post(`${V3}/user/${enc(alice.userId)}/filter`, bad);
         assert.equal(r.status, 400, `${JSON.stringify(bad)}: ${r.status} ${JSON.stringify(r.body)}`);
         assert.equal(typeof r.body.errcode, 'string');
