@@ -69,6 +69,21 @@ describe('sync state rules', function () {
     assert.deepEqual(Object.keys(s1.rooms?.join ?? {}), [], 'nothing the filter lets through changed');
   });
 
+  it('once m.ignored_user_list names a sender, their messages bring no room section, and others\' still do', async () => {
+    const [u1, u2, u3] = await users(3);
+    const roomId = await createRoom(u1, { preset: 'public_chat' });
+    for (const u of [u2, u3]) await ok(u.post(room(roomId, 'join'), {}), 'join');
+    const f = { account_data: { types: ['m.ignored_user_list'] }, presence: { types: [] }, room: { timeline: { types: ['m.room.message'] }, state: { types: ['m.room.member'] } } };
+    await ok(u1.put(`/_matrix/client/v3/user/${enc(u1.userId)}/account_data/m.ignored_user_list`, { ignored_users: { [u2.userId]: {} } }), 'ignore');
+    const s0 = await syncOk(u1, { filter: f });
+    await send(u2, roomId, 'ignored');
+    const s1 = await syncOk(u1, { since: s0.next_batch, filter: f });
+    assert.deepEqual(Object.keys(s1.rooms?.join ?? {}), [], 'an ignored message is no news');
+    await send(u3, roomId, 'not ignored');
+    const s2 = await syncOk(u1, { since: s1.next_batch, filter: f });
+    assert.deepEqual(s2.rooms.join[roomId].timeline.events.map((e: any) => e.content.body), ['not ignored']);
+  });
+
   it('a room joined and left within one batch comes with its state in rooms.leave', async () => {
     const [a, b] = await users(2);
     const f = { room: { timeline: { types: [] }, state: { types: ['a.madeup.test.state'] }, ephemeral: { types: [] }, include_leave: true }, presence: { types: [] } };
