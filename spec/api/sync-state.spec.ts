@@ -56,6 +56,18 @@ describe('sync state rules', function () {
     assert.deepEqual(senders(b2, b.userId), [], 'and only once');
   });
 
+  it('a new member who never came online is reported offline to the room', async () => {
+    const [a, b] = await users(2);
+    const roomId = await createRoom(a, { preset: 'public_chat' });
+    const a0 = await syncOk(a);
+    // b joins without ever syncing: no presence of its own yet.
+    await ok(b.post(room(roomId, 'join'), {}), 'join');
+    const a1 = await syncOk(a, { since: a0.next_batch });
+    const ev = (a1.presence?.events ?? []).filter((e: any) => e.sender === b.userId);
+    assert.equal(ev.length, 1, JSON.stringify(a1.presence));
+    assert.equal(ev[0].content.presence, 'offline');
+  });
+
   it('a displayname change the filter hides brings no room section (no full state resent)', async () => {
     const [a] = await users(1);
     const f = { room: { timeline: { types: [] }, state: { types: ['a.madeup.test.state'] }, ephemeral: { types: [] } }, presence: { types: [] } };

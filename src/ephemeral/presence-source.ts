@@ -21,11 +21,14 @@ export class PresenceSyncSource implements PresenceSource {
     const seen = new Set(changed.map((r) => r.userId));
     const fresh: JsonObject[] = [];
     for (const u of newlyShared) {
+      if (seen.has(u)) continue;
+      seen.add(u);
       const r = this.presence.get(u);
-      if (r && !seen.has(u) && r.pos <= range.upTo.ephemeral && r.pos > 0) {
-        seen.add(u);
-        fresh.push({ type: 'm.presence', sender: u, content: presenceContent(r, this.now()) });
-      }
+      // A change after upTo comes with the next response.
+      if (r && r.pos > range.upTo.ephemeral) continue;
+      // Someone never seen online is offline: saying so tells the client it need not wonder.
+      const content = r && r.pos > 0 ? presenceContent(r, this.now()) : { presence: 'offline' };
+      fresh.push({ type: 'm.presence', sender: u, content });
     }
     if (changed.length === 0) return fresh;
     // Only the (few) changed users are checked for a shared room, not every member of every room.

@@ -300,8 +300,13 @@ export class SyncService {
   ): Promise<JsonObject | null> {
     const f = req.filter;
     const full = fullState || from === undefined;
-    const { events, limited } = await this.timeline(req, roomId, from, upTo, joinedAt);
+    const { events, limited: more } = await this.timeline(req, roomId, from, upTo, joinedAt);
     const timelineStart = events.length ? events[0].stream - 1 : upTo;
+    // A room newly joined in an incremental sync is new to the client: any history before its
+    // timeline (events the filter skipped included) makes it limited. An initial sync keeps
+    // the plain rule (limited when the filtered timeline was cut), as clients expect there.
+    const newlyJoined = from === undefined && req.since !== undefined;
+    const limited = more || (newlyJoined && (await this.hasVisibleEarlier(req.userId, roomId, events[0]?.stream ?? upTo + 1, upTo)));
 
     let stateEntries: StateEntry[];
     if (full) stateEntries = await this.store.rooms.getStateAt(roomId, timelineStart);
@@ -369,7 +374,6 @@ export class SyncService {
     if (visible.length < page.length && joinedAt !== undefined) visible = await this.withCurrentState(roomId, page, visible, upTo);
     // Hidden history before a join behaves like the start of the room for the client.
     if (visible.length < page.length && from === undefined) limited = visible.length > 0 && limited;
-    else if (from === undefined && !limited) limited = await this.hasVisibleEarlier(req.userId, roomId, visible[0]?.stream ?? upTo + 1, upTo);
     return { events: visible, limited: limited || (from !== undefined && more) };
   }
 
