@@ -151,6 +151,17 @@ describe('push gateway delivery', function () {
     assert.deepEqual(n.counts, { unread: 1 });
   });
 
+  it('names a room without m.room.name by its canonical alias in room_name', async function () {
+    const [alice, bob, carol] = [await user('alice'), await user('bob'), await user('carol')];
+    await setPusher(carol);
+    const roomId = await roomWith(alice, [bob, carol], { preset: 'public_chat', room_alias_name: `pushalias${++txn}` });
+    const eventId = await send(alice, roomId, 'named by alias');
+    await gw.waitFor('the push', () => gw.forEvent(eventId).length > 0);
+    const n = gw.forEvent(eventId)[0].notification;
+    assert.match(n.room_name, /^#pushalias\d+:localhost$/);
+    assert.equal(n.room_alias, n.room_name);
+  });
+
   it('sends only IDs, counts and devices to an event_id_only pusher; sound means high priority', async function () {
     const [alice, bob] = [await user('alice'), await user('bob')];
     await setPusher(bob, { format: 'event_id_only' });

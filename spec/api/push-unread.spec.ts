@@ -100,6 +100,34 @@ describe('push rules and unread counts', function () {
   describe('push rule CRUD', () => {
     const r1 = { conditions: [{ kind: 'event_match', key: 'content.body', pattern: 'xyzzy' }], actions: ['notify'] };
 
+    it('room rules accept any rule ID; dont_notify is kept as sent', async () => {
+      await ok(erin.put(ruleUrl('room', '#a:example.com'), { actions: ['dont_notify'] }), 'PUT room rule by alias');
+      const got = await ok(erin.get(ruleUrl('room', '#a:example.com')), 'GET');
+      assert.deepEqual(got.actions, ['dont_notify']);
+      assert.deepEqual(await ok(erin.get(ruleUrl('room', '#a:example.com', '/actions')), 'GET actions'), { actions: ['dont_notify'] });
+      await ok(erin.put(ruleUrl('room', '#a:example.com', '/actions'), { actions: ['dont_notify'] }), 'PUT actions');
+      assert.deepEqual((await ok(erin.get(ruleUrl('room', '#a:example.com')), 'GET')).actions, ['dont_notify']);
+      await ok(erin.req('DELETE', ruleUrl('room', '#a:example.com')), 'DELETE');
+    });
+
+    it('malformed /pushrules paths answer 400 (and /pushrules without its slash is no endpoint)', async () => {
+      const P = `${V3}/pushrules`;
+      for (const path of ['/', '/not_a_scope/room/%23spam%3Aexample.com', '/global', '/global/room', '/global/room/', '/global/not_a_template/foo', '/global/override/.m.rule.master/not_an_attr']) {
+        const r = await erin.put(P + path, { actions: ['notify'], enabled: true });
+        assert.equal(r.status, 400, `PUT ${path}: ${r.status} ${JSON.stringify(r.body)}`);
+        assert.equal(typeof r.body.errcode, 'string');
+      }
+      for (const path of ['/global', '/global/room', '/not_a_scope/', '/global/not_a_template/', '/global/override/.m.rule.master/not_an_attr']) {
+        const r = await erin.get(P + path);
+        assert.equal(r.status, 400, `GET ${path}: ${r.status} ${JSON.stringify(r.body)}`);
+      }
+      assert.equal((await erin.get(P)).status, 404);
+      assert.equal((await erin.get(P + '/global/override/not_a_rule_id')).status, 404);
+      assert.equal((await erin.get(P + '/')).status, 200);
+      assert.equal((await erin.get(P + '/global/')).status, 200);
+      assert.equal((await erin.get(P + '/global/room/')).status, 200);
+    });
+
     it('PUT with before/after orders user rules (after .m.rule.master, before the other defaults); GET returns the rule', async () => {
       await ok(erin.put(ruleUrl('override', 'r1'), r1), 'PUT r1');
       await ok(erin.put(ruleUrl('override', 'r2') + '?before=r1', { conditions: [], actions: [] }), 'PUT r2 before r1');
@@ -297,6 +325,7 @@ describe('push rules and unread counts', function () {
       assert.deepEqual(here.map((n: any) => n.read), [false, false, true]);
       for (const n of here) {
         assert.equal(typeof n.ts, 'number');
+        assert.ok('profile_tag' in n, 'profile_tag present');
         assert.ok(Array.isArray(n.actions) && n.actions.includes('notify'), JSON.stringify(n.actions));
         assert.equal(n.event.room_id, roomId);
         assert.equal(n.event.sender, alice.userId);

@@ -128,8 +128,15 @@ describe('pushers API', function () {
     await set(alice, pusherBody({ data: { url: 'https://gw.example.org:8443/prefix/_matrix/push/v1/notify' } }));
   });
 
-  it('rejects unknown formats, other kinds, and bad field types', async function () {
-    await set(alice, pusherBody({ data: { url: URL_OK, format: 'full' } }), 400, 'M_INVALID_PARAM');
+  it('keeps any data.format string as given (only event_id_only changes the pushes)', async function () {
+    await set(alice, pusherBody({ pushkey: 'fmt', data: { url: URL_OK, format: 'id_event_only' } }));
+    const got = (await list(alice)).find((p: any) => p.pushkey === 'fmt');
+    assert.equal(got?.data.format, 'id_event_only');
+    await set(alice, pusherBody({ pushkey: 'fmt', data: { url: URL_OK, format: 7 } }), 400, 'M_INVALID_PARAM');
+    await set(alice, pusherBody({ pushkey: 'fmt', kind: null }));
+  });
+
+  it('rejects other kinds and bad field types', async function () {
     await set(alice, pusherBody({ kind: 'email', app_id: 'm.email', pushkey: 'alice@example.org' }), 400, 'M_INVALID_PARAM');
     await set(alice, pusherBody({ kind: 7 }), 400, 'M_INVALID_PARAM');
     await set(alice, pusherBody({ app_id: 'a'.repeat(65) }), 400, 'M_INVALID_PARAM');

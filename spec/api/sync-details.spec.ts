@@ -59,7 +59,8 @@ describe('/sync details', function () {
     assert.equal(typeof r.unread_notifications?.highlight_count, 'number');
     assert.equal(r.summary['m.joined_member_count'], 2);
     assert.equal(r.summary['m.invited_member_count'], 1);
-    assert.deepEqual([...r.summary['m.heroes']].sort(), ['@ghost:localhost', bob.userId].sort(), 'heroes: the others, never self');
+    // Heroes are only required when the room has no name or alias (spec RoomSummary); this one is named.
+    assert.equal(r.summary['m.heroes'], undefined, 'a named room needs no heroes');
 
     // prev_batch continues exactly before the timeline.
     const back = await ok(alice.get(room(roomId, `messages?dir=b&limit=3&from=${enc(r.timeline.prev_batch)}`)), 'messages');
@@ -176,7 +177,18 @@ describe('/sync details', function () {
     });
 
     it('an invalid filter definition is refused with 400 (stored and inline)', async () => {
-      for (const bad of [{ room: { timeline: { limit: 'ten' } } }, { room: { rooms: 'not-a-list' } }, { event_format: 'xml' }]) {
+      for (const bad of [
+        { room: { timeline: { limit: 'ten' } } },
+        { room: { rooms: 'not-a-list' } },
+        { event_format: 'xml' },
+        { presence: 'not_an_object' },
+        { room: { timeline: { types: [0] } } },
+        { room: { timeline: { rooms: ['not_a_room_id'] } } },
+        { room: { rooms: ['not_a_room_id'] } },
+        { room: { timeline: { senders: ['not_a_sender_id'] } } },
+        { presence: { not_senders: ['@'] } },
+        { room: { state: { lazy_load_members: 'true' } } },
+      ]) {
         const r = await alice.post(`${V3}/user/${enc(alice.userId)}/filter`, bad);
         assert.equal(r.status, 400, `${JSON.stringify(bad)}: ${r.status} ${JSON.stringify(r.body)}`);
         assert.equal(typeof r.body.errcode, 'string');
@@ -238,9 +250,13 @@ describe('/sync details', function () {
       assert.deepEqual(memberKeys(full.rooms.join[roomId].state.events), [alice.userId, bob.userId, carol.userId, dave.userId, ...ghosts].sort());
     });
 
-    it("includes the heroes' member events (spec: m.heroes \"MUST be included in the state\" when lazy-loading)", async () => {
+    it("includes the heroes' member events in an unnamed room (spec: m.heroes \"MUST be included in the state\" when lazy-loading)", async () => {
+      // Heroes are only required for rooms without a name or alias (spec RoomSummary).
+      const unnamed = await create({ preset: 'public_chat', invite: ghosts });
+      await ok(bob.post(room(unnamed, 'join'), {}), 'join');
+      for (let i = 0; i < 3; i++) await send(alice, unnamed, `alice ${i}`);
       const s = await sync(bob, { filter: lazy(3) });
-      const r = s.rooms.join[roomId];
+      const r = s.rooms.join[unnamed];
       const heroes: string[] = r.summary['m.heroes'];
       assert.ok(heroes.length >= 5, `5 heroes expected, got ${heroes}`);
       const members = memberKeys([...r.state.events, ...r.timeline.events]);

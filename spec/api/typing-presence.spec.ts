@@ -163,6 +163,22 @@ describe('presence', function () {
     assert.equal(bad.status, 400);
   });
 
+  it('set_presence=online on /sync overrides an earlier unavailable and reaches room-mates with last_active_ago', async () => {
+    for (const earlier of ['put', 'sync'] as const) {
+      if (earlier === 'put') await ok(dave.put(`${V3}/presence/${enc(dave.userId)}/status`, { presence: 'unavailable' }), 'PUT');
+      else await sync(dave, { setPresence: 'unavailable' });
+      const bobSince = (await sync(bob)).next_batch;
+      assert.equal(presenceOf(await sync(bob), dave.userId)[0]?.content.presence, 'unavailable', `${earlier}: precondition`);
+      await sync(dave, { setPresence: 'online' });
+      assert.equal((await ok(status(bob, dave.userId), 'GET')).presence, 'online', `${earlier}: GET status`);
+      const ev = presenceOf(await sync(bob, { since: bobSince }), dave.userId);
+      assert.equal(ev.length, 1, `${earlier}: bob's incremental sync carries dave's change`);
+      assert.equal(ev[0].content.presence, 'online');
+      assert.equal(ev[0].content.currently_active, true);
+      assert.equal(typeof ev[0].content.last_active_ago, 'number');
+    }
+  });
+
   it('activity: a sync makes the user online and active; a send resets last_active_ago', async () => {
     await sync(frank);
     const p0 = await ok(status(bob, frank.userId), 'GET');

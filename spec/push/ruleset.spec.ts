@@ -105,7 +105,6 @@ describe('push: user ruleset', () => {
     expectError(() => addRule(e, 'content', 'x', NOTIFY), 'M_BAD_JSON'); // pattern required
     expectError(() => addRule(e, 'content', 'x', { pattern: 5, ...NOTIFY }), 'M_BAD_JSON');
     expectError(() => addRule(e, 'override', 'x', { pattern: 'p', ...NOTIFY }), 'M_INVALID_PARAM');
-    expectError(() => addRule(e, 'room', 'not-a-room', NOTIFY), 'M_INVALID_PARAM');
     expectError(() => addRule(e, 'sender', 'bob', NOTIFY), 'M_INVALID_PARAM');
     expectError(
       () => addRule(e, 'room', '!r:x', { actions: [], conditions: [{ kind: 'event_match', key: 'a', pattern: 'b' }] }),
@@ -128,13 +127,18 @@ describe('push: user ruleset', () => {
     expectError(() => addRule(e, 'override', 'x', NOTIFY, { before: 'x' }), 'M_INVALID_PARAM');
   });
 
-  it('accepts unknown condition kinds and strips historical actions', () => {
+  it('room rules accept any rule ID (one that is no room ID never matches)', () => {
+    const u = addRule(emptyUserPushRules(), 'room', '#a:example.com', NOTIFY);
+    assert.deepEqual(ids(u, 'room'), ['#a:example.com']);
+  });
+
+  it('accepts unknown condition kinds and keeps historical actions as sent', () => {
     const u = addRule(emptyUserPushRules(), 'override', 'future', {
       actions: ['dont_notify', 'coalesce', 'notify', { set_tweak: 'sound', value: 'x' }],
       conditions: [{ kind: 'org.example.future', foo: 1 }],
     });
     const r = getRule(ALICE, u, 'override', 'future');
-    assert.deepEqual(r.actions, ['notify', { set_tweak: 'sound', value: 'x' }]);
+    assert.deepEqual(r.actions, ['dont_notify', 'coalesce', 'notify', { set_tweak: 'sound', value: 'x' }]);
     assert.deepEqual(r.conditions, [{ kind: 'org.example.future', foo: 1 }]);
   });
 

@@ -124,6 +124,23 @@ describe('websocket sync: connecting and authentication', function () {
     assert.equal(closed.code, 4002);
   });
 
+  it('a bad `filter` parameter gets an error frame, then the socket closes with 4002 (header and auth frame)', async () => {
+    for (const filter of ['{not json', JSON.stringify({ room: { timeline: { limit: 'ten' } } }), '99999999']) {
+      const viaHeader = await rawConnect(socketUrl(srv.url, { filter }), bearer(alice.token!));
+      const viaFrame = await rawConnect(socketUrl(srv.url));
+      viaFrame.send({ type: 'auth', access_token: alice.token!, filter });
+      for (const [how, c] of [['header', viaHeader], ['auth frame', viaFrame]] as const) {
+        const closed = await within(c.closed, 3000, null);
+        if (!closed) c.ws.terminate();
+        assert.ok(closed, `${how}, filter ${filter}: socket stayed open; frames ${JSON.stringify(c.frames)}`);
+        assert.equal(closed.code, 4002, `${how}, filter ${filter}`);
+        assert.equal(c.frames[0]?.type, 'error', `${how}: the error frame comes first`);
+        assert.equal(typeof c.frames[0].errcode, 'string');
+        assert.equal(c.frames.filter((f) => f.type === 'sync').length, 0);
+      }
+    }
+  });
+
   it('closes with 4002 when `since` is not a token', async () => {
     const c = await rawConnect(socketUrl(srv.url, { since: 'garbage-token' }), bearer(alice.token!));
     const closed = await within(c.closed, 3000, null);

@@ -128,6 +128,9 @@ export class PresenceService {
       this.schedule(r);
       return;
     }
+    // An explicit set_presence=online is the client saying "I am here": it replaces an earlier
+    // unavailable/offline chosen through PUT /presence. Only an omitted parameter defers to it.
+    if (setPresence === 'online') r.explicit = null;
     if (r.explicit && r.explicit !== 'online') {
       this.schedule(r);
       return;

@@ -205,6 +205,8 @@ export function roomInfoFromState(state: RoomState | null, senderId: string): Ro
   if (typeof name === 'string' && name !== '') info.roomName = name;
   const alias = state.content('m.room.canonical_alias')?.alias;
   if (typeof alias === 'string' && alias !== '') info.roomAlias = alias;
+  // room_name is what the client would show as the room's name: without a name, the alias.
+  if (info.roomName === undefined && info.roomAlias !== undefined) info.roomName = info.roomAlias;
   const displayname = state.content('m.room.member', senderId)?.displayname;
   if (typeof displayname === 'string' && displayname !== '') info.senderDisplayName = displayname;
   return info;

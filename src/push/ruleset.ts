@@ -80,8 +80,9 @@ function isObject(v: unknown): v is Record<string, unknown> {
 const KNOWN_ACTIONS = new Set(['notify', 'dont_notify', 'coalesce']);
 
 /**
- * Validates an actions array. The historical `dont_notify`/`coalesce` are accepted but stripped,
- * as the spec says servers must ignore them.
+ * Validates an actions array. The historical `dont_notify`/`coalesce` are stored as the client
+ * sent them (a client reading its rule back gets what it wrote); evaluation ignores them, as
+ * the spec asks.
  */
 export function validateActions(actions: unknown): PushAction[] {
   if (!Array.isArray(actions)) throw new PushRuleError('M_BAD_JSON', "'actions' must be an array");
@@ -89,7 +90,7 @@ export function validateActions(actions: unknown): PushAction[] {
   for (const a of actions) {
     if (typeof a === 'string') {
       if (!KNOWN_ACTIONS.has(a)) throw new PushRuleError('M_INVALID_PARAM', `Unrecognised action: ${a}`);
-      if (a === 'notify') out.push('notify');
+      out.push(a as 'notify' | 'dont_notify' | 'coalesce');
     } else if (isObject(a) && typeof a.set_tweak === 'string') {
       out.push(clone(a) as PushAction);
     } else {
@@ -152,9 +153,8 @@ function validateRuleId(kind: PushRuleKind, ruleId: string): void {
   if (ruleId.includes('/') || ruleId.includes('\\')) {
     throw new PushRuleError('M_INVALID_PARAM', 'rule_id must not contain slashes or backslashes');
   }
-  if (kind === 'room' && !ruleId.startsWith('!')) {
-    throw new PushRuleError('M_INVALID_PARAM', 'The rule_id of a room rule must be a room ID');
-  }
+  // A room rule's ID names the room it matches; the spec asks for nothing more, and one that is
+  // no room ID simply never matches.
   if (kind === 'sender' && !/^@[^:]+:.+$/.test(ruleId)) {
     throw new PushRuleError('M_INVALID_PARAM', 'The rule_id of a sender rule must be a user ID');
   }

@@ -10,6 +10,7 @@ import type { JsonObject, Pdu, RoomVersion } from '../protocol/types.js';
 import type { Store } from '../store/types.js';
 import { StoreConflictError } from '../store/types.js';
 import type { Admission } from '../admission/admission.js';
+import { canonicalJson } from '../protocol/canonical-json.js';
 import type { EventDraft, RoomInput, SubmitResult } from './room-input.js';
 import type { Logger } from 'pino';
 
@@ -204,7 +205,8 @@ export class RoomService {
     return roomIdOrAlias;
   }
 
-  async join(sender: Sender, roomIdOrAlias: string, reason?: string, via: string[] = []): Promise<string> {
+  /** `extra`: further keys of the client's request body, kept in the member event's content. */
+  async join(sender: Sender, roomIdOrAlias: string, reason?: string, via: string[] = [], extra: JsonObject = {}): Promise<string> {
     const roomId = await this.resolveRoom(roomIdOrAlias);
     await this.refuseBlocked(roomId);
     const state = await this.input.currentState(roomId);
@@ -219,7 +221,7 @@ export class RoomService {
       const server = serverNameOf(roomId);
       const servers = [...new Set([...via, ...(server !== undefined ? [server] : [])])].filter((s) => s !== this.serverName);
       if (servers.length > 0 && this.remote) {
-        const content = memberContent('join', await this.store.accounts.getUser(sender.userId));
+        const content: JsonObject = { ...memberContent('join', await this.store.accounts.getUser(sender.userId)), ...withoutReserved(extra), membership: 'join' };
         if (reason) content.reason = reason;
         await this.remote.join(sender.userId, roomId, servers, content);
         return roomId;
@@ -233,7 +235,7 @@ export class RoomService {
     if (profile?.isGuest && state.content('m.room.guest_access', '')?.guest_access !== 'can_join') {
       throw new MatrixError('M_GUEST_ACCESS_FORBIDDEN', 'This room does not allow guests to join', {}, 403);
     }
-    const content = memberContent('join', profile);
+    const content: JsonObject = { ...memberContent('join', profile), ...withoutReserved(extra), membership: 'join' };
     if (reason) content.reason = reason;
     await this.input.submit(roomId, { type: 'm.room.member', stateKey: sender.userId, sender: sender.userId, content });
     return roomId;
@@ -319,7 +321,18 @@ export class RoomService {
     // Refused before any work, so a shed send costs almost nothing.
     const release = this.admission?.enterSend();
     try {
-      await this.requireJoined(sender.userId, roomId);
+      // A user's own member event (e.g. a join through PUT state/m.room.member) is judged by the
+      // auth rules alone: the user is, by nature, not yet joined.
+      const ownMembership = draft.type === 'm.room.member' && draft.stateKey === sender.userId;
+      if (!ownMembership) await this.requireJoined(sender.userId, roomId);
+      if (draft.stateKey !== undefined && !draft.txn) {
+        // The same state set again by the same sender changes nothing: answer with the event
+        // already in place instead of adding an identical one (clients retry PUT state).
+        const current = (await this.input.currentState(roomId))?.get(draft.type, draft.stateKey);
+        if (current && current.pdu.sender === sender.userId && canonicalJson(current.pdu.content) === canonicalJson(draft.content)) {
+          return { eventId: current.eventId, stream: 0, deduplicated: true };
+        }
+      }
       const res = await this.input.submit(roomId, { ...draft, sender: sender.userId });
       if (draft.type === 'm.room.guest_access' && draft.stateKey === '' && draft.content.guest_access !== 'can_join' && !res.deduplicated) {
         await this.removeGuests(roomId);
@@ -335,6 +348,27 @@ export class RoomService {
       throw err;
     } finally {
       release?.();
+    }
+  }
+
+  /**
+   * After an alias is deleted: a canonical alias event that still names it is replaced by one
+   * without it, sent by the user who deleted the alias. If the power levels refuse that, the
+   * event keeps the stale alias (the directory entry is gone either way) and the refusal is logged.
+   */
+  async dropFromCanonicalAlias(sender: Sender, roomId: string, alias: string): Promise<void> {
+    const ev = (await this.input.currentState(roomId))?.get('m.room.canonical_alias', '');
+    if (!ev) return;
+    const c = ev.pdu.content;
+    const alt = Array.isArray(c.alt_aliases) ? c.alt_aliases : undefined;
+    if (c.alias !== alias && !alt?.includes(alias)) return;
+    const content: JsonObject = { ...c };
+    if (c.alias === alias) delete content.alias;
+    if (alt) content.alt_aliases = alt.filter((a) => a !== alias);
+    try {
+      await this.send(sender, roomId, { type: 'm.room.canonical_alias', stateKey: '', content });
+    } catch (err) {
+      this.logger.warn({ err, roomId, alias }, 'deleted alias left in m.room.canonical_alias');
     }
   }
 
@@ -393,6 +427,13 @@ export class RoomService {
     }
     if (m?.membership !== 'join') throw new MatrixError('M_FORBIDDEN', 'You are not joined to this room');
   }
+}
+
+/** Keys of a join request body that are not member event content of the client's choosing. */
+function withoutReserved(extra: JsonObject): JsonObject {
+  const out: JsonObject = {};
+  for (const [k, v] of Object.entries(extra)) if (k !== 'membership' && k !== 'third_party_signed' && k !== 'reason') out[k] = v;
+  return out;
 }
 
 function memberContent(

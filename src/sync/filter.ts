@@ -4,23 +4,28 @@
 import { z } from 'zod';
 import { MatrixError } from '../errors.js';
 import type { JsonObject } from '../protocol/types.js';
+import { isValidUserId } from '../protocol/ids.js';
 
 const strList = z.array(z.string().max(255)).max(1000);
+// Room and sender lists name rooms and users: anything else can never match and is a client bug,
+// refused like any other malformed filter.
+const roomIdList = z.array(z.string().max(255).refine((v) => /^![^\s]+$/.test(v), 'not a room ID')).max(1000);
+const userIdList = z.array(z.string().max(255).refine((v) => isValidUserId(v), 'not a user ID')).max(1000);
 
 const eventFilter = z
   .object({
     limit: z.number().int().min(0).optional(),
     types: strList.optional(),
     not_types: strList.optional(),
-    senders: strList.optional(),
-    not_senders: strList.optional(),
+    senders: userIdList.optional(),
+    not_senders: userIdList.optional(),
   })
   .passthrough();
 
 const roomEventFilter = eventFilter
   .extend({
-    rooms: strList.optional(),
-    not_rooms: strList.optional(),
+    rooms: roomIdList.optional(),
+    not_rooms: roomIdList.optional(),
     lazy_load_members: z.boolean().optional(),
     include_redundant_members: z.boolean().optional(),
     contains_url: z.boolean().optional(),
@@ -36,8 +41,8 @@ export const filterSchema = z
     account_data: eventFilter.optional(),
     room: z
       .object({
-        rooms: strList.optional(),
-        not_rooms: strList.optional(),
+        rooms: roomIdList.optional(),
+        not_rooms: roomIdList.optional(),
         include_leave: z.boolean().optional(),
         timeline: roomEventFilter.optional(),
         state: roomEventFilter.optional(),

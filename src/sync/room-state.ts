@@ -1,6 +1,11 @@
 // The state parts of /sync room sections: the state section (lazy-loaded members included), the
 // room summary and invite_state. Member state comes from the read model when it knows it (its
 // answers equal the store's: see ReadModel.membersAt), otherwise from the store.
+// Lazy-loading redundancy (spec: a member event the client already has is not resent unless
+// include_redundant_members) is tracked per device in LazyMemberLedger. An entry counts as
+// delivered only once the client syncs from a position at or after the response that carried
+// it, so a lost response or a retry from an older token gets the member again. Only long-poll
+// syncs, whose `since` is an acknowledgement, use it; socket frames always resend (allowed).
 
 import type { JsonObject } from '../protocol/types.js';
 import { strippedState } from '../room/client-event.js';
@@ -19,25 +24,84 @@ const INVITE_STATE_TYPES = new Set([
   'm.room.encryption',
 ]);
 
+/** Which member events each device was sent, and in the response at which position. */
+export class LazyMemberLedger {
+  private readonly devices = new Map<string, Map<string, { eventId: string; sentAt: number }>>();
+  /** Per request: the position its client acknowledged (undefined: initial sync), when tracked. */
+  private readonly acked = new WeakMap<SyncRequest, { at: number | undefined }>();
+
+  constructor(
+    private readonly maxDevices = 5000,
+    private readonly maxEntriesPerDevice = 20000,
+  ) {}
+
+  /** A long-poll request starts: `acked` is its since position; none means a new sequence. */
+  begin(req: SyncRequest, acked: number | undefined): void {
+    const key = deviceKey(req);
+    // A client starting over has forgotten what it was sent (spec: "amnesia").
+    if (acked === undefined) this.devices.delete(key);
+    this.acked.set(req, { at: acked });
+  }
+
+  tracked(req: SyncRequest): boolean {
+    return this.acked.has(req);
+  }
+
+  /** True when the client acknowledged a response carrying exactly this member event. */
+  delivered(req: SyncRequest, roomId: string, userId: string, eventId: string): boolean {
+    const at = this.acked.get(req)?.at;
+    if (at === undefined) return false;
+    const e = this.devices.get(deviceKey(req))?.get(`${roomId}\u0000${userId}`);
+    return !!e && e.eventId === eventId && e.sentAt <= at;
+  }
+
+  note(req: SyncRequest, roomId: string, events: Iterable<StoredEvent>, sentAt: number): void {
+    if (!this.acked.has(req)) return;
+    const key = deviceKey(req);
+    let m = this.devices.get(key);
+    if (!m) {
+      if (this.devices.size >= this.maxDevices) this.devices.delete(this.devices.keys().next().value as string);
+      m = new Map();
+    } else this.devices.delete(key);
+    this.devices.set(key, m);
+    for (const e of events) {
+      if (e.pdu.type !== 'm.room.member' || typeof e.pdu.state_key !== 'string') continue;
+      const k = `${roomId}\u0000${e.pdu.state_key}`;
+      const prev = m.get(k);
+      // The earliest response that carried this event is the one whose acknowledgement counts.
+      if (prev && prev.eventId === e.eventId && prev.sentAt <= sentAt) continue;
+      m.delete(k);
+      m.set(k, { eventId: e.eventId, sentAt });
+      if (m.size > this.maxEntriesPerDevice) m.delete(m.keys().next().value as string);
+    }
+  }
+}
+
+function deviceKey(req: SyncRequest): string {
+  return `${req.userId}\u0000${req.deviceId}`;
+}
+
 export class RoomStateSections {
   constructor(
     private readonly store: Store,
     private readonly model?: ReadModel,
+    readonly ledger = new LazyMemberLedger(),
   ) {}
 
   /**
    * The state section. Without lazy loading: the given entries. With lazy loading (spec
    * "Lazy-loading room members"): non-member state as given, plus the member events of the
    * timeline's senders and the heroes (and on a full section, the user's own), and on a limited
-   * incremental sync every membership change in the gap, redundant or not. Member events of
-   * senders are always resent (include_redundant_members behaviour), which the spec permits.
+   * incremental sync every membership change in the gap, redundant or not. On an incremental
+   * section, member events the client has acknowledged receiving are left out unless the filter
+   * asks for include_redundant_members.
    */
   async stateEvents(
     req: SyncRequest,
     roomId: string,
     entries: StateEntry[],
     timeline: StoredEvent[],
-    opts: { full: boolean; limited: boolean; timelineStart: number; heroes: string[] },
+    opts: { full: boolean; limited: boolean; timelineStart: number; heroes: string[]; upTo?: number },
   ): Promise<StoredEvent[]> {
     const f = req.filter;
     let wanted = entries.filter((e) => eventMatches(f.state, e.type));
@@ -64,6 +128,13 @@ export class RoomStateSections {
         // timeline's start, so the client can show who sent each event.
         wanted.push(...(await this.membersAt(roomId, missing, opts.timelineStart)));
       }
+      if (!opts.full && !f.includeRedundantMembers) {
+        // Gap changes stay even when redundant (spec), so joins and leaves are never lost.
+        const fromGap = new Set(gap ? entries.filter((e) => e.type === 'm.room.member').map((e) => e.eventId) : []);
+        wanted = wanted.filter(
+          (e) => e.type !== 'm.room.member' || fromGap.has(e.eventId) || !this.ledger.delivered(req, roomId, e.stateKey, e.eventId),
+        );
+      }
     }
     // Events already in the timeline need not be repeated in state.
     const inTimeline = new Set(timeline.map((e) => e.eventId));
@@ -73,6 +144,7 @@ export class RoomStateSections {
     const byId = toRead.length > 0 ? await this.store.rooms.getEvents(toRead) : new Map<string, StoredEvent>();
     if (f.lazyLoadMembers && byId.size > 0) this.model?.noteMemberEvents(roomId, byId.values(), readAt);
     const out = ids.map((id) => cached.get(id) ?? byId.get(id)).filter((e): e is StoredEvent => !!e);
+    if (f.lazyLoadMembers && opts.upTo !== undefined) this.ledger.note(req, roomId, [...out, ...timeline], opts.upTo);
     return out.sort((a, b) => a.stream - b.stream);
   }
 
@@ -102,7 +174,25 @@ export class RoomStateSections {
       .sort((a, b) => a.stream - b.stream)
       .slice(0, 5)
       .map((m) => m.userId);
-    return { 'm.heroes': heroes, 'm.joined_member_count': joined.length, 'm.invited_member_count': invited.length };
+    const counts = { 'm.joined_member_count': joined.length, 'm.invited_member_count': invited.length };
+    // Heroes are only needed to name a room that has neither a name nor an alias (spec
+    // RoomSummary), and lazy-loading clients get their member events only when they are sent.
+    return (await this.hasName(roomId)) ? counts : { 'm.heroes': heroes, ...counts };
+  }
+
+  private async hasName(roomId: string): Promise<boolean> {
+    const state = await this.store.rooms.getCurrentState(roomId);
+    const ids = state.filter((e) => e.stateKey === '' && (e.type === 'm.room.name' || e.type === 'm.room.canonical_alias')).map((e) => e.eventId);
+    if (ids.length === 0) return false;
+    for (const e of (await this.store.rooms.getEvents(ids)).values()) {
+      const c = e.pdu.content;
+      if (e.pdu.type === 'm.room.name' && typeof c.name === 'string' && c.name !== '') return true;
+      if (e.pdu.type === 'm.room.canonical_alias') {
+        if (typeof c.alias === 'string' && c.alias !== '') return true;
+        if (Array.isArray(c.alt_aliases) && c.alt_aliases.some((a) => typeof a === 'string' && a !== '')) return true;
+      }
+    }
+    return false;
   }
 
   async invitedRoom(m: MembershipRecord): Promise<JsonObject> {

@@ -46,7 +46,8 @@ export interface UnreadSource {
 
 /** m.presence events of users who share a room with the syncing user. */
 export interface PresenceSource {
-  collect(range: SyncRange, joinedRoomIds: string[]): Promise<JsonObject[]>;
+  /** `newlyShared`: users the syncing user started sharing a room with in the range. */
+  collect(range: SyncRange, joinedRoomIds: string[], newlyShared?: string[]): Promise<JsonObject[]>;
 }
 
 export interface SyncSources {

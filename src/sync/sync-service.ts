@@ -66,6 +66,7 @@ export class SyncService {
     if (req.delivered) this.sources.onDeliveredOptIn?.(req.userId);
     const device = this.sources.device;
     if (since && req.acknowledgeSince !== false) await this.acknowledge(req.userId, req.deviceId, since.stream);
+    if (req.acknowledgeSince !== false && req.filter.lazyLoadMembers) this.state.ledger.begin(req, since?.stream);
     for (;;) {
       const upTo: StreamToken = { stream: this.store.currentPosition(), ephemeral: this.sources.ephemeralPosition() };
       const hints = since ? this.hints(req, since.stream) : undefined;
@@ -162,10 +163,15 @@ export class SyncService {
         ? { global: [], rooms: new Map<string, JsonObject[]>() }
         : await this.accountData(req, from, upTo, since === undefined);
 
+    /** Incremental joined sections, dropped below when nothing in them reaches the client. */
+    const incremental = new Set<string>();
+    /** Users the syncing user newly shares a room with: their presence is sent even if unchanged. */
+    const newlyShared = new Set<string>();
     for (const m of current) {
       if (!m) continue;
       if (m.membership === 'join') {
         const newlyJoined = !!changed?.has(m.roomId) && (await this.wasNotJoined(m.roomId, req.userId, from));
+        if (since && newlyJoined) for (const o of await this.store.rooms.getRoomMembers(m.roomId, ['join'])) newlyShared.add(o.userId);
         const quiet = (maxStreams.get(m.roomId) ?? 0) <= from;
         const hasExtras = ephemeral.has(m.roomId) || accountData.rooms.has(m.roomId);
         if (since && !newlyJoined && !req.fullState && quiet && !hasExtras) continue;
@@ -174,6 +180,10 @@ export class SyncService {
             ? emptyJoined()
             : await this.joinedRoom(req, m.roomId, since && !newlyJoined ? from : undefined, upTo, req.fullState || newlyJoined, m.stream);
         if (section) join[m.roomId] = section;
+        if (section && since && !newlyJoined && !req.fullState) {
+          incremental.add(m.roomId);
+          for (const u of joinsIn(section)) newlyShared.add(u);
+        }
       } else if (m.membership === 'invite') {
         if (since && !changed?.has(m.roomId)) continue;
         if (await this.invitedByIgnored(req.userId, m)) continue;
@@ -182,7 +192,9 @@ export class SyncService {
         if (since ? !changed?.has(m.roomId) : !f.includeLeave) continue;
         if (await this.store.rooms.isRoomForgotten(req.userId, m.roomId)) continue;
         // Rejected invites and rooms we were never joined to have no timeline worth showing.
-        const section = await this.leftRoom(req, m, since ? from : undefined);
+        // A room joined and left within the range is new to the client: its full section.
+        const joinedAndLeft = since !== undefined && (await this.wasNotJoined(m.roomId, req.userId, from)) && (await this.joinedWithin(m.roomId, req.userId, from, m.stream));
+        const section = await this.leftRoom(req, m, since && !joinedAndLeft ? from : undefined);
         if (section) leave[m.roomId] = section;
       }
     }
@@ -192,6 +204,8 @@ export class SyncService {
       (section.ephemeral as JsonObject).events = ephemeral.get(roomId) ?? [];
     }
     await this.addUnreadCounts(req, join, upTo);
+    for (const roomId of incremental) if (sectionEmpty(join[roomId] as JsonObject)) delete join[roomId];
+    newlyShared.delete(req.userId);
 
     const out: SyncResponse = {
       next_batch: serializeToken(upToToken),
@@ -200,7 +214,7 @@ export class SyncService {
       presence: {
         events:
           this.sources.presence && !matchesNothing(req.filter.presence)
-            ? (await this.sources.presence.collect(range, joinedIds)).filter((e) => eventMatches(req.filter.presence, String(e.type), String(e.sender)))
+            ? (await this.sources.presence.collect(range, joinedIds, [...newlyShared])).filter((e) => eventMatches(req.filter.presence, String(e.type), String(e.sender)))
             : [],
       },
       to_device: { events: [] },
@@ -259,6 +273,14 @@ export class SyncService {
     return { ...m, membership: membership as MembershipRecord['membership'], eventId: prev.eventId, stream: prev.stream };
   }
 
+  /** Whether the user had a `join` membership event in (from, to]. */
+  private async joinedWithin(roomId: string, userId: string, from: number, to: number): Promise<boolean> {
+    const hist = await this.store.rooms.getStateHistory(roomId, 'm.room.member', userId);
+    const ids = hist.filter((h) => h.stream > from && h.stream <= to).map((h) => h.eventId);
+    if (ids.length === 0) return false;
+    return [...(await this.store.rooms.getEvents(ids)).values()].some((e) => e.pdu.content.membership === 'join');
+  }
+
   private async wasNotJoined(roomId: string, userId: string, at: number): Promise<boolean> {
     const hist = await this.store.rooms.getStateHistory(roomId, 'm.room.member', userId);
     const prev = [...hist].reverse().find((h) => h.stream <= at);
@@ -281,8 +303,13 @@ export class SyncService {
   ): Promise<JsonObject | null> {
     const f = req.filter;
     const full = fullState || from === undefined;
-    const { events, limited } = await this.timeline(req, roomId, from, upTo, joinedAt);
+    const { events, limited: more } = await this.timeline(req, roomId, from, upTo, joinedAt);
     const timelineStart = events.length ? events[0].stream - 1 : upTo;
+    // A room newly joined in an incremental sync is new to the client: any history before its
+    // timeline (events the filter skipped included) makes it limited. An initial sync keeps
+    // the plain rule (limited when the filtered timeline was cut), as clients expect there.
+    const newlyJoined = from === undefined && req.since !== undefined;
+    const limited = more || (newlyJoined && (await this.hasVisibleEarlier(req.userId, roomId, events[0]?.stream ?? upTo + 1, upTo)));
 
     let stateEntries: StateEntry[];
     if (full) stateEntries = await this.store.rooms.getStateAt(roomId, timelineStart);
@@ -292,7 +319,7 @@ export class SyncService {
     const memberChanged = full || stateEntries.some((s) => s.type === 'm.room.member') || events.some((e) => e.pdu.type === 'm.room.member');
     const summary = memberChanged ? await this.state.summary(roomId, req.userId) : undefined;
     const heroes = (summary?.['m.heroes'] as string[] | undefined) ?? [];
-    const stateEvents = await this.state.stateEvents(req, roomId, stateEntries, events, { full, limited, timelineStart, heroes });
+    const stateEvents = await this.state.stateEvents(req, roomId, stateEntries, events, { full, limited, timelineStart, heroes, upTo });
 
     const section: JsonObject = {
       timeline: {
@@ -344,12 +371,38 @@ export class SyncService {
     // A member joined before every event of the page may see all of them (membership at each
     // event is join), so only the ignore list applies: no visibility history to read.
     const allWhileJoined = joinedAt !== undefined && page.every((e) => e.stream > joinedAt);
-    const visible = allWhileJoined
+    let visible = allWhileJoined
       ? await this.visibility.withoutIgnored(req.userId, page)
       : await this.visibility.filter(req.userId, roomId, page);
+    if (visible.length < page.length && joinedAt !== undefined) visible = await this.withCurrentState(roomId, page, visible, upTo);
     // Hidden history before a join behaves like the start of the room for the client.
     if (visible.length < page.length && from === undefined) limited = visible.length > 0 && limited;
     return { events: visible, limited: limited || (from !== undefined && more) };
+  }
+
+  /**
+   * A joined member's timeline keeps the hidden state events that are still the room's state at
+   * `upTo` (e.g. a join that happened while the member was away from a private-history room):
+   * the client builds its state from the state section plus the timeline, and would otherwise
+   * never learn them. They are current state, which a member may read anyway.
+   */
+  private async withCurrentState(roomId: string, page: StoredEvent[], visible: StoredEvent[], upTo: number): Promise<StoredEvent[]> {
+    const shown = new Set(visible.map((e) => e.eventId));
+    const hiddenState = page.filter((e) => !shown.has(e.eventId) && typeof e.pdu.state_key === 'string');
+    if (hiddenState.length === 0) return visible;
+    const current = new Set((await this.store.rooms.getStateAt(roomId, upTo)).map((e) => e.eventId));
+    const keep = new Set(hiddenState.filter((e) => current.has(e.eventId)).map((e) => e.eventId));
+    return keep.size === 0 ? visible : page.filter((e) => shown.has(e.eventId) || keep.has(e.eventId));
+  }
+
+  /**
+   * Whether a full section's timeline leaves out earlier history the user may see (events the
+   * timeline filter skipped included): then it is `limited`, and the client knows to paginate.
+   */
+  private async hasVisibleEarlier(userId: string, roomId: string, before: number, upTo: number): Promise<boolean> {
+    const prev = await this.store.rooms.getRoomEvents({ roomId, dir: 'b', from: Math.min(before - 1, upTo), limit: 1 });
+    if (prev.length === 0) return false;
+    return (await this.visibility.filter(userId, roomId, prev)).length > 0;
   }
 
   private async invitedByIgnored(userId: string, m: MembershipRecord): Promise<boolean> {
@@ -416,6 +469,43 @@ export class SyncService {
 /** Which ephemeral kinds can reach this reader: the others need not wake it. */
 function wantsOf(f: SyncFilter): Wants {
   return { typing: eventMatches(f.ephemeral, 'm.typing'), presence: !matchesNothing(f.presence) };
+}
+
+/** Users whose join (not a profile change) appears in a section's timeline or state. */
+function joinsIn(section: JsonObject): string[] {
+  const out: string[] = [];
+  const lists = [(section.timeline as { events: JsonObject[] }).events, (section.state as { events: JsonObject[] }).events];
+  for (const list of lists) {
+    for (const e of list) {
+      const content = e.content as JsonObject | undefined;
+      const prev = (e.unsigned as JsonObject | undefined)?.prev_content as JsonObject | undefined;
+      if (e.type === 'm.room.member' && typeof e.state_key === 'string' && content?.membership === 'join' && prev?.membership !== 'join') out.push(e.state_key);
+    }
+  }
+  return out;
+}
+
+/**
+ * An incremental joined section whose every part the filter emptied (e.g. a member event the
+ * timeline filter excludes): nothing reaches the client, so the room is left out rather than
+ * sent as an empty section.
+ */
+function sectionEmpty(section: JsonObject): boolean {
+  const tl = section.timeline as { events: unknown[]; limited: boolean };
+  const list = (k: string) => ((section[k] as { events: unknown[] } | undefined)?.events.length ?? 0) === 0;
+  const n = section.unread_notifications as { notification_count?: number; highlight_count?: number } | undefined;
+  const threads = section.unread_thread_notifications as JsonObject | undefined;
+  return (
+    tl.events.length === 0 &&
+    !tl.limited &&
+    list('state') &&
+    list('ephemeral') &&
+    list('account_data') &&
+    section.summary === undefined &&
+    !n?.notification_count &&
+    !n?.highlight_count &&
+    (threads === undefined || Object.keys(threads).length === 0)
+  );
 }
 
 function emptyJoined(): JsonObject {

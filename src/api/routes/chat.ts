@@ -62,6 +62,9 @@ export function chatRoutes(r: ClientRoutes, s: ApiServices & { receipts: Receipt
       notifications.push({
         actions: n.actions as JsonObject[],
         event: formatted[i],
+        // Rules carry no profile tag since device-scoped rules left the spec: null, not absent,
+        // so clients that read the field find it.
+        profile_tag: null,
         read: n.read,
         room_id: n.roomId,
         ts: n.ts,

@@ -22,7 +22,10 @@ export function historyRoutes(r: ClientRoutes, s: ApiServices): void {
     if (!mine && !(await s.visibility.canPeek(auth.userId, roomId))) {
       throw new MatrixError('M_FORBIDDEN', 'You are not allowed to view this room');
     }
-    const head = s.store.currentPosition();
+    // A member who left or was banned sees the room as it was when they went: nothing after
+    // their leave, whatever the history visibility (world_readable included), as for /sync.
+    const gone = mine && (mine.membership === 'leave' || mine.membership === 'ban');
+    const head = gone ? Math.min(mine.stream, s.store.currentPosition()) : s.store.currentPosition();
     // Paged in the room's topological (depth, stream) order, as the spec asks. Stream tokens
     // (from /sync) bound by stream position, the topological tokens we hand out here by
     // (depth, stream); nothing above the completed stream position is ever read.
@@ -67,7 +70,8 @@ export function historyRoutes(r: ClientRoutes, s: ApiServices): void {
     const ev = await visibleEvent(s, auth.userId, roomId, param(ctx, 'eventId'));
     const limit = queryInt(ctx, 'limit', 10, 0, 100);
     const filterText = queryString(ctx, 'filter');
-    const f = compileFilter({ room: { timeline: filterText ? parseFilterParam(filterText) : undefined } });
+    const rawFilter = filterText ? parseFilterParam(filterText) : undefined;
+    const f = compileFilter({ room: { timeline: rawFilter } });
     const before = Math.floor(limit / 2);
     const after = limit - before;
     const head = s.store.currentPosition();
@@ -82,7 +86,12 @@ export function historyRoutes(r: ClientRoutes, s: ApiServices): void {
       s.visibility.filter(auth.userId, roomId, keep(a)),
     ]);
     const lastEv = a[a.length - 1] ?? ev;
-    const state = (await s.store.rooms.getStateAtEvent(lastEv.eventId, 'after')) ?? (await s.store.rooms.getStateAt(roomId, lastEv.stream));
+    let state = (await s.store.rooms.getStateAtEvent(lastEv.eventId, 'after')) ?? (await s.store.rooms.getStateAt(roomId, lastEv.stream));
+    if (rawFilter?.lazy_load_members === true) {
+      // Lazy loading (spec): only the member events of the senders of the returned events.
+      const senders = new Set([ev, ...vb, ...va].map((e) => e.pdu.sender));
+      state = state.filter((e) => e.type !== 'm.room.member' || senders.has(e.stateKey));
+    }
     const stateEvents = await s.store.rooms.getEvents(state.map((e) => e.eventId));
     const firstEv = b[b.length - 1] ?? ev;
     ctx.body = {

@@ -31,17 +31,17 @@ export function profileRoutes(r: ClientRoutes, s: ApiServices): void {
   });
   r.route('get', '/profile/:userId/avatar_url', async (ctx) => {
     const u = await load(ctx);
-    if (u.avatarUrl === null) throw new MatrixError('M_NOT_FOUND', 'No avatar set');
-    ctx.body = { avatar_url: u.avatarUrl };
+    // A known user without an avatar has an empty profile field, not a missing one; 404 is kept
+    // for users that do not exist (load above).
+    ctx.body = u.avatarUrl === null ? {} : { avatar_url: u.avatarUrl };
   });
   const setField = (field: 'displayname' | 'avatar_url') =>
     r.authed('put', `/profile/:userId/${field}`, async (ctx, auth) => {
       if (param(ctx, 'userId') !== auth.userId) throw new MatrixError('M_FORBIDDEN', 'Cannot set the profile of another user');
       const schema = z.object({ [field]: z.string().max(field === 'displayname' ? 256 : 1024).nullable().optional() }).passthrough();
       const value = (parse(schema, body(ctx)) as Record<string, string | null | undefined>)[field] ?? null;
-      if (field === 'avatar_url' && value !== null && value !== '' && !value.startsWith('mxc://')) {
-        throw new MatrixError('M_INVALID_PARAM', 'avatar_url must be an mxc:// URI');
-      }
+      // avatar_url is stored as given: the spec types it as a string URI without requiring mxc://,
+      // and clients only fetch mxc:// avatars through the media API.
       // A profile change is a member event in every joined room: it costs what it fans out to.
       await s.limits.message.consume(auth.userId, await s.rooms.joinedRoomCount(auth.userId));
       await s.store.accounts.setProfile(auth.userId, field === 'displayname' ? { displayname: value || null } : { avatarUrl: value || null });

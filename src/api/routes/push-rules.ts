@@ -49,6 +49,23 @@ export function pushRuleRoutes(r: ClientRoutes, s: ApiServices & { pushRules: Pu
       ctx.body = {};
     });
   }
+  // Malformed rule paths (spec: 400): unknown scopes, a missing or empty rule ID, unknown
+  // attributes. Registered last, so the well-formed routes above win.
+  const malformed = (why: string) => async () => {
+    throw new MatrixError('M_INVALID_PARAM', why);
+  };
+  // Scopes and kinds are read with a trailing slash (/pushrules/global/room/); without it the
+  // path names no rule.
+  r.authed('get', '/pushrules/:scope', malformed('A push rule scope is read as /pushrules/global/'));
+  r.authed('get', '/pushrules/:scope/:kind', malformed('A push rule kind is read as /pushrules/global/{kind}/'));
+  r.authed('get', '/pushrules/:scope/', malformed('Unknown push rule scope: only global exists'));
+  r.authed('get', '/pushrules/:scope/:kind/', malformed('Unknown push rule scope: only global exists'));
+  r.authed('get', '/pushrules/:scope/:kind/:ruleId/:attr', malformed('Unknown push rule attribute: enabled or actions'));
+  r.authed('put', '/pushrules/', malformed('A push rule path needs a scope, a kind and a rule ID'));
+  r.authed('put', '/pushrules/:scope', malformed('A push rule path needs a kind and a rule ID'));
+  r.authed('put', '/pushrules/:scope/:kind', malformed('A push rule path needs a rule ID'));
+  r.authed('put', '/pushrules/:scope/:kind/:ruleId', malformed('Unknown push rule scope: only global exists'));
+  r.authed('put', '/pushrules/:scope/:kind/:ruleId/:attr', malformed('Unknown push rule attribute: enabled or actions'));
 }
 
 function kindOf(ctx: Ctx) {

@@ -46,9 +46,8 @@ export function pusherRoutes(r: ClientRoutes, s: ApiServices): void {
     if (Buffer.byteLength(JSON.stringify(data)) > MAX_DATA_BYTES) throw new MatrixError('M_INVALID_PARAM', `data must be at most ${MAX_DATA_BYTES} bytes`);
     if (data.url === undefined) throw new MatrixError('M_MISSING_PARAM', 'Missing parameters: data.url');
     checkGatewayUrl(data.url, s.outboundGuard);
-    if (data.format !== undefined && data.format !== 'event_id_only') {
-      throw new MatrixError('M_INVALID_PARAM', 'data.format must be "event_id_only" or absent');
-    }
+    // Only event_id_only is defined; any other format is stored as given and gets full pushes.
+    if (data.format !== undefined && typeof data.format !== 'string') throw new MatrixError('M_INVALID_PARAM', 'data.format must be a string');
     const append = req.append ?? false;
     if (typeof append !== 'boolean') throw new MatrixError('M_INVALID_PARAM', 'append must be a boolean');
     const profileTag = req.profile_tag ?? null;

@@ -46,8 +46,8 @@ export function roomRoutes(r: ClientRoutes, s: ApiServices): void {
     ctx.body = alias ? { room_id: roomId, room_alias: alias } : { room_id: roomId };
   }, { schema: createRoomSchema });
 
-  const join = async (auth: AuthInfo, idOrAlias: string, reason?: string, via: string[] = []) => {
-    const roomId = await s.rooms.join(auth, idOrAlias, reason, via);
+  const join = async (auth: AuthInfo, idOrAlias: string, req: { reason?: string } & JsonObject, via: string[] = []) => {
+    const roomId = await s.rooms.join(auth, idOrAlias, req.reason, via, req);
     // Joining an upgraded room's successor brings the user's tags and push rules along.
     await s.upgrades.carryOverUserState(auth.userId, roomId);
     return { room_id: roomId };
@@ -56,10 +56,10 @@ export function roomRoutes(r: ClientRoutes, s: ApiServices): void {
     // Servers to join through: `via` (v1.12) and the older `server_name`, both repeatable.
     const list = (v: string | string[] | undefined) => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
     const via = [...list(ctx.query.via), ...list(ctx.query.server_name)].slice(0, 20);
-    ctx.body = await join(auth, param(ctx, 'roomIdOrAlias'), parse(reasonSchema, body(ctx)).reason, via);
+    ctx.body = await join(auth, param(ctx, 'roomIdOrAlias'), parse(reasonSchema, body(ctx)) as { reason?: string } & JsonObject, via);
   });
   roomEvent('post', '/rooms/:roomId/join', async (ctx, auth) => {
-    ctx.body = await join(auth, param(ctx, 'roomId'), parse(reasonSchema, body(ctx)).reason);
+    ctx.body = await join(auth, param(ctx, 'roomId'), parse(reasonSchema, body(ctx)) as { reason?: string } & JsonObject);
   });
   roomEvent('post', '/rooms/:roomId/leave', async (ctx, auth) => {
     await s.rooms.leave(auth, param(ctx, 'roomId'), parse(reasonSchema, body(ctx)).reason);
@@ -240,6 +240,7 @@ function directoryRoutes(r: ClientRoutes, s: ApiServices): void {
     const canManage = found.creator === auth.userId || user?.admin || (state && state.powerLevel(auth.userId) >= 50);
     if (!canManage) throw new MatrixError('M_FORBIDDEN', 'You may not delete this alias');
     await s.store.rooms.deleteAlias(alias);
+    await s.rooms.dropFromCanonicalAlias(auth, found.roomId, alias);
     ctx.body = {};
   });
   r.authed('get', '/rooms/:roomId/aliases', async (ctx, auth) => {

@@ -324,9 +324,9 @@ export class SocketServer {
     }
     this.send(s, { type: 'error', errcode: e.errcode, error: e.message });
     if (e.errcode === 'M_UNKNOWN_TOKEN' || e.errcode === 'M_MISSING_TOKEN') this.closeWith(s, CloseCode.UNAUTHORIZED, {});
-    else if (e.errcode === 'M_INVALID_PARAM' || e.errcode === 'M_BAD_JSON' || e.errcode === 'M_NOT_FOUND') {
-      if (!s.auth || !s.filter) this.closeWith(s, CloseCode.BAD_FRAME, {});
-    }
+    // Any other refusal before the stream started (a bad filter, since or set_presence, whatever
+    // its errcode) leaves a socket that can never sync: close it, as the close-code table says.
+    else if (!s.auth || !s.filter) this.closeWith(s, CloseCode.BAD_FRAME, {});
   }
 
   private revoke(s: Session): void {
