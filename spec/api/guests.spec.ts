@@ -84,6 +84,8 @@ describe('guest access', function () {
     await setGuestAccess(roomId, 'forbidden');
     expectError(await g.post(`${V3}/join/${enc('#guestroom:localhost')}`, {}), 403, 'M_GUEST_ACCESS_FORBIDDEN');
     expectError(await g.post(roomPath(roomId, 'join'), {}), 403, 'M_GUEST_ACCESS_FORBIDDEN');
+    // The same rule holds for a join written as the guest's own member state event.
+    expectError(await g.put(roomPath(roomId, `state/m.room.member/${enc(g.userId)}`), { membership: 'join' }), 403, 'M_GUEST_ACCESS_FORBIDDEN');
     assert.equal(await membershipOf(roomId, g.userId), undefined);
     await setGuestAccess(roomId, 'can_join');
     await ok(g.post(`${V3}/join/${enc('#guestroom:localhost')}`, {}), 'join by alias');

@@ -231,10 +231,7 @@ export class RoomService {
     }
     if (state.membership(sender.userId) === 'join') return roomId; // idempotent
     const profile = await this.store.accounts.getUser(sender.userId);
-    // Spec "Guest Access": guests join only rooms whose m.room.guest_access is can_join.
-    if (profile?.isGuest && state.content('m.room.guest_access', '')?.guest_access !== 'can_join') {
-      throw new MatrixError('M_GUEST_ACCESS_FORBIDDEN', 'This room does not allow guests to join', {}, 403);
-    }
+    refuseGuestJoin(profile?.isGuest === true, state.content('m.room.guest_access', '')?.guest_access);
     const content: JsonObject = { ...memberContent('join', profile), ...withoutReserved(extra), membership: 'join' };
     if (reason) content.reason = reason;
     await this.input.submit(roomId, { type: 'm.room.member', stateKey: sender.userId, sender: sender.userId, content });
@@ -325,6 +322,11 @@ export class RoomService {
       // auth rules alone: the user is, by nature, not yet joined.
       const ownMembership = draft.type === 'm.room.member' && draft.stateKey === sender.userId;
       if (!ownMembership) await this.requireJoined(sender.userId, roomId);
+      else if (draft.content.membership === 'join' && (await this.store.accounts.getUser(sender.userId))?.isGuest) {
+        // A join through PUT state/m.room.member meets the same guest rule as /join.
+        const guestAccess = (await this.input.currentState(roomId))?.content('m.room.guest_access', '')?.guest_access;
+        refuseGuestJoin(true, guestAccess);
+      }
       if (draft.stateKey !== undefined && !draft.txn) {
         // The same state set again by the same sender changes nothing: answer with the event
         // already in place instead of adding an identical one (clients retry PUT state).
@@ -444,4 +446,11 @@ function memberContent(
   if (profile?.displayname) c.displayname = profile.displayname;
   if (profile?.avatarUrl) c.avatar_url = profile.avatarUrl;
   return c;
+}
+
+/** Spec "Guest Access": guests join only rooms whose m.room.guest_access is can_join. */
+function refuseGuestJoin(isGuest: boolean, guestAccess: unknown): void {
+  if (isGuest && guestAccess !== 'can_join') {
+    throw new MatrixError('M_GUEST_ACCESS_FORBIDDEN', 'This room does not allow guests to join', {}, 403);
+  }
 }
