@@ -174,6 +174,12 @@ export interface StateEntry {
   eventId: string;
 }
 
+/** A state key without a value (see PersistEventInput.stateRemoved). */
+export interface StateKeyRef {
+  type: string;
+  stateKey: string;
+}
+
 export interface PersistEventInput {
   eventId: string;
   pdu: Pdu;
@@ -182,6 +188,12 @@ export interface PersistEventInput {
    * itself). Empty for message events. State resolution may produce other entries.
    */
   stateDelta: StateEntry[];
+  /**
+   * Keys the event's resolution drops from the room's current state (state resolution can leave
+   * a key with no value when every candidate fails auth). Disjoint from `stateDelta`'s keys.
+   * A dropped m.room.member key leaves the user with no membership in the room.
+   */
+  stateRemoved?: StateKeyRef[];
   /** The room's forward extremities after this event. */
   forwardExtremities: string[];
   /**

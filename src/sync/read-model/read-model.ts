@@ -158,6 +158,14 @@ export class ReadModel {
           this.updateMembership(c.roomId, s.stateKey, s.eventId, c.eventId === s.eventId ? c.pduJson : null, c.stream);
           this.updateMember(c, s.stateKey, s.eventId);
         }
+        for (const s of c.stateRemoved) {
+          if (s.type !== 'm.room.member') continue;
+          // Resolution dropped the member key: as in the store, the user has no membership here.
+          this.roomMembers.record(c.roomId, c.stream);
+          this.ownMembership.record(s.stateKey, c.stream);
+          this.memberships.get(s.stateKey)?.delete(c.roomId);
+          this.members.get(c.roomId)?.delete(s.stateKey);
+        }
         return;
       }
       case 'account_data':
