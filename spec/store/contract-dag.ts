@@ -213,6 +213,14 @@ export function describeDagContract(ctx: ContractContext): void {
       assert.deepEqual(await ctx.store.rooms.getRoomsForUser(bob), []);
       assert.deepEqual((await ctx.store.rooms.getRoomMembers(room.roomId)).map((m) => m.userId), [alice]);
       assert.equal(created.length, 5);
+      // The stream-keyed log records the drop: no value from the resolving event on.
+      assert.deepEqual(await ctx.store.rooms.getStateHistory(room.roomId, 'm.room.topic', ''), [
+        { stream: topic.stream, eventId: topic.eventId },
+        { stream: res.stream, eventId: null },
+      ]);
+      assert.deepEqual(await ctx.store.rooms.getStateChanges(room.roomId, res.stream - 1, res.stream), []);
+      assert.deepEqual(stateMap(await ctx.store.rooms.getStateAt(room.roomId, res.stream)), expected);
+      assert.equal(stateMap(await ctx.store.rooms.getStateAt(room.roomId, res.stream - 1)).get('m.room.topic|'), topic.eventId);
 
       // The next linear event builds on the reduced state (no key comes back).
       const next = await room.send(ctx.store, 'm.room.name', alice, { name: 'n' }, '');

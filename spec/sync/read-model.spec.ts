@@ -209,9 +209,15 @@ describe('sync read model', function () {
         assert.equal(model.position, store.currentPosition());
         assert.deepEqual(await model.roomsForUser(bob), await store.rooms.getRoomsForUser(bob));
         assert.deepEqual(await model.roomsForUser(bob), []);
+        // Bob has no membership now but had member state before the drop: the store answers,
+        // from a history that records the drop.
         const at = await model.membersAt(room.roomId, [alice, bob], store.currentPosition(), loadMembers);
         assert.deepEqual(at.entries.map((e) => e.stateKey), [alice]);
-        assert.deepEqual(at.unknown, []);
+        assert.deepEqual(at.unknown, [bob]);
+        const hist = await store.rooms.getStateHistory(room.roomId, 'm.room.member', bob);
+        assert.deepEqual(hist.map((h) => h.eventId), [hist[0].eventId, null]);
+        assert.equal(hist[1].stream, res.stream);
+        assert.equal((await store.rooms.getStateChanges(room.roomId, res.stream - 1, res.stream)).length, 0, 'a removal is no state entry for sync');
       } finally {
         await store.close();
       }

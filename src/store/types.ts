@@ -346,9 +346,10 @@ export interface RoomStore {
   /**
    * Every value a state key has had, oldest first: the stream position at which the resolved
    * state changed and the event it changed to. Used for history visibility (a user's membership
-   * and the room's history_visibility at a given event).
+   * and the room's history_visibility at a given event). `eventId` null: state resolution dropped
+   * the key at that position (it has no value from there on).
    */
-  getStateHistory(roomId: string, type: string, stateKey: string): Promise<Array<{ stream: number; eventId: string }>>;
+  getStateHistory(roomId: string, type: string, stateKey: string): Promise<Array<{ stream: number; eventId: string | null }>>;
 
   /**
    * Timeline paging (accepted events only: no outliers, soft-failed or rejected), by stream or

@@ -292,6 +292,8 @@ export function writeEvent(
   }
   for (const gone of ev.stateRemoved) {
     ctx.stmt('DELETE FROM current_state WHERE room_id = ? AND type = ? AND state_key = ?').run(roomId, gone.type, gone.stateKey);
+    // state_history.event_id is NOT NULL (it predates removals): '' records "no value from here".
+    history.run(roomId, gone.type, gone.stateKey, pos, REMOVED);
     if (gone.type === 'm.room.member') removeMembership(ctx, roomId, gone.stateKey, eventId, pos);
   }
   const removals: StateChange[] = ev.stateRemoved.map((e) => ({ type: e.type, stateKey: e.stateKey, eventId: null }));
@@ -333,6 +335,9 @@ function loadMembership(ctx: SqliteContext, eventId: string): unknown {
  * it as a leave at the resolving event, because membership_history readers ask "joined at S?"
  * and its event_id column cannot be empty.
  */
+/** state_history's event_id for a key removed at that position (see getStateHistory). */
+export const REMOVED = '';
+
 function removeMembership(ctx: SqliteContext, roomId: string, userId: string, eventId: string, pos: number): void {
   ctx.stmt('DELETE FROM memberships WHERE room_id = ? AND user_id = ?').run(roomId, userId);
   ctx

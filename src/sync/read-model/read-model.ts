@@ -266,8 +266,10 @@ export class ReadModel {
 
   /**
    * Member state of `userIds` as of position `at` (as RoomStore.getStateHistory would give it):
-   * a user's current member event answers when it is at or below `at`; users with none have no
-   * entry. `unknown` lists the users whose value at `at` the store must give. Loads the room's
+   * a user's current member event answers when it is at or below `at`. Users with none are
+   * unknown too: a member key dropped by state resolution leaves no membership, yet the user had
+   * member state before the drop (senders of accepted events always have one otherwise, so this
+   * costs no reads in practice). `unknown` lists the users whose value at `at` the store must give. Loads the room's
    * member list from the store on first use (memberships mirror the member state).
    */
   async membersAt(
@@ -297,8 +299,7 @@ export class ReadModel {
     const unknown: string[] = [];
     for (const u of userIds) {
       const m = room.get(u);
-      if (!m) continue;
-      if (m.stream > at) {
+      if (!m || m.stream > at) {
         unknown.push(u);
         continue;
       }
