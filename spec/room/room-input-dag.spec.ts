@@ -335,6 +335,61 @@ describe(`Room input on a DAG: forks on one server (room v${version})`, function
   });
 });
 
+// State resolution v1 treats a key missing from one fork as unconflicted, so only v2 and v2.1
+// can drop a key from the room's state.
+for (const version of ['11', '12'] as const)
+describe(`Room input on a DAG: a resolution that drops a key (room v${version})`, function () {
+  let w: World;
+  beforeEach(async function () {
+    w = await setup(version);
+  });
+  afterEach(async function () {
+    await w.input.drain();
+    await w.store.close();
+  });
+
+  it('a topic whose only candidate fails auth after resolution leaves the current state exactly the resolved state', async function () {
+    const pl = w.ids.get(stateTuple('m.room.power_levels', '')) as string;
+    const plContent = (w.pdus.get(pl) as Pdu).content;
+    // Branch one: bob gets the power to set state and sets a topic (a key the room never had).
+    const raise = build(w, alice, 'm.room.power_levels', { ...plContent, users: { ...(plContent.users as JsonObject), [bob]: 50 } }, [w.tip], { stateKey: '' });
+    assert.equal((await receive(w, raise)).outcome, 'accepted');
+    w.ids.set(stateTuple('m.room.power_levels', ''), raise.eventId);
+    const topic = build(w, bob, 'm.room.topic', { topic: 'from bob' }, [raise], { stateKey: '' });
+    assert.equal((await receive(w, topic)).outcome, 'accepted');
+    assert.equal(toStateMap(await w.store.rooms.getCurrentState(w.roomId)).get(stateTuple('m.room.topic', '')), topic.eventId);
+    w.ids.set(stateTuple('m.room.power_levels', ''), pl);
+
+    // Branch two, from before the raise: alice bans bob. Resolved, bob is banned, so his topic
+    // fails the iterative auth checks and the key has no value at all.
+    const ban = build(w, alice, 'm.room.member', { membership: 'ban' }, [w.tip], { stateKey: bob, auth: authFor(w, alice, [stateTuple('m.room.member', bob)]) });
+    assert.equal((await receive(w, ban)).outcome, 'accepted');
+    assert.deepEqual((await w.store.rooms.getForwardExtremities(w.roomId)).sort(), [topic.eventId, ban.eventId].sort());
+
+    const all = await w.store.rooms.getRoomEvents({ roomId: w.roomId, dir: 'f', from: 0, limit: 1000 });
+    const byId = new Map(all.map((e) => [e.eventId, { eventId: e.eventId, pdu: e.pdu }]));
+    const expected = resolveState(w.version, [await stateAfter(w, topic.eventId), await stateAfter(w, ban.eventId)], { getEvent: (id) => byId.get(id) });
+    assert.equal(expected.has(stateTuple('m.room.topic', '')), false, 'the scenario drops the topic');
+    assert.equal(expected.get(stateTuple('m.room.member', bob)), ban.eventId);
+
+    const current = toStateMap(await w.store.rooms.getCurrentState(w.roomId));
+    assert.deepEqual(current, expected, 'no extra keys');
+    const group = await w.store.rooms.getCurrentStateGroup(w.roomId);
+    assert.ok(group !== null);
+    assert.deepEqual(toStateMap(await w.store.rooms.getStateGroup(group)), expected);
+    assert.deepEqual((await w.input.currentState(w.roomId))?.stateMap(), expected, 'the writer agrees in memory');
+    assert.equal((await w.store.rooms.getMembership(w.roomId, bob))?.membership, 'ban');
+
+    // A local send merges the fork on top of the resolved state: the topic does not come back.
+    const merged = await w.input.submit(w.roomId, { type: 'm.room.message', sender: alice, content: { msgtype: 'm.text', body: 'merge' } });
+    assert.deepEqual(toStateMap((await w.store.rooms.getStateAtEvent(merged.eventId, 'before')) ?? []), expected);
+    assert.deepEqual(toStateMap(await w.store.rooms.getCurrentState(w.roomId)), expected);
+    // A fresh writer (state loaded from the store) sees the same.
+    const fresh = new RoomInput({ store: w.store, notifier: new LocalNotifier(), serverName: SERVER, signingKey: w.key, keyRing: w.keyRing, resolveState });
+    assert.deepEqual((await fresh.currentState(w.roomId))?.stateMap(), expected);
+  });
+});
+
 describe('Room input: local sends take the same checks', function () {
   it('a key ring that does not know our key stops local sends at the signature check', async function () {
     const store = await openSqliteStore({ path: ':memory:' });

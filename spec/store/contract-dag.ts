@@ -183,6 +183,53 @@ export function describeDagContract(ctx: ContractContext): void {
       assert.equal(stateMap(await ctx.store.rooms.getStateAt(room.roomId, ctx.store.currentPosition())).get('m.room.topic|'), topics[229]);
     });
 
+    it('applies keys a resolution drops: gone from the current state, its group and the memberships', async function () {
+      const room = new FakeRoom();
+      const created = await room.create(ctx.store, alice);
+      const bob = userId('bob');
+      const topic = await room.send(ctx.store, 'm.room.topic', alice, { topic: 'doomed' }, '');
+      const join = await room.member(ctx.store, bob, bob, 'join');
+      assert.equal((await ctx.store.rooms.getMembership(room.roomId, bob))?.membership, 'join');
+      const before = stateMap(await ctx.store.rooms.getCurrentState(room.roomId));
+      assert.equal(before.get(`m.room.member|${bob}`), join.eventId);
+
+      const res = await room.message(ctx.store, alice, 'resolves', {
+        stateDelta: [],
+        stateRemoved: [
+          { type: 'm.room.topic', stateKey: '' },
+          { type: 'm.room.member', stateKey: bob },
+        ],
+      });
+      const expected = new Map(before);
+      expected.delete('m.room.topic|');
+      expected.delete(`m.room.member|${bob}`);
+      assert.deepEqual(stateMap(await ctx.store.rooms.getCurrentState(room.roomId)), expected);
+      const group = await ctx.store.rooms.getCurrentStateGroup(room.roomId);
+      assert.ok(group !== null);
+      assert.deepEqual(stateMap(await ctx.store.rooms.getStateGroup(group)), expected);
+      // The event's own state before/after is untouched: the removal is the room's, after a fork.
+      assert.equal(stateMap((await ctx.store.rooms.getStateAtEvent(res.eventId, 'after')) ?? []).get('m.room.topic|'), topic.eventId);
+      assert.equal(await ctx.store.rooms.getMembership(room.roomId, bob), null);
+      assert.deepEqual(await ctx.store.rooms.getRoomsForUser(bob), []);
+      assert.deepEqual((await ctx.store.rooms.getRoomMembers(room.roomId)).map((m) => m.userId), [alice]);
+      assert.equal(created.length, 5);
+      // The stream-keyed log records the drop: no value from the resolving event on.
+      assert.deepEqual(await ctx.store.rooms.getStateHistory(room.roomId, 'm.room.topic', ''), [
+        { stream: topic.stream, eventId: topic.eventId },
+        { stream: res.stream, eventId: null },
+      ]);
+      assert.deepEqual(await ctx.store.rooms.getStateChanges(room.roomId, res.stream - 1, res.stream), []);
+      assert.deepEqual(stateMap(await ctx.store.rooms.getStateAt(room.roomId, res.stream)), expected);
+      assert.equal(stateMap(await ctx.store.rooms.getStateAt(room.roomId, res.stream - 1)).get('m.room.topic|'), topic.eventId);
+
+      // The next linear event builds on the reduced state (no key comes back).
+      const next = await room.send(ctx.store, 'm.room.name', alice, { name: 'n' }, '');
+      const after = stateMap(await ctx.store.rooms.getCurrentState(room.roomId));
+      assert.equal(after.get('m.room.topic|'), undefined);
+      assert.equal(after.get('m.room.name|'), next.eventId);
+      assert.deepEqual(stateMap(await ctx.store.rooms.getStateGroup((await ctx.store.rooms.getCurrentStateGroup(room.roomId)) as number)), after);
+    });
+
     it('stores outliers, soft-failed and rejected events outside the timeline, the state and the extremities', async function () {
       const room = new FakeRoom();
       const created = await room.create(ctx.store, alice);

@@ -19,7 +19,8 @@ import { SyncWaiters } from '../../src/sync/waiters.js';
 import { compileFilter } from '../../src/sync/filter.js';
 import { parseToken, tokenAt } from '../../src/sync/token.js';
 import type { SyncService } from '../../src/sync/sync-service.js';
-import type { SqliteStore } from '../../src/store/sqlite/index.js';
+import { openSqliteStore, type SqliteStore } from '../../src/store/sqlite/index.js';
+import { FakeRoom, userId as fixtureUser } from '../store/fixtures.js';
 
 function ev(roomId: string, stream: number, body = `m${stream}`): EventChange {
   const pdu = { type: 'm.room.message', room_id: roomId, sender: '@a:x', content: { body }, origin_server_ts: stream };
@@ -31,6 +32,7 @@ function ev(roomId: string, stream: number, body = `m${stream}`): EventChange {
     pduJson: JSON.stringify(pdu),
     txn: null,
     stateDelta: [],
+    stateRemoved: [],
     redaction: null,
     relatesTo: null,
     sender: '@a:x',
@@ -178,6 +180,47 @@ describe('sync read model', function () {
       model.apply([{ ...ev('!r', 2), eventId: '$l', pduJson: JSON.stringify(leave), stateDelta: [{ type: 'm.room.member', stateKey: '@a:x', eventId: '$l' }] }], 2);
       assert.deepEqual((await model.roomsForUser('@a:x')).map((m) => [m.membership, m.stream]), [['leave', 2]], 'kept current by records');
       assert.equal(loads, 3);
+    });
+  });
+
+  describe('state resolution dropping a member key', function () {
+    it('the model forgets the membership as the store does, and the change record says so', async function () {
+      const store = await openSqliteStore({ path: ':memory:' });
+      try {
+        const model = new ReadModel(store.rooms, store.currentPosition());
+        const seen: ChangeRecord[] = [];
+        store.onChanges((changes, current) => {
+          seen.push(...changes);
+          model.apply(changes, current);
+        });
+        const room = new FakeRoom();
+        const alice = fixtureUser('alice');
+        const bob = fixtureUser('bob');
+        await room.create(store, alice);
+        await room.member(store, bob, bob, 'join');
+        // Both caches loaded before the removal, so a stale entry would show.
+        assert.deepEqual((await model.roomsForUser(bob)).map((m) => m.roomId), [room.roomId]);
+        const loadMembers = (r: string) => store.rooms.getRoomMembers(r);
+        assert.equal((await model.membersAt(room.roomId, [bob], store.currentPosition(), loadMembers)).entries.length, 1);
+
+        const res = await room.message(store, alice, 'resolves', { stateDelta: [], stateRemoved: [{ type: 'm.room.member', stateKey: bob }] });
+        const rec = seen.find((c) => c.kind === 'event' && c.eventId === res.eventId);
+        assert.deepEqual(rec && rec.kind === 'event' ? rec.stateRemoved : null, [{ type: 'm.room.member', stateKey: bob }]);
+        assert.equal(model.position, store.currentPosition());
+        assert.deepEqual(await model.roomsForUser(bob), await store.rooms.getRoomsForUser(bob));
+        assert.deepEqual(await model.roomsForUser(bob), []);
+        // Bob has no membership now but had member state before the drop: the store answers,
+        // from a history that records the drop.
+        const at = await model.membersAt(room.roomId, [alice, bob], store.currentPosition(), loadMembers);
+        assert.deepEqual(at.entries.map((e) => e.stateKey), [alice]);
+        assert.deepEqual(at.unknown, [bob]);
+        const hist = await store.rooms.getStateHistory(room.roomId, 'm.room.member', bob);
+        assert.deepEqual(hist.map((h) => h.eventId), [hist[0].eventId, null]);
+        assert.equal(hist[1].stream, res.stream);
+        assert.equal((await store.rooms.getStateChanges(room.roomId, res.stream - 1, res.stream)).length, 0, 'a removal is no state entry for sync');
+      } finally {
+        await store.close();
+      }
     });
   });
 

@@ -109,7 +109,7 @@ export class DeviceListTracker {
   private async membershipAt(roomId: string, userId: string, at: number): Promise<unknown> {
     const history = await this.rooms.getStateHistory(roomId, 'm.room.member', userId);
     let eventId: string | undefined;
-    for (const h of history) if (h.stream <= at) eventId = h.eventId;
+    for (const h of history) if (h.stream <= at) eventId = h.eventId ?? undefined;
     if (!eventId) return undefined;
     return (await this.membershipsOf([eventId])).get(eventId);
   }

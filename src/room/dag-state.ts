@@ -11,7 +11,7 @@
 import { authEventIds } from '../protocol/events.js';
 import type { EventWithId, RoomVersion, StateKeyTuple } from '../protocol/types.js';
 import { stateTuple } from '../protocol/types.js';
-import type { RoomStore, StateEntry, StateGroupId } from '../store/types.js';
+import type { RoomStore, StateEntry, StateGroupId, StateKeyRef } from '../store/types.js';
 import type { ResolveState, StateMap } from './state-resolver.js';
 
 export function toStateMap(entries: readonly StateEntry[]): StateMap {
@@ -29,11 +29,22 @@ export function toEntries(map: ReadonlyMap<StateKeyTuple, string>): StateEntry[]
   return out;
 }
 
-/** Entries of `to` that differ from `from` (keys only in `from` cannot be expressed: see caller). */
+/** Entries of `to` that differ from `from` (keys only in `from`: removedKeys). */
 export function changedEntries(from: ReadonlyMap<StateKeyTuple, string>, to: ReadonlyMap<StateKeyTuple, string>): StateEntry[] {
   const changed = new Map<StateKeyTuple, string>();
   for (const [k, v] of to) if (from.get(k) !== v) changed.set(k, v);
   return toEntries(changed);
+}
+
+/** Keys of `from` that `to` has no value for (state resolution dropped them). */
+export function removedKeys(from: ReadonlyMap<StateKeyTuple, string>, to: ReadonlyMap<StateKeyTuple, string>): StateKeyRef[] {
+  const out: StateKeyRef[] = [];
+  for (const k of from.keys()) {
+    if (to.has(k)) continue;
+    const i = k.indexOf('\u0000');
+    out.push({ type: k.slice(0, i), stateKey: k.slice(i + 1) });
+  }
+  return out;
 }
 
 const ALWAYS_LOAD = [stateTuple('m.room.create', ''), stateTuple('m.room.power_levels', ''), stateTuple('m.room.join_rules', '')];

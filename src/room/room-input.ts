@@ -54,10 +54,10 @@ import { redactEvent } from '../protocol/redaction.js';
 import { CanonicalJsonError } from '../protocol/canonical-json.js';
 import type { JsonObject, Pdu, RoomVersion, SigningKey } from '../protocol/types.js';
 import { stateTuple } from '../protocol/types.js';
-import type { PushActionInput, PushBulkInput, StateEntry, Store, StoredEvent } from '../store/types.js';
+import type { PushActionInput, PushBulkInput, StateEntry, StateKeyRef, Store, StoredEvent } from '../store/types.js';
 import { StoreConflictError } from '../store/types.js';
 import type { Notifier } from '../sync/notifier.js';
-import { changedEntries, DagState, toEntries } from './dag-state.js';
+import { changedEntries, DagState, removedKeys, toEntries } from './dag-state.js';
 import { StaticKeyRing, type KeyRing } from './key-ring.js';
 import { resolveState as resolveStateV } from '../protocol/state-res/index.js';
 import { checkAgainstAuthEvents, checkAgainstState, checkFormat, checkHashOrRedact, checkSignatures, type OwnSignature } from './pdu-checks.js';
@@ -624,6 +624,7 @@ export class RoomInput {
     const extremities = [...state.extremities.filter((id) => !prevSet.has(id)), p.eventId];
     const own: StateEntry[] = p.pdu.state_key !== undefined ? [{ type: p.pdu.type, stateKey: p.pdu.state_key, eventId: p.eventId }] : [];
     let stateDelta = own;
+    let stateRemoved: StateKeyRef[] = [];
     const linear = before.isCurrent;
     if (!linear) {
       const after = new Map(before.map);
@@ -637,6 +638,7 @@ export class RoomInput {
         current = await this.dag.resolve(roomId, state.version, [after, ...maps], [{ eventId: p.eventId, pdu: p.pdu }]);
       }
       stateDelta = changedEntries(state.stateMap(), current);
+      stateRemoved = removedKeys(state.stateMap(), current);
     }
 
     let stream: number;
@@ -646,6 +648,7 @@ export class RoomInput {
         eventId: p.eventId,
         pdu: p.pdu,
         stateDelta,
+        stateRemoved: stateRemoved.length > 0 ? stateRemoved : undefined,
         forwardExtremities: extremities,
         stateBefore: before.stored,
         txn: p.txn,
@@ -667,14 +670,14 @@ export class RoomInput {
       const found = await rooms.getEvents(ids);
       const changed = stateDelta.map((e) => ({ eventId: e.eventId, pdu: e.eventId === p.eventId ? p.pdu : found.get(e.eventId)?.pdu }));
       if (changed.every((c): c is { eventId: string; pdu: Pdu } => c.pdu !== undefined)) {
-        state.applyResolved(changed, extremities, { eventId: p.eventId, pdu: p.pdu });
+        state.applyResolved(changed, stateRemoved, extremities, { eventId: p.eventId, pdu: p.pdu });
         if (p.redaction) state.applyRedaction(p.redaction.targetEventId, p.redaction.redactedPdu);
       } else {
         this.states.delete(roomId);
       }
     }
     this.deps.onPersisted?.({ eventId: p.eventId, pdu: p.pdu, stream, pushActions: push.all });
-    const userIds = stateDelta.filter((e) => e.type === 'm.room.member').map((e) => e.stateKey);
+    const userIds = [...stateDelta, ...stateRemoved].filter((e) => e.type === 'm.room.member').map((e) => e.stateKey);
     this.deps.notifier.publish({ stream, roomId, userIds: userIds.length > 0 ? userIds : undefined });
     return { eventId: p.eventId, stream, deduplicated: false };
   }

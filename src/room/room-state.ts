@@ -4,7 +4,7 @@
 import { actionPowerLevel, powerLevelOf } from '../protocol/auth-rules.js';
 import type { JsonObject, Pdu, RoomVersion } from '../protocol/types.js';
 import { stateTuple } from '../protocol/types.js';
-import type { StateEntry, StoredEvent } from '../store/types.js';
+import type { StateEntry, StateKeyRef, StoredEvent } from '../store/types.js';
 
 export interface StateEvent {
   eventId: string;
@@ -121,9 +121,15 @@ export class RoomState {
    * Applies the outcome of a fork resolution: the entries that changed (with their PDUs), the new
    * extremities and the accepted event's depth.
    */
-  applyResolved(changed: StateEvent[], extremities: string[], accepted: StateEvent): void {
+  applyResolved(changed: StateEvent[], removed: StateKeyRef[], extremities: string[], accepted: StateEvent): void {
     for (const e of changed) {
       if (e.pdu.state_key !== undefined) this.put(stateTuple(e.pdu.type, e.pdu.state_key), e);
+    }
+    for (const r of removed) {
+      const k = stateTuple(r.type, r.stateKey);
+      const old = this.entries.get(k);
+      if (old) this.byId.delete(old.eventId);
+      this.entries.delete(k);
     }
     this.setExtremities(extremities, accepted.eventId, accepted.pdu);
     this.maxDepth = Math.max(this.maxDepth, accepted.pdu.depth);

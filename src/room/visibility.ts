@@ -99,12 +99,14 @@ export class VisibilityChecker {
     return new Set(list && typeof list === 'object' && !Array.isArray(list) ? Object.keys(list) : []);
   }
 
-  private async timeline(roomId: string, type: string, stateKey: string, field: string): Promise<Timeline<string>> {
+  private async timeline(roomId: string, type: string, stateKey: string, field: string): Promise<Timeline<string | undefined>> {
     const hist = await this.store.rooms.getStateHistory(roomId, type, stateKey);
     if (hist.length === 0) return { points: [] };
-    const events = await this.store.rooms.getEvents(hist.map((h) => h.eventId));
+    const events = await this.store.rooms.getEvents(hist.flatMap((h) => (h.eventId === null ? [] : [h.eventId])));
     return {
       points: hist.map((h) => {
+        // A key dropped by state resolution reads as no value (not a member; default visibility).
+        if (h.eventId === null) return { stream: h.stream, value: undefined };
         const v = events.get(h.eventId)?.pdu.content[field];
         return { stream: h.stream, value: typeof v === 'string' ? v : '' };
       }),

@@ -9,7 +9,7 @@
 // (so recent timelines need no read). A consumer that cannot apply a record must treat the keys
 // it names as unknown and fall back to the store: records are hints for caches, never the truth.
 
-import type { StateEntry } from './types.js';
+import type { StateEntry, StateKeyRef } from './types.js';
 
 export type ChangeRecord =
   | EventChange
@@ -36,6 +36,8 @@ export interface EventChange {
   pduJson: string;
   txn: { deviceId: string; txnId: string } | null;
   stateDelta: StateEntry[];
+  /** Keys dropped from the room's current state (PersistEventInput.stateRemoved). */
+  stateRemoved: StateKeyRef[];
   /** A redaction that took effect: the target's stored PDU was replaced by this one. */
   redaction: { targetEventId: string; redactedPduJson: string } | null;
   /** Event ID this event relates to (m.relates_to), whose bundled aggregations it changes. */

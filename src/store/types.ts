@@ -174,6 +174,12 @@ export interface StateEntry {
   eventId: string;
 }
 
+/** A state key without a value (see PersistEventInput.stateRemoved). */
+export interface StateKeyRef {
+  type: string;
+  stateKey: string;
+}
+
 export interface PersistEventInput {
   eventId: string;
   pdu: Pdu;
@@ -182,6 +188,12 @@ export interface PersistEventInput {
    * itself). Empty for message events. State resolution may produce other entries.
    */
   stateDelta: StateEntry[];
+  /**
+   * Keys the event's resolution drops from the room's current state (state resolution can leave
+   * a key with no value when every candidate fails auth). Disjoint from `stateDelta`'s keys.
+   * A dropped m.room.member key leaves the user with no membership in the room.
+   */
+  stateRemoved?: StateKeyRef[];
   /** The room's forward extremities after this event. */
   forwardExtremities: string[];
   /**
@@ -334,9 +346,10 @@ export interface RoomStore {
   /**
    * Every value a state key has had, oldest first: the stream position at which the resolved
    * state changed and the event it changed to. Used for history visibility (a user's membership
-   * and the room's history_visibility at a given event).
+   * and the room's history_visibility at a given event). `eventId` null: state resolution dropped
+   * the key at that position (it has no value from there on).
    */
-  getStateHistory(roomId: string, type: string, stateKey: string): Promise<Array<{ stream: number; eventId: string }>>;
+  getStateHistory(roomId: string, type: string, stateKey: string): Promise<Array<{ stream: number; eventId: string | null }>>;
 
   /**
    * Timeline paging (accepted events only: no outliers, soft-failed or rejected), by stream or

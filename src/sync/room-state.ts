@@ -159,7 +159,7 @@ export class RoomStateSections {
       userIds.map(async (u) => {
         const hist = await this.store.rooms.getStateHistory(roomId, 'm.room.member', u);
         const last = [...hist].reverse().find((h) => h.stream <= at);
-        if (last) out.push({ type: 'm.room.member', stateKey: u, eventId: last.eventId });
+        if (last?.eventId) out.push({ type: 'm.room.member', stateKey: u, eventId: last.eventId });
       }),
     );
     return out;

@@ -266,7 +266,7 @@ export class SyncService {
     if (m.stream <= upTo) return m;
     const hist = await this.store.rooms.getStateHistory(m.roomId, 'm.room.member', m.userId);
     const prev = [...hist].reverse().find((h) => h.stream <= upTo);
-    if (!prev) return null;
+    if (!prev?.eventId) return null;
     const ev = await this.store.rooms.getEvent(prev.eventId);
     const membership = ev?.pdu.content.membership;
     if (typeof membership !== 'string') return null;
@@ -276,7 +276,7 @@ export class SyncService {
   /** Whether the user had a `join` membership event in (from, to]. */
   private async joinedWithin(roomId: string, userId: string, from: number, to: number): Promise<boolean> {
     const hist = await this.store.rooms.getStateHistory(roomId, 'm.room.member', userId);
-    const ids = hist.filter((h) => h.stream > from && h.stream <= to).map((h) => h.eventId);
+    const ids = hist.flatMap((h) => (h.stream > from && h.stream <= to && h.eventId !== null ? [h.eventId] : []));
     if (ids.length === 0) return false;
     return [...(await this.store.rooms.getEvents(ids)).values()].some((e) => e.pdu.content.membership === 'join');
   }
@@ -284,7 +284,7 @@ export class SyncService {
   private async wasNotJoined(roomId: string, userId: string, at: number): Promise<boolean> {
     const hist = await this.store.rooms.getStateHistory(roomId, 'm.room.member', userId);
     const prev = [...hist].reverse().find((h) => h.stream <= at);
-    if (!prev) return true;
+    if (!prev?.eventId) return true;
     const ev = await this.store.rooms.getEvent(prev.eventId);
     return ev?.pdu.content.membership !== 'join';
   }

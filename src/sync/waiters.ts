@@ -122,7 +122,7 @@ export class SyncWaiters {
       switch (c.kind) {
         case 'event':
           rooms.set(c.roomId, c.stream);
-          for (const s of c.stateDelta) if (s.type === 'm.room.member') users.set(s.stateKey, c.stream);
+          for (const s of [...c.stateDelta, ...c.stateRemoved]) if (s.type === 'm.room.member') users.set(s.stateKey, c.stream);
           break;
         case 'receipt':
         case 'delivered':

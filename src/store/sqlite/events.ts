@@ -74,6 +74,7 @@ export interface PreparedEvent {
   /** content.membership of this event itself (used when its own state delta names it). */
   ownMembership: unknown;
   stateDelta: { type: string; stateKey: string; eventId: string }[];
+  stateRemoved: { type: string; stateKey: string }[];
   forwardExtremities: string[];
   txn: { userId: string; deviceId: string; txnId: string; scope?: string } | null;
   redaction: { targetEventId: string; redactedPduJson: string } | null;
@@ -101,6 +102,7 @@ export function prepareEvent(input: PersistEventInput): PreparedEvent {
     pduJson: JSON.stringify(pdu),
     ownMembership: pdu.content.membership,
     stateDelta: input.stateDelta.map((e) => ({ type: e.type, stateKey: e.stateKey, eventId: e.eventId })),
+    stateRemoved: (input.stateRemoved ?? []).map((e) => ({ type: e.type, stateKey: e.stateKey })),
     forwardExtremities: [...input.forwardExtremities],
     dependsOn: input.dependsOn ?? null,
     txn: input.txn ? { ...input.txn } : null,
@@ -134,6 +136,7 @@ export function eventChange(ev: PreparedEvent, pos: number): EventChange {
     pduJson: ev.pduJson,
     txn: ev.txn ? { deviceId: ev.txn.deviceId, txnId: ev.txn.txnId } : null,
     stateDelta: ev.stateDelta.map((e) => ({ ...e })),
+    stateRemoved: ev.stateRemoved.map((e) => ({ ...e })),
     redaction: ev.redaction ? { ...ev.redaction } : null,
     relatesTo: ev.relation?.relatesTo ?? null,
     sender: ev.sender,
@@ -287,18 +290,26 @@ export function writeEvent(
       writeMembership(ctx, roomId, entry.stateKey, membership, entry.eventId, pos);
     }
   }
+  for (const gone of ev.stateRemoved) {
+    ctx.stmt('DELETE FROM current_state WHERE room_id = ? AND type = ? AND state_key = ?').run(roomId, gone.type, gone.stateKey);
+    // state_history.event_id is NOT NULL (it predates removals): '' records "no value from here".
+    history.run(roomId, gone.type, gone.stateKey, pos, REMOVED);
+    if (gone.type === 'm.room.member') removeMembership(ctx, roomId, gone.stateKey, eventId, pos);
+  }
+  const removals: StateChange[] = ev.stateRemoved.map((e) => ({ type: e.type, stateKey: e.stateKey, eventId: null }));
 
   // The common case (the event extends the only extremity) shares the event's own after-group
   // as the room's new current state; a resolution after a fork gets a group of its own.
   const linear =
     (ev.stateBefore === null || (ev.stateBefore.group === previous && ev.stateBefore.delta.length === 0 && previous !== null)) &&
+    removals.length === 0 &&
     ev.stateDelta.length === own.length &&
     ev.stateDelta.every((e, i) => e.type === own[i].type && e.stateKey === own[i].stateKey && e.eventId === own[i].eventId);
   const roomState = linear
     ? after
     : previous === null
       ? createStateGroup(ctx.stmt, roomId, null, ev.stateDelta)
-      : createStateGroup(ctx.stmt, roomId, previous, ev.stateDelta);
+      : createStateGroup(ctx.stmt, roomId, previous, [...ev.stateDelta, ...removals]);
   ctx.stmt('UPDATE events SET room_state = ? WHERE event_id = ?').run(roomState, eventId);
   ctx
     .stmt('INSERT INTO room_current_group (room_id, group_id) VALUES (?, ?) ON CONFLICT DO UPDATE SET group_id = excluded.group_id')
@@ -317,6 +328,24 @@ function loadMembership(ctx: SqliteContext, eventId: string): unknown {
   const row = ctx.stmt('SELECT pdu_json FROM events WHERE event_id = ?').get(eventId) as { pdu_json: string } | undefined;
   if (!row) throw new Error(`state delta names unknown member event ${eventId}`);
   return jsonParse<Pdu>(row.pdu_json).content.membership;
+}
+
+/**
+ * A member key dropped by state resolution: the user has no membership row. The history records
+ * it as a leave at the resolving event, because membership_history readers ask "joined at S?"
+ * and its event_id column cannot be empty.
+ */
+/** state_history's event_id for a key removed at that position (see getStateHistory). */
+export const REMOVED = '';
+
+function removeMembership(ctx: SqliteContext, roomId: string, userId: string, eventId: string, pos: number): void {
+  ctx.stmt('DELETE FROM memberships WHERE room_id = ? AND user_id = ?').run(roomId, userId);
+  ctx
+    .stmt(
+      `INSERT INTO membership_history (user_id, stream, room_id, membership, event_id) VALUES (?, ?, ?, 'leave', ?)
+       ON CONFLICT DO UPDATE SET membership = excluded.membership, event_id = excluded.event_id`,
+    )
+    .run(userId, pos, roomId, eventId);
 }
 
 function writeMembership(ctx: SqliteContext, roomId: string, userId: string, membership: unknown, eventId: string, pos: number): void {

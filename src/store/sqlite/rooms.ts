@@ -16,7 +16,7 @@ import {
   type StoredEvent,
 } from '../types.js';
 import type { SqliteContext } from './context.js';
-import { eventChange, getEventRow, nextBackfillPosition, prepareEvent, queryRoomEvents, TIMELINE, toStoredEvent, writeEvent } from './events.js';
+import { eventChange, getEventRow, REMOVED, nextBackfillPosition, prepareEvent, queryRoomEvents, TIMELINE, toStoredEvent, writeEvent } from './events.js';
 import { authChainDifference, conflictedSubgraph } from './dag.js';
 import { readStateGroup } from './state-groups.js';
 
@@ -219,15 +219,16 @@ export class SqliteRoomStore implements RoomStore {
          GROUP BY type, state_key ORDER BY type, state_key`,
       )
       .all(roomId, fromExclusive, toInclusive) as StateRow[];
-    return rows.map(toState);
+    // A key whose latest change is a removal has no entry to report.
+    return rows.filter((r) => r.event_id !== REMOVED).map(toState);
   }
 
-  async getStateHistory(roomId: string, type: string, stateKey: string): Promise<Array<{ stream: number; eventId: string }>> {
+  async getStateHistory(roomId: string, type: string, stateKey: string): Promise<Array<{ stream: number; eventId: string | null }>> {
     this.ctx.checkOpen();
     const rows = this.ctx
       .stmt('SELECT stream, event_id FROM state_history WHERE room_id = ? AND type = ? AND state_key = ? ORDER BY stream')
       .all(roomId, type, stateKey) as { stream: number; event_id: string }[];
-    return rows.map((r) => ({ stream: r.stream, eventId: r.event_id }));
+    return rows.map((r) => ({ stream: r.stream, eventId: r.event_id === REMOVED ? null : r.event_id }));
   }
 
   async getRoomEvents(query: RoomEventsQuery): Promise<StoredEvent[]> {

@@ -158,6 +158,14 @@ export class ReadModel {
           this.updateMembership(c.roomId, s.stateKey, s.eventId, c.eventId === s.eventId ? c.pduJson : null, c.stream);
           this.updateMember(c, s.stateKey, s.eventId);
         }
+        for (const s of c.stateRemoved) {
+          if (s.type !== 'm.room.member') continue;
+          // Resolution dropped the member key: as in the store, the user has no membership here.
+          this.roomMembers.record(c.roomId, c.stream);
+          this.ownMembership.record(s.stateKey, c.stream);
+          this.memberships.get(s.stateKey)?.delete(c.roomId);
+          this.members.get(c.roomId)?.delete(s.stateKey);
+        }
         return;
       }
       case 'account_data':
@@ -258,8 +266,10 @@ export class ReadModel {
 
   /**
    * Member state of `userIds` as of position `at` (as RoomStore.getStateHistory would give it):
-   * a user's current member event answers when it is at or below `at`; users with none have no
-   * entry. `unknown` lists the users whose value at `at` the store must give. Loads the room's
+   * a user's current member event answers when it is at or below `at`. Users with none are
+   * unknown too: a member key dropped by state resolution leaves no membership, yet the user had
+   * member state before the drop (senders of accepted events always have one otherwise, so this
+   * costs no reads in practice). `unknown` lists the users whose value at `at` the store must give. Loads the room's
    * member list from the store on first use (memberships mirror the member state).
    */
   async membersAt(
@@ -289,8 +299,7 @@ export class ReadModel {
     const unknown: string[] = [];
     for (const u of userIds) {
       const m = room.get(u);
-      if (!m) continue;
-      if (m.stream > at) {
+      if (!m || m.stream > at) {
         unknown.push(u);
         continue;
       }

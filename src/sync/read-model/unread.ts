@@ -93,7 +93,7 @@ export class UnreadCounters {
         if (c.push.bulk && !except?.has(e.userId) && add(e, c.push.bulk)) e.at = c.stream;
       }
     }
-    for (const s of c.stateDelta) if (s.type === 'm.room.member') this.drop(s.stateKey, c.roomId);
+    for (const s of [...c.stateDelta, ...c.stateRemoved]) if (s.type === 'm.room.member') this.drop(s.stateKey, c.roomId);
   }
 
   clear(): void {
