@@ -7,7 +7,7 @@
 // average rate and the same burst, though a client straddling a window edge may get up to two
 // bursts back to back.
 
-import { RateLimiterMemory, RateLimiterRes } from 'rate-limiter-flexible';
+import { RateLimiterMemory, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
 import type { HearthConfig } from '../config/schema.js';
 import { MatrixError } from '../errors.js';
 
@@ -29,8 +29,11 @@ export interface RateLimitBackend {
 export type RateLimitBackendFactory = (name: string, rule: RateLimitRule) => RateLimitBackend;
 
 /** Per-process counting; right for a single hearth process. */
-export const memoryBackend: RateLimitBackendFactory = (name, rule) => {
-  const limiter = new RateLimiterMemory({ keyPrefix: name, points: rule.burst, duration: rule.burst / rule.per_second });
+export const memoryBackend: RateLimitBackendFactory = (name, rule) =>
+  limiterBackend(new RateLimiterMemory({ keyPrefix: name, points: rule.burst, duration: rule.burst / rule.per_second }));
+
+/** Adapts any rate-limiter-flexible limiter (memory, Redis) to RateLimitBackend. */
+export function limiterBackend(limiter: RateLimiterAbstract): RateLimitBackend {
   return {
     async consume(key, points = 1) {
       try {
@@ -48,7 +51,7 @@ export const memoryBackend: RateLimitBackendFactory = (name, rule) => {
       return res && res.remainingPoints <= 0 ? Math.max(1, Math.ceil(res.msBeforeNext)) : 0;
     },
   };
-};
+}
 
 export class RateLimiter {
   /** A null backend means this limit is switched off. */

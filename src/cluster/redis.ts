@@ -14,10 +14,10 @@
 //   limiter), so losing Redis loosens limits instead of failing requests.
 
 import { Redis } from 'ioredis';
-import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
+import { RateLimiterMemory, RateLimiterRedis } from 'rate-limiter-flexible';
 import type { Logger } from 'pino';
 import { MatrixError } from '../errors.js';
-import type { RateLimitBackendFactory } from '../api/rate-limit.js';
+import { limiterBackend, type RateLimitBackendFactory } from '../api/rate-limit.js';
 import type { Broadcast, BroadcastHandler, ExpiringMap, SharedState } from './shared-state.js';
 
 export interface RedisOptions {
@@ -70,21 +70,7 @@ export class RedisSharedState implements SharedState {
         duration,
         insuranceLimiter: new RateLimiterMemory({ keyPrefix: name, points: rule.burst, duration }),
       });
-      return {
-        async consume(key, points = 1) {
-          try {
-            await limiter.consume(key, points);
-            return 0;
-          } catch (err) {
-            if (err instanceof RateLimiterRes) return Math.max(1, Math.ceil(err.msBeforeNext));
-            throw err;
-          }
-        },
-        async peek(key) {
-          const res = await limiter.get(key);
-          return res && res.remainingPoints <= 0 ? Math.max(1, Math.ceil(res.msBeforeNext)) : 0;
-        },
-      };
+      return limiterBackend(limiter);
     };
   }
 

@@ -3,7 +3,8 @@
 import { StoreConflictError, type AccountStore, type NewUser, type UserRecord } from '../types.js';
 import type { SqliteContext } from './context.js';
 
-interface UserRow {
+/** A row of `users`, as read by every store that lists accounts. */
+export interface UserRow {
   user_id: string;
   password_hash: string | null;
   admin: number;
@@ -13,6 +14,17 @@ interface UserRow {
   avatar_url: string | null;
   is_guest: number;
 }
+
+export const toUser = (row: UserRow): UserRecord => ({
+  userId: row.user_id,
+  passwordHash: row.password_hash,
+  admin: row.admin !== 0,
+  deactivated: row.deactivated !== 0,
+  createdTs: row.created_ts,
+  displayname: row.displayname,
+  avatarUrl: row.avatar_url,
+  isGuest: row.is_guest !== 0,
+});
 
 export class SqliteAccountStore implements AccountStore {
   constructor(private readonly ctx: SqliteContext) {}
@@ -33,17 +45,7 @@ export class SqliteAccountStore implements AccountStore {
   async getUser(userId: string): Promise<UserRecord | null> {
     this.ctx.checkOpen();
     const row = this.ctx.stmt('SELECT * FROM users WHERE user_id = ?').get(userId) as UserRow | undefined;
-    if (!row) return null;
-    return {
-      userId: row.user_id,
-      passwordHash: row.password_hash,
-      admin: row.admin !== 0,
-      deactivated: row.deactivated !== 0,
-      createdTs: row.created_ts,
-      displayname: row.displayname,
-      avatarUrl: row.avatar_url,
-      isGuest: row.is_guest !== 0,
-    };
+    return row ? toUser(row) : null;
   }
 
   async setPasswordHash(userId: string, passwordHash: string): Promise<void> {

@@ -5,28 +5,7 @@
 
 import type { AdminStore, RoomListEntry, UserListQuery, UserRecord } from '../types.js';
 import type { SqliteContext } from './context.js';
-
-interface UserRow {
-  user_id: string;
-  password_hash: string | null;
-  admin: number;
-  deactivated: number;
-  created_ts: number;
-  displayname: string | null;
-  avatar_url: string | null;
-  is_guest: number;
-}
-
-const toUser = (row: UserRow): UserRecord => ({
-  userId: row.user_id,
-  passwordHash: row.password_hash,
-  admin: row.admin !== 0,
-  deactivated: row.deactivated !== 0,
-  createdTs: row.created_ts,
-  displayname: row.displayname,
-  avatarUrl: row.avatar_url,
-  isGuest: row.is_guest !== 0,
-});
+import { toUser, type UserRow } from './accounts.js';
 
 /** LIKE pattern for a substring, with the user's % and _ taken literally. */
 function likeSubstring(s: string): string {
