@@ -5,25 +5,12 @@
 // 16room-summary.pl check.
 
 import { assert } from '../helpers/assert.js';
-import { createRoom, ok, roomPath as room, sendEvent, syncOk, type User } from '../helpers/fixtures.js';
-import { Api, enc, startTestServer, type TestServer } from '../helpers/server.js';
-
-let txnSeq = 0;
+import { createRoom, ok, roomPath as room, sendEvent, syncOk, type User, serverPerSuite } from '../helpers/fixtures.js';
+import { enc } from '../helpers/server.js';
 
 describe('lazy-loaded members', function () {
   this.timeout(30_000);
-  let srv: TestServer;
-  let api: Api;
-  let n = 0;
-
-  before(async () => {
-    srv = await startTestServer();
-    api = new Api(srv.url);
-  });
-  after(async () => srv.stop());
-
-  const users = (k: number) => Promise.all(Array.from({ length: k }, () => api.register(`ll${++n}`)));
-  const send = (who: User, roomId: string, body: string) => sendEvent(who, roomId, 'm.room.message', `ll${++txnSeq}`, { msgtype: 'm.text', body }, `send ${body}`);
+  const { users, send } = serverPerSuite('ll');
   const fill = async (who: User, roomId: string, k: number) => {
     for (let i = 0; i < k; i++) await send(who, roomId, `filler ${i}`);
   };

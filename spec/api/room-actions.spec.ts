@@ -3,30 +3,17 @@
 // beyond the happy paths.
 
 import { assert } from '../helpers/assert.js';
-import { createRoom, ok, roomPath as room, sendEvent, V3, type User } from '../helpers/fixtures.js';
-import { Api, enc, startTestServer, type TestServer } from '../helpers/server.js';
-
-let txnSeq = 0;
+import { createRoom, ok, roomPath as room, sendEvent, V3, type User, serverPerSuite } from '../helpers/fixtures.js';
+import { enc } from '../helpers/server.js';
 
 describe('room actions', function () {
   this.timeout(30_000);
-  let srv: TestServer;
-  let api: Api;
-  let n = 0;
-
-  before(async () => {
-    srv = await startTestServer();
-    api = new Api(srv.url);
-  });
-  after(async () => srv.stop());
-
-  const users = (k: number) => Promise.all(Array.from({ length: k }, () => api.register(`ra${++n}`)));
-  const send = (who: User, roomId: string, body: string) => sendEvent(who, roomId, 'm.room.message', `ra${++txnSeq}`, { msgtype: 'm.text', body }, `send ${body}`);
+  const { users, send, next } = serverPerSuite('ra');
   const member = async (viewer: User, roomId: string, userId: string) => ok(viewer.get(room(roomId, `state/m.room.member/${enc(userId)}`)), 'member');
 
   it('extra keys of a POST /join body reach the member event', async () => {
     const [a, b, c] = await users(3);
-    const roomId = await createRoom(a, { preset: 'public_chat', room_alias_name: `join${++n}` });
+    const roomId = await createRoom(a, { preset: 'public_chat', room_alias_name: `join${next()}` });
     await ok(b.post(`${V3}/join/${enc(roomId)}`, { foo: 'bar', reason: 'hello' }), 'join');
     const mb = await member(a, roomId, b.userId);
     assert.equal(mb.membership, 'join');
@@ -74,10 +61,11 @@ describe('room actions', function () {
 
   it('deleting an alias removes it from m.room.canonical_alias', async () => {
     const [a] = await users(1);
-    const local = `canon${++n}`;
+    const k = next();
+    const local = `canon${k}`;
     const roomId = await createRoom(a, { preset: 'public_chat', room_alias_name: local });
     const alias = `#${local}:localhost`;
-    const alt = `#alt${n}:localhost`;
+    const alt = `#alt${k}:localhost`;
     await ok(a.put(`${V3}/directory/room/${enc(alt)}`, { room_id: roomId }), 'alt alias');
     await ok(a.put(room(roomId, 'state/m.room.canonical_alias'), { alias, alt_aliases: [alt] }), 'canonical');
     await ok(a.req('DELETE', `${V3}/directory/room/${enc(alias)}`), 'delete');

@@ -5,25 +5,12 @@
 // rejoins a private-history room sees the joins that happened while they were away.
 
 import { assert } from '../helpers/assert.js';
-import { createRoom, ok, roomPath as room, sendEvent, syncOk, type User } from '../helpers/fixtures.js';
-import { Api, enc, startTestServer, type TestServer } from '../helpers/server.js';
-
-let txnSeq = 0;
+import { createRoom, ok, roomPath as room, sendEvent, syncOk, type User, serverPerSuite } from '../helpers/fixtures.js';
+import { enc } from '../helpers/server.js';
 
 describe('sync state rules', function () {
   this.timeout(30_000);
-  let srv: TestServer;
-  let api: Api;
-  let n = 0;
-
-  before(async () => {
-    srv = await startTestServer();
-    api = new Api(srv.url);
-  });
-  after(async () => srv.stop());
-
-  const users = (k: number) => Promise.all(Array.from({ length: k }, () => api.register(`ss${++n}`)));
-  const send = (who: User, roomId: string, body: string) => sendEvent(who, roomId, 'm.room.message', `ss${++txnSeq}`, { msgtype: 'm.text', body }, `send ${body}`);
+  const { users, send } = serverPerSuite('ss');
 
   it('a newly joined room is limited when the timeline leaves history out, even filtered history', async () => {
     const [a, b] = await users(2);

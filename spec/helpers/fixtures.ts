@@ -3,7 +3,7 @@
 // small request builders (room paths, createRoom, sending events, /sync queries).
 
 import { assert } from '../helpers/assert.js';
-import { Api, enc, type TestServer } from './server.js';
+import { Api, enc, startTestServer, type TestServer } from './server.js';
 
 export const V1 = '/_matrix/client/v1';
 export const V3 = '/_matrix/client/v3';
@@ -112,3 +112,28 @@ export const passwordAuth = (user: string, password: string, session?: string) =
   password,
   ...(session === undefined ? {} : { session }),
 });
+
+/**
+ * One test server for the enclosing describe block (started in before, stopped in after), with
+ * numbered users (`<prefix>1`, …) and text messages under unique transaction IDs.
+ */
+export function serverPerSuite(prefix: string): {
+  users: (k: number) => Promise<User[]>;
+  send: (who: User, roomId: string, body: string) => Promise<string>;
+  next: () => number;
+} {
+  let srv: TestServer | undefined;
+  let api: Api | undefined;
+  let n = 0;
+  before(async () => {
+    srv = await startTestServer();
+    api = new Api(srv.url);
+  });
+  after(async () => srv?.stop());
+  const next = () => ++n;
+  return {
+    users: (k) => Promise.all(Array.from({ length: k }, () => api!.register(`${prefix}${next()}`))),
+    send: (who, roomId, body) => sendEvent(who, roomId, 'm.room.message', `${prefix}t${next()}`, { msgtype: 'm.text', body }, `send ${body}`),
+    next,
+  };
+}
