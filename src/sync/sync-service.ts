@@ -44,6 +44,8 @@ export interface SyncRequest {
 
 export type SyncResponse = JsonObject & { next_batch: string };
 
+type MemberHistory = Array<{ stream: number; eventId: string | null }>;
+
 export class SyncService {
   constructor(
     private readonly store: Store,
@@ -170,7 +172,7 @@ export class SyncService {
     for (const m of current) {
       if (!m) continue;
       if (m.membership === 'join') {
-        const newlyJoined = !!changed?.has(m.roomId) && (await this.wasNotJoined(m.roomId, req.userId, from));
+        const newlyJoined = !!changed?.has(m.roomId) && (await this.wasNotJoined(await this.memberHistory(m.roomId, req.userId), from));
         if (since && newlyJoined) for (const o of await this.store.rooms.getRoomMembers(m.roomId, ['join'])) newlyShared.add(o.userId);
         const quiet = (maxStreams.get(m.roomId) ?? 0) <= from;
         const hasExtras = ephemeral.has(m.roomId) || accountData.rooms.has(m.roomId);
@@ -193,7 +195,11 @@ export class SyncService {
         if (await this.store.rooms.isRoomForgotten(req.userId, m.roomId)) continue;
         // Rejected invites and rooms we were never joined to have no timeline worth showing.
         // A room joined and left within the range is new to the client: its full section.
-        const joinedAndLeft = since !== undefined && (await this.wasNotJoined(m.roomId, req.userId, from)) && (await this.joinedWithin(m.roomId, req.userId, from, m.stream));
+        let joinedAndLeft = false;
+        if (since !== undefined) {
+          const hist = await this.memberHistory(m.roomId, req.userId);
+          joinedAndLeft = (await this.wasNotJoined(hist, from)) && (await this.joinedWithin(hist, from, m.stream));
+        }
         const section = await this.leftRoom(req, m, since && !joinedAndLeft ? from : undefined);
         if (section) leave[m.roomId] = section;
       }
@@ -273,16 +279,20 @@ export class SyncService {
     return { ...m, membership: membership as MembershipRecord['membership'], eventId: prev.eventId, stream: prev.stream };
   }
 
-  /** Whether the user had a `join` membership event in (from, to]. */
-  private async joinedWithin(roomId: string, userId: string, from: number, to: number): Promise<boolean> {
-    const hist = await this.store.rooms.getStateHistory(roomId, 'm.room.member', userId);
+  /** The user's member history in a room: read once per room, shared by the checks below. */
+  private memberHistory(roomId: string, userId: string): Promise<MemberHistory> {
+    return this.store.rooms.getStateHistory(roomId, 'm.room.member', userId);
+  }
+
+  /** Whether `hist` (the user's member history) has a `join` membership event in (from, to]. */
+  private async joinedWithin(hist: MemberHistory, from: number, to: number): Promise<boolean> {
     const ids = hist.flatMap((h) => (h.stream > from && h.stream <= to && h.eventId !== null ? [h.eventId] : []));
     if (ids.length === 0) return false;
     return [...(await this.store.rooms.getEvents(ids)).values()].some((e) => e.pdu.content.membership === 'join');
   }
 
-  private async wasNotJoined(roomId: string, userId: string, at: number): Promise<boolean> {
-    const hist = await this.store.rooms.getStateHistory(roomId, 'm.room.member', userId);
+  /** Whether the user's membership as of `at`, by `hist` (their member history), was not `join`. */
+  private async wasNotJoined(hist: MemberHistory, at: number): Promise<boolean> {
     const prev = [...hist].reverse().find((h) => h.stream <= at);
     if (!prev?.eventId) return true;
     const ev = await this.store.rooms.getEvent(prev.eventId);
