@@ -158,8 +158,7 @@ export class SyncService {
       ? (model?.rooms.changesSince(joinedRoomIds, from) ?? (await this.store.rooms.getRoomsMaxStream(joinedRoomIds)))
       : new Map<string, number>();
 
-    const joinedIds = joinedRoomIds;
-    const ephemeral = await this.collectEphemeral(range, joinedIds, req.filter);
+    const ephemeral = await this.collectEphemeral(range, joinedRoomIds, req.filter);
     const accountData =
       model && !model.accountData.changedSince(req.userId, from)
         ? { global: [], rooms: new Map<string, JsonObject[]>() }
@@ -220,7 +219,7 @@ export class SyncService {
       presence: {
         events:
           this.sources.presence && !matchesNothing(req.filter.presence)
-            ? (await this.sources.presence.collect(range, joinedIds, [...newlyShared])).filter((e) => eventMatches(req.filter.presence, String(e.type), String(e.sender)))
+            ? (await this.sources.presence.collect(range, joinedRoomIds, [...newlyShared])).filter((e) => eventMatches(req.filter.presence, String(e.type), String(e.sender)))
             : [],
       },
       to_device: { events: [] },
@@ -229,7 +228,7 @@ export class SyncService {
       device_unused_fallback_key_types: [],
       ...(this.sources.device ? await this.sources.device.collect(range, toDevice) : {}),
     };
-    return { res: out, joinedIds };
+    return { res: out, joinedIds: joinedRoomIds };
   }
 
   private async collectEphemeral(range: SyncRange, roomIds: string[], f: SyncFilter): Promise<Map<string, JsonObject[]>> {
