@@ -130,8 +130,22 @@ function matcher(f: { types?: string[]; not_types?: string[]; senders?: string[]
 /** Glob match as filters define it: a trailing or embedded '*' matches any run of characters. */
 function typeMatches(pattern: string, type: string): boolean {
   if (!pattern.includes('*')) return pattern === type;
-  const re = new RegExp('^' + pattern.split('*').map(escapeRe).join('.*') + '$');
-  return re.test(type);
+  return globRegExp(pattern).test(type);
+}
+
+// eventMatches runs per event on every sync, so each glob is compiled once, not per event. The
+// patterns come from clients' filters: the cache is bounded, dropping the oldest entry.
+const GLOB_CACHE_MAX = 1024;
+const globs = new Map<string, RegExp>();
+
+function globRegExp(pattern: string): RegExp {
+  let re = globs.get(pattern);
+  if (!re) {
+    re = new RegExp('^' + pattern.split('*').map(escapeRe).join('.*') + '$');
+    if (globs.size >= GLOB_CACHE_MAX) globs.delete(globs.keys().next().value as string);
+    globs.set(pattern, re);
+  }
+  return re;
 }
 
 function escapeRe(s: string): string {
