@@ -18,7 +18,7 @@ import type { PresenceService } from '../../ephemeral/presence.js';
 import type { JsonObject } from '../../protocol/types.js';
 import type { AccountService } from '../../users/account-service.js';
 import type { ConnectionTracker } from '../connections.js';
-import { compileFilter, type SyncFilter } from '../filter.js';
+import type { SyncFilter } from '../filter.js';
 import type { SyncService } from '../sync-service.js';
 import { parseToken } from '../token.js';
 import { CloseCode, SOCKET_PATH, type AuthFrame, type CloseReason, type RequestFrame, type SendFrame, type ServerFrame } from './protocol.js';
@@ -181,10 +181,10 @@ export class SocketServer {
     this.deps.presence.connectionOpened(s.auth.userId);
     // Resuming from a token means everything before it was received.
     if (s.since !== undefined) await this.deps.sync.acknowledge(s.auth.userId, s.auth.deviceId, parseToken(s.since).stream);
-    void this.loop(s);
+    void this.loop(s, filter);
   }
 
-  private async loop(s: Session): Promise<void> {
+  private async loop(s: Session, filter: SyncFilter): Promise<void> {
     const auth = s.auth!;
     s.catchingUp = true;
     this.catchups++;
@@ -196,7 +196,7 @@ export class SocketServer {
           userId: auth.userId,
           deviceId: auth.deviceId,
           since: s.since,
-          filter: s.filter ?? compileFilter(undefined),
+          filter,
           timeoutMs: s.catchingUp ? 0 : this.opts.pollMs,
           fullState: false,
           signal: s.abort.signal,
