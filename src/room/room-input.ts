@@ -7,7 +7,8 @@
 //   4 auth against its own auth_events, 5 auth against the state before it (its prev_events'
 //   states, resolved), 6 soft fail against the room's current state.
 // A local send is built first (prev_events = forward extremities, auth_events from current
-// state), signed, then checked like anything else; a failure is a MatrixError for the client.
+// state), signed, then checked like anything else (except 3: its hash was just computed); a
+// failure is a MatrixError for the client.
 // `receive` never throws for a bad event: it returns an outcome.
 //
 // Outcomes: accepted (timeline, state, extremities); soft_failed (stored with its state, never
@@ -552,7 +553,8 @@ export class RoomInput {
     const badSignature = await checkSignatures(signed, version, this.keyRing, own);
     // Our own key failing means a misconfigured key ring, not a client error.
     if (badSignature !== undefined) throw new Error(`locally signed event fails the signature check: ${badSignature}`);
-    if (checkHashOrRedact(signed, version).redacted) throw new Error('locally built event fails its content hash');
+    // Step 3 is skipped: signEvent computed hashes.sha256 over this very object a moment ago, so
+    // re-hashing it (another canonical JSON pass and SHA-256 per send) could never disagree.
     return { eventId, pdu: format.value.pdu, txn: draft.txn, redacts: draft.redacts };
   }
 
