@@ -458,9 +458,7 @@ export class RoomInput {
     const { p, verdict } = await this.prepareLocal(roomId, draft, state);
     if (verdict.kind === 'accepted' && verdict.before.isCurrent) {
       const push = this.deps.pushActions ? await this.deps.pushActions(p.eventId, p.pdu, state) : { rows: [], all: [] };
-      const prevSet = new Set(prevEventIds(p.pdu));
-      const extremities = [...state.extremities.filter((id) => !prevSet.has(id)), p.eventId];
-      return { durable: this.queueLinear(roomId, p, state, push, extremities) };
+      return { durable: this.queueLinear(roomId, p, state, push, extremitiesAfter(state, p)) };
     }
     // A fork needs the store to resolve against: no pipelining.
     await this.drained(roomId);
@@ -493,10 +491,7 @@ export class RoomInput {
     return written.then(
       ({ stream }) => {
         if (this.tails.get(roomId) === entry) this.tails.delete(roomId);
-        this.deps.onPersisted?.({ eventId: p.eventId, pdu: p.pdu, stream, pushActions: push.all });
-        const userIds = own.filter((e) => e.type === 'm.room.member').map((e) => e.stateKey);
-        this.deps.notifier.publish({ stream, roomId, userIds: userIds.length > 0 ? userIds : undefined });
-        return { eventId: p.eventId, stream, deduplicated: false };
+        return this.announce(roomId, p, stream, push, own);
       },
       (err: unknown) => {
         if (this.tails.get(roomId) === entry) this.tails.delete(roomId);
@@ -622,8 +617,7 @@ export class RoomInput {
     }
 
     const { before } = verdict;
-    const prevSet = new Set(prevEventIds(p.pdu));
-    const extremities = [...state.extremities.filter((id) => !prevSet.has(id)), p.eventId];
+    const extremities = extremitiesAfter(state, p);
     const own: StateEntry[] = p.pdu.state_key !== undefined ? [{ type: p.pdu.type, stateKey: p.pdu.state_key, eventId: p.eventId }] : [];
     let stateDelta = own;
     let stateRemoved: StateKeyRef[] = [];
@@ -678,8 +672,13 @@ export class RoomInput {
         this.states.delete(roomId);
       }
     }
+    return this.announce(roomId, p, stream, push, [...stateDelta, ...stateRemoved]);
+  }
+
+  /** After an accepted event is durable: hands it on and wakes the readers of `changed` members. */
+  private announce(roomId: string, p: Prepared, stream: number, push: PushOutcome, changed: readonly StateKeyRef[]): SubmitResult {
     this.deps.onPersisted?.({ eventId: p.eventId, pdu: p.pdu, stream, pushActions: push.all });
-    const userIds = [...stateDelta, ...stateRemoved].filter((e) => e.type === 'm.room.member').map((e) => e.stateKey);
+    const userIds = changed.filter((e) => e.type === 'm.room.member').map((e) => e.stateKey);
     this.deps.notifier.publish({ stream, roomId, userIds: userIds.length > 0 ? userIds : undefined });
     return { eventId: p.eventId, stream, deduplicated: false };
   }
@@ -762,6 +761,12 @@ export class RoomInput {
     if (target.redactedBy) return undefined;
     return { targetEventId: targetId, redactedPdu: redactEvent(target.pdu, state.version) as Pdu };
   }
+}
+
+/** The forward extremities once `p` (whose state before is linear or resolved) is in the room. */
+function extremitiesAfter(state: RoomState, p: Prepared): string[] {
+  const prevSet = new Set(prevEventIds(p.pdu));
+  return [...state.extremities.filter((id) => !prevSet.has(id)), p.eventId];
 }
 
 /**
