@@ -633,8 +633,9 @@ export class RoomInput {
         const maps = await Promise.all(others.map((id) => this.dag.groupState((groups.get(id) as { after: number }).after)));
         current = await this.dag.resolve(roomId, state.version, [after, ...maps], [{ eventId: p.eventId, pdu: p.pdu }]);
       }
-      stateDelta = changedEntries(state.stateMap(), current);
-      stateRemoved = removedKeys(state.stateMap(), current);
+      const was = state.stateMap();
+      stateDelta = changedEntries(was, current);
+      stateRemoved = removedKeys(was, current);
     }
 
     let stream: number;
