@@ -7,7 +7,8 @@
 //   4 auth against its own auth_events, 5 auth against the state before it (its prev_events'
 //   states, resolved), 6 soft fail against the room's current state.
 // A local send is built first (prev_events = forward extremities, auth_events from current
-// state), signed, then checked like anything else; a failure is a MatrixError for the client.
+// state), signed, then checked like anything else (except 3: its hash was just computed); a
+// failure is a MatrixError for the client.
 // `receive` never throws for a bad event: it returns an outcome.
 //
 // Outcomes: accepted (timeline, state, extremities); soft_failed (stored with its state, never
@@ -457,9 +458,7 @@ export class RoomInput {
     const { p, verdict } = await this.prepareLocal(roomId, draft, state);
     if (verdict.kind === 'accepted' && verdict.before.isCurrent) {
       const push = this.deps.pushActions ? await this.deps.pushActions(p.eventId, p.pdu, state) : { rows: [], all: [] };
-      const prevSet = new Set(prevEventIds(p.pdu));
-      const extremities = [...state.extremities.filter((id) => !prevSet.has(id)), p.eventId];
-      return { durable: this.queueLinear(roomId, p, state, push, extremities) };
+      return { durable: this.queueLinear(roomId, p, state, push, extremitiesAfter(state, p)) };
     }
     // A fork needs the store to resolve against: no pipelining.
     await this.drained(roomId);
@@ -492,10 +491,7 @@ export class RoomInput {
     return written.then(
       ({ stream }) => {
         if (this.tails.get(roomId) === entry) this.tails.delete(roomId);
-        this.deps.onPersisted?.({ eventId: p.eventId, pdu: p.pdu, stream, pushActions: push.all });
-        const userIds = own.filter((e) => e.type === 'm.room.member').map((e) => e.stateKey);
-        this.deps.notifier.publish({ stream, roomId, userIds: userIds.length > 0 ? userIds : undefined });
-        return { eventId: p.eventId, stream, deduplicated: false };
+        return this.announce(roomId, p, stream, push, own);
       },
       (err: unknown) => {
         if (this.tails.get(roomId) === entry) this.tails.delete(roomId);
@@ -552,7 +548,8 @@ export class RoomInput {
     const badSignature = await checkSignatures(signed, version, this.keyRing, own);
     // Our own key failing means a misconfigured key ring, not a client error.
     if (badSignature !== undefined) throw new Error(`locally signed event fails the signature check: ${badSignature}`);
-    if (checkHashOrRedact(signed, version).redacted) throw new Error('locally built event fails its content hash');
+    // Step 3 is skipped: signEvent computed hashes.sha256 over this very object a moment ago, so
+    // re-hashing it (another canonical JSON pass and SHA-256 per send) could never disagree.
     return { eventId, pdu: format.value.pdu, txn: draft.txn, redacts: draft.redacts };
   }
 
@@ -620,8 +617,7 @@ export class RoomInput {
     }
 
     const { before } = verdict;
-    const prevSet = new Set(prevEventIds(p.pdu));
-    const extremities = [...state.extremities.filter((id) => !prevSet.has(id)), p.eventId];
+    const extremities = extremitiesAfter(state, p);
     const own: StateEntry[] = p.pdu.state_key !== undefined ? [{ type: p.pdu.type, stateKey: p.pdu.state_key, eventId: p.eventId }] : [];
     let stateDelta = own;
     let stateRemoved: StateKeyRef[] = [];
@@ -637,8 +633,9 @@ export class RoomInput {
         const maps = await Promise.all(others.map((id) => this.dag.groupState((groups.get(id) as { after: number }).after)));
         current = await this.dag.resolve(roomId, state.version, [after, ...maps], [{ eventId: p.eventId, pdu: p.pdu }]);
       }
-      stateDelta = changedEntries(state.stateMap(), current);
-      stateRemoved = removedKeys(state.stateMap(), current);
+      const was = state.stateMap();
+      stateDelta = changedEntries(was, current);
+      stateRemoved = removedKeys(was, current);
     }
 
     let stream: number;
@@ -676,8 +673,13 @@ export class RoomInput {
         this.states.delete(roomId);
       }
     }
+    return this.announce(roomId, p, stream, push, [...stateDelta, ...stateRemoved]);
+  }
+
+  /** After an accepted event is durable: hands it on and wakes the readers of `changed` members. */
+  private announce(roomId: string, p: Prepared, stream: number, push: PushOutcome, changed: readonly StateKeyRef[]): SubmitResult {
     this.deps.onPersisted?.({ eventId: p.eventId, pdu: p.pdu, stream, pushActions: push.all });
-    const userIds = [...stateDelta, ...stateRemoved].filter((e) => e.type === 'm.room.member').map((e) => e.stateKey);
+    const userIds = changed.filter((e) => e.type === 'm.room.member').map((e) => e.stateKey);
     this.deps.notifier.publish({ stream, roomId, userIds: userIds.length > 0 ? userIds : undefined });
     return { eventId: p.eventId, stream, deduplicated: false };
   }
@@ -760,6 +762,12 @@ export class RoomInput {
     if (target.redactedBy) return undefined;
     return { targetEventId: targetId, redactedPdu: redactEvent(target.pdu, state.version) as Pdu };
   }
+}
+
+/** The forward extremities once `p` (whose state before is linear or resolved) is in the room. */
+function extremitiesAfter(state: RoomState, p: Prepared): string[] {
+  const prevSet = new Set(prevEventIds(p.pdu));
+  return [...state.extremities.filter((id) => !prevSet.has(id)), p.eventId];
 }
 
 /**

@@ -256,8 +256,10 @@ export function writeEvent(
   else before = previous ?? createStateGroup(ctx.stmt, roomId, null, []);
   const own: StateChange[] = ev.stateKey !== null && ev.status !== 'rejected' ? [{ type: ev.type, stateKey: ev.stateKey, eventId }] : [];
   const after = createStateGroup(ctx.stmt, roomId, before, own);
-  ctx.stmt('UPDATE events SET state_before = ?, state_after = ? WHERE event_id = ?').run(before, after, eventId);
-  if (!accepted || ev.backfill) return { stateGroupBefore: before, stateGroupAfter: after };
+  if (!accepted || ev.backfill) {
+    ctx.stmt('UPDATE events SET state_before = ?, state_after = ? WHERE event_id = ?').run(before, after, eventId);
+    return { stateGroupBefore: before, stateGroupAfter: after };
+  }
 
   if (ev.redaction) {
     // Scoped to the room: a redaction can never reach into another room's events.
@@ -310,7 +312,8 @@ export function writeEvent(
     : previous === null
       ? createStateGroup(ctx.stmt, roomId, null, ev.stateDelta)
       : createStateGroup(ctx.stmt, roomId, previous, [...ev.stateDelta, ...removals]);
-  ctx.stmt('UPDATE events SET room_state = ? WHERE event_id = ?').run(roomState, eventId);
+  // One UPDATE of the row just inserted for all three groups (nothing above reads them back).
+  ctx.stmt('UPDATE events SET state_before = ?, state_after = ?, room_state = ? WHERE event_id = ?').run(before, after, roomState, eventId);
   ctx
     .stmt('INSERT INTO room_current_group (room_id, group_id) VALUES (?, ?) ON CONFLICT DO UPDATE SET group_id = excluded.group_id')
     .run(roomId, roomState);
