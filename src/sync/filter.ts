@@ -130,26 +130,36 @@ function matcher(f: { types?: string[]; not_types?: string[]; senders?: string[]
 /** Glob match as filters define it: a trailing or embedded '*' matches any run of characters. */
 function typeMatches(pattern: string, type: string): boolean {
   if (!pattern.includes('*')) return pattern === type;
-  return globRegExp(pattern).test(type);
+  return globMatches(pattern, type);
 }
 
-// eventMatches runs per event on every sync, so each glob is compiled once, not per event. The
-// patterns come from clients' filters: the cache is bounded, dropping the oldest entry.
-const GLOB_CACHE_MAX = 1024;
-const globs = new Map<string, RegExp>();
-
-function globRegExp(pattern: string): RegExp {
-  let re = globs.get(pattern);
-  if (!re) {
-    re = new RegExp('^' + pattern.split('*').map(escapeRe).join('.*') + '$');
-    if (globs.size >= GLOB_CACHE_MAX) globs.delete(globs.keys().next().value as string);
-    globs.set(pattern, re);
+/**
+ * `*` matches any run of characters (the filter spec's only wildcard). A two-pointer match that
+ * backtracks to the last star only: at most O(pattern × type) steps, never the exponential
+ * backtracking a `.*`-per-star regex can hit on a client's pattern, and nothing to compile or cache
+ * on this per-event path.
+ */
+function globMatches(pattern: string, type: string): boolean {
+  let p = 0;
+  let t = 0;
+  let star = -1;
+  let mark = 0;
+  while (t < type.length) {
+    if (p < pattern.length && pattern[p] !== '*' && pattern[p] === type[t]) {
+      p++;
+      t++;
+    } else if (p < pattern.length && pattern[p] === '*') {
+      star = p++;
+      mark = t;
+    } else if (star >= 0) {
+      p = star + 1;
+      t = ++mark;
+    } else {
+      return false;
+    }
   }
-  return re;
-}
-
-function escapeRe(s: string): string {
-  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  while (p < pattern.length && pattern[p] === '*') p++;
+  return p === pattern.length;
 }
 
 export function eventMatches(m: EventMatcher, type: string, sender?: string): boolean {
