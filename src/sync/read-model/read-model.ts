@@ -25,6 +25,7 @@
 // - The model starts cold at the store's position when it is created: tokens from before that
 //   (e.g. from before a restart) are served from the store once, later ones from memory.
 
+import { LRUCache } from 'lru-cache';
 import type { Pdu } from '../../protocol/types.js';
 import { ACCEPTED, type ChangeRecord, type UnpositionedChange } from '../../store/change-types.js';
 import type { Membership, MembershipRecord, RoomStore, StoredEvent } from '../../store/types.js';
@@ -78,13 +79,13 @@ export class ReadModel {
   /** Event ID -> last relation to it (edits, threads, references): whose aggregations exist. */
   readonly relations: StreamChangeCache;
   /** roomId -> userId -> current member event (with the event when a record carried it). */
-  private readonly members = new Map<string, Map<string, { eventId: string; stream: number; event?: StoredEvent }>>();
+  private readonly members: LRUCache<string, Map<string, { eventId: string; stream: number; event?: StoredEvent }>>;
   memberHits = 0;
   memberMisses = 0;
   readonly timelines: RoomTimelines;
   readonly unread: UnreadCounters;
-  /** userId -> roomId -> membership; Map order is least recently used first. */
-  private readonly memberships = new Map<string, Map<string, MembershipRecord>>();
+  /** userId -> roomId -> membership, least recently used dropped first. */
+  private readonly memberships: LRUCache<string, Map<string, MembershipRecord>>;
   membershipHits = 0;
   membershipMisses = 0;
   /**
@@ -92,17 +93,17 @@ export class ReadModel {
    * writes (unpositioned changes, right after COMMIT) and by device-list records of its user
    * (device deletion). Bound: changeCacheEntries.
    */
-  private readonly keyCounts = new Map<string, { userId: string; otk: Record<string, number>; fallback: string[] }>();
+  private readonly keyCounts: LRUCache<string, { userId: string; otk: Record<string, number>; fallback: string[] }>;
   /** Bumped on every key-count invalidation: a load that overlapped one is not kept. */
   private keyEpoch = 0;
   keyHits = 0;
   keyMisses = 0;
   /** device -> position up to which its to-device messages were deleted. Bound: changeCacheEntries. */
-  private readonly acked = new Map<string, number>();
+  private readonly acked: LRUCache<string, number>;
   ackHits = 0;
   ackMisses = 0;
   /** userId -> m.ignored_user_list; least recently used first. Bound: membershipUsers. */
-  private readonly ignored = new Map<string, ReadonlySet<string>>();
+  private readonly ignored: LRUCache<string, ReadonlySet<string>>;
   ignoredHits = 0;
   ignoredMisses = 0;
   private readonly caches: StreamChangeCache[];
@@ -113,6 +114,13 @@ export class ReadModel {
     readonly bounds: ReadModelBounds = DEFAULT_READ_MODEL_BOUNDS,
   ) {
     this.pos = start;
+    // lru-cache keeps each bound: a get refreshes an entry, a set past the bound drops the least
+    // recently used one.
+    this.members = new LRUCache({ max: bounds.timelineRooms });
+    this.memberships = new LRUCache({ max: bounds.membershipUsers });
+    this.ignored = new LRUCache({ max: bounds.membershipUsers });
+    this.keyCounts = new LRUCache({ max: bounds.changeCacheEntries });
+    this.acked = new LRUCache({ max: bounds.changeCacheEntries });
     const n = bounds.changeCacheEntries;
     this.rooms = new StreamChangeCache('rooms', start, n);
     this.roomMembers = new StreamChangeCache('room_members', start, n);
@@ -228,7 +236,6 @@ export class ReadModel {
     const v = await load();
     if (epoch === this.keyEpoch) {
       this.keyCounts.set(k, { userId, otk: { ...v.otk }, fallback: [...v.fallback] });
-      while (this.keyCounts.size > this.bounds.changeCacheEntries) this.keyCounts.delete(this.keyCounts.keys().next().value as string);
     }
     return v;
   }
@@ -281,8 +288,6 @@ export class ReadModel {
     let room = this.members.get(roomId);
     if (room) {
       this.memberHits++;
-      this.members.delete(roomId);
-      this.members.set(roomId, room);
     } else {
       this.memberMisses++;
       const loadedAt = this.pos;
@@ -291,7 +296,6 @@ export class ReadModel {
       // Kept only if no member event of the room landed while the rows were being read.
       if (!this.roomMembers.changedSince(roomId, loadedAt) && !this.members.has(roomId)) {
         this.members.set(roomId, room);
-        while (this.members.size > this.bounds.timelineRooms) this.members.delete(this.members.keys().next().value as string);
       }
     }
     const entries: Array<{ type: string; stateKey: string; eventId: string }> = [];
@@ -377,8 +381,6 @@ export class ReadModel {
     const cached = this.memberships.get(userId);
     if (cached) {
       this.membershipHits++;
-      this.memberships.delete(userId);
-      this.memberships.set(userId, cached);
       return [...cached.values()].sort((a, b) => (a.roomId < b.roomId ? -1 : a.roomId > b.roomId ? 1 : 0));
     }
     this.membershipMisses++;
@@ -387,7 +389,6 @@ export class ReadModel {
     // Kept only if no membership of the user changed while the rows were being read.
     if (!this.ownMembership.changedSince(userId, loadedAt) && !this.memberships.has(userId)) {
       this.memberships.set(userId, new Map(rows.map((m) => [m.roomId, { ...m }])));
-      while (this.memberships.size > this.bounds.membershipUsers) this.memberships.delete(this.memberships.keys().next().value as string);
     }
     return rows;
   }
@@ -397,8 +398,6 @@ export class ReadModel {
     const cached = this.ignored.get(userId);
     if (cached) {
       this.ignoredHits++;
-      this.ignored.delete(userId);
-      this.ignored.set(userId, cached);
       return cached;
     }
     this.ignoredMisses++;
@@ -407,7 +406,6 @@ export class ReadModel {
     // Kept only if none of the user's account data changed while it was being read.
     if (!this.accountData.changedSince(userId, loadedAt) && !this.ignored.has(userId)) {
       this.ignored.set(userId, set);
-      while (this.ignored.size > this.bounds.membershipUsers) this.ignored.delete(this.ignored.keys().next().value as string);
     }
     return set;
   }
@@ -458,9 +456,7 @@ export class ReadModel {
   acknowledged(userId: string, deviceId: string, upTo: number): void {
     const k = deviceKey(userId, deviceId);
     const a = Math.max(this.acked.get(k) ?? 0, upTo);
-    this.acked.delete(k);
     this.acked.set(k, a);
-    while (this.acked.size > this.bounds.changeCacheEntries) this.acked.delete(this.acked.keys().next().value as string);
   }
 
   toDeviceChanged(userId: string, deviceId: string, since: number): boolean {
