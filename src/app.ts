@@ -34,7 +34,7 @@ import { SearchService } from './room/search-service.js';
 import { HierarchyService } from './room/hierarchy.js';
 import { AdminService } from './admin/admin-service.js';
 import { VisibilityChecker } from './room/visibility.js';
-import { openSqliteStore } from './store/sqlite/index.js';
+import { openStoreBackend } from './store/open.js';
 import { removeServerLock, runningServerPid, writeServerLock } from './store/sqlite/server-lock.js';
 import type { Store } from './store/types.js';
 import { LocalNotifier } from './sync/notifier.js';
@@ -101,11 +101,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
   mkdirSync(dirname(config.signing_key_path), { recursive: true });
   const signingKey = await loadOrCreateSigningKey(config.signing_key_path);
   const metrics = config.metrics.enabled ? new Metrics({ defaultMetrics: opts.processMetrics ?? true }) : undefined;
-  const backend = await openSqliteStore({
-    path: config.storage.sqlite.path,
-    synchronous: config.storage.sqlite.synchronous,
-    logger,
-  });
+  const backend = await openStoreBackend(config.storage, logger);
   const store: Store = metrics ? timedStore(backend, metrics) : backend;
   // What several processes must share: in this process unless a Redis is configured.
   const redisConf = config.cluster.redis;
@@ -433,11 +429,14 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
       if (config.listeners.client.port === 0 && services.publicBaseUrl === localBaseUrl(config.listeners.client)) {
         services.publicBaseUrl = `${url}/`;
       }
-      const other = runningServerPid(config.storage.sqlite.path);
-      if (other !== null && other !== process.pid) {
-        logger.warn({ pid: other, database: config.storage.sqlite.path }, 'another process holds this database\'s pid file; two servers must not share one database');
+      // One SQLite file has one server; a Cassandra keyspace is shared by design.
+      if (config.storage.backend === 'sqlite') {
+        const other = runningServerPid(config.storage.sqlite.path);
+        if (other !== null && other !== process.pid) {
+          logger.warn({ pid: other, database: config.storage.sqlite.path }, 'another process holds this database\'s pid file; two servers must not share one database');
+        }
+        writeServerLock(config.storage.sqlite.path);
       }
-      writeServerLock(config.storage.sqlite.path);
       if (federation) {
         try {
           await federation.start();
@@ -482,7 +481,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
       await connectionRegistry?.stop();
       await shared.close();
       await store.close();
-      removeServerLock(config.storage.sqlite.path);
+      if (config.storage.backend === 'sqlite') removeServerLock(config.storage.sqlite.path);
       logger.info('Hearth stopped');
     },
   };

@@ -88,11 +88,29 @@ const configObject = z.strictObject({
   listeners: z.strictObject({ client: clientListener, federation: federationListener }).prefault({}),
   storage: z
     .strictObject({
-      backend: z.enum(['sqlite']).default('sqlite'),
+      backend: z.enum(['sqlite', 'cassandra']).default('sqlite'),
       sqlite: z
         .strictObject({
           path: filePath.default('./data/hearth.sqlite'),
           synchronous: z.enum(['full', 'normal']).default('full'),
+        })
+        .prefault({}),
+      // Used when backend is 'cassandra' (see docs/deploy.md); every durable record lives there.
+      cassandra: z
+        .strictObject({
+          contact_points: z
+            .array(z.string().regex(/^[A-Za-z0-9.\-]+(:\d{1,5})?$|^\[[0-9a-fA-F:.]+\](:\d{1,5})?$/, { error: 'must be host or host:port' }))
+            .min(1)
+            .default(['127.0.0.1:9042']),
+          local_datacenter: z.string().min(1).default('datacenter1'),
+          keyspace: z
+            .string()
+            .regex(/^[a-z][a-z0-9_]{0,47}$/, { error: 'must match [a-z][a-z0-9_]{0,47}' })
+            .default('hearth'),
+          // Only used when the keyspace is created by Hearth (SimpleStrategy).
+          replication_factor: z.number().int().min(1).max(9).default(1),
+          username: z.string().min(1).nullable().default(null),
+          password: z.string().min(1).nullable().default(null),
         })
         .prefault({}),
     })

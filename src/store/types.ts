@@ -23,6 +23,8 @@ import type { DeliveryStore, PusherStore } from './push-types.js';
 import type { MediaMetaStore } from './media-types.js';
 import type { SearchStore } from './search-types.js';
 import type { AdminStore } from './admin-types.js';
+import type { UnpositionedChange } from './change-types.js';
+import type { AdvanceListener, ChangeListener } from './stream-id.js';
 
 export type * from './chat-types.js';
 export type * from './e2ee-types.js';
@@ -438,4 +440,14 @@ export interface Store {
    * the first resolves when the first does.
    */
   close(): Promise<void>;
+}
+
+/** A Store plus the hooks the composition root wires (implemented by every backend). */
+export interface StoreBackend extends Store {
+  /** The completion hook: change records in position order as the watermark passes them. */
+  onChanges(listener: ChangeListener): () => void;
+  /** Called synchronously whenever currentPosition() advances. */
+  onStreamAdvance(listener: AdvanceListener): () => void;
+  /** Unpositioned changes (device one-time/fallback keys, purges), right after each commit. */
+  onUnpositionedChanges(listener: (changes: UnpositionedChange[]) => void): void;
 }

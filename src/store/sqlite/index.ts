@@ -1,7 +1,7 @@
 // The embedded SQLite backend: one connection, grouped commits, global stream positions, and
 // (synchronous full) the WAL fsync off the event loop (wal-sync.ts).
 
-import type { Store } from '../types.js';
+import type { StoreBackend } from '../types.js';
 import type { UnpositionedChange } from '../change-types.js';
 import { StreamIdGenerator, type AdvanceListener, type ChangeListener } from '../stream-id.js';
 import { SqliteAccountStore } from './accounts.js';
@@ -81,7 +81,7 @@ function readHighestStream(db: Db): number {
   return row.m ?? 0;
 }
 
-export class SqliteStore implements Store {
+export class SqliteStore implements StoreBackend {
   readonly accounts: SqliteAccountStore;
   readonly devices: SqliteDeviceStore;
   readonly rooms: SqliteRoomStore;

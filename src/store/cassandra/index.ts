@@ -1,0 +1,222 @@
+// The Cassandra backend (storage.backend: cassandra): the same domain contract as SQLite
+// (../types.ts), on a keyspace that any number of instances may open.
+//
+// - Positions: global, reserved in blocks per instance (positions.ts); the watermark and the
+//   completion hook (onChanges) behave exactly as on SQLite for this instance's writes.
+// - A write resolves once Cassandra acknowledged it at LOCAL_QUORUM and its position completed.
+// - Schema: numbered CQL migrations (migrations/), applied on open.
+
+import cassandra from 'cassandra-driver';
+import type { ChangeListener, AdvanceListener } from '../stream-id.js';
+import type { UnpositionedChange } from '../change-types.js';
+import type {
+  AccountStore,
+  AdminStore,
+  DeliveryStore,
+  DeviceStore,
+  DirectoryStore,
+  E2eeStore,
+  MediaMetaStore,
+  NotificationStore,
+  PusherStore,
+  ReceiptStore,
+  RelationStore,
+  RoomStore,
+  SearchStore,
+  StoreBackend,
+  UserDataStore,
+} from '../types.js';
+import { StoreClosedError, type CassandraContext, type CqlStatement, type EventWriteHook } from './context.js';
+import { checkKeyspaceName, createKeyspace, migrate } from './migrate.js';
+import { MIGRATIONS } from './migrations/index.js';
+import { PositionAllocator } from './positions.js';
+import { unimplemented } from './unimplemented.js';
+
+export { StoreClosedError } from './context.js';
+
+export interface CassandraStoreOptions {
+  /** host:port pairs. */
+  contactPoints: string[];
+  localDataCenter: string;
+  keyspace: string;
+  /** Create the keyspace (SimpleStrategy) when missing. Default true. */
+  createKeyspace?: boolean;
+  replicationFactor?: number;
+  credentials?: { username: string; password: string };
+  logger?: {
+    warn: (obj: object, msg: string) => void;
+    info?: (obj: object, msg: string) => void;
+  };
+  /** Positions reserved per LWT on the sequence row. */
+  positionBlockSize?: number;
+  /** Skip migrations (a test harness that migrated the keyspace once already). */
+  skipMigrations?: boolean;
+}
+
+const { consistencies } = cassandra.types;
+
+export async function openCassandraStore(opts: CassandraStoreOptions): Promise<CassandraStore> {
+  const ks = checkKeyspaceName(opts.keyspace);
+  const base = {
+    contactPoints: opts.contactPoints,
+    localDataCenter: opts.localDataCenter,
+    credentials: opts.credentials,
+    queryOptions: {
+      consistency: consistencies.localQuorum,
+      serialConsistency: consistencies.localSerial,
+      prepare: true,
+    },
+    encoding: { useUndefinedAsUnset: true },
+  };
+  if (opts.createKeyspace !== false) {
+    const admin = new cassandra.Client(base);
+    try {
+      await admin.connect();
+      await createKeyspace(admin, ks, opts.replicationFactor ?? 1);
+    } finally {
+      await admin.shutdown();
+    }
+  }
+  const client = new cassandra.Client({ ...base, keyspace: ks });
+  try {
+    await client.connect();
+    const applied = opts.skipMigrations ? [] : await migrate(client, MIGRATIONS, opts.logger);
+    const positions = await PositionAllocator.open(client, {
+      blockSize: opts.positionBlockSize,
+      onListenerError: (err) => opts.logger?.warn({ err }, 'cassandra store: stream listener failed'),
+    });
+    return new CassandraStore(client, positions, applied);
+  } catch (err) {
+    await client.shutdown().catch(() => undefined);
+    throw err;
+  }
+}
+
+export class CassandraStore implements StoreBackend {
+  readonly accounts: AccountStore;
+  readonly devices: DeviceStore;
+  readonly rooms: RoomStore;
+  readonly userData: UserDataStore;
+  readonly receipts: ReceiptStore;
+  readonly notifications: NotificationStore;
+  readonly relations: RelationStore;
+  readonly directory: DirectoryStore;
+  readonly delivery: DeliveryStore;
+  readonly pushers: PusherStore;
+  readonly search: SearchStore;
+  readonly admin: AdminStore;
+  readonly e2ee: E2eeStore;
+  readonly media: MediaMetaStore;
+  readonly appliedMigrations: readonly number[];
+
+  private closed = false;
+  private closing: Promise<void> | null = null;
+  private readonly inFlight = new Set<Promise<unknown>>();
+  private unpositionedListener: ((changes: UnpositionedChange[]) => void) | null = null;
+
+  constructor(
+    private readonly client: cassandra.Client,
+    private readonly positions: PositionAllocator,
+    appliedMigrations: number[],
+  ) {
+    this.appliedMigrations = [...appliedMigrations];
+    const gen = positions.gen;
+    const eventHooks: EventWriteHook[] = [];
+    const ctx: CassandraContext = {
+      client,
+      execute: (query, params = [], o) => client.execute(query, params, { prepare: true, ...o }),
+      all: async (query, params = [], o) => {
+        const rows: cassandra.types.Row[] = [];
+        let pageState: string | undefined;
+        do {
+          const rs = await client.execute(query, params, { prepare: true, fetchSize: 5000, ...o, pageState });
+          rows.push(...rs.rows);
+          pageState = rs.pageState ?? undefined;
+        } while (pageState);
+        return rows;
+      },
+      batch: async (statements: CqlStatement[], o) => {
+        if (statements.length === 0) return;
+        if (statements.length === 1) {
+          await client.execute(statements[0]!.query, statements[0]!.params, { prepare: true, ...o });
+          return;
+        }
+        await client.batch(statements, { prepare: true, logged: true, ...o });
+      },
+      writeAtPosition: (write, describe) =>
+        this.track(async () => {
+          const pos = await positions.reserve();
+          let result;
+          try {
+            result = await write(pos);
+          } catch (err) {
+            gen.abandon(pos);
+            throw err;
+          }
+          gen.complete(pos, describe ? describe(result, pos) : null);
+          await gen.waitFor(pos);
+          return result;
+        }),
+      unpositioned: (change) => {
+        const l = this.unpositionedListener;
+        if (l) l([change]);
+      },
+      currentPosition: () => gen.current(),
+      eventHooks,
+      checkOpen: () => {
+        if (this.closed) throw new StoreClosedError();
+      },
+    };
+    this.accounts = unimplemented<AccountStore>('accounts');
+    this.devices = unimplemented<DeviceStore>('devices');
+    this.rooms = unimplemented<RoomStore>('rooms');
+    this.userData = unimplemented<UserDataStore>('userData');
+    this.receipts = unimplemented<ReceiptStore>('receipts');
+    this.notifications = unimplemented<NotificationStore>('notifications');
+    this.relations = unimplemented<RelationStore>('relations');
+    this.directory = unimplemented<DirectoryStore>('directory');
+    this.delivery = unimplemented<DeliveryStore>('delivery');
+    this.pushers = unimplemented<PusherStore>('pushers');
+    this.search = unimplemented<SearchStore>('search');
+    this.admin = unimplemented<AdminStore>('admin');
+    this.e2ee = unimplemented<E2eeStore>('e2ee');
+    this.media = unimplemented<MediaMetaStore>('media');
+    void ctx;
+  }
+
+  currentPosition(): number {
+    return this.positions.gen.current();
+  }
+
+  onChanges(listener: ChangeListener): () => void {
+    return this.positions.gen.onChanges(listener);
+  }
+
+  onStreamAdvance(listener: AdvanceListener): () => void {
+    return this.positions.gen.onAdvance(listener);
+  }
+
+  onUnpositionedChanges(listener: (changes: UnpositionedChange[]) => void): void {
+    this.unpositionedListener = listener;
+  }
+
+  /** Idempotent: every call returns the same promise. Waits for writes already started. */
+  close(): Promise<void> {
+    if (this.closing === null) {
+      this.closed = true;
+      this.closing = (async () => {
+        await Promise.allSettled([...this.inFlight]);
+        await this.client.shutdown();
+      })();
+    }
+    return this.closing;
+  }
+
+  private track<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.closed) return Promise.reject(new StoreClosedError());
+    const p = fn();
+    this.inFlight.add(p);
+    void p.finally(() => this.inFlight.delete(p)).catch(() => undefined);
+    return p;
+  }
+}

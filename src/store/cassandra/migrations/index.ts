@@ -1,0 +1,13 @@
+// Numbered CQL migrations, applied in order and recorded in schema_migrations (see ../migrate.ts).
+// Each statement must be idempotent (IF NOT EXISTS): CQL DDL is not transactional, so a
+// migration interrupted half-way is simply run again.
+
+import { m0001 } from './0001-core.js';
+
+export interface CqlMigration {
+  version: number;
+  name: string;
+  statements: string[];
+}
+
+export const MIGRATIONS: CqlMigration[] = [m0001];
