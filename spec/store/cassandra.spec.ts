@@ -9,7 +9,7 @@ import { assert } from '../helpers/assert.js';
 import { cassandraClient, dropKeyspace, freshKeyspace, startCassandra, truncateKeyspace } from '../helpers/cassandra.js';
 import { openCassandraStore, type CassandraStore, type CassandraStoreOptions } from '../../src/store/cassandra/index.js';
 import { MIGRATIONS } from '../../src/store/cassandra/migrations/index.js';
-import { PositionAllocator } from '../../src/store/cassandra/positions.js';
+import { LeaseLostError, PositionAllocator, positionMs, workerOf } from '../../src/store/cassandra/positions.js';
 import { describeStoreContract } from './contract.js';
 
 const keyspace = freshKeyspace('contract');
@@ -92,46 +92,91 @@ describe('CassandraStore', function () {
 
   describe('positions', function () {
     let client: cassandra.Client | null = null;
+    const allocs: PositionAllocator[] = [];
     beforeEach(async function () {
       await open().then((s) => stores.push(s));
       client = await cassandraClient(addr, keyspace);
     });
     afterEach(async function () {
+      for (const a of allocs.splice(0)) await a.close();
       await client?.shutdown();
     });
+    const alloc = async (o: Parameters<typeof PositionAllocator.open>[1] = {}) => {
+      const a = await PositionAllocator.open(client!, o);
+      allocs.push(a);
+      return a;
+    };
 
-    it('two instances on one keyspace never hand out the same position', async function () {
-      const a = await PositionAllocator.open(client!, { blockSize: 10 });
-      const b = await PositionAllocator.open(client!, { blockSize: 10 });
+    it('live instances hold distinct worker IDs and never hand out the same position', async function () {
+      const a = await alloc();
+      const b = await alloc();
+      assert.notEqual(a.workerId, b.workerId);
+      assert.notEqual(a.workerId, stores[0]!.workerId);
       const seen = new Set<number>();
-      for (let i = 0; i < 35; i++) {
-        for (const alloc of [a, b]) {
-          const p = await alloc.reserve();
+      for (let i = 0; i < 200; i++) {
+        for (const x of [a, b]) {
+          const p = await x.reserve();
           assert.ok(!seen.has(p), `position ${p} handed out twice`);
+          assert.equal(workerOf(p), x.workerId);
           seen.add(p);
-          alloc.gen.complete(p);
+          x.gen.complete(p);
         }
       }
-      assert.equal(seen.size, 70);
+      assert.equal(seen.size, 400);
     });
 
-    it('a reopened allocator starts above every position handed out before, used or not', async function () {
-      const a = await PositionAllocator.open(client!, { blockSize: 100 });
-      const p1 = await a.reserve();
-      a.gen.complete(p1);
-      const unused = await a.reserve(); // reserved, never completed: the process "died"
-      const b = await PositionAllocator.open(client!, { blockSize: 100 });
-      const p2 = await b.reserve();
-      assert.ok(p2 > unused, `${p2} must be above ${unused}`);
-      assert.equal(b.gen.current(), p2 - 1, 'the watermark starts right below the first new position');
+    it('a worker ID held by a live instance cannot be claimed again', async function () {
+      const a = await alloc();
+      await assert.rejects(PositionAllocator.open(client!, { workerId: a.workerId }), /leased by another live instance/);
+    });
+
+    it('a successor on the same worker ID starts above every position handed out, even with its clock behind', async function () {
+      let t = Date.UTC(2026, 0, 1);
+      const a = await alloc({ workerId: 7, now: () => t });
+      let last = 0;
+      for (let i = 0; i < 100; i++) {
+        last = await a.reserve(); // 100 in one "millisecond": the clock runs ahead of wall time
+        a.gen.complete(last);
+      }
+      await a.close();
+      allocs.splice(allocs.indexOf(a), 1);
+      t -= 3_600_000; // the successor's clock is an hour behind
+      const b = await alloc({ workerId: 7, now: () => t });
+      const p = await b.reserve();
+      assert.ok(p > last, `${p} must be above ${last}`);
+      assert.equal(workerOf(p), 7);
+    });
+
+    it('positions follow wall time, so an idle instance\'s next position is above a busy one\'s', async function () {
+      let t = Date.UTC(2026, 0, 1);
+      const a = await alloc({ now: () => t });
+      const b = await alloc({ now: () => t });
+      const pa = await a.reserve();
+      t += 5;
+      const pb = await b.reserve();
+      t += 5;
+      const pa2 = await a.reserve();
+      assert.ok(pa < pb && pb < pa2);
+      assert.equal(positionMs(pa2), t);
+    });
+
+    it('an instance whose lease was taken over is fenced: it hands out no more positions', async function () {
+      const a = await alloc();
+      await a.reserve();
+      // Another instance took the ID after the lease expired (simulated: the row now names it).
+      await client!.execute('UPDATE worker_leases SET owner = ? WHERE id = ?', ['someone-else', a.workerId], { prepare: true });
+      await a['renew']();
+      assert.equal(a.healthy, false);
+      await assert.rejects(a.reserve(), LeaseLostError);
     });
 
     it('the watermark waits for an earlier position that completes later', async function () {
-      const a = await PositionAllocator.open(client!, { blockSize: 5 });
+      const a = await alloc();
+      const before = a.gen.current();
       const p1 = await a.reserve();
       const p2 = await a.reserve();
       a.gen.complete(p2);
-      assert.equal(a.gen.current(), p1 - 1);
+      assert.equal(a.gen.current(), before);
       a.gen.complete(p1);
       assert.equal(a.gen.current(), p2);
     });

@@ -118,4 +118,40 @@ describe('StreamIdGenerator', function () {
     }
     assert.equal(gen.current(), 500);
   });
+
+  describe('sparse positions (a clock-driven next function)', function () {
+    it('hands out what next() returns and refuses a position that does not increase', function () {
+      let step = 10;
+      const gen = new StreamIdGenerator(100, { next: (last) => last + step });
+      assert.deepEqual([gen.reserve(), gen.reserve()], [110, 120]);
+      step = 0;
+      assert.throws(() => gen.reserve(), RangeError);
+    });
+
+    it('stops just below the lowest unfinished position and delivers change records in order', function () {
+      const gen = new StreamIdGenerator(0, { next: (last) => last + 64 + 3 });
+      const seen: number[][] = [];
+      gen.onChanges((changes, current) => seen.push([...changes.map((c) => c.stream), current]));
+      const [a, b, c] = [gen.reserve(), gen.reserve(), gen.reserve()];
+      gen.complete(c, { kind: 'reset', stream: c });
+      gen.complete(b, { kind: 'reset', stream: b });
+      assert.equal(gen.current(), 0, `${a} is still in flight`);
+      assert.deepEqual(seen, []);
+      gen.complete(a, { kind: 'reset', stream: a });
+      assert.equal(gen.current(), c);
+      assert.deepEqual(seen, [[a, b, c, c]]);
+    });
+
+    it('an abandoned position counts as finished', async function () {
+      const gen = new StreamIdGenerator(5, { next: (last) => last * 2 });
+      const a = gen.reserve();
+      const b = gen.reserve();
+      const waited = gen.waitFor(b);
+      gen.complete(b);
+      gen.abandon(a);
+      await waited;
+      assert.equal(gen.current(), b);
+    });
+  });
 });
+

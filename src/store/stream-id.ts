@@ -9,6 +9,11 @@
 //
 // Backend-independent: SQLite drives it from its write queue; other backends can do the same.
 //
+// Positions need not be dense: with a `next` function (the Cassandra backend's per-worker clock,
+// see cassandra/positions.ts) reserve() hands out any strictly increasing sequence, and the
+// watermark is "just below the lowest unfinished position, else the last reserved one", which for
+// dense positions is the same rule.
+//
 // It is also the one completion hook: a position may be completed with a change record saying
 // what it wrote, and `onChanges` listeners receive those records in position order exactly when
 // the watermark passes them (records above a gap are held back with their positions). Listeners
@@ -23,10 +28,12 @@ export type ChangeListener = (changes: ChangeRecord[], current: number) => void;
 export class StreamIdGenerator {
   private lastReserved: number;
   private watermark: number;
-  /** Finished positions above the watermark, waiting for the gap below them to close. */
-  private readonly finishedAhead = new Set<number>();
   /** Reserved but not yet finished. */
   private readonly inFlight = new Set<number>();
+  /** Every position reserved and not yet passed by the watermark, in reservation (= numeric) order. */
+  private pending: number[] = [];
+  private pendingHead = 0;
+  private readonly next: (last: number) => number;
   private readonly listeners = new Set<AdvanceListener>();
   private readonly changeListeners = new Set<ChangeListener>();
   /** Change records of finished positions the watermark has not passed yet. */
@@ -36,7 +43,11 @@ export class StreamIdGenerator {
   private readonly onListenerError: (err: unknown) => void;
 
   /** `initial` is the highest position already durable; the first reservation is `initial + 1`. */
-  constructor(initial: number, opts: { onListenerError?: (err: unknown) => void } = {}) {
+  /**
+   * `next(last)` returns the position to hand out after `last` (default last + 1); it must be
+   * strictly greater than `last`.
+   */
+  constructor(initial: number, opts: { onListenerError?: (err: unknown) => void; next?: (last: number) => number } = {}) {
     // A throwing listener must not stop the others or the caller that finished the position
     // (typically the write queue, which still has promises to settle).
     this.onListenerError = opts.onListenerError ?? ((err) => console.error('stream listener failed', err));
@@ -45,11 +56,17 @@ export class StreamIdGenerator {
     }
     this.lastReserved = initial;
     this.watermark = initial;
+    this.next = opts.next ?? ((last) => last + 1);
   }
 
   reserve(): number {
-    const pos = ++this.lastReserved;
+    const pos = this.next(this.lastReserved);
+    if (!Number.isSafeInteger(pos) || pos <= this.lastReserved) {
+      throw new RangeError(`stream position ${pos} does not follow ${this.lastReserved}`);
+    }
+    this.lastReserved = pos;
     this.inFlight.add(pos);
+    this.pending.push(pos);
     return pos;
   }
 
@@ -112,16 +129,27 @@ export class StreamIdGenerator {
       // broken; advancing anyway could publish a position whose data is not there.
       throw new Error(`stream position ${pos} is not in flight`);
     }
-    this.finishedAhead.add(pos);
     const before = this.watermark;
-    while (this.finishedAhead.delete(this.watermark + 1)) {
-      this.watermark++;
+    // Pass every finished position at the front; stop at the first one still in flight.
+    const passed: number[] = [];
+    while (this.pendingHead < this.pending.length && !this.inFlight.has(this.pending[this.pendingHead]!)) {
+      passed.push(this.pending[this.pendingHead++]!);
     }
-    if (this.watermark === before) return;
+    if (this.pendingHead === this.pending.length) {
+      this.pending = [];
+      this.pendingHead = 0;
+    } else if (this.pendingHead > 1024 && this.pendingHead * 2 > this.pending.length) {
+      this.pending = this.pending.slice(this.pendingHead);
+      this.pendingHead = 0;
+    }
+    if (passed.length === 0) return;
+    this.watermark = passed[passed.length - 1]!;
     const now = this.watermark;
+    if (now === before) return;
     if (this.heldChanges.size > 0 || this.changeListeners.size > 0) {
       const changes: ChangeRecord[] = [];
-      for (let p = before + 1; p <= now && this.heldChanges.size > 0; p++) {
+      for (const p of passed) {
+        if (this.heldChanges.size === 0) break;
         const c = this.heldChanges.get(p);
         if (c === undefined) continue;
         this.heldChanges.delete(p);

@@ -1,7 +1,7 @@
 // The Cassandra backend (storage.backend: cassandra): the same domain contract as SQLite
 // (../types.ts), on a keyspace that any number of instances may open.
 //
-// - Positions: global, reserved in blocks per instance (positions.ts); the watermark and the
+// - Positions: per-worker clocks, unique across instances (positions.ts); the watermark and the
 //   completion hook (onChanges) behave exactly as on SQLite for this instance's writes.
 // - A write resolves once Cassandra acknowledged it at LOCAL_QUORUM and its position completed.
 // - Schema: numbered CQL migrations (migrations/), applied on open.
@@ -47,8 +47,8 @@ export interface CassandraStoreOptions {
     warn: (obj: object, msg: string) => void;
     info?: (obj: object, msg: string) => void;
   };
-  /** Positions reserved per LWT on the sequence row. */
-  positionBlockSize?: number;
+  /** The worker ID (0..63) to claim; default the lowest free one (see positions.ts). */
+  workerId?: number;
   /** Skip migrations (a test harness that migrated the keyspace once already). */
   skipMigrations?: boolean;
 }
@@ -82,7 +82,8 @@ export async function openCassandraStore(opts: CassandraStoreOptions): Promise<C
     await client.connect();
     const applied = opts.skipMigrations ? [] : await migrate(client, MIGRATIONS, opts.logger);
     const positions = await PositionAllocator.open(client, {
-      blockSize: opts.positionBlockSize,
+      workerId: opts.workerId,
+      onLeaseLost: (err) => opts.logger?.warn({ err }, 'cassandra store: worker lease lost; writes are refused from now on'),
       onListenerError: (err) => opts.logger?.warn({ err }, 'cassandra store: stream listener failed'),
     });
     return new CassandraStore(client, positions, applied);
@@ -188,6 +189,11 @@ export class CassandraStore implements StoreBackend {
     return this.positions.gen.current();
   }
 
+  /** The worker ID this instance writes positions with (unique among live instances). */
+  get workerId(): number {
+    return this.positions.workerId;
+  }
+
   onChanges(listener: ChangeListener): () => void {
     return this.positions.gen.onChanges(listener);
   }
@@ -206,6 +212,7 @@ export class CassandraStore implements StoreBackend {
       this.closed = true;
       this.closing = (async () => {
         await Promise.allSettled([...this.inFlight]);
+        await this.positions.close();
         await this.client.shutdown();
       })();
     }

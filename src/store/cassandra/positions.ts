@@ -1,86 +1,199 @@
-// Global stream positions for the Cassandra backend.
+// Stream positions for the Cassandra backend: per-worker clocks in one integer.
 //
-// One row (stream_seq 'global') holds the highest position any instance may have handed out.
-// An instance reserves a block of positions with one LWT on that row and hands them out from
-// memory through a StreamIdGenerator, which keeps the watermark rule of ../stream-id.ts: a
-// position completes only when its write is acknowledged, and readers never pass the lowest
-// unfinished one.
+//   position = tick × 64 + worker,   tick = (ms since 2025-01-01) × 64 + a sub-millisecond count
 //
-// On open the instance starts above the stored high, so positions abandoned by an earlier run
-// (reserved but never written) are skipped, never reused.
+// - Unique across instances without coordination per write: each live instance holds one worker
+//   ID (0..63) as a lease (an LWT-claimed, TTL'd row renewed every few seconds), and its positions
+//   carry that ID in the low bits.
+// - Strictly increasing per instance: a tick is max(last tick + 1, now), so the clock may run
+//   ahead of wall time under bursts (> 64 per ms) but never backwards.
+// - Never reused: before handing out a position above the persisted high-water mark of its
+//   worker ID, the instance persists a new mark a minute ahead; a restart (or a successor with
+//   the same ID) starts above it.
+// - Positions of different instances interleave by wall time, so an idle instance never holds
+//   readers back: the cluster watermark (src/cluster) is the minimum over live instances of
+//   "just below my lowest in-flight position, else now".
+// - Locally, StreamIdGenerator keeps the watermark rule of ../stream-id.ts for this instance's
+//   own writes. 2^53 / (64 × 64) ms leaves ~69 years from the 2025 epoch.
 //
-// Several instances on one keyspace get disjoint blocks. Positions in another instance's block
-// are treated here as finished (abandoned) when this instance jumps over them: that keeps
-// positions unique, but a reader on this instance does not wait for another instance's
-// in-flight writes. The cross-instance watermark belongs to the cluster layer (src/cluster).
+// A lease that cannot be renewed (the instance was paused past the TTL, or lost Cassandra) fences
+// the instance: reserve() fails from then on, so it cannot write at positions another instance
+// may also use.
 
+import { randomUUID } from 'node:crypto';
 import type cassandra from 'cassandra-driver';
 import { StreamIdGenerator } from '../stream-id.js';
 import { applied, num } from './context.js';
 
-const ROW = 'global';
+export const WORKER_IDS = 64;
+const TICKS_PER_MS = 64;
+const EPOCH_MS = Date.UTC(2025, 0, 1);
+const LEASE_TTL_S = 30;
+const RENEW_MS = 5_000;
+/** How far ahead of the position in use the persisted high-water mark is written. */
+const HIGH_AHEAD_MS = 60_000;
+const LOCAL_SERIAL = 0x0009;
+
+export function positionAt(ms: number, worker: number, sub = 0): number {
+  return ((ms - EPOCH_MS) * TICKS_PER_MS + sub) * WORKER_IDS + worker;
+}
+
+/** The worker ID a position was written by. */
+export function workerOf(pos: number): number {
+  return ((pos % WORKER_IDS) + WORKER_IDS) % WORKER_IDS;
+}
+
+/** Wall-clock milliseconds a position's tick stands for (approximate under bursts). */
+export function positionMs(pos: number): number {
+  return Math.floor(Math.floor(pos / WORKER_IDS) / TICKS_PER_MS) + EPOCH_MS;
+}
+
+export class LeaseLostError extends Error {
+  constructor(worker: number) {
+    super(`cassandra store: the lease on worker ID ${worker} was lost; this instance must not write`);
+    this.name = 'LeaseLostError';
+  }
+}
+
+export interface PositionOptions {
+  /** Claim this worker ID (else the lowest free one). */
+  workerId?: number;
+  now?: () => number;
+  onListenerError?: (err: unknown) => void;
+  onLeaseLost?: (err: LeaseLostError) => void;
+}
 
 export class PositionAllocator {
-  /** Highest position of the block this instance holds. */
-  private blockHigh: number;
-  /** Serialises reservations so positions are handed out in call order. */
+  readonly gen: StreamIdGenerator;
+  private persistedHigh: number;
   private chain: Promise<unknown> = Promise.resolve();
+  private renewTimer: NodeJS.Timeout | null = null;
+  private lost: LeaseLostError | null = null;
+  private closed = false;
 
   private constructor(
     private readonly client: cassandra.Client,
-    readonly gen: StreamIdGenerator,
-    private readonly blockSize: number,
+    readonly workerId: number,
+    private readonly owner: string,
+    initial: number,
+    private readonly opts: PositionOptions,
   ) {
-    this.blockHigh = gen.maxReserved();
-  }
-
-  static async open(
-    client: cassandra.Client,
-    opts: { blockSize?: number; onListenerError?: (err: unknown) => void } = {},
-  ): Promise<PositionAllocator> {
-    await client.execute(`INSERT INTO stream_seq (name, high) VALUES (?, ?) IF NOT EXISTS`, [ROW, 0], {
-      prepare: true,
-      serialConsistency: 0x0009 /* LOCAL_SERIAL */,
+    const now = opts.now ?? Date.now;
+    this.persistedHigh = initial;
+    this.gen = new StreamIdGenerator(initial, {
+      onListenerError: opts.onListenerError,
+      next: (last) => Math.max(Math.floor(last / WORKER_IDS) + 1, (now() - EPOCH_MS) * TICKS_PER_MS) * WORKER_IDS + workerId,
     });
-    const high = await readHigh(client);
-    const gen = new StreamIdGenerator(high, { onListenerError: opts.onListenerError });
-    return new PositionAllocator(client, gen, opts.blockSize ?? 1000);
   }
 
-  /** The next position, reserving a new block first when this one is used up. */
+  static async open(client: cassandra.Client, opts: PositionOptions = {}): Promise<PositionAllocator> {
+    const owner = randomUUID();
+    const workerId = await claimWorkerId(client, owner, opts.workerId);
+    try {
+      const rs = await client.execute(`SELECT high FROM worker_clock WHERE id = ?`, [workerId], { prepare: true });
+      const row = rs.first();
+      const stored = row && row['high'] != null ? num(row['high']) : 0;
+      const now = (opts.now ?? Date.now)();
+      // Start just below "now" for this worker, or above everything it ever handed out.
+      const initial = Math.max(stored, positionAt(now, workerId) - WORKER_IDS);
+      const alloc = new PositionAllocator(client, workerId, owner, initial, opts);
+      alloc.renewTimer = setInterval(() => void alloc.renew(), RENEW_MS);
+      alloc.renewTimer.unref();
+      return alloc;
+    } catch (err) {
+      await releaseWorkerId(client, workerId, owner).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** The next position; persists the high-water mark first when it would be passed. */
   reserve(): Promise<number> {
     const next = this.chain.then(async () => {
-      if (this.gen.maxReserved() >= this.blockHigh) await this.extend();
-      return this.gen.reserve();
+      if (this.lost) throw this.lost;
+      const now = (this.opts.now ?? Date.now)();
+      if (this.gen.maxReserved() + WORKER_IDS * TICKS_PER_MS * 1000 >= this.persistedHigh) {
+        const high = Math.max(this.gen.maxReserved(), positionAt(now, this.workerId)) + HIGH_AHEAD_MS * TICKS_PER_MS * WORKER_IDS;
+        await this.client.execute(`UPDATE worker_clock SET high = ? WHERE id = ?`, [high, this.workerId], { prepare: true });
+        this.persistedHigh = high;
+      }
+      const pos = this.gen.reserve();
+      if (pos > this.persistedHigh) throw new Error('stream position above the persisted high-water mark');
+      return pos;
     });
     this.chain = next.catch(() => undefined);
     return next;
   }
 
-  private async extend(): Promise<void> {
-    let expected = this.blockHigh;
-    for (let attempt = 0; attempt < 50; attempt++) {
-      const target = expected + this.blockSize;
-      const rs = await this.client.execute(`UPDATE stream_seq SET high = ? WHERE name = ? IF high = ?`, [target, ROW, expected], {
-        prepare: true,
-        serialConsistency: 0x0009,
-      });
-      if (applied(rs)) {
-        // Positions between our last one and the block start went to other instances.
-        for (let p = this.gen.maxReserved() + 1; p <= expected; p++) this.gen.abandon(this.gen.reserve());
-        this.blockHigh = target;
-        return;
-      }
-      const row = rs.first();
-      expected = row && row['high'] !== null && row['high'] !== undefined ? num(row['high']) : await readHigh(this.client);
+  /** Whether the worker lease is still held (false once renewal failed). */
+  get healthy(): boolean {
+    return this.lost === null;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.renewTimer) clearInterval(this.renewTimer);
+    this.renewTimer = null;
+    await this.chain;
+    if (!this.lost) await releaseWorkerId(this.client, this.workerId, this.owner).catch(() => undefined);
+  }
+
+  private async renew(): Promise<void> {
+    if (this.closed || this.lost) return;
+    try {
+      const rs = await this.client.execute(
+        `UPDATE worker_leases USING TTL ${LEASE_TTL_S} SET owner = ? WHERE id = ? IF owner = ?`,
+        [this.owner, this.workerId, this.owner],
+        { prepare: true, serialConsistency: LOCAL_SERIAL },
+      );
+      if (applied(rs) || this.closed) return;
+      this.fence();
+    } catch {
+      // Unreachable Cassandra: retry on the next tick; the TTL decides whether the lease survives.
     }
-    throw new Error('could not reserve stream positions: too much contention on stream_seq');
+  }
+
+  private fence(): void {
+    if (this.lost) return;
+    this.lost = new LeaseLostError(this.workerId);
+    if (this.renewTimer) clearInterval(this.renewTimer);
+    this.renewTimer = null;
+    this.opts.onLeaseLost?.(this.lost);
   }
 }
 
-async function readHigh(client: cassandra.Client): Promise<number> {
-  const rs = await client.execute(`SELECT high FROM stream_seq WHERE name = ?`, [ROW], { prepare: true, consistency: 0x0009 });
-  const row = rs.first();
-  if (!row) throw new Error('stream_seq row missing');
-  return num(row['high']);
+async function claimWorkerId(client: cassandra.Client, owner: string, wanted?: number): Promise<number> {
+  const candidates = wanted === undefined ? [...Array(WORKER_IDS).keys()] : [wanted];
+  if (wanted !== undefined && (!Number.isInteger(wanted) || wanted < 0 || wanted >= WORKER_IDS)) {
+    throw new RangeError(`worker ID must be an integer in [0, ${WORKER_IDS})`);
+  }
+  for (const id of candidates) {
+    const rs = await client.execute(`INSERT INTO worker_leases (id, owner) VALUES (?, ?) IF NOT EXISTS USING TTL ${LEASE_TTL_S}`, [id, owner], {
+      prepare: true,
+      serialConsistency: LOCAL_SERIAL,
+    });
+    if (applied(rs)) return id;
+  }
+  throw new Error(
+    wanted === undefined ? `all ${WORKER_IDS} worker IDs are leased by live instances` : `worker ID ${wanted} is leased by another live instance`,
+  );
+}
+
+async function releaseWorkerId(client: cassandra.Client, id: number, owner: string): Promise<void> {
+  await client.execute(`DELETE FROM worker_leases WHERE id = ? IF owner = ?`, [id, owner], { prepare: true, serialConsistency: LOCAL_SERIAL });
+}
+
+/** Width of a time bucket for partitioning positioned rows (e.g. a room's events). */
+export const BUCKET_MS = 3_600_000;
+/** Backfilled positions (negative, dense from -1 down) are bucketed by count instead. */
+const BACKFILL_BUCKET = 4096;
+
+/**
+ * The partition bucket of a stream position: the hour its tick stands for, or for backfilled
+ * history (negative positions) a block of 4,096 below zero. A bucket's rows are bounded by a
+ * room's rate over an hour; a quiet room touches few buckets, so readers list a room's non-empty
+ * buckets from an index rather than scanning hours.
+ */
+export function positionBucket(pos: number): number {
+  if (pos < 0) return -1 - Math.floor((-pos - 1) / BACKFILL_BUCKET);
+  return Math.floor((positionMs(pos) - EPOCH_MS) / BUCKET_MS);
 }

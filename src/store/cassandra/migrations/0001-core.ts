@@ -4,8 +4,11 @@ export const m0001: CqlMigration = {
   version: 1,
   name: 'core',
   statements: [
-    // The global stream sequence: each store instance reserves blocks of positions with an LWT
-    // on this one row (a few LWTs per thousand writes), see ../positions.ts.
-    `CREATE TABLE IF NOT EXISTS stream_seq (name text PRIMARY KEY, high bigint)`,
+    // Which instance holds each worker ID (the low bits of its stream positions), as a lease:
+    // a TTL'd row claimed and renewed with LWTs (../positions.ts).
+    `CREATE TABLE IF NOT EXISTS worker_leases (id int PRIMARY KEY, owner text)`,
+    // Per worker ID, a position above every one it has handed out (written ahead, plain writes),
+    // so a restart or a successor with the same ID never reuses a position.
+    `CREATE TABLE IF NOT EXISTS worker_clock (id int PRIMARY KEY, high bigint)`,
   ],
 };
