@@ -29,7 +29,7 @@ import type {
 import { StoreClosedError, type CassandraContext, type CqlStatement, type EventWriteHook } from './context.js';
 import { checkKeyspaceName, createKeyspace, migrate } from './migrate.js';
 import { MIGRATIONS } from './migrations/index.js';
-import { PositionAllocator } from './positions.js';
+import { PositionAllocator, positionAt } from './positions.js';
 import { unimplemented } from './unimplemented.js';
 
 export { StoreClosedError } from './context.js';
@@ -187,6 +187,18 @@ export class CassandraStore implements StoreBackend {
 
   currentPosition(): number {
     return this.positions.gen.current();
+  }
+
+  /**
+   * The replication promise (src/cluster/replication.ts): a position at or below which this
+   * instance will complete no write it has not completed already. With writes in flight that is
+   * the local watermark; idle, it is "now" on the position clock, since every later position
+   * is above it.
+   */
+  promise(): number {
+    const gen = this.positions.gen;
+    if (gen.inFlightCount() > 0 || this.positions.reserving) return gen.current();
+    return Math.max(gen.current(), positionAt(Date.now(), 0) - 1);
   }
 
   /** The worker ID this instance writes positions with (unique among live instances). */

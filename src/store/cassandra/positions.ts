@@ -106,8 +106,17 @@ export class PositionAllocator {
     }
   }
 
+  /** Reservations asked for and not yet handed out (they may still get a position). */
+  private waiting = 0;
+
+  /** Whether a reserve() is waiting for its position (see CassandraStore.promise). */
+  get reserving(): boolean {
+    return this.waiting > 0;
+  }
+
   /** The next position; persists the high-water mark first when it would be passed. */
   reserve(): Promise<number> {
+    this.waiting++;
     const next = this.chain.then(async () => {
       if (this.lost) throw this.lost;
       const now = (this.opts.now ?? Date.now)();
@@ -120,6 +129,7 @@ export class PositionAllocator {
       if (pos > this.persistedHigh) throw new Error('stream position above the persisted high-water mark');
       return pos;
     });
+    void next.finally(() => this.waiting--).catch(() => undefined);
     this.chain = next.catch(() => undefined);
     return next;
   }

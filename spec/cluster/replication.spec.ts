@@ -1,0 +1,152 @@
+// The replication stream on a real Redis: several workers' change records merged in position
+// order behind the cluster watermark (src/cluster/replication.ts).
+
+import { assert } from '../helpers/assert.js';
+import { freshPrefix, redisClient } from '../helpers/redis.js';
+import { ReplicationStream, type LocalFeed } from '../../src/cluster/replication.js';
+import type { ChangeRecord } from '../../src/store/change-types.js';
+import type { ChangeListener } from '../../src/store/stream-id.js';
+
+class FakeWorker implements LocalFeed {
+  private readonly listeners = new Set<ChangeListener>();
+  /** With writes in flight: the local watermark; else null and the promise is the clock. */
+  floor: number | null = null;
+  clock: number;
+  constructor(
+    readonly workerId: number,
+    start: number,
+  ) {
+    this.clock = start;
+  }
+  onChanges(l: ChangeListener): () => void {
+    this.listeners.add(l);
+    return () => this.listeners.delete(l);
+  }
+  promise(): number {
+    return this.floor ?? this.clock;
+  }
+  complete(...positions: number[]): void {
+    const changes: ChangeRecord[] = positions.map((stream) => ({ kind: 'receipt', stream, roomId: '!r:x', userId: `@w${this.workerId}:x` }));
+    for (const l of this.listeners) l(changes, Math.max(...positions));
+  }
+}
+
+const quiet = { warn: () => undefined };
+
+describe('replication stream (Redis)', function () {
+  this.timeout(20_000);
+  const streams: ReplicationStream[] = [];
+  const conns: ReturnType<typeof redisClient>[] = [];
+  let key = '';
+  beforeEach(() => {
+    key = freshPrefix('repl') + 'stream';
+  });
+  afterEach(async () => {
+    for (const s of streams.splice(0)) await s.stop();
+    for (const c of conns.splice(0)) c.disconnect();
+  });
+
+  async function join(w: FakeWorker, extra: { deadMs?: number } = {}): Promise<{ stream: ReplicationStream; seen: number[]; resets: number }> {
+    const redis = redisClient();
+    const reader = redisClient();
+    conns.push(redis, reader);
+    const stream = new ReplicationStream({ redis, reader, key, local: w, heartbeatMs: 20, joinGraceMs: 100, deadMs: 2_000, logger: quiet, ...extra });
+    const out = { stream, seen: [] as number[], resets: 0 };
+    stream.onChanges((changes) => {
+      for (const c of changes) {
+        if (c.kind === 'reset') out.resets++;
+        else out.seen.push(c.stream);
+      }
+    });
+    await stream.start();
+    streams.push(stream);
+    return out;
+  }
+
+  const until = async (cond: () => boolean, what: string, ms = 5_000) => {
+    const end = Date.now() + ms;
+    while (!cond()) {
+      if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  };
+
+  it('holds a record back while another worker still writes below it, then delivers both in order everywhere', async function () {
+    const a = new FakeWorker(1, 100);
+    const b = new FakeWorker(2, 100);
+    const ra = await join(a);
+    const rb = await join(b);
+    a.floor = 100; // A is writing position 101
+    b.clock = 200;
+    b.complete(150);
+    await new Promise((r) => setTimeout(r, 200));
+    assert.deepEqual(ra.seen, [], 'A must not deliver 150 while its own 101 is in flight');
+    assert.deepEqual(rb.seen, [], 'B must not deliver 150 while A may still complete 101');
+    assert.ok(rb.stream.currentPosition() <= 100);
+    a.floor = null;
+    a.clock = 300;
+    a.complete(101);
+    await until(() => ra.seen.length === 2 && rb.seen.length === 2, 'both records on both workers');
+    assert.deepEqual(ra.seen, [101, 150]);
+    assert.deepEqual(rb.seen, [101, 150]);
+    assert.equal(ra.resets + rb.resets, 0);
+    await until(() => rb.stream.currentPosition() >= 200, 'the watermark to follow the promises');
+  });
+
+  it('a worker that leaves with a goodbye stops holding the watermark at once', async function () {
+    const a = new FakeWorker(1, 100);
+    const b = new FakeWorker(2, 100);
+    const ra = await join(a);
+    const rb = await join(b);
+    b.floor = 100;
+    a.clock = 500;
+    await new Promise((r) => setTimeout(r, 100));
+    assert.ok(ra.stream.currentPosition() <= 100);
+    await rb.stream.stop();
+    await until(() => ra.stream.currentPosition() >= 500, 'A to pass B after its goodbye', 2_000);
+    assert.deepEqual(ra.stream.liveWorkers(), [1]);
+  });
+
+  it('a worker that goes silent is waited for until deadMs, then dropped', async function () {
+    const a = new FakeWorker(1, 100);
+    const c = new FakeWorker(3, 100);
+    const ra = await join(a, { deadMs: 600 });
+    const rc = await join(c);
+    c.floor = 100;
+    a.clock = 400;
+    await new Promise((r) => setTimeout(r, 150));
+    assert.ok(ra.stream.currentPosition() <= 100, 'C is alive and writing: A waits');
+    // Kill C without a goodbye: its connections drop, its heartbeats stop reaching Redis.
+    for (const conn of conns.slice(2, 4)) conn.disconnect();
+    const killedAt = Date.now();
+    await until(() => ra.stream.currentPosition() >= 400, 'A to drop the silent worker', 3_000);
+    assert.ok(Date.now() - killedAt >= 400, 'not dropped before deadMs');
+    void rc;
+  });
+
+  it('a gap in a worker\'s entries (lost publishes) makes consumers reset instead of missing records', async function () {
+    const a = new FakeWorker(1, 100);
+    const ra = await join(a);
+    const raw = redisClient();
+    conns.push(raw);
+    await raw.xadd(key, '*', 'e', JSON.stringify({ t: 'h', w: 9, s: 1, p: 1000 }));
+    await raw.xadd(key, '*', 'e', JSON.stringify({ t: 'c', w: 9, s: 3, p: 1000, c: [{ kind: 'receipt', stream: 900, roomId: '!r:x', userId: '@u:x' }] }));
+    a.clock = 2000;
+    await until(() => ra.resets > 0, 'a reset');
+    assert.ok(!ra.seen.includes(900), 'records after a gap are replaced by the reset');
+  });
+
+  it('ignores malformed entries', async function () {
+    const a = new FakeWorker(1, 100);
+    const ra = await join(a);
+    const raw = redisClient();
+    conns.push(raw);
+    await raw.xadd(key, '*', 'e', '{"t":"c","w":"x"}');
+    await raw.xadd(key, '*', 'junk', '1');
+    a.clock = 300;
+    a.complete(250);
+    await until(() => ra.seen.length === 1, 'the good record');
+    assert.deepEqual(ra.seen, [250]);
+    assert.deepEqual(ra.stream.liveWorkers(), [1]);
+  });
+});

@@ -1,0 +1,292 @@
+// The replication stream: every worker's change records, merged into one ordered feed with a
+// cluster watermark, so each worker's read model and sync waiters run the same code as on one
+// node (they only ever see `onChanges(records, current)` and `currentPosition()`).
+//
+// Mechanism (one Redis stream, XADD/XREAD):
+// - Each worker publishes, in order on one connection, its change records as its local
+//   watermark passes them, and a heartbeat every `heartbeatMs` carrying its *promise*: a position
+//   P such that it will never complete a write at or below P that it has not already published.
+//   With writes in flight P is its local watermark; idle, it is "now" on the position clock (its
+//   next position is above it, see src/store/cassandra/positions.ts).
+// - The cluster watermark is the minimum promise over live workers. Records (local and remote)
+//   are buffered and handed to listeners in position order once the watermark passes them: a
+//   reader bounded by currentPosition() never skips a write still in flight on another worker
+//   (the cluster form of the watermark rule in src/store/stream-id.ts).
+// - A worker joins by publishing a hello and then waiting `joinGraceMs` before its first write,
+//   so every consumer knows it before any promise could pass its first position. A worker that
+//   stops publishes a goodbye; one that goes silent is dropped after `deadMs`, which must exceed
+//   its worker lease TTL (after which it is fenced and can write nothing more).
+// - Records are hints for caches (see src/store/change-types.ts): when the feed may have lost
+//   entries (Redis restarted, the stream was trimmed past us, a buffer overflowed), consumers get
+//   one `reset` record and fall back to the store. Losing Redis stalls the cluster watermark
+//   (wake-ups wait); it loses no durable data.
+
+import type { Redis } from 'ioredis';
+import type { ChangeRecord } from '../store/change-types.js';
+import type { AdvanceListener, ChangeListener } from '../store/stream-id.js';
+
+export interface LocalFeed {
+  readonly workerId: number;
+  onChanges(listener: ChangeListener): () => void;
+  /** See the header: the highest position below which this worker has nothing left to complete. */
+  promise(): number;
+}
+
+export interface ReplicationOptions {
+  /** A connection for XADD and reads. */
+  redis: Redis;
+  /** A second connection for the blocking XREAD. */
+  reader: Redis;
+  key: string;
+  local: LocalFeed;
+  heartbeatMs?: number;
+  deadMs?: number;
+  joinGraceMs?: number;
+  /** Entries kept in the stream (approximate trim). */
+  maxLen?: number;
+  /** Buffered records beyond which the buffer is dropped for a reset. */
+  maxBuffered?: number;
+  now?: () => number;
+  logger: { warn: (obj: object, msg: string) => void };
+}
+
+interface WorkerState {
+  promise: number;
+  seenAt: number;
+  seq: number;
+}
+
+type Entry =
+  | { t: 'c'; w: number; s: number; p: number; c: ChangeRecord[] }
+  | { t: 'h'; w: number; s: number; p: number }
+  | { t: 'bye'; w: number; s: number; p: number };
+
+export class ReplicationStream {
+  private readonly workers = new Map<number, WorkerState>();
+  private buffer: ChangeRecord[] = [];
+  private watermark: number;
+  private lastId = '$';
+  private seq = 0;
+  private running = false;
+  private heartbeat: NodeJS.Timeout | null = null;
+  private loop: Promise<void> | null = null;
+  private pendingReset = false;
+  private publishChain: Promise<unknown> = Promise.resolve();
+  private unsubscribeLocal: (() => void) | null = null;
+  private readonly changeListeners = new Set<ChangeListener>();
+  private readonly advanceListeners = new Set<AdvanceListener>();
+  private waiters: Array<{ pos: number; resolve: () => void }> = [];
+  private readonly opts: Required<Omit<ReplicationOptions, 'redis' | 'reader' | 'key' | 'local' | 'logger' | 'now'>> & ReplicationOptions;
+
+  constructor(opts: ReplicationOptions) {
+    this.opts = { heartbeatMs: 50, deadMs: 15_000, joinGraceMs: 1_000, maxLen: 100_000, maxBuffered: 100_000, ...opts };
+    this.watermark = opts.local.promise();
+  }
+
+  /**
+   * Learns the live workers from the stream's recent entries, announces this worker, starts
+   * consuming, and waits out the join grace period (no local write may start before it resolves).
+   */
+  async start(): Promise<void> {
+    const { redis, key, local } = this.opts;
+    const now = this.now();
+    const recent = (await redis.xrevrange(key, '+', '-', 'COUNT', 2000)) as Array<[string, string[]]>;
+    if (recent.length > 0) this.lastId = recent[0]![0];
+    for (const [id, fields] of recent.reverse()) {
+      const e = decode(fields);
+      if (!e || e.w === local.workerId) continue;
+      const at = Number(id.split('-')[0]);
+      if (e.t === 'bye') this.workers.delete(e.w);
+      else if (now - at < this.opts.deadMs) this.workers.set(e.w, { promise: e.p, seenAt: at, seq: e.s });
+    }
+    this.workers.set(local.workerId, { promise: local.promise(), seenAt: now, seq: 0 });
+    this.watermark = this.computeWatermark();
+    this.running = true;
+    this.unsubscribeLocal = local.onChanges((changes) => this.publish('c', changes));
+    await this.publish('h');
+    this.heartbeat = setInterval(() => void this.publish('h'), this.opts.heartbeatMs);
+    this.heartbeat.unref();
+    this.loop = this.consume();
+    await new Promise((r) => setTimeout(r, this.opts.joinGraceMs));
+  }
+
+  /** The cluster watermark. */
+  currentPosition(): number {
+    return this.watermark;
+  }
+
+  onChanges(listener: ChangeListener): () => void {
+    this.changeListeners.add(listener);
+    return () => this.changeListeners.delete(listener);
+  }
+
+  onAdvance(listener: AdvanceListener): () => void {
+    this.advanceListeners.add(listener);
+    return () => this.advanceListeners.delete(listener);
+  }
+
+  /** Resolves once the cluster watermark has reached `pos`. */
+  waitFor(pos: number): Promise<void> {
+    if (this.watermark >= pos) return Promise.resolve();
+    return new Promise((resolve) => this.waiters.push({ pos, resolve }));
+  }
+
+  /** Workers currently counted in the watermark. */
+  liveWorkers(): number[] {
+    return [...this.workers.keys()].sort((a, b) => a - b);
+  }
+
+  async stop(): Promise<void> {
+    if (!this.running) return;
+    this.running = false;
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    this.unsubscribeLocal?.();
+    await this.publish('bye', undefined, true).catch(() => undefined);
+    this.opts.reader.disconnect();
+    await this.loop?.catch(() => undefined);
+  }
+
+  private publish(t: Entry['t'], changes?: ChangeRecord[], force = false): Promise<unknown> {
+    if (!this.running && !force) return Promise.resolve();
+    const { redis, key, local, maxLen } = this.opts;
+    // The promise is read when the entry is queued: records queued earlier are sent first on the
+    // same connection, so no promise reaches a consumer before the records it covers.
+    const p = local.promise();
+    const entry: Entry = t === 'c' ? { t, w: local.workerId, s: ++this.seq, p, c: changes ?? [] } : { t, w: local.workerId, s: ++this.seq, p };
+    if (t === 'c') for (const c of changes ?? []) this.buffer.push(c); // our own records need no round trip
+    const sent = this.publishChain.then(() =>
+      redis.xadd(key, 'MAXLEN', '~', String(maxLen), '*', 'e', JSON.stringify(entry)).catch((err: unknown) => {
+        // Lost entries make every consumer's feed incomplete: they will see the seq gap and reset.
+        this.opts.logger.warn({ err }, 'replication: publish failed');
+      }),
+    );
+    this.publishChain = sent;
+    const self = this.workers.get(local.workerId);
+    if (self && t !== 'bye') {
+      self.promise = Math.max(self.promise, p);
+      self.seenAt = this.now();
+      this.advance();
+    }
+    return sent;
+  }
+
+  private async consume(): Promise<void> {
+    const { reader, key, local } = this.opts;
+    while (this.running) {
+      let res: Array<[string, Array<[string, string[]]>]> | null;
+      try {
+        res = (await reader.xread('COUNT', 1000, 'BLOCK', 1000, 'STREAMS', key, this.lastId)) as typeof res;
+      } catch (err) {
+        if (!this.running) return;
+        this.opts.logger.warn({ err }, 'replication: read failed; will reset the feed when it resumes');
+        this.pendingReset = true;
+        this.lastId = '$';
+        await new Promise((r) => setTimeout(r, 200));
+        continue;
+      }
+      const now = this.now();
+      if (res) {
+        for (const [, entries] of res) {
+          for (const [id, fields] of entries) {
+            this.lastId = id;
+            const e = decode(fields);
+            if (!e || e.w === local.workerId) continue;
+            this.ingest(e, now);
+          }
+        }
+      }
+      for (const [w, st] of this.workers) {
+        if (w !== local.workerId && now - st.seenAt > this.opts.deadMs) {
+          this.opts.logger.warn({ worker: w }, 'replication: worker silent past its lease; no longer waited for');
+          this.workers.delete(w);
+        }
+      }
+      this.advance();
+    }
+  }
+
+  private ingest(e: Entry, now: number): void {
+    let st = this.workers.get(e.w);
+    if (e.t === 'bye') {
+      // Everything it completed was published before the goodbye.
+      this.workers.delete(e.w);
+      return;
+    }
+    if (!st) {
+      // A hello, or a worker we had dropped: count it from here on.
+      st = { promise: e.p, seenAt: now, seq: e.s - 1 };
+      this.workers.set(e.w, st);
+    }
+    if (e.s !== st.seq + 1) this.pendingReset = true;
+    st.seq = e.s;
+    st.seenAt = now;
+    if (e.t === 'c') {
+      for (const c of e.c) this.buffer.push(c);
+      if (this.buffer.length > this.opts.maxBuffered) {
+        this.buffer = [];
+        this.pendingReset = true;
+      }
+    }
+    st.promise = Math.max(st.promise, e.p);
+  }
+
+  private computeWatermark(): number {
+    let min = Infinity;
+    for (const st of this.workers.values()) min = Math.min(min, st.promise);
+    return min === Infinity ? this.watermark : min;
+  }
+
+  private advance(): void {
+    const next = this.computeWatermark();
+    if (next <= this.watermark) return;
+    this.watermark = next;
+    const ready: ChangeRecord[] = [];
+    if (this.buffer.length > 0) {
+      this.buffer.sort((a, b) => a.stream - b.stream);
+      let i = 0;
+      while (i < this.buffer.length && this.buffer[i]!.stream <= next) i++;
+      ready.push(...this.buffer.splice(0, i));
+    }
+    if (this.pendingReset) {
+      this.pendingReset = false;
+      ready.length = 0;
+      ready.push({ kind: 'reset', stream: next });
+    }
+    for (const l of [...this.changeListeners]) {
+      try {
+        l(ready, next);
+      } catch (err) {
+        this.opts.logger.warn({ err }, 'replication: change listener failed');
+      }
+    }
+    if (this.waiters.length > 0) {
+      const done = this.waiters.filter((w) => w.pos <= next);
+      this.waiters = this.waiters.filter((w) => w.pos > next);
+      for (const w of done) w.resolve();
+    }
+    for (const l of [...this.advanceListeners]) {
+      try {
+        l(next);
+      } catch (err) {
+        this.opts.logger.warn({ err }, 'replication: advance listener failed');
+      }
+    }
+  }
+
+  private now(): number {
+    return (this.opts.now ?? Date.now)();
+  }
+}
+
+function decode(fields: string[]): Entry | null {
+  const i = fields.indexOf('e');
+  if (i < 0 || i + 1 >= fields.length) return null;
+  try {
+    const e = JSON.parse(fields[i + 1]!) as Entry;
+    if (typeof e.w !== 'number' || typeof e.s !== 'number' || typeof e.p !== 'number') return null;
+    if (e.t === 'c' && !Array.isArray(e.c)) return null;
+    return e;
+  } catch {
+    return null;
+  }
+}
