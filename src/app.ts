@@ -35,6 +35,7 @@ import { HierarchyService } from './room/hierarchy.js';
 import { AdminService } from './admin/admin-service.js';
 import { VisibilityChecker } from './room/visibility.js';
 import { openStoreBackend } from './store/open.js';
+import { openChangeFeed, withFeedPosition } from './cluster/feed.js';
 import { removeServerLock, runningServerPid, writeServerLock } from './store/sqlite/server-lock.js';
 import type { Store } from './store/types.js';
 import { LocalNotifier } from './sync/notifier.js';
@@ -102,7 +103,6 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
   const signingKey = await loadOrCreateSigningKey(config.signing_key_path);
   const metrics = config.metrics.enabled ? new Metrics({ defaultMetrics: opts.processMetrics ?? true }) : undefined;
   const backend = await openStoreBackend(config.storage, logger);
-  const store: Store = metrics ? timedStore(backend, metrics) : backend;
   // What several processes must share: in this process unless a Redis is configured.
   const redisConf = config.cluster.redis;
   let shared: SharedState;
@@ -121,10 +121,15 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     shared = localSharedState(now);
   }
   const revocations = new DeviceRevocations(shared.broadcast, logger);
+  // The change feed: the store's completion hook on one node; with a shared backend and Redis, the
+  // replication stream, which merges every worker's records behind the cluster watermark. Readers
+  // (read model, waiters, currentPosition) see only the feed, so both cases run the same code.
+  const { feed, replication } = await openChangeFeed(backend, redis, logger);
+  const store = withFeedPosition(metrics ? timedStore(backend, metrics) : backend, feed);
   const rm = config.sync.read_model;
-  // Fed by the store's completion hook only, so it is as current as currentPosition().
+  // Fed by the completion hook (through the feed) only, so it is as current as currentPosition().
   const readModel = rm.enabled
-    ? new ReadModel(backend.rooms, backend.currentPosition(), {
+    ? new ReadModel(backend.rooms, feed.currentPosition(), {
         changeCacheEntries: rm.change_cache_entries,
         membershipUsers: rm.membership_users,
         timelineRooms: rm.timeline_rooms,
@@ -132,7 +137,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
       })
     : undefined;
   if (readModel) {
-    backend.onChanges((changes, current) => readModel.apply(changes, current));
+    feed.onChanges((changes, current) => readModel.apply(changes, current));
     backend.onUnpositionedChanges((changes) => readModel.applyUnpositioned(changes));
     metrics?.registerCaches(() => readModel.stats());
   }
@@ -140,7 +145,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
   const waiters = new SyncWaiters(notifier, (n) => metrics?.syncWaiters.set(n));
   // Wakes from the completion hook too: a reader wakes when a position completes, whichever
   // writer produced it (registered after the read model, so the model is current when it runs).
-  backend.onChanges((changes) => waiters.onChanges(changes));
+  feed.onChanges((changes) => waiters.onChanges(changes));
   const pushRules = new PushRulesService(store, notifier);
   const pushActions = new PushActionComputer(pushRules, config.server_name);
   // One guard and one client for every outbound request a user can steer (push gateways now,
@@ -479,6 +484,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
       typing.close();
       await notifier.close();
       await connectionRegistry?.stop();
+      await replication?.stop();
       await shared.close();
       await store.close();
       if (config.storage.backend === 'sqlite') removeServerLock(config.storage.sqlite.path);

@@ -451,3 +451,22 @@ export interface StoreBackend extends Store {
   /** Unpositioned changes (device one-time/fallback keys, purges), right after each commit. */
   onUnpositionedChanges(listener: (changes: UnpositionedChange[]) => void): void;
 }
+
+/**
+ * A backend that several processes open at once (Cassandra). Each instance publishes its own
+ * writes on the replication stream (src/cluster/replication.ts) and lets readers see a position
+ * only once the cluster watermark passed it.
+ */
+export interface SharedStoreBackend extends StoreBackend {
+  readonly shared: true;
+  /** Unique among live instances; the low bits of this instance's positions. */
+  readonly workerId: number;
+  /** A position at or below which this instance will complete no further write. */
+  promise(): number;
+  /** Writes resolve only once `gate(pos)` resolves too (the cluster watermark reached pos). */
+  setPositionGate(gate: (pos: number) => Promise<void>): void;
+}
+
+export function isSharedBackend(b: StoreBackend): b is SharedStoreBackend {
+  return (b as Partial<SharedStoreBackend>).shared === true;
+}

@@ -23,7 +23,7 @@ import type {
   RelationStore,
   RoomStore,
   SearchStore,
-  StoreBackend,
+  SharedStoreBackend,
   UserDataStore,
 } from '../types.js';
 import { StoreClosedError, type CassandraContext, type CqlStatement, type EventWriteHook } from './context.js';
@@ -93,7 +93,8 @@ export async function openCassandraStore(opts: CassandraStoreOptions): Promise<C
   }
 }
 
-export class CassandraStore implements StoreBackend {
+export class CassandraStore implements SharedStoreBackend {
+  readonly shared = true as const;
   readonly accounts: AccountStore;
   readonly devices: DeviceStore;
   readonly rooms: RoomStore;
@@ -114,6 +115,7 @@ export class CassandraStore implements StoreBackend {
   private closing: Promise<void> | null = null;
   private readonly inFlight = new Set<Promise<unknown>>();
   private unpositionedListener: ((changes: UnpositionedChange[]) => void) | null = null;
+  private gate: ((pos: number) => Promise<void>) | null = null;
 
   constructor(
     private readonly client: cassandra.Client,
@@ -156,6 +158,7 @@ export class CassandraStore implements StoreBackend {
           }
           gen.complete(pos, describe ? describe(result, pos) : null);
           await gen.waitFor(pos);
+          if (this.gate) await this.gate(pos);
           return result;
         }),
       unpositioned: (change) => {
@@ -212,6 +215,10 @@ export class CassandraStore implements StoreBackend {
 
   onStreamAdvance(listener: AdvanceListener): () => void {
     return this.positions.gen.onAdvance(listener);
+  }
+
+  setPositionGate(gate: (pos: number) => Promise<void>): void {
+    this.gate = gate;
   }
 
   onUnpositionedChanges(listener: (changes: UnpositionedChange[]) => void): void {
