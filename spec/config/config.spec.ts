@@ -38,7 +38,18 @@ describe('config', () => {
     assert.deepEqual(c.listeners.client, { host: '127.0.0.1', port: 8008, x_forwarded: false });
     assert.equal(c.listeners.federation.enabled, false);
     assert.equal(c.public_baseurl, 'http://127.0.0.1:8008/');
-    assert.deepEqual(c.storage, { backend: 'sqlite', sqlite: { path: path.join(dir, 'data', 'hearth.sqlite'), synchronous: 'full' } });
+    assert.deepEqual(c.storage, {
+      backend: 'sqlite',
+      sqlite: { path: path.join(dir, 'data', 'hearth.sqlite'), synchronous: 'full' },
+      cassandra: {
+        contact_points: ['127.0.0.1:9042'],
+        local_datacenter: 'datacenter1',
+        keyspace: 'hearth',
+        replication_factor: 1,
+        username: null,
+        password: null,
+      },
+    });
     assert.equal(c.signing_key_path, path.join(dir, 'data', 'signing.key'));
     assert.deepEqual(c.registration, { enabled: true, token: null, allow_guests: false, shared_secret: null });
     assert.deepEqual(c.limits.rate_limits.login, { per_second: 0.5, burst: 10 });

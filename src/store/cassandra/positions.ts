@@ -28,8 +28,8 @@ import { applied, num } from './context.js';
 export const WORKER_IDS = 64;
 const TICKS_PER_MS = 64;
 const EPOCH_MS = Date.UTC(2025, 0, 1);
-const LEASE_TTL_S = 30;
-const RENEW_MS = 5_000;
+const LEASE_TTL_S = 10;
+const RENEW_MS = 2_000;
 /** How far ahead of the position in use the persisted high-water mark is written. */
 const HIGH_AHEAD_MS = 60_000;
 const LOCAL_SERIAL = 0x0009;
