@@ -120,6 +120,16 @@ describe('config', () => {
     assert.match(msg, /"listeners\.federation\.tls_certificate_path"/);
   });
 
+  it('validates the cassandra backend settings: keyspace identifier, host[:port] contact points', () => {
+    assert.match(loadError('storage: { backend: cassandra, cassandra: { keyspace: Bad-Name } }\n'), /"storage\.cassandra\.keyspace"/);
+    assert.match(loadError('storage: { cassandra: { contact_points: ["db:9042; rm"] } }\n'), /"storage\.cassandra\.contact_points\.0"/);
+    assert.match(loadError('storage: { backend: mongo }\n'), /"storage\.backend"/);
+    const file = writeConfig('storage: { backend: cassandra, cassandra: { contact_points: ["10.0.0.5:9042", "db2"], keyspace: chat } }\n');
+    const c = loadConfig({ file, env: {} });
+    assert.equal(c.storage.backend, 'cassandra');
+    assert.deepEqual(c.storage.cassandra.contact_points, ['10.0.0.5:9042', 'db2']);
+  });
+
   it('rejects unparseable YAML and duplicate keys', () => {
     assert.match(loadError('server_name: [\n'), /cannot parse/);
     assert.match(loadError('server_name: a\nserver_name: b\n'), /cannot parse/);
