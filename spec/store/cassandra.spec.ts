@@ -170,6 +170,19 @@ describe('CassandraStore', function () {
       await assert.rejects(a.reserve(), LeaseLostError);
     });
 
+    it('after an idle stretch longer than the persisted lead, the next position still gets a mark above it', async function () {
+      let t = Date.UTC(2026, 0, 1);
+      const a = await alloc({ now: () => t });
+      const p1 = await a.reserve();
+      a.gen.complete(p1);
+      t += 10 * 60_000; // ten idle minutes: far past the one-minute lead of the mark
+      const p2 = await a.reserve();
+      assert.ok(p2 > p1);
+      assert.equal(positionMs(p2), t);
+      const rs = await client!.execute('SELECT high FROM worker_clock WHERE id = ?', [a.workerId], { prepare: true });
+      assert.ok(Number(rs.first()!['high']) > p2, 'the persisted mark is above the position handed out');
+    });
+
     it('the watermark waits for an earlier position that completes later', async function () {
       const a = await alloc();
       const before = a.gen.current();

@@ -120,8 +120,11 @@ export class PositionAllocator {
     const next = this.chain.then(async () => {
       if (this.lost) throw this.lost;
       const now = (this.opts.now ?? Date.now)();
-      if (this.gen.maxReserved() + WORKER_IDS * TICKS_PER_MS * 1000 >= this.persistedHigh) {
-        const high = Math.max(this.gen.maxReserved(), positionAt(now, this.workerId)) + HIGH_AHEAD_MS * TICKS_PER_MS * WORKER_IDS;
+      // The next position follows the clock as well as the last one: after an idle minute it is
+      // far above the last reservation, and must still be below the persisted mark.
+      const upcoming = Math.max(this.gen.maxReserved(), positionAt(now, this.workerId));
+      if (upcoming + WORKER_IDS * TICKS_PER_MS * 1000 >= this.persistedHigh) {
+        const high = upcoming + HIGH_AHEAD_MS * TICKS_PER_MS * WORKER_IDS;
         await this.client.execute(`UPDATE worker_clock SET high = ? WHERE id = ?`, [high, this.workerId], { prepare: true });
         this.persistedHigh = high;
       }
