@@ -31,6 +31,8 @@ import { checkKeyspaceName, createKeyspace, migrate } from './migrate.js';
 import { MIGRATIONS } from './migrations/index.js';
 import { PositionAllocator, positionAt } from './positions.js';
 import { unimplemented } from './unimplemented.js';
+import { CassandraE2eeStore } from './e2ee.js';
+import { CassandraMediaStore } from './media.js';
 
 export { StoreClosedError } from './context.js';
 
@@ -183,8 +185,8 @@ export class CassandraStore implements SharedStoreBackend {
     this.pushers = unimplemented<PusherStore>('pushers');
     this.search = unimplemented<SearchStore>('search');
     this.admin = unimplemented<AdminStore>('admin');
-    this.e2ee = unimplemented<E2eeStore>('e2ee');
-    this.media = unimplemented<MediaMetaStore>('media');
+    this.e2ee = new CassandraE2eeStore(ctx);
+    this.media = new CassandraMediaStore(ctx);
     void ctx;
   }
 
