@@ -81,6 +81,9 @@ export class CassandraMediaStore implements MediaMetaStore {
     this.ctx.checkOpen();
     const r = { ...record };
     return this.userLocks.run(r.userId, async () => {
+      // A taken ID is a conflict before any quota question, as on SQLite (the LWT below is
+      // what makes it exact; this only orders the answers).
+      await this.assertFree(r.mediaId);
       if (!(await this.reserve(r.userId, (s) => (quotaBytes !== null && s.bytes + r.size > quotaBytes ? null : { bytes: s.bytes + r.size })))) {
         return 'quota';
       }
@@ -101,6 +104,7 @@ export class CassandraMediaStore implements MediaMetaStore {
     this.ctx.checkOpen();
     const r = { ...record };
     return this.userLocks.run(r.userId, async () => {
+      await this.assertFree(r.mediaId);
       const ok = await this.reserve(r.userId, (s) => {
         let live = 0;
         for (const exp of s.pending.values()) if (exp > now) live++;
@@ -234,6 +238,11 @@ export class CassandraMediaStore implements MediaMetaStore {
     this.ctx.checkOpen();
     const rows = await this.ctx.all(`SELECT ${THUMB_COLUMNS} FROM media_thumbnails WHERE media_id = ?`, [mediaId]);
     return rows.map(toThumb);
+  }
+
+  private async assertFree(mediaId: string): Promise<void> {
+    const row = (await this.ctx.execute('SELECT media_id FROM media WHERE media_id = ?', [mediaId])).first();
+    if (row !== null) throw new StoreConflictError(`media ID ${mediaId} is taken`);
   }
 
   // ---- the per-user quota row --------------------------------------------------------------
