@@ -4,9 +4,7 @@
 import cassandra from 'cassandra-driver';
 import type { JsonValue } from '../../protocol/types.js';
 import type { CqlStatement } from './context.js';
-
-/** Positions per device-list change partition. */
-export const DEVICE_LIST_BUCKET = 65536;
+import { positionBucket } from './positions.js';
 
 /**
  * JSON with object keys sorted, so "the same object" compares equal as text however the client
@@ -24,9 +22,12 @@ export function stableJson(value: JsonValue): string {
   });
 }
 
-/** Rows recording that `userIds` changed at `pos`; written in the batch of the change itself. */
+/**
+ * Rows recording that `userIds` changed at `pos` (partitioned by positionBucket, the hour of the
+ * position, with an index row per non-empty bucket); written in the batch of the change itself.
+ */
 export function deviceListChangeStatements(pos: number, userIds: Iterable<string>): CqlStatement[] {
-  const bucket = Math.floor(pos / DEVICE_LIST_BUCKET);
+  const bucket = positionBucket(pos);
   const out: CqlStatement[] = [];
   for (const userId of new Set(userIds)) {
     out.push({ query: 'INSERT INTO e2ee_device_list_changes (bucket, stream, user_id) VALUES (?, ?, ?)', params: [bucket, pos, userId] });

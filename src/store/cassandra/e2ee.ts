@@ -3,14 +3,18 @@
 // records as ../sqlite/e2ee.ts.
 //
 // Invariants and why:
-// - Device-list changes are rows (bucket = floor(stream / 65536), stream, user_id), written at
-//   their position through ctx.writeAtPosition in the batch of the change; a bucket index row
-//   lets a wide range (/keys/changes from an old token) visit only buckets that hold changes.
-// - To-device messages live in per-device partitions bucketed by position. A device's
+// - Positions are sparse per-worker clocks (./positions.ts): rows are bucketed by
+//   positionBucket (the hour of the position), ranges are "> from", never "from + 1".
+// - Device-list changes are rows (bucket, stream, user_id), written at their position through
+//   ctx.writeAtPosition in the batch of the change; a bucket index row lets a wide range
+//   (/keys/changes from an old token) visit only buckets that hold changes.
+// - To-device messages live in per-device partitions bucketed by position, with a per-device
+//   index of non-empty buckets. A device's
 //   acknowledgement does not delete messages: it raises the device's `acked` watermark (a static
 //   cell written USING TIMESTAMP = the acked position, so the highest acknowledgement wins
 //   whatever order concurrent acks land in, without an LWT), readers start above it, and a
-//   bucket wholly at or below it is dropped with one partition delete. No per-message
+//   bucket wholly below it (an earlier hour than the watermark's) is dropped with one
+//   partition delete. No per-message
 //   tombstones, so a device that syncs constantly never reads through a tombstone storm.
 // - Reads and acks are bounded by ctx.currentPosition(), so an acknowledgement never covers a
 //   position this instance has not completed. (Across instances, a message written by another
@@ -33,12 +37,11 @@ import type {
 } from '../e2ee-types.js';
 import { jsonParse, num, numOrNull, type CassandraContext, type CqlStatement } from './context.js';
 import { CassandraE2eeBackup } from './e2ee-backup.js';
-import { DEVICE_LIST_BUCKET, deviceListChangeStatements, mapLimited, sizedBatches } from './e2ee-common.js';
+import { deviceListChangeStatements, mapLimited, sizedBatches } from './e2ee-common.js';
 import { CassandraE2eeKeys } from './e2ee-keys.js';
+import { positionBucket } from './positions.js';
 
-/** Positions per to-device partition of one device. */
-export const TO_DEVICE_BUCKET = 65536;
-/** Ranges spanning at most this many device-list buckets are read without the bucket index. */
+/** Ranges spanning fewer device-list buckets than this are read without the bucket index. */
 const DIRECT_BUCKETS = 4;
 
 interface DeviceIndex {
@@ -71,8 +74,8 @@ export class CassandraE2eeStore implements E2eeStore {
   async getDeviceListChanges(fromExclusive: number, toInclusive: number): Promise<string[]> {
     this.ctx.checkOpen();
     if (toInclusive <= fromExclusive) return [];
-    const first = Math.floor((fromExclusive + 1) / DEVICE_LIST_BUCKET);
-    const last = Math.floor(toInclusive / DEVICE_LIST_BUCKET);
+    const first = positionBucket(fromExclusive);
+    const last = positionBucket(toInclusive);
     let buckets: number[];
     if (last - first < DIRECT_BUCKETS) {
       buckets = Array.from({ length: last - first + 1 }, (_, i) => first + i);
@@ -101,7 +104,7 @@ export class CassandraE2eeStore implements E2eeStore {
     }));
     return this.ctx.writeAtPosition(
       async (pos) => {
-        const bucket = Math.floor(pos / TO_DEVICE_BUCKET);
+        const bucket = positionBucket(pos);
         const index = new Map<string, CqlStatement>();
         const inserts: CqlStatement[] = [];
         for (const [seq, m] of rows.entries()) {
@@ -131,17 +134,16 @@ export class CassandraE2eeStore implements E2eeStore {
     if (!(n > 0)) return [];
     const hi = Math.min(upTo, this.ctx.currentPosition());
     const idx = await this.deviceIndex(userId, deviceId);
-    const lo = idx.acked + 1;
-    if (hi < lo) return [];
+    if (hi <= idx.acked) return [];
     const out: ToDeviceMessage[] = [];
     // A limit may end inside the messages of one position; callers that acknowledge by position
     // lower their bound for that (see src/sync/device-source.ts), as on SQLite.
     for (const b of idx.buckets) {
-      if (b < Math.floor(lo / TO_DEVICE_BUCKET) || b > Math.floor(hi / TO_DEVICE_BUCKET)) continue;
+      if (b < positionBucket(idx.acked) || b > positionBucket(hi)) continue;
       const rs = await this.ctx.execute(
         `SELECT stream, type, sender, content_json FROM e2ee_to_device
-         WHERE user_id = ? AND device_id = ? AND bucket = ? AND stream >= ? AND stream <= ? LIMIT ?`,
-        [userId, deviceId, b, lo, hi, n - out.length],
+         WHERE user_id = ? AND device_id = ? AND bucket = ? AND stream > ? AND stream <= ? LIMIT ?`,
+        [userId, deviceId, b, idx.acked, hi, n - out.length],
       );
       for (const r of rs.rows) {
         out.push({
@@ -162,8 +164,8 @@ export class CassandraE2eeStore implements E2eeStore {
     const idx = await this.deviceIndex(userId, deviceId);
     // Called on every /sync with a since token; most have nothing to acknowledge and write nothing.
     if (to <= idx.acked) return;
-    const firstOpen = Math.floor((idx.acked + 1) / TO_DEVICE_BUCKET);
-    const lastCovered = Math.floor(to / TO_DEVICE_BUCKET);
+    const firstOpen = positionBucket(idx.acked);
+    const lastCovered = positionBucket(to);
     if (!idx.buckets.some((b) => b >= firstOpen && b <= lastCovered)) return;
     await this.ctx.execute('UPDATE e2ee_to_device_index USING TIMESTAMP ? SET acked = ? WHERE user_id = ? AND device_id = ?', [
       to,
@@ -171,7 +173,8 @@ export class CassandraE2eeStore implements E2eeStore {
       userId,
       deviceId,
     ]);
-    await this.ctx.batch(this.bucketDrops(userId, deviceId, idx.buckets.filter((b) => (b + 1) * TO_DEVICE_BUCKET - 1 <= to)));
+    // Buckets are monotone in position: every position of an earlier bucket is below `to`.
+    await this.ctx.batch(this.bucketDrops(userId, deviceId, idx.buckets.filter((b) => b < lastCovered)));
   }
 
   private async deviceIndex(userId: string, deviceId: string): Promise<DeviceIndex> {

@@ -51,6 +51,8 @@ export interface CassandraStoreOptions {
   };
   /** The worker ID (0..63) to claim; default the lowest free one (see positions.ts). */
   workerId?: number;
+  /** The clock positions are made from (tests: bucket rollover without waiting an hour). */
+  now?: () => number;
   /** Skip migrations (a test harness that migrated the keyspace once already). */
   skipMigrations?: boolean;
 }
@@ -85,6 +87,7 @@ export async function openCassandraStore(opts: CassandraStoreOptions): Promise<C
     const applied = opts.skipMigrations ? [] : await migrate(client, MIGRATIONS, opts.logger);
     const positions = await PositionAllocator.open(client, {
       workerId: opts.workerId,
+      now: opts.now,
       onLeaseLost: (err) => opts.logger?.warn({ err }, 'cassandra store: worker lease lost; writes are refused from now on'),
       onListenerError: (err) => opts.logger?.warn({ err }, 'cassandra store: stream listener failed'),
     });
