@@ -9,17 +9,18 @@
 //   ctx.writeAtPosition in the batch of the change; a bucket index row lets a wide range
 //   (/keys/changes from an old token) visit only buckets that hold changes.
 // - To-device messages live in per-device partitions bucketed by position, with a per-device
-//   index of non-empty buckets. A device's
-//   acknowledgement does not delete messages: it raises the device's `acked` watermark (a static
-//   cell written USING TIMESTAMP = the acked position, so the highest acknowledgement wins
-//   whatever order concurrent acks land in, without an LWT), readers start above it, and a
-//   bucket wholly below it (an earlier hour than the watermark's) is dropped with one
-//   partition delete. No per-message
-//   tombstones, so a device that syncs constantly never reads through a tombstone storm.
-// - Reads and acks are bounded by ctx.currentPosition(), so an acknowledgement never covers a
-//   position this instance has not completed. (Across instances, a message written by another
-//   instance at a lower position after this device acknowledged past it would stay hidden:
-//   positions are not ordered across instances yet, see ./positions.ts and src/cluster.)
+//   index of non-empty buckets. A device's acknowledgement does not delete messages: it raises
+//   the device's `acked` watermark (a static cell written USING TIMESTAMP = the acked position,
+//   so the highest acknowledgement wins whatever order concurrent acks land in, without an LWT),
+//   readers start above it, and a bucket wholly below it (an earlier hour than the watermark's)
+//   is dropped with one partition delete. No per-message tombstones, so a device that syncs
+//   constantly never reads through a tombstone storm.
+// - Reads and acks are bounded by ctx.currentPosition(): a message row can be visible before
+//   its position completes (SQLite hides it until COMMIT), and an acknowledgement (`since` comes
+//   from the client) never covers a position this instance has not completed, so a forged
+//   token cannot hide messages queued later. Across instances the bound is only as good as the
+//   tokens: a message another instance writes below a position already acknowledged here stays
+//   hidden, which is why tokens must not pass the cluster watermark (src/cluster/replication.ts).
 // - Deleting a device acknowledges everything up to the deletion's position, so a new device
 //   reusing the ID sees only messages queued after it.
 
