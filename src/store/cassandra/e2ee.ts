@@ -15,12 +15,15 @@
 //   readers start above it, and a bucket wholly below it (an earlier hour than the watermark's)
 //   is dropped with one partition delete. No per-message tombstones, so a device that syncs
 //   constantly never reads through a tombstone storm.
-// - Reads and acks are bounded by ctx.currentPosition(): a message row can be visible before
-//   its position completes (SQLite hides it until COMMIT), and an acknowledgement (`since` comes
-//   from the client) never covers a position this instance has not completed, so a forged
-//   token cannot hide messages queued later. Across instances the bound is only as good as the
-//   tokens: a message another instance writes below a position already acknowledged here stays
-//   hidden, which is why tokens must not pass the cluster watermark (src/cluster/replication.ts).
+// - An acknowledgement moves the watermark to the newest message it covers, not to the
+//   acknowledged position itself: like SQLite's delete, it removes the messages that exist and
+//   nothing queued later, even when `since` (client-supplied) is above every completed position
+//   or another instance is slower to complete a lower position. Reads are bounded by the
+//   caller's `upTo` only (as on SQLite), so an idle instance, whose own position lags the
+//   cluster watermark its tokens come from, still delivers other instances' messages. What a
+//   watermark cannot do is let through a message that completes later at a position below an
+//   acknowledged one; tokens at or below the cluster watermark (src/cluster/replication.ts)
+//   rule that out.
 // - Deleting a device acknowledges everything up to the deletion's position, so a new device
 //   reusing the ID sees only messages queued after it.
 
@@ -133,7 +136,7 @@ export class CassandraE2eeStore implements E2eeStore {
     this.ctx.checkOpen();
     const n = Math.floor(limit);
     if (!(n > 0)) return [];
-    const hi = Math.min(upTo, this.ctx.currentPosition());
+    const hi = upTo;
     const idx = await this.deviceIndex(userId, deviceId);
     if (hi <= idx.acked) return [];
     const out: ToDeviceMessage[] = [];
@@ -161,21 +164,36 @@ export class CassandraE2eeStore implements E2eeStore {
 
   async ackToDevice(userId: string, deviceId: string, upTo: number): Promise<void> {
     this.ctx.checkOpen();
-    const to = Math.min(upTo, this.ctx.currentPosition());
     const idx = await this.deviceIndex(userId, deviceId);
     // Called on every /sync with a since token; most have nothing to acknowledge and write nothing.
-    if (to <= idx.acked) return;
-    const firstOpen = positionBucket(idx.acked);
-    const lastCovered = positionBucket(to);
-    if (!idx.buckets.some((b) => b >= firstOpen && b <= lastCovered)) return;
+    if (upTo <= idx.acked) return;
+    const first = positionBucket(idx.acked);
+    const last = positionBucket(upTo);
+    const candidates = idx.buckets.filter((b) => b >= first && b <= last).reverse();
+    let newest: number | null = null;
+    for (const b of candidates) {
+      const row = (
+        await this.ctx.execute(
+          `SELECT stream FROM e2ee_to_device WHERE user_id = ? AND device_id = ? AND bucket = ? AND stream > ? AND stream <= ?
+           ORDER BY stream DESC LIMIT 1`,
+          [userId, deviceId, b, idx.acked, upTo],
+        )
+      ).first();
+      if (row !== null) {
+        newest = num(row['stream']);
+        break;
+      }
+    }
+    if (newest === null) return;
     await this.ctx.execute('UPDATE e2ee_to_device_index USING TIMESTAMP ? SET acked = ? WHERE user_id = ? AND device_id = ?', [
-      to,
-      to,
+      newest,
+      newest,
       userId,
       deviceId,
     ]);
-    // Buckets are monotone in position: every position of an earlier bucket is below `to`.
-    await this.ctx.batch(this.bucketDrops(userId, deviceId, idx.buckets.filter((b) => b < lastCovered)));
+    // Buckets are monotone in position: every position of an earlier bucket is below `newest`.
+    const covered = positionBucket(newest);
+    await this.ctx.batch(this.bucketDrops(userId, deviceId, idx.buckets.filter((b) => b < covered)));
   }
 
   private async deviceIndex(userId: string, deviceId: string): Promise<DeviceIndex> {
