@@ -93,6 +93,22 @@ describe('Cassandra E2EE and media (backend-specific)', function () {
     });
   });
 
+  describe('device keys across two instances', function () {
+    it('concurrent first uploads store one key set and leave exactly one change row', async function () {
+      const [a, b] = [await open(), await open()];
+      const alice = userId('alice');
+      const keys = (seed: string) => ({ user_id: alice, device_id: 'RACE', keys: { 'ed25519:RACE': seed } });
+      const results = await Promise.all(Array.from({ length: 6 }, (_, i) => (i % 2 ? a : b).e2ee.setDeviceKeys(alice, 'RACE', keys(`s${i}`))));
+      assert.equal(results.filter((r) => r === 'stored').length, 1);
+      assert.equal(results.filter((r) => r === 'conflict').length, 5);
+      const winner = keys(`s${results.indexOf('stored')}`);
+      assert.deepEqual((await a.e2ee.getDeviceKeys([alice])).get(alice)?.get('RACE'), winner);
+      assert.deepEqual((await b.e2ee.getDeviceKeys([alice])).get(alice)?.get('RACE'), winner);
+      const rows = await raw!.execute('SELECT stream FROM e2ee_device_list_changes WHERE user_id = ? ALLOW FILTERING', [alice], { prepare: true });
+      assert.equal(rows.rowLength, 1, 'the losers took their change rows back');
+    });
+  });
+
   describe('to-device buckets', function () {
     const msg = (n: number): ToDeviceInput => ({ userId: userId('alice'), deviceId: 'A', type: 't', sender: userId('carol'), content: { n } });
 

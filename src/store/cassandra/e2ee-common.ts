@@ -36,6 +36,11 @@ export function deviceListChangeStatements(pos: number, userIds: Iterable<string
   return out;
 }
 
+/** Takes back a change row written ahead of a write that then did not happen (its bucket's index row may stay: harmless). */
+export function deviceListChangeRemoval(pos: number, userId: string): CqlStatement[] {
+  return [{ query: 'DELETE FROM e2ee_device_list_changes WHERE bucket = ? AND stream = ? AND user_id = ?', params: [positionBucket(pos), pos, userId] }];
+}
+
 /**
  * A timed-out LWT may or may not have been applied: the caller must read back (at SERIAL) to
  * learn the outcome instead of assuming either.

@@ -4,8 +4,8 @@
 // Invariants and why:
 // - Device keys are immutable once set; the first upload wins by LWT (INSERT IF NOT EXISTS),
 //   so concurrent first uploads on any number of instances store exactly one key set. The
-//   device-list change row is written right after the LWT that stored it (a crash between the
-//   two loses that one notification; the keys themselves are safe).
+//   device-list change row is written just before that LWT and taken back if it loses, so a
+//   crash can leave a spurious "changed" but never new keys nobody was told about.
 // - A one-time key goes to exactly one claimer: the `claim` cell of a queue row is written only
 //   by `UPDATE ... IF key_json != null AND claim = null` with a random token, and a timed-out
 //   LWT is resolved by reading the row back at SERIAL. Claims on one instance queue on a local
@@ -30,7 +30,7 @@ import type { JsonObject, JsonValue } from '../../protocol/types.js';
 import type { ClaimedKey, CrossSigningKeys, OneTimeKeyInput, SignatureInput } from '../e2ee-types.js';
 import { StoreConflictError } from '../types.js';
 import { applied, jsonParse, num, numOrNull, type CassandraContext, type CqlStatement } from './context.js';
-import { chunks, deviceListChangeStatements, isCasTimeout, mapLimited, SERIAL_READ, stableJson } from './e2ee-common.js';
+import { chunks, deviceListChangeRemoval, deviceListChangeStatements, isCasTimeout, mapLimited, SERIAL_READ, stableJson } from './e2ee-common.js';
 import { KeyedMutex } from './keyed-mutex.js';
 
 const CROSS_SIGNING_TYPES = ['master', 'self_signing', 'user_signing'] as const;
@@ -61,13 +61,19 @@ export class CassandraE2eeKeys {
     if (row !== null) return row['keys_json'] === json ? 'unchanged' : 'conflict';
     return this.ctx.writeAtPosition(
       async (pos) => {
+        // The change row goes first: a crash after the LWT must not leave new keys that nobody
+        // is told about (other users could not encrypt to the device). A losing LWT takes its
+        // change row back; a crash before that leaves a spurious "changed", which only costs a
+        // re-query.
+        const change = deviceListChangeStatements(pos, [userId]);
+        await this.ctx.batch(change);
         const ins = await this.ctx.execute(
           'INSERT INTO e2ee_device_keys (user_id, device_id, keys_json) VALUES (?, ?, ?) IF NOT EXISTS',
           [userId, deviceId, json],
         );
-        if (!applied(ins)) return ins.first()?.['keys_json'] === json ? ('unchanged' as const) : ('conflict' as const);
-        await this.ctx.batch(deviceListChangeStatements(pos, [userId]));
-        return 'stored' as const;
+        if (applied(ins)) return 'stored' as const;
+        await this.ctx.batch(deviceListChangeRemoval(pos, userId));
+        return ins.first()?.['keys_json'] === json ? ('unchanged' as const) : ('conflict' as const);
       },
       (res, pos) => (res === 'stored' ? { kind: 'device_list', stream: pos, userIds: [userId] } : null),
     );

@@ -219,8 +219,6 @@ export class CassandraE2eeStore implements E2eeStore {
     this.ctx.checkOpen();
     await this.ctx.writeAtPosition(
       async (pos) => {
-        // Device keys are LWT-written (first upload wins), so they are removed by LWT too.
-        await this.ctx.execute('DELETE FROM e2ee_device_keys WHERE user_id = ? AND device_id = ? IF EXISTS', [userId, deviceId]);
         const [keyDeletions, idx] = await Promise.all([this.keys.deviceKeyDeletions(userId, deviceId), this.deviceIndex(userId, deviceId)]);
         await this.ctx.execute('UPDATE e2ee_to_device_index USING TIMESTAMP ? SET acked = ? WHERE user_id = ? AND device_id = ?', [
           pos,
@@ -228,7 +226,10 @@ export class CassandraE2eeStore implements E2eeStore {
           userId,
           deviceId,
         ]);
-        await this.ctx.batch([...keyDeletions, ...this.bucketDrops(userId, deviceId, idx.buckets), ...deviceListChangeStatements(pos, [userId])]);
+        await this.ctx.batch([...deviceListChangeStatements(pos, [userId]), ...keyDeletions, ...this.bucketDrops(userId, deviceId, idx.buckets)]);
+        // Device keys are LWT-written (first upload wins), so they are removed by LWT too; last,
+        // so a crash before it leaves keys with the change already announced (a retry removes them).
+        await this.ctx.execute('DELETE FROM e2ee_device_keys WHERE user_id = ? AND device_id = ? IF EXISTS', [userId, deviceId]);
       },
       (_r, pos) => ({ kind: 'device_list', stream: pos, userIds: [userId] }),
     );
