@@ -271,7 +271,8 @@ export class CassandraMediaStore implements MediaMetaStore {
       const bytes = d.bytes ?? s.bytes;
       let rs: cassandra.types.ResultSet;
       if (!s.exists) {
-        const pending = d.addPending ? { [d.addPending[0]]: d.addPending[1] } : {};
+        // An INSERT of a map also writes a tombstone for its old contents: leave it unset when empty.
+        const pending = d.addPending ? { [d.addPending[0]]: d.addPending[1] } : undefined;
         rs = await this.ctx.execute('INSERT INTO media_users (user_id, rev, bytes, pending) VALUES (?, ?, ?, ?) IF NOT EXISTS', [userId, 1, bytes, pending]);
       } else {
         const sets = ['rev = ?', 'bytes = ?'];
