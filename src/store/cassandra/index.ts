@@ -31,6 +31,8 @@ import { checkKeyspaceName, createKeyspace, migrate } from './migrate.js';
 import { MIGRATIONS } from './migrations/index.js';
 import { PositionAllocator, positionAt } from './positions.js';
 import { unimplemented } from './unimplemented.js';
+import { CassandraE2eeStore } from './e2ee.js';
+import { CassandraMediaStore } from './media.js';
 
 export { StoreClosedError } from './context.js';
 
@@ -49,6 +51,8 @@ export interface CassandraStoreOptions {
   };
   /** The worker ID (0..63) to claim; default the lowest free one (see positions.ts). */
   workerId?: number;
+  /** The clock positions are made from (tests: bucket rollover without waiting an hour). */
+  now?: () => number;
   /** Skip migrations (a test harness that migrated the keyspace once already). */
   skipMigrations?: boolean;
 }
@@ -83,6 +87,7 @@ export async function openCassandraStore(opts: CassandraStoreOptions): Promise<C
     const applied = opts.skipMigrations ? [] : await migrate(client, MIGRATIONS, opts.logger);
     const positions = await PositionAllocator.open(client, {
       workerId: opts.workerId,
+      now: opts.now,
       onLeaseLost: (err) => opts.logger?.warn({ err }, 'cassandra store: worker lease lost; writes are refused from now on'),
       onListenerError: (err) => opts.logger?.warn({ err }, 'cassandra store: stream listener failed'),
     });
@@ -183,8 +188,8 @@ export class CassandraStore implements SharedStoreBackend {
     this.pushers = unimplemented<PusherStore>('pushers');
     this.search = unimplemented<SearchStore>('search');
     this.admin = unimplemented<AdminStore>('admin');
-    this.e2ee = unimplemented<E2eeStore>('e2ee');
-    this.media = unimplemented<MediaMetaStore>('media');
+    this.e2ee = new CassandraE2eeStore(ctx);
+    this.media = new CassandraMediaStore(ctx);
     void ctx;
   }
 
