@@ -3,6 +3,7 @@
 // migration interrupted half-way is simply run again.
 
 import { m0001 } from './0001-core.js';
+import { m0004 } from './0004-users.js';
 
 export interface CqlMigration {
   version: number;
@@ -10,4 +11,4 @@ export interface CqlMigration {
   statements: string[];
 }
 
-export const MIGRATIONS: CqlMigration[] = [m0001];
+export const MIGRATIONS: CqlMigration[] = [m0001, m0004];
