@@ -12,6 +12,7 @@ import { randomBytes } from 'node:crypto';
 import type cassandra from 'cassandra-driver';
 import { StoreConflictError, type AccountStore, type NewUser, type UserRecord } from '../types.js';
 import { applied, num, type CassandraContext } from './context.js';
+import { KeyedChain } from './keyed-chain.js';
 
 /** The columns of `users` that toUser reads (shared with the admin module's listings). */
 export const USER_COLUMNS = 'user_id, password_hash, admin, deactivated, created_ts, displayname, avatar_url, is_guest';
@@ -39,6 +40,8 @@ const ORPHAN_CLAIM_MS = 60_000;
 const OPENID_MAX_LIFETIME_MS = 24 * 3600_000;
 
 export class CassandraAccountStore implements AccountStore {
+  private readonly chain = new KeyedChain();
+
   constructor(private readonly ctx: CassandraContext) {}
 
   async createUser(user: NewUser): Promise<void> {
@@ -112,10 +115,13 @@ export class CassandraAccountStore implements AccountStore {
 
   async upgradeGuest(userId: string, passwordHash: string): Promise<boolean> {
     this.ctx.checkOpen();
-    const user = await this.getUser(userId);
-    if (!user || !user.isGuest || user.deactivated) return false;
-    await this.ctx.execute('UPDATE users SET is_guest = false, password_hash = ? WHERE user_id = ?', [storedText(passwordHash), userId]);
-    return true;
+    // One upgrade at a time per user on this instance, so two of them cannot both succeed here.
+    return this.chain.run(userId, async () => {
+      const user = await this.getUser(userId);
+      if (!user || !user.isGuest || user.deactivated) return false;
+      await this.ctx.execute('UPDATE users SET is_guest = false, password_hash = ? WHERE user_id = ?', [storedText(passwordHash), userId]);
+      return true;
+    });
   }
 
   async addOpenIdToken(tokenHash: string, userId: string, expiresTs: number): Promise<void> {

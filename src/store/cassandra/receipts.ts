@@ -17,7 +17,7 @@
 import type cassandra from 'cassandra-driver';
 import type { ReceiptRecord, ReceiptStore, ReceiptThread, ReceiptType } from '../chat-types.js';
 import type { DeliveredRecord, DeliveryStore } from '../push-types.js';
-import { num, type CassandraContext } from './context.js';
+import { num, type CassandraContext, type CqlStatement } from './context.js';
 import { KeyedChain } from './keyed-chain.js';
 
 /** Stored thread_id of an unthreaded receipt. */
@@ -63,6 +63,14 @@ async function perRoom(roomIds: string[], read: (roomId: string) => Promise<cass
     for (const p of parts) out.push(...p);
   }
   return out;
+}
+
+/** Statements removing a deleted room's receipts and delivered markers (one partition each). */
+export function roomReceiptDeletes(roomId: string): CqlStatement[] {
+  return [
+    { query: 'DELETE FROM receipts WHERE room_id = ?', params: [roomId] },
+    { query: 'DELETE FROM delivered WHERE room_id = ?', params: [roomId] },
+  ];
 }
 
 export class CassandraReceiptStore implements ReceiptStore {

@@ -13,7 +13,7 @@ import { randomBytes } from 'node:crypto';
 import type cassandra from 'cassandra-driver';
 import type { JsonObject } from '../../protocol/types.js';
 import type { AccountDataRecord, UserDataStore } from '../types.js';
-import { jsonParse, num, type CassandraContext } from './context.js';
+import { jsonParse, num, type CassandraContext, type CqlStatement } from './context.js';
 import { KeyedChain } from './keyed-chain.js';
 
 const toAccountData = (r: cassandra.types.Row): AccountDataRecord => ({
@@ -25,6 +25,15 @@ const toAccountData = (r: cassandra.types.Row): AccountDataRecord => ({
 
 const byRoomType = (a: AccountDataRecord, b: AccountDataRecord) =>
   a.roomId < b.roomId ? -1 : a.roomId > b.roomId ? 1 : a.type < b.type ? -1 : a.type > b.type ? 1 : 0;
+
+/**
+ * Statements removing a deleted room's account data of the given users (a range delete in each
+ * user's partition). Account data is keyed by user, so the caller names the users: everyone who
+ * ever had a membership in the room is enough, since only they can have written it.
+ */
+export function roomAccountDataDeletes(roomId: string, userIds: Iterable<string>): CqlStatement[] {
+  return [...new Set(userIds)].map((u) => ({ query: 'DELETE FROM account_data WHERE user_id = ? AND room_id = ?', params: [u, roomId] }));
+}
 
 export class CassandraUserDataStore implements UserDataStore {
   private readonly chain = new KeyedChain();
