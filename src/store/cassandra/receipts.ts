@@ -12,7 +12,7 @@
 //   time on this instance (KeyedChain), re-checked inside the positioned write like SQLite does.
 //   Two instances moving the same key at the same moment could still let the older one land
 //   last; a stricter rule would need an LWT per receipt, which the write rate does not justify.
-// - Change queries filter the room's partition by stream (ALLOW FILTERING within one partition).
+// - Change queries use the SAI index on stream within the room's partition (see the migration).
 
 import type cassandra from 'cassandra-driver';
 import type { ReceiptRecord, ReceiptStore, ReceiptThread, ReceiptType } from '../chat-types.js';
@@ -139,7 +139,7 @@ export class CassandraReceiptStore implements ReceiptStore {
     // the later range instead; consecutive ranges still deliver every final value.
     const rows = await perRoom(roomIds, (roomId) =>
       this.ctx
-        .all(`SELECT ${RECEIPT_COLUMNS} FROM receipts WHERE room_id = ? AND stream > ? AND stream <= ? ALLOW FILTERING`, [
+        .all(`SELECT ${RECEIPT_COLUMNS} FROM receipts WHERE room_id = ? AND stream > ? AND stream <= ?`, [
           roomId,
           fromExclusive,
           toInclusive,
@@ -206,7 +206,7 @@ export class CassandraDeliveryStore implements DeliveryStore {
     this.ctx.checkOpen();
     const rows = await perRoom(roomIds, (roomId) =>
       this.ctx
-        .all(`SELECT ${DELIVERED_COLUMNS} FROM delivered WHERE room_id = ? AND stream > ? AND stream <= ? ALLOW FILTERING`, [
+        .all(`SELECT ${DELIVERED_COLUMNS} FROM delivered WHERE room_id = ? AND stream > ? AND stream <= ?`, [
           roomId,
           fromExclusive,
           toInclusive,

@@ -61,6 +61,11 @@ export const m0004: CqlMigration = {
     `CREATE TABLE IF NOT EXISTS delivered (
        room_id text, user_id text, event_id text, event_stream bigint, ts bigint, stream bigint,
        PRIMARY KEY (room_id, user_id))`,
+    // "What changed in this room since position P" is asked by every syncing member after each
+    // receipt or delivered marker: an index on stream answers it without reading the whole room
+    // partition (thousands of rows in a big room), and without a change log to keep and prune.
+    `CREATE CUSTOM INDEX IF NOT EXISTS receipts_stream ON receipts (stream) USING 'StorageAttachedIndex'`,
+    `CREATE CUSTOM INDEX IF NOT EXISTS delivered_stream ON delivered (stream) USING 'StorageAttachedIndex'`,
 
     // Pushers by user, and the users holding each (app_id, pushkey). device_id/profile_tag '' = null.
     `CREATE TABLE IF NOT EXISTS pushers (
