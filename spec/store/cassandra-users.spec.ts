@@ -179,6 +179,33 @@ describe('Cassandra per-user modules', function () {
     });
   });
 
+  describe('receipts', function () {
+    it('change queries on a busy room find the moved keys only, written from either instance', async function () {
+      const room = '!busy:hearth.test';
+      const put = (s: CassandraStore, user: string, eventStream: number) =>
+        s.receipts.putReceipt({ roomId: room, userId: user, type: 'm.read', threadId: null, eventId: `$e${eventStream}`, eventStream, ts: 1 });
+      for (let i = 0; i < 200; i += 20) {
+        await Promise.all(Array.from({ length: 20 }, (_, j) => put(j % 2 === 0 ? a : b, userId(`u${i + j}`), 1)));
+      }
+      const from = Math.max(a.currentPosition(), b.currentPosition());
+      const moved1 = (await put(b, userId('u7'), 2))!;
+      const moved2 = (await put(a, userId('u150'), 3))!;
+      assert.ok(moved1 && moved2);
+      const upTo = Math.max(a.currentPosition(), b.currentPosition());
+      const changes = await a.receipts.getReceiptChanges([room], from, upTo);
+      const pairs = (rs: { userId: string; eventId: string }[]) => rs.map((r) => `${r.userId} ${r.eventId}`).sort();
+      assert.deepEqual(pairs(changes), [`${userId('u150')} $e3`, `${userId('u7')} $e2`].sort());
+      assert.equal((await b.receipts.getRoomReceipts([room])).length, 200);
+      // Moving u7 on takes it out of the earlier range.
+      const again = (await put(a, userId('u7'), 4))!;
+      assert.deepEqual(
+        (await b.receipts.getReceiptChanges([room], from, upTo)).map((r) => r.userId),
+        [userId('u150')],
+      );
+      assert.deepEqual((await b.receipts.getReceiptChanges([room], upTo, again.stream)).map((r) => r.eventId), ['$e4']);
+    });
+  });
+
   describe('devices', function () {
     it('a last-seen write landing after the device was deleted does not bring it back', async function () {
       const u = userId('alice');
