@@ -33,6 +33,12 @@ import { PositionAllocator, positionAt } from './positions.js';
 import { unimplemented } from './unimplemented.js';
 import { CassandraE2eeStore } from './e2ee.js';
 import { CassandraMediaStore } from './media.js';
+import { CassandraAccountStore } from './accounts.js';
+import { CassandraDeviceStore } from './devices.js';
+import { CassandraDirectoryStore } from './directory.js';
+import { CassandraPusherStore } from './pushers.js';
+import { CassandraDeliveryStore, CassandraReceiptStore } from './receipts.js';
+import { CassandraUserDataStore } from './user-data.js';
 
 export { StoreClosedError } from './context.js';
 
@@ -176,16 +182,16 @@ export class CassandraStore implements SharedStoreBackend {
         if (this.closed) throw new StoreClosedError();
       },
     };
-    this.accounts = unimplemented<AccountStore>('accounts');
-    this.devices = unimplemented<DeviceStore>('devices');
+    this.accounts = new CassandraAccountStore(ctx);
+    this.devices = new CassandraDeviceStore(ctx);
     this.rooms = unimplemented<RoomStore>('rooms');
-    this.userData = unimplemented<UserDataStore>('userData');
-    this.receipts = unimplemented<ReceiptStore>('receipts');
+    this.userData = new CassandraUserDataStore(ctx);
+    this.receipts = new CassandraReceiptStore(ctx);
     this.notifications = unimplemented<NotificationStore>('notifications');
     this.relations = unimplemented<RelationStore>('relations');
-    this.directory = unimplemented<DirectoryStore>('directory');
-    this.delivery = unimplemented<DeliveryStore>('delivery');
-    this.pushers = unimplemented<PusherStore>('pushers');
+    this.directory = new CassandraDirectoryStore(ctx, () => this.rooms);
+    this.delivery = new CassandraDeliveryStore(ctx);
+    this.pushers = new CassandraPusherStore(ctx);
     this.search = unimplemented<SearchStore>('search');
     this.admin = unimplemented<AdminStore>('admin');
     this.e2ee = new CassandraE2eeStore(ctx);

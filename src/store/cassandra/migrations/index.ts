@@ -3,6 +3,7 @@
 // migration interrupted half-way is simply run again.
 
 import { m0001 } from './0001-core.js';
+import { m0004 } from './0004-users.js';
 import { m0005 } from './0005-e2ee-media.js';
 
 export interface CqlMigration {
@@ -11,4 +12,4 @@ export interface CqlMigration {
   statements: string[];
 }
 
-export const MIGRATIONS: CqlMigration[] = [m0001, m0005];
+export const MIGRATIONS: CqlMigration[] = [m0001, m0004, m0005];

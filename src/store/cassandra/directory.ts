@@ -1,0 +1,155 @@
+// User directory search and content reports on Cassandra.
+//
+// - Search has no tables of its own: candidates are the joined members of the searcher's joined
+//   rooms and of public-directory rooms, read through the RoomStore's own methods (so the
+//   directory follows memberships and visibility exactly as the room module stores them), then
+//   their `users` rows. The work is bounded by those rooms' sizes, as on SQLite, and the
+//   matching and ranking are SQLite's (src/store/sqlite/directory.ts), done here in code.
+// - Reports: partitions per month of the report (UTC), newest first by a time UUID;
+//   `report_buckets` lists the months, so a listing reads back month by month.
+
+import cassandra from 'cassandra-driver';
+import type { DirectoryStore, DirectoryUser, ReportRecord, RoomStore } from '../types.js';
+import { textOrNull, storedText } from './accounts.js';
+import { num, type CassandraContext } from './context.js';
+
+/** Lower case, whitespace runs as one space, trimmed: "a word of a name" follows a space. */
+function fold(s: string): string {
+  return s.toLowerCase().replace(/\s+/g, ' ').trim();
+}
+
+interface Candidate {
+  userId: string;
+  displayname: string | null;
+  avatarUrl: string | null;
+  uid: string;
+  name: string | null;
+}
+
+function matches(c: Candidate, w: string): boolean {
+  return c.uid.startsWith(w) || c.uid.slice(1).startsWith(w) || (c.name !== null && ` ${c.name}`.includes(` ${w}`));
+}
+
+/** Exact name/ID first, then names starting with the term, then IDs starting with the first word. */
+function rank(c: Candidate, term: string, w0: string): number {
+  if (c.name === term || c.uid === term || c.uid.slice(1) === term) return 0;
+  if (c.name !== null && c.name.startsWith(term)) return 1;
+  if (c.uid.startsWith(w0) || c.uid.slice(1).startsWith(w0)) return 2;
+  return 3;
+}
+
+const cmp = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+
+/** The UTC month of `ms` as yyyymm. */
+function monthOf(ms: number): number {
+  const d = new Date(ms);
+  return d.getUTCFullYear() * 100 + d.getUTCMonth() + 1;
+}
+
+export class CassandraDirectoryStore implements DirectoryStore {
+  constructor(
+    private readonly ctx: CassandraContext,
+    private readonly rooms: () => RoomStore,
+  ) {}
+
+  async searchUsers(searcherId: string, term: string, limit: number): Promise<DirectoryUser[]> {
+    this.ctx.checkOpen();
+    const folded = fold(term);
+    const max = Math.floor(limit);
+    // No words would match everyone visible; a directory search for nothing finds nothing.
+    if (folded === '' || !(max >= 0)) return [];
+    // Words past eight are ignored, as on SQLite (the result is then a superset).
+    const words = folded.split(' ').slice(0, 8);
+    const w0 = words[0]!;
+
+    const rooms = this.rooms();
+    const roomIds = new Set<string>((await rooms.getRoomsForUser(searcherId, ['join'])).map((m) => m.roomId));
+    for (const r of await rooms.listPublicRooms()) roomIds.add(r);
+    const memberIds = new Set<string>();
+    const roomList = [...roomIds];
+    for (let i = 0; i < roomList.length; i += 16) {
+      const parts = await Promise.all(roomList.slice(i, i + 16).map((r) => rooms.getRoomMembers(r, ['join'])));
+      for (const p of parts) for (const m of p) memberIds.add(m.userId);
+    }
+
+    const candidates: Candidate[] = [];
+    const ids = [...memberIds];
+    for (let i = 0; i < ids.length; i += 50) {
+      const chunk = ids.slice(i, i + 50);
+      const rows = await this.ctx.execute(
+        `SELECT user_id, displayname, avatar_url, deactivated FROM users WHERE user_id IN (${chunk.map(() => '?').join(', ')})`,
+        chunk,
+      );
+      const byId = new Map(rows.rows.map((r) => [r['user_id'] as string, r]));
+      for (const userId of chunk) {
+        const row = byId.get(userId);
+        // Users without a local profile row (remote users) match on their ID only.
+        if (row?.['deactivated'] === true) continue;
+        const displayname = row ? textOrNull(row['displayname']) : null;
+        candidates.push({
+          userId,
+          displayname,
+          avatarUrl: row ? textOrNull(row['avatar_url']) : null,
+          uid: fold(userId),
+          name: displayname === null ? null : fold(displayname),
+        });
+      }
+    }
+
+    const found = candidates.filter((c) => words.every((w) => matches(c, w)));
+    const keyed = found.map((c) => ({ c, r: rank(c, folded, w0), k: c.name ?? c.uid.slice(1) }));
+    keyed.sort((a, b) => a.r - b.r || cmp(a.k, b.k) || cmp(a.c.userId, b.c.userId));
+    return keyed.slice(0, max + 1).map(({ c }) => ({ userId: c.userId, displayname: c.displayname, avatarUrl: c.avatarUrl }));
+  }
+
+  async addReport(report: ReportRecord): Promise<void> {
+    this.ctx.checkOpen();
+    const r = { ...report };
+    const bucket = monthOf(Date.now());
+    await this.ctx.batch([
+      {
+        query: `INSERT INTO event_reports (bucket, id, room_id, event_id, reporter, reason, has_reason, score, has_score, ts)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        params: [
+          bucket,
+          cassandra.types.TimeUuid.now(),
+          r.roomId,
+          storedText(r.eventId),
+          r.reporter,
+          r.reason ?? '',
+          r.reason !== null,
+          r.score ?? 0,
+          r.score !== null,
+          r.ts,
+        ],
+      },
+      { query: `INSERT INTO report_buckets (k, bucket) VALUES ('all', ?)`, params: [bucket] },
+    ]);
+  }
+
+  async listReports(limit: number): Promise<ReportRecord[]> {
+    this.ctx.checkOpen();
+    const max = Math.floor(limit);
+    if (!(max > 0)) return [];
+    const out: ReportRecord[] = [];
+    const buckets = await this.ctx.all(`SELECT bucket FROM report_buckets WHERE k = 'all'`);
+    for (const b of buckets) {
+      const rows = await this.ctx.execute(
+        'SELECT room_id, event_id, reporter, reason, has_reason, score, has_score, ts FROM event_reports WHERE bucket = ? LIMIT ?',
+        [b['bucket'], max - out.length],
+      );
+      for (const row of rows.rows) {
+        out.push({
+          roomId: row['room_id'] as string,
+          eventId: textOrNull(row['event_id']),
+          reporter: row['reporter'] as string,
+          reason: row['has_reason'] === true ? ((row['reason'] as string | null) ?? '') : null,
+          score: row['has_score'] === true ? (row['score'] as number) : null,
+          ts: num(row['ts']),
+        });
+      }
+      if (out.length >= max) break;
+    }
+    return out;
+  }
+}
