@@ -4,61 +4,13 @@
 // federation between them.
 
 import assert from 'node:assert/strict';
-import { createServer } from 'node:net';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { Agent, request } from 'undici';
-import { Api, enc, startTestServer, type TestServer } from '../helpers/server.js';
+import { Api, enc, type TestServer } from '../helpers/server.js';
+import { closeFedRequests, collect, fedRequest, freePort, startFederated, syncUntil, waitFor } from '../helpers/federation.js';
 import { buildXMatrixAuthorization } from '../../src/protocol/x-matrix.js';
 import { generateSigningKey, signJson } from '../../src/protocol/crypto.js';
 import type { JsonObject } from '../../src/protocol/types.js';
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-async function startFederated(port: number, dataDir?: string): Promise<TestServer> {
-  return startTestServer(
-    {
-      server_name: `127.0.0.1:${port}`,
-      listeners: { client: { host: '127.0.0.1', port: 0 }, federation: { enabled: true, host: '127.0.0.1', port } },
-      federation: { verify_tls: false, ip_range_whitelist: ['127.0.0.1/32'], min_backoff_ms: 100, max_backoff_ms: 500 },
-    },
-    dataDir,
-  );
-}
-
-/** Polls /sync until `pred` finds what it wants in the accumulated responses. */
-async function syncUntil<T>(api: Api, pick: (body: any) => T | undefined, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let since: string | undefined;
-  while (Date.now() < deadline) {
-    const res = await api.get(`/_matrix/client/v3/sync?timeout=1000${since ? `&since=${enc(since)}` : ''}`);
-    assert.equal(res.status, 200, JSON.stringify(res.body));
-    const found = pick(res.body);
-    if (found !== undefined) return found;
-    since = res.body.next_batch;
-  }
-  throw new Error('timed out waiting for sync');
-}
-
-function timeline(body: any, roomId: string): any[] {
-  return body.rooms?.join?.[roomId]?.timeline?.events ?? [];
-}
-
-const insecure = new Agent({ connect: { rejectUnauthorized: false } });
-
-async function fedRequest(base: string, method: string, path: string, headers: Record<string, string>, body?: unknown) {
-  const res = await request(base + path, { method: method as 'GET', headers: { ...headers, ...(body ? { 'content-type': 'application/json' } : {}) }, body: body ? JSON.stringify(body) : undefined, dispatcher: insecure });
-  return { status: res.statusCode, body: (await res.body.json()) as any };
-}
 
 describe('federation: two Hearth servers on loopback', function () {
   this.timeout(60_000);
@@ -83,7 +35,7 @@ describe('federation: two Hearth servers on loopback', function () {
   after(async () => {
     await b?.stop();
     await a?.stop();
-    await insecure.close();
+    await closeFedRequests();
   });
 
   it('serves a self-signed key document on the TLS listener', async () => {
@@ -385,26 +337,3 @@ describe('federation: two Hearth servers on loopback', function () {
     assert.match((Object.values(sent.body.pdus)[0] as any).error, /ACL/);
   });
 });
-
-/** Message bodies in a room's timeline as one user sees them through /sync, until `done`. */
-async function collect(api: Api, roomId: string, done: (texts: string[]) => boolean): Promise<string[]> {
-  const texts: string[] = [];
-  const deadline = Date.now() + 15_000;
-  let since: string | undefined;
-  while (Date.now() < deadline) {
-    const res = await api.get(`/_matrix/client/v3/sync?timeout=1000${since ? `&since=${enc(since)}` : ''}`);
-    for (const e of timeline(res.body, roomId)) if (e.type === 'm.room.message') texts.push(e.content.body);
-    since = res.body.next_batch;
-    if (done(texts)) return texts;
-  }
-  throw new Error(`timed out; saw ${JSON.stringify(texts)}`);
-}
-
-async function waitFor(cond: () => Promise<boolean>, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await cond()) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error('timed out');
-}

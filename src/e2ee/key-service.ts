@@ -1,6 +1,11 @@
 // Device keys, one-time/fallback keys and their claims, and the key query (spec "End-to-end
 // encryption", /keys/upload, /keys/query, /keys/claim). Hearth only checks that what it relays
 // is well-formed and signed by the key it claims; it never holds a private key.
+//
+// Remote users (with federation, `remote` is set): each server is asked once per request, all
+// servers in parallel, each bounded by the request's timeout; a server that fails or is too slow
+// is named in `failures` and the rest of the answer stands. A server's answer is only believed
+// about its own users, and each device's keys must name that user and device.
 
 import type { Logger } from 'pino';
 import { MatrixError } from '../errors.js';
@@ -31,10 +36,25 @@ export interface KeyUploadRequest {
   fallback_keys?: Record<string, unknown>;
 }
 
-/** What federation would answer for an unreachable server (there is no federation yet). */
+/** The answer for remote users when this server has no federation. */
 const UNREACHABLE = { status: 503, message: 'Federation is not enabled on this server' };
+const DEFAULT_REMOTE_TIMEOUT_MS = 10_000;
+const MAX_REMOTE_TIMEOUT_MS = 30_000;
+
+/** How remote users' keys are fetched (src/federation); answers cover only that server's users. */
+export interface RemoteKeySource {
+  queryKeys(server: string, wanted: Record<string, string[]>, timeoutMs: number): Promise<{ device_keys: JsonObject; master_keys: JsonObject; self_signing_keys: JsonObject }>;
+  claimKeys(server: string, wanted: Record<string, Record<string, string>>, timeoutMs: number): Promise<{ one_time_keys: JsonObject }>;
+}
+
+/** Listeners hear about users whose device list changed (local or remote), after the change is stored. */
+export type DeviceListListener = (userIds: string[]) => void;
 
 export class KeyService {
+  /** Set by the composition root when federation is on. */
+  remote: RemoteKeySource | undefined;
+  readonly listeners: DeviceListListener[] = [];
+
   constructor(private readonly d: KeyServiceDeps) {}
 
   isLocal(userId: string): boolean {
@@ -89,9 +109,59 @@ export class KeyService {
     const stream = this.d.currentPosition();
     const lists = await Promise.all(userIds.map((u) => this.d.deviceLists.interestedIn(u)));
     this.d.notifier.publish({ stream, userIds: [...new Set(lists.flat())] });
+    for (const l of this.listeners) {
+      try {
+        l(userIds);
+      } catch (err) {
+        this.d.logger.warn({ err }, 'device list listener failed');
+      }
+    }
   }
 
-  async query(requester: string, wanted: Record<string, string[]>): Promise<JsonObject> {
+  /** Runs `ask` for each server in parallel, bounded by `timeoutMs`; failures are recorded per server. */
+  private async perServer<T>(
+    byServer: Map<string, T>,
+    timeoutMs: number,
+    failures: JsonObject,
+    ask: (remote: RemoteKeySource, server: string, wanted: T, timeoutMs: number) => Promise<void>,
+  ): Promise<void> {
+    const remote = this.remote;
+    await Promise.all(
+      [...byServer].map(async ([server, wanted]) => {
+        if (!remote) {
+          failures[server] = { ...UNREACHABLE };
+          return;
+        }
+        let timer: NodeJS.Timeout | undefined;
+        const timeout = new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error('timed out')), timeoutMs);
+        });
+        try {
+          await Promise.race([ask(remote, server, wanted, timeoutMs), timeout]);
+        } catch (err) {
+          this.d.logger.info({ err, server }, 'remote key request failed');
+          const status = typeof (err as { status?: unknown }).status === 'number' ? (err as { status: number }).status : 504;
+          failures[server] = { status, message: (err as Error).message === 'timed out' ? 'Timed out' : 'The server could not be reached or refused' };
+        } finally {
+          clearTimeout(timer);
+        }
+      }),
+    );
+  }
+
+  private groupRemote<T>(entries: Array<[string, T]>): Map<string, Record<string, T>> {
+    const out = new Map<string, Record<string, T>>();
+    for (const [userId, v] of entries) {
+      const server = serverNameOf(userId);
+      if (server === undefined || server === this.d.serverName) continue;
+      let rec = out.get(server);
+      if (!rec) out.set(server, (rec = dict() as Record<string, T>));
+      rec[userId] = v;
+    }
+    return out;
+  }
+
+  async query(requester: string, wanted: Record<string, string[]>, timeoutMs?: number): Promise<JsonObject> {
     const deviceKeys: JsonObject = dict();
     const masterKeys: JsonObject = dict();
     const selfSigningKeys: JsonObject = dict();
@@ -100,8 +170,16 @@ export class KeyService {
     const local: string[] = [];
     for (const userId of Object.keys(wanted)) {
       if (this.isLocal(userId)) local.push(userId);
-      else failures[serverNameOf(userId) ?? userId] = { ...UNREACHABLE };
+      else if (serverNameOf(userId) === undefined) failures[userId] = { status: 400, message: 'Not a user ID' };
     }
+    const remoteJob = this.perServer(this.groupRemote(Object.entries(wanted)), remoteTimeout(timeoutMs), failures, async (remote, server, users, t) => {
+      const res = await remote.queryKeys(server, users, t);
+      for (const userId of Object.keys(users)) {
+        if (isJsonObject(res.device_keys[userId])) deviceKeys[userId] = validDevices(res.device_keys[userId], userId, users[userId]);
+        if (isJsonObject(res.master_keys[userId])) masterKeys[userId] = res.master_keys[userId];
+        if (isJsonObject(res.self_signing_keys[userId])) selfSigningKeys[userId] = res.self_signing_keys[userId];
+      }
+    });
     const [keys, signatures, devices, cross] = await Promise.all([
       this.d.e2ee.getDeviceKeys(local),
       this.d.e2ee.getSignatures(local),
@@ -132,6 +210,7 @@ export class KeyService {
       add(selfSigningKeys, c.self_signing);
       if (userId === requester) add(userSigningKeys, c.user_signing);
     });
+    await remoteJob;
     return {
       device_keys: deviceKeys,
       master_keys: masterKeys,
@@ -141,13 +220,24 @@ export class KeyService {
     };
   }
 
-  async claim(wanted: Record<string, Record<string, string>>): Promise<JsonObject> {
+  async claim(wanted: Record<string, Record<string, string>>, timeoutMs?: number): Promise<JsonObject> {
     const oneTimeKeys: Record<string, JsonObject> = dict();
     const failures: JsonObject = dict();
-    const jobs: Array<Promise<void>> = [];
+    const jobs: Array<Promise<void>> = [
+      this.perServer(this.groupRemote(Object.entries(wanted)), remoteTimeout(timeoutMs), failures, async (remote, server, users, t) => {
+        const res = await remote.claimKeys(server, users, t);
+        for (const [userId, devices] of Object.entries(users)) {
+          const got = res.one_time_keys[userId];
+          if (!isJsonObject(got)) continue;
+          const forUser: JsonObject = dict();
+          for (const deviceId of Object.keys(devices)) if (isJsonObject(got[deviceId])) forUser[deviceId] = got[deviceId];
+          if (Object.keys(forUser).length > 0) oneTimeKeys[userId] = forUser;
+        }
+      }),
+    ];
     for (const [userId, devices] of Object.entries(wanted)) {
       if (!this.isLocal(userId)) {
-        failures[serverNameOf(userId) ?? userId] = { ...UNREACHABLE };
+        if (serverNameOf(userId) === undefined) failures[userId] = { status: 400, message: 'Not a user ID' };
         continue;
       }
       jobs.push(
@@ -169,6 +259,21 @@ export class KeyService {
     await Promise.all(jobs);
     return { one_time_keys: oneTimeKeys, failures };
   }
+}
+
+function remoteTimeout(ms: number | undefined): number {
+  return ms === undefined || ms <= 0 ? DEFAULT_REMOTE_TIMEOUT_MS : Math.min(ms, MAX_REMOTE_TIMEOUT_MS);
+}
+
+/** A remote server's devices for `userId`: only objects that name that user and their device (and were asked for). */
+function validDevices(devices: JsonObject, userId: string, only: string[]): JsonObject {
+  const out: JsonObject = dict();
+  const wanted = only.length > 0 ? new Set(only) : null;
+  for (const [deviceId, k] of Object.entries(devices)) {
+    if (wanted && !wanted.has(deviceId)) continue;
+    if (isJsonObject(k) && k.user_id === userId && k.device_id === deviceId) out[deviceId] = k;
+  }
+  return out;
 }
 
 /**

@@ -1,8 +1,12 @@
-// /sendToDevice: queues messages for local devices and wakes their /sync. Retries of a request
-// (same device and txnId) are answered from the idempotency record and queue nothing.
+// /sendToDevice: queues messages for local devices and wakes their /sync; messages for users of
+// other servers go to `remote` (federation: one m.direct_to_device EDU per server, with a fresh
+// message_id), or are dropped without it. Retries of a request (same device and txnId) are
+// answered from the idempotency record and queue nothing. Messages from other servers come in
+// through `deliver`, which queues them for the named local devices ("*": all of them).
 
 import type { Logger } from 'pino';
 import { MatrixError } from '../errors.js';
+import { randomBytes } from 'node:crypto';
 import { canonicalJson, isJsonObject, dict } from '../protocol/canonical-json.js';
 import { serverNameOf } from '../protocol/ids.js';
 import type { JsonObject } from '../protocol/types.js';
@@ -23,7 +27,15 @@ export interface ToDeviceDeps {
   logger: Logger;
 }
 
+/** Sends to-device messages to another server (federation). */
+export interface RemoteToDevice {
+  send(server: string, content: { sender: string; type: string; message_id: string; messages: JsonObject }): void;
+}
+
 export class ToDeviceService {
+  /** Set by the composition root when federation is on. */
+  remote: RemoteToDevice | undefined;
+
   /** Requests in flight by idempotency key, so a concurrent retry waits instead of queueing twice. */
   private readonly inFlight = new Map<string, Promise<JsonObject>>();
 
@@ -48,8 +60,8 @@ export class ToDeviceService {
     const previous = await this.d.userData.getTxnResponse(sender, senderDevice, scope, txnId);
     if (previous) return previous;
 
-    const queue: ToDeviceInput[] = [];
-    const local: Array<[string, Record<string, unknown>]> = [];
+    const local: Array<[string, JsonObject]> = [];
+    const remote = new Map<string, JsonObject>();
     for (const [userId, byDevice] of Object.entries(messages)) {
       if (!isJsonObject(byDevice)) throw new MatrixError('M_BAD_JSON', `messages.${userId} must be an object`);
       for (const [deviceId, content] of Object.entries(byDevice)) {
@@ -58,28 +70,42 @@ export class ToDeviceService {
           throw new MatrixError('M_TOO_LARGE', `The message for ${userId} ${deviceId} exceeds ${MAX_TO_DEVICE_CONTENT_BYTES} bytes`);
         }
       }
-      if (serverNameOf(userId) === this.d.serverName) local.push([userId, byDevice]);
+      const server = serverNameOf(userId);
+      if (server === this.d.serverName) local.push([userId, byDevice]);
+      else if (server !== undefined && this.remote) (remote.get(server) ?? remote.set(server, dict()).get(server)!)[userId] = byDevice;
       else this.d.logger.info({ sender, userId, type }, 'dropping to-device message for a remote user (no federation)');
     }
-    for (const [userId, byDevice] of local) {
-      const devices = (await this.d.devices.listDevices(userId)).map((x) => x.deviceId);
-      const known = new Set(devices);
-      // An explicit message for a device wins over the "*" one.
-      const all = byDevice['*'] as JsonObject | undefined;
-      const targets = new Map<string, JsonObject>();
-      if (all) for (const dev of devices) targets.set(dev, all);
-      for (const [deviceId, content] of Object.entries(byDevice)) {
-        if (deviceId !== '*' && known.has(deviceId)) targets.set(deviceId, content as JsonObject);
-      }
-      for (const [deviceId, content] of targets) queue.push({ userId, deviceId, type, sender, content });
-    }
-
-    if (queue.length > 0) {
-      const stream = await this.d.e2ee.queueToDevice(queue);
-      this.d.notifier.publish({ stream, userIds: [...new Set(queue.map((m) => m.userId))] });
+    await this.queueLocal(sender, type, local);
+    for (const [server, byUser] of remote) {
+      this.remote!.send(server, { sender, type, message_id: randomBytes(12).toString('base64url'), messages: byUser });
     }
     const response: JsonObject = dict();
     await this.d.userData.putTxnResponse(sender, senderDevice, scope, txnId, response);
     return response;
+  }
+
+  /** Messages from another server's user to local users (already checked to be well-formed). */
+  async deliver(sender: string, type: string, messages: Array<[string, JsonObject]>): Promise<void> {
+    await this.queueLocal(sender, type, messages.filter(([userId]) => serverNameOf(userId) === this.d.serverName));
+  }
+
+  private async queueLocal(sender: string, type: string, local: Array<[string, JsonObject]>): Promise<void> {
+    const queue: ToDeviceInput[] = [];
+    for (const [userId, byDevice] of local) {
+      const devices = (await this.d.devices.listDevices(userId)).map((x) => x.deviceId);
+      const known = new Set(devices);
+      // An explicit message for a device wins over the "*" one.
+      const all = isJsonObject(byDevice['*']) ? byDevice['*'] : undefined;
+      const targets = new Map<string, JsonObject>();
+      if (all) for (const dev of devices) targets.set(dev, all);
+      for (const [deviceId, content] of Object.entries(byDevice)) {
+        if (deviceId !== '*' && known.has(deviceId) && isJsonObject(content)) targets.set(deviceId, content);
+      }
+      for (const [deviceId, content] of targets) queue.push({ userId, deviceId, type, sender, content });
+    }
+    if (queue.length > 0) {
+      const stream = await this.d.e2ee.queueToDevice(queue);
+      this.d.notifier.publish({ stream, userIds: [...new Set(queue.map((m) => m.userId))] });
+    }
   }
 }

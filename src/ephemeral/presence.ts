@@ -8,6 +8,8 @@
 // - no sync for `offline_timeout_ms` -> offline (the client went away).
 // Deadlines sit in a timing wheel of one-second buckets, so each sweep touches only users whose
 // deadline is due, never every user.
+// Users of other servers (federation) are set by `setRemote` and never scheduled: their server
+// decides their transitions. `listeners` hear every visible change (federation sends local ones).
 
 import type { Notifier } from '../sync/notifier.js';
 import type { EphemeralStream } from './stream.js';
@@ -56,6 +58,7 @@ export class PresenceService {
   private readonly now: () => number;
   private lastSweptBucket: number;
   private timer?: NodeJS.Timeout;
+  readonly listeners: Array<(r: PresenceRecord) => void> = [];
 
   constructor(readonly opts: PresenceOptions, private readonly deps: PresenceDeps) {
     this.now = deps.now ?? Date.now;
@@ -98,6 +101,19 @@ export class PresenceService {
     r.state = state;
     this.changed(r);
     this.schedule(r);
+  }
+
+  /** Presence of a user of another server, as their server told us (`lastActiveAgo` in ms). */
+  setRemote(userId: string, state: PresenceState, statusMsg: string | null, lastActiveAgo: number, currentlyActive: boolean): void {
+    if (!this.opts.enabled) return;
+    const r = this.record(userId);
+    const lastActiveTs = Math.max(0, this.now() - Math.max(0, lastActiveAgo));
+    if (r.state === state && r.statusMsg === statusMsg && r.currentlyActive === currentlyActive && Math.abs(r.lastActiveTs - lastActiveTs) < 60_000) return;
+    r.state = state;
+    r.statusMsg = statusMsg;
+    r.lastActiveTs = lastActiveTs;
+    r.currentlyActive = currentlyActive;
+    this.changed(r);
   }
 
   /** A long-poll or socket of the user opened: while any is open the user is not "gone". */
@@ -258,6 +274,7 @@ export class PresenceService {
     this.log.push({ pos: r.pos, userId: r.userId });
     if (this.log.length > LOG_MAX) this.log.splice(0, this.log.length - LOG_MAX / 2);
     const pos = r.pos;
+    for (const l of this.listeners) l(r);
     this.deps.notifier.publish({ ephemeral: pos, userIds: [r.userId], kind: 'presence' });
     void this.deps.roomsOf(r.userId).then(
       (rooms) => {

@@ -44,6 +44,8 @@ export interface InboundDeps {
   maxEdus: number;
   /** POST get_missing_events to a peer (FederationClient); absent: gaps make outliers. */
   fetchMissing?: (origin: string, roomId: string, body: JsonObject) => Promise<JsonValue>;
+  /** Further EDU types (device lists, to-device, presence); true when the type was handled. */
+  moreEdus?: (origin: string, type: JsonValue | undefined, content: JsonObject) => Promise<boolean>;
   now?: () => number;
 }
 
@@ -170,6 +172,8 @@ export class FederationInbound {
           await this.d.receipts.receiveRemote(userId, roomId, r.event_ids[0], thread);
         }
       }
+    } else if (this.d.moreEdus) {
+      await this.d.moreEdus(origin, edu.edu_type, c);
     }
     // Other EDU types are ignored, as the spec allows.
   }

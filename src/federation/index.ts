@@ -20,11 +20,14 @@ import { parseStrictJson } from '../protocol/canonical-json.js';
 import { serverNameOf } from '../protocol/ids.js';
 import type { JsonObject, Pdu, SigningKey } from '../protocol/types.js';
 import type { TypingService } from '../ephemeral/typing.js';
+import type { PresenceService } from '../ephemeral/presence.js';
+import type { E2eeServices } from '../e2ee/index.js';
 import type { ReceiptService } from '../receipts/receipt-service.js';
 import type { RoomInput } from '../room/room-input.js';
 import type { Store } from '../store/types.js';
 import { FederationClient, fedPath } from './client.js';
 import { ServerDiscovery, splitServerName } from './discovery.js';
+import { FederationE2ee } from './e2ee-edus.js';
 import { FederationInbound } from './inbound.js';
 import { RemoteKeyRing } from './keys.js';
 import { createFederationApp, createFederationServer } from './listener.js';
@@ -80,6 +83,9 @@ export interface AttachDeps {
   roomInput: RoomInput;
   typing: TypingService;
   receipts: ReceiptService;
+  /** Device lists, keys and to-device across servers (absent: not federated). */
+  e2ee?: E2eeServices;
+  presence?: PresenceService;
   logger: Logger;
   now: () => number;
 }
@@ -88,6 +94,7 @@ export interface Federation {
   core: FederationCore;
   inbound: FederationInbound;
   remote: RemoteRooms;
+  e2ee?: FederationE2ee;
   /** Base URL of the federation listener once started. */
   readonly url: string;
   /** Hand every persisted event here (RoomInput onPersisted); local ones are sent out. */
@@ -99,7 +106,30 @@ export interface Federation {
 export function attachFederation(core: FederationCore, d: AttachDeps): Federation {
   const { config, logger } = d;
   const me = config.server_name;
-  const inbound = new FederationInbound({
+  // Servers sharing a room with a user: where their device-list and presence changes go.
+  const serversSharing = async (userId: string): Promise<Set<string>> => {
+    const out = new Set<string>();
+    for (const m of await d.store.rooms.getRoomsForUser(userId, ['join'])) {
+      for (const s of await inbound.serversInRoom(m.roomId)) if (s !== me && !out.has(s) && (await inbound.aclAllows(m.roomId, s))) out.add(s);
+    }
+    return out;
+  };
+  const e2ee = d.e2ee
+    ? new FederationE2ee({
+        serverName: me,
+        e2ee: d.e2ee,
+        e2eeStore: d.store.e2ee,
+        presence: d.presence,
+        rooms: d.store.rooms,
+        client: core.client,
+        sender: core.sender,
+        serversSharing,
+        position: () => d.store.currentPosition(),
+        logger,
+        now: d.now,
+      })
+    : undefined;
+  const inbound: FederationInbound = new FederationInbound({
     serverName: me,
     signingKey: d.signingKey,
     store: d.store,
@@ -113,6 +143,7 @@ export function attachFederation(core: FederationCore, d: AttachDeps): Federatio
     maxEdus: config.federation.max_edus_per_txn,
     fetchMissing: (origin, roomId, body) =>
       core.client.request(origin, { method: 'POST', path: fedPath`/_matrix/federation/v1/get_missing_events/${roomId}`, body, maxResponseBytes: 4 * 1024 * 1024, timeoutMs: 20_000 }),
+    moreEdus: e2ee ? (origin, type, content) => e2ee.edu(origin, type, content) : undefined,
     now: d.now,
   });
   const remote = new RemoteRooms({ serverName: me, signingKey: d.signingKey, client: core.client, keyRing: core.keyRing, roomInput: d.roomInput, logger, now: d.now });
@@ -162,6 +193,7 @@ export function attachFederation(core: FederationCore, d: AttachDeps): Federatio
     oldKeys: [],
     keyRing: core.keyRing,
     inbound,
+    e2ee: e2ee?.local,
     sender: core.sender,
     logger,
     maxBodyBytes: Math.max(config.limits.max_request_body_bytes, 4 * 1024 * 1024),
@@ -173,6 +205,7 @@ export function attachFederation(core: FederationCore, d: AttachDeps): Federatio
     core,
     inbound,
     remote,
+    e2ee,
     get url() {
       return url;
     },
@@ -214,6 +247,7 @@ export function attachFederation(core: FederationCore, d: AttachDeps): Federatio
         s.closeAllConnections();
         await closed;
       }
+      await e2ee?.settled();
       await core.sender.stop();
       await chain;
       await core.keyRing.flush();

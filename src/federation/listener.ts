@@ -25,6 +25,7 @@ import { signJson } from '../protocol/crypto.js';
 import { parseXMatrixHeader, verifyXMatrixRequest } from '../protocol/x-matrix.js';
 import type { KeyRing } from '../room/key-ring.js';
 import type { FederationInbound } from './inbound.js';
+import type { LocalDeviceLists } from './local-devices.js';
 import { ownKeyDocument, type OldKey, type RemoteKeyRing } from './keys.js';
 import type { FederationSender } from './sender.js';
 
@@ -34,6 +35,8 @@ export interface FederationAppDeps {
   oldKeys: readonly OldKey[];
   keyRing: KeyRing & Pick<RemoteKeyRing, 'cachedDocument' | 'verifyKey'>;
   inbound: FederationInbound;
+  /** Device lists and keys of our users (absent: those endpoints answer 404). */
+  e2ee?: Pick<LocalDeviceLists, 'userDevices' | 'queryKeys' | 'claimKeys'>;
   sender: FederationSender;
   logger: Logger;
   maxBodyBytes: number;
@@ -272,6 +275,18 @@ export function createFederationApp(d: FederationAppDeps): Koa<FedState> {
     if (!userId) throw new MatrixError('M_MISSING_PARAM', 'user_id is required');
     ctx.body = await i.queryProfile(userId, q(ctx, 'field'));
   });
+  const e2ee = d.e2ee;
+  if (e2ee) {
+    fed.get('/v1/user/devices/:userId', async (ctx) => {
+      ctx.body = await e2ee.userDevices(ctx.params.userId);
+    });
+    fed.post('/v1/user/keys/query', async (ctx) => {
+      ctx.body = await e2ee.queryKeys(ctx.state.body);
+    });
+    fed.post('/v1/user/keys/claim', async (ctx) => {
+      ctx.body = await e2ee.claimKeys(ctx.state.body);
+    });
+  }
   app.use(fed.middleware());
   return app;
 }

@@ -9,7 +9,10 @@
 //   signed request from the destination (`contact`) resets the backoff and retries at once.
 // - PDUs are durable: with a `queueDir`, each destination's queue (the transaction in flight
 //   and the PDUs waiting) is rewritten atomically after every change and reloaded at start, so a
-//   restart resumes with the same txnId. EDUs are ephemeral and kept in memory only.
+//   restart resumes with the same txnId. EDUs sent `durable` (to-device messages, device-list
+//   and signing-key updates: losing one costs a user their keys) are kept the same way; the
+//   others (typing, receipts, presence) are ephemeral and kept in memory only, the oldest
+//   dropped past a bound.
 // - A transaction carries at most 50 PDUs and 100 EDUs (the spec's limits).
 
 import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
@@ -23,6 +26,8 @@ import { fedPath, type FederationClient } from './client.js';
 export interface Edu {
   edu_type: string;
   content: JsonObject;
+  /** Kept in the queue file (never sent: stripped when the transaction is built). */
+  durable?: boolean;
 }
 
 interface InFlight {
@@ -75,11 +80,12 @@ export class FederationSender {
     for (const file of readdirSync(dir)) {
       if (!file.endsWith('.json')) continue;
       try {
-        const saved = JSON.parse(readFileSync(join(dir, file), 'utf8')) as { name: string; pending: Pdu[]; inflight?: InFlight };
+        const saved = JSON.parse(readFileSync(join(dir, file), 'utf8')) as { name: string; pending: Pdu[]; edus?: Edu[]; inflight?: InFlight };
         if (typeof saved.name !== 'string') continue;
         const d = this.dest(saved.name);
         d.pending.push(...saved.pending);
-        if (saved.inflight) d.inflight = { ...saved.inflight, edus: [] };
+        d.edus.push(...(saved.edus ?? []));
+        if (saved.inflight) d.inflight = { ...saved.inflight, edus: saved.inflight.edus ?? [] };
         this.kick(d);
       } catch (err) {
         this.opts.logger.warn({ err, file }, 'unreadable federation queue file skipped');
@@ -97,14 +103,26 @@ export class FederationSender {
     }
   }
 
-  sendEdu(destinations: Iterable<string>, edu: Edu): void {
+  sendEdu(destinations: Iterable<string>, edu: Edu, durable = false): void {
+    const item: Edu = durable ? { ...edu, durable: true } : edu;
     for (const name of destinations) {
       if (name === this.opts.serverName) continue;
       const d = this.dest(name);
-      d.edus.push(edu);
-      if (d.edus.length > 10 * MAX_EDUS) d.edus.splice(0, d.edus.length - 10 * MAX_EDUS); // ephemeral: drop the oldest
+      d.edus.push(item);
+      if (d.edus.length > 10 * MAX_EDUS) {
+        // Ephemeral ones go first (the oldest); durable ones are only ever removed by delivery.
+        const drop = d.edus.findIndex((e) => !e.durable);
+        if (drop >= 0) d.edus.splice(drop, 1);
+      }
+      if (durable) this.persist(d);
       this.kick(d);
     }
+  }
+
+  /** Number of EDUs not yet acknowledged for a destination (tests). */
+  eduBacklog(name: string): number {
+    const d = this.dests.get(name);
+    return d ? d.edus.length + (d.inflight?.edus.length ?? 0) : 0;
   }
 
   /** The destination spoke to us with a valid signature: it is up, retry now. */
@@ -154,7 +172,8 @@ export class FederationSender {
     while (!this.stopped) {
       if (!d.inflight) {
         if (d.pending.length === 0 && d.edus.length === 0) return;
-        d.inflight = { txnId: `${this.now()}_${++this.txnCounter}`, pdus: d.pending.splice(0, MAX_PDUS), edus: d.edus.splice(0, MAX_EDUS) };
+        const edus = d.edus.splice(0, MAX_EDUS);
+        d.inflight = { txnId: `${this.now()}_${++this.txnCounter}`, pdus: d.pending.splice(0, MAX_PDUS), edus };
         this.persist(d);
       }
       const t = d.inflight;
@@ -162,7 +181,7 @@ export class FederationSender {
         const res = await this.opts.client.request(d.name, {
           method: 'PUT',
           path: fedPath`/_matrix/federation/v1/send/${t.txnId}`,
-          body: { origin: this.opts.serverName, origin_server_ts: this.now(), pdus: t.pdus as unknown as JsonObject[], edus: t.edus as unknown as JsonObject[] },
+          body: { origin: this.opts.serverName, origin_server_ts: this.now(), pdus: t.pdus as unknown as JsonObject[], edus: t.edus.map(({ edu_type, content }) => ({ edu_type, content })) },
         });
         if (isJsonObject(res) && isJsonObject(res.pdus)) {
           for (const [id, r] of Object.entries(res.pdus)) {
@@ -189,7 +208,13 @@ export class FederationSender {
   private persist(d: Destination): void {
     const dir = this.opts.queueDir;
     if (!dir) return;
-    const text = JSON.stringify({ name: d.name, pending: d.pending, inflight: d.inflight ? { txnId: d.inflight.txnId, pdus: d.inflight.pdus } : undefined });
+    const durable = (edus: Edu[]) => edus.filter((e) => e.durable);
+    const text = JSON.stringify({
+      name: d.name,
+      pending: d.pending,
+      edus: durable(d.edus),
+      inflight: d.inflight ? { txnId: d.inflight.txnId, pdus: d.inflight.pdus, edus: durable(d.inflight.edus) } : undefined,
+    });
     const file = join(dir, `${Buffer.from(d.name).toString('base64url')}.json`);
     d.writing = d.writing.then(async () => {
       try {

@@ -77,14 +77,14 @@ function keyRoutes(r: ClientRoutes, e: E2eeServices, s: ApiServices): void {
   r.authed('post', '/keys/query', async (ctx, auth) => {
     const req = valid(ctx, querySchema);
     limitEntries('users', Object.keys(req.device_keys).length, MAX_USERS_PER_REQUEST);
-    ctx.body = await e.keys.query(auth.userId, req.device_keys);
+    ctx.body = await e.keys.query(auth.userId, req.device_keys, req.timeout);
   }, { schema: querySchema });
 
   r.authed('post', '/keys/claim', async (ctx) => {
     const req = valid(ctx, claimSchema);
     const n = Object.values(req.one_time_keys).reduce((a, d) => a + Object.keys(d).length, 0);
     limitEntries('devices', n, MAX_USERS_PER_REQUEST);
-    ctx.body = await e.keys.claim(req.one_time_keys);
+    ctx.body = await e.keys.claim(req.one_time_keys, req.timeout);
   }, { schema: claimSchema });
 
   r.authed('get', '/keys/changes', async (ctx, auth) => {

@@ -1,0 +1,147 @@
+// End-to-end encryption and presence across servers: wires the device-list, to-device and
+// presence services to federation, both ways.
+//
+// Out: a local user's device-list change (KeyService listeners) goes to LocalDeviceLists; a
+// to-device message for a remote user becomes one m.direct_to_device EDU per server (durable
+// queue); a local user's visible presence change becomes an m.presence EDU to every server
+// sharing a room with them (ephemeral).
+// In: m.device_list_update / m.signing_key_update go to RemoteDeviceLists; m.direct_to_device is
+// delivered once per (origin, message_id) (a bounded in-memory record: a repeat within the
+// last 50,000 messages from any server is dropped); m.presence is believed only for the origin's
+// users who share a room with us.
+
+import type { Logger } from 'pino';
+import { LRUCache } from 'lru-cache';
+import { isJsonObject } from '../protocol/canonical-json.js';
+import { serverNameOf } from '../protocol/ids.js';
+import type { JsonObject, JsonValue } from '../protocol/types.js';
+import type { E2eeServices } from '../e2ee/index.js';
+import type { PresenceRecord, PresenceService, PresenceState } from '../ephemeral/presence.js';
+import type { RoomStore } from '../store/types.js';
+import type { FederationSender } from './sender.js';
+import { LocalDeviceLists } from './local-devices.js';
+import { RemoteDeviceLists } from './remote-devices.js';
+import type { FederationClient } from './client.js';
+import type { E2eeStore } from '../store/e2ee-types.js';
+
+export interface FederationE2eeDeps {
+  serverName: string;
+  e2ee: E2eeServices;
+  e2eeStore: Pick<E2eeStore, 'markDeviceListChanged'>;
+  presence?: PresenceService;
+  rooms: Pick<RoomStore, 'getRoomsForUser'>;
+  client: Pick<FederationClient, 'request'>;
+  sender: Pick<FederationSender, 'sendEdu'>;
+  /** Servers (other than ours) sharing a room with the user, ACLs applied. */
+  serversSharing: (userId: string) => Promise<Set<string>>;
+  position: () => number;
+  logger: Logger;
+  now: () => number;
+}
+
+const PRESENCE_STATES = new Set<string>(['online', 'unavailable', 'offline']);
+const MAX_TO_DEVICE_USERS = 10_000;
+
+export class FederationE2ee {
+  readonly local: LocalDeviceLists;
+  readonly remote: RemoteDeviceLists;
+  private readonly seenMessages = new LRUCache<string, true>({ max: 50_000 });
+  private pending: Promise<unknown> = Promise.resolve();
+  /** m.direct_to_device EDUs dropped as repeats (tests, metrics). */
+  duplicateMessages = 0;
+
+  constructor(private readonly d: FederationE2eeDeps) {
+    this.local = new LocalDeviceLists({
+      serverName: d.serverName,
+      keys: d.e2ee.keys,
+      serversSharing: d.serversSharing,
+      sendEdu: (servers, edu) => d.sender.sendEdu(servers, edu, true),
+      position: d.position,
+      logger: d.logger,
+    });
+    this.remote = new RemoteDeviceLists({ client: d.client, e2ee: d.e2eeStore, rooms: d.rooms, keys: d.e2ee.keys, logger: d.logger });
+    d.e2ee.keys.remote = this.remote;
+    d.e2ee.keys.listeners.push((userIds) => this.local.changed(userIds));
+    d.e2ee.toDevice.remote = {
+      send: (server, content) => d.sender.sendEdu([server], { edu_type: 'm.direct_to_device', content: content as unknown as JsonObject }, true),
+    };
+    d.presence?.listeners.push((r) => this.presenceChanged(r));
+  }
+
+  /** Waits for outbound work queued so far (tests, shutdown). */
+  async settled(): Promise<void> {
+    await Promise.all([this.pending.catch(() => undefined), this.local.settled(), this.remote.settled()]);
+  }
+
+  /** Inbound EDUs of the types this handles; returns false for other types. */
+  async edu(origin: string, type: JsonValue | undefined, c: JsonObject): Promise<boolean> {
+    switch (type) {
+      case 'm.device_list_update':
+        await this.remote.deviceListUpdate(origin, c);
+        return true;
+      case 'm.signing_key_update':
+        await this.remote.signingKeyUpdate(origin, c);
+        return true;
+      case 'm.direct_to_device':
+        await this.toDevice(origin, c);
+        return true;
+      case 'm.presence':
+        await this.presenceIn(origin, c);
+        return true;
+      default:
+        return false;
+    }
+  }
+
+  private async toDevice(origin: string, c: JsonObject): Promise<void> {
+    const { sender, type, message_id: messageId, messages } = c;
+    if (typeof sender !== 'string' || serverNameOf(sender) !== origin || typeof type !== 'string' || typeof messageId !== 'string' || !isJsonObject(messages)) return;
+    const key = `${origin}\u0000${messageId}`;
+    if (this.seenMessages.has(key)) {
+      this.duplicateMessages++;
+      return;
+    }
+    const list: Array<[string, JsonObject]> = [];
+    for (const [userId, byDevice] of Object.entries(messages).slice(0, MAX_TO_DEVICE_USERS)) {
+      if (serverNameOf(userId) !== this.d.serverName || !isJsonObject(byDevice)) continue;
+      list.push([userId, byDevice]);
+    }
+    this.seenMessages.set(key, true);
+    try {
+      await this.d.e2ee.toDevice.deliver(sender, type, list);
+    } catch (err) {
+      this.seenMessages.delete(key); // not delivered: a retry of the transaction may try again
+      throw err;
+    }
+  }
+
+  private async presenceIn(origin: string, c: JsonObject): Promise<void> {
+    const presence = this.d.presence;
+    if (!presence?.enabled || !Array.isArray(c.push)) return;
+    for (const p of c.push.slice(0, 1000)) {
+      if (!isJsonObject(p) || typeof p.user_id !== 'string' || serverNameOf(p.user_id) !== origin) continue;
+      if (typeof p.presence !== 'string' || !PRESENCE_STATES.has(p.presence)) continue;
+      if ((await this.d.rooms.getRoomsForUser(p.user_id, ['join'])).length === 0) continue;
+      const ago = typeof p.last_active_ago === 'number' && Number.isFinite(p.last_active_ago) ? p.last_active_ago : 0;
+      const status = typeof p.status_msg === 'string' ? p.status_msg : null;
+      presence.setRemote(p.user_id, p.presence as PresenceState, status, ago, p.currently_active === true);
+    }
+  }
+
+  private presenceChanged(r: PresenceRecord): void {
+    if (serverNameOf(r.userId) !== this.d.serverName) return;
+    const entry: JsonObject = {
+      user_id: r.userId,
+      presence: r.state,
+      last_active_ago: r.lastActiveTs > 0 ? Math.max(0, this.d.now() - r.lastActiveTs) : 0,
+      currently_active: r.currentlyActive,
+    };
+    if (r.statusMsg !== null) entry.status_msg = r.statusMsg;
+    this.pending = this.pending
+      .then(async () => {
+        const servers = await this.d.serversSharing(r.userId);
+        if (servers.size > 0) this.d.sender.sendEdu(servers, { edu_type: 'm.presence', content: { push: [entry] } });
+      })
+      .catch((err: unknown) => this.d.logger.warn({ err, userId: r.userId }, 'presence not sent'));
+  }
+}

@@ -1,0 +1,235 @@
+// Other servers' users' device lists, as this server's clients need them: the RemoteKeySource
+// behind /keys/query and /keys/claim for remote users, a cache of their device lists, and the
+// inbound m.device_list_update / m.signing_key_update EDUs that keep it right.
+//
+// Invariants:
+// - A server is only believed about its own users (the origin of an EDU, the destination of a
+//   request), and a device's keys only when they name that user and device.
+// - A list is cached only for users sharing a room with us (their server then sends us their
+//   updates), and for at most an hour, so a list we stopped hearing about cannot stay stale.
+// - An update applies to the cached list only when its prev_id names the stream ID the cache is
+//   at; otherwise (a gap, or a cache filled by /user/keys/query which has no stream ID) the list
+//   is dropped and fetched again with /user/devices, in the background and once per user at a time.
+//   An update with a stream ID at or below the cache's is a repeat and ignored.
+// - Every accepted update marks the user's device list changed in the store, so local room-mates'
+//   /sync device_lists.changed and /keys/changes name them.
+// - A fetch whose user was updated meanwhile (generation moved) does not fill the cache.
+
+import type { Logger } from 'pino';
+import { LRUCache } from 'lru-cache';
+import { dict, isJsonObject } from '../protocol/canonical-json.js';
+import { serverNameOf } from '../protocol/ids.js';
+import type { JsonObject, JsonValue } from '../protocol/types.js';
+import type { KeyService, RemoteKeySource } from '../e2ee/key-service.js';
+import type { E2eeStore } from '../store/e2ee-types.js';
+import type { RoomStore } from '../store/types.js';
+import { fedPath, type FederationClient } from './client.js';
+
+export interface RemoteDevicesDeps {
+  client: Pick<FederationClient, 'request'>;
+  e2ee: Pick<E2eeStore, 'markDeviceListChanged'>;
+  rooms: Pick<RoomStore, 'getRoomsForUser'>;
+  keys: Pick<KeyService, 'announce'>;
+  logger: Logger;
+}
+
+export interface CachedDeviceList {
+  /** Null when filled from /user/keys/query (no stream ID): the next update resyncs. */
+  streamId: number | null;
+  devices: Map<string, JsonObject>;
+  master?: JsonObject;
+  selfSigning?: JsonObject;
+}
+
+const CACHE_TTL_MS = 3600_000;
+const MAX_RESPONSE = 8 * 1024 * 1024;
+
+export class RemoteDeviceLists implements RemoteKeySource {
+  private readonly cache = new LRUCache<string, CachedDeviceList>({ max: 20_000, ttl: CACHE_TTL_MS });
+  private readonly generations = new LRUCache<string, number>({ max: 100_000 });
+  private readonly resyncing = new Map<string, Promise<void>>();
+  /** Resyncs through /user/devices started (tests, metrics). */
+  resyncs = 0;
+
+  constructor(private readonly d: RemoteDevicesDeps) {}
+
+  cached(userId: string): CachedDeviceList | undefined {
+    return this.cache.get(userId);
+  }
+
+  /** Resolves once the resyncs in flight are done (tests). */
+  async settled(): Promise<void> {
+    await Promise.all([...this.resyncing.values()]);
+  }
+
+  // ---- RemoteKeySource -----------------------------------------------------------------------
+
+  async queryKeys(server: string, wanted: Record<string, string[]>, timeoutMs: number): Promise<{ device_keys: JsonObject; master_keys: JsonObject; self_signing_keys: JsonObject }> {
+    const out = { device_keys: dict<JsonValue>(), master_keys: dict<JsonValue>(), self_signing_keys: dict<JsonValue>() };
+    const ask: Record<string, string[]> = dict();
+    const gens = new Map<string, number>();
+    for (const userId of Object.keys(wanted)) {
+      if (serverNameOf(userId) !== server) continue;
+      const c = this.cache.get(userId);
+      if (c) {
+        this.fill(out, userId, c);
+      } else {
+        ask[userId] = []; // the whole list, so that it can be cached
+        gens.set(userId, this.generation(userId));
+      }
+    }
+    if (Object.keys(ask).length === 0) return out;
+    const res = await this.d.client.request(server, {
+      method: 'POST',
+      path: '/_matrix/federation/v1/user/keys/query',
+      body: { device_keys: ask },
+      timeoutMs,
+      maxResponseBytes: MAX_RESPONSE,
+    });
+    if (!isJsonObject(res)) throw new Error('user/keys/query: not an object');
+    for (const userId of Object.keys(ask)) {
+      const devices = isJsonObject(res.device_keys) ? res.device_keys[userId] : undefined;
+      if (!isJsonObject(devices)) continue;
+      const entry: CachedDeviceList = {
+        streamId: null,
+        devices: validDevices(userId, Object.entries(devices)),
+        master: ownKey(res.master_keys, userId),
+        selfSigning: ownKey(res.self_signing_keys, userId),
+      };
+      this.fill(out, userId, entry);
+      if (this.generation(userId) === gens.get(userId) && (await this.sharesRoom(userId))) this.cache.set(userId, entry);
+    }
+    return out;
+  }
+
+  async claimKeys(server: string, wanted: Record<string, Record<string, string>>, timeoutMs: number): Promise<{ one_time_keys: JsonObject }> {
+    const ask: Record<string, Record<string, string>> = dict();
+    for (const [userId, devices] of Object.entries(wanted)) if (serverNameOf(userId) === server) ask[userId] = devices;
+    const res = await this.d.client.request(server, {
+      method: 'POST',
+      path: '/_matrix/federation/v1/user/keys/claim',
+      body: { one_time_keys: ask },
+      timeoutMs,
+      maxResponseBytes: MAX_RESPONSE,
+    });
+    if (!isJsonObject(res) || !isJsonObject(res.one_time_keys)) throw new Error('user/keys/claim: no one_time_keys');
+    const out: JsonObject = dict();
+    for (const userId of Object.keys(ask)) if (isJsonObject(res.one_time_keys[userId])) out[userId] = res.one_time_keys[userId];
+    return { one_time_keys: out };
+  }
+
+  // ---- inbound EDUs --------------------------------------------------------------------------
+
+  async deviceListUpdate(origin: string, c: JsonObject): Promise<void> {
+    const { user_id: userId, device_id: deviceId, stream_id: streamId } = c;
+    if (typeof userId !== 'string' || serverNameOf(userId) !== origin || typeof deviceId !== 'string' || !Number.isSafeInteger(streamId)) return;
+    const prev = Array.isArray(c.prev_id) ? c.prev_id.filter((x): x is number => typeof x === 'number') : [];
+    if (!(await this.sharesRoom(userId))) return;
+    const cached = this.cache.get(userId);
+    if (cached && cached.streamId !== null && (streamId as number) <= cached.streamId) return; // seen already
+    if (cached && cached.streamId !== null && prev.includes(cached.streamId)) {
+      if (c.deleted === true) cached.devices.delete(deviceId);
+      else if (isJsonObject(c.keys)) {
+        const [keys] = validDevices(userId, [[deviceId, c.keys]]).values();
+        if (keys && typeof c.device_display_name === 'string') keys.unsigned = { device_display_name: c.device_display_name };
+        if (keys) cached.devices.set(deviceId, keys);
+      }
+      cached.streamId = streamId as number;
+      this.bump(userId, false);
+    } else {
+      this.bump(userId);
+      if (cached) void this.resync(origin, userId);
+    }
+    await this.markChanged(userId);
+  }
+
+  async signingKeyUpdate(origin: string, c: JsonObject): Promise<void> {
+    const userId = c.user_id;
+    if (typeof userId !== 'string' || serverNameOf(userId) !== origin || !(await this.sharesRoom(userId))) return;
+    const cached = this.cache.get(userId);
+    if (cached) {
+      const master = ownKey({ [userId]: c.master_key ?? null }, userId);
+      const self = ownKey({ [userId]: c.self_signing_key ?? null }, userId);
+      if (master) cached.master = master;
+      if (self) cached.selfSigning = self;
+    }
+    this.bump(userId, false);
+    await this.markChanged(userId);
+  }
+
+  /** Fetches a user's whole list with /user/devices (once at a time per user). */
+  resync(origin: string, userId: string): Promise<void> {
+    const running = this.resyncing.get(userId);
+    if (running) return running;
+    this.resyncs++;
+    this.cache.delete(userId);
+    const gen = this.generation(userId);
+    const p = (async () => {
+      try {
+        const res = await this.d.client.request(origin, { method: 'GET', path: fedPath`/_matrix/federation/v1/user/devices/${userId}`, timeoutMs: 30_000, maxResponseBytes: MAX_RESPONSE });
+        if (!isJsonObject(res) || res.user_id !== userId || !Number.isSafeInteger(res.stream_id) || !Array.isArray(res.devices)) throw new Error('user/devices: malformed answer');
+        const devices: Array<[string, JsonValue]> = [];
+        for (const dev of res.devices) {
+          if (!isJsonObject(dev) || typeof dev.device_id !== 'string' || !isJsonObject(dev.keys)) continue;
+          const keys: JsonObject = { ...dev.keys };
+          if (typeof dev.device_display_name === 'string') keys.unsigned = { device_display_name: dev.device_display_name };
+          devices.push([dev.device_id, keys]);
+        }
+        if (this.generation(userId) !== gen) return; // updated meanwhile: the next query fetches again
+        this.cache.set(userId, {
+          streamId: res.stream_id as number,
+          devices: validDevices(userId, devices),
+          master: ownKey({ [userId]: res.master_key ?? null }, userId),
+          selfSigning: ownKey({ [userId]: res.self_signing_key ?? null }, userId),
+        });
+        await this.markChanged(userId);
+      } catch (err) {
+        this.d.logger.warn({ err, origin, userId }, 'device list resync failed');
+      } finally {
+        this.resyncing.delete(userId);
+      }
+    })();
+    this.resyncing.set(userId, p);
+    return p;
+  }
+
+  private fill(out: { device_keys: JsonObject; master_keys: JsonObject; self_signing_keys: JsonObject }, userId: string, c: CachedDeviceList): void {
+    const devices: JsonObject = dict();
+    for (const [id, k] of c.devices) devices[id] = k;
+    out.device_keys[userId] = devices;
+    if (c.master) out.master_keys[userId] = c.master;
+    if (c.selfSigning) out.self_signing_keys[userId] = c.selfSigning;
+  }
+
+  private generation(userId: string): number {
+    return this.generations.get(userId) ?? 0;
+  }
+
+  /** The user's list changed in a way the cache may not hold: fetches in flight must not fill it. */
+  private bump(userId: string, drop = true): void {
+    this.generations.set(userId, this.generation(userId) + 1);
+    if (drop) this.cache.delete(userId);
+  }
+
+  private async sharesRoom(userId: string): Promise<boolean> {
+    return (await this.d.rooms.getRoomsForUser(userId, ['join', 'invite'])).length > 0;
+  }
+
+  private async markChanged(userId: string): Promise<void> {
+    await this.d.e2ee.markDeviceListChanged(userId);
+    await this.d.keys.announce([userId]);
+  }
+}
+
+function validDevices(userId: string, entries: Array<[string, JsonValue]>): Map<string, JsonObject> {
+  const out = new Map<string, JsonObject>();
+  for (const [deviceId, k] of entries) {
+    if (isJsonObject(k) && k.user_id === userId && k.device_id === deviceId && isJsonObject(k.keys)) out.set(deviceId, k);
+  }
+  return out;
+}
+
+function ownKey(all: JsonValue | undefined, userId: string): JsonObject | undefined {
+  const k = isJsonObject(all) ? all[userId] : undefined;
+  return isJsonObject(k) && k.user_id === userId && isJsonObject(k.keys) ? k : undefined;
+}
