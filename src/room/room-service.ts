@@ -67,7 +67,7 @@ export class RoomService {
     const version = rules.id;
     for (const u of req.invite ?? []) {
       if (!isValidUserId(u)) throw new MatrixError('M_INVALID_PARAM', `Invalid user ID in invite: ${u}`);
-      this.requireLocal(u);
+      if (!this.remote) this.requireLocal(u);
     }
     let alias: string | undefined;
     if (req.room_alias_name !== undefined) {
@@ -159,7 +159,10 @@ export class RoomService {
     }
     if (req.name !== undefined) drafts.push({ type: 'm.room.name', stateKey: '', sender: me, content: { name: req.name } });
     if (req.topic !== undefined) drafts.push({ type: 'm.room.topic', stateKey: '', sender: me, content: { topic: req.topic } });
+    // Invitees of other servers are invited once the room exists: their server must sign each invite.
+    const remoteInvites = (req.invite ?? []).filter((u) => serverNameOf(u) !== this.serverName);
     for (const u of req.invite ?? []) {
+      if (remoteInvites.includes(u)) continue;
       const target = await this.store.accounts.getUser(u);
       const content = memberContent('invite', target);
       if (req.is_direct) content.is_direct = true;
@@ -187,6 +190,7 @@ export class RoomService {
       throw err;
     }
     if (req.visibility === 'public') await this.store.rooms.setRoomVisibility(roomId, 'public');
+    for (const u of new Set(remoteInvites)) await this.changeMembership(sender, roomId, u, 'invite', undefined, req.is_direct ? { is_direct: true } : undefined);
     return { roomId, alias };
   }
 
@@ -265,6 +269,8 @@ export class RoomService {
     target: string,
     action: 'invite' | 'kick' | 'ban' | 'unban',
     reason?: string,
+    /** Further member event content (createRoom's is_direct). */
+    extra?: JsonObject,
   ): Promise<void> {
     if (!isValidUserId(target)) throw new MatrixError('M_INVALID_PARAM', 'Invalid user_id');
     const remoteTarget = serverNameOf(target) !== this.serverName;
@@ -288,6 +294,7 @@ export class RoomService {
     const content: JsonObject =
       action === 'invite' ? memberContent('invite', await this.store.accounts.getUser(target)) : { membership };
     if (reason) content.reason = reason;
+    if (extra) Object.assign(content, extra);
     const draft = { type: 'm.room.member', stateKey: target, sender: sender.userId, content };
     const remote = this.remote;
     if (action === 'invite' && remoteTarget && remote) {

@@ -321,8 +321,15 @@ export class SyncService {
     const limited = more || (newlyJoined && (await this.hasVisibleEarlier(req.userId, roomId, events[0]?.stream ?? upTo + 1, upTo)));
 
     let stateEntries: StateEntry[];
-    if (full) stateEntries = await this.store.rooms.getStateAt(roomId, timelineStart);
-    else if (limited) stateEntries = await this.store.rooms.getStateChanges(roomId, from, timelineStart);
+    if (full) {
+      stateEntries = await this.store.rooms.getStateAt(roomId, timelineStart);
+      // A room joined through another server has no timeline state before the join (its state
+      // came with send_join, as outliers, or an invite stub heads it): the state at the end of
+      // the timeline is what the client needs.
+      if (events.length > 0 && !stateEntries.some((e) => e.type === 'm.room.create')) {
+        stateEntries = await this.store.rooms.getStateAt(roomId, events[events.length - 1].stream);
+      }
+    } else if (limited) stateEntries = await this.store.rooms.getStateChanges(roomId, from, timelineStart);
     else stateEntries = [];
 
     const memberChanged = full || stateEntries.some((s) => s.type === 'm.room.member') || events.some((e) => e.pdu.type === 'm.room.member');

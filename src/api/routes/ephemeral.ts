@@ -5,7 +5,7 @@ import { MatrixError } from '../../errors.js';
 import { body } from '../middleware.js';
 import { parse, param, type ApiServices, type ClientRoutes } from '../routing.js';
 import { presenceContent } from '../../ephemeral/presence.js';
-import { isValidUserId } from '../../protocol/ids.js';
+import { isValidUserId, serverNameOf } from '../../protocol/ids.js';
 
 const typingSchema = z.object({ typing: z.boolean(), timeout: z.number().int().min(0).optional() }).passthrough();
 const presenceSchema = z
@@ -33,7 +33,9 @@ export function ephemeralRoutes(r: ClientRoutes, s: ApiServices): void {
   r.authed('get', '/presence/:userId/status', async (ctx, auth) => {
     const userId = param(ctx, 'userId');
     if (!isValidUserId(userId)) throw new MatrixError('M_INVALID_PARAM', 'Invalid user ID');
-    if (!(await s.store.accounts.getUser(userId))) throw new MatrixError('M_NOT_FOUND', 'Unknown user');
+    // Users of other servers have no account here; what their server told us is served.
+    const local = serverNameOf(userId) === s.serverName;
+    if (local && !(await s.store.accounts.getUser(userId))) throw new MatrixError('M_NOT_FOUND', 'Unknown user');
     if (userId !== auth.userId) {
       const [mine, theirs] = await Promise.all([
         s.store.rooms.getRoomsForUser(auth.userId, ['join']),
