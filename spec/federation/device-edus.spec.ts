@@ -5,10 +5,11 @@
 // message_id, and the durable EDU queue surviving a restart. Some EDUs are forged with the
 // sending server's real key (read from its key file) to produce gaps and repeats on purpose.
 
+import { createServer, type Socket } from 'node:net';
 import { assert } from '../helpers/assert.js';
 import { enc, type TestServer } from '../helpers/server.js';
 import { closeFedRequests, signedFedRequest, startFederated, startPair, syncUntil, waitFor } from '../helpers/federation.js';
-import { login, PASSWORD, syncToken, TestDevice, uploadDevice, type User } from '../api/keys-helpers.js';
+import { CrossSigning, login, passwordAuth, PASSWORD, syncToken, TestDevice, uploadDevice, type User } from '../api/keys-helpers.js';
 import { Api } from '../helpers/server.js';
 
 const V3 = '/_matrix/client/v3';
@@ -112,6 +113,20 @@ describe('federation: device lists, keys and to-device between two servers', fun
     });
   });
 
+  it('cross-signing keys uploaded at A cross as m.signing_key_update: device_lists.changed at B, and B serves them', async () => {
+    const since = await syncToken(dave);
+    const cs = new CrossSigning(carol.userId);
+    const up = await carol.post(`${V3}/keys/device_signing/upload`, { ...cs.all(), auth: passwordAuth(carol) });
+    assert.equal(up.status, 200, JSON.stringify(up.body));
+    await syncUntil(dave, (body) => (body.device_lists?.changed?.includes(carol.userId) ? true : undefined), 15_000, since);
+    await waitFor(async () => {
+      const q = await dave.post(`${V3}/keys/query`, { device_keys: { [carol.userId]: [] } });
+      return JSON.stringify(q.body.master_keys?.[carol.userId]?.keys) === JSON.stringify(cs.masterKey().keys) && q.body.self_signing_keys?.[carol.userId] !== undefined;
+    });
+    const q = await dave.post(`${V3}/keys/query`, { device_keys: { [carol.userId]: [] } });
+    assert.equal(q.body.user_signing_keys[carol.userId], undefined, "carol's user-signing key never leaves A");
+  });
+
   it('an m.device_list_update after a gap in prev_id resyncs through /user/devices; the next in sequence applies; a repeat is ignored', async () => {
     const remote = b.hearth.federation!.e2ee!.remote;
     await remote.settled();
@@ -180,6 +195,27 @@ describe('federation: device lists, keys and to-device between two servers', fun
     assert.equal(r.status, 200, JSON.stringify(r.body));
     const got = await syncUntil(dave, (body) => (body.to_device?.events ?? []).find((e: any) => e.type === 'org.example.hello'), 15_000, since);
     assert.deepEqual(got, { type: 'org.example.hello', sender: carol.userId, content: { hi: 'dave' } });
+  });
+
+  it('a server that accepts connections but never answers is cut off at the request\'s timeout; other servers\' answers stand', async () => {
+    const sockets: Socket[] = [];
+    const hole = createServer((s) => sockets.push(s)); // accepts, never speaks (not even TLS)
+    await new Promise<void>((r) => hole.listen(0, '127.0.0.1', () => r()));
+    const silent = `127.0.0.1:${(hole.address() as { port: number }).port}`;
+    try {
+      const t0 = Date.now();
+      const q = await dave.post(`${V3}/keys/query`, { device_keys: { [carol.userId]: [], [`@ghost:${silent}`]: [] }, timeout: 1500 });
+      const took = Date.now() - t0;
+      assert.equal(q.status, 200, JSON.stringify(q.body));
+      assert.equal(q.body.failures[silent]?.status, 504, JSON.stringify(q.body.failures));
+      assert.ok(q.body.device_keys[carol.userId][carol.deviceId], 'A answered meanwhile');
+      assert.ok(took >= 1400 && took < 6000, `took ${took} ms`);
+      const c = await dave.post(`${V3}/keys/claim`, { one_time_keys: { [`@ghost:${silent}`]: { X: 'signed_curve25519' } }, timeout: 1000 });
+      assert.equal(c.body.failures[silent]?.status, 504, JSON.stringify(c.body));
+    } finally {
+      for (const s of sockets) s.destroy();
+      await new Promise((r) => hole.close(r));
+    }
   });
 
   it('a server that is down is named in /keys/query and /keys/claim failures; the local part of the answer stands', async () => {
