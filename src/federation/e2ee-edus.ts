@@ -68,9 +68,17 @@ export class FederationE2ee {
     d.presence?.listeners.push((r) => this.presenceChanged(r));
   }
 
-  /** Waits for outbound work queued so far (tests, shutdown). */
+  /** Waits for outbound work queued so far and the resyncs in flight (tests). */
   async settled(): Promise<void> {
     await Promise.all([this.pending.catch(() => undefined), this.local.settled(), this.remote.settled()]);
+  }
+
+  /** Shutdown: outbound work is handed to the sender; a resync still waiting on a slow peer is not waited for past 2 s. */
+  async stop(): Promise<void> {
+    await Promise.all([this.pending.catch(() => undefined), this.local.settled()]);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.remote.settled(), new Promise<void>((r) => (timer = setTimeout(r, 2000)))]);
+    clearTimeout(timer);
   }
 
   /** Inbound EDUs of the types this handles; returns false for other types. */

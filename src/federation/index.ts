@@ -247,7 +247,7 @@ export function attachFederation(core: FederationCore, d: AttachDeps): Federatio
         s.closeAllConnections();
         await closed;
       }
-      await e2ee?.settled();
+      await e2ee?.stop();
       await core.sender.stop();
       await chain;
       await core.keyRing.flush();
