@@ -118,12 +118,16 @@ export class KeyService {
     }
   }
 
-  /** Runs `ask` for each server in parallel, bounded by `timeoutMs`; failures are recorded per server. */
-  private async perServer<T>(
+  /**
+   * Runs `fetch` for each server in parallel, bounded by `timeoutMs`; failures are recorded per
+   * server. `apply` runs only for answers that came in time (a late one changes nothing).
+   */
+  private async perServer<T, R>(
     byServer: Map<string, T>,
     timeoutMs: number,
     failures: JsonObject,
-    ask: (remote: RemoteKeySource, server: string, wanted: T, timeoutMs: number) => Promise<void>,
+    fetch: (remote: RemoteKeySource, server: string, wanted: T, timeoutMs: number) => Promise<R>,
+    apply: (wanted: T, answer: R) => void,
   ): Promise<void> {
     const remote = this.remote;
     await Promise.all(
@@ -137,7 +141,7 @@ export class KeyService {
           timer = setTimeout(() => reject(new Error('timed out')), timeoutMs);
         });
         try {
-          await Promise.race([ask(remote, server, wanted, timeoutMs), timeout]);
+          apply(wanted, await Promise.race([fetch(remote, server, wanted, timeoutMs), timeout]));
         } catch (err) {
           this.d.logger.info({ err, server }, 'remote key request failed');
           const status = typeof (err as { status?: unknown }).status === 'number' ? (err as { status: number }).status : 504;
@@ -172,14 +176,19 @@ export class KeyService {
       if (this.isLocal(userId)) local.push(userId);
       else if (serverNameOf(userId) === undefined) failures[userId] = { status: 400, message: 'Not a user ID' };
     }
-    const remoteJob = this.perServer(this.groupRemote(Object.entries(wanted)), remoteTimeout(timeoutMs), failures, async (remote, server, users, t) => {
-      const res = await remote.queryKeys(server, users, t);
-      for (const userId of Object.keys(users)) {
-        if (isJsonObject(res.device_keys[userId])) deviceKeys[userId] = validDevices(res.device_keys[userId], userId, users[userId]);
-        if (isJsonObject(res.master_keys[userId])) masterKeys[userId] = res.master_keys[userId];
-        if (isJsonObject(res.self_signing_keys[userId])) selfSigningKeys[userId] = res.self_signing_keys[userId];
-      }
-    });
+    const remoteJob = this.perServer(
+      this.groupRemote(Object.entries(wanted)),
+      remoteTimeout(timeoutMs),
+      failures,
+      (remote, server, users, t) => remote.queryKeys(server, users, t),
+      (users, res) => {
+        for (const userId of Object.keys(users)) {
+          if (isJsonObject(res.device_keys[userId])) deviceKeys[userId] = validDevices(res.device_keys[userId], userId, users[userId]);
+          if (isJsonObject(res.master_keys[userId])) masterKeys[userId] = res.master_keys[userId];
+          if (isJsonObject(res.self_signing_keys[userId])) selfSigningKeys[userId] = res.self_signing_keys[userId];
+        }
+      },
+    );
     const [keys, signatures, devices, cross] = await Promise.all([
       this.d.e2ee.getDeviceKeys(local),
       this.d.e2ee.getSignatures(local),
@@ -224,16 +233,21 @@ export class KeyService {
     const oneTimeKeys: Record<string, JsonObject> = dict();
     const failures: JsonObject = dict();
     const jobs: Array<Promise<void>> = [
-      this.perServer(this.groupRemote(Object.entries(wanted)), remoteTimeout(timeoutMs), failures, async (remote, server, users, t) => {
-        const res = await remote.claimKeys(server, users, t);
-        for (const [userId, devices] of Object.entries(users)) {
-          const got = res.one_time_keys[userId];
-          if (!isJsonObject(got)) continue;
-          const forUser: JsonObject = dict();
-          for (const deviceId of Object.keys(devices)) if (isJsonObject(got[deviceId])) forUser[deviceId] = got[deviceId];
-          if (Object.keys(forUser).length > 0) oneTimeKeys[userId] = forUser;
-        }
-      }),
+      this.perServer(
+        this.groupRemote(Object.entries(wanted)),
+        remoteTimeout(timeoutMs),
+        failures,
+        (remote, server, users, t) => remote.claimKeys(server, users, t),
+        (users, res) => {
+          for (const [userId, devices] of Object.entries(users)) {
+            const got = res.one_time_keys[userId];
+            if (!isJsonObject(got)) continue;
+            const forUser: JsonObject = dict();
+            for (const deviceId of Object.keys(devices)) if (isJsonObject(got[deviceId])) forUser[deviceId] = got[deviceId];
+            if (Object.keys(forUser).length > 0) oneTimeKeys[userId] = forUser;
+          }
+        },
+      ),
     ];
     for (const [userId, devices] of Object.entries(wanted)) {
       if (!this.isLocal(userId)) {
