@@ -85,7 +85,9 @@ export class FederationSender {
         const d = this.dest(saved.name);
         d.pending.push(...saved.pending);
         d.edus.push(...(saved.edus ?? []));
-        if (saved.inflight) d.inflight = { ...saved.inflight, edus: saved.inflight.edus ?? [] };
+        // A transaction that carried only ephemeral EDUs has nothing left to retry.
+        const inflight = saved.inflight ? { ...saved.inflight, edus: saved.inflight.edus ?? [] } : undefined;
+        if (inflight && (inflight.pdus.length > 0 || inflight.edus.length > 0)) d.inflight = inflight;
         this.kick(d);
       } catch (err) {
         this.opts.logger.warn({ err, file }, 'unreadable federation queue file skipped');
