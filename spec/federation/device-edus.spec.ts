@@ -53,6 +53,9 @@ describe('federation: device lists, keys and to-device between two servers', fun
   });
 
   it('/user/devices, /user/keys/query and /user/keys/claim answer for local users only', async () => {
+    assert.equal((await carol.put(`${V3}/devices/${enc(carol.deviceId)}`, { display_name: "carol's laptop" })).status, 200);
+    const local = await carol.post(`${V3}/keys/query`, { device_keys: { [carol.userId]: [] } });
+    assert.equal(local.body.device_keys[carol.userId][carol.deviceId].unsigned?.device_display_name, "carol's laptop");
     const devices = await signedFedRequest(b, a, 'GET', `/_matrix/federation/v1/user/devices/${enc(carol.userId)}`);
     assert.equal(devices.status, 200, JSON.stringify(devices.body));
     assert.equal(devices.body.user_id, carol.userId);
@@ -67,6 +70,7 @@ describe('federation: device lists, keys and to-device between two servers', fun
     assert.equal(q.status, 200, JSON.stringify(q.body));
     assert.deepEqual(Object.keys(q.body.device_keys), [carol.userId], 'nothing for a user of another server');
     assert.equal(q.body.device_keys[carol.userId][carol.deviceId].device_id, carol.deviceId);
+    assert.ok(!JSON.stringify([q.body, devices.body]).includes('laptop'), 'device names stay on A');
     assert.equal((await signedFedRequest(b, a, 'POST', '/_matrix/federation/v1/user/keys/query', { device_keys: 'x' })).body.errcode, 'M_BAD_JSON');
 
     const c = await signedFedRequest(b, a, 'POST', '/_matrix/federation/v1/user/keys/claim', { one_time_keys: { [carol.userId]: { [carol.deviceId]: 'signed_curve25519' } } });

@@ -4,6 +4,8 @@
 //
 // Invariants:
 // - Only local users are answered or announced; a request naming other users gets nothing for them.
+// - Device display names never leave this server (as Synapse's default): they can say more about
+//   a person than their keys do, and other servers' clients do not need them.
 // - Per user, stream IDs only grow (max(last + 1, the store's stream position)) and every EDU's
 //   prev_id names the previous one, so a receiver that missed one sees the gap and resyncs.
 // - The baseline (the list as last announced, or as last served by /user/devices) lives in
@@ -36,7 +38,6 @@ export interface LocalDevicesDeps {
 
 interface DeviceView {
   keys: JsonObject;
-  name?: string;
 }
 
 interface Snapshot {
@@ -84,7 +85,7 @@ export class LocalDeviceLists {
       const out: JsonObject = {
         user_id: userId,
         stream_id: st.last,
-        devices: [...snap.devices].map(([deviceId, v]) => ({ device_id: deviceId, keys: v.keys, ...(v.name !== undefined ? { device_display_name: v.name } : {}) })),
+        devices: [...snap.devices].map(([deviceId, v]) => ({ device_id: deviceId, keys: v.keys })),
       };
       if (snap.master) out.master_key = snap.master;
       if (snap.selfSigning) out.self_signing_key = snap.selfSigning;
@@ -105,7 +106,15 @@ export class LocalDeviceLists {
     if (Object.keys(wanted).length > MAX_USERS) throw new MatrixError('M_LIMIT_EXCEEDED', `At most ${MAX_USERS} users per query`);
     // No requester: the user-signing keys (and signatures made with them) stay private.
     const res = await this.d.keys.query('', wanted);
-    return { device_keys: res.device_keys ?? {}, master_keys: res.master_keys ?? {}, self_signing_keys: res.self_signing_keys ?? {} };
+    const deviceKeys: JsonObject = dict();
+    if (isJsonObject(res.device_keys)) {
+      for (const [userId, devices] of Object.entries(res.device_keys)) {
+        const out: JsonObject = dict();
+        if (isJsonObject(devices)) for (const [id, k] of Object.entries(devices)) if (isJsonObject(k)) out[id] = withoutUnsigned(k);
+        deviceKeys[userId] = out;
+      }
+    }
+    return { device_keys: deviceKeys, master_keys: res.master_keys ?? {}, self_signing_keys: res.self_signing_keys ?? {} };
   }
 
   /** POST /_matrix/federation/v1/user/keys/claim: one-time keys of local devices. */
@@ -155,8 +164,7 @@ export class LocalDeviceLists {
     if (isJsonObject(mine)) {
       for (const [deviceId, k] of Object.entries(mine)) {
         if (!isJsonObject(k)) continue;
-        const name = isJsonObject(k.unsigned) && typeof k.unsigned.device_display_name === 'string' ? k.unsigned.device_display_name : undefined;
-        devices.set(deviceId, { keys: withoutUnsigned(k), name });
+        devices.set(deviceId, { keys: withoutUnsigned(k) });
       }
     }
     const pick = (o: JsonValue | undefined) => (isJsonObject(o) && isJsonObject(o[userId]) ? (o[userId] as JsonObject) : undefined);
@@ -177,10 +185,7 @@ export class LocalDeviceLists {
       if (same(after, before)) continue;
       const id = this.nextId(st);
       const content: JsonObject = { user_id: userId, device_id: deviceId, stream_id: id, prev_id: prev, deleted: after === undefined };
-      if (after) {
-        content.keys = after.keys;
-        if (after.name !== undefined) content.device_display_name = after.name;
-      }
+      if (after) content.keys = after.keys;
       edus.push({ edu_type: 'm.device_list_update', content });
       prev = [id];
       st.last = id;
