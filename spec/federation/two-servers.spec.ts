@@ -64,7 +64,11 @@ describe('federation: two Hearth servers on loopback', function () {
     const inv = await alice.post(`/_matrix/client/v3/rooms/${enc(roomId)}/invite`, { user_id: bob.userId });
     assert.equal(inv.status, 200, JSON.stringify(inv.body));
     // The invite shows in bob's /sync on B, with A's signature and B's.
-    const invited = await syncUntil(bob, (body) => body.rooms?.invite?.[roomId]);
+    let bobSince: string | undefined;
+    const invited = await syncUntil(bob, (body) => {
+      bobSince = body.next_batch;
+      return body.rooms?.invite?.[roomId];
+    });
     const own = invited.invite_state.events.find((e: any) => e.type === 'm.room.member' && e.state_key === bob.userId);
     assert.equal(own?.content.membership, 'invite');
     assert.equal(own?.sender, alice.userId);
@@ -80,6 +84,11 @@ describe('federation: two Hearth servers on loopback', function () {
     const name = await bob.get(`/_matrix/client/v3/rooms/${enc(roomId)}/state/m.room.name/`);
     assert.equal(name.status, 200, JSON.stringify(name.body));
     assert.equal(name.body.name, 'across');
+    // Bob's next /sync brings the room with its state (it came with send_join, not as timeline).
+    const section = await syncUntil(bob, (body) => body.rooms?.join?.[roomId], 15_000, bobSince);
+    const all = [...section.state.events, ...section.timeline.events];
+    assert.equal(all.find((e: any) => e.type === 'm.room.name')?.content.name, 'across');
+    assert.ok(all.some((e: any) => e.type === 'm.room.create'));
   });
 
   it('a user of B joins a public room of A by ID with server_name (no invite)', async () => {

@@ -325,8 +325,9 @@ export class SyncService {
       stateEntries = await this.store.rooms.getStateAt(roomId, timelineStart);
       // A room joined through another server has no timeline state before the join (its state
       // came with send_join, as outliers, or an invite stub heads it): the state at the end of
-      // the timeline is what the client needs.
-      if (events.length > 0 && !stateEntries.some((e) => e.type === 'm.room.create')) {
+      // the timeline is what the client needs. (A timeline that starts at the create event has
+      // no state before it, rightly.)
+      if (events.length > 0 && !stateEntries.some((e) => e.type === 'm.room.create') && !events.some((e) => e.pdu.type === 'm.room.create')) {
         stateEntries = await this.store.rooms.getStateAt(roomId, events[events.length - 1].stream);
       }
     } else if (limited) stateEntries = await this.store.rooms.getStateChanges(roomId, from, timelineStart);
