@@ -8,7 +8,11 @@ import { createServer } from 'node:net';
 import { Agent, request } from 'undici';
 import { Api, enc, startTestServer, type TestServer } from './server.js';
 import { buildXMatrixAuthorization } from '../../src/protocol/x-matrix.js';
+import { readSigningKeyFile } from '../../src/protocol/keyfile.js';
 import type { HearthConfigInput } from '../../src/config/load.js';
+import type { SigningKey } from '../../src/protocol/types.js';
+
+export type User = Api & { userId: string };
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -28,7 +32,7 @@ export async function startFederated(port: number, dataDir?: string, extra: Hear
       ...extra,
       server_name: `127.0.0.1:${port}`,
       listeners: { client: { host: '127.0.0.1', port: 0 }, federation: { enabled: true, host: '127.0.0.1', port } },
-      federation: { verify_tls: false, ip_range_whitelist: ['127.0.0.1/32'], min_backoff_ms: 100, max_backoff_ms: 500 },
+      federation: { verify_tls: false, ip_range_whitelist: ['127.0.0.1/32'], min_backoff_ms: 100, max_backoff_ms: 500, ...extra.federation },
     },
     dataDir,
   );
@@ -61,9 +65,9 @@ export function timeline(body: any, roomId: string): any[] {
 }
 
 /** Message bodies in a room's timeline as one user sees them through /sync, until `done`. */
-export async function collect(api: Api, roomId: string, done: (texts: string[]) => boolean): Promise<string[]> {
+export async function collect(api: Api, roomId: string, done: (texts: string[]) => boolean, timeoutMs = 15_000): Promise<string[]> {
   const texts: string[] = [];
-  const deadline = Date.now() + 15_000;
+  const deadline = Date.now() + timeoutMs;
   let since: string | undefined;
   while (Date.now() < deadline) {
     const res = await api.get(`/_matrix/client/v3/sync?timeout=1000${since ? `&since=${enc(since)}` : ''}`);
@@ -74,13 +78,13 @@ export async function collect(api: Api, roomId: string, done: (texts: string[]) 
   throw new Error(`timed out; saw ${JSON.stringify(texts)}`);
 }
 
-export async function waitFor(cond: () => Promise<boolean>, timeoutMs = 15_000): Promise<void> {
+export async function waitFor(cond: () => Promise<boolean>, timeoutMs = 15_000, what = 'condition'): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (await cond()) return;
     await new Promise((r) => setTimeout(r, 100));
   }
-  throw new Error('timed out');
+  throw new Error(`timed out waiting for ${what}`);
 }
 
 let insecure: Agent | undefined;
@@ -107,5 +111,24 @@ export async function signedFedRequest(from: TestServer, to: TestServer, method:
   const { readSigningKeyFile } = await import('../../src/protocol/keyfile.js');
   const key = (await readSigningKeyFile(from.hearth.config.signing_key_path))[0];
   const auth = buildXMatrixAuthorization({ method, uri: path, origin: from.hearth.config.server_name, destination: to.hearth.config.server_name, content: body as any }, key);
+  return fedRequest(to.hearth.federation!.url, method, path, { authorization: auth }, body);
+}
+
+/** The same user, talking to a (restarted) server. */
+export function reattach(user: User, server: TestServer): User {
+  return Object.assign(new Api(server.url, user.token), { userId: user.userId });
+}
+
+export function serverName(s: TestServer): string {
+  return s.hearth.config.server_name;
+}
+
+export async function signingKeyOf(s: TestServer): Promise<SigningKey> {
+  return (await readSigningKeyFile(s.hearth.config.signing_key_path))[0];
+}
+
+/** A request to `to`'s federation listener signed (X-Matrix) as server `from` with `key` (any key, e.g. a rotated one). */
+export async function signedRequest(from: string, key: SigningKey, to: TestServer, method: 'GET' | 'PUT' | 'POST', path: string, body?: unknown) {
+  const auth = buildXMatrixAuthorization({ method, uri: path, origin: from, destination: serverName(to), content: body as never }, key);
   return fedRequest(to.hearth.federation!.url, method, path, { authorization: auth }, body);
 }

@@ -29,6 +29,7 @@ import type { ReceiptService } from '../receipts/receipt-service.js';
 import type { StoredEvent, Store } from '../store/types.js';
 import type { FederationSender } from './sender.js';
 import { serverAclAllows } from './acl.js';
+import { DEFAULT_GAP_BUDGET, type GapBudget, type GapFiller } from './gap-fill.js';
 
 export interface InboundDeps {
   serverName: string;
@@ -42,16 +43,12 @@ export interface InboundDeps {
   logger: Logger;
   maxPdus: number;
   maxEdus: number;
-  /** POST get_missing_events to a peer (FederationClient); absent: gaps make outliers. */
-  fetchMissing?: (origin: string, roomId: string, body: JsonObject) => Promise<JsonValue>;
+  /** Fills gaps before PDUs (get_missing_events, /state_ids); absent: gaps make outliers. */
+  gaps?: GapFiller;
   /** Further EDU types (device lists, to-device, presence); true when the type was handled. */
   moreEdus?: (origin: string, type: JsonValue | undefined, content: JsonObject) => Promise<boolean>;
   now?: () => number;
 }
-
-/** Gap fills per transaction, events per fill: a peer cannot make us fetch without bound. */
-const MAX_GAP_FILLS_PER_TXN = 5;
-const MAX_MISSING_PER_FILL = 20;
 
 const MAX_AUTH_CHAIN = 100_000;
 
@@ -91,7 +88,7 @@ export class FederationInbound {
       if (roomId === undefined) continue; // no room, no ID we could report it under
       byRoom.set(roomId, [...(byRoom.get(roomId) ?? []), raw]);
     }
-    const budget = { fills: MAX_GAP_FILLS_PER_TXN };
+    const budget: GapBudget = { ...DEFAULT_GAP_BUDGET };
     await Promise.all(
       [...byRoom].map(async ([roomId, list]) => {
         const room = await this.d.store.rooms.getRoom(roomId);
@@ -106,8 +103,10 @@ export class FederationInbound {
             continue;
           }
           try {
-            if (fallbackId !== undefined) await this.fillGap(origin, roomId, raw, fallbackId, budget);
-            const out = await this.d.roomInput.receive(roomId, raw, origin);
+            const out =
+              fallbackId !== undefined && this.d.gaps
+                ? await this.d.gaps.receive(origin, roomId, room.roomVersion, raw, fallbackId, budget)
+                : await this.d.roomInput.receive(roomId, raw, origin);
             const id = out.eventId ?? fallbackId;
             if (id === undefined) continue;
             results[id] = out.outcome === 'rejected' ? { error: out.reason } : {};
@@ -126,33 +125,6 @@ export class FederationInbound {
       }
     }
     return { pdus: results };
-  }
-
-  /**
-   * Pipeline step 4 (partly): prev events we lack are asked of the sender with
-   * get_missing_events (from our forward extremities to this event) and received oldest first,
-   * so the event gets a known state instead of becoming an outlier. What is still missing after
-   * one bounded request stays missing (the event is then an outlier; /state_ids is not used yet).
-   */
-  private async fillGap(origin: string, roomId: string, raw: JsonValue, eventId: string, budget: { fills: number }): Promise<void> {
-    if (!this.d.fetchMissing || !isJsonObject(raw) || !Array.isArray(raw.prev_events)) return;
-    const prevs = prevEventIds(raw as unknown as Pdu).slice(0, 20);
-    const known = await this.d.store.rooms.getEvents(prevs);
-    if (prevs.every((id) => known.has(id)) || budget.fills <= 0) return;
-    budget.fills--;
-    try {
-      const res = await this.d.fetchMissing(origin, roomId, {
-        earliest_events: await this.d.store.rooms.getForwardExtremities(roomId),
-        latest_events: [eventId],
-        limit: MAX_MISSING_PER_FILL,
-        min_depth: 0,
-      });
-      const events = isJsonObject(res) && Array.isArray(res.events) ? res.events.slice(0, MAX_MISSING_PER_FILL) : [];
-      const depth = (e: JsonValue) => (isJsonObject(e) && typeof e.depth === 'number' ? e.depth : 0);
-      for (const e of [...events].sort((x, y) => depth(x) - depth(y))) await this.d.roomInput.receive(roomId, e, origin);
-    } catch (err) {
-      this.d.logger.warn({ err, origin, roomId, eventId }, 'get_missing_events failed');
-    }
   }
 
   private async edu(origin: string, edu: JsonValue): Promise<void> {

@@ -25,9 +25,10 @@ import type { E2eeServices } from '../e2ee/index.js';
 import type { ReceiptService } from '../receipts/receipt-service.js';
 import type { RoomInput } from '../room/room-input.js';
 import type { Store } from '../store/types.js';
-import { FederationClient, fedPath } from './client.js';
+import { FederationClient } from './client.js';
 import { ServerDiscovery, splitServerName } from './discovery.js';
 import { FederationE2ee } from './e2ee-edus.js';
+import { GapFiller } from './gap-fill.js';
 import { FederationInbound } from './inbound.js';
 import { RemoteKeyRing } from './keys.js';
 import { createFederationApp, createFederationServer } from './listener.js';
@@ -141,8 +142,13 @@ export function attachFederation(core: FederationCore, d: AttachDeps): Federatio
     logger,
     maxPdus: config.federation.max_pdus_per_txn,
     maxEdus: config.federation.max_edus_per_txn,
-    fetchMissing: (origin, roomId, body) =>
-      core.client.request(origin, { method: 'POST', path: fedPath`/_matrix/federation/v1/get_missing_events/${roomId}`, body, maxResponseBytes: 4 * 1024 * 1024, timeoutMs: 20_000 }),
+    gaps: new GapFiller({
+      store: d.store,
+      roomInput: d.roomInput,
+      keyRing: core.keyRing,
+      logger,
+      request: (origin, method, path, body) => core.client.request(origin, { method, path, body, maxResponseBytes: 16 * 1024 * 1024, timeoutMs: 30_000 }),
+    }),
     moreEdus: e2ee ? (origin, type, content) => e2ee.edu(origin, type, content) : undefined,
     now: d.now,
   });

@@ -14,15 +14,16 @@
 import type { Logger } from 'pino';
 import { MatrixError } from '../errors.js';
 import { isJsonObject } from '../protocol/canonical-json.js';
-import { authEventIds, signEvent, verifyEventSignature } from '../protocol/events.js';
+import { signEvent, verifyEventSignature } from '../protocol/events.js';
 import { isRoomVersion, SUPPORTED_ROOM_VERSIONS } from '../protocol/room-versions.js';
 import type { JsonObject, JsonValue, Pdu, RoomVersion, SigningKey } from '../protocol/types.js';
 import type { StateEntry } from '../store/types.js';
 import type { KeyRing } from '../room/key-ring.js';
-import { checkAgainstAuthEvents, checkAgainstState, checkFormat, checkHashOrRedact, checkSignatures } from '../room/pdu-checks.js';
+import { checkAgainstState, checkFormat, checkSignatures } from '../room/pdu-checks.js';
 import type { RoomInput } from '../room/room-input.js';
 import type { RemoteMembership } from '../room/room-service.js';
 import { fedPath, type FederationClient } from './client.js';
+import { verifyChain } from './verify-chain.js';
 
 export interface RemoteRoomsDeps {
   serverName: string;
@@ -73,7 +74,7 @@ export class RemoteRooms implements RemoteMembership {
       body: signed as unknown as JsonObject,
     });
     if (!isJsonObject(res) || !Array.isArray(res.state) || !Array.isArray(res.auth_chain)) throw new MatrixError('M_UNKNOWN', 'send_join answer without state');
-    const { events, stateIds } = await this.verify(roomId, version, res.state, res.auth_chain);
+    const { events, stateIds } = await verifyChain(roomId, version, this.d.keyRing, res.state, res.auth_chain);
     const stateEntries: StateEntry[] = [];
     let create: Pdu | undefined;
     for (const id of stateIds) {
@@ -93,32 +94,6 @@ export class RemoteRooms implements RemoteMembership {
     if (refusal !== undefined) throw new MatrixError('M_FORBIDDEN', `The join is not allowed by the room's state: ${refusal}`);
     const outliers = [...events].sort((a, b) => a[1].depth - b[1].depth).map(([id, pdu]) => ({ eventId: id, pdu }));
     await this.d.roomInput.adoptRoom(roomId, version, create.sender, outliers, { eventId, pdu: join }, stateEntries);
-  }
-
-  /** Checks 1-4 on a send_join answer; returns the events that passed and the state's IDs among them. */
-  private async verify(roomId: string, version: RoomVersion, state: JsonValue[], chain: JsonValue[]): Promise<{ events: Map<string, Pdu>; stateIds: string[] }> {
-    const candidates = new Map<string, Pdu>();
-    const stateIds: string[] = [];
-    for (const [list, isState] of [[chain, false], [state, true]] as const) {
-      for (const raw of list) {
-        const f = checkFormat(raw, roomId, version);
-        if (!f.ok) continue;
-        if (!candidates.has(f.value.eventId)) {
-          if ((await checkSignatures(f.value.pdu, version, this.d.keyRing)) !== undefined) continue;
-          candidates.set(f.value.eventId, checkHashOrRedact(f.value.pdu, version).pdu);
-        }
-        if (isState) stateIds.push(f.value.eventId);
-      }
-    }
-    const good = new Map<string, Pdu>();
-    const createPdu = [...candidates.values()].find((p) => p.type === 'm.room.create' && p.state_key === '');
-    for (const [id, pdu] of [...candidates].sort((a, b) => a[1].depth - b[1].depth)) {
-      const auth = authEventIds(pdu).map((a) => good.get(a));
-      if (auth.some((a) => a === undefined)) continue; // cites something missing or refused
-      if (checkAgainstAuthEvents(pdu, version, auth as Pdu[], createPdu) !== undefined) continue;
-      good.set(id, pdu);
-    }
-    return { events: good, stateIds: stateIds.filter((id) => good.has(id)) };
   }
 
   async leave(userId: string, roomId: string, via: string[], reason?: string): Promise<void> {

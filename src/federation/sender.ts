@@ -14,6 +14,12 @@
 //   others (typing, receipts, presence) are ephemeral and kept in memory only, the oldest
 //   dropped past a bound.
 // - A transaction carries at most 50 PDUs and 100 EDUs (the spec's limits).
+// - Catch-up: once a transaction to a destination has failed (or a queue was reloaded at start),
+//   the destination is behind, and it is sent only the newest queued PDU of each room (the
+//   room's latest event from here) instead of every missed one; its prev_events lead back to the
+//   rest, which the receiver asks for with get_missing_events (as Synapse does). So a long
+//   outage costs one queued PDU per room, not one per event. Caught up again after a
+//   transaction succeeds with nothing left waiting.
 
 import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { rename, writeFile } from 'node:fs/promises';
@@ -43,6 +49,8 @@ interface Destination {
   inflight?: InFlight;
   running: boolean;
   backoffMs: number;
+  /** Behind since a failure: only each room's newest PDU is kept (see Catch-up). */
+  catchingUp: boolean;
   timer?: NodeJS.Timeout;
   writing: Promise<void>;
 }
@@ -85,6 +93,8 @@ export class FederationSender {
         const d = this.dest(saved.name);
         d.pending.push(...saved.pending);
         d.edus.push(...(saved.edus ?? []));
+        d.catchingUp = d.pending.length > 0;
+        if (d.catchingUp) d.pending = latestPerRoom(d.pending);
         // A transaction that carried only ephemeral EDUs has nothing left to retry.
         const inflight = saved.inflight ? { ...saved.inflight, edus: saved.inflight.edus ?? [] } : undefined;
         if (inflight && (inflight.pdus.length > 0 || inflight.edus.length > 0)) d.inflight = inflight;
@@ -99,6 +109,7 @@ export class FederationSender {
     for (const name of destinations) {
       if (name === this.opts.serverName) continue;
       const d = this.dest(name);
+      if (d.catchingUp) d.pending = d.pending.filter((p) => p.room_id !== pdu.room_id);
       d.pending.push(pdu);
       this.persist(d);
       this.kick(d);
@@ -139,6 +150,11 @@ export class FederationSender {
     this.kick(d);
   }
 
+  /** True while the destination is behind and gets only each room's newest PDU. */
+  catchingUp(name: string): boolean {
+    return this.dests.get(name)?.catchingUp ?? false;
+  }
+
   /** Number of PDUs not yet acknowledged for a destination (tests). */
   backlog(name: string): number {
     const d = this.dests.get(name);
@@ -154,7 +170,7 @@ export class FederationSender {
   private dest(name: string): Destination {
     let d = this.dests.get(name);
     if (!d) {
-      d = { name, pending: [], edus: [], running: false, backoffMs: 0, writing: Promise.resolve() };
+      d = { name, pending: [], edus: [], running: false, backoffMs: 0, catchingUp: false, writing: Promise.resolve() };
       this.dests.set(name, d);
     }
     return d;
@@ -192,9 +208,15 @@ export class FederationSender {
         }
         d.inflight = undefined;
         d.backoffMs = 0;
+        if (d.pending.length === 0) d.catchingUp = false;
         this.delivered++;
         this.persist(d);
       } catch (err) {
+        if (!d.catchingUp) {
+          d.catchingUp = true;
+          d.pending = latestPerRoom(d.pending);
+          this.persist(d);
+        }
         d.backoffMs = Math.min(d.backoffMs === 0 ? (this.opts.minBackoffMs ?? 2000) : d.backoffMs * 2, this.opts.maxBackoffMs ?? 3600_000);
         this.opts.logger.warn({ err, destination: d.name, txnId: t.txnId, retryInMs: d.backoffMs }, 'federation transaction failed; will retry');
         d.timer = setTimeout(() => {
@@ -227,4 +249,11 @@ export class FederationSender {
       }
     });
   }
+}
+
+/** The newest PDU of each room, in queue order (a room's PDUs were queued oldest first). */
+export function latestPerRoom(pdus: readonly Pdu[]): Pdu[] {
+  const last = new Map<string | undefined, number>();
+  pdus.forEach((p, i) => last.set(p.room_id, i));
+  return pdus.filter((p, i) => last.get(p.room_id) === i);
 }

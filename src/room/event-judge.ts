@@ -4,8 +4,9 @@
 // against the room's current state (soft fail). Reads the store, writes nothing.
 //
 // Invariants: a verdict is a value, never an exception, for anything the event itself gets
-// wrong; an event whose prev events are unknown is an outlier (its state cannot be known, and
-// nothing fetches missing events yet); an event citing a rejected auth event is rejected.
+// wrong; an event whose prev events are unknown is an outlier (its state cannot be known) unless
+// the caller brings the state before it from the sender (federation's /state_ids fallback); an
+// event citing a rejected auth event is rejected.
 
 import type { AuthStateLookup } from '../protocol/auth-rules.js';
 import { authEventIds, prevEventIds } from '../protocol/events.js';
@@ -39,8 +40,11 @@ export class EventJudge {
     private readonly dag: DagState,
   ) {}
 
-  /** Checks 4-6. Reads the store, writes nothing. */
-  async judge(roomId: string, state: RoomState, pdu: Pdu, eventId: string): Promise<Verdict> {
+  /**
+   * Checks 4-6. Reads the store, writes nothing. `gapState` is the state before the event as
+   * another server reported it (/state_ids), used in place of prev events we do not have.
+   */
+  async judge(roomId: string, state: RoomState, pdu: Pdu, eventId: string, gapState?: StateMap): Promise<Verdict> {
     const rooms = this.rooms;
     const version = state.version;
 
@@ -74,11 +78,15 @@ export class EventJudge {
       lookup = lookupIn(state);
     } else {
       const groups = await rooms.getEventStateGroups(prevs);
-      const unknown = prevs.filter((id) => !groups.has(id));
-      if (unknown.length > 0) return { kind: 'outlier', reason: `prev events unknown: ${unknown.join(', ')}` };
-      const maps = await Promise.all(prevs.map((id) => this.dag.groupState((groups.get(id) as { after: number }).after)));
+      const known = prevs.filter((id) => groups.has(id));
+      if (known.length < prevs.length && !gapState) {
+        return { kind: 'outlier', reason: `prev events unknown: ${prevs.filter((id) => !groups.has(id)).join(', ')}` };
+      }
+      const maps = await Promise.all(known.map((id) => this.dag.groupState((groups.get(id) as { after: number }).after)));
+      // A gap the caller could not close: the state its sender reported stands in for the missing prevs.
+      if (known.length < prevs.length && gapState) maps.push(gapState);
       const map = maps.length === 0 ? new Map<string, string>() : await this.dag.resolve(roomId, version, maps);
-      before = { isCurrent: false, map, stored: storedAs(maps.length > 0 ? (groups.get(prevs[0]) as { after: number }).after : null, maps[0], map) };
+      before = { isCurrent: false, map, stored: storedAs(known.length > 0 ? (groups.get(known[0]) as { after: number }).after : null, maps[0], map) };
       lookup = await this.lookupFor(pdu, version, map);
     }
     const stateFailure = checkAgainstState(pdu, version, lookup);

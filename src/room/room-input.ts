@@ -161,10 +161,11 @@ export class RoomInput {
 
   /**
    * Accepts an event from outside (federation) through the room's queue. Never throws for a
-   * bad event; store failures still reject the promise.
+   * bad event; store failures still reject the promise. `gapState`: the state before the event
+   * as its sender reported it, for prev events that could not be fetched (see EventJudge.judge).
    */
-  receive(roomId: string, pdu: unknown, origin: string): Promise<InputOutcome> {
-    return this.enqueue(roomId, () => this.receiveJob(roomId, pdu, origin));
+  receive(roomId: string, pdu: unknown, origin: string, gapState?: StateMap): Promise<InputOutcome> {
+    return this.enqueue(roomId, () => this.receiveJob(roomId, pdu, origin, gapState));
   }
 
   /**
@@ -562,7 +563,7 @@ export class RoomInput {
     if (prev) p.pdu.unsigned = { replaces_state: prev.eventId };
   }
 
-  private async receiveJob(roomId: string, raw: unknown, origin: string): Promise<InputOutcome> {
+  private async receiveJob(roomId: string, raw: unknown, origin: string, gapState?: StateMap): Promise<InputOutcome> {
     // Received events read the DAG from the store (steps 5-6, stored state groups).
     await this.drained(roomId);
     const state = await this.load(roomId);
@@ -578,7 +579,7 @@ export class RoomInput {
     const badSignature = await checkSignatures(format.value.pdu, version, this.keyRing);
     if (badSignature !== undefined) return { outcome: 'rejected', eventId, reason: badSignature, stored: false };
     const { pdu } = checkHashOrRedact(format.value.pdu, version);
-    const verdict = await this.judge.judge(roomId, state, pdu, eventId);
+    const verdict = await this.judge.judge(roomId, state, pdu, eventId, gapState);
     if (verdict.kind === 'rejected' && !verdict.store) return { outcome: 'rejected', eventId, reason: verdict.reason, stored: false };
     const redaction = verdict.kind === 'accepted' ? await this.receivedRedaction(roomId, pdu, state) : undefined;
     const { stream } = await this.commit(roomId, { eventId, pdu, redaction }, state, verdict);

@@ -84,7 +84,9 @@ export class RoomState {
   }
 
   nextDepth(): number {
-    return this.maxDepth + 1;
+    // Clamped: another server may send any depth up to 2^53-1, and a depth past it would make
+    // every later event of ours unrepresentable (and refused by checkFormat).
+    return Math.min(this.maxDepth + 1, Number.MAX_SAFE_INTEGER);
   }
 
   membership(userId: string): string | undefined {

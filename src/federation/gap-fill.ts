@@ -1,0 +1,186 @@
+// Receiving a PDU whose prev events we lack (pipeline step 4 in the spec's "Retrieving missing
+// events"): the gap is asked of the sender with get_missing_events, in rounds, from our forward
+// extremities to the event; what arrives is received oldest first so each event gets a known
+// state instead of becoming an outlier. When the rounds cannot connect the gap (it is wider than
+// the budget, or the sender does not answer), the oldest event still cut off is received with
+// the state before it as its sender reports it (/state_ids, then /state for the events we do
+// not have, which are checked and stored as outliers): the gap's messages stay missing, but the
+// room's state and every later event are right.
+//
+// Invariants:
+// - Work per incoming transaction is bounded (GapBudget): get_missing_events requests, events
+//   taken from them, and /state fallbacks. A peer cannot make us fetch without end; past the
+//   budget an event becomes an outlier, as before.
+// - Everything fetched goes through RoomInput.receive (checks 1-6) or, for fallback state, checks
+//   1-4 (verifyChain) before it is stored; nothing fetched is trusted more than a /send PDU.
+// - Only events of the room the PDU is in are taken.
+
+import type { Logger } from 'pino';
+import { isJsonObject } from '../protocol/canonical-json.js';
+import { computeEventId, prevEventIds } from '../protocol/events.js';
+import type { JsonObject, JsonValue, Pdu, RoomVersion } from '../protocol/types.js';
+import { stateTuple } from '../protocol/types.js';
+import type { KeyRing } from '../room/key-ring.js';
+import type { InputOutcome, RoomInput } from '../room/room-input.js';
+import type { StateMap } from '../room/state-resolver.js';
+import type { Store } from '../store/types.js';
+import { fedPath } from './client.js';
+import { verifyChain } from './verify-chain.js';
+
+/** What one incoming transaction may spend on filling gaps (shared by its rooms). */
+export interface GapBudget {
+  requests: number;
+  events: number;
+  stateFallbacks: number;
+}
+
+export const DEFAULT_GAP_BUDGET: Readonly<GapBudget> = { requests: 10, events: 100, stateFallbacks: 2 };
+
+/** get_missing_events answers at most this many events per request (the receiver caps it too). */
+const PER_REQUEST = 20;
+/** A /state_ids answer longer than this is not believed (a room's state and auth chain). */
+const MAX_STATE_IDS = 50_000;
+
+export interface GapFillDeps {
+  store: Store;
+  roomInput: RoomInput;
+  keyRing: KeyRing;
+  logger: Logger;
+  /** A signed federation request to `origin` (FederationClient.request). */
+  request: (origin: string, method: 'GET' | 'POST', path: string, body?: JsonObject) => Promise<JsonValue>;
+}
+
+export class GapFiller {
+  constructor(private readonly d: GapFillDeps) {}
+
+  /** Receives `raw` (event `eventId` of `roomId`), filling a gap before it first when there is one. */
+  async receive(origin: string, roomId: string, version: RoomVersion, raw: JsonValue, eventId: string, budget: GapBudget): Promise<InputOutcome> {
+    if (!isJsonObject(raw) || !Array.isArray(raw.prev_events)) return this.d.roomInput.receive(roomId, raw, origin);
+    const pdu = raw as unknown as Pdu;
+    if ((await this.cutOff(new Map([[eventId, pdu]]))).length === 0 || (await this.d.store.rooms.getEvent(eventId))) {
+      return this.d.roomInput.receive(roomId, raw, origin);
+    }
+    const fetched = await this.missingEvents(origin, roomId, version, eventId, pdu, budget);
+    // Oldest first; an event still cut off from what we have gets its state from the sender.
+    const ordered = [...fetched.values()].sort((a, b) => a.pdu.depth - b.pdu.depth);
+    for (const e of ordered) await this.receiveOne(origin, roomId, version, e.raw, e.pdu, e.eventId, budget);
+    return this.receiveOne(origin, roomId, version, raw, pdu, eventId, budget);
+  }
+
+  private async receiveOne(origin: string, roomId: string, version: RoomVersion, raw: JsonValue, pdu: Pdu, eventId: string, budget: GapBudget): Promise<InputOutcome> {
+    if ((await this.cutOff(new Map([[eventId, pdu]]))).length > 0 && budget.stateFallbacks > 0 && !(await this.d.store.rooms.getEvent(eventId))) {
+      budget.stateFallbacks--;
+      const state = await this.stateFromSender(origin, roomId, version, eventId);
+      if (state) return this.d.roomInput.receive(roomId, raw, origin, state);
+    }
+    return this.d.roomInput.receive(roomId, raw, origin);
+  }
+
+  /**
+   * Rounds of get_missing_events: the first from the event itself, each later one from the
+   * fetched events whose prev events are still unknown. Returns what was fetched, by event ID.
+   */
+  private async missingEvents(origin: string, roomId: string, version: RoomVersion, eventId: string, pdu: Pdu, budget: GapBudget) {
+    const fetched = new Map<string, { eventId: string; pdu: Pdu; raw: JsonValue }>();
+    let latest = [eventId];
+    const earliest = await this.d.store.rooms.getForwardExtremities(roomId);
+    // Nothing older than our first timeline event here (for a room joined over federation, the
+    // join): what came before we were in the room is history, not a gap.
+    const [first] = await this.d.store.rooms.getRoomEvents({ roomId, dir: 'f', from: 0, limit: 1 });
+    const minDepth = first?.pdu.depth ?? 0;
+    while (latest.length > 0 && budget.requests > 0 && budget.events > 0) {
+      budget.requests--;
+      let res: JsonValue;
+      try {
+        res = await this.d.request(origin, 'POST', fedPath`/_matrix/federation/v1/get_missing_events/${roomId}`, {
+          earliest_events: earliest,
+          latest_events: latest.slice(0, 20),
+          limit: Math.min(PER_REQUEST, budget.events),
+          min_depth: minDepth,
+        });
+      } catch (err) {
+        this.d.logger.warn({ err, origin, roomId, eventId }, 'get_missing_events failed');
+        break;
+      }
+      const events = isJsonObject(res) && Array.isArray(res.events) ? res.events.slice(0, Math.min(PER_REQUEST, budget.events)) : [];
+      budget.events -= events.length;
+      let added = 0;
+      for (const e of events) {
+        const id = safeEventId(e, version);
+        if (id === undefined || !isJsonObject(e) || e.room_id !== roomId || fetched.has(id) || typeof e.depth !== 'number' || e.depth < minDepth || !Array.isArray(e.prev_events)) continue;
+        fetched.set(id, { eventId: id, pdu: e as unknown as Pdu, raw: e });
+        added++;
+      }
+      if (added === 0) break;
+      const known = new Map([...fetched].map(([id, f]) => [id, f.pdu]));
+      known.set(eventId, pdu);
+      latest = await this.cutOff(known);
+    }
+    return fetched;
+  }
+
+  /**
+   * IDs of those `events` not stored with a state that cite a prev event neither among `events`
+   * nor stored with a state (an outlier prev does not connect: its state is unknown).
+   */
+  private async cutOff(events: ReadonlyMap<string, Pdu>): Promise<string[]> {
+    const prevs = [...events.values()].flatMap((p) => prevEventIds(p));
+    const groups = await this.d.store.rooms.getEventStateGroups([...new Set([...events.keys(), ...prevs])]);
+    return [...events]
+      .filter(([id, p]) => !groups.has(id) && prevEventIds(p).some((x) => !events.has(x) && !groups.has(x)))
+      .map(([id]) => id);
+  }
+
+  /**
+   * The state before `eventId` as `origin` reports it, with every event in it stored (fetched
+   * with /state and checked when we lack any). Undefined when it cannot be had.
+   */
+  private async stateFromSender(origin: string, roomId: string, version: RoomVersion, eventId: string): Promise<StateMap | undefined> {
+    const q = fedPath`${roomId}?event_id=${eventId}`;
+    try {
+      const ids = await this.d.request(origin, 'GET', `/_matrix/federation/v1/state_ids/${q}`);
+      if (!isJsonObject(ids) || !Array.isArray(ids.pdu_ids) || !Array.isArray(ids.auth_chain_ids)) return undefined;
+      const pduIds = ids.pdu_ids.filter((x): x is string => typeof x === 'string');
+      if (pduIds.length + ids.auth_chain_ids.length > MAX_STATE_IDS) return undefined;
+      let have = await this.d.store.rooms.getEvents(pduIds);
+      if (pduIds.some((id) => !have.has(id))) {
+        const full = await this.d.request(origin, 'GET', `/_matrix/federation/v1/state/${q}`);
+        if (!isJsonObject(full) || !Array.isArray(full.pdus) || !Array.isArray(full.auth_chain)) return undefined;
+        const stored = new Map([...have].map(([id, e]) => [id, e.pdu]));
+        const { events } = await verifyChain(roomId, version, this.d.keyRing, full.pdus, full.auth_chain, stored);
+        await this.storeOutliers(roomId, events);
+        have = await this.d.store.rooms.getEvents(pduIds);
+      }
+      const map: StateMap = new Map();
+      for (const id of pduIds) {
+        const ev = have.get(id);
+        if (!ev || ev.roomId !== roomId || ev.rejected !== null || ev.pdu.state_key === undefined) continue;
+        map.set(stateTuple(ev.pdu.type, ev.pdu.state_key), id);
+      }
+      if (!map.has(stateTuple('m.room.create', ''))) return undefined;
+      this.d.logger.info({ origin, roomId, eventId, entries: map.size }, 'gap not connected: using the state the sender reports');
+      return map;
+    } catch (err) {
+      this.d.logger.warn({ err, origin, roomId, eventId }, 'state fallback for a gap failed');
+      return undefined;
+    }
+  }
+
+  private async storeOutliers(roomId: string, events: Map<string, Pdu>): Promise<void> {
+    if (events.size === 0) return;
+    await this.d.roomInput.exclusive(roomId, async () => {
+      const have = await this.d.store.rooms.getEvents([...events.keys()]);
+      for (const [eventId, pdu] of [...events].sort((a, b) => a[1].depth - b[1].depth)) {
+        if (!have.has(eventId)) await this.d.store.rooms.persistEvent({ eventId, pdu, stateDelta: [], forwardExtremities: [], outlier: true });
+      }
+    });
+  }
+}
+
+export function safeEventId(raw: JsonValue, version: RoomVersion): string | undefined {
+  try {
+    return isJsonObject(raw) ? computeEventId(raw, version) : undefined;
+  } catch {
+    return undefined;
+  }
+}
