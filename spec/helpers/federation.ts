@@ -132,3 +132,78 @@ export async function signedRequest(from: string, key: SigningKey, to: TestServe
   const auth = buildXMatrixAuthorization({ method, uri: path, origin: from, destination: serverName(to), content: body as never }, key);
   return fedRequest(to.hearth.federation!.url, method, path, { authorization: auth }, body);
 }
+
+/**
+ * Cuts `isolated` off from the other `servers`: every federation request between it and them,
+ * both ways (transactions, get_missing_events, key fetches), fails as a refused connection
+ * would, while each side keeps serving its own clients. Returns the function that heals it.
+ */
+export function partition(servers: TestServer[], isolated: TestServer): () => void {
+  const cut = serverName(isolated);
+  const heal: Array<() => void> = [];
+  for (const s of servers) {
+    const client = s.hearth.federation!.core.client;
+    const previous = client.request;
+    const me = serverName(s);
+    client.request = async (destination, req) => {
+      if ((me === cut) !== (destination === cut)) {
+        throw Object.assign(new Error(`connect ECONNREFUSED (test partition ${me} -/- ${destination})`), { code: 'ECONNREFUSED' });
+      }
+      return previous.call(client, destination, req);
+    };
+    heal.push(() => void (client.request = previous));
+  }
+  return () => heal.forEach((h) => h());
+}
+
+/** Records the federation requests `s` makes from now on (`METHOD destination path`). */
+export function watchRequests(s: TestServer): string[] {
+  const client = s.hearth.federation!.core.client;
+  const previous = client.request;
+  const log: string[] = [];
+  client.request = async (destination, req) => {
+    log.push(`${req.method} ${destination} ${req.path}`);
+    return previous.call(client, destination, req);
+  };
+  return log;
+}
+
+/** One user's view of one room through incremental /sync (timeline limit high enough for bursts). */
+export class SyncedTimeline {
+  readonly events: any[] = [];
+  private since: string | undefined;
+
+  constructor(readonly user: User, readonly roomId: string) {}
+
+  /** Starts from now: later polls see only what arrives after this. */
+  async start(): Promise<this> {
+    const res = await this.user.get(`/_matrix/client/v3/sync?timeout=0&filter=${enc(JSON.stringify({ room: { timeline: { limit: 1 } } }))}`);
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    this.since = res.body.next_batch;
+    return this;
+  }
+
+  async poll(timeoutMs = 500): Promise<void> {
+    const filter = enc(JSON.stringify({ room: { timeline: { limit: 500 } } }));
+    const res = await this.user.get(`/_matrix/client/v3/sync?timeout=${timeoutMs}&filter=${filter}${this.since ? `&since=${enc(this.since)}` : ''}`);
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    const room = res.body.rooms?.join?.[this.roomId];
+    assert.ok(!room?.timeline?.limited, `${this.user.userId}'s timeline came back limited: a gap in /sync`);
+    this.events.push(...(room?.timeline?.events ?? []));
+    this.since = res.body.next_batch;
+  }
+
+  messages(): string[] {
+    return this.events.filter((e) => e.type === 'm.room.message').map((e) => e.content.body as string);
+  }
+
+  /** Polls until `done` holds for the message bodies seen so far. */
+  async until(done: (texts: string[]) => boolean, timeoutMs = 20_000): Promise<string[]> {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      if (done(this.messages())) return this.messages();
+      await this.poll();
+    }
+    throw new Error(`timed out; ${this.user.userId} saw ${JSON.stringify(this.messages())}`);
+  }
+}

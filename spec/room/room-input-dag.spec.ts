@@ -247,6 +247,30 @@ describe(`Room input on a DAG: forks on one server (room v${version})`, function
     assert.deepEqual(await w.store.rooms.getPrevEvents([ev.eventId]), new Map([[ev.eventId, [unknownPrev.eventId]]]));
   });
 
+  it('accepts an event with unknown prev events given the state before it (the federation gap fallback)', async function () {
+    const unknownPrev = { eventId: eventIdAssignedByServer(w.version) ? `$gapprev:${SERVER}` : `$${'B'.repeat(43)}`, depth: w.tip.depth + 5 };
+    const ev = build(w, bob, 'm.room.message', { msgtype: 'm.text', body: 'after a gap' }, [unknownPrev]);
+    const reported = toStateMap(await w.store.rooms.getCurrentState(w.roomId));
+    const out = await w.input.receive(w.roomId, structuredClone(ev.pdu), SERVER, reported);
+    assert.equal(out.outcome, 'accepted');
+    assert.deepEqual(toStateMap((await w.store.rooms.getStateAtEvent(ev.eventId, 'before')) ?? []), reported);
+    assert.ok((await timeline(w)).includes(ev.eventId));
+    assert.deepEqual((await w.store.rooms.getForwardExtremities(w.roomId)).sort(), [w.tip.eventId, ev.eventId].sort());
+    // Without the state the same kind of event is still an outlier.
+    const other = build(w, bob, 'm.room.message', { msgtype: 'm.text', body: 'no state' }, [unknownPrev]);
+    assert.equal((await receive(w, other)).outcome, 'outlier');
+  });
+
+  it('clamps the depth of local events after a remote event with the largest depth', async function () {
+    const deep = build(w, bob, 'm.room.message', { msgtype: 'm.text', body: 'deep' }, [{ ...w.tip, depth: Number.MAX_SAFE_INTEGER - 1 }]);
+    assert.equal(deep.depth, Number.MAX_SAFE_INTEGER);
+    assert.equal((await receive(w, deep)).outcome, 'accepted');
+    for (const body of ['one', 'two']) {
+      const local = await w.input.submit(w.roomId, { type: 'm.room.message', sender: alice, content: { msgtype: 'm.text', body } });
+      assert.equal((await w.store.rooms.getEvent(local.eventId))?.pdu.depth, Number.MAX_SAFE_INTEGER);
+    }
+  });
+
   it('checks signatures with the key ring and redacts on a content hash mismatch', async function () {
     // Unknown server: rejected without being stored.
     const mallory = '@mallory:evil.test';
