@@ -237,6 +237,30 @@ describe('federation: two Hearth servers on loopback', function () {
     assert.ok(Array.isArray(st.body.auth_chain_ids) && st.body.auth_chain_ids.length > 0);
   });
 
+  it('event_auth answers the auth chain of an event B may see, and refuses one from before B was in the room', async () => {
+    const { readSigningKeyFile } = await import('../../src/protocol/keyfile.js');
+    const keyB = (await readSigningKeyFile(b.hearth.config.signing_key_path))[0];
+    const ask = async (path: string) => {
+      const auth = buildXMatrixAuthorization({ method: 'GET', uri: path, origin: nameB, destination: nameA }, keyB);
+      return fedRequest(a.hearth.federation!.url, 'GET', path, { authorization: auth });
+    };
+    const latest = await alice.get(`/_matrix/client/v3/rooms/${enc(roomId)}/messages?dir=b&limit=1`);
+    const last = latest.body.chunk[0];
+    const res = await ask(`/_matrix/federation/v1/event_auth/${enc(roomId)}/${enc(last.event_id)}`);
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    const types = res.body.auth_chain.map((e: any) => e.type);
+    // A v12 room: the create event is named by the room ID, not cited in auth_events.
+    for (const t of ['m.room.power_levels', 'm.room.member', 'm.room.join_rules']) assert.ok(types.includes(t), `auth chain has ${t}`);
+    const stored = await a.hearth.store.rooms.getEvent(last.event_id);
+    const { authEventIds, computeEventId } = await import('../../src/protocol/events.js');
+    const chainIds = new Set(res.body.auth_chain.map((e: any) => computeEventId(e, '12')));
+    for (const id of authEventIds(stored!.pdu)) assert.ok(chainIds.has(id), `cites ${id}`);
+    const first = await alice.get(`/_matrix/client/v3/rooms/${enc(roomId)}/messages?dir=f&limit=1`);
+    const early = await ask(`/_matrix/federation/v1/event_auth/${enc(roomId)}/${enc(first.body.chunk[0].event_id)}`);
+    assert.equal(early.status, 403);
+    assert.equal((await ask(`/_matrix/federation/v1/event_auth/${enc(roomId)}/${enc('$nope')}`)).status, 404);
+  });
+
   it('a server that was down catches up (the durable queue keeps each room\'s newest event), even across the sender\'s restart', async () => {
     const dirA = a.dataDir;
     const dirB = b.dataDir;

@@ -7,6 +7,7 @@
 
 import { z } from 'zod';
 import { DEFAULT_IP_RANGE_BLACKLIST, parseCidr } from '../net/outbound-guard.js';
+import { tryDecodeBase64 } from '../protocol/base64.js';
 
 // Matrix server-name grammar (spec appendix "Server Name"): hostname or IP literal, optional port.
 const SERVER_NAME_RE = /^(?:\[[0-9A-Fa-f:.]{2,45}\]|[A-Za-z0-9.-]{1,255})(?::\d{1,5})?$/;
@@ -128,6 +129,10 @@ const configObject = z.strictObject({
     })
     .prefault({}),
   signing_key_path: filePath.default('./data/signing.key'),
+  // Public keys of rotated-out signing keys, served as old_verify_keys (valid for events before expired_ts).
+  old_signing_keys: z
+    .record(z.string().regex(/^ed25519:[A-Za-z0-9_]+$/, { error: 'must be ed25519:<version>' }), z.strictObject({ key: z.string().refine((k) => tryDecodeBase64(k)?.length === 32, { error: 'must be a base64 Ed25519 public key' }), expired_ts: z.int().min(0) }))
+    .default({}),
   federation: z
     .strictObject({
       verify_tls: z.boolean().default(true),

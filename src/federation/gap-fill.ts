@@ -10,7 +10,8 @@
 // Invariants:
 // - Work per incoming transaction is bounded (GapBudget): get_missing_events requests, events
 //   taken from them, and /state fallbacks. A peer cannot make us fetch without end; past the
-//   budget an event becomes an outlier, as before.
+//   budget an event still cut off is refused unstored (a later gap fill may fetch it), never
+//   stored as an outlier: timeline events are not outliers here, so none needs promoting.
 // - Everything fetched goes through RoomInput.receive (checks 1-6) or, for fallback state, checks
 //   1-4 (verifyChain) before it is stored; nothing fetched is trusted more than a /send PDU.
 // - Only events of the room the PDU is in are taken.
@@ -68,10 +69,12 @@ export class GapFiller {
   }
 
   private async receiveOne(origin: string, roomId: string, version: RoomVersion, raw: JsonValue, pdu: Pdu, eventId: string, budget: GapBudget): Promise<InputOutcome> {
-    if ((await this.cutOff(new Map([[eventId, pdu]]))).length > 0 && budget.stateFallbacks > 0 && !(await this.d.store.rooms.getEvent(eventId))) {
-      budget.stateFallbacks--;
-      const state = await this.stateFromSender(origin, roomId, version, eventId);
+    if ((await this.cutOff(new Map([[eventId, pdu]]))).length > 0 && !(await this.d.store.rooms.getEvent(eventId))) {
+      const state = budget.stateFallbacks-- > 0 ? await this.stateFromSender(origin, roomId, version, eventId) : undefined;
       if (state) return this.d.roomInput.receive(roomId, raw, origin, state);
+      // Not stored at all rather than as an outlier: a later event's gap fill fetches it again
+      // (an outlier would stay cut off, and cut off everything after it).
+      return { outcome: 'rejected', eventId, reason: 'its prev events could not be fetched (gap budget spent or sender unreachable)', stored: false };
     }
     return this.d.roomInput.receive(roomId, raw, origin);
   }

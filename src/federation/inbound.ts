@@ -252,7 +252,8 @@ export class FederationInbound {
 
   async eventAuth(origin: string, roomId: string, eventId: string): Promise<JsonObject> {
     const ev = await this.readable(origin, roomId, eventId);
-    const chain = await this.authChain(authEventIds(ev.pdu));
+    // The chain starting at the event itself: its own auth events are part of it.
+    const chain = await this.authChain([ev.eventId]);
     return { auth_chain: (await this.pdusOf([...chain])) as unknown as JsonObject[] };
   }
 

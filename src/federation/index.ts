@@ -17,6 +17,7 @@ import type { Logger } from 'pino';
 import type { HearthConfig } from '../config/load.js';
 import { createOutboundHttp, OutboundGuard, type OutboundHttp } from '../net/outbound-guard.js';
 import { parseStrictJson } from '../protocol/canonical-json.js';
+import { tryDecodeBase64 } from '../protocol/base64.js';
 import { serverNameOf } from '../protocol/ids.js';
 import type { JsonObject, Pdu, SigningKey } from '../protocol/types.js';
 import type { TypingService } from '../ephemeral/typing.js';
@@ -30,13 +31,15 @@ import { ServerDiscovery, splitServerName } from './discovery.js';
 import { FederationE2ee } from './e2ee-edus.js';
 import { GapFiller } from './gap-fill.js';
 import { FederationInbound } from './inbound.js';
-import { RemoteKeyRing } from './keys.js';
+import { RemoteKeyRing, type OldKey } from './keys.js';
 import { createFederationApp, createFederationServer } from './listener.js';
 import { RemoteRooms } from './remote-rooms.js';
 import { generateSelfSignedCertificate } from './self-signed.js';
 import { FederationSender } from './sender.js';
 
 export interface FederationCore {
+  /** Rotated-out signing keys (config old_signing_keys), served as old_verify_keys. */
+  oldKeys: OldKey[];
   http: OutboundHttp;
   client: FederationClient;
   keyRing: RemoteKeyRing;
@@ -58,9 +61,13 @@ export function createFederationCore(config: HearthConfig, signingKey: SigningKe
   });
   const client = new FederationClient(config.server_name, signingKey, discovery, http);
   const dataDir = dirname(config.storage.sqlite.path);
+  const oldKeys: OldKey[] = Object.entries(config.old_signing_keys).map(([keyId, v]) => ({
+    key: { keyId, publicKey: tryDecodeBase64(v.key) as Uint8Array }, // the schema checked it is 32 bytes
+    expiredTs: v.expired_ts,
+  }));
   const keyRing = new RemoteKeyRing({
     serverName: config.server_name,
-    ownKeys: [signingKey],
+    ownKeys: [signingKey, ...oldKeys.map((o) => o.key).filter((k) => k.keyId !== signingKey.keyId)],
     fetcher: client,
     notaries: config.federation.trusted_key_servers,
     cachePath: join(dataDir, 'federation-keys.json'),
@@ -74,7 +81,7 @@ export function createFederationCore(config: HearthConfig, signingKey: SigningKe
     minBackoffMs: config.federation.min_backoff_ms,
     maxBackoffMs: config.federation.max_backoff_ms,
   });
-  return { http, client, keyRing, sender };
+  return { oldKeys, http, client, keyRing, sender };
 }
 
 export interface AttachDeps {
@@ -196,7 +203,7 @@ export function attachFederation(core: FederationCore, d: AttachDeps): Federatio
   const app = createFederationApp({
     serverName: me,
     signingKey: d.signingKey,
-    oldKeys: [],
+    oldKeys: core.oldKeys.filter((o) => o.key.keyId !== d.signingKey.keyId),
     keyRing: core.keyRing,
     inbound,
     e2ee: e2ee?.local,

@@ -98,7 +98,8 @@ export interface TrustedKeyServer {
 
 export interface RemoteKeyRingOptions {
   serverName: string;
-  ownKeys: readonly SigningKey[];
+  /** This server's keys: the current one and rotated-out ones (old_signing_keys). */
+  ownKeys: ReadonlyArray<{ keyId: string; publicKey: Uint8Array }>;
   fetcher: KeyFetcher;
   notaries?: readonly TrustedKeyServer[];
   cachePath?: string;
