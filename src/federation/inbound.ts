@@ -157,12 +157,12 @@ export class FederationInbound {
 
   // ---- membership handshakes -----------------------------------------------------------------
 
-  async makeMembership(origin: string, roomId: string, userId: string, membership: 'join' | 'leave', versions: string[]): Promise<JsonObject> {
+  async makeMembership(origin: string, roomId: string, userId: string, membership: 'join' | 'leave' | 'knock', versions: string[]): Promise<JsonObject> {
     if (!isValidUserId(userId) || serverNameOf(userId) !== origin) throw new MatrixError('M_FORBIDDEN', 'The user is not on the requesting server');
     const t = await this.d.roomInput.template(roomId, { type: 'm.room.member', stateKey: userId, sender: userId, content: { membership } });
     if (!t) throw new MatrixError('M_NOT_FOUND', 'Unknown room');
     if (!serverAclAllows(t.state.content('m.room.server_acl'), origin)) throw aclError();
-    if (membership === 'join' && !versions.includes(t.version)) {
+    if (membership !== 'leave' && !versions.includes(t.version)) {
       throw new MatrixError('M_INCOMPATIBLE_ROOM_VERSION', `The room is version ${t.version}`, { room_version: t.version });
     }
     const refusal = checkAgainstState(t.pdu, t.version, lookupIn(t.state));
@@ -170,7 +170,7 @@ export class FederationInbound {
     return { room_version: t.version, event: t.pdu as unknown as JsonObject };
   }
 
-  async sendMembership(origin: string, roomId: string, eventId: string, raw: JsonValue | undefined, membership: 'join' | 'leave'): Promise<StoredEvent> {
+  async sendMembership(origin: string, roomId: string, eventId: string, raw: JsonValue | undefined, membership: 'join' | 'leave' | 'knock'): Promise<StoredEvent> {
     const room = await this.d.store.rooms.getRoom(roomId);
     if (!room) throw new MatrixError('M_NOT_FOUND', 'Unknown room');
     if (!(await this.aclAllows(roomId, origin))) throw aclError();

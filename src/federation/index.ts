@@ -29,7 +29,9 @@ import type { Store } from '../store/types.js';
 import { FederationClient } from './client.js';
 import { ServerDiscovery, splitServerName } from './discovery.js';
 import { FederationE2ee } from './e2ee-edus.js';
+import { FederationDirectory } from './directory.js';
 import { GapFiller } from './gap-fill.js';
+import { FederationKnocks } from './knock.js';
 import { FederationInbound } from './inbound.js';
 import { RemoteKeyRing, type OldKey } from './keys.js';
 import { createFederationApp, createFederationServer } from './listener.js';
@@ -207,6 +209,8 @@ export function attachFederation(core: FederationCore, d: AttachDeps): Federatio
     keyRing: core.keyRing,
     inbound,
     e2ee: e2ee?.local,
+    directory: new FederationDirectory({ store: d.store, currentState: (roomId) => d.roomInput.currentState(roomId) }),
+    knocks: new FederationKnocks({ inbound, roomInput: d.roomInput }),
     sender: core.sender,
     logger,
     maxBodyBytes: Math.max(config.limits.max_request_body_bytes, 4 * 1024 * 1024),

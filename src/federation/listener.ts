@@ -26,6 +26,9 @@ import { parseXMatrixHeader, verifyXMatrixRequest } from '../protocol/x-matrix.j
 import type { KeyRing } from '../room/key-ring.js';
 import type { FederationInbound } from './inbound.js';
 import type { LocalDeviceLists } from './local-devices.js';
+import type { FederationDirectory } from './directory.js';
+import type { FederationKnocks } from './knock.js';
+import { directoryRoutes, knockRoutes } from './listener-routes.js';
 import { ownKeyDocument, type OldKey, type RemoteKeyRing } from './keys.js';
 import type { FederationSender } from './sender.js';
 
@@ -37,13 +40,17 @@ export interface FederationAppDeps {
   inbound: FederationInbound;
   /** Device lists and keys of our users (absent: those endpoints answer 404). */
   e2ee?: Pick<LocalDeviceLists, 'userDevices' | 'queryKeys' | 'claimKeys'>;
+  /** publicRooms and hierarchy; absent: those endpoints are unrecognized. */
+  directory?: FederationDirectory;
+  /** make_knock/send_knock; absent: unrecognized. */
+  knocks?: FederationKnocks;
   sender: FederationSender;
   logger: Logger;
   maxBodyBytes: number;
   now: () => number;
 }
 
-interface FedState {
+export interface FedState {
   origin: string;
   body: JsonValue | undefined;
 }
@@ -65,8 +72,8 @@ async function readBody(ctx: Ctx, max: number): Promise<JsonValue | undefined> {
   }
 }
 
-type Ctx = Koa.ParameterizedContext<FedState> & { params: Record<string, string> };
-type Handler = (ctx: Ctx) => Promise<void> | void;
+export type Ctx = Koa.ParameterizedContext<FedState> & { params: Record<string, string> };
+export type Handler = (ctx: Ctx) => Promise<void> | void;
 type Guard = (ctx: Ctx, next: () => Promise<void>) => Promise<void>;
 
 /**
@@ -81,7 +88,7 @@ function decodeParam(v: string): string {
   }
 }
 
-class Routes {
+export class Routes {
   private readonly list: Array<{ method: string; matcher: MatchFunction<Partial<Record<string, string>>>; handler: Handler }> = [];
   private readonly guards: Guard[] = [];
 
@@ -287,6 +294,8 @@ export function createFederationApp(d: FederationAppDeps): Koa<FedState> {
       ctx.body = await e2ee.claimKeys(ctx.state.body);
     });
   }
+  if (d.directory) directoryRoutes(fed, d.directory);
+  if (d.knocks) knockRoutes(fed, d.knocks);
   app.use(fed.middleware());
   return app;
 }

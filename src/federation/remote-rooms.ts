@@ -12,7 +12,7 @@
 //   room's first timeline event with that state before it (one writer per room).
 
 import type { Logger } from 'pino';
-import { MatrixError } from '../errors.js';
+import { ERRCODE_STATUS, MatrixError, type Errcode } from '../errors.js';
 import { isJsonObject } from '../protocol/canonical-json.js';
 import { signEvent, verifyEventSignature } from '../protocol/events.js';
 import { isRoomVersion, SUPPORTED_ROOM_VERSIONS } from '../protocol/room-versions.js';
@@ -22,7 +22,7 @@ import type { KeyRing } from '../room/key-ring.js';
 import { checkAgainstState, checkFormat, checkSignatures } from '../room/pdu-checks.js';
 import type { RoomInput } from '../room/room-input.js';
 import type { RemoteMembership } from '../room/room-service.js';
-import { fedPath, type FederationClient } from './client.js';
+import { FederationError, fedPath, type FederationClient } from './client.js';
 import { verifyChain } from './verify-chain.js';
 
 export interface RemoteRoomsDeps {
@@ -94,6 +94,46 @@ export class RemoteRooms implements RemoteMembership {
     if (refusal !== undefined) throw new MatrixError('M_FORBIDDEN', `The join is not allowed by the room's state: ${refusal}`);
     const outliers = [...events].sort((a, b) => a[1].depth - b[1].depth).map(([id, pdu]) => ({ eventId: id, pdu }));
     await this.d.roomInput.adoptRoom(roomId, version, create.sender, outliers, { eventId, pdu: join }, stateEntries);
+  }
+
+  /**
+   * Knocks through the first of `via` that takes it (make_knock, send_knock). A refusal with a
+   * Matrix error (the join rule is not knock, the version has no knocking) is the client's
+   * answer; unreachable servers are skipped.
+   */
+  async knock(userId: string, roomId: string, via: string[], content: JsonObject): Promise<void> {
+    const errors: string[] = [];
+    let refusal: MatrixError | undefined;
+    for (const server of via.filter((s) => s !== this.d.serverName)) {
+      try {
+        const ver = SUPPORTED_ROOM_VERSIONS.map((v) => `ver=${v}`).join('&');
+        const made = await this.d.client.request(server, { method: 'GET', path: `${fedPath`/_matrix/federation/v1/make_knock/${roomId}/${userId}`}?${ver}` });
+        if (!isJsonObject(made) || !isJsonObject(made.event) || !isRoomVersion(made.room_version)) throw new MatrixError('M_UNKNOWN', 'make_knock answer without an event');
+        const version = made.room_version;
+        const t = made.event;
+        if (t.room_id !== roomId || t.sender !== userId || t.state_key !== userId || t.type !== 'm.room.member' || !isJsonObject(t.content) || t.content.membership !== 'knock') {
+          throw new MatrixError('M_UNKNOWN', 'make_knock template is not this user\'s knock');
+        }
+        const draft: JsonObject = { ...t, content: { ...content, membership: 'knock' }, origin_server_ts: (this.d.now ?? Date.now)() };
+        for (const k of ['event_id', 'hashes', 'signatures', 'unsigned', 'origin']) delete draft[k];
+        const signed = signEvent(draft, this.d.serverName, this.d.signingKey, version) as unknown as Pdu;
+        const f = checkFormat(signed, roomId, version);
+        if (!f.ok) throw new MatrixError('M_UNKNOWN', `our knock is malformed: ${f.reason}`);
+        await this.d.client.request(server, { method: 'PUT', path: fedPath`/_matrix/federation/v1/send_knock/${roomId}/${f.value.eventId}`, body: signed as unknown as JsonObject });
+        await this.d.roomInput.recordRemoteKnock(roomId, version, f.value.eventId, f.value.pdu);
+        return;
+      } catch (err) {
+        if (err instanceof MatrixError && err.errcode !== 'M_UNKNOWN') throw err;
+        if (err instanceof FederationError && err.errcode !== undefined && err.status >= 400 && err.status < 500 && err.status !== 401 && err.status !== 429) {
+          const code = (err.errcode in ERRCODE_STATUS ? err.errcode : 'M_FORBIDDEN') as Errcode;
+          refusal ??= new MatrixError(code, `${server} refused the knock: ${err.message}`, {}, err.status);
+        }
+        this.d.logger.warn({ err, server, roomId }, 'remote knock attempt failed');
+        errors.push(`${server}: ${(err as Error).message}`);
+      }
+    }
+    if (refusal) throw refusal;
+    throw new MatrixError('M_UNKNOWN', `Could not knock through any server (${errors.join('; ') || 'no server to ask'})`, {}, 502);
   }
 
   async leave(userId: string, roomId: string, via: string[], reason?: string): Promise<void> {

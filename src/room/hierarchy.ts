@@ -77,6 +77,18 @@ export function spaceChildren(state: RoomState): Child[] {
   });
 }
 
+/** A room's summary as the hierarchy lists it (client and federation alike). */
+export function hierarchySummary(roomId: string, state: RoomState): JsonObject {
+  const summary = roomSummary(roomId, state);
+  const version = state.content('m.room.create')?.room_version;
+  summary.room_version = typeof version === 'string' ? version : '1';
+  const encryption = state.content('m.room.encryption')?.algorithm;
+  if (typeof encryption === 'string') summary.encryption = encryption;
+  const allowed = allowedRoomIds(state);
+  if (allowed.length > 0) summary.allowed_room_ids = allowed;
+  return summary;
+}
+
 function encodeToken(t: Token): string {
   return Buffer.from(JSON.stringify(t)).toString('base64url');
 }
@@ -137,13 +149,7 @@ export class HierarchyService {
       }
       const children = spaceChildren(state).filter((c) => !suggestedOnly || c.suggested);
       if (listed >= skip) {
-        const summary = roomSummary(roomId, state);
-        const version = state.content('m.room.create')?.room_version;
-        summary.room_version = typeof version === 'string' ? version : '1';
-        const encryption = state.content('m.room.encryption')?.algorithm;
-        if (typeof encryption === 'string') summary.encryption = encryption;
-        const allowed = allowedRoomIds(state);
-        if (allowed.length > 0) summary.allowed_room_ids = allowed;
+        const summary = hierarchySummary(roomId, state);
         summary.children_state = children.map((c) => c.stripped);
         rooms.push(summary);
       }

@@ -354,10 +354,23 @@ export class RoomInput {
   recordRemoteInvite(roomId: string, version: RoomVersion, eventId: string, pdu: Pdu): Promise<void> {
     return this.enqueue(roomId, async () => {
       const { rooms } = this.deps.store;
-      if (await rooms.getRoom(roomId)) return; // a room we are in gets the invite through /send
+      if (await rooms.getRoom(roomId)) {
+        // A room we are in gets the invite through /send; one known only through a stub (our
+        // user's knock, an earlier invite) gets the new membership in the stub's place.
+        if ((await this.load(roomId))?.get('m.room.create', '') === undefined) await this.recordStub(roomId, eventId, pdu);
+        return;
+      }
       await rooms.createRoom({ roomId, roomVersion: version, creator: pdu.sender, createdTs: this.now() });
       await this.recordStub(roomId, eventId, pdu, { group: null, delta: [] });
     });
+  }
+
+  /**
+   * A local user's knock on a room this server does not know, accepted through another server
+   * (make_knock, send_knock): recorded like such an invite, as the room's only event.
+   */
+  recordRemoteKnock(roomId: string, version: RoomVersion, eventId: string, pdu: Pdu): Promise<void> {
+    return this.recordRemoteInvite(roomId, version, eventId, pdu);
   }
 
   /**

@@ -35,6 +35,8 @@ export interface RemoteMembership {
   join(userId: string, roomId: string, via: string[], content: JsonObject): Promise<void>;
   /** Leaves (rejects an invite) through another server: make_leave, send_leave. */
   leave(userId: string, roomId: string, via: string[], reason?: string): Promise<void>;
+  /** Knocks through another server: make_knock, send_knock. */
+  knock(userId: string, roomId: string, via: string[], content: JsonObject): Promise<void>;
   /** Has `destination` sign an invite; returns the PDU with its signature added. */
   invite(roomId: string, version: RoomVersion, eventId: string, pdu: Pdu, destination: string): Promise<Pdu>;
 }
@@ -238,6 +240,29 @@ export class RoomService {
     refuseGuestJoin(profile?.isGuest === true, state.content('m.room.guest_access', '')?.guest_access);
     const content: JsonObject = { ...memberContent('join', profile), ...withoutReserved(extra), membership: 'join' };
     if (reason) content.reason = reason;
+    await this.input.submit(roomId, { type: 'm.room.member', stateKey: sender.userId, sender: sender.userId, content });
+    return roomId;
+  }
+
+  /** POST /knock: on a room this server is in, a local knock; otherwise through `via` (or the room ID's server). */
+  async knock(sender: Sender, roomIdOrAlias: string, reason?: string, via: string[] = []): Promise<string> {
+    const roomId = await this.resolveRoom(roomIdOrAlias);
+    await this.refuseBlocked(roomId);
+    const state = await this.input.currentState(roomId);
+    const content: JsonObject = { ...memberContent('knock', await this.store.accounts.getUser(sender.userId)), membership: 'knock' };
+    if (reason) content.reason = reason;
+    if (!state || !state.get('m.room.create', '')) {
+      const server = serverNameOf(roomId);
+      const servers = [...new Set([...via, ...(server !== undefined ? [server] : [])])].filter((s) => s !== this.serverName);
+      if (servers.length > 0 && this.remote) {
+        await this.remote.knock(sender.userId, roomId, servers, content);
+        return roomId;
+      }
+      if (servers.length > 0) throw new MatrixError('M_FORBIDDEN', 'Knocking on rooms of other servers needs federation, which is not enabled');
+      throw new MatrixError('M_NOT_FOUND', 'Unknown room');
+    }
+    const current = state.membership(sender.userId);
+    if (current === 'join' || current === 'invite' || current === 'ban') throw new MatrixError('M_FORBIDDEN', `You cannot knock while your membership is ${current}`);
     await this.input.submit(roomId, { type: 'm.room.member', stateKey: sender.userId, sender: sender.userId, content });
     return roomId;
   }

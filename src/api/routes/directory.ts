@@ -6,7 +6,7 @@ import { body, type Ctx } from '../middleware.js';
 import { parse, param, queryInt, queryString, type ApiServices, type ClientRoutes, valid } from '../routing.js';
 import type { JsonObject } from '../../protocol/types.js';
 import { requiredPowerLevel } from '../../protocol/power-levels.js';
-import { advertisedAliases, roomSummary } from '../../room/room-summary.js';
+import { listPublicRooms, type PublicRoomsQuery } from '../../room/public-rooms.js';
 
 // Clients send null for "not given" (matrix-js-sdk sends since: null on the first page).
 const publicRoomsSchema = z
@@ -68,44 +68,9 @@ export function directoryRoutes(r: ClientRoutes, s: ApiServices): void {
   });
 }
 
-interface PublicRoomsQuery {
-  limit: number;
-  since?: string;
-  server?: string;
-  term?: string;
-  /** Only rooms whose type is listed; null in the list matches rooms without a type. */
-  roomTypes?: Array<string | null>;
-}
-
 async function publicRooms(s: ApiServices, _ctx: Ctx, q: PublicRoomsQuery): Promise<JsonObject> {
   if (q.server && q.server !== s.serverName) {
     throw new MatrixError('M_UNKNOWN', 'Querying other servers needs federation, which is not enabled yet');
   }
-  let offset = 0;
-  if (q.since !== undefined) {
-    const m = /^o(\d{1,9})$/.exec(q.since);
-    if (!m) throw new MatrixError('M_INVALID_PARAM', 'Invalid since token');
-    offset = Number(m[1]);
-  }
-  const ids = await s.store.rooms.listPublicRooms();
-  const states = await Promise.all(ids.map(async (id) => ({ id, state: await s.roomInput.currentState(id) })));
-  const term = q.term?.toLowerCase().trim();
-  const types = q.roomTypes && q.roomTypes.length > 0 ? new Set(q.roomTypes) : undefined;
-  const rooms = states
-    .flatMap(({ id, state }) => {
-      if (!state) return [];
-      const chunk = roomSummary(id, state);
-      if (types && !types.has(typeof chunk.room_type === 'string' ? chunk.room_type : null)) return [];
-      if (term) {
-        const haystack = [chunk.name, chunk.topic, chunk.room_id, ...advertisedAliases(state)];
-        if (!haystack.some((v) => typeof v === 'string' && v.toLowerCase().includes(term))) return [];
-      }
-      return [chunk];
-    })
-    .sort((a, b) => (b.num_joined_members as number) - (a.num_joined_members as number) || String(a.room_id).localeCompare(String(b.room_id)));
-  const page = rooms.slice(offset, offset + q.limit);
-  const out: JsonObject = { chunk: page, total_room_count_estimate: rooms.length };
-  if (offset + q.limit < rooms.length) out.next_batch = `o${offset + q.limit}`;
-  if (offset > 0) out.prev_batch = `o${Math.max(0, offset - q.limit)}`;
-  return out;
+  return listPublicRooms(s.store, (id) => s.roomInput.currentState(id), q);
 }

@@ -58,6 +58,11 @@ export function roomRoutes(r: ClientRoutes, s: ApiServices): void {
     const via = [...list(ctx.query.via), ...list(ctx.query.server_name)].slice(0, 20);
     ctx.body = await join(auth, param(ctx, 'roomIdOrAlias'), parse(reasonSchema, body(ctx)) as { reason?: string } & JsonObject, via);
   });
+  roomEvent('post', '/knock/:roomIdOrAlias', async (ctx, auth) => {
+    const list = (v: string | string[] | undefined) => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
+    const via = [...list(ctx.query.via), ...list(ctx.query.server_name)].slice(0, 20);
+    ctx.body = { room_id: await s.rooms.knock(auth, param(ctx, 'roomIdOrAlias'), parse(reasonSchema, body(ctx)).reason, via) };
+  });
   roomEvent('post', '/rooms/:roomId/join', async (ctx, auth) => {
     ctx.body = await join(auth, param(ctx, 'roomId'), parse(reasonSchema, body(ctx)) as { reason?: string } & JsonObject);
   });

@@ -1,0 +1,85 @@
+// Federation endpoints added after the first slice, kept out of listener.ts: the public room
+// directory, the space hierarchy and knocking. They run behind the same X-Matrix guard as every
+// /_matrix/federation route (listener.ts), so ctx.state.origin is the authenticated server.
+// Query and body parameters of the wrong type are 400 M_INVALID_PARAM / M_BAD_JSON.
+
+import { MatrixError } from '../errors.js';
+import { isJsonObject } from '../protocol/canonical-json.js';
+import type { JsonValue } from '../protocol/types.js';
+import type { FederationDirectory, FederationPublicRoomsQuery } from './directory.js';
+import type { FederationKnocks } from './knock.js';
+import type { Ctx, Routes } from './listener.js';
+
+function query(ctx: Ctx, name: string): string | undefined {
+  const v = ctx.query[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+function queryAll(ctx: Ctx, name: string): string[] {
+  const v = ctx.query[name];
+  return v === undefined ? [] : Array.isArray(v) ? v : [v];
+}
+
+function boolParam(ctx: Ctx, name: string): boolean {
+  const v = query(ctx, name);
+  if (v === undefined || v === 'false') return false;
+  if (v === 'true') return true;
+  throw new MatrixError('M_INVALID_PARAM', `${name} must be true or false`);
+}
+
+/** A POST /publicRooms body: limit, since, filter.{generic_search_term, room_types}. */
+function publicRoomsBody(body: JsonValue | undefined): FederationPublicRoomsQuery {
+  if (body === undefined) return {};
+  if (!isJsonObject(body)) throw new MatrixError('M_BAD_JSON', 'The body must be a JSON object');
+  const q: FederationPublicRoomsQuery = {};
+  if (body.limit !== undefined && body.limit !== null) {
+    if (typeof body.limit !== 'number' || !Number.isSafeInteger(body.limit) || body.limit < 0) throw new MatrixError('M_BAD_JSON', 'limit must be a non-negative integer');
+    q.limit = body.limit;
+  }
+  if (body.since !== undefined && body.since !== null) {
+    if (typeof body.since !== 'string') throw new MatrixError('M_BAD_JSON', 'since must be a string');
+    q.since = body.since;
+  }
+  const f = body.filter;
+  if (f !== undefined && f !== null) {
+    if (!isJsonObject(f)) throw new MatrixError('M_BAD_JSON', 'filter must be an object');
+    if (f.generic_search_term !== undefined && f.generic_search_term !== null) {
+      if (typeof f.generic_search_term !== 'string' || f.generic_search_term.length > 512) throw new MatrixError('M_BAD_JSON', 'generic_search_term must be a string');
+      q.term = f.generic_search_term;
+    }
+    if (f.room_types !== undefined && f.room_types !== null) {
+      if (!Array.isArray(f.room_types) || f.room_types.length > 100 || !f.room_types.every((t) => t === null || typeof t === 'string')) {
+        throw new MatrixError('M_BAD_JSON', 'room_types must be a list of strings or null');
+      }
+      q.roomTypes = f.room_types as Array<string | null>;
+    }
+  }
+  return q;
+}
+
+export function directoryRoutes(fed: Routes, directory: FederationDirectory): void {
+  fed.get('/v1/publicRooms', async (ctx) => {
+    const raw = query(ctx, 'limit');
+    const limit = raw === undefined ? undefined : Number(raw);
+    if (limit !== undefined && (!Number.isSafeInteger(limit) || limit < 0)) throw new MatrixError('M_INVALID_PARAM', 'limit must be a non-negative integer');
+    boolParam(ctx, 'include_all_networks'); // no third-party networks: every listing is "all"
+    ctx.body = await directory.publicRooms({ limit, since: query(ctx, 'since') });
+  });
+  fed.post('/v1/publicRooms', async (ctx) => {
+    ctx.body = await directory.publicRooms(publicRoomsBody(ctx.state.body));
+  });
+  fed.get('/v1/hierarchy/:roomId', async (ctx) => {
+    ctx.body = await directory.hierarchy(ctx.state.origin, ctx.params.roomId, boolParam(ctx, 'suggested_only'));
+  });
+}
+
+export function knockRoutes(fed: Routes, knocks: FederationKnocks): void {
+  fed.get('/v1/make_knock/:roomId/:userId', async (ctx) => {
+    const versions = queryAll(ctx, 'ver');
+    if (versions.length === 0) throw new MatrixError('M_MISSING_PARAM', 'ver is required: the room versions your server supports');
+    ctx.body = await knocks.makeKnock(ctx.state.origin, ctx.params.roomId, ctx.params.userId, versions);
+  });
+  fed.put('/v1/send_knock/:roomId/:eventId', async (ctx) => {
+    ctx.body = await knocks.sendKnock(ctx.state.origin, ctx.params.roomId, ctx.params.eventId, ctx.state.body);
+  });
+}
