@@ -18,7 +18,8 @@
 
 import type { Logger } from 'pino';
 import { isJsonObject } from '../protocol/canonical-json.js';
-import { computeEventId, prevEventIds } from '../protocol/events.js';
+import { prevEventIds } from '../protocol/events.js';
+import { checkFormat } from '../room/pdu-checks.js';
 import type { JsonObject, JsonValue, Pdu, RoomVersion } from '../protocol/types.js';
 import { stateTuple } from '../protocol/types.js';
 import type { KeyRing } from '../room/key-ring.js';
@@ -39,6 +40,8 @@ export const DEFAULT_GAP_BUDGET: Readonly<GapBudget> = { requests: 10, events: 1
 
 /** get_missing_events answers at most this many events per request (the receiver caps it too). */
 const PER_REQUEST = 20;
+/** Events citing more prev events than this are not followed (the spec's and Synapse's limit). */
+const MAX_PREVS = 20;
 /** A /state_ids answer longer than this is not believed (a room's state and auth chain). */
 const MAX_STATE_IDS = 50_000;
 
@@ -56,8 +59,10 @@ export class GapFiller {
 
   /** Receives `raw` (event `eventId` of `roomId`), filling a gap before it first when there is one. */
   async receive(origin: string, roomId: string, version: RoomVersion, raw: JsonValue, eventId: string, budget: GapBudget): Promise<InputOutcome> {
-    if (!isJsonObject(raw) || !Array.isArray(raw.prev_events)) return this.d.roomInput.receive(roomId, raw, origin);
-    const pdu = raw as unknown as Pdu;
+    const f = checkFormat(raw, roomId, version);
+    // Malformed: room input says why. Past MAX_PREVS the event is not worth a fill (Synapse refuses it).
+    if (!f.ok || prevEventIds(f.value.pdu).length > MAX_PREVS) return this.d.roomInput.receive(roomId, raw, origin);
+    const pdu = f.value.pdu;
     if ((await this.cutOff(new Map([[eventId, pdu]]))).length === 0 || (await this.d.store.rooms.getEvent(eventId))) {
       return this.d.roomInput.receive(roomId, raw, origin);
     }
@@ -109,9 +114,9 @@ export class GapFiller {
       budget.events -= events.length;
       let added = 0;
       for (const e of events) {
-        const id = safeEventId(e, version);
-        if (id === undefined || !isJsonObject(e) || e.room_id !== roomId || fetched.has(id) || typeof e.depth !== 'number' || e.depth < minDepth || !Array.isArray(e.prev_events)) continue;
-        fetched.set(id, { eventId: id, pdu: e as unknown as Pdu, raw: e });
+        const f = checkFormat(e, roomId, version);
+        if (!f.ok || fetched.has(f.value.eventId) || f.value.pdu.depth < minDepth || prevEventIds(f.value.pdu).length > MAX_PREVS) continue;
+        fetched.set(f.value.eventId, { eventId: f.value.eventId, pdu: f.value.pdu, raw: e });
         added++;
       }
       if (added === 0) break;
@@ -177,13 +182,5 @@ export class GapFiller {
         if (!have.has(eventId)) await this.d.store.rooms.persistEvent({ eventId, pdu, stateDelta: [], forwardExtremities: [], outlier: true });
       }
     });
-  }
-}
-
-export function safeEventId(raw: JsonValue, version: RoomVersion): string | undefined {
-  try {
-    return isJsonObject(raw) ? computeEventId(raw, version) : undefined;
-  } catch {
-    return undefined;
   }
 }
