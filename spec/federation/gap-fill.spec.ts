@@ -1,0 +1,131 @@
+// GapFiller (src/federation/gap-fill.ts) against a scripted peer on a real SQLite store and
+// RoomInput: a gap within the budget is filled and every event accepted in order; a wider gap
+// is bridged with the peer's /state_ids; a peer with an endless history cannot make us fetch
+// more than one transaction's budget, and what cannot be connected is refused, not stored.
+
+import assert from 'node:assert/strict';
+import { pino } from 'pino';
+import { buildPdu, type BuiltPdu } from '../helpers/pdu-builder.js';
+import { generateSigningKey } from '../../src/protocol/crypto.js';
+import { prevEventIds } from '../../src/protocol/events.js';
+import type { JsonObject, JsonValue } from '../../src/protocol/types.js';
+import { stateTuple } from '../../src/protocol/types.js';
+import { openSqliteStore, type SqliteStore } from '../../src/store/sqlite/index.js';
+import { LocalNotifier } from '../../src/sync/notifier.js';
+import { RoomInput } from '../../src/room/room-input.js';
+import { StaticKeyRing } from '../../src/room/key-ring.js';
+import { resolveState } from '../../src/protocol/state-res/index.js';
+import { DEFAULT_GAP_BUDGET, GapFiller } from '../../src/federation/gap-fill.js';
+
+const SERVER = 'gap.test';
+const PEER = 'peer.test';
+const alice = `@alice:${SERVER}`;
+const bob = `@bob:${SERVER}`;
+
+describe('federation/gap-fill: GapFiller against a scripted peer', () => {
+  let store: SqliteStore;
+  let input: RoomInput;
+  let roomId: string;
+  let chain: BuiltPdu[];
+  let calls: { missing: number; missingEvents: number; stateIds: number; state: number };
+  let answerState: boolean;
+  let filler: GapFiller;
+
+  beforeEach(async () => {
+    store = await openSqliteStore({ path: ':memory:' });
+    const key = generateSigningKey('gap');
+    const keyRing = StaticKeyRing.forServer(SERVER, [key]);
+    input = new RoomInput({ store, notifier: new LocalNotifier(), serverName: SERVER, signingKey: key, keyRing, resolveState });
+    ({ roomId } = await input.createRoom(`!gap${Math.random().toString(36).slice(2)}:${SERVER}`, '11', alice, [
+      { type: 'm.room.create', stateKey: '', sender: alice, content: { room_version: '11' } },
+      { type: 'm.room.member', stateKey: alice, sender: alice, content: { membership: 'join' } },
+      { type: 'm.room.power_levels', stateKey: '', sender: alice, content: { users: { [alice]: 100 } } },
+      { type: 'm.room.join_rules', stateKey: '', sender: alice, content: { join_rule: 'public' } },
+    ]));
+    const join = await input.submit(roomId, { type: 'm.room.member', stateKey: bob, sender: bob, content: { membership: 'join' } });
+    const state = new Map((await store.rooms.getCurrentState(roomId)).map((e) => [stateTuple(e.type, e.stateKey), e.eventId]));
+    const auth = [stateTuple('m.room.create', ''), stateTuple('m.room.power_levels', ''), stateTuple('m.room.member', bob)].map((k) => state.get(k) as string);
+    let prev = { eventId: join.eventId, depth: (await store.rooms.getEvent(join.eventId))!.pdu.depth };
+    // The peer's history after the join: a long chain of bob's messages nobody sent us.
+    chain = [];
+    for (let i = 0; i < 300; i++) {
+      const b = buildPdu({ roomId, sender: bob, type: 'm.room.message', content: { body: `m${i}` }, prevEvents: [prev.eventId], authEvents: auth, depth: prev.depth + 1 }, SERVER, key, '11');
+      chain.push(b);
+      prev = { eventId: b.eventId, depth: b.pdu.depth };
+    }
+    calls = { missing: 0, missingEvents: 0, stateIds: 0, state: 0 };
+    answerState = false;
+    const byId = new Map(chain.map((c) => [c.eventId, c]));
+    const request = async (_origin: string, method: string, path: string, body?: JsonObject): Promise<JsonValue> => {
+      if (method === 'POST' && path.includes('/get_missing_events/')) {
+        calls.missing++;
+        // An honest walk back from latest_events, newest first, returned oldest first.
+        const out: JsonValue[] = [];
+        let frontier = (body!.latest_events as string[]).flatMap((id) => (byId.get(id) ? prevEventIds(byId.get(id)!.pdu) : []));
+        while (frontier.length > 0 && out.length < (body!.limit as number)) {
+          const ev = byId.get(frontier[0]);
+          if (!ev) break;
+          out.push(ev.pdu as unknown as JsonValue);
+          frontier = prevEventIds(ev.pdu);
+        }
+        calls.missingEvents += out.length;
+        return { events: out.reverse() };
+      }
+      if (path.includes('/state_ids/')) {
+        calls.stateIds++;
+        if (!answerState) throw new Error('connect ECONNREFUSED');
+        return { pdu_ids: [...state.values()], auth_chain_ids: [] };
+      }
+      calls.state++;
+      throw new Error(`unexpected ${method} ${path}`);
+    };
+    filler = new GapFiller({ store, roomInput: input, keyRing, logger: pino({ level: 'silent' }), request });
+  });
+
+  afterEach(async () => {
+    await input.drain();
+    await store.close();
+  });
+
+  const timelineBodies = async () =>
+    (await store.rooms.getRoomEvents({ roomId, dir: 'f', from: 0, limit: 1000 })).filter((e) => e.pdu.type === 'm.room.message').map((e) => e.pdu.content.body);
+
+  it('fills a gap within the budget: every event accepted, in order, no /state_ids', async () => {
+    const last = chain[29];
+    const out = await filler.receive(PEER, roomId, '11', structuredClone(last.pdu) as unknown as JsonValue, last.eventId, { ...DEFAULT_GAP_BUDGET });
+    assert.equal(out.outcome, 'accepted');
+    assert.deepEqual(await timelineBodies(), chain.slice(0, 30).map((c) => c.pdu.content.body));
+    assert.equal(calls.stateIds, 0);
+    assert.equal(calls.missing, 2, '20 events, then the remaining 9');
+  });
+
+  it('bridges a gap wider than the budget with the peer\'s /state_ids: the newest events accepted, the oldest missing', async () => {
+    answerState = true;
+    const last = chain[149];
+    const out = await filler.receive(PEER, roomId, '11', structuredClone(last.pdu) as unknown as JsonValue, last.eventId, { ...DEFAULT_GAP_BUDGET });
+    assert.equal(out.outcome, 'accepted');
+    assert.ok(calls.missingEvents <= DEFAULT_GAP_BUDGET.events && calls.missing <= DEFAULT_GAP_BUDGET.requests);
+    assert.equal(calls.stateIds, 1);
+    const bodies = await timelineBodies();
+    assert.deepEqual(bodies, chain.slice(150 - 1 - DEFAULT_GAP_BUDGET.events, 150).map((c) => c.pdu.content.body));
+    assert.equal((await store.rooms.getEvent(last.eventId))?.outlier, false);
+  });
+
+  it('a peer whose history never connects gets one budget of requests; nothing unconnected is stored', async () => {
+    const last = chain[299];
+    const budget = { ...DEFAULT_GAP_BUDGET };
+    const out = await filler.receive(PEER, roomId, '11', structuredClone(last.pdu) as unknown as JsonValue, last.eventId, budget);
+    assert.equal(out.outcome, 'rejected');
+    assert.equal((out as { stored: boolean }).stored, false);
+    assert.ok(calls.missing <= DEFAULT_GAP_BUDGET.requests, `${calls.missing} get_missing_events requests`);
+    assert.ok(calls.missingEvents <= DEFAULT_GAP_BUDGET.events, `${calls.missingEvents} events fetched`);
+    assert.ok(calls.stateIds <= DEFAULT_GAP_BUDGET.stateFallbacks, `${calls.stateIds} /state_ids requests`);
+    assert.deepEqual(await timelineBodies(), []);
+    const stored = await store.rooms.getEvents(chain.map((c) => c.eventId));
+    assert.equal(stored.size, 0, 'no outliers either');
+    // The same transaction's budget is spent: another PDU gets no fetches at all.
+    const before = calls.missing;
+    await filler.receive(PEER, roomId, '11', structuredClone(chain[298].pdu) as unknown as JsonValue, chain[298].eventId, budget);
+    assert.equal(calls.missing, before);
+  });
+});
