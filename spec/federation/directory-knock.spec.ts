@@ -102,6 +102,9 @@ describe('federation: public rooms, space hierarchy and knocking between two ser
     assert.equal(m.status, 200, JSON.stringify(m.body));
     assert.deepEqual({ membership: m.body.membership, reason: m.body.reason }, { membership: 'knock', reason: 'let me in' });
     assert.equal((await b.hearth.store.rooms.getMembership(room, bob.userId))?.membership, 'knock', 'B records the knock');
+    const knocked = await syncUntil(bob, (body) => body.rooms?.knock?.[room]);
+    const own = knocked.knock_state.events.find((e: any) => e.type === 'm.room.member' && e.state_key === bob.userId);
+    assert.equal(own?.content.membership, 'knock');
     const inv = await alice.post(`/_matrix/client/v3/rooms/${enc(room)}/invite`, { user_id: bob.userId });
     assert.equal(inv.status, 200, JSON.stringify(inv.body));
     await syncUntil(bob, (body) => body.rooms?.invite?.[room]);
@@ -151,6 +154,10 @@ describe('federation: public rooms, space hierarchy and knocking between two ser
     assert.equal(k.status, 200, JSON.stringify(k.body));
     const m = await alice.get(`/_matrix/client/v3/rooms/${enc(room)}/state/m.room.member/${enc(carol.userId)}`);
     assert.equal(m.body.membership, 'knock');
+    const sync = await carol.get('/_matrix/client/v3/sync');
+    const types = sync.body.rooms.knock[room].knock_state.events.map((e: any) => e.type);
+    assert.ok(types.includes('m.room.join_rules') && types.includes('m.room.member'), JSON.stringify(types));
+    assert.equal(sync.body.rooms.join[room], undefined);
     const twice = await alice.post(`/_matrix/client/v3/knock/${enc(room)}`, {});
     assert.equal(twice.status, 403, 'a joined member cannot knock');
   });

@@ -139,6 +139,7 @@ export class SyncService {
     const join: JsonObject = dict();
     const invite: JsonObject = dict();
     const leave: JsonObject = dict();
+    const knock: JsonObject = dict();
 
     const memberships = (this.model ? await this.model.roomsForUser(req.userId) : await this.store.rooms.getRoomsForUser(req.userId)).filter((m) =>
       roomIncluded(f, m.roomId),
@@ -189,6 +190,10 @@ export class SyncService {
         if (since && !changed?.has(m.roomId)) continue;
         if (await this.invitedByIgnored(req.userId, m)) continue;
         invite[m.roomId] = await this.state.invitedRoom(m);
+      } else if (m.membership === 'knock') {
+        if (since && !changed?.has(m.roomId)) continue;
+        // The same stripped state an invite shows, the knock itself included.
+        knock[m.roomId] = { knock_state: (await this.state.invitedRoom(m)).invite_state };
       } else if (m.membership === 'leave' || m.membership === 'ban') {
         if (since ? !changed?.has(m.roomId) : !f.includeLeave) continue;
         if (await this.store.rooms.isRoomForgotten(req.userId, m.roomId)) continue;
@@ -214,7 +219,7 @@ export class SyncService {
 
     const out: SyncResponse = {
       next_batch: serializeToken(upToToken),
-      rooms: { join, invite, leave, knock: {} },
+      rooms: { join, invite, leave, knock },
       account_data: { events: accountData.global },
       presence: {
         events:
@@ -536,11 +541,12 @@ function emptyJoined(): JsonObject {
 }
 
 function isEmpty(res: SyncResponse): boolean {
-  const rooms = res.rooms as { join: JsonObject; invite: JsonObject; leave: JsonObject };
+  const rooms = res.rooms as { join: JsonObject; invite: JsonObject; leave: JsonObject; knock: JsonObject };
   return (
     Object.keys(rooms.join).length === 0 &&
     Object.keys(rooms.invite).length === 0 &&
     Object.keys(rooms.leave).length === 0 &&
+    Object.keys(rooms.knock).length === 0 &&
     (res.account_data as { events: unknown[] }).events.length === 0 &&
     (res.presence as { events: unknown[] }).events.length === 0 &&
     (res.to_device as { events: unknown[] }).events.length === 0 &&
