@@ -102,8 +102,8 @@ describe('federation: three Hearth servers, a partition and its healing', functi
       const demote = await setState(alice, 'm.room.power_levels', { ...pl, users: { ...pl.users, [dave.userId]: 0 } });
       await send(alice, 'during alice 1');
       await send(bob, 'during bob 1');
-      await send(alice, 'during alice 2');
-      await send(carol, 'during carol 2');
+      const lastA = await send(alice, 'during alice 2');
+      const lastC = await send(carol, 'during carol 2');
       // The sides really are apart: C has none of A's changes, A none of C's.
       assert.equal((await carol.get(`/_matrix/client/v3/rooms/${enc(roomId)}/state/m.room.name/`)).body.name, 'name-C');
       assert.equal((await alice.get(`/_matrix/client/v3/rooms/${enc(roomId)}/state/m.room.name/`)).body.name, 'name-A');
@@ -114,6 +114,10 @@ describe('federation: three Hearth servers, a partition and its healing', functi
 
       heal();
       healed = true;
+      // Every server gets both branches (the states can agree before that: dave's topic loses anyway).
+      for (const [s, ids] of [[a, [topicC, lastC]], [b, [topicC, lastC, lastA]], [c, [demote, lastA]]] as const) {
+        await waitFor(async () => (await s.hearth.store.rooms.getEvents([...ids])).size === ids.length, 30_000, `${serverName(s)} to get both branches`);
+      }
       let states: any[][] = [];
       await waitFor(async () => {
         states = await Promise.all([alice, bob, carol].map(stateOf));
