@@ -1,5 +1,6 @@
-// Local users entering rooms that live on other servers: joins through make_join/send_join and
-// invites of remote users through invite v2.
+// Local users entering rooms that live on other servers: joins through make_join/send_join,
+// knocks through make_knock/send_knock, leaves through make_leave/send_leave, and invites of
+// remote users through invite v2.
 //
 // Invariants (join):
 // - The template from make_join must be exactly the user's join in the asked room; we set the

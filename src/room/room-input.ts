@@ -12,9 +12,10 @@
 // `receive` never throws for a bad event: it returns an outcome.
 //
 // Outcomes: accepted (timeline, state, extremities); soft_failed (stored with its state, never
-// in the timeline, the current state or the extremities); outlier (prev events unknown: we
-// cannot know the state before it, and without federation we cannot fetch them, so it is
-// stored after checks 1-4 only, without state, outside the timeline; the spec's "outlier");
+// in the timeline, the current state or the extremities); outlier (prev events unknown and no
+// `gapState` given: we cannot know the state before it, so it is stored after checks 1-4 only,
+// without state, outside the timeline; the spec's "outlier"; federation fills gaps first, see
+// src/federation/gap-fill.ts);
 // rejected (stored, flagged, when it failed auth, so it is never processed or cited again;
 // not stored when it failed format/signatures or its auth events are unknown, since then it
 // may still be valid once they arrive). Rejected events are never cited as prev or auth events
