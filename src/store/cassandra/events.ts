@@ -2,22 +2,28 @@
 //
 // How a write goes:
 // 1. Queued behind the room's previous write in this process (the contract lets a room have one
-//    writer; this also makes `dependsOn` a plain read: the dependency has settled by then).
+//    writer; this also makes `dependsOn` a plain read: the dependency has settled by then). The
+//    position is reserved at the call, so close() waits for queued writes too. Across processes
+//    nothing here serialises a room: that is the room-ownership layer's job; the LWT claims
+//    below still keep event and txn IDs unique if two processes write one room.
 // 2. Reads and checks, all before anything is written: the dependency, duplicate event/txn IDs,
 //    rejected auth events, timeline-only state entries and extremities, member events' memberships,
 //    the room's head (current group, extremities). A failing check writes nothing.
 // 3. The EventWriteHook statements (push actions, relations, search) are built.
 // 4. Uniqueness claims with LWTs (IF NOT EXISTS), the txn ID and the event ID in parallel, in
 //    side tables that only ever take LWTs. A claim lost here is a StoreConflictError. Claims are
-//    released (conditional deletes) if anything fails before the batch is sent; once it was
-//    sent they stay (a timed-out logged batch may still be applied). A process dying between
-//    claim and batch leaves a claim without an event: that event ID is then refused for good.
+//    released (conditional deletes) if anything fails before the batch is sent, or the node
+//    refused the batch outright; otherwise they stay (a timed-out logged batch may still be
+//    applied). A process dying between claim and batch leaves a claim without an event: that
+//    event ID is then refused for good.
 // 5. New state groups are written (unreferenced until step 6, see state-groups.ts).
 // 6. One logged batch: the event row, DAG edges, timeline/topological rows, redaction rewrite,
 //    state delta + history + current state, memberships, the room head, the hook statements.
 //    A logged batch is all-or-nothing (eventually), but not isolated: a reader may briefly see
 //    part of it before the write resolves. Readers bounded by currentPosition() never do: the
-//    position completes only after the batch is acknowledged.
+//    position completes only after the batch is acknowledged. Its size grows with the state
+//    delta (about 1 KB per member key): a resolution naming more than ~1,000 member keys passes
+//    batch_size_fail_threshold (1 MiB on the test node) and is refused, writing nothing.
 //
 // Change records come from the SQLite module's prepareEvent/eventChange, so both backends hand
 // the read model byte-identical EventChange records.
