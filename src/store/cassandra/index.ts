@@ -124,6 +124,8 @@ export class CassandraStore implements SharedStoreBackend {
   readonly appliedMigrations: readonly number[];
 
   private closed = false;
+  /** Set once close() has drained: from then on nothing reaches the (shut down) client. */
+  private shutDown = false;
   private closing: Promise<void> | null = null;
   private readonly inFlight = new Set<Promise<unknown>>();
   private unpositionedListener: ((changes: UnpositionedChange[]) => void) | null = null;
@@ -139,8 +141,8 @@ export class CassandraStore implements SharedStoreBackend {
     const eventHooks: EventWriteHook[] = [];
     const ctx: CassandraContext = {
       client,
-      execute: (query, params = [], o) => client.execute(query, params, { prepare: true, ...o }),
-      all: async (query, params = [], o) => {
+      execute: (query, params = [], o) => this.track(() => client.execute(query, params, { prepare: true, ...o })),
+      all: (query, params = [], o) => this.track(async () => {
         const rows: cassandra.types.Row[] = [];
         let pageState: string | undefined;
         do {
@@ -149,15 +151,15 @@ export class CassandraStore implements SharedStoreBackend {
           pageState = rs.pageState ?? undefined;
         } while (pageState);
         return rows;
-      },
-      batch: async (statements: CqlStatement[], o) => {
+      }),
+      batch: (statements: CqlStatement[], o) => this.track(async () => {
         if (statements.length === 0) return;
         if (statements.length === 1) {
           await client.execute(statements[0]!.query, statements[0]!.params, { prepare: true, ...o });
           return;
         }
         await client.batch(statements, { prepare: true, logged: true, ...o });
-      },
+      }),
       writeAtPosition: (write, describe) =>
         this.track(async () => {
           const pos = await positions.reserve();
@@ -237,12 +239,21 @@ export class CassandraStore implements SharedStoreBackend {
     this.unpositionedListener = listener;
   }
 
-  /** Idempotent: every call returns the same promise. Waits for writes already started. */
+  /**
+   * Idempotent: every call returns the same promise. New calls are refused at once (each public
+   * method checks first), but work already accepted finishes: including sections that were
+   * queued behind a per-key lock and only reach Cassandra after close() was called.
+   */
   close(): Promise<void> {
     if (this.closing === null) {
       this.closed = true;
       this.closing = (async () => {
-        await Promise.allSettled([...this.inFlight]);
+        do {
+          await Promise.allSettled([...this.inFlight]);
+          // A queued section starts in a microtask after the one before it settles.
+          await new Promise((r) => setImmediate(r));
+        } while (this.inFlight.size > 0);
+        this.shutDown = true;
         await this.positions.close();
         await this.client.shutdown();
       })();
@@ -250,8 +261,9 @@ export class CassandraStore implements SharedStoreBackend {
     return this.closing;
   }
 
+  /** Every Cassandra round trip goes through here, so close() can wait for it. */
   private track<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.closed) return Promise.reject(new StoreClosedError());
+    if (this.shutDown) return Promise.reject(new StoreClosedError());
     const p = fn();
     this.inFlight.add(p);
     void p.finally(() => this.inFlight.delete(p)).catch(() => undefined);
