@@ -22,8 +22,9 @@ import { idleCost } from './scenarios/idle-cost.js';
 import { storm } from './scenarios/storm.js';
 import { coldStart } from './scenarios/cold-start.js';
 import { overload } from './scenarios/overload.js';
+import { federation } from './scenarios/federation.js';
 
-const SCENARIOS: Scenario[] = [syncLatency, socketLatency, fanout, sendCeiling, idleCost, storm, coldStart, overload];
+const SCENARIOS: Scenario[] = [syncLatency, socketLatency, fanout, sendCeiling, idleCost, storm, coldStart, overload, federation];
 /** What --vs synapse compares: the /sync scenarios. */
 const VERSUS = ['sync-latency', 'fanout', 'send-ceiling'];
 

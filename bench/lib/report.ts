@@ -66,7 +66,7 @@ export function loadResults(dir: string): RunResult[] {
     .map((f) => JSON.parse(readFileSync(join(dir, f), 'utf8')) as RunResult);
 }
 
-const ORDER = ['sync-latency', 'socket-latency', 'fanout', 'send-ceiling', 'idle-cost', 'storm', 'cold-start'];
+const ORDER = ['sync-latency', 'socket-latency', 'fanout', 'send-ceiling', 'idle-cost', 'storm', 'cold-start', 'federation'];
 
 function fmt(v: unknown): string {
   if (typeof v === 'number') {

@@ -45,6 +45,15 @@ export interface HearthOptions {
   /** Reuse an existing data directory (cold-start restarts). */
   dataDir?: string;
   extraConfig?: Record<string, unknown>;
+  /** server_name (default `localhost`); seeded accounts are created under it. */
+  serverName?: string;
+  /** The CPU `pin` pins the server to (default 0). */
+  cpu?: number;
+  /**
+   * Federation on this port (TLS, self-signed certificate generated at start), peers on loopback
+   * allowed and their certificates not verified: a test federation, as spec/federation sets up.
+   */
+  federationPort?: number;
 }
 
 export async function freePort(): Promise<number> {
@@ -83,8 +92,12 @@ export class HearthChild implements Target {
     const port = await freePort();
     h.url = `http://127.0.0.1:${port}`;
     const config = {
-      server_name: 'localhost',
-      listeners: { client: { host: '127.0.0.1', port } },
+      server_name: opts.serverName ?? 'localhost',
+      listeners: {
+        client: { host: '127.0.0.1', port },
+        ...(opts.federationPort ? { federation: { enabled: true, host: '127.0.0.1', port: opts.federationPort } } : {}),
+      },
+      ...(opts.federationPort ? { federation: { verify_tls: false, ip_range_whitelist: ['127.0.0.1/32'] } } : {}),
       storage: { sqlite: { path: h.dbPath, synchronous: opts.synchronous ?? 'full' } },
       signing_key_path: join(dir, 'data', 'signing.key'),
       registration: { enabled: true, shared_secret: h.sharedSecret },
@@ -96,7 +109,7 @@ export class HearthChild implements Target {
     };
     mkdirSync(join(dir, 'data'), { recursive: true });
     writeFileSync(h.configPath, JSON.stringify(config, null, 2)); // JSON is valid YAML
-    if (opts.seedUsers) h.seeded = await seedAccounts(h.dbPath, 'localhost', h.url, opts.seedUsers, opts.userPrefix ?? 'u');
+    if (opts.seedUsers) h.seeded = await seedAccounts(h.dbPath, opts.serverName ?? 'localhost', h.url, opts.seedUsers, opts.userPrefix ?? 'u');
     return h;
   }
 
@@ -118,7 +131,7 @@ export class HearthChild implements Target {
     this.pinned = this.opts.pin;
     const t0 = performance.now();
     const child = this.opts.pin
-      ? spawn('taskset', ['-c', '0', process.execPath, ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] })
+      ? spawn('taskset', ['-c', String(this.opts.cpu ?? 0), process.execPath, ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] })
       : spawn(process.execPath, args, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
     this.tail = [];

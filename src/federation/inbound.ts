@@ -22,7 +22,7 @@ import { isRoomVersion } from '../protocol/room-versions.js';
 import type { JsonObject, JsonValue, Pdu, RoomVersion, SigningKey } from '../protocol/types.js';
 import type { KeyRing } from '../room/key-ring.js';
 import { checkAgainstState, checkFormat, checkSignatures } from '../room/pdu-checks.js';
-import type { RoomInput } from '../room/room-input.js';
+import type { InputOutcome, RoomInput } from '../room/room-input.js';
 import { lookupIn } from '../room/event-judge.js';
 import type { TypingService } from '../ephemeral/typing.js';
 import type { ReceiptService } from '../receipts/receipt-service.js';
@@ -92,27 +92,31 @@ export class FederationInbound {
     await Promise.all(
       [...byRoom].map(async ([roomId, list]) => {
         const room = await this.d.store.rooms.getRoom(roomId);
+        if (!room) {
+          this.d.logger.info({ origin, roomId, pdus: list.length }, 'PDUs for a room this server is not in dropped');
+          return;
+        }
+        // Events of this transaction stored here with a state: a later PDU citing only them has no gap.
+        const storedHere = new Set<string>();
         for (const raw of list) {
-          const fallbackId = room ? safeEventId(raw, room.roomVersion) : undefined;
-          if (!room) {
-            this.d.logger.info({ origin, roomId }, 'PDU for a room this server is not in dropped');
-            continue;
-          }
-          if (room && !(await this.aclAllows(roomId, origin))) {
-            if (fallbackId !== undefined) results[fallbackId] = { error: 'Server is banned from this room by its server ACL' };
+          // Room input computes the event ID anyway (a canonical JSON pass and a SHA-256 per
+          // PDU); ours is only needed when it cannot say which event it judged.
+          const fallbackId = () => safeEventId(raw, room.roomVersion);
+          if (!(await this.aclAllows(roomId, origin))) {
+            const id = fallbackId();
+            if (id !== undefined) results[id] = { error: 'Server is banned from this room by its server ACL' };
             continue;
           }
           try {
-            const out =
-              fallbackId !== undefined && this.d.gaps
-                ? await this.d.gaps.receive(origin, roomId, room.roomVersion, raw, fallbackId, budget)
-                : await this.d.roomInput.receive(roomId, raw, origin);
-            const id = out.eventId ?? fallbackId;
+            const out = await this.receiveOne(origin, roomId, room.roomVersion, raw, storedHere, budget);
+            const id = out.eventId ?? fallbackId();
             if (id === undefined) continue;
+            if (out.outcome === 'accepted' || out.outcome === 'soft_failed') storedHere.add(id);
             results[id] = out.outcome === 'rejected' ? { error: out.reason } : {};
           } catch (err) {
             this.d.logger.warn({ err, origin, roomId }, 'PDU processing failed');
-            if (fallbackId !== undefined) results[fallbackId] = { error: 'internal error' };
+            const id = fallbackId();
+            if (id !== undefined) results[id] = { error: 'internal error' };
           }
         }
       }),
@@ -125,6 +129,19 @@ export class FederationInbound {
       }
     }
     return { pdus: results };
+  }
+
+  /**
+   * Through the gap filler, which checks the PDU's format and looks its prev events up, unless
+   * every prev event is one this transaction has just stored with a state: then there is no gap,
+   * and room input alone does the work (one format check and event ID per PDU, not three).
+   */
+  private receiveOne(origin: string, roomId: string, version: RoomVersion, raw: JsonValue, storedHere: ReadonlySet<string>, budget: GapBudget): Promise<InputOutcome> {
+    const prevs = isJsonObject(raw) ? prevEventIds(raw as unknown as Pdu) : [];
+    if (!this.d.gaps || (prevs.length > 0 && prevs.every((id) => storedHere.has(id)))) return this.d.roomInput.receive(roomId, raw, origin);
+    const eventId = safeEventId(raw, version);
+    if (eventId === undefined) return this.d.roomInput.receive(roomId, raw, origin);
+    return this.d.gaps.receive(origin, roomId, version, raw, eventId, budget);
   }
 
   private async edu(origin: string, edu: JsonValue): Promise<void> {
