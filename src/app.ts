@@ -139,7 +139,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
   if (readModel) {
     feed.onChanges((changes, current) => readModel.apply(changes, current));
     backend.onUnpositionedChanges((changes) => readModel.applyUnpositioned(changes));
-    metrics?.registerCaches(() => readModel.stats());
+    metrics?.registerCaches(() => [...readModel.stats(), formatter.cacheStats()]);
   }
   const notifier = new LocalNotifier();
   const waiters = new SyncWaiters(notifier, (n) => metrics?.syncWaiters.set(n));
@@ -224,6 +224,11 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
   );
   const receipts = new ReceiptService(store, store.receipts, notifier, now, (userId) => pushDispatcher.countsChanged(userId));
   const formatter = new EventFormatter(store, now);
+  // A redacted event's shared formatted part is dropped at once (the formatter never serves it
+  // for the redacted copy anyway; this frees it).
+  feed.onChanges((changes) => {
+    for (const c of changes) if (c.kind === 'event' && c.redaction) formatter.invalidate(c.redaction.targetEventId);
+  });
   const visibility = new VisibilityChecker(store, readModel);
   const delivered = new DeliveredService(store, store.delivery, notifier, logger, now);
   const e2ee = createE2eeServices({ store, e2ee: store.e2ee, notifier, serverName: config.server_name, logger });

@@ -1,5 +1,18 @@
 // Turns stored PDUs into the Client-Server event format for a particular viewer.
+//
+// Invariants:
+// - An event's shared part (every field but `unsigned`, plus the PDU's own unsigned fields) is
+//   built once per (event ID, format) and reused for every viewer: a room's new event woken into
+//   N members' syncs is shaped once. Cached parts are frozen; each output is a fresh shallow copy
+//   with its own `unsigned`, so no caller can alter another viewer's event.
+// - Per-viewer and per-call fields are added on top, never cached: age, transaction_id (only for
+//   the sending device), redacted_because, prev_content/prev_sender, m.relations.
+// - A cached part is only served for an input whose redaction state it was built from (the
+//   entry remembers `redactedBy`; a redacted copy never gets the unredacted part, nor the other
+//   way round). Inputs whose PDU was substituted for this viewer bypass the cache (`personal`).
+// - Bound: SHARED_CACHE_MAX entries, least recently used evicted.
 
+import { LRUCache } from 'lru-cache';
 import type { JsonObject, Pdu } from '../protocol/types.js';
 import { roomIdOf } from '../protocol/events.js';
 import type { Aggregations, Store, StoredEvent } from '../store/types.js';
@@ -14,8 +27,34 @@ export type ClientEvent = JsonObject;
 
 export type EventFormat = 'client' | 'federation';
 
+/** Bound of the shared-part cache (entries; one per event and format). */
+export const SHARED_CACHE_MAX = 20_000;
+
+interface SharedPart {
+  redactedBy: string | null;
+  /** The event without `unsigned` (frozen). */
+  fields: Readonly<ClientEvent>;
+  /** The PDU's own unsigned fields (frozen; may be empty). */
+  unsigned: Readonly<JsonObject>;
+}
+
 export class EventFormatter {
+  private readonly shared = new LRUCache<string, SharedPart>({ max: SHARED_CACHE_MAX });
+  private sharedHits = 0;
+  private sharedMisses = 0;
+
   constructor(private readonly store: Store, private readonly now: () => number = Date.now) {}
+
+  /** Size, bound, hits and misses of the shared-part cache (for /metrics). */
+  cacheStats(): { name: string; size: number; bound: number; hits: number; misses: number } {
+    return { name: 'formatted_events', size: this.shared.size, bound: SHARED_CACHE_MAX, hits: this.sharedHits, misses: this.sharedMisses };
+  }
+
+  /** Drops an event's cached shared parts (its stored copy changed: redaction, purge). */
+  invalidate(eventId: string): void {
+    this.shared.delete(`client\u0000${eventId}`);
+    this.shared.delete(`federation\u0000${eventId}`);
+  }
 
   /**
    * Formats events in order. Fetches, in batches, the redaction events of redacted ones and the
@@ -85,14 +124,19 @@ export class EventFormatter {
     });
   }
 
-  /** Synchronous formatting; pass `redactions` or `redacted_because` is only an event ID stub. */
+  /**
+   * Synchronous formatting; pass `redactions` or `redacted_because` is only an event ID stub.
+   * `personal`: the PDU is this viewer's own copy (not the stored one), so the cache is bypassed.
+   */
   private formatOne(
     e: StoredEvent,
     viewer: Viewer,
     format: EventFormat = 'client',
     redactions?: Map<string, StoredEvent>,
+    personal = false,
   ): ClientEvent {
-    const unsigned: JsonObject = { ...(e.pdu.unsigned ?? {}) };
+    const part = personal ? sharedPart(e, format) : this.sharedPart(e, format);
+    const unsigned: JsonObject = { ...part.unsigned };
     unsigned.age = Math.max(0, this.now() - e.pdu.origin_server_ts);
     if (e.txn && viewer.deviceId && e.txn.deviceId === viewer.deviceId && e.pdu.sender === viewer.userId) {
       unsigned.transaction_id = e.txn.txnId;
@@ -101,9 +145,32 @@ export class EventFormatter {
       const r = redactions?.get(e.redactedBy);
       unsigned.redacted_because = r ? this.formatOne(r, viewer, format) : { event_id: e.redactedBy };
     }
-    if (format === 'federation') return { ...(e.pdu as unknown as JsonObject), event_id: e.eventId, unsigned };
-    return clientShape(e.eventId, e.pdu, unsigned);
+    return { ...part.fields, unsigned };
   }
+
+  private sharedPart(e: StoredEvent, format: EventFormat): SharedPart {
+    const key = `${format}\u0000${e.eventId}`;
+    const redactedBy = e.redactedBy ?? null;
+    const hit = this.shared.get(key);
+    if (hit && hit.redactedBy === redactedBy) {
+      this.sharedHits++;
+      return hit;
+    }
+    this.sharedMisses++;
+    const part = sharedPart(e, format);
+    // A stale unredacted copy (read before the redaction landed) must not evict the redacted part.
+    if (!(hit?.redactedBy && !redactedBy)) this.shared.set(key, part);
+    return part;
+  }
+}
+
+/** The viewer-independent part of an event in `format` (frozen, as it is shared). */
+function sharedPart(e: StoredEvent, format: EventFormat): SharedPart {
+  const unsigned = Object.freeze({ ...(e.pdu.unsigned ?? {}) });
+  const fields: ClientEvent =
+    format === 'federation' ? { ...(e.pdu as unknown as JsonObject), event_id: e.eventId } : clientShape(e.eventId, e.pdu);
+  delete fields.unsigned;
+  return { redactedBy: e.redactedBy ?? null, fields: Object.freeze(fields), unsigned };
 }
 
 export function clientShape(eventId: string, pdu: Pdu, unsigned?: JsonObject): ClientEvent {
