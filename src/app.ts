@@ -44,7 +44,7 @@ import { SyncWaiters } from './sync/waiters.js';
 import { ReadModel } from './sync/read-model/read-model.js';
 import { ConnectionTracker } from './sync/connections.js';
 import { SocketServer } from './sync/socket/socket-server.js';
-import { loadSyncFilter } from './sync/filter.js';
+import { SyncFilterResolver } from './sync/filter.js';
 import { AccountService } from './users/account-service.js';
 import { Registration } from './users/registration.js';
 import { EphemeralStream } from './ephemeral/stream.js';
@@ -139,7 +139,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
   if (readModel) {
     feed.onChanges((changes, current) => readModel.apply(changes, current));
     backend.onUnpositionedChanges((changes) => readModel.applyUnpositioned(changes));
-    metrics?.registerCaches(() => [...readModel.stats(), formatter.cacheStats()]);
+    metrics?.registerCaches(() => [...readModel.stats(), formatter.cacheStats(), syncFilters.stats()]);
   }
   const notifier = new LocalNotifier();
   const waiters = new SyncWaiters(notifier, (n) => metrics?.syncWaiters.set(n));
@@ -290,6 +290,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     },
     shared.map('uia'),
   );
+  const syncFilters = new SyncFilterResolver((u, id) => store.userData.getFilter(u, id));
   const services: ApiServices = {
     serverName: config.server_name,
     publicBaseUrl: config.public_baseurl,
@@ -302,6 +303,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     hierarchy: new HierarchyService(store, (roomId) => roomInput.currentState(roomId)),
     upgrades: new RoomUpgradeService(store, roomInput, rooms, config.server_name, pushRules, notifier, logger),
     roomInput,
+    syncFilters,
     sync: new SyncService(store, waiters, formatter, visibility, {
       ephemeral: [new TypingSource(typing), new ReceiptSource(store.receipts), new DeliveredSource(store.delivery)],
       device: new DeviceSyncSource(store.e2ee, e2ee.deviceLists, readModel),
@@ -360,7 +362,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
           sync: services.sync,
           presence,
           connections,
-          resolveFilter: (userId, value) => loadSyncFilter((u, id) => store.userData.getFilter(u, id), userId, value),
+          resolveFilter: (userId, value) => syncFilters.resolve(userId, value),
           api: table,
           lifecycle,
           logger,
