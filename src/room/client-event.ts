@@ -10,7 +10,8 @@
 // - A cached part is only served for an input whose redaction state it was built from (the
 //   entry remembers `redactedBy`; a redacted copy never gets the unredacted part, nor the other
 //   way round). Inputs whose PDU was substituted for this viewer bypass the cache (`personal`).
-// - Bound: SHARED_CACHE_MAX entries, least recently used evicted.
+// - Bound: SHARED_CACHE_MAX entries in all (a tenth for the federation format), least recently
+//   used evicted.
 
 import { LRUCache } from 'lru-cache';
 import type { JsonObject, Pdu } from '../protocol/types.js';
@@ -39,7 +40,11 @@ interface SharedPart {
 }
 
 export class EventFormatter {
-  private readonly shared = new LRUCache<string, SharedPart>({ max: SHARED_CACHE_MAX });
+  /** Per format, keyed by event ID; SHARED_CACHE_MAX entries in all. */
+  private readonly shared: Record<EventFormat, LRUCache<string, SharedPart>> = {
+    client: new LRUCache({ max: SHARED_CACHE_MAX - SHARED_CACHE_MAX / 10 }),
+    federation: new LRUCache({ max: SHARED_CACHE_MAX / 10 }),
+  };
   private sharedHits = 0;
   private sharedMisses = 0;
 
@@ -47,13 +52,13 @@ export class EventFormatter {
 
   /** Size, bound, hits and misses of the shared-part cache (for /metrics). */
   cacheStats(): { name: string; size: number; bound: number; hits: number; misses: number } {
-    return { name: 'formatted_events', size: this.shared.size, bound: SHARED_CACHE_MAX, hits: this.sharedHits, misses: this.sharedMisses };
+    return { name: 'formatted_events', size: this.shared.client.size + this.shared.federation.size, bound: SHARED_CACHE_MAX, hits: this.sharedHits, misses: this.sharedMisses };
   }
 
   /** Drops an event's cached shared parts (its stored copy changed: redaction, purge). */
   invalidate(eventId: string): void {
-    this.shared.delete(`client\u0000${eventId}`);
-    this.shared.delete(`federation\u0000${eventId}`);
+    this.shared.client.delete(eventId);
+    this.shared.federation.delete(eventId);
   }
 
   /**
@@ -149,9 +154,9 @@ export class EventFormatter {
   }
 
   private sharedPart(e: StoredEvent, format: EventFormat): SharedPart {
-    const key = `${format}\u0000${e.eventId}`;
+    const cache = this.shared[format];
     const redactedBy = e.redactedBy ?? null;
-    const hit = this.shared.get(key);
+    const hit = cache.get(e.eventId);
     if (hit && hit.redactedBy === redactedBy) {
       this.sharedHits++;
       return hit;
@@ -159,7 +164,7 @@ export class EventFormatter {
     this.sharedMisses++;
     const part = sharedPart(e, format);
     // A stale unredacted copy (read before the redaction landed) must not evict the redacted part.
-    if (!(hit?.redactedBy && !redactedBy)) this.shared.set(key, part);
+    if (!(hit?.redactedBy && !redactedBy)) cache.set(e.eventId, part);
     return part;
   }
 }
