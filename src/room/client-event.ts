@@ -73,6 +73,9 @@ export class EventFormatter {
     opts: { noAggregations?: boolean } = {},
   ): Promise<ClientEvent[]> {
     if (events.length === 0) return [];
+    // Events whose PDU is this viewer's own copy rather than the stored one (a per-viewer
+    // substitution) must be listed here: they are shaped apart, never from or into the cache.
+    const personal = new Set<string>();
     const redactionIds = events.map((e) => e.redactedBy).filter((x): x is string => !!x);
     const replaced = events.map((e) => e.pdu.unsigned?.replaces_state).filter((x): x is string => typeof x === 'string');
     const [redactions, aggregations, previous] = await Promise.all([
@@ -80,7 +83,7 @@ export class EventFormatter {
       opts.noAggregations ? new Map<string, Aggregations>() : this.store.relations.getAggregations(events.filter((e) => !e.redactedBy).map((e) => e.eventId)),
       replaced.length ? this.store.rooms.getEvents(replaced) : new Map<string, StoredEvent>(),
     ]);
-    const out = events.map((e) => this.formatOne(e, viewer, format, redactions));
+    const out = events.map((e) => this.formatOne(e, viewer, format, redactions, personal.has(e.eventId)));
     if (previous.size > 0) {
       events.forEach((e, i) => {
         const prev = previous.get(e.pdu.unsigned?.replaces_state as string);
