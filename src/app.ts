@@ -44,7 +44,7 @@ import { SyncWaiters } from './sync/waiters.js';
 import { ReadModel } from './sync/read-model/read-model.js';
 import { ConnectionTracker } from './sync/connections.js';
 import { SocketServer } from './sync/socket/socket-server.js';
-import { loadSyncFilter } from './sync/filter.js';
+import { SyncFilterResolver } from './sync/filter.js';
 import { AccountService } from './users/account-service.js';
 import { Registration } from './users/registration.js';
 import { EphemeralStream } from './ephemeral/stream.js';
@@ -139,7 +139,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
   if (readModel) {
     feed.onChanges((changes, current) => readModel.apply(changes, current));
     backend.onUnpositionedChanges((changes) => readModel.applyUnpositioned(changes));
-    metrics?.registerCaches(() => readModel.stats());
+    metrics?.registerCaches(() => [...readModel.stats(), formatter.cacheStats(), syncFilters.stats()]);
   }
   const notifier = new LocalNotifier();
   const waiters = new SyncWaiters(notifier, (n) => metrics?.syncWaiters.set(n));
@@ -224,6 +224,11 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
   );
   const receipts = new ReceiptService(store, store.receipts, notifier, now, (userId) => pushDispatcher.countsChanged(userId));
   const formatter = new EventFormatter(store, now);
+  // A redacted event's shared formatted part is dropped at once (the formatter never serves it
+  // for the redacted copy anyway; this frees it).
+  feed.onChanges((changes) => {
+    for (const c of changes) if (c.kind === 'event' && c.redaction) formatter.invalidate(c.redaction.targetEventId);
+  });
   const visibility = new VisibilityChecker(store, readModel);
   const delivered = new DeliveredService(store, store.delivery, notifier, logger, now);
   const e2ee = createE2eeServices({ store, e2ee: store.e2ee, notifier, serverName: config.server_name, logger });
@@ -285,6 +290,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     },
     shared.map('uia'),
   );
+  const syncFilters = new SyncFilterResolver((u, id) => store.userData.getFilter(u, id));
   const services: ApiServices = {
     serverName: config.server_name,
     publicBaseUrl: config.public_baseurl,
@@ -297,6 +303,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     hierarchy: new HierarchyService(store, (roomId) => roomInput.currentState(roomId)),
     upgrades: new RoomUpgradeService(store, roomInput, rooms, config.server_name, pushRules, notifier, logger),
     roomInput,
+    syncFilters,
     sync: new SyncService(store, waiters, formatter, visibility, {
       ephemeral: [new TypingSource(typing), new ReceiptSource(store.receipts), new DeliveredSource(store.delivery)],
       device: new DeviceSyncSource(store.e2ee, e2ee.deviceLists, readModel),
@@ -355,7 +362,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
           sync: services.sync,
           presence,
           connections,
-          resolveFilter: (userId, value) => loadSyncFilter((u, id) => store.userData.getFilter(u, id), userId, value),
+          resolveFilter: (userId, value) => syncFilters.resolve(userId, value),
           api: table,
           lifecycle,
           logger,

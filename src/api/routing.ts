@@ -18,6 +18,7 @@ import type { SearchService } from '../room/search-service.js';
 import type { HierarchyService } from '../room/hierarchy.js';
 import type { AdminService } from '../admin/admin-service.js';
 import type { SyncService } from '../sync/sync-service.js';
+import type { SyncFilterResolver } from '../sync/filter.js';
 import type { EventFormatter } from '../room/client-event.js';
 import type { VisibilityChecker } from '../room/visibility.js';
 import type { Store } from '../store/types.js';
@@ -53,6 +54,8 @@ export interface ApiServices {
   admin: AdminService;
   roomInput: RoomInput;
   sync: SyncService;
+  /** /sync's filter parameter, stored filters cached compiled. */
+  syncFilters: SyncFilterResolver;
   typing: TypingService;
   presence: PresenceService;
   pushRules: PushRulesService;

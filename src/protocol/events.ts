@@ -3,7 +3,7 @@
 // depends on the room version reads it from room-versions.ts.
 import { encodeBase64, encodeBase64Url, tryDecodeBase64 } from './base64.js';
 import { canonicalJson, isJsonObject, dict } from './canonical-json.js';
-import { sha256, sha256Base64, signJson, verifyJsonSignature, type VerifyKey } from './crypto.js';
+import { jsonSigningInput, sha256, sha256Base64, signBytes, signJson, verifyJsonSignature, type VerifyKey } from './crypto.js';
 import { isValidEventId, randomString } from './ids.js';
 import { redactEvent } from './redaction.js';
 import { roomVersionRules, type EventIdFormat } from './room-versions.js';
@@ -167,6 +167,36 @@ export function signEvent(pdu: LooseJsonObject, serverName: string, key: Signing
   return addEventSignature(addContentHash(pdu), serverName, key, roomVersion);
 }
 
+/**
+ * signEvent for an event this server builds, plus what its send checks next, each serialized
+ * once (a send otherwise took four canonical JSON passes: hash, sign, size, event ID):
+ * - eventId: the reference hash input (the redacted event without signatures and unsigned) is
+ *   exactly the signing input, so its SHA-256 is the event ID (v3+, where a built PDU has no
+ *   event_id; v1/v2 return the server-assigned event_id as computeEventId does);
+ * - size: the PDU's canonical JSON is the content-hash input plus its `hashes`, `signatures`
+ *   (and `unsigned`) members, so its byte length is summed, not serialized again.
+ * Equal to signEvent, computeEventId and pduSize (spec/protocol/sign-local.spec.ts).
+ */
+export function signLocalEvent(pdu: Pdu, serverName: string, key: SigningKey, roomVersion: string): { pdu: Pdu; eventId: string; size: number } {
+  const baseJson = canonicalJson(withoutKeys(pdu, ['unsigned', 'signatures', 'hashes']));
+  const hashes = isJsonObject(pdu.hashes) ? pdu.hashes : {};
+  const hashed = { ...pdu, hashes: { ...hashes, sha256: sha256Base64(baseJson) } } as Pdu;
+  const redacted = redactEvent(hashed, roomVersion);
+  const input = jsonSigningInput(redacted);
+  const existing = isJsonObject(redacted.signatures) ? redacted.signatures : {};
+  const mine = isJsonObject(existing[serverName]) ? (existing[serverName] as JsonObject) : {};
+  const signatures = { ...existing, [serverName]: { ...mine, [key.keyId]: encodeBase64(signBytes(key, input)) } };
+  const signed = { ...hashed, signatures } as Pdu;
+  const format = roomVersionRules(roomVersion).eventIdFormat;
+  const eventId = format === 'server' || pdu.event_id !== undefined ? computeEventId(signed, roomVersion) : '$' + HASH_ENCODINGS[format](sha256(input));
+  let size = Buffer.byteLength(baseJson, 'utf8');
+  // Each added member: a comma (the base always has members), "key": and its value.
+  const member = (k: string, v: JsonValue): number => 1 + Buffer.byteLength(`${JSON.stringify(k)}:${canonicalJson(v)}`, 'utf8');
+  size += member('hashes', signed.hashes as JsonValue) + member('signatures', signatures as JsonValue);
+  if (signed.unsigned !== undefined) size += member('unsigned', signed.unsigned as JsonValue);
+  return { pdu: signed, eventId, size };
+}
+
 /** Checks one server's signature on the redacted form of the event. */
 export function verifyEventSignature(
   pdu: LooseJsonObject,
@@ -219,11 +249,12 @@ export function pduSize(pdu: LooseJsonObject): number {
 /**
  * Size and shape limits a PDU must meet before anything else looks at it. Returns a reason, or
  * undefined if the PDU is acceptable. Type checks of the fields themselves are the caller's job.
+ * `knownSize`: pduSize(pdu), when the caller already has it (signLocalEvent).
  */
-export function pduLimitViolation(pdu: LooseJsonObject): string | undefined {
+export function pduLimitViolation(pdu: LooseJsonObject, knownSize?: number): string | undefined {
   let size: number;
   try {
-    size = pduSize(pdu);
+    size = knownSize ?? pduSize(pdu);
   } catch (e) {
     return `not canonical JSON: ${(e as Error).message}`;
   }

@@ -1,5 +1,19 @@
 // Turns stored PDUs into the Client-Server event format for a particular viewer.
+//
+// Invariants:
+// - An event's shared part (every field but `unsigned`, plus the PDU's own unsigned fields) is
+//   built once per (event ID, format) and reused for every viewer: a room's new event woken into
+//   N members' syncs is shaped once. Cached parts are frozen; each output is a fresh shallow copy
+//   with its own `unsigned`, so no caller can alter another viewer's event.
+// - Per-viewer and per-call fields are added on top, never cached: age, transaction_id (only for
+//   the sending device), redacted_because, prev_content/prev_sender, m.relations.
+// - A cached part is only served for an input whose redaction state it was built from (the
+//   entry remembers `redactedBy`; a redacted copy never gets the unredacted part, nor the other
+//   way round). Inputs whose PDU was substituted for this viewer bypass the cache (`personal`).
+// - Bound: SHARED_CACHE_MAX entries in all (a tenth for the federation format), least recently
+//   used evicted.
 
+import { LRUCache } from 'lru-cache';
 import type { JsonObject, Pdu } from '../protocol/types.js';
 import { roomIdOf } from '../protocol/events.js';
 import type { Aggregations, Store, StoredEvent } from '../store/types.js';
@@ -14,8 +28,38 @@ export type ClientEvent = JsonObject;
 
 export type EventFormat = 'client' | 'federation';
 
+/** Bound of the shared-part cache (entries; one per event and format). */
+export const SHARED_CACHE_MAX = 20_000;
+
+interface SharedPart {
+  redactedBy: string | null;
+  /** The event without `unsigned` (frozen). */
+  fields: Readonly<ClientEvent>;
+  /** The PDU's own unsigned fields (frozen; may be empty). */
+  unsigned: Readonly<JsonObject>;
+}
+
 export class EventFormatter {
+  /** Per format, keyed by event ID; SHARED_CACHE_MAX entries in all. */
+  private readonly shared: Record<EventFormat, LRUCache<string, SharedPart>> = {
+    client: new LRUCache({ max: SHARED_CACHE_MAX - SHARED_CACHE_MAX / 10 }),
+    federation: new LRUCache({ max: SHARED_CACHE_MAX / 10 }),
+  };
+  private sharedHits = 0;
+  private sharedMisses = 0;
+
   constructor(private readonly store: Store, private readonly now: () => number = Date.now) {}
+
+  /** Size, bound, hits and misses of the shared-part cache (for /metrics). */
+  cacheStats(): { name: string; size: number; bound: number; hits: number; misses: number } {
+    return { name: 'formatted_events', size: this.shared.client.size + this.shared.federation.size, bound: SHARED_CACHE_MAX, hits: this.sharedHits, misses: this.sharedMisses };
+  }
+
+  /** Drops an event's cached shared parts (its stored copy changed: redaction, purge). */
+  invalidate(eventId: string): void {
+    this.shared.client.delete(eventId);
+    this.shared.federation.delete(eventId);
+  }
 
   /**
    * Formats events in order. Fetches, in batches, the redaction events of redacted ones and the
@@ -29,6 +73,9 @@ export class EventFormatter {
     opts: { noAggregations?: boolean } = {},
   ): Promise<ClientEvent[]> {
     if (events.length === 0) return [];
+    // Events whose PDU is this viewer's own copy rather than the stored one (a per-viewer
+    // substitution) must be listed here: they are shaped apart, never from or into the cache.
+    const personal = new Set<string>();
     const redactionIds = events.map((e) => e.redactedBy).filter((x): x is string => !!x);
     const replaced = events.map((e) => e.pdu.unsigned?.replaces_state).filter((x): x is string => typeof x === 'string');
     const [redactions, aggregations, previous] = await Promise.all([
@@ -36,7 +83,7 @@ export class EventFormatter {
       opts.noAggregations ? new Map<string, Aggregations>() : this.store.relations.getAggregations(events.filter((e) => !e.redactedBy).map((e) => e.eventId)),
       replaced.length ? this.store.rooms.getEvents(replaced) : new Map<string, StoredEvent>(),
     ]);
-    const out = events.map((e) => this.formatOne(e, viewer, format, redactions));
+    const out = events.map((e) => this.formatOne(e, viewer, format, redactions, personal.has(e.eventId)));
     if (previous.size > 0) {
       events.forEach((e, i) => {
         const prev = previous.get(e.pdu.unsigned?.replaces_state as string);
@@ -85,14 +132,19 @@ export class EventFormatter {
     });
   }
 
-  /** Synchronous formatting; pass `redactions` or `redacted_because` is only an event ID stub. */
+  /**
+   * Synchronous formatting; pass `redactions` or `redacted_because` is only an event ID stub.
+   * `personal`: the PDU is this viewer's own copy (not the stored one), so the cache is bypassed.
+   */
   private formatOne(
     e: StoredEvent,
     viewer: Viewer,
     format: EventFormat = 'client',
     redactions?: Map<string, StoredEvent>,
+    personal = false,
   ): ClientEvent {
-    const unsigned: JsonObject = { ...(e.pdu.unsigned ?? {}) };
+    const part = personal ? sharedPart(e, format) : this.sharedPart(e, format);
+    const unsigned: JsonObject = { ...part.unsigned };
     unsigned.age = Math.max(0, this.now() - e.pdu.origin_server_ts);
     if (e.txn && viewer.deviceId && e.txn.deviceId === viewer.deviceId && e.pdu.sender === viewer.userId) {
       unsigned.transaction_id = e.txn.txnId;
@@ -101,9 +153,32 @@ export class EventFormatter {
       const r = redactions?.get(e.redactedBy);
       unsigned.redacted_because = r ? this.formatOne(r, viewer, format) : { event_id: e.redactedBy };
     }
-    if (format === 'federation') return { ...(e.pdu as unknown as JsonObject), event_id: e.eventId, unsigned };
-    return clientShape(e.eventId, e.pdu, unsigned);
+    return { ...part.fields, unsigned };
   }
+
+  private sharedPart(e: StoredEvent, format: EventFormat): SharedPart {
+    const cache = this.shared[format];
+    const redactedBy = e.redactedBy ?? null;
+    const hit = cache.get(e.eventId);
+    if (hit && hit.redactedBy === redactedBy) {
+      this.sharedHits++;
+      return hit;
+    }
+    this.sharedMisses++;
+    const part = sharedPart(e, format);
+    // A stale unredacted copy (read before the redaction landed) must not evict the redacted part.
+    if (!(hit?.redactedBy && !redactedBy)) cache.set(e.eventId, part);
+    return part;
+  }
+}
+
+/** The viewer-independent part of an event in `format` (frozen, as it is shared). */
+function sharedPart(e: StoredEvent, format: EventFormat): SharedPart {
+  const unsigned = Object.freeze({ ...(e.pdu.unsigned ?? {}) });
+  const fields: ClientEvent =
+    format === 'federation' ? { ...(e.pdu as unknown as JsonObject), event_id: e.eventId } : clientShape(e.eventId, e.pdu);
+  delete fields.unsigned;
+  return { redactedBy: e.redactedBy ?? null, fields: Object.freeze(fields), unsigned };
 }
 
 export function clientShape(eventId: string, pdu: Pdu, unsigned?: JsonObject): ClientEvent {

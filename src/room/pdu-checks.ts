@@ -46,10 +46,11 @@ export function checkFormat(
   /** null: a v12 create event being built, whose room ID is its own hash. */
   roomId: string | null,
   version: RoomVersion,
-  opts: { copy?: boolean } = {},
+  /** known: the event ID and canonical size signLocalEvent computed for this very PDU. */
+  opts: { copy?: boolean; known?: { eventId: string; size: number } } = {},
 ): Checked<{ pdu: Pdu; eventId: string }> & { tooLarge?: boolean } {
   if (!isJsonObject(raw)) return fail('PDU is not a JSON object');
-  const limit = pduLimitViolation(raw);
+  const limit = pduLimitViolation(raw, opts.known?.size);
   if (limit) return { ...fail(limit), tooLarge: limit.startsWith('PDU is ') };
   // Only a v12 create event has no room_id; checked against its event ID below.
   if (raw.room_id !== undefined && roomId !== null && raw.room_id !== roomId) return fail('room_id does not match the room');
@@ -67,7 +68,7 @@ export function checkFormat(
   const pdu = (opts.copy === false ? rest : structuredClone(rest)) as unknown as Pdu;
   let eventId: string;
   try {
-    eventId = computeEventId(pdu, version);
+    eventId = opts.known?.eventId ?? computeEventId(pdu, version);
   } catch (err) {
     return fail(`cannot compute the event ID: ${(err as Error).message}`);
   }

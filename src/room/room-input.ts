@@ -49,7 +49,7 @@ import {
   newServerEventId,
   prevEventIds,
   roomIdFromCreateEvent,
-  signEvent,
+  signLocalEvent,
 } from '../protocol/events.js';
 import { roomVersionRules } from '../protocol/room-versions.js';
 import { redactEvent } from '../protocol/redaction.js';
@@ -524,7 +524,7 @@ export class RoomInput {
   /** A local event built, signed and through checks 1-6, with its redaction; writes nothing. */
   private async prepareLocal(roomId: string, draft: EventDraft, state: RoomState): Promise<{ p: Prepared; verdict: Verdict }> {
     const p = await this.prepare(roomId, draft, state);
-    const verdict = await this.judge.judge(roomId, state, p.pdu, p.eventId);
+    const verdict = await this.judge.judge(roomId, state, p.pdu, p.eventId, undefined, { local: true });
     // A local event is never stored unless accepted: the client gets the reason instead.
     if (verdict.kind !== 'accepted') throw new MatrixError('M_FORBIDDEN', verdict.reason);
     if (p.redacts !== undefined) p.redaction = await this.redactionTarget(roomId, p.redacts, p.pdu, state);
@@ -543,8 +543,10 @@ export class RoomInput {
     // v1/v2: the ID is ours to choose, and part of what gets hashed and signed.
     if (eventIdAssignedByServer(version)) pdu.event_id = newServerEventId(this.deps.serverName);
     let signed: Pdu;
+    let known: { eventId: string; size: number };
     try {
-      signed = signEvent(pdu, this.deps.serverName, this.deps.signingKey, version);
+      // One canonical JSON pass each for hash and signature; the ID and size come from them.
+      ({ pdu: signed, ...known } = signLocalEvent(pdu, this.deps.serverName, this.deps.signingKey, version));
     } catch (err) {
       // Content from any path (createRoom's creation_content, initial_state, ...) that canonical
       // JSON cannot represent: floats, unsafe integers, lone surrogates.
@@ -552,7 +554,7 @@ export class RoomInput {
       throw err;
     }
     // createRoom builds a v12 create event before its room ID exists (roomId '').
-    const format = checkFormat(signed, roomId === '' ? null : roomId, version, { copy: false });
+    const format = checkFormat(signed, roomId === '' ? null : roomId, version, { copy: false, known });
     if (!format.ok) {
       if (format.tooLarge) throw new MatrixError('M_TOO_LARGE', `Event is larger than ${MAX_PDU_BYTES} bytes`);
       throw new MatrixError('M_BAD_JSON', `Invalid event: ${format.reason}`);
@@ -563,7 +565,7 @@ export class RoomInput {
     const badSignature = await checkSignatures(signed, version, this.keyRing, own);
     // Our own key failing means a misconfigured key ring, not a client error.
     if (badSignature !== undefined) throw new Error(`locally signed event fails the signature check: ${badSignature}`);
-    // Step 3 is skipped: signEvent computed hashes.sha256 over this very object a moment ago, so
+    // Step 3 is skipped: signLocalEvent computed hashes.sha256 over this very object a moment ago, so
     // re-hashing it (another canonical JSON pass and SHA-256 per send) could never disagree.
     return { eventId, pdu: format.value.pdu, txn: draft.txn, redacts: draft.redacts };
   }

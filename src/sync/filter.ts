@@ -1,6 +1,7 @@
 // Matrix event filters (/user/{id}/filter and inline /sync?filter=). Stored verbatim by the store;
 // parsed here into a normalised form. Unknown fields are ignored, as the spec allows.
 
+import { LRUCache } from 'lru-cache';
 import { z } from 'zod';
 import { MatrixError } from '../errors.js';
 import type { JsonObject } from '../protocol/types.js';
@@ -198,6 +199,44 @@ export async function loadSyncFilter(
   const text = await getFilter(userId, value);
   if (text === null) throw new MatrixError('M_NOT_FOUND', 'No such filter');
   return compileFilter(validateFilter(JSON.parse(text)));
+}
+
+/**
+ * /sync's `filter` parameter resolved with stored filters cached compiled, per (user, filter ID).
+ * Valid for ever: a stored filter never changes (no update or delete API). Only found filters
+ * are cached (an unknown ID may be created later). Entries are shared by concurrent syncs, so
+ * a SyncFilter is read-only once compiled. Bound: `max` entries, least recently used evicted.
+ */
+export class SyncFilterResolver {
+  private readonly cache: LRUCache<string, SyncFilter>;
+  hits = 0;
+  misses = 0;
+
+  constructor(
+    private readonly getFilter: (userId: string, filterId: string) => Promise<string | null>,
+    readonly max = 10_000,
+  ) {
+    this.cache = new LRUCache({ max });
+  }
+
+  async resolve(userId: string, value: string | undefined): Promise<SyncFilter> {
+    if (value === undefined || value === '' || value.trimStart().startsWith('{')) return loadSyncFilter(this.getFilter, userId, value);
+    const key = `${userId}\u0000${value}`;
+    const hit = this.cache.get(key);
+    if (hit) {
+      this.hits++;
+      return hit;
+    }
+    this.misses++;
+    const f = await loadSyncFilter(this.getFilter, userId, value);
+    this.cache.set(key, f);
+    return f;
+  }
+
+  /** Size, bound, hits and misses (for /metrics). */
+  stats(): { name: string; size: number; bound: number; hits: number; misses: number } {
+    return { name: 'sync_filters', size: this.cache.size, bound: this.max, hits: this.hits, misses: this.misses };
+  }
 }
 
 /** A matcher with `types: []` can match nothing: callers skip the work behind it. */

@@ -172,7 +172,10 @@ export class SyncService {
     for (const m of current) {
       if (!m) continue;
       if (m.membership === 'join') {
-        const newlyJoined = !!changed?.has(m.roomId) && (await this.wasNotJoined(await this.memberHistory(m.roomId, req.userId), from));
+        const hist = changed?.has(m.roomId) ? await this.memberHistory(m.roomId, req.userId) : undefined;
+        const newlyJoined = !!hist && (await this.wasNotJoined(hist, from));
+        // A rejoin: the client may still hold the room's timeline from the earlier stint.
+        const rejoined = newlyJoined && (await this.isRejoin(hist, m.stream));
         if (since && newlyJoined) for (const o of await this.store.rooms.getRoomMembers(m.roomId, ['join'])) newlyShared.add(o.userId);
         const quiet = (maxStreams.get(m.roomId) ?? 0) <= from;
         const hasExtras = ephemeral.has(m.roomId) || accountData.rooms.has(m.roomId);
@@ -180,7 +183,7 @@ export class SyncService {
         const section =
           since && !newlyJoined && !req.fullState && quiet
             ? emptyJoined()
-            : await this.joinedRoom(req, m.roomId, since && !newlyJoined ? from : undefined, upTo, req.fullState || newlyJoined, m.stream);
+            : await this.joinedRoom(req, m.roomId, since && !newlyJoined ? from : undefined, upTo, req.fullState || newlyJoined, m.stream, rejoined);
         if (section) join[m.roomId] = section;
         if (section && since && !newlyJoined && !req.fullState) {
           incremental.add(m.roomId);
@@ -288,6 +291,21 @@ export class SyncService {
     return this.store.rooms.getStateHistory(roomId, 'm.room.member', userId);
   }
 
+  /**
+   * Whether the user's join stint current at `at` (by `hist`, their member history) follows an
+   * earlier one: a join, then leave or ban, then join again. Profile changes (join after join)
+   * are part of one stint.
+   */
+  private async isRejoin(hist: MemberHistory, at: number): Promise<boolean> {
+    const upTo = hist.filter((h) => h.stream <= at && h.eventId !== null);
+    if (upTo.length < 3) return false;
+    const events = await this.store.rooms.getEvents(upTo.map((h) => h.eventId as string));
+    const ms = upTo.map((h) => events.get(h.eventId as string)?.pdu.content.membership);
+    let i = ms.length - 1;
+    while (i >= 0 && ms[i] === 'join') i--;
+    return ms.slice(0, i + 1).includes('join');
+  }
+
   /** Whether `hist` (the user's member history) has a `join` membership event in (from, to]. */
   private async joinedWithin(hist: MemberHistory, from: number, to: number): Promise<boolean> {
     const ids = hist.flatMap((h) => (h.stream > from && h.stream <= to && h.eventId !== null ? [h.eventId] : []));
@@ -314,6 +332,8 @@ export class SyncService {
     upTo: number,
     fullState: boolean,
     joinedAt: number,
+    /** The user was joined before this join (kicked or left, then joined again). */
+    rejoined = false,
   ): Promise<JsonObject | null> {
     const f = req.filter;
     const full = fullState || from === undefined;
@@ -322,8 +342,11 @@ export class SyncService {
     // A room newly joined in an incremental sync is new to the client: any history before its
     // timeline (events the filter skipped included) makes it limited. An initial sync keeps
     // the plain rule (limited when the filtered timeline was cut), as clients expect there.
+    // A rejoined room is always limited: history precedes the rejoin (the earlier stint at
+    // least), and a client still holding its old timeline must drop it, not append to it.
     const newlyJoined = from === undefined && req.since !== undefined;
-    const limited = more || (newlyJoined && (await this.hasVisibleEarlier(req.userId, roomId, events[0]?.stream ?? upTo + 1, upTo)));
+    const limited =
+      more || (newlyJoined && (rejoined || (await this.hasVisibleEarlier(req.userId, roomId, events[0]?.stream ?? upTo + 1, upTo))));
 
     let stateEntries: StateEntry[];
     if (full) {

@@ -4,12 +4,12 @@ import { MatrixError } from '../../errors.js';
 import { body, type Ctx } from '../middleware.js';
 import { param, queryInt, queryString, type ApiServices, type ClientRoutes } from '../routing.js';
 import { canonicalJson } from '../../protocol/canonical-json.js';
-import { loadSyncFilter, validateFilter } from '../../sync/filter.js';
+import { validateFilter } from '../../sync/filter.js';
 
 export function syncRoutes(r: ClientRoutes, s: ApiServices): void {
   r.authed('get', '/sync', async (ctx, auth) => {
     const filterParam = queryString(ctx, 'filter');
-    const filter = await loadSyncFilter((u, id) => s.store.userData.getFilter(u, id), auth.userId, filterParam);
+    const filter = await s.syncFilters.resolve(auth.userId, filterParam);
     const timeoutMs = queryInt(ctx, 'timeout', 0, 0, s.maxSyncTimeoutMs);
     const setPresence = presenceParam(queryString(ctx, 'set_presence'));
     // Every /sync is a catch-up until it has its answer or parks waiting for one (503 past capacity).
