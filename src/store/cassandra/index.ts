@@ -30,6 +30,7 @@ import { StoreClosedError, type CassandraContext, type CqlStatement, type EventW
 import { checkKeyspaceName, createKeyspace, migrate } from './migrate.js';
 import { MIGRATIONS } from './migrations/index.js';
 import { PositionAllocator, positionAt } from './positions.js';
+import { CassandraRoomStore } from './rooms.js';
 import { unimplemented } from './unimplemented.js';
 import { CassandraE2eeStore } from './e2ee.js';
 import { CassandraMediaStore } from './media.js';
@@ -184,7 +185,7 @@ export class CassandraStore implements SharedStoreBackend {
     };
     this.accounts = new CassandraAccountStore(ctx);
     this.devices = new CassandraDeviceStore(ctx);
-    this.rooms = unimplemented<RoomStore>('rooms');
+    this.rooms = new CassandraRoomStore(ctx);
     this.userData = new CassandraUserDataStore(ctx);
     this.receipts = new CassandraReceiptStore(ctx);
     this.notifications = unimplemented<NotificationStore>('notifications');

@@ -1,0 +1,436 @@
+// persistEvent on Cassandra: one event of one room, atomically with everything that depends on it.
+//
+// How a write goes:
+// 1. Queued behind the room's previous write in this process (the contract lets a room have one
+//    writer; this also makes `dependsOn` a plain read: the dependency has settled by then).
+// 2. Reads and checks, all before anything is written: the dependency, duplicate event/txn IDs,
+//    rejected auth events, timeline-only state entries and extremities, member events' memberships,
+//    the room's head (current group, extremities). A failing check writes nothing.
+// 3. The EventWriteHook statements (push actions, relations, search) are built.
+// 4. Uniqueness claims with LWTs (IF NOT EXISTS): the txn ID, then the event ID, in side tables
+//    that only ever take LWTs. A claim lost here is a StoreConflictError. Claims are released
+//    (conditional deletes) if anything fails before the batch is sent.
+// 5. New state groups are written (unreferenced until step 6, see state-groups.ts).
+// 6. One logged batch: the event row, DAG edges, timeline/topological rows, redaction rewrite,
+//    state delta + history + current state, memberships, the room head, the hook statements.
+//    A logged batch is all-or-nothing (eventually), but not isolated: a reader may briefly see
+//    part of it before the write resolves. Readers bounded by currentPosition() never do: the
+//    position completes only after the batch is acknowledged.
+//
+// Change records come from the SQLite module's prepareEvent/eventChange, so both backends hand
+// the read model byte-identical EventChange records.
+
+import type { RoomVersion } from '../../protocol/types.js';
+import { eventChange, prepareEvent, type PreparedEvent } from '../sqlite/events.js';
+import {
+  StoreConflictError,
+  type Membership,
+  type PersistEventInput,
+  type PersistEventResult,
+  type RoomRecord,
+} from '../types.js';
+import { applied, jsonParse, num, numOrNull, type CassandraContext, type CqlStatement } from './context.js';
+import { bucketOf, DEPTH_BUCKET, KIND_STATE, KIND_TIMELINE, KIND_TOPO, readEventRows } from './rooms-util.js';
+import { GroupBuilder, removalChanges, type StateChange } from './state-groups.js';
+import { membershipStatements, removeMembershipStatements } from './memberships.js';
+import type cassandra from 'cassandra-driver';
+
+const MEMBERSHIPS: ReadonlySet<string> = new Set<Membership>(['join', 'invite', 'leave', 'ban', 'knock']);
+/** Memberships that bring a room back into the user's view, undoing an earlier forget. */
+const UNFORGETTING: ReadonlySet<string> = new Set<Membership>(['join', 'invite', 'knock']);
+/** state_history/state_changes event_id for a key removed at that position. */
+export const REMOVED = '';
+
+const CHECK_COLUMNS = 'event_id, room_id, pdu_json, outlier, soft_failed, rejected, indexed';
+
+/** Backfill positions: negative, below every other, from a counter of their own (LWT blocks). */
+class BackfillPositions {
+  private next = 0;
+  private last = -1;
+  private chain: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    private readonly ctx: CassandraContext,
+    private readonly blockSize = 100,
+  ) {}
+
+  take(): Promise<number> {
+    const p = this.chain.then(async () => {
+      if (this.next > this.last) await this.reserve();
+      return -this.next++;
+    });
+    this.chain = p.catch(() => undefined);
+    return p;
+  }
+
+  private async reserve(): Promise<void> {
+    await this.ctx.execute(`INSERT INTO stream_seq (name, high) VALUES ('backfill', 0) IF NOT EXISTS`);
+    let expected = num((await this.ctx.execute(`SELECT high FROM stream_seq WHERE name = 'backfill'`, [], { consistency: 0x0009 })).first()?.['high']);
+    for (let attempt = 0; attempt < 50; attempt++) {
+      const rs = await this.ctx.execute(`UPDATE stream_seq SET high = ? WHERE name = 'backfill' IF high = ?`, [expected + this.blockSize, expected]);
+      if (applied(rs)) {
+        this.next = expected + 1;
+        this.last = expected + this.blockSize;
+        return;
+      }
+      expected = num(rs.first()?.['high']);
+    }
+    throw new Error('could not reserve backfill positions: too much contention');
+  }
+}
+
+export class EventWriter {
+  private readonly tails = new Map<string, Promise<void>>();
+  private readonly backfill: BackfillPositions;
+  private readonly rooms = new Map<string, RoomRecord>();
+
+  constructor(private readonly ctx: CassandraContext) {
+    this.backfill = new BackfillPositions(ctx);
+  }
+
+  persist(input: PersistEventInput): Promise<PersistEventResult> {
+    this.ctx.checkOpen();
+    const prepared = prepareEvent(input);
+    // Hooks run later; they must see the input as it was at the call.
+    const hookInput = structuredClone(input);
+    const roomId = prepared.roomId;
+    const prev = this.tails.get(roomId) ?? Promise.resolve();
+    let release!: () => void;
+    const mine = new Promise<void>((r) => (release = r));
+    const tail = prev.then(() => mine);
+    this.tails.set(roomId, tail);
+    const done = (): void => {
+      release();
+      if (this.tails.get(roomId) === tail) this.tails.delete(roomId);
+    };
+    const run = async (pos: number): Promise<PersistEventResult> => {
+      await prev;
+      try {
+        return { stream: pos, ...(await this.write(prepared, hookInput, pos)) };
+      } finally {
+        done();
+      }
+    };
+    const p = prepared.backfill
+      ? prev.then(async () => run(await this.backfill.take().catch((err: unknown) => (done(), Promise.reject(err)))))
+      : this.ctx.writeAtPosition(run, (_r, pos) => (prepared.status === 'accepted' ? eventChange(prepared, pos) : null));
+    p.then(done, done);
+    return p;
+  }
+
+  private async room(roomId: string, ev: PreparedEvent): Promise<RoomRecord> {
+    const cached = this.rooms.get(roomId);
+    if (cached) return { ...cached };
+    const row = (await this.ctx.execute('SELECT room_version, creator, created_ts FROM rooms WHERE room_id = ?', [roomId])).first();
+    if (!row) {
+      // Events may be stored for a room without a record (the contract does not require one):
+      // hooks then get the create event's version if this is it, else the default.
+      const v = ev.type === 'm.room.create' && ev.stateKey === '' ? jsonParse<{ content: { room_version?: unknown } }>(ev.pduJson).content.room_version : undefined;
+      return { roomId, roomVersion: (typeof v === 'string' ? v : '1') as RoomVersion, creator: ev.sender, createdTs: ev.originServerTs };
+    }
+    const rec: RoomRecord = {
+      roomId,
+      roomVersion: row['room_version'] as RoomVersion,
+      creator: row['creator'] as string,
+      createdTs: num(row['created_ts']),
+    };
+    this.rooms.set(roomId, rec);
+    return { ...rec };
+  }
+
+  private async write(
+    ev: PreparedEvent,
+    hookInput: PersistEventInput,
+    pos: number,
+  ): Promise<{ stateGroupBefore: number | null; stateGroupAfter: number | null }> {
+    const { eventId, roomId } = ev;
+    const accepted = ev.status === 'accepted';
+    const live = accepted && !ev.backfill;
+
+    // --- reads and checks (nothing written yet) ---
+    const want = new Set<string>([eventId]);
+    if (ev.dependsOn !== null) want.add(ev.dependsOn);
+    if (ev.status !== 'rejected') for (const id of ev.authEvents) want.add(id);
+    if (live) {
+      for (const e of ev.stateDelta) want.add(e.eventId);
+      for (const id of ev.forwardExtremities) want.add(id);
+      if (ev.redaction) want.add(ev.redaction.targetEventId);
+    }
+    const txnKey = ev.txn && accepted ? [roomId, ev.txn.userId, ev.txn.deviceId, ev.txn.scope ?? '', ev.txn.txnId] : null;
+    const [rows, txnRow] = await Promise.all([
+      readEventRows(this.ctx, want, CHECK_COLUMNS),
+      txnKey
+        ? this.ctx.execute('SELECT event_id FROM event_txns WHERE room_id = ? AND user_id = ? AND device_id = ? AND scope = ? AND txn_id = ?', txnKey)
+        : null,
+    ]);
+    if (ev.dependsOn !== null && rows.get(ev.dependsOn)?.['room_id'] !== roomId) {
+      throw new StoreConflictError(`event ${eventId} depends on ${ev.dependsOn}, which is not stored`);
+    }
+    if (txnRow?.first()) throw txnConflict(ev);
+    if (rows.has(eventId)) throw new StoreConflictError(`event ${eventId} already persisted`);
+    let chainAuth: string[] | undefined;
+    if (ev.status !== 'rejected') {
+      const bad = ev.authEvents.find((id) => isRejected(rows.get(id)));
+      if (bad !== undefined) throw new Error(`event ${eventId} cites rejected auth event ${bad}`);
+      if (ev.stateKey !== null) chainAuth = [...new Set(ev.authEvents.filter((id) => rows.get(id)?.['indexed'] === true))];
+    }
+
+    const batch: CqlStatement[] = [];
+    const groups = new GroupBuilder(this.ctx, roomId, pos);
+    let before: number | null = null;
+    let after: number | null = null;
+    let hookStatements: CqlStatement[] = [];
+
+    if (!(ev.status === 'outlier' || (ev.status === 'rejected' && ev.stateBefore === null))) {
+      const head = (await this.ctx.execute('SELECT current_group FROM room_heads WHERE room_id = ?', [roomId])).first();
+      const previous = head ? numOrNull(head['current_group']) : null;
+      if (ev.stateBefore) before = await groups.create(ev.stateBefore.group, ev.stateBefore.delta);
+      else before = previous ?? (await groups.create(null, []));
+      const own: StateChange[] = ev.stateKey !== null && ev.status !== 'rejected' ? [{ type: ev.type, stateKey: ev.stateKey, eventId }] : [];
+      after = await groups.create(before, own);
+      if (live) {
+        hookStatements = await this.liveStatements(ev, pos, rows, previous, before, after, own, groups, hookInput, batch);
+      }
+    }
+
+    batch.unshift(...this.eventStatements(ev, pos, before, after, chainAuth));
+
+    // --- claims, then the writes ---
+    const claimed: Array<() => Promise<unknown>> = [];
+    let sent = false;
+    try {
+      if (txnKey) {
+        const rs = await this.ctx.execute(
+          'INSERT INTO event_txns (room_id, user_id, device_id, scope, txn_id, event_id) VALUES (?, ?, ?, ?, ?, ?) IF NOT EXISTS',
+          [...txnKey, eventId],
+        );
+        if (!applied(rs)) throw txnConflict(ev);
+        claimed.push(() =>
+          this.ctx.execute(
+            'DELETE FROM event_txns WHERE room_id = ? AND user_id = ? AND device_id = ? AND scope = ? AND txn_id = ? IF event_id = ?',
+            [...txnKey, eventId],
+          ),
+        );
+      }
+      const rs = await this.ctx.execute('INSERT INTO event_claims (event_id, room_id) VALUES (?, ?) IF NOT EXISTS', [eventId, roomId]);
+      if (!applied(rs)) throw new StoreConflictError(`event ${eventId} already persisted`);
+      claimed.push(() => this.ctx.execute('DELETE FROM event_claims WHERE event_id = ? IF room_id = ?', [eventId, roomId]));
+      await groups.write();
+      sent = true;
+      await this.ctx.batch([...batch, ...hookStatements]);
+    } catch (err) {
+      // Once the batch was sent it may still be applied (a timeout is not a failure): keep the
+      // claims then, so the event can never be stored twice.
+      if (!sent) await Promise.allSettled(claimed.map((f) => f()));
+      throw err;
+    }
+    return { stateGroupBefore: before, stateGroupAfter: after };
+  }
+
+  /** The event row, its DAG edges and (accepted events) its timeline rows. */
+  private eventStatements(ev: PreparedEvent, pos: number, before: number | null, after: number | null, chainAuth: string[] | undefined): CqlStatement[] {
+    const accepted = ev.status === 'accepted';
+    const out: CqlStatement[] = [
+      {
+        query: `INSERT INTO events (event_id, room_id, stream, type, state_key, sender, pdu_json, txn_device, txn_id, depth,
+                  outlier, soft_failed, rejected, state_before, state_after, prev_events, chain_auth, indexed)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        params: [
+          ev.eventId,
+          ev.roomId,
+          pos,
+          ev.type,
+          ev.stateKey ?? undefined,
+          ev.sender,
+          ev.pduJson,
+          accepted ? ev.txn?.deviceId : undefined,
+          accepted ? ev.txn?.txnId : undefined,
+          ev.depth,
+          ev.status === 'outlier',
+          ev.status === 'soft_failed',
+          ev.rejected ?? undefined,
+          before ?? undefined,
+          after ?? undefined,
+          [...new Set(ev.prevEvents)].sort(),
+          chainAuth,
+          chainAuth !== undefined,
+        ],
+      },
+    ];
+    for (const prev of new Set(ev.prevEvents)) {
+      out.push({ query: 'INSERT INTO event_children (prev_id, event_id, room_id) VALUES (?, ?, ?)', params: [prev, ev.eventId, ev.roomId] });
+    }
+    if (accepted) {
+      const b = bucketOf(pos);
+      const d = bucketOf(ev.depth, DEPTH_BUCKET);
+      out.push(
+        {
+          query: 'INSERT INTO room_timeline (room_id, bucket, stream, event_id, type, sender) VALUES (?, ?, ?, ?, ?, ?)',
+          params: [ev.roomId, b, pos, ev.eventId, ev.type, ev.sender],
+        },
+        { query: 'INSERT INTO room_buckets (room_id, kind, bucket) VALUES (?, ?, ?)', params: [ev.roomId, KIND_TIMELINE, b] },
+        {
+          query: 'INSERT INTO room_topo (room_id, bucket, depth, stream, event_id, type, sender) VALUES (?, ?, ?, ?, ?, ?, ?)',
+          params: [ev.roomId, d, ev.depth, pos, ev.eventId, ev.type, ev.sender],
+        },
+        { query: 'INSERT INTO room_buckets (room_id, kind, bucket) VALUES (?, ?, ?)', params: [ev.roomId, KIND_TOPO, d] },
+      );
+    }
+    return out;
+  }
+
+  /**
+   * What an accepted, non-backfilled event changes besides itself: redaction, state, memberships,
+   * room head. Appends to `batch`; returns the hook statements.
+   */
+  private async liveStatements(
+    ev: PreparedEvent,
+    pos: number,
+    rows: Map<string, cassandra.types.Row>,
+    previous: number | null,
+    before: number,
+    after: number,
+    own: StateChange[],
+    groups: GroupBuilder,
+    hookInput: PersistEventInput,
+    batch: CqlStatement[],
+  ): Promise<CqlStatement[]> {
+    const { eventId, roomId } = ev;
+    // Checks first (they throw), statements after.
+    const memberships = new Map<string, string>();
+    for (const entry of ev.stateDelta) {
+      const row = entry.eventId === eventId ? undefined : rows.get(entry.eventId);
+      if (row && (row['soft_failed'] === true || isRejected(row))) {
+        throw new Error(`state entry ${entry.eventId} is an outlier, soft-failed or rejected event`);
+      }
+      if (entry.type === 'm.room.member') {
+        let membership: unknown;
+        if (entry.eventId === eventId) membership = ev.ownMembership;
+        else if (!row) throw new Error(`state delta names unknown member event ${entry.eventId}`);
+        else membership = jsonParse<{ content: { membership?: unknown } }>(row['pdu_json'] as string).content.membership;
+        if (typeof membership !== 'string' || !MEMBERSHIPS.has(membership)) {
+          throw new Error(`member event ${entry.eventId} has invalid membership ${JSON.stringify(membership)}`);
+        }
+        memberships.set(entry.stateKey, membership);
+      }
+    }
+    for (const id of ev.forwardExtremities) {
+      const row = id === eventId ? undefined : rows.get(id);
+      if (row && (row['outlier'] === true || row['soft_failed'] === true || isRejected(row))) {
+        throw new Error(`forward extremity ${id} is an outlier, soft-failed or rejected event`);
+      }
+    }
+
+    // Un-forgetting needs to know which users forgot the room (a row rewritten only when set).
+    const unforget = [...memberships].filter(([, m]) => UNFORGETTING.has(m)).map(([u]) => u);
+    const forgotten = await Promise.all(
+      unforget.map(async (u) => {
+        const r = (await this.ctx.execute('SELECT forgotten FROM forgotten_rooms WHERE user_id = ? AND room_id = ?', [u, roomId])).first();
+        return r?.['forgotten'] === true ? u : null;
+      }),
+    );
+    const forgottenUsers = new Set(forgotten.filter((u): u is string => u !== null));
+
+    if (ev.redaction) {
+      const target = rows.get(ev.redaction.targetEventId);
+      // Scoped to the room; an UPDATE of a missing row would create one, so only stored targets.
+      if (target && target['room_id'] === roomId) {
+        batch.push({
+          query: 'UPDATE events SET pdu_json = ?, redacted_by = ? WHERE event_id = ?',
+          params: [ev.redaction.redactedPduJson, eventId, ev.redaction.targetEventId],
+        });
+      }
+    }
+
+    const b = bucketOf(pos);
+    let stateRows = false;
+    for (const entry of ev.stateDelta) {
+      stateRows = true;
+      batch.push(
+        {
+          query: 'INSERT INTO state_history (room_id, type, state_key, stream, event_id) VALUES (?, ?, ?, ?, ?)',
+          params: [roomId, entry.type, entry.stateKey, pos, entry.eventId],
+        },
+        {
+          query: 'INSERT INTO state_changes (room_id, bucket, stream, type, state_key, event_id) VALUES (?, ?, ?, ?, ?, ?)',
+          params: [roomId, b, pos, entry.type, entry.stateKey, entry.eventId],
+        },
+        {
+          query: 'INSERT INTO current_state (room_id, type, state_key, event_id, stream) VALUES (?, ?, ?, ?, ?)',
+          params: [roomId, entry.type, entry.stateKey, entry.eventId, pos],
+        },
+      );
+      if (entry.type === 'm.room.member') {
+        const membership = memberships.get(entry.stateKey) as string;
+        batch.push(...membershipStatements(roomId, entry.stateKey, membership, entry.eventId, pos));
+        if (forgottenUsers.has(entry.stateKey)) {
+          batch.push({
+            query: 'INSERT INTO forgotten_rooms (user_id, room_id, forgotten) VALUES (?, ?, false)',
+            params: [entry.stateKey, roomId],
+          });
+        }
+      }
+    }
+    for (const gone of ev.stateRemoved) {
+      stateRows = true;
+      batch.push(
+        { query: 'DELETE FROM current_state WHERE room_id = ? AND type = ? AND state_key = ?', params: [roomId, gone.type, gone.stateKey] },
+        {
+          query: 'INSERT INTO state_history (room_id, type, state_key, stream, event_id) VALUES (?, ?, ?, ?, ?)',
+          params: [roomId, gone.type, gone.stateKey, pos, REMOVED],
+        },
+        {
+          query: 'INSERT INTO state_changes (room_id, bucket, stream, type, state_key, event_id) VALUES (?, ?, ?, ?, ?, ?)',
+          params: [roomId, b, pos, gone.type, gone.stateKey, REMOVED],
+        },
+      );
+      if (gone.type === 'm.room.member') batch.push(...removeMembershipStatements(roomId, gone.stateKey, eventId, pos));
+    }
+
+    // The common case (the event extends the only extremity) shares the event's own after-group
+    // as the room's new current state; a resolution after a fork gets a group of its own.
+    const removals = removalChanges(ev.stateRemoved);
+    const linear =
+      (ev.stateBefore === null || (ev.stateBefore.group === previous && ev.stateBefore.delta.length === 0 && previous !== null)) &&
+      removals.length === 0 &&
+      ev.stateDelta.length === own.length &&
+      ev.stateDelta.every((e, i) => e.type === own[i]!.type && e.stateKey === own[i]!.stateKey && e.eventId === own[i]!.eventId);
+    const roomState = linear
+      ? after
+      : previous === null
+        ? await groups.create(null, ev.stateDelta)
+        : await groups.create(previous, [...ev.stateDelta, ...removals]);
+    void before;
+    if (roomState !== previous) {
+      stateRows = true;
+      batch.push({ query: 'INSERT INTO state_log (room_id, bucket, stream, group_id) VALUES (?, ?, ?, ?)', params: [roomId, b, pos, roomState] });
+    }
+    if (stateRows) batch.push({ query: 'INSERT INTO room_buckets (room_id, kind, bucket) VALUES (?, ?, ?)', params: [roomId, KIND_STATE, b] });
+    batch.push({
+      query: 'INSERT INTO room_heads (room_id, extremities, current_group) VALUES (?, ?, ?)',
+      params: [roomId, [...new Set(ev.forwardExtremities)], roomState],
+    });
+
+    const hooks: CqlStatement[] = [];
+    if (this.ctx.eventHooks.length > 0) {
+      const room = await this.room(roomId, ev);
+      for (const hook of this.ctx.eventHooks) {
+        hooks.push(...(await hook.forEvent(hookInput, pos, room)));
+        if (ev.redaction && hook.forRedaction) hooks.push(...(await hook.forRedaction(roomId, ev.redaction.targetEventId, pos)));
+      }
+    }
+    return hooks;
+  }
+}
+
+function isRejected(row: cassandra.types.Row | undefined): boolean {
+  const r = row?.['rejected'];
+  return r !== null && r !== undefined;
+}
+
+function txnConflict(ev: PreparedEvent): StoreConflictError {
+  const t = ev.txn!;
+  return new StoreConflictError(`transaction ${t.txnId} of ${t.userId}/${t.deviceId} in ${ev.roomId} already used`);
+}
+
+
