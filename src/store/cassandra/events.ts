@@ -7,9 +7,11 @@
 //    rejected auth events, timeline-only state entries and extremities, member events' memberships,
 //    the room's head (current group, extremities). A failing check writes nothing.
 // 3. The EventWriteHook statements (push actions, relations, search) are built.
-// 4. Uniqueness claims with LWTs (IF NOT EXISTS): the txn ID, then the event ID, in side tables
-//    that only ever take LWTs. A claim lost here is a StoreConflictError. Claims are released
-//    (conditional deletes) if anything fails before the batch is sent.
+// 4. Uniqueness claims with LWTs (IF NOT EXISTS), the txn ID and the event ID in parallel, in
+//    side tables that only ever take LWTs. A claim lost here is a StoreConflictError. Claims are
+//    released (conditional deletes) if anything fails before the batch is sent; once it was
+//    sent they stay (a timed-out logged batch may still be applied). A process dying between
+//    claim and batch leaves a claim without an event: that event ID is then refused for good.
 // 5. New state groups are written (unreferenced until step 6, see state-groups.ts).
 // 6. One logged batch: the event row, DAG edges, timeline/topological rows, redaction rewrite,
 //    state delta + history + current state, memberships, the room head, the hook statements.
@@ -91,8 +93,9 @@ export class EventWriter {
   persist(input: PersistEventInput): Promise<PersistEventResult> {
     this.ctx.checkOpen();
     const prepared = prepareEvent(input);
-    // Hooks run later; they must see the input as it was at the call.
-    const hookInput = structuredClone(input);
+    // Hooks run later; they must see the input as it was at the call (null-prototype JSON, like
+    // everything read back from storage).
+    const hookInput = jsonParse<PersistEventInput>(JSON.stringify(input));
     const roomId = prepared.roomId;
     const prev = this.tails.get(roomId) ?? Promise.resolve();
     let release!: () => void;
@@ -157,11 +160,13 @@ export class EventWriter {
       if (ev.redaction) want.add(ev.redaction.targetEventId);
     }
     const txnKey = ev.txn && accepted ? [roomId, ev.txn.userId, ev.txn.deviceId, ev.txn.scope ?? '', ev.txn.txnId] : null;
-    const [rows, txnRow] = await Promise.all([
+    const stateless = ev.status === 'outlier' || (ev.status === 'rejected' && ev.stateBefore === null);
+    const [rows, txnRow, head] = await Promise.all([
       readEventRows(this.ctx, want, CHECK_COLUMNS),
       txnKey
         ? this.ctx.execute('SELECT event_id FROM event_txns WHERE room_id = ? AND user_id = ? AND device_id = ? AND scope = ? AND txn_id = ?', txnKey)
         : null,
+      stateless ? null : this.ctx.execute('SELECT current_group FROM room_heads WHERE room_id = ?', [roomId]),
     ]);
     if (ev.dependsOn !== null && rows.get(ev.dependsOn)?.['room_id'] !== roomId) {
       throw new StoreConflictError(`event ${eventId} depends on ${ev.dependsOn}, which is not stored`);
@@ -181,9 +186,9 @@ export class EventWriter {
     let after: number | null = null;
     let hookStatements: CqlStatement[] = [];
 
-    if (!(ev.status === 'outlier' || (ev.status === 'rejected' && ev.stateBefore === null))) {
-      const head = (await this.ctx.execute('SELECT current_group FROM room_heads WHERE room_id = ?', [roomId])).first();
-      const previous = head ? numOrNull(head['current_group']) : null;
+    if (!stateless) {
+      const headRow = head?.first();
+      const previous = headRow ? numOrNull(headRow['current_group']) : null;
       if (ev.stateBefore) before = await groups.create(ev.stateBefore.group, ev.stateBefore.delta);
       else before = previous ?? (await groups.create(null, []));
       const own: StateChange[] = ev.stateKey !== null && ev.status !== 'rejected' ? [{ type: ev.type, stateKey: ev.stateKey, eventId }] : [];
@@ -196,15 +201,20 @@ export class EventWriter {
     batch.unshift(...this.eventStatements(ev, pos, before, after, chainAuth));
 
     // --- claims, then the writes ---
+    // Both claims in parallel (each LWT is several round trips); one lost releases the other.
     const claimed: Array<() => Promise<unknown>> = [];
     let sent = false;
     try {
-      if (txnKey) {
-        const rs = await this.ctx.execute(
-          'INSERT INTO event_txns (room_id, user_id, device_id, scope, txn_id, event_id) VALUES (?, ?, ?, ?, ?, ?) IF NOT EXISTS',
-          [...txnKey, eventId],
-        );
-        if (!applied(rs)) throw txnConflict(ev);
+      const [txnClaim, eventClaim] = await Promise.allSettled([
+        txnKey
+          ? this.ctx.execute(
+              'INSERT INTO event_txns (room_id, user_id, device_id, scope, txn_id, event_id) VALUES (?, ?, ?, ?, ?, ?) IF NOT EXISTS',
+              [...txnKey, eventId],
+            )
+          : null,
+        this.ctx.execute('INSERT INTO event_claims (event_id, room_id) VALUES (?, ?) IF NOT EXISTS', [eventId, roomId]),
+      ]);
+      if (txnKey && txnClaim.status === 'fulfilled' && txnClaim.value && applied(txnClaim.value)) {
         claimed.push(() =>
           this.ctx.execute(
             'DELETE FROM event_txns WHERE room_id = ? AND user_id = ? AND device_id = ? AND scope = ? AND txn_id = ? IF event_id = ?',
@@ -212,9 +222,13 @@ export class EventWriter {
           ),
         );
       }
-      const rs = await this.ctx.execute('INSERT INTO event_claims (event_id, room_id) VALUES (?, ?) IF NOT EXISTS', [eventId, roomId]);
-      if (!applied(rs)) throw new StoreConflictError(`event ${eventId} already persisted`);
-      claimed.push(() => this.ctx.execute('DELETE FROM event_claims WHERE event_id = ? IF room_id = ?', [eventId, roomId]));
+      if (eventClaim.status === 'fulfilled' && applied(eventClaim.value)) {
+        claimed.push(() => this.ctx.execute('DELETE FROM event_claims WHERE event_id = ? IF room_id = ?', [eventId, roomId]));
+      }
+      if (txnClaim.status === 'rejected') throw txnClaim.reason;
+      if (eventClaim.status === 'rejected') throw eventClaim.reason;
+      if (txnKey && !applied(txnClaim.value!)) throw txnConflict(ev);
+      if (!applied(eventClaim.value)) throw new StoreConflictError(`event ${eventId} already persisted`);
       await groups.write();
       sent = true;
       await this.ctx.batch([...batch, ...hookStatements]);

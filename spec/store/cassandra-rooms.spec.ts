@@ -1,0 +1,244 @@
+// The Cassandra RoomStore beyond the shared contract: reads across sparse stream and depth
+// buckets, two instances on one keyspace (LWT-decided event and txn IDs, disjoint backfill
+// positions), and claims released by a write that fails its checks.
+
+import type cassandra from 'cassandra-driver';
+import { randomBytes } from 'node:crypto';
+import { assert } from '../helpers/assert.js';
+import { cassandraClient, dropKeyspace, freshKeyspace, startCassandra, truncateKeyspace } from '../helpers/cassandra.js';
+import { openCassandraStore, type CassandraStore } from '../../src/store/cassandra/index.js';
+import { BUCKET, DEPTH_BUCKET } from '../../src/store/cassandra/rooms-util.js';
+import type { Pdu } from '../../src/protocol/types.js';
+import type { PersistEventInput } from '../../src/store/types.js';
+import { assertConflict, FakeRoom, newEventId, stateMap, userId } from './fixtures.js';
+
+const keyspace = freshKeyspace('rooms');
+const alice = userId('alice');
+let addr = '';
+let admin: cassandra.Client | null = null;
+let migrated = false;
+const stores: CassandraStore[] = [];
+
+async function open(): Promise<CassandraStore> {
+  const s = await openCassandraStore({ contactPoints: [addr], localDataCenter: 'datacenter1', keyspace, skipMigrations: migrated });
+  migrated = true;
+  stores.push(s);
+  return s;
+}
+
+/** Moves the global sequence forward (as if other rooms had used the positions): the next store opened starts at `next`. */
+async function skipTo(next: number): Promise<void> {
+  const rs = await admin!.execute(`SELECT high FROM ${keyspace}.stream_seq WHERE name = 'global'`);
+  const high = Number(rs.first()!['high']);
+  assert.ok(high < next - 1, `sequence already at ${high}`);
+  await admin!.execute(`UPDATE ${keyspace}.stream_seq SET high = ? WHERE name = 'global' IF high = ?`, [next - 1, high], { prepare: true });
+}
+
+function message(roomId: string, depth: number, prev: string[], body: string): { eventId: string; pdu: Pdu } {
+  const pdu: Pdu = {
+    room_id: roomId,
+    sender: alice,
+    type: 'm.room.message',
+    content: { body },
+    origin_server_ts: 1_700_000_000_000 + depth,
+    depth,
+    prev_events: prev,
+    auth_events: [],
+    hashes: { sha256: randomBytes(32).toString('base64') },
+    signatures: {},
+  };
+  return { eventId: newEventId(), pdu };
+}
+
+const input = (ev: { eventId: string; pdu: Pdu }, extra: Partial<PersistEventInput> = {}): PersistEventInput => ({
+  eventId: ev.eventId,
+  pdu: ev.pdu,
+  stateDelta: [],
+  forwardExtremities: [ev.eventId],
+  ...extra,
+});
+
+before(async function () {
+  this.timeout(600_000);
+  addr = await startCassandra();
+  admin = await cassandraClient(addr);
+});
+
+after(async function () {
+  this.timeout(60_000);
+  if (admin) {
+    await dropKeyspace(admin, keyspace);
+    await admin.shutdown();
+  }
+});
+
+describe('Cassandra RoomStore', function () {
+  this.timeout(120_000);
+
+  afterEach(async function () {
+    for (const s of stores.splice(0)) await s.close();
+    await truncateKeyspace(admin!, keyspace);
+  });
+
+  it('pages, reports heads and answers state across sparse stream buckets', async function () {
+    let store = await open();
+    const room = new FakeRoom();
+    const created = await room.create(store, alice);
+    const early = await room.message(store, alice, 'early');
+    const stateEarly = await store.rooms.getCurrentState(room.roomId);
+    await store.close();
+    // The next events land two buckets later; the bucket in between holds nothing of this room.
+    const gapStart = early.stream + 1;
+    await skipTo(3 * BUCKET - 3);
+    store = await open();
+    const late = [];
+    for (let i = 0; i < 8; i++) late.push(await room.message(store, alice, `late ${i}`));
+    const topic = await room.send(store, 'm.room.topic', alice, { topic: 'late' }, '');
+    late.push(topic);
+    const buckets = new Set([...created, early, ...late].map((e) => Math.floor(e.stream / BUCKET)));
+    assert.ok(buckets.size >= 3, `events span buckets ${[...buckets].join(',')}`);
+    const stored = await admin!.execute(`SELECT bucket FROM ${keyspace}.room_buckets WHERE room_id = ? AND kind = 't'`, [room.roomId], {
+      prepare: true,
+    });
+    assert.equal(stored.rowLength, buckets.size, 'only non-empty buckets are listed');
+
+    const all = [...created, early, ...late];
+    const q = { roomId: room.roomId, limit: 100 };
+    const back = await store.rooms.getRoomEvents({ ...q, dir: 'b', from: store.currentPosition() });
+    assert.deepEqual(back.map((e) => e.eventId), all.map((e) => e.eventId).reverse());
+    const fwd = await store.rooms.getRoomEvents({ ...q, dir: 'f', from: 0 });
+    assert.deepEqual(fwd.map((e) => e.eventId), all.map((e) => e.eventId));
+    // Pages that straddle the gap, both ways, with bounds.
+    const straddle = await store.rooms.getRoomEvents({ ...q, dir: 'b', from: late[1]!.stream, limit: 4 });
+    assert.deepEqual(straddle.map((e) => e.eventId), [late[1], late[0], early, created[4]].map((e) => e!.eventId));
+    const bounded = await store.rooms.getRoomEvents({ ...q, dir: 'f', from: created[4]!.stream, to: late[0]!.stream });
+    assert.deepEqual(bounded.map((e) => e.eventId), [early.eventId, late[0]!.eventId]);
+    assert.deepEqual(await store.rooms.getRoomEvents({ ...q, dir: 'f', from: early.stream, to: late[0]!.stream - 1 }), []);
+    assert.equal((await store.rooms.getRoomsMaxStream([room.roomId])).get(room.roomId), topic.stream);
+
+    // State at a position inside the gap is the state after the early events.
+    assert.deepEqual(stateMap(await store.rooms.getStateAt(room.roomId, gapStart + BUCKET)), stateMap(stateEarly));
+    assert.equal(stateMap(await store.rooms.getStateAt(room.roomId, topic.stream)).get('m.room.topic|'), topic.eventId);
+    assert.deepEqual(stateMap(await store.rooms.getStateChanges(room.roomId, 0, topic.stream)).get('m.room.topic|'), topic.eventId);
+    assert.deepEqual(await store.rooms.getStateChanges(room.roomId, early.stream, topic.stream - 1), []);
+  });
+
+  it('orders topologically across depth buckets, with resumable tokens', async function () {
+    const store = await open();
+    const roomId = `!topo${randomBytes(4).toString('hex')}:hearth.test`;
+    // Depths around a bucket boundary, arriving out of depth order.
+    const depths = [DEPTH_BUCKET - 2, DEPTH_BUCKET + 1, DEPTH_BUCKET - 1, DEPTH_BUCKET, 3 * DEPTH_BUCKET + 5, DEPTH_BUCKET - 1];
+    const sent: Array<{ eventId: string; depth: number; stream: number }> = [];
+    let prev: string[] = [];
+    for (const d of depths) {
+      const ev = message(roomId, d, prev, `d${d}`);
+      const { stream } = await store.rooms.persistEvent(input(ev));
+      sent.push({ eventId: ev.eventId, depth: d, stream });
+      prev = [ev.eventId];
+    }
+    const expected = [...sent].sort((a, b) => b.depth - a.depth || b.stream - a.stream).map((e) => e.eventId);
+    const paged: string[] = [];
+    let from: { depth: number; stream: number } | undefined;
+    for (let i = 0; i < 10; i++) {
+      const page = await store.rooms.getRoomEvents({ roomId, dir: 'b', from: store.currentPosition(), fromTopo: from, limit: 2, order: 'topological' });
+      paged.push(...page.map((e) => e.eventId));
+      if (page.length < 2) break;
+      const last = page[page.length - 1]!;
+      from = { depth: last.pdu.depth as number, stream: last.stream - 1 };
+    }
+    assert.deepEqual(paged, expected);
+    const forward = await store.rooms.getRoomEvents({
+      roomId,
+      dir: 'f',
+      from: 0,
+      fromTopo: { depth: DEPTH_BUCKET - 1, stream: Number.MAX_SAFE_INTEGER },
+      toTopo: { depth: 3 * DEPTH_BUCKET, stream: 0 },
+      limit: 10,
+      order: 'topological',
+    });
+    assert.deepEqual(forward.map((e) => e.pdu.content.body), [`d${DEPTH_BUCKET}`, `d${DEPTH_BUCKET + 1}`]);
+  });
+
+  it('two instances on one keyspace store an event ID and a transaction ID once', async function () {
+    const a = await open();
+    const b = await open();
+    const room = new FakeRoom();
+    await room.create(a, alice);
+    const txn = { userId: alice, deviceId: 'D', txnId: 't1' };
+    const sent = await room.message(a, alice, 'from a', { txn });
+    // B sees A's writes.
+    assert.equal((await b.rooms.getEvent(sent.eventId))?.pdu.content.body, 'from a');
+    assert.equal(await b.rooms.getEventIdForTxn(room.roomId, alice, 'D', 't1'), sent.eventId);
+    assert.deepEqual(await b.rooms.getForwardExtremities(room.roomId), [sent.eventId]);
+    // The same event, or the same transaction, through B.
+    await assertConflict(b.rooms.persistEvent({ eventId: sent.eventId, pdu: sent.pdu, stateDelta: [], forwardExtremities: [sent.eventId] }));
+    const other = room.build('m.room.message', alice, { body: 'dup txn' });
+    await assertConflict(b.rooms.persistEvent({ eventId: other.eventId, pdu: other.pdu, stateDelta: [], forwardExtremities: [other.eventId], txn }));
+    assert.equal(await a.rooms.getEvent(other.eventId), null);
+
+    // Both instances racing with one new event: exactly one stores it.
+    const race = room.build('m.room.message', alice, { body: 'race' });
+    const results = await Promise.allSettled(
+      [a, b].map((s) => s.rooms.persistEvent({ eventId: race.eventId, pdu: race.pdu, stateDelta: [], forwardExtremities: [race.eventId] })),
+    );
+    assert.equal(results.filter((r) => r.status === 'fulfilled').length, 1, JSON.stringify(results.map((r) => r.status)));
+    const lost = results.find((r) => r.status === 'rejected') as PromiseRejectedResult;
+    assert.equal((lost.reason as Error).name, 'StoreConflictError');
+  });
+
+  it('two instances hand out disjoint backfill positions, decreasing per instance', async function () {
+    const a = await open();
+    const b = await open();
+    const roomId = `!bf${randomBytes(4).toString('hex')}:hearth.test`;
+    const positions: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      for (const s of [a, b]) {
+        const ev = message(roomId, 0, [], `old ${i}`);
+        positions.push((await s.rooms.persistEvent(input(ev, { backfill: true, stateBefore: { group: null, delta: [] } }))).stream);
+      }
+    }
+    assert.equal(new Set(positions).size, positions.length, `positions ${positions.join(',')}`);
+    assert.ok(positions.every((p) => p < 0));
+    const ofA = positions.filter((_, i) => i % 2 === 0);
+    assert.ok(ofA[0]! > ofA[1]! && ofA[1]! > ofA[2]!, `instance A: ${ofA.join(',')}`);
+  });
+
+  it('a write refused by a check leaves no claim: the same event and txn can be stored afterwards', async function () {
+    const store = await open();
+    const room = new FakeRoom();
+    const created = await room.create(store, alice);
+    const head = created[created.length - 1]!;
+    const soft = message(room.roomId, 6, [head.eventId], 'soft');
+    await store.rooms.persistEvent(input(soft, { softFailed: true }));
+    const txn = { userId: alice, deviceId: 'D', txnId: 'retry' };
+    const ev = room.build('m.room.message', alice, { body: 'retry' });
+    await assert.rejects(store.rooms.persistEvent({ eventId: ev.eventId, pdu: ev.pdu, stateDelta: [], forwardExtremities: [ev.eventId, soft.eventId], txn }));
+    assert.equal(await store.rooms.getEvent(ev.eventId), null);
+    assert.equal(await store.rooms.getEventIdForTxn(room.roomId, alice, 'D', 'retry'), null);
+    const ok = await store.rooms.persistEvent({ eventId: ev.eventId, pdu: ev.pdu, stateDelta: [], forwardExtremities: [ev.eventId], txn });
+    assert.equal((await store.rooms.getEvent(ev.eventId))?.stream, ok.stream);
+    assert.equal(await store.rooms.getEventIdForTxn(room.roomId, alice, 'D', 'retry'), ev.eventId);
+  });
+
+  it('reads a state group whose chain reaches its bound, and snapshots after it', async function () {
+    const store = await open();
+    const room = new FakeRoom();
+    const created = await room.create(store, alice);
+    const topics: string[] = [];
+    // Each topic adds one delta row: the chain bound, not the delta size, forces the snapshots.
+    for (let i = 0; i < 70; i++) topics.push((await room.send(store, 'm.room.topic', alice, { topic: `t${i}` }, '')).eventId);
+    const groups = await store.rooms.getEventStateGroups(topics);
+    const chains = await admin!.execute(`SELECT group_id, chain FROM ${keyspace}.state_groups WHERE room_id = ? ALLOW FILTERING`, [room.roomId], {
+      prepare: true,
+    });
+    const lengths = chains.rows.map((r) => (r['chain'] as unknown[]).length);
+    assert.ok(Math.max(...lengths) <= 32, `chain lengths ${Math.max(...lengths)}`);
+    assert.ok(lengths.filter((n) => n === 1).length >= 3, 'snapshots were taken');
+    for (const i of [0, 31, 32, 33, 64, 69]) {
+      const after = stateMap((await store.rooms.getStateAtEvent(topics[i]!, 'after')) ?? []);
+      assert.equal(after.get('m.room.topic|'), topics[i]);
+      assert.equal(after.size, created.length + 1);
+      assert.ok(groups.has(topics[i]!));
+    }
+  });
+});
