@@ -241,4 +241,35 @@ describe('Cassandra RoomStore', function () {
       assert.ok(groups.has(topics[i]!));
     }
   });
+
+  it('keeps auth chains inside one room: a cross-room auth event starts a chain, and answers stay in the room', async function () {
+    const store = await open();
+    const state = (roomId: string, key: string, auth: string[], depth: number) => {
+      const ev = message(roomId, depth, [], key);
+      ev.pdu.type = 'x.state';
+      ev.pdu.state_key = key;
+      ev.pdu.auth_events = auth;
+      return ev;
+    };
+    const roomA = `!ca${randomBytes(4).toString('hex')}:hearth.test`;
+    const roomB = `!cb${randomBytes(4).toString('hex')}:hearth.test`;
+    const a1 = state(roomA, 'a1', [], 1);
+    await store.rooms.persistEvent(input(a1, { stateDelta: [{ type: 'x.state', stateKey: 'a1', eventId: a1.eventId }] }));
+    // B's event cites A's chain head: it must not extend A's chain (A's writer owns it).
+    const b1 = state(roomB, 'b1', [a1.eventId], 1);
+    await store.rooms.persistEvent(input(b1, { stateDelta: [{ type: 'x.state', stateKey: 'b1', eventId: b1.eventId }] }));
+    const a2 = state(roomA, 'a2', [a1.eventId], 2);
+    await store.rooms.persistEvent(input(a2, { stateDelta: [{ type: 'x.state', stateKey: 'a2', eventId: a2.eventId }] }));
+    const pos = async (id: string) => {
+      const r = (await admin!.execute(`SELECT chain_id, chain_seq FROM ${keyspace}.events WHERE event_id = ?`, [id], { prepare: true })).first()!;
+      return [Number(r['chain_id']), Number(r['chain_seq'])];
+    };
+    const [pa1, pb1, pa2] = [await pos(a1.eventId), await pos(b1.eventId), await pos(a2.eventId)];
+    assert.notEqual(pb1[0], pa1[0], 'b1 starts its own chain');
+    assert.deepEqual(pa2, [pa1[0], 2], 'a2 extends a1');
+    // The link from b1 is followed, but answers only name events of the room asked about.
+    assert.deepEqual(await store.rooms.getAuthChainDifference(roomA, [[b1.eventId], [a1.eventId]]), new Set([a1.eventId]));
+    assert.deepEqual(await store.rooms.getAuthChainDifference(roomB, [[b1.eventId], [a1.eventId]]), new Set());
+    assert.deepEqual(await store.rooms.getConflictedSubgraph(roomA, [a2.eventId, a1.eventId]), new Set([a1.eventId, a2.eventId]));
+  });
 });

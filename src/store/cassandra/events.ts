@@ -35,6 +35,7 @@ import { applied, jsonParse, num, numOrNull, type CassandraContext, type CqlStat
 import { bucketOf, DEPTH_BUCKET, KIND_STATE, KIND_TIMELINE, KIND_TOPO, readEventRows } from './rooms-util.js';
 import { GroupBuilder, removalChanges, type StateChange } from './state-groups.js';
 import { membershipStatements, removeMembershipStatements } from './memberships.js';
+import { chainIndexStatements } from './dag.js';
 import type cassandra from 'cassandra-driver';
 
 const MEMBERSHIPS: ReadonlySet<string> = new Set<Membership>(['join', 'invite', 'leave', 'ban', 'knock']);
@@ -43,7 +44,7 @@ const UNFORGETTING: ReadonlySet<string> = new Set<Membership>(['join', 'invite',
 /** state_history/state_changes event_id for a key removed at that position. */
 export const REMOVED = '';
 
-const CHECK_COLUMNS = 'event_id, room_id, pdu_json, outlier, soft_failed, rejected, indexed';
+const CHECK_COLUMNS = 'event_id, room_id, pdu_json, outlier, soft_failed, rejected, chain_id, chain_seq';
 
 /** Backfill positions: negative, below every other, from a counter of their own (LWT blocks). */
 class BackfillPositions {
@@ -173,11 +174,11 @@ export class EventWriter {
     }
     if (txnRow?.first()) throw txnConflict(ev);
     if (rows.has(eventId)) throw new StoreConflictError(`event ${eventId} already persisted`);
-    let chainAuth: string[] | undefined;
+    let chain: { position: { chain: number; seq: number }; statements: CqlStatement[] } | undefined;
     if (ev.status !== 'rejected') {
       const bad = ev.authEvents.find((id) => isRejected(rows.get(id)));
       if (bad !== undefined) throw new Error(`event ${eventId} cites rejected auth event ${bad}`);
-      if (ev.stateKey !== null) chainAuth = [...new Set(ev.authEvents.filter((id) => rows.get(id)?.['indexed'] === true))];
+      if (ev.stateKey !== null) chain = await chainIndexStatements(this.ctx, roomId, eventId, pos, ev.authEvents, rows);
     }
 
     const batch: CqlStatement[] = [];
@@ -198,7 +199,7 @@ export class EventWriter {
       }
     }
 
-    batch.unshift(...this.eventStatements(ev, pos, before, after, chainAuth));
+    batch.unshift(...this.eventStatements(ev, pos, before, after, chain?.position), ...(chain?.statements ?? []));
 
     // --- claims, then the writes ---
     // Both claims in parallel (each LWT is several round trips); one lost releases the other.
@@ -242,12 +243,18 @@ export class EventWriter {
   }
 
   /** The event row, its DAG edges and (accepted events) its timeline rows. */
-  private eventStatements(ev: PreparedEvent, pos: number, before: number | null, after: number | null, chainAuth: string[] | undefined): CqlStatement[] {
+  private eventStatements(
+    ev: PreparedEvent,
+    pos: number,
+    before: number | null,
+    after: number | null,
+    chain: { chain: number; seq: number } | undefined,
+  ): CqlStatement[] {
     const accepted = ev.status === 'accepted';
     const out: CqlStatement[] = [
       {
         query: `INSERT INTO events (event_id, room_id, stream, type, state_key, sender, pdu_json, txn_device, txn_id, depth,
-                  outlier, soft_failed, rejected, state_before, state_after, prev_events, chain_auth, indexed)
+                  outlier, soft_failed, rejected, state_before, state_after, prev_events, chain_id, chain_seq)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
         params: [
           ev.eventId,
@@ -266,8 +273,8 @@ export class EventWriter {
           before ?? undefined,
           after ?? undefined,
           [...new Set(ev.prevEvents)].sort(),
-          chainAuth,
-          chainAuth !== undefined,
+          chain?.chain,
+          chain?.seq,
         ],
       },
     ];

@@ -19,14 +19,19 @@ export const m0002: CqlMigration = {
     `CREATE TABLE IF NOT EXISTS event_txns (
        room_id text, user_id text, device_id text, scope text, txn_id text, event_id text,
        PRIMARY KEY ((room_id, user_id, device_id, scope, txn_id)))`,
-    // Every stored event by ID. chain_auth: the auth events that were stored, non-rejected state
-    // events when this one was written (the edges of the auth chain walk); indexed: this event is
-    // itself such a node (a non-rejected state event).
+    // Every stored event by ID. (chain_id, chain_seq): the auth chain index position of a stored,
+    // non-rejected state event (see ../dag.ts); unset for every other event.
     `CREATE TABLE IF NOT EXISTS events (
        event_id text PRIMARY KEY, room_id text, stream bigint, type text, state_key text, sender text,
        pdu_json text, redacted_by text, txn_device text, txn_id text, depth bigint,
        outlier boolean, soft_failed boolean, rejected text, state_before bigint, state_after bigint,
-       prev_events frozen<list<text>>, chain_auth frozen<list<text>>, indexed boolean)`,
+       prev_events frozen<list<text>>, chain_id bigint, chain_seq bigint)`,
+    // The auth chain index (chain cover): chain members by seq, and links both ways.
+    `CREATE TABLE IF NOT EXISTS auth_chains (chain_id bigint, seq bigint, event_id text, room_id text, PRIMARY KEY ((chain_id), seq))`,
+    `CREATE TABLE IF NOT EXISTS auth_chain_links (origin_chain bigint, origin_seq bigint, target_chain bigint, target_seq bigint,
+       PRIMARY KEY ((origin_chain), origin_seq, target_chain, target_seq))`,
+    `CREATE TABLE IF NOT EXISTS auth_chain_links_in (target_chain bigint, target_seq bigint, origin_chain bigint, origin_seq bigint,
+       PRIMARY KEY ((target_chain), target_seq, origin_chain, origin_seq))`,
     `CREATE TABLE IF NOT EXISTS event_children (prev_id text, event_id text, room_id text, PRIMARY KEY ((prev_id), event_id))`,
     // Timeline indexes (accepted events only, backfill included): stream order and (depth, stream).
     `CREATE TABLE IF NOT EXISTS room_timeline (
