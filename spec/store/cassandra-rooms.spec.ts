@@ -1,6 +1,7 @@
 // The Cassandra RoomStore beyond the shared contract: reads across sparse stream and depth
 // buckets, two instances on one keyspace (LWT-decided event and txn IDs, disjoint backfill
-// positions), and claims released by a write that fails its checks.
+// positions), claims released by a write that fails its checks, the state group chain bound and
+// auth chains kept inside one room.
 
 import type cassandra from 'cassandra-driver';
 import { randomBytes } from 'node:crypto';

@@ -116,7 +116,7 @@ export class EventWriter {
       }
     };
     const p = prepared.backfill
-      ? prev.then(async () => run(await this.backfill.take().catch((err: unknown) => (done(), Promise.reject(err)))))
+      ? prev.then(() => this.backfill.take()).then(run)
       : this.ctx.writeAtPosition(run, (_r, pos) => (prepared.status === 'accepted' ? eventChange(prepared, pos) : null));
     p.then(done, done);
     return p;
@@ -138,6 +138,8 @@ export class EventWriter {
       creator: row['creator'] as string,
       createdTs: num(row['created_ts']),
     };
+    // Room records never change; the cache only bounds how many it keeps.
+    if (this.rooms.size >= 10_000) this.rooms.clear();
     this.rooms.set(roomId, rec);
     return { ...rec };
   }
