@@ -11,7 +11,10 @@ import { openCassandraStore, type CassandraStore } from '../../src/store/cassand
 import { BUCKET, DEPTH_BUCKET } from '../../src/store/cassandra/rooms-util.js';
 import type { Pdu } from '../../src/protocol/types.js';
 import type { PersistEventInput } from '../../src/store/types.js';
-import { assertConflict, FakeRoom, newEventId, stateMap, userId } from './fixtures.js';
+import { openSqliteStore } from '../../src/store/sqlite/index.js';
+import type { ChangeRecord } from '../../src/store/change-types.js';
+import type { Store } from '../../src/store/types.js';
+import { assertConflict, FakeRoom, newEventId, redact, stateMap, userId } from './fixtures.js';
 
 const keyspace = freshKeyspace('rooms');
 const alice = userId('alice');
@@ -272,5 +275,55 @@ describe('Cassandra RoomStore', function () {
     assert.deepEqual(await store.rooms.getAuthChainDifference(roomA, [[b1.eventId], [a1.eventId]]), new Set([a1.eventId]));
     assert.deepEqual(await store.rooms.getAuthChainDifference(roomB, [[b1.eventId], [a1.eventId]]), new Set());
     assert.deepEqual(await store.rooms.getConflictedSubgraph(roomA, [a2.eventId, a1.eventId]), new Set([a1.eventId, a2.eventId]));
+  });
+
+  it('hands the read model the same change records as SQLite for the same writes', async function () {
+    const cass = await open();
+    const lite = await openSqliteStore({ path: ':memory:' });
+    try {
+      const records = new Map<Store, ChangeRecord[]>([
+        [cass, []],
+        [lite, []],
+      ]);
+      cass.onChanges((changes) => records.get(cass)!.push(...changes));
+      lite.onChanges((changes) => records.get(lite)!.push(...changes));
+      const bob = userId('bob');
+      const room = new FakeRoom();
+      await room.create(lite, alice);
+      // The same inputs, in the same order, to both stores.
+      const inputs: PersistEventInput[] = [];
+      const capture = { rooms: { persistEvent: async (i: PersistEventInput) => (inputs.push(i), lite.rooms.persistEvent(i)) } } as unknown as Store;
+      await room.member(capture, bob, bob, 'join');
+      const target = await room.message(capture, bob, 'to redact', { txn: { userId: bob, deviceId: 'D', txnId: 't' } });
+      await room.send(capture, 'm.room.redaction', alice, { redacts: target.eventId }, undefined, {
+        redaction: { targetEventId: target.eventId, redactedPdu: redact(target.pdu) },
+      });
+      await room.send(capture, 'm.reaction', bob, { 'm.relates_to': { rel_type: 'm.annotation', event_id: target.eventId, key: 'x' } }, undefined, {
+        pushActions: [{ userId: alice, notify: true, highlight: false, threadId: null, actions: ['notify'] }],
+        pushBulk: { notify: true, highlight: true, threadId: null, actions: ['notify'], except: [alice] },
+      });
+      await room.message(capture, alice, 'resolves', { stateDelta: [], stateRemoved: [{ type: 'm.room.topic', stateKey: '' }] });
+      // Not in any timeline: no record on either store.
+      const soft = room.build('m.room.message', bob, { body: 'soft' });
+      inputs.push({ eventId: soft.eventId, pdu: soft.pdu, stateDelta: [], forwardExtremities: [], softFailed: true });
+      await lite.rooms.persistEvent(inputs[inputs.length - 1]!);
+
+      await cass.rooms.createRoom({ roomId: room.roomId, roomVersion: '11', creator: alice, createdTs: 1 });
+      const created = await lite.rooms.getRoomEvents({ roomId: room.roomId, dir: 'f', from: 0, limit: 5 });
+      for (const e of created) {
+        await cass.rooms.persistEvent({ eventId: e.eventId, pdu: e.pdu, stateDelta: e.pdu.state_key !== undefined ? [{ type: e.pdu.type, stateKey: e.pdu.state_key, eventId: e.eventId }] : [], forwardExtremities: [e.eventId] });
+      }
+      for (const i of inputs) await cass.rooms.persistEvent(i);
+
+      const strip = (rs: ChangeRecord[]) => rs.map((r) => ({ ...r, stream: 0 }));
+      const fromLite = strip(records.get(lite)!);
+      const fromCass = strip(records.get(cass)!);
+      assert.equal(fromCass.length, 5 + inputs.length - 1);
+      assert.deepEqual(fromCass, fromLite);
+      const reaction = fromCass.find((r) => r.kind === 'event' && r.relatesTo !== null);
+      assert.ok(reaction && reaction.kind === 'event' && reaction.push.bulk?.except[0] === alice);
+    } finally {
+      await lite.close();
+    }
   });
 });
