@@ -8,7 +8,8 @@ import { randomBytes } from 'node:crypto';
 import { assert } from '../helpers/assert.js';
 import { cassandraClient, dropKeyspace, freshKeyspace, startCassandra, truncateKeyspace } from '../helpers/cassandra.js';
 import { openCassandraStore, type CassandraStore } from '../../src/store/cassandra/index.js';
-import { BUCKET, DEPTH_BUCKET } from '../../src/store/cassandra/rooms-util.js';
+import { DEPTH_BUCKET, streamBucket } from '../../src/store/cassandra/rooms-util.js';
+import { positionAt } from '../../src/store/cassandra/positions.js';
 import type { Pdu } from '../../src/protocol/types.js';
 import type { PersistEventInput } from '../../src/store/types.js';
 import { openSqliteStore } from '../../src/store/sqlite/index.js';
@@ -23,19 +24,25 @@ let admin: cassandra.Client | null = null;
 let migrated = false;
 const stores: CassandraStore[] = [];
 
-async function open(): Promise<CassandraStore> {
-  const s = await openCassandraStore({ contactPoints: [addr], localDataCenter: 'datacenter1', keyspace, skipMigrations: migrated });
+async function open(workerId?: number): Promise<CassandraStore> {
+  const s = await openCassandraStore({ contactPoints: [addr], localDataCenter: 'datacenter1', keyspace, skipMigrations: migrated, workerId });
   migrated = true;
   stores.push(s);
   return s;
 }
 
-/** Moves the global sequence forward (as if other rooms had used the positions): the next store opened starts at `next`. */
-async function skipTo(next: number): Promise<void> {
-  const rs = await admin!.execute(`SELECT high FROM ${keyspace}.stream_seq WHERE name = 'global'`);
+const HOUR = 3_600_000;
+
+/** Moves a worker's clock forward (as if the instance had run ahead): its next open starts there. */
+async function advanceClock(workerId: number, ms: number): Promise<void> {
+  await admin!.execute(`UPDATE ${keyspace}.worker_clock SET high = ? WHERE id = ?`, [positionAt(Date.now() + ms, workerId), workerId], { prepare: true });
+}
+
+/** Moves the backfill counter down by `n` positions (as if other rooms had backfilled them). */
+async function skipBackfill(n: number): Promise<void> {
+  const rs = await admin!.execute(`SELECT high FROM ${keyspace}.backfill_seq WHERE name = 'backfill'`);
   const high = Number(rs.first()!['high']);
-  assert.ok(high < next - 1, `sequence already at ${high}`);
-  await admin!.execute(`UPDATE ${keyspace}.stream_seq SET high = ? WHERE name = 'global' IF high = ?`, [next - 1, high], { prepare: true });
+  await admin!.execute(`UPDATE ${keyspace}.backfill_seq SET high = ? WHERE name = 'backfill' IF high = ?`, [high + n, high], { prepare: true });
 }
 
 function message(roomId: string, depth: number, prev: string[], body: string): { eventId: string; pdu: Pdu } {
@@ -85,22 +92,21 @@ describe('Cassandra RoomStore', function () {
   });
 
   it('pages, reports heads and answers state across sparse stream buckets', async function () {
-    let store = await open();
+    let store = await open(9);
     const room = new FakeRoom();
     const created = await room.create(store, alice);
     const early = await room.message(store, alice, 'early');
     const stateEarly = await store.rooms.getCurrentState(room.roomId);
     await store.close();
-    // The next events land two buckets later; the bucket in between holds nothing of this room.
-    const gapStart = early.stream + 1;
-    await skipTo(3 * BUCKET - 3);
-    store = await open();
+    // The next events land three hours (buckets) later; the buckets between hold nothing.
+    await advanceClock(9, 3 * HOUR);
+    store = await open(9);
     const late = [];
     for (let i = 0; i < 8; i++) late.push(await room.message(store, alice, `late ${i}`));
     const topic = await room.send(store, 'm.room.topic', alice, { topic: 'late' }, '');
     late.push(topic);
-    const buckets = new Set([...created, early, ...late].map((e) => Math.floor(e.stream / BUCKET)));
-    assert.ok(buckets.size >= 3, `events span buckets ${[...buckets].join(',')}`);
+    assert.ok(streamBucket(late[0]!.stream) - streamBucket(early.stream) >= 2, 'a gap of empty buckets');
+    const buckets = new Set([...created, early, ...late].map((e) => streamBucket(e.stream)));
     const stored = await admin!.execute(`SELECT bucket FROM ${keyspace}.room_buckets WHERE room_id = ? AND kind = 't'`, [room.roomId], {
       prepare: true,
     });
@@ -121,10 +127,36 @@ describe('Cassandra RoomStore', function () {
     assert.equal((await store.rooms.getRoomsMaxStream([room.roomId])).get(room.roomId), topic.stream);
 
     // State at a position inside the gap is the state after the early events.
-    assert.deepEqual(stateMap(await store.rooms.getStateAt(room.roomId, gapStart + BUCKET)), stateMap(stateEarly));
+    const inGap = positionAt(Date.now() + HOUR, 9);
+    assert.ok(streamBucket(inGap) > streamBucket(early.stream) && streamBucket(inGap) < streamBucket(late[0]!.stream));
+    assert.deepEqual(stateMap(await store.rooms.getStateAt(room.roomId, inGap)), stateMap(stateEarly));
     assert.equal(stateMap(await store.rooms.getStateAt(room.roomId, topic.stream)).get('m.room.topic|'), topic.eventId);
     assert.deepEqual(stateMap(await store.rooms.getStateChanges(room.roomId, 0, topic.stream)).get('m.room.topic|'), topic.eventId);
     assert.deepEqual(await store.rooms.getStateChanges(room.roomId, early.stream, topic.stream - 1), []);
+  });
+
+  it('pages backfilled history across sparse backfill buckets, below the live events', async function () {
+    const store = await open();
+    const room = new FakeRoom();
+    const created = await room.create(store, alice);
+    const backfill = async (s: CassandraStore, body: string) => {
+      const ev = message(room.roomId, 0, [], body);
+      const { stream } = await s.rooms.persistEvent(input(ev, { backfill: true, stateBefore: { group: null, delta: [] } }));
+      return { eventId: ev.eventId, stream };
+    };
+    const old = [await backfill(store, 'old 0'), await backfill(store, 'old 1')];
+    // Another instance's block, claimed after the counter moved on: two buckets further down.
+    await skipBackfill(2 * 4096);
+    const other = await open();
+    old.push(await backfill(other, 'old 2'), await backfill(other, 'old 3'));
+    assert.ok(streamBucket(old[1]!.stream) - streamBucket(old[2]!.stream) >= 2, `${old[1]!.stream} ${old[2]!.stream}`);
+    const back = await store.rooms.getRoomEvents({ roomId: room.roomId, dir: 'b', from: store.currentPosition(), limit: 100 });
+    // Newest first: the live events, then backfill from the most recent position down.
+    assert.deepEqual(back.map((e) => e.eventId), [...[...created].reverse(), ...old].map((e) => e.eventId));
+    const page = await store.rooms.getRoomEvents({ roomId: room.roomId, dir: 'b', from: old[0]!.stream, to: old[3]!.stream, limit: 100 });
+    assert.deepEqual(page.map((e) => e.eventId), old.slice(0, 3).map((e) => e.eventId));
+    // Stream readers going forward from 0 never see backfill.
+    assert.equal((await store.rooms.getRoomEvents({ roomId: room.roomId, dir: 'f', from: 0, limit: 100 })).length, created.length);
   });
 
   it('orders topologically across depth buckets, with resumable tokens', async function () {

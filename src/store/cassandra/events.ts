@@ -32,7 +32,7 @@ import {
   type RoomRecord,
 } from '../types.js';
 import { applied, jsonParse, num, numOrNull, type CassandraContext, type CqlStatement } from './context.js';
-import { bucketOf, DEPTH_BUCKET, KIND_STATE, KIND_TIMELINE, KIND_TOPO, readEventRows } from './rooms-util.js';
+import { depthBucket, streamBucket, KIND_STATE, KIND_TIMELINE, KIND_TOPO, readEventRows } from './rooms-util.js';
 import { GroupBuilder, removalChanges, type StateChange } from './state-groups.js';
 import { membershipStatements, removeMembershipStatements } from './memberships.js';
 import { chainIndexStatements } from './dag.js';
@@ -67,10 +67,10 @@ class BackfillPositions {
   }
 
   private async reserve(): Promise<void> {
-    await this.ctx.execute(`INSERT INTO stream_seq (name, high) VALUES ('backfill', 0) IF NOT EXISTS`);
-    let expected = num((await this.ctx.execute(`SELECT high FROM stream_seq WHERE name = 'backfill'`, [], { consistency: 0x0009 })).first()?.['high']);
+    await this.ctx.execute(`INSERT INTO backfill_seq (name, high) VALUES ('backfill', 0) IF NOT EXISTS`);
+    let expected = num((await this.ctx.execute(`SELECT high FROM backfill_seq WHERE name = 'backfill'`, [], { consistency: 0x0009 })).first()?.['high']);
     for (let attempt = 0; attempt < 50; attempt++) {
-      const rs = await this.ctx.execute(`UPDATE stream_seq SET high = ? WHERE name = 'backfill' IF high = ?`, [expected + this.blockSize, expected]);
+      const rs = await this.ctx.execute(`UPDATE backfill_seq SET high = ? WHERE name = 'backfill' IF high = ?`, [expected + this.blockSize, expected]);
       if (applied(rs)) {
         this.next = expected + 1;
         this.last = expected + this.blockSize;
@@ -284,8 +284,8 @@ export class EventWriter {
       out.push({ query: 'INSERT INTO event_children (prev_id, event_id, room_id) VALUES (?, ?, ?)', params: [prev, ev.eventId, ev.roomId] });
     }
     if (accepted) {
-      const b = bucketOf(pos);
-      const d = bucketOf(ev.depth, DEPTH_BUCKET);
+      const b = streamBucket(pos);
+      const d = depthBucket(ev.depth);
       out.push(
         {
           query: 'INSERT INTO room_timeline (room_id, bucket, stream, event_id, type, sender) VALUES (?, ?, ?, ?, ?, ?)',
@@ -365,7 +365,7 @@ export class EventWriter {
       }
     }
 
-    const b = bucketOf(pos);
+    const b = streamBucket(pos);
     let stateRows = false;
     for (const entry of ev.stateDelta) {
       stateRows = true;

@@ -1,18 +1,18 @@
 // Helpers shared by the room modules: bucket arithmetic, paged scans, bounded parallel reads and
 // the event row <-> StoredEvent mapping.
 //
-// Buckets: timeline and state-change rows live in partitions (room_id, floor(stream / BUCKET)),
-// topological rows in (room_id, floor(depth / DEPTH_BUCKET)). Positions are global, so a quiet
-// room's buckets are sparse; room_buckets lists the non-empty ones and every scan walks that list
-// instead of probing bucket numbers.
+// Buckets: timeline and state-change rows live in partitions (room_id, streamBucket(stream)):
+// the hour a position's clock tick stands for (backfill's negative positions: blocks of 4,096),
+// see positionBucket in positions.ts. Topological rows live in (room_id, floor(depth /
+// DEPTH_BUCKET)). Either way a quiet room's buckets are sparse; room_buckets lists the non-empty
+// ones and every scan walks that list instead of probing bucket numbers.
 
 import type cassandra from 'cassandra-driver';
 import type { Pdu } from '../../protocol/types.js';
 import type { StoredEvent } from '../types.js';
 import { jsonParse, num, type CassandraContext } from './context.js';
+import { positionBucket } from './positions.js';
 
-/** Stream positions per timeline/state bucket: a bucket holds at most this many rows of a room. */
-export const BUCKET = 4096;
 /** Depths per topological bucket. */
 export const DEPTH_BUCKET = 1024;
 /** room_buckets kinds. */
@@ -23,8 +23,13 @@ export const KIND_STATE = 's';
 export const MIN = Number.MIN_SAFE_INTEGER;
 export const MAX = Number.MAX_SAFE_INTEGER;
 
-export function bucketOf(n: number, size = BUCKET): number {
-  return Math.floor(n / size);
+/** The partition bucket of a stream position (monotonic in the position). */
+export function streamBucket(pos: number): number {
+  return positionBucket(pos);
+}
+
+export function depthBucket(depth: number): number {
+  return Math.floor(depth / DEPTH_BUCKET);
 }
 
 /** Rows of a query, page by page (the driver's paging), stopping when the consumer stops. */

@@ -26,7 +26,7 @@ import { applied, num, numOrNull, type CassandraContext } from './context.js';
 import { authChainDifference, conflictedSubgraph } from './dag.js';
 import { EventWriter, REMOVED } from './events.js';
 import * as members from './memberships.js';
-import { bucketOf, byKey, getStoredEvents, KIND_STATE, mapLimit, readEventRows, roomBuckets, scan } from './rooms-util.js';
+import { byKey, streamBucket, getStoredEvents, KIND_STATE, mapLimit, readEventRows, roomBuckets, scan } from './rooms-util.js';
 import { stateGroupEntries } from './state-groups.js';
 import { queryRoomEvents, roomMaxStream } from './timeline.js';
 
@@ -105,7 +105,7 @@ export class CassandraRoomStore implements RoomStore {
 
   async getStateAt(roomId: string, stream: number): Promise<StateEntry[]> {
     this.ctx.checkOpen();
-    for await (const bucket of roomBuckets(this.ctx, roomId, KIND_STATE, Number.MIN_SAFE_INTEGER, bucketOf(stream), true)) {
+    for await (const bucket of roomBuckets(this.ctx, roomId, KIND_STATE, Number.MIN_SAFE_INTEGER, streamBucket(stream), true)) {
       const row = (
         await this.ctx.execute('SELECT group_id FROM state_log WHERE room_id = ? AND bucket = ? AND stream <= ? ORDER BY stream DESC LIMIT 1', [
           roomId,
@@ -188,7 +188,7 @@ export class CassandraRoomStore implements RoomStore {
     if (toInclusive <= fromExclusive) return [];
     const latest = new Map<string, StateEntry>();
     const q = 'SELECT type, state_key, event_id FROM state_changes WHERE room_id = ? AND bucket = ? AND stream > ? AND stream <= ?';
-    for await (const bucket of roomBuckets(this.ctx, roomId, KIND_STATE, bucketOf(fromExclusive + 1), bucketOf(toInclusive), false)) {
+    for await (const bucket of roomBuckets(this.ctx, roomId, KIND_STATE, streamBucket(fromExclusive + 1), streamBucket(toInclusive), false)) {
       for await (const r of scan(this.ctx, q, [roomId, bucket, fromExclusive, toInclusive], 1000)) {
         const type = r['type'] as string;
         const stateKey = r['state_key'] as string;

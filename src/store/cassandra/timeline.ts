@@ -10,7 +10,7 @@
 
 import type { RoomEventsQuery, StoredEvent, TopologicalPosition } from '../types.js';
 import { num, type CassandraContext } from './context.js';
-import { bucketOf, DEPTH_BUCKET, getStoredEvents, KIND_TIMELINE, KIND_TOPO, MAX, MIN, roomBuckets, scan } from './rooms-util.js';
+import { depthBucket, getStoredEvents, KIND_TIMELINE, KIND_TOPO, MAX, MIN, roomBuckets, scan, streamBucket } from './rooms-util.js';
 import type cassandra from 'cassandra-driver';
 
 /** Matrix filter patterns: only '*' is a wildcard (any run of characters); case-sensitive. */
@@ -64,7 +64,7 @@ async function streamIds(ctx: CassandraContext, q: RoomEventsQuery, limit: numbe
   const out: string[] = [];
   const order = back ? 'DESC' : 'ASC';
   const query = `SELECT stream, event_id, type, sender FROM room_timeline WHERE room_id = ? AND bucket = ? AND stream >= ? AND stream <= ? ORDER BY stream ${order}`;
-  for await (const bucket of roomBuckets(ctx, q.roomId, KIND_TIMELINE, bucketOf(lo), bucketOf(hi), back)) {
+  for await (const bucket of roomBuckets(ctx, q.roomId, KIND_TIMELINE, streamBucket(lo), streamBucket(hi), back)) {
     for await (const row of scan(ctx, query, [q.roomId, bucket, lo, hi], Math.min(1000, limit + 20))) {
       if (keep(row['type'] as string, row['sender'] as string, num(row['stream']))) {
         out.push(row['event_id'] as string);
@@ -108,7 +108,7 @@ async function topoIds(ctx: CassandraContext, q: RoomEventsQuery, limit: number)
   const order = back ? 'ORDER BY depth DESC, stream DESC' : 'ORDER BY depth ASC, stream ASC';
   const query = `SELECT depth, stream, event_id, type, sender FROM room_topo WHERE room_id = ? AND bucket = ?${slice.map((s) => ` AND ${s}`).join('')} ${order}`;
   const out: string[] = [];
-  const buckets = roomBuckets(ctx, q.roomId, KIND_TOPO, loDepth === MIN ? MIN : bucketOf(loDepth, DEPTH_BUCKET), hiDepth === MAX ? MAX : bucketOf(hiDepth, DEPTH_BUCKET), back);
+  const buckets = roomBuckets(ctx, q.roomId, KIND_TOPO, loDepth === MIN ? MIN : depthBucket(loDepth), hiDepth === MAX ? MAX : depthBucket(hiDepth), back);
   for await (const bucket of buckets) {
     for await (const row of scan(ctx, query, [q.roomId, bucket, ...params], Math.min(1000, limit + 20))) {
       const depth = num(row['depth']);

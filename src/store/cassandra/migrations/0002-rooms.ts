@@ -1,8 +1,8 @@
 // RoomStore tables (../rooms.ts and the modules it uses). Conventions:
 // - Per-room event data is bucketed: timeline and state-change rows by stream position
-//   (bucket = floor(stream / BUCKET), backfill's negative positions included), topological rows
-//   by depth. room_buckets lists each room's non-empty buckets so a page never probes empty ones.
-// - Cells written with an LWT (rooms, event_claims, event_txns, room_aliases, stream_seq) are
+//   (positionBucket: the hour of the position's clock; backfill's negative positions in blocks),
+//   topological rows by depth. room_buckets lists each room's non-empty buckets so a page never probes empty ones.
+// - Cells written with an LWT (rooms, event_claims, event_txns, room_aliases, backfill_seq) are
 //   only ever written with LWTs; every other table takes plain writes only.
 // - '' stands for "no value" where a column must say so (removed state keys); optional columns
 //   are left unset rather than bound to null.
@@ -14,6 +14,9 @@ export const m0002: CqlMigration = {
   name: 'rooms',
   statements: [
     `CREATE TABLE IF NOT EXISTS rooms (room_id text PRIMARY KEY, room_version text, creator text, created_ts bigint)`,
+    // Backfill positions (negative, below every stream position): how many were handed out, in
+    // blocks claimed with LWTs (../events.ts).
+    `CREATE TABLE IF NOT EXISTS backfill_seq (name text PRIMARY KEY, high bigint)`,
     // Uniqueness claims, taken with IF NOT EXISTS before an event's batch is written.
     `CREATE TABLE IF NOT EXISTS event_claims (event_id text PRIMARY KEY, room_id text)`,
     `CREATE TABLE IF NOT EXISTS event_txns (
