@@ -256,6 +256,24 @@ describe('Cassandra RoomStore', function () {
     assert.equal(await store.rooms.getEventIdForTxn(room.roomId, alice, 'D', 'retry'), ev.eventId);
   });
 
+  it('a batch the node refuses as too large releases the claims, so the event can be stored later', async function () {
+    const store = await open();
+    const room = new FakeRoom();
+    await room.create(store, alice);
+    const ev = room.build('m.room.message', alice, { body: 'resolves a lot' });
+    const txn = { userId: alice, deviceId: 'D', txnId: 'big' };
+    // Thousands of keys changed by one resolution: far above batch_size_fail_threshold.
+    const huge = Array.from({ length: 12_000 }, (_, i) => ({ type: 'x.big', stateKey: `k${i}`, eventId: newEventId() }));
+    await assert.rejects(
+      store.rooms.persistEvent({ eventId: ev.eventId, pdu: ev.pdu, stateDelta: huge, forwardExtremities: [ev.eventId], txn }),
+      /too large/i,
+    );
+    assert.equal(await store.rooms.getEvent(ev.eventId), null);
+    const ok = await store.rooms.persistEvent({ eventId: ev.eventId, pdu: ev.pdu, stateDelta: huge.slice(0, 10), forwardExtremities: [ev.eventId], txn });
+    assert.equal((await store.rooms.getEvent(ev.eventId))?.stream, ok.stream);
+    assert.equal(await store.rooms.getEventIdForTxn(room.roomId, alice, 'D', 'big'), ev.eventId);
+  });
+
   it('reads a state group whose chain reaches its bound, and snapshots after it', async function () {
     const store = await open();
     const room = new FakeRoom();

@@ -32,7 +32,7 @@ import {
   type RoomRecord,
 } from '../types.js';
 import { applied, jsonParse, num, numOrNull, type CassandraContext, type CqlStatement } from './context.js';
-import { depthBucket, streamBucket, KIND_STATE, KIND_TIMELINE, KIND_TOPO, readEventRows } from './rooms-util.js';
+import { depthBucket, KIND_STATE, KIND_TIMELINE, KIND_TOPO, mapLimit, readEventRows, streamBucket } from './rooms-util.js';
 import { GroupBuilder, removalChanges, type StateChange } from './state-groups.js';
 import { membershipStatements, removeMembershipStatements } from './memberships.js';
 import { chainIndexStatements } from './dag.js';
@@ -237,8 +237,8 @@ export class EventWriter {
       await this.ctx.batch([...batch, ...hookStatements]);
     } catch (err) {
       // Once the batch was sent it may still be applied (a timeout is not a failure): keep the
-      // claims then, so the event can never be stored twice.
-      if (!sent) await Promise.allSettled(claimed.map((f) => f()));
+      // claims then, so the event can never be stored twice, unless the node refused it outright.
+      if (!sent || notApplied(err)) await Promise.allSettled(claimed.map((f) => f()));
       throw err;
     }
     return { stateGroupBefore: before, stateGroupAfter: after };
@@ -346,11 +346,13 @@ export class EventWriter {
 
     // Un-forgetting needs to know which users forgot the room (a row rewritten only when set).
     const unforget = [...memberships].filter(([, m]) => UNFORGETTING.has(m)).map(([u]) => u);
-    const forgotten = await Promise.all(
-      unforget.map(async (u) => {
+    const forgotten = await mapLimit(
+      unforget,
+      64,
+      async (u) => {
         const r = (await this.ctx.execute('SELECT forgotten FROM forgotten_rooms WHERE user_id = ? AND room_id = ?', [u, roomId])).first();
         return r?.['forgotten'] === true ? u : null;
-      }),
+      },
     );
     const forgottenUsers = new Set(forgotten.filter((u): u is string => u !== null));
 
@@ -444,6 +446,21 @@ export class EventWriter {
     }
     return hooks;
   }
+}
+
+/**
+ * Errors after which the node certainly did not apply the statement: it refused it (invalid,
+ * e.g. a batch above batch_size_fail_threshold; unavailable; overloaded; bootstrapping), or the
+ * driver never sent it. Timeouts are not among them.
+ */
+function notApplied(err: unknown): boolean {
+  const e = err as { name?: string; code?: number; innerErrors?: Record<string, { name?: string }> };
+  if (e?.name === 'ResponseError' && e.code !== undefined) return [0x2000, 0x2100, 0x2200, 0x1000, 0x1001, 0x1002].includes(e.code);
+  if (e?.name === 'NoHostAvailableError' && e.innerErrors) {
+    const inner = Object.values(e.innerErrors);
+    return inner.length > 0 && inner.every((x) => x?.name === 'BusyConnectionError');
+  }
+  return false;
 }
 
 function isRejected(row: cassandra.types.Row | undefined): boolean {
