@@ -44,6 +44,7 @@ const UNFORGETTING: ReadonlySet<string> = new Set<Membership>(['join', 'invite',
 /** state_history/state_changes event_id for a key removed at that position. */
 export const REMOVED = '';
 
+const MAX_DEPTH = Number.MAX_SAFE_INTEGER;
 const CHECK_COLUMNS = 'event_id, room_id, pdu_json, outlier, soft_failed, rejected, chain_id, chain_seq';
 
 /** Backfill positions: negative, below every other, from a counter of their own (LWT blocks). */
@@ -197,7 +198,7 @@ export class EventWriter {
       const own: StateChange[] = ev.stateKey !== null && ev.status !== 'rejected' ? [{ type: ev.type, stateKey: ev.stateKey, eventId }] : [];
       after = await groups.create(before, own);
       if (live) {
-        hookStatements = await this.liveStatements(ev, pos, rows, previous, before, after, own, groups, hookInput, batch);
+        hookStatements = await this.liveStatements(ev, pos, rows, previous, after, own, groups, hookInput, batch);
       }
     }
 
@@ -253,6 +254,9 @@ export class EventWriter {
     chain: { chain: number; seq: number } | undefined,
   ): CqlStatement[] {
     const accepted = ev.status === 'accepted';
+    // bigint column: a PDU depth that is not a safe integer (never valid Matrix JSON) is floored
+    // and clamped rather than failing the write.
+    const depth = Number.isSafeInteger(ev.depth) ? ev.depth : Math.max(-MAX_DEPTH, Math.min(MAX_DEPTH, Math.floor(ev.depth) || 0));
     const out: CqlStatement[] = [
       {
         query: `INSERT INTO events (event_id, room_id, stream, type, state_key, sender, pdu_json, txn_device, txn_id, depth,
@@ -268,7 +272,7 @@ export class EventWriter {
           ev.pduJson,
           accepted ? ev.txn?.deviceId : undefined,
           accepted ? ev.txn?.txnId : undefined,
-          ev.depth,
+          depth,
           ev.status === 'outlier',
           ev.status === 'soft_failed',
           ev.rejected ?? undefined,
@@ -285,7 +289,7 @@ export class EventWriter {
     }
     if (accepted) {
       const b = streamBucket(pos);
-      const d = depthBucket(ev.depth);
+      const d = depthBucket(depth);
       out.push(
         {
           query: 'INSERT INTO room_timeline (room_id, bucket, stream, event_id, type, sender) VALUES (?, ?, ?, ?, ?, ?)',
@@ -294,7 +298,7 @@ export class EventWriter {
         { query: 'INSERT INTO room_buckets (room_id, kind, bucket) VALUES (?, ?, ?)', params: [ev.roomId, KIND_TIMELINE, b] },
         {
           query: 'INSERT INTO room_topo (room_id, bucket, depth, stream, event_id, type, sender) VALUES (?, ?, ?, ?, ?, ?, ?)',
-          params: [ev.roomId, d, ev.depth, pos, ev.eventId, ev.type, ev.sender],
+          params: [ev.roomId, d, depth, pos, ev.eventId, ev.type, ev.sender],
         },
         { query: 'INSERT INTO room_buckets (room_id, kind, bucket) VALUES (?, ?, ?)', params: [ev.roomId, KIND_TOPO, d] },
       );
@@ -311,7 +315,6 @@ export class EventWriter {
     pos: number,
     rows: Map<string, cassandra.types.Row>,
     previous: number | null,
-    before: number,
     after: number,
     own: StateChange[],
     groups: GroupBuilder,
@@ -425,7 +428,6 @@ export class EventWriter {
       : previous === null
         ? await groups.create(null, ev.stateDelta)
         : await groups.create(previous, [...ev.stateDelta, ...removals]);
-    void before;
     if (roomState !== previous) {
       stateRows = true;
       batch.push({ query: 'INSERT INTO state_log (room_id, bucket, stream, group_id) VALUES (?, ?, ?, ?)', params: [roomId, b, pos, roomState] });
