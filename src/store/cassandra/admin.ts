@@ -17,12 +17,12 @@
 //   relations, search documents). Receipts, state and memberships that name a purged event are
 //   kept, as on SQLite.
 // - Both report { kind: 'room_purged' } to the unpositioned-change listener once done.
-// - `users` is the accounts module's table (migrations/0004-users.ts: '' stands for null);
+// - `users` is the accounts module's table (migrations/0004-users.ts), read with its mapping;
 //   setAdmin and reactivateUser update existing rows only (an UPDATE of a missing row would
 //   create a half row).
 
-import type cassandra from 'cassandra-driver';
 import type { AdminStore, RoomListEntry, StoredEvent, UserListQuery, UserRecord } from '../types.js';
+import { USER_COLUMNS, toUser } from './accounts.js';
 import { num, type CassandraContext, type CqlStatement } from './context.js';
 import { bucketOf, mapLimit, type DerivedDeps } from './derived-common.js';
 import { BULK_BUCKET, USER_BUCKET } from './notifications.js';
@@ -45,25 +45,6 @@ const EVENT_TABLES = ['events', 'event_claims', 'event_txns', 'room_timeline', '
  * with `IF EXISTS` too, so plain and conditional writes never mix on their cells.
  */
 const LWT_TABLES = new Set(['rooms', 'event_claims', 'event_txns', 'room_aliases', 'user_ids', 'stream_seq']);
-
-const USER_COLUMNS = 'user_id, password_hash, admin, deactivated, created_ts, displayname, avatar_url, is_guest';
-
-function textOrNull(v: unknown): string | null {
-  return typeof v === 'string' && v !== '' ? v : null;
-}
-
-function toUser(row: cassandra.types.Row): UserRecord {
-  return {
-    userId: row['user_id'] as string,
-    passwordHash: textOrNull(row['password_hash']),
-    admin: row['admin'] === true,
-    deactivated: row['deactivated'] === true,
-    createdTs: num(row['created_ts']),
-    displayname: textOrNull(row['displayname']),
-    avatarUrl: textOrNull(row['avatar_url']),
-    isGuest: row['is_guest'] === true,
-  };
-}
 
 interface TableShape {
   name: string;
