@@ -6,8 +6,8 @@ import type cassandra from 'cassandra-driver';
 import { assert } from '../helpers/assert.js';
 import { cassandraClient, dropKeyspace, freshKeyspace, startCassandra, truncateKeyspace } from '../helpers/cassandra.js';
 import { openCassandraStore, type CassandraStore } from '../../src/store/cassandra/index.js';
-import { USER_BUCKET } from '../../src/store/cassandra/notifications.js';
-import { SEARCH_BUCKET } from '../../src/store/cassandra/search.js';
+import { roomBucket, userBucket, USER_BUCKET_HOURS } from '../../src/store/cassandra/derived-common.js';
+import { BUCKET_MS, positionAt, positionMs } from '../../src/store/cassandra/positions.js';
 import type { PushActionInput, SearchQuery } from '../../src/store/types.js';
 import { FakeRoom, SERVER, userId, type SentEvent } from './fixtures.js';
 
@@ -17,8 +17,8 @@ let client: cassandra.Client | null = null;
 let migrated = false;
 const stores: CassandraStore[] = [];
 
-async function open(): Promise<CassandraStore> {
-  const s = await openCassandraStore({ contactPoints: [addr], localDataCenter: 'datacenter1', keyspace, skipMigrations: migrated });
+async function open(workerId?: number): Promise<CassandraStore> {
+  const s = await openCassandraStore({ contactPoints: [addr], localDataCenter: 'datacenter1', keyspace, skipMigrations: migrated, workerId });
   migrated = true;
   stores.push(s);
   return s;
@@ -58,18 +58,19 @@ describe('Cassandra derived data', function () {
   }
 
   it('reads notifications, counts and search matches across bucket boundaries', async function () {
-    // The first store creates the schema; the positions of the second start just below a
-    // boundary that is one for every bucket size (USER_BUCKET is a multiple of the others).
+    // The first store creates the schema. The second writes as a worker whose clock was left
+    // (as by an earlier run) a few ticks below the next week boundary, which is also an hour
+    // boundary: user buckets (weeks) and room buckets (hours) all roll over among the sends.
     const first = await open();
     await first.close();
-    const boundary = USER_BUCKET * 3;
-    assert.equal(boundary % SEARCH_BUCKET, 0);
-    const high = (await client!.execute(`SELECT high FROM ${keyspace}.stream_seq WHERE name = 'global'`)).first()!['high'];
-    const moved = await client!.execute(`UPDATE ${keyspace}.stream_seq SET high = ? WHERE name = 'global' IF high = ?`, [boundary - 12, high], {
-      prepare: true,
-    });
-    assert.equal(moved.first()!['[applied]'], true);
-    const store = await open();
+    const worker = 7;
+    const epoch = positionMs(0);
+    const week = USER_BUCKET_HOURS * BUCKET_MS;
+    const boundaryMs = epoch + (Math.floor((Date.now() - epoch) / week) + 1) * week;
+    const boundary = positionAt(boundaryMs, 0);
+    await client!.execute(`INSERT INTO ${keyspace}.worker_clock (id, high) VALUES (?, ?)`, [worker, positionAt(boundaryMs, worker, -12)], { prepare: true });
+    const store = await open(worker);
+    assert.equal(store.workerId, worker);
 
     const room = new FakeRoom();
     await room.create(store, bob);
@@ -87,6 +88,8 @@ describe('Cassandra derived data', function () {
       );
     }
     assert.ok(sent[0]!.stream < boundary && sent[9]!.stream >= boundary, `positions ${sent[0]!.stream}..${sent[9]!.stream} straddle ${boundary}`);
+    assert.equal(userBucket(sent[9]!.stream), userBucket(sent[0]!.stream) + 1);
+    assert.equal(roomBucket(sent[9]!.stream), roomBucket(sent[0]!.stream) + 1);
 
     const counts = (await store.notifications.getUnreadCounts(alice, [room.roomId], store.currentPosition())).get(room.roomId)!;
     assert.deepEqual(counts.main, { notification_count: 10, highlight_count: 4 });

@@ -24,9 +24,7 @@
 import type { AdminStore, RoomListEntry, StoredEvent, UserListQuery, UserRecord } from '../types.js';
 import { USER_COLUMNS, toUser } from './accounts.js';
 import { num, type CassandraContext, type CqlStatement } from './context.js';
-import { bucketOf, mapLimit, type DerivedDeps } from './derived-common.js';
-import { BULK_BUCKET, USER_BUCKET } from './notifications.js';
-import { SEARCH_BUCKET } from './search.js';
+import { mapLimit, roomBucket, userBucket, type DerivedDeps } from './derived-common.js';
 
 const PARALLEL = 16;
 const CHUNK = 100;
@@ -144,14 +142,16 @@ export class CassandraAdminStore implements AdminStore {
 
   async streamBeforeTs(roomId: string, ts: number): Promise<number> {
     this.ctx.checkOpen();
-    // Newest first: the first event older than ts has the highest stream of those.
-    let from = this.ctx.currentPosition();
+    // Newest first: the first event older than ts has the highest stream of those. `from` is
+    // inclusive going backwards, so each next page repeats the previous page's last event.
+    let from = Number.MAX_SAFE_INTEGER;
+    let seen: number | null = null;
     for (;;) {
-      const page = await this.deps.rooms().getRoomEvents({ roomId, dir: 'b', from, limit: 200 });
+      const page = (await this.deps.rooms().getRoomEvents({ roomId, dir: 'b', from, limit: 200 })).filter((e) => e.stream !== seen);
       const hit = page.find((e) => e.pdu.origin_server_ts < ts);
       if (hit !== undefined) return hit.stream;
-      if (page.length < 200) return 0;
-      from = page[page.length - 1]!.stream - 1;
+      if (page.length === 0) return 0;
+      from = seen = page[page.length - 1]!.stream;
     }
   }
 
@@ -185,7 +185,7 @@ export class CassandraAdminStore implements AdminStore {
           { query: 'DELETE FROM push_actions WHERE user_id = ? AND bucket = ? AND stream = ?', params: [r['user_id'], r['bucket'], r['stream']] },
           {
             query: 'DELETE FROM push_actions_by_room WHERE user_id = ? AND bucket = ? AND room_id = ? AND stream = ?',
-            params: [r['user_id'], bucketOf(num(r['stream']), USER_BUCKET), roomId, r['stream']],
+            params: [r['user_id'], userBucket(num(r['stream'])), roomId, r['stream']],
           },
         );
       }
@@ -207,7 +207,7 @@ export class CassandraAdminStore implements AdminStore {
         stmts.push(
           {
             query: 'DELETE FROM search_docs WHERE room_id = ? AND bucket = ? AND stream = ?',
-            params: [roomId, bucketOf(num(r['stream']), SEARCH_BUCKET), r['stream']],
+            params: [roomId, roomBucket(num(r['stream'])), r['stream']],
           },
           { query: 'DELETE FROM search_of_event WHERE event_id = ?', params: [r['event_id']] },
         );
@@ -217,7 +217,7 @@ export class CassandraAdminStore implements AdminStore {
     for (const ev of events) {
       stmts.push({
         query: 'DELETE FROM push_bulk WHERE room_id = ? AND bucket = ? AND stream = ?',
-        params: [roomId, bucketOf(ev.stream, BULK_BUCKET), ev.stream],
+        params: [roomId, roomBucket(ev.stream), ev.stream],
       });
       // threads is written USING TIMESTAMP <position>: a later reply may start the row again.
       stmts.push({ query: 'DELETE FROM threads USING TIMESTAMP ? WHERE room_id = ? AND root_event_id = ?', params: [pos, roomId, ev.eventId] });

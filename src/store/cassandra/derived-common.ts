@@ -1,10 +1,21 @@
 // Small helpers shared by the derived-data modules (notifications, relations, search, admin).
 
 import type { RoomStore } from '../types.js';
+import { positionBucket } from './positions.js';
 
-/** The bucket of a stream position for a table bucketed by `size` positions (negatives too). */
-export function bucketOf(stream: number, size: number): number {
-  return Math.floor(stream / size);
+/** Partition bucket of a room's derived rows (bulk results, search): the position's hour. */
+export const roomBucket = positionBucket;
+
+/** Hours per bucket of a user's push actions. */
+export const USER_BUCKET_HOURS = 168;
+
+/**
+ * Partition bucket of a user's push actions: the position's week. A user is notified far less
+ * often than a busy room gets events, so week partitions stay small, and an unread range of a
+ * month probes a handful of them rather than hundreds of hours.
+ */
+export function userBucket(pos: number): number {
+  return Math.floor(positionBucket(pos) / USER_BUCKET_HOURS);
 }
 
 /**

@@ -2,10 +2,10 @@
 // notification list read from them. Same results as ../sqlite/notifications.ts:
 //
 // - Per-user actions are stored twice: push_actions (per user, newest first, for the list) and
-//   push_actions_by_room (per user and room, for counts). Both are bucketed by stream position
-//   (USER_BUCKET) and push_user_buckets lists the user's non-empty buckets.
+//   push_actions_by_room (per user and room, for counts). Both are bucketed by the position's
+//   week (userBucket) and push_user_buckets lists the user's non-empty buckets.
 // - A bulk result (PushBulkInput) is one push_bulk row per event, bucketed per room
-//   (BULK_BUCKET, listed in push_bulk_buckets). It applies to a user joined just before its
+//   (the position's hour, listed in push_bulk_buckets). It applies to a user joined just before its
 //   stream (notif_memberships: join intervals (s, e] from a change to join up to and including
 //   the next change away), who is not its sender nor in its except list.
 // - Read state: an action is read when its stream is at or below the user's latest own event in
@@ -29,12 +29,8 @@ import type {
   UnreadCounts,
 } from '../types.js';
 import { jsonParse, num, type CassandraContext, type CqlStatement, type EventWriteHook } from './context.js';
-import { bucketOf, mapLimit, type DerivedDeps } from './derived-common.js';
+import { mapLimit, roomBucket, userBucket, type DerivedDeps } from './derived-common.js';
 
-/** Positions per bucket of a user's actions (sparse: a user is notified by few positions). */
-export const USER_BUCKET = 1 << 20;
-/** Positions per bucket of a room's bulk results. */
-export const BULK_BUCKET = 1 << 16;
 /** Stands in for "still joined" as an interval end. */
 const OPEN = Number.MAX_SAFE_INTEGER;
 /** Rows fetched per round trip when a read filters rows client-side. */
@@ -98,7 +94,7 @@ export class CassandraNotificationStore implements NotificationStore {
       seen.add(a.userId);
       actions.push(a);
     }
-    const bucket = bucketOf(pos, USER_BUCKET);
+    const bucket = userBucket(pos);
     for (const a of actions) {
       const thread = a.threadId ?? '';
       out.push(
@@ -118,7 +114,7 @@ export class CassandraNotificationStore implements NotificationStore {
     const bulk = input.pushBulk;
     // A result that neither notifies nor highlights counts nowhere: nothing to store.
     if (bulk !== undefined && (bulk.notify || bulk.highlight)) {
-      const b = bucketOf(pos, BULK_BUCKET);
+      const b = roomBucket(pos);
       out.push(
         {
           query: `INSERT INTO push_bulk (room_id, bucket, stream, event_id, sender, thread_id, notify, highlight, actions_json, except_json, ts)
@@ -189,7 +185,7 @@ export class CassandraNotificationStore implements NotificationStore {
     // Everything at or below the common read position is read on every timeline.
     const lo = Math.max(rs.own, rs.unthreaded);
     if (upTo > lo) {
-      const wanted = buckets.filter((b) => b >= bucketOf(lo, USER_BUCKET) && b <= bucketOf(upTo, USER_BUCKET));
+      const wanted = buckets.filter((b) => b >= userBucket(lo) && b <= userBucket(upTo));
       const pages = await Promise.all(
         wanted.map((b) =>
           this.ctx.all(
@@ -211,7 +207,7 @@ export class CassandraNotificationStore implements NotificationStore {
     if (intervals.length > 0) {
       const bulkBuckets = await this.bulkBuckets(roomId);
       for (const [s, e] of intervals) {
-        const wanted = bulkBuckets.filter((b) => b >= bucketOf(s, BULK_BUCKET) && b <= bucketOf(e, BULK_BUCKET));
+        const wanted = bulkBuckets.filter((b) => b >= roomBucket(s) && b <= roomBucket(e));
         const pages = await Promise.all(
           wanted.map((b) =>
             this.ctx.all(
@@ -241,16 +237,17 @@ export class CassandraNotificationStore implements NotificationStore {
     type Row = Omit<NotificationRecord, 'read'> & { threadId: string | null };
     let rows: Row[] = [];
 
-    // Per-user rows, newest bucket first, until the page is full.
+    // Per-user rows, newest bucket first, until the page is full. Pages continue below the
+    // last stream seen (exclusive bounds only: positions are sparse).
     for (const b of await this.userBuckets(userId)) {
       if (rows.length >= limit) break;
-      if (b > bucketOf(before - 1, USER_BUCKET)) continue;
-      let hi = before - 1;
+      if (b > userBucket(before)) continue;
+      let below = before;
       for (;;) {
         const page = await this.ctx.execute(
           `SELECT stream, room_id, event_id, notify, highlight, thread_id, actions_json, ts FROM push_actions
-           WHERE user_id = ? AND bucket = ? AND stream <= ? LIMIT ?`,
-          [userId, b, hi, PAGE],
+           WHERE user_id = ? AND bucket = ? AND stream < ? LIMIT ?`,
+          [userId, b, below, PAGE],
         );
         for (const r of page.rows) {
           if (rows.length >= limit) break;
@@ -258,38 +255,39 @@ export class CassandraNotificationStore implements NotificationStore {
           rows.push(toRow(r));
         }
         if (page.rowLength < PAGE || rows.length >= limit) break;
-        hi = num(page.rows[page.rowLength - 1]!['stream']) - 1;
+        below = num(page.rows[page.rowLength - 1]!['stream']);
       }
     }
 
-    // Bulk rows: a page per join interval (any room the user was ever joined to), newest
-    // intervals first. Once `limit` rows are known only rows above the oldest can still make
-    // the page, which bounds every later range.
-    const intervals: { roomId: string; lo: number; hi: number }[] = [];
+    // Bulk rows: a page per join interval (lo, end] (any room the user was ever joined to),
+    // below `before`, newest intervals first. Once `limit` rows are known only rows above the
+    // oldest can still make the page, which bounds every later range.
+    const intervals: { roomId: string; lo: number; end: number }[] = [];
     for (const [roomId, history] of await this.userHistory(userId)) {
       for (const [lo, end] of joinIntervals(history)) {
-        const hi = Math.min(end, before - 1);
-        if (hi > lo) intervals.push({ roomId, lo, hi });
+        if (lo < before) intervals.push({ roomId, lo, end });
       }
     }
-    intervals.sort((a, b) => b.hi - a.hi);
+    intervals.sort((a, b) => Math.min(b.end, before) - Math.min(a.end, before));
     const bulkBuckets = new Map<string, number[]>();
     for (const iv of intervals) {
       const floor = rows.length >= limit ? rows[limit - 1]!.stream : 0;
       const lo = Math.max(iv.lo, floor);
-      if (iv.hi <= lo) continue;
+      // The range's top: the interval's end (inclusive) or `before` (exclusive), the lower one.
+      const top = iv.end < before ? { op: '<=', at: iv.end } : { op: '<', at: before };
+      if (top.at <= lo) continue;
       let bks = bulkBuckets.get(iv.roomId);
       if (bks === undefined) bulkBuckets.set(iv.roomId, (bks = await this.bulkBuckets(iv.roomId)));
       const more: Row[] = [];
       for (const b of bks) {
         if (more.length >= limit) break;
-        if (b > bucketOf(iv.hi, BULK_BUCKET) || b < bucketOf(lo, BULK_BUCKET)) continue;
-        let hi = iv.hi;
+        if (b > roomBucket(top.at) || b < roomBucket(lo)) continue;
+        let upper = top;
         for (;;) {
           const page = await this.ctx.execute(
             `SELECT stream, room_id, event_id, sender, thread_id, notify, highlight, except_json, actions_json, ts FROM push_bulk
-             WHERE room_id = ? AND bucket = ? AND stream > ? AND stream <= ? LIMIT ?`,
-            [iv.roomId, b, lo, hi, PAGE],
+             WHERE room_id = ? AND bucket = ? AND stream > ? AND stream ${upper.op} ? LIMIT ?`,
+            [iv.roomId, b, lo, upper.at, PAGE],
           );
           for (const r of page.rows) {
             if (more.length >= limit) break;
@@ -297,7 +295,7 @@ export class CassandraNotificationStore implements NotificationStore {
             more.push(toRow(r));
           }
           if (page.rowLength < PAGE || more.length >= limit) break;
-          hi = num(page.rows[page.rowLength - 1]!['stream']) - 1;
+          upper = { op: '<', at: num(page.rows[page.rowLength - 1]!['stream']) };
         }
       }
       if (more.length === 0) continue;

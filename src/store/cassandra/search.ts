@@ -18,9 +18,8 @@
 
 import type { PersistEventInput, SearchHit, SearchKey, SearchQuery, SearchStore, StoredEvent } from '../types.js';
 import { num, type CassandraContext, type CqlStatement, type EventWriteHook } from './context.js';
-import { bucketOf, mapLimit, type DerivedDeps } from './derived-common.js';
+import { mapLimit, roomBucket, type DerivedDeps } from './derived-common.js';
 
-export const SEARCH_BUCKET = 1 << 16;
 /** Longer tokens are stored cut to this many code points (the document check stays exact). */
 const MAX_TERM = 64;
 const PARALLEL = 16;
@@ -103,7 +102,7 @@ export class CassandraSearchStore implements SearchStore {
     const text = input.pdu.content[s.field];
     if (typeof text !== 'string') return [];
     const roomId = input.pdu.room_id ?? '';
-    const bucket = bucketOf(pos, SEARCH_BUCKET);
+    const bucket = roomBucket(pos);
     const out: CqlStatement[] = [
       {
         query: `INSERT INTO search_docs (room_id, bucket, stream, event_id, key, event_type, sender, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -125,7 +124,7 @@ export class CassandraSearchStore implements SearchStore {
     return [
       {
         query: 'DELETE FROM search_docs WHERE room_id = ? AND bucket = ? AND stream = ?',
-        params: [roomId, bucketOf(stream, SEARCH_BUCKET), stream],
+        params: [roomId, roomBucket(stream), stream],
       },
       { query: 'DELETE FROM search_of_event WHERE event_id = ?', params: [targetEventId] },
     ];
@@ -139,7 +138,7 @@ export class CassandraSearchStore implements SearchStore {
     if (phrases === null) return [];
     const parts = await this.partitions(q.roomIds);
     if (q.order === 'recent') {
-      const top = q.before === undefined ? Infinity : bucketOf(q.before - 1, SEARCH_BUCKET);
+      const top = q.before === undefined ? Infinity : roomBucket(q.before);
       const found: Doc[] = [];
       // Buckets are position ranges: once a bucket's matches fill the page, lower ones cannot
       // beat them.
