@@ -140,6 +140,27 @@ describe('Cassandra derived data', function () {
     assert.deepEqual(hits.map((h) => h.event.eventId), [root.eventId]);
   });
 
+  it('lists threads past a long run of replies to one thread, each thread once, at its latest reply', async function () {
+    const store = await open();
+    const room = new FakeRoom();
+    await room.create(store, alice);
+    const reply = (root: SentEvent, body: string) =>
+      room.send(store, 'm.room.message', bob, { body, 'm.relates_to': { rel_type: 'm.thread', event_id: root.eventId } });
+    const quiet = await room.message(store, alice, 'quiet root');
+    const busy = await room.message(store, alice, 'busy root');
+    const quietReply = await reply(quiet, 'the only reply');
+    // More replies than one page of the activity walk, all but the last superseded.
+    let last: SentEvent | null = null;
+    for (let i = 0; i < 130; i++) last = await reply(busy, `reply ${i}`);
+    const list = await store.relations.getThreads(room.roomId, { limit: 10 });
+    assert.deepEqual(list.map((t) => [t.rootEventId, t.latestEventId, t.count]), [
+      [busy.eventId, last!.eventId, 130],
+      [quiet.eventId, quietReply.eventId, 1],
+    ]);
+    const page = await store.relations.getThreads(room.roomId, { limit: 1, before: last!.stream });
+    assert.deepEqual(page.map((t) => t.rootEventId), [quiet.eventId], 'a thread whose latest reply is at or above `before` is not listed');
+  });
+
   it('deleting a room leaves no row naming it in any table, keeps its block and the other room', async function () {
     const store = await open();
     const doomed = new FakeRoom();

@@ -165,10 +165,8 @@ export class CassandraNotificationStore implements NotificationStore {
     if (rooms.length === 0) return out;
     const buckets = await this.userBuckets(userId);
     const counted = await mapLimit(rooms, PARALLEL, (roomId) => this.roomCounts(userId, roomId, upTo, buckets));
-    // Insertion order follows the request, as on SQLite.
-    for (const roomId of roomIds) {
-      if (!out.has(roomId)) out.set(roomId, counted[rooms.indexOf(roomId)]!);
-    }
+    // In request order (first occurrence), as on SQLite.
+    rooms.forEach((roomId, i) => out.set(roomId, counted[i]!));
     return out;
   }
 

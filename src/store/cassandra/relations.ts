@@ -8,23 +8,23 @@
 //   relations and never join events.
 // - threads holds each thread's latest reply, written USING TIMESTAMP <position>: the highest
 //   position wins whatever order the writes land in, and a redaction re-points it (or deletes it)
-//   at the redaction's position, above every reply it has seen. It orders getThreads; counts,
-//   participants and the latest reply come from the thread's relations_by_type slice.
+//   at the redaction's position, above every reply it has seen. thread_activity lists every
+//   reply by position (hour buckets, thread_buckets lists them): getThreads walks it newest
+//   first and keeps a row only while it is its thread's latest in `threads`, so a page costs
+//   the replies since its oldest thread's activity, not a read of every thread of the room.
+//   Counts, participants and the latest reply come from the thread's relations_by_type slice.
 // - Reads are scoped to the target's room: an event in another room may name any event ID.
 // - Root senders and targets' type/sender come from RoomStore.getEvents (the rooms module).
 
 import type { Aggregations, PersistEventInput, RelationQuery, RelationStore, ThreadSummary } from '../types.js';
 import { extractRelation } from '../sqlite/relations.js';
 import { num, type CassandraContext, type CqlStatement, type EventWriteHook } from './context.js';
-import { mapLimit, type DerivedDeps } from './derived-common.js';
+import { mapLimit, roomBucket, type DerivedDeps } from './derived-common.js';
 
 const THREAD = 'm.thread';
 const PARALLEL = 16;
-
-interface ThreadRow {
-  rootEventId: string;
-  latestStream: number;
-}
+/** Activity rows read per round trip while listing threads. */
+const PAGE = 100;
 
 export class CassandraRelationStore implements RelationStore {
   constructor(
@@ -57,10 +57,18 @@ export class CassandraRelationStore implements RelationStore {
       },
     ];
     if (rel.relType === THREAD) {
-      out.push({
-        query: `INSERT INTO threads (room_id, root_event_id, latest_stream, latest_event_id) VALUES (?, ?, ?, ?) USING TIMESTAMP ?`,
-        params: [roomId, rel.relatesTo, pos, input.eventId, pos],
-      });
+      const bucket = roomBucket(pos);
+      out.push(
+        {
+          query: `INSERT INTO threads (room_id, root_event_id, latest_stream, latest_event_id) VALUES (?, ?, ?, ?) USING TIMESTAMP ?`,
+          params: [roomId, rel.relatesTo, pos, input.eventId, pos],
+        },
+        {
+          query: 'INSERT INTO thread_activity (room_id, bucket, stream, root_event_id) VALUES (?, ?, ?, ?)',
+          params: [roomId, bucket, pos, rel.relatesTo],
+        },
+        { query: 'INSERT INTO thread_buckets (room_id, bucket) VALUES (?, ?)', params: [roomId, bucket] },
+      );
     }
     return out;
   }
@@ -142,26 +150,49 @@ export class CassandraRelationStore implements RelationStore {
     const limit = Math.floor(opts.limit);
     if (!(limit > 0)) return [];
     const before = opts.before ?? Number.MAX_SAFE_INTEGER;
-    // A room's threads are one partition; ordering by activity is done here.
-    const threads: ThreadRow[] = (await this.ctx.all('SELECT root_event_id, latest_stream FROM threads WHERE room_id = ?', [roomId]))
-      .map((r) => ({ rootEventId: r['root_event_id'] as string, latestStream: num(r['latest_stream']) }))
-      .filter((t) => t.latestStream < before)
-      .sort((a, b) => b.latestStream - a.latestStream || (a.rootEventId < b.rootEventId ? -1 : 1));
     const out: ThreadSummary[] = [];
-    // Summaries in chunks: without a participant filter the first chunk is the page.
-    const chunk = Math.max(limit, 8);
-    for (let i = 0; i < threads.length && out.length < limit; i += chunk) {
-      const part = threads.slice(i, i + chunk);
-      const roots = await this.deps.rooms().getEvents(part.map((t) => t.rootEventId));
-      const summaries = await mapLimit(part, PARALLEL, (t) => {
-        const root = roots.get(t.rootEventId);
-        return this.summary(roomId, t.rootEventId, root !== undefined && root.roomId === roomId ? root.pdu.sender : null);
-      });
-      for (const s of summaries) {
-        if (out.length >= limit) break;
-        if (s === null || s.latestStream >= before) continue;
-        if (opts.participant !== undefined && !s.participants.includes(opts.participant)) continue;
-        out.push(s);
+    const seen = new Set<string>();
+    const buckets = (await this.ctx.all('SELECT bucket FROM thread_buckets WHERE room_id = ?', [roomId])).map((r) => num(r['bucket']));
+    for (const bucket of buckets) {
+      if (bucket > roomBucket(before)) continue;
+      let below = before;
+      for (;;) {
+        const page = await this.ctx.execute(
+          'SELECT stream, root_event_id FROM thread_activity WHERE room_id = ? AND bucket = ? AND stream < ? LIMIT ?',
+          [roomId, bucket, below, PAGE],
+        );
+        const roots = [...new Set(page.rows.map((r) => r['root_event_id'] as string).filter((id) => !seen.has(id)))];
+        const latest = new Map<string, number>();
+        if (roots.length > 0) {
+          const rows = await this.ctx.execute('SELECT root_event_id, latest_stream FROM threads WHERE room_id = ? AND root_event_id IN ?', [
+            roomId,
+            roots,
+          ]);
+          for (const r of rows.rows) latest.set(r['root_event_id'] as string, num(r['latest_stream']));
+        }
+        // A row that is not its thread's latest is an older reply (or a redacted one): the
+        // thread is listed at its latest reply's row.
+        const live: string[] = [];
+        for (const r of page.rows) {
+          const root = r['root_event_id'] as string;
+          if (seen.has(root) || latest.get(root) !== num(r['stream'])) continue;
+          seen.add(root);
+          live.push(root);
+        }
+        if (live.length > 0) {
+          const events = await this.deps.rooms().getEvents(live);
+          const summaries = await mapLimit(live, PARALLEL, (root) => {
+            const ev = events.get(root);
+            return this.summary(roomId, root, ev !== undefined && ev.roomId === roomId ? ev.pdu.sender : null);
+          });
+          for (const s of summaries) {
+            if (s === null || (opts.participant !== undefined && !s.participants.includes(opts.participant))) continue;
+            out.push(s);
+            if (out.length >= limit) return out;
+          }
+        }
+        if (page.rowLength < PAGE) break;
+        below = num(page.rows[page.rowLength - 1]!['stream']);
       }
     }
     return out;

@@ -55,6 +55,13 @@ export const m0003: CqlMigration = {
     `CREATE TABLE IF NOT EXISTS threads (
        room_id text, root_event_id text, latest_stream bigint, latest_event_id text,
        PRIMARY KEY ((room_id), root_event_id))`,
+    // Every thread reply by position, newest first: getThreads walks it and keeps the rows that
+    // are still their thread's latest (per threads), so it never reads all of a room's threads.
+    `CREATE TABLE IF NOT EXISTS thread_activity (
+       room_id text, bucket bigint, stream bigint, root_event_id text,
+       PRIMARY KEY ((room_id, bucket), stream)) WITH CLUSTERING ORDER BY (stream DESC)`,
+    `CREATE TABLE IF NOT EXISTS thread_buckets (
+       room_id text, bucket bigint, PRIMARY KEY ((room_id), bucket)) WITH CLUSTERING ORDER BY (bucket DESC)`,
 
     // --- search (search.ts) ---
     `CREATE TABLE IF NOT EXISTS search_docs (
