@@ -178,7 +178,26 @@ describe('Cassandra derived data', function () {
       await store.rooms.createAlias(`#${room.roomId.slice(1, 8)}:${SERVER}`, room.roomId, bob);
     }
     await store.admin.setRoomBlocked(doomed.roomId, true);
+    // Partitions keyed by the room's state groups and auth chains, not by its room_id.
+    const idsOf = async (table: string, column: string, roomId: string) =>
+      (await client!.execute(`SELECT ${column} FROM ${keyspace}.${table} WHERE room_id = ? ALLOW FILTERING`, [roomId], { prepare: true })).rows.map(
+        (r) => r[column] as unknown,
+      );
+    const groups = await idsOf('state_groups', 'group_id', doomed.roomId);
+    const chains = await idsOf('auth_chains', 'chain_id', doomed.roomId);
+    assert.ok(groups.length > 0 && chains.length > 0);
+    const keyedRows = async () => {
+      let n = 0;
+      for (const g of groups) n += (await client!.execute(`SELECT group_id FROM ${keyspace}.state_group_entries WHERE group_id = ?`, [g], { prepare: true })).rowLength;
+      for (const c of chains) {
+        n += (await client!.execute(`SELECT origin_chain FROM ${keyspace}.auth_chain_links WHERE origin_chain = ?`, [c], { prepare: true })).rowLength;
+        n += (await client!.execute(`SELECT target_chain FROM ${keyspace}.auth_chain_links_in WHERE target_chain = ?`, [c], { prepare: true })).rowLength;
+      }
+      return n;
+    };
+    assert.ok((await keyedRows()) > 0);
     assert.equal(await store.admin.deleteRoom(doomed.roomId), true);
+    assert.equal(await keyedRows(), 0, 'no state group entries or auth chain links of the deleted room');
 
     const tables = await client!.execute(
       `SELECT table_name FROM system_schema.columns WHERE keyspace_name = ? AND column_name = 'room_id' ALLOW FILTERING`,

@@ -7,8 +7,8 @@
 //   does, so tables added by later migrations are covered without editing this file. Where
 //   room_id is the whole partition key the partition is deleted; otherwise the rows (or
 //   partitions) holding the room are found with a filtering query, which scans the table. Rows
-//   keyed only by something of the room's (state_group_entries by group) go first, while the
-//   rows naming their room still exist. blocked_rooms names its key blocked_room so the block
+//   keyed only by an ID of the room's (ROOM_KEYED: state group entries, auth chain links) go
+//   first, while the rows naming their room still exist. blocked_rooms names its key blocked_room so the block
 //   survives. Not one transaction: a deletion that fails half-way is finished by running it
 //   again (every step is idempotent).
 // - purgeHistory reads the events to purge through the RoomStore (the timeline: accepted
@@ -37,6 +37,22 @@ const KEEP = new Set(['schema_migrations', 'stream_seq', 'blocked_rooms']);
  * migrations/0002-rooms.ts). Absent tables are skipped.
  */
 const EVENT_TABLES = ['events', 'event_claims', 'event_txns', 'room_timeline', 'room_topo'];
+
+/**
+ * Partitions keyed by an ID of the room's rather than its room_id (migration 0002): the IDs are
+ * read from `source` (which names the room) before `source` itself is deleted.
+ */
+const ROOM_KEYED: { source: string; key: string; targets: { table: string; column: string }[] }[] = [
+  { source: 'state_groups', key: 'group_id', targets: [{ table: 'state_group_entries', column: 'group_id' }] },
+  {
+    source: 'auth_chains',
+    key: 'chain_id',
+    targets: [
+      { table: 'auth_chain_links', column: 'origin_chain' },
+      { table: 'auth_chain_links_in', column: 'target_chain' },
+    ],
+  },
+];
 
 /**
  * Tables other modules write only with LWTs (migrations 0002 and 0004): their rows are deleted
@@ -96,11 +112,19 @@ export class CassandraAdminStore implements AdminStore {
     this.ctx.checkOpen();
     const known = (await this.deps.rooms().getRoom(roomId)) !== null;
     const tables = await this.tables();
-    const groups = tables.get('state_groups');
-    const entries = tables.get('state_group_entries');
-    if (groups?.columns.has('room_id') && entries !== undefined) {
-      const ids = (await this.ctx.all('SELECT group_id FROM state_groups WHERE room_id = ? ALLOW FILTERING', [roomId])).map((r) => r['group_id']);
-      await mapLimit(ids, PARALLEL, (id) => this.ctx.execute('DELETE FROM state_group_entries WHERE group_id = ?', [id]));
+    for (const dep of ROOM_KEYED) {
+      const source = tables.get(dep.source);
+      if (source === undefined || !source.columns.has('room_id') || !source.columns.has(dep.key)) continue;
+      // bigint keys arrive as Longs: deduplicated by their text.
+      const keys = new Map<string, unknown>();
+      for (const r of await this.ctx.all(`SELECT "${dep.key}" FROM "${dep.source}" WHERE room_id = ? ALLOW FILTERING`, [roomId])) {
+        keys.set(String(r[dep.key]), r[dep.key]);
+      }
+      for (const target of dep.targets) {
+        const t = tables.get(target.table);
+        if (t === undefined || t.partition.length !== 1 || t.partition[0] !== target.column) continue;
+        await mapLimit([...keys.values()], PARALLEL, (k) => this.ctx.execute(`DELETE FROM "${target.table}" WHERE "${target.column}" = ?`, [k]));
+      }
     }
     for (const t of tables.values()) {
       if (KEEP.has(t.name) || !t.columns.has('room_id')) continue;
