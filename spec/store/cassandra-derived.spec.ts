@@ -8,6 +8,7 @@ import { cassandraClient, dropKeyspace, freshKeyspace, startCassandra, truncateK
 import { openCassandraStore, type CassandraStore } from '../../src/store/cassandra/index.js';
 import { roomBucket, userBucket, USER_BUCKET_HOURS } from '../../src/store/cassandra/derived-common.js';
 import { BUCKET_MS, positionAt, positionMs } from '../../src/store/cassandra/positions.js';
+import { MAX_TERMS_PER_DOC } from '../../src/store/cassandra/search.js';
 import type { PushActionInput, SearchQuery } from '../../src/store/types.js';
 import { FakeRoom, SERVER, userId, type SentEvent } from './fixtures.js';
 
@@ -116,6 +117,19 @@ describe('Cassandra derived data', function () {
     assert.deepEqual([...p1, ...p2, ...p3].map((h) => h.event.eventId), ids(newestFirst));
     const ranked = await store.search.searchEvents({ ...q, order: 'rank', limit: 20 });
     assert.deepEqual(new Set(ranked.map((h) => h.event.eventId)), new Set(ids(sent)));
+  });
+
+  it('indexes a 60 KB body with thousands of distinct words in the event\'s batch, up to the term cap', async function () {
+    const store = await open();
+    const room = new FakeRoom();
+    await room.create(store, alice);
+    const words = Array.from({ length: 10_000 }, (_, i) => `w${i}x`);
+    const big = await room.message(store, alice, words.join(' '));
+    assert.ok(words.join(' ').length > 60_000);
+    const q: SearchQuery = { words: ['w7x'], roomIds: [room.roomId], keys: ['content.body'], order: 'recent', limit: 5 };
+    assert.deepEqual((await store.search.searchEvents(q)).map((h) => h.event.eventId), [big.eventId]);
+    assert.deepEqual(await store.search.searchEvents({ ...q, words: [`w${MAX_TERMS_PER_DOC - 1}x`, 'w0x'] }).then((h) => h.length), 1);
+    assert.equal(await store.search.countEvents({ ...q, words: [`w${MAX_TERMS_PER_DOC}x`] }), 0, 'words past the cap are not indexed');
   });
 
   it('a second instance on the keyspace reads what the first wrote', async function () {

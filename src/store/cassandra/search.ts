@@ -15,6 +15,7 @@
 //   statistics FTS5 uses are not kept, so ranks agree with SQLite's in order for one-word
 //   queries but not in value.
 // - Backfilled events are not indexed (the room module runs hooks for timeline events only).
+// - A document indexes at most MAX_TERMS_PER_DOC distinct terms (bounded batch size).
 
 import type { PersistEventInput, SearchHit, SearchKey, SearchQuery, SearchStore, StoredEvent } from '../types.js';
 import { num, type CassandraContext, type CqlStatement, type EventWriteHook } from './context.js';
@@ -22,6 +23,12 @@ import { mapLimit, roomBucket, type DerivedDeps } from './derived-common.js';
 
 /** Longer tokens are stored cut to this many code points (the document check stays exact). */
 const MAX_TERM = 64;
+/**
+ * Distinct terms indexed per document (the first ones, in text order): keeps a 64 KiB body's
+ * term rows (~100 bytes each) a bounded part of the event's logged batch. Words that first
+ * occur after them are not found; real messages stay far below it.
+ */
+export const MAX_TERMS_PER_DOC = 1000;
 const PARALLEL = 16;
 
 const SEARCHABLE: Record<string, { field: string; key: SearchKey }> = {
@@ -111,7 +118,7 @@ export class CassandraSearchStore implements SearchStore {
       { query: 'INSERT INTO search_buckets (room_id, bucket) VALUES (?, ?)', params: [roomId, bucket] },
       { query: 'INSERT INTO search_of_event (event_id, room_id, stream) VALUES (?, ?, ?)', params: [input.eventId, roomId, pos] },
     ];
-    for (const term of new Set(tokenize(text).map(termOf))) {
+    for (const term of [...new Set(tokenize(text).map(termOf))].slice(0, MAX_TERMS_PER_DOC)) {
       out.push({ query: 'INSERT INTO search_terms (room_id, bucket, term, stream) VALUES (?, ?, ?, ?)', params: [roomId, bucket, term, pos] });
     }
     return out;
