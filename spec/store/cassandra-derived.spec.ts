@@ -3,6 +3,7 @@
 // history purge leave behind in the tables themselves.
 
 import type cassandra from 'cassandra-driver';
+import Database from 'better-sqlite3';
 import { assert } from '../helpers/assert.js';
 import { cassandraClient, dropKeyspace, freshKeyspace, startCassandra, truncateKeyspace } from '../helpers/cassandra.js';
 import { openCassandraStore, type CassandraStore } from '../../src/store/cassandra/index.js';
@@ -130,6 +131,35 @@ describe('Cassandra derived data', function () {
     assert.deepEqual((await store.search.searchEvents(q)).map((h) => h.event.eventId), [big.eventId]);
     assert.deepEqual(await store.search.searchEvents({ ...q, words: [`w${MAX_TERMS_PER_DOC - 1}x`, 'w0x'] }).then((h) => h.length), 1);
     assert.equal(await store.search.countEvents({ ...q, words: [`w${MAX_TERMS_PER_DOC}x`] }), 0, 'words past the cap are not indexed');
+  });
+
+  it('matches query words exactly as the SQLite FTS5 index (unicode61, remove_diacritics 2) does', async function () {
+    const texts = [
+      'The quick brown fox', 'café au lait', 'e\u0301te', 'a+b=c', 'foo_bar baz', 'x🎉y', 'naïve Ärger', 'ǅemal straße',
+      'Ωmega ΣΊΣΥΦΟΣ', '東京タワー に 行く', 'hello-world foo.bar', "don't stop", 'ＡＢＣ full width', 'İstanbul',
+      'ﬁne ligature', '١٢٣ arabic digits', 'mañana ñ', 'Œuvre æsthetic',
+    ];
+    const queries = [
+      'fox', 'cafe', 'ete', 'b', 'bar', 'y', 'arger', 'naive', 'strasse', 'straße', 'stra', 'dz', 'ǆemal', 'omega', 'σισυφος',
+      'ΣΊΣ', '東京', 'タワー', '行く', 'world', 'don', 't', 'abc', 'ＡＢＣ', 'istanbul', 'fine', 'ﬁne', '١٢٣', 'manana',
+      'oeuvre', 'œuvre', 'æsthetic', 'hello world', 'quick fox', 'brown fox', 'quick brown', '"', '*',
+    ];
+    const db = new Database(':memory:');
+    db.exec(`CREATE VIRTUAL TABLE s USING fts5(body, tokenize = 'unicode61 remove_diacritics 2')`);
+    const store = await open();
+    const room = new FakeRoom();
+    await room.create(store, alice);
+    const ids: string[] = [];
+    for (const [i, t] of texts.entries()) {
+      db.prepare('INSERT INTO s (rowid, body) VALUES (?, ?)').run(i, t);
+      ids.push((await room.message(store, alice, t)).eventId);
+    }
+    for (const q of queries) {
+      const fts = (db.prepare('SELECT rowid FROM s WHERE s MATCH ?').all(`"${q.replace(/"/g, '""')}"*`) as { rowid: number }[]).map((r) => ids[r.rowid]);
+      const hits = await store.search.searchEvents({ words: [q], roomIds: [room.roomId], keys: ['content.body'], order: 'recent', limit: 50 });
+      assert.deepEqual(hits.map((h) => h.event.eventId).sort(), fts.sort(), `query ${JSON.stringify(q)}`);
+    }
+    db.close();
   });
 
   it('a second instance on the keyspace reads what the first wrote', async function () {

@@ -39,17 +39,23 @@ const SEARCHABLE: Record<string, { field: string; key: SearchKey }> = {
 
 /**
  * FTS5 unicode61 with remove_diacritics 2: letters, numbers and private-use characters make
- * tokens (combining marks join the token and are dropped), everything else separates; folded
- * to lower case.
+ * tokens, everything else separates. Each character is folded to lower case on its own (no
+ * final-sigma rule), Latin letters lose their diacritics, and combining marks in the text join
+ * the token and are dropped.
  */
 export function tokenize(text: string): string[] {
-  return text
-    .normalize('NFD')
-    .replace(/\p{M}+/gu, '')
-    .toLowerCase()
-    .split(/[^\p{L}\p{N}\p{Co}]+/u)
-    .filter((t) => t.length > 0);
+  let folded = '';
+  for (const ch of text) {
+    if (MARK.test(ch)) continue;
+    const lower = ch.toLowerCase();
+    folded += LATIN.test(lower) ? lower.normalize('NFD').replace(MARKS, '') : lower;
+  }
+  return folded.split(/[^\p{L}\p{N}\p{Co}]+/u).filter((t) => t.length > 0);
 }
+
+const MARK = /^\p{M}$/u;
+const MARKS = /\p{M}+/gu;
+const LATIN = /^\p{Script=Latin}/u;
 
 function termOf(token: string): string {
   const cps = Array.from(token);
