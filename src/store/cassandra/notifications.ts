@@ -56,6 +56,9 @@ function joinIntervals(history: { stream: number; membership: string }[]): Array
   return out;
 }
 
+/** A listed action before its read state is known. */
+type ListedRow = Omit<NotificationRecord, 'read'> & { threadId: string | null };
+
 /** The user's read positions in one room: own latest event and receipts per timeline. */
 interface ReadState {
   own: number;
@@ -232,8 +235,7 @@ export class CassandraNotificationStore implements NotificationStore {
     if (!(limit > 0)) return [];
     const before = opts.before ?? Number.MAX_SAFE_INTEGER;
     const wanted = (notify: boolean, highlight: boolean) => (opts.onlyHighlight ? highlight : notify || highlight);
-    type Row = Omit<NotificationRecord, 'read'> & { threadId: string | null };
-    let rows: Row[] = [];
+    let rows: ListedRow[] = [];
 
     // Per-user rows, newest bucket first, until the page is full. Pages continue below the
     // last stream seen (exclusive bounds only: positions are sparse).
@@ -267,35 +269,20 @@ export class CassandraNotificationStore implements NotificationStore {
       }
     }
     intervals.sort((a, b) => Math.min(b.end, before) - Math.min(a.end, before));
-    const bulkBuckets = new Map<string, number[]>();
-    for (const iv of intervals) {
+    // Intervals are read a group at a time in parallel; each group starts from the floor the
+    // groups before it left.
+    const buckets = new Map<string, Promise<number[]>>();
+    const bucketsOf = (roomId: string) => {
+      let p = buckets.get(roomId);
+      if (p === undefined) buckets.set(roomId, (p = this.bulkBuckets(roomId)));
+      return p;
+    };
+    for (let g = 0; g < intervals.length; g += PARALLEL) {
       const floor = rows.length >= limit ? rows[limit - 1]!.stream : 0;
-      const lo = Math.max(iv.lo, floor);
-      // The range's top: the interval's end (inclusive) or `before` (exclusive), the lower one.
-      const top = iv.end < before ? { op: '<=', at: iv.end } : { op: '<', at: before };
-      if (top.at <= lo) continue;
-      let bks = bulkBuckets.get(iv.roomId);
-      if (bks === undefined) bulkBuckets.set(iv.roomId, (bks = await this.bulkBuckets(iv.roomId)));
-      const more: Row[] = [];
-      for (const b of bks) {
-        if (more.length >= limit) break;
-        if (b > roomBucket(top.at) || b < roomBucket(lo)) continue;
-        let upper = top;
-        for (;;) {
-          const page = await this.ctx.execute(
-            `SELECT stream, room_id, event_id, sender, thread_id, notify, highlight, except_json, actions_json, ts FROM push_bulk
-             WHERE room_id = ? AND bucket = ? AND stream > ? AND stream ${upper.op} ? LIMIT ?`,
-            [iv.roomId, b, lo, upper.at, PAGE],
-          );
-          for (const r of page.rows) {
-            if (more.length >= limit) break;
-            if (!bulkApplies(r, userId) || !wanted(r['notify'] === true, r['highlight'] === true)) continue;
-            more.push(toRow(r));
-          }
-          if (page.rowLength < PAGE || more.length >= limit) break;
-          upper = { op: '<', at: num(page.rows[page.rowLength - 1]!['stream']) };
-        }
-      }
+      const found = await Promise.all(
+        intervals.slice(g, g + PARALLEL).map((iv) => this.bulkPage(userId, iv, Math.max(iv.lo, floor), before, limit, wanted, bucketsOf)),
+      );
+      const more = found.flat();
       if (more.length === 0) continue;
       // A writer never lists a user both ways; if one did, the per-user row wins.
       const seen = new Set(rows.map((r) => r.stream));
@@ -317,6 +304,42 @@ export class CassandraNotificationStore implements NotificationStore {
       out.push({ ...rec, read: r.stream <= readUpTo(rs, threadId) });
     }
     return out;
+  }
+
+  /** Up to `limit` of the room's bulk rows in (lo, iv.end] below `before` that list for the user, newest first. */
+  private async bulkPage(
+    userId: string,
+    iv: { roomId: string; end: number },
+    lo: number,
+    before: number,
+    limit: number,
+    wanted: (notify: boolean, highlight: boolean) => boolean,
+    bucketsOf: (roomId: string) => Promise<number[]>,
+  ): Promise<ListedRow[]> {
+    // The range's top: the interval's end (inclusive) or `before` (exclusive), the lower one.
+    const top = iv.end < before ? { op: '<=', at: iv.end } : { op: '<', at: before };
+    const more: ListedRow[] = [];
+    if (top.at <= lo) return more;
+    for (const b of await bucketsOf(iv.roomId)) {
+      if (more.length >= limit) break;
+      if (b > roomBucket(top.at) || b < roomBucket(lo)) continue;
+      let upper = top;
+      for (;;) {
+        const page = await this.ctx.execute(
+          `SELECT stream, room_id, event_id, sender, thread_id, notify, highlight, except_json, actions_json, ts FROM push_bulk
+           WHERE room_id = ? AND bucket = ? AND stream > ? AND stream ${upper.op} ? LIMIT ?`,
+          [iv.roomId, b, lo, upper.at, PAGE],
+        );
+        for (const r of page.rows) {
+          if (more.length >= limit) break;
+          if (!bulkApplies(r, userId) || !wanted(r['notify'] === true, r['highlight'] === true)) continue;
+          more.push(toRow(r));
+        }
+        if (page.rowLength < PAGE || more.length >= limit) break;
+        upper = { op: '<', at: num(page.rows[page.rowLength - 1]!['stream']) };
+      }
+    }
+    return more;
   }
 
   private async readState(userId: string, roomId: string): Promise<ReadState> {
@@ -372,7 +395,7 @@ function bulkApplies(row: { [k: string]: unknown }, userId: string): boolean {
   return !jsonParse<string[]>(except).includes(userId);
 }
 
-function toRow(r: { [k: string]: unknown }): Omit<NotificationRecord, 'read'> & { threadId: string | null } {
+function toRow(r: { [k: string]: unknown }): ListedRow {
   return {
     roomId: r['room_id'] as string,
     eventId: r['event_id'] as string,
