@@ -36,6 +36,8 @@ const OPEN = Number.MAX_SAFE_INTEGER;
 /** Rows fetched per round trip when a read filters rows client-side. */
 const PAGE = 200;
 const PARALLEL = 16;
+/** Rooms per `room_id IN` query on a user's partition. */
+const IN_CHUNK = 100;
 
 export interface NotificationDeps extends DerivedDeps {
   receipts: () => ReceiptStore;
@@ -166,15 +168,29 @@ export class CassandraNotificationStore implements NotificationStore {
     const rooms = [...new Set(roomIds)];
     const out = new Map<string, RoomUnreadCounts>();
     if (rooms.length === 0) return out;
-    const buckets = await this.userBuckets(userId);
-    const counted = await mapLimit(rooms, PARALLEL, (roomId) => this.roomCounts(userId, roomId, upTo, buckets));
+    // The user's own rows (buckets, latest own events, membership changes) for all the rooms
+    // at once; receipts and actions per room.
+    const [buckets, own, histories] = await Promise.all([
+      this.userBuckets(userId),
+      this.ownLatest(userId, rooms),
+      this.histories(userId, rooms),
+    ]);
+    const counted = await mapLimit(rooms, PARALLEL, async (roomId) =>
+      this.roomCounts(userId, roomId, upTo, buckets, await this.readState(userId, roomId, own.get(roomId) ?? 0), histories.get(roomId) ?? []),
+    );
     // In request order (first occurrence), as on SQLite.
     rooms.forEach((roomId, i) => out.set(roomId, counted[i]!));
     return out;
   }
 
-  private async roomCounts(userId: string, roomId: string, upTo: number, buckets: number[]): Promise<RoomUnreadCounts> {
-    const [rs, history] = await Promise.all([this.readState(userId, roomId), this.roomHistory(userId, roomId)]);
+  private async roomCounts(
+    userId: string,
+    roomId: string,
+    upTo: number,
+    buckets: number[],
+    rs: ReadState,
+    history: { stream: number; membership: string }[],
+  ): Promise<RoomUnreadCounts> {
     const counts: RoomUnreadCounts = { main: { notification_count: 0, highlight_count: 0 }, threads: new Map() };
     const add = (threadId: string | null, notify: boolean, highlight: boolean): void => {
       const c: UnreadCounts =
@@ -291,10 +307,11 @@ export class CassandraNotificationStore implements NotificationStore {
     rows.sort((a, b) => b.stream - a.stream);
     rows = rows.slice(0, limit);
 
+    const own = await this.ownLatest(userId, [...new Set(rows.map((r) => r.roomId))]);
     const states = new Map<string, Promise<ReadState>>();
     const stateOf = (roomId: string) => {
       let p = states.get(roomId);
-      if (p === undefined) states.set(roomId, (p = this.readState(userId, roomId)));
+      if (p === undefined) states.set(roomId, (p = this.readState(userId, roomId, own.get(roomId) ?? 0)));
       return p;
     };
     const out: NotificationRecord[] = [];
@@ -342,19 +359,42 @@ export class CassandraNotificationStore implements NotificationStore {
     return more;
   }
 
-  private async readState(userId: string, roomId: string): Promise<ReadState> {
-    const [own, receipts] = await Promise.all([
-      this.ctx.execute('SELECT stream FROM notif_own_latest WHERE user_id = ? AND room_id = ?', [userId, roomId]),
-      this.deps.receipts().getUserReceipts(roomId, userId),
-    ]);
-    const row = own.first();
-    const rs: ReadState = { own: row ? num(row['stream']) : 0, unthreaded: 0, byThread: new Map() };
-    for (const r of receipts) {
+  /** `own`: the stream of the user's latest own event in the room (0 if none). */
+  private async readState(userId: string, roomId: string, own: number): Promise<ReadState> {
+    const rs: ReadState = { own, unthreaded: 0, byThread: new Map() };
+    for (const r of await this.deps.receipts().getUserReceipts(roomId, userId)) {
       if (r.type !== 'm.read' && r.type !== 'm.read.private') continue;
       if (r.threadId === null) rs.unthreaded = Math.max(rs.unthreaded, r.eventStream);
       else rs.byThread.set(r.threadId, Math.max(rs.byThread.get(r.threadId) ?? 0, r.eventStream));
     }
     return rs;
+  }
+
+  /** The stream of the user's latest own event in each room (rooms without one are absent). */
+  private async ownLatest(userId: string, roomIds: string[]): Promise<Map<string, number>> {
+    const out = new Map<string, number>();
+    for (let i = 0; i < roomIds.length; i += IN_CHUNK) {
+      const rows = await this.ctx.all('SELECT room_id, stream FROM notif_own_latest WHERE user_id = ? AND room_id IN ?', [
+        userId,
+        roomIds.slice(i, i + IN_CHUNK),
+      ]);
+      for (const r of rows) out.set(r['room_id'] as string, num(r['stream']));
+    }
+    return out;
+  }
+
+  /** The user's membership changes in each room, oldest first. */
+  private async histories(userId: string, roomIds: string[]): Promise<Map<string, { stream: number; membership: string }[]>> {
+    const out = new Map<string, { stream: number; membership: string }[]>();
+    for (let i = 0; i < roomIds.length; i += IN_CHUNK) {
+      const rows = await this.ctx.all('SELECT room_id, stream, membership FROM notif_memberships WHERE user_id = ? AND room_id IN ?', [
+        userId,
+        roomIds.slice(i, i + IN_CHUNK),
+      ]);
+      groupHistory(rows, out);
+    }
+    for (const list of out.values()) list.sort((a, b) => a.stream - b.stream);
+    return out;
   }
 
   private async userBuckets(userId: string): Promise<number[]> {
@@ -367,22 +407,20 @@ export class CassandraNotificationStore implements NotificationStore {
     return rows.map((r) => num(r['bucket']));
   }
 
-  private async roomHistory(userId: string, roomId: string): Promise<{ stream: number; membership: string }[]> {
-    const rows = await this.ctx.all('SELECT stream, membership FROM notif_memberships WHERE user_id = ? AND room_id = ?', [userId, roomId]);
-    return rows.map((r) => ({ stream: num(r['stream']), membership: r['membership'] as string }));
-  }
-
   /** Every room's membership changes of the user, oldest first per room. */
   private async userHistory(userId: string): Promise<Map<string, { stream: number; membership: string }[]>> {
-    const rows = await this.ctx.all('SELECT room_id, stream, membership FROM notif_memberships WHERE user_id = ?', [userId]);
     const out = new Map<string, { stream: number; membership: string }[]>();
-    for (const r of rows) {
-      const roomId = r['room_id'] as string;
-      let list = out.get(roomId);
-      if (list === undefined) out.set(roomId, (list = []));
-      list.push({ stream: num(r['stream']), membership: r['membership'] as string });
-    }
+    groupHistory(await this.ctx.all('SELECT room_id, stream, membership FROM notif_memberships WHERE user_id = ?', [userId]), out);
     return out;
+  }
+}
+
+function groupHistory(rows: { [k: string]: unknown }[], out: Map<string, { stream: number; membership: string }[]>): void {
+  for (const r of rows) {
+    const roomId = r['room_id'] as string;
+    let list = out.get(roomId);
+    if (list === undefined) out.set(roomId, (list = []));
+    list.push({ stream: num(r['stream']), membership: r['membership'] as string });
   }
 }
 
