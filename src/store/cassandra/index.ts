@@ -31,7 +31,6 @@ import { checkKeyspaceName, createKeyspace, migrate } from './migrate.js';
 import { MIGRATIONS } from './migrations/index.js';
 import { PositionAllocator, positionAt } from './positions.js';
 import { CassandraRoomStore } from './rooms.js';
-import { unimplemented } from './unimplemented.js';
 import { CassandraE2eeStore } from './e2ee.js';
 import { CassandraMediaStore } from './media.js';
 import { CassandraAccountStore } from './accounts.js';
@@ -40,6 +39,10 @@ import { CassandraDirectoryStore } from './directory.js';
 import { CassandraPusherStore } from './pushers.js';
 import { CassandraDeliveryStore, CassandraReceiptStore } from './receipts.js';
 import { CassandraUserDataStore } from './user-data.js';
+import { CassandraNotificationStore } from './notifications.js';
+import { CassandraRelationStore } from './relations.js';
+import { CassandraSearchStore } from './search.js';
+import { CassandraAdminStore } from './admin.js';
 
 export { StoreClosedError } from './context.js';
 
@@ -190,13 +193,20 @@ export class CassandraStore implements SharedStoreBackend {
     this.rooms = new CassandraRoomStore(ctx);
     this.userData = new CassandraUserDataStore(ctx);
     this.receipts = new CassandraReceiptStore(ctx);
-    this.notifications = unimplemented<NotificationStore>('notifications');
-    this.relations = unimplemented<RelationStore>('relations');
+    // Derived data (push actions, relations, search) is written by hooks in each event's batch;
+    // the modules read other domains through these stores, not their tables.
+    const derived = { rooms: () => this.rooms };
+    const notifications = new CassandraNotificationStore(ctx, { ...derived, receipts: () => this.receipts });
+    const relations = new CassandraRelationStore(ctx, derived);
+    const search = new CassandraSearchStore(ctx, derived);
+    eventHooks.push(notifications.hook, relations.hook, search.hook);
+    this.notifications = notifications;
+    this.relations = relations;
     this.directory = new CassandraDirectoryStore(ctx, () => this.rooms);
     this.delivery = new CassandraDeliveryStore(ctx);
     this.pushers = new CassandraPusherStore(ctx);
-    this.search = unimplemented<SearchStore>('search');
-    this.admin = unimplemented<AdminStore>('admin');
+    this.search = search;
+    this.admin = new CassandraAdminStore(ctx, derived);
     this.e2ee = new CassandraE2eeStore(ctx);
     this.media = new CassandraMediaStore(ctx);
     void ctx;

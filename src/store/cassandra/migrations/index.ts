@@ -6,6 +6,7 @@ import { m0001 } from './0001-core.js';
 import { m0004 } from './0004-users.js';
 import { m0005 } from './0005-e2ee-media.js';
 import { m0002 } from './0002-rooms.js';
+import { m0003 } from './0003-derived.js';
 
 export interface CqlMigration {
   version: number;
@@ -13,4 +14,4 @@ export interface CqlMigration {
   statements: string[];
 }
 
-export const MIGRATIONS: CqlMigration[] = [m0001, m0002, m0004, m0005];
+export const MIGRATIONS: CqlMigration[] = [m0001, m0002, m0003, m0004, m0005];
