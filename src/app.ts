@@ -188,7 +188,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     onPersisted: (info) => {
       metrics?.eventsPersisted.inc();
       pushDispatcher.eventPersisted(info);
-      federation?.eventPersisted(info.pdu);
+      federation?.eventPersisted(info.pdu, info.eventId);
     },
     pushActions: (eventId, pdu, state) => pushActions.compute(eventId, pdu, state),
   });

@@ -21,6 +21,8 @@ describe('federation: two Hearth servers on loopback', function () {
   let alice: Api & { userId: string };
   let bob: Api & { userId: string };
   let roomId: string;
+  /** A `joined`-history event from before bob joined (history test). */
+  let hiddenFromB: { roomId: string; eventId: string } | undefined;
 
   before(async () => {
     const [pa, pb] = [await freePort(), await freePort()];
@@ -72,6 +74,9 @@ describe('federation: two Hearth servers on loopback', function () {
     const own = invited.invite_state.events.find((e: any) => e.type === 'm.room.member' && e.state_key === bob.userId);
     assert.equal(own?.content.membership, 'invite');
     assert.equal(own?.sender, alice.userId);
+    // The invite_room_state A sent along (full PDUs) names the room before bob joins.
+    assert.equal(invited.invite_state.events.find((e: any) => e.type === 'm.room.name')?.content.name, 'across');
+    assert.ok(invited.invite_state.events.some((e: any) => e.type === 'm.room.member' && e.state_key === alice.userId && e.content.membership === 'join'));
     // No server named: the inviter's server is asked.
     const join = await bob.post(`/_matrix/client/v3/rooms/${enc(roomId)}/join`, {});
     assert.equal(join.status, 200, JSON.stringify(join.body));
@@ -101,6 +106,24 @@ describe('federation: two Hearth servers on loopback', function () {
     assert.equal(join.status, 200, JSON.stringify(join.body));
     const members = await alice.get(`/_matrix/client/v3/rooms/${enc(pub.body.room_id)}/joined_members`);
     assert.ok(members.body.joined[carol.userId]);
+  });
+
+  it('a user of B joins a room of A with history and pages back through it (backfill from A)', async () => {
+    const pub = await alice.post('/_matrix/client/v3/createRoom', { preset: 'public_chat' });
+    for (let i = 0; i < 4; i++) {
+      assert.equal((await alice.put(`/_matrix/client/v3/rooms/${enc(pub.body.room_id)}/send/m.room.message/old${i}`, { msgtype: 'm.text', body: `old ${i}` })).status, 200);
+    }
+    const frank = await new Api(b.url).register('frank');
+    assert.equal((await frank.post(`/_matrix/client/v3/join/${enc(pub.body.room_id)}?server_name=${enc(nameA)}`, {})).status, 200);
+    const res = await frank.get(`/_matrix/client/v3/rooms/${enc(pub.body.room_id)}/messages?dir=b&limit=20`);
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    const texts = [...res.body.chunk].reverse().filter((e: any) => e.type === 'm.room.message').map((e: any) => e.content.body);
+    assert.deepEqual(texts, ['old 0', 'old 1', 'old 2', 'old 3']);
+    // Stored here now: B answers the same page without asking A again.
+    const again = await frank.get(`/_matrix/client/v3/rooms/${enc(pub.body.room_id)}/messages?dir=b&limit=20`);
+    assert.deepEqual(again.body.chunk.map((e: any) => e.event_id), res.body.chunk.map((e: any) => e.event_id));
+    const stored = await b.hearth.store.rooms.getEvent(res.body.chunk.find((e: any) => e.content?.body === 'old 0').event_id);
+    assert.ok(stored && stored.stream < 0, 'backfilled history sits below the stream');
   });
 
   it('a user of B rejects an invite to a room B does not know, through make_leave/send_leave on A', async () => {
@@ -133,6 +156,23 @@ describe('federation: two Hearth servers on loopback', function () {
     assert.equal((await ask(`/_matrix/federation/v1/query/directory?room_alias=${enc(`#nope:${nameA}`)}`)).status, 404);
     const prof = await ask(`/_matrix/federation/v1/query/profile?user_id=${enc(alice.userId)}&field=displayname`);
     assert.deepEqual(prof.body, { displayname: 'Alice A' });
+  });
+
+  it('a user of B resolves and joins a room of A by its alias (query/directory through federation)', async () => {
+    const room = await alice.post('/_matrix/client/v3/createRoom', { preset: 'public_chat', room_alias_name: 'byalias' });
+    assert.equal(room.status, 200, JSON.stringify(room.body));
+    const erin = await new Api(b.url).register('erin');
+    const alias = `#byalias:${nameA}`;
+    const looked = await erin.get(`/_matrix/client/v3/directory/room/${enc(alias)}`);
+    assert.equal(looked.status, 200, JSON.stringify(looked.body));
+    assert.equal(looked.body.room_id, room.body.room_id);
+    assert.deepEqual(looked.body.servers, [nameA]);
+    assert.equal((await erin.get(`/_matrix/client/v3/directory/room/${enc(`#none:${nameA}`)}`)).status, 404);
+    const join = await erin.post(`/_matrix/client/v3/join/${enc(alias)}`, {});
+    assert.equal(join.status, 200, JSON.stringify(join.body));
+    assert.equal(join.body.room_id, room.body.room_id);
+    const members = await alice.get(`/_matrix/client/v3/rooms/${enc(room.body.room_id)}/joined_members`);
+    assert.ok(members.body.joined[erin.userId]);
   });
 
   it('messages cross both ways and arrive in order in each side\'s /sync', async () => {
@@ -210,30 +250,43 @@ describe('federation: two Hearth servers on loopback', function () {
     void signJson;
   });
 
-  it('history is served only to servers that had a member at the event', async () => {
+  it('history is served only to servers whose users could see it', async () => {
     const { readSigningKeyFile } = await import('../../src/protocol/keyfile.js');
     const keyB = (await readSigningKeyFile(b.hearth.config.signing_key_path))[0];
-    const msgs = await alice.get(`/_matrix/client/v3/rooms/${enc(roomId)}/messages?dir=f&limit=1`);
-    const createId = msgs.body.chunk[0].event_id;
-    assert.equal(msgs.body.chunk[0].type, 'm.room.create');
     const ask = async (path: string) => {
       const auth = buildXMatrixAuthorization({ method: 'GET', uri: path, origin: nameB, destination: nameA }, keyB);
       return fedRequest(a.hearth.federation!.url, 'GET', path, { authorization: auth });
     };
-    // Before bob joined, B had nobody in the room (the room is shared-history but B was absent).
-    const early = await ask(`/_matrix/federation/v1/state_ids/${enc(roomId)}?event_id=${enc(createId)}`);
+    // `shared` history (the default): B has a member joined now, so it may read from the start,
+    // even events from before bob joined (his client may page back through them).
+    const first = await alice.get(`/_matrix/client/v3/rooms/${enc(roomId)}/messages?dir=f&limit=1`);
+    assert.equal(first.body.chunk[0].type, 'm.room.create');
+    const shared = await ask(`/_matrix/federation/v1/state_ids/${enc(roomId)}?event_id=${enc(first.body.chunk[0].event_id)}`);
+    assert.equal(shared.status, 200, JSON.stringify(shared.body));
+    // `joined` history: what was sent before bob joined stays hidden from B.
+    const room = await alice.post('/_matrix/client/v3/createRoom', {
+      preset: 'private_chat',
+      initial_state: [{ type: 'm.room.history_visibility', state_key: '', content: { history_visibility: 'joined' } }],
+    });
+    const hidden = await alice.put(`/_matrix/client/v3/rooms/${enc(room.body.room_id)}/send/m.room.message/before`, { msgtype: 'm.text', body: 'before bob' });
+    assert.equal(hidden.status, 200);
+    assert.equal((await alice.post(`/_matrix/client/v3/rooms/${enc(room.body.room_id)}/invite`, { user_id: bob.userId })).status, 200);
+    await syncUntil(bob, (body) => body.rooms?.invite?.[room.body.room_id]);
+    assert.equal((await bob.post(`/_matrix/client/v3/rooms/${enc(room.body.room_id)}/join`, {})).status, 200);
+    hiddenFromB = { roomId: room.body.room_id, eventId: hidden.body.event_id };
+    const early = await ask(`/_matrix/federation/v1/state_ids/${enc(room.body.room_id)}?event_id=${enc(hidden.body.event_id)}`);
     assert.equal(early.status, 403, JSON.stringify(early.body));
-    const hidden = await ask(`/_matrix/federation/v1/event/${enc(createId)}`);
-    assert.equal(hidden.status, 404);
+    assert.equal((await ask(`/_matrix/federation/v1/event/${enc(hidden.body.event_id)}`)).status, 404);
     // The latest event: bob is joined there, so B may read it and its state.
-    const latest = await alice.get(`/_matrix/client/v3/rooms/${enc(roomId)}/messages?dir=b&limit=1`);
+    const latest = await alice.get(`/_matrix/client/v3/rooms/${enc(room.body.room_id)}/messages?dir=b&limit=1`);
     const lastId = latest.body.chunk[0].event_id;
     const ev = await ask(`/_matrix/federation/v1/event/${enc(lastId)}`);
     assert.equal(ev.status, 200, JSON.stringify(ev.body));
     assert.equal(ev.body.pdus.length, 1);
-    const st = await ask(`/_matrix/federation/v1/state_ids/${enc(roomId)}?event_id=${enc(lastId)}`);
+    const st = await ask(`/_matrix/federation/v1/state_ids/${enc(room.body.room_id)}?event_id=${enc(lastId)}`);
     assert.equal(st.status, 200);
-    assert.ok(st.body.pdu_ids.includes(createId), "the create event is in the state");
+    const createId = (await alice.get(`/_matrix/client/v3/rooms/${enc(room.body.room_id)}/messages?dir=f&limit=1`)).body.chunk[0].event_id;
+    assert.ok(st.body.pdu_ids.includes(createId), 'the create event is in the state');
     assert.ok(Array.isArray(st.body.auth_chain_ids) && st.body.auth_chain_ids.length > 0);
   });
 
@@ -255,8 +308,9 @@ describe('federation: two Hearth servers on loopback', function () {
     const { authEventIds, computeEventId } = await import('../../src/protocol/events.js');
     const chainIds = new Set(res.body.auth_chain.map((e: any) => computeEventId(e, '12')));
     for (const id of authEventIds(stored!.pdu)) assert.ok(chainIds.has(id), `cites ${id}`);
-    const first = await alice.get(`/_matrix/client/v3/rooms/${enc(roomId)}/messages?dir=f&limit=1`);
-    const early = await ask(`/_matrix/federation/v1/event_auth/${enc(roomId)}/${enc(first.body.chunk[0].event_id)}`);
+    // `joined` history from before bob joined (the previous test's room) stays refused.
+    assert.ok(hiddenFromB, 'set by the history test');
+    const early = await ask(`/_matrix/federation/v1/event_auth/${enc(hiddenFromB.roomId)}/${enc(hiddenFromB.eventId)}`);
     assert.equal(early.status, 403);
     assert.equal((await ask(`/_matrix/federation/v1/event_auth/${enc(roomId)}/${enc('$nope')}`)).status, 404);
   });

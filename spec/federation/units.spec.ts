@@ -5,7 +5,7 @@
 
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
@@ -104,6 +104,14 @@ describe('federation/listener: X-Matrix over the raw request URI (shared vectors
     const header = getCase.expected_authorization_header.replace(`destination="${me}"`, 'destination="elsewhere.example"');
     const res = await fetch(base + getCase.signed_object.uri, { headers: { authorization: header } });
     assert.equal(res.status, 401);
+  });
+
+  it('answers GET /_matrix/federation/v1/version without authentication, with the package version', async () => {
+    const res = await fetch(`${base}/_matrix/federation/v1/version`);
+    assert.equal(res.status, 200);
+    const body = (await res.json()) as { server: { name: string; version: string } };
+    const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+    assert.deepEqual(body, { server: { name: 'Hearth', version: pkg.version } });
   });
 
   it('answers unknown endpoints 404 M_UNRECOGNIZED and a wrong method 405', async () => {
@@ -366,5 +374,45 @@ describe('federation/sender: durable EDUs', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('federation/remote-rooms: invite v2 body', () => {
+  it('carries the room state as full PDUs (create event included, unsigned dropped) and keeps the invitee server signature', async () => {
+    const { RemoteRooms } = await import('../../src/federation/remote-rooms.js');
+    const { signEvent, addEventSignature, computeEventId } = await import('../../src/protocol/events.js');
+    type Pdu = import('../../src/protocol/types.js').Pdu;
+    const keyA = generateSigningKey('a1');
+    const keyB = generateSigningKey('b1');
+    const roomId = '!room:a.example';
+    const base = { room_id: roomId, prev_events: [], auth_events: [], depth: 1, origin_server_ts: 1 };
+    const create = signEvent({ ...base, type: 'm.room.create', state_key: '', sender: '@alice:a.example', content: { room_version: '10' } } as unknown as Pdu, 'a.example', keyA, '10');
+    const withUnsigned = { ...create, unsigned: { age: 5 } } as Pdu;
+    const invite = signEvent({ ...base, depth: 2, type: 'm.room.member', state_key: '@bob:b.example', sender: '@alice:a.example', content: { membership: 'invite' } } as unknown as Pdu, 'a.example', keyA, '10');
+    const sent: JsonObject[] = [];
+    const rooms = new RemoteRooms({
+      serverName: 'a.example',
+      signingKey: keyA,
+      keyRing: new StaticKeyRing([
+        { serverName: 'a.example', keyId: keyA.keyId, publicKey: keyA.publicKey },
+        { serverName: 'b.example', keyId: keyB.keyId, publicKey: keyB.publicKey },
+      ]),
+      client: {
+        async request(_dest: string, req: { body?: JsonObject }) {
+          sent.push(req.body as JsonObject);
+          return { event: addEventSignature(structuredClone(req.body!.event as JsonObject), 'b.example', keyB, '10') };
+        },
+      } as never,
+      roomInput: {} as never,
+      logger: silent,
+    });
+    const out = await rooms.invite(roomId, '10', computeEventId(invite, '10'), invite, 'b.example', [withUnsigned]);
+    assert.ok(out.signatures['b.example'], "the invitee server's signature is kept");
+    const state = sent[0].invite_room_state as JsonObject[];
+    assert.equal(state.length, 1);
+    assert.equal(state[0].type, 'm.room.create');
+    assert.deepEqual(state[0].signatures, create.signatures, 'a full PDU, signatures and all');
+    assert.equal(state[0].unsigned, undefined);
+    assert.equal(sent[0].room_version, '10');
   });
 });

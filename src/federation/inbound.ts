@@ -8,8 +8,8 @@
 //   all through RoomInput.receive.
 // - EDUs are believed only for users on the origin server who are joined to the room.
 // - History reads (/event, /state*, /event_auth, /backfill, /get_missing_events) are served only
-//   to a server that had a joined member in the room at the event (or for world_readable
-//   history): a server never learns events from before its users could see them.
+//   to a server whose users could see the event: a member joined at it (invited too, for
+//   `invited` visibility), a member joined now for `shared` history, or world_readable history.
 // - Membership handshakes (make_*/send_*) only concern users of the origin server.
 
 import type { Logger } from 'pino';
@@ -244,8 +244,41 @@ export class FederationInbound {
     const bad = await checkSignatures(pdu, version, this.d.keyRing);
     if (bad !== undefined) throw new MatrixError('M_FORBIDDEN', bad);
     const signed = addEventSignature(structuredClone(pdu), this.d.serverName, this.d.signingKey, version);
-    await this.d.roomInput.recordRemoteInvite(roomId, version, eventId, signed);
+    if ((await this.serversInRoom(roomId)).has(this.d.serverName)) {
+      // A room we are in: the invite joins its DAG like any PDU (it also comes through /send).
+      const raw = signed as unknown as JsonValue;
+      const out = this.d.gaps
+        ? await this.d.gaps.receive(origin, roomId, version, raw, eventId, { ...DEFAULT_GAP_BUDGET })
+        : await this.d.roomInput.receive(roomId, raw, origin);
+      if (out.outcome === 'rejected') throw new MatrixError('M_FORBIDDEN', `The invite is not allowed: ${out.reason}`);
+    } else {
+      // A room we are not in (unknown, or every member of ours left): our copy of its DAG is stale
+      // or absent and the inviting server will not send the invite through /send, so it is
+      // recorded on its own, and the join goes through that server. Until then the invitee sees
+      // the room through what the inviting server sent along (stripped, in the invite's unsigned).
+      const roomState = await this.inviteRoomState(roomId, version, body.invite_room_state);
+      const stored = roomState.length > 0 ? { ...signed, unsigned: { invite_room_state: roomState } } : signed;
+      await this.d.roomInput.recordRemoteInvite(roomId, version, eventId, stored);
+    }
     return { event: signed as unknown as JsonObject };
+  }
+
+  /**
+   * The invite's `invite_room_state`, as stripped state: only full PDUs of this room that pass the
+   * format and signature checks (spec v1.18 / MSC4311 format), at most one per (type, state_key).
+   */
+  private async inviteRoomState(roomId: string, version: RoomVersion, raw: JsonValue | undefined): Promise<JsonObject[]> {
+    if (!Array.isArray(raw)) return [];
+    const out = new Map<string, JsonObject>();
+    for (const entry of raw.slice(0, 50)) {
+      const f = checkFormat(entry, roomId, version);
+      if (!f.ok || typeof f.value.pdu.state_key !== 'string') continue;
+      const { pdu } = f.value;
+      const stateKey = f.value.pdu.state_key as string;
+      if ((await checkSignatures(pdu, version, this.d.keyRing)) !== undefined) continue;
+      out.set(`${pdu.type}\u0000${stateKey}`, { type: pdu.type, state_key: stateKey, content: pdu.content, sender: pdu.sender });
+    }
+    return [...out.values()];
   }
 
   // ---- history reads -------------------------------------------------------------------------
@@ -340,8 +373,14 @@ export class FederationInbound {
     return ev;
   }
 
-  /** A joined member of `origin` in the state after the event, or world_readable history. */
-  private async serverMaySee(origin: string, ev: StoredEvent): Promise<boolean> {
+  /**
+   * History visibility for servers (as the spec has it for clients, per server): world_readable
+   * events are public; a member of `origin` joined in the state after the event (or invited, with
+   * `invited` visibility) sees it; `shared` history is also open to a server with a member joined
+   * now, since its users may page back through it (Synapse backfills a newly joined room so).
+   * `joinedNow` caches that last check across one request.
+   */
+  private async serverMaySee(origin: string, ev: StoredEvent, joinedNow: { value?: boolean } = {}): Promise<boolean> {
     const entries = await this.d.store.rooms.getStateAtEvent(ev.eventId, 'after');
     if (!entries) return false; // an outlier: no state known, nothing vouches for the origin
     const relevant = entries.filter(
@@ -349,17 +388,21 @@ export class FederationInbound {
     );
     const events = await this.d.store.rooms.getEvents(relevant.map((e) => e.eventId));
     let visibility = 'shared';
-    let member = false;
+    const memberships = new Set<unknown>();
     for (const e of relevant) {
       const pdu = events.get(e.eventId)?.pdu;
       if (!pdu) continue;
       if (e.type === 'm.room.history_visibility') {
         if (typeof pdu.content.history_visibility === 'string') visibility = pdu.content.history_visibility;
-      } else if (pdu.content.membership === 'join' || (pdu.content.membership === 'invite' && visibility === 'invited')) {
-        member = true;
+      } else {
+        memberships.add(pdu.content.membership);
       }
     }
-    return visibility === 'world_readable' || member;
+    if (visibility === 'world_readable' || memberships.has('join')) return true;
+    if (visibility === 'invited') return memberships.has('invite');
+    if (visibility !== 'shared') return false;
+    joinedNow.value ??= (await this.serversInRoom(ev.roomId)).has(origin);
+    return joinedNow.value;
   }
 
   private async walkBack(origin: string, roomId: string, starts: string[], stop: Set<string>, limit: number, minDepth: number): Promise<Pdu[]> {
@@ -367,13 +410,14 @@ export class FederationInbound {
     const seen = new Set<string>(stop);
     let frontier = starts.filter((id) => !seen.has(id));
     for (const id of frontier) seen.add(id);
+    const joinedNow: { value?: boolean } = {};
     while (frontier.length > 0 && out.length < limit) {
       const found = await this.d.store.rooms.getEvents(frontier);
       const next: string[] = [];
       for (const id of frontier) {
         const ev = found.get(id);
         if (!ev || ev.roomId !== roomId || ev.rejected !== null || ev.pdu.depth < minDepth) continue;
-        if (!(await this.serverMaySee(origin, ev))) continue;
+        if (!(await this.serverMaySee(origin, ev, joinedNow))) continue;
         if (out.length < limit) out.push(ev.pdu);
         for (const p of prevEventIds(ev.pdu)) {
           if (!seen.has(p)) {

@@ -5,7 +5,7 @@
 //
 // Invariants: with `listeners.federation.enabled: false` nothing here is built (room input keeps
 // a key ring of our own keys, and remote joins/invites are refused). Local events reach every
-// other server with a joined member (plus a membership event's target server) in the order
+// other server with a joined member (plus the target server of a membership event other than an invite) in the order
 // they were persisted: fan-out goes through one promise chain.
 
 import { readFileSync } from 'node:fs';
@@ -108,7 +108,7 @@ export interface Federation {
   /** Base URL of the federation listener once started. */
   readonly url: string;
   /** Hand every persisted event here (RoomInput onPersisted); local ones are sent out. */
-  eventPersisted(pdu: Pdu): void;
+  eventPersisted(pdu: Pdu, eventId?: string): void;
   start(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -161,7 +161,19 @@ export function attachFederation(core: FederationCore, d: AttachDeps): Federatio
     moreEdus: e2ee ? (origin, type, content) => e2ee.edu(origin, type, content) : undefined,
     now: d.now,
   });
-  const remote = new RemoteRooms({ serverName: me, signingKey: d.signingKey, client: core.client, keyRing: core.keyRing, roomInput: d.roomInput, logger, now: d.now });
+  // Our joins made through send_join: the resident server has passed them on to the room already.
+  const handedOver = new Set<string>();
+  const remote = new RemoteRooms({
+    serverName: me,
+    signingKey: d.signingKey,
+    client: core.client,
+    keyRing: core.keyRing,
+    roomInput: d.roomInput,
+    logger,
+    now: d.now,
+    handedOver: (eventId) => handedOver.add(eventId),
+    events: (ids) => d.store.rooms.getEvents(ids),
+  });
   let chain: Promise<void> = Promise.resolve();
   const fanOut = (roomId: string, extra: string[], send: (servers: Set<string>) => void) => {
     chain = chain
@@ -226,10 +238,14 @@ export function attachFederation(core: FederationCore, d: AttachDeps): Federatio
     get url() {
       return url;
     },
-    eventPersisted(pdu) {
+    eventPersisted(pdu, eventId) {
       if (serverNameOf(pdu.sender) !== me || pdu.room_id === undefined) return;
+      if (eventId !== undefined && handedOver.delete(eventId)) return;
       const { unsigned: _u, ...out } = pdu;
-      const extra = pdu.type === 'm.room.member' && pdu.state_key !== undefined ? [serverNameOf(pdu.state_key) ?? me] : [];
+      // A kicked or banned user's server hears of it; an invite went to the invitee's server
+      // through /invite already (Synapse drops an invite arriving again through /send).
+      const member = pdu.type === 'm.room.member' && pdu.state_key !== undefined && pdu.content.membership !== 'invite';
+      const extra = member ? [serverNameOf(pdu.state_key as string) ?? me] : [];
       fanOut(pdu.room_id, extra, (servers) => core.sender.sendPdu(servers, out as Pdu));
     },
     async start() {

@@ -1,4 +1,5 @@
-// The federation listener: /_matrix/key/v2 (unauthenticated) and /_matrix/federation (X-Matrix),
+// The federation listener: /_matrix/key/v2 and /_matrix/federation/v1/version (unauthenticated)
+// and the rest of /_matrix/federation (X-Matrix),
 // over HTTPS with the configured certificate or one generated at start.
 //
 // Invariants:
@@ -11,6 +12,7 @@
 //   /send, whose per-PDU failures are in its 200 body).
 // - Bodies are read raw up to a limit, then parsed strictly (src/protocol/canonical-json.ts).
 
+import { readFileSync } from 'node:fs';
 import { match, type MatchFunction } from 'path-to-regexp';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { createServer as createHttpServer, type Server } from 'node:http';
@@ -70,6 +72,19 @@ async function readBody(ctx: Ctx, max: number): Promise<JsonValue | undefined> {
   } catch (err) {
     throw new MatrixError('M_NOT_JSON', `Body is not valid JSON: ${(err as Error).message}`);
   }
+}
+
+let cachedVersion: string | undefined;
+function packageVersion(): string {
+  if (cachedVersion === undefined) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version?: unknown };
+      cachedVersion = typeof pkg.version === 'string' ? pkg.version : 'unknown';
+    } catch {
+      cachedVersion = 'unknown';
+    }
+  }
+  return cachedVersion;
 }
 
 export type Ctx = Koa.ParameterizedContext<FedState> & { params: Record<string, string> };
@@ -198,6 +213,10 @@ export function createFederationApp(d: FederationAppDeps): Koa<FedState> {
   });
   keys.get('/_matrix/key/v2/query/:serverName', async (ctx) => {
     ctx.body = await notary([ctx.params.serverName]);
+  });
+  // Unauthenticated, like the key routes (spec: GET /_matrix/federation/v1/version has no security).
+  keys.get('/_matrix/federation/v1/version', (ctx) => {
+    ctx.body = { server: { name: 'Hearth', version: packageVersion() } };
   });
   app.use(keys.middleware());
 

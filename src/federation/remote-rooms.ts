@@ -1,6 +1,7 @@
 // Local users entering rooms that live on other servers: joins through make_join/send_join,
-// knocks through make_knock/send_knock, leaves through make_leave/send_leave, and invites of
-// remote users through invite v2.
+// knocks through make_knock/send_knock, leaves through make_leave/send_leave, invites of remote
+// users through invite v2, other servers' aliases through query/directory, and older history
+// through /backfill.
 //
 // Invariants (join):
 // - The template from make_join must be exactly the user's join in the asked room; we set the
@@ -15,7 +16,8 @@
 import type { Logger } from 'pino';
 import { ERRCODE_STATUS, MatrixError, type Errcode } from '../errors.js';
 import { isJsonObject } from '../protocol/canonical-json.js';
-import { signEvent, verifyEventSignature } from '../protocol/events.js';
+import { authEventIds, signEvent, verifyEventSignature } from '../protocol/events.js';
+import { isValidRoomId, isValidServerName, serverNameOf } from '../protocol/ids.js';
 import { isRoomVersion, SUPPORTED_ROOM_VERSIONS } from '../protocol/room-versions.js';
 import type { JsonObject, JsonValue, Pdu, RoomVersion, SigningKey } from '../protocol/types.js';
 import type { StateEntry } from '../store/types.js';
@@ -34,6 +36,10 @@ export interface RemoteRoomsDeps {
   roomInput: RoomInput;
   logger: Logger;
   now?: () => number;
+  /** Told of a join accepted through send_join before it is stored: not to be sent out again. */
+  handedOver?: (eventId: string) => void;
+  /** Stored events (auth events of backfilled history). */
+  events?: (ids: string[]) => Promise<Map<string, { pdu: Pdu }>>;
 }
 
 export class RemoteRooms implements RemoteMembership {
@@ -94,6 +100,7 @@ export class RemoteRooms implements RemoteMembership {
     const refusal = checkAgainstState(join, version, (type, key) => byKey.get(`${type}\u0000${key}`));
     if (refusal !== undefined) throw new MatrixError('M_FORBIDDEN', `The join is not allowed by the room's state: ${refusal}`);
     const outliers = [...events].sort((a, b) => a[1].depth - b[1].depth).map(([id, pdu]) => ({ eventId: id, pdu }));
+    this.d.handedOver?.(eventId);
     await this.d.roomInput.adoptRoom(roomId, version, create.sender, outliers, { eventId, pdu: join }, stateEntries);
   }
 
@@ -165,12 +172,62 @@ export class RemoteRooms implements RemoteMembership {
     throw new MatrixError('M_UNKNOWN', `Could not leave through any server (${errors.join('; ') || 'no server to ask'})`, {}, 502);
   }
 
-  async invite(roomId: string, version: RoomVersion, eventId: string, pdu: Pdu, destination: string): Promise<Pdu> {
+  /**
+   * Older events of a room from another server (/backfill from `from`), each through checks 1-4:
+   * format, signatures, content hash, and auth against its auth events (stored here or in the
+   * same answer, the create event for v12). What fails is left out; nothing is stored here.
+   */
+  async backfill(roomId: string, version: RoomVersion, servers: string[], from: string[], limit: number): Promise<Array<{ eventId: string; pdu: Pdu }>> {
+    const create = (await this.d.roomInput.currentState(roomId))?.get('m.room.create', '')?.pdu;
+    for (const server of servers) {
+      let res: JsonValue;
+      try {
+        const query = [...from.map((v) => `v=${encodeURIComponent(v)}`), `limit=${limit}`].join('&');
+        res = await this.d.client.request(server, { method: 'GET', path: `${fedPath`/_matrix/federation/v1/backfill/${roomId}`}?${query}`, maxResponseBytes: 8 * 1024 * 1024 });
+      } catch (err) {
+        this.d.logger.warn({ err, server, roomId }, 'backfill request failed');
+        continue;
+      }
+      if (!isJsonObject(res) || !Array.isArray(res.pdus)) continue;
+      const pdus = res.pdus.slice(0, limit * 2);
+      // Auth events the answer does not carry must be stored here already (and the create event
+      // is needed for v12 auth).
+      const cited = new Set(pdus.flatMap((p) => (isJsonObject(p) ? authEventIds(p as unknown as Pdu) : [])));
+      const stored = (await this.d.events?.([...cited])) ?? new Map<string, { pdu: Pdu }>();
+      const known = new Map<string, Pdu>([...stored].map(([id, e]) => [id, e.pdu]));
+      if (create) known.set('\u0000create', create);
+      const { events: good } = await verifyChain(roomId, version, this.d.keyRing, [], pdus, known);
+      return [...good].map(([eventId, pdu]) => ({ eventId, pdu }));
+    }
+    return [];
+  }
+
+  async resolveAlias(alias: string): Promise<{ roomId: string; servers: string[] }> {
+    const server = serverNameOf(alias);
+    if (server === undefined) throw new MatrixError('M_INVALID_PARAM', 'Invalid room alias');
+    let res: JsonValue;
+    try {
+      res = await this.d.client.request(server, { method: 'GET', path: `/_matrix/federation/v1/query/directory?room_alias=${encodeURIComponent(alias)}` });
+    } catch (err) {
+      if (err instanceof FederationError && err.status === 404) throw new MatrixError('M_NOT_FOUND', `Room alias ${alias} not found`);
+      this.d.logger.warn({ err, alias }, 'remote alias lookup failed');
+      throw new MatrixError('M_UNKNOWN', `Could not ask ${server} about ${alias}`, {}, 502);
+    }
+    if (!isJsonObject(res) || !isValidRoomId(res.room_id)) throw new MatrixError('M_UNKNOWN', `${server} gave no room for ${alias}`, {}, 502);
+    const servers = Array.isArray(res.servers) ? res.servers.filter((s): s is string => typeof s === 'string' && isValidServerName(s)).slice(0, 20) : [];
+    // The alias's own server first: it answered, so it is up and (most likely) in the room.
+    return { roomId: res.room_id, servers: [...new Set([server, ...servers])] };
+  }
+
+  async invite(roomId: string, version: RoomVersion, eventId: string, pdu: Pdu, destination: string, roomState: Pdu[]): Promise<Pdu> {
     const { unsigned: _u, ...event } = pdu;
+    // Full PDUs, create event included (spec v1.18, MSC4311): the invitee's server can check their
+    // signatures and that they belong to this room; Synapse complains about anything less.
+    const inviteRoomState = roomState.map(({ unsigned: _x, ...e }) => e as unknown as JsonObject);
     const res = await this.d.client.request(destination, {
       method: 'PUT',
       path: fedPath`/_matrix/federation/v2/invite/${roomId}/${eventId}`,
-      body: { room_version: version, event: event as unknown as JsonObject, invite_room_state: [] },
+      body: { room_version: version, event: event as unknown as JsonObject, invite_room_state: inviteRoomState },
     });
     if (!isJsonObject(res) || !isJsonObject(res.event) || !isJsonObject(res.event.signatures)) throw new MatrixError('M_UNKNOWN', 'invite answer without a signed event', {}, 502);
     const theirs = res.event.signatures[destination];

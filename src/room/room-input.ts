@@ -348,17 +348,22 @@ export class RoomInput {
   }
 
   /**
-   * An invite from another server to a room this server does not know: the room is recorded with
-   * the invite as its only event and state (so the invitee's /sync shows it), until a join
-   * through that server (adoptRoom) brings the real state. Checks 1-3 are the caller's.
+   * An invite from another server to a room this server is not in: the room is recorded (if
+   * unknown) with the invite as its only event and state, or (known, every member of ours gone)
+   * the invite replaces its extremities as the invitee's membership, so the invitee's /sync shows
+   * it until a join through that server (adoptRoom) brings the real state. Checks 1-3 are the
+   * caller's.
    */
   recordRemoteInvite(roomId: string, version: RoomVersion, eventId: string, pdu: Pdu): Promise<void> {
     return this.enqueue(roomId, async () => {
       const { rooms } = this.deps.store;
       if (await rooms.getRoom(roomId)) {
-        // A room we are in gets the invite through /send; one known only through a stub (our
-        // user's knock, an earlier invite) gets the new membership in the stub's place.
-        if ((await this.load(roomId))?.get('m.room.create', '') === undefined) await this.recordStub(roomId, eventId, pdu);
+        // Known only through a stub (our user's knock, an earlier invite), or every member of ours
+        // left: the new membership takes the stub's place (callers never use this for a room we
+        // are in, which gets the invite through /send).
+        if (await rooms.getEvent(eventId)) return; // a retried /invite
+        await this.drained(roomId);
+        await this.recordStub(roomId, eventId, pdu);
         return;
       }
       await rooms.createRoom({ roomId, roomVersion: version, creator: pdu.sender, createdTs: this.now() });
@@ -372,6 +377,25 @@ export class RoomInput {
    */
   recordRemoteKnock(roomId: string, version: RoomVersion, eventId: string, pdu: Pdu): Promise<void> {
     return this.recordRemoteInvite(roomId, version, eventId, pdu);
+  }
+
+  /**
+   * History fetched from another server (checks 1-4 are the caller's), stored below every other
+   * event (negative positions, outside the stream: /sync never sees it, /messages pages into it),
+   * oldest lowest. Neither the state nor the extremities change. Returns how many were new.
+   */
+  storeBackfill(roomId: string, events: Array<{ eventId: string; pdu: Pdu }>): Promise<number> {
+    return this.enqueue(roomId, async () => {
+      const { rooms } = this.deps.store;
+      const have = await rooms.getEvents(events.map((e) => e.eventId));
+      let added = 0;
+      for (const e of [...events].sort((a, b) => b.pdu.depth - a.pdu.depth)) {
+        if (have.has(e.eventId)) continue;
+        await rooms.persistEvent({ eventId: e.eventId, pdu: e.pdu, stateDelta: [], forwardExtremities: [], backfill: true, stateBefore: { group: null, delta: [] } });
+        added++;
+      }
+      return added;
+    });
   }
 
   /**

@@ -11,6 +11,7 @@ import type { Store } from '../store/types.js';
 import { StoreConflictError } from '../store/types.js';
 import type { Admission } from '../admission/admission.js';
 import { canonicalJson } from '../protocol/canonical-json.js';
+import { prevEventIds } from '../protocol/events.js';
 import type { EventDraft, RoomInput, SubmitResult } from './room-input.js';
 import type { Logger } from 'pino';
 
@@ -30,6 +31,9 @@ export interface CreateRoomRequest {
 
 type Sender = { userId: string; deviceId?: string };
 
+/** State an invited server gets with a remote invite (the spec's recommended set; create first). */
+const INVITE_ROOM_STATE_TYPES = ['m.room.create', 'm.room.join_rules', 'm.room.name', 'm.room.avatar', 'm.room.canonical_alias', 'm.room.encryption', 'm.room.topic'];
+
 /** Membership across servers (src/federation/remote-rooms.ts implements it). */
 export interface RemoteMembership {
   join(userId: string, roomId: string, via: string[], content: JsonObject): Promise<void>;
@@ -37,11 +41,20 @@ export interface RemoteMembership {
   leave(userId: string, roomId: string, via: string[], reason?: string): Promise<void>;
   /** Knocks through another server: make_knock, send_knock. */
   knock(userId: string, roomId: string, via: string[], content: JsonObject): Promise<void>;
-  /** Has `destination` sign an invite; returns the PDU with its signature added. */
-  invite(roomId: string, version: RoomVersion, eventId: string, pdu: Pdu, destination: string): Promise<Pdu>;
+  /** Older events of a room from one of `servers` (checked, not stored). */
+  backfill(roomId: string, version: RoomVersion, servers: string[], from: string[], limit: number): Promise<Array<{ eventId: string; pdu: Pdu }>>;
+  /** Asks the alias's server (query/directory) which room it names and which servers are in it. */
+  resolveAlias(alias: string): Promise<{ roomId: string; servers: string[] }>;
+  /**
+   * Has `destination` sign an invite; returns the PDU with its signature added. `roomState` is
+   * what the invitee's server may show of the room before joining (always the create event).
+   */
+  invite(roomId: string, version: RoomVersion, eventId: string, pdu: Pdu, destination: string, roomState: Pdu[]): Promise<Pdu>;
 }
 
 export class RoomService {
+  /** Backfill starts that brought nothing new: not asked about again. */
+  private readonly backfillExhausted = new Set<string>();
   constructor(
     private readonly store: Store,
     private readonly input: RoomInput,
@@ -202,29 +215,78 @@ export class RoomService {
   }
 
   async resolveRoom(roomIdOrAlias: string): Promise<string> {
-    if (roomIdOrAlias.startsWith('#')) {
-      const a = await this.store.rooms.getAlias(roomIdOrAlias);
-      if (!a) throw new MatrixError('M_NOT_FOUND', 'Room alias not found');
-      return a.roomId;
-    }
+    if (roomIdOrAlias.startsWith('#')) return (await this.lookupAlias(roomIdOrAlias)).roomId;
     if (!roomIdOrAlias.startsWith('!')) throw new MatrixError('M_INVALID_PARAM', 'Not a room ID or alias');
     return roomIdOrAlias;
   }
 
+  /**
+   * When /messages has paged back to the oldest event stored here and that event's prev events
+   * are missing (a room joined over federation), asks the other servers in the room for the
+   * history before it. Returns how many events were added; a start that yielded nothing is not
+   * asked about again (in this process).
+   */
+  async backfill(roomId: string, limit: number): Promise<number> {
+    if (!this.remote) return 0;
+    const [earliest] = await this.store.rooms.getRoomEvents({ roomId, dir: 'f', from: Number.MIN_SAFE_INTEGER, order: 'topological', limit: 1 });
+    if (!earliest) return 0;
+    const prevs = prevEventIds(earliest.pdu);
+    if (prevs.length === 0) return 0; // the create event: the room's beginning
+    const known = await this.store.rooms.getEvents(prevs);
+    if (prevs.every((id) => known.get(id)?.outlier === false)) return 0;
+    const key = `${roomId}\u0000${earliest.eventId}`;
+    if (this.backfillExhausted.has(key)) return 0;
+    const state = await this.input.currentState(roomId);
+    if (!state) return 0;
+    const servers = new Set<string>();
+    for (const m of state.joinedMembers()) {
+      const s = serverNameOf(m.userId);
+      if (s !== undefined && s !== this.serverName) servers.add(s);
+    }
+    if (servers.size === 0) return 0;
+    const events = await this.remote.backfill(roomId, state.version, [...servers], [earliest.eventId], Math.min(Math.max(limit, 10), 100));
+    const added = await this.input.storeBackfill(roomId, events);
+    if (added === 0) {
+      if (this.backfillExhausted.size > 10_000) this.backfillExhausted.clear();
+      this.backfillExhausted.add(key);
+    }
+    return added;
+  }
+
+  /** An alias of this server from the store; another server's through federation (query/directory). */
+  async lookupAlias(alias: string): Promise<{ roomId: string; servers: string[] }> {
+    const server = serverNameOf(alias);
+    if (server !== undefined && server !== this.serverName && this.remote) return this.remote.resolveAlias(alias);
+    const a = await this.store.rooms.getAlias(alias);
+    if (!a) throw new MatrixError('M_NOT_FOUND', `Room alias ${alias} not found`);
+    return { roomId: a.roomId, servers: [this.serverName] };
+  }
+
   /** `extra`: further keys of the client's request body, kept in the member event's content. */
   async join(sender: Sender, roomIdOrAlias: string, reason?: string, via: string[] = [], extra: JsonObject = {}): Promise<string> {
-    const roomId = await this.resolveRoom(roomIdOrAlias);
+    let roomId: string;
+    if (roomIdOrAlias.startsWith('#')) {
+      // The alias's answer says which servers are in the room: those are the ones to ask.
+      const found = await this.lookupAlias(roomIdOrAlias);
+      roomId = found.roomId;
+      via = [...via, ...found.servers];
+    } else {
+      roomId = await this.resolveRoom(roomIdOrAlias);
+    }
     await this.refuseBlocked(roomId);
     const state = await this.input.currentState(roomId);
-    // Known only through an invite from another server (no create event here): join through it.
-    const invitedFrom = state && !state.get('m.room.create', '') ? state.get('m.room.member', sender.userId)?.pdu.sender : undefined;
-    if (invitedFrom !== undefined) {
-      const inviter = serverNameOf(invitedFrom);
-      if (inviter !== undefined) via = [...via, inviter];
-    }
-    if (!state || invitedFrom !== undefined) {
-      // v12 room IDs name no server: only `via` (server_name) says where to ask.
-      const server = serverNameOf(roomId);
+    // Known only through an invite from another server (no create event here), or a room no
+    // member of ours is in any more (our copy of its DAG is stale): join through another server,
+    // the inviting one first.
+    const own = state?.get('m.room.member', sender.userId)?.pdu;
+    const inviter = own?.content.membership === 'invite' ? serverNameOf(own.sender) : undefined;
+    if (inviter !== undefined && inviter !== this.serverName) via = [inviter, ...via];
+    const stub = state !== null && !state.get('m.room.create', '');
+    const resident = state !== null && state.joinedMembers().some((m) => serverNameOf(m.userId) === this.serverName);
+    // v12 room IDs name no server: only `via` (server_name) says where to ask.
+    const server = serverNameOf(roomId);
+    const elsewhere = [...via, ...(server !== undefined ? [server] : [])].some((s) => s !== this.serverName);
+    if (!state || stub || (!resident && elsewhere && this.remote)) {
       const servers = [...new Set([...via, ...(server !== undefined ? [server] : [])])].filter((s) => s !== this.serverName);
       if (servers.length > 0 && this.remote) {
         const content: JsonObject = { ...memberContent('join', await this.store.accounts.getUser(sender.userId)), ...withoutReserved(extra), membership: 'join' };
@@ -325,11 +387,18 @@ export class RoomService {
     if (action === 'invite' && remoteTarget && remote) {
       // The invitee's server must sign the invite before it exists here (spec: invite v2).
       const version = state.version;
+      const roomState: Pdu[] = [];
+      for (const type of INVITE_ROOM_STATE_TYPES) {
+        const e = state.get(type, '');
+        if (e) roomState.push(e.pdu);
+      }
+      const inviter = state.get('m.room.member', sender.userId);
+      if (inviter) roomState.push(inviter.pdu);
       await this.input.submitHolding(
         roomId,
         async () => draft,
         async (eventId, pdu) => {
-          const signed = await remote.invite(roomId, version, eventId, pdu, serverNameOf(target) as string);
+          const signed = await remote.invite(roomId, version, eventId, pdu, serverNameOf(target) as string, roomState);
           pdu.signatures = signed.signatures;
         },
       );

@@ -8,6 +8,7 @@
 // syncs, whose `since` is an acknowledgement, use it; socket frames always resend (allowed).
 
 import type { JsonObject } from '../protocol/types.js';
+import { isJsonObject } from '../protocol/canonical-json.js';
 import { strippedState } from '../room/client-event.js';
 import type { MembershipRecord, StateEntry, Store, StoredEvent } from '../store/types.js';
 import { eventMatches } from './filter.js';
@@ -211,6 +212,14 @@ export class RoomStateSections {
       const inviter = state.find((s) => s.type === 'm.room.member' && s.stateKey === inviteEvent.pdu.sender);
       const inviterEv = inviter ? await this.store.rooms.getEvent(inviter.eventId) : null;
       if (inviterEv && inviterEv.pdu.sender !== m.userId) stripped.push(strippedState(inviterEv.pdu));
+      // A room known only through a remote invite: what the inviting server sent along with it.
+      const sent = inviteEvent.pdu.unsigned?.invite_room_state;
+      if (Array.isArray(sent)) {
+        for (const e of sent) {
+          if (!isJsonObject(e) || stripped.some((s) => s.type === e.type && s.state_key === e.state_key)) continue;
+          stripped.push(e);
+        }
+      }
       // The invitee's own member event, with its event_id, is what makes clients show the invite.
       const own = stripped.find((s) => s.type === 'm.room.member' && s.state_key === m.userId);
       if (own) Object.assign(own, { event_id: inviteEvent.eventId, origin_server_ts: inviteEvent.pdu.origin_server_ts });

@@ -35,7 +35,7 @@ export function historyRoutes(r: ClientRoutes, s: ApiServices): void {
     const toRaw = queryString(ctx, 'to');
     const toTok = toRaw ? parsePaginationToken(toRaw, 'to') : undefined;
 
-    const page = await s.store.rooms.getRoomEvents({
+    const query = () => s.store.rooms.getRoomEvents({
       roomId,
       dir,
       from,
@@ -50,6 +50,10 @@ export function historyRoutes(r: ClientRoutes, s: ApiServices): void {
       senders: roomFilter.timeline.senders,
       notSenders: roomFilter.timeline.notSenders,
     });
+    let page = await query();
+    // Paged back past the oldest event here: a room joined over federation may have history
+    // before it on other servers (fetched once, then paged like the rest).
+    if (dir === 'b' && page.length < limit && !gone && (await s.rooms.backfill(roomId, limit)) > 0) page = await query();
     const visible = await s.visibility.filter(auth.userId, roomId, page);
     const res: JsonObject = {
       start: fromRaw ?? serializeToken({ stream: from, ephemeral: 0 }),

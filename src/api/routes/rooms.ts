@@ -222,9 +222,8 @@ function directoryRoutes(r: ClientRoutes, s: ApiServices): void {
   r.route('get', '/directory/room/:alias', async (ctx) => {
     const alias = param(ctx, 'alias');
     if (!isValidRoomAlias(alias)) throw new MatrixError('M_INVALID_PARAM', 'Invalid room alias');
-    const found = await s.store.rooms.getAlias(alias);
-    if (!found) throw new MatrixError('M_NOT_FOUND', `Room alias ${alias} not found`);
-    ctx.body = { room_id: found.roomId, servers: [s.serverName] };
+    const found = await s.rooms.lookupAlias(alias);
+    ctx.body = { room_id: found.roomId, servers: found.servers };
   });
   r.authed('put', '/directory/room/:alias', async (ctx, auth) => {
     const alias = param(ctx, 'alias');
