@@ -16,6 +16,9 @@ const SCRIPT = fileURLToPath(new URL('../../../scripts/cassandra.sh', import.met
 
 let address: Promise<string> | undefined;
 
+/** Schema changes flush memtables: on a loaded 2-core machine they outlast the driver's 12 s default. */
+const DDL_TIMEOUT_MS = 120_000;
+
 /** host:port of the test node (starts it on first call). */
 export function startCassandra(): Promise<string> {
   address ??= (async () => {
@@ -52,10 +55,10 @@ export async function truncateKeyspace(client: cassandra.Client, keyspace: strin
     const table = row['table_name'] as string;
     if (table === 'schema_migrations') continue;
     const probe = await client.execute(`SELECT * FROM ${keyspace}.${table} LIMIT 1`);
-    if (probe.rowLength > 0) await client.execute(`TRUNCATE ${keyspace}.${table}`);
+    if (probe.rowLength > 0) await client.execute(`TRUNCATE ${keyspace}.${table}`, [], { readTimeout: DDL_TIMEOUT_MS });
   }
 }
 
 export async function dropKeyspace(client: cassandra.Client, keyspace: string): Promise<void> {
-  await client.execute(`DROP KEYSPACE IF EXISTS ${keyspace}`);
+  await client.execute(`DROP KEYSPACE IF EXISTS ${keyspace}`, [], { readTimeout: DDL_TIMEOUT_MS });
 }

@@ -41,7 +41,7 @@ describe('Cassandra derived data', function () {
     client = await cassandraClient(addr, undefined);
   });
   after(async function () {
-    this.timeout(60_000);
+    this.timeout(180_000);
     for (const s of stores.splice(0)) await s.close();
     if (client) {
       await dropKeyspace(client, keyspace);

@@ -48,7 +48,7 @@ describe('Cassandra E2EE and media (backend-specific)', function () {
   });
 
   after(async function () {
-    this.timeout(60_000);
+    this.timeout(180_000);
     for (const s of stores.splice(0)) await s.close();
     await raw?.shutdown();
     if (admin) {

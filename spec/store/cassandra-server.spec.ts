@@ -36,6 +36,7 @@ describe('Hearth on Cassandra (end to end)', function () {
   });
 
   after(async function () {
+    this.timeout(180_000);
     await srv?.stop();
     const admin = await cassandraClient(addr);
     await dropKeyspace(admin, keyspace);

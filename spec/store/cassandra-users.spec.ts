@@ -22,7 +22,7 @@ async function open(): Promise<CassandraStore> {
 }
 
 describe('Cassandra per-user modules', function () {
-  this.timeout(60_000);
+  this.timeout(180_000);
   let a: CassandraStore;
   let b: CassandraStore;
   let ks: cassandra.Client;

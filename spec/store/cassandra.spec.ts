@@ -29,169 +29,172 @@ async function open(extra: Partial<CassandraStoreOptions> = {}): Promise<Cassand
   return store;
 }
 
-before(async function () {
-  this.timeout(600_000);
-  addr = await startCassandra();
-  admin = await cassandraClient(addr);
-});
-
-after(async function () {
-  this.timeout(60_000);
-  if (admin) {
-    await dropKeyspace(admin, keyspace);
-    await admin.shutdown();
-  }
-});
-
-describeStoreContract('cassandra (single node)', async () => {
-  const opened: CassandraStore[] = [];
-  const openTracked = async () => {
-    const s = await open();
-    opened.push(s);
-    return s;
-  };
-  const store = await openTracked();
-  return {
-    store,
-    reopen: openTracked,
-    cleanup: async () => {
-      for (const s of opened) await s.close();
-      await truncateKeyspace(admin!, keyspace);
-    },
-  };
-});
-
-describe('CassandraStore', function () {
-  const stores: CassandraStore[] = [];
-  afterEach(async function () {
-    for (const s of stores.splice(0)) await s.close();
-    await truncateKeyspace(admin!, keyspace);
+// Hooks inside a describe: root-level hooks would open Cassandra clients for the whole run.
+describe('Cassandra backend', function () {
+  before(async function () {
+    this.timeout(600_000);
+    addr = await startCassandra();
+    admin = await cassandraClient(addr);
   });
 
-  it('records every migration once, and a second open applies none', async function () {
-    const ks = freshKeyspace('migrate');
-    try {
-      const first = await openCassandraStore({ contactPoints: [addr], localDataCenter: 'datacenter1', keyspace: ks });
-      stores.push(first);
-      assert.deepEqual([...first.appliedMigrations], MIGRATIONS.map((m) => m.version));
-      const second = await openCassandraStore({ contactPoints: [addr], localDataCenter: 'datacenter1', keyspace: ks });
-      stores.push(second);
-      assert.deepEqual([...second.appliedMigrations], []);
-    } finally {
-      for (const s of stores.splice(0)) await s.close();
-      await dropKeyspace(admin!, ks);
+  after(async function () {
+    this.timeout(180_000);
+    if (admin) {
+      await dropKeyspace(admin, keyspace);
+      await admin.shutdown();
     }
   });
 
-  it('refuses a keyspace name that is not a plain identifier', async function () {
-    await assert.rejects(
-      openCassandraStore({ contactPoints: [addr], localDataCenter: 'datacenter1', keyspace: 'x; DROP KEYSPACE system' }),
-      /invalid keyspace name/,
-    );
+  describeStoreContract('cassandra (single node)', async () => {
+    const opened: CassandraStore[] = [];
+    const openTracked = async () => {
+      const s = await open();
+      opened.push(s);
+      return s;
+    };
+    const store = await openTracked();
+    return {
+      store,
+      reopen: openTracked,
+      cleanup: async () => {
+        for (const s of opened) await s.close();
+        await truncateKeyspace(admin!, keyspace);
+      },
+    };
   });
 
-  describe('positions', function () {
-    let client: cassandra.Client | null = null;
-    const allocs: PositionAllocator[] = [];
-    beforeEach(async function () {
-      await open().then((s) => stores.push(s));
-      client = await cassandraClient(addr, keyspace);
-    });
+  describe('CassandraStore', function () {
+    const stores: CassandraStore[] = [];
     afterEach(async function () {
-      for (const a of allocs.splice(0)) await a.close();
-      await client?.shutdown();
+      for (const s of stores.splice(0)) await s.close();
+      await truncateKeyspace(admin!, keyspace);
     });
-    const alloc = async (o: Parameters<typeof PositionAllocator.open>[1] = {}) => {
-      const a = await PositionAllocator.open(client!, o);
-      allocs.push(a);
-      return a;
-    };
 
-    it('live instances hold distinct worker IDs and never hand out the same position', async function () {
-      const a = await alloc();
-      const b = await alloc();
-      assert.notEqual(a.workerId, b.workerId);
-      assert.notEqual(a.workerId, stores[0]!.workerId);
-      const seen = new Set<number>();
-      for (let i = 0; i < 200; i++) {
-        for (const x of [a, b]) {
-          const p = await x.reserve();
-          assert.ok(!seen.has(p), `position ${p} handed out twice`);
-          assert.equal(workerOf(p), x.workerId);
-          seen.add(p);
-          x.gen.complete(p);
+    it('records every migration once, and a second open applies none', async function () {
+      const ks = freshKeyspace('migrate');
+      try {
+        const first = await openCassandraStore({ contactPoints: [addr], localDataCenter: 'datacenter1', keyspace: ks });
+        stores.push(first);
+        assert.deepEqual([...first.appliedMigrations], MIGRATIONS.map((m) => m.version));
+        const second = await openCassandraStore({ contactPoints: [addr], localDataCenter: 'datacenter1', keyspace: ks });
+        stores.push(second);
+        assert.deepEqual([...second.appliedMigrations], []);
+      } finally {
+        for (const s of stores.splice(0)) await s.close();
+        await dropKeyspace(admin!, ks);
+      }
+    });
+
+    it('refuses a keyspace name that is not a plain identifier', async function () {
+      await assert.rejects(
+        openCassandraStore({ contactPoints: [addr], localDataCenter: 'datacenter1', keyspace: 'x; DROP KEYSPACE system' }),
+        /invalid keyspace name/,
+      );
+    });
+
+    describe('positions', function () {
+      let client: cassandra.Client | null = null;
+      const allocs: PositionAllocator[] = [];
+      beforeEach(async function () {
+        await open().then((s) => stores.push(s));
+        client = await cassandraClient(addr, keyspace);
+      });
+      afterEach(async function () {
+        for (const a of allocs.splice(0)) await a.close();
+        await client?.shutdown();
+      });
+      const alloc = async (o: Parameters<typeof PositionAllocator.open>[1] = {}) => {
+        const a = await PositionAllocator.open(client!, o);
+        allocs.push(a);
+        return a;
+      };
+
+      it('live instances hold distinct worker IDs and never hand out the same position', async function () {
+        const a = await alloc();
+        const b = await alloc();
+        assert.notEqual(a.workerId, b.workerId);
+        assert.notEqual(a.workerId, stores[0]!.workerId);
+        const seen = new Set<number>();
+        for (let i = 0; i < 200; i++) {
+          for (const x of [a, b]) {
+            const p = await x.reserve();
+            assert.ok(!seen.has(p), `position ${p} handed out twice`);
+            assert.equal(workerOf(p), x.workerId);
+            seen.add(p);
+            x.gen.complete(p);
+          }
         }
-      }
-      assert.equal(seen.size, 400);
-    });
+        assert.equal(seen.size, 400);
+      });
 
-    it('a worker ID held by a live instance cannot be claimed again', async function () {
-      const a = await alloc();
-      await assert.rejects(PositionAllocator.open(client!, { workerId: a.workerId }), /leased by another live instance/);
-    });
+      it('a worker ID held by a live instance cannot be claimed again', async function () {
+        const a = await alloc();
+        await assert.rejects(PositionAllocator.open(client!, { workerId: a.workerId }), /leased by another live instance/);
+      });
 
-    it('a successor on the same worker ID starts above every position handed out, even with its clock behind', async function () {
-      let t = Date.UTC(2026, 0, 1);
-      const a = await alloc({ workerId: 7, now: () => t });
-      let last = 0;
-      for (let i = 0; i < 100; i++) {
-        last = await a.reserve(); // 100 in one "millisecond": the clock runs ahead of wall time
-        a.gen.complete(last);
-      }
-      await a.close();
-      allocs.splice(allocs.indexOf(a), 1);
-      t -= 3_600_000; // the successor's clock is an hour behind
-      const b = await alloc({ workerId: 7, now: () => t });
-      const p = await b.reserve();
-      assert.ok(p > last, `${p} must be above ${last}`);
-      assert.equal(workerOf(p), 7);
-    });
+      it('a successor on the same worker ID starts above every position handed out, even with its clock behind', async function () {
+        let t = Date.UTC(2026, 0, 1);
+        const a = await alloc({ workerId: 7, now: () => t });
+        let last = 0;
+        for (let i = 0; i < 100; i++) {
+          last = await a.reserve(); // 100 in one "millisecond": the clock runs ahead of wall time
+          a.gen.complete(last);
+        }
+        await a.close();
+        allocs.splice(allocs.indexOf(a), 1);
+        t -= 3_600_000; // the successor's clock is an hour behind
+        const b = await alloc({ workerId: 7, now: () => t });
+        const p = await b.reserve();
+        assert.ok(p > last, `${p} must be above ${last}`);
+        assert.equal(workerOf(p), 7);
+      });
 
-    it('positions follow wall time, so an idle instance\'s next position is above a busy one\'s', async function () {
-      let t = Date.UTC(2026, 0, 1);
-      const a = await alloc({ now: () => t });
-      const b = await alloc({ now: () => t });
-      const pa = await a.reserve();
-      t += 5;
-      const pb = await b.reserve();
-      t += 5;
-      const pa2 = await a.reserve();
-      assert.ok(pa < pb && pb < pa2);
-      assert.equal(positionMs(pa2), t);
-    });
+      it('positions follow wall time, so an idle instance\'s next position is above a busy one\'s', async function () {
+        let t = Date.UTC(2026, 0, 1);
+        const a = await alloc({ now: () => t });
+        const b = await alloc({ now: () => t });
+        const pa = await a.reserve();
+        t += 5;
+        const pb = await b.reserve();
+        t += 5;
+        const pa2 = await a.reserve();
+        assert.ok(pa < pb && pb < pa2);
+        assert.equal(positionMs(pa2), t);
+      });
 
-    it('an instance whose lease was taken over is fenced: it hands out no more positions', async function () {
-      const a = await alloc();
-      await a.reserve();
-      // Another instance took the ID after the lease expired (simulated: the row now names it).
-      await client!.execute('UPDATE worker_leases SET owner = ? WHERE id = ?', ['someone-else', a.workerId], { prepare: true });
-      await a['renew']();
-      assert.equal(a.healthy, false);
-      await assert.rejects(a.reserve(), LeaseLostError);
-    });
+      it('an instance whose lease was taken over is fenced: it hands out no more positions', async function () {
+        const a = await alloc();
+        await a.reserve();
+        // Another instance took the ID after the lease expired (simulated: the row now names it).
+        await client!.execute('UPDATE worker_leases SET owner = ? WHERE id = ?', ['someone-else', a.workerId], { prepare: true });
+        await a['renew']();
+        assert.equal(a.healthy, false);
+        await assert.rejects(a.reserve(), LeaseLostError);
+      });
 
-    it('after an idle stretch longer than the persisted lead, the next position still gets a mark above it', async function () {
-      let t = Date.UTC(2026, 0, 1);
-      const a = await alloc({ now: () => t });
-      const p1 = await a.reserve();
-      a.gen.complete(p1);
-      t += 10 * 60_000; // ten idle minutes: far past the one-minute lead of the mark
-      const p2 = await a.reserve();
-      assert.ok(p2 > p1);
-      assert.equal(positionMs(p2), t);
-      const rs = await client!.execute('SELECT high FROM worker_clock WHERE id = ?', [a.workerId], { prepare: true });
-      assert.ok(Number(rs.first()!['high']) > p2, 'the persisted mark is above the position handed out');
-    });
+      it('after an idle stretch longer than the persisted lead, the next position still gets a mark above it', async function () {
+        let t = Date.UTC(2026, 0, 1);
+        const a = await alloc({ now: () => t });
+        const p1 = await a.reserve();
+        a.gen.complete(p1);
+        t += 10 * 60_000; // ten idle minutes: far past the one-minute lead of the mark
+        const p2 = await a.reserve();
+        assert.ok(p2 > p1);
+        assert.equal(positionMs(p2), t);
+        const rs = await client!.execute('SELECT high FROM worker_clock WHERE id = ?', [a.workerId], { prepare: true });
+        assert.ok(Number(rs.first()!['high']) > p2, 'the persisted mark is above the position handed out');
+      });
 
-    it('the watermark waits for an earlier position that completes later', async function () {
-      const a = await alloc();
-      const before = a.gen.current();
-      const p1 = await a.reserve();
-      const p2 = await a.reserve();
-      a.gen.complete(p2);
-      assert.equal(a.gen.current(), before);
-      a.gen.complete(p1);
-      assert.equal(a.gen.current(), p2);
+      it('the watermark waits for an earlier position that completes later', async function () {
+        const a = await alloc();
+        const before = a.gen.current();
+        const p1 = await a.reserve();
+        const p2 = await a.reserve();
+        a.gen.complete(p2);
+        assert.equal(a.gen.current(), before);
+        a.gen.complete(p1);
+        assert.equal(a.gen.current(), p2);
+      });
     });
   });
 });
