@@ -312,5 +312,11 @@ function withSignatures(key: JsonObject, extra: SignatureInput[] | undefined): J
     for (const [u, v] of Object.entries(key.signatures)) if (isJsonObject(v)) sigs[u] = { ...v };
   }
   for (const s of extra ?? []) (sigs[s.signerUserId] ??= dict())[s.signerKeyId] = s.signature;
+  // A master key may carry no signatures at all (spec: optional for the master key); such a key
+  // is served as uploaded, not with an empty `signatures` object that was never part of it.
+  if (Object.keys(sigs).length === 0) {
+    const { signatures: _s, ...unsigned } = key;
+    return unsigned;
+  }
   return { ...key, signatures: sigs };
 }
