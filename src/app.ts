@@ -270,7 +270,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     ? new UrlPreviewer({
         http: outboundHttp,
         media,
-        config: { maxPageBytes: up.max_page_bytes, maxImageBytes: up.max_image_bytes, timeoutMs: up.timeout_ms, cacheMs: up.cache_ms },
+        config: { maxPageBytes: up.max_page_bytes, maxImageBytes: up.max_image_bytes, maxImagePixels: mc.max_image_pixels, timeoutMs: up.timeout_ms, cacheMs: up.cache_ms },
         logger,
         now,
       })
