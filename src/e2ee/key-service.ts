@@ -104,6 +104,11 @@ export class KeyService {
     return { one_time_key_counts: { signed_curve25519: 0, ...(await e2ee.countOneTimeKeys(userId, deviceId)) } };
   }
 
+  /** Wakes only the user's own syncs, for a change nobody else can see (the change is already stored). */
+  announceToOwner(userId: string): void {
+    this.d.notifier.publish({ stream: this.d.currentPosition(), userIds: [userId] });
+  }
+
   /** Wakes everyone who must re-fetch these users' keys (the change is already stored). */
   async announce(userIds: string[]): Promise<void> {
     const stream = this.d.currentPosition();
