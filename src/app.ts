@@ -34,6 +34,7 @@ import { SearchService } from './room/search-service.js';
 import { HierarchyService } from './room/hierarchy.js';
 import { AdminService } from './admin/admin-service.js';
 import { VisibilityChecker } from './room/visibility.js';
+import { ErasureService } from './room/erasure.js';
 import { openStoreBackend } from './store/open.js';
 import { openChangeFeed, withFeedPosition } from './cluster/feed.js';
 import { removeServerLock, runningServerPid, writeServerLock } from './store/sqlite/server-lock.js';
@@ -223,13 +224,14 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     },
   );
   const receipts = new ReceiptService(store, store.receipts, notifier, now, (userId) => pushDispatcher.countsChanged(userId));
-  const formatter = new EventFormatter(store, now);
+  const visibility = new VisibilityChecker(store, readModel);
+  const erasure = new ErasureService(store, visibility);
+  const formatter = new EventFormatter(store, now, erasure);
   // A redacted event's shared formatted part is dropped at once (the formatter never serves it
   // for the redacted copy anyway; this frees it).
   feed.onChanges((changes) => {
     for (const c of changes) if (c.kind === 'event' && c.redaction) formatter.invalidate(c.redaction.targetEventId);
   });
-  const visibility = new VisibilityChecker(store, readModel);
   const delivered = new DeliveredService(store, store.delivery, notifier, logger, now);
   const e2ee = createE2eeServices({ store, e2ee: store.e2ee, notifier, serverName: config.server_name, logger });
   const adm = config.limits.admission;
@@ -268,7 +270,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     ? new UrlPreviewer({
         http: outboundHttp,
         media,
-        config: { maxPageBytes: up.max_page_bytes, maxImageBytes: up.max_image_bytes, timeoutMs: up.timeout_ms, cacheMs: up.cache_ms },
+        config: { maxPageBytes: up.max_page_bytes, maxImageBytes: up.max_image_bytes, maxImagePixels: mc.max_image_pixels, timeoutMs: up.timeout_ms, cacheMs: up.cache_ms },
         logger,
         now,
       })
@@ -296,7 +298,8 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     publicBaseUrl: config.public_baseurl,
     store,
     accounts,
-    admin: new AdminService({ store, accounts, rooms, roomInput, serverName: config.server_name, now }),
+    admin: new AdminService({ store, accounts, rooms, roomInput, erasure, serverName: config.server_name, now }),
+    erasure,
     registrar: new Registration(accounts, config.server_name),
     rooms,
     search: new SearchService(store, visibility, formatter),

@@ -234,5 +234,26 @@ describe('directory', function () {
       const bad = await searcher.post(`${V3}/user_directory/search`, {});
       assert.equal(bad.status, 400, 'search_term is required');
     });
+
+    it('follows the join rule and history visibility of a room the searcher shares', async () => {
+      const owner = await makeUser(srv, 'dirowner');
+      const member = await makeUser(srv, 'dirmember', 'Wandering Wilma');
+      const r = await create(owner, { preset: 'private_chat', invite: [member.userId] });
+      await ok(member.post(room(r, 'join'), {}), 'join');
+      const found = async () =>
+        (await ok(member.post(`${V3}/user_directory/search`, { search_term: 'wilma' }), 'search')).results.map((u: any) => u.user_id);
+      const state = (type: string, content: object) => ok(owner.put(room(r, `state/${type}`), content), type);
+      assert.deepEqual(await found(), [], 'sharing a room with others is not sharing it with oneself');
+      await state('m.room.join_rules', { join_rule: 'public' });
+      assert.deepEqual(await found(), [member.userId], 'in a public room');
+      await state('m.room.join_rules', { join_rule: 'invite' });
+      assert.deepEqual(await found(), [], 'the room is invite-only again');
+      await state('m.room.history_visibility', { history_visibility: 'world_readable' });
+      assert.deepEqual(await found(), [member.userId], 'in a world-readable room');
+      await state('m.room.history_visibility', { history_visibility: 'shared' });
+      assert.deepEqual(await found(), [], 'neither public nor world-readable');
+      const byOwner = await ok(owner.post(`${V3}/user_directory/search`, { search_term: 'wilma' }), 'owner searches');
+      assert.deepEqual(byOwner.results.map((u: any) => u.user_id), [member.userId], 'the owner shares the room with her');
+    });
   });
 });

@@ -28,6 +28,15 @@ describe('discovery', function () {
   });
   after(async () => srv.stop());
 
+  it('JSON answers, errors included, are Content-Type application/json without a charset (RFC 8259 defines none)', async () => {
+    for (const [path, status] of [['/_matrix/client/versions', 200], [`${V3}/register`, 401], [`${V3}/nowhere`, 404]] as const) {
+      const res = await fetch(`${srv.url}${path}`, path.endsWith('register') ? { method: 'POST', body: '{}' } : {});
+      assert.equal(res.status, status, path);
+      assert.equal(res.headers.get('content-type'), 'application/json', path);
+      assert.equal(typeof (await res.json()), 'object', path);
+    }
+  });
+
   it('GET /_matrix/client/versions lists v1.1 to v1.12 as exact strings, without authentication', async () => {
     const r = await api.get('/_matrix/client/versions');
     assert.equal(r.status, 200, JSON.stringify(r.body));

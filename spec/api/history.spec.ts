@@ -183,6 +183,27 @@ describe('room history over HTTP', function () {
       const good = await ok(alice.get(room(roomId, `event/${enc(sent[3])}`)), 'event');
       assert.equal(good.content.body, 'm3');
     });
+
+    it('/context in a room the user may not read is 403 M_FORBIDDEN, as /messages is; world_readable rooms are readable', async () => {
+      const priv = await create({ preset: 'private_chat' });
+      const ev = await send(alice, priv, 'private words');
+      const carol = await api.register(`carol${++txnSeq}`);
+      for (const id of [ev, '$doesnotexistdoesnotexistdoesnotexistdoesnot']) {
+        const r = await carol.get(room(priv, `context/${enc(id)}`));
+        assert.equal(r.status, 403, JSON.stringify(r.body));
+        assert.equal(r.body.errcode, 'M_FORBIDDEN', 'the same answer whether or not the event exists');
+      }
+      const msgs = await carol.get(room(priv, 'messages?dir=b'));
+      assert.equal(msgs.status, 403, JSON.stringify(msgs.body));
+      await ok(alice.put(room(priv, 'state/m.room.history_visibility'), { history_visibility: 'world_readable' }), 'world_readable');
+      const open = await send(alice, priv, 'public words');
+      const seen = await ok(carol.get(room(priv, `context/${enc(open)}`)), 'context of a world_readable room');
+      assert.equal(seen.event.content.body, 'public words');
+      const earlier = await carol.get(room(priv, `context/${enc(ev)}`));
+      assert.equal(earlier.status, 404, `an event from before world_readable stays invisible: ${JSON.stringify(earlier.body)}`);
+      const missing = await carol.get(room(priv, `context/${enc('$doesnotexistdoesnotexistdoesnotexistdoesnot')}`));
+      assert.equal(missing.status, 404, JSON.stringify(missing.body));
+    });
   });
 
   describe('history visibility', () => {

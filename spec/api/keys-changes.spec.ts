@@ -4,7 +4,7 @@
 import { assert } from '../helpers/assert.js';
 import { V3 } from '../helpers/fixtures.js';
 import { Api, enc, startTestServer, type TestServer } from '../helpers/server.js';
-import { CrossSigning, expectError, PASSWORD, syncToken, TestDevice, uploadDevice, type User } from './keys-helpers.js';
+import { CrossSigning, expectError, newKey, PASSWORD, passwordAuth, pub, sign, syncToken, TestDevice, uploadDevice, type User } from './keys-helpers.js';
 
 
 describe('E2EE device-list changes', function () {
@@ -53,6 +53,29 @@ describe('E2EE device-list changes', function () {
     const t0 = await syncToken(alice);
     assert.equal((await bob.post(`${V3}/keys/device_signing/upload`, new CrossSigning(bob.userId).all())).status, 200);
     assert.deepEqual((await changes(alice, t0, await syncToken(alice))).changed, [bob.userId]);
+  });
+
+  it('a new user-signing key alone is a change for its owner only (nobody else can read it)', async () => {
+    const cs = new CrossSigning(alice.userId);
+    assert.equal((await alice.post(`${V3}/keys/device_signing/upload`, cs.all())).status, 200);
+    const [a0, b0] = [await syncToken(alice), await syncToken(bob)];
+    const usk = newKey();
+    const next = sign({ user_id: alice.userId, usage: ['user_signing'], keys: { [`ed25519:${pub(usk)}`]: pub(usk) } }, alice.userId, cs.id(cs.master), cs.master);
+    const challenge = await alice.post(`${V3}/keys/device_signing/upload`, { user_signing_key: next });
+    assert.equal(challenge.status, 401, JSON.stringify(challenge.body));
+    const ok = await alice.post(`${V3}/keys/device_signing/upload`, { user_signing_key: next, auth: passwordAuth(alice, challenge.body.session) });
+    assert.equal(ok.status, 200, JSON.stringify(ok.body));
+    const [a1, b1] = [await syncToken(alice), await syncToken(bob)];
+    assert.deepEqual((await changes(alice, a0, a1)).changed, [alice.userId], 'the owner re-fetches their keys');
+    assert.deepEqual((await changes(bob, b0, b1)).changed, [], 'a room-mate is not told');
+    const sync = await bob.get(`${V3}/sync?timeout=0&since=${enc(b0)}`);
+    assert.ok(!(sync.body.device_lists?.changed ?? []).includes(alice.userId), JSON.stringify(sync.body.device_lists));
+    // A new master key (with its self-signing key) is everyone's business again.
+    const fresh = new CrossSigning(alice.userId);
+    const c2 = await alice.post(`${V3}/keys/device_signing/upload`, { master_key: fresh.masterKey(), self_signing_key: fresh.selfSigningKey() });
+    const ok2 = await alice.post(`${V3}/keys/device_signing/upload`, { master_key: fresh.masterKey(), self_signing_key: fresh.selfSigningKey(), auth: passwordAuth(alice, c2.body.session) });
+    assert.equal(ok2.status, 200, JSON.stringify(ok2.body));
+    assert.deepEqual((await changes(bob, b1, await syncToken(bob))).changed, [alice.userId]);
   });
 
   it('a user joining a shared room is changed; leaving every shared room is left', async () => {

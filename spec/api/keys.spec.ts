@@ -45,14 +45,18 @@ describe('E2EE keys: upload, query, claim', function () {
     expectError(await alice.post(`${V3}/keys/upload`, { device_keys: wrongUser.deviceKeys() }), 400, 'M_INVALID_PARAM');
     const keys = aliceDev.deviceKeys();
     const { signatures: _s, ...unsigned } = keys;
-    expectError(await alice.post(`${V3}/keys/upload`, { device_keys: unsigned }), 400, 'M_INVALID_SIGNATURE');
+    // A field the DeviceKeys schema requires is missing: the spec's M_BAD_JSON.
+    expectError(await alice.post(`${V3}/keys/upload`, { device_keys: unsigned }), 400, 'M_BAD_JSON');
+    const { algorithms: _a, keys: _k, signatures: _s2, ...bare } = keys as any;
+    expectError(await alice.post(`${V3}/keys/upload`, { device_keys: bare }), 400, 'M_BAD_JSON');
+    expectError(await alice.post(`${V3}/keys/upload`, { device_keys: { ...keys, signatures: { [alice.userId]: {} } } }), 400, 'M_INVALID_SIGNATURE');
     // Signed, then altered: the signature no longer covers the content.
     expectError(await alice.post(`${V3}/keys/upload`, { device_keys: { ...keys, algorithms: ['m.megolm.v1.aes-sha2'] } }), 400, 'M_INVALID_SIGNATURE');
     // Signed by some other key than the one it names.
     const impostor = new TestDevice(alice.userId, alice.deviceId);
     const forged = { ...impostor.deviceKeys(), keys: (keys as any).keys };
     expectError(await alice.post(`${V3}/keys/upload`, { device_keys: forged }), 400, 'M_INVALID_SIGNATURE');
-    expectError(await alice.post(`${V3}/keys/upload`, { device_keys: { ...keys, keys: 'nope' } }), 400, 'M_INVALID_PARAM');
+    expectError(await alice.post(`${V3}/keys/upload`, { device_keys: { ...keys, keys: 'nope' } }), 400, 'M_BAD_JSON');
     // A valid device key with one bad one-time key: nothing at all is stored.
     const badOtk = { 'signed_curve25519:BAD': { ...aliceDev.signedKey(), key: 'tampered' } };
     expectError(await alice.post(`${V3}/keys/upload`, { device_keys: keys, one_time_keys: { ...aliceDev.otks(2), ...badOtk } }), 400, 'M_INVALID_SIGNATURE');

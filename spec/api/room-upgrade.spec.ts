@@ -256,6 +256,22 @@ describe('POST /rooms/{roomId}/upgrade', function () {
     assert.deepEqual((await ok(carol.get(tag(carol, newId)), 'carol tags')).tags, {});
   });
 
+  it('a direct chat stays direct: the new room joins the old one in m.direct, for the upgrader and for members who follow', async () => {
+    // Public, so bob can follow the tombstone without a new invite.
+    const oldId = await create({ room_version: '10', preset: 'public_chat', is_direct: true, invite: [bob.userId] });
+    await join(oldId, bob);
+    const direct = (who: User) => `${V3}/user/${enc(who.userId)}/account_data/m.direct`;
+    await ok(alice.put(direct(alice), { [bob.userId]: [oldId], '@someone:localhost': ['!other:localhost'] }), 'alice m.direct');
+    await ok(bob.put(direct(bob), { [alice.userId]: [oldId] }), 'bob m.direct');
+    const newId = await upgrade(oldId, '11');
+    assert.deepEqual(await ok(alice.get(direct(alice)), 'alice after'), { [bob.userId]: [oldId, newId], '@someone:localhost': ['!other:localhost'] });
+    assert.deepEqual(await ok(bob.get(direct(bob)), 'bob before joining'), { [alice.userId]: [oldId] });
+    await join(newId, bob);
+    assert.deepEqual(await ok(bob.get(direct(bob)), 'bob after'), { [alice.userId]: [oldId, newId] });
+    await join(newId, bob);
+    assert.deepEqual(await ok(bob.get(direct(bob)), 'bob again'), { [alice.userId]: [oldId, newId] }, 'not added twice');
+  });
+
   it('moves the room directory entry', async () => {
     const oldId = await create({ room_version: '10', preset: 'public_chat', visibility: 'public', name: 'Listed' });
     const newId = await upgrade(oldId, '11');

@@ -27,7 +27,7 @@ describe('URL previews', function () {
         res.end(`<!doctype html><html><head><title>Fallback title</title>
           <meta property="og:title" content="Caf&eacute; &amp; friends">
           <meta property="og:description" content="A page about caf\u00e9s">
-          <meta property="og:image" content="/img.png"><meta property="og:image:width" content="120">
+          <meta property="og:image" content="/img.png"><meta property="og:image:width" content="999">
           </head><body><p>hello</p></body></html>`);
       } else if (req.url === '/plain') {
         res.setHeader('content-type', 'text/html');
@@ -111,7 +111,9 @@ describe('URL previews', function () {
       assert.equal(r.status, 200, JSON.stringify(r.json));
       assert.equal(r.json['og:title'], 'Café & friends');
       assert.equal(r.json['og:description'], 'A page about cafés');
+      // Measured on the stored image (120x60), not the page's claimed width of 999.
       assert.equal(r.json['og:image:width'], 120);
+      assert.equal(r.json['og:image:height'], 60);
       assert.equal(r.json['og:image:type'], 'image/png');
       assert.equal(r.json['matrix:image:size'], png.length);
       const id = mediaIdOf(r.json['og:image']);
@@ -135,6 +137,7 @@ describe('URL previews', function () {
       const r = await preview(alice.token!, `${siteUrl}/img.png`);
       assert.equal(r.json['og:image:type'], 'image/png');
       assert.equal(r.json['matrix:image:size'], png.length);
+      assert.deepEqual([r.json['og:image:width'], r.json['og:image:height']], [120, 60]);
     });
 
     it('size and time limits: a huge page is cut off (its head still read), a slow one times out', async function () {

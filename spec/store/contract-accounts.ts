@@ -79,6 +79,16 @@ export function describeAccountContract(ctx: ContractContext): void {
       assert.equal(u?.displayname, 'A');
     });
 
+    it('erasure: the first recorded position counts; only erased users are reported', async function () {
+      await ctx.store.accounts.createUser({ userId: alice, passwordHash: 'h', admin: false, createdTs: 1, displayname: null });
+      await ctx.store.accounts.createUser({ userId: bob, passwordHash: 'h', admin: false, createdTs: 1, displayname: null });
+      assert.deepEqual(await ctx.store.accounts.getErasures([alice, bob]), new Map());
+      assert.equal(await ctx.store.accounts.markErased(alice, 42), 42);
+      assert.equal(await ctx.store.accounts.markErased(alice, 99), 42, 'a second erasure keeps the first position');
+      assert.deepEqual(await ctx.store.accounts.getErasures([alice, bob, alice, userId('nobody')]), new Map([[alice, 42]]));
+      assert.deepEqual(await ctx.store.accounts.getErasures([]), new Map());
+    });
+
     it('setProfile: undefined leaves a field, null clears it', async function () {
       await ctx.store.accounts.createUser({ userId: alice, passwordHash: null, admin: false, createdTs: 1, displayname: 'A' });
       await ctx.store.accounts.setProfile(alice, { avatarUrl: 'mxc://hearth.test/abc' });

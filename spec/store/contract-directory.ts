@@ -18,13 +18,19 @@ export function describeDirectoryContract(ctx: ContractContext): void {
     if (avatarUrl !== undefined) await ctx.store.accounts.setProfile(id, { avatarUrl });
   }
 
+  /** A 'public' room has the public join rule; a 'private' one is invite-only with shared history. */
   async function room(members: string[], visibility: 'public' | 'private' = 'private'): Promise<FakeRoom> {
     const r = new FakeRoom();
     await r.create(ctx.store, members[0]);
+    creators.set(r, members[0]);
+    if (visibility === 'private') await joinRule(r, 'invite');
     for (const m of members.slice(1)) await r.member(ctx.store, m, m, 'join');
-    if (visibility === 'public') await ctx.store.rooms.setRoomVisibility(r.roomId, 'public');
     return r;
   }
+  const creators = new Map<FakeRoom, string>();
+  const joinRule = (r: FakeRoom, rule: string) => r.send(ctx.store, 'm.room.join_rules', creators.get(r)!, { join_rule: rule }, '');
+  const historyVisibility = (r: FakeRoom, v: string) =>
+    r.send(ctx.store, 'm.room.history_visibility', creators.get(r)!, { history_visibility: v }, '');
 
   const search = async (term: string, searcher = alice, limit = 10) =>
     (await ctx.store.directory.searchUsers(searcher, term, limit)).map((u) => u.userId);
@@ -55,7 +61,7 @@ export function describeDirectoryContract(ctx: ContractContext): void {
       ]);
     });
 
-    it('finds users joined to a public-directory room', async function () {
+    it('finds users joined to a room with the public join rule', async function () {
       await seed();
       assert.deepEqual(await search('carol'), [carol]);
       assert.deepEqual(await search('danvers', dave), [carol], 'visible to anyone');
@@ -71,15 +77,42 @@ export function describeDirectoryContract(ctx: ContractContext): void {
     it('stops finding users once the shared room is no longer joined or public', async function () {
       const { shared } = await seed();
       const pub = await room([dave, carol]);
-      await ctx.store.rooms.setRoomVisibility(pub.roomId, 'public');
+      await joinRule(pub, 'public');
       assert.deepEqual(await search('dave'), [dave]);
-      await ctx.store.rooms.setRoomVisibility(pub.roomId, 'private');
+      await joinRule(pub, 'invite');
       assert.deepEqual(await search('dave'), []);
       await shared.member(ctx.store, alice, alice, 'leave');
       assert.deepEqual(await search('robert'), [], 'the searcher left the shared room');
       const invite = await room([dave]);
       await invite.member(ctx.store, dave, alice, 'invite');
       assert.deepEqual(await search('dave'), [], 'an invite is not a joined room');
+    });
+
+    it('finds the members of a world-readable room whatever its join rule, until it is not', async function () {
+      await seed();
+      const r = await room([dave]);
+      assert.deepEqual(await search('dave'), []);
+      await historyVisibility(r, 'world_readable');
+      assert.deepEqual(await search('dave'), [dave], 'world_readable history visibility');
+      await joinRule(r, 'public');
+      await joinRule(r, 'invite');
+      assert.deepEqual(await search('dave'), [dave], 'still world_readable after the join rule changes');
+      await historyVisibility(r, 'shared');
+      assert.deepEqual(await search('dave'), [], 'neither public nor world_readable');
+    });
+
+    it('does not count publishing in the room directory as public', async function () {
+      await seed();
+      const r = await room([dave]);
+      await ctx.store.rooms.setRoomVisibility(r.roomId, 'public');
+      assert.deepEqual(await search('dave'), [], 'a listed invite-only room does not expose its members');
+    });
+
+    it('finds the searcher only through a public room, not a room shared with others', async function () {
+      await seed();
+      assert.deepEqual(await search('alice'), [], 'alice shares a private room with bob, but not with herself');
+      assert.deepEqual(await search('alice', bob), [alice]);
+      assert.deepEqual(await search('carol', carol), [carol], 'carol is in a public room');
     });
 
     it('never finds deactivated users', async function () {

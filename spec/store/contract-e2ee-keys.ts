@@ -220,6 +220,20 @@ export function describeE2eeKeysContract(ctx: ContractContext): void {
       assert.deepEqual(await ctx.store.e2ee.getCrossSigningKeys(bob), {});
     });
 
+    it('a change of the user-signing key alone is reported to its owner only', async function () {
+      await ctx.store.e2ee.setCrossSigningKeys(alice, { master: csKey('master'), self_signing: csKey('self_signing') });
+      const s0 = ctx.store.currentPosition();
+      await ctx.store.e2ee.setCrossSigningKeys(alice, { user_signing: csKey('user_signing') });
+      const to = ctx.store.currentPosition();
+      assert.deepEqual(await ctx.store.e2ee.getDeviceListChanges(s0, to), [], 'nobody in particular');
+      assert.deepEqual(await ctx.store.e2ee.getDeviceListChanges(s0, to, bob), [], 'someone else');
+      assert.deepEqual(await ctx.store.e2ee.getDeviceListChanges(s0, to, alice), [alice], 'the owner');
+      // Together with another key it is a change for everyone.
+      const s1 = ctx.store.currentPosition();
+      await ctx.store.e2ee.setCrossSigningKeys(alice, { self_signing: csKey('self_signing'), user_signing: csKey('user_signing') });
+      assert.deepEqual(await ctx.store.e2ee.getDeviceListChanges(s1, ctx.store.currentPosition(), bob), [alice]);
+    });
+
     it('treats an identical cross-signing upload as no change', async function () {
       const keys = { master: csKey('master'), self_signing: csKey('self_signing') };
       await ctx.store.e2ee.setCrossSigningKeys(alice, keys);

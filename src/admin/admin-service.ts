@@ -5,7 +5,7 @@
 // What is supported and what is not (also in docs/api.md):
 // - Users: no guests, 3PIDs, external IDs, user types, shadow bans or locks exist yet, so those
 //   fields are constant. Deactivation logs out every device and leaves every room; `erase`
-//   also clears the profile (messages already sent are not hidden from new members yet).
+//   erases as the client API's does (src/room/erasure.ts).
 // - Room deletion: local members leave (as themselves), local aliases are removed, the room is
 //   unpublished, optionally blocked, and by default purged from the database. new_room_user_id
 //   (a replacement room) is refused. It runs synchronously; the v2 endpoints report it as
@@ -18,6 +18,7 @@ import { MatrixError } from '../errors.js';
 import type { JsonObject } from '../protocol/types.js';
 import { clientShape } from '../room/client-event.js';
 import type { RoomInput } from '../room/room-input.js';
+import type { ErasureService } from '../room/erasure.js';
 import type { RoomService } from '../room/room-service.js';
 import type { RoomState } from '../room/room-state.js';
 import type { Store, UserRecord } from '../store/types.js';
@@ -28,6 +29,7 @@ export interface AdminDeps {
   store: Store;
   accounts: AccountService;
   rooms: RoomService;
+  erasure: ErasureService;
   roomInput: RoomInput;
   serverName: string;
   now: () => number;
@@ -131,9 +133,7 @@ export class AdminService {
     for (const m of await store.rooms.getRoomsForUser(userId, ['join', 'invite', 'knock'])) {
       await this.deps.rooms.leave({ userId }, m.roomId);
     }
-    if (erase) {
-      await store.accounts.setProfile(userId, { displayname: null, avatarUrl: null });
-    }
+    if (erase) await this.deps.erasure.erase(userId);
   }
 
   async resetPassword(userId: string, newPassword: string, logoutDevices: boolean): Promise<void> {

@@ -180,6 +180,9 @@ export function createHttpApp(services: ApiServices, opts: HttpOptions): HttpApp
         }
       } else if (res.body !== undefined) {
         if (res.contentType) ctx.type = res.contentType;
+        // Koa's default for a JSON body adds "; charset=utf-8", a parameter RFC 8259 does not
+        // define for application/json; set before the body, so Koa keeps it.
+        else if (res.body !== null && typeof res.body === 'object') ctx.set('Content-Type', 'application/json');
         ctx.body = res.body;
       }
     } finally {

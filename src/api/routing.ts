@@ -2,6 +2,7 @@
 // the per-route declarations (auth, rate-limit class, intake rule) that go into the handler table
 // (handlers.ts), authentication, and path and query parameter access.
 
+import type { ErasureService } from '../room/erasure.js';
 import type { ExpiringMap } from '../cluster/shared-state.js';
 import type { Admission } from '../admission/admission.js';
 import { LRUCache } from 'lru-cache';
@@ -45,6 +46,8 @@ export interface ApiServices {
   /** /register through user-interactive auth (sessions remember their parameters and account). */
   registrar: Registration;
   rooms: RoomService;
+  /** Account erasure (deactivation with erase: true). */
+  erasure: ErasureService;
   upgrades: RoomUpgradeService;
   /** POST /search over room events. */
   search: SearchService;

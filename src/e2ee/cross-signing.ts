@@ -74,7 +74,11 @@ export class CrossSigningService {
     if (identical) return;
     if (existing.master) await authorize();
     await this.e2ee.setCrossSigningKeys(userId, given);
-    await this.keys.announce([userId]);
+    // A user-signing key is only ever shown to its owner, so only the owner is woken for one
+    // (the store records such a change for the owner alone, too).
+    const changed = slots.filter((s) => existing[s] === undefined || !sameJson(withoutUnsigned(existing[s]!), given[s]!));
+    if (changed.every((s) => s === 'user_signing')) this.keys.announceToOwner(userId);
+    else await this.keys.announce([userId]);
   }
 
   /** Returns per-key failures; every signature that verified is stored. */

@@ -40,7 +40,7 @@ export class DeviceListTracker {
     if (toInclusive <= fromExclusive) return { changed: [], left: [] };
     const joined = await this.rooms.getRoomsForUser(userId, ['join']);
     const [keyChanges, myChanges, maxStreams] = await Promise.all([
-      this.e2ee.getDeviceListChanges(fromExclusive, toInclusive),
+      this.e2ee.getDeviceListChanges(fromExclusive, toInclusive, userId),
       this.rooms.getMembershipChanges(userId, fromExclusive, toInclusive),
       this.rooms.getRoomsMaxStream(joined.map((m) => m.roomId)),
     ]);

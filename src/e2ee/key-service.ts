@@ -104,6 +104,11 @@ export class KeyService {
     return { one_time_key_counts: { signed_curve25519: 0, ...(await e2ee.countOneTimeKeys(userId, deviceId)) } };
   }
 
+  /** Wakes only the user's own syncs, for a change nobody else can see (the change is already stored). */
+  announceToOwner(userId: string): void {
+    this.d.notifier.publish({ stream: this.d.currentPosition(), userIds: [userId] });
+  }
+
   /** Wakes everyone who must re-fetch these users' keys (the change is already stored). */
   async announce(userIds: string[]): Promise<void> {
     const stream = this.d.currentPosition();
@@ -312,5 +317,11 @@ function withSignatures(key: JsonObject, extra: SignatureInput[] | undefined): J
     for (const [u, v] of Object.entries(key.signatures)) if (isJsonObject(v)) sigs[u] = { ...v };
   }
   for (const s of extra ?? []) (sigs[s.signerUserId] ??= dict())[s.signerKeyId] = s.signature;
+  // A master key may carry no signatures at all (spec: optional for the master key); such a key
+  // is served as uploaded, not with an empty `signatures` object that was never part of it.
+  if (Object.keys(sigs).length === 0) {
+    const { signatures: _s, ...unsigned } = key;
+    return unsigned;
+  }
   return { ...key, signatures: sigs };
 }

@@ -50,23 +50,31 @@ export function verifyBy(o: JsonObject, userId: string, keyId: string, publicKey
   return verifyJsonSignature(o, userId, keyId, publicKey);
 }
 
+/** A required field missing or of the wrong shape: M_BAD_JSON, the spec's code for "missing required keys, invalid values for keys". */
+function malformed(msg: string): MatrixError {
+  return new MatrixError('M_BAD_JSON', msg);
+}
+
 /**
- * Checks an uploaded `device_keys` object: it belongs to the authenticated device, names its
- * ed25519 and curve25519 keys, and carries a valid self-signature. Returns the ed25519 key.
+ * Checks an uploaded `device_keys` object: it belongs to the authenticated device (400
+ * M_INVALID_PARAM otherwise), has every field the DeviceKeys schema requires with its ed25519 and
+ * curve25519 keys (M_BAD_JSON), and carries a valid self-signature (M_INVALID_SIGNATURE).
+ * Returns the ed25519 key.
  */
 export function checkDeviceKeys(keys: JsonObject, userId: string, deviceId: string): string {
   if (keys.user_id !== userId) throw bad('device_keys.user_id does not match the authenticated user');
   if (keys.device_id !== deviceId) throw bad('device_keys.device_id does not match the authenticated device');
   if (!Array.isArray(keys.algorithms) || !keys.algorithms.every((a) => typeof a === 'string' && a.length <= MAX_ID)) {
-    throw bad('device_keys.algorithms must be a list of strings');
+    throw malformed('device_keys.algorithms must be a list of strings');
   }
-  if (!isJsonObject(keys.keys)) throw bad('device_keys.keys must be an object');
+  if (!isJsonObject(keys.keys)) throw malformed('device_keys.keys must be an object');
   for (const [id, v] of Object.entries(keys.keys)) {
-    if (!KEY_ID.test(id) || id.length > MAX_ID || typeof v !== 'string' || v.length > 1024) throw bad(`device_keys.keys.${id} is malformed`);
+    if (!KEY_ID.test(id) || id.length > MAX_ID || typeof v !== 'string' || v.length > 1024) throw malformed(`device_keys.keys.${id} is malformed`);
   }
+  if (!isJsonObject(keys.signatures)) throw malformed('device_keys.signatures must be an object');
   const ed = keys.keys[`ed25519:${deviceId}`];
-  if (!isEd25519PublicKey(ed)) throw bad(`device_keys.keys must hold a valid ed25519:${deviceId} key`);
-  if (typeof keys.keys[`curve25519:${deviceId}`] !== 'string') throw bad(`device_keys.keys must hold curve25519:${deviceId}`);
+  if (!isEd25519PublicKey(ed)) throw malformed(`device_keys.keys must hold a valid ed25519:${deviceId} key`);
+  if (typeof keys.keys[`curve25519:${deviceId}`] !== 'string') throw malformed(`device_keys.keys must hold curve25519:${deviceId}`);
   if (!verifyBy(keys, userId, `ed25519:${deviceId}`, ed)) {
     throw new MatrixError('M_INVALID_SIGNATURE', 'device_keys are not signed by the device ed25519 key');
   }

@@ -49,6 +49,21 @@ export function thumbnailSize(sw: number, sh: number, req: Pick<ThumbnailRequest
   return { width: sw, height: Math.max(1, Math.round((sw * h) / w)) };
 }
 
+/**
+ * The displayed size of an image (EXIF quarter turns applied), or null when it cannot be read.
+ * Reads the header only; `maxPixels` bounds what sharp accepts, as for thumbnails.
+ */
+export async function imageSize(source: Buffer, maxPixels: number): Promise<{ width: number; height: number } | null> {
+  let meta: Metadata;
+  try {
+    meta = await sharp(source, { limitInputPixels: maxPixels }).metadata();
+  } catch {
+    return null;
+  }
+  if (!meta.width || !meta.height) return null;
+  return (meta.orientation ?? 1) >= 5 ? { width: meta.height, height: meta.width } : { width: meta.width, height: meta.height };
+}
+
 export async function makeThumbnail(source: Buffer, sourceType: string, req: ThumbnailRequest, maxPixels: number): Promise<Thumbnail> {
   const wantAnimated = req.animated && ANIMATABLE.has(sourceType);
   let meta: Metadata;

@@ -18,10 +18,13 @@ import { MatrixError } from '../errors.js';
 import { isOutboundRefused, type OutboundHttp, type OutboundResponse } from '../net/outbound-guard.js';
 import type { MediaService } from './media-service.js';
 import { essence } from './headers.js';
+import { imageSize } from './thumbnailer.js';
 
 export interface UrlPreviewConfig {
   maxPageBytes: number;
   maxImageBytes: number;
+  /** media.max_image_pixels: larger images are stored without their size being read. */
+  maxImagePixels: number;
   timeoutMs: number;
   cacheMs: number;
 }
@@ -84,7 +87,12 @@ export class UrlPreviewer {
     if (res.truncated) return {};
     const name = decodeURIComponent(url.pathname.split('/').pop() ?? '') || null;
     const mediaId = await this.deps.media.upload(userId, { contentType: type, filename: name, length: res.body.length, body: [res.body] });
-    return { 'og:image': this.deps.media.mxc(mediaId), 'og:image:type': type, 'matrix:image:size': res.body.length };
+    const out: Preview = { 'og:image': this.deps.media.mxc(mediaId), 'og:image:type': type, 'matrix:image:size': res.body.length };
+    // OpenGraph's og:image:width/height, measured on the image actually stored (they replace
+    // whatever the page claimed, which described the page's image, not necessarily this one).
+    const size = await imageSize(res.body, this.deps.config.maxImagePixels);
+    if (size) Object.assign(out, { 'og:image:width': size.width, 'og:image:height': size.height });
+    return out;
   }
 
   /** GET with redirects followed by hand (each hop through the guard). */

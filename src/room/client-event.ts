@@ -39,6 +39,11 @@ interface SharedPart {
   unsigned: Readonly<JsonObject>;
 }
 
+/** Per-viewer redacted copies of erased users' events (ErasureService in src/room/erasure.ts). */
+export interface ErasureRedactions {
+  redactionsFor(viewerId: string, events: StoredEvent[]): Promise<Map<string, Pdu>>;
+}
+
 export class EventFormatter {
   /** Per format, keyed by event ID; SHARED_CACHE_MAX entries in all. */
   private readonly shared: Record<EventFormat, LRUCache<string, SharedPart>> = {
@@ -48,7 +53,11 @@ export class EventFormatter {
   private sharedHits = 0;
   private sharedMisses = 0;
 
-  constructor(private readonly store: Store, private readonly now: () => number = Date.now) {}
+  constructor(
+    private readonly store: Store,
+    private readonly now: () => number = Date.now,
+    private readonly erasure?: ErasureRedactions,
+  ) {}
 
   /** Size, bound, hits and misses of the shared-part cache (for /metrics). */
   cacheStats(): { name: string; size: number; bound: number; hits: number; misses: number } {
@@ -76,11 +85,19 @@ export class EventFormatter {
     // Events whose PDU is this viewer's own copy rather than the stored one (a per-viewer
     // substitution) must be listed here: they are shaped apart, never from or into the cache.
     const personal = new Set<string>();
+    // Events of erased users this viewer may only see redacted: formatted from a redacted copy.
+    const erased = this.erasure ? await this.erasure.redactionsFor(viewer.userId, events) : undefined;
+    if (erased && erased.size > 0) {
+      for (const id of erased.keys()) personal.add(id);
+      events = events.map((e) => (erased.has(e.eventId) ? { ...e, pdu: erased.get(e.eventId)! } : e));
+    }
     const redactionIds = events.map((e) => e.redactedBy).filter((x): x is string => !!x);
     const replaced = events.map((e) => e.pdu.unsigned?.replaces_state).filter((x): x is string => typeof x === 'string');
     const [redactions, aggregations, previous] = await Promise.all([
       redactionIds.length ? this.store.rooms.getEvents(redactionIds) : new Map<string, StoredEvent>(),
-      opts.noAggregations ? new Map<string, Aggregations>() : this.store.relations.getAggregations(events.filter((e) => !e.redactedBy).map((e) => e.eventId)),
+      opts.noAggregations
+        ? new Map<string, Aggregations>()
+        : this.store.relations.getAggregations(events.filter((e) => !e.redactedBy && !erased?.has(e.eventId)).map((e) => e.eventId)),
       replaced.length ? this.store.rooms.getEvents(replaced) : new Map<string, StoredEvent>(),
     ]);
     const out = events.map((e) => this.formatOne(e, viewer, format, redactions, personal.has(e.eventId)));

@@ -80,8 +80,9 @@ export class RoomUpgradeService {
   /**
    * The spec's "when a user joins the new room, transfer their personalised settings": if
    * `roomId` replaces a room `userId` was joined to, their tags (unless they already tagged the
-   * new room) and their push rules for the old room carry over. Best effort: failures are
-   * logged, the join stands.
+   * new room), their push rules for the old room, and the old room's place in their `m.direct`
+   * (the new room is added next to it, so a direct chat stays direct) carry over. Best effort:
+   * failures are logged, the join stands.
    */
   async carryOverUserState(userId: string, roomId: string): Promise<void> {
     try {
@@ -92,6 +93,12 @@ export class RoomUpgradeService {
       const tags = await this.store.userData.getAccountData(userId, oldRoomId, 'm.tag');
       if (tags && !(await this.store.userData.getAccountData(userId, roomId, 'm.tag'))) {
         const stream = await this.store.userData.setAccountData(userId, roomId, 'm.tag', tags);
+        this.notifier.publish({ stream, userIds: [userId] });
+      }
+      const direct = await this.store.userData.getAccountData(userId, '', 'm.direct');
+      const withNew = direct ? addDirectRoom(direct, oldRoomId, roomId) : undefined;
+      if (withNew) {
+        const stream = await this.store.userData.setAccountData(userId, '', 'm.direct', withNew);
         this.notifier.publish({ stream, userIds: [userId] });
       }
       const rules = await this.pushRules.userRules(userId);
@@ -389,6 +396,22 @@ function restrictChatter(levels: JsonObject): JsonObject | undefined {
       out[key] = restricted;
       changed = true;
     }
+  }
+  return changed ? out : undefined;
+}
+
+/**
+ * `m.direct` content with `newRoomId` listed beside `oldRoomId` for every user whose list holds
+ * the old room; undefined when nothing changes (no such list, or the new room is already there).
+ * The old room stays listed: its history is still a direct chat.
+ */
+export function addDirectRoom(direct: JsonObject, oldRoomId: string, newRoomId: string): JsonObject | undefined {
+  let changed = false;
+  const out: JsonObject = { ...direct };
+  for (const [user, rooms] of Object.entries(direct)) {
+    if (!Array.isArray(rooms) || !rooms.includes(oldRoomId) || rooms.includes(newRoomId)) continue;
+    out[user] = [...rooms, newRoomId];
+    changed = true;
   }
   return changed ? out : undefined;
 }

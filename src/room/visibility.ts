@@ -19,6 +19,39 @@ function valueAt<T>(t: Timeline<T>, stream: number, inclusive: boolean): T | und
   return v;
 }
 
+/**
+ * Whether `userId` may see `e`, given their membership timeline and the room's history
+ * visibility timeline. `membership`'s last point is taken as their membership now.
+ */
+function visibleTo(
+  userId: string,
+  e: StoredEvent,
+  membership: Timeline<string | undefined>,
+  visibility: Timeline<string | undefined>,
+  worldReadableAsShared: boolean,
+): boolean {
+  // A user always sees their own membership events.
+  if (e.pdu.type === 'm.room.member' && e.pdu.state_key === userId) return true;
+  const m = valueAt(membership, e.stream, false);
+  const allows = (setting: string): boolean => {
+    const vis = worldReadableAsShared && setting === 'world_readable' ? 'shared' : setting;
+    if (vis === 'world_readable' || m === 'join') return true;
+    if (vis === 'shared' && membership.points.some((p) => p.value === 'join' && p.stream > e.stream)) {
+      // Joined at some point after the event. For a user who left, that must also be a join
+      // that is still in force, or they would see history from between their stints.
+      const last = membership.points[membership.points.length - 1];
+      return last?.value === 'join';
+    }
+    return vis === 'invited' && m === 'invite';
+  };
+  const before = valueAt(visibility, e.stream, false) ?? 'shared';
+  if (allows(before)) return true;
+  // A history_visibility change is visible if the setting before *or* after it allows it
+  // (spec: a non-member sees a change to or from world_readable).
+  const isChange = e.pdu.type === 'm.room.history_visibility' && e.pdu.state_key === '';
+  return isChange && allows(String(e.pdu.content.history_visibility ?? 'shared'));
+}
+
 export class VisibilityChecker {
   constructor(
     private readonly store: Store,
@@ -37,27 +70,27 @@ export class VisibilityChecker {
     return events.filter((e) => {
       // Messages of ignored users are hidden; their state events stay so room state is coherent.
       if (ignored.has(e.pdu.sender) && e.pdu.state_key === undefined) return false;
-      const own = e.pdu.type === 'm.room.member' && e.pdu.state_key === userId;
-      // A user always sees their own membership events.
-      if (own) return true;
-      const m = valueAt(membership, e.stream, false);
-      const allows = (vis: string): boolean => {
-        if (vis === 'world_readable' || m === 'join') return true;
-        if (vis === 'shared' && membership.points.some((p) => p.value === 'join' && p.stream > e.stream)) {
-          // Joined at some point after the event. For a user who left, that must also be a join
-          // that is still in force, or they would see history from between their stints.
-          const last = membership.points[membership.points.length - 1];
-          return last?.value === 'join';
-        }
-        return vis === 'invited' && m === 'invite';
-      };
-      const before = valueAt(visibility, e.stream, false) ?? 'shared';
-      if (allows(before)) return true;
-      // A history_visibility change is visible if the setting before *or* after it allows it
-      // (spec: a non-member sees a change to or from world_readable).
-      const isChange = e.pdu.type === 'm.room.history_visibility' && e.pdu.state_key === '';
-      return isChange && allows(String(e.pdu.content.history_visibility ?? 'shared'));
+      return visibleTo(userId, e, membership, visibility, false);
     });
+  }
+
+  /**
+   * The IDs of the events (of one room) `userId` had visibility on at stream position `asOf`,
+   * judged by their membership up to then only. world_readable counts as shared here: it let
+   * anyone read, but erasure (the caller) must serve redacted copies to everyone who joins
+   * later, so only what the user's own membership gave them counts. Ignored users play no part.
+   */
+  async visibleAsOf(userId: string, roomId: string, events: StoredEvent[], asOf: number): Promise<Set<string>> {
+    const out = new Set<string>();
+    const candidates = events.filter((e) => e.stream <= asOf);
+    if (candidates.length === 0) return out;
+    const [membership, visibility] = await Promise.all([
+      this.timeline(roomId, 'm.room.member', userId, 'membership'),
+      this.timeline(roomId, 'm.room.history_visibility', '', 'history_visibility'),
+    ]);
+    const then = { points: membership.points.filter((p) => p.stream <= asOf) };
+    for (const e of candidates) if (visibleTo(userId, e, then, visibility, true)) out.add(e.eventId);
+    return out;
   }
 
   /** Events minus messages of users the viewer ignores (state events stay, as in filter()). */

@@ -178,8 +178,10 @@ export interface ReportRecord {
 export interface DirectoryStore {
   /**
    * Users whose ID or display name matches every word of `term` (case-insensitive prefix match
-   * per word), restricted to users who share a joined room with `searcherId` or are joined to a
-   * room in the public directory. At most `limit` + 1 results, so callers can report `limited`.
+   * per word), restricted to users other than `searcherId` who share a joined room with it, and
+   * users joined to a room whose current join rule is `public` or whose current history
+   * visibility is `world_readable` (the searcher included). Whether a room is published in the
+   * room directory plays no part. At most `limit` + 1 results, so callers can report `limited`.
    */
   searchUsers(searcherId: string, term: string, limit: number): Promise<DirectoryUser[]>;
   addReport(report: ReportRecord): Promise<void>;

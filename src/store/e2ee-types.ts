@@ -109,7 +109,10 @@ export interface E2eeStore {
 
   // ---- cross-signing -----------------------------------------------------------------------
   getCrossSigningKeys(userId: string): Promise<CrossSigningKeys>;
-  /** Sets the given keys (others unchanged) and marks the user's device list changed. */
+  /**
+   * Sets the given keys (others unchanged) and marks the user's device list changed: for the
+   * owner alone when the only key that changed is the user-signing key (see getDeviceListChanges).
+   */
   setCrossSigningKeys(userId: string, keys: CrossSigningKeys): Promise<void>;
   /** Stores signatures (replacing one by the same signer key on the same target); marks each target user changed. */
   addSignatures(signatures: SignatureInput[]): Promise<void>;
@@ -119,8 +122,12 @@ export interface E2eeStore {
   // ---- device-list change stream -----------------------------------------------------------
   /** Records that a user's devices or keys changed; returns the stream position. */
   markDeviceListChanged(userId: string): Promise<number>;
-  /** Users (distinct) whose device lists changed in (fromExclusive, toInclusive]. */
-  getDeviceListChanges(fromExclusive: number, toInclusive: number): Promise<string[]>;
+  /**
+   * Users (distinct) whose device lists changed in (fromExclusive, toInclusive]. A change only
+   * its owner may hear of (setCrossSigningKeys with nothing but a new user-signing key) counts
+   * only when that owner is `owner`.
+   */
+  getDeviceListChanges(fromExclusive: number, toInclusive: number, owner?: string): Promise<string[]>;
 
   // ---- to-device messages ------------------------------------------------------------------
   /** Queues messages; all share one stream position (returned). */

@@ -97,6 +97,13 @@ export interface AccountStore {
   countUsers(): Promise<number>;
   /** Makes a guest account a full account with this password; false if it is not a guest's. */
   upgradeGuest(userId: string, passwordHash: string): Promise<boolean>;
+  /**
+   * Records that the user was erased at stream position `stream`. The first erasure counts: a
+   * second call leaves the recorded position unchanged. Returns the recorded position.
+   */
+  markErased(userId: string, stream: number): Promise<number>;
+  /** The erasure position of each of `userIds` that was erased; others are absent. */
+  getErasures(userIds: string[]): Promise<Map<string, number>>;
 
   /** Stores an OpenID token (its hash) until `expiresTs`; prunes expired ones. */
   addOpenIdToken(tokenHash: string, userId: string, expiresTs: number): Promise<void>;

@@ -151,8 +151,10 @@ export function accountRoutes(r: ClientRoutes, s: ApiServices): void {
 
   r.authed('post', '/account/deactivate', async (ctx, auth) => {
     const req = body(ctx);
+    if (req.erase !== undefined && typeof req.erase !== 'boolean') throw new MatrixError('M_BAD_JSON', 'erase must be a boolean');
     await s.accounts.uia.check('deactivate:' + auth.userId, uiaRequest(ctx), req.auth as JsonObject | undefined, [['m.login.password']], s.accounts.passwordStage(auth.userId));
     await s.accounts.deactivate(auth.userId);
+    if (req.erase === true) await s.erasure.erase(auth.userId);
     // We hold no third-party identifiers, so there is never anything left bound.
     ctx.body = { id_server_unbind_result: 'success' };
   });

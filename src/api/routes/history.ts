@@ -18,10 +18,7 @@ export function historyRoutes(r: ClientRoutes, s: ApiServices): void {
     const lazy = filter?.lazy_load_members === true;
     const roomFilter = compileFilter({ room: { timeline: filter } });
 
-    const mine = await s.store.rooms.getMembership(roomId, auth.userId);
-    if (!mine && !(await s.visibility.canPeek(auth.userId, roomId))) {
-      throw new MatrixError('M_FORBIDDEN', 'You are not allowed to view this room');
-    }
+    const mine = await assertCanReadRoom(s, auth.userId, roomId);
     // A member who left or was banned sees the room as it was when they went: nothing after
     // their leave, whatever the history visibility (world_readable included), as for /sync.
     const gone = mine && (mine.membership === 'leave' || mine.membership === 'ban');
@@ -71,6 +68,10 @@ export function historyRoutes(r: ClientRoutes, s: ApiServices): void {
 
   r.authed('get', '/rooms/:roomId/context/:eventId', async (ctx, auth) => {
     const roomId = param(ctx, 'roomId');
+    // As for /messages: a user who may not read the room at all is refused for the room, before
+    // any event is looked up (so this says nothing about the event); 404 is for an event that is
+    // unknown or invisible to a user who may read the room.
+    await assertCanReadRoom(s, auth.userId, roomId);
     const ev = await visibleEvent(s, auth.userId, roomId, param(ctx, 'eventId'));
     const limit = queryInt(ctx, 'limit', 10, 0, 100);
     const filterText = queryString(ctx, 'filter');
@@ -112,6 +113,15 @@ export function historyRoutes(r: ClientRoutes, s: ApiServices): void {
     const ev = await visibleEvent(s, auth.userId, param(ctx, 'roomId'), param(ctx, 'eventId'));
     ctx.body = (await s.formatter.format([ev], auth))[0];
   });
+}
+
+/** The user's membership; 403 when they have none and the room is not world-readable to them. */
+async function assertCanReadRoom(s: ApiServices, userId: string, roomId: string) {
+  const mine = await s.store.rooms.getMembership(roomId, userId);
+  if (!mine && !(await s.visibility.canPeek(userId, roomId))) {
+    throw new MatrixError('M_FORBIDDEN', 'You are not allowed to view this room');
+  }
+  return mine;
 }
 
 async function visibleEvent(s: ApiServices, userId: string, roomId: string, eventId: string): Promise<StoredEvent> {

@@ -124,6 +124,32 @@ export class CassandraAccountStore implements AccountStore {
     });
   }
 
+  async markErased(userId: string, stream: number): Promise<number> {
+    this.ctx.checkOpen();
+    // One erasure at a time per user on this instance; the first recorded position stands.
+    return this.chain.run(userId, async () => {
+      const row = (await this.ctx.execute('SELECT user_id, erased_at_stream FROM users WHERE user_id = ?', [userId])).first();
+      if (!row) return stream;
+      if (row['erased_at_stream'] !== null && row['erased_at_stream'] !== undefined) return num(row['erased_at_stream']);
+      await this.ctx.execute('UPDATE users SET erased_at_stream = ? WHERE user_id = ?', [stream, userId]);
+      return stream;
+    });
+  }
+
+  async getErasures(userIds: string[]): Promise<Map<string, number>> {
+    this.ctx.checkOpen();
+    const out = new Map<string, number>();
+    // One partition read per user (no multi-partition IN); callers cache the answers.
+    const rows = await Promise.all(
+      [...new Set(userIds)].map(async (id) => (await this.ctx.execute('SELECT user_id, erased_at_stream FROM users WHERE user_id = ?', [id])).first()),
+    );
+    for (const r of rows) {
+      const at = r?.['erased_at_stream'];
+      if (r && at !== null && at !== undefined) out.set(r['user_id'] as string, num(at));
+    }
+    return out;
+  }
+
   async addOpenIdToken(tokenHash: string, userId: string, expiresTs: number): Promise<void> {
     this.ctx.checkOpen();
     // Rows expire by themselves a day after the token does (at least an hour from now).

@@ -1,10 +1,14 @@
 // User directory search and content reports on Cassandra.
 //
-// - Search has no tables of its own: candidates are the joined members of the searcher's joined
-//   rooms and of public-directory rooms, read through the RoomStore's own methods (so the
-//   directory follows memberships and visibility exactly as the room module stores them), then
-//   their `users` rows. The work is bounded by those rooms' sizes, as on SQLite, and the
-//   matching and ranking are SQLite's (src/store/sqlite/directory.ts), done here in code.
+// - Search has no tables of its own: candidates are the other joined members of the searcher's
+//   joined rooms and the joined members of rooms whose current join rule is public or history
+//   visibility world_readable (the contract, src/store/chat-types.ts), read through the
+//   RoomStore's own methods (so the directory follows memberships and state exactly as the room
+//   module stores them), then their `users` rows. Matching and ranking are SQLite's
+//   (src/store/sqlite/directory.ts), done here in code.
+// - Finding the open rooms reads two state histories per room this server has: O(rooms) per
+//   search, unlike SQLite's one indexed query. Good enough for the sizes this backend is tested
+//   at; a table of open rooms kept by the room module's state writes would remove it.
 // - Reports: partitions per month of the report (UTC), newest first by a time UUID;
 //   `report_buckets` lists the months, so a listing reads back month by month.
 
@@ -12,6 +16,7 @@ import cassandra from 'cassandra-driver';
 import type { DirectoryStore, DirectoryUser, ReportRecord, RoomStore } from '../types.js';
 import { textOrNull, storedText } from './accounts.js';
 import { num, type CassandraContext } from './context.js';
+import { mapLimited } from './e2ee-common.js';
 
 /** Lower case, whitespace runs as one space, trimmed: "a word of a name" follows a space. */
 function fold(s: string): string {
@@ -50,7 +55,29 @@ export class CassandraDirectoryStore implements DirectoryStore {
   constructor(
     private readonly ctx: CassandraContext,
     private readonly rooms: () => RoomStore,
+    /** Every room this server has (the admin module's listing). */
+    private readonly allRooms: () => Promise<string[]>,
   ) {}
+
+  /** Rooms whose current join rule is public or history visibility world_readable. */
+  private async openRooms(): Promise<string[]> {
+    const rooms = this.rooms();
+    const ids = await this.allRooms();
+    const current = async (roomId: string, type: string): Promise<string | null> => {
+      const h = await rooms.getStateHistory(roomId, type, '');
+      return h.length > 0 ? h[h.length - 1]!.eventId : null;
+    };
+    const heads = await mapLimited(ids, 16, async (roomId) => ({
+      roomId,
+      joinRule: await current(roomId, 'm.room.join_rules'),
+      visibility: await current(roomId, 'm.room.history_visibility'),
+    }));
+    const events = await rooms.getEvents(heads.flatMap((h) => [h.joinRule, h.visibility].filter((x): x is string => x !== null)));
+    const field = (id: string | null, key: string) => (id === null ? undefined : events.get(id)?.pdu.content[key]);
+    return heads
+      .filter((h) => field(h.joinRule, 'join_rule') === 'public' || field(h.visibility, 'history_visibility') === 'world_readable')
+      .map((h) => h.roomId);
+  }
 
   async searchUsers(searcherId: string, term: string, limit: number): Promise<DirectoryUser[]> {
     this.ctx.checkOpen();
@@ -63,14 +90,13 @@ export class CassandraDirectoryStore implements DirectoryStore {
     const w0 = words[0]!;
 
     const rooms = this.rooms();
-    const roomIds = new Set<string>((await rooms.getRoomsForUser(searcherId, ['join'])).map((m) => m.roomId));
-    for (const r of await rooms.listPublicRooms()) roomIds.add(r);
+    const [shared, open] = await Promise.all([rooms.getRoomsForUser(searcherId, ['join']).then((l) => l.map((m) => m.roomId)), this.openRooms()]);
     const memberIds = new Set<string>();
-    const roomList = [...roomIds];
-    for (let i = 0; i < roomList.length; i += 16) {
-      const parts = await Promise.all(roomList.slice(i, i + 16).map((r) => rooms.getRoomMembers(r, ['join'])));
-      for (const p of parts) for (const m of p) memberIds.add(m.userId);
-    }
+    // Sharing a room means sharing it with someone else: the searcher only through an open room.
+    const sharedMembers = await mapLimited(shared, 16, (r) => rooms.getRoomMembers(r, ['join']));
+    for (const p of sharedMembers) for (const m of p) if (m.userId !== searcherId) memberIds.add(m.userId);
+    const openMembers = await mapLimited(open, 16, (r) => rooms.getRoomMembers(r, ['join']));
+    for (const p of openMembers) for (const m of p) memberIds.add(m.userId);
 
     const candidates: Candidate[] = [];
     const ids = [...memberIds];

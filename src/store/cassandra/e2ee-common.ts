@@ -26,11 +26,14 @@ export function stableJson(value: JsonValue): string {
  * Rows recording that `userIds` changed at `pos` (partitioned by positionBucket, the hour of the
  * position, with an index row per non-empty bucket); written in the batch of the change itself.
  */
-export function deviceListChangeStatements(pos: number, userIds: Iterable<string>): CqlStatement[] {
+export function deviceListChangeStatements(pos: number, userIds: Iterable<string>, ownerOnly = false): CqlStatement[] {
   const bucket = positionBucket(pos);
   const out: CqlStatement[] = [];
   for (const userId of new Set(userIds)) {
-    out.push({ query: 'INSERT INTO e2ee_device_list_changes (bucket, stream, user_id) VALUES (?, ?, ?)', params: [bucket, pos, userId] });
+    out.push({
+      query: 'INSERT INTO e2ee_device_list_changes (bucket, stream, user_id, owner_only) VALUES (?, ?, ?, ?)',
+      params: [bucket, pos, userId, ownerOnly],
+    });
   }
   if (out.length > 0) out.push({ query: 'INSERT INTO e2ee_device_list_buckets (shard, bucket) VALUES (?, ?)', params: [0, bucket] });
   return out;

@@ -370,7 +370,9 @@ export class CassandraE2eeKeys {
             query: 'INSERT INTO e2ee_cross_signing_keys (user_id, key_type, key_json) VALUES (?, ?, ?)',
             params: [userId, k.type, k.json],
           })),
-          ...deviceListChangeStatements(pos, [userId]),
+          // Only the owner can read their user-signing key: a change of that key alone
+          // concerns nobody else.
+          ...deviceListChangeStatements(pos, [userId], diff.every((k) => k.type === 'user_signing')),
         ]);
         return true;
       },

@@ -75,7 +75,7 @@ export class CassandraE2eeStore implements E2eeStore {
     );
   }
 
-  async getDeviceListChanges(fromExclusive: number, toInclusive: number): Promise<string[]> {
+  async getDeviceListChanges(fromExclusive: number, toInclusive: number, owner?: string): Promise<string[]> {
     this.ctx.checkOpen();
     if (toInclusive <= fromExclusive) return [];
     const first = positionBucket(fromExclusive);
@@ -88,10 +88,13 @@ export class CassandraE2eeStore implements E2eeStore {
       buckets = rows.map((r) => num(r['bucket']));
     }
     const rows = await mapLimited(buckets, 8, (b) =>
-      this.ctx.all('SELECT user_id FROM e2ee_device_list_changes WHERE bucket = ? AND stream > ? AND stream <= ?', [b, fromExclusive, toInclusive]),
+      this.ctx.all('SELECT user_id, owner_only FROM e2ee_device_list_changes WHERE bucket = ? AND stream > ? AND stream <= ?', [b, fromExclusive, toInclusive]),
     );
     const users = new Set<string>();
-    for (const r of rows.flat()) users.add(r['user_id'] as string);
+    for (const r of rows.flat()) {
+      const userId = r['user_id'] as string;
+      if (r['owner_only'] !== true || userId === owner) users.add(userId);
+    }
     return [...users].sort();
   }
 

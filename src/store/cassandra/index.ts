@@ -202,7 +202,7 @@ export class CassandraStore implements SharedStoreBackend {
     eventHooks.push(notifications.hook, relations.hook, search.hook);
     this.notifications = notifications;
     this.relations = relations;
-    this.directory = new CassandraDirectoryStore(ctx, () => this.rooms);
+    this.directory = new CassandraDirectoryStore(ctx, () => this.rooms, async () => (await this.admin.listRooms()).map((r) => r.roomId));
     this.delivery = new CassandraDeliveryStore(ctx);
     this.pushers = new CassandraPusherStore(ctx);
     this.search = search;

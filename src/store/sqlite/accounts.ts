@@ -93,6 +93,27 @@ export class SqliteAccountStore implements AccountStore {
     });
   }
 
+  async markErased(userId: string, stream: number): Promise<number> {
+    this.ctx.checkOpen();
+    return this.ctx.queue.write(() => {
+      this.ctx.stmt('UPDATE users SET erased_at_stream = ? WHERE user_id = ? AND erased_at_stream IS NULL').run(stream, userId);
+      const row = this.ctx.stmt('SELECT erased_at_stream FROM users WHERE user_id = ?').get(userId) as { erased_at_stream: number | null } | undefined;
+      return row?.erased_at_stream ?? stream;
+    });
+  }
+
+  async getErasures(userIds: string[]): Promise<Map<string, number>> {
+    this.ctx.checkOpen();
+    const out = new Map<string, number>();
+    if (userIds.length === 0) return out;
+    // One statement for any number of users: the IDs travel as one JSON array parameter.
+    const rows = this.ctx
+      .stmt('SELECT user_id, erased_at_stream FROM users WHERE erased_at_stream IS NOT NULL AND user_id IN (SELECT value FROM json_each(?))')
+      .all(JSON.stringify([...new Set(userIds)])) as { user_id: string; erased_at_stream: number }[];
+    for (const r of rows) out.set(r.user_id, r.erased_at_stream);
+    return out;
+  }
+
   async addOpenIdToken(tokenHash: string, userId: string, expiresTs: number): Promise<void> {
     this.ctx.checkOpen();
     await this.ctx.queue.write(() => {

@@ -20,9 +20,15 @@ function fold(s: string): string {
 }
 
 /**
- * Candidates are the joined members of the searcher's joined rooms and of public-directory
- * rooms, which bounds the work by those rooms' sizes instead of the user table. Users without a
- * local profile row (remote users, once federation lands) match on their ID only.
+ * Candidates are the spec's minimum set (C-S "User directory"): the other joined members of the
+ * searcher's joined rooms, and the joined members of rooms whose current join rule is `public` or
+ * whose current history visibility is `world_readable`. Publishing a room in the room directory
+ * does not count: an invite-only room can be listed, and its members are not public. The searcher
+ * is a candidate only through a public room, since sharing a room means sharing it with someone
+ * else (Synapse reads it the same way). Rooms come from the rooms table with one primary-key lookup of
+ * each room's join rule and history visibility, which bounds the work by the room count and those
+ * rooms' sizes instead of the user table. Users without a local profile row (remote users) match
+ * on their ID only.
  *
  * Each word must match a prefix of the user ID, of the localpart (the ID after '@'), or of a
  * display-name word (' ' || name contains ' ' || word). substr/instr compare exactly, so words
@@ -38,13 +44,23 @@ function searchSql(words: number): string {
                  OR instr(' ' || c.name, ' ' || @w${i}) > 0)`);
   }
   return `
-    WITH rooms AS (
-      SELECT room_id FROM memberships WHERE user_id = @searcher AND membership = 'join'
+    WITH public_rooms AS (
+      SELECT r.room_id FROM rooms r
+      JOIN current_state cs ON cs.room_id = r.room_id AND cs.type = 'm.room.join_rules' AND cs.state_key = ''
+      JOIN events e ON e.event_id = cs.event_id
+      WHERE json_extract(e.pdu_json, '$.content.join_rule') = 'public'
       UNION
-      SELECT room_id FROM room_visibility WHERE visibility = 'public'
+      SELECT r.room_id FROM rooms r
+      JOIN current_state cs ON cs.room_id = r.room_id AND cs.type = 'm.room.history_visibility' AND cs.state_key = ''
+      JOIN events e ON e.event_id = cs.event_id
+      WHERE json_extract(e.pdu_json, '$.content.history_visibility') = 'world_readable'
     ),
     members AS (
-      SELECT DISTINCT m.user_id FROM rooms r JOIN memberships m ON m.room_id = r.room_id AND m.membership = 'join'
+      SELECT m.user_id FROM memberships s
+      JOIN memberships m ON m.room_id = s.room_id AND m.membership = 'join' AND m.user_id <> @searcher
+      WHERE s.user_id = @searcher AND s.membership = 'join'
+      UNION
+      SELECT m.user_id FROM public_rooms p JOIN memberships m ON m.room_id = p.room_id AND m.membership = 'join'
     ),
     c AS (
       SELECT m.user_id, u.displayname, u.avatar_url, hearth_fold(m.user_id) AS uid, hearth_fold(u.displayname) AS name

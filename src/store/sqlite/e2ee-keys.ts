@@ -28,9 +28,9 @@ export function stableJson(value: JsonValue): string {
 }
 
 /** Adds device-list change rows at `pos`; runs inside a queued write. */
-export function recordDeviceListChanges(ctx: SqliteContext, pos: number, userIds: Iterable<string>): void {
-  const stmt = ctx.stmt('INSERT OR IGNORE INTO e2ee_device_list_changes (stream, user_id) VALUES (?, ?)');
-  for (const userId of userIds) stmt.run(pos, userId);
+export function recordDeviceListChanges(ctx: SqliteContext, pos: number, userIds: Iterable<string>, ownerOnly = false): void {
+  const stmt = ctx.stmt('INSERT OR IGNORE INTO e2ee_device_list_changes (stream, user_id, owner_only) VALUES (?, ?, ?)');
+  for (const userId of userIds) stmt.run(pos, userId, ownerOnly ? 1 : 0);
 }
 
 interface SignatureRow {
@@ -213,7 +213,9 @@ export class SqliteE2eeKeys {
          ON CONFLICT DO UPDATE SET key_json = excluded.key_json`,
       );
       for (const k of changed) upsert.run(userId, k.type, k.json);
-      recordDeviceListChanges(this.ctx, pos, [userId]);
+      // Only the owner can read their user-signing key: a change of that key alone concerns
+      // nobody else (room-mates, other servers).
+      recordDeviceListChanges(this.ctx, pos, [userId], changed.every((k) => k.type === 'user_signing'));
       return true;
     }, (res, pos) => (res ? { kind: 'device_list', stream: pos, userIds: [userId] } : null));
   }

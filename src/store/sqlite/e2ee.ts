@@ -36,12 +36,15 @@ export class SqliteE2eeStore implements E2eeStore {
     }, (_r, pos) => ({ kind: 'device_list', stream: pos, userIds: [userId] }));
   }
 
-  async getDeviceListChanges(fromExclusive: number, toInclusive: number): Promise<string[]> {
+  async getDeviceListChanges(fromExclusive: number, toInclusive: number, owner?: string): Promise<string[]> {
     this.ctx.checkOpen();
     if (toInclusive <= fromExclusive) return [];
     const rows = this.ctx
-      .stmt('SELECT DISTINCT user_id FROM e2ee_device_list_changes WHERE stream > ? AND stream <= ? ORDER BY user_id')
-      .all(fromExclusive, toInclusive) as { user_id: string }[];
+      .stmt(
+        `SELECT DISTINCT user_id FROM e2ee_device_list_changes
+         WHERE stream > ? AND stream <= ? AND (owner_only = 0 OR user_id = ?) ORDER BY user_id`,
+      )
+      .all(fromExclusive, toInclusive, owner ?? null) as { user_id: string }[];
     return rows.map((r) => r.user_id);
   }
 

@@ -13,6 +13,7 @@ import type { Db } from '../db.js';
 import { search } from './0009-search.js';
 import { admin } from './0010-admin.js';
 import { guestsOpenId } from './0011-guests-openid.js';
+import { erasure } from './0012-erasure.js';
 
 export interface Migration {
   version: number;
@@ -23,4 +24,4 @@ export interface Migration {
   run?: (db: Db) => void;
 }
 
-export const MIGRATIONS: readonly Migration[] = [initial, chat, txnScope, e2ee, push, pushBulk, dag, media, search, admin, guestsOpenId];
+export const MIGRATIONS: readonly Migration[] = [initial, chat, txnScope, e2ee, push, pushBulk, dag, media, search, admin, guestsOpenId, erasure];
