@@ -17,6 +17,9 @@ const port = z.int().min(0).max(65535);
 const host = z.string().min(1);
 const filePath = z.string().min(1);
 // An IP range: a.b.c.d/n, an IPv6 prefix, or a single address.
+const serverPattern = z
+  .string()
+  .refine((s) => SERVER_NAME_RE.test(s) || /^\*\.[A-Za-z0-9.-]{1,253}$/.test(s), { error: 'must be a server name or *.domain' });
 const cidr = z.string().refine((s) => parseCidr(s) !== null, { error: 'must be an IP range (CIDR such as 10.0.0.0/8 or fc00::/7) or address' });
 
 const clientListener = z
@@ -148,6 +151,10 @@ const configObject = z.strictObject({
       // Retry of a failing destination: doubling from min to max; any signed request from it resets.
       min_backoff_ms: z.int().min(10).default(10_000),
       max_backoff_ms: z.int().min(10).default(3_600_000),
+      // Servers this server federates with: exact names (with port, if any) or "*.domain".
+      // allowed_servers null: every server not denied; a list: only those.
+      allowed_servers: z.array(serverPattern).nullable().default(null),
+      denied_servers: z.array(serverPattern).default([]),
     })
     .prefault({}),
   limits: z

@@ -12,6 +12,7 @@ import { buildXMatrixAuthorization } from '../protocol/x-matrix.js';
 import type { JsonObject, JsonValue, SigningKey } from '../protocol/types.js';
 import type { ServerDiscovery } from './discovery.js';
 import type { KeyFetcher } from './keys.js';
+import { FederationPolicy } from './policy.js';
 
 export class FederationError extends Error {
   constructor(
@@ -51,9 +52,13 @@ export class FederationClient implements KeyFetcher {
     private readonly signingKey: SigningKey,
     private readonly discovery: ServerDiscovery,
     private readonly http: OutboundHttp,
+    private readonly policy: FederationPolicy = new FederationPolicy({ allowed_servers: null, denied_servers: [] }),
   ) {}
 
   async request(destination: string, req: FederationRequest): Promise<JsonValue> {
+    if (!this.policy.allows(destination)) {
+      throw new FederationError(destination, 403, 'M_FORBIDDEN', `federation with ${destination} is not allowed by this server's configuration`);
+    }
     const target = await this.discovery.resolve(destination);
     const host = target.host.includes(':') ? `[${target.host}]` : target.host;
     const headers: Record<string, string> = { host: target.hostHeader };

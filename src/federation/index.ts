@@ -27,6 +27,8 @@ import type { ReceiptService } from '../receipts/receipt-service.js';
 import type { RoomInput } from '../room/room-input.js';
 import type { Store } from '../store/types.js';
 import { FederationClient } from './client.js';
+import { FederationPolicy } from './policy.js';
+import { hashAccessToken } from '../users/credentials.js';
 import { ServerDiscovery, splitServerName } from './discovery.js';
 import { FederationE2ee } from './e2ee-edus.js';
 import { FederationDirectory } from './directory.js';
@@ -45,6 +47,7 @@ export interface FederationCore {
   http: OutboundHttp;
   client: FederationClient;
   keyRing: RemoteKeyRing;
+  policy: FederationPolicy;
   sender: FederationSender;
 }
 
@@ -61,7 +64,8 @@ export function createFederationCore(config: HearthConfig, signingKey: SigningKe
       return res.status === 200 && !res.truncated ? parseStrictJson(res.body.toString('utf8')) : undefined;
     },
   });
-  const client = new FederationClient(config.server_name, signingKey, discovery, http);
+  const policy = new FederationPolicy(config.federation);
+  const client = new FederationClient(config.server_name, signingKey, discovery, http, policy);
   const dataDir = dirname(config.storage.sqlite.path);
   const oldKeys: OldKey[] = Object.entries(config.old_signing_keys).map(([keyId, v]) => ({
     key: { keyId, publicKey: tryDecodeBase64(v.key) as Uint8Array }, // the schema checked it is 32 bytes
@@ -82,8 +86,9 @@ export function createFederationCore(config: HearthConfig, signingKey: SigningKe
     queueDir: join(dataDir, 'federation-queue'),
     minBackoffMs: config.federation.min_backoff_ms,
     maxBackoffMs: config.federation.max_backoff_ms,
+    allows: (server) => policy.allows(server),
   });
-  return { oldKeys, http, client, keyRing, sender };
+  return { oldKeys, http, client, keyRing, sender, policy };
 }
 
 export interface AttachDeps {
@@ -224,6 +229,8 @@ export function attachFederation(core: FederationCore, d: AttachDeps): Federatio
     directory: new FederationDirectory({ store: d.store, currentState: (roomId) => d.roomInput.currentState(roomId) }),
     knocks: new FederationKnocks({ inbound, roomInput: d.roomInput }),
     sender: core.sender,
+    policy: core.policy,
+    openIdUser: (token) => d.store.accounts.lookupOpenIdToken(hashAccessToken(token), d.now()),
     logger,
     maxBodyBytes: Math.max(config.limits.max_request_body_bytes, 4 * 1024 * 1024),
     now: d.now,

@@ -33,6 +33,7 @@ import type { FederationKnocks } from './knock.js';
 import { directoryRoutes, knockRoutes } from './listener-routes.js';
 import { ownKeyDocument, type OldKey, type RemoteKeyRing } from './keys.js';
 import type { FederationSender } from './sender.js';
+import type { FederationPolicy } from './policy.js';
 
 export interface FederationAppDeps {
   serverName: string;
@@ -47,6 +48,10 @@ export interface FederationAppDeps {
   /** make_knock/send_knock; absent: unrecognized. */
   knocks?: FederationKnocks;
   sender: FederationSender;
+  /** Allow/deny lists (absent: every server). */
+  policy?: FederationPolicy;
+  /** The user an unexpired OpenID token names (absent: openid/userinfo is unrecognized). */
+  openIdUser?: (token: string) => Promise<string | null>;
   logger: Logger;
   maxBodyBytes: number;
   now: () => number;
@@ -218,6 +223,17 @@ export function createFederationApp(d: FederationAppDeps): Koa<FedState> {
   keys.get('/_matrix/federation/v1/version', (ctx) => {
     ctx.body = { server: { name: 'Hearth', version: packageVersion() } };
   });
+  // Authenticated by the OpenID token in the query string, not X-Matrix: the caller is an
+  // integration manager or widget host, not necessarily a homeserver.
+  const openIdUser = d.openIdUser;
+  if (openIdUser) {
+    keys.get('/_matrix/federation/v1/openid/userinfo', async (ctx) => {
+      const token = ctx.query.access_token;
+      const sub = typeof token === 'string' && token.length > 0 && token.length <= 1024 ? await openIdUser(token) : null;
+      if (sub === null) throw new MatrixError('M_UNKNOWN_TOKEN', 'Access token unknown or expired', {}, 401);
+      ctx.body = { sub };
+    });
+  }
   app.use(keys.middleware());
 
   const fed = new Routes('/_matrix/federation');
@@ -227,6 +243,8 @@ export function createFederationApp(d: FederationAppDeps): Koa<FedState> {
     const unauthorized = (why: string) => new MatrixError('M_UNAUTHORIZED', why);
     if (!header) throw unauthorized('Missing or malformed X-Matrix authorization');
     if (!isValidServerName(header.origin) || header.origin === d.serverName) throw unauthorized('Invalid origin');
+    // Before its keys are fetched: a refused server makes us contact it for nothing.
+    if (d.policy && !d.policy.allows(header.origin)) throw new MatrixError('M_FORBIDDEN', 'Federation with your server is not allowed');
     if (header.destination !== undefined && header.destination !== d.serverName) throw unauthorized('Wrong destination');
     const key = await d.keyRing.verifyKey(header.origin, header.key, d.now());
     const uri = ctx.req.url ?? '';

@@ -63,6 +63,8 @@ export interface SenderOptions {
   minBackoffMs?: number;
   maxBackoffMs?: number;
   now?: () => number;
+  /** Destinations refused by federation.allowed_servers/denied_servers get nothing queued. */
+  allows?: (server: string) => boolean;
 }
 
 const MAX_PDUS = 50;
@@ -107,7 +109,7 @@ export class FederationSender {
 
   sendPdu(destinations: Iterable<string>, pdu: Pdu): void {
     for (const name of destinations) {
-      if (name === this.opts.serverName) continue;
+      if (name === this.opts.serverName || this.opts.allows?.(name) === false) continue;
       const d = this.dest(name);
       if (d.catchingUp) d.pending = d.pending.filter((p) => p.room_id !== pdu.room_id);
       d.pending.push(pdu);
@@ -119,7 +121,7 @@ export class FederationSender {
   sendEdu(destinations: Iterable<string>, edu: Edu, durable = false): void {
     const item: Edu = durable ? { ...edu, durable: true } : edu;
     for (const name of destinations) {
-      if (name === this.opts.serverName) continue;
+      if (name === this.opts.serverName || this.opts.allows?.(name) === false) continue;
       const d = this.dest(name);
       d.edus.push(item);
       if (d.edus.length > 10 * MAX_EDUS) {
