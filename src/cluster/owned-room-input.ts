@@ -35,6 +35,11 @@ export class OwnedRoomInput extends RoomInput {
     this.owner = owner;
   }
 
+  /** This worker's name in room lease tokens (`<node>:<epoch>`). */
+  get ownerNodeId(): string {
+    return this.owner.nodeId;
+  }
+
   /** Serves requests forwarded by other workers (call once, at start-up). */
   serve(): void {
     this.owner.start((op, roomId, args) => {

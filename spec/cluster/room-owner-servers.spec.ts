@@ -1,0 +1,249 @@
+// Per-room total order across workers: two Hearth processes' worth of servers (in one test
+// process) on one Cassandra keyspace and one Redis prefix (storage.backend cassandra +
+// cluster.redis.url), so each room has one writer at a time (src/cluster/room-owner.ts) and the
+// other worker forwards to it. alice is served by worker 1, bob by worker 2.
+// Shows: concurrent sends from both users reach both users' /sync exactly once and in the same
+// order, with one forward extremity (no fork); errors from the owner reach a client of the other
+// worker unchanged; and when the owning worker is stopped mid-traffic, the other takes the room
+// over within seconds and no acknowledged message is lost.
+
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { assert } from '../helpers/assert.js';
+import { cassandraClient, dropKeyspace, freshKeyspace, startCassandra } from '../helpers/cassandra.js';
+import { freshPrefix, redisClient, startRedis } from '../helpers/redis.js';
+import { Api, enc, startTestServer, type TestServer } from '../helpers/server.js';
+import type { HearthConfigInput } from '../../src/config/load.js';
+
+const V3 = '/_matrix/client/v3';
+type User = Api & { userId: string; deviceId: string };
+
+describe('cluster: per-room single writer across two workers (Cassandra + Redis)', function () {
+  this.timeout(180_000);
+  const keyspace = freshKeyspace('owner');
+  const prefix = freshPrefix('owner');
+  const keyDir = mkdtempSync(join(tmpdir(), 'hearth-owner-key-'));
+  let addr = '';
+  let w1: TestServer | null = null;
+  let w2: TestServer | null = null;
+  let alice: User;
+  let bob: User;
+
+  const config = (): HearthConfigInput => ({
+    storage: { backend: 'cassandra', cassandra: { contact_points: [addr], keyspace } },
+    cluster: { redis: { url: startRedis(), key_prefix: prefix }, room_lease_ms: 2_000 },
+    // One server name, one signing key: every worker signs as the same server.
+    signing_key_path: join(keyDir, 'signing.key'),
+  });
+
+  before(async function () {
+    this.timeout(600_000);
+    addr = await startCassandra();
+    w1 = await startTestServer(config());
+    w2 = await startTestServer(config());
+    alice = await new Api(w1.url).register('alice');
+    bob = await new Api(w2.url).register('bob');
+  });
+
+  after(async () => {
+    await w1?.stop().catch(() => undefined);
+    await w2?.stop().catch(() => undefined);
+    const admin = await cassandraClient(addr);
+    await dropKeyspace(admin, keyspace);
+    await admin.shutdown();
+    rmSync(keyDir, { recursive: true, force: true });
+  });
+
+  /** A user's client, pointed at one worker, moving to the other when its worker is gone. */
+  class Client {
+    private at = 0;
+    constructor(
+      readonly user: User,
+      private readonly servers: () => Array<TestServer | null>,
+      first: number,
+    ) {
+      this.at = first;
+    }
+
+    api(): Api {
+      const list = this.servers();
+      for (let i = 0; i < list.length; i++) {
+        const s = list[(this.at + i) % list.length];
+        if (s) {
+          this.at = (this.at + i) % list.length;
+          return new Api(s.url, this.user.token);
+        }
+      }
+      throw new Error('no worker left');
+    }
+
+    /** A send with a client's retries (same txnId): resolves with the event ID once acknowledged. */
+    async send(roomId: string, txnId: string, body: string): Promise<string> {
+      const deadline = Date.now() + 60_000;
+      for (;;) {
+        const api = this.api();
+        let res: { status: number; body: any } | null = null;
+        try {
+          res = await api.put(`${V3}/rooms/${enc(roomId)}/send/m.room.message/${txnId}`, { msgtype: 'm.text', body });
+        } catch {
+          // The worker went away mid-request: the next api() picks the other.
+          this.at++;
+        }
+        if (res?.status === 200) return res.body.event_id as string;
+        if (res && res.status !== 503 && res.status !== 429) throw new Error(`send ${body}: ${res.status} ${JSON.stringify(res.body)}`);
+        if (Date.now() > deadline) throw new Error(`send ${body}: no answer for a minute (last ${res?.status})`);
+        await new Promise((r) => setTimeout(r, Math.min(500, Number(res?.body?.retry_after_ms ?? 100))));
+      }
+    }
+
+    /** Every timeline event of the room this user's /sync delivers until `want` are all seen. */
+    async syncUntil(roomId: string, want: Set<string>, since?: string): Promise<Array<{ id: string; body: string }>> {
+      const filter = enc(JSON.stringify({ room: { timeline: { limit: 500 } } }));
+      const seen: Array<{ id: string; body: string }> = [];
+      let next = since;
+      const deadline = Date.now() + 60_000;
+      while ([...want].some((id) => !seen.some((s) => s.id === id))) {
+        if (Date.now() > deadline) throw new Error(`${this.user.userId}: /sync delivered ${seen.length} of ${want.size} events within a minute`);
+        let r: { status: number; body: any };
+        try {
+          r = await this.api().get(`${V3}/sync?timeout=2000&filter=${filter}${next ? `&since=${enc(next)}` : ''}`);
+        } catch {
+          this.at++;
+          continue;
+        }
+        if (r.status !== 200) continue;
+        const room = r.body.rooms?.join?.[roomId];
+        if (room) {
+          if (next) assert.ok(!room.timeline.limited, 'an incremental sync never skips here (limit 500)');
+          for (const e of room.timeline.events) if (e.type === 'm.room.message') seen.push({ id: e.event_id, body: e.content.body });
+        }
+        next = r.body.next_batch;
+      }
+      return seen;
+    }
+  }
+
+  async function sinceNow(c: Client): Promise<string> {
+    const r = await c.api().get(`${V3}/sync?timeout=0&filter=${enc(JSON.stringify({ room: { timeline: { limit: 1 } } }))}`);
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    return r.body.next_batch as string;
+  }
+
+  async function newRoom(a: Client, b: Client): Promise<string> {
+    const created = await a.api().post(`${V3}/createRoom`, { preset: 'private_chat', invite: [b.user.userId] });
+    assert.equal(created.status, 200, JSON.stringify(created.body));
+    const roomId = created.body.room_id as string;
+    const joined = await b.api().post(`${V3}/rooms/${enc(roomId)}/join`, {});
+    assert.equal(joined.status, 200, JSON.stringify(joined.body));
+    return roomId;
+  }
+
+  /** The room's events in stream order form one chain: each message cites exactly the one before. */
+  async function assertLinear(srv: TestServer, roomId: string, ordered: string[]): Promise<void> {
+    const extremities = await srv.hearth.store.rooms.getForwardExtremities(roomId);
+    assert.deepEqual(extremities, [ordered.at(-1)], 'one forward extremity: the last message');
+    const events = await srv.hearth.store.rooms.getEvents(ordered);
+    for (let i = 1; i < ordered.length; i++) {
+      assert.deepEqual(events.get(ordered[i]!)!.pdu.prev_events, [ordered[i - 1]], `message ${i} cites exactly message ${i - 1}`);
+    }
+  }
+
+  it('concurrent sends by alice (worker 1) and bob (worker 2) reach both /syncs exactly once, in one order, with no fork', async () => {
+    const servers = () => [w1, w2];
+    const a = new Client(alice, servers, 0);
+    const b = new Client(bob, servers, 1);
+    const roomId = await newRoom(a, b);
+    const [sinceA, sinceB] = await Promise.all([sinceNow(a), sinceNow(b)]);
+    const N = 15;
+    const sends = async (c: Client, who: string) => {
+      const ids: string[] = [];
+      // Several in flight at once per user, as a client with a send queue per room would not do
+      // but two devices of one user might: the order between them is the server's.
+      for (let i = 0; i < N; i += 3) {
+        ids.push(...(await Promise.all([i, i + 1, i + 2].map((j) => c.send(roomId, `${who}-${j}`, `${who} ${j}`)))));
+      }
+      return ids;
+    };
+    const [fromA, fromB] = await Promise.all([sends(a, 'alice'), sends(b, 'bob')]);
+    const acked = new Set([...fromA, ...fromB]);
+    assert.equal(acked.size, 2 * N, 'every send acknowledged with its own event');
+    const [seenA, seenB] = await Promise.all([a.syncUntil(roomId, acked, sinceA), b.syncUntil(roomId, acked, sinceB)]);
+    assert.equal(seenA.length, 2 * N, `alice got each message once: ${JSON.stringify(seenA.map((s) => s.body))}`);
+    assert.equal(seenB.length, 2 * N, `bob got each message once: ${JSON.stringify(seenB.map((s) => s.body))}`);
+    assert.deepEqual(seenA.map((s) => s.id), seenB.map((s) => s.id), 'the same order for both users');
+    for (const who of ['alice', 'bob']) {
+      const mine = seenA.filter((s) => s.body.startsWith(who)).map((s) => Number(s.body.split(' ')[1]));
+      assert.deepEqual([...mine].sort((x, y) => x - y), Array.from({ length: N }, (_, i) => i));
+    }
+    await assertLinear(w1!, roomId, seenA.map((s) => s.id));
+    // Worker 2's view of the store agrees (one keyspace).
+    assert.deepEqual(await w2!.hearth.store.rooms.getForwardExtremities(roomId), [seenA.at(-1)!.id]);
+  });
+
+  it('an error from the owner reaches a client of the other worker as on one node', async () => {
+    const servers = () => [w1, w2];
+    const a = new Client(alice, servers, 0);
+    const b = new Client(bob, servers, 1);
+    const roomId = await newRoom(a, b);
+    // Keep the room busy on worker 1 so bob's request is forwarded there.
+    const keepBusy = (async () => {
+      for (let i = 0; i < 6; i++) await a.send(roomId, `busy-${i}`, `busy ${i}`);
+    })();
+    const denied = await b.api().put(`${V3}/rooms/${enc(roomId)}/state/m.room.power_levels/`, { users: { [bob.userId]: 100 } });
+    assert.equal(denied.status, 403, JSON.stringify(denied.body));
+    assert.equal(denied.body.errcode, 'M_FORBIDDEN');
+    assert.equal(typeof denied.body.error, 'string');
+    await keepBusy;
+  });
+
+  it('the owner worker stopped mid-traffic: the other takes the room over within seconds; 0 acknowledged messages lost or duplicated', async () => {
+    const servers = () => [w1, w2];
+    const a = new Client(alice, servers, 0);
+    const b = new Client(bob, servers, 1);
+    const roomId = await newRoom(a, b);
+    const sinceB = await sinceNow(b);
+    const check = redisClient();
+    const ownerToken = async () => (await check.get(`${prefix}ro:lease:${roomId}`)) ?? '';
+    const acked: Array<{ id: string; at: number }> = [];
+    let stopAt = 0;
+    let stopping: Promise<void> | null = null;
+    const sends = async (c: Client, who: string, n: number) => {
+      for (let i = 0; i < n; i++) {
+        const id = await c.send(roomId, `${who}-t${i}`, `${who} t${i}`);
+        acked.push({ id, at: Date.now() });
+        // Mid-traffic: stop whichever worker owns the room now.
+        if (acked.length === 10 && !stopping) {
+          const token = await ownerToken();
+          assert.notEqual(token, '', 'someone owns the busy room');
+          const victim = (await isOwner(w1!, token)) ? 1 : 2;
+          stopAt = Date.now();
+          const srv = victim === 1 ? w1! : w2!;
+          if (victim === 1) w1 = null;
+          else w2 = null;
+          stopping = srv.stop();
+        }
+      }
+    };
+    await Promise.all([sends(a, 'alice', 20), sends(b, 'bob', 20)]);
+    await stopping;
+    const survivor = (w1 ?? w2)!;
+    const after = acked.filter((x) => x.at > stopAt).sort((x, y) => x.at - y.at);
+    assert.ok(after.length > 0);
+    const gap = after[0]!.at - stopAt;
+    assert.ok(gap < 10_000, `first acknowledged send after the stop came ${gap} ms later`);
+    const want = new Set(acked.map((x) => x.id));
+    assert.equal(want.size, 40, 'each acknowledged send is its own event');
+    const seen = await new Client(bob, () => [survivor], 0).syncUntil(roomId, want, sinceB);
+    assert.equal(seen.length, 40, `each message delivered once: ${JSON.stringify(seen.map((s) => s.body))}`);
+    await assertLinear(survivor, roomId, seen.map((s) => s.id));
+    check.disconnect();
+    console.log(`      takeover: first acknowledged send ${gap} ms after the owner's stop began`);
+  });
+});
+
+/** Whether `srv`'s room owner holds the lease token (its node ID is the token's prefix). */
+async function isOwner(srv: TestServer, token: string): Promise<boolean> {
+  const node = (srv.hearth.roomInput as unknown as { ownerNodeId?: string }).ownerNodeId;
+  return node !== undefined && token.startsWith(`${node}:`);
+}
