@@ -40,6 +40,11 @@ export class OwnedRoomInput extends RoomInput {
     return this.owner.nodeId;
   }
 
+  /** See RoomOwner.stats. */
+  get ownerStats(): RoomOwner['stats'] {
+    return this.owner.stats;
+  }
+
   /** Serves requests forwarded by other workers (call once, at start-up). */
   serve(): void {
     this.owner.start((op, roomId, args) => {

@@ -102,6 +102,8 @@ const REROUTE = Symbol('reroute');
 
 export class RoomOwner {
   readonly nodeId: string;
+  /** Counts since start: calls sent to another owner, calls served for others, acquisitions. */
+  readonly stats = { forwarded: 0, served: 0, acquired: 0 };
   private readonly held = new Map<string, Held>();
   private readonly lastEpoch = new Map<string, number>();
   private readonly acquiring = new Map<string, Promise<Held | string>>();
@@ -234,6 +236,7 @@ export class RoomOwner {
       if (ok !== 1) return token;
       const h: Held = { token, epoch: Number(token.slice(token.lastIndexOf(':') + 1)), active: 0, idle: null };
       this.held.set(roomId, h);
+      this.stats.acquired++;
       this.lastEpoch.set(roomId, h.epoch);
       this.opts.onAcquired?.(roomId, h.epoch);
       return h;
@@ -280,6 +283,7 @@ export class RoomOwner {
     this.pending.set(id, { resolve });
     try {
       await redis.rpush(reqKey, payload);
+      this.stats.forwarded++;
       for (;;) {
         const r = await Promise.race([replied, sleep(Math.min(250, Math.max(1, deadline - Date.now())))]);
         if (r) return this.unpack(r);
@@ -338,7 +342,10 @@ export class RoomOwner {
     try {
       const got = await this.acquire(req.room);
       if (typeof got === 'string') reply = { id: req.id, notOwner: true };
-      else reply = { id: req.id, ok: (await this.within(req.room, got, () => handler(req.op, req.room, req.args))) ?? null };
+      else {
+        this.stats.served++;
+        reply = { id: req.id, ok: (await this.within(req.room, got, () => handler(req.op, req.room, req.args))) ?? null };
+      }
     } catch (err) {
       reply =
         err instanceof MatrixError
