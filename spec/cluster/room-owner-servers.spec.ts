@@ -15,6 +15,7 @@ import { cassandraClient, freshKeyspace, startCassandra } from '../helpers/cassa
 import { freshPrefix, redisClient, startRedis } from '../helpers/redis.js';
 import { Api, enc, startTestServer, type TestServer } from '../helpers/server.js';
 import type { HearthConfigInput } from '../../src/config/load.js';
+import { StaleWriterError } from '../../src/store/types.js';
 
 import { assertLinear, Client, sinceNow, V3, type User } from './room-owner-helpers.js';
 
@@ -119,6 +120,45 @@ describe('cluster: per-room single writer across two workers (Cassandra + Redis)
     assert.equal(typeof denied.body.error, 'string');
     assert.equal(stats(w2!).forwarded, forwardedBefore + 1, 'bob\'s request went to the owner on worker 1');
     await keepBusy;
+  });
+
+  it('an owner whose lease passed to the other worker cannot write with its old epoch; its next send goes to the new owner', async () => {
+    const servers = () => [w1, w2];
+    const a = new Client(alice, servers, 0);
+    const b = new Client(bob, servers, 1);
+    const roomId = await newRoom(a, b);
+    await a.send(roomId, 'pause-0', 'before the pause');
+    const check = redisClient();
+    const leaseKey = `${prefix}ro:lease:${roomId}`;
+    const w1Node = (w1!.hearth.roomInput as unknown as { ownerNodeId: string }).ownerNodeId;
+    // Wait for the lease to be free, then let worker 1 take it with a send of its own.
+    while (await check.get(leaseKey)) await new Promise((r) => setTimeout(r, 100));
+    await a.send(roomId, 'pause-1', 'worker 1 owns');
+    const token = (await check.get(leaseKey)) ?? '';
+    assert.ok(token.startsWith(`${w1Node}:`), `worker 1 owns the room (${token})`);
+    const oldEpoch = Number(token.split(':').pop());
+    // Worker 1 "pauses": its lease vanishes as if expired, and worker 2 takes the room.
+    await check.del(leaseKey);
+    await b.send(roomId, 'pause-2', 'worker 2 took over');
+    const newToken = (await check.get(leaseKey)) ?? '';
+    assert.ok(!newToken.startsWith(`${w1Node}:`) && Number(newToken.split(':').pop()) > oldEpoch, `worker 2 owns with a higher epoch (${newToken})`);
+    // The woken worker's write at its old epoch is refused by the store, and nothing is written.
+    const extremities = await w1!.hearth.store.rooms.getForwardExtremities(roomId);
+    const last = (await w1!.hearth.store.rooms.getEvent(extremities[0]!))!;
+    const stale = await w1!.hearth.store.rooms
+      .persistEvent({ eventId: '$stale-owner-write', pdu: { ...last.pdu, depth: last.pdu.depth + 1, prev_events: [last.eventId] }, stateDelta: [], forwardExtremities: ['$stale-owner-write'], fence: { epoch: oldEpoch } })
+      .catch((e: unknown) => e);
+    assert.ok(stale instanceof StaleWriterError, String(stale));
+    assert.equal(await w1!.hearth.store.rooms.getEvent('$stale-owner-write'), null);
+    assert.deepEqual(await w1!.hearth.store.rooms.getForwardExtremities(roomId), extremities);
+    // Worker 1's next send is served by the new owner (or, had its renewal not noticed yet, is
+    // fenced and routed again): either way the room stays one chain.
+    const since = await sinceNow(a);
+    const id = await a.send(roomId, 'pause-3', 'after the pause');
+    assert.deepEqual(await w1!.hearth.store.rooms.getForwardExtremities(roomId), [id]);
+    const seen = await a.syncUntil(roomId, new Set([id]), since);
+    assert.deepEqual(seen.map((s) => s.id), [id]);
+    check.disconnect();
   });
 
   it('the owner worker stopped mid-traffic: the other takes the room over within seconds; 0 acknowledged messages lost or duplicated', async () => {
