@@ -5,7 +5,10 @@
 // - A room's lease is one key, `<prefix>ro:lease:<room>`, set with SET NX PX; its value is the
 //   holder's token `<node>:<epoch>`. The epoch comes from INCR on `<prefix>ro:epoch:<room>` in the
 //   same Lua script as the SET, so every acquisition of a room has a strictly greater epoch than
-//   the one before, and a token names exactly one acquisition.
+//   the one before, and a token names exactly one acquisition. The counter is raised to the
+//   acquirer's clock (ms) first, so a Redis that lost its data still hands out epochs above
+//   those the store recorded (else the room could never be written again); rooms change hands
+//   far less often than once a millisecond, so epochs never run ahead of the clock.
 // - Renewal (PEXPIRE) and release (DEL) happen only while the key still holds our token (Lua), so
 //   a worker never extends or drops a lease that expired and was taken by someone else.
 // - A lease is held while the worker has work for the room, plus `lingerMs` of idleness (so a
@@ -24,10 +27,13 @@
 //   idempotent by transaction ID, so the retry cannot duplicate).
 // - The owner executes a forwarded request only while it holds (or can take) the room's lease;
 //   otherwise it answers `notOwner` and the caller re-routes.
+// - Redis unreachable: a call fails with a retryable 503 (nothing runs); held leases lapse and
+//   are taken over once Redis is back.
 // - Errors cross as data: a MatrixError keeps errcode, message, status and extra fields; any other
 //   error becomes a plain Error with its message (a 500 at the API, as on one node).
 
 import { randomBytes } from 'node:crypto';
+import { LRUCache } from 'lru-cache';
 import type { Redis } from 'ioredis';
 import { MatrixError, type Errcode } from '../errors.js';
 import { parseTrustedJson } from '../protocol/canonical-json.js';
@@ -35,6 +41,10 @@ import { parseTrustedJson } from '../protocol/canonical-json.js';
 const ACQUIRE = `
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   local e = redis.call('INCR', KEYS[2])
+  if e < tonumber(ARGV[3]) then
+    e = tonumber(ARGV[3])
+    redis.call('SET', KEYS[2], ARGV[3])
+  end
   local token = ARGV[1] .. ':' .. e
   redis.call('SET', KEYS[1], token, 'PX', ARGV[2])
   return {1, token}
@@ -105,7 +115,8 @@ export class RoomOwner {
   /** Counts since start: calls sent to another owner, calls served for others, acquisitions. */
   readonly stats = { forwarded: 0, served: 0, acquired: 0 };
   private readonly held = new Map<string, Held>();
-  private readonly lastEpoch = new Map<string, number>();
+  // Bounded: a room held long ago has no write in flight that a fence would need to stop.
+  private readonly lastEpoch = new LRUCache<string, number>({ max: 100_000 });
   private readonly acquiring = new Map<string, Promise<Held | string>>();
   private readonly pending = new Map<string, Pending>();
   private readonly leaseMs: number;
@@ -232,7 +243,7 @@ export class RoomOwner {
     if (inflight) return inflight;
     const p = (async (): Promise<Held | string> => {
       const { redis, prefix } = this.opts;
-      const [ok, token] = (await redis.eval(ACQUIRE, 2, `${prefix}ro:lease:${roomId}`, `${prefix}ro:epoch:${roomId}`, this.nodeId, String(this.leaseMs))) as [number, string];
+      const [ok, token] = (await reachable(redis.eval(ACQUIRE, 2, `${prefix}ro:lease:${roomId}`, `${prefix}ro:epoch:${roomId}`, this.nodeId, String(this.leaseMs), String(Date.now())))) as [number, string];
       if (ok !== 1) return token;
       const h: Held = { token, epoch: Number(token.slice(token.lastIndexOf(':') + 1)), active: 0, idle: null };
       this.held.set(roomId, h);
@@ -282,19 +293,19 @@ export class RoomOwner {
     const replied = new Promise<Reply>((r) => (resolve = r));
     this.pending.set(id, { resolve });
     try {
-      await redis.rpush(reqKey, payload);
+      await reachable(redis.rpush(reqKey, payload));
       this.stats.forwarded++;
       for (;;) {
         const r = await Promise.race([replied, sleep(Math.min(250, Math.max(1, deadline - Date.now())))]);
         if (r) return this.unpack(r);
         if (Date.now() > deadline) {
-          await redis.lrem(reqKey, 1, payload);
+          await redis.lrem(reqKey, 1, payload).catch(() => undefined);
           throw unavailable('the room\'s writer did not answer');
         }
         // The target may have died: if its lease is gone and our request is still queued, it
         // never ran and can go elsewhere.
-        const now = await redis.get(`${prefix}ro:lease:${roomId}`);
-        if (now !== token && (await redis.lrem(reqKey, 1, payload)) === 1) return REROUTE;
+        const now = await reachable(redis.get(`${prefix}ro:lease:${roomId}`));
+        if (now !== token && (await reachable(redis.lrem(reqKey, 1, payload))) === 1) return REROUTE;
       }
     } finally {
       this.pending.delete(id);
@@ -358,6 +369,17 @@ export class RoomOwner {
     } catch (err) {
       this.opts.logger.warn({ err, roomId: req.room }, 'room owner: reply failed');
     }
+  }
+}
+
+/** Redis unreachable is the cluster's temporary trouble: 503 with the cause kept, never a 500. */
+async function reachable<T>(p: Promise<T>): Promise<T> {
+  try {
+    return await p;
+  } catch (err) {
+    const e = unavailable('the room\'s writer cannot be reached');
+    (e as Error).cause = err;
+    throw e;
   }
 }
 
