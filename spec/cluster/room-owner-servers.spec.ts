@@ -122,6 +122,31 @@ describe('cluster: per-room single writer across two workers (Cassandra + Redis)
     await keepBusy;
   });
 
+  it('a worker that cached a room\'s state drops it when the feed brings another worker\'s event for the room', async () => {
+    const servers = () => [w1, w2];
+    const a = new Client(alice, servers, 0);
+    const b = new Client(bob, servers, 1);
+    const roomId = await newRoom(a, b);
+    const check = redisClient();
+    while (await check.get(`${prefix}ro:lease:${roomId}`)) await new Promise((r) => setTimeout(r, 100));
+    // Worker 2 reads (and caches) the room's state; worker 1 then takes the room and renames it.
+    assert.equal((await w2!.hearth.roomInput.currentState(roomId))?.content('m.room.name', '')?.name, undefined);
+    const since = await sinceNow(b);
+    const r = await a.api().put(`${V3}/rooms/${enc(roomId)}/state/m.room.name/`, { name: 'renamed on worker 1' });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    const w1Node = (w1!.hearth.roomInput as unknown as { ownerNodeId: string }).ownerNodeId;
+    assert.match((await check.get(`${prefix}ro:lease:${roomId}`)) ?? '', new RegExp(`^${w1Node}:`), 'worker 1 wrote the rename as the room\'s owner');
+    check.disconnect();
+    // Once bob's /sync on worker 2 has the rename, worker 2's cached state has it too.
+    const filter = enc(JSON.stringify({ room: { timeline: { limit: 50 } } }));
+    for (let next = since, found = false; !found; ) {
+      const s2 = await b.api().get(`${V3}/sync?timeout=2000&filter=${filter}&since=${enc(next)}`);
+      found = (s2.body.rooms?.join?.[roomId]?.timeline.events ?? []).some((e: { type: string }) => e.type === 'm.room.name');
+      next = s2.body.next_batch;
+    }
+    assert.equal((await w2!.hearth.roomInput.currentState(roomId))?.content('m.room.name', '')?.name, 'renamed on worker 1');
+  });
+
   it('an owner whose lease passed to the other worker cannot write with its old epoch; its next send goes to the new owner', async () => {
     const servers = () => [w1, w2];
     const a = new Client(alice, servers, 0);
