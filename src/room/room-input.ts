@@ -27,6 +27,9 @@
 //
 // Concurrency: any number of rooms progress in parallel; within a room jobs are FIFO. The
 // in-memory room state is owned by the queue and only touched from inside a job.
+// Across worker processes (a cluster), src/cluster/owned-room-input.ts runs a room's jobs on one
+// worker at a time (its owner) and calls forget() when this worker's cached state of a room may
+// be behind another worker's writes; `fence` carries the owner's epoch to the store.
 //
 // Pipelining: a local send whose state is linear (the common case) leaves the room's queue as
 // soon as its write is queued in the store (position reserved, order fixed) and the in-memory
