@@ -12,10 +12,9 @@
 //   that), since each waits on a check that settles in that order.
 // - The window (documented in docs/deploy.md): the check is a separate LWT from the event's
 //   logged batch (a conditional batch must stay inside one partition, and an event's batch spans
-//   many). An old owner whose check passed just before the new owner's first check, and whose
-//   batch then lands after it, still writes. The window is one check-to-batch latency, and opens
-//   only when the old owner lost its lease while a write was in flight (its renewals failed for
-//   a whole lease period).
+//   many). A writer paused between its check and its batch until after a new owner has written
+//   still lands the writes it had already checked. Closing it needs the append itself to be
+//   conditional (the room's head row carrying the epoch).
 // - Writes without a fence, and events without a room ID (a v12 create event, which starts a
 //   room nobody else can own yet), pass unchecked.
 
