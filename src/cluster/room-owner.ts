@@ -189,10 +189,10 @@ export class RoomOwner {
     for (;;) {
       const got = await this.acquire(roomId);
       if (typeof got !== 'string') return this.within(roomId, got, local);
-      if (got === '') continue; // expired between SET NX and GET: try again
       const owner = got.slice(0, got.lastIndexOf(':'));
-      if (owner === this.nodeId) {
-        // Our own token that we no longer track (released or lost concurrently): wait it out.
+      if (got === '' || owner === this.nodeId) {
+        // Expired between SET NX and GET, or our own token that we no longer track (being
+        // released, or lost concurrently): try again shortly.
         await sleep(20);
       } else {
         const r = await this.forward(roomId, got, owner, op, args, deadline);
