@@ -14,13 +14,15 @@
 // - Taking a room drops this worker's cached state for it (onAcquired -> forget), so the new owner
 //   builds on the store, never on what it cached as an earlier owner or reader.
 // - A write the store fences (StaleWriterError: a newer owner has written) drops the room here
-//   and the call is routed again once, to the new owner.
+//   and the call is routed again once, to the new owner; one served for another worker answers
+//   a retryable 503 instead.
 
 import type { Pdu, RoomVersion } from '../protocol/types.js';
 import { RoomInput, type EventDraft, type InputOutcome, type RoomInputDeps, type SubmitResult } from '../room/room-input.js';
 import type { RoomState } from '../room/room-state.js';
 import type { StateEntry } from '../store/types.js';
 import { StaleWriterError } from '../store/types.js';
+import { MatrixError } from '../errors.js';
 import { RoomOwner } from './room-owner.js';
 import type { ChangeFeed } from './feed.js';
 import type { RedisSharedState } from './redis.js';
@@ -47,14 +49,23 @@ export class OwnedRoomInput extends RoomInput {
 
   /** Serves requests forwarded by other workers (call once, at start-up). */
   serve(): void {
-    this.owner.start((op, roomId, args) => {
-      switch (op) {
-        case 'submit':
-          return super.submit(roomId, args[0] as EventDraft);
-        case 'receive':
-          return super.receive(roomId, args[0], args[1] as string);
-        default:
-          return Promise.reject(new Error(`unknown forwarded room operation ${op}`));
+    this.owner.start(async (op, roomId, args) => {
+      try {
+        switch (op) {
+          case 'submit':
+            return await super.submit(roomId, args[0] as EventDraft);
+          case 'receive':
+            return await super.receive(roomId, args[0], args[1] as string);
+          default:
+            throw new Error(`unknown forwarded room operation ${op}`);
+        }
+      } catch (err) {
+        if (!(err instanceof StaleWriterError)) throw err;
+        // Fenced while serving another worker: the caller retries (a client send keeps its
+        // txnId, so the retry cannot duplicate) and finds the new owner.
+        this.owner.dropLost(roomId);
+        this.forget(roomId);
+        throw new MatrixError('M_UNKNOWN', 'The room changed writers; try again', { retry_after_ms: 100 }, 503);
       }
     });
   }
