@@ -122,6 +122,24 @@ describe('cluster: per-room single writer across two workers (Cassandra + Redis)
     await keepBusy;
   });
 
+  it('receive (federation\'s entry) is forwarded to the owner too, and its outcome comes back', async () => {
+    const servers = () => [w1, w2];
+    const a = new Client(alice, servers, 0);
+    const b = new Client(bob, servers, 1);
+    const roomId = await newRoom(a, b);
+    const keepBusy = (async () => {
+      for (let i = 0; i < 6; i++) await a.send(roomId, `recv-busy-${i}`, `busy ${i}`);
+    })();
+    await new Promise((r) => setTimeout(r, 100));
+    const forwardedBefore = stats(w2!).forwarded;
+    // An event that fails the format check: the owner answers with the outcome, nothing stored.
+    const outcome = await w2!.hearth.roomInput.receive(roomId, { type: 'm.room.message', room_id: roomId, content: {} }, 'remote.example');
+    assert.equal(outcome.outcome, 'rejected');
+    assert.equal((outcome as { stored: boolean }).stored, false);
+    assert.equal(stats(w2!).forwarded, forwardedBefore + 1, 'handled by the owner on worker 1');
+    await keepBusy;
+  });
+
   it('a worker that cached a room\'s state drops it when the feed brings another worker\'s event for the room', async () => {
     const servers = () => [w1, w2];
     const a = new Client(alice, servers, 0);
