@@ -25,7 +25,8 @@ import { createMetricsServer } from './observability/metrics-server.js';
 import { timedStore } from './observability/timed-store.js';
 import { loadOrCreateSigningKey } from './protocol/keyfile.js';
 import { EventFormatter } from './room/client-event.js';
-import { RoomInput } from './room/room-input.js';
+import { createRoomInput } from './cluster/owned-room-input.js';
+import type { RoomInput } from './room/room-input.js';
 import { StaticKeyRing } from './room/key-ring.js';
 import { resolveState } from './protocol/state-res/index.js';
 import { RoomService } from './room/room-service.js';
@@ -177,7 +178,9 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
   });
   const fedCore = config.listeners.federation.enabled ? createFederationCore(config, signingKey, logger) : undefined;
   let federation: Federation | undefined;
-  const roomInput = new RoomInput({
+  // One writer per room: this process's RoomInput on one node; in a cluster, the room's owner
+  // (src/cluster/owned-room-input.ts), reached by forwarding.
+  const { roomInput, stop: stopRoomOwner } = createRoomInput({
     store,
     notifier,
     serverName: config.server_name,
@@ -192,7 +195,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
       federation?.eventPersisted(info.pdu, info.eventId);
     },
     pushActions: (eventId, pdu, state) => pushActions.compute(eventId, pdu, state),
-  });
+  }, { backend, redis, feed, leaseMs: config.cluster.room_lease_ms, logger });
   const connections = new ConnectionTracker(config.push.connected_window_ms, now);
   // In a cluster, users connected to other processes count as connected too (no push).
   const connectionRegistry = redis
@@ -482,6 +485,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
         await closed;
       }
       await closeServer(metricsServer);
+      await stopRoomOwner();
       await roomInput.drain();
       await federation?.stop();
       admission.close();

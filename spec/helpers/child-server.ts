@@ -46,8 +46,11 @@ export class ChildServer {
     return `http://127.0.0.1:${this.port}`;
   }
 
-  /** Writes a config in a fresh temp dir: durable SQLite (synchronous: full), no rate limits. */
-  static async create(): Promise<ChildServer> {
+  /**
+   * Writes a config in a fresh temp dir: durable SQLite (synchronous: full), no rate limits;
+   * `extra`'s top-level keys replace the defaults' (e.g. storage, cluster, signing_key_path).
+   */
+  static async create(extra: Record<string, unknown> = {}): Promise<ChildServer> {
     const dir = mkdtempSync(join(tmpdir(), 'hearth-crash-'));
     const srv = new ChildServer(await freePort(), dir);
     // JSON is valid YAML.
@@ -59,6 +62,7 @@ export class ChildServer {
       limits: { rate_limits: { enabled: false } },
       log: { level: 'warn' },
       metrics: { listen: { port: 0 } },
+      ...extra,
     };
     writeFileSync(srv.configPath, JSON.stringify(config, null, 2));
     return srv;

@@ -267,6 +267,9 @@ const configObject = z.strictObject({
           key_prefix: z.string().min(1).max(100).default('hearth:'),
         })
         .prefault({}),
+      // With storage.backend cassandra and Redis: each room's writer holds a lease this long, renewed
+      // every third of it while busy; a dead owner's rooms are taken over once it expires.
+      room_lease_ms: z.int().min(500).max(60000).default(5000),
     })
     .prefault({}),
   // Outbound requests a user can steer (push gateways; federation later): which IP addresses

@@ -27,6 +27,9 @@
 //
 // Concurrency: any number of rooms progress in parallel; within a room jobs are FIFO. The
 // in-memory room state is owned by the queue and only touched from inside a job.
+// Across worker processes (a cluster), src/cluster/owned-room-input.ts runs a room's jobs on one
+// worker at a time (its owner) and calls forget() when this worker's cached state of a room may
+// be behind another worker's writes; `fence` carries the owner's epoch to the store.
 //
 // Pipelining: a local send whose state is linear (the common case) leaves the room's queue as
 // soon as its write is queued in the store (position reserved, order fixed) and the in-memory
@@ -127,6 +130,11 @@ export interface RoomInputDeps {
     pdu: Pdu,
     state: RoomState,
   ) => Promise<{ rows: PushActionInput[]; bulk?: PushBulkInput; all: PushActionInput[] }>;
+  /**
+   * The writer's fencing epoch for a room (src/cluster/room-owner.ts), passed with every write so
+   * the store can refuse a stale owner's. Absent on a single node.
+   */
+  fence?: (roomId: string) => { epoch: number } | undefined;
 }
 
 /** A pipelined write not yet known durable: the room's newest one is what the next depends on. */
@@ -332,7 +340,7 @@ export class RoomInput {
       else this.states.delete(roomId);
       const have = await rooms.getEvents(outliers.map((o) => o.eventId));
       for (const o of outliers) {
-        if (!have.has(o.eventId)) await rooms.persistEvent({ eventId: o.eventId, pdu: o.pdu, stateDelta: [], forwardExtremities: [], outlier: true });
+        if (!have.has(o.eventId)) await rooms.persistEvent({ eventId: o.eventId, pdu: o.pdu, stateDelta: [], forwardExtremities: [], outlier: true, fence: this.fenceOf(roomId) });
       }
       const map: StateMap = new Map(stateBefore.map((e) => [stateTuple(e.type, e.stateKey), e.eventId]));
       // A room known only through an invite (recordRemoteInvite) has no real state to build on:
@@ -411,7 +419,7 @@ export class RoomInput {
 
   private async recordStub(roomId: string, eventId: string, pdu: Pdu, stateBefore?: { group: null; delta: StateEntry[] }): Promise<void> {
     const entry = { type: 'm.room.member', stateKey: pdu.state_key as string, eventId };
-    const { stream } = await this.deps.store.rooms.persistEvent({ eventId, pdu, stateDelta: [entry], forwardExtremities: [eventId], stateBefore });
+    const { stream } = await this.deps.store.rooms.persistEvent({ eventId, pdu, stateDelta: [entry], forwardExtremities: [eventId], stateBefore, fence: this.fenceOf(roomId) });
     this.states.delete(roomId);
     this.deps.notifier.publish({ stream, roomId, userIds: [entry.stateKey] });
   }
@@ -436,6 +444,24 @@ export class RoomInput {
         this.states.delete(roomId);
       }
     });
+  }
+
+  /**
+   * Drops the cached state of the room, so its next job reloads it from the store: another
+   * worker wrote the room (a new owner must not build on what it cached as a previous one).
+   * Pipelined writes still in flight stay tracked (a reload waits for them to drain).
+   */
+  forget(roomId: string): void {
+    this.states.delete(roomId);
+  }
+
+  /** forget() for every room (the change feed may have lost records). */
+  forgetAll(): void {
+    this.states.clear();
+  }
+
+  private fenceOf(roomId: string): { epoch: number } | undefined {
+    return this.deps.fence?.(roomId);
   }
 
   /** Waits for every queued job and pipelined write to finish (used at shutdown). */
@@ -522,6 +548,7 @@ export class RoomInput {
       redaction: p.redaction,
       pushActions: push.rows,
       pushBulk: push.bulk,
+      fence: this.fenceOf(roomId),
     });
     state.applyPersisted(p.eventId, p.pdu, extremities);
     if (p.redaction) state.applyRedaction(p.redaction.targetEventId, p.redaction.redactedPdu);
@@ -653,6 +680,7 @@ export class RoomInput {
         softFailed: verdict.kind === 'soft_failed' || undefined,
         rejected: verdict.kind === 'rejected' ? verdict.reason : undefined,
         stateBefore,
+        fence: this.fenceOf(roomId),
       });
       return { eventId: p.eventId, stream, deduplicated: false };
     }
@@ -693,6 +721,7 @@ export class RoomInput {
         redaction: p.redaction,
         pushActions: push.rows,
         pushBulk: push.bulk,
+        fence: this.fenceOf(roomId),
       }));
     } catch (err) {
       // The store may or may not have written; reload state from it next time.

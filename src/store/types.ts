@@ -40,6 +40,14 @@ export class StoreConflictError extends Error {
   }
 }
 
+/** A write from a room writer whose fencing epoch is older than the room's latest owner's. */
+export class StaleWriterError extends StoreConflictError {
+  constructor(roomId: string, epoch: number, recorded: number) {
+    super(`room ${roomId}: writer epoch ${epoch} is older than the room's owner epoch ${recorded}`);
+    this.name = 'StaleWriterError';
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Accounts, devices, access tokens
 
@@ -245,6 +253,12 @@ export interface PersistEventInput {
    * right whenever the event's prev_events are exactly the forward extremities.
    */
   stateBefore?: { group: StateGroupId | null; delta: StateEntry[] };
+  /**
+   * The room writer's fencing epoch (src/cluster/room-owner.ts). A backend shared by several
+   * workers refuses the write with StaleWriterError when a later owner of the room has written
+   * with a higher epoch; a single-process backend (SQLite) ignores it.
+   */
+  fence?: { epoch: number };
   /**
    * Backfilled history: stored at a position below every other event (negative, from a counter
    * of its own) rather than at a new stream position, so the stream readers never see it and

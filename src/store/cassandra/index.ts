@@ -31,6 +31,7 @@ import { checkKeyspaceName, createKeyspace, migrate } from './migrate.js';
 import { MIGRATIONS } from './migrations/index.js';
 import { PositionAllocator, positionAt } from './positions.js';
 import { CassandraRoomStore } from './rooms.js';
+import { fencedRooms, RoomFence } from './room-fence.js';
 import { CassandraE2eeStore } from './e2ee.js';
 import { CassandraMediaStore } from './media.js';
 import { CassandraAccountStore } from './accounts.js';
@@ -209,6 +210,8 @@ export class CassandraStore implements SharedStoreBackend {
     this.admin = new CassandraAdminStore(ctx, derived);
     this.e2ee = new CassandraE2eeStore(ctx);
     this.media = new CassandraMediaStore(ctx);
+    // Room writers' fencing epochs (src/cluster/room-owner.ts), checked before each fenced write.
+    this.rooms = fencedRooms(this.rooms, new RoomFence(ctx));
     void ctx;
   }
 

@@ -7,6 +7,7 @@ import { m0004 } from './0004-users.js';
 import { m0005 } from './0005-e2ee-media.js';
 import { m0002 } from './0002-rooms.js';
 import { m0003 } from './0003-derived.js';
+import { m0006 } from './0006-room-owner.js';
 import { m0012 } from './0012-erasure.js';
 
 export interface CqlMigration {
@@ -15,4 +16,4 @@ export interface CqlMigration {
   statements: string[];
 }
 
-export const MIGRATIONS: CqlMigration[] = [m0001, m0002, m0003, m0004, m0005, m0012];
+export const MIGRATIONS: CqlMigration[] = [m0001, m0002, m0003, m0004, m0005, m0006, m0012];

@@ -1,0 +1,197 @@
+// Per-room owner leases and forwarding on a real Redis (src/cluster/room-owner.ts): two RoomOwner
+// instances (two "workers") on one Redis prefix.
+
+import { assert } from '../helpers/assert.js';
+import { freshPrefix, redisClient } from '../helpers/redis.js';
+import { RoomOwner, type ForwardHandler } from '../../src/cluster/room-owner.js';
+import { MatrixError } from '../../src/errors.js';
+
+const quiet = { warn: () => undefined };
+
+describe('room owner (Redis leases, epochs, forwarding)', function () {
+  this.timeout(20_000);
+  let prefix = '';
+  const owners: RoomOwner[] = [];
+  const conns: ReturnType<typeof redisClient>[] = [];
+  beforeEach(() => {
+    prefix = freshPrefix('owner');
+  });
+  afterEach(async () => {
+    for (const o of owners.splice(0)) await o.stop().catch(() => undefined);
+    for (const c of conns.splice(0)) c.disconnect();
+  });
+
+  function worker(name: string, handler: ForwardHandler, extra: { leaseMs?: number; lingerMs?: number; forwardTimeoutMs?: number } = {}) {
+    const redis = redisClient();
+    const blocking = redisClient();
+    conns.push(redis, blocking);
+    const acquired: Array<[string, number]> = [];
+    const lost: string[] = [];
+    const owner = new RoomOwner({
+      redis,
+      blocking,
+      prefix,
+      nodeId: name,
+      leaseMs: 1_000,
+      lingerMs: 100,
+      forwardTimeoutMs: 5_000,
+      onAcquired: (room, epoch) => acquired.push([room, epoch]),
+      onLost: (room) => lost.push(room),
+      logger: quiet,
+      ...extra,
+    });
+    owner.start(handler);
+    owners.push(owner);
+    return { owner, redis, blocking, acquired, lost };
+  }
+
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+  it('the first caller takes a free room and runs locally; each acquisition gets a greater epoch', async () => {
+    const t0 = Date.now();
+    const a = worker('a', async () => 'forwarded');
+    const b = worker('b', async () => 'forwarded');
+    assert.equal(await a.owner.run('!r', async () => 'local a', 'op', []), 'local a');
+    const e1 = a.acquired[0]![1];
+    assert.deepEqual(a.acquired, [['!r', e1]]);
+    assert.ok(e1 >= t0, 'the first epoch is at least the clock (survives a Redis that lost its data)');
+    assert.equal(a.owner.epochOf('!r'), e1);
+    await sleep(300); // linger passes: released
+    assert.equal(a.owner.holds('!r'), false);
+    assert.equal(await b.owner.run('!r', async () => 'local b', 'op', []), 'local b');
+    const e2 = b.acquired[0]![1];
+    assert.ok(e2 > e1);
+    await sleep(300);
+    assert.equal(await a.owner.run('!r', async () => 'local a again', 'op', []), 'local a again');
+    const e3 = a.acquired[1]![1];
+    assert.ok(e3 > e2);
+    assert.equal(a.owner.epochOf('!r'), e3);
+    // Many acquisitions within a millisecond still get distinct, increasing epochs.
+    const check = redisClient();
+    conns.push(check);
+    const before = Number(await check.get(`${prefix}ro:epoch:!r`));
+    await check.set(`${prefix}ro:epoch:!r`, String(before + 1_000_000)); // counter ahead of the clock
+    await sleep(300);
+    await b.owner.run('!r', async () => null, 'op', []);
+    assert.equal(b.acquired[1]![1], before + 1_000_001);
+    // A Redis that lost the counter: the next epoch still beats every earlier one (the clock).
+    await sleep(300);
+    await check.del(`${prefix}ro:epoch:!r`);
+    await a.owner.run('!r', async () => null, 'op', []);
+    assert.ok(a.acquired[2]![1] > e3);
+  });
+
+  it('a non-owner forwards to the owner, which runs the operation; results come back as JSON', async () => {
+    const seen: Array<[string, string, unknown[]]> = [];
+    const a = worker('a', async (op, room, args) => {
+      seen.push([op, room, args]);
+      return { eventId: `$${String((args[0] as { n: number }).n)}`, stream: 7, deduplicated: false };
+    });
+    const b = worker('b', async () => {
+      throw new Error('b never serves');
+    });
+    let release!: () => void;
+    const holding = a.owner.run('!r', () => new Promise<string>((r) => (release = () => r('done'))), 'op', []);
+    await sleep(50);
+    const localOnB: string[] = [];
+    const results = await Promise.all(
+      [1, 2, 3].map((n) =>
+        b.owner.run('!r', async () => {
+          localOnB.push('ran on b');
+          return null;
+        }, 'submit', [{ n, content: { body: 'x' } }]),
+      ),
+    );
+    assert.deepEqual(results, [1, 2, 3].map((n) => ({ eventId: `$${n}`, stream: 7, deduplicated: false })));
+    assert.deepEqual(localOnB, [], 'nothing ran on the non-owner');
+    assert.deepEqual(seen.map(([op, room, args]) => [op, room, (args[0] as { n: number }).n]), [['submit', '!r', 1], ['submit', '!r', 2], ['submit', '!r', 3]]);
+    assert.equal(b.owner.holds('!r'), false);
+    release();
+    assert.equal(await holding, 'done');
+  });
+
+  it('a MatrixError from the owner reaches the caller with errcode, message, status and extra fields intact; other errors keep their message', async () => {
+    const a = worker('a', async (op) => {
+      if (op === 'forbidden') throw new MatrixError('M_FORBIDDEN', 'You are not allowed to send here');
+      if (op === 'limited') throw new MatrixError('M_LIMIT_EXCEEDED', 'Too many requests', { retry_after_ms: 1234 });
+      throw new TypeError('boom in the owner');
+    });
+    const b = worker('b', async () => null);
+    let release!: () => void;
+    const holding = a.owner.run('!r', () => new Promise<void>((r) => (release = r)), 'op', []);
+    await sleep(50);
+    const forbidden = await b.owner.run('!r', async () => 'local', 'forbidden', []).catch((e: unknown) => e);
+    assert.ok(forbidden instanceof MatrixError);
+    assert.deepEqual(forbidden.toJSON(), { errcode: 'M_FORBIDDEN', error: 'You are not allowed to send here' });
+    assert.equal(forbidden.status, 403);
+    const limited = await b.owner.run('!r', async () => 'local', 'limited', []).catch((e: unknown) => e);
+    assert.ok(limited instanceof MatrixError);
+    assert.deepEqual(limited.toJSON(), { errcode: 'M_LIMIT_EXCEEDED', error: 'Too many requests', retry_after_ms: 1234 });
+    assert.equal(limited.status, 429);
+    const boom = await b.owner.run('!r', async () => 'local', 'other', []).catch((e: unknown) => e);
+    assert.ok(boom instanceof Error && !(boom instanceof MatrixError));
+    assert.equal(boom.message, 'boom in the owner');
+    release();
+    await holding;
+  });
+
+  it('when the owner dies, a forwarded request that never ran is taken back and the room is taken over once the lease expires', async () => {
+    let ranOnA = 0;
+    const a = worker('a', async () => {
+      ranOnA++;
+      return 'a';
+    });
+    const b = worker('b', async () => 'b forwarded');
+    await a.owner.run('!r', async () => 'a local', 'op', []);
+    // "Kill" a while it holds the room: its connections drop, so it neither renews nor pops.
+    a.redis.disconnect();
+    a.blocking.disconnect();
+    const t0 = Date.now();
+    const r = await b.owner.run('!r', async () => 'b local', 'submit', [{}]);
+    const took = Date.now() - t0;
+    assert.equal(r, 'b local', 'b took the room over and ran the call itself');
+    assert.equal(ranOnA, 0);
+    assert.equal(b.acquired.length, 1);
+    assert.ok(b.acquired[0]![1] > a.acquired[0]![1]);
+    assert.ok(took < 2_500, `takeover took ${took} ms (lease 1000 ms)`);
+    const check = redisClient();
+    conns.push(check);
+    assert.equal(await check.llen(`${prefix}ro:req:a`), 0, 'the abandoned request was removed from the dead owner\'s list');
+  });
+
+  it('an owner whose lease was taken learns it at the next renewal and keeps presenting its old epoch', async () => {
+    const a = worker('a', async () => null, { lingerMs: 10_000 });
+    const b = worker('b', async () => 'served by b', { lingerMs: 10_000 });
+    await a.owner.run('!r', async () => null, 'op', []);
+    assert.equal(a.owner.holds('!r'), true);
+    const check = redisClient();
+    conns.push(check);
+    await check.del(`${prefix}ro:lease:!r`); // as if it expired while a was paused
+    assert.equal(await b.owner.run('!r', async () => 'b', 'op', []), 'b');
+    const stale = a.acquired[0]![1];
+    assert.ok(b.acquired[0]![1] > stale);
+    await sleep(500); // a renewal tick (every lease/3)
+    assert.deepEqual(a.lost, ['!r']);
+    assert.equal(a.owner.holds('!r'), false);
+    assert.equal(a.owner.epochOf('!r'), stale, 'a stale writer keeps its old epoch (the store fences it)');
+    // a's next call goes to b now.
+    assert.equal(await a.owner.run('!r', async () => 'a local', 'op', []), 'served by b');
+  });
+
+  it('runHere waits for another owner to release the room, and fails with a retryable 503 if it never does', async () => {
+    const a = worker('a', async () => null);
+    const b = worker('b', async () => null);
+    let release!: () => void;
+    const holding = a.owner.run('!r', () => new Promise<void>((r) => (release = r)), 'op', []);
+    await sleep(50);
+    const refused = await b.owner.runHere('!r', async () => 'b', 300).catch((e: unknown) => e);
+    assert.ok(refused instanceof MatrixError);
+    assert.equal(refused.status, 503);
+    assert.equal(refused.errcode, 'M_UNKNOWN');
+    setTimeout(() => release(), 100);
+    assert.equal(await b.owner.runHere('!r', async () => 'b', 3_000), 'b');
+    await holding;
+    assert.equal(b.acquired.length, 1);
+    assert.ok(b.acquired[0]![1] > a.acquired[0]![1]);
+  });
+});

@@ -1,0 +1,189 @@
+// RoomInput for a cluster (storage.backend cassandra + cluster.redis.url): every mutating entry
+// point runs on the room's owner (src/cluster/room-owner.ts), so each room has one writer at a
+// time across workers and keeps one total order.
+//
+// Invariants:
+// - submit and receive (plain JSON in and out) are forwarded to the owner when another worker
+//   holds the room, and run here (taking the room) when nobody does.
+// - Entry points that take callbacks (createRoom's beforeWrite, submitHolding, exclusive) or
+//   federation joins (adoptRoom, recordRemoteInvite/Leave) cannot be forwarded: they take the
+//   room here, waiting for another owner's lease to be released or to expire (503 past that).
+//   createRoom takes the new room's lease once its ID is known, before anything is written.
+// - Reads (currentState, template) are never routed: they use this worker's cache, which the
+//   change feed invalidates for every other worker's event (see src/app.ts).
+// - Taking a room drops this worker's cached state for it (onAcquired -> forget), so the new owner
+//   builds on the store, never on what it cached as an earlier owner or reader.
+// - A write the store fences (StaleWriterError: a newer owner has written) drops the room here
+//   and the call is routed again once, to the new owner; one served for another worker answers
+//   a retryable 503 instead.
+
+import type { Pdu, RoomVersion } from '../protocol/types.js';
+import { RoomInput, type EventDraft, type InputOutcome, type RoomInputDeps, type SubmitResult } from '../room/room-input.js';
+import type { RoomState } from '../room/room-state.js';
+import type { StateEntry } from '../store/types.js';
+import { StaleWriterError } from '../store/types.js';
+import { MatrixError } from '../errors.js';
+import { RoomOwner } from './room-owner.js';
+import type { ChangeFeed } from './feed.js';
+import type { RedisSharedState } from './redis.js';
+import { isSharedBackend, type StoreBackend } from '../store/types.js';
+import { workerOf } from '../store/cassandra/positions.js';
+
+export class OwnedRoomInput extends RoomInput {
+  private readonly owner: RoomOwner;
+
+  constructor(deps: Omit<RoomInputDeps, 'fence'>, owner: RoomOwner, cacheRooms?: number) {
+    super({ ...deps, fence: (roomId) => epochFence(owner, roomId) }, cacheRooms);
+    this.owner = owner;
+  }
+
+  /** This worker's name in room lease tokens (`<node>:<epoch>`). */
+  get ownerNodeId(): string {
+    return this.owner.nodeId;
+  }
+
+  /** See RoomOwner.stats. */
+  get ownerStats(): RoomOwner['stats'] {
+    return this.owner.stats;
+  }
+
+  /** Serves requests forwarded by other workers (call once, at start-up). */
+  serve(): void {
+    this.owner.start(async (op, roomId, args) => {
+      try {
+        switch (op) {
+          case 'submit':
+            return await super.submit(roomId, args[0] as EventDraft);
+          case 'receive':
+            return await super.receive(roomId, args[0], args[1] as string);
+          default:
+            throw new Error(`unknown forwarded room operation ${op}`);
+        }
+      } catch (err) {
+        if (!(err instanceof StaleWriterError)) throw err;
+        // Fenced while serving another worker: the caller retries (a client send keeps its
+        // txnId, so the retry cannot duplicate) and finds the new owner.
+        this.owner.dropLost(roomId);
+        this.forget(roomId);
+        throw new MatrixError('M_UNKNOWN', 'The room changed writers; try again', { retry_after_ms: 100 }, 503);
+      }
+    });
+  }
+
+  override submit(roomId: string, draft: EventDraft): Promise<SubmitResult> {
+    return this.fenced(roomId, () => this.owner.run(roomId, () => super.submit(roomId, draft), 'submit', [draft]));
+  }
+
+  override receive(roomId: string, pdu: unknown, origin: string): Promise<InputOutcome> {
+    return this.fenced(roomId, () => this.owner.run(roomId, () => super.receive(roomId, pdu, origin), 'receive', [pdu, origin]));
+  }
+
+  override async createRoom(
+    roomId: string | null,
+    version: RoomVersion,
+    creator: string,
+    drafts: EventDraft[],
+    beforeWrite?: (roomId: string) => Promise<void>,
+  ): Promise<{ roomId: string; events: SubmitResult[] }> {
+    let release: (() => void) | undefined;
+    try {
+      return await super.createRoom(roomId, version, creator, drafts, async (id) => {
+        // A new room ID: nobody else can own it, so this waits for nothing.
+        await new Promise<void>((taken, failed) => {
+          this.owner
+            .runHere(id, () => new Promise<void>((done) => ((release = done), taken())))
+            .catch(failed);
+        });
+        await beforeWrite?.(id);
+      });
+    } finally {
+      release?.();
+    }
+  }
+
+  override submitHolding(
+    roomId: string,
+    build: (state: RoomState) => Promise<EventDraft>,
+    beforeCommit?: (eventId: string, pdu: Pdu) => Promise<void>,
+  ): Promise<SubmitResult> {
+    return this.owner.runHere(roomId, () => super.submitHolding(roomId, build, beforeCommit));
+  }
+
+  override exclusive<T>(roomId: string, job: () => Promise<T>): Promise<T> {
+    return this.owner.runHere(roomId, () => super.exclusive(roomId, job));
+  }
+
+  override adoptRoom(
+    roomId: string,
+    version: RoomVersion,
+    creator: string,
+    outliers: Array<{ eventId: string; pdu: Pdu }>,
+    join: { eventId: string; pdu: Pdu },
+    stateBefore: StateEntry[],
+  ): Promise<SubmitResult> {
+    return this.owner.runHere(roomId, () => super.adoptRoom(roomId, version, creator, outliers, join, stateBefore));
+  }
+
+  override recordRemoteInvite(roomId: string, version: RoomVersion, eventId: string, pdu: Pdu): Promise<void> {
+    return this.owner.runHere(roomId, () => super.recordRemoteInvite(roomId, version, eventId, pdu));
+  }
+
+  override recordRemoteLeave(roomId: string, eventId: string, pdu: Pdu): Promise<void> {
+    return this.owner.runHere(roomId, () => super.recordRemoteLeave(roomId, eventId, pdu));
+  }
+
+  /** Drops the room and routes again once when the store says a newer owner has written. */
+  private async fenced<T>(roomId: string, call: () => Promise<T>): Promise<T> {
+    try {
+      return await call();
+    } catch (err) {
+      if (!(err instanceof StaleWriterError)) throw err;
+      this.owner.dropLost(roomId);
+      this.forget(roomId);
+      return call();
+    }
+  }
+}
+
+function epochFence(owner: RoomOwner, roomId: string): { epoch: number } | undefined {
+  const epoch = owner.epochOf(roomId);
+  return epoch === undefined ? undefined : { epoch };
+}
+
+/**
+ * The composition of room writers: a plain RoomInput on one node; with a shared backend and Redis,
+ * an OwnedRoomInput serving forwarded requests, whose cached room states are dropped for every
+ * other worker's event the change feed delivers. `stop` (before RoomInput.drain) stops serving
+ * and releases the room leases.
+ */
+export function createRoomInput(
+  deps: RoomInputDeps,
+  cluster: { backend: StoreBackend; redis: RedisSharedState | undefined; feed: ChangeFeed; leaseMs: number; logger: RoomOwnerLogger },
+): { roomInput: RoomInput; stop: () => Promise<void> } {
+  const { backend, redis, feed } = cluster;
+  if (!redis || !isSharedBackend(backend) || (feed as unknown) === backend) return { roomInput: new RoomInput(deps), stop: async () => undefined };
+  const self = backend.workerId;
+  let input: OwnedRoomInput | undefined;
+  const owner = new RoomOwner({
+    redis: redis.client,
+    blocking: redis.client.duplicate(),
+    prefix: redis.prefix,
+    leaseMs: cluster.leaseMs,
+    lingerMs: Math.min(1_000, Math.floor(cluster.leaseMs / 2)),
+    forwardTimeoutMs: 2 * cluster.leaseMs + 2_000,
+    onAcquired: (roomId) => input?.forget(roomId),
+    onLost: (roomId) => input?.forget(roomId),
+    logger: cluster.logger,
+  });
+  input = new OwnedRoomInput(deps, owner);
+  input.serve();
+  feed.onChanges((changes) => {
+    for (const c of changes) {
+      if (c.kind === 'event' && workerOf(c.stream) !== self) input!.forget(c.roomId);
+      else if (c.kind === 'reset') input!.forgetAll();
+    }
+  });
+  return { roomInput: input, stop: () => owner.stop() };
+}
+
+type RoomOwnerLogger = { warn: (obj: object, msg: string) => void };
