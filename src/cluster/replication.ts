@@ -71,6 +71,7 @@ export class ReplicationStream {
   private heartbeat: NodeJS.Timeout | null = null;
   private loop: Promise<void> | null = null;
   private pendingReset = false;
+  private heartbeatPending = false;
   private publishChain: Promise<unknown> = Promise.resolve();
   private unsubscribeLocal: (() => void) | null = null;
   private readonly changeListeners = new Set<ChangeListener>();
@@ -79,7 +80,7 @@ export class ReplicationStream {
   private readonly opts: Required<Omit<ReplicationOptions, 'redis' | 'reader' | 'key' | 'local' | 'logger' | 'now'>> & ReplicationOptions;
 
   constructor(opts: ReplicationOptions) {
-    this.opts = { heartbeatMs: 50, deadMs: 15_000, joinGraceMs: 1_000, maxLen: 100_000, maxBuffered: 100_000, ...opts };
+    this.opts = { heartbeatMs: 10, deadMs: 15_000, joinGraceMs: 1_000, maxLen: 100_000, maxBuffered: 100_000, ...opts };
     this.watermark = opts.local.promise();
   }
 
@@ -104,7 +105,12 @@ export class ReplicationStream {
     this.running = true;
     this.unsubscribeLocal = local.onChanges((changes) => this.publish('c', changes));
     await this.publish('h');
-    this.heartbeat = setInterval(() => void this.publish('h'), this.opts.heartbeatMs);
+    // One heartbeat in flight at most: a slow Redis must not build a backlog of them.
+    this.heartbeat = setInterval(() => {
+      if (this.heartbeatPending) return;
+      this.heartbeatPending = true;
+      void this.publish('h').finally(() => (this.heartbeatPending = false));
+    }, this.opts.heartbeatMs);
     this.heartbeat.unref();
     this.loop = this.consume();
     await new Promise((r) => setTimeout(r, this.opts.joinGraceMs));
