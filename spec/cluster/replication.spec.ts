@@ -121,6 +121,8 @@ describe('replication stream (Redis)', function () {
     const killedAt = Date.now();
     await until(() => ra.stream.currentPosition() >= 400, 'A to drop the silent worker', 3_000);
     assert.ok(Date.now() - killedAt >= 400, 'not dropped before deadMs');
+    // What it completed but never published must be read from the store: consumers reset.
+    await until(() => ra.resets > 0, 'a reset when the silent worker is dropped', 1_000);
     void rc;
   });
 

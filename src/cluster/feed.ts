@@ -34,7 +34,7 @@ export async function openChangeFeed(
     logger,
   });
   await replication.start();
-  backend.setPositionGate((pos) => replication.waitFor(pos));
+  backend.setPositionGate((pos) => replication.waitForLocal(pos));
   logger.info({ workerId: backend.workerId, workers: replication.liveWorkers() }, 'replication stream joined');
   return { feed: replication, replication };
 }

@@ -72,6 +72,9 @@ export class ReplicationStream {
   private loop: Promise<void> | null = null;
   private pendingReset = false;
   private heartbeatPending = false;
+  /** This worker's local watermark as of the last record XADD that was answered. */
+  private publishedThrough = -Infinity;
+  private publishWaiters: Array<{ pos: number; resolve: () => void }> = [];
   private publishChain: Promise<unknown> = Promise.resolve();
   private unsubscribeLocal: (() => void) | null = null;
   private readonly changeListeners = new Set<ChangeListener>();
@@ -103,7 +106,7 @@ export class ReplicationStream {
     this.workers.set(local.workerId, { promise: local.promise(), seenAt: now, seq: 0 });
     this.watermark = this.computeWatermark();
     this.running = true;
-    this.unsubscribeLocal = local.onChanges((changes) => this.publish('c', changes));
+    this.unsubscribeLocal = local.onChanges((changes, current) => void this.publish('c', changes, false, current));
     await this.publish('h');
     // One heartbeat in flight at most: a slow Redis must not build a backlog of them.
     this.heartbeat = setInterval(() => {
@@ -131,6 +134,19 @@ export class ReplicationStream {
     return () => this.advanceListeners.delete(listener);
   }
 
+  /**
+   * For this worker's own write at `pos`: resolves once its change record is on the stream (the
+   * XADD that carried it was answered) and the cluster watermark has reached `pos`. Acknowledging
+   * a client before the record left this process would lose the delivery on every other worker
+   * if this one died in between.
+   */
+  async waitForLocal(pos: number): Promise<void> {
+    if (this.publishedThrough < pos) {
+      await new Promise<void>((resolve) => this.publishWaiters.push({ pos, resolve }));
+    }
+    await this.waitFor(pos);
+  }
+
   /** Resolves once the cluster watermark has reached `pos`. */
   waitFor(pos: number): Promise<void> {
     if (this.watermark >= pos) return Promise.resolve();
@@ -147,12 +163,18 @@ export class ReplicationStream {
     this.running = false;
     if (this.heartbeat) clearInterval(this.heartbeat);
     this.unsubscribeLocal?.();
+    await this.publishChain.catch(() => undefined); // records already queued still go out
     await this.publish('bye', undefined, true).catch(() => undefined);
     this.opts.reader.disconnect();
     await this.loop?.catch(() => undefined);
+    // Nothing advances from here on: release whoever still waits rather than hang shutdown (a
+    // write completing this late reaches other workers only through their store reads).
+    for (const w of [...this.publishWaiters, ...this.waiters]) w.resolve();
+    this.publishWaiters = [];
+    this.waiters = [];
   }
 
-  private publish(t: Entry['t'], changes?: ChangeRecord[], force = false): Promise<unknown> {
+  private publish(t: Entry['t'], changes?: ChangeRecord[], force = false, localCurrent?: number): Promise<unknown> {
     if (!this.running && !force) return Promise.resolve();
     const { redis, key, local, maxLen } = this.opts;
     // The promise is read when the entry is queued: records queued earlier are sent first on the
@@ -160,12 +182,17 @@ export class ReplicationStream {
     const p = local.promise();
     const entry: Entry = t === 'c' ? { t, w: local.workerId, s: ++this.seq, p, c: changes ?? [] } : { t, w: local.workerId, s: ++this.seq, p };
     if (t === 'c') for (const c of changes ?? []) this.buffer.push(c); // our own records need no round trip
-    const sent = this.publishChain.then(() =>
-      redis.xadd(key, 'MAXLEN', '~', String(maxLen), '*', 'e', JSON.stringify(entry)).catch((err: unknown) => {
-        // Lost entries make every consumer's feed incomplete: they will see the seq gap and reset.
-        this.opts.logger.warn({ err }, 'replication: publish failed');
-      }),
-    );
+    const sent = this.publishChain
+      .then(() =>
+        redis.xadd(key, 'MAXLEN', '~', String(maxLen), '*', 'e', JSON.stringify(entry)).catch((err: unknown) => {
+          // Lost entries make every consumer's feed incomplete: they will see the seq gap, reset
+          // and read from the store, so the write is not lost to them either.
+          this.opts.logger.warn({ err }, 'replication: publish failed');
+        }),
+      )
+      .then(() => {
+        if (localCurrent !== undefined) this.published(localCurrent);
+      });
     this.publishChain = sent;
     const self = this.workers.get(local.workerId);
     if (self && t !== 'bye') {
@@ -205,6 +232,10 @@ export class ReplicationStream {
         if (w !== local.workerId && now - st.seenAt > this.opts.deadMs) {
           this.opts.logger.warn({ worker: w }, 'replication: worker silent past its lease; no longer waited for');
           this.workers.delete(w);
+          // It may have completed writes whose records it never published (it died between its
+          // commit and its XADD, e.g. a send a client then retried elsewhere and got deduplicated):
+          // consumers drop their caches and read those positions from the store.
+          this.pendingReset = true;
         }
       }
       this.advance();
@@ -234,6 +265,15 @@ export class ReplicationStream {
       }
     }
     st.promise = Math.max(st.promise, e.p);
+  }
+
+  private published(through: number): void {
+    if (through <= this.publishedThrough) return;
+    this.publishedThrough = through;
+    if (this.publishWaiters.length === 0) return;
+    const done = this.publishWaiters.filter((w) => w.pos <= through);
+    this.publishWaiters = this.publishWaiters.filter((w) => w.pos > through);
+    for (const w of done) w.resolve();
   }
 
   private computeWatermark(): number {
