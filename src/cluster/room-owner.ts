@@ -358,6 +358,8 @@ export class RoomOwner {
         reply = { id: req.id, ok: (await this.within(req.room, got, () => handler(req.op, req.room, req.args))) ?? null };
       }
     } catch (err) {
+      // Not a Matrix error: a bug or an outage the caller will answer as a 500; keep the cause here.
+      if (!(err instanceof MatrixError)) this.opts.logger.warn({ err, roomId: req.room, op: req.op }, 'room owner: forwarded operation failed');
       reply =
         err instanceof MatrixError
           ? { id: req.id, err: { errcode: err.errcode, message: err.message, status: err.status, extra: err.extra } }
