@@ -26,6 +26,22 @@ export interface ReceiptRecord {
   stream: number;
 }
 
+/**
+ * A receipt to store, copied field by field so the caller's object (and any extra fields on it)
+ * stays theirs. Shared by every backend's putReceipt.
+ */
+export function copyReceipt(input: Omit<ReceiptRecord, 'stream'>): Omit<ReceiptRecord, 'stream'> {
+  return {
+    roomId: input.roomId,
+    userId: input.userId,
+    type: input.type,
+    threadId: input.threadId,
+    eventId: input.eventId,
+    eventStream: input.eventStream,
+    ts: input.ts,
+  };
+}
+
 export interface ReceiptStore {
   /**
    * Sets the user's receipt of this (room, type, thread) to the event, unless the existing one

@@ -14,6 +14,7 @@
 //   last; a stricter rule would need an LWT per receipt, which the write rate does not justify.
 // - Change queries use the SAI index on stream within the room's partition (see the migration).
 
+import { copyReceipt } from '../chat-types.js';
 import type cassandra from 'cassandra-driver';
 import type { ReceiptRecord, ReceiptStore, ReceiptThread, ReceiptType } from '../chat-types.js';
 import type { DeliveredRecord, DeliveryStore } from '../push-types.js';
@@ -80,16 +81,7 @@ export class CassandraReceiptStore implements ReceiptStore {
 
   async putReceipt(input: Omit<ReceiptRecord, 'stream'>): Promise<ReceiptRecord | null> {
     this.ctx.checkOpen();
-    // Copied field by field: the caller's object (and any extra fields on it) stays theirs.
-    const r: Omit<ReceiptRecord, 'stream'> = {
-      roomId: input.roomId,
-      userId: input.userId,
-      type: input.type,
-      threadId: input.threadId,
-      eventId: input.eventId,
-      eventStream: input.eventStream,
-      ts: input.ts,
-    };
+    const r = copyReceipt(input);
     const thread = storedThread(r.threadId);
     const notNewer = async () => {
       const row = (

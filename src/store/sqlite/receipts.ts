@@ -1,5 +1,6 @@
 // Read receipts (public and private, threaded and unthreaded) on the global stream.
 
+import { copyReceipt } from '../chat-types.js';
 import type { ReceiptRecord, ReceiptStore, ReceiptThread, ReceiptType } from '../chat-types.js';
 import type { SqliteContext } from './context.js';
 
@@ -40,16 +41,7 @@ export class SqliteReceiptStore implements ReceiptStore {
 
   async putReceipt(input: Omit<ReceiptRecord, 'stream'>): Promise<ReceiptRecord | null> {
     this.ctx.checkOpen();
-    // Copied field by field: the caller's object (and any extra fields on it) stays theirs.
-    const r: Omit<ReceiptRecord, 'stream'> = {
-      roomId: input.roomId,
-      userId: input.userId,
-      type: input.type,
-      threadId: input.threadId,
-      eventId: input.eventId,
-      eventStream: input.eventStream,
-      ts: input.ts,
-    };
+    const r = copyReceipt(input);
     const thread = storedThread(r.threadId);
     const notNewer = () => {
       const existing = this.ctx
