@@ -17,11 +17,8 @@
 import { num, numOrNull, type CassandraContext, type CqlStatement } from './context.js';
 import { mapLimit, readEventRows, scan } from './rooms-util.js';
 import type cassandra from 'cassandra-driver';
+import { authChainBounds, ChainLinks, conflictedRanges, differenceRanges, driveAsync, withStarts, type ChainPos } from '../chain-cover.js';
 
-interface ChainPos {
-  chain: number;
-  seq: number;
-}
 
 /**
  * The index position and rows for a new state event. `rows` holds the stored auth events
@@ -74,14 +71,15 @@ export async function chainIndexStatements(
   return { position: mine, statements };
 }
 
-/** Index positions and links for one call, each read once as the walk reaches it. */
+/** Index positions and links for one call, each read once as the walk (../chain-cover.ts) reaches it. */
 class ChainReader {
   private readonly positions = new Map<string, ChainPos | null>();
-  private readonly links = new Map<number, ChainPos[][]>();
+  readonly links = new ChainLinks();
 
   constructor(private readonly ctx: CassandraContext) {}
 
-  async loadPositions(ids: Iterable<string>): Promise<void> {
+  /** Index positions of `ids` (those not indexed are left out). */
+  async positionsOf(ids: readonly string[]): Promise<ChainPos[]> {
     const want = [...new Set(ids)].filter((id) => !this.positions.has(id));
     const rows = await readEventRows(this.ctx, want, 'event_id, chain_id, chain_seq');
     for (const id of want) {
@@ -89,155 +87,58 @@ class ChainReader {
       const chain = row ? numOrNull(row['chain_id']) : null;
       this.positions.set(id, row && chain !== null ? { chain, seq: num(row['chain_seq']) } : null);
     }
+    return ids.map((id) => this.positions.get(id) ?? null).filter((p): p is ChainPos => p !== null);
   }
 
-  position(id: string): ChainPos | null {
-    return this.positions.get(id) ?? null;
-  }
-
-  async loadLinks(chains: Iterable<number>): Promise<void> {
-    const want = [...new Set(chains)].filter((c) => !this.links.has(c));
-    await mapLimit(want, 32, async (chain) => {
-      const byChain: ChainPos[][] = [];
-      const q = 'SELECT origin_seq, target_chain, target_seq FROM auth_chain_links WHERE origin_chain = ?';
-      for await (const r of scan(this.ctx, q, [chain], 1000)) {
-        // Indexed by origin seq: a walk reaching seq s follows the links of every seq <= s.
-        (byChain[num(r['origin_seq'])] ??= []).push({ chain: num(r['target_chain']), seq: num(r['target_seq']) });
-      }
-      this.links.set(chain, byChain);
+  async loadLinks(chains: readonly number[]): Promise<void> {
+    const q = 'SELECT origin_seq, target_chain, target_seq FROM auth_chain_links WHERE origin_chain = ?';
+    await mapLimit([...chains], 32, async (chain) => {
+      this.links.loaded(chain);
+      for await (const r of scan(this.ctx, q, [chain], 1000)) this.links.add(chain, num(r['origin_seq']), { chain: num(r['target_chain']), seq: num(r['target_seq']) });
     });
   }
 
-  /** Links of `chain` with origin seq in (after, upTo]. */
-  linksBetween(chain: number, after: number, upTo: number): ChainPos[] {
-    const byChain = this.links.get(chain) ?? [];
-    const out: ChainPos[] = [];
-    const end = Math.min(upTo, byChain.length - 1);
-    for (let seq = after + 1; seq <= end; seq++) {
-      const l = byChain[seq];
-      if (l) out.push(...l);
-    }
-    return out;
+  bounds(starts: readonly ChainPos[]): Promise<Map<number, number>> {
+    return driveAsync(authChainBounds(starts, this.links), (chains) => this.loadLinks(chains));
   }
 }
 
-/**
- * For a set of events: per chain, the highest seq that is in the set's auth chain (the auth
- * chain of an event excludes the event itself, so its own chain counts up to seq - 1).
- */
-async function authChainBounds(reader: ChainReader, eventIds: readonly string[]): Promise<Map<number, number>> {
-  const include = new Map<number, number>();
-  const expanded = new Map<number, number>();
-  let todo: ChainPos[] = [];
-  const raise = (chain: number, seq: number): void => {
-    if ((include.get(chain) ?? 0) < seq) include.set(chain, seq);
-  };
-  for (const id of eventIds) {
-    const pos = reader.position(id);
-    if (!pos) continue;
-    raise(pos.chain, pos.seq - 1);
-    todo.push(pos);
-  }
-  while (todo.length > 0) {
-    await reader.loadLinks(todo.map((p) => p.chain));
-    const next: ChainPos[] = [];
-    for (const { chain, seq } of todo) {
-      const done = expanded.get(chain) ?? 0;
-      if (seq <= done) continue;
-      expanded.set(chain, seq);
-      for (const t of reader.linksBetween(chain, done, seq)) {
-        raise(t.chain, t.seq);
-        next.push(t);
-      }
-    }
-    todo = next;
-  }
-  return include;
-}
-
-/** Event IDs of `chain` with seq in [from, to], in `roomId`. */
-async function chainRange(ctx: CassandraContext, roomId: string, chain: number, from: number, to: number, into: Set<string>): Promise<void> {
+/** Event IDs of the given per-chain seq ranges [from, to], in `roomId`, read in parallel. */
+async function eventsInRanges(ctx: CassandraContext, roomId: string, ranges: ReadonlyArray<[number, number, number]>): Promise<Set<string>> {
+  const out = new Set<string>();
   const q = 'SELECT event_id, room_id FROM auth_chains WHERE chain_id = ? AND seq >= ? AND seq <= ?';
-  for await (const r of scan(ctx, q, [chain, from, to], 1000)) if (r['room_id'] === roomId) into.add(r['event_id'] as string);
+  await mapLimit([...ranges], 32, async ([chain, from, to]) => {
+    for await (const r of scan(ctx, q, [chain, from, to], 1000)) if (r['room_id'] === roomId) out.add(r['event_id'] as string);
+  });
+  return out;
 }
 
 /** Events in some set's auth chain but not in every set's (state resolution v2's auth difference). */
 export async function authChainDifference(ctx: CassandraContext, roomId: string, sets: readonly (readonly string[])[]): Promise<Set<string>> {
-  const out = new Set<string>();
-  if (sets.length < 2) return out;
+  if (sets.length < 2) return new Set();
   const reader = new ChainReader(ctx);
-  await reader.loadPositions(sets.flat());
+  await reader.positionsOf(sets.flat());
   const bounds: Array<Map<number, number>> = [];
-  for (const s of sets) bounds.push(await authChainBounds(reader, s));
-  const chains = new Set<number>();
-  for (const b of bounds) for (const c of b.keys()) chains.add(c);
-  const ranges: Array<[number, number, number]> = [];
-  for (const c of chains) {
-    let lo = Infinity;
-    let hi = 0;
-    for (const b of bounds) {
-      const v = b.get(c) ?? 0;
-      lo = Math.min(lo, v);
-      hi = Math.max(hi, v);
-    }
-    if (lo < hi) ranges.push([c, lo + 1, hi]);
-  }
-  await mapLimit(ranges, 32, ([c, from, to]) => chainRange(ctx, roomId, c, from, to, out));
-  return out;
+  for (const s of sets) bounds.push(await reader.bounds(await reader.positionsOf(s)));
+  return eventsInRanges(ctx, roomId, differenceRanges(bounds));
 }
 
 /**
- * Room 12 (MSC4297): the conflicted state subgraph of `eventIds`: every event on an auth path
- * from one of them to another, themselves included. Per chain that is a seq range: from the
- * lowest seq that reaches one of them (walking links backwards) up to the highest seq one of
- * them reaches (walking links forwards). The backward walk stays inside the forward ranges.
+ * Room 12 (MSC4297): the conflicted state subgraph of `eventIds` (../chain-cover.ts
+ * conflictedRanges), each backward step's partition reads in parallel.
  */
 export async function conflictedSubgraph(ctx: CassandraContext, roomId: string, eventIds: readonly string[]): Promise<Set<string>> {
   const reader = new ChainReader(ctx);
-  await reader.loadPositions(eventIds);
-  const starts = eventIds.map((id) => reader.position(id)).filter((p): p is ChainPos => p !== null);
-  const up = await authChainBounds(reader, eventIds);
-  for (const s of starts) if ((up.get(s.chain) ?? 0) < s.seq) up.set(s.chain, s.seq);
-
-  const low = new Map<number, number>();
-  const done = new Map<number, number>();
-  let todo = new Set<number>();
-  for (const s of starts) {
-    if (s.seq < (low.get(s.chain) ?? Infinity)) low.set(s.chain, s.seq);
-    todo.add(s.chain);
-  }
+  const starts = await reader.positionsOf(eventIds);
+  const up = withStarts(await reader.bounds(starts), starts);
   const into = 'SELECT origin_chain, origin_seq FROM auth_chain_links_in WHERE target_chain = ? AND target_seq >= ? AND target_seq < ?';
-  while (todo.size > 0) {
-    // One step for every chain whose low mark moved, in parallel; their results feed the next.
-    const step: Array<[number, number, number]> = [];
-    for (const chain of todo) {
-      const from = low.get(chain) as number;
-      const before = done.get(chain) ?? Number.MAX_SAFE_INTEGER;
-      if (from >= before) continue;
-      done.set(chain, from);
-      step.push([chain, from, before]);
-    }
-    todo = new Set<number>();
+  const ranges = await driveAsync(conflictedRanges(starts, up), async (step) => {
     const found = await mapLimit(step, 32, async ([chain, from, before]) => {
       const rows: ChainPos[] = [];
       for await (const r of scan(ctx, into, [chain, from, before], 1000)) rows.push({ chain: num(r['origin_chain']), seq: num(r['origin_seq']) });
       return rows;
     });
-    for (const r of found.flat()) {
-      // Only events the conflicted events reach can be on a path between them.
-      if (r.seq > (up.get(r.chain) ?? 0)) continue;
-      if (r.seq < (low.get(r.chain) ?? Infinity)) {
-        low.set(r.chain, r.seq);
-        todo.add(r.chain);
-      }
-    }
-  }
-  const out = new Set<string>();
-  const ranges: Array<[number, number, number]> = [];
-  for (const [chain, from] of low) {
-    const to = up.get(chain) ?? 0;
-    if (from <= to) ranges.push([chain, from, to]);
-  }
-  await mapLimit(ranges, 32, ([c, from, to]) => chainRange(ctx, roomId, c, from, to, out));
-  return out;
+    return found.flat();
+  });
+  return eventsInRanges(ctx, roomId, ranges);
 }

@@ -17,6 +17,7 @@
 // Links are not pruned when another link already implies them; that costs a few rows, never
 // correctness.
 
+import { authChainBounds, ChainLinks, conflictedRanges, differenceRanges, drive, withStarts, type ChainPos } from '../chain-cover.js';
 import type { Stmt } from './state-groups.js';
 
 /**
@@ -28,24 +29,24 @@ export function writePrevEdges(stmt: Stmt, roomId: string, eventId: string, prev
   for (const id of prevEvents) prev.run(eventId, id, roomId);
 }
 
-interface ChainPos {
+interface ChainRow {
   chain_id: number;
   chain_seq: number;
 }
 
-function chainOf(stmt: Stmt, eventId: string): ChainPos | undefined {
-  return stmt('SELECT chain_id, chain_seq FROM events WHERE event_id = ? AND chain_id IS NOT NULL').get(eventId) as ChainPos | undefined;
+function chainOf(stmt: Stmt, eventId: string): ChainRow | undefined {
+  return stmt('SELECT chain_id, chain_seq FROM events WHERE event_id = ? AND chain_id IS NOT NULL').get(eventId) as ChainRow | undefined;
 }
 
 /** Gives a just-inserted state event its chain position and links. Auth events not stored yet are skipped. */
 export function indexAuthChain(stmt: Stmt, eventId: string, authEvents: readonly string[]): void {
-  const auths: ChainPos[] = [];
+  const auths: ChainRow[] = [];
   for (const id of authEvents) {
     const pos = chainOf(stmt, id);
     if (pos) auths.push(pos);
   }
   const headSeq = stmt('SELECT MAX(chain_seq) AS m FROM events WHERE chain_id = ?');
-  let mine: ChainPos | undefined;
+  let mine: ChainRow | undefined;
   for (const a of auths) {
     const head = (headSeq.get(a.chain_id) as { m: number | null }).m;
     // Longest chains first: fewer chains mean fewer link walks later.
@@ -69,123 +70,61 @@ function placeholders(n: number): string {
 }
 
 /**
- * Reads the index for one auth chain difference: chain positions and links are fetched in
- * batches (IN lists) as the walk reaches them, then walked in memory, so a 10,000-event state
- * costs a few dozen queries rather than one per event and link.
+ * Reads the index for one walk: chain positions and links are fetched in batches (IN lists) as
+ * the walk (../chain-cover.ts) reaches them, so a 10,000-event state costs a few dozen queries
+ * rather than one per event and link.
  */
 class ChainReader {
   private readonly positions = new Map<string, ChainPos | null>();
-  private readonly links = new Map<number, ChainPos[][]>();
+  readonly links = new ChainLinks();
 
   constructor(private readonly stmt: Stmt) {}
 
-  loadPositions(ids: Iterable<string>): void {
+  /** Index positions of `ids` (those not indexed are left out). */
+  positionsOf(ids: readonly string[]): ChainPos[] {
     const want = [...new Set(ids)].filter((id) => !this.positions.has(id));
     for (let i = 0; i < want.length; i += BATCH) {
       const chunk = want.slice(i, i + BATCH);
       const rows = this.stmt(
         `SELECT event_id, chain_id, chain_seq FROM events WHERE event_id IN (${placeholders(chunk.length)}) AND chain_id IS NOT NULL`,
-      ).all(...chunk) as Array<ChainPos & { event_id: string }>;
+      ).all(...chunk) as Array<{ event_id: string; chain_id: number; chain_seq: number }>;
       for (const id of chunk) this.positions.set(id, null);
-      for (const r of rows) this.positions.set(r.event_id, { chain_id: r.chain_id, chain_seq: r.chain_seq });
+      for (const r of rows) this.positions.set(r.event_id, { chain: r.chain_id, seq: r.chain_seq });
     }
+    return ids.map((id) => this.positions.get(id) ?? null).filter((p): p is ChainPos => p !== null);
   }
 
-  position(id: string): ChainPos | null {
-    return this.positions.get(id) ?? null;
-  }
-
-  loadLinks(chains: Iterable<number>): void {
-    const want = [...new Set(chains)].filter((c) => !this.links.has(c));
-    for (let i = 0; i < want.length; i += BATCH) {
-      const chunk = want.slice(i, i + BATCH);
-      for (const c of chunk) this.links.set(c, []);
+  loadLinks(chains: readonly number[]): void {
+    for (let i = 0; i < chains.length; i += BATCH) {
+      const chunk = chains.slice(i, i + BATCH);
+      for (const c of chunk) this.links.loaded(c);
       const rows = this.stmt(
         `SELECT origin_chain, origin_seq, target_chain, target_seq FROM auth_chain_links WHERE origin_chain IN (${placeholders(chunk.length)})`,
       ).all(...chunk) as { origin_chain: number; origin_seq: number; target_chain: number; target_seq: number }[];
-      for (const r of rows) {
-        const byChain = this.links.get(r.origin_chain) as ChainPos[][];
-        // Indexed by origin seq: a walk reaching seq s follows the links of every seq <= s.
-        (byChain[r.origin_seq] ??= []).push({ chain_id: r.target_chain, chain_seq: r.target_seq });
-      }
+      for (const r of rows) this.links.add(r.origin_chain, r.origin_seq, { chain: r.target_chain, seq: r.target_seq });
     }
   }
 
-  hasLinks(chain: number): boolean {
-    return this.links.has(chain);
-  }
-
-  /** Links of `chain` with origin seq in (after, upTo]. */
-  linksBetween(chain: number, after: number, upTo: number): ChainPos[] {
-    const byChain = this.links.get(chain) ?? [];
-    const out: ChainPos[] = [];
-    const end = Math.min(upTo, byChain.length - 1);
-    for (let seq = after + 1; seq <= end; seq++) {
-      const l = byChain[seq];
-      if (l) out.push(...l);
-    }
-    return out;
+  bounds(starts: readonly ChainPos[]): Map<number, number> {
+    return drive(authChainBounds(starts, this.links), (chains) => this.loadLinks(chains));
   }
 }
 
-/**
- * For a set of events: per chain, the highest seq that is in the set's auth chain (the auth
- * chain of an event excludes the event itself, so its own chain counts up to seq - 1).
- */
-function authChainBounds(reader: ChainReader, eventIds: readonly string[]): Map<number, number> {
-  const include = new Map<number, number>();
-  const expanded = new Map<number, number>();
-  let todo: ChainPos[] = [];
-  const raise = (chain: number, seq: number): void => {
-    if ((include.get(chain) ?? 0) < seq) include.set(chain, seq);
-  };
-  for (const id of eventIds) {
-    const pos = reader.position(id);
-    if (!pos) continue;
-    raise(pos.chain_id, pos.chain_seq - 1);
-    todo.push(pos);
-  }
-  while (todo.length > 0) {
-    reader.loadLinks(todo.filter((p) => !reader.hasLinks(p.chain_id)).map((p) => p.chain_id));
-    const next: ChainPos[] = [];
-    for (const { chain_id, chain_seq } of todo) {
-      const done = expanded.get(chain_id) ?? 0;
-      if (chain_seq <= done) continue;
-      expanded.set(chain_id, chain_seq);
-      for (const t of reader.linksBetween(chain_id, done, chain_seq)) {
-        raise(t.chain_id, t.chain_seq);
-        next.push(t);
-      }
-    }
-    todo = next;
-  }
-  return include;
+/** Event IDs of the given per-chain seq ranges [from, to], in `roomId`. */
+function eventsInRanges(stmt: Stmt, roomId: string, ranges: ReadonlyArray<[number, number, number]>): Set<string> {
+  const out = new Set<string>();
+  const range = stmt('SELECT event_id FROM events WHERE chain_id = ? AND chain_seq >= ? AND chain_seq <= ? AND room_id = ?');
+  for (const [chain, from, to] of ranges) for (const r of range.all(chain, from, to, roomId) as { event_id: string }[]) out.add(r.event_id);
+  return out;
 }
 
 /** Events in some set's auth chain but not in every set's (state resolution v2's auth difference). */
 export function authChainDifference(stmt: Stmt, roomId: string, sets: readonly (readonly string[])[]): Set<string> {
-  const out = new Set<string>();
-  if (sets.length < 2) return out;
+  if (sets.length < 2) return new Set();
   const reader = new ChainReader(stmt);
-  reader.loadPositions(sets.flat());
-  const bounds = sets.map((s) => authChainBounds(reader, s));
-  const chains = new Set<number>();
-  for (const b of bounds) for (const c of b.keys()) chains.add(c);
-  const range = stmt(
-    'SELECT event_id FROM events WHERE chain_id = ? AND chain_seq > ? AND chain_seq <= ? AND room_id = ?',
-  );
-  for (const c of chains) {
-    let lo = Infinity;
-    let hi = 0;
-    for (const b of bounds) {
-      const v = b.get(c) ?? 0;
-      lo = Math.min(lo, v);
-      hi = Math.max(hi, v);
-    }
-    if (lo >= hi) continue;
-    for (const r of range.all(c, lo, hi, roomId) as { event_id: string }[]) out.add(r.event_id);
-  }
-  return out;
+  reader.positionsOf(sets.flat());
+  const bounds = sets.map((s) => reader.bounds(reader.positionsOf(s)));
+  return eventsInRanges(stmt, roomId, differenceRanges(bounds));
 }
 
 /**
@@ -196,43 +135,13 @@ export function authChainDifference(stmt: Stmt, roomId: string, sets: readonly (
  */
 export function conflictedSubgraph(stmt: Stmt, roomId: string, eventIds: readonly string[]): Set<string> {
   const reader = new ChainReader(stmt);
-  reader.loadPositions(eventIds);
-  const starts = eventIds.map((id) => reader.position(id)).filter((p): p is ChainPos => p !== null);
-  const up = authChainBounds(reader, eventIds);
-  for (const s of starts) if ((up.get(s.chain_id) ?? 0) < s.chain_seq) up.set(s.chain_id, s.chain_seq);
-
-  const low = new Map<number, number>();
-  const done = new Map<number, number>();
-  const todo = new Set<number>();
-  for (const s of starts) {
-    if (s.chain_seq < (low.get(s.chain_id) ?? Infinity)) low.set(s.chain_id, s.chain_seq);
-    todo.add(s.chain_id);
-  }
-  const into = stmt(
-    `SELECT origin_chain, origin_seq FROM auth_chain_links WHERE target_chain = ? AND target_seq >= ? AND target_seq < ?`,
+  const starts = reader.positionsOf(eventIds);
+  const up = withStarts(reader.bounds(starts), starts);
+  const into = stmt('SELECT origin_chain, origin_seq FROM auth_chain_links WHERE target_chain = ? AND target_seq >= ? AND target_seq < ?');
+  const ranges = drive(conflictedRanges(starts, up), (step) =>
+    step.flatMap(([chain, from, before]) =>
+      (into.all(chain, from, before) as { origin_chain: number; origin_seq: number }[]).map((r) => ({ chain: r.origin_chain, seq: r.origin_seq })),
+    ),
   );
-  while (todo.size > 0) {
-    const chain = todo.values().next().value as number;
-    todo.delete(chain);
-    const from = low.get(chain) as number;
-    const before = done.get(chain) ?? Number.MAX_SAFE_INTEGER;
-    if (from >= before) continue;
-    done.set(chain, from);
-    for (const r of into.all(chain, from, before) as { origin_chain: number; origin_seq: number }[]) {
-      // Only events the conflicted events reach can be on a path between them.
-      if (r.origin_seq > (up.get(r.origin_chain) ?? 0)) continue;
-      if (r.origin_seq < (low.get(r.origin_chain) ?? Infinity)) {
-        low.set(r.origin_chain, r.origin_seq);
-        todo.add(r.origin_chain);
-      }
-    }
-  }
-  const out = new Set<string>();
-  const range = stmt('SELECT event_id FROM events WHERE chain_id = ? AND chain_seq >= ? AND chain_seq <= ? AND room_id = ?');
-  for (const [chain, from] of low) {
-    const to = up.get(chain) ?? 0;
-    if (from > to) continue;
-    for (const r of range.all(chain, from, to, roomId) as { event_id: string }[]) out.add(r.event_id);
-  }
-  return out;
+  return eventsInRanges(stmt, roomId, ranges);
 }
