@@ -34,6 +34,7 @@ import { RoomUpgradeService } from './room/room-upgrade.js';
 import { SearchService } from './room/search-service.js';
 import { HierarchyService } from './room/hierarchy.js';
 import { AdminService } from './admin/admin-service.js';
+import { RoomHistory } from './room/history.js';
 import { VisibilityChecker } from './room/visibility.js';
 import { ErasureService } from './room/erasure.js';
 import { openStoreBackend } from './store/open.js';
@@ -297,6 +298,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
   );
   const syncFilters = new SyncFilterResolver((u, id) => store.userData.getFilter(u, id));
   const services: ApiServices = {
+    history: new RoomHistory(store, rooms, visibility),
     serverName: config.server_name,
     publicBaseUrl: config.public_baseurl,
     store,

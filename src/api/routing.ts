@@ -13,6 +13,7 @@ import type { AuthInfo, Ctx } from './middleware.js';
 import { HandlerTable, parse, type IntakeClass, type Method, type RouteLimit, type RouteSpec, type TableDeps } from './handlers.js';
 import type { AccountService } from '../users/account-service.js';
 import type { Registration } from '../users/registration.js';
+import type { RoomHistory } from '../room/history.js';
 import type { RoomService } from '../room/room-service.js';
 import type { RoomUpgradeService } from '../room/room-upgrade.js';
 import type { SearchService } from '../room/search-service.js';
@@ -46,6 +47,8 @@ export interface ApiServices {
   /** /register through user-interactive auth (sessions remember their parameters and account). */
   registrar: Registration;
   rooms: RoomService;
+  /** /messages, /context and single events, filtered by history visibility. */
+  history: RoomHistory;
   /** Account erasure (deactivation with erase: true). */
   erasure: ErasureService;
   upgrades: RoomUpgradeService;
