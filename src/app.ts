@@ -34,7 +34,9 @@ import { RoomUpgradeService } from './room/room-upgrade.js';
 import { SearchService } from './room/search-service.js';
 import { HierarchyService } from './room/hierarchy.js';
 import { AdminService } from './admin/admin-service.js';
+import { RoomAliases } from './room/aliases.js';
 import { RoomHistory } from './room/history.js';
+import { RoomStateReader } from './room/state-reader.js';
 import { VisibilityChecker } from './room/visibility.js';
 import { ErasureService } from './room/erasure.js';
 import { openStoreBackend } from './store/open.js';
@@ -299,6 +301,8 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
   const syncFilters = new SyncFilterResolver((u, id) => store.userData.getFilter(u, id));
   const services: ApiServices = {
     history: new RoomHistory(store, rooms, visibility),
+    roomState: new RoomStateReader(store, visibility),
+    aliases: new RoomAliases(store, roomInput, rooms, config.server_name),
     serverName: config.server_name,
     publicBaseUrl: config.public_baseurl,
     store,

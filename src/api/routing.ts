@@ -13,7 +13,9 @@ import type { AuthInfo, Ctx } from './middleware.js';
 import { HandlerTable, parse, type IntakeClass, type Method, type RouteLimit, type RouteSpec, type TableDeps } from './handlers.js';
 import type { AccountService } from '../users/account-service.js';
 import type { Registration } from '../users/registration.js';
+import type { RoomAliases } from '../room/aliases.js';
 import type { RoomHistory } from '../room/history.js';
+import type { RoomStateReader } from '../room/state-reader.js';
 import type { RoomService } from '../room/room-service.js';
 import type { RoomUpgradeService } from '../room/room-upgrade.js';
 import type { SearchService } from '../room/search-service.js';
@@ -49,6 +51,10 @@ export interface ApiServices {
   rooms: RoomService;
   /** /messages, /context and single events, filtered by history visibility. */
   history: RoomHistory;
+  /** Room state, members and joined rooms, as the user may read them. */
+  roomState: RoomStateReader;
+  /** Local room aliases. */
+  aliases: RoomAliases;
   /** Account erasure (deactivation with erase: true). */
   erasure: ErasureService;
   upgrades: RoomUpgradeService;

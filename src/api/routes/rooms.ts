@@ -7,7 +7,6 @@ import { parse, param, queryString, type ApiServices, type AuthedHandler, type C
 import { isValidRoomAlias } from '../../protocol/ids.js';
 import type { JsonObject } from '../../protocol/types.js';
 import type { CreateRoomRequest } from '../../room/room-service.js';
-import type { StateEntry } from '../../store/types.js';
 import { parseToken } from '../../sync/token.js';
 import { dict } from '../../protocol/canonical-json.js';
 
@@ -36,7 +35,9 @@ const upgradeSchema = z
 const reasonSchema = z.object({ reason: z.string().max(1024).optional() }).passthrough();
 const targetSchema = reasonSchema.extend({ user_id: z.string().max(255) });
 
-export function roomRoutes(r: ClientRoutes, s: ApiServices): void {
+type RoomRouteDeps = Pick<ApiServices, 'rooms' | 'upgrades' | 'presence' | 'aliases' | 'roomState' | 'formatter'>;
+
+export function roomRoutes(r: ClientRoutes, s: RoomRouteDeps): void {
   // Routes that create room events spend from the `message` limit rather than `write`.
   const roomEvent = (method: 'post' | 'put', path: string, handler: AuthedHandler, opts: RouteOptions = {}) => r.authed(method, path, handler, { ...opts, limit: 'message' });
 
@@ -102,7 +103,7 @@ export function roomRoutes(r: ClientRoutes, s: ApiServices): void {
   });
 
   const putState = async (auth: AuthInfo, roomId: string, type: string, stateKey: string, content: JsonObject) => {
-    if (type === 'm.room.canonical_alias') await validateCanonicalAlias(s, roomId, content);
+    if (type === 'm.room.canonical_alias') await s.aliases.checkCanonical(roomId, content);
     const res = await s.rooms.send(auth, roomId, { type, stateKey, content });
     return { event_id: res.eventId };
   };
@@ -124,58 +125,31 @@ export function roomRoutes(r: ClientRoutes, s: ApiServices): void {
   });
 
   r.authed('get', '/rooms/:roomId/state/:eventType{/:stateKey}', async (ctx, auth) => {
-    const roomId = param(ctx, 'roomId');
-    const state = await visibleState(s, auth.userId, roomId);
-    const entry = state.find((e) => e.type === ctx.params.eventType && e.stateKey === (ctx.params.stateKey ?? ''));
-    const ev = entry && (await s.store.rooms.getEvent(entry.eventId));
-    if (!ev) throw new MatrixError('M_NOT_FOUND', 'Event not found');
+    const ev = await s.roomState.stateEvent(auth.userId, param(ctx, 'roomId'), param(ctx, 'eventType'), ctx.params.stateKey ?? '');
     ctx.body = ctx.query.format === 'event' ? (await s.formatter.format([ev], auth))[0] : ev.pdu.content;
   });
 
   r.authed('get', '/rooms/:roomId/state', async (ctx, auth) => {
-    const roomId = param(ctx, 'roomId');
-    const state = await visibleState(s, auth.userId, roomId);
-    const events = await s.store.rooms.getEvents(state.map((e) => e.eventId));
-    ctx.body = await s.formatter.format([...events.values()].sort((a, b) => a.stream - b.stream), auth);
+    ctx.body = await s.formatter.format(await s.roomState.stateEvents(auth.userId, param(ctx, 'roomId')), auth);
   });
 
   r.authed('get', '/rooms/:roomId/members', async (ctx, auth) => {
-    const roomId = param(ctx, 'roomId');
     const at = queryString(ctx, 'at');
-    let state: StateEntry[];
-    if (at !== undefined) {
-      const pos = parseToken(at, 'at').stream;
-      const mine = await s.store.rooms.getMembership(roomId, auth.userId);
-      if (!mine) throw new MatrixError('M_FORBIDDEN', 'You are not a member of this room');
-      // A leaver cannot look past their departure.
-      const bound = mine.membership === 'join' || mine.membership === 'invite' ? pos : Math.min(pos, mine.stream);
-      state = await s.store.rooms.getStateAt(roomId, bound);
-    } else {
-      state = await visibleState(s, auth.userId, roomId);
-    }
-    const memberEntries = state.filter((e) => e.type === 'm.room.member');
-    const events = await s.store.rooms.getEvents(memberEntries.map((e) => e.eventId));
+    const events = await s.roomState.memberEvents(auth.userId, param(ctx, 'roomId'), at !== undefined ? parseToken(at, 'at').stream : undefined);
     const wanted = queryString(ctx, 'membership');
     const notWanted = queryString(ctx, 'not_membership');
-    const chunk = [...events.values()]
-      .filter((e) => {
-        const m = e.pdu.content.membership;
-        return (!wanted || m === wanted) && (!notWanted || m !== notWanted);
-      })
-      .sort((a, b) => a.stream - b.stream);
+    const chunk = events.filter((e) => {
+      const m = e.pdu.content.membership;
+      return (!wanted || m === wanted) && (!notWanted || m !== notWanted);
+    });
     ctx.body = { chunk: await s.formatter.format(chunk, auth) };
   });
 
   r.authed('get', '/rooms/:roomId/joined_members', async (ctx, auth) => {
-    const roomId = param(ctx, 'roomId');
-    const mine = await s.store.rooms.getMembership(roomId, auth.userId);
-    if (mine?.membership !== 'join') throw new MatrixError('M_FORBIDDEN', 'You are not joined to this room');
-    const members = await s.store.rooms.getRoomMembers(roomId, ['join']);
-    const events = await s.store.rooms.getEvents(members.map((m) => m.eventId));
     const joined: JsonObject = dict();
-    for (const m of members) {
-      const c = events.get(m.eventId)?.pdu.content ?? {};
-      joined[m.userId] = {
+    for (const { member, event } of await s.roomState.joinedMembers(auth.userId, param(ctx, 'roomId'))) {
+      const c = event?.pdu.content ?? {};
+      joined[member.userId] = {
         display_name: typeof c.displayname === 'string' ? c.displayname : null,
         avatar_url: typeof c.avatar_url === 'string' ? c.avatar_url : null,
       };
@@ -184,41 +158,13 @@ export function roomRoutes(r: ClientRoutes, s: ApiServices): void {
   });
 
   r.authed('get', '/joined_rooms', async (ctx, auth) => {
-    const rooms = await s.store.rooms.getRoomsForUser(auth.userId, ['join']);
-    ctx.body = { joined_rooms: rooms.map((m) => m.roomId) };
+    ctx.body = { joined_rooms: await s.roomState.joinedRooms(auth.userId) };
   });
 
   directoryRoutes(r, s);
 }
 
-/**
- * State a user may read: current state while joined (or the room is world-readable), the state
- * at the moment they left otherwise.
- */
-async function visibleState(s: ApiServices, userId: string, roomId: string): Promise<StateEntry[]> {
-  const m = await s.store.rooms.getMembership(roomId, userId);
-  if (m?.membership === 'join') return s.store.rooms.getCurrentState(roomId);
-  if (m && (m.membership === 'leave' || m.membership === 'ban')) return s.store.rooms.getStateAt(roomId, m.stream);
-  // Invitees and strangers only see world-readable rooms (invitees have invite_state for the rest).
-  if (await s.visibility.isWorldReadable(roomId)) return s.store.rooms.getCurrentState(roomId);
-  throw new MatrixError('M_FORBIDDEN', 'You are not a member of this room');
-}
-
-async function validateCanonicalAlias(s: ApiServices, roomId: string, content: JsonObject): Promise<void> {
-  const aliases: unknown[] = [];
-  if (content.alias !== undefined && content.alias !== null) aliases.push(content.alias);
-  if (content.alt_aliases !== undefined) {
-    if (!Array.isArray(content.alt_aliases)) throw new MatrixError('M_BAD_JSON', 'alt_aliases must be an array');
-    aliases.push(...content.alt_aliases);
-  }
-  for (const a of aliases) {
-    if (typeof a !== 'string' || !isValidRoomAlias(a)) throw new MatrixError('M_INVALID_PARAM', `Invalid alias: ${String(a)}`);
-    const found = await s.store.rooms.getAlias(a);
-    if (!found || found.roomId !== roomId) throw new MatrixError('M_BAD_ALIAS', `Alias ${a} does not point to this room`, {}, 400);
-  }
-}
-
-function directoryRoutes(r: ClientRoutes, s: ApiServices): void {
+function directoryRoutes(r: ClientRoutes, s: RoomRouteDeps): void {
   r.route('get', '/directory/room/:alias', async (ctx) => {
     const alias = param(ctx, 'alias');
     if (!isValidRoomAlias(alias)) throw new MatrixError('M_INVALID_PARAM', 'Invalid room alias');
@@ -226,30 +172,17 @@ function directoryRoutes(r: ClientRoutes, s: ApiServices): void {
     ctx.body = { room_id: found.roomId, servers: found.servers };
   });
   r.authed('put', '/directory/room/:alias', async (ctx, auth) => {
-    const alias = param(ctx, 'alias');
-    if (!isValidRoomAlias(alias) || !alias.endsWith(`:${s.serverName}`)) throw new MatrixError('M_INVALID_PARAM', 'Invalid room alias for this server');
     const req = parse(z.object({ room_id: z.string().max(255) }).passthrough(), body(ctx));
-    const m = await s.store.rooms.getMembership(req.room_id, auth.userId);
-    if (m?.membership !== 'join') throw new MatrixError('M_FORBIDDEN', 'You must be joined to the room');
-    if (await s.store.rooms.getAlias(alias)) throw new MatrixError('M_UNKNOWN', 'Room alias already exists', {}, 409);
-    await s.store.rooms.createAlias(alias, req.room_id, auth.userId);
+    await s.aliases.create(auth.userId, param(ctx, 'alias'), req.room_id);
     ctx.body = {};
   });
   r.authed('delete', '/directory/room/:alias', async (ctx, auth) => {
-    const alias = param(ctx, 'alias');
-    const found = await s.store.rooms.getAlias(alias);
-    if (!found) throw new MatrixError('M_NOT_FOUND', 'Room alias not found');
-    const user = await s.store.accounts.getUser(auth.userId);
-    const state = await s.roomInput.currentState(found.roomId);
-    const canManage = found.creator === auth.userId || user?.admin || (state && state.powerLevel(auth.userId) >= 50);
-    if (!canManage) throw new MatrixError('M_FORBIDDEN', 'You may not delete this alias');
-    await s.store.rooms.deleteAlias(alias);
-    await s.rooms.dropFromCanonicalAlias(auth, found.roomId, alias);
+    await s.aliases.delete(auth, param(ctx, 'alias'));
     ctx.body = {};
   });
   r.authed('get', '/rooms/:roomId/aliases', async (ctx, auth) => {
     const roomId = param(ctx, 'roomId');
-    await visibleState(s, auth.userId, roomId);
-    ctx.body = { aliases: await s.store.rooms.getAliasesForRoom(roomId) };
+    await s.roomState.visibleState(auth.userId, roomId);
+    ctx.body = { aliases: await s.aliases.list(roomId) };
   });
 }

@@ -1,0 +1,63 @@
+// Local room aliases (#name:server -> room): creating, deleting and listing them, and checking
+// that an m.room.canonical_alias event names only aliases of its room. Resolving an alias
+// (locally or over federation) is RoomService.lookupAlias, which joins need as well.
+//
+// Invariants:
+// - Only a joined member creates an alias of this server's name, and an alias names one room.
+// - An alias is deleted by its creator, a server admin, or someone with power >= 50 in its room;
+//   a canonical alias event that named it is then updated by RoomService.dropFromCanonicalAlias.
+
+import { MatrixError } from '../errors.js';
+import { isValidRoomAlias } from '../protocol/ids.js';
+import type { JsonObject } from '../protocol/types.js';
+import type { Store } from '../store/types.js';
+import type { RoomInput } from './room-input.js';
+import type { RoomService } from './room-service.js';
+
+export class RoomAliases {
+  constructor(
+    private readonly store: Store,
+    private readonly input: Pick<RoomInput, 'currentState'>,
+    private readonly rooms: Pick<RoomService, 'dropFromCanonicalAlias'>,
+    private readonly serverName: string,
+  ) {}
+
+  async create(userId: string, alias: string, roomId: string): Promise<void> {
+    if (!isValidRoomAlias(alias) || !alias.endsWith(`:${this.serverName}`)) throw new MatrixError('M_INVALID_PARAM', 'Invalid room alias for this server');
+    const m = await this.store.rooms.getMembership(roomId, userId);
+    if (m?.membership !== 'join') throw new MatrixError('M_FORBIDDEN', 'You must be joined to the room');
+    if (await this.store.rooms.getAlias(alias)) throw new MatrixError('M_UNKNOWN', 'Room alias already exists', {}, 409);
+    await this.store.rooms.createAlias(alias, roomId, userId);
+  }
+
+  async delete(sender: { userId: string; deviceId?: string }, alias: string): Promise<void> {
+    const found = await this.store.rooms.getAlias(alias);
+    if (!found) throw new MatrixError('M_NOT_FOUND', 'Room alias not found');
+    const user = await this.store.accounts.getUser(sender.userId);
+    const state = await this.input.currentState(found.roomId);
+    const canManage = found.creator === sender.userId || user?.admin || (state && state.powerLevel(sender.userId) >= 50);
+    if (!canManage) throw new MatrixError('M_FORBIDDEN', 'You may not delete this alias');
+    await this.store.rooms.deleteAlias(alias);
+    await this.rooms.dropFromCanonicalAlias(sender, found.roomId, alias);
+  }
+
+  /** The room's local aliases (the caller checks the user may read the room). */
+  list(roomId: string): Promise<string[]> {
+    return this.store.rooms.getAliasesForRoom(roomId);
+  }
+
+  /** An m.room.canonical_alias content may only name valid aliases that point to its room. */
+  async checkCanonical(roomId: string, content: JsonObject): Promise<void> {
+    const aliases: unknown[] = [];
+    if (content.alias !== undefined && content.alias !== null) aliases.push(content.alias);
+    if (content.alt_aliases !== undefined) {
+      if (!Array.isArray(content.alt_aliases)) throw new MatrixError('M_BAD_JSON', 'alt_aliases must be an array');
+      aliases.push(...content.alt_aliases);
+    }
+    for (const a of aliases) {
+      if (typeof a !== 'string' || !isValidRoomAlias(a)) throw new MatrixError('M_INVALID_PARAM', `Invalid alias: ${String(a)}`);
+      const found = await this.store.rooms.getAlias(a);
+      if (!found || found.roomId !== roomId) throw new MatrixError('M_BAD_ALIAS', `Alias ${a} does not point to this room`, {}, 400);
+    }
+  }
+}
