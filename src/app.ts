@@ -36,6 +36,7 @@ import { HierarchyService } from './room/hierarchy.js';
 import { AdminService } from './admin/admin-service.js';
 import { RoomAliases } from './room/aliases.js';
 import { RoomHistory } from './room/history.js';
+import { LegacyEventStream } from './sync/legacy-events.js';
 import { RoomStateReader } from './room/state-reader.js';
 import { VisibilityChecker } from './room/visibility.js';
 import { ErasureService } from './room/erasure.js';
@@ -299,6 +300,18 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     shared.map('uia'),
   );
   const syncFilters = new SyncFilterResolver((u, id) => store.userData.getFilter(u, id));
+  const sync = new SyncService(store, waiters, formatter, visibility, {
+    ephemeral: [new TypingSource(typing), new ReceiptSource(store.receipts), new DeliveredSource(store.delivery)],
+    device: new DeviceSyncSource(store.e2ee, e2ee.deviceLists, readModel),
+    onAcknowledged: (userId, stream) => delivered.acknowledged(userId, stream),
+    onDeliveredOptIn: (userId) => delivered.optedIn(userId),
+    unread: new StoredUnreadSource(store.notifications, readModel),
+    presence: new PresenceSyncSource(presence, store, now),
+    ephemeralPosition: () => ephemeralStream.current(),
+    defaultAccountData: (userId) => [{ type: 'm.push_rules', content: pushRules.defaults(userId) as unknown as JsonObject }],
+    hiddenAccountDataPrefix: INTERNAL_ACCOUNT_DATA_PREFIX,
+  }, readModel);
+  const currentToken = () => ({ stream: store.currentPosition(), ephemeral: ephemeralStream.current() });
   const services: ApiServices = {
     history: new RoomHistory(store, rooms, visibility),
     roomState: new RoomStateReader(store, visibility),
@@ -316,17 +329,8 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     upgrades: new RoomUpgradeService(store, roomInput, rooms, config.server_name, pushRules, notifier, logger),
     roomInput,
     syncFilters,
-    sync: new SyncService(store, waiters, formatter, visibility, {
-      ephemeral: [new TypingSource(typing), new ReceiptSource(store.receipts), new DeliveredSource(store.delivery)],
-      device: new DeviceSyncSource(store.e2ee, e2ee.deviceLists, readModel),
-      onAcknowledged: (userId, stream) => delivered.acknowledged(userId, stream),
-      onDeliveredOptIn: (userId) => delivered.optedIn(userId),
-      unread: new StoredUnreadSource(store.notifications, readModel),
-      presence: new PresenceSyncSource(presence, store, now),
-      ephemeralPosition: () => ephemeralStream.current(),
-      defaultAccountData: (userId) => [{ type: 'm.push_rules', content: pushRules.defaults(userId) as unknown as JsonObject }],
-      hiddenAccountDataPrefix: INTERNAL_ACCOUNT_DATA_PREFIX,
-    }, readModel),
+    sync,
+    legacy: new LegacyEventStream({ store, sync, formatter, visibility, presence, typing, notifier, currentToken, now }),
     pushRules,
     receipts,
     e2ee,
@@ -350,7 +354,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     },
     registrationNonces: shared.map('registration-nonce'),
     maxSyncTimeoutMs: config.sync.max_timeout_ms,
-    currentToken: () => ({ stream: store.currentPosition(), ephemeral: ephemeralStream.current() }),
+    currentToken,
     admission,
     features: { websocket: config.websocket.enabled },
     now,

@@ -15,6 +15,7 @@ import type { AccountService } from '../users/account-service.js';
 import type { Registration } from '../users/registration.js';
 import type { RoomAliases } from '../room/aliases.js';
 import type { RoomHistory } from '../room/history.js';
+import type { LegacyEventStream } from '../sync/legacy-events.js';
 import type { RoomStateReader } from '../room/state-reader.js';
 import type { RoomService } from '../room/room-service.js';
 import type { RoomUpgradeService } from '../room/room-upgrade.js';
@@ -66,6 +67,8 @@ export interface ApiServices {
   admin: AdminService;
   roomInput: RoomInput;
   sync: SyncService;
+  /** The deprecated /events and /initialSync API. */
+  legacy: LegacyEventStream;
   /** /sync's filter parameter, stored filters cached compiled. */
   syncFilters: SyncFilterResolver;
   typing: TypingService;

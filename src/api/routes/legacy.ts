@@ -1,113 +1,37 @@
 // Deprecated endpoints that real clients and bots still call (docs/api.md marks them so):
-// GET /events (the old event stream, and its per-room form for peeking at world-readable rooms),
-// GET /initialSync, GET /rooms/{roomId}/initialSync and POST /rooms/{roomId}/send/{eventType}
-// without a transaction ID.
-//
-// Invariants:
-// - Built on the public methods of the sync and history services: /events and /initialSync are
-//   reshaped /sync responses, so they see exactly what /sync sees (visibility, ignored users,
-//   membership) and share its tokens; /events tokens are /sync tokens and vice versa.
-// - These calls never acknowledge anything for the device (acknowledgeSince: false): they do
-//   not deliver to-device messages, so acknowledging would lose them.
-// - Peeking (/events?room_id= for a room one has not joined) shows only what the room's history
-//   visibility lets a non-member see: world-readable rooms, with their typing, public receipts
-//   and members' presence. Everything else is 403.
+// GET /events, GET /initialSync and GET /rooms/{roomId}/initialSync (src/sync/legacy-events.ts
+// builds their responses), and POST /rooms/{roomId}/send/{eventType} without a transaction ID.
 
-import { MatrixError } from '../../errors.js';
-import { body, type AuthInfo } from '../middleware.js';
+import { z } from 'zod';
+import { body } from '../middleware.js';
 import { parse, param, queryInt, queryString, type ApiServices, type ClientRoutes } from '../routing.js';
 import type { JsonObject } from '../../protocol/types.js';
-import type { StateEntry, StoredEvent } from '../../store/types.js';
-import { compileFilter, MAX_TIMELINE_LIMIT } from '../../sync/filter.js';
-import { parseToken, serializeToken, type StreamToken } from '../../sync/token.js';
-import { presenceContent } from '../../ephemeral/presence.js';
-import { receiptContent } from '../../receipts/receipt-source.js';
-import { z } from 'zod';
+import { MAX_TIMELINE_LIMIT } from '../../sync/filter.js';
+import { parseToken } from '../../sync/token.js';
 
 // As /sync: without a timeout the call does not wait. (Synapse waits 30 s; old clients always
 // send one, and a bare request answering at once keeps probes and route checks cheap.)
 const DEFAULT_EVENTS_TIMEOUT_MS = 0;
 
-type SyncRoom = {
-  timeline?: { events?: JsonObject[]; prev_batch?: string };
-  state?: { events?: JsonObject[] };
-  ephemeral?: { events?: JsonObject[] };
-  account_data?: { events?: JsonObject[] };
-  invite_state?: { events?: JsonObject[] };
-};
-type SyncRooms = { join?: Record<string, SyncRoom>; invite?: Record<string, SyncRoom>; leave?: Record<string, SyncRoom> };
+type LegacyRouteDeps = Pick<ApiServices, 'legacy' | 'rooms' | 'presence' | 'maxSyncTimeoutMs'>;
 
-export function legacyRoutes(r: ClientRoutes, s: ApiServices): void {
+export function legacyRoutes(r: ClientRoutes, s: LegacyRouteDeps): void {
   r.authed('get', '/events', async (ctx, auth) => {
-    const roomId = queryString(ctx, 'room_id');
-    const timeoutMs = queryInt(ctx, 'timeout', DEFAULT_EVENTS_TIMEOUT_MS, 0, s.maxSyncTimeoutMs);
     const fromRaw = queryString(ctx, 'from');
-    const given = fromRaw ? parseToken(fromRaw, 'from') : undefined;
-    // Polling the stream is activity, as /sync is; marked first, so that "now" lies after it.
-    if (!auth.isGuest) s.presence.syncing(auth.userId, undefined);
-    const from = given ?? s.currentToken();
-    const signal = ctx.signal;
-    if (roomId !== undefined) {
-      const m = await s.store.rooms.getMembership(roomId, auth.userId);
-      if (m?.membership !== 'join') {
-        ctx.body = await peek(s, auth, roomId, from, timeoutMs, signal);
-        return;
-      }
-    } else if (auth.isGuest) {
-      // Guests may use /events only to peek into a room (spec "Guest Access").
-      throw new MatrixError('M_GUEST_ACCESS_FORBIDDEN', 'Guests may only call /events with a room_id', {}, 403);
-    }
-    const res = await s.sync.sync({
-      userId: auth.userId,
-      deviceId: auth.deviceId,
-      since: serializeToken(from),
-      filter: compileFilter({ room: { timeline: { limit: MAX_TIMELINE_LIMIT }, ...(roomId !== undefined ? { rooms: [roomId] } : {}) } }),
-      timeoutMs,
-      fullState: false,
-      signal,
-      acknowledgeSince: false,
+    ctx.body = await s.legacy.events(auth, {
+      roomId: queryString(ctx, 'room_id'),
+      from: fromRaw ? parseToken(fromRaw, 'from') : undefined,
+      timeoutMs: queryInt(ctx, 'timeout', DEFAULT_EVENTS_TIMEOUT_MS, 0, s.maxSyncTimeoutMs),
+      signal: ctx.signal,
     });
-    ctx.body = { start: serializeToken(from), end: res.next_batch, chunk: await streamEvents(s, auth, res) };
   });
 
   r.authed('get', '/initialSync', async (ctx, auth) => {
-    const limit = queryInt(ctx, 'limit', 10, 0, MAX_TIMELINE_LIMIT);
-    const archived = queryString(ctx, 'archived') === 'true';
-    const res = await s.sync.sync({
-      userId: auth.userId,
-      deviceId: auth.deviceId,
-      filter: compileFilter({ room: { timeline: { limit }, include_leave: archived } }),
-      timeoutMs: 0,
-      fullState: false,
-      acknowledgeSince: false,
-    });
-    const rooms = (res.rooms ?? {}) as SyncRooms;
-    const out: JsonObject[] = [];
-    for (const [roomId, room] of Object.entries(rooms.join ?? {})) out.push(await roomInfo(s, roomId, 'join', room, res.next_batch));
-    for (const [roomId, room] of Object.entries(rooms.leave ?? {})) {
-      const m = await s.store.rooms.getMembership(roomId, auth.userId);
-      out.push(await roomInfo(s, roomId, m?.membership === 'ban' ? 'ban' : 'leave', room, res.next_batch));
-    }
-    for (const roomId of Object.keys(rooms.invite ?? {})) {
-      const invite = await ownMemberEvent(s, auth, roomId);
-      const info: JsonObject = { room_id: roomId, membership: 'invite', visibility: await s.store.rooms.getRoomVisibility(roomId) };
-      if (invite) info.invite = invite;
-      out.push(info);
-    }
-    ctx.body = {
-      end: res.next_batch,
-      rooms: out,
-      presence: ((res.presence as { events?: JsonObject[] } | undefined)?.events ?? []).map(legacyPresence),
-      // What the user stored; the push rules /sync adds as m.push_rules are read from /pushrules
-      // by the clients of this API (Synapse leaves them out here too).
-      account_data: ((res.account_data as { events?: JsonObject[] } | undefined)?.events ?? []).filter((e) => e.type !== 'm.push_rules'),
-    };
+    ctx.body = await s.legacy.initialSync(auth, queryInt(ctx, 'limit', 10, 0, MAX_TIMELINE_LIMIT), queryString(ctx, 'archived') === 'true');
   });
 
   r.authed('get', '/rooms/:roomId/initialSync', async (ctx, auth) => {
-    const roomId = param(ctx, 'roomId');
-    const limit = queryInt(ctx, 'limit', 10, 0, MAX_TIMELINE_LIMIT);
-    ctx.body = await roomInitialSync(s, auth, roomId, limit);
+    ctx.body = await s.legacy.roomInitialSync(auth, param(ctx, 'roomId'), queryInt(ctx, 'limit', 10, 0, MAX_TIMELINE_LIMIT));
   });
 
   // The pre-r0 form of PUT .../send/{eventType}/{txnId}: no transaction ID, so a retry sends the
@@ -125,172 +49,4 @@ export function legacyRoutes(r: ClientRoutes, s: ApiServices): void {
     undefined,
     'message',
   );
-}
-
-/** A /sync response flattened into the old stream's chunk: every event carries its room_id. */
-async function streamEvents(s: ApiServices, auth: AuthInfo, res: JsonObject): Promise<JsonObject[]> {
-  const out: JsonObject[] = [];
-  const inRoom = (roomId: string, events: JsonObject[] | undefined) => {
-    for (const e of events ?? []) out.push({ ...e, room_id: roomId });
-  };
-  const rooms = (res.rooms ?? {}) as SyncRooms;
-  for (const [roomId, room] of [...Object.entries(rooms.join ?? {}), ...Object.entries(rooms.leave ?? {})]) {
-    inRoom(roomId, room.state?.events);
-    inRoom(roomId, room.timeline?.events);
-    inRoom(roomId, room.ephemeral?.events);
-    inRoom(roomId, room.account_data?.events);
-  }
-  // The old stream carried the invite event itself; /sync gives stripped state instead.
-  for (const roomId of Object.keys(rooms.invite ?? {})) {
-    const ev = await ownMemberEvent(s, auth, roomId);
-    if (ev) out.push(ev);
-  }
-  for (const e of (res.presence as { events?: JsonObject[] } | undefined)?.events ?? []) out.push(legacyPresence(e));
-  for (const e of (res.account_data as { events?: JsonObject[] } | undefined)?.events ?? []) out.push(e);
-  return out;
-}
-
-/** The old API's presence events also named the user in content.user_id. */
-function legacyPresence(e: JsonObject): JsonObject {
-  return { ...e, content: { ...(e.content as JsonObject), user_id: e.sender ?? null } };
-}
-
-async function ownMemberEvent(s: ApiServices, auth: AuthInfo, roomId: string): Promise<JsonObject | undefined> {
-  const m = await s.store.rooms.getMembership(roomId, auth.userId);
-  const ev = m && (await s.store.rooms.getEvent(m.eventId));
-  return ev ? (await s.formatter.format([ev], auth))[0] : undefined;
-}
-
-/** One room of GET /initialSync from its /sync section: current state is state + timeline state. */
-async function roomInfo(s: ApiServices, roomId: string, membership: string, room: SyncRoom, end: string): Promise<JsonObject> {
-  const timeline = room.timeline?.events ?? [];
-  const state = new Map<string, JsonObject>();
-  for (const e of [...(room.state?.events ?? []), ...timeline]) {
-    if (typeof e.state_key === 'string') state.set(`${String(e.type)}\u0000${e.state_key}`, { ...e, room_id: roomId });
-  }
-  const messages: JsonObject = { chunk: timeline.map((e) => ({ ...e, room_id: roomId })), end };
-  if (room.timeline?.prev_batch) messages.start = room.timeline.prev_batch;
-  return {
-    room_id: roomId,
-    membership,
-    messages,
-    state: [...state.values()],
-    visibility: await s.store.rooms.getRoomVisibility(roomId),
-    account_data: room.account_data?.events ?? [],
-  };
-}
-
-/**
- * GET /rooms/{roomId}/initialSync: members see the room as it is (leavers as they left it);
- * others only a world-readable room, with what its history visibility shows non-members.
- */
-async function roomInitialSync(s: ApiServices, auth: AuthInfo, roomId: string, limit: number): Promise<JsonObject> {
-  const mine = await s.store.rooms.getMembership(roomId, auth.userId);
-  const head = s.store.currentPosition();
-  let bound = head;
-  let state: StateEntry[];
-  if (mine?.membership === 'join') {
-    state = await s.store.rooms.getCurrentState(roomId);
-  } else if (mine && (mine.membership === 'leave' || mine.membership === 'ban')) {
-    bound = mine.stream;
-    state = await s.store.rooms.getStateAt(roomId, bound);
-  } else if (await s.visibility.isWorldReadable(roomId)) {
-    state = await s.store.rooms.getCurrentState(roomId);
-  } else {
-    throw new MatrixError('M_FORBIDDEN', 'You are not allowed to view this room');
-  }
-  const page = await s.store.rooms.getRoomEvents({ roomId, dir: 'b', from: bound, limit });
-  const visible = (await s.visibility.filter(auth.userId, roomId, page)).reverse();
-  const stateEvents = await s.store.rooms.getEvents(state.map((e) => e.eventId));
-  const oldest = page[page.length - 1];
-  const messages: JsonObject = {
-    chunk: await s.formatter.format(visible, auth),
-    // From the live end, ephemeral changes continue from now too, not from the start of time.
-    end: serializeToken({ stream: bound, ephemeral: bound === head ? s.currentToken().ephemeral : 0 }),
-  };
-  // Always present (clients page back from it); at the start of history it names the start.
-  messages.start = serializeToken({ stream: oldest ? oldest.stream - 1 : bound, ephemeral: 0 });
-  const res: JsonObject = {
-    room_id: roomId,
-    messages,
-    state: await s.formatter.format([...stateEvents.values()].sort((a, b) => a.stream - b.stream), auth),
-    presence: mine?.membership === 'join' ? await roomPresence(s, roomId) : [],
-    account_data: (await s.store.userData.getAllAccountData(auth.userId))
-      .filter((d) => d.roomId === roomId)
-      .map((d) => ({ type: d.type, content: d.content })),
-    visibility: await s.store.rooms.getRoomVisibility(roomId),
-  };
-  if (mine) res.membership = mine.membership;
-  return res;
-}
-
-async function roomPresence(s: ApiServices, roomId: string): Promise<JsonObject[]> {
-  if (!s.presence.enabled) return [];
-  const out: JsonObject[] = [];
-  for (const m of await s.store.rooms.getRoomMembers(roomId, ['join'])) {
-    const rec = s.presence.get(m.userId);
-    if (rec) out.push(legacyPresence({ type: 'm.presence', sender: m.userId, content: presenceContent(rec, s.now()) }));
-  }
-  return out;
-}
-
-/** Typing, public receipts and members' presence of a peeked room in (since, upTo]. */
-async function peekEphemeral(s: ApiServices, roomId: string, since: StreamToken, upTo: StreamToken): Promise<JsonObject[]> {
-  const out: JsonObject[] = [];
-  if (s.typing.changedSince(roomId, since.ephemeral)) {
-    out.push({ type: 'm.typing', room_id: roomId, content: { user_ids: s.typing.typingUsers(roomId) } });
-  }
-  const receipts = (await s.store.receipts.getReceiptChanges([roomId], since.stream, upTo.stream)).filter((r) => r.type !== 'm.read.private');
-  if (receipts.length > 0) out.push({ type: 'm.receipt', room_id: roomId, content: receiptContent(receipts) });
-  if (s.presence.enabled) {
-    const changed = s.presence.changedSince(since.ephemeral).filter((r) => r.pos <= upTo.ephemeral);
-    if (changed.length > 0) {
-      const members = new Set((await s.store.rooms.getRoomMembers(roomId, ['join'])).map((m) => m.userId));
-      for (const r of changed) {
-        if (members.has(r.userId)) out.push(legacyPresence({ type: 'm.presence', sender: r.userId, content: presenceContent(r, s.now()) }));
-      }
-    }
-  }
-  return out;
-}
-
-/**
- * /events?room_id= for a room the user has not joined: the events of a world-readable room
- * after `from`, as a non-member may see them, waiting up to `timeoutMs` for some.
- */
-async function peek(s: ApiServices, auth: AuthInfo, roomId: string, from: StreamToken, timeoutMs: number, signal: AbortSignal): Promise<JsonObject> {
-  if (!(await s.visibility.isWorldReadable(roomId))) throw new MatrixError('M_FORBIDDEN', 'You may not peek into this room');
-  const deadline = Date.now() + timeoutMs;
-  let since = from;
-  for (;;) {
-    // Subscribe before reading, so a change between the read and the wait is not missed.
-    let wake: () => void = () => undefined;
-    const woken = new Promise<void>((resolve) => (wake = resolve));
-    const unsubscribe = s.notifier.subscribe((n) => {
-      if (n.roomId === roomId) wake();
-    });
-    try {
-      const upTo = s.currentToken();
-      const page: StoredEvent[] = await s.store.rooms.getRoomEvents({ roomId, dir: 'f', from: since.stream, to: upTo.stream, limit: MAX_TIMELINE_LIMIT });
-      const visible = await s.visibility.filter(auth.userId, roomId, page);
-      const chunk: JsonObject[] = (await s.formatter.format(visible, auth)).map((e) => ({ ...e, room_id: roomId }));
-      chunk.push(...(await peekEphemeral(s, roomId, since, upTo)));
-      // A page that filled up ends at its last event, so the next call continues from there.
-      const end = page.length === MAX_TIMELINE_LIMIT ? { stream: page[page.length - 1].stream, ephemeral: upTo.ephemeral } : upTo;
-      const remaining = deadline - Date.now();
-      if (chunk.length > 0 || remaining <= 0 || signal.aborted) return { start: serializeToken(from), end: serializeToken(end), chunk };
-      since = end;
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
-        woken,
-        new Promise<void>((resolve) => {
-          timer = setTimeout(resolve, remaining);
-          signal.addEventListener('abort', () => resolve(), { once: true });
-        }),
-      ]);
-      clearTimeout(timer);
-    } finally {
-      unsubscribe();
-    }
-  }
 }
