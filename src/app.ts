@@ -37,6 +37,7 @@ import { AdminService } from './admin/admin-service.js';
 import { RoomAliases } from './room/aliases.js';
 import { RoomHistory } from './room/history.js';
 import { LegacyEventStream } from './sync/legacy-events.js';
+import { UserDataService } from './users/user-data.js';
 import { RoomStateReader } from './room/state-reader.js';
 import { VisibilityChecker } from './room/visibility.js';
 import { ErasureService } from './room/erasure.js';
@@ -330,6 +331,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     roomInput,
     syncFilters,
     sync,
+    userData: new UserDataService(store, notifier, visibility, now),
     legacy: new LegacyEventStream({ store, sync, formatter, visibility, presence, typing, notifier, currentToken, now }),
     pushRules,
     receipts,

@@ -16,6 +16,7 @@ import type { Registration } from '../users/registration.js';
 import type { RoomAliases } from '../room/aliases.js';
 import type { RoomHistory } from '../room/history.js';
 import type { LegacyEventStream } from '../sync/legacy-events.js';
+import type { UserDataService } from '../users/user-data.js';
 import type { RoomStateReader } from '../room/state-reader.js';
 import type { RoomService } from '../room/room-service.js';
 import type { RoomUpgradeService } from '../room/room-upgrade.js';
@@ -69,6 +70,8 @@ export interface ApiServices {
   sync: SyncService;
   /** The deprecated /events and /initialSync API. */
   legacy: LegacyEventStream;
+  /** Tags, the notification list, content reports, user directory search. */
+  userData: UserDataService;
   /** /sync's filter parameter, stored filters cached compiled. */
   syncFilters: SyncFilterResolver;
   typing: TypingService;

@@ -1,11 +1,10 @@
-// Receipts, read markers, notifications, tags, ignored users' effect, and content reports.
+// Receipts, read markers, notifications, tags, content reports and the user directory search.
 
 import { z } from 'zod';
 import { MatrixError } from '../../errors.js';
 import { body } from '../middleware.js';
 import { parse, param, queryInt, queryString, type ApiServices, type ClientRoutes, valid } from '../routing.js';
 import type { JsonObject } from '../../protocol/types.js';
-import type { ReceiptService } from '../../receipts/receipt-service.js';
 import { parseToken, serializeToken } from '../../sync/token.js';
 
 const receiptSchema = z.object({ thread_id: z.string().min(1).max(255).optional() }).passthrough();
@@ -19,7 +18,9 @@ const markersSchema = z
 
 const userSearchSchema = z.object({ search_term: z.string().max(512), limit: z.number().int().min(1).max(50).optional() }).passthrough();
 
-export function chatRoutes(r: ClientRoutes, s: ApiServices & { receipts: ReceiptService }): void {
+type ChatRouteDeps = Pick<ApiServices, 'receipts' | 'userData' | 'formatter'>;
+
+export function chatRoutes(r: ClientRoutes, s: ChatRouteDeps): void {
   r.authed('post', '/rooms/:roomId/receipt/:receiptType/:eventId', async (ctx, auth) => {
     const type = param(ctx, 'receiptType');
     const roomId = param(ctx, 'roomId');
@@ -48,95 +49,56 @@ export function chatRoutes(r: ClientRoutes, s: ApiServices & { receipts: Receipt
   r.authed('get', '/notifications', async (ctx, auth) => {
     const limit = queryInt(ctx, 'limit', 20, 1, 100);
     const from = queryString(ctx, 'from');
-    const only = queryString(ctx, 'only');
-    const records = await s.store.notifications.getNotifications(auth.userId, {
+    const { page, full, last } = await s.userData.notifications(auth.userId, {
       before: from ? parseToken(from, 'from').stream : undefined,
       limit,
-      onlyHighlight: only === 'highlight',
+      onlyHighlight: queryString(ctx, 'only') === 'highlight',
     });
-    const found = await s.store.rooms.getEvents(records.map((n) => n.eventId));
-    const present = records.filter((n) => found.has(n.eventId));
-    const formatted = await s.formatter.format(present.map((n) => found.get(n.eventId)!), auth);
-    const notifications: JsonObject[] = [];
-    for (const [i, n] of present.entries()) {
-      notifications.push({
-        actions: n.actions as JsonObject[],
-        event: formatted[i],
-        // Rules carry no profile tag since device-scoped rules left the spec: null, not absent,
-        // so clients that read the field find it.
-        profile_tag: null,
-        read: n.read,
-        room_id: n.roomId,
-        ts: n.ts,
-      });
-    }
+    const formatted = await s.formatter.format(page.map((n) => n.event), auth);
+    const notifications: JsonObject[] = page.map(({ record: n }, i) => ({
+      actions: n.actions as JsonObject[],
+      event: formatted[i],
+      // Rules carry no profile tag since device-scoped rules left the spec: null, not absent,
+      // so clients that read the field find it.
+      profile_tag: null,
+      read: n.read,
+      room_id: n.roomId,
+      ts: n.ts,
+    }));
     const out: JsonObject = { notifications };
-    if (records.length === limit) out.next_token = serializeToken({ stream: records[records.length - 1].stream, ephemeral: 0 });
+    if (full && last !== undefined) out.next_token = serializeToken({ stream: last, ephemeral: 0 });
     ctx.body = out;
   });
 
-  // Tags are room account data of type m.tag, which /sync already carries.
-  const tagsOf = async (userId: string, roomId: string): Promise<Record<string, JsonObject>> => {
-    const data = await s.store.userData.getAccountData(userId, roomId, 'm.tag');
-    const tags = data?.tags;
-    return tags && typeof tags === 'object' && !Array.isArray(tags) ? (tags as Record<string, JsonObject>) : {};
-  };
-  const selfRoom = async (userIdParam: string, userId: string, roomId: string) => {
-    if (userIdParam !== userId) throw new MatrixError('M_FORBIDDEN', 'Cannot access tags of other users');
-    if (!(await s.store.rooms.getMembership(roomId, userId))) throw new MatrixError('M_FORBIDDEN', 'You are not in this room');
-  };
   r.authed('get', '/user/:userId/rooms/:roomId/tags', async (ctx, auth) => {
-    await selfRoom(param(ctx, 'userId'), auth.userId, param(ctx, 'roomId'));
-    ctx.body = { tags: await tagsOf(auth.userId, param(ctx, 'roomId')) };
+    ctx.body = { tags: await s.userData.tags(param(ctx, 'userId'), auth.userId, param(ctx, 'roomId')) };
   });
-  const writeTags = async (userId: string, roomId: string, tags: Record<string, JsonObject>) => {
-    const stream = await s.store.userData.setAccountData(userId, roomId, 'm.tag', { tags });
-    s.notifier.publish({ stream, userIds: [userId] });
-  };
   r.authed('put', '/user/:userId/rooms/:roomId/tags/:tag', async (ctx, auth) => {
-    const roomId = param(ctx, 'roomId');
-    const tag = param(ctx, 'tag');
-    if (Buffer.byteLength(tag) > 255) throw new MatrixError('M_INVALID_PARAM', 'Tag too long');
-    await selfRoom(param(ctx, 'userId'), auth.userId, roomId);
     const req = parse(z.object({ order: z.number().min(0).max(1).optional() }).passthrough(), body(ctx));
-    const tags = await tagsOf(auth.userId, roomId);
-    tags[tag] = req.order !== undefined ? { order: req.order } : {};
-    await writeTags(auth.userId, roomId, tags);
+    await s.userData.updateTag(param(ctx, 'userId'), auth.userId, param(ctx, 'roomId'), param(ctx, 'tag'), { order: req.order });
     ctx.body = {};
   });
   r.authed('delete', '/user/:userId/rooms/:roomId/tags/:tag', async (ctx, auth) => {
-    const roomId = param(ctx, 'roomId');
-    await selfRoom(param(ctx, 'userId'), auth.userId, roomId);
-    const tags = await tagsOf(auth.userId, roomId);
-    delete tags[param(ctx, 'tag')];
-    await writeTags(auth.userId, roomId, tags);
+    await s.userData.updateTag(param(ctx, 'userId'), auth.userId, param(ctx, 'roomId'), param(ctx, 'tag'), null);
     ctx.body = {};
   });
 
   const reportSchema = z.object({ reason: z.string().max(2048).optional(), score: z.number().int().min(-100).max(0).optional() }).passthrough();
   r.authed('post', '/rooms/:roomId/report/:eventId', async (ctx, auth) => {
-    const roomId = param(ctx, 'roomId');
-    const eventId = param(ctx, 'eventId');
     const req = parse(reportSchema, body(ctx));
-    const ev = await s.store.rooms.getEvent(eventId);
-    const [visible] = ev && ev.roomId === roomId ? await s.visibility.filter(auth.userId, roomId, [ev]) : [];
-    // Same answer for "no such event" and "not yours to see" (spec: avoid leaking existence).
-    if (!visible) throw new MatrixError('M_NOT_FOUND', 'Event not found');
-    await s.store.directory.addReport({ roomId, eventId, reporter: auth.userId, reason: req.reason ?? null, score: req.score ?? null, ts: s.now() });
+    await s.userData.reportEvent(auth.userId, param(ctx, 'roomId'), param(ctx, 'eventId'), req.reason ?? null, req.score ?? null);
     ctx.body = {};
   });
   r.authed('post', '/rooms/:roomId/report', async (ctx, auth) => {
-    const roomId = param(ctx, 'roomId');
     const req = parse(reportSchema, body(ctx));
-    if (!(await s.store.rooms.getRoom(roomId))) throw new MatrixError('M_NOT_FOUND', 'Room not found');
-    await s.store.directory.addReport({ roomId, eventId: null, reporter: auth.userId, reason: req.reason ?? null, score: null, ts: s.now() });
+    await s.userData.reportRoom(auth.userId, param(ctx, 'roomId'), req.reason ?? null);
     ctx.body = {};
   });
 
   r.authed('post', '/user_directory/search', async (ctx, auth) => {
     const req = valid(ctx, userSearchSchema);
     const limit = req.limit ?? 10;
-    const found = await s.store.directory.searchUsers(auth.userId, req.search_term, limit);
+    const found = await s.userData.searchUsers(auth.userId, req.search_term, limit);
     ctx.body = {
       limited: found.length > limit,
       results: found.slice(0, limit).map((u) => {
