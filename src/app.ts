@@ -36,6 +36,7 @@ import { HierarchyService } from './room/hierarchy.js';
 import { AdminService } from './admin/admin-service.js';
 import { RoomAliases } from './room/aliases.js';
 import { RoomHistory } from './room/history.js';
+import { RelationsService } from './room/relations.js';
 import { LegacyEventStream } from './sync/legacy-events.js';
 import { UserDataService } from './users/user-data.js';
 import { RoomStateReader } from './room/state-reader.js';
@@ -331,6 +332,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     roomInput,
     syncFilters,
     sync,
+    relations: new RelationsService(store, visibility),
     userData: new UserDataService(store, notifier, visibility, now),
     legacy: new LegacyEventStream({ store, sync, formatter, visibility, presence, typing, notifier, currentToken, now }),
     pushRules,

@@ -15,6 +15,7 @@ import type { AccountService } from '../users/account-service.js';
 import type { Registration } from '../users/registration.js';
 import type { RoomAliases } from '../room/aliases.js';
 import type { RoomHistory } from '../room/history.js';
+import type { RelationsService } from '../room/relations.js';
 import type { LegacyEventStream } from '../sync/legacy-events.js';
 import type { UserDataService } from '../users/user-data.js';
 import type { RoomStateReader } from '../room/state-reader.js';
@@ -72,6 +73,8 @@ export interface ApiServices {
   legacy: LegacyEventStream;
   /** Tags, the notification list, content reports, user directory search. */
   userData: UserDataService;
+  /** /relations and /threads. */
+  relations: RelationsService;
   /** /sync's filter parameter, stored filters cached compiled. */
   syncFilters: SyncFilterResolver;
   typing: TypingService;
