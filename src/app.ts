@@ -39,6 +39,7 @@ import { RoomHistory } from './room/history.js';
 import { RelationsService } from './room/relations.js';
 import { LegacyEventStream } from './sync/legacy-events.js';
 import { UserDataService } from './users/user-data.js';
+import { ProfileService } from './users/profile.js';
 import { RoomStateReader } from './room/state-reader.js';
 import { VisibilityChecker } from './room/visibility.js';
 import { ErasureService } from './room/erasure.js';
@@ -333,7 +334,8 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     syncFilters,
     sync,
     relations: new RelationsService(store, visibility),
-    userData: new UserDataService(store, notifier, visibility, now),
+    userData: new UserDataService(store, notifier, pushRules, visibility, now),
+    profiles: new ProfileService(store, rooms),
     legacy: new LegacyEventStream({ store, sync, formatter, visibility, presence, typing, notifier, currentToken, now }),
     pushRules,
     receipts,

@@ -18,6 +18,7 @@ import type { RoomHistory } from '../room/history.js';
 import type { RelationsService } from '../room/relations.js';
 import type { LegacyEventStream } from '../sync/legacy-events.js';
 import type { UserDataService } from '../users/user-data.js';
+import type { ProfileService } from '../users/profile.js';
 import type { RoomStateReader } from '../room/state-reader.js';
 import type { RoomService } from '../room/room-service.js';
 import type { RoomUpgradeService } from '../room/room-upgrade.js';
@@ -73,6 +74,7 @@ export interface ApiServices {
   legacy: LegacyEventStream;
   /** Tags, the notification list, content reports, user directory search. */
   userData: UserDataService;
+  profiles: ProfileService;
   /** /relations and /threads. */
   relations: RelationsService;
   /** /sync's filter parameter, stored filters cached compiled. */

@@ -1,4 +1,4 @@
-// What users keep for themselves: room tags (room account data of type m.tag, which /sync
+// What users keep for themselves: account data (global and per room), room tags (room account data of type m.tag, which /sync
 // already carries), their notification list, content reports and the user directory search.
 //
 // Invariants:
@@ -12,6 +12,10 @@ import type { JsonObject } from '../protocol/types.js';
 import type { VisibilityChecker } from '../room/visibility.js';
 import type { NotificationRecord, Store, StoredEvent } from '../store/types.js';
 import type { Notifier } from '../sync/notifier.js';
+import { INTERNAL_ACCOUNT_DATA_PREFIX, type PushRulesService } from '../push/push-rules-service.js';
+
+/** Account-data types the server manages itself and clients may not set directly. */
+const SERVER_MANAGED = new Set(['m.fully_read', 'm.push_rules']);
 
 export type Tags = Record<string, JsonObject>;
 
@@ -19,9 +23,27 @@ export class UserDataService {
   constructor(
     private readonly store: Store,
     private readonly notifier: Notifier,
+    private readonly pushRules: Pick<PushRulesService, 'accountDataChanged'>,
     private readonly visibility: VisibilityChecker,
     private readonly now: () => number,
   ) {}
+
+  /** Global (`roomId` '') or room account data of the user's own; null when there is none. */
+  async accountData(userIdParam: string, userId: string, roomId: string, type: string): Promise<JsonObject | null> {
+    await this.assertOwnData(userIdParam, userId, roomId);
+    return type.startsWith(INTERNAL_ACCOUNT_DATA_PREFIX) ? null : this.store.userData.getAccountData(userId, roomId, type);
+  }
+
+  async setAccountData(userIdParam: string, userId: string, roomId: string, type: string, content: JsonObject): Promise<void> {
+    await this.assertOwnData(userIdParam, userId, roomId);
+    if (type.length > 255) throw new MatrixError('M_INVALID_PARAM', 'Type too long');
+    if (SERVER_MANAGED.has(type) || type.startsWith(INTERNAL_ACCOUNT_DATA_PREFIX)) {
+      throw new MatrixError('M_BAD_JSON', `Cannot set ${type} through account data; use its own API`, {}, 405);
+    }
+    const stream = await this.store.userData.setAccountData(userId, roomId, type, content);
+    if (roomId === '') this.pushRules.accountDataChanged(userId, type);
+    this.notifier.publish({ stream, userIds: [userId] });
+  }
 
   async tags(userIdParam: string, userId: string, roomId: string): Promise<Tags> {
     await this.assertOwnRoom(userIdParam, userId, roomId);
@@ -68,6 +90,13 @@ export class UserDataService {
     const data = await this.store.userData.getAccountData(userId, roomId, 'm.tag');
     const tags = data?.tags;
     return tags && typeof tags === 'object' && !Array.isArray(tags) ? { ...(tags as Tags) } : {};
+  }
+
+  private async assertOwnData(userIdParam: string, userId: string, roomId: string): Promise<void> {
+    if (userIdParam !== userId) throw new MatrixError('M_FORBIDDEN', 'Cannot access account data of other users');
+    if (roomId === '') return;
+    if (!roomId.startsWith('!')) throw new MatrixError('M_INVALID_PARAM', 'Invalid room ID');
+    if (!(await this.store.rooms.getMembership(roomId, userId))) throw new MatrixError('M_FORBIDDEN', 'You are not in this room');
   }
 
   private async assertOwnRoom(userIdParam: string, userId: string, roomId: string): Promise<void> {
