@@ -34,12 +34,14 @@ import { RoomUpgradeService } from './room/room-upgrade.js';
 import { SearchService } from './room/search-service.js';
 import { HierarchyService } from './room/hierarchy.js';
 import { AdminService } from './admin/admin-service.js';
-import { RoomAliases } from './room/aliases.js';
+import { RoomDirectory } from './room/directory.js';
 import { RoomHistory } from './room/history.js';
 import { RelationsService } from './room/relations.js';
 import { LegacyEventStream } from './sync/legacy-events.js';
 import { UserDataService } from './users/user-data.js';
 import { ProfileService } from './users/profile.js';
+import { PusherService } from './push/pushers.js';
+import { EphemeralAccess } from './ephemeral/access.js';
 import { RoomStateReader } from './room/state-reader.js';
 import { VisibilityChecker } from './room/visibility.js';
 import { ErasureService } from './room/erasure.js';
@@ -302,7 +304,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     },
     shared.map('uia'),
   );
-  const syncFilters = new SyncFilterResolver((u, id) => store.userData.getFilter(u, id));
+  const syncFilters = new SyncFilterResolver((u, id) => store.userData.getFilter(u, id), undefined, (u, text) => store.userData.createFilter(u, text));
   const sync = new SyncService(store, waiters, formatter, visibility, {
     ephemeral: [new TypingSource(typing), new ReceiptSource(store.receipts), new DeliveredSource(store.delivery)],
     device: new DeviceSyncSource(store.e2ee, e2ee.deviceLists, readModel),
@@ -318,10 +320,9 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
   const services: ApiServices = {
     history: new RoomHistory(store, rooms, visibility),
     roomState: new RoomStateReader(store, visibility),
-    aliases: new RoomAliases(store, roomInput, rooms, config.server_name),
+    directory: new RoomDirectory(store, roomInput, rooms, config.server_name),
     serverName: config.server_name,
     publicBaseUrl: config.public_baseurl,
-    store,
     accounts,
     admin: new AdminService({ store, accounts, rooms, roomInput, erasure, serverName: config.server_name, now }),
     erasure,
@@ -336,6 +337,8 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     relations: new RelationsService(store, visibility),
     userData: new UserDataService(store, notifier, pushRules, visibility, now),
     profiles: new ProfileService(store, rooms),
+    pushers: new PusherService(store),
+    ephemeral: new EphemeralAccess(store, typing, presence, config.server_name),
     legacy: new LegacyEventStream({ store, sync, formatter, visibility, presence, typing, notifier, currentToken, now }),
     pushRules,
     receipts,

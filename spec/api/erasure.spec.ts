@@ -73,7 +73,7 @@ describe('account erasure (deactivate with erase: true)', function () {
     // Non-event data: the profile is cleared, account data emptied.
     const profile = await api.get(`${V3}/profile/${enc(erin.userId)}`);
     assert.ok(profile.status === 404 || profile.body.displayname === undefined, JSON.stringify(profile.body));
-    const data = await srv.hearth.services.store.userData.getAccountData(erin.userId, '', 'm.example');
+    const data = await srv.hearth.store.userData.getAccountData(erin.userId, '', 'm.example');
     assert.deepEqual(data, {});
   });
 

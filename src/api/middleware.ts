@@ -7,13 +7,7 @@ import type { JsonObject } from '../protocol/types.js';
 import type { UiaRequest } from '../users/uia.js';
 import { dict, hardenParsed, isJsonObject } from '../protocol/canonical-json.js';
 
-export interface AuthInfo {
-  userId: string;
-  deviceId: string;
-  tokenHash: string;
-  /** A guest account: only the routes guests may use (GUEST_ROUTES in routing.ts). */
-  isGuest: boolean;
-}
+export type { AuthInfo } from '../users/auth-info.js';
 
 /** What a handler sees of a request: the transport-neutral context of the handler table. */
 export type Ctx = ApiCtx;

@@ -13,11 +13,13 @@ import type { AuthInfo, Ctx } from './middleware.js';
 import { HandlerTable, parse, type IntakeClass, type Method, type RouteLimit, type RouteSpec, type TableDeps } from './handlers.js';
 import type { AccountService } from '../users/account-service.js';
 import type { Registration } from '../users/registration.js';
-import type { RoomAliases } from '../room/aliases.js';
+import type { RoomDirectory } from '../room/directory.js';
 import type { RoomHistory } from '../room/history.js';
 import type { RelationsService } from '../room/relations.js';
 import type { LegacyEventStream } from '../sync/legacy-events.js';
 import type { UserDataService } from '../users/user-data.js';
+import type { PusherService } from '../push/pushers.js';
+import type { EphemeralAccess } from '../ephemeral/access.js';
 import type { ProfileService } from '../users/profile.js';
 import type { RoomStateReader } from '../room/state-reader.js';
 import type { RoomService } from '../room/room-service.js';
@@ -29,7 +31,6 @@ import type { SyncService } from '../sync/sync-service.js';
 import type { SyncFilterResolver } from '../sync/filter.js';
 import type { EventFormatter } from '../room/client-event.js';
 import type { VisibilityChecker } from '../room/visibility.js';
-import type { Store } from '../store/types.js';
 import type { RoomInput } from '../room/room-input.js';
 import type { Notifier } from '../sync/notifier.js';
 import type { RateLimiters } from './rate-limit.js';
@@ -48,7 +49,6 @@ import type { StreamToken } from '../sync/token.js';
 export interface ApiServices {
   serverName: string;
   publicBaseUrl: string;
-  store: Store;
   accounts: AccountService;
   /** /register through user-interactive auth (sessions remember their parameters and account). */
   registrar: Registration;
@@ -57,8 +57,8 @@ export interface ApiServices {
   history: RoomHistory;
   /** Room state, members and joined rooms, as the user may read them. */
   roomState: RoomStateReader;
-  /** Local room aliases. */
-  aliases: RoomAliases;
+  /** Local room aliases and the published room list. */
+  directory: RoomDirectory;
   /** Account erasure (deactivation with erase: true). */
   erasure: ErasureService;
   upgrades: RoomUpgradeService;
@@ -80,8 +80,11 @@ export interface ApiServices {
   /** /sync's filter parameter, stored filters cached compiled. */
   syncFilters: SyncFilterResolver;
   typing: TypingService;
+  /** Who may set typing and read presence. */
+  ephemeral: EphemeralAccess;
   presence: PresenceService;
   pushRules: PushRulesService;
+  pushers: PusherService;
   receipts: ReceiptService;
   /** End-to-end encryption: keys, cross-signing, to-device, key backup, device lists. */
   e2ee: E2eeServices;
@@ -239,7 +242,7 @@ export class ClientRoutes {
     const now = this.services.now();
     if (now - (this.lastTouched.get(key) ?? 0) >= TOUCH_INTERVAL_MS) {
       this.lastTouched.set(key, now);
-      void this.services.store.devices
+      void this.services.accounts
         .touchDevice(auth.userId, auth.deviceId, now, ip || null, userAgent?.slice(0, 512) || null)
         .catch((err: unknown) => this.services.logger.warn({ err, userId: auth.userId }, 'could not record device last-seen'));
     }

@@ -5,6 +5,7 @@ import { LRUCache } from 'lru-cache';
 import { z } from 'zod';
 import { MatrixError } from '../errors.js';
 import type { JsonObject } from '../protocol/types.js';
+import { canonicalJson, parseTrustedJson } from '../protocol/canonical-json.js';
 import { isValidUserId } from '../protocol/ids.js';
 
 const strList = z.array(z.string().max(255)).max(1000);
@@ -215,8 +216,23 @@ export class SyncFilterResolver {
   constructor(
     private readonly getFilter: (userId: string, filterId: string) => Promise<string | null>,
     readonly max = 10_000,
+    private readonly createFilter?: (userId: string, canonical: string) => Promise<string>,
   ) {
     this.cache = new LRUCache({ max });
+  }
+
+  /** Validates and stores a filter exactly as received (its canonical JSON); returns its ID. */
+  async create(userId: string, raw: JsonObject): Promise<string> {
+    validateFilter(raw);
+    if (!this.createFilter) throw new Error('SyncFilterResolver was built without a filter store');
+    return this.createFilter(userId, canonicalJson(raw));
+  }
+
+  /** A stored filter as it was uploaded; 404 when the user has none of that ID. */
+  async get(userId: string, filterId: string): Promise<JsonObject> {
+    const text = await this.getFilter(userId, filterId);
+    if (text === null) throw new MatrixError('M_NOT_FOUND', 'No such filter');
+    return parseTrustedJson<JsonObject>(text);
   }
 
   async resolve(userId: string, value: string | undefined): Promise<SyncFilter> {

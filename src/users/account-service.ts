@@ -2,10 +2,10 @@
 
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { MatrixError } from '../errors.js';
-import type { AuthInfo } from '../api/middleware.js';
+import type { AuthInfo } from './auth-info.js';
 import { isValidLocalpartForRegistration, parseUserId } from '../protocol/ids.js';
 import type { JsonObject } from '../protocol/types.js';
-import type { Store } from '../store/types.js';
+import type { DeviceRecord, Store } from '../store/types.js';
 import { StoreConflictError } from '../store/types.js';
 import { generateAccessToken, generateDeviceId, hashAccessToken, hashPassword, verifyPassword } from './credentials.js';
 import { UiaSessions, UiaWrongUserError } from './uia.js';
@@ -49,6 +49,28 @@ export class AccountService {
     uiaSessions: ExpiringMap = new LocalExpiringMap(now),
   ) {
     this.uia = new UiaSessions(uiaSessions, now);
+  }
+
+  listDevices(userId: string): Promise<DeviceRecord[]> {
+    return this.store.devices.listDevices(userId);
+  }
+
+  getDevice(userId: string, deviceId: string): Promise<DeviceRecord | null> {
+    return this.store.devices.getDevice(userId, deviceId);
+  }
+
+  /** Records when and from where a device was last seen (GET /devices, /admin/whois). */
+  touchDevice(userId: string, deviceId: string, ts: number, ip: string | null, userAgent: string | null): Promise<void> {
+    return this.store.devices.touchDevice(userId, deviceId, ts, ip, userAgent);
+  }
+
+  async isAdmin(userId: string): Promise<boolean> {
+    return (await this.store.accounts.getUser(userId))?.admin === true;
+  }
+
+  /** Whether the account exists (deactivated ones included). */
+  async exists(userId: string): Promise<boolean> {
+    return (await this.store.accounts.getUser(userId)) !== null;
   }
 
   /** The one way devices are removed: the device, its tokens, and (via the hook) its keys. */

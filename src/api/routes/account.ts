@@ -45,7 +45,9 @@ const passwordSchema = z
 const deviceUpdateSchema = z.object({ display_name: z.string().max(255).optional() }).passthrough();
 const deleteDevicesSchema = z.object({ devices: z.array(z.string().max(255)).max(1000) }).passthrough();
 
-export function accountRoutes(r: ClientRoutes, s: ApiServices): void {
+type AccountRouteDeps = Pick<ApiServices, 'accounts' | 'erasure' | 'limits' | 'publicBaseUrl' | 'registrar' | 'registration' | 'registrationNonces' | 'serverName'>;
+
+export function accountRoutes(r: ClientRoutes, s: AccountRouteDeps): void {
   r.route('get', '/register/available', async (ctx) => {
     const username = String(ctx.query.username ?? '');
     await s.limits.registration.consume(`avail:${ctx.ip}`);
@@ -167,7 +169,7 @@ export function accountRoutes(r: ClientRoutes, s: ApiServices): void {
   adminRegister(r, s);
 }
 
-function devicesRoutes(r: ClientRoutes, s: ApiServices): void {
+function devicesRoutes(r: ClientRoutes, s: AccountRouteDeps): void {
   const show = (d: { deviceId: string; displayName: string | null; lastSeenTs: number | null; lastSeenIp: string | null }) => {
     const o: JsonObject = { device_id: d.deviceId };
     if (d.displayName !== null) o.display_name = d.displayName;
@@ -176,10 +178,10 @@ function devicesRoutes(r: ClientRoutes, s: ApiServices): void {
     return o;
   };
   r.authed('get', '/devices', async (ctx, auth) => {
-    ctx.body = { devices: (await s.store.devices.listDevices(auth.userId)).map(show) };
+    ctx.body = { devices: (await s.accounts.listDevices(auth.userId)).map(show) };
   });
   r.authed('get', '/devices/:deviceId', async (ctx, auth) => {
-    const d = await s.store.devices.getDevice(auth.userId, param(ctx, 'deviceId'));
+    const d = await s.accounts.getDevice(auth.userId, param(ctx, 'deviceId'));
     if (!d) throw new MatrixError('M_NOT_FOUND', 'Unknown device');
     ctx.body = show(d);
   });
@@ -196,7 +198,7 @@ function devicesRoutes(r: ClientRoutes, s: ApiServices): void {
   };
   r.authed('delete', '/devices/:deviceId', async (ctx, auth) => {
     const id = param(ctx, 'deviceId');
-    if (!(await s.store.devices.getDevice(auth.userId, id))) throw new MatrixError('M_NOT_FOUND', 'Unknown device');
+    if (!(await s.accounts.getDevice(auth.userId, id))) throw new MatrixError('M_NOT_FOUND', 'Unknown device');
     await deleteDevices(ctx, auth.userId, [id]);
   });
   r.authed('post', '/delete_devices', async (ctx, auth) => {
@@ -206,7 +208,7 @@ function devicesRoutes(r: ClientRoutes, s: ApiServices): void {
 }
 
 /** Synapse's /_synapse/admin/v1/register (shared-secret registration), used by tooling and benchmarks. */
-function adminRegister(r: ClientRoutes, s: ApiServices): void {
+function adminRegister(r: ClientRoutes, s: AccountRouteDeps): void {
   // In s.registrationNonces (shared between processes in a cluster), each good for a minute and
   // spent by the first POST that names it.
   r.raw('get', '/_synapse/admin/v1/register', async (ctx) => {

@@ -59,7 +59,9 @@ const purgeSchema = z
   })
   .passthrough();
 
-export function adminRoutes(r: ClientRoutes, s: ApiServices): void {
+type AdminRouteDeps = Pick<ApiServices, 'admin'>;
+
+export function adminRoutes(r: ClientRoutes, s: AdminRouteDeps): void {
   type Method = 'get' | 'post' | 'put' | 'delete';
   // Bodies are validated inside the handler (parse), after the admin check: a non-admin learns
   // nothing about the body rules, only 403.

@@ -1,12 +1,8 @@
-// The public room directory (/publicRooms, /directory/list/room) and user directory search.
+// The public room directory (/publicRooms, /directory/list/room); src/room/directory.ts decides.
 
 import { z } from 'zod';
-import { MatrixError } from '../../errors.js';
-import { body, type Ctx } from '../middleware.js';
+import { body } from '../middleware.js';
 import { parse, param, queryInt, queryString, type ApiServices, type ClientRoutes, valid } from '../routing.js';
-import type { JsonObject } from '../../protocol/types.js';
-import { requiredPowerLevel } from '../../protocol/power-levels.js';
-import { listPublicRooms, type PublicRoomsQuery } from '../../room/public-rooms.js';
 
 // Clients send null for "not given" (matrix-js-sdk sends since: null on the first page).
 const publicRoomsSchema = z
@@ -27,10 +23,12 @@ const publicRoomsSchema = z
   })
   .passthrough();
 
-export function directoryRoutes(r: ClientRoutes, s: ApiServices): void {
+type DirectoryRouteDeps = Pick<ApiServices, 'directory'>;
+
+export function directoryRoutes(r: ClientRoutes, s: DirectoryRouteDeps): void {
   r.route('get', '/publicRooms', async (ctx) => {
     // Spec: GET may be called without auth; a server may require it. We serve both.
-    ctx.body = await publicRooms(s, ctx, {
+    ctx.body = await s.directory.publicRooms({
       limit: queryInt(ctx, 'limit', 100, 0, 500),
       since: queryString(ctx, 'since'),
       server: queryString(ctx, 'server'),
@@ -38,7 +36,7 @@ export function directoryRoutes(r: ClientRoutes, s: ApiServices): void {
   });
   r.authed('post', '/publicRooms', async (ctx) => {
     const req = valid(ctx, publicRoomsSchema);
-    ctx.body = await publicRooms(s, ctx, {
+    ctx.body = await s.directory.publicRooms({
       limit: Math.min(req.limit ?? 100, 500),
       since: req.since ?? undefined,
       server: req.server ?? undefined,
@@ -48,29 +46,11 @@ export function directoryRoutes(r: ClientRoutes, s: ApiServices): void {
   }, { schema: publicRoomsSchema });
 
   r.route('get', '/directory/list/room/:roomId', async (ctx) => {
-    const roomId = param(ctx, 'roomId');
-    if (!(await s.store.rooms.getRoom(roomId))) throw new MatrixError('M_NOT_FOUND', 'Unknown room');
-    ctx.body = { visibility: await s.store.rooms.getRoomVisibility(roomId) };
+    ctx.body = { visibility: await s.directory.visibility(param(ctx, 'roomId')) };
   });
   r.authed('put', '/directory/list/room/:roomId', async (ctx, auth) => {
-    const roomId = param(ctx, 'roomId');
     const req = parse(z.object({ visibility: z.enum(['public', 'private']) }).passthrough(), body(ctx));
-    const state = await s.roomInput.currentState(roomId);
-    if (!state) throw new MatrixError('M_NOT_FOUND', 'Unknown room');
-    const user = await s.store.accounts.getUser(auth.userId);
-    // Whoever may change the room's canonical alias may publish it; server admins always may.
-    const needed = requiredPowerLevel('m.room.canonical_alias', '', state.content('m.room.power_levels'));
-    if (!user?.admin && (state.membership(auth.userId) !== 'join' || state.powerLevel(auth.userId) < needed)) {
-      throw new MatrixError('M_FORBIDDEN', 'You need to be a room moderator to publish it');
-    }
-    await s.store.rooms.setRoomVisibility(roomId, req.visibility);
+    await s.directory.setVisibility(auth.userId, param(ctx, 'roomId'), req.visibility);
     ctx.body = {};
   });
-}
-
-async function publicRooms(s: ApiServices, _ctx: Ctx, q: PublicRoomsQuery): Promise<JsonObject> {
-  if (q.server && q.server !== s.serverName) {
-    throw new MatrixError('M_UNKNOWN', 'Querying other servers needs federation, which is not enabled yet');
-  }
-  return listPublicRooms(s.store, (id) => s.roomInput.currentState(id), q);
 }

@@ -11,7 +11,7 @@ import type { E2eeServices } from '../../e2ee/index.js';
 import { backupRoutes } from './backup.js';
 import { toDeviceRoutes } from './to-device.js';
 
-export type E2eeApiServices = ApiServices & { e2ee: E2eeServices };
+export type E2eeApiServices = Pick<ApiServices, 'e2ee' | 'accounts' | 'currentToken' | 'limits'>;
 
 const object = z.record(z.string(), z.unknown());
 const MAX_KEYS_PER_UPLOAD = 1000;
@@ -61,7 +61,9 @@ export function e2eeRoutes(r: ClientRoutes, s: E2eeApiServices): void {
   backupRoutes(r, s.e2ee);
 }
 
-function keyRoutes(r: ClientRoutes, e: E2eeServices, s: ApiServices): void {
+type KeyRouteDeps = Pick<ApiServices, 'accounts' | 'currentToken' | 'limits'>;
+
+function keyRoutes(r: ClientRoutes, e: E2eeServices, s: KeyRouteDeps): void {
   r.authed('post', '/keys/upload', async (ctx, auth) => {
     const req = valid(ctx, uploadSchema);
     const fallback = req.fallback_keys ?? req['org.matrix.msc2732.fallback_keys'];
@@ -93,7 +95,7 @@ function keyRoutes(r: ClientRoutes, e: E2eeServices, s: ApiServices): void {
     const from = parseToken(fromRaw, 'from').stream;
     // `to` is required by the spec, but like Synapse we read up to now when it is missing.
     const toRaw = queryString(ctx, 'to');
-    const now = s.store.currentPosition();
+    const now = s.currentToken().stream;
     const to = toRaw ? Math.min(parseToken(toRaw, 'to').stream, now) : now;
     ctx.body = await e.deviceLists.changes(auth.userId, from, to);
   });

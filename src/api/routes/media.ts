@@ -22,7 +22,9 @@ const LEGACY = ['/_matrix/media/v3', '/_matrix/media/r0'];
 const ALL = [AUTHED, ...LEGACY];
 const DEFAULT_TIMEOUT_MS = 20000;
 
-export function mediaRoutes(r: ClientRoutes, s: ApiServices): void {
+type MediaRouteDeps = Pick<ApiServices, 'accounts' | 'limits' | 'media' | 'serverName' | 'urlPreviews'>;
+
+export function mediaRoutes(r: ClientRoutes, s: MediaRouteDeps): void {
   const media = s.media;
   // Routes that carry bytes (either way) are 'media' intake: HTTP only; the rest are JSON.
   const BYTES = /\/(upload|download|thumbnail)\//;
@@ -81,8 +83,7 @@ export function mediaRoutes(r: ClientRoutes, s: ApiServices): void {
 
   // Synapse's admin API: delete one item, or everything a user uploaded. Admins only.
   const admin = async (auth: AuthInfo) => {
-    const user = await s.store.accounts.getUser(auth.userId);
-    if (!user?.admin) throw new MatrixError('M_FORBIDDEN', 'You are not a server admin');
+    if (!(await s.accounts.isAdmin(auth.userId))) throw new MatrixError('M_FORBIDDEN', 'You are not a server admin');
   };
   r.authedRaw('delete', '/_synapse/admin/v1/media/:serverName/:mediaId', async (ctx, auth) => {
     await admin(auth);

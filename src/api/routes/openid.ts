@@ -10,7 +10,9 @@
 import { MatrixError } from '../../errors.js';
 import { param, type ApiServices, type ClientRoutes } from '../routing.js';
 
-export function openIdRoutes(r: ClientRoutes, s: ApiServices): void {
+type OpenIdRouteDeps = Pick<ApiServices, 'accounts'>;
+
+export function openIdRoutes(r: ClientRoutes, s: OpenIdRouteDeps): void {
   r.authed('post', '/user/:userId/openid/request_token', async (ctx, auth) => {
     if (param(ctx, 'userId') !== auth.userId) throw new MatrixError('M_FORBIDDEN', 'Cannot request OpenID tokens for another user');
     ctx.body = await s.accounts.issueOpenIdToken(auth.userId);

@@ -5,9 +5,8 @@ import { body, type Ctx } from '../middleware.js';
 import { param, queryString, type ApiServices, type ClientRoutes } from '../routing.js';
 import { isPushRuleKind } from '../../push/default-rules.js';
 import { addRule, deleteRule, getRule, PushRuleError, setActions, setEnabled } from '../../push/ruleset.js';
-import type { PushRulesService } from '../../push/push-rules-service.js';
 
-export function pushRuleRoutes(r: ClientRoutes, s: ApiServices & { pushRules: PushRulesService }): void {
+export function pushRuleRoutes(r: ClientRoutes, s: Pick<ApiServices, 'pushRules'>): void {
   const rules = s.pushRules;
   r.authed('get', '/pushrules/', async (ctx, auth) => {
     ctx.body = await rules.ruleset(auth.userId);

@@ -16,9 +16,11 @@ const NOTIFY_PATH = '/_matrix/push/v1/notify';
 // Pusher data is copied into every queued notification for the pusher; keep it small.
 const MAX_DATA_BYTES = 8192;
 
-export function pusherRoutes(r: ClientRoutes, s: ApiServices): void {
+type PusherRouteDeps = Pick<ApiServices, 'pushers' | 'outboundGuard' | 'now'>;
+
+export function pusherRoutes(r: ClientRoutes, s: PusherRouteDeps): void {
   r.authed('get', '/pushers', async (ctx, auth) => {
-    const pushers = await s.store.pushers.getPushers(auth.userId);
+    const pushers = await s.pushers.list(auth.userId);
     ctx.body = { pushers: pushers.map(toJson) };
   });
 
@@ -32,7 +34,7 @@ export function pusherRoutes(r: ClientRoutes, s: ApiServices): void {
     if (Buffer.byteLength(pushkey) > 512) throw new MatrixError('M_INVALID_PARAM', 'pushkey must be at most 512 bytes');
 
     if (req.kind === null) {
-      await s.store.pushers.deletePusher(auth.userId, appId, pushkey);
+      await s.pushers.remove(auth.userId, appId, pushkey);
       ctx.body = {};
       return;
     }
@@ -66,7 +68,7 @@ export function pusherRoutes(r: ClientRoutes, s: ApiServices): void {
       lang: string(req, 'lang', true),
       data,
     };
-    await s.store.pushers.setPusher(pusher, append);
+    await s.pushers.set(pusher, append);
     ctx.body = {};
   });
 }

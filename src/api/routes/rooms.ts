@@ -35,7 +35,7 @@ const upgradeSchema = z
 const reasonSchema = z.object({ reason: z.string().max(1024).optional() }).passthrough();
 const targetSchema = reasonSchema.extend({ user_id: z.string().max(255) });
 
-type RoomRouteDeps = Pick<ApiServices, 'rooms' | 'upgrades' | 'presence' | 'aliases' | 'roomState' | 'formatter'>;
+type RoomRouteDeps = Pick<ApiServices, 'rooms' | 'upgrades' | 'presence' | 'directory' | 'roomState' | 'formatter'>;
 
 export function roomRoutes(r: ClientRoutes, s: RoomRouteDeps): void {
   // Routes that create room events spend from the `message` limit rather than `write`.
@@ -103,7 +103,7 @@ export function roomRoutes(r: ClientRoutes, s: RoomRouteDeps): void {
   });
 
   const putState = async (auth: AuthInfo, roomId: string, type: string, stateKey: string, content: JsonObject) => {
-    if (type === 'm.room.canonical_alias') await s.aliases.checkCanonical(roomId, content);
+    if (type === 'm.room.canonical_alias') await s.directory.checkCanonical(roomId, content);
     const res = await s.rooms.send(auth, roomId, { type, stateKey, content });
     return { event_id: res.eventId };
   };
@@ -173,16 +173,16 @@ function directoryRoutes(r: ClientRoutes, s: RoomRouteDeps): void {
   });
   r.authed('put', '/directory/room/:alias', async (ctx, auth) => {
     const req = parse(z.object({ room_id: z.string().max(255) }).passthrough(), body(ctx));
-    await s.aliases.create(auth.userId, param(ctx, 'alias'), req.room_id);
+    await s.directory.create(auth.userId, param(ctx, 'alias'), req.room_id);
     ctx.body = {};
   });
   r.authed('delete', '/directory/room/:alias', async (ctx, auth) => {
-    await s.aliases.delete(auth, param(ctx, 'alias'));
+    await s.directory.delete(auth, param(ctx, 'alias'));
     ctx.body = {};
   });
   r.authed('get', '/rooms/:roomId/aliases', async (ctx, auth) => {
     const roomId = param(ctx, 'roomId');
     await s.roomState.visibleState(auth.userId, roomId);
-    ctx.body = { aliases: await s.aliases.list(roomId) };
+    ctx.body = { aliases: await s.directory.list(roomId) };
   });
 }

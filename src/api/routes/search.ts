@@ -50,7 +50,9 @@ const searchSchema = z
   })
   .passthrough();
 
-export function searchRoutes(r: ClientRoutes, s: ApiServices): void {
+type SearchRouteDeps = Pick<ApiServices, 'search'>;
+
+export function searchRoutes(r: ClientRoutes, s: SearchRouteDeps): void {
   r.authed('post', '/search', async (ctx, auth) => {
     const req = valid(ctx, searchSchema);
     const re = req.search_categories.room_events;

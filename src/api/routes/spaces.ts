@@ -11,7 +11,9 @@ function optionalInt(raw: string | undefined, name: string, min: number): number
   return Number(raw);
 }
 
-export function spaceRoutes(r: ClientRoutes, s: ApiServices): void {
+type SpaceRouteDeps = Pick<ApiServices, 'hierarchy'>;
+
+export function spaceRoutes(r: ClientRoutes, s: SpaceRouteDeps): void {
   r.authed('get', '/rooms/:roomId/hierarchy', async (ctx, auth) => {
     const suggested = queryString(ctx, 'suggested_only');
     if (suggested !== undefined && suggested !== 'true' && suggested !== 'false') {

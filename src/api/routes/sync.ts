@@ -3,10 +3,10 @@
 import { MatrixError } from '../../errors.js';
 import { body, type Ctx } from '../middleware.js';
 import { param, queryInt, queryString, type ApiServices, type ClientRoutes } from '../routing.js';
-import { canonicalJson } from '../../protocol/canonical-json.js';
-import { validateFilter } from '../../sync/filter.js';
 
-export function syncRoutes(r: ClientRoutes, s: ApiServices): void {
+type SyncRouteDeps = Pick<ApiServices, 'admission' | 'connections' | 'maxSyncTimeoutMs' | 'presence' | 'sync' | 'syncFilters'>;
+
+export function syncRoutes(r: ClientRoutes, s: SyncRouteDeps): void {
   r.authed('get', '/sync', async (ctx, auth) => {
     const filterParam = queryString(ctx, 'filter');
     const filter = await s.syncFilters.resolve(auth.userId, filterParam);
@@ -38,18 +38,13 @@ export function syncRoutes(r: ClientRoutes, s: ApiServices): void {
 
   r.authed('post', '/user/:userId/filter', async (ctx, auth) => {
     requireSelf(ctx, auth.userId);
-    const raw = body(ctx);
-    validateFilter(raw);
     // Stored exactly as received (canonical form of the same JSON) so GET returns it unchanged.
-    const filterId = await s.store.userData.createFilter(auth.userId, canonicalJson(raw));
-    ctx.body = { filter_id: filterId };
+    ctx.body = { filter_id: await s.syncFilters.create(auth.userId, body(ctx)) };
   });
 
   r.authed('get', '/user/:userId/filter/:filterId', async (ctx, auth) => {
     requireSelf(ctx, auth.userId);
-    const text = await s.store.userData.getFilter(auth.userId, param(ctx, 'filterId'));
-    if (text === null) throw new MatrixError('M_NOT_FOUND', 'No such filter');
-    ctx.body = JSON.parse(text);
+    ctx.body = await s.syncFilters.get(auth.userId, param(ctx, 'filterId'));
   });
 }
 

@@ -9,17 +9,18 @@ import { param, type ApiServices, type ClientRoutes } from '../routing.js';
 import type { JsonObject } from '../../protocol/types.js';
 import { dict } from '../../protocol/canonical-json.js';
 
-export function whoisRoutes(r: ClientRoutes, s: ApiServices): void {
+type WhoisRouteDeps = Pick<ApiServices, 'accounts'>;
+
+export function whoisRoutes(r: ClientRoutes, s: WhoisRouteDeps): void {
   r.authed('get', '/admin/whois/:userId', async (ctx, auth) => {
     const userId = param(ctx, 'userId');
     if (userId !== auth.userId) {
-      const me = await s.store.accounts.getUser(auth.userId);
       // Checked before looking the target up, so non-admins cannot probe which users exist.
-      if (!me?.admin) throw new MatrixError('M_FORBIDDEN', 'Only server admins may look up other users');
-      if (!(await s.store.accounts.getUser(userId))) throw new MatrixError('M_NOT_FOUND', 'Unknown user');
+      if (!(await s.accounts.isAdmin(auth.userId))) throw new MatrixError('M_FORBIDDEN', 'Only server admins may look up other users');
+      if (!(await s.accounts.exists(userId))) throw new MatrixError('M_NOT_FOUND', 'Unknown user');
     }
     const devices: JsonObject = dict();
-    for (const d of await s.store.devices.listDevices(userId)) {
+    for (const d of await s.accounts.listDevices(userId)) {
       const connections: JsonObject[] = [];
       if (d.lastSeenTs !== null) {
         const c: JsonObject = { last_seen: d.lastSeenTs };

@@ -1,20 +1,24 @@
-// Local room aliases (#name:server -> room): creating, deleting and listing them, and checking
-// that an m.room.canonical_alias event names only aliases of its room. Resolving an alias
-// (locally or over federation) is RoomService.lookupAlias, which joins need as well.
+// The room directory of this server: local room aliases (#name:server -> room: creating,
+// deleting, listing them, and checking that an m.room.canonical_alias event names only aliases
+// of its room) and the published room list. Resolving an alias (locally or over federation) is
+// RoomService.lookupAlias, which joins need as well.
 //
 // Invariants:
 // - Only a joined member creates an alias of this server's name, and an alias names one room.
 // - An alias is deleted by its creator, a server admin, or someone with power >= 50 in its room;
 //   a canonical alias event that named it is then updated by RoomService.dropFromCanonicalAlias.
+// - Whoever may change a room's canonical alias may publish it; server admins always may.
 
 import { MatrixError } from '../errors.js';
 import { isValidRoomAlias } from '../protocol/ids.js';
+import { requiredPowerLevel } from '../protocol/power-levels.js';
 import type { JsonObject } from '../protocol/types.js';
+import { listPublicRooms, type PublicRoomsQuery } from './public-rooms.js';
 import type { Store } from '../store/types.js';
 import type { RoomInput } from './room-input.js';
 import type { RoomService } from './room-service.js';
 
-export class RoomAliases {
+export class RoomDirectory {
   constructor(
     private readonly store: Store,
     private readonly input: Pick<RoomInput, 'currentState'>,
@@ -44,6 +48,30 @@ export class RoomAliases {
   /** The room's local aliases (the caller checks the user may read the room). */
   list(roomId: string): Promise<string[]> {
     return this.store.rooms.getAliasesForRoom(roomId);
+  }
+
+  async visibility(roomId: string): Promise<'public' | 'private'> {
+    if (!(await this.store.rooms.getRoom(roomId))) throw new MatrixError('M_NOT_FOUND', 'Unknown room');
+    return this.store.rooms.getRoomVisibility(roomId);
+  }
+
+  async setVisibility(userId: string, roomId: string, visibility: 'public' | 'private'): Promise<void> {
+    const state = await this.input.currentState(roomId);
+    if (!state) throw new MatrixError('M_NOT_FOUND', 'Unknown room');
+    const user = await this.store.accounts.getUser(userId);
+    const needed = requiredPowerLevel('m.room.canonical_alias', '', state.content('m.room.power_levels'));
+    if (!user?.admin && (state.membership(userId) !== 'join' || state.powerLevel(userId) < needed)) {
+      throw new MatrixError('M_FORBIDDEN', 'You need to be a room moderator to publish it');
+    }
+    await this.store.rooms.setRoomVisibility(roomId, visibility);
+  }
+
+  /** This server's published rooms (other servers' lists are not asked for yet). */
+  async publicRooms(q: PublicRoomsQuery): Promise<JsonObject> {
+    if (q.server && q.server !== this.serverName) {
+      throw new MatrixError('M_UNKNOWN', 'Querying other servers needs federation, which is not enabled yet');
+    }
+    return listPublicRooms(this.store, (id) => this.input.currentState(id), q);
   }
 
   /** An m.room.canonical_alias content may only name valid aliases that point to its room. */
