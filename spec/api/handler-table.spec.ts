@@ -8,7 +8,7 @@ import { z } from 'zod';
 import { assert } from '../helpers/assert.js';
 import { MatrixError } from '../../src/errors.js';
 import { compilePattern, HandlerTable, parseQuery, type ApiRequest, type ApiResponse, type RouteSpec } from '../../src/api/handlers.js';
-import { memoryBackend, RATE_LIMIT_NAMES, RateLimiter, type RateLimiters } from '../../src/api/rate-limit.js';
+import { memoryBackend, RATE_LIMIT_NAMES, RateLimiter, type RateLimiters } from '../../src/admission/rate-limit.js';
 import { parseJsonBody } from '../../src/api/middleware.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { makeUser, type User } from '../helpers/fixtures.js';

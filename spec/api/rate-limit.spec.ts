@@ -1,6 +1,6 @@
 import { assert } from '../helpers/assert.js';
 import { MatrixError } from '../../src/errors.js';
-import { createRateLimiters, RateLimiter, type RateLimitBackend } from '../../src/api/rate-limit.js';
+import { createRateLimiters, RateLimiter, type RateLimitBackend } from '../../src/admission/rate-limit.js';
 
 const rules = {
   enabled: true,

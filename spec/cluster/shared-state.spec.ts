@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { pino } from 'pino';
 import { localSharedState, type SharedState } from '../../src/cluster/shared-state.js';
 import { openRedisSharedState } from '../../src/cluster/redis.js';
-import { memoryBackend, type RateLimitBackendFactory } from '../../src/api/rate-limit.js';
+import { memoryBackend, type RateLimitBackendFactory } from '../../src/admission/rate-limit.js';
 import { freshPrefix, startRedis } from '../helpers/redis.js';
 import { MatrixError } from '../../src/errors.js';
 

@@ -23,7 +23,7 @@ import type { z } from 'zod';
 import { MatrixError } from '../errors.js';
 import type { JsonObject } from '../protocol/types.js';
 import type { AuthInfo } from './middleware.js';
-import type { RateLimitName, RateLimiters } from './rate-limit.js';
+import type { RateLimitName, RateLimiters } from '../admission/rate-limit.js';
 
 export type Method = 'GET' | 'POST' | 'PUT' | 'DELETE';
 export type Query = Record<string, string | string[] | undefined>;

@@ -33,7 +33,7 @@ import type { EventFormatter } from '../room/client-event.js';
 import type { VisibilityChecker } from '../room/visibility.js';
 import type { RoomInput } from '../room/room-input.js';
 import type { Notifier } from '../sync/notifier.js';
-import type { RateLimiters } from './rate-limit.js';
+import type { RateLimiters } from '../admission/rate-limit.js';
 import type { TypingService } from '../ephemeral/typing.js';
 import type { PresenceService } from '../ephemeral/presence.js';
 import type { PushRulesService } from '../push/push-rules-service.js';

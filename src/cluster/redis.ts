@@ -17,7 +17,7 @@ import { Redis } from 'ioredis';
 import { RateLimiterMemory, RateLimiterRedis } from 'rate-limiter-flexible';
 import type { Logger } from 'pino';
 import { MatrixError } from '../errors.js';
-import { limiterBackend, type RateLimitBackendFactory } from '../api/rate-limit.js';
+import { limiterBackend, type RateLimitBackendFactory } from '../admission/rate-limit.js';
 import type { Broadcast, BroadcastHandler, ExpiringMap, SharedState } from './shared-state.js';
 
 export interface RedisOptions {

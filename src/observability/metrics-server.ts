@@ -4,7 +4,7 @@
 
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
-import { createListener, type ListenerLimits } from '../api/listener.js';
+import { createListener, type ListenerLimits } from '../net/listener.js';
 
 export type RenderMetrics = () => Promise<{ contentType: string; body: string }>;
 

@@ -3,7 +3,7 @@
 import { z } from 'zod';
 import { param, type ClientRoutes, valid } from '../routing.js';
 import type { ToDeviceService } from '../../e2ee/to-device.js';
-import type { RateLimiter } from '../rate-limit.js';
+import type { RateLimiter } from '../../admission/rate-limit.js';
 import { isJsonObject } from '../../protocol/canonical-json.js';
 
 const schema = z.object({ messages: z.record(z.string().max(255), z.unknown()) }).passthrough();
