@@ -27,18 +27,9 @@
 // - Deleting a device acknowledges everything up to the deletion's position, so a new device
 //   reusing the ID sees only messages queued after it.
 
-import type { JsonObject, JsonValue } from '../../protocol/types.js';
-import type {
-  BackupVersion,
-  ClaimedKey,
-  CrossSigningKeys,
-  E2eeStore,
-  OneTimeKeyInput,
-  RoomKeyRecord,
-  SignatureInput,
-  ToDeviceInput,
-  ToDeviceMessage,
-} from '../e2ee-types.js';
+import { E2eeDelegation } from '../e2ee-delegation.js';
+import type { JsonObject } from '../../protocol/types.js';
+import type { E2eeStore, ToDeviceInput, ToDeviceMessage } from '../e2ee-types.js';
 import { jsonParse, num, numOrNull, type CassandraContext, type CqlStatement } from './context.js';
 import { CassandraE2eeBackup } from './e2ee-backup.js';
 import { deviceListChangeStatements, mapLimited, sizedBatches } from './e2ee-common.js';
@@ -53,13 +44,9 @@ interface DeviceIndex {
   buckets: number[];
 }
 
-export class CassandraE2eeStore implements E2eeStore {
-  private readonly keys: CassandraE2eeKeys;
-  private readonly backup: CassandraE2eeBackup;
-
+export class CassandraE2eeStore extends E2eeDelegation<CassandraE2eeKeys, CassandraE2eeBackup> implements E2eeStore {
   constructor(private readonly ctx: CassandraContext) {
-    this.keys = new CassandraE2eeKeys(ctx);
-    this.backup = new CassandraE2eeBackup(ctx);
+    super(new CassandraE2eeKeys(ctx), new CassandraE2eeBackup(ctx));
   }
 
   // ---- device-list change stream -----------------------------------------------------------
@@ -236,65 +223,5 @@ export class CassandraE2eeStore implements E2eeStore {
       },
       (_r, pos) => ({ kind: 'device_list', stream: pos, userIds: [userId] }),
     );
-  }
-
-  // ---- key material (e2ee-keys.ts) ---------------------------------------------------------
-
-  setDeviceKeys(userId: string, deviceId: string, keys: JsonObject): Promise<'stored' | 'unchanged' | 'conflict'> {
-    return this.keys.setDeviceKeys(userId, deviceId, keys);
-  }
-  getDeviceKeys(userIds: string[]): Promise<Map<string, Map<string, JsonObject>>> {
-    return this.keys.getDeviceKeys(userIds);
-  }
-  addOneTimeKeys(userId: string, deviceId: string, keys: OneTimeKeyInput[]): Promise<void> {
-    return this.keys.addOneTimeKeys(userId, deviceId, keys);
-  }
-  countOneTimeKeys(userId: string, deviceId: string): Promise<Record<string, number>> {
-    return this.keys.countOneTimeKeys(userId, deviceId);
-  }
-  claimOneTimeKey(userId: string, deviceId: string, algorithm: string): Promise<ClaimedKey | null> {
-    return this.keys.claimOneTimeKey(userId, deviceId, algorithm);
-  }
-  setFallbackKey(userId: string, deviceId: string, algorithm: string, keyId: string, key: JsonValue): Promise<void> {
-    return this.keys.setFallbackKey(userId, deviceId, algorithm, keyId, key);
-  }
-  getUnusedFallbackKeyTypes(userId: string, deviceId: string): Promise<string[]> {
-    return this.keys.getUnusedFallbackKeyTypes(userId, deviceId);
-  }
-  getCrossSigningKeys(userId: string): Promise<CrossSigningKeys> {
-    return this.keys.getCrossSigningKeys(userId);
-  }
-  setCrossSigningKeys(userId: string, keys: CrossSigningKeys): Promise<void> {
-    return this.keys.setCrossSigningKeys(userId, keys);
-  }
-  addSignatures(signatures: SignatureInput[]): Promise<void> {
-    return this.keys.addSignatures(signatures);
-  }
-  getSignatures(targetUserIds: string[]): Promise<SignatureInput[]> {
-    return this.keys.getSignatures(targetUserIds);
-  }
-
-  // ---- room key backup (e2ee-backup.ts) ----------------------------------------------------
-
-  createBackupVersion(userId: string, algorithm: string, authData: JsonObject): Promise<string> {
-    return this.backup.createBackupVersion(userId, algorithm, authData);
-  }
-  getBackupVersion(userId: string, version?: string): Promise<BackupVersion | null> {
-    return this.backup.getBackupVersion(userId, version);
-  }
-  updateBackupVersion(userId: string, version: string, algorithm: string, authData: JsonObject): Promise<boolean> {
-    return this.backup.updateBackupVersion(userId, version, algorithm, authData);
-  }
-  deleteBackupVersion(userId: string, version: string): Promise<boolean> {
-    return this.backup.deleteBackupVersion(userId, version);
-  }
-  putRoomKeys(userId: string, version: string, keys: RoomKeyRecord[]): Promise<{ etag: string; count: number }> {
-    return this.backup.putRoomKeys(userId, version, keys);
-  }
-  getRoomKeys(userId: string, version: string, roomId?: string, sessionId?: string): Promise<RoomKeyRecord[]> {
-    return this.backup.getRoomKeys(userId, version, roomId, sessionId);
-  }
-  deleteRoomKeys(userId: string, version: string, roomId?: string, sessionId?: string): Promise<{ etag: string; count: number }> {
-    return this.backup.deleteRoomKeys(userId, version, roomId, sessionId);
   }
 }
