@@ -84,7 +84,7 @@ start() {
   # setsid: the node outlives the shell (and the test run) that started it.
   setsid "$java" "${opens[@]}" \
     -Djdk.attach.allowAttachSelf=true -Dio.netty.tryReflectionSetAccessible=true \
-    -XX:+UseG1GC -Xms${HEARTH_CASSANDRA_HEAP:-768m} -Xmx${HEARTH_CASSANDRA_HEAP:-768m} -Xss256k \
+    -XX:+UseG1GC -Xms${HEARTH_CASSANDRA_HEAP:-1536m} -Xmx${HEARTH_CASSANDRA_HEAP:-1536m} -Xss256k \
     -Djava.net.preferIPv4Stack=true -Djava.io.tmpdir="$RUN_DIR/tmp" -Djna.tmpdir="$RUN_DIR/tmp" \
     -Dcassandra.config="file://$RUN_DIR/conf/cassandra.yaml" -Dcassandra.storagedir="$RUN_DIR/data" \
     -Dcassandra-foreground=yes -Dlogback.configurationFile="$RUN_DIR/conf/logback.xml" \
