@@ -157,6 +157,11 @@ describe('Application services', function () {
       expectError(await new AsClient(srv.url, '@bridge_x:elsewhere.example').get(`${V3}/account/whoami`), 403, 'M_FORBIDDEN');
       expectError(await new AsClient(srv.url, 'not a user id').get(`${V3}/account/whoami`), 400, 'M_INVALID_PARAM');
       // A user's own token ignores user_id.
+      // A ghost the AS deactivated (without UIA) can no longer be acted as.
+      await ok(bot.post(`${V3}/register`, { type: 'm.login.application_service', username: 'bridge_gone', inhibit_login: true }), 'register');
+      const gone = new AsClient(srv.url, '@bridge_gone:localhost');
+      await ok(gone.post(`${V3}/account/deactivate`, {}), 'AS deactivates its ghost');
+      expectError(await gone.get(`${V3}/account/whoami`), 403, 'M_USER_DEACTIVATED');
       const erin = await makeUser(srv, 'erin2');
       const r = await erin.get(`${V3}/account/whoami?user_id=${enc('@bridge_alice:localhost')}`);
       assert.equal(r.body.user_id, '@erin2:localhost');

@@ -101,6 +101,7 @@ export class AppServices {
       }
       const user = await this.deps.store.accounts.getUser(target);
       if (!user) throw new MatrixError('M_FORBIDDEN', 'Application service has not registered this user', {}, 403);
+      if (user.deactivated) throw new MatrixError('M_USER_DEACTIVATED', 'This account has been deactivated', {}, 403);
     }
     let device = appServiceDeviceId(reg.id);
     if (deviceId !== undefined && deviceId !== '') {
