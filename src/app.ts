@@ -79,6 +79,7 @@ import { LocalMediaStore } from './media/local-store.js';
 import { MediaService } from './media/media-service.js';
 import { UrlPreviewer } from './media/url-preview.js';
 import { attachFederation, createFederationCore, type Federation } from './federation/index.js';
+import { createAppServices, loadAppServiceRegistrations } from './appservice/index.js';
 
 export interface Hearth {
   readonly config: HearthConfig;
@@ -112,6 +113,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
   const now = Date.now;
   mkdirSync(dirname(config.signing_key_path), { recursive: true });
   const signingKey = await loadOrCreateSigningKey(config.signing_key_path);
+  const appServiceRegistrations = loadAppServiceRegistrations(config); // before anything is opened: a bad file stops start-up
   const metrics = config.metrics.enabled ? new Metrics({ defaultMetrics: opts.processMetrics ?? true }) : undefined;
   const backend = await openStoreBackend(config.storage, logger);
   // What several processes must share: in this process unless a Redis is configured.
@@ -287,6 +289,8 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
         now,
       })
     : null;
+  // Application services; their delivery is fed by the change feed (started in start()).
+  const appServices = createAppServices(config, appServiceRegistrations, { store, http: outboundHttp, logger, now });
   const accounts = new AccountService(
     store,
     config.server_name,
@@ -303,6 +307,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
       await e2ee.keys.announce([userId]);
     },
     shared.map('uia'),
+    (userId) => appServices.exclusiveUserOwner(userId),
   );
   const syncFilters = new SyncFilterResolver((u, id) => store.userData.getFilter(u, id), undefined, (u, text) => store.userData.createFilter(u, text));
   const sync = new SyncService(store, waiters, formatter, visibility, {
@@ -366,6 +371,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     currentToken,
     admission,
     features: { websocket: config.websocket.enabled },
+    appServices,
     now,
   };
   const lifecycle = new Lifecycle();
@@ -486,6 +492,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
       presence.start();
       connectionRegistry?.start();
       if (config.push.enabled) pushGateway.start();
+      await appServices.start((listener) => feed.onChanges(listener));
       if (isOpenRegistrationWarningNeeded(config)) logger.warn(OPEN_REGISTRATION_WARNING);
       logger.info({ url, metrics_url: metricsUrl, server_name: config.server_name, storage: config.storage.backend, key_id: signingKey.keyId }, 'Hearth is listening');
     },
@@ -510,6 +517,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
       admission.close();
       await pushDispatcher.drain(); // its last enqueues must land before the store closes
       await pushGateway.stop();
+      await appServices.stop();
       media.stop();
       await outboundHttp.close();
       await delivered.flush();

@@ -45,6 +45,11 @@ export const ERRCODE_STATUS = {
   M_UNKNOWN_POS: 400,
   M_BAD_ALIAS: 400,
   M_INVALID_SIGNATURE: 400,
+  // POST /appservice/{id}/ping (an application service testing the server's link to it).
+  M_URL_NOT_SET: 400,
+  M_BAD_STATUS: 502,
+  M_CONNECTION_FAILED: 502,
+  M_CONNECTION_TIMEOUT: 504,
 } as const;
 
 export type Errcode = keyof typeof ERRCODE_STATUS;

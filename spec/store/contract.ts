@@ -16,6 +16,7 @@ import { describeRelationContract } from './contract-relations.js';
 import { describeRoomContract } from './contract-rooms.js';
 import { describeSearchContract } from './contract-search.js';
 import { describeAdminContract } from './contract-admin.js';
+import { describeAppServiceContract } from './contract-appservices.js';
 import { describeStateContract } from './contract-state.js';
 import { describeStreamContract } from './contract-streams.js';
 import { describeTimelineContract } from './contract-timeline.js';
@@ -99,5 +100,6 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
     describeMediaContract(ctx);
     describeSearchContract(ctx);
     describeAdminContract(ctx);
+    describeAppServiceContract(ctx);
   });
 }

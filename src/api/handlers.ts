@@ -141,7 +141,7 @@ export interface RouteSpec {
 
 export interface TableDeps {
   /** Resolves an access token; throws M_UNKNOWN_TOKEN for an unknown or revoked one. */
-  authenticate: (token: string, ip: string, userAgent?: string) => Promise<AuthInfo>;
+  authenticate: (token: string, ip: string, userAgent?: string, query?: Query) => Promise<AuthInfo>;
   limits: RateLimiters;
   logger: Logger;
   maxBodyBytes: number;
@@ -230,9 +230,9 @@ export class HandlerTable {
     let auth: AuthInfo | undefined;
     if (route.auth === 'required') {
       if (!req.accessToken) throw new MatrixError('M_MISSING_TOKEN', 'Missing access token');
-      auth = await this.deps.authenticate(req.accessToken, req.ip, req.userAgent);
+      auth = await this.deps.authenticate(req.accessToken, req.ip, req.userAgent, req.query);
       ctx.state.auth = auth;
-      if (route.limit !== 'none') await this.deps.limits[route.limit].consume(auth.userId);
+      if (route.limit !== 'none' && !auth.rateLimitExempt) await this.deps.limits[route.limit].consume(auth.userId);
     }
     if (route.schema) {
       ctx.state.valid = parse(route.schema, ctx.state.body ?? {});

@@ -17,6 +17,7 @@ import { syncRoutes } from './routes/sync.js';
 import { ephemeralRoutes } from './routes/ephemeral.js';
 import { pushRuleRoutes } from './routes/push-rules.js';
 import { directoryRoutes } from './routes/directory.js';
+import { appServiceRoutes } from './routes/appservice.js';
 import { searchRoutes } from './routes/search.js';
 import { spaceRoutes } from './routes/spaces.js';
 import { adminRoutes } from './routes/admin.js';
@@ -105,6 +106,7 @@ export function createRouteTable(services: ApiServices, opts: Pick<HttpOptions, 
   legacyRoutes(routes, services);
   openIdRoutes(routes, services);
   whoisRoutes(routes, services);
+  appServiceRoutes(routes, services);
   // Metrics have their own listener (metrics.listen); here only behind a configured secret.
   if (opts.renderMetrics && opts.metricsSecret) {
     const render = opts.renderMetrics;

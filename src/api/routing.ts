@@ -10,7 +10,7 @@ import type { z } from 'zod';
 import type { Logger } from 'pino';
 import { MatrixError } from '../errors.js';
 import type { AuthInfo, Ctx } from './middleware.js';
-import { HandlerTable, parse, type IntakeClass, type Method, type RouteLimit, type RouteSpec, type TableDeps } from './handlers.js';
+import { HandlerTable, parse, type IntakeClass, type Method, type RouteLimit, type RouteSpec, type TableDeps, type Query } from './handlers.js';
 import type { AccountService } from '../users/account-service.js';
 import type { Registration } from '../users/registration.js';
 import type { RoomDirectory } from '../room/directory.js';
@@ -45,6 +45,7 @@ import type { TurnConfig } from '../voip/turn.js';
 import type { MediaService } from '../media/media-service.js';
 import type { UrlPreviewer } from '../media/url-preview.js';
 import type { StreamToken } from '../sync/token.js';
+import type { AppServices } from '../appservice/service.js';
 
 export interface ApiServices {
   serverName: string;
@@ -111,6 +112,8 @@ export interface ApiServices {
   /** Load shedding for sends and catch-ups (see src/admission/admission.ts). */
   admission: Admission;
   features: { websocket: boolean };
+  /** Application services (registrations, as_token identity, queries, third-party lookups). */
+  appServices: AppServices;
   now: () => number;
 }
 
@@ -191,7 +194,7 @@ export class ClientRoutes {
 
   constructor(private readonly services: ApiServices, limits: { maxBodyBytes: number; maxEventBytes: number; observe?: TableDeps['observe'] }) {
     this.table = new HandlerTable({
-      authenticate: (token, ip, userAgent) => this.authenticate(token, ip, userAgent),
+      authenticate: (token, ip, userAgent, query) => this.authenticate(token, ip, userAgent, query),
       limits: services.limits,
       logger: services.logger,
       ...limits,
@@ -235,7 +238,12 @@ export class ClientRoutes {
     this.table.add({ method: method.toUpperCase() as Method, path, auth, limit, intake, schema: opts.schema, handler });
   }
 
-  async authenticate(token: string, ip: string, userAgent?: string): Promise<AuthInfo> {
+  async authenticate(token: string, ip: string, userAgent?: string, query?: Query): Promise<AuthInfo> {
+    // An application service's as_token, acting as its user or as ?user_id= (spec: "Identity assertion").
+    const as = await this.services.appServices.identify(token, firstOf(query?.user_id), firstOf(query?.device_id));
+    if (as) {
+      return { userId: as.userId, deviceId: as.deviceId, tokenHash: as.tokenHash, isGuest: false, appServiceId: as.appServiceId, rateLimitExempt: !as.rateLimited };
+    }
     const auth = await this.services.accounts.authenticate(token);
     // Last-seen needs minute accuracy, not a durable write per request (every /sync is one).
     const key = `${auth.userId}\u0000${auth.deviceId}`;
@@ -251,6 +259,10 @@ export class ClientRoutes {
 }
 
 export { parse };
+
+function firstOf(v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? v[0] : v;
+}
 
 /**
  * The body as the route's declared schema parsed it. Asking for another schema than the one the

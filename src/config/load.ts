@@ -88,6 +88,7 @@ function resolvePaths(config: HearthConfig, baseDir: string): HearthConfig {
     },
     signing_key_path: abs(config.signing_key_path),
     media: { ...config.media, path: abs(config.media.path) },
+    app_services: config.app_services.map(abs),
   };
 }
 

@@ -254,6 +254,24 @@ const configObject = z.strictObject({
       max_attempts: z.int().min(1).default(20),
     })
     .prefault({}),
+  // Application services (bridges, bots): paths to their registration YAML files (the
+  // Application Service API's format). Each is read and checked at start-up (src/appservice).
+  app_services: z.array(filePath).max(100).default([]),
+  app_service_delivery: z
+    .strictObject({
+      // Whether this process pushes transactions to the ASes. In a cluster exactly one worker
+      // must (every worker still serves as_token requests); each would send everything otherwise.
+      enabled: z.boolean().default(true),
+      // A transaction or query the AS has not answered after this long counts as failed.
+      request_timeout_ms: z.int().min(100).default(30000),
+      // A failed transaction is retried after min_backoff_ms, doubling up to max_backoff_ms, forever.
+      min_backoff_ms: z.int().min(1).default(1000),
+      max_backoff_ms: z.int().min(1).default(300000),
+      max_events_per_transaction: z.int().min(1).max(1000).default(100),
+      // Events held in memory per AS; past it, the rest is read back from the store later.
+      max_pending_events: z.int().min(1).default(10000),
+    })
+    .prefault({}),
   // Scale-out. With no redis.url (the default) everything that several processes would have to
   // share lives in this process, exactly as a single node needs; with one, the pieces in
   // src/cluster/ (UIA sessions, registration nonces, rate limits, socket revocation) live in

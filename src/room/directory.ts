@@ -26,10 +26,15 @@ export class RoomDirectory {
     private readonly serverName: string,
   ) {}
 
-  async create(userId: string, alias: string, roomId: string): Promise<void> {
+  /** `withoutMembership`: an application service mapping an alias of its namespace to a room it bridges. */
+  async create(userId: string, alias: string, roomId: string, opts: { withoutMembership?: boolean } = {}): Promise<void> {
     if (!isValidRoomAlias(alias) || !alias.endsWith(`:${this.serverName}`)) throw new MatrixError('M_INVALID_PARAM', 'Invalid room alias for this server');
-    const m = await this.store.rooms.getMembership(roomId, userId);
-    if (m?.membership !== 'join') throw new MatrixError('M_FORBIDDEN', 'You must be joined to the room');
+    if (opts.withoutMembership) {
+      if (!(await this.store.rooms.getRoom(roomId))) throw new MatrixError('M_NOT_FOUND', 'Unknown room');
+    } else {
+      const m = await this.store.rooms.getMembership(roomId, userId);
+      if (m?.membership !== 'join') throw new MatrixError('M_FORBIDDEN', 'You must be joined to the room');
+    }
     if (await this.store.rooms.getAlias(alias)) throw new MatrixError('M_UNKNOWN', 'Room alias already exists', {}, 409);
     await this.store.rooms.createAlias(alias, roomId, userId);
   }

@@ -16,6 +16,8 @@ export interface PublicRoomsQuery {
   term?: string;
   /** Only rooms whose type is listed; null in the list matches rooms without a type. */
   roomTypes?: Array<string | null>;
+  /** The rooms to list instead of the main directory (an application service's network list). */
+  roomIds?: string[];
 }
 
 export async function listPublicRooms(store: Store, currentState: (roomId: string) => Promise<RoomState | null>, q: PublicRoomsQuery): Promise<JsonObject> {
@@ -25,7 +27,7 @@ export async function listPublicRooms(store: Store, currentState: (roomId: strin
     if (!m) throw new MatrixError('M_INVALID_PARAM', 'Invalid since token');
     offset = Number(m[1]);
   }
-  const ids = await store.rooms.listPublicRooms();
+  const ids = q.roomIds ?? (await store.rooms.listPublicRooms());
   const states = await Promise.all(ids.map(async (id) => ({ id, state: await currentState(id) })));
   const term = q.term?.toLowerCase().trim();
   const types = q.roomTypes && q.roomTypes.length > 0 ? new Set(q.roomTypes) : undefined;

@@ -23,11 +23,13 @@ import type { DeliveryStore, PusherStore } from './push-types.js';
 import type { MediaMetaStore } from './media-types.js';
 import type { SearchStore } from './search-types.js';
 import type { AdminStore } from './admin-types.js';
+import type { AppServiceStore } from './appservice-types.js';
 import type { UnpositionedChange } from './change-types.js';
 import type { AdvanceListener, ChangeListener } from './stream-id.js';
 
 export type * from './chat-types.js';
 export type * from './e2ee-types.js';
+export type * from './appservice-types.js';
 export type * from './push-types.js';
 export type * from './media-types.js';
 export type * from './search-types.js';
@@ -454,6 +456,8 @@ export interface Store {
   readonly media: MediaMetaStore;
   readonly search: SearchStore;
   readonly admin: AdminStore;
+  /** Application-service delivery positions and AS room directories. */
+  readonly appServices: AppServiceStore;
   /** The highest stream position below which everything is persisted and readable. */
   currentPosition(): number;
   /**

@@ -47,6 +47,8 @@ export class AccountService {
     private readonly onDeviceListChanged: (userId: string) => Promise<void> = async () => undefined,
     /** Where UIA sessions live (shared between processes in a cluster). */
     uiaSessions: ExpiringMap = new LocalExpiringMap(now),
+    /** The application service whose exclusive namespace holds a user ID, if any (src/appservice). */
+    private readonly exclusiveOwner: (userId: string) => string | null = () => null,
   ) {
     this.uia = new UiaSessions(uiaSessions, now);
   }
@@ -95,10 +97,13 @@ export class AccountService {
     return this.registration.token ? [['m.login.registration_token']] : [['m.login.dummy']];
   }
 
-  async isAvailable(localpart: string): Promise<void> {
+  /** `appServiceId`: the AS registering it, which may claim IDs in its own exclusive namespaces. */
+  async isAvailable(localpart: string, appServiceId?: string): Promise<void> {
     if (!isValidLocalpartForRegistration(localpart)) throw new MatrixError('M_INVALID_USERNAME', 'Invalid username');
     const userId = this.userIdFor(localpart);
     if (userId.length > 255) throw new MatrixError('M_INVALID_USERNAME', 'User ID too long');
+    const owner = this.exclusiveOwner(userId);
+    if (owner !== null && owner !== appServiceId) throw new MatrixError('M_EXCLUSIVE', 'User ID is reserved by an application service');
     if (await this.store.accounts.getUser(userId)) throw new MatrixError('M_USER_IN_USE', 'User ID already taken');
   }
 
@@ -109,8 +114,8 @@ export class AccountService {
   }
 
   /** As createAccount, with the password already hashed (registration hashes it up front). */
-  async createAccountWithHash(localpart: string, passwordHash: string | null, admin = false, displayname?: string): Promise<string> {
-    await this.isAvailable(localpart);
+  async createAccountWithHash(localpart: string, passwordHash: string | null, admin = false, displayname?: string, appServiceId?: string): Promise<string> {
+    await this.isAvailable(localpart, appServiceId);
     const userId = this.userIdFor(localpart);
     try {
       await this.store.accounts.createUser({ userId, passwordHash, admin, createdTs: this.now(), displayname: displayname ?? localpart });

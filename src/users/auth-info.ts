@@ -7,4 +7,8 @@ export interface AuthInfo {
   tokenHash: string;
   /** A guest account: only the routes guests may use (GUEST_ROUTES in src/api/routing.ts). */
   isGuest: boolean;
+  /** Set when an application service's as_token made the request (masquerading as userId). */
+  appServiceId?: string;
+  /** The AS's own user, or an AS registered with rate_limited: false. */
+  rateLimitExempt?: boolean;
 }

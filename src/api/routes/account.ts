@@ -31,6 +31,8 @@ const registerSchema = z
     inhibit_login: z.boolean().optional(),
     guest_access_token: z.string().max(1024).optional(),
     auth: z.record(z.string(), z.unknown()).optional(),
+    // m.login.application_service: an application service registering a user in its namespace.
+    type: z.string().max(255).optional(),
   })
   .passthrough();
 
@@ -45,7 +47,7 @@ const passwordSchema = z
 const deviceUpdateSchema = z.object({ display_name: z.string().max(255).optional() }).passthrough();
 const deleteDevicesSchema = z.object({ devices: z.array(z.string().max(255)).max(1000) }).passthrough();
 
-type AccountRouteDeps = Pick<ApiServices, 'accounts' | 'erasure' | 'limits' | 'publicBaseUrl' | 'registrar' | 'registration' | 'registrationNonces' | 'serverName'>;
+type AccountRouteDeps = Pick<ApiServices, 'accounts' | 'erasure' | 'limits' | 'publicBaseUrl' | 'registrar' | 'registration' | 'registrationNonces' | 'serverName' | 'appServices'>;
 
 export function accountRoutes(r: ClientRoutes, s: AccountRouteDeps): void {
   r.route('get', '/register/available', async (ctx) => {
@@ -64,6 +66,10 @@ export function accountRoutes(r: ClientRoutes, s: AccountRouteDeps): void {
       return;
     }
     if (ctx.query.kind !== undefined && ctx.query.kind !== 'user') throw new MatrixError('M_INVALID_PARAM', 'kind must be user or guest');
+    if (parse(registerSchema, body(ctx)).type === 'm.login.application_service') {
+      ctx.body = await registerForAppService(s, ctx, parse(registerSchema, body(ctx)));
+      return;
+    }
     if (!s.registration.enabled) throw new MatrixError('M_FORBIDDEN', 'Registration is disabled');
     const req = parse(registerSchema, body(ctx));
     await s.limits.registration.consume(ctx.ip);
@@ -96,11 +102,19 @@ export function accountRoutes(r: ClientRoutes, s: AccountRouteDeps): void {
   );
 
   r.route('get', '/login', (ctx) => {
-    ctx.body = { flows: [{ type: 'm.login.password' }] };
+    ctx.body = { flows: [{ type: 'm.login.password' }, ...(s.appServices.enabled ? [{ type: 'm.login.application_service' }] : [])] };
   });
 
   r.route('post', '/login', async (ctx) => {
     const req = valid(ctx, loginSchema);
+    if (req.type === 'm.login.application_service') {
+      const user = req.identifier?.type === 'm.id.user' ? req.identifier.user : req.user;
+      if (!user) throw new MatrixError('M_MISSING_PARAM', 'identifier.user is required');
+      if (!ctx.accessToken) throw new MatrixError('M_MISSING_TOKEN', 'm.login.application_service needs the application service\'s token', {}, 401);
+      const userId = await s.appServices.loginUser(ctx.accessToken, user);
+      ctx.body = await s.accounts.login(userId, req.device_id, req.initial_device_display_name ?? null, ctx.ip || null);
+      return;
+    }
     await s.limits.login.consume(ctx.ip);
     if (req.type !== 'm.login.password') throw new MatrixError('M_UNKNOWN', `Unsupported login type ${req.type}`);
     const user = req.identifier?.type === 'm.id.user' ? req.identifier.user : req.user;
@@ -154,7 +168,10 @@ export function accountRoutes(r: ClientRoutes, s: AccountRouteDeps): void {
   r.authed('post', '/account/deactivate', async (ctx, auth) => {
     const req = body(ctx);
     if (req.erase !== undefined && typeof req.erase !== 'boolean') throw new MatrixError('M_BAD_JSON', 'erase must be a boolean');
-    await s.accounts.uia.check('deactivate:' + auth.userId, uiaRequest(ctx), req.auth as JsonObject | undefined, [['m.login.password']], s.accounts.passwordStage(auth.userId));
+    // An application service deactivating one of its users needs no UIA (spec: /account/deactivate).
+    if (auth.appServiceId === undefined) {
+      await s.accounts.uia.check('deactivate:' + auth.userId, uiaRequest(ctx), req.auth as JsonObject | undefined, [['m.login.password']], s.accounts.passwordStage(auth.userId));
+    }
     await s.accounts.deactivate(auth.userId);
     if (req.erase === true) await s.erasure.erase(auth.userId);
     // We hold no third-party identifiers, so there is never anything left bound.
@@ -205,6 +222,16 @@ function devicesRoutes(r: ClientRoutes, s: AccountRouteDeps): void {
     const req = valid(ctx, deleteDevicesSchema);
     await deleteDevices(ctx, auth.userId, req.devices);
   }, { schema: deleteDevicesSchema });
+}
+
+/** POST /register with type m.login.application_service: no UIA; the AS's namespaces decide. */
+async function registerForAppService(s: AccountRouteDeps, ctx: Ctx, req: z.infer<typeof registerSchema>): Promise<JsonObject> {
+  if (!ctx.accessToken) throw new MatrixError('M_MISSING_TOKEN', 'm.login.application_service needs the application service\'s token', {}, 401);
+  if (req.username === undefined || req.username === '') throw new MatrixError('M_MISSING_PARAM', 'username is required', {}, 400);
+  const { appServiceId, userId, localpart } = await s.appServices.registrant(ctx.accessToken, req.username);
+  await s.accounts.createAccountWithHash(localpart, null, false, undefined, appServiceId);
+  if (req.inhibit_login) return { user_id: userId, home_server: s.serverName };
+  return { ...(await s.accounts.login(userId, req.device_id, req.initial_device_display_name ?? null, ctx.ip || null)) };
 }
 
 /** Synapse's /_synapse/admin/v1/register (shared-secret registration), used by tooling and benchmarks. */

@@ -23,7 +23,7 @@ const publicRoomsSchema = z
   })
   .passthrough();
 
-type DirectoryRouteDeps = Pick<ApiServices, 'directory'>;
+type DirectoryRouteDeps = Pick<ApiServices, 'directory' | 'appServices'>;
 
 export function directoryRoutes(r: ClientRoutes, s: DirectoryRouteDeps): void {
   r.route('get', '/publicRooms', async (ctx) => {
@@ -42,6 +42,7 @@ export function directoryRoutes(r: ClientRoutes, s: DirectoryRouteDeps): void {
       server: req.server ?? undefined,
       term: req.filter?.generic_search_term ?? undefined,
       roomTypes: req.filter?.room_types ?? undefined,
+      roomIds: await networkRooms(s, req.third_party_instance_id ?? undefined, req.include_all_networks === true),
     });
   }, { schema: publicRoomsSchema });
 
@@ -53,4 +54,14 @@ export function directoryRoutes(r: ClientRoutes, s: DirectoryRouteDeps): void {
     await s.directory.setVisibility(auth.userId, param(ctx, 'roomId'), req.visibility);
     ctx.body = {};
   });
+}
+
+/**
+ * The rooms of an application service's network list (third_party_instance_id), or the main
+ * directory plus every such list (include_all_networks); undefined: the main directory alone.
+ */
+async function networkRooms(s: DirectoryRouteDeps, instanceId: string | undefined, allNetworks: boolean): Promise<string[] | undefined> {
+  if (instanceId !== undefined) return s.appServices.listedRooms(instanceId);
+  if (!allNetworks) return undefined;
+  return s.appServices.allNetworksRooms();
 }

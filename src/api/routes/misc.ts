@@ -44,7 +44,4 @@ export function miscRoutes(r: ClientRoutes, s: MiscRouteDeps): void {
   r.authed('get', '/voip/turnServer', (ctx, auth) => {
     ctx.body = turnCredentials(s.turn, auth.userId, s.now()) ?? {};
   });
-  r.authed('get', '/thirdparty/protocols', (ctx) => {
-    ctx.body = {};
-  });
 }

@@ -35,7 +35,7 @@ const upgradeSchema = z
 const reasonSchema = z.object({ reason: z.string().max(1024).optional() }).passthrough();
 const targetSchema = reasonSchema.extend({ user_id: z.string().max(255) });
 
-type RoomRouteDeps = Pick<ApiServices, 'rooms' | 'upgrades' | 'presence' | 'directory' | 'roomState' | 'formatter'>;
+type RoomRouteDeps = Pick<ApiServices, 'rooms' | 'upgrades' | 'presence' | 'directory' | 'roomState' | 'formatter' | 'appServices' | 'serverName'>;
 
 export function roomRoutes(r: ClientRoutes, s: RoomRouteDeps): void {
   // Routes that create room events spend from the `message` limit rather than `write`.
@@ -43,11 +43,14 @@ export function roomRoutes(r: ClientRoutes, s: RoomRouteDeps): void {
 
   roomEvent('post', '/createRoom', async (ctx, auth) => {
     const req = valid(ctx, createRoomSchema) as CreateRoomRequest;
+    if (req.room_alias_name !== undefined) s.appServices.checkAliasClaim(`#${req.room_alias_name}:${s.serverName}`, auth.appServiceId);
     const { roomId, alias } = await s.rooms.createRoom(auth, req);
     ctx.body = alias ? { room_id: roomId, room_alias: alias } : { room_id: roomId };
   }, { schema: createRoomSchema });
 
   const join = async (auth: AuthInfo, idOrAlias: string, req: { reason?: string } & JsonObject, via: string[] = []) => {
+    // An alias in an application service's namespace may be one it creates on demand.
+    if (idOrAlias.startsWith('#')) await s.appServices.ensureAlias(idOrAlias);
     const roomId = await s.rooms.join(auth, idOrAlias, req.reason, via, req);
     // Joining an upgraded room's successor brings the user's tags and push rules along.
     await s.upgrades.carryOverUserState(auth.userId, roomId);
@@ -83,6 +86,8 @@ export function roomRoutes(r: ClientRoutes, s: RoomRouteDeps): void {
   for (const action of ['invite', 'kick', 'ban', 'unban'] as const) {
     roomEvent('post', `/rooms/:roomId/${action}`, async (ctx, auth) => {
       const req = parse(targetSchema, body(ctx));
+      // A user in an application service's namespace may be one it creates on demand.
+      if (action === 'invite') await s.appServices.ensureUser(req.user_id);
       await s.rooms.changeMembership(auth, param(ctx, 'roomId'), req.user_id, action, req.reason);
       ctx.body = {};
     });
@@ -168,12 +173,17 @@ function directoryRoutes(r: ClientRoutes, s: RoomRouteDeps): void {
   r.route('get', '/directory/room/:alias', async (ctx) => {
     const alias = param(ctx, 'alias');
     if (!isValidRoomAlias(alias)) throw new MatrixError('M_INVALID_PARAM', 'Invalid room alias');
+    await s.appServices.ensureAlias(alias);
     const found = await s.rooms.lookupAlias(alias);
     ctx.body = { room_id: found.roomId, servers: found.servers };
   });
   r.authed('put', '/directory/room/:alias', async (ctx, auth) => {
     const req = parse(z.object({ room_id: z.string().max(255) }).passthrough(), body(ctx));
-    await s.directory.create(auth.userId, param(ctx, 'alias'), req.room_id);
+    const alias = param(ctx, 'alias');
+    s.appServices.checkAliasClaim(alias, auth.appServiceId);
+    // An application service maps aliases in its namespace for rooms it bridges without joining them.
+    const bridged = auth.appServiceId !== undefined && s.appServices.aliasInNamespace(auth.appServiceId, alias);
+    await s.directory.create(auth.userId, alias, req.room_id, { withoutMembership: bridged });
     ctx.body = {};
   });
   r.authed('delete', '/directory/room/:alias', async (ctx, auth) => {

@@ -17,6 +17,7 @@ import type {
   DirectoryStore,
   E2eeStore,
   MediaMetaStore,
+  AppServiceStore,
   NotificationStore,
   PusherStore,
   ReceiptStore,
@@ -44,6 +45,7 @@ import { CassandraNotificationStore } from './notifications.js';
 import { CassandraRelationStore } from './relations.js';
 import { CassandraSearchStore } from './search.js';
 import { CassandraAdminStore } from './admin.js';
+import { CassandraAppServiceStore } from './appservices.js';
 
 export { StoreClosedError } from './context.js';
 
@@ -125,6 +127,7 @@ export class CassandraStore implements SharedStoreBackend {
   readonly admin: AdminStore;
   readonly e2ee: E2eeStore;
   readonly media: MediaMetaStore;
+  readonly appServices: AppServiceStore;
   readonly appliedMigrations: readonly number[];
 
   private closed = false;
@@ -210,6 +213,7 @@ export class CassandraStore implements SharedStoreBackend {
     this.admin = new CassandraAdminStore(ctx, derived);
     this.e2ee = new CassandraE2eeStore(ctx);
     this.media = new CassandraMediaStore(ctx);
+    this.appServices = new CassandraAppServiceStore(ctx);
     // Room writers' fencing epochs (src/cluster/room-owner.ts), checked before each fenced write.
     this.rooms = fencedRooms(this.rooms, new RoomFence(ctx));
     void ctx;

@@ -1,6 +1,7 @@
 // The embedded SQLite backend: one connection, grouped commits, global stream positions, and
 // (synchronous full) the WAL fsync off the event loop (wal-sync.ts).
 
+import { SqliteAppServiceStore } from './appservices.js';
 import type { StoreBackend } from '../types.js';
 import type { UnpositionedChange } from '../change-types.js';
 import { StreamIdGenerator, type AdvanceListener, type ChangeListener } from '../stream-id.js';
@@ -96,6 +97,7 @@ export class SqliteStore implements StoreBackend {
   readonly admin: SqliteAdminStore;
   readonly e2ee: SqliteE2eeStore;
   readonly media: SqliteMediaStore;
+  readonly appServices: SqliteAppServiceStore;
   /** Migration versions applied by this open (empty when the schema was already current). */
   readonly appliedMigrations: readonly number[];
 
@@ -140,6 +142,7 @@ export class SqliteStore implements StoreBackend {
     this.admin = new SqliteAdminStore(ctx);
     this.e2ee = new SqliteE2eeStore(ctx);
     this.media = new SqliteMediaStore(ctx);
+    this.appServices = new SqliteAppServiceStore(ctx);
   }
 
   currentPosition(): number {

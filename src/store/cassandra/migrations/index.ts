@@ -9,6 +9,7 @@ import { m0002 } from './0002-rooms.js';
 import { m0003 } from './0003-derived.js';
 import { m0006 } from './0006-room-owner.js';
 import { m0012 } from './0012-erasure.js';
+import { m0013 } from './0013-appservice.js';
 
 export interface CqlMigration {
   version: number;
@@ -16,4 +17,4 @@ export interface CqlMigration {
   statements: string[];
 }
 
-export const MIGRATIONS: CqlMigration[] = [m0001, m0002, m0003, m0004, m0005, m0006, m0012];
+export const MIGRATIONS: CqlMigration[] = [m0001, m0002, m0003, m0004, m0005, m0006, m0012, m0013];

@@ -14,6 +14,7 @@ import { search } from './0009-search.js';
 import { admin } from './0010-admin.js';
 import { guestsOpenId } from './0011-guests-openid.js';
 import { erasure } from './0012-erasure.js';
+import { appservice } from './0013-appservice.js';
 
 export interface Migration {
   version: number;
@@ -24,4 +25,4 @@ export interface Migration {
   run?: (db: Db) => void;
 }
 
-export const MIGRATIONS: readonly Migration[] = [initial, chat, txnScope, e2ee, push, pushBulk, dag, media, search, admin, guestsOpenId, erasure];
+export const MIGRATIONS: readonly Migration[] = [initial, chat, txnScope, e2ee, push, pushBulk, dag, media, search, admin, guestsOpenId, erasure, appservice];
