@@ -93,6 +93,7 @@ async function run(ctx: BenchContext, spec: TargetSpec): Promise<TargetResult[]>
       result.headline[`${tag} last-member p50 ms`] = h.report.lastRecipient.p50;
       result.headline[`${tag} last-member p99 ms`] = h.report.lastRecipient.p99;
       result.headline[`${tag} last-member max ms`] = h.report.lastRecipient.max;
+      result.headline[`${tag} send errors`] = h.sendErrors;
       result.headline[`${tag} server CPU µs/delivery`] = cpuMicrosPer(h.cpu.serverCpuSec, h.report.delivered);
       Object.assign(result.headline, serviceMicros(h.cpu.services, h.report.delivered, 'delivery', `${tag} `));
       result.figures[name] = { lastMember: h.report.lastRecipient, perDelivery: h.report.latency, delivery: { ...h.report, latency: undefined, lastRecipient: undefined }, cpu: h.cpu, sendErrors: h.sendErrors };

@@ -107,6 +107,8 @@ async function runLatency(ctx: BenchContext, spec: TargetSpec, transport: 'sync'
       'sends/s': round(sched.fired / (sched.elapsedMs / 1000), 1),
       'deliveries/s': round(rep.delivered / (sched.elapsedMs / 1000), 0),
       'send ack p99 ms': acks.summary().p99,
+      // Refused (429 when shedding load) or failed: their messages are not expected anywhere.
+      'send errors': sendErrors,
       'server CPU µs/delivery': cpuMicrosPer(cpuWin.serverCpuSec, rep.delivered),
       ...serviceMicros(cpuWin.services, rep.delivered),
     };

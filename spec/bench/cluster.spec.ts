@@ -40,7 +40,9 @@ describe('bench --cluster launcher (bench/lib/cluster.ts)', function () {
     it('runs the latency, fan-out and send-ceiling scenarios by default, and only those', function () {
       assert.deepEqual(clusterScenarios([]), CLUSTER_SCENARIOS);
       assert.ok(CLUSTER_SCENARIOS.includes('sync-latency') && CLUSTER_SCENARIOS.includes('fanout') && CLUSTER_SCENARIOS.includes('send-ceiling'));
+      assert.ok(!CLUSTER_SCENARIOS.includes('socket-latency'), 'socket latency only on request (fanout has a socket half)');
       assert.deepEqual(clusterScenarios(['fanout']), ['fanout']);
+      assert.deepEqual(clusterScenarios(['socket-latency']), ['socket-latency']);
       assert.throws(() => clusterScenarios(['fanout', 'storm']), /not storm/);
     });
 
