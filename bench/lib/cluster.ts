@@ -191,7 +191,20 @@ class ClusterTarget implements Target {
   }
 }
 
+/**
+ * Opens the spec's cluster for one scenario; a setup that fails (the shared Cassandra node can
+ * time out under other users' load) is torn down and tried once more from scratch.
+ */
 export async function launchCluster(ctx: BenchContext, spec: ClusterSpec, o: OpenOptions): Promise<Session> {
+  try {
+    return await launchOnce(ctx, spec, o);
+  } catch (err) {
+    ctx.log(`  ${clusterLabel(spec)}: setup failed, retrying once: ${(err as Error).message.split('\n')[0]}`);
+    return launchOnce(ctx, spec, o);
+  }
+}
+
+async function launchOnce(ctx: BenchContext, spec: ClusterSpec, o: OpenOptions): Promise<Session> {
   const useRedis = spec.redis !== false;
   if (!useRedis && spec.workers !== 1) throw new Error('a cluster of several workers needs Redis');
   const t0 = performance.now();
