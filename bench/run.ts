@@ -25,7 +25,7 @@ import { storm } from './scenarios/storm.js';
 import { coldStart } from './scenarios/cold-start.js';
 import { overload } from './scenarios/overload.js';
 import { federation } from './scenarios/federation.js';
-import { clusterComparison, clusterLabel, clusterScenarios, launchCluster, parseClusterWorkers } from './lib/cluster.js';
+import { clusterCleanup, clusterComparison, clusterLabel, clusterScenarios, launchCluster, parseClusterWorkers } from './lib/cluster.js';
 import { registerClusterLauncher } from './lib/context.js';
 
 const SCENARIOS: Scenario[] = [syncLatency, socketLatency, fanout, sendCeiling, idleCost, storm, coldStart, overload, federation];
@@ -203,6 +203,7 @@ async function main(): Promise<number> {
     const path = writeResult(resultsDir, result);
     log(`  -> ${path.slice(REPO_ROOT.length + 1)}${lostOrDup ? '  *** LOST OR DUPLICATED MESSAGES ***' : ''}`);
   }
+  await clusterCleanup();
   if (!values['no-docs']) {
     updateDocs(join(REPO_ROOT, 'docs/benchmarks.md'), loadResults(resultsDir));
     log('\ndocs/benchmarks.md tables regenerated');

@@ -150,6 +150,13 @@ function readPid(path: string): number | undefined {
   }
 }
 
+const drops: Promise<void>[] = [];
+
+/** Waits for the keyspace drops of every closed session (call before the run exits). */
+export async function clusterCleanup(): Promise<void> {
+  await Promise.all(drops.splice(0));
+}
+
 async function dropKeyspace(addr: string, keyspace: string): Promise<void> {
   const c = new cassandra.Client({ contactPoints: [addr], localDataCenter: 'datacenter1' });
   try {
@@ -222,8 +229,10 @@ async function launchOnce(ctx: BenchContext, spec: ClusterSpec, o: OpenOptions):
   const teardown = async () => {
     await Promise.all(workers.map((w) => w.stop().catch(() => undefined)));
     for (const w of workers) w.dispose();
-    if (keyspaceMade) await dropKeyspace(cas.addr, keyspace).catch((err) => ctx.log(`  could not drop keyspace ${keyspace}: ${(err as Error).message}`));
     rmSync(dir, { recursive: true, force: true });
+    // Dropped in the background (a busy node takes tens of seconds); the run waits for every
+    // drop before it exits (clusterCleanup).
+    if (keyspaceMade) drops.push(dropKeyspace(cas.addr, keyspace).catch((err) => ctx.log(`  could not drop keyspace ${keyspace}: ${(err as Error).message}`)));
   };
   try {
     await createSigningKey(signingKeyPath);
