@@ -34,7 +34,7 @@ const VERSUS = ['sync-latency', 'fanout', 'send-ceiling'];
 
 const USAGE = `usage: npm run bench -- [--target URL [--shared-secret S] [--target-pid PID]] [--scenario NAME[,NAME...]]
                           [--quick] [--vs synapse] [--profile] [--accounts seed|api] [--synchronous full|normal]
-                          [--no-pin] [--no-docs] [--docs-only] [--label NAME] [--cluster WORKERS]
+                          [--no-pin] [--no-docs] [--docs-only] [--label NAME] [--cluster WORKERS [--cluster-only]]
 scenarios: ${SCENARIOS.map((s) => s.name).join(', ')}`;
 
 function openFileLimit(): number {
@@ -63,6 +63,7 @@ async function main(): Promise<number> {
       'docs-only': { type: 'boolean', default: false },
       label: { type: 'string' },
       cluster: { type: 'string' },
+      'cluster-only': { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
     allowPositionals: false,
@@ -87,6 +88,7 @@ async function main(): Promise<number> {
   try {
     clusterWorkers = parseClusterWorkers(values.cluster, values.target);
     if (clusterWorkers !== undefined && versus) throw new Error('--cluster and --vs are exclusive');
+    if (values['cluster-only'] && clusterWorkers === undefined) throw new Error('--cluster-only needs --cluster WORKERS');
   } catch (err) {
     throw new Error(`${(err as Error).message}\n${USAGE}`);
   }
@@ -130,7 +132,7 @@ async function main(): Promise<number> {
   let primary: TargetSpec = { kind: 'hearth' };
   let primaryKind = 'hearth';
   // --cluster N: each scenario runs on one node (SQLite), one node on Cassandra and the cluster.
-  const comparison = clusterWorkers !== undefined ? clusterComparison(clusterWorkers) : [];
+  const comparison = clusterWorkers !== undefined ? clusterComparison(clusterWorkers, values['cluster-only']) : [];
   if (clusterWorkers !== undefined) {
     registerClusterLauncher(launchCluster);
     log(`cluster: ${comparison.map((c) => (c.kind === 'cluster' ? clusterLabel(c) : 'hearth (SQLite)')).join(', ')}; users round-robin over the workers`);

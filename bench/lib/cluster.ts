@@ -55,10 +55,12 @@ export function clusterScenarios(requested: string[]): string[] {
 
 /**
  * Side by side in one run: one node on SQLite (today's default), one node on Cassandra without
- * Redis (the store's cost alone), and the cluster (the cost of clustering on top).
+ * Redis (the store's cost alone), and the cluster (the cost of clustering on top); with
+ * --cluster-only the cluster alone (reproducing a cluster problem without the baselines).
  */
-export function clusterComparison(workers: number): TargetSpec[] {
-  return [{ kind: 'hearth' }, { kind: 'cluster', workers: 1, redis: false }, { kind: 'cluster', workers, redis: true }];
+export function clusterComparison(workers: number, clusterOnly = false): TargetSpec[] {
+  const cluster: TargetSpec = { kind: 'cluster', workers, redis: true };
+  return clusterOnly ? [cluster] : [{ kind: 'hearth' }, { kind: 'cluster', workers: 1, redis: false }, cluster];
 }
 
 export function clusterLabel(spec: ClusterSpec): string {
@@ -152,6 +154,14 @@ function readPid(path: string): number | undefined {
 
 const drops: Promise<void>[] = [];
 
+/** Lines of a worker's (pino JSON) output at level error or fatal, trimmed. */
+export function workerErrors(output: string): string[] {
+  return output
+    .split('\n')
+    .filter((l) => /"level":(50|60)\b/.test(l))
+    .map((l) => l.slice(0, 600));
+}
+
 /** Waits for the keyspace drops of every closed session (call before the run exits). */
 export async function clusterCleanup(): Promise<void> {
   await Promise.all(drops.splice(0));
@@ -228,6 +238,11 @@ async function launchOnce(ctx: BenchContext, spec: ClusterSpec, o: OpenOptions):
   let keyspaceMade = false;
   const teardown = async () => {
     await Promise.all(workers.map((w) => w.stop().catch(() => undefined)));
+    // A worker's 500 is logged there (pino, level warn and up), not in the scenario's error: show it.
+    workers.forEach((w, i) => {
+      const errors = workerErrors(w.output());
+      if (errors.length) ctx.log(`  ${label} worker ${i} logged ${errors.length} error(s); last: ${errors.slice(-3).join('\n    ')}`);
+    });
     for (const w of workers) w.dispose();
     rmSync(dir, { recursive: true, force: true });
     // Dropped in the background (a busy node takes tens of seconds); the run waits for every

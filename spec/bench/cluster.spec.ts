@@ -15,6 +15,7 @@ import {
   clusterScenarios,
   parseClusterWorkers,
   workerConfig,
+  workerErrors,
   workerOf,
   type WorkerConfigInput,
 } from '../../bench/lib/cluster.js';
@@ -53,6 +54,19 @@ describe('bench --cluster launcher (bench/lib/cluster.ts)', function () {
         c.filter((s) => s.kind === 'cluster').map((s) => clusterLabel(s as { kind: 'cluster'; workers: number; redis?: boolean })),
         ['hearth-cassandra', 'hearth-cluster-3'],
       );
+      assert.deepEqual(clusterComparison(2, true), [{ kind: 'cluster', workers: 2, redis: true }], '--cluster-only: the cluster alone');
+    });
+
+    it('picks the error and fatal lines out of a worker\'s log', function () {
+      const out = [
+        '{"level":40,"msg":"slow"}',
+        '{"level":50,"err":{"message":"boom"},"msg":"request failed"}',
+        'not json',
+        '{"level":60,"msg":"fatal"}',
+        '{"level":500,"msg":"not a level"}',
+      ].join('\n');
+      assert.deepEqual(workerErrors(out), ['{"level":50,"err":{"message":"boom"},"msg":"request failed"}', '{"level":60,"msg":"fatal"}']);
+      assert.deepEqual(workerErrors(''), []);
     });
   });
 
