@@ -5,6 +5,8 @@
 // plus the generated tables in docs/benchmarks.md. Without --target it starts Hearth itself
 // (node dist/src/main.js --config <tmp>), pinned to CPU 0 with the generator on CPU 1 when
 // taskset is available. Exit code 1 if any scenario lost or duplicated a message, or failed.
+// --cluster N runs the latency, fan-out and send-ceiling scenarios on one node (SQLite), one node
+// on Cassandra and N workers on Cassandra + Redis, side by side (bench/lib/cluster.ts).
 
 import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -23,6 +25,8 @@ import { storm } from './scenarios/storm.js';
 import { coldStart } from './scenarios/cold-start.js';
 import { overload } from './scenarios/overload.js';
 import { federation } from './scenarios/federation.js';
+import { clusterCleanup, clusterComparison, clusterLabel, clusterScenarios, launchCluster, parseClusterWorkers } from './lib/cluster.js';
+import { registerClusterLauncher } from './lib/context.js';
 
 const SCENARIOS: Scenario[] = [syncLatency, socketLatency, fanout, sendCeiling, idleCost, storm, coldStart, overload, federation];
 /** What --vs synapse compares: the /sync scenarios. */
@@ -30,7 +34,7 @@ const VERSUS = ['sync-latency', 'fanout', 'send-ceiling'];
 
 const USAGE = `usage: npm run bench -- [--target URL [--shared-secret S] [--target-pid PID]] [--scenario NAME[,NAME...]]
                           [--quick] [--vs synapse] [--profile] [--accounts seed|api] [--synchronous full|normal]
-                          [--no-pin] [--no-docs] [--docs-only] [--label NAME] [--cluster WORKERS]
+                          [--no-pin] [--no-docs] [--docs-only] [--label NAME] [--cluster WORKERS [--cluster-only]]
 scenarios: ${SCENARIOS.map((s) => s.name).join(', ')}`;
 
 function openFileLimit(): number {
@@ -59,6 +63,7 @@ async function main(): Promise<number> {
       'docs-only': { type: 'boolean', default: false },
       label: { type: 'string' },
       cluster: { type: 'string' },
+      'cluster-only': { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
     allowPositionals: false,
@@ -79,7 +84,16 @@ async function main(): Promise<number> {
   const versus = values.vs === 'synapse';
   const requested = (values.scenario ?? []).flatMap((s) => s.split(',')).filter(Boolean);
   for (const r of requested) if (!SCENARIOS.some((s) => s.name === r)) throw new Error(`unknown scenario ${r}\n${USAGE}`);
-  let selected = requested.length ? SCENARIOS.filter((s) => requested.includes(s.name)) : SCENARIOS;
+  let clusterWorkers: number | undefined;
+  try {
+    clusterWorkers = parseClusterWorkers(values.cluster, values.target);
+    if (clusterWorkers !== undefined && versus) throw new Error('--cluster and --vs are exclusive');
+    if (values['cluster-only'] && clusterWorkers === undefined) throw new Error('--cluster-only needs --cluster WORKERS');
+  } catch (err) {
+    throw new Error(`${(err as Error).message}\n${USAGE}`);
+  }
+  const wanted = clusterWorkers !== undefined ? clusterScenarios(requested) : requested;
+  let selected = wanted.length ? SCENARIOS.filter((s) => wanted.includes(s.name)) : SCENARIOS;
   if (versus) selected = selected.filter((s) => VERSUS.includes(s.name));
 
   const started = performance.now();
@@ -117,12 +131,11 @@ async function main(): Promise<number> {
   const ctx: BenchContext = { quick: values.quick, pin, profile: values.profile, accounts: values.accounts as 'seed' | 'api', synchronous: values.synchronous as 'full' | 'normal', versus, log };
   let primary: TargetSpec = { kind: 'hearth' };
   let primaryKind = 'hearth';
-  if (values.cluster !== undefined) {
-    const workers = Number(values.cluster);
-    if (!Number.isInteger(workers) || workers < 1) throw new Error(`--cluster takes a number of workers\n${USAGE}`);
-    if (values.target) throw new Error(`--cluster and --target are exclusive\n${USAGE}`);
-    primary = { kind: 'cluster', workers };
-    primaryKind = 'hearth';
+  // --cluster N: each scenario runs on one node (SQLite), one node on Cassandra and the cluster.
+  const comparison = clusterWorkers !== undefined ? clusterComparison(clusterWorkers, values['cluster-only']) : [];
+  if (clusterWorkers !== undefined) {
+    registerClusterLauncher(launchCluster);
+    log(`cluster: ${comparison.map((c) => (c.kind === 'cluster' ? clusterLabel(c) : 'hearth (SQLite)')).join(', ')}; users round-robin over the workers`);
   } else if (values.target) {
     primary = { kind: 'url', url: values.target, sharedSecret: values['shared-secret'], pid: values['target-pid'] ? Number(values['target-pid']) : undefined };
     const probe = new ExternalTarget(values.target, undefined, undefined);
@@ -158,7 +171,8 @@ async function main(): Promise<number> {
         targets[label] = { label, info: {}, headline: {}, figures: {}, lost: 0, duplicated: 0, notes: [`failed: ${(err as Error).message}`], skipped: `failed: ${(err as Error).message.slice(0, 200)}` };
       }
     };
-    await runOne(primary, primaryKind, values.target ?? 'hearth');
+    if (comparison.length) for (const spec of comparison) await runOne(spec, 'hearth', spec.kind === 'cluster' ? clusterLabel(spec) : 'hearth');
+    else await runOne(primary, primaryKind, values.target ?? 'hearth');
     if (versus) {
       if (synapseProblem) targets.synapse = { label: 'synapse', info: {}, headline: {}, figures: {}, lost: 0, duplicated: 0, notes: [], skipped: synapseProblem };
       else await runOne({ kind: 'synapse' }, 'synapse', 'synapse');
@@ -174,7 +188,7 @@ async function main(): Promise<number> {
       machine,
       pinning,
       targets,
-      tag: values.label,
+      tag: values.label ?? (clusterWorkers !== undefined ? `cluster${clusterWorkers}` : undefined),
       ok: !lostOrDup && !Object.values(targets).some((t) => t.skipped?.startsWith('failed')),
     };
     if (versus && targets.synapse && !targets.synapse.skipped) result.ratios = ratios(targets);
@@ -191,6 +205,7 @@ async function main(): Promise<number> {
     const path = writeResult(resultsDir, result);
     log(`  -> ${path.slice(REPO_ROOT.length + 1)}${lostOrDup ? '  *** LOST OR DUPLICATED MESSAGES ***' : ''}`);
   }
+  await clusterCleanup();
   if (!values['no-docs']) {
     updateDocs(join(REPO_ROOT, 'docs/benchmarks.md'), loadResults(resultsDir));
     log('\ndocs/benchmarks.md tables regenerated');

@@ -4,23 +4,35 @@
 import { join } from 'node:path';
 import type { MatrixClient } from './matrix.js';
 import { ExternalTarget, HearthChild, REPO_ROOT, registerUsers, SynapsePeer, type Target } from './target.js';
+import { CpuMeter, RssPeak } from './proc.js';
 import type { TargetResult } from './report.js';
 
 export type TargetSpec =
   | { kind: 'hearth' }
   | { kind: 'synapse' }
   | { kind: 'url'; url: string; sharedSecret?: string; pid?: number }
-  /** `--cluster N`: N Hearth workers behind one entry point, opened by the registered launcher. */
-  | { kind: 'cluster'; workers: number };
+  /**
+   * `--cluster N`: N Hearth workers on one Cassandra keyspace and one Redis, opened by the
+   * registered launcher (bench/lib/cluster.ts). `redis: false` with one worker is a single node
+   * on Cassandra: the cost of the store without the cost of clustering.
+   */
+  | ClusterSpec;
+
+export interface ClusterSpec {
+  kind: 'cluster';
+  workers: number;
+  /** Default true; false only with one worker (no replication stream, no room leases). */
+  redis?: boolean;
+}
 
 /**
- * The --cluster hook: scale-out registers a launcher that starts `workers` Hearth workers (and
- * whatever routes clients to them) and returns a Session like a single target's: `target` is
- * the entry point every scenario drives, `workers` the individual processes (CPU/RSS figures,
- * clients that want to pin themselves to one). Until one is registered, --cluster fails
- * clearly instead of silently measuring one process.
+ * The --cluster hook: bench/lib/cluster.ts registers (from run.ts) a launcher that starts the
+ * spec's workers and returns a Session like a single target's: `target` stands for the whole
+ * cluster (its pids() are every worker, summed for CPU/RSS), `workers` the individual
+ * processes, and each user's client is already pointed at its own worker. Until one is
+ * registered, --cluster fails clearly instead of silently measuring one process.
  */
-export type ClusterLauncher = (ctx: BenchContext, workers: number, o: OpenOptions) => Promise<Session>;
+export type ClusterLauncher = (ctx: BenchContext, spec: ClusterSpec, o: OpenOptions) => Promise<Session>;
 let clusterLauncher: ClusterLauncher | null = null;
 export function registerClusterLauncher(launch: ClusterLauncher): void {
   clusterLauncher = launch;
@@ -94,12 +106,22 @@ export async function openTarget(ctx: BenchContext, spec: TargetSpec, o: OpenOpt
   }
   if (spec.kind === 'cluster') {
     if (!clusterLauncher) throw new Error(`--cluster ${spec.workers}: no cluster launcher is registered (see registerClusterLauncher in bench/lib/context.ts)`);
-    return clusterLauncher(ctx, spec.workers, o);
+    return clusterLauncher(ctx, spec, o);
   }
   const t = new ExternalTarget(spec.url, spec.sharedSecret, spec.pid);
   await t.detect();
   const users = await registerUsers(t, o.users, prefix, ctx.log);
   return { target: t, users, close: async () => undefined };
+}
+
+/** A CPU meter over the target's server process(es), with its backing services measured apart. */
+export function serverCpuMeter(t: Target): CpuMeter {
+  return new CpuMeter(() => t.pids?.() ?? t.pid(), t.servicePids ? () => t.servicePids!() : undefined);
+}
+
+/** Peak RSS of the target's server process(es). */
+export function serverRssPeak(t: Target, everyMs?: number): RssPeak {
+  return new RssPeak(() => t.pids?.() ?? t.pid(), everyMs);
 }
 
 export function emptyResult(label: string, info: Record<string, unknown> = {}): TargetResult {

@@ -1,6 +1,6 @@
 // Process and machine statistics from /proc: CPU time (utime + stime) and resident memory of the
-// server process, the generator's own CPU time, and a description of the machine and commit for
-// every result.
+// server process (or a cluster's workers, summed), of backing services (Redis, Cassandra) kept
+// apart, the generator's own CPU time, and a description of the machine and commit for every result.
 
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -48,7 +48,7 @@ export function machineBusySeconds(): number {
 }
 
 export interface CpuWindow {
-  /** Server CPU in % of one core over the window (NaN when the server pid is unknown). */
+  /** Server CPU in % of one core over the window (NaN when the server pid is unknown); a cluster's workers summed. */
   serverCpuPct: number;
   serverCpuSec: number;
   generatorCpuPct: number;
@@ -56,34 +56,66 @@ export interface CpuWindow {
   /** CPU used by everything else on the machine (other processes sharing it), % of one core. */
   otherCpuPct: number;
   wallSec: number;
+  /** Server processes measured (a cluster's workers); absent for one. */
+  serverProcesses?: number;
+  /** Backing services (Redis, Cassandra) measured apart from the server; not in `otherCpuPct`. */
+  services?: Record<string, { cpuSec: number; cpuPct: number }>;
 }
 
-/** Measures server and generator CPU between start() and stop(). */
+/** One server process, or each worker of a cluster (their CPU is summed). */
+export type ServerPids = () => number | readonly number[] | undefined;
+/** Backing services by name (e.g. redis, cassandra), measured and reported separately. */
+export type ServicePids = () => Record<string, number | undefined>;
+
+function pidList(p: ServerPids): number[] {
+  const v = p();
+  return v === undefined ? [] : typeof v === 'number' ? [v] : [...v];
+}
+
+/** Summed CPU seconds of `pids`; NaN when there are none or one cannot be read. */
+function cpuOf(pids: readonly number[]): number {
+  return pids.length ? pids.reduce((sum, pid) => sum + procCpuSeconds(pid), 0) : NaN;
+}
+
+/** Measures server (and service) CPU and the generator's between start() and stop(). */
 export class CpuMeter {
   private t0 = 0;
   private s0 = NaN;
   private g0: NodeJS.CpuUsage = { user: 0, system: 0 };
   private m0 = NaN;
+  private pids: number[] = [];
+  private svc0: Record<string, number> = {};
 
-  constructor(private readonly serverPid: () => number | undefined) {}
+  constructor(private readonly serverPid: ServerPids, private readonly servicePids?: ServicePids) {}
 
   start(): void {
     this.t0 = performance.now();
-    const pid = this.serverPid();
-    this.s0 = pid ? procCpuSeconds(pid) : NaN;
+    // The same processes are read at stop(): a worker started in between would count its whole life.
+    this.pids = pidList(this.serverPid);
+    this.s0 = cpuOf(this.pids);
+    this.svc0 = {};
+    for (const [name, pid] of Object.entries(this.servicePids?.() ?? {})) this.svc0[name] = pid ? procCpuSeconds(pid) : NaN;
     this.g0 = process.cpuUsage();
     this.m0 = machineBusySeconds();
   }
 
   stop(): CpuWindow {
     const wall = (performance.now() - this.t0) / 1000;
-    const pid = this.serverPid();
-    const s1 = pid ? procCpuSeconds(pid) : NaN;
+    const s1 = cpuOf(this.pids);
     const g = process.cpuUsage(this.g0);
     const gen = (g.user + g.system) / 1e6;
     const srv = s1 - this.s0;
-    const other = machineBusySeconds() - this.m0 - (Number.isFinite(srv) ? srv : 0) - gen;
     const pct = (v: number) => Math.round((v / wall) * 1000) / 10;
+    let services: CpuWindow['services'];
+    let svcSec = 0;
+    const now = this.servicePids?.() ?? {};
+    for (const [name, before] of Object.entries(this.svc0)) {
+      const pid = now[name];
+      const sec = pid ? procCpuSeconds(pid) - before : NaN;
+      (services ??= {})[name] = { cpuSec: round(sec), cpuPct: pct(sec) };
+      if (Number.isFinite(sec)) svcSec += sec;
+    }
+    const other = machineBusySeconds() - this.m0 - (Number.isFinite(srv) ? srv : 0) - gen - svcSec;
     return {
       serverCpuSec: round(srv),
       serverCpuPct: pct(srv),
@@ -91,21 +123,44 @@ export class CpuMeter {
       generatorCpuPct: pct(gen),
       otherCpuPct: Math.max(0, pct(other)),
       wallSec: round(wall),
+      ...(this.pids.length > 1 ? { serverProcesses: this.pids.length } : {}),
+      ...(services ? { services } : {}),
     };
   }
 }
 
-/** Samples the server's RSS every `everyMs` and remembers the peak. */
+/** CPU microseconds per unit of work (a delivered message, an acknowledged send); NaN without work or CPU figures. */
+export function cpuMicrosPer(cpuSec: number, units: number): number {
+  return units > 0 && Number.isFinite(cpuSec) ? round((cpuSec * 1e6) / units, 1) : NaN;
+}
+
+const SERVICE_NAMES: Record<string, string> = { redis: 'Redis', cassandra: 'Cassandra' };
+
+/** Headline figures: CPU µs per unit for each backing service, e.g. "Cassandra CPU µs/delivery". */
+export function serviceMicros(services: CpuWindow['services'], units: number, unit = 'delivery', tag = ''): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [name, v] of Object.entries(services ?? {})) out[`${tag}${SERVICE_NAMES[name] ?? name} CPU µs/${unit}`] = cpuMicrosPer(v.cpuSec, units);
+  return out;
+}
+
+/** " redis CPU 12.3% cassandra CPU 45.6%" for progress lines ("" without services). */
+export function fmtServices(services: CpuWindow['services']): string {
+  return Object.entries(services ?? {})
+    .map(([name, v]) => ` ${name} CPU ${v.cpuPct}%`)
+    .join('');
+}
+
+/** Samples the server's RSS (a cluster's workers summed) every `everyMs` and remembers the peak. */
 export class RssPeak {
   peak = 0;
   private timer?: NodeJS.Timeout;
-  constructor(private readonly pid: () => number | undefined, everyMs = 200) {
+  constructor(private readonly pid: ServerPids, everyMs = 200) {
     this.timer = setInterval(() => this.sample(), everyMs);
     this.timer.unref();
   }
   sample(): void {
-    const p = this.pid();
-    if (p) this.peak = Math.max(this.peak, procRssBytes(p) || 0);
+    const pids = pidList(this.pid);
+    if (pids.length) this.peak = Math.max(this.peak, pids.reduce((sum, p) => sum + (procRssBytes(p) || 0), 0));
   }
   stop(): number {
     this.sample();

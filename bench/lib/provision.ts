@@ -1,6 +1,6 @@
 // Direct-to-store provisioning for a Hearth the bench started itself, with the server STOPPED.
-// Both helpers go through the Store interface (dist/src/store/sqlite) and Hearth's own room
-// writer, never raw SQL:
+// Both helpers go through the Store interface (dist/src/store/sqlite, or dist/src/store/cassandra
+// for a cluster's keyspace) and Hearth's own room writer, never raw SQL:
 //  - seedAccounts: accounts, devices and access tokens. Registration through the API costs one
 //    scrypt hash (~90 ms of server CPU) per account, which would dominate the quick run; the
 //    accounts written here are the same rows /register writes (one shared password hash).
@@ -32,35 +32,75 @@ async function hearthModules() {
   return { ...sqlite, ...credentials, ...keyfile, ...notifier, ...roomInput };
 }
 
+/** The Cassandra backend of the same build, loaded only when a run needs it. */
+async function cassandraModule() {
+  const root = process.env.HEARTH_BENCH_SERVER_ROOT;
+  return root
+    ? ((await import(pathToFileURL(resolve(root, 'dist/src/store/cassandra/index.js')).href)) as typeof import('../../src/store/cassandra/index.js'))
+    : import('../../src/store/cassandra/index.js');
+}
+
 export async function seedAccounts(dbPath: string, serverName: string, baseUrl: string, n: number, prefix: string): Promise<MatrixClient[]> {
-  const { openSqliteStore, hashPassword, generateAccessToken, generateDeviceId, hashAccessToken } = await hearthModules();
+  const { openSqliteStore } = await hearthModules();
   const store = await openSqliteStore({ path: dbPath, synchronous: 'normal', logger: silent });
   try {
-    const passwordHash = await hashPassword('bench-password');
-    const now = Date.now();
-    const out: MatrixClient[] = [];
-    const BATCH = 500;
-    for (let start = 0; start < n; start += BATCH) {
-      const jobs: Promise<void>[] = [];
-      for (let i = start; i < Math.min(n, start + BATCH); i++) {
-        const userId = `@${prefix}${i}:${serverName}`;
-        const deviceId = generateDeviceId();
-        const token = generateAccessToken();
-        out.push(new MatrixClient(baseUrl, userId, token, deviceId));
-        jobs.push(
-          (async () => {
-            await store.accounts.createUser({ userId, passwordHash, admin: false, createdTs: now, displayname: `${prefix}${i}` });
-            await store.devices.upsertDevice({ userId, deviceId, displayName: 'bench', ts: now, ip: null });
-            await store.devices.addAccessToken(hashAccessToken(token), { userId, deviceId }, now);
-          })(),
-        );
-      }
-      await Promise.all(jobs);
-    }
-    return out;
+    return await seedAccountsInto(store, serverName, () => baseUrl, n, prefix);
   } finally {
     await store.close();
   }
+}
+
+export interface CassandraSeedTarget {
+  contactPoint: string;
+  keyspace: string;
+}
+
+/**
+ * The same accounts in a Cassandra keyspace (created and migrated here, before any worker
+ * starts), each client pointed at `baseUrlFor(i)`: a cluster's users spread over its workers.
+ */
+export async function seedCassandraAccounts(c: CassandraSeedTarget, serverName: string, baseUrlFor: (i: number) => string, n: number, prefix: string): Promise<MatrixClient[]> {
+  const { openCassandraStore } = await cassandraModule();
+  const store = await openCassandraStore({ contactPoints: [c.contactPoint], localDataCenter: 'datacenter1', keyspace: c.keyspace, replicationFactor: 1, logger: silent });
+  try {
+    return await seedAccountsInto(store, serverName, baseUrlFor, n, prefix);
+  } finally {
+    await store.close();
+  }
+}
+
+/** The server build's signing-key loader (a cluster's workers share one key, written before they start). */
+export async function createSigningKey(path: string): Promise<void> {
+  const { loadOrCreateSigningKey } = await hearthModules();
+  await loadOrCreateSigningKey(path);
+}
+
+type SeedStore = Pick<import('../../src/store/types.js').Store, 'accounts' | 'devices'>;
+
+async function seedAccountsInto(store: SeedStore, serverName: string, baseUrlFor: (i: number) => string, n: number, prefix: string): Promise<MatrixClient[]> {
+  const { hashPassword, generateAccessToken, generateDeviceId, hashAccessToken } = await hearthModules();
+  const passwordHash = await hashPassword('bench-password');
+  const now = Date.now();
+  const out: MatrixClient[] = [];
+  const BATCH = 500;
+  for (let start = 0; start < n; start += BATCH) {
+    const jobs: Promise<void>[] = [];
+    for (let i = start; i < Math.min(n, start + BATCH); i++) {
+      const userId = `@${prefix}${i}:${serverName}`;
+      const deviceId = generateDeviceId();
+      const token = generateAccessToken();
+      out.push(new MatrixClient(baseUrlFor(i), userId, token, deviceId));
+      jobs.push(
+        (async () => {
+          await store.accounts.createUser({ userId, passwordHash, admin: false, createdTs: now, displayname: `${prefix}${i}` });
+          await store.devices.upsertDevice({ userId, deviceId, displayName: 'bench', ts: now, ip: null });
+          await store.devices.addAccessToken(hashAccessToken(token), { userId, deviceId }, now);
+        })(),
+      );
+    }
+    await Promise.all(jobs);
+  }
+  return out;
 }
 
 /**

@@ -27,6 +27,10 @@ export interface Target {
   url: string;
   /** Server process id when known (CPU and RSS are read from /proc). */
   pid(): number | undefined;
+  /** Every server process (a cluster's workers), when there are several: CPU and RSS are summed over them. */
+  pids?(): number[];
+  /** Backing services whose CPU is reported apart from the server's (a cluster's Redis and Cassandra). */
+  servicePids?(): Record<string, number | undefined>;
   sharedSecret?: string;
   /** Server settings worth recording (commit policy, version). */
   info: Record<string, unknown>;

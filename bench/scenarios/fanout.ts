@@ -5,9 +5,10 @@
 // other servers (and in --vs synapse) only the long-poll half runs.
 
 import { PollClient, SocketClient, clientStats, socketStats } from '../lib/clients.js';
-import { emptyResult, openTarget, type BenchContext, type Scenario, type TargetSpec } from '../lib/context.js';
+import { emptyResult, openTarget, serverCpuMeter, type BenchContext, type Scenario, type TargetSpec } from '../lib/context.js';
 import type { MatrixClient } from '../lib/matrix.js';
-import { CpuMeter, round, type CpuWindow } from '../lib/proc.js';
+import { cpuMicrosPer, fmtServices, round, serviceMicros, type CpuWindow } from '../lib/proc.js';
+import type { Target } from '../lib/target.js';
 import { Progress } from '../lib/progress.js';
 import type { TargetResult } from '../lib/report.js';
 import { pool, runSchedule, sleep } from '../lib/schedule.js';
@@ -24,7 +25,8 @@ interface Half {
   sendErrors: number;
 }
 
-async function runHalf(ctx: BenchContext, label: string, users: MatrixClient[], transport: 'socket' | 'sync', pid: () => number | undefined): Promise<Half> {
+async function runHalf(ctx: BenchContext, target: Target, users: MatrixClient[], transport: 'socket' | 'sync'): Promise<Half> {
+  const label = target.label;
   const p = params(ctx.quick);
   const t0 = performance.now();
   const roomId = await users[0].createRoom(`fanout ${transport}`);
@@ -46,7 +48,7 @@ async function runHalf(ctx: BenchContext, label: string, users: MatrixClient[], 
   const recipients = new Set(users.map((_, i) => i).slice(1));
   let sendErrors = 0;
   const inflight = new Set<Promise<void>>();
-  const cpu = new CpuMeter(pid);
+  const cpu = serverCpuMeter(target);
   cpu.start();
   const bar = new Progress(`fanout ${transport} ${label}`, p.durationMs);
   const s0 = performance.now();
@@ -72,25 +74,28 @@ async function runHalf(ctx: BenchContext, label: string, users: MatrixClient[], 
   const cpuWin = cpu.stop();
   await stop();
   const report = tracker.report();
-  ctx.log(`  ${transport} ${label}: last member ${fmtDist(report.lastRecipient)}; lost ${report.lost} dup ${report.duplicated}; server CPU ${cpuWin.serverCpuPct}% generator ${cpuWin.generatorCpuPct}%`);
+  ctx.log(`  ${transport} ${label}: last member ${fmtDist(report.lastRecipient)}; lost ${report.lost} dup ${report.duplicated}; server CPU ${cpuWin.serverCpuPct}% (${cpuMicrosPer(cpuWin.serverCpuSec, report.delivered)} µs/delivery)${fmtServices(cpuWin.services)} generator ${cpuWin.generatorCpuPct}%`);
   return { report, cpu: cpuWin, sendErrors };
 }
 
 async function run(ctx: BenchContext, spec: TargetSpec): Promise<TargetResult[]> {
   const p = params(ctx.quick);
-  const socketsToo = spec.kind === 'hearth' && !ctx.versus;
+  const socketsToo = (spec.kind === 'hearth' || spec.kind === 'cluster') && !ctx.versus;
   const session = await openTarget(ctx, spec, { users: p.members * (socketsToo ? 2 : 1), scenario: 'fanout', prefix: 'f' });
   const { target, users } = session;
   const result = emptyResult(target.label, target.info);
   try {
     const halves: Record<string, Half> = {};
-    if (socketsToo) halves.socket = await runHalf(ctx, target.label, users.slice(0, p.members), 'socket', () => target.pid());
-    halves.sync = await runHalf(ctx, target.label, users.slice(socketsToo ? p.members : 0), 'sync', () => target.pid());
+    if (socketsToo) halves.socket = await runHalf(ctx, target, users.slice(0, p.members), 'socket');
+    halves.sync = await runHalf(ctx, target, users.slice(socketsToo ? p.members : 0), 'sync');
     for (const [name, h] of Object.entries(halves)) {
       const tag = name === 'sync' ? '/sync' : 'socket';
       result.headline[`${tag} last-member p50 ms`] = h.report.lastRecipient.p50;
       result.headline[`${tag} last-member p99 ms`] = h.report.lastRecipient.p99;
       result.headline[`${tag} last-member max ms`] = h.report.lastRecipient.max;
+      result.headline[`${tag} send errors`] = h.sendErrors;
+      result.headline[`${tag} server CPU µs/delivery`] = cpuMicrosPer(h.cpu.serverCpuSec, h.report.delivered);
+      Object.assign(result.headline, serviceMicros(h.cpu.services, h.report.delivered, 'delivery', `${tag} `));
       result.figures[name] = { lastMember: h.report.lastRecipient, perDelivery: h.report.latency, delivery: { ...h.report, latency: undefined, lastRecipient: undefined }, cpu: h.cpu, sendErrors: h.sendErrors };
       result.lost += h.report.lost;
       result.duplicated += h.report.duplicated;

@@ -4,8 +4,8 @@
 // in a /sync long-poll loop (timeout=30000, small timeline filter) or on the WebSocket stream.
 
 import { PollClient, SocketClient, clientStats, socketStats } from '../lib/clients.js';
-import { emptyResult, openTarget, type BenchContext, type Scenario, type TargetSpec } from '../lib/context.js';
-import { CpuMeter, RssPeak, MiB, round } from '../lib/proc.js';
+import { emptyResult, openTarget, serverCpuMeter, serverRssPeak, type BenchContext, type Scenario, type TargetSpec } from '../lib/context.js';
+import { cpuMicrosPer, fmtServices, MiB, round, serviceMicros } from '../lib/proc.js';
 import { Progress } from '../lib/progress.js';
 import type { TargetResult } from '../lib/report.js';
 import { createRooms, powerLawLayout, rng, sizeHistogram } from '../lib/rooms.js';
@@ -52,8 +52,8 @@ async function runLatency(ctx: BenchContext, spec: TargetSpec, transport: 'sync'
     const acks = new Samples();
     let sendErrors = 0;
     const inflight = new Set<Promise<void>>();
-    const cpu = new CpuMeter(() => target.pid());
-    const rss = new RssPeak(() => target.pid());
+    const cpu = serverCpuMeter(target);
+    const rss = serverRssPeak(target);
     cpu.start();
     const bar = new Progress(`${name} ${target.label}`, p.durationMs);
     const t0 = performance.now();
@@ -97,7 +97,7 @@ async function runLatency(ctx: BenchContext, spec: TargetSpec, transport: 'sync'
     await stop();
     const rep = tracker.report();
     ctx.log(`  ${target.label}: latency ${fmtDist(rep.latency)}`);
-    ctx.log(`  ${rep.messages} messages, ${rep.delivered}/${rep.expectedDeliveries} deliveries, lost ${rep.lost}, duplicated ${rep.duplicated}, send errors ${sendErrors}; server CPU ${cpuWin.serverCpuPct}% generator CPU ${cpuWin.generatorCpuPct}% other processes ${cpuWin.otherCpuPct}%`);
+    ctx.log(`  ${rep.messages} messages, ${rep.delivered}/${rep.expectedDeliveries} deliveries, lost ${rep.lost}, duplicated ${rep.duplicated}, send errors ${sendErrors}; server CPU ${cpuWin.serverCpuPct}% (${cpuMicrosPer(cpuWin.serverCpuSec, rep.delivered)} µs/delivery)${fmtServices(cpuWin.services)} generator CPU ${cpuWin.generatorCpuPct}% other processes ${cpuWin.otherCpuPct}%`);
     result.headline = {
       'p50 ms': rep.latency.p50,
       'p90 ms': rep.latency.p90,
@@ -107,6 +107,10 @@ async function runLatency(ctx: BenchContext, spec: TargetSpec, transport: 'sync'
       'sends/s': round(sched.fired / (sched.elapsedMs / 1000), 1),
       'deliveries/s': round(rep.delivered / (sched.elapsedMs / 1000), 0),
       'send ack p99 ms': acks.summary().p99,
+      // Refused (429 when shedding load) or failed: their messages are not expected anywhere.
+      'send errors': sendErrors,
+      'server CPU µs/delivery': cpuMicrosPer(cpuWin.serverCpuSec, rep.delivered),
+      ...serviceMicros(cpuWin.services, rep.delivered),
     };
     result.figures = {
       params: p,

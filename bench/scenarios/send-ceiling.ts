@@ -6,8 +6,8 @@
 // send only after its transaction committed (grouped commits), so every ack is durable per the
 // commit policy; Hearth runs twice, storage.sqlite.synchronous full and normal.
 
-import { emptyResult, openTarget, type BenchContext, type Scenario, type TargetSpec } from '../lib/context.js';
-import { CpuMeter, round } from '../lib/proc.js';
+import { emptyResult, openTarget, serverCpuMeter, type BenchContext, type Scenario, type TargetSpec } from '../lib/context.js';
+import { cpuMicrosPer, fmtServices, round, serviceMicros, type CpuWindow } from '../lib/proc.js';
 import { Progress } from '../lib/progress.js';
 import type { TargetResult } from '../lib/report.js';
 import { blockLayout, createRooms } from '../lib/rooms.js';
@@ -18,11 +18,13 @@ const P99_LIMIT_MS = 100;
 /** Requests the generator keeps open at once; beyond it sends queue here (latency still counts). */
 const MAX_INFLIGHT = 2048;
 
-function params(quick: boolean, hearth: boolean) {
-  // Other servers start lower: Synapse on SQLite acknowledges far fewer sends per second.
-  const startRate = hearth ? (quick ? 200 : 100) : 25;
+function params(quick: boolean, kind: TargetSpec['kind']) {
+  // Other servers start lower: Synapse on SQLite acknowledges far fewer sends per second, and
+  // Hearth on Cassandra (--cluster) fewer still on this shared machine.
+  const hearth = kind === 'hearth';
+  const startRate = hearth ? (quick ? 200 : 100) : kind === 'cluster' ? 10 : 25;
   return quick
-    ? { senders: 50, startRate, factor: 2, stepMs: 1000, maxSteps: hearth ? 7 : 9 }
+    ? { senders: 50, startRate, factor: 2, stepMs: 1000, maxSteps: hearth ? 7 : kind === 'cluster' ? 10 : 9 }
     : { senders: 100, startRate, factor: 1.4, stepMs: 5000, maxSteps: hearth ? 16 : 20 };
 }
 
@@ -31,8 +33,13 @@ interface Step {
   achieved: number;
   acked: number;
   errors: number;
+  /** Failed sends by HTTP status and errcode ("transport" for no answer): what the failures were. */
+  errorKinds: Record<string, number>;
   ack: Distribution;
   serverCpuPct: number;
+  /** Server CPU per acknowledged send (a cluster's workers summed). */
+  serverCpuUsPerSend: number;
+  services?: CpuWindow['services'];
   generatorCpuPct: number;
   otherCpuPct: number;
   maxLagMs: number;
@@ -40,7 +47,7 @@ interface Step {
 }
 
 async function runOne(ctx: BenchContext, spec: TargetSpec, synchronous?: 'full' | 'normal'): Promise<TargetResult> {
-  const p = params(ctx.quick, spec.kind === 'hearth');
+  const p = params(ctx.quick, spec.kind);
   const session = await openTarget(ctx, spec, { users: p.senders, synchronous, scenario: 'send-ceiling', prefix: 's' });
   const { target, users } = session;
   const result = emptyResult(target.label, target.info);
@@ -52,6 +59,11 @@ async function runOne(ctx: BenchContext, spec: TargetSpec, synchronous?: 'full' 
     for (let s = 0; s < p.maxSteps; s++) {
       const acks = new Samples();
       let errors = 0;
+      const errorKinds: Record<string, number> = {};
+      const failed = (kind: string) => {
+        errors++;
+        errorKinds[kind] = (errorKinds[kind] ?? 0) + 1;
+      };
       let inflight = 0;
       let lastAckAt = 0;
       const queue: Array<() => void> = [];
@@ -67,9 +79,9 @@ async function runOne(ctx: BenchContext, spec: TargetSpec, synchronous?: 'full' 
                 if (res.status === 200) {
                   acks.add(res.at - intended);
                   lastAckAt = res.at;
-                } else errors++;
+                } else failed(`${res.status} ${res.body?.errcode ?? ''}`.trim());
               },
-              () => void errors++,
+              () => failed('transport'),
             )
             .finally(() => {
               inflight--;
@@ -77,7 +89,7 @@ async function runOne(ctx: BenchContext, spec: TargetSpec, synchronous?: 'full' 
             }),
         );
       };
-      const cpu = new CpuMeter(() => target.pid());
+      const cpu = serverCpuMeter(target);
       const bar = new Progress(`send-ceiling ${target.label}${synchronous ? ` ${synchronous}` : ''} ${Math.round(rate)}/s`, p.stepMs);
       cpu.start();
       const t0 = performance.now();
@@ -97,8 +109,8 @@ async function runOne(ctx: BenchContext, spec: TargetSpec, synchronous?: 'full' 
       const ack = acks.summary();
       const achieved = acks.count / (Math.max(lastAckAt - t0, sched.elapsedMs) / 1000);
       const pass = errors === 0 && ack.p99 <= P99_LIMIT_MS && achieved >= 0.95 * rate && acks.count === sched.fired;
-      steps.push({ offered: Math.round(rate), achieved: round(achieved, 0), acked: acks.count, errors, ack, serverCpuPct: c.serverCpuPct, generatorCpuPct: c.generatorCpuPct, otherCpuPct: c.otherCpuPct, maxLagMs: sched.maxLagMs, pass });
-      ctx.log(`  ${Math.round(rate)}/s offered -> ${achieved.toFixed(0)}/s acked, errors ${errors}, ack ${fmtDist(ack)}, server CPU ${c.serverCpuPct}% generator ${c.generatorCpuPct}% other ${c.otherCpuPct}% ${pass ? 'ok' : 'KNEE PASSED'}`);
+      steps.push({ offered: Math.round(rate), achieved: round(achieved, 0), acked: acks.count, errors, errorKinds, ack, serverCpuPct: c.serverCpuPct, serverCpuUsPerSend: cpuMicrosPer(c.serverCpuSec, acks.count), services: c.services, generatorCpuPct: c.generatorCpuPct, otherCpuPct: c.otherCpuPct, maxLagMs: sched.maxLagMs, pass });
+      ctx.log(`  ${Math.round(rate)}/s offered -> ${achieved.toFixed(0)}/s acked, errors ${errors}${errors ? ` ${JSON.stringify(errorKinds)}` : ''}, ack ${fmtDist(ack)}, server CPU ${c.serverCpuPct}% (${cpuMicrosPer(c.serverCpuSec, acks.count)} µs/send)${fmtServices(c.services)} generator ${c.generatorCpuPct}% other ${c.otherCpuPct}% ${pass ? 'ok' : 'KNEE PASSED'}`);
       if (!pass) break;
       rate *= p.factor;
       await sleep(ctx.quick ? 200 : 500);
@@ -111,6 +123,8 @@ async function runOne(ctx: BenchContext, spec: TargetSpec, synchronous?: 'full' 
       'p50 ms at knee': knee ? knee.ack.p50 : NaN,
       'p99 ms at knee': knee ? knee.ack.p99 : NaN,
       'first failing offered/s': over ? over.offered : NaN,
+      'server CPU µs/send at knee': knee ? knee.serverCpuUsPerSend : NaN,
+      ...(knee ? serviceMicros(knee.services, knee.acked, 'send at knee') : {}),
     };
     result.serverCpuPct = knee?.serverCpuPct;
     result.generatorCpuPct = knee?.generatorCpuPct;
