@@ -258,7 +258,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     catchupRetryMs: adm.catchup_retry_after_ms,
   });
   federation = fedCore ? attachFederation(fedCore, { config, signingKey, store, roomInput, typing, receipts, e2ee, presence, logger, now }) : undefined;
-  const rooms = new RoomService(store, roomInput, config.server_name, logger, federation?.remote, admission);
+  const rooms = new RoomService(store, roomInput, config.server_name, logger, federation?.remote, admission, config.default_room_version);
   const mc = config.media;
   // The local filesystem today; an object-store MediaStore slots in here for scale-out.
   const media = new MediaService({

@@ -14,12 +14,12 @@
 # which the plugin sets), certificates checked (federation.verify_tls: true), and loopback
 # allowed for outbound federation (SyTest's mock servers and the other Hearth listen there).
 #
-# Env: as run-nonfed.sh: SYTEST_GIT, SYTEST_WORK (default /tmp/hearth-sytest-nonfed), TOOL
+# Env: as run-nonfed.sh: SYTEST_SHARED (default ../shared/sytest), SYTEST_GIT, SYTEST_WORK (default /tmp/hearth-sytest-nonfed), TOOL
 # (default /tmp/hearth-sytest-tool-fed), PORTS (default 19400:19449), CHUNKS (default
 # "1 2 3 4 5"). Each chunk's run directory is $SYTEST_WORK/runs/<run name>-<n>.
 set -eu
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-shared="$(cd "$here/../../../shared/sytest" && pwd)"
+shared="$(cd "${SYTEST_SHARED:-$here/../../../shared/sytest}" && pwd)"
 HEARTH="$(cd "${1:?hearth dir}" && pwd)"
 NAME="${2:?run name}"
 shift 2

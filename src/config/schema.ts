@@ -7,6 +7,7 @@
 
 import { z } from 'zod';
 import { DEFAULT_IP_RANGE_BLACKLIST, parseCidr } from '../net/outbound-guard.js';
+import { DEFAULT_ROOM_VERSION, SUPPORTED_ROOM_VERSIONS, type RoomVersion } from '../protocol/room-versions.js';
 import { tryDecodeBase64 } from '../protocol/base64.js';
 
 // Matrix server-name grammar (spec appendix "Server Name"): hostname or IP literal, optional port.
@@ -90,6 +91,10 @@ const configObject = z.strictObject({
     .nullable()
     .default(null),
   listeners: z.strictObject({ client: clientListener, federation: federationListener }).prefault({}),
+  // The version of rooms created without one (createRoom's room_version) and the capability's
+  // default. The spec recommends 10 ("Servers SHOULD use room version 10"); 12 is Hearth's
+  // choice, so a server whose peers lack v12 (older servers, SyTest's federation peer) sets 10.
+  default_room_version: z.enum(SUPPORTED_ROOM_VERSIONS as [RoomVersion, ...RoomVersion[]]).default(DEFAULT_ROOM_VERSION),
   storage: z
     .strictObject({
       backend: z.enum(['sqlite', 'cassandra']).default('sqlite'),

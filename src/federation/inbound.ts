@@ -187,6 +187,11 @@ export class FederationInbound {
     return { room_version: t.version, event: t.pdu as unknown as JsonObject };
   }
 
+  /** The version of a room stored here, if any. */
+  async roomVersion(roomId: string): Promise<RoomVersion | undefined> {
+    return (await this.d.store.rooms.getRoom(roomId))?.roomVersion;
+  }
+
   async sendMembership(origin: string, roomId: string, eventId: string, raw: JsonValue | undefined, membership: 'join' | 'leave' | 'knock'): Promise<StoredEvent> {
     const room = await this.d.store.rooms.getRoom(roomId);
     if (!room) throw new MatrixError('M_NOT_FOUND', 'Unknown room');

@@ -1,5 +1,5 @@
 // Federation endpoints added after the first slice, kept out of listener.ts: the public room
-// directory, the space hierarchy and knocking. They run behind the same X-Matrix guard as every
+// directory, the space hierarchy, knocking, and the v1 forms of send_join, send_leave and invite. They run behind the same X-Matrix guard as every
 // /_matrix/federation route (listener.ts), so ctx.state.origin is the authenticated server.
 // Query and body parameters of the wrong type are 400 M_INVALID_PARAM / M_BAD_JSON.
 
@@ -7,6 +7,7 @@ import { MatrixError } from '../errors.js';
 import { isJsonObject } from '../protocol/canonical-json.js';
 import type { JsonValue } from '../protocol/types.js';
 import type { FederationDirectory, FederationPublicRoomsQuery } from './directory.js';
+import type { FederationInbound } from './inbound.js';
 import type { FederationKnocks } from './knock.js';
 import type { Ctx, Routes } from './listener.js';
 
@@ -81,5 +82,31 @@ export function knockRoutes(fed: Routes, knocks: FederationKnocks): void {
   });
   fed.put('/v1/send_knock/:roomId/:eventId', async (ctx) => {
     ctx.body = await knocks.sendKnock(ctx.state.origin, ctx.params.roomId, ctx.params.eventId, ctx.state.body);
+  });
+}
+
+/**
+ * v1 of send_join, send_leave and invite: deprecated in favour of v2, still in the spec, and
+ * still what some servers send. The same operations as v2; the answers are wrapped as
+ * `[200, body]`. A v1 invite carries the bare event (invite_room_state in its `unsigned`) and
+ * no room version: the spec says to assume version 1 or 2 (the same event format), so it is the
+ * stored room's version when that is one of them, otherwise 1.
+ */
+export function v1MembershipRoutes(fed: Routes, i: FederationInbound): void {
+  fed.put('/v1/send_join/:roomId/:eventId', async (ctx) => {
+    ctx.body = [200, await i.sendJoin(ctx.state.origin, ctx.params.roomId, ctx.params.eventId, ctx.state.body)];
+  });
+  fed.put('/v1/send_leave/:roomId/:eventId', async (ctx) => {
+    await i.sendMembership(ctx.state.origin, ctx.params.roomId, ctx.params.eventId, ctx.state.body, 'leave');
+    ctx.body = [200, {}];
+  });
+  fed.put('/v1/invite/:roomId/:eventId', async (ctx) => {
+    const event = ctx.state.body;
+    if (!isJsonObject(event)) throw new MatrixError('M_BAD_JSON', 'The body must be the invite event');
+    const known = await i.roomVersion(ctx.params.roomId);
+    const roomVersion = known === '2' ? '2' : '1';
+    const unsigned = isJsonObject(event.unsigned) ? event.unsigned : {};
+    const body = { room_version: roomVersion, event, invite_room_state: unsigned.invite_room_state ?? [] };
+    ctx.body = [200, await i.invite(ctx.state.origin, ctx.params.roomId, ctx.params.eventId, body)];
   });
 }

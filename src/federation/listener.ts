@@ -30,7 +30,7 @@ import type { FederationInbound } from './inbound.js';
 import type { LocalDeviceLists } from './local-devices.js';
 import type { FederationDirectory } from './directory.js';
 import type { FederationKnocks } from './knock.js';
-import { directoryRoutes, knockRoutes } from './listener-routes.js';
+import { directoryRoutes, knockRoutes, v1MembershipRoutes } from './listener-routes.js';
 import { ownKeyDocument, type OldKey, type RemoteKeyRing } from './keys.js';
 import type { FederationSender } from './sender.js';
 import type { FederationPolicy } from './policy.js';
@@ -331,6 +331,7 @@ export function createFederationApp(d: FederationAppDeps): Koa<FedState> {
       ctx.body = await e2ee.claimKeys(ctx.state.body);
     });
   }
+  v1MembershipRoutes(fed, i);
   if (d.directory) directoryRoutes(fed, d.directory);
   if (d.knocks) knockRoutes(fed, d.knocks);
   app.use(fed.middleware());

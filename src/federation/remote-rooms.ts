@@ -5,7 +5,7 @@
 //
 // Invariants (join):
 // - The template from make_join must be exactly the user's join in the asked room; we set the
-//   timestamp, hash, sign and compute the ID ourselves.
+//   timestamp, hash, sign and compute the ID ourselves (in v1/v2, choose it: `$random:us`).
 // - Every PDU in the send_join answer passes checks 1-4 (format, signatures through the key ring,
 //   content hash, auth against its own auth events, checked in depth order) before anything is
 //   stored; a state event failing them is left out of the state, and a state without the create
@@ -16,7 +16,7 @@
 import type { Logger } from 'pino';
 import { ERRCODE_STATUS, MatrixError, type Errcode } from '../errors.js';
 import { isJsonObject } from '../protocol/canonical-json.js';
-import { authEventIds, signEvent, verifyEventSignature } from '../protocol/events.js';
+import { authEventIds, eventIdAssignedByServer, newServerEventId, signEvent, verifyEventSignature } from '../protocol/events.js';
 import { isValidRoomId, isValidServerName, serverNameOf } from '../protocol/ids.js';
 import { isRoomVersion, SUPPORTED_ROOM_VERSIONS } from '../protocol/room-versions.js';
 import type { JsonObject, JsonValue, Pdu, RoomVersion, SigningKey } from '../protocol/types.js';
@@ -71,6 +71,7 @@ export class RemoteRooms implements RemoteMembership {
     }
     const draft: JsonObject = { ...t, content: { ...t.content, ...content, membership: 'join' }, origin_server_ts: (this.d.now ?? Date.now)() };
     for (const k of ['event_id', 'hashes', 'signatures', 'unsigned', 'origin']) delete draft[k];
+    this.assignEventId(draft, version);
     const signed = signEvent(draft, this.d.serverName, this.d.signingKey, version) as unknown as Pdu;
     const f = checkFormat(signed, roomId, version);
     if (!f.ok) throw new MatrixError('M_UNKNOWN', `our join is malformed: ${f.reason}`);
@@ -124,6 +125,7 @@ export class RemoteRooms implements RemoteMembership {
         }
         const draft: JsonObject = { ...t, content: { ...content, membership: 'knock' }, origin_server_ts: (this.d.now ?? Date.now)() };
         for (const k of ['event_id', 'hashes', 'signatures', 'unsigned', 'origin']) delete draft[k];
+        this.assignEventId(draft, version);
         const signed = signEvent(draft, this.d.serverName, this.d.signingKey, version) as unknown as Pdu;
         const f = checkFormat(signed, roomId, version);
         if (!f.ok) throw new MatrixError('M_UNKNOWN', `our knock is malformed: ${f.reason}`);
@@ -157,6 +159,7 @@ export class RemoteRooms implements RemoteMembership {
         }
         const draft: JsonObject = { ...t, content: reason ? { membership: 'leave', reason } : { membership: 'leave' }, origin_server_ts: (this.d.now ?? Date.now)() };
         for (const k of ['event_id', 'hashes', 'signatures', 'unsigned', 'origin']) delete draft[k];
+        this.assignEventId(draft, version);
         const signed = signEvent(draft, this.d.serverName, this.d.signingKey, version) as unknown as Pdu;
         const f = checkFormat(signed, roomId, version);
         if (!f.ok) throw new MatrixError('M_UNKNOWN', `our leave is malformed: ${f.reason}`);
@@ -237,6 +240,15 @@ export class RemoteRooms implements RemoteMembership {
     const bad = await checkSignatures(out, version, this.d.keyRing);
     if (bad !== undefined || !(await this.signedBy(out, version, destination))) throw new MatrixError('M_UNKNOWN', `the invite's signature from ${destination} does not verify`, {}, 502);
     return out;
+  }
+
+  /**
+   * v1/v2 event IDs are chosen by the server that creates the event (`$random:server`), so the
+   * membership event built from a make_* template gets ours; later versions derive it from the
+   * reference hash.
+   */
+  private assignEventId(draft: JsonObject, version: RoomVersion): void {
+    if (eventIdAssignedByServer(version)) draft.event_id = newServerEventId(this.d.serverName);
   }
 
   private async signedBy(pdu: Pdu, version: RoomVersion, server: string): Promise<boolean> {

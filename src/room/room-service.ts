@@ -64,6 +64,8 @@ export class RoomService {
     private readonly remote?: RemoteMembership,
     /** Sheds client sends past capacity (429 with retry_after_ms); none: every send admitted. */
     private readonly admission?: Admission,
+    /** The version of rooms created without one (config default_room_version). */
+    readonly defaultRoomVersion: RoomVersion = DEFAULT_ROOM_VERSION,
   ) {}
 
   /** How many rooms a profile change of `userId` writes a member event into. */
@@ -77,7 +79,7 @@ export class RoomService {
    * the create event (where it is, `internal.roomId` is ignored).
    */
   async createRoom(sender: Sender, req: CreateRoomRequest, internal: { roomId?: string } = {}): Promise<{ roomId: string; alias?: string }> {
-    const rules = findRoomVersion(req.room_version ?? DEFAULT_ROOM_VERSION);
+    const rules = findRoomVersion(req.room_version ?? this.defaultRoomVersion);
     if (!rules) throw new MatrixError('M_UNSUPPORTED_ROOM_VERSION', `Room version ${req.room_version} is not supported`);
     const version = rules.id;
     for (const u of req.invite ?? []) {

@@ -1,6 +1,6 @@
 // Discovery and capability endpoints clients call at start-up.
 
-import { DEFAULT_ROOM_VERSION, roomVersionRules, SUPPORTED_ROOM_VERSIONS } from '../../protocol/room-versions.js';
+import { roomVersionRules, SUPPORTED_ROOM_VERSIONS } from '../../protocol/room-versions.js';
 import type { ApiServices, ClientRoutes } from '../routing.js';
 import { UNSTABLE_FEATURE } from '../../sync/socket/protocol.js';
 import { turnCredentials } from '../../voip/turn.js';
@@ -29,7 +29,7 @@ export function miscRoutes(r: ClientRoutes, s: MiscRouteDeps): void {
     for (const v of SUPPORTED_ROOM_VERSIONS) available[v] = roomVersionRules(v).stability;
     ctx.body = {
       capabilities: {
-        'm.room_versions': { default: DEFAULT_ROOM_VERSION, available },
+        'm.room_versions': { default: s.rooms.defaultRoomVersion, available },
         'm.change_password': { enabled: true },
         'm.set_displayname': { enabled: true },
         'm.set_avatar_url': { enabled: true },
