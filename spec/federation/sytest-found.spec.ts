@@ -6,12 +6,17 @@
 //   template needs one of ours;
 // - the v1 forms of send_join, send_leave and invite (deprecated, still in the spec) are answered
 //   as `[200, body]`;
+// - a server that knows only the v1 send_join/invite (404 for v2) is asked with v1;
+// - a resident server's refusal of a join (make_join 4xx) reaches the client with its status and
+//   errcode, and an invite the invitee's server answers with something unusable is a 502, not a 500;
+// - a federation body that is JSON but not Matrix JSON (a float) is M_BAD_JSON, not M_NOT_JSON;
 // - default_room_version: the version of rooms created without one, and the capability.
 
 import assert from 'node:assert/strict';
 import { Api, enc, type TestServer } from '../helpers/server.js';
-import { closeFedRequests, freePort, serverName, signedFedRequest, signingKeyOf, startFederated, syncUntil, timeline, waitFor, type User } from '../helpers/federation.js';
+import { closeFedRequests, fedRequest, freePort, serverName, signedFedRequest, signingKeyOf, startFederated, syncUntil, timeline, waitFor, watchRequests, type User } from '../helpers/federation.js';
 import { newServerEventId, signEvent } from '../../src/protocol/events.js';
+import { FederationError } from '../../src/federation/client.js';
 import type { JsonObject } from '../../src/protocol/types.js';
 
 describe('federation: what SyTest found', function () {
@@ -122,6 +127,119 @@ describe('federation: what SyTest found', function () {
     assert.equal(inv.body[0], 200);
     assert.ok(inv.body[1].event.signatures[nameA], 'A countersigned the invite');
     await syncUntil(alice, (body) => body.rooms?.invite?.[theirRoom]);
+  });
+});
+
+describe('federation: v1-only peers, refusals and bad answers', function () {
+  this.timeout(60_000);
+  let a: TestServer;
+  let b: TestServer;
+  let alice: User;
+  let bob: User;
+
+  before(async () => {
+    const [pa, pb] = [await freePort(), await freePort()];
+    a = await startFederated(pa);
+    b = await startFederated(pb);
+    alice = await new Api(a.url).register('alice');
+    bob = await new Api(b.url).register('bob');
+  });
+
+  after(async () => {
+    await b?.stop();
+    await a?.stop();
+    await closeFedRequests();
+  });
+
+  /** Makes A's requests to B whose path starts with `prefix` fail as a server without that endpoint answers. */
+  function withoutEndpoint(prefix: string): () => void {
+    const client = a.hearth.federation!.core.client;
+    const previous = client.request;
+    client.request = async (destination, req) => {
+      if (destination === serverName(b) && req.path.startsWith(prefix)) throw new FederationError(destination, 404, undefined, `${req.method} ${req.path}: 404 (test: no such endpoint)`);
+      return previous.call(client, destination, req);
+    };
+    return () => void (client.request = previous);
+  }
+
+  it('joins through v1 send_join when the resident server answers 404 to v2', async () => {
+    const room = await bob.post('/_matrix/client/v3/createRoom', { preset: 'public_chat' });
+    const roomId: string = room.body.room_id;
+    const log = watchRequests(a);
+    const restore = withoutEndpoint('/_matrix/federation/v2/send_join/');
+    try {
+      const join = await alice.post(`/_matrix/client/v3/join/${enc(roomId)}?server_name=${enc(serverName(b))}`, {});
+      assert.equal(join.status, 200, JSON.stringify(join.body));
+    } finally {
+      restore();
+    }
+    assert.ok(log.some((l) => l.startsWith(`PUT ${serverName(b)} /_matrix/federation/v1/send_join/`)), log.join('\n'));
+    assert.equal((await bob.get(`/_matrix/client/v3/rooms/${enc(roomId)}/state/m.room.member/${enc(alice.userId)}`)).body.membership, 'join');
+    // A holds the room's state from the unwrapped v1 answer.
+    assert.equal((await alice.get(`/_matrix/client/v3/rooms/${enc(roomId)}/state/m.room.create/`)).status, 200);
+  });
+
+  it('invites into a v1/v2 room through v1 invite when the invitee\'s server answers 404 to v2', async () => {
+    const room = await alice.post('/_matrix/client/v3/createRoom', { preset: 'private_chat', room_version: '2', name: 'old' });
+    const roomId: string = room.body.room_id;
+    const restore = withoutEndpoint('/_matrix/federation/v2/invite/');
+    try {
+      const inv = await alice.post(`/_matrix/client/v3/rooms/${enc(roomId)}/invite`, { user_id: bob.userId });
+      assert.equal(inv.status, 200, JSON.stringify(inv.body));
+    } finally {
+      restore();
+    }
+    const invited = await syncUntil(bob, (body) => body.rooms?.invite?.[roomId]);
+    assert.ok(invited.invite_state.events.some((e: any) => e.type === 'm.room.member' && e.state_key === bob.userId));
+    assert.equal((await bob.post(`/_matrix/client/v3/rooms/${enc(roomId)}/join`, {})).status, 200);
+  });
+
+  it('a v12 room is never invited into through v1 (its receiver would take it for v1/v2): 404 to v2 is a 502', async () => {
+    const room = await alice.post('/_matrix/client/v3/createRoom', { preset: 'private_chat', room_version: '12' });
+    const log = watchRequests(a);
+    const restore = withoutEndpoint('/_matrix/federation/v2/invite/');
+    try {
+      const inv = await alice.post(`/_matrix/client/v3/rooms/${enc(room.body.room_id)}/invite`, { user_id: bob.userId });
+      assert.equal(inv.status, 502, JSON.stringify(inv.body));
+      assert.equal(inv.body.errcode, 'M_UNKNOWN');
+    } finally {
+      restore();
+    }
+    assert.ok(!log.some((l) => l.includes('/v1/invite/')), log.join('\n'));
+  });
+
+  it('an invite answered with something that is not Matrix JSON is a 502, not a 500', async () => {
+    const room = await alice.post('/_matrix/client/v3/createRoom', { preset: 'private_chat' });
+    const client = a.hearth.federation!.core.client;
+    const previous = client.request;
+    client.request = async (destination, req) => {
+      if (req.path.startsWith('/_matrix/federation/v2/invite/')) throw new FederationError(destination, 200, undefined, `${req.method} ${req.path}: not JSON`);
+      return previous.call(client, destination, req);
+    };
+    try {
+      const inv = await alice.post(`/_matrix/client/v3/rooms/${enc(room.body.room_id)}/invite`, { user_id: bob.userId });
+      assert.equal(inv.status, 502, JSON.stringify(inv.body));
+    } finally {
+      client.request = previous;
+    }
+  });
+
+  it('a join the resident server refuses reaches the client with its status and errcode', async () => {
+    const room = await bob.post('/_matrix/client/v3/createRoom', { preset: 'public_chat' });
+    const roomId: string = room.body.room_id;
+    const carol = await new Api(a.url).register('carol');
+    assert.equal((await bob.post(`/_matrix/client/v3/rooms/${enc(roomId)}/ban`, { user_id: carol.userId })).status, 200);
+    const join = await carol.post(`/_matrix/client/v3/join/${enc(roomId)}?server_name=${enc(serverName(b))}`, {});
+    assert.equal(join.status, 403, JSON.stringify(join.body));
+    assert.equal(join.body.errcode, 'M_FORBIDDEN');
+  });
+
+  it('a body that is JSON but not Matrix JSON (a float) is M_BAD_JSON', async () => {
+    const room = await bob.post('/_matrix/client/v3/createRoom', { preset: 'public_chat' });
+    // Read before the signature is checked (a float has no canonical JSON to sign anyway).
+    const res = await fedRequest(b.hearth.federation!.url, 'PUT', `/_matrix/federation/v2/send_join/${enc(room.body.room_id)}/${enc('$x')}`, {}, { type: 'm.room.member', content: { membership: 'join', bad: 1.1 } });
+    assert.equal(res.status, 400, JSON.stringify(res.body));
+    assert.equal(res.body.errcode, 'M_BAD_JSON');
   });
 });
 

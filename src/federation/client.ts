@@ -20,6 +20,8 @@ export class FederationError extends Error {
     readonly status: number,
     readonly errcode: string | undefined,
     message: string,
+    /** M_INCOMPATIBLE_ROOM_VERSION's room_version, when the peer named one. */
+    readonly roomVersion?: string,
   ) {
     super(message);
     this.name = 'FederationError';
@@ -91,7 +93,8 @@ export class FederationClient implements KeyFetcher {
     if (res.status < 200 || res.status >= 300) {
       const errcode = isJsonObject(json) && typeof json.errcode === 'string' ? json.errcode : undefined;
       const error = isJsonObject(json) && typeof json.error === 'string' ? json.error : '';
-      throw new FederationError(destination, res.status, errcode, `${req.method} ${req.path} on ${destination}: ${res.status} ${errcode ?? ''} ${error}`);
+      const roomVersion = isJsonObject(json) && typeof json.room_version === 'string' && json.room_version.length <= 32 ? json.room_version : undefined;
+      throw new FederationError(destination, res.status, errcode, `${req.method} ${req.path} on ${destination}: ${res.status} ${errcode ?? ''} ${error}`, roomVersion);
     }
     if (json === undefined) throw new FederationError(destination, res.status, undefined, `${req.method} ${req.path} on ${destination}: not JSON`);
     return json;

@@ -75,7 +75,15 @@ async function readBody(ctx: Ctx, max: number): Promise<JsonValue | undefined> {
   try {
     return parseStrictJson(text);
   } catch (err) {
-    throw new MatrixError('M_NOT_JSON', `Body is not valid JSON: ${(err as Error).message}`);
+    // JSON that parses but that Matrix refuses (a float, an integer past 2^53, a duplicate key)
+    // is "valid JSON, but malformed": M_BAD_JSON; M_NOT_JSON is for what is not JSON at all.
+    let parses = true;
+    try {
+      JSON.parse(text);
+    } catch {
+      parses = false;
+    }
+    throw new MatrixError(parses ? 'M_BAD_JSON' : 'M_NOT_JSON', `Body is not valid Matrix JSON: ${(err as Error).message}`);
   }
 }
 

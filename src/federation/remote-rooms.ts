@@ -42,21 +42,37 @@ export interface RemoteRoomsDeps {
   events?: (ids: string[]) => Promise<Map<string, { pdu: Pdu }>>;
 }
 
+/**
+ * A server's 4xx answer to a make_join, send_join or invite request (not 401/429, which say nothing about
+ * the room), as the Matrix error to give the client: the server's status and errcode.
+ */
+function refusalOf(err: unknown, server: string): MatrixError | undefined {
+  if (!(err instanceof FederationError) || err.errcode === undefined || !/^[A-Z][A-Z0-9_.]{1,127}$/.test(err.errcode)) return undefined;
+  if (err.status < 400 || err.status >= 500 || err.status === 401 || err.status === 429) return undefined;
+  const extra: JsonObject = err.roomVersion !== undefined ? { room_version: err.roomVersion } : {};
+  return new MatrixError(err.errcode as Errcode, `${server} refused: ${err.message}`, extra, err.status);
+}
+
 export class RemoteRooms implements RemoteMembership {
   constructor(private readonly d: RemoteRoomsDeps) {}
 
   async join(userId: string, roomId: string, via: string[], content: JsonObject): Promise<void> {
     const errors: string[] = [];
+    let refusal: MatrixError | undefined;
     for (const server of via.filter((s) => s !== this.d.serverName)) {
       try {
         await this.joinVia(server, userId, roomId, content);
         return;
       } catch (err) {
         if (err instanceof MatrixError && err.errcode !== 'M_UNKNOWN') throw err;
+        refusal ??= refusalOf(err, server);
         this.d.logger.warn({ err, server, roomId }, 'remote join attempt failed');
         errors.push(`${server}: ${(err as Error).message}`);
       }
     }
+    // A server that refused (rather than failed) is the client's answer: its status and errcode
+    // (M_INCOMPATIBLE_ROOM_VERSION with the room's version, M_FORBIDDEN, ...) pass through.
+    if (refusal) throw refusal;
     throw new MatrixError('M_UNKNOWN', `Could not join through any server (${errors.join('; ') || 'no server to ask'})`, {}, 502);
   }
 
@@ -76,11 +92,7 @@ export class RemoteRooms implements RemoteMembership {
     const f = checkFormat(signed, roomId, version);
     if (!f.ok) throw new MatrixError('M_UNKNOWN', `our join is malformed: ${f.reason}`);
     const { eventId } = f.value;
-    const res = await this.d.client.request(server, {
-      method: 'PUT',
-      path: fedPath`/_matrix/federation/v2/send_join/${roomId}/${eventId}`,
-      body: signed as unknown as JsonObject,
-    });
+    const res = await this.v2ThenV1(server, fedPath`/_matrix/federation/v2/send_join/${roomId}/${eventId}`, fedPath`/_matrix/federation/v1/send_join/${roomId}/${eventId}`, signed as unknown as JsonObject);
     if (!isJsonObject(res) || !Array.isArray(res.state) || !Array.isArray(res.auth_chain)) throw new MatrixError('M_UNKNOWN', 'send_join answer without state');
     const { events, stateIds } = await verifyChain(roomId, version, this.d.keyRing, res.state, res.auth_chain);
     const stateEntries: StateEntry[] = [];
@@ -163,7 +175,7 @@ export class RemoteRooms implements RemoteMembership {
         const signed = signEvent(draft, this.d.serverName, this.d.signingKey, version) as unknown as Pdu;
         const f = checkFormat(signed, roomId, version);
         if (!f.ok) throw new MatrixError('M_UNKNOWN', `our leave is malformed: ${f.reason}`);
-        await this.d.client.request(server, { method: 'PUT', path: fedPath`/_matrix/federation/v2/send_leave/${roomId}/${f.value.eventId}`, body: signed as unknown as JsonObject });
+        await this.v2ThenV1(server, fedPath`/_matrix/federation/v2/send_leave/${roomId}/${f.value.eventId}`, fedPath`/_matrix/federation/v1/send_leave/${roomId}/${f.value.eventId}`, signed as unknown as JsonObject);
         await this.d.roomInput.recordRemoteLeave(roomId, f.value.eventId, f.value.pdu);
         return;
       } catch (err) {
@@ -227,11 +239,23 @@ export class RemoteRooms implements RemoteMembership {
     // Full PDUs, create event included (spec v1.18, MSC4311): the invitee's server can check their
     // signatures and that they belong to this room; Synapse complains about anything less.
     const inviteRoomState = roomState.map(({ unsigned: _x, ...e }) => e as unknown as JsonObject);
-    const res = await this.d.client.request(destination, {
-      method: 'PUT',
-      path: fedPath`/_matrix/federation/v2/invite/${roomId}/${eventId}`,
-      body: { room_version: version, event: event as unknown as JsonObject, invite_room_state: inviteRoomState },
-    });
+    const v2 = fedPath`/_matrix/federation/v2/invite/${roomId}/${eventId}`;
+    const v2Body: JsonObject = { room_version: version, event: event as unknown as JsonObject, invite_room_state: inviteRoomState };
+    // v1 carries the bare event, the room's state stripped in its unsigned, and no room version:
+    // its receiver assumes 1 or 2, so only rooms of those versions may fall back to it.
+    const stripped = roomState.map((e) => ({ type: e.type, state_key: e.state_key ?? '', content: e.content, sender: e.sender }) as JsonObject);
+    const v1Body = { ...(event as unknown as JsonObject), unsigned: { invite_room_state: stripped } };
+    let res: JsonValue;
+    try {
+      res = version === '1' || version === '2'
+        ? await this.v2ThenV1(destination, v2, fedPath`/_matrix/federation/v1/invite/${roomId}/${eventId}`, v2Body, v1Body)
+        : await this.d.client.request(destination, { method: 'PUT', path: v2, body: v2Body });
+    } catch (err) {
+      // The invitee's server refusing is the client's answer; anything else (unreachable, an
+      // answer that is not Matrix JSON) is a bad gateway, never a 500.
+      this.d.logger.warn({ err, destination, roomId }, 'remote invite failed');
+      throw refusalOf(err, destination) ?? new MatrixError('M_UNKNOWN', `Could not invite through ${destination}: ${(err as Error).message}`, {}, 502);
+    }
     if (!isJsonObject(res) || !isJsonObject(res.event) || !isJsonObject(res.event.signatures)) throw new MatrixError('M_UNKNOWN', 'invite answer without a signed event', {}, 502);
     const theirs = res.event.signatures[destination];
     if (!isJsonObject(theirs)) throw new MatrixError('M_UNKNOWN', `the invite came back without ${destination}'s signature`, {}, 502);
@@ -240,6 +264,22 @@ export class RemoteRooms implements RemoteMembership {
     const bad = await checkSignatures(out, version, this.d.keyRing);
     if (bad !== undefined || !(await this.signedBy(out, version, destination))) throw new MatrixError('M_UNKNOWN', `the invite's signature from ${destination} does not verify`, {}, 502);
     return out;
+  }
+
+  /**
+   * PUT to the v2 form of a membership endpoint, or, when the server does not know it (404, or
+   * 400 M_UNRECOGNIZED: servers from before v2), to the v1 form, whose `[200, body]` is unwrapped.
+   * v1 is deprecated but still in the spec.
+   */
+  private async v2ThenV1(server: string, v2: string, v1: string, body: JsonObject, v1Body: JsonObject = body): Promise<JsonValue> {
+    try {
+      return await this.d.client.request(server, { method: 'PUT', path: v2, body });
+    } catch (err) {
+      const unknown = err instanceof FederationError && ((err.status === 404 && (err.errcode === undefined || err.errcode === 'M_UNRECOGNIZED')) || (err.status === 400 && err.errcode === 'M_UNRECOGNIZED'));
+      if (!unknown) throw err;
+      const res = await this.d.client.request(server, { method: 'PUT', path: v1, body: v1Body });
+      return Array.isArray(res) && res.length === 2 && res[0] === 200 ? res[1] : res;
+    }
   }
 
   /**
