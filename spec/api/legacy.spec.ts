@@ -211,4 +211,18 @@ describe('deprecated endpoints', function () {
       expectError(await bob.post(roomPath(roomId, 'send/m.room.message'), { msgtype: 'm.text', body: 'x' }), 403, 'M_FORBIDDEN');
     });
   });
+
+  describe('POST /rooms/{roomId}/redact/{eventId}', function () {
+    it('redacts without a txnId; the reason is kept; non-members get 403', async () => {
+      const roomId = await createRoom(alice, { preset: 'public_chat' });
+      const sent = await ok(alice.post(roomPath(roomId, 'send/m.room.message'), { msgtype: 'm.text', body: 'to go' }), 'send');
+      const red = await ok(alice.post(roomPath(roomId, `redact/${enc(sent.event_id)}`), { reason: 'oops' }), 'redact');
+      const redaction = await ok(alice.get(roomPath(roomId, `event/${enc(red.event_id)}`)), 'redaction');
+      assert.equal(redaction.type, 'm.room.redaction');
+      assert.equal(redaction.content.reason, 'oops');
+      const gone = await ok(alice.get(roomPath(roomId, `event/${enc(sent.event_id)}`)), 'redacted event');
+      assert.deepEqual(gone.content, {});
+      expectError(await bob.post(roomPath(roomId, `redact/${enc(sent.event_id)}`), {}), 403, 'M_FORBIDDEN');
+    });
+  });
 });

@@ -49,4 +49,17 @@ export function legacyRoutes(r: ClientRoutes, s: LegacyRouteDeps): void {
     undefined,
     'message',
   );
+
+  // The pre-r0 form of PUT .../redact/{eventId}/{txnId}, likewise without a transaction ID.
+  r.authed(
+    'post',
+    '/rooms/:roomId/redact/:eventId',
+    async (ctx, auth) => {
+      const req = parse(z.object({ reason: z.string().max(1024).optional() }).passthrough(), body(ctx));
+      const res = await s.rooms.send(auth, param(ctx, 'roomId'), { type: 'm.room.redaction', content: req.reason ? { reason: req.reason } : {}, redacts: param(ctx, 'eventId') });
+      ctx.body = { event_id: res.eventId };
+    },
+    undefined,
+    'message',
+  );
 }
