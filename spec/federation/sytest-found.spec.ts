@@ -10,6 +10,8 @@
 // - a resident server's refusal of a join (make_join 4xx) reaches the client with its status and
 //   errcode, and an invite the invitee's server answers with something unusable is a 502, not a 500;
 // - a federation body that is JSON but not Matrix JSON (a float) is M_BAD_JSON, not M_NOT_JSON;
+// - a user invited into a room its server did not know pages back through the history between
+//   the invite and the join (backfilled from the join's gap first), in order, in small pages;
 // - default_room_version: the version of rooms created without one, and the capability.
 
 import assert from 'node:assert/strict';
@@ -77,6 +79,29 @@ describe('federation: what SyTest found', function () {
     assert.equal(leave.status, 200, JSON.stringify(leave.body));
     const m = await alice.get(`/_matrix/client/v3/rooms/${enc(roomId)}/state/m.room.member/${enc(dave.userId)}`);
     assert.equal(m.body.membership, 'leave');
+  });
+
+  it('a user invited into a room B did not know pages back through its history in pages of 6 (backfill from the join)', async () => {
+    const room = await alice.post('/_matrix/client/v3/createRoom', { invite: [bob.userId] });
+    const roomId: string = room.body.room_id;
+    for (let i = 1; i <= 20; i++) {
+      assert.equal((await alice.put(`/_matrix/client/v3/rooms/${enc(roomId)}/send/m.room.message/h${i}`, { msgtype: 'm.text', body: `history ${i}` })).status, 200);
+    }
+    await syncUntil(bob, (body) => body.rooms?.invite?.[roomId]);
+    assert.equal((await bob.post(`/_matrix/client/v3/join/${enc(roomId)}`, {})).status, 200);
+    const next = (await bob.get('/_matrix/client/v3/sync?timeout=0')).body.next_batch;
+    const seen: string[] = [];
+    let from: string | undefined = next;
+    let first = true;
+    for (let page = 0; page < 12 && from; page++) {
+      const res = await bob.get(`/_matrix/client/v3/rooms/${enc(roomId)}/messages?dir=b&limit=6&from=${enc(from)}`);
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      if (first) assert.equal(res.body.chunk.length, 6, 'the first page is full: the history was fetched from A');
+      first = false;
+      seen.push(...res.body.chunk.filter((e: any) => e.type === 'm.room.message').map((e: any) => e.content.body));
+      from = res.body.end;
+    }
+    assert.deepEqual(seen, Array.from({ length: 20 }, (_, i) => `history ${20 - i}`));
   });
 
   it('v1 send_join, send_leave and invite answer [200, body]', async () => {

@@ -223,21 +223,30 @@ export class RoomService {
   }
 
   /**
-   * When /messages has paged back to the oldest event stored here and that event's prev events
-   * are missing (a room joined over federation), asks the other servers in the room for the
-   * history before it. Returns how many events were added; a start that yielded nothing is not
+   * When /messages has paged back to the oldest events stored here and their prev events are
+   * missing (a room joined over federation), asks the other servers in the room for the history
+   * before them. Returns how many events were added; a start that yielded nothing is not
    * asked about again (in this process).
    */
   async backfill(roomId: string, limit: number): Promise<number> {
     if (!this.remote) return 0;
-    const [earliest] = await this.store.rooms.getRoomEvents({ roomId, dir: 'f', from: Number.MIN_SAFE_INTEGER, order: 'topological', limit: 1 });
-    if (!earliest) return 0;
-    const prevs = prevEventIds(earliest.pdu);
-    if (prevs.length === 0) return 0; // the create event: the room's beginning
-    const known = await this.store.rooms.getEvents(prevs);
-    if (prevs.every((id) => known.get(id)?.outlier === false)) return 0;
-    const key = `${roomId}\u0000${earliest.eventId}`;
-    if (this.backfillExhausted.has(key)) return 0;
+    // The oldest events here whose prev events are missing: not only the very first one. A
+    // user invited into a room this server did not know has the invite and, after it, the join,
+    // with the room's history between them on the other servers: both start a gap. The latest
+    // gap not yet exhausted is filled first, so the history arrives in the order /messages pages
+    // back through it (filling an older gap first would put events behind a client's token).
+    const firsts = await this.store.rooms.getRoomEvents({ roomId, dir: 'f', from: Number.MIN_SAFE_INTEGER, order: 'topological', limit: 50 });
+    const known = await this.store.rooms.getEvents([...new Set(firsts.flatMap((e) => prevEventIds(e.pdu)))]);
+    const start = firsts
+      .filter((e) => {
+        const prevs = prevEventIds(e.pdu);
+        // No prev events: the create event, the room's beginning.
+        return prevs.length > 0 && !prevs.every((id) => known.get(id)?.outlier === false);
+      })
+      .reverse()
+      .find((e) => !this.backfillExhausted.has(`${roomId}\u0000${e.eventId}`));
+    if (!start) return 0;
+    const key = `${roomId}\u0000${start.eventId}`;
     const state = await this.input.currentState(roomId);
     if (!state) return 0;
     const servers = new Set<string>();
@@ -246,7 +255,7 @@ export class RoomService {
       if (s !== undefined && s !== this.serverName) servers.add(s);
     }
     if (servers.size === 0) return 0;
-    const events = await this.remote.backfill(roomId, state.version, [...servers], [earliest.eventId], Math.min(Math.max(limit, 10), 100));
+    const events = await this.remote.backfill(roomId, state.version, [...servers], [start.eventId], Math.min(Math.max(limit, 10), 100));
     const added = await this.input.storeBackfill(roomId, events);
     if (added === 0) {
       if (this.backfillExhausted.size > 10_000) this.backfillExhausted.clear();
