@@ -12,6 +12,8 @@
 // - a federation body that is JSON but not Matrix JSON (a float) is M_BAD_JSON, not M_NOT_JSON;
 // - a user invited into a room its server did not know pages back through the history between
 //   the invite and the join (backfilled from the join's gap first), in order, in small pages;
+// - a server banned by the room's server ACL is refused /backfill, /get_missing_events and
+//   /invite (403), like the other room endpoints;
 // - default_room_version: the version of rooms created without one, and the capability.
 
 import assert from 'node:assert/strict';
@@ -257,6 +259,25 @@ describe('federation: v1-only peers, refusals and bad answers', function () {
     const join = await carol.post(`/_matrix/client/v3/join/${enc(roomId)}?server_name=${enc(serverName(b))}`, {});
     assert.equal(join.status, 403, JSON.stringify(join.body));
     assert.equal(join.body.errcode, 'M_FORBIDDEN');
+  });
+
+  it('a server banned by the room\'s ACL is refused backfill, get_missing_events and invite with 403', async () => {
+    const room = await alice.post('/_matrix/client/v3/createRoom', { preset: 'public_chat' });
+    const roomId: string = room.body.room_id;
+    // ACLs match the host without its port, and both servers here are 127.0.0.1: IP literals are
+    // refused as a whole (A's own users are not subject to its ACL).
+    const acl = await alice.put(`/_matrix/client/v3/rooms/${enc(roomId)}/state/m.room.server_acl/`, { allow: ['*'], deny: [], allow_ip_literals: false });
+    assert.equal(acl.status, 200, JSON.stringify(acl.body));
+    const banned = 'Server is banned from this room by its server ACL';
+    const bf = await signedFedRequest(b, a, 'GET', `/_matrix/federation/v1/backfill/${enc(roomId)}?v=${enc(acl.body.event_id)}&limit=10`);
+    assert.equal(bf.status, 403, JSON.stringify(bf.body));
+    assert.equal(bf.body.error, banned);
+    const gme = await signedFedRequest(b, a, 'POST', `/_matrix/federation/v1/get_missing_events/${enc(roomId)}`, { earliest_events: [], latest_events: [acl.body.event_id], limit: 10 });
+    assert.equal(gme.status, 403, JSON.stringify(gme.body));
+    assert.equal(gme.body.error, banned);
+    const inv = await signedFedRequest(b, a, 'PUT', `/_matrix/federation/v2/invite/${enc(roomId)}/${enc('$whatever')}`, { room_version: '12', event: {}, invite_room_state: [] });
+    assert.equal(inv.status, 403, JSON.stringify(inv.body));
+    assert.equal(inv.body.error, banned);
   });
 
   it('a body that is JSON but not Matrix JSON (a float) is M_BAD_JSON', async () => {

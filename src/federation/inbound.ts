@@ -234,6 +234,8 @@ export class FederationInbound {
     if (!isJsonObject(body) || !isRoomVersion(body.room_version)) {
       throw new MatrixError('M_INCOMPATIBLE_ROOM_VERSION', 'Unsupported or missing room_version', { room_version: isJsonObject(body) ? body.room_version ?? null : null });
     }
+    // A room we know whose ACL bans the inviting server: refused before anything else is looked at.
+    if (!(await this.aclAllows(roomId, origin))) throw aclError();
     const version = body.room_version;
     const f = checkFormat(body.event, roomId, version);
     if (!f.ok) throw new MatrixError('M_BAD_JSON', f.reason);
@@ -313,11 +315,13 @@ export class FederationInbound {
   }
 
   async backfill(origin: string, roomId: string, from: string[], limit: number): Promise<JsonObject> {
+    if (!(await this.aclAllows(roomId, origin))) throw aclError();
     const pdus = await this.walkBack(origin, roomId, from, new Set(), Math.min(Math.max(limit, 0), 100), 0);
     return { origin: this.d.serverName, origin_server_ts: this.now(), pdus: pdus as unknown as JsonObject[] };
   }
 
   async getMissingEvents(origin: string, roomId: string, body: JsonValue | undefined): Promise<JsonObject> {
+    if (!(await this.aclAllows(roomId, origin))) throw aclError();
     if (!isJsonObject(body) || !Array.isArray(body.latest_events) || !Array.isArray(body.earliest_events)) {
       throw new MatrixError('M_BAD_JSON', 'latest_events and earliest_events are required');
     }
