@@ -2,6 +2,7 @@
 // and the 405/404 specs rely on), the one order of checks, the one error renderer; and, on a real
 // server, that every declared route answers the same over HTTP and over a socket request frame.
 
+import { StoreUnavailableError } from '../../src/store/types.js';
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import { z } from 'zod';
@@ -85,6 +86,7 @@ describe('route table: dispatch', () => {
   table.add(spec({ method: 'GET', path: '/k/l/m', handler: (ctx) => void (ctx.body = { short: true }) }));
   table.add(spec({ method: 'GET', path: '/k/:any/m/n/o', handler: (ctx) => void (ctx.body = { wild: ctx.params.any }) }));
   table.add(spec({ method: 'GET', path: '/bug', handler: () => { throw new TypeError('boom'); } }));
+  table.add(spec({ method: 'GET', path: '/slowstore', handler: () => { throw new StoreUnavailableError('Cassandra unavailable: timed out', new Error('timeout')); } }));
 
   const req = (method: string, path: string, opts: { body?: string; token?: string; query?: string } = {}): ApiRequest => ({
     method,
@@ -174,6 +176,13 @@ describe('route table: dispatch', () => {
     const logged = JSON.parse(lines[0]);
     assert.equal(logged.err.message, 'boom');
     assert.ok(!lines[0].includes('secret'), 'the query (which may hold a token) is not logged');
+  });
+
+  it('a storage timeout is a retryable 503 with retry_after_ms, not a 500', async () => {
+    const r = await table.dispatch(req('GET', '/slowstore'));
+    assert.equal(r.status, 503);
+    assert.equal(errcode(r), 'M_UNKNOWN');
+    assert.equal(typeof (r.body as { retry_after_ms?: unknown }).retry_after_ms, 'number');
   });
 });
 

@@ -21,6 +21,7 @@ import type { Logger } from 'pino';
 import { match, type MatchFunction } from 'path-to-regexp';
 import type { z } from 'zod';
 import { MatrixError } from '../errors.js';
+import { StoreUnavailableError } from '../store/types.js';
 import type { JsonObject } from '../protocol/types.js';
 import type { AuthInfo } from './middleware.js';
 import type { RateLimitName, RateLimiters } from '../admission/rate-limit.js';
@@ -347,6 +348,9 @@ function valueAt(root: unknown, path: PropertyKey[]): unknown {
 /** Errors of the HTTP plumbing (raw-body, Koa) that are the client's fault, as Matrix errors. */
 function toMatrixError(err: unknown): MatrixError | null {
   if (err instanceof MatrixError) return err;
+  // The storage backend timed out or is unreachable: the client may retry (sends are idempotent
+  // by transaction ID), so it gets a retryable 503, not a 500.
+  if (err instanceof StoreUnavailableError) return new MatrixError('M_UNKNOWN', 'Storage is temporarily unavailable; try again', { retry_after_ms: 1000 }, 503);
   const e = err as { status?: number; statusCode?: number; type?: string; message?: string };
   if (e?.type === 'entity.too.large') return new MatrixError('M_TOO_LARGE', 'Request body too large');
   const status = e?.status ?? e?.statusCode;

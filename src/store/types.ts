@@ -50,6 +50,19 @@ export class StaleWriterError extends StoreConflictError {
   }
 }
 
+/**
+ * The backend could not answer in time or at all (a timeout, an overloaded or unreachable node).
+ * Transient: the operation may be retried, and for a write it may or may not have been applied,
+ * so callers retry only idempotent operations (sends carry their transaction ID). The API answers
+ * it with a retryable 503.
+ */
+export class StoreUnavailableError extends Error {
+  constructor(message: string, cause: unknown) {
+    super(message, { cause });
+    this.name = 'StoreUnavailableError';
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Accounts, devices, access tokens
 

@@ -27,6 +27,7 @@ import type {
   SharedStoreBackend,
   UserDataStore,
 } from '../types.js';
+import { StoreUnavailableError } from '../types.js';
 import { StoreClosedError, type CassandraContext, type CqlStatement, type EventWriteHook } from './context.js';
 import { checkKeyspaceName, createKeyspace, migrate } from './migrate.js';
 import { MIGRATIONS } from './migrations/index.js';
@@ -281,9 +282,30 @@ export class CassandraStore implements SharedStoreBackend {
   /** Every Cassandra round trip goes through here, so close() can wait for it. */
   private track<T>(fn: () => Promise<T>): Promise<T> {
     if (this.shutDown) return Promise.reject(new StoreClosedError());
-    const p = fn();
+    const p = fn().catch((err: unknown) => {
+      throw asUnavailable(err) ?? err;
+    });
     this.inFlight.add(p);
     void p.finally(() => this.inFlight.delete(p)).catch(() => undefined);
     return p;
   }
+}
+
+// Response codes of a node that could not serve the request (its own or its replicas' timeouts,
+// overload, bootstrapping), as opposed to a request that is wrong.
+const TRANSIENT_CODES: ReadonlySet<number> = new Set(
+  ['unavailableException', 'overloaded', 'isBootstrapping', 'writeTimeout', 'readTimeout', 'readFailure', 'writeFailure', 'truncateError'].map(
+    (name) => (cassandra.types.responseErrorCodes as unknown as Record<string, number>)[name],
+  ),
+);
+
+/** A driver error that says "the cluster could not answer now" as a StoreUnavailableError. */
+export function asUnavailable(err: unknown): StoreUnavailableError | null {
+  if (err instanceof StoreUnavailableError) return err;
+  const e = cassandra.errors;
+  const transient =
+    err instanceof e.OperationTimedOutError ||
+    err instanceof e.NoHostAvailableError ||
+    (err instanceof e.ResponseError && TRANSIENT_CODES.has(err.code));
+  return transient ? new StoreUnavailableError(`Cassandra unavailable: ${(err as Error).message}`, err) : null;
 }
