@@ -164,7 +164,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
         else if (c.kind === 'reset') tokenCache.clear();
       }
     });
-    metrics?.registerCaches(() => [...readModel.stats(), formatter.cacheStats(), syncFilters.stats(), tokenCache.stats()]);
+    metrics?.registerCaches(() => [...readModel.stats(), formatter.cacheStats(), syncFilters.stats(), syncFilters.inlineStats(), tokenCache.stats()]);
   }
   const notifier = new LocalNotifier();
   const waiters = new SyncWaiters(notifier, (n) => metrics?.syncWaiters.set(n));
