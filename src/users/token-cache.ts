@@ -13,6 +13,10 @@
 // - A store answer is kept only when no drop happened while it was being read, so a lookup that
 //   overlapped a logout cannot put the revoked token back.
 // - Guest tokens are not kept: upgrading a guest changes what the token means.
+// - A deletion that writes no device-list record (none in this codebase: `deleteAccessToken` has
+//   no caller, every revocation deletes the device) or a record that never arrives (a cluster's
+//   Redis down) is seen within `ttlMs`: a socket revoked that way answers M_UNKNOWN_TOKEN and
+//   closes within ttlMs, not on its very next request frame (src/cluster/revocation.ts).
 
 import { LRUCache } from 'lru-cache';
 import type { AccessTokenInfo } from '../store/types.js';
