@@ -57,6 +57,7 @@ import { ConnectionTracker } from './sync/connections.js';
 import { SocketServer } from './sync/socket/socket-server.js';
 import { SyncFilterResolver } from './sync/filter.js';
 import { AccountService } from './users/account-service.js';
+import { AccessTokenCache } from './users/token-cache.js';
 import { Registration } from './users/registration.js';
 import { EphemeralStream } from './ephemeral/stream.js';
 import { TypingService } from './ephemeral/typing.js';
@@ -152,7 +153,18 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
   if (readModel) {
     feed.onChanges((changes, current) => readModel.apply(changes, current));
     backend.onUnpositionedChanges((changes) => readModel.applyUnpositioned(changes));
-    metrics?.registerCaches(() => [...readModel.stats(), formatter.cacheStats(), syncFilters.stats()]);
+  }
+  // Checked access tokens, with the read model: a device-list record (every device deletion
+  // writes one, on any worker) drops the user's tokens.
+  const tokenCache = readModel ? new AccessTokenCache() : undefined;
+  if (readModel && tokenCache) {
+    feed.onChanges((changes) => {
+      for (const c of changes) {
+        if (c.kind === 'device_list') tokenCache.dropUsers(c.userIds);
+        else if (c.kind === 'reset') tokenCache.clear();
+      }
+    });
+    metrics?.registerCaches(() => [...readModel.stats(), formatter.cacheStats(), syncFilters.stats(), syncFilters.inlineStats(), tokenCache.stats()]);
   }
   const notifier = new LocalNotifier();
   const waiters = new SyncWaiters(notifier, (n) => metrics?.syncWaiters.set(n));
@@ -308,6 +320,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     },
     shared.map('uia'),
     (userId) => appServices.exclusiveUserOwner(userId),
+    tokenCache,
   );
   const syncFilters = new SyncFilterResolver((u, id) => store.userData.getFilter(u, id), undefined, (u, text) => store.userData.createFilter(u, text));
   const sync = new SyncService(store, waiters, formatter, visibility, {

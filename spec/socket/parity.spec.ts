@@ -132,9 +132,12 @@ describe('REST and socket request frames answer bad input identically', function
     await waitFor('the first sync frame', () => s.frames.some((f) => f.type === 'sync'));
     const ok = await overSocket(s, 'GET', `${V3}/account/whoami`);
     assert.equal(ok.status, 200);
-    // Revoked behind the socket's back (as another process would): only the store knows.
-    const { tokenHash } = await srv.hearth.services.accounts.authenticate(v.token!);
-    await srv.hearth.store.devices.deleteAccessToken(tokenHash);
+    // Revoked behind the socket's back, as another process does it: the device (and its tokens)
+    // deleted in the store, with its device-list record, but no revocation broadcast reaching
+    // this process. The record drops the checked-token cache (src/users/token-cache.ts).
+    const { userId, deviceId } = await srv.hearth.services.accounts.authenticate(v.token!);
+    assert.equal(await srv.hearth.store.devices.deleteDevice(userId, deviceId), true);
+    await srv.hearth.store.e2ee.deleteDeviceE2ee(userId, deviceId);
     const http = await overHttp(srv.url, v.token, 'GET', `${V3}/account/whoami`);
     const sock = await overSocket(s, 'GET', `${V3}/account/whoami`);
     same(http, sock, 401, 'M_UNKNOWN_TOKEN', 'revoked token');

@@ -1,6 +1,6 @@
 // Property test of the sync read model: random streams of sends, state changes, joins and
 // leaves, receipts, account data, ignore lists, to-device messages, edits, thread replies and redactions by
-// several users in several rooms, driven over HTTP against a real server. At random points every
+// several users in several rooms (named, unnamed, renamed: room summaries), driven over HTTP against a real server. At random points every
 // user's incremental sync from a random earlier position is built twice over the same store
 // range: once as a delta from the read model, once rebuilt from the store alone. They must be
 // equal (up to `unsigned.age` and presence `last_active_ago`, which are wall-clock). A second run uses tiny cache bounds, so
@@ -61,7 +61,8 @@ async function setup(overrides: Parameters<typeof startTestServer>[0]): Promise<
   const rooms: string[] = [];
   const joined = new Map<string, Set<string>>();
   for (let i = 0; i < 3; i++) {
-    const r = await users[0].post('/_matrix/client/v3/createRoom', { preset: 'public_chat', name: `room ${i}` });
+    // The last room starts without a name: its summaries carry heroes.
+    const r = await users[0].post('/_matrix/client/v3/createRoom', { preset: 'public_chat', ...(i < 2 ? { name: `room ${i}` } : {}) });
     assert.equal(r.status, 200, JSON.stringify(r.body));
     rooms.push(r.body.room_id);
     joined.set(r.body.room_id, new Set([users[0].userId]));
@@ -102,6 +103,12 @@ async function step(w: World, rand: () => number, n: number): Promise<string> {
     return `${u.userId} sends in ${roomId}`;
   }
   if (kind < 0.38 && u === w.users[0]) {
+    // The name decides whether summaries carry heroes; an empty name is no name.
+    if (rand() < 0.4) {
+      const name = rand() < 0.5 ? '' : `name ${n}`;
+      ok(await u.put(`${path}/state/m.room.name/`, { name }), 'name');
+      return `name of ${roomId}: ${JSON.stringify(name)}`;
+    }
     ok(await u.put(`${path}/state/m.room.topic/`, { topic: `topic ${n}` }), 'topic');
     return `topic of ${roomId}`;
   }
@@ -197,6 +204,9 @@ async function step(w: World, rand: () => number, n: number): Promise<string> {
   return `${u.userId} notice in ${roomId}`;
 }
 
+/** Responses compared that carried room summaries with heroes (unnamed rooms). */
+let heroesCompared = 0;
+
 async function compareAll(w: World, rand: () => number, since: number[], label: string): Promise<number> {
   const withModel = w.srv.hearth.services.sync as SyncService;
   const fromStore = withModel.withoutModel();
@@ -212,6 +222,7 @@ async function compareAll(w: World, rand: () => number, since: number[], label: 
         const b = await fromStore.sync(req);
         assert.deepEqual(withoutAge(a), withoutAge(b), `${label}: ${u.userId} since ${pos} (${name})`);
         if (!withModel.isEmpty(a)) nonEmpty++;
+        if (JSON.stringify(a).includes('"m.heroes"')) heroesCompared++;
       }
     }
   }
@@ -247,6 +258,8 @@ describe('sync read model: deltas equal store rebuilds', function () {
       assert.ok(stats.get('timelines')!.hits > 0, 'timelines served from the ring buffers');
       assert.ok(stats.get('rooms')!.hits > 0, 'room changes answered from memory');
       assert.ok(stats.get('unread_counters')!.hits > 0, 'unread counts served by the counters');
+      assert.ok(stats.get('room_summaries')!.hits > 0, 'room summaries served from memory');
+      assert.ok(heroesCompared > 0, 'summaries with heroes were compared');
     } finally {
       await w.srv.stop();
     }
@@ -263,6 +276,7 @@ describe('sync read model: deltas equal store rebuilds', function () {
       const byName = new Map(stats.map((s) => [s.name, s]));
       assert.ok(byName.get('memberships')!.misses > 1, 'evicted users were rebuilt from the store');
       assert.ok(byName.get('rooms')!.misses > 0, 'evicted rooms sent syncs to the store');
+      assert.ok(byName.get('room_summaries')!.misses > 1, 'evicted room summaries were rebuilt from the store');
     } finally {
       await w.srv.stop();
     }

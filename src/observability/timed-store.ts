@@ -7,10 +7,18 @@ import type { Metrics } from './metrics.js';
 
 export function timedStore(store: Store, metrics: Metrics): Store {
   const domains = new Map<PropertyKey, object>();
+  // Top-level methods (currentPosition, on every sync) are bound once, not on every access.
+  const bound = new Map<PropertyKey, { fn: unknown; bound: unknown }>();
   return new Proxy(store, {
     get(target, prop, receiver) {
       const value = Reflect.get(target, prop, receiver) as unknown;
-      if (typeof value === 'function') return (value as (...a: unknown[]) => unknown).bind(target);
+      if (typeof value === 'function') {
+        const b = bound.get(prop);
+        if (b && b.fn === value) return b.bound;
+        const fresh = (value as (...a: unknown[]) => unknown).bind(target);
+        bound.set(prop, { fn: value, bound: fresh });
+        return fresh;
+      }
       if (value === null || typeof value !== 'object') return value;
       let wrapped = domains.get(prop);
       if (!wrapped) {

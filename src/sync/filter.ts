@@ -202,6 +202,9 @@ export async function loadSyncFilter(
   return compileFilter(validateFilter(JSON.parse(text)));
 }
 
+/** The longest inline filter text kept compiled. */
+const INLINE_MAX_CHARS = 4_096;
+
 /**
  * /sync's `filter` parameter resolved with stored filters cached compiled, per (user, filter ID).
  * Valid for ever: a stored filter never changes (no update or delete API). Only found filters
@@ -217,8 +220,10 @@ export class SyncFilterResolver {
     private readonly getFilter: (userId: string, filterId: string) => Promise<string | null>,
     readonly max = 10_000,
     private readonly createFilter?: (userId: string, canonical: string) => Promise<string>,
+    readonly inlineMax = 1_000,
   ) {
     this.cache = new LRUCache({ max });
+    this.inline = new LRUCache({ max: inlineMax });
   }
 
   /** Validates and stores a filter exactly as received (its canonical JSON); returns its ID. */
@@ -236,7 +241,8 @@ export class SyncFilterResolver {
   }
 
   async resolve(userId: string, value: string | undefined): Promise<SyncFilter> {
-    if (value === undefined || value === '' || value.trimStart().startsWith('{')) return loadSyncFilter(this.getFilter, userId, value);
+    if (value === undefined || value === '') return loadSyncFilter(this.getFilter, userId, value);
+    if (value.trimStart().startsWith('{')) return this.inlineFilter(userId, value);
     const key = `${userId}\u0000${value}`;
     const hit = this.cache.get(key);
     if (hit) {
@@ -249,9 +255,36 @@ export class SyncFilterResolver {
     return f;
   }
 
+  /**
+   * An inline JSON filter, compiled once per distinct text (clients send the same one on every
+   * long-poll). Its meaning depends on the text alone, so entries are shared between users. Texts
+   * over INLINE_MAX_CHARS are compiled each time, so the cache holds at most inlineMax × that many chars.
+   */
+  private async inlineFilter(userId: string, text: string): Promise<SyncFilter> {
+    if (text.length > INLINE_MAX_CHARS) return loadSyncFilter(this.getFilter, userId, text);
+    const hit = this.inline.get(text);
+    if (hit) {
+      this.inlineHits++;
+      return hit;
+    }
+    this.inlineMisses++;
+    const f = await loadSyncFilter(this.getFilter, userId, text);
+    this.inline.set(text, f);
+    return f;
+  }
+
+  private readonly inline: LRUCache<string, SyncFilter>;
+  inlineHits = 0;
+  inlineMisses = 0;
+
   /** Size, bound, hits and misses (for /metrics). */
   stats(): { name: string; size: number; bound: number; hits: number; misses: number } {
     return { name: 'sync_filters', size: this.cache.size, bound: this.max, hits: this.hits, misses: this.misses };
+  }
+
+  /** The same for inline JSON filters. */
+  inlineStats(): { name: string; size: number; bound: number; hits: number; misses: number } {
+    return { name: 'sync_inline_filters', size: this.inline.size, bound: this.inlineMax, hits: this.inlineHits, misses: this.inlineMisses };
   }
 }
 

@@ -12,7 +12,7 @@ import { isJsonObject } from '../protocol/canonical-json.js';
 import { strippedState } from '../room/client-event.js';
 import type { MembershipRecord, StateEntry, Store, StoredEvent } from '../store/types.js';
 import { eventMatches } from './filter.js';
-import type { ReadModel } from './read-model/read-model.js';
+import { HERO_CANDIDATES, type ReadModel, type RoomSummaryBase } from './read-model/read-model.js';
 import type { SyncRequest } from './sync-service.js';
 
 const INVITE_STATE_TYPES = new Set([
@@ -167,18 +167,24 @@ export class RoomStateSections {
   }
 
   async summary(roomId: string, userId: string): Promise<JsonObject> {
-    const members = await this.store.rooms.getRoomMembers(roomId, ['join', 'invite']);
-    const joined = members.filter((m) => m.membership === 'join');
-    const invited = members.filter((m) => m.membership === 'invite');
-    const heroes = members
-      .filter((m) => m.userId !== userId)
-      .sort((a, b) => a.stream - b.stream)
-      .slice(0, 5)
-      .map((m) => m.userId);
-    const counts = { 'm.joined_member_count': joined.length, 'm.invited_member_count': invited.length };
+    // The viewer-independent part is shared by every member woken by the same change.
+    const base = this.model ? await this.model.roomSummary(roomId, () => this.summaryBase(roomId)) : await this.summaryBase(roomId);
+    const heroes = base.candidates.filter((u) => u !== userId).slice(0, 5);
+    const counts = { 'm.joined_member_count': base.joined, 'm.invited_member_count': base.invited };
     // Heroes are only needed to name a room that has neither a name nor an alias (spec
     // RoomSummary), and lazy-loading clients get their member events only when they are sent.
-    return (await this.hasName(roomId)) ? counts : { 'm.heroes': heroes, ...counts };
+    return base.hasName ? counts : { 'm.heroes': heroes, ...counts };
+  }
+
+  private async summaryBase(roomId: string): Promise<RoomSummaryBase> {
+    const [members, hasName] = await Promise.all([this.store.rooms.getRoomMembers(roomId, ['join', 'invite']), this.hasName(roomId)]);
+    let joined = 0;
+    for (const m of members) if (m.membership === 'join') joined++;
+    const candidates = [...members]
+      .sort((a, b) => a.stream - b.stream)
+      .slice(0, HERO_CANDIDATES)
+      .map((m) => m.userId);
+    return { joined, invited: members.length - joined, candidates, hasName };
   }
 
   private async hasName(roomId: string): Promise<boolean> {

@@ -10,6 +10,7 @@ import { StoreConflictError } from '../store/types.js';
 import { generateAccessToken, generateDeviceId, hashAccessToken, hashPassword, verifyPassword } from './credentials.js';
 import { UiaSessions, UiaWrongUserError } from './uia.js';
 import { LocalExpiringMap, type ExpiringMap } from '../cluster/shared-state.js';
+import type { AccessTokenCache } from './token-cache.js';
 
 export interface RegistrationPolicy {
   enabled: boolean;
@@ -49,6 +50,8 @@ export class AccountService {
     uiaSessions: ExpiringMap = new LocalExpiringMap(now),
     /** The application service whose exclusive namespace holds a user ID, if any (src/appservice). */
     private readonly exclusiveOwner: (userId: string) => string | null = () => null,
+    /** Tokens already checked (token-cache.ts); without it every request reads the store. */
+    private readonly tokens?: AccessTokenCache,
   ) {
     this.uia = new UiaSessions(uiaSessions, now);
   }
@@ -77,7 +80,13 @@ export class AccountService {
 
   /** The one way devices are removed: the device, its tokens, and (via the hook) its keys. */
   async deleteDevice(userId: string, deviceId: string): Promise<boolean> {
-    const existed = await this.store.devices.deleteDevice(userId, deviceId);
+    let existed: boolean;
+    try {
+      existed = await this.store.devices.deleteDevice(userId, deviceId);
+    } finally {
+      // Dropped whatever the outcome: the tokens may be gone even if the call failed late.
+      this.tokens?.dropUsers([userId]);
+    }
     if (existed) await this.onDeviceDeleted(userId, deviceId);
     return existed;
   }
@@ -211,7 +220,9 @@ export class AccountService {
 
   async authenticate(token: string): Promise<AuthInfo> {
     const tokenHash = hashAccessToken(token);
-    const owner = await this.store.devices.lookupAccessToken(tokenHash);
+    const owner = this.tokens
+      ? await this.tokens.lookup(tokenHash, (h) => this.store.devices.lookupAccessToken(h))
+      : await this.store.devices.lookupAccessToken(tokenHash);
     if (!owner) throw new MatrixError('M_UNKNOWN_TOKEN', 'Unknown access token', { soft_logout: false });
     return { userId: owner.userId, deviceId: owner.deviceId, tokenHash, isGuest: owner.isGuest };
   }
@@ -222,7 +233,15 @@ export class AccountService {
 
   async logoutAll(userId: string): Promise<void> {
     for (const d of await this.store.devices.listDevices(userId)) await this.deleteDevice(userId, d.deviceId);
-    await this.store.devices.deleteAccessTokensForUser(userId);
+    await this.deleteTokensOf(userId);
+  }
+
+  private async deleteTokensOf(userId: string, exceptDeviceId?: string): Promise<void> {
+    try {
+      await this.store.devices.deleteAccessTokensForUser(userId, exceptDeviceId);
+    } finally {
+      this.tokens?.dropUsers([userId]);
+    }
   }
 
   async changePassword(auth: AuthInfo, newPassword: string, logoutDevices: boolean): Promise<void> {
@@ -231,7 +250,7 @@ export class AccountService {
       for (const d of await this.store.devices.listDevices(auth.userId)) {
         if (d.deviceId !== auth.deviceId) await this.deleteDevice(auth.userId, d.deviceId);
       }
-      await this.store.devices.deleteAccessTokensForUser(auth.userId, auth.deviceId);
+      await this.deleteTokensOf(auth.userId, auth.deviceId);
     }
   }
 

@@ -13,7 +13,9 @@
 // - each room's current member events (lazy-loaded members), loaded on first use;
 // - ring buffers of recent events per room (timelines.ts);
 // - unread counters per (user, room) (unread.ts); ignore lists; device key counts and how far
-//   each device's to-device messages were acknowledged.
+//   each device's to-device messages were acknowledged;
+// - each room's summary inputs (member counts, the earliest members as hero candidates, whether
+//   it has a name or alias), dropped by any state change or redaction in the room.
 // Entries loaded from the store are kept only when no record touching them arrived during the
 // read, so a load can never overwrite a newer value.
 //
@@ -57,6 +59,22 @@ export const DEFAULT_READ_MODEL_BOUNDS: ReadModelBounds = {
 const IGNORED_LIST = 'm.ignored_user_list';
 const MEMBERSHIPS: ReadonlySet<string> = new Set<Membership>(['join', 'invite', 'leave', 'ban', 'knock']);
 
+/**
+ * What a room summary is made of, independent of the viewer: member counts, the joined and invited
+ * members in join order (enough of them to leave 5 after removing the viewer) and whether the room
+ * has a name or an alias (then no heroes are sent).
+ */
+export interface RoomSummaryBase {
+  joined: number;
+  invited: number;
+  /** At most HERO_CANDIDATES user IDs, earliest member event first. */
+  candidates: readonly string[];
+  hasName: boolean;
+}
+
+/** Heroes are 5 members other than the viewer: one more covers the viewer being among them. */
+export const HERO_CANDIDATES = 6;
+
 export interface CacheStats {
   name: string;
   size: number;
@@ -78,6 +96,12 @@ export class ReadModel {
   readonly deviceLists: StreamChangeCache;
   /** Event ID -> last relation to it (edits, threads, references): whose aggregations exist. */
   readonly relations: StreamChangeCache;
+  /** Room -> last state event or redaction (what a room summary depends on). */
+  readonly roomState: StreamChangeCache;
+  /** roomId -> summary inputs as of the room's current state. Bound: timelineRooms. */
+  private readonly summaries: LRUCache<string, RoomSummaryBase>;
+  summaryHits = 0;
+  summaryMisses = 0;
   /** roomId -> userId -> current member event (with the event when a record carried it). */
   private readonly members: LRUCache<string, Map<string, { eventId: string; stream: number; event?: StoredEvent }>>;
   memberHits = 0;
@@ -131,7 +155,9 @@ export class ReadModel {
     this.delivered = new StreamChangeCache('delivered', start, n);
     this.deviceLists = new StreamChangeCache('device_lists', start, 1);
     this.relations = new StreamChangeCache('relations', start, n);
-    this.caches = [this.rooms, this.roomMembers, this.ownMembership, this.accountData, this.toDevice, this.receipts, this.delivered, this.deviceLists, this.relations];
+    this.roomState = new StreamChangeCache('room_state', start, n);
+    this.summaries = new LRUCache({ max: bounds.timelineRooms });
+    this.caches = [this.rooms, this.roomMembers, this.ownMembership, this.accountData, this.toDevice, this.receipts, this.delivered, this.deviceLists, this.relations, this.roomState];
     this.timelines = new RoomTimelines(bounds.timelineEvents, bounds.timelineRooms);
     this.unread = new UnreadCounters(n);
   }
@@ -156,6 +182,11 @@ export class ReadModel {
         this.rooms.record(c.roomId, c.stream);
         this.unread.applyEvent(c);
         if (c.relatesTo !== null) this.relations.record(c.relatesTo, c.stream);
+        // A redacted name or alias event no longer names the room: redactions count as state.
+        if (c.stateDelta.length > 0 || c.stateRemoved.length > 0 || c.redaction) {
+          this.roomState.record(c.roomId, c.stream);
+          this.summaries.delete(c.roomId);
+        }
         // A redacted relation stops counting for its target: that target is already marked, and
         // marks are never removed, so it keeps going to the store.
         if (c.redaction) this.redactMember(c.roomId, c.redaction.targetEventId, c.redaction.redactedPduJson, c.eventId);
@@ -207,6 +238,7 @@ export class ReadModel {
         // Purged events must not be served from memory; the next read goes to the store.
         this.timelines.drop(c.roomId);
         this.members.delete(c.roomId);
+        this.summaries.delete(c.roomId);
         continue;
       }
       this.keyCounts.delete(deviceKey(c.userId, c.deviceId));
@@ -345,6 +377,7 @@ export class ReadModel {
     this.timelines.clear();
     this.memberships.clear();
     this.members.clear();
+    this.summaries.clear();
     this.ignored.clear();
     this.unread.clear();
     this.acked.clear();
@@ -391,6 +424,23 @@ export class ReadModel {
       this.memberships.set(userId, new Map(rows.map((m) => [m.roomId, { ...m }])));
     }
     return rows;
+  }
+
+  /**
+   * A room's summary inputs, from memory once loaded. Loaded from the room's current state like
+   * the store-only path, and kept only if no state change of the room was applied during the read.
+   */
+  async roomSummary(roomId: string, load: () => Promise<RoomSummaryBase>): Promise<RoomSummaryBase> {
+    const cached = this.summaries.get(roomId);
+    if (cached) {
+      this.summaryHits++;
+      return cached;
+    }
+    this.summaryMisses++;
+    const loadedAt = this.pos;
+    const base = await load();
+    if (!this.roomState.changedSince(roomId, loadedAt) && !this.summaries.has(roomId)) this.summaries.set(roomId, base);
+    return base;
   }
 
   /** The user's ignore list, from memory once loaded; dropped whenever the user changes it. */
@@ -475,6 +525,7 @@ export class ReadModel {
     out.push({ name: 'to_device_acks', size: this.acked.size, bound: this.bounds.changeCacheEntries, hits: this.ackHits, misses: this.ackMisses });
     out.push({ name: 'ignored_users', size: this.ignored.size, bound: this.bounds.membershipUsers, hits: this.ignoredHits, misses: this.ignoredMisses });
     out.push({ name: 'room_member_state', size: this.members.size, bound: this.bounds.timelineRooms, hits: this.memberHits, misses: this.memberMisses });
+    out.push({ name: 'room_summaries', size: this.summaries.size, bound: this.bounds.timelineRooms, hits: this.summaryHits, misses: this.summaryMisses });
     out.push({ name: 'unread_counters', size: this.unread.size, bound: this.unread.maxEntries, hits: this.unread.hits, misses: this.unread.misses });
     out.push({ name: 'timelines', size: this.timelines.size, bound: this.bounds.timelineRooms, hits: this.timelines.hits, misses: this.timelines.misses });
     return out;

@@ -1,0 +1,129 @@
+// Measures (does not assert) the server CPU of the /sync read path per delivered message, with a
+// fixed amount of work so that the figure does not depend on how loaded the machine is: M members
+// of one room each park a long-poll (the bench filter), one member sends, every member's sync
+// wakes and returns the message, and all re-park; R rounds. Server CPU comes from
+// process.cpuUsage() of the server process (a forked child, so the clients' CPU is not counted),
+// divided by the M × R deliveries (the R sends are included). On a shared machine the bench's
+// open-loop figure moves with latency (a starved server batches several messages per response);
+// this one does not. Also: server CPU per authenticated small GET (/account/whoami).
+//
+//   npm run build && node dist/bench/sync-wake-cpu.js [members=50] [rounds=60]
+//   HEARTH_BENCH_SERVER_ROOT=/other/checkout node dist/bench/sync-wake-cpu.js   (that build's server, for A/B)
+
+import { fork, type ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { Api, enc } from '../spec/helpers/server.js';
+
+const args = process.argv.slice(2).filter((a) => a !== '--server');
+const MEMBERS = Number(args[0] ?? 50);
+const ROUNDS = Number(args[1] ?? 60);
+const WARMUP_ROUNDS = 10;
+const WHOAMI = 1000;
+const FILTER = JSON.stringify({ room: { timeline: { limit: 20 }, state: { lazy_load_members: true } }, presence: { types: [] }, account_data: { types: [] } });
+
+type Msg = { type: 'ready'; url: string; tokens: string[] } | { type: 'cpu'; user: number; system: number };
+
+async function server(): Promise<void> {
+  const root = process.env.HEARTH_BENCH_SERVER_ROOT;
+  const helpers = root ? pathToFileURL(join(root, 'dist/spec/helpers/server.js')).href : '../spec/helpers/server.js';
+  const { startTestServer } = (await import(helpers)) as typeof import('../spec/helpers/server.js');
+  const srv = await startTestServer({ log: { level: 'error' } });
+  const { accounts } = srv.hearth.services;
+  const tokens: string[] = [];
+  for (let i = 0; i < MEMBERS; i++) {
+    const userId = await accounts.createAccount(`w${i}`, null);
+    tokens.push((await accounts.login(userId, undefined, null, null)).access_token);
+  }
+  process.on('message', (m: { type: string }) => {
+    if (m.type === 'cpu') {
+      const c = process.cpuUsage();
+      process.send!({ type: 'cpu', user: c.user, system: c.system } satisfies Msg);
+    } else if (m.type === 'stop') {
+      void srv.stop().then(() => process.exit(0));
+    }
+  });
+  process.send!({ type: 'ready', url: srv.url, tokens } satisfies Msg);
+}
+
+function next(child: ChildProcess, type: Msg['type']): Promise<Msg> {
+  return new Promise((resolve) => {
+    const on = (m: Msg) => {
+      if (m.type !== type) return;
+      child.off('message', on);
+      resolve(m);
+    };
+    child.on('message', on);
+  });
+}
+
+async function cpu(child: ChildProcess): Promise<number> {
+  const reply = next(child, 'cpu');
+  child.send({ type: 'cpu' });
+  const m = (await reply) as Extract<Msg, { type: 'cpu' }>;
+  return m.user + m.system;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function main(): Promise<void> {
+  const prof = process.env.HEARTH_BENCH_PROFILE;
+  const execArgv = prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}`] : [];
+  const child = fork(fileURLToPath(import.meta.url), ['--server', String(MEMBERS)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv });
+  const ready = (await next(child, 'ready')) as Extract<Msg, { type: 'ready' }>;
+  const apis = ready.tokens.map((t) => new Api(ready.url, t));
+  const room = await apis[0].post('/_matrix/client/v3/createRoom', { preset: 'public_chat' });
+  if (room.status !== 200) throw new Error(`createRoom: ${room.status} ${JSON.stringify(room.body)}`);
+  const roomId = room.body.room_id as string;
+  for (const a of apis.slice(1)) {
+    const r = await a.post(`/_matrix/client/v3/rooms/${enc(roomId)}/join`, {});
+    if (r.status !== 200) throw new Error(`join: ${r.status}`);
+  }
+  const syncPath = (since?: string) => `/_matrix/client/v3/sync?filter=${enc(FILTER)}&timeout=${since ? 30000 : 0}${since ? `&since=${enc(since)}` : ''}`;
+  const tokens: string[] = [];
+  for (const a of apis) tokens.push((await a.get(syncPath())).body.next_batch as string);
+
+  const round = async (n: number): Promise<void> => {
+    const body = `wake ${n}`;
+    const polls = apis.map(async (a, i) => {
+      // A response without the message (another change woke it) re-parks.
+      for (;;) {
+        const r = await a.get(syncPath(tokens[i]));
+        if (r.status !== 200) throw new Error(`sync: ${r.status} ${JSON.stringify(r.body)}`);
+        tokens[i] = r.body.next_batch as string;
+        const tl = r.body.rooms?.join?.[roomId]?.timeline?.events as Array<{ content: { body?: string } }> | undefined;
+        if (tl?.some((e) => e.content.body === body)) return;
+      }
+    });
+    await sleep(30); // let the long-polls park
+    const s = await apis[Math.abs(n) % apis.length].put(`/_matrix/client/v3/rooms/${enc(roomId)}/send/m.room.message/t${n}`, { msgtype: 'm.text', body });
+    if (s.status !== 200) throw new Error(`send: ${s.status}`);
+    await Promise.all(polls);
+  };
+  for (let n = 0; n < WARMUP_ROUNDS; n++) await round(-1 - n);
+  const c0 = await cpu(child);
+  for (let n = 0; n < ROUNDS; n++) await round(n);
+  const c1 = await cpu(child);
+  const deliveries = ROUNDS * MEMBERS;
+  console.log(`sync wake: ${MEMBERS} members × ${ROUNDS} messages = ${deliveries} deliveries; server CPU ${((c1 - c0) / deliveries).toFixed(1)} µs per delivery (sends included)`);
+
+  for (let i = 0; i < 300; i++) await apis[0].get('/_matrix/client/v3/account/whoami');
+  const w0 = await cpu(child);
+  for (let i = 0; i < WHOAMI; i++) {
+    const r = await apis[i % apis.length].get('/_matrix/client/v3/account/whoami');
+    if (r.status !== 200) throw new Error(`whoami: ${r.status}`);
+  }
+  const w1 = await cpu(child);
+  console.log(`GET /account/whoami: server CPU ${((w1 - w0) / WHOAMI).toFixed(1)} µs per request (N=${WHOAMI})`);
+
+  const exited = new Promise((r) => child.once('exit', r));
+  child.send({ type: 'stop' });
+  await exited;
+}
+
+if (process.argv.includes('--server')) void server();
+else
+  main().catch((err: unknown) => {
+    console.error(err);
+    process.exit(1);
+  });
