@@ -114,7 +114,11 @@ export interface Federation {
   readonly url: string;
   /** Hand every persisted event here (RoomInput onPersisted); local ones are sent out. */
   eventPersisted(pdu: Pdu, eventId?: string): void;
-  start(): Promise<void>;
+  /**
+   * `listen`: serve the federation listener (role federation_in); `send`: resume the outbound
+   * queues this worker left on disk (role federation_out). Both by default (a single node).
+   */
+  start(opts?: { listen: boolean; send: boolean }): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -255,7 +259,9 @@ export function attachFederation(core: FederationCore, d: AttachDeps): Federatio
       const extra = member ? [serverNameOf(pdu.state_key as string) ?? me] : [];
       fanOut(pdu.room_id, extra, (servers) => core.sender.sendPdu(servers, out as Pdu));
     },
-    async start() {
+    async start({ listen, send } = { listen: true, send: true }) {
+      if (send) core.sender.start();
+      if (!listen) return;
       const l = config.listeners.federation;
       let tls: { cert: string; key: string } | null = null;
       if (l.tls) {
@@ -276,7 +282,6 @@ export function attachFederation(core: FederationCore, d: AttachDeps): Federatio
       server = s;
       const a = s.address() as AddressInfo;
       url = `${tls ? 'https' : 'http'}://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
-      core.sender.start();
       logger.info({ url, server_name: me }, 'federation listener up');
     },
     async stop() {
