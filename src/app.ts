@@ -16,6 +16,7 @@ import { openRedisSharedState, type RedisSharedState } from './cluster/redis.js'
 import { RedisConnectionRegistry } from './cluster/connections.js';
 import { DeviceRevocations } from './cluster/revocation.js';
 import { PushWakeups, Roles } from './cluster/roles.js';
+import { destinationLeases } from './cluster/destination-leases.js';
 import type { ApiServices } from './api/routing.js';
 import type { HandlerTable } from './api/handlers.js';
 import type { HearthConfig } from './config/load.js';
@@ -195,7 +196,10 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     alwaysPush: config.push.always_push,
     now,
   });
-  const fedCore = config.listeners.federation.enabled ? createFederationCore(config, signingKey, logger) : undefined;
+  // In a cluster, one worker at a time sends to each destination (src/cluster/destination-leases.ts).
+  const fedCore = config.listeners.federation.enabled
+    ? createFederationCore(config, signingKey, logger, redis ? destinationLeases(redis, logger) : undefined)
+    : undefined;
   let federation: Federation | undefined;
   // One writer per room: this process's RoomInput on one node; in a cluster, the room's owner
   // (src/cluster/owned-room-input.ts), reached by forwarding.

@@ -40,6 +40,7 @@ import { createFederationApp, createFederationServer } from './listener.js';
 import { RemoteRooms } from './remote-rooms.js';
 import { generateSelfSignedCertificate } from './self-signed.js';
 import { FederationSender } from './sender.js';
+import type { DestinationGate } from '../cluster/destination-leases.js';
 
 export interface FederationCore {
   /** Rotated-out signing keys (config old_signing_keys), served as old_verify_keys. */
@@ -51,7 +52,8 @@ export interface FederationCore {
   sender: FederationSender;
 }
 
-export function createFederationCore(config: HearthConfig, signingKey: SigningKey, logger: Logger): FederationCore {
+/** `gate`: per-destination leases across workers (a cluster); `nodeId` goes into transaction IDs. */
+export function createFederationCore(config: HearthConfig, signingKey: SigningKey, logger: Logger, cluster?: { gate: DestinationGate; nodeId: string }): FederationCore {
   const guard = new OutboundGuard({
     ip_range_blacklist: config.outbound.ip_range_blacklist,
     ip_range_whitelist: [...config.outbound.ip_range_whitelist, ...config.federation.ip_range_whitelist],
@@ -87,6 +89,8 @@ export function createFederationCore(config: HearthConfig, signingKey: SigningKe
     minBackoffMs: config.federation.min_backoff_ms,
     maxBackoffMs: config.federation.max_backoff_ms,
     allows: (server) => policy.allows(server),
+    gate: cluster?.gate,
+    nodeId: cluster?.nodeId,
   });
   return { oldKeys, http, client, keyRing, sender, policy };
 }
