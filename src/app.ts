@@ -496,7 +496,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
       }
       if (federation) {
         try {
-          await federation.start({ listen: roles.has('federation_in'), send: roles.has('federation_out') });
+          await federation.start({ listen: roles.has('federation_in') });
         } catch (err) {
           await closeServer(server);
           await closeServer(metricsServer);

@@ -444,7 +444,7 @@ function checkRoles(c: z.output<typeof configObject>, ctx: z.RefinementCtx): voi
   // Gap filling stores fetched outliers holding the room (a callback that cannot be forwarded).
   if (has('federation_in') && !has('room_writer')) issue('federation_in needs room_writer on the same worker (gap filling writes the room directly)');
   if (has('room_writer') && c.listeners.federation.enabled && !has('federation_out')) {
-    issue('with federation enabled, a room_writer must also be federation_out (its written events are sent from its queue)');
+    issue('with federation enabled, a room_writer must also be federation_out (the events it writes are sent from its own queue)');
   }
 }
 

@@ -119,10 +119,10 @@ export interface Federation {
   /** Hand every persisted event here (RoomInput onPersisted); local ones are sent out. */
   eventPersisted(pdu: Pdu, eventId?: string): void;
   /**
-   * `listen`: serve the federation listener (role federation_in); `send`: resume the outbound
-   * queues this worker left on disk (role federation_out). Both by default (a single node).
+   * Resumes the outbound queues this worker left on disk, and with `listen` (the default; role
+   * federation_in) serves the federation listener.
    */
-  start(opts?: { listen: boolean; send: boolean }): Promise<void>;
+  start(opts?: { listen: boolean }): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -263,8 +263,9 @@ export function attachFederation(core: FederationCore, d: AttachDeps): Federatio
       const extra = member ? [serverNameOf(pdu.state_key as string) ?? me] : [];
       fanOut(pdu.room_id, extra, (servers) => core.sender.sendPdu(servers, out as Pdu));
     },
-    async start({ listen, send } = { listen: true, send: true }) {
-      if (send) core.sender.start();
+    async start({ listen } = { listen: true }) {
+      // Every worker: durable EDUs it queued (to-device, device lists) must not be stranded.
+      core.sender.start();
       if (!listen) return;
       const l = config.listeners.federation;
       let tls: { cert: string; key: string } | null = null;
