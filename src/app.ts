@@ -136,9 +136,9 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     shared = localSharedState(now);
   }
   const revocations = new DeviceRevocations(shared.broadcast, logger);
-  // What this worker runs (cluster.roles; every role on a single node).
+  // What this worker runs (cluster.roles; every role on a single node), and in a cluster how
+  // pushers on other workers hear of the push jobs this one enqueues.
   const roles = new Roles(config.cluster.roles);
-  // Pushers on other workers hear of jobs this one enqueues.
   const pushWakeups = redis ? new PushWakeups(shared.broadcast, logger) : undefined;
   // The change feed: the store's completion hook on one node; with a shared backend and Redis, the
   // replication stream, which merges every worker's records behind the cluster watermark. Readers
@@ -187,19 +187,14 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     isConnected: (userId) => connections.isConnected(userId),
     isConnectedElsewhere: redis ? (userId) => connectionRegistry!.isConnected(userId) : undefined,
     roomInfo: async (roomId, senderId) => roomInfoFromState(await roomInput.currentState(roomId), senderId),
-    onEnqueued: () => {
-      pushGateway.wake();
-      pushWakeups?.enqueued();
-    },
+    onEnqueued: () => (pushGateway.wake(), pushWakeups?.enqueued()),
     logger,
     enabled: config.push.enabled,
     alwaysPush: config.push.always_push,
     now,
   });
   // In a cluster, one worker at a time sends to each destination (src/cluster/destination-leases.ts).
-  const fedCore = config.listeners.federation.enabled
-    ? createFederationCore(config, signingKey, logger, redis ? destinationLeases(redis, logger) : undefined)
-    : undefined;
+  const fedCore = config.listeners.federation.enabled ? createFederationCore(config, signingKey, logger, redis && destinationLeases(redis, logger)) : undefined;
   let federation: Federation | undefined;
   // One writer per room: this process's RoomInput on one node; in a cluster, the room's owner
   // (src/cluster/owned-room-input.ts), reached by forwarding.
