@@ -4,7 +4,8 @@
 // room lease, B serves every forwarded call, B's events_persisted counter moves and A's does
 // not), and /sync on A delivers them; B serves no client route (404 M_UNRECOGNIZED) and no
 // WebSocket stream, A no federation; with no writer alive a send answers a retryable 503 at
-// once, and the same send (same txnId) succeeds once a writer is back.
+// once, and the same send (same txnId) succeeds once a writer is back; only a federation_in
+// worker opens the federation listener.
 
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -177,5 +178,24 @@ describe('cluster: worker roles (A = client_api + sync, B = room_writer + pusher
     assert.deepEqual(seen.map((s) => s.body), ['while down']);
     assert.equal(owner(a!).ownerStats.acquired, 0);
     assert.ok(Date.now() - t0 < 30_000, `recovered in ${Date.now() - t0} ms`);
+  });
+
+  it('federation_in opens the federation listener; a worker with federation configured but without it opens none', async () => {
+    const federated = (roles: string[]): HearthConfigInput => ({
+      ...config(roles as Role[]),
+      listeners: { federation: { enabled: true, tls: false, port: 0 } },
+    });
+    const w = await startTestServer(federated(['room_writer', 'federation_in', 'federation_out']));
+    const v = await startTestServer(federated(['client_api', 'sync']));
+    try {
+      assert.match(w.hearth.federation!.url, /^http:\/\/127\.0\.0\.1:\d+$/);
+      const version = await fetch(`${w.hearth.federation!.url}/_matrix/federation/v1/version`);
+      assert.equal(version.status, 200);
+      assert.ok(v.hearth.federation, 'the client worker still has federation (remote joins, EDUs)');
+      assert.equal(v.hearth.federation!.url, '', 'but no listener');
+    } finally {
+      await v.stop();
+      await w.stop();
+    }
   });
 });
