@@ -183,7 +183,7 @@ describe('cluster: worker roles (A = client_api + sync, B = room_writer + pusher
   it('federation_in opens the federation listener; a worker with federation configured but without it opens none', async () => {
     const federated = (roles: string[]): HearthConfigInput => ({
       ...config(roles as Role[]),
-      listeners: { federation: { enabled: true, tls: false, port: 0 } },
+      listeners: { client: { host: '127.0.0.1', port: 0 }, federation: { enabled: true, tls: false, port: 0 } },
     });
     const w = await startTestServer(federated(['room_writer', 'federation_in', 'federation_out']));
     const v = await startTestServer(federated(['client_api', 'sync']));
