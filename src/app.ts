@@ -15,6 +15,8 @@ import { localSharedState, type SharedState } from './cluster/shared-state.js';
 import { openRedisSharedState, type RedisSharedState } from './cluster/redis.js';
 import { RedisConnectionRegistry } from './cluster/connections.js';
 import { DeviceRevocations } from './cluster/revocation.js';
+import { PushWakeups, Roles } from './cluster/roles.js';
+import { destinationLeases } from './cluster/destination-leases.js';
 import type { ApiServices } from './api/routing.js';
 import type { HandlerTable } from './api/handlers.js';
 import type { HearthConfig } from './config/load.js';
@@ -135,6 +137,10 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     shared = localSharedState(now);
   }
   const revocations = new DeviceRevocations(shared.broadcast, logger);
+  // What this worker runs (cluster.roles; every role on a single node), and in a cluster how
+  // pushers on other workers hear of the push jobs this one enqueues.
+  const roles = new Roles(config.cluster.roles);
+  const pushWakeups = redis ? new PushWakeups(shared.broadcast, logger) : undefined;
   // The change feed: the store's completion hook on one node; with a shared backend and Redis, the
   // replication stream, which merges every worker's records behind the cluster watermark. Readers
   // (read model, waiters, currentPosition) see only the feed, so both cases run the same code.
@@ -193,13 +199,14 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     isConnected: (userId) => connections.isConnected(userId),
     isConnectedElsewhere: redis ? (userId) => connectionRegistry!.isConnected(userId) : undefined,
     roomInfo: async (roomId, senderId) => roomInfoFromState(await roomInput.currentState(roomId), senderId),
-    onEnqueued: () => pushGateway.wake(),
+    onEnqueued: () => (pushGateway.wake(), pushWakeups?.enqueued()),
     logger,
     enabled: config.push.enabled,
     alwaysPush: config.push.always_push,
     now,
   });
-  const fedCore = config.listeners.federation.enabled ? createFederationCore(config, signingKey, logger) : undefined;
+  // In a cluster, one worker at a time sends to each destination (src/cluster/destination-leases.ts).
+  const fedCore = config.listeners.federation.enabled ? createFederationCore(config, signingKey, logger, redis && destinationLeases(redis, logger)) : undefined;
   let federation: Federation | undefined;
   // One writer per room: this process's RoomInput on one node; in a cluster, the room's owner
   // (src/cluster/owned-room-input.ts), reached by forwarding.
@@ -218,7 +225,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
       federation?.eventPersisted(info.pdu, info.eventId);
     },
     pushActions: (eventId, pdu, state) => pushActions.compute(eventId, pdu, state),
-  }, { backend, redis, feed, leaseMs: config.cluster.room_lease_ms, logger });
+  }, { backend, redis, feed, leaseMs: config.cluster.room_lease_ms, logger, roomWriter: roles.has('room_writer') });
   const connections = new ConnectionTracker(config.push.connected_window_ms, now);
   // In a cluster, users connected to other processes count as connected too (no push).
   const connectionRegistry = redis
@@ -399,7 +406,8 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     metricsSecret: config.metrics.client_port_secret ?? undefined,
   });
 
-  const sockets = config.websocket.enabled
+  if (!roles.all) table.retain((route) => roles.serves(route));
+  const sockets = config.websocket.enabled && roles.has('sync')
     ? new SocketServer(
         {
           accounts: services.accounts,
@@ -426,6 +434,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     : undefined;
 
   if (sockets) await revocations.listen((userId, deviceId) => sockets.deviceDeleted(userId, deviceId));
+  if (pushWakeups && roles.has('pusher')) await pushWakeups.listen(() => pushGateway.wake());
 
   const http = config.limits.http;
   const listenerLimits = {
@@ -495,7 +504,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
       }
       if (federation) {
         try {
-          await federation.start();
+          await federation.start({ listen: roles.has('federation_in') });
         } catch (err) {
           await closeServer(server);
           await closeServer(metricsServer);
@@ -504,10 +513,10 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
       }
       presence.start();
       connectionRegistry?.start();
-      if (config.push.enabled) pushGateway.start();
+      if (config.push.enabled && roles.has('pusher')) pushGateway.start();
       await appServices.start((listener) => feed.onChanges(listener));
       if (isOpenRegistrationWarningNeeded(config)) logger.warn(OPEN_REGISTRATION_WARNING);
-      logger.info({ url, metrics_url: metricsUrl, server_name: config.server_name, storage: config.storage.backend, key_id: signingKey.keyId }, 'Hearth is listening');
+      logger.info({ url, metrics_url: metricsUrl, server_name: config.server_name, storage: config.storage.backend, key_id: signingKey.keyId, roles: roles.list() }, 'Hearth is listening');
     },
     async stop() {
       lifecycle.stopping = true;
@@ -531,6 +540,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
       await pushDispatcher.drain(); // its last enqueues must land before the store closes
       await pushGateway.stop();
       await appServices.stop();
+      pushWakeups?.close();
       media.stop();
       await outboundHttp.close();
       await delivered.flush();

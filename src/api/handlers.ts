@@ -176,6 +176,17 @@ export class HandlerTable {
     this.indexed = false;
   }
 
+  /**
+   * Keeps only the routes `keep` accepts (a worker's roles, src/cluster/roles.ts); the others
+   * answer as never declared (404 M_UNRECOGNIZED).
+   */
+  retain(keep: (spec: RouteSpec) => boolean): void {
+    const kept = this.routes.filter(keep);
+    this.routes.length = 0;
+    kept.forEach((r, index) => this.routes.push({ ...r, index }));
+    this.indexed = false;
+  }
+
   /** Every declared route, in registration order (for documentation and tests). */
   list(): readonly RouteSpec[] {
     return this.routes;

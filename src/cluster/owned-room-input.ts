@@ -13,6 +13,11 @@
 //   change feed invalidates for every other worker's event (see src/app.ts).
 // - Taking a room drops this worker's cached state for it (onAcquired -> forget), so the new owner
 //   builds on the store, never on what it cached as an earlier owner or reader.
+// - A worker without the room_writer role (RoomOwner.mayAcquire false) never takes a room: every
+//   entry point that is plain data (submit, receive, createRoom, adoptRoom, recordRemoteInvite/
+//   Leave) is forwarded to the room's owner or to a live writer; the callback ones
+//   (submitHolding, exclusive: room upgrades, invites to other servers, admin purges, gap fill's
+//   outliers) cannot travel and answer 501 there (docs/deploy.md, roles).
 // - A write the store fences (StaleWriterError: a newer owner has written) drops the room here
 //   and the call is routed again once, to the new owner; one served for another worker answers
 //   a retryable 503 instead.
@@ -56,6 +61,19 @@ export class OwnedRoomInput extends RoomInput {
             return await super.submit(roomId, args[0] as EventDraft);
           case 'receive':
             return await super.receive(roomId, args[0], args[1] as string);
+          case 'createRoom':
+            // The override: it takes the new room's lease once the create event names the room.
+            return await this.createRoom(args[0] as string | null, args[1] as RoomVersion, args[2] as string, args[3] as EventDraft[], args[4] as { alias?: string });
+          case 'adoptRoom': {
+            const [, version, creator, outliers, join, stateBefore] = args as Parameters<RoomInput['adoptRoom']>;
+            return await super.adoptRoom(roomId, version, creator, outliers, join, stateBefore);
+          }
+          case 'recordRemoteInvite':
+            await super.recordRemoteInvite(roomId, args[0] as RoomVersion, args[1] as string, args[2] as Pdu);
+            return null;
+          case 'recordRemoteLeave':
+            await super.recordRemoteLeave(roomId, args[0] as string, args[1] as Pdu);
+            return null;
           default:
             throw new Error(`unknown forwarded room operation ${op}`);
         }
@@ -83,11 +101,17 @@ export class OwnedRoomInput extends RoomInput {
     version: RoomVersion,
     creator: string,
     drafts: EventDraft[],
-    beforeWrite?: (roomId: string) => Promise<void>,
+    opts: { alias?: string; beforeWrite?: (roomId: string) => Promise<void> } = {},
   ): Promise<{ roomId: string; events: SubmitResult[] }> {
+    const { alias, beforeWrite } = opts;
+    if (!this.owner.mayAcquire) {
+      if (beforeWrite) throw new Error('createRoom: a callback cannot be forwarded to a room writer');
+      const args = [roomId, version, creator, drafts, alias === undefined ? {} : { alias }];
+      return (await this.owner.forwardToWriter(roomId ?? '', 'createRoom', args)) as { roomId: string; events: SubmitResult[] };
+    }
     let release: (() => void) | undefined;
     try {
-      return await super.createRoom(roomId, version, creator, drafts, async (id) => {
+      return await super.createRoom(roomId, version, creator, drafts, { alias, beforeWrite: async (id) => {
         // A new room ID: nobody else can own it, so this waits for nothing.
         await new Promise<void>((taken, failed) => {
           this.owner
@@ -95,7 +119,7 @@ export class OwnedRoomInput extends RoomInput {
             .catch(failed);
         });
         await beforeWrite?.(id);
-      });
+      } });
     } finally {
       release?.();
     }
@@ -121,15 +145,21 @@ export class OwnedRoomInput extends RoomInput {
     join: { eventId: string; pdu: Pdu },
     stateBefore: StateEntry[],
   ): Promise<SubmitResult> {
-    return this.owner.runHere(roomId, () => super.adoptRoom(roomId, version, creator, outliers, join, stateBefore));
+    const local = () => super.adoptRoom(roomId, version, creator, outliers, join, stateBefore);
+    if (!this.owner.mayAcquire) return this.owner.run(roomId, local, 'adoptRoom', [roomId, version, creator, outliers, join, stateBefore]);
+    return this.owner.runHere(roomId, local);
   }
 
-  override recordRemoteInvite(roomId: string, version: RoomVersion, eventId: string, pdu: Pdu): Promise<void> {
-    return this.owner.runHere(roomId, () => super.recordRemoteInvite(roomId, version, eventId, pdu));
+  override async recordRemoteInvite(roomId: string, version: RoomVersion, eventId: string, pdu: Pdu): Promise<void> {
+    const local = () => super.recordRemoteInvite(roomId, version, eventId, pdu);
+    if (!this.owner.mayAcquire) await this.owner.run(roomId, local, 'recordRemoteInvite', [version, eventId, pdu]);
+    else await this.owner.runHere(roomId, local);
   }
 
-  override recordRemoteLeave(roomId: string, eventId: string, pdu: Pdu): Promise<void> {
-    return this.owner.runHere(roomId, () => super.recordRemoteLeave(roomId, eventId, pdu));
+  override async recordRemoteLeave(roomId: string, eventId: string, pdu: Pdu): Promise<void> {
+    const local = () => super.recordRemoteLeave(roomId, eventId, pdu);
+    if (!this.owner.mayAcquire) await this.owner.run(roomId, local, 'recordRemoteLeave', [eventId, pdu]);
+    else await this.owner.runHere(roomId, local);
   }
 
   /** Drops the room and routes again once when the store says a newer owner has written. */
@@ -158,7 +188,7 @@ function epochFence(owner: RoomOwner, roomId: string): { epoch: number } | undef
  */
 export function createRoomInput(
   deps: RoomInputDeps,
-  cluster: { backend: StoreBackend; redis: RedisSharedState | undefined; feed: ChangeFeed; leaseMs: number; logger: RoomOwnerLogger },
+  cluster: { backend: StoreBackend; redis: RedisSharedState | undefined; feed: ChangeFeed; leaseMs: number; logger: RoomOwnerLogger; roomWriter?: boolean },
 ): { roomInput: RoomInput; stop: () => Promise<void> } {
   const { backend, redis, feed } = cluster;
   if (!redis || !isSharedBackend(backend) || (feed as unknown) === backend) return { roomInput: new RoomInput(deps), stop: async () => undefined };
@@ -169,6 +199,7 @@ export function createRoomInput(
     blocking: redis.client.duplicate(),
     prefix: redis.prefix,
     leaseMs: cluster.leaseMs,
+    mayAcquire: cluster.roomWriter ?? true,
     lingerMs: Math.min(1_000, Math.floor(cluster.leaseMs / 2)),
     forwardTimeoutMs: 2 * cluster.leaseMs + 2_000,
     onAcquired: (roomId) => input?.forget(roomId),

@@ -29,10 +29,16 @@
 //   otherwise it answers `notOwner` and the caller re-routes.
 // - Redis unreachable: a call fails with a retryable 503 (nothing runs); held leases lapse and
 //   are taken over once Redis is back.
+// - Roles (src/cluster/roles.ts): a worker with `mayAcquire: false` (no room_writer role) never
+//   takes a lease. It forwards every call: to the lease holder, or, when nobody holds the room,
+//   to a live writer chosen by rendezvous hash of the room ID (stable, so one room's callers
+//   agree), which takes the lease when it serves it. Writers announce themselves in the sorted
+//   set `<prefix>ro:writers` (score: the time their entry expires, renewed with the leases); an
+//   entry past its time is dead. No live writer: a retryable 503 at once, never a wait or a 500.
 // - Errors cross as data: a MatrixError keeps errcode, message, status and extra fields; any other
 //   error becomes a plain Error with its message (a 500 at the API, as on one node).
 
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import type { Redis } from 'ioredis';
 import { MatrixError, type Errcode } from '../errors.js';
@@ -74,6 +80,11 @@ export interface RoomOwnerOptions {
   lingerMs?: number;
   /** How long a caller waits for a forwarded request's reply. */
   forwardTimeoutMs?: number;
+  /**
+   * false: this worker has no room_writer role and never takes a lease (every call is forwarded,
+   * runHere refuses). Default true.
+   */
+  mayAcquire?: boolean;
   /** Called once this worker has acquired a room (before any work for it runs here). */
   onAcquired?: (roomId: string, epoch: number) => void;
   /** Called when a renewal finds the lease taken by someone else. */
@@ -114,6 +125,8 @@ export class RoomOwner {
   readonly nodeId: string;
   /** Counts since start: calls sent to another owner, calls served for others, acquisitions. */
   readonly stats = { forwarded: 0, served: 0, acquired: 0 };
+  /** See RoomOwnerOptions.mayAcquire. */
+  readonly mayAcquire: boolean;
   private readonly held = new Map<string, Held>();
   // Bounded: a room held long ago has no write in flight that a fence would need to stop.
   private readonly lastEpoch = new LRUCache<string, number>({ max: 100_000 });
@@ -134,6 +147,7 @@ export class RoomOwner {
     this.leaseMs = opts.leaseMs ?? 5_000;
     this.lingerMs = opts.lingerMs ?? 1_000;
     this.forwardTimeoutMs = opts.forwardTimeoutMs ?? 10_000;
+    this.mayAcquire = opts.mayAcquire ?? true;
   }
 
   /** Starts serving forwarded requests with `handler`, and renewing held leases. */
@@ -141,6 +155,7 @@ export class RoomOwner {
     this.handler = handler;
     this.running = true;
     this.loop = this.consume();
+    void this.announce();
     this.renewer = setInterval(() => void this.renewAll(), Math.max(50, Math.floor(this.leaseMs / 3)));
     this.renewer.unref();
   }
@@ -153,6 +168,9 @@ export class RoomOwner {
     this.running = false;
     if (this.renewer) clearInterval(this.renewer);
     this.opts.blocking.disconnect();
+    if (this.mayAcquire) {
+      await this.opts.redis.zrem(this.writersKey, this.nodeId).catch((err: unknown) => this.opts.logger.warn({ err }, 'room owner: could not leave the writer set'));
+    }
     await this.loop?.catch(() => undefined);
     await Promise.allSettled([...this.serving]);
     for (const h of this.held.values()) if (h.idle) clearTimeout(h.idle);
@@ -190,7 +208,10 @@ export class RoomOwner {
       const got = await this.acquire(roomId);
       if (typeof got !== 'string') return this.within(roomId, got, local);
       const owner = got.slice(0, got.lastIndexOf(':'));
-      if (got === '' || owner === this.nodeId) {
+      if (got === '' && !this.mayAcquire) {
+        const r = await this.forwardToWriter(roomId, op, args, deadline);
+        if (r !== REROUTE) return r as T;
+      } else if (got === '' || owner === this.nodeId) {
         // Expired between SET NX and GET, or our own token that we no longer track (being
         // released, or lost concurrently): try again shortly.
         await sleep(20);
@@ -207,6 +228,9 @@ export class RoomOwner {
    * owner's lease to be released or to expire. For work that cannot be forwarded (callbacks).
    */
   async runHere<T>(roomId: string, local: () => Promise<T>, waitMs = this.forwardTimeoutMs): Promise<T> {
+    if (!this.mayAcquire) {
+      throw new MatrixError('M_UNKNOWN', 'This operation runs only on a worker with the room_writer role (cluster.roles)', {}, 501);
+    }
     const deadline = Date.now() + waitMs;
     for (;;) {
       const got = await this.acquire(roomId);
@@ -243,6 +267,7 @@ export class RoomOwner {
     if (inflight) return inflight;
     const p = (async (): Promise<Held | string> => {
       const { redis, prefix } = this.opts;
+      if (!this.mayAcquire) return (await reachable(redis.get(`${prefix}ro:lease:${roomId}`))) ?? '';
       const [ok, token] = (await reachable(redis.eval(ACQUIRE, 2, `${prefix}ro:lease:${roomId}`, `${prefix}ro:epoch:${roomId}`, this.nodeId, String(this.leaseMs), String(Date.now())))) as [number, string];
       if (ok !== 1) return token;
       const h: Held = { token, epoch: Number(token.slice(token.lastIndexOf(':') + 1)), active: 0, idle: null };
@@ -270,6 +295,7 @@ export class RoomOwner {
 
   private async renewAll(): Promise<void> {
     const { redis, prefix } = this.opts;
+    await this.announce();
     await Promise.all(
       [...this.held.entries()].map(async ([roomId, h]) => {
         try {
@@ -283,7 +309,15 @@ export class RoomOwner {
     );
   }
 
-  private async forward(roomId: string, token: string, owner: string, op: string, args: unknown[], deadline: number): Promise<unknown> {
+  private async forward(
+    roomId: string,
+    token: string,
+    owner: string,
+    op: string,
+    args: unknown[],
+    deadline: number,
+    moved: () => Promise<boolean> = async () => (await reachable(this.opts.redis.get(`${this.opts.prefix}ro:lease:${roomId}`))) !== token,
+  ): Promise<unknown> {
     const { redis, prefix } = this.opts;
     const id = `${this.nodeId}:${++this.seq}`;
     const req: Request = { id, from: this.nodeId, room: roomId, op, args, deadline };
@@ -304,11 +338,63 @@ export class RoomOwner {
         }
         // The target may have died: if its lease is gone and our request is still queued, it
         // never ran and can go elsewhere.
-        const now = await reachable(redis.get(`${prefix}ro:lease:${roomId}`));
-        if (now !== token && (await reachable(redis.lrem(reqKey, 1, payload))) === 1) return REROUTE;
+        if ((await moved()) && (await reachable(redis.lrem(reqKey, 1, payload))) === 1) return REROUTE;
       }
     } finally {
       this.pending.delete(id);
+    }
+  }
+
+  /**
+   * From a worker that may not acquire: sends the call to a live writer (which takes the room
+   * when it serves it). `roomId` '' is a room-less call (createRoom of a room whose ID the create
+   * event decides). Re-routed when the room gets an owner or the writer dies while the request
+   * is still queued.
+   */
+  async forwardToWriter(roomId: string, op: string, args: unknown[], deadline = Date.now() + this.forwardTimeoutMs): Promise<unknown> {
+    const writer = await this.pickWriter(roomId === '' ? randomBytes(8).toString('hex') : roomId);
+    const lease = `${this.opts.prefix}ro:lease:${roomId}`;
+    return this.forward(roomId, '', writer, op, args, deadline, async () => {
+      if (roomId !== '' && (await reachable(this.opts.redis.get(lease))) !== null) return true;
+      return !(await this.liveWriters()).includes(writer);
+    });
+  }
+
+  /** Writers whose announcement has not expired, sorted. */
+  async liveWriters(): Promise<string[]> {
+    const all = await reachable(this.opts.redis.zrangebyscore(this.writersKey, Date.now(), '+inf'));
+    return all.sort();
+  }
+
+  private get writersKey(): string {
+    return `${this.opts.prefix}ro:writers`;
+  }
+
+  /** Rendezvous hash: the live writer with the highest hash of (writer, key). */
+  private async pickWriter(key: string): Promise<string> {
+    const writers = await this.liveWriters();
+    if (writers.length === 0) {
+      throw new MatrixError('M_UNKNOWN', 'No room writer is running; try again', { retry_after_ms: 1000 }, 503);
+    }
+    let best = writers[0]!;
+    let bestScore = '';
+    for (const w of writers) {
+      const score = createHash('sha256').update(`${w}\u0000${key}`).digest('hex');
+      if (score > bestScore) [best, bestScore] = [w, score];
+    }
+    return best;
+  }
+
+  /** A writer's entry in the writer set, valid for one lease period (renewed with the leases). */
+  private async announce(): Promise<void> {
+    if (!this.mayAcquire || !this.running) return;
+    try {
+      const { redis } = this.opts;
+      const now = Date.now();
+      // Expired entries are dropped on the way: the set holds live writers and the recently dead.
+      await redis.multi().zadd(this.writersKey, now + this.leaseMs, this.nodeId).zremrangebyscore(this.writersKey, '-inf', now - 60_000).exec();
+    } catch (err) {
+      this.opts.logger.warn({ err }, 'room owner: could not announce this writer');
     }
   }
 
@@ -351,8 +437,13 @@ export class RoomOwner {
     const handler = this.handler;
     let reply: Reply;
     try {
-      const got = await this.acquire(req.room);
-      if (typeof got === 'string') reply = { id: req.id, notOwner: true };
+      // A room-less request (a room whose ID is not known yet) runs as is; the handler takes
+      // the room once it has an ID.
+      const got = req.room === '' ? null : await this.acquire(req.room);
+      if (got === null) {
+        this.stats.served++;
+        reply = { id: req.id, ok: (await handler(req.op, req.room, req.args)) ?? null };
+      } else if (typeof got === 'string') reply = { id: req.id, notOwner: true };
       else {
         this.stats.served++;
         reply = { id: req.id, ok: (await this.within(req.room, got, () => handler(req.op, req.room, req.args))) ?? null };

@@ -80,6 +80,14 @@ const httpLimits = z
   })
   .prefault({});
 
+/**
+ * What one worker does (cluster.roles; src/cluster/roles.ts composes them): client_api serves the
+ * client routes, sync serves /sync, /events and the WebSocket stream, room_writer takes room
+ * leases and writes rooms, federation_in serves the federation listener, federation_out sends
+ * transactions, pusher runs the push-job loop. `all` is every one of them (a single node).
+ */
+export const WORKER_ROLES = ['client_api', 'room_writer', 'sync', 'federation_in', 'federation_out', 'pusher'] as const;
+
 const configObject = z.strictObject({
   server_name: z
     .string()
@@ -293,6 +301,10 @@ const configObject = z.strictObject({
       // With storage.backend cassandra and Redis: each room's writer holds a lease this long, renewed
       // every third of it while busy; a dead owner's rooms are taken over once it expires.
       room_lease_ms: z.int().min(500).max(60000).default(5000),
+      // What this worker does (WORKER_ROLES above): [all] (every role: a single node, as before)
+      // or a list; any number of workers may run each role. A list needs the cluster: storage
+      // backend cassandra and cluster.redis.url (docs/deploy.md, "Roles").
+      roles: z.array(z.enum(['all', ...WORKER_ROLES])).default(['all']),
     })
     .prefault({}),
   // Outbound requests a user can steer (push gateways; federation later): which IP addresses
@@ -393,6 +405,7 @@ export const hearthConfigSchema = configObject
     if (c.metrics.enabled && m.port !== 0 && m.port === client.port && m.host === client.host) {
       ctx.addIssue({ code: 'custom', path: ['metrics', 'listen', 'port'], message: 'same host and port as listeners.client' });
     }
+    checkRoles(c, ctx);
     const http = c.limits.http;
     if (http.header_timeout_ms > http.request_timeout_ms) {
       ctx.addIssue({ code: 'custom', path: ['limits', 'http', 'header_timeout_ms'], message: 'must not exceed limits.http.request_timeout_ms' });
@@ -406,6 +419,34 @@ export const hearthConfigSchema = configObject
     }
   })
   .transform((c) => ({ ...c, public_baseurl: normaliseBaseUrl(c.public_baseurl ?? localBaseUrl(c.listeners.client)) }));
+
+/** Combinations of cluster.roles that cannot work, as config errors at cluster.roles. */
+function checkRoles(c: z.output<typeof configObject>, ctx: z.RefinementCtx): void {
+  const roles = c.cluster.roles;
+  const path = ['cluster', 'roles'];
+  const issue = (message: string) => ctx.addIssue({ code: 'custom', path, message });
+  if (roles.length === 0) return issue('must name at least one role (or all)');
+  if (new Set(roles).size !== roles.length) return issue('names a role twice');
+  if (roles.includes('all')) {
+    if (roles.length > 1) issue('all already includes every role: list roles or all, not both');
+    return;
+  }
+  if (c.storage.backend !== 'cassandra' || c.cluster.redis.url === null) {
+    return issue('a role list needs the cluster: storage.backend cassandra and cluster.redis.url (other workers share them)');
+  }
+  const has = (r: (typeof WORKER_ROLES)[number]) => roles.includes(r);
+  for (const r of ['federation_in', 'federation_out'] as const) {
+    if (has(r) && !c.listeners.federation.enabled) issue(`${r} needs listeners.federation.enabled: true`);
+  }
+  // Outbound PDUs are queued by the worker that persisted them (RoomInput onPersisted) in its own
+  // queue directory: there is no cluster-wide outbound queue yet, so a sender must be a writer.
+  if (has('federation_out') && !has('room_writer')) issue('federation_out needs room_writer on the same worker (outbound PDUs are queued where they are written)');
+  // Gap filling stores fetched outliers holding the room (a callback that cannot be forwarded).
+  if (has('federation_in') && !has('room_writer')) issue('federation_in needs room_writer on the same worker (gap filling writes the room directly)');
+  if (has('room_writer') && c.listeners.federation.enabled && !has('federation_out')) {
+    issue('with federation enabled, a room_writer must also be federation_out (the events it writes are sent from its own queue)');
+  }
+}
 
 /** The validated config, with every default filled in and paths made absolute by loadConfig. */
 export type HearthConfig = z.output<typeof hearthConfigSchema>;

@@ -40,6 +40,7 @@ import { createFederationApp, createFederationServer } from './listener.js';
 import { RemoteRooms } from './remote-rooms.js';
 import { generateSelfSignedCertificate } from './self-signed.js';
 import { FederationSender } from './sender.js';
+import type { DestinationGate } from '../cluster/destination-leases.js';
 
 export interface FederationCore {
   /** Rotated-out signing keys (config old_signing_keys), served as old_verify_keys. */
@@ -51,7 +52,8 @@ export interface FederationCore {
   sender: FederationSender;
 }
 
-export function createFederationCore(config: HearthConfig, signingKey: SigningKey, logger: Logger): FederationCore {
+/** `gate`: per-destination leases across workers (a cluster); `nodeId` goes into transaction IDs. */
+export function createFederationCore(config: HearthConfig, signingKey: SigningKey, logger: Logger, cluster?: { gate: DestinationGate; nodeId: string }): FederationCore {
   const guard = new OutboundGuard({
     ip_range_blacklist: config.outbound.ip_range_blacklist,
     ip_range_whitelist: [...config.outbound.ip_range_whitelist, ...config.federation.ip_range_whitelist],
@@ -87,6 +89,8 @@ export function createFederationCore(config: HearthConfig, signingKey: SigningKe
     minBackoffMs: config.federation.min_backoff_ms,
     maxBackoffMs: config.federation.max_backoff_ms,
     allows: (server) => policy.allows(server),
+    gate: cluster?.gate,
+    nodeId: cluster?.nodeId,
   });
   return { oldKeys, http, client, keyRing, sender, policy };
 }
@@ -114,7 +118,11 @@ export interface Federation {
   readonly url: string;
   /** Hand every persisted event here (RoomInput onPersisted); local ones are sent out. */
   eventPersisted(pdu: Pdu, eventId?: string): void;
-  start(): Promise<void>;
+  /**
+   * Resumes the outbound queues this worker left on disk, and with `listen` (the default; role
+   * federation_in) serves the federation listener.
+   */
+  start(opts?: { listen: boolean }): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -255,7 +263,10 @@ export function attachFederation(core: FederationCore, d: AttachDeps): Federatio
       const extra = member ? [serverNameOf(pdu.state_key as string) ?? me] : [];
       fanOut(pdu.room_id, extra, (servers) => core.sender.sendPdu(servers, out as Pdu));
     },
-    async start() {
+    async start({ listen } = { listen: true }) {
+      // Every worker: durable EDUs it queued (to-device, device lists) must not be stranded.
+      core.sender.start();
+      if (!listen) return;
       const l = config.listeners.federation;
       let tls: { cert: string; key: string } | null = null;
       if (l.tls) {
@@ -276,7 +287,6 @@ export function attachFederation(core: FederationCore, d: AttachDeps): Federatio
       server = s;
       const a = s.address() as AddressInfo;
       url = `${tls ? 'https' : 'http'}://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
-      core.sender.start();
       logger.info({ url, server_name: me }, 'federation listener up');
     },
     async stop() {

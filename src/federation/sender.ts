@@ -20,6 +20,11 @@
 //   rest, which the receiver asks for with get_missing_events (as Synapse does). So a long
 //   outage costs one queued PDU per room, not one per event. Caught up again after a
 //   transaction succeeds with nothing left waiting.
+// - With a `gate` (a cluster: src/cluster/destination-leases.ts), a transaction is sent only
+//   while this worker holds the destination's lease, so several workers never have transactions
+//   in flight to one destination at once; refused, the destination is tried again shortly. The
+//   lease is given back when nothing is left for the destination. Transaction IDs carry `nodeId`
+//   so two workers' IDs never collide at the receiver (which deduplicates on origin + txnId).
 
 import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { rename, writeFile } from 'node:fs/promises';
@@ -28,6 +33,7 @@ import type { Logger } from 'pino';
 import { isJsonObject } from '../protocol/canonical-json.js';
 import type { JsonObject, Pdu } from '../protocol/types.js';
 import { fedPath, type FederationClient } from './client.js';
+import type { DestinationGate } from '../cluster/destination-leases.js';
 
 export interface Edu {
   edu_type: string;
@@ -65,6 +71,12 @@ export interface SenderOptions {
   now?: () => number;
   /** Destinations refused by federation.allowed_servers/denied_servers get nothing queued. */
   allows?: (server: string) => boolean;
+  /** Per-destination leases across workers (see the header); none on a single node. */
+  gate?: DestinationGate;
+  /** This worker's name in transaction IDs (a cluster). */
+  nodeId?: string;
+  /** How soon a destination whose lease another worker holds is tried again (ms). */
+  gateRetryMs?: number;
 }
 
 const MAX_PDUS = 50;
@@ -167,6 +179,7 @@ export class FederationSender {
     this.stopped = true;
     for (const d of this.dests.values()) if (d.timer) clearTimeout(d.timer);
     await Promise.all([...this.dests.values()].map((d) => d.writing));
+    await this.opts.gate?.close();
   }
 
   private dest(name: string): Destination {
@@ -190,10 +203,25 @@ export class FederationSender {
 
   private async run(d: Destination): Promise<void> {
     while (!this.stopped) {
+      if (!d.inflight && d.pending.length === 0 && d.edus.length === 0) {
+        await this.opts.gate?.release(d.name);
+        return;
+      }
+      const gate = this.opts.gate;
+      if (gate && !(await gate.acquire(d.name))) {
+        // Another worker is sending to it: ours wait their turn (the queue keeps them).
+        d.timer = setTimeout(() => {
+          d.timer = undefined;
+          this.kick(d);
+        }, this.opts.gateRetryMs ?? 1000);
+        d.timer.unref();
+        return;
+      }
+      if (this.stopped) return;
       if (!d.inflight) {
-        if (d.pending.length === 0 && d.edus.length === 0) return;
         const edus = d.edus.splice(0, MAX_EDUS);
-        d.inflight = { txnId: `${this.now()}_${++this.txnCounter}`, pdus: d.pending.splice(0, MAX_PDUS), edus };
+        const node = this.opts.nodeId ? `${this.opts.nodeId}_` : '';
+        d.inflight = { txnId: `${this.now()}_${node}${++this.txnCounter}`, pdus: d.pending.splice(0, MAX_PDUS), edus };
         this.persist(d);
       }
       const t = d.inflight;

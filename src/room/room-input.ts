@@ -206,15 +206,18 @@ export class RoomInput {
    * Creates a room and appends its initial events in order as one queued job, so no other event
    * can interleave with room creation. `roomId` is null for versions whose room ID is derived
    * from the create event (v12): the ID is known once that event is built, and returned.
-   * `beforeWrite` runs in the job once every initial event is authorised and before anything is
-   * written (to claim an alias for the new ID); if it throws, nothing is written.
+   * `opts.alias` is claimed for the new ID in the job once every initial event is authorised and
+   * before anything is written (of two creations with one alias exactly one wins: the other gets
+   * M_ROOM_IN_USE and nothing is written), and released again if the room's writes fail. It is
+   * data, not a callback, so a cluster can run the whole creation on another worker.
+   * `opts.beforeWrite` runs just before the alias claim (a cluster takes the new room's lease).
    */
   async createRoom(
     roomId: string | null,
     version: RoomVersion,
     creator: string,
     drafts: EventDraft[],
-    beforeWrite?: (roomId: string) => Promise<void>,
+    opts: { alias?: string; beforeWrite?: (roomId: string) => Promise<void> } = {},
   ): Promise<{ roomId: string; events: SubmitResult[] }> {
     if ((roomId === null) !== roomVersionRules(version).roomIdFromCreateEvent) {
       throw new Error(`room version ${version} ${roomId === null ? 'needs' : 'derives'} the room ID`);
@@ -257,24 +260,43 @@ export class RoomInput {
       if (roomId === null && (await this.deps.store.rooms.getRoom(newRoomId))) {
         throw new MatrixError('M_ROOM_IN_USE', 'An identical room was created at the same moment; try again');
       }
-      await beforeWrite?.(newRoomId);
-      await this.deps.store.rooms.createRoom({ roomId: newRoomId, roomVersion: version, creator, createdTs: this.now() });
-      const state = RoomState.empty(version);
-      this.states.set(newRoomId, state);
-      // Push actions first, so that every initial event is queued in one turn of the event loop:
-      // they then share one transaction (one batch), chained by dependsOn.
-      const withPush: Array<{ p: Prepared; push: PushOutcome; extremities: string[] }> = [];
-      const scratchState = RoomState.empty(version);
-      for (const p of prepared) {
-        const push = this.deps.pushActions ? await this.deps.pushActions(p.eventId, p.pdu, scratchState) : { rows: [], all: [] };
-        const extremities = [p.eventId];
-        scratchState.applyPersisted(p.eventId, p.pdu, extremities);
-        withPush.push({ p, push, extremities });
+      await opts.beforeWrite?.(newRoomId);
+      const { alias } = opts;
+      if (alias !== undefined) {
+        try {
+          await this.deps.store.rooms.createAlias(alias, newRoomId, creator);
+        } catch (err) {
+          if (err instanceof StoreConflictError) throw new MatrixError('M_ROOM_IN_USE', 'Room alias already taken');
+          throw err;
+        }
       }
-      const durable = withPush.map(({ p, push, extremities }) => this.queueLinear(newRoomId, p, state, push, extremities));
-      const events = await Promise.all(durable);
-      return { roomId: newRoomId, events };
+      try {
+        return await this.writeCreated(newRoomId, version, creator, prepared);
+      } catch (err) {
+        if (alias !== undefined) await this.deps.store.rooms.deleteAlias(alias);
+        throw err;
+      }
     });
+  }
+
+  /** The job part of createRoom: the room row and its initial events, pipelined as one batch. */
+  private async writeCreated(newRoomId: string, version: RoomVersion, creator: string, prepared: Prepared[]): Promise<{ roomId: string; events: SubmitResult[] }> {
+    await this.deps.store.rooms.createRoom({ roomId: newRoomId, roomVersion: version, creator, createdTs: this.now() });
+    const state = RoomState.empty(version);
+    this.states.set(newRoomId, state);
+    // Push actions first, so that every initial event is queued in one turn of the event loop:
+    // they then share one transaction (one batch), chained by dependsOn.
+    const withPush: Array<{ p: Prepared; push: PushOutcome; extremities: string[] }> = [];
+    const scratchState = RoomState.empty(version);
+    for (const p of prepared) {
+      const push = this.deps.pushActions ? await this.deps.pushActions(p.eventId, p.pdu, scratchState) : { rows: [], all: [] };
+      const extremities = [p.eventId];
+      scratchState.applyPersisted(p.eventId, p.pdu, extremities);
+      withPush.push({ p, push, extremities });
+    }
+    const durable = withPush.map(({ p, push, extremities }) => this.queueLinear(newRoomId, p, state, push, extremities));
+    const events = await Promise.all(durable);
+    return { roomId: newRoomId, events };
   }
 
   /**

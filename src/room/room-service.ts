@@ -186,26 +186,9 @@ export class RoomService {
       drafts.push({ type: 'm.room.member', stateKey: u, sender: me, content });
     }
 
-    // Claim the alias before any event is written (the hook runs once the room ID is known): of
-    // two concurrent creations with one alias, exactly one wins.
-    let claimed = false;
-    const claimAlias = async (roomId: string): Promise<void> => {
-      if (!alias) return;
-      try {
-        await this.store.rooms.createAlias(alias, roomId, me);
-      } catch (err) {
-        if (err instanceof StoreConflictError) throw new MatrixError('M_ROOM_IN_USE', 'Room alias already taken');
-        throw err;
-      }
-      claimed = true;
-    };
-    let roomId: string;
-    try {
-      ({ roomId } = await this.input.createRoom(requestedId, version, me, drafts, claimAlias));
-    } catch (err) {
-      if (alias && claimed) await this.store.rooms.deleteAlias(alias);
-      throw err;
-    }
+    // The alias is claimed before any event is written (once the room ID is known): of two
+    // concurrent creations with one alias, exactly one wins (RoomInput.createRoom).
+    const { roomId } = await this.input.createRoom(requestedId, version, me, drafts, { alias });
     if (req.visibility === 'public') await this.store.rooms.setRoomVisibility(roomId, 'public');
     for (const u of new Set(remoteInvites)) await this.changeMembership(sender, roomId, u, 'invite', undefined, req.is_direct ? { is_direct: true } : undefined);
     return { roomId, alias };
