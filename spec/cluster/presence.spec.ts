@@ -100,22 +100,33 @@ describe('cluster presence: two workers on Redis', function () {
     assert.deepEqual(a.presence.changedSince(Math.max(tokenFromB, a.presence.get('@bob:x')!.pos)), []);
   });
 
-  it('one worker drives the timers: a user syncing on B is not expired by A, where they synced before', async () => {
+  it('a user who moves to B and keeps syncing there is not expired by A, where they synced before; leaving, they go offline everywhere', async () => {
     a.presence.syncing('@carol:x', undefined);
     await until('B sees carol online', () => b.presence.get('@carol:x')?.state === 'online');
     // carol moves to B and keeps syncing there; A saw her last sync long ago.
-    const end = Date.now() + 3 * OFFLINE_MS;
+    const end = Date.now() + 2_500; // past A's deadline, at one-second sweep granularity
     while (Date.now() < end) {
       b.presence.syncing('@carol:x', undefined);
       await sleep(50);
       a.presence.sweep();
       b.presence.sweep();
     }
+    assert.ok(!a.heard.some((r) => r.userId === '@carol:x' && r.state !== 'online'), 'A never expired her (no flap to offline and back)');
     assert.equal(a.presence.get('@carol:x')?.state, 'online', 'A handed carol over to B');
     assert.equal(b.presence.get('@carol:x')?.state, 'online');
     // She leaves: B (the driver) takes her offline, and A follows.
     await until('offline on B', () => (b.presence.sweep(), b.presence.get('@carol:x')?.state === 'offline'), 3000);
     await until('offline on A', () => a.presence.get('@carol:x')?.state === 'offline');
+  });
+
+  it("a user of another server set on one worker is replicated, and no replica's timers expire them", async () => {
+    a.presence.setRemote('@erin:elsewhere', 'online', 'remote', 0, true);
+    await until('B sees erin', () => b.presence.get('@erin:elsewhere')?.state === 'online');
+    await sleep(2 * OFFLINE_MS + 1100);
+    a.presence.sweep();
+    b.presence.sweep();
+    assert.equal(b.presence.get('@erin:elsewhere')?.state, 'online', 'only their server moves them along');
+    assert.equal(a.presence.get('@erin:elsewhere')?.state, 'online');
   });
 
   it('Redis lost: changes still apply locally and nothing throws', async () => {

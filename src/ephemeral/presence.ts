@@ -56,6 +56,8 @@ export interface PresenceRecord {
   remote: boolean;
   /** Cluster: lastSyncTs as last published by this worker. */
   publishedSyncTs: number;
+  /** A user of another server (setRemote): their server drives the transitions, no timers here. */
+  federated: boolean;
 }
 
 export interface PresenceOptions {
@@ -150,6 +152,7 @@ export class PresenceService {
   setRemote(userId: string, state: PresenceState, statusMsg: string | null, lastActiveAgo: number, currentlyActive: boolean): void {
     if (!this.opts.enabled) return;
     const r = this.record(userId);
+    r.federated = true;
     const lastActiveTs = Math.max(0, this.now() - Math.max(0, lastActiveAgo));
     if (r.state === state && r.statusMsg === statusMsg && r.currentlyActive === currentlyActive && Math.abs(r.lastActiveTs - lastActiveTs) < 60_000) return;
     r.state = state;
@@ -319,6 +322,7 @@ export class PresenceService {
         connections: 0,
         remote: false,
         publishedSyncTs: 0,
+        federated: false,
       };
       this.users.set(userId, r);
     }
@@ -330,7 +334,7 @@ export class PresenceService {
    * the existing (earlier) entry: when it fires, expire() finds nothing due and reschedules.
    */
   private schedule(r: PresenceRecord): void {
-    if (r.state === 'offline') return;
+    if (r.state === 'offline' || r.federated) return;
     const deadlines = r.remote ? [r.lastSyncTs + 2 * this.opts.offlineTimeoutMs] : [r.lastSyncTs + this.opts.offlineTimeoutMs];
     if (r.state === 'online' && !r.remote) deadlines.push(r.lastActiveTs + this.opts.idleTimeoutMs);
     const bucket = Math.max(Math.ceil(Math.min(...deadlines) / BUCKET_MS), this.lastSweptBucket + 1);
@@ -380,6 +384,7 @@ export class PresenceService {
       y: r.lastSyncTs,
       c: r.currentlyActive,
       e: r.explicit,
+      f: r.federated,
     });
     c.broadcast.publish(CHANNEL, message).catch((err: unknown) => c.logger.warn({ err, userId: r.userId }, 'presence: publishing a change failed'));
   }
@@ -409,6 +414,7 @@ export class PresenceService {
     this.deps.stream.observe(v ? p - 1 : p);
     const r = this.record(u);
     r.remote = true;
+    if (m['f'] === true) r.federated = true;
     r.lastSyncTs = Math.max(r.lastSyncTs, y);
     r.lastActiveTs = Math.max(r.lastActiveTs, a);
     // Our own timers (if any) are stale: the sender drives. The fallback deadline replaces them.
