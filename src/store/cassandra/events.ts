@@ -280,6 +280,7 @@ export class EventWriter {
       // the node refused it outright.
       const refused = !sent || notApplied(err);
       if (commit) {
+        // A void that fails is harmless: the next settle's replay is refused the same way and voids it.
         if (refused) await this.commits.void(roomId, commit.seq).catch(() => undefined);
         // The next write of the room settles it again, landing this commit if it can.
         this.commits.unsettled(roomId);
