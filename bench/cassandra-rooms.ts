@@ -10,6 +10,19 @@ import cassandra from 'cassandra-driver';
 import { startCassandra } from '../spec/helpers/cassandra.js';
 import { FakeRoom } from '../spec/store/fixtures.js';
 import { openCassandraStore } from '../src/store/cassandra/index.js';
+import type { PersistEventInput, Store } from '../src/store/types.js';
+
+/** `store` whose persistEvent carries an owner epoch, as a cluster's room writer does. */
+function withFence(store: Store, epoch: number): Store {
+  const rooms = new Proxy(store.rooms, {
+    get(target, prop) {
+      if (prop === 'persistEvent') return (input: PersistEventInput) => target.persistEvent({ ...input, fence: { epoch } });
+      const v = Reflect.get(target, prop, target) as unknown;
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+  return new Proxy(store, { get: (target, prop) => (prop === 'rooms' ? rooms : Reflect.get(target, prop, target)) });
+}
 
 const N = Number(process.argv[2] ?? 300);
 const ALICE = '@bench:hearth.test';
@@ -30,6 +43,18 @@ try {
   t = performance.now();
   await Promise.all(rooms.map(async (r) => { for (let i = 0; i < 30; i++) await r.message(store, ALICE, `x${i}`); }));
   console.log(`persistEvent, 20 rooms x 30 at once: ${(600_000 / ms(t)).toFixed(0)} events/s`);
+
+  // The same with a room-owner fence on every write (a cluster's writes: src/cluster/room-owner.ts).
+  const fenced = withFence(store, 1);
+  const froom = new FakeRoom();
+  await froom.create(fenced, ALICE);
+  t = performance.now();
+  for (let i = 0; i < N; i++) await froom.message(fenced, ALICE, `f${i}`);
+  console.log(`persistEvent fenced, one room, sequential: ${(ms(t) / N).toFixed(1)} ms/event`);
+  const frooms = Array.from({ length: 20 }, () => new FakeRoom());
+  t = performance.now();
+  await Promise.all(frooms.map(async (r) => { for (let i = 0; i < 30; i++) await r.message(fenced, ALICE, `x${i}`); }));
+  console.log(`persistEvent fenced, 20 rooms x 30 at once: ${(600_000 / ms(t)).toFixed(0)} events/s`);
 
   for (const order of ['stream', 'topological'] as const) {
     t = performance.now();

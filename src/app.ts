@@ -254,8 +254,10 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
       notifier,
       roomsOf: async (userId) => (await store.rooms.getRoomsForUser(userId, ['join'])).map((m) => m.roomId),
       now,
+      cluster: shared.kind === 'redis' ? { broadcast: shared.broadcast, logger } : undefined,
     },
   );
+  await presence.listen();
   const receipts = new ReceiptService(store, store.receipts, notifier, now, (userId) => pushDispatcher.countsChanged(userId));
   const visibility = new VisibilityChecker(store, readModel);
   const erasure = new ErasureService(store, visibility);

@@ -1,85 +1,239 @@
-// The room-writer fence on the real Cassandra node (src/store/cassandra/room-fence.ts): epochs
-// only grow per room, a stale writer is refused with StaleWriterError, two instances racing are
-// ordered by the LWT, and fenced writes reach the inner store in the order they were handed over.
+// The commit point of fenced room writes on the real Cassandra node
+// (src/store/cassandra/room-fence.ts), with two store instances on one keyspace standing for two
+// workers: an owner overtaken while paused anywhere before its commit writes nothing; one paused
+// after its commit has its event landed by the next owner, and its late batch overwrites nothing
+// the next owner wrote; racing owners never put two events at one position.
 
 import type cassandra from 'cassandra-driver';
 import { assert } from '../helpers/assert.js';
 import { cassandraClient, dropKeyspace, freshKeyspace, startCassandra } from '../helpers/cassandra.js';
-import { openCassandraStore } from '../../src/store/cassandra/index.js';
-import { fencedRooms, RoomFence } from '../../src/store/cassandra/room-fence.js';
-import { StaleWriterError, StoreConflictError, type PersistEventInput, type RoomStore } from '../../src/store/types.js';
-import type { Pdu } from '../../src/protocol/types.js';
+import { openCassandraStore, type CassandraStore } from '../../src/store/cassandra/index.js';
+import type { CommitHooks } from '../../src/store/cassandra/room-fence.js';
+import { StaleWriterError, StoreConflictError, type PersistEventInput, type Store } from '../../src/store/types.js';
+import { FakeRoom, type BuiltEvent } from './fixtures.js';
 
-describe('Cassandra room fence (owner epochs)', function () {
-  this.timeout(60_000);
+const ALICE = '@alice:hearth.test';
+
+/** A gate the tests close on one event at one step, and open again. */
+class Pause implements CommitHooks {
+  private armed: { step: 'before' | 'after'; eventId: string; reached: () => void; release: Promise<void> } | null = null;
+  private open: (() => void) | null = null;
+
+  /** Resolves once the writer of `eventId` has reached `step` and is held there. */
+  arm(step: 'before' | 'after', eventId: string): Promise<void> {
+    return new Promise<void>((reached) => {
+      const release = new Promise<void>((r) => (this.open = r));
+      this.armed = { step, eventId, reached, release };
+    });
+  }
+
+  resume(): void {
+    this.armed = null;
+    this.open?.();
+  }
+
+  beforeCommit = (_roomId: string, eventId: string): Promise<void> => this.hold('before', eventId);
+  afterCommit = (_roomId: string, eventId: string): Promise<void> => this.hold('after', eventId);
+
+  private async hold(step: 'before' | 'after', eventId: string): Promise<void> {
+    const a = this.armed;
+    if (!a || a.step !== step || a.eventId !== eventId) return;
+    a.reached();
+    await a.release;
+  }
+}
+
+/** `store` whose room writes carry an owner epoch, as a cluster's room writer's do. */
+function owner(store: Store, epoch: number): Store {
+  const rooms = new Proxy(store.rooms, {
+    get(target, prop) {
+      if (prop === 'persistEvent') return (input: PersistEventInput) => target.persistEvent({ ...input, fence: { epoch } });
+      const v = Reflect.get(target, prop, target) as unknown;
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+  return new Proxy(store, { get: (target, prop) => (prop === 'rooms' ? rooms : Reflect.get(target, prop, target)) });
+}
+
+/** The persist input of an event built on the room's head, without advancing the fake room. */
+function sideInput(ev: BuiltEvent, extra: Partial<PersistEventInput> = {}): PersistEventInput {
+  const stateDelta = ev.pdu.state_key !== undefined ? [{ type: ev.pdu.type, stateKey: ev.pdu.state_key, eventId: ev.eventId }] : [];
+  return { eventId: ev.eventId, pdu: ev.pdu, stateDelta, forwardExtremities: [ev.eventId], ...extra };
+}
+
+describe('Cassandra room commit point (owner epochs)', function () {
+  this.timeout(120_000);
   const keyspace = freshKeyspace('fence');
   let addr = '';
   let admin: cassandra.Client;
   let ks: cassandra.Client;
-  let fenceA: RoomFence;
-  let fenceB: RoomFence;
+  let a: CassandraStore;
+  let b: CassandraStore;
+  const pauseA = new Pause();
 
   before(async function () {
     this.timeout(600_000);
     addr = await startCassandra();
     admin = await cassandraClient(addr);
-    // Opening a store creates the keyspace and runs the migrations (room_owner_epochs: 0006).
-    const s = await openCassandraStore({ contactPoints: [addr], localDataCenter: 'datacenter1', keyspace });
-    await s.close();
+    const opts = { contactPoints: [addr], localDataCenter: 'datacenter1', keyspace };
+    a = await openCassandraStore({ ...opts, commitHooks: pauseA });
+    b = await openCassandraStore({ ...opts, skipMigrations: true });
     ks = await cassandraClient(addr, keyspace);
-    const execute = (q: string, p: unknown[] = []) => ks.execute(q, p, { prepare: true, consistency: 6, serialConsistency: 9 });
-    fenceA = new RoomFence({ execute });
-    fenceB = new RoomFence({ execute });
   });
 
   after(async () => {
+    pauseA.resume();
+    await a?.close();
+    await b?.close();
     await ks?.shutdown();
     await dropKeyspace(admin, keyspace);
     await admin.shutdown();
   });
 
-  const epochOf = async (room: string) => Number((await ks.execute('SELECT epoch FROM room_owner_epochs WHERE room_id = ?', [room], { prepare: true })).first()?.['epoch']);
+  const commitRow = async (room: string) => {
+    const r = (await ks.execute('SELECT epoch, seq FROM room_owner_epochs WHERE room_id = ?', [room], { prepare: true })).first();
+    return { epoch: Number(r?.['epoch']), seq: Number(r?.['seq']) };
+  };
+  const writetime = async (eventId: string) =>
+    Number((await ks.execute('SELECT WRITETIME(pdu_json) AS w FROM events WHERE event_id = ?', [eventId], { prepare: true })).first()?.['w']);
+  const timeline = async (store: Store, roomId: string) =>
+    (await store.rooms.getRoomEvents({ roomId, dir: 'b', from: Number.MAX_SAFE_INTEGER, limit: 1000 })).map((e) => e.eventId);
+  const stale = (err: unknown) => {
+    assert.ok(err instanceof StaleWriterError, `expected StaleWriterError, got ${String(err)}`);
+    assert.ok(err instanceof StoreConflictError, 'a conflict to every caller that knows only StoreConflictError');
+    return true;
+  };
 
-  it('records the first epoch, follows higher ones, and refuses a lower one with StaleWriterError', async () => {
-    await fenceA.check('!one', 1);
-    assert.equal(await epochOf('!one'), 1);
-    await fenceA.check('!one', 1); // the same owner again
-    await fenceB.check('!one', 2);
-    assert.equal(await epochOf('!one'), 2);
-    const stale = await fenceA.check('!one', 1).catch((e: unknown) => e);
-    assert.ok(stale instanceof StaleWriterError);
-    assert.ok(stale instanceof StoreConflictError, 'a conflict to every caller that knows only StoreConflictError');
-    assert.match((stale as Error).message, /epoch 1 is older than the room's owner epoch 2/);
-    assert.equal(await epochOf('!one'), 2, 'a refused check changes nothing');
+  it('records the first epoch, follows higher ones, and refuses a lower one', async () => {
+    const room = new FakeRoom();
+    await room.create(owner(a, 1), ALICE);
+    assert.deepEqual(await commitRow(room.roomId), { epoch: 1, seq: 5 }, 'one commit per event');
+    await room.message(owner(b, 2), ALICE, 'b takes over');
+    assert.deepEqual(await commitRow(room.roomId), { epoch: 2, seq: 6 });
+    const ev = room.build('m.room.message', ALICE, { body: 'late' });
+    await assert.rejects(a.rooms.persistEvent(sideInput(ev, { fence: { epoch: 1 } })), stale);
+    assert.equal(await a.rooms.getEvent(ev.eventId), null);
+    assert.deepEqual(await commitRow(room.roomId), { epoch: 2, seq: 6 }, 'a refused write changes nothing');
+    // fenceRoom with a lower epoch is refused too; an unfenced write (one node) is not checked.
+    await assert.rejects(a.rooms.fenceRoom!(room.roomId, 1), stale);
+    await room.message(b, ALICE, 'unfenced');
   });
 
-  it('two instances racing the first write of a room: the higher epoch wins, the lower passes only if it came first', async () => {
-    const results = await Promise.allSettled([fenceA.check('!race', 4), fenceB.check('!race', 5)]);
-    assert.equal(results[1]!.status, 'fulfilled');
-    assert.equal(await epochOf('!race'), 5);
-    const later = await fenceA.check('!race', 4).catch((e: unknown) => e);
-    assert.ok(later instanceof StaleWriterError);
+  it('an owner overtaken after passing every check, paused just before its commit, writes nothing', async () => {
+    const room = new FakeRoom();
+    await room.create(owner(a, 1), ALICE);
+    const head = await a.rooms.getForwardExtremities(room.roomId);
+    const x = room.build('m.room.topic', ALICE, { topic: 'stale' }, '');
+    const y = room.build('m.room.message', ALICE, { body: 'new owner' });
+    const txn = { userId: ALICE, deviceId: 'DEV', txnId: 't1' };
+    const reached = pauseA.arm('before', x.eventId);
+    const write = a.rooms.persistEvent(sideInput(x, { fence: { epoch: 1 }, txn }));
+    const outcome = write.then(() => 'stored', (err: unknown) => err);
+    await reached; // A has read the room, checked everything, claimed the IDs and written its state group.
+    await b.rooms.persistEvent(sideInput(y, { fence: { epoch: 2 } }));
+    pauseA.resume();
+    stale(await outcome);
+
+    for (const s of [a, b]) {
+      assert.equal(await s.rooms.getEvent(x.eventId), null, 'the stale event is not stored');
+      assert.deepEqual(await s.rooms.getForwardExtremities(room.roomId), [y.eventId]);
+      const topic = (await s.rooms.getCurrentState(room.roomId)).find((e) => e.type === 'm.room.topic');
+      assert.equal(topic, undefined, 'the stale state never reached the current state');
+      assert.deepEqual(await timeline(s, room.roomId), [y.eventId, ...(await timeline(s, room.roomId)).slice(1)]);
+      assert.ok(!(await timeline(s, room.roomId)).includes(x.eventId));
+    }
+    assert.ok(head.length === 1 && (await timeline(b, room.roomId)).includes(head[0]!));
+    // Its claims were released: the transaction and the event ID are free again.
+    assert.equal(await b.rooms.getEventIdForTxn(room.roomId, ALICE, 'DEV', 't1'), null);
+    assert.equal((await ks.execute('SELECT event_id FROM event_claims WHERE event_id = ?', [x.eventId], { prepare: true })).rowLength, 0);
+    assert.equal((await ks.execute('SELECT event_id FROM event_txns WHERE room_id = ? AND user_id = ? AND device_id = ? AND scope = ? AND txn_id = ?', [room.roomId, ALICE, 'DEV', '', 't1'], { prepare: true })).rowLength, 0);
+    assert.deepEqual(await commitRow(room.roomId), { epoch: 2, seq: 6 });
+    // The old owner stays fenced for any later write.
+    const z = room.build('m.room.message', ALICE, { body: 'still stale' });
+    await assert.rejects(a.rooms.persistEvent(sideInput(z, { fence: { epoch: 1 } })), stale);
   });
 
-  it('fenced writes reach the inner store in the order handed over; a stale one never reaches it', async () => {
-    const order: string[] = [];
-    const inner = {
-      persistEvent: async (input: PersistEventInput) => {
-        order.push(input.eventId);
-        return { stream: order.length, deduplicated: false };
-      },
-    } as unknown as RoomStore;
-    const rooms = fencedRooms(inner, fenceA);
-    const pdu = { room_id: '!order', type: 'm.room.message' } as unknown as Pdu;
-    const input = (i: number, epoch: number): PersistEventInput => ({ eventId: `$${i}`, pdu, stateDelta: [], forwardExtremities: [], fence: { epoch } });
-    await Promise.all(Array.from({ length: 30 }, (_, i) => rooms.persistEvent(input(i, 3))));
-    assert.deepEqual(order, Array.from({ length: 30 }, (_, i) => `$${i}`));
-    await fenceB.check('!order', 4);
-    const stale = await rooms.persistEvent(input(99, 3)).catch((e: unknown) => e);
-    assert.ok(stale instanceof StaleWriterError);
-    assert.equal(order.length, 30, 'the stale write was not handed to the store');
-    // Unfenced writes (single node) pass unchecked.
-    await rooms.persistEvent({ ...input(100, 0), fence: undefined });
-    assert.equal(order.at(-1), '$100');
+  it('an owner paused after its commit: the next owner lands the event and builds on it; the late batch overwrites nothing', async () => {
+    const room = new FakeRoom();
+    await room.create(owner(a, 1), ALICE);
+    const t1 = room.build('m.room.topic', ALICE, { topic: 'old' }, '');
+    const reached = pauseA.arm('after', t1.eventId);
+    const write = a.rooms.persistEvent(room.input(t1, { fence: { epoch: 1 } }));
+    await reached; // committed; its batch not sent
+
+    // The new owner settles the room before reading it: the committed event is landed.
+    await b.rooms.fenceRoom!(room.roomId, 2);
+    assert.equal((await b.rooms.getEvent(t1.eventId))?.eventId, t1.eventId);
+    assert.deepEqual(await b.rooms.getForwardExtremities(room.roomId), [t1.eventId]);
+    const topic = () => b.rooms.getCurrentState(room.roomId).then((s) => s.find((e) => e.type === 'm.room.topic')?.eventId);
+    assert.equal(await topic(), t1.eventId);
+
+    const t2 = await room.send(owner(b, 2), 'm.room.topic', ALICE, { topic: 'new' }, '');
+    assert.deepEqual(t2.pdu.prev_events, [t1.eventId], 'built on the landed event');
+    pauseA.resume();
+    const late = await write; // its commit stood: the write succeeded
+    assert.ok(late.stream > 0);
+
+    assert.deepEqual(await b.rooms.getForwardExtremities(room.roomId), [t2.eventId], 'the late batch did not roll the head back');
+    assert.equal(await topic(), t2.eventId, 'nor the current state');
+    const state = await b.rooms.getStateAt(room.roomId, b.currentPosition());
+    assert.equal(state.find((e) => e.type === 'm.room.topic')?.eventId, t2.eventId);
+    const ids = await timeline(b, room.roomId);
+    assert.equal(ids.filter((id) => id === t1.eventId).length, 1);
+    assert.equal(ids.filter((id) => id === t2.eventId).length, 1);
+    assert.ok((await writetime(t1.eventId)) < (await writetime(t2.eventId)), 'commit timestamps follow commit order');
+    assert.deepEqual(await commitRow(room.roomId), { epoch: 2, seq: 7 });
+  });
+
+  it("a new owner's first write settles the room itself (no fenceRoom)", async () => {
+    const room = new FakeRoom();
+    await room.create(owner(a, 1), ALICE);
+    const m1 = room.build('m.room.member', ALICE, { membership: 'join', displayname: 'old' }, ALICE);
+    const reached = pauseA.arm('after', m1.eventId);
+    const write = a.rooms.persistEvent(room.input(m1, { fence: { epoch: 1 } }));
+    await reached;
+    const m2 = await room.send(owner(b, 2), 'm.room.member', ALICE, { membership: 'join', displayname: 'new' }, ALICE);
+    assert.equal((await b.rooms.getEvent(m1.eventId))?.eventId, m1.eventId, 'landed before the new write');
+    pauseA.resume();
+    await write;
+    const member = (await b.rooms.getCurrentState(room.roomId)).find((e) => e.type === 'm.room.member' && e.stateKey === ALICE);
+    assert.equal(member?.eventId, m2.eventId);
+    assert.equal((await b.rooms.getMembership(room.roomId, ALICE))?.eventId, m2.eventId);
+    assert.deepEqual(await b.rooms.getForwardExtremities(room.roomId), [m2.eventId]);
+  });
+
+  it('racing owners: never two events at one position, and nothing of the old epoch commits after the new one', async () => {
+    const room = new FakeRoom();
+    await room.create(owner(a, 3), ALICE);
+    const before = (await commitRow(room.roomId)).seq;
+    const run = async (store: Store, epoch: number, tag: string) => {
+      const ok: string[] = [];
+      const refused: string[] = [];
+      for (let i = 0; i < 15; i++) {
+        const ev = room.build('m.room.message', ALICE, { body: `${tag}${i}` });
+        try {
+          await store.rooms.persistEvent(sideInput(ev, { fence: { epoch } }));
+          ok.push(ev.eventId);
+        } catch (err) {
+          stale(err);
+          refused.push(ev.eventId);
+        }
+      }
+      return { ok, refused };
+    };
+    const [ra, rb] = await Promise.all([run(a, 3, 'a'), new Promise((r) => setTimeout(r, 30)).then(() => run(b, 4, 'b'))]);
+    assert.equal(rb.ok.length, 15, 'the newer owner is never refused');
+    assert.ok(ra.refused.length > 0, 'the old owner was overtaken');
+
+    const ids = await timeline(b, room.roomId);
+    const stored = await b.rooms.getEvents(ids);
+    const positions = [...stored.values()].map((e) => e.stream);
+    assert.equal(new Set(positions).size, positions.length, 'no two events at one stream position');
+    for (const id of [...ra.ok, ...rb.ok]) assert.equal(ids.filter((x) => x === id).length, 1, `${id} stored once`);
+    for (const id of ra.refused) assert.equal(await b.rooms.getEvent(id), null, 'a refused write left nothing');
+    assert.equal((await commitRow(room.roomId)).seq, before + ra.ok.length + rb.ok.length, 'one commit (one seq) per stored event');
+    const lastOld = Math.max(0, ...(await Promise.all(ra.ok.map(writetime))));
+    const firstNew = Math.min(...(await Promise.all(rb.ok.map(writetime))));
+    assert.ok(lastOld < firstNew, 'every commit of the old epoch precedes every commit of the new one');
   });
 });

@@ -5,7 +5,9 @@
 // each process, the sender's included, applies it to its own replica with its own stream position
 // and its own expiry timer. Reads stay local and synchronous. A process that misses a message
 // (Redis down, or started later) is wrong until the notification expires (at most
-// MAX_TYPING_TIMEOUT_MS): typing is allowed to degrade. Without a Broadcast (a single node)
+// MAX_TYPING_TIMEOUT_MS): typing is allowed to degrade. A message carries the sender's stream
+// position, observed by each receiver (stream.ts), so positions are comparable across processes.
+// Without a Broadcast (a single node)
 // nothing is published and a change applies at once, as it always did.
 
 import type { Logger } from 'pino';
@@ -40,10 +42,12 @@ export class TypingService {
     if (!c) return;
     await c.broadcast.subscribe(CHANNEL, (message) => {
       try {
-        const [roomId, userId, typing, timeoutMs] = JSON.parse(message) as [unknown, unknown, unknown, unknown];
+        const [roomId, userId, typing, timeoutMs, pos] = JSON.parse(message) as [unknown, unknown, unknown, unknown, unknown];
         if (typeof roomId !== 'string' || typeof userId !== 'string' || typeof typing !== 'boolean' || typeof timeoutMs !== 'number') {
           throw new Error('malformed typing message');
         }
+        // The sender's stream position (absent from older workers): keeps positions comparable.
+        if (typeof pos === 'number') this.stream.observe(pos);
         this.apply(roomId, userId, typing, timeoutMs);
       } catch (err) {
         c.logger.warn({ err }, 'typing: ignored a message from another process');
@@ -59,7 +63,7 @@ export class TypingService {
     const c = this.cluster;
     if (!c) return this.apply(roomId, userId, typing, timeoutMs);
     try {
-      await c.broadcast.publish(CHANNEL, JSON.stringify([roomId, userId, typing, timeoutMs]));
+      await c.broadcast.publish(CHANNEL, JSON.stringify([roomId, userId, typing, timeoutMs, this.stream.current()]));
     } catch (err) {
       c.logger.warn({ err, roomId }, 'typing: publishing a change failed');
     }

@@ -60,7 +60,7 @@ import { CanonicalJsonError } from '../protocol/canonical-json.js';
 import type { JsonObject, Pdu, RoomVersion, SigningKey } from '../protocol/types.js';
 import { stateTuple } from '../protocol/types.js';
 import type { PushActionInput, PushBulkInput, StateEntry, StateKeyRef, Store, StoredEvent } from '../store/types.js';
-import { StoreConflictError } from '../store/types.js';
+import { StaleWriterError, StoreConflictError } from '../store/types.js';
 import type { Notifier } from '../sync/notifier.js';
 import { changedEntries, DagState, removedKeys, toEntries } from './dag-state.js';
 import { StaticKeyRing, type KeyRing } from './key-ring.js';
@@ -516,6 +516,10 @@ export class RoomInput {
     if (cached) return cached;
     // The store must hold every pipelined write before it can stand in for the lost state.
     await this.drained(roomId);
+    // An owner (cluster) first settles the room at its epoch: an earlier owner's last commit
+    // lands before we read. A stale epoch only means we are not the owner: this is then a read.
+    const fence = this.fenceOf(roomId);
+    if (fence) await this.deps.store.rooms.fenceRoom?.(roomId, fence.epoch).catch((err: unknown) => { if (!(err instanceof StaleWriterError)) throw err; });
     const room = await this.deps.store.rooms.getRoom(roomId);
     if (!room) return null;
     const [entries, extremities] = await Promise.all([

@@ -337,6 +337,13 @@ export interface RoomStore {
    * A join, invite or knock of a user (as applied by the state delta) un-forgets the room for them.
    */
   persistEvent(input: PersistEventInput): Promise<PersistEventResult>;
+  /**
+   * A backend shared by several workers (optional): makes `epoch` the room's owner epoch, so no
+   * writer with a lower one can persist from now on, and lands whatever an earlier owner had
+   * committed. A new owner calls it before reading the room to build on. Throws
+   * StaleWriterError when a higher epoch holds the room.
+   */
+  fenceRoom?(roomId: string, epoch: number): Promise<void>;
 
   getEvent(eventId: string): Promise<StoredEvent | null>;
   /** Missing IDs are simply absent from the result. */

@@ -17,7 +17,14 @@
 //    applied). A process dying between claim and batch leaves a claim without an event: that
 //    event ID is then refused for good.
 // 5. New state groups are written (unreferenced until step 6, see state-groups.ts).
-// 6. One logged batch: the event row, DAG edges, timeline/topological rows, redaction rewrite,
+// 5a. A fenced write (a cluster's room owner, PersistEventInput.fence) passes the room's commit
+//    point here (room-fence.ts): one LWT that checks the owner epoch and claims the room's next
+//    commit, recording the batch of step 6 so that a successor can land it. Refused
+//    (StaleWriterError), nothing of the event is visible. Before step 2 the writer settled the
+//    room at its epoch (older owners fenced off, their last commit landed), so its reads are
+//    the room as the previous owner left it.
+// 6. One logged batch (a fenced one at its commit's write timestamp, so a late batch never
+//    overwrites a later commit's cells): the event row, DAG edges, timeline/topological rows, redaction rewrite,
 //    state delta + history + current state, memberships, the room head, the hook statements.
 //    A logged batch is all-or-nothing (eventually), but not isolated: a reader may briefly see
 //    part of it before the write resolves. Readers bounded by currentPosition() never do: the
@@ -31,6 +38,7 @@
 import type { RoomVersion } from '../../protocol/types.js';
 import { eventChange, prepareEvent, type PreparedEvent } from '../sqlite/events.js';
 import {
+  StaleWriterError,
   StoreConflictError,
   type Membership,
   type PersistEventInput,
@@ -42,6 +50,7 @@ import { depthBucket, KIND_STATE, KIND_TIMELINE, KIND_TOPO, mapLimit, readEventR
 import { GroupBuilder, removalChanges, type StateChange } from './state-groups.js';
 import { membershipStatements, removeMembershipStatements } from './memberships.js';
 import { chainIndexStatements } from './dag.js';
+import { RoomCommits, type CommitHooks } from './room-fence.js';
 import type cassandra from 'cassandra-driver';
 
 const MEMBERSHIPS: ReadonlySet<string> = new Set<Membership>(['join', 'invite', 'leave', 'ban', 'knock']);
@@ -93,9 +102,14 @@ export class EventWriter {
   private readonly tails = new Map<string, Promise<void>>();
   private readonly backfill: BackfillPositions;
   private readonly rooms = new Map<string, RoomRecord>();
+  readonly commits: RoomCommits;
 
-  constructor(private readonly ctx: CassandraContext) {
+  constructor(
+    private readonly ctx: CassandraContext,
+    hooks?: CommitHooks,
+  ) {
     this.backfill = new BackfillPositions(ctx);
+    this.commits = new RoomCommits(ctx, notApplied, hooks);
   }
 
   persist(input: PersistEventInput): Promise<PersistEventResult> {
@@ -105,6 +119,8 @@ export class EventWriter {
     // everything read back from storage).
     const hookInput = jsonParse<PersistEventInput>(JSON.stringify(input));
     const roomId = prepared.roomId;
+    // Only events that name their room can be fenced (see room-fence.ts).
+    const fence = input.fence !== undefined && typeof input.pdu.room_id === 'string' ? input.fence.epoch : undefined;
     const prev = this.tails.get(roomId) ?? Promise.resolve();
     let release!: () => void;
     const mine = new Promise<void>((r) => (release = r));
@@ -117,7 +133,7 @@ export class EventWriter {
     const run = async (pos: number): Promise<PersistEventResult> => {
       await prev;
       try {
-        return { stream: pos, ...(await this.write(prepared, hookInput, pos)) };
+        return { stream: pos, ...(await this.write(prepared, hookInput, pos, fence)) };
       } finally {
         done();
       }
@@ -155,8 +171,10 @@ export class EventWriter {
     ev: PreparedEvent,
     hookInput: PersistEventInput,
     pos: number,
+    fence: number | undefined,
   ): Promise<{ stateGroupBefore: number | null; stateGroupAfter: number | null }> {
     const { eventId, roomId } = ev;
+    if (fence !== undefined) await this.commits.settle(roomId, fence);
     const accepted = ev.status === 'accepted';
     const live = accepted && !ev.backfill;
 
@@ -213,7 +231,9 @@ export class EventWriter {
     // --- claims, then the writes ---
     // Both claims in parallel (each LWT is several round trips); one lost releases the other.
     const claimed: Array<() => Promise<unknown>> = [];
+    // Set once something that may land has been sent (the commit LWT, or an unfenced batch).
     let sent = false;
+    let commit: { seq: number; ts: number } | undefined;
     try {
       const [txnClaim, eventClaim] = await Promise.allSettled([
         txnKey
@@ -240,12 +260,32 @@ export class EventWriter {
       if (txnKey && !applied(txnClaim.value!)) throw txnConflict(ev);
       if (!applied(eventClaim.value)) throw new StoreConflictError(`event ${eventId} already persisted`);
       await groups.write();
+      const statements = [...batch, ...hookStatements];
+      let ts: number | undefined;
+      if (fence !== undefined) {
+        try {
+          commit = await this.commits.commit(roomId, fence, eventId, statements, () => (sent = true));
+          ts = commit.ts;
+        } catch (err) {
+          // A refused commit (stale epoch) landed nothing; an unknown outcome (timeout) may have.
+          if (err instanceof StaleWriterError) sent = false;
+          throw err;
+        }
+      }
       sent = true;
-      await this.ctx.batch([...batch, ...hookStatements]);
+      await this.ctx.batch(statements, ts !== undefined ? { timestamp: ts } : undefined);
     } catch (err) {
-      // Once the batch was sent it may still be applied (a timeout is not a failure): keep the
-      // claims then, so the event can never be stored twice, unless the node refused it outright.
-      if (!sent || notApplied(err)) await Promise.allSettled(claimed.map((f) => f()));
+      // Once the batch (or the commit carrying it) was sent it may still be applied (a timeout
+      // is not a failure): keep the claims then, so the event can never be stored twice, unless
+      // the node refused it outright.
+      const refused = !sent || notApplied(err);
+      if (commit) {
+        // A void that fails is harmless: the next settle's replay is refused the same way and voids it.
+        if (refused) await this.commits.void(roomId, commit.seq).catch(() => undefined);
+        // The next write of the room settles it again, landing this commit if it can.
+        this.commits.unsettled(roomId);
+      }
+      if (refused) await Promise.allSettled(claimed.map((f) => f()));
       throw err;
     }
     return { stateGroupBefore: before, stateGroupAfter: after };

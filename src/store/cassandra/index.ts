@@ -33,7 +33,7 @@ import { checkKeyspaceName, createKeyspace, migrate } from './migrate.js';
 import { MIGRATIONS } from './migrations/index.js';
 import { PositionAllocator, positionAt } from './positions.js';
 import { CassandraRoomStore } from './rooms.js';
-import { fencedRooms, RoomFence } from './room-fence.js';
+import type { CommitHooks } from './room-fence.js';
 import { CassandraE2eeStore } from './e2ee.js';
 import { CassandraMediaStore } from './media.js';
 import { CassandraAccountStore } from './accounts.js';
@@ -69,6 +69,8 @@ export interface CassandraStoreOptions {
   now?: () => number;
   /** Skip migrations (a test harness that migrated the keyspace once already). */
   skipMigrations?: boolean;
+  /** Test seams around the commit point of fenced room writes (room-fence.ts). */
+  commitHooks?: CommitHooks;
 }
 
 const { consistencies } = cassandra.types;
@@ -105,7 +107,7 @@ export async function openCassandraStore(opts: CassandraStoreOptions): Promise<C
       onLeaseLost: (err) => opts.logger?.warn({ err }, 'cassandra store: worker lease lost; writes are refused from now on'),
       onListenerError: (err) => opts.logger?.warn({ err }, 'cassandra store: stream listener failed'),
     });
-    return new CassandraStore(client, positions, applied);
+    return new CassandraStore(client, positions, applied, opts.commitHooks);
   } catch (err) {
     await client.shutdown().catch(() => undefined);
     throw err;
@@ -143,6 +145,7 @@ export class CassandraStore implements SharedStoreBackend {
     private readonly client: cassandra.Client,
     private readonly positions: PositionAllocator,
     appliedMigrations: number[],
+    commitHooks?: CommitHooks,
   ) {
     this.appliedMigrations = [...appliedMigrations];
     const gen = positions.gen;
@@ -195,7 +198,8 @@ export class CassandraStore implements SharedStoreBackend {
     };
     this.accounts = new CassandraAccountStore(ctx);
     this.devices = new CassandraDeviceStore(ctx);
-    this.rooms = new CassandraRoomStore(ctx);
+    // Fenced writes (a cluster's room owners) pass a commit point: room-fence.ts.
+    this.rooms = new CassandraRoomStore(ctx, commitHooks);
     this.userData = new CassandraUserDataStore(ctx);
     this.receipts = new CassandraReceiptStore(ctx);
     // Derived data (push actions, relations, search) is written by hooks in each event's batch;
@@ -215,9 +219,6 @@ export class CassandraStore implements SharedStoreBackend {
     this.e2ee = new CassandraE2eeStore(ctx);
     this.media = new CassandraMediaStore(ctx);
     this.appServices = new CassandraAppServiceStore(ctx);
-    // Room writers' fencing epochs (src/cluster/room-owner.ts), checked before each fenced write.
-    this.rooms = fencedRooms(this.rooms, new RoomFence(ctx));
-    void ctx;
   }
 
   currentPosition(): number {

@@ -1,95 +1,213 @@
-// Fencing of room writers (src/cluster/room-owner.ts): a write that carries an owner epoch
-// (PersistEventInput.fence) is refused with StaleWriterError once a later owner of the room has
-// written with a higher epoch.
+// The commit point of fenced room writes (a cluster's room owners, src/cluster/room-owner.ts):
+// one LWT per event on the room's row of room_owner_epochs checks the writer's epoch and claims
+// the room's next commit in the same Paxos round, so a writer whose epoch was overtaken can never
+// commit, however long it paused and whatever it checked before.
+//
+// The row (one per room, written only with LWTs): epoch, the highest owner epoch that settled
+// the room; seq, the number of commits (gapless); ts, the write timestamp of the last commit;
+// event_id and pending, the last commit's event and its follow-up batch (encoded statements).
 //
 // Invariants:
-// - room_owner_epochs holds, per room, the highest epoch that passed the check; it only ever
-//   grows, and is written with LWTs only (UPDATE ... IF epoch <= ?, or INSERT IF NOT EXISTS for
-//   the room's first fenced write), so two owners racing are ordered by Paxos.
-// - Every fenced write waits for a check that *started* after the write was handed over: at most
-//   one check per room is in flight, and writes arriving meanwhile share the next one. Writes of
-//   a room reach the inner store in the order they were handed over (pipelined writes depend on
-//   that), since each waits on a check that settles in that order.
-// - The window (documented in docs/deploy.md): the check is a separate LWT from the event's
-//   logged batch (a conditional batch must stay inside one partition, and an event's batch spans
-//   many). A writer paused between its check and its batch until after a new owner has written
-//   still lands the writes it had already checked. Closing it needs the append itself to be
-//   conditional (the room's head row carrying the epoch).
-// - Writes without a fence, and events without a room ID (a v12 create event, which starts a
-//   room nobody else can own yet), pass unchecked.
+// - commit() applies `IF epoch = mine AND seq = last`: the epoch check and the claim of the next
+//   commit are one Paxos round. An epoch overtaken at any moment before that round is refused
+//   with StaleWriterError, and the writer has then written nothing the room can see (only
+//   unreferenced state groups; its event/txn ID claims are released by the caller).
+// - Each commit gets a write timestamp ts = max(now µs, previous ts + 1): strictly increasing in
+//   commit order across all writers, whatever their clocks. The event's logged batch is written
+//   at ts, so a batch that lands late (its writer paused between commit and batch) can never
+//   overwrite the cells of a later commit: room head, current state, memberships.
+// - settle(room, epoch) (a new owner, before it reads the room to build on it, and before its
+//   first commit) first raises the recorded epoch with an LWT, so from then on no older owner
+//   can commit, then reads the row (serial) and rolls the last commit forward: if its event row
+//   is missing, it writes the pending batch itself at the commit's ts. A late original batch is
+//   then the same cells at the same timestamp: a no-op. So a committed event is never lost and
+//   never half-visible to the next owner, and the next owner builds on it.
+// - A pending batch the node refuses outright (e.g. over batch_size_fail_threshold) is voided
+//   (pending = '', conditional on its seq): it wrote nothing and never will.
+// - Writes without a fence (one node) and events without a room ID (a v12 create event, which
+//   starts a room nobody else can own yet) take no commit point.
 
-import type { PersistEventInput, RoomStore } from '../types.js';
 import { StaleWriterError } from '../types.js';
-import { applied, numOrNull, type CassandraContext } from './context.js';
+import { applied, numOrNull, type CassandraContext, type CqlStatement } from './context.js';
 
-interface Slot {
-  /** The check in flight. */
-  current: Promise<void>;
-  /** The check that starts when `current` settles, shared by writes that arrived meanwhile. */
-  next: Promise<void> | null;
+const LOCAL_SERIAL = 0x0009;
+
+/** Test seams: called around the commit LWT (a writer "pausing" there). */
+export interface CommitHooks {
+  beforeCommit?(roomId: string, eventId: string): Promise<void>;
+  afterCommit?(roomId: string, eventId: string): Promise<void>;
 }
 
-export class RoomFence {
-  private readonly slots = new Map<string, Slot>();
+interface Head {
+  epoch: number;
+  seq: number;
+  ts: number;
+}
 
-  constructor(private readonly ctx: Pick<CassandraContext, 'execute'>) {}
+export interface Commit {
+  /** The write timestamp (µs) the event's batch must be written at. */
+  ts: number;
+  /** The room's commit counter after this commit (1, 2, ...: gapless per room). */
+  seq: number;
+}
 
-  /** Resolves when `epoch` is the room's highest; rejects with StaleWriterError when it is not. */
-  check(roomId: string, epoch: number): Promise<void> {
-    const key = `${roomId}\u0000${epoch}`;
-    const slot = this.slots.get(key);
-    if (!slot) {
-      const s: Slot = { current: this.checkOnce(roomId, epoch), next: null };
-      this.slots.set(key, s);
-      this.settle(key, s);
-      return s.current;
-    }
-    slot.next ??= slot.current.then(
-      () => this.checkOnce(roomId, epoch),
-      () => this.checkOnce(roomId, epoch),
-    );
-    return slot.next;
+type Ctx = Pick<CassandraContext, 'execute' | 'batch'>;
+
+export class RoomCommits {
+  /** The row as this instance last settled or committed it (the LWTs verify it). */
+  private readonly heads = new Map<string, Head>();
+  private lastMicros = 0;
+
+  constructor(
+    private readonly ctx: Ctx,
+    private readonly notApplied: (err: unknown) => boolean,
+    private readonly hooks: CommitHooks = {},
+  ) {}
+
+  /**
+   * Makes `epoch` the room's owner epoch (refusing older owners from now on) and lands the last
+   * commit of any earlier owner. StaleWriterError when a later epoch holds the room.
+   */
+  async settle(roomId: string, epoch: number): Promise<void> {
+    const h = this.heads.get(roomId);
+    if (h && h.epoch === epoch) return;
+    if (h && h.epoch > epoch) throw new StaleWriterError(roomId, epoch, h.epoch);
+    await this.settleNow(roomId, epoch);
   }
 
-  private settle(key: string, s: Slot): void {
-    const after = () => {
-      if (s.next) {
-        s.current = s.next;
-        s.next = null;
-        this.settle(key, s);
-      } else if (this.slots.get(key) === s) {
-        this.slots.delete(key);
-      }
-    };
-    s.current.then(after, after);
-  }
-
-  private async checkOnce(roomId: string, epoch: number): Promise<void> {
+  /**
+   * The commit point: claims the room's next commit for `eventId` if `epoch` still owns it.
+   * `statements` are the event's follow-up batch, recorded so a successor can land it.
+   * `sending` is called before each commit LWT goes out (from then on it may land).
+   */
+  async commit(roomId: string, epoch: number, eventId: string, statements: CqlStatement[], sending?: () => void): Promise<Commit> {
+    const pending = encodeBatch(statements);
     for (let attempt = 0; attempt < 5; attempt++) {
-      const rs = await this.ctx.execute(`UPDATE room_owner_epochs SET epoch = ? WHERE room_id = ? IF epoch <= ?`, [epoch, roomId, epoch]);
+      let h = this.heads.get(roomId);
+      if (!h || h.epoch !== epoch) {
+        if (h && h.epoch > epoch) throw new StaleWriterError(roomId, epoch, h.epoch);
+        h = await this.settleNow(roomId, epoch);
+      }
+      const ts = Math.max(this.nowMicros(), h.ts + 1);
+      await this.hooks.beforeCommit?.(roomId, eventId);
+      sending?.();
+      const rs = await this.ctx.execute(
+        'UPDATE room_owner_epochs SET seq = ?, ts = ?, event_id = ?, pending = ? WHERE room_id = ? IF epoch = ? AND seq = ?',
+        [h.seq + 1, ts, eventId, pending, roomId, epoch, h.seq],
+      );
+      if (applied(rs)) {
+        const next = { epoch, seq: h.seq + 1, ts };
+        this.remember(roomId, next);
+        await this.hooks.afterCommit?.(roomId, eventId);
+        return { ts, seq: next.seq };
+      }
+      this.heads.delete(roomId);
+      const recorded = numOrNull(rs.first()?.['epoch']);
+      if (recorded !== null && recorded > epoch) throw new StaleWriterError(roomId, epoch, recorded);
+      // Another commit at our epoch moved the row (this instance's cache was behind): settle again.
+    }
+    throw new Error(`room ${roomId}: commit did not settle`);
+  }
+
+  /** The commit's batch did not certainly land: the next write settles (and rolls it forward). */
+  unsettled(roomId: string): void {
+    this.heads.delete(roomId);
+  }
+
+  /** The commit's batch was refused outright: it wrote nothing, so nobody may replay it. */
+  async void(roomId: string, seq: number): Promise<void> {
+    await this.ctx.execute(`UPDATE room_owner_epochs SET pending = '' WHERE room_id = ? IF seq = ?`, [roomId, seq]);
+  }
+
+  private async settleNow(roomId: string, epoch: number): Promise<Head> {
+    this.heads.delete(roomId);
+    await this.raise(roomId, epoch);
+    const row = (
+      await this.ctx.execute('SELECT epoch, seq, ts, event_id, pending FROM room_owner_epochs WHERE room_id = ?', [roomId], {
+        consistency: LOCAL_SERIAL,
+      })
+    ).first();
+    const recorded = numOrNull(row?.['epoch']);
+    if (recorded === null) throw new Error(`room ${roomId}: owner row missing after it was raised`);
+    if (recorded > epoch) throw new StaleWriterError(roomId, epoch, recorded);
+    let seq = numOrNull(row?.['seq']);
+    const ts = numOrNull(row?.['ts']) ?? 0;
+    if (seq === null) {
+      // A row from before commit points (epoch only): start its counter.
+      const init = await this.ctx.execute(
+        `UPDATE room_owner_epochs SET seq = 0, ts = 0, event_id = '', pending = '' WHERE room_id = ? IF epoch = ? AND seq = null`,
+        [roomId, epoch],
+      );
+      if (!applied(init)) throw new Error(`room ${roomId}: owner row changed while settling`);
+      seq = 0;
+    }
+    const pending = (row?.['pending'] as string | null) ?? '';
+    const eventId = (row?.['event_id'] as string | null) ?? '';
+    if (pending !== '' && eventId !== '') {
+      const landed = (await this.ctx.execute('SELECT event_id FROM events WHERE event_id = ?', [eventId])).first();
+      if (!landed) {
+        try {
+          await this.ctx.batch(decodeBatch(pending), { timestamp: ts });
+        } catch (err) {
+          if (!this.notApplied(err)) throw err;
+          await this.void(roomId, seq);
+        }
+      }
+    }
+    const head = { epoch, seq, ts };
+    this.remember(roomId, head);
+    return head;
+  }
+
+  /** Raises the recorded epoch to `epoch` (LWT), creating the row for a room's first commit. */
+  private async raise(roomId: string, epoch: number): Promise<void> {
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const rs = await this.ctx.execute('UPDATE room_owner_epochs SET epoch = ? WHERE room_id = ? IF epoch <= ?', [epoch, roomId, epoch]);
       if (applied(rs)) return;
       const recorded = numOrNull(rs.first()?.['epoch']);
       if (recorded !== null) throw new StaleWriterError(roomId, epoch, recorded);
-      const ins = await this.ctx.execute(`INSERT INTO room_owner_epochs (room_id, epoch) VALUES (?, ?) IF NOT EXISTS`, [roomId, epoch]);
+      const ins = await this.ctx.execute(
+        `INSERT INTO room_owner_epochs (room_id, epoch, seq, ts, event_id, pending) VALUES (?, ?, 0, 0, '', '') IF NOT EXISTS`,
+        [roomId, epoch],
+      );
       if (applied(ins)) return;
       // Someone inserted first: compare with theirs.
     }
-    throw new Error(`room ${roomId}: fence check did not settle`);
+    throw new Error(`room ${roomId}: owner epoch did not settle`);
+  }
+
+  private remember(roomId: string, head: Head): void {
+    // Bounded: a forgotten room costs one settle (two LWTs and a read) on its next write.
+    if (this.heads.size >= 10_000 && !this.heads.has(roomId)) this.heads.clear();
+    this.heads.set(roomId, head);
+  }
+
+  /** Wall clock in µs, strictly increasing in this process (the driver's timestamps are µs too). */
+  private nowMicros(): number {
+    this.lastMicros = Math.max(Date.now() * 1000, this.lastMicros + 1);
+    return this.lastMicros;
   }
 }
 
-/** `inner` with every fenced persistEvent checked first (see the header). */
-export function fencedRooms(inner: RoomStore, fence: RoomFence): RoomStore {
-  const persistEvent = async (input: PersistEventInput) => {
-    const roomId = input.pdu.room_id;
-    if (input.fence !== undefined && typeof roomId === 'string') await fence.check(roomId, input.fence.epoch);
-    return inner.persistEvent(input);
-  };
-  return new Proxy(inner, {
-    get(target, prop) {
-      if (prop === 'persistEvent') return persistEvent;
-      const v = Reflect.get(target, prop, target) as unknown;
-      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
-    },
-  });
+/**
+ * Statements as JSON. Parameters are strings, finite numbers, booleans, unset (undefined, stored
+ * as null: the store never binds null) or arrays of those; anything else would not survive the
+ * round trip, so it is refused before the commit.
+ */
+export function encodeBatch(statements: CqlStatement[]): string {
+  const ok = (v: unknown): boolean =>
+    v === undefined || typeof v === 'string' || typeof v === 'boolean' || (typeof v === 'number' && Number.isFinite(v));
+  for (const s of statements) {
+    for (const p of s.params) {
+      if (!(ok(p) || (Array.isArray(p) && p.every((x) => x !== undefined && ok(x))))) {
+        throw new TypeError(`statement parameter cannot be recorded for a commit: ${s.query.slice(0, 60)}`);
+      }
+    }
+  }
+  return JSON.stringify(statements.map((s) => [s.query, s.params.map((p) => (p === undefined ? null : p))]));
+}
+
+export function decodeBatch(text: string): CqlStatement[] {
+  const raw = JSON.parse(text) as Array<[string, unknown[]]>;
+  return raw.map(([query, params]) => ({ query, params: params.map((p) => (p === null ? undefined : p)) }));
 }

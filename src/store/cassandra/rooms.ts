@@ -25,6 +25,7 @@ import {
 import { applied, num, numOrNull, type CassandraContext } from './context.js';
 import { authChainDifference, conflictedSubgraph } from './dag.js';
 import { EventWriter, REMOVED } from './events.js';
+import type { CommitHooks } from './room-fence.js';
 import * as members from './memberships.js';
 import { byKey, streamBucket, getStoredEvents, KIND_STATE, mapLimit, readEventRows, roomBuckets, scan } from './rooms-util.js';
 import { stateGroupEntries } from './state-groups.js';
@@ -33,8 +34,11 @@ import { queryRoomEvents, roomMaxStream } from './timeline.js';
 export class CassandraRoomStore implements RoomStore {
   private readonly writer: EventWriter;
 
-  constructor(private readonly ctx: CassandraContext) {
-    this.writer = new EventWriter(ctx);
+  constructor(
+    private readonly ctx: CassandraContext,
+    commitHooks?: CommitHooks,
+  ) {
+    this.writer = new EventWriter(ctx, commitHooks);
   }
 
   async createRoom(room: RoomRecord): Promise<void> {
@@ -60,6 +64,11 @@ export class CassandraRoomStore implements RoomStore {
     } catch (err) {
       return Promise.reject(err);
     }
+  }
+
+  async fenceRoom(roomId: string, epoch: number): Promise<void> {
+    this.ctx.checkOpen();
+    await this.writer.commits.settle(roomId, epoch);
   }
 
   async getEvent(eventId: string): Promise<StoredEvent | null> {
