@@ -8,15 +8,17 @@
 // long-polls and WebSocket streams) on every worker record what they are delivered.
 // - Worker 3 (where the busy rooms were created, and a third of the clients live) is killed with
 //   SIGKILL mid-traffic. Its clients move to the other workers, waiting out 429/503 answers for
-//   their retry_after_ms with jitter (admission is tight on purpose, so a reconnect storm gets
-//   some), and resume from their last token; unacknowledged sends are retried with the same
-//   txnId. Every acknowledged message reaches every follower once, in the room's order, with no
-//   limited (gappy) timeline; all 200 members' /syncs from their pre-traffic token then hold every
-//   acknowledged message of the big room once, in order.
+//   their retry_after_ms with jitter (sockets' catch-ups are admitted one at a time, so a
+//   reconnect storm can meet it), and resume from their last token; unacknowledged sends are
+//   retried with the same txnId. Every acknowledged message reaches every follower once, in the
+//   room's order (/messages), with no limited (gappy) timeline, and each room is one chain; all
+//   200 members' /syncs then hold every acknowledged message of the big room once, in order.
 // - Worker 3 is started again and Redis is stopped (its data lost: nothing is persisted) and
 //   started again mid-traffic: sends during the outage are refused with a retryable 503 or wait;
-//   nothing acknowledged is lost or duplicated, and delivery resumes (workers reset their caches
-//   from Cassandra on the feed's gap).
+//   nothing acknowledged is lost or duplicated, every follower has the room's order, a message
+//   sent afterwards reaches every follower (workers reset their caches from Cassandra on the
+//   feed's gap), and each room ends with one forward extremity (a fork at the handover is
+//   counted and printed: see the comment at that check).
 //
 // What is checked for the 200-member room: 12 members follow it live (4 per worker, 3 of them
 // over WebSocket); all 200 are checked with one incremental /sync each after the traffic, from a
@@ -211,11 +213,12 @@ describe('cluster: three workers, Redis and Cassandra; a worker killed, Redis re
   }
 
   /** Every follower got every acknowledged message once, in the room's order, with no gap. */
-  async function checkDelivery(ph: Phase, timeoutMs: number): Promise<number> {
+  async function checkDelivery(ph: Phase, timeoutMs: number, dag: 'linear' | 'healed'): Promise<{ caughtUp: number; forks: number }> {
     const t0 = Date.now();
     const want = new Map([...ph.acked].map(([room, list]) => [room, new Set(list.map((x) => x.id))]));
     await Promise.all(ph.followers.map((f) => f.waitFor(new Map(f.rooms.map((r) => [r, want.get(r)!])), timeoutMs)));
     const caughtUp = Date.now() - t0;
+    let forks = 0;
     await sleep(1_000); // a duplicate delivered late would show now
     await Promise.all(ph.followers.map((f) => f.stop()));
     for (const [room, list] of ph.acked) {
@@ -229,9 +232,27 @@ describe('cluster: three workers, Redis and Cassandra; a worker killed, Redis re
         assert.deepEqual(f.seen.get(room)!.map((s) => s.id), order.map((s) => s.id), `${f.client.user.userId} got ${room}'s messages once each, in the room's order`);
         assert.equal(f.limited, 0, `${f.client.user.userId}: no incremental timeline was limited`);
       }
-      await assertLinear(w1!.hearth.store, room, order.map((s) => s.id));
+      if (dag === 'linear') await assertLinear(w1!.hearth.store, room, order.map((s) => s.id));
+      else forks += await healedForks(room, order.map((s) => s.id));
     }
-    return caughtUp;
+    return { caughtUp, forks };
+  }
+
+  /**
+   * The room's messages may fork where two workers both wrote as its owner, but the next message
+   * merges the fork, so the room ends with one forward extremity: its last message. Returns the
+   * number of messages that do not cite exactly the one before.
+   */
+  async function healedForks(roomId: string, ordered: string[]): Promise<number> {
+    const store = w1!.hearth.store;
+    assert.deepEqual(await store.rooms.getForwardExtremities(roomId), [ordered.at(-1)], `${roomId}: one forward extremity, the last message`);
+    const events = await store.rooms.getEvents(ordered);
+    let forks = 0;
+    for (let i = 1; i < ordered.length; i++) {
+      const prev = events.get(ordered[i]!)!.pdu.prev_events;
+      if (prev.length !== 1 || prev[0] !== ordered[i - 1]) forks++;
+    }
+    return forks;
   }
 
   const memberOf = (room: string): Client => clients[pairs.find((p) => p.roomId === room)?.a ?? 0]!;
@@ -274,7 +295,7 @@ describe('cluster: three workers, Redis and Cassandra; a worker killed, Redis re
     assert.ok(firstAck < 30_000, `first send begun after the kill acknowledged ${firstAck} ms after it`);
     const moved = [2, 5, ...bigSenders, ...bigFollowers].filter((u) => u % 3 === 2 && clients[u]!.moves > 0);
     assert.ok(moved.length >= 4, `worker 3's active clients moved to other workers (${moved.length})`);
-    const caughtUp = await checkDelivery(ph, 60_000);
+    const { caughtUp } = await checkDelivery(ph, 60_000, 'linear');
 
     // All 200 members: one incremental /sync each, from before the traffic, on a live worker.
     const order = await roomOrder(clients[0]!, bigRoom, ph.since.get(bigRoom)!);
@@ -322,7 +343,10 @@ describe('cluster: three workers, Redis and Cassandra; a worker killed, Redis re
     const all = [...ph.acked.values()].flat();
     const afterBack = all.filter((x) => x.start > backAt);
     const firstAck = afterBack.length > 0 ? Math.min(...afterBack.map((x) => x.at)) - backAt : -1;
-    const caughtUp = await checkDelivery(ph, 60_000);
+    // Not one chain here: the owner of a room when Redis lost its data keeps writing until its
+    // next renewal finds the lease gone, while another worker may already have taken the room
+    // (no lease to stop it): the fence's known window (docs/deploy.md) can fork the room once.
+    const { caughtUp, forks } = await checkDelivery(ph, 60_000, 'healed');
     // Delivery resumed: a message sent now reaches a follower on each worker.
     const fresh = await follow();
     const id = await clients[6]!.send(bigRoom, `r-after-${Date.now()}`, 'after the restart');
@@ -335,7 +359,8 @@ describe('cluster: three workers, Redis and Cassandra; a worker killed, Redis re
     await Promise.all(fresh.followers.map((f) => f.stop()));
     console.log(
       `      Redis down ${backAt - downAt} ms: first send begun after it returned acknowledged after ${firstAck} ms; ` +
-        `followers caught up ${caughtUp} ms after the traffic ended (${Date.now() - backAt} ms after Redis returned, checks included); a new message reached every follower in ${resumed} ms`,
+        `followers caught up ${caughtUp} ms after the traffic ended (${Date.now() - backAt} ms after Redis returned, checks included); a new message reached every follower in ${resumed} ms; ` +
+        `${forks} message(s) not citing the one before (forks at the handover, healed)`,
     );
   });
 });
