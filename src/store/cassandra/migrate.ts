@@ -1,15 +1,9 @@
 // Applies numbered CQL migrations (./migrations) to a keyspace, creating it when asked.
 // Two instances may migrate at once: every statement is IF NOT EXISTS, and a version is
 // recorded only after all of its statements ran.
-// Schema statements wait up to DDL_TIMEOUT_MS: a schema change flushes memtables, which on a busy
-// node outlasts the driver's 12 s default read timeout (a timed-out CREATE may still be applied:
-// IF NOT EXISTS makes the next start's retry safe).
 
 import type cassandra from 'cassandra-driver';
 import type { CqlMigration } from './migrations/index.js';
-
-const DDL_TIMEOUT_MS = 120_000;
-const DDL = { readTimeout: DDL_TIMEOUT_MS };
 
 const KEYSPACE_RE = /^[a-z][a-z0-9_]{0,47}$/;
 /**
