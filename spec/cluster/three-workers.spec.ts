@@ -29,6 +29,12 @@
 // holds for a silent worker until it is dropped (deadMs 15 s, src/cluster/replication.ts): the
 // timeouts here allow for it (30 s for the first acknowledgement after the kill).
 //
+// NOT IN `npm test` yet (.mocharc.json ignores it), for two intermittent failures, both real bugs:
+// - the kill phase, about 1 run in 6: a send in flight at the kill answers 500 on every retry for
+//   a minute (a txn claim orphaned by the kill; fixed on branch ownerkill, commit 4d47abf);
+// - the Redis phase, 1 run in 9: a /sync follower on the restarted worker 3 missed one message
+//   of a 1:1 room for over a minute after Redis returned (cause not found yet).
+// Run it by hand:
 //   npm run build && npx mocha --no-config --timeout 300000 --exit dist/spec/cluster/three-workers.spec.js
 
 import { mkdtempSync, rmSync } from 'node:fs';
