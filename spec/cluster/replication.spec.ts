@@ -1,8 +1,13 @@
 // The replication stream on a real Redis: several workers' change records merged in position
 // order behind the cluster watermark (src/cluster/replication.ts).
 
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join as joinPath } from 'node:path';
+import { Redis } from 'ioredis';
 import { assert } from '../helpers/assert.js';
-import { freshPrefix, redisClient } from '../helpers/redis.js';
+import { freePort } from '../helpers/child-server.js';
+import { freshPrefix, OwnRedis, redisClient } from '../helpers/redis.js';
 import { ReplicationStream, type LocalFeed } from '../../src/cluster/replication.js';
 import type { ChangeRecord } from '../../src/store/change-types.js';
 import type { ChangeListener } from '../../src/store/stream-id.js';
@@ -46,9 +51,19 @@ describe('replication stream (Redis)', function () {
     for (const c of conns.splice(0)) c.disconnect();
   });
 
-  async function join(w: FakeWorker, extra: { deadMs?: number } = {}): Promise<{ stream: ReplicationStream; seen: number[]; resets: number }> {
-    const redis = redisClient();
-    const reader = redisClient();
+  async function join(
+    w: FakeWorker,
+    extra: { deadMs?: number; logger?: { warn: (obj: object, msg: string) => void } } = {},
+    own?: { url: string; reconnectMs?: number },
+  ): Promise<{ stream: ReplicationStream; seen: number[]; resets: number }> {
+    // On a Redis of the test's own (which it stops), connection errors are expected: swallowed.
+    const conn = () => {
+      if (!own) return redisClient();
+      const delay = own.reconnectMs;
+      return new Redis(own.url, { maxRetriesPerRequest: 3, ...(delay ? { retryStrategy: () => delay } : {}) }).on('error', () => undefined);
+    };
+    const redis = conn();
+    const reader = conn();
     conns.push(redis, reader);
     const stream = new ReplicationStream({ redis, reader, key, local: w, heartbeatMs: 20, joinGraceMs: 100, deadMs: 2_000, logger: quiet, ...extra });
     const out = { stream, seen: [] as number[], resets: 0 };
@@ -136,6 +151,42 @@ describe('replication stream (Redis)', function () {
     a.clock = 2000;
     await until(() => ra.resets > 0, 'a reset');
     assert.ok(!ra.seen.includes(900), 'records after a gap are replaced by the reset');
+  });
+
+  it('a Redis restart longer than deadMs drops no live worker: the watermark still waits for it, then follows it again', async function () {
+    this.timeout(30_000);
+    const dir = mkdtempSync(joinPath(tmpdir(), 'hearth-repl-redis-'));
+    const own = new OwnRedis(await freePort(), joinPath(dir, 'redis'));
+    own.start();
+    try {
+      const a = new FakeWorker(1, 100);
+      const b = new FakeWorker(2, 100);
+      const warnings: string[] = [];
+      // B reconnects at most every 800 ms, so A's reads usually resume before B is heard again.
+      const ra = await join(a, { deadMs: 2_000, logger: { warn: (_o, msg) => warnings.push(msg) } }, { url: own.url });
+      await join(b, {}, { url: own.url, reconnectMs: 800 });
+      b.floor = 100; // B is writing position 101
+      a.clock = 500;
+      await new Promise((r) => setTimeout(r, 150));
+      assert.ok(ra.stream.currentPosition() <= 100, 'A waits for B');
+      own.stop(); // its data is lost with it
+      await new Promise((r) => setTimeout(r, 3_000)); // longer than deadMs
+      own.start();
+      // Both reconnect, each on its own schedule; B is still writing 101.
+      await new Promise((r) => setTimeout(r, 2_500));
+      assert.deepEqual(ra.stream.liveWorkers(), [1, 2], `B is not dropped for Redis's silence (A logged: ${warnings.join('; ')})`);
+      assert.ok(ra.stream.currentPosition() <= 100, `A still waits for B's write in flight (A logged: ${warnings.join('; ')})`);
+      b.floor = null;
+      b.clock = 600;
+      b.complete(101);
+      await until(() => ra.stream.currentPosition() >= 500, 'the watermark to follow B again', 5_000);
+      assert.ok(ra.resets >= 1, 'entries were lost with Redis: A reset its feed');
+    } finally {
+      for (const s of streams.splice(0)) await s.stop();
+      for (const c of conns.splice(0)) c.disconnect();
+      own.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('ignores malformed entries', async function () {

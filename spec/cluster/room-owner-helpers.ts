@@ -1,6 +1,6 @@
-// Helpers for the room-owner cluster specs: a user's client that moves to another worker when its
-// own is gone and retries sends with the same txnId (as a real client does), /sync collection,
-// and the no-fork check on the store.
+// Helpers for the cluster specs: a user's client that moves to another worker when its own is
+// gone and retries sends with the same txnId (as a real client does), honouring the server's
+// retry_after_ms with jitter; /sync collection; and the no-fork check on the store.
 
 import { assert } from '../helpers/assert.js';
 import { Api, enc } from '../helpers/server.js';
@@ -9,9 +9,26 @@ import type { Store } from '../../src/store/types.js';
 export const V3 = '/_matrix/client/v3';
 export type User = Api & { userId: string; deviceId: string };
 
+/**
+ * How long a client waits before retrying an answer that said to (429/503): the server's
+ * `retry_after_ms` (else `fallbackMs`) plus up to half as much again of random jitter, so clients
+ * refused together do not come back together.
+ */
+export function retryDelay(body: unknown, fallbackMs = 100): number {
+  const given = Number((body as { retry_after_ms?: unknown } | undefined)?.retry_after_ms);
+  const base = Number.isFinite(given) && given > 0 ? given : fallbackMs;
+  return base + Math.random() * base * 0.5;
+}
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
 /** A user's client, pointed at one worker, moving to the other when its worker is gone. */
 export class Client {
   private at = 0;
+  /** Times this client went to another worker than the one it last used. */
+  moves = 0;
+  /** The retry_after_ms values of 429/503 answers this client waited out. */
+  readonly honoured: number[] = [];
   /**
    * 500s answered to sends, retried with the same txnId as a client's "resend" would. Known bug,
    * left open: during an ownership handover a send occasionally answers 500 (about 1 run in 10
@@ -28,15 +45,34 @@ export class Client {
   }
 
   api(): Api {
+    return new Api(this.url(), this.user.token);
+  }
+
+  /** The base URL of the worker this client uses now (the next live one if its own is gone). */
+  url(): string {
     const list = this.servers();
     for (let i = 0; i < list.length; i++) {
       const s = list[(this.at + i) % list.length];
       if (s) {
+        if (i > 0) this.moves++;
         this.at = (this.at + i) % list.length;
-        return new Api(s.url, this.user.token);
+        return s.url;
       }
     }
     throw new Error('no worker left');
+  }
+
+  /** The worker went away mid-request: the next call goes to another. */
+  failedOver(): void {
+    this.at++;
+    this.moves++;
+  }
+
+  /** Waits out a 429/503 as the server asked (with jitter). */
+  async backoff(body: unknown): Promise<void> {
+    const given = Number((body as { retry_after_ms?: unknown } | undefined)?.retry_after_ms);
+    if (Number.isFinite(given)) this.honoured.push(given);
+    await sleep(retryDelay(body));
   }
 
   /** A send with a client's retries (same txnId): resolves with the event ID once acknowledged. */
@@ -48,39 +84,51 @@ export class Client {
       try {
         res = await api.put(`${V3}/rooms/${enc(roomId)}/send/m.room.message/${txnId}`, { msgtype: 'm.text', body });
       } catch {
-        // The worker went away mid-request: the next api() picks the other.
-        this.at++;
+        // The worker went away mid-request: the next api() picks another.
+        this.failedOver();
       }
       if (res?.status === 200) return res.body.event_id as string;
       if (res?.status === 500 && this.tolerateServerErrors) this.serverErrors.push(`${body}: ${JSON.stringify(res.body)}`);
       else if (res && res.status !== 503 && res.status !== 429) throw new Error(`send ${body}: ${res.status} ${JSON.stringify(res.body)}`);
       if (Date.now() > deadline) throw new Error(`send ${body}: no answer for a minute (last ${res?.status})`);
-      await new Promise((r) => setTimeout(r, Math.min(500, Number(res?.body?.retry_after_ms ?? 100))));
+      await this.backoff(res?.body);
     }
   }
 
+  /**
+   * One /sync from `since` (initial without), moving to another worker if this one is gone and
+   * waiting out a 429/503: the response body, or null when it must be asked again.
+   */
+  async syncOnce(filter: string, since: string | undefined, timeoutMs = 2000): Promise<any | null> {
+    let r: { status: number; body: any };
+    try {
+      r = await this.api().get(`${V3}/sync?timeout=${timeoutMs}&filter=${enc(filter)}${since ? `&since=${enc(since)}` : ''}`);
+    } catch {
+      this.failedOver();
+      return null;
+    }
+    if (r.status === 200) return r.body;
+    if (r.status === 429 || r.status === 503) await this.backoff(r.body);
+    else throw new Error(`${this.user.userId}: /sync answered ${r.status} ${JSON.stringify(r.body)}`);
+    return null;
+  }
+
   /** Every timeline event of the room this user's /sync delivers until `want` are all seen. */
-  async syncUntil(roomId: string, want: Set<string>, since?: string): Promise<Array<{ id: string; body: string }>> {
-    const filter = enc(JSON.stringify({ room: { timeline: { limit: 500 } } }));
+  async syncUntil(roomId: string, want: Set<string>, since?: string, timeoutMs = 60_000): Promise<Array<{ id: string; body: string }>> {
+    const filter = JSON.stringify({ room: { timeline: { limit: 500 } } });
     const seen: Array<{ id: string; body: string }> = [];
     let next = since;
-    const deadline = Date.now() + 60_000;
+    const deadline = Date.now() + timeoutMs;
     while ([...want].some((id) => !seen.some((s) => s.id === id))) {
-      if (Date.now() > deadline) throw new Error(`${this.user.userId}: /sync delivered ${seen.length} of ${want.size} events within a minute`);
-      let r: { status: number; body: any };
-      try {
-        r = await this.api().get(`${V3}/sync?timeout=2000&filter=${filter}${next ? `&since=${enc(next)}` : ''}`);
-      } catch {
-        this.at++;
-        continue;
-      }
-      if (r.status !== 200) continue;
-      const room = r.body.rooms?.join?.[roomId];
+      if (Date.now() > deadline) throw new Error(`${this.user.userId}: /sync delivered ${seen.length} of ${want.size} events within ${timeoutMs} ms`);
+      const body = await this.syncOnce(filter, next);
+      if (!body) continue;
+      const room = body.rooms?.join?.[roomId];
       if (room) {
         if (next) assert.ok(!room.timeline.limited, 'an incremental sync never skips here (limit 500)');
         for (const e of room.timeline.events) if (e.type === 'm.room.message') seen.push({ id: e.event_id, body: e.content.body });
       }
-      next = r.body.next_batch;
+      next = body.next_batch;
     }
     return seen;
   }

@@ -40,3 +40,39 @@ export function freshPrefix(label: string): string {
 export function redisClient(): Redis {
   return new Redis(startRedis(), { maxRetriesPerRequest: 3 });
 }
+
+/**
+ * A Redis of the caller's own, on its own port and directory (scripts/redis.sh with
+ * HEARTH_REDIS_PORT / HEARTH_REDIS_DIR), for specs that stop and restart it: the shared one on
+ * 16379 is never stopped. stop() loses its data (nothing is persisted), as a crashed Redis would.
+ */
+export class OwnRedis {
+  constructor(
+    readonly port: number,
+    readonly dir: string,
+  ) {}
+
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+
+  start(): string {
+    const out = this.run('start');
+    if (!out.trim().endsWith(this.url)) throw new Error(`scripts/redis.sh start on port ${this.port} printed ${out}`);
+    return this.url;
+  }
+
+  stop(): void {
+    this.run('stop');
+  }
+
+  private run(cmd: 'start' | 'stop'): string {
+    const env = { ...process.env, HEARTH_REDIS_PORT: String(this.port), HEARTH_REDIS_DIR: this.dir };
+    try {
+      return execFileSync(SCRIPT, [cmd], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 60_000, env });
+    } catch (err) {
+      const e = err as { stderr?: string; message: string };
+      throw new Error(`scripts/redis.sh ${cmd} (port ${this.port}): ${e.stderr || e.message}`);
+    }
+  }
+}

@@ -28,7 +28,7 @@ export async function openChangeFeed(
   }
   const replication = new ReplicationStream({
     redis: redis.client,
-    reader: redis.client.duplicate(),
+    reader: redis.duplicate('replication reader'),
     key: `${redis.prefix}replication`,
     local: backend,
     logger,

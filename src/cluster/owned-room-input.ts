@@ -196,7 +196,7 @@ export function createRoomInput(
   let input: OwnedRoomInput | undefined;
   const owner = new RoomOwner({
     redis: redis.client,
-    blocking: redis.client.duplicate(),
+    blocking: redis.duplicate('room owner requests'),
     prefix: redis.prefix,
     leaseMs: cluster.leaseMs,
     mayAcquire: cluster.roomWriter ?? true,

@@ -48,9 +48,20 @@ export class RedisSharedState implements SharedState {
   constructor(
     readonly client: Redis,
     readonly prefix: string,
-    logger: Logger,
+    private readonly logger: Logger,
   ) {
     this.broadcast = new RedisBroadcast(client, prefix + 'bc:', logger);
+  }
+
+  /**
+   * Another connection with the same options (for blocking reads), with its errors logged: an
+   * ioredis connection without an 'error' listener reports every failed reconnect while Redis is
+   * down as an unhandled error event on stderr.
+   */
+  duplicate(purpose: string): Redis {
+    const conn = this.client.duplicate();
+    conn.on('error', (err: unknown) => this.logger.warn({ err, purpose }, 'redis: connection error'));
+    return conn;
   }
 
   map(name: string): ExpiringMap {

@@ -19,7 +19,8 @@
 // - Records are hints for caches (see src/store/change-types.ts): when the feed may have lost
 //   entries (Redis restarted, the stream was trimmed past us, a buffer overflowed), consumers get
 //   one `reset` record and fall back to the store. Losing Redis stalls the cluster watermark
-//   (wake-ups wait); it loses no durable data.
+//   (wake-ups wait); it loses no durable data. When reads resume after Redis was unreachable,
+//   every known worker's silence restarts from then: none is dropped for Redis's outage.
 
 import type { Redis } from 'ioredis';
 import type { ChangeRecord } from '../store/change-types.js';
@@ -71,6 +72,8 @@ export class ReplicationStream {
   private heartbeat: NodeJS.Timeout | null = null;
   private loop: Promise<void> | null = null;
   private pendingReset = false;
+  /** Reads have been failing (Redis unreachable) since the last successful one. */
+  private readsFailing = false;
   private heartbeatPending = false;
   /** This worker's local watermark as of the last record XADD that was answered. */
   private publishedThrough = -Infinity;
@@ -211,13 +214,22 @@ export class ReplicationStream {
         res = (await reader.xread('COUNT', 1000, 'BLOCK', 1000, 'STREAMS', key, this.lastId)) as typeof res;
       } catch (err) {
         if (!this.running) return;
-        this.opts.logger.warn({ err }, 'replication: read failed; will reset the feed when it resumes');
+        if (!this.readsFailing) this.opts.logger.warn({ err }, 'replication: read failed; will reset the feed when it resumes');
         this.pendingReset = true;
+        this.readsFailing = true;
         this.lastId = '$';
         await new Promise((r) => setTimeout(r, 200));
         continue;
       }
       const now = this.now();
+      if (this.readsFailing) {
+        // Reads are back after Redis was unreachable: the other workers' silence meanwhile was
+        // Redis's, not theirs, and their first entries may come a reconnect later than ours.
+        // Each gets a full deadMs from now to be heard before it is dropped (dropping a live
+        // worker would let the watermark pass writes it still has in flight).
+        this.readsFailing = false;
+        for (const st of this.workers.values()) st.seenAt = Math.max(st.seenAt, now);
+      }
       if (res) {
         for (const [, entries] of res) {
           for (const [id, fields] of entries) {
