@@ -71,8 +71,8 @@ describe('cluster: the room owner killed with SIGKILL mid-traffic', function () 
     const servers = () => [w1, childUp ? child : null];
     const alice = await new Api(w1!.url).register('alice');
     const bob = (await new Api(child!.url).register('bob')) as User;
-    const a = new Client(alice, servers, 0, true);
-    const b = new Client(bob, servers, 1, true);
+    const a = new Client(alice, servers, 0);
+    const b = new Client(bob, servers, 1);
     // bob creates the room on worker 2, so worker 2 owns it.
     const created = await b.api().post(`${V3}/createRoom`, { preset: 'private_chat', invite: [alice.userId] });
     assert.equal(created.status, 200, JSON.stringify(created.body));
@@ -93,9 +93,11 @@ describe('cluster: the room owner killed with SIGKILL mid-traffic', function () 
         const start = Date.now();
         const id = await c.send(roomId, `${who}-k${i}`, `${who} k${i}`);
         acked.push({ id, start, at: Date.now() });
-        if (acked.length === 12 && !killing) {
+        // Mid-traffic, at a moment worker 2 owns the room (under load the room may pass to
+        // worker 1 and back between messages).
+        if (acked.length >= 12 && !killing) {
           const token = await lease();
-          assert.ok(token !== '' && !token.startsWith(`${w1Node}:`), `worker 2 owns the busy room (lease ${token})`);
+          if (token === '' || token.startsWith(`${w1Node}:`) || killing) continue;
           killedEpoch = Number(token.split(':').pop());
           killedAt = Date.now();
           childUp = false;
@@ -113,6 +115,7 @@ describe('cluster: the room owner killed with SIGKILL mid-traffic', function () 
       }
     })();
     await Promise.all([sends(a, 'alice', 25), sends(b, 'bob', 25)]);
+    assert.ok(killing, 'worker 2 owned the busy room at some acknowledgement after the 12th');
     const exit = (await (killing as Promise<unknown> | null)) as { signal: string };
     assert.equal(exit.signal, 'SIGKILL');
     await Promise.race([watch, new Promise((r) => setTimeout(r, 10_000))]);
@@ -135,7 +138,5 @@ describe('cluster: the room owner killed with SIGKILL mid-traffic', function () 
     await assertLinear(w1!.hearth.store, roomId, seen.map((s) => s.id));
     redis.disconnect();
     console.log(`      SIGKILL of the owner: lease taken over after ${takeover} ms; first send begun after the kill acknowledged ${firstAck} ms after it`);
-    const errors = [...a.serverErrors, ...b.serverErrors];
-    if (errors.length > 0) console.log(`      KNOWN BUG: ${errors.length} send(s) answered 500 and were retried: ${errors.join('; ')}`);
   });
 });

@@ -204,6 +204,30 @@ describe('cluster: per-room single writer across two workers (Cassandra + Redis)
     check.disconnect();
   });
 
+  it('a send whose writer died between its txn claim and its batch is retried: the new owner takes the claim over (not a 500 for every retry)', async () => {
+    const servers = () => [w1, w2];
+    const a = new Client(alice, servers, 0);
+    const b = new Client(bob, servers, 1);
+    const roomId = await newRoom(a, b);
+    const since = await sinceNow(b);
+    // What a worker SIGKILLed mid-write leaves: the txn claimed for an event that never got stored.
+    const cql = await cassandraClient(addr, keyspace);
+    const claim = [roomId, alice.userId, alice.deviceId, 'send/m.room.message', 'orphaned-1'];
+    const put = await cql.execute('INSERT INTO event_txns (room_id, user_id, device_id, scope, txn_id, event_id) VALUES (?, ?, ?, ?, ?, ?) IF NOT EXISTS', [...claim, '$died-before-its-batch'], { prepare: true });
+    assert.equal(put.first()['[applied]'], true);
+    // The client's retry of that send (same txnId), on either worker.
+    const id = await a.send(roomId, 'orphaned-1', 'retried after the writer died');
+    assert.notEqual(id, '$died-before-its-batch');
+    const row = await cql.execute('SELECT event_id FROM event_txns WHERE room_id = ? AND user_id = ? AND device_id = ? AND scope = ? AND txn_id = ?', claim, { prepare: true });
+    assert.equal(row.first()['event_id'], id, 'the claim now names the stored event');
+    await cql.shutdown();
+    // Once stored, further retries are deduplicated as usual, through both workers.
+    assert.equal(await a.send(roomId, 'orphaned-1', 'retried after the writer died'), id);
+    assert.equal(await new Client(alice, servers, 1).send(roomId, 'orphaned-1', 'retried after the writer died'), id);
+    const seen = await b.syncUntil(roomId, new Set([id]), since);
+    assert.deepEqual(seen.map((x) => x.id), [id], 'delivered once');
+  });
+
   it('the owner worker stopped mid-traffic: the other takes the room over within seconds; 0 acknowledged messages lost or duplicated', async () => {
     const servers = () => [w1, w2];
     const a = new Client(alice, servers, 0);

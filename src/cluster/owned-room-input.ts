@@ -21,12 +21,16 @@
 // - A write the store fences (StaleWriterError: a newer owner has written) drops the room here
 //   and the call is routed again once, to the new owner; one served for another worker answers
 //   a retryable 503 instead.
+// - A store conflict (StoreConflictError: a txn ID or event ID claimed by a write that is still
+//   in flight, or was in flight when its worker lost the room) is a retryable 503 wherever the
+//   call ran, never a 500: the retry finds the earlier write stored (and is deduplicated) or
+//   takes over its abandoned claim (src/store/cassandra/events.ts).
 
 import type { Pdu, RoomVersion } from '../protocol/types.js';
 import { RoomInput, type EventDraft, type InputOutcome, type RoomInputDeps, type SubmitResult } from '../room/room-input.js';
 import type { RoomState } from '../room/room-state.js';
 import type { StateEntry } from '../store/types.js';
-import { StaleWriterError } from '../store/types.js';
+import { StaleWriterError, StoreConflictError } from '../store/types.js';
 import { MatrixError } from '../errors.js';
 import { RoomOwner } from './room-owner.js';
 import type { ChangeFeed } from './feed.js';
@@ -36,10 +40,12 @@ import { workerOf } from '../store/cassandra/positions.js';
 
 export class OwnedRoomInput extends RoomInput {
   private readonly owner: RoomOwner;
+  private readonly logger: RoomOwnerLogger | undefined;
 
-  constructor(deps: Omit<RoomInputDeps, 'fence'>, owner: RoomOwner, cacheRooms?: number) {
+  constructor(deps: Omit<RoomInputDeps, 'fence'>, owner: RoomOwner, cacheRooms?: number, logger?: RoomOwnerLogger) {
     super({ ...deps, fence: (roomId) => epochFence(owner, roomId) }, cacheRooms);
     this.owner = owner;
+    this.logger = logger;
   }
 
   /** This worker's name in room lease tokens (`<node>:<epoch>`). */
@@ -78,6 +84,7 @@ export class OwnedRoomInput extends RoomInput {
             throw new Error(`unknown forwarded room operation ${op}`);
         }
       } catch (err) {
+        if (err instanceof StoreConflictError) throw this.conflict(roomId, op, err);
         if (!(err instanceof StaleWriterError)) throw err;
         // Fenced while serving another worker: the caller retries (a client send keeps its
         // txnId, so the retry cannot duplicate) and finds the new owner.
@@ -89,11 +96,11 @@ export class OwnedRoomInput extends RoomInput {
   }
 
   override submit(roomId: string, draft: EventDraft): Promise<SubmitResult> {
-    return this.fenced(roomId, () => this.owner.run(roomId, () => super.submit(roomId, draft), 'submit', [draft]));
+    return this.fenced(roomId, 'submit', () => this.owner.run(roomId, () => super.submit(roomId, draft), 'submit', [draft]));
   }
 
   override receive(roomId: string, pdu: unknown, origin: string): Promise<InputOutcome> {
-    return this.fenced(roomId, () => this.owner.run(roomId, () => super.receive(roomId, pdu, origin), 'receive', [pdu, origin]));
+    return this.fenced(roomId, 'receive', () => this.owner.run(roomId, () => super.receive(roomId, pdu, origin), 'receive', [pdu, origin]));
   }
 
   override async createRoom(
@@ -162,16 +169,29 @@ export class OwnedRoomInput extends RoomInput {
     else await this.owner.runHere(roomId, local);
   }
 
-  /** Drops the room and routes again once when the store says a newer owner has written. */
-  private async fenced<T>(roomId: string, call: () => Promise<T>): Promise<T> {
+  /**
+   * Drops the room and routes again once when the store says a newer owner has written; a store
+   * conflict becomes a retryable 503.
+   */
+  private async fenced<T>(roomId: string, op: string, call: () => Promise<T>): Promise<T> {
     try {
-      return await call();
+      try {
+        return await call();
+      } catch (err) {
+        if (!(err instanceof StaleWriterError)) throw err;
+        this.owner.dropLost(roomId);
+        this.forget(roomId);
+        return await call();
+      }
     } catch (err) {
-      if (!(err instanceof StaleWriterError)) throw err;
-      this.owner.dropLost(roomId);
-      this.forget(roomId);
-      return call();
+      if (err instanceof StoreConflictError) throw this.conflict(roomId, op, err);
+      throw err;
     }
+  }
+
+  private conflict(roomId: string, op: string, err: StoreConflictError): MatrixError {
+    this.logger?.warn({ err, roomId, op }, 'room input: store conflict with an earlier write of the room; answered as retryable');
+    return new MatrixError('M_UNKNOWN', 'An earlier attempt of this request is still being written; try again', { retry_after_ms: 200 }, 503);
   }
 }
 
@@ -206,7 +226,7 @@ export function createRoomInput(
     onLost: (roomId) => input?.forget(roomId),
     logger: cluster.logger,
   });
-  input = new OwnedRoomInput(deps, owner);
+  input = new OwnedRoomInput(deps, owner, undefined, cluster.logger);
   input.serve();
   feed.onChanges((changes) => {
     for (const c of changes) {

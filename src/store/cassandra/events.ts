@@ -15,7 +15,14 @@
 //    released (conditional deletes) if anything fails before the batch is sent, or the node
 //    refused the batch outright; otherwise they stay (a timed-out logged batch may still be
 //    applied). A process dying between claim and batch leaves a claim without an event: that
-//    event ID is then refused for good.
+//    event ID is then refused for good. Its txn ID is not: a fenced write (the room owner's,
+//    PersistEventInput.fence, already checked by room-fence.ts) that finds the txn claimed by
+//    an event that is not stored takes the claim over (LWT, IF event_id = the old one). The
+//    claimer was an earlier writer of the room, which the fence stops from storing anything
+//    now (this process's own earlier writes of the room have settled, step 1), except a
+//    batch of ours that timed out and may still be applied: such claims are remembered and
+//    answered as a conflict (retryable) instead. Without this a send whose owner died
+//    mid-write could never be retried (a 500 for every retry of its txn ID).
 // 5. New state groups are written (unreferenced until step 6, see state-groups.ts).
 // 5a. A fenced write (a cluster's room owner, PersistEventInput.fence) passes the room's commit
 //    point here (room-fence.ts): one LWT that checks the owner epoch and claims the room's next
@@ -103,6 +110,8 @@ export class EventWriter {
   private readonly backfill: BackfillPositions;
   private readonly rooms = new Map<string, RoomRecord>();
   readonly commits: RoomCommits;
+  /** Txn claims whose batch timed out here (it may still be applied): never taken over. */
+  private readonly ambiguousTxns = new Set<string>();
 
   constructor(
     private readonly ctx: CassandraContext,
@@ -199,7 +208,15 @@ export class EventWriter {
     if (ev.dependsOn !== null && rows.get(ev.dependsOn)?.['room_id'] !== roomId) {
       throw new StoreConflictError(`event ${eventId} depends on ${ev.dependsOn}, which is not stored`);
     }
-    if (txnRow?.first()) throw txnConflict(ev);
+    // The event ID holding the txn's claim, when this write may take the claim over.
+    let supersede: string | null = null;
+    const claimedBy = txnRow?.first()?.['event_id'] as string | undefined;
+    if (claimedBy !== undefined) {
+      if (fence === undefined || this.ambiguousTxns.has(JSON.stringify(txnKey))) throw txnConflict(ev);
+      const stored = (await this.ctx.execute('SELECT room_id FROM events WHERE event_id = ?', [claimedBy])).first();
+      if (stored) throw txnConflict(ev);
+      supersede = claimedBy;
+    }
     if (rows.has(eventId)) throw new StoreConflictError(`event ${eventId} already persisted`);
     let chain: { position: { chain: number; seq: number }; statements: CqlStatement[] } | undefined;
     if (ev.status !== 'rejected') {
@@ -237,10 +254,15 @@ export class EventWriter {
     try {
       const [txnClaim, eventClaim] = await Promise.allSettled([
         txnKey
-          ? this.ctx.execute(
-              'INSERT INTO event_txns (room_id, user_id, device_id, scope, txn_id, event_id) VALUES (?, ?, ?, ?, ?, ?) IF NOT EXISTS',
-              [...txnKey, eventId],
-            )
+          ? supersede === null
+            ? this.ctx.execute(
+                'INSERT INTO event_txns (room_id, user_id, device_id, scope, txn_id, event_id) VALUES (?, ?, ?, ?, ?, ?) IF NOT EXISTS',
+                [...txnKey, eventId],
+              )
+            : this.ctx.execute(
+                'UPDATE event_txns SET event_id = ? WHERE room_id = ? AND user_id = ? AND device_id = ? AND scope = ? AND txn_id = ? IF event_id = ?',
+                [eventId, ...txnKey, supersede],
+              )
           : null,
         this.ctx.execute('INSERT INTO event_claims (event_id, room_id) VALUES (?, ?) IF NOT EXISTS', [eventId, roomId]),
       ]);
@@ -286,6 +308,10 @@ export class EventWriter {
         this.commits.unsettled(roomId);
       }
       if (refused) await Promise.allSettled(claimed.map((f) => f()));
+      else if (txnKey) {
+        if (this.ambiguousTxns.size >= 10_000) this.ambiguousTxns.delete(this.ambiguousTxns.values().next().value!);
+        this.ambiguousTxns.add(JSON.stringify(txnKey));
+      }
       throw err;
     }
     return { stateGroupBefore: before, stateGroupAfter: after };
