@@ -30,6 +30,20 @@ class FakeWorker implements LocalFeed {
   promise(): number {
     return this.floor ?? this.clock;
   }
+  /** Set for a worker on a lease-revoking backend (see revokeWorker in replication.ts). */
+  leaseOwner?: string;
+  leaseStaleMs?: number;
+  revoked: Array<[number, string]> = [];
+  revokeWorker?: (workerId: number, owner: string) => Promise<boolean>;
+  withLeases(staleMs: number): this {
+    this.leaseOwner = `token-of-${this.workerId}`;
+    this.leaseStaleMs = staleMs;
+    this.revokeWorker = async (w, owner) => {
+      this.revoked.push([w, owner]);
+      return true;
+    };
+    return this;
+  }
   complete(...positions: number[]): void {
     const changes: ChangeRecord[] = positions.map((stream) => ({ kind: 'receipt', stream, roomId: '!r:x', userId: `@w${this.workerId}:x` }));
     for (const l of this.listeners) l(changes, Math.max(...positions));
@@ -53,7 +67,7 @@ describe('replication stream (Redis)', function () {
 
   async function join(
     w: FakeWorker,
-    extra: { deadMs?: number; logger?: { warn: (obj: object, msg: string) => void } } = {},
+    extra: { deadMs?: number; silentMs?: number; logger?: { warn: (obj: object, msg: string) => void } } = {},
     own?: { url: string; reconnectMs?: number },
   ): Promise<{ stream: ReplicationStream; seen: number[]; resets: number }> {
     // On a Redis of the test's own (which it stops), connection errors are expected: swallowed.
@@ -139,6 +153,43 @@ describe('replication stream (Redis)', function () {
     // What it completed but never published must be read from the store: consumers reset.
     await until(() => ra.resets > 0, 'a reset when the silent worker is dropped', 1_000);
     void rc;
+  });
+
+  it('a silent worker is dropped within seconds once its lease is revoked and has gone stale, not at deadMs', async function () {
+    const a = new FakeWorker(1, 100).withLeases(300);
+    const c = new FakeWorker(3, 100).withLeases(300);
+    const ra = await join(a, { silentMs: 400, deadMs: 60_000 });
+    await join(c, { silentMs: 400, deadMs: 60_000 });
+    c.floor = 100;
+    a.clock = 400;
+    await new Promise((r) => setTimeout(r, 600));
+    assert.ok(ra.stream.currentPosition() <= 100, 'C is alive and writing: A waits, and revokes nothing');
+    assert.deepEqual(a.revoked, []);
+    for (const conn of conns.slice(2, 4)) conn.disconnect();
+    const killedAt = Date.now();
+    await until(() => ra.stream.currentPosition() >= 400, 'A to drop the silent worker', 5_000);
+    const took = Date.now() - killedAt;
+    assert.deepEqual(a.revoked, [[3, 'token-of-3']], 'the lease revoked names the token C published');
+    assert.ok(took >= 700, `dropped only after silentMs + leaseStaleMs (${took} ms)`);
+    await until(() => ra.resets > 0, 'a reset when the silent worker is dropped', 1_000);
+  });
+
+  it('a worker whose lease cannot be revoked (Cassandra did not answer) is still waited for', async function () {
+    const a = new FakeWorker(1, 100).withLeases(100);
+    a.revokeWorker = async (w, owner) => {
+      a.revoked.push([w, owner]);
+      return false;
+    };
+    const c = new FakeWorker(3, 100).withLeases(100);
+    const ra = await join(a, { silentMs: 200, deadMs: 60_000 });
+    await join(c);
+    c.floor = 100;
+    a.clock = 400;
+    await new Promise((r) => setTimeout(r, 150));
+    for (const conn of conns.slice(2, 4)) conn.disconnect();
+    await until(() => a.revoked.length >= 2, 'repeated revocation attempts', 3_000);
+    assert.ok(ra.stream.currentPosition() <= 100, 'never dropped without proof');
+    assert.deepEqual(ra.stream.liveWorkers(), [1, 3]);
   });
 
   it('a gap in a worker\'s entries (lost publishes) makes consumers reset instead of missing records', async function () {

@@ -9,7 +9,7 @@ import { assert } from '../helpers/assert.js';
 import { cassandraClient, dropKeyspace, freshKeyspace, startCassandra, truncateKeyspace } from '../helpers/cassandra.js';
 import { openCassandraStore, type CassandraStore, type CassandraStoreOptions } from '../../src/store/cassandra/index.js';
 import { MIGRATIONS } from '../../src/store/cassandra/migrations/index.js';
-import { LeaseLostError, PositionAllocator, positionMs, workerOf } from '../../src/store/cassandra/positions.js';
+import { LeaseLostError, PositionAllocator, positionMs, revokeWorkerLease, STALE_MS, workerOf } from '../../src/store/cassandra/positions.js';
 import { describeStoreContract } from './contract.js';
 
 const keyspace = freshKeyspace('contract');
@@ -170,6 +170,20 @@ describe('Cassandra backend', function () {
         await a['renew']();
         assert.equal(a.healthy, false);
         await assert.rejects(a.reserve(), LeaseLostError);
+      });
+
+      it('an instance whose lease another revoked starts no write once its last renewal is STALE_MS old', async function () {
+        const a = await alloc();
+        await a.reserve();
+        assert.equal(await revokeWorkerLease(client!, a.workerId, a.leaseOwner), true);
+        // The revoker waits STALE_MS (its own clock) before counting on it; by then, whatever the
+        // timer did, the instance refuses to start a write.
+        await new Promise((r) => setTimeout(r, STALE_MS + 50));
+        await assert.rejects(a.confirm(), LeaseLostError);
+        await assert.rejects(a.reserve(), LeaseLostError);
+        assert.equal(a.healthy, false);
+        // Revoking an instance that no longer holds the ID is already true.
+        assert.equal(await revokeWorkerLease(client!, a.workerId, a.leaseOwner), true);
       });
 
       it('after an idle stretch longer than the persisted lead, the next position still gets a mark above it', async function () {

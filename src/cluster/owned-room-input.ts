@@ -21,6 +21,8 @@
 // - A write the store fences (StaleWriterError: a newer owner has written) drops the room here
 //   and the call is routed again once, to the new owner; one served for another worker answers
 //   a retryable 503 instead.
+// - A worker whose store lease was revoked (LeaseLostError) answers a retryable 503 and takes no
+//   more rooms (RoomOwner canWrite), so the client's retry reaches a worker that can write.
 // - A store conflict (StoreConflictError: a txn ID or event ID claimed by a write that is still
 //   in flight, or was in flight when its worker lost the room) is a retryable 503 wherever the
 //   call ran, never a 500: the retry finds the earlier write stored (and is deduplicated) or
@@ -36,7 +38,7 @@ import { RoomOwner } from './room-owner.js';
 import type { ChangeFeed } from './feed.js';
 import type { RedisSharedState } from './redis.js';
 import { isSharedBackend, type StoreBackend } from '../store/types.js';
-import { workerOf } from '../store/cassandra/positions.js';
+import { LeaseLostError, workerOf } from '../store/cassandra/positions.js';
 
 export class OwnedRoomInput extends RoomInput {
   private readonly owner: RoomOwner;
@@ -85,6 +87,7 @@ export class OwnedRoomInput extends RoomInput {
         }
       } catch (err) {
         if (err instanceof StoreConflictError) throw this.conflict(roomId, op, err);
+        if (err instanceof LeaseLostError) throw this.fencedWorker(roomId, op, err);
         if (!(err instanceof StaleWriterError)) throw err;
         // Fenced while serving another worker: the caller retries (a client send keeps its
         // txnId, so the retry cannot duplicate) and finds the new owner.
@@ -185,8 +188,14 @@ export class OwnedRoomInput extends RoomInput {
       }
     } catch (err) {
       if (err instanceof StoreConflictError) throw this.conflict(roomId, op, err);
+      if (err instanceof LeaseLostError) throw this.fencedWorker(roomId, op, err);
       throw err;
     }
+  }
+
+  private fencedWorker(roomId: string, op: string, err: LeaseLostError): MatrixError {
+    this.logger?.warn({ err, roomId, op }, 'room input: this worker lost its store lease; answered as retryable');
+    return new MatrixError('M_UNKNOWN', 'This worker can no longer write; try again', { retry_after_ms: 500 }, 503);
   }
 
   private conflict(roomId: string, op: string, err: StoreConflictError): MatrixError {
@@ -224,6 +233,7 @@ export function createRoomInput(
     forwardTimeoutMs: 2 * cluster.leaseMs + 2_000,
     onAcquired: (roomId) => input?.forget(roomId),
     onLost: (roomId) => input?.forget(roomId),
+    canWrite: () => backend.writable !== false,
     logger: cluster.logger,
   });
   input = new OwnedRoomInput(deps, owner, undefined, cluster.logger);

@@ -14,8 +14,18 @@
 //   (the cluster form of the watermark rule in src/store/stream-id.ts).
 // - A worker joins by publishing a hello and then waiting `joinGraceMs` before its first write,
 //   so every consumer knows it before any promise could pass its first position. A worker that
-//   stops publishes a goodbye; one that goes silent is dropped after `deadMs`, which must exceed
-//   its worker lease TTL (after which it is fenced and can write nothing more).
+//   stops publishes a goodbye.
+// - A worker that goes silent (no entry for `silentMs`, counted only while this consumer itself
+//   reads the stream, so a Redis outage makes nobody silent) is dropped once it provably can
+//   start no further write: this consumer revokes its worker lease (LocalFeed.revokeWorker, an
+//   LWT naming the lease token its heartbeats carry) and then waits `leaseStaleMs` (+ a margin)
+//   of its own clock, past which a worker writes nothing without first renewing a lease it no
+//   longer holds (src/store/cassandra/positions.ts). A reader therefore never skips a position a
+//   live writer may still complete, except one whose write was already past its last lease check
+//   when it froze (the check-then-act gap, as for the room fence). A worker dropped while alive
+//   (cut off from Redis only) is fenced: it must be restarted to write again.
+// - Without revocation (a backend without it, a worker whose token is unknown) a silent worker
+//   is dropped after `deadMs`, which must exceed its worker lease TTL.
 // - Records are hints for caches (see src/store/change-types.ts): when the feed may have lost
 //   entries (Redis restarted, the stream was trimmed past us, a buffer overflowed), consumers get
 //   one `reset` record and fall back to the store. Losing Redis stalls the cluster watermark
@@ -31,6 +41,12 @@ export interface LocalFeed {
   onChanges(listener: ChangeListener): () => void;
   /** See the header: the highest position below which this worker has nothing left to complete. */
   promise(): number;
+  /** This worker's lease token, carried by its heartbeats (see the header). */
+  readonly leaseOwner?: string;
+  /** Revokes another worker's lease; true once `owner` no longer holds it. */
+  revokeWorker?(workerId: number, owner: string): Promise<boolean>;
+  /** After a revocation, how long until the revoked worker can start no write. */
+  readonly leaseStaleMs?: number;
 }
 
 export interface ReplicationOptions {
@@ -41,6 +57,8 @@ export interface ReplicationOptions {
   key: string;
   local: LocalFeed;
   heartbeatMs?: number;
+  /** Silence after which a worker's lease is revoked (see the header). */
+  silentMs?: number;
   deadMs?: number;
   joinGraceMs?: number;
   /** Entries kept in the stream (approximate trim). */
@@ -55,12 +73,21 @@ interface WorkerState {
   promise: number;
   seenAt: number;
   seq: number;
+  /** Its lease token, from its heartbeats. */
+  owner?: string;
+  /** A revocation of its lease is under way. */
+  revoking?: boolean;
+  /** Not before: after a revocation Cassandra did not answer. */
+  revokeAfter?: number;
 }
 
 type Entry =
   | { t: 'c'; w: number; s: number; p: number; c: ChangeRecord[] }
-  | { t: 'h'; w: number; s: number; p: number }
+  | { t: 'h'; w: number; s: number; p: number; o?: string }
   | { t: 'bye'; w: number; s: number; p: number };
+
+/** Beyond leaseStaleMs, before a revoked worker is dropped: its last write's transit. */
+const REVOKE_MARGIN_MS = 250;
 
 export class ReplicationStream {
   private readonly workers = new Map<number, WorkerState>();
@@ -83,10 +110,12 @@ export class ReplicationStream {
   private readonly changeListeners = new Set<ChangeListener>();
   private readonly advanceListeners = new Set<AdvanceListener>();
   private waiters: Array<{ pos: number; resolve: () => void }> = [];
+  /** Since when this consumer has read the stream without a failure (silence counts from it). */
+  private observedSince = 0;
   private readonly opts: Required<Omit<ReplicationOptions, 'redis' | 'reader' | 'key' | 'local' | 'logger' | 'now'>> & ReplicationOptions;
 
   constructor(opts: ReplicationOptions) {
-    this.opts = { heartbeatMs: 10, deadMs: 15_000, joinGraceMs: 1_000, maxLen: 100_000, maxBuffered: 100_000, ...opts };
+    this.opts = { heartbeatMs: 10, silentMs: 3_000, deadMs: 15_000, joinGraceMs: 1_000, maxLen: 100_000, maxBuffered: 100_000, ...opts };
     this.watermark = opts.local.promise();
   }
 
@@ -104,9 +133,13 @@ export class ReplicationStream {
       if (!e || e.w === local.workerId) continue;
       const at = Number(id.split('-')[0]);
       if (e.t === 'bye') this.workers.delete(e.w);
-      else if (now - at < this.opts.deadMs) this.workers.set(e.w, { promise: e.p, seenAt: at, seq: e.s });
+      else if (now - at < this.opts.deadMs) {
+        const owner = e.t === 'h' && typeof e.o === 'string' ? e.o : undefined;
+        this.workers.set(e.w, { promise: e.p, seenAt: at, seq: e.s, owner: owner ?? this.workers.get(e.w)?.owner });
+      }
     }
     this.workers.set(local.workerId, { promise: local.promise(), seenAt: now, seq: 0 });
+    this.observedSince = now;
     this.watermark = this.computeWatermark();
     this.running = true;
     this.unsubscribeLocal = local.onChanges((changes, current) => void this.publish('c', changes, false, current));
@@ -183,7 +216,9 @@ export class ReplicationStream {
     // The promise is read when the entry is queued: records queued earlier are sent first on the
     // same connection, so no promise reaches a consumer before the records it covers.
     const p = local.promise();
-    const entry: Entry = t === 'c' ? { t, w: local.workerId, s: ++this.seq, p, c: changes ?? [] } : { t, w: local.workerId, s: ++this.seq, p };
+    const s = ++this.seq;
+    const entry: Entry =
+      t === 'c' ? { t, w: local.workerId, s, p, c: changes ?? [] } : t === 'h' && local.leaseOwner !== undefined ? { t, w: local.workerId, s, p, o: local.leaseOwner } : { t, w: local.workerId, s, p };
     if (t === 'c') for (const c of changes ?? []) this.buffer.push(c); // our own records need no round trip
     const sent = this.publishChain
       .then(() =>
@@ -229,6 +264,7 @@ export class ReplicationStream {
         // worker would let the watermark pass writes it still has in flight).
         this.readsFailing = false;
         for (const st of this.workers.values()) st.seenAt = Math.max(st.seenAt, now);
+        this.observedSince = now;
       }
       if (res) {
         for (const [, entries] of res) {
@@ -241,17 +277,50 @@ export class ReplicationStream {
         }
       }
       for (const [w, st] of this.workers) {
-        if (w !== local.workerId && now - st.seenAt > this.opts.deadMs) {
-          this.opts.logger.warn({ worker: w }, 'replication: worker silent past its lease; no longer waited for');
-          this.workers.delete(w);
-          // It may have completed writes whose records it never published (it died between its
-          // commit and its XADD, e.g. a send a client then retried elsewhere and got deduplicated):
-          // consumers drop their caches and read those positions from the store.
-          this.pendingReset = true;
+        if (w === local.workerId) continue;
+        if (now - st.seenAt > this.opts.deadMs) this.drop(w, 'silent past its lease TTL');
+        else if (now - Math.max(st.seenAt, this.observedSince) > this.opts.silentMs && st.owner !== undefined && local.revokeWorker && !st.revoking && now >= (st.revokeAfter ?? 0)) {
+          void this.revoke(w, st, st.owner);
         }
       }
       this.advance();
     }
+  }
+
+  /**
+   * Revokes a silent worker's lease, waits until it can start no write, and drops it if it is
+   * still silent (see the header). One that spoke meanwhile stays counted: it was only slow.
+   */
+  private async revoke(w: number, st: WorkerState, owner: string): Promise<void> {
+    const { local } = this.opts;
+    st.revoking = true;
+    const seen = st.seenAt;
+    try {
+      if (!(await local.revokeWorker!(w, owner))) {
+        // Cassandra did not answer: try again a little later.
+        st.revokeAfter = this.now() + Math.max(100, this.opts.silentMs / 3);
+        return;
+      }
+      this.opts.logger.warn({ worker: w }, 'replication: silent worker\'s lease revoked; dropping it once it can write nothing more');
+      await new Promise((r) => setTimeout(r, (local.leaseStaleMs ?? 0) + REVOKE_MARGIN_MS).unref());
+      if (this.running && this.workers.get(w) === st && st.seenAt === seen) {
+        this.drop(w, 'silent, lease revoked');
+        this.advance();
+      }
+    } catch (err) {
+      this.opts.logger.warn({ err, worker: w }, 'replication: revoking a silent worker failed');
+    } finally {
+      st.revoking = false;
+    }
+  }
+
+  private drop(w: number, why: string): void {
+    this.opts.logger.warn({ worker: w, why }, 'replication: worker no longer waited for');
+    this.workers.delete(w);
+    // It may have completed writes whose records it never published (it died between its
+    // commit and its XADD, e.g. a send a client then retried elsewhere and got deduplicated):
+    // consumers drop their caches and read those positions from the store.
+    this.pendingReset = true;
   }
 
   private ingest(e: Entry, now: number): void {
@@ -269,6 +338,7 @@ export class ReplicationStream {
     if (e.s !== st.seq + 1) this.pendingReset = true;
     st.seq = e.s;
     st.seenAt = now;
+    if (e.t === 'h' && typeof e.o === 'string') st.owner = e.o;
     if (e.t === 'c') {
       for (const c of e.c) this.buffer.push(c);
       if (this.buffer.length > this.opts.maxBuffered) {

@@ -35,6 +35,9 @@
 //   agree), which takes the lease when it serves it. Writers announce themselves in the sorted
 //   set `<prefix>ro:writers` (score: the time their entry expires, renewed with the leases); an
 //   entry past its time is dead. No live writer: a retryable 503 at once, never a wait or a 500.
+// - A worker that may no longer write (`canWrite` false: its store lease was revoked) takes no
+//   room, releases those it holds at the next renewal tick and stops announcing itself as a
+//   writer; it still forwards to owners.
 // - Errors cross as data: a MatrixError keeps errcode, message, status and extra fields; any other
 //   error becomes a plain Error with its message (a 500 at the API, as on one node).
 
@@ -89,6 +92,8 @@ export interface RoomOwnerOptions {
   onAcquired?: (roomId: string, epoch: number) => void;
   /** Called when a renewal finds the lease taken by someone else. */
   onLost?: (roomId: string) => void;
+  /** False once this worker may write nothing (see the header); default always true. */
+  canWrite?: () => boolean;
   logger: { warn: (obj: object, msg: string) => void };
 }
 
@@ -267,7 +272,7 @@ export class RoomOwner {
     if (inflight) return inflight;
     const p = (async (): Promise<Held | string> => {
       const { redis, prefix } = this.opts;
-      if (!this.mayAcquire) return (await reachable(redis.get(`${prefix}ro:lease:${roomId}`))) ?? '';
+      if (!this.mayAcquire || this.opts.canWrite?.() === false) return (await reachable(redis.get(`${prefix}ro:lease:${roomId}`))) ?? '';
       const [ok, token] = (await reachable(redis.eval(ACQUIRE, 2, `${prefix}ro:lease:${roomId}`, `${prefix}ro:epoch:${roomId}`, this.nodeId, String(this.leaseMs), String(Date.now())))) as [number, string];
       if (ok !== 1) return token;
       const h: Held = { token, epoch: Number(token.slice(token.lastIndexOf(':') + 1)), active: 0, idle: null };
@@ -295,6 +300,16 @@ export class RoomOwner {
 
   private async renewAll(): Promise<void> {
     const { redis, prefix } = this.opts;
+    if (this.opts.canWrite?.() === false) {
+      // Our writes would all be refused: let other workers take our rooms now, not at the TTL
+      // (and stop announcing this worker as a writer: its entry lapses after one lease period).
+      for (const [roomId, h] of [...this.held]) {
+        if (h.idle) clearTimeout(h.idle);
+        this.dropLost(roomId);
+        await this.release(roomId, h);
+      }
+      return;
+    }
     await this.announce();
     await Promise.all(
       [...this.held.entries()].map(async ([roomId, h]) => {

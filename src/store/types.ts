@@ -510,6 +510,16 @@ export interface SharedStoreBackend extends StoreBackend {
   promise(): number;
   /** Writes resolve only once `gate(pos)` resolves too (the cluster watermark reached pos). */
   setPositionGate(gate: (pos: number) => Promise<void>): void;
+  /** This instance's token on its worker ID's lease, published to the other workers. */
+  readonly leaseOwner?: string;
+  /** False once this instance lost its worker lease (it must write nothing more). */
+  readonly writable?: boolean;
+  /**
+   * Takes `workerId`'s lease from `owner` (a silent instance): true once `owner` no longer holds
+   * it; it then starts no write after `leaseStaleMs`.
+   */
+  revokeWorker?(workerId: number, owner: string): Promise<boolean>;
+  readonly leaseStaleMs?: number;
 }
 
 export function isSharedBackend(b: StoreBackend): b is SharedStoreBackend {

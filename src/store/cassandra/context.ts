@@ -47,6 +47,11 @@ export interface CassandraContext {
    * record (or abandons it if the write throws). Resolves once the watermark has reached `pos`.
    */
   writeAtPosition<T>(write: (pos: number) => Promise<T>, describe?: ChangeDescriber<T>): Promise<T>;
+  /**
+   * Resolves while this instance's worker lease is fresh (renewing it first if needed); throws
+   * once it is lost. Called right before a positioned write's final mutation (positions.ts).
+   */
+  confirmLease?(): Promise<void>;
   /** Tells the unpositioned-change listener (read model) about a committed unpositioned write. */
   unpositioned(change: UnpositionedChange): void;
   /** The completed position (readers never read above it). */

@@ -282,6 +282,8 @@ export class EventWriter {
       if (txnKey && !applied(txnClaim.value!)) throw txnConflict(ev);
       if (!applied(eventClaim.value)) throw new StoreConflictError(`event ${eventId} already persisted`);
       await groups.write();
+      // A worker whose lease was revoked while it was frozen sends nothing more (positions.ts).
+      await this.ctx.confirmLease?.();
       const statements = [...batch, ...hookStatements];
       let ts: number | undefined;
       if (fence !== undefined) {

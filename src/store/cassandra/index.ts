@@ -31,7 +31,7 @@ import { StoreUnavailableError } from '../types.js';
 import { StoreClosedError, type CassandraContext, type CqlStatement, type EventWriteHook } from './context.js';
 import { checkKeyspaceName, createKeyspace, migrate } from './migrate.js';
 import { MIGRATIONS } from './migrations/index.js';
-import { PositionAllocator, positionAt } from './positions.js';
+import { PositionAllocator, positionAt, revokeWorkerLease, STALE_MS } from './positions.js';
 import { CassandraRoomStore } from './rooms.js';
 import type { CommitHooks } from './room-fence.js';
 import { CassandraE2eeStore } from './e2ee.js';
@@ -186,6 +186,7 @@ export class CassandraStore implements SharedStoreBackend {
           if (this.gate) await this.gate(pos);
           return result;
         }),
+      confirmLease: () => positions.confirm(),
       unpositioned: (change) => {
         const l = this.unpositionedListener;
         if (l) l([change]);
@@ -240,6 +241,27 @@ export class CassandraStore implements SharedStoreBackend {
   /** The worker ID this instance writes positions with (unique among live instances). */
   get workerId(): number {
     return this.positions.workerId;
+  }
+
+  /** This instance's token on its worker ID's lease (see revokeWorker). */
+  get leaseOwner(): string {
+    return this.positions.leaseOwner;
+  }
+
+  /** See positions.ts STALE_MS. */
+  readonly leaseStaleMs = STALE_MS;
+
+  /** Whether this instance may still write (its worker lease was never lost). */
+  get writable(): boolean {
+    return this.positions.healthy;
+  }
+
+  /**
+   * Revokes a silent instance's worker lease (src/cluster/replication.ts): true once `owner` no
+   * longer holds `workerId`; it then starts no write after STALE_MS (positions.ts).
+   */
+  revokeWorker(workerId: number, owner: string): Promise<boolean> {
+    return revokeWorkerLease(this.client, workerId, owner);
   }
 
   onChanges(listener: ChangeListener): () => void {

@@ -16,11 +16,21 @@
 // - Locally, StreamIdGenerator keeps the watermark rule of ../stream-id.ts for this instance's
 //   own writes. 2^53 / (64 × 64) ms leaves ~69 years from the 2025 epoch.
 //
-// A lease that cannot be renewed (the instance was paused past the TTL, or lost Cassandra) fences
-// the instance: reserve() fails from then on, so it cannot write at positions another instance
-// may also use.
+// A lease that cannot be renewed (the instance was paused past the TTL, lost Cassandra, or
+// another instance revoked it) fences the instance: reserve() fails from then on, so it cannot
+// write at positions another instance may also use.
+//
+// Freshness (what lets the cluster stop waiting for a silent worker within seconds, see
+// src/cluster/replication.ts): the instance writes (reserve(), and confirm() before each event
+// batch) only while its last applied renewal was *sent* at most STALE_MS ago by its own
+// monotonic clock; past that it renews first, inline, and a renewal not applied fences it. So
+// once another instance has revoked the lease (revokeWorkerLease: an LWT that replaces the owner,
+// ordered after every renewal that was applied) and then waited STALE_MS by its own clock, the
+// revoked instance can start no further write, paused or not. What that cannot stop is a write
+// already past confirm() when the instance froze (the same check-then-act gap as the room fence).
 
 import { randomUUID } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
 import type cassandra from 'cassandra-driver';
 import { StreamIdGenerator } from '../stream-id.js';
 import { applied, num } from './context.js';
@@ -29,7 +39,9 @@ export const WORKER_IDS = 64;
 const TICKS_PER_MS = 64;
 const EPOCH_MS = Date.UTC(2025, 0, 1);
 const LEASE_TTL_S = 10;
-const RENEW_MS = 2_000;
+const RENEW_MS = 1_000;
+/** How old (monotonic ms since it was sent) the last applied renewal may be for a write to start. */
+export const STALE_MS = 2_000;
 /** How far ahead of the position in use the persisted high-water mark is written. */
 const HIGH_AHEAD_MS = 60_000;
 const LOCAL_SERIAL = 0x0009;
@@ -70,6 +82,9 @@ export class PositionAllocator {
   private renewTimer: NodeJS.Timeout | null = null;
   private lost: LeaseLostError | null = null;
   private closed = false;
+  /** performance.now() when the last renewal that was applied (or the claim) was sent. */
+  private renewedAt = performance.now();
+  private renewing: Promise<void> | null = null;
 
   private constructor(
     private readonly client: cassandra.Client,
@@ -88,6 +103,7 @@ export class PositionAllocator {
 
   static async open(client: cassandra.Client, opts: PositionOptions = {}): Promise<PositionAllocator> {
     const owner = randomUUID();
+    const claimedAt = performance.now();
     const workerId = await claimWorkerId(client, owner, opts.workerId);
     try {
       const rs = await client.execute(`SELECT high FROM worker_clock WHERE id = ?`, [workerId], { prepare: true });
@@ -97,6 +113,7 @@ export class PositionAllocator {
       // Start just below "now" for this worker, or above everything it ever handed out.
       const initial = Math.max(stored, positionAt(now, workerId) - WORKER_IDS);
       const alloc = new PositionAllocator(client, workerId, owner, initial, opts);
+      alloc.renewedAt = claimedAt;
       alloc.renewTimer = setInterval(() => void alloc.renew(), RENEW_MS);
       alloc.renewTimer.unref();
       return alloc;
@@ -118,7 +135,7 @@ export class PositionAllocator {
   reserve(): Promise<number> {
     this.waiting++;
     const next = this.chain.then(async () => {
-      if (this.lost) throw this.lost;
+      await this.confirm();
       const now = (this.opts.now ?? Date.now)();
       // The next position follows the clock as well as the last one: after an idle minute it is
       // far above the last reservation, and must still be below the persisted mark.
@@ -142,6 +159,22 @@ export class PositionAllocator {
     return this.lost === null;
   }
 
+  /** This instance's token in worker_leases (what revokeWorkerLease names). */
+  get leaseOwner(): string {
+    return this.owner;
+  }
+
+  /**
+   * Resolves while the lease is fresh (see the header), renewing inline when it is not; throws
+   * LeaseLostError once fenced, or the renewal's error when Cassandra did not answer.
+   */
+  async confirm(): Promise<void> {
+    if (this.lost) throw this.lost;
+    if (performance.now() - this.renewedAt <= STALE_MS) return;
+    await this.renewNow(true);
+    if (this.lost) throw this.lost;
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     if (this.renewTimer) clearInterval(this.renewTimer);
@@ -151,18 +184,29 @@ export class PositionAllocator {
   }
 
   private async renew(): Promise<void> {
-    if (this.closed || this.lost) return;
-    try {
-      const rs = await this.client.execute(
-        `UPDATE worker_leases USING TTL ${LEASE_TTL_S} SET owner = ? WHERE id = ? IF owner = ?`,
-        [this.owner, this.workerId, this.owner],
-        { prepare: true, serialConsistency: LOCAL_SERIAL },
-      );
-      if (applied(rs) || this.closed) return;
-      this.fence();
-    } catch {
-      // Unreachable Cassandra: retry on the next tick; the TTL decides whether the lease survives.
-    }
+    await this.renewNow(false);
+  }
+
+  /** One renewal at a time; `strict` rethrows a renewal that got no answer. */
+  private renewNow(strict: boolean): Promise<void> {
+    if (this.closed || this.lost) return Promise.resolve();
+    this.renewing ??= (async () => {
+      const sentAt = performance.now();
+      try {
+        const rs = await this.client.execute(
+          `UPDATE worker_leases USING TTL ${LEASE_TTL_S} SET owner = ? WHERE id = ? IF owner = ?`,
+          [this.owner, this.workerId, this.owner],
+          { prepare: true, serialConsistency: LOCAL_SERIAL },
+        );
+        if (applied(rs)) this.renewedAt = Math.max(this.renewedAt, sentAt);
+        else if (!this.closed) this.fence();
+      } finally {
+        this.renewing = null;
+      }
+    })();
+    // Unreachable Cassandra on a timed renewal: retry on the next tick; the TTL decides whether
+    // the lease survives (and writes wait for a fresh renewal meanwhile).
+    return strict ? this.renewing : this.renewing.catch(() => undefined);
   }
 
   private fence(): void {
@@ -189,6 +233,25 @@ async function claimWorkerId(client: cassandra.Client, owner: string, wanted?: n
   throw new Error(
     wanted === undefined ? `all ${WORKER_IDS} worker IDs are leased by live instances` : `worker ID ${wanted} is leased by another live instance`,
   );
+}
+
+/**
+ * Takes the worker ID's lease away from `owner` (a silent instance): afterwards none of its
+ * renewals applies, so it is fenced at its next one and (see the header) starts no write once
+ * STALE_MS has passed. True when `owner` no longer holds the lease (revoked now, expired, or
+ * held by another instance); false when Cassandra did not answer.
+ */
+export async function revokeWorkerLease(client: cassandra.Client, id: number, owner: string): Promise<boolean> {
+  try {
+    // The placeholder expires like any lease, freeing the ID for a new instance.
+    await client.execute(`UPDATE worker_leases USING TTL ${LEASE_TTL_S} SET owner = ? WHERE id = ? IF owner = ?`, [`revoked:${owner}`, id, owner], {
+      prepare: true,
+      serialConsistency: LOCAL_SERIAL,
+    });
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 async function releaseWorkerId(client: cassandra.Client, id: number, owner: string): Promise<void> {
