@@ -144,3 +144,19 @@ export async function assertLinear(store: Store, roomId: string, ordered: string
   }
 }
 
+
+/**
+ * Runs a start-up step again when the shared Cassandra node timed out (schema DDL on a busy
+ * node can take longer than the driver's 12 s); any other failure, or a third timeout, fails.
+ */
+export async function retryBusyCassandra<T>(what: string, step: () => Promise<T>, attempts = 3): Promise<T> {
+  for (let i = 1; ; i++) {
+    try {
+      return await step();
+    } catch (err) {
+      const text = err instanceof Error ? `${err.name} ${err.message}` : String(err);
+      if (i >= attempts || !/OperationTimedOutError|did not reply before timeout/.test(text)) throw err;
+      console.log(`      ${what}: the shared Cassandra node timed out (attempt ${i}); starting again`);
+    }
+  }
+}

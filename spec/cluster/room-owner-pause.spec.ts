@@ -1,0 +1,175 @@
+// A paused old owner that wakes cannot write: worker 1 runs in the test process, worker 2 is the
+// real server binary as a child process (spec/helpers/child-server.ts), both on one Cassandra
+// keyspace and one Redis prefix. Worker 2 owns the busy room when it is frozen with SIGSTOP,
+// writes of its own and of worker 1's clients in flight. While it is frozen its room lease
+// (room_lease_ms 2000) expires, worker 1 takes the room with a higher epoch and writes, and worker
+// 1 stops waiting for it in the cluster watermark once it has revoked its worker lease
+// (src/cluster/replication.ts). Then worker 2 is woken with SIGCONT, and its clients carry on
+// through it.
+//
+// What must hold, observed from outside: every acknowledged message is in the room exactly once,
+// each user's in the order sent, on both workers' /sync (alice reads from worker 1, bob from the
+// woken worker 2); no message that was not acknowledged; no two events at one stream position;
+// one chain and one forward extremity (nothing the woken owner had in flight was appended to the
+// room beside the new owner's writes). What the woken worker refused is printed from its log.
+
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { assert } from '../helpers/assert.js';
+import { cassandraClient, freshKeyspace, startCassandra } from '../helpers/cassandra.js';
+import { ChildServer } from '../helpers/child-server.js';
+import { freshPrefix, redisClient, startRedis } from '../helpers/redis.js';
+import { Api, enc, startTestServer, type TestServer } from '../helpers/server.js';
+import { assertLinear, Client, retryBusyCassandra, sinceNow, V3, type User } from './room-owner-helpers.js';
+
+/** Long enough for the room lease (2 s) to expire and for the silent worker to be dropped (3 s + 2 s + revocation). */
+const PAUSE_MS = 8_000;
+
+describe('cluster: the room owner frozen with SIGSTOP mid-traffic, then woken', function () {
+  this.timeout(240_000);
+  const keyspace = freshKeyspace('ownerpause');
+  const prefix = freshPrefix('ownerpause');
+  const keyDir = mkdtempSync(join(tmpdir(), 'hearth-owner-key-'));
+  let addr = '';
+  let w1: TestServer | null = null;
+  let child: ChildServer | null = null;
+
+  const shared = () => ({
+    storage: { backend: 'cassandra', cassandra: { contact_points: [addr], keyspace } },
+    cluster: { redis: { url: startRedis(), key_prefix: prefix }, room_lease_ms: 2_000 },
+    signing_key_path: join(keyDir, 'signing.key'),
+  });
+
+  before(async function () {
+    this.timeout(600_000);
+    addr = await startCassandra();
+    w1 = await retryBusyCassandra('worker 1', () => startTestServer(shared() as never)); // creates the shared signing key and the schema
+    child = await retryBusyCassandra('worker 2', async () => {
+      const c = await ChildServer.create({ ...shared(), media: { path: join(keyDir, 'child-media') } });
+      try {
+        await c.start(90_000);
+        return c;
+      } catch (err) {
+        await c.dispose();
+        throw err;
+      }
+    });
+  });
+
+  afterEach(function () {
+    if (this.currentTest?.state === 'failed' && child) {
+      const lines = child.output().split('\n').filter((l) => /"level":(40|50|60)/.test(l));
+      if (lines.length > 0) console.log(`      worker 2 logged:\n${lines.slice(-20).join('\n')}`);
+    }
+  });
+
+  after(async () => {
+    if (child?.pid !== undefined) {
+      try {
+        process.kill(child.pid, 'SIGCONT');
+      } catch {
+        /* gone */
+      }
+    }
+    await child?.dispose();
+    await w1?.stop().catch(() => undefined);
+    const admin = await cassandraClient(addr);
+    await admin.execute(`DROP KEYSPACE IF EXISTS ${keyspace}`, [], { readTimeout: 120_000 }).catch(() => undefined);
+    await admin.shutdown();
+    rmSync(keyDir, { recursive: true, force: true });
+  });
+
+  it('the other worker takes over; the woken old owner appends nothing beside it; every acknowledged message once, in order, on both workers', async () => {
+    const servers = () => [w1, child];
+    const alice = await new Api(w1!.url).register('alice');
+    const bob = (await new Api(child!.url).register('bob')) as User;
+    const a = new Client(alice, servers, 0);
+    const b = new Client(bob, servers, 1);
+    const created = await b.api().post(`${V3}/createRoom`, { preset: 'private_chat', invite: [alice.userId] });
+    assert.equal(created.status, 200, JSON.stringify(created.body));
+    const roomId = created.body.room_id as string;
+    const joined = await a.api().post(`${V3}/rooms/${enc(roomId)}/join`, {});
+    assert.equal(joined.status, 200, JSON.stringify(joined.body));
+    const [sinceA, sinceB] = await Promise.all([sinceNow(a), sinceNow(b)]);
+    // The room is idle past its linger by now: bob takes it back on worker 2 with a send, just
+    // before the traffic (which keeps it there: worker 1 forwards to the busy owner).
+    await b.send(roomId, 'bob-warm', 'bob warm');
+
+    const redis = redisClient();
+    const lease = async () => (await redis.get(`${prefix}ro:lease:${roomId}`)) ?? '';
+    const w1Node = (w1!.hearth.roomInput as unknown as { ownerNodeId: string }).ownerNodeId;
+    const acked: Array<{ id: string; body: string; start: number; at: number }> = [];
+    let pausedAt = 0;
+    let pausedEpoch = 0;
+    let woken: Promise<void> | null = null;
+    const sends = async (c: Client, who: string, n: number) => {
+      for (let i = 0; i < n; i++) {
+        const body = `${who} p${i}`;
+        const start = Date.now();
+        const id = await c.send(roomId, `${who}-p${i}`, body);
+        acked.push({ id, body, start, at: Date.now() });
+        // Mid-traffic, at a moment worker 2 owns the room: freeze it, wake it PAUSE_MS later.
+        if (acked.length >= 10 && !woken) {
+          const token = await lease();
+          if (token === '' || token.startsWith(`${w1Node}:`) || woken) continue;
+          pausedEpoch = Number(token.split(':').pop());
+          pausedAt = Date.now();
+          process.kill(child!.pid!, 'SIGSTOP');
+          woken = new Promise<void>((r) =>
+            setTimeout(() => {
+              process.kill(child!.pid!, 'SIGCONT');
+              r();
+            }, PAUSE_MS),
+          );
+        }
+      }
+    };
+    await Promise.all([sends(a, 'alice', 25), sends(b, 'bob', 25)]);
+    assert.ok(woken, 'worker 2 owned the busy room at some acknowledgement after the 10th');
+    await woken;
+    // The woken worker's clients go on through it (forwarded to the new owner, or retried).
+    const lateStart = Date.now();
+    const late = await b.send(roomId, 'bob-late', 'bob late');
+    acked.push({ id: late, body: 'bob late', start: lateStart, at: Date.now() });
+
+    const token = await lease();
+    assert.ok(token === '' || token.startsWith(`${w1Node}:`), `the woken worker did not take the room back (lease ${token})`);
+    // Of alice's sends begun during the freeze, the first acknowledged (worker 1 has to take the
+    // room over and stop waiting for the frozen worker in the watermark).
+    const firstAck = Math.min(...acked.filter((x) => x.start > pausedAt && x.body.startsWith('alice')).map((x) => x.at)) - pausedAt;
+
+    const want = new Set(acked.map((x) => x.id));
+    assert.equal(want.size, 51, 'each acknowledged send is its own event');
+    const notWarm = (seen: Array<{ id: string; body: string }>) => seen.filter((x) => x.body !== 'bob warm');
+    const [seenA, seenB] = (await Promise.all([a.syncUntil(roomId, want, sinceA), b.syncUntil(roomId, want, sinceB)])).map(notWarm) as [
+      Array<{ id: string; body: string }>,
+      Array<{ id: string; body: string }>,
+    ];
+    for (const [who, seen] of [['alice (worker 1)', seenA], ['bob (worker 2, woken)', seenB]] as const) {
+      assert.deepEqual(
+        seen.map((s) => s.body).sort(),
+        acked.map((x) => x.body).sort(),
+        `${who}'s /sync: every acknowledged message exactly once, nothing else`,
+      );
+      for (const sender of ['alice', 'bob']) {
+        const mine = seen.filter((s) => s.body.startsWith(`${sender} p`)).map((s) => Number(s.body.split(' p')[1]));
+        assert.deepEqual(mine, Array.from({ length: 25 }, (_, i) => i), `${who}: ${sender}'s messages in the order sent`);
+      }
+    }
+    assert.deepEqual(seenB.map((s) => s.id), seenA.map((s) => s.id), 'one order on both workers');
+    const events = await w1!.hearth.store.rooms.getEvents(seenA.map((s) => s.id));
+    const positions = seenA.map((s) => events.get(s.id)!.stream);
+    assert.equal(new Set(positions).size, positions.length, 'no two events at one stream position');
+    assert.deepEqual([...positions].sort((x, y) => x - y), positions, 'stream order is the room order');
+    await assertLinear(w1!.hearth.store, roomId, seenA.map((s) => s.id));
+    redis.disconnect();
+
+    const log = child!.output();
+    const refused = (re: RegExp) => log.split('\n').filter((l) => re.test(l)).length;
+    console.log(
+      `      SIGSTOP of the owner (epoch ${pausedEpoch}) for ${PAUSE_MS} ms: first send of alice begun after the freeze acknowledged ${firstAck} ms after it; ` +
+        `the woken worker refused ${refused(/lost its store lease|LeaseLostError/)} write(s) for its revoked lease and ${refused(/StaleWriterError|changed writers/)} for the room's newer epoch`,
+    );
+  });
+});
