@@ -135,6 +135,9 @@ describe('cluster: the room owner frozen with SIGSTOP mid-traffic, then woken', 
 
     const token = await lease();
     assert.ok(token === '' || token.startsWith(`${w1Node}:`), `the woken worker did not take the room back (lease ${token})`);
+    // Woken, worker 2 saw nothing from worker 1 for PAUSE_MS by its own clock: it must not have
+    // taken that for worker 1's silence (and revoked the only worker that can still write).
+    assert.equal((w1!.hearth.store as unknown as { writable?: boolean }).writable, true, 'worker 1 still holds its worker lease');
     // Of alice's sends begun during the freeze, the first acknowledged (worker 1 has to take the
     // room over and stop waiting for the frozen worker in the watermark).
     const firstAck = Math.min(...acked.filter((x) => x.start > pausedAt && x.body.startsWith('alice')).map((x) => x.at)) - pausedAt;

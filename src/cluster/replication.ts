@@ -15,8 +15,9 @@
 // - A worker joins by publishing a hello and then waiting `joinGraceMs` before its first write,
 //   so every consumer knows it before any promise could pass its first position. A worker that
 //   stops publishes a goodbye.
-// - A worker that goes silent (no entry for `silentMs`, counted only while this consumer itself
-//   reads the stream, so a Redis outage makes nobody silent) is dropped once it provably can
+// - A worker that goes silent (no entry for `silentMs`, measured on the stream's own clock, the
+//   IDs Redis gives entries, between entries this consumer read: so neither a Redis outage nor
+//   this consumer being frozen itself makes anyone look silent) is dropped once it provably can
 //   start no further write: this consumer revokes its worker lease (LocalFeed.revokeWorker, an
 //   LWT naming the lease token its heartbeats carry) and then waits `leaseStaleMs` (+ a margin)
 //   of its own clock, past which a worker writes nothing without first renewing a lease it no
@@ -47,6 +48,8 @@ export interface LocalFeed {
   revokeWorker?(workerId: number, owner: string): Promise<boolean>;
   /** After a revocation, how long until the revoked worker can start no write. */
   readonly leaseStaleMs?: number;
+  /** False once this worker lost its own lease (it then revokes nobody). */
+  readonly writable?: boolean;
 }
 
 export interface ReplicationOptions {
@@ -72,6 +75,8 @@ export interface ReplicationOptions {
 interface WorkerState {
   promise: number;
   seenAt: number;
+  /** Stream time (ms of its entry ID) of its latest entry. */
+  lastAt: number;
   seq: number;
   /** Its lease token, from its heartbeats. */
   owner?: string;
@@ -110,8 +115,12 @@ export class ReplicationStream {
   private readonly changeListeners = new Set<ChangeListener>();
   private readonly advanceListeners = new Set<AdvanceListener>();
   private waiters: Array<{ pos: number; resolve: () => void }> = [];
-  /** Since when this consumer has read the stream without a failure (silence counts from it). */
-  private observedSince = 0;
+  /** Stream time of the latest entry read (any worker's, ours included). */
+  private streamNow = 0;
+  /** Stream time from which this consumer has read every entry (silence counts from it). */
+  private observedFrom = Infinity;
+  /** The next entry read starts a stretch read without a gap (at start, after a read failure). */
+  private observeFromNext = true;
   private readonly opts: Required<Omit<ReplicationOptions, 'redis' | 'reader' | 'key' | 'local' | 'logger' | 'now'>> & ReplicationOptions;
 
   constructor(opts: ReplicationOptions) {
@@ -135,11 +144,10 @@ export class ReplicationStream {
       if (e.t === 'bye') this.workers.delete(e.w);
       else if (now - at < this.opts.deadMs) {
         const owner = e.t === 'h' && typeof e.o === 'string' ? e.o : undefined;
-        this.workers.set(e.w, { promise: e.p, seenAt: at, seq: e.s, owner: owner ?? this.workers.get(e.w)?.owner });
+        this.workers.set(e.w, { promise: e.p, seenAt: at, lastAt: at, seq: e.s, owner: owner ?? this.workers.get(e.w)?.owner });
       }
     }
-    this.workers.set(local.workerId, { promise: local.promise(), seenAt: now, seq: 0 });
-    this.observedSince = now;
+    this.workers.set(local.workerId, { promise: local.promise(), seenAt: now, lastAt: 0, seq: 0 });
     this.watermark = this.computeWatermark();
     this.running = true;
     this.unsubscribeLocal = local.onChanges((changes, current) => void this.publish('c', changes, false, current));
@@ -252,6 +260,9 @@ export class ReplicationStream {
         if (!this.readsFailing) this.opts.logger.warn({ err }, 'replication: read failed; will reset the feed when it resumes');
         this.pendingReset = true;
         this.readsFailing = true;
+        // Entries published while we could not read are skipped ('$'): silence counts again from
+        // the first entry read after.
+        this.observeFromNext = true;
         this.lastId = '$';
         await new Promise((r) => setTimeout(r, 200));
         continue;
@@ -264,22 +275,35 @@ export class ReplicationStream {
         // worker would let the watermark pass writes it still has in flight).
         this.readsFailing = false;
         for (const st of this.workers.values()) st.seenAt = Math.max(st.seenAt, now);
-        this.observedSince = now;
       }
       if (res) {
         for (const [, entries] of res) {
           for (const [id, fields] of entries) {
             this.lastId = id;
+            const at = Number(id.split('-')[0]);
+            if (this.observeFromNext) {
+              this.observeFromNext = false;
+              this.observedFrom = at;
+            }
+            if (at > this.streamNow) this.streamNow = at;
             const e = decode(fields);
             if (!e || e.w === local.workerId) continue;
-            this.ingest(e, now);
+            this.ingest(e, now, at);
           }
         }
       }
+      // A worker that lost its own lease is no authority on anyone else's.
+      const mayRevoke = local.revokeWorker !== undefined && local.writable !== false;
       for (const [w, st] of this.workers) {
         if (w === local.workerId) continue;
         if (now - st.seenAt > this.opts.deadMs) this.drop(w, 'silent past its lease TTL');
-        else if (now - Math.max(st.seenAt, this.observedSince) > this.opts.silentMs && st.owner !== undefined && local.revokeWorker && !st.revoking && now >= (st.revokeAfter ?? 0)) {
+        else if (
+          mayRevoke &&
+          this.streamNow - Math.max(st.lastAt, this.observedFrom) > this.opts.silentMs &&
+          st.owner !== undefined &&
+          !st.revoking &&
+          now >= (st.revokeAfter ?? 0)
+        ) {
           void this.revoke(w, st, st.owner);
         }
       }
@@ -323,7 +347,7 @@ export class ReplicationStream {
     this.pendingReset = true;
   }
 
-  private ingest(e: Entry, now: number): void {
+  private ingest(e: Entry, now: number, at: number): void {
     let st = this.workers.get(e.w);
     if (e.t === 'bye') {
       // Everything it completed was published before the goodbye.
@@ -332,12 +356,13 @@ export class ReplicationStream {
     }
     if (!st) {
       // A hello, or a worker we had dropped: count it from here on.
-      st = { promise: e.p, seenAt: now, seq: e.s - 1 };
+      st = { promise: e.p, seenAt: now, lastAt: at, seq: e.s - 1 };
       this.workers.set(e.w, st);
     }
     if (e.s !== st.seq + 1) this.pendingReset = true;
     st.seq = e.s;
     st.seenAt = now;
+    st.lastAt = Math.max(st.lastAt, at);
     if (e.t === 'h' && typeof e.o === 'string') st.owner = e.o;
     if (e.t === 'c') {
       for (const c of e.c) this.buffer.push(c);
