@@ -36,8 +36,8 @@
 //   set `<prefix>ro:writers` (score: the time their entry expires, renewed with the leases); an
 //   entry past its time is dead. No live writer: a retryable 503 at once, never a wait or a 500.
 // - A worker that may no longer write (`canWrite` false: its store lease was revoked) takes no
-//   room, releases those it holds at the next renewal tick and stops announcing itself as a
-//   writer; it still forwards to owners.
+//   room, releases those it holds at the next renewal tick and leaves the writer set: it then
+//   forwards like a worker without the room_writer role.
 // - Errors cross as data: a MatrixError keeps errcode, message, status and extra fields; any other
 //   error becomes a plain Error with its message (a 500 at the API, as on one node).
 
@@ -213,7 +213,7 @@ export class RoomOwner {
       const got = await this.acquire(roomId);
       if (typeof got !== 'string') return this.within(roomId, got, local);
       const owner = got.slice(0, got.lastIndexOf(':'));
-      if (got === '' && !this.mayAcquire) {
+      if (got === '' && !this.acquires()) {
         const r = await this.forwardToWriter(roomId, op, args, deadline);
         if (r !== REROUTE) return r as T;
       } else if (got === '' || owner === this.nodeId) {
@@ -272,7 +272,7 @@ export class RoomOwner {
     if (inflight) return inflight;
     const p = (async (): Promise<Held | string> => {
       const { redis, prefix } = this.opts;
-      if (!this.mayAcquire || this.opts.canWrite?.() === false) return (await reachable(redis.get(`${prefix}ro:lease:${roomId}`))) ?? '';
+      if (!this.acquires()) return (await reachable(redis.get(`${prefix}ro:lease:${roomId}`))) ?? '';
       const [ok, token] = (await reachable(redis.eval(ACQUIRE, 2, `${prefix}ro:lease:${roomId}`, `${prefix}ro:epoch:${roomId}`, this.nodeId, String(this.leaseMs), String(Date.now())))) as [number, string];
       if (ok !== 1) return token;
       const h: Held = { token, epoch: Number(token.slice(token.lastIndexOf(':') + 1)), active: 0, idle: null };
@@ -308,6 +308,7 @@ export class RoomOwner {
         this.dropLost(roomId);
         await this.release(roomId, h);
       }
+      await redis.zrem(this.writersKey, this.nodeId).catch(() => undefined);
       return;
     }
     await this.announce();
@@ -375,6 +376,11 @@ export class RoomOwner {
     });
   }
 
+  /** Whether this worker takes rooms now: a room writer whose store still lets it write. */
+  private acquires(): boolean {
+    return this.mayAcquire && this.opts.canWrite?.() !== false;
+  }
+
   /** Writers whose announcement has not expired, sorted. */
   async liveWriters(): Promise<string[]> {
     const all = await reachable(this.opts.redis.zrangebyscore(this.writersKey, Date.now(), '+inf'));
@@ -387,7 +393,7 @@ export class RoomOwner {
 
   /** Rendezvous hash: the live writer with the highest hash of (writer, key). */
   private async pickWriter(key: string): Promise<string> {
-    const writers = await this.liveWriters();
+    const writers = (await this.liveWriters()).filter((w) => w !== this.nodeId || this.acquires());
     if (writers.length === 0) {
       throw new MatrixError('M_UNKNOWN', 'No room writer is running; try again', { retry_after_ms: 1000 }, 503);
     }
@@ -402,7 +408,7 @@ export class RoomOwner {
 
   /** A writer's entry in the writer set, valid for one lease period (renewed with the leases). */
   private async announce(): Promise<void> {
-    if (!this.mayAcquire || !this.running) return;
+    if (!this.acquires() || !this.running) return;
     try {
       const { redis } = this.opts;
       const now = Date.now();
