@@ -18,7 +18,7 @@ import { ERRCODE_STATUS, MatrixError, type Errcode } from '../errors.js';
 import { isJsonObject } from '../protocol/canonical-json.js';
 import { authEventIds, eventIdAssignedByServer, newServerEventId, signEvent, verifyEventSignature } from '../protocol/events.js';
 import { isValidRoomId, isValidServerName, serverNameOf } from '../protocol/ids.js';
-import { isRoomVersion, SUPPORTED_ROOM_VERSIONS } from '../protocol/room-versions.js';
+import { isRoomVersion, roomVersionRules, SUPPORTED_ROOM_VERSIONS } from '../protocol/room-versions.js';
 import type { JsonObject, JsonValue, Pdu, RoomVersion, SigningKey } from '../protocol/types.js';
 import type { StateEntry } from '../store/types.js';
 import type { KeyRing } from '../room/key-ring.js';
@@ -242,12 +242,13 @@ export class RemoteRooms implements RemoteMembership {
     const v2 = fedPath`/_matrix/federation/v2/invite/${roomId}/${eventId}`;
     const v2Body: JsonObject = { room_version: version, event: event as unknown as JsonObject, invite_room_state: inviteRoomState };
     // v1 carries the bare event, the room's state stripped in its unsigned, and no room version:
-    // its receiver assumes 1 or 2, so only rooms of those versions may fall back to it.
+    // its receiver assumes 1 or 2 (the versions whose event IDs the origin server chooses), so
+    // only rooms of those versions may fall back to it.
     const stripped = roomState.map((e) => ({ type: e.type, state_key: e.state_key ?? '', content: e.content, sender: e.sender }) as JsonObject);
     const v1Body = { ...(event as unknown as JsonObject), unsigned: { invite_room_state: stripped } };
     let res: JsonValue;
     try {
-      res = version === '1' || version === '2'
+      res = roomVersionRules(version).eventIdFormat === 'server'
         ? await this.v2ThenV1(destination, v2, fedPath`/_matrix/federation/v1/invite/${roomId}/${eventId}`, v2Body, v1Body)
         : await this.d.client.request(destination, { method: 'PUT', path: v2, body: v2Body });
     } catch (err) {
