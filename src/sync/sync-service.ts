@@ -23,6 +23,9 @@ import type { ReadModel } from './read-model/read-model.js';
 import { RoomStateSections } from './room-state.js';
 import { dict } from '../protocol/canonical-json.js';
 
+/** How often a request holding a token from ahead checks whether this worker has caught up. */
+const CATCH_UP_POLL_MS = 10;
+
 export interface SyncRequest {
   userId: string;
   deviceId: string;
@@ -65,6 +68,10 @@ export class SyncService {
     // An ephemeral position from before a restart may be ahead of ours: resend ephemeral state.
     if (since && since.ephemeral > this.sources.ephemeralPosition()) since = { ...since, ephemeral: 0 };
     const deadline = Date.now() + req.timeoutMs;
+    // A token from a worker whose feed is ahead of ours names positions we cannot read yet.
+    // Answering from our lower position would hand the client a next_batch below its own and
+    // repeat what it has; so wait (within the request's timeout) for our position to catch up.
+    if (since && since.stream > this.store.currentPosition()) await this.catchUpTo(since.stream, deadline, req.signal);
     if (req.delivered) this.sources.onDeliveredOptIn?.(req.userId);
     const device = this.sources.device;
     if (since && req.acknowledgeSince !== false) await this.acknowledge(req.userId, req.deviceId, since.stream);
@@ -82,6 +89,13 @@ export class SyncService {
       if (!woken) return res;
       // Nothing for us in (since, upTo]: continue from upTo, so the next read is smaller.
       since = upTo;
+    }
+  }
+
+  /** Waits until currentPosition() reaches `stream`, the deadline passes or the request ends. */
+  private async catchUpTo(stream: number, deadline: number, signal?: AbortSignal): Promise<void> {
+    while (this.store.currentPosition() < stream && Date.now() < deadline && !signal?.aborted) {
+      await new Promise((resolve) => setTimeout(resolve, Math.min(CATCH_UP_POLL_MS, Math.max(1, deadline - Date.now()))));
     }
   }
 
