@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import WebSocket from 'ws';
 import { assert } from '../helpers/assert.js';
-import { cassandraClient, freshKeyspace, startCassandra } from '../helpers/cassandra.js';
+import { cassandraClient, dropKeyspace, freshKeyspace, startCassandra } from '../helpers/cassandra.js';
 import { freshPrefix, redisClient, startRedis } from '../helpers/redis.js';
 import { Api, enc, startTestServer, type TestServer } from '../helpers/server.js';
 import type { HearthConfigInput } from '../../src/config/load.js';
@@ -53,7 +53,7 @@ describe('cluster: worker roles (A = client_api + sync, B = room_writer + pusher
     await b?.stop().catch(() => undefined);
     await c?.stop().catch(() => undefined);
     const admin = await cassandraClient(addr);
-    await admin.execute(`DROP KEYSPACE IF EXISTS ${keyspace}`, [], { readTimeout: 120_000 }).catch(() => undefined);
+    await dropKeyspace(admin, keyspace).catch(() => undefined);
     await admin.shutdown();
     rmSync(keyDir, { recursive: true, force: true });
   });

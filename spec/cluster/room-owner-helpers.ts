@@ -3,7 +3,13 @@
 // retry_after_ms with jitter; /sync collection; and the no-fork check on the store.
 
 import { assert } from '../helpers/assert.js';
-import { Api, enc } from '../helpers/server.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { cassandraClient, dropKeyspace, freshKeyspace, startCassandra } from '../helpers/cassandra.js';
+import { ChildServer } from '../helpers/child-server.js';
+import { freshPrefix, startRedis } from '../helpers/redis.js';
+import { Api, enc, startTestServer, type TestServer } from '../helpers/server.js';
 import type { Store } from '../../src/store/types.js';
 
 export const V3 = '/_matrix/client/v3';
@@ -159,4 +165,74 @@ export async function retryBusyCassandra<T>(what: string, step: () => Promise<T>
       console.log(`      ${what}: the shared Cassandra node timed out (attempt ${i}); starting again`);
     }
   }
+}
+
+/**
+ * Two workers on one fresh Cassandra keyspace and Redis prefix: worker 1 in this process, worker
+ * 2 the real server binary as a child process (so it can be killed or frozen). Registers the
+ * describe's hooks: start (retried while the shared node is busy), worker 2's warnings printed
+ * for a failed test, and teardown (a frozen child is woken first, the keyspace dropped).
+ */
+export function childWorkerPair(label: string): { readonly w1: TestServer; readonly child: ChildServer; readonly prefix: string } {
+  const keyspace = freshKeyspace(label);
+  const prefix = freshPrefix(label);
+  const keyDir = mkdtempSync(join(tmpdir(), 'hearth-owner-key-'));
+  let addr = '';
+  let w1: TestServer | null = null;
+  let child: ChildServer | null = null;
+  const shared = () => ({
+    storage: { backend: 'cassandra', cassandra: { contact_points: [addr], keyspace } },
+    cluster: { redis: { url: startRedis(), key_prefix: prefix }, room_lease_ms: 2_000 },
+    signing_key_path: join(keyDir, 'signing.key'),
+  });
+
+  before(async function () {
+    this.timeout(600_000);
+    addr = await startCassandra();
+    w1 = await retryBusyCassandra('worker 1', () => startTestServer(shared() as never)); // creates the shared signing key and the schema
+    child = await retryBusyCassandra('worker 2', async () => {
+      const c = await ChildServer.create({ ...shared(), media: { path: join(keyDir, 'child-media') } });
+      try {
+        await c.start(90_000);
+        return c;
+      } catch (err) {
+        await c.dispose();
+        throw err;
+      }
+    });
+  });
+
+  afterEach(function () {
+    // Worker 2 is another process: show what it logged at warn and above when the test failed.
+    if (this.currentTest?.state === 'failed' && child) {
+      const lines = child.output().split('\n').filter((l) => /"level":(40|50|60)/.test(l));
+      if (lines.length > 0) console.log(`      worker 2 logged:\n${lines.slice(-20).join('\n')}`);
+    }
+  });
+
+  after(async () => {
+    if (child?.pid !== undefined) {
+      try {
+        process.kill(child.pid, 'SIGCONT'); // a frozen child cannot exit
+      } catch {
+        /* gone */
+      }
+    }
+    await child?.dispose();
+    await w1?.stop().catch(() => undefined);
+    const admin = await cassandraClient(addr);
+    await dropKeyspace(admin, keyspace).catch(() => undefined);
+    await admin.shutdown();
+    rmSync(keyDir, { recursive: true, force: true });
+  });
+
+  return {
+    prefix,
+    get w1() {
+      return w1 as TestServer;
+    },
+    get child() {
+      return child as ChildServer;
+    },
+  };
 }

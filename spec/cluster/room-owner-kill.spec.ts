@@ -15,70 +15,21 @@
 // later it is dropped (src/cluster/replication.ts); the spec prints the take-over time and the
 // first acknowledgement of a send begun after the kill (about 5.5 s; 15 s before).
 
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { assert } from '../helpers/assert.js';
-import { cassandraClient, freshKeyspace, startCassandra } from '../helpers/cassandra.js';
-import { ChildServer } from '../helpers/child-server.js';
-import { freshPrefix, redisClient, startRedis } from '../helpers/redis.js';
-import { Api, enc, startTestServer, type TestServer } from '../helpers/server.js';
-import { assertLinear, Client, retryBusyCassandra, sinceNow, V3, type User } from './room-owner-helpers.js';
+import { redisClient } from '../helpers/redis.js';
+import { Api, enc } from '../helpers/server.js';
+import { assertLinear, Client, childWorkerPair, sinceNow, V3, type User } from './room-owner-helpers.js';
 
 describe('cluster: the room owner killed with SIGKILL mid-traffic', function () {
   this.timeout(240_000);
-  const keyspace = freshKeyspace('ownerkill');
-  const prefix = freshPrefix('ownerkill');
-  const keyDir = mkdtempSync(join(tmpdir(), 'hearth-owner-key-'));
-  let addr = '';
-  let w1: TestServer | null = null;
-  let child: ChildServer | null = null;
-  let childUp = false;
-
-  const shared = () => ({
-    storage: { backend: 'cassandra', cassandra: { contact_points: [addr], keyspace } },
-    cluster: { redis: { url: startRedis(), key_prefix: prefix }, room_lease_ms: 2_000 },
-    signing_key_path: join(keyDir, 'signing.key'),
-  });
-
-  before(async function () {
-    this.timeout(600_000);
-    addr = await startCassandra();
-    w1 = await retryBusyCassandra('worker 1', () => startTestServer(shared() as never)); // creates the shared signing key and the schema
-    child = await retryBusyCassandra('worker 2', async () => {
-      const c = await ChildServer.create({ ...shared(), media: { path: join(keyDir, 'child-media') } });
-      try {
-        await c.start(90_000);
-        return c;
-      } catch (err) {
-        await c.dispose();
-        throw err;
-      }
-    });
-    childUp = true;
-  });
-
-  afterEach(function () {
-    // The owner is another process: show what it logged at warn and above when the test failed.
-    if (this.currentTest?.state === 'failed' && child) {
-      const lines = child.output().split('\n').filter((l) => /"level":(40|50|60)/.test(l));
-      if (lines.length > 0) console.log(`      worker 2 logged:\n${lines.slice(-20).join('\n')}`);
-    }
-  });
-
-  after(async () => {
-    await child?.dispose();
-    await w1?.stop().catch(() => undefined);
-    const admin = await cassandraClient(addr);
-    await admin.execute(`DROP KEYSPACE IF EXISTS ${keyspace}`, [], { readTimeout: 120_000 }).catch(() => undefined);
-    await admin.shutdown();
-    rmSync(keyDir, { recursive: true, force: true });
-  });
+  const pair = childWorkerPair('ownerkill');
+  let childUp = true;
 
   it('the other worker takes the room over with a higher epoch; 0 acknowledged messages lost or duplicated, one chain', async () => {
+    const { w1, child, prefix } = pair;
     const servers = () => [w1, childUp ? child : null];
-    const alice = await new Api(w1!.url).register('alice');
-    const bob = (await new Api(child!.url).register('bob')) as User;
+    const alice = await new Api(w1.url).register('alice');
+    const bob = (await new Api(child.url).register('bob')) as User;
     const a = new Client(alice, servers, 0);
     const b = new Client(bob, servers, 1);
     // bob creates the room on worker 2, so worker 2 owns it.
@@ -94,7 +45,7 @@ describe('cluster: the room owner killed with SIGKILL mid-traffic', function () 
 
     const redis = redisClient();
     const lease = async () => (await redis.get(`${prefix}ro:lease:${roomId}`)) ?? '';
-    const w1Node = (w1!.hearth.roomInput as unknown as { ownerNodeId: string }).ownerNodeId;
+    const w1Node = (w1.hearth.roomInput as unknown as { ownerNodeId: string }).ownerNodeId;
     const acked: Array<{ id: string; start: number; at: number }> = [];
     let killedAt = 0;
     let killedEpoch = 0;
@@ -112,7 +63,7 @@ describe('cluster: the room owner killed with SIGKILL mid-traffic', function () 
           killedEpoch = Number(token.split(':').pop());
           killedAt = Date.now();
           childUp = false;
-          killing = child!.kill('SIGKILL');
+          killing = child.kill('SIGKILL');
         }
       }
     };
@@ -146,7 +97,7 @@ describe('cluster: the room owner killed with SIGKILL mid-traffic', function () 
       const mine = seen.filter((s) => s.body.startsWith(who)).map((s) => Number(s.body.split(' k')[1]));
       assert.deepEqual(mine, Array.from({ length: 25 }, (_, i) => i), `${who}'s messages in the order sent`);
     }
-    await assertLinear(w1!.hearth.store, roomId, seen.map((s) => s.id));
+    await assertLinear(w1.hearth.store, roomId, seen.map((s) => s.id));
     redis.disconnect();
     console.log(`      SIGKILL of the owner: lease taken over after ${takeover} ms; first send begun after the kill acknowledged ${firstAck} ms after it`);
   });

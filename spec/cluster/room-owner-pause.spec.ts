@@ -13,77 +13,23 @@
 // one chain and one forward extremity (nothing the woken owner had in flight was appended to the
 // room beside the new owner's writes). What the woken worker refused is printed from its log.
 
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { assert } from '../helpers/assert.js';
-import { cassandraClient, freshKeyspace, startCassandra } from '../helpers/cassandra.js';
-import { ChildServer } from '../helpers/child-server.js';
-import { freshPrefix, redisClient, startRedis } from '../helpers/redis.js';
-import { Api, enc, startTestServer, type TestServer } from '../helpers/server.js';
-import { assertLinear, Client, retryBusyCassandra, sinceNow, V3, type User } from './room-owner-helpers.js';
+import { redisClient } from '../helpers/redis.js';
+import { Api, enc } from '../helpers/server.js';
+import { assertLinear, Client, childWorkerPair, sinceNow, V3, type User } from './room-owner-helpers.js';
 
 /** Long enough for the room lease (2 s) to expire and for the silent worker to be dropped (3 s + 2 s + revocation). */
 const PAUSE_MS = 8_000;
 
 describe('cluster: the room owner frozen with SIGSTOP mid-traffic, then woken', function () {
   this.timeout(240_000);
-  const keyspace = freshKeyspace('ownerpause');
-  const prefix = freshPrefix('ownerpause');
-  const keyDir = mkdtempSync(join(tmpdir(), 'hearth-owner-key-'));
-  let addr = '';
-  let w1: TestServer | null = null;
-  let child: ChildServer | null = null;
-
-  const shared = () => ({
-    storage: { backend: 'cassandra', cassandra: { contact_points: [addr], keyspace } },
-    cluster: { redis: { url: startRedis(), key_prefix: prefix }, room_lease_ms: 2_000 },
-    signing_key_path: join(keyDir, 'signing.key'),
-  });
-
-  before(async function () {
-    this.timeout(600_000);
-    addr = await startCassandra();
-    w1 = await retryBusyCassandra('worker 1', () => startTestServer(shared() as never)); // creates the shared signing key and the schema
-    child = await retryBusyCassandra('worker 2', async () => {
-      const c = await ChildServer.create({ ...shared(), media: { path: join(keyDir, 'child-media') } });
-      try {
-        await c.start(90_000);
-        return c;
-      } catch (err) {
-        await c.dispose();
-        throw err;
-      }
-    });
-  });
-
-  afterEach(function () {
-    if (this.currentTest?.state === 'failed' && child) {
-      const lines = child.output().split('\n').filter((l) => /"level":(40|50|60)/.test(l));
-      if (lines.length > 0) console.log(`      worker 2 logged:\n${lines.slice(-20).join('\n')}`);
-    }
-  });
-
-  after(async () => {
-    if (child?.pid !== undefined) {
-      try {
-        process.kill(child.pid, 'SIGCONT');
-      } catch {
-        /* gone */
-      }
-    }
-    await child?.dispose();
-    await w1?.stop().catch(() => undefined);
-    const admin = await cassandraClient(addr);
-    await admin.execute(`DROP KEYSPACE IF EXISTS ${keyspace}`, [], { readTimeout: 120_000 }).catch(() => undefined);
-    await admin.shutdown();
-    rmSync(keyDir, { recursive: true, force: true });
-  });
+  const pair = childWorkerPair('ownerpause');
 
   it('the other worker takes over; the woken old owner appends nothing beside it; every acknowledged message once, in order, on both workers', async () => {
+    const { w1, child, prefix } = pair;
     const servers = () => [w1, child];
-    const alice = await new Api(w1!.url).register('alice');
-    const bob = (await new Api(child!.url).register('bob')) as User;
+    const alice = await new Api(w1.url).register('alice');
+    const bob = (await new Api(child.url).register('bob')) as User;
     const a = new Client(alice, servers, 0);
     const b = new Client(bob, servers, 1);
     const created = await b.api().post(`${V3}/createRoom`, { preset: 'private_chat', invite: [alice.userId] });
@@ -98,7 +44,7 @@ describe('cluster: the room owner frozen with SIGSTOP mid-traffic, then woken', 
 
     const redis = redisClient();
     const lease = async () => (await redis.get(`${prefix}ro:lease:${roomId}`)) ?? '';
-    const w1Node = (w1!.hearth.roomInput as unknown as { ownerNodeId: string }).ownerNodeId;
+    const w1Node = (w1.hearth.roomInput as unknown as { ownerNodeId: string }).ownerNodeId;
     const acked: Array<{ id: string; body: string; start: number; at: number }> = [];
     let pausedAt = 0;
     let pausedEpoch = 0;
@@ -115,10 +61,10 @@ describe('cluster: the room owner frozen with SIGSTOP mid-traffic, then woken', 
           if (token === '' || token.startsWith(`${w1Node}:`) || woken) continue;
           pausedEpoch = Number(token.split(':').pop());
           pausedAt = Date.now();
-          process.kill(child!.pid!, 'SIGSTOP');
+          process.kill(child.pid!, 'SIGSTOP');
           woken = new Promise<void>((r) =>
             setTimeout(() => {
-              process.kill(child!.pid!, 'SIGCONT');
+              process.kill(child.pid!, 'SIGCONT');
               r();
             }, PAUSE_MS),
           );
@@ -137,7 +83,7 @@ describe('cluster: the room owner frozen with SIGSTOP mid-traffic, then woken', 
     assert.ok(token === '' || token.startsWith(`${w1Node}:`), `the woken worker did not take the room back (lease ${token})`);
     // Woken, worker 2 saw nothing from worker 1 for PAUSE_MS by its own clock: it must not have
     // taken that for worker 1's silence (and revoked the only worker that can still write).
-    assert.equal((w1!.hearth.store as unknown as { writable?: boolean }).writable, true, 'worker 1 still holds its worker lease');
+    assert.equal((w1.hearth.store as unknown as { writable?: boolean }).writable, true, 'worker 1 still holds its worker lease');
     // Of alice's sends begun during the freeze, the first acknowledged (worker 1 has to take the
     // room over and stop waiting for the frozen worker in the watermark).
     const firstAck = Math.min(...acked.filter((x) => x.start > pausedAt && x.body.startsWith('alice')).map((x) => x.at)) - pausedAt;
@@ -161,14 +107,14 @@ describe('cluster: the room owner frozen with SIGSTOP mid-traffic, then woken', 
       }
     }
     assert.deepEqual(seenB.map((s) => s.id), seenA.map((s) => s.id), 'one order on both workers');
-    const events = await w1!.hearth.store.rooms.getEvents(seenA.map((s) => s.id));
+    const events = await w1.hearth.store.rooms.getEvents(seenA.map((s) => s.id));
     const positions = seenA.map((s) => events.get(s.id)!.stream);
     assert.equal(new Set(positions).size, positions.length, 'no two events at one stream position');
     assert.deepEqual([...positions].sort((x, y) => x - y), positions, 'stream order is the room order');
-    await assertLinear(w1!.hearth.store, roomId, seenA.map((s) => s.id));
+    await assertLinear(w1.hearth.store, roomId, seenA.map((s) => s.id));
     redis.disconnect();
 
-    const log = child!.output();
+    const log = child.output();
     const refused = (re: RegExp) => log.split('\n').filter((l) => re.test(l)).length;
     console.log(
       `      SIGSTOP of the owner (epoch ${pausedEpoch}) for ${PAUSE_MS} ms: first send of alice begun after the freeze acknowledged ${firstAck} ms after it; ` +

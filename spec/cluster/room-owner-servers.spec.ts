@@ -11,7 +11,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { assert } from '../helpers/assert.js';
-import { cassandraClient, freshKeyspace, startCassandra } from '../helpers/cassandra.js';
+import { cassandraClient, dropKeyspace, freshKeyspace, startCassandra } from '../helpers/cassandra.js';
 import { freshPrefix, redisClient, startRedis } from '../helpers/redis.js';
 import { Api, enc, startTestServer, type TestServer } from '../helpers/server.js';
 import type { HearthConfigInput } from '../../src/config/load.js';
@@ -51,7 +51,7 @@ describe('cluster: per-room single writer across two workers (Cassandra + Redis)
     await w2?.stop().catch(() => undefined);
     // The shared node is busy: dropping a keyspace may take longer than the driver's default.
     const admin = await cassandraClient(addr);
-    await admin.execute(`DROP KEYSPACE IF EXISTS ${keyspace}`, [], { readTimeout: 120_000 }).catch(() => undefined);
+    await dropKeyspace(admin, keyspace).catch(() => undefined);
     await admin.shutdown();
     rmSync(keyDir, { recursive: true, force: true });
   });

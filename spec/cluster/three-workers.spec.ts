@@ -41,7 +41,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { assert } from '../helpers/assert.js';
-import { cassandraClient, freshKeyspace, startCassandra } from '../helpers/cassandra.js';
+import { cassandraClient, dropKeyspace, freshKeyspace, startCassandra } from '../helpers/cassandra.js';
 import { ChildServer, freePort } from '../helpers/child-server.js';
 import { freshPrefix, OwnRedis } from '../helpers/redis.js';
 import { Api, enc, startTestServer, type TestServer } from '../helpers/server.js';
@@ -157,7 +157,7 @@ describe('cluster: three workers, Redis and Cassandra; a worker killed, Redis re
     redis?.stop();
     if (addr) {
       const admin = await cassandraClient(addr);
-      await admin.execute(`DROP KEYSPACE IF EXISTS ${keyspace}`, [], { readTimeout: 120_000 }).catch(() => undefined);
+      await dropKeyspace(admin, keyspace).catch(() => undefined);
       await admin.shutdown();
     }
     rmSync(keyDir, { recursive: true, force: true });
