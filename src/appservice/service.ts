@@ -15,7 +15,7 @@
 // - Queries to an AS never fail the client's request: an AS that errs or is down counts as
 //   "does not know it".
 
-import { createHash } from 'node:crypto';
+import { hashAccessToken } from '../users/credentials.js';
 import type { Logger } from 'pino';
 import { MatrixError } from '../errors.js';
 import { parseUserId } from '../protocol/ids.js';
@@ -51,10 +51,6 @@ export interface AppServicesDeps {
 
 const PROTOCOL_CACHE_MS = 5 * 60_000;
 
-function sha256(s: string): string {
-  return createHash('sha256').update(s).digest('hex');
-}
-
 /** The device an AS's masqueraded requests use when it names none (one per AS, never a real device). */
 export function appServiceDeviceId(appServiceId: string): string {
   return `AS_${appServiceId}`;
@@ -68,7 +64,7 @@ export class AppServices {
 
   constructor(private readonly deps: AppServicesDeps) {
     this.registrations = deps.registrations;
-    for (const r of deps.registrations) this.byTokenHash.set(sha256(r.asToken), r);
+    for (const r of deps.registrations) this.byTokenHash.set(hashAccessToken(r.asToken), r);
   }
 
   get enabled(): boolean {
@@ -85,7 +81,7 @@ export class AppServices {
    */
   async identify(token: string, userId: string | undefined, deviceId: string | undefined): Promise<AppServiceIdentity | null> {
     if (!this.enabled) return null;
-    const tokenHash = sha256(token);
+    const tokenHash = hashAccessToken(token);
     const reg = this.byTokenHash.get(tokenHash);
     if (!reg) return null;
     const target = userId === undefined || userId === '' ? reg.senderUserId : userId;
