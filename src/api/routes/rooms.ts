@@ -154,10 +154,11 @@ export function roomRoutes(r: ClientRoutes, s: RoomRouteDeps): void {
     const joined: JsonObject = dict();
     for (const { member, event } of await s.roomState.joinedMembers(auth.userId, param(ctx, 'roomId'))) {
       const c = event?.pdu.content ?? {};
-      joined[member.userId] = {
-        display_name: typeof c.displayname === 'string' ? c.displayname : null,
-        avatar_url: typeof c.avatar_url === 'string' ? c.avatar_url : null,
-      };
+      // Both fields are optional strings in the spec's schema: absent, not null, when unset.
+      const m: JsonObject = {};
+      if (typeof c.displayname === 'string') m.display_name = c.displayname;
+      if (typeof c.avatar_url === 'string') m.avatar_url = c.avatar_url;
+      joined[member.userId] = m;
     }
     ctx.body = { joined };
   });
