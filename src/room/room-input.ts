@@ -6,7 +6,7 @@
 //   1 format and size, 2 signatures (KeyRing), 3 content hash (mismatch: keep it redacted),
 //   4 auth against its own auth_events, 5 auth against the state before it (its prev_events'
 //   states, resolved), 6 soft fail against the room's current state.
-// A local send is built first (prev_events = forward extremities, auth_events from current
+// A local send is built first (event-builder.ts: prev_events = forward extremities, auth_events from current
 // state), signed, then checked like anything else (except 3: its hash was just computed); a
 // failure is a MatrixError for the client.
 // `receive` never throws for a bad event: it returns an outcome.
@@ -43,21 +43,9 @@
 
 import { LRUCache } from 'lru-cache';
 import { MatrixError } from '../errors.js';
-import { authEventTypesFor, mayApplyRedaction, redactionTargetOf } from '../protocol/auth-rules.js';
-import {
-  authEventIds,
-  eventIdAssignedByServer,
-  eventReferences,
-  MAX_PDU_BYTES,
-  newServerEventId,
-  prevEventIds,
-  roomIdFromCreateEvent,
-  signLocalEvent,
-} from '../protocol/events.js';
+import { authEventIds, prevEventIds, roomIdFromCreateEvent } from '../protocol/events.js';
 import { roomVersionRules } from '../protocol/room-versions.js';
-import { redactEvent } from '../protocol/redaction.js';
-import { CanonicalJsonError } from '../protocol/canonical-json.js';
-import type { JsonObject, Pdu, RoomVersion, SigningKey } from '../protocol/types.js';
+import type { Pdu, RoomVersion, SigningKey } from '../protocol/types.js';
 import { stateTuple } from '../protocol/types.js';
 import type { PushActionInput, PushBulkInput, StateEntry, StateKeyRef, Store, StoredEvent } from '../store/types.js';
 import { StaleWriterError, StoreConflictError } from '../store/types.js';
@@ -65,26 +53,13 @@ import type { Notifier } from '../sync/notifier.js';
 import { changedEntries, DagState, removedKeys, toEntries } from './dag-state.js';
 import { StaticKeyRing, type KeyRing } from './key-ring.js';
 import { resolveState as resolveStateV } from '../protocol/state-res/index.js';
-import { checkAgainstAuthEvents, checkAgainstState, checkFormat, checkHashOrRedact, checkSignatures, type OwnSignature } from './pdu-checks.js';
-import { publicKeyObject } from '../protocol/crypto.js';
-import type { KeyObject } from 'node:crypto';
+import { checkAgainstAuthEvents, checkAgainstState, checkFormat, checkHashOrRedact, checkSignatures } from './pdu-checks.js';
 import { RoomState } from './room-state.js';
 import { EventJudge, lookupIn, type Verdict } from './event-judge.js';
 import type { ResolveState, StateMap } from './state-resolver.js';
+import { EventBuilder, type EventDraft, type Prepared } from './event-builder.js';
 
-export interface EventDraft {
-  type: string;
-  stateKey?: string;
-  sender: string;
-  content: JsonObject;
-  /** Target of an m.room.redaction. */
-  redacts?: string;
-  /**
-   * Client idempotency: a retry with the same (room, user, device, scope, txnId) returns the first
-   * event. `scope` names the endpoint (the spec scopes transaction IDs by request path).
-   */
-  txn?: { userId: string; deviceId: string; txnId: string; scope: string };
-}
+export type { EventDraft } from './event-builder.js';
 
 export interface SubmitResult {
   eventId: string;
@@ -99,15 +74,6 @@ export type InputOutcome =
   | { outcome: 'soft_failed'; eventId: string; stream: number; reason: string }
   | { outcome: 'outlier'; eventId: string; stream: number; reason: string }
   | { outcome: 'rejected'; eventId: string | null; reason: string; stored: boolean };
-
-interface Prepared {
-  eventId: string;
-  pdu: Pdu;
-  redaction?: { targetEventId: string; redactedPdu: Pdu };
-  txn?: EventDraft['txn'];
-  /** A redaction's target, however the client named it (see withRedactsTarget). */
-  redacts?: string;
-}
 
 export interface RoomInputDeps {
   store: Store;
@@ -152,18 +118,16 @@ export class RoomInput {
   private readonly pendingTxns = new Map<string, Promise<SubmitResult>>();
   private readonly states: LRUCache<string, RoomState>;
   private readonly now: () => number;
-  /** Last origin_server_ts given to a create event whose hash is the room ID (see buildPdu). */
-  private lastDerivedCreateTs = 0;
   private readonly dag: DagState;
   private readonly judge: EventJudge;
   private readonly keyRing: KeyRing;
-  private readonly ownPublicKey: KeyObject;
+  private readonly builder: EventBuilder;
 
   constructor(private readonly deps: RoomInputDeps, cacheRooms = 10_000) {
-    this.ownPublicKey = publicKeyObject(deps.signingKey.publicKey);
     this.now = deps.now ?? Date.now;
     this.states = new LRUCache({ max: cacheRooms });
     this.keyRing = deps.keyRing ?? StaticKeyRing.forServer(deps.serverName, [deps.signingKey]);
+    this.builder = new EventBuilder({ serverName: deps.serverName, signingKey: deps.signingKey, keyRing: this.keyRing, rooms: deps.store.rooms, now: this.now });
     this.dag = new DagState(deps.store.rooms, deps.resolveState ?? resolveStateV);
     this.judge = new EventJudge(deps.store.rooms, this.dag);
   }
@@ -233,7 +197,7 @@ export class RoomInput {
     for (const d of drafts) {
       let p: Prepared;
       try {
-        p = await this.prepare(id ?? '', d, scratch);
+        p = await this.builder.prepare(id ?? '', d, scratch);
         const cited = authEventIds(p.pdu);
         const authEvents = cited.map((a) => scratch.eventById(a)).filter((e): e is Pdu => e !== undefined);
         const reason =
@@ -248,7 +212,7 @@ export class RoomInput {
         throw err;
       }
       id ??= roomIdFromCreateEvent(p.pdu, version) ?? null;
-      this.finishLocal(p, d, scratch);
+      this.builder.finishLocal(p, d, scratch);
       scratch.applyPersisted(p.eventId, p.pdu);
       prepared.push(p);
     }
@@ -339,7 +303,7 @@ export class RoomInput {
   template(roomId: string, draft: EventDraft): Promise<{ version: RoomVersion; pdu: Pdu; state: RoomState } | null> {
     return this.enqueue(roomId, async () => {
       const state = await this.load(roomId);
-      return state ? { version: state.version, pdu: this.buildPdu(roomId, draft, state), state } : null;
+      return state ? { version: state.version, pdu: this.builder.build(roomId, draft, state), state } : null;
     });
   }
 
@@ -600,60 +564,13 @@ export class RoomInput {
 
   /** A local event built, signed and through checks 1-6, with its redaction; writes nothing. */
   private async prepareLocal(roomId: string, draft: EventDraft, state: RoomState): Promise<{ p: Prepared; verdict: Verdict }> {
-    const p = await this.prepare(roomId, draft, state);
+    const p = await this.builder.prepare(roomId, draft, state);
     const verdict = await this.judge.judge(roomId, state, p.pdu, p.eventId, undefined, { local: true });
     // A local event is never stored unless accepted: the client gets the reason instead.
     if (verdict.kind !== 'accepted') throw new MatrixError('M_FORBIDDEN', verdict.reason);
-    if (p.redacts !== undefined) p.redaction = await this.redactionTarget(roomId, p.redacts, p.pdu, state);
-    this.finishLocal(p, draft, state);
+    if (p.redacts !== undefined) p.redaction = await this.builder.redactionTarget(roomId, p.redacts, p.pdu, state);
+    this.builder.finishLocal(p, draft, state);
     return { p, verdict };
-  }
-
-  /** Builds and signs a local event, then runs checks 1-3 on it. Writes nothing. */
-  private async prepare(roomId: string, given: EventDraft, state: RoomState): Promise<Prepared> {
-    const version = state.version;
-    const draft = given.type === 'm.room.redaction' ? withRedactsTarget(given) : given;
-    if (draft.type.includes('\u0000') || draft.stateKey?.includes('\u0000')) {
-      throw new MatrixError('M_INVALID_PARAM', 'Event types and state keys may not contain NUL');
-    }
-    const pdu = this.buildPdu(roomId, draft, state);
-    // v1/v2: the ID is ours to choose, and part of what gets hashed and signed.
-    if (eventIdAssignedByServer(version)) pdu.event_id = newServerEventId(this.deps.serverName);
-    let signed: Pdu;
-    let known: { eventId: string; size: number };
-    try {
-      // One canonical JSON pass each for hash and signature; the ID and size come from them.
-      ({ pdu: signed, ...known } = signLocalEvent(pdu, this.deps.serverName, this.deps.signingKey, version));
-    } catch (err) {
-      // Content from any path (createRoom's creation_content, initial_state, ...) that canonical
-      // JSON cannot represent: floats, unsafe integers, lone surrogates.
-      if (err instanceof CanonicalJsonError) throw new MatrixError('M_BAD_JSON', `Event content is not valid canonical JSON: ${err.message}`);
-      throw err;
-    }
-    // createRoom builds a v12 create event before its room ID exists (roomId '').
-    const format = checkFormat(signed, roomId === '' ? null : roomId, version, { copy: false, known });
-    if (!format.ok) {
-      if (format.tooLarge) throw new MatrixError('M_TOO_LARGE', `Event is larger than ${MAX_PDU_BYTES} bytes`);
-      throw new MatrixError('M_BAD_JSON', `Invalid event: ${format.reason}`);
-    }
-    const { eventId } = format.value;
-    const { serverName, signingKey } = this.deps;
-    const own: OwnSignature = { serverName, keyId: signingKey.keyId, signature: signed.signatures[serverName]?.[signingKey.keyId] ?? '', publicKey: this.ownPublicKey };
-    const badSignature = await checkSignatures(signed, version, this.keyRing, own);
-    // Our own key failing means a misconfigured key ring, not a client error.
-    if (badSignature !== undefined) throw new Error(`locally signed event fails the signature check: ${badSignature}`);
-    // Step 3 is skipped: signLocalEvent computed hashes.sha256 over this very object a moment ago, so
-    // re-hashing it (another canonical JSON pass and SHA-256 per send) could never disagree.
-    return { eventId, pdu: format.value.pdu, txn: draft.txn, redacts: draft.redacts };
-  }
-
-  /** Bookkeeping only local events get: `unsigned.replaces_state` (outside hashes and signatures). */
-  private finishLocal(p: Prepared, draft: EventDraft, state: RoomState): void {
-    if (draft.stateKey === undefined) return;
-    // Clients get prev_content from this at read time, so a later redaction of the previous
-    // event is respected.
-    const prev = state.get(draft.type, draft.stateKey);
-    if (prev) p.pdu.unsigned = { replaces_state: prev.eventId };
   }
 
   private async receiveJob(roomId: string, raw: unknown, origin: string, gapState?: StateMap): Promise<InputOutcome> {
@@ -674,7 +591,7 @@ export class RoomInput {
     const { pdu } = checkHashOrRedact(format.value.pdu, version);
     const verdict = await this.judge.judge(roomId, state, pdu, eventId, gapState);
     if (verdict.kind === 'rejected' && !verdict.store) return { outcome: 'rejected', eventId, reason: verdict.reason, stored: false };
-    const redaction = verdict.kind === 'accepted' ? await this.receivedRedaction(roomId, pdu, state) : undefined;
+    const redaction = verdict.kind === 'accepted' ? await this.builder.receivedRedaction(roomId, pdu, state) : undefined;
     const { stream } = await this.commit(roomId, { eventId, pdu, redaction }, state, verdict);
     switch (verdict.kind) {
       case 'accepted':
@@ -779,104 +696,12 @@ export class RoomInput {
     this.deps.notifier.publish({ stream, roomId, userIds: userIds.length > 0 ? userIds : undefined });
     return { eventId: p.eventId, stream, deduplicated: false };
   }
-
-  private buildPdu(roomId: string, draft: EventDraft, state: RoomState): Pdu {
-    const rules = roomVersionRules(state.version);
-    const authEvents: Array<{ eventId: string; pdu: Pdu }> = [];
-    const selection = authEventTypesFor({ type: draft.type, state_key: draft.stateKey, sender: draft.sender, content: draft.content }, state.version);
-    for (const [t, k] of selection) {
-      const e = state.get(t, k);
-      if (e && !authEvents.some((a) => a.eventId === e.eventId)) authEvents.push(e);
-    }
-    const content: JsonObject = { ...draft.content };
-    const pdu: Pdu = {
-      room_id: roomId,
-      sender: draft.sender,
-      type: draft.type,
-      content,
-      origin_server_ts: this.now(),
-      depth: state.nextDepth(),
-      // v1/v2 cite prev_events with their hashes, so they need the PDUs; later versions the IDs.
-      prev_events: rules.eventReferencesWithHashes
-        ? eventReferences(state.extremityEvents().slice(0, 20), state.version)
-        : state.extremities.slice(0, 20),
-      auth_events: eventReferences(authEvents, state.version),
-      hashes: { sha256: '' },
-      signatures: {},
-    };
-    if (draft.type === 'm.room.create' && rules.roomIdFromCreateEvent) {
-      // v12: the create event has no room ID; the room ID is its hash. Two identical requests
-      // in one millisecond would otherwise make the same room, so timestamps here never repeat.
-      delete pdu.room_id;
-      pdu.origin_server_ts = Math.max(pdu.origin_server_ts, this.lastDerivedCreateTs + 1);
-      this.lastDerivedCreateTs = pdu.origin_server_ts;
-    }
-    if (draft.stateKey !== undefined) pdu.state_key = draft.stateKey;
-    if (draft.type === 'm.room.redaction' && draft.redacts) {
-      // v11 moved `redacts` into content; earlier versions keep it top-level.
-      if (rules.redactsInContent) content.redacts = draft.redacts;
-      else pdu.redacts = draft.redacts;
-    }
-    delete (pdu as Partial<Pdu>).hashes;
-    return pdu;
-  }
-
-  /**
-   * What an accepted redaction from outside does to its target ("Handling redactions"): the
-   * target is redacted when it is here, in this room, not yet redacted, and the sender has the
-   * redact level or is on the target sender's server. A target not here yet stays as it is (it
-   * would need the redaction applied on arrival, which nothing does yet).
-   */
-  private async receivedRedaction(roomId: string, pdu: Pdu, state: RoomState): Promise<Prepared['redaction']> {
-    if (pdu.type !== 'm.room.redaction') return undefined;
-    const targetId = redactionTargetOf(pdu, state.version);
-    if (targetId === undefined) return undefined;
-    const target = await this.deps.store.rooms.getEvent(targetId);
-    if (!target || target.roomId !== roomId || target.redactedBy || target.rejected !== null) return undefined;
-    if (!mayApplyRedaction(pdu, target.pdu, state.content('m.room.power_levels'), state.get('m.room.create', '')?.pdu, state.version)) return undefined;
-    return { targetEventId: targetId, redactedPdu: redactEvent(target.pdu, state.version) as Pdu };
-  }
-
-  /**
-   * Client-side redaction rules on top of the auth rules: the target must be in this room, and a
-   * user may redact others' events only with the `redact` power level.
-   */
-  private async redactionTarget(
-    roomId: string,
-    targetId: string,
-    redaction: Pdu,
-    state: RoomState,
-  ): Promise<{ targetEventId: string; redactedPdu: Pdu } | undefined> {
-    const target: StoredEvent | null = await this.deps.store.rooms.getEvent(targetId);
-    // The auth rules let a remote server's redaction arrive before its target; a local client
-    // has no such excuse, and a target in another room would redact nothing here (Synapse: 400).
-    if (!target) throw new MatrixError('M_INVALID_PARAM', 'Cannot redact an event that does not exist', {}, 400);
-    if (target.roomId !== roomId) throw new MatrixError('M_INVALID_PARAM', 'Cannot redact an event from a different room', {}, 400);
-    if (target.pdu.sender !== redaction.sender && !state.canRedactOthers(redaction.sender)) {
-      throw new MatrixError('M_FORBIDDEN', 'You cannot redact events of other users');
-    }
-    if (target.redactedBy) return undefined;
-    return { targetEventId: targetId, redactedPdu: redactEvent(target.pdu, state.version) as Pdu };
-  }
 }
 
 /** The forward extremities once `p` (whose state before is linear or resolved) is in the room. */
 function extremitiesAfter(state: RoomState, p: Prepared): string[] {
   const prevSet = new Set(prevEventIds(p.pdu));
   return [...state.extremities.filter((id) => !prevSet.has(id)), p.eventId];
-}
-
-/**
- * Every m.room.redaction names its target, however it was sent: /redact passes it as `redacts`,
- * /send carries it in content (v11's home for it, and what clients send for every version). So
- * /send cannot skip the checks /redact gets.
- */
-function withRedactsTarget(draft: EventDraft): EventDraft {
-  const target = draft.redacts ?? draft.content.redacts;
-  if (typeof target !== 'string' || !target.startsWith('$')) {
-    throw new MatrixError('M_BAD_JSON', 'A redaction needs `redacts`: the ID of the event to redact');
-  }
-  return { ...draft, redacts: target };
 }
 
 export { stateTuple };
