@@ -22,6 +22,8 @@ import type { ChangeHints, SyncRange, SyncSources } from './sources.js';
 import type { ReadModel } from './read-model/read-model.js';
 import { RoomStateSections } from './room-state.js';
 import { dict } from '../protocol/canonical-json.js';
+import { MemberHistoryReader } from './member-history.js';
+import { emptyJoined, isEmpty, joinsIn, sectionEmpty } from './response-shape.js';
 
 /** How often a request holding a token from ahead checks whether this worker has caught up. */
 const CATCH_UP_POLL_MS = 10;
@@ -47,8 +49,6 @@ export interface SyncRequest {
 
 export type SyncResponse = JsonObject & { next_batch: string };
 
-type MemberHistory = Array<{ stream: number; eventId: string | null }>;
-
 export class SyncService {
   constructor(
     private readonly store: Store,
@@ -59,9 +59,11 @@ export class SyncService {
     private readonly model?: ReadModel,
   ) {
     this.state = new RoomStateSections(store, model);
+    this.members = new MemberHistoryReader(store.rooms);
   }
 
   private readonly state: RoomStateSections;
+  private readonly members: MemberHistoryReader;
 
   async sync(req: SyncRequest): Promise<SyncResponse> {
     let since = req.since !== undefined ? parseToken(req.since, 'since') : undefined;
@@ -165,7 +167,7 @@ export class SyncService {
       : undefined;
 
     // Memberships written after upTo are not part of this response; use their state as of upTo.
-    const current = await Promise.all(memberships.map((m) => this.membershipAsOf(m, upTo)));
+    const current = await Promise.all(memberships.map((m) => this.members.membershipAsOf(m, upTo)));
 
     const joinedRooms = current.filter((m): m is MembershipRecord => m?.membership === 'join');
     const joinedRoomIds = joinedRooms.map((m) => m.roomId);
@@ -186,10 +188,10 @@ export class SyncService {
     for (const m of current) {
       if (!m) continue;
       if (m.membership === 'join') {
-        const hist = changed?.has(m.roomId) ? await this.memberHistory(m.roomId, req.userId) : undefined;
-        const newlyJoined = !!hist && (await this.wasNotJoined(hist, from));
+        const hist = changed?.has(m.roomId) ? await this.members.of(m.roomId, req.userId) : undefined;
+        const newlyJoined = !!hist && (await this.members.wasNotJoined(hist, from));
         // A rejoin: the client may still hold the room's timeline from the earlier stint.
-        const rejoined = newlyJoined && (await this.isRejoin(hist, m.stream));
+        const rejoined = newlyJoined && (await this.members.isRejoin(hist, m.stream));
         if (since && newlyJoined) for (const o of await this.store.rooms.getRoomMembers(m.roomId, ['join'])) newlyShared.add(o.userId);
         const quiet = (maxStreams.get(m.roomId) ?? 0) <= from;
         const hasExtras = ephemeral.has(m.roomId) || accountData.rooms.has(m.roomId);
@@ -218,8 +220,8 @@ export class SyncService {
         // A room joined and left within the range is new to the client: its full section.
         let joinedAndLeft = false;
         if (since !== undefined) {
-          const hist = await this.memberHistory(m.roomId, req.userId);
-          joinedAndLeft = (await this.wasNotJoined(hist, from)) && (await this.joinedWithin(hist, from, m.stream));
+          const hist = await this.members.of(m.roomId, req.userId);
+          joinedAndLeft = (await this.members.wasNotJoined(hist, from)) && (await this.members.joinedWithin(hist, from, m.stream));
         }
         const section = await this.leftRoom(req, m, since && !joinedAndLeft ? from : undefined);
         if (section) leave[m.roomId] = section;
@@ -286,53 +288,6 @@ export class SyncService {
         section.unread_notifications = total;
       }
     }
-  }
-
-  /** The membership as of `upTo`: the current record if written at or below it, else history. */
-  private async membershipAsOf(m: MembershipRecord, upTo: number): Promise<MembershipRecord | null> {
-    if (m.stream <= upTo) return m;
-    const hist = await this.store.rooms.getStateHistory(m.roomId, 'm.room.member', m.userId);
-    const prev = [...hist].reverse().find((h) => h.stream <= upTo);
-    if (!prev?.eventId) return null;
-    const ev = await this.store.rooms.getEvent(prev.eventId);
-    const membership = ev?.pdu.content.membership;
-    if (typeof membership !== 'string') return null;
-    return { ...m, membership: membership as MembershipRecord['membership'], eventId: prev.eventId, stream: prev.stream };
-  }
-
-  /** The user's member history in a room: read once per room, shared by the checks below. */
-  private memberHistory(roomId: string, userId: string): Promise<MemberHistory> {
-    return this.store.rooms.getStateHistory(roomId, 'm.room.member', userId);
-  }
-
-  /**
-   * Whether the user's join stint current at `at` (by `hist`, their member history) follows an
-   * earlier one: a join, then leave or ban, then join again. Profile changes (join after join)
-   * are part of one stint.
-   */
-  private async isRejoin(hist: MemberHistory, at: number): Promise<boolean> {
-    const upTo = hist.filter((h) => h.stream <= at && h.eventId !== null);
-    if (upTo.length < 3) return false;
-    const events = await this.store.rooms.getEvents(upTo.map((h) => h.eventId as string));
-    const ms = upTo.map((h) => events.get(h.eventId as string)?.pdu.content.membership);
-    let i = ms.length - 1;
-    while (i >= 0 && ms[i] === 'join') i--;
-    return ms.slice(0, i + 1).includes('join');
-  }
-
-  /** Whether `hist` (the user's member history) has a `join` membership event in (from, to]. */
-  private async joinedWithin(hist: MemberHistory, from: number, to: number): Promise<boolean> {
-    const ids = hist.flatMap((h) => (h.stream > from && h.stream <= to && h.eventId !== null ? [h.eventId] : []));
-    if (ids.length === 0) return false;
-    return [...(await this.store.rooms.getEvents(ids)).values()].some((e) => e.pdu.content.membership === 'join');
-  }
-
-  /** Whether the user's membership as of `at`, by `hist` (their member history), was not `join`. */
-  private async wasNotJoined(hist: MemberHistory, at: number): Promise<boolean> {
-    const prev = [...hist].reverse().find((h) => h.stream <= at);
-    if (!prev?.eventId) return true;
-    const ev = await this.store.rooms.getEvent(prev.eventId);
-    return ev?.pdu.content.membership !== 'join';
   }
 
   /**
@@ -528,66 +483,4 @@ export class SyncService {
 /** Which ephemeral kinds can reach this reader: the others need not wake it. */
 function wantsOf(f: SyncFilter): Wants {
   return { typing: eventMatches(f.ephemeral, 'm.typing'), presence: !matchesNothing(f.presence) };
-}
-
-/** Users whose join (not a profile change) appears in a section's timeline or state. */
-function joinsIn(section: JsonObject): string[] {
-  const out: string[] = [];
-  const lists = [(section.timeline as { events: JsonObject[] }).events, (section.state as { events: JsonObject[] }).events];
-  for (const list of lists) {
-    for (const e of list) {
-      const content = e.content as JsonObject | undefined;
-      const prev = (e.unsigned as JsonObject | undefined)?.prev_content as JsonObject | undefined;
-      if (e.type === 'm.room.member' && typeof e.state_key === 'string' && content?.membership === 'join' && prev?.membership !== 'join') out.push(e.state_key);
-    }
-  }
-  return out;
-}
-
-/**
- * An incremental joined section whose every part the filter emptied (e.g. a member event the
- * timeline filter excludes): nothing reaches the client, so the room is left out rather than
- * sent as an empty section.
- */
-function sectionEmpty(section: JsonObject): boolean {
-  const tl = section.timeline as { events: unknown[]; limited: boolean };
-  const list = (k: string) => ((section[k] as { events: unknown[] } | undefined)?.events.length ?? 0) === 0;
-  const n = section.unread_notifications as { notification_count?: number; highlight_count?: number } | undefined;
-  const threads = section.unread_thread_notifications as JsonObject | undefined;
-  return (
-    tl.events.length === 0 &&
-    !tl.limited &&
-    list('state') &&
-    list('ephemeral') &&
-    list('account_data') &&
-    section.summary === undefined &&
-    !n?.notification_count &&
-    !n?.highlight_count &&
-    (threads === undefined || Object.keys(threads).length === 0)
-  );
-}
-
-function emptyJoined(): JsonObject {
-  return {
-    timeline: { events: [], limited: false },
-    state: { events: [] },
-    account_data: { events: [] },
-    ephemeral: { events: [] },
-    unread_notifications: { notification_count: 0, highlight_count: 0 },
-  };
-}
-
-function isEmpty(res: SyncResponse): boolean {
-  const rooms = res.rooms as { join: JsonObject; invite: JsonObject; leave: JsonObject; knock: JsonObject };
-  return (
-    Object.keys(rooms.join).length === 0 &&
-    Object.keys(rooms.invite).length === 0 &&
-    Object.keys(rooms.leave).length === 0 &&
-    Object.keys(rooms.knock).length === 0 &&
-    (res.account_data as { events: unknown[] }).events.length === 0 &&
-    (res.presence as { events: unknown[] }).events.length === 0 &&
-    (res.to_device as { events: unknown[] }).events.length === 0 &&
-    (res.device_lists as { changed: unknown[] }).changed.length === 0 &&
-    (res.device_lists as { left: unknown[] }).left.length === 0
-  );
 }
