@@ -11,65 +11,39 @@
 // the sender are not part of the figure; what is left is the request path (frame parse, auth,
 // rate limit, intake, handler, response frame) plus the room's write for sends.
 
-import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { HearthSocket } from '../src/client/hearth-socket.js';
 import { Api, enc, startTestServer } from '../spec/helpers/server.js';
+import { forkCpuChild, serveCpuChild, type CpuChild } from './lib/cpu-child.js';
 
 const N = Number(process.argv[2] ?? 5000);
 const WARMUP = 500;
 
-type Msg = { type: 'ready'; url: string; token: string } | { type: 'cpu'; user: number; system: number };
+type Ready = { url: string; token: string };
 
 async function server(): Promise<void> {
-  const srv = await startTestServer();
-  const { accounts } = srv.hearth.services;
-  const userId = await accounts.createAccount('bench', null);
-  const login = await accounts.login(userId, undefined, null, null);
-  process.on('message', (m: { type: string }) => {
-    if (m.type === 'cpu') {
-      const c = process.cpuUsage();
-      process.send!({ type: 'cpu', user: c.user, system: c.system } satisfies Msg);
-    } else if (m.type === 'stop') {
-      void srv.stop().then(() => process.exit(0));
-    }
-  });
-  process.send!({ type: 'ready', url: srv.url, token: login.access_token } satisfies Msg);
-}
-
-function next(child: ChildProcess, type: Msg['type']): Promise<Msg> {
-  return new Promise((resolve) => {
-    const on = (m: Msg) => {
-      if (m.type !== type) return;
-      child.off('message', on);
-      resolve(m);
-    };
-    child.on('message', on);
+  await serveCpuChild<Ready>(async () => {
+    const srv = await startTestServer();
+    const { accounts } = srv.hearth.services;
+    const userId = await accounts.createAccount('bench', null);
+    const login = await accounts.login(userId, undefined, null, null);
+    return { info: { url: srv.url, token: login.access_token }, stop: () => srv.stop() };
   });
 }
 
-async function cpu(child: ChildProcess): Promise<number> {
-  const reply = next(child, 'cpu');
-  child.send({ type: 'cpu' });
-  const m = (await reply) as Extract<Msg, { type: 'cpu' }>;
-  return m.user + m.system;
-}
-
-async function measure(child: ChildProcess, name: string, one: (i: number) => Promise<void>): Promise<void> {
+async function measure(child: CpuChild<Ready>, name: string, one: (i: number) => Promise<void>): Promise<void> {
   for (let i = 0; i < WARMUP; i++) await one(-1 - i);
-  const c0 = await cpu(child);
+  const c0 = await child.cpu();
   const t0 = performance.now();
   for (let i = 0; i < N; i++) await one(i);
   const wall = performance.now() - t0;
-  const c1 = await cpu(child);
+  const c1 = await child.cpu();
   console.log(`${name.padEnd(36)} N=${N}  server CPU ${((c1 - c0) / N).toFixed(1).padStart(6)} µs/request  wall ${((wall * 1000) / N).toFixed(1).padStart(6)} µs/request`);
 }
 
 async function main(): Promise<void> {
-  const prof = process.env.HEARTH_BENCH_PROFILE;
-  const execArgv = prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}`] : [];
-  const child = fork(fileURLToPath(import.meta.url), ['--server'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv });
-  const ready = (await next(child, 'ready')) as Extract<Msg, { type: 'ready' }>;
+  const child = await forkCpuChild<Ready>(fileURLToPath(import.meta.url), ['--server']);
+  const ready = child.info;
   const api = new Api(ready.url, ready.token);
   const room = await api.post('/_matrix/client/v3/createRoom', {});
   if (room.status !== 200) throw new Error(`createRoom: ${room.status} ${JSON.stringify(room.body)}`);
@@ -98,9 +72,7 @@ async function main(): Promise<void> {
     if (r.status !== 200) throw new Error(`whoami: ${r.status} ${JSON.stringify(r.body)}`);
   });
   await sock.close();
-  const exited = new Promise((r) => child.once('exit', r));
-  child.send({ type: 'stop' });
-  await exited;
+  await child.stop();
 }
 
 if (process.argv.includes('--server')) void server();

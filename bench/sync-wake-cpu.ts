@@ -10,10 +10,10 @@
 //   npm run build && node dist/bench/sync-wake-cpu.js [members=50] [rounds=60]
 //   HEARTH_BENCH_SERVER_ROOT=/other/checkout node dist/bench/sync-wake-cpu.js   (that build's server, for A/B)
 
-import { fork, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Api, enc } from '../spec/helpers/server.js';
+import { forkCpuChild, serveCpuChild } from './lib/cpu-child.js';
 
 const args = process.argv.slice(2).filter((a) => a !== '--server');
 const MEMBERS = Number(args[0] ?? 50);
@@ -22,55 +22,29 @@ const WARMUP_ROUNDS = 10;
 const WHOAMI = 1000;
 const FILTER = JSON.stringify({ room: { timeline: { limit: 20 }, state: { lazy_load_members: true } }, presence: { types: [] }, account_data: { types: [] } });
 
-type Msg = { type: 'ready'; url: string; tokens: string[] } | { type: 'cpu'; user: number; system: number };
+type Ready = { url: string; tokens: string[] };
 
 async function server(): Promise<void> {
   const root = process.env.HEARTH_BENCH_SERVER_ROOT;
   const helpers = root ? pathToFileURL(join(root, 'dist/spec/helpers/server.js')).href : '../spec/helpers/server.js';
   const { startTestServer } = (await import(helpers)) as typeof import('../spec/helpers/server.js');
-  const srv = await startTestServer({ log: { level: 'error' } });
-  const { accounts } = srv.hearth.services;
-  const tokens: string[] = [];
-  for (let i = 0; i < MEMBERS; i++) {
-    const userId = await accounts.createAccount(`w${i}`, null);
-    tokens.push((await accounts.login(userId, undefined, null, null)).access_token);
-  }
-  process.on('message', (m: { type: string }) => {
-    if (m.type === 'cpu') {
-      const c = process.cpuUsage();
-      process.send!({ type: 'cpu', user: c.user, system: c.system } satisfies Msg);
-    } else if (m.type === 'stop') {
-      void srv.stop().then(() => process.exit(0));
+  await serveCpuChild<Ready>(async () => {
+    const srv = await startTestServer({ log: { level: 'error' } });
+    const { accounts } = srv.hearth.services;
+    const tokens: string[] = [];
+    for (let i = 0; i < MEMBERS; i++) {
+      const userId = await accounts.createAccount(`w${i}`, null);
+      tokens.push((await accounts.login(userId, undefined, null, null)).access_token);
     }
+    return { info: { url: srv.url, tokens }, stop: () => srv.stop() };
   });
-  process.send!({ type: 'ready', url: srv.url, tokens } satisfies Msg);
-}
-
-function next(child: ChildProcess, type: Msg['type']): Promise<Msg> {
-  return new Promise((resolve) => {
-    const on = (m: Msg) => {
-      if (m.type !== type) return;
-      child.off('message', on);
-      resolve(m);
-    };
-    child.on('message', on);
-  });
-}
-
-async function cpu(child: ChildProcess): Promise<number> {
-  const reply = next(child, 'cpu');
-  child.send({ type: 'cpu' });
-  const m = (await reply) as Extract<Msg, { type: 'cpu' }>;
-  return m.user + m.system;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function main(): Promise<void> {
-  const prof = process.env.HEARTH_BENCH_PROFILE;
-  const execArgv = prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}`] : [];
-  const child = fork(fileURLToPath(import.meta.url), ['--server', String(MEMBERS)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv });
-  const ready = (await next(child, 'ready')) as Extract<Msg, { type: 'ready' }>;
+  const child = await forkCpuChild<Ready>(fileURLToPath(import.meta.url), ['--server', String(MEMBERS)]);
+  const ready = child.info;
   const apis = ready.tokens.map((t) => new Api(ready.url, t));
   const room = await apis[0].post('/_matrix/client/v3/createRoom', { preset: 'public_chat' });
   if (room.status !== 200) throw new Error(`createRoom: ${room.status} ${JSON.stringify(room.body)}`);
@@ -101,24 +75,22 @@ async function main(): Promise<void> {
     await Promise.all(polls);
   };
   for (let n = 0; n < WARMUP_ROUNDS; n++) await round(-1 - n);
-  const c0 = await cpu(child);
+  const c0 = await child.cpu();
   for (let n = 0; n < ROUNDS; n++) await round(n);
-  const c1 = await cpu(child);
+  const c1 = await child.cpu();
   const deliveries = ROUNDS * MEMBERS;
   console.log(`sync wake: ${MEMBERS} members × ${ROUNDS} messages = ${deliveries} deliveries; server CPU ${((c1 - c0) / deliveries).toFixed(1)} µs per delivery (sends included)`);
 
   for (let i = 0; i < 300; i++) await apis[0].get('/_matrix/client/v3/account/whoami');
-  const w0 = await cpu(child);
+  const w0 = await child.cpu();
   for (let i = 0; i < WHOAMI; i++) {
     const r = await apis[i % apis.length].get('/_matrix/client/v3/account/whoami');
     if (r.status !== 200) throw new Error(`whoami: ${r.status}`);
   }
-  const w1 = await cpu(child);
+  const w1 = await child.cpu();
   console.log(`GET /account/whoami: server CPU ${((w1 - w0) / WHOAMI).toFixed(1)} µs per request (N=${WHOAMI})`);
 
-  const exited = new Promise((r) => child.once('exit', r));
-  child.send({ type: 'stop' });
-  await exited;
+  await child.stop();
 }
 
 if (process.argv.includes('--server')) void server();
