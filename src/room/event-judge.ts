@@ -5,7 +5,8 @@
 //
 // Invariants: a verdict is a value, never an exception, for anything the event itself gets
 // wrong; an event whose prev events are unknown is an outlier (its state cannot be known) unless
-// the caller brings the state before it from the sender (federation's /state_ids fallback); an
+// the caller brings the states after the missing prev events from the sender (federation's
+// /state_ids fallback, resolved with the known prevs' states like any fork); an
 // event citing a rejected auth event is rejected.
 
 import type { AuthStateLookup } from '../protocol/auth-rules.js';
@@ -41,14 +42,15 @@ export class EventJudge {
   ) {}
 
   /**
-   * Checks 4-6. Reads the store, writes nothing. `gapState` is the state before the event as
-   * another server reported it (/state_ids), used in place of prev events we do not have.
+   * Checks 4-6. Reads the store, writes nothing. `gapStates`: the states after the prev events
+   * we do not have, as another server reported them (/state_ids at each), resolved together with
+   * the states after the known prevs.
    * `local`: this server built the event from `state` (RoomInput.buildPdu), citing as auth
    * events the current state's entries for exactly the keys the auth rules consult; when its
    * prev_events are still the forward extremities, step 5 would run the same rules over the same
    * entries as step 4, so it is not run twice.
    */
-  async judge(roomId: string, state: RoomState, pdu: Pdu, eventId: string, gapState?: StateMap, opts: { local?: boolean } = {}): Promise<Verdict> {
+  async judge(roomId: string, state: RoomState, pdu: Pdu, eventId: string, gapStates?: readonly StateMap[], opts: { local?: boolean } = {}): Promise<Verdict> {
     const rooms = this.rooms;
     const version = state.version;
 
@@ -83,12 +85,12 @@ export class EventJudge {
     } else {
       const groups = await rooms.getEventStateGroups(prevs);
       const known = prevs.filter((id) => groups.has(id));
-      if (known.length < prevs.length && !gapState) {
+      if (known.length < prevs.length && !gapStates?.length) {
         return { kind: 'outlier', reason: `prev events unknown: ${prevs.filter((id) => !groups.has(id)).join(', ')}` };
       }
       const maps = await Promise.all(known.map((id) => this.dag.groupState((groups.get(id) as { after: number }).after)));
-      // A gap the caller could not close: the state its sender reported stands in for the missing prevs.
-      if (known.length < prevs.length && gapState) maps.push(gapState);
+      // A gap the caller could not close: the states its sender reported stand in for the missing prevs.
+      if (known.length < prevs.length && gapStates) maps.push(...gapStates);
       const map = maps.length === 0 ? new Map<string, string>() : await this.dag.resolve(roomId, version, maps);
       before = { isCurrent: false, map, stored: storedAs(known.length > 0 ? (groups.get(known[0]) as { after: number }).after : null, maps[0], map) };
       lookup = await this.lookupFor(pdu, version, map);
