@@ -207,4 +207,40 @@ describe('federation/gap-fill: GapFiller against a scripted peer', () => {
     assert.deepEqual(await timelineBodies(), ['B', 'X', 'E']);
     assert.deepEqual(await store.rooms.getForwardExtremities(roomId), [e.eventId]);
   });
+
+  it('a missing prev whose auth events are in another room is stored rejected; the fetched event citing it is rejected with a state, and the pushed one after it accepted', async () => {
+    const carol = `@carol:${SERVER}`;
+    const { roomId: otherRoom } = await input.createRoom(`!other${Math.random().toString(36).slice(2)}:${SERVER}`, '11', carol, [
+      { type: 'm.room.create', stateKey: '', sender: carol, content: { room_version: '11' } },
+      { type: 'm.room.member', stateKey: carol, sender: carol, content: { membership: 'join' } },
+    ]);
+    const foreign = (await store.rooms.getCurrentState(otherRoom)).find((en) => en.type === 'm.room.member')!.eventId;
+    const s0 = new Map((await store.rooms.getCurrentState(roomId)).map((en) => [stateTuple(en.type, en.stateKey), en.eventId]));
+    const k = (t: string, sk = '') => s0.get(stateTuple(t, sk)) as string;
+    const [tip] = await store.rooms.getForwardExtremities(roomId);
+    const d = (await store.rooms.getEvent(tip))!.pdu.depth;
+    // Q: carol "joins" the invite-less room with her membership of the other room as authority.
+    const q = buildPdu({ roomId, sender: carol, type: 'm.room.member', stateKey: carol, content: { membership: 'join' }, prevEvents: [tip], authEvents: [k('m.room.create'), k('m.room.join_rules'), k('m.room.power_levels'), foreign], depth: d + 1 }, SERVER, signKey, '11');
+    const r = buildPdu({ roomId, sender: carol, type: 'm.room.message', content: { body: 'R' }, prevEvents: [q.eventId], authEvents: [k('m.room.create'), k('m.room.power_levels'), q.eventId], depth: d + 2 }, SERVER, signKey, '11');
+    const e = buildPdu({ roomId, sender: bob, type: 'm.room.message', content: { body: 'S' }, prevEvents: [r.eventId], authEvents: [k('m.room.create'), k('m.room.power_levels'), k('m.room.member', bob)], depth: d + 3 }, SERVER, signKey, '11');
+    let rounds = 0;
+    filler = new GapFiller({
+      store, roomInput: input, keyRing: StaticKeyRing.forServer(SERVER, [signKey]), logger: pino({ level: 'silent' }),
+      request: async (_o, method, path): Promise<JsonValue> => {
+        const p = decodeURIComponent(path);
+        if (method === 'POST' && p.includes('/get_missing_events/')) return { events: rounds++ === 0 ? [r.pdu as unknown as JsonValue] : [] };
+        if (p.includes('/state_ids/') && p.endsWith(`event_id=${q.eventId}`)) return { pdu_ids: [...s0.values()], auth_chain_ids: [] };
+        if (p.endsWith(`/event/${q.eventId}`)) return { origin: PEER, origin_server_ts: 0, pdus: [q.pdu as unknown as JsonValue] };
+        throw new Error(`404 for ${method} ${path}`);
+      },
+    });
+    const out = await filler.receive(PEER, roomId, '11', structuredClone(e.pdu) as unknown as JsonValue, e.eventId, { ...DEFAULT_GAP_BUDGET });
+    assert.equal(out.outcome, 'accepted');
+    assert.match((await store.rooms.getEvent(q.eventId))?.rejected ?? '', /another room/);
+    const rStored = await store.rooms.getEvent(r.eventId);
+    assert.match(rStored?.rejected ?? '', /rejected/);
+    assert.notEqual(await store.rooms.getStateAtEvent(r.eventId, 'after'), null, 'the rejected event has a state, so S is not cut off');
+    assert.equal((await store.rooms.getMembership(roomId, carol)), null);
+    assert.deepEqual(await timelineBodies(), ['S']);
+  });
 });

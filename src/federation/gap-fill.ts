@@ -20,14 +20,15 @@
 //   cannot make us adopt a state on its word alone (Synapse behaves the same).
 // - Everything fetched goes through RoomInput.receive (checks 1-6) or, for fallback state and
 //   missing prevs, checks 1-4 (verifyChain, auth events of this room only) before it is stored;
-//   such events are stored as outliers (no state, not in the timeline). A missing prev that is
-//   not a state event is not stored at all (only its type matters to the state after it).
+//   such events are stored as outliers (no state, not in the timeline), or rejected when they
+//   fail auth. A missing prev that is a valid non-state event is not stored at all (only its
+//   type matters to the state after it).
 // - Only events of the room the PDU is in are taken.
 
 import type { Logger } from 'pino';
 import { isJsonObject } from '../protocol/canonical-json.js';
 import { authEventIds, prevEventIds } from '../protocol/events.js';
-import { checkFormat } from '../room/pdu-checks.js';
+import { checkAgainstAuthEvents, checkFormat, checkHashOrRedact, checkSignatures } from '../room/pdu-checks.js';
 import type { JsonObject, JsonValue, Pdu, RoomVersion } from '../protocol/types.js';
 import { stateTuple } from '../protocol/types.js';
 import type { KeyRing } from '../room/key-ring.js';
@@ -211,9 +212,10 @@ export class GapFiller {
 
   /**
    * The missing prev event `prevId`, from the store or fetched with /event and checked (1-4,
-   * against auth events of this room we have); a state event that passes is stored as an
-   * outlier. Null when it fails the checks (it adds nothing to the state), undefined when it
-   * cannot be had.
+   * against auth events of this room we have). A state event that passes is stored as an
+   * outlier; one that fails auth is stored rejected (events citing it are then rejected, not
+   * left waiting for it). Null when it adds nothing to the state (rejected, or its signature
+   * fails: then it is not stored), undefined when it cannot be had.
    */
   private async prevEvent(origin: string, roomId: string, version: RoomVersion, prevId: string): Promise<Pdu | null | undefined> {
     const stored = await this.d.store.rooms.getEvent(prevId);
@@ -223,13 +225,22 @@ export class GapFiller {
     const f = raw === undefined ? undefined : checkFormat(raw, roomId, version);
     // Not the event asked for (or not of this room): nothing can be said about the state after it.
     if (!f?.ok || f.value.eventId !== prevId) return undefined;
-    const auth = await this.d.store.rooms.getEvents(authEventIds(f.value.pdu));
-    const known = new Map([...auth].filter(([, e]) => e.roomId === roomId && e.rejected === null).map(([id, e]) => [id, e.pdu]));
-    const { events } = await verifyChain(roomId, version, this.d.keyRing, [raw as JsonValue], [], known);
-    const pdu = events.get(prevId);
-    if (!pdu) return null;
-    if (pdu.state_key !== undefined) await this.storeOutliers(roomId, events);
-    return pdu;
+    if ((await checkSignatures(f.value.pdu, version, this.d.keyRing)) !== undefined) return null;
+    const { pdu } = checkHashOrRedact(f.value.pdu, version);
+    const ids = authEventIds(pdu);
+    const auth = await this.d.store.rooms.getEvents(ids);
+    // Auth events of another room, rejected or unknown to us: the event cannot pass.
+    const bad = ids.find((id) => { const a = auth.get(id); return !a || a.roomId !== roomId || a.rejected !== null; });
+    const create = (await this.d.roomInput.currentState(roomId))?.get('m.room.create', '')?.pdu;
+    const failure = bad !== undefined
+      ? `auth event ${bad} is unknown, rejected or of another room`
+      : checkAgainstAuthEvents(pdu, version, ids.map((id) => auth.get(id)!.pdu), create);
+    if (failure === undefined && pdu.state_key === undefined) return pdu;
+    await this.d.roomInput.exclusive(roomId, async () => {
+      if (await this.d.store.rooms.getEvent(prevId)) return;
+      await this.d.store.rooms.persistEvent({ eventId: prevId, pdu, stateDelta: [], forwardExtremities: [], outlier: true, rejected: failure });
+    });
+    return failure === undefined ? pdu : null;
   }
 
   private async storeOutliers(roomId: string, events: Map<string, Pdu>): Promise<void> {
