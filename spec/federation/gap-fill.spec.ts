@@ -1,7 +1,10 @@
 // GapFiller (src/federation/gap-fill.ts) against a scripted peer on a real SQLite store and
 // RoomInput: a gap within the budget is filled and every event accepted in order; a wider gap
-// is bridged with the peer's /state_ids; a peer with an endless history cannot make us fetch
-// more than one transaction's budget, and what cannot be connected is refused, not stored.
+// is bridged with the state at the missing prev events as the peer reports it (/state_ids at
+// each prev, never at the event itself), resolved with the known prevs' states; a pushed event
+// nothing connects is refused without asking for state; a peer with an endless history cannot
+// make us fetch more than one transaction's budget, and what cannot be connected is refused,
+// not stored.
 
 import assert from 'node:assert/strict';
 import { pino } from 'pino';
@@ -27,13 +30,15 @@ describe('federation/gap-fill: GapFiller against a scripted peer', () => {
   let input: RoomInput;
   let roomId: string;
   let chain: BuiltPdu[];
-  let calls: { missing: number; missingEvents: number; stateIds: number; state: number };
+  let calls: { missing: number; missingEvents: number; stateIds: number; state: number; stateIdsAt: string[] };
   let answerState: boolean;
   let filler: GapFiller;
+  let signKey: ReturnType<typeof generateSigningKey>;
 
   beforeEach(async () => {
     store = await openSqliteStore({ path: ':memory:' });
     const key = generateSigningKey('gap');
+    signKey = key;
     const keyRing = StaticKeyRing.forServer(SERVER, [key]);
     input = new RoomInput({ store, notifier: new LocalNotifier(), serverName: SERVER, signingKey: key, keyRing, resolveState });
     ({ roomId } = await input.createRoom(`!gap${Math.random().toString(36).slice(2)}:${SERVER}`, '11', alice, [
@@ -53,7 +58,7 @@ describe('federation/gap-fill: GapFiller against a scripted peer', () => {
       chain.push(b);
       prev = { eventId: b.eventId, depth: b.pdu.depth };
     }
-    calls = { missing: 0, missingEvents: 0, stateIds: 0, state: 0 };
+    calls = { missing: 0, missingEvents: 0, stateIds: 0, state: 0, stateIdsAt: [] };
     answerState = false;
     const byId = new Map(chain.map((c) => [c.eventId, c]));
     const request = async (_origin: string, method: string, path: string, body?: JsonObject): Promise<JsonValue> => {
@@ -73,8 +78,13 @@ describe('federation/gap-fill: GapFiller against a scripted peer', () => {
       }
       if (path.includes('/state_ids/')) {
         calls.stateIds++;
+        calls.stateIdsAt.push(decodeURIComponent(path.split('event_id=')[1]));
         if (!answerState) throw new Error('connect ECONNREFUSED');
         return { pdu_ids: [...state.values()], auth_chain_ids: [] };
+      }
+      if (method === 'GET' && path.includes('/event/')) {
+        const ev = byId.get(decodeURIComponent(path.split('/event/')[1]));
+        if (ev) return { origin: PEER, origin_server_ts: 0, pdus: [ev.pdu as unknown as JsonValue] };
       }
       calls.state++;
       throw new Error(`unexpected ${method} ${path}`);
@@ -106,6 +116,10 @@ describe('federation/gap-fill: GapFiller against a scripted peer', () => {
     assert.equal(out.outcome, 'accepted');
     assert.ok(calls.missingEvents <= DEFAULT_GAP_BUDGET.events && calls.missing <= DEFAULT_GAP_BUDGET.requests);
     assert.equal(calls.stateIds, 1);
+    // Asked at the oldest fetched event's prev (the state after it), not at the fetched event.
+    const oldest = 150 - 1 - DEFAULT_GAP_BUDGET.events;
+    assert.deepEqual(calls.stateIdsAt, [chain[oldest - 1].eventId]);
+    assert.equal(await store.rooms.getEvent(chain[oldest - 1].eventId), null, 'a message prev adds nothing to the state: not stored');
     const bodies = await timelineBodies();
     assert.deepEqual(bodies, chain.slice(150 - 1 - DEFAULT_GAP_BUDGET.events, 150).map((c) => c.pdu.content.body));
     assert.equal((await store.rooms.getEvent(last.eventId))?.outlier, false);
@@ -127,5 +141,106 @@ describe('federation/gap-fill: GapFiller against a scripted peer', () => {
     const before = calls.missing;
     await filler.receive(PEER, roomId, '11', structuredClone(chain[298].pdu) as unknown as JsonValue, chain[298].eventId, budget);
     assert.equal(calls.missing, before);
+  });
+
+  it('a pushed event nothing connects is refused without asking anyone for state', async () => {
+    answerState = true;
+    // The peer will not divulge the events before it: get_missing_events answers nothing.
+    filler = new GapFiller({
+      store, roomInput: input, keyRing: StaticKeyRing.forServer(SERVER, []), logger: pino({ level: 'silent' }),
+      request: async (_o, method, path) => {
+        if (method === 'POST' && path.includes('/get_missing_events/')) return { events: [] };
+        calls.stateIds++;
+        throw new Error(`unexpected ${method} ${path}`);
+      },
+    });
+    const last = chain[5];
+    const out = await filler.receive(PEER, roomId, '11', structuredClone(last.pdu) as unknown as JsonValue, last.eventId, { ...DEFAULT_GAP_BUDGET });
+    assert.equal(out.outcome, 'rejected');
+    assert.equal((out as { stored: boolean }).stored, false);
+    assert.equal(calls.stateIds, 0);
+    assert.equal(await store.rooms.getEvent(last.eventId), null);
+  });
+
+  it('a fetched event with a known and a missing state prev: the state after the missing one, from the peer, resolved with the known one', async () => {
+    // join -- B (ours, known)            X cites B and Y; the peer sends E (citing X), answers
+    //     \-- T (name) -- Y (topic) -- X -- E    get_missing_events with X only, and the state at Y.
+    const s0 = new Map((await store.rooms.getCurrentState(roomId)).map((e) => [stateTuple(e.type, e.stateKey), e.eventId]));
+    const authOf = (user: string) => [stateTuple('m.room.create', ''), stateTuple('m.room.power_levels', ''), stateTuple('m.room.member', user)].map((k) => s0.get(k) as string);
+    const [tip] = await store.rooms.getForwardExtremities(roomId);
+    const tipDepth = (await store.rooms.getEvent(tip))!.pdu.depth;
+    const t = buildPdu({ roomId, sender: alice, type: 'm.room.name', stateKey: '', content: { name: 'from the peer' }, prevEvents: [tip], authEvents: authOf(alice), depth: tipDepth + 1 }, SERVER, signKey, '11');
+    const y = buildPdu({ roomId, sender: alice, type: 'm.room.topic', stateKey: '', content: { topic: 'y' }, prevEvents: [t.eventId], authEvents: authOf(alice), depth: tipDepth + 2 }, SERVER, signKey, '11');
+    const b = await input.submit(roomId, { type: 'm.room.message', sender: alice, content: { body: 'B' } });
+    const x = buildPdu({ roomId, sender: bob, type: 'm.room.message', content: { body: 'X' }, prevEvents: [b.eventId, y.eventId], authEvents: authOf(bob), depth: tipDepth + 3 }, SERVER, signKey, '11');
+    const e = buildPdu({ roomId, sender: bob, type: 'm.room.message', content: { body: 'E' }, prevEvents: [x.eventId], authEvents: authOf(bob), depth: tipDepth + 4 }, SERVER, signKey, '11');
+    const s0Pdus = [...(await store.rooms.getEvents([...s0.values()])).values()].map((ev) => ev.pdu as unknown as JsonValue);
+    const asked: string[] = [];
+    let rounds = 0;
+    filler = new GapFiller({
+      store, roomInput: input, keyRing: StaticKeyRing.forServer(SERVER, [signKey]), logger: pino({ level: 'silent' }),
+      request: async (_o, method, path): Promise<JsonValue> => {
+        asked.push(`${method} ${decodeURIComponent(path)}`);
+        if (method === 'POST' && path.includes('/get_missing_events/')) return { events: rounds++ === 0 ? [x.pdu as unknown as JsonValue] : [] };
+        if (path.includes('/state_ids/') && decodeURIComponent(path).endsWith(`event_id=${y.eventId}`)) return { pdu_ids: [...s0.values(), t.eventId], auth_chain_ids: [] };
+        if (path.includes('/state/') && decodeURIComponent(path).endsWith(`event_id=${y.eventId}`)) return { pdus: [...s0Pdus, t.pdu as unknown as JsonValue], auth_chain: [] };
+        if (decodeURIComponent(path).endsWith(`/event/${y.eventId}`)) return { origin: PEER, origin_server_ts: 0, pdus: [y.pdu as unknown as JsonValue] };
+        throw new Error(`404 for ${method} ${path}`);
+      },
+    });
+    const out = await filler.receive(PEER, roomId, '11', structuredClone(e.pdu) as unknown as JsonValue, e.eventId, { ...DEFAULT_GAP_BUDGET });
+    assert.equal(out.outcome, 'accepted');
+    assert.ok(!asked.some((a) => a.includes(`event_id=${x.eventId}`) || a.includes(`event_id=${e.eventId}`)), `state asked at the prev only: ${asked.join(', ')}`);
+    const xStored = await store.rooms.getEvent(x.eventId);
+    assert.equal(xStored?.outlier, false);
+    assert.equal(xStored?.rejected, null);
+    const before = new Map(((await store.rooms.getStateAtEvent(x.eventId, 'before')) ?? []).map((en) => [stateTuple(en.type, en.stateKey), en.eventId]));
+    assert.equal(before.get(stateTuple('m.room.topic', '')), y.eventId, 'the missing prev itself is in the state after it');
+    assert.equal(before.get(stateTuple('m.room.name', '')), t.eventId, 'the state before the missing prev, as the peer reports it');
+    assert.equal(before.get(stateTuple('m.room.member', bob)), s0.get(stateTuple('m.room.member', bob)));
+    const current = new Map((await store.rooms.getCurrentState(roomId)).map((en) => [stateTuple(en.type, en.stateKey), en.eventId]));
+    assert.equal(current.get(stateTuple('m.room.topic', '')), y.eventId);
+    assert.equal(current.get(stateTuple('m.room.name', '')), t.eventId);
+    // Y and T are known now, as outliers: no state, not in the timeline.
+    assert.equal((await store.rooms.getEvent(y.eventId))?.outlier, true);
+    assert.equal((await store.rooms.getEvent(t.eventId))?.outlier, true);
+    assert.deepEqual(await timelineBodies(), ['B', 'X', 'E']);
+    assert.deepEqual(await store.rooms.getForwardExtremities(roomId), [e.eventId]);
+  });
+
+  it('a missing prev whose auth events are in another room is stored rejected; the fetched event citing it is rejected with a state, and the pushed one after it accepted', async () => {
+    const carol = `@carol:${SERVER}`;
+    const { roomId: otherRoom } = await input.createRoom(`!other${Math.random().toString(36).slice(2)}:${SERVER}`, '11', carol, [
+      { type: 'm.room.create', stateKey: '', sender: carol, content: { room_version: '11' } },
+      { type: 'm.room.member', stateKey: carol, sender: carol, content: { membership: 'join' } },
+    ]);
+    const foreign = (await store.rooms.getCurrentState(otherRoom)).find((en) => en.type === 'm.room.member')!.eventId;
+    const s0 = new Map((await store.rooms.getCurrentState(roomId)).map((en) => [stateTuple(en.type, en.stateKey), en.eventId]));
+    const k = (t: string, sk = '') => s0.get(stateTuple(t, sk)) as string;
+    const [tip] = await store.rooms.getForwardExtremities(roomId);
+    const d = (await store.rooms.getEvent(tip))!.pdu.depth;
+    // Q: carol "joins" the invite-less room with her membership of the other room as authority.
+    const q = buildPdu({ roomId, sender: carol, type: 'm.room.member', stateKey: carol, content: { membership: 'join' }, prevEvents: [tip], authEvents: [k('m.room.create'), k('m.room.join_rules'), k('m.room.power_levels'), foreign], depth: d + 1 }, SERVER, signKey, '11');
+    const r = buildPdu({ roomId, sender: carol, type: 'm.room.message', content: { body: 'R' }, prevEvents: [q.eventId], authEvents: [k('m.room.create'), k('m.room.power_levels'), q.eventId], depth: d + 2 }, SERVER, signKey, '11');
+    const e = buildPdu({ roomId, sender: bob, type: 'm.room.message', content: { body: 'S' }, prevEvents: [r.eventId], authEvents: [k('m.room.create'), k('m.room.power_levels'), k('m.room.member', bob)], depth: d + 3 }, SERVER, signKey, '11');
+    let rounds = 0;
+    filler = new GapFiller({
+      store, roomInput: input, keyRing: StaticKeyRing.forServer(SERVER, [signKey]), logger: pino({ level: 'silent' }),
+      request: async (_o, method, path): Promise<JsonValue> => {
+        const p = decodeURIComponent(path);
+        if (method === 'POST' && p.includes('/get_missing_events/')) return { events: rounds++ === 0 ? [r.pdu as unknown as JsonValue] : [] };
+        if (p.includes('/state_ids/') && p.endsWith(`event_id=${q.eventId}`)) return { pdu_ids: [...s0.values()], auth_chain_ids: [] };
+        if (p.endsWith(`/event/${q.eventId}`)) return { origin: PEER, origin_server_ts: 0, pdus: [q.pdu as unknown as JsonValue] };
+        throw new Error(`404 for ${method} ${path}`);
+      },
+    });
+    const out = await filler.receive(PEER, roomId, '11', structuredClone(e.pdu) as unknown as JsonValue, e.eventId, { ...DEFAULT_GAP_BUDGET });
+    assert.equal(out.outcome, 'accepted');
+    assert.match((await store.rooms.getEvent(q.eventId))?.rejected ?? '', /another room/);
+    const rStored = await store.rooms.getEvent(r.eventId);
+    assert.match(rStored?.rejected ?? '', /rejected/);
+    assert.notEqual(await store.rooms.getStateAtEvent(r.eventId, 'after'), null, 'the rejected event has a state, so S is not cut off');
+    assert.equal((await store.rooms.getMembership(roomId, carol)), null);
+    assert.deepEqual(await timelineBodies(), ['S']);
   });
 });

@@ -54,7 +54,7 @@ describe('federation/listener: X-Matrix over the raw request URI (shared vectors
       serverName: me,
       signingKey: generateSigningKey('own'),
       oldKeys: [],
-      keyRing: Object.assign(new StaticKeyRing([{ serverName: origin, keyId: key.keyId, publicKey: key.publicKey }]), { cachedDocument: () => undefined }),
+      keyRing: Object.assign(new StaticKeyRing([{ serverName: origin, keyId: key.keyId, publicKey: key.publicKey }]), { notaryDocuments: async () => [] }),
       inbound,
       sender,
       logger: silent,
@@ -257,6 +257,51 @@ describe('federation/keys: RemoteKeyRing', () => {
       const ring = new RemoteKeyRing({ serverName: 'me.example', ownKeys: [], fetcher: fetcher({ direct: () => doc }), now, logger: silent });
       assert.equal(await ring.verifyKey(peer, key.keyId, clock), null);
     }
+  });
+
+  it('notary: serves an expired document when the origin has nothing newer, asking the origin again each time the minimum is not reached', async () => {
+    const key = generateSigningKey('key_0');
+    const expired = ownKeyDocument(peer, key, [], clock - 86_400_000, 0); // valid_until_ts 24 h ago
+    let answer: () => unknown = () => expired;
+    const f = fetcher({ direct: () => answer() });
+    const ring = new RemoteKeyRing({ serverName: 'me.example', ownKeys: [], fetcher: f, now, logger: silent, retryAfterMs: 0 });
+    const atExpiry = () => expired.valid_until_ts as number;
+    const min0 = await ring.notaryDocuments(peer, [key.keyId], atExpiry);
+    assert.deepEqual(min0.map((d) => d.valid_until_ts), [expired.valid_until_ts]);
+    assert.equal(f.calls.length, 1);
+    // Kept, and enough for the same minimum: no new fetch.
+    await ring.notaryDocuments(peer, [key.keyId], atExpiry);
+    assert.equal(f.calls.length, 1);
+    // A later minimum: the origin is asked again; it has nothing newer, so the expired one is served.
+    const later = await ring.notaryDocuments(peer, [key.keyId], () => (expired.valid_until_ts as number) + 1000);
+    assert.equal(f.calls.length, 2);
+    assert.deepEqual(later.map((d) => Object.keys(d.verify_keys as object)), [[key.keyId]]);
+    // The origin now fails: still the kept document.
+    answer = () => { throw new Error('400'); };
+    const failing = await ring.notaryDocuments(peer, [key.keyId], () => (expired.valid_until_ts as number) + 1000);
+    assert.equal(f.calls.length, 3);
+    assert.equal(failing[0]?.valid_until_ts, expired.valid_until_ts);
+    // Nothing kept for a server never reached: an empty answer.
+    assert.deepEqual(await ring.notaryDocuments('nobody.example', [], () => clock), []);
+  });
+
+  it('notary: a later document without a key (or with a shorter validity) does not replace the one kept for it', async () => {
+    const key1 = generateSigningKey('key_1');
+    const key2 = generateSigningKey('key_2');
+    const doc1 = ownKeyDocument(peer, key1, [], clock - 86_400_000, 0);
+    let answer: unknown = doc1;
+    const f = fetcher({ direct: () => answer });
+    const ring = new RemoteKeyRing({ serverName: 'me.example', ownKeys: [], fetcher: f, now, logger: silent, retryAfterMs: 0 });
+    assert.equal((await ring.notaryDocuments(peer, [key1.keyId], () => doc1.valid_until_ts as number))[0]?.server_name, peer);
+    // The origin forgets key_1 and answers with key_2 only.
+    answer = ownKeyDocument(peer, key2, [], (doc1.valid_until_ts as number) + 1000, 0);
+    await ring.notaryDocuments(peer, [key1.keyId], () => clock);
+    assert.equal(f.calls.length, 2);
+    const again = await ring.notaryDocuments(peer, [key1.keyId], () => doc1.valid_until_ts as number);
+    assert.deepEqual(again.map((d) => Object.keys(d.verify_keys as object)), [[key1.keyId]]);
+    // Without key IDs: every document kept (key_1's and key_2's).
+    const all = await ring.notaryDocuments(peer, [], () => Number.MIN_SAFE_INTEGER);
+    assert.deepEqual(all.map((d) => Object.keys(d.verify_keys as object)[0]).sort(), [key1.keyId, key2.keyId].sort());
   });
 
   it('falls back to a configured notary, whose signature is required', async () => {

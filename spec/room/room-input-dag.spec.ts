@@ -247,11 +247,11 @@ describe(`Room input on a DAG: forks on one server (room v${version})`, function
     assert.deepEqual(await w.store.rooms.getPrevEvents([ev.eventId]), new Map([[ev.eventId, [unknownPrev.eventId]]]));
   });
 
-  it('accepts an event with unknown prev events given the state before it (the federation gap fallback)', async function () {
+  it('accepts an event with unknown prev events given the state after the missing prev (the federation gap fallback)', async function () {
     const unknownPrev = { eventId: eventIdAssignedByServer(w.version) ? `$gapprev:${SERVER}` : `$${'B'.repeat(43)}`, depth: w.tip.depth + 5 };
     const ev = build(w, bob, 'm.room.message', { msgtype: 'm.text', body: 'after a gap' }, [unknownPrev]);
     const reported = toStateMap(await w.store.rooms.getCurrentState(w.roomId));
-    const out = await w.input.receive(w.roomId, structuredClone(ev.pdu), SERVER, reported);
+    const out = await w.input.receive(w.roomId, structuredClone(ev.pdu), SERVER, [reported]);
     assert.equal(out.outcome, 'accepted');
     assert.deepEqual(toStateMap((await w.store.rooms.getStateAtEvent(ev.eventId, 'before')) ?? []), reported);
     assert.ok((await timeline(w)).includes(ev.eventId));

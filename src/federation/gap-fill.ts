@@ -2,24 +2,33 @@
 // events"): the gap is asked of the sender with get_missing_events, in rounds, from our forward
 // extremities to the event; what arrives is received oldest first so each event gets a known
 // state instead of becoming an outlier. When the rounds cannot connect the gap (it is wider than
-// the budget, or the sender does not answer), the oldest event still cut off is received with
-// the state before it as its sender reports it (/state_ids, then /state for the events we do
-// not have, which are checked and stored as outliers): the gap's messages stay missing, but the
-// room's state and every later event are right.
+// the budget, or the sender does not answer), a fetched event still cut off gets, for each prev
+// event we lack, the state after that prev as its sender reports it (/state_ids at the prev,
+// /state for the state events we do not have, /event for the prev itself); room input resolves
+// those states with the known prevs' states, as for any fork (the state before an event is the
+// resolution of the states after its prevs). The gap's messages stay missing, but the room's
+// state and every later event are right.
 //
 // Invariants:
 // - Work per incoming transaction is bounded (GapBudget): get_missing_events requests, events
-//   taken from them, and /state fallbacks. A peer cannot make us fetch without end; past the
-//   budget an event still cut off is refused unstored (a later gap fill may fetch it), never
-//   stored as an outlier: timeline events are not outliers here, so none needs promoting.
-// - Everything fetched goes through RoomInput.receive (checks 1-6) or, for fallback state, checks
-//   1-4 (verifyChain) before it is stored; nothing fetched is trusted more than a /send PDU.
+//   taken from them, and state fallbacks (one per missing prev). A peer cannot make us fetch
+//   without end; past the budget an event still cut off is refused unstored (a later gap fill
+//   may fetch it).
+// - The pushed event itself (the one /send or /invite carried) gets no state fallback: when
+//   get_missing_events brings nothing that connects it, it is refused unstored. Only events we
+//   pulled get their state from the sender; a sender that will not divulge the events it cites
+//   cannot make us adopt a state on its word alone (Synapse behaves the same).
+// - Everything fetched goes through RoomInput.receive (checks 1-6) or, for fallback state and
+//   missing prevs, checks 1-4 (verifyChain, auth events of this room only) before it is stored;
+//   such events are stored as outliers (no state, not in the timeline), or rejected when they
+//   fail auth. A missing prev that is a valid non-state event is not stored at all (only its
+//   type matters to the state after it).
 // - Only events of the room the PDU is in are taken.
 
 import type { Logger } from 'pino';
 import { isJsonObject } from '../protocol/canonical-json.js';
-import { prevEventIds } from '../protocol/events.js';
-import { checkFormat } from '../room/pdu-checks.js';
+import { authEventIds, prevEventIds } from '../protocol/events.js';
+import { checkAgainstAuthEvents, checkFormat, checkHashOrRedact, checkSignatures } from '../room/pdu-checks.js';
 import type { JsonObject, JsonValue, Pdu, RoomVersion } from '../protocol/types.js';
 import { stateTuple } from '../protocol/types.js';
 import type { KeyRing } from '../room/key-ring.js';
@@ -36,7 +45,7 @@ export interface GapBudget {
   stateFallbacks: number;
 }
 
-export const DEFAULT_GAP_BUDGET: Readonly<GapBudget> = { requests: 10, events: 100, stateFallbacks: 2 };
+export const DEFAULT_GAP_BUDGET: Readonly<GapBudget> = { requests: 10, events: 100, stateFallbacks: 4 };
 
 /** get_missing_events answers at most this many events per request (the receiver caps it too). */
 const PER_REQUEST = 20;
@@ -69,19 +78,42 @@ export class GapFiller {
     const fetched = await this.missingEvents(origin, roomId, version, eventId, pdu, budget);
     // Oldest first; an event still cut off from what we have gets its state from the sender.
     const ordered = [...fetched.values()].sort((a, b) => a.pdu.depth - b.pdu.depth);
-    for (const e of ordered) await this.receiveOne(origin, roomId, version, e.raw, e.pdu, e.eventId, budget);
-    return this.receiveOne(origin, roomId, version, raw, pdu, eventId, budget);
+    for (const e of ordered) await this.receiveOne(origin, roomId, version, e.raw, e.pdu, e.eventId, budget, true);
+    return this.receiveOne(origin, roomId, version, raw, pdu, eventId, budget, false);
   }
 
-  private async receiveOne(origin: string, roomId: string, version: RoomVersion, raw: JsonValue, pdu: Pdu, eventId: string, budget: GapBudget): Promise<InputOutcome> {
+  private async receiveOne(origin: string, roomId: string, version: RoomVersion, raw: JsonValue, pdu: Pdu, eventId: string, budget: GapBudget, pulled: boolean): Promise<InputOutcome> {
     if ((await this.cutOff(new Map([[eventId, pdu]]))).length > 0 && !(await this.d.store.rooms.getEvent(eventId))) {
-      const state = budget.stateFallbacks-- > 0 ? await this.stateFromSender(origin, roomId, version, eventId) : undefined;
-      if (state) return this.d.roomInput.receive(roomId, raw, origin, state);
+      const states = pulled ? await this.statesAfterMissingPrevs(origin, roomId, version, eventId, pdu, budget) : undefined;
+      if (states) return this.d.roomInput.receive(roomId, raw, origin, states);
       // Not stored at all rather than as an outlier: a later event's gap fill fetches it again
       // (an outlier would stay cut off, and cut off everything after it).
-      return { outcome: 'rejected', eventId, reason: 'its prev events could not be fetched (gap budget spent or sender unreachable)', stored: false };
+      const reason = pulled
+        ? 'the state at its missing prev events could not be had (gap budget spent or sender unreachable)'
+        : 'its prev events could not be fetched from the sender';
+      return { outcome: 'rejected', eventId, reason, stored: false };
     }
     return this.d.roomInput.receive(roomId, raw, origin);
+  }
+
+  /**
+   * For each prev event of `pdu` stored without a state, the state after it as `origin` reports
+   * it; undefined when any cannot be had (or the budget does not cover them all).
+   */
+  private async statesAfterMissingPrevs(origin: string, roomId: string, version: RoomVersion, eventId: string, pdu: Pdu, budget: GapBudget): Promise<StateMap[] | undefined> {
+    const prevs = [...new Set(prevEventIds(pdu))];
+    const groups = await this.d.store.rooms.getEventStateGroups(prevs);
+    const missing = prevs.filter((id) => !groups.has(id));
+    if (missing.length === 0 || missing.length > budget.stateFallbacks) return undefined;
+    budget.stateFallbacks -= missing.length;
+    const out: StateMap[] = [];
+    for (const prev of missing) {
+      const state = await this.stateAfter(origin, roomId, version, prev);
+      if (!state) return undefined;
+      out.push(state);
+    }
+    this.d.logger.info({ origin, roomId, eventId, missing }, 'gap not connected: using the state at its missing prev events as the sender reports it');
+    return out;
   }
 
   /**
@@ -140,11 +172,13 @@ export class GapFiller {
   }
 
   /**
-   * The state before `eventId` as `origin` reports it, with every event in it stored (fetched
-   * with /state and checked when we lack any). Undefined when it cannot be had.
+   * The state after `prevId` as `origin` reports it: the state before it (/state_ids, then
+   * /state for the events we lack, checked and stored as outliers) plus the prev itself when it
+   * is a state event that passes checks 1-4 (fetched with /event when we lack it; stored as an
+   * outlier). Undefined when it cannot be had.
    */
-  private async stateFromSender(origin: string, roomId: string, version: RoomVersion, eventId: string): Promise<StateMap | undefined> {
-    const q = fedPath`${roomId}?event_id=${eventId}`;
+  private async stateAfter(origin: string, roomId: string, version: RoomVersion, prevId: string): Promise<StateMap | undefined> {
+    const q = fedPath`${roomId}?event_id=${prevId}`;
     try {
       const ids = await this.d.request(origin, 'GET', `/_matrix/federation/v1/state_ids/${q}`);
       if (!isJsonObject(ids) || !Array.isArray(ids.pdu_ids) || !Array.isArray(ids.auth_chain_ids)) return undefined;
@@ -154,7 +188,7 @@ export class GapFiller {
       if (pduIds.some((id) => !have.has(id))) {
         const full = await this.d.request(origin, 'GET', `/_matrix/federation/v1/state/${q}`);
         if (!isJsonObject(full) || !Array.isArray(full.pdus) || !Array.isArray(full.auth_chain)) return undefined;
-        const stored = new Map([...have].map(([id, e]) => [id, e.pdu]));
+        const stored = new Map([...have].filter(([, e]) => e.roomId === roomId && e.rejected === null).map(([id, e]) => [id, e.pdu]));
         const { events } = await verifyChain(roomId, version, this.d.keyRing, full.pdus, full.auth_chain, stored);
         await this.storeOutliers(roomId, events);
         have = await this.d.store.rooms.getEvents(pduIds);
@@ -166,12 +200,47 @@ export class GapFiller {
         map.set(stateTuple(ev.pdu.type, ev.pdu.state_key), id);
       }
       if (!map.has(stateTuple('m.room.create', ''))) return undefined;
-      this.d.logger.info({ origin, roomId, eventId, entries: map.size }, 'gap not connected: using the state the sender reports');
+      const prev = await this.prevEvent(origin, roomId, version, prevId);
+      if (prev === undefined) return undefined;
+      if (prev !== null && prev.state_key !== undefined) map.set(stateTuple(prev.type, prev.state_key), prevId);
       return map;
     } catch (err) {
-      this.d.logger.warn({ err, origin, roomId, eventId }, 'state fallback for a gap failed');
+      this.d.logger.warn({ err, origin, roomId, prevId }, 'state fallback for a gap failed');
       return undefined;
     }
+  }
+
+  /**
+   * The missing prev event `prevId`, from the store or fetched with /event and checked (1-4,
+   * against auth events of this room we have). A state event that passes is stored as an
+   * outlier; one that fails auth is stored rejected (events citing it are then rejected, not
+   * left waiting for it). Null when it adds nothing to the state (rejected, or its signature
+   * fails: then it is not stored), undefined when it cannot be had.
+   */
+  private async prevEvent(origin: string, roomId: string, version: RoomVersion, prevId: string): Promise<Pdu | null | undefined> {
+    const stored = await this.d.store.rooms.getEvent(prevId);
+    if (stored) return stored.roomId === roomId && stored.rejected === null ? stored.pdu : null;
+    const res = await this.d.request(origin, 'GET', fedPath`/_matrix/federation/v1/event/${prevId}`);
+    const raw = isJsonObject(res) && Array.isArray(res.pdus) ? res.pdus[0] : undefined;
+    const f = raw === undefined ? undefined : checkFormat(raw, roomId, version);
+    // Not the event asked for (or not of this room): nothing can be said about the state after it.
+    if (!f?.ok || f.value.eventId !== prevId) return undefined;
+    if ((await checkSignatures(f.value.pdu, version, this.d.keyRing)) !== undefined) return null;
+    const { pdu } = checkHashOrRedact(f.value.pdu, version);
+    const ids = authEventIds(pdu);
+    const auth = await this.d.store.rooms.getEvents(ids);
+    // Auth events of another room, rejected or unknown to us: the event cannot pass.
+    const bad = ids.find((id) => { const a = auth.get(id); return !a || a.roomId !== roomId || a.rejected !== null; });
+    const create = (await this.d.roomInput.currentState(roomId))?.get('m.room.create', '')?.pdu;
+    const failure = bad !== undefined
+      ? `auth event ${bad} is unknown, rejected or of another room`
+      : checkAgainstAuthEvents(pdu, version, ids.map((id) => auth.get(id)!.pdu), create);
+    if (failure === undefined && pdu.state_key === undefined) return pdu;
+    await this.d.roomInput.exclusive(roomId, async () => {
+      if (await this.d.store.rooms.getEvent(prevId)) return;
+      await this.d.store.rooms.persistEvent({ eventId: prevId, pdu, stateDelta: [], forwardExtremities: [], outlier: true, rejected: failure });
+    });
+    return failure === undefined ? pdu : null;
   }
 
   private async storeOutliers(roomId: string, events: Map<string, Pdu>): Promise<void> {

@@ -298,7 +298,8 @@ export class FederationInbound {
   }
 
   async state(origin: string, roomId: string, eventId: string, idsOnly: boolean): Promise<JsonObject> {
-    const ev = await this.readable(origin, roomId, eventId);
+    // An outlier has no known state: not found, before visibility (which an outlier always fails).
+    const ev = await this.readable(origin, roomId, eventId, { outlierNotFound: true });
     const entries = await this.d.store.rooms.getStateAtEvent(ev.eventId, 'before');
     if (!entries) throw new MatrixError('M_NOT_FOUND', 'No state is known at that event');
     const ids = entries.map((e) => e.eventId);
@@ -374,9 +375,10 @@ export class FederationInbound {
     return out;
   }
 
-  private async readable(origin: string, roomId: string, eventId: string): Promise<StoredEvent> {
+  private async readable(origin: string, roomId: string, eventId: string, opts: { outlierNotFound?: boolean } = {}): Promise<StoredEvent> {
     const ev = await this.d.store.rooms.getEvent(eventId);
     if (!ev || ev.roomId !== roomId || ev.rejected !== null) throw new MatrixError('M_NOT_FOUND', 'Event not found');
+    if (opts.outlierNotFound && ev.outlier) throw new MatrixError('M_NOT_FOUND', 'No state is known at that event');
     if (!(await this.aclAllows(roomId, origin))) throw aclError();
     if (!(await this.serverMaySee(origin, ev))) throw new MatrixError('M_FORBIDDEN', 'Your server has no member in the room at that event');
     return ev;

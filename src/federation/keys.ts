@@ -12,6 +12,11 @@
 //   a restart does not refetch every peer's keys. A server whose fetch failed is not asked again
 //   for `retryAfterMs` (a flood of events cannot become a flood of key requests).
 // - verifyKey never throws (KeyRing contract): any failure is null.
+// - Notary (notaryDocuments): for each key ID, the believed document listing it with the latest
+//   valid_until_ts is kept, expired or not, and a later document that no longer lists the key
+//   (or lists it with an earlier validity) never replaces it. When what is kept does not reach
+//   the asker's minimum_valid_until_ts the origin is asked again; whatever is kept is then
+//   served, even expired (the spec: keys are left out only when none are cached).
 
 import { readFileSync } from 'node:fs';
 import { rename, writeFile } from 'node:fs/promises';
@@ -110,6 +115,8 @@ export interface RemoteKeyRingOptions {
 
 export class RemoteKeyRing implements KeyRing {
   private readonly servers = new Map<string, CachedServer>();
+  /** Notary cache: per server, per key ID, the document listing it with the latest validity. */
+  private readonly byKey = new Map<string, Map<string, JsonObject>>();
   private readonly inflight = new Map<string, Promise<void>>();
   private readonly failedAt = new Map<string, number>();
   private readonly own = new Map<string, VerifyKey>();
@@ -138,10 +145,29 @@ export class RemoteKeyRing implements KeyRing {
     }
   }
 
-  /** The cached document for a server (for the notary endpoint), if still valid. */
-  cachedDocument(serverName: string): JsonObject | undefined {
-    const s = this.servers.get(serverName);
-    return s && s.validUntil > this.now() ? s.document : undefined;
+  /**
+   * What a notary answers about `serverName`: the documents kept for the key IDs asked (all kept
+   * ones when `keyIds` is empty), after asking the origin again when some asked key is unknown or
+   * its document's valid_until_ts is before `minValidUntil` (per key ID). Expired documents are
+   * served when nothing better is had; the caller re-signs them.
+   */
+  async notaryDocuments(serverName: string, keyIds: readonly string[], minValidUntil: (keyId: string) => number): Promise<JsonObject[]> {
+    const kept = () => this.byKey.get(serverName) ?? new Map<string, JsonObject>();
+    const good = (id: string) => {
+      const doc = kept().get(id);
+      return doc !== undefined && (doc.valid_until_ts as number) >= minValidUntil(id);
+    };
+    const wanted = () => (keyIds.length > 0 ? keyIds : [...kept().keys()]);
+    if (wanted().length === 0 || !wanted().every(good)) {
+      // The failure backoff still applies: askers cannot make us hammer an unreachable origin.
+      await this.refresh(serverName);
+    }
+    const out = new Set<JsonObject>();
+    for (const id of wanted()) {
+      const doc = kept().get(id);
+      if (doc) out.add(doc);
+    }
+    return [...out];
   }
 
   private lookup(serverName: string, keyId: string, atTs: number): VerifyKey | undefined {
@@ -212,8 +238,19 @@ export class RemoteKeyRing implements KeyRing {
     // Old keys learnt earlier stay: a later document may no longer list them.
     if (previous) for (const [id, k] of previous.keys) if (!server.keys.has(id) && k.expiredTs !== undefined) server.keys.set(id, k);
     this.servers.set(serverName, server);
+    this.keep(serverName, server.document);
     this.failedAt.delete(serverName);
     if (this.opts.cachePath) this.saveCache(this.opts.cachePath);
+  }
+
+  /** Notary cache: `doc` (already believed) for each key it lists, unless one kept lasts longer. */
+  private keep(serverName: string, doc: JsonObject): void {
+    let perKey = this.byKey.get(serverName);
+    if (!perKey) this.byKey.set(serverName, (perKey = new Map()));
+    for (const id of isJsonObject(doc.verify_keys) ? Object.keys(doc.verify_keys) : []) {
+      const had = perKey.get(id);
+      if (!had || (had.valid_until_ts as number) <= (doc.valid_until_ts as number)) perKey.set(id, doc);
+    }
   }
 
   private loadCache(path: string): void {
@@ -227,7 +264,10 @@ export class RemoteKeyRing implements KeyRing {
     for (const [name, doc] of Object.entries(docs)) {
       // Stored documents are checked again: the file is not more trusted than the network.
       const parsed = parseKeyDocument(doc, name, Math.min(this.now(), isJsonObject(doc) && typeof doc.valid_until_ts === 'number' ? doc.valid_until_ts : 0));
-      if ('server' in parsed) this.servers.set(name, parsed.server);
+      if ('server' in parsed) {
+        this.servers.set(name, parsed.server);
+        this.keep(name, parsed.server.document);
+      }
     }
   }
 

@@ -39,7 +39,7 @@ export interface FederationAppDeps {
   serverName: string;
   signingKey: SigningKey;
   oldKeys: readonly OldKey[];
-  keyRing: KeyRing & Pick<RemoteKeyRing, 'cachedDocument' | 'verifyKey'>;
+  keyRing: KeyRing & Pick<RemoteKeyRing, 'notaryDocuments' | 'verifyKey'>;
   inbound: FederationInbound;
   /** Device lists and keys of our users (absent: those endpoints answer 404). */
   e2ee?: Pick<LocalDeviceLists, 'userDevices' | 'queryKeys' | 'claimKeys'>;
@@ -198,34 +198,42 @@ export function createFederationApp(d: FederationAppDeps): Koa<FedState> {
     ctx.body = ownDoc();
   });
   // Notary: what we know of each server, re-signed by us. We answer from our own key and our cache
-  // (fetching on demand), never by asking another notary on the caller's behalf.
-  const notary = async (names: string[]) => {
+  // (fetching on demand, again when what we keep does not reach the asker's
+  // minimum_valid_until_ts, which defaults to now), never by asking another notary on the
+  // caller's behalf. Kept documents are served even expired when the origin has nothing better.
+  const notary = async (criteria: Array<{ server: string; keyIds: string[]; minValidUntil: (keyId: string) => number }>) => {
     const out = [];
-    for (const name of names.slice(0, 100)) {
-      if (name === d.serverName) {
+    for (const c of criteria.slice(0, 100)) {
+      if (c.server === d.serverName) {
         out.push(ownDoc());
         continue;
       }
-      if (!isValidServerName(name)) continue;
-      let doc = d.keyRing.cachedDocument(name);
-      if (!doc) {
-        await d.keyRing.verifyKey(name, 'ed25519:\u0000', d.now()); // any ID: just populate the cache
-        doc = d.keyRing.cachedDocument(name);
-      }
-      if (doc) out.push(signWithOurs(doc));
+      if (!isValidServerName(c.server)) continue;
+      for (const doc of await d.keyRing.notaryDocuments(c.server, c.keyIds, c.minValidUntil)) out.push(signWithOurs(doc));
     }
     return { server_keys: out };
   };
   // A notary adds its own signature next to the server's.
   const signWithOurs = (doc: JsonObject) => signJson(doc, d.serverName, d.signingKey);
+  const minTs = (v: unknown, now: number) => (typeof v === 'number' && Number.isSafeInteger(v) ? v : now);
   keys.post('/_matrix/key/v2/query', async (ctx) => {
     const body = await readBody(ctx, d.maxBodyBytes);
     const sk = body && typeof body === 'object' && !Array.isArray(body) ? body.server_keys : undefined;
     if (!sk || typeof sk !== 'object' || Array.isArray(sk)) throw new MatrixError('M_BAD_JSON', 'server_keys must be an object');
-    ctx.body = await notary(Object.keys(sk));
+    const now = d.now();
+    ctx.body = await notary(
+      Object.entries(sk).map(([server, ids]) => {
+        const byId = ids && typeof ids === 'object' && !Array.isArray(ids) ? (ids as Record<string, unknown>) : {};
+        const min = new Map(Object.entries(byId).map(([id, q]) => [id, minTs(q && typeof q === 'object' ? (q as Record<string, unknown>).minimum_valid_until_ts : undefined, now)]));
+        return { server, keyIds: [...min.keys()], minValidUntil: (id: string) => min.get(id) ?? now };
+      }),
+    );
   });
   keys.get('/_matrix/key/v2/query/:serverName', async (ctx) => {
-    ctx.body = await notary([ctx.params.serverName]);
+    const raw = ctx.query.minimum_valid_until_ts;
+    const n = typeof raw === 'string' && /^\d{1,16}$/.test(raw) ? Number(raw) : undefined;
+    const min = minTs(n, d.now());
+    ctx.body = await notary([{ server: ctx.params.serverName, keyIds: [], minValidUntil: () => min }]);
   });
   // Unauthenticated, like the key routes (spec: GET /_matrix/federation/v1/version has no security).
   keys.get('/_matrix/federation/v1/version', (ctx) => {

@@ -5,8 +5,10 @@
 //
 // Invariants: a verdict is a value, never an exception, for anything the event itself gets
 // wrong; an event whose prev events are unknown is an outlier (its state cannot be known) unless
-// the caller brings the state before it from the sender (federation's /state_ids fallback); an
-// event citing a rejected auth event is rejected.
+// the caller brings the states after the missing prev events from the sender (federation's
+// /state_ids fallback, resolved with the known prevs' states like any fork); an
+// event citing a rejected auth event is rejected; a rejected event is stored with the state
+// before it when that is known, so events after it are not cut off.
 
 import type { AuthStateLookup } from '../protocol/auth-rules.js';
 import { authEventIds, prevEventIds } from '../protocol/events.js';
@@ -41,18 +43,25 @@ export class EventJudge {
   ) {}
 
   /**
-   * Checks 4-6. Reads the store, writes nothing. `gapState` is the state before the event as
-   * another server reported it (/state_ids), used in place of prev events we do not have.
+   * Checks 4-6. Reads the store, writes nothing. `gapStates`: the states after the prev events
+   * we do not have, as another server reported them (/state_ids at each), resolved together with
+   * the states after the known prevs.
    * `local`: this server built the event from `state` (RoomInput.buildPdu), citing as auth
    * events the current state's entries for exactly the keys the auth rules consult; when its
    * prev_events are still the forward extremities, step 5 would run the same rules over the same
    * entries as step 4, so it is not run twice.
    */
-  async judge(roomId: string, state: RoomState, pdu: Pdu, eventId: string, gapState?: StateMap, opts: { local?: boolean } = {}): Promise<Verdict> {
+  async judge(roomId: string, state: RoomState, pdu: Pdu, eventId: string, gapStates?: readonly StateMap[], opts: { local?: boolean } = {}): Promise<Verdict> {
     const rooms = this.rooms;
     const version = state.version;
 
     // 4. Auth against its own auth_events.
+    // A rejected event is stored with the state before it when that is known (the state after
+    // it is the same), so events citing it as a prev still have a state.
+    const rejectedWithState = async (reason: string): Promise<Verdict> => {
+      const b = await this.stateBefore(roomId, state, pdu, gapStates);
+      return { kind: 'rejected', reason, before: b?.before, store: true };
+    };
     const authEvents: Pdu[] = [];
     const unknownAuth: string[] = [];
     for (const id of authEventIds(pdu)) {
@@ -66,33 +75,21 @@ export class EventJudge {
         const ev = found.get(id);
         // Without federation we cannot fetch it; the event may be fine once it arrives.
         if (!ev) return { kind: 'rejected', reason: `unknown auth event ${id}`, store: false };
-        if (ev.rejected !== null) return { kind: 'rejected', reason: `auth event ${id} was rejected`, store: true };
+        if (ev.rejected !== null) return rejectedWithState(`auth event ${id} was rejected`);
         authEvents.push(ev.pdu);
       }
     }
     const authFailure = checkAgainstAuthEvents(pdu, version, authEvents, state.get('m.room.create', '')?.pdu);
-    if (authFailure !== undefined) return { kind: 'rejected', reason: authFailure, store: true };
+    if (authFailure !== undefined) return rejectedWithState(authFailure);
 
     // 5. Auth against the state before it.
-    const prevs = prevEventIds(pdu);
-    let before: Before;
-    let lookup: AuthStateLookup;
-    if (sameSet(prevs, state.extremities)) {
-      before = { isCurrent: true };
-      lookup = lookupIn(state);
-    } else {
-      const groups = await rooms.getEventStateGroups(prevs);
-      const known = prevs.filter((id) => groups.has(id));
-      if (known.length < prevs.length && !gapState) {
-        return { kind: 'outlier', reason: `prev events unknown: ${prevs.filter((id) => !groups.has(id)).join(', ')}` };
-      }
-      const maps = await Promise.all(known.map((id) => this.dag.groupState((groups.get(id) as { after: number }).after)));
-      // A gap the caller could not close: the state its sender reported stands in for the missing prevs.
-      if (known.length < prevs.length && gapState) maps.push(gapState);
-      const map = maps.length === 0 ? new Map<string, string>() : await this.dag.resolve(roomId, version, maps);
-      before = { isCurrent: false, map, stored: storedAs(known.length > 0 ? (groups.get(known[0]) as { after: number }).after : null, maps[0], map) };
-      lookup = await this.lookupFor(pdu, version, map);
+    const computed = await this.stateBefore(roomId, state, pdu, gapStates);
+    if (!computed) {
+      const groups = await rooms.getEventStateGroups(prevEventIds(pdu));
+      return { kind: 'outlier', reason: `prev events unknown: ${prevEventIds(pdu).filter((id) => !groups.has(id)).join(', ')}` };
     }
+    const { before } = computed;
+    const lookup = before.isCurrent ? lookupIn(state) : await this.lookupFor(pdu, version, before.map as StateMap);
     const stateFailure = opts.local && before.isCurrent ? undefined : checkAgainstState(pdu, version, lookup);
     if (stateFailure !== undefined) return { kind: 'rejected', reason: stateFailure, before, store: true };
 
@@ -102,6 +99,24 @@ export class EventJudge {
       if (softFailure !== undefined) return { kind: 'soft_failed', reason: softFailure, before };
     }
     return { kind: 'accepted', before };
+  }
+
+  /**
+   * The state before `pdu`: the current state when its prev events are the forward extremities,
+   * else the resolution of the states after its prevs (the reported `gapStates` standing in for
+   * prevs stored without a state). Undefined when a prev's state is unknown and none was reported.
+   */
+  private async stateBefore(roomId: string, state: RoomState, pdu: Pdu, gapStates?: readonly StateMap[]): Promise<{ before: Before } | undefined> {
+    const prevs = prevEventIds(pdu);
+    if (sameSet(prevs, state.extremities)) return { before: { isCurrent: true } };
+    const groups = await this.rooms.getEventStateGroups(prevs);
+    const known = prevs.filter((id) => groups.has(id));
+    if (known.length < prevs.length && !gapStates?.length) return undefined;
+    const maps = await Promise.all(known.map((id) => this.dag.groupState((groups.get(id) as { after: number }).after)));
+    // A gap the caller could not close: the states its sender reported stand in for the missing prevs.
+    if (known.length < prevs.length && gapStates) maps.push(...gapStates);
+    const map = maps.length === 0 ? new Map<string, string>() : await this.dag.resolve(roomId, state.version, maps);
+    return { before: { isCurrent: false, map, stored: storedAs(known.length > 0 ? (groups.get(known[0]) as { after: number }).after : null, maps[0], map) } };
   }
 
   /** A lookup over `map` holding the PDUs of exactly the entries the auth rules consult for `pdu`. */

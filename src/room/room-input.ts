@@ -13,7 +13,7 @@
 //
 // Outcomes: accepted (timeline, state, extremities); soft_failed (stored with its state, never
 // in the timeline, the current state or the extremities); outlier (prev events unknown and no
-// `gapState` given: we cannot know the state before it, so it is stored after checks 1-4 only,
+// `gapStates` given: we cannot know the state before it, so it is stored after checks 1-4 only,
 // without state, outside the timeline; the spec's "outlier"; federation fills gaps first, see
 // src/federation/gap-fill.ts);
 // rejected (stored, flagged, when it failed auth, so it is never processed or cited again;
@@ -134,11 +134,11 @@ export class RoomInput {
 
   /**
    * Accepts an event from outside (federation) through the room's queue. Never throws for a
-   * bad event; store failures still reject the promise. `gapState`: the state before the event
-   * as its sender reported it, for prev events that could not be fetched (see EventJudge.judge).
+   * bad event; store failures still reject the promise. `gapStates`: the states after the prev
+   * events that could not be fetched, as the sender reported them (see EventJudge.judge).
    */
-  receive(roomId: string, pdu: unknown, origin: string, gapState?: StateMap): Promise<InputOutcome> {
-    return this.enqueue(roomId, () => this.receiveJob(roomId, pdu, origin, gapState));
+  receive(roomId: string, pdu: unknown, origin: string, gapStates?: readonly StateMap[]): Promise<InputOutcome> {
+    return this.enqueue(roomId, () => this.receiveJob(roomId, pdu, origin, gapStates));
   }
 
   /**
@@ -573,7 +573,7 @@ export class RoomInput {
     return { p, verdict };
   }
 
-  private async receiveJob(roomId: string, raw: unknown, origin: string, gapState?: StateMap): Promise<InputOutcome> {
+  private async receiveJob(roomId: string, raw: unknown, origin: string, gapStates?: readonly StateMap[]): Promise<InputOutcome> {
     // Received events read the DAG from the store (steps 5-6, stored state groups).
     await this.drained(roomId);
     const state = await this.load(roomId);
@@ -589,7 +589,7 @@ export class RoomInput {
     const badSignature = await checkSignatures(format.value.pdu, version, this.keyRing);
     if (badSignature !== undefined) return { outcome: 'rejected', eventId, reason: badSignature, stored: false };
     const { pdu } = checkHashOrRedact(format.value.pdu, version);
-    const verdict = await this.judge.judge(roomId, state, pdu, eventId, gapState);
+    const verdict = await this.judge.judge(roomId, state, pdu, eventId, gapStates);
     if (verdict.kind === 'rejected' && !verdict.store) return { outcome: 'rejected', eventId, reason: verdict.reason, stored: false };
     const redaction = verdict.kind === 'accepted' ? await this.builder.receivedRedaction(roomId, pdu, state) : undefined;
     const { stream } = await this.commit(roomId, { eventId, pdu, redaction }, state, verdict);
