@@ -1,6 +1,7 @@
 // Device keys, one-time/fallback keys and their claims, and the key query (spec "End-to-end
-// encryption", /keys/upload, /keys/query, /keys/claim). Hearth only checks that what it relays
-// is well-formed and signed by the key it claims; it never holds a private key.
+// encryption", /keys/upload, /keys/query, /keys/claim). Hearth checks that what it relays is
+// well-formed and belongs to the device that uploads it; device keys' self-signatures are for
+// clients to verify (signed-keys.ts); it never holds a private key.
 //
 // Remote users (with federation, `remote` is set): each server is asked once per request, all
 // servers in parallel, each bounded by the request's timeout; a server that fails or is too slow
