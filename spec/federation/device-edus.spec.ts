@@ -172,6 +172,36 @@ describe('federation: device lists, keys and to-device between two servers', fun
     assert.equal(remote.cached(dave.userId), undefined);
   });
 
+  it('a list B does not hold, of a user sharing a room: /keys/query fetches it with /user/devices (stream ID kept), and the first update for it resyncs at once', async () => {
+    const remote = b.hearth.federation!.e2ee!.remote;
+    const joinAtA = async (name: string): Promise<User> => {
+      const u = await new Api(a.url).register(name, PASSWORD);
+      assert.equal((await carol.post(`${V3}/rooms/${enc(roomId)}/invite`, { user_id: u.userId })).status, 200);
+      assert.equal((await u.post(`${V3}/rooms/${enc(roomId)}/join`, {})).status, 200);
+      await waitFor(async () => (await b.hearth.store.rooms.getRoomsForUser(u.userId, ['join'])).length > 0, 15_000, `B sees ${name} join`);
+      return u;
+    };
+    // erin has no keys, so A never announced her list: B holds nothing for her.
+    const erin = await joinAtA('erin');
+    await remote.settled();
+    assert.equal(remote.cached(erin.userId), undefined);
+    const before = remote.resyncs;
+    const q = await dave.post(`${V3}/keys/query`, { device_keys: { [erin.userId]: [] } });
+    assert.equal(q.status, 200, JSON.stringify(q.body));
+    assert.deepEqual(q.body.failures, {});
+    assert.deepEqual(q.body.device_keys[erin.userId], {});
+    assert.equal(remote.resyncs, before + 1, 'fetched with /user/devices');
+    assert.equal(typeof remote.cached(erin.userId)?.streamId, 'number', 'the cache is at the stream ID A gave, so later updates apply');
+
+    // frank uploads keys after joining: A's first update about him reaches B, which holds no list
+    // for him and fetches it without waiting for a client to ask.
+    const frank = await joinAtA('frank');
+    await remote.settled();
+    await uploadDevice(frank, new TestDevice(frank.userId, frank.deviceId), 1);
+    await waitFor(async () => remote.cached(frank.userId)?.devices.has(frank.deviceId) === true, 15_000, "B holds frank's list");
+    assert.equal(typeof remote.cached(frank.userId)?.streamId, 'number');
+  });
+
   it('m.direct_to_device reaches the local device once per message_id, even in two transactions', async () => {
     const dave2 = await login(b.url, 'dave');
     const since = await syncToken(dave2);

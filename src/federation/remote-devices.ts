@@ -10,6 +10,8 @@
 // - An update applies to the cached list only when its prev_id names the stream ID the cache is
 //   at; otherwise (a gap, or a cache filled by /user/keys/query which has no stream ID) the list
 //   is dropped and fetched again with /user/devices, in the background and once per user at a time.
+// - A list we do not hold, of a user sharing a room with us, is fetched with /user/devices (not
+//   /user/keys/query, which has no stream ID) when an update for it arrives or a client asks for it.
 //   An update with a stream ID at or below the cache's is a repeat and ignored.
 // - Every accepted update marks the user's device list changed in the store, so local room-mates'
 //   /sync device_lists.changed and /keys/changes name them.
@@ -68,8 +70,16 @@ export class RemoteDeviceLists implements RemoteKeySource {
     const out = { device_keys: dict<JsonValue>(), master_keys: dict<JsonValue>(), self_signing_keys: dict<JsonValue>() };
     const ask: Record<string, string[]> = dict();
     const gens = new Map<string, number>();
-    for (const userId of Object.keys(wanted)) {
-      if (serverNameOf(userId) !== server) continue;
+    const users = Object.keys(wanted).filter((u) => serverNameOf(u) === server);
+    // A user sharing a room with us whose list we do not hold: fetch the list with /user/devices,
+    // whose stream_id later m.device_list_update EDUs are applied against (a /user/keys/query
+    // answer has none, so the first EDU after it would be a gap).
+    const fetching: Array<Promise<void>> = [];
+    for (const userId of users) {
+      if (!this.cache.get(userId) && (await this.sharesRoom(userId))) fetching.push(this.resync(server, userId, timeoutMs));
+    }
+    await Promise.all(fetching);
+    for (const userId of users) {
       const c = this.cache.get(userId);
       if (c) {
         this.fill(out, userId, c);
@@ -137,8 +147,12 @@ export class RemoteDeviceLists implements RemoteKeySource {
       cached.streamId = streamId as number;
       this.bump(userId, false);
     } else {
+      // A gap, or a list we do not hold at all: an update cannot be applied to nothing, and this
+      // user shares a room with us, so their list is fetched now (spec: resynchronise).
       this.bump(userId);
-      if (cached) void this.resync(origin, userId);
+      // A resync already running started before this change and will not fill the cache: fetch again after it.
+      const running = this.resyncing.get(userId);
+      void (running ? running.then(() => (this.cache.get(userId) ? undefined : this.resync(origin, userId))) : this.resync(origin, userId));
     }
     await this.markChanged(userId);
   }
@@ -157,8 +171,12 @@ export class RemoteDeviceLists implements RemoteKeySource {
     await this.markChanged(userId);
   }
 
-  /** Fetches a user's whole list with /user/devices (once at a time per user). */
-  resync(origin: string, userId: string): Promise<void> {
+  /**
+   * Fetches a user's whole list with /user/devices (once at a time per user). A resync still
+   * running when the user's list changes again (generation moved) does not fill the cache; an
+   * update that moved it fetches again once that one is done.
+   */
+  resync(origin: string, userId: string, timeoutMs = 30_000): Promise<void> {
     const running = this.resyncing.get(userId);
     if (running) return running;
     this.resyncs++;
@@ -166,7 +184,7 @@ export class RemoteDeviceLists implements RemoteKeySource {
     const gen = this.generation(userId);
     const p = (async () => {
       try {
-        const res = await this.d.client.request(origin, { method: 'GET', path: fedPath`/_matrix/federation/v1/user/devices/${userId}`, timeoutMs: 30_000, maxResponseBytes: MAX_RESPONSE });
+        const res = await this.d.client.request(origin, { method: 'GET', path: fedPath`/_matrix/federation/v1/user/devices/${userId}`, timeoutMs, maxResponseBytes: MAX_RESPONSE });
         if (!isJsonObject(res) || res.user_id !== userId || !Number.isSafeInteger(res.stream_id) || !Array.isArray(res.devices)) throw new Error('user/devices: malformed answer');
         const devices: Array<[string, JsonValue]> = [];
         for (const dev of res.devices) {
