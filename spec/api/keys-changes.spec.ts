@@ -94,6 +94,22 @@ describe('E2EE device-list changes', function () {
     assert.deepEqual(await changes(carol, t2, t3), { changed: [], left: [alice.userId, bob.userId] });
   });
 
+  it('an invited user is changed at the invite and again when they join (a remote user\'s server sends updates only to rooms they are a member of)', async () => {
+    const room = (await alice.post(`${V3}/createRoom`, { preset: 'private_chat' })).body.room_id;
+    const t0 = await syncToken(alice);
+    assert.equal((await alice.post(`${V3}/rooms/${enc(room)}/invite`, { user_id: carol.userId })).status, 200);
+    const t1 = await syncToken(alice);
+    assert.ok((await changes(alice, t0, t1)).changed.includes(carol.userId), 'changed at the invite');
+    assert.equal((await carol.post(`${V3}/join/${enc(room)}`)).status, 200);
+    try {
+      const t2 = await syncToken(alice);
+      assert.ok((await changes(alice, t1, t2)).changed.includes(carol.userId), 'changed again at the join');
+    } finally {
+      // carol is a stranger to alice in the tests below
+      assert.equal((await carol.post(`${V3}/rooms/${enc(room)}/leave`)).status, 200);
+    }
+  });
+
   it('joining a room makes its members changed for the joiner', async () => {
     const t0 = await syncToken(dave);
     assert.equal((await dave.post(`${V3}/join/${enc(roomId)}`)).status, 200);

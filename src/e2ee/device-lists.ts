@@ -33,8 +33,8 @@ export class DeviceListTracker {
 
   /**
    * `changed`: users sharing a room with `userId` (or `userId` itself) whose device or
-   * cross-signing keys changed in (fromExclusive, toInclusive], and users who started sharing a
-   * room with them in that range. `left`: users who stopped sharing every room in that range.
+   * cross-signing keys changed in (fromExclusive, toInclusive], users who started sharing a
+   * room with them in that range, and invited users who joined in that range. `left`: users who stopped sharing every room in that range.
    */
   async changes(userId: string, fromExclusive: number, toInclusive: number): Promise<DeviceListDelta> {
     if (toInclusive <= fromExclusive) return { changed: [], left: [] };
@@ -78,9 +78,13 @@ export class DeviceListTracker {
       if (delta.length === 0) continue;
       const now = await this.membershipsOf(delta.map((e) => e.eventId));
       for (const e of delta) {
-        const after = isSharing(now.get(e.eventId));
-        const before = isSharing(await this.membershipAt(room.roomId, e.stateKey, fromExclusive));
-        if (after && !before) changed.add(e.stateKey);
+        const nowM = now.get(e.eventId);
+        const beforeM = await this.membershipAt(room.roomId, e.stateKey, fromExclusive);
+        const after = isSharing(nowM);
+        const before = isSharing(beforeM);
+        // An invited user joining is changed again: their server sends us updates about their
+        // devices only once they are a member, so what clients fetched at the invite may be stale.
+        if (after && (!before || (nowM === 'join' && beforeM !== 'join'))) changed.add(e.stateKey);
         else if (!after && before) leftCandidates.add(e.stateKey);
       }
     }
