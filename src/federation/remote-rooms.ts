@@ -16,7 +16,7 @@
 import type { Logger } from 'pino';
 import { ERRCODE_STATUS, MatrixError, type Errcode } from '../errors.js';
 import { isJsonObject } from '../protocol/canonical-json.js';
-import { authEventIds, eventIdAssignedByServer, newServerEventId, signEvent, verifyEventSignature } from '../protocol/events.js';
+import { authEventIds, eventIdAssignedByServer, eventReferences, newServerEventId, signEvent, verifyEventSignature } from '../protocol/events.js';
 import { isValidRoomId, isValidServerName, serverNameOf } from '../protocol/ids.js';
 import { isRoomVersion, roomVersionRules, SUPPORTED_ROOM_VERSIONS } from '../protocol/room-versions.js';
 import type { JsonObject, JsonValue, Pdu, RoomVersion, SigningKey } from '../protocol/types.js';
@@ -185,6 +185,32 @@ export class RemoteRooms implements RemoteMembership {
       }
     }
     throw new MatrixError('M_UNKNOWN', `Could not leave through any server (${errors.join('; ') || 'no server to ask'})`, {}, 502);
+  }
+
+  /**
+   * Rejects an invite here only, when the inviting server cannot take the rejection (refused it,
+   * failed, or is unreachable): the user must not be stuck with an invite they cannot get rid of.
+   * The leave is ours alone (signed by us, citing the invite as its only prev and auth event); it
+   * is never sent, as no server of the room would accept it. The inviting server still lists the
+   * invite; a later join through it starts over.
+   */
+  async rejectLocally(userId: string, roomId: string, version: RoomVersion, invite: { eventId: string; pdu: Pdu }, reason?: string): Promise<void> {
+    const draft: JsonObject = {
+      room_id: roomId,
+      type: 'm.room.member',
+      state_key: userId,
+      sender: userId,
+      content: reason ? { membership: 'leave', reason } : { membership: 'leave' },
+      origin_server_ts: (this.d.now ?? Date.now)(),
+      depth: Math.min(invite.pdu.depth + 1, Number.MAX_SAFE_INTEGER),
+      prev_events: eventReferences([invite], version) as JsonValue,
+      auth_events: eventReferences([invite], version) as JsonValue,
+    };
+    this.assignEventId(draft, version);
+    const signed = signEvent(draft, this.d.serverName, this.d.signingKey, version) as unknown as Pdu;
+    const f = checkFormat(signed, roomId, version);
+    if (!f.ok) throw new MatrixError('M_UNKNOWN', `our local leave is malformed: ${f.reason}`);
+    await this.d.roomInput.recordRemoteLeave(roomId, f.value.eventId, f.value.pdu);
   }
 
   /**

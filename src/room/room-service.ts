@@ -39,6 +39,8 @@ export interface RemoteMembership {
   join(userId: string, roomId: string, via: string[], content: JsonObject): Promise<void>;
   /** Leaves (rejects an invite) through another server: make_leave, send_leave. */
   leave(userId: string, roomId: string, via: string[], reason?: string): Promise<void>;
+  /** Rejects an invite here only (the inviting server refused the rejection or is unreachable). */
+  rejectLocally(userId: string, roomId: string, version: RoomVersion, invite: { eventId: string; pdu: Pdu }, reason?: string): Promise<void>;
   /** Knocks through another server: make_knock, send_knock. */
   knock(userId: string, roomId: string, via: string[], content: JsonObject): Promise<void>;
   /** Older events of a room from one of `servers` (checked, not stored). */
@@ -330,7 +332,15 @@ export class RoomService {
     const invite = !state.get('m.room.create', '') ? state.get('m.room.member', sender.userId) : undefined;
     if (invite && invite.pdu.content.membership === 'invite' && this.remote) {
       const server = serverNameOf(invite.pdu.sender);
-      if (server !== undefined) await this.remote.leave(sender.userId, roomId, [server], reason);
+      if (server === undefined) return;
+      try {
+        await this.remote.leave(sender.userId, roomId, [server], reason);
+      } catch (err) {
+        // The inviting server refused the rejection, failed or is unreachable: the invite is
+        // rejected here alone, so the user is not stuck with it (the spec leaves this open).
+        this.logger.warn({ err, roomId, server }, 'remote invite rejection failed; rejecting locally');
+        await this.remote.rejectLocally(sender.userId, roomId, state.version, invite, reason);
+      }
       return;
     }
     const current = state.membership(sender.userId);
