@@ -347,7 +347,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
   const services: ApiServices = {
     history: new RoomHistory(store, rooms, visibility),
     roomState: new RoomStateReader(store, visibility),
-    directory: new RoomDirectory(store, roomInput, rooms, config.server_name),
+    directory: new RoomDirectory(store, roomInput, rooms, config.server_name, federation?.queries),
     serverName: config.server_name,
     publicBaseUrl: config.public_baseurl,
     accounts,
@@ -363,7 +363,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     sync,
     relations: new RelationsService(store, visibility),
     userData: new UserDataService(store, notifier, pushRules, visibility, now),
-    profiles: new ProfileService(store, rooms),
+    profiles: new ProfileService(store, rooms, config.server_name, federation?.queries),
     pushers: new PusherService(store),
     ephemeral: new EphemeralAccess(store, typing, presence, config.server_name),
     legacy: new LegacyEventStream({ store, sync, formatter, visibility, presence, typing, notifier, currentToken, now }),

@@ -179,6 +179,11 @@ export class FederationInbound {
     const t = await this.d.roomInput.template(roomId, { type: 'm.room.member', stateKey: userId, sender: userId, content: { membership } });
     if (!t) throw new MatrixError('M_NOT_FOUND', 'Unknown room');
     if (!serverAclAllows(t.state.content('m.room.server_acl'), origin)) throw aclError();
+    // A room none of our users is in any more: our state of it may be stale, and a join through
+    // us would go nowhere (nobody here passes it on). The joining server must ask a resident one.
+    if (membership !== 'leave' && !t.state.joinedMembers().some((m) => serverNameOf(m.userId) === this.d.serverName)) {
+      throw new MatrixError('M_NOT_FOUND', 'This server is no longer in the room');
+    }
     if (membership !== 'leave' && !versions.includes(t.version)) {
       throw new MatrixError('M_INCOMPATIBLE_ROOM_VERSION', `The room is version ${t.version}`, { room_version: t.version });
     }

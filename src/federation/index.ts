@@ -32,6 +32,7 @@ import { hashAccessToken } from '../users/credentials.js';
 import { ServerDiscovery, splitServerName } from './discovery.js';
 import { FederationE2ee } from './e2ee-edus.js';
 import { FederationDirectory } from './directory.js';
+import { RemoteQueries } from './remote-queries.js';
 import { GapFiller } from './gap-fill.js';
 import { FederationKnocks } from './knock.js';
 import { FederationInbound } from './inbound.js';
@@ -113,6 +114,8 @@ export interface Federation {
   core: FederationCore;
   inbound: FederationInbound;
   remote: RemoteRooms;
+  /** Remote profiles and public room lists, for local clients. */
+  queries: RemoteQueries;
   e2ee?: FederationE2ee;
   /** Base URL of the federation listener once started. */
   readonly url: string;
@@ -249,6 +252,7 @@ export function attachFederation(core: FederationCore, d: AttachDeps): Federatio
     core,
     inbound,
     remote,
+    queries: new RemoteQueries({ client: core.client, logger }),
     e2ee,
     get url() {
       return url;

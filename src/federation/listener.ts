@@ -258,7 +258,9 @@ export function createFederationApp(d: FederationAppDeps): Koa<FedState> {
     const header = parseXMatrixHeader(ctx.get('authorization'));
     const unauthorized = (why: string) => new MatrixError('M_UNAUTHORIZED', why);
     if (!header) throw unauthorized('Missing or malformed X-Matrix authorization');
-    if (!isValidServerName(header.origin) || header.origin === d.serverName) throw unauthorized('Invalid origin');
+    // A malformed origin (a non-numeric port, say) is a bad request, not a failed authentication.
+    if (!isValidServerName(header.origin)) throw new MatrixError('M_INVALID_PARAM', 'The X-Matrix origin is not a valid server name', {}, 400);
+    if (header.origin === d.serverName) throw unauthorized('Invalid origin');
     // Before its keys are fetched: a refused server makes us contact it for nothing.
     if (d.policy && !d.policy.allows(header.origin)) throw new MatrixError('M_FORBIDDEN', 'Federation with your server is not allowed');
     if (header.destination !== undefined && header.destination !== d.serverName) throw unauthorized('Wrong destination');

@@ -24,6 +24,8 @@ export class RoomDirectory {
     private readonly input: Pick<RoomInput, 'currentState'>,
     private readonly rooms: Pick<RoomService, 'dropFromCanonicalAlias'>,
     private readonly serverName: string,
+    /** Other servers' lists (src/federation/remote-queries.ts); without it (federation off) refused. */
+    private readonly remote?: { publicRooms(server: string, q: PublicRoomsQuery & { includeAllNetworks?: boolean; thirdPartyInstanceId?: string }): Promise<JsonObject> },
   ) {}
 
   /** `withoutMembership`: an application service mapping an alias of its namespace to a room it bridges. */
@@ -71,10 +73,11 @@ export class RoomDirectory {
     await this.store.rooms.setRoomVisibility(roomId, visibility);
   }
 
-  /** This server's published rooms (other servers' lists are not asked for yet). */
-  async publicRooms(q: PublicRoomsQuery): Promise<JsonObject> {
+  /** This server's published rooms, or (`server`) another server's, asked over federation. */
+  async publicRooms(q: PublicRoomsQuery & { includeAllNetworks?: boolean; thirdPartyInstanceId?: string }): Promise<JsonObject> {
     if (q.server && q.server !== this.serverName) {
-      throw new MatrixError('M_UNKNOWN', 'Querying other servers needs federation, which is not enabled yet');
+      if (!this.remote) throw new MatrixError('M_UNKNOWN', 'Querying other servers needs federation, which is not enabled');
+      return this.remote.publicRooms(q.server, q);
     }
     return listPublicRooms(this.store, (id) => this.input.currentState(id), q);
   }

@@ -1,12 +1,12 @@
 // Profiles: reading a user's display name and avatar, and changing one's own, which the room
 // service then carries into a member event in every joined room.
 //
-// Invariants: an unknown or deactivated user has no profile (404); a known user without an
+// Invariants: another server's user's profile is asked of that server (federation on); an unknown or deactivated user has no profile (404); a known user without an
 // avatar or name has an absent field, not a missing profile. Values are stored as given: the
 // spec types avatar_url as a URI without requiring mxc://.
 
 import { MatrixError } from '../errors.js';
-import { isValidUserId } from '../protocol/ids.js';
+import { isValidUserId, serverNameOf } from '../protocol/ids.js';
 import type { RoomService } from '../room/room-service.js';
 import type { Store } from '../store/types.js';
 
@@ -15,14 +15,23 @@ export interface Profile {
   avatarUrl: string | null;
 }
 
+/** Profiles of other servers' users (src/federation/remote-queries.ts: /query/profile). */
+export interface RemoteProfiles {
+  profile(userId: string): Promise<Profile>;
+}
+
 export class ProfileService {
   constructor(
     private readonly store: Store,
     private readonly rooms: Pick<RoomService, 'propagateProfile' | 'joinedRoomCount'>,
+    private readonly serverName?: string,
+    /** Without it (federation off) other servers' users have no profile here (404). */
+    private readonly remote?: RemoteProfiles,
   ) {}
 
   async get(userId: string): Promise<Profile> {
     if (!isValidUserId(userId)) throw new MatrixError('M_INVALID_PARAM', 'Invalid user ID');
+    if (this.remote && this.serverName !== undefined && serverNameOf(userId) !== this.serverName) return this.remote.profile(userId);
     const u = await this.store.accounts.getUser(userId);
     if (!u || u.deactivated) throw new MatrixError('M_NOT_FOUND', 'Profile not found');
     return { displayname: u.displayname, avatarUrl: u.avatarUrl };

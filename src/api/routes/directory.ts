@@ -23,7 +23,7 @@ const publicRoomsSchema = z
   })
   .passthrough();
 
-type DirectoryRouteDeps = Pick<ApiServices, 'directory' | 'appServices'>;
+type DirectoryRouteDeps = Pick<ApiServices, 'directory' | 'appServices' | 'serverName'>;
 
 export function directoryRoutes(r: ClientRoutes, s: DirectoryRouteDeps): void {
   r.route('get', '/publicRooms', async (ctx) => {
@@ -36,13 +36,18 @@ export function directoryRoutes(r: ClientRoutes, s: DirectoryRouteDeps): void {
   });
   r.authed('post', '/publicRooms', async (ctx) => {
     const req = valid(ctx, publicRoomsSchema);
+    // The spec has `server` in the query string; older clients put it in the body.
+    const server = queryString(ctx, 'server') ?? req.server ?? undefined;
     ctx.body = await s.directory.publicRooms({
       limit: Math.min(req.limit ?? 100, 500),
       since: req.since ?? undefined,
-      server: req.server ?? undefined,
+      server,
       term: req.filter?.generic_search_term ?? undefined,
       roomTypes: req.filter?.room_types ?? undefined,
-      roomIds: await networkRooms(s, req.third_party_instance_id ?? undefined, req.include_all_networks === true),
+      // Network lists are this server's application services'; another server has its own.
+      roomIds: server && server !== s.serverName ? undefined : await networkRooms(s, req.third_party_instance_id ?? undefined, req.include_all_networks === true),
+      includeAllNetworks: req.include_all_networks === true,
+      thirdPartyInstanceId: req.third_party_instance_id ?? undefined,
     });
   }, { schema: publicRoomsSchema });
 
