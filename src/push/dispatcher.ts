@@ -13,7 +13,7 @@ import type { JsonObject, JsonValue, Pdu } from '../protocol/types.js';
 import { roomIdOf } from '../protocol/events.js';
 import type { RoomState } from '../room/room-state.js';
 import type { PushActionInput, PushJob, PusherRecord, Store } from '../store/types.js';
-import { dict } from '../protocol/canonical-json.js';
+import { dict, isJsonObject } from '../protocol/canonical-json.js';
 
 export interface PersistedEvent {
   eventId: string;
@@ -201,15 +201,31 @@ export function tweaksOf(actions: Array<string | JsonObject>): JsonObject {
 export function roomInfoFromState(state: RoomState | null, senderId: string): RoomPushInfo {
   if (!state) return {};
   const info: RoomPushInfo = {};
-  const name = state.content('m.room.name')?.name;
+  // A room known only through an invite: its name is in the stripped state the invite came with.
+  const stripped = state.get('m.room.create', '') ? undefined : strippedStateOf(state);
+  const content = (type: string) => (stripped ? stripped.get(type) : state.content(type));
+  const name = content('m.room.name')?.name;
   if (typeof name === 'string' && name !== '') info.roomName = name;
-  const alias = state.content('m.room.canonical_alias')?.alias;
+  const alias = content('m.room.canonical_alias')?.alias;
   if (typeof alias === 'string' && alias !== '') info.roomAlias = alias;
   // room_name is what the client would show as the room's name: without a name, the alias.
   if (info.roomName === undefined && info.roomAlias !== undefined) info.roomName = info.roomAlias;
   const displayname = state.content('m.room.member', senderId)?.displayname;
   if (typeof displayname === 'string' && displayname !== '') info.senderDisplayName = displayname;
   return info;
+}
+
+/** The invite_room_state of a stub room's invite, by event type (state keys '' only). */
+function strippedStateOf(state: RoomState): Map<string, JsonObject> {
+  const out = new Map<string, JsonObject>();
+  for (const e of state.all()) {
+    const list = e.pdu.type === 'm.room.member' && e.pdu.content.membership === 'invite' ? (e.pdu.unsigned as JsonObject | undefined)?.invite_room_state : undefined;
+    if (!Array.isArray(list)) continue;
+    for (const s of list) {
+      if (isJsonObject(s) && typeof s.type === 'string' && s.state_key === '' && isJsonObject(s.content) && !out.has(s.type)) out.set(s.type, s.content);
+    }
+  }
+  return out;
 }
 
 function yieldToIo(): Promise<void> {

@@ -357,11 +357,11 @@ export class RoomInput {
         // are in, which gets the invite through /send).
         if (await rooms.getEvent(eventId)) return; // a retried /invite
         await this.drained(roomId);
-        await this.recordStub(roomId, eventId, pdu);
+        await this.recordStub(roomId, eventId, pdu, undefined, version);
         return;
       }
       await rooms.createRoom({ roomId, roomVersion: version, creator: pdu.sender, createdTs: this.now() });
-      await this.recordStub(roomId, eventId, pdu, { group: null, delta: [] });
+      await this.recordStub(roomId, eventId, pdu, { group: null, delta: [] }, version);
     });
   }
 
@@ -403,10 +403,14 @@ export class RoomInput {
     });
   }
 
-  private async recordStub(roomId: string, eventId: string, pdu: Pdu, stateBefore?: { group: null; delta: StateEntry[] }): Promise<void> {
+  /** `version` given: an invite, which notifies its target (push rules, evaluated without the room's state, which we lack). */
+  private async recordStub(roomId: string, eventId: string, pdu: Pdu, stateBefore?: { group: null; delta: StateEntry[] }, version?: RoomVersion): Promise<void> {
     const entry = { type: 'm.room.member', stateKey: pdu.state_key as string, eventId };
-    const { stream } = await this.deps.store.rooms.persistEvent({ eventId, pdu, stateDelta: [entry], forwardExtremities: [eventId], stateBefore, fence: this.fenceOf(roomId) });
+    const invite = version !== undefined && pdu.content.membership === 'invite';
+    const push = invite && this.deps.pushActions ? await this.deps.pushActions(eventId, pdu, RoomState.empty(version)) : undefined;
+    const { stream } = await this.deps.store.rooms.persistEvent({ eventId, pdu, stateDelta: [entry], forwardExtremities: [eventId], stateBefore, pushActions: push?.rows, pushBulk: push?.bulk, fence: this.fenceOf(roomId) });
     this.states.delete(roomId);
+    if (push) this.deps.onPersisted?.({ eventId, pdu, stream, pushActions: push.all });
     this.deps.notifier.publish({ stream, roomId, userIds: [entry.stateKey] });
   }
 
