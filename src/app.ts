@@ -68,6 +68,7 @@ import { PresenceService } from './ephemeral/presence.js';
 import { PresenceSyncSource } from './ephemeral/presence-source.js';
 import { INTERNAL_ACCOUNT_DATA_PREFIX, PushRulesService } from './push/push-rules-service.js';
 import type { JsonObject } from './protocol/types.js';
+import { serverNameOf } from './protocol/ids.js';
 import { PushActionComputer } from './push/push-actions.js';
 import { PushDispatcher, roomInfoFromState } from './push/dispatcher.js';
 import { PushGateway } from './push/gateway.js';
@@ -223,6 +224,12 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
       metrics?.eventsPersisted.inc();
       pushDispatcher.eventPersisted(info);
       federation?.eventPersisted(info.pdu, info.eventId);
+      // Guest access revoked by another server's user: our guests leave (the local path does it in RoomService.send).
+      const p = info.pdu;
+      if (p.type === 'm.room.guest_access' && p.state_key === '' && p.content.guest_access !== 'can_join' && serverNameOf(p.sender) !== config.server_name && p.room_id !== undefined) {
+        const roomId = p.room_id;
+        setImmediate(() => void rooms.guestAccessChangedRemotely(roomId).catch((err: unknown) => logger.warn({ err, roomId }, 'could not remove guests after a remote guest access change')));
+      }
     },
     pushActions: (eventId, pdu, state) => pushActions.compute(eventId, pdu, state),
   }, { backend, redis, feed, leaseMs: config.cluster.room_lease_ms, logger, roomWriter: roles.has('room_writer') });

@@ -55,7 +55,7 @@ describe('federation: invites over federation are pushed', function () {
     it(`an invite from another server is pushed to the invitee${name ? ', with the room\'s name' : ''}`, async () => {
       const invitee = await pushedUser(name ? 'bob2' : 'bob1');
       const charlie = await new Api(a.url).register(name ? 'charlie2' : 'charlie1');
-      const room = await charlie.post('/_matrix/client/v3/createRoom', { preset: 'private_chat', ...(name ? { name } : {}) });
+      const room = await charlie.post('/_matrix/client/v3/createRoom', { preset: 'private_chat', room_version: name ? '12' : '10', ...(name ? { name } : {}) });
       assert.equal(room.status, 200, JSON.stringify(room.body));
       const roomId: string = room.body.room_id;
       assert.equal((await charlie.post(`/_matrix/client/v3/rooms/${enc(roomId)}/invite`, { user_id: invitee.userId })).status, 200);

@@ -480,6 +480,15 @@ export class RoomService {
   }
 
   /**
+   * An m.room.guest_access event from another server was stored: if the room's guest access is
+   * no longer can_join, our guests leave, as after a local change (removeGuests).
+   */
+  async guestAccessChangedRemotely(roomId: string): Promise<void> {
+    const access = (await this.input.currentState(roomId))?.content('m.room.guest_access')?.guest_access;
+    if (access !== 'can_join') await this.removeGuests(roomId);
+  }
+
+  /**
    * Spec "Guest Access": once m.room.guest_access stops being can_join, guests' membership
    * becomes leave. Each leaves by itself (a self-leave needs no power); one failure does not
    * keep the others in.
