@@ -1,7 +1,8 @@
 // Room input pipelining (src/room/room-input.ts, "Pipelining"): a room's local sends are built
 // and authorised while earlier ones commit, share group commits, keep their order and form a
 // linear chain; a failed write takes the writes queued on top of it down with it, and the room
-// recovers from the store. createRoom's initial events share one transaction. Real SQLite.
+// recovers from the store. createRoom's room row and initial events share one transaction.
+// Real SQLite.
 
 import { assert } from '../helpers/assert.js';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -34,8 +35,8 @@ describe('Room input: pipelined local sends', function () {
       { type: 'm.room.join_rules', stateKey: '', sender: alice, content: { join_rule: 'public' } },
       { type: 'm.room.history_visibility', stateKey: '', sender: alice, content: { history_visibility: 'shared' } },
     ]));
-    // One transaction for the rooms row, one for all five initial events.
-    assert.equal(store.writeStats().transactions - before, 2);
+    // One transaction for the rooms row and all five initial events.
+    assert.equal(store.writeStats().transactions - before, 1);
   });
   afterEach(async function () {
     await input.drain();
@@ -72,6 +73,26 @@ describe('Room input: pipelined local sends', function () {
     assert.equal(a.eventId, b.eventId);
     assert.equal(b.deduplicated, true);
     assert.equal((await timeline()).filter((e) => e.body === 'once').length, 1);
+  });
+
+  it('createRoom with the ID of a room that exists writes none of its events, and the existing room is untouched', async function () {
+    const tlBefore = await timeline();
+    const eventsBefore = store.writeStats().writes;
+    await assert.rejects(
+      input.createRoom(roomId, '11', alice, [
+        { type: 'm.room.create', stateKey: '', sender: alice, content: { room_version: '11' } },
+        { type: 'm.room.member', stateKey: alice, sender: alice, content: { membership: 'join' } },
+      ]),
+      /already exists|could not be stored/,
+    );
+    assert.equal(store.writeStats().writes, eventsBefore, 'nothing committed');
+    assert.deepEqual(await timeline(), tlBefore);
+    assert.equal((await store.rooms.getCurrentState(roomId)).filter((e) => e.type === 'm.room.create').length, 1);
+    // The room's writer reloads its state from the store and carries on after the failure.
+    const sent = await input.submit(roomId, { type: 'm.room.message', sender: alice, content: { body: 'after' } });
+    const tl = await timeline();
+    assert.equal(tl[tl.length - 1].eventId, sent.eventId);
+    assert.deepEqual(tl[tl.length - 1].prev, [tlBefore[tlBefore.length - 1].eventId]);
   });
 
   it('a failed commit fails the sends queued on top of it; the room then continues from the store', async function () {

@@ -18,6 +18,36 @@ export function describeRoomContract(ctx: ContractContext): void {
       assert.equal(await ctx.store.rooms.getRoom(`!nope:${SERVER}`), null);
     });
 
+    it('writes the room record with the room\'s first event (createsRoom), and neither when the room exists', async function () {
+      const room = new FakeRoom();
+      const record = { roomId: room.roomId, roomVersion: '11' as const, creator: alice, createdTs: 7 };
+      const create = room.build('m.room.create', alice, { room_version: '11' }, '');
+      const join = room.build('m.room.member', alice, { membership: 'join' }, alice);
+      // Queued together, as createRoom does: the member event depends on the create event.
+      const [c, j] = await Promise.all([
+        ctx.store.rooms.persistEvent(room.input(create, { createsRoom: record })),
+        ctx.store.rooms.persistEvent(room.input(join, { dependsOn: create.eventId })),
+      ]);
+      assert.ok(j.stream > c.stream);
+      assert.deepEqual(await ctx.store.rooms.getRoom(room.roomId), record);
+      assert.equal((await ctx.store.rooms.getEvent(join.eventId))?.roomId, room.roomId);
+
+      // Again with the same room ID: conflict, and nothing of either event is stored.
+      const again = new FakeRoom(room.roomId);
+      const create2 = again.build('m.room.create', bob, { room_version: '11' }, '');
+      const join2 = again.build('m.room.member', bob, { membership: 'join' }, bob);
+      const [c2, j2] = await Promise.allSettled([
+        ctx.store.rooms.persistEvent(again.input(create2, { createsRoom: { ...record, creator: bob } })),
+        ctx.store.rooms.persistEvent(again.input(join2, { dependsOn: create2.eventId })),
+      ]);
+      await assertConflict(c2.status === 'rejected' ? Promise.reject(c2.reason) : Promise.resolve());
+      await assertConflict(j2.status === 'rejected' ? Promise.reject(j2.reason) : Promise.resolve());
+      assert.equal(await ctx.store.rooms.getEvent(create2.eventId), null);
+      assert.equal(await ctx.store.rooms.getEvent(join2.eventId), null);
+      assert.deepEqual(await ctx.store.rooms.getRoom(room.roomId), record);
+      assert.deepEqual(await ctx.store.rooms.getForwardExtremities(room.roomId), [join.eventId]);
+    });
+
     it('persists events and reads them back verbatim with their stream positions', async function () {
       const room = new FakeRoom();
       const created = await room.create(ctx.store, alice);

@@ -47,7 +47,7 @@ import { authEventIds, prevEventIds, roomIdFromCreateEvent } from '../protocol/e
 import { roomVersionRules } from '../protocol/room-versions.js';
 import type { Pdu, RoomVersion, SigningKey } from '../protocol/types.js';
 import { stateTuple } from '../protocol/types.js';
-import type { PushActionInput, PushBulkInput, StateEntry, StateKeyRef, Store, StoredEvent } from '../store/types.js';
+import type { PushActionInput, PushBulkInput, RoomRecord, StateEntry, StateKeyRef, Store, StoredEvent } from '../store/types.js';
 import { StaleWriterError, StoreConflictError } from '../store/types.js';
 import type { Notifier } from '../sync/notifier.js';
 import { changedEntries, DagState, removedKeys, toEntries } from './dag-state.js';
@@ -243,9 +243,12 @@ export class RoomInput {
     });
   }
 
-  /** The job part of createRoom: the room row and its initial events, pipelined as one batch. */
+  /**
+   * The job part of createRoom: the room row (written with the create event, so a room that
+   * exists gets nothing) and its initial events, pipelined as one batch: one transaction.
+   */
   private async writeCreated(newRoomId: string, version: RoomVersion, creator: string, prepared: Prepared[]): Promise<{ roomId: string; events: SubmitResult[] }> {
-    await this.deps.store.rooms.createRoom({ roomId: newRoomId, roomVersion: version, creator, createdTs: this.now() });
+    const room = { roomId: newRoomId, roomVersion: version, creator, createdTs: this.now() };
     const state = RoomState.empty(version);
     this.states.set(newRoomId, state);
     // Push actions first, so that every initial event is queued in one turn of the event loop:
@@ -258,7 +261,7 @@ export class RoomInput {
       scratchState.applyPersisted(p.eventId, p.pdu, extremities);
       withPush.push({ p, push, extremities });
     }
-    const durable = withPush.map(({ p, push, extremities }) => this.queueLinear(newRoomId, p, state, push, extremities));
+    const durable = withPush.map(({ p, push, extremities }, i) => this.queueLinear(newRoomId, p, state, push, extremities, i === 0 ? room : undefined));
     const events = await Promise.all(durable);
     return { roomId: newRoomId, events };
   }
@@ -529,7 +532,7 @@ export class RoomInput {
    * in-memory state at once, and returns a promise of its durability (see Pipelining). Must be
    * called synchronously after the caller's last await in the job, so queue order is room order.
    */
-  private queueLinear(roomId: string, p: Prepared, state: RoomState, push: PushOutcome, extremities: string[]): Promise<SubmitResult> {
+  private queueLinear(roomId: string, p: Prepared, state: RoomState, push: PushOutcome, extremities: string[], createsRoom?: RoomRecord): Promise<SubmitResult> {
     const own: StateEntry[] = p.pdu.state_key !== undefined ? [{ type: p.pdu.type, stateKey: p.pdu.state_key, eventId: p.eventId }] : [];
     const tail = this.tails.get(roomId);
     const written = this.deps.store.rooms.persistEvent({
@@ -543,6 +546,7 @@ export class RoomInput {
       pushActions: push.rows,
       pushBulk: push.bulk,
       fence: this.fenceOf(roomId),
+      createsRoom,
     });
     state.applyPersisted(p.eventId, p.pdu, extremities);
     if (p.redaction) state.applyRedaction(p.redaction.targetEventId, p.redaction.redactedPdu);

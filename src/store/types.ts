@@ -275,6 +275,14 @@ export interface PersistEventInput {
    */
   fence?: { epoch: number };
   /**
+   * The room's record, written with this event (the room's first): if the room already exists
+   * the write fails with StoreConflictError and the event is not written. Lets createRoom write
+   * the record and its initial events in one transaction (SQLite: one group commit, atomic with
+   * the event; Cassandra: the record's LWT runs first, as a separate createRoom would).
+   * `roomId` must be the event's room.
+   */
+  createsRoom?: RoomRecord;
+  /**
    * Backfilled history: stored at a position below every other event (negative, from a counter
    * of its own) rather than at a new stream position, so the stream readers never see it and
    * tokens already handed out stay valid. The caller supplies the event's DAG neighbours.

@@ -184,6 +184,18 @@ export class EventWriter {
   ): Promise<{ stateGroupBefore: number | null; stateGroupAfter: number | null }> {
     const { eventId, roomId } = ev;
     if (fence !== undefined) await this.commits.settle(roomId, fence);
+    if (ev.createsRoom !== null) {
+      // Before anything of the event: a room that exists gets nothing written. No batch spans
+      // both tables' LWTs, so a later failure of this event leaves the record, as a createRoom
+      // call before it would.
+      const room = ev.createsRoom;
+      if (room.roomId !== roomId) throw new Error(`createsRoom names ${room.roomId}, the event is in ${roomId}`);
+      const rs = await this.ctx.execute(
+        'INSERT INTO rooms (room_id, room_version, creator, created_ts) VALUES (?, ?, ?, ?) IF NOT EXISTS',
+        [room.roomId, room.roomVersion, room.creator, room.createdTs],
+      );
+      if (!applied(rs)) throw new StoreConflictError(`room ${room.roomId} already exists`);
+    }
     const accepted = ev.status === 'accepted';
     const live = accepted && !ev.backfill;
 

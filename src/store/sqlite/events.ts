@@ -18,6 +18,7 @@ import {
   type Membership,
   type PersistEventInput,
   type RoomEventsQuery,
+  type RoomRecord,
   type StoredEvent,
   type TopologicalPosition,
 } from '../types.js';
@@ -71,6 +72,8 @@ export interface PreparedEvent {
   stateKey: string | null;
   sender: string;
   pduJson: string;
+  /** The room record written with the event (PersistEventInput.createsRoom). */
+  createsRoom: RoomRecord | null;
   /** content.membership of this event itself (used when its own state delta names it). */
   ownMembership: unknown;
   stateDelta: { type: string; stateKey: string; eventId: string }[];
@@ -100,6 +103,7 @@ export function prepareEvent(input: PersistEventInput): PreparedEvent {
     stateKey: pdu.state_key ?? null,
     sender: pdu.sender,
     pduJson: JSON.stringify(pdu),
+    createsRoom: input.createsRoom ? { ...input.createsRoom } : null,
     ownMembership: pdu.content.membership,
     stateDelta: input.stateDelta.map((e) => ({ type: e.type, stateKey: e.stateKey, eventId: e.eventId })),
     stateRemoved: (input.stateRemoved ?? []).map((e) => ({ type: e.type, stateKey: e.stateKey })),
@@ -199,6 +203,15 @@ export function writeEvent(
 ): { stateGroupBefore: number | null; stateGroupAfter: number | null } {
   const { eventId, roomId } = ev;
   const accepted = ev.status === 'accepted';
+  if (ev.createsRoom !== null) {
+    // Inside the event's savepoint: a conflict here leaves neither the record nor the event.
+    const room = ev.createsRoom;
+    if (room.roomId !== roomId) throw new Error(`createsRoom names ${room.roomId}, the event is in ${roomId}`);
+    const res = ctx
+      .stmt('INSERT INTO rooms (room_id, room_version, creator, created_ts) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING')
+      .run(room.roomId, room.roomVersion, room.creator, room.createdTs);
+    if (res.changes === 0) throw new StoreConflictError(`room ${room.roomId} already exists`);
+  }
   if (ev.dependsOn !== null && ctx.stmt('SELECT 1 FROM events WHERE event_id = ? AND room_id = ?').get(ev.dependsOn, roomId) === undefined) {
     throw new StoreConflictError(`event ${eventId} depends on ${ev.dependsOn}, which is not stored`);
   }
