@@ -1,6 +1,6 @@
 // createRoom latency and commits (not run by mocha): sequential RoomInput.createRoom calls with
 // the usual five initial events on a real SQLite file (synchronous full, WAL fsync off the
-// loop), reporting per-room latency and transactions.
+// loop), reporting per-room latency, transactions, fsyncs and process CPU.
 //   node dist/spec/room/bench-create-room.js [rooms=200] [runs=3]
 
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -25,6 +25,8 @@ for (let run = 0; run < RUNS; run++) {
   const input = new RoomInput({ store, notifier: new LocalNotifier(), serverName: SERVER, signingKey: generateSigningKey('b') });
   const lat: number[] = [];
   const tx0 = store.writeStats().transactions;
+  const syncs0 = store.writeStats().syncs;
+  const cpu0 = process.cpuUsage();
   for (let i = 0; i < ROOMS; i++) {
     const t0 = performance.now();
     await input.createRoom(`!r${run}_${i}:${SERVER}`, '11', alice, [
@@ -36,9 +38,11 @@ for (let run = 0; run < RUNS; run++) {
     ]);
     lat.push(performance.now() - t0);
   }
+  const cpu = process.cpuUsage(cpu0);
   const tx = (store.writeStats().transactions - tx0) / ROOMS;
+  const syncs = (store.writeStats().syncs - syncs0) / ROOMS;
   await input.drain();
   await store.close();
   rmSync(dir, { recursive: true, force: true });
-  console.log(`run ${run + 1}: ${ROOMS} createRooms, p50 ${pct(lat, 50).toFixed(2)} ms, p90 ${pct(lat, 90).toFixed(2)} ms, ${tx.toFixed(2)} transactions each`);
+  console.log(`run ${run + 1}: ${ROOMS} createRooms, p50 ${pct(lat, 50).toFixed(2)} ms, p90 ${pct(lat, 90).toFixed(2)} ms, ${tx.toFixed(2)} transactions and ${syncs.toFixed(2)} WAL fsyncs each, process CPU ${((cpu.user + cpu.system) / ROOMS).toFixed(0)} µs each`);
 }
