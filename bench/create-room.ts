@@ -1,15 +1,15 @@
 // createRoom latency and commits (not run by mocha): sequential RoomInput.createRoom calls with
 // the usual five initial events on a real SQLite file (synchronous full, WAL fsync off the
 // loop), reporting per-room latency, transactions, fsyncs and process CPU.
-//   node dist/spec/room/bench-create-room.js [rooms=200] [runs=3]
+//   node dist/bench/create-room.js [rooms=200] [runs=3]
 
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { generateSigningKey } from '../../src/protocol/crypto.js';
-import { RoomInput } from '../../src/room/room-input.js';
-import { openSqliteStore } from '../../src/store/sqlite/index.js';
-import { LocalNotifier } from '../../src/sync/notifier.js';
+import { generateSigningKey } from '../src/protocol/crypto.js';
+import { RoomInput } from '../src/room/room-input.js';
+import { openSqliteStore } from '../src/store/sqlite/index.js';
+import { LocalNotifier } from '../src/sync/notifier.js';
 
 const SERVER = 'bench.test';
 const alice = `@alice:${SERVER}`;

@@ -5,8 +5,8 @@
 // each batch's results back once durable). Reports, per event, the main thread's CPU (what a
 // writer thread would take off the event loop), the whole process's CPU (what the machine pays)
 // and the rate. Pin it with taskset to see the bench's one-CPU case:
-//   node dist/spec/store/bench-writer-thread.js [events=6000] [rooms=50] [runs=3]
-//   taskset -c 0 node dist/spec/store/bench-writer-thread.js
+//   node dist/bench/writer-thread.js [events=6000] [rooms=50] [runs=3]
+//   taskset -c 0 node dist/bench/writer-thread.js
 // Closed loop, one write in flight per room (as a room's queue without pipelining).
 
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -14,9 +14,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
-import { openSqliteStore } from '../../src/store/sqlite/index.js';
-import type { PersistEventInput, PersistEventResult, RoomRecord, Store } from '../../src/store/types.js';
-import { FakeRoom, userId } from './fixtures.js';
+import { openSqliteStore } from '../src/store/sqlite/index.js';
+import type { PersistEventInput, PersistEventResult, RoomRecord, Store } from '../src/store/types.js';
+import { FakeRoom, userId } from '../spec/store/fixtures.js';
 
 type Req = { id: number; op: 'createRoom'; arg: RoomRecord } | { id: number; op: 'persistEvent'; arg: PersistEventInput };
 type Res = { id: number; ok: boolean; value?: unknown; error?: string };
