@@ -35,6 +35,9 @@ const notifyAlice = (o: { highlight?: boolean } = {}): PushActionInput[] => [
 ];
 
 describe('Cassandra derived data', function () {
+  // Schema changes (a fresh keyspace's migrations), truncations and LWTs take seconds each on a
+  // loaded machine; mocha's 20 s default failed them in a CI rehearsal with the machine saturated.
+  this.timeout(90_000);
   before(async function () {
     this.timeout(600_000);
     addr = await startCassandra();

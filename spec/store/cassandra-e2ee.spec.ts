@@ -14,6 +14,9 @@ import { randomId, userId } from './fixtures.js';
 const OTK = 'signed_curve25519';
 
 describe('Cassandra E2EE and media (backend-specific)', function () {
+  // Schema changes (a fresh keyspace's migrations), truncations and LWTs take seconds each on a
+  // loaded machine; mocha's 20 s default failed them in a CI rehearsal with the machine saturated.
+  this.timeout(90_000);
   const keyspace = freshKeyspace('e2ee');
   let addr = '';
   let admin: cassandra.Client | null = null;

@@ -7,6 +7,9 @@ import { asUnavailable } from '../../src/store/cassandra/index.js';
 import { StoreConflictError, StoreUnavailableError } from '../../src/store/types.js';
 
 describe('Cassandra errors: transient ones become StoreUnavailableError', function () {
+  // Schema changes (a fresh keyspace's migrations), truncations and LWTs take seconds each on a
+  // loaded machine; mocha's 20 s default failed them in a CI rehearsal with the machine saturated.
+  this.timeout(90_000);
   const codes = cassandra.types.responseErrorCodes;
 
   it('timeouts, unreachable nodes and overload are unavailable, with the driver error as cause', function () {

@@ -9,6 +9,9 @@ import { loadSdk, RequestRecorder, sdkClient, stopClients, until, untilPrepared,
 import { Api, enc, startTestServer, type TestServer } from '../helpers/server.js';
 
 describe('Hearth on Cassandra (end to end)', function () {
+  // Schema changes (a fresh keyspace's migrations), truncations and LWTs take seconds each on a
+  // loaded machine; mocha's 20 s default failed them in a CI rehearsal with the machine saturated.
+  this.timeout(90_000);
   this.timeout(120_000);
   const keyspace = freshKeyspace('server');
   let addr = '';

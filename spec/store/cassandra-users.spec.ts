@@ -22,6 +22,9 @@ async function open(): Promise<CassandraStore> {
 }
 
 describe('Cassandra per-user modules', function () {
+  // Schema changes (a fresh keyspace's migrations), truncations and LWTs take seconds each on a
+  // loaded machine; mocha's 20 s default failed them in a CI rehearsal with the machine saturated.
+  this.timeout(90_000);
   this.timeout(180_000);
   let a: CassandraStore;
   let b: CassandraStore;

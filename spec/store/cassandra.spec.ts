@@ -31,6 +31,9 @@ async function open(extra: Partial<CassandraStoreOptions> = {}): Promise<Cassand
 
 // Hooks inside a describe: root-level hooks would open Cassandra clients for the whole run.
 describe('Cassandra backend', function () {
+  // Schema changes (a fresh keyspace's migrations), truncations and LWTs take seconds each on a
+  // loaded machine; mocha's 20 s default failed them in a CI rehearsal with the machine saturated.
+  this.timeout(90_000);
   before(async function () {
     this.timeout(600_000);
     addr = await startCassandra();
