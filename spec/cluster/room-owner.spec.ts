@@ -2,7 +2,7 @@
 // instances (two "workers") on one Redis prefix.
 
 import { assert } from '../helpers/assert.js';
-import { freshPrefix, redisClient } from '../helpers/redis.js';
+import { freshPrefix, redisClient, redisDropped } from '../helpers/redis.js';
 import { RoomOwner, type ForwardHandler } from '../../src/cluster/room-owner.js';
 import { MatrixError } from '../../src/errors.js';
 
@@ -22,8 +22,9 @@ describe('room owner (Redis leases, epochs, forwarding)', function () {
   });
 
   function worker(name: string, handler: ForwardHandler, extra: { leaseMs?: number; lingerMs?: number; forwardTimeoutMs?: number } = {}) {
-    const redis = redisClient();
-    const blocking = redisClient();
+    // Named per test, so a test can wait for Redis to drop a "killed" worker's connections.
+    const redis = redisClient(`${prefix}${name}`);
+    const blocking = redisClient(`${prefix}${name}`);
     conns.push(redis, blocking);
     const acquired: Array<[string, number]> = [];
     const lost: string[] = [];
@@ -147,6 +148,13 @@ describe('room owner (Redis leases, epochs, forwarding)', function () {
     a.redis.disconnect();
     a.blocking.disconnect();
     const t0 = Date.now();
+    // disconnect() only starts the close: until Redis has seen it, a's BLPOP is still blocked
+    // there and would be handed b's request, which then neither runs nor comes back (that is a
+    // request that may have run, which b rightly waits out to its timeout). The request this
+    // test is about is one pushed after a is gone.
+    const check = redisClient();
+    conns.push(check);
+    await redisDropped(check, `${prefix}a`);
     const r = await b.owner.run('!r', async () => 'b local', 'submit', [{}]);
     const took = Date.now() - t0;
     assert.equal(r, 'b local', 'b took the room over and ran the call itself');
@@ -154,8 +162,6 @@ describe('room owner (Redis leases, epochs, forwarding)', function () {
     assert.equal(b.acquired.length, 1);
     assert.ok(b.acquired[0]![1] > a.acquired[0]![1]);
     assert.ok(took < 2_500, `takeover took ${took} ms (lease 1000 ms)`);
-    const check = redisClient();
-    conns.push(check);
     assert.equal(await check.llen(`${prefix}ro:req:a`), 0, 'the abandoned request was removed from the dead owner\'s list');
   });
 
