@@ -29,8 +29,9 @@
 // Marks and successors: a clean close lowers the mark to the last position actually handed out,
 // and a claim without a fixed worker ID prefers free IDs whose mark is behind the clock, so a
 // restarted instance does not start with positions ahead of the clock (its writes would wait in
-// the cluster watermark until the clock caught up with them). Only a successor on a fixed worker
-// ID whose holder crashed can still start ahead, by at most HIGH_AHEAD_MS.
+// the cluster watermark until the clock caught up with them). Only an instance whose free IDs
+// all have marks ahead (holders that crashed, or a fixed `workerId`) starts ahead, by at most
+// HIGH_AHEAD_MS.
 //
 // Freshness (what lets the cluster stop waiting for a silent worker within seconds, see
 // src/cluster/replication.ts): the instance writes (reserve(), and confirm() before each event
