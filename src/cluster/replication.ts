@@ -253,9 +253,10 @@ export class ReplicationStream {
   }
 
   /** `as` publishes under an earlier identity of this instance (a rejoin's goodbye). */
-  private publish(t: Entry['t'], changes?: ChangeRecord[], force = false, localCurrent?: number, as?: { w: number; o?: string }): Promise<unknown> {
-    if (!this.running && !force) return Promise.resolve();
-    if (t === 'h' && this.quiet && !force) return Promise.resolve();
+  /** Resolves true once Redis took the entry, false if it was not sent (logged). */
+  private publish(t: Entry['t'], changes?: ChangeRecord[], force = false, localCurrent?: number, as?: { w: number; o?: string }): Promise<boolean> {
+    if (!this.running && !force) return Promise.resolve(false);
+    if (t === 'h' && this.quiet && !force) return Promise.resolve(false);
     const { redis, key, local, maxLen } = this.opts;
     // The promise is read when the entry is queued: records queued earlier are sent first on the
     // same connection, so no promise reaches a consumer before the records it covers.
@@ -268,14 +269,19 @@ export class ReplicationStream {
     if (t === 'c') for (const c of changes ?? []) this.buffer.push(c); // our own records need no round trip
     const sent = this.publishChain
       .then(() =>
-        redis.xadd(key, 'MAXLEN', '~', String(maxLen), '*', 'e', JSON.stringify(entry)).catch((err: unknown) => {
-          // Lost entries make every consumer's feed incomplete: they will see the seq gap, reset
-          // and read from the store, so the write is not lost to them either.
-          this.opts.logger.warn({ err }, 'replication: publish failed');
-        }),
+        redis.xadd(key, 'MAXLEN', '~', String(maxLen), '*', 'e', JSON.stringify(entry)).then(
+          () => true,
+          (err: unknown) => {
+            // Lost entries make every consumer's feed incomplete: they will see the seq gap, reset
+            // and read from the store, so the write is not lost to them either.
+            this.opts.logger.warn({ err }, 'replication: publish failed');
+            return false;
+          },
+        ),
       )
-      .then(() => {
+      .then((ok) => {
         if (localCurrent !== undefined) this.published(localCurrent);
+        return ok;
       });
     this.publishChain = sent;
     const self = this.workers.get(local.workerId);
@@ -392,7 +398,13 @@ export class ReplicationStream {
     }
     this.workers.set(local.workerId, { promise: local.promise(), seenAt: this.now(), lastAt: 0, seq: 0 });
     this.quiet = false;
-    await this.publish('h', undefined, true);
+    // The join grace counts from a hello that reached Redis: a consumer that never learnt of the
+    // new worker ID would let its watermark pass the new writes (a new worker's first entry is
+    // taken as its first, with no gap to notice).
+    while (!(await this.publish('h', undefined, true))) {
+      if (!this.running) return;
+      await new Promise((r) => setTimeout(r, 500).unref());
+    }
     await new Promise((r) => setTimeout(r, this.opts.joinGraceMs).unref());
     if (!this.running) return;
     local.admitWrites?.();
