@@ -2,7 +2,7 @@
 // instances (two "workers") on one Redis prefix.
 
 import { assert } from '../helpers/assert.js';
-import { freshPrefix, redisClient } from '../helpers/redis.js';
+import { freshPrefix, redisClient, redisDropped } from '../helpers/redis.js';
 import { RoomOwner, type ForwardHandler } from '../../src/cluster/room-owner.js';
 import { MatrixError } from '../../src/errors.js';
 
@@ -22,8 +22,9 @@ describe('room owner (Redis leases, epochs, forwarding)', function () {
   });
 
   function worker(name: string, handler: ForwardHandler, extra: { leaseMs?: number; lingerMs?: number; forwardTimeoutMs?: number } = {}) {
-    const redis = redisClient();
-    const blocking = redisClient();
+    // Named per test, so a test can wait for Redis to drop a "killed" worker's connections.
+    const redis = redisClient(`${prefix}${name}`);
+    const blocking = redisClient(`${prefix}${name}`);
     conns.push(redis, blocking);
     const acquired: Array<[string, number]> = [];
     const lost: string[] = [];
@@ -46,6 +47,14 @@ describe('room owner (Redis leases, epochs, forwarding)', function () {
   }
 
   const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  /** Waits for a condition (polled), never for a guessed time: under load timers run late. */
+  async function until(what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!(await cond())) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for: ${what}`);
+      await sleep(10);
+    }
+  }
 
   it('the first caller takes a free room and runs locally; each acquisition gets a greater epoch', async () => {
     const t0 = Date.now();
@@ -56,26 +65,28 @@ describe('room owner (Redis leases, epochs, forwarding)', function () {
     assert.deepEqual(a.acquired, [['!r', e1]]);
     assert.ok(e1 >= t0, 'the first epoch is at least the clock (survives a Redis that lost its data)');
     assert.equal(a.owner.epochOf('!r'), e1);
-    await sleep(300); // linger passes: released
+    const check = redisClient();
+    conns.push(check);
+    // The linger passes and the holder deletes the lease key.
+    const released = () => until('the lease released', async () => (await check.exists(`${prefix}ro:lease:!r`)) === 0);
+    await released();
     assert.equal(a.owner.holds('!r'), false);
     assert.equal(await b.owner.run('!r', async () => 'local b', 'op', []), 'local b');
     const e2 = b.acquired[0]![1];
     assert.ok(e2 > e1);
-    await sleep(300);
+    await released();
     assert.equal(await a.owner.run('!r', async () => 'local a again', 'op', []), 'local a again');
     const e3 = a.acquired[1]![1];
     assert.ok(e3 > e2);
     assert.equal(a.owner.epochOf('!r'), e3);
     // Many acquisitions within a millisecond still get distinct, increasing epochs.
-    const check = redisClient();
-    conns.push(check);
     const before = Number(await check.get(`${prefix}ro:epoch:!r`));
     await check.set(`${prefix}ro:epoch:!r`, String(before + 1_000_000)); // counter ahead of the clock
-    await sleep(300);
+    await released();
     await b.owner.run('!r', async () => null, 'op', []);
     assert.equal(b.acquired[1]![1], before + 1_000_001);
     // A Redis that lost the counter: the next epoch still beats every earlier one (the clock).
-    await sleep(300);
+    await released();
     await check.del(`${prefix}ro:epoch:!r`);
     await a.owner.run('!r', async () => null, 'op', []);
     assert.ok(a.acquired[2]![1] > e3);
@@ -92,7 +103,7 @@ describe('room owner (Redis leases, epochs, forwarding)', function () {
     });
     let release!: () => void;
     const holding = a.owner.run('!r', () => new Promise<string>((r) => (release = () => r('done'))), 'op', []);
-    await sleep(50);
+    await until('a holds the room', () => a.owner.holds('!r'));
     const localOnB: string[] = [];
     const results = await Promise.all(
       [1, 2, 3].map((n) =>
@@ -119,7 +130,7 @@ describe('room owner (Redis leases, epochs, forwarding)', function () {
     const b = worker('b', async () => null);
     let release!: () => void;
     const holding = a.owner.run('!r', () => new Promise<void>((r) => (release = r)), 'op', []);
-    await sleep(50);
+    await until('a holds the room', () => a.owner.holds('!r'));
     const forbidden = await b.owner.run('!r', async () => 'local', 'forbidden', []).catch((e: unknown) => e);
     assert.ok(forbidden instanceof MatrixError);
     assert.deepEqual(forbidden.toJSON(), { errcode: 'M_FORBIDDEN', error: 'You are not allowed to send here' });
@@ -147,6 +158,13 @@ describe('room owner (Redis leases, epochs, forwarding)', function () {
     a.redis.disconnect();
     a.blocking.disconnect();
     const t0 = Date.now();
+    // disconnect() only starts the close: until Redis has seen it, a's BLPOP is still blocked
+    // there and would be handed b's request, which then neither runs nor comes back (that is a
+    // request that may have run, which b rightly waits out to its timeout). The request this
+    // test is about is one pushed after a is gone.
+    const check = redisClient();
+    conns.push(check);
+    await redisDropped(check, `${prefix}a`);
     const r = await b.owner.run('!r', async () => 'b local', 'submit', [{}]);
     const took = Date.now() - t0;
     assert.equal(r, 'b local', 'b took the room over and ran the call itself');
@@ -154,8 +172,6 @@ describe('room owner (Redis leases, epochs, forwarding)', function () {
     assert.equal(b.acquired.length, 1);
     assert.ok(b.acquired[0]![1] > a.acquired[0]![1]);
     assert.ok(took < 2_500, `takeover took ${took} ms (lease 1000 ms)`);
-    const check = redisClient();
-    conns.push(check);
     assert.equal(await check.llen(`${prefix}ro:req:a`), 0, 'the abandoned request was removed from the dead owner\'s list');
   });
 
@@ -170,7 +186,8 @@ describe('room owner (Redis leases, epochs, forwarding)', function () {
     assert.equal(await b.owner.run('!r', async () => 'b', 'op', []), 'b');
     const stale = a.acquired[0]![1];
     assert.ok(b.acquired[0]![1] > stale);
-    await sleep(500); // a renewal tick (every lease/3)
+    // Nothing but a renewal tick (every lease/3) tells a.
+    await until('a renewal finds the lease taken', () => a.lost.length > 0);
     assert.deepEqual(a.lost, ['!r']);
     assert.equal(a.owner.holds('!r'), false);
     assert.equal(a.owner.epochOf('!r'), stale, 'a stale writer keeps its old epoch (the store fences it)');
@@ -183,7 +200,7 @@ describe('room owner (Redis leases, epochs, forwarding)', function () {
     const b = worker('b', async () => null);
     let release!: () => void;
     const holding = a.owner.run('!r', () => new Promise<void>((r) => (release = r)), 'op', []);
-    await sleep(50);
+    await until('a holds the room', () => a.owner.holds('!r'));
     const refused = await b.owner.runHere('!r', async () => 'b', 300).catch((e: unknown) => e);
     assert.ok(refused instanceof MatrixError);
     assert.equal(refused.status, 503);

@@ -37,8 +37,24 @@ export function freshPrefix(label: string): string {
 }
 
 /** A plain client on the test Redis, for assertions about what is stored. */
-export function redisClient(): Redis {
-  return new Redis(startRedis(), { maxRetriesPerRequest: 3 });
+export function redisClient(connectionName?: string): Redis {
+  // A name (CLIENT SETNAME) lets a spec find this connection in CLIENT LIST.
+  return new Redis(startRedis(), { maxRetriesPerRequest: 3, ...(connectionName ? { connectionName } : {}) });
+}
+
+/**
+ * Resolves once Redis itself has dropped every connection named `name`: a client's disconnect()
+ * only starts the close, and until Redis has processed it a blocked BLPOP on that connection can
+ * still be handed (and lose) a pushed element.
+ */
+export async function redisDropped(check: Redis, name: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const list = (await check.client('LIST')) as string;
+    if (!list.split('\n').some((line) => line.split(' ').includes(`name=${name}`))) return;
+    if (Date.now() > deadline) throw new Error(`Redis still lists connection ${name} after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
 }
 
 /**

@@ -202,6 +202,68 @@ describe('Cassandra backend', function () {
         assert.ok(Number(rs.first()!['high']) > p2, 'the persisted mark is above the position handed out');
       });
 
+      it('a clean close lowers the mark to the last position handed out: a successor on the same ID starts at the clock, not ahead', async function () {
+        const a = await alloc({ workerId: 9 });
+        const last = await a.reserve();
+        a.gen.complete(last);
+        await a.close();
+        allocs.splice(allocs.indexOf(a), 1);
+        const rs = await client!.execute('SELECT high FROM worker_clock WHERE id = ?', [9], { prepare: true });
+        assert.equal(Number(rs.first()!['high']), last, 'the mark is the last position, not one ahead of the clock');
+        const b = await alloc({ workerId: 9 });
+        const p = await b.reserve();
+        assert.ok(p > last);
+        // Before: the mark was a minute ahead and the successor's positions with it (its writes
+        // waited in the cluster watermark until the clock caught up).
+        assert.ok(positionMs(p) - Date.now() < 1_000, `the successor's first position is ${positionMs(p) - Date.now()} ms ahead of the clock`);
+      });
+
+      it('after a holder died (its mark ahead of the clock), a new instance takes a free ID whose mark is behind the clock', async function () {
+        const a = await alloc();
+        a.gen.complete(await a.reserve()); // persists a mark ahead of the clock
+        // a dies: no release, and its lease row goes as at the end of its TTL.
+        a['fence']();
+        await client!.execute('DELETE FROM worker_leases WHERE id = ?', [a.workerId], { prepare: true });
+        const b = await alloc();
+        assert.notEqual(b.workerId, a.workerId, 'the just-freed ID, whose mark is ahead, is not taken while others are free');
+        const p = await b.reserve();
+        assert.ok(positionMs(p) - Date.now() < 1_000, `the first position is ${positionMs(p) - Date.now()} ms ahead of the clock`);
+      });
+
+      it('a revoked instance rejoins: once its old positions finished it claims a new lease, and writes only once admitted', async function () {
+        const a = await alloc();
+        const oldId = a.workerId;
+        const oldOwner = a.leaseOwner;
+        const inFlight = await a.reserve();
+        let lost = 0;
+        a.onLost(() => lost++);
+        assert.equal(await revokeWorkerLease(client!, a.workerId, a.leaseOwner), true);
+        await a['renew']();
+        assert.equal(lost, 1);
+        assert.equal(a.healthy, false);
+        await assert.rejects(a.reserve(), LeaseLostError);
+        let reclaimed = false;
+        const reclaiming = a.reclaim().then(() => (reclaimed = true));
+        await new Promise((r) => setTimeout(r, 300));
+        assert.equal(reclaimed, false, 'no new lease while a position of the old one is unfinished');
+        a.gen.abandon(inFlight);
+        await reclaiming;
+        assert.notEqual(a.workerId, oldId, 'a new worker ID: the revocation still holds the old one');
+        assert.equal(a.healthy, false, 'not admitted yet');
+        await assert.rejects(a.reserve(), LeaseLostError);
+        a.admit();
+        assert.equal(a.healthy, true);
+        const p = await a.reserve();
+        assert.equal(workerOf(p), a.workerId);
+        assert.ok(p > inFlight);
+        a.gen.complete(p);
+        assert.notEqual(a.leaseOwner, oldOwner);
+        // The new lease is renewed as usual; a revocation naming the old token does not touch it.
+        assert.equal(await revokeWorkerLease(client!, a.workerId, oldOwner), true);
+        await a['renew']();
+        assert.equal(a.healthy, true);
+      });
+
       it('the watermark waits for an earlier position that completes later', async function () {
         const a = await alloc();
         const before = a.gen.current();

@@ -221,7 +221,6 @@ export function createRoomInput(
 ): { roomInput: RoomInput; stop: () => Promise<void> } {
   const { backend, redis, feed } = cluster;
   if (!redis || !isSharedBackend(backend) || (feed as unknown) === backend) return { roomInput: new RoomInput(deps), stop: async () => undefined };
-  const self = backend.workerId;
   let input: OwnedRoomInput | undefined;
   const owner = new RoomOwner({
     redis: redis.client,
@@ -240,7 +239,8 @@ export function createRoomInput(
   input.serve();
   feed.onChanges((changes) => {
     for (const c of changes) {
-      if (c.kind === 'event' && workerOf(c.stream) !== self) input!.forget(c.roomId);
+      // The worker ID is read each time: a rejoin (src/cluster/replication.ts) changes it.
+      if (c.kind === 'event' && workerOf(c.stream) !== backend.workerId) input!.forget(c.roomId);
       else if (c.kind === 'reset') input!.forgetAll();
     }
   });

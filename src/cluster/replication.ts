@@ -23,8 +23,17 @@
 //   of its own clock, past which a worker writes nothing without first renewing a lease it no
 //   longer holds (src/store/cassandra/positions.ts). A reader therefore never skips a position a
 //   live writer may still complete, except one whose write was already past its last lease check
-//   when it froze (the check-then-act gap, as for the room fence). A worker dropped while alive
-//   (cut off from Redis only) is fenced: it must be restarted to write again.
+//   when it froze (the check-then-act gap, as for the room fence).
+// - A worker that finds its own lease lost (revoked while it was frozen or cut off from Redis, or
+//   expired) rejoins as a new registration: it publishes no heartbeat meanwhile, lets every write
+//   it had in flight under the old lease finish (their records go out as usual), says goodbye
+//   under the old worker ID, claims a new lease (LocalFeed.rejoin: a new token and usually a new
+//   worker ID), publishes a hello under it and writes again only after the join grace, like a
+//   worker that just started. Nothing is written under the old lease after the goodbye.
+// - Every entry carries its publisher's lease token (`o`) when it has one, so an instance tells
+//   its own entries (under any of its tokens) from those of another instance on the same worker
+//   ID: a successor that claimed the ID of a frozen worker. Until that frozen worker notices (its
+//   next renewal), it ignores the successor's entries (they cannot share its own slot).
 // - Without revocation (a backend without it, a worker whose token is unknown) a silent worker
 //   is dropped after `deadMs`, which must exceed its worker lease TTL.
 // - Records are hints for caches (see src/store/change-types.ts): when the feed may have lost
@@ -50,6 +59,12 @@ export interface LocalFeed {
   readonly leaseStaleMs?: number;
   /** False once this worker lost its own lease (it then revokes nobody). */
   readonly writable?: boolean;
+  /** Calls `listener` each time this worker finds its own lease lost. */
+  onLeaseLost?(listener: () => void): void;
+  /** Claims a new lease once the old one's writes finished (see the header); throws to be retried. */
+  rejoin?(): Promise<void>;
+  /** Lets writes start under the new lease. */
+  admitWrites?(): void;
 }
 
 export interface ReplicationOptions {
@@ -87,12 +102,14 @@ interface WorkerState {
 }
 
 type Entry =
-  | { t: 'c'; w: number; s: number; p: number; c: ChangeRecord[] }
+  | { t: 'c'; w: number; s: number; p: number; c: ChangeRecord[]; o?: string }
   | { t: 'h'; w: number; s: number; p: number; o?: string }
-  | { t: 'bye'; w: number; s: number; p: number };
+  | { t: 'bye'; w: number; s: number; p: number; o?: string };
 
 /** Beyond leaseStaleMs, before a revoked worker is dropped: its last write's transit. */
 const REVOKE_MARGIN_MS = 250;
+/** Lease tokens this instance remembers as its own (one per rejoin). */
+const OWN_TOKENS = 16;
 
 export class ReplicationStream {
   private readonly workers = new Map<number, WorkerState>();
@@ -121,6 +138,12 @@ export class ReplicationStream {
   private observedFrom = Infinity;
   /** The next entry read starts a stretch read without a gap (at start, after a read failure). */
   private observeFromNext = true;
+  /** Every lease token this instance has published under (its entries are skipped on reading). */
+  private readonly ownTokens = new Set<string>();
+  /** A rejoin is under way (see the header). */
+  private rejoining: Promise<void> | null = null;
+  /** No heartbeats: from a rejoin's start until its hello under the new lease. */
+  private quiet = false;
   private readonly opts: Required<Omit<ReplicationOptions, 'redis' | 'reader' | 'key' | 'local' | 'logger' | 'now'>> & ReplicationOptions;
 
   constructor(opts: ReplicationOptions) {
@@ -148,8 +171,18 @@ export class ReplicationStream {
       }
     }
     this.workers.set(local.workerId, { promise: local.promise(), seenAt: now, lastAt: 0, seq: 0 });
+    if (local.leaseOwner !== undefined) this.ownTokens.add(local.leaseOwner);
     this.watermark = this.computeWatermark();
     this.running = true;
+    // Lost again while rejoining (its new lease too): once more when this one is done.
+    const rejoin = () => {
+      if (!this.running || this.rejoining || !local.rejoin) return;
+      this.rejoining = this.rejoin().finally(() => {
+        this.rejoining = null;
+        if (local.writable === false) setTimeout(rejoin, 200).unref();
+      });
+    };
+    local.onLeaseLost?.(rejoin);
     this.unsubscribeLocal = local.onChanges((changes, current) => void this.publish('c', changes, false, current));
     await this.publish('h');
     // One heartbeat in flight at most: a slow Redis must not build a backlog of them.
@@ -206,6 +239,7 @@ export class ReplicationStream {
     if (!this.running) return;
     this.running = false;
     if (this.heartbeat) clearInterval(this.heartbeat);
+    await this.rejoining;
     this.unsubscribeLocal?.();
     await this.publishChain.catch(() => undefined); // records already queued still go out
     await this.publish('bye', undefined, true).catch(() => undefined);
@@ -218,30 +252,40 @@ export class ReplicationStream {
     this.waiters = [];
   }
 
-  private publish(t: Entry['t'], changes?: ChangeRecord[], force = false, localCurrent?: number): Promise<unknown> {
-    if (!this.running && !force) return Promise.resolve();
+  /** `as` publishes under an earlier identity of this instance (a rejoin's goodbye). */
+  /** Resolves true once Redis took the entry, false if it was not sent (logged). */
+  private publish(t: Entry['t'], changes?: ChangeRecord[], force = false, localCurrent?: number, as?: { w: number; o?: string }): Promise<boolean> {
+    if (!this.running && !force) return Promise.resolve(false);
+    if (t === 'h' && this.quiet && !force) return Promise.resolve(false);
     const { redis, key, local, maxLen } = this.opts;
     // The promise is read when the entry is queued: records queued earlier are sent first on the
     // same connection, so no promise reaches a consumer before the records it covers.
     const p = local.promise();
     const s = ++this.seq;
-    const entry: Entry =
-      t === 'c' ? { t, w: local.workerId, s, p, c: changes ?? [] } : t === 'h' && local.leaseOwner !== undefined ? { t, w: local.workerId, s, p, o: local.leaseOwner } : { t, w: local.workerId, s, p };
+    const w = as?.w ?? local.workerId;
+    const o = as ? as.o : local.leaseOwner;
+    const entry: Entry = t === 'c' ? { t, w, s, p, c: changes ?? [] } : { t, w, s, p };
+    if (o !== undefined) entry.o = o;
     if (t === 'c') for (const c of changes ?? []) this.buffer.push(c); // our own records need no round trip
     const sent = this.publishChain
       .then(() =>
-        redis.xadd(key, 'MAXLEN', '~', String(maxLen), '*', 'e', JSON.stringify(entry)).catch((err: unknown) => {
-          // Lost entries make every consumer's feed incomplete: they will see the seq gap, reset
-          // and read from the store, so the write is not lost to them either.
-          this.opts.logger.warn({ err }, 'replication: publish failed');
-        }),
+        redis.xadd(key, 'MAXLEN', '~', String(maxLen), '*', 'e', JSON.stringify(entry)).then(
+          () => true,
+          (err: unknown) => {
+            // Lost entries make every consumer's feed incomplete: they will see the seq gap, reset
+            // and read from the store, so the write is not lost to them either.
+            this.opts.logger.warn({ err }, 'replication: publish failed');
+            return false;
+          },
+        ),
       )
-      .then(() => {
+      .then((ok) => {
         if (localCurrent !== undefined) this.published(localCurrent);
+        return ok;
       });
     this.publishChain = sent;
     const self = this.workers.get(local.workerId);
-    if (self && t !== 'bye') {
+    if (self && t !== 'bye' && !as) {
       self.promise = Math.max(self.promise, p);
       self.seenAt = this.now();
       this.advance();
@@ -287,7 +331,9 @@ export class ReplicationStream {
             }
             if (at > this.streamNow) this.streamNow = at;
             const e = decode(fields);
-            if (!e || e.w === local.workerId) continue;
+            if (!e || this.isOwn(e)) continue;
+            // Another instance on our worker ID: ours was revoked and taken (see the header).
+            if (e.w === local.workerId) continue;
             this.ingest(e, now, at);
           }
         }
@@ -309,6 +355,61 @@ export class ReplicationStream {
       }
       this.advance();
     }
+  }
+
+  private isOwn(e: Entry): boolean {
+    return e.o !== undefined ? this.ownTokens.has(e.o) : e.w === this.opts.local.workerId;
+  }
+
+  /**
+   * This worker found its lease lost: rejoin under a new one (see the header), retrying while
+   * no lease can be claimed. Heartbeats are off throughout (publish checks `rejoining`).
+   */
+  private async rejoin(): Promise<void> {
+    try {
+      await this.rejoinOnce();
+    } finally {
+      this.quiet = false;
+    }
+  }
+
+  private async rejoinOnce(): Promise<void> {
+    const { local, logger } = this.opts;
+    const old = { w: local.workerId, o: local.leaseOwner };
+    this.quiet = true;
+    logger.warn({ worker: old.w }, 'replication: this worker\'s lease was lost; rejoining under a new one');
+    for (;;) {
+      if (!this.running) return;
+      try {
+        await local.rejoin!(); // returns once the old lease's writes finished and a new one is held
+        break;
+      } catch (err) {
+        logger.warn({ err }, 'replication: claiming a new worker lease failed; trying again');
+        await new Promise((r) => setTimeout(r, 1_000).unref());
+      }
+    }
+    if (!this.running || (local.workerId === old.w && local.leaseOwner === old.o)) return;
+    // Every record of the old lease's writes is queued ahead of this goodbye.
+    await this.publish('bye', undefined, true, undefined, old);
+    this.workers.delete(old.w);
+    if (local.leaseOwner !== undefined) {
+      this.ownTokens.add(local.leaseOwner);
+      if (this.ownTokens.size > OWN_TOKENS) this.ownTokens.delete(this.ownTokens.values().next().value!);
+    }
+    this.workers.set(local.workerId, { promise: local.promise(), seenAt: this.now(), lastAt: 0, seq: 0 });
+    this.quiet = false;
+    // The join grace counts from a hello that reached Redis: a consumer that never learnt of the
+    // new worker ID would let its watermark pass the new writes (a new worker's first entry is
+    // taken as its first, with no gap to notice).
+    while (!(await this.publish('h', undefined, true))) {
+      if (!this.running) return;
+      await new Promise((r) => setTimeout(r, 500).unref());
+    }
+    await new Promise((r) => setTimeout(r, this.opts.joinGraceMs).unref());
+    if (!this.running) return;
+    local.admitWrites?.();
+    this.advance();
+    logger.warn({ worker: local.workerId, was: old.w }, 'replication: rejoined under a new worker lease; writing again');
   }
 
   /**

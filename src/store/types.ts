@@ -528,6 +528,15 @@ export interface SharedStoreBackend extends StoreBackend {
    */
   revokeWorker?(workerId: number, owner: string): Promise<boolean>;
   readonly leaseStaleMs?: number;
+  /** Calls `listener` each time this instance finds its worker lease lost. */
+  onLeaseLost?(listener: () => void): void;
+  /**
+   * After losing the lease: waits until this instance's writes under it have finished, then
+   * claims a new one (`workerId` and `leaseOwner` change); writes stay refused until
+   * admitWrites(). Rejects when no lease could be claimed (the caller tries again).
+   */
+  rejoin?(): Promise<void>;
+  admitWrites?(): void;
 }
 
 export function isSharedBackend(b: StoreBackend): b is SharedStoreBackend {

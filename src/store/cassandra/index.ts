@@ -264,6 +264,23 @@ export class CassandraStore implements SharedStoreBackend {
     return revokeWorkerLease(this.client, workerId, owner);
   }
 
+  /** Calls `listener` each time this instance finds its worker lease lost (it then writes nothing). */
+  onLeaseLost(listener: () => void): void {
+    this.positions.onLost(listener);
+  }
+
+  /**
+   * After the lease was lost: once this instance's writes under it have finished, claims a new
+   * worker lease (workerId and leaseOwner change); writes stay refused until admitWrites().
+   */
+  rejoin(): Promise<void> {
+    return this.positions.reclaim();
+  }
+
+  admitWrites(): void {
+    this.positions.admit();
+  }
+
   onChanges(listener: ChangeListener): () => void {
     return this.positions.gen.onChanges(listener);
   }

@@ -18,7 +18,20 @@
 //
 // A lease that cannot be renewed (the instance was paused past the TTL, lost Cassandra, or
 // another instance revoked it) fences the instance: reserve() fails from then on, so it cannot
-// write at positions another instance may also use.
+// write at positions another instance may also use. It may then rejoin (reclaim(): called by
+// src/cluster/replication.ts) as a new registration: once every write it had in flight under the
+// old lease has finished, it claims a new lease (a new token, and the lowest suitable free worker
+// ID, rarely the old one, which the revocation's placeholder holds for the TTL) and starts above
+// that ID's mark; writes stay refused until admit() (the cluster has learnt the new worker ID).
+// Nothing is ever written under the old token again: its renewals are over and its positions
+// all finished before the new claim.
+//
+// Marks and successors: a clean close lowers the mark to the last position actually handed out,
+// and a claim without a fixed worker ID prefers free IDs whose mark is behind the clock, so a
+// restarted instance does not start with positions ahead of the clock (its writes would wait in
+// the cluster watermark until the clock caught up with them). Only an instance whose free IDs
+// all have marks ahead (holders that crashed, or a fixed `workerId`) starts ahead, by at most
+// HIGH_AHEAD_MS.
 //
 // Freshness (what lets the cluster stop waiting for a silent worker within seconds, see
 // src/cluster/replication.ts): the instance writes (reserve(), and confirm() before each event
@@ -42,8 +55,12 @@ const LEASE_TTL_S = 10;
 const RENEW_MS = 1_000;
 /** How old (monotonic ms since it was sent) the last applied renewal may be for a write to start. */
 export const STALE_MS = 2_000;
-/** How far ahead of the position in use the persisted high-water mark is written. */
-const HIGH_AHEAD_MS = 60_000;
+/**
+ * How far ahead of the position in use the persisted high-water mark is written (a write of the
+ * mark every HIGH_AHEAD_MS - 1 s of activity; the most a crashed holder's successor on the same
+ * fixed ID can start ahead of the clock).
+ */
+const HIGH_AHEAD_MS = 10_000;
 const LOCAL_SERIAL = 0x0009;
 
 export function positionAt(ms: number, worker: number, sub = 0): number {
@@ -61,8 +78,8 @@ export function positionMs(pos: number): number {
 }
 
 export class LeaseLostError extends Error {
-  constructor(worker: number) {
-    super(`cassandra store: the lease on worker ID ${worker} was lost; this instance must not write`);
+  constructor(worker: number, why = 'was lost; this instance must not write') {
+    super(`cassandra store: the lease on worker ID ${worker} ${why}`);
     this.name = 'LeaseLostError';
   }
 }
@@ -78,6 +95,11 @@ export interface PositionOptions {
 export class PositionAllocator {
   readonly gen: StreamIdGenerator;
   private persistedHigh: number;
+  /** Positions go above this (the current worker ID's mark when it was claimed by a rejoin). */
+  private floor = 0;
+  /** Rejoined, but not admitted yet: writes are refused (see admit()). */
+  private joining = false;
+  private readonly lostListeners = new Set<() => void>();
   private chain: Promise<unknown> = Promise.resolve();
   private renewTimer: NodeJS.Timeout | null = null;
   private lost: LeaseLostError | null = null;
@@ -88,8 +110,8 @@ export class PositionAllocator {
 
   private constructor(
     private readonly client: cassandra.Client,
-    readonly workerId: number,
-    private readonly owner: string,
+    private currentId: number,
+    private owner: string,
     initial: number,
     private readonly opts: PositionOptions,
   ) {
@@ -97,19 +119,22 @@ export class PositionAllocator {
     this.persistedHigh = initial;
     this.gen = new StreamIdGenerator(initial, {
       onListenerError: opts.onListenerError,
-      next: (last) => Math.max(Math.floor(last / WORKER_IDS) + 1, (now() - EPOCH_MS) * TICKS_PER_MS) * WORKER_IDS + workerId,
+      next: (last) =>
+        Math.max(Math.floor(last / WORKER_IDS) + 1, Math.floor(this.floor / WORKER_IDS) + 1, (now() - EPOCH_MS) * TICKS_PER_MS) * WORKER_IDS + this.currentId,
     });
+  }
+
+  /** The worker ID this instance holds (it changes only by a rejoin). */
+  get workerId(): number {
+    return this.currentId;
   }
 
   static async open(client: cassandra.Client, opts: PositionOptions = {}): Promise<PositionAllocator> {
     const owner = randomUUID();
     const claimedAt = performance.now();
-    const workerId = await claimWorkerId(client, owner, opts.workerId);
+    const now = (opts.now ?? Date.now)();
+    const { id: workerId, high: stored } = await claimWorkerId(client, owner, opts.workerId, positionAt(now, 0));
     try {
-      const rs = await client.execute(`SELECT high FROM worker_clock WHERE id = ?`, [workerId], { prepare: true });
-      const row = rs.first();
-      const stored = row && row['high'] != null ? num(row['high']) : 0;
-      const now = (opts.now ?? Date.now)();
       // Start just below "now" for this worker, or above everything it ever handed out.
       const initial = Math.max(stored, positionAt(now, workerId) - WORKER_IDS);
       const alloc = new PositionAllocator(client, workerId, owner, initial, opts);
@@ -139,7 +164,7 @@ export class PositionAllocator {
       const now = (this.opts.now ?? Date.now)();
       // The next position follows the clock as well as the last one: after an idle minute it is
       // far above the last reservation, and must still be below the persisted mark.
-      const upcoming = Math.max(this.gen.maxReserved(), positionAt(now, this.workerId));
+      const upcoming = Math.max(this.gen.maxReserved(), this.floor, positionAt(now, this.workerId));
       if (upcoming + WORKER_IDS * TICKS_PER_MS * 1000 >= this.persistedHigh) {
         const high = upcoming + HIGH_AHEAD_MS * TICKS_PER_MS * WORKER_IDS;
         await this.client.execute(`UPDATE worker_clock SET high = ? WHERE id = ?`, [high, this.workerId], { prepare: true });
@@ -154,9 +179,46 @@ export class PositionAllocator {
     return next;
   }
 
-  /** Whether the worker lease is still held (false once renewal failed). */
+  /** Whether this instance may write: the worker lease is held (and, after a rejoin, admitted). */
   get healthy(): boolean {
-    return this.lost === null;
+    return this.lost === null && !this.joining;
+  }
+
+  /** Calls `listener` each time the lease is found lost (see reclaim). */
+  onLost(listener: () => void): void {
+    this.lostListeners.add(listener);
+  }
+
+  /**
+   * After the lease was lost: waits until every position handed out under it has finished
+   * (completed or abandoned), then claims a new lease. Writes stay refused until admit(). Throws
+   * when no lease could be claimed (Cassandra unreachable, no free ID): the caller tries again.
+   */
+  async reclaim(): Promise<void> {
+    if (!this.lost || this.closed) return;
+    await this.chain;
+    while (this.gen.inFlightCount() > 0 || this.waiting > 0) await new Promise((r) => setTimeout(r, 20));
+    const owner = randomUUID();
+    const claimedAt = performance.now();
+    const { id, high } = await claimWorkerId(this.client, owner, this.opts.workerId, positionAt((this.opts.now ?? Date.now)(), 0));
+    if (this.closed) {
+      await releaseWorkerId(this.client, id, owner).catch(() => undefined);
+      return;
+    }
+    this.currentId = id;
+    this.owner = owner;
+    this.floor = high;
+    this.persistedHigh = high; // the next reserve() persists a new mark above the floor first
+    this.renewedAt = claimedAt;
+    this.joining = true;
+    this.lost = null;
+    this.renewTimer = setInterval(() => void this.renew(), RENEW_MS);
+    this.renewTimer.unref();
+  }
+
+  /** Writes are allowed again after a reclaim (the cluster knows the new worker ID). */
+  admit(): void {
+    this.joining = false;
   }
 
   /** This instance's token in worker_leases (what revokeWorkerLease names). */
@@ -170,6 +232,7 @@ export class PositionAllocator {
    */
   async confirm(): Promise<void> {
     if (this.lost) throw this.lost;
+    if (this.joining) throw new LeaseLostError(this.currentId, 'was claimed by a rejoin not yet announced to the cluster; no write yet');
     if (performance.now() - this.renewedAt <= STALE_MS) return;
     await this.renewNow(true);
     if (this.lost) throw this.lost;
@@ -180,7 +243,17 @@ export class PositionAllocator {
     if (this.renewTimer) clearInterval(this.renewTimer);
     this.renewTimer = null;
     await this.chain;
-    if (!this.lost) await releaseWorkerId(this.client, this.workerId, this.owner).catch(() => undefined);
+    if (!this.lost) {
+      // Nothing above the last position handed out was used: the next holder of this ID starts
+      // from there rather than from a mark ahead of the clock. Still ours to write (we hold the
+      // lease until the release below), and a failure only leaves the higher mark.
+      if (this.gen.maxReserved() > 0 && workerOf(this.gen.maxReserved()) === this.currentId) {
+        await this.client
+          .execute(`UPDATE worker_clock SET high = ? WHERE id = ?`, [this.gen.maxReserved(), this.currentId], { prepare: true })
+          .catch(() => undefined);
+      }
+      await releaseWorkerId(this.client, this.workerId, this.owner).catch(() => undefined);
+    }
   }
 
   private async renew(): Promise<void> {
@@ -215,20 +288,49 @@ export class PositionAllocator {
     if (this.renewTimer) clearInterval(this.renewTimer);
     this.renewTimer = null;
     this.opts.onLeaseLost?.(this.lost);
+    for (const l of this.lostListeners) l();
   }
 }
 
-async function claimWorkerId(client: cassandra.Client, owner: string, wanted?: number): Promise<number> {
-  const candidates = wanted === undefined ? [...Array(WORKER_IDS).keys()] : [wanted];
+/**
+ * Claims a worker ID's lease for `owner` and returns it with the ID's persisted mark. Without a
+ * wanted ID: the lowest free one whose mark is behind `nowPos` (the clock as a worker-0
+ * position), else the free one with the lowest mark (see the header: a mark ahead of the clock
+ * stalls the instance's first writes).
+ */
+async function claimWorkerId(client: cassandra.Client, owner: string, wanted: number | undefined, nowPos: number): Promise<{ id: number; high: number }> {
   if (wanted !== undefined && (!Number.isInteger(wanted) || wanted < 0 || wanted >= WORKER_IDS)) {
     throw new RangeError(`worker ID must be an integer in [0, ${WORKER_IDS})`);
   }
+  // The marks before the claim: a mark only moves while its ID is leased, so a free ID's mark
+  // read here is still its mark once we hold it (re-read below for the one we get anyway).
+  const marks = new Map<number, number>();
+  for (const row of (await client.execute(`SELECT id, high FROM worker_clock`, [], { prepare: true })).rows) {
+    if (row['high'] != null) marks.set(num(row['id']), num(row['high']));
+  }
+  const mark = (id: number) => marks.get(id) ?? 0;
+  const candidates =
+    wanted === undefined
+      ? [...Array(WORKER_IDS).keys()].sort((a, b) => {
+          const aheadA = mark(a) - (nowPos + a) >= 0;
+          const aheadB = mark(b) - (nowPos + b) >= 0;
+          if (aheadA !== aheadB) return aheadA ? 1 : -1;
+          return aheadA ? mark(a) - mark(b) || a - b : a - b;
+        })
+      : [wanted];
   for (const id of candidates) {
     const rs = await client.execute(`INSERT INTO worker_leases (id, owner) VALUES (?, ?) IF NOT EXISTS USING TTL ${LEASE_TTL_S}`, [id, owner], {
       prepare: true,
       serialConsistency: LOCAL_SERIAL,
     });
-    if (applied(rs)) return id;
+    if (!applied(rs)) continue;
+    try {
+      const row = (await client.execute(`SELECT high FROM worker_clock WHERE id = ?`, [id], { prepare: true })).first();
+      return { id, high: row && row['high'] != null ? num(row['high']) : 0 };
+    } catch (err) {
+      await releaseWorkerId(client, id, owner).catch(() => undefined);
+      throw err;
+    }
   }
   throw new Error(
     wanted === undefined ? `all ${WORKER_IDS} worker IDs are leased by live instances` : `worker ID ${wanted} is leased by another live instance`,
