@@ -14,8 +14,12 @@
 //   stream), then live change records from the completion hook, skipping those at or below what
 //   was already examined (`examined`). So the queue is always sorted by stream.
 // - Memory is bounded: past maxPending queued events, live records are ignored and the sender is
-//   "behind"; once the queue drains it catches up from the store again, which is the truth.
+//   "behind"; once the queue drains it catches up from the store again, which is the truth. A
+//   `reset` record (the feed lost records) makes it behind the same way, from what it examined.
 // - A fresh AS (no stored state) starts at the current position: it is not sent history.
+// - With a lease (a cluster: gate.ts), every attempt is preceded by a renewal and the sender stops
+//   for good once it fails; a new transaction is saved before its first attempt, and a sender
+//   that starts where the saved one is the next unacknowledged ID sends it first, unchanged.
 
 import type { Logger } from 'pino';
 import { clientShape, type ClientEvent } from '../room/client-event.js';
@@ -24,6 +28,7 @@ import type { Pdu } from '../protocol/types.js';
 import { parseTrustedJson } from '../protocol/canonical-json.js';
 import type { AppServiceStreamState, Store } from '../store/types.js';
 import type { AppServiceClient } from './client.js';
+import type { InFlightTransaction } from './gate.js';
 import type { AppServiceInterest } from './interest.js';
 import type { AppServiceRegistration } from './registration.js';
 
@@ -39,10 +44,14 @@ interface Queued {
   event: ClientEvent;
 }
 
-interface Transaction {
-  id: number;
-  events: ClientEvent[];
-  lastStream: number;
+type Transaction = InFlightTransaction;
+
+/** The AS's delivery lease, as one sender sees it (gate.ts). */
+export interface SenderLease {
+  /** Renews the lease; false: another worker may deliver now, so this sender stops. */
+  held(): Promise<boolean>;
+  saveInFlight(txn: Transaction): Promise<void>;
+  loadInFlight(): Promise<Transaction | null>;
 }
 
 const IDLE_PERSIST_MS = 5_000;
@@ -62,6 +71,9 @@ export class AppServiceSender {
   private pump: Promise<void> | null = null;
   private readonly abort = new AbortController();
   private lastPersistTs = 0;
+  private unsubscribe: (() => void) | null = null;
+  /** A transaction left in flight by the previous deliverer, sent first. */
+  private resumed: Transaction | null = null;
   /** Acknowledged transactions (for tests and metrics). */
   delivered = 0;
 
@@ -73,6 +85,7 @@ export class AppServiceSender {
     private readonly opts: SenderOptions,
     private readonly logger: Logger,
     private readonly now: () => number,
+    private readonly lease?: SenderLease,
   ) {}
 
   /**
@@ -80,7 +93,7 @@ export class AppServiceSender {
    * live listener; it is called synchronously after the catch-up's upper bound is read, so no
    * position falls between the two.
    */
-  async start(subscribe: (listener: (changes: ChangeRecord[], current: number) => void) => void): Promise<void> {
+  async start(subscribe: (listener: (changes: ChangeRecord[], current: number) => void) => (() => void) | void): Promise<void> {
     const stored = await this.store.appServices.getAppServiceState(this.reg.id);
     if (stored === null) {
       this.state = { position: this.store.currentPosition(), lastTxnId: 0 };
@@ -88,20 +101,32 @@ export class AppServiceSender {
     } else {
       this.state = stored;
     }
-    this.examined = this.state.position;
+    const left = this.lease ? await this.lease.loadInFlight() : null;
+    if (left && left.id === this.state.lastTxnId + 1 && left.lastStream > this.state.position) {
+      this.resumed = left;
+      this.logger.info({ appservice: this.reg.id, txnId: left.id }, 'app service: resending the transaction the previous deliverer left in flight');
+    }
+    const from = this.resumed?.lastStream ?? this.state.position;
+    this.examined = from;
     const to = this.store.currentPosition();
-    subscribe((changes, current) => this.enqueue(() => this.ingest(changes, current)));
-    this.enqueue(() => this.catchUp(this.state.position, to));
+    this.unsubscribe = subscribe((changes, current) => this.enqueue(() => this.ingest(changes, current))) ?? null;
+    this.enqueue(() => this.catchUp(from, to));
     this.lastPersistTs = this.now();
     this.pump = this.run();
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.unsubscribe?.();
     this.abort.abort();
     this.wake();
     await this.pump;
     await this.chain;
+  }
+
+  /** False once stopped, or once it found its lease lost. */
+  get active(): boolean {
+    return !this.stopped;
   }
 
   /** The stored delivery state as this sender last wrote it. */
@@ -122,6 +147,12 @@ export class AppServiceSender {
 
   private async ingest(changes: ChangeRecord[], current: number): Promise<void> {
     if (this.behind) return;
+    if (changes.some((c) => c.kind === 'reset')) {
+      // The feed lost records (in a cluster: a worker died, Redis restarted): what is not
+      // examined yet is read from the store once the queue drains.
+      this.behind = true;
+      return;
+    }
     for (const c of changes) {
       if (c.kind !== 'event' || c.stream <= this.examined) continue;
       const pdu = parseTrustedJson<Pdu>(c.pduJson);
@@ -201,7 +232,8 @@ export class AppServiceSender {
   }
 
   private async run(): Promise<void> {
-    let txn: Transaction | null = null;
+    let txn: Transaction | null = this.resumed;
+    let fresh = false;
     let backoff = this.opts.minBackoffMs;
     while (!this.stopped) {
       if (txn === null) {
@@ -220,6 +252,26 @@ export class AppServiceSender {
         }
         const batch = this.pending.splice(0, this.opts.maxEventsPerTransaction);
         txn = { id: this.state.lastTxnId + 1, events: batch.map((q) => q.event), lastStream: batch[batch.length - 1]!.stream };
+        fresh = true;
+      }
+      if (this.lease) {
+        if (!(await this.lease.held())) {
+          this.logger.info({ appservice: this.reg.id }, 'app service: delivery lease lost; another worker delivers');
+          this.stopped = true;
+          this.unsubscribe?.();
+          break;
+        }
+        if (fresh) {
+          try {
+            await this.lease.saveInFlight(txn);
+            fresh = false;
+          } catch (err) {
+            this.logger.warn({ err, appservice: this.reg.id, txnId: txn.id }, 'app service: could not record the transaction before sending; will retry');
+            await this.sleep(backoff, false);
+            backoff = Math.min(this.opts.maxBackoffMs, backoff * 2);
+            continue;
+          }
+        }
       }
       if (this.reg.url === null) {
         // No traffic wanted: the events count as delivered.
