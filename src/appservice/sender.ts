@@ -17,6 +17,10 @@
 //   "behind"; once the queue drains it catches up from the store again, which is the truth. A
 //   `reset` record (the feed lost records) makes it behind the same way, from what it examined.
 // - A fresh AS (no stored state) starts at the current position: it is not sent history.
+// - A transaction ID is never reused for other events: the AS drops a repeated ID unread. A sender
+//   that starts cannot know whether lastTxnId + 1 was sent and acknowledged but not stored (a
+//   crash, or a stop that raced the AS's answer), so unless it resends that very transaction
+//   (below) it skips that ID; IDs need only be unique and growing, not consecutive.
 // - With a lease (a cluster: gate.ts), every attempt is preceded by a renewal and the sender stops
 //   for good once it fails; a new transaction is saved before its first attempt, and a sender
 //   that starts where the saved one is the next unacknowledged ID sends it first, unchanged.
@@ -74,6 +78,8 @@ export class AppServiceSender {
   private unsubscribe: (() => void) | null = null;
   /** A transaction left in flight by the previous deliverer, sent first. */
   private resumed: Transaction | null = null;
+  /** The lowest ID a new transaction may take (see the header). */
+  private idFloor = 0;
   /** Acknowledged transactions (for tests and metrics). */
   delivered = 0;
 
@@ -105,6 +111,8 @@ export class AppServiceSender {
     if (left && left.id === this.state.lastTxnId + 1 && left.lastStream > this.state.position) {
       this.resumed = left;
       this.logger.info({ appservice: this.reg.id, txnId: left.id }, 'app service: resending the transaction the previous deliverer left in flight');
+    } else {
+      this.idFloor = Math.max(this.state.lastTxnId + 2, (left?.id ?? 0) + 1);
     }
     const from = this.resumed?.lastStream ?? this.state.position;
     this.examined = from;
@@ -251,7 +259,7 @@ export class AppServiceSender {
           continue;
         }
         const batch = this.pending.splice(0, this.opts.maxEventsPerTransaction);
-        txn = { id: this.state.lastTxnId + 1, events: batch.map((q) => q.event), lastStream: batch[batch.length - 1]!.stream };
+        txn = { id: Math.max(this.state.lastTxnId + 1, this.idFloor), events: batch.map((q) => q.event), lastStream: batch[batch.length - 1]!.stream };
         fresh = true;
       }
       if (this.lease) {
