@@ -49,7 +49,7 @@ export interface AppServicesDeps {
   serverName: string;
   logger: Logger;
   delivery: SenderOptions;
-  /** Push transactions from this process (app_service_delivery.enabled: one worker of a cluster). */
+  /** Push transactions from this process (app_service_delivery.enabled; in a cluster, while holding the AS's lease). */
   deliver: boolean;
   /** A cluster's per-AS lease: one worker delivers to each AS at a time. */
   gate?: DeliveryGate;
