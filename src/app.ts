@@ -17,6 +17,7 @@ import { RedisConnectionRegistry } from './cluster/connections.js';
 import { DeviceRevocations } from './cluster/revocation.js';
 import { PushWakeups, Roles } from './cluster/roles.js';
 import { destinationLeases } from './cluster/destination-leases.js';
+import { AppServiceLeases } from './cluster/appservice-leases.js';
 import type { ApiServices } from './api/routing.js';
 import type { HandlerTable } from './api/handlers.js';
 import type { HearthConfig } from './config/load.js';
@@ -211,7 +212,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
   let federation: Federation | undefined;
   // One writer per room: this process's RoomInput on one node; in a cluster, the room's owner
   // (src/cluster/owned-room-input.ts), reached by forwarding.
-  const { roomInput, stop: stopRoomOwner } = createRoomInput({
+  const { roomInput, writerOps, stop: stopRoomOwner } = createRoomInput({
     store,
     notifier,
     serverName: config.server_name,
@@ -286,7 +287,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     catchupRetryMs: adm.catchup_retry_after_ms,
   });
   federation = fedCore ? attachFederation(fedCore, { config, signingKey, store, roomInput, typing, receipts, e2ee, presence, logger, now }) : undefined;
-  const rooms = new RoomService(store, roomInput, config.server_name, logger, federation?.remote, admission, config.default_room_version);
+  const rooms = new RoomService(store, roomInput, config.server_name, logger, federation?.remote, admission, config.default_room_version, writerOps);
   const mc = config.media;
   // The local filesystem today; an object-store MediaStore slots in here for scale-out.
   const media = new MediaService({
@@ -318,7 +319,9 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
       })
     : null;
   // Application services; their delivery is fed by the change feed (started in start()).
-  const appServices = createAppServices(config, appServiceRegistrations, { store, http: outboundHttp, logger, now });
+  // In a cluster, one worker at a time delivers to each AS (src/cluster/appservice-leases.ts).
+  const appServiceGate = redis && ((leaseMs: number) => new AppServiceLeases(redis, { leaseMs, logger }));
+  const appServices = createAppServices(config, appServiceRegistrations, { store, http: outboundHttp, logger, now, ...(appServiceGate ? { gate: appServiceGate } : {}) });
   const accounts = new AccountService(
     store,
     config.server_name,
@@ -358,13 +361,13 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     serverName: config.server_name,
     publicBaseUrl: config.public_baseurl,
     accounts,
-    admin: new AdminService({ store, accounts, rooms, roomInput, erasure, serverName: config.server_name, now }),
+    admin: new AdminService({ store, accounts, rooms, roomInput, erasure, serverName: config.server_name, now, writerOps }),
     erasure,
     registrar: new Registration(accounts, config.server_name),
     rooms,
     search: new SearchService(store, visibility, formatter),
     hierarchy: new HierarchyService(store, (roomId) => roomInput.currentState(roomId)),
-    upgrades: new RoomUpgradeService(store, roomInput, rooms, config.server_name, pushRules, notifier, logger),
+    upgrades: new RoomUpgradeService(store, roomInput, rooms, config.server_name, pushRules, notifier, logger, writerOps),
     roomInput,
     syncFilters,
     sync,

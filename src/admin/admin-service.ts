@@ -18,6 +18,7 @@ import { MatrixError } from '../errors.js';
 import type { JsonObject } from '../protocol/types.js';
 import { clientShape } from '../room/client-event.js';
 import type { RoomInput } from '../room/room-input.js';
+import { WriterOperations } from '../room/writer-operations.js';
 import type { ErasureService } from '../room/erasure.js';
 import type { RoomService } from '../room/room-service.js';
 import type { RoomState } from '../room/room-state.js';
@@ -33,6 +34,8 @@ export interface AdminDeps {
   roomInput: RoomInput;
   serverName: string;
   now: () => number;
+  /** Purges run where the room is written (a cluster forwards them to its writer). */
+  writerOps?: WriterOperations;
 }
 
 export interface DeleteRoomOptions {
@@ -62,7 +65,19 @@ export class AdminService {
   private readonly purges = new Map<string, { roomId: string; status: 'complete' | 'failed'; deleted: number }>();
   private readonly deletes = new Map<string, { roomId: string; result: DeleteRoomResult }>();
 
-  constructor(private readonly deps: AdminDeps) {}
+  private readonly writerOps: WriterOperations;
+
+  constructor(private readonly deps: AdminDeps) {
+    const { store, roomInput } = deps;
+    this.writerOps = deps.writerOps ?? new WriterOperations();
+    this.writerOps.define('admin.deleteRoom', async (roomId) => {
+      await roomInput.exclusive(roomId, () => store.admin.deleteRoom(roomId));
+      return null;
+    });
+    this.writerOps.define('admin.purgeHistory', (roomId, [upTo, includeLocal]) =>
+      roomInput.exclusive(roomId, () => store.admin.purgeHistory(roomId, upTo as number, { includeLocal: includeLocal as boolean, serverName: deps.serverName })),
+    );
+  }
 
   async requireAdmin(userId: string): Promise<void> {
     const u = await this.deps.store.accounts.getUser(userId);
@@ -299,7 +314,7 @@ export class AdminService {
       result.local_aliases.push(alias);
     }
     await store.rooms.setRoomVisibility(roomId, 'private');
-    if (opts.purge) await roomInput.exclusive(roomId, () => store.admin.deleteRoom(roomId));
+    if (opts.purge) await this.writerOps.run(roomId, 'admin.deleteRoom', []);
     return result;
   }
 
@@ -339,9 +354,7 @@ export class AdminService {
       throw new MatrixError('M_MISSING_PARAM', 'Give purge_up_to_event_id or purge_up_to_ts');
     }
     const id = randomBytes(12).toString('base64url');
-    const deleted = await roomInput.exclusive(roomId, () =>
-      store.admin.purgeHistory(roomId, upTo, { includeLocal: opts.deleteLocal, serverName: this.deps.serverName }),
-    );
+    const deleted = await this.writerOps.run<number>(roomId, 'admin.purgeHistory', [upTo, opts.deleteLocal]);
     this.remember(this.purges, id, { roomId, status: 'complete', deleted });
     return id;
   }

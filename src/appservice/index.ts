@@ -5,6 +5,7 @@ import type { HearthConfig } from '../config/load.js';
 import type { OutboundHttp } from '../net/outbound-guard.js';
 import type { Store } from '../store/types.js';
 import { AppServiceClient } from './client.js';
+import type { DeliveryGate } from './gate.js';
 import { loadRegistrations, type AppServiceRegistration } from './registration.js';
 import { AppServices } from './service.js';
 
@@ -18,7 +19,7 @@ export function loadAppServiceRegistrations(config: HearthConfig): AppServiceReg
 export function createAppServices(
   config: HearthConfig,
   registrations: AppServiceRegistration[],
-  deps: { store: Store; http: OutboundHttp; logger: Logger; now: () => number },
+  deps: { store: Store; http: OutboundHttp; logger: Logger; now: () => number; gate?: (leaseMs: number) => DeliveryGate },
 ): AppServices {
   const d = config.app_service_delivery;
   return new AppServices({
@@ -34,6 +35,8 @@ export function createAppServices(
       maxPending: d.max_pending_events,
     },
     deliver: d.enabled,
+    // A cluster: one worker at a time delivers to each AS (only worth a lease when there is one).
+    ...(d.enabled && registrations.length > 0 && deps.gate ? { gate: deps.gate(d.lease_ms) } : {}),
     now: deps.now,
   });
 }

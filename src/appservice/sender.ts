@@ -14,8 +14,16 @@
 //   stream), then live change records from the completion hook, skipping those at or below what
 //   was already examined (`examined`). So the queue is always sorted by stream.
 // - Memory is bounded: past maxPending queued events, live records are ignored and the sender is
-//   "behind"; once the queue drains it catches up from the store again, which is the truth.
+//   "behind"; once the queue drains it catches up from the store again, which is the truth. A
+//   `reset` record (the feed lost records) makes it behind the same way, from what it examined.
 // - A fresh AS (no stored state) starts at the current position: it is not sent history.
+// - A transaction ID is never reused for other events: the AS drops a repeated ID unread. A sender
+//   that starts cannot know whether lastTxnId + 1 was sent and acknowledged but not stored (a
+//   crash, or a stop that raced the AS's answer), so unless it resends that very transaction
+//   (below) it skips that ID; IDs need only be unique and growing, not consecutive.
+// - With a lease (a cluster: gate.ts), every attempt is preceded by a renewal and the sender stops
+//   for good once it fails; a new transaction is saved before its first attempt, and a sender
+//   that starts where the saved one is the next unacknowledged ID sends it first, unchanged.
 
 import type { Logger } from 'pino';
 import { clientShape, type ClientEvent } from '../room/client-event.js';
@@ -24,6 +32,7 @@ import type { Pdu } from '../protocol/types.js';
 import { parseTrustedJson } from '../protocol/canonical-json.js';
 import type { AppServiceStreamState, Store } from '../store/types.js';
 import type { AppServiceClient } from './client.js';
+import type { InFlightTransaction } from './gate.js';
 import type { AppServiceInterest } from './interest.js';
 import type { AppServiceRegistration } from './registration.js';
 
@@ -39,10 +48,14 @@ interface Queued {
   event: ClientEvent;
 }
 
-interface Transaction {
-  id: number;
-  events: ClientEvent[];
-  lastStream: number;
+type Transaction = InFlightTransaction;
+
+/** The AS's delivery lease, as one sender sees it (gate.ts). */
+export interface SenderLease {
+  /** Renews the lease; false: another worker may deliver now, so this sender stops. */
+  held(): Promise<boolean>;
+  saveInFlight(txn: Transaction): Promise<void>;
+  loadInFlight(): Promise<Transaction | null>;
 }
 
 const IDLE_PERSIST_MS = 5_000;
@@ -62,6 +75,11 @@ export class AppServiceSender {
   private pump: Promise<void> | null = null;
   private readonly abort = new AbortController();
   private lastPersistTs = 0;
+  private unsubscribe: (() => void) | null = null;
+  /** A transaction left in flight by the previous deliverer, sent first. */
+  private resumed: Transaction | null = null;
+  /** The lowest ID a new transaction may take (see the header). */
+  private idFloor = 0;
   /** Acknowledged transactions (for tests and metrics). */
   delivered = 0;
 
@@ -73,6 +91,7 @@ export class AppServiceSender {
     private readonly opts: SenderOptions,
     private readonly logger: Logger,
     private readonly now: () => number,
+    private readonly lease?: SenderLease,
   ) {}
 
   /**
@@ -80,7 +99,7 @@ export class AppServiceSender {
    * live listener; it is called synchronously after the catch-up's upper bound is read, so no
    * position falls between the two.
    */
-  async start(subscribe: (listener: (changes: ChangeRecord[], current: number) => void) => void): Promise<void> {
+  async start(subscribe: (listener: (changes: ChangeRecord[], current: number) => void) => (() => void) | void): Promise<void> {
     const stored = await this.store.appServices.getAppServiceState(this.reg.id);
     if (stored === null) {
       this.state = { position: this.store.currentPosition(), lastTxnId: 0 };
@@ -88,20 +107,34 @@ export class AppServiceSender {
     } else {
       this.state = stored;
     }
-    this.examined = this.state.position;
+    const left = this.lease ? await this.lease.loadInFlight() : null;
+    if (left && left.id === this.state.lastTxnId + 1 && left.lastStream > this.state.position) {
+      this.resumed = left;
+      this.logger.info({ appservice: this.reg.id, txnId: left.id }, 'app service: resending the transaction the previous deliverer left in flight');
+    } else {
+      this.idFloor = Math.max(this.state.lastTxnId + 2, (left?.id ?? 0) + 1);
+    }
+    const from = this.resumed?.lastStream ?? this.state.position;
+    this.examined = from;
     const to = this.store.currentPosition();
-    subscribe((changes, current) => this.enqueue(() => this.ingest(changes, current)));
-    this.enqueue(() => this.catchUp(this.state.position, to));
+    this.unsubscribe = subscribe((changes, current) => this.enqueue(() => this.ingest(changes, current))) ?? null;
+    this.enqueue(() => this.catchUp(from, to));
     this.lastPersistTs = this.now();
     this.pump = this.run();
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.unsubscribe?.();
     this.abort.abort();
     this.wake();
     await this.pump;
     await this.chain;
+  }
+
+  /** False once stopped, or once it found its lease lost. */
+  get active(): boolean {
+    return !this.stopped;
   }
 
   /** The stored delivery state as this sender last wrote it. */
@@ -122,6 +155,12 @@ export class AppServiceSender {
 
   private async ingest(changes: ChangeRecord[], current: number): Promise<void> {
     if (this.behind) return;
+    if (changes.some((c) => c.kind === 'reset')) {
+      // The feed lost records (in a cluster: a worker died, Redis restarted): what is not
+      // examined yet is read from the store once the queue drains.
+      this.behind = true;
+      return;
+    }
     for (const c of changes) {
       if (c.kind !== 'event' || c.stream <= this.examined) continue;
       const pdu = parseTrustedJson<Pdu>(c.pduJson);
@@ -201,7 +240,8 @@ export class AppServiceSender {
   }
 
   private async run(): Promise<void> {
-    let txn: Transaction | null = null;
+    let txn: Transaction | null = this.resumed;
+    let fresh = false;
     let backoff = this.opts.minBackoffMs;
     while (!this.stopped) {
       if (txn === null) {
@@ -219,7 +259,27 @@ export class AppServiceSender {
           continue;
         }
         const batch = this.pending.splice(0, this.opts.maxEventsPerTransaction);
-        txn = { id: this.state.lastTxnId + 1, events: batch.map((q) => q.event), lastStream: batch[batch.length - 1]!.stream };
+        txn = { id: Math.max(this.state.lastTxnId + 1, this.idFloor), events: batch.map((q) => q.event), lastStream: batch[batch.length - 1]!.stream };
+        fresh = true;
+      }
+      if (this.lease) {
+        if (!(await this.lease.held())) {
+          this.logger.info({ appservice: this.reg.id }, 'app service: delivery lease lost; another worker delivers');
+          this.stopped = true;
+          this.unsubscribe?.();
+          break;
+        }
+        if (fresh) {
+          try {
+            await this.lease.saveInFlight(txn);
+            fresh = false;
+          } catch (err) {
+            this.logger.warn({ err, appservice: this.reg.id, txnId: txn.id }, 'app service: could not record the transaction before sending; will retry');
+            await this.sleep(backoff, false);
+            backoff = Math.min(this.opts.maxBackoffMs, backoff * 2);
+            continue;
+          }
+        }
       }
       if (this.reg.url === null) {
         // No traffic wanted: the events count as delivered.

@@ -14,6 +14,10 @@
 // - A user ID or alias in some AS's exclusive namespace can be claimed only by that AS.
 // - Queries to an AS never fail the client's request: an AS that errs or is down counts as
 //   "does not know it".
+// - Delivery: with no gate (one node) a sender per AS runs for the process's life; with a gate (a
+//   cluster, gate.ts) a sender runs only while this worker holds the AS's lease: the others try to
+//   take it every gate.retryMs, and a sender whose lease is lost stops and is started afresh
+//   (from the stored position) if the lease comes back.
 
 import { hashAccessToken } from '../users/credentials.js';
 import type { Logger } from 'pino';
@@ -25,6 +29,7 @@ import type { Store } from '../store/types.js';
 import type { AppServiceClient } from './client.js';
 import { AppServiceInterest } from './interest.js';
 import { isAppServiceUser, matchesAny, matchesExclusive, type AppServiceRegistration } from './registration.js';
+import type { DeliveryGate } from './gate.js';
 import { AppServiceSender, type SenderOptions } from './sender.js';
 
 export interface AppServiceIdentity {
@@ -44,10 +49,14 @@ export interface AppServicesDeps {
   serverName: string;
   logger: Logger;
   delivery: SenderOptions;
-  /** Push transactions from this process (app_service_delivery.enabled: one worker of a cluster). */
+  /** Push transactions from this process (app_service_delivery.enabled; in a cluster, while holding the AS's lease). */
   deliver: boolean;
+  /** A cluster's per-AS lease: one worker delivers to each AS at a time. */
+  gate?: DeliveryGate;
   now: () => number;
 }
+
+type Subscribe = (listener: (changes: ChangeRecord[], current: number) => void) => (() => void) | void;
 
 const PROTOCOL_CACHE_MS = 5 * 60_000;
 
@@ -59,7 +68,10 @@ export function appServiceDeviceId(appServiceId: string): string {
 export class AppServices {
   readonly registrations: readonly AppServiceRegistration[];
   private readonly byTokenHash = new Map<string, AppServiceRegistration>();
-  private readonly senders: AppServiceSender[] = [];
+  private readonly senders = new Map<string, AppServiceSender>();
+  private contendTimer: NodeJS.Timeout | null = null;
+  private contending: Promise<void> | null = null;
+  private stopping = false;
   private readonly protocolCache = new Map<string, { value: JsonObject; expires: number }>();
 
   constructor(private readonly deps: AppServicesDeps) {
@@ -329,7 +341,7 @@ export class AppServices {
    * Creates each AS's sender user if missing, then starts delivery. `subscribe` registers a
    * listener on the change feed (the store's completion hook).
    */
-  async start(subscribe: (listener: (changes: ChangeRecord[], current: number) => void) => void): Promise<void> {
+  async start(subscribe: Subscribe): Promise<void> {
     for (const reg of this.registrations) {
       if (!(await this.deps.store.accounts.getUser(reg.senderUserId))) {
         try {
@@ -339,23 +351,82 @@ export class AppServices {
           if (!(await this.deps.store.accounts.getUser(reg.senderUserId))) throw err;
         }
       }
-      const sender = new AppServiceSender(
-        reg,
-        this.deps.store,
-        this.deps.client,
-        new AppServiceInterest(reg, this.deps.store.rooms),
-        this.deps.delivery,
-        this.deps.logger.child({ appservice: reg.id }),
-        this.deps.now,
-      );
-      if (!this.deps.deliver) continue;
+    }
+    if (!this.deps.deliver) return;
+    const gate = this.deps.gate;
+    if (!gate) {
+      for (const reg of this.registrations) await this.startSender(reg, subscribe);
+      return;
+    }
+    gate.onLost((id) => {
+      const s = this.senders.get(id);
+      if (!s) return;
+      this.deps.logger.info({ appservice: id }, 'app service: delivery lease lost; stopping this worker\'s sender');
+      this.senders.delete(id);
+      void s.stop();
+    });
+    const contend = async (): Promise<void> => {
+      for (const reg of this.registrations) {
+        if (this.stopping) return;
+        const running = this.senders.get(reg.id);
+        if (running?.active) continue;
+        if (running) this.senders.delete(reg.id);
+        if (!(await gate.acquire(reg.id)) || this.stopping) continue;
+        try {
+          await this.startSender(reg, subscribe, gate);
+        } catch (err) {
+          this.deps.logger.warn({ err, appservice: reg.id }, 'app service: could not start delivery; leaving it to another worker');
+          await gate.release(reg.id);
+        }
+      }
+    };
+    const tick = (): void => {
+      if (this.contending || this.stopping) return;
+      this.contending = contend().finally(() => (this.contending = null));
+    };
+    tick();
+    await this.contending;
+    this.contendTimer = setInterval(tick, gate.retryMs);
+    this.contendTimer.unref();
+  }
+
+  /** The AS IDs this process is delivering to now. */
+  delivering(): string[] {
+    return [...this.senders.entries()].filter(([, s]) => s.active).map(([id]) => id);
+  }
+
+  private async startSender(reg: AppServiceRegistration, subscribe: Subscribe, gate?: DeliveryGate): Promise<void> {
+    const sender = new AppServiceSender(
+      reg,
+      this.deps.store,
+      this.deps.client,
+      new AppServiceInterest(reg, this.deps.store.rooms),
+      this.deps.delivery,
+      this.deps.logger.child({ appservice: reg.id }),
+      this.deps.now,
+      gate && {
+        held: () => gate.acquire(reg.id),
+        saveInFlight: (txn) => gate.saveInFlight(reg.id, txn),
+        loadInFlight: () => gate.loadInFlight(reg.id),
+      },
+    );
+    this.senders.set(reg.id, sender);
+    try {
       await sender.start(subscribe);
-      this.senders.push(sender);
+    } catch (err) {
+      this.senders.delete(reg.id);
+      throw err;
     }
   }
 
   async stop(): Promise<void> {
-    await Promise.all(this.senders.map((s) => s.stop()));
+    this.stopping = true;
+    if (this.contendTimer) clearInterval(this.contendTimer);
+    await this.contending;
+    await Promise.all([...this.senders.values()].map((s) => s.stop()));
+    this.senders.clear();
+    // Released only once the senders are stopped, so the next deliverer starts from what they stored.
+    await this.deps.gate?.close();
   }
 }
 

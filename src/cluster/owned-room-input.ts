@@ -16,8 +16,10 @@
 // - A worker without the room_writer role (RoomOwner.mayAcquire false) never takes a room: every
 //   entry point that is plain data (submit, receive, createRoom, adoptRoom, recordRemoteInvite/
 //   Leave) is forwarded to the room's owner or to a live writer; the callback ones
-//   (submitHolding, exclusive: room upgrades, invites to other servers, admin purges, gap fill's
-//   outliers) cannot travel and answer 501 there (docs/deploy.md, roles).
+//   (submitHolding, exclusive) cannot travel and answer 501 there. Their users that are plain
+//   data once described by name (room upgrades, invites to other servers, admin purges:
+//   src/room/writer-operations.ts) travel as `op:<name>` and run on the writer; what remains
+//   501 is gap fill's outliers (docs/deploy.md, roles).
 // - A write the store fences (StaleWriterError: a newer owner has written) drops the room here
 //   and the call is routed again once, to the new owner; one served for another worker answers
 //   a retryable 503 instead.
@@ -35,6 +37,7 @@ import type { StateEntry } from '../store/types.js';
 import { StaleWriterError, StoreConflictError } from '../store/types.js';
 import { MatrixError } from '../errors.js';
 import { RoomOwner } from './room-owner.js';
+import { WriterOperations } from '../room/writer-operations.js';
 import type { ChangeFeed } from './feed.js';
 import type { RedisSharedState } from './redis.js';
 import { isSharedBackend, type StoreBackend } from '../store/types.js';
@@ -44,10 +47,20 @@ export class OwnedRoomInput extends RoomInput {
   private readonly owner: RoomOwner;
   private readonly logger: RoomOwnerLogger | undefined;
 
-  constructor(deps: Omit<RoomInputDeps, 'fence'>, owner: RoomOwner, cacheRooms?: number, logger?: RoomOwnerLogger) {
+  constructor(
+    deps: Omit<RoomInputDeps, 'fence'>,
+    owner: RoomOwner,
+    cacheRooms?: number,
+    logger?: RoomOwnerLogger,
+    private readonly ops: WriterOperations = new WriterOperations(),
+  ) {
     super({ ...deps, fence: (roomId) => epochFence(owner, roomId) }, cacheRooms);
     this.owner = owner;
     this.logger = logger;
+    // A writer runs them here (taking the room); any other worker sends them to the writer.
+    ops.routeThrough((roomId, name, args, local) =>
+      this.owner.mayAcquire ? local() : this.fenced(roomId, `op:${name}`, () => this.owner.run(roomId, local, `op:${name}`, args)),
+    );
   }
 
   /** This worker's name in room lease tokens (`<node>:<epoch>`). */
@@ -83,6 +96,7 @@ export class OwnedRoomInput extends RoomInput {
             await super.recordRemoteLeave(roomId, args[0] as string, args[1] as Pdu);
             return null;
           default:
+            if (op.startsWith('op:')) return (await this.ops.local(roomId, op.slice(3), args)) ?? null;
             throw new Error(`unknown forwarded room operation ${op}`);
         }
       } catch (err) {
@@ -218,9 +232,10 @@ function epochFence(owner: RoomOwner, roomId: string): { epoch: number } | undef
 export function createRoomInput(
   deps: RoomInputDeps,
   cluster: { backend: StoreBackend; redis: RedisSharedState | undefined; feed: ChangeFeed; leaseMs: number; logger: RoomOwnerLogger; roomWriter?: boolean },
-): { roomInput: RoomInput; stop: () => Promise<void> } {
+): { roomInput: RoomInput; writerOps: WriterOperations; stop: () => Promise<void> } {
   const { backend, redis, feed } = cluster;
-  if (!redis || !isSharedBackend(backend) || (feed as unknown) === backend) return { roomInput: new RoomInput(deps), stop: async () => undefined };
+  const writerOps = new WriterOperations();
+  if (!redis || !isSharedBackend(backend) || (feed as unknown) === backend) return { roomInput: new RoomInput(deps), writerOps, stop: async () => undefined };
   let input: OwnedRoomInput | undefined;
   const owner = new RoomOwner({
     redis: redis.client,
@@ -235,7 +250,7 @@ export function createRoomInput(
     canWrite: () => backend.writable !== false,
     logger: cluster.logger,
   });
-  input = new OwnedRoomInput(deps, owner, undefined, cluster.logger);
+  input = new OwnedRoomInput(deps, owner, undefined, cluster.logger, writerOps);
   input.serve();
   feed.onChanges((changes) => {
     for (const c of changes) {
@@ -244,7 +259,7 @@ export function createRoomInput(
       else if (c.kind === 'reset') input!.forgetAll();
     }
   });
-  return { roomInput: input, stop: () => owner.stop() };
+  return { roomInput: input, writerOps, stop: () => owner.stop() };
 }
 
 type RoomOwnerLogger = { warn: (obj: object, msg: string) => void };

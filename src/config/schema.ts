@@ -272,9 +272,13 @@ const configObject = z.strictObject({
   app_services: z.array(filePath).max(100).default([]),
   app_service_delivery: z
     .strictObject({
-      // Whether this process pushes transactions to the ASes. In a cluster exactly one worker
-      // must (every worker still serves as_token requests); each would send everything otherwise.
+      // Whether this process may push transactions to the ASes (every worker still serves
+      // as_token requests). In a cluster (cluster.redis.url) the workers with it on share the
+      // work through a lease per AS, one deliverer at a time; false keeps a worker out of it.
       enabled: z.boolean().default(true),
+      // In a cluster: how long an AS's delivery lease outlives its holder; a worker that dies
+      // is replaced as the AS's deliverer after at most this long (a clean stop hands over at once).
+      lease_ms: z.int().min(1000).max(600000).default(15000),
       // A transaction or query the AS has not answered after this long counts as failed.
       request_timeout_ms: z.int().min(100).default(30000),
       // A failed transaction is retried after min_backoff_ms, doubling up to max_backoff_ms, forever.

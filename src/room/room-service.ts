@@ -13,6 +13,7 @@ import type { Admission } from '../admission/admission.js';
 import { canonicalJson } from '../protocol/canonical-json.js';
 import { prevEventIds } from '../protocol/events.js';
 import type { EventDraft, RoomInput, SubmitResult } from './room-input.js';
+import { WriterOperations } from './writer-operations.js';
 import type { Logger } from 'pino';
 
 export interface CreateRoomRequest {
@@ -68,7 +69,13 @@ export class RoomService {
     private readonly admission?: Admission,
     /** The version of rooms created without one (config default_room_version). */
     readonly defaultRoomVersion: RoomVersion = DEFAULT_ROOM_VERSION,
-  ) {}
+    /** Where operations run that must run on the room's writer (an invite to another server). */
+    private readonly writerOps: WriterOperations = new WriterOperations(),
+  ) {
+    writerOps.define('room.inviteRemote', (roomId, [draft, version, invitee, roomState]) =>
+      this.inviteRemoteHere(roomId, draft as EventDraft, version as RoomVersion, invitee as string, roomState as Pdu[]),
+    );
+  }
 
   /** How many rooms a profile change of `userId` writes a member event into. */
   async joinedRoomCount(userId: string): Promise<number> {
@@ -398,17 +405,27 @@ export class RoomService {
       }
       const inviter = state.get('m.room.member', sender.userId);
       if (inviter) roomState.push(inviter.pdu);
-      await this.input.submitHolding(
-        roomId,
-        async () => draft,
-        async (eventId, pdu) => {
-          const signed = await remote.invite(roomId, version, eventId, pdu, serverNameOf(target) as string, roomState);
-          pdu.signatures = signed.signatures;
-        },
-      );
+      await this.writerOps.run(roomId, 'room.inviteRemote', [draft, version, serverNameOf(target) as string, roomState]);
       return;
     }
     await this.input.submit(roomId, draft);
+  }
+
+  /**
+   * The invitee's server signs the invite before it exists here (spec: invite v2), so the room's
+   * queue is held across that request: it runs on the room's writer (writer-operations.ts).
+   */
+  private async inviteRemoteHere(roomId: string, draft: EventDraft, version: RoomVersion, invitee: string, roomState: Pdu[]): Promise<void> {
+    const remote = this.remote;
+    if (!remote) throw new MatrixError('M_UNKNOWN', 'Federation is off on the room\'s writer', {}, 501);
+    await this.input.submitHolding(
+      roomId,
+      async () => draft,
+      async (eventId, pdu) => {
+        const signed = await remote.invite(roomId, version, eventId, pdu, invitee, roomState);
+        pdu.signatures = signed.signatures;
+      },
+    );
   }
 
   async forget(sender: Sender, roomId: string): Promise<void> {

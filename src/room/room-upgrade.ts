@@ -13,6 +13,8 @@
 //   levels) and the directory move are best effort: failures are logged, the upgrade stands.
 // - Per-version rules (room ID format, `creator`, creators' power) stay in RoomService.createRoom
 //   and the auth rules; this file only decides what is copied, so it holds for every version.
+// - The whole upgrade runs where the old room is written: a cluster worker without the
+//   room_writer role sends it, as data, to the room's writer (writer-operations.ts).
 
 import type { Logger } from 'pino';
 import { MatrixError } from '../errors.js';
@@ -27,6 +29,7 @@ import type { Notifier } from '../sync/notifier.js';
 import type { EventDraft, RoomInput } from './room-input.js';
 import type { RoomService } from './room-service.js';
 import type { RoomState } from './room-state.js';
+import { WriterOperations } from './writer-operations.js';
 
 type Sender = { userId: string; deviceId?: string };
 
@@ -75,7 +78,12 @@ export class RoomUpgradeService {
     private readonly pushRules: PushRulesService,
     private readonly notifier: Notifier,
     private readonly logger: Logger,
-  ) {}
+    private readonly writerOps: WriterOperations = new WriterOperations(),
+  ) {
+    writerOps.define('room.upgrade', (roomId, [sender, version, creators]) =>
+      this.upgradeHere(sender as Sender, roomId, version as string, creators as string[]),
+    );
+  }
 
   /**
    * The spec's "when a user joins the new room, transfer their personalised settings": if
@@ -114,7 +122,12 @@ export class RoomUpgradeService {
    * become the new room's co-creators where the version has them (v12+), and are ignored
    * otherwise (spec); the old room's additional creators are not carried over by themselves.
    */
-  async upgrade(sender: Sender, oldRoomId: string, newVersion: string, additionalCreators: string[] = []): Promise<string> {
+  upgrade(sender: Sender, oldRoomId: string, newVersion: string, additionalCreators: string[] = []): Promise<string> {
+    const who: Sender = sender.deviceId === undefined ? { userId: sender.userId } : { userId: sender.userId, deviceId: sender.deviceId };
+    return this.writerOps.run<string>(oldRoomId, 'room.upgrade', [who, newVersion, additionalCreators]);
+  }
+
+  private async upgradeHere(sender: Sender, oldRoomId: string, newVersion: string, additionalCreators: string[]): Promise<string> {
     const rules = findRoomVersion(newVersion);
     if (!rules) throw new MatrixError('M_UNSUPPORTED_ROOM_VERSION', `Room version ${newVersion} is not supported by this server`);
     let creators: NewCreators = { privileged: null, additional: [] };
