@@ -9,7 +9,8 @@
 //   us their updates). When the last such room stops being shared (they leave, or our last member
 //   of it does: membershipChanged), the list is dropped at once, since updates stop coming
 //   (spec: the list can no longer be trusted); when a room is shared again, or a client asks, it
-//   is fetched again with /user/devices. An hour's TTL bounds whatever that misses.
+//   is fetched again with /user/devices. The membership hook runs on the worker that persisted
+//   the event; another worker's cache is bounded by an hour's TTL (and whatever else that misses).
 // - An update applies to the cached list only when its prev_id names the stream ID the cache is
 //   at; otherwise (a gap, or a cache filled by /user/keys/query which has no stream ID) the list
 //   is dropped and fetched again with /user/devices, in the background and once per user at a time.
