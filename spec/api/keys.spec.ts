@@ -4,7 +4,7 @@
 import { assert } from '../helpers/assert.js';
 import { V3 } from '../helpers/fixtures.js';
 import { Api, enc, startTestServer, type TestServer } from '../helpers/server.js';
-import { expectError, login, passwordAuth, PASSWORD, TestDevice, uploadDevice, type User } from './keys-helpers.js';
+import { expectError, login, passwordAuth, PASSWORD, syncToken, TestDevice, uploadDevice, type User } from './keys-helpers.js';
 
 
 describe('E2EE keys: upload, query, claim', function () {
@@ -105,14 +105,32 @@ describe('E2EE keys: upload, query, claim', function () {
     assert.deepEqual(r.body.one_time_key_counts, { signed_curve25519: 8, curve25519: 1 });
   });
 
-  it('device keys are immutable: an identical re-upload is fine, a different one is 400', async () => {
+  it('an identical device-key re-upload changes nothing; different keys replace them and mark the list changed (as Synapse)', async () => {
+    const edOf = async () => (await query(bob, { [alice.userId]: [] })).device_keys[alice.userId][alice.deviceId].keys[`ed25519:${alice.deviceId}`];
+    const changedSince = async (since: string) => (await alice.get(`${V3}/keys/changes?from=${enc(since)}&to=${enc(await syncToken(alice))}`)).body.changed as string[];
+    const s0 = await syncToken(alice);
     const same = await alice.post(`${V3}/keys/upload`, { device_keys: aliceDev.deviceKeys() });
     assert.equal(same.status, 200, JSON.stringify(same.body));
+    assert.deepEqual(await changedSince(s0), [], 'an identical upload is no change');
+
     const replacement = new TestDevice(alice.userId, alice.deviceId);
-    expectError(await alice.post(`${V3}/keys/upload`, { device_keys: replacement.deviceKeys(), one_time_keys: replacement.otks(1) }), 400, 'M_INVALID_PARAM');
-    const q = await query(bob, { [alice.userId]: [] });
-    assert.equal(q.device_keys[alice.userId][alice.deviceId].keys[`ed25519:${alice.deviceId}`], aliceDev.deviceKeys().keys![`ed25519:${alice.deviceId}` as never]);
-    assert.equal((await alice.post(`${V3}/keys/upload`, {})).body.one_time_key_counts.signed_curve25519, 8, 'no key of the rejected request was stored');
+    const r = await alice.post(`${V3}/keys/upload`, { device_keys: replacement.deviceKeys() });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.equal(await edOf(), replacement.deviceKeys().keys![`ed25519:${alice.deviceId}` as never]);
+    assert.deepEqual(await changedSince(s0), [alice.userId], "the user's own devices are told");
+    // A signed one-time key is now checked against the new ed25519 key.
+    expectError(await alice.post(`${V3}/keys/upload`, { one_time_keys: aliceDev.otks(1) }), 400, 'M_INVALID_SIGNATURE');
+
+    // A replacement gets the same checks as a first upload.
+    const other = new TestDevice(bob.userId, alice.deviceId);
+    expectError(await alice.post(`${V3}/keys/upload`, { device_keys: other.deviceKeys() }), 400, 'M_INVALID_PARAM');
+    expectError(await alice.post(`${V3}/keys/upload`, { device_keys: { ...replacement.deviceKeys(), algorithms: 'x' } }), 400, 'M_BAD_JSON');
+    assert.equal(await edOf(), replacement.deviceKeys().keys![`ed25519:${alice.deviceId}` as never], 'a refused upload leaves the keys alone');
+
+    // Back to the first keys (the later tests sign with them).
+    assert.equal((await alice.post(`${V3}/keys/upload`, { device_keys: aliceDev.deviceKeys() })).status, 200);
+    assert.equal(await edOf(), aliceDev.deviceKeys().keys![`ed25519:${alice.deviceId}` as never]);
+    assert.equal((await alice.post(`${V3}/keys/upload`, {})).body.one_time_key_counts.signed_curve25519, 8, 'no key of the refused requests was stored');
   });
 
   it('a used one-time key ID with other content is 400 and nothing of that request is stored; same content is ignored', async () => {

@@ -30,35 +30,48 @@ export function describeE2eeKeysContract(ctx: ContractContext): void {
   const changedSince = async (from: number) => ctx.store.e2ee.getDeviceListChanges(from, ctx.store.currentPosition());
 
   describe('e2ee: device keys', function () {
-    it('stores device keys once; identical re-upload is unchanged, a different one a conflict', async function () {
+    it('stores device keys; an identical re-upload is unchanged, a different one replaces them', async function () {
       const keys = deviceKeys(alice, 'DEV1');
       assert.equal(await ctx.store.e2ee.setDeviceKeys(alice, 'DEV1', keys), 'stored');
       // Same object with its keys in another order is still the same object.
       const reordered = Object.fromEntries(Object.entries(structuredClone(keys)).reverse()) as JsonObject;
       assert.equal(await ctx.store.e2ee.setDeviceKeys(alice, 'DEV1', reordered), 'unchanged');
-      assert.equal(await ctx.store.e2ee.setDeviceKeys(alice, 'DEV1', deviceKeys(alice, 'DEV1')), 'conflict');
-      const got = await ctx.store.e2ee.getDeviceKeys([alice]);
-      assert.deepEqual(got.get(alice)?.get('DEV1'), keys, 'the first upload is kept');
+      assert.deepEqual((await ctx.store.e2ee.getDeviceKeys([alice])).get(alice)?.get('DEV1'), keys);
+      const replacement = deviceKeys(alice, 'DEV1');
+      assert.equal(await ctx.store.e2ee.setDeviceKeys(alice, 'DEV1', replacement), 'replaced');
+      assert.deepEqual((await ctx.store.e2ee.getDeviceKeys([alice])).get(alice)?.get('DEV1'), replacement, 'the new keys win');
+      assert.equal(await ctx.store.e2ee.setDeviceKeys(alice, 'DEV1', structuredClone(replacement)), 'unchanged');
+      // Going back to the first keys is a replacement too.
+      assert.equal(await ctx.store.e2ee.setDeviceKeys(alice, 'DEV1', keys), 'replaced');
+      assert.deepEqual((await ctx.store.e2ee.getDeviceKeys([alice])).get(alice)?.get('DEV1'), keys);
     });
 
-    it('resolves concurrent first uploads to exactly one stored key set', async function () {
+    it('resolves concurrent uploads to one stored first upload and one of the uploads in the end', async function () {
       const uploads = Array.from({ length: 5 }, () => deviceKeys(alice, 'RACE'));
+      const s0 = ctx.store.currentPosition();
       const results = await Promise.all(uploads.map((k) => ctx.store.e2ee.setDeviceKeys(alice, 'RACE', k)));
       assert.equal(results.filter((r) => r === 'stored').length, 1);
-      assert.equal(results.filter((r) => r === 'conflict').length, 4);
-      const winner = uploads[results.indexOf('stored')];
-      assert.deepEqual((await ctx.store.e2ee.getDeviceKeys([alice])).get(alice)?.get('RACE'), winner);
+      assert.equal(results.filter((r) => r === 'replaced').length, 4, 'all uploads differ, so each later one replaced something');
+      const final = (await ctx.store.e2ee.getDeviceKeys([alice])).get(alice)?.get('RACE');
+      const ed = (k: JsonObject | undefined) => (k?.keys as Record<string, string> | undefined)?.['ed25519:RACE'];
+      assert.ok(uploads.some((u) => ed(u) === ed(final)), 'the stored keys are one of the uploads');
+      assert.deepEqual(await changedSince(s0), [alice]);
     });
 
-    it('marks the device list changed on the first store only', async function () {
+    it('marks the device list changed on a first store and on each replacement, not on an identical upload', async function () {
       const s0 = ctx.store.currentPosition();
       await ctx.store.e2ee.setDeviceKeys(alice, 'DEV1', deviceKeys(alice, 'DEV1', 'a'));
       assert.deepEqual(await changedSince(s0), [alice]);
       const s1 = ctx.store.currentPosition();
       assert.ok(s1 > s0);
       await ctx.store.e2ee.setDeviceKeys(alice, 'DEV1', deviceKeys(alice, 'DEV1', 'a'));
-      await ctx.store.e2ee.setDeviceKeys(alice, 'DEV1', deviceKeys(alice, 'DEV1', 'b'));
+      assert.equal(ctx.store.currentPosition(), s1, 'an identical upload spends no stream position');
       assert.deepEqual(await changedSince(s1), []);
+      assert.equal(await ctx.store.e2ee.setDeviceKeys(alice, 'DEV1', deviceKeys(alice, 'DEV1', 'b')), 'replaced');
+      const s2 = ctx.store.currentPosition();
+      assert.ok(s2 > s1);
+      assert.deepEqual(await changedSince(s1), [alice]);
+      assert.equal((await ctx.store.e2ee.getDeviceKeys([alice])).get(alice)?.get('DEV1')?.keys !== undefined, true);
     });
 
     it('returns every device of each requested user, and an empty entry for users without keys', async function () {
@@ -288,7 +301,7 @@ export function describeE2eeKeysContract(ctx: ContractContext): void {
 
       const store = await ctx.closeAndReopen();
       assert.deepEqual((await store.e2ee.getDeviceKeys([alice])).get(alice)?.get('D'), keys);
-      assert.equal(await store.e2ee.setDeviceKeys(alice, 'D', deviceKeys(alice, 'D')), 'conflict');
+      assert.equal(await store.e2ee.setDeviceKeys(alice, 'D', structuredClone(keys)), 'unchanged');
       assert.deepEqual(await store.e2ee.countOneTimeKeys(alice, 'D'), { [OTK]: 2 });
       await assertConflict(store.e2ee.addOneTimeKeys(alice, 'D', [{ algorithm: OTK, keyId: 'A1', key: 'reused' }]));
       assert.equal((await store.e2ee.claimOneTimeKey(alice, 'D', OTK))?.keyId, 'A2');

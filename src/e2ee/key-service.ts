@@ -18,7 +18,7 @@ import { StoreConflictError } from '../store/types.js';
 import type { CrossSigningKeys, E2eeStore, SignatureInput } from '../store/e2ee-types.js';
 import type { Notifier } from '../sync/notifier.js';
 import type { DeviceListTracker } from './device-lists.js';
-import { checkDeviceKeys, parseOneTimeKeys, sameJson, withoutUnsigned, type ParsedOneTimeKey } from './signed-keys.js';
+import { checkDeviceKeys, parseOneTimeKeys, withoutUnsigned, type ParsedOneTimeKey } from './signed-keys.js';
 
 export interface KeyServiceDeps {
   devices: Pick<DeviceStore, 'listDevices' | 'getDevice'>;
@@ -70,10 +70,9 @@ export class KeyService {
     let deviceKeys: JsonObject | undefined;
     if (req.device_keys) {
       deviceKeys = withoutUnsigned(req.device_keys);
+      // A different upload replaces the stored keys (as Synapse does) after the same checks as
+      // a first one; clients notice a changed identity key of a device they know themselves.
       ed25519 = checkDeviceKeys(deviceKeys, userId, deviceId);
-      if (stored && !sameJson(withoutUnsigned(stored), deviceKeys)) {
-        throw new MatrixError('M_INVALID_PARAM', 'Device keys cannot be changed once uploaded; log in as a new device');
-      }
     } else if (stored && isJsonObject(stored.keys)) {
       const k = stored.keys[`ed25519:${deviceId}`];
       ed25519 = typeof k === 'string' ? k : undefined;
@@ -96,9 +95,7 @@ export class KeyService {
     }
     let listChanged = false;
     if (deviceKeys) {
-      const r = await e2ee.setDeviceKeys(userId, deviceId, deviceKeys);
-      if (r === 'conflict') throw new MatrixError('M_INVALID_PARAM', 'Device keys cannot be changed once uploaded; log in as a new device');
-      listChanged = r === 'stored';
+      listChanged = (await e2ee.setDeviceKeys(userId, deviceId, deviceKeys)) !== 'unchanged';
     }
     for (const f of fallbackByAlg.values()) await e2ee.setFallbackKey(userId, deviceId, f.algorithm, f.keyId, f.key);
     if (listChanged) await this.announce([userId]);

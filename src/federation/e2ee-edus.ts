@@ -29,7 +29,7 @@ export interface FederationE2eeDeps {
   e2ee: E2eeServices;
   e2eeStore: Pick<E2eeStore, 'markDeviceListChanged'>;
   presence?: PresenceService;
-  rooms: Pick<RoomStore, 'getRoomsForUser'>;
+  rooms: Pick<RoomStore, 'getRoomsForUser' | 'getRoomMembers'>;
   client: Pick<FederationClient, 'request'>;
   sender: Pick<FederationSender, 'sendEdu'>;
   /** Servers (other than ours) sharing a room with the user, ACLs applied. */
@@ -59,7 +59,7 @@ export class FederationE2ee {
       position: d.position,
       logger: d.logger,
     });
-    this.remote = new RemoteDeviceLists({ client: d.client, e2ee: d.e2eeStore, rooms: d.rooms, keys: d.e2ee.keys, logger: d.logger });
+    this.remote = new RemoteDeviceLists({ client: d.client, e2ee: d.e2eeStore, rooms: d.rooms, keys: d.e2ee.keys, serverName: d.serverName, logger: d.logger });
     d.e2ee.keys.remote = this.remote;
     d.e2ee.keys.listeners.push((userIds) => this.local.changed(userIds));
     d.e2ee.toDevice.remote = {

@@ -258,6 +258,10 @@ export function attachFederation(core: FederationCore, d: AttachDeps): Federatio
       return url;
     },
     eventPersisted(pdu, eventId) {
+      if (e2ee && pdu.type === 'm.room.member' && typeof pdu.state_key === 'string' && pdu.room_id !== undefined && typeof pdu.content.membership === 'string') {
+        // Remote users' device lists we stop (or start again) hearing about.
+        e2ee.remote.membershipChanged(pdu.room_id, pdu.state_key, pdu.content.membership).catch((err: unknown) => logger.warn({ err }, 'device list membership check failed'));
+      }
       if (serverNameOf(pdu.sender) !== me || pdu.room_id === undefined) return;
       if (eventId !== undefined && handedOver.delete(eventId)) return;
       const { unsigned: _u, ...out } = pdu;

@@ -5,8 +5,12 @@
 // Invariants:
 // - A server is only believed about its own users (the origin of an EDU, the destination of a
 //   request), and a device's keys only when they name that user and device.
-// - A list is cached only for users sharing a room with us (their server then sends us their
-//   updates), and for at most an hour, so a list we stopped hearing about cannot stay stale.
+// - A list is cached only for users sharing a room with a local member (their server then sends
+//   us their updates). When the last such room stops being shared (they leave, or our last member
+//   of it does: membershipChanged), the list is dropped at once, since updates stop coming
+//   (spec: the list can no longer be trusted); when a room is shared again, or a client asks, it
+//   is fetched again with /user/devices. The membership hook runs on the worker that persisted
+//   the event; another worker's cache is bounded by an hour's TTL (and whatever else that misses).
 // - An update applies to the cached list only when its prev_id names the stream ID the cache is
 //   at; otherwise (a gap, or a cache filled by /user/keys/query which has no stream ID) the list
 //   is dropped and fetched again with /user/devices, in the background and once per user at a time.
@@ -30,8 +34,9 @@ import { fedPath, type FederationClient } from './client.js';
 export interface RemoteDevicesDeps {
   client: Pick<FederationClient, 'request'>;
   e2ee: Pick<E2eeStore, 'markDeviceListChanged'>;
-  rooms: Pick<RoomStore, 'getRoomsForUser'>;
+  rooms: Pick<RoomStore, 'getRoomsForUser' | 'getRoomMembers'>;
   keys: Pick<KeyService, 'announce'>;
+  serverName: string;
   logger: Logger;
 }
 
@@ -50,6 +55,9 @@ export class RemoteDeviceLists implements RemoteKeySource {
   private readonly cache = new LRUCache<string, CachedDeviceList>({ max: 20_000, ttl: CACHE_TTL_MS });
   private readonly generations = new LRUCache<string, number>({ max: 100_000 });
   private readonly resyncing = new Map<string, Promise<void>>();
+  /** Users whose list was dropped when we stopped sharing a room: fetched again once one is shared. */
+  private readonly unshared = new LRUCache<string, true>({ max: 100_000 });
+  private membershipWork: Promise<unknown> = Promise.resolve();
   /** Resyncs through /user/devices started (tests, metrics). */
   resyncs = 0;
 
@@ -61,6 +69,7 @@ export class RemoteDeviceLists implements RemoteKeySource {
 
   /** Resolves once the resyncs in flight are done (tests). */
   async settled(): Promise<void> {
+    await this.membershipWork.catch(() => undefined);
     await Promise.all([...this.resyncing.values()]);
   }
 
@@ -126,6 +135,36 @@ export class RemoteDeviceLists implements RemoteKeySource {
     const out: JsonObject = dict();
     for (const userId of Object.keys(ask)) if (isJsonObject(res.one_time_keys[userId])) out[userId] = res.one_time_keys[userId];
     return { one_time_keys: out };
+  }
+
+  // ---- room membership ----------------------------------------------------------------------
+
+  /**
+   * A membership event was persisted (any server's). Drops the lists of remote users we no
+   * longer share a room with, and fetches again those dropped earlier that share one now.
+   * Serialised, so a leave and the rejoin after it are looked at in order.
+   */
+  membershipChanged(roomId: string, userId: string, membership: string): Promise<void> {
+    const p = this.membershipWork.catch(() => undefined).then(async () => {
+      const local = serverNameOf(userId) === this.d.serverName;
+      const users = local
+        ? (await this.d.rooms.getRoomMembers(roomId, ['join', 'invite'])).map((m) => m.userId).filter((u) => serverNameOf(u) !== this.d.serverName)
+        : [userId];
+      const sharing = membership === 'join' || membership === 'invite';
+      for (const u of users) {
+        if (!sharing) {
+          if (!this.cache.has(u) && !this.resyncing.has(u)) continue; // nothing held that could go stale
+          if (!(await this.sharesRoom(u))) {
+            this.bump(u); // a resync in flight must not fill the cache either
+            this.unshared.set(u, true);
+          }
+        } else if (this.unshared.has(u) && !this.cache.has(u) && (await this.sharesRoom(u))) {
+          void this.resync(serverNameOf(u)!, u);
+        }
+      }
+    });
+    this.membershipWork = p;
+    return p;
   }
 
   // ---- inbound EDUs --------------------------------------------------------------------------
@@ -200,6 +239,7 @@ export class RemoteDeviceLists implements RemoteKeySource {
           master: ownKey({ [userId]: res.master_key ?? null }, userId),
           selfSigning: ownKey({ [userId]: res.self_signing_key ?? null }, userId),
         });
+        this.unshared.delete(userId);
         await this.markChanged(userId);
       } catch (err) {
         this.d.logger.warn({ err, origin, userId }, 'device list resync failed');
@@ -229,8 +269,17 @@ export class RemoteDeviceLists implements RemoteKeySource {
     if (drop) this.cache.delete(userId);
   }
 
+  /**
+   * Whether the user is joined to or invited into a room a local user is joined to. Their
+   * membership alone is not enough: once our last member leaves we hear nothing more of the room,
+   * so our copy of it still shows them joined.
+   */
   private async sharesRoom(userId: string): Promise<boolean> {
-    return (await this.d.rooms.getRoomsForUser(userId, ['join', 'invite'])).length > 0;
+    for (const m of await this.d.rooms.getRoomsForUser(userId, ['join', 'invite'])) {
+      const members = await this.d.rooms.getRoomMembers(m.roomId, ['join']);
+      if (members.some((x) => serverNameOf(x.userId) === this.d.serverName)) return true;
+    }
+    return false;
   }
 
   private async markChanged(userId: string): Promise<void> {

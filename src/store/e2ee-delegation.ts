@@ -32,7 +32,7 @@ export abstract class E2eeDelegation<K extends E2eeKeyMaterialStore, B extends E
     protected readonly backup: B,
   ) {}
 
-  setDeviceKeys(userId: string, deviceId: string, keys: JsonObject): Promise<'stored' | 'unchanged' | 'conflict'> {
+  setDeviceKeys(userId: string, deviceId: string, keys: JsonObject): Promise<'stored' | 'replaced' | 'unchanged'> {
     return this.keys.setDeviceKeys(userId, deviceId, keys);
   }
   getDeviceKeys(userIds: string[]): Promise<Map<string, Map<string, JsonObject>>> {

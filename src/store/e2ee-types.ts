@@ -79,11 +79,13 @@ export interface RoomKeyRecord {
 export interface E2eeStore {
   // ---- device keys -------------------------------------------------------------------------
   /**
-   * Stores a device's signed device_keys object. Immutable once set: an identical object is
-   * 'unchanged', a different one 'conflict' (nothing written). A first store marks the user's
-   * device list changed.
+   * Stores a device's signed device_keys object: 'stored' for the device's first, 'replaced'
+   * when it differs from the stored one (the new object wins, as Synapse does), 'unchanged'
+   * for an identical one (key order aside; nothing written). 'stored' and 'replaced' mark the
+   * user's device list changed at a new stream position; 'unchanged' spends none. Of
+   * concurrent first uploads exactly one is 'stored'.
    */
-  setDeviceKeys(userId: string, deviceId: string, keys: JsonObject): Promise<'stored' | 'unchanged' | 'conflict'>;
+  setDeviceKeys(userId: string, deviceId: string, keys: JsonObject): Promise<'stored' | 'replaced' | 'unchanged'>;
   /** Device keys of the given users (all their devices that uploaded keys). */
   getDeviceKeys(userIds: string[]): Promise<Map<string, Map<string, JsonObject>>>;
 

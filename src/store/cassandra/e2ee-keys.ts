@@ -2,10 +2,13 @@
 // signatures. Same results, errors and change records as ../sqlite/e2ee-keys.ts.
 //
 // Invariants and why:
-// - Device keys are immutable once set; the first upload wins by LWT (INSERT IF NOT EXISTS),
-//   so concurrent first uploads on any number of instances store exactly one key set. The
-//   device-list change row is written just before that LWT and taken back if it loses, so a
-//   crash can leave a spurious "changed" but never new keys nobody was told about.
+// - Device keys: the first upload is an LWT insert (INSERT IF NOT EXISTS), so concurrent first
+//   uploads on any number of instances give exactly one 'stored'; a different later upload
+//   replaces them by compare-and-set (UPDATE IF keys_json = <the value seen>), so each
+//   'replaced' really changed them. All writes to the cell are LWTs and bind no null. The
+//   device-list change row is written just before the LWT and taken back when the upload
+//   changed nothing, so a crash can leave a spurious "changed" but never new keys nobody was
+//   told about.
 // - A one-time key goes to exactly one claimer: the `claim` cell of a queue row is written only
 //   by `UPDATE ... IF key_json != null AND claim = null` with a random token, and a timed-out
 //   LWT is resolved by reading the row back at SERIAL. Claims on one instance queue on a local
@@ -52,30 +55,41 @@ export class CassandraE2eeKeys {
 
   // ---- device keys -------------------------------------------------------------------------
 
-  async setDeviceKeys(userId: string, deviceId: string, keys: JsonObject): Promise<'stored' | 'unchanged' | 'conflict'> {
+  async setDeviceKeys(userId: string, deviceId: string, keys: JsonObject): Promise<'stored' | 'replaced' | 'unchanged'> {
     this.ctx.checkOpen();
     const json = stableJson(keys);
     const rs = await this.ctx.execute('SELECT keys_json FROM e2ee_device_keys WHERE user_id = ? AND device_id = ?', [userId, deviceId]);
-    const row = rs.first();
-    // Clients re-upload often; an existing row settles it for good (keys are immutable).
-    if (row !== null) return row['keys_json'] === json ? 'unchanged' : 'conflict';
+    // Clients re-upload the same keys often: that costs one read and no stream position.
+    if (rs.first()?.['keys_json'] === json) return 'unchanged';
     return this.ctx.writeAtPosition(
       async (pos) => {
         // The change row goes first: a crash after the LWT must not leave new keys that nobody
-        // is told about (other users could not encrypt to the device). A losing LWT takes its
-        // change row back; a crash before that leaves a spurious "changed", which only costs a
-        // re-query.
-        const change = deviceListChangeStatements(pos, [userId]);
-        await this.ctx.batch(change);
+        // is told about (other users could not encrypt to the device). An upload that turns out
+        // to change nothing takes its change row back; a crash before that leaves a spurious
+        // "changed", which only costs a re-query.
+        await this.ctx.batch(deviceListChangeStatements(pos, [userId]));
         const ins = await this.ctx.execute(
           'INSERT INTO e2ee_device_keys (user_id, device_id, keys_json) VALUES (?, ?, ?) IF NOT EXISTS',
           [userId, deviceId, json],
         );
         if (applied(ins)) return 'stored' as const;
+        // Replacement is compare-and-set against the value seen, so every write that reports
+        // 'replaced' really changed the keys, and a concurrent writer is retried against the new
+        // value (never a blind overwrite, never a null bound: no tombstones).
+        let current = ins.first()?.['keys_json'] as string | undefined;
+        for (let attempt = 0; attempt < 8 && typeof current === 'string' && current !== json; attempt++) {
+          const upd = await this.ctx.execute(
+            'UPDATE e2ee_device_keys SET keys_json = ? WHERE user_id = ? AND device_id = ? IF keys_json = ?',
+            [json, userId, deviceId, current],
+          );
+          if (applied(upd)) return 'replaced' as const;
+          current = upd.first()?.['keys_json'] as string | undefined;
+        }
+        if (current !== json) throw new Error('device keys: replacement kept losing to concurrent uploads');
         await this.ctx.batch(deviceListChangeRemoval(pos, userId));
-        return ins.first()?.['keys_json'] === json ? ('unchanged' as const) : ('conflict' as const);
+        return 'unchanged' as const;
       },
-      (res, pos) => (res === 'stored' ? { kind: 'device_list', stream: pos, userIds: [userId] } : null),
+      (res, pos) => (res === 'unchanged' ? null : { kind: 'device_list', stream: pos, userIds: [userId] }),
     );
   }
 

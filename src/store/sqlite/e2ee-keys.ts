@@ -46,27 +46,25 @@ export class SqliteE2eeKeys {
 
   // ---- device keys -------------------------------------------------------------------------
 
-  async setDeviceKeys(userId: string, deviceId: string, keys: JsonObject): Promise<'stored' | 'unchanged' | 'conflict'> {
+  async setDeviceKeys(userId: string, deviceId: string, keys: JsonObject): Promise<'stored' | 'replaced' | 'unchanged'> {
     this.ctx.checkOpen();
     const json = stableJson(keys);
-    const compare = (): 'unchanged' | 'conflict' | null => {
-      const row = this.ctx
-        .stmt('SELECT keys_json FROM e2ee_device_keys WHERE user_id = ? AND device_id = ?')
-        .get(userId, deviceId) as { keys_json: string } | undefined;
-      if (row === undefined) return null;
-      return row.keys_json === json ? 'unchanged' : 'conflict';
-    };
-    // Clients re-upload their device keys often; an existing row settles the answer for good
-    // (keys are immutable), so no stream position is spent on it.
-    const settled = compare();
-    if (settled !== null) return settled;
+    const current = (): string | undefined =>
+      (this.ctx.stmt('SELECT keys_json FROM e2ee_device_keys WHERE user_id = ? AND device_id = ?').get(userId, deviceId) as { keys_json: string } | undefined)
+        ?.keys_json;
+    // Clients re-upload the same keys often: no stream position is spent on that.
+    if (current() === json) return 'unchanged';
     return this.ctx.queue.writeAtPosition((pos) => {
-      const raced = compare();
-      if (raced !== null) return raced;
-      this.ctx.stmt('INSERT INTO e2ee_device_keys (user_id, device_id, keys_json) VALUES (?, ?, ?)').run(userId, deviceId, json);
+      const raced = current();
+      if (raced === json) return 'unchanged' as const;
+      if (raced === undefined) {
+        this.ctx.stmt('INSERT INTO e2ee_device_keys (user_id, device_id, keys_json) VALUES (?, ?, ?)').run(userId, deviceId, json);
+      } else {
+        this.ctx.stmt('UPDATE e2ee_device_keys SET keys_json = ? WHERE user_id = ? AND device_id = ?').run(json, userId, deviceId);
+      }
       recordDeviceListChanges(this.ctx, pos, [userId]);
-      return 'stored' as const;
-    }, (res, pos) => (res === 'stored' ? { kind: 'device_list', stream: pos, userIds: [userId] } : null));
+      return raced === undefined ? ('stored' as const) : ('replaced' as const);
+    }, (res, pos) => (res === 'unchanged' ? null : { kind: 'device_list', stream: pos, userIds: [userId] }));
   }
 
   async getDeviceKeys(userIds: string[]): Promise<Map<string, Map<string, JsonObject>>> {
