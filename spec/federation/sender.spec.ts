@@ -4,11 +4,12 @@
 // on the reopened store resumes the transaction in flight with the same txnId.
 
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { build, FederationSender } from '../../src/federation/sender.js';
+import { importLegacyQueue } from '../../src/federation/legacy-queue.js';
 import type { FederationRequest } from '../../src/federation/client.js';
 import type { JsonObject, JsonValue, Pdu } from '../../src/protocol/types.js';
 import { openSqliteStore, type SqliteStore } from '../../src/store/sqlite/index.js';
@@ -139,5 +140,22 @@ describe('federation/sender: the store-backed queue', () => {
     await until(() => state.txns.length === 1);
     assert.deepEqual(state.txns[0]!.bodies, ['!a 1']);
     await active.stop();
+  });
+
+  it('imports a legacy queue directory once: the transaction in flight, then the waiting PDUs and EDUs, in order', async () => {
+    const legacy = join(dir, 'federation-queue');
+    mkdirSync(legacy);
+    writeFileSync(join(legacy, 'b.json'), JSON.stringify({ name: 'b.test', inflight: { txnId: 'old', pdus: [pdu('!a', 1)], edus: [] }, pending: [pdu('!a', 2)], edus: [{ edu_type: 'm.direct_to_device', content: { message_id: 'x' }, durable: true }] }));
+    writeFileSync(join(legacy, 'broken.json'), '{');
+    const { state, client } = peer();
+    state.down = false;
+    const s = sender(client);
+    assert.equal(await importLegacyQueue(legacy, s, silent), 3);
+    assert.ok(!existsSync(legacy) && existsSync(`${legacy}.imported`), 'renamed: a restart does not import it again');
+    assert.equal(await importLegacyQueue(legacy, s, silent), 0);
+    await until(() => state.txns.length > 0 && state.txns.flatMap((t) => t.bodies).length === 2 && state.txns.some((t) => t.edus.length > 0));
+    assert.deepEqual(state.txns.flatMap((t) => t.bodies), ['!a 1', '!a 2']);
+    assert.deepEqual(JSON.parse(JSON.stringify(state.txns.flatMap((t) => t.edus))), [{ edu_type: 'm.direct_to_device', content: { message_id: 'x' } }], 'no durable flag sent');
+    await s.stop();
   });
 });

@@ -41,6 +41,7 @@ import { createFederationApp, createFederationServer } from './listener.js';
 import { RemoteRooms } from './remote-rooms.js';
 import { generateSelfSignedCertificate } from './self-signed.js';
 import { FederationSender } from './sender.js';
+import { importLegacyQueue } from './legacy-queue.js';
 import type { DestinationGate } from '../cluster/destination-leases.js';
 
 export interface FederationCore {
@@ -281,7 +282,11 @@ export function attachFederation(core: FederationCore, d: AttachDeps): Federatio
       fanOut(pdu.room_id, extra, (servers) => core.sender.sendPdu(servers, out as Pdu));
     },
     async start({ listen } = { listen: true }) {
-      // Resumes what is left in the shared queue (and, in a cluster, keeps looking for it).
+      // What an older version left in its queue directory joins the store's queue first; then
+      // the sender resumes what is left there (and, in a cluster, keeps looking for it).
+      await importLegacyQueue(join(dirname(config.storage.sqlite.path), 'federation-queue'), core.sender, logger).catch((err: unknown) =>
+        logger.warn({ err }, 'federation: could not import the legacy queue directory'),
+      );
       core.sender.start();
       if (!listen) return;
       const l = config.listeners.federation;
