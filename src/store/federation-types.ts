@@ -6,8 +6,8 @@
 // tombstone-heavy patterns, never bind null):
 // - Nothing is ever deleted. Delivery moves the destination's sentUpto forward (one row,
 //   updated in place); log entries are immutable and expire by TTL (Cassandra: 7 days, time
-//   window compaction, so whole expired sstables are dropped) or stay (SQLite, pruned by
-//   nothing yet: rows are small). A reader starts at sentUpto, so it never walks expired rows.
+//   window compaction, so whole expired sstables are dropped; SQLite, which has no tombstones,
+//   deletes them once delivered). A reader starts at sentUpto, so it never walks expired rows.
 // - Entries take positions on the global stream (reserved, then completed), so a reader bounded
 //   by the (cluster) watermark never passes an entry another worker is still writing: any
 //   worker can send what any other queued, in position order, and a worker that dies leaves

@@ -1,6 +1,7 @@
 // Outbound federation queue on SQLite (contract and rationale: src/store/federation-types.ts).
 // Entries are written at a reserved stream position with no change record (nothing a client
-// reads); the state row is upserted, sentUpto only ever raised.
+// reads); the state row is upserted, sentUpto only ever raised. Entries at or below sentUpto are
+// deleted when a transaction completes (no reader asks for them; SQLite has no tombstones).
 
 import type { DestinationQueueState, FederationQueueStore, OutboundEntry, OutboundItem, OutboundTxn } from '../federation-types.js';
 import type { JsonObject } from '../../protocol/types.js';
@@ -88,6 +89,7 @@ export class SqliteFederationQueueStore implements FederationQueueStore {
            ON CONFLICT DO UPDATE SET sent_upto = MAX(sent_upto, excluded.sent_upto)`,
         )
         .run(destination, txn.upto);
+      this.ctx.stmt('DELETE FROM federation_outbox WHERE destination = ? AND pos <= (SELECT sent_upto FROM federation_destinations WHERE destination = ?)').run(destination, destination);
       this.ctx.stmt(`UPDATE federation_destinations SET txn_id = '', txn_upto = 0, txn_catch_up = 0 WHERE destination = ? AND txn_id = ?`).run(destination, txn.txnId);
     });
   }
