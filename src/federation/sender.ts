@@ -148,6 +148,7 @@ export class FederationSender {
     return this.dests.get(name)?.catchingUp ?? false;
   }
 
+  /** Waits for items being queued, not for transactions in flight. */
   async stop(): Promise<void> {
     this.stopped = true;
     clearInterval(this.scanTimer);
@@ -210,7 +211,9 @@ export class FederationSender {
     }
     d.running = true;
     d.again = false;
-    void this.track(() => this.run(d))
+    // Not tracked: stop() does not wait for a transaction to a slow destination (its recorded
+    // transaction is retried with the same ID after the restart).
+    void this.run(d)
       .catch((err: unknown) => {
         if (!this.stopped) this.opts.logger.warn({ err, destination: d.name }, 'federation: sending to a destination failed; will retry');
         this.retryLater(d, this.opts.gateRetryMs ?? 1000);
@@ -238,6 +241,11 @@ export class FederationSender {
         // Another worker is sending to it; the entries wait in the shared queue.
         d.again = false;
         this.retryLater(d, this.opts.gateRetryMs ?? 1000);
+        return;
+      }
+      if (this.stopped) {
+        // Taken while stop() was giving the leases back: give this one back too.
+        await gate?.release(d.name);
         return;
       }
       d.again = false;

@@ -63,7 +63,7 @@ export class CassandraFederationQueueStore implements FederationQueueStore {
         b,
         afterExclusive,
         hi,
-        limit - out.length,
+        Math.min(limit - out.length, 2 ** 31 - 1), // CQL LIMIT is an int
       ]);
       for (const r of rows) {
         const kind = r.get('kind') as string;
