@@ -209,7 +209,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
   });
   // In a cluster, every worker queues into the store's shared outbound queue and federation_out
   // workers send it, one at a time per destination (src/cluster/destination-leases.ts).
-  const fedCluster = redis && {
+  const fedCluster = redis && config.listeners.federation.enabled && {
     ...destinationLeases(redis, logger, config.cluster.destination_lease_ms),
     scanMs: config.cluster.federation_scan_ms,
     sends: roles.has('federation_out'),
