@@ -207,8 +207,14 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     alwaysPush: config.push.always_push,
     now,
   });
-  // In a cluster, one worker at a time sends to each destination (src/cluster/destination-leases.ts).
-  const fedCore = config.listeners.federation.enabled ? createFederationCore(config, signingKey, logger, redis && destinationLeases(redis, logger)) : undefined;
+  // In a cluster, every worker queues into the store's shared outbound queue and federation_out
+  // workers send it, one at a time per destination (src/cluster/destination-leases.ts).
+  const fedCluster = () => redis && {
+    ...destinationLeases(redis, logger, config.cluster.destination_lease_ms),
+    scanMs: config.cluster.federation_scan_ms,
+    sends: roles.has('federation_out'),
+  };
+  const fedCore = config.listeners.federation.enabled ? createFederationCore(config, signingKey, logger, store, fedCluster()) : undefined;
   let federation: Federation | undefined;
   // One writer per room: this process's RoomInput on one node; in a cluster, the room's owner
   // (src/cluster/owned-room-input.ts), reached by forwarding.

@@ -1,8 +1,8 @@
 // Outbound federation from several workers (src/cluster/destination-leases.ts with
-// src/federation/sender.ts) on a real Redis: three senders ("workers") with their own queues
-// and one destination lease each per destination. The scripted destination records how many of
-// our transactions it has in flight at once: never more than one, every PDU arrives, and
-// transaction IDs never collide across workers.
+// src/federation/sender.ts) on a real Redis: three senders ("workers") queueing into one shared
+// queue (a real SQLite store's federationQueue) and one destination lease each per destination.
+// The scripted destination records how many of our transactions it has in flight at once: never
+// more than one, every PDU arrives exactly once, and transaction IDs never collide across workers.
 
 import assert from 'node:assert/strict';
 import { pino } from 'pino';
@@ -11,6 +11,10 @@ import { FederationSender } from '../../src/federation/sender.js';
 import type { FederationRequest } from '../../src/federation/client.js';
 import type { JsonValue, Pdu } from '../../src/protocol/types.js';
 import { freshPrefix, redisClient } from '../helpers/redis.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { openSqliteStore, type SqliteStore } from '../../src/store/sqlite/index.js';
 
 const logger = pino({ level: 'silent' });
 const pdu = (room: string, n: number) => ({ room_id: room, type: 'm.room.message', content: { body: `${room} ${n}` } }) as unknown as Pdu;
@@ -19,9 +23,20 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 describe('cluster: one sender per federation destination across workers', function () {
   this.timeout(30_000);
   const conns: ReturnType<typeof redisClient>[] = [];
+  let dir: string;
+  let store: SqliteStore;
+  beforeEach(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'hearth-fed-dest-'));
+    store = await openSqliteStore({ path: join(dir, 'hearth.sqlite'), logger: { warn: () => undefined } });
+  });
+  afterEach(async () => {
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
   after(() => {
     for (const c of conns) c.disconnect();
   });
+  const shared = () => ({ queue: store.federationQueue, watermark: () => store.currentPosition() });
 
   it('three workers sending to two destinations: one transaction in flight per destination, every PDU delivered, distinct txnIds', async () => {
     const prefix = freshPrefix('fed-dest');
@@ -49,14 +64,14 @@ describe('cluster: one sender per federation destination across workers', functi
       const redis = redisClient();
       conns.push(redis);
       const gate = new DestinationLeases({ redis, prefix, nodeId, leaseMs: 3_000, logger });
-      return new FederationSender({ serverName: 'me', client, logger, gate, nodeId, gateRetryMs: 20 });
+      return new FederationSender({ serverName: 'me', client, logger, gate, nodeId, gateRetryMs: 20, ...shared() });
     });
     const want: string[] = [];
     for (let i = 0; i < 30; i++) {
       for (const [w, s] of workers.entries()) {
         const p = pdu(`!w${w}`, i);
         want.push((p.content as { body: string }).body);
-        s.sendPdu(['one.example', 'two.example'], p);
+        void s.sendPdu(['one.example', 'two.example'], p);
       }
       if (i % 10 === 0) await sleep(5);
     }
@@ -98,9 +113,10 @@ describe('cluster: one sender per federation destination across workers', functi
       gate: new DestinationLeases({ redis, prefix, nodeId: 'alive', leaseMs: 3_000, logger }),
       nodeId: 'alive',
       gateRetryMs: 50,
+      ...shared(),
     });
     const t0 = Date.now();
-    s.sendPdu(['one.example'], pdu('!r', 1));
+    void s.sendPdu(['one.example'], pdu('!r', 1));
     while (sent.length === 0) {
       assert.ok(Date.now() - t0 < 5_000, 'sent once the dead lease lapsed');
       await sleep(20);

@@ -69,10 +69,10 @@ describe('config: cluster.roles', () => {
     assert.match(configError(withRoles(['room_writer', 'federation_out'])), /federation_out needs listeners\.federation\.enabled/);
   });
 
-  it('refuses federation roles apart from room_writer, and a writer that would not send what it writes', () => {
-    assert.match(configError(withRoles(['client_api', 'federation_out'], FEDERATION)), /federation_out needs room_writer/);
-    assert.match(configError(withRoles(['federation_in', 'room_writer'], FEDERATION)), /a room_writer must also be federation_out/);
+  it('refuses federation_in apart from room_writer; federation_out and room_writer go anywhere (the outbound queue is shared)', () => {
     assert.match(configError(withRoles(['sync', 'federation_in'], FEDERATION)), /federation_in needs room_writer/);
+    assert.deepEqual(loadConfig({ env: {}, overrides: withRoles(['client_api', 'federation_out'], FEDERATION) }).cluster.roles, ['client_api', 'federation_out']);
+    assert.deepEqual(loadConfig({ env: {}, overrides: withRoles(['federation_in', 'room_writer'], FEDERATION) }).cluster.roles, ['federation_in', 'room_writer']);
     // Without federation a writer has nothing to send.
     assert.deepEqual(loadConfig({ env: {}, overrides: withRoles(['room_writer']) }).cluster.roles, ['room_writer']);
   });

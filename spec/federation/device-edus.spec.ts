@@ -270,7 +270,7 @@ describe('federation: device lists, keys and to-device between two servers', fun
       // A to-device message sent meanwhile waits in A's durable queue, even across A's restart.
       const r = await carol.put(`${V3}/sendToDevice/org.example.queued/q1`, { messages: { [dave.userId]: { [dave.deviceId]: { while: 'down' } } } });
       assert.equal(r.status, 200);
-      await waitFor(async () => a.hearth.federation!.core.sender.eduBacklog(nameB) > 0);
+      await waitFor(async () => (await a.hearth.federation!.core.sender.eduBacklog(nameB)) > 0);
       const portA = Number(nameA.split(':')[1]);
       const dirA = a.dataDir;
       await a.hearth.stop();

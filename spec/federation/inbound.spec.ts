@@ -104,7 +104,7 @@ describe('federation/inbound: /send on a real store', () => {
       keyRing,
       typing: new TypingService(new EphemeralStream(), notifier),
       receipts: new ReceiptService(store, store.receipts, notifier),
-      sender: new FederationSender({ serverName: LOCAL, client: { request: () => Promise.reject(new Error('no network in this test')) }, logger: silent }),
+      sender: new FederationSender({ serverName: LOCAL, client: { request: () => Promise.reject(new Error('no network in this test')) }, logger: silent, queue: store.federationQueue, watermark: () => store.currentPosition(), sends: false }),
       logger: silent,
       maxPdus: 50,
       maxEdus: 100,

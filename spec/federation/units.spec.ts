@@ -20,7 +20,6 @@ import { createFederationApp, createFederationServer } from '../../src/federatio
 import { generateSelfSignedCertificate } from '../../src/federation/self-signed.js';
 import { serverAclAllows } from '../../src/federation/acl.js';
 import type { FederationInbound } from '../../src/federation/inbound.js';
-import { FederationSender } from '../../src/federation/sender.js';
 import { StaticKeyRing } from '../../src/room/key-ring.js';
 import { loadVector, specKey } from '../protocol/vectors.js';
 
@@ -49,7 +48,7 @@ describe('federation/listener: X-Matrix over the raw request URI (shared vectors
         return { pdus: {} };
       },
     } as unknown as FederationInbound;
-    const sender = { contact: (s: string) => contacts.push(s) } as unknown as FederationSender;
+    const sender = { contact: (s: string) => contacts.push(s) } as unknown as import('../../src/federation/sender.js').FederationSender;
     const app = createFederationApp({
       serverName: me,
       signingKey: generateSigningKey('own'),
@@ -378,49 +377,7 @@ function signBytesB64(key: SigningKey, data: string): string {
   return Buffer.from(signBytes(key, data)).toString('base64');
 }
 
-describe('federation/sender: durable EDUs', () => {
-  it('keeps to-device and device-list EDUs across a restart (same txnId), drops typing, and sends no `durable` flag', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'hearth-queue-'));
-    try {
-      const sent: JsonObject[] = [];
-      let up = false;
-      const client = {
-        async request(_dest: string, req: { path: string; body?: JsonObject }) {
-          sent.push({ path: req.path, ...(req.body ?? {}) });
-          if (!up) throw new Error('down');
-          return { pdus: {} };
-        },
-      };
-      const opts = { serverName: 'a.test', client, logger: silent, queueDir: dir, minBackoffMs: 60_000, maxBackoffMs: 60_000 };
-      const first = new FederationSender(opts);
-      first.start();
-      // The first goes in flight at once (and fails); the others wait behind it.
-      first.sendEdu(['b.test'], { edu_type: 'm.direct_to_device', content: { message_id: 'm1' } }, true);
-      first.sendEdu(['b.test'], { edu_type: 'm.typing', content: { room_id: '!r', user_id: '@u:a.test', typing: true } });
-      first.sendEdu(['b.test'], { edu_type: 'm.device_list_update', content: { stream_id: 7 } }, true);
-      const deadline = Date.now() + 5000;
-      while (sent.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
-      await first.stop();
-      const firstTxn = sent[0];
-      assert.deepEqual((firstTxn.edus as JsonObject[]).map((e) => e.edu_type), ['m.direct_to_device']);
-
-      up = true;
-      sent.length = 0;
-      const second = new FederationSender(opts);
-      second.start();
-      while (second.eduBacklog('b.test') > 0 && Date.now() < deadline + 5000) await new Promise((r) => setTimeout(r, 10));
-      await second.stop();
-      const types = sent.flatMap((t) => (t.edus as JsonObject[]).map((e) => e.edu_type));
-      assert.equal(sent[0].path, firstTxn.path, 'the transaction in flight is retried with its txnId');
-      assert.deepEqual(sent[0].edus, firstTxn.edus);
-      assert.deepEqual(types.sort(), ['m.device_list_update', 'm.direct_to_device']);
-      assert.ok(sent.every((t) => (t.edus as JsonObject[]).every((e) => Object.keys(e).sort().join() === 'content,edu_type')), JSON.stringify(sent));
-      assert.equal(second.eduBacklog('b.test'), 0);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-  });
-});
+// The sender's durable queue (restart, same txnId, EDU shape): spec/federation/sender.spec.ts.
 
 describe('federation/remote-rooms: invite v2 body', () => {
   it('carries the room state as full PDUs (create event included, unsigned dropped) and keeps the invitee server signature', async () => {

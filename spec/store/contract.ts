@@ -17,6 +17,7 @@ import { describeRoomContract } from './contract-rooms.js';
 import { describeSearchContract } from './contract-search.js';
 import { describeAdminContract } from './contract-admin.js';
 import { describeAppServiceContract } from './contract-appservices.js';
+import { describeFederationQueueContract } from './contract-federation-queue.js';
 import { describeStateContract } from './contract-state.js';
 import { describeStreamContract } from './contract-streams.js';
 import { describeTimelineContract } from './contract-timeline.js';
@@ -101,5 +102,6 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
     describeSearchContract(ctx);
     describeAdminContract(ctx);
     describeAppServiceContract(ctx);
+    describeFederationQueueContract(ctx);
   });
 }

@@ -8,9 +8,9 @@
 // Invariants:
 // - A lease is one key `<prefix>fed:dest:<server>` holding the holder's node ID, taken, renewed
 //   and released by the shared rules of src/cluster/leases.ts; a worker that dies loses its
-//   leases at the TTL, after which the others send (each from its own queue: see docs/deploy.md,
-//   roles).
-// - Redis unreachable: no lease, nothing is sent (the queues keep everything, durably for PDUs),
+//   leases at the TTL, after which another federation_out worker sends from the shared queue
+//   (the store's federationQueue), resuming the dead worker's transaction in flight with its txnId.
+// - Redis unreachable: no lease, nothing is sent (the shared queue keeps everything),
 //   and sending resumes when Redis is back. Failing closed keeps the one-at-a-time rule.
 
 import { randomBytes } from 'node:crypto';
@@ -37,7 +37,7 @@ export class DestinationLeases extends RedisLeases implements DestinationGate {
 }
 
 /** The sender's cluster options: leases on the shared Redis, and a node ID for transaction IDs. */
-export function destinationLeases(redis: RedisSharedState, logger: Logger): { gate: DestinationGate; nodeId: string } {
+export function destinationLeases(redis: RedisSharedState, logger: Logger, leaseMs?: number): { gate: DestinationGate; nodeId: string } {
   const nodeId = randomBytes(6).toString('hex');
-  return { gate: new DestinationLeases({ redis: redis.client, prefix: redis.prefix, nodeId, logger }), nodeId };
+  return { gate: new DestinationLeases({ redis: redis.client, prefix: redis.prefix, nodeId, leaseMs, logger }), nodeId };
 }

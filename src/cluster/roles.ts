@@ -8,10 +8,10 @@
 //   behind its secret). `sync` adds /sync, the legacy /events and /initialSync (and the
 //   WebSocket stream, decided in app.ts); `client_api` adds every other client route. A route a
 //   worker does not serve answers 404 M_UNRECOGNIZED, as any unknown path.
-// - federation_in only decides whether the federation listener is opened; the config ties both
-//   federation roles to room_writer (outbound PDUs leave from the writer's own queue, gap filling
-//   writes rooms directly), and src/cluster/destination-leases.ts keeps one sender per
-//   destination across workers.
+// - federation_in only decides whether the federation listener is opened; the config ties it to
+//   room_writer (gap filling writes rooms directly). federation_out decides whether this worker
+//   sends from the shared outbound queue (every worker queues into it: src/federation/sender.ts);
+//   src/cluster/destination-leases.ts keeps one sender per destination across workers.
 // - Push jobs are enqueued by whichever worker persisted the event and claimed with a lease in
 //   the store by any number of pushers (src/push/gateway.ts; spec/push/gateway-workers.spec.ts
 //   and spec/store/cassandra-users.spec.ts show each claimed once). A pusher on another worker

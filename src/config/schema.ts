@@ -305,6 +305,12 @@ const configObject = z.strictObject({
       // With storage.backend cassandra and Redis: each room's writer holds a lease this long, renewed
       // every third of it while busy; a dead owner's rooms are taken over once it expires.
       room_lease_ms: z.int().min(500).max(60000).default(5000),
+      // Outbound federation in a cluster: a federation_out worker holds a destination's lease
+      // this long (renewed every third of it while it has work for it); a dead sender's
+      // destinations are taken over once it lapses. Every federation_scan_ms each federation_out
+      // worker looks in the shared queue for destinations with work another worker queued.
+      destination_lease_ms: z.int().min(500).max(300000).default(30000),
+      federation_scan_ms: z.int().min(100).max(60000).default(2000),
       // What this worker does (WORKER_ROLES above): [all] (every role: a single node, as before)
       // or a list; any number of workers may run each role. A list needs the cluster: storage
       // backend cassandra and cluster.redis.url (docs/deploy.md, "Roles").
@@ -442,14 +448,10 @@ function checkRoles(c: z.output<typeof configObject>, ctx: z.RefinementCtx): voi
   for (const r of ['federation_in', 'federation_out'] as const) {
     if (has(r) && !c.listeners.federation.enabled) issue(`${r} needs listeners.federation.enabled: true`);
   }
-  // Outbound PDUs are queued by the worker that persisted them (RoomInput onPersisted) in its own
-  // queue directory: there is no cluster-wide outbound queue yet, so a sender must be a writer.
-  if (has('federation_out') && !has('room_writer')) issue('federation_out needs room_writer on the same worker (outbound PDUs are queued where they are written)');
+  // federation_out needs no room_writer: the outbound queue is in the store, shared by every
+  // worker (src/store/federation-types.ts), and any federation_out worker sends any of it.
   // Gap filling stores fetched outliers holding the room (a callback that cannot be forwarded).
   if (has('federation_in') && !has('room_writer')) issue('federation_in needs room_writer on the same worker (gap filling writes the room directly)');
-  if (has('room_writer') && c.listeners.federation.enabled && !has('federation_out')) {
-    issue('with federation enabled, a room_writer must also be federation_out (the events it writes are sent from its own queue)');
-  }
 }
 
 /** The validated config, with every default filled in and paths made absolute by loadConfig. */

@@ -55,7 +55,7 @@ export class FederationE2ee {
       serverName: d.serverName,
       keys: d.e2ee.keys,
       serversSharing: d.serversSharing,
-      sendEdu: (servers, edu) => d.sender.sendEdu(servers, edu, true),
+      sendEdu: (servers, edu) => void d.sender.sendEdu(servers, edu),
       position: d.position,
       logger: d.logger,
     });
@@ -63,7 +63,7 @@ export class FederationE2ee {
     d.e2ee.keys.remote = this.remote;
     d.e2ee.keys.listeners.push((userIds) => this.local.changed(userIds));
     d.e2ee.toDevice.remote = {
-      send: (server, content) => d.sender.sendEdu([server], { edu_type: 'm.direct_to_device', content: content as unknown as JsonObject }, true),
+      send: (server, content) => d.sender.sendEdu([server], { edu_type: 'm.direct_to_device', content: content as unknown as JsonObject }),
     };
     d.presence?.listeners.push((r) => this.presenceChanged(r));
   }

@@ -41,6 +41,7 @@ import { createFederationApp, createFederationServer } from './listener.js';
 import { RemoteRooms } from './remote-rooms.js';
 import { generateSelfSignedCertificate } from './self-signed.js';
 import { FederationSender } from './sender.js';
+import { importLegacyQueue } from './legacy-queue.js';
 import type { DestinationGate } from '../cluster/destination-leases.js';
 
 export interface FederationCore {
@@ -53,8 +54,17 @@ export interface FederationCore {
   sender: FederationSender;
 }
 
-/** `gate`: per-destination leases across workers (a cluster); `nodeId` goes into transaction IDs. */
-export function createFederationCore(config: HearthConfig, signingKey: SigningKey, logger: Logger, cluster?: { gate: DestinationGate; nodeId: string }): FederationCore {
+/**
+ * `store`: the outbound queue lives in it (federationQueue, read up to its currentPosition).
+ * `cluster`: per-destination leases across workers; `nodeId` goes into transaction IDs.
+ */
+export function createFederationCore(
+  config: HearthConfig,
+  signingKey: SigningKey,
+  logger: Logger,
+  store: Pick<Store, 'federationQueue' | 'currentPosition'>,
+  cluster?: { gate: DestinationGate; nodeId: string; scanMs: number; sends: boolean },
+): FederationCore {
   const guard = new OutboundGuard({
     ip_range_blacklist: config.outbound.ip_range_blacklist,
     ip_range_whitelist: [...config.outbound.ip_range_whitelist, ...config.federation.ip_range_whitelist],
@@ -86,12 +96,15 @@ export function createFederationCore(config: HearthConfig, signingKey: SigningKe
     serverName: config.server_name,
     client,
     logger,
-    queueDir: join(dataDir, 'federation-queue'),
+    queue: store.federationQueue,
+    watermark: () => store.currentPosition(),
     minBackoffMs: config.federation.min_backoff_ms,
     maxBackoffMs: config.federation.max_backoff_ms,
     allows: (server) => policy.allows(server),
     gate: cluster?.gate,
     nodeId: cluster?.nodeId,
+    scanMs: cluster?.scanMs,
+    sends: cluster?.sends,
   });
   return { oldKeys, http, client, keyRing, sender, policy };
 }
@@ -191,7 +204,7 @@ export function attachFederation(core: FederationCore, d: AttachDeps): Federatio
     events: (ids) => d.store.rooms.getEvents(ids),
   });
   let chain: Promise<void> = Promise.resolve();
-  const fanOut = (roomId: string, extra: string[], send: (servers: Set<string>) => void) => {
+  const fanOut = (roomId: string, extra: string[], send: (servers: Set<string>) => Promise<void>) => {
     chain = chain
       .then(async () => {
         const servers = await inbound.serversInRoom(roomId);
@@ -199,7 +212,8 @@ export function attachFederation(core: FederationCore, d: AttachDeps): Federatio
         servers.delete(me);
         // ACLs hold both ways: nothing goes to a server the room bans.
         for (const s of [...servers]) if (!(await inbound.aclAllows(roomId, s))) servers.delete(s);
-        if (servers.size > 0) send(servers);
+        // Awaited: the queue's positions keep the order events were persisted in.
+        if (servers.size > 0) await send(servers);
       })
       .catch((err: unknown) => logger.warn({ err, roomId }, 'federation fan-out failed'));
   };
@@ -272,7 +286,11 @@ export function attachFederation(core: FederationCore, d: AttachDeps): Federatio
       fanOut(pdu.room_id, extra, (servers) => core.sender.sendPdu(servers, out as Pdu));
     },
     async start({ listen } = { listen: true }) {
-      // Every worker: durable EDUs it queued (to-device, device lists) must not be stranded.
+      // What an older version left in its queue directory joins the store's queue first; then
+      // the sender resumes what is left there (and, in a cluster, keeps looking for it).
+      await importLegacyQueue(join(dirname(config.storage.sqlite.path), 'federation-queue'), core.sender, logger).catch((err: unknown) =>
+        logger.warn({ err }, 'federation: could not import the legacy queue directory'),
+      );
       core.sender.start();
       if (!listen) return;
       const l = config.listeners.federation;

@@ -1,71 +1,68 @@
-// Outbound transactions: one queue per destination server.
+// Outbound transactions, sent from the store's per-destination queue (src/store/federation-types.ts:
+// an append-only log at stream positions and one "sent up to" row per destination), so any
+// worker can send what any worker queued, and a worker that dies leaves nothing stranded.
 //
 // Invariants:
-// - At most one transaction in flight per destination. A transaction that failed (network
-//   error, non-200) is retried with the same txnId and the same contents until a 200: the
-//   receiver deduplicates on (origin, txnId), so nothing is delivered twice.
+// - At most one transaction in flight per destination. A transaction is recorded (beginTxn:
+//   its ID and the last position it covers) before it is sent, and retried with the same txnId
+//   until a 200, by this worker or, after a restart or its death, by whichever worker sends to
+//   the destination next: the receiver deduplicates on (origin, txnId), so nothing is delivered
+//   twice. A 200 moves the destination's sentUpto to the transaction's last position.
+// - Entries are read only up to `watermark()` (the cluster watermark in a cluster): an entry
+//   another worker is still writing is never skipped, so every entry is sent, in position order.
 // - Per-PDU errors inside a 200 are final (the receiver judged the event); they are logged.
 // - Failures back off exponentially (min_backoff_ms doubling to max_backoff_ms); any valid
 //   signed request from the destination (`contact`) resets the backoff and retries at once.
-// - PDUs are durable: with a `queueDir`, each destination's queue (the transaction in flight
-//   and the PDUs waiting) is rewritten atomically after every change and reloaded at start, so a
-//   restart resumes with the same txnId. EDUs sent `durable` (to-device messages, device-list
-//   and signing-key updates: losing one costs a user their keys) are kept the same way; the
-//   others (typing, receipts, presence) are ephemeral and kept in memory only, the oldest
-//   dropped past a bound.
 // - A transaction carries at most 50 PDUs and 100 EDUs (the spec's limits).
-// - Catch-up: once a transaction to a destination has failed (or a queue was reloaded at start),
-//   the destination is behind, and it is sent only the newest queued PDU of each room (the
-//   room's latest event from here) instead of every missed one; its prev_events lead back to the
-//   rest, which the receiver asks for with get_missing_events (as Synapse does). So a long
-//   outage costs one queued PDU per room, not one per event. Caught up again after a
-//   transaction succeeds with nothing left waiting.
-// - With a `gate` (a cluster: src/cluster/destination-leases.ts), a transaction is sent only
-//   while this worker holds the destination's lease, so several workers never have transactions
-//   in flight to one destination at once; refused, the destination is tried again shortly. The
-//   lease is given back when nothing is left for the destination. Transaction IDs carry `nodeId`
-//   so two workers' IDs never collide at the receiver (which deduplicates on origin + txnId).
+// - Catch-up: once a transaction to a destination has failed, the destination is behind, and a
+//   transaction built for it carries only the newest PDU of each room among the entries it
+//   covers (the room's latest event from here), and no typing or presence EDUs (stale by then);
+//   the skipped entries are covered (sentUpto passes them). The receiver fetches the skipped
+//   events through the prev_events of the newest with get_missing_events (as Synapse does), so
+//   a long outage costs one PDU per room per transaction, not one per event. Caught up again
+//   once a transaction succeeds with nothing left waiting.
+// - With a `gate` (a cluster: src/cluster/destination-leases.ts), a destination is read and sent
+//   to only while this worker holds its lease, so several workers never send to one destination
+//   at once; refused, the destination is tried again shortly. The lease is given back when
+//   nothing is left for the destination. Transaction IDs carry `nodeId` so two workers' IDs
+//   never collide at the receiver. `scanMs` makes the worker look for destinations with work
+//   queued by others (a worker that died holding the lease: its lease lapses, the scan finds
+//   the destination); at start every destination with work left is resumed. A worker without
+//   the federation_out role (`sends: false`) only queues.
+// - sendPdu/sendEdu never reject: a failed enqueue is logged (the store answers for
+//   durability; the event itself is stored, and the receiver reaches it through later events).
 
-import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
-import { rename, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { isJsonObject } from '../protocol/canonical-json.js';
 import type { JsonObject, Pdu } from '../protocol/types.js';
+import type { FederationQueueStore, OutboundEntry, OutboundTxn } from '../store/federation-types.js';
 import { fedPath, type FederationClient } from './client.js';
 import type { DestinationGate } from '../cluster/destination-leases.js';
 
 export interface Edu {
   edu_type: string;
   content: JsonObject;
-  /** Kept in the queue file (never sent: stripped when the transaction is built). */
-  durable?: boolean;
-}
-
-interface InFlight {
-  txnId: string;
-  pdus: Pdu[];
-  edus: Edu[];
 }
 
 interface Destination {
   name: string;
-  pending: Pdu[];
-  edus: Edu[];
-  inflight?: InFlight;
   running: boolean;
+  /** Something was queued or found while `run` was going: look again before stopping. */
+  again: boolean;
   backoffMs: number;
-  /** Behind since a failure: only each room's newest PDU is kept (see Catch-up). */
+  /** Behind since a failure (see Catch-up). */
   catchingUp: boolean;
   timer?: NodeJS.Timeout;
-  writing: Promise<void>;
 }
 
 export interface SenderOptions {
   serverName: string;
   client: Pick<FederationClient, 'request'>;
   logger: Logger;
-  queueDir?: string;
+  /** The durable queue (the store's federationQueue). */
+  queue: FederationQueueStore;
+  /** The position below which every entry is written (store.currentPosition()). */
+  watermark: () => number;
   minBackoffMs?: number;
   maxBackoffMs?: number;
   now?: () => number;
@@ -77,16 +74,25 @@ export interface SenderOptions {
   nodeId?: string;
   /** How soon a destination whose lease another worker holds is tried again (ms). */
   gateRetryMs?: number;
+  /** How often to look for destinations with work queued by other workers (ms; none: never). */
+  scanMs?: number;
+  /** False: only queue (a worker without the federation_out role); default true. */
+  sends?: boolean;
 }
 
 const MAX_PDUS = 50;
 const MAX_EDUS = 100;
+/** Entries read per transaction built (catch-up may skip most of them). */
+const WINDOW = 500;
+const STALE_WHEN_BEHIND = new Set(['m.typing', 'm.presence']);
 
 export class FederationSender {
   private readonly dests = new Map<string, Destination>();
   private readonly now: () => number;
   private txnCounter = 0;
   private stopped = false;
+  private scanTimer?: NodeJS.Timeout;
+  private readonly pending = new Set<Promise<unknown>>();
   /** Transactions answered 200 (tests, metrics). */
   delivered = 0;
 
@@ -94,62 +100,35 @@ export class FederationSender {
     this.now = opts.now ?? Date.now;
   }
 
-  /** Reloads queues left by a previous run and starts sending them. */
+  /** Resumes every destination with work left (from a previous run or another worker). */
   start(): void {
-    const dir = this.opts.queueDir;
-    if (!dir) return;
-    mkdirSync(dir, { recursive: true });
-    for (const file of readdirSync(dir)) {
-      if (!file.endsWith('.json')) continue;
-      try {
-        const saved = JSON.parse(readFileSync(join(dir, file), 'utf8')) as { name: string; pending: Pdu[]; edus?: Edu[]; inflight?: InFlight };
-        if (typeof saved.name !== 'string') continue;
-        const d = this.dest(saved.name);
-        d.pending.push(...saved.pending);
-        d.edus.push(...(saved.edus ?? []));
-        d.catchingUp = d.pending.length > 0;
-        if (d.catchingUp) d.pending = latestPerRoom(d.pending);
-        // A transaction that carried only ephemeral EDUs has nothing left to retry.
-        const inflight = saved.inflight ? { ...saved.inflight, edus: saved.inflight.edus ?? [] } : undefined;
-        if (inflight && (inflight.pdus.length > 0 || inflight.edus.length > 0)) d.inflight = inflight;
-        this.kick(d);
-      } catch (err) {
-        this.opts.logger.warn({ err, file }, 'unreadable federation queue file skipped');
-      }
+    if (this.opts.sends === false) return;
+    void this.scan();
+    if (this.opts.scanMs) {
+      this.scanTimer = setInterval(() => void this.scan(), this.opts.scanMs);
+      this.scanTimer.unref();
     }
   }
 
-  sendPdu(destinations: Iterable<string>, pdu: Pdu): void {
-    for (const name of destinations) {
-      if (name === this.opts.serverName || this.opts.allows?.(name) === false) continue;
-      const d = this.dest(name);
-      if (d.catchingUp) d.pending = d.pending.filter((p) => p.room_id !== pdu.room_id);
-      d.pending.push(pdu);
-      this.persist(d);
-      this.kick(d);
-    }
+  /** Queues the PDU for each destination; resolves once it is durable (never rejects). */
+  sendPdu(destinations: Iterable<string>, pdu: Pdu): Promise<void> {
+    if (pdu.room_id === undefined) return Promise.resolve();
+    return this.enqueue(destinations, { kind: 'pdu', roomId: pdu.room_id, pdu: pdu as unknown as JsonObject });
   }
 
-  sendEdu(destinations: Iterable<string>, edu: Edu, durable = false): void {
-    const item: Edu = durable ? { ...edu, durable: true } : edu;
-    for (const name of destinations) {
-      if (name === this.opts.serverName || this.opts.allows?.(name) === false) continue;
-      const d = this.dest(name);
-      d.edus.push(item);
-      if (d.edus.length > 10 * MAX_EDUS) {
-        // Ephemeral ones go first (the oldest); durable ones are only ever removed by delivery.
-        const drop = d.edus.findIndex((e) => !e.durable);
-        if (drop >= 0) d.edus.splice(drop, 1);
-      }
-      if (durable) this.persist(d);
-      this.kick(d);
-    }
+  /** Queues the EDU for each destination; resolves once it is durable (never rejects). */
+  sendEdu(destinations: Iterable<string>, edu: Edu): Promise<void> {
+    return this.enqueue(destinations, { kind: 'edu', edu: { edu_type: edu.edu_type, content: edu.content } });
   }
 
-  /** Number of EDUs not yet acknowledged for a destination (tests). */
-  eduBacklog(name: string): number {
-    const d = this.dests.get(name);
-    return d ? d.edus.length + (d.inflight?.edus.length ?? 0) : 0;
+  /** Number of PDUs queued and not yet acknowledged for a destination (tests). */
+  async backlog(name: string): Promise<number> {
+    return (await this.unsent(name)).filter((e) => e.item.kind === 'pdu').length;
+  }
+
+  /** Number of EDUs queued and not yet acknowledged for a destination (tests). */
+  async eduBacklog(name: string): Promise<number> {
+    return (await this.unsent(name)).filter((e) => e.item.kind === 'edu').length;
   }
 
   /** The destination spoke to us with a valid signature: it is up, retry now. */
@@ -164,126 +143,197 @@ export class FederationSender {
     this.kick(d);
   }
 
-  /** True while the destination is behind and gets only each room's newest PDU. */
+  /** True while this worker counts the destination as behind (see Catch-up). */
   catchingUp(name: string): boolean {
     return this.dests.get(name)?.catchingUp ?? false;
   }
 
-  /** Number of PDUs not yet acknowledged for a destination (tests). */
-  backlog(name: string): number {
-    const d = this.dests.get(name);
-    return d ? d.pending.length + (d.inflight?.pdus.length ?? 0) : 0;
-  }
-
+  /** Waits for items being queued, not for transactions in flight. */
   async stop(): Promise<void> {
     this.stopped = true;
+    clearInterval(this.scanTimer);
     for (const d of this.dests.values()) if (d.timer) clearTimeout(d.timer);
-    await Promise.all([...this.dests.values()].map((d) => d.writing));
+    while (this.pending.size > 0) await Promise.allSettled([...this.pending]);
     await this.opts.gate?.close();
+  }
+
+  private async unsent(name: string): Promise<OutboundEntry[]> {
+    const state = await this.opts.queue.getDestinationQueue(name);
+    return this.opts.queue.outboundAfter(name, state.sentUpto, this.opts.watermark(), Number.MAX_SAFE_INTEGER);
+  }
+
+  private enqueue(destinations: Iterable<string>, item: Parameters<FederationQueueStore['enqueueOutbound']>[1]): Promise<void> {
+    const names = [...new Set(destinations)].filter((n) => n !== this.opts.serverName && this.opts.allows?.(n) !== false);
+    if (names.length === 0 || this.stopped) return Promise.resolve();
+    return this.track(async () => {
+      try {
+        await this.opts.queue.enqueueOutbound(names, item);
+      } catch (err) {
+        this.opts.logger.warn({ err, destinations: names }, 'federation: could not queue an outbound item');
+        return;
+      }
+      for (const n of names) this.kick(this.dest(n));
+    });
+  }
+
+  private track<T>(fn: () => Promise<T>): Promise<T> {
+    const p = fn();
+    this.pending.add(p);
+    void p.finally(() => this.pending.delete(p)).catch(() => undefined);
+    return p;
+  }
+
+  private async scan(): Promise<void> {
+    if (this.stopped) return;
+    try {
+      for (const s of await this.opts.queue.listDestinationQueues()) {
+        if ((s.queuedUpto > s.sentUpto || s.txn) && this.opts.allows?.(s.destination) !== false) this.kick(this.dest(s.destination));
+      }
+    } catch (err) {
+      this.opts.logger.warn({ err }, 'federation: could not list the outbound queues');
+    }
   }
 
   private dest(name: string): Destination {
     let d = this.dests.get(name);
     if (!d) {
-      d = { name, pending: [], edus: [], running: false, backoffMs: 0, catchingUp: false, writing: Promise.resolve() };
+      d = { name, running: false, again: false, backoffMs: 0, catchingUp: false };
       this.dests.set(name, d);
     }
     return d;
   }
 
   private kick(d: Destination): void {
-    if (d.running || d.timer || this.stopped) return;
+    if (this.stopped || d.timer || this.opts.sends === false) return;
+    if (d.running) {
+      d.again = true;
+      return;
+    }
     d.running = true;
-    void this.run(d).finally(() => {
-      d.running = false;
-      const more = d.inflight || d.pending.length > 0 || d.edus.length > 0;
-      if (more && !d.timer && d.backoffMs === 0) this.kick(d);
-    });
+    d.again = false;
+    // Not tracked: stop() does not wait for a transaction to a slow destination (its recorded
+    // transaction is retried with the same ID after the restart).
+    void this.run(d)
+      .catch((err: unknown) => {
+        if (!this.stopped) this.opts.logger.warn({ err, destination: d.name }, 'federation: sending to a destination failed; will retry');
+        this.retryLater(d, this.opts.gateRetryMs ?? 1000);
+      })
+      .finally(() => {
+        d.running = false;
+        if (d.again && !d.timer) this.kick(d);
+      });
+  }
+
+  private retryLater(d: Destination, ms: number): void {
+    if (this.stopped || d.timer) return;
+    d.timer = setTimeout(() => {
+      d.timer = undefined;
+      this.kick(d);
+    }, ms);
+    d.timer.unref();
   }
 
   private async run(d: Destination): Promise<void> {
+    const q = this.opts.queue;
     while (!this.stopped) {
-      if (!d.inflight && d.pending.length === 0 && d.edus.length === 0) {
-        await this.opts.gate?.release(d.name);
-        return;
-      }
       const gate = this.opts.gate;
       if (gate && !(await gate.acquire(d.name))) {
-        // Another worker is sending to it: ours wait their turn (the queue keeps them).
-        d.timer = setTimeout(() => {
-          d.timer = undefined;
-          this.kick(d);
-        }, this.opts.gateRetryMs ?? 1000);
-        d.timer.unref();
+        // Another worker is sending to it; the entries wait in the shared queue.
+        d.again = false;
+        this.retryLater(d, this.opts.gateRetryMs ?? 1000);
         return;
+      }
+      if (this.stopped) {
+        // Taken while stop() was giving the leases back: give this one back too.
+        await gate?.release(d.name);
+        return;
+      }
+      d.again = false;
+      const state = await q.getDestinationQueue(d.name);
+      let txn: OutboundTxn;
+      let body: { pdus: JsonObject[]; edus: JsonObject[] };
+      if (state.txn && state.txn.upto > state.sentUpto) {
+        // Left in flight (by us before a restart, or by a worker that died): same ID, same range.
+        txn = state.txn;
+        body = build(await q.outboundAfter(d.name, state.sentUpto, txn.upto, WINDOW), txn.catchUp, Infinity).body;
+      } else {
+        const entries = await q.outboundAfter(d.name, state.sentUpto, this.opts.watermark(), WINDOW);
+        if (entries.length === 0) {
+          d.catchingUp = false;
+          if (!d.again) {
+            await gate?.release(d.name);
+            return;
+          }
+          continue;
+        }
+        const built = build(entries, d.catchingUp, entries.length < WINDOW ? Infinity : entries[entries.length - 1]!.pos);
+        const node = this.opts.nodeId ? `${this.opts.nodeId}_` : '';
+        txn = { txnId: `${this.now()}_${node}${++this.txnCounter}`, upto: built.upto, catchUp: d.catchingUp };
+        body = built.body;
+        await q.beginTxn(d.name, txn);
       }
       if (this.stopped) return;
-      if (!d.inflight) {
-        const edus = d.edus.splice(0, MAX_EDUS);
-        const node = this.opts.nodeId ? `${this.opts.nodeId}_` : '';
-        d.inflight = { txnId: `${this.now()}_${node}${++this.txnCounter}`, pdus: d.pending.splice(0, MAX_PDUS), edus };
-        this.persist(d);
-      }
-      const t = d.inflight;
       try {
-        const res = await this.opts.client.request(d.name, {
-          method: 'PUT',
-          path: fedPath`/_matrix/federation/v1/send/${t.txnId}`,
-          body: { origin: this.opts.serverName, origin_server_ts: this.now(), pdus: t.pdus as unknown as JsonObject[], edus: t.edus.map(({ edu_type, content }) => ({ edu_type, content })) },
-        });
-        if (isJsonObject(res) && isJsonObject(res.pdus)) {
-          for (const [id, r] of Object.entries(res.pdus)) {
-            if (isJsonObject(r) && r.error !== undefined) this.opts.logger.warn({ destination: d.name, eventId: id, error: r.error }, 'destination refused a PDU');
+        if (body.pdus.length > 0 || body.edus.length > 0) {
+          const res = await this.opts.client.request(d.name, {
+            method: 'PUT',
+            path: fedPath`/_matrix/federation/v1/send/${txn.txnId}`,
+            body: { origin: this.opts.serverName, origin_server_ts: this.now(), pdus: body.pdus, edus: body.edus },
+          });
+          if (isJsonObject(res) && isJsonObject(res.pdus)) {
+            for (const [id, r] of Object.entries(res.pdus)) {
+              if (isJsonObject(r) && r.error !== undefined) this.opts.logger.warn({ destination: d.name, eventId: id, error: r.error }, 'destination refused a PDU');
+            }
           }
+          this.delivered++;
         }
-        d.inflight = undefined;
-        d.backoffMs = 0;
-        if (d.pending.length === 0) d.catchingUp = false;
-        this.delivered++;
-        this.persist(d);
       } catch (err) {
-        if (!d.catchingUp) {
-          d.catchingUp = true;
-          d.pending = latestPerRoom(d.pending);
-          this.persist(d);
-        }
+        d.catchingUp = true;
         d.backoffMs = Math.min(d.backoffMs === 0 ? (this.opts.minBackoffMs ?? 2000) : d.backoffMs * 2, this.opts.maxBackoffMs ?? 3600_000);
-        this.opts.logger.warn({ err, destination: d.name, txnId: t.txnId, retryInMs: d.backoffMs }, 'federation transaction failed; will retry');
-        d.timer = setTimeout(() => {
-          d.timer = undefined;
-          this.kick(d);
-        }, d.backoffMs);
-        d.timer.unref();
+        this.opts.logger.warn({ err, destination: d.name, txnId: txn.txnId, retryInMs: d.backoffMs }, 'federation transaction failed; will retry');
+        this.retryLater(d, d.backoffMs);
         return;
       }
+      d.backoffMs = 0;
+      await q.completeTxn(d.name, txn);
     }
-  }
-
-  private persist(d: Destination): void {
-    const dir = this.opts.queueDir;
-    if (!dir) return;
-    const durable = (edus: Edu[]) => edus.filter((e) => e.durable);
-    const text = JSON.stringify({
-      name: d.name,
-      pending: d.pending,
-      edus: durable(d.edus),
-      inflight: d.inflight ? { txnId: d.inflight.txnId, pdus: d.inflight.pdus, edus: durable(d.inflight.edus) } : undefined,
-    });
-    const file = join(dir, `${Buffer.from(d.name).toString('base64url')}.json`);
-    d.writing = d.writing.then(async () => {
-      try {
-        await writeFile(`${file}.tmp`, text);
-        await rename(`${file}.tmp`, file);
-      } catch (err) {
-        this.opts.logger.warn({ err, destination: d.name }, 'could not persist a federation queue');
-      }
-    });
   }
 }
 
-/** The newest PDU of each room, in queue order (a room's PDUs were queued oldest first). */
-export function latestPerRoom(pdus: readonly Pdu[]): Pdu[] {
-  const last = new Map<string | undefined, number>();
-  pdus.forEach((p, i) => last.set(p.room_id, i));
-  return pdus.filter((p, i) => last.get(p.room_id) === i);
+/**
+ * A transaction's contents from entries in position order: at most MAX_PDUS and MAX_EDUS, cut
+ * after the last entry taken; when `catchUp`, a PDU with a newer one of its room among the
+ * entries is skipped, as are typing and presence. `upto` is the last position covered: the last
+ * entry taken, or, when nothing was cut, `lastRead` (the end of the window; Infinity: the last
+ * entry).
+ */
+export function build(entries: readonly OutboundEntry[], catchUp: boolean, lastRead: number): { body: { pdus: JsonObject[]; edus: JsonObject[] }; upto: number } {
+  const newest = new Map<string, number>();
+  if (catchUp) for (const e of entries) if (e.item.kind === 'pdu') newest.set(e.item.roomId, e.pos);
+  const pdus: JsonObject[] = [];
+  const edus: JsonObject[] = [];
+  let upto = entries.length > 0 ? entries[entries.length - 1]!.pos : 0;
+  let cut = false;
+  for (const e of entries) {
+    const it = e.item;
+    if (it.kind === 'pdu') {
+      if (catchUp && newest.get(it.roomId) !== e.pos) continue;
+      if (pdus.length === MAX_PDUS) {
+        cut = true;
+        break;
+      }
+      pdus.push(it.pdu);
+    } else {
+      if (catchUp && STALE_WHEN_BEHIND.has(it.edu.edu_type as string)) continue;
+      if (edus.length === MAX_EDUS) {
+        cut = true;
+        break;
+      }
+      edus.push(it.edu);
+    }
+    upto = e.pos;
+  }
+  if (!cut && lastRead !== Infinity) upto = Math.max(upto, lastRead);
+  if (!cut && entries.length > 0) upto = Math.max(upto, entries[entries.length - 1]!.pos);
+  return { body: { pdus, edus }, upto };
 }

@@ -20,6 +20,7 @@ import type { JsonObject, Pdu, RoomVersion } from '../protocol/types.js';
 import type { DirectoryStore, NotificationStore, PushActionInput, PushBulkInput, ReceiptStore, RelationStore } from './chat-types.js';
 import type { E2eeStore } from './e2ee-types.js';
 import type { DeliveryStore, PusherStore } from './push-types.js';
+import type { FederationQueueStore } from './federation-types.js';
 import type { MediaMetaStore } from './media-types.js';
 import type { SearchStore } from './search-types.js';
 import type { AdminStore } from './admin-types.js';
@@ -31,6 +32,7 @@ export type * from './chat-types.js';
 export type * from './e2ee-types.js';
 export type * from './appservice-types.js';
 export type * from './push-types.js';
+export type * from './federation-types.js';
 export type * from './media-types.js';
 export type * from './search-types.js';
 export type * from './admin-types.js';
@@ -486,6 +488,8 @@ export interface Store {
   readonly admin: AdminStore;
   /** Application-service delivery positions and AS room directories. */
   readonly appServices: AppServiceStore;
+  /** Outbound federation: per-destination logs and delivery positions. */
+  readonly federationQueue: FederationQueueStore;
   /** The highest stream position below which everything is persisted and readable. */
   currentPosition(): number;
   /**

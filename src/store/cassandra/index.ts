@@ -31,6 +31,8 @@ import { StoreUnavailableError } from '../types.js';
 import { StoreClosedError, type CassandraContext, type CqlStatement, type EventWriteHook } from './context.js';
 import { checkKeyspaceName, createKeyspace, migrate } from './migrate.js';
 import { MIGRATIONS } from './migrations/index.js';
+import { CassandraFederationQueueStore } from './federation-queue.js';
+import type { FederationQueueStore } from '../federation-types.js';
 import { PositionAllocator, positionAt, revokeWorkerLease, STALE_MS } from './positions.js';
 import { CassandraRoomStore } from './rooms.js';
 import type { CommitHooks } from './room-fence.js';
@@ -131,6 +133,7 @@ export class CassandraStore implements SharedStoreBackend {
   readonly e2ee: E2eeStore;
   readonly media: MediaMetaStore;
   readonly appServices: AppServiceStore;
+  readonly federationQueue: FederationQueueStore;
   readonly appliedMigrations: readonly number[];
 
   private closed = false;
@@ -220,6 +223,7 @@ export class CassandraStore implements SharedStoreBackend {
     this.e2ee = new CassandraE2eeStore(ctx);
     this.media = new CassandraMediaStore(ctx);
     this.appServices = new CassandraAppServiceStore(ctx);
+    this.federationQueue = new CassandraFederationQueueStore(ctx);
   }
 
   currentPosition(): number {

@@ -2,6 +2,7 @@
 // (synchronous full) the WAL fsync off the event loop (wal-sync.ts).
 
 import { SqliteAppServiceStore } from './appservices.js';
+import { SqliteFederationQueueStore } from './federation-queue.js';
 import type { StoreBackend } from '../types.js';
 import type { UnpositionedChange } from '../change-types.js';
 import { StreamIdGenerator, type AdvanceListener, type ChangeListener } from '../stream-id.js';
@@ -98,6 +99,7 @@ export class SqliteStore implements StoreBackend {
   readonly e2ee: SqliteE2eeStore;
   readonly media: SqliteMediaStore;
   readonly appServices: SqliteAppServiceStore;
+  readonly federationQueue: SqliteFederationQueueStore;
   /** Migration versions applied by this open (empty when the schema was already current). */
   readonly appliedMigrations: readonly number[];
 
@@ -143,6 +145,7 @@ export class SqliteStore implements StoreBackend {
     this.e2ee = new SqliteE2eeStore(ctx);
     this.media = new SqliteMediaStore(ctx);
     this.appServices = new SqliteAppServiceStore(ctx);
+    this.federationQueue = new SqliteFederationQueueStore(ctx);
   }
 
   currentPosition(): number {

@@ -15,6 +15,7 @@ import { admin } from './0010-admin.js';
 import { guestsOpenId } from './0011-guests-openid.js';
 import { erasure } from './0012-erasure.js';
 import { appservice } from './0013-appservice.js';
+import { federationQueue } from './0014-federation-queue.js';
 
 export interface Migration {
   version: number;
@@ -25,4 +26,4 @@ export interface Migration {
   run?: (db: Db) => void;
 }
 
-export const MIGRATIONS: readonly Migration[] = [initial, chat, txnScope, e2ee, push, pushBulk, dag, media, search, admin, guestsOpenId, erasure, appservice];
+export const MIGRATIONS: readonly Migration[] = [initial, chat, txnScope, e2ee, push, pushBulk, dag, media, search, admin, guestsOpenId, erasure, appservice, federationQueue];

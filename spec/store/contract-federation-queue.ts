@@ -1,0 +1,75 @@
+// Contract: FederationQueueStore (src/store/federation-types.ts).
+
+import { assert } from '../helpers/assert.js';
+import type { ContractContext } from './contract.js';
+import type { OutboundItem } from '../../src/store/types.js';
+
+const pdu = (roomId: string, n: number): OutboundItem => ({ kind: 'pdu', roomId, pdu: { room_id: roomId, type: 'm.room.message', content: { body: `m${n}` } } });
+const edu = (n: number): OutboundItem => ({ kind: 'edu', edu: { edu_type: 'm.direct_to_device', content: { message_id: `t${n}` } } });
+
+export function describeFederationQueueContract(ctx: ContractContext): void {
+  describe('federation queue', function () {
+    it('an unknown destination reads as empty, never sent, no transaction', async function () {
+      const q = ctx.store.federationQueue;
+      assert.deepEqual(await q.getDestinationQueue('nowhere.test'), { destination: 'nowhere.test', sentUpto: 0, queuedUpto: 0, txn: null });
+      assert.deepEqual(await q.outboundAfter('nowhere.test', 0, Number.MAX_SAFE_INTEGER, 10), []);
+    });
+
+    it('appends each item for every destination at one rising position, read back in order within bounds', async function () {
+      const q = ctx.store.federationQueue;
+      const p1 = await q.enqueueOutbound(['a.test', 'b.test', 'a.test'], pdu('!r:x', 1));
+      const p2 = await q.enqueueOutbound(['a.test'], edu(2));
+      const p3 = await q.enqueueOutbound(['b.test', 'a.test'], pdu('!s:x', 3));
+      assert.ok(p1 < p2 && p2 < p3, 'positions rise');
+      assert.ok(ctx.store.currentPosition() >= p3, 'the watermark passed the entries once enqueued');
+      const a = await q.outboundAfter('a.test', 0, ctx.store.currentPosition(), 10);
+      assert.deepEqual(a.map((e) => e.pos), [p1, p2, p3], 'one entry per position for a (listed twice)');
+      assert.deepEqual(a[0]!.item, pdu('!r:x', 1));
+      assert.deepEqual(a[1]!.item, edu(2));
+      const b = await q.outboundAfter('b.test', 0, ctx.store.currentPosition(), 10);
+      assert.deepEqual(b.map((e) => e.pos), [p1, p3]);
+      assert.deepEqual((await q.outboundAfter('a.test', p1, p3 - 1, 10)).map((e) => e.pos), [p2], '(after, upto] bounds');
+      assert.deepEqual((await q.outboundAfter('a.test', 0, p3, 2)).map((e) => e.pos), [p1, p2], 'limit');
+      const sa = await q.getDestinationQueue('a.test');
+      assert.equal(sa.queuedUpto, p3);
+      assert.equal(sa.sentUpto, 0);
+      const list = await q.listDestinationQueues();
+      assert.deepEqual(list.map((s) => [s.destination, s.queuedUpto]), [['a.test', p3], ['b.test', p3]]);
+    });
+
+    it('a transaction is recorded, completed (sentUpto rises, never falls) and a late completion leaves a newer one', async function () {
+      const q = ctx.store.federationQueue;
+      const p1 = await q.enqueueOutbound(['a.test'], pdu('!r:x', 1));
+      const p2 = await q.enqueueOutbound(['a.test'], pdu('!r:x', 2));
+      const t1 = { txnId: 'T1', upto: p1, catchUp: false };
+      await q.beginTxn('a.test', t1);
+      assert.deepEqual((await q.getDestinationQueue('a.test')).txn, t1);
+      await q.completeTxn('a.test', t1);
+      let s = await q.getDestinationQueue('a.test');
+      assert.equal(s.sentUpto, p1);
+      assert.equal(s.txn, null);
+      const t2 = { txnId: 'T2', upto: p2, catchUp: true };
+      await q.beginTxn('a.test', t2);
+      await q.completeTxn('a.test', t1); // a previous holder's late acknowledgement
+      s = await q.getDestinationQueue('a.test');
+      assert.deepEqual(s.txn, t2, 'the newer transaction stays');
+      assert.equal(s.sentUpto, p1);
+      await q.completeTxn('a.test', t2);
+      await q.completeTxn('a.test', t1);
+      s = await q.getDestinationQueue('a.test');
+      assert.equal(s.sentUpto, p2, 'never moves back');
+      assert.equal(s.txn, null);
+      assert.deepEqual(await q.outboundAfter('a.test', s.sentUpto, ctx.store.currentPosition(), 10), []);
+    });
+
+    it('keeps entries and positions across a reopen', async function () {
+      if (!ctx.canReopen) this.skip();
+      const q = ctx.store.federationQueue;
+      const p1 = await q.enqueueOutbound(['a.test'], edu(1));
+      await q.beginTxn('a.test', { txnId: 'T9', upto: p1, catchUp: false });
+      const store = await ctx.closeAndReopen();
+      assert.deepEqual((await store.federationQueue.getDestinationQueue('a.test')).txn, { txnId: 'T9', upto: p1, catchUp: false });
+      assert.deepEqual((await store.federationQueue.outboundAfter('a.test', 0, store.currentPosition(), 10)).map((e) => e.item), [edu(1)]);
+    });
+  });
+}

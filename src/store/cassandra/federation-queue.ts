@@ -1,0 +1,120 @@
+// Outbound federation queue on Cassandra (contract and rationale: src/store/federation-types.ts;
+// behaviour as src/store/sqlite/federation-queue.ts).
+//
+// - federation_outbox ((destination, bucket), pos): append-only, bucketed by the hour of the
+//   position (positions.ts), 7-day TTL. A reader walks buckets from where the destination's
+//   sentUpto is, so it never reads expired rows; nothing deletes a row.
+// - federation_destinations (destination): one row, no LWT. Each column is written by one kind
+//   of writer with write timestamps derived from positions, so last-write-wins means what the
+//   contract needs even when writers race or arrive late:
+//     queued_upto   every enqueuer, timestamp = pos           -> the highest position queued;
+//     first_queued  every enqueuer, timestamp = FIRST - pos   -> the lowest (where reads start);
+//     sent_upto     completeTxn,   timestamp = 2·upto + 1     -> never moves back;
+//     txn_*         beginTxn at 2·upto, completeTxn clears at 2·upto + 1 -> a late completion of
+//                   an older transaction (lower upto) cannot clear a newer one.
+//   Position timestamps (~2^48) sit below wall-clock microseconds and these cells are written by
+//   nothing else; FIRST - pos sits above, for the same reason harmless.
+// - Entries are written in one logged batch with the state updates, at a reserved position
+//   after the worker lease is confirmed (the same fence as event batches).
+
+import type { DestinationQueueState, FederationQueueStore, OutboundEntry, OutboundItem, OutboundTxn } from '../federation-types.js';
+import type { JsonObject } from '../../protocol/types.js';
+import { jsonParse, num, type CassandraContext, type CqlStatement } from './context.js';
+import { positionAt, positionBucket } from './positions.js';
+
+const TTL_MS = 7 * 24 * 3_600_000;
+const FIRST = 2 ** 51;
+
+export class CassandraFederationQueueStore implements FederationQueueStore {
+  constructor(private readonly ctx: CassandraContext) {}
+
+  async enqueueOutbound(destinations: readonly string[], item: OutboundItem): Promise<number> {
+    this.ctx.checkOpen();
+    const body = JSON.stringify(item.kind === 'pdu' ? item.pdu : item.edu);
+    const roomId = item.kind === 'pdu' ? item.roomId : '';
+    const dests = [...new Set(destinations)];
+    return this.ctx.writeAtPosition(async (pos) => {
+      const statements: CqlStatement[] = [];
+      for (const d of dests) {
+        statements.push(
+          { query: 'INSERT INTO federation_outbox (destination, bucket, pos, kind, room_id, body) VALUES (?, ?, ?, ?, ?, ?)', params: [d, positionBucket(pos), pos, item.kind, roomId, body] },
+          { query: 'UPDATE federation_destinations USING TIMESTAMP ? SET queued_upto = ? WHERE destination = ?', params: [pos, pos, d] },
+          { query: 'UPDATE federation_destinations USING TIMESTAMP ? SET first_queued = ? WHERE destination = ?', params: [FIRST - pos, pos, d] },
+        );
+      }
+      await this.ctx.confirmLease?.();
+      await this.ctx.batch(statements);
+      return pos;
+    });
+  }
+
+  async outboundAfter(destination: string, afterExclusive: number, uptoInclusive: number, limit: number): Promise<OutboundEntry[]> {
+    this.ctx.checkOpen();
+    const rs = await this.ctx.execute('SELECT queued_upto, first_queued FROM federation_destinations WHERE destination = ?', [destination]);
+    const row = rs.first();
+    if (!row || row.get('queued_upto') === null) return [];
+    const hi = Math.min(uptoInclusive, num(row.get('queued_upto')));
+    const lo = Math.max(afterExclusive + 1, num(row.get('first_queued')), positionAt(Date.now() - TTL_MS, 0));
+    const out: OutboundEntry[] = [];
+    if (lo > hi) return out;
+    for (let b = positionBucket(lo); b <= positionBucket(hi) && out.length < limit; b++) {
+      const rows = await this.ctx.all('SELECT pos, kind, room_id, body FROM federation_outbox WHERE destination = ? AND bucket = ? AND pos > ? AND pos <= ? LIMIT ?', [
+        destination,
+        b,
+        afterExclusive,
+        hi,
+        Math.min(limit - out.length, 2 ** 31 - 1), // CQL LIMIT is an int
+      ]);
+      for (const r of rows) {
+        const kind = r.get('kind') as string;
+        const parsed = jsonParse<JsonObject>(r.get('body') as string);
+        out.push({ pos: num(r.get('pos')), item: kind === 'pdu' ? { kind: 'pdu', roomId: r.get('room_id') as string, pdu: parsed } : { kind: 'edu', edu: parsed } });
+      }
+    }
+    return out;
+  }
+
+  async getDestinationQueue(destination: string): Promise<DestinationQueueState> {
+    this.ctx.checkOpen();
+    const rs = await this.ctx.execute('SELECT destination, sent_upto, queued_upto, txn_id, txn_upto, txn_catch_up FROM federation_destinations WHERE destination = ?', [destination]);
+    const row = rs.first();
+    return row ? toState(row) : { destination, sentUpto: 0, queuedUpto: 0, txn: null };
+  }
+
+  async listDestinationQueues(): Promise<DestinationQueueState[]> {
+    this.ctx.checkOpen();
+    const rows = await this.ctx.all('SELECT destination, sent_upto, queued_upto, txn_id, txn_upto, txn_catch_up FROM federation_destinations');
+    return rows.map(toState).sort((a, b) => (a.destination < b.destination ? -1 : a.destination > b.destination ? 1 : 0));
+  }
+
+  async beginTxn(destination: string, txn: OutboundTxn): Promise<void> {
+    this.ctx.checkOpen();
+    await this.ctx.execute('UPDATE federation_destinations USING TIMESTAMP ? SET txn_id = ?, txn_upto = ?, txn_catch_up = ? WHERE destination = ?', [
+      2 * txn.upto,
+      txn.txnId,
+      txn.upto,
+      txn.catchUp,
+      destination,
+    ]);
+  }
+
+  async completeTxn(destination: string, txn: OutboundTxn): Promise<void> {
+    this.ctx.checkOpen();
+    await this.ctx.execute(`UPDATE federation_destinations USING TIMESTAMP ? SET sent_upto = ?, txn_id = '', txn_upto = 0, txn_catch_up = false WHERE destination = ?`, [
+      2 * txn.upto + 1,
+      txn.upto,
+      destination,
+    ]);
+  }
+}
+
+function toState(row: { get(name: string): unknown }): DestinationQueueState {
+  const n = (c: string) => (row.get(c) === null || row.get(c) === undefined ? 0 : num(row.get(c)));
+  const txnId = (row.get('txn_id') as string | null) ?? '';
+  return {
+    destination: row.get('destination') as string,
+    sentUpto: n('sent_upto'),
+    queuedUpto: n('queued_upto'),
+    txn: txnId === '' ? null : { txnId, upto: n('txn_upto'), catchUp: row.get('txn_catch_up') === true },
+  };
+}
