@@ -247,6 +247,28 @@ describe('replication stream (Redis)', function () {
     assert.equal(resets.length, before, 'lost heartbeats alone cause no reset');
   });
 
+  it('a worker first heard after its hello (Redis lost it) may have queued records nobody read: the reset reaches up to its last one', async function () {
+    const a = new FakeWorker(1, 100);
+    const ra = await join(a);
+    const resets: number[] = [];
+    ra.stream.onChanges((changes) => {
+      for (const c of changes) if (c.kind === 'reset') resets.push(c.stream);
+    });
+    a.clock = 2_000;
+    const raw = redisClient();
+    conns.push(raw);
+    await raw.xadd(key, '*', 'e', JSON.stringify({ t: 'h', w: 8, s: 5, p: 2_500, r: 2_200 }));
+    a.clock = 3_000;
+    await until(() => resets.length > 0, 'a reset');
+    assert.ok(resets[0]! >= 2_200, `reset at ${resets[0]}`);
+    await raw.xadd(key, '*', 'e', JSON.stringify({ t: 'h', w: 7, s: 1, p: 2_600, r: 0 }));
+    await raw.xadd(key, '*', 'e', JSON.stringify({ t: 'h', w: 8, s: 6, p: 2_700, r: 2_200 }));
+    await raw.xadd(key, '*', 'e', JSON.stringify({ t: 'h', w: 7, s: 2, p: 2_700, r: 0 }));
+    await until(() => ra.stream.currentPosition() >= 2_700, 'the watermark to follow');
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(resets.length, 1, 'a hello needs no reset');
+  });
+
   it('a Redis restart longer than deadMs drops no live worker: the watermark still waits for it, then follows it again', async function () {
     this.timeout(30_000);
     const dir = mkdtempSync(joinPath(tmpdir(), 'hearth-repl-redis-'));

@@ -386,9 +386,11 @@ export class ReplicationStream {
       return;
     }
     if (!st) {
-      // A hello, or a worker we had dropped: count it from here on.
-      st = { promise: e.p, seenAt: now, lastAt: at, seq: e.s - 1, r: e.r ?? 0 };
+      // A hello, or a worker we had dropped: count it from here on. A worker first heard after
+      // its hello (Redis lost that, or we had dropped it) may have queued records we never read.
+      st = { promise: e.p, seenAt: now, lastAt: at, seq: e.s - 1, r: e.s > 1 ? -Infinity : (e.r ?? 0) };
       this.workers.set(e.w, st);
+      if (e.s > 1 && (e.r === undefined || e.r > 0)) this.lostEntries(st, e);
     }
     if (e.s !== st.seq + 1) this.lostEntries(st, e);
     st.r = Math.max(st.r, entryRecords(e));
