@@ -10,6 +10,7 @@ import { freePort } from '../helpers/child-server.js';
 import { freshPrefix, OwnRedis, redisClient } from '../helpers/redis.js';
 import { ReplicationStream, type LocalFeed } from '../../src/cluster/replication.js';
 import type { ChangeRecord } from '../../src/store/change-types.js';
+import { ReadModel } from '../../src/sync/read-model/read-model.js';
 import type { ChangeListener } from '../../src/store/stream-id.js';
 
 class FakeWorker implements LocalFeed {
@@ -202,6 +203,70 @@ describe('replication stream (Redis)', function () {
     a.clock = 2000;
     await until(() => ra.resets > 0, 'a reset');
     assert.ok(!ra.seen.includes(900), 'records after a gap are replaced by the reset');
+  });
+
+  it('records lost above the next watermark are resynced: the reset reaches past them, and readers are woken once they become readable (the three-worker Redis-restart miss)', async function () {
+    // Worker 9's entry carrying its record at 300 is lost (a failed XADD while Redis was down, or
+    // skipped by a reader that reconnected). Its next entry reveals the gap with promise 400 while
+    // worker 2 still holds the watermark at 100: the watermark then advances to 200 first. A reset
+    // at 200 would leave the read model claiming nothing happened at 300 once the watermark passes
+    // it, and a follower syncing from 250 would never get the message.
+    const a = new FakeWorker(1, 100);
+    const b = new FakeWorker(2, 100);
+    const ra = await join(a);
+    const model = new ReadModel({ getRoomsForUser: async () => [] }, ra.stream.currentPosition());
+    const resets: Array<{ at: number; current: number }> = [];
+    ra.stream.onChanges((changes, current) => {
+      model.apply(changes, current);
+      for (const c of changes) if (c.kind === 'reset') resets.push({ at: c.stream, current });
+    });
+    await join(b);
+    b.floor = 100;
+    a.clock = 2_000;
+    const raw = redisClient();
+    conns.push(raw);
+    const entry = (e: object) => raw.xadd(key, '*', 'e', JSON.stringify({ w: 9, ...e }));
+    await entry({ t: 'h', s: 1, p: 100, r: 0 });
+    await until(() => ra.stream.liveWorkers().includes(9), 'A to know worker 9');
+    // s: 2 would have been { t: 'c', p: 300, r: 0, c: [receipt at 300 in !lost:x] }.
+    await entry({ t: 'h', s: 3, p: 400, r: 300 });
+    await new Promise((r) => setTimeout(r, 100));
+    b.floor = null;
+    b.clock = 200;
+    await until(() => ra.stream.currentPosition() >= 200, 'the watermark to pass 200');
+    const woken = resets.length;
+    b.clock = 2_000;
+    await until(() => ra.stream.currentPosition() >= 400, 'the watermark to follow worker 9');
+    assert.ok(resets.length > 0 && resets[0]!.at >= 300, `the first reset reaches past the lost record (resets: ${JSON.stringify(resets)})`);
+    assert.equal(model.receipts.changedSince('!lost:x', 250), true, 'a sync from 250 must go to the store and find the lost write');
+    assert.ok(resets.length > woken && resets.at(-1)!.current >= 300, `readers are woken again once the lost write is readable (resets: ${JSON.stringify(resets)})`);
+    // Only heartbeats lost: nothing to resync.
+    const before = resets.length;
+    await entry({ t: 'h', s: 6, p: 500, r: 300 });
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(resets.length, before, 'lost heartbeats alone cause no reset');
+  });
+
+  it('a worker first heard after its hello (Redis lost it) may have queued records nobody read: the reset reaches up to its last one', async function () {
+    const a = new FakeWorker(1, 100);
+    const ra = await join(a);
+    const resets: number[] = [];
+    ra.stream.onChanges((changes) => {
+      for (const c of changes) if (c.kind === 'reset') resets.push(c.stream);
+    });
+    a.clock = 2_000;
+    const raw = redisClient();
+    conns.push(raw);
+    await raw.xadd(key, '*', 'e', JSON.stringify({ t: 'h', w: 8, s: 5, p: 2_500, r: 2_200 }));
+    a.clock = 3_000;
+    await until(() => resets.length > 0, 'a reset');
+    assert.ok(resets[0]! >= 2_200, `reset at ${resets[0]}`);
+    await raw.xadd(key, '*', 'e', JSON.stringify({ t: 'h', w: 7, s: 1, p: 2_600, r: 0 }));
+    await raw.xadd(key, '*', 'e', JSON.stringify({ t: 'h', w: 8, s: 6, p: 2_700, r: 2_200 }));
+    await raw.xadd(key, '*', 'e', JSON.stringify({ t: 'h', w: 7, s: 2, p: 2_700, r: 0 }));
+    await until(() => ra.stream.currentPosition() >= 2_700, 'the watermark to follow');
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(resets.length, 1, 'a hello needs no reset');
   });
 
   it('a Redis restart longer than deadMs drops no live worker: the watermark still waits for it, then follows it again', async function () {

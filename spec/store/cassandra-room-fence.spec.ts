@@ -11,6 +11,7 @@ import { openCassandraStore, type CassandraStore } from '../../src/store/cassand
 import type { CommitHooks } from '../../src/store/cassandra/room-fence.js';
 import { StaleWriterError, StoreConflictError, type PersistEventInput, type Store } from '../../src/store/types.js';
 import { FakeRoom, type BuiltEvent } from './fixtures.js';
+import type { ChangeRecord } from '../../src/store/change-types.js';
 
 const ALICE = '@alice:hearth.test';
 
@@ -32,8 +33,25 @@ class Pause implements CommitHooks {
     this.open?.();
   }
 
+  /** The next answer after `step` for `eventId` is "lost": the writer gets a driver timeout. */
+  private lose: { step: 'after' | 'batch'; eventId: string } | null = null;
+  loseAnswer(step: 'after' | 'batch', eventId: string): void {
+    this.lose = { step, eventId };
+  }
+
   beforeCommit = (_roomId: string, eventId: string): Promise<void> => this.hold('before', eventId);
-  afterCommit = (_roomId: string, eventId: string): Promise<void> => this.hold('after', eventId);
+  afterCommit = async (_roomId: string, eventId: string): Promise<void> => {
+    await this.hold('after', eventId);
+    this.maybeLose('after', eventId);
+  };
+  afterBatch = async (_roomId: string, eventId: string): Promise<void> => this.maybeLose('batch', eventId);
+
+  private maybeLose(step: 'after' | 'batch', eventId: string): void {
+    if (this.lose?.step !== step || this.lose.eventId !== eventId) return;
+    this.lose = null;
+    // What the driver answers for a write the coordinator timed out (it may still be applied).
+    throw Object.assign(new Error('Operation timed out - received only 0 responses.'), { name: 'ResponseError', code: 0x1100 });
+  }
 
   private async hold(step: 'before' | 'after', eventId: string): Promise<void> {
     const a = this.armed;
@@ -186,6 +204,31 @@ describe('Cassandra room commit point (owner epochs)', function () {
     assert.equal(ids.filter((id) => id === t2.eventId).length, 1);
     assert.ok((await writetime(t1.eventId)) < (await writetime(t2.eventId)), 'commit timestamps follow commit order');
     assert.deepEqual(await commitRow(room.roomId), { epoch: 2, seq: 7 });
+  });
+
+  it('a write whose commit or batch answer was lost (timed out) finds out before giving up its position: it succeeds and its change record is published', async () => {
+    const room = new FakeRoom();
+    await room.create(owner(a, 1), ALICE);
+    const records: ChangeRecord[] = [];
+    const off = a.onChanges((changes) => records.push(...changes));
+    try {
+      // The commit LWT applied but its answer was lost; then the batch applied but its answer was lost.
+      for (const step of ['after', 'batch'] as const) {
+        const ev = room.build('m.room.message', ALICE, { body: `lost at ${step}` });
+        pauseA.loseAnswer(step, ev.eventId);
+        const r = await a.rooms.persistEvent(room.input(ev, { fence: { epoch: 1 } }));
+        assert.equal((await b.rooms.getEvent(ev.eventId))?.stream, r.stream, `${step}: stored at the position the write answered`);
+        const rec = records.find((c) => c.kind === 'event' && c.eventId === ev.eventId);
+        assert.equal(rec?.stream, r.stream, `${step}: its change record was published (an incremental sync finds it)`);
+        assert.ok(a.currentPosition() >= r.stream);
+      }
+      const next = await room.send(owner(a, 1), 'm.room.message', ALICE, { body: 'after' });
+      const ids = await timeline(b, room.roomId);
+      assert.equal(ids[0], next.eventId);
+      assert.equal(new Set(ids).size, ids.length, 'each event once');
+    } finally {
+      off();
+    }
   });
 
   it("a new owner's first write settles the room itself (no fenceRoom)", async () => {

@@ -88,6 +88,22 @@ describe('sync read model', function () {
       assert.equal(model.timeline('!r', 0, 3, 10, {}), undefined);
       assert.equal(model.covers(3), true);
     });
+
+    it('a reset above the position (records lost up to it) keeps every answer below it on the store, and the records that do arrive up to it out of the timelines', function () {
+      const model = new ReadModel(noRooms, 0);
+      model.apply([ev('!r', 1)], 1);
+      // Records up to 6 may be missing (5 was lost on its way): the model must not piece 4 and 6
+      // into a timeline that looks complete, nor say "unchanged since 4".
+      model.apply([{ kind: 'reset', stream: 6 }], 3);
+      model.apply([ev('!r', 4)], 4);
+      model.apply([ev('!r', 6), ev('!r', 7)], 7);
+      assert.equal(model.covers(4), false);
+      assert.equal(model.rooms.changesSince(['!r'], 4), undefined, 'unknown below the reset');
+      assert.equal(model.timeline('!r', 3, 7, 10, {}), undefined, 'the buffer cannot answer across the lost record');
+      assert.equal(model.timeline('!r', 4, 7, 1, {}), undefined, 'not even for a short limit');
+      assert.deepEqual(model.timeline('!r', 6, 7, 10, {})?.events.map((e) => e.stream), [7], 'above the reset, records are applied again');
+      assert.equal(model.covers(6), true);
+    });
   });
 
   describe('watermark', function () {

@@ -38,9 +38,18 @@
 //   is dropped after `deadMs`, which must exceed its worker lease TTL.
 // - Records are hints for caches (see src/store/change-types.ts): when the feed may have lost
 //   entries (Redis restarted, the stream was trimmed past us, a buffer overflowed), consumers get
-//   one `reset` record and fall back to the store. Losing Redis stalls the cluster watermark
+//   a `reset` record and fall back to the store. Losing Redis stalls the cluster watermark
 //   (wake-ups wait); it loses no durable data. When reads resume after Redis was unreachable,
 //   every known worker's silence restarts from then: none is dropped for Redis's outage.
+// - A reset must reach past every record it stands for. Each entry carries `r`, the position of
+//   the last change record its worker queued before it, so a consumer that sees a gap in a
+//   worker's entries knows whether records were lost and how far up they lie (the `horizon`).
+//   Lost records lie above the watermark when the gap is seen (the worker's promise covered
+//   none of them yet) but may lie above the next watermark too, and a reset at a lower position
+//   would leave caches claiming nothing changed there once the watermark passes them. So the
+//   reset names the horizon (consumers hold nothing from memory at or below it: they read those
+//   positions from the store, the resync), and a second reset once the watermark reaches the
+//   horizon wakes every reader, whose lost writes just became readable.
 
 import type { Redis } from 'ioredis';
 import type { ChangeRecord } from '../store/change-types.js';
@@ -95,16 +104,19 @@ interface WorkerState {
   seq: number;
   /** Its lease token, from its heartbeats. */
   owner?: string;
+  /** `r` of its latest entry: the last change record it queued that this consumer knows of. */
+  r: number;
   /** A revocation of its lease is under way. */
   revoking?: boolean;
   /** Not before: after a revocation Cassandra did not answer. */
   revokeAfter?: number;
 }
 
+// `r` (see the header) is absent from entries of workers that predate it.
 type Entry =
-  | { t: 'c'; w: number; s: number; p: number; c: ChangeRecord[]; o?: string }
-  | { t: 'h'; w: number; s: number; p: number; o?: string }
-  | { t: 'bye'; w: number; s: number; p: number; o?: string };
+  | { t: 'c'; w: number; s: number; p: number; r?: number; c: ChangeRecord[]; o?: string }
+  | { t: 'h'; w: number; s: number; p: number; r?: number; o?: string }
+  | { t: 'bye'; w: number; s: number; p: number; r?: number; o?: string };
 
 /** Beyond leaseStaleMs, before a revoked worker is dropped: its last write's transit. */
 const REVOKE_MARGIN_MS = 250;
@@ -121,6 +133,12 @@ export class ReplicationStream {
   private heartbeat: NodeJS.Timeout | null = null;
   private loop: Promise<void> | null = null;
   private pendingReset = false;
+  /** How far up the records the pending reset stands for may lie (see the header). */
+  private resetHorizon = -Infinity;
+  /** A reset named this horizon above the watermark: wake every reader once it is reached. */
+  private wakeAt: number | null = null;
+  /** Position of the last change record this worker queued (`r` of its next entry). */
+  private lastQueuedRecord = 0;
   /** Reads have been failing (Redis unreachable) since the last successful one. */
   private readsFailing = false;
   private heartbeatPending = false;
@@ -167,10 +185,10 @@ export class ReplicationStream {
       if (e.t === 'bye') this.workers.delete(e.w);
       else if (now - at < this.opts.deadMs) {
         const owner = e.t === 'h' && typeof e.o === 'string' ? e.o : undefined;
-        this.workers.set(e.w, { promise: e.p, seenAt: at, lastAt: at, seq: e.s, owner: owner ?? this.workers.get(e.w)?.owner });
+        this.workers.set(e.w, { promise: e.p, seenAt: at, lastAt: at, seq: e.s, r: entryRecords(e), owner: owner ?? this.workers.get(e.w)?.owner });
       }
     }
-    this.workers.set(local.workerId, { promise: local.promise(), seenAt: now, lastAt: 0, seq: 0 });
+    this.workers.set(local.workerId, { promise: local.promise(), seenAt: now, lastAt: 0, seq: 0, r: 0 });
     if (local.leaseOwner !== undefined) this.ownTokens.add(local.leaseOwner);
     this.watermark = this.computeWatermark();
     this.running = true;
@@ -264,8 +282,10 @@ export class ReplicationStream {
     const s = ++this.seq;
     const w = as?.w ?? local.workerId;
     const o = as ? as.o : local.leaseOwner;
-    const entry: Entry = t === 'c' ? { t, w, s, p, c: changes ?? [] } : { t, w, s, p };
+    const r = this.lastQueuedRecord;
+    const entry: Entry = t === 'c' ? { t, w, s, p, r, c: changes ?? [] } : { t, w, s, p, r };
     if (o !== undefined) entry.o = o;
+    if (t === 'c') for (const c of changes ?? []) this.lastQueuedRecord = Math.max(this.lastQueuedRecord, c.stream);
     if (t === 'c') for (const c of changes ?? []) this.buffer.push(c); // our own records need no round trip
     const sent = this.publishChain
       .then(() =>
@@ -396,7 +416,7 @@ export class ReplicationStream {
       this.ownTokens.add(local.leaseOwner);
       if (this.ownTokens.size > OWN_TOKENS) this.ownTokens.delete(this.ownTokens.values().next().value!);
     }
-    this.workers.set(local.workerId, { promise: local.promise(), seenAt: this.now(), lastAt: 0, seq: 0 });
+    this.workers.set(local.workerId, { promise: local.promise(), seenAt: this.now(), lastAt: 0, seq: 0, r: this.lastQueuedRecord });
     this.quiet = false;
     // The join grace counts from a hello that reached Redis: a consumer that never learnt of the
     // new worker ID would let its watermark pass the new writes (a new worker's first entry is
@@ -448,19 +468,33 @@ export class ReplicationStream {
     this.pendingReset = true;
   }
 
+  /** Entries of worker `st` between its last one read and `e` were lost (see the header). */
+  private lostEntries(st: WorkerState, e: Entry): void {
+    // Only heartbeats lost: nothing to resync.
+    if (e.r !== undefined && e.r <= st.r) return;
+    this.pendingReset = true;
+    // A worker without `r`: its promise bounds every record it queued before this entry.
+    this.resetHorizon = Math.max(this.resetHorizon, e.r ?? e.p);
+    this.opts.logger.warn({ worker: e.w, horizon: this.resetHorizon }, 'replication: change records lost; resyncing from the store up to the horizon');
+  }
+
   private ingest(e: Entry, now: number, at: number): void {
     let st = this.workers.get(e.w);
     if (e.t === 'bye') {
-      // Everything it completed was published before the goodbye.
+      // Everything it completed was published before the goodbye, but maybe not read by us.
+      if (st && e.s !== st.seq + 1) this.lostEntries(st, e);
       this.workers.delete(e.w);
       return;
     }
     if (!st) {
-      // A hello, or a worker we had dropped: count it from here on.
-      st = { promise: e.p, seenAt: now, lastAt: at, seq: e.s - 1 };
+      // A hello, or a worker we had dropped: count it from here on. A worker first heard after
+      // its hello (Redis lost that, or we had dropped it) may have queued records we never read.
+      st = { promise: e.p, seenAt: now, lastAt: at, seq: e.s - 1, r: e.s > 1 ? -Infinity : (e.r ?? 0) };
       this.workers.set(e.w, st);
+      if (e.s > 1 && (e.r === undefined || e.r > 0)) this.lostEntries(st, e);
     }
-    if (e.s !== st.seq + 1) this.pendingReset = true;
+    if (e.s !== st.seq + 1) this.lostEntries(st, e);
+    st.r = Math.max(st.r, entryRecords(e));
     st.seq = e.s;
     st.seenAt = now;
     st.lastAt = Math.max(st.lastAt, at);
@@ -468,6 +502,7 @@ export class ReplicationStream {
     if (e.t === 'c') {
       for (const c of e.c) this.buffer.push(c);
       if (this.buffer.length > this.opts.maxBuffered) {
+        for (const c of this.buffer) this.resetHorizon = Math.max(this.resetHorizon, c.stream);
         this.buffer = [];
         this.pendingReset = true;
       }
@@ -502,7 +537,16 @@ export class ReplicationStream {
       ready.push(...this.buffer.splice(0, i));
     }
     if (this.pendingReset) {
+      // Records lost up to the horizon may still be above the watermark: the reset covers them,
+      // and the readers are woken again when they become readable.
       this.pendingReset = false;
+      ready.length = 0;
+      ready.push({ kind: 'reset', stream: Math.max(next, this.resetHorizon) });
+      if (this.wakeAt !== null && next >= this.wakeAt) this.wakeAt = null;
+      if (this.resetHorizon > next) this.wakeAt = Math.max(this.wakeAt ?? -Infinity, this.resetHorizon);
+      this.resetHorizon = -Infinity;
+    } else if (this.wakeAt !== null && next >= this.wakeAt) {
+      this.wakeAt = null;
       ready.length = 0;
       ready.push({ kind: 'reset', stream: next });
     }
@@ -532,12 +576,20 @@ export class ReplicationStream {
   }
 }
 
+/** The last change record a worker queued as of entry `e` (its own records included). */
+function entryRecords(e: Entry): number {
+  let r = e.r ?? 0;
+  if (e.t === 'c') for (const c of e.c) r = Math.max(r, c.stream);
+  return r;
+}
+
 function decode(fields: string[]): Entry | null {
   const i = fields.indexOf('e');
   if (i < 0 || i + 1 >= fields.length) return null;
   try {
     const e = JSON.parse(fields[i + 1]!) as Entry;
     if (typeof e.w !== 'number' || typeof e.s !== 'number' || typeof e.p !== 'number') return null;
+    if (e.r !== undefined && typeof e.r !== 'number') return null;
     if (e.t === 'c' && !Array.isArray(e.c)) return null;
     return e;
   } catch {

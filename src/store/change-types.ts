@@ -18,7 +18,12 @@ export type ChangeRecord =
   | { kind: 'delivered'; stream: number; roomId: string }
   | { kind: 'to_device'; stream: number; targets: Array<{ userId: string; deviceId: string }> }
   | { kind: 'device_list'; stream: number; userIds: string[] }
-  /** Something was written that the describer could not name: consumers drop all they cache. */
+  /**
+   * Something was written that the describer could not name: consumers drop all they cache and
+   * know nothing at or below `stream` from memory. `stream` may lie above the position the
+   * records come with (records up to it were lost on their way, src/cluster/replication.ts):
+   * records at or below it that still arrive must not be taken as complete either.
+   */
   | { kind: 'reset'; stream: number };
 
 /**

@@ -115,7 +115,7 @@ export class EventWriter {
 
   constructor(
     private readonly ctx: CassandraContext,
-    hooks?: CommitHooks,
+    private readonly hooks: CommitHooks = {},
   ) {
     this.backfill = new BackfillPositions(ctx);
     this.commits = new RoomCommits(ctx, notApplied, hooks);
@@ -310,7 +310,18 @@ export class EventWriter {
       }
       sent = true;
       await this.ctx.batch(statements, ts !== undefined ? { timestamp: ts } : undefined);
+      await this.hooks.afterBatch?.(roomId, eventId);
     } catch (err) {
+      // A fenced write whose outcome is unknown finds it out before its position is released:
+      // landed, it completes (its change record published, the caller answered); given up, a
+      // later settle could land it below the watermark where no incremental sync looks.
+      if (fence !== undefined && sent && !notApplied(err) && !(err instanceof StaleWriterError)) {
+        const statements = [...batch, ...hookStatements];
+        const stored = async () => (await this.ctx.execute('SELECT event_id FROM events WHERE event_id = ?', [eventId])).first() != null;
+        const outcome = await this.commits.resolve(roomId, fence, statements, commit, stored);
+        if (outcome === 'landed') return { stateGroupBefore: before, stateGroupAfter: after };
+        if (outcome === 'absent') sent = false;
+      }
       // Once the batch (or the commit carrying it) was sent it may still be applied (a timeout
       // is not a failure): keep the claims then, so the event can never be stored twice, unless
       // the node refused it outright.

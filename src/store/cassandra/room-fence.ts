@@ -24,6 +24,12 @@
 //   never half-visible to the next owner, and the next owner builds on it.
 // - A pending batch the node refuses outright (e.g. over batch_size_fail_threshold) is voided
 //   (pending = '', conditional on its seq): it wrote nothing and never will.
+// - A writer whose commit or batch had an unknown outcome (a timeout) resolves it before giving
+//   up its stream position (resolve()): it sends the batch again at the commit's timestamp (the
+//   same cells at the same timestamp: a no-op if the first one landed), or settles the room and
+//   looks for its event. Given up with the outcome still unknown, a later settle may land the
+//   event below the stream's watermark with no change record: it is then found by store reads
+//   (/messages, initial syncs), not by incremental syncs served from the read model.
 // - Writes without a fence (one node) and events without a room ID (a v12 create event, which
 //   starts a room nobody else can own yet) take no commit point.
 
@@ -36,7 +42,15 @@ const LOCAL_SERIAL = 0x0009;
 export interface CommitHooks {
   beforeCommit?(roomId: string, eventId: string): Promise<void>;
   afterCommit?(roomId: string, eventId: string): Promise<void>;
+  /** After the event's batch was acknowledged (a test may throw: an answer lost on the way). */
+  afterBatch?(roomId: string, eventId: string): Promise<void>;
 }
+
+/** How a write with an unknown outcome ended, once resolve() looked. */
+export type Outcome = 'landed' | 'absent' | 'unknown';
+
+const RESOLVE_ATTEMPTS = 4;
+const RESOLVE_BUDGET_MS = 10_000;
 
 interface Head {
   epoch: number;
@@ -107,6 +121,45 @@ export class RoomCommits {
       // Another commit at our epoch moved the row (this instance's cache was behind): settle again.
     }
     throw new Error(`room ${roomId}: commit did not settle`);
+  }
+
+  /**
+   * The outcome of a write of `eventId` whose commit LWT (commit undefined) or batch (commit
+   * given) had no answer: 'landed' once its event is stored, 'absent' when it provably never will
+   * be (the commit did not apply, or the node refuses the batch outright), else 'unknown'.
+   * `stored` reads whether the event row exists.
+   */
+  async resolve(
+    roomId: string,
+    epoch: number,
+    statements: CqlStatement[],
+    commit: Commit | undefined,
+    stored: () => Promise<boolean>,
+  ): Promise<Outcome> {
+    // Bounded: the room's next writes and the stream's watermark wait for this position.
+    const until = Date.now() + RESOLVE_BUDGET_MS;
+    for (let attempt = 0; attempt < RESOLVE_ATTEMPTS && Date.now() < until; attempt++) {
+      if (attempt > 0) await new Promise((r) => setTimeout(r, 100 * attempt));
+      try {
+        if (commit) {
+          await this.ctx.batch(statements, { timestamp: commit.ts });
+          return 'landed';
+        }
+        // Settling completes a commit LWT still in progress (serial read) and lands the room's
+        // last commit if it is ours and its batch is missing; ours not stored after that means
+        // it never applied (this process writes the room's next commit only after this).
+        this.heads.delete(roomId);
+        await this.settleNow(roomId, epoch);
+        return (await stored()) ? 'landed' : 'absent';
+      } catch (err) {
+        if (commit && this.notApplied(err)) return 'absent';
+        if (err instanceof StaleWriterError) {
+          // A later owner holds the room: it lands our commit (if it applied) when it settles.
+          return (await stored().catch(() => false)) ? 'landed' : 'unknown';
+        }
+      }
+    }
+    return 'unknown';
   }
 
   /** The commit's batch did not certainly land: the next write settles (and rolls it forward). */

@@ -85,6 +85,8 @@ export interface CacheStats {
 
 export class ReadModel {
   private pos: number;
+  /** The last reset's position: records at or below it are not applied (see reset). */
+  private resetAt = -Infinity;
   readonly rooms: StreamChangeCache;
   readonly roomMembers: StreamChangeCache;
   readonly ownMembership: StreamChangeCache;
@@ -169,7 +171,12 @@ export class ReadModel {
 
   /** The completion hook's listener. */
   apply(changes: ChangeRecord[], current: number): void {
-    for (const c of changes) this.applyOne(c);
+    for (const c of changes) {
+      // After a reset above the watermark, records below it may have gaps (lost on the way):
+      // applying them would make a room's timeline look complete without the missing events.
+      if (c.kind !== 'reset' && c.stream <= this.resetAt) continue;
+      this.applyOne(c);
+    }
     this.pos = current;
   }
 
@@ -371,8 +378,14 @@ export class ReadModel {
     return true;
   }
 
-  /** Drops everything: nothing below `pos` is known from memory any more. */
+  /**
+   * Drops everything: nothing at or below `pos` is known from memory any more. `pos` may be
+   * above the model's position: until the model passes it, every answer below it comes from the
+   * store (change caches do not cover it, loads are not kept) and records at or below it are
+   * ignored.
+   */
   reset(pos: number): void {
+    this.resetAt = Math.max(this.resetAt, pos);
     for (const c of this.caches) c.reset(pos);
     this.timelines.clear();
     this.memberships.clear();
