@@ -9,6 +9,7 @@ import { pino } from 'pino';
 import { ConnectionTracker } from '../../src/sync/connections.js';
 import { RedisConnectionRegistry } from '../../src/cluster/connections.js';
 import { freshPrefix, startRedis } from '../helpers/redis.js';
+import { until } from '../helpers/until.js';
 
 const silent = pino({ level: 'silent' });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -35,14 +36,6 @@ describe('cluster: connections announced through Redis', function () {
     const registry = new RedisConnectionRegistry({ client, prefix, nodeId, tracker, recentMs: opts.recentMs ?? 30_000, refreshMs: opts.refreshMs, logger: silent });
     registries.push(registry);
     return { tracker, registry };
-  }
-
-  async function until(what: string, check: () => Promise<boolean>, ms = 3000): Promise<void> {
-    const end = Date.now() + ms;
-    while (!(await check())) {
-      if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-      await sleep(10);
-    }
   }
 
   it('a socket open on A counts on B until it closes', async () => {

@@ -13,17 +13,10 @@ import { openRedisSharedState, type RedisSharedState } from '../../src/cluster/r
 import { freshPrefix, startRedis } from '../helpers/redis.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { makeUser, ok, roomWith, syncOk, V3, type User } from '../helpers/fixtures.js';
+import { until } from '../helpers/until.js';
 
 const silent = pino({ level: 'silent' });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function until(what: string, check: () => boolean, ms = 3000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(5);
-  }
-}
 
 interface Worker {
   presence: PresenceService;

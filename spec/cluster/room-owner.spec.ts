@@ -5,6 +5,7 @@ import { assert } from '../helpers/assert.js';
 import { freshPrefix, redisClient, redisDropped } from '../helpers/redis.js';
 import { RoomOwner, type ForwardHandler } from '../../src/cluster/room-owner.js';
 import { MatrixError } from '../../src/errors.js';
+import { until } from '../helpers/until.js';
 
 const quiet = { warn: () => undefined };
 
@@ -48,14 +49,6 @@ describe('room owner (Redis leases, epochs, forwarding)', function () {
 
   const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
   /** Waits for a condition (polled), never for a guessed time: under load timers run late. */
-  async function until(what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (!(await cond())) {
-      if (Date.now() > deadline) throw new Error(`timed out waiting for: ${what}`);
-      await sleep(10);
-    }
-  }
-
   it('the first caller takes a free room and runs locally; each acquisition gets a greater epoch', async () => {
     const t0 = Date.now();
     const a = worker('a', async () => 'forwarded');

@@ -16,6 +16,7 @@ import { Api, startTestServer, type TestServer } from '../helpers/server.js';
 import type { HearthConfigInput } from '../../src/config/load.js';
 import { bearer, rawConnect, socketUrl, within } from '../socket/helpers.js';
 import { freshPrefix, startRedis } from '../helpers/redis.js';
+import { until } from '../helpers/until.js';
 
 const SECRET = 's'.repeat(32);
 const ADMIN = '/_synapse/admin/v1/register';
@@ -160,14 +161,6 @@ describe('cluster: no push for a user connected to the other instance', function
     await new Promise<void>((r) => gateway.close(() => r()));
   });
 
-  async function until(what: string, check: () => boolean, ms = 5000): Promise<void> {
-    const end = Date.now() + ms;
-    while (!check()) {
-      if (Date.now() > end) throw new Error(`timed out waiting for ${what}; pushed ${JSON.stringify(pushedKeys)}`);
-      await new Promise((r) => setTimeout(r, 10));
-    }
-  }
-
   it('bob, offline on A but with a socket on B, is not pushed; once it closes he is', async () => {
     const api = new Api(a.url);
     const [alice, bob, carol] = [await api.register('alice'), await api.register('bob'), await api.register('carol')];
@@ -182,13 +175,13 @@ describe('cluster: no push for a user connected to the other instance', function
     const sock = await rawConnect(socketUrl(b.url), bearer(bobOnB.token!));
     await new Promise((r) => setTimeout(r, 100)); // the socket's announcement reaches Redis
     const first = await sendEvent(alice, roomId, 'm.room.message', 't1', { msgtype: 'm.text', body: 'one' }, 'send');
-    await until('carol is pushed', () => pushedKeys.includes(`key-@carol:localhost ${first}`));
+    await until(() => `carol is pushed; pushed ${JSON.stringify(pushedKeys)}`, () => pushedKeys.includes(`key-@carol:localhost ${first}`));
     await new Promise((r) => setTimeout(r, 300));
     assert.ok(!pushedKeys.includes(`key-@bob:localhost ${first}`), `bob was pushed: ${JSON.stringify(pushedKeys)}`);
     sock.ws.close(1000);
     await sock.closed;
     await new Promise((r) => setTimeout(r, 100));
     const second = await sendEvent(alice, roomId, 'm.room.message', 't2', { msgtype: 'm.text', body: 'two' }, 'send');
-    await until('bob is pushed once his socket is gone', () => pushedKeys.includes(`key-@bob:localhost ${second}`));
+    await until(() => `bob is pushed once his socket is gone; pushed ${JSON.stringify(pushedKeys)}`, () => pushedKeys.includes(`key-@bob:localhost ${second}`));
   });
 });

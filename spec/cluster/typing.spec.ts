@@ -10,6 +10,7 @@ import { EphemeralStream } from '../../src/ephemeral/stream.js';
 import { LocalNotifier, type ChangeNotice } from '../../src/sync/notifier.js';
 import { openRedisSharedState, type RedisSharedState } from '../../src/cluster/redis.js';
 import { freshPrefix, startRedis } from '../helpers/redis.js';
+import { until } from '../helpers/until.js';
 
 const silent = pino({ level: 'silent' });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -26,14 +27,6 @@ function node(cluster?: RedisSharedState): Node {
   notifier.subscribe((n) => woken.push(n));
   const stream = new EphemeralStream(1000);
   return { typing: new TypingService(stream, notifier, cluster ? { broadcast: cluster.broadcast, logger: silent } : undefined), stream, woken };
-}
-
-async function until(what: string, check: () => boolean, ms = 3000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(5);
-  }
 }
 
 function contract(label: string, make: () => Promise<{ a: Node; b: Node; close(): Promise<void> }>): void {

@@ -17,16 +17,7 @@ import { redisClient } from '../helpers/redis.js';
 import { Api, enc } from '../helpers/server.js';
 import { positionMs, workerOf } from '../../src/store/cassandra/positions.js';
 import { assertLinear, Client, childWorkerPair, sinceNow, sleep, V3, type User } from './room-owner-helpers.js';
-
-async function until<T>(what: string, get: () => T | undefined | Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await get();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for: ${what}`);
-    await sleep(50);
-  }
-}
+import { until } from '../helpers/until.js';
 
 describe('cluster: a worker whose lease was revoked while frozen rejoins once woken', function () {
   this.timeout(240_000);
@@ -89,14 +80,14 @@ describe('cluster: a worker whose lease was revoked while frozen rejoins once wo
     const rejoined = await until('worker 2 rejoined', () => {
       const line = child.output().split('\n').find((l) => l.includes('rejoined under a new worker lease'));
       return line ? (JSON.parse(line) as { worker: number; was: number }) : undefined;
-    });
+    }, 60_000);
     assert.equal(rejoined.was, oldId, 'worker 2 wrote the room\'s first events under the ID it lost');
     assert.notEqual(rejoined.worker, oldId, 'a new worker ID (the revocation still holds the old one)');
     // Once the room is idle (worker 1's linger), worker 2 takes it with bob's next send, and
     // writes with alice's forwarded to it. Bob's client may have moved to worker 1 during the
     // freeze: from here on it uses worker 2 only.
     const bOn2 = new Client(bob, () => [child], 0);
-    await until('the room lease released', async () => ((await lease()) === '' ? true : undefined));
+    await until('the room lease released', async () => (await lease()) === '', 60_000);
     const back = await bOn2.send(roomId, 'bob-back', 'bob back');
     acked.push({ id: back, body: 'bob back', start: 0, at: Date.now() });
     const token = await lease();

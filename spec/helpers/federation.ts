@@ -4,7 +4,6 @@
 // (with a server's real key, read from its key file) for the cases a test has to forge.
 
 import assert from 'node:assert/strict';
-import { createServer } from 'node:net';
 import { Agent, request } from 'undici';
 import { Api, enc, startTestServer, type TestServer } from './server.js';
 import { buildXMatrixAuthorization } from '../../src/protocol/x-matrix.js';
@@ -14,16 +13,8 @@ import type { SigningKey } from '../../src/protocol/types.js';
 
 export type User = Api & { userId: string };
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
+import { freePort } from './ports.js';
+export { freePort };
 
 /** A Hearth server named `127.0.0.1:<port>` whose federation listener is on that port. */
 export async function startFederated(port: number, dataDir?: string, extra: HearthConfigInput = {}): Promise<TestServer> {

@@ -4,7 +4,6 @@
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { createServer } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Api, enc, startTestServer, type TestServer } from './server.js';
@@ -14,16 +13,8 @@ export type User = Api & { userId: string; deviceId: string };
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 const CTL = join(REPO, 'bench/peers/synapse/ctl');
 
-export async function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.once('error', rej);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => res(port));
-    });
-  });
-}
+import { freePort } from './ports.js';
+export { freePort };
 
 /** Runs the Synapse control script; rejects with its output when it exits non-zero. */
 export function ctl(cmd: string, env: Record<string, string>, timeoutMs: number): Promise<string> {
