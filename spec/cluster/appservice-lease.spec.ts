@@ -15,9 +15,9 @@ import { assert } from '../helpers/assert.js';
 import { cassandraClient, dropKeyspace, freshKeyspace, startCassandra } from '../helpers/cassandra.js';
 import { freshPrefix, redisClient, startRedis } from '../helpers/redis.js';
 import { Api, enc, startTestServer, type TestServer } from '../helpers/server.js';
-import { ChildServer } from '../helpers/child-server.js';
+import type { ChildServer } from '../helpers/child-server.js';
 import { FakeAppService, writeRegistrations, type ReceivedTxn } from '../appservice/fake-as.js';
-import { retryBusyCassandra, sleep, V3 } from './room-owner-helpers.js';
+import { retryBusyCassandra, showChildWarningsOnFailure, sleep, startChildWorker, V3 } from './room-owner-helpers.js';
 import { until } from '../helpers/until.js';
 
 const AS_TOKEN = 'as-token-lease-0123456789';
@@ -120,16 +120,7 @@ describe('cluster: one application-service deliverer across workers (lease per A
     w1 = await retryBusyCassandra('worker 1', () => startTestServer(shared() as never));
     // Worker 1 starts alone, so the lease is its own; worker 2 then only contends.
     await timeUntil('worker 1 to take the lease', () => delivering(w1!));
-    child = await retryBusyCassandra('worker 2', async () => {
-      const c = await ChildServer.create({ ...shared(), media: { path: join(keyDir, 'child-media') } });
-      try {
-        await c.start(90_000);
-        return c;
-      } catch (err) {
-        await c.dispose();
-        throw err;
-      }
-    });
+    child = await startChildWorker({ ...shared(), media: { path: join(keyDir, 'child-media') } });
     alice = await new Api(w1.url).register('alice');
     const created = await alice.post(`${V3}/createRoom`, { preset: 'public_chat' });
     assert.equal(created.status, 200, JSON.stringify(created.body));
@@ -140,12 +131,7 @@ describe('cluster: one application-service deliverer across workers (lease per A
     assert.equal(joined.status, 200, JSON.stringify(joined.body));
   });
 
-  afterEach(function () {
-    if (this.currentTest?.state === 'failed' && child) {
-      const lines = child.output().split('\n').filter((l) => /"level":(40|50|60)/.test(l));
-      if (lines.length > 0) console.log(`      worker 2 logged:\n${lines.slice(-20).join('\n')}`);
-    }
-  });
+  showChildWarningsOnFailure(() => child);
 
   after(async () => {
     await child?.dispose();

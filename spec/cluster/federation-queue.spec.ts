@@ -16,7 +16,7 @@ import { ChildServer, freePort } from '../helpers/child-server.js';
 import { closeFedRequests, startFederated, waitFor } from '../helpers/federation.js';
 import { freshPrefix, startRedis } from '../helpers/redis.js';
 import { Api, enc, startTestServer, type TestServer } from '../helpers/server.js';
-import { retryBusyCassandra, sleep, V3 } from './room-owner-helpers.js';
+import { retryBusyCassandra, showChildWarningsOnFailure, sleep, startChildWorker, V3 } from './room-owner-helpers.js';
 import { workerOf } from '../../src/store/cassandra/positions.js';
 import type { JsonObject, JsonValue } from '../../src/protocol/types.js';
 
@@ -54,28 +54,15 @@ describe('cluster: the outbound federation queue survives its worker', function 
     // Worker 1 serves the server name's federation port (R reaches "us" there).
     w1 = await retryBusyCassandra('worker 1', () => startTestServer(shared(portC) as never));
     const fed2 = await freePort();
-    child = await retryBusyCassandra('worker 2', async () => {
-      const c = await ChildServer.create({ ...shared(fed2), media: { path: join(keyDir, 'child-media') } });
+    child = await startChildWorker({ ...shared(fed2), media: { path: join(keyDir, 'child-media') } }, (c) => {
       // Its client port is the one ChildServer picked (the shared listeners block replaced it).
       const cfg = JSON.parse(readFileSync(c.configPath, 'utf8')) as { listeners: { client: { port: number } } };
       cfg.listeners.client.port = c.port;
       writeFileSync(c.configPath, JSON.stringify(cfg));
-      try {
-        await c.start(90_000);
-        return c;
-      } catch (err) {
-        await c.dispose();
-        throw err;
-      }
     });
   });
 
-  afterEach(function () {
-    if (this.currentTest?.state === 'failed' && child) {
-      const lines = child.output().split('\n').filter((l) => /"level":(40|50|60)/.test(l));
-      if (lines.length > 0) console.log(`      worker 2 logged:\n${lines.slice(-20).join('\n')}`);
-    }
-  });
+  showChildWarningsOnFailure(() => child);
 
   after(async () => {
     await child?.dispose();

@@ -173,6 +173,35 @@ export async function retryBusyCassandra<T>(what: string, step: () => Promise<T>
  * describe's hooks: start (retried while the shared node is busy), worker 2's warnings printed
  * for a failed test, and teardown (a frozen child is woken first, the keyspace dropped).
  */
+/**
+ * A second worker in a child process, started with `config` (retried while the shared Cassandra
+ * is busy); `prepare` may edit its files before it starts. Disposed again if it fails to start.
+ */
+export function startChildWorker(config: Record<string, unknown>, prepare?: (c: ChildServer) => void): Promise<ChildServer> {
+  return retryBusyCassandra('worker 2', async () => {
+    const c = await ChildServer.create(config);
+    try {
+      prepare?.(c);
+      await c.start(90_000);
+      return c;
+    } catch (err) {
+      await c.dispose();
+      throw err;
+    }
+  });
+}
+
+/** An afterEach hook: worker 2 is another process, so a failed test shows what it logged at warn and above. */
+export function showChildWarningsOnFailure(child: () => ChildServer | null | undefined): void {
+  afterEach(function () {
+    const c = child();
+    if (this.currentTest?.state === 'failed' && c) {
+      const lines = c.output().split('\n').filter((l) => /"level":(40|50|60)/.test(l));
+      if (lines.length > 0) console.log(`      worker 2 logged:\n${lines.slice(-20).join('\n')}`);
+    }
+  });
+}
+
 export function childWorkerPair(label: string): { readonly w1: TestServer; readonly child: ChildServer; readonly prefix: string } {
   const keyspace = freshKeyspace(label);
   const prefix = freshPrefix(label);
@@ -190,25 +219,10 @@ export function childWorkerPair(label: string): { readonly w1: TestServer; reado
     this.timeout(600_000);
     addr = await startCassandra();
     w1 = await retryBusyCassandra('worker 1', () => startTestServer(shared() as never)); // creates the shared signing key and the schema
-    child = await retryBusyCassandra('worker 2', async () => {
-      const c = await ChildServer.create({ ...shared(), media: { path: join(keyDir, 'child-media') } });
-      try {
-        await c.start(90_000);
-        return c;
-      } catch (err) {
-        await c.dispose();
-        throw err;
-      }
-    });
+    child = await startChildWorker({ ...shared(), media: { path: join(keyDir, 'child-media') } });
   });
 
-  afterEach(function () {
-    // Worker 2 is another process: show what it logged at warn and above when the test failed.
-    if (this.currentTest?.state === 'failed' && child) {
-      const lines = child.output().split('\n').filter((l) => /"level":(40|50|60)/.test(l));
-      if (lines.length > 0) console.log(`      worker 2 logged:\n${lines.slice(-20).join('\n')}`);
-    }
-  });
+  showChildWarningsOnFailure(() => child);
 
   after(async () => {
     if (child?.pid !== undefined) {
