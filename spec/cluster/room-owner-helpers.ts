@@ -174,6 +174,23 @@ export async function retryBusyCassandra<T>(what: string, step: () => Promise<T>
  * for a failed test, and teardown (a frozen child is woken first, the keyspace dropped).
  */
 /**
+ * alice on worker 1 and bob on the child, in a private room bob created (so the child owns it)
+ * and alice joined; their clients fail over across `servers`.
+ */
+export async function dmAcrossWorkers(w1: TestServer, child: ChildServer, servers: () => Array<TestServer | ChildServer | null>): Promise<{ alice: User; bob: User; a: Client; b: Client; roomId: string }> {
+  const alice = (await new Api(w1.url).register('alice')) as User;
+  const bob = (await new Api(child.url).register('bob')) as User;
+  const a = new Client(alice, servers, 0);
+  const b = new Client(bob, servers, 1);
+  const created = await b.api().post(`${V3}/createRoom`, { preset: 'private_chat', invite: [alice.userId] });
+  assert.equal(created.status, 200, JSON.stringify(created.body));
+  const roomId = created.body.room_id as string;
+  const joined = await a.api().post(`${V3}/rooms/${enc(roomId)}/join`, {});
+  assert.equal(joined.status, 200, JSON.stringify(joined.body));
+  return { alice, bob, a, b, roomId };
+}
+
+/**
  * A second worker in a child process, started with `config` (retried while the shared Cassandra
  * is busy); `prepare` may edit its files before it starts. Disposed again if it fails to start.
  */

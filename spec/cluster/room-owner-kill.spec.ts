@@ -17,8 +17,7 @@
 
 import { assert } from '../helpers/assert.js';
 import { redisClient } from '../helpers/redis.js';
-import { Api, enc } from '../helpers/server.js';
-import { assertLinear, Client, childWorkerPair, sinceNow, V3, type User } from './room-owner-helpers.js';
+import { assertLinear, Client, childWorkerPair, sinceNow, dmAcrossWorkers } from './room-owner-helpers.js';
 
 describe('cluster: the room owner killed with SIGKILL mid-traffic', function () {
   this.timeout(240_000);
@@ -28,16 +27,8 @@ describe('cluster: the room owner killed with SIGKILL mid-traffic', function () 
   it('the other worker takes the room over with a higher epoch; 0 acknowledged messages lost or duplicated, one chain', async () => {
     const { w1, child, prefix } = pair;
     const servers = () => [w1, childUp ? child : null];
-    const alice = await new Api(w1.url).register('alice');
-    const bob = (await new Api(child.url).register('bob')) as User;
-    const a = new Client(alice, servers, 0);
-    const b = new Client(bob, servers, 1);
     // bob creates the room on worker 2, so worker 2 owns it.
-    const created = await b.api().post(`${V3}/createRoom`, { preset: 'private_chat', invite: [alice.userId] });
-    assert.equal(created.status, 200, JSON.stringify(created.body));
-    const roomId = created.body.room_id as string;
-    const joined = await a.api().post(`${V3}/rooms/${enc(roomId)}/join`, {});
-    assert.equal(joined.status, 200, JSON.stringify(joined.body));
+    const { alice, a, b, roomId } = await dmAcrossWorkers(w1, child, servers);
     const since = await sinceNow(a);
     // The room is idle past its linger by now: bob takes it back on worker 2 with a send, just
     // before the traffic (which keeps it there: worker 1 forwards to the busy owner).

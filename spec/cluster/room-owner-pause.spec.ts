@@ -15,8 +15,7 @@
 
 import { assert } from '../helpers/assert.js';
 import { redisClient } from '../helpers/redis.js';
-import { Api, enc } from '../helpers/server.js';
-import { assertLinear, Client, childWorkerPair, sinceNow, V3, type User } from './room-owner-helpers.js';
+import { assertLinear, Client, childWorkerPair, sinceNow, dmAcrossWorkers } from './room-owner-helpers.js';
 
 /** Long enough for the room lease (2 s) to expire and for the silent worker to be dropped (3 s + 2 s + revocation). */
 const PAUSE_MS = 8_000;
@@ -28,15 +27,7 @@ describe('cluster: the room owner frozen with SIGSTOP mid-traffic, then woken', 
   it('the other worker takes over; the woken old owner appends nothing beside it; every acknowledged message once, in order, on both workers', async () => {
     const { w1, child, prefix } = pair;
     const servers = () => [w1, child];
-    const alice = await new Api(w1.url).register('alice');
-    const bob = (await new Api(child.url).register('bob')) as User;
-    const a = new Client(alice, servers, 0);
-    const b = new Client(bob, servers, 1);
-    const created = await b.api().post(`${V3}/createRoom`, { preset: 'private_chat', invite: [alice.userId] });
-    assert.equal(created.status, 200, JSON.stringify(created.body));
-    const roomId = created.body.room_id as string;
-    const joined = await a.api().post(`${V3}/rooms/${enc(roomId)}/join`, {});
-    assert.equal(joined.status, 200, JSON.stringify(joined.body));
+    const { a, b, roomId } = await dmAcrossWorkers(w1, child, servers);
     const [sinceA, sinceB] = await Promise.all([sinceNow(a), sinceNow(b)]);
     // The room is idle past its linger by now: bob takes it back on worker 2 with a send, just
     // before the traffic (which keeps it there: worker 1 forwards to the busy owner).

@@ -47,7 +47,6 @@ describe('room owner (Redis leases, epochs, forwarding)', function () {
     return { owner, redis, blocking, acquired, lost };
   }
 
-  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
   /** Waits for a condition (polled), never for a guessed time: under load timers run late. */
   it('the first caller takes a free room and runs locally; each acquisition gets a greater epoch', async () => {
     const t0 = Date.now();

@@ -14,9 +14,8 @@
 
 import { assert } from '../helpers/assert.js';
 import { redisClient } from '../helpers/redis.js';
-import { Api, enc } from '../helpers/server.js';
 import { positionMs, workerOf } from '../../src/store/cassandra/positions.js';
-import { assertLinear, Client, childWorkerPair, sinceNow, sleep, V3, type User } from './room-owner-helpers.js';
+import { assertLinear, Client, childWorkerPair, sinceNow, dmAcrossWorkers } from './room-owner-helpers.js';
 import { until } from '../helpers/until.js';
 
 describe('cluster: a worker whose lease was revoked while frozen rejoins once woken', function () {
@@ -26,15 +25,7 @@ describe('cluster: a worker whose lease was revoked while frozen rejoins once wo
   it('it rejoins under a new worker ID and writes again; nothing under the old ID after the wake; every acknowledged message once, in order', async () => {
     const { w1, child, prefix } = pair;
     const servers = () => [w1, child];
-    const alice = await new Api(w1.url).register('alice');
-    const bob = (await new Api(child.url).register('bob')) as User;
-    const a = new Client(alice, servers, 0);
-    const b = new Client(bob, servers, 1);
-    const created = await b.api().post(`${V3}/createRoom`, { preset: 'private_chat', invite: [alice.userId] });
-    assert.equal(created.status, 200, JSON.stringify(created.body));
-    const roomId = created.body.room_id as string;
-    const joined = await a.api().post(`${V3}/rooms/${enc(roomId)}/join`, {});
-    assert.equal(joined.status, 200, JSON.stringify(joined.body));
+    const { bob, a, b, roomId } = await dmAcrossWorkers(w1, child, servers);
     const [sinceA, sinceB] = await Promise.all([sinceNow(a), sinceNow(b)]);
     const store = w1.hearth.store;
     const createEvent = (await store.rooms.getEvents([(await store.rooms.getForwardExtremities(roomId))[0]!])).values().next().value!;
