@@ -252,14 +252,21 @@ describe('Cassandra room commit point (owner epochs)', function () {
     const room = new FakeRoom();
     await room.create(owner(a, 3), ALICE);
     const before = (await commitRow(room.roomId)).seq;
-    const run = async (store: Store, epoch: number, tag: string) => {
+    // The old owner writes until it has been refused a few times; the new one starts once the old
+    // one has committed some. With a fixed count and head start (15 writes, 30 ms) the old owner
+    // could finish before the new owner's first write landed (its store's first write prepares its
+    // statements), so nothing was overtaken: the test failed on timing, not on fencing.
+    let oldCommitted: () => void = () => {};
+    const oldHasCommitted = new Promise<void>((r) => (oldCommitted = r));
+    const run = async (store: Store, epoch: number, tag: string, untilRefused: boolean) => {
       const ok: string[] = [];
       const refused: string[] = [];
-      for (let i = 0; i < 15; i++) {
+      for (let i = 0; untilRefused ? refused.length < 3 && i < 500 : i < 15; i++) {
         const ev = room.build('m.room.message', ALICE, { body: `${tag}${i}` });
         try {
           await store.rooms.persistEvent(sideInput(ev, { fence: { epoch } }));
           ok.push(ev.eventId);
+          if (ok.length === 3) oldCommitted();
         } catch (err) {
           stale(err);
           refused.push(ev.eventId);
@@ -267,7 +274,7 @@ describe('Cassandra room commit point (owner epochs)', function () {
       }
       return { ok, refused };
     };
-    const [ra, rb] = await Promise.all([run(a, 3, 'a'), new Promise((r) => setTimeout(r, 30)).then(() => run(b, 4, 'b'))]);
+    const [ra, rb] = await Promise.all([run(a, 3, 'a', true), oldHasCommitted.then(() => run(b, 4, 'b', false))]);
     assert.equal(rb.ok.length, 15, 'the newer owner is never refused');
     assert.ok(ra.refused.length > 0, 'the old owner was overtaken');
 
