@@ -18,16 +18,16 @@ interface Input {
 
 const INPUTS = {
   idleSocketKiB: {
-    value: 13.0,
+    value: 13.8,
     unit: 'KiB',
     kind: 'measured',
-    source: 'RSS per idle socket at 10,000 sockets, 2026-12-07 (bench/results/2026-12-07-idle-cost.json): npm run bench -- --scenario idle-cost --no-docs',
+    source: 'RSS per idle socket at 10,000 sockets, quiet full run 2026-12-07 (bench/results/2026-12-07-idle-cost.json): npm run bench -- --scenario fanout,socket-latency,idle-cost,storm,overload',
   },
   cpuPerDeliveryUs: {
-    value: 60,
+    value: 279,
     unit: 'µs',
-    kind: 'assumed',
-    source: 'server CPU per delivered message on sockets: the issue-10 target; quick runs measured several times more (docs/benchmarks.md)',
+    kind: 'measured',
+    source: 'server CPU per delivered message on sockets, send path included, full socket-latency run (1,000 users, 200 sends/s), quiet 2026-12-07 (bench/results/2026-12-07-socket-latency.json); the issue-10 target is 15: --set cpuPerDeliveryUs=15',
   },
   nodeMemoryGiB: { value: 24, unit: 'GiB', kind: 'assumed', source: 'this machine: 2 cores, 24 GiB' },
   nodeMemoryForSocketsShare: { value: 0.6, unit: 'fraction', kind: 'assumed', source: 'rest: heap for the read model, caches, OS' },
