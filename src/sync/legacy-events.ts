@@ -11,6 +11,9 @@
 // - Peeking (/events?room_id= for a room one has not joined) shows only what the room's history
 //   visibility lets a non-member see: world-readable rooms, with their typing, public receipts
 //   and members' presence. Everything else is 403.
+// - Events come in the old API's shape (legacy-format.ts: `user_id` beside `sender`, `age` and
+//   `prev_content` at the top level), as Synapse serves them; receipts go only to members (and
+//   peekers of world-readable rooms), never someone else's private ones.
 
 import { MatrixError } from '../errors.js';
 import { presenceContent, type PresenceService } from '../ephemeral/presence.js';
@@ -19,8 +22,10 @@ import type { JsonObject } from '../protocol/types.js';
 import { receiptContent } from '../receipts/receipt-source.js';
 import type { EventFormatter } from '../room/client-event.js';
 import type { VisibilityChecker } from '../room/visibility.js';
+import type { ReceiptRecord } from '../store/chat-types.js';
 import type { StateEntry, Store, StoredEvent } from '../store/types.js';
 import { compileFilter, MAX_TIMELINE_LIMIT } from './filter.js';
+import { v1Event } from './legacy-format.js';
 import type { Notifier } from './notifier.js';
 import type { SyncService } from './sync-service.js';
 import { serializeToken, type StreamToken } from './token.js';
@@ -87,6 +92,8 @@ export class LegacyEventStream {
   /** GET /initialSync. */
   async initialSync(auth: LegacyViewer, limit: number, archived: boolean): Promise<JsonObject> {
     const s = this.s;
+    // The old API's session starts here, as /sync's does: the caller is online.
+    if (!auth.isGuest) s.presence.syncing(auth.userId, undefined);
     const res = await s.sync.sync({
       userId: auth.userId,
       deviceId: auth.deviceId,
@@ -108,10 +115,17 @@ export class LegacyEventStream {
       if (invite) info.invite = invite;
       out.push(info);
     }
+    const presence = ((res.presence as { events?: JsonObject[] } | undefined)?.events ?? []).map(legacyPresence);
+    // One's own presence is always there (a new user in no room included), as Synapse gives it.
+    const own = s.presence.enabled ? s.presence.get(auth.userId) : undefined;
+    if (own && !presence.some((p) => p.sender === auth.userId)) {
+      presence.push(legacyPresence({ type: 'm.presence', sender: auth.userId, content: presenceContent(own, s.now()) }));
+    }
     return {
       end: res.next_batch,
       rooms: out,
-      presence: ((res.presence as { events?: JsonObject[] } | undefined)?.events ?? []).map(legacyPresence),
+      presence,
+      receipts: await receiptEvents(s, auth.userId, Object.keys(rooms.join ?? {})),
       // What the user stored; the push rules /sync adds as m.push_rules are read from /pushrules
       // by the clients of this API (Synapse leaves them out here too).
       account_data: ((res.account_data as { events?: JsonObject[] } | undefined)?.events ?? []).filter((e) => e.type !== 'm.push_rules'),
@@ -128,7 +142,7 @@ export class LegacyEventStream {
 async function streamEvents(s: LegacyDeps, auth: LegacyViewer, res: JsonObject): Promise<JsonObject[]> {
   const out: JsonObject[] = [];
   const inRoom = (roomId: string, events: JsonObject[] | undefined) => {
-    for (const e of events ?? []) out.push({ ...e, room_id: roomId });
+    for (const e of events ?? []) out.push(v1Event(e, roomId));
   };
   const rooms = (res.rooms ?? {}) as SyncRooms;
   for (const [roomId, room] of [...Object.entries(rooms.join ?? {}), ...Object.entries(rooms.leave ?? {})]) {
@@ -155,7 +169,7 @@ function legacyPresence(e: JsonObject): JsonObject {
 async function ownMemberEvent(s: LegacyDeps, auth: LegacyViewer, roomId: string): Promise<JsonObject | undefined> {
   const m = await s.store.rooms.getMembership(roomId, auth.userId);
   const ev = m && (await s.store.rooms.getEvent(m.eventId));
-  return ev ? (await s.formatter.format([ev], auth))[0] : undefined;
+  return ev ? v1Event((await s.formatter.format([ev], auth))[0], roomId) : undefined;
 }
 
 /** One room of GET /initialSync from its /sync section: current state is state + timeline state. */
@@ -163,9 +177,9 @@ async function roomInfo(s: LegacyDeps, roomId: string, membership: string, room:
   const timeline = room.timeline?.events ?? [];
   const state = new Map<string, JsonObject>();
   for (const e of [...(room.state?.events ?? []), ...timeline]) {
-    if (typeof e.state_key === 'string') state.set(`${String(e.type)}\u0000${e.state_key}`, { ...e, room_id: roomId });
+    if (typeof e.state_key === 'string') state.set(`${String(e.type)}\u0000${e.state_key}`, v1Event(e, roomId));
   }
-  const messages: JsonObject = { chunk: timeline.map((e) => ({ ...e, room_id: roomId })), end };
+  const messages: JsonObject = { chunk: timeline.map((e) => v1Event(e, roomId)), end };
   if (room.timeline?.prev_batch) messages.start = room.timeline.prev_batch;
   return {
     room_id: roomId,
@@ -185,10 +199,11 @@ async function roomInitialSync(s: LegacyDeps, auth: LegacyViewer, roomId: string
   const mine = await s.store.rooms.getMembership(roomId, auth.userId);
   const head = s.store.currentPosition();
   let bound = head;
+  const left = mine?.membership === 'leave' || mine?.membership === 'ban';
   let state: StateEntry[];
   if (mine?.membership === 'join') {
     state = await s.store.rooms.getCurrentState(roomId);
-  } else if (mine && (mine.membership === 'leave' || mine.membership === 'ban')) {
+  } else if (mine && left) {
     bound = mine.stream;
     state = await s.store.rooms.getStateAt(roomId, bound);
   } else if (await s.visibility.isWorldReadable(roomId)) {
@@ -201,7 +216,7 @@ async function roomInitialSync(s: LegacyDeps, auth: LegacyViewer, roomId: string
   const stateEvents = await s.store.rooms.getEvents(state.map((e) => e.eventId));
   const oldest = page[page.length - 1];
   const messages: JsonObject = {
-    chunk: await s.formatter.format(visible, auth),
+    chunk: (await s.formatter.format(visible, auth)).map((e) => v1Event(e, roomId)),
     // From the live end, ephemeral changes continue from now too, not from the start of time.
     end: serializeToken({ stream: bound, ephemeral: bound === head ? s.currentToken().ephemeral : 0 }),
   };
@@ -210,8 +225,10 @@ async function roomInitialSync(s: LegacyDeps, auth: LegacyViewer, roomId: string
   const res: JsonObject = {
     room_id: roomId,
     messages,
-    state: await s.formatter.format([...stateEvents.values()].sort((a, b) => a.stream - b.stream), auth),
+    state: (await s.formatter.format([...stateEvents.values()].sort((a, b) => a.stream - b.stream), auth)).map((e) => v1Event(e, roomId)),
     presence: mine?.membership === 'join' ? await roomPresence(s, roomId) : [],
+    // A leaver sees the room as they left it: no receipts (Synapse gives none either).
+    receipts: left ? [] : await receiptEvents(s, auth.userId, [roomId]),
     account_data: (await s.store.userData.getAllAccountData(auth.userId))
       .filter((d) => d.roomId === roomId)
       .map((d) => ({ type: d.type, content: d.content })),
@@ -219,6 +236,19 @@ async function roomInitialSync(s: LegacyDeps, auth: LegacyViewer, roomId: string
   };
   if (mine) res.membership = mine.membership;
   return res;
+}
+
+/** The current receipts of joined rooms as m.receipt events, others' private receipts left out. */
+async function receiptEvents(s: LegacyDeps, userId: string, roomIds: string[]): Promise<JsonObject[]> {
+  if (roomIds.length === 0) return [];
+  const byRoom = new Map<string, ReceiptRecord[]>();
+  for (const r of await s.store.receipts.getRoomReceipts(roomIds)) {
+    if (r.type === 'm.read.private' && r.userId !== userId) continue;
+    const list = byRoom.get(r.roomId) ?? [];
+    list.push(r);
+    byRoom.set(r.roomId, list);
+  }
+  return [...byRoom].map(([roomId, list]) => ({ type: 'm.receipt', room_id: roomId, content: receiptContent(list) }));
 }
 
 async function roomPresence(s: LegacyDeps, roomId: string): Promise<JsonObject[]> {
@@ -270,7 +300,7 @@ async function peek(s: LegacyDeps, auth: LegacyViewer, roomId: string, from: Str
       const upTo = s.currentToken();
       const page: StoredEvent[] = await s.store.rooms.getRoomEvents({ roomId, dir: 'f', from: since.stream, to: upTo.stream, limit: MAX_TIMELINE_LIMIT });
       const visible = await s.visibility.filter(auth.userId, roomId, page);
-      const chunk: JsonObject[] = (await s.formatter.format(visible, auth)).map((e) => ({ ...e, room_id: roomId }));
+      const chunk: JsonObject[] = (await s.formatter.format(visible, auth)).map((e) => v1Event(e, roomId));
       chunk.push(...(await peekEphemeral(s, roomId, since, upTo)));
       // A page that filled up ends at its last event, so the next call continues from there.
       const end = page.length === MAX_TIMELINE_LIMIT ? { stream: page[page.length - 1].stream, ephemeral: upTo.ephemeral } : upTo;

@@ -3,6 +3,7 @@
 // builds their responses), and POST /rooms/{roomId}/send/{eventType} without a transaction ID.
 
 import { z } from 'zod';
+import { MatrixError } from '../../errors.js';
 import { body } from '../middleware.js';
 import { parse, param, queryInt, queryString, type ApiServices, type ClientRoutes } from '../routing.js';
 import type { JsonObject } from '../../protocol/types.js';
@@ -18,6 +19,11 @@ type LegacyRouteDeps = Pick<ApiServices, 'legacy' | 'rooms' | 'presence' | 'maxS
 export function legacyRoutes(r: ClientRoutes, s: LegacyRouteDeps): void {
   r.authed('get', '/events', async (ctx, auth) => {
     const fromRaw = queryString(ctx, 'from');
+    // The old stream's pagination `limit` (Synapse's PaginationConfig): a count, so anything but
+    // a non-negative integer is a 400. The stream is not cut by it: a cut stream would need
+    // tokens inside a /sync position, and skipping events there would lose them.
+    const limit = queryString(ctx, 'limit');
+    if (limit !== undefined && !/^\d{1,15}$/.test(limit)) throw new MatrixError('M_INVALID_PARAM', 'limit must be a non-negative integer');
     ctx.body = await s.legacy.events(auth, {
       roomId: queryString(ctx, 'room_id'),
       from: fromRaw ? parseToken(fromRaw, 'from') : undefined,
