@@ -1,6 +1,7 @@
 // OpenID tokens, GET /admin/whois and the /unstable cross-signing upload paths over real HTTP
-// (Client-Server API v1.12 openid.yaml, admin.yaml, cross_signing.yaml). The token lookup that
-// the Server-Server API's /openid/userinfo will serve is checked through the account service.
+// (Client-Server API v1.12 openid.yaml, admin.yaml, cross_signing.yaml). The token lookup of the
+// Server-Server API's /openid/userinfo is checked through the account service and over the
+// client listener, which serves it too (as Synapse).
 
 import { assert } from '../helpers/assert.js';
 import { expectError, makeUser, ok, V3, type User } from '../helpers/fixtures.js';
@@ -41,6 +42,16 @@ describe('OpenID, whois and unstable cross-signing paths', function () {
       expectError(await alice.post(`${V3}/user/${enc(bob.userId)}/openid/request_token`, {}), 403, 'M_FORBIDDEN');
       assert.equal(await userinfo('an/invalid/token'), null);
       assert.equal(await userinfo(alice.token!), null, 'an access token is not an OpenID token');
+    });
+
+    it('GET /_matrix/federation/v1/openid/userinfo on the client listener: sub for a token, 401 otherwise', async () => {
+      const t = await ok(alice.post(`${V3}/user/${enc(alice.userId)}/openid/request_token`, {}), 'request_token');
+      const anon = new Api(srv.url);
+      const path = '/_matrix/federation/v1/openid/userinfo';
+      assert.deepEqual(await ok(anon.get(`${path}?access_token=${enc(t.access_token)}`), 'userinfo'), { sub: alice.userId });
+      expectError(await anon.get(`${path}?access_token=${enc('an/invalid/token')}`), 401, 'M_UNKNOWN_TOKEN');
+      expectError(await anon.get(path), 401, 'M_UNKNOWN_TOKEN');
+      expectError(await anon.get(`${path}?access_token=${enc(alice.token!)}`), 401, 'M_UNKNOWN_TOKEN');
     });
 
     it('tokens expire after expires_in', async () => {

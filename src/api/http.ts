@@ -29,6 +29,7 @@ import { openIdRoutes } from './routes/openid.js';
 import { whoisRoutes } from './routes/whois.js';
 import { e2eeRoutes } from './routes/keys.js';
 import { mediaRoutes } from './routes/media.js';
+import { openIdUserInfo } from './openid-userinfo.js';
 
 export interface HttpOptions {
   maxBodyBytes: number;
@@ -154,6 +155,7 @@ export function createHttpApp(services: ApiServices, opts: HttpOptions): HttpApp
       opts.lifecycle.leave();
     }
   });
+  app.use(openIdUserInfo((token) => services.accounts.openIdUser(token)));
   app.use(async (ctx) => {
     ctx.set('Access-Control-Allow-Origin', '*');
     ctx.set('Access-Control-Allow-Methods', 'GET, POST, PUT, DELETE, OPTIONS');

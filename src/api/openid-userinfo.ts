@@ -1,0 +1,29 @@
+// GET /_matrix/federation/v1/openid/userinfo on the client listener. The spec puts the lookup in
+// the Server-Server API, but the third parties that call it (integration managers, widget hosts)
+// find a homeserver through its client URL, and Synapse serves it there too (its `openid`
+// listener resource sits beside `client`); SyTest calls it on the client port.
+//
+// Invariants: HTTP only, outside the route table, so a socket request frame never reaches it (its
+// 401 M_UNKNOWN_TOKEN would read there as the socket's own token revoked); it reveals nothing but
+// the user ID (`sub`) an unexpired OpenID token was issued to, as the federation listener's copy.
+
+import type Koa from 'koa';
+
+export const OPENID_USERINFO_PATH = '/_matrix/federation/v1/openid/userinfo';
+const MAX_TOKEN_LENGTH = 1024;
+
+export function openIdUserInfo(openIdUser: (token: string) => Promise<string | null>): Koa.Middleware {
+  return async (ctx, next) => {
+    if (ctx.path !== OPENID_USERINFO_PATH || (ctx.method !== 'GET' && ctx.method !== 'HEAD')) return next();
+    const token = ctx.query.access_token;
+    const sub = typeof token === 'string' && token.length > 0 && token.length <= MAX_TOKEN_LENGTH ? await openIdUser(token) : null;
+    ctx.set('Content-Type', 'application/json');
+    ctx.set('Access-Control-Allow-Origin', '*');
+    if (sub === null) {
+      ctx.status = 401;
+      ctx.body = { errcode: 'M_UNKNOWN_TOKEN', error: 'Access token unknown or expired' };
+      return;
+    }
+    ctx.body = { sub };
+  };
+}
