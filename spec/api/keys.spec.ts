@@ -81,8 +81,9 @@ describe('E2EE keys: upload, query, claim', function () {
     const r = await erin.post(`${V3}/keys/upload`, { device_keys: placeholder });
     assert.equal(r.status, 200, JSON.stringify(r.body));
     const q = await query(bob, { [erin.userId]: [] });
-    const { unsigned: _u, ...served } = q.device_keys[erin.userId][erin.deviceId];
+    const { unsigned, ...served } = q.device_keys[erin.userId][erin.deviceId];
     assert.deepEqual(served, placeholder, 'served exactly as uploaded');
+    assert.deepEqual(unsigned, {}, 'unsigned is there without a display name (as Synapse)');
     // Signed one-time keys still need a device ed25519 key that signed them: this device has none.
     const dev = new TestDevice(erin.userId, erin.deviceId);
     expectError(await erin.post(`${V3}/keys/upload`, { one_time_keys: dev.otks(1) }), 400, 'M_INVALID_SIGNATURE');

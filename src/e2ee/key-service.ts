@@ -208,7 +208,8 @@ export class KeyService {
         const k = userKeys?.get(dev.deviceId);
         if (!k || (only && !only.has(dev.deviceId))) continue;
         const o = withSignatures(withoutUnsigned(k), sigs.get(`${userId}\0${dev.deviceId}`));
-        if (dev.displayName !== null) o.unsigned = { device_display_name: dev.displayName };
+        // Always an object, as Synapse serves it: clients read unsigned.device_display_name off it.
+        o.unsigned = dev.displayName !== null ? { device_display_name: dev.displayName } : {};
         out[dev.deviceId] = o;
       }
       deviceKeys[userId] = out;
