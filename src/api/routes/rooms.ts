@@ -154,11 +154,12 @@ export function roomRoutes(r: ClientRoutes, s: RoomRouteDeps): void {
     const joined: JsonObject = dict();
     for (const { member, event } of await s.roomState.joinedMembers(auth.userId, param(ctx, 'roomId'))) {
       const c = event?.pdu.content ?? {};
-      // Both fields are optional strings in the spec's schema: absent, not null, when unset.
-      const m: JsonObject = {};
-      if (typeof c.displayname === 'string') m.display_name = c.displayname;
-      if (typeof c.avatar_url === 'string') m.avatar_url = c.avatar_url;
-      joined[member.userId] = m;
+      // Both keys always, null when unset, as Synapse serves them (the spec's optional strings):
+      // clients written against Synapse read them as present, and null reads as "none" everywhere.
+      joined[member.userId] = {
+        display_name: typeof c.displayname === 'string' ? c.displayname : null,
+        avatar_url: typeof c.avatar_url === 'string' ? c.avatar_url : null,
+      };
     }
     ctx.body = { joined };
   });
