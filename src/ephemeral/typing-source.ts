@@ -1,4 +1,5 @@
-// m.typing for /sync: a room's current typing set whenever it changed since the token.
+// m.typing for /sync: a room's current typing set whenever it changed since the token (an initial
+// sync: since the start of the ephemeral stream).
 
 import type { JsonObject } from '../protocol/types.js';
 import type { RoomEphemeralSource, SyncRange } from '../sync/sources.js';
@@ -12,8 +13,10 @@ export class TypingSource implements RoomEphemeralSource {
     const since = range.since?.ephemeral;
     for (const roomId of roomIds) {
       const users = this.typing.typingUsers(roomId);
-      // Initial sync: only rooms where someone is typing. Incremental: any change, even to empty.
-      const include = since === undefined ? users.length > 0 : this.typing.changedSince(roomId, since);
+      // Any change since the token, even to empty. An initial sync counts from the start of the
+      // stream, as Synapse's does: a room whose typing set ever changed shows it, an empty one
+      // too, so a client that starts (or restarts) syncing right after a stop sees the stop.
+      const include = this.typing.changedSince(roomId, since ?? 0);
       if (include) out.set(roomId, [{ type: 'm.typing', content: { user_ids: users } }]);
     }
     return out;
