@@ -24,6 +24,7 @@ import { RoomStateSections } from './room-state.js';
 import { dict } from '../protocol/canonical-json.js';
 import { MemberHistoryReader } from './member-history.js';
 import { emptyJoined, isEmpty, joinsIn, sectionEmpty } from './response-shape.js';
+import { fillTimeline, keepCurrentState } from './timeline-fill.js';
 
 /** How often a request holding a token from ahead checks whether this worker has caught up. */
 const CATCH_UP_POLL_MS = 10;
@@ -381,32 +382,22 @@ export class SyncService {
       more = raw.length > limit;
       page = raw.slice(0, limit).reverse();
     }
-    let limited = more;
     // A member joined before every event of the page may see all of them (membership at each
     // event is join), so only the ignore list applies: no visibility history to read.
     const allWhileJoined = joinedAt !== undefined && page.every((e) => e.stream > joinedAt);
     let visible = allWhileJoined
       ? await this.visibility.withoutIgnored(req.userId, page)
       : await this.visibility.filter(req.userId, roomId, page);
-    if (visible.length < page.length && joinedAt !== undefined) visible = await this.withCurrentState(roomId, page, visible, upTo);
+    if (visible.length < page.length && joinedAt !== undefined) visible = await keepCurrentState(this.store, roomId, page, visible, upTo);
+    const hidden = visible.length < page.length;
+    // Events were hidden and earlier ones exist: read further back for visible ones (timeline-fill.ts).
+    if (hidden && more && visible.length < limit) {
+      ({ events: visible, more } = await fillTimeline(this.store, this.visibility, { userId: req.userId, roomId, from, upTo, limit, matcher: t, joinedAt }, page[0].stream, visible));
+    }
+    let limited = more;
     // Hidden history before a join behaves like the start of the room for the client.
-    if (visible.length < page.length && from === undefined) limited = visible.length > 0 && limited;
+    if (hidden && from === undefined) limited = visible.length > 0 && limited;
     return { events: visible, limited: limited || (from !== undefined && more) };
-  }
-
-  /**
-   * A joined member's timeline keeps the hidden state events that are still the room's state at
-   * `upTo` (e.g. a join that happened while the member was away from a private-history room):
-   * the client builds its state from the state section plus the timeline, and would otherwise
-   * never learn them. They are current state, which a member may read anyway.
-   */
-  private async withCurrentState(roomId: string, page: StoredEvent[], visible: StoredEvent[], upTo: number): Promise<StoredEvent[]> {
-    const shown = new Set(visible.map((e) => e.eventId));
-    const hiddenState = page.filter((e) => !shown.has(e.eventId) && typeof e.pdu.state_key === 'string');
-    if (hiddenState.length === 0) return visible;
-    const current = new Set((await this.store.rooms.getStateAt(roomId, upTo)).map((e) => e.eventId));
-    const keep = new Set(hiddenState.filter((e) => current.has(e.eventId)).map((e) => e.eventId));
-    return keep.size === 0 ? visible : page.filter((e) => shown.has(e.eventId) || keep.has(e.eventId));
   }
 
   /**
