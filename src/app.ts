@@ -74,6 +74,8 @@ import { PushActionComputer } from './push/push-actions.js';
 import { PushDispatcher, roomInfoFromState } from './push/dispatcher.js';
 import { PushGateway } from './push/gateway.js';
 import { createOutboundHttp, OutboundGuard } from './net/outbound-guard.js';
+import { createIdentity, lateThirdPartyHooks } from './identity/index.js';
+import type { ThirdPartyInvites } from './identity/third-party-invites.js';
 import { ReceiptService } from './receipts/receipt-service.js';
 import { ReceiptSource } from './receipts/receipt-source.js';
 import { StoredUnreadSource } from './receipts/unread-source.js';
@@ -292,7 +294,10 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     sendRetryMs: adm.send_retry_after_ms,
     catchupRetryMs: adm.catchup_retry_after_ms,
   });
-  federation = fedCore ? attachFederation(fedCore, { config, signingKey, store, roomInput, typing, receipts, e2ee, presence, logger, now }) : undefined;
+  // Third-party invites reach the federation listener before the room service exists (src/identity).
+  const thirdPartyLate: { invites?: ThirdPartyInvites } = {};
+  const thirdParty = lateThirdPartyHooks(thirdPartyLate);
+  federation = fedCore ? attachFederation(fedCore, { config, signingKey, store, roomInput, typing, receipts, e2ee, presence, thirdParty, logger, now }) : undefined;
   const rooms = new RoomService(store, roomInput, config.server_name, logger, federation?.remote, admission, config.default_room_version, writerOps);
   const mc = config.media;
   // The local filesystem today; an object-store MediaStore slots in here for scale-out.
@@ -326,6 +331,17 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     : null;
   // Application services; their delivery is fed by the change feed (started in start()).
   // In a cluster, one worker at a time delivers to each AS (src/cluster/appservice-leases.ts).
+  const identity = createIdentity({
+    config,
+    signingKey,
+    guard: outboundGuard,
+    store,
+    rooms,
+    currentState: (roomId) => roomInput.currentState(roomId),
+    ...(federation ? { federationClient: federation.core.client } : {}),
+    logger,
+  });
+  thirdPartyLate.invites = identity.invites;
   const appServiceGate = redis && ((leaseMs: number) => new AppServiceLeases(redis, { leaseMs, logger }));
   const appServices = createAppServices(config, appServiceRegistrations, { store, http: outboundHttp, logger, now, ...(appServiceGate ? { gate: appServiceGate } : {}) });
   const accounts = new AccountService(
@@ -410,6 +426,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     admission,
     features: { websocket: config.websocket.enabled },
     appServices,
+    identity,
     now,
   };
   const lifecycle = new Lifecycle();
@@ -561,6 +578,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
       pushWakeups?.close();
       media.stop();
       await outboundHttp.close();
+      await identity.http.close();
       await delivered.flush();
       presence.stop();
       typing.close();

@@ -13,6 +13,7 @@ import { historyRoutes } from './routes/history.js';
 import { miscRoutes } from './routes/misc.js';
 import { profileRoutes } from './routes/profile.js';
 import { roomRoutes } from './routes/rooms.js';
+import { identityRoutes } from './routes/identity.js';
 import { syncRoutes } from './routes/sync.js';
 import { ephemeralRoutes } from './routes/ephemeral.js';
 import { pushRuleRoutes } from './routes/push-rules.js';
@@ -108,6 +109,7 @@ export function createRouteTable(services: ApiServices, opts: Pick<HttpOptions, 
   openIdRoutes(routes, services);
   whoisRoutes(routes, services);
   appServiceRoutes(routes, services);
+  identityRoutes(routes, services);
   // Metrics have their own listener (metrics.listen); here only behind a configured secret.
   if (opts.renderMetrics && opts.metricsSecret) {
     const render = opts.renderMetrics;

@@ -46,6 +46,7 @@ import type { MediaService } from '../media/media-service.js';
 import type { UrlPreviewer } from '../media/url-preview.js';
 import type { StreamToken } from '../sync/token.js';
 import type { AppServices } from '../appservice/service.js';
+import type { IdentityServices } from '../identity/index.js';
 
 export interface ApiServices {
   serverName: string;
@@ -114,6 +115,8 @@ export interface ApiServices {
   features: { websocket: boolean };
   /** Application services (registrations, as_token identity, queries, third-party lookups). */
   appServices: AppServices;
+  /** Identity servers: 3PID invites and bindings (src/identity). */
+  identity: IdentityServices;
   now: () => number;
 }
 

@@ -326,6 +326,16 @@ const configObject = z.strictObject({
       ip_range_whitelist: z.array(cidr).default([]),
     })
     .prefault({}),
+  // Identity servers (src/identity): the ones a client names (id_server) for 3PID binding and
+  // third-party invites. Requests go through the outbound guard like any user-steered request.
+  identity: z
+    .strictObject({
+      // TLS certificate checks on identity-server requests. Only a test rig with a self-signed
+      // identity server turns them off (Synapse: use_insecure_ssl_client_just_for_testing_do_not_use).
+      verify_tls: z.boolean().default(true),
+      request_timeout_ms: z.int().min(100).default(15_000),
+    })
+    .prefault({}),
   // The media repository (src/media): uploads, downloads, thumbnails, URL previews.
   media: z
     .strictObject({

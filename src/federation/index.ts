@@ -37,7 +37,7 @@ import { GapFiller } from './gap-fill.js';
 import { FederationKnocks } from './knock.js';
 import { FederationInbound } from './inbound.js';
 import { RemoteKeyRing, type OldKey } from './keys.js';
-import { createFederationApp, createFederationServer } from './listener.js';
+import { createFederationApp, createFederationServer, type FederationAppDeps } from './listener.js';
 import { RemoteRooms } from './remote-rooms.js';
 import { generateSelfSignedCertificate } from './self-signed.js';
 import { FederationSender } from './sender.js';
@@ -119,6 +119,8 @@ export interface AttachDeps {
   /** Device lists, keys and to-device across servers (absent: not federated). */
   e2ee?: E2eeServices;
   presence?: PresenceService;
+  /** Third-party invite endpoints (src/identity, built after federation: called late). */
+  thirdParty?: FederationAppDeps['thirdParty'];
   logger: Logger;
   now: () => number;
 }
@@ -255,6 +257,7 @@ export function attachFederation(core: FederationCore, d: AttachDeps): Federatio
     knocks: new FederationKnocks({ inbound, roomInput: d.roomInput }),
     sender: core.sender,
     policy: core.policy,
+    ...(d.thirdParty ? { thirdParty: d.thirdParty } : {}),
     openIdUser: (token) => d.store.accounts.lookupOpenIdToken(hashAccessToken(token), d.now()),
     logger,
     maxBodyBytes: Math.max(config.limits.max_request_body_bytes, 4 * 1024 * 1024),

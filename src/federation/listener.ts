@@ -50,6 +50,14 @@ export interface FederationAppDeps {
   sender: FederationSender;
   /** Allow/deny lists (absent: every server). */
   policy?: FederationPolicy;
+  /**
+   * Third-party invites (src/identity): exchange_third_party_invite (X-Matrix) and the identity
+   * server's unauthenticated 3pid/onbind. Absent: both unrecognized.
+   */
+  thirdParty?: {
+    exchange(origin: string, roomId: string, body: JsonValue | undefined): Promise<void>;
+    onBind(body: JsonValue | undefined): Promise<void>;
+  };
   /** The user an unexpired OpenID token names (absent: openid/userinfo is unrecognized). */
   openIdUser?: (token: string) => Promise<string | null>;
   logger: Logger;
@@ -250,6 +258,17 @@ export function createFederationApp(d: FederationAppDeps): Koa<FedState> {
       ctx.body = { sub };
     });
   }
+  // Unauthenticated: the identity server calling is no homeserver. What it says is checked
+  // against the identity server's keys in the room before any invite is issued.
+  const thirdParty = d.thirdParty;
+  if (thirdParty) {
+    const onBind = async (ctx: Ctx) => {
+      await thirdParty.onBind(await readBody(ctx, 256 * 1024));
+      ctx.body = {};
+    };
+    keys.put('/_matrix/federation/v1/3pid/onbind', onBind);
+    keys.post('/_matrix/federation/v1/3pid/onbind', onBind);
+  }
   app.use(keys.middleware());
 
   const fed = new Routes('/_matrix/federation');
@@ -347,6 +366,12 @@ export function createFederationApp(d: FederationAppDeps): Koa<FedState> {
     });
     fed.post('/v1/user/keys/claim', async (ctx) => {
       ctx.body = await e2ee.claimKeys(ctx.state.body);
+    });
+  }
+  if (thirdParty) {
+    fed.put('/v1/exchange_third_party_invite/:roomId', async (ctx) => {
+      await thirdParty.exchange(ctx.state.origin, ctx.params.roomId, ctx.state.body);
+      ctx.body = {};
     });
   }
   v1MembershipRoutes(fed, i);

@@ -26,8 +26,10 @@ const createRoomSchema = z
     preset: z.enum(['private_chat', 'public_chat', 'trusted_private_chat']).optional(),
     is_direct: z.boolean().optional(),
     power_level_content_override: jsonObject.optional(),
+    invite_3pid: z.array(z.object({ id_server: z.string().max(255), id_access_token: z.string().max(1024), medium: z.string().max(32), address: z.string().max(512) })).max(100).optional(),
   })
   .passthrough();
+const invite3pidSchema = z.object({ id_server: z.string().max(255), id_access_token: z.string().max(1024), medium: z.string().max(32), address: z.string().max(512) }).passthrough();
 
 const upgradeSchema = z
   .object({ new_version: z.string().min(1).max(32), additional_creators: z.array(z.string().max(255)).max(100).optional() })
@@ -35,7 +37,7 @@ const upgradeSchema = z
 const reasonSchema = z.object({ reason: z.string().max(1024).optional() }).passthrough();
 const targetSchema = reasonSchema.extend({ user_id: z.string().max(255) });
 
-type RoomRouteDeps = Pick<ApiServices, 'rooms' | 'upgrades' | 'presence' | 'directory' | 'roomState' | 'formatter' | 'appServices' | 'serverName'>;
+type RoomRouteDeps = Pick<ApiServices, 'rooms' | 'upgrades' | 'presence' | 'directory' | 'roomState' | 'formatter' | 'appServices' | 'serverName' | 'identity'>;
 
 export function roomRoutes(r: ClientRoutes, s: RoomRouteDeps): void {
   // Routes that create room events spend from the `message` limit rather than `write`.
@@ -45,12 +47,16 @@ export function roomRoutes(r: ClientRoutes, s: RoomRouteDeps): void {
     const req = valid(ctx, createRoomSchema) as CreateRoomRequest;
     if (req.room_alias_name !== undefined) s.appServices.checkAliasClaim(`#${req.room_alias_name}:${s.serverName}`, auth.appServiceId);
     const { roomId, alias } = await s.rooms.createRoom(auth, req);
+    // Third-party invites once the room exists (each needs the identity server), as Synapse does.
+    for (const i of (req as { invite_3pid?: Array<z.infer<typeof invite3pidSchema>> }).invite_3pid ?? []) await s.identity.invites.invite(auth, roomId, i);
     ctx.body = alias ? { room_id: roomId, room_alias: alias } : { room_id: roomId };
   }, { schema: createRoomSchema });
 
   const join = async (auth: AuthInfo, idOrAlias: string, req: { reason?: string } & JsonObject, via: string[] = []) => {
     // An alias in an application service's namespace may be one it creates on demand.
     if (idOrAlias.startsWith('#')) await s.appServices.ensureAlias(idOrAlias);
+    // A third-party invite's signed block: redeemed into an invite before the join.
+    if (req.third_party_signed !== undefined) await s.identity.invites.redeemForJoin(auth.userId, await s.rooms.resolveRoom(idOrAlias), req.third_party_signed);
     const roomId = await s.rooms.join(auth, idOrAlias, req.reason, via, req);
     // Joining an upgraded room's successor brings the user's tags and push rules along.
     await s.upgrades.carryOverUserState(auth.userId, roomId);
@@ -85,6 +91,12 @@ export function roomRoutes(r: ClientRoutes, s: RoomRouteDeps): void {
   });
   for (const action of ['invite', 'kick', 'ban', 'unban'] as const) {
     roomEvent('post', `/rooms/:roomId/${action}`, async (ctx, auth) => {
+      // The third-party form (spec "Third-party invites"): an address, through an identity server.
+      if (action === 'invite' && body(ctx).user_id === undefined && body(ctx).medium !== undefined) {
+        await s.identity.invites.invite(auth, param(ctx, 'roomId'), parse(invite3pidSchema, body(ctx)));
+        ctx.body = {};
+        return;
+      }
       const req = parse(targetSchema, body(ctx));
       // A user in an application service's namespace may be one it creates on demand.
       if (action === 'invite') await s.appServices.ensureUser(req.user_id);
