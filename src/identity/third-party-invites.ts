@@ -16,8 +16,11 @@
 //   (key_validity_url answers {"valid": true}). An unreachable identity server or a revoked key
 //   refuses the invite. The auth rules (4.4.1) check the signature again when the event is
 //   stored, on every server.
-// - onbind answers 200 even when some invites could not be redeemed (each failure is logged):
-//   the identity server cannot do anything about them.
+// - onbind tries every invite it lists; if one issued here failed, it answers that failure after
+//   trying the rest (as Synapse does: the identity server learns the invite was not honoured).
+//   An invite whose sender is on another server is passed on (exchange_third_party_invite) in
+//   the background, at most MAX_EXCHANGES_IN_FLIGHT at once: that server's answer is not
+//   waited for, as a server in the room would send the invite to the others asynchronously.
 
 import type { Logger } from 'pino';
 import { MatrixError } from '../errors.js';
@@ -59,6 +62,7 @@ export interface ThirdPartyInviteDeps {
 type Sender = { userId: string; deviceId?: string };
 
 const MAX_INVITES_PER_BIND = 50;
+const MAX_EXCHANGES_IN_FLIGHT = 20;
 
 export class ThirdPartyInvites {
   constructor(private readonly d: ThirdPartyInviteDeps) {}
@@ -127,15 +131,32 @@ export class ThirdPartyInvites {
     if (serverNameOf(mxid) !== this.d.serverName) throw new MatrixError('M_FORBIDDEN', 'mxid is not a user of this server');
     if (body.invites === undefined) return;
     if (!Array.isArray(body.invites)) throw new MatrixError('M_BAD_JSON', 'invites must be a list');
+    let failure: unknown;
     for (const raw of body.invites.slice(0, MAX_INVITES_PER_BIND)) {
       try {
         const invite = parseSignedInvite(raw, 'invite');
         if (invite.mxid !== mxid) throw new MatrixError('M_FORBIDDEN', 'the invite names another user');
-        await this.redeem(invite);
+        if (serverNameOf(invite.sender) === this.d.serverName) await this.issue(invite);
+        else this.exchangeInBackground(invite);
       } catch (err) {
         this.d.logger.warn({ err, mxid }, 'third-party invite from onbind not redeemed');
+        failure = err;
       }
     }
+    if (failure !== undefined) throw failure instanceof MatrixError ? failure : new MatrixError('M_UNKNOWN', 'A third-party invite could not be redeemed');
+  }
+
+  private exchangesInFlight = 0;
+
+  private exchangeInBackground(invite: SignedInvite): void {
+    if (this.exchangesInFlight >= MAX_EXCHANGES_IN_FLIGHT) {
+      this.d.logger.warn({ roomId: invite.roomId, mxid: invite.mxid }, 'third-party invite not passed on: too many exchanges in flight');
+      return;
+    }
+    this.exchangesInFlight++;
+    this.redeem(invite)
+      .catch((err: unknown) => this.d.logger.warn({ err, roomId: invite.roomId, mxid: invite.mxid }, 'third-party invite exchange failed'))
+      .finally(() => this.exchangesInFlight--);
   }
 
   /** /join with third_party_signed: the signed block becomes an invite first. */
