@@ -16,11 +16,13 @@ import type { RoomState } from '../room/room-state.js';
 import type { Store } from '../store/types.js';
 import { IdentityClient } from './client.js';
 import { ThirdPartyInvites } from './third-party-invites.js';
+import { ThreepidBindings } from './bindings.js';
 
 export interface IdentityServices {
   http: OutboundHttp;
   client: IdentityClient;
   invites: ThirdPartyInvites;
+  bindings: ThreepidBindings;
 }
 
 export interface IdentityDeps {
@@ -54,7 +56,8 @@ export function createIdentity(d: IdentityDeps): IdentityServices {
       : {}),
     logger: d.logger,
   });
-  return { http, client, invites };
+  const bindings = new ThreepidBindings({ identity: client, store: d.store, logger: d.logger });
+  return { http, client, invites, bindings };
 }
 
 /** The federation listener's third-party endpoints, answered by `late.invites` once it is set. */

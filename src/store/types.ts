@@ -21,6 +21,7 @@ import type { DirectoryStore, NotificationStore, PushActionInput, PushBulkInput,
 import type { E2eeStore } from './e2ee-types.js';
 import type { DeliveryStore, PusherStore } from './push-types.js';
 import type { FederationQueueStore } from './federation-types.js';
+import type { IdentityBindingStore } from './identity-types.js';
 import type { MediaMetaStore } from './media-types.js';
 import type { SearchStore } from './search-types.js';
 import type { AdminStore } from './admin-types.js';
@@ -490,6 +491,8 @@ export interface Store {
   readonly appServices: AppServiceStore;
   /** Outbound federation: per-destination logs and delivery positions. */
   readonly federationQueue: FederationQueueStore;
+  /** 3PID bindings made at identity servers on users' behalf. */
+  readonly identityBindings: IdentityBindingStore;
   /** The highest stream position below which everything is persisted and readable. */
   currentPosition(): number;
   /**

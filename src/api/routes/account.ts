@@ -47,7 +47,7 @@ const passwordSchema = z
 const deviceUpdateSchema = z.object({ display_name: z.string().max(255).optional() }).passthrough();
 const deleteDevicesSchema = z.object({ devices: z.array(z.string().max(255)).max(1000) }).passthrough();
 
-type AccountRouteDeps = Pick<ApiServices, 'accounts' | 'erasure' | 'limits' | 'publicBaseUrl' | 'registrar' | 'registration' | 'registrationNonces' | 'serverName' | 'appServices'>;
+type AccountRouteDeps = Pick<ApiServices, 'accounts' | 'erasure' | 'limits' | 'publicBaseUrl' | 'registrar' | 'registration' | 'registrationNonces' | 'serverName' | 'appServices' | 'identity'>;
 
 export function accountRoutes(r: ClientRoutes, s: AccountRouteDeps): void {
   r.route('get', '/register/available', async (ctx) => {
@@ -172,10 +172,12 @@ export function accountRoutes(r: ClientRoutes, s: AccountRouteDeps): void {
     if (auth.appServiceId === undefined) {
       await s.accounts.uia.check('deactivate:' + auth.userId, uiaRequest(ctx), req.auth as JsonObject | undefined, [['m.login.password']], s.accounts.passwordStage(auth.userId));
     }
+    if (req.id_server !== undefined && typeof req.id_server !== 'string') throw new MatrixError('M_BAD_JSON', 'id_server must be a string');
+    // Bindings made through us are undone first (spec: the server SHOULD unbind on deactivation).
+    const unbound = await s.identity.bindings.unbindAll(auth.userId, req.id_server);
     await s.accounts.deactivate(auth.userId);
     if (req.erase === true) await s.erasure.erase(auth.userId);
-    // We hold no third-party identifiers, so there is never anything left bound.
-    ctx.body = { id_server_unbind_result: 'success' };
+    ctx.body = { id_server_unbind_result: unbound };
   });
 
   r.authed('get', '/account/3pid', (ctx) => {

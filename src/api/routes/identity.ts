@@ -1,14 +1,37 @@
-// Identity-server endpoints of the client listener: the identity server's 3pid/onbind callback
-// (a federation path, served here too because identity servers are often pointed at the client
-// base URL, as SyTest's is).
+// Identity-server endpoints of the client listener: 3PID binding and unbinding through the
+// homeserver (/account/3pid/bind, /unbind, /delete), and the identity server's 3pid/onbind
+// callback (a federation path, served here too because identity servers are often pointed at
+// the client base URL, as SyTest's is).
+//
+// No 3PIDs are held on accounts yet (adding one needs email or SMS validation by this server,
+// which has no sender): GET /account/3pid lists none, and /delete only unbinds.
 
+import { z } from 'zod';
 import { body } from '../middleware.js';
-import type { ClientRoutes } from '../routing.js';
-import type { ApiServices } from '../routing.js';
+import { parse, type ApiServices, type ClientRoutes } from '../routing.js';
 
 type IdentityRouteDeps = Pick<ApiServices, 'identity'>;
 
+// r0 and unstable: clients (and SyTest) still use the older prefixes for these.
+const VERSIONS = ['v3', 'r0', 'unstable'];
+
+const bindSchema = z
+  .object({ id_server: z.string().min(1).max(255), id_access_token: z.string().min(1).max(1024), sid: z.string().min(1).max(255), client_secret: z.string().min(1).max(255) })
+  .passthrough();
+const unbindSchema = z.object({ medium: z.string().min(1).max(32), address: z.string().min(1).max(512), id_server: z.string().min(1).max(255).optional() }).passthrough();
+
 export function identityRoutes(r: ClientRoutes, s: IdentityRouteDeps): void {
+  r.authed('post', '/account/3pid/bind', async (ctx, auth) => {
+    await s.identity.bindings.bind(auth.userId, parse(bindSchema, body(ctx)));
+    ctx.body = {};
+  }, VERSIONS);
+  for (const path of ['/account/3pid/unbind', '/account/3pid/delete']) {
+    r.authed('post', path, async (ctx, auth) => {
+      const req = parse(unbindSchema, body(ctx));
+      ctx.body = { id_server_unbind_result: await s.identity.bindings.unbind(auth.userId, req.medium, req.address, req.id_server) };
+    }, VERSIONS);
+  }
+
   // Unauthenticated (spec S-S "Third-party invites"): what it carries is checked against the
   // identity server's keys in each room before any invite is issued.
   for (const method of ['put', 'post'] as const) {

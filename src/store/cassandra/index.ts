@@ -33,6 +33,7 @@ import { checkKeyspaceName, createKeyspace, migrate } from './migrate.js';
 import { MIGRATIONS } from './migrations/index.js';
 import { CassandraFederationQueueStore } from './federation-queue.js';
 import type { FederationQueueStore } from '../federation-types.js';
+import { CassandraIdentityBindingStore } from './identity.js';
 import { PositionAllocator, positionAt, revokeWorkerLease, STALE_MS } from './positions.js';
 import { CassandraRoomStore } from './rooms.js';
 import type { CommitHooks } from './room-fence.js';
@@ -134,6 +135,7 @@ export class CassandraStore implements SharedStoreBackend {
   readonly media: MediaMetaStore;
   readonly appServices: AppServiceStore;
   readonly federationQueue: FederationQueueStore;
+  readonly identityBindings: CassandraIdentityBindingStore;
   readonly appliedMigrations: readonly number[];
 
   private closed = false;
@@ -224,6 +226,7 @@ export class CassandraStore implements SharedStoreBackend {
     this.media = new CassandraMediaStore(ctx);
     this.appServices = new CassandraAppServiceStore(ctx);
     this.federationQueue = new CassandraFederationQueueStore(ctx);
+    this.identityBindings = new CassandraIdentityBindingStore(ctx);
   }
 
   currentPosition(): number {

@@ -3,6 +3,7 @@
 
 import { SqliteAppServiceStore } from './appservices.js';
 import { SqliteFederationQueueStore } from './federation-queue.js';
+import { SqliteIdentityBindingStore } from './identity.js';
 import type { StoreBackend } from '../types.js';
 import type { UnpositionedChange } from '../change-types.js';
 import { StreamIdGenerator, type AdvanceListener, type ChangeListener } from '../stream-id.js';
@@ -100,6 +101,7 @@ export class SqliteStore implements StoreBackend {
   readonly media: SqliteMediaStore;
   readonly appServices: SqliteAppServiceStore;
   readonly federationQueue: SqliteFederationQueueStore;
+  readonly identityBindings: SqliteIdentityBindingStore;
   /** Migration versions applied by this open (empty when the schema was already current). */
   readonly appliedMigrations: readonly number[];
 
@@ -146,6 +148,7 @@ export class SqliteStore implements StoreBackend {
     this.media = new SqliteMediaStore(ctx);
     this.appServices = new SqliteAppServiceStore(ctx);
     this.federationQueue = new SqliteFederationQueueStore(ctx);
+    this.identityBindings = new SqliteIdentityBindingStore(ctx);
   }
 
   currentPosition(): number {

@@ -16,6 +16,7 @@ import { guestsOpenId } from './0011-guests-openid.js';
 import { erasure } from './0012-erasure.js';
 import { appservice } from './0013-appservice.js';
 import { federationQueue } from './0014-federation-queue.js';
+import { identityBindings } from './0015-identity-bindings.js';
 
 export interface Migration {
   version: number;
@@ -26,4 +27,4 @@ export interface Migration {
   run?: (db: Db) => void;
 }
 
-export const MIGRATIONS: readonly Migration[] = [initial, chat, txnScope, e2ee, push, pushBulk, dag, media, search, admin, guestsOpenId, erasure, appservice, federationQueue];
+export const MIGRATIONS: readonly Migration[] = [initial, chat, txnScope, e2ee, push, pushBulk, dag, media, search, admin, guestsOpenId, erasure, appservice, federationQueue, identityBindings];
