@@ -303,6 +303,14 @@ for (const version of VERSIONS) {
       room.rejectMember(ALICE, 'invite', CAROL, /banned/, tpi(signedFor(CAROL)));
     });
 
+    it('the inviter need not be joined any more (rule 4.4.1 checks no sender membership)', () => {
+      const room = setup();
+      room.member(ALICE, 'leave');
+      room.rejectMember(ALICE, 'invite', DAVE, /sender is not joined/);
+      room.member(ALICE, 'invite', CAROL, tpi(signedFor(CAROL)));
+      room.member(CAROL, 'join');
+    });
+
     it('sending m.room.third_party_invite needs the invite level', () => {
       const room = TestRoom.standard(version, 'public');
       room.member(BOB, 'join');

@@ -18,6 +18,7 @@ import { describeSearchContract } from './contract-search.js';
 import { describeAdminContract } from './contract-admin.js';
 import { describeAppServiceContract } from './contract-appservices.js';
 import { describeFederationQueueContract } from './contract-federation-queue.js';
+import { describeIdentityBindingContract } from './contract-identity.js';
 import { describeStateContract } from './contract-state.js';
 import { describeStreamContract } from './contract-streams.js';
 import { describeTimelineContract } from './contract-timeline.js';
@@ -103,5 +104,6 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
     describeAdminContract(ctx);
     describeAppServiceContract(ctx);
     describeFederationQueueContract(ctx);
+    describeIdentityBindingContract(ctx);
   });
 }
