@@ -121,6 +121,8 @@ describe('identity: third-party invites', function () {
     const signed = is.sign({ mxid: frank.userId, sender: alice.userId, token: tpi.state_key }, 'ephemeral');
     await ok(frank.post(`${V3}/join/${enc(roomId)}`, { third_party_signed: signed }), 'join');
     assert.equal((await ok(member(alice, roomId, frank.userId), 'member')).membership, 'join');
+    // Joining again with the same block is the idempotent join it would be without it.
+    await ok(frank.post(`${V3}/join/${enc(roomId)}`, { third_party_signed: signed }), 'join again');
   });
 
   it('createRoom with invite_3pid invites through the identity server', async function () {

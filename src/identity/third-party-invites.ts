@@ -207,6 +207,9 @@ export class ThirdPartyInvites {
       throw new MatrixError('M_FORBIDDEN', 'No third-party invite with this token in the room');
     }
     if (tpi.sender !== invite.sender) throw new MatrixError('M_FORBIDDEN', 'The third-party invite was sent by another user');
+    // Already in (or invited): nothing to issue; a /join with third_party_signed goes on as any join.
+    const current = state.membership(invite.mxid);
+    if (current === 'join' || current === 'invite') return;
     await this.checkSigned(tpi.content, invite.signed);
     const displayName = typeof tpi.content.display_name === 'string' ? tpi.content.display_name : '';
     await this.d.rooms.changeMembership({ userId: invite.sender }, invite.roomId, invite.mxid, 'invite', undefined, {
