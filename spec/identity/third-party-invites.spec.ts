@@ -177,3 +177,20 @@ describe('identity: identity servers are behind the outbound guard', function ()
     assert.equal(is.requests.length, 0);
   });
 });
+
+describe('identity: 3pid/onbind is rate-limited per address', function () {
+  let srv: TestServer;
+  before(async function () {
+    srv = await startTestServer({ limits: { rate_limits: { enabled: true, write: { per_second: 0.01, burst: 2 } } } });
+  });
+  after(async function () {
+    await srv?.stop();
+  });
+
+  it('answers 429 past the write budget', async function () {
+    const body = { medium: 'email', address: 'a@example.org', mxid: '@nobody:localhost', invites: [] };
+    const statuses: number[] = [];
+    for (let i = 0; i < 3; i++) statuses.push((await new Api(srv.url).post(ONBIND, body)).status);
+    assert.deepEqual(statuses, [200, 200, 429]);
+  });
+});

@@ -10,7 +10,7 @@ import { z } from 'zod';
 import { body } from '../middleware.js';
 import { parse, type ApiServices, type ClientRoutes } from '../routing.js';
 
-type IdentityRouteDeps = Pick<ApiServices, 'identity'>;
+type IdentityRouteDeps = Pick<ApiServices, 'identity' | 'limits'>;
 
 // r0 and unstable: clients (and SyTest) still use the older prefixes for these.
 const VERSIONS = ['v3', 'r0', 'unstable'];
@@ -36,6 +36,9 @@ export function identityRoutes(r: ClientRoutes, s: IdentityRouteDeps): void {
   // identity server's keys in each room before any invite is issued.
   for (const method of ['put', 'post'] as const) {
     r.raw(method, '/_matrix/federation/v1/3pid/onbind', async (ctx) => {
+      // Each call may make requests to identity servers and other homeservers: limited per
+      // address, from the `write` budget.
+      await s.limits.write.consume(`onbind:${ctx.ip}`);
       await s.identity.invites.onBind(body(ctx));
       ctx.body = {};
     });
