@@ -3,7 +3,7 @@
 // (exchange_third_party_invite), which issues the invite over federation.
 
 import { assert } from '../helpers/assert.js';
-import { closeFedRequests, signedFedRequest, startPair, syncUntil, waitFor } from '../helpers/federation.js';
+import { closeFedRequests, fedRequest, signedFedRequest, startPair, syncUntil, waitFor } from '../helpers/federation.js';
 import { createRoom, ok, roomPath } from '../helpers/fixtures.js';
 import { FakeIdentityServer, ID_ACCESS_TOKEN } from '../helpers/fake-identity-server.js';
 import { Api, enc, type TestServer } from '../helpers/server.js';
@@ -45,6 +45,17 @@ describe('identity: third-party invites across servers', function () {
     assert.equal(state.find((e) => e.type === 'm.room.member' && e.state_key === bob.userId).sender, alice.userId);
     await ok(bob.post(roomPath(roomId, 'join'), {}), 'join');
     await waitFor(async () => (await alice.get(roomPath(roomId, `state/m.room.member/${enc(bob.userId)}`))).body.membership === 'join', 15_000, 'bob joined');
+  });
+
+  it('the federation listener serves 3pid/onbind without X-Matrix (identity servers are no homeservers)', async function () {
+    const url = b.hearth.federation!.url;
+    const okRes = await fedRequest(url, 'PUT', '/_matrix/federation/v1/3pid/onbind', { 'content-type': 'application/json' }, { medium: 'email', address: 'z@example.org', mxid: bob.userId, invites: [] });
+    assert.equal(okRes.status, 200, JSON.stringify(okRes.body));
+    const other = await fedRequest(url, 'POST', '/_matrix/federation/v1/3pid/onbind', { 'content-type': 'application/json' }, { medium: 'email', address: 'z@example.org', mxid: alice.userId, invites: [] });
+    assert.equal(other.status, 403, JSON.stringify(other.body));
+    // exchange_third_party_invite is an ordinary federation request: X-Matrix required.
+    const unsigned = await fedRequest(url, 'PUT', '/_matrix/federation/v1/exchange_third_party_invite/!r:x', { 'content-type': 'application/json' }, {});
+    assert.equal(unsigned.status, 401, JSON.stringify(unsigned.body));
   });
 
   it('exchange_third_party_invite refuses a sender of another server and a bad signature', async function () {
