@@ -43,6 +43,8 @@ export interface InboundRoom {
   auth: string[];
   /** The room's current state as event IDs, by (type, state_key) tuple. */
   stateIds(): Promise<Map<string, string>>;
+  /** The auth events the selection algorithm picks from the current state for such an event. */
+  authFor(pdu: { type: string; sender: string; state_key?: string; content?: JsonObject }): Promise<string[]>;
   /** Event IDs whose state groups the gap filler looked up, per lookup. */
   stateGroupLookups: string[][];
   /** `METHOD path` (first path segments) of each request the gap filler made to the origin. */
@@ -160,6 +162,12 @@ export async function openInboundRoom(opts: { version?: RoomVersion } = {}): Pro
     tip: { eventId: join.eventId, depth: join.pdu.depth },
     auth,
     stateIds,
+    async authFor(pdu) {
+      const now = await stateIds();
+      return authEventTypesFor({ content: {}, ...pdu }, version)
+        .map(([t, k]) => now.get(stateTuple(t, k)))
+        .filter((id): id is string => id !== undefined);
+    },
     stateGroupLookups,
     requests,
     build,
