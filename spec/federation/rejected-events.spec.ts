@@ -8,9 +8,14 @@
 //   the redact level nor the target's server) is answered `{}`, kept (soft-failed) but withheld
 //   from the timeline, and the target is untouched; a rightful one redacts its target.
 // - v1 references with an empty hashes object are accepted (only the event ID counts).
+// - A sender cannot take over a room by withholding a gap's events and claiming, for the state
+//   at them, a power-levels event of its own made as if the room had none (SyTest 36state "take
+//   over the room"): whether the origin answers /state or not, the room keeps its power levels.
 
 import { assert } from '../helpers/assert.js';
-import { alice, openInboundRoom, REMOTE, rob, type InboundRoom } from '../helpers/inbound-room.js';
+import { alice, openInboundRoom, REMOTE, rob, type InboundRoom, type OriginAnswer } from '../helpers/inbound-room.js';
+import type { BuiltPdu } from '../helpers/pdu-builder.js';
+import type { JsonValue } from '../../src/protocol/types.js';
 import { MatrixError } from '../../src/errors.js';
 import { stateTuple } from '../../src/protocol/types.js';
 import type { Pdu } from '../../src/protocol/types.js';
@@ -178,4 +183,67 @@ describe('federation: rejected and withheld inbound PDUs', () => {
     assert.equal(stored?.rejected, null);
     assert.ok((await timelineIds()).includes(m.eventId));
   });
+  for (const answersState of [false, true]) {
+    it(`v1: a made-up power-levels event in the state the sender claims at a gap does not take the room over (origin ${answersState ? 'answers' : 'refuses'} /state)`, async () => {
+      // Built once the room exists: the events the origin serves, by ID.
+      const served = new Map<string, BuiltPdu>();
+      let stateAtC: { ids: string[]; auth: string[] } | undefined;
+      let answeredMissing = false;
+      const origin: OriginAnswer = async (method, path): Promise<JsonValue> => {
+        if (method === 'POST' && path.includes('/get_missing_events/')) {
+          // Only D, once (as SyTest): C stays missing.
+          if (answeredMissing) throw new Error('404');
+          answeredMissing = true;
+          return { events: [served.get('D')!.pdu as unknown as JsonValue] };
+        }
+        if (path.includes('/state_ids/')) return { pdu_ids: stateAtC!.ids, auth_chain_ids: stateAtC!.auth };
+        if (path.includes('/state/')) {
+          if (!answersState) throw new Error('404');
+          const pdu = (id: string) => [...served.values()].find((b) => b.eventId === id)?.pdu ?? null;
+          const have = async (ids: string[]) => Promise.all(ids.map(async (id) => pdu(id) ?? (await r.store.rooms.getEvent(id))!.pdu));
+          return { pdus: (await have(stateAtC!.ids)) as unknown as JsonValue, auth_chain: (await have(stateAtC!.auth)) as unknown as JsonValue };
+        }
+        const m = path.match(/\/event\/(.+)$/);
+        if (m) {
+          const ev = [...served.values()].find((b) => b.eventId === decodeURIComponent(m[1]));
+          if (ev) return { origin: REMOTE, origin_server_ts: 0, pdus: [ev.pdu as unknown as JsonValue] };
+        }
+        throw new Error(`404 ${method} ${path}`);
+      };
+      r = await openInboundRoom({ version: '1', origin });
+      const state = await r.stateIds();
+      const create = state.get(stateTuple('m.room.create', ''))!;
+      const robJoin = state.get(stateTuple('m.room.member', rob))!;
+      const realPl = state.get(stateTuple('m.room.power_levels', ''))!;
+      const nowhere = `$this-event-does-not-exist:${REMOTE}`;
+      // X: a power-levels event of rob's, authorised only by the create event and his join, as if
+      // the room had none, early (depth 0) so it sorts before the real one.
+      const x = await r.build({ sender: rob, type: 'm.room.power_levels', stateKey: '', content: { users: { [rob]: 100, [alice]: 0 } }, prevEvents: [nowhere], authEvents: [create, robJoin], depth: 0, emptyReferenceHashes: true });
+      const c = await r.build({ sender: rob, type: 'm.room.message', content: { body: 'hehehe...' }, prevEvents: [nowhere], authEvents: r.auth, depth: 10, emptyReferenceHashes: true });
+      const d = await r.build({ sender: rob, type: 'm.room.message', content: { body: 'totes legit' }, prevEvents: [c.eventId], authEvents: r.auth, depth: 11, emptyReferenceHashes: true });
+      const e = await r.build({ sender: rob, type: 'm.room.message', content: { body: 'nothing to see' }, prevEvents: [d.eventId], authEvents: r.auth, depth: 12, emptyReferenceHashes: true });
+      served.set('X', x).set('C', c).set('D', d);
+      stateAtC = { ids: [create, robJoin, x.eventId], auth: [create, robJoin] };
+
+      assert.deepEqual(await r.send('t1', [e]), { [e.eventId]: {} });
+      if (answersState) {
+        // The gap was bridged with the claimed state, minus X: rob's level is 0 and a power-levels
+        // event needs state_default (50 without a power-levels event), so X fails its own auth
+        // events and is never part of any state here.
+        assert.deepEqual(r.requests.slice(-3), ['GET /_matrix/federation/v1/state_ids', 'GET /_matrix/federation/v1/state', 'GET /_matrix/federation/v1/event']);
+        const before = await r.store.rooms.getStateAtEvent(d.eventId, 'before');
+        assert.ok(before, 'D was taken, with the state the origin claimed');
+        assert.ok(!before.some((s) => s.eventId === x.eventId), 'without X');
+      } else {
+        assert.equal(await r.store.rooms.getEvent(e.eventId), null, 'E, still cut off, was dropped');
+      }
+      const now = await r.stateIds();
+      assert.equal(now.get(stateTuple('m.room.power_levels', '')), realPl, 'the real power levels are still the room\'s');
+      const pl = await r.store.rooms.getEvent(realPl);
+      assert.equal(pl?.pdu.content.users && (pl.pdu.content.users as Record<string, number>)[alice], 100);
+      assert.equal(now.get(stateTuple('m.room.member', alice)), state.get(stateTuple('m.room.member', alice)), 'alice is still joined');
+      // And alice can still do what her power level allows.
+      await r.input.submit(r.roomId, { type: 'm.room.name', stateKey: '', sender: alice, content: { name: 'still mine' } });
+    });
+  }
 });

@@ -3,7 +3,8 @@
 // and room input, no HTTP: what a federation spec needs to push forged, really signed PDUs at
 // /send and read back the store. Room input computes push actions with the real push rules, so
 // notifications are stored as on a server. The gap filler's store lookups of prev events and its
-// requests to the origin are recorded; by default the origin has nothing to give.
+// requests to the origin are recorded; the origin answers them as `origin` says (by default it
+// has nothing to give).
 
 import pino from 'pino';
 import { assert } from './assert.js';
@@ -58,7 +59,10 @@ export interface InboundRoom {
   close(): Promise<void>;
 }
 
-export async function openInboundRoom(opts: { version?: RoomVersion } = {}): Promise<InboundRoom> {
+/** What the origin answers the gap filler (default: nothing, so gaps stay open). */
+export type OriginAnswer = (method: string, path: string, body?: JsonObject) => Promise<JsonValue>;
+
+export async function openInboundRoom(opts: { version?: RoomVersion; origin?: OriginAnswer } = {}): Promise<InboundRoom> {
   const version = opts.version ?? '12';
   const silent = pino({ level: 'silent' });
   const store = await openSqliteStore({ path: ':memory:', logger: silent });
@@ -131,10 +135,9 @@ export async function openInboundRoom(opts: { version?: RoomVersion } = {}): Pro
     roomInput: input,
     keyRing,
     logger: silent,
-    // The origin has nothing to give: gaps stay open.
-    request: async (_origin, method, path) => {
+    request: async (_origin, method, path, body) => {
       requests.push(`${method} ${path.split('?')[0].split('/').slice(0, 5).join('/')}`);
-      return {};
+      return opts.origin ? opts.origin(method, path, body) : {};
     },
   });
   const inbound = new FederationInbound({
