@@ -5,8 +5,9 @@
 // - /send answers per PDU and never fails as a whole for a bad PDU (a non-200 stalls the
 //   sender's queue): `{}` for every PDU received and dealt with (accepted, soft-failed, outlier,
 //   rejected by the auth rules, or dropped for a gap that could not be filled), as Synapse
-//   answers; `{error}` only for an invalid PDU (format, signatures); it is idempotent per (origin, txnId) for recent transactions, and PDUs are
-//   idempotent by event ID anyway. Rooms are processed in parallel, each room's PDUs in order,
+//   answers; `{error}` only for an invalid PDU (format, signatures) or an ACL ban. It is
+//   idempotent per (origin, txnId) for recent transactions, and PDUs are idempotent by event ID
+//   anyway. Rooms are processed in parallel, each room's PDUs in order,
 //   all through RoomInput.receive.
 // - EDUs are believed only for users on the origin server who are joined to the room.
 // - History reads (/event, /state*, /event_auth, /backfill, /get_missing_events) are served only
