@@ -391,6 +391,8 @@ async function inboundPhase(ctx: BenchContext, b: Peer, carol: MatrixClient, res
             ctx.log(`  transaction ${t.path}: HTTP ${res.status} ${JSON.stringify(res.body).slice(0, 200)}`);
             continue;
           }
+          // `error` only marks an invalid PDU: one the auth rules reject is answered {} (as
+          // Synapse answers) and counts as accepted here, but the read-back below finds it lost.
           for (const id of t.ids) {
             const r = res.body?.pdus?.[id];
             if (r === undefined) missingInAnswer++;

@@ -319,6 +319,8 @@ describe('room history over HTTP', function () {
       const because = ev.unsigned?.redacted_because;
       assert.ok(because, 'unsigned.redacted_because');
       assert.equal(because.event_id, r.event_id);
+      assert.equal(ev.unsigned?.redacted_by, r.event_id, 'unsigned.redacted_by: the redaction event ID (as Synapse)');
+      assert.equal(inList.unsigned?.redacted_by, r.event_id, '/messages: unsigned.redacted_by');
       assert.equal(because.type, 'm.room.redaction');
       assert.equal(because.sender, bob.userId);
       assert.ok(because.redacts === b1 || because.content?.redacts === b1);

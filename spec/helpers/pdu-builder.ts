@@ -17,6 +17,8 @@ export interface PduSpec {
   ts?: number;
   /** Top-level `redacts` (redactions before room v11). */
   redacts?: string;
+  /** v1/v2: cite events as `[id, {}]`, without a hash (as SyTest does). */
+  emptyReferenceHashes?: boolean;
 }
 
 export interface BuiltPdu {
@@ -41,6 +43,7 @@ export function buildPdu(
   const refs = (ids: string[]): string[] | EventHashReference[] =>
     roomVersionRules(version).eventReferencesWithHashes
       ? ids.map((id) => {
+          if (spec.emptyReferenceHashes) return [id, {}] as EventHashReference;
           const target = known(id);
           return target ? (eventReference(id, target, version) as EventHashReference) : ([id, { sha256: 'A'.repeat(43) }] as EventHashReference);
         })

@@ -91,7 +91,7 @@ export class GapFiller {
       const reason = pulled
         ? 'the state at its missing prev events could not be had (gap budget spent or sender unreachable)'
         : 'its prev events could not be fetched from the sender';
-      return { outcome: 'rejected', eventId, reason, stored: false };
+      return { outcome: 'rejected', eventId, reason, stored: false, gap: true };
     }
     return this.d.roomInput.receive(roomId, raw, origin);
   }

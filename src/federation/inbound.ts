@@ -3,8 +3,11 @@
 //
 // Invariants:
 // - /send answers per PDU and never fails as a whole for a bad PDU (a non-200 stalls the
-//   sender's queue); it is idempotent per (origin, txnId) for recent transactions, and PDUs are
-//   idempotent by event ID anyway. Rooms are processed in parallel, each room's PDUs in order,
+//   sender's queue): `{}` for every PDU received and dealt with (accepted, soft-failed, outlier,
+//   rejected by the auth rules, or dropped for a gap that could not be filled), as Synapse
+//   answers; `{error}` only for an invalid PDU (format, signatures) or an ACL ban. It is
+//   idempotent per (origin, txnId) for recent transactions, and PDUs are idempotent by event ID
+//   anyway. Rooms are processed in parallel, each room's PDUs in order,
 //   all through RoomInput.receive.
 // - EDUs are believed only for users on the origin server who are joined to the room.
 // - History reads (/event, /state*, /event_auth, /backfill, /get_missing_events) are served only
@@ -112,7 +115,13 @@ export class FederationInbound {
             const id = out.eventId ?? fallbackId();
             if (id === undefined) continue;
             if (out.outcome === 'accepted' || out.outcome === 'soft_failed') storedHere.add(id);
-            results[id] = out.outcome === 'rejected' ? { error: out.reason } : {};
+            // `{}` for a PDU received and dealt with, as Synapse answers (it judges PDUs after
+            // answering): stored whatever the verdict (rejected by the auth rules too), or dropped
+            // because the gap before it could not be filled. An error only for a PDU that is
+            // itself invalid (format, signatures): the one thing its sender could fix.
+            const invalid = out.outcome === 'rejected' && !out.stored && !out.gap;
+            results[id] = invalid ? { error: out.reason } : {};
+            if (out.outcome === 'rejected' && !invalid) this.d.logger.info({ origin, roomId, eventId: id, reason: out.reason, stored: out.stored }, 'received PDU rejected');
           } catch (err) {
             this.d.logger.warn({ err, origin, roomId }, 'PDU processing failed');
             const id = fallbackId();

@@ -6,8 +6,11 @@ export type JsonObject = { [key: string]: JsonValue };
 // The version table lives in room-versions.ts; re-exported here where callers always found it.
 export { DEFAULT_ROOM_VERSION, SUPPORTED_ROOM_VERSIONS, type RoomVersion } from './room-versions.js';
 
-/** A v1/v2 event reference: the event ID and the referenced event's reference hash. */
-export type EventHashReference = [eventId: string, hashes: { sha256: string }];
+/**
+ * A v1/v2 event reference: the event ID and the referenced event's reference hash. We always
+ * write `sha256`; a received reference may lack it (nothing checks it, Synapse neither).
+ */
+export type EventHashReference = [eventId: string, hashes: { sha256?: string }];
 
 /**
  * A persistent data unit, exactly as it is signed and sent over federation. Its shape depends on

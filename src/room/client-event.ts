@@ -6,7 +6,8 @@
 //   N members' syncs is shaped once. Cached parts are frozen; each output is a fresh shallow copy
 //   with its own `unsigned`, so no caller can alter another viewer's event.
 // - Per-viewer and per-call fields are added on top, never cached: age, transaction_id (only for
-//   the sending device), redacted_because, prev_content/prev_sender, m.relations.
+//   the sending device), redacted_because and redacted_by (the redaction's event ID, as Synapse
+//   sets it and SyTest reads it), prev_content/prev_sender, m.relations.
 // - A cached part is only served for an input whose redaction state it was built from (the
 //   entry remembers `redactedBy`; a redacted copy never gets the unredacted part, nor the other
 //   way round). Inputs whose PDU was substituted for this viewer bypass the cache (`personal`).
@@ -169,6 +170,7 @@ export class EventFormatter {
     if (e.redactedBy) {
       const r = redactions?.get(e.redactedBy);
       unsigned.redacted_because = r ? this.formatOne(r, viewer, format) : { event_id: e.redactedBy };
+      unsigned.redacted_by = e.redactedBy;
     }
     return { ...part.fields, unsigned };
   }

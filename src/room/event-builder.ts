@@ -6,7 +6,8 @@
 //
 // Redactions are checked here too, for both origins: a local one must name an existing target in
 // the same room that its sender may redact (the client gets 400/403), a received one redacts its
-// target only when the auth rules' redaction conditions hold ("Handling redactions").
+// target only when the auth rules' redaction conditions hold ("Handling redactions"), and one
+// that can never apply to the target it names is withheld from clients.
 //
 // v12 create events derive the room ID from their hash: their timestamps never repeat within one
 // builder, so two identical requests in one millisecond still make two rooms.
@@ -155,19 +156,29 @@ export class EventBuilder {
   }
 
   /**
-   * What an accepted redaction from outside does to its target ("Handling redactions"): the
-   * target is redacted when it is here, in this room, not yet redacted, and the sender has the
-   * redact level or is on the target sender's server. A target not here yet stays as it is (it
-   * would need the redaction applied on arrival, which nothing does yet).
+   * What an accepted redaction from outside does to its target ("Handling redactions"):
+   * `redaction` when the target is here, in this room, not yet redacted, and the sender has the
+   * redact level or is on the target sender's server. `withheld` (why) when the target is here
+   * but the redaction can never apply to it: in another room, the create event, rejected, or a
+   * sender with neither the level nor the target's server. Such a redaction passed the auth rules
+   * (they do not look at the target) and stays in the DAG, but clients never see it (the caller
+   * soft-fails it), as Synapse withholds it. A target not here yet stays as it is and the
+   * redaction is shown (it would need applying on the target's arrival, which nothing does yet).
    */
-  async receivedRedaction(roomId: string, pdu: Pdu, state: RoomState): Promise<Prepared['redaction']> {
-    if (pdu.type !== 'm.room.redaction') return undefined;
+  async receivedRedaction(roomId: string, pdu: Pdu, state: RoomState): Promise<{ redaction?: Prepared['redaction']; withheld?: string }> {
+    if (pdu.type !== 'm.room.redaction') return {};
     const targetId = redactionTargetOf(pdu, state.version);
-    if (targetId === undefined) return undefined;
+    if (targetId === undefined) return {};
     const target = await this.deps.rooms.getEvent(targetId);
-    if (!target || target.roomId !== roomId || target.redactedBy || target.rejected !== null) return undefined;
-    if (!mayApplyRedaction(pdu, target.pdu, state.content('m.room.power_levels'), state.get('m.room.create', '')?.pdu, state.version)) return undefined;
-    return { targetEventId: targetId, redactedPdu: redactEvent(target.pdu, state.version) as Pdu };
+    if (!target) return {};
+    if (target.roomId !== roomId) return { withheld: `redacts ${targetId}, an event of another room` };
+    if (target.pdu.type === 'm.room.create') return { withheld: 'redacts the create event' };
+    if (target.rejected !== null) return { withheld: `redacts ${targetId}, a rejected event` };
+    if (!mayApplyRedaction(pdu, target.pdu, state.content('m.room.power_levels'), state.get('m.room.create', '')?.pdu, state.version)) {
+      return { withheld: `${pdu.sender} may not redact ${targetId}` };
+    }
+    if (target.redactedBy) return {};
+    return { redaction: { targetEventId: targetId, redactedPdu: redactEvent(target.pdu, state.version) as Pdu } };
   }
 
   /**

@@ -12,7 +12,8 @@
 // `receive` never throws for a bad event: it returns an outcome.
 //
 // Outcomes: accepted (timeline, state, extremities); soft_failed (stored with its state, never
-// in the timeline, the current state or the extremities); outlier (prev events unknown and no
+// in the timeline, the current state or the extremities; also a received redaction that can
+// never apply to the target it names, see event-builder.ts); outlier (prev events unknown and no
 // `gapStates` given: we cannot know the state before it, so it is stored after checks 1-4 only,
 // without state, outside the timeline; the spec's "outlier"; federation fills gaps first, see
 // src/federation/gap-fill.ts);
@@ -73,7 +74,8 @@ export type InputOutcome =
   | { outcome: 'accepted'; eventId: string; stream: number }
   | { outcome: 'soft_failed'; eventId: string; stream: number; reason: string }
   | { outcome: 'outlier'; eventId: string; stream: number; reason: string }
-  | { outcome: 'rejected'; eventId: string | null; reason: string; stored: boolean };
+  /** `gap`: not judged at all, as the events before it could not be had (federation's gap filler). */
+  | { outcome: 'rejected'; eventId: string | null; reason: string; stored: boolean; gap?: true };
 
 export interface RoomInputDeps {
   store: Store;
@@ -597,9 +599,11 @@ export class RoomInput {
     const badSignature = await checkSignatures(format.value.pdu, version, this.keyRing);
     if (badSignature !== undefined) return { outcome: 'rejected', eventId, reason: badSignature, stored: false };
     const { pdu } = checkHashOrRedact(format.value.pdu, version);
-    const verdict = await this.judge.judge(roomId, state, pdu, eventId, gapStates);
+    let verdict = await this.judge.judge(roomId, state, pdu, eventId, gapStates);
     if (verdict.kind === 'rejected' && !verdict.store) return { outcome: 'rejected', eventId, reason: verdict.reason, stored: false };
-    const redaction = verdict.kind === 'accepted' ? await this.builder.receivedRedaction(roomId, pdu, state) : undefined;
+    const { redaction, withheld } = verdict.kind === 'accepted' ? await this.builder.receivedRedaction(roomId, pdu, state) : {};
+    // A redaction that can never apply to its target: kept in the DAG, hidden from clients.
+    if (withheld !== undefined && verdict.kind === 'accepted') verdict = { kind: 'soft_failed', reason: withheld, before: verdict.before };
     const { stream } = await this.commit(roomId, { eventId, pdu, redaction }, state, verdict);
     switch (verdict.kind) {
       case 'accepted':
