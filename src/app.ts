@@ -51,7 +51,7 @@ import { ErasureService } from './room/erasure.js';
 import { openStoreBackend } from './store/open.js';
 import { openChangeFeed, withFeedPosition } from './cluster/feed.js';
 import { removeServerLock, runningServerPid, writeServerLock } from './store/sqlite/server-lock.js';
-import type { Store } from './store/types.js';
+import { isSharedBackend, type Store } from './store/types.js';
 import { LocalNotifier } from './sync/notifier.js';
 import { SyncService } from './sync/sync-service.js';
 import { SyncWaiters } from './sync/waiters.js';
@@ -300,10 +300,14 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
   federation = fedCore ? attachFederation(fedCore, { config, signingKey, store, roomInput, typing, receipts, e2ee, presence, thirdParty, logger, now }) : undefined;
   const rooms = new RoomService(store, roomInput, config.server_name, logger, federation?.remote, admission, config.default_room_version, writerOps);
   const mc = config.media;
-  // The local filesystem today; an object-store MediaStore slots in here for scale-out.
+  // Media bytes: files under media.path, or (media.store: cassandra) chunks in the keyspace that
+  // every worker shares. The config refuses cassandra without the Cassandra backend.
+  const sharedBlobs = mc.store === 'cassandra' && isSharedBackend(backend) ? backend.mediaBlobs?.(mc.chunk_bytes) : undefined;
+  if (mc.store === 'cassandra' && !sharedBlobs) throw new Error('media.store cassandra: the storage backend keeps no media bytes');
+  if (!sharedBlobs && redis) logger.warn({ path: mc.path }, 'media on local disk in a cluster: every worker needs this directory (or set media.store: cassandra)');
   const media = new MediaService({
     meta: store.media,
-    blobs: new LocalMediaStore(mc.path),
+    blobs: sharedBlobs ?? new LocalMediaStore(mc.path),
     serverName: config.server_name,
     config: {
       maxUploadBytes: mc.max_upload_bytes,

@@ -201,6 +201,17 @@ describe('config', () => {
     assert.equal(isOpenRegistrationWarningNeeded({ registration: { ...base.registration, enabled: false } }), false);
   });
 
+  it('media.store: local by default; cassandra only on the Cassandra backend; chunk_bytes 64 KiB to 1 MiB', () => {
+    assert.equal(loadConfig({ env: {} }).media.store, 'local');
+    const ok = loadConfig({ env: {}, overrides: { storage: { backend: 'cassandra' }, media: { store: 'cassandra', chunk_bytes: 65536 } } });
+    assert.deepEqual([ok.media.store, ok.media.chunk_bytes], ['cassandra', 65536]);
+    assert.throws(() => loadConfig({ env: {}, overrides: { media: { store: 'cassandra' } } }), (err: unknown) => err instanceof ConfigError && /media\.store/.test(err.message) && /storage\.backend/.test(err.message));
+    for (const chunk of [65535, 1048577]) {
+      assert.throws(() => loadConfig({ env: {}, overrides: { storage: { backend: 'cassandra' }, media: { store: 'cassandra', chunk_bytes: chunk } } }), (err: unknown) => err instanceof ConfigError && /chunk_bytes/.test(err.message));
+    }
+    assert.throws(() => loadConfig({ env: {}, overrides: { media: { store: 's3' as never } } }), ConfigError);
+  });
+
   it('config.example.yaml validates and equals the defaults', () => {
     const example = loadConfig({ file: EXAMPLE, env: {} });
     const defaults = loadConfig({ env: {}, cwd: path.dirname(EXAMPLE) });

@@ -339,8 +339,14 @@ const configObject = z.strictObject({
   // The media repository (src/media): uploads, downloads, thumbnails, URL previews.
   media: z
     .strictObject({
+      // Where media bytes live: `local`, files under media.path (one process, or workers sharing
+      // that directory); `cassandra`, chunks in the keyspace (storage.backend cassandra), so every
+      // worker of a cluster serves what any of them stored (src/store/cassandra/media-blobs.ts).
+      store: z.enum(['local', 'cassandra']).default('local'),
       // Where the local MediaStore keeps the bytes (metadata is in the database).
       path: filePath.default('./data/media'),
+      // media.store cassandra: bytes per stored chunk (a row of media_chunks; one write each).
+      chunk_bytes: z.int().min(65536).max(1048576).default(262144),
       // Largest upload, in bytes (413 M_TOO_LARGE past it); advertised as m.upload.size.
       max_upload_bytes: z.int().min(1).default(52428800),
       // Per-user quota over all their uploads, in bytes (403 M_FORBIDDEN past it); null: none.
@@ -426,6 +432,9 @@ export const hearthConfigSchema = configObject
       ctx.addIssue({ code: 'custom', path: ['metrics', 'listen', 'port'], message: 'same host and port as listeners.client' });
     }
     checkRoles(c, ctx);
+    if (c.media.store === 'cassandra' && c.storage.backend !== 'cassandra') {
+      ctx.addIssue({ code: 'custom', path: ['media', 'store'], message: 'cassandra needs storage.backend: cassandra (the bytes go to its keyspace)' });
+    }
     const http = c.limits.http;
     if (http.header_timeout_ms > http.request_timeout_ms) {
       ctx.addIssue({ code: 'custom', path: ['limits', 'http', 'header_timeout_ms'], message: 'must not exceed limits.http.request_timeout_ms' });

@@ -2,19 +2,19 @@
 // fanned out by their first characters so no directory grows too large.
 //
 // Invariants:
-// - put() writes to a uniquely named file in <root>/tmp, fsyncs it and renames it into place:
-//   a reader sees the whole file or none, and an interrupted upload (client gone, over the
-//   limit, crash) leaves at most a file in tmp/, which is removed at once or, after a crash, by
-//   open() on the next start.
-// - A key never escapes the root: keys are checked against KEY_RE and have no `..` segment.
+// - put() writes to a uniquely named file in <root>/tmp, fsyncs it and links it into place
+//   (link fails on an existing file, so the first writer of a key wins, also among processes
+//   sharing the directory), then unlinks the temporary name: a reader sees the whole file or
+//   none, and an interrupted upload (client gone, over the limit, crash) leaves at most a file in
+//   tmp/, which is removed at once or, after a crash, by open() on the next start.
+// - A key never escapes the root: keys are checked by checkMediaKey and have no `..` segment.
 
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, readdir, rename, rm, rmdir, stat, unlink } from 'node:fs/promises';
+import { pipeline } from 'node:stream/promises';
+import { link, mkdir, open, readdir, rm, rmdir, stat, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { BlobTooLargeError, type MediaStore, type OpenedBlob, type StoredBlob } from './media-store.js';
-
-const KEY_RE = /^[A-Za-z0-9_-][A-Za-z0-9._-]*(\/[A-Za-z0-9_-][A-Za-z0-9._-]*)*$/;
+import { BlobTooLargeError, checkMediaKey, type MediaStore, type OpenedBlob, type StoredBlob } from './media-store.js';
 
 export class LocalMediaStore implements MediaStore {
   private readonly tmp: string;
@@ -31,7 +31,7 @@ export class LocalMediaStore implements MediaStore {
 
   /** The file a key is stored in (tests look at it). */
   pathOf(key: string): string {
-    if (!KEY_RE.test(key) || key.split('/').some((s) => s === '..' || s === '.')) throw new Error(`invalid media key ${JSON.stringify(key)}`);
+    checkMediaKey(key);
     const [kind, id, ...rest] = key.split('/');
     // content/abcdef... -> content/ab/cd/ef...; the fan-out keeps directories small.
     const fan = id && id.length > 4 ? [id.slice(0, 2), id.slice(2, 4), id.slice(4)] : [id];
@@ -55,9 +55,16 @@ export class LocalMediaStore implements MediaStore {
       await fh.sync();
       await fh.close();
       await mkdir(dirname(target), { recursive: true });
-      await rename(tmpPath, target);
+      let result: StoredBlob = { size, sha256: hash.digest('hex') };
+      try {
+        await link(tmpPath, target);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+        result = await describe(target); // written first by another: those bytes stay
+      }
+      await unlink(tmpPath);
       done = true;
-      return { size, sha256: hash.digest('hex') };
+      return result;
     } finally {
       if (!done) {
         await fh.close().catch(() => undefined);
@@ -84,4 +91,17 @@ export class LocalMediaStore implements MediaStore {
     // non-empty one, so shared fan-out directories stay).
     await rmdir(dirname(path)).catch(() => undefined);
   }
+}
+
+/** Size and hash of a stored file (a put that found its key taken reports these). */
+async function describe(path: string): Promise<StoredBlob> {
+  const hash = createHash('sha256');
+  let size = 0;
+  await pipeline(createReadStream(path), async function* (src: AsyncIterable<Buffer>) {
+    for await (const c of src) {
+      size += c.length;
+      hash.update(c);
+    }
+  });
+  return { size, sha256: hash.digest('hex') };
 }

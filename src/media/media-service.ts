@@ -1,6 +1,6 @@
 // The media repository: uploads (direct, and POST /create + PUT for async uploads), downloads,
 // thumbnails and deletion. Metadata goes to the store contract (MediaMetaStore), bytes to a
-// MediaStore (local filesystem today, an object store for scale-out).
+// MediaStore (files under media.path, or chunks in Cassandra that every worker shares).
 //
 // Invariants:
 // - Bytes are stored before their metadata commits, and only metadata makes media visible: an
@@ -10,11 +10,14 @@
 //   media.max_upload_bytes, 403 for the quota), and again while streaming and at commit.
 // - Deleting removes the metadata first, then the bytes: a reader never finds metadata without
 //   bytes except in the moment between (answered 404 like missing media).
-// - Two PUTs to one pending ID are serialised in this process (the second is 409). Several
-//   processes sharing an object store would also race on the key: that backend must write each
-//   upload under its own key and record it in the metadata (not done yet; one process today).
-// - Media of other servers is the federation seam (RemoteMedia): without it, 404. Serving ours
-//   to other servers (/_matrix/federation/v1/media/download) is download() with our name.
+// - Two PUTs to one pending ID are serialised in this process (the second is 409). Across
+//   processes (a cluster) the MediaStore writes a key once and hands the loser the winner's size
+//   and hash, and the metadata completes once (the store's LWT / transaction), so the recorded
+//   size and hash always describe the bytes readers get.
+// - Media of other servers is the federation seam (RemoteMedia): without it, 404 (no fetcher
+//   exists yet; one must keep what it fetches in `blobs`, the store every worker shares, not in
+//   a process-local cache). Serving ours to other servers (/_matrix/federation/v1/media/download)
+//   is download() with our name.
 
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
@@ -162,8 +165,9 @@ export class MediaService {
         this.wake(mediaId);
         return;
       }
-      // Only a lost race gets here; the winner's bytes are the ones under the key now.
-      if (outcome !== 'exists') await this.dropBytes(contentKey(mediaId));
+      // Only a lost race gets here; the winner's bytes are the ones under the key now (another
+      // process's upload may have completed with them: those stay).
+      if (outcome !== 'exists' && (await this.deps.meta.getMedia(mediaId))?.uploadedTs == null) await this.dropBytes(contentKey(mediaId));
       if (outcome === 'quota') throw quotaError();
       if (outcome === 'exists') throw new MatrixError('M_CANNOT_OVERWRITE_MEDIA', 'Media already uploaded', {}, 409);
       if (outcome === 'forbidden') throw new MatrixError('M_FORBIDDEN', 'This media ID was created by another user');

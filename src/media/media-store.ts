@@ -1,17 +1,28 @@
 // Where media bytes live: the MediaStore seam. The media service (media-service.ts) keeps the
 // metadata in the store contract (src/store/media-types.ts) and the bytes here, under keys it
-// derives from media IDs (keys.ts). The local filesystem is the one backend today
-// (local-store.ts); an object store (S3-compatible, for scale-out: several Hearth processes
-// sharing one media repository) implements the same interface.
+// derives from media IDs (contentKey/thumbnailKey in media-service.ts). Backends: the local
+// filesystem (local-store.ts, media.store: local) and the Cassandra keyspace
+// (src/store/cassandra/media-blobs.ts, media.store: cassandra), which every worker of a cluster
+// shares.
 //
 // Contract every backend keeps:
 // - put() is all or nothing: until its promise resolves nothing is readable under the key, and
 //   when it rejects (source error, client gone, over the limit) nothing is left behind.
 // - put() never holds more than a chunk of the body in memory: bodies are streamed.
-// - Keys are [A-Za-z0-9._/-] paths built by keys.ts; backends may rely on that and refuse others.
+// - A key is written once: put() on a key that already holds bytes leaves them and resolves with
+//   their size and hash, so what a caller records always matches what readers get, whichever of
+//   two racing writers (two processes) came first.
+// - Keys are [A-Za-z0-9._/-] paths (checkMediaKey); backends refuse others.
 // - delete() of a missing key is not an error.
 
 import type { Readable } from 'node:stream';
+
+const KEY_RE = /^[A-Za-z0-9_-][A-Za-z0-9._-]*(\/[A-Za-z0-9_-][A-Za-z0-9._-]*)*$/;
+
+/** Throws unless `key` is a media key (no `.`/`..` segment, nothing outside [A-Za-z0-9._/-]). */
+export function checkMediaKey(key: string): void {
+  if (!KEY_RE.test(key) || key.split('/').some((s) => s === '..' || s === '.')) throw new Error(`invalid media key ${JSON.stringify(key)}`);
+}
 
 export interface StoredBlob {
   size: number;

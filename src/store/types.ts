@@ -16,6 +16,7 @@
 // - No method spans domains transactionally except where its doc says so.
 // - Returned objects are owned by the caller (backends must not hand out shared mutable state).
 
+import type { MediaStore } from '../media/media-store.js';
 import type { JsonObject, Pdu, RoomVersion } from '../protocol/types.js';
 import type { DirectoryStore, NotificationStore, PushActionInput, PushBulkInput, ReceiptStore, RelationStore } from './chat-types.js';
 import type { E2eeStore } from './e2ee-types.js';
@@ -544,6 +545,8 @@ export interface SharedStoreBackend extends StoreBackend {
    */
   rejoin?(): Promise<void>;
   admitWrites?(): void;
+  /** Media bytes in the shared backend, chunked (media.store: cassandra). */
+  readonly mediaBlobs?: (chunkBytes: number) => MediaStore;
 }
 
 export function isSharedBackend(b: StoreBackend): b is SharedStoreBackend {

@@ -39,6 +39,8 @@ import { CassandraRoomStore } from './rooms.js';
 import type { CommitHooks } from './room-fence.js';
 import { CassandraE2eeStore } from './e2ee.js';
 import { CassandraMediaStore } from './media.js';
+import { CassandraMediaBlobs } from './media-blobs.js';
+import type { MediaStore } from '../../media/media-store.js';
 import { CassandraAccountStore } from './accounts.js';
 import { CassandraDeviceStore } from './devices.js';
 import { CassandraDirectoryStore } from './directory.js';
@@ -133,6 +135,8 @@ export class CassandraStore implements SharedStoreBackend {
   readonly admin: AdminStore;
   readonly e2ee: E2eeStore;
   readonly media: MediaMetaStore;
+  /** Media bytes in this keyspace, shared by every worker (media.store: cassandra). */
+  readonly mediaBlobs: (chunkBytes: number) => MediaStore;
   readonly appServices: AppServiceStore;
   readonly federationQueue: FederationQueueStore;
   readonly identityBindings: CassandraIdentityBindingStore;
@@ -224,6 +228,7 @@ export class CassandraStore implements SharedStoreBackend {
     this.admin = new CassandraAdminStore(ctx, derived);
     this.e2ee = new CassandraE2eeStore(ctx);
     this.media = new CassandraMediaStore(ctx);
+    this.mediaBlobs = (chunkBytes) => new CassandraMediaBlobs(ctx, chunkBytes);
     this.appServices = new CassandraAppServiceStore(ctx);
     this.federationQueue = new CassandraFederationQueueStore(ctx);
     this.identityBindings = new CassandraIdentityBindingStore(ctx);

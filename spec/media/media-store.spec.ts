@@ -1,0 +1,119 @@
+// The MediaStore contract (media-store-contract.ts) on both backends: files under a directory,
+// and chunks in a real Cassandra keyspace (scripts/cassandra.sh). Cassandra-only checks below:
+// nothing is left of a failed put, a delete drops the chunks, and a blob deleted while it is
+// read ends its stream with an error instead of short data.
+
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import type cassandra from 'cassandra-driver';
+import { assert } from '../helpers/assert.js';
+import { cassandraClient, dropKeyspace, freshKeyspace, startCassandra } from '../helpers/cassandra.js';
+import { LocalMediaStore } from '../../src/media/local-store.js';
+import { openCassandraStore, type CassandraStore } from '../../src/store/cassandra/index.js';
+import { mediaStoreContract, pieces, readAll } from './media-store-contract.js';
+
+describe('MediaStore contract: local directory', function () {
+  let dir = '';
+  mediaStoreContract({
+    async open() {
+      dir = mkdtempSync(join(tmpdir(), 'hearth-blobs-'));
+      const a = new LocalMediaStore(dir);
+      const b = new LocalMediaStore(dir);
+      await a.open();
+      await b.open();
+      return [a, b];
+    },
+    async close() {
+      rmSync(dir, { recursive: true, force: true });
+    },
+  });
+});
+
+describe('MediaStore contract: Cassandra chunks', function () {
+  this.timeout(120_000);
+  const keyspace = freshKeyspace('blobs');
+  let addr = '';
+  let admin: cassandra.Client | undefined;
+  let stores: CassandraStore[] = [];
+  let migrated = false;
+  const openStore = async () => {
+    const s = await openCassandraStore({ contactPoints: [addr], localDataCenter: 'datacenter1', keyspace, skipMigrations: migrated });
+    migrated = true;
+    stores.push(s);
+    return s;
+  };
+  const chunkRows = async () => (await admin!.execute(`SELECT blob_id FROM ${keyspace}.media_chunks`)).rowLength;
+
+  before(async function () {
+    this.timeout(600_000);
+    addr = await startCassandra();
+    admin = await cassandraClient(addr);
+  });
+  after(async () => {
+    if (admin) {
+      await dropKeyspace(admin, keyspace).catch(() => undefined);
+      await admin.shutdown();
+    }
+  });
+
+  const harness = {
+    async open(): Promise<[ReturnType<CassandraStore['mediaBlobs']>, ReturnType<CassandraStore['mediaBlobs']>]> {
+      const one = await openStore();
+      const two = await openStore();
+      for (const t of ['media_blobs', 'media_chunks']) await admin!.execute(`TRUNCATE ${keyspace}.${t}`, [], { readTimeout: 120_000 });
+      // The smallest chunk the config allows, so the contract's bodies span many chunks and pages.
+      const a = one.mediaBlobs(65536);
+      const b = two.mediaBlobs(65536);
+      await a.open();
+      await b.open();
+      return [a, b];
+    },
+    async close() {
+      for (const s of stores) await s.close();
+      stores = [];
+    },
+  };
+  mediaStoreContract(harness);
+
+  describe('chunks', function () {
+    let a: ReturnType<CassandraStore['mediaBlobs']>;
+    beforeEach(async () => {
+      [a] = await harness.open();
+    });
+    afterEach(() => harness.close());
+
+    it('a refused or broken-off put and a losing racer leave no chunk rows; a delete drops the chunks', async () => {
+      await assert.rejects(a.put('content/big1', pieces(randomBytes(400_000)), 200_000));
+      assert.equal(await chunkRows(), 0);
+      await a.put('content/kept1', [randomBytes(200_000)], 1_000_000); // 4 chunks of 64 KiB
+      assert.equal(await chunkRows(), 4);
+      await a.put('content/kept1', [randomBytes(200_000)], 1_000_000); // loses: its chunks go
+      assert.equal(await chunkRows(), 4);
+      await a.delete('content/kept1');
+      assert.equal(await chunkRows(), 0);
+    });
+
+    it('a blob deleted while it is streamed ends the stream with an error, never short data', async () => {
+      await a.put('content/gone1', [randomBytes(5 * 1024 * 1024)], 10 * 1024 * 1024);
+      const got = await a.get('content/gone1');
+      assert.ok(got);
+      const it = got.stream[Symbol.asyncIterator]();
+      await it.next(); // the first page (1 MiB) is read
+      await a.delete('content/gone1');
+      await assert.rejects(
+        (async () => {
+          for (;;) if ((await it.next()).done) break;
+        })(),
+        /bytes found|missing/,
+      );
+    });
+
+    it('a reader gets the bytes back in order over many pages', async () => {
+      const body = randomBytes(3 * 1024 * 1024 + 12345);
+      await a.put('content/pages1', pieces(body), body.length);
+      assert.ok((await readAll((await a.get('content/pages1'))!.stream)).equals(body));
+    });
+  });
+});
