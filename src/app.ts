@@ -15,6 +15,7 @@ import { localSharedState, type SharedState } from './cluster/shared-state.js';
 import { openRedisSharedState, type RedisSharedState } from './cluster/redis.js';
 import { RedisConnectionRegistry } from './cluster/connections.js';
 import { DeviceRevocations } from './cluster/revocation.js';
+import { DeviceListInvalidation } from './cluster/device-list-invalidation.js';
 import { PushWakeups, Roles } from './cluster/roles.js';
 import { destinationLeases } from './cluster/destination-leases.js';
 import { AppServiceLeases } from './cluster/appservice-leases.js';
@@ -298,6 +299,8 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
   const thirdPartyLate: { invites?: ThirdPartyInvites } = {};
   const thirdParty = lateThirdPartyHooks(thirdPartyLate);
   federation = fedCore ? attachFederation(fedCore, { config, signingKey, store, roomInput, typing, receipts, e2ee, presence, thirdParty, logger, now }) : undefined;
+  // A cluster: remote device lists drop on every worker, not only where the update or leave landed.
+  if (replication && federation?.e2ee) await new DeviceListInvalidation(shared.broadcast, federation.e2ee.remote, logger).start((l) => feed.onChanges(l));
   const rooms = new RoomService(store, roomInput, config.server_name, logger, federation?.remote, admission, config.default_room_version, writerOps);
   const mc = config.media;
   // Media bytes: files under media.path, or (media.store: cassandra) chunks in the keyspace that

@@ -10,7 +10,10 @@
 //   of it does: membershipChanged), the list is dropped at once, since updates stop coming
 //   (spec: the list can no longer be trusted); when a room is shared again, or a client asks, it
 //   is fetched again with /user/devices. The membership hook runs on the worker that persisted
-//   the event; another worker's cache is bounded by an hour's TTL (and whatever else that misses).
+//   the event; in a cluster every other worker runs it from the replication feed, and an update
+//   applied here is announced (onUpdated) so that the others drop their copy
+//   (src/cluster/device-list-invalidation.ts); the hour's TTL bounds what a lost announcement
+//   leaves stale.
 // - An update applies to the cached list only when its prev_id names the stream ID the cache is
 //   at; otherwise (a gap, or a cache filled by /user/keys/query which has no stream ID) the list
 //   is dropped and fetched again with /user/devices, in the background and once per user at a time.
@@ -60,6 +63,8 @@ export class RemoteDeviceLists implements RemoteKeySource {
   private membershipWork: Promise<unknown> = Promise.resolve();
   /** Resyncs through /user/devices started (tests, metrics). */
   resyncs = 0;
+  /** Told of every update applied from an EDU (a cluster tells the other workers). */
+  onUpdated: ((userIds: string[]) => void) | undefined;
 
   constructor(private readonly d: RemoteDevicesDeps) {}
 
@@ -167,6 +172,16 @@ export class RemoteDeviceLists implements RemoteKeySource {
     return p;
   }
 
+  /** Another worker applied an update to these lists: ours are stale (in-flight fetches too). */
+  dropLists(userIds: readonly string[]): void {
+    for (const u of userIds) if (serverNameOf(u) !== this.d.serverName) this.bump(u);
+  }
+
+  /** Announcements may have been lost (a replication reset): every list is fetched afresh. */
+  dropAll(): void {
+    for (const u of [...this.cache.keys(), ...this.resyncing.keys()]) this.bump(u);
+  }
+
   // ---- inbound EDUs --------------------------------------------------------------------------
 
   async deviceListUpdate(origin: string, c: JsonObject): Promise<void> {
@@ -193,6 +208,7 @@ export class RemoteDeviceLists implements RemoteKeySource {
       const running = this.resyncing.get(userId);
       void (running ? running.then(() => (this.cache.get(userId) ? undefined : this.resync(origin, userId))) : this.resync(origin, userId));
     }
+    this.onUpdated?.([userId]);
     await this.markChanged(userId);
   }
 
@@ -207,6 +223,7 @@ export class RemoteDeviceLists implements RemoteKeySource {
       if (self) cached.selfSigning = self;
     }
     this.bump(userId, false);
+    this.onUpdated?.([userId]);
     await this.markChanged(userId);
   }
 
