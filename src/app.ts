@@ -214,7 +214,9 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
   // workers send it, one at a time per destination (src/cluster/destination-leases.ts).
   const fedCluster = () => redis && {
     ...destinationLeases(redis, logger, config.cluster.destination_lease_ms),
-    scanMs: config.cluster.federation_scan_ms,
+    // Only workers sharing a store can queue for each other; a single node (SQLite, even with a
+    // Redis) finds its own queue at start and is woken by its own enqueues.
+    scanMs: replication ? config.cluster.federation_scan_ms : 0,
     sends: roles.has('federation_out'),
   };
   const fedCore = config.listeners.federation.enabled ? createFederationCore(config, signingKey, logger, store, fedCluster()) : undefined;

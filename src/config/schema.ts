@@ -308,7 +308,8 @@ const configObject = z.strictObject({
       // Outbound federation in a cluster: a federation_out worker holds a destination's lease
       // this long (renewed every third of it while it has work for it); a dead sender's
       // destinations are taken over once it lapses. Every federation_scan_ms each federation_out
-      // worker looks in the shared queue for destinations with work another worker queued.
+      // worker looks in the shared queue for destinations with work another worker queued (only
+      // with a shared store and Redis: a single node looks once, at start).
       destination_lease_ms: z.int().min(500).max(300000).default(30000),
       federation_scan_ms: z.int().min(100).max(60000).default(2000),
       // What this worker does (WORKER_ROLES above): [all] (every role: a single node, as before)

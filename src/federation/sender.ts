@@ -27,8 +27,9 @@
 //   nothing is left for the destination. Transaction IDs carry `nodeId` so two workers' IDs
 //   never collide at the receiver. `scanMs` makes the worker look for destinations with work
 //   queued by others (a worker that died holding the lease: its lease lapses, the scan finds
-//   the destination); at start every destination with work left is resumed. A worker without
-//   the federation_out role (`sends: false`) only queues.
+//   the destination); without it (0: a single node, where nothing else queues) start() is the
+//   only scan. At start every destination with work left is resumed (the queue is durable).
+//   A worker without the federation_out role (`sends: false`) only queues.
 // - sendPdu/sendEdu never reject: a failed enqueue is logged (the store answers for
 //   durability; the event itself is stored, and the receiver reaches it through later events).
 
