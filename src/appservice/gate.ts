@@ -5,6 +5,8 @@
 // Invariants:
 // - A sender delivers only while acquire() keeps answering true for its AS; it asks before every
 //   transaction attempt, and stops as soon as the answer is false or the lease is reported lost.
+//   Right before sending it checks validMs() (renewing first when it ran out, as after a freeze),
+//   and a request still in flight when the lease stops being sure is aborted.
 // - Before a transaction is sent for the first time it is saved (saveInFlight), so a worker that
 //   takes over after the deliverer died sends that same transaction (same ID, same events) if
 //   the store does not record it as acknowledged: the AS, which deduplicates by ID, then sees a
@@ -22,6 +24,12 @@ export interface InFlightTransaction {
 export interface DeliveryGate {
   /** Takes or renews the AS's lease: true when this worker may deliver to it now. */
   acquire(appServiceId: string): Promise<boolean>;
+  /**
+   * How long this worker's lease is sure to last without a renewal (monotonic clock, so a frozen
+   * process wakes with it run out). Checked right before each send and watched while it is in
+   * flight.
+   */
+  validMs(appServiceId: string): number;
   /** This worker stops delivering to the AS (shutdown). */
   release(appServiceId: string): Promise<void>;
   /** Registers the listener told when a held lease was lost (taken, or not renewable). */

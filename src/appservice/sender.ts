@@ -24,6 +24,10 @@
 // - With a lease (a cluster: gate.ts), every attempt is preceded by a renewal and the sender stops
 //   for good once it fails; a new transaction is saved before its first attempt, and a sender
 //   that starts where the saved one is the next unacknowledged ID sends it first, unchanged.
+//   Saving and sending happen only with the lease sure for LEASE_MARGIN_MS more (validMs, on the
+//   monotonic clock: a process frozen after its renewal wakes with the lease run out and renews
+//   or stops before touching anything), and a send still in flight when the lease stops being
+//   sure is aborted; so a successor never races a transaction of this worker's.
 
 import type { Logger } from 'pino';
 import { clientShape, type ClientEvent } from '../room/client-event.js';
@@ -54,11 +58,15 @@ type Transaction = InFlightTransaction;
 export interface SenderLease {
   /** Renews the lease; false: another worker may deliver now, so this sender stops. */
   held(): Promise<boolean>;
+  /** How long the lease is sure to last without a renewal (monotonic: runs on while frozen). */
+  validMs(): number;
   saveInFlight(txn: Transaction): Promise<void>;
   loadInFlight(): Promise<Transaction | null>;
 }
 
 const IDLE_PERSIST_MS = 5_000;
+/** A send starts only with at least this much of the lease left, and is cut off when it runs out. */
+const LEASE_MARGIN_MS = 100;
 const ROOM_PAGE = 200;
 const ROOM_CHUNK = 500;
 
@@ -264,12 +272,14 @@ export class AppServiceSender {
       }
       if (this.lease) {
         if (!(await this.lease.held())) {
-          this.logger.info({ appservice: this.reg.id }, 'app service: delivery lease lost; another worker delivers');
-          this.stopped = true;
-          this.unsubscribe?.();
+          this.leaseLost();
           break;
         }
         if (fresh) {
+          if (!(await this.sureOfLease())) {
+            this.leaseLost();
+            break;
+          }
           try {
             await this.lease.saveInFlight(txn);
             fresh = false;
@@ -287,8 +297,21 @@ export class AppServiceSender {
         txn = null;
         continue;
       }
-      const outcome = await this.client.putTransaction(this.reg, txn.id, txn.events, this.abort.signal);
+      let signal = this.abort.signal;
+      let unwatch = (): void => undefined;
+      if (this.lease) {
+        // Whatever ran since the renewal above (saving the transaction, or a freeze: a woken
+        // process runs this before its renewal timer) may have outlived the lease.
+        if (!(await this.sureOfLease())) {
+          this.leaseLost();
+          break;
+        }
+        ({ signal, unwatch } = this.watchLease());
+      }
+      const outcome = await this.client.putTransaction(this.reg, txn.id, txn.events, signal).finally(unwatch);
       if (this.stopped) break;
+      // Cut off because the lease stopped being sure: the next round renews or stops, no backoff.
+      if (signal.aborted && !this.abort.signal.aborted) continue;
       if (outcome.ok) {
         await this.acknowledged(txn);
         txn = null;
@@ -299,6 +322,37 @@ export class AppServiceSender {
       await this.sleep(backoff, false);
       backoff = Math.min(this.opts.maxBackoffMs, backoff * 2);
     }
+  }
+
+  private leaseLost(): void {
+    this.logger.info({ appservice: this.reg.id }, 'app service: delivery lease lost; another worker delivers');
+    this.stopped = true;
+    this.unsubscribe?.();
+  }
+
+  /** At least LEASE_MARGIN_MS of the lease left, renewing first when it ran low. */
+  private async sureOfLease(): Promise<boolean> {
+    const lease = this.lease!;
+    if (lease.validMs() > LEASE_MARGIN_MS) return true;
+    return (await lease.held()) && lease.validMs() > LEASE_MARGIN_MS;
+  }
+
+  /** A signal for one send: aborted by stop(), or when the lease is no longer sure (not renewed in time). */
+  private watchLease(): { signal: AbortSignal; unwatch: () => void } {
+    const lease = this.lease!;
+    const cut = new AbortController();
+    let timer: NodeJS.Timeout | undefined;
+    const check = (): void => {
+      const left = lease.validMs();
+      if (left <= LEASE_MARGIN_MS) {
+        this.logger.warn({ appservice: this.reg.id }, 'app service: delivery lease not renewed in time; cutting off the transaction in flight');
+        cut.abort();
+      } else {
+        timer = setTimeout(check, left - LEASE_MARGIN_MS);
+      }
+    };
+    check();
+    return { signal: AbortSignal.any([this.abort.signal, cut.signal]), unwatch: () => clearTimeout(timer) };
   }
 
   private async acknowledged(txn: Transaction): Promise<void> {

@@ -406,6 +406,7 @@ export class AppServices {
       this.deps.now,
       gate && {
         held: () => gate.acquire(reg.id),
+        validMs: () => gate.validMs(reg.id),
         saveInFlight: (txn) => gate.saveInFlight(reg.id, txn),
         loadInFlight: () => gate.loadInFlight(reg.id),
       },

@@ -48,6 +48,10 @@ export class AppServiceLeases implements DeliveryGate {
     return this.leases.acquire(appServiceId);
   }
 
+  validMs(appServiceId: string): number {
+    return this.leases.validMs(appServiceId);
+  }
+
   release(appServiceId: string): Promise<void> {
     return this.leases.release(appServiceId);
   }

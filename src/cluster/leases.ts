@@ -11,8 +11,14 @@
 // - A renewal that fails (taken by another, or Redis unreachable) drops the lease here and calls
 //   `onLost`, so the holder stops the work; Redis unreachable counts as not holding (fail closed:
 //   nobody is sure to be alone, so nobody does the work until Redis answers again).
+// - validMs() is how long a held lease is sure to last without another renewal: from when the
+//   last successful take or renewal was *sent* (Redis starts the TTL later), on the monotonic
+//   clock, which keeps running while the process is frozen (SIGSTOP, a long pause). Work that
+//   must not outlive the lease checks it right before acting, since a frozen holder wakes with
+//   its continuations ahead of its renewal timer.
 
 import type { Redis } from 'ioredis';
+import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 
 const TAKE = `
@@ -43,6 +49,8 @@ export interface RedisLeasesOptions {
 
 export class RedisLeases {
   private readonly held = new Set<string>();
+  /** Monotonic time (performance.now) until which each held lease is sure to be ours. */
+  private readonly validUntil = new Map<string, number>();
   private readonly timer: NodeJS.Timeout;
 
   constructor(private readonly opts: RedisLeasesOptions) {
@@ -61,15 +69,19 @@ export class RedisLeases {
   /** True when this worker holds (took or renewed) the lease. */
   async acquire(name: string): Promise<boolean> {
     let ok = false;
+    const sent = performance.now();
     try {
       ok = (await this.opts.redis.eval(TAKE, 1, this.key(name), this.opts.nodeId, String(this.opts.leaseMs))) === 1;
     } catch (err) {
       this.opts.logger.warn({ err, lease: name }, `${this.opts.what}: could not take the lease; trying later`);
     }
     const had = this.held.has(name);
-    if (ok) this.held.add(name);
-    else if (had) {
+    if (ok) {
+      this.held.add(name);
+      this.validUntil.set(name, sent + this.opts.leaseMs);
+    } else if (had) {
       this.held.delete(name);
+      this.validUntil.delete(name);
       this.opts.onLost?.(name);
     }
     return ok;
@@ -80,7 +92,14 @@ export class RedisLeases {
     return this.held.has(name);
   }
 
+  /** How long the lease is sure to stay ours without a renewal (0: not held, or maybe lapsed). */
+  validMs(name: string): number {
+    if (!this.held.has(name)) return 0;
+    return Math.max(0, (this.validUntil.get(name) ?? 0) - performance.now());
+  }
+
   async release(name: string): Promise<void> {
+    this.validUntil.delete(name);
     if (!this.held.delete(name)) return;
     try {
       await this.opts.redis.eval(RELEASE, 1, this.key(name), this.opts.nodeId);
