@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type cassandra from 'cassandra-driver';
 import { assert } from '../helpers/assert.js';
+import { until } from '../helpers/until.js';
 import { cassandraClient, dropKeyspace, freshKeyspace, startCassandra } from '../helpers/cassandra.js';
 import { LocalMediaStore } from '../../src/media/local-store.js';
 import { openCassandraStore, type CassandraStore } from '../../src/store/cassandra/index.js';
@@ -38,6 +39,7 @@ describe('MediaStore contract: Cassandra chunks', function () {
   let admin: cassandra.Client | undefined;
   let stores: CassandraStore[] = [];
   let migrated = false;
+  const handles: Array<ReturnType<CassandraStore['mediaBlobs']>> = [];
   const openStore = async () => {
     const s = await openCassandraStore({ contactPoints: [addr], localDataCenter: 'datacenter1', keyspace, skipMigrations: migrated });
     migrated = true;
@@ -62,15 +64,17 @@ describe('MediaStore contract: Cassandra chunks', function () {
     async open(): Promise<[ReturnType<CassandraStore['mediaBlobs']>, ReturnType<CassandraStore['mediaBlobs']>]> {
       const one = await openStore();
       const two = await openStore();
-      for (const t of ['media_blobs', 'media_chunks']) await admin!.execute(`TRUNCATE ${keyspace}.${t}`, [], { readTimeout: 120_000 });
+      for (const t of ['media_blobs', 'media_chunks', 'media_uploads']) await admin!.execute(`TRUNCATE ${keyspace}.${t}`, [], { readTimeout: 120_000 });
       // The smallest chunk the config allows, so the contract's bodies span many chunks and pages.
       const a = one.mediaBlobs(65536);
       const b = two.mediaBlobs(65536);
+      handles.push(a, b);
       await a.open();
       await b.open();
       return [a, b];
     },
     async close() {
+      for (const b of handles.splice(0)) b.close();
       for (const s of stores) await s.close();
       stores = [];
     },
@@ -79,6 +83,10 @@ describe('MediaStore contract: Cassandra chunks', function () {
 
   describe('chunks', function () {
     let a: ReturnType<CassandraStore['mediaBlobs']>;
+    const deadPut = async (hour: number, blobId: string, key: string) => {
+      await admin!.execute(`INSERT INTO ${keyspace}.media_uploads (hour, blob_id, key) VALUES (?, ?, ?)`, [hour, blobId, key], { prepare: true });
+      for (let i = 0; i < 3; i++) await admin!.execute(`INSERT INTO ${keyspace}.media_chunks (blob_id, idx, data) VALUES (?, ?, ?)`, [blobId, i, randomBytes(1000)], { prepare: true });
+    };
     beforeEach(async () => {
       [a] = await harness.open();
     });
@@ -108,6 +116,33 @@ describe('MediaStore contract: Cassandra chunks', function () {
         })(),
         /bytes found|missing/,
       );
+    });
+
+    it('the sweep drops the chunks of a put that died before committing, and nothing else', async () => {
+      const hour = Math.floor(Date.now() / 3_600_000);
+      // What a process killed mid-put leaves: its note and some chunks, no key. Two hours ago:
+      // too recent for the sweep the handle started at open (it looks at hours a day old).
+      await deadPut(hour - 2, 'deadbeef', 'content/dead1');
+      const kept = randomBytes(150_000);
+      await a.put('content/kept2', [kept], 1_000_000); // noted in this hour, committed
+      assert.equal(await chunkRows(), 3 + 3);
+      const blobs = a;
+      await blobs.sweep([hour - 2, hour]);
+      assert.equal(blobs.swept, 1);
+      assert.equal(await chunkRows(), 3, "only the committed put's chunks are left");
+      assert.ok((await readAll((await a.get('content/kept2'))!.stream)).equals(kept));
+      assert.equal(await a.get('content/dead1'), null);
+    });
+
+    it('open() sweeps the hours more than a day old in the background', async () => {
+      const hour = Math.floor(Date.now() / 3_600_000);
+      await deadPut(hour - 30, 'feedface', 'content/dead2');
+      await deadPut(hour - 3, 'cafebabe', 'content/dead3'); // too recent: a put may still be running
+      const fresh = stores[0]!.mediaBlobs(65536);
+      handles.push(fresh);
+      await fresh.open();
+      await until('the sweep', async () => (await admin!.execute(`SELECT idx FROM ${keyspace}.media_chunks WHERE blob_id = 'feedface'`)).rowLength === 0, 20_000);
+      assert.equal((await admin!.execute(`SELECT idx FROM ${keyspace}.media_chunks WHERE blob_id = 'cafebabe'`)).rowLength, 3);
     });
 
     it('a reader gets the bytes back in order over many pages', async () => {

@@ -12,7 +12,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
-import { link, mkdir, open, readdir, rm, rmdir, stat, unlink } from 'node:fs/promises';
+import { link, mkdir, open, readdir, rename, rm, rmdir, stat, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { BlobTooLargeError, checkMediaKey, type MediaStore, type OpenedBlob, type StoredBlob } from './media-store.js';
 
@@ -56,13 +56,22 @@ export class LocalMediaStore implements MediaStore {
       await fh.close();
       await mkdir(dirname(target), { recursive: true });
       let result: StoredBlob = { size, sha256: hash.digest('hex') };
+      let linked = true;
       try {
         await link(tmpPath, target);
       } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-        result = await describe(target); // written first by another: those bytes stay
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'EEXIST') {
+          result = await describe(target); // written first by another: those bytes stay
+        } else if (code === 'EPERM' || code === 'ENOTSUP' || code === 'ENOSYS') {
+          // A filesystem without hard links: rename, where the last of two racing writers wins.
+          await rename(tmpPath, target);
+          linked = false;
+        } else {
+          throw err;
+        }
       }
-      await unlink(tmpPath);
+      if (linked) await unlink(tmpPath);
       done = true;
       return result;
     } finally {

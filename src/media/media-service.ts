@@ -98,6 +98,7 @@ export class MediaService {
 
   stop(): void {
     clearInterval(this.sweeper);
+    this.deps.blobs.close?.();
     for (const set of this.waiting.values()) for (const wake of set) wake();
   }
 

@@ -51,4 +51,6 @@ export interface MediaStore {
   /** The bytes under `key`, or null when there are none. */
   get(key: string): Promise<OpenedBlob | null>;
   delete(key: string): Promise<void>;
+  /** Stops background work (a sweep timer); optional. */
+  close?(): void;
 }

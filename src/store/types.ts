@@ -546,7 +546,7 @@ export interface SharedStoreBackend extends StoreBackend {
   rejoin?(): Promise<void>;
   admitWrites?(): void;
   /** Media bytes in the shared backend, chunked (media.store: cassandra). */
-  readonly mediaBlobs?: (chunkBytes: number) => MediaStore;
+  readonly mediaBlobs?: (chunkBytes: number, logger?: { warn: (obj: object, msg: string) => void }) => MediaStore;
 }
 
 export function isSharedBackend(b: StoreBackend): b is SharedStoreBackend {

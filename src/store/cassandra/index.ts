@@ -40,7 +40,6 @@ import type { CommitHooks } from './room-fence.js';
 import { CassandraE2eeStore } from './e2ee.js';
 import { CassandraMediaStore } from './media.js';
 import { CassandraMediaBlobs } from './media-blobs.js';
-import type { MediaStore } from '../../media/media-store.js';
 import { CassandraAccountStore } from './accounts.js';
 import { CassandraDeviceStore } from './devices.js';
 import { CassandraDirectoryStore } from './directory.js';
@@ -136,7 +135,7 @@ export class CassandraStore implements SharedStoreBackend {
   readonly e2ee: E2eeStore;
   readonly media: MediaMetaStore;
   /** Media bytes in this keyspace, shared by every worker (media.store: cassandra). */
-  readonly mediaBlobs: (chunkBytes: number) => MediaStore;
+  readonly mediaBlobs: (chunkBytes: number, logger?: { warn: (obj: object, msg: string) => void }) => CassandraMediaBlobs;
   readonly appServices: AppServiceStore;
   readonly federationQueue: FederationQueueStore;
   readonly identityBindings: CassandraIdentityBindingStore;
@@ -228,7 +227,7 @@ export class CassandraStore implements SharedStoreBackend {
     this.admin = new CassandraAdminStore(ctx, derived);
     this.e2ee = new CassandraE2eeStore(ctx);
     this.media = new CassandraMediaStore(ctx);
-    this.mediaBlobs = (chunkBytes) => new CassandraMediaBlobs(ctx, chunkBytes);
+    this.mediaBlobs = (chunkBytes, logger) => new CassandraMediaBlobs(ctx, chunkBytes, logger);
     this.appServices = new CassandraAppServiceStore(ctx);
     this.federationQueue = new CassandraFederationQueueStore(ctx);
     this.identityBindings = new CassandraIdentityBindingStore(ctx);

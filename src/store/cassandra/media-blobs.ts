@@ -10,8 +10,11 @@
 //   caller records matches the bytes a reader gets. Readers follow the key to its blob only, so
 //   chunks being written are never seen (all or nothing).
 // - A put that fails (source error, over the limit, Cassandra error) deletes its blob's
-//   partition. A process killed mid-put leaves an unreferenced partition that nothing reads
-//   (no sweep yet: the bytes are lost space, never visible).
+//   partition. A process killed mid-put leaves an unreferenced partition that nothing reads; each
+//   put first notes (hour, blob, key) in media_uploads (TTL 3 days, never deleted), and the sweep
+//   (at open and hourly, on every worker: idempotent) drops the chunks of noted blobs from hours
+//   at least SWEEP_AFTER_MS old that their key does not name. No put lasts that long (uploads
+//   end within limits.http.request_timeout_ms), so a live put is never swept.
 // - media_blobs rows are written and deleted by LWT only (never mixed with plain writes).
 // - No null is ever bound; a body is held a chunk at a time (media.chunk_bytes, 64 KiB–1 MiB),
 //   and a read pages through the partition about 1 MiB at a time.
@@ -25,16 +28,63 @@ import { BlobTooLargeError, checkMediaKey, type MediaStore, type OpenedBlob, typ
 import { applied, num, type CassandraContext } from './context.js';
 
 const READ_PAGE_BYTES = 1024 * 1024;
+const HOUR_MS = 3_600_000;
+/** A noted put this old is finished or dead. */
+const SWEEP_AFTER_MS = 24 * HOUR_MS;
+/** media_uploads rows live 3 days: the sweep looks at the hours it can still see. */
+const SWEEP_HOURS = 47;
 
 export class CassandraMediaBlobs implements MediaStore {
   constructor(
     private readonly ctx: Pick<CassandraContext, 'execute'>,
     private readonly chunkBytes: number,
+    private readonly logger?: { warn: (obj: object, msg: string) => void },
     private readonly now: () => number = Date.now,
   ) {}
 
+  private sweeper: NodeJS.Timeout | undefined;
+  /** Blobs of dead puts dropped by sweeps (tests, metrics). */
+  swept = 0;
+
+  /** The tables come with the store's migrations; starts the sweep of dead puts (background). */
   async open(): Promise<void> {
-    // The tables come with the store's migrations.
+    const hour = (): number => Math.floor((this.now() - SWEEP_AFTER_MS) / HOUR_MS) - 1;
+    let upTo = hour();
+    const run = (hours: number[]) =>
+      void this.sweep(hours).catch((err: unknown) => this.logger?.warn({ err }, 'media: could not sweep the chunks of dead uploads; the next sweep tries again'));
+    run(Array.from({ length: SWEEP_HOURS }, (_, i) => upTo - i));
+    this.sweeper = setInterval(() => {
+      const next = hour();
+      if (next > upTo) run(Array.from({ length: next - upTo }, (_, i) => next - i));
+      upTo = Math.max(upTo, next);
+    }, HOUR_MS / 4);
+    this.sweeper.unref();
+  }
+
+  close(): void {
+    clearInterval(this.sweeper);
+  }
+
+  /**
+   * Drops the chunks of puts noted in `hours` (hour numbers since the epoch) whose key does not
+   * name their blob: the put died before committing, or lost the key to another. A failed sweep
+   * is logged; the next start's sweep covers the same hours while their rows live.
+   */
+  async sweep(hours: number[]): Promise<void> {
+    for (const h of hours) {
+      let pageState: string | undefined;
+      do {
+        const page = await this.ctx.execute(`SELECT blob_id, key FROM media_uploads WHERE hour = ?`, [h], { fetchSize: 500, pageState });
+        for (const r of page.rows) {
+          const blobId = r['blob_id'] as string;
+          const live = (await this.ctx.execute(`SELECT blob_id FROM media_blobs WHERE key = ?`, [r['key'] as string])).first();
+          if (live?.['blob_id'] === blobId) continue;
+          await this.dropChunks(blobId);
+          this.swept++;
+        }
+        pageState = page.pageState ?? undefined;
+      } while (pageState);
+    }
   }
 
   async put(key: string, source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, limit: number): Promise<StoredBlob> {
@@ -45,6 +95,8 @@ export class CassandraMediaBlobs implements MediaStore {
     let chunks = 0;
     let pending: Buffer[] = [];
     let pendingBytes = 0;
+    // Noted first, so a put that dies from here on is found by the sweep.
+    await this.ctx.execute(`INSERT INTO media_uploads (hour, blob_id, key) VALUES (?, ?, ?)`, [Math.floor(this.now() / HOUR_MS), blobId, key]);
     const write = (data: Buffer) => this.ctx.execute(`INSERT INTO media_chunks (blob_id, idx, data) VALUES (?, ?, ?)`, [blobId, chunks++, data]);
     // Writes every full chunk gathered so far; the remainder waits for more of the body.
     const flush = async (): Promise<void> => {
