@@ -309,7 +309,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
   // every worker shares. The config refuses cassandra without the Cassandra backend.
   const sharedBlobs = mc.store === 'cassandra' && isSharedBackend(backend) ? backend.mediaBlobs?.(mc.chunk_bytes, logger) : undefined;
   if (mc.store === 'cassandra' && !sharedBlobs) throw new Error('media.store cassandra: the storage backend keeps no media bytes');
-  if (!sharedBlobs && redis) logger.warn({ path: mc.path }, 'media on local disk in a cluster: every worker needs this directory (or set media.store: cassandra)');
+  if (!sharedBlobs && replication) logger.warn({ path: mc.path }, 'media on local disk in a cluster: every worker needs this directory (or set media.store: cassandra)');
   const media = new MediaService({
     meta: store.media,
     blobs: sharedBlobs ?? new LocalMediaStore(mc.path),
