@@ -6,16 +6,33 @@
 // Protocol: the child sends { type: 'ready', info } once set up; the parent sends 'cpu' (answered
 // with the child's cumulative user + system µs) and 'stop' (the child stops its server and exits).
 // HEARTH_BENCH_PROFILE=<dir> runs the child under --cpu-prof, writing its profile there.
+// 'profile-start' / 'profile-stop' (answered with 'profiled' once written) profile a window only,
+// through the inspector, so that start-up and set-up are not in the samples.
 
 import { fork, type ChildProcess } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
 
-type Msg<T> = { type: 'ready'; info: T } | { type: 'cpu'; micros: number };
+type Msg<T> = { type: 'ready'; info: T } | { type: 'cpu'; micros: number } | { type: 'profiled' };
 
 /** In the child: sets up the server, then answers the parent's 'cpu' and 'stop'. */
 export async function serveCpuChild<T>(setup: () => Promise<{ info: T; stop: () => Promise<void> }>): Promise<void> {
   const { info, stop } = await setup();
-  process.on('message', (m: { type: string }) => {
-    if (m.type === 'cpu') {
+  let inspector: Session | undefined;
+  process.on('message', (m: { type: string; path?: string }) => {
+    if (m.type === 'profile-start') {
+      inspector = new Session();
+      inspector.connect();
+      void inspector.post('Profiler.enable').then(() => inspector!.post('Profiler.start'));
+    } else if (m.type === 'profile-stop' && inspector) {
+      const s = inspector;
+      inspector = undefined;
+      void s.post('Profiler.stop').then(({ profile }) => {
+        writeFileSync(m.path!, JSON.stringify(profile));
+        s.disconnect();
+        process.send!({ type: 'profiled' } satisfies Msg<T>);
+      });
+    } else if (m.type === 'cpu') {
       const c = process.cpuUsage();
       process.send!({ type: 'cpu', micros: c.user + c.system } satisfies Msg<T>);
     } else if (m.type === 'stop') {
@@ -29,6 +46,10 @@ export interface CpuChild<T> {
   info: T;
   /** The child's cumulative CPU (user + system) in µs. */
   cpu(): Promise<number>;
+  /** Starts sampling the child's CPU profile (a window: see the header). */
+  profileStart(): void;
+  /** Stops sampling and writes the .cpuprofile to `path`. */
+  profileStop(path: string): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -44,6 +65,12 @@ export async function forkCpuChild<T>(script: string, args: string[]): Promise<C
       const reply = next<T>(child, 'cpu');
       child.send({ type: 'cpu' });
       return ((await reply) as Extract<Msg<T>, { type: 'cpu' }>).micros;
+    },
+    profileStart: () => child.send({ type: 'profile-start' }),
+    profileStop: async (path) => {
+      const done = next<T>(child, 'profiled');
+      child.send({ type: 'profile-stop', path });
+      await done;
     },
     stop: async () => {
       const exited = new Promise((r) => child.once('exit', r));
