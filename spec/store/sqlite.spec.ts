@@ -278,6 +278,40 @@ describe('SqliteStore', function () {
       assert.ok(next.stream > seen);
     });
 
+    it('runs a batch of event writes without savepoints; one failing replays the batch and only it is undone', async function () {
+      const { store } = await open();
+      const room = new FakeRoom();
+      await room.create(store, alice);
+      const m1 = room.build('m.room.message', alice, { msgtype: 'm.text', body: 'first replayed' });
+      const bad = room.build('m.room.member', alice, { membership: 'dancing' }, userId('bob'));
+      const m2 = room.build('m.room.message', alice, { msgtype: 'm.text', body: 'second replayed' });
+      const before = store.writeStats();
+      const results = await Promise.allSettled([
+        store.rooms.persistEvent(room.input(m1, { txn: { userId: alice, deviceId: 'D', txnId: 'r1' } })),
+        store.rooms.persistEvent(room.input(bad)),
+        store.rooms.persistEvent(room.input(m2, { forwardExtremities: [m1.eventId, m2.eventId] })),
+      ]);
+      const after = store.writeStats();
+      assert.deepEqual(results.map((r) => r.status), ['fulfilled', 'rejected', 'fulfilled']);
+      assert.equal(after.transactions - before.transactions, 1, 'one committed transaction');
+      assert.equal(after.replayedBatches - before.replayedBatches, 1);
+      assert.equal(after.failedWrites - before.failedWrites, 1);
+      assert.equal(await store.rooms.getEvent(bad.eventId), null);
+      assert.equal(await store.rooms.getMembership(room.roomId, userId('bob')), null);
+      assert.ok(await store.rooms.getEvent(m1.eventId));
+      assert.ok(await store.rooms.getEvent(m2.eventId));
+      // Each row written once: the rolled-back first attempt left nothing behind.
+      assert.equal(await store.rooms.getEventIdForTxn(room.roomId, alice, 'D', 'r1'), m1.eventId);
+      assert.deepEqual(await store.rooms.getForwardExtremities(room.roomId), [m1.eventId, m2.eventId].sort());
+      const found = await store.search.searchEvents({ words: ['replayed'], roomIds: [room.roomId], keys: ['content.body'], order: 'recent', limit: 10 });
+      assert.deepEqual(found.map((h) => h.event.eventId).sort(), [m1.eventId, m2.eventId].sort());
+
+      // A batch that fails nothing is not replayed.
+      const ok = await Promise.all([room.message(store, alice, 'a'), room.message(store, alice, 'b')]);
+      assert.equal(ok.length, 2);
+      assert.equal(store.writeStats().replayedBatches, after.replayedBatches);
+    });
+
     it('isolates a failing write in its savepoint; the rest of the batch commits', async function () {
       const { store } = await open();
       const room = new FakeRoom();

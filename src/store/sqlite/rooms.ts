@@ -79,9 +79,11 @@ export class SqliteRoomStore implements RoomStore {
       });
     }
     // Only accepted events reach the completion hook's readers: the others are in no timeline.
+    // writeEvent only reads `prepared` (captured above) and the database: replayable.
     return this.ctx.queue.writeAtPosition(
       (pos) => ({ stream: pos, ...writeEvent(this.ctx, prepared, pos) }),
       (_r, pos) => (prepared.status === 'accepted' ? eventChange(prepared, pos) : null),
+      { replayable: true },
     );
   }
 

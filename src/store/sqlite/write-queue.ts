@@ -3,7 +3,12 @@
 // reaches its size cap). With synchronous=FULL one fsync then covers the whole batch, which is
 // what lifts throughput from ~6k commits/s to well past the 5k events/s target even with slow
 // disks. Each write runs inside its own SAVEPOINT so that one write's conflict (duplicate
-// transaction ID...) is rolled back alone while the rest of the batch commits.
+// transaction ID...) is rolled back alone while the rest of the batch commits. A batch made only
+// of replayable writes (pure functions of the database, such as persistEvent: no effect outside
+// SQLite, nothing kept from a run but its result) first runs without savepoints, which cost a
+// sub-journal copy of every page a write touches and an FTS5 flush per write; if one of them
+// throws, the whole transaction is rolled back and the batch re-runs the savepoint way, so the
+// outcome is the same as if it had run that way from the start.
 //
 // Stream positions are reserved at enqueue time, so batch order equals position order, and are
 // completed only once durable: after COMMIT, or with a WalSyncer (wal-sync.ts) after an fsync
@@ -29,6 +34,8 @@ export interface WriteQueueStats {
   largestBatch: number;
   /** fsyncs run by the WalSyncer (each covers every batch committed before it started). */
   syncs: number;
+  /** Batches of replayable writes re-run with savepoints because one write failed without them. */
+  replayedBatches: number;
 }
 
 interface Job {
@@ -38,6 +45,8 @@ interface Job {
   /** Names what a positioned write changed, for the completion hook (see change-types.ts). */
   describe: ChangeDescriber<unknown> | null;
   change?: UnpositionedChange;
+  /** `run` touches nothing but the database, so a rolled-back run can simply run again. */
+  replayable: boolean;
   resolve: (value: unknown) => void;
   reject: (err: unknown) => void;
   ok: boolean;
@@ -73,7 +82,7 @@ export class WriteQueue {
     rollbackTo: Statement;
     bumpMaxReserved: Statement;
   };
-  readonly stats: WriteQueueStats = { transactions: 0, failedTransactions: 0, writes: 0, failedWrites: 0, largestBatch: 0, syncs: 0 };
+  readonly stats: WriteQueueStats = { transactions: 0, failedTransactions: 0, writes: 0, failedWrites: 0, largestBatch: 0, syncs: 0, replayedBatches: 0 };
   /** Receives the unpositioned changes of each committed batch, right after COMMIT. */
   onUnpositioned: ((changes: UnpositionedChange[]) => void) | null = null;
   /** Test hook: runs inside the batch transaction right before COMMIT; throwing fails the batch. */
@@ -107,8 +116,8 @@ export class WriteQueue {
    * Queues a write at a freshly reserved stream position, passed to `run`. `describe` is
    * mandatory so that no positioned write can skip the completion hook that feeds the read model.
    */
-  writeAtPosition<T>(run: (pos: number) => T, describe: ChangeDescriber<T>): Promise<T> {
-    return this.enqueue(true, run, describe as ChangeDescriber<unknown>) as Promise<T>;
+  writeAtPosition<T>(run: (pos: number) => T, describe: ChangeDescriber<T>, opts: { replayable?: boolean } = {}): Promise<T> {
+    return this.enqueue(true, run, describe as ChangeDescriber<unknown>, undefined, opts.replayable === true) as Promise<T>;
   }
 
   get isClosed(): boolean {
@@ -157,12 +166,13 @@ export class WriteQueue {
     run: (pos: number) => unknown,
     describe: ChangeDescriber<unknown> | null,
     change?: UnpositionedChange,
+    replayable = false,
   ): Promise<unknown> {
     if (this.closed) return Promise.reject(new StoreClosedError());
     if (this.fatal !== null) return Promise.reject(this.fatal);
     return new Promise((resolve, reject) => {
       const pos = withPosition ? this.gen.reserve() : null;
-      this.pending.push({ pos, run, describe, change, resolve, reject, ok: false, result: undefined, error: undefined });
+      this.pending.push({ pos, run, describe, change, replayable, resolve, reject, ok: false, result: undefined, error: undefined });
       if (this.pending.length >= this.opts.maxBatchSize) {
         this.flush();
       } else if (this.scheduled === null) {
@@ -184,25 +194,26 @@ export class WriteQueue {
       return;
     }
     let maxPos = 0;
-    for (const job of batch) if (job.pos !== null && job.pos > maxPos) maxPos = job.pos;
+    let replayable = true;
+    for (const job of batch) {
+      if (job.pos !== null && job.pos > maxPos) maxPos = job.pos;
+      if (!job.replayable) replayable = false;
+    }
     try {
       stmts.begin.run();
-      for (const job of batch) {
-        stmts.savepoint.run();
-        try {
-          job.result = job.run(job.pos ?? 0);
-          job.ok = true;
-          stmts.release.run();
-        } catch (err) {
-          // Some errors (I/O, disk full) make SQLite roll back the whole transaction; then the
-          // batch is lost and must fail as a whole rather than commit a partial result.
-          if (!db.inTransaction) throw err;
-          stmts.rollbackTo.run();
-          stmts.release.run();
+      if (replayable && !this.runWithoutSavepoints(batch)) {
+        // One write failed: nothing of this attempt may stay, then every write runs alone.
+        if (db.inTransaction) stmts.rollback.run();
+        this.stats.replayedBatches++;
+        for (const job of batch) {
           job.ok = false;
-          job.error = err;
+          job.result = undefined;
+          job.error = undefined;
         }
+        stmts.begin.run();
+        replayable = false;
       }
+      if (!replayable) this.runWithSavepoints(batch);
       // Recorded even for positions whose write failed, so a restart never hands out a position
       // that readers may already have seen covered by currentPosition().
       if (maxPos > 0) stmts.bumpMaxReserved.run(maxPos, maxPos);
@@ -213,6 +224,7 @@ export class WriteQueue {
       return;
     }
 
+
     this.stats.transactions++;
     if (batch.length > this.stats.largestBatch) this.stats.largestBatch = batch.length;
     if (this.opts.walSync) {
@@ -220,6 +232,40 @@ export class WriteQueue {
       this.startSync();
     } else {
       this.finishBatch(batch);
+    }
+  }
+
+  /** Runs every write of the batch in the open transaction; false (and stops) at the first that throws. */
+  private runWithoutSavepoints(batch: Job[]): boolean {
+    for (const job of batch) {
+      try {
+        job.result = job.run(job.pos ?? 0);
+        job.ok = true;
+      } catch {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  /** Runs each write of the batch in its own savepoint, so that a failing write is undone alone. */
+  private runWithSavepoints(batch: Job[]): void {
+    const { db, stmts } = this;
+    for (const job of batch) {
+      stmts.savepoint.run();
+      try {
+        job.result = job.run(job.pos ?? 0);
+        job.ok = true;
+        stmts.release.run();
+      } catch (err) {
+        // Some errors (I/O, disk full) make SQLite roll back the whole transaction; then the
+        // batch is lost and must fail as a whole rather than commit a partial result.
+        if (!db.inTransaction) throw err;
+        stmts.rollbackTo.run();
+        stmts.release.run();
+        job.ok = false;
+        job.error = err;
+      }
     }
   }
 
