@@ -312,6 +312,31 @@ describe('SqliteStore', function () {
       assert.equal(store.writeStats().replayedBatches, after.replayedBatches);
     });
 
+    it('stores a plain message with the room\'s current state group as its before, after and room state', async function () {
+      const { store, path } = await open();
+      const room = new FakeRoom();
+      await room.create(store, alice);
+      const m1 = await room.message(store, alice, 'one');
+      const topic = await room.send(store, 'm.room.topic', alice, { topic: 't' }, '');
+      const m2 = await room.message(store, alice, 'two');
+      const m3 = await room.message(store, alice, 'three');
+      const raw = new Database(path, { readonly: true });
+      try {
+        const groups = (id: string) =>
+          raw.prepare('SELECT state_before AS b, state_after AS a, room_state AS r FROM events WHERE event_id = ?').get(id) as { b: number; a: number; r: number };
+        const t = groups(topic.eventId);
+        assert.deepEqual(groups(m1.eventId), { b: t.b, a: t.b, r: t.b });
+        assert.notEqual(t.a, t.b);
+        assert.deepEqual(groups(m2.eventId), { b: t.a, a: t.a, r: t.a });
+        assert.deepEqual(groups(m3.eventId), { b: t.a, a: t.a, r: t.a });
+        assert.equal((raw.prepare('SELECT group_id AS g FROM room_current_group WHERE room_id = ?').get(room.roomId) as { g: number }).g, t.a);
+      } finally {
+        raw.close();
+      }
+      assert.equal((await store.rooms.getStateAt(room.roomId, m1.stream)).some((e) => e.type === 'm.room.topic'), false);
+      assert.deepEqual((await store.rooms.getStateAt(room.roomId, m2.stream)).find((e) => e.type === 'm.room.topic')?.eventId, topic.eventId);
+    });
+
     it('isolates a failing write in its savepoint; the rest of the batch commits', async function () {
       const { store } = await open();
       const room = new FakeRoom();

@@ -229,11 +229,16 @@ export function writeEvent(
     }
   }
 
+  // A plain timeline event (accepted, no state of its own, extending the current state: most
+  // messages) changes no state group: its before, after and room state are the room's current
+  // group, known now, so the row is inserted complete and the room's group row left as it is.
+  const plain = accepted && !ev.backfill && ev.stateKey === null && ev.stateBefore === null && ev.stateDelta.length === 0 && ev.stateRemoved.length === 0;
+  const plainGroup = plain ? currentGroup(ctx, roomId) : null;
   const inserted = ctx
     .stmt(
       `INSERT INTO events (stream, event_id, room_id, type, state_key, sender, pdu_json, redacted_by, txn_device, txn_id,
-                           depth, outlier, soft_failed, rejected)
-       VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING`,
+                           depth, outlier, soft_failed, rejected, state_before, state_after, room_state)
+       VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING`,
     )
     .run(
       pos,
@@ -249,6 +254,9 @@ export function writeEvent(
       ev.status === 'outlier' ? 1 : 0,
       ev.status === 'soft_failed' ? 1 : 0,
       ev.rejected,
+      plainGroup,
+      plainGroup,
+      plainGroup,
     );
   if (inserted.changes === 0) throw new StoreConflictError(`event ${eventId} already persisted`);
 
@@ -263,7 +271,7 @@ export function writeEvent(
     return { stateGroupBefore: null, stateGroupAfter: null };
   }
 
-  const previous = currentGroup(ctx, roomId);
+  const previous = plainGroup ?? currentGroup(ctx, roomId);
   let before: number;
   if (ev.stateBefore) before = createStateGroup(ctx.stmt, roomId, ev.stateBefore.group, ev.stateBefore.delta);
   else before = previous ?? createStateGroup(ctx.stmt, roomId, null, []);
@@ -325,11 +333,15 @@ export function writeEvent(
     : previous === null
       ? createStateGroup(ctx.stmt, roomId, null, ev.stateDelta)
       : createStateGroup(ctx.stmt, roomId, previous, [...ev.stateDelta, ...removals]);
-  // One UPDATE of the row just inserted for all three groups (nothing above reads them back).
-  ctx.stmt('UPDATE events SET state_before = ?, state_after = ?, room_state = ? WHERE event_id = ?').run(before, after, roomState, eventId);
-  ctx
-    .stmt('INSERT INTO room_current_group (room_id, group_id) VALUES (?, ?) ON CONFLICT DO UPDATE SET group_id = excluded.group_id')
-    .run(roomId, roomState);
+  if (plainGroup === null) {
+    // One UPDATE of the row just inserted for all three groups (nothing above reads them back).
+    ctx.stmt('UPDATE events SET state_before = ?, state_after = ?, room_state = ? WHERE event_id = ?').run(before, after, roomState, eventId);
+    ctx
+      .stmt('INSERT INTO room_current_group (room_id, group_id) VALUES (?, ?) ON CONFLICT DO UPDATE SET group_id = excluded.group_id')
+      .run(roomId, roomState);
+  } else if (before !== plainGroup || after !== plainGroup || roomState !== plainGroup) {
+    throw new Error(`plain event ${eventId} changed the state group`); // unreachable: the three are derived from it
+  }
 
   ctx.stmt('DELETE FROM forward_extremities WHERE room_id = ?').run(roomId);
   const extremity = ctx.stmt('INSERT INTO forward_extremities (room_id, event_id) VALUES (?, ?) ON CONFLICT DO NOTHING');
