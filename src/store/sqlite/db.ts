@@ -16,6 +16,9 @@ export interface StoreLogger {
   warn(obj: { err?: unknown; [key: string]: unknown }, msg: string): void;
 }
 
+/** WAL pages after which a COMMIT checkpoints (see openDatabase). */
+export const WAL_AUTOCHECKPOINT_PAGES = 10_000;
+
 export interface OpenDbOptions {
   path: string;
   /**
@@ -36,6 +39,14 @@ export function openDatabase(opts: OpenDbOptions): Db {
     if (!inMemory) {
       const mode = db.pragma('journal_mode = WAL', { simple: true });
       if (String(mode).toLowerCase() !== 'wal') throw new Error(`could not enable WAL (got ${String(mode)})`);
+      // The automatic checkpoint runs inside the COMMIT that crosses this many WAL pages, on the
+      // event loop, with an fsync of the WAL and one of the database file. An event dirties ~10
+      // index pages spread over the file, so at SQLite's default (1,000 pages, 4 MB) that happened
+      // every ~100 events, and the same hot pages (table tails, per-room index leaves) were copied
+      // again each time. At 10,000 pages (a WAL of ~40 MB at most, reused from its start after a
+      // checkpoint) there are a tenth of the stalls and the store's CPU per message fell by ~20 %
+      // once rooms had a few hundred events (docs/benchmarks.md, send path, session 6).
+      db.pragma(`wal_autocheckpoint = ${WAL_AUTOCHECKPOINT_PAGES}`);
     }
     // FULL syncs the WAL on every commit, so an acknowledged write survives power loss; NORMAL
     // only survives process crashes. Grouped commits amortise the fsync either way.

@@ -221,7 +221,7 @@ export class SqliteStore implements StoreBackend {
   }
 
   /** Reads a PRAGMA of the store's connection (diagnostics, tests). */
-  pragma(name: 'journal_mode' | 'synchronous' | 'busy_timeout' | 'foreign_keys'): unknown {
+  pragma(name: 'journal_mode' | 'synchronous' | 'busy_timeout' | 'foreign_keys' | 'wal_autocheckpoint'): unknown {
     if (this.closed) throw new StoreClosedError();
     return this.db.pragma(name, { simple: true });
   }
