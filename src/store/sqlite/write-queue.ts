@@ -224,7 +224,6 @@ export class WriteQueue {
       return;
     }
 
-
     this.stats.transactions++;
     if (batch.length > this.stats.largestBatch) this.stats.largestBatch = batch.length;
     if (this.opts.walSync) {
