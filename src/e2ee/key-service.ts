@@ -283,13 +283,15 @@ function remoteTimeout(ms: number | undefined): number {
   return ms === undefined || ms <= 0 ? DEFAULT_REMOTE_TIMEOUT_MS : Math.min(ms, MAX_REMOTE_TIMEOUT_MS);
 }
 
-/** A remote server's devices for `userId`: only objects that name that user and their device (and were asked for). */
+/** A remote server's devices for `userId`: objects that name no other user or device (and were asked for). */
 function validDevices(devices: JsonObject, userId: string, only: string[]): JsonObject {
   const out: JsonObject = dict();
   const wanted = only.length > 0 ? new Set(only) : null;
   for (const [deviceId, k] of Object.entries(devices)) {
     if (wanted && !wanted.has(deviceId)) continue;
-    if (isJsonObject(k) && k.user_id === userId && k.device_id === deviceId) out[deviceId] = k;
+    // Keys naming another user or device are dropped; ones naming neither are kept as the
+    // user's server gave them (as Synapse): clients check user_id, device_id and signatures.
+    if (isJsonObject(k) && (k.user_id === undefined || k.user_id === userId) && (k.device_id === undefined || k.device_id === deviceId)) out[deviceId] = k;
   }
   return out;
 }

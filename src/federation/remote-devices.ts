@@ -4,7 +4,7 @@
 //
 // Invariants:
 // - A server is only believed about its own users (the origin of an EDU, the destination of a
-//   request), and a device's keys only when they name that user and device.
+//   request), and a device's keys never when they name another user or device.
 // - A list is cached only for users sharing a room with a local member (their server then sends
 //   us their updates). When the last such room stops being shared (they leave, or our last member
 //   of it does: membershipChanged), the list is dropped at once, since updates stop coming
@@ -305,12 +305,23 @@ export class RemoteDeviceLists implements RemoteKeySource {
   }
 }
 
+/**
+ * The devices a server lists for its own user. A key object naming another user or device is a
+ * claim about someone else and dropped; one that names neither (SyTest's fake servers send
+ * `keys: {device_keys: {}}`) is kept as given, as Synapse does: the device exists in the list,
+ * and clients check the keys' user_id, device_id and signatures before using them.
+ */
 function validDevices(userId: string, entries: Array<[string, JsonValue]>): Map<string, JsonObject> {
   const out = new Map<string, JsonObject>();
   for (const [deviceId, k] of entries) {
-    if (isJsonObject(k) && k.user_id === userId && k.device_id === deviceId && isJsonObject(k.keys)) out.set(deviceId, k);
+    if (namesOnly(k, userId, deviceId)) out.set(deviceId, k);
   }
   return out;
+}
+
+/** `k` is an object whose user_id and device_id, where present, are `userId` and `deviceId`. */
+function namesOnly(k: JsonValue | undefined, userId: string, deviceId: string): k is JsonObject {
+  return isJsonObject(k) && (k.user_id === undefined || k.user_id === userId) && (k.device_id === undefined || k.device_id === deviceId);
 }
 
 function ownKey(all: JsonValue | undefined, userId: string): JsonObject | undefined {
