@@ -13,7 +13,9 @@
 // - a user invited into a room its server did not know pages back through the history between
 //   the invite and the join (backfilled from the join's gap first), in order, in small pages;
 // - a server banned by the room's server ACL is refused /backfill, /get_missing_events and
-//   /invite (403), like the other room endpoints;
+//   /invite (403), like the other room endpoints; not banned, it may invite a user the room's
+//   other server does not have (in a room that server is in), and get_missing_events without
+//   its lists is an empty answer (SyTest's control requests, as Synapse answers them);
 // - default_room_version: the version of rooms created without one, and the capability.
 
 import assert from 'node:assert/strict';
@@ -154,6 +156,28 @@ describe('federation: what SyTest found', function () {
     assert.equal(inv.body[0], 200);
     assert.ok(inv.body[1].event.signatures[nameA], 'A countersigned the invite');
     await syncUntil(alice, (body) => body.rooms?.invite?.[theirRoom]);
+  });
+
+  it('in a room A is in, B may invite a user A does not have; get_missing_events with no lists is empty, not 400', async () => {
+    const room = await alice.post('/_matrix/client/v3/createRoom', { preset: 'public_chat' });
+    const roomId: string = room.body.room_id;
+    assert.equal((await bob.post(`/_matrix/client/v3/join/${enc(roomId)}?server_name=${enc(nameA)}`, {})).status, 200);
+    // bob (B) invites a user of A nobody registered: B asks A's /invite, which countersigns it.
+    const ghost = `@ghost:${nameA}`;
+    const inv = await bob.post(`/_matrix/client/v3/rooms/${enc(roomId)}/invite`, { user_id: ghost });
+    assert.equal(inv.status, 200, JSON.stringify(inv.body));
+    await waitFor(async () => (await alice.get(`/_matrix/client/v3/rooms/${enc(roomId)}/state/m.room.member/${enc(ghost)}`)).body.membership === 'invite', 15_000, 'the invite at A');
+    // A room A is not in: nobody to show the invite to, still refused.
+    const theirs = await bob.post('/_matrix/client/v3/createRoom', { preset: 'private_chat' });
+    const refused = await bob.post(`/_matrix/client/v3/rooms/${enc(theirs.body.room_id)}/invite`, { user_id: ghost });
+    assert.notEqual(refused.status, 200, JSON.stringify(refused.body));
+    // Both lists missing count as empty (as Synapse); a list of the wrong type is still refused.
+    const gme = await signedFedRequest(b, a, 'POST', `/_matrix/federation/v1/get_missing_events/${enc(roomId)}`, {});
+    assert.equal(gme.status, 200, JSON.stringify(gme.body));
+    assert.deepEqual(gme.body, { events: [] });
+    const bad = await signedFedRequest(b, a, 'POST', `/_matrix/federation/v1/get_missing_events/${enc(roomId)}`, { latest_events: 'x' });
+    assert.equal(bad.status, 400, JSON.stringify(bad.body));
+    assert.equal(bad.body.errcode, 'M_BAD_JSON');
   });
 });
 

@@ -258,14 +258,16 @@ export class FederationInbound {
     if (pdu.type !== 'm.room.member' || pdu.content.membership !== 'invite' || typeof pdu.state_key !== 'string') {
       throw new MatrixError('M_BAD_JSON', 'Not an invite');
     }
-    if (serverNameOf(pdu.state_key) !== this.d.serverName || !(await this.d.store.accounts.getUser(pdu.state_key))) {
-      throw new MatrixError('M_NOT_FOUND', 'No such user here');
-    }
+    if (serverNameOf(pdu.state_key) !== this.d.serverName) throw new MatrixError('M_NOT_FOUND', 'No such user here');
     if (serverNameOf(pdu.sender) !== origin) throw new MatrixError('M_FORBIDDEN', 'The inviter is not on the requesting server');
     const bad = await checkSignatures(pdu, version, this.d.keyRing);
     if (bad !== undefined) throw new MatrixError('M_FORBIDDEN', bad);
     const signed = addEventSignature(structuredClone(pdu), this.d.serverName, this.d.signingKey, version);
-    if ((await this.serversInRoom(roomId)).has(this.d.serverName)) {
+    const inRoom = (await this.serversInRoom(roomId)).has(this.d.serverName);
+    // In a room we are in, an invite of a user we do not have is still a valid event of its DAG
+    // (it comes through /send as well, and Synapse accepts it); elsewhere there is nobody to show it to.
+    if (!inRoom && !(await this.d.store.accounts.getUser(pdu.state_key))) throw new MatrixError('M_NOT_FOUND', 'No such user here');
+    if (inRoom) {
       // A room we are in: the invite joins its DAG like any PDU (it also comes through /send).
       const raw = signed as unknown as JsonValue;
       const out = this.d.gaps
@@ -337,10 +339,12 @@ export class FederationInbound {
 
   async getMissingEvents(origin: string, roomId: string, body: JsonValue | undefined): Promise<JsonObject> {
     if (!(await this.aclAllows(roomId, origin))) throw aclError();
-    if (!isJsonObject(body) || !Array.isArray(body.latest_events) || !Array.isArray(body.earliest_events)) {
-      throw new MatrixError('M_BAD_JSON', 'latest_events and earliest_events are required');
+    // Both lists are required by the spec; a missing one counts as empty, as Synapse does (SyTest
+    // asks with `{}`): nothing to walk back from, so no events. A list of the wrong type is refused.
+    if (!isJsonObject(body) || !isListOrAbsent(body.latest_events) || !isListOrAbsent(body.earliest_events)) {
+      throw new MatrixError('M_BAD_JSON', 'latest_events and earliest_events must be lists of event IDs');
     }
-    const strings = (l: JsonValue[]) => l.filter((x): x is string => typeof x === 'string');
+    const strings = (l: JsonValue[] | undefined) => (l ?? []).filter((x): x is string => typeof x === 'string');
     const limit = typeof body.limit === 'number' ? Math.min(Math.max(body.limit, 0), 20) : 10;
     const minDepth = typeof body.min_depth === 'number' ? body.min_depth : 0;
     const latest = await this.d.store.rooms.getEvents(strings(body.latest_events));
@@ -493,4 +497,8 @@ function safeEventId(raw: JsonValue, version: RoomVersion): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+function isListOrAbsent(v: JsonValue | undefined): v is JsonValue[] | undefined {
+  return v === undefined || Array.isArray(v);
 }
