@@ -458,9 +458,10 @@ describe('POST /rooms/{roomId}/upgrade', function () {
       assert.equal(find(await state(roomId), 'm.room.tombstone'), undefined);
     });
 
-    it('not in the room, or no such room: 403 M_FORBIDDEN', async () => {
+    it('not in the room: 403 M_FORBIDDEN; no such room: 404 M_NOT_FOUND (as Synapse)', async () => {
       expectError(await carol.post(`${room(roomId)}/upgrade`, { new_version: '11' }), 403, 'M_FORBIDDEN');
-      expectError(await alice.post(`${room('!nope:localhost')}/upgrade`, { new_version: '11' }), 403, 'M_FORBIDDEN');
+      expectError(await alice.post(`${room('!nope:localhost')}/upgrade`, { new_version: '11' }), 404, 'M_NOT_FOUND');
+      expectError(await alice.post(`${room('!fail:unknown')}/upgrade`, { new_version: '11' }), 404, 'M_NOT_FOUND');
       // A member who left may not upgrade either.
       const left = await create({ room_version: '10' });
       await ok(alice.post(`${room(left)}/leave`, {}), 'leave');

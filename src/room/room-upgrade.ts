@@ -11,6 +11,8 @@
 //   the tombstone naming it is written: a member who follows the tombstone finds a complete room.
 // - Follow-up writes to the old room after its tombstone (canonical alias, restricted power
 //   levels) and the directory move are best effort: failures are logged, the upgrade stands.
+// - A room another server upgraded moves our aliases and directory entry when one of our users
+//   joins the new room, and only if the old room's tombstone names it.
 // - Per-version rules (room ID format, `creator`, creators' power) stay in RoomService.createRoom
 //   and the auth rules; this file only decides what is copied, so it holds for every version.
 // - The whole upgrade runs where the old room is written: a cluster worker without the
@@ -94,9 +96,11 @@ export class RoomUpgradeService {
    */
   async carryOverUserState(userId: string, roomId: string): Promise<void> {
     try {
-      const predecessor = (await this.input.currentState(roomId))?.content('m.room.create', '')?.predecessor;
+      const state = await this.input.currentState(roomId);
+      const predecessor = state?.content('m.room.create', '')?.predecessor;
       const oldRoomId = predecessor && typeof predecessor === 'object' && !Array.isArray(predecessor) ? predecessor.room_id : undefined;
-      if (typeof oldRoomId !== 'string') return;
+      if (typeof oldRoomId !== 'string' || !state) return;
+      await this.carryOverRoomState(state, oldRoomId, roomId);
       if ((await this.store.rooms.getMembership(oldRoomId, userId))?.membership !== 'join') return;
       const tags = await this.store.userData.getAccountData(userId, oldRoomId, 'm.tag');
       if (tags && !(await this.store.userData.getAccountData(userId, roomId, 'm.tag'))) {
@@ -114,6 +118,23 @@ export class RoomUpgradeService {
       if (JSON.stringify(copied) !== JSON.stringify(rules)) await this.pushRules.update(userId, (u) => copyRoomRules(u, oldRoomId, roomId));
     } catch (err) {
       this.logger.warn({ err, userId, roomId }, 'room upgrade: could not carry over tags and push rules');
+    }
+  }
+
+  /**
+   * A room another server upgraded, joined by one of our users: our aliases of the old room and
+   * its place in our directory move to the new room, as the upgrading server moved its own
+   * (Synapse does this on the remote join). Only when the old room's tombstone, as we hold it,
+   * names this room: a room claiming any predecessor cannot take that room's aliases.
+   */
+  private async carryOverRoomState(state: RoomState, oldRoomId: string, roomId: string): Promise<void> {
+    const create = state.get('m.room.create', '')?.pdu;
+    if (!create || serverNameOf(create.sender) === this.serverName) return; // our own upgrade moved them
+    if ((await this.input.currentState(oldRoomId))?.content('m.room.tombstone', '')?.replacement_room !== roomId) return;
+    await this.moveAliases(oldRoomId, roomId);
+    if ((await this.store.rooms.getRoomVisibility(oldRoomId)) === 'public') {
+      await this.store.rooms.setRoomVisibility(roomId, 'public');
+      await this.store.rooms.setRoomVisibility(oldRoomId, 'private');
     }
   }
 
@@ -156,7 +177,11 @@ export class RoomUpgradeService {
   private async run(sender: Sender, oldRoomId: string, version: RoomVersion, creators: NewCreators): Promise<string> {
     const me = sender.userId;
     const membership = await this.store.rooms.getMembership(oldRoomId, me);
-    if (membership?.membership !== 'join') throw new MatrixError('M_FORBIDDEN', 'You are not joined to this room');
+    if (membership?.membership !== 'join') {
+      // A room this server has never heard of is 404, as Synapse answers (the spec lists no code for it).
+      if (!membership && !(await this.store.rooms.getRoom(oldRoomId))) throw new MatrixError('M_NOT_FOUND', 'Unknown room');
+      throw new MatrixError('M_FORBIDDEN', 'You are not joined to this room');
+    }
 
     const idFirst = !roomVersionRules(version).roomIdFromCreateEvent;
     const tombstone = (replacement: string): EventDraft => ({
