@@ -8,7 +8,8 @@
 //   as `[200, body]`;
 // - a server that knows only the v1 send_join/invite (404 for v2) is asked with v1;
 // - a resident server's refusal of a join (make_join 4xx) reaches the client with its status and
-//   errcode, and an invite the invitee's server answers with something unusable is a 502, not a 500;
+//   errcode, a make_join naming a version we do not know or another than the room's create event
+//   refuses the join, and an invite the invitee's server answers with something unusable is a 502, not a 500;
 // - a federation body that is JSON but not Matrix JSON (a float) is M_BAD_JSON, not M_NOT_JSON;
 // - a user invited into a room its server did not know pages back through the history between
 //   the invite and the join (backfilled from the join's gap first), in order, in small pages;
@@ -257,6 +258,41 @@ describe('federation: v1-only peers, refusals and bad answers', function () {
       restore();
     }
     assert.ok(!log.some((l) => l.includes('/v1/invite/')), log.join('\n'));
+  });
+
+  it('a join whose make_join names another version than the create event, or one we do not know, is refused', async () => {
+    const room = await bob.post('/_matrix/client/v3/createRoom', { preset: 'public_chat', room_version: '10' });
+    const roomId: string = room.body.room_id;
+    const client = a.hearth.federation!.core.client;
+    const previous = client.request;
+    const joinWith = async (version: string | undefined) => {
+      client.request = async (destination, req) => {
+        const res = await previous.call(client, destination, req);
+        if (!req.path.startsWith('/_matrix/federation/v1/make_join/')) return res;
+        const out = { ...(res as JsonObject) };
+        if (version === undefined) delete out.room_version;
+        else out.room_version = version;
+        return out;
+      };
+      try {
+        return await alice.post(`/_matrix/client/v3/join/${enc(roomId)}?server_name=${enc(serverName(b))}`, {});
+      } finally {
+        client.request = previous;
+      }
+    };
+    // v9 and v10 events look alike: the create event's declared version is what gives it away.
+    const lied = await joinWith('9');
+    assert.equal(lied.status, 502, JSON.stringify(lied.body));
+    assert.match(lied.body.error, /no create event/);
+    const unknown = await joinWith('sytest-room-ver');
+    assert.equal(unknown.status, 400, JSON.stringify(unknown.body));
+    assert.equal(unknown.body.errcode, 'M_UNSUPPORTED_ROOM_VERSION');
+    // No version means 1 or 2 (spec); this template is not even a v1 event.
+    assert.notEqual((await joinWith(undefined)).status, 200);
+    assert.equal(await a.hearth.store.rooms.getRoom(roomId), null, 'nothing kept of the room');
+    const honest = await alice.post(`/_matrix/client/v3/join/${enc(roomId)}?server_name=${enc(serverName(b))}`, {});
+    assert.equal(honest.status, 200, JSON.stringify(honest.body));
+    assert.equal((await a.hearth.store.rooms.getRoom(roomId))?.roomVersion, '10');
   });
 
   it('an invite answered with something that is not Matrix JSON is a 502, not a 500', async () => {

@@ -9,7 +9,9 @@
 // - Every PDU in the send_join answer passes checks 1-4 (format, signatures through the key ring,
 //   content hash, auth against its own auth events, checked in depth order) before anything is
 //   stored; a state event failing them is left out of the state, and a state without the create
-//   event refuses the join. The join itself must pass the auth rules against that state.
+//   event refuses the join (a create event declaring another version than make_join's fails the
+//   auth check). A make_join naming a version we do not implement is refused at once. The join
+//   itself must pass the auth rules against that state.
 // - The result goes to RoomInput.adoptRoom: the chain and state as outliers, the join as the
 //   room's first timeline event with that state before it (one writer per room).
 
@@ -80,6 +82,10 @@ export class RemoteRooms implements RemoteMembership {
     const ver = SUPPORTED_ROOM_VERSIONS.map((v) => `ver=${v}`).join('&');
     const made = await this.d.client.request(server, { method: 'GET', path: `${fedPath`/_matrix/federation/v1/make_join/${roomId}/${userId}`}?${ver}` });
     if (!isJsonObject(made) || !isJsonObject(made.event)) throw new MatrixError('M_UNKNOWN', 'make_join answer without an event');
+    // A version we do not implement: nothing we could build or check (no other server can do better).
+    if (made.room_version !== undefined && !isRoomVersion(made.room_version)) {
+      throw new MatrixError('M_UNSUPPORTED_ROOM_VERSION', `The room's version ${JSON.stringify(made.room_version)} is not supported by this server`, { room_version: made.room_version });
+    }
     const version: RoomVersion = isRoomVersion(made.room_version) ? made.room_version : '1';
     const t = made.event;
     if (t.room_id !== roomId || t.sender !== userId || t.state_key !== userId || t.type !== 'm.room.member' || !isJsonObject(t.content) || t.content.membership !== 'join') {
