@@ -9,7 +9,8 @@
 // - a server that knows only the v1 send_join/invite (404 for v2) is asked with v1;
 // - a resident server's refusal of a join (make_join 4xx) reaches the client with its status and
 //   errcode, a make_join naming a version we do not know or another than the room's create event
-//   refuses the join, and an invite the invitee's server answers with something unusable is a 502, not a 500;
+//   refuses the join, and an invite the invitee's server answers with something unusable is a 502,
+//   not a 500 (400 M_BAD_JSON where the answer is JSON but not Matrix JSON, as Synapse);
 // - a federation body that is JSON but not Matrix JSON (a float) is M_BAD_JSON, not M_NOT_JSON;
 // - a user invited into a room its server did not know pages back through the history between
 //   the invite and the join (backfilled from the join's gap first), in order, in small pages;
@@ -309,6 +310,26 @@ describe('federation: v1-only peers, refusals and bad answers', function () {
     } finally {
       client.request = previous;
     }
+  });
+
+  it('an invite the invitee\'s server answers with a float in the event is 400 M_BAD_JSON (as Synapse)', async () => {
+    const room = await alice.post('/_matrix/client/v3/createRoom', { preset: 'private_chat', room_version: '6' });
+    const inbound = b.hearth.federation!.inbound;
+    const previous = inbound.invite;
+    // B's real answer, countersigned, with a value canonical JSON cannot carry.
+    inbound.invite = async (...args: Parameters<typeof previous>) => {
+      const res = await previous.apply(inbound, args);
+      return { event: { ...(res.event as JsonObject), bad_val: 1.1 } as unknown as JsonObject };
+    };
+    try {
+      const inv = await alice.post(`/_matrix/client/v3/rooms/${enc(room.body.room_id)}/invite`, { user_id: bob.userId });
+      assert.equal(inv.status, 400, JSON.stringify(inv.body));
+      assert.equal(inv.body.errcode, 'M_BAD_JSON');
+    } finally {
+      inbound.invite = previous;
+    }
+    const member = await alice.get(`/_matrix/client/v3/rooms/${enc(room.body.room_id)}/state/m.room.member/${enc(bob.userId)}`);
+    assert.equal(member.status, 404, 'no invite in the room');
   });
 
   it('a join the resident server refuses reaches the client with its status and errcode', async () => {

@@ -22,6 +22,8 @@ export class FederationError extends Error {
     message: string,
     /** M_INCOMPATIBLE_ROOM_VERSION's room_version, when the peer named one. */
     readonly roomVersion?: string,
+    /** A success whose body is JSON but not Matrix JSON (a float, an integer past 2^53). */
+    readonly notMatrixJson = false,
   ) {
     super(message);
     this.name = 'FederationError';
@@ -85,10 +87,12 @@ export class FederationClient implements KeyFetcher {
     });
     if (res.truncated) throw new FederationError(destination, res.status, undefined, `${req.method} ${req.path}: response too large`);
     let json: JsonValue | undefined;
+    let parseError = '';
     try {
       json = parseStrictJson(res.body.toString('utf8'));
-    } catch {
+    } catch (err) {
       json = undefined;
+      parseError = (err as Error).message;
     }
     if (res.status < 200 || res.status >= 300) {
       const errcode = isJsonObject(json) && typeof json.errcode === 'string' ? json.errcode : undefined;
@@ -96,7 +100,10 @@ export class FederationClient implements KeyFetcher {
       const roomVersion = isJsonObject(json) && typeof json.room_version === 'string' && json.room_version.length <= 32 ? json.room_version : undefined;
       throw new FederationError(destination, res.status, errcode, `${req.method} ${req.path} on ${destination}: ${res.status} ${errcode ?? ''} ${error}`, roomVersion);
     }
-    if (json === undefined) throw new FederationError(destination, res.status, undefined, `${req.method} ${req.path} on ${destination}: not JSON`);
+    if (json === undefined) {
+      const notMatrix = !parseError.startsWith('invalid JSON');
+      throw new FederationError(destination, res.status, undefined, `${req.method} ${req.path} on ${destination}: not ${notMatrix ? 'Matrix ' : ''}JSON${notMatrix ? ` (${parseError})` : ''}`, undefined, notMatrix);
+    }
     return json;
   }
 

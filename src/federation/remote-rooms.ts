@@ -284,9 +284,11 @@ export class RemoteRooms implements RemoteMembership {
         ? await this.v2ThenV1(destination, v2, fedPath`/_matrix/federation/v1/invite/${roomId}/${eventId}`, v2Body, v1Body)
         : await this.d.client.request(destination, { method: 'PUT', path: v2, body: v2Body });
     } catch (err) {
-      // The invitee's server refusing is the client's answer; anything else (unreachable, an
-      // answer that is not Matrix JSON) is a bad gateway, never a 500.
+      // The invitee's server refusing is the client's answer; an answer that is JSON but not
+      // Matrix JSON (a float) is 400 M_BAD_JSON, as Synapse answers it; anything else
+      // (unreachable, not JSON at all) is a bad gateway, never a 500.
       this.d.logger.warn({ err, destination, roomId }, 'remote invite failed');
+      if (err instanceof FederationError && err.notMatrixJson) throw new MatrixError('M_BAD_JSON', `${destination} answered the invite with invalid JSON: ${err.message}`);
       throw refusalOf(err, destination) ?? new MatrixError('M_UNKNOWN', `Could not invite through ${destination}: ${(err as Error).message}`, {}, 502);
     }
     if (!isJsonObject(res) || !isJsonObject(res.event) || !isJsonObject(res.event.signatures)) throw new MatrixError('M_UNKNOWN', 'invite answer without a signed event', {}, 502);
