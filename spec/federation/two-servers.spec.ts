@@ -55,6 +55,14 @@ describe('federation: two Hearth servers on loopback', function () {
     assert.equal(res.body.server_keys.length, 1);
     assert.equal(res.body.server_keys[0].server_name, nameA);
     assert.ok(res.body.server_keys[0].signatures[nameA] && res.body.server_keys[0].signatures[nameB]);
+    // GET /query/{serverName}, and the older form with a key ID (r0; Synapse still serves it),
+    // which answers every key of the server.
+    for (const path of [`/_matrix/key/v2/query/${enc(nameA)}`, `/_matrix/key/v2/query/${enc(nameA)}/${enc('ed25519:nonesuch')}`]) {
+      const got = await fedRequest(b.hearth.federation!.url, 'GET', path, {});
+      assert.equal(got.status, 200, `${path}: ${JSON.stringify(got.body)}`);
+      assert.deepEqual(got.body.server_keys.map((k: any) => k.server_name), [nameA]);
+      assert.ok(got.body.server_keys[0].signatures[nameB], 'signed by the notary');
+    }
   });
 
   it('alice@A creates a room and invites bob@B; the invite is in bob\'s /sync; bob joins through A', async () => {

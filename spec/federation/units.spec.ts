@@ -333,6 +333,27 @@ describe('federation/keys: RemoteKeyRing', () => {
     assert.equal((f2.calls as string[]).filter((c) => c.includes('down.example')).length, 1);
   });
 
+  it('an origin that answered with an HTTP error is asked again at once; only one that did not answer is held back', async () => {
+    const key = generateSigningKey('key_1');
+    let answer: () => unknown = () => {
+      throw Object.assign(new Error('GET /_matrix/key/v2/server: 400'), { status: 400 });
+    };
+    const f = fetcher({ direct: () => answer() });
+    // The default hold-back (a minute): SyTest's notary tests ask again within milliseconds.
+    const ring = new RemoteKeyRing({ serverName: 'me.example', ownKeys: [], fetcher: f, now, logger: silent });
+    assert.deepEqual(await ring.notaryDocuments(peer, [key.keyId], () => 0), []);
+    answer = () => ownKeyDocument(peer, key, [], clock - 86_400_000, 0);
+    const got = await ring.notaryDocuments(peer, [key.keyId], () => 0);
+    assert.deepEqual(got.map((d) => d.server_name), [peer]);
+    assert.equal(f.calls.length, 2);
+    // Unreachable (no status): not asked again within the hold-back.
+    const down = fetcher({});
+    const ring2 = new RemoteKeyRing({ serverName: 'me.example', ownKeys: [], fetcher: down, now, logger: silent });
+    await ring2.notaryDocuments(peer, [key.keyId], () => 0);
+    await ring2.notaryDocuments(peer, [key.keyId], () => 0);
+    assert.equal(down.calls.length, 1);
+  });
+
   it('answers its own keys without fetching', async () => {
     const own: SigningKey = generateSigningKey('me');
     const f = fetcher({});

@@ -9,8 +9,9 @@
 // - valid_until_ts is capped at now + 7 days (the spec's limit for receivers). A current key
 //   vouches for events up to its valid_until_ts; an old key for events before its expired_ts.
 // - Keys are cached in memory and, when a path is given, in a JSON file rewritten atomically, so
-//   a restart does not refetch every peer's keys. A server whose fetch failed is not asked again
-//   for `retryAfterMs` (a flood of events cannot become a flood of key requests).
+//   a restart does not refetch every peer's keys. A server that did not answer (unreachable,
+//   timed out) is not asked again for `retryAfterMs` (a flood of events cannot become a pile of
+//   waits on it); one that answered, even with an error, may be asked again, one fetch at a time.
 // - verifyKey never throws (KeyRing contract): any failure is null.
 // - Notary (notaryDocuments): for each key ID, the believed document listing it with the latest
 //   valid_until_ts is kept, expired or not, and a later document that no longer lists the key
@@ -191,11 +192,15 @@ export class RemoteKeyRing implements KeyRing {
   private async fetch(serverName: string): Promise<void> {
     this.fetches++;
     const errors: string[] = [];
+    // Whether the origin answered at all (keys or not, an HTTP error or not).
+    let answered = false;
     try {
       const parsed = parseKeyDocument(await this.opts.fetcher.fetchDirect(serverName), serverName, this.now());
+      answered = true;
       if ('server' in parsed) return this.remember(serverName, parsed.server);
       errors.push(`direct: ${parsed.error}`);
     } catch (err) {
+      answered = typeof (err as { status?: unknown }).status === 'number';
       errors.push(`direct: ${(err as Error).message}`);
     }
     for (const notary of this.opts.notaries ?? []) {
@@ -213,7 +218,10 @@ export class RemoteKeyRing implements KeyRing {
         errors.push(`${notary.server_name}: ${(err as Error).message}`);
       }
     }
-    this.failedAt.set(serverName, this.now());
+    // Only an origin that did not answer is left alone for a while: asking it again would queue
+    // up behind timeouts. One that answered costs a quick request per ask, as one that answers
+    // with keys does (which is never held back either).
+    if (!answered) this.failedAt.set(serverName, this.now());
     this.opts.logger?.warn({ serverName, errors }, 'could not fetch server keys');
   }
 

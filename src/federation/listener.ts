@@ -237,7 +237,9 @@ export function createFederationApp(d: FederationAppDeps): Koa<FedState> {
       }),
     );
   });
-  keys.get('/_matrix/key/v2/query/:serverName', async (ctx) => {
+  // The form with a key ID (r0 spec, since removed; Synapse still serves it) answers the same:
+  // every key of the server, as that spec's deprecation note asked.
+  keys.get(['/_matrix/key/v2/query/:serverName', '/_matrix/key/v2/query/:serverName/:keyId'], async (ctx) => {
     const raw = ctx.query.minimum_valid_until_ts;
     const n = typeof raw === 'string' && /^\d{1,16}$/.test(raw) ? Number(raw) : undefined;
     const min = minTs(n, d.now());
