@@ -151,6 +151,21 @@ describe('room state over HTTP', function () {
     else assert.equal(got.status, 403);
   });
 
+  it('a banned member reads no state (403, as Synapse), unless the room is world-readable', async () => {
+    const r = await alice.post(`${V3}/createRoom`, { preset: 'public_chat', name: 'banning' });
+    const id = r.body.room_id as string;
+    assert.equal((await eve.post(room('join', id), {})).status, 200);
+    assert.equal((await eve.get(room('state/m.room.name', id))).status, 200);
+    assert.equal((await alice.post(room('ban', id), { user_id: eve.userId })).status, 200);
+    for (const path of ['state/m.room.name', `state/m.room.member/${enc(eve.userId)}`, 'state', 'members']) {
+      const got = await eve.get(room(path, id));
+      assert.equal(got.status, 403, `${path}: ${JSON.stringify(got.body)}`);
+      assert.equal(got.body.errcode, 'M_FORBIDDEN');
+    }
+    assert.equal((await alice.put(room('state/m.room.history_visibility', id), { history_visibility: 'world_readable' })).status, 200);
+    assert.deepEqual((await eve.get(room('state/m.room.name', id))).body, { name: 'banning' });
+  });
+
   it('m.room.canonical_alias must point to an alias of this room (else 400 M_BAD_ALIAS)', async () => {
     const other = await alice.post(`${V3}/createRoom`, { room_alias_name: 'elsewhere' });
     assert.equal(other.status, 200);

@@ -2,9 +2,11 @@
 // (now or at a stream position) and the rooms they are joined to.
 //
 // Invariants:
-// - A joined user reads the current state; one who left or was banned reads the state as it was
-//   when they went; invitees and strangers only read world-readable rooms (invitees get
-//   invite_state through /sync instead). Anything else is 403 M_FORBIDDEN.
+// - A joined user reads the current state; one who left (or was kicked) reads the state as it
+//   was when they went; banned users, invitees and strangers only read world-readable rooms
+//   (invitees get invite_state through /sync instead). Anything else is 403 M_FORBIDDEN. The
+//   spec does not single out bans; Synapse refuses them, and clients (SyTest's ban test) rely on
+//   the 403 to see that a ban has arrived.
 // - /members?at= never lets a leaver look past their departure.
 
 import { MatrixError } from '../errors.js';
@@ -21,7 +23,7 @@ export class RoomStateReader {
   async visibleState(userId: string, roomId: string): Promise<StateEntry[]> {
     const m = await this.store.rooms.getMembership(roomId, userId);
     if (m?.membership === 'join') return this.store.rooms.getCurrentState(roomId);
-    if (m && (m.membership === 'leave' || m.membership === 'ban')) return this.store.rooms.getStateAt(roomId, m.stream);
+    if (m?.membership === 'leave') return this.store.rooms.getStateAt(roomId, m.stream);
     if (await this.visibility.isWorldReadable(roomId)) return this.store.rooms.getCurrentState(roomId);
     throw new MatrixError('M_FORBIDDEN', 'You are not a member of this room');
   }
