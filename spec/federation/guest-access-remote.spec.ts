@@ -1,7 +1,9 @@
 // Guest access revoked by another server's user (SyTest: `Guest users are kicked from
 // guest_access rooms on revocation of guest_access over federation`): the spec's "Guest Access"
 // rule (guests leave once m.room.guest_access is no longer can_join) holds whichever server the
-// change came from. Two real Hearths; the guest is on A, the revoking user on B.
+// change came from. Two real Hearths; the guest is on A, the revoking user on B. And a guest's
+// join of another server's room without guest access is refused (SyTest: `Guest users denied
+// access over federation if guest access prohibited`).
 
 import assert from 'node:assert/strict';
 import { Api, enc, type TestServer } from '../helpers/server.js';
@@ -47,5 +49,22 @@ describe('federation: guest access revoked from another server', function () {
     const ev = await alice.get(`/_matrix/client/v3/rooms/${enc(roomId)}/state/m.room.member/${enc(guest.userId)}?format=event`);
     assert.equal(ev.body.sender, guest.userId);
     assert.equal((await alice.get(`/_matrix/client/v3/rooms/${enc(roomId)}/state/m.room.member/${enc(alice.userId)}`)).body.membership, 'join');
+  });
+
+  it('a guest of A invited into a room of B without guest access cannot join it (403), and is not left in it', async () => {
+    const bob = await new Api(b.url).register('bob2');
+    const room = await bob.post('/_matrix/client/v3/createRoom', { preset: 'private_chat' });
+    const roomId: string = room.body.room_id;
+    assert.equal((await bob.put(`/_matrix/client/v3/rooms/${enc(roomId)}/state/m.room.guest_access/`, { guest_access: 'forbidden' })).status, 200);
+    const reg = await new Api(a.url).post('/_matrix/client/v3/register?kind=guest', {});
+    const guest: User = Object.assign(new Api(a.url, reg.body.access_token), { userId: reg.body.user_id as string });
+    assert.equal((await bob.post(`/_matrix/client/v3/rooms/${enc(roomId)}/invite`, { user_id: guest.userId })).status, 200);
+    await waitFor(async () => (await a.hearth.store.rooms.getMembership(roomId, guest.userId))?.membership === 'invite', 15_000, 'the invite at A');
+    const join = await guest.post(`/_matrix/client/v3/join/${enc(roomId)}`, {});
+    assert.equal(join.status, 403, JSON.stringify(join.body));
+    assert.equal(join.body.errcode, 'M_GUEST_ACCESS_FORBIDDEN');
+    assert.notEqual((await a.hearth.store.rooms.getMembership(roomId, guest.userId))?.membership, 'join');
+    // B, where the room lives, sees the guest gone again.
+    await waitFor(async () => (await bob.get(`/_matrix/client/v3/rooms/${enc(roomId)}/state/m.room.member/${enc(guest.userId)}`)).body.membership === 'leave', 15_000, 'the leave at B');
   });
 });

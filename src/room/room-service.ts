@@ -292,9 +292,11 @@ export class RoomService {
     if (!state || stub || (!resident && elsewhere && this.remote)) {
       const servers = [...new Set([...via, ...(server !== undefined ? [server] : [])])].filter((s) => s !== this.serverName);
       if (servers.length > 0 && this.remote) {
-        const content: JsonObject = { ...memberContent('join', await this.store.accounts.getUser(sender.userId)), ...withoutReserved(extra), membership: 'join' };
+        const profile = await this.store.accounts.getUser(sender.userId);
+        const content: JsonObject = { ...memberContent('join', profile), ...withoutReserved(extra), membership: 'join' };
         if (reason) content.reason = reason;
         await this.remote.join(sender.userId, roomId, servers, content);
+        if (profile?.isGuest === true) await this.guestLeavesUnlessAllowed(sender, roomId);
         return roomId;
       }
       if (servers.length > 0) throw new MatrixError('M_FORBIDDEN', 'Joining rooms on other servers needs federation, which is not enabled');
@@ -494,6 +496,18 @@ export class RoomService {
     } catch (err) {
       this.logger.warn({ err, roomId, alias }, 'deleted alias left in m.room.canonical_alias');
     }
+  }
+
+  /**
+   * A guest's join through another server: federation knows no guests, so the resident server let
+   * it in, and the room's guest access is only known now, from the state the join brought. Unless
+   * it is can_join the guest leaves at once and the join is refused (403), as a local join would be.
+   */
+  private async guestLeavesUnlessAllowed(sender: Sender, roomId: string): Promise<void> {
+    const access = (await this.input.currentState(roomId))?.content('m.room.guest_access', '')?.guest_access;
+    if (access === 'can_join') return;
+    await this.leave(sender, roomId).catch((err: unknown) => this.logger.warn({ err, roomId, userId: sender.userId }, 'a guest joined a room without guest access and could not leave it'));
+    refuseGuestJoin(true, access);
   }
 
   /**
