@@ -4,7 +4,8 @@
 // Out: a local user's device-list change (KeyService listeners) goes to LocalDeviceLists; a
 // to-device message for a remote user becomes one m.direct_to_device EDU per server (durable
 // queue); a local user's visible presence change becomes an m.presence EDU to every server
-// sharing a room with them (ephemeral).
+// sharing a room with them (ephemeral), and where a room starts being shared (a join) the
+// current presence of the new room-mates crosses too.
 // In: m.device_list_update / m.signing_key_update go to RemoteDeviceLists; m.direct_to_device is
 // delivered once per (origin, message_id) (a bounded in-memory record: a repeat within the
 // last 50,000 messages from any server is dropped); m.presence is believed only for the origin's
@@ -34,6 +35,8 @@ export interface FederationE2eeDeps {
   sender: Pick<FederationSender, 'sendEdu'>;
   /** Servers (other than ours) sharing a room with the user, ACLs applied. */
   serversSharing: (userId: string) => Promise<Set<string>>;
+  /** Servers (other than ours) in the room, ACLs applied. */
+  serversInRoom?: (roomId: string) => Promise<Set<string>>;
   position: () => number;
   logger: Logger;
   now: () => number;
@@ -138,6 +141,49 @@ export class FederationE2ee {
 
   private presenceChanged(r: PresenceRecord): void {
     if (serverNameOf(r.userId) !== this.d.serverName) return;
+    const entry = this.presenceEntry(r);
+    this.pending = this.pending
+      .then(async () => {
+        const servers = await this.d.serversSharing(r.userId);
+        if (servers.size > 0) this.d.sender.sendEdu(servers, { edu_type: 'm.presence', content: { push: [entry] } });
+      })
+      .catch((err: unknown) => this.d.logger.warn({ err, userId: r.userId }, 'presence not sent'));
+  }
+
+  /**
+   * A join was persisted: presence is only sent on change, so where sharing starts the current
+   * presence crosses now (as Synapse does), or a new room-mate would not see it until it next
+   * changes. Our user joined: their presence to the room's other servers. Another server's first
+   * member of the room joined: our members' presence to that server.
+   */
+  memberJoined(roomId: string, userId: string): void {
+    const presence = this.d.presence;
+    const serversInRoom = this.d.serversInRoom;
+    if (!presence?.enabled || !serversInRoom) return;
+    const server = serverNameOf(userId);
+    if (server === undefined) return;
+    this.pending = this.pending
+      .then(async () => {
+        if (server === this.d.serverName) {
+          const r = presence.get(userId);
+          const servers = r && r.pos > 0 ? await serversInRoom(roomId) : new Set<string>();
+          if (servers.size > 0) this.d.sender.sendEdu(servers, { edu_type: 'm.presence', content: { push: [this.presenceEntry(r!)] } });
+          return;
+        }
+        const members = await this.d.rooms.getRoomMembers(roomId, ['join']);
+        if (members.some((m) => m.userId !== userId && serverNameOf(m.userId) === server)) return; // it has them already
+        if (!(await serversInRoom(roomId)).has(server)) return; // banned by the room's ACL
+        const push: JsonValue[] = [];
+        for (const m of members) {
+          const r = serverNameOf(m.userId) === this.d.serverName ? presence.get(m.userId) : undefined;
+          if (r && r.pos > 0) push.push(this.presenceEntry(r));
+        }
+        for (let i = 0; i < push.length; i += 100) this.d.sender.sendEdu([server], { edu_type: 'm.presence', content: { push: push.slice(i, i + 100) } });
+      })
+      .catch((err: unknown) => this.d.logger.warn({ err, roomId, userId }, 'presence for a new room-mate not sent'));
+  }
+
+  private presenceEntry(r: PresenceRecord): JsonObject {
     const entry: JsonObject = {
       user_id: r.userId,
       presence: r.state,
@@ -145,11 +191,6 @@ export class FederationE2ee {
       currently_active: r.currentlyActive,
     };
     if (r.statusMsg !== null) entry.status_msg = r.statusMsg;
-    this.pending = this.pending
-      .then(async () => {
-        const servers = await this.d.serversSharing(r.userId);
-        if (servers.size > 0) this.d.sender.sendEdu(servers, { edu_type: 'm.presence', content: { push: [entry] } });
-      })
-      .catch((err: unknown) => this.d.logger.warn({ err, userId: r.userId }, 'presence not sent'));
+    return entry;
   }
 }

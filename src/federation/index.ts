@@ -165,6 +165,11 @@ export function attachFederation(core: FederationCore, d: AttachDeps): Federatio
         client: core.client,
         sender: core.sender,
         serversSharing,
+        serversInRoom: async (roomId) => {
+          const out = new Set<string>();
+          for (const s of await inbound.serversInRoom(roomId)) if (s !== me && (await inbound.aclAllows(roomId, s))) out.add(s);
+          return out;
+        },
         position: () => d.store.currentPosition(),
         logger,
         now: d.now,
@@ -278,6 +283,7 @@ export function attachFederation(core: FederationCore, d: AttachDeps): Federatio
       if (e2ee && pdu.type === 'm.room.member' && typeof pdu.state_key === 'string' && pdu.room_id !== undefined && typeof pdu.content.membership === 'string') {
         // Remote users' device lists we stop (or start again) hearing about.
         e2ee.remote.membershipChanged(pdu.room_id, pdu.state_key, pdu.content.membership).catch((err: unknown) => logger.warn({ err }, 'device list membership check failed'));
+        if (pdu.content.membership === 'join') e2ee.memberJoined(pdu.room_id, pdu.state_key);
       }
       if (serverNameOf(pdu.sender) !== me || pdu.room_id === undefined) return;
       if (eventId !== undefined && handedOver.delete(eventId)) return;
