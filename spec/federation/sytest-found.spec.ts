@@ -18,6 +18,8 @@
 //   /invite (403), like the other room endpoints; not banned, it may invite a user the room's
 //   other server does not have (in a room that server is in), and get_missing_events without
 //   its lists is an empty answer (SyTest's control requests, as Synapse answers them);
+// - an erased user's events are served to other servers redacted (/event, /backfill,
+//   /get_missing_events), as Synapse serves them;
 // - default_room_version: the version of rooms created without one, and the capability.
 
 import assert from 'node:assert/strict';
@@ -158,6 +160,39 @@ describe('federation: what SyTest found', function () {
     assert.equal(inv.body[0], 200);
     assert.ok(inv.body[1].event.signatures[nameA], 'A countersigned the invite');
     await syncUntil(alice, (body) => body.rooms?.invite?.[theirRoom]);
+  });
+
+  it('once a user of A is erased, A serves their events to B redacted (/event, /backfill, /get_missing_events)', async () => {
+    const erin = await new Api(a.url).register('erin', 'correct horse battery');
+    const room = await erin.post('/_matrix/client/v3/createRoom', { preset: 'public_chat' });
+    const roomId: string = room.body.room_id;
+    assert.equal((await bob.post(`/_matrix/client/v3/join/${enc(roomId)}?server_name=${enc(nameA)}`, {})).status, 200);
+    const sent = await erin.put(`/_matrix/client/v3/rooms/${enc(roomId)}/send/m.room.message/e1`, { msgtype: 'm.text', body: 'soon erased' });
+    const eventId: string = sent.body.event_id;
+    const after = await alice.post(`/_matrix/client/v3/join/${enc(roomId)}`, {});
+    assert.equal(after.status, 200, JSON.stringify(after.body)); // the room's latest event: get_missing_events walks back from it
+    const read = async () => {
+      const ev = await signedFedRequest(b, a, 'GET', `/_matrix/federation/v1/event/${enc(eventId)}`);
+      assert.equal(ev.status, 200, JSON.stringify(ev.body));
+      const ext = (await a.hearth.store.rooms.getForwardExtremities(roomId)) as string[];
+      const bf = await signedFedRequest(b, a, 'GET', `/_matrix/federation/v1/backfill/${enc(roomId)}?${ext.map((v) => `v=${enc(v)}`).join('&')}&limit=20`);
+      const gme = await signedFedRequest(b, a, 'POST', `/_matrix/federation/v1/get_missing_events/${enc(roomId)}`, { earliest_events: [], latest_events: ext, limit: 20 });
+      const find = (list: any[]) => list.find((e: any) => e.event_id === eventId || (e.type === 'm.room.message' && e.sender === erin.userId));
+      return [ev.body.pdus[0], find(bf.body.pdus ?? []), find(gme.body.events ?? [])];
+    };
+    for (const pdu of await read()) assert.equal(pdu?.content?.body, 'soon erased');
+    const first = await erin.post('/_matrix/client/v3/account/deactivate', { erase: true });
+    const auth = { type: 'm.login.password', identifier: { type: 'm.id.user', user: erin.userId }, password: 'correct horse battery', session: first.body.session };
+    assert.equal((await erin.post('/_matrix/client/v3/account/deactivate', { erase: true, auth })).status, 200);
+    for (const pdu of await read()) {
+      assert.ok(pdu, 'still served');
+      assert.deepEqual(pdu.content, {}, JSON.stringify(pdu));
+    }
+    // Others' events are untouched.
+    const ext = (await a.hearth.store.rooms.getForwardExtremities(roomId)) as string[];
+    const join = await signedFedRequest(b, a, 'GET', `/_matrix/federation/v1/event/${enc(ext[0])}`);
+    assert.equal(join.body.pdus[0].sender, alice.userId);
+    assert.equal(join.body.pdus[0].content.membership, 'join');
   });
 
   it('in a room A is in, B may invite a user A does not have; get_missing_events with no lists is empty, not 400', async () => {

@@ -13,6 +13,7 @@
 // - History reads (/event, /state*, /event_auth, /backfill, /get_missing_events) are served only
 //   to a server whose users could see the event: a member joined at it (invited too, for
 //   `invited` visibility), a member joined now for `shared` history, or world_readable history.
+//   /event, /backfill and /get_missing_events serve our erased users' events redacted.
 // - Membership handshakes (make_*/send_*) only concern users of the origin server.
 
 import type { Logger } from 'pino';
@@ -22,6 +23,7 @@ import { isJsonObject } from '../protocol/canonical-json.js';
 import { addEventSignature, authEventIds, computeEventId, prevEventIds } from '../protocol/events.js';
 import { isValidUserId, serverNameOf } from '../protocol/ids.js';
 import { isRoomVersion } from '../protocol/room-versions.js';
+import { redactEvent } from '../protocol/redaction.js';
 import type { JsonObject, JsonValue, Pdu, RoomVersion, SigningKey } from '../protocol/types.js';
 import type { KeyRing } from '../room/key-ring.js';
 import { checkAgainstState, checkFormat, checkSignatures } from '../room/pdu-checks.js';
@@ -310,7 +312,8 @@ export class FederationInbound {
     const ev = await this.d.store.rooms.getEvent(eventId);
     if (!ev || ev.rejected !== null || !(await this.serverMaySee(origin, ev))) throw new MatrixError('M_NOT_FOUND', 'Event not found');
     if (!(await this.aclAllows(ev.roomId, origin))) throw aclError();
-    return { origin: this.d.serverName, origin_server_ts: this.now(), pdus: [ev.pdu as unknown as JsonObject] };
+    const pdus = await this.erasedRedacted(ev.roomId, [ev.pdu]);
+    return { origin: this.d.serverName, origin_server_ts: this.now(), pdus: pdus as unknown as JsonObject[] };
   }
 
   async state(origin: string, roomId: string, eventId: string, idsOnly: boolean): Promise<JsonObject> {
@@ -333,7 +336,7 @@ export class FederationInbound {
 
   async backfill(origin: string, roomId: string, from: string[], limit: number): Promise<JsonObject> {
     if (!(await this.aclAllows(roomId, origin))) throw aclError();
-    const pdus = await this.walkBack(origin, roomId, from, new Set(), Math.min(Math.max(limit, 0), 100), 0);
+    const pdus = await this.erasedRedacted(roomId, await this.walkBack(origin, roomId, from, new Set(), Math.min(Math.max(limit, 0), 100), 0));
     return { origin: this.d.serverName, origin_server_ts: this.now(), pdus: pdus as unknown as JsonObject[] };
   }
 
@@ -349,7 +352,7 @@ export class FederationInbound {
     const minDepth = typeof body.min_depth === 'number' ? body.min_depth : 0;
     const latest = await this.d.store.rooms.getEvents(strings(body.latest_events));
     const starts = [...latest.values()].filter((e) => e.roomId === roomId).flatMap((e) => prevEventIds(e.pdu));
-    const events = await this.walkBack(origin, roomId, starts, new Set(strings(body.earliest_events)), limit, minDepth);
+    const events = await this.erasedRedacted(roomId, await this.walkBack(origin, roomId, starts, new Set(strings(body.earliest_events)), limit, minDepth));
     return { events: events.reverse() as unknown as JsonObject[] };
   }
 
@@ -432,6 +435,21 @@ export class FederationInbound {
     if (visibility !== 'shared') return false;
     joinedNow.value ??= (await this.serversInRoom(ev.roomId)).has(origin);
     return joinedNow.value;
+  }
+
+  /**
+   * History served to other servers (/event, /backfill, /get_missing_events) carries the events of
+   * our erased users redacted, as Synapse serves them: the spec asks it for servers that join
+   * after the erasure, and servers that were there before hold their own copies already.
+   */
+  private async erasedRedacted(roomId: string, pdus: Pdu[]): Promise<Pdu[]> {
+    const senders = [...new Set(pdus.map((p) => p.sender).filter((s) => serverNameOf(s) === this.d.serverName))];
+    if (senders.length === 0) return pdus;
+    const erased = await this.d.store.accounts.getErasures(senders);
+    if (erased.size === 0) return pdus;
+    const version = (await this.d.store.rooms.getRoom(roomId))?.roomVersion;
+    if (version === undefined) return pdus;
+    return pdus.map((p) => (erased.has(p.sender) ? redactEvent(p, version) : p));
   }
 
   private async walkBack(origin: string, roomId: string, starts: string[], stop: Set<string>, limit: number, minDepth: number): Promise<Pdu[]> {
