@@ -115,6 +115,23 @@ export function describeDirectoryContract(ctx: ContractContext): void {
       assert.deepEqual(await search('carol', carol), [carol], 'carol is in a public room');
     });
 
+    it('finds a user of another server by the display name of their latest join', async function () {
+      await seed();
+      const remote = '@zed:elsewhere.test';
+      const r = await room([alice]);
+      await r.send(ctx.store, 'm.room.member', remote, { membership: 'join', displayname: 'Zed Old' }, remote);
+      await r.send(ctx.store, 'm.room.member', remote, { membership: 'join', displayname: 'Zed Zebulon', avatar_url: 'mxc://elsewhere.test/z' }, remote);
+      assert.deepEqual(await ctx.store.directory.searchUsers(alice, 'zebulon', 10), [{ userId: remote, displayname: 'Zed Zebulon', avatarUrl: 'mxc://elsewhere.test/z' }]);
+      assert.deepEqual(await search('old'), [], 'an earlier name is not theirs any more');
+      assert.deepEqual(await search('zed'), [remote], 'by ID as before');
+      // Not a string: no name, found by ID only.
+      await r.send(ctx.store, 'm.room.member', remote, { membership: 'join', displayname: 7 }, remote);
+      assert.deepEqual(await ctx.store.directory.searchUsers(alice, 'zed', 10), [{ userId: remote, displayname: null, avatarUrl: null }]);
+      // Once they leave, they are not found.
+      await r.send(ctx.store, 'm.room.member', remote, { membership: 'leave' }, remote);
+      assert.deepEqual(await search('zed'), []);
+    });
+
     it('never finds deactivated users', async function () {
       await seed();
       await ctx.store.accounts.deactivateUser(bob);

@@ -4,7 +4,8 @@
 //   joined rooms and the joined members of rooms whose current join rule is public or history
 //   visibility world_readable (the contract, src/store/chat-types.ts), read through the
 //   RoomStore's own methods (so the directory follows memberships and state exactly as the room
-//   module stores them), then their `users` rows. Matching and ranking are SQLite's
+//   module stores them), then their `users` rows (users without one, remote users, by the
+//   display name and avatar of their latest join among those rooms). Matching and ranking are SQLite's
 //   (src/store/sqlite/directory.ts), done here in code.
 // - Finding the open rooms reads two state histories per room this server has: O(rooms) per
 //   search, unlike SQLite's one indexed query. Good enough for the sizes this backend is tested
@@ -91,12 +92,18 @@ export class CassandraDirectoryStore implements DirectoryStore {
 
     const rooms = this.rooms();
     const [shared, open] = await Promise.all([rooms.getRoomsForUser(searcherId, ['join']).then((l) => l.map((m) => m.roomId)), this.openRooms()]);
-    const memberIds = new Set<string>();
+    // Each candidate's latest join among those rooms: a remote user's profile comes from it.
+    const latestJoin = new Map<string, { eventId: string; stream: number }>();
+    const note = (m: { userId: string; eventId: string; stream: number }) => {
+      const had = latestJoin.get(m.userId);
+      if (!had || m.stream > had.stream) latestJoin.set(m.userId, { eventId: m.eventId, stream: m.stream });
+    };
     // Sharing a room means sharing it with someone else: the searcher only through an open room.
     const sharedMembers = await mapLimited(shared, 16, (r) => rooms.getRoomMembers(r, ['join']));
-    for (const p of sharedMembers) for (const m of p) if (m.userId !== searcherId) memberIds.add(m.userId);
+    for (const p of sharedMembers) for (const m of p) if (m.userId !== searcherId) note(m);
     const openMembers = await mapLimited(open, 16, (r) => rooms.getRoomMembers(r, ['join']));
-    for (const p of openMembers) for (const m of p) memberIds.add(m.userId);
+    for (const p of openMembers) for (const m of p) note(m);
+    const memberIds = new Set(latestJoin.keys());
 
     const candidates: Candidate[] = [];
     const ids = [...memberIds];
@@ -107,15 +114,20 @@ export class CassandraDirectoryStore implements DirectoryStore {
         chunk,
       );
       const byId = new Map(rows.rows.map((r) => [r['user_id'] as string, r]));
+      // Users without a local profile row (remote users): the profile of their latest join.
+      const joins = await rooms.getEvents(chunk.filter((u) => !byId.has(u)).map((u) => latestJoin.get(u)!.eventId));
+      const fromJoin = (userId: string, key: string): string | null => {
+        const v = joins.get(latestJoin.get(userId)!.eventId)?.pdu.content[key];
+        return typeof v === 'string' ? v : null;
+      };
       for (const userId of chunk) {
         const row = byId.get(userId);
-        // Users without a local profile row (remote users) match on their ID only.
         if (row?.['deactivated'] === true) continue;
-        const displayname = row ? textOrNull(row['displayname']) : null;
+        const displayname = row ? textOrNull(row['displayname']) : fromJoin(userId, 'displayname');
         candidates.push({
           userId,
           displayname,
-          avatarUrl: row ? textOrNull(row['avatar_url']) : null,
+          avatarUrl: row ? textOrNull(row['avatar_url']) : fromJoin(userId, 'avatar_url'),
           uid: fold(userId),
           name: displayname === null ? null : fold(displayname),
         });

@@ -27,8 +27,9 @@ function fold(s: string): string {
  * is a candidate only through a public room, since sharing a room means sharing it with someone
  * else (Synapse reads it the same way). Rooms come from the rooms table with one primary-key lookup of
  * each room's join rule and history visibility, which bounds the work by the room count and those
- * rooms' sizes instead of the user table. Users without a local profile row (remote users) match
- * on their ID only.
+ * rooms' sizes instead of the user table. Users without a local profile row (remote users) are
+ * known by the display name and avatar of their latest join event among those rooms (Synapse
+ * reads remote profiles from room state the same way).
  *
  * Each word must match a prefix of the user ID, of the localpart (the ID after '@'), or of a
  * display-name word (' ' || name contains ' ' || word). substr/instr compare exactly, so words
@@ -56,16 +57,25 @@ function searchSql(words: number): string {
       WHERE json_extract(e.pdu_json, '$.content.history_visibility') = 'world_readable'
     ),
     members AS (
-      SELECT m.user_id FROM memberships s
+      SELECT m.user_id, m.event_id, m.stream FROM memberships s
       JOIN memberships m ON m.room_id = s.room_id AND m.membership = 'join' AND m.user_id <> @searcher
       WHERE s.user_id = @searcher AND s.membership = 'join'
       UNION
-      SELECT m.user_id FROM public_rooms p JOIN memberships m ON m.room_id = p.room_id AND m.membership = 'join'
+      SELECT m.user_id, m.event_id, m.stream FROM public_rooms p JOIN memberships m ON m.room_id = p.room_id AND m.membership = 'join'
+    ),
+    -- One row per user: their latest join (SQLite takes the bare event_id from the MAX row).
+    latest AS (SELECT user_id, event_id, MAX(stream) AS stream FROM members GROUP BY user_id),
+    p AS (
+      SELECT l.user_id,
+        CASE WHEN u.user_id IS NOT NULL THEN u.displayname
+             WHEN json_type(e.pdu_json, '$.content.displayname') = 'text' THEN json_extract(e.pdu_json, '$.content.displayname') END AS displayname,
+        CASE WHEN u.user_id IS NOT NULL THEN u.avatar_url
+             WHEN json_type(e.pdu_json, '$.content.avatar_url') = 'text' THEN json_extract(e.pdu_json, '$.content.avatar_url') END AS avatar_url
+      FROM latest l LEFT JOIN users u ON u.user_id = l.user_id LEFT JOIN events e ON e.event_id = l.event_id
+      WHERE COALESCE(u.deactivated, 0) = 0
     ),
     c AS (
-      SELECT m.user_id, u.displayname, u.avatar_url, hearth_fold(m.user_id) AS uid, hearth_fold(u.displayname) AS name
-      FROM members m LEFT JOIN users u ON u.user_id = m.user_id
-      WHERE COALESCE(u.deactivated, 0) = 0
+      SELECT p.user_id, p.displayname, p.avatar_url, hearth_fold(p.user_id) AS uid, hearth_fold(p.displayname) AS name FROM p
     )
     SELECT c.user_id, c.displayname, c.avatar_url FROM c
     WHERE ${conds.join(' AND ')}
