@@ -1,11 +1,12 @@
 // Presence where sharing starts (SyTest SYN-115, `New federated private chats get full presence
 // information`): presence crosses on change only, so when a user of B joins a room of A, each
 // server sends the other its users' current presence (as Synapse): both users' initial /sync
-// then shows both presences, set before they shared any room.
+// then shows both presences, set before they shared any room. Presence that overtakes the join
+// (the resident server sends it as it stores the join) is held until the join is in.
 
 import assert from 'node:assert/strict';
 import { Api, enc, type TestServer } from '../helpers/server.js';
-import { closeFedRequests, startPair, syncUntil, waitFor, type User } from '../helpers/federation.js';
+import { closeFedRequests, signedFedRequest, startPair, syncUntil, waitFor, type User } from '../helpers/federation.js';
 
 const V3 = '/_matrix/client/v3';
 
@@ -47,5 +48,20 @@ describe('federation: presence when a room starts being shared', function () {
       const senders = (first.body.presence?.events ?? []).map((e: any) => e.sender).sort();
       assert.deepEqual(senders, [alice.userId, bob.userId].sort(), `${who.userId}: ${JSON.stringify(first.body.presence)}`);
     }
+  });
+
+  it('presence that overtakes the join making its user a room-mate is believed once the join is in', async () => {
+    const carol = await new Api(a.url).register('carol');
+    const dave = await new Api(b.url).register('dave');
+    // A's m.presence for carol reaches B while B shares no room with her (as when A sends it on
+    // storing dave's join, before B has adopted the room).
+    const early = { user_id: carol.userId, presence: 'online', status_msg: 'early bird', last_active_ago: 0, currently_active: true };
+    const txn = await signedFedRequest(a, b, 'PUT', `/_matrix/federation/v1/send/early${Date.now()}`, { origin: nameA, origin_server_ts: Date.now(), pdus: [], edus: [{ edu_type: 'm.presence', content: { push: [early] } }] });
+    assert.equal(txn.status, 200, JSON.stringify(txn.body));
+    assert.equal((await dave.get(`${V3}/presence/${enc(carol.userId)}/status`)).body.status_msg, undefined, 'not believed yet');
+    const created = await carol.post(`${V3}/createRoom`, { preset: 'public_chat' });
+    const roomId: string = created.body.room_id;
+    assert.equal((await dave.post(`${V3}/join/${enc(roomId)}?server_name=${enc(nameA)}`, {})).status, 200);
+    await waitFor(async () => (await dave.get(`${V3}/presence/${enc(carol.userId)}/status`)).body.status_msg === 'early bird', 15_000, 'carol\'s presence at B');
   });
 });

@@ -9,7 +9,8 @@
 // In: m.device_list_update / m.signing_key_update go to RemoteDeviceLists; m.direct_to_device is
 // delivered once per (origin, message_id) (a bounded in-memory record: a repeat within the
 // last 50,000 messages from any server is dropped); m.presence is believed only for the origin's
-// users who share a room with us.
+// users who share a room with us (one that arrives just before the join that makes them a
+// room-mate is held for up to a minute, 10,000 users at most, and believed on that join).
 
 import type { Logger } from 'pino';
 import { LRUCache } from 'lru-cache';
@@ -49,6 +50,8 @@ export class FederationE2ee {
   readonly local: LocalDeviceLists;
   readonly remote: RemoteDeviceLists;
   private readonly seenMessages = new LRUCache<string, true>({ max: 50_000 });
+  /** m.presence for users not (yet) sharing a room with us, by user: see presenceIn. */
+  private readonly earlyPresence = new LRUCache<string, { entry: JsonObject; at: number }>({ max: 10_000, ttl: 60_000 });
   private pending: Promise<unknown> = Promise.resolve();
   /** m.direct_to_device EDUs dropped as repeats (tests, metrics). */
   duplicateMessages = 0;
@@ -132,11 +135,21 @@ export class FederationE2ee {
     for (const p of c.push.slice(0, 1000)) {
       if (!isJsonObject(p) || typeof p.user_id !== 'string' || serverNameOf(p.user_id) !== origin) continue;
       if (typeof p.presence !== 'string' || !PRESENCE_STATES.has(p.presence)) continue;
-      if ((await this.d.rooms.getRoomsForUser(p.user_id, ['join'])).length === 0) continue;
-      const ago = typeof p.last_active_ago === 'number' && Number.isFinite(p.last_active_ago) ? p.last_active_ago : 0;
-      const status = typeof p.status_msg === 'string' ? p.status_msg : null;
-      presence.setRemote(p.user_id, p.presence as PresenceState, status, ago, p.currently_active === true);
+      if ((await this.d.rooms.getRoomsForUser(p.user_id, ['join'])).length === 0) {
+        // Sent as our user joins their room, it can overtake the join itself (the resident
+        // server sends it as it stores the join, before we have the room): kept a little while,
+        // bounded, and believed once the user is a room-mate (memberJoined).
+        this.earlyPresence.set(p.user_id, { entry: p, at: this.d.now() });
+        continue;
+      }
+      this.applyPresence(p);
     }
+  }
+
+  private applyPresence(p: JsonObject, agoExtra = 0): void {
+    const ago = (typeof p.last_active_ago === 'number' && Number.isFinite(p.last_active_ago) ? p.last_active_ago : 0) + agoExtra;
+    const status = typeof p.status_msg === 'string' ? p.status_msg : null;
+    this.d.presence?.setRemote(p.user_id as string, p.presence as PresenceState, status, ago, p.currently_active === true);
   }
 
   private presenceChanged(r: PresenceRecord): void {
@@ -164,6 +177,14 @@ export class FederationE2ee {
     if (server === undefined) return;
     this.pending = this.pending
       .then(async () => {
+        if (this.earlyPresence.size > 0) {
+          for (const m of await this.d.rooms.getRoomMembers(roomId, ['join'])) {
+            const early = this.earlyPresence.get(m.userId);
+            if (!early) continue;
+            this.earlyPresence.delete(m.userId);
+            this.applyPresence(early.entry, Math.max(0, this.d.now() - early.at));
+          }
+        }
         if (server === this.d.serverName) {
           const r = presence.get(userId);
           const servers = r && r.pos > 0 ? await serversInRoom(roomId) : new Set<string>();
