@@ -132,6 +132,18 @@ export function describeDirectoryContract(ctx: ContractContext): void {
       assert.deepEqual(await search('zed'), []);
     });
 
+    it('a public room counts only while one of our users is joined to it', async function () {
+      await seed();
+      const remote = '@yan:elsewhere.test';
+      const r = await room([dave], 'public');
+      await r.send(ctx.store, 'm.room.member', remote, { membership: 'join', displayname: 'Yan' }, remote);
+      assert.deepEqual(await search('yan'), [remote]);
+      // Our last user leaves: what we hold of the room still shows yan joined, but is stale.
+      await r.member(ctx.store, dave, dave, 'leave');
+      assert.deepEqual(await search('yan'), []);
+      assert.deepEqual(await search('yan', bob), []);
+    });
+
     it('never finds deactivated users', async function () {
       await seed();
       await ctx.store.accounts.deactivateUser(bob);

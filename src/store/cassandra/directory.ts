@@ -2,7 +2,8 @@
 //
 // - Search has no tables of its own: candidates are the other joined members of the searcher's
 //   joined rooms and the joined members of rooms whose current join rule is public or history
-//   visibility world_readable (the contract, src/store/chat-types.ts), read through the
+//   visibility world_readable and that one of our users is joined to (the contract,
+//   src/store/chat-types.ts), read through the
 //   RoomStore's own methods (so the directory follows memberships and state exactly as the room
 //   module stores them), then their `users` rows (users without one, remote users, by the
 //   display name and avatar of their latest join among those rooms). Matching and ranking are SQLite's
@@ -92,6 +93,19 @@ export class CassandraDirectoryStore implements DirectoryStore {
 
     const rooms = this.rooms();
     const [shared, open] = await Promise.all([rooms.getRoomsForUser(searcherId, ['join']).then((l) => l.map((m) => m.roomId)), this.openRooms()]);
+    const sharedMembers = await mapLimited(shared, 16, (r) => rooms.getRoomMembers(r, ['join']));
+    const openMembers = await mapLimited(open, 16, (r) => rooms.getRoomMembers(r, ['join']));
+    // Local users are those with a `users` row; remote users have none.
+    const byId = new Map<string, cassandra.types.Row>();
+    const everyone = [...new Set([...sharedMembers, ...openMembers].flatMap((l) => l.map((m) => m.userId)))];
+    for (let i = 0; i < everyone.length; i += 50) {
+      const chunk = everyone.slice(i, i + 50);
+      const rows = await this.ctx.execute(
+        `SELECT user_id, displayname, avatar_url, deactivated FROM users WHERE user_id IN (${chunk.map(() => '?').join(', ')})`,
+        chunk,
+      );
+      for (const r of rows.rows) byId.set(r['user_id'] as string, r);
+    }
     // Each candidate's latest join among those rooms: a remote user's profile comes from it.
     const latestJoin = new Map<string, { eventId: string; stream: number }>();
     const note = (m: { userId: string; eventId: string; stream: number }) => {
@@ -99,39 +113,30 @@ export class CassandraDirectoryStore implements DirectoryStore {
       if (!had || m.stream > had.stream) latestJoin.set(m.userId, { eventId: m.eventId, stream: m.stream });
     };
     // Sharing a room means sharing it with someone else: the searcher only through an open room.
-    const sharedMembers = await mapLimited(shared, 16, (r) => rooms.getRoomMembers(r, ['join']));
     for (const p of sharedMembers) for (const m of p) if (m.userId !== searcherId) note(m);
-    const openMembers = await mapLimited(open, 16, (r) => rooms.getRoomMembers(r, ['join']));
-    for (const p of openMembers) for (const m of p) note(m);
-    const memberIds = new Set(latestJoin.keys());
+    // An open room counts while one of our users is joined to it: once the last one leaves, what
+    // we hold of it is no longer kept current.
+    for (const p of openMembers) if (p.some((m) => byId.has(m.userId))) for (const m of p) note(m);
 
     const candidates: Candidate[] = [];
-    const ids = [...memberIds];
-    for (let i = 0; i < ids.length; i += 50) {
-      const chunk = ids.slice(i, i + 50);
-      const rows = await this.ctx.execute(
-        `SELECT user_id, displayname, avatar_url, deactivated FROM users WHERE user_id IN (${chunk.map(() => '?').join(', ')})`,
-        chunk,
-      );
-      const byId = new Map(rows.rows.map((r) => [r['user_id'] as string, r]));
-      // Users without a local profile row (remote users): the profile of their latest join.
-      const joins = await rooms.getEvents(chunk.filter((u) => !byId.has(u)).map((u) => latestJoin.get(u)!.eventId));
-      const fromJoin = (userId: string, key: string): string | null => {
-        const v = joins.get(latestJoin.get(userId)!.eventId)?.pdu.content[key];
-        return typeof v === 'string' ? v : null;
-      };
-      for (const userId of chunk) {
-        const row = byId.get(userId);
-        if (row?.['deactivated'] === true) continue;
-        const displayname = row ? textOrNull(row['displayname']) : fromJoin(userId, 'displayname');
-        candidates.push({
-          userId,
-          displayname,
-          avatarUrl: row ? textOrNull(row['avatar_url']) : fromJoin(userId, 'avatar_url'),
-          uid: fold(userId),
-          name: displayname === null ? null : fold(displayname),
-        });
-      }
+    const ids = [...latestJoin.keys()];
+    // Users without a local profile row (remote users): the profile of their latest join.
+    const joins = await rooms.getEvents(ids.filter((u) => !byId.has(u)).map((u) => latestJoin.get(u)!.eventId));
+    const fromJoin = (userId: string, key: string): string | null => {
+      const v = joins.get(latestJoin.get(userId)!.eventId)?.pdu.content[key];
+      return typeof v === 'string' ? v : null;
+    };
+    for (const userId of ids) {
+      const row = byId.get(userId);
+      if (row?.['deactivated'] === true) continue;
+      const displayname = row ? textOrNull(row['displayname']) : fromJoin(userId, 'displayname');
+      candidates.push({
+        userId,
+        displayname,
+        avatarUrl: row ? textOrNull(row['avatar_url']) : fromJoin(userId, 'avatar_url'),
+        uid: fold(userId),
+        name: displayname === null ? null : fold(displayname),
+      });
     }
 
     const found = candidates.filter((c) => words.every((w) => matches(c, w)));

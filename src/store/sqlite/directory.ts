@@ -22,7 +22,9 @@ function fold(s: string): string {
 /**
  * Candidates are the spec's minimum set (C-S "User directory"): the other joined members of the
  * searcher's joined rooms, and the joined members of rooms whose current join rule is `public` or
- * whose current history visibility is `world_readable`. Publishing a room in the room directory
+ * whose current history visibility is `world_readable` while one of our users is joined to them
+ * (a room this server has left is no longer kept current; Synapse drops its users from the
+ * directory too). Publishing a room in the room directory
  * does not count: an invite-only room can be listed, and its members are not public. The searcher
  * is a candidate only through a public room, since sharing a room means sharing it with someone
  * else (Synapse reads it the same way). Rooms come from the rooms table with one primary-key lookup of
@@ -45,7 +47,7 @@ function searchSql(words: number): string {
                  OR instr(' ' || c.name, ' ' || @w${i}) > 0)`);
   }
   return `
-    WITH public_rooms AS (
+    WITH open_rooms AS (
       SELECT r.room_id FROM rooms r
       JOIN current_state cs ON cs.room_id = r.room_id AND cs.type = 'm.room.join_rules' AND cs.state_key = ''
       JOIN events e ON e.event_id = cs.event_id
@@ -55,6 +57,11 @@ function searchSql(words: number): string {
       JOIN current_state cs ON cs.room_id = r.room_id AND cs.type = 'm.room.history_visibility' AND cs.state_key = ''
       JOIN events e ON e.event_id = cs.event_id
       WHERE json_extract(e.pdu_json, '$.content.history_visibility') = 'world_readable'
+    ),
+    -- ... while one of our users (the ones with a users row) is joined: a room we have left is not kept current.
+    public_rooms AS (
+      SELECT o.room_id FROM open_rooms o
+      WHERE EXISTS (SELECT 1 FROM memberships lm JOIN users lu ON lu.user_id = lm.user_id WHERE lm.room_id = o.room_id AND lm.membership = 'join')
     ),
     members AS (
       SELECT m.user_id, m.event_id, m.stream FROM memberships s
