@@ -77,6 +77,7 @@ import { PushGateway } from './push/gateway.js';
 import { createOutboundHttp, OutboundGuard } from './net/outbound-guard.js';
 import { createIdentity, lateThirdPartyHooks } from './identity/index.js';
 import type { ThirdPartyInvites } from './identity/third-party-invites.js';
+import { createSsoServices } from './auth/sso/index.js';
 import { ReceiptService } from './receipts/receipt-service.js';
 import { ReceiptSource } from './receipts/receipt-source.js';
 import { StoredUnreadSource } from './receipts/unread-source.js';
@@ -371,7 +372,11 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     shared.map('uia'),
     (userId) => appServices.exclusiveUserOwner(userId),
     tokenCache,
+    config.cas.enabled,
   );
+  // Single sign-on (CAS), login tokens and the captcha stage; the base URL is read late (tests
+  // learn their port after listening).
+  const sso = createSsoServices(config, { accounts, shared, logger, baseUrl: () => services.publicBaseUrl, now });
   const syncFilters = new SyncFilterResolver((u, id) => store.userData.getFilter(u, id), undefined, (u, text) => store.userData.createFilter(u, text));
   const sync = new SyncService(store, waiters, formatter, visibility, {
     ephemeral: [new TypingSource(typing), new ReceiptSource(store.receipts), new DeliveredSource(store.delivery)],
@@ -394,7 +399,11 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     accounts,
     admin: new AdminService({ store, accounts, rooms, roomInput, erasure, serverName: config.server_name, now, writerOps }),
     erasure,
-    registrar: new Registration(accounts, config.server_name),
+    registrar: new Registration(
+      accounts,
+      config.server_name,
+      sso.recaptcha ? { publicKey: sso.recaptcha.settings.public_key, required: config.recaptcha.required_for_registration } : null,
+    ),
     rooms,
     search: new SearchService(store, visibility, formatter),
     hierarchy: new HierarchyService(store, (roomId) => roomInput.currentState(roomId)),
@@ -430,6 +439,9 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
       allowGuests: config.registration.allow_guests,
     },
     registrationNonces: shared.map('registration-nonce'),
+    loginTokens: sso.loginTokens,
+    cas: sso.cas,
+    recaptcha: sso.recaptcha,
     maxSyncTimeoutMs: config.sync.max_timeout_ms,
     currentToken,
     admission,
@@ -588,6 +600,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
       media.stop();
       await outboundHttp.close();
       await identity.http.close();
+      await sso.close();
       await delivered.flush();
       presence.stop();
       typing.close();

@@ -9,6 +9,7 @@ import { parseJsonBody } from './middleware.js';
 import { BinaryBody, parseQuery, type ApiRequest, type HandlerTable, type Query, type RequestBody, type UploadSource } from './handlers.js';
 import { ClientRoutes, type ApiServices } from './routing.js';
 import { accountRoutes } from './routes/account.js';
+import { ssoRoutes } from './routes/sso.js';
 import { historyRoutes } from './routes/history.js';
 import { miscRoutes } from './routes/misc.js';
 import { profileRoutes } from './routes/profile.js';
@@ -90,6 +91,7 @@ export function createRouteTable(services: ApiServices, opts: Pick<HttpOptions, 
   const routes = new ClientRoutes(services, { maxBodyBytes: opts.maxBodyBytes, maxEventBytes: opts.maxEventBytes, observe: opts.observe });
   miscRoutes(routes, services);
   accountRoutes(routes, services);
+  ssoRoutes(routes, services);
   roomRoutes(routes, services);
   syncRoutes(routes, services);
   historyRoutes(routes, services);

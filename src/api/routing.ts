@@ -47,6 +47,9 @@ import type { UrlPreviewer } from '../media/url-preview.js';
 import type { StreamToken } from '../sync/token.js';
 import type { AppServices } from '../appservice/service.js';
 import type { IdentityServices } from '../identity/index.js';
+import type { LoginTokens } from '../auth/sso/login-tokens.js';
+import type { CasService } from '../auth/sso/cas.js';
+import type { Recaptcha } from '../auth/recaptcha.js';
 
 export interface ApiServices {
   serverName: string;
@@ -105,6 +108,12 @@ export interface ApiServices {
   logger: Logger;
   limits: RateLimiters;
   registration: { enabled: boolean; token: string | null; sharedSecret: string | null; allowGuests: boolean };
+  /** One-time login tokens (m.login.token), shared between processes in a cluster. */
+  loginTokens: LoginTokens;
+  /** Single sign-on through CAS; null when cas.enabled is false. */
+  cas: CasService | null;
+  /** The m.login.recaptcha stage; null when recaptcha.enabled is false. */
+  recaptcha: Recaptcha | null;
   /** Shared-secret registration nonces (src/cluster: local, or Redis in a cluster). */
   registrationNonces: ExpiringMap;
   maxSyncTimeoutMs: number;

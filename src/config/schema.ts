@@ -144,6 +144,42 @@ const configObject = z.strictObject({
         .default(null),
     })
     .prefault({}),
+  // Single sign-on through a CAS server (src/auth/sso/): m.login.sso and m.login.cas at /login,
+  // an m.login.sso UIA stage, login tokens (m.login.token). The validation request goes to the
+  // operator-chosen server_url, not through the outbound guard (see src/auth/sso/cas.ts).
+  cas: z
+    .strictObject({
+      enabled: z.boolean().default(false),
+      // The CAS server's base URL; /login and /proxyValidate are under it.
+      server_url: z.url({ protocol: /^https?$/ }).nullable().default(null),
+      // Base URL CAS sends browsers back to (…/_matrix/client/r0/login/cas/ticket is appended);
+      // null: public_baseurl.
+      service_url: z.url({ protocol: /^https?$/ }).nullable().default(null),
+      // The CAS attribute a new user's display name is taken from; null: the localpart.
+      displayname_attribute: z.string().min(1).nullable().default(null),
+      // Attributes a CAS user must have to log in: name -> required value, or null for any value.
+      required_attributes: z.record(z.string().min(1), z.string().nullable()).default({}),
+    })
+    .superRefine((c, ctx) => {
+      if (c.enabled && c.server_url === null) ctx.addIssue({ code: 'custom', path: ['server_url'], message: 'required when cas.enabled is true' });
+    })
+    .prefault({}),
+  // Google reCAPTCHA (m.login.recaptcha). enabled: /register offers the stage and can verify it;
+  // required_for_registration: every registration flow starts with it.
+  recaptcha: z
+    .strictObject({
+      enabled: z.boolean().default(false),
+      required_for_registration: z.boolean().default(true),
+      public_key: z.string().min(1).nullable().default(null),
+      private_key: z.string().min(1).nullable().default(null),
+      siteverify_api: z.url({ protocol: /^https?$/ }).default('https://www.recaptcha.net/recaptcha/api/siteverify'),
+    })
+    .superRefine((c, ctx) => {
+      if (c.enabled && (c.public_key === null || c.private_key === null)) {
+        ctx.addIssue({ code: 'custom', path: ['private_key'], message: 'public_key and private_key are required when recaptcha.enabled is true' });
+      }
+    })
+    .prefault({}),
   signing_key_path: filePath.default('./data/signing.key'),
   // Public keys of rotated-out signing keys, served as old_verify_keys (valid for events before expired_ts).
   old_signing_keys: z

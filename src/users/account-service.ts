@@ -8,7 +8,7 @@ import type { JsonObject } from '../protocol/types.js';
 import type { DeviceRecord, Store } from '../store/types.js';
 import { StoreConflictError } from '../store/types.js';
 import { generateAccessToken, generateDeviceId, hashAccessToken, hashPassword, verifyPassword } from './credentials.js';
-import { UiaSessions, UiaWrongUserError } from './uia.js';
+import { UiaSessions, UiaWrongUserError, type UiaRequest } from './uia.js';
 import { LocalExpiringMap, type ExpiringMap } from '../cluster/shared-state.js';
 import type { AccessTokenCache } from './token-cache.js';
 
@@ -52,6 +52,8 @@ export class AccountService {
     private readonly exclusiveOwner: (userId: string) => string | null = () => null,
     /** Tokens already checked (token-cache.ts); without it every request reads the store. */
     private readonly tokens?: AccessTokenCache,
+    /** Single sign-on is on: users may answer UIA with m.login.sso (src/auth/sso). */
+    private readonly ssoUia = false,
   ) {
     this.uia = new UiaSessions(uiaSessions, now);
   }
@@ -71,6 +73,12 @@ export class AccountService {
 
   async isAdmin(userId: string): Promise<boolean> {
     return (await this.store.accounts.getUser(userId))?.admin === true;
+  }
+
+  /** Whether the account exists and is not deactivated. */
+  async isActive(userId: string): Promise<boolean> {
+    const u = await this.store.accounts.getUser(userId);
+    return u !== null && !u.deactivated;
   }
 
   /** Whether the account exists (deactivated ones included). */
@@ -201,6 +209,29 @@ export class AccountService {
     return { user_id: userId, access_token: token, device_id: device, home_server: this.serverName };
   }
 
+  /**
+   * The account a single sign-on user logs in as: the existing one of that localpart (an account
+   * made another way becomes theirs, as in Synapse), or a new one without a password. A
+   * deactivated account is refused.
+   */
+  async ssoAccount(localpart: string, displayname: string | undefined): Promise<string> {
+    const userId = this.userIdFor(localpart);
+    for (let attempt = 0; ; attempt++) {
+      const existing = await this.store.accounts.getUser(userId);
+      if (existing) {
+        if (existing.deactivated) throw new MatrixError('M_USER_DEACTIVATED', 'This account has been deactivated', {}, 403);
+        return userId;
+      }
+      try {
+        return await this.createAccountWithHash(localpart, null, false, displayname);
+      } catch (err) {
+        // Two first logins at once: the other one created it.
+        if (err instanceof MatrixError && err.errcode === 'M_USER_IN_USE' && attempt === 0) continue;
+        throw err;
+      }
+    }
+  }
+
   /** Password login: accepts a localpart or a full MXID. Failures are indistinguishable. */
   async checkPassword(user: string, password: string): Promise<string> {
     const userId = user.startsWith('@') ? user : this.userIdFor(user.toLowerCase());
@@ -257,6 +288,19 @@ export class AccountService {
   async deactivate(userId: string): Promise<void> {
     await this.logoutAll(userId);
     await this.store.accounts.deactivateUser(userId);
+  }
+
+  /**
+   * User-interactive auth for an operation of `userId`'s: m.login.password if the account has a
+   * password, m.login.sso when single sign-on is on (the SSO stage is completed by the ticket
+   * endpoint, for the user the SSO login maps to; another user's login fails with 403).
+   */
+  async reauthenticate(purpose: string, userId: string, request: UiaRequest, auth: JsonObject | undefined): Promise<void> {
+    const flows: string[][] = [];
+    const hasPassword = (await this.store.accounts.getUser(userId))?.passwordHash != null;
+    if (hasPassword || !this.ssoUia) flows.push(['m.login.password']);
+    if (this.ssoUia) flows.push(['m.login.sso']);
+    await this.uia.check(purpose, request, auth, flows, this.passwordStage(userId), {}, { user: userId });
   }
 
   /** UIA verifier for m.login.password, bound to the authenticated user. */

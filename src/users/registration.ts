@@ -55,6 +55,11 @@ export class Registration {
   constructor(
     private readonly accounts: AccountService,
     private readonly serverName: string,
+    /**
+     * reCAPTCHA (recaptcha.*): its public key goes into the challenge's params; `required` puts
+     * m.login.recaptcha first in every flow, otherwise it may be completed but is not needed.
+     */
+    private readonly captcha: { publicKey: string; required: boolean } | null = null,
   ) {}
 
   /**
@@ -87,15 +92,20 @@ export class Registration {
       // continuing request may legitimately carry other parameters (or none).
       { ...request, body: {} },
       req.auth,
-      this.accounts.registrationFlows(),
+      this.flows(),
       verify,
-      {},
-      { keepCompleted: true, update: (data) => ((data as SessionParams | undefined)?.userId !== undefined ? data : params) },
+      this.captcha ? { 'm.login.recaptcha': { public_key: this.captcha.publicKey } } : {},
+      { ...(this.captcha && !this.captcha.required ? { extraStages: ['m.login.recaptcha'] } : {}), keepCompleted: true, update: (data) => ((data as SessionParams | undefined)?.userId !== undefined ? data : params) },
     );
     const current = ((await this.accounts.uia.dataOf(id)) as SessionParams | undefined) ?? params;
     const userId = await this.accountFor(id, current);
     if (current.inhibitLogin) return { user_id: userId, home_server: this.serverName };
     return this.accounts.login(userId, current.deviceId, current.displayName ?? null, ip);
+  }
+
+  private flows(): string[][] {
+    const flows = this.accounts.registrationFlows();
+    return this.captcha?.required ? flows.map((f) => ['m.login.recaptcha', ...f]) : flows;
   }
 
   /** The guest a guest_access_token names; it may only upgrade itself (username = its localpart). */

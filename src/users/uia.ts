@@ -9,6 +9,11 @@
 // completed session, gets the account it asked for). The data is stored with the session, so it
 // must serialise as JSON. Such sessions opt in to staying usable after completion until they
 // expire; every other session ends the moment it succeeds.
+//
+// Some stages are completed outside the request (single sign-on, the browser fallback pages):
+// completeStage() records the stage and the user it authenticated in the session; the next
+// request of the session counts it, but only for the user the operation is for (403 otherwise),
+// so an SSO login as somebody else never authorises another user's operation.
 
 import { createHash, randomBytes } from 'node:crypto';
 import { MatrixError } from '../errors.js';
@@ -70,6 +75,8 @@ interface Session {
   /** Set once a flow completed, for sessions kept after completion. */
   done: boolean;
   data: unknown;
+  /** Stages completed outside the request (completeStage), with the user each authenticated. */
+  external?: Record<string, string | null>;
 }
 
 export interface UiaCheckOptions {
@@ -80,6 +87,13 @@ export interface UiaCheckOptions {
    * before stages are verified; what it returns becomes the session's data.
    */
   update?: (data: unknown) => unknown;
+  /**
+   * The user the operation is for. A stage completed outside the request that authenticated
+   * someone else fails the request with 403. Unset (registration): anyone's completion counts.
+   */
+  user?: string;
+  /** Stages that may be completed although no flow needs them (they show in `completed`). */
+  extraStages?: string[];
 }
 
 const SESSION_TTL_MS = 10 * 60_000;
@@ -120,6 +134,10 @@ export class UiaSessions {
       await this.save(id, session);
     }
     if (session.done) return id;
+    for (const [stage, who] of Object.entries(session.external ?? {})) {
+      if (opts.user !== undefined && who !== null && who !== opts.user) throw new UiaWrongUserError();
+      if (!session.completed.includes(stage)) session.completed.push(stage);
+    }
     const challenge = () => ({
       flows: flows.map((stages) => ({ stages })),
       params,
@@ -128,7 +146,7 @@ export class UiaSessions {
     });
     if (auth && typeof auth.type === 'string') {
       const stage = auth.type;
-      if (!flows.some((f) => f.includes(stage))) {
+      if (!flows.some((f) => f.includes(stage)) && !opts.extraStages?.includes(stage)) {
         throw new UiaRequiredError(challenge(), { errcode: 'M_UNKNOWN', error: `Unsupported auth stage ${stage}` });
       }
       let ok = false;
@@ -160,6 +178,19 @@ export class UiaSessions {
       return id;
     }
     throw new UiaRequiredError(challenge());
+  }
+
+  /**
+   * Records a stage completed outside any request of the session (SSO, a fallback page), and the
+   * user it authenticated (null for stages that prove no identity, such as a captcha). False
+   * when there is no live session under that id.
+   */
+  async completeStage(sessionId: string, stage: string, userId: string | null): Promise<boolean> {
+    const s = await this.load(sessionId);
+    if (!s || s.done) return false;
+    s.external = { ...(s.external ?? {}), [stage]: userId };
+    await this.save(sessionId, s);
+    return true;
   }
 
   /** The data of a live session, if there is one under that id. */

@@ -7,6 +7,7 @@ import { MatrixError } from '../../errors.js';
 import { body, uiaRequest, type Ctx } from '../middleware.js';
 import { parse, param, type ApiServices, type ClientRoutes, valid } from '../routing.js';
 import type { JsonObject } from '../../protocol/types.js';
+import { CAS_IDP_ID } from './sso.js';
 
 const identifierSchema = z.object({ type: z.string(), user: z.string().max(255).optional() }).passthrough();
 
@@ -47,7 +48,7 @@ const passwordSchema = z
 const deviceUpdateSchema = z.object({ display_name: z.string().max(255).optional() }).passthrough();
 const deleteDevicesSchema = z.object({ devices: z.array(z.string().max(255)).max(1000) }).passthrough();
 
-type AccountRouteDeps = Pick<ApiServices, 'accounts' | 'erasure' | 'limits' | 'publicBaseUrl' | 'registrar' | 'registration' | 'registrationNonces' | 'serverName' | 'appServices' | 'identity'>;
+type AccountRouteDeps = Pick<ApiServices, 'accounts' | 'cas' | 'loginTokens' | 'recaptcha' | 'erasure' | 'limits' | 'publicBaseUrl' | 'registrar' | 'registration' | 'registrationNonces' | 'serverName' | 'appServices' | 'identity'>;
 
 export function accountRoutes(r: ClientRoutes, s: AccountRouteDeps): void {
   r.route('get', '/register/available', async (ctx) => {
@@ -79,6 +80,10 @@ export function accountRoutes(r: ClientRoutes, s: AccountRouteDeps): void {
       ctx.ip || null,
       async (stage, auth) => {
         if (stage === 'm.login.dummy') return true;
+        if (stage === 'm.login.recaptcha' && s.recaptcha) {
+          await s.recaptcha.verify(auth.response, ctx.ip || null);
+          return true;
+        }
         if (stage === 'm.login.registration_token') {
           if (!s.accounts.checkRegistrationToken(auth.token)) throw new MatrixError('M_FORBIDDEN', 'Invalid registration token');
           return true;
@@ -102,7 +107,13 @@ export function accountRoutes(r: ClientRoutes, s: AccountRouteDeps): void {
   );
 
   r.route('get', '/login', (ctx) => {
-    ctx.body = { flows: [{ type: 'm.login.password' }, ...(s.appServices.enabled ? [{ type: 'm.login.application_service' }] : [])] };
+    const flows: JsonObject[] = [{ type: 'm.login.password' }];
+    if (s.cas) {
+      // m.login.cas is Synapse's older name for the same flow; some clients still look for it.
+      flows.push({ type: 'm.login.cas' }, { type: 'm.login.sso', identity_providers: [{ id: CAS_IDP_ID, name: 'CAS' }] }, { type: 'm.login.token' });
+    }
+    if (s.appServices.enabled) flows.push({ type: 'm.login.application_service' });
+    ctx.body = { flows };
   });
 
   r.route('post', '/login', async (ctx) => {
@@ -116,6 +127,18 @@ export function accountRoutes(r: ClientRoutes, s: AccountRouteDeps): void {
       return;
     }
     await s.limits.login.consume(ctx.ip);
+    if (req.type === 'm.login.token') {
+      const token = (req as { token?: unknown }).token;
+      if (typeof token !== 'string') throw new MatrixError('M_MISSING_PARAM', 'token is required');
+      const userId = await s.loginTokens.redeem(token);
+      if (userId === null) throw new MatrixError('M_FORBIDDEN', 'Invalid login token', {}, 403);
+      if (!(await s.accounts.isActive(userId))) throw new MatrixError('M_USER_DEACTIVATED', 'This account has been deactivated', {}, 403);
+      ctx.body = {
+        ...(await s.accounts.login(userId, req.device_id, req.initial_device_display_name ?? null, ctx.ip || null)),
+        well_known: { 'm.homeserver': { base_url: s.publicBaseUrl } },
+      };
+      return;
+    }
     if (req.type !== 'm.login.password') throw new MatrixError('M_UNKNOWN', `Unsupported login type ${req.type}`);
     const user = req.identifier?.type === 'm.id.user' ? req.identifier.user : req.user;
     if (req.identifier && req.identifier.type !== 'm.id.user') {
@@ -160,7 +183,7 @@ export function accountRoutes(r: ClientRoutes, s: AccountRouteDeps): void {
 
   r.authed('post', '/account/password', async (ctx, auth) => {
     const req = valid(ctx, passwordSchema);
-    await s.accounts.uia.check('password:' + auth.userId, uiaRequest(ctx), req.auth as JsonObject | undefined, [['m.login.password']], s.accounts.passwordStage(auth.userId));
+    await s.accounts.reauthenticate('password:' + auth.userId, auth.userId, uiaRequest(ctx), req.auth as JsonObject | undefined);
     await s.accounts.changePassword(auth, req.new_password, req.logout_devices ?? true);
     ctx.body = {};
   }, { schema: passwordSchema });
@@ -170,7 +193,7 @@ export function accountRoutes(r: ClientRoutes, s: AccountRouteDeps): void {
     if (req.erase !== undefined && typeof req.erase !== 'boolean') throw new MatrixError('M_BAD_JSON', 'erase must be a boolean');
     // An application service deactivating one of its users needs no UIA (spec: /account/deactivate).
     if (auth.appServiceId === undefined) {
-      await s.accounts.uia.check('deactivate:' + auth.userId, uiaRequest(ctx), req.auth as JsonObject | undefined, [['m.login.password']], s.accounts.passwordStage(auth.userId));
+      await s.accounts.reauthenticate('deactivate:' + auth.userId, auth.userId, uiaRequest(ctx), req.auth as JsonObject | undefined);
     }
     if (req.id_server !== undefined && typeof req.id_server !== 'string') throw new MatrixError('M_BAD_JSON', 'id_server must be a string');
     // Bindings made through us are undone first (spec: the server SHOULD unbind on deactivation).
@@ -211,7 +234,7 @@ function devicesRoutes(r: ClientRoutes, s: AccountRouteDeps): void {
     ctx.body = {};
   }, { schema: deviceUpdateSchema });
   const deleteDevices = async (ctx: Ctx, userId: string, ids: string[]) => {
-    await s.accounts.uia.check('delete_devices:' + userId, uiaRequest(ctx), body(ctx).auth as JsonObject | undefined, [['m.login.password']], s.accounts.passwordStage(userId));
+    await s.accounts.reauthenticate('delete_devices:' + userId, userId, uiaRequest(ctx), body(ctx).auth as JsonObject | undefined);
     for (const id of ids) await s.accounts.deleteDevice(userId, id);
     ctx.body = {};
   };

@@ -109,7 +109,7 @@ function keyRoutes(r: ClientRoutes, e: E2eeServices, s: KeyRouteDeps): void {
     async (ctx, auth) => {
       const req = valid(ctx, signingUploadSchema);
       await e.crossSigning.upload(auth.userId, req, async () => {
-        await s.accounts.uia.check('device_signing:' + auth.userId, uiaRequest(ctx), req.auth as JsonObject | undefined, [['m.login.password']], s.accounts.passwordStage(auth.userId));
+        await s.accounts.reauthenticate('device_signing:' + auth.userId, auth.userId, uiaRequest(ctx), req.auth as JsonObject | undefined);
       });
       ctx.body = {};
     },
