@@ -9,7 +9,7 @@ import { authDonePage, errorPage, escapeHtml, page } from '../../auth/sso/html.j
 import type { Ctx } from '../middleware.js';
 import { param, queryString, type ApiServices, type ClientRoutes } from '../routing.js';
 
-type SsoRouteDeps = Pick<ApiServices, 'cas' | 'recaptcha' | 'accounts' | 'logger' | 'serverName'>;
+type SsoRouteDeps = Pick<ApiServices, 'cas' | 'recaptcha' | 'accounts' | 'limits' | 'logger' | 'serverName'>;
 
 /** The identity provider ID the CAS server has in m.login.sso's identity_providers. */
 export const CAS_IDP_ID = 'cas';
@@ -57,6 +57,8 @@ export function ssoRoutes(r: ClientRoutes, s: SsoRouteDeps): void {
     const session = queryString(ctx, 'session');
     const redirectUrl = queryString(ctx, 'redirectUrl');
     if (!ticket) throw new MatrixError('M_MISSING_PARAM', 'ticket is required');
+    // Each ticket costs a request to the CAS server: spent from the login bucket, as a login is.
+    await s.limits.login.consume(ctx.ip);
     try {
       if (session !== undefined) {
         await service.completeUia(ticket, session);
@@ -112,6 +114,7 @@ export function ssoRoutes(r: ClientRoutes, s: SsoRouteDeps): void {
         html(ctx, 200, recaptchaPage(s.recaptcha.settings.public_key, session), true);
         return;
       }
+      await s.limits.registration.consume(ctx.ip);
       try {
         await s.recaptcha.verify(response, ctx.ip || null);
       } catch (err) {

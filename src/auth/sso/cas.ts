@@ -64,7 +64,6 @@ export function checkRedirectUrl(value: string | undefined): string {
   } catch {
     throw new MatrixError('M_INVALID_PARAM', 'redirectUrl must be an absolute URL');
   }
-  // eslint-disable-next-line no-control-regex
   if (UNSAFE_SCHEMES.has(url.protocol) || /[\u0000-\u001f\u007f]/.test(value) || value.length > 2048) {
     throw new MatrixError('M_INVALID_PARAM', 'redirectUrl is not an acceptable URL');
   }
