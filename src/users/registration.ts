@@ -94,7 +94,8 @@ export class Registration {
       req.auth,
       this.flows(),
       verify,
-      this.captcha ? { 'm.login.recaptcha': { public_key: this.captcha.publicKey } } : {},
+      // Parameters only for stages in a flow, as Synapse: an optional captcha needs no key.
+      this.captcha?.required ? { 'm.login.recaptcha': { public_key: this.captcha.publicKey } } : {},
       { ...(this.captcha && !this.captcha.required ? { extraStages: ['m.login.recaptcha'] } : {}), keepCompleted: true, update: (data) => ((data as SessionParams | undefined)?.userId !== undefined ? data : params) },
     );
     const current = ((await this.accounts.uia.dataOf(id)) as SessionParams | undefined) ?? params;
