@@ -5,6 +5,7 @@
 // and, at the end, losses. Zero lost and zero duplicated is the only good result.
 
 import { randomBytes } from 'node:crypto';
+import { appendFileSync } from 'node:fs';
 import { Samples, summarise, type Distribution } from './stats.js';
 
 interface Msg {
@@ -52,6 +53,15 @@ export class Tracker {
   private readonly owed = new Map<number, number>();
   /** Set when a message is registered; receipts of unknown ids count as unexpected. */
   private readonly recording = true;
+  /** HEARTH_BENCH_SAMPLES=<file>: every delivery as "intended epoch ms, latency ms, message, client" (for lining up with server traces). */
+  private readonly dump = process.env.HEARTH_BENCH_SAMPLES ? ([] as string[]) : undefined;
+
+  /** Appends the kept delivery samples to HEARTH_BENCH_SAMPLES (no-op without it). */
+  flushSamples(): void {
+    if (!this.dump || this.dump.length === 0) return;
+    appendFileSync(process.env.HEARTH_BENCH_SAMPLES!, this.dump.join('\n') + '\n');
+    this.dump.length = 0;
+  }
 
   /** Registers a message before it is sent; returns its body text. */
   add(intended: number, sender: number, recipients: ReadonlySet<number>): { id: number; body: string } {
@@ -105,6 +115,7 @@ export class Tracker {
     msg.seen++;
     const lat = at - msg.intended;
     this.latency.add(lat);
+    this.dump?.push(`${(performance.timeOrigin + msg.intended).toFixed(1)},${lat.toFixed(1)},${id},${client}`);
     if (lat > msg.maxLatency) msg.maxLatency = lat;
     this.lastReceipt.set(client, at);
     this.owed.set(client, (this.owed.get(client) ?? 0) - 1);
@@ -143,6 +154,7 @@ export class Tracker {
   }
 
   report(): DeliveryReport {
+    this.flushSamples();
     const last: number[] = [];
     let failures = 0;
     for (const m of this.msgs) {

@@ -6,6 +6,15 @@
 // tick wake each waiter once (the first wake removes it), which coalesces bursts per tick.
 // Typing and presence notices wake only waiters whose filter wants that kind.
 //
+// Wakes are paced: at most `wakesPerTick` waiters are woken per event-loop turn, the rest in
+// later turns (setImmediate, first in first out). A woken reader builds and writes its whole
+// response in microtasks of the same turn, so waking the 1,000 members of one room at once ran
+// ~100 ms of work with no I/O in between: every other room's delivery, every send's ack and
+// every new request waited behind it, and all 1,000 responses were written only at its end.
+// Pacing only delays when a reader builds its delta, never what it contains (it reads from its
+// token up to the watermark at that moment), and the high-water marks move at once, so a reader
+// arriving meanwhile still sees the change.
+//
 // Durable changes wake from two sides: the store's completion hook (`onChanges`, the change
 // records of a watermark advance, so no writer can forget a wake) and the notifier (what
 // writers publish; the cross-process path, and the only one for device-list changes, whose
@@ -39,12 +48,26 @@ export class SyncWaiters {
   private readonly unsubscribe: () => void;
   private count = 0;
   private closed = false;
+  /** Waiters to wake in later turns, oldest first (a Set: a waiter queued twice wakes once). */
+  private readonly queued = new Set<Waiter>();
+  private drainScheduled: NodeJS.Immediate | null = null;
+  private readonly wakesPerTick: number;
   // High-water marks of published changes; one number per room/user ever notified in this process,
   // kept apart per ephemeral kind so a reader only counts the kinds it wants.
   private readonly marks: Record<'any' | EphemeralKind, Marks> = { any: marks(), typing: marks(), presence: marks() };
 
-  constructor(notifier: Notifier, private readonly onCountChange?: (n: number) => void) {
+  constructor(
+    notifier: Notifier,
+    private readonly onCountChange?: (n: number) => void,
+    opts: { wakesPerTick?: number } = {},
+  ) {
+    this.wakesPerTick = Math.max(1, opts.wakesPerTick ?? DEFAULT_WAKES_PER_TICK);
     this.unsubscribe = notifier.subscribe((n) => this.onNotice(n));
+  }
+
+  /** Waiters woken but not yet run (diagnostics, tests). */
+  get pendingWakes(): number {
+    return this.queued.size;
   }
 
   get size(): number {
@@ -106,6 +129,9 @@ export class SyncWaiters {
   close(): void {
     this.closed = true;
     this.unsubscribe();
+    if (this.drainScheduled) clearImmediate(this.drainScheduled);
+    this.drainScheduled = null;
+    this.queued.clear();
     for (const set of this.byUser.values()) for (const w of [...set]) w.wake();
   }
 
@@ -152,7 +178,7 @@ export class SyncWaiters {
       for (const w of this.byUser.get(userId) ?? []) woken.add(w);
     }
     if (all) for (const set of this.byUser.values()) for (const w of set) woken.add(w);
-    for (const w of woken) w.wake();
+    this.wakeAll(woken);
   }
 
   private onNotice(n: ChangeNotice): void {
@@ -162,7 +188,28 @@ export class SyncWaiters {
     const woken: Waiter[] = [];
     if (n.roomId) for (const w of this.byRoom.get(n.roomId) ?? []) woken.push(w);
     for (const u of n.userIds ?? []) for (const w of this.byUser.get(u) ?? []) woken.push(w);
-    for (const w of woken) if (!n.kind || w.wants[n.kind]) w.wake();
+    this.wakeAll(n.kind ? woken.filter((w) => w.wants[n.kind!]) : woken);
+  }
+
+  /**
+   * Queues the waiters and wakes up to `wakesPerTick` of the queue now when no paced drain is
+   * running (a small room's wake costs nothing extra); behind a running drain they wait their
+   * turn, so one big room cannot starve the others.
+   */
+  private wakeAll(woken: Iterable<Waiter>): void {
+    for (const w of woken) this.queued.add(w);
+    if (this.drainScheduled === null) this.drain();
+  }
+
+  private drain(): void {
+    this.drainScheduled = null;
+    let n = 0;
+    for (const w of this.queued) {
+      if (n++ >= this.wakesPerTick) break;
+      this.queued.delete(w);
+      w.wake();
+    }
+    if (this.queued.size > 0 && !this.closed) this.drainScheduled = setImmediate(() => this.drain());
   }
 
   private add(w: Waiter): void {
@@ -181,6 +228,12 @@ export class SyncWaiters {
 }
 
 const ZERO: StreamToken = { stream: 0, ephemeral: 0 };
+
+/**
+ * A woken long-poll or socket costs ~100-300 µs of CPU to build and write its response, so 50
+ * keep one turn near 5-15 ms: other I/O runs between the chunks of a big room's fan-out.
+ */
+export const DEFAULT_WAKES_PER_TICK = 50;
 
 function marks(): Marks {
   return { byRoom: new Map(), byUser: new Map() };
