@@ -1,0 +1,94 @@
+// node dist/bench/tail-report.js <dir>: what a bench run's latency tail is made of, from the
+// records of bench/lib/loop-probe.ts (<dir>/server-*.jsonl, gen-*.jsonl) and the deliveries the
+// tracker dumped (HEARTH_BENCH_SAMPLES=<dir>/samples.csv). Per server process (one per scenario),
+// over the window its deliveries span: latency by room size (messages grouped by their number of
+// deliveries), the loop turns longer than 20 ms split into on-CPU and run-queue wait, the turns
+// with more than 10 / 20 / 40 ms on-CPU (the stalls a quiet machine would see), GC pauses, and
+// for the slowest 1 % of deliveries the share of their latency spent inside server stalls,
+// generator stalls and GC.
+
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { ProbeRecord } from './lib/loop-probe.js';
+
+type Stall = Extract<ProbeRecord, { k: 'stall' }>;
+type Gc = Extract<ProbeRecord, { k: 'gc' }>;
+interface Delivery {
+  intended: number;
+  latency: number;
+  msg: number;
+}
+
+const dir = process.argv[2];
+if (!dir) {
+  console.error('usage: node dist/bench/tail-report.js <probe dir>');
+  process.exit(2);
+}
+
+const load = (f: string): ProbeRecord[] =>
+  readFileSync(join(dir, f), 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as ProbeRecord);
+const files = readdirSync(dir);
+const deliveries: Delivery[] = readFileSync(join(dir, 'samples.csv'), 'utf8')
+  .split('\n')
+  .filter(Boolean)
+  .map((l) => {
+    const [intended, latency, msg] = l.split(',').map(Number);
+    return { intended, latency, msg };
+  });
+const gen = files.filter((f) => f.startsWith('gen-')).flatMap(load);
+
+const pct = (xs: number[], p: number): number => {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)];
+};
+const f0 = (x: number): string => x.toFixed(0);
+const sum = (xs: number[]): number => xs.reduce((a, b) => a + b, 0);
+const overlap = (evs: Array<{ t: number; d: number }>, a: number, b: number): number =>
+  sum(evs.map((e) => Math.max(0, Math.min(b, e.t + e.d) - Math.max(a, e.t))));
+
+for (const f of files.filter((x) => x.startsWith('server-')).sort()) {
+  const recs = load(f);
+  const times = recs.filter((r): r is Stall | Gc => r.k !== 'clock').map((r) => r.t);
+  if (times.length === 0) continue;
+  const alive = [Math.min(...times), Math.max(...times)];
+  const ds = deliveries.filter((d) => d.intended >= alive[0] && d.intended <= alive[1]);
+  if (ds.length === 0) continue;
+  const lo = Math.min(...ds.map((d) => d.intended));
+  const hi = Math.max(...ds.map((d) => d.intended + d.latency));
+  const inWindow = <T extends { t: number }>(r: T): boolean => r.t >= lo && r.t <= hi;
+  const stalls = recs.filter((r): r is Stall => r.k === 'stall').filter(inWindow);
+  const gcs = recs.filter((r): r is Gc => r.k === 'gc').filter(inWindow);
+  const genStalls = gen.filter((r): r is Stall => r.k === 'stall').filter(inWindow).filter((s) => s.d > 20);
+  const lat = ds.map((d) => d.latency);
+  const p99 = pct(lat, 99);
+  console.log(`== ${f}: ${ds.length} deliveries over ${((hi - lo) / 1000).toFixed(1)} s; latency p50 ${pct(lat, 50).toFixed(1)} p90 ${pct(lat, 90).toFixed(1)} p99 ${p99.toFixed(1)} max ${f0(Math.max(...lat))} ms`);
+  const perMsg = new Map<number, number>();
+  for (const d of ds) perMsg.set(d.msg, (perMsg.get(d.msg) ?? 0) + 1);
+  const groups: Array<[string, (n: number) => boolean]> = [
+    ['rooms of <= 10', (n) => n <= 10],
+    ['11-50', (n) => n > 10 && n <= 50],
+    ['> 50', (n) => n > 50],
+  ];
+  const parts = groups
+    .map(([name, inGroup]) => [name, ds.filter((d) => inGroup(perMsg.get(d.msg)!)).map((d) => d.latency)] as const)
+    .filter(([, xs]) => xs.length > 0)
+    .map(([name, xs]) => `${name}: n=${xs.length} p50 ${f0(pct(xs, 50))} p99 ${f0(pct(xs, 99))}`);
+  console.log(`  by room size (deliveries per message): ${parts.join(' | ')}`);
+  const big = stalls.filter((s) => s.d > 20);
+  console.log(`  loop turns > 20 ms: ${big.length}, ${f0(sum(big.map((s) => s.d)))} ms wall = on-CPU ${f0(sum(big.map((s) => s.cpu)))} + run-queue wait ${f0(sum(big.map((s) => s.wait)))} (+ blocked)`);
+  const cpu = stalls.map((s) => s.cpu).sort((a, b) => a - b);
+  const over = (x: number): number => cpu.filter((c) => c > x).length;
+  console.log(`  turns with on-CPU > 10 ms: ${over(10)}, > 20 ms: ${over(20)}, > 40 ms: ${over(40)}; longest ${cpu.slice(-5).map(f0).join(', ')} ms`);
+  const byKind = new Map<string, number[]>();
+  for (const g of gcs) byKind.set(String(g.kind), [...(byKind.get(String(g.kind)) ?? []), g.d]);
+  const kinds = [...byKind].map(([k, xs]) => `kind ${k}: ${xs.length}, ${f0(sum(xs))} ms, max ${f0(Math.max(...xs))}`).join('; ');
+  console.log(`  GC pauses > 1 ms: ${gcs.length}, ${f0(sum(gcs.map((g) => g.d)))} ms (${((100 * sum(gcs.map((g) => g.d))) / (hi - lo)).toFixed(1)} % of the window); ${kinds}`);
+  const slow = ds.filter((d) => d.latency >= p99);
+  const share = (evs: Array<{ t: number; d: number }>): string =>
+    (sum(slow.map((d) => overlap(evs, d.intended, d.intended + d.latency) / Math.max(d.latency, 1))) / slow.length).toFixed(2);
+  console.log(`  slowest 1 % (${slow.length}): share of their latency inside server turns > 20 ms ${share(big)}, generator turns > 20 ms ${share(genStalls)}, server GC ${share(gcs)}`);
+}
