@@ -6,7 +6,7 @@
 // tick wake each waiter once (the first wake removes it), which coalesces bursts per tick.
 // Typing and presence notices wake only waiters whose filter wants that kind.
 //
-// Wakes are paced: at most `wakesPerTick` waiters are woken per event-loop turn, the rest in
+// Wakes are paced: at most `wakesPerTick` waiters (32 by default) are woken per event-loop turn, the rest in
 // later turns (setImmediate, first in first out). A woken reader builds and writes its whole
 // response in microtasks of the same turn, so waking the 1,000 members of one room at once ran
 // ~100 ms of work with no I/O in between: every other room's delivery, every send's ack and
@@ -230,10 +230,10 @@ export class SyncWaiters {
 const ZERO: StreamToken = { stream: 0, ephemeral: 0 };
 
 /**
- * A woken long-poll or socket costs ~100-300 µs of CPU to build and write its response, so 50
- * keep one turn near 5-15 ms: other I/O runs between the chunks of a big room's fan-out.
+ * A woken long-poll or socket costs ~100-300 µs of CPU to build and write its response, so 32
+ * keep one turn near 3-10 ms: other I/O runs between the chunks of a big room's fan-out.
  */
-export const DEFAULT_WAKES_PER_TICK = 50;
+export const DEFAULT_WAKES_PER_TICK = 32;
 
 function marks(): Marks {
   return { byRoom: new Map(), byUser: new Map() };
