@@ -66,6 +66,8 @@ export interface OpenOptions {
   prefix?: string;
   scenario: string;
   extraConfig?: Record<string, unknown>;
+  /** Hearth children only: start with --inspect (see bench/lib/inspector.ts). */
+  inspect?: boolean;
 }
 
 export function profileDir(scenario: string): string {
@@ -84,6 +86,7 @@ export async function openTarget(ctx: BenchContext, spec: TargetSpec, o: OpenOpt
       userPrefix: prefix,
       profileDir: ctx.profile ? profileDir(o.scenario) : undefined,
       extraConfig: o.extraConfig,
+      inspect: o.inspect,
     });
     await h.start();
     const users = seed ? h.seeded : await registerUsers(h, o.users, prefix, ctx.log);

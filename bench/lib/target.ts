@@ -13,6 +13,7 @@ import { performance } from 'node:perf_hooks';
 import { MatrixClient, register, request } from './matrix.js';
 import { pool, sleep } from './schedule.js';
 import { seedAccounts } from './provision.js';
+import { inspectorUrl } from './inspector.js';
 
 /** Repository root: this file runs from dist/bench/lib/. */
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -58,6 +59,8 @@ export interface HearthOptions {
    * allowed and their certificates not verified: a test federation, as spec/federation sets up.
    */
   federationPort?: number;
+  /** Start with --inspect on a free loopback port (idle-cost collects garbage through it). */
+  inspect?: boolean;
 }
 
 export async function freePort(): Promise<number> {
@@ -83,6 +86,8 @@ export class HearthChild implements Target {
   seeded: MatrixClient[] = [];
   /** ms from spawn to the first GET /health 200 of the last start. */
   readyMs = NaN;
+  /** The inspector's ws:// URL when started with `inspect`. */
+  inspectorUrl: string | undefined;
   url = '';
   pinned = false;
 
@@ -129,6 +134,7 @@ export class HearthChild implements Target {
       mkdirSync(this.opts.profileDir, { recursive: true });
       nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${this.opts.profileDir}`);
     }
+    if (this.opts.inspect) nodeArgs.push('--inspect=127.0.0.1:0');
     // HEARTH_BENCH_SERVER_ROOT runs the server from another build (A/B against another commit).
     const root = process.env.HEARTH_BENCH_SERVER_ROOT || REPO_ROOT;
     const args = [...nodeArgs, join(root, 'dist/src/main.js'), '--config', this.configPath];
@@ -139,7 +145,9 @@ export class HearthChild implements Target {
       : spawn(process.execPath, args, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
     this.tail = [];
+    this.inspectorUrl = undefined;
     const keep = (c: Buffer) => {
+      this.inspectorUrl ??= inspectorUrl(c.toString('utf8'));
       this.tail.push(c.toString('utf8'));
       if (this.tail.length > 50) this.tail.shift();
     };

@@ -76,23 +76,33 @@ export class SyncService {
     // repeat what it has; so wait (within the request's timeout) for our position to catch up.
     if (since && since.stream > this.store.currentPosition()) await this.catchUpTo(since.stream, deadline, req.signal);
     if (req.delivered) this.sources.onDeliveredOptIn?.(req.userId);
-    const device = this.sources.device;
     if (since && req.acknowledgeSince !== false) await this.acknowledge(req.userId, req.deviceId, since.stream);
     if (req.acknowledgeSince !== false && req.filter.lazyLoadMembers) this.state.ledger.begin(req, since?.stream);
     for (;;) {
-      const upTo: StreamToken = { stream: this.store.currentPosition(), ephemeral: this.sources.ephemeralPosition() };
-      const hints = since ? this.hints(req, since.stream) : undefined;
-      let toDevice: ToDeviceMessage[] = [];
-      if (device) ({ upTo: upTo.stream, messages: toDevice } = await device.bound(req.userId, req.deviceId, since?.stream, upTo.stream, hints));
-      const { res, joinedIds } = await this.build(req, since, upTo, toDevice, hints);
+      const { res, joinedIds, upTo } = await this.buildFrom(req, since);
       const remaining = deadline - Date.now();
       if (!since || req.fullState || !this.isEmpty(res) || remaining <= 0 || req.signal?.aborted) return res;
       req.onPark?.();
+      // Parked, this frame is what a waiting client costs: it keeps the empty answer as JSON
+      // text (a few hundred bytes, where its objects and null-prototype dictionaries take
+      // ~1.5 KiB) and nothing of the build (hints, ranges) but the rooms the waiter watches.
+      const parked = JSON.stringify(res);
       const woken = await this.waiters.wait(req.userId, joinedIds, upTo, remaining, req.signal, wantsOf(req.filter));
-      if (!woken) return res;
+      if (!woken) return JSON.parse(parked) as SyncResponse;
       // Nothing for us in (since, upTo]: continue from upTo, so the next read is smaller.
       since = upTo;
     }
+  }
+
+  /** One response from `since` up to the current position; its locals die with this frame. */
+  private async buildFrom(req: SyncRequest, since: StreamToken | undefined): Promise<{ res: SyncResponse; joinedIds: string[]; upTo: StreamToken }> {
+    const upTo: StreamToken = { stream: this.store.currentPosition(), ephemeral: this.sources.ephemeralPosition() };
+    const hints = since ? this.hints(req, since.stream) : undefined;
+    let toDevice: ToDeviceMessage[] = [];
+    const device = this.sources.device;
+    if (device) ({ upTo: upTo.stream, messages: toDevice } = await device.bound(req.userId, req.deviceId, since?.stream, upTo.stream, hints));
+    const { res, joinedIds } = await this.build(req, since, upTo, toDevice, hints);
+    return { res, joinedIds, upTo };
   }
 
   /** Waits until currentPosition() reaches `stream`, the deadline passes or the request ends. */
@@ -123,6 +133,11 @@ export class SyncService {
       toDeviceChanged: () => m.toDeviceChanged(req.userId, req.deviceId, from),
       deviceListsMayChange: () => m.deviceListsMayChange(req.userId, from),
     };
+  }
+
+  /** Readers parked waiting for changes (long-polls and sockets). */
+  waiterCount(): number {
+    return this.waiters.size;
   }
 
   /** Sizes, bounds, hits and misses of the read model's caches (empty without one). */
@@ -473,5 +488,10 @@ export class SyncService {
 
 /** Which ephemeral kinds can reach this reader: the others need not wake it. */
 function wantsOf(f: SyncFilter): Wants {
-  return { typing: eventMatches(f.ephemeral, 'm.typing'), presence: !matchesNothing(f.presence) };
+  // Filters are shared and read-only once compiled (SyncFilterResolver), so one Wants each.
+  let w = WANTS.get(f);
+  if (!w) WANTS.set(f, (w = { typing: eventMatches(f.ephemeral, 'm.typing'), presence: !matchesNothing(f.presence) }));
+  return w;
 }
+
+const WANTS = new WeakMap<SyncFilter, Wants>();

@@ -29,11 +29,45 @@ export type Wants = Readonly<Record<EphemeralKind, boolean>>;
 
 const ALL: Wants = { typing: true, presence: true };
 
-interface Waiter {
-  userId: string;
-  roomIds: readonly string[];
-  wants: Wants;
-  wake: () => void;
+/**
+ * One parked reader. A class with methods rather than closures: a parked /sync holds one of
+ * these for up to a minute, and a waiter per client is the registry's whole per-client cost.
+ * It is its own abort listener (handleEvent) and its timer calls a module function with it.
+ */
+class Waiter {
+  private done = false;
+  timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    readonly registry: SyncWaiters,
+    readonly userId: string,
+    readonly roomIds: readonly string[],
+    readonly wants: Wants,
+    private readonly resolve: (woken: boolean) => void,
+    private readonly signal: AbortSignal | undefined,
+  ) {}
+
+  wake(): void {
+    this.finish(true);
+  }
+
+  /** The abort signal's listener. */
+  handleEvent(): void {
+    this.finish(false);
+  }
+
+  finish(woken: boolean): void {
+    if (this.done) return;
+    this.done = true;
+    clearTimeout(this.timer);
+    this.signal?.removeEventListener('abort', this);
+    this.registry.remove(this);
+    this.resolve(woken);
+  }
+}
+
+function timedOut(w: Waiter): void {
+  w.finish(false);
 }
 
 /** High-water marks of one class of notices (untyped, or one ephemeral kind). */
@@ -93,19 +127,9 @@ export class SyncWaiters {
     if (latest.stream > after.stream || latest.ephemeral > after.ephemeral) return Promise.resolve(true);
     if (timeoutMs <= 0 || signal?.aborted) return Promise.resolve(false);
     return new Promise<boolean>((resolve) => {
-      let done = false;
-      const finish = (woken: boolean): void => {
-        if (done) return;
-        done = true;
-        clearTimeout(timer);
-        signal?.removeEventListener('abort', onAbort);
-        this.remove(waiter);
-        resolve(woken);
-      };
-      const onAbort = (): void => finish(false);
-      const waiter: Waiter = { userId, roomIds, wants, wake: () => finish(true) };
-      const timer = setTimeout(() => finish(false), timeoutMs);
-      signal?.addEventListener('abort', onAbort);
+      const waiter = new Waiter(this, userId, roomIds, wants, resolve, signal);
+      waiter.timer = setTimeout(timedOut, timeoutMs, waiter);
+      signal?.addEventListener('abort', waiter);
       this.add(waiter);
     });
   }
@@ -219,7 +243,8 @@ export class SyncWaiters {
     this.onCountChange?.(this.count);
   }
 
-  private remove(w: Waiter): void {
+  /** Called by a waiter as it finishes (woken, timed out or aborted). */
+  remove(w: Waiter): void {
     removeFrom(this.byUser, w.userId, w);
     for (const r of w.roomIds) removeFrom(this.byRoom, r, w);
     this.count--;
