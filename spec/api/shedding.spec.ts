@@ -74,6 +74,37 @@ describe('Load shedding (limits.admission)', function () {
     assert.ok(srv.hearth.admission.stats().shedSends >= 1 && srv.hearth.admission.stats().shedCatchups >= 7);
   });
 
+  it('overloaded, sends and /syncs are refused before their body is read or their token checked', async function () {
+    const before = srv.hearth.admission.stats();
+    srv.hearth.admission.force(true);
+    try {
+      // A body that intake would refuse (M_NOT_JSON) and no token (401): shed first, cheaply.
+      const raw = await fetch(`${srv.url}/_matrix/client/v3/rooms/${enc(roomId)}/send/m.room.message/early1`, { method: 'PUT', body: 'not json {' });
+      assert.equal(raw.status, 429);
+      const b = (await raw.json()) as { errcode: string; retry_after_ms: number };
+      assert.equal(b.errcode, 'M_LIMIT_EXCEEDED');
+      assert.equal(b.retry_after_ms, 300);
+      const state = await alice.put(`/_matrix/client/v3/rooms/${enc(roomId)}/state/m.room.topic`, { topic: 'shed' });
+      assert.equal(state.status, 429);
+      const sync = await fetch(`${srv.url}/_matrix/client/v3/sync?timeout=0`);
+      assert.equal(sync.status, 503);
+      assert.equal(typeof ((await sync.json()) as { retry_after_ms: unknown }).retry_after_ms, 'number');
+      // Routes outside the shed classes answer as usual.
+      assert.equal((await alice.get('/_matrix/client/v3/account/whoami')).status, 200);
+    } finally {
+      srv.hearth.admission.force(false);
+    }
+    const after = srv.hearth.admission.stats();
+    assert.equal(after.shedSends - before.shedSends, 2);
+    assert.equal(after.shedCatchups - before.shedCatchups, 1);
+    assert.equal(after.sends, 0, 'a refusal takes no slot');
+    assert.equal(after.catchups, 0);
+    // Not overloaded: the same malformed body gets intake's answer again.
+    const again = await fetch(`${srv.url}/_matrix/client/v3/rooms/${enc(roomId)}/send/m.room.message/early2`, { method: 'PUT', body: 'not json {' });
+    assert.equal(again.status, 400);
+    assert.equal(((await again.json()) as { errcode: string }).errcode, 'M_NOT_JSON');
+  });
+
   it('a parked long-poll does not hold a catch-up slot', async function () {
     const first = await alice.get('/_matrix/client/v3/sync?timeout=0');
     const polls = [0, 1, 2].map(() => alice.get(`/_matrix/client/v3/sync?timeout=3000&since=${enc(first.body.next_batch)}`));

@@ -66,12 +66,20 @@ export class Admission {
     this.forced = overloaded;
   }
 
+  /**
+   * The same refusal as enterSend/enterCatchup, without taking a slot: the route table asks
+   * before it reads a body or checks a token, so a refused request costs next to nothing.
+   * The handler's enter* still decides (the state may change while the body is read).
+   */
+  precheck(kind: 'send' | 'catchup'): void {
+    if (kind === 'send') {
+      if (!this.sendAvailable()) this.refuseSend();
+    } else if (!this.catchupAvailable()) this.refuseCatchup();
+  }
+
   /** Admits a send or throws 429 with retry_after_ms; call the result once the send settles. */
   enterSend(): () => void {
-    if (this.forced || this.sends >= this.opts.maxInflightSends || this.sendsBacklogged() || this.lagging()) {
-      this.shedSends++;
-      throw new MatrixError('M_LIMIT_EXCEEDED', 'Server busy, retry later', { retry_after_ms: this.opts.sendRetryMs }, 429);
-    }
+    if (!this.sendAvailable()) this.refuseSend();
     this.sends++;
     const id = this.nextSend++;
     this.sendStarts.set(id, performance.now());
@@ -79,6 +87,20 @@ export class Admission {
       this.sends--;
       this.sendStarts.delete(id);
     });
+  }
+
+  private sendAvailable(): boolean {
+    return !this.forced && this.sends < this.opts.maxInflightSends && !this.sendsBacklogged() && !this.lagging();
+  }
+
+  private refuseSend(): never {
+    this.shedSends++;
+    throw new MatrixError('M_LIMIT_EXCEEDED', 'Server busy, retry later', { retry_after_ms: this.opts.sendRetryMs }, 429);
+  }
+
+  private refuseCatchup(): never {
+    this.shedCatchups++;
+    throw new MatrixError('M_LIMIT_EXCEEDED', 'Server busy, retry later', { retry_after_ms: this.catchupRetryAfter() }, 503);
   }
 
   private sendsBacklogged(): boolean {
@@ -95,10 +117,7 @@ export class Admission {
 
   /** Admits a catch-up or throws 503 with a jittered retry_after_ms; release when it is answered or parks. */
   enterCatchup(): () => void {
-    if (!this.catchupAvailable()) {
-      this.shedCatchups++;
-      throw new MatrixError('M_LIMIT_EXCEEDED', 'Server busy, retry later', { retry_after_ms: this.catchupRetryAfter() }, 503);
-    }
+    if (!this.catchupAvailable()) this.refuseCatchup();
     return this.admitCatchup();
   }
 

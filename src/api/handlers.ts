@@ -5,8 +5,10 @@
 // add no checks of their own, so auth, limits, intake, idempotency and error bodies cannot drift.
 //
 // Invariants:
-// - One order of checks for every request: route (404, 405) → body intake (413, M_NOT_JSON,
-//   M_BAD_JSON) → access token (401) → rate limit (429) → body schema (400) → handler.
+// - One order of checks for every request: route (404, 405) → load shedding of the route's
+//   class, when overloaded (429 sends, 503 catch-ups; before any body is read or token checked,
+//   so a refusal costs little) → body intake (413, M_NOT_JSON, M_BAD_JSON) → access token
+//   (401) → rate limit (429) → body schema (400) → handler.
 // - dispatch never throws. A MatrixError is rendered as {errcode, error} with its status; anything
 //   else is a bug: logged with its error object and answered 500 M_UNKNOWN.
 // - Handlers see an ApiCtx only: no Koa context or socket reaches them. Media routes (intake
@@ -123,6 +125,9 @@ export interface ApiState {
   valid?: unknown;
 }
 
+/** Which admission class a route's requests belong to (src/admission/admission.ts). */
+export type ShedClass = 'send' | 'catchup';
+
 export interface RouteSpec {
   method: Method;
   /** The full path pattern, e.g. /_matrix/client/v3/rooms/:roomId/send/:eventType/:txnId. */
@@ -137,6 +142,8 @@ export interface RouteSpec {
    * ordinary prototypes, so they are read for their declared fields only).
    */
   schema?: z.ZodTypeAny;
+  /** Refused early while the server sheds this class (the handler still takes its slot). */
+  shed?: ShedClass;
   handler: (ctx: ApiCtx, auth: AuthInfo | undefined) => Promise<void> | void;
 }
 
@@ -148,6 +155,8 @@ export interface TableDeps {
   maxBodyBytes: number;
   maxEventBytes: number;
   observe?: (method: string, route: string, status: number, seconds: number) => void;
+  /** Throws the shed answer (429/503 with retry_after_ms) when `kind` is being refused now. */
+  shed?: (kind: ShedClass) => void;
 }
 
 interface Route extends RouteSpec {
@@ -231,6 +240,7 @@ export class HandlerTable {
     }
     const route = found.route;
     matched(route.path);
+    if (route.shed) this.deps.shed?.(route.shed);
     ctx.params = found.params;
     if (route.intake === 'media') {
       if (!req.upload) throw new MatrixError('M_UNRECOGNIZED', 'Media is served over HTTP only', {}, 400);

@@ -10,7 +10,7 @@ import type { z } from 'zod';
 import type { Logger } from 'pino';
 import { MatrixError } from '../errors.js';
 import type { AuthInfo, Ctx } from './middleware.js';
-import { HandlerTable, parse, type IntakeClass, type Method, type RouteLimit, type RouteSpec, type TableDeps, type Query } from './handlers.js';
+import { HandlerTable, parse, type IntakeClass, type Method, type RouteLimit, type RouteSpec, type ShedClass, type TableDeps, type Query } from './handlers.js';
 import type { AccountService } from '../users/account-service.js';
 import type { Registration } from '../users/registration.js';
 import type { RoomDirectory } from '../room/directory.js';
@@ -186,6 +186,8 @@ export interface RouteOptions {
   schema?: z.ZodTypeAny;
   /** Defaults from the path: the PDU limit under /send and /state, fractions in account data. */
   intake?: IntakeClass;
+  /** Shed early (before body and token) while the server refuses this class of work. */
+  shed?: ShedClass;
 }
 
 const TOUCH_INTERVAL_MS = 60_000;
@@ -209,6 +211,7 @@ export class ClientRoutes {
       authenticate: (token, ip, userAgent, query) => this.authenticate(token, ip, userAgent, query),
       limits: services.limits,
       logger: services.logger,
+      shed: (kind) => services.admission.precheck(kind),
       ...limits,
     });
   }
@@ -247,7 +250,7 @@ export class ClientRoutes {
 
   private add(method: LowerMethod, path: string, auth: 'required' | 'none', limit: RouteLimit, handler: RouteSpec['handler'], opts: RouteOptions): void {
     const intake = opts.intake ?? (EVENT_PATH.test(path) ? 'event' : ACCOUNT_DATA_PATH.test(path) ? 'account_data' : 'json');
-    this.table.add({ method: method.toUpperCase() as Method, path, auth, limit, intake, schema: opts.schema, handler });
+    this.table.add({ method: method.toUpperCase() as Method, path, auth, limit, intake, schema: opts.schema, shed: opts.shed, handler });
   }
 
   async authenticate(token: string, ip: string, userAgent?: string, query?: Query): Promise<AuthInfo> {

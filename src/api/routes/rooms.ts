@@ -117,7 +117,7 @@ export function roomRoutes(r: ClientRoutes, s: RoomRouteDeps): void {
     // PUT /typing and its timeout alone, and clients stop it explicitly.
     s.presence.active(auth.userId);
     ctx.body = { event_id: res.eventId };
-  });
+  }, { shed: 'send' });
 
   const putState = async (auth: AuthInfo, roomId: string, type: string, stateKey: string, content: JsonObject) => {
     if (type === 'm.room.canonical_alias') await s.directory.checkCanonical(roomId, content);
@@ -127,7 +127,7 @@ export function roomRoutes(r: ClientRoutes, s: RoomRouteDeps): void {
   roomEvent('put', '/rooms/:roomId/state/:eventType{/:stateKey}', async (ctx, auth) => {
     const type = parse(eventType, param(ctx, 'eventType'));
     ctx.body = await putState(auth, param(ctx, 'roomId'), type, ctx.params.stateKey ?? '', body(ctx) as JsonObject);
-  });
+  }, { shed: 'send' });
 
   roomEvent('put', '/rooms/:roomId/redact/:eventId/:txnId', async (ctx, auth) => {
     const req = parse(reasonSchema, body(ctx));

@@ -34,7 +34,7 @@ export function syncRoutes(r: ClientRoutes, s: SyncRouteDeps): void {
       s.connections.pollEnded(auth.userId);
       s.presence.connectionClosed(auth.userId);
     }
-  });
+  }, { shed: 'catchup' });
 
   r.authed('post', '/user/:userId/filter', async (ctx, auth) => {
     requireSelf(ctx, auth.userId);
