@@ -214,6 +214,29 @@ describe('SqliteStore', function () {
       for (let i = 1; i < sent.length; i++) assert.ok(sent[i].stream > sent[i - 1].stream);
     });
 
+    it('commits one batch per event-loop turn, however many writes a turn queued', async function () {
+      const { store } = await open({ maxBatchSize: 16 });
+      const before = store.writeStats();
+      // Batches committed between two turns of the event loop: one each, never all in one stall.
+      let most = 0;
+      let seen = before.transactions;
+      let counting = true;
+      const count = (): void => {
+        const now = store.writeStats().transactions;
+        most = Math.max(most, now - seen);
+        seen = now;
+        if (counting) setImmediate(count);
+      };
+      setImmediate(count);
+      // 100 independent writes queued in one synchronous loop.
+      await Promise.all(Array.from({ length: 100 }, (_, i) => store.userData.setAccountData(alice, '', `t${i}`, { i })));
+      counting = false;
+      count();
+      const batches = store.writeStats().transactions - before.transactions;
+      assert.ok(batches >= Math.ceil(100 / 16), `${batches} batches`);
+      assert.ok(most <= 2, `up to ${most} of ${batches} batches committed in one turn`);
+    });
+
     it('rolls back a failing batch entirely, rejects every write in it and abandons its positions', async function () {
       const { store, reopen, warnings } = await open();
       const room = new FakeRoom();

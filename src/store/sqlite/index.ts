@@ -36,7 +36,11 @@ export interface SqliteStoreOptions {
   /** 'full' (default): acknowledged writes survive power loss. 'normal': they survive process crashes. */
   synchronous?: 'full' | 'normal';
   logger?: StoreLogger;
-  /** Writes per transaction before a flush is forced without waiting for the next tick. */
+  /**
+   * Writes per transaction (default 128); one batch commits per event-loop turn. It bounds the
+   * loop's stall per commit (~130 µs a message: ~17 ms), where 1,000 stalled it ~130 ms and
+   * every request waited behind it.
+   */
   maxBatchSize?: number;
   busyTimeoutMs?: number;
   /**
@@ -122,7 +126,7 @@ export class SqliteStore implements StoreBackend {
     this.gen = new StreamIdGenerator(initialStream, {
       onListenerError: (err) => opts.logger?.warn({ err }, 'sqlite store: stream listener failed'),
     });
-    this.queue = new WriteQueue(db, this.gen, { maxBatchSize: opts.maxBatchSize ?? 1000, logger: opts.logger, walSync });
+    this.queue = new WriteQueue(db, this.gen, { maxBatchSize: opts.maxBatchSize ?? 128, logger: opts.logger, walSync });
     registerDirectoryFunctions(db);
     this.statements = new StatementCache(db);
     const ctx: SqliteContext = {
