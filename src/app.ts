@@ -452,7 +452,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
   };
   const lifecycle = new Lifecycle();
   const renderMetrics = metrics ? async () => ({ contentType: metrics.contentType, body: await metrics.render() }) : undefined;
-  const { app, table } = createHttpApp(services, {
+  const { handler: httpHandler, table } = createHttpApp(services, {
     lifecycle,
     maxBodyBytes: config.limits.max_request_body_bytes,
     maxEventBytes: config.limits.max_event_bytes,
@@ -528,7 +528,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
         metricsUrl = baseUrl(metricsServer);
       }
       const listener = createListener(
-        app.callback(),
+        httpHandler,
         listenerLimits,
         {
           onRefused: (reason) => metrics?.connectionsRefused.inc({ reason }),

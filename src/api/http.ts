@@ -1,12 +1,14 @@
-// Builds the client listener's Koa application from the services bundle: a thin adapter over the
-// route table (handlers.ts), which the socket's request frames share.
+// Builds the client listener's request handler from the services bundle: a thin adapter from
+// node:http to the route table (handlers.ts), which the socket's request frames share.
 
 import { createHash, timingSafeEqual } from 'node:crypto';
-import Koa from 'koa';
+import { STATUS_CODES, type IncomingMessage, type RequestListener, type ServerResponse } from 'node:http';
+import { parse as parseUrl } from 'node:url';
 import getRawBody from 'raw-body';
 import { MatrixError } from '../errors.js';
 import { parseJsonBody } from './middleware.js';
-import { BinaryBody, parseQuery, type ApiRequest, type HandlerTable, type Query, type RequestBody, type UploadSource } from './handlers.js';
+import { BinaryBody, parseQuery, type ApiRequest, type ApiResponse, type HandlerTable, type Query, type RequestBody, type UploadSource } from './handlers.js';
+import { clientIp } from '../sync/socket/requests.js';
 import { ClientRoutes, type ApiServices } from './routing.js';
 import { accountRoutes } from './routes/account.js';
 import { ssoRoutes } from './routes/sso.js';
@@ -31,7 +33,7 @@ import { openIdRoutes } from './routes/openid.js';
 import { whoisRoutes } from './routes/whois.js';
 import { e2eeRoutes } from './routes/keys.js';
 import { mediaRoutes } from './routes/media.js';
-import { openIdUserInfo } from './openid-userinfo.js';
+import { OPENID_USERINFO_PATH, openIdUserInfo, type OpenIdUserInfo } from './openid-userinfo.js';
 
 export interface HttpOptions {
   maxBodyBytes: number;
@@ -81,7 +83,8 @@ export class Lifecycle {
 const CONNECTION_ERRORS = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED', 'ERR_HTTP_REQUEST_TIMEOUT', 'ERR_STREAM_PREMATURE_CLOSE']);
 
 export interface HttpApp {
-  app: Koa;
+  /** The client listener's request handler (node:http). */
+  handler: RequestListener;
   /** Every route, served by dispatch; the socket's request frames use the same table. */
   table: HandlerTable;
 }
@@ -131,76 +134,149 @@ export function createRouteTable(services: ApiServices, opts: Pick<HttpOptions, 
 }
 
 /**
- * The Koa adapter: graceful-shutdown accounting, CORS, and one middleware that turns the Koa
- * context into an ApiRequest for the table and writes its ApiResponse back.
+ * The HTTP adapter, on node:http directly: graceful-shutdown accounting, CORS, and one function
+ * that turns the request into an ApiRequest for the table and writes its ApiResponse back, with
+ * the response rules the handlers were written to (Koa's, which this replaced: a parked /sync
+ * held ~4 KiB of Koa context, request, response and middleware frames).
  */
 export function createHttpApp(services: ApiServices, opts: HttpOptions): HttpApp {
-  const app = new Koa({ proxy: opts.trustProxy });
-  // Only connection errors get here (a client resetting mid-request); everything a handler throws
-  // is rendered by the table. Koa's default would print them to stderr, bypassing the logger.
-  app.on('error', (err: NodeJS.ErrnoException, ctx?: Koa.Context) => {
-    const level = err.code && CONNECTION_ERRORS.has(err.code) ? 'debug' : 'warn';
-    services.logger[level]({ err, method: ctx?.method, path: ctx?.path }, 'request connection error');
-  });
   const table = createRouteTable(services, opts);
-
-  app.use(async (ctx, next) => {
+  const logger = services.logger;
+  const userInfo = openIdUserInfo((token) => services.accounts.openIdUser(token));
+  const handler: RequestListener = (req, res) => {
     if (opts.lifecycle.stopping) {
       // Like a server that is already gone: the client sees a closed connection and retries
       // elsewhere or later (sends are idempotent), rather than an error it might show a user.
-      ctx.respond = false;
-      ctx.req.socket.destroy();
+      req.socket.destroy();
       return;
     }
     opts.lifecycle.enter();
-    try {
-      await next();
-    } finally {
-      opts.lifecycle.leave();
-    }
-  });
-  app.use(openIdUserInfo((token) => services.accounts.openIdUser(token)));
-  app.use(async (ctx) => {
-    ctx.set('Access-Control-Allow-Origin', '*');
-    ctx.set('Access-Control-Allow-Methods', 'GET, POST, PUT, DELETE, OPTIONS');
-    ctx.set('Access-Control-Allow-Headers', 'X-Requested-With, Content-Type, Authorization');
-    if (ctx.method === 'OPTIONS') {
-      ctx.status = 204;
-      return;
-    }
-    const req = new HttpRequest(ctx);
-    try {
-      const res = await table.dispatch(req);
-      // Koa's own default for a matched route (the metrics middleware in observability reads it).
-      (ctx as unknown as { _matchedRoute?: string })._matchedRoute = res.route === 'unmatched' ? undefined : res.route;
-      ctx.status = res.status;
-      if (res.headers) ctx.set(res.headers);
-      if (res.body instanceof BinaryBody) {
-        // Koa pipes the stream and destroys it if the client goes away; HEAD sends no body. The
-        // type is set as stored (ctx.type would look it up as a file extension).
-        ctx.set('Content-Type', res.contentType ?? 'application/octet-stream');
-        if (ctx.method === 'HEAD') {
-          res.body.stream.destroy();
-          ctx.length = res.body.length;
-        } else {
-          ctx.body = res.body.stream;
-          ctx.length = res.body.length;
-        }
-      } else if (res.body !== undefined) {
-        if (res.contentType) ctx.type = res.contentType;
-        // Koa's default for a JSON body adds "; charset=utf-8", a parameter RFC 8259 does not
-        // define for application/json; set before the body, so Koa keeps it.
-        else if (res.body !== null && typeof res.body === 'object') ctx.set('Content-Type', 'application/json');
-        ctx.body = res.body;
-      }
-    } finally {
-      req.done();
-    }
-  });
-  return { app, table };
+    serve(table, userInfo, req, res, opts.trustProxy, logger).then(
+      () => opts.lifecycle.leave(),
+      (err: unknown) => {
+        // dispatch never throws; this is the adapter's own failure (a bug): answered 500 if it can be.
+        opts.lifecycle.leave();
+        logger.error({ err, method: req.method, url: req.url }, 'http adapter error');
+        if (!res.headersSent) {
+          res.statusCode = 500;
+          res.setHeader('Content-Type', 'application/json');
+          res.end(JSON.stringify({ errcode: 'M_UNKNOWN', error: 'Internal server error' }));
+        } else res.destroy();
+      },
+    );
+  };
+  return { handler, table };
 }
 
-/** A Koa request as the table sees it; the abort signal is made only for handlers that ask. */
+async function serve(
+  table: HandlerTable,
+  userInfo: OpenIdUserInfo,
+  req: IncomingMessage,
+  res: ServerResponse,
+  trustProxy: boolean,
+  logger: ApiServices['logger'],
+): Promise<void> {
+  res.setHeader('Access-Control-Allow-Origin', '*');
+  res.setHeader('Access-Control-Allow-Methods', 'GET, POST, PUT, DELETE, OPTIONS');
+  res.setHeader('Access-Control-Allow-Headers', 'X-Requested-With, Content-Type, Authorization');
+  if (req.method === 'OPTIONS') {
+    res.statusCode = 204;
+    res.end();
+    return;
+  }
+  const request = new HttpRequest(req, trustProxy);
+  let answer: ApiResponse;
+  try {
+    // The OpenID userinfo lookup is served here, outside the route table (see openid-userinfo.ts).
+    const info = await userInfo(request.method, request.path, request.query);
+    answer = info ? { ...info, route: OPENID_USERINFO_PATH } : await table.dispatch(request);
+  } finally {
+    request.done();
+  }
+  // The client went away while the answer was being made: nothing to write to.
+  if (res.writableEnded || res.destroyed) {
+    if (answer.body instanceof BinaryBody) answer.body.stream.destroy();
+    return;
+  }
+  res.statusCode = answer.status;
+  if (answer.headers) for (const [k, v] of Object.entries(answer.headers)) res.setHeader(k, v);
+  write(req, res, answer, logger);
+}
+
+/** Statuses that carry no body. */
+const EMPTY_STATUS = new Set([204, 205, 304]);
+
+/** Writes the answer's body as Koa did: JSON for objects, text for strings, bytes piped. */
+function write(req: IncomingMessage, res: ServerResponse, answer: ApiResponse, logger: ApiServices['logger']): void {
+  const head = req.method === 'HEAD';
+  const body = answer.body;
+  if (body instanceof BinaryBody) {
+    // The type is set as stored (not looked up as a file extension); HEAD sends no body.
+    res.setHeader('Content-Type', answer.contentType ?? 'application/octet-stream');
+    res.setHeader('Content-Length', body.length);
+    if (head || EMPTY_STATUS.has(res.statusCode)) {
+      body.stream.destroy();
+      res.end();
+      return;
+    }
+    body.stream.on('error', (err: NodeJS.ErrnoException) => {
+      const level = err.code && CONNECTION_ERRORS.has(err.code) ? 'debug' : 'warn';
+      logger[level]({ err, method: req.method, url: req.url }, 'response stream error');
+      res.destroy();
+    });
+    // A client that goes away stops the read.
+    res.once('close', () => body.stream.destroy());
+    body.stream.pipe(res);
+    return;
+  }
+  if (body === null || EMPTY_STATUS.has(res.statusCode)) {
+    if (!EMPTY_STATUS.has(res.statusCode)) res.statusCode = 204;
+    res.removeHeader('Content-Type');
+    res.removeHeader('Content-Length');
+    res.removeHeader('Transfer-Encoding');
+    res.end();
+    return;
+  }
+  let payload: string | Buffer;
+  let type: string;
+  if (body === undefined) {
+    // A status without a body: its reason phrase as text.
+    payload = STATUS_CODES[res.statusCode] ?? String(res.statusCode);
+    type = 'text/plain; charset=utf-8';
+  } else if (typeof body === 'string') {
+    payload = body;
+    type = answer.contentType ? withCharset(answer.contentType) : /^\s*</.test(body) ? 'text/html; charset=utf-8' : 'text/plain; charset=utf-8';
+  } else if (Buffer.isBuffer(body)) {
+    payload = body;
+    type = answer.contentType ? withCharset(answer.contentType) : 'application/octet-stream';
+  } else {
+    payload = JSON.stringify(body);
+    // No "; charset=utf-8": RFC 8259 defines no charset parameter for application/json.
+    type = answer.contentType ? withCharset(answer.contentType) : 'application/json';
+  }
+  if (!res.hasHeader('Content-Type')) res.setHeader('Content-Type', type);
+  res.setHeader('Content-Length', typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length);
+  res.end(head ? undefined : payload);
+}
+
+/** A media type as Koa's `ctx.type =` set it: text and JSON types get "; charset=utf-8". */
+function withCharset(type: string): string {
+  if (/charset/i.test(type)) return type;
+  return /^text\//i.test(type) || /^application\/json$/i.test(type) ? `${type}; charset=utf-8` : type;
+}
+
+/** The path and query of a request target, as Koa read them (parseurl). */
+function splitTarget(url: string): { path: string; search: string } {
+  // The common case: origin-form without a fragment or characters url.parse would escape.
+  if (url.startsWith('/') && !/[\s#\u00a0\ufeff]/.test(url)) {
+    const q = url.indexOf('?');
+    return q < 0 ? { path: url, search: '' } : { path: url.slice(0, q), search: url.slice(q + 1) };
+  }
+  const u = parseUrl(url);
+  return { path: u.pathname ?? '/', search: u.query ?? '' };
+}
+
+/** A node:http request as the table sees it; the abort signal is made only for handlers that ask. */
 class HttpRequest implements ApiRequest {
   readonly method: string;
   readonly path: string;
@@ -208,44 +284,49 @@ class HttpRequest implements ApiRequest {
   readonly accessToken: string | undefined;
   readonly ip: string;
   readonly userAgent: string | undefined;
-  readonly body: RequestBody;
-  readonly upload: () => UploadSource;
   private abort?: AbortController;
-  private readonly onClose = () => this.abort?.abort();
+  private onClose?: () => void;
 
-  constructor(private readonly ctx: Koa.Context) {
-    this.method = ctx.method;
-    this.path = ctx.path;
-    this.query = parseQuery(ctx.querystring);
-    this.accessToken = accessTokenOf(ctx.get('authorization'), this.query);
-    this.ip = ctx.ip;
-    this.userAgent = ctx.get('user-agent') || undefined;
-    this.body = {
+  constructor(private readonly req: IncomingMessage, trustProxy: boolean) {
+    this.method = req.method ?? 'GET';
+    const { path, search } = splitTarget(req.url ?? '/');
+    this.path = path;
+    this.query = parseQuery(search);
+    this.accessToken = accessTokenOf(req.headers.authorization ?? '', this.query);
+    this.ip = clientIp(req, trustProxy);
+    this.userAgent = req.headers['user-agent'] || undefined;
+  }
+
+  get body(): RequestBody {
+    const req = this.req;
+    return {
       read: async (rule) => {
-        const raw = await getRawBody(ctx.req, { limit: rule.limit, length: ctx.get('content-length') || undefined });
+        const raw = await getRawBody(req, { limit: rule.limit, length: req.headers['content-length'] || undefined });
         return parseJsonBody(raw, rule);
       },
     };
-    this.upload = () => {
-      const length = ctx.get('content-length');
-      return {
-        contentType: ctx.get('content-type') || null,
-        length: /^\d{1,15}$/.test(length) ? Number(length) : undefined,
-        body: ctx.req,
-      };
+  }
+
+  upload(): UploadSource {
+    const length = this.req.headers['content-length'] ?? '';
+    return {
+      contentType: this.req.headers['content-type'] || null,
+      length: /^\d{1,15}$/.test(length) ? Number(length) : undefined,
+      body: this.req,
     };
   }
 
   get signal(): AbortSignal {
     if (!this.abort) {
-      this.abort = new AbortController();
-      this.ctx.req.on('close', this.onClose);
+      const abort = (this.abort = new AbortController());
+      this.onClose = () => abort.abort();
+      this.req.on('close', this.onClose);
     }
     return this.abort.signal;
   }
 
   done(): void {
-    if (this.abort) this.ctx.req.off('close', this.onClose);
+    if (this.onClose) this.req.off('close', this.onClose);
   }
 }
 
