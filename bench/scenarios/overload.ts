@@ -16,7 +16,7 @@
 // (perf_hooks monitorEventLoopDelay, installed through the inspector of a Hearth child), lost.
 // Hearth with limits.admission at its defaults; OVERLOAD_LAG_MS=<ms> overrides
 // limits.admission.max_event_loop_lag_ms and OVERLOAD_SEND_DELAY_MS=<ms> max_send_delay_ms, to
-// compare thresholds.
+// compare thresholds; OVERLOAD_RATE=<sends/s> fixes the offered rate (A/B of two builds).
 
 import { emptyResult, openTarget, type BenchContext, type Scenario, type TargetSpec } from '../lib/context.js';
 import http from 'node:http';
@@ -86,7 +86,9 @@ async function run(ctx: BenchContext, spec: TargetSpec): Promise<TargetResult[]>
     await sleep(500);
 
     // 2. Overload at FACTOR x capacity, with the /versions and catch-up probers.
-    const rate = Math.max(50, capacity * FACTOR);
+    // OVERLOAD_RATE=<sends/s> offers a fixed rate instead (A/B of two builds on a busy machine,
+    // where the capacity measured in each run moves with the machine's load).
+    const rate = Number(process.env.OVERLOAD_RATE) || Math.max(50, capacity * FACTOR);
     const warmed = await warmPool(users, Math.min(MAX_INFLIGHT, Math.ceil(rate)));
     ctx.log(`  ${warmed} kept-alive connections opened before the overload`);
     const acks = new Samples();
