@@ -14,16 +14,24 @@
 //   processes (a cluster) the MediaStore writes a key once and hands the loser the winner's size
 //   and hash, and the metadata completes once (the store's LWT / transaction), so the recorded
 //   size and hash always describe the bytes readers get.
-// - Media of other servers is the federation seam (RemoteMedia): without it, 404 (no fetcher
-//   exists yet; one must keep what it fetches in `blobs`, the store every worker shares, not in
-//   a process-local cache). Serving ours to other servers (/_matrix/federation/v1/media/download)
-//   is download() with our name.
+// - Media of other servers comes through the federation seam (RemoteMedia) and is kept like
+//   ours: bytes in `blobs` (the store every worker shares, under remote/<origin>/<id>) before
+//   the remote record in the metadata store, so any worker serves it once one has fetched it.
+//   A fetch is limited to media.max_upload_bytes while streaming (nothing is stored past it);
+//   concurrent requests for one item share one fetch in this process, and a failed fetch is
+//   remembered for REMOTE_FAILURE_MS. The origin's Content-Type and file name are kept only when
+//   they pass the rules uploads pass; the response headers (src/media/headers.ts) then decide
+//   inline or attachment as for local media. Thumbnails of remote media are made here from the
+//   fetched original (as Synapse does), never asked of the origin.
+// - Serving ours to other servers (/_matrix/federation/v1/media/download) is download() with
+//   our name.
 
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { MatrixError } from '../errors.js';
-import type { MediaMetaStore, MediaRecord, ThumbnailRecord } from '../store/media-types.js';
+import type { MediaMetaStore, RemoteMediaRecord, ThumbnailRecord } from '../store/media-types.js';
+import { isValidServerName } from '../protocol/ids.js';
 import { BlobTooLargeError, type MediaStore } from './media-store.js';
 import { makeThumbnail, THUMBNAILABLE, ThumbnailError, type ThumbnailRequest } from './thumbnailer.js';
 import { essence } from './headers.js';
@@ -38,6 +46,8 @@ export interface MediaConfig {
   maxWaitMs: number;
   maxImagePixels: number;
   maxThumbnailsPerMedia: number;
+  /** Fetch media of other servers over federation (media.fetch_remote); else 404. */
+  fetchRemote: boolean;
 }
 
 /** An upload's body as the transport hands it over. */
@@ -50,21 +60,43 @@ export interface UploadInput {
 }
 
 export interface MediaBytes {
-  record: MediaRecord;
+  uploadName: string | null;
   contentType: string;
   stream: Readable;
   size: number;
 }
 
-/** Fetches media of other servers (federation; not there yet). */
-export interface RemoteMedia {
-  download(serverName: string, mediaId: string, signal: AbortSignal): Promise<MediaBytes | null>;
+/** Media of another server as its origin answers it (unsanitised). */
+export interface RemoteDownload {
+  contentType: string | null;
+  filename: string | null;
+  /** Content-Length, when the answer gave one. */
+  length: number | undefined;
+  /** Fails when the transfer breaks off. */
+  body: AsyncIterable<Uint8Array>;
+  /** Drops the transfer (when the body will not be read to its end). */
+  cancel(): void;
 }
+
+/** Fetches media of other servers (src/federation/media-fetch.ts). */
+export interface RemoteMedia {
+  /** null: the origin has no such media. Throws on any other failure. */
+  fetch(origin: string, mediaId: string, signal: AbortSignal): Promise<RemoteDownload | null>;
+}
+
+/** How long a failed remote fetch is answered from memory before the origin is asked again. */
+export const REMOTE_FAILURE_MS = 30_000;
+/** The longest one remote fetch may take, all of its bytes included. */
+const REMOTE_FETCH_MS = 120_000;
 
 const MEDIA_ID_RE = /^[A-Za-z0-9_-]{1,255}$/;
 const MAX_THUMBNAIL_DIMENSION = 2048;
 
 export const contentKey = (mediaId: string): string => `content/${mediaId}`;
+/** Keys of remote media: the origin base64url-encoded, as server names hold ':' and '[]'. */
+export const remoteKey = (origin: string, mediaId: string): string => `remote/${Buffer.from(origin).toString('base64url')}/${mediaId}`;
+const remoteThumbnailKey = (origin: string, t: Parameters<typeof thumbnailKey>[0]): string =>
+  `remote-thumbnails/${Buffer.from(origin).toString('base64url')}/${thumbnailKey(t).slice('thumbnails/'.length)}`;
 export const thumbnailKey = (t: Pick<ThumbnailRecord, 'mediaId' | 'reqWidth' | 'reqHeight' | 'method' | 'animated'>): string =>
   `thumbnails/${t.mediaId}/${t.reqWidth}x${t.reqHeight}-${t.method}${t.animated ? '-animated' : ''}`;
 
@@ -72,6 +104,8 @@ export class MediaService {
   private readonly uploading = new Set<string>();
   private readonly waiting = new Map<string, Set<() => void>>();
   private readonly generating = new Map<string, Promise<{ contentType: string; bytes: Buffer }>>();
+  private readonly fetching = new Map<string, Promise<RemoteMediaRecord>>();
+  private readonly failed = new Map<string, { until: number; error: MatrixError }>();
   private sweeper: NodeJS.Timeout | undefined;
 
   constructor(
@@ -180,15 +214,16 @@ export class MediaService {
 
   /** The bytes of a media ID, waiting up to `timeoutMs` for an async upload to arrive. */
   async download(serverName: string, mediaId: string, timeoutMs: number, signal: AbortSignal): Promise<MediaBytes> {
-    if (!this.isLocal(serverName) && this.deps.remote) {
-      const remote = await this.deps.remote.download(serverName, mediaId, signal);
-      if (!remote) throw notFound();
-      return remote;
+    if (!this.isLocal(serverName)) {
+      const remote = await this.remoteRecord(serverName, mediaId);
+      const blob = await this.deps.blobs.get(remoteKey(serverName, mediaId));
+      if (!blob) throw notFound();
+      return { uploadName: remote.uploadName, contentType: remote.contentType ?? 'application/octet-stream', stream: blob.stream, size: blob.size };
     }
     const record = await this.complete(serverName, mediaId, timeoutMs, signal);
     const blob = await this.deps.blobs.get(contentKey(mediaId));
     if (!blob) throw notFound();
-    return { record, contentType: record.contentType ?? 'application/octet-stream', stream: blob.stream, size: blob.size };
+    return { uploadName: record.uploadName, contentType: record.contentType ?? 'application/octet-stream', stream: blob.stream, size: blob.size };
   }
 
   /**
@@ -198,18 +233,23 @@ export class MediaService {
   async thumbnail(serverName: string, mediaId: string, req: ThumbnailRequest, timeoutMs: number, signal: AbortSignal, charge: () => Promise<void>): Promise<{ contentType: string; stream: Readable; size: number }> {
     const w = Math.min(req.width, MAX_THUMBNAIL_DIMENSION);
     const h = Math.min(req.height, MAX_THUMBNAIL_DIMENSION);
-    const record = await this.complete(serverName, mediaId, timeoutMs, signal);
+    const local = this.isLocal(serverName);
+    const record = local ? await this.complete(serverName, mediaId, timeoutMs, signal) : await this.remoteRecord(serverName, mediaId);
     const type = essence(record.contentType ?? '');
     if (!THUMBNAILABLE.has(type)) throw new MatrixError('M_UNKNOWN', 'Cannot generate thumbnails for the requested content', {}, 400);
     const key = { mediaId, reqWidth: w, reqHeight: h, method: req.method, animated: req.animated };
-    const cached = await this.deps.meta.getThumbnail(mediaId, w, h, req.method, req.animated);
-    const blob = cached ? await this.deps.blobs.get(thumbnailKey(key)) : null;
+    const k = local ? thumbnailKey(key) : remoteThumbnailKey(serverName, key);
+    const cached = local ? await this.deps.meta.getThumbnail(mediaId, w, h, req.method, req.animated) : await this.deps.meta.getRemoteThumbnail(serverName, mediaId, w, h, req.method, req.animated);
+    const blob = cached ? await this.deps.blobs.get(k) : null;
     if (cached && blob) return { contentType: cached.contentType, stream: blob.stream, size: blob.size };
     await charge();
-    const k = thumbnailKey(key);
     let pending = this.generating.get(k);
     if (!pending) {
-      pending = this.generate(record, type, { ...req, width: w, height: h }).finally(() => this.generating.delete(k));
+      const source = local ? contentKey(mediaId) : remoteKey(serverName, mediaId);
+      const keep = local
+        ? (t: ThumbnailRecord) => this.deps.meta.putThumbnail(t, this.deps.config.maxThumbnailsPerMedia)
+        : (t: ThumbnailRecord) => this.deps.meta.putRemoteThumbnail({ ...t, origin: serverName }, this.deps.config.maxThumbnailsPerMedia);
+      pending = this.generate(mediaId, source, k, keep, type, { ...req, width: w, height: h }).finally(() => this.generating.delete(k));
       this.generating.set(k, pending);
     }
     const made = await pending;
@@ -239,8 +279,15 @@ export class MediaService {
   }
 
   /** Makes a thumbnail and keeps it (unless the media has its cap of them, or is gone). */
-  private async generate(record: MediaRecord, type: string, req: ThumbnailRequest): Promise<{ contentType: string; bytes: Buffer }> {
-    const blob = await this.deps.blobs.get(contentKey(record.mediaId));
+  private async generate(
+    mediaId: string,
+    sourceKey: string,
+    k: string,
+    keep: (t: ThumbnailRecord) => Promise<boolean>,
+    type: string,
+    req: ThumbnailRequest,
+  ): Promise<{ contentType: string; bytes: Buffer }> {
+    const blob = await this.deps.blobs.get(sourceKey);
     if (!blob) throw notFound();
     const source = await readAll(blob.stream, this.deps.config.maxUploadBytes);
     let made;
@@ -248,13 +295,13 @@ export class MediaService {
       made = await makeThumbnail(source, type, req, this.deps.config.maxImagePixels);
     } catch (err) {
       if (err instanceof ThumbnailError) {
-        this.deps.logger.debug({ err, mediaId: record.mediaId }, 'thumbnail refused');
+        this.deps.logger.debug({ err, mediaId }, 'thumbnail refused');
         throw new MatrixError('M_UNKNOWN', 'Cannot generate thumbnails for the requested content', {}, 400);
       }
       throw err;
     }
     const rec: ThumbnailRecord = {
-      mediaId: record.mediaId,
+      mediaId,
       reqWidth: req.width,
       reqHeight: req.height,
       method: req.method,
@@ -265,19 +312,68 @@ export class MediaService {
       size: made.bytes.length,
       createdTs: this.deps.now(),
     };
-    const k = thumbnailKey(rec);
     try {
       await this.deps.blobs.put(k, [made.bytes], made.bytes.length);
-      if (!(await this.deps.meta.putThumbnail(rec, this.deps.config.maxThumbnailsPerMedia))) await this.dropBytes(k);
+      if (!(await keep(rec))) await this.dropBytes(k);
     } catch (err) {
       // The thumbnail is still served; only the cache missed out.
-      this.deps.logger.warn({ err, mediaId: record.mediaId }, 'could not keep a thumbnail');
+      this.deps.logger.warn({ err, mediaId }, 'could not keep a thumbnail');
     }
     return { contentType: made.contentType, bytes: made.bytes };
   }
 
+  /** Remote media's record: kept already, or fetched now (one fetch per item in this process). */
+  private async remoteRecord(origin: string, mediaId: string): Promise<RemoteMediaRecord> {
+    if (!this.deps.config.fetchRemote || !this.deps.remote || !MEDIA_ID_RE.test(mediaId) || !isValidServerName(origin)) throw notFound();
+    const known = await this.deps.meta.getRemoteMedia(origin, mediaId);
+    if (known) return known;
+    const k = `${origin}/${mediaId}`;
+    const failure = this.failed.get(k);
+    if (failure && failure.until > this.deps.now()) throw failure.error;
+    let pending = this.fetching.get(k);
+    if (!pending) {
+      pending = this.fetchRemote(origin, mediaId)
+        .catch((err: unknown) => {
+          const error = err instanceof MatrixError ? err : remoteFailed();
+          if (!(err instanceof MatrixError)) this.deps.logger.warn({ err, origin, mediaId }, 'could not fetch remote media');
+          this.rememberFailure(k, error);
+          throw error;
+        })
+        .finally(() => this.fetching.delete(k));
+      this.fetching.set(k, pending);
+    }
+    return pending;
+  }
+
+  private async fetchRemote(origin: string, mediaId: string): Promise<RemoteMediaRecord> {
+    const limit = this.deps.config.maxUploadBytes;
+    const got = await this.deps.remote!.fetch(origin, mediaId, AbortSignal.timeout(REMOTE_FETCH_MS));
+    if (!got) throw notFound();
+    if (got.length !== undefined && got.length > limit) {
+      got.cancel();
+      throw remoteTooLarge(limit);
+    }
+    let stored;
+    try {
+      stored = await this.deps.blobs.put(remoteKey(origin, mediaId), got.body, limit);
+    } catch (err) {
+      got.cancel();
+      if (err instanceof BlobTooLargeError) throw remoteTooLarge(limit);
+      throw err;
+    }
+    const type = got.contentType !== null && CONTENT_TYPE_RE.test(got.contentType) ? got.contentType : null;
+    const name = got.filename !== null && got.filename.length <= 255 && !/[\u0000-\u001f\u007f/\\]/.test(got.filename) && got.filename !== '' ? got.filename : null;
+    return this.deps.meta.putRemoteMedia({ origin, mediaId, contentType: type, uploadName: name, size: stored.size, sha256: stored.sha256, fetchedTs: this.deps.now() });
+  }
+
+  private rememberFailure(k: string, error: MatrixError): void {
+    const now = this.deps.now();
+    if (this.failed.size >= 10_000) for (const [key, f] of this.failed) if (f.until <= now) this.failed.delete(key);
+    if (this.failed.size < 10_000) this.failed.set(k, { until: now + REMOTE_FAILURE_MS, error });
+  }
+
   /** The record of complete local media, waiting for a pending one. */
-  private async complete(serverName: string, mediaId: string, timeoutMs: number, signal: AbortSignal): Promise<MediaRecord> {
+  private async complete(serverName: string, mediaId: string, timeoutMs: number, signal: AbortSignal) {
     if (!this.isLocal(serverName)) throw notFound();
     if (!MEDIA_ID_RE.test(mediaId)) throw notFound();
     const deadline = this.deps.now() + Math.max(0, Math.min(timeoutMs, this.deps.config.maxWaitMs));
@@ -379,6 +475,11 @@ function newMediaId(): string {
   return randomBytes(18).toString('base64url');
 }
 
+/** What an upload's Content-Type may be (the upload routes check the same), and a remote one. */
+export const CONTENT_TYPE_RE = /^[\x21-\x7e][\x20-\x7e]{0,254}$/;
+
+const remoteFailed = (): MatrixError => new MatrixError('M_UNKNOWN', 'Failed to fetch remote media', {}, 502);
+const remoteTooLarge = (limit: number): MatrixError => new MatrixError('M_TOO_LARGE', `Remote media is larger than the limit of ${limit} bytes`, {}, 502);
 const notFound = (): MatrixError => new MatrixError('M_NOT_FOUND', 'Media not found');
 const tooLarge = (limit: number): MatrixError => new MatrixError('M_TOO_LARGE', `Upload is larger than the limit of ${limit} bytes`);
 const quotaError = (): MatrixError => new MatrixError('M_FORBIDDEN', 'Media quota exceeded: delete some media or ask the server admin');
