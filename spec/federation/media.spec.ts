@@ -222,6 +222,17 @@ describe('federation: media across two Hearth servers', function () {
     assert.equal(fetchesOf(id).length, 1);
   });
 
+  it('allow_remote=false: kept remote media is served, other remote media is not fetched', async function () {
+    const id = await uploadOnA(png, 'image/png');
+    const refused = await raw(b.url, 'GET', `/_matrix/media/v3/download/${nameA}/${id}?allow_remote=false`, { token: bob.token });
+    assert.equal(refused.status, 404);
+    assert.equal(fetchesOf(id).length, 0);
+    assert.equal((await viaB(nameA, id)).status, 200);
+    const kept = await raw(b.url, 'GET', `/_matrix/media/v3/download/${nameA}/${id}?allow_remote=false`, { token: bob.token });
+    assert.deepEqual(kept.bytes, png);
+    assert.equal(fetchesOf(id).length, 1);
+  });
+
   it('concurrent downloads of one remote item share one fetch', async function () {
     const id = await uploadOnA(png, 'image/png');
     const all = await Promise.all([1, 2, 3, 4].map(() => viaB(nameA, id)));

@@ -213,9 +213,10 @@ export class MediaService {
   }
 
   /** The bytes of a media ID, waiting up to `timeoutMs` for an async upload to arrive. */
-  async download(serverName: string, mediaId: string, timeoutMs: number, signal: AbortSignal): Promise<MediaBytes> {
+  /** `allowRemote` false (the legacy query parameter): remote media only if kept already. */
+  async download(serverName: string, mediaId: string, timeoutMs: number, signal: AbortSignal, allowRemote = true): Promise<MediaBytes> {
     if (!this.isLocal(serverName)) {
-      const remote = await this.remoteRecord(serverName, mediaId);
+      const remote = await this.remoteRecord(serverName, mediaId, allowRemote);
       const blob = await this.deps.blobs.get(remoteKey(serverName, mediaId));
       if (!blob) throw notFound();
       return { uploadName: remote.uploadName, contentType: remote.contentType ?? 'application/octet-stream', stream: blob.stream, size: blob.size };
@@ -230,11 +231,19 @@ export class MediaService {
    * A thumbnail, from the cache or made now. `charge` is called before making one (the caller's
    * rate limit: making thumbnails costs CPU and disk).
    */
-  async thumbnail(serverName: string, mediaId: string, req: ThumbnailRequest, timeoutMs: number, signal: AbortSignal, charge: () => Promise<void>): Promise<{ contentType: string; stream: Readable; size: number }> {
+  async thumbnail(
+    serverName: string,
+    mediaId: string,
+    req: ThumbnailRequest,
+    timeoutMs: number,
+    signal: AbortSignal,
+    charge: () => Promise<void>,
+    allowRemote = true,
+  ): Promise<{ contentType: string; stream: Readable; size: number }> {
     const w = Math.min(req.width, MAX_THUMBNAIL_DIMENSION);
     const h = Math.min(req.height, MAX_THUMBNAIL_DIMENSION);
     const local = this.isLocal(serverName);
-    const record = local ? await this.complete(serverName, mediaId, timeoutMs, signal) : await this.remoteRecord(serverName, mediaId);
+    const record = local ? await this.complete(serverName, mediaId, timeoutMs, signal) : await this.remoteRecord(serverName, mediaId, allowRemote);
     const type = essence(record.contentType ?? '');
     if (!THUMBNAILABLE.has(type)) throw new MatrixError('M_UNKNOWN', 'Cannot generate thumbnails for the requested content', {}, 400);
     const key = { mediaId, reqWidth: w, reqHeight: h, method: req.method, animated: req.animated };
@@ -323,10 +332,11 @@ export class MediaService {
   }
 
   /** Remote media's record: kept already, or fetched now (one fetch per item in this process). */
-  private async remoteRecord(origin: string, mediaId: string): Promise<RemoteMediaRecord> {
+  private async remoteRecord(origin: string, mediaId: string, allowRemote: boolean): Promise<RemoteMediaRecord> {
     if (!this.deps.config.fetchRemote || !this.deps.remote || !MEDIA_ID_RE.test(mediaId) || !isValidServerName(origin)) throw notFound();
     const known = await this.deps.meta.getRemoteMedia(origin, mediaId);
     if (known) return known;
+    if (!allowRemote) throw notFound();
     const k = `${origin}/${mediaId}`;
     const failure = this.failed.get(k);
     if (failure && failure.until > this.deps.now()) throw failure.error;

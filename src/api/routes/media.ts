@@ -53,7 +53,7 @@ export function mediaRoutes(r: ClientRoutes, s: MediaRouteDeps): void {
   });
 
   each(ALL, 'get', '/download/:serverName/:mediaId{/:fileName}', async (ctx) => {
-    const got = await media.download(param(ctx, 'serverName'), param(ctx, 'mediaId'), timeoutOf(ctx), ctx.signal);
+    const got = await media.download(param(ctx, 'serverName'), param(ctx, 'mediaId'), timeoutOf(ctx), ctx.signal, allowRemote(ctx));
     // A file name in the path wins over the uploaded one, as the spec says.
     const name = ctx.params.fileName ?? got.uploadName;
     Object.assign(ctx.headers, mediaHeaders(got.contentType, name));
@@ -63,7 +63,7 @@ export function mediaRoutes(r: ClientRoutes, s: MediaRouteDeps): void {
 
   each(ALL, 'get', '/thumbnail/:serverName/:mediaId', async (ctx, auth) => {
     const req = thumbnailRequest(ctx);
-    const got = await media.thumbnail(param(ctx, 'serverName'), param(ctx, 'mediaId'), req, timeoutOf(ctx), ctx.signal, () => s.limits.write.consume(auth.userId));
+    const got = await media.thumbnail(param(ctx, 'serverName'), param(ctx, 'mediaId'), req, timeoutOf(ctx), ctx.signal, () => s.limits.write.consume(auth.userId), allowRemote(ctx));
     const ext = got.contentType.split('/')[1] ?? 'bin';
     Object.assign(ctx.headers, mediaHeaders(got.contentType, null, true), { 'Content-Disposition': contentDisposition('inline', `thumbnail.${ext}`) });
     ctx.type = got.contentType;
@@ -113,6 +113,14 @@ function uploadInput(ctx: Ctx): UploadInput {
   const type = up.contentType;
   if (type !== null && !/^[\x21-\x7e][\x20-\x7e]{0,254}$/.test(type)) throw new MatrixError('M_INVALID_PARAM', 'Invalid Content-Type');
   return { contentType: type, filename: filename === '' ? null : filename, length: up.length, body: up.body };
+}
+
+/** The legacy allow_remote=false: remote media is not fetched (a server asking us, avoiding loops). */
+function allowRemote(ctx: Ctx): boolean {
+  const v = queryString(ctx, 'allow_remote');
+  if (v === undefined || v === '' || v === 'true') return true;
+  if (v === 'false') return false;
+  throw new MatrixError('M_INVALID_PARAM', 'allow_remote must be true or false');
 }
 
 function timeoutOf(ctx: Ctx): number {
