@@ -11,7 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { existsSync, readFileSync } from 'node:fs';
 import { assert } from '../helpers/assert.js';
 import { Agent, request } from 'undici';
-import { closeFedRequests, fedRequest, freePort, signingKeyOf, startPair, type User } from '../helpers/federation.js';
+import { closeFedRequests, fedRequest, freePort, signingKeyOf, startFederated, startPair, type User } from '../helpers/federation.js';
 import { buildXMatrixAuthorization } from '../../src/protocol/x-matrix.js';
 import { Api, type TestServer } from '../helpers/server.js';
 import { dimensions, raw, twoTonePng } from '../media/helpers.js';
@@ -124,6 +124,11 @@ describe('federation: media across two Hearth servers', function () {
         if (id === 'legacy') {
           res.writeHead(200, { 'content-type': 'text/plain', 'content-disposition': 'inline; filename="old.txt"' });
           res.end('legacy bytes');
+        } else if (id === 'biglen') {
+          // Announces more than B takes: refused on the header, before the body.
+          res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(LIMIT + 1) });
+          res.write(Buffer.alloc(1000));
+          setTimeout(() => res.destroy(), 2000).unref();
         } else if (id === 'evil') {
           res.writeHead(200, { 'content-type': 'text/html', 'content-disposition': 'inline; filename="evil.html"' });
           res.end('<script>alert(1)</script>');
@@ -233,6 +238,29 @@ describe('federation: media across two Hearth servers', function () {
     assert.equal(fetchesOf(id).length, 1);
   });
 
+  it('media.fetch_remote: false: remote media is 404 and the origin is never asked', async function () {
+    const id = await uploadOnA(png, 'image/png');
+    const c = await startFederated(await freePort(), undefined, { media: { fetch_remote: false } });
+    try {
+      const asked: string[] = [];
+      const client = c.hearth.federation!.core.client;
+      const stream = client.stream;
+      client.stream = (destination, path, signal) => {
+        asked.push(path);
+        return stream.call(client, destination, path, signal);
+      };
+      const carol = await new Api(c.url).register('carol');
+      const r = await raw(c.url, 'GET', `${V1}/download/${nameA}/${id}`, { token: carol.token });
+      assert.equal(r.status, 404);
+      assert.equal(r.json.errcode, 'M_NOT_FOUND');
+      const t = await raw(c.url, 'GET', `${V1}/thumbnail/${nameA}/${id}?width=8&height=8`, { token: carol.token });
+      assert.equal(t.status, 404);
+      assert.deepEqual(asked, []);
+    } finally {
+      await c.stop();
+    }
+  });
+
   it('concurrent downloads of one remote item share one fetch', async function () {
     const id = await uploadOnA(png, 'image/png');
     const all = await Promise.all([1, 2, 3, 4].map(() => viaB(nameA, id)));
@@ -273,6 +301,10 @@ describe('federation: media across two Hearth servers', function () {
     assert.equal(r.json.errcode, 'M_TOO_LARGE');
     assert.equal(await b.hearth.store.media.getRemoteMedia(fake.name, 'huge'), null);
     assert.equal(existsSync(new LocalMediaStore(b.hearth.config.media.path).pathOf(remoteKey(fake.name, 'huge'))), false);
+    const announced = await viaB(fake.name, 'biglen');
+    assert.equal(announced.status, 502);
+    assert.equal(announced.json.errcode, 'M_TOO_LARGE');
+    assert.equal(await b.hearth.store.media.getRemoteMedia(fake.name, 'biglen'), null);
   });
 
   it('falls back to the legacy download (allow_remote=false, signed) for a server without the federation endpoint', async function () {
