@@ -16,7 +16,7 @@
 
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
-import type { RemoteDownload, RemoteMedia } from '../media/media-service.js';
+import type { RemoteDownload, RemoteMedia } from '../media/remote-cache.js';
 import { multipartBoundary, readMultipartMedia } from '../media/multipart.js';
 import { FederationError, fedPath, type FederationClient } from './client.js';
 

@@ -14,15 +14,9 @@
 //   processes (a cluster) the MediaStore writes a key once and hands the loser the winner's size
 //   and hash, and the metadata completes once (the store's LWT / transaction), so the recorded
 //   size and hash always describe the bytes readers get.
-// - Media of other servers comes through the federation seam (RemoteMedia) and is kept like
-//   ours: bytes in `blobs` (the store every worker shares, under remote/<origin>/<id>) before
-//   the remote record in the metadata store, so any worker serves it once one has fetched it.
-//   A fetch is limited to media.max_upload_bytes while streaming (nothing is stored past it);
-//   concurrent requests for one item share one fetch in this process, and a failed fetch is
-//   remembered for REMOTE_FAILURE_MS. The origin's Content-Type and file name are kept only when
-//   they pass the rules uploads pass; the response headers (src/media/headers.ts) then decide
-//   inline or attachment as for local media. Thumbnails of remote media are made here from the
-//   fetched original (as Synapse does), never asked of the origin.
+// - Media of other servers comes through the federation seam (RemoteMedia) and is kept in
+//   `blobs` like ours (remote-cache.ts: fetching, limits, sanitising); its thumbnails are made
+//   here from the fetched original (as Synapse does), never asked of the origin.
 // - Serving ours to other servers (/_matrix/federation/v1/media/download) is download() with
 //   our name.
 
@@ -30,11 +24,13 @@ import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { MatrixError } from '../errors.js';
-import type { MediaMetaStore, RemoteMediaRecord, ThumbnailRecord } from '../store/media-types.js';
-import { isValidServerName } from '../protocol/ids.js';
+import type { MediaMetaStore, ThumbnailRecord } from '../store/media-types.js';
 import { BlobTooLargeError, type MediaStore } from './media-store.js';
+import { RemoteMediaCache, remoteKey, type RemoteMedia } from './remote-cache.js';
 import { makeThumbnail, THUMBNAILABLE, ThumbnailError, type ThumbnailRequest } from './thumbnailer.js';
 import { essence } from './headers.js';
+
+export { remoteKey, type RemoteDownload, type RemoteMedia } from './remote-cache.js';
 
 export interface MediaConfig {
   maxUploadBytes: number;
@@ -66,35 +62,10 @@ export interface MediaBytes {
   size: number;
 }
 
-/** Media of another server as its origin answers it (unsanitised). */
-export interface RemoteDownload {
-  contentType: string | null;
-  filename: string | null;
-  /** Content-Length, when the answer gave one. */
-  length: number | undefined;
-  /** Fails when the transfer breaks off. */
-  body: AsyncIterable<Uint8Array>;
-  /** Drops the transfer (when the body will not be read to its end). */
-  cancel(): void;
-}
-
-/** Fetches media of other servers (src/federation/media-fetch.ts). */
-export interface RemoteMedia {
-  /** null: the origin has no such media. Throws on any other failure. */
-  fetch(origin: string, mediaId: string, signal: AbortSignal): Promise<RemoteDownload | null>;
-}
-
-/** How long a failed remote fetch is answered from memory before the origin is asked again. */
-export const REMOTE_FAILURE_MS = 30_000;
-/** The longest one remote fetch may take, all of its bytes included. */
-const REMOTE_FETCH_MS = 120_000;
-
 const MEDIA_ID_RE = /^[A-Za-z0-9_-]{1,255}$/;
 const MAX_THUMBNAIL_DIMENSION = 2048;
 
 export const contentKey = (mediaId: string): string => `content/${mediaId}`;
-/** Keys of remote media: the origin base64url-encoded, as server names hold ':' and '[]'. */
-export const remoteKey = (origin: string, mediaId: string): string => `remote/${Buffer.from(origin).toString('base64url')}/${mediaId}`;
 const remoteThumbnailKey = (origin: string, t: Parameters<typeof thumbnailKey>[0]): string =>
   `remote-thumbnails/${Buffer.from(origin).toString('base64url')}/${thumbnailKey(t).slice('thumbnails/'.length)}`;
 export const thumbnailKey = (t: Pick<ThumbnailRecord, 'mediaId' | 'reqWidth' | 'reqHeight' | 'method' | 'animated'>): string =>
@@ -104,8 +75,7 @@ export class MediaService {
   private readonly uploading = new Set<string>();
   private readonly waiting = new Map<string, Set<() => void>>();
   private readonly generating = new Map<string, Promise<{ contentType: string; bytes: Buffer }>>();
-  private readonly fetching = new Map<string, Promise<RemoteMediaRecord>>();
-  private readonly failed = new Map<string, { until: number; error: MatrixError }>();
+  private readonly remote: RemoteMediaCache;
   private sweeper: NodeJS.Timeout | undefined;
 
   constructor(
@@ -118,7 +88,10 @@ export class MediaService {
       now: () => number;
       remote?: RemoteMedia;
     },
-  ) {}
+  ) {
+    const d = deps;
+    this.remote = new RemoteMediaCache({ meta: d.meta, blobs: d.blobs, fetcher: d.config.fetchRemote ? d.remote : undefined, maxBytes: d.config.maxUploadBytes, logger: d.logger, now: d.now });
+  }
 
   get config(): MediaConfig {
     return this.deps.config;
@@ -212,11 +185,14 @@ export class MediaService {
     }
   }
 
-  /** The bytes of a media ID, waiting up to `timeoutMs` for an async upload to arrive. */
-  /** `allowRemote` false (the legacy query parameter): remote media only if kept already. */
+  /**
+   * The bytes of a media ID, waiting up to `timeoutMs` for an async upload to arrive; another
+   * server's fetched first unless kept already (`allowRemote` false, the legacy parameter: never
+   * fetched).
+   */
   async download(serverName: string, mediaId: string, timeoutMs: number, signal: AbortSignal, allowRemote = true): Promise<MediaBytes> {
     if (!this.isLocal(serverName)) {
-      const remote = await this.remoteRecord(serverName, mediaId, allowRemote);
+      const remote = await this.remote.record(serverName, mediaId, allowRemote);
       const blob = await this.deps.blobs.get(remoteKey(serverName, mediaId));
       if (!blob) throw notFound();
       return { uploadName: remote.uploadName, contentType: remote.contentType ?? 'application/octet-stream', stream: blob.stream, size: blob.size };
@@ -243,7 +219,7 @@ export class MediaService {
     const w = Math.min(req.width, MAX_THUMBNAIL_DIMENSION);
     const h = Math.min(req.height, MAX_THUMBNAIL_DIMENSION);
     const local = this.isLocal(serverName);
-    const record = local ? await this.complete(serverName, mediaId, timeoutMs, signal) : await this.remoteRecord(serverName, mediaId, allowRemote);
+    const record = local ? await this.complete(serverName, mediaId, timeoutMs, signal) : await this.remote.record(serverName, mediaId, allowRemote);
     const type = essence(record.contentType ?? '');
     if (!THUMBNAILABLE.has(type)) throw new MatrixError('M_UNKNOWN', 'Cannot generate thumbnails for the requested content', {}, 400);
     const key = { mediaId, reqWidth: w, reqHeight: h, method: req.method, animated: req.animated };
@@ -329,57 +305,6 @@ export class MediaService {
       this.deps.logger.warn({ err, mediaId }, 'could not keep a thumbnail');
     }
     return { contentType: made.contentType, bytes: made.bytes };
-  }
-
-  /** Remote media's record: kept already, or fetched now (one fetch per item in this process). */
-  private async remoteRecord(origin: string, mediaId: string, allowRemote: boolean): Promise<RemoteMediaRecord> {
-    if (!this.deps.config.fetchRemote || !this.deps.remote || !MEDIA_ID_RE.test(mediaId) || !isValidServerName(origin)) throw notFound();
-    const known = await this.deps.meta.getRemoteMedia(origin, mediaId);
-    if (known) return known;
-    if (!allowRemote) throw notFound();
-    const k = `${origin}/${mediaId}`;
-    const failure = this.failed.get(k);
-    if (failure && failure.until > this.deps.now()) throw failure.error;
-    let pending = this.fetching.get(k);
-    if (!pending) {
-      pending = this.fetchRemote(origin, mediaId)
-        .catch((err: unknown) => {
-          const error = err instanceof MatrixError ? err : remoteFailed();
-          if (!(err instanceof MatrixError)) this.deps.logger.warn({ err, origin, mediaId }, 'could not fetch remote media');
-          this.rememberFailure(k, error);
-          throw error;
-        })
-        .finally(() => this.fetching.delete(k));
-      this.fetching.set(k, pending);
-    }
-    return pending;
-  }
-
-  private async fetchRemote(origin: string, mediaId: string): Promise<RemoteMediaRecord> {
-    const limit = this.deps.config.maxUploadBytes;
-    const got = await this.deps.remote!.fetch(origin, mediaId, AbortSignal.timeout(REMOTE_FETCH_MS));
-    if (!got) throw notFound();
-    if (got.length !== undefined && got.length > limit) {
-      got.cancel();
-      throw remoteTooLarge(limit);
-    }
-    let stored;
-    try {
-      stored = await this.deps.blobs.put(remoteKey(origin, mediaId), got.body, limit);
-    } catch (err) {
-      got.cancel();
-      if (err instanceof BlobTooLargeError) throw remoteTooLarge(limit);
-      throw err;
-    }
-    const type = got.contentType !== null && CONTENT_TYPE_RE.test(got.contentType) ? got.contentType : null;
-    const name = got.filename !== null && got.filename.length <= 255 && !/[\u0000-\u001f\u007f/\\]/.test(got.filename) && got.filename !== '' ? got.filename : null;
-    return this.deps.meta.putRemoteMedia({ origin, mediaId, contentType: type, uploadName: name, size: stored.size, sha256: stored.sha256, fetchedTs: this.deps.now() });
-  }
-
-  private rememberFailure(k: string, error: MatrixError): void {
-    const now = this.deps.now();
-    if (this.failed.size >= 10_000) for (const [key, f] of this.failed) if (f.until <= now) this.failed.delete(key);
-    if (this.failed.size < 10_000) this.failed.set(k, { until: now + REMOTE_FAILURE_MS, error });
   }
 
   /** The record of complete local media, waiting for a pending one. */
@@ -485,12 +410,6 @@ function newMediaId(): string {
   return randomBytes(18).toString('base64url');
 }
 
-/** What an upload's Content-Type may be (the upload routes check the same), and a remote one. */
-export const CONTENT_TYPE_RE = /^[\x21-\x7e][\x20-\x7e]{0,254}$/;
-
-const remoteFailed = (): MatrixError => new MatrixError('M_UNKNOWN', 'Failed to fetch remote media', {}, 502);
-const remoteTooLarge = (limit: number): MatrixError => new MatrixError('M_TOO_LARGE', `Remote media is larger than the limit of ${limit} bytes`, {}, 502);
 const notFound = (): MatrixError => new MatrixError('M_NOT_FOUND', 'Media not found');
 const tooLarge = (limit: number): MatrixError => new MatrixError('M_TOO_LARGE', `Upload is larger than the limit of ${limit} bytes`);
 const quotaError = (): MatrixError => new MatrixError('M_FORBIDDEN', 'Media quota exceeded: delete some media or ask the server admin');
-
