@@ -86,6 +86,7 @@ import { DeviceSyncSource } from './sync/device-source.js';
 import { createE2eeServices } from './e2ee/index.js';
 import { LocalMediaStore } from './media/local-store.js';
 import { MediaService } from './media/media-service.js';
+import { FederationMediaFetcher } from './federation/media-fetch.js';
 import { UrlPreviewer } from './media/url-preview.js';
 import { attachFederation, createFederationCore, type Federation } from './federation/index.js';
 import { createAppServices, loadAppServiceRegistrations } from './appservice/index.js';
@@ -301,7 +302,11 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
   // Third-party invites reach the federation listener before the room service exists (src/identity).
   const thirdPartyLate: { invites?: ThirdPartyInvites } = {};
   const thirdParty = lateThirdPartyHooks(thirdPartyLate);
-  federation = fedCore ? attachFederation(fedCore, { config, signingKey, store, roomInput, typing, receipts, e2ee, presence, thirdParty, logger, now }) : undefined;
+  // Our media for other servers: the media service is built below, so the listener asks late.
+  const mediaLate: { service?: MediaService } = {};
+  federation = fedCore
+    ? attachFederation(fedCore, { config, signingKey, store, roomInput, typing, receipts, e2ee, presence, thirdParty, media: () => mediaLate.service, logger, now })
+    : undefined;
   // A cluster: remote device lists drop on every worker, not only where the update or leave landed.
   if (replication && federation?.e2ee) await new DeviceListInvalidation(shared.broadcast, federation.e2ee.remote, logger).start((l) => feed.onChanges(l));
   const rooms = new RoomService(store, roomInput, config.server_name, logger, federation?.remote, admission, config.default_room_version, writerOps);
@@ -324,10 +329,13 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
       maxWaitMs: Math.max(0, Math.min(mc.max_download_wait_ms, config.limits.http.idle_timeout_ms - 1000)),
       maxImagePixels: mc.max_image_pixels,
       maxThumbnailsPerMedia: mc.max_thumbnails_per_media,
+      fetchRemote: mc.fetch_remote,
     },
     logger,
     now,
+    ...(fedCore ? { remote: new FederationMediaFetcher(fedCore.client, logger) } : {}),
   });
+  mediaLate.service = media;
   await media.start();
   const up = mc.url_preview;
   const urlPreviews = up.enabled

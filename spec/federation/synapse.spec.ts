@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Api, enc, type TestServer } from '../helpers/server.js';
 import { ctl, freePort, joined, startHearth, syncUntil, texts, waitFor, type User } from '../helpers/synapse.js';
+import { dimensions, raw, twoTonePng } from '../media/helpers.js';
 
 describe('federation: Hearth and Synapse on loopback', function () {
   this.timeout(60_000);
@@ -451,6 +452,30 @@ describe('federation: Hearth and Synapse on loopback', function () {
     assert.deepEqual(seen, ['gap 0', 'gap 1', 'gap 2', 'gap 3']);
     const log = readFileSync(join(runDir, 'homeserver.log'), 'utf8');
     assert.match(log, /get_missing_events/, 'Synapse asked Hearth for the missing events');
+  });
+
+  it("media across: alice@Hearth downloads and thumbnails sam@Synapse's upload, sam downloads alice's through Synapse", async () => {
+    const png = await twoTonePng(200, 100);
+    const upload = async (base: string, who: User) => {
+      const r = await raw(base, 'POST', '/_matrix/media/v3/upload?filename=pic.png', { token: who.token, body: png, contentType: 'image/png' });
+      assert.equal(r.status, 200, JSON.stringify(r.json));
+      return String(r.json.content_uri).split('/').pop()!;
+    };
+    const fromSynapse = await upload(synapseUrl, sam);
+    const got = await raw(hearth.url, 'GET', `/_matrix/client/v1/media/download/${synapseName}/${fromSynapse}`, { token: alice.token });
+    assert.equal(got.status, 200, JSON.stringify(got.json));
+    assert.deepEqual(got.bytes, png);
+    assert.equal(got.headers.get('content-type'), 'image/png');
+    const thumb = await raw(hearth.url, 'GET', `/_matrix/client/v1/media/thumbnail/${synapseName}/${fromSynapse}?width=50&height=50&method=scale`, { token: alice.token });
+    assert.equal(thumb.status, 200, JSON.stringify(thumb.json));
+    assert.equal((await dimensions(thumb.bytes)).width, 50);
+    const fromHearth = await upload(hearth.url, alice);
+    const back = await raw(synapseUrl, 'GET', `/_matrix/client/v1/media/download/${hearthName}/${fromHearth}`, { token: sam.token });
+    assert.equal(back.status, 200, JSON.stringify(back.json));
+    assert.deepEqual(back.bytes, png);
+    assert.equal(back.headers.get('content-type'), 'image/png');
+    const backThumb = await raw(synapseUrl, 'GET', `/_matrix/client/v1/media/thumbnail/${hearthName}/${fromHearth}?width=50&height=50&method=scale`, { token: sam.token });
+    assert.equal(backThumb.status, 200, JSON.stringify(backThumb.json));
   });
 
   it("Synapse's log holds no complaint about Hearth's events", async () => {

@@ -1,7 +1,7 @@
 // Contract: MediaMetaStore (src/store/media-types.ts).
 
 import { assert } from '../helpers/assert.js';
-import type { CompleteUpload, MediaRecord, ThumbnailRecord } from '../../src/store/types.js';
+import type { CompleteUpload, MediaRecord, RemoteMediaRecord, ThumbnailRecord } from '../../src/store/types.js';
 import type { ContractContext } from './contract.js';
 import { assertConflict, randomId, userId } from './fixtures.js';
 
@@ -101,6 +101,34 @@ export function describeMediaContract(ctx: ContractContext): void {
       const store = await ctx.closeAndReopen();
       assert.deepEqual(await store.media.getMedia('aaa'), a);
       assert.equal(await store.media.usage(alice), 3);
+    });
+
+    it('remote media: keyed by origin and ID, the first record kept; thumbnails only of recorded media, up to the cap', async function () {
+      const id = randomId();
+      const rec: RemoteMediaRecord = { origin: 'remote.example:8448', mediaId: id, contentType: 'image/png', uploadName: null, size: 42, sha256: 'ef'.repeat(32), fetchedTs: 7 };
+      assert.equal(await ctx.store.media.getRemoteMedia(rec.origin, id), null);
+      assert.deepEqual(await ctx.store.media.putRemoteMedia(rec), rec);
+      // A second fetch (another worker) does not replace the first.
+      assert.deepEqual(await ctx.store.media.putRemoteMedia({ ...rec, contentType: 'text/html', uploadName: 'x', size: 1, fetchedTs: 9 }), rec);
+      assert.deepEqual(await ctx.store.media.getRemoteMedia(rec.origin, id), rec);
+      assert.equal(await ctx.store.media.getRemoteMedia('other.example', id), null, 'another origin, same ID');
+      assert.equal(await ctx.store.media.getMedia(id), null, 'not local media');
+      const named = { ...rec, mediaId: randomId(), contentType: null, uploadName: 'ünï.txt' };
+      assert.deepEqual(await ctx.store.media.putRemoteMedia(named), named);
+      assert.deepEqual(await ctx.store.media.getRemoteMedia(rec.origin, named.mediaId), named);
+
+      const t = { ...thumb(id, 32), origin: rec.origin };
+      assert.equal(await ctx.store.media.putRemoteThumbnail(t, 2), true);
+      assert.equal(await ctx.store.media.putRemoteThumbnail({ ...t, method: 'scale', height: 20 }, 2), true);
+      assert.equal(await ctx.store.media.putRemoteThumbnail({ ...t, reqWidth: 96 }, 2), false, 'over the cap');
+      assert.equal(await ctx.store.media.putRemoteThumbnail({ ...t, origin: 'other.example' }, 2), false, 'no such remote media');
+      assert.deepEqual(await ctx.store.media.getRemoteThumbnail(rec.origin, id, 32, 32, 'crop', false), t);
+      assert.equal((await ctx.store.media.getRemoteThumbnail(rec.origin, id, 32, 32, 'scale', false))?.height, 20);
+      assert.equal(await ctx.store.media.getRemoteThumbnail(rec.origin, id, 32, 32, 'crop', true), null);
+      assert.equal(await ctx.store.media.getRemoteThumbnail('other.example', id, 32, 32, 'crop', false), null);
+      if (!ctx.canReopen) return;
+      const store = await ctx.closeAndReopen();
+      assert.deepEqual(await store.media.getRemoteMedia(rec.origin, id), rec);
     });
   });
 }

@@ -399,6 +399,9 @@ const configObject = z.strictObject({
       max_image_pixels: z.int().min(1).default(32000000),
       // Thumbnail sizes kept per media item; beyond it thumbnails are made but not kept.
       max_thumbnails_per_media: z.int().min(0).default(50),
+      // Fetch other servers' media over federation when a client asks for it (kept in the media
+      // store, up to max_upload_bytes each); false: remote media is 404.
+      fetch_remote: z.boolean().default(true),
       url_preview: z
         .strictObject({
           // Off by default: previews make the server fetch URLs that users post.

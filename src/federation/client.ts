@@ -6,7 +6,8 @@
 // see `fedPath`); a PUT/POST always carries a JSON body and signs it as `content`; a non-2xx
 // answer throws FederationError with the status and the peer's errcode; bodies are capped.
 
-import type { OutboundHttp } from '../net/outbound-guard.js';
+import type { OutboundHttp, OutboundStreamResponse } from '../net/outbound-guard.js';
+import type { Readable } from 'node:stream';
 import { isJsonObject, parseStrictJson } from '../protocol/canonical-json.js';
 import { buildXMatrixAuthorization } from '../protocol/x-matrix.js';
 import type { JsonObject, JsonValue, SigningKey } from '../protocol/types.js';
@@ -107,6 +108,35 @@ export class FederationClient implements KeyFetcher {
     return json;
   }
 
+  /**
+   * A signed GET whose 2xx body the caller streams (remote media). A non-2xx answer throws
+   * FederationError as request() does, after reading at most 64 KiB of its body.
+   */
+  async stream(destination: string, path: string, signal: AbortSignal): Promise<OutboundStreamResponse> {
+    if (!this.policy.allows(destination)) {
+      throw new FederationError(destination, 403, 'M_FORBIDDEN', `federation with ${destination} is not allowed by this server's configuration`);
+    }
+    const target = await this.discovery.resolve(destination);
+    const host = target.host.includes(':') ? `[${target.host}]` : target.host;
+    const authorization = buildXMatrixAuthorization({ method: 'GET', uri: path, origin: this.serverName, destination }, this.signingKey);
+    const res = await this.http.stream(`https://${host}:${target.port}${path}`, { method: 'GET', headers: { host: target.hostHeader, authorization }, signal });
+    if (res.status >= 200 && res.status < 300) return res;
+    const text = await readCapped(res.body, 64 * 1024);
+    let json: JsonValue | undefined;
+    try {
+      json = parseStrictJson(text);
+    } catch {
+      json = undefined;
+    }
+    const errcode = isJsonObject(json) && typeof json.errcode === 'string' ? json.errcode : undefined;
+    throw new FederationError(destination, res.status, errcode, `GET ${path} on ${destination}: ${res.status} ${errcode ?? ''}`);
+  }
+
+  /** The guarded HTTP client itself, for an unsigned GET of a URL a peer named (a media redirect). */
+  get outbound(): OutboundHttp {
+    return this.http;
+  }
+
   async fetchDirect(serverName: string): Promise<unknown> {
     return this.request(serverName, { method: 'GET', path: '/_matrix/key/v2/server', unsigned: true, maxResponseBytes: 64 * 1024, timeoutMs: 15_000 });
   }
@@ -121,4 +151,23 @@ export class FederationClient implements KeyFetcher {
     });
     return isJsonObject(res) && Array.isArray(res.server_keys) ? res.server_keys : [];
   }
+}
+
+/** The start of a body as text, at most `max` bytes; the rest is dropped. */
+async function readCapped(body: Readable, max: number): Promise<string> {
+  const chunks: Buffer[] = [];
+  let n = 0;
+  try {
+    for await (const c of body) {
+      const b = c as Buffer;
+      chunks.push(b.subarray(0, max - n));
+      n += b.length;
+      if (n >= max) break;
+    }
+  } catch {
+    // A body cut off: what arrived is enough to report.
+  } finally {
+    body.destroy();
+  }
+  return Buffer.concat(chunks).toString('utf8');
 }

@@ -121,6 +121,8 @@ export interface AttachDeps {
   presence?: PresenceService;
   /** Third-party invite endpoints (src/identity, built after federation: called late). */
   thirdParty?: FederationAppDeps['thirdParty'];
+  /** Our media for other servers (the media service, built after federation: called late). */
+  media?: FederationAppDeps['media'];
   logger: Logger;
   now: () => number;
 }
@@ -263,6 +265,7 @@ export function attachFederation(core: FederationCore, d: AttachDeps): Federatio
     sender: core.sender,
     policy: core.policy,
     ...(d.thirdParty ? { thirdParty: d.thirdParty } : {}),
+    ...(d.media ? { media: d.media } : {}),
     openIdUser: (token) => d.store.accounts.lookupOpenIdToken(hashAccessToken(token), d.now()),
     logger,
     maxBodyBytes: Math.max(config.limits.max_request_body_bytes, 4 * 1024 * 1024),

@@ -1,9 +1,15 @@
 // Federation endpoints added after the first slice, kept out of listener.ts: the public room
-// directory, the space hierarchy, knocking, and the v1 forms of send_join, send_leave and invite. They run behind the same X-Matrix guard as every
+// directory, the space hierarchy, knocking, the v1 forms of send_join, send_leave and invite,
+// and authenticated media (our media as multipart/mixed: metadata, then the bytes). They run behind the same X-Matrix guard as every
 // /_matrix/federation route (listener.ts), so ctx.state.origin is the authenticated server.
 // Query and body parameters of the wrong type are 400 M_INVALID_PARAM / M_BAD_JSON.
 
+import { Readable } from 'node:stream';
 import { MatrixError } from '../errors.js';
+import { contentDisposition, isInline } from '../media/headers.js';
+import type { MediaService } from '../media/media-service.js';
+import { multipartMediaParts } from '../media/multipart.js';
+import { parseThumbnailQuery } from '../media/thumbnailer.js';
 import { isJsonObject } from '../protocol/canonical-json.js';
 import type { JsonValue } from '../protocol/types.js';
 import type { FederationDirectory, FederationPublicRoomsQuery } from './directory.js';
@@ -108,5 +114,50 @@ export function v1MembershipRoutes(fed: Routes, i: FederationInbound): void {
     const unsigned = isJsonObject(event.unsigned) ? event.unsigned : {};
     const body = { room_version: roomVersion, event, invite_room_state: unsigned.invite_room_state ?? [] };
     ctx.body = [200, await i.invite(ctx.state.origin, ctx.params.roomId, ctx.params.eventId, body)];
+  });
+}
+
+/** The media service as the federation listener uses it (set late: it is built after federation). */
+export type FederationMediaSource = Pick<MediaService, 'download' | 'thumbnail'>;
+
+const MEDIA_WAIT_DEFAULT_MS = 20_000;
+
+/**
+ * GET /v1/media/download/{mediaId} and /v1/media/thumbnail/{mediaId}: our own media only (a
+ * server never proxies a third server's media), answered multipart/mixed with `{}` metadata.
+ */
+export function mediaRoutes(fed: Routes, media: () => FederationMediaSource | undefined, serverName: string): void {
+  const source = (): FederationMediaSource => {
+    const m = media();
+    if (!m) throw new MatrixError('M_UNRECOGNIZED', 'Unrecognized request', {}, 404);
+    return m;
+  };
+  const timeout = (ctx: Ctx): number => {
+    const v = query(ctx, 'timeout_ms');
+    if (v === undefined || v === '') return MEDIA_WAIT_DEFAULT_MS;
+    if (!/^\d{1,15}$/.test(v)) throw new MatrixError('M_INVALID_PARAM', 'timeout_ms must be a non-negative integer');
+    return Number(v);
+  };
+  const answer = (ctx: Ctx, got: { contentType: string; stream: Readable; size: number }, disposition: string) => {
+    const parts = multipartMediaParts(got.contentType, disposition);
+    ctx.status = 200;
+    ctx.type = parts.contentType;
+    ctx.length = parts.head.length + got.size + parts.tail.length;
+    ctx.body = Readable.from(
+      (async function* () {
+        yield parts.head;
+        yield* got.stream;
+        yield parts.tail;
+      })(),
+    );
+  };
+  fed.get('/v1/media/download/:mediaId', async (ctx) => {
+    const got = await source().download(serverName, ctx.params.mediaId, timeout(ctx), AbortSignal.timeout(MEDIA_WAIT_DEFAULT_MS * 3));
+    answer(ctx, got, contentDisposition(isInline(got.contentType) ? 'inline' : 'attachment', got.uploadName));
+  });
+  fed.get('/v1/media/thumbnail/:mediaId', async (ctx) => {
+    const req = parseThumbnailQuery((name) => query(ctx, name));
+    const got = await source().thumbnail(serverName, ctx.params.mediaId, req, timeout(ctx), AbortSignal.timeout(MEDIA_WAIT_DEFAULT_MS * 3), async () => {});
+    answer(ctx, got, contentDisposition('inline', `thumbnail.${got.contentType.split('/')[1] ?? 'bin'}`));
   });
 }

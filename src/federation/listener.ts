@@ -30,7 +30,7 @@ import type { FederationInbound } from './inbound.js';
 import type { LocalDeviceLists } from './local-devices.js';
 import type { FederationDirectory } from './directory.js';
 import type { FederationKnocks } from './knock.js';
-import { directoryRoutes, knockRoutes, v1MembershipRoutes } from './listener-routes.js';
+import { directoryRoutes, knockRoutes, mediaRoutes, v1MembershipRoutes, type FederationMediaSource } from './listener-routes.js';
 import { ownKeyDocument, type OldKey, type RemoteKeyRing } from './keys.js';
 import type { FederationSender } from './sender.js';
 import type { FederationPolicy } from './policy.js';
@@ -58,6 +58,8 @@ export interface FederationAppDeps {
     exchange(origin: string, roomId: string, body: JsonValue | undefined): Promise<void>;
     onBind(body: JsonValue | undefined): Promise<void>;
   };
+  /** Our media for other servers (a late getter: the media service is built after federation). */
+  media?: () => FederationMediaSource | undefined;
   /** The user an unexpired OpenID token names (absent: openid/userinfo is unrecognized). */
   openIdUser?: (token: string) => Promise<string | null>;
   logger: Logger;
@@ -379,6 +381,7 @@ export function createFederationApp(d: FederationAppDeps): Koa<FedState> {
   v1MembershipRoutes(fed, i);
   if (d.directory) directoryRoutes(fed, d.directory);
   if (d.knocks) knockRoutes(fed, d.knocks);
+  if (d.media) mediaRoutes(fed, d.media, d.serverName);
   app.use(fed.middleware());
   return app;
 }

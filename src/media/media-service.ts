@@ -14,19 +14,23 @@
 //   processes (a cluster) the MediaStore writes a key once and hands the loser the winner's size
 //   and hash, and the metadata completes once (the store's LWT / transaction), so the recorded
 //   size and hash always describe the bytes readers get.
-// - Media of other servers is the federation seam (RemoteMedia): without it, 404 (no fetcher
-//   exists yet; one must keep what it fetches in `blobs`, the store every worker shares, not in
-//   a process-local cache). Serving ours to other servers (/_matrix/federation/v1/media/download)
-//   is download() with our name.
+// - Media of other servers comes through the federation seam (RemoteMedia) and is kept in
+//   `blobs` like ours (remote-cache.ts: fetching, limits, sanitising); its thumbnails are made
+//   here from the fetched original (as Synapse does), never asked of the origin.
+// - Serving ours to other servers (/_matrix/federation/v1/media/download) is download() with
+//   our name.
 
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { MatrixError } from '../errors.js';
-import type { MediaMetaStore, MediaRecord, ThumbnailRecord } from '../store/media-types.js';
+import type { MediaMetaStore, ThumbnailRecord } from '../store/media-types.js';
 import { BlobTooLargeError, type MediaStore } from './media-store.js';
+import { RemoteMediaCache, remoteKey, type RemoteMedia } from './remote-cache.js';
 import { makeThumbnail, THUMBNAILABLE, ThumbnailError, type ThumbnailRequest } from './thumbnailer.js';
 import { essence } from './headers.js';
+
+export { remoteKey, type RemoteDownload, type RemoteMedia } from './remote-cache.js';
 
 export interface MediaConfig {
   maxUploadBytes: number;
@@ -38,6 +42,8 @@ export interface MediaConfig {
   maxWaitMs: number;
   maxImagePixels: number;
   maxThumbnailsPerMedia: number;
+  /** Fetch media of other servers over federation (media.fetch_remote); else 404. */
+  fetchRemote: boolean;
 }
 
 /** An upload's body as the transport hands it over. */
@@ -50,21 +56,18 @@ export interface UploadInput {
 }
 
 export interface MediaBytes {
-  record: MediaRecord;
+  uploadName: string | null;
   contentType: string;
   stream: Readable;
   size: number;
-}
-
-/** Fetches media of other servers (federation; not there yet). */
-export interface RemoteMedia {
-  download(serverName: string, mediaId: string, signal: AbortSignal): Promise<MediaBytes | null>;
 }
 
 const MEDIA_ID_RE = /^[A-Za-z0-9_-]{1,255}$/;
 const MAX_THUMBNAIL_DIMENSION = 2048;
 
 export const contentKey = (mediaId: string): string => `content/${mediaId}`;
+const remoteThumbnailKey = (origin: string, t: Parameters<typeof thumbnailKey>[0]): string =>
+  `remote-thumbnails/${Buffer.from(origin).toString('base64url')}/${thumbnailKey(t).slice('thumbnails/'.length)}`;
 export const thumbnailKey = (t: Pick<ThumbnailRecord, 'mediaId' | 'reqWidth' | 'reqHeight' | 'method' | 'animated'>): string =>
   `thumbnails/${t.mediaId}/${t.reqWidth}x${t.reqHeight}-${t.method}${t.animated ? '-animated' : ''}`;
 
@@ -72,6 +75,7 @@ export class MediaService {
   private readonly uploading = new Set<string>();
   private readonly waiting = new Map<string, Set<() => void>>();
   private readonly generating = new Map<string, Promise<{ contentType: string; bytes: Buffer }>>();
+  private readonly remote: RemoteMediaCache;
   private sweeper: NodeJS.Timeout | undefined;
 
   constructor(
@@ -84,7 +88,10 @@ export class MediaService {
       now: () => number;
       remote?: RemoteMedia;
     },
-  ) {}
+  ) {
+    const d = deps;
+    this.remote = new RemoteMediaCache({ meta: d.meta, blobs: d.blobs, fetcher: d.config.fetchRemote ? d.remote : undefined, maxBytes: d.config.maxUploadBytes, logger: d.logger, now: d.now });
+  }
 
   get config(): MediaConfig {
     return this.deps.config;
@@ -178,38 +185,56 @@ export class MediaService {
     }
   }
 
-  /** The bytes of a media ID, waiting up to `timeoutMs` for an async upload to arrive. */
-  async download(serverName: string, mediaId: string, timeoutMs: number, signal: AbortSignal): Promise<MediaBytes> {
-    if (!this.isLocal(serverName) && this.deps.remote) {
-      const remote = await this.deps.remote.download(serverName, mediaId, signal);
-      if (!remote) throw notFound();
-      return remote;
+  /**
+   * The bytes of a media ID, waiting up to `timeoutMs` for an async upload to arrive; another
+   * server's fetched first unless kept already (`allowRemote` false, the legacy parameter: never
+   * fetched).
+   */
+  async download(serverName: string, mediaId: string, timeoutMs: number, signal: AbortSignal, allowRemote = true): Promise<MediaBytes> {
+    if (!this.isLocal(serverName)) {
+      const remote = await this.remote.record(serverName, mediaId, allowRemote);
+      const blob = await this.deps.blobs.get(remoteKey(serverName, mediaId));
+      if (!blob) throw notFound();
+      return { uploadName: remote.uploadName, contentType: remote.contentType ?? 'application/octet-stream', stream: blob.stream, size: blob.size };
     }
     const record = await this.complete(serverName, mediaId, timeoutMs, signal);
     const blob = await this.deps.blobs.get(contentKey(mediaId));
     if (!blob) throw notFound();
-    return { record, contentType: record.contentType ?? 'application/octet-stream', stream: blob.stream, size: blob.size };
+    return { uploadName: record.uploadName, contentType: record.contentType ?? 'application/octet-stream', stream: blob.stream, size: blob.size };
   }
 
   /**
    * A thumbnail, from the cache or made now. `charge` is called before making one (the caller's
    * rate limit: making thumbnails costs CPU and disk).
    */
-  async thumbnail(serverName: string, mediaId: string, req: ThumbnailRequest, timeoutMs: number, signal: AbortSignal, charge: () => Promise<void>): Promise<{ contentType: string; stream: Readable; size: number }> {
+  async thumbnail(
+    serverName: string,
+    mediaId: string,
+    req: ThumbnailRequest,
+    timeoutMs: number,
+    signal: AbortSignal,
+    charge: () => Promise<void>,
+    allowRemote = true,
+  ): Promise<{ contentType: string; stream: Readable; size: number }> {
     const w = Math.min(req.width, MAX_THUMBNAIL_DIMENSION);
     const h = Math.min(req.height, MAX_THUMBNAIL_DIMENSION);
-    const record = await this.complete(serverName, mediaId, timeoutMs, signal);
+    const local = this.isLocal(serverName);
+    const record = local ? await this.complete(serverName, mediaId, timeoutMs, signal) : await this.remote.record(serverName, mediaId, allowRemote);
     const type = essence(record.contentType ?? '');
     if (!THUMBNAILABLE.has(type)) throw new MatrixError('M_UNKNOWN', 'Cannot generate thumbnails for the requested content', {}, 400);
     const key = { mediaId, reqWidth: w, reqHeight: h, method: req.method, animated: req.animated };
-    const cached = await this.deps.meta.getThumbnail(mediaId, w, h, req.method, req.animated);
-    const blob = cached ? await this.deps.blobs.get(thumbnailKey(key)) : null;
+    const k = local ? thumbnailKey(key) : remoteThumbnailKey(serverName, key);
+    const cached = local ? await this.deps.meta.getThumbnail(mediaId, w, h, req.method, req.animated) : await this.deps.meta.getRemoteThumbnail(serverName, mediaId, w, h, req.method, req.animated);
+    const blob = cached ? await this.deps.blobs.get(k) : null;
     if (cached && blob) return { contentType: cached.contentType, stream: blob.stream, size: blob.size };
     await charge();
-    const k = thumbnailKey(key);
     let pending = this.generating.get(k);
     if (!pending) {
-      pending = this.generate(record, type, { ...req, width: w, height: h }).finally(() => this.generating.delete(k));
+      const source = local ? contentKey(mediaId) : remoteKey(serverName, mediaId);
+      const keep = local
+        ? (t: ThumbnailRecord) => this.deps.meta.putThumbnail(t, this.deps.config.maxThumbnailsPerMedia)
+        : (t: ThumbnailRecord) => this.deps.meta.putRemoteThumbnail({ ...t, origin: serverName }, this.deps.config.maxThumbnailsPerMedia);
+      pending = this.generate(mediaId, source, k, keep, type, { ...req, width: w, height: h }).finally(() => this.generating.delete(k));
       this.generating.set(k, pending);
     }
     const made = await pending;
@@ -239,8 +264,15 @@ export class MediaService {
   }
 
   /** Makes a thumbnail and keeps it (unless the media has its cap of them, or is gone). */
-  private async generate(record: MediaRecord, type: string, req: ThumbnailRequest): Promise<{ contentType: string; bytes: Buffer }> {
-    const blob = await this.deps.blobs.get(contentKey(record.mediaId));
+  private async generate(
+    mediaId: string,
+    sourceKey: string,
+    k: string,
+    keep: (t: ThumbnailRecord) => Promise<boolean>,
+    type: string,
+    req: ThumbnailRequest,
+  ): Promise<{ contentType: string; bytes: Buffer }> {
+    const blob = await this.deps.blobs.get(sourceKey);
     if (!blob) throw notFound();
     const source = await readAll(blob.stream, this.deps.config.maxUploadBytes);
     let made;
@@ -248,13 +280,13 @@ export class MediaService {
       made = await makeThumbnail(source, type, req, this.deps.config.maxImagePixels);
     } catch (err) {
       if (err instanceof ThumbnailError) {
-        this.deps.logger.debug({ err, mediaId: record.mediaId }, 'thumbnail refused');
+        this.deps.logger.debug({ err, mediaId }, 'thumbnail refused');
         throw new MatrixError('M_UNKNOWN', 'Cannot generate thumbnails for the requested content', {}, 400);
       }
       throw err;
     }
     const rec: ThumbnailRecord = {
-      mediaId: record.mediaId,
+      mediaId,
       reqWidth: req.width,
       reqHeight: req.height,
       method: req.method,
@@ -265,19 +297,18 @@ export class MediaService {
       size: made.bytes.length,
       createdTs: this.deps.now(),
     };
-    const k = thumbnailKey(rec);
     try {
       await this.deps.blobs.put(k, [made.bytes], made.bytes.length);
-      if (!(await this.deps.meta.putThumbnail(rec, this.deps.config.maxThumbnailsPerMedia))) await this.dropBytes(k);
+      if (!(await keep(rec))) await this.dropBytes(k);
     } catch (err) {
       // The thumbnail is still served; only the cache missed out.
-      this.deps.logger.warn({ err, mediaId: record.mediaId }, 'could not keep a thumbnail');
+      this.deps.logger.warn({ err, mediaId }, 'could not keep a thumbnail');
     }
     return { contentType: made.contentType, bytes: made.bytes };
   }
 
   /** The record of complete local media, waiting for a pending one. */
-  private async complete(serverName: string, mediaId: string, timeoutMs: number, signal: AbortSignal): Promise<MediaRecord> {
+  private async complete(serverName: string, mediaId: string, timeoutMs: number, signal: AbortSignal) {
     if (!this.isLocal(serverName)) throw notFound();
     if (!MEDIA_ID_RE.test(mediaId)) throw notFound();
     const deadline = this.deps.now() + Math.max(0, Math.min(timeoutMs, this.deps.config.maxWaitMs));
@@ -382,4 +413,3 @@ function newMediaId(): string {
 const notFound = (): MatrixError => new MatrixError('M_NOT_FOUND', 'Media not found');
 const tooLarge = (limit: number): MatrixError => new MatrixError('M_TOO_LARGE', `Upload is larger than the limit of ${limit} bytes`);
 const quotaError = (): MatrixError => new MatrixError('M_FORBIDDEN', 'Media quota exceeded: delete some media or ask the server admin');
-

@@ -10,6 +10,7 @@
 //   JPEG for JPEG sources and PNG for the rest (both in the spec's inline list).
 
 import sharp, { type Metadata } from 'sharp';
+import { MatrixError } from '../errors.js';
 
 /** Source types we thumbnail; anything else is refused with 400 (as the spec's example). */
 export const THUMBNAILABLE = new Set(['image/jpeg', 'image/jpg', 'image/png', 'image/apng', 'image/gif', 'image/webp', 'image/avif']);
@@ -100,4 +101,21 @@ export async function makeThumbnail(source: Buffer, sourceType: string, req: Thu
   } catch (err) {
     throw new ThumbnailError(`cannot thumbnail the image: ${(err as Error).message}`);
   }
+}
+
+/** width, height, method and animated from a thumbnail request's query (client or federation). */
+export function parseThumbnailQuery(get: (name: string) => string | undefined): ThumbnailRequest {
+  const dim = (name: string): number => {
+    const v = get(name);
+    if (v === undefined || v === '') throw new MatrixError('M_MISSING_PARAM', `Missing ${name}`);
+    if (!/^\d{1,9}$/.test(v) || Number(v) < 1) throw new MatrixError('M_INVALID_PARAM', `${name} must be a positive integer`);
+    return Number(v);
+  };
+  const width = dim('width');
+  const height = dim('height');
+  const method = get('method') ?? 'scale';
+  if (method !== 'scale' && method !== 'crop') throw new MatrixError('M_INVALID_PARAM', 'method must be crop or scale');
+  const animated = get('animated');
+  if (animated !== undefined && animated !== 'true' && animated !== 'false') throw new MatrixError('M_INVALID_PARAM', 'animated must be true or false');
+  return { width, height, method, animated: animated === 'true' };
 }

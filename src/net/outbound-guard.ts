@@ -21,6 +21,7 @@
 
 import { BlockList, isIP, type Socket } from 'node:net';
 import { lookup as dnsLookup } from 'node:dns/promises';
+import type { Readable } from 'node:stream';
 import { Agent, buildConnector } from 'undici';
 
 /**
@@ -194,9 +195,18 @@ export interface OutboundResponse {
   truncated: boolean;
 }
 
+/** A response whose body is read by the caller (who must consume or destroy it). */
+export interface OutboundStreamResponse {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Readable;
+}
+
 /** Outbound HTTP for user-steered destinations. Never follows redirects. */
 export interface OutboundHttp {
   request(url: string | URL, init?: OutboundRequestInit): Promise<OutboundResponse>;
+  /** As request, the body left unread: for large bodies (remote media) streamed elsewhere. */
+  stream(url: string | URL, init?: Omit<OutboundRequestInit, 'maxResponseBytes'>): Promise<OutboundStreamResponse>;
   close(): Promise<void>;
 }
 
@@ -263,19 +273,27 @@ export function createOutboundHttp(guard: OutboundGuard, opts: OutboundHttpOptio
     },
   });
 
+  const send = (url: string | URL, init: OutboundRequestInit) => {
+    const verdict = guard.checkUrl(url);
+    if (!verdict.ok) throw new OutboundRefusedError(`outbound request to ${String(url)} refused: ${verdict.reason}`);
+    const u = verdict.url;
+    return agent.request({
+      origin: u.origin,
+      path: `${u.pathname}${u.search}`,
+      method: (init.method ?? 'GET') as 'GET',
+      headers: init.headers,
+      body: init.body,
+      signal: init.signal,
+    });
+  };
+
   return {
+    async stream(url, init = {}) {
+      const res = await send(url, init);
+      return { status: res.statusCode, headers: res.headers, body: res.body };
+    },
     async request(url, init = {}) {
-      const verdict = guard.checkUrl(url);
-      if (!verdict.ok) throw new OutboundRefusedError(`outbound request to ${String(url)} refused: ${verdict.reason}`);
-      const u = verdict.url;
-      const res = await agent.request({
-        origin: u.origin,
-        path: `${u.pathname}${u.search}`,
-        method: (init.method ?? 'GET') as 'GET',
-        headers: init.headers,
-        body: init.body,
-        signal: init.signal,
-      });
+      const res = await send(url, init);
       const max = init.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES;
       const chunks: Buffer[] = [];
       let size = 0;

@@ -9,6 +9,10 @@
 //   a pending ID becomes complete at most once (M_CANNOT_OVERWRITE_MEDIA after that).
 // - A user's usage is the sum of the sizes of their complete media; the quota check and the
 //   insert that would exceed it happen in one write, so concurrent uploads cannot overshoot.
+// - Remote media (fetched from other servers over federation) is keyed by origin + media ID and
+//   recorded only after its bytes are stored; the first record of a key is kept (two workers
+//   fetching the same media store the same bytes under one write-once key). Remote thumbnails
+//   are recorded only while their media's record exists, up to a cap per media.
 
 export interface MediaRecord {
   mediaId: string;
@@ -43,6 +47,21 @@ export interface ThumbnailRecord {
   size: number;
   createdTs: number;
 }
+
+/** Media of another server, kept here after a federation fetch. */
+export interface RemoteMediaRecord {
+  origin: string;
+  mediaId: string;
+  /** As the origin sent it (before our sanitising), or null. */
+  contentType: string | null;
+  uploadName: string | null;
+  size: number;
+  sha256: string;
+  fetchedTs: number;
+}
+
+/** A thumbnail made here of remote media. */
+export type RemoteThumbnailRecord = ThumbnailRecord & { origin: string };
 
 export interface CompleteUpload {
   contentType: string | null;
@@ -84,4 +103,10 @@ export interface MediaMetaStore {
   /** Records a thumbnail unless the media has `maxPerMedia` already, or is gone: false then. */
   putThumbnail(record: ThumbnailRecord, maxPerMedia: number): Promise<boolean>;
   listThumbnails(mediaId: string): Promise<ThumbnailRecord[]>;
+  getRemoteMedia(origin: string, mediaId: string): Promise<RemoteMediaRecord | null>;
+  /** Records fetched remote media; a record already there is kept. Returns the record stored. */
+  putRemoteMedia(record: RemoteMediaRecord): Promise<RemoteMediaRecord>;
+  getRemoteThumbnail(origin: string, mediaId: string, reqWidth: number, reqHeight: number, method: 'crop' | 'scale', animated: boolean): Promise<RemoteThumbnailRecord | null>;
+  /** As putThumbnail, for remote media (false without its record, or at the cap). */
+  putRemoteThumbnail(record: RemoteThumbnailRecord, maxPerMedia: number): Promise<boolean>;
 }

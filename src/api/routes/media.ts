@@ -12,7 +12,7 @@ import { BinaryBody } from '../handlers.js';
 import { MatrixError } from '../../errors.js';
 import { contentDisposition, mediaHeaders } from '../../media/headers.js';
 import type { UploadInput } from '../../media/media-service.js';
-import type { ThumbnailRequest } from '../../media/thumbnailer.js';
+import { parseThumbnailQuery, type ThumbnailRequest } from '../../media/thumbnailer.js';
 import type { AuthInfo, Ctx } from '../middleware.js';
 import { param, queryString, type ApiServices, type ClientRoutes } from '../routing.js';
 
@@ -53,9 +53,9 @@ export function mediaRoutes(r: ClientRoutes, s: MediaRouteDeps): void {
   });
 
   each(ALL, 'get', '/download/:serverName/:mediaId{/:fileName}', async (ctx) => {
-    const got = await media.download(param(ctx, 'serverName'), param(ctx, 'mediaId'), timeoutOf(ctx), ctx.signal);
+    const got = await media.download(param(ctx, 'serverName'), param(ctx, 'mediaId'), timeoutOf(ctx), ctx.signal, allowRemote(ctx));
     // A file name in the path wins over the uploaded one, as the spec says.
-    const name = ctx.params.fileName ?? got.record.uploadName;
+    const name = ctx.params.fileName ?? got.uploadName;
     Object.assign(ctx.headers, mediaHeaders(got.contentType, name));
     ctx.type = got.contentType;
     ctx.body = new BinaryBody(got.stream, got.size);
@@ -63,7 +63,7 @@ export function mediaRoutes(r: ClientRoutes, s: MediaRouteDeps): void {
 
   each(ALL, 'get', '/thumbnail/:serverName/:mediaId', async (ctx, auth) => {
     const req = thumbnailRequest(ctx);
-    const got = await media.thumbnail(param(ctx, 'serverName'), param(ctx, 'mediaId'), req, timeoutOf(ctx), ctx.signal, () => s.limits.write.consume(auth.userId));
+    const got = await media.thumbnail(param(ctx, 'serverName'), param(ctx, 'mediaId'), req, timeoutOf(ctx), ctx.signal, () => s.limits.write.consume(auth.userId), allowRemote(ctx));
     const ext = got.contentType.split('/')[1] ?? 'bin';
     Object.assign(ctx.headers, mediaHeaders(got.contentType, null, true), { 'Content-Disposition': contentDisposition('inline', `thumbnail.${ext}`) });
     ctx.type = got.contentType;
@@ -115,6 +115,14 @@ function uploadInput(ctx: Ctx): UploadInput {
   return { contentType: type, filename: filename === '' ? null : filename, length: up.length, body: up.body };
 }
 
+/** The legacy allow_remote=false: remote media is not fetched (a server asking us, avoiding loops). */
+function allowRemote(ctx: Ctx): boolean {
+  const v = queryString(ctx, 'allow_remote');
+  if (v === undefined || v === '' || v === 'true') return true;
+  if (v === 'false') return false;
+  throw new MatrixError('M_INVALID_PARAM', 'allow_remote must be true or false');
+}
+
 function timeoutOf(ctx: Ctx): number {
   const v = queryString(ctx, 'timeout_ms');
   if (v === undefined || v === '') return DEFAULT_TIMEOUT_MS;
@@ -123,17 +131,5 @@ function timeoutOf(ctx: Ctx): number {
 }
 
 function thumbnailRequest(ctx: Ctx): ThumbnailRequest {
-  const dim = (name: string): number => {
-    const v = queryString(ctx, name);
-    if (v === undefined || v === '') throw new MatrixError('M_MISSING_PARAM', `Missing ${name}`);
-    if (!/^\d{1,9}$/.test(v) || Number(v) < 1) throw new MatrixError('M_INVALID_PARAM', `${name} must be a positive integer`);
-    return Number(v);
-  };
-  const width = dim('width');
-  const height = dim('height');
-  const method = queryString(ctx, 'method') ?? 'scale';
-  if (method !== 'scale' && method !== 'crop') throw new MatrixError('M_INVALID_PARAM', 'method must be crop or scale');
-  const animated = queryString(ctx, 'animated');
-  if (animated !== undefined && animated !== 'true' && animated !== 'false') throw new MatrixError('M_INVALID_PARAM', 'animated must be true or false');
-  return { width, height, method, animated: animated === 'true' };
+  return parseThumbnailQuery((name) => queryString(ctx, name));
 }

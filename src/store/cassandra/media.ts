@@ -19,10 +19,12 @@
 // - The thumbnail cap is checked against the thumbnails present when the thumbnail is written
 //   (one writer per media ID on this instance); two instances thumbnailing the same media at once
 //   may exceed it by one.
+// - Remote media rows are written IF NOT EXISTS (the first record is kept, as on SQLite); their
+//   thumbnails follow the same cap rule as local ones.
 
 import type cassandra from 'cassandra-driver';
 import { StoreConflictError } from '../types.js';
-import type { CompleteUpload, MediaMetaStore, MediaRecord, ThumbnailRecord, UploadOutcome } from '../media-types.js';
+import type { CompleteUpload, MediaMetaStore, MediaRecord, RemoteMediaRecord, RemoteThumbnailRecord, ThumbnailRecord, UploadOutcome } from '../media-types.js';
 import { applied, num, numOrNull, type CassandraContext } from './context.js';
 import { SERIAL_READ } from './e2ee-common.js';
 import { KeyedMutex } from './keyed-mutex.js';
@@ -65,6 +67,20 @@ function toThumb(r: cassandra.types.Row): ThumbnailRecord {
     contentType: r['content_type'] as string,
     size: num(r['size']),
     createdTs: num(r['created_ts']),
+  };
+}
+
+const REMOTE_COLUMNS = 'origin, media_id, content_type, upload_name, size, sha256, fetched_ts';
+
+function toRemote(r: cassandra.types.Row): RemoteMediaRecord {
+  return {
+    origin: r['origin'] as string,
+    mediaId: r['media_id'] as string,
+    contentType: (r['content_type'] as string | null) ?? null,
+    uploadName: (r['upload_name'] as string | null) ?? null,
+    size: num(r['size']),
+    sha256: r['sha256'] as string,
+    fetchedTs: num(r['fetched_ts']),
   };
 }
 
@@ -238,6 +254,54 @@ export class CassandraMediaStore implements MediaMetaStore {
     this.ctx.checkOpen();
     const rows = await this.ctx.all(`SELECT ${THUMB_COLUMNS} FROM media_thumbnails WHERE media_id = ?`, [mediaId]);
     return rows.map(toThumb);
+  }
+
+  async getRemoteMedia(origin: string, mediaId: string): Promise<RemoteMediaRecord | null> {
+    this.ctx.checkOpen();
+    const row = (await this.ctx.execute(`SELECT ${REMOTE_COLUMNS} FROM remote_media WHERE origin = ? AND media_id = ?`, [origin, mediaId])).first();
+    return row === null ? null : toRemote(row);
+  }
+
+  async putRemoteMedia(record: RemoteMediaRecord): Promise<RemoteMediaRecord> {
+    this.ctx.checkOpen();
+    const r = { ...record };
+    const rs = await this.ctx.execute(
+      `INSERT INTO remote_media (${REMOTE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS`,
+      [r.origin, r.mediaId, opt(r.contentType), opt(r.uploadName), r.size, r.sha256, r.fetchedTs],
+    );
+    if (applied(rs)) return r;
+    const row = (await this.ctx.execute(`SELECT ${REMOTE_COLUMNS} FROM remote_media WHERE origin = ? AND media_id = ?`, [r.origin, r.mediaId], SERIAL_READ)).first();
+    return row === null ? r : toRemote(row);
+  }
+
+  async getRemoteThumbnail(origin: string, mediaId: string, reqWidth: number, reqHeight: number, method: 'crop' | 'scale', animated: boolean): Promise<RemoteThumbnailRecord | null> {
+    this.ctx.checkOpen();
+    const row = (
+      await this.ctx.execute(
+        `SELECT ${THUMB_COLUMNS} FROM remote_media_thumbnails WHERE origin = ? AND media_id = ? AND req_width = ? AND req_height = ? AND method = ? AND animated = ?`,
+        [origin, mediaId, reqWidth, reqHeight, method, animated],
+      )
+    ).first();
+    return row === null ? null : { ...toThumb(row), origin };
+  }
+
+  async putRemoteThumbnail(record: RemoteThumbnailRecord, maxPerMedia: number): Promise<boolean> {
+    this.ctx.checkOpen();
+    const t = { ...record };
+    return this.mediaLocks.run(`${t.origin}/${t.mediaId}`, async () => {
+      if ((await this.ctx.execute('SELECT media_id FROM remote_media WHERE origin = ? AND media_id = ?', [t.origin, t.mediaId])).first() === null) return false;
+      const existing = await this.ctx.all('SELECT req_width, req_height, method, animated FROM remote_media_thumbnails WHERE origin = ? AND media_id = ?', [t.origin, t.mediaId]);
+      const same = existing.some(
+        (r) => r['req_width'] === t.reqWidth && r['req_height'] === t.reqHeight && r['method'] === t.method && r['animated'] === t.animated,
+      );
+      if (same) return true;
+      if (existing.length >= maxPerMedia) return false;
+      await this.ctx.execute(
+        `INSERT INTO remote_media_thumbnails (origin, ${THUMB_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        [t.origin, t.mediaId, t.reqWidth, t.reqHeight, t.method, t.animated, t.width, t.height, t.contentType, t.size, t.createdTs],
+      );
+      return true;
+    });
   }
 
   private async assertFree(mediaId: string): Promise<void> {

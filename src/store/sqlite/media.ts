@@ -3,7 +3,7 @@
 // commit order and never overshoot.
 
 import { StoreConflictError } from '../types.js';
-import type { CompleteUpload, MediaMetaStore, MediaRecord, ThumbnailRecord, UploadOutcome } from '../media-types.js';
+import type { CompleteUpload, MediaMetaStore, MediaRecord, RemoteMediaRecord, RemoteThumbnailRecord, ThumbnailRecord, UploadOutcome } from '../media-types.js';
 import type { SqliteContext } from './context.js';
 
 interface MediaRow {
@@ -33,6 +33,28 @@ interface ThumbRow {
 
 const MEDIA_COLUMNS = 'media_id, user_id, content_type, upload_name, size, sha256, created_ts, uploaded_ts, unused_expires_ts';
 const THUMB_COLUMNS = 'media_id, req_width, req_height, method, animated, width, height, content_type, size, created_ts';
+
+interface RemoteRow {
+  origin: string;
+  media_id: string;
+  content_type: string | null;
+  upload_name: string | null;
+  size: number;
+  sha256: string;
+  fetched_ts: number;
+}
+
+const REMOTE_COLUMNS = 'origin, media_id, content_type, upload_name, size, sha256, fetched_ts';
+
+const toRemote = (r: RemoteRow): RemoteMediaRecord => ({
+  origin: r.origin,
+  mediaId: r.media_id,
+  contentType: r.content_type,
+  uploadName: r.upload_name,
+  size: r.size,
+  sha256: r.sha256,
+  fetchedTs: r.fetched_ts,
+});
 
 const toMedia = (r: MediaRow): MediaRecord => ({
   mediaId: r.media_id,
@@ -180,5 +202,44 @@ export class SqliteMediaStore implements MediaMetaStore {
     this.ctx.checkOpen();
     const rows = this.ctx.stmt(`SELECT ${THUMB_COLUMNS} FROM media_thumbnails WHERE media_id = ? ORDER BY req_width, req_height, method, animated`).all(mediaId) as ThumbRow[];
     return rows.map(toThumb);
+  }
+
+  async getRemoteMedia(origin: string, mediaId: string): Promise<RemoteMediaRecord | null> {
+    this.ctx.checkOpen();
+    const row = this.ctx.stmt(`SELECT ${REMOTE_COLUMNS} FROM remote_media WHERE origin = ? AND media_id = ?`).get(origin, mediaId) as RemoteRow | undefined;
+    return row ? toRemote(row) : null;
+  }
+
+  async putRemoteMedia(record: RemoteMediaRecord): Promise<RemoteMediaRecord> {
+    this.ctx.checkOpen();
+    const r = { ...record };
+    return this.ctx.queue.write(() => {
+      this.ctx
+        .stmt(`INSERT INTO remote_media (${REMOTE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`)
+        .run(r.origin, r.mediaId, r.contentType, r.uploadName, r.size, r.sha256, r.fetchedTs);
+      return toRemote(this.ctx.stmt(`SELECT ${REMOTE_COLUMNS} FROM remote_media WHERE origin = ? AND media_id = ?`).get(r.origin, r.mediaId) as RemoteRow);
+    });
+  }
+
+  async getRemoteThumbnail(origin: string, mediaId: string, reqWidth: number, reqHeight: number, method: 'crop' | 'scale', animated: boolean): Promise<RemoteThumbnailRecord | null> {
+    this.ctx.checkOpen();
+    const row = this.ctx
+      .stmt(`SELECT ${THUMB_COLUMNS} FROM remote_media_thumbnails WHERE origin = ? AND media_id = ? AND req_width = ? AND req_height = ? AND method = ? AND animated = ?`)
+      .get(origin, mediaId, reqWidth, reqHeight, method, animated ? 1 : 0) as ThumbRow | undefined;
+    return row ? { ...toThumb(row), origin } : null;
+  }
+
+  async putRemoteThumbnail(record: RemoteThumbnailRecord, maxPerMedia: number): Promise<boolean> {
+    this.ctx.checkOpen();
+    const t = { ...record };
+    return this.ctx.queue.write(() => {
+      if (this.ctx.stmt('SELECT 1 FROM remote_media WHERE origin = ? AND media_id = ?').get(t.origin, t.mediaId) === undefined) return false;
+      const { n } = this.ctx.stmt('SELECT COUNT(*) AS n FROM remote_media_thumbnails WHERE origin = ? AND media_id = ?').get(t.origin, t.mediaId) as { n: number };
+      if (n >= maxPerMedia) return false;
+      this.ctx
+        .stmt(`INSERT INTO remote_media_thumbnails (origin, ${THUMB_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`)
+        .run(t.origin, t.mediaId, t.reqWidth, t.reqHeight, t.method, t.animated ? 1 : 0, t.width, t.height, t.contentType, t.size, t.createdTs);
+      return true;
+    });
   }
 }

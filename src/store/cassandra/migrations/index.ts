@@ -14,6 +14,7 @@ import { m0014 } from './0014-room-commits.js';
 import { m0015 } from './0015-federation-queue.js';
 import { m0016 } from './0016-identity-bindings.js';
 import { m0017 } from './0017-media-blobs.js';
+import { m0018 } from './0018-remote-media.js';
 
 export interface CqlMigration {
   version: number;
@@ -21,4 +22,4 @@ export interface CqlMigration {
   statements: string[];
 }
 
-export const MIGRATIONS: CqlMigration[] = [m0001, m0002, m0003, m0004, m0005, m0006, m0012, m0013, m0014, m0015, m0016, m0017];
+export const MIGRATIONS: CqlMigration[] = [m0001, m0002, m0003, m0004, m0005, m0006, m0012, m0013, m0014, m0015, m0016, m0017, m0018];

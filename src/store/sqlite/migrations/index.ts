@@ -17,6 +17,7 @@ import { erasure } from './0012-erasure.js';
 import { appservice } from './0013-appservice.js';
 import { federationQueue } from './0014-federation-queue.js';
 import { identityBindings } from './0015-identity-bindings.js';
+import { remoteMedia } from './0016-remote-media.js';
 
 export interface Migration {
   version: number;
@@ -27,4 +28,4 @@ export interface Migration {
   run?: (db: Db) => void;
 }
 
-export const MIGRATIONS: readonly Migration[] = [initial, chat, txnScope, e2ee, push, pushBulk, dag, media, search, admin, guestsOpenId, erasure, appservice, federationQueue, identityBindings];
+export const MIGRATIONS: readonly Migration[] = [initial, chat, txnScope, e2ee, push, pushBulk, dag, media, search, admin, guestsOpenId, erasure, appservice, federationQueue, identityBindings, remoteMedia];
