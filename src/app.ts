@@ -301,7 +301,10 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
   });
   // Third-party invites reach the federation listener before the room service exists (src/identity).
   const thirdPartyLate: { invites?: ThirdPartyInvites } = {};
-  const thirdParty = lateThirdPartyHooks(thirdPartyLate);
+  // Made here, not with the other API services: the federation listener's 3pid/onbind spends them.
+  const limits = createRateLimiters(config.limits.rate_limits, rateLimitBackend);
+  // onbind shares the client listener's `write` budget per address (src/api/routes/identity.ts).
+  const thirdParty = { ...lateThirdPartyHooks(thirdPartyLate), limit: (ip: string) => limits.write.consume(`onbind:${ip}`) };
   // Our media for other servers: the media service is built below, so the listener asks late.
   const mediaLate: { service?: MediaService } = {};
   federation = fedCore
@@ -439,7 +442,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     visibility,
     notifier,
     logger,
-    limits: createRateLimiters(config.limits.rate_limits, rateLimitBackend),
+    limits,
     registration: {
       enabled: config.registration.enabled,
       token: config.registration.token,

@@ -57,6 +57,11 @@ export interface FederationAppDeps {
   thirdParty?: {
     exchange(origin: string, roomId: string, body: JsonValue | undefined): Promise<void>;
     onBind(body: JsonValue | undefined): Promise<void>;
+    /**
+     * Spends the caller's allowance for one onbind (by address); throws M_LIMIT_EXCEEDED when
+     * none is left. Each onbind may make requests to identity servers and other homeservers.
+     */
+    limit?(ip: string): Promise<void>;
   };
   /** Our media for other servers (a late getter: the media service is built after federation). */
   media?: () => FederationMediaSource | undefined;
@@ -267,6 +272,9 @@ export function createFederationApp(d: FederationAppDeps): Koa<FedState> {
   const thirdParty = d.thirdParty;
   if (thirdParty) {
     const onBind = async (ctx: Ctx) => {
+      // Unauthenticated, and each call may pass invites on to the servers it names: limited per
+      // address before anything is read or sent.
+      await thirdParty.limit?.(ctx.ip);
       await thirdParty.onBind(await readBody(ctx, 256 * 1024));
       ctx.body = {};
     };
