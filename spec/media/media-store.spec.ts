@@ -7,12 +7,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import type cassandra from 'cassandra-driver';
+import cassandra from 'cassandra-driver';
 import { assert } from '../helpers/assert.js';
 import { until } from '../helpers/until.js';
 import { cassandraClient, dropKeyspace, freshKeyspace, startCassandra } from '../helpers/cassandra.js';
 import { LocalMediaStore } from '../../src/media/local-store.js';
 import { openCassandraStore, type CassandraStore } from '../../src/store/cassandra/index.js';
+import { CassandraMediaBlobs } from '../../src/store/cassandra/media-blobs.js';
 import { mediaStoreContract, pieces, readAll } from './media-store-contract.js';
 
 describe('MediaStore contract: local directory', function () {
@@ -143,6 +144,36 @@ describe('MediaStore contract: Cassandra chunks', function () {
       await fresh.open();
       await until('the sweep', async () => (await admin!.execute(`SELECT idx FROM ${keyspace}.media_chunks WHERE blob_id = 'feedface'`)).rowLength === 0, 20_000);
       assert.equal((await admin!.execute(`SELECT idx FROM ${keyspace}.media_chunks WHERE blob_id = 'cafebabe'`)).rowLength, 3);
+    });
+
+    it('a commit that fails with an unknown outcome: a success with its chunks kept when it went through, a failure without chunks when not', async () => {
+      const client = await cassandraClient(addr, keyspace);
+      try {
+        // The commit LWT applied but its answer lost (a write timeout), or not applied at all.
+        let mode: 'applied' | 'lost' = 'applied';
+        const ctx = {
+          execute: async (q: string, p: unknown[] = [], o: cassandra.QueryOptions = {}) => {
+            if (q.startsWith('INSERT INTO media_blobs')) {
+              if (mode === 'applied') await client.execute(q, p, { prepare: true, serialConsistency: cassandra.types.consistencies.localSerial, ...o });
+              throw new Error('Operation timed out (injected)');
+            }
+            return client.execute(q, p, { prepare: true, ...o });
+          },
+        };
+        const blobs = new CassandraMediaBlobs(ctx, 65536);
+        const body = randomBytes(200_000);
+        // It went through: the put succeeds after all, and what it reports is what is stored.
+        assert.equal((await blobs.put('content/timeout1', [body], 1_000_000)).size, body.length);
+        const got = await a.get('content/timeout1');
+        assert.ok(got, 'the key was committed');
+        assert.ok((await readAll(got.stream)).equals(body), 'its chunks are all there');
+        mode = 'lost';
+        await assert.rejects(blobs.put('content/timeout2', [randomBytes(200_000)], 1_000_000), /injected/);
+        assert.equal(await a.get('content/timeout2'), null);
+        assert.equal(await chunkRows(), 4, 'only the committed blob has chunks');
+      } finally {
+        await client.shutdown();
+      }
     });
 
     it('a reader gets the bytes back in order over many pages', async () => {

@@ -10,7 +10,9 @@
 //   caller records matches the bytes a reader gets. Readers follow the key to its blob only, so
 //   chunks being written are never seen (all or nothing).
 // - A put that fails (source error, over the limit, Cassandra error) deletes its blob's
-//   partition. A process killed mid-put leaves an unreferenced partition that nothing reads; each
+//   partition, but never one its key may name: when the committing LWT itself fails (a timeout
+//   may still commit it), a serial read of the key decides first; if that fails too, the chunks
+//   are left to the sweep. A process killed mid-put leaves an unreferenced partition that nothing reads; each
 //   put first notes (hour, blob, key) in media_uploads (TTL 3 days, never deleted), and the sweep
 //   (at open and hourly, on every worker: idempotent) drops the chunks of noted blobs from hours
 //   at least SWEEP_AFTER_MS old that their key does not name. No put lasts that long (uploads
@@ -26,6 +28,7 @@ import { Readable } from 'node:stream';
 import type cassandra from 'cassandra-driver';
 import { BlobTooLargeError, checkMediaKey, type MediaStore, type OpenedBlob, type StoredBlob } from '../../media/media-store.js';
 import { applied, num, type CassandraContext } from './context.js';
+import { SERIAL_READ } from './e2ee-common.js';
 
 const READ_PAGE_BYTES = 1024 * 1024;
 const HOUR_MS = 3_600_000;
@@ -120,10 +123,22 @@ export class CassandraMediaBlobs implements MediaStore {
       }
       if (pendingBytes > 0) await write(Buffer.concat(pending, pendingBytes));
       const sha256 = hash.digest('hex');
-      const rs = await this.ctx.execute(
-        `INSERT INTO media_blobs (key, blob_id, size, sha256, chunks, created_ts) VALUES (?, ?, ?, ?, ?, ?) IF NOT EXISTS`,
-        [key, blobId, size, sha256, chunks, this.now()],
-      );
+      let rs: cassandra.types.ResultSet;
+      try {
+        rs = await this.ctx.execute(
+          `INSERT INTO media_blobs (key, blob_id, size, sha256, chunks, created_ts) VALUES (?, ?, ?, ?, ?, ?) IF NOT EXISTS`,
+          [key, blobId, size, sha256, chunks, this.now()],
+        );
+      } catch (err) {
+        // The outcome of a failed LWT is unknown (a write timeout may still commit).
+        const outcome = await this.settleCommit(key, blobId);
+        if (outcome === 'ours') {
+          committed = true;
+          return { size, sha256 };
+        }
+        if (outcome === 'unknown') committed = true; // chunks kept: the sweep drops them if unused
+        throw err;
+      }
       if (applied(rs)) {
         committed = true;
         return { size, sha256 };
@@ -132,7 +147,24 @@ export class CassandraMediaBlobs implements MediaStore {
       const row = rs.first();
       return { size: num(row['size']), sha256: row['sha256'] as string };
     } finally {
-      if (!committed) await this.dropChunks(blobId).catch(() => undefined);
+      if (!committed) {
+        await this.dropChunks(blobId).catch((err: unknown) => this.logger?.warn({ err, key, blobId }, 'media: could not drop the chunks of a failed upload; the sweep drops them later'));
+      }
+    }
+  }
+
+  /**
+   * Whether the key names our blob after a commit that failed with an unknown outcome. A serial
+   * read finishes any Paxos round still in flight, so what it sees stays true: 'ours' (committed
+   * after all), 'not-ours' (never will be), or 'unknown' when the read fails too.
+   */
+  private async settleCommit(key: string, blobId: string): Promise<'ours' | 'not-ours' | 'unknown'> {
+    try {
+      const row = (await this.ctx.execute(`SELECT blob_id FROM media_blobs WHERE key = ?`, [key], SERIAL_READ)).first();
+      return row?.['blob_id'] === blobId ? 'ours' : 'not-ours';
+    } catch (err) {
+      this.logger?.warn({ err, key, blobId }, 'media: could not learn whether an upload was committed; its chunks are kept');
+      return 'unknown';
     }
   }
 
