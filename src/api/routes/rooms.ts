@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { MatrixError } from '../../errors.js';
 import { body, type AuthInfo } from '../middleware.js';
 import { parse, param, queryString, type ApiServices, type AuthedHandler, type ClientRoutes, type RouteOptions, valid } from '../routing.js';
-import { isValidRoomAlias } from '../../protocol/ids.js';
+import { isValidRoomAlias, isValidServerName } from '../../protocol/ids.js';
 import type { JsonObject } from '../../protocol/types.js';
 import type { CreateRoomRequest } from '../../room/room-service.js';
 import { parseToken } from '../../sync/token.js';
@@ -26,7 +26,18 @@ const createRoomSchema = z
     preset: z.enum(['private_chat', 'public_chat', 'trusted_private_chat']).optional(),
     is_direct: z.boolean().optional(),
     power_level_content_override: jsonObject.optional(),
-    invite_3pid: z.array(z.object({ id_server: z.string().max(255), id_access_token: z.string().max(1024), medium: z.string().max(32), address: z.string().max(512) })).max(100).optional(),
+    // Checked whole before the room is made: a bad entry must not leave a room behind its 400.
+    invite_3pid: z
+      .array(
+        z.object({
+          id_server: z.string().max(255).refine(isValidServerName, { message: 'must be a server name (host[:port])' }),
+          id_access_token: z.string().max(1024),
+          medium: z.enum(['email', 'msisdn']),
+          address: z.string().max(512),
+        }),
+      )
+      .max(100)
+      .optional(),
   })
   .passthrough();
 const invite3pidSchema = z.object({ id_server: z.string().max(255), id_access_token: z.string().max(1024), medium: z.string().max(32), address: z.string().max(512) }).passthrough();
