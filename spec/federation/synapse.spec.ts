@@ -370,10 +370,16 @@ describe('federation: Hearth and Synapse on loopback', function () {
     assert.equal((await alice.post(`/_matrix/client/v3/join/${enc(room)}?server_name=${enc(synapseName)}`, {})).status, 200);
     await waitFor('alice joined at Synapse', async () => (await joined(sam, room)).includes(alice.userId));
     assert.equal((await sam.post(`/_matrix/client/v3/rooms/${enc(room)}/ban`, { user_id: alice.userId, reason: 'spam' })).status, 200);
+    // A banned user reads no room state (403, as Synapse): the ban shows in her sync's leave section.
+    const filter = enc(JSON.stringify({ room: { include_leave: true } }));
     await waitFor('the ban at Hearth', async () => {
-      const m = await alice.get(`/_matrix/client/v3/rooms/${enc(room)}/state/m.room.member/${enc(alice.userId)}`);
-      return m.status === 200 && m.body.membership === 'ban';
+      const res = await alice.get(`/_matrix/client/v3/sync?filter=${filter}`);
+      const left = res.body.rooms?.leave?.[room];
+      const events: any[] = [...(left?.timeline?.events ?? []), ...(left?.state?.events ?? [])];
+      return events.some((e) => e.type === 'm.room.member' && e.state_key === alice.userId && e.content?.membership === 'ban');
     });
+    const state = await alice.get(`/_matrix/client/v3/rooms/${enc(room)}/state/m.room.member/${enc(alice.userId)}`);
+    assert.equal(state.status, 403, JSON.stringify(state.body));
     const send = await alice.put(`/_matrix/client/v3/rooms/${enc(room)}/send/m.room.message/banned`, { msgtype: 'm.text', body: 'x' });
     assert.equal(send.status, 403);
   });
