@@ -221,6 +221,7 @@ const configObject = z.strictObject({
           message: rateLimit(20, 100),
           write: rateLimit(10, 100),
           to_device: rateLimit(200, 3000),
+          threepid_request_token: rateLimit(0.05, 5),
         })
         .prefault({}),
       http: httpLimits,
@@ -371,6 +372,28 @@ const configObject = z.strictObject({
       // identity server turns them off (Synapse: use_insecure_ssl_client_just_for_testing_do_not_use).
       verify_tls: z.boolean().default(true),
       request_timeout_ms: z.int().min(100).default(15_000),
+    })
+    .prefault({}),
+  // Email on accounts (src/threepid): this server validates addresses itself by sending a link
+  // over SMTP, for registration, adding an address, and password reset. Off by default: with it
+  // off, requestToken answers M_THREEPID_DENIED and no email stage is offered.
+  email: z
+    .strictObject({
+      enabled: z.boolean().default(false),
+      smtp_host: host.default('localhost'),
+      smtp_port: port.default(25),
+      smtp_user: z.string().min(1).nullable().default(null),
+      smtp_pass: z.string().min(1).nullable().default(null),
+      // Refuse to send unless the connection is encrypted (STARTTLS, or TLS from the start with
+      // force_tls). Off only for a relay on this machine or a test rig.
+      require_transport_security: z.boolean().default(true),
+      // TLS from the first byte (port 465) rather than STARTTLS.
+      force_tls: z.boolean().default(false),
+      notif_from: z.string().min(3).max(255).default('Hearth <noreply@localhost>'),
+      app_name: z.string().min(1).max(100).default('Matrix'),
+      // How long a validation link stays good.
+      validation_token_lifetime_ms: z.int().min(60_000).default(3_600_000),
+      send_timeout_ms: z.int().min(1000).default(30_000),
     })
     .prefault({}),
   // The media repository (src/media): uploads, downloads, thumbnails, URL previews.
