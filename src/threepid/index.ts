@@ -5,6 +5,9 @@
 import type { Logger } from 'pino';
 import type { HearthConfig } from '../config/schema.js';
 import type { ThreepidStore } from '../store/threepid-types.js';
+import { MatrixError } from '../errors.js';
+import type { JsonObject } from '../protocol/types.js';
+import type { RegistrationThreepids } from '../users/registration.js';
 import { AccountThreepids } from './account-threepids.js';
 import { createSmtpMailer, type Mailer } from './mailer.js';
 import { EmailValidation } from './validation.js';
@@ -39,4 +42,17 @@ export function createThreepids(d: {
     : null;
   const accounts = new AccountThreepids({ store: d.store, validation, ...(d.now ? { now: d.now } : {}) });
   return { validation, accounts, close: () => mailer?.close() };
+}
+
+/** Registration's m.login.email.identity stage (src/users/registration.ts); null when email is off. */
+export function registrationEmailStage(t: ThreepidServices): RegistrationThreepids | null {
+  if (!t.validation) return null;
+  return {
+    validate: async (auth) => {
+      const v = await t.accounts.validatedCreds(((auth.threepid_creds ?? auth.threepidCreds) ?? {}) as JsonObject);
+      if ((await t.accounts.userFor(v.medium, v.address)) !== null) throw new MatrixError('M_THREEPID_IN_USE', 'Email is already in use');
+      return v;
+    },
+    attach: (userId, v) => t.accounts.addValidated(userId, v),
+  };
 }
