@@ -12,7 +12,7 @@ import type { types } from 'cassandra-driver';
 import type { AccountThreepid, ThreepidStore, ValidationSession } from '../threepid-types.js';
 import { applied, num, numOrNull, type CassandraContext } from './context.js';
 
-const SESSION_COLUMNS = 'sid, medium, address, client_secret, last_send_attempt, token, next_link, validated_at, created_at, expires_at';
+const SESSION_COLUMNS = 'sid, medium, address, client_secret, last_send_attempt, validation_token, next_link, validated_at, created_at, expires_at';
 
 function toSession(r: types.Row): ValidationSession {
   return {
@@ -21,7 +21,7 @@ function toSession(r: types.Row): ValidationSession {
     address: r.get('address') as string,
     clientSecret: r.get('client_secret') as string,
     lastSendAttempt: r.get('last_send_attempt') as number,
-    token: r.get('token') as string,
+    token: r.get('validation_token') as string,
     nextLink: (r.get('next_link') as string | null) ?? null,
     validatedAt: numOrNull(r.get('validated_at')),
     createdAt: num(r.get('created_at')),
