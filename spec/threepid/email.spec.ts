@@ -144,6 +144,18 @@ describe('threepid: email validated by the homeserver', function () {
     assert.equal((await ok(anon.post(`${V3}/login`, { type: 'm.login.password', medium: 'email', address: 'adder@example.org', password: PASSWORD }), 'login')).user_id, other.userId);
   });
 
+  it('capabilities say addresses can change; the admin API lists a user\'s addresses', async function () {
+    const u = await passwordUser('shown');
+    assert.deepEqual((await ok(u.get(`${V3}/capabilities`), 'capabilities')).capabilities['m.3pid_changes'], { enabled: true });
+    await addEmail(u, 'shown@example.org');
+    const adminId = await srv.hearth.services.accounts.createAccount('mailadmin', PASSWORD, true);
+    const login = await srv.hearth.services.accounts.login(adminId, undefined, null, null);
+    const admin = new Api(srv.url, login.access_token);
+    const details = await ok(admin.get(`/_synapse/admin/v2/users/${encodeURIComponent(u.userId)}`), 'admin user');
+    assert.equal(details.threepids.length, 1);
+    assert.equal(details.threepids[0].address, 'shown@example.org');
+  });
+
   it('the deprecated POST /account/3pid adds from three_pid_creds; an unvalidated session is M_THREEPID_AUTH_FAILED', async function () {
     const u = await passwordUser('deprecated');
     const client_secret = secret();
@@ -247,7 +259,9 @@ describe('threepid: email settings', function () {
       assert.deepEqual(first.body.flows, [{ stages: ['m.login.dummy'] }]);
       expectError(await anon.post(`${V3}/register/email/requestToken`, { client_secret: 'abc', email: 'a@example.org', send_attempt: 1 }), 403, 'M_THREEPID_DENIED');
       const r = await ok(anon.post(`${V3}/register`, { username: 'plain', password: PASSWORD, auth: { type: 'm.login.dummy', session: first.body.session } }), 'register');
-      assert.deepEqual(await ok(new Api(srv.url, r.access_token).get(`${V3}/account/3pid`), 'list'), { threepids: [] });
+      const u = new Api(srv.url, r.access_token);
+      assert.deepEqual(await ok(u.get(`${V3}/account/3pid`), 'list'), { threepids: [] });
+      assert.deepEqual((await ok(u.get(`${V3}/capabilities`), 'capabilities')).capabilities['m.3pid_changes'], { enabled: false });
       // No access token and no email: password reset needs a token.
       expectError(await anon.post(`${V3}/account/password`, { new_password: 'x' }), 401, 'M_MISSING_TOKEN');
     } finally {
