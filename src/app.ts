@@ -416,7 +416,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
       accounts,
       config.server_name,
       sso.recaptcha ? { publicKey: sso.recaptcha.settings.public_key, required: config.recaptcha.required_for_registration } : null,
-      registrationEmailStage(threepids),
+      registrationEmailStage(threepids, config.registration.require_email),
       logger,
     ),
     rooms,

@@ -7,7 +7,7 @@ import { expectError, ok, PASSWORD, V3 } from '../helpers/fixtures.js';
 import { SmtpSink, linkIn } from '../helpers/smtp-sink.js';
 import { freePort } from '../helpers/ports.js';
 import { Api, startTestServer as startServer, type TestServer } from '../helpers/server.js';
-import type { HearthConfigInput } from '../../src/config/load.js';
+import { validateConfig, type HearthConfigInput } from '../../src/config/load.js';
 
 /** A server on a fixed port, so that public_baseurl (the mailed link's base) names it. */
 async function startTestServer(overrides: HearthConfigInput = {}): Promise<TestServer> {
@@ -276,6 +276,23 @@ describe('threepid: email settings', function () {
       const r = await new Api(srv.url).post(`${V3}/register/email/requestToken`, { client_secret: 'abc', email: 'tls@example.org', send_attempt: 1 });
       assert.equal(r.status, 502);
       assert.equal(sink.mails.length, 0);
+    } finally {
+      await srv.stop();
+      await sink.stop();
+    }
+  });
+
+  it('registration.require_email: the email flow is the only one; it needs email.enabled', async function () {
+    assert.throws(() => validateConfig({ registration: { require_email: true } }), /registration\.require_email/);
+    const sink = await SmtpSink.start();
+    const srv = await startTestServer({ email: emailConfig(sink), registration: { require_email: true, token: 'org-token' } });
+    try {
+      const anon = new Api(srv.url);
+      const first = await anon.post(`${V3}/register`, { username: 'required', password: PASSWORD });
+      assert.deepEqual(first.body.flows, [{ stages: ['m.login.registration_token', 'm.login.email.identity'] }]);
+      const dummy = await anon.post(`${V3}/register`, { username: 'required', password: PASSWORD, auth: { type: 'm.login.dummy', session: first.body.session } });
+      assert.equal(dummy.status, 401);
+      assert.equal(dummy.body.errcode, 'M_UNKNOWN');
     } finally {
       await srv.stop();
       await sink.stop();

@@ -137,6 +137,8 @@ const configObject = z.strictObject({
       enabled: z.boolean().default(true),
       token: z.string().min(1).nullable().default(null),
       allow_guests: z.boolean().default(false),
+      // Registration only with a validated email address (needs email.enabled).
+      require_email: z.boolean().default(false),
       shared_secret: z
         .string()
         .min(16, { error: 'must be at least 16 characters (generate-config writes a random one)' })
@@ -497,6 +499,9 @@ export const hearthConfigSchema = configObject
     checkRoles(c, ctx);
     if (c.media.store === 'cassandra' && c.storage.backend !== 'cassandra') {
       ctx.addIssue({ code: 'custom', path: ['media', 'store'], message: 'cassandra needs storage.backend: cassandra (the bytes go to its keyspace)' });
+    }
+    if (c.registration.require_email && !c.email.enabled) {
+      ctx.addIssue({ code: 'custom', path: ['registration', 'require_email'], message: 'needs email.enabled: true (addresses are validated by mail)' });
     }
     const http = c.limits.http;
     if (http.header_timeout_ms > http.request_timeout_ms) {

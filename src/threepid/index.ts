@@ -45,7 +45,7 @@ export function createThreepids(d: {
 }
 
 /** Registration's m.login.email.identity stage (src/users/registration.ts); null when email is off. */
-export function registrationEmailStage(t: ThreepidServices): RegistrationThreepids | null {
+export function registrationEmailStage(t: ThreepidServices, required: boolean): RegistrationThreepids | null {
   if (!t.validation) return null;
   return {
     validate: async (auth) => {
@@ -54,5 +54,6 @@ export function registrationEmailStage(t: ThreepidServices): RegistrationThreepi
       return v;
     },
     attach: (userId, v) => t.accounts.addValidated(userId, v),
+    required,
   };
 }

@@ -53,6 +53,8 @@ export interface RegistrationThreepids {
   validate(auth: JsonObject): Promise<ValidatedThreepid>;
   /** Puts the address on the new account. */
   attach(userId: string, threepid: ValidatedThreepid): Promise<void>;
+  /** The email flow is the only one (registration.require_email). */
+  required: boolean;
 }
 
 /** How long a finished creation stays in the process-local map: as long as a UIA session lives. */
@@ -85,7 +87,7 @@ export class Registration {
     if (this.threepids) {
       // A required registration token stays required: the email flow adds to it.
       const email = base[0]!.includes('m.login.registration_token') ? ['m.login.registration_token', 'm.login.email.identity'] : ['m.login.email.identity'];
-      flows = [...base, email];
+      flows = this.threepids.required ? [email] : [...base, email];
     }
     return this.captcha?.required ? flows.map((f) => ['m.login.recaptcha', ...f]) : flows;
   }
