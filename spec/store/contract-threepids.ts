@@ -49,9 +49,10 @@ export function describeThreepidContract(ctx: ContractContext): void {
       assert.equal((await s.openValidationSession(session('sid3', { clientSecret: 'other' }), T0)).sid, 'sid3');
       assert.equal((await s.openValidationSession(session('sid4', { address: 'b@example.org' }), T0)).sid, 'sid4');
 
-      await s.recordValidationSend('sid1', { lastSendAttempt: 3, token: 'tok', nextLink: 'https://c.example.org/' });
+      // send_attempt is any non-negative integer a client counts with (2^40 does not fit 32 bits).
+      await s.recordValidationSend('sid1', { lastSendAttempt: 2 ** 40, token: 'tok', nextLink: 'https://c.example.org/' });
       const sent = await s.getValidationSession('sid1', T0);
-      assert.deepEqual(sent, session('sid1', { lastSendAttempt: 3, token: 'tok', nextLink: 'https://c.example.org/' }));
+      assert.deepEqual(sent, session('sid1', { lastSendAttempt: 2 ** 40, token: 'tok', nextLink: 'https://c.example.org/' }));
 
       await s.markValidated('sid1', T0 + 50);
       await s.markValidated('sid1', T0 + 99); // only the first counts

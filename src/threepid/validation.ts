@@ -93,8 +93,8 @@ export class EmailValidation {
       medium: 'email',
       address,
       clientSecret: req.client_secret,
-      // Nothing sent yet: any send_attempt sends.
-      lastSendAttempt: Number.MIN_SAFE_INTEGER,
+      // Nothing sent yet: any send_attempt (0 or more) sends.
+      lastSendAttempt: -1,
       token: '',
       nextLink,
       validatedAt: null,

@@ -20,7 +20,7 @@ function toSession(r: types.Row): ValidationSession {
     medium: r.get('medium') as string,
     address: r.get('address') as string,
     clientSecret: r.get('client_secret') as string,
-    lastSendAttempt: r.get('last_send_attempt') as number,
+    lastSendAttempt: num(r.get('last_send_attempt')),
     token: r.get('validation_token') as string,
     nextLink: (r.get('next_link') as string | null) ?? null,
     validatedAt: numOrNull(r.get('validated_at')),
