@@ -95,7 +95,8 @@ export function threepidRoutes(r: ClientRoutes, s: ThreepidRouteDeps): void {
 
   r.authed('post', '/account/3pid/add', async (ctx, auth) => {
     const req = parse(addSchema, body(ctx));
-    await s.accounts.uia.check('3pid_add:' + auth.userId, uiaRequest(ctx), req.auth as JsonObject | undefined, [['m.login.password']], s.accounts.passwordStage(auth.userId));
+    // The account's own re-authentication (password, or SSO when CAS is on), as /account/password.
+    await s.accounts.reauthenticate('3pid_add:' + auth.userId, auth.userId, uiaRequest(ctx), req.auth as JsonObject | undefined);
     const v = await s.threepids.accounts.validatedCreds(req);
     await s.threepids.accounts.addValidated(auth.userId, v);
     ctx.body = {};
