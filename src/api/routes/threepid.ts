@@ -2,8 +2,9 @@
 // an address, password reset), the validation link, and the account's address list
 // (GET /account/3pid, POST /account/3pid/add and the deprecated POST /account/3pid).
 //
-// Every requestToken may send a mail: each is rate-limited per client address, and each mail
-// per email address (limits.rate_limits.threepid_request_token). SMS is not supported: the
+// Every requestToken may send a mail: each is rate-limited per client address and per email
+// address (limits.rate_limits.threepid_request_token); following a link spends from the login
+// budget. SMS is not supported: the
 // msisdn requestTokens answer M_THREEPID_MEDIUM_NOT_SUPPORTED.
 
 import { z } from 'zod';
@@ -39,7 +40,7 @@ export function threepidRoutes(r: ClientRoutes, s: ThreepidRouteDeps): void {
     if (!validation) throw new MatrixError('M_THREEPID_DENIED', 'Email validation is not enabled on this server');
     if (purpose === 'register' && !s.registration.enabled) throw new MatrixError('M_FORBIDDEN', 'Registration is disabled');
     const req = parse(requestTokenSchema, body(ctx));
-    // Each mail is charged to its address too: one client cannot flood one inbox from many IPs.
+    // Each request is charged to its address too: one client cannot flood one inbox from many IPs.
     await s.limits.threepid_request_token.consume(`email:${req.email.trim().toLowerCase()}`);
     ctx.body = await validation.requestToken(purpose, req);
   };
@@ -55,7 +56,9 @@ export function threepidRoutes(r: ClientRoutes, s: ThreepidRouteDeps): void {
   // The mailed link (GET, a person in a browser) and the submit_url (POST, a client).
   r.raw('get', SUBMIT_TOKEN_PATH, async (ctx) => {
     const q = (k: string) => (typeof ctx.query[k] === 'string' ? (ctx.query[k] as string) : '');
-    await s.limits.threepid_request_token.consume(`submit:${ctx.ip}`);
+    // Guessing tokens is an authentication attempt: the login budget, not the mail one (many
+    // people behind one address follow their links at once).
+    await s.limits.login.consume(`submit:${ctx.ip}`);
     const validation = s.threepids.validation;
     let nextLink: string | null = null;
     try {
@@ -81,7 +84,9 @@ export function threepidRoutes(r: ClientRoutes, s: ThreepidRouteDeps): void {
     ctx.body = page('Email validated', 'Your email address has been validated. You may close this page and return to your Matrix client.');
   });
   r.raw('post', SUBMIT_TOKEN_PATH, async (ctx) => {
-    await s.limits.threepid_request_token.consume(`submit:${ctx.ip}`);
+    // Guessing tokens is an authentication attempt: the login budget, not the mail one (many
+    // people behind one address follow their links at once).
+    await s.limits.login.consume(`submit:${ctx.ip}`);
     const validation = s.threepids.validation;
     if (!validation) throw new MatrixError('M_THREEPID_DENIED', 'Email validation is not enabled on this server');
     const req = parse(submitSchema, body(ctx));
