@@ -76,6 +76,7 @@ import { PushDispatcher, roomInfoFromState } from './push/dispatcher.js';
 import { PushGateway } from './push/gateway.js';
 import { createOutboundHttp, OutboundGuard } from './net/outbound-guard.js';
 import { createIdentity, lateThirdPartyHooks } from './identity/index.js';
+import { createThreepids, registrationEmailStage } from './threepid/index.js';
 import type { ThirdPartyInvites } from './identity/third-party-invites.js';
 import { createSsoServices } from './auth/sso/index.js';
 import { ReceiptService } from './receipts/receipt-service.js';
@@ -363,6 +364,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     logger,
   });
   thirdPartyLate.invites = identity.invites;
+  const threepids = createThreepids({ config, store, logger });
   const appServiceGate = redis && ((leaseMs: number) => new AppServiceLeases(redis, { leaseMs, logger }));
   const appServices = createAppServices(config, appServiceRegistrations, { store, http: outboundHttp, logger, now, ...(appServiceGate ? { gate: appServiceGate } : {}) });
   const accounts = new AccountService(
@@ -414,6 +416,8 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
       accounts,
       config.server_name,
       sso.recaptcha ? { publicKey: sso.recaptcha.settings.public_key, required: config.recaptcha.required_for_registration } : null,
+      registrationEmailStage(threepids, config.registration.require_email),
+      logger,
     ),
     rooms,
     search: new SearchService(store, visibility, formatter),
@@ -459,6 +463,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     features: { websocket: config.websocket.enabled },
     appServices,
     identity,
+    threepids,
     now,
   };
   const lifecycle = new Lifecycle();
@@ -612,6 +617,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
       await outboundHttp.close();
       await identity.http.close();
       await sso.close();
+      threepids.close();
       await delivered.flush();
       presence.stop();
       typing.close();

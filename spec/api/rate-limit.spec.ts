@@ -11,6 +11,7 @@ const rules = {
   login_failures_per_account_address: { per_second: 0.01, burst: 5 },
   write: { per_second: 10, burst: 100 },
   to_device: { per_second: 200, burst: 3000 },
+  threepid_request_token: { per_second: 0.05, burst: 5 },
 };
 
 describe('rate limits', () => {

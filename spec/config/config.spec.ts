@@ -51,7 +51,10 @@ describe('config', () => {
       },
     });
     assert.equal(c.signing_key_path, path.join(dir, 'data', 'signing.key'));
-    assert.deepEqual(c.registration, { enabled: true, token: null, allow_guests: false, shared_secret: null });
+    assert.deepEqual(c.registration, { enabled: true, token: null, allow_guests: false, require_email: false, shared_secret: null });
+    // Email is off by default; when on, the relay must be reached over TLS unless told otherwise.
+    assert.equal(c.email.enabled, false);
+    assert.equal(c.email.require_transport_security, true);
     assert.deepEqual(c.limits.rate_limits.login, { per_second: 0.5, burst: 10 });
     assert.equal(c.limits.max_request_body_bytes, 1048576);
     assert.equal(c.sync.max_timeout_ms, 60000);

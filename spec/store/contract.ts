@@ -19,6 +19,7 @@ import { describeAdminContract } from './contract-admin.js';
 import { describeAppServiceContract } from './contract-appservices.js';
 import { describeFederationQueueContract } from './contract-federation-queue.js';
 import { describeIdentityBindingContract } from './contract-identity.js';
+import { describeThreepidContract } from './contract-threepids.js';
 import { describeStateContract } from './contract-state.js';
 import { describeStreamContract } from './contract-streams.js';
 import { describeTimelineContract } from './contract-timeline.js';
@@ -105,5 +106,6 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
     describeAppServiceContract(ctx);
     describeFederationQueueContract(ctx);
     describeIdentityBindingContract(ctx);
+    describeThreepidContract(ctx);
   });
 }

@@ -103,7 +103,8 @@ export class AdminService {
   async getUser(userId: string): Promise<JsonObject> {
     const u = await this.deps.store.accounts.getUser(userId);
     if (!u) throw new MatrixError('M_NOT_FOUND', 'User not found');
-    return this.userDetails(u);
+    const threepids = (await this.deps.store.threepids.listAccountThreepids(userId)).map((t) => ({ medium: t.medium, address: t.address, validated_at: t.validatedAt, added_at: t.addedAt }));
+    return { ...this.userDetails(u), threepids };
   }
 
   /** PUT /v2/users/{userId}: creates the account if missing. Returns whether it was created. */

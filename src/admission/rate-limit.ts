@@ -96,6 +96,7 @@ export const RATE_LIMIT_NAMES = [
   'message',
   'write',
   'to_device',
+  'threepid_request_token',
 ] as const;
 export type RateLimitName = (typeof RATE_LIMIT_NAMES)[number];
 export type RateLimiters = Record<RateLimitName, RateLimiter>;

@@ -17,6 +17,7 @@ import { miscRoutes } from './routes/misc.js';
 import { profileRoutes } from './routes/profile.js';
 import { roomRoutes } from './routes/rooms.js';
 import { identityRoutes } from './routes/identity.js';
+import { threepidRoutes } from './routes/threepid.js';
 import { syncRoutes } from './routes/sync.js';
 import { ephemeralRoutes } from './routes/ephemeral.js';
 import { pushRuleRoutes } from './routes/push-rules.js';
@@ -115,6 +116,7 @@ export function createRouteTable(services: ApiServices, opts: Pick<HttpOptions, 
   whoisRoutes(routes, services);
   appServiceRoutes(routes, services);
   identityRoutes(routes, services);
+  threepidRoutes(routes, services);
   // Metrics have their own listener (metrics.listen); here only behind a configured secret.
   if (opts.renderMetrics && opts.metricsSecret) {
     const render = opts.renderMetrics;

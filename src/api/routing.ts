@@ -50,6 +50,7 @@ import type { IdentityServices } from '../identity/index.js';
 import type { LoginTokens } from '../auth/sso/login-tokens.js';
 import type { CasService } from '../auth/sso/cas.js';
 import type { Recaptcha } from '../auth/recaptcha.js';
+import type { ThreepidServices } from '../threepid/index.js';
 
 export interface ApiServices {
   serverName: string;
@@ -126,6 +127,8 @@ export interface ApiServices {
   appServices: AppServices;
   /** Identity servers: 3PID invites and bindings (src/identity). */
   identity: IdentityServices;
+  /** Email addresses on accounts and their validation by mail (src/threepid). */
+  threepids: ThreepidServices;
   now: () => number;
 }
 

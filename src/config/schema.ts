@@ -137,6 +137,8 @@ const configObject = z.strictObject({
       enabled: z.boolean().default(true),
       token: z.string().min(1).nullable().default(null),
       allow_guests: z.boolean().default(false),
+      // Registration only with a validated email address (needs email.enabled).
+      require_email: z.boolean().default(false),
       shared_secret: z
         .string()
         .min(16, { error: 'must be at least 16 characters (generate-config writes a random one)' })
@@ -221,6 +223,7 @@ const configObject = z.strictObject({
           message: rateLimit(20, 100),
           write: rateLimit(10, 100),
           to_device: rateLimit(200, 3000),
+          threepid_request_token: rateLimit(0.05, 5),
         })
         .prefault({}),
       http: httpLimits,
@@ -373,6 +376,28 @@ const configObject = z.strictObject({
       request_timeout_ms: z.int().min(100).default(15_000),
     })
     .prefault({}),
+  // Email on accounts (src/threepid): this server validates addresses itself by sending a link
+  // over SMTP, for registration, adding an address, and password reset. Off by default: with it
+  // off, requestToken answers M_THREEPID_DENIED and no email stage is offered.
+  email: z
+    .strictObject({
+      enabled: z.boolean().default(false),
+      smtp_host: host.default('localhost'),
+      smtp_port: port.default(25),
+      smtp_user: z.string().min(1).nullable().default(null),
+      smtp_pass: z.string().min(1).nullable().default(null),
+      // Refuse to send unless the connection is encrypted (STARTTLS, or TLS from the start with
+      // force_tls). Off only for a relay on this machine or a test rig.
+      require_transport_security: z.boolean().default(true),
+      // TLS from the first byte (port 465) rather than STARTTLS.
+      force_tls: z.boolean().default(false),
+      notif_from: z.string().min(3).max(255).default('Hearth <noreply@localhost>'),
+      app_name: z.string().min(1).max(100).default('Matrix'),
+      // How long a validation link stays good.
+      validation_token_lifetime_ms: z.int().min(60_000).default(3_600_000),
+      send_timeout_ms: z.int().min(1000).default(30_000),
+    })
+    .prefault({}),
   // The media repository (src/media): uploads, downloads, thumbnails, URL previews.
   media: z
     .strictObject({
@@ -474,6 +499,9 @@ export const hearthConfigSchema = configObject
     checkRoles(c, ctx);
     if (c.media.store === 'cassandra' && c.storage.backend !== 'cassandra') {
       ctx.addIssue({ code: 'custom', path: ['media', 'store'], message: 'cassandra needs storage.backend: cassandra (the bytes go to its keyspace)' });
+    }
+    if (c.registration.require_email && !c.email.enabled) {
+      ctx.addIssue({ code: 'custom', path: ['registration', 'require_email'], message: 'needs email.enabled: true (addresses are validated by mail)' });
     }
     const http = c.limits.http;
     if (http.header_timeout_ms > http.request_timeout_ms) {

@@ -23,6 +23,7 @@ import type { E2eeStore } from './e2ee-types.js';
 import type { DeliveryStore, PusherStore } from './push-types.js';
 import type { FederationQueueStore } from './federation-types.js';
 import type { IdentityBindingStore } from './identity-types.js';
+import type { ThreepidStore } from './threepid-types.js';
 import type { MediaMetaStore } from './media-types.js';
 import type { SearchStore } from './search-types.js';
 import type { AdminStore } from './admin-types.js';
@@ -494,6 +495,8 @@ export interface Store {
   readonly federationQueue: FederationQueueStore;
   /** 3PID bindings made at identity servers on users' behalf. */
   readonly identityBindings: IdentityBindingStore;
+  /** Email addresses on accounts and their validation sessions. */
+  readonly threepids: ThreepidStore;
   /** The highest stream position below which everything is persisted and readable. */
   currentPosition(): number;
   /**

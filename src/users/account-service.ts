@@ -285,6 +285,12 @@ export class AccountService {
     }
   }
 
+  /** Password reset without a session (by email, src/threepid): optionally every device logged out. */
+  async resetPassword(userId: string, newPassword: string, logoutDevices: boolean): Promise<void> {
+    await this.store.accounts.setPasswordHash(userId, await hashPassword(newPassword));
+    if (logoutDevices) await this.logoutAll(userId);
+  }
+
   async deactivate(userId: string): Promise<void> {
     await this.logoutAll(userId);
     await this.store.accounts.deactivateUser(userId);

@@ -10,6 +10,8 @@
 // - Concurrent completions of one session in this process wait for the first one's account. The
 //   session data is serialised into the UIA store (Redis in a cluster), so the in-flight creation
 //   promise lives beside it in a process-local map keyed by session ID.
+// - With email on (src/threepid), a flow of the m.login.email.identity stage is offered; the
+//   address its session validated is kept in the UIA session and put on the account created.
 
 import { randomBytes } from 'node:crypto';
 import { MatrixError } from '../errors.js';
@@ -17,6 +19,8 @@ import type { JsonObject } from '../protocol/types.js';
 import type { AccountService, LoginResult } from './account-service.js';
 import { hashPassword } from './credentials.js';
 import type { UiaRequest } from './uia.js';
+import type { Logger } from 'pino';
+import type { ValidatedThreepid } from '../threepid/validation.js';
 
 export interface RegistrationRequest {
   username?: string;
@@ -39,6 +43,18 @@ interface SessionParams {
   guestUserId?: string;
   /** Set once this session has created its account. */
   userId?: string;
+  /** The address an m.login.email.identity stage validated, for the account once created. */
+  threepid?: ValidatedThreepid;
+}
+
+/** The email stage, when email is on (src/threepid). */
+export interface RegistrationThreepids {
+  /** The address a stage's threepid_creds prove; throws (failing the stage) if none or in use. */
+  validate(auth: JsonObject): Promise<ValidatedThreepid>;
+  /** Puts the address on the new account. */
+  attach(userId: string, threepid: ValidatedThreepid): Promise<void>;
+  /** The email flow is the only one (registration.require_email). */
+  required: boolean;
 }
 
 /** How long a finished creation stays in the process-local map: as long as a UIA session lives. */
@@ -60,7 +76,21 @@ export class Registration {
      * m.login.recaptcha first in every flow, otherwise it may be completed but is not needed.
      */
     private readonly captcha: { publicKey: string; required: boolean } | null = null,
+    private readonly threepids: RegistrationThreepids | null = null,
+    private readonly logger?: Logger,
   ) {}
+
+  /** The flows offered: the account policy's, with email on one with the email stage, a required captcha first in each. */
+  flows(): string[][] {
+    const base = this.accounts.registrationFlows();
+    let flows = base;
+    if (this.threepids) {
+      // A required registration token stays required: the email flow adds to it.
+      const email = base[0]!.includes('m.login.registration_token') ? ['m.login.registration_token', 'm.login.email.identity'] : ['m.login.email.identity'];
+      flows = this.threepids.required ? [email] : [...base, email];
+    }
+    return this.captcha?.required ? flows.map((f) => ['m.login.recaptcha', ...f]) : flows;
+  }
 
   /**
    * Runs one /register request of a UIA flow. `verify` checks a stage's auth dict; the request
@@ -93,7 +123,12 @@ export class Registration {
       { ...request, body: {} },
       req.auth,
       this.flows(),
-      verify,
+      async (stage, auth) => {
+        if (stage !== 'm.login.email.identity' || !this.threepids) return verify(stage, auth);
+        // Kept in the session with the parameters: check() saves them once the stage completes.
+        params.threepid = await this.threepids.validate(auth);
+        return true;
+      },
       // Parameters only for stages in a flow, as Synapse: an optional captcha needs no key.
       this.captcha?.required ? { 'm.login.recaptcha': { public_key: this.captcha.publicKey } } : {},
       { ...(this.captcha && !this.captcha.required ? { extraStages: ['m.login.recaptcha'] } : {}), keepCompleted: true, update: (data) => ((data as SessionParams | undefined)?.userId !== undefined ? data : params) },
@@ -102,11 +137,6 @@ export class Registration {
     const userId = await this.accountFor(id, current);
     if (current.inhibitLogin) return { user_id: userId, home_server: this.serverName };
     return this.accounts.login(userId, current.deviceId, current.displayName ?? null, ip);
-  }
-
-  private flows(): string[][] {
-    const flows = this.accounts.registrationFlows();
-    return this.captcha?.required ? flows.map((f) => ['m.login.recaptcha', ...f]) : flows;
   }
 
   /** The guest a guest_access_token names; it may only upgrade itself (username = its localpart). */
@@ -126,6 +156,7 @@ export class Registration {
       displayName: req.initial_device_display_name,
       inhibitLogin: req.inhibit_login ?? false,
       passwordHash: prior?.passwordHash,
+      ...(prior?.threepid ? { threepid: prior.threepid } : {}),
     };
   }
 
@@ -141,6 +172,11 @@ export class Registration {
       const userId = guest
         ? await this.accounts.upgradeGuest(guest, hash).then(() => guest)
         : await this.accounts.createAccountWithHash(params.username ?? randomBytes(6).toString('hex'), hash);
+      if (params.threepid && this.threepids) {
+        // The account exists by now: an address taken meanwhile by another account is left off
+        // it rather than failing a registration that cannot be undone.
+        await this.threepids.attach(userId, params.threepid).catch((err: unknown) => this.logger?.warn({ err, userId }, 'could not add the registration email to the new account'));
+      }
       await this.accounts.uia.setData(sessionId, { ...params, userId });
       return userId;
     })();

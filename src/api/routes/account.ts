@@ -48,7 +48,7 @@ const passwordSchema = z
 const deviceUpdateSchema = z.object({ display_name: z.string().max(255).optional() }).passthrough();
 const deleteDevicesSchema = z.object({ devices: z.array(z.string().max(255)).max(1000) }).passthrough();
 
-type AccountRouteDeps = Pick<ApiServices, 'accounts' | 'cas' | 'loginTokens' | 'recaptcha' | 'erasure' | 'limits' | 'publicBaseUrl' | 'registrar' | 'registration' | 'registrationNonces' | 'serverName' | 'appServices' | 'identity'>;
+type AccountRouteDeps = Pick<ApiServices, 'accounts' | 'cas' | 'loginTokens' | 'recaptcha' | 'erasure' | 'limits' | 'publicBaseUrl' | 'registrar' | 'registration' | 'registrationNonces' | 'serverName' | 'appServices' | 'identity' | 'threepids'>;
 
 export function accountRoutes(r: ClientRoutes, s: AccountRouteDeps): void {
   r.route('get', '/register/available', async (ctx) => {
@@ -140,11 +140,8 @@ export function accountRoutes(r: ClientRoutes, s: AccountRouteDeps): void {
       return;
     }
     if (req.type !== 'm.login.password') throw new MatrixError('M_UNKNOWN', `Unsupported login type ${req.type}`);
-    const user = req.identifier?.type === 'm.id.user' ? req.identifier.user : req.user;
-    if (req.identifier && req.identifier.type !== 'm.id.user') {
-      throw new MatrixError('M_UNKNOWN', `Unsupported identifier type ${req.identifier.type}`);
-    }
-    if (!user || req.password === undefined) throw new MatrixError('M_MISSING_PARAM', 'user and password are required');
+    const user = await loginUser(s, req);
+    if (req.password === undefined) throw new MatrixError('M_MISSING_PARAM', 'user and password are required');
     // Failed attempts are counted per (account, address) and per address, never per account
     // alone: an attacker then throttles their own address, and the real user, from theirs,
     // still gets in with the right password.
@@ -181,10 +178,33 @@ export function accountRoutes(r: ClientRoutes, s: AccountRouteDeps): void {
     ctx.body = { user_id: auth.userId, device_id: auth.deviceId, is_guest: auth.isGuest };
   });
 
-  r.authed('post', '/account/password', async (ctx, auth) => {
+  // The access token is optional here (spec): without one, the password is reset by proving an
+  // email address on the account (m.login.email.identity; src/threepid).
+  r.route('post', '/account/password', async (ctx) => {
     const req = valid(ctx, passwordSchema);
-    await s.accounts.reauthenticate('password:' + auth.userId, auth.userId, uiaRequest(ctx), req.auth as JsonObject | undefined);
-    await s.accounts.changePassword(auth, req.new_password, req.logout_devices ?? true);
+    if (ctx.accessToken !== undefined) {
+      const auth = await r.authenticate(ctx.accessToken, ctx.ip);
+      if (auth.isGuest) throw new MatrixError('M_GUEST_ACCESS_FORBIDDEN', 'Guest accounts may not use this endpoint', {}, 403);
+      if (!auth.rateLimitExempt) await s.limits.write.consume(auth.userId);
+      await s.accounts.reauthenticate('password:' + auth.userId, auth.userId, uiaRequest(ctx), req.auth as JsonObject | undefined);
+      await s.accounts.changePassword(auth, req.new_password, req.logout_devices ?? true);
+      ctx.body = {};
+      return;
+    }
+    await s.limits.login.consume(ctx.ip);
+    if (!s.threepids.validation) throw new MatrixError('M_MISSING_TOKEN', 'Missing access token', {}, 401);
+    let userId: string | null = null;
+    await s.accounts.uia.check('password_reset', uiaRequest(ctx), req.auth as JsonObject | undefined, [['m.login.email.identity']], async (stage, a) => {
+      if (stage !== 'm.login.email.identity') return false;
+      const v = await s.threepids.accounts.validatedCreds(((a.threepid_creds ?? a.threepidCreds) ?? {}) as JsonObject);
+      userId = await s.threepids.accounts.userFor(v.medium, v.address);
+      if (userId === null) throw new MatrixError('M_THREEPID_NOT_FOUND', 'No account has this email address');
+      return true;
+    });
+    // A session completed by an earlier request does not say whose it was: the email stage is
+    // the only one, so it completes in the request that carries it.
+    if (userId === null) throw new MatrixError('M_FORBIDDEN', 'The email stage must be completed in this request', {}, 401);
+    await s.accounts.resetPassword(userId, req.new_password, req.logout_devices ?? true);
     ctx.body = {};
   }, { schema: passwordSchema });
 
@@ -198,13 +218,11 @@ export function accountRoutes(r: ClientRoutes, s: AccountRouteDeps): void {
     if (req.id_server !== undefined && typeof req.id_server !== 'string') throw new MatrixError('M_BAD_JSON', 'id_server must be a string');
     // Bindings made through us are undone first (spec: the server SHOULD unbind on deactivation).
     const unbound = await s.identity.bindings.unbindAll(auth.userId, req.id_server);
+    // Its addresses leave the account: they no longer log in, and may go on another account.
+    await s.threepids.accounts.removeAll(auth.userId);
     await s.accounts.deactivate(auth.userId);
     if (req.erase === true) await s.erasure.erase(auth.userId);
     ctx.body = { id_server_unbind_result: unbound };
-  });
-
-  r.authed('get', '/account/3pid', (ctx) => {
-    ctx.body = { threepids: [] };
   });
 
   devicesRoutes(r, s);
@@ -247,6 +265,33 @@ function devicesRoutes(r: ClientRoutes, s: AccountRouteDeps): void {
     const req = valid(ctx, deleteDevicesSchema);
     await deleteDevices(ctx, auth.userId, req.devices);
   }, { schema: deleteDevicesSchema });
+}
+
+/**
+ * The account a password login names: identifier m.id.user (or the legacy `user`), or
+ * m.id.thirdparty (or the legacy `medium` and `address`) for an email address on an account.
+ * An address on no account fails as a wrong password does (M_FORBIDDEN), saying nothing of
+ * which addresses are known.
+ */
+async function loginUser(s: AccountRouteDeps, req: z.infer<typeof loginSchema>): Promise<string> {
+  const id = req.identifier as (JsonObject & { type: string }) | undefined;
+  const legacy = req as unknown as JsonObject;
+  let medium: unknown;
+  let address: unknown;
+  if (id?.type === 'm.id.thirdparty') {
+    ({ medium, address } = id);
+  } else if (id === undefined && req.user === undefined && legacy.medium !== undefined) {
+    ({ medium, address } = legacy);
+  } else {
+    if (id && id.type !== 'm.id.user') throw new MatrixError('M_UNKNOWN', `Unsupported identifier type ${id.type}`);
+    const user = id ? (typeof id.user === 'string' ? id.user : undefined) : req.user;
+    if (!user) throw new MatrixError('M_MISSING_PARAM', 'user and password are required');
+    return user;
+  }
+  if (typeof medium !== 'string' || typeof address !== 'string' || address.length > 512) throw new MatrixError('M_MISSING_PARAM', 'medium and address are required');
+  const userId = await s.threepids.accounts.userFor(medium, address);
+  if (userId === null) throw new MatrixError('M_FORBIDDEN', 'Invalid username or password');
+  return userId;
 }
 
 /** POST /register with type m.login.application_service: no UIA; the AS's namespaces decide. */

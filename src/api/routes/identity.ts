@@ -3,14 +3,14 @@
 // callback (a federation path, served here too because identity servers are often pointed at
 // the client base URL, as SyTest's is).
 //
-// No 3PIDs are held on accounts yet (adding one needs email or SMS validation by this server,
-// which has no sender): GET /account/3pid lists none, and /delete only unbinds.
+// Addresses on the account itself (validated by this server's mail) are src/threepid's, served
+// by routes/threepid.ts; /delete removes one there as well as unbinding it.
 
 import { z } from 'zod';
 import { body } from '../middleware.js';
 import { parse, type ApiServices, type ClientRoutes } from '../routing.js';
 
-type IdentityRouteDeps = Pick<ApiServices, 'identity' | 'limits'>;
+type IdentityRouteDeps = Pick<ApiServices, 'identity' | 'limits' | 'threepids'>;
 
 // r0 and unstable: clients (and SyTest) still use the older prefixes for these.
 const VERSIONS = ['v3', 'r0', 'unstable'];
@@ -28,7 +28,11 @@ export function identityRoutes(r: ClientRoutes, s: IdentityRouteDeps): void {
   for (const path of ['/account/3pid/unbind', '/account/3pid/delete']) {
     r.authed('post', path, async (ctx, auth) => {
       const req = parse(unbindSchema, body(ctx));
-      ctx.body = { id_server_unbind_result: await s.identity.bindings.unbind(auth.userId, req.medium, req.address, req.id_server) };
+      const result = await s.identity.bindings.unbind(auth.userId, req.medium, req.address, req.id_server);
+      // /delete also takes the address off the account (src/threepid), after the unbind: an
+      // identity server that could not be reached leaves both for a retry.
+      if (path === '/account/3pid/delete') await s.threepids.accounts.remove(auth.userId, req.medium, req.address);
+      ctx.body = { id_server_unbind_result: result };
     }, VERSIONS);
   }
 

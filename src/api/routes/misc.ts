@@ -9,7 +9,7 @@ import { turnCredentials } from '../../voip/turn.js';
 export const SPEC_VERSIONS = ['r0.0.1', 'r0.1.0', 'r0.2.0', 'r0.3.0', 'r0.4.0', 'r0.5.0', 'r0.6.0', 'r0.6.1',
   'v1.1', 'v1.2', 'v1.3', 'v1.4', 'v1.5', 'v1.6', 'v1.7', 'v1.8', 'v1.9', 'v1.10', 'v1.11', 'v1.12'];
 
-type MiscRouteDeps = Pick<ApiServices, 'features' | 'now' | 'publicBaseUrl' | 'turn'> & { rooms: Pick<ApiServices['rooms'], 'defaultRoomVersion'> };
+type MiscRouteDeps = Pick<ApiServices, 'features' | 'now' | 'publicBaseUrl' | 'turn' | 'threepids'> & { rooms: Pick<ApiServices['rooms'], 'defaultRoomVersion'> };
 
 export function miscRoutes(r: ClientRoutes, s: MiscRouteDeps): void {
   r.raw('get', '/_matrix/client/versions', (ctx) => {
@@ -33,7 +33,8 @@ export function miscRoutes(r: ClientRoutes, s: MiscRouteDeps): void {
         'm.change_password': { enabled: true },
         'm.set_displayname': { enabled: true },
         'm.set_avatar_url': { enabled: true },
-        'm.3pid_changes': { enabled: false },
+        // Addresses can be added only when this server can validate them (email on).
+        'm.3pid_changes': { enabled: s.threepids.validation !== null },
       },
     };
   });

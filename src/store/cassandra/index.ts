@@ -34,6 +34,7 @@ import { MIGRATIONS } from './migrations/index.js';
 import { CassandraFederationQueueStore } from './federation-queue.js';
 import type { FederationQueueStore } from '../federation-types.js';
 import { CassandraIdentityBindingStore } from './identity.js';
+import { CassandraThreepidStore } from './threepid.js';
 import { PositionAllocator, positionAt, revokeWorkerLease, STALE_MS } from './positions.js';
 import { CassandraRoomStore } from './rooms.js';
 import type { CommitHooks } from './room-fence.js';
@@ -139,6 +140,7 @@ export class CassandraStore implements SharedStoreBackend {
   readonly appServices: AppServiceStore;
   readonly federationQueue: FederationQueueStore;
   readonly identityBindings: CassandraIdentityBindingStore;
+  readonly threepids: CassandraThreepidStore;
   readonly appliedMigrations: readonly number[];
 
   private closed = false;
@@ -231,6 +233,7 @@ export class CassandraStore implements SharedStoreBackend {
     this.appServices = new CassandraAppServiceStore(ctx);
     this.federationQueue = new CassandraFederationQueueStore(ctx);
     this.identityBindings = new CassandraIdentityBindingStore(ctx);
+    this.threepids = new CassandraThreepidStore(ctx);
   }
 
   currentPosition(): number {

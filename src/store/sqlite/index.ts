@@ -4,6 +4,7 @@
 import { SqliteAppServiceStore } from './appservices.js';
 import { SqliteFederationQueueStore } from './federation-queue.js';
 import { SqliteIdentityBindingStore } from './identity.js';
+import { SqliteThreepidStore } from './threepid.js';
 import type { StoreBackend } from '../types.js';
 import type { UnpositionedChange } from '../change-types.js';
 import { StreamIdGenerator, type AdvanceListener, type ChangeListener } from '../stream-id.js';
@@ -106,6 +107,7 @@ export class SqliteStore implements StoreBackend {
   readonly appServices: SqliteAppServiceStore;
   readonly federationQueue: SqliteFederationQueueStore;
   readonly identityBindings: SqliteIdentityBindingStore;
+  readonly threepids: SqliteThreepidStore;
   /** Migration versions applied by this open (empty when the schema was already current). */
   readonly appliedMigrations: readonly number[];
 
@@ -153,6 +155,7 @@ export class SqliteStore implements StoreBackend {
     this.appServices = new SqliteAppServiceStore(ctx);
     this.federationQueue = new SqliteFederationQueueStore(ctx);
     this.identityBindings = new SqliteIdentityBindingStore(ctx);
+    this.threepids = new SqliteThreepidStore(ctx);
   }
 
   currentPosition(): number {

@@ -18,6 +18,7 @@ import { appservice } from './0013-appservice.js';
 import { federationQueue } from './0014-federation-queue.js';
 import { identityBindings } from './0015-identity-bindings.js';
 import { remoteMedia } from './0016-remote-media.js';
+import { threepids } from './0017-threepids.js';
 
 export interface Migration {
   version: number;
@@ -28,4 +29,4 @@ export interface Migration {
   run?: (db: Db) => void;
 }
 
-export const MIGRATIONS: readonly Migration[] = [initial, chat, txnScope, e2ee, push, pushBulk, dag, media, search, admin, guestsOpenId, erasure, appservice, federationQueue, identityBindings, remoteMedia];
+export const MIGRATIONS: readonly Migration[] = [initial, chat, txnScope, e2ee, push, pushBulk, dag, media, search, admin, guestsOpenId, erasure, appservice, federationQueue, identityBindings, remoteMedia, threepids];
