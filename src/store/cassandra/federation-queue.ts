@@ -15,11 +15,13 @@
 //   Position timestamps (~2^48) sit below wall-clock microseconds and these cells are written by
 //   nothing else; FIRST - pos sits above, for the same reason harmless.
 // - Entries are written in one logged batch with the state updates, at a reserved position
-//   after the worker lease is confirmed (the same fence as event batches).
+//   after the worker lease is confirmed (the same fence as event batches). A local event's own
+//   PDU is written by `hook` inside the event's batch instead (PersistEventInput.outbound).
 
 import type { DestinationQueueState, FederationQueueStore, OutboundEntry, OutboundItem, OutboundTxn } from '../federation-types.js';
 import type { JsonObject } from '../../protocol/types.js';
-import { jsonParse, num, type CassandraContext, type CqlStatement } from './context.js';
+import { jsonParse, num, type CassandraContext, type CqlStatement, type EventWriteHook } from './context.js';
+import type { PersistEventInput } from '../types.js';
 import { positionAt, positionBucket } from './positions.js';
 
 const TTL_MS = 7 * 24 * 3_600_000;
@@ -34,19 +36,24 @@ export class CassandraFederationQueueStore implements FederationQueueStore {
     const roomId = item.kind === 'pdu' ? item.roomId : '';
     const dests = [...new Set(destinations)];
     return this.ctx.writeAtPosition(async (pos) => {
-      const statements: CqlStatement[] = [];
-      for (const d of dests) {
-        statements.push(
-          { query: 'INSERT INTO federation_outbox (destination, bucket, pos, kind, room_id, body) VALUES (?, ?, ?, ?, ?, ?)', params: [d, positionBucket(pos), pos, item.kind, roomId, body] },
-          { query: 'UPDATE federation_destinations USING TIMESTAMP ? SET queued_upto = ? WHERE destination = ?', params: [pos, pos, d] },
-          { query: 'UPDATE federation_destinations USING TIMESTAMP ? SET first_queued = ? WHERE destination = ?', params: [FIRST - pos, pos, d] },
-        );
-      }
+      const statements = outboundStatements(dests, pos, item.kind, roomId, body);
       await this.ctx.confirmLease?.();
       await this.ctx.batch(statements);
       return pos;
     });
   }
+
+  /**
+   * An accepted event's own PDU (PersistEventInput.outbound), in the event's logged batch at the
+   * event's position: the event and its queue entries are applied together or not at all.
+   */
+  readonly hook: EventWriteHook = {
+    forEvent(input: PersistEventInput, pos: number): CqlStatement[] {
+      const out = input.outbound;
+      if (!out || out.destinations.length === 0) return [];
+      return outboundStatements([...new Set(out.destinations)], pos, 'pdu', input.pdu.room_id ?? '', JSON.stringify(out.pdu));
+    },
+  };
 
   async outboundAfter(destination: string, afterExclusive: number, uptoInclusive: number, limit: number): Promise<OutboundEntry[]> {
     this.ctx.checkOpen();
@@ -106,6 +113,18 @@ export class CassandraFederationQueueStore implements FederationQueueStore {
       destination,
     ]);
   }
+}
+
+function outboundStatements(dests: readonly string[], pos: number, kind: OutboundItem['kind'], roomId: string, body: string): CqlStatement[] {
+  const statements: CqlStatement[] = [];
+  for (const d of dests) {
+    statements.push(
+      { query: 'INSERT INTO federation_outbox (destination, bucket, pos, kind, room_id, body) VALUES (?, ?, ?, ?, ?, ?)', params: [d, positionBucket(pos), pos, kind, roomId, body] },
+      { query: 'UPDATE federation_destinations USING TIMESTAMP ? SET queued_upto = ? WHERE destination = ?', params: [pos, pos, d] },
+      { query: 'UPDATE federation_destinations USING TIMESTAMP ? SET first_queued = ? WHERE destination = ?', params: [FIRST - pos, pos, d] },
+    );
+  }
+  return statements;
 }
 
 function toState(row: { get(name: string): unknown }): DestinationQueueState {
