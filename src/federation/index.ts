@@ -226,6 +226,7 @@ export function attachFederation(core: FederationCore, d: AttachDeps): Federatio
     handedOver: (eventId) => handedOver.add(eventId),
     events: (ids) => d.store.rooms.getEvents(ids),
   });
+  const killAfterCommit = process.env.HEARTH_TEST_KILL_AFTER_COMMIT || undefined;
   let chain: Promise<void> = Promise.resolve();
   const fanOut = (roomId: string, extra: string[], send: (servers: Set<string>) => Promise<void>) => {
     chain = chain
@@ -308,6 +309,9 @@ export function attachFederation(core: FederationCore, d: AttachDeps): Federatio
       }
       if (serverNameOf(pdu.sender) !== me || pdu.room_id === undefined) return;
       if (eventId !== undefined && handedOver.delete(eventId)) return;
+      // Test hook (spec/crash/federation-outbox.spec.ts): die right after the commit, where the
+      // PDU used to be queued, to show that a durable event's PDU is durable too.
+      if (killAfterCommit !== undefined && pdu.content.body === killAfterCommit) process.kill(process.pid, 'SIGKILL');
       if (queued !== undefined) return void core.sender.wake(queued);
       const { unsigned: _u, ...out } = pdu;
       // A kicked or banned user's server hears of it; an invite went to the invitee's server
