@@ -94,6 +94,20 @@ export function describeFederationQueueContract(ctx: ContractContext): void {
       assert.deepEqual(await q.outboundAfter('o2.test', s2.sentUpto, ctx.store.currentPosition(), 10), []);
     });
 
+    it("persistEvent's outbound: a 60 KB event queued for 40 servers is written (one copy per server would pass a backend's batch limit)", async function () {
+      const q = ctx.store.federationQueue;
+      const r = new FakeRoom();
+      await r.create(ctx.store, alice);
+      const big = r.build('m.room.message', alice, { body: 'x'.repeat(60_000) });
+      const destinations = Array.from({ length: 40 }, (_, i) => `big${i}.test`);
+      const { stream } = await ctx.store.rooms.persistEvent(r.input(big, { outbound: { destinations, pdu: big.pdu as unknown as JsonObject } }));
+      for (const d of [destinations[0]!, destinations[39]!]) {
+        const got = await q.outboundAfter(d, 0, ctx.store.currentPosition(), 10);
+        assert.deepEqual(got.map((e) => e.pos), [stream]);
+        assert.deepEqual(got[0]!.item, { kind: 'pdu', roomId: r.roomId, pdu: big.pdu as unknown as JsonObject });
+      }
+    });
+
     it("persistEvent's outbound: nothing is queued when the event is not written, nor for an event not accepted", async function () {
       const q = ctx.store.federationQueue;
       const r = new FakeRoom();
