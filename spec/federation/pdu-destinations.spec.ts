@@ -36,6 +36,18 @@ describe('federation/pdu-destinations', () => {
     assert.deepEqual(pduDestinations(ME, s, ev('m.room.member', '@z:me.test', { membership: 'join' }, '@z:me.test'), all), ['b.test', 'c.test']);
   });
 
+  it("the state's joined servers follow members joining, leaving and a resolution dropping a member", () => {
+    const s = room(['@a:me.test', 'join'], ['@b:b.test', 'join'], ['@b2:b.test', 'join'], ['@c:c.test', 'join']);
+    const msg = ev('m.room.message', '@a:me.test', { body: 'x' });
+    s.applyPersisted('$l1', ev('m.room.member', '@b:b.test', { membership: 'leave' }, '@b:b.test'));
+    assert.deepEqual(pduDestinations(ME, s, msg, all), ['b.test', 'c.test'], 'b still has b2');
+    s.applyPersisted('$l2', ev('m.room.member', '@b2:b.test', { membership: 'leave' }, '@b2:b.test'));
+    assert.deepEqual(pduDestinations(ME, s, msg, all), ['c.test']);
+    s.applyPersisted('$j', ev('m.room.member', '@b:b.test', { membership: 'join' }, '@b:b.test'));
+    s.applyResolved([], [{ type: 'm.room.member', stateKey: '@c:c.test' }], ['$j'], { eventId: '$j', pdu: ev('m.room.message', '@a:me.test', {}) });
+    assert.deepEqual(pduDestinations(ME, s, msg, all), ['b.test']);
+  });
+
   it('the room ACL and the federation policy filter; an ACL event is judged by the ACL it sets', () => {
     const s = room(['@a:me.test', 'join'], ['@b:b.test', 'join'], ['@c:c.test', 'join'], ['@d:d.test', 'join']);
     s.applyPersisted('$acl', ev('m.room.server_acl', '@a:me.test', { allow: ['*'], deny: ['c.test'] }, ''));

@@ -14,11 +14,7 @@ import type { RoomState } from '../room/room-state.js';
 import { serverAclAllows } from './acl.js';
 
 export function pduDestinations(me: string, before: RoomState, pdu: Pdu, allows: (server: string) => boolean): string[] {
-  const servers = new Set<string>();
-  for (const m of before.joinedMembers()) {
-    const s = serverNameOf(m.userId);
-    if (s !== undefined) servers.add(s);
-  }
+  const servers = new Set<string>(before.joinedServers());
   if (pdu.type === 'm.room.member' && typeof pdu.state_key === 'string' && pdu.content.membership !== 'invite') {
     const s = serverNameOf(pdu.state_key);
     if (s !== undefined) servers.add(s);
