@@ -235,10 +235,12 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     keyRing: fedCore?.keyRing ?? StaticKeyRing.forServer(config.server_name, [signingKey]),
     resolveState,
     now,
+    // A local event's PDU is queued in the event's commit (src/federation/pdu-destinations.ts).
+    pduDestinations: (eventId, pdu, before) => federation?.pduDestinations(eventId, pdu, before),
     onPersisted: (info) => {
       metrics?.eventsPersisted.inc();
       pushDispatcher.eventPersisted(info);
-      federation?.eventPersisted(info.pdu, info.eventId);
+      federation?.eventPersisted(info.pdu, info.eventId, info.queuedFor);
       // Guest access revoked by another server's user: our guests leave (the local path does it in RoomService.send).
       const p = info.pdu;
       if (p.type === 'm.room.guest_access' && p.state_key === '' && p.content.guest_access !== 'can_join' && serverNameOf(p.sender) !== config.server_name && p.room_id !== undefined) {

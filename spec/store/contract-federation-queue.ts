@@ -3,6 +3,10 @@
 import { assert } from '../helpers/assert.js';
 import type { ContractContext } from './contract.js';
 import type { OutboundItem } from '../../src/store/types.js';
+import type { JsonObject } from '../../src/protocol/types.js';
+import { assertConflict, FakeRoom, userId } from './fixtures.js';
+
+const alice = userId('alice');
 
 const pdu = (roomId: string, n: number): OutboundItem => ({ kind: 'pdu', roomId, pdu: { room_id: roomId, type: 'm.room.message', content: { body: `m${n}` } } });
 const edu = (n: number): OutboundItem => ({ kind: 'edu', edu: { edu_type: 'm.direct_to_device', content: { message_id: `t${n}` } } });
@@ -60,6 +64,68 @@ export function describeFederationQueueContract(ctx: ContractContext): void {
       assert.equal(s.sentUpto, p2, 'never moves back');
       assert.equal(s.txn, null);
       assert.deepEqual(await q.outboundAfter('a.test', s.sentUpto, ctx.store.currentPosition(), 10), []);
+    });
+
+    it("persistEvent's outbound: the event's PDU is queued at the event's own position, in room order, among other entries", async function () {
+      const q = ctx.store.federationQueue;
+      const r = new FakeRoom();
+      await r.create(ctx.store, alice);
+      const before = await q.enqueueOutbound(['o1.test'], edu(1));
+      const m1 = r.build('m.room.message', alice, { body: 'one' });
+      const m2 = r.build('m.room.message', alice, { body: 'two' });
+      // Pipelined as the room writer does: both queued before either is durable.
+      const [w1, w2] = await Promise.all([
+        ctx.store.rooms.persistEvent(r.input(m1, { outbound: { destinations: ['o1.test', 'o2.test', 'o1.test'], pdu: m1.pdu as unknown as JsonObject } })),
+        ctx.store.rooms.persistEvent(r.input(m2, { dependsOn: m1.eventId, outbound: { destinations: ['o1.test'], pdu: m2.pdu as unknown as JsonObject } })),
+      ]);
+      const after = await q.enqueueOutbound(['o1.test'], edu(2));
+      assert.ok(before < w1.stream && w1.stream < w2.stream && w2.stream < after);
+      const o1 = await q.outboundAfter('o1.test', 0, ctx.store.currentPosition(), 10);
+      assert.deepEqual(o1.map((e) => e.pos), [before, w1.stream, w2.stream, after], "the PDUs at their events' positions, once each");
+      assert.deepEqual(o1[1]!.item, { kind: 'pdu', roomId: r.roomId, pdu: m1.pdu as unknown as JsonObject });
+      assert.deepEqual(o1[2]!.item, { kind: 'pdu', roomId: r.roomId, pdu: m2.pdu as unknown as JsonObject });
+      assert.deepEqual((await q.outboundAfter('o2.test', 0, ctx.store.currentPosition(), 10)).map((e) => e.pos), [w1.stream]);
+      assert.equal((await q.getDestinationQueue('o1.test')).queuedUpto, after);
+      assert.equal((await q.getDestinationQueue('o2.test')).queuedUpto, w1.stream);
+      // Delivery works on them as on any entry.
+      await q.completeTxn('o2.test', { txnId: 'T', upto: w1.stream, catchUp: false });
+      const s2 = await q.getDestinationQueue('o2.test');
+      assert.equal(s2.sentUpto, w1.stream);
+      assert.deepEqual(await q.outboundAfter('o2.test', s2.sentUpto, ctx.store.currentPosition(), 10), []);
+    });
+
+    it("persistEvent's outbound: a 60 KB event queued for 40 servers is written (one copy per server would pass a backend's batch limit)", async function () {
+      const q = ctx.store.federationQueue;
+      const r = new FakeRoom();
+      await r.create(ctx.store, alice);
+      const big = r.build('m.room.message', alice, { body: 'x'.repeat(60_000) });
+      const destinations = Array.from({ length: 40 }, (_, i) => `big${i}.test`);
+      const { stream } = await ctx.store.rooms.persistEvent(r.input(big, { outbound: { destinations, pdu: big.pdu as unknown as JsonObject } }));
+      for (const d of [destinations[0]!, destinations[39]!]) {
+        const got = await q.outboundAfter(d, 0, ctx.store.currentPosition(), 10);
+        assert.deepEqual(got.map((e) => e.pos), [stream]);
+        assert.deepEqual(got[0]!.item, { kind: 'pdu', roomId: r.roomId, pdu: big.pdu as unknown as JsonObject });
+      }
+    });
+
+    it("persistEvent's outbound: nothing is queued when the event is not written, nor for an event not accepted", async function () {
+      const q = ctx.store.federationQueue;
+      const r = new FakeRoom();
+      await r.create(ctx.store, alice);
+      const txn = { userId: alice, deviceId: 'D', txnId: 'dup' };
+      await r.message(ctx.store, alice, 'first', { txn });
+      const dup = r.build('m.room.message', alice, { body: 'again' });
+      const out = (ev: { pdu: unknown }) => ({ destinations: ['f.test'], pdu: ev.pdu as JsonObject });
+      await assertConflict(ctx.store.rooms.persistEvent(r.input(dup, { txn, outbound: out(dup) })));
+      const orphan = r.build('m.room.message', alice, { body: 'orphan' });
+      await assertConflict(ctx.store.rooms.persistEvent(r.input(orphan, { dependsOn: dup.eventId, outbound: out(orphan) })));
+      const soft = r.build('m.room.message', alice, { body: 'soft' });
+      await ctx.store.rooms.persistEvent({ eventId: soft.eventId, pdu: soft.pdu, stateDelta: [], forwardExtremities: [], softFailed: true, outbound: out(soft) });
+      const none = r.build('m.room.message', alice, { body: 'none' });
+      await ctx.store.rooms.persistEvent(r.input(none, { outbound: { destinations: [], pdu: none.pdu as unknown as JsonObject } }));
+      assert.deepEqual(await q.outboundAfter('f.test', 0, ctx.store.currentPosition(), 10), []);
+      assert.deepEqual(await q.getDestinationQueue('f.test'), { destination: 'f.test', sentUpto: 0, queuedUpto: 0, txn: null });
+      assert.deepEqual((await q.listDestinationQueues()).filter((s) => s.destination === 'f.test'), []);
     });
 
     it('keeps entries and positions across a reopen', async function () {

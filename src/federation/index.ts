@@ -6,7 +6,9 @@
 // Invariants: with `listeners.federation.enabled: false` nothing here is built (room input keeps
 // a key ring of our own keys, and remote joins/invites are refused). Local events reach every
 // other server with a joined member (plus the target server of a membership event other than an invite) in the order
-// they were persisted: fan-out goes through one promise chain.
+// they were persisted: the room writer queues a local event's PDU in the event's own commit
+// (pduDestinations, PersistEventInput.outbound), at its stream position, so a crash after the
+// commit loses nothing; EDUs (and PDUs of a writer that did not ask) go through one promise chain.
 
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -42,6 +44,8 @@ import { RemoteRooms } from './remote-rooms.js';
 import { generateSelfSignedCertificate } from './self-signed.js';
 import { FederationSender } from './sender.js';
 import { importLegacyQueue } from './legacy-queue.js';
+import { pduDestinations } from './pdu-destinations.js';
+import type { RoomState } from '../room/room-state.js';
 import type { DestinationGate } from '../cluster/destination-leases.js';
 
 export interface FederationCore {
@@ -136,8 +140,18 @@ export interface Federation {
   e2ee?: FederationE2ee;
   /** Base URL of the federation listener once started. */
   readonly url: string;
-  /** Hand every persisted event here (RoomInput onPersisted); local ones are sent out. */
-  eventPersisted(pdu: Pdu, eventId?: string): void;
+  /**
+   * Hand every persisted event here (RoomInput onPersisted); local ones are sent out. `queued`:
+   * the destinations its PDU was queued for in the event's own commit (pduDestinations), which
+   * are only woken; absent, the PDU is queued here, after the commit (the older path).
+   */
+  eventPersisted(pdu: Pdu, eventId?: string, queued?: readonly string[]): void;
+  /**
+   * The room writer asks, before persisting `pdu`, where its PDU goes (see pdu-destinations.ts),
+   * to queue it in the same commit; undefined: not a local event to send (or one handed over
+   * through send_join), nothing to queue.
+   */
+  pduDestinations(eventId: string, pdu: Pdu, before: RoomState): string[] | undefined;
   /**
    * Resumes the outbound queues this worker left on disk, and with `listen` (the default; role
    * federation_in) serves the federation listener.
@@ -212,6 +226,7 @@ export function attachFederation(core: FederationCore, d: AttachDeps): Federatio
     handedOver: (eventId) => handedOver.add(eventId),
     events: (ids) => d.store.rooms.getEvents(ids),
   });
+  const killAfterCommit = process.env.HEARTH_TEST_KILL_AFTER_COMMIT || undefined;
   let chain: Promise<void> = Promise.resolve();
   const fanOut = (roomId: string, extra: string[], send: (servers: Set<string>) => Promise<void>) => {
     chain = chain
@@ -282,7 +297,11 @@ export function attachFederation(core: FederationCore, d: AttachDeps): Federatio
     get url() {
       return url;
     },
-    eventPersisted(pdu, eventId) {
+    pduDestinations(eventId, pdu, before) {
+      if (serverNameOf(pdu.sender) !== me || pdu.room_id === undefined || handedOver.has(eventId)) return undefined;
+      return pduDestinations(me, before, pdu, (s) => core.policy.allows(s));
+    },
+    eventPersisted(pdu, eventId, queued) {
       if (e2ee && pdu.type === 'm.room.member' && typeof pdu.state_key === 'string' && pdu.room_id !== undefined && typeof pdu.content.membership === 'string') {
         // Remote users' device lists we stop (or start again) hearing about.
         e2ee.remote.membershipChanged(pdu.room_id, pdu.state_key, pdu.content.membership).catch((err: unknown) => logger.warn({ err }, 'device list membership check failed'));
@@ -290,6 +309,10 @@ export function attachFederation(core: FederationCore, d: AttachDeps): Federatio
       }
       if (serverNameOf(pdu.sender) !== me || pdu.room_id === undefined) return;
       if (eventId !== undefined && handedOver.delete(eventId)) return;
+      // Test hook (spec/crash/federation-outbox.spec.ts): die right after the commit, where the
+      // PDU used to be queued, to show that a durable event's PDU is durable too.
+      if (killAfterCommit !== undefined && pdu.content.body === killAfterCommit) process.kill(process.pid, 'SIGKILL');
+      if (queued !== undefined) return void core.sender.wake(queued);
       const { unsigned: _u, ...out } = pdu;
       // A kicked or banned user's server hears of it; an invite went to the invitee's server
       // through /invite already (Synapse drops an invite arriving again through /send).

@@ -122,6 +122,15 @@ export class FederationSender {
     return this.enqueue(destinations, { kind: 'edu', edu: { edu_type: edu.edu_type, content: edu.content } });
   }
 
+  /**
+   * Entries were queued for these destinations by someone else's write (a local event's PDU,
+   * written with the event: PersistEventInput.outbound): send them.
+   */
+  wake(destinations: Iterable<string>): void {
+    if (this.stopped) return;
+    for (const n of new Set(destinations)) if (n !== this.opts.serverName && this.opts.allows?.(n) !== false) this.kick(this.dest(n));
+  }
+
   /** Number of PDUs queued and not yet acknowledged for a destination (tests). */
   async backlog(name: string): Promise<number> {
     return (await this.unsent(name)).filter((e) => e.item.kind === 'pdu').length;

@@ -46,7 +46,7 @@ import { LRUCache } from 'lru-cache';
 import { MatrixError } from '../errors.js';
 import { authEventIds, prevEventIds, roomIdFromCreateEvent } from '../protocol/events.js';
 import { roomVersionRules } from '../protocol/room-versions.js';
-import type { Pdu, RoomVersion, SigningKey } from '../protocol/types.js';
+import type { JsonObject, Pdu, RoomVersion, SigningKey } from '../protocol/types.js';
 import { stateTuple } from '../protocol/types.js';
 import type { PushActionInput, PushBulkInput, RoomRecord, StateEntry, StateKeyRef, Store, StoredEvent } from '../store/types.js';
 import { StaleWriterError, StoreConflictError } from '../store/types.js';
@@ -88,7 +88,13 @@ export interface RoomInputDeps {
   resolveState?: ResolveState;
   now?: () => number;
   /** Called after each event is durable (metrics, push dispatch). Must not throw or block. */
-  onPersisted?: (info: { eventId: string; pdu: Pdu; stream: number; pushActions: PushActionInput[] }) => void;
+  onPersisted?: (info: { eventId: string; pdu: Pdu; stream: number; pushActions: PushActionInput[]; queuedFor?: readonly string[] }) => void;
+  /**
+   * Federation: where a local event's PDU goes, from the room's state before it (undefined:
+   * nowhere to queue). The PDU is queued in the event's own commit (PersistEventInput.outbound),
+   * so it is durable exactly when the event is; onPersisted gets the list as `queuedFor`.
+   */
+  pduDestinations?: (eventId: string, pdu: Pdu, before: RoomState) => string[] | undefined;
   /**
    * Push-rule results for the members an event notifies; `rows` and `bulk` are stored atomically
    * with the event (see PersistEventInput.pushBulk), `all` (everyone's) goes to onPersisted.
@@ -537,6 +543,7 @@ export class RoomInput {
   private queueLinear(roomId: string, p: Prepared, state: RoomState, push: PushOutcome, extremities: string[], createsRoom?: RoomRecord): Promise<SubmitResult> {
     const own: StateEntry[] = p.pdu.state_key !== undefined ? [{ type: p.pdu.type, stateKey: p.pdu.state_key, eventId: p.eventId }] : [];
     const tail = this.tails.get(roomId);
+    const outbound = this.outboundOf(p, state);
     const written = this.deps.store.rooms.persistEvent({
       eventId: p.eventId,
       pdu: p.pdu,
@@ -549,6 +556,7 @@ export class RoomInput {
       pushBulk: push.bulk,
       fence: this.fenceOf(roomId),
       createsRoom,
+      outbound,
     });
     state.applyPersisted(p.eventId, p.pdu, extremities);
     if (p.redaction) state.applyRedaction(p.redaction.targetEventId, p.redaction.redactedPdu);
@@ -557,7 +565,7 @@ export class RoomInput {
     return written.then(
       ({ stream }) => {
         if (this.tails.get(roomId) === entry) this.tails.delete(roomId);
-        return this.announce(roomId, p, stream, push, own);
+        return this.announce(roomId, p, stream, push, own, outbound?.destinations);
       },
       (err: unknown) => {
         if (this.tails.get(roomId) === entry) this.tails.delete(roomId);
@@ -664,6 +672,7 @@ export class RoomInput {
 
     let stream: number;
     const push = this.deps.pushActions ? await this.deps.pushActions(p.eventId, p.pdu, state) : { rows: [], all: [] };
+    const outbound = this.outboundOf(p, state);
     try {
       ({ stream } = await rooms.persistEvent({
         eventId: p.eventId,
@@ -677,6 +686,7 @@ export class RoomInput {
         pushActions: push.rows,
         pushBulk: push.bulk,
         fence: this.fenceOf(roomId),
+        outbound,
       }));
     } catch (err) {
       // The store may or may not have written; reload state from it next time.
@@ -698,12 +708,20 @@ export class RoomInput {
         this.states.delete(roomId);
       }
     }
-    return this.announce(roomId, p, stream, push, [...stateDelta, ...stateRemoved]);
+    return this.announce(roomId, p, stream, push, [...stateDelta, ...stateRemoved], outbound?.destinations);
+  }
+
+  /** The PDU to queue with an accepted event (see RoomInputDeps.pduDestinations). */
+  private outboundOf(p: Prepared, before: RoomState): { destinations: string[]; pdu: JsonObject } | undefined {
+    const destinations = this.deps.pduDestinations?.(p.eventId, p.pdu, before);
+    if (destinations === undefined) return undefined;
+    const { unsigned: _u, ...pdu } = p.pdu;
+    return { destinations, pdu: pdu as JsonObject };
   }
 
   /** After an accepted event is durable: hands it on and wakes the readers of `changed` members. */
-  private announce(roomId: string, p: Prepared, stream: number, push: PushOutcome, changed: readonly StateKeyRef[]): SubmitResult {
-    this.deps.onPersisted?.({ eventId: p.eventId, pdu: p.pdu, stream, pushActions: push.all });
+  private announce(roomId: string, p: Prepared, stream: number, push: PushOutcome, changed: readonly StateKeyRef[], queuedFor?: readonly string[]): SubmitResult {
+    this.deps.onPersisted?.({ eventId: p.eventId, pdu: p.pdu, stream, pushActions: push.all, ...(queuedFor ? { queuedFor } : {}) });
     const userIds = changed.filter((e) => e.type === 'm.room.member').map((e) => e.stateKey);
     this.deps.notifier.publish({ stream, roomId, userIds: userIds.length > 0 ? userIds : undefined });
     return { eventId: p.eventId, stream, deduplicated: false };

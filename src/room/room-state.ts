@@ -4,6 +4,7 @@
 import { actionPowerLevel, powerLevelOf } from '../protocol/auth-rules.js';
 import type { JsonObject, Pdu, RoomVersion } from '../protocol/types.js';
 import { stateTuple } from '../protocol/types.js';
+import { serverNameOf } from '../protocol/ids.js';
 import type { StateEntry, StateKeyRef, StoredEvent } from '../store/types.js';
 
 export interface StateEvent {
@@ -15,6 +16,8 @@ export class RoomState {
   private readonly entries = new Map<string, StateEvent>();
   /** The same events by ID, for auth_events lookups without a store read. */
   private readonly byId = new Map<string, Pdu>();
+  /** Joined members per server, kept as members change (federation asks on every local send). */
+  private readonly joinedPerServer = new Map<string, number>();
   extremities: string[] = [];
   /** PDUs of the extremities (v1/v2 cite prev_events with their reference hashes). */
   private extremityPdus = new Map<string, Pdu>();
@@ -49,6 +52,8 @@ export class RoomState {
   private put(key: string, ev: StateEvent): void {
     const old = this.entries.get(key);
     if (old) this.byId.delete(old.eventId);
+    if (old) this.countJoined(old.pdu, -1);
+    this.countJoined(ev.pdu, 1);
     this.entries.set(key, ev);
     this.byId.set(ev.eventId, ev.pdu);
   }
@@ -131,6 +136,7 @@ export class RoomState {
       const k = stateTuple(r.type, r.stateKey);
       const old = this.entries.get(k);
       if (old) this.byId.delete(old.eventId);
+      if (old) this.countJoined(old.pdu, -1);
       this.entries.delete(k);
     }
     this.setExtremities(extremities, accepted.eventId, accepted.pdu);
@@ -149,6 +155,20 @@ export class RoomState {
 
   applyRedaction(targetId: string, redacted: Pdu): void {
     for (const [k, v] of this.entries) if (v.eventId === targetId) this.put(k, { eventId: targetId, pdu: redacted });
+  }
+
+  /** Servers with a joined member. */
+  joinedServers(): IterableIterator<string> {
+    return this.joinedPerServer.keys();
+  }
+
+  private countJoined(pdu: Pdu, delta: 1 | -1): void {
+    if (pdu.type !== 'm.room.member' || typeof pdu.state_key !== 'string' || pdu.content.membership !== 'join') return;
+    const server = serverNameOf(pdu.state_key);
+    if (server === undefined) return;
+    const n = (this.joinedPerServer.get(server) ?? 0) + delta;
+    if (n > 0) this.joinedPerServer.set(server, n);
+    else this.joinedPerServer.delete(server);
   }
 
   /** Joined members with their display names. */

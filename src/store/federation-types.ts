@@ -23,6 +23,10 @@
 // - beginTxn records the transaction in flight; completeTxn moves sentUpto forward (never back)
 //   and clears the transaction it names (not a newer one).
 // - An unknown destination reads as { sentUpto: 0, queuedUpto: 0, txn: null }.
+// - A local event's own PDU is queued by persistEvent (PersistEventInput.outbound) in the same
+//   write as the event, at the event's stream position (unique, so entries of a destination
+//   still have distinct positions; in room order, as the room's events are): once the event is
+//   durable, so are its entries, and a crash between the two cannot lose the PDU.
 
 import type { JsonObject } from '../protocol/types.js';
 

@@ -288,6 +288,14 @@ export interface PersistEventInput {
    */
   createsRoom?: RoomRecord;
   /**
+   * Outbound federation (src/store/federation-types.ts): `pdu` (the event as sent, without
+   * `unsigned`) queued for each of `destinations` in the same write as the event, at the
+   * event's own stream position, so a durable event is never missing from the queue of a server
+   * it is for. Only for an accepted event at a new stream position (ignored otherwise, and when
+   * `destinations` is empty).
+   */
+  outbound?: { destinations: readonly string[]; pdu: JsonObject };
+  /**
    * Backfilled history: stored at a position below every other event (negative, from a counter
    * of its own) rather than at a new stream position, so the stream readers never see it and
    * tokens already handed out stay valid. The caller supplies the event's DAG neighbours.

@@ -15,15 +15,20 @@
 //   Position timestamps (~2^48) sit below wall-clock microseconds and these cells are written by
 //   nothing else; FIRST - pos sits above, for the same reason harmless.
 // - Entries are written in one logged batch with the state updates, at a reserved position
-//   after the worker lease is confirmed (the same fence as event batches).
+//   after the worker lease is confirmed (the same fence as event batches). A local event's own
+//   PDU is written by `hook` inside the event's batch instead (PersistEventInput.outbound), as
+//   rows naming the event (kind 'pdu_ref'), read back from the events table.
 
 import type { DestinationQueueState, FederationQueueStore, OutboundEntry, OutboundItem, OutboundTxn } from '../federation-types.js';
 import type { JsonObject } from '../../protocol/types.js';
-import { jsonParse, num, type CassandraContext, type CqlStatement } from './context.js';
+import { jsonParse, num, type CassandraContext, type CqlStatement, type EventWriteHook } from './context.js';
+import type { PersistEventInput } from '../types.js';
 import { positionAt, positionBucket } from './positions.js';
 
 const TTL_MS = 7 * 24 * 3_600_000;
 const FIRST = 2 ** 51;
+/** An entry whose body is the ID of the event to send (a local event's own PDU, see `hook`). */
+const PDU_REF = 'pdu_ref';
 
 export class CassandraFederationQueueStore implements FederationQueueStore {
   constructor(private readonly ctx: CassandraContext) {}
@@ -34,19 +39,27 @@ export class CassandraFederationQueueStore implements FederationQueueStore {
     const roomId = item.kind === 'pdu' ? item.roomId : '';
     const dests = [...new Set(destinations)];
     return this.ctx.writeAtPosition(async (pos) => {
-      const statements: CqlStatement[] = [];
-      for (const d of dests) {
-        statements.push(
-          { query: 'INSERT INTO federation_outbox (destination, bucket, pos, kind, room_id, body) VALUES (?, ?, ?, ?, ?, ?)', params: [d, positionBucket(pos), pos, item.kind, roomId, body] },
-          { query: 'UPDATE federation_destinations USING TIMESTAMP ? SET queued_upto = ? WHERE destination = ?', params: [pos, pos, d] },
-          { query: 'UPDATE federation_destinations USING TIMESTAMP ? SET first_queued = ? WHERE destination = ?', params: [FIRST - pos, pos, d] },
-        );
-      }
+      const statements = outboundStatements(dests, pos, item.kind, roomId, body);
       await this.ctx.confirmLease?.();
       await this.ctx.batch(statements);
       return pos;
     });
   }
+
+  /**
+   * An accepted event's own PDU (PersistEventInput.outbound), in the event's logged batch at the
+   * event's position: the event and its queue entries are applied together or not at all.
+   */
+  readonly hook: EventWriteHook = {
+    forEvent(input: PersistEventInput, pos: number): CqlStatement[] {
+      const out = input.outbound;
+      if (!out || out.destinations.length === 0) return [];
+      // The rows name the event rather than copy it: a copy per destination would grow the
+      // event's batch with the room's server count times the event's size, past
+      // batch_size_fail_threshold for a large event in a room of many servers.
+      return outboundStatements([...new Set(out.destinations)], pos, PDU_REF, input.pdu.room_id ?? '', input.eventId);
+    },
+  };
 
   async outboundAfter(destination: string, afterExclusive: number, uptoInclusive: number, limit: number): Promise<OutboundEntry[]> {
     this.ctx.checkOpen();
@@ -57,6 +70,7 @@ export class CassandraFederationQueueStore implements FederationQueueStore {
     const lo = Math.max(afterExclusive + 1, num(row.get('first_queued')), positionAt(Date.now() - TTL_MS, 0));
     const out: OutboundEntry[] = [];
     if (lo > hi) return out;
+    const refs: Array<{ entry: OutboundEntry; eventId: string }> = [];
     for (let b = positionBucket(lo); b <= positionBucket(hi) && out.length < limit; b++) {
       const rows = await this.ctx.all('SELECT pos, kind, room_id, body FROM federation_outbox WHERE destination = ? AND bucket = ? AND pos > ? AND pos <= ? LIMIT ?', [
         destination,
@@ -67,11 +81,36 @@ export class CassandraFederationQueueStore implements FederationQueueStore {
       ]);
       for (const r of rows) {
         const kind = r.get('kind') as string;
+        const roomId = r.get('room_id') as string;
+        if (kind === PDU_REF) {
+          const entry: OutboundEntry = { pos: num(r.get('pos')), item: { kind: 'pdu', roomId, pdu: {} } };
+          out.push(entry);
+          refs.push({ entry, eventId: r.get('body') as string });
+          continue;
+        }
         const parsed = jsonParse<JsonObject>(r.get('body') as string);
-        out.push({ pos: num(r.get('pos')), item: kind === 'pdu' ? { kind: 'pdu', roomId: r.get('room_id') as string, pdu: parsed } : { kind: 'edu', edu: parsed } });
+        out.push({ pos: num(r.get('pos')), item: kind === 'pdu' ? { kind: 'pdu', roomId, pdu: parsed } : { kind: 'edu', edu: parsed } });
       }
     }
+    // A few reads at a time: a window of a sender is up to 500 entries.
+    for (let i = 0; i < refs.length; i += 32) {
+      await Promise.all(
+        refs.slice(i, i + 32).map(async ({ entry, eventId }) => {
+          entry.item = { kind: 'pdu', roomId: (entry.item as { roomId: string }).roomId, pdu: await this.eventPdu(eventId) };
+        }),
+      );
+    }
     return out;
+  }
+
+  /** A queued event's PDU as sent: as stored now (redacted, if it was since), without `unsigned`. */
+  private async eventPdu(eventId: string): Promise<JsonObject> {
+    const row = (await this.ctx.execute('SELECT pdu_json FROM events WHERE event_id = ?', [eventId])).first();
+    // Written in the same logged batch as the entry, which a reader bounded by the watermark
+    // sees only once applied: a missing row is an error to retry, never an entry to skip.
+    if (!row) throw new Error(`federation queue: event ${eventId} of a queued PDU not found`);
+    const { unsigned: _u, ...pdu } = jsonParse<JsonObject>(row.get('pdu_json') as string);
+    return pdu;
   }
 
   async getDestinationQueue(destination: string): Promise<DestinationQueueState> {
@@ -106,6 +145,18 @@ export class CassandraFederationQueueStore implements FederationQueueStore {
       destination,
     ]);
   }
+}
+
+function outboundStatements(dests: readonly string[], pos: number, kind: OutboundItem['kind'] | typeof PDU_REF, roomId: string, body: string): CqlStatement[] {
+  const statements: CqlStatement[] = [];
+  for (const d of dests) {
+    statements.push(
+      { query: 'INSERT INTO federation_outbox (destination, bucket, pos, kind, room_id, body) VALUES (?, ?, ?, ?, ?, ?)', params: [d, positionBucket(pos), pos, kind, roomId, body] },
+      { query: 'UPDATE federation_destinations USING TIMESTAMP ? SET queued_upto = ? WHERE destination = ?', params: [pos, pos, d] },
+      { query: 'UPDATE federation_destinations USING TIMESTAMP ? SET first_queued = ? WHERE destination = ?', params: [FIRST - pos, pos, d] },
+    );
+  }
+  return statements;
 }
 
 function toState(row: { get(name: string): unknown }): DestinationQueueState {

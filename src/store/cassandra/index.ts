@@ -231,7 +231,9 @@ export class CassandraStore implements SharedStoreBackend {
     this.media = new CassandraMediaStore(ctx);
     this.mediaBlobs = (chunkBytes, logger) => new CassandraMediaBlobs(ctx, chunkBytes, logger);
     this.appServices = new CassandraAppServiceStore(ctx);
-    this.federationQueue = new CassandraFederationQueueStore(ctx);
+    const federationQueue = new CassandraFederationQueueStore(ctx);
+    this.federationQueue = federationQueue;
+    eventHooks.push(federationQueue.hook);
     this.identityBindings = new CassandraIdentityBindingStore(ctx);
     this.threepids = new CassandraThreepidStore(ctx);
   }

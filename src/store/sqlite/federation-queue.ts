@@ -25,6 +25,22 @@ function toState(r: StateRow): DestinationQueueState {
   };
 }
 
+/**
+ * Entries at `pos` for each destination, raising their queuedUpto; inside the caller's write
+ * (enqueueOutbound's, or persistEvent's for an event's own PDU, PersistEventInput.outbound).
+ */
+export function writeOutbound(ctx: SqliteContext, destinations: readonly string[], pos: number, kind: OutboundItem['kind'], roomId: string, body: string): void {
+  for (const d of new Set(destinations)) {
+    ctx.stmt('INSERT INTO federation_outbox (destination, pos, kind, room_id, body) VALUES (?, ?, ?, ?, ?)').run(d, pos, kind, roomId, body);
+    ctx
+      .stmt(
+        `INSERT INTO federation_destinations (destination, queued_upto) VALUES (?, ?)
+         ON CONFLICT DO UPDATE SET queued_upto = MAX(queued_upto, excluded.queued_upto)`,
+      )
+      .run(d, pos);
+  }
+}
+
 export class SqliteFederationQueueStore implements FederationQueueStore {
   constructor(private readonly ctx: SqliteContext) {}
 
@@ -33,15 +49,7 @@ export class SqliteFederationQueueStore implements FederationQueueStore {
     const body = JSON.stringify(item.kind === 'pdu' ? item.pdu : item.edu);
     const roomId = item.kind === 'pdu' ? item.roomId : '';
     return this.ctx.queue.writeAtPosition((pos) => {
-      for (const d of new Set(destinations)) {
-        this.ctx.stmt('INSERT INTO federation_outbox (destination, pos, kind, room_id, body) VALUES (?, ?, ?, ?, ?)').run(d, pos, item.kind, roomId, body);
-        this.ctx
-          .stmt(
-            `INSERT INTO federation_destinations (destination, queued_upto) VALUES (?, ?)
-             ON CONFLICT DO UPDATE SET queued_upto = MAX(queued_upto, excluded.queued_upto)`,
-          )
-          .run(d, pos);
-      }
+      writeOutbound(this.ctx, destinations, pos, item.kind, roomId, body);
       return pos;
     }, () => null);
   }

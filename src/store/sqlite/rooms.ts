@@ -19,6 +19,7 @@ import type { SqliteContext } from './context.js';
 import { eventChange, getEventRow, REMOVED, nextBackfillPosition, prepareEvent, queryRoomEvents, TIMELINE, toStoredEvent, writeEvent } from './events.js';
 import { authChainDifference, conflictedSubgraph } from './dag.js';
 import { readStateGroup } from './state-groups.js';
+import { writeOutbound } from './federation-queue.js';
 
 interface StateRow {
   type: string;
@@ -80,8 +81,14 @@ export class SqliteRoomStore implements RoomStore {
     }
     // Only accepted events reach the completion hook's readers: the others are in no timeline.
     // writeEvent only reads `prepared` (captured above) and the database: replayable.
+    // The event's outbound PDU rides in the same transaction, at the event's position.
+    const outbound = prepared.status === 'accepted' && input.outbound && input.outbound.destinations.length > 0 ? { destinations: [...input.outbound.destinations], body: JSON.stringify(input.outbound.pdu) } : null;
     return this.ctx.queue.writeAtPosition(
-      (pos) => ({ stream: pos, ...writeEvent(this.ctx, prepared, pos) }),
+      (pos) => {
+        const written = writeEvent(this.ctx, prepared, pos);
+        if (outbound) writeOutbound(this.ctx, outbound.destinations, pos, 'pdu', prepared.roomId, outbound.body);
+        return { stream: pos, ...written };
+      },
       (_r, pos) => (prepared.status === 'accepted' ? eventChange(prepared, pos) : null),
       { replayable: true },
     );
