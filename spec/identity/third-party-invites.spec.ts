@@ -175,6 +175,9 @@ describe('identity: identity servers are behind the outbound guard', function ()
     assert.equal(r.status, 502, JSON.stringify(r.body));
     assert.equal(r.body.errcode, 'M_UNKNOWN');
     assert.equal(is.requests.length, 0);
+    // The guard's reason (which address the name resolved to) is not handed to the user.
+    assert.doesNotMatch(r.body.error, /127\.0\.0\.1|outbound|policy/);
+    assert.match(r.body.error, /not reachable/);
   });
 });
 

@@ -194,9 +194,14 @@ export class IdentityClient {
   }
 }
 
-/** A client-facing error for an identity server that failed (Synapse answers such with 502-ish errors; we say what happened). */
+/**
+ * A client-facing error for an identity server that failed (Synapse answers such with 502-ish
+ * errors). Only what the identity server itself answered is repeated: a network failure or the
+ * outbound guard's refusal reads as "not reachable", so a user naming `id_server` cannot learn
+ * which names resolve to internal addresses. Callers log the error itself.
+ */
 export function identityFailure(err: unknown): MatrixError {
   if (err instanceof MatrixError) return err;
-  const what = err instanceof IdentityServerError ? err.message : err instanceof Error ? err.message : String(err);
+  const what = err instanceof IdentityServerError ? err.message : 'not reachable';
   return new MatrixError('M_UNKNOWN', `The identity server could not be used: ${what}`, {}, 502);
 }
