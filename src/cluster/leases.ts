@@ -28,7 +28,8 @@ if v then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1`;
 
-const RELEASE = `
+/** Deletes KEYS[1] only while it holds ARGV[1] (also the room leases' release). */
+export const RELEASE = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0`;
 

@@ -1,0 +1,191 @@
+// Per-room owner leases in Redis, so each room has one writer at a time across worker processes
+// (src/cluster/room-owner.ts uses them, and forwards the calls of rooms held elsewhere).
+//
+// Invariants:
+// - A room's lease is one key, `<prefix>ro:lease:<room>`, set with SET NX PX; its value is the
+//   holder's token `<node>:<epoch>`. The epoch comes from INCR on `<prefix>ro:epoch:<room>` in the
+//   same Lua script as the SET, so every acquisition of a room has a strictly greater epoch than
+//   the one before, and a token names exactly one acquisition. The counter is raised to the
+//   acquirer's clock (ms) first, so a Redis that lost its data still hands out epochs above
+//   those the store recorded (else the room could never be written again); rooms change hands
+//   far less often than once a millisecond, so epochs never run ahead of the clock.
+// - Renewal (PEXPIRE) and release (DEL) happen only while the key still holds our token (Lua), so
+//   a worker never extends or drops a lease that expired and was taken by someone else.
+// - A lease is held while the worker has work for the room, plus `lingerMs` of idleness (so a
+//   busy conversation does not change hands between messages), and renewed every leaseMs/3.
+//   A renewal that finds another token means the lease was lost: the room is dropped here
+//   (onLost), and writes still in flight carry the old epoch, which the store refuses once the
+//   new owner has written (the fence, PersistEventInput.fence).
+// - `epochOf(room)` is the epoch of the last acquisition this worker made, held or lost: a stale
+//   writer keeps presenting its old epoch, never none.
+// - A worker that does not acquire now (no room_writer role, or its store lease was revoked)
+//   takes no room: it only reads who holds it. One whose store lease was revoked gives up the
+//   rooms it holds at the next renewal tick (giveUpAll), so others need not wait for the TTL.
+
+import { LRUCache } from 'lru-cache';
+import type { Redis } from 'ioredis';
+import { RELEASE } from './leases.js';
+import { reachable } from './room-owner-redis.js';
+
+const ACQUIRE = `
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  local e = redis.call('INCR', KEYS[2])
+  if e < tonumber(ARGV[3]) then
+    e = tonumber(ARGV[3])
+    redis.call('SET', KEYS[2], ARGV[3])
+  end
+  local token = ARGV[1] .. ':' .. e
+  redis.call('SET', KEYS[1], token, 'PX', ARGV[2])
+  return {1, token}
+end
+return {0, redis.call('GET', KEYS[1]) or ''}`;
+
+const RENEW = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0`;
+
+export interface RoomLeaseOptions {
+  redis: Redis;
+  prefix: string;
+  nodeId: string;
+  leaseMs: number;
+  lingerMs: number;
+  /** Called once this worker has acquired a room (before any work for it runs here). */
+  onAcquired?: (roomId: string, epoch: number) => void;
+  /** Called when a renewal finds the lease taken by someone else. */
+  onLost?: (roomId: string) => void;
+  logger: { warn: (obj: object, msg: string) => void };
+}
+
+export interface Held {
+  token: string;
+  epoch: number;
+  active: number;
+  idle: NodeJS.Timeout | null;
+}
+
+export class RoomLeases {
+  private readonly held = new Map<string, Held>();
+  // Bounded: a room held long ago has no write in flight that a fence would need to stop.
+  private readonly lastEpoch = new LRUCache<string, number>({ max: 100_000 });
+  private readonly acquiring = new Map<string, Promise<Held | string>>();
+
+  /** `acquires`: whether this worker takes rooms now (see the header). */
+  constructor(
+    private readonly opts: RoomLeaseOptions,
+    private readonly stats: { acquired: number },
+    private readonly acquires: () => boolean,
+  ) {}
+
+  /** The epoch of this worker's latest acquisition of the room (held or since lost). */
+  epochOf(roomId: string): number | undefined {
+    return this.held.get(roomId)?.epoch ?? this.lastEpoch.get(roomId);
+  }
+
+  /** Whether this worker holds the room's lease now. */
+  holds(roomId: string): boolean {
+    return this.held.has(roomId);
+  }
+
+  /** The token of whoever holds the room's lease, null if nobody does. */
+  holder(roomId: string): Promise<string | null> {
+    return reachable(this.opts.redis.get(this.key(roomId)));
+  }
+
+  /** Marks the room's lease as lost here (the store fenced one of our writes). */
+  dropLost(roomId: string): void {
+    const h = this.held.get(roomId);
+    if (!h) return;
+    if (h.idle) clearTimeout(h.idle);
+    this.held.delete(roomId);
+    this.opts.onLost?.(roomId);
+  }
+
+  /** Runs `local` holding the room `h`, which is kept for `lingerMs` after its last work ends. */
+  async within<T>(roomId: string, h: Held, local: () => Promise<T>): Promise<T> {
+    h.active++;
+    if (h.idle) {
+      clearTimeout(h.idle);
+      h.idle = null;
+    }
+    try {
+      return await local();
+    } finally {
+      h.active--;
+      if (h.active === 0 && this.held.get(roomId) === h) {
+        h.idle = setTimeout(() => {
+          if (h.active === 0 && this.held.get(roomId) === h) void this.release(roomId, h);
+        }, this.opts.lingerMs);
+        h.idle.unref();
+      }
+    }
+  }
+
+  /** The room held here, or the token of whoever else holds it ('' if none was readable). */
+  acquire(roomId: string): Promise<Held | string> {
+    const mine = this.held.get(roomId);
+    if (mine) return Promise.resolve(mine);
+    const inflight = this.acquiring.get(roomId);
+    if (inflight) return inflight;
+    const p = (async (): Promise<Held | string> => {
+      const { redis, prefix, nodeId, leaseMs } = this.opts;
+      if (!this.acquires()) return (await this.holder(roomId)) ?? '';
+      const [ok, token] = (await reachable(redis.eval(ACQUIRE, 2, this.key(roomId), `${prefix}ro:epoch:${roomId}`, nodeId, String(leaseMs), String(Date.now())))) as [number, string];
+      if (ok !== 1) return token;
+      const h: Held = { token, epoch: Number(token.slice(token.lastIndexOf(':') + 1)), active: 0, idle: null };
+      this.held.set(roomId, h);
+      this.stats.acquired++;
+      this.lastEpoch.set(roomId, h.epoch);
+      this.opts.onAcquired?.(roomId, h.epoch);
+      return h;
+    })();
+    this.acquiring.set(roomId, p);
+    const clear = () => this.acquiring.delete(roomId);
+    p.then(clear, clear);
+    return p;
+  }
+
+  /** Renews every lease held here; one found taken by someone else is dropped as lost. */
+  async renewAll(): Promise<void> {
+    await Promise.all(
+      [...this.held.entries()].map(async ([roomId, h]) => {
+        try {
+          const ok = (await this.opts.redis.eval(RENEW, 1, this.key(roomId), h.token, String(this.opts.leaseMs))) as number;
+          if (ok !== 1 && this.held.get(roomId) === h) this.dropLost(roomId);
+        } catch (err) {
+          // Unrenewed, it expires at its TTL and someone else takes over; our late writes are fenced.
+          this.opts.logger.warn({ err, roomId }, 'room owner: lease renewal failed');
+        }
+      }),
+    );
+  }
+
+  /** Our writes would all be refused: drops every room as lost and lets others take it now. */
+  async giveUpAll(): Promise<void> {
+    for (const [roomId, h] of [...this.held]) {
+      if (h.idle) clearTimeout(h.idle);
+      this.dropLost(roomId);
+      await this.release(roomId, h);
+    }
+  }
+
+  /** At stop (no work for any room runs here any more): releases every lease. */
+  async releaseAll(): Promise<void> {
+    for (const h of this.held.values()) if (h.idle) clearTimeout(h.idle);
+    await Promise.all([...this.held.entries()].map(([room, h]) => this.release(room, h)));
+  }
+
+  private async release(roomId: string, h: Held): Promise<void> {
+    if (this.held.get(roomId) === h) this.held.delete(roomId);
+    try {
+      await this.opts.redis.eval(RELEASE, 1, this.key(roomId), h.token);
+    } catch (err) {
+      // It expires on its own; until then others wait for it.
+      this.opts.logger.warn({ err, roomId }, 'room owner: lease release failed');
+    }
+  }
+
+  private key(roomId: string): string {
+    return `${this.opts.prefix}ro:lease:${roomId}`;
+  }
+}
