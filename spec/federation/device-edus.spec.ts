@@ -137,6 +137,7 @@ describe('federation: device lists, keys and to-device between two servers', fun
     const truth = await signedFedRequest(b, a, 'GET', `/_matrix/federation/v1/user/devices/${enc(carol.userId)}`);
     const ghost = new TestDevice(carol.userId, 'GHOST');
     const before = remote.resyncs;
+    const sinceGap = await syncToken(dave);
     const gap = await forgeFromA([
       { edu_type: 'm.device_list_update', content: { user_id: carol.userId, device_id: 'GHOST', stream_id: truth.body.stream_id + 1000, prev_id: [truth.body.stream_id + 999], deleted: false, keys: ghost.deviceKeys() } },
     ]);
@@ -146,6 +147,13 @@ describe('federation: device lists, keys and to-device between two servers', fun
     const cached = remote.cached(carol.userId)!;
     assert.equal(cached.streamId, truth.body.stream_id, 'the cache is at the stream ID /user/devices gave');
     assert.deepEqual([...cached.devices.keys()], [carol.deviceId], 'the EDU after the gap was not applied: the list is what A says');
+    // dave's client, syncing incrementally from before the gap, hears that carol's list changed;
+    // one whose token was taken once the resync had landed has nothing to re-fetch (spec: changes
+    // since the token), which is what SyTest's "If a device list update goes missing" races on.
+    await syncUntil(dave, (body) => (body.device_lists?.changed?.includes(carol.userId) ? true : undefined), 15_000, sinceGap);
+    const afterResync = await syncToken(dave);
+    const quiet = await dave.get(`${V3}/sync?timeout=300&since=${enc(afterResync)}`);
+    assert.ok(!(quiet.body.device_lists?.changed ?? []).includes(carol.userId), JSON.stringify(quiet.body.device_lists));
 
     // The next update in sequence applies without another resync.
     const next = { user_id: carol.userId, device_id: 'GHOST', stream_id: cached.streamId! + 1, prev_id: [cached.streamId], deleted: false, keys: ghost.deviceKeys(), device_display_name: 'ghost' };
