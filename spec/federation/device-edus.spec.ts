@@ -117,6 +117,29 @@ describe('federation: device lists, keys and to-device between two servers', fun
     });
   });
 
+  it('a device renamed at A crosses as an m.device_list_update without the name: dave@B sees carol in device_lists.changed', async () => {
+    const remote = b.hearth.federation!.e2ee!.remote;
+    await remote.settled();
+    const before = await dave.post(`${V3}/keys/query`, { device_keys: { [carol.userId]: [] } });
+    assert.ok(before.body.device_keys[carol.userId]?.[carol.deviceId], JSON.stringify(before.body));
+    const since = await syncToken(dave);
+    const renamed = await carol.put(`${V3}/devices/${enc(carol.deviceId)}`, { display_name: "carol's phone" });
+    assert.equal(renamed.status, 200, JSON.stringify(renamed.body));
+    // Spec: an update is sent on any change of device information, the display name included.
+    await syncUntil(dave, (body) => (body.device_lists?.changed?.includes(carol.userId) ? true : undefined), 15_000, since);
+    await remote.settled();
+    const after = await dave.post(`${V3}/keys/query`, { device_keys: { [carol.userId]: [] } });
+    const dev = after.body.device_keys[carol.userId]?.[carol.deviceId];
+    assert.ok(dev, JSON.stringify(after.body));
+    assert.equal(dev.unsigned?.device_display_name, undefined, 'the name itself stays at A');
+    assert.deepEqual(dev.keys, before.body.device_keys[carol.userId][carol.deviceId].keys);
+    // The same name again changes nothing, and is not announced.
+    const since2 = await syncToken(dave);
+    assert.equal((await carol.put(`${V3}/devices/${enc(carol.deviceId)}`, { display_name: "carol's phone" })).status, 200);
+    const idle = await dave.get(`${V3}/sync?timeout=500&since=${enc(since2)}`);
+    assert.ok(!(idle.body.device_lists?.changed ?? []).includes(carol.userId), JSON.stringify(idle.body.device_lists));
+  });
+
   it('cross-signing keys uploaded at A cross as m.signing_key_update: device_lists.changed at B, and B serves them', async () => {
     const since = await syncToken(dave);
     const cs = new CrossSigning(carol.userId);
@@ -137,6 +160,7 @@ describe('federation: device lists, keys and to-device between two servers', fun
     const truth = await signedFedRequest(b, a, 'GET', `/_matrix/federation/v1/user/devices/${enc(carol.userId)}`);
     const ghost = new TestDevice(carol.userId, 'GHOST');
     const before = remote.resyncs;
+    const sinceGap = await syncToken(dave);
     const gap = await forgeFromA([
       { edu_type: 'm.device_list_update', content: { user_id: carol.userId, device_id: 'GHOST', stream_id: truth.body.stream_id + 1000, prev_id: [truth.body.stream_id + 999], deleted: false, keys: ghost.deviceKeys() } },
     ]);
@@ -146,6 +170,13 @@ describe('federation: device lists, keys and to-device between two servers', fun
     const cached = remote.cached(carol.userId)!;
     assert.equal(cached.streamId, truth.body.stream_id, 'the cache is at the stream ID /user/devices gave');
     assert.deepEqual([...cached.devices.keys()], [carol.deviceId], 'the EDU after the gap was not applied: the list is what A says');
+    // dave's client, syncing incrementally from before the gap, hears that carol's list changed;
+    // one whose token was taken once the resync had landed has nothing to re-fetch (spec: changes
+    // since the token), which is what SyTest's "If a device list update goes missing" races on.
+    await syncUntil(dave, (body) => (body.device_lists?.changed?.includes(carol.userId) ? true : undefined), 15_000, sinceGap);
+    const afterResync = await syncToken(dave);
+    const quiet = await dave.get(`${V3}/sync?timeout=300&since=${enc(afterResync)}`);
+    assert.ok(!(quiet.body.device_lists?.changed ?? []).includes(carol.userId), JSON.stringify(quiet.body.device_lists));
 
     // The next update in sequence applies without another resync.
     const next = { user_id: carol.userId, device_id: 'GHOST', stream_id: cached.streamId! + 1, prev_id: [cached.streamId], deleted: false, keys: ghost.deviceKeys(), device_display_name: 'ghost' };

@@ -5,7 +5,9 @@
 // Invariants:
 // - Only local users are answered or announced; a request naming other users gets nothing for them.
 // - Device display names never leave this server (as Synapse's default): they can say more about
-//   a person than their keys do, and other servers' clients do not need them.
+//   a person than their keys do, and other servers' clients do not need them. A rename is still
+//   announced (an update carrying the keys, not the name): the spec asks for an update on any
+//   change of device information, and it is what tells other servers' clients to look again.
 // - Per user, stream IDs only grow (max(last + 1, the store's stream position)) and every EDU's
 //   prev_id names the previous one, so a receiver that missed one sees the gap and resyncs.
 // - The baseline (the list as last announced, or as last served by /user/devices) lives in
@@ -38,6 +40,8 @@ export interface LocalDevicesDeps {
 
 interface DeviceView {
   keys: JsonObject;
+  /** Compared, never sent. */
+  name?: string;
 }
 
 interface Snapshot {
@@ -164,7 +168,8 @@ export class LocalDeviceLists {
     if (isJsonObject(mine)) {
       for (const [deviceId, k] of Object.entries(mine)) {
         if (!isJsonObject(k)) continue;
-        devices.set(deviceId, { keys: withoutUnsigned(k) });
+        const name = isJsonObject(k.unsigned) ? k.unsigned.device_display_name : undefined;
+        devices.set(deviceId, typeof name === 'string' ? { keys: withoutUnsigned(k), name } : { keys: withoutUnsigned(k) });
       }
     }
     const pick = (o: JsonValue | undefined) => (isJsonObject(o) && isJsonObject(o[userId]) ? (o[userId] as JsonObject) : undefined);
@@ -182,7 +187,7 @@ export class LocalDeviceLists {
     for (const deviceId of [...ids].sort()) {
       const after = now.devices.get(deviceId);
       const before = base?.devices.get(deviceId);
-      if (same(after, before)) continue;
+      if (sameDevice(after, before)) continue;
       const id = this.nextId(st);
       const content: JsonObject = { user_id: userId, device_id: deviceId, stream_id: id, prev_id: prev, deleted: after === undefined };
       if (after) content.keys = after.keys;
@@ -202,6 +207,11 @@ export class LocalDeviceLists {
     if (servers.size === 0) return;
     for (const edu of edus) this.d.sendEdu(servers, edu);
   }
+}
+
+function sameDevice(a: DeviceView | undefined, b: DeviceView | undefined): boolean {
+  if (a === undefined || b === undefined) return a === b;
+  return a.name === b.name && same(a.keys, b.keys);
 }
 
 function same(a: unknown, b: unknown): boolean {
