@@ -172,12 +172,21 @@ describe('identity: identity servers are behind the outbound guard', function ()
     const alice = await makeUser(srv, 'alice');
     const roomId = await createRoom(alice, { preset: 'private_chat' });
     const r = await alice.post(roomPath(roomId, 'invite'), { id_server: is.name, id_access_token: ID_ACCESS_TOKEN, medium: 'email', address: 'a@example.org' });
-    assert.equal(r.status, 502, JSON.stringify(r.body));
-    assert.equal(r.body.errcode, 'M_UNKNOWN');
+    // The named server cannot be used: the request's fault (400 M_SERVER_NOT_TRUSTED), not a 5xx.
+    assert.equal(r.status, 400, JSON.stringify(r.body));
+    assert.equal(r.body.errcode, 'M_SERVER_NOT_TRUSTED');
     assert.equal(is.requests.length, 0);
     // The guard's reason (which address the name resolved to) is not handed to the user.
     assert.doesNotMatch(r.body.error, /127\.0\.0\.1|outbound|policy/);
     assert.match(r.body.error, /not reachable/);
+  });
+
+  it('an id_server whose name does not resolve is 400 M_SERVER_NOT_TRUSTED, not a 5xx', async function () {
+    const alice = await makeUser(srv, 'carol');
+    const roomId = await createRoom(alice, { preset: 'private_chat' });
+    const r = await alice.post(roomPath(roomId, 'invite'), { id_server: 'identity.does-not-exist.invalid', id_access_token: ID_ACCESS_TOKEN, medium: 'email', address: 'c@example.org' });
+    assert.equal(r.status, 400, JSON.stringify(r.body));
+    assert.equal(r.body.errcode, 'M_SERVER_NOT_TRUSTED');
   });
 });
 

@@ -194,14 +194,31 @@ export class IdentityClient {
   }
 }
 
+/** Error codes (anywhere in the cause chain) meaning the named server cannot be used at all. */
+const UNUSABLE = new Set(['ERR_OUTBOUND_REFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EAI_NONAME', 'ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH']);
+
+function unusable(err: unknown): boolean {
+  for (let e = err, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string' && UNUSABLE.has(code)) return true;
+    // undici wraps per-address failures in an AggregateError.
+    if (e instanceof AggregateError && e.errors.some((x) => unusable(x))) return true;
+  }
+  return false;
+}
+
 /**
- * A client-facing error for an identity server that failed (Synapse answers such with 502-ish
- * errors). Only what the identity server itself answered is repeated: a network failure or the
- * outbound guard's refusal reads as "not reachable", so a user naming `id_server` cannot learn
- * which names resolve to internal addresses. Callers log the error itself.
+ * A client-facing error for an identity server that failed. An identity server the client named
+ * that cannot be used at all (the outbound guard refuses it, its name does not resolve, it refuses
+ * connections) is the request's fault: 400 M_SERVER_NOT_TRUSTED, the spec's code for an identity
+ * server this server does not trust or support. One that answered badly or timed out is 502 (an
+ * upstream failure; Synapse answers 500 there). Only what the identity server itself answered is
+ * repeated: the guard's reason (which address a name resolved to) is not, so a user naming
+ * `id_server` cannot map internal addresses. Callers log the error itself.
  */
 export function identityFailure(err: unknown): MatrixError {
   if (err instanceof MatrixError) return err;
+  if (unusable(err)) return new MatrixError('M_SERVER_NOT_TRUSTED', 'The identity server cannot be used: not reachable', {}, 400);
   const what = err instanceof IdentityServerError ? err.message : 'not reachable';
   return new MatrixError('M_UNKNOWN', `The identity server could not be used: ${what}`, {}, 502);
 }
