@@ -296,7 +296,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     readModel?.applyUnpositioned(changes);
     for (const c of changes) if (c.kind === 'event_pruned') formatter.invalidate(c.eventId);
   });
-  const selfDestruct = config.experimental.msc2228_self_destruct && roles.has('room_writer') ? new SelfDestructService(store, logger, now) : undefined;
+  const selfDestruct = config.experimental.msc2228_self_destruct && roles.has('room_writer') ? new SelfDestructService(store, writerOps, logger, now) : undefined;
   if (selfDestruct) feed.onChanges((changes) => selfDestruct.onChanges(changes));
   const delivered = new DeliveredService(store, store.delivery, notifier, logger, now);
   const e2ee = createE2eeServices({ store, e2ee: store.e2ee, notifier, serverName: config.server_name, logger });

@@ -12,8 +12,10 @@
 //   run one pass at a time.
 // - The pruned copy is the room version's redaction algorithm applied to the stored PDU, the
 //   copy a redaction would store; nothing is sent over federation (other servers prune their own).
-// - Run only by room writers (app.ts). Several room writers may both prune an event: the prune is
-//   idempotent (a rewrite to the same pruned copy).
+// - Run only by room writers (app.ts). The prune itself is the writer operation
+//   'selfDestruct.prune', so in a cluster it runs on the worker that owns the room (acquiring it
+//   when nobody does). Several room writers' timers may ask for the same row: the prune is
+//   idempotent (a rewrite to the same pruned copy, the row dropped).
 
 import type { Logger } from 'pino';
 import { redactEvent } from '../protocol/redaction.js';
@@ -21,6 +23,7 @@ import type { Pdu } from '../protocol/types.js';
 import type { ChangeRecord } from '../store/change-types.js';
 import type { EventExpiry } from '../store/expiry-types.js';
 import type { Store } from '../store/types.js';
+import type { WriterOperations } from './writer-operations.js';
 
 export const SELF_DESTRUCT_KEY = 'org.matrix.self_destruct_after';
 /** setTimeout's largest delay; a later row is looked at again then. */
@@ -43,9 +46,16 @@ export class SelfDestructService {
 
   constructor(
     private readonly store: Pick<Store, 'eventExpiry' | 'rooms'>,
+    private readonly writerOps: WriterOperations,
     private readonly logger: Logger,
     private readonly now: () => number = Date.now,
-  ) {}
+  ) {
+    writerOps.define('selfDestruct.prune', async (roomId, [eventId, expiresTs]) => {
+      if (typeof eventId !== 'string' || typeof expiresTs !== 'number') throw new Error('selfDestruct.prune: bad arguments');
+      await this.pruneHere({ eventId, roomId, expiresTs });
+      return null;
+    });
+  }
 
   /** Arms the timer for the soonest stored row (rows written before a restart included). */
   async start(): Promise<void> {
@@ -131,6 +141,11 @@ export class SelfDestructService {
   }
 
   private async prune(r: EventExpiry): Promise<void> {
+    await this.writerOps.run(r.roomId, 'selfDestruct.prune', [r.eventId, r.expiresTs]);
+  }
+
+  /** The prune, on the room's writer. */
+  private async pruneHere(r: EventExpiry): Promise<void> {
     const ev = await this.store.rooms.getEvent(r.eventId);
     const room = ev ? await this.store.rooms.getRoom(r.roomId) : null;
     const pruned = ev && room && ev.roomId === r.roomId && !ev.redactedBy ? (redactEvent(ev.pdu, room.roomVersion) as Pdu) : null;
