@@ -49,7 +49,7 @@ import { EphemeralAccess } from './ephemeral/access.js';
 import { RoomStateReader } from './room/state-reader.js';
 import { VisibilityChecker } from './room/visibility.js';
 import { ErasureService } from './room/erasure.js';
-import { SelfDestructService } from './room/self-destruct.js';
+import { listenForPrunes, SelfDestructService } from './room/self-destruct.js';
 import { openStoreBackend } from './store/open.js';
 import { openChangeFeed, withFeedPosition } from './cluster/feed.js';
 import { removeServerLock, runningServerPid, writeServerLock } from './store/sqlite/server-lock.js';
@@ -296,8 +296,14 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     readModel?.applyUnpositioned(changes);
     for (const c of changes) if (c.kind === 'event_pruned') formatter.invalidate(c.eventId);
   });
-  const selfDestruct = config.experimental.msc2228_self_destruct && roles.has('room_writer') ? new SelfDestructService(store, writerOps, logger, now) : undefined;
+  const selfDestruct = config.experimental.msc2228_self_destruct && roles.has('room_writer') ? new SelfDestructService(store, writerOps, shared.broadcast, logger, now) : undefined;
   if (selfDestruct) feed.onChanges((changes) => selfDestruct.onChanges(changes));
+  if (config.experimental.msc2228_self_destruct) {
+    await listenForPrunes(shared.broadcast, logger, (roomId, eventId) => {
+      readModel?.applyUnpositioned([{ kind: 'event_pruned', roomId, eventId }]);
+      formatter.invalidate(eventId);
+    });
+  }
   const delivered = new DeliveredService(store, store.delivery, notifier, logger, now);
   const e2ee = createE2eeServices({ store, e2ee: store.e2ee, notifier, serverName: config.server_name, logger });
   const adm = config.limits.admission;

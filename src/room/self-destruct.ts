@@ -10,6 +10,10 @@
 //   start() arms the timer for the soonest row, and each row is removed only by its prune.
 // - One timer, armed for the soonest known row; a new row that is due sooner re-arms it. Prunes
 //   run one pass at a time.
+// - Each prune is announced on the PRUNED_CHANNEL broadcast (every worker of a cluster, this one
+//   included: listenForPrunes), so in-memory copies (sync read model timelines, formatted-event
+//   cache) are dropped wherever they are; the store's own unpositioned change only reaches the
+//   pruning process.
 // - The pruned copy is the room version's redaction algorithm applied to the stored PDU, the
 //   copy a redaction would store; nothing is sent over federation (other servers prune their own).
 // - Run only by room writers (app.ts). The prune itself is the writer operation
@@ -18,6 +22,7 @@
 //   idempotent (a rewrite to the same pruned copy, the row dropped).
 
 import type { Logger } from 'pino';
+import type { Broadcast } from '../cluster/shared-state.js';
 import { redactEvent } from '../protocol/redaction.js';
 import type { Pdu } from '../protocol/types.js';
 import type { ChangeRecord } from '../store/change-types.js';
@@ -26,6 +31,7 @@ import type { Store } from '../store/types.js';
 import type { WriterOperations } from './writer-operations.js';
 
 export const SELF_DESTRUCT_KEY = 'org.matrix.self_destruct_after';
+const PRUNED_CHANNEL = 'self_destruct.pruned';
 /** setTimeout's largest delay; a later row is looked at again then. */
 const MAX_DELAY_MS = 2 ** 31 - 1;
 const BATCH = 100;
@@ -47,6 +53,7 @@ export class SelfDestructService {
   constructor(
     private readonly store: Pick<Store, 'eventExpiry' | 'rooms'>,
     private readonly writerOps: WriterOperations,
+    private readonly broadcast: Broadcast,
     private readonly logger: Logger,
     private readonly now: () => number = Date.now,
   ) {
@@ -150,6 +157,24 @@ export class SelfDestructService {
     const room = ev ? await this.store.rooms.getRoom(r.roomId) : null;
     const pruned = ev && room && ev.roomId === r.roomId && !ev.redactedBy ? (redactEvent(ev.pdu, room.roomVersion) as Pdu) : null;
     await this.store.eventExpiry.prune(r, pruned);
+    await this.broadcast
+      .publish(PRUNED_CHANNEL, JSON.stringify([r.roomId, r.eventId]))
+      .catch((err: unknown) => this.logger.warn({ err, eventId: r.eventId }, 'self-destruct: could not announce a prune (other workers serve the old copy from memory until it is evicted)'));
     this.logger.debug({ eventId: r.eventId, roomId: r.roomId }, 'self-destruct: pruned an expired event');
   }
+}
+
+/** Calls `onPruned` for every prune by any worker (this one included). */
+export async function listenForPrunes(broadcast: Broadcast, logger: Logger, onPruned: (roomId: string, eventId: string) => void): Promise<void> {
+  await broadcast.subscribe(PRUNED_CHANNEL, (message) => {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(message);
+    } catch (err) {
+      logger.warn({ err }, 'self-destruct: unreadable prune announcement');
+      return;
+    }
+    if (Array.isArray(parsed) && typeof parsed[0] === 'string' && typeof parsed[1] === 'string') onPruned(parsed[0], parsed[1]);
+    else logger.warn({ message }, 'self-destruct: malformed prune announcement');
+  });
 }
