@@ -49,6 +49,7 @@ import { EphemeralAccess } from './ephemeral/access.js';
 import { RoomStateReader } from './room/state-reader.js';
 import { VisibilityChecker } from './room/visibility.js';
 import { ErasureService } from './room/erasure.js';
+import { listenForPrunes, SelfDestructService } from './room/self-destruct.js';
 import { openStoreBackend } from './store/open.js';
 import { openChangeFeed, withFeedPosition } from './cluster/feed.js';
 import { removeServerLock, runningServerPid, writeServerLock } from './store/sqlite/server-lock.js';
@@ -166,7 +167,6 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     : undefined;
   if (readModel) {
     feed.onChanges((changes, current) => readModel.apply(changes, current));
-    backend.onUnpositionedChanges((changes) => readModel.applyUnpositioned(changes));
   }
   // Checked access tokens, with the read model: a device-list record (every device deletion
   // writes one, on any worker) drops the user's tokens.
@@ -291,6 +291,19 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
   feed.onChanges((changes) => {
     for (const c of changes) if (c.kind === 'event' && c.redaction) formatter.invalidate(c.redaction.targetEventId);
   });
+  // The store's one listener for writes outside the stream; a pruned event's formatted part goes too.
+  backend.onUnpositionedChanges((changes) => {
+    readModel?.applyUnpositioned(changes);
+    for (const c of changes) if (c.kind === 'event_pruned') formatter.invalidate(c.eventId);
+  });
+  const selfDestruct = config.experimental.msc2228_self_destruct && roles.has('room_writer') ? new SelfDestructService(store, writerOps, shared.broadcast, logger, now) : undefined;
+  if (selfDestruct) feed.onChanges((changes) => selfDestruct.onChanges(changes));
+  if (config.experimental.msc2228_self_destruct) {
+    await listenForPrunes(shared.broadcast, logger, (roomId, eventId) => {
+      readModel?.applyUnpositioned([{ kind: 'event_pruned', roomId, eventId }]);
+      formatter.invalidate(eventId);
+    });
+  }
   const delivered = new DeliveredService(store, store.delivery, notifier, logger, now);
   const e2ee = createE2eeServices({ store, e2ee: store.e2ee, notifier, serverName: config.server_name, logger });
   const adm = config.limits.admission;
@@ -589,6 +602,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
       connectionRegistry?.start();
       if (config.push.enabled && roles.has('pusher')) pushGateway.start();
       await appServices.start((listener) => feed.onChanges(listener));
+      await selfDestruct?.start();
       if (isOpenRegistrationWarningNeeded(config)) logger.warn(OPEN_REGISTRATION_WARNING);
       logger.info({ url, metrics_url: metricsUrl, server_name: config.server_name, storage: config.storage.backend, key_id: signingKey.keyId, roles: roles.list() }, 'Hearth is listening');
     },
@@ -623,6 +637,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
       await delivered.flush();
       presence.stop();
       typing.close();
+      selfDestruct?.close();
       await notifier.close();
       await connectionRegistry?.stop();
       await replication?.stop();

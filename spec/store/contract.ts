@@ -20,6 +20,7 @@ import { describeAppServiceContract } from './contract-appservices.js';
 import { describeFederationQueueContract } from './contract-federation-queue.js';
 import { describeIdentityBindingContract } from './contract-identity.js';
 import { describeThreepidContract } from './contract-threepids.js';
+import { describeEventExpiryContract } from './contract-expiry.js';
 import { describeStateContract } from './contract-state.js';
 import { describeStreamContract } from './contract-streams.js';
 import { describeTimelineContract } from './contract-timeline.js';
@@ -107,5 +108,6 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
     describeFederationQueueContract(ctx);
     describeIdentityBindingContract(ctx);
     describeThreepidContract(ctx);
+    describeEventExpiryContract(ctx);
   });
 }

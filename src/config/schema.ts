@@ -468,6 +468,14 @@ const configObject = z.strictObject({
       format: z.enum(['auto', 'json', 'pretty']).default('auto'),
     })
     .prefault({}),
+  // Unstable features, each off unless named here.
+  experimental: z
+    .strictObject({
+      // MSC2228 self-destructing messages (Synapse: enable_ephemeral_messages): a message whose
+      // content has org.matrix.self_destruct_after (ms since the epoch) is pruned at that time.
+      msc2228_self_destruct: z.boolean().default(false),
+    })
+    .prefault({}),
   metrics: z
     .strictObject({
       enabled: z.boolean().default(true),

@@ -11,6 +11,9 @@
 // - A cached part is only served for an input whose redaction state it was built from (the
 //   entry remembers `redactedBy`; a redacted copy never gets the unredacted part, nor the other
 //   way round). Inputs whose PDU was substituted for this viewer bypass the cache (`personal`).
+//   Nor is a part with content served for an input with empty content: a self-destructing
+//   message (src/room/self-destruct.ts) is pruned without a redaction event, perhaps by another
+//   worker of a cluster whose prune this process never hears of.
 // - Bound: SHARED_CACHE_MAX entries in all (a tenth for the federation format), least recently
 //   used evicted.
 
@@ -34,6 +37,8 @@ export const SHARED_CACHE_MAX = 20_000;
 
 interface SharedPart {
   redactedBy: string | null;
+  /** Whether the PDU's content had any key (false after a prune). */
+  hasContent: boolean;
   /** The event without `unsigned` (frozen). */
   fields: Readonly<ClientEvent>;
   /** The PDU's own unsigned fields (frozen; may be empty). */
@@ -179,16 +184,23 @@ export class EventFormatter {
     const cache = this.shared[format];
     const redactedBy = e.redactedBy ?? null;
     const hit = cache.get(e.eventId);
-    if (hit && hit.redactedBy === redactedBy) {
+    if (hit && hit.redactedBy === redactedBy && hit.hasContent === hasKeys(e.pdu.content)) {
       this.sharedHits++;
       return hit;
     }
     this.sharedMisses++;
     const part = sharedPart(e, format);
-    // A stale unredacted copy (read before the redaction landed) must not evict the redacted part.
-    if (!(hit?.redactedBy && !redactedBy)) cache.set(e.eventId, part);
+    // A stale unredacted (or unpruned) copy, read before the change landed, must not evict the
+    // redacted part.
+    if (!(hit?.redactedBy && !redactedBy) && !(hit && !hit.hasContent && part.hasContent)) cache.set(e.eventId, part);
     return part;
   }
+}
+
+function hasKeys(content: unknown): boolean {
+  if (content === null || typeof content !== 'object') return false;
+  for (const _ in content) return true;
+  return false;
 }
 
 /** The viewer-independent part of an event in `format` (frozen, as it is shared). */
@@ -197,7 +209,7 @@ function sharedPart(e: StoredEvent, format: EventFormat): SharedPart {
   const fields: ClientEvent =
     format === 'federation' ? { ...(e.pdu as unknown as JsonObject), event_id: e.eventId } : clientShape(e.eventId, e.pdu);
   delete fields.unsigned;
-  return { redactedBy: e.redactedBy ?? null, fields: Object.freeze(fields), unsigned };
+  return { redactedBy: e.redactedBy ?? null, hasContent: hasKeys(e.pdu.content), fields: Object.freeze(fields), unsigned };
 }
 
 export function clientShape(eventId: string, pdu: Pdu, unsigned?: JsonObject): ClientEvent {

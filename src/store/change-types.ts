@@ -63,7 +63,9 @@ export interface EventChange {
 export type UnpositionedChange =
   | { kind: 'device_keys'; userId: string; deviceId: string }
   /** Events of the room were deleted outside the stream (admin room delete or history purge). */
-  | { kind: 'room_purged'; roomId: string };
+  | { kind: 'room_purged'; roomId: string }
+  /** An event's stored copy was pruned outside the stream (a self-destructing message expired). */
+  | { kind: 'event_pruned'; roomId: string; eventId: string };
 
 /** Turns a write's result into its change record; null when the position wrote nothing. */
 export type ChangeDescriber<T> = (result: T, pos: number) => ChangeRecord | null;

@@ -16,6 +16,7 @@
 // - No method spans domains transactionally except where its doc says so.
 // - Returned objects are owned by the caller (backends must not hand out shared mutable state).
 
+import type { EventExpiryStore } from './expiry-types.js';
 import type { MediaStore } from '../media/media-store.js';
 import type { JsonObject, Pdu, RoomVersion } from '../protocol/types.js';
 import type { DirectoryStore, NotificationStore, PushActionInput, PushBulkInput, ReceiptStore, RelationStore } from './chat-types.js';
@@ -505,6 +506,8 @@ export interface Store {
   readonly identityBindings: IdentityBindingStore;
   /** Email addresses on accounts and their validation sessions. */
   readonly threepids: ThreepidStore;
+  /** Self-destructing messages (MSC2228): when each is pruned. */
+  readonly eventExpiry: EventExpiryStore;
   /** The highest stream position below which everything is persisted and readable. */
   currentPosition(): number;
   /**

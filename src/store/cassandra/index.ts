@@ -34,6 +34,7 @@ import { MIGRATIONS } from './migrations/index.js';
 import { CassandraFederationQueueStore } from './federation-queue.js';
 import type { FederationQueueStore } from '../federation-types.js';
 import { CassandraIdentityBindingStore } from './identity.js';
+import { CassandraEventExpiryStore } from './expiry.js';
 import { CassandraThreepidStore } from './threepid.js';
 import { PositionAllocator, positionAt, revokeWorkerLease, STALE_MS } from './positions.js';
 import { CassandraRoomStore } from './rooms.js';
@@ -141,6 +142,7 @@ export class CassandraStore implements SharedStoreBackend {
   readonly federationQueue: FederationQueueStore;
   readonly identityBindings: CassandraIdentityBindingStore;
   readonly threepids: CassandraThreepidStore;
+  readonly eventExpiry: CassandraEventExpiryStore;
   readonly appliedMigrations: readonly number[];
 
   private closed = false;
@@ -236,6 +238,7 @@ export class CassandraStore implements SharedStoreBackend {
     eventHooks.push(federationQueue.hook);
     this.identityBindings = new CassandraIdentityBindingStore(ctx);
     this.threepids = new CassandraThreepidStore(ctx);
+    this.eventExpiry = new CassandraEventExpiryStore(ctx);
   }
 
   currentPosition(): number {

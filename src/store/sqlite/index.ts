@@ -4,6 +4,7 @@
 import { SqliteAppServiceStore } from './appservices.js';
 import { SqliteFederationQueueStore } from './federation-queue.js';
 import { SqliteIdentityBindingStore } from './identity.js';
+import { SqliteEventExpiryStore } from './expiry.js';
 import { SqliteThreepidStore } from './threepid.js';
 import type { StoreBackend } from '../types.js';
 import type { UnpositionedChange } from '../change-types.js';
@@ -108,6 +109,7 @@ export class SqliteStore implements StoreBackend {
   readonly federationQueue: SqliteFederationQueueStore;
   readonly identityBindings: SqliteIdentityBindingStore;
   readonly threepids: SqliteThreepidStore;
+  readonly eventExpiry: SqliteEventExpiryStore;
   /** Migration versions applied by this open (empty when the schema was already current). */
   readonly appliedMigrations: readonly number[];
 
@@ -156,6 +158,7 @@ export class SqliteStore implements StoreBackend {
     this.federationQueue = new SqliteFederationQueueStore(ctx);
     this.identityBindings = new SqliteIdentityBindingStore(ctx);
     this.threepids = new SqliteThreepidStore(ctx);
+    this.eventExpiry = new SqliteEventExpiryStore(ctx);
   }
 
   currentPosition(): number {

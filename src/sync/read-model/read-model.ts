@@ -248,6 +248,11 @@ export class ReadModel {
         this.summaries.delete(c.roomId);
         continue;
       }
+      if (c.kind === 'event_pruned') {
+        // A message event (never state): only timelines hold its copy.
+        this.timelines.drop(c.roomId);
+        continue;
+      }
       this.keyCounts.delete(deviceKey(c.userId, c.deviceId));
       this.keyEpoch++;
     }

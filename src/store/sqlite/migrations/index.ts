@@ -19,6 +19,7 @@ import { federationQueue } from './0014-federation-queue.js';
 import { identityBindings } from './0015-identity-bindings.js';
 import { remoteMedia } from './0016-remote-media.js';
 import { threepids } from './0017-threepids.js';
+import { eventExpiry } from './0018-event-expiry.js';
 
 export interface Migration {
   version: number;
@@ -29,4 +30,4 @@ export interface Migration {
   run?: (db: Db) => void;
 }
 
-export const MIGRATIONS: readonly Migration[] = [initial, chat, txnScope, e2ee, push, pushBulk, dag, media, search, admin, guestsOpenId, erasure, appservice, federationQueue, identityBindings, remoteMedia, threepids];
+export const MIGRATIONS: readonly Migration[] = [initial, chat, txnScope, e2ee, push, pushBulk, dag, media, search, admin, guestsOpenId, erasure, appservice, federationQueue, identityBindings, remoteMedia, threepids, eventExpiry];

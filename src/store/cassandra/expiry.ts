@@ -1,0 +1,47 @@
+// Self-destructing messages on Cassandra (contract: src/store/expiry-types.ts; behaviour as
+// src/store/sqlite/expiry.ts). Rows live in one partition of event_expiry clustered by due time;
+// event_expiry_keys holds each event's time so a second schedule keeps the earlier one and the
+// prune can delete the row. Only the room's writer prunes (src/room/self-destruct.ts), and a
+// prune is idempotent, so no LWT: a redaction racing it leaves redacted_by set either way,
+// and both rewrite the PDU to the same pruned copy.
+
+import type { Pdu } from '../../protocol/types.js';
+import type { EventExpiry, EventExpiryStore } from '../expiry-types.js';
+import { num, type CassandraContext } from './context.js';
+
+const BUCKET = 0;
+
+export class CassandraEventExpiryStore implements EventExpiryStore {
+  constructor(private readonly ctx: CassandraContext) {}
+
+  async schedule(e: EventExpiry): Promise<void> {
+    this.ctx.checkOpen();
+    const old = (await this.ctx.execute('SELECT expires_ts FROM event_expiry_keys WHERE event_id = ?', [e.eventId])).first();
+    if (old && num(old.get('expires_ts')) <= e.expiresTs) return;
+    await this.ctx.batch([
+      { query: 'INSERT INTO event_expiry (bucket, expires_ts, event_id, room_id) VALUES (?, ?, ?, ?)', params: [BUCKET, e.expiresTs, e.eventId, e.roomId] },
+      { query: 'INSERT INTO event_expiry_keys (event_id, expires_ts) VALUES (?, ?)', params: [e.eventId, e.expiresTs] },
+      ...(old ? [{ query: 'DELETE FROM event_expiry WHERE bucket = ? AND expires_ts = ? AND event_id = ?', params: [BUCKET, num(old.get('expires_ts')), e.eventId] }] : []),
+    ]);
+  }
+
+  async nextDue(limit: number): Promise<EventExpiry[]> {
+    this.ctx.checkOpen();
+    const rs = await this.ctx.execute('SELECT expires_ts, event_id, room_id FROM event_expiry WHERE bucket = ? LIMIT ?', [BUCKET, limit]);
+    return rs.rows.map((r) => ({ eventId: r.get('event_id') as string, roomId: r.get('room_id') as string, expiresTs: num(r.get('expires_ts')) }));
+  }
+
+  async prune(e: EventExpiry, prunedPdu: Pdu | null): Promise<boolean> {
+    this.ctx.checkOpen();
+    const row = (await this.ctx.execute('SELECT room_id, redacted_by FROM events WHERE event_id = ?', [e.eventId])).first();
+    const rewrite = prunedPdu !== null && !!row && row.get('room_id') === e.roomId && !row.get('redacted_by');
+    const key = (await this.ctx.execute('SELECT expires_ts FROM event_expiry_keys WHERE event_id = ?', [e.eventId])).first();
+    await this.ctx.batch([
+      ...(rewrite ? [{ query: 'UPDATE events SET pdu_json = ? WHERE event_id = ?', params: [JSON.stringify(prunedPdu), e.eventId] }] : []),
+      { query: 'DELETE FROM event_expiry WHERE bucket = ? AND expires_ts = ? AND event_id = ?', params: [BUCKET, key ? num(key.get('expires_ts')) : e.expiresTs, e.eventId] },
+      { query: 'DELETE FROM event_expiry_keys WHERE event_id = ?', params: [e.eventId] },
+    ]);
+    this.ctx.unpositioned({ kind: 'event_pruned', roomId: e.roomId, eventId: e.eventId });
+    return rewrite;
+  }
+}
