@@ -240,7 +240,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     onPersisted: (info) => {
       metrics?.eventsPersisted.inc();
       pushDispatcher.eventPersisted(info);
-      federation?.eventPersisted(info.pdu, info.eventId, info.queuedFor);
+      federation?.eventPersisted(info.pdu, info.eventId, info.queuedFor, info.stream);
       // Guest access revoked by another server's user: our guests leave (the local path does it in RoomService.send).
       const p = info.pdu;
       if (p.type === 'm.room.guest_access' && p.state_key === '' && p.content.guest_access !== 'can_join' && serverNameOf(p.sender) !== config.server_name && p.room_id !== undefined) {

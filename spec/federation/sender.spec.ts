@@ -142,6 +142,27 @@ describe('federation/sender: the store-backed queue', () => {
     await active.stop();
   });
 
+  it('a wake for entries above the watermark waits until the watermark passes them, then sends', async () => {
+    const { state, client } = peer();
+    state.down = false;
+    let held = true;
+    const s = sender(client, { watermark: () => (held ? 0 : store.currentPosition()) });
+    s.start();
+    // Queued by another writer (as a local event's PDU is, in the event's commit), then woken
+    // while the watermark is still below the entry.
+    const quiet = sender(client, { sends: false });
+    await quiet.sendPdu(['ok.test'], pdu('!a', 1));
+    await quiet.stop();
+    const pos = store.currentPosition();
+    s.wake(['ok.test'], pos);
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(state.txns.length, 0, 'nothing readable yet');
+    held = false; // the lower write completes: no other wake comes, and a single node has no scan
+    await until(() => state.txns.length === 1);
+    assert.deepEqual(state.txns[0]!.bodies, ['!a 1']);
+    await s.stop();
+  });
+
   it('imports a legacy queue directory once: the transaction in flight, then the waiting PDUs and EDUs, in order', async () => {
     const legacy = join(dir, 'federation-queue');
     mkdirSync(legacy);

@@ -145,7 +145,7 @@ export interface Federation {
    * the destinations its PDU was queued for in the event's own commit (pduDestinations), which
    * are only woken; absent, the PDU is queued here, after the commit (the older path).
    */
-  eventPersisted(pdu: Pdu, eventId?: string, queued?: readonly string[]): void;
+  eventPersisted(pdu: Pdu, eventId?: string, queued?: readonly string[], stream?: number): void;
   /**
    * The room writer asks, before persisting `pdu`, where its PDU goes (see pdu-destinations.ts),
    * to queue it in the same commit; undefined: not a local event to send (or one handed over
@@ -301,7 +301,7 @@ export function attachFederation(core: FederationCore, d: AttachDeps): Federatio
       if (serverNameOf(pdu.sender) !== me || pdu.room_id === undefined || handedOver.has(eventId)) return undefined;
       return pduDestinations(me, before, pdu, (s) => core.policy.allows(s));
     },
-    eventPersisted(pdu, eventId, queued) {
+    eventPersisted(pdu, eventId, queued, stream) {
       if (e2ee && pdu.type === 'm.room.member' && typeof pdu.state_key === 'string' && pdu.room_id !== undefined && typeof pdu.content.membership === 'string') {
         // Remote users' device lists we stop (or start again) hearing about.
         e2ee.remote.membershipChanged(pdu.room_id, pdu.state_key, pdu.content.membership).catch((err: unknown) => logger.warn({ err }, 'device list membership check failed'));
@@ -312,7 +312,7 @@ export function attachFederation(core: FederationCore, d: AttachDeps): Federatio
       // Test hook (spec/crash/federation-outbox.spec.ts): die right after the commit, where the
       // PDU used to be queued, to show that a durable event's PDU is durable too.
       if (killAfterCommit !== undefined && pdu.content.body === killAfterCommit) process.kill(process.pid, 'SIGKILL');
-      if (queued !== undefined) return void core.sender.wake(queued);
+      if (queued !== undefined) return void core.sender.wake(queued, stream);
       const { unsigned: _u, ...out } = pdu;
       // A kicked or banned user's server hears of it; an invite went to the invitee's server
       // through /invite already (Synapse drops an invite arriving again through /send).

@@ -126,8 +126,17 @@ export class FederationSender {
    * Entries were queued for these destinations by someone else's write (a local event's PDU,
    * written with the event: PersistEventInput.outbound): send them.
    */
-  wake(destinations: Iterable<string>): void {
+  wake(destinations: Iterable<string>, upto?: number, tries = 0): void {
     if (this.stopped) return;
+    // The entries sit at the event's position, which may still be above the watermark (a lower
+    // position of another write is in flight): a run now would read nothing and stop, and a
+    // single node has no scan to find them later. Wait until the watermark passes them (checked
+    // every 20 ms; after 30 s run anyway, the watermark's own stall is then the problem).
+    if (upto !== undefined && this.opts.watermark() < upto && tries < 1500) {
+      const list = [...destinations];
+      setTimeout(() => this.wake(list, upto, tries + 1), 20).unref();
+      return;
+    }
     for (const n of new Set(destinations)) if (n !== this.opts.serverName && this.opts.allows?.(n) !== false) this.kick(this.dest(n));
   }
 
