@@ -222,7 +222,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     scanMs: replication ? config.cluster.federation_scan_ms : 0,
     sends: roles.has('federation_out'),
   };
-  const fedCore = config.listeners.federation.enabled ? createFederationCore(config, signingKey, logger, store, fedCluster()) : undefined;
+  const fedCore = config.listeners.federation.enabled ? createFederationCore(config, signingKey, logger, store, feed, fedCluster()) : undefined;
   let federation: Federation | undefined;
   // One writer per room: this process's RoomInput on one node; in a cluster, the room's owner
   // (src/cluster/owned-room-input.ts), reached by forwarding.

@@ -146,7 +146,8 @@ describe('federation/sender: the store-backed queue', () => {
     const { state, client } = peer();
     state.down = false;
     let held = true;
-    const s = sender(client, { watermark: () => (held ? 0 : store.currentPosition()) });
+    let advanced = () => {};
+    const s = sender(client, { watermark: () => (held ? 0 : store.currentPosition()), onWatermarkAdvance: (l) => ((advanced = l), () => {}) });
     s.start();
     // Queued by another writer (as a local event's PDU is, in the event's commit), then woken
     // while the watermark is still below the entry.
@@ -158,6 +159,7 @@ describe('federation/sender: the store-backed queue', () => {
     await new Promise((r) => setTimeout(r, 100));
     assert.equal(state.txns.length, 0, 'nothing readable yet');
     held = false; // the lower write completes: no other wake comes, and a single node has no scan
+    advanced();
     await until(() => state.txns.length === 1);
     assert.deepEqual(state.txns[0]!.bodies, ['!a 1']);
     await s.stop();

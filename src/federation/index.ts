@@ -28,6 +28,7 @@ import type { E2eeServices } from '../e2ee/index.js';
 import type { ReceiptService } from '../receipts/receipt-service.js';
 import type { RoomInput } from '../room/room-input.js';
 import type { Store } from '../store/types.js';
+import type { ChangeFeed } from '../cluster/feed.js';
 import { FederationClient } from './client.js';
 import { FederationPolicy } from './policy.js';
 import { hashAccessToken } from '../users/credentials.js';
@@ -67,6 +68,8 @@ export function createFederationCore(
   signingKey: SigningKey,
   logger: Logger,
   store: Pick<Store, 'federationQueue' | 'currentPosition'>,
+  /** The change feed (src/cluster/feed.ts): it signals each advance of currentPosition(). */
+  feed: Pick<ChangeFeed, 'onChanges'>,
   cluster?: { gate: DestinationGate; nodeId: string; scanMs: number; sends: boolean },
 ): FederationCore {
   const guard = new OutboundGuard({
@@ -102,6 +105,7 @@ export function createFederationCore(
     logger,
     queue: store.federationQueue,
     watermark: () => store.currentPosition(),
+    onWatermarkAdvance: (listener) => feed.onChanges(() => listener()),
     minBackoffMs: config.federation.min_backoff_ms,
     maxBackoffMs: config.federation.max_backoff_ms,
     allows: (server) => policy.allows(server),

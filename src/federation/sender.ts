@@ -64,6 +64,8 @@ export interface SenderOptions {
   queue: FederationQueueStore;
   /** The position below which every entry is written (store.currentPosition()). */
   watermark: () => number;
+  /** Subscribes to watermark advances (store.onStreamAdvance): wakes wait on it (see wake). */
+  onWatermarkAdvance?: (listener: () => void) => () => void;
   minBackoffMs?: number;
   maxBackoffMs?: number;
   now?: () => number;
@@ -93,6 +95,9 @@ export class FederationSender {
   private txnCounter = 0;
   private stopped = false;
   private scanTimer?: NodeJS.Timeout;
+  /** Wakes whose entries are above the watermark (see wake), released as it advances. */
+  private waiting: Array<{ upto: number; destinations: string[] }> = [];
+  private unsubscribeAdvance?: () => void;
   private readonly pending = new Set<Promise<unknown>>();
   /** Transactions answered 200 (tests, metrics). */
   delivered = 0;
@@ -104,6 +109,7 @@ export class FederationSender {
   /** Resumes every destination with work left (from a previous run or another worker). */
   start(): void {
     if (this.opts.sends === false) return;
+    this.unsubscribeAdvance = this.opts.onWatermarkAdvance?.(() => this.releaseWaiting());
     void this.scan();
     if (this.opts.scanMs) {
       this.scanTimer = setInterval(() => void this.scan(), this.opts.scanMs);
@@ -126,18 +132,26 @@ export class FederationSender {
    * Entries were queued for these destinations by someone else's write (a local event's PDU,
    * written with the event: PersistEventInput.outbound): send them.
    */
-  wake(destinations: Iterable<string>, upto?: number, tries = 0): void {
+  wake(destinations: Iterable<string>, upto?: number): void {
     if (this.stopped) return;
     // The entries sit at the event's position, which may still be above the watermark (a lower
     // position of another write is in flight): a run now would read nothing and stop, and a
-    // single node has no scan to find them later. Wait until the watermark passes them (checked
-    // every 20 ms; after 30 s run anyway, the watermark's own stall is then the problem).
-    if (upto !== undefined && this.opts.watermark() < upto && tries < 1500) {
-      const list = [...destinations];
-      setTimeout(() => this.wake(list, upto, tries + 1), 20).unref();
+    // single node has no scan to find them later. Such a wake waits for the watermark's advance.
+    if (upto !== undefined && this.unsubscribeAdvance && this.opts.watermark() < upto) {
+      this.waiting.push({ upto, destinations: [...destinations] });
       return;
     }
     for (const n of new Set(destinations)) if (n !== this.opts.serverName && this.opts.allows?.(n) !== false) this.kick(this.dest(n));
+  }
+
+  /** On every watermark advance (the send path's hot hook: nothing to do when none wait). */
+  private releaseWaiting(): void {
+    if (this.waiting.length === 0) return;
+    const w = this.opts.watermark();
+    const ready = this.waiting.filter((x) => x.upto <= w);
+    if (ready.length === 0) return;
+    this.waiting = this.waiting.filter((x) => x.upto > w);
+    for (const r of ready) this.wake(r.destinations);
   }
 
   /** Number of PDUs queued and not yet acknowledged for a destination (tests). */
@@ -171,6 +185,8 @@ export class FederationSender {
   async stop(): Promise<void> {
     this.stopped = true;
     clearInterval(this.scanTimer);
+    this.unsubscribeAdvance?.();
+    this.waiting = [];
     for (const d of this.dests.values()) if (d.timer) clearTimeout(d.timer);
     while (this.pending.size > 0) await Promise.allSettled([...this.pending]);
     await this.opts.gate?.close();
