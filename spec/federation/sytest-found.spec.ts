@@ -9,7 +9,8 @@
 // - a server that knows only the v1 send_join/invite (404 for v2) is asked with v1;
 // - a resident server's refusal of a join (make_join 4xx) reaches the client with its status and
 //   errcode, a make_join naming a version we do not know or another than the room's create event
-//   refuses the join, and an invite the invitee's server answers with something unusable is a 502,
+//   refuses the join, a make_join naming none with a template that is no v1/v2 event goes on to
+//   send_join and is refused with the version of the answer's create event, and an invite the invitee's server answers with something unusable is a 502,
 //   not a 500 (400 M_BAD_JSON where the answer is JSON but not Matrix JSON, as Synapse);
 // - a federation body that is JSON but not Matrix JSON (a float) is M_BAD_JSON, not M_NOT_JSON;
 // - a user invited into a room its server did not know pages back through the history between
@@ -239,6 +240,11 @@ describe('federation: v1-only peers, refusals and bad answers', function () {
     await closeFedRequests();
   });
 
+  function isSignedBy(pdu: JsonObject, server: string): boolean {
+    const sigs = pdu.signatures as JsonObject | undefined;
+    return !!sigs && typeof sigs === 'object' && Object.keys((sigs[server] ?? {}) as JsonObject).length > 0;
+  }
+
   /** Makes A's requests to B whose path starts with `prefix` fail as a server without that endpoint answers. */
   function withoutEndpoint(prefix: string): () => void {
     const client = a.hearth.federation!.core.client;
@@ -329,6 +335,43 @@ describe('federation: v1-only peers, refusals and bad answers', function () {
     const honest = await alice.post(`/_matrix/client/v3/join/${enc(roomId)}?server_name=${enc(serverName(b))}`, {});
     assert.equal(honest.status, 200, JSON.stringify(honest.body));
     assert.equal((await a.hearth.store.rooms.getRoom(roomId))?.roomVersion, '10');
+  });
+
+  it('a make_join without a version whose template is no v1 event still goes to send_join, and the join is refused with the create event\'s version', async () => {
+    // SyTest's `Outbound federation rejects m.room.create events with an unknown room version`:
+    // the resident's version is only in its create event, which only send_join's answer carries.
+    const resident = 'resident.invalid';
+    const roomId = `!unknownver:${resident}`;
+    const client = a.hearth.federation!.core.client;
+    const previous = client.request;
+    const sent: JsonObject[] = [];
+    const create = { type: 'm.room.create', state_key: '', room_id: roomId, sender: `@creator:${resident}`, content: { creator: `@creator:${resident}`, room_version: 'sytest-room-ver' }, depth: 1, prev_events: [], auth_events: [], origin_server_ts: 1, hashes: { sha256: 'x' }, signatures: {} };
+    client.request = async (destination, req) => {
+      if (destination !== resident) return previous.call(client, destination, req);
+      if (req.path.startsWith('/_matrix/federation/v1/make_join/')) {
+        // v3-style references (plain IDs), no room_version.
+        return { event: { type: 'm.room.member', room_id: roomId, sender: alice.userId, state_key: alice.userId, content: { membership: 'join' }, depth: 3, prev_events: ['$prev'], auth_events: ['$create', '$rules'], origin_server_ts: 1 } } as JsonObject;
+      }
+      if (req.path.startsWith('/_matrix/federation/v2/send_join/')) {
+        sent.push(req.body as JsonObject);
+        return { state: [create], auth_chain: [create] } as JsonObject;
+      }
+      throw new FederationError(destination, 404, 'M_UNRECOGNIZED', `${req.method} ${req.path}: not here`);
+    };
+    try {
+      const join = await alice.post(`/_matrix/client/v3/join/${enc(roomId)}?server_name=${resident}`, {});
+      assert.equal(join.status, 400, JSON.stringify(join.body));
+      assert.equal(join.body.errcode, 'M_UNSUPPORTED_ROOM_VERSION');
+      assert.equal(join.body.room_version, 'sytest-room-ver');
+    } finally {
+      client.request = previous;
+    }
+    assert.equal(sent.length, 1, 'send_join asked once');
+    assert.equal(sent[0]!.sender, alice.userId);
+    assert.ok(isSignedBy(sent[0]!, serverName(a)), 'our join, signed by us');
+    assert.equal(await a.hearth.store.rooms.getRoom(roomId), null, 'nothing kept of the room');
+    const m = await alice.get(`/_matrix/client/v3/rooms/${enc(roomId)}/state/m.room.member/${enc(alice.userId)}`);
+    assert.notEqual(m.status, 200);
   });
 
   it('an invite answered with something that is not Matrix JSON is a 502, not a 500', async () => {

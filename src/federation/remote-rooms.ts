@@ -10,8 +10,10 @@
 //   content hash, auth against its own auth events, checked in depth order) before anything is
 //   stored; a state event failing them is left out of the state, and a state without the create
 //   event refuses the join (a create event declaring another version than make_join's fails the
-//   auth check). A make_join naming a version we do not implement is refused at once. The join
-//   itself must pass the auth rules against that state.
+//   auth check). A make_join naming a version we do not implement is refused at once; one naming
+//   none (1 or 2) whose template is no v1/v2 event is sent to send_join as built, to learn the
+//   version from the answer's create event, and refused whatever the answer. The join itself
+//   must pass the auth rules against that state.
 // - The result goes to RoomInput.adoptRoom: the chain and state as outliers, the join as the
 //   room's first timeline event with that state before it (one writer per room).
 
@@ -96,7 +98,10 @@ export class RemoteRooms implements RemoteMembership {
     this.assignEventId(draft, version);
     const signed = signEvent(draft, this.d.serverName, this.d.signingKey, version) as unknown as Pdu;
     const f = checkFormat(signed, roomId, version);
-    if (!f.ok) throw new MatrixError('M_UNKNOWN', `our join is malformed: ${f.reason}`);
+    if (!f.ok) {
+      if (made.room_version !== undefined) throw new MatrixError('M_UNKNOWN', `our join is malformed: ${f.reason}`);
+      throw await this.unversionedJoinRefusal(server, roomId, signed, f.reason);
+    }
     const { eventId } = f.value;
     const res = await this.v2ThenV1(server, fedPath`/_matrix/federation/v2/send_join/${roomId}/${eventId}`, fedPath`/_matrix/federation/v1/send_join/${roomId}/${eventId}`, signed as unknown as JsonObject);
     if (!isJsonObject(res) || !Array.isArray(res.state) || !Array.isArray(res.auth_chain)) throw new MatrixError('M_UNKNOWN', 'send_join answer without state');
@@ -315,6 +320,27 @@ export class RemoteRooms implements RemoteMembership {
       const res = await this.d.client.request(server, { method: 'PUT', path: v1, body: v1Body });
       return Array.isArray(res) && res.length === 2 && res[0] === 200 ? res[1] : res;
     }
+  }
+
+  /**
+   * A make_join without `room_version` (so 1 or 2, spec) whose template is not a v1/v2 event: the
+   * room is of some other version, which only its create event can tell. As Synapse does, the
+   * join is sent as built (send_join); the answer's create event names the version, and the join
+   * is refused whatever it says: nothing in the answer is checked, used or kept, and a resident
+   * that accepted the join holds a membership we never adopt (as after any join whose answer
+   * fails). The client's error names the room's version when it is one we do not implement.
+   */
+  private async unversionedJoinRefusal(server: string, roomId: string, signed: Pdu, reason: string): Promise<MatrixError> {
+    const eventId = (signed as { event_id?: unknown }).event_id;
+    if (typeof eventId !== 'string') return new MatrixError('M_UNKNOWN', `our join is malformed: ${reason}`);
+    const res = await this.v2ThenV1(server, fedPath`/_matrix/federation/v2/send_join/${roomId}/${eventId}`, fedPath`/_matrix/federation/v1/send_join/${roomId}/${eventId}`, signed as unknown as JsonObject);
+    const state = isJsonObject(res) && Array.isArray(res.state) ? res.state : [];
+    const create = state.find((e): e is JsonObject => isJsonObject(e) && e.type === 'm.room.create' && e.state_key === '' && e.room_id === roomId);
+    const declared = create && isJsonObject(create.content) ? (create.content.room_version ?? '1') : undefined;
+    if (declared !== undefined && !isRoomVersion(declared)) {
+      return new MatrixError('M_UNSUPPORTED_ROOM_VERSION', `The room's version ${JSON.stringify(declared)} is not supported by this server`, { room_version: declared as JsonValue });
+    }
+    return new MatrixError('M_UNKNOWN', `make_join gave no room version and a template that is not a version 1 or 2 event (${reason}); the room's create event names ${JSON.stringify(declared ?? 'nothing')}`, {}, 502);
   }
 
   /**
