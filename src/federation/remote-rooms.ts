@@ -336,9 +336,11 @@ export class RemoteRooms implements RemoteMembership {
     const res = await this.v2ThenV1(server, fedPath`/_matrix/federation/v2/send_join/${roomId}/${eventId}`, fedPath`/_matrix/federation/v1/send_join/${roomId}/${eventId}`, signed as unknown as JsonObject);
     const state = isJsonObject(res) && Array.isArray(res.state) ? res.state : [];
     const create = state.find((e): e is JsonObject => isJsonObject(e) && e.type === 'm.room.create' && e.state_key === '' && e.room_id === roomId);
-    const declared = create && isJsonObject(create.content) ? (create.content.room_version ?? '1') : undefined;
+    const raw = create && isJsonObject(create.content) ? (create.content.room_version ?? '1') : undefined;
+    // Only a short string is echoed to the client; anything else from the resident is just "invalid".
+    const declared = raw === undefined ? undefined : typeof raw === 'string' && raw.length <= 64 ? raw : '(invalid)';
     if (declared !== undefined && !isRoomVersion(declared)) {
-      return new MatrixError('M_UNSUPPORTED_ROOM_VERSION', `The room's version ${JSON.stringify(declared)} is not supported by this server`, { room_version: declared as JsonValue });
+      return new MatrixError('M_UNSUPPORTED_ROOM_VERSION', `The room's version ${JSON.stringify(declared)} is not supported by this server`, { room_version: declared });
     }
     return new MatrixError('M_UNKNOWN', `make_join gave no room version and a template that is not a version 1 or 2 event (${reason}); the room's create event names ${JSON.stringify(declared ?? 'nothing')}`, {}, 502);
   }
