@@ -50,6 +50,7 @@ import { RoomStateReader } from './room/state-reader.js';
 import { VisibilityChecker } from './room/visibility.js';
 import { ErasureService } from './room/erasure.js';
 import { listenForPrunes, SelfDestructService } from './room/self-destruct.js';
+import { PeekService } from './sync/peeks.js';
 import { openStoreBackend } from './store/open.js';
 import { openChangeFeed, withFeedPosition } from './cluster/feed.js';
 import { removeServerLock, runningServerPid, writeServerLock } from './store/sqlite/server-lock.js';
@@ -405,6 +406,8 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
   // Single sign-on (CAS), login tokens and the captcha stage; the base URL is read late (tests
   // learn their port after listening).
   const sso = createSsoServices(config, { accounts, shared, logger, baseUrl: () => services.publicBaseUrl, now });
+  // MSC2753 peeking (off by default): the endpoints' service and /sync's rooms.peek source.
+  const peeks = config.experimental.msc2753_peeking ? new PeekService(store, config.server_name, (r) => rooms.resolveRoom(r), readModel) : null;
   const syncFilters = new SyncFilterResolver((u, id) => store.userData.getFilter(u, id), undefined, (u, text) => store.userData.createFilter(u, text));
   const sync = new SyncService(store, waiters, formatter, visibility, {
     ephemeral: [new TypingSource(typing), new ReceiptSource(store.receipts), new DeliveredSource(store.delivery)],
@@ -416,6 +419,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     ephemeralPosition: () => ephemeralStream.current(),
     defaultAccountData: (userId) => [{ type: 'm.push_rules', content: pushRules.defaults(userId) as unknown as JsonObject }],
     hiddenAccountDataPrefix: INTERNAL_ACCOUNT_DATA_PREFIX,
+    ...(peeks ? { peeks } : {}),
   }, readModel);
   const currentToken = () => ({ stream: store.currentPosition(), ephemeral: ephemeralStream.current() });
   const services: ApiServices = {
@@ -475,7 +479,8 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     maxSyncTimeoutMs: config.sync.max_timeout_ms,
     currentToken,
     admission,
-    features: { websocket: config.websocket.enabled },
+    features: { websocket: config.websocket.enabled, peeking: peeks !== null },
+    peeks,
     appServices,
     identity,
     threepids,

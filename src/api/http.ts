@@ -34,6 +34,7 @@ import { openIdRoutes } from './routes/openid.js';
 import { whoisRoutes } from './routes/whois.js';
 import { e2eeRoutes } from './routes/keys.js';
 import { mediaRoutes } from './routes/media.js';
+import { peekRoutes } from './routes/peek.js';
 import { OPENID_USERINFO_PATH, openIdUserInfo, type OpenIdUserInfo } from './openid-userinfo.js';
 
 export interface HttpOptions {
@@ -117,6 +118,7 @@ export function createRouteTable(services: ApiServices, opts: Pick<HttpOptions, 
   appServiceRoutes(routes, services);
   identityRoutes(routes, services);
   threepidRoutes(routes, services);
+  peekRoutes(routes, services);
   // Metrics have their own listener (metrics.listen); here only behind a configured secret.
   if (opts.renderMetrics && opts.metricsSecret) {
     const render = opts.renderMetrics;

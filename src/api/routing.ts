@@ -51,6 +51,7 @@ import type { LoginTokens } from '../auth/sso/login-tokens.js';
 import type { CasService } from '../auth/sso/cas.js';
 import type { Recaptcha } from '../auth/recaptcha.js';
 import type { ThreepidServices } from '../threepid/index.js';
+import type { PeekService } from '../sync/peeks.js';
 
 export interface ApiServices {
   serverName: string;
@@ -122,7 +123,9 @@ export interface ApiServices {
   currentToken: () => StreamToken;
   /** Load shedding for sends and catch-ups (see src/admission/admission.ts). */
   admission: Admission;
-  features: { websocket: boolean };
+  features: { websocket: boolean; peeking: boolean };
+  /** MSC2753 peeking; null when experimental.msc2753_peeking is off. */
+  peeks: PeekService | null;
   /** Application services (registrations, as_token identity, queries, third-party lookups). */
   appServices: AppServices;
   /** Identity servers: 3PID invites and bindings (src/identity). */

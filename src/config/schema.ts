@@ -474,6 +474,9 @@ const configObject = z.strictObject({
       // MSC2228 self-destructing messages (Synapse: enable_ephemeral_messages): a message whose
       // content has org.matrix.self_destruct_after (ms since the epoch) is pruned at that time.
       msc2228_self_destruct: z.boolean().default(false),
+      // MSC2753 peeking via /sync: POST /peek/{roomIdOrAlias} and /rooms/{roomId}/unpeek, and
+      // rooms.peek in the peeking device's /sync. Local world_readable rooms only.
+      msc2753_peeking: z.boolean().default(false),
     })
     .prefault({}),
   metrics: z

@@ -18,6 +18,8 @@ export type ChangeRecord =
   | { kind: 'delivered'; stream: number; roomId: string }
   | { kind: 'to_device'; stream: number; targets: Array<{ userId: string; deviceId: string }> }
   | { kind: 'device_list'; stream: number; userIds: string[] }
+  /** A device's MSC2753 peek into a room started or ended (src/store/peek-types.ts). */
+  | { kind: 'peek'; stream: number; userId: string; deviceId: string; roomId: string }
   /**
    * Something was written that the describer could not name: consumers drop all they cache and
    * know nothing at or below `stream` from memory. `stream` may lie above the position the

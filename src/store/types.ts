@@ -17,6 +17,7 @@
 // - Returned objects are owned by the caller (backends must not hand out shared mutable state).
 
 import type { EventExpiryStore } from './expiry-types.js';
+import type { PeekStore } from './peek-types.js';
 import type { MediaStore } from '../media/media-store.js';
 import type { JsonObject, Pdu, RoomVersion } from '../protocol/types.js';
 import type { DirectoryStore, NotificationStore, PushActionInput, PushBulkInput, ReceiptStore, RelationStore } from './chat-types.js';
@@ -508,6 +509,8 @@ export interface Store {
   readonly threepids: ThreepidStore;
   /** Self-destructing messages (MSC2228): when each is pruned. */
   readonly eventExpiry: EventExpiryStore;
+  /** MSC2753 peeks: the rooms each device is peeking into. */
+  readonly peeks: PeekStore;
   /** The highest stream position below which everything is persisted and readable. */
   currentPosition(): number;
   /**

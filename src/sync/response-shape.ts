@@ -51,8 +51,9 @@ export function emptyJoined(): JsonObject {
 }
 
 export function isEmpty(res: JsonObject): boolean {
-  const rooms = res.rooms as { join: JsonObject; invite: JsonObject; leave: JsonObject; knock: JsonObject };
+  const rooms = res.rooms as { join: JsonObject; invite: JsonObject; leave: JsonObject; knock: JsonObject; peek?: JsonObject };
   return (
+    Object.keys(rooms.peek ?? {}).length === 0 &&
     Object.keys(rooms.join).length === 0 &&
     Object.keys(rooms.invite).length === 0 &&
     Object.keys(rooms.leave).length === 0 &&

@@ -4,6 +4,7 @@
 import type { JsonObject } from '../protocol/types.js';
 import type { StreamToken } from './token.js';
 import type { DeviceSyncSource } from './device-source.js';
+import type { PeekSource } from './peeks.js';
 
 export interface SyncRange {
   userId: string;
@@ -64,6 +65,8 @@ export interface SyncSources {
   onDeliveredOptIn?: (userId: string) => void;
   /** A device acknowledged everything up to `stream` (delivered receipts). */
   onAcknowledged?: (userId: string, stream: number) => Promise<void>;
+  /** MSC2753 peeks (rooms.peek); absent when the feature is off. */
+  peeks?: PeekSource;
   /** Current position of the ephemeral stream. */
   ephemeralPosition: () => number;
 }

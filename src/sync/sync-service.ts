@@ -25,6 +25,7 @@ import { dict } from '../protocol/canonical-json.js';
 import { MemberHistoryReader } from './member-history.js';
 import { emptyJoined, isEmpty, joinsIn, sectionEmpty } from './response-shape.js';
 import { fillTimeline, keepCurrentState } from './timeline-fill.js';
+import { peekSections } from './peek-sections.js';
 
 /** How often a request holding a token from ahead checks whether this worker has caught up. */
 const CATCH_UP_POLL_MS = 10;
@@ -147,7 +148,7 @@ export class SyncService {
 
   /** The same service without the read model: every sync rebuilt from the store (checks, tests). */
   withoutModel(): SyncService {
-    const sources = { ...this.sources, unread: this.sources.unread?.withoutCache?.() ?? this.sources.unread, device: this.sources.device?.withoutCache() };
+    const sources = { ...this.sources, unread: this.sources.unread?.withoutCache?.() ?? this.sources.unread, device: this.sources.device?.withoutCache(), peeks: this.sources.peeks?.withoutCache() };
     return new SyncService(this.store, this.waiters, this.formatter, this.visibility.withoutCache(), sources);
   }
 
@@ -252,9 +253,24 @@ export class SyncService {
     for (const roomId of incremental) if (sectionEmpty(join[roomId] as JsonObject)) delete join[roomId];
     newlyShared.delete(req.userId);
 
+    // MSC2753: the device's peeked rooms, built like joined ones (peek-sections.ts).
+    const peeked = this.sources.peeks
+      ? await peekSections({
+          peeks: await this.sources.peeks.forDevice(req.userId, req.deviceId),
+          membership: (roomId) => current.find((m) => m?.roomId === roomId) ?? undefined,
+          from: since ? from : undefined,
+          upTo,
+          fullState: req.fullState,
+          included: (roomId) => roomIncluded(f, roomId),
+          lastEvents: async (ids) => model?.rooms.changesSince(ids, from) ?? (await this.store.rooms.getRoomsMaxStream(ids)),
+          section: (roomId, sectionFrom, end, full) => this.joinedRoom(req, roomId, sectionFrom, end, full, undefined),
+        })
+      : undefined;
+    for (const [roomId, section] of peeked?.left ?? []) if (!(roomId in leave) && !(roomId in join)) leave[roomId] = section;
+
     const out: SyncResponse = {
       next_batch: serializeToken(upToToken),
-      rooms: { join, invite, leave, knock },
+      rooms: { join, invite, leave, knock, ...(peeked ? { peek: peeked.peek } : {}) },
       account_data: { events: accountData.global },
       presence: {
         events:
@@ -268,7 +284,7 @@ export class SyncService {
       device_unused_fallback_key_types: [],
       ...(this.sources.device ? await this.sources.device.collect(range, toDevice) : {}),
     };
-    return { res: out, joinedIds: joinedRoomIds };
+    return { res: out, joinedIds: peeked ? [...joinedRoomIds, ...peeked.watched] : joinedRoomIds };
   }
 
   private async collectEphemeral(range: SyncRange, roomIds: string[], f: SyncFilter): Promise<Map<string, JsonObject[]>> {
@@ -316,7 +332,8 @@ export class SyncService {
     from: number | undefined,
     upTo: number,
     fullState: boolean,
-    joinedAt: number,
+    /** Stream of the user's join; undefined for a peeked room (every event's visibility is checked). */
+    joinedAt: number | undefined,
     /** The user was joined before this join (kicked or left, then joined again). */
     rejoined = false,
   ): Promise<JsonObject | null> {

@@ -179,6 +179,7 @@ export class SyncWaiters {
           rooms.set(c.roomId, c.stream);
           break;
         case 'account_data':
+        case 'peek':
           users.set(c.userId, c.stream);
           break;
         case 'to_device':

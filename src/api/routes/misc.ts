@@ -13,7 +13,10 @@ type MiscRouteDeps = Pick<ApiServices, 'features' | 'now' | 'publicBaseUrl' | 't
 
 export function miscRoutes(r: ClientRoutes, s: MiscRouteDeps): void {
   r.raw('get', '/_matrix/client/versions', (ctx) => {
-    ctx.body = { versions: SPEC_VERSIONS, unstable_features: { [UNSTABLE_FEATURE]: s.features.websocket } };
+    // Experimental MSCs are listed only while they are switched on.
+    const unstable: Record<string, boolean> = { [UNSTABLE_FEATURE]: s.features.websocket };
+    if (s.features.peeking) unstable['org.matrix.msc2753'] = true;
+    ctx.body = { versions: SPEC_VERSIONS, unstable_features: unstable };
   });
   r.raw('get', '/.well-known/matrix/client', (ctx) => {
     ctx.body = { 'm.homeserver': { base_url: s.publicBaseUrl } };

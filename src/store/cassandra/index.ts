@@ -35,6 +35,7 @@ import { CassandraFederationQueueStore } from './federation-queue.js';
 import type { FederationQueueStore } from '../federation-types.js';
 import { CassandraIdentityBindingStore } from './identity.js';
 import { CassandraEventExpiryStore } from './expiry.js';
+import { CassandraPeekStore } from './peeks.js';
 import { CassandraThreepidStore } from './threepid.js';
 import { PositionAllocator, positionAt, revokeWorkerLease, STALE_MS } from './positions.js';
 import { CassandraRoomStore } from './rooms.js';
@@ -143,6 +144,7 @@ export class CassandraStore implements SharedStoreBackend {
   readonly identityBindings: CassandraIdentityBindingStore;
   readonly threepids: CassandraThreepidStore;
   readonly eventExpiry: CassandraEventExpiryStore;
+  readonly peeks: CassandraPeekStore;
   readonly appliedMigrations: readonly number[];
 
   private closed = false;
@@ -239,6 +241,7 @@ export class CassandraStore implements SharedStoreBackend {
     this.identityBindings = new CassandraIdentityBindingStore(ctx);
     this.threepids = new CassandraThreepidStore(ctx);
     this.eventExpiry = new CassandraEventExpiryStore(ctx);
+    this.peeks = new CassandraPeekStore(ctx);
   }
 
   currentPosition(): number {

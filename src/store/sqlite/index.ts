@@ -5,6 +5,7 @@ import { SqliteAppServiceStore } from './appservices.js';
 import { SqliteFederationQueueStore } from './federation-queue.js';
 import { SqliteIdentityBindingStore } from './identity.js';
 import { SqliteEventExpiryStore } from './expiry.js';
+import { SqlitePeekStore } from './peeks.js';
 import { SqliteThreepidStore } from './threepid.js';
 import type { StoreBackend } from '../types.js';
 import type { UnpositionedChange } from '../change-types.js';
@@ -110,6 +111,7 @@ export class SqliteStore implements StoreBackend {
   readonly identityBindings: SqliteIdentityBindingStore;
   readonly threepids: SqliteThreepidStore;
   readonly eventExpiry: SqliteEventExpiryStore;
+  readonly peeks: SqlitePeekStore;
   /** Migration versions applied by this open (empty when the schema was already current). */
   readonly appliedMigrations: readonly number[];
 
@@ -159,6 +161,7 @@ export class SqliteStore implements StoreBackend {
     this.identityBindings = new SqliteIdentityBindingStore(ctx);
     this.threepids = new SqliteThreepidStore(ctx);
     this.eventExpiry = new SqliteEventExpiryStore(ctx);
+    this.peeks = new SqlitePeekStore(ctx);
   }
 
   currentPosition(): number {

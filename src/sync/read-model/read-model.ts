@@ -15,7 +15,8 @@
 // - unread counters per (user, room) (unread.ts); ignore lists; device key counts and how far
 //   each device's to-device messages were acknowledged;
 // - each room's summary inputs (member counts, the earliest members as hero candidates, whether
-//   it has a name or alias), dropped by any state change or redaction in the room.
+//   it has a name or alias), dropped by any state change or redaction in the room;
+// - each device's MSC2753 peeks (peeks.ts), dropped by the device's peek records.
 // Entries loaded from the store are kept only when no record touching them arrived during the
 // read, so a load can never overwrite a newer value.
 //
@@ -35,6 +36,8 @@ import type { EventMatcher } from '../filter.js';
 import { StreamChangeCache } from './change-cache.js';
 import { RoomTimelines } from './timelines.js';
 import { UnreadCounters } from './unread.js';
+import { DevicePeeks } from './peeks.js';
+import type { PeekRecord } from '../../store/peek-types.js';
 import type { RoomUnreadCounts } from '../../store/chat-types.js';
 import { parseTrustedJson } from '../../protocol/canonical-json.js';
 
@@ -132,6 +135,8 @@ export class ReadModel {
   private readonly ignored: LRUCache<string, ReadonlySet<string>>;
   ignoredHits = 0;
   ignoredMisses = 0;
+  /** device -> MSC2753 peeks. Bound: membershipUsers. */
+  private readonly peeks: DevicePeeks;
   private readonly caches: StreamChangeCache[];
 
   constructor(
@@ -159,7 +164,8 @@ export class ReadModel {
     this.relations = new StreamChangeCache('relations', start, n);
     this.roomState = new StreamChangeCache('room_state', start, n);
     this.summaries = new LRUCache({ max: bounds.timelineRooms });
-    this.caches = [this.rooms, this.roomMembers, this.ownMembership, this.accountData, this.toDevice, this.receipts, this.delivered, this.deviceLists, this.relations, this.roomState];
+    this.peeks = new DevicePeeks(start, n, bounds.membershipUsers);
+    this.caches = [this.rooms, this.roomMembers, this.ownMembership, this.accountData, this.toDevice, this.receipts, this.delivered, this.deviceLists, this.relations, this.roomState, this.peeks.changes];
     this.timelines = new RoomTimelines(bounds.timelineEvents, bounds.timelineRooms);
     this.unread = new UnreadCounters(n);
   }
@@ -231,6 +237,9 @@ export class ReadModel {
       case 'device_list':
         this.deviceLists.record('*', c.stream);
         this.dropKeyCounts(new Set(c.userIds));
+        return;
+      case 'peek':
+        this.peeks.apply(c.userId, c.deviceId, c.stream);
         return;
       case 'reset':
         this.reset(c.stream);
@@ -400,6 +409,7 @@ export class ReadModel {
     this.unread.clear();
     this.acked.clear();
     this.keyCounts.clear();
+    this.peeks.clear();
     this.keyEpoch++;
   }
 
@@ -478,6 +488,11 @@ export class ReadModel {
     return set;
   }
 
+  /** The device's MSC2753 peeks, from memory once loaded. */
+  devicePeeks(userId: string, deviceId: string, load: () => Promise<PeekRecord[]>): Promise<PeekRecord[]> {
+    return this.peeks.get(userId, deviceId, this.pos, load);
+  }
+
   /** Joined rooms from memory, or undefined when the user's memberships are not loaded. */
   joinedRooms(userId: string): string[] | undefined {
     const cached = this.memberships.get(userId);
@@ -545,6 +560,7 @@ export class ReadModel {
     out.push({ name: 'room_member_state', size: this.members.size, bound: this.bounds.timelineRooms, hits: this.memberHits, misses: this.memberMisses });
     out.push({ name: 'room_summaries', size: this.summaries.size, bound: this.bounds.timelineRooms, hits: this.summaryHits, misses: this.summaryMisses });
     out.push({ name: 'unread_counters', size: this.unread.size, bound: this.unread.maxEntries, hits: this.unread.hits, misses: this.unread.misses });
+    out.push({ name: 'device_peeks', size: this.peeks.size, bound: this.peeks.bound, hits: this.peeks.hits, misses: this.peeks.misses });
     out.push({ name: 'timelines', size: this.timelines.size, bound: this.bounds.timelineRooms, hits: this.timelines.hits, misses: this.timelines.misses });
     return out;
   }

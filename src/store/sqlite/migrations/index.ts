@@ -20,6 +20,7 @@ import { identityBindings } from './0015-identity-bindings.js';
 import { remoteMedia } from './0016-remote-media.js';
 import { threepids } from './0017-threepids.js';
 import { eventExpiry } from './0018-event-expiry.js';
+import { peeks } from './0019-peeks.js';
 
 export interface Migration {
   version: number;
@@ -30,4 +31,4 @@ export interface Migration {
   run?: (db: Db) => void;
 }
 
-export const MIGRATIONS: readonly Migration[] = [initial, chat, txnScope, e2ee, push, pushBulk, dag, media, search, admin, guestsOpenId, erasure, appservice, federationQueue, identityBindings, remoteMedia, threepids, eventExpiry];
+export const MIGRATIONS: readonly Migration[] = [initial, chat, txnScope, e2ee, push, pushBulk, dag, media, search, admin, guestsOpenId, erasure, appservice, federationQueue, identityBindings, remoteMedia, threepids, eventExpiry, peeks];
