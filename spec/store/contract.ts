@@ -21,6 +21,7 @@ import { describeFederationQueueContract } from './contract-federation-queue.js'
 import { describeIdentityBindingContract } from './contract-identity.js';
 import { describeThreepidContract } from './contract-threepids.js';
 import { describeEventExpiryContract } from './contract-expiry.js';
+import { describePeekContract } from './contract-peeks.js';
 import { describeStateContract } from './contract-state.js';
 import { describeStreamContract } from './contract-streams.js';
 import { describeTimelineContract } from './contract-timeline.js';
@@ -109,5 +110,6 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
     describeIdentityBindingContract(ctx);
     describeThreepidContract(ctx);
     describeEventExpiryContract(ctx);
+    describePeekContract(ctx);
   });
 }
