@@ -101,18 +101,29 @@ describe('MSC2753 peeking', function () {
       assert.deepEqual(bodies(initial.rooms.peek[roomId]), ['something to peek', 'something else to peek']);
     });
 
-    it('wakes a parked long-poll of the peeking device with the new event', async function () {
+    it('wakes a parked long-poll of the peeking device with the peek, then with new events', async function () {
       const roomId = await room(alice, 'world_readable');
+      await say(alice, roomId, 'already there');
       const bob = await newUser();
+      let since: string = (await sync(bob)).next_batch;
+      let started = Date.now();
+      const first = sync(bob, since, 10_000);
+      await new Promise((r) => setTimeout(r, 200));
       assert.equal((await bob.post(`/_matrix/client/v3/peek/${enc(roomId)}`, {})).status, 200);
-      const since: string = (await sync(bob)).next_batch;
-      const started = Date.now();
+      const peeked = await first;
+      assert.ok(Date.now() - started < 8_000, 'woken by the peek, not timed out');
+      assert.deepEqual(bodies(peeked.rooms.peek[roomId]), ['already there']);
+      since = peeked.next_batch;
+
+      started = Date.now();
       const parked = sync(bob, since, 10_000);
       await new Promise((r) => setTimeout(r, 200));
       await say(alice, roomId, 'wake up');
       const res = await parked;
       assert.ok(Date.now() - started < 8_000, 'woken, not timed out');
       assert.deepEqual(bodies(res.rooms.peek[roomId]), ['wake up']);
+      const stats = srv.hearth.services.sync.modelStats().find((c) => c.name === 'device_peeks');
+      assert.ok(stats && stats.hits > 0, 'the device\'s peeks came from the read model');
     });
 
     it('peeks by alias', async function () {
@@ -138,6 +149,25 @@ describe('MSC2753 peeking', function () {
       assert.deepEqual(Object.keys(initial.rooms.peek), []);
       const incremental = await sync(other, otherSince);
       assert.deepEqual(Object.keys(incremental.rooms.peek ?? {}), []);
+    });
+
+    it('a device ID used again after the device was deleted (logout) does not inherit its peeks', async function () {
+      const roomId = await room(alice, 'world_readable');
+      const bob = await newUser();
+      const loginAs = async () => {
+        const res = await new Api(srv.url).post('/_matrix/client/v3/login', { type: 'm.login.password', identifier: { type: 'm.id.user', user: bob.userId }, password: 'correct horse battery', device_id: 'REUSED' });
+        assert.equal(res.status, 200, JSON.stringify(res.body));
+        return new Api(srv.url, res.body.access_token);
+      };
+      const first = await loginAs();
+      assert.equal((await first.post(`/_matrix/client/v3/peek/${enc(roomId)}`, {})).status, 200);
+      assert.ok((await sync(first)).rooms.peek[roomId], 'peeking, and the read model holds the device\'s peeks');
+      assert.equal((await first.post('/_matrix/client/v3/logout', {})).status, 200);
+      const second = await loginAs();
+      assert.deepEqual(Object.keys((await sync(second)).rooms.peek), []);
+      const un = await second.post(`/_matrix/client/v3/rooms/${enc(roomId)}/unpeek`, {});
+      assert.equal(un.status, 400);
+      assert.equal(un.body.errcode, 'M_BAD_STATE');
     });
 
     for (const visibility of ['shared', 'invited', 'joined']) {

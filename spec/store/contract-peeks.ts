@@ -48,6 +48,17 @@ export function describePeekContract(ctx: ContractContext): void {
       ], 'no record for the ends that changed nothing');
     });
 
+    it('deleting a device deletes its peeks, and only its', async function () {
+      const s = ctx.store.peeks;
+      await s.startPeek(u, 'D1', '!a:x');
+      await s.startPeek(u, 'D1', '!b:x');
+      await s.endPeek(u, 'D1', '!b:x');
+      const kept = await s.startPeek(u, 'D2', '!a:x');
+      await ctx.store.devices.deleteDevice(u, 'D1');
+      assert.deepEqual(await s.getPeeks(u, 'D1'), []);
+      assert.deepEqual(await s.getPeeks(u, 'D2'), [{ roomId: '!a:x', stream: kept, endedAt: null }]);
+    });
+
     it('keeps peeks across a reopen', async function () {
       if (!ctx.canReopen) this.skip();
       const start = await ctx.store.peeks.startPeek(u, 'D1', '!r:x');

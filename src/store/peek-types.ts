@@ -6,7 +6,9 @@
 //   that started or ended in it and waiters wake through the completion hook like any write.
 // - An ended peek keeps its row (endedAt set) so the next incremental sync of the device can
 //   report the end once; starting the peek again reuses the row (endedAt back to null).
-// - Rows are per device: another device of the same user sees none of them.
+// - Rows are per device: another device of the same user sees none of them. Deleting a device
+//   (DeviceStore.deleteDevice) deletes its rows, outside the stream: readers caching them drop
+//   them on the user's device-list record that follows every deletion.
 
 export interface PeekRecord {
   roomId: string;

@@ -67,6 +67,8 @@ export class CassandraDeviceStore implements DeviceStore {
     const tokens = await this.ctx.all('SELECT token_hash FROM access_tokens_by_user WHERE user_id = ? AND device_id = ?', [userId, deviceId]);
     const stmts: CqlStatement[] = tokens.map((t) => ({ query: 'DELETE FROM access_tokens WHERE token_hash = ?', params: [t['token_hash']] }));
     stmts.push({ query: 'DELETE FROM access_tokens_by_user WHERE user_id = ? AND device_id = ?', params: [userId, deviceId] });
+    // A device ID can be used again later: the new device must not inherit the old one's peeks.
+    stmts.push({ query: 'DELETE FROM peeks WHERE user_id = ? AND device_id = ?', params: [userId, deviceId] });
     stmts.push({ query: 'DELETE FROM devices WHERE user_id = ? AND device_id = ?', params: [userId, deviceId] });
     await this.batchChunks(stmts);
     return existed;

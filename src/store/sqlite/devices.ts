@@ -76,6 +76,8 @@ export class SqliteDeviceStore implements DeviceStore {
     this.ctx.checkOpen();
     return this.ctx.queue.write(() => {
       this.ctx.stmt('DELETE FROM access_tokens WHERE user_id = ? AND device_id = ?').run(userId, deviceId);
+      // A device ID can be used again later: the new device must not inherit the old one's peeks.
+      this.ctx.stmt('DELETE FROM peeks WHERE user_id = ? AND device_id = ?').run(userId, deviceId);
       const res = this.ctx.stmt('DELETE FROM devices WHERE user_id = ? AND device_id = ?').run(userId, deviceId);
       return res.changes > 0;
     });

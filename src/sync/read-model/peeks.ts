@@ -3,7 +3,9 @@
 // device that never peeked costs one store read, then none, per sync.
 //
 // A load is kept only when no peek record of the device arrived during the read (the change
-// cache says so), so a load can never overwrite a newer value.
+// cache says so) and no device of its user was deleted meanwhile (device-list records, which
+// follow every deletion: the store deletes a device's peeks with it), so a load can never
+// overwrite a newer value.
 
 import { LRUCache } from 'lru-cache';
 import type { PeekRecord } from '../../store/peek-types.js';
@@ -12,7 +14,9 @@ import { StreamChangeCache } from './change-cache.js';
 export class DevicePeeks {
   /** device -> last peek start or end. */
   readonly changes: StreamChangeCache;
-  private readonly lists: LRUCache<string, readonly PeekRecord[]>;
+  private readonly lists: LRUCache<string, { userId: string; peeks: readonly PeekRecord[] }>;
+  /** Bumped whenever lists are dropped by user: a load that overlapped one is not kept. */
+  private epoch = 0;
   hits = 0;
   misses = 0;
 
@@ -37,17 +41,25 @@ export class DevicePeeks {
     const cached = this.lists.get(k);
     if (cached) {
       this.hits++;
-      return cached.map((p) => ({ ...p }));
+      return cached.peeks.map((p) => ({ ...p }));
     }
     this.misses++;
+    const epoch = this.epoch;
     const rows = await load();
-    if (!this.changes.changedSince(k, position) && !this.lists.has(k)) this.lists.set(k, rows.map((p) => ({ ...p })));
+    if (epoch === this.epoch && !this.changes.changedSince(k, position) && !this.lists.has(k)) this.lists.set(k, { userId, peeks: rows.map((p) => ({ ...p })) });
     return rows;
+  }
+
+  /** Drops the lists of every device of these users (a device of theirs may have been deleted). */
+  dropUsers(userIds: ReadonlySet<string>): void {
+    for (const [k, v] of this.lists) if (userIds.has(v.userId)) this.lists.delete(k);
+    this.epoch++;
   }
 
   /** Forgets every list (the change cache is reset with the model's others). */
   clear(): void {
     this.lists.clear();
+    this.epoch++;
   }
 }
 

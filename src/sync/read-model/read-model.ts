@@ -234,10 +234,13 @@ export class ReadModel {
       case 'to_device':
         for (const t of c.targets) this.toDevice.record(deviceKey(t.userId, t.deviceId), c.stream);
         return;
-      case 'device_list':
+      case 'device_list': {
         this.deviceLists.record('*', c.stream);
-        this.dropKeyCounts(new Set(c.userIds));
+        const users = new Set(c.userIds);
+        this.dropKeyCounts(users);
+        this.peeks.dropUsers(users);
         return;
+      }
       case 'peek':
         this.peeks.apply(c.userId, c.deviceId, c.stream);
         return;
