@@ -61,7 +61,7 @@ import { resolveState as resolveStateV } from '../protocol/state-res/index.js';
 import { checkAgainstAuthEvents, checkAgainstState, checkFormat, checkHashOrRedact, checkSignatures } from './pdu-checks.js';
 import { RoomState } from './room-state.js';
 import { EventJudge, lookupIn, type Verdict } from './event-judge.js';
-import type { ResolveState, StateMap } from './state-resolver.js';
+import type { StateMap } from './state-resolver.js';
 import { EventBuilder, type EventDraft, type Prepared } from './event-builder.js';
 import { EventCommitter, extremitiesAfter } from './event-committer.js';
 import { RemoteRoomWrites } from './remote-room-writes.js';
