@@ -4,9 +4,11 @@
 // so an absent section (or one whose keys are all commented out) takes every default.
 //
 // config.example.yaml documents every key here; spec/config checks the two agree.
+//
+// The sections live in sections/ (network, accounts, storage, delivery; shared value schemas in
+// primitives.ts); this file composes them and holds the rules that span sections.
 
 import { z } from 'zod';
-import { DEFAULT_IP_RANGE_BLACKLIST, parseCidr } from '../net/outbound-guard.js';
 import { DEFAULT_ROOM_VERSION, SUPPORTED_ROOM_VERSIONS, type RoomVersion } from '../protocol/room-versions.js';
 import { tryDecodeBase64 } from '../protocol/base64.js';
 import { filePath, host, port, SERVER_NAME_RE } from './sections/primitives.js';

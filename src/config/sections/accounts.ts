@@ -4,7 +4,7 @@
 // are schema.ts's.
 
 import { z } from 'zod';
-import { filePath, host, port } from './primitives.js';
+import { host, port } from './primitives.js';
 
 export const registrationSection = z
   .strictObject({

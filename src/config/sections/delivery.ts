@@ -4,7 +4,7 @@
 // (checked in schema.ts).
 
 import { z } from 'zod';
-import { filePath, host, port } from './primitives.js';
+import { filePath } from './primitives.js';
 
 export const syncSection = z
   .strictObject({

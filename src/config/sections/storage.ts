@@ -4,7 +4,7 @@
 // backends go together is checked across sections in schema.ts.
 
 import { z } from 'zod';
-import { filePath, host, port } from './primitives.js';
+import { filePath } from './primitives.js';
 
 /**
  * What one worker does (cluster.roles; src/cluster/roles.ts composes them): client_api serves the
