@@ -1,18 +1,17 @@
 // The composition root: the only place that constructs services and wires them together.
-// Everything else receives its dependencies through constructors.
+// Everything else receives its dependencies through constructors. The per-subsystem wiring
+// functions in src/wiring/ are part of this root (called only from here): shared state and
+// the feed's readers, push, typing and presence, media, the listeners.
 
 import { randomBytes } from 'node:crypto';
 import { Admission } from './admission/admission.js';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { createHttpApp, Lifecycle } from './api/http.js';
 import { createListener } from './net/listener.js';
-import { createRateLimiters, memoryBackend } from './admission/rate-limit.js';
-import { localSharedState, type SharedState } from './cluster/shared-state.js';
-import { openRedisSharedState, type RedisSharedState } from './cluster/redis.js';
+import { createRateLimiters } from './admission/rate-limit.js';
 import { RedisConnectionRegistry } from './cluster/connections.js';
 import { DeviceRevocations } from './cluster/revocation.js';
 import { DeviceListInvalidation } from './cluster/device-list-invalidation.js';
@@ -54,28 +53,22 @@ import { PeekService } from './sync/peeks.js';
 import { openStoreBackend } from './store/open.js';
 import { openChangeFeed, withFeedPosition } from './cluster/feed.js';
 import { removeServerLock, runningServerPid, writeServerLock } from './store/sqlite/server-lock.js';
-import { isSharedBackend, type Store } from './store/types.js';
+import type { Store } from './store/types.js';
 import { LocalNotifier } from './sync/notifier.js';
 import { SyncService } from './sync/sync-service.js';
 import { SyncWaiters } from './sync/waiters.js';
-import { ReadModel } from './sync/read-model/read-model.js';
 import { ConnectionTracker } from './sync/connections.js';
-import { SocketServer } from './sync/socket/socket-server.js';
 import { SyncFilterResolver } from './sync/filter.js';
 import { AccountService } from './users/account-service.js';
-import { AccessTokenCache } from './users/token-cache.js';
 import { Registration } from './users/registration.js';
 import { EphemeralStream } from './ephemeral/stream.js';
-import { TypingService } from './ephemeral/typing.js';
 import { TypingSource } from './ephemeral/typing-source.js';
-import { PresenceService } from './ephemeral/presence.js';
 import { PresenceSyncSource } from './ephemeral/presence-source.js';
 import { INTERNAL_ACCOUNT_DATA_PREFIX, PushRulesService } from './push/push-rules-service.js';
 import type { JsonObject } from './protocol/types.js';
 import { serverNameOf } from './protocol/ids.js';
 import { PushActionComputer } from './push/push-actions.js';
-import { PushDispatcher, roomInfoFromState } from './push/dispatcher.js';
-import { PushGateway } from './push/gateway.js';
+import { roomInfoFromState } from './push/dispatcher.js';
 import { createOutboundHttp, OutboundGuard } from './net/outbound-guard.js';
 import { createIdentity, lateThirdPartyHooks } from './identity/index.js';
 import { createThreepids, registrationEmailStage } from './threepid/index.js';
@@ -87,12 +80,14 @@ import { StoredUnreadSource } from './receipts/unread-source.js';
 import { DeliveredService, DeliveredSource } from './receipts/delivered.js';
 import { DeviceSyncSource } from './sync/device-source.js';
 import { createE2eeServices } from './e2ee/index.js';
-import { LocalMediaStore } from './media/local-store.js';
 import { MediaService } from './media/media-service.js';
-import { FederationMediaFetcher } from './federation/media-fetch.js';
-import { UrlPreviewer } from './media/url-preview.js';
 import { attachFederation, createFederationCore, type Federation } from './federation/index.js';
 import { createAppServices, loadAppServiceRegistrations } from './appservice/index.js';
+import { openSharedState, createReadModel } from './wiring/shared.js';
+import { createPush } from './wiring/push.js';
+import { createEphemeral } from './wiring/ephemeral.js';
+import { createMedia } from './wiring/media.js';
+import { baseUrl, closeServer, createSockets, listen, listenerLimitsOf } from './wiring/listeners.js';
 
 export interface Hearth {
   readonly config: HearthConfig;
@@ -130,22 +125,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
   const metrics = config.metrics.enabled ? new Metrics({ defaultMetrics: opts.processMetrics ?? true }) : undefined;
   const backend = await openStoreBackend(config.storage, logger);
   // What several processes must share: in this process unless a Redis is configured.
-  const redisConf = config.cluster.redis;
-  let shared: SharedState;
-  let redis: RedisSharedState | undefined;
-  let rateLimitBackend = memoryBackend;
-  if (redisConf.url) {
-    try {
-      const r = await openRedisSharedState({ url: redisConf.url, keyPrefix: redisConf.key_prefix, logger });
-      rateLimitBackend = r.rateLimits();
-      shared = redis = r;
-    } catch (err) {
-      await backend.close();
-      throw err;
-    }
-  } else {
-    shared = localSharedState(now);
-  }
+  const { shared, redis, rateLimitBackend } = await openSharedState(config, backend, logger, now);
   const revocations = new DeviceRevocations(shared.broadcast, logger);
   // What this worker runs (cluster.roles; every role on a single node), and in a cluster how
   // pushers on other workers hear of the push jobs this one enqueues.
@@ -156,29 +136,10 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
   // (read model, waiters, currentPosition) see only the feed, so both cases run the same code.
   const { feed, replication } = await openChangeFeed(backend, redis, logger);
   const store = withFeedPosition(metrics ? timedStore(backend, metrics) : backend, feed);
-  const rm = config.sync.read_model;
-  // Fed by the completion hook (through the feed) only, so it is as current as currentPosition().
-  const readModel = rm.enabled
-    ? new ReadModel(backend.rooms, feed.currentPosition(), {
-        changeCacheEntries: rm.change_cache_entries,
-        membershipUsers: rm.membership_users,
-        timelineRooms: rm.timeline_rooms,
-        timelineEvents: rm.timeline_events,
-      })
-    : undefined;
-  if (readModel) {
-    feed.onChanges((changes, current) => readModel.apply(changes, current));
-  }
-  // Checked access tokens, with the read model: a device-list record (every device deletion
-  // writes one, on any worker) drops the user's tokens.
-  const tokenCache = readModel ? new AccessTokenCache() : undefined;
+  // Fed by the completion hook (through the feed) only, so it is as current as currentPosition();
+  // with it, checked access tokens, dropped by device-list records.
+  const { readModel, tokenCache } = createReadModel(config, backend, feed);
   if (readModel && tokenCache) {
-    feed.onChanges((changes) => {
-      for (const c of changes) {
-        if (c.kind === 'device_list') tokenCache.dropUsers(c.userIds);
-        else if (c.kind === 'reset') tokenCache.clear();
-      }
-    });
     metrics?.registerCaches(() => [...readModel.stats(), formatter.cacheStats(), syncFilters.stats(), syncFilters.inlineStats(), tokenCache.stats()]);
   }
   const notifier = new LocalNotifier();
@@ -192,27 +153,15 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
   // federation later): refused IP ranges are checked on the address actually connected to.
   const outboundGuard = new OutboundGuard(config.outbound);
   const outboundHttp = createOutboundHttp(outboundGuard);
-  const pushGateway = new PushGateway({
-    pushers: store.pushers,
+  const { pushGateway, pushDispatcher } = createPush(config, {
+    store,
     http: outboundHttp,
     logger,
-    requestTimeoutMs: config.push.request_timeout_ms,
-    maxConcurrent: config.push.max_concurrent_requests,
-    minBackoffMs: config.push.min_backoff_ms,
-    maxBackoffMs: config.push.max_backoff_ms,
-    maxAttempts: config.push.max_attempts,
     now,
-  });
-  const pushDispatcher = new PushDispatcher({
-    store,
+    pushWakeups,
     isConnected: (userId) => connections.isConnected(userId),
     isConnectedElsewhere: redis ? (userId) => connectionRegistry!.isConnected(userId) : undefined,
     roomInfo: async (roomId, senderId) => roomInfoFromState(await roomInput.currentState(roomId), senderId),
-    onEnqueued: () => (pushGateway.wake(), pushWakeups?.enqueued()),
-    logger,
-    enabled: config.push.enabled,
-    alwaysPush: config.push.always_push,
-    now,
   });
   // In a cluster, every worker queues into the store's shared outbound queue and federation_out
   // workers send it, one at a time per destination (src/cluster/destination-leases.ts).
@@ -266,23 +215,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     : undefined;
   const ephemeralStream = new EphemeralStream();
   // Replicated through Redis in a cluster; purely local (no publishing at all) otherwise.
-  const typing = new TypingService(ephemeralStream, notifier, shared.kind === 'redis' ? { broadcast: shared.broadcast, logger } : undefined);
-  await typing.listen();
-  const presence = new PresenceService(
-    {
-      enabled: config.presence.enabled,
-      idleTimeoutMs: config.presence.idle_timeout_ms,
-      offlineTimeoutMs: config.presence.offline_timeout_ms,
-    },
-    {
-      stream: ephemeralStream,
-      notifier,
-      roomsOf: async (userId) => (await store.rooms.getRoomsForUser(userId, ['join'])).map((m) => m.roomId),
-      now,
-      cluster: shared.kind === 'redis' ? { broadcast: shared.broadcast, logger } : undefined,
-    },
-  );
-  await presence.listen();
+  const { typing, presence } = await createEphemeral(config, { stream: ephemeralStream, notifier, shared, store, logger, now });
   const receipts = new ReceiptService(store, store.receipts, notifier, now, (userId) => pushDispatcher.countsChanged(userId));
   const visibility = new VisibilityChecker(store, readModel);
   const erasure = new ErasureService(store, visibility);
@@ -330,43 +263,10 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
   // A cluster: remote device lists drop on every worker, not only where the update or leave landed.
   if (replication && federation?.e2ee) await new DeviceListInvalidation(shared.broadcast, federation.e2ee.remote, logger).start((l) => feed.onChanges(l));
   const rooms = new RoomService(store, roomInput, config.server_name, logger, federation?.remote, admission, config.default_room_version, writerOps);
-  const mc = config.media;
-  // Media bytes: files under media.path, or (media.store: cassandra) chunks in the keyspace that
-  // every worker shares. The config refuses cassandra without the Cassandra backend.
-  const sharedBlobs = mc.store === 'cassandra' && isSharedBackend(backend) ? backend.mediaBlobs?.(mc.chunk_bytes, logger) : undefined;
-  if (mc.store === 'cassandra' && !sharedBlobs) throw new Error('media.store cassandra: the storage backend keeps no media bytes');
-  if (!sharedBlobs && replication) logger.warn({ path: mc.path }, 'media on local disk in a cluster: every worker needs this directory (or set media.store: cassandra)');
-  const media = new MediaService({
-    meta: store.media,
-    blobs: sharedBlobs ?? new LocalMediaStore(mc.path),
-    serverName: config.server_name,
-    config: {
-      maxUploadBytes: mc.max_upload_bytes,
-      maxUserBytes: mc.max_user_bytes,
-      unusedExpirationMs: mc.unused_expiration_ms,
-      maxPendingUploads: mc.max_pending_uploads,
-      // A waiting download sends nothing: the idle timeout would cut it first.
-      maxWaitMs: Math.max(0, Math.min(mc.max_download_wait_ms, config.limits.http.idle_timeout_ms - 1000)),
-      maxImagePixels: mc.max_image_pixels,
-      maxThumbnailsPerMedia: mc.max_thumbnails_per_media,
-      fetchRemote: mc.fetch_remote,
-    },
-    logger,
-    now,
-    ...(fedCore ? { remote: new FederationMediaFetcher(fedCore.client, logger) } : {}),
-  });
+  // Media bytes on local disk or (media.store: cassandra) shared by every worker.
+  const { media, urlPreviews } = createMedia(config, { backend, store, clustered: replication !== undefined, fedCore, http: outboundHttp, logger, now });
   mediaLate.service = media;
   await media.start();
-  const up = mc.url_preview;
-  const urlPreviews = up.enabled
-    ? new UrlPreviewer({
-        http: outboundHttp,
-        media,
-        config: { maxPageBytes: up.max_page_bytes, maxImageBytes: up.max_image_bytes, maxImagePixels: mc.max_image_pixels, timeoutMs: up.timeout_ms, cacheMs: up.cache_ms },
-        logger,
-        now,
-      })
-    : null;
   // Application services; their delivery is fed by the change feed (started in start()).
   // In a cluster, one worker at a time delivers to each AS (src/cluster/appservice-leases.ts).
   const identity = createIdentity({
@@ -499,45 +399,12 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
   });
 
   if (!roles.all) table.retain((route) => roles.serves(route));
-  const sockets = config.websocket.enabled && roles.has('sync')
-    ? new SocketServer(
-        {
-          accounts: services.accounts,
-          sync: services.sync,
-          presence,
-          connections,
-          resolveFilter: (userId, value) => syncFilters.resolve(userId, value),
-          api: table,
-          lifecycle,
-          logger,
-          admission,
-        },
-        {
-          maxConnections: config.websocket.max_connections,
-          maxCatchups: config.websocket.max_catchups,
-          maxBufferedBytes: config.websocket.max_buffered_bytes,
-          heartbeatMs: config.websocket.heartbeat_ms,
-          authTimeoutMs: config.websocket.auth_timeout_ms,
-          pollMs: config.websocket.poll_ms,
-          shedRetryMs: config.websocket.shed_retry_ms,
-          trustProxy: config.listeners.client.x_forwarded,
-        },
-      )
-    : undefined;
+  const sockets = createSockets(config, roles.has('sync'), { services, presence, connections, syncFilters, table, lifecycle, logger, admission });
 
   if (sockets) await revocations.listen((userId, deviceId) => sockets.deviceDeleted(userId, deviceId));
   if (pushWakeups && roles.has('pusher')) await pushWakeups.listen(() => pushGateway.wake());
 
-  const http = config.limits.http;
-  const listenerLimits = {
-    headerTimeoutMs: http.header_timeout_ms,
-    requestTimeoutMs: http.request_timeout_ms,
-    keepAliveTimeoutMs: http.keep_alive_timeout_ms,
-    idleTimeoutMs: http.idle_timeout_ms,
-    // Behind a proxy every connection comes from the proxy: the cap would throttle everyone.
-    maxConnectionsPerAddress: config.listeners.client.x_forwarded ? 0 : http.max_connections_per_address,
-    exemptAddresses: http.exempt_addresses,
-  };
+  const listenerLimits = listenerLimitsOf(config);
   let server: Server | undefined;
   let metricsServer: Server | undefined;
   let url = '';
@@ -654,25 +521,3 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
   };
 }
 
-function listen(server: Server, port: number, host: string): Promise<Server> {
-  return new Promise<Server>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      resolve(server);
-    });
-  });
-}
-
-function baseUrl(server: Server): string {
-  const addr = server.address() as AddressInfo;
-  const h = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
-  return `http://${h}:${addr.port}`;
-}
-
-async function closeServer(server: Server | undefined): Promise<void> {
-  if (!server?.listening) return;
-  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-  server.closeAllConnections();
-  await closed;
-}

@@ -41,87 +41,38 @@
 // failure drops the in-memory state, which is reloaded from the store once the pipeline has
 // drained. Everything that reads the room from the store (received events, forks, holds,
 // reloads) first waits for the room's pipeline to drain.
+//
+// Layout: the queues and pipeline tails are room-queue.ts; writing a judged event and advancing
+// the in-memory state, event-committer.ts; the writes for rooms known through other servers
+// (send_join, remote invites and knocks, backfill), remote-room-writes.ts; the types,
+// room-input-types.ts. This class keeps the entry points, building, checking and the cache.
 
 import { LRUCache } from 'lru-cache';
 import { MatrixError } from '../errors.js';
-import { authEventIds, prevEventIds, roomIdFromCreateEvent } from '../protocol/events.js';
+import { authEventIds, roomIdFromCreateEvent } from '../protocol/events.js';
 import { roomVersionRules } from '../protocol/room-versions.js';
-import type { JsonObject, Pdu, RoomVersion, SigningKey } from '../protocol/types.js';
+import type { Pdu, RoomVersion } from '../protocol/types.js';
 import { stateTuple } from '../protocol/types.js';
-import type { PushActionInput, PushBulkInput, RoomRecord, StateEntry, StateKeyRef, Store, StoredEvent } from '../store/types.js';
+import type { StateEntry, StoredEvent } from '../store/types.js';
 import { StaleWriterError, StoreConflictError } from '../store/types.js';
-import type { Notifier } from '../sync/notifier.js';
-import { changedEntries, DagState, removedKeys, toEntries } from './dag-state.js';
+import { DagState } from './dag-state.js';
 import { StaticKeyRing, type KeyRing } from './key-ring.js';
 import { resolveState as resolveStateV } from '../protocol/state-res/index.js';
 import { checkAgainstAuthEvents, checkAgainstState, checkFormat, checkHashOrRedact, checkSignatures } from './pdu-checks.js';
 import { RoomState } from './room-state.js';
 import { EventJudge, lookupIn, type Verdict } from './event-judge.js';
-import type { ResolveState, StateMap } from './state-resolver.js';
+import type { StateMap } from './state-resolver.js';
 import { EventBuilder, type EventDraft, type Prepared } from './event-builder.js';
+import { EventCommitter, extremitiesAfter } from './event-committer.js';
+import { RemoteRoomWrites } from './remote-room-writes.js';
+import type { InputOutcome, PushOutcome, RoomInputDeps, SubmitResult } from './room-input-types.js';
+import { RoomQueue } from './room-queue.js';
 
 export type { EventDraft } from './event-builder.js';
-
-export interface SubmitResult {
-  eventId: string;
-  stream: number;
-  /** True when the draft was a retry of an earlier transaction and nothing new was written. */
-  deduplicated: boolean;
-}
-
-/** What became of an event handed to `receive`. */
-export type InputOutcome =
-  | { outcome: 'accepted'; eventId: string; stream: number }
-  | { outcome: 'soft_failed'; eventId: string; stream: number; reason: string }
-  | { outcome: 'outlier'; eventId: string; stream: number; reason: string }
-  /** `gap`: not judged at all, as the events before it could not be had (federation's gap filler). */
-  | { outcome: 'rejected'; eventId: string | null; reason: string; stored: boolean; gap?: true };
-
-export interface RoomInputDeps {
-  store: Store;
-  notifier: Notifier;
-  serverName: string;
-  signingKey: SigningKey;
-  /** Public keys for step 2. Default: only this server's own signing key. */
-  keyRing?: KeyRing;
-  /** State resolution, for forks. Default: src/protocol/state-res. */
-  resolveState?: ResolveState;
-  now?: () => number;
-  /** Called after each event is durable (metrics, push dispatch). Must not throw or block. */
-  onPersisted?: (info: { eventId: string; pdu: Pdu; stream: number; pushActions: PushActionInput[]; queuedFor?: readonly string[] }) => void;
-  /**
-   * Federation: where a local event's PDU goes, from the room's state before it (undefined:
-   * nowhere to queue). The PDU is queued in the event's own commit (PersistEventInput.outbound),
-   * so it is durable exactly when the event is; onPersisted gets the list as `queuedFor`.
-   */
-  pduDestinations?: (eventId: string, pdu: Pdu, before: RoomState) => string[] | undefined;
-  /**
-   * Push-rule results for the members an event notifies; `rows` and `bulk` are stored atomically
-   * with the event (see PersistEventInput.pushBulk), `all` (everyone's) goes to onPersisted.
-   */
-  pushActions?: (
-    eventId: string,
-    pdu: Pdu,
-    state: RoomState,
-  ) => Promise<{ rows: PushActionInput[]; bulk?: PushBulkInput; all: PushActionInput[] }>;
-  /**
-   * The writer's fencing epoch for a room (src/cluster/room-owner.ts), passed with every write so
-   * the store can refuse a stale owner's. Absent on a single node.
-   */
-  fence?: (roomId: string) => { epoch: number } | undefined;
-}
-
-/** A pipelined write not yet known durable: the room's newest one is what the next depends on. */
-interface Tail {
-  eventId: string;
-  /** The in-memory state it was applied to (a reload makes a new object). */
-  state: RoomState;
-  done: Promise<unknown>;
-}
+export type { SubmitResult, InputOutcome, RoomInputDeps } from './room-input-types.js';
 
 export class RoomInput {
-  private readonly queues = new Map<string, Promise<unknown>>();
-  private readonly tails = new Map<string, Tail>();
+  private readonly queue = new RoomQueue();
   /** Client transactions queued or in flight, so a retry during the pipeline is deduplicated. */
   private readonly pendingTxns = new Map<string, Promise<SubmitResult>>();
   private readonly states: LRUCache<string, RoomState>;
@@ -130,6 +81,8 @@ export class RoomInput {
   private readonly judge: EventJudge;
   private readonly keyRing: KeyRing;
   private readonly builder: EventBuilder;
+  private readonly committer: EventCommitter;
+  private readonly remote: RemoteRoomWrites;
 
   constructor(private readonly deps: RoomInputDeps, cacheRooms = 10_000) {
     this.now = deps.now ?? Date.now;
@@ -138,6 +91,17 @@ export class RoomInput {
     this.builder = new EventBuilder({ serverName: deps.serverName, signingKey: deps.signingKey, keyRing: this.keyRing, rooms: deps.store.rooms, now: this.now });
     this.dag = new DagState(deps.store.rooms, deps.resolveState ?? resolveStateV);
     this.judge = new EventJudge(deps.store.rooms, this.dag);
+    const fenceOf = (roomId: string) => this.fenceOf(roomId);
+    this.committer = new EventCommitter({ deps, queue: this.queue, states: this.states, dag: this.dag, fenceOf });
+    this.remote = new RemoteRoomWrites({
+      deps,
+      queue: this.queue,
+      now: this.now,
+      forget: (roomId) => this.states.delete(roomId),
+      load: (roomId) => this.load(roomId),
+      commit: (roomId, p, state, verdict) => this.committer.commit(roomId, p, state, verdict),
+      fenceOf,
+    });
   }
 
   /**
@@ -269,7 +233,7 @@ export class RoomInput {
       scratchState.applyPersisted(p.eventId, p.pdu, extremities);
       withPush.push({ p, push, extremities });
     }
-    const durable = withPush.map(({ p, push, extremities }, i) => this.queueLinear(newRoomId, p, state, push, extremities, i === 0 ? room : undefined));
+    const durable = withPush.map(({ p, push, extremities }, i) => this.committer.queueLinear(newRoomId, p, state, push, extremities, i === 0 ? room : undefined));
     const events = await Promise.all(durable);
     return { roomId: newRoomId, events };
   }
@@ -295,7 +259,7 @@ export class RoomInput {
       // The callback may add signatures (a federated invite comes back signed by the invitee's
       // server); signatures are outside the event ID and the content hash.
       await beforeCommit?.(p.eventId, p.pdu);
-      return this.commit(roomId, p, state, verdict);
+      return this.committer.commit(roomId, p, state, verdict);
     });
   }
 
@@ -319,9 +283,7 @@ export class RoomInput {
   }
 
   /**
-   * A room joined through another server (send_join): `outliers` (the auth chain and the state,
-   * already checked by the caller with checks 1-4) are stored without state, then `join` is
-   * stored as the room's first timeline event with `stateBefore` as the state before it.
+   * A room joined through another server (send_join): see RemoteRoomWrites.adoptRoom.
    */
   adoptRoom(
     roomId: string,
@@ -331,49 +293,12 @@ export class RoomInput {
     join: { eventId: string; pdu: Pdu },
     stateBefore: StateEntry[],
   ): Promise<SubmitResult> {
-    return this.enqueue(roomId, async () => {
-      const { rooms } = this.deps.store;
-      if (!(await rooms.getRoom(roomId))) await rooms.createRoom({ roomId, roomVersion: version, creator, createdTs: this.now() });
-      else this.states.delete(roomId);
-      const have = await rooms.getEvents(outliers.map((o) => o.eventId));
-      for (const o of outliers) {
-        if (!have.has(o.eventId)) await rooms.persistEvent({ eventId: o.eventId, pdu: o.pdu, stateDelta: [], forwardExtremities: [], outlier: true, fence: this.fenceOf(roomId) });
-      }
-      const map: StateMap = new Map(stateBefore.map((e) => [stateTuple(e.type, e.stateKey), e.eventId]));
-      // A room known only through an invite (recordRemoteInvite) has no real state to build on:
-      // the join's state replaces it, and the join becomes the only extremity.
-      const loaded = await this.load(roomId);
-      const base = loaded?.get('m.room.create', '') ? loaded : RoomState.empty(version);
-      try {
-        return await this.commit(roomId, join, base, { kind: 'accepted', before: { isCurrent: false, map, stored: { group: null, delta: stateBefore } } });
-      } finally {
-        if (base !== loaded) this.states.delete(roomId);
-      }
-    });
+    return this.remote.adoptRoom(roomId, version, creator, outliers, join, stateBefore);
   }
 
-  /**
-   * An invite from another server to a room this server is not in: the room is recorded (if
-   * unknown) with the invite as its only event and state, or (known, every member of ours gone)
-   * the invite replaces its extremities as the invitee's membership, so the invitee's /sync shows
-   * it until a join through that server (adoptRoom) brings the real state. Checks 1-3 are the
-   * caller's.
-   */
+  /** An invite from another server to a room this server is not in: see RemoteRoomWrites. */
   recordRemoteInvite(roomId: string, version: RoomVersion, eventId: string, pdu: Pdu): Promise<void> {
-    return this.enqueue(roomId, async () => {
-      const { rooms } = this.deps.store;
-      if (await rooms.getRoom(roomId)) {
-        // Known only through a stub (our user's knock, an earlier invite), or every member of ours
-        // left: the new membership takes the stub's place (callers never use this for a room we
-        // are in, which gets the invite through /send).
-        if (await rooms.getEvent(eventId)) return; // a retried /invite
-        await this.drained(roomId);
-        await this.recordStub(roomId, eventId, pdu, undefined, version);
-        return;
-      }
-      await rooms.createRoom({ roomId, roomVersion: version, creator: pdu.sender, createdTs: this.now() });
-      await this.recordStub(roomId, eventId, pdu, { group: null, delta: [] }, version);
-    });
+    return this.remote.recordRemoteInvite(roomId, version, eventId, pdu);
   }
 
   /**
@@ -384,45 +309,14 @@ export class RoomInput {
     return this.recordRemoteInvite(roomId, version, eventId, pdu);
   }
 
-  /**
-   * History fetched from another server (checks 1-4 are the caller's), stored below every other
-   * event (negative positions, outside the stream: /sync never sees it, /messages pages into it),
-   * oldest lowest. Neither the state nor the extremities change. Returns how many were new.
-   */
+  /** History fetched from another server, stored below every other event: see RemoteRoomWrites. */
   storeBackfill(roomId: string, events: Array<{ eventId: string; pdu: Pdu }>): Promise<number> {
-    return this.enqueue(roomId, async () => {
-      const { rooms } = this.deps.store;
-      const have = await rooms.getEvents(events.map((e) => e.eventId));
-      let added = 0;
-      for (const e of [...events].sort((a, b) => b.pdu.depth - a.pdu.depth)) {
-        if (have.has(e.eventId)) continue;
-        await rooms.persistEvent({ eventId: e.eventId, pdu: e.pdu, stateDelta: [], forwardExtremities: [], backfill: true, stateBefore: { group: null, delta: [] } });
-        added++;
-      }
-      return added;
-    });
+    return this.remote.storeBackfill(roomId, events);
   }
 
-  /**
-   * The rejection of such an invite, made and accepted through the inviting server (make_leave,
-   * send_leave): it replaces the invite here, as the only extremity.
-   */
+  /** The rejection of a remote invite, made through the inviting server: see RemoteRoomWrites. */
   recordRemoteLeave(roomId: string, eventId: string, pdu: Pdu): Promise<void> {
-    return this.enqueue(roomId, async () => {
-      if (!(await this.deps.store.rooms.getRoom(roomId))) return;
-      await this.recordStub(roomId, eventId, pdu);
-    });
-  }
-
-  /** `version` given: an invite, which notifies its target (push rules, evaluated without the room's state, which we lack). */
-  private async recordStub(roomId: string, eventId: string, pdu: Pdu, stateBefore?: { group: null; delta: StateEntry[] }, version?: RoomVersion): Promise<void> {
-    const entry = { type: 'm.room.member', stateKey: pdu.state_key as string, eventId };
-    const invite = version !== undefined && pdu.content.membership === 'invite';
-    const push = invite && this.deps.pushActions ? await this.deps.pushActions(eventId, pdu, RoomState.empty(version)) : undefined;
-    const { stream } = await this.deps.store.rooms.persistEvent({ eventId, pdu, stateDelta: [entry], forwardExtremities: [eventId], stateBefore, pushActions: push?.rows, pushBulk: push?.bulk, fence: this.fenceOf(roomId) });
-    this.states.delete(roomId);
-    if (push) this.deps.onPersisted?.({ eventId, pdu, stream, pushActions: push.all });
-    this.deps.notifier.publish({ stream, roomId, userIds: [entry.stateKey] });
+    return this.remote.recordRemoteLeave(roomId, eventId, pdu);
   }
 
   /** Current state of a room as the writer sees it (loaded on demand). */
@@ -467,27 +361,15 @@ export class RoomInput {
 
   /** Waits for every queued job and pipelined write to finish (used at shutdown). */
   async drain(): Promise<void> {
-    await Promise.allSettled([...this.queues.values()]);
-    await Promise.allSettled([...this.tails.values()].map((t) => t.done));
+    await this.queue.drain();
   }
 
-  /** Waits until none of the room's pipelined writes is in flight (their outcome is irrelevant). */
-  private async drained(roomId: string): Promise<void> {
-    for (let t = this.tails.get(roomId); t !== undefined; t = this.tails.get(roomId)) {
-      await t.done.catch(() => undefined);
-      if (this.tails.get(roomId) === t) this.tails.delete(roomId);
-    }
+  private drained(roomId: string): Promise<void> {
+    return this.queue.drained(roomId);
   }
 
   private enqueue<T>(roomId: string, job: () => Promise<T>): Promise<T> {
-    const prev = this.queues.get(roomId) ?? Promise.resolve();
-    const next = prev.then(job, job);
-    const tail = next.catch(() => undefined);
-    this.queues.set(roomId, tail);
-    void tail.then(() => {
-      if (this.queues.get(roomId) === tail) this.queues.delete(roomId);
-    });
-    return next;
+    return this.queue.enqueue(roomId, job);
   }
 
   private async load(roomId: string): Promise<RoomState | null> {
@@ -528,56 +410,11 @@ export class RoomInput {
     const { p, verdict } = await this.prepareLocal(roomId, draft, state);
     if (verdict.kind === 'accepted' && verdict.before.isCurrent) {
       const push = this.deps.pushActions ? await this.deps.pushActions(p.eventId, p.pdu, state) : { rows: [], all: [] };
-      return { durable: this.queueLinear(roomId, p, state, push, extremitiesAfter(state, p)) };
+      return { durable: this.committer.queueLinear(roomId, p, state, push, extremitiesAfter(state, p)) };
     }
     // A fork needs the store to resolve against: no pipelining.
     await this.drained(roomId);
-    return { durable: Promise.resolve(await this.commit(roomId, p, state, verdict)) };
-  }
-
-  /**
-   * Queues an accepted event whose state before is the room's current state, advances the
-   * in-memory state at once, and returns a promise of its durability (see Pipelining). Must be
-   * called synchronously after the caller's last await in the job, so queue order is room order.
-   */
-  private queueLinear(roomId: string, p: Prepared, state: RoomState, push: PushOutcome, extremities: string[], createsRoom?: RoomRecord): Promise<SubmitResult> {
-    const own: StateEntry[] = p.pdu.state_key !== undefined ? [{ type: p.pdu.type, stateKey: p.pdu.state_key, eventId: p.eventId }] : [];
-    const tail = this.tails.get(roomId);
-    const outbound = this.outboundOf(p, state);
-    const written = this.deps.store.rooms.persistEvent({
-      eventId: p.eventId,
-      pdu: p.pdu,
-      stateDelta: own,
-      forwardExtremities: extremities,
-      dependsOn: tail !== undefined && tail.state === state ? tail.eventId : undefined,
-      txn: p.txn,
-      redaction: p.redaction,
-      pushActions: push.rows,
-      pushBulk: push.bulk,
-      fence: this.fenceOf(roomId),
-      createsRoom,
-      outbound,
-    });
-    state.applyPersisted(p.eventId, p.pdu, extremities);
-    if (p.redaction) state.applyRedaction(p.redaction.targetEventId, p.redaction.redactedPdu);
-    const entry: Tail = { eventId: p.eventId, state, done: written };
-    this.tails.set(roomId, entry);
-    return written.then(
-      ({ stream }) => {
-        if (this.tails.get(roomId) === entry) this.tails.delete(roomId);
-        return this.announce(roomId, p, stream, push, own, outbound?.destinations);
-      },
-      (err: unknown) => {
-        if (this.tails.get(roomId) === entry) this.tails.delete(roomId);
-        // The in-memory state holds this event; the store does not. Reload it (after the
-        // pipeline drains) unless a reload already replaced it.
-        if (this.states.get(roomId) === state) this.states.delete(roomId);
-        if (err instanceof StoreConflictError && tail !== undefined && /depends on/.test(err.message)) {
-          throw new MatrixError('M_UNKNOWN', 'An earlier event in this room could not be stored; try again', { retry_after_ms: 100 }, 503);
-        }
-        throw err;
-      },
-    );
+    return { durable: Promise.resolve(await this.committer.commit(roomId, p, state, verdict)) };
   }
 
   /** A local event built, signed and through checks 1-6, with its redaction; writes nothing. */
@@ -612,7 +449,7 @@ export class RoomInput {
     const { redaction, withheld } = verdict.kind === 'accepted' ? await this.builder.receivedRedaction(roomId, pdu, state) : {};
     // A redaction that can never apply to its target: kept in the DAG, hidden from clients.
     if (withheld !== undefined && verdict.kind === 'accepted') verdict = { kind: 'soft_failed', reason: withheld, before: verdict.before };
-    const { stream } = await this.commit(roomId, { eventId, pdu, redaction }, state, verdict);
+    const { stream } = await this.committer.commit(roomId, { eventId, pdu, redaction }, state, verdict);
     switch (verdict.kind) {
       case 'accepted':
         return { outcome: 'accepted', eventId, stream };
@@ -624,119 +461,9 @@ export class RoomInput {
         return { outcome: 'rejected', eventId, reason: verdict.reason, stored: true };
     }
   }
-
-  /** Persists an event with its verdict, then updates the in-memory state and wakes readers. */
-  private async commit(roomId: string, p: Prepared, state: RoomState, verdict: Verdict): Promise<SubmitResult> {
-    const { rooms } = this.deps.store;
-    if (verdict.kind !== 'accepted') {
-      let stateBefore = verdict.kind !== 'outlier' ? verdict.before?.stored : undefined;
-      if (verdict.kind !== 'outlier' && verdict.before?.isCurrent) {
-        const group = await rooms.getCurrentStateGroup(roomId);
-        stateBefore = { group, delta: group === null ? toEntries(state.stateMap()) : [] };
-      }
-      const { stream } = await rooms.persistEvent({
-        eventId: p.eventId,
-        pdu: p.pdu,
-        stateDelta: [],
-        forwardExtremities: [],
-        outlier: verdict.kind === 'outlier' || undefined,
-        softFailed: verdict.kind === 'soft_failed' || undefined,
-        rejected: verdict.kind === 'rejected' ? verdict.reason : undefined,
-        stateBefore,
-        fence: this.fenceOf(roomId),
-      });
-      return { eventId: p.eventId, stream, deduplicated: false };
-    }
-
-    const { before } = verdict;
-    const extremities = extremitiesAfter(state, p);
-    const own: StateEntry[] = p.pdu.state_key !== undefined ? [{ type: p.pdu.type, stateKey: p.pdu.state_key, eventId: p.eventId }] : [];
-    let stateDelta = own;
-    let stateRemoved: StateKeyRef[] = [];
-    const linear = before.isCurrent;
-    if (!linear) {
-      const after = new Map(before.map);
-      for (const e of own) after.set(stateTuple(e.type, e.stateKey), e.eventId);
-      let current: StateMap = after;
-      if (extremities.length > 1) {
-        // A fork: the room's state is the resolution of every extremity's state.
-        const others = extremities.filter((id) => id !== p.eventId);
-        const groups = await rooms.getEventStateGroups(others);
-        const maps = await Promise.all(others.map((id) => this.dag.groupState((groups.get(id) as { after: number }).after)));
-        current = await this.dag.resolve(roomId, state.version, [after, ...maps], [{ eventId: p.eventId, pdu: p.pdu }]);
-      }
-      const was = state.stateMap();
-      stateDelta = changedEntries(was, current);
-      stateRemoved = removedKeys(was, current);
-    }
-
-    let stream: number;
-    const push = this.deps.pushActions ? await this.deps.pushActions(p.eventId, p.pdu, state) : { rows: [], all: [] };
-    const outbound = this.outboundOf(p, state);
-    try {
-      ({ stream } = await rooms.persistEvent({
-        eventId: p.eventId,
-        pdu: p.pdu,
-        stateDelta,
-        stateRemoved: stateRemoved.length > 0 ? stateRemoved : undefined,
-        forwardExtremities: extremities,
-        stateBefore: before.stored,
-        txn: p.txn,
-        redaction: p.redaction,
-        pushActions: push.rows,
-        pushBulk: push.bulk,
-        fence: this.fenceOf(roomId),
-        outbound,
-      }));
-    } catch (err) {
-      // The store may or may not have written; reload state from it next time.
-      this.states.delete(roomId);
-      throw err;
-    }
-    if (linear) {
-      state.applyPersisted(p.eventId, p.pdu, extremities);
-      if (p.redaction) state.applyRedaction(p.redaction.targetEventId, p.redaction.redactedPdu);
-    } else {
-      // Resolution changed exactly the entries of stateDelta.
-      const ids = stateDelta.map((e) => e.eventId).filter((id) => id !== p.eventId);
-      const found = await rooms.getEvents(ids);
-      const changed = stateDelta.map((e) => ({ eventId: e.eventId, pdu: e.eventId === p.eventId ? p.pdu : found.get(e.eventId)?.pdu }));
-      if (changed.every((c): c is { eventId: string; pdu: Pdu } => c.pdu !== undefined)) {
-        state.applyResolved(changed, stateRemoved, extremities, { eventId: p.eventId, pdu: p.pdu });
-        if (p.redaction) state.applyRedaction(p.redaction.targetEventId, p.redaction.redactedPdu);
-      } else {
-        this.states.delete(roomId);
-      }
-    }
-    return this.announce(roomId, p, stream, push, [...stateDelta, ...stateRemoved], outbound?.destinations);
-  }
-
-  /** The PDU to queue with an accepted event (see RoomInputDeps.pduDestinations). */
-  private outboundOf(p: Prepared, before: RoomState): { destinations: string[]; pdu: JsonObject } | undefined {
-    const destinations = this.deps.pduDestinations?.(p.eventId, p.pdu, before);
-    if (destinations === undefined) return undefined;
-    const { unsigned: _u, ...pdu } = p.pdu;
-    return { destinations, pdu: pdu as JsonObject };
-  }
-
-  /** After an accepted event is durable: hands it on and wakes the readers of `changed` members. */
-  private announce(roomId: string, p: Prepared, stream: number, push: PushOutcome, changed: readonly StateKeyRef[], queuedFor?: readonly string[]): SubmitResult {
-    this.deps.onPersisted?.({ eventId: p.eventId, pdu: p.pdu, stream, pushActions: push.all, ...(queuedFor ? { queuedFor } : {}) });
-    const userIds = changed.filter((e) => e.type === 'm.room.member').map((e) => e.stateKey);
-    this.deps.notifier.publish({ stream, roomId, userIds: userIds.length > 0 ? userIds : undefined });
-    return { eventId: p.eventId, stream, deduplicated: false };
-  }
-}
-
-/** The forward extremities once `p` (whose state before is linear or resolved) is in the room. */
-function extremitiesAfter(state: RoomState, p: Prepared): string[] {
-  const prevSet = new Set(prevEventIds(p.pdu));
-  return [...state.extremities.filter((id) => !prevSet.has(id)), p.eventId];
 }
 
 export { stateTuple };
-
-type PushOutcome = { rows: PushActionInput[]; bulk?: PushBulkInput; all: PushActionInput[] };
 
 function txnKey(roomId: string, txn: NonNullable<EventDraft['txn']>): string {
   return JSON.stringify([roomId, txn.userId, txn.deviceId, txn.scope, txn.txnId]);

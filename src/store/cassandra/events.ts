@@ -41,69 +41,30 @@
 //
 // Change records come from the SQLite module's prepareEvent/eventChange, so both backends hand
 // the read model byte-identical EventChange records.
+//
+// The statements of step 6 are built in event-statements.ts; backfill positions come from
+// backfill-positions.ts.
 
 import type { RoomVersion } from '../../protocol/types.js';
 import { eventChange, prepareEvent, type PreparedEvent } from '../sqlite/events.js';
 import {
   StaleWriterError,
   StoreConflictError,
-  type Membership,
   type PersistEventInput,
   type PersistEventResult,
   type RoomRecord,
 } from '../types.js';
 import { applied, jsonParse, num, numOrNull, type CassandraContext, type CqlStatement } from './context.js';
-import { depthBucket, KIND_STATE, KIND_TIMELINE, KIND_TOPO, mapLimit, readEventRows, streamBucket } from './rooms-util.js';
-import { GroupBuilder, removalChanges, type StateChange } from './state-groups.js';
-import { membershipStatements, removeMembershipStatements } from './memberships.js';
+import { readEventRows } from './rooms-util.js';
+import { GroupBuilder, type StateChange } from './state-groups.js';
 import { chainIndexStatements } from './dag.js';
 import { RoomCommits, type CommitHooks } from './room-fence.js';
-import type cassandra from 'cassandra-driver';
+import { BackfillPositions } from './backfill-positions.js';
+import { eventStatements, isRejected, liveStatements } from './event-statements.js';
 
-const MEMBERSHIPS: ReadonlySet<string> = new Set<Membership>(['join', 'invite', 'leave', 'ban', 'knock']);
-/** Memberships that bring a room back into the user's view, undoing an earlier forget. */
-const UNFORGETTING: ReadonlySet<string> = new Set<Membership>(['join', 'invite', 'knock']);
-/** state_history/state_changes event_id for a key removed at that position. */
-export const REMOVED = '';
+export { REMOVED } from './event-statements.js';
 
-const MAX_DEPTH = Number.MAX_SAFE_INTEGER;
 const CHECK_COLUMNS = 'event_id, room_id, pdu_json, outlier, soft_failed, rejected, chain_id, chain_seq';
-
-/** Backfill positions: negative, below every other, from a counter of their own (LWT blocks). */
-class BackfillPositions {
-  private next = 0;
-  private last = -1;
-  private chain: Promise<unknown> = Promise.resolve();
-
-  constructor(
-    private readonly ctx: CassandraContext,
-    private readonly blockSize = 100,
-  ) {}
-
-  take(): Promise<number> {
-    const p = this.chain.then(async () => {
-      if (this.next > this.last) await this.reserve();
-      return -this.next++;
-    });
-    this.chain = p.catch(() => undefined);
-    return p;
-  }
-
-  private async reserve(): Promise<void> {
-    await this.ctx.execute(`INSERT INTO backfill_seq (name, high) VALUES ('backfill', 0) IF NOT EXISTS`);
-    let expected = num((await this.ctx.execute(`SELECT high FROM backfill_seq WHERE name = 'backfill'`, [], { consistency: 0x0009 })).first()?.['high']);
-    for (let attempt = 0; attempt < 50; attempt++) {
-      const rs = await this.ctx.execute(`UPDATE backfill_seq SET high = ? WHERE name = 'backfill' IF high = ?`, [expected + this.blockSize, expected]);
-      if (applied(rs)) {
-        this.next = expected + 1;
-        this.last = expected + this.blockSize;
-        return;
-      }
-      expected = num(rs.first()?.['high']);
-    }
-    throw new Error('could not reserve backfill positions: too much contention');
-  }
-}
 
 export class EventWriter {
   private readonly tails = new Map<string, Promise<void>>();
@@ -251,11 +212,11 @@ export class EventWriter {
       const own: StateChange[] = ev.stateKey !== null && ev.status !== 'rejected' ? [{ type: ev.type, stateKey: ev.stateKey, eventId }] : [];
       after = await groups.create(before, own);
       if (live) {
-        hookStatements = await this.liveStatements(ev, pos, rows, previous, after, own, groups, hookInput, batch);
+        hookStatements = await liveStatements(this.ctx, () => this.room(roomId, ev), ev, pos, rows, previous, after, own, groups, hookInput, batch);
       }
     }
 
-    batch.unshift(...this.eventStatements(ev, pos, before, after, chain?.position), ...(chain?.statements ?? []));
+    batch.unshift(...eventStatements(ev, pos, before, after, chain?.position), ...(chain?.statements ?? []));
 
     // --- claims, then the writes ---
     // Both claims in parallel (each LWT is several round trips); one lost releases the other.
@@ -342,209 +303,6 @@ export class EventWriter {
     return { stateGroupBefore: before, stateGroupAfter: after };
   }
 
-  /** The event row, its DAG edges and (accepted events) its timeline rows. */
-  private eventStatements(
-    ev: PreparedEvent,
-    pos: number,
-    before: number | null,
-    after: number | null,
-    chain: { chain: number; seq: number } | undefined,
-  ): CqlStatement[] {
-    const accepted = ev.status === 'accepted';
-    // bigint column: a PDU depth that is not a safe integer (never valid Matrix JSON) is floored
-    // and clamped rather than failing the write.
-    const depth = Number.isSafeInteger(ev.depth) ? ev.depth : Math.max(-MAX_DEPTH, Math.min(MAX_DEPTH, Math.floor(ev.depth) || 0));
-    const out: CqlStatement[] = [
-      {
-        query: `INSERT INTO events (event_id, room_id, stream, type, state_key, sender, pdu_json, txn_device, txn_id, depth,
-                  outlier, soft_failed, rejected, state_before, state_after, prev_events, chain_id, chain_seq)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-        params: [
-          ev.eventId,
-          ev.roomId,
-          pos,
-          ev.type,
-          ev.stateKey ?? undefined,
-          ev.sender,
-          ev.pduJson,
-          accepted ? ev.txn?.deviceId : undefined,
-          accepted ? ev.txn?.txnId : undefined,
-          depth,
-          ev.status === 'outlier',
-          ev.status === 'soft_failed',
-          ev.rejected ?? undefined,
-          before ?? undefined,
-          after ?? undefined,
-          [...new Set(ev.prevEvents)].sort(),
-          chain?.chain,
-          chain?.seq,
-        ],
-      },
-    ];
-    for (const prev of new Set(ev.prevEvents)) {
-      out.push({ query: 'INSERT INTO event_children (prev_id, event_id, room_id) VALUES (?, ?, ?)', params: [prev, ev.eventId, ev.roomId] });
-    }
-    if (accepted) {
-      const b = streamBucket(pos);
-      const d = depthBucket(depth);
-      out.push(
-        {
-          query: 'INSERT INTO room_timeline (room_id, bucket, stream, event_id, type, sender) VALUES (?, ?, ?, ?, ?, ?)',
-          params: [ev.roomId, b, pos, ev.eventId, ev.type, ev.sender],
-        },
-        { query: 'INSERT INTO room_buckets (room_id, kind, bucket) VALUES (?, ?, ?)', params: [ev.roomId, KIND_TIMELINE, b] },
-        {
-          query: 'INSERT INTO room_topo (room_id, bucket, depth, stream, event_id, type, sender) VALUES (?, ?, ?, ?, ?, ?, ?)',
-          params: [ev.roomId, d, depth, pos, ev.eventId, ev.type, ev.sender],
-        },
-        { query: 'INSERT INTO room_buckets (room_id, kind, bucket) VALUES (?, ?, ?)', params: [ev.roomId, KIND_TOPO, d] },
-      );
-    }
-    return out;
-  }
-
-  /**
-   * What an accepted, non-backfilled event changes besides itself: redaction, state, memberships,
-   * room head. Appends to `batch`; returns the hook statements.
-   */
-  private async liveStatements(
-    ev: PreparedEvent,
-    pos: number,
-    rows: Map<string, cassandra.types.Row>,
-    previous: number | null,
-    after: number,
-    own: StateChange[],
-    groups: GroupBuilder,
-    hookInput: PersistEventInput,
-    batch: CqlStatement[],
-  ): Promise<CqlStatement[]> {
-    const { eventId, roomId } = ev;
-    // Checks first (they throw), statements after.
-    const memberships = new Map<string, string>();
-    for (const entry of ev.stateDelta) {
-      const row = entry.eventId === eventId ? undefined : rows.get(entry.eventId);
-      if (row && (row['soft_failed'] === true || isRejected(row))) {
-        throw new Error(`state entry ${entry.eventId} is an outlier, soft-failed or rejected event`);
-      }
-      if (entry.type === 'm.room.member') {
-        let membership: unknown;
-        if (entry.eventId === eventId) membership = ev.ownMembership;
-        else if (!row) throw new Error(`state delta names unknown member event ${entry.eventId}`);
-        else membership = jsonParse<{ content: { membership?: unknown } }>(row['pdu_json'] as string).content.membership;
-        if (typeof membership !== 'string' || !MEMBERSHIPS.has(membership)) {
-          throw new Error(`member event ${entry.eventId} has invalid membership ${JSON.stringify(membership)}`);
-        }
-        memberships.set(entry.stateKey, membership);
-      }
-    }
-    for (const id of ev.forwardExtremities) {
-      const row = id === eventId ? undefined : rows.get(id);
-      if (row && (row['outlier'] === true || row['soft_failed'] === true || isRejected(row))) {
-        throw new Error(`forward extremity ${id} is an outlier, soft-failed or rejected event`);
-      }
-    }
-
-    // Un-forgetting needs to know which users forgot the room (a row rewritten only when set).
-    const unforget = [...memberships].filter(([, m]) => UNFORGETTING.has(m)).map(([u]) => u);
-    const forgotten = await mapLimit(
-      unforget,
-      64,
-      async (u) => {
-        const r = (await this.ctx.execute('SELECT forgotten FROM forgotten_rooms WHERE user_id = ? AND room_id = ?', [u, roomId])).first();
-        return r?.['forgotten'] === true ? u : null;
-      },
-    );
-    const forgottenUsers = new Set(forgotten.filter((u): u is string => u !== null));
-
-    if (ev.redaction) {
-      const target = rows.get(ev.redaction.targetEventId);
-      // Scoped to the room; an UPDATE of a missing row would create one, so only stored targets.
-      if (target && target['room_id'] === roomId) {
-        batch.push({
-          query: 'UPDATE events SET pdu_json = ?, redacted_by = ? WHERE event_id = ?',
-          params: [ev.redaction.redactedPduJson, eventId, ev.redaction.targetEventId],
-        });
-      }
-    }
-
-    const b = streamBucket(pos);
-    let stateRows = false;
-    for (const entry of ev.stateDelta) {
-      stateRows = true;
-      batch.push(
-        {
-          query: 'INSERT INTO state_history (room_id, type, state_key, stream, event_id) VALUES (?, ?, ?, ?, ?)',
-          params: [roomId, entry.type, entry.stateKey, pos, entry.eventId],
-        },
-        {
-          query: 'INSERT INTO state_changes (room_id, bucket, stream, type, state_key, event_id) VALUES (?, ?, ?, ?, ?, ?)',
-          params: [roomId, b, pos, entry.type, entry.stateKey, entry.eventId],
-        },
-        {
-          query: 'INSERT INTO current_state (room_id, type, state_key, event_id, stream) VALUES (?, ?, ?, ?, ?)',
-          params: [roomId, entry.type, entry.stateKey, entry.eventId, pos],
-        },
-      );
-      if (entry.type === 'm.room.member') {
-        const membership = memberships.get(entry.stateKey) as string;
-        batch.push(...membershipStatements(roomId, entry.stateKey, membership, entry.eventId, pos));
-        if (forgottenUsers.has(entry.stateKey)) {
-          batch.push({
-            query: 'INSERT INTO forgotten_rooms (user_id, room_id, forgotten) VALUES (?, ?, false)',
-            params: [entry.stateKey, roomId],
-          });
-        }
-      }
-    }
-    for (const gone of ev.stateRemoved) {
-      stateRows = true;
-      batch.push(
-        { query: 'DELETE FROM current_state WHERE room_id = ? AND type = ? AND state_key = ?', params: [roomId, gone.type, gone.stateKey] },
-        {
-          query: 'INSERT INTO state_history (room_id, type, state_key, stream, event_id) VALUES (?, ?, ?, ?, ?)',
-          params: [roomId, gone.type, gone.stateKey, pos, REMOVED],
-        },
-        {
-          query: 'INSERT INTO state_changes (room_id, bucket, stream, type, state_key, event_id) VALUES (?, ?, ?, ?, ?, ?)',
-          params: [roomId, b, pos, gone.type, gone.stateKey, REMOVED],
-        },
-      );
-      if (gone.type === 'm.room.member') batch.push(...removeMembershipStatements(roomId, gone.stateKey, eventId, pos));
-    }
-
-    // The common case (the event extends the only extremity) shares the event's own after-group
-    // as the room's new current state; a resolution after a fork gets a group of its own.
-    const removals = removalChanges(ev.stateRemoved);
-    const linear =
-      (ev.stateBefore === null || (ev.stateBefore.group === previous && ev.stateBefore.delta.length === 0 && previous !== null)) &&
-      removals.length === 0 &&
-      ev.stateDelta.length === own.length &&
-      ev.stateDelta.every((e, i) => e.type === own[i]!.type && e.stateKey === own[i]!.stateKey && e.eventId === own[i]!.eventId);
-    const roomState = linear
-      ? after
-      : previous === null
-        ? await groups.create(null, ev.stateDelta)
-        : await groups.create(previous, [...ev.stateDelta, ...removals]);
-    if (roomState !== previous) {
-      stateRows = true;
-      batch.push({ query: 'INSERT INTO state_log (room_id, bucket, stream, group_id) VALUES (?, ?, ?, ?)', params: [roomId, b, pos, roomState] });
-    }
-    if (stateRows) batch.push({ query: 'INSERT INTO room_buckets (room_id, kind, bucket) VALUES (?, ?, ?)', params: [roomId, KIND_STATE, b] });
-    batch.push({
-      query: 'INSERT INTO room_heads (room_id, extremities, current_group) VALUES (?, ?, ?)',
-      params: [roomId, [...new Set(ev.forwardExtremities)], roomState],
-    });
-
-    const hooks: CqlStatement[] = [];
-    if (this.ctx.eventHooks.length > 0) {
-      const room = await this.room(roomId, ev);
-      for (const hook of this.ctx.eventHooks) {
-        hooks.push(...(await hook.forEvent(hookInput, pos, room)));
-        if (ev.redaction && hook.forRedaction) hooks.push(...(await hook.forRedaction(roomId, ev.redaction.targetEventId, pos)));
-      }
-    }
-    return hooks;
-  }
 }
 
 /**
@@ -562,10 +320,6 @@ function notApplied(err: unknown): boolean {
   return false;
 }
 
-function isRejected(row: cassandra.types.Row | undefined): boolean {
-  const r = row?.['rejected'];
-  return r !== null && r !== undefined;
-}
 
 function txnConflict(ev: PreparedEvent): StoreConflictError {
   const t = ev.txn!;

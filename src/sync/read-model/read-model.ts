@@ -27,10 +27,12 @@
 //   unknown sends the caller to the store. Evictions only make more answers unknown.
 // - The model starts cold at the store's position when it is created: tokens from before that
 //   (e.g. from before a restart) are served from the store once, later ones from memory.
+//
+// Member events per room live in room-members.ts, the per-device caches in device-caches.ts.
 
 import { LRUCache } from 'lru-cache';
 import type { Pdu } from '../../protocol/types.js';
-import { ACCEPTED, type ChangeRecord, type UnpositionedChange } from '../../store/change-types.js';
+import type { ChangeRecord, UnpositionedChange } from '../../store/change-types.js';
 import type { Membership, MembershipRecord, RoomStore, StoredEvent } from '../../store/types.js';
 import type { EventMatcher } from '../filter.js';
 import { StreamChangeCache } from './change-cache.js';
@@ -38,6 +40,8 @@ import { RoomTimelines } from './timelines.js';
 import { UnreadCounters } from './unread.js';
 import { DevicePeeks } from './peeks.js';
 import type { PeekRecord } from '../../store/peek-types.js';
+import { RoomMemberState } from './room-members.js';
+import { DeviceCaches, deviceKey } from './device-caches.js';
 import type { RoomUnreadCounts } from '../../store/chat-types.js';
 import { parseTrustedJson } from '../../protocol/canonical-json.js';
 
@@ -107,30 +111,16 @@ export class ReadModel {
   private readonly summaries: LRUCache<string, RoomSummaryBase>;
   summaryHits = 0;
   summaryMisses = 0;
-  /** roomId -> userId -> current member event (with the event when a record carried it). */
-  private readonly members: LRUCache<string, Map<string, { eventId: string; stream: number; event?: StoredEvent }>>;
-  memberHits = 0;
-  memberMisses = 0;
+  /** Each room's current member events (lazy-loaded members). Bound: timelineRooms. */
+  private readonly members: RoomMemberState;
   readonly timelines: RoomTimelines;
   readonly unread: UnreadCounters;
   /** userId -> roomId -> membership, least recently used dropped first. */
   private readonly memberships: LRUCache<string, Map<string, MembershipRecord>>;
   membershipHits = 0;
   membershipMisses = 0;
-  /**
-   * device -> one-time key counts and unused fallback key types; dropped by the device's key
-   * writes (unpositioned changes, right after COMMIT) and by device-list records of its user
-   * (device deletion). Bound: changeCacheEntries.
-   */
-  private readonly keyCounts: LRUCache<string, { userId: string; otk: Record<string, number>; fallback: string[] }>;
-  /** Bumped on every key-count invalidation: a load that overlapped one is not kept. */
-  private keyEpoch = 0;
-  keyHits = 0;
-  keyMisses = 0;
-  /** device -> position up to which its to-device messages were deleted. Bound: changeCacheEntries. */
-  private readonly acked: LRUCache<string, number>;
-  ackHits = 0;
-  ackMisses = 0;
+  /** Device key counts and to-device acknowledgements. Bound: changeCacheEntries. */
+  private readonly devices: DeviceCaches;
   /** userId -> m.ignored_user_list; least recently used first. Bound: membershipUsers. */
   private readonly ignored: LRUCache<string, ReadonlySet<string>>;
   ignoredHits = 0;
@@ -147,11 +137,8 @@ export class ReadModel {
     this.pos = start;
     // lru-cache keeps each bound: a get refreshes an entry, a set past the bound drops the least
     // recently used one.
-    this.members = new LRUCache({ max: bounds.timelineRooms });
     this.memberships = new LRUCache({ max: bounds.membershipUsers });
     this.ignored = new LRUCache({ max: bounds.membershipUsers });
-    this.keyCounts = new LRUCache({ max: bounds.changeCacheEntries });
-    this.acked = new LRUCache({ max: bounds.changeCacheEntries });
     const n = bounds.changeCacheEntries;
     this.rooms = new StreamChangeCache('rooms', start, n);
     this.roomMembers = new StreamChangeCache('room_members', start, n);
@@ -164,6 +151,8 @@ export class ReadModel {
     this.relations = new StreamChangeCache('relations', start, n);
     this.roomState = new StreamChangeCache('room_state', start, n);
     this.summaries = new LRUCache({ max: bounds.timelineRooms });
+    this.members = new RoomMemberState(bounds.timelineRooms, () => this.pos, this.roomMembers);
+    this.devices = new DeviceCaches(n, this.toDevice);
     this.peeks = new DevicePeeks(start, n, bounds.membershipUsers);
     this.caches = [this.rooms, this.roomMembers, this.ownMembership, this.accountData, this.toDevice, this.receipts, this.delivered, this.deviceLists, this.relations, this.roomState, this.peeks.changes];
     this.timelines = new RoomTimelines(bounds.timelineEvents, bounds.timelineRooms);
@@ -202,13 +191,13 @@ export class ReadModel {
         }
         // A redacted relation stops counting for its target: that target is already marked, and
         // marks are never removed, so it keeps going to the store.
-        if (c.redaction) this.redactMember(c.roomId, c.redaction.targetEventId, c.redaction.redactedPduJson, c.eventId);
+        if (c.redaction) this.members.redact(c.roomId, c.redaction.targetEventId, c.redaction.redactedPduJson, c.eventId);
         for (const s of c.stateDelta) {
           if (s.type !== 'm.room.member') continue;
           this.roomMembers.record(c.roomId, c.stream);
           this.ownMembership.record(s.stateKey, c.stream);
           this.updateMembership(c.roomId, s.stateKey, s.eventId, c.eventId === s.eventId ? c.pduJson : null, c.stream);
-          this.updateMember(c, s.stateKey, s.eventId);
+          this.members.update(c, s.stateKey, s.eventId);
         }
         for (const s of c.stateRemoved) {
           if (s.type !== 'm.room.member') continue;
@@ -216,7 +205,7 @@ export class ReadModel {
           this.roomMembers.record(c.roomId, c.stream);
           this.ownMembership.record(s.stateKey, c.stream);
           this.memberships.get(s.stateKey)?.delete(c.roomId);
-          this.members.get(c.roomId)?.delete(s.stateKey);
+          this.members.remove(c.roomId, s.stateKey);
         }
         return;
       }
@@ -237,7 +226,7 @@ export class ReadModel {
       case 'device_list': {
         this.deviceLists.record('*', c.stream);
         const users = new Set(c.userIds);
-        this.dropKeyCounts(users);
+        this.devices.dropUsers(users);
         this.peeks.dropUsers(users);
         return;
       }
@@ -256,7 +245,7 @@ export class ReadModel {
       if (c.kind === 'room_purged') {
         // Purged events must not be served from memory; the next read goes to the store.
         this.timelines.drop(c.roomId);
-        this.members.delete(c.roomId);
+        this.members.drop(c.roomId);
         this.summaries.delete(c.roomId);
         continue;
       }
@@ -265,35 +254,17 @@ export class ReadModel {
         this.timelines.drop(c.roomId);
         continue;
       }
-      this.keyCounts.delete(deviceKey(c.userId, c.deviceId));
-      this.keyEpoch++;
+      this.devices.dropDevice(c.userId, c.deviceId);
     }
   }
 
-  private dropKeyCounts(userIds: ReadonlySet<string>): void {
-    for (const [k, v] of this.keyCounts) if (userIds.has(v.userId)) this.keyCounts.delete(k);
-    this.keyEpoch++;
-  }
-
   /** One-time key counts and unused fallback key types of a device, from memory once loaded. */
-  async deviceKeyCounts(
+  deviceKeyCounts(
     userId: string,
     deviceId: string,
     load: () => Promise<{ otk: Record<string, number>; fallback: string[] }>,
   ): Promise<{ otk: Record<string, number>; fallback: string[] }> {
-    const k = deviceKey(userId, deviceId);
-    const cached = this.keyCounts.get(k);
-    if (cached) {
-      this.keyHits++;
-      return { otk: { ...cached.otk }, fallback: [...cached.fallback] };
-    }
-    this.keyMisses++;
-    const epoch = this.keyEpoch;
-    const v = await load();
-    if (epoch === this.keyEpoch) {
-      this.keyCounts.set(k, { userId, otk: { ...v.otk }, fallback: [...v.fallback] });
-    }
-    return v;
+    return this.devices.deviceKeyCounts(userId, deviceId, load);
   }
 
   private updateMembership(roomId: string, userId: string, eventId: string, pduJson: string | null, stream: number): void {
@@ -308,25 +279,6 @@ export class ReadModel {
     rooms.set(roomId, { roomId, userId, membership: membership as Membership, eventId, stream });
   }
 
-  private updateMember(c: ChangeRecord & { kind: 'event' }, userId: string, eventId: string): void {
-    const room = this.members.get(c.roomId);
-    if (!room) return;
-    const own = eventId === c.eventId;
-    room.set(userId, {
-      eventId,
-      stream: c.stream,
-      event: own ? { eventId, roomId: c.roomId, stream: c.stream, pdu: parseTrustedJson<Pdu>(c.pduJson), redactedBy: null, txn: c.txn ? { ...c.txn } : null, ...ACCEPTED } : undefined,
-    });
-  }
-
-  private redactMember(roomId: string, targetId: string, redactedPduJson: string, redactionId: string): void {
-    const room = this.members.get(roomId);
-    if (!room) return;
-    for (const m of room.values()) {
-      if (m.eventId === targetId && m.event) m.event = { ...m.event, pdu: parseTrustedJson<Pdu>(redactedPduJson), redactedBy: redactionId };
-    }
-  }
-
   /**
    * Member state of `userIds` as of position `at` (as RoomStore.getStateHistory would give it):
    * a user's current member event answers when it is at or below `at`. Users with none are
@@ -335,38 +287,13 @@ export class ReadModel {
    * costs no reads in practice). `unknown` lists the users whose value at `at` the store must give. Loads the room's
    * member list from the store on first use (memberships mirror the member state).
    */
-  async membersAt(
+  membersAt(
     roomId: string,
     userIds: string[],
     at: number,
     load: (roomId: string) => Promise<MembershipRecord[]>,
   ): Promise<{ entries: Array<{ type: string; stateKey: string; eventId: string }>; events: Map<string, StoredEvent>; unknown: string[] }> {
-    let room = this.members.get(roomId);
-    if (room) {
-      this.memberHits++;
-    } else {
-      this.memberMisses++;
-      const loadedAt = this.pos;
-      const rows = await load(roomId);
-      room = new Map(rows.map((m) => [m.userId, { eventId: m.eventId, stream: m.stream }]));
-      // Kept only if no member event of the room landed while the rows were being read.
-      if (!this.roomMembers.changedSince(roomId, loadedAt) && !this.members.has(roomId)) {
-        this.members.set(roomId, room);
-      }
-    }
-    const entries: Array<{ type: string; stateKey: string; eventId: string }> = [];
-    const events = new Map<string, StoredEvent>();
-    const unknown: string[] = [];
-    for (const u of userIds) {
-      const m = room.get(u);
-      if (!m || m.stream > at) {
-        unknown.push(u);
-        continue;
-      }
-      entries.push({ type: 'm.room.member', stateKey: u, eventId: m.eventId });
-      if (m.event) events.set(m.eventId, m.event);
-    }
-    return { entries, events, unknown };
+    return this.members.membersAt(roomId, userIds, at, load);
   }
 
   /**
@@ -375,13 +302,8 @@ export class ReadModel {
    * redaction, say) has been applied since the read.
    */
   noteMemberEvents(roomId: string, events: Iterable<StoredEvent>, readAt: number): void {
-    const room = this.members.get(roomId);
-    if (!room || this.rooms.changedSince(roomId, readAt)) return;
-    for (const e of events) {
-      if (e.pdu.type !== 'm.room.member' || typeof e.pdu.state_key !== 'string') continue;
-      const m = room.get(e.pdu.state_key);
-      if (m && m.eventId === e.eventId && !m.event) m.event = e;
-    }
+    if (this.rooms.changedSince(roomId, readAt)) return;
+    this.members.note(roomId, events);
   }
 
   /**
@@ -410,10 +332,8 @@ export class ReadModel {
     this.summaries.clear();
     this.ignored.clear();
     this.unread.clear();
-    this.acked.clear();
-    this.keyCounts.clear();
+    this.devices.clear();
     this.peeks.clear();
-    this.keyEpoch++;
   }
 
   /** Unread counts of (user, room) as of `upTo` from the counters, or undefined. */
@@ -528,21 +448,12 @@ export class ReadModel {
    * so nothing can later appear below A.
    */
   ackMayDelete(userId: string, deviceId: string, upTo: number): boolean {
-    const k = deviceKey(userId, deviceId);
-    const a = this.acked.get(k);
-    if (a === undefined || (upTo > a && this.toDevice.changedSince(k, a))) {
-      this.ackMisses++;
-      return true;
-    }
-    this.ackHits++;
-    return false;
+    return this.devices.ackMayDelete(userId, deviceId, upTo);
   }
 
   /** The device's messages up to `upTo` were deleted. */
   acknowledged(userId: string, deviceId: string, upTo: number): void {
-    const k = deviceKey(userId, deviceId);
-    const a = Math.max(this.acked.get(k) ?? 0, upTo);
-    this.acked.set(k, a);
+    this.devices.acknowledged(userId, deviceId, upTo);
   }
 
   toDeviceChanged(userId: string, deviceId: string, since: number): boolean {
@@ -557,18 +468,14 @@ export class ReadModel {
   stats(): CacheStats[] {
     const out: CacheStats[] = this.caches.map((c) => ({ name: c.name, size: c.size, bound: c.maxEntries, hits: c.hits, misses: c.misses }));
     out.push({ name: 'memberships', size: this.memberships.size, bound: this.bounds.membershipUsers, hits: this.membershipHits, misses: this.membershipMisses });
-    out.push({ name: 'device_key_counts', size: this.keyCounts.size, bound: this.bounds.changeCacheEntries, hits: this.keyHits, misses: this.keyMisses });
-    out.push({ name: 'to_device_acks', size: this.acked.size, bound: this.bounds.changeCacheEntries, hits: this.ackHits, misses: this.ackMisses });
+    out.push({ name: 'device_key_counts', size: this.devices.keyCountsSize, bound: this.bounds.changeCacheEntries, hits: this.devices.keyHits, misses: this.devices.keyMisses });
+    out.push({ name: 'to_device_acks', size: this.devices.ackedSize, bound: this.bounds.changeCacheEntries, hits: this.devices.ackHits, misses: this.devices.ackMisses });
     out.push({ name: 'ignored_users', size: this.ignored.size, bound: this.bounds.membershipUsers, hits: this.ignoredHits, misses: this.ignoredMisses });
-    out.push({ name: 'room_member_state', size: this.members.size, bound: this.bounds.timelineRooms, hits: this.memberHits, misses: this.memberMisses });
+    out.push({ name: 'room_member_state', size: this.members.size, bound: this.bounds.timelineRooms, hits: this.members.hits, misses: this.members.misses });
     out.push({ name: 'room_summaries', size: this.summaries.size, bound: this.bounds.timelineRooms, hits: this.summaryHits, misses: this.summaryMisses });
     out.push({ name: 'unread_counters', size: this.unread.size, bound: this.unread.maxEntries, hits: this.unread.hits, misses: this.unread.misses });
     out.push({ name: 'device_peeks', size: this.peeks.size, bound: this.peeks.bound, hits: this.peeks.hits, misses: this.peeks.misses });
     out.push({ name: 'timelines', size: this.timelines.size, bound: this.bounds.timelineRooms, hits: this.timelines.hits, misses: this.timelines.misses });
     return out;
   }
-}
-
-function deviceKey(userId: string, deviceId: string): string {
-  return `${userId}\u0000${deviceId}`;
 }
