@@ -215,4 +215,37 @@ describe('room membership over HTTP', function () {
     const roomId = await create({ preset: 'private_chat' });
     await forbidden(carol.get(room(roomId, 'members')), 'members as stranger');
   });
+
+  // The joined check of a send runs on the room's writer against its in-memory state (no store
+  // read per send): same statuses and messages as before, for every way of not being joined.
+  it('sends from non-members are refused with 403: never joined, left, unknown room, and identical state after leaving', async () => {
+    const roomId = await create({ preset: 'public_chat' });
+    const never = await carol.put(room(roomId, 'send/m.room.message/nm1'), { msgtype: 'm.text', body: 'hi' });
+    assert.equal(never.status, 403, JSON.stringify(never.body));
+    assert.deepEqual(never.body, { errcode: 'M_FORBIDDEN', error: 'You are not joined to this room' });
+
+    await ok(bob.post(room(roomId, 'join'), {}), 'join');
+    await ok(bob.put(room(roomId, 'send/m.room.message/nm2'), { msgtype: 'm.text', body: 'in' }), 'send while joined');
+    await ok(alice.put(room(roomId, 'state/m.room.power_levels'), {
+      ...(await ok(alice.get(room(roomId, 'state/m.room.power_levels')), 'power levels')),
+      events_default: 0,
+      state_default: 0,
+    }), 'let members set state');
+    const topic = await ok(bob.put(room(roomId, 'state/m.room.topic'), { topic: 'bob was here' }), 'topic while joined');
+    // The same state again while joined is answered with the event in place.
+    assert.equal((await ok(bob.put(room(roomId, 'state/m.room.topic'), { topic: 'bob was here' }), 'same topic')).event_id, topic.event_id);
+
+    await ok(bob.post(room(roomId, 'leave'), {}), 'leave');
+    const left = await bob.put(room(roomId, 'send/m.room.message/nm3'), { msgtype: 'm.text', body: 'out' });
+    assert.deepEqual([left.status, left.body], [403, { errcode: 'M_FORBIDDEN', error: 'You are not joined to this room' }]);
+    // Not answered with the old event as if it had been set again: the sender left.
+    const sameTopic = await bob.put(room(roomId, 'state/m.room.topic'), { topic: 'bob was here' });
+    assert.deepEqual([sameTopic.status, sameTopic.body.errcode], [403, 'M_FORBIDDEN']);
+    // A retried transaction of a send made while joined is still refused once the sender left.
+    const retried = await bob.put(room(roomId, 'send/m.room.message/nm2'), { msgtype: 'm.text', body: 'in' });
+    assert.deepEqual([retried.status, retried.body.errcode], [403, 'M_FORBIDDEN']);
+
+    const unknown = await bob.put(room('!nowhere:localhost', 'send/m.room.message/nm4'), { msgtype: 'm.text', body: 'x' });
+    assert.deepEqual([unknown.status, unknown.body], [403, { errcode: 'M_FORBIDDEN', error: 'Unknown room or not a member' }]);
+  });
 });

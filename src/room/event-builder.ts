@@ -38,6 +38,12 @@ export interface EventDraft {
    * event. `scope` names the endpoint (the spec scopes transaction IDs by request path).
    */
   txn?: { userId: string; deviceId: string; txnId: string; scope: string };
+  /**
+   * The sender must be joined (a client send other than their own membership): checked by the
+   * room's writer against its current state before anything else, 403 otherwise. The auth rules
+   * would refuse most such events too, but with another message, and only after building one.
+   */
+  requireJoined?: boolean;
 }
 
 /** A local or received event ready for the room's queue, with the redaction it applies. */

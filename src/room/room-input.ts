@@ -397,6 +397,10 @@ export class RoomInput {
   /** A local send: `durable` settles once it is (the room's queue does not wait for that). */
   private async apply(roomId: string, draft: EventDraft): Promise<{ durable: Promise<SubmitResult> }> {
     const state = await this.load(roomId);
+    if (draft.requireJoined) {
+      if (!state) throw new MatrixError('M_FORBIDDEN', 'Unknown room or not a member');
+      if (state.membership(draft.sender) !== 'join') throw new MatrixError('M_FORBIDDEN', 'You are not joined to this room');
+    }
     if (!state) throw new MatrixError('M_NOT_FOUND', 'Unknown room');
     if (draft.txn) {
       const { store } = this.deps;

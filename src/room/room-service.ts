@@ -353,8 +353,9 @@ export class RoomService {
       // A user's own member event (e.g. a join through PUT state/m.room.member) is judged by the
       // auth rules alone: the user is, by nature, not yet joined.
       const ownMembership = draft.type === 'm.room.member' && draft.stateKey === sender.userId;
-      if (!ownMembership) await this.requireJoined(sender.userId, roomId);
-      else if (draft.content.membership === 'join' && (await this.store.accounts.getUser(sender.userId))?.isGuest) {
+      // Anyone else must be joined: checked by the room's writer against its in-memory state
+      // (EventDraft.requireJoined), not with a store read per send.
+      if (ownMembership && draft.content.membership === 'join' && (await this.store.accounts.getUser(sender.userId))?.isGuest) {
         // A join through PUT state/m.room.member meets the same guest rule as /join.
         const guestAccess = (await this.input.currentState(roomId))?.content('m.room.guest_access', '')?.guest_access;
         refuseGuestJoin(true, guestAccess);
@@ -362,12 +363,15 @@ export class RoomService {
       if (draft.stateKey !== undefined && !draft.txn) {
         // The same state set again by the same sender changes nothing: answer with the event
         // already in place instead of adding an identical one (clients retry PUT state).
-        const current = (await this.input.currentState(roomId))?.get(draft.type, draft.stateKey);
-        if (current && current.pdu.sender === sender.userId && canonicalJson(current.pdu.content) === canonicalJson(draft.content)) {
+        // Only for a sender who may send at all: one who left gets the writer's 403 below.
+        const state = await this.input.currentState(roomId);
+        const current = state?.get(draft.type, draft.stateKey);
+        const mayDeduplicate = ownMembership || state?.membership(sender.userId) === 'join';
+        if (current && mayDeduplicate && current.pdu.sender === sender.userId && canonicalJson(current.pdu.content) === canonicalJson(draft.content)) {
           return { eventId: current.eventId, stream: 0, deduplicated: true };
         }
       }
-      const res = await this.input.submit(roomId, { ...draft, sender: sender.userId });
+      const res = await this.input.submit(roomId, { ...draft, sender: sender.userId, ...(ownMembership ? {} : { requireJoined: true }) });
       if (draft.type === 'm.room.guest_access' && draft.stateKey === '' && draft.content.guest_access !== 'can_join' && !res.deduplicated) {
         await this.removeGuests(roomId);
       }
@@ -472,15 +476,6 @@ export class RoomService {
   /** A room an admin blocked takes no joins or invites (DELETE /_synapse/admin/v1/rooms with block). */
   private async refuseBlocked(roomId: string): Promise<void> {
     if (await this.store.admin.isRoomBlocked(roomId)) throw new MatrixError('M_FORBIDDEN', 'This room has been blocked on this server');
-  }
-
-  private async requireJoined(userId: string, roomId: string): Promise<void> {
-    const m = await this.store.rooms.getMembership(roomId, userId);
-    if (!m) {
-      const room = await this.store.rooms.getRoom(roomId);
-      if (!room) throw new MatrixError('M_FORBIDDEN', 'Unknown room or not a member');
-    }
-    if (m?.membership !== 'join') throw new MatrixError('M_FORBIDDEN', 'You are not joined to this room');
   }
 }
 

@@ -90,13 +90,16 @@ export class SqliteAdminStore implements AdminStore {
   async purgeHistory(roomId: string, upToStream: number, opts: { includeLocal: boolean; serverName: string }): Promise<number> {
     this.ctx.checkOpen();
     return this.ctx.queue.write(() => {
-      // State events stay: current state, state at any point and auth all refer to them.
+      // State events stay: current state, state at any point and auth all refer to them. So do
+      // events that changed the room's state group (a fork's resolution): getStateAt finds the
+      // group at a position through them alone (migration 20).
       const local = opts.includeLocal ? '' : "AND substr(sender, instr(sender, ':') + 1) != ?";
       const params: unknown[] = [roomId, upToStream, roomId];
       if (!opts.includeLocal) params.push(opts.serverName);
       const res = this.ctx
         .stmt(
           `DELETE FROM events WHERE room_id = ? AND stream <= ? AND state_key IS NULL
+             AND (room_state IS NULL OR room_state IS state_before)
              AND event_id NOT IN (SELECT event_id FROM forward_extremities WHERE room_id = ?) ${local}`,
         )
         .run(...params);

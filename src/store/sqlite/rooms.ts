@@ -138,8 +138,12 @@ export class SqliteRoomStore implements RoomStore {
 
   async getStateAt(roomId: string, stream: number): Promise<StateEntry[]> {
     this.ctx.checkOpen();
+    // Only events that changed the room's group are indexed (migration 20): the latest of them
+    // at or before `stream` has the group every later event up to `stream` kept.
     const row = this.ctx
-      .stmt('SELECT room_state FROM events WHERE room_id = ? AND stream <= ? AND room_state IS NOT NULL ORDER BY stream DESC LIMIT 1')
+      .stmt(
+        'SELECT room_state FROM events WHERE room_id = ? AND stream <= ? AND room_state IS NOT NULL AND room_state IS NOT state_before ORDER BY stream DESC LIMIT 1',
+      )
       .get(roomId, stream) as { room_state: number } | undefined;
     return row ? this.groupEntries(row.room_state) : [];
   }

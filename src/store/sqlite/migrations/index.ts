@@ -21,6 +21,7 @@ import { remoteMedia } from './0016-remote-media.js';
 import { threepids } from './0017-threepids.js';
 import { eventExpiry } from './0018-event-expiry.js';
 import { peeks } from './0019-peeks.js';
+import { eventIndexes } from './0020-event-indexes.js';
 
 export interface Migration {
   version: number;
@@ -31,4 +32,4 @@ export interface Migration {
   run?: (db: Db) => void;
 }
 
-export const MIGRATIONS: readonly Migration[] = [initial, chat, txnScope, e2ee, push, pushBulk, dag, media, search, admin, guestsOpenId, erasure, appservice, federationQueue, identityBindings, remoteMedia, threepids, eventExpiry, peeks];
+export const MIGRATIONS: readonly Migration[] = [initial, chat, txnScope, e2ee, push, pushBulk, dag, media, search, admin, guestsOpenId, erasure, appservice, federationQueue, identityBindings, remoteMedia, threepids, eventExpiry, peeks, eventIndexes];
