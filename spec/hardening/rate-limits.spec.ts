@@ -149,6 +149,36 @@ describe('hardening: rate limits on writes and fan-outs', function () {
   });
 });
 
+describe('hardening: shared-secret registration nonces are rate limited', function () {
+  let srv: TestServer;
+  before(async () => {
+    srv = await startTestServer({
+      registration: { shared_secret: 's'.repeat(32) },
+      limits: {
+        rate_limits: {
+          enabled: true,
+          login: generous,
+          login_failures_per_address: generous,
+          login_failures_per_account_address: generous,
+          registration: generous,
+          message: generous,
+          write: { per_second: 0.01, burst: 5 },
+          to_device: generous,
+        },
+      },
+    });
+  });
+  after(() => srv.stop());
+
+  it('GET /_synapse/admin/v1/register stores a nonce per call: an anonymous loop is refused past the write burst', async () => {
+    const api = new Api(srv.url);
+    const { allowed, refused } = await untilRefused(10, () => api.get('/_synapse/admin/v1/register'));
+    assert.equal(allowed, 5, `nonces handed out before the limit: ${allowed}`);
+    assert.ok(refused, 'no nonce request was refused');
+    expectLimited(refused);
+  });
+});
+
 describe('hardening: login brute force is limited per address, not per account', function () {
   let srv: TestServer;
   const anon = () => new Api(srv.url);
