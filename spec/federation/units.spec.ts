@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
+import { Writable } from 'node:stream';
 import pino from 'pino';
 import { MatrixError } from '../../src/errors.js';
 import { generateSigningKey, publicKeyBase64, signBytes, signJson, verifyBytes } from '../../src/protocol/crypto.js';
@@ -365,6 +366,20 @@ describe('federation/keys: RemoteKeyRing', () => {
     answer = () => ownKeyDocument(peer, key1, [], clock);
     assert.ok(await ring.verifyKey(peer, key1.keyId, clock));
     assert.equal(f.calls.length, 4);
+  });
+
+  it('a failed key fetch is logged with the error object, not only its message', async () => {
+    const records: Array<Record<string, any>> = [];
+    const sink = new Writable({ write: (chunk, _e, cb) => (records.push(JSON.parse(String(chunk))), cb()) });
+    const thrown = Object.assign(new Error('GET /_matrix/key/v2/server: 502'), { status: 502 });
+    const f = fetcher({ direct: () => { throw thrown; } });
+    const ring = new RemoteKeyRing({ serverName: 'me.example', ownKeys: [], fetcher: f, now, logger: pino({ level: 'warn' }, sink) });
+    assert.equal(await ring.verifyKey(peer, 'ed25519:k', clock), null);
+    const r = records.find((x) => x.msg === 'could not fetch server keys');
+    assert.ok(r, JSON.stringify(records));
+    assert.equal(r.err?.message, thrown.message);
+    assert.equal(typeof r.err?.stack, 'string');
+    assert.deepEqual(r.errors, [`direct: ${thrown.message}`]);
   });
 
   it('key fetch hold-off: doubles per failure up to the cap, and starts over after a success', async () => {

@@ -249,6 +249,8 @@ export class RemoteKeyRing implements KeyRing {
   private async fetch(serverName: string, keyIds: readonly string[]): Promise<void> {
     this.fetches++;
     const errors: string[] = [];
+    // The first error thrown (the origin's, usually), logged whole; `errors` sums up every source.
+    let err0: unknown;
     // Whether the origin answered at all (keys or not, an HTTP error or not).
     let answered = false;
     try {
@@ -258,6 +260,7 @@ export class RemoteKeyRing implements KeyRing {
       errors.push(`direct: ${parsed.error}`);
     } catch (err) {
       answered = typeof (err as { status?: unknown }).status === 'number';
+      err0 = err;
       errors.push(`direct: ${(err as Error).message}`);
     }
     for (const notary of this.opts.notaries ?? []) {
@@ -272,11 +275,12 @@ export class RemoteKeyRing implements KeyRing {
           errors.push(`${notary.server_name}: ${parsed.error}`);
         }
       } catch (err) {
+        err0 ??= err;
         errors.push(`${notary.server_name}: ${(err as Error).message}`);
       }
     }
     this.recordFailure(serverName, answered, keyIds);
-    this.opts.logger?.warn({ serverName, errors, failures: this.failing.get(serverName)?.failures }, 'could not fetch server keys');
+    this.opts.logger?.warn({ err: err0, serverName, errors, failures: this.failing.get(serverName)?.failures }, 'could not fetch server keys');
   }
 
   private async notarySigned(doc: unknown, notary: TrustedKeyServer): Promise<boolean> {
