@@ -6,6 +6,9 @@
 import pino from 'pino';
 import { assert } from '../helpers/assert.js';
 import { FederationE2ee } from '../../src/federation/e2ee-edus.js';
+import { Metrics } from '../../src/observability/metrics.js';
+import { startFederated } from '../helpers/federation.js';
+import { freePort } from '../helpers/ports.js';
 
 const ME = 'here.example';
 
@@ -64,6 +67,9 @@ describe('federation: presence work for joins is coalesced and bounded', () => {
     for (let i = 0; i < 1000; i++) fed.memberJoined(`!r${i}:x`, '@a:x.example');
     // The first is in flight; of the 999 that waited, the newest 100 are kept.
     assert.equal(fed.droppedJoinWork, 899);
+    const metrics = new Metrics({ defaultMetrics: false });
+    metrics.registerCount('hearth_presence_join_work_dropped', 'dropped', () => fed.droppedJoinWork);
+    assert.match(await metrics.render(), /^hearth_presence_join_work_dropped 899$/m);
     release();
     await fed.settled();
     const rooms = sent.map((s) => s.roomOf);
@@ -74,5 +80,16 @@ describe('federation: presence work for joins is coalesced and bounded', () => {
     fed.memberJoined('!late:x', '@b:x.example');
     await fed.settled();
     assert.equal(sent.at(-1)?.roomOf, '!late:x');
+  });
+
+  it('a federating server exposes the count on /metrics', async function () {
+    this.timeout(30_000);
+    const srv = await startFederated(await freePort());
+    try {
+      const text = await (await fetch(`${srv.metricsUrl}/metrics`)).text();
+      assert.match(text, /^hearth_presence_join_work_dropped 0$/m);
+    } finally {
+      await srv.stop();
+    }
   });
 });
