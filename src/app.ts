@@ -260,6 +260,8 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
   federation = fedCore
     ? attachFederation(fedCore, { config, signingKey, store, roomInput, typing, receipts, e2ee, presence, thirdParty, media: () => mediaLate.service, logger, now })
     : undefined;
+  const fedE2ee = federation?.e2ee;
+  if (fedE2ee) metrics?.registerCount('hearth_presence_join_work_dropped', 'Presence work for joins dropped because its queue was full (monotonic).', () => fedE2ee.droppedJoinWork);
   // A cluster: remote device lists drop on every worker, not only where the update or leave landed.
   if (replication && federation?.e2ee) await new DeviceListInvalidation(shared.broadcast, federation.e2ee.remote, logger).start((l) => feed.onChanges(l));
   const rooms = new RoomService(store, roomInput, config.server_name, logger, federation?.remote, admission, config.default_room_version, writerOps);

@@ -51,4 +51,19 @@ describe('rate limits', () => {
     await assert.rejects(limiter.consume('slow'), (e: MatrixError) => e.extra.retry_after_ms === 1500);
     assert.deepEqual(seen, ['fast', 'slow']);
   });
+
+  it('consumeRest charges the rest of an action, the whole capped at the bucket', async () => {
+    const charged: number[] = [];
+    const backend: RateLimitBackend = { consume: async (_key, points = 1) => (charged.push(points), 0) };
+    const limiter = new RateLimiter('custom', backend, 5);
+    await limiter.consumeRest('a', 2, 1); // 1 + 2 fits: 2 more
+    await limiter.consumeRest('a', 100, 1); // capped at 5 in all: 4 more
+    await limiter.consumeRest('a', 3, 5); // the bucket's worth was spent already: nothing more
+    assert.deepEqual(charged, [2, 4]);
+    const { message } = createRateLimiters(rules); // burst 100
+    await message.consume('b');
+    await message.consumeRest('b', 500, 1);
+    await assert.rejects(message.consume('b'), MatrixError);
+  });
 });
+

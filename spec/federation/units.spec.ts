@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
+import { Writable } from 'node:stream';
 import pino from 'pino';
 import { MatrixError } from '../../src/errors.js';
 import { generateSigningKey, publicKeyBase64, signBytes, signJson, verifyBytes } from '../../src/protocol/crypto.js';
@@ -333,25 +334,102 @@ describe('federation/keys: RemoteKeyRing', () => {
     assert.equal((f2.calls as string[]).filter((c) => c.includes('down.example')).length, 1);
   });
 
-  it('an origin that answered with an HTTP error is asked again at once; only one that did not answer is held back', async () => {
-    const key = generateSigningKey('key_1');
+  it('holds back a server whose key fetches fail, but lets a never-tried key ID through (at most one per minimum)', async () => {
+    const key1 = generateSigningKey('key_1');
     let answer: () => unknown = () => {
       throw Object.assign(new Error('GET /_matrix/key/v2/server: 400'), { status: 400 });
     };
     const f = fetcher({ direct: () => answer() });
-    // The default hold-back (a minute): SyTest's notary tests ask again within milliseconds.
-    const ring = new RemoteKeyRing({ serverName: 'me.example', ownKeys: [], fetcher: f, now, logger: silent });
-    assert.deepEqual(await ring.notaryDocuments(peer, [key.keyId], () => 0), []);
-    answer = () => ownKeyDocument(peer, key, [], clock - 86_400_000, 0);
-    const got = await ring.notaryDocuments(peer, [key.keyId], () => 0);
-    assert.deepEqual(got.map((d) => d.server_name), [peer]);
+    const ring = new RemoteKeyRing({ serverName: 'me.example', ownKeys: [], fetcher: f, now, logger: silent, errorBackoffMs: 10_000, newKeyMinMs: 1_000 });
+    // A flood of events signed with the key of a server that answers errors: one fetch.
+    for (let i = 0; i < 50; i++) assert.equal(await ring.verifyKey(peer, key1.keyId, clock), null);
+    assert.equal(f.calls.length, 1);
+    // A key ID never asked for (the server may have rotated): fetched at once. SyTest's notary
+    // tests rely on this: one test ends on an origin's 400, the next asks for another key ID.
+    assert.deepEqual(await ring.notaryDocuments(peer, ['ed25519:key_2'], () => 0), []);
     assert.equal(f.calls.length, 2);
-    // Unreachable (no status): not asked again within the hold-back.
+    // Another new ID within the minimum: held back; after it, fetched; then it is no longer new.
+    assert.equal(await ring.verifyKey(peer, 'ed25519:key_3', clock), null);
+    assert.equal(f.calls.length, 2);
+    clock += 1_000;
+    assert.equal(await ring.verifyKey(peer, 'ed25519:key_3', clock), null);
+    assert.equal(f.calls.length, 3);
+    clock += 1_000;
+    assert.equal(await ring.verifyKey(peer, 'ed25519:key_3', clock), null);
+    assert.equal(await ring.verifyKey(peer, key1.keyId, clock), null);
+    assert.equal(f.calls.length, 3);
+    // Three failures: held back 10 s doubled twice (40 s from the last one), then asked again.
+    clock += 38_999;
+    assert.equal(await ring.verifyKey(peer, key1.keyId, clock), null);
+    assert.equal(f.calls.length, 3);
+    clock += 1;
+    answer = () => ownKeyDocument(peer, key1, [], clock);
+    assert.ok(await ring.verifyKey(peer, key1.keyId, clock));
+    assert.equal(f.calls.length, 4);
+  });
+
+  it('a failed key fetch is logged with the error object, not only its message', async () => {
+    const records: Array<Record<string, any>> = [];
+    const sink = new Writable({ write: (chunk, _e, cb) => (records.push(JSON.parse(String(chunk))), cb()) });
+    const thrown = Object.assign(new Error('GET /_matrix/key/v2/server: 502'), { status: 502 });
+    const f = fetcher({ direct: () => { throw thrown; } });
+    const ring = new RemoteKeyRing({ serverName: 'me.example', ownKeys: [], fetcher: f, now, logger: pino({ level: 'warn' }, sink) });
+    assert.equal(await ring.verifyKey(peer, 'ed25519:k', clock), null);
+    const r = records.find((x) => x.msg === 'could not fetch server keys');
+    assert.ok(r, JSON.stringify(records));
+    assert.equal(r.err?.message, thrown.message);
+    assert.equal(typeof r.err?.stack, 'string');
+    assert.deepEqual(r.errors, [`direct: ${thrown.message}`]);
+  });
+
+  it('key fetch hold-off: doubles per failure up to the cap, and starts over after a success', async () => {
+    const key = generateSigningKey('key_1');
+    const failing = () => {
+      throw Object.assign(new Error('GET /_matrix/key/v2/server: 500'), { status: 500 });
+    };
+    let answer: () => unknown = failing;
+    const f = fetcher({ direct: () => answer() });
+    const ring = new RemoteKeyRing({ serverName: 'me.example', ownKeys: [], fetcher: f, now, logger: silent, errorBackoffMs: 1_000, maxBackoffMs: 4_000 });
+    const ask = () => ring.verifyKey(peer, key.keyId, clock);
+    /** Asks just before and at the end of a hold-off of `ms`: only the second may fetch. */
+    const holds = async (ms: number) => {
+      const n = f.calls.length;
+      clock += ms - 1;
+      await ask();
+      assert.equal(f.calls.length, n, `fetched before ${ms} ms`);
+      clock += 1;
+      await ask();
+      assert.equal(f.calls.length, n + 1, `not fetched after ${ms} ms`);
+    };
+    await ask();
+    assert.equal(f.calls.length, 1);
+    await holds(1_000);
+    await holds(2_000);
+    await holds(4_000);
+    await holds(4_000); // capped
+    answer = () => ownKeyDocument(peer, key, [], clock, 1_000);
+    clock += 4_000;
+    assert.ok(await ask());
+    // The key expires; the server fails again: the hold-off starts over at 1 s.
+    answer = failing;
+    clock += 2_000;
+    assert.equal(await ask(), null);
+    const n = f.calls.length;
+    await holds(1_000);
+    assert.equal(f.calls.length, n + 1);
+  });
+
+  it('an unreachable key server is held back for retryAfterMs, whatever key ID is asked', async () => {
     const down = fetcher({});
-    const ring2 = new RemoteKeyRing({ serverName: 'me.example', ownKeys: [], fetcher: down, now, logger: silent });
-    await ring2.notaryDocuments(peer, [key.keyId], () => 0);
-    await ring2.notaryDocuments(peer, [key.keyId], () => 0);
+    const ring = new RemoteKeyRing({ serverName: 'me.example', ownKeys: [], fetcher: down, now, logger: silent, retryAfterMs: 60_000 });
+    await ring.notaryDocuments(peer, ['ed25519:a'], () => 0);
+    await ring.notaryDocuments(peer, ['ed25519:a'], () => 0);
+    clock += 5_000;
+    assert.equal(await ring.verifyKey(peer, 'ed25519:b', clock), null);
     assert.equal(down.calls.length, 1);
+    clock += 55_000;
+    assert.equal(await ring.verifyKey(peer, 'ed25519:b', clock), null);
+    assert.equal(down.calls.length, 2);
   });
 
   it('answers its own keys without fetching', async () => {

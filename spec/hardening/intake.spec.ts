@@ -49,6 +49,21 @@ describe('hardening: JSON intake', function () {
     assert.equal((await raw(accountData[0], accountData[1], accountData[2]('0.5'))).status, 200);
   });
 
+  it('an inline ?filter= (/sync, /messages) gets the intake rules of a POST /filter body', async () => {
+    const deep = `{"x":${'['.repeat(600)}${']'.repeat(600)}}`;
+    const paths = (f: string) => [
+      `${V3}/sync?timeout=0&filter=${enc(f)}`,
+      roomPath(roomId, `messages?dir=b&filter=${enc(f)}`),
+    ];
+    for (const bad of [deep, '{"x":1e1}', '{"x":0.5}', '{"x":9007199254740993}', '{"x":"\\ud800"}']) {
+      for (const path of paths(bad)) expectError(await u.get(path), 400, 'M_BAD_JSON');
+      expectError(await raw('POST', `${V3}/user/${enc(u.userId)}/filter`, bad), 400, 'M_BAD_JSON');
+    }
+    for (const path of paths('{"x":')) expectError(await u.get(path), 400, 'M_NOT_JSON');
+    for (const path of paths('{"room":{"timeline":{"limit":2}},"x":[[1]]}')) await ok(u.get(path), path);
+    for (const path of paths('{"limit":2}')) await ok(u.get(path), path);
+  });
+
   it('refuses nesting 10,000 deep with 400 M_BAD_JSON, and the server goes on', async () => {
     const deep = '{"a":'.repeat(10000) + '1' + '}'.repeat(10000);
     expectError(await raw('PUT', `${V3}/user/${enc(u.userId)}/account_data/m.deep`, deep), 400, 'M_BAD_JSON');

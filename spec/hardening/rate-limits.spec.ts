@@ -104,6 +104,40 @@ describe('hardening: rate limits on writes and fan-outs', function () {
     expectLimited(await carol.put(`${V3}/sendToDevice/m.test/t3`, { messages: { [target.userId]: { D0: { hello: 'again' } } } }));
   });
 
+  it('charges each createRoom invite (local or 3PID) like POST /invite, refusing before the room exists', async () => {
+    const guests: User[] = [];
+    for (let i = 0; i < 6; i++) guests.push(await makeUser(srv, `invitee-${i}`));
+    const joined = async (who: User) => (await ok(who.get(`${V3}/joined_rooms`), 'joined_rooms')).joined_rooms as string[];
+    const threepid = (i: number) => ({ id_server: 'id.invalid', id_access_token: 't', medium: 'email', address: `x${i}@example.org` });
+
+    // One point spent elsewhere: 1 for the room and 4 for the invites no longer fit the 4 left.
+    const frank = await makeUser(srv, 'inviter');
+    const frankRoom = await serviceRoom(frank);
+    await ok(frank.put(roomPath(frankRoom, 'send/m.room.message/first'), { msgtype: 'm.text', body: 'x' }), 'first message');
+    expectLimited(await frank.post(`${V3}/createRoom`, { invite_3pid: [0, 1, 2, 3].map(threepid) }));
+    assert.deepEqual(await joined(frank), [frankRoom]);
+    const heidi = await makeUser(srv, 'inviter3');
+    const heidiRoom = await serviceRoom(heidi);
+    await ok(heidi.put(roomPath(heidiRoom, 'send/m.room.message/first'), { msgtype: 'm.text', body: 'x' }), 'first message');
+    expectLimited(await heidi.post(`${V3}/createRoom`, { invite: guests.slice(0, 4).map((g) => g.userId) }));
+    assert.deepEqual(await joined(heidi), [heidiRoom]);
+    for (const g of guests) assert.deepEqual((await ok(g.get(`${V3}/sync?timeout=0`), 'sync')).rooms?.invite ?? {}, {});
+
+    // 1 + 2 invites leaves 2 of the 5 points: two messages, then a refusal.
+    const grace = await makeUser(srv, 'inviter2');
+    const made = await ok(grace.post(`${V3}/createRoom`, { invite: guests.slice(0, 2).map((g) => g.userId) }), 'createRoom with 2 invites');
+    assert.ok(made.room_id in (await ok(guests[0]!.get(`${V3}/sync?timeout=0`), 'sync')).rooms.invite);
+    await ok(grace.put(roomPath(made.room_id, 'send/m.room.message/one'), { msgtype: 'm.text', body: 'x' }), 'fourth point');
+    await ok(grace.put(roomPath(made.room_id, 'send/m.room.message/two'), { msgtype: 'm.text', body: 'y' }), 'fifth point');
+    expectLimited(await grace.put(roomPath(made.room_id, 'send/m.room.message/three'), { msgtype: 'm.text', body: 'z' }));
+
+    // More invites than the bucket holds: from a full bucket it costs the whole bucket, no more.
+    const ivan = await makeUser(srv, 'inviter4');
+    const big = await ok(ivan.post(`${V3}/createRoom`, { invite: guests.map((g) => g.userId) }), 'createRoom with 6 invites');
+    assert.ok(big.room_id in (await ok(guests[5]!.get(`${V3}/sync?timeout=0`), 'sync')).rooms.invite);
+    expectLimited(await ivan.put(roomPath(big.room_id, 'send/m.room.message/after'), { msgtype: 'm.text', body: 'x' }));
+  });
+
   it('limits PUT /rooms/{id}/typing after the write burst, while GETs still work', async () => {
     const dave = await makeUser(srv, 'typist');
     const roomId = await serviceRoom(dave);
@@ -121,6 +155,36 @@ describe('hardening: rate limits on writes and fan-outs', function () {
     const erin = await makeUser(srv, 'other-typist');
     const erinsRoom = await serviceRoom(erin);
     await ok(erin.put(roomPath(erinsRoom, `typing/${enc(erin.userId)}`), { typing: true, timeout: 30000 }), 'other user typing');
+  });
+});
+
+describe('hardening: shared-secret registration nonces are rate limited', function () {
+  let srv: TestServer;
+  before(async () => {
+    srv = await startTestServer({
+      registration: { shared_secret: 's'.repeat(32) },
+      limits: {
+        rate_limits: {
+          enabled: true,
+          login: generous,
+          login_failures_per_address: generous,
+          login_failures_per_account_address: generous,
+          registration: generous,
+          message: generous,
+          write: { per_second: 0.01, burst: 5 },
+          to_device: generous,
+        },
+      },
+    });
+  });
+  after(() => srv.stop());
+
+  it('GET /_synapse/admin/v1/register stores a nonce per call: an anonymous loop is refused past the write burst', async () => {
+    const api = new Api(srv.url);
+    const { allowed, refused } = await untilRefused(10, () => api.get('/_synapse/admin/v1/register'));
+    assert.equal(allowed, 5, `nonces handed out before the limit: ${allowed}`);
+    assert.ok(refused, 'no nonce request was refused');
+    expectLimited(refused);
   });
 });
 

@@ -72,6 +72,17 @@ export class RateLimiter {
     limited(await this.backend.consume(key, Math.max(1, Math.min(cost, this.burst))));
   }
 
+  /**
+   * The rest of an action's `cost` when `spent` of it was charged already (the route table's
+   * point): the whole stays capped at the bucket as with consume, so an action larger than the
+   * bucket can still succeed from full.
+   */
+  async consumeRest(key: string, cost: number, spent: number): Promise<void> {
+    if (this.backend === null) return;
+    const rest = Math.min(cost + spent, this.burst) - spent;
+    if (rest > 0) limited(await this.backend.consume(key, rest));
+  }
+
   /** Throws M_LIMIT_EXCEEDED if `key` has no allowance left; spends nothing (see penalise). */
   async check(key: string): Promise<void> {
     if (this.backend === null || !this.backend.peek) return;

@@ -11,6 +11,10 @@
 // last 50,000 messages from any server is dropped); m.presence is believed only for the origin's
 // users who share a room with us (one that arrives just before the join that makes them a
 // room-mate is held for up to a minute, 10,000 users at most, and believed on that join).
+// The presence work a join starts (memberJoined) waits in a bounded queue, coalesced per (room,
+// joining server; per user for our own): a flood of joins cannot grow memory without bound, and
+// past `maxJoinWork` the oldest waiting work is dropped and counted (droppedJoinWork): presence
+// is best effort, and the next change crosses anyway.
 
 import type { Logger } from 'pino';
 import { LRUCache } from 'lru-cache';
@@ -41,6 +45,8 @@ export interface FederationE2eeDeps {
   position: () => number;
   logger: Logger;
   now: () => number;
+  /** Waiting memberJoined work kept at most (default 10,000); the oldest is dropped past it. */
+  maxJoinWork?: number;
 }
 
 const PRESENCE_STATES = new Set<string>(['online', 'unavailable', 'offline']);
@@ -55,6 +61,11 @@ export class FederationE2ee {
   private pending: Promise<unknown> = Promise.resolve();
   /** m.direct_to_device EDUs dropped as repeats (tests, metrics). */
   duplicateMessages = 0;
+  /** memberJoined work waiting, by coalescing key, oldest first. */
+  private readonly joinWork = new Map<string, { roomId: string; userId: string }>();
+  private joinDrain: Promise<void> | null = null;
+  /** memberJoined work dropped because the queue was full (tests, metrics). */
+  droppedJoinWork = 0;
 
   constructor(private readonly d: FederationE2eeDeps) {
     this.local = new LocalDeviceLists({
@@ -76,12 +87,16 @@ export class FederationE2ee {
 
   /** Waits for outbound work queued so far and the resyncs in flight (tests). */
   async settled(): Promise<void> {
-    await Promise.all([this.pending.catch(() => undefined), this.local.settled(), this.remote.settled()]);
+    await Promise.all([this.pending.catch(() => undefined), this.joinsSettled(), this.local.settled(), this.remote.settled()]);
+  }
+
+  private async joinsSettled(): Promise<void> {
+    while (this.joinDrain) await this.joinDrain;
   }
 
   /** Shutdown: outbound work is handed to the sender; a resync still waiting on a slow peer is not waited for past 2 s. */
   async stop(): Promise<void> {
-    await Promise.all([this.pending.catch(() => undefined), this.local.settled()]);
+    await Promise.all([this.pending.catch(() => undefined), this.joinsSettled(), this.local.settled()]);
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([this.remote.settled(), new Promise<void>((r) => (timer = setTimeout(r, 2000)))]);
     clearTimeout(timer);
@@ -175,33 +190,62 @@ export class FederationE2ee {
     if (!presence?.enabled || !serversInRoom) return;
     const server = serverNameOf(userId);
     if (server === undefined) return;
-    this.pending = this.pending
-      .then(async () => {
-        if (this.earlyPresence.size > 0) {
-          for (const m of await this.d.rooms.getRoomMembers(roomId, ['join'])) {
-            const early = this.earlyPresence.get(m.userId);
-            if (!early) continue;
-            this.earlyPresence.delete(m.userId);
-            this.applyPresence(early.entry, Math.max(0, this.d.now() - early.at));
-          }
-        }
-        if (server === this.d.serverName) {
-          const r = presence.get(userId);
-          const servers = r && r.pos > 0 ? await serversInRoom(roomId) : new Set<string>();
-          if (servers.size > 0) this.d.sender.sendEdu(servers, { edu_type: 'm.presence', content: { push: [this.presenceEntry(r!)] } });
-          return;
-        }
-        const members = await this.d.rooms.getRoomMembers(roomId, ['join']);
-        if (members.some((m) => m.userId !== userId && serverNameOf(m.userId) === server)) return; // it has them already
-        if (!(await serversInRoom(roomId)).has(server)) return; // banned by the room's ACL
-        const push: JsonValue[] = [];
-        for (const m of members) {
-          const r = serverNameOf(m.userId) === this.d.serverName ? presence.get(m.userId) : undefined;
-          if (r && r.pos > 0) push.push(this.presenceEntry(r));
-        }
-        for (let i = 0; i < push.length; i += 100) this.d.sender.sendEdu([server], { edu_type: 'm.presence', content: { push: push.slice(i, i + 100) } });
-      })
-      .catch((err: unknown) => this.d.logger.warn({ err, roomId, userId }, 'presence for a new room-mate not sent'));
+    // Our user: their own presence goes out, so per user. Another server: the same work for any
+    // of its users (our members' presence to it), so one per server; the first join kept.
+    const key = server === this.d.serverName ? `${roomId}\u0000${userId}` : `${roomId}\u0000:${server}`;
+    if (this.joinWork.has(key)) return;
+    if (this.joinWork.size >= (this.d.maxJoinWork ?? 10_000)) {
+      const oldest = this.joinWork.keys().next().value as string;
+      this.joinWork.delete(oldest);
+      if (this.droppedJoinWork++ % 1000 === 0) this.d.logger.warn({ dropped: this.droppedJoinWork, roomId }, 'presence work for joins dropped: queue full');
+    }
+    this.joinWork.set(key, { roomId, userId });
+    this.drainJoins();
+  }
+
+  /** One drain at a time, oldest work first; restarts if work arrived as it finished. */
+  private drainJoins(): void {
+    if (this.joinDrain) return;
+    this.joinDrain = (async () => {
+      for (let next = this.joinWork.entries().next(); !next.done; next = this.joinWork.entries().next()) {
+        const [key, { roomId, userId }] = next.value;
+        this.joinWork.delete(key);
+        await this.joinedWork(roomId, userId).catch((err: unknown) => this.d.logger.warn({ err, roomId, userId }, 'presence for a new room-mate not sent'));
+      }
+    })().finally(() => {
+      this.joinDrain = null;
+      if (this.joinWork.size > 0) this.drainJoins();
+    });
+  }
+
+  /** The work of one join (see memberJoined); presence and serversInRoom were checked there. */
+  private async joinedWork(roomId: string, userId: string): Promise<void> {
+    const presence = this.d.presence!;
+    const serversInRoom = this.d.serversInRoom!;
+    const server = serverNameOf(userId)!;
+    if (this.earlyPresence.size > 0) {
+      for (const m of await this.d.rooms.getRoomMembers(roomId, ['join'])) {
+        const early = this.earlyPresence.get(m.userId);
+        if (!early) continue;
+        this.earlyPresence.delete(m.userId);
+        this.applyPresence(early.entry, Math.max(0, this.d.now() - early.at));
+      }
+    }
+    if (server === this.d.serverName) {
+      const r = presence.get(userId);
+      const servers = r && r.pos > 0 ? await serversInRoom(roomId) : new Set<string>();
+      if (servers.size > 0) this.d.sender.sendEdu(servers, { edu_type: 'm.presence', content: { push: [this.presenceEntry(r!)] } });
+      return;
+    }
+    const members = await this.d.rooms.getRoomMembers(roomId, ['join']);
+    if (members.some((m) => m.userId !== userId && serverNameOf(m.userId) === server)) return; // it has them already
+    if (!(await serversInRoom(roomId)).has(server)) return; // banned by the room's ACL
+    const push: JsonValue[] = [];
+    for (const m of members) {
+      const r = serverNameOf(m.userId) === this.d.serverName ? presence.get(m.userId) : undefined;
+      if (r && r.pos > 0) push.push(this.presenceEntry(r));
+    }
+    for (let i = 0; i < push.length; i += 100) this.d.sender.sendEdu([server], { edu_type: 'm.presence', content: { push: push.slice(i, i + 100) } });
   }
 
   private presenceEntry(r: PresenceRecord): JsonObject {

@@ -9,9 +9,15 @@
 // - valid_until_ts is capped at now + 7 days (the spec's limit for receivers). A current key
 //   vouches for events up to its valid_until_ts; an old key for events before its expired_ts.
 // - Keys are cached in memory and, when a path is given, in a JSON file rewritten atomically, so
-//   a restart does not refetch every peer's keys. A server that did not answer (unreachable,
-//   timed out) is not asked again for `retryAfterMs` (a flood of events cannot become a pile of
-//   waits on it); one that answered, even with an error, may be asked again, one fetch at a time.
+//   a restart does not refetch every peer's keys.
+// - Failed fetches are held back per server (a negative cache), so a flood of events signed by a
+//   server we cannot get keys from is not a flood of fetches. One that did not answer
+//   (unreachable, timed out) is not asked again for `retryAfterMs`, doubling per further failure;
+//   one that answered with an error or a bad document for `errorBackoffMs`, doubling likewise;
+//   both capped at `maxBackoffMs` and forgotten on the first success. While an answering server
+//   is held back, a key ID not yet asked for since it began failing may still be fetched (a
+//   rotated key must not wait out the hold-off), at most one such fetch per `newKeyMinMs`, and
+//   the set of IDs remembered is bounded. At most one fetch per server is in flight.
 // - verifyKey never throws (KeyRing contract): any failure is null.
 // - Notary (notaryDocuments): for each key ID, the believed document listing it with the latest
 //   valid_until_ts is kept, expired or not, and a later document that no longer lists the key
@@ -111,15 +117,36 @@ export interface RemoteKeyRingOptions {
   cachePath?: string;
   logger?: Logger;
   now?: () => number;
+  /** Hold-off after a server did not answer; doubles per consecutive failure. */
   retryAfterMs?: number;
+  /** Hold-off after a server answered with an error or no usable keys; doubles likewise. */
+  errorBackoffMs?: number;
+  /** Cap of both hold-offs. */
+  maxBackoffMs?: number;
+  /** Spacing of fetches for never-tried key IDs while an answering server is held back. */
+  newKeyMinMs?: number;
 }
+
+/** Per server, while its key fetches fail; dropped on the first success. */
+interface Failing {
+  failures: number;
+  /** No fetch before this (except for a never-tried key ID, when the server answered). */
+  until: number;
+  answered: boolean;
+  /** Key IDs asked for since the failures began (bounded: past the bound, none are new). */
+  tried: Set<string>;
+  /** When the last fetch for a never-tried key ID went out during the hold-off. */
+  lastNewKeyAt: number;
+}
+
+const MAX_TRIED_KEY_IDS = 256;
 
 export class RemoteKeyRing implements KeyRing {
   private readonly servers = new Map<string, CachedServer>();
   /** Notary cache: per server, per key ID, the document listing it with the latest validity. */
   private readonly byKey = new Map<string, Map<string, JsonObject>>();
   private readonly inflight = new Map<string, Promise<void>>();
-  private readonly failedAt = new Map<string, number>();
+  private readonly failing = new Map<string, Failing>();
   private readonly own = new Map<string, VerifyKey>();
   private readonly now: () => number;
   private writing: Promise<void> = Promise.resolve();
@@ -138,7 +165,7 @@ export class RemoteKeyRing implements KeyRing {
       const hit = this.lookup(serverName, keyId, atTs);
       if (hit !== undefined) return hit;
       // A current key whose validity ended before atTs may have been renewed: fetch again.
-      await this.refresh(serverName);
+      await this.refresh(serverName, [keyId]);
       return this.lookup(serverName, keyId, atTs) ?? null;
     } catch (err) {
       this.opts.logger?.warn({ err, serverName, keyId }, 'key lookup failed');
@@ -161,7 +188,7 @@ export class RemoteKeyRing implements KeyRing {
     const wanted = () => (keyIds.length > 0 ? keyIds : [...kept().keys()]);
     if (wanted().length === 0 || !wanted().every(good)) {
       // The failure backoff still applies: askers cannot make us hammer an unreachable origin.
-      await this.refresh(serverName);
+      await this.refresh(serverName, wanted());
     }
     const out = new Set<JsonObject>();
     for (const id of wanted()) {
@@ -178,20 +205,52 @@ export class RemoteKeyRing implements KeyRing {
     return atTs <= (k.validUntil ?? 0) ? k.key : undefined;
   }
 
-  private refresh(serverName: string): Promise<void> {
-    const failed = this.failedAt.get(serverName);
-    if (failed !== undefined && this.now() - failed < (this.opts.retryAfterMs ?? 60_000)) return Promise.resolve();
+  private refresh(serverName: string, keyIds: readonly string[]): Promise<void> {
     let p = this.inflight.get(serverName);
-    if (!p) {
-      p = this.fetch(serverName).finally(() => this.inflight.delete(serverName));
-      this.inflight.set(serverName, p);
-    }
+    if (p) return p;
+    if (!this.mayFetch(serverName, keyIds)) return Promise.resolve();
+    p = this.fetch(serverName, keyIds).finally(() => this.inflight.delete(serverName));
+    this.inflight.set(serverName, p);
     return p;
   }
 
-  private async fetch(serverName: string): Promise<void> {
+  /** The negative cache: whether a fetch may go out now (see the header). Records the key IDs. */
+  private mayFetch(serverName: string, keyIds: readonly string[]): boolean {
+    const f = this.failing.get(serverName);
+    if (!f) return true;
+    const now = this.now();
+    const fresh = keyIds.filter((id) => !f.tried.has(id));
+    const remember = () => {
+      for (const id of fresh) if (f.tried.size < MAX_TRIED_KEY_IDS) f.tried.add(id);
+    };
+    if (now >= f.until) {
+      remember();
+      return true;
+    }
+    // An unreachable server is not asked sooner for any key: each ask would wait out a timeout.
+    if (!f.answered || fresh.length === 0 || f.tried.size >= MAX_TRIED_KEY_IDS) return false;
+    if (now - f.lastNewKeyAt < (this.opts.newKeyMinMs ?? 1_000)) return false;
+    f.lastNewKeyAt = now;
+    remember();
+    return true;
+  }
+
+  private recordFailure(serverName: string, answered: boolean, keyIds: readonly string[]): void {
+    const f = this.failing.get(serverName) ?? { failures: 0, until: 0, answered, tried: new Set<string>(), lastNewKeyAt: Number.NEGATIVE_INFINITY };
+    for (const id of keyIds) if (f.tried.size < MAX_TRIED_KEY_IDS) f.tried.add(id);
+    f.failures++;
+    f.answered = answered;
+    const base = answered ? (this.opts.errorBackoffMs ?? 10_000) : (this.opts.retryAfterMs ?? 60_000);
+    const cap = Math.max(base, this.opts.maxBackoffMs ?? 3_600_000);
+    f.until = this.now() + Math.min(cap, base * 2 ** Math.min(f.failures - 1, 30));
+    this.failing.set(serverName, f);
+  }
+
+  private async fetch(serverName: string, keyIds: readonly string[]): Promise<void> {
     this.fetches++;
     const errors: string[] = [];
+    // The first error thrown (the origin's, usually), logged whole; `errors` sums up every source.
+    let err0: unknown;
     // Whether the origin answered at all (keys or not, an HTTP error or not).
     let answered = false;
     try {
@@ -201,6 +260,7 @@ export class RemoteKeyRing implements KeyRing {
       errors.push(`direct: ${parsed.error}`);
     } catch (err) {
       answered = typeof (err as { status?: unknown }).status === 'number';
+      err0 = err;
       errors.push(`direct: ${(err as Error).message}`);
     }
     for (const notary of this.opts.notaries ?? []) {
@@ -215,14 +275,12 @@ export class RemoteKeyRing implements KeyRing {
           errors.push(`${notary.server_name}: ${parsed.error}`);
         }
       } catch (err) {
+        err0 ??= err;
         errors.push(`${notary.server_name}: ${(err as Error).message}`);
       }
     }
-    // Only an origin that did not answer is left alone for a while: asking it again would queue
-    // up behind timeouts. One that answered costs a quick request per ask, as one that answers
-    // with keys does (which is never held back either).
-    if (!answered) this.failedAt.set(serverName, this.now());
-    this.opts.logger?.warn({ serverName, errors }, 'could not fetch server keys');
+    this.recordFailure(serverName, answered, keyIds);
+    this.opts.logger?.warn({ err: err0, serverName, errors, failures: this.failing.get(serverName)?.failures }, 'could not fetch server keys');
   }
 
   private async notarySigned(doc: unknown, notary: TrustedKeyServer): Promise<boolean> {
@@ -247,7 +305,7 @@ export class RemoteKeyRing implements KeyRing {
     if (previous) for (const [id, k] of previous.keys) if (!server.keys.has(id) && k.expiredTs !== undefined) server.keys.set(id, k);
     this.servers.set(serverName, server);
     this.keep(serverName, server.document);
-    this.failedAt.delete(serverName);
+    this.failing.delete(serverName);
     if (this.opts.cachePath) this.saveCache(this.opts.cachePath);
   }
 

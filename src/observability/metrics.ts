@@ -100,6 +100,21 @@ export class Metrics {
     gauge('hearth_read_model_cache_misses', 'Lookups sent to the store, per read-model cache (monotonic).', 'misses');
   }
 
+  /**
+   * A count kept by the component that owns it (work dropped, repeats ignored), read at scrape
+   * time: the component needs no reference to metrics, and a process without metrics pays nothing.
+   */
+  registerCount(name: string, help: string, read: () => number): void {
+    new Gauge({
+      name,
+      help,
+      registers: [this.registry],
+      collect() {
+        this.set(read());
+      },
+    });
+  }
+
   /** The Prometheus text exposition of every metric. */
   render(): Promise<string> {
     return this.registry.metrics();

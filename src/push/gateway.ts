@@ -38,7 +38,8 @@ type Outcome =
   | { kind: 'delivered'; rejected: string[] }
   | { kind: 'drop'; why: string }
   | { kind: 'refused'; err: unknown }
-  | { kind: 'retry'; why: string };
+  /** `err`: what was thrown, when the request failed without an answer (logged whole). */
+  | { kind: 'retry'; why: string; err?: unknown };
 
 interface InFlight {
   pusherKey: string;
@@ -220,12 +221,12 @@ export class PushGateway {
       case 'retry': {
         const attempts = job.attempts + 1;
         if (attempts >= this.opts.maxAttempts) {
-          logger.warn({ job: job.id, gateway: host, why: outcome.why, attempts }, 'push dropped after too many failed attempts');
+          logger.warn({ err: outcome.err, job: job.id, gateway: host, why: outcome.why, attempts }, 'push dropped after too many failed attempts');
           await pushers.deletePush(job.id);
           return;
         }
         const delay = this.backoff(attempts);
-        logger.debug({ job: job.id, gateway: host, why: outcome.why, attempts, delay }, 'push failed; will retry');
+        logger.debug({ err: outcome.err, job: job.id, gateway: host, why: outcome.why, attempts, delay }, 'push failed; will retry');
         await pushers.reschedulePush(job.id, attempts, this.now() + delay);
       }
     }
@@ -253,7 +254,7 @@ export class PushGateway {
       return { kind: 'drop', why: `HTTP ${res.status}` };
     } catch (err) {
       if (isOutboundRefused(err)) return { kind: 'refused', err };
-      return { kind: 'retry', why: err instanceof Error ? `${err.name}: ${err.message}` : String(err) };
+      return { kind: 'retry', why: err instanceof Error ? `${err.name}: ${err.message}` : String(err), err };
     }
   }
 }

@@ -5,7 +5,7 @@ import { LRUCache } from 'lru-cache';
 import { z } from 'zod';
 import { MatrixError } from '../errors.js';
 import type { JsonObject } from '../protocol/types.js';
-import { canonicalJson, parseTrustedJson } from '../protocol/canonical-json.js';
+import { canonicalJson, hardenParsed, parseTrustedJson } from '../protocol/canonical-json.js';
 import { isValidUserId } from '../protocol/ids.js';
 
 const strList = z.array(z.string().max(255)).max(1000);
@@ -180,11 +180,18 @@ export function roomIncluded(f: SyncFilter, roomId: string): boolean {
 }
 
 export function parseFilterParam(text: string): FilterJson {
+  // The intake rules of a POST /filter body (null prototypes, no fractions, bounded depth): the
+  // same filter must not be refused one way and taken the other.
   let json: unknown;
   try {
-    json = JSON.parse(text) as JsonObject;
+    json = JSON.parse(text);
   } catch {
     throw new MatrixError('M_NOT_JSON', 'filter is not valid JSON');
+  }
+  try {
+    json = hardenParsed(text, json);
+  } catch (err) {
+    throw new MatrixError('M_BAD_JSON', `filter contains a value Matrix does not allow: ${(err as Error).message}`);
   }
   return validateFilter(json);
 }
@@ -199,7 +206,8 @@ export async function loadSyncFilter(
   if (value.trimStart().startsWith('{')) return compileFilter(parseFilterParam(value));
   const text = await getFilter(userId, value);
   if (text === null) throw new MatrixError('M_NOT_FOUND', 'No such filter');
-  return compileFilter(validateFilter(JSON.parse(text)));
+  // Stored by POST /filter after its intake checks.
+  return compileFilter(validateFilter(parseTrustedJson(text)));
 }
 
 /** The longest inline filter text kept compiled. */

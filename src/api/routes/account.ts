@@ -310,6 +310,9 @@ function adminRegister(r: ClientRoutes, s: AccountRouteDeps): void {
   // spent by the first POST that names it.
   r.raw('get', '/_synapse/admin/v1/register', async (ctx) => {
     if (!s.registration.sharedSecret) throw new MatrixError('M_FORBIDDEN', 'Shared secret registration is not enabled', {}, 400);
+    // Each nonce is stored for a minute: unlimited, an anonymous GET loop would fill the map (or
+    // Redis). The POST spends a nonce, so this limits it too.
+    await s.limits.write.consume(`shared-secret-nonce:${ctx.ip}`);
     const nonce = randomBytes(16).toString('hex');
     await s.registrationNonces.set(nonce, '1', 60_000);
     ctx.body = { nonce };

@@ -48,7 +48,7 @@ const upgradeSchema = z
 const reasonSchema = z.object({ reason: z.string().max(1024).optional() }).passthrough();
 const targetSchema = reasonSchema.extend({ user_id: z.string().max(255) });
 
-type RoomRouteDeps = Pick<ApiServices, 'rooms' | 'upgrades' | 'presence' | 'directory' | 'roomState' | 'formatter' | 'appServices' | 'serverName' | 'identity'>;
+type RoomRouteDeps = Pick<ApiServices, 'rooms' | 'upgrades' | 'presence' | 'directory' | 'roomState' | 'formatter' | 'appServices' | 'serverName' | 'identity' | 'limits'>;
 
 export function roomRoutes(r: ClientRoutes, s: RoomRouteDeps): void {
   // Routes that create room events spend from the `message` limit rather than `write`.
@@ -57,6 +57,11 @@ export function roomRoutes(r: ClientRoutes, s: RoomRouteDeps): void {
   roomEvent('post', '/createRoom', async (ctx, auth) => {
     const req = valid(ctx, createRoomSchema) as CreateRoomRequest;
     if (req.room_alias_name !== undefined) s.appServices.checkAliasClaim(`#${req.room_alias_name}:${s.serverName}`, auth.appServiceId);
+    // Each invite costs what POST /invite would, on top of the table's point for the room, and
+    // before anything is made: up to 200 invites must not slip through as one write, and a
+    // refusal must not leave a half-invited room behind. Capped at the bucket like any fan-out.
+    const invites = (req.invite?.length ?? 0) + ((req as { invite_3pid?: unknown[] }).invite_3pid?.length ?? 0);
+    if (invites > 0 && !auth.rateLimitExempt) await s.limits.message.consumeRest(auth.userId, invites, 1);
     const { roomId, alias } = await s.rooms.createRoom(auth, req);
     // Third-party invites once the room exists (each needs the identity server), as Synapse does.
     for (const i of (req as { invite_3pid?: Array<z.infer<typeof invite3pidSchema>> }).invite_3pid ?? []) await s.identity.invites.invite(auth, roomId, i);
