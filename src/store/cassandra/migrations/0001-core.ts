@@ -1,3 +1,6 @@
+// Cassandra migration 1: the worker-ID leases and per-worker position marks behind stream
+// positions (../positions.ts). Idempotent (IF NOT EXISTS), as every CQL migration (index.ts).
+
 import type { CqlMigration } from './index.js';
 
 export const m0001: CqlMigration = {

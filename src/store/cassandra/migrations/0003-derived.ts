@@ -1,5 +1,3 @@
-import type { CqlMigration } from './index.js';
-
 // Tables derived from accepted events (push actions, relations, search) plus the admin block
 // list. The derived rows are written in the event's own logged batch by the EventWriteHooks of
 // ../notifications.ts, ../relations.ts and ../search.ts, so they exist exactly when the event does.
@@ -8,6 +6,8 @@ import type { CqlMigration } from './index.js';
 // table lists the non-empty buckets of its partition owner, so readers never probe empty ones.
 // Tables written `USING TIMESTAMP <stream position>` (notif_own_latest, threads) keep the row
 // of the highest position whatever order the writes arrive in; nothing else writes them.
+
+import type { CqlMigration } from './index.js';
 
 export const m0003: CqlMigration = {
   version: 3,

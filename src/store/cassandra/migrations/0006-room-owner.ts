@@ -1,3 +1,6 @@
+// Cassandra migration 6: the per-room owner epoch that fences room writes (../room-fence.ts).
+// Idempotent (IF NOT EXISTS); the table is written only with LWTs.
+
 import type { CqlMigration } from './index.js';
 
 export const m0006: CqlMigration = {

@@ -1,3 +1,6 @@
+// Cassandra migration 14: the room's commit point on the owner-epoch row (../room-fence.ts), so
+// the epoch check and the claim of the next commit are one LWT. Idempotent (ADD IF NOT EXISTS).
+
 import type { CqlMigration } from './index.js';
 
 export const m0014: CqlMigration = {
