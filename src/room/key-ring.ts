@@ -1,7 +1,7 @@
-// Where room input gets the public keys to check PDU signatures with. Federation will supply a
-// KeyRing that fetches and caches remote servers' keys (notary lookups, validity periods); until
-// then StaticKeyRing answers from a fixed table, which for a running server holds only its own
-// key, so events signed by any other server fail the signature check.
+// Where room input gets the public keys to check PDU signatures with. With federation on,
+// RemoteKeyRing (src/federation/keys.ts) fetches and caches other servers' keys (notaries,
+// validity periods); StaticKeyRing answers from a fixed table, which for a server without
+// federation holds only its own key, so events signed by any other server fail the check.
 //
 // Invariant: a KeyRing never throws for an unknown server or key; it answers null, and the
 // caller treats that as a failed signature.
