@@ -75,6 +75,34 @@ describe('Admission', function () {
     a.enterCatchup();
   });
 
+  it('refuses in a long stall only once a flood of requests has been read in it', function () {
+    let t = 0;
+    const a = new Admission({ ...base, maxInflightSends: 10_000, maxCatchups: 10_000, maxLagMs: 20, lagSampleMs: 10, now: () => t });
+    try {
+      // The loop has not reached its timers for 200 ms (> 2 × 20): one request after a pause is admitted...
+      t = 200;
+      a.enterSend();
+      a.enterCatchup();
+      // ...but in a poll phase of many requests, those read after the first 64 checks are refused.
+      let admitted = 2;
+      let refused = 0;
+      for (let i = 0; i < 200; i++) {
+        try {
+          a.enterSend();
+          admitted++;
+        } catch (err) {
+          assert.equal((err as MatrixError).status, 429);
+          refused++;
+        }
+      }
+      assert.equal(admitted, 64);
+      assert.equal(refused, 138);
+      assert.ok(a.stats().lagMs >= 190);
+    } finally {
+      a.close();
+    }
+  });
+
   it('refuses while the event loop lags and admits again once it recovers', async function () {
     const a = new Admission({ ...base, maxInflightSends: 1000, maxCatchups: 1000, maxLagMs: 20, lagSampleMs: 10 });
     try {

@@ -121,7 +121,7 @@ export class Admission {
       this.sendStarts.delete(id);
       if (this.limit) {
         const now = this.now();
-        this.limit.completed(now - start, now, this.oldestSendAge(now));
+        this.limit.completed(now - start, now, this.sends, this.oldestSendAge(now));
       }
     });
   }
@@ -129,7 +129,7 @@ export class Admission {
   private sendAvailable(): boolean {
     if (this.forced || this.sends >= this.opts.maxInflightSends || this.lagging()) return false;
     const now = this.now();
-    if (this.limit && this.sends >= this.limit.current(now, this.oldestSendAge(now))) return false;
+    if (this.limit && this.sends >= this.limit.current(now, this.sends, this.oldestSendAge(now))) return false;
     const max = this.opts.maxSendDelayMs ?? 0;
     return max <= 0 || this.oldestSendAge(now) <= max;
   }
@@ -179,7 +179,7 @@ export class Admission {
       lagMs: Math.round(this.lag?.lateness(now) ?? 0),
       shedSends: this.shedSends,
       shedCatchups: this.shedCatchups,
-      sendLimit: this.limit?.current(now, this.oldestSendAge(now)) ?? Number.POSITIVE_INFINITY,
+      sendLimit: this.limit?.current(now, this.sends, this.oldestSendAge(now)) ?? Number.POSITIVE_INFINITY,
     };
   }
 

@@ -3,12 +3,19 @@
 // must). Between two runs, the time since the last one shows a stall while it lasts: in one long
 // poll phase (thousands of requests readable at once) the timer cannot run, so its smoothed
 // figure is stale exactly when it matters, while `now - lastRun` grows with every request read.
+// A stall refuses only once it has seen a flood of requests (FLOOD): one request read after a
+// GC pause or a descheduling has waited behind nobody.
 //
 // Invariants: reading is cheap (a subtraction; called on every shed-class request); the timer is
 // unref'd and stopped by close().
 
+/** Checks (shed-class requests) in one stall past which the stall counts as a flood. */
+const FLOOD = 64;
+
 export class LoopLag {
   private smoothed = 0;
+  /** Checks since the timer last ran. */
+  private asked = 0;
   private lastRun: number;
   private timer: NodeJS.Timeout | null;
 
@@ -27,9 +34,12 @@ export class LoopLag {
     this.timer.unref();
   }
 
-  /** Whether new work should be refused now. */
+  /** Whether new work should be refused now; each call counts as one request asking. */
   late(now: number): boolean {
-    return this.smoothed > this.maxMs || now - this.lastRun - this.everyMs > 2 * this.maxMs;
+    if (this.smoothed > this.maxMs) return true;
+    // A stall with few requests in it is a GC pause or the machine busy elsewhere: the request
+    // read after it has not waited behind others. Many requests in one stall are a flood.
+    return ++this.asked > FLOOD && now - this.lastRun - this.everyMs > 2 * this.maxMs;
   }
 
   /** The larger of the smoothed lateness and the current stall, in ms. */
@@ -41,6 +51,7 @@ export class LoopLag {
     const now = this.now();
     const late = Math.max(0, now - this.lastRun - this.everyMs);
     this.lastRun = now;
+    this.asked = 0;
     this.smoothed = 0.8 * this.smoothed + 0.2 * late;
   }
 
