@@ -125,7 +125,7 @@ export const limitsSection = z
         send_interval_ms: z.int().min(10).default(100),
         // Event-loop lag above which new sends and catch-ups are refused: smoothed over ~50 ms,
         // or a stall of twice this while it lasts. 0: off.
-        max_event_loop_lag_ms: z.int().min(0).default(50),
+        max_event_loop_lag_ms: z.int().min(0).default(100),
         // Base of a refused send's retry_after_ms; jitter of up to half as much again is added.
         send_retry_after_ms: z.int().min(0).default(500),
         // Base of a refused catch-up's retry_after_ms; jitter of up to the same again is added.
