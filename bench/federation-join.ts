@@ -40,7 +40,7 @@ async function start(port: number, dir: string): Promise<Hearth> {
     signing_key_path: join(dir, 'signing.key'),
     media: { path: join(dir, 'media') },
     log: { level: 'warn' },
-    limits: { rate_limits: { enabled: false }, admission: { max_event_loop_lag_ms: 0, max_send_delay_ms: 0 } },
+    limits: { rate_limits: { enabled: false }, admission: { max_event_loop_lag_ms: 0, max_send_delay_ms: 0, send_target_delay_ms: 0 } },
     metrics: { enabled: false },
   });
   const h = await createHearth(config, { logger: createLogger(config), processMetrics: false });

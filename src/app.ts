@@ -245,6 +245,8 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     maxCatchups: adm.max_catchups,
     maxInflightSends: adm.max_inflight_sends,
     maxSendDelayMs: adm.max_send_delay_ms,
+    sendTargetMs: adm.send_target_delay_ms,
+    sendIntervalMs: adm.send_interval_ms,
     maxLagMs: adm.max_event_loop_lag_ms,
     sendRetryMs: adm.send_retry_after_ms,
     catchupRetryMs: adm.catchup_retry_after_ms,

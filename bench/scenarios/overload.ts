@@ -1,4 +1,5 @@
 // overload: the server past capacity must stay responsive and lose nothing it admitted.
+// 0. unloaded: sends at 50/s, the ack time an admitted send should stay near when overloaded.
 // 1. capacity: closed-loop sends (many in flight, spread over rooms with one sender each) for
 //    a few seconds; capacity = acknowledged sends per second.
 // 2. overload: an open-loop offer of 3x that rate, while a prober GETs /versions every 10 ms
@@ -15,8 +16,8 @@
 // while overloaded (target p99 <= 50 ms), the server's event-loop delay over the overload
 // (perf_hooks monitorEventLoopDelay, installed through the inspector of a Hearth child), lost.
 // Hearth with limits.admission at its defaults; OVERLOAD_LAG_MS=<ms> overrides
-// limits.admission.max_event_loop_lag_ms and OVERLOAD_SEND_DELAY_MS=<ms> max_send_delay_ms, to
-// compare thresholds; OVERLOAD_RATE=<sends/s> fixes the offered rate (A/B of two builds).
+// limits.admission.max_event_loop_lag_ms, OVERLOAD_SEND_DELAY_MS=<ms> max_send_delay_ms and
+// OVERLOAD_SEND_TARGET_MS=<ms> send_target_delay_ms, to compare thresholds; OVERLOAD_RATE=<sends/s> fixes the offered rate (A/B of two builds).
 
 import { emptyResult, openTarget, type BenchContext, type Scenario, type TargetSpec } from '../lib/context.js';
 import http from 'node:http';
@@ -31,6 +32,8 @@ import { runSchedule, sleep } from '../lib/schedule.js';
 import { Samples, fmtDist } from '../lib/stats.js';
 
 const FACTOR = 3;
+/** Sends per second of the unloaded phase (the ack time to compare the overloaded one with). */
+const UNLOADED_RATE = 50;
 /**
  * Sends the generator keeps open at once; beyond it they queue here (latency still counts from
  * the intended time). Bounded by file descriptors (each is a connection, on both sides), not by
@@ -44,15 +47,22 @@ const MAX_INFLIGHT = 8192;
 const WARM_WAVE = 250;
 
 function params(quick: boolean) {
-  return quick ? { senders: 50, capacityMs: 2000, overloadMs: 4000, closedLoop: 1024 } : { senders: 100, capacityMs: 5000, overloadMs: 20000, closedLoop: 1024 };
+  return quick
+    ? { senders: 50, unloadedMs: 2000, capacityMs: 2000, overloadMs: 4000, closedLoop: 1024 }
+    : { senders: 100, unloadedMs: 5000, capacityMs: 5000, overloadMs: 20000, closedLoop: 1024 };
 }
 
 async function run(ctx: BenchContext, spec: TargetSpec): Promise<TargetResult[]> {
   const p = params(ctx.quick);
   const lag = process.env.OVERLOAD_LAG_MS;
   const delay = process.env.OVERLOAD_SEND_DELAY_MS;
-  const admissionConfig = { ...(lag ? { max_event_loop_lag_ms: Number(lag) } : {}), ...(delay ? { max_send_delay_ms: Number(delay) } : {}) };
-  const extraConfig = lag || delay ? { limits: { rate_limits: { enabled: false }, admission: admissionConfig } } : undefined;
+  const sendTarget = process.env.OVERLOAD_SEND_TARGET_MS;
+  const admissionConfig = {
+    ...(lag ? { max_event_loop_lag_ms: Number(lag) } : {}),
+    ...(delay ? { max_send_delay_ms: Number(delay) } : {}),
+    ...(sendTarget ? { send_target_delay_ms: Number(sendTarget) } : {}),
+  };
+  const extraConfig = lag || delay || sendTarget ? { limits: { rate_limits: { enabled: false }, admission: admissionConfig } } : undefined;
   const session = await openTarget(ctx, spec, { users: p.senders, scenario: 'overload', prefix: 'o', extraConfig, inspect: true });
   const { target, users } = session;
   const result = emptyResult(target.label, target.info);
@@ -60,6 +70,34 @@ async function run(ctx: BenchContext, spec: TargetSpec): Promise<TargetResult[]>
     const rooms = await createRooms(users, blockLayout(p.senders, 1), 'overload', 16, ctx.log);
     let seq = 0;
     const admitted: Array<{ room: number; eventId: string }> = [];
+
+    // 0. Unloaded: a light open-loop offer, for the ack time admitted sends should stay near.
+    const unloaded = new Samples();
+    let unloadedRefused = 0;
+    const light: Promise<void>[] = [];
+    await runSchedule({
+      ratePerSec: UNLOADED_RATE,
+      durationMs: p.unloadedMs,
+      fire: (i, intended) => {
+        const sender = i % p.senders;
+        light.push(
+          users[sender].send(rooms[sender], `u${seq++}`, 'unloaded').then(
+            (res) => {
+              if (res.status !== 200) unloadedRefused++;
+              else {
+                unloaded.add(res.at - intended);
+                admitted.push({ room: sender, eventId: res.body.event_id });
+              }
+            },
+            () => void unloadedRefused++,
+          ),
+        );
+      },
+    });
+    await Promise.all(light);
+    const idle = unloaded.summary();
+    ctx.log(`  unloaded (${UNLOADED_RATE}/s): ack ${fmtDist(idle)}; ${unloadedRefused} not admitted`);
+    if (unloadedRefused > 0) result.notes.push(`${unloadedRefused} sends refused or failed at ${UNLOADED_RATE}/s (unloaded)`);
 
     // 1. Capacity, closed loop.
     let capAcks = 0;
@@ -241,6 +279,7 @@ async function run(ctx: BenchContext, spec: TargetSpec): Promise<TargetResult[]>
       'offered/s': Math.round(rate),
       'admitted/s': round(overloadAdmitted / (sched.elapsedMs / 1000), 0),
       'shed %': round((100 * shed) / Math.max(1, sched.fired), 1),
+      'unloaded ack p99 ms': idle.p99,
       'admitted ack p99 ms': ack.p99,
       '/versions p50 ms': v.p50,
       '/versions p99 ms': v.p99,
@@ -254,6 +293,7 @@ async function run(ctx: BenchContext, spec: TargetSpec): Promise<TargetResult[]>
     result.otherCpuPct = c.otherCpuPct;
     result.figures = {
       params: { ...p, factor: FACTOR, maxInflight: MAX_INFLIGHT, admission: admissionConfig },
+      unloadedAck: idle,
       ack,
       versions: v,
       fired: sched.fired,

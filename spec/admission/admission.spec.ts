@@ -25,7 +25,8 @@ describe('Admission', function () {
     const e = refusal(() => a.enterSend());
     assert.equal(e.status, 429);
     assert.equal(e.errcode, 'M_LIMIT_EXCEEDED');
-    assert.equal(e.extra.retry_after_ms, 300);
+    const retry = e.extra.retry_after_ms as number;
+    assert.ok(retry >= 300 && retry < 450, `jittered over [base, 1.5 × base): ${retry}`);
     r1();
     r1();
     assert.equal(a.stats().sends, 1, 'a second release is ignored');
@@ -42,9 +43,10 @@ describe('Admission', function () {
     assert.equal(a.catchupAvailable(), false);
     const got = [0, 1, 2].map(() => refusal(() => a.enterCatchup()));
     for (const e of got) assert.equal(e.status, 503);
+    // Sixteen steps over [base, 2 × base).
     assert.deepEqual(
       got.map((e) => e.extra.retry_after_ms),
-      [1000, 1500, 1999],
+      [1000, 1500, 1938],
     );
     r();
     assert.equal(a.catchupAvailable(), true);
@@ -71,6 +73,34 @@ describe('Admission', function () {
     a.force(false);
     a.enterSend();
     a.enterCatchup();
+  });
+
+  it('refuses in a long stall only once a flood of requests has been read in it', function () {
+    let t = 0;
+    const a = new Admission({ ...base, maxInflightSends: 10_000, maxCatchups: 10_000, maxLagMs: 20, lagSampleMs: 10, now: () => t });
+    try {
+      // The loop has not reached its timers for 200 ms (> 2 × 20): one request after a pause is admitted...
+      t = 200;
+      a.enterSend();
+      a.enterCatchup();
+      // ...but in a poll phase of many requests, those read after the first 64 checks are refused.
+      let admitted = 2;
+      let refused = 0;
+      for (let i = 0; i < 200; i++) {
+        try {
+          a.enterSend();
+          admitted++;
+        } catch (err) {
+          assert.equal((err as MatrixError).status, 429);
+          refused++;
+        }
+      }
+      assert.equal(admitted, 64);
+      assert.equal(refused, 138);
+      assert.ok(a.stats().lagMs >= 190);
+    } finally {
+      a.close();
+    }
   });
 
   it('refuses while the event loop lags and admits again once it recovers', async function () {

@@ -39,7 +39,7 @@ describe('Load shedding (limits.admission)', function () {
     const shedSend = await send('shed', 'shed1');
     assert.equal(shedSend.status, 429);
     assert.equal(shedSend.body.errcode, 'M_LIMIT_EXCEEDED');
-    assert.equal(shedSend.body.retry_after_ms, 300);
+    assert.ok(shedSend.body.retry_after_ms >= 300 && shedSend.body.retry_after_ms < 450, String(shedSend.body.retry_after_ms));
 
     const retries: number[] = [];
     for (let i = 0; i < 6; i++) {
@@ -83,7 +83,7 @@ describe('Load shedding (limits.admission)', function () {
       assert.equal(raw.status, 429);
       const b = (await raw.json()) as { errcode: string; retry_after_ms: number };
       assert.equal(b.errcode, 'M_LIMIT_EXCEEDED');
-      assert.equal(b.retry_after_ms, 300);
+      assert.ok(b.retry_after_ms >= 300 && b.retry_after_ms < 450, String(b.retry_after_ms));
       const state = await alice.put(`/_matrix/client/v3/rooms/${enc(roomId)}/state/m.room.topic`, { topic: 'shed' });
       assert.equal(state.status, 429);
       const sync = await fetch(`${srv.url}/_matrix/client/v3/sync?timeout=0`);

@@ -85,7 +85,7 @@ describe('cluster: three workers, Redis and Cassandra; a worker killed, Redis re
     signing_key_path: join(keyDir, 'signing.key'),
     // No shedding on event-loop lag or send delay (the machine is shared and busy; spec/admission
     // covers it), but sockets' catch-ups one at a time, so a reconnect storm meets retry_after_ms.
-    limits: { rate_limits: { enabled: false }, admission: { max_event_loop_lag_ms: 0, max_send_delay_ms: 0 } },
+    limits: { rate_limits: { enabled: false }, admission: { max_event_loop_lag_ms: 0, max_send_delay_ms: 0, send_target_delay_ms: 0 } },
     websocket: { max_catchups: 1, shed_retry_ms: 200 },
   });
 

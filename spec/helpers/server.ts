@@ -28,7 +28,7 @@ export async function startTestServer(overrides: HearthConfigInput = {}, dataDir
     ...overrides,
     media: { path: join(dir, 'media'), ...overrides.media },
     // No shedding on event-loop lag or send delay: test machines are shared and busy (spec/admission covers them).
-    limits: { rate_limits: { enabled: false }, ...overrides.limits, admission: { max_event_loop_lag_ms: 0, max_send_delay_ms: 0, ...overrides.limits?.admission } },
+    limits: { rate_limits: { enabled: false }, ...overrides.limits, admission: { max_event_loop_lag_ms: 0, max_send_delay_ms: 0, send_target_delay_ms: 0, ...overrides.limits?.admission } },
     // Never the fixed default port: tests run several servers at once.
     metrics: { ...overrides.metrics, listen: { host: '127.0.0.1', port: 0, ...overrides.metrics?.listen } },
   });

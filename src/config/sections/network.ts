@@ -114,12 +114,19 @@ export const limitsSection = z
       .strictObject({
         // /sync requests (until answered or parked) and socket catch-ups built at once.
         max_catchups: z.int().min(1).default(500),
-        // Client sends queued or committing at once.
+        // Client sends queued or committing at once, at most (the measured limit is usually lower).
         max_inflight_sends: z.int().min(1).default(5000),
-        // Age of the oldest send in flight past which new sends are refused. 0: off.
+        // Age of the oldest send in flight past which new sends are refused (a stall). 0: off.
         max_send_delay_ms: z.int().min(0).default(1000),
-        // Smoothed event-loop lag above which new sends and catch-ups are refused. 0: off.
-        max_event_loop_lag_ms: z.int().min(0).default(200),
+        // Target of a send's time in the server (admitted to answered). While it stays above
+        // this for send_interval_ms, sends in flight are capped at what the measured completion
+        // rate serves in this time. Well above an unloaded send (a commit and its fsync). 0: off.
+        send_target_delay_ms: z.int().min(0).default(100),
+        send_interval_ms: z.int().min(10).default(100),
+        // Event-loop lag above which new sends and catch-ups are refused: smoothed over ~50 ms,
+        // or a stall of twice this while it lasts. 0: off.
+        max_event_loop_lag_ms: z.int().min(0).default(100),
+        // Base of a refused send's retry_after_ms; jitter of up to half as much again is added.
         send_retry_after_ms: z.int().min(0).default(500),
         // Base of a refused catch-up's retry_after_ms; jitter of up to the same again is added.
         catchup_retry_after_ms: z.int().min(0).default(2000),

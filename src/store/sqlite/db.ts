@@ -19,6 +19,14 @@ export interface StoreLogger {
 /** WAL pages after which a COMMIT checkpoints (see openDatabase). */
 export const WAL_AUTOCHECKPOINT_PAGES = 10_000;
 
+/**
+ * The WAL file's size once it is reused from its start (see openDatabase): above its usual size
+ * (WAL_AUTOCHECKPOINT_PAGES of 4 KiB, ~40 MB, plus the batch that crossed it), so in steady
+ * state nothing is ever truncated; only a WAL that grew past it (checkpoints held back by
+ * readers, a burst) is cut back instead of keeping its largest size for good.
+ */
+export const WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024;
+
 export interface OpenDbOptions {
   path: string;
   /**
@@ -27,6 +35,8 @@ export interface OpenDbOptions {
    */
   synchronous: 'full' | 'full-async' | 'normal';
   busyTimeoutMs: number;
+  /** journal_size_limit; default WAL_SIZE_LIMIT_BYTES. */
+  walSizeLimitBytes?: number;
 }
 
 export function openDatabase(opts: OpenDbOptions): Db {
@@ -47,6 +57,10 @@ export function openDatabase(opts: OpenDbOptions): Db {
       // checkpoint) there are a tenth of the stalls and the store's CPU per message fell by ~20 %
       // once rooms had a few hundred events (docs/benchmarks.md, send path, session 6).
       db.pragma(`wal_autocheckpoint = ${WAL_AUTOCHECKPOINT_PAGES}`);
+      // SQLite reuses the WAL file from its start after a full checkpoint but never shrinks it:
+      // without a limit it keeps the largest size it ever reached. The truncation happens when
+      // the log restarts, only if the file is over the limit (see WAL_SIZE_LIMIT_BYTES).
+      db.pragma(`journal_size_limit = ${Math.floor(opts.walSizeLimitBytes ?? WAL_SIZE_LIMIT_BYTES)}`);
     }
     // FULL syncs the WAL on every commit, so an acknowledged write survives power loss; NORMAL
     // only survives process crashes. Grouped commits amortise the fsync either way.

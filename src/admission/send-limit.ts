@@ -1,0 +1,82 @@
+// The measured send limit (see admission.ts): how many sends may be in flight, from how long
+// they take in the server and how fast they complete.
+//
+// Time is cut into intervals. An interval whose fastest completed send took longer than the
+// target (or, with none completed, whose oldest send in flight is older than the target) has a
+// standing queue: not a burst, which the interval's early sends would have gone through fast.
+// After such an interval the limit is what the completion rate just measured serves within the
+// target (Little's law: in flight = rate × time), but at most halved per interval and never
+// below `floor`. An interval in which no send completed measures no rate (a stall): if sends
+// have waited past the target meanwhile, the limit is held at the number in flight. After an interval under
+// target the limit grows by a quarter, until it stops limiting (Infinity).
+// The target must be well above a send's unloaded time (a commit and its fsync): sends that
+// can never be faster than it would drive the limit down to the floor, where throughput is
+// `floor` per send time.
+//
+// Invariants: `current` and `completed` are O(1) and allocate nothing; the limit only moves at
+// interval boundaries; it is never below `floor` and never above `max` (Infinity stands for max).
+
+export interface SendLimitOptions {
+  targetMs: number;
+  intervalMs: number;
+  /** The configured hard cap (max_inflight_sends). */
+  max: number;
+  /** The limit never goes below this. */
+  floor?: number;
+}
+
+export class SendLimit {
+  private limit = Number.POSITIVE_INFINITY;
+  private windowStart = Number.NEGATIVE_INFINITY;
+  private windowMin = Number.POSITIVE_INFINITY;
+  private windowDone = 0;
+  private readonly floor: number;
+
+  constructor(private readonly opts: SendLimitOptions) {
+    this.floor = Math.min(opts.max, opts.floor ?? 16);
+  }
+
+  /** The limit now, with `inflight` sends in flight, the oldest of them `oldestMs` old. */
+  current(now: number, inflight: number, oldestMs: number): number {
+    if (now - this.windowStart >= this.opts.intervalMs) this.roll(now, inflight, oldestMs);
+    return this.limit;
+  }
+
+  /** A send finished after `tookMs` in the server; `inflight` are still in flight. */
+  completed(tookMs: number, now: number, inflight: number, oldestMs: number): void {
+    if (now - this.windowStart >= this.opts.intervalMs) this.roll(now, inflight, oldestMs);
+    this.windowDone++;
+    if (tookMs < this.windowMin) this.windowMin = tookMs;
+  }
+
+  private roll(now: number, inflight: number, oldestMs: number): void {
+    const elapsed = now - this.windowStart;
+    // The first call, or after a quiet spell of several intervals: nothing measured to act on.
+    if (elapsed < 2 * this.opts.intervalMs) this.adjust(elapsed, inflight, oldestMs);
+    else if (this.windowDone === 0 && inflight === 0) this.limit = Number.POSITIVE_INFINITY;
+    this.windowStart = now;
+    this.windowMin = Number.POSITIVE_INFINITY;
+    this.windowDone = 0;
+  }
+
+  private adjust(elapsed: number, inflight: number, oldestMs: number): void {
+    const target = this.opts.targetMs;
+    if (this.windowDone === 0) {
+      // No send completed: a stall (the loop, the disk) measures no rate, but sends waiting
+      // longer than the target must not be joined by more until something drains.
+      if (oldestMs > target) this.limit = Math.min(this.limit, Math.max(this.floor, inflight));
+      return;
+    }
+    const standing = this.windowMin > target;
+    if (standing) {
+      const served = Math.ceil((this.windowDone / elapsed) * target);
+      // At most halved per interval: an interval cut short by a descheduling or a GC pause
+      // measures a low rate, and one such interval must not throttle the next hundred.
+      const halved = Math.floor(Math.min(this.limit, inflight) / 2);
+      this.limit = Math.min(this.opts.max, Math.max(this.floor, served, halved));
+    } else if (Number.isFinite(this.limit)) {
+      const grown = Math.ceil(this.limit * 1.25);
+      this.limit = grown >= this.opts.max ? Number.POSITIVE_INFINITY : grown;
+    }
+  }
+}
