@@ -9,6 +9,7 @@
 //
 //   npm run build && node dist/bench/sync-wake-cpu.js [members=50] [rounds=60]
 //   HEARTH_BENCH_SERVER_ROOT=/other/checkout node dist/bench/sync-wake-cpu.js   (that build's server, for A/B)
+//   HEARTH_BENCH_WINDOW_PROFILE=/tmp/wake.cpuprofile node dist/bench/sync-wake-cpu.js   (profile the measured rounds only)
 
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -75,9 +76,12 @@ async function main(): Promise<void> {
     await Promise.all(polls);
   };
   for (let n = 0; n < WARMUP_ROUNDS; n++) await round(-1 - n);
+  const profile = process.env.HEARTH_BENCH_WINDOW_PROFILE;
+  if (profile) child.profileStart();
   const c0 = await child.cpu();
   for (let n = 0; n < ROUNDS; n++) await round(n);
   const c1 = await child.cpu();
+  if (profile) await child.profileStop(profile);
   const deliveries = ROUNDS * MEMBERS;
   console.log(`sync wake: ${MEMBERS} members × ${ROUNDS} messages = ${deliveries} deliveries; server CPU ${((c1 - c0) / deliveries).toFixed(1)} µs per delivery (sends included)`);
 
