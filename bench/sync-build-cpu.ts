@@ -5,6 +5,7 @@
 // its commit are not), with process.cpuUsage(), so the figure is steady on a loaded machine and
 // small changes to the sync builder show up in an A/B. The transports' own costs (HTTP request
 // parsing, socket frames, the write syscall) are in sync-wake-cpu.ts and socket-wake-cpu.ts.
+// Also timed: the empty build a reader's next request made from its new token before parking.
 //
 //   npm run build && node dist/bench/sync-build-cpu.js [members=50] [rounds=100]
 //   HEARTH_BENCH_SERVER_ROOT=/other/checkout node dist/bench/sync-build-cpu.js   (that build's sync builder, for A/B)
@@ -57,7 +58,7 @@ async function main(): Promise<void> {
   /** Wall time in JSON.stringify, to split the CPU figure between building and serializing. */
   let stringifyMs = 0;
   let totalMs = 0;
-  const round = async (n: number, timed: { micros: number }): Promise<void> => {
+  const round = async (n: number, timed: { micros: number; repark: number }): Promise<void> => {
     const body = `build ${n}`;
     const s = await members[Math.abs(n) % MEMBERS].api.put(`/_matrix/client/v3/rooms/${enc(roomId)}/send/m.room.message/t${n}`, { msgtype: 'm.text', body });
     if (s.status !== 200) throw new Error(`send: ${s.status}`);
@@ -79,9 +80,19 @@ async function main(): Promise<void> {
     totalMs += performance.now() - t0;
     const c = process.cpuUsage(c0);
     timed.micros += c.user + c.system;
+    // What a reader re-parking at once used to cost: a build of the empty range from its new
+    // token (timeout 0 builds it still; a parking request at the head skips it).
+    const p0 = process.cpuUsage();
+    for (let i = 0; i < MEMBERS; i++) {
+      const res = await sync.sync(req(i, tokens[i]));
+      if (!sync.isEmpty(res)) throw new Error(`member ${i}: the range after its token is not empty`);
+      JSON.stringify(res);
+    }
+    const p = process.cpuUsage(p0);
+    timed.repark += p.user + p.system;
     for (const [op, n] of await storeCalls()) if (n > (before.get(op) ?? 0)) reads.set(op, (reads.get(op) ?? 0) + n - (before.get(op) ?? 0));
   };
-  const warm = { micros: 0 };
+  const warm = { micros: 0, repark: 0 };
   for (let n = 0; n < WARMUP_ROUNDS; n++) await round(-1 - n, warm);
   const profile = process.env.HEARTH_BENCH_WINDOW_PROFILE;
   const inspector = profile ? new Session() : undefined;
@@ -91,7 +102,7 @@ async function main(): Promise<void> {
     await inspector.post('Profiler.setSamplingInterval', { interval: 100 });
     await inspector.post('Profiler.start');
   }
-  const timed = { micros: 0 };
+  const timed = { micros: 0, repark: 0 };
   bytes = 0;
   stringifyMs = totalMs = 0;
   reads.clear();
@@ -103,6 +114,7 @@ async function main(): Promise<void> {
   }
   const deliveries = ROUNDS * MEMBERS;
   console.log(`sync build: ${MEMBERS} members × ${ROUNDS} messages = ${deliveries} deltas; CPU ${(timed.micros / deliveries).toFixed(1)} µs per delta (build + JSON.stringify, ${Math.round(bytes / deliveries)} bytes; JSON.stringify ${Math.round((100 * stringifyMs) / totalMs)} % of the wall time)`);
+  console.log(`empty build at the head (what parking built before it skipped it): CPU ${(timed.repark / deliveries).toFixed(1)} µs per reader`);
   const perDelta = [...reads].sort((a, b) => b[1] - a[1]).map(([op, n]) => `${op} ${(n / deliveries).toFixed(2)}`);
   console.log(`store calls per delta: ${perDelta.length ? perDelta.join(', ') : 'none'}`);
   await srv.stop();

@@ -80,6 +80,16 @@ export class SyncService {
     if (since && req.acknowledgeSince !== false) await this.acknowledge(req.userId, req.deviceId, since.stream);
     if (req.acknowledgeSince !== false && req.filter.lazyLoadMembers) this.state.ledger.begin(req, since?.stream);
     for (;;) {
+      // Nothing has been written since the token (a reader re-parking right after its last
+      // response, the usual case): the range (since, now] is empty on every stream, so its
+      // build would be an empty answer. Park on the rooms the build would have watched; a
+      // timeout builds the empty answer then.
+      if (since && !req.fullState && this.atHead(since) && deadline > Date.now() && !req.signal?.aborted) {
+        req.onPark?.();
+        const woken = await this.waiters.wait(req.userId, await this.joinedRoomIds(req, since.stream), since, deadline - Date.now(), req.signal, wantsOf(req.filter));
+        if (woken) continue;
+        return (await this.buildFrom(req, since)).res;
+      }
       const { res, joinedIds, upTo } = await this.buildFrom(req, since);
       const remaining = deadline - Date.now();
       if (!since || req.fullState || !this.isEmpty(res) || remaining <= 0 || req.signal?.aborted) return res;
@@ -93,6 +103,20 @@ export class SyncService {
       // Nothing for us in (since, upTo]: continue from upTo, so the next read is smaller.
       since = upTo;
     }
+  }
+
+  /** Whether `since` is the current position of both streams: nothing after it to answer. */
+  private atHead(since: StreamToken): boolean {
+    return since.stream === this.store.currentPosition() && since.ephemeral === this.sources.ephemeralPosition();
+  }
+
+  /** The rooms a response up to `upTo` shows the user joined to (the ones its waiter watches). */
+  private async joinedRoomIds(req: SyncRequest, upTo: number): Promise<string[]> {
+    const memberships = (this.model ? await this.model.roomsForUser(req.userId) : await this.store.rooms.getRoomsForUser(req.userId)).filter((m) =>
+      roomIncluded(req.filter, m.roomId),
+    );
+    const current = await Promise.all(memberships.map((m) => this.members.membershipAsOf(m, upTo)));
+    return current.flatMap((m) => (m?.membership === 'join' ? [m.roomId] : []));
   }
 
   /** One response from `since` up to the current position; its locals die with this frame. */
