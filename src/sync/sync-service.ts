@@ -86,7 +86,7 @@ export class SyncService {
       // timeout builds the empty answer then.
       if (since && !req.fullState && this.atHead(since) && deadline > Date.now() && !req.signal?.aborted) {
         req.onPark?.();
-        const woken = await this.waiters.wait(req.userId, await this.joinedRoomIds(req, since.stream), since, deadline - Date.now(), req.signal, wantsOf(req.filter));
+        const woken = await this.waiters.wait(req.userId, await this.watchedRoomIds(req, since.stream), since, deadline - Date.now(), req.signal, wantsOf(req.filter));
         if (woken) continue;
         return (await this.buildFrom(req, since)).res;
       }
@@ -110,13 +110,28 @@ export class SyncService {
     return since.stream === this.store.currentPosition() && since.ephemeral === this.sources.ephemeralPosition();
   }
 
-  /** The rooms a response up to `upTo` shows the user joined to (the ones its waiter watches). */
-  private async joinedRoomIds(req: SyncRequest, upTo: number): Promise<string[]> {
+  /**
+   * The rooms a build of the empty range at `upTo` watches: those it shows the user joined to,
+   * and the device's active peeks (their sections are not built: nothing lies in the range).
+   */
+  private async watchedRoomIds(req: SyncRequest, upTo: number): Promise<string[]> {
     const memberships = (this.model ? await this.model.roomsForUser(req.userId) : await this.store.rooms.getRoomsForUser(req.userId)).filter((m) =>
       roomIncluded(req.filter, m.roomId),
     );
     const current = await Promise.all(memberships.map((m) => this.members.membershipAsOf(m, upTo)));
-    return current.flatMap((m) => (m?.membership === 'join' ? [m.roomId] : []));
+    const joined = current.flatMap((m) => (m?.membership === 'join' ? [m.roomId] : []));
+    if (!this.sources.peeks) return joined;
+    const peeked = await peekSections({
+      peeks: await this.sources.peeks.forDevice(req.userId, req.deviceId),
+      membership: (roomId) => current.find((m) => m?.roomId === roomId) ?? undefined,
+      from: upTo,
+      upTo,
+      fullState: false,
+      included: (roomId) => roomIncluded(req.filter, roomId),
+      lastEvents: async (ids) => (this.model?.covers(upTo) ? this.model.rooms.changesSince(ids, upTo) : undefined) ?? (await this.store.rooms.getRoomsMaxStream(ids)),
+      section: (roomId, sectionFrom, end, full) => this.joinedRoom(req, roomId, sectionFrom, end, full, undefined),
+    });
+    return [...joined, ...peeked.watched];
   }
 
   /** One response from `since` up to the current position; its locals die with this frame. */
