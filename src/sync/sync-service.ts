@@ -10,6 +10,10 @@
 // without a read, memberships come from memory and timelines from the rooms' ring buffers. Every
 // question the model cannot answer for sure falls back to the same store read as without it, so
 // both paths return the same response (spec/sync/read-model-property.spec.ts checks that).
+//
+// A request whose token is the head of both streams parks without a build: the range is empty,
+// so the build could only be an empty answer. Its waiter watches the rooms that build would have
+// (joined rooms and active peeks, by the same rules); a timeout builds the empty answer then.
 
 import type { JsonObject } from '../protocol/types.js';
 import type { EventFormatter } from '../room/client-event.js';
