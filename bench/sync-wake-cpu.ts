@@ -9,6 +9,7 @@
 //
 //   npm run build && node dist/bench/sync-wake-cpu.js [members=50] [rounds=60]
 //   HEARTH_BENCH_SERVER_ROOT=/other/checkout node dist/bench/sync-wake-cpu.js   (that build's server, for A/B)
+//   HEARTH_BENCH_WINDOW_PROFILE=/tmp/wake.cpuprofile node dist/bench/sync-wake-cpu.js   (profile the measured rounds only)
 
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -22,7 +23,7 @@ const WARMUP_ROUNDS = 10;
 const WHOAMI = 1000;
 const FILTER = JSON.stringify({ room: { timeline: { limit: 20 }, state: { lazy_load_members: true } }, presence: { types: [] }, account_data: { types: [] } });
 
-type Ready = { url: string; tokens: string[] };
+type Ready = { url: string; tokens: string[]; metricsUrl?: string };
 
 async function server(): Promise<void> {
   const root = process.env.HEARTH_BENCH_SERVER_ROOT;
@@ -36,11 +37,20 @@ async function server(): Promise<void> {
       const userId = await accounts.createAccount(`w${i}`, null);
       tokens.push((await accounts.login(userId, undefined, null, null)).access_token);
     }
-    return { info: { url: srv.url, tokens }, stop: () => srv.stop() };
+    return { info: { url: srv.url, tokens, metricsUrl: srv.metricsUrl }, stop: () => srv.stop() };
   });
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Store calls per operation, from the server's /metrics (hearth_db_operation_duration_seconds). */
+async function storeCalls(metricsUrl: string | undefined): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  if (!metricsUrl) return out;
+  const text = await (await fetch(`${metricsUrl}/metrics`)).text();
+  for (const m of text.matchAll(/^hearth_db_operation_duration_seconds_count\{operation="([^"]+)"\} (\d+)/gm)) out.set(m[1], Number(m[2]));
+  return out;
+}
 
 async function main(): Promise<void> {
   const child = await forkCpuChild<Ready>(fileURLToPath(import.meta.url), ['--server', String(MEMBERS)]);
@@ -75,11 +85,18 @@ async function main(): Promise<void> {
     await Promise.all(polls);
   };
   for (let n = 0; n < WARMUP_ROUNDS; n++) await round(-1 - n);
+  const profile = process.env.HEARTH_BENCH_WINDOW_PROFILE;
+  if (profile) child.profileStart();
+  const s0 = await storeCalls(ready.metricsUrl);
   const c0 = await child.cpu();
   for (let n = 0; n < ROUNDS; n++) await round(n);
   const c1 = await child.cpu();
+  const s1 = await storeCalls(ready.metricsUrl);
+  if (profile) await child.profileStop(profile);
   const deliveries = ROUNDS * MEMBERS;
   console.log(`sync wake: ${MEMBERS} members × ${ROUNDS} messages = ${deliveries} deliveries; server CPU ${((c1 - c0) / deliveries).toFixed(1)} µs per delivery (sends included)`);
+  const calls = [...s1].flatMap(([op, n]) => (n > (s0.get(op) ?? 0) ? [[op, n - (s0.get(op) ?? 0)] as const] : [])).sort((a, b) => b[1] - a[1]);
+  console.log(`store calls per delivery (the sends' own included): ${calls.length ? calls.map(([op, n]) => `${op} ${(n / deliveries).toFixed(2)}`).join(', ') : 'none'}`);
 
   for (let i = 0; i < 300; i++) await apis[0].get('/_matrix/client/v3/account/whoami');
   const w0 = await child.cpu();

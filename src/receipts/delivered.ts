@@ -47,6 +47,14 @@ export class DeliveredService {
       p.stream = Math.max(p.stream, stream);
       return Promise.resolve();
     }
+    // Nobody asked for markers: what apply() would do once the window closed (move the user's
+    // position), done now, without a timer for every acknowledgement of every reader (a
+    // fan-out to 1,000 members set 1,000 timers). An opt-in arriving within the window no
+    // longer marks this range; one arriving just after it never did.
+    if (this.interested.size === 0) {
+      if (stream > (this.acked.get(userId) ?? 0)) this.acked.set(userId, stream);
+      return Promise.resolve();
+    }
     const timer = setTimeout(() => {
       const entry = this.pending.get(userId);
       this.pending.delete(userId);
@@ -55,6 +63,11 @@ export class DeliveredService {
     timer.unref();
     this.pending.set(userId, { stream, timer });
     return Promise.resolve();
+  }
+
+  /** Acknowledgements waiting for their coalescing window (tests, diagnostics). */
+  get pendingCount(): number {
+    return this.pending.size;
   }
 
   /** Applies pending acknowledgements now (shutdown, tests). */

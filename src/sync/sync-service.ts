@@ -10,6 +10,10 @@
 // without a read, memberships come from memory and timelines from the rooms' ring buffers. Every
 // question the model cannot answer for sure falls back to the same store read as without it, so
 // both paths return the same response (spec/sync/read-model-property.spec.ts checks that).
+//
+// A request whose token is the head of both streams parks without a build: the range is empty,
+// so the build could only be an empty answer. Its waiter watches the rooms that build would have
+// (joined rooms and active peeks, by the same rules); a timeout builds the empty answer then.
 
 import type { JsonObject } from '../protocol/types.js';
 import type { EventFormatter } from '../room/client-event.js';
@@ -80,6 +84,16 @@ export class SyncService {
     if (since && req.acknowledgeSince !== false) await this.acknowledge(req.userId, req.deviceId, since.stream);
     if (req.acknowledgeSince !== false && req.filter.lazyLoadMembers) this.state.ledger.begin(req, since?.stream);
     for (;;) {
+      // Nothing has been written since the token (a reader re-parking right after its last
+      // response, the usual case): the range (since, now] is empty on every stream, so its
+      // build would be an empty answer. Park on the rooms the build would have watched; a
+      // timeout builds the empty answer then.
+      if (since && !req.fullState && this.atHead(since) && deadline > Date.now() && !req.signal?.aborted) {
+        req.onPark?.();
+        const woken = await this.waiters.wait(req.userId, await this.watchedRoomIds(req, since.stream), since, deadline - Date.now(), req.signal, wantsOf(req.filter));
+        if (woken) continue;
+        return (await this.buildFrom(req, since)).res;
+      }
       const { res, joinedIds, upTo } = await this.buildFrom(req, since);
       const remaining = deadline - Date.now();
       if (!since || req.fullState || !this.isEmpty(res) || remaining <= 0 || req.signal?.aborted) return res;
@@ -93,6 +107,35 @@ export class SyncService {
       // Nothing for us in (since, upTo]: continue from upTo, so the next read is smaller.
       since = upTo;
     }
+  }
+
+  /** Whether `since` is the current position of both streams: nothing after it to answer. */
+  private atHead(since: StreamToken): boolean {
+    return since.stream === this.store.currentPosition() && since.ephemeral === this.sources.ephemeralPosition();
+  }
+
+  /**
+   * The rooms a build of the empty range at `upTo` watches: those it shows the user joined to,
+   * and the device's active peeks (their sections are not built: nothing lies in the range).
+   */
+  private async watchedRoomIds(req: SyncRequest, upTo: number): Promise<string[]> {
+    const memberships = (this.model ? await this.model.roomsForUser(req.userId) : await this.store.rooms.getRoomsForUser(req.userId)).filter((m) =>
+      roomIncluded(req.filter, m.roomId),
+    );
+    const current = await Promise.all(memberships.map((m) => this.members.membershipAsOf(m, upTo)));
+    const joined = current.flatMap((m) => (m?.membership === 'join' ? [m.roomId] : []));
+    if (!this.sources.peeks) return joined;
+    const peeked = await peekSections({
+      peeks: await this.sources.peeks.forDevice(req.userId, req.deviceId),
+      membership: (roomId) => current.find((m) => m?.roomId === roomId) ?? undefined,
+      from: upTo,
+      upTo,
+      fullState: false,
+      included: (roomId) => roomIncluded(req.filter, roomId),
+      lastEvents: async (ids) => (this.model?.covers(upTo) ? this.model.rooms.changesSince(ids, upTo) : undefined) ?? (await this.store.rooms.getRoomsMaxStream(ids)),
+      section: (roomId, sectionFrom, end, full) => this.joinedRoom(req, roomId, sectionFrom, end, full, undefined),
+    });
+    return [...joined, ...peeked.watched];
   }
 
   /** One response from `since` up to the current position; its locals die with this frame. */
