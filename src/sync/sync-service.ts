@@ -18,6 +18,7 @@ import type { MembershipRecord, StateEntry, Store, StoredEvent, ToDeviceMessage 
 import { DELIVERED_EVENT_TYPE, eventMatches, matchesNothing, roomIncluded, type SyncFilter } from './filter.js';
 import { parseToken, serializeToken, type StreamToken } from './token.js';
 import type { SyncWaiters, Wants } from './waiters.js';
+import { ParkedSync } from './parked-sync.js';
 import type { ChangeHints, SyncRange, SyncSources } from './sources.js';
 import type { ReadModel } from './read-model/read-model.js';
 import { RoomStateSections } from './room-state.js';
@@ -67,7 +68,18 @@ export class SyncService {
   private readonly state: RoomStateSections;
   private readonly members: MemberHistoryReader;
 
+  /** The answer as one promise (parks inside it when there is nothing yet); `req.signal` cancels. */
   async sync(req: SyncRequest): Promise<SyncResponse> {
+    const out = await this.syncOrPark(req);
+    return out instanceof ParkedSync ? out.promise(req.signal) : out;
+  }
+
+  /**
+   * The answer, or a ParkedSync that will give it (see parked-sync.ts): a transport that can
+   * attach a sink and return holds no await chain while the client waits. Whoever gets one
+   * must attach a sink, and cancel it when the client goes away.
+   */
+  async syncOrPark(req: SyncRequest): Promise<SyncResponse | ParkedSync> {
     let since = req.since !== undefined ? parseToken(req.since, 'since') : undefined;
     // An ephemeral position from before a restart may be ahead of ours: resend ephemeral state.
     if (since && since.ephemeral > this.sources.ephemeralPosition()) since = { ...since, ephemeral: 0 };
@@ -79,19 +91,33 @@ export class SyncService {
     if (req.delivered) this.sources.onDeliveredOptIn?.(req.userId);
     if (since && req.acknowledgeSince !== false) await this.acknowledge(req.userId, req.deviceId, since.stream);
     if (req.acknowledgeSince !== false && req.filter.lazyLoadMembers) this.state.ledger.begin(req, since?.stream);
+    if (!since) return (await this.buildFrom(req, since)).res;
+    return this.buildOrPark(req, since, deadline);
+  }
+
+  /**
+   * One response from `since`; when it is empty and time remains, parks (see parked-sync.ts)
+   * and returns the parked sync instead, which answers later. Also how a woken parked sync
+   * rebuilds (`parked` set: the same object parks again).
+   */
+  async buildOrPark(req: SyncRequest, since: StreamToken, deadline: number, parked?: ParkedSync): Promise<SyncResponse | ParkedSync> {
     for (;;) {
       const { res, joinedIds, upTo } = await this.buildFrom(req, since);
       const remaining = deadline - Date.now();
-      if (!since || req.fullState || !this.isEmpty(res) || remaining <= 0 || req.signal?.aborted) return res;
+      if (req.fullState || !this.isEmpty(res) || remaining <= 0 || req.signal?.aborted || parked?.cancelled) return res;
       req.onPark?.();
-      // Parked, this frame is what a waiting client costs: it keeps the empty answer as JSON
-      // text (a few hundred bytes, where its objects and null-prototype dictionaries take
-      // ~1.5 KiB) and nothing of the build (hints, ranges) but the rooms the waiter watches.
-      const parked = JSON.stringify(res);
-      const woken = await this.waiters.wait(req.userId, joinedIds, upTo, remaining, req.signal, wantsOf(req.filter));
-      if (!woken) return JSON.parse(parked) as SyncResponse;
-      // Nothing for us in (since, upTo]: continue from upTo, so the next read is smaller.
-      since = upTo;
+      const p = parked ?? new ParkedSync(this, req, deadline);
+      const waiting = this.waiters.park(p, req.userId, joinedIds, upTo, remaining, wantsOf(req.filter));
+      if (waiting === false) return res;
+      // Already something above upTo: build again from there, so the next read is smaller.
+      if (waiting === true) {
+        since = upTo;
+        continue;
+      }
+      // Parked, this object is what a waiting client costs: the empty answer as JSON text and
+      // nothing of the build (hints, ranges) but the rooms the waiter watches.
+      p.parkedAt(waiting, JSON.stringify(res), upTo);
+      return p;
     }
   }
 

@@ -30,11 +30,25 @@ export type Wants = Readonly<Record<EphemeralKind, boolean>>;
 const ALL: Wants = { typing: true, presence: true };
 
 /**
+ * What a parked reader is told when its wait ends: woken by a relevant change (true), or not
+ * (timeout, cancel, registry closed). A parked /sync or socket is its own target (see
+ * parked-sync.ts), so a waiting client holds no promise, closure or await chain.
+ */
+export interface WaitTarget {
+  waited(woken: boolean): void;
+}
+
+/** A parked wait, to end early (the client went away): its target is told `waited(false)`. */
+export interface Parked {
+  cancel(): void;
+}
+
+/**
  * One parked reader. A class with methods rather than closures: a parked /sync holds one of
  * these for up to a minute, and a waiter per client is the registry's whole per-client cost.
- * It is its own abort listener (handleEvent) and its timer calls a module function with it.
+ * Its timer calls a module function with it.
  */
-class Waiter {
+class Waiter implements Parked {
   private done = false;
   timer: NodeJS.Timeout | undefined;
 
@@ -43,16 +57,14 @@ class Waiter {
     readonly userId: string,
     readonly roomIds: readonly string[],
     readonly wants: Wants,
-    private readonly resolve: (woken: boolean) => void,
-    private readonly signal: AbortSignal | undefined,
+    private readonly target: WaitTarget,
   ) {}
 
   wake(): void {
     this.finish(true);
   }
 
-  /** The abort signal's listener. */
-  handleEvent(): void {
+  cancel(): void {
     this.finish(false);
   }
 
@@ -60,14 +72,33 @@ class Waiter {
     if (this.done) return;
     this.done = true;
     clearTimeout(this.timer);
-    this.signal?.removeEventListener('abort', this);
     this.registry.remove(this);
-    this.resolve(woken);
+    this.target.waited(woken);
   }
 }
 
 function timedOut(w: Waiter): void {
   w.finish(false);
+}
+
+/** The promise form of a wait (wait()): resolves with the outcome, and follows an abort signal. */
+class PromiseTarget implements WaitTarget {
+  parked: Parked | undefined;
+
+  constructor(
+    private readonly resolve: (woken: boolean) => void,
+    private readonly signal: AbortSignal | undefined,
+  ) {}
+
+  waited(woken: boolean): void {
+    this.signal?.removeEventListener('abort', this);
+    this.resolve(woken);
+  }
+
+  /** The abort signal's listener. */
+  handleEvent(): void {
+    this.parked?.cancel();
+  }
 }
 
 /** High-water marks of one class of notices (untyped, or one ephemeral kind). */
@@ -127,11 +158,28 @@ export class SyncWaiters {
     if (latest.stream > after.stream || latest.ephemeral > after.ephemeral) return Promise.resolve(true);
     if (timeoutMs <= 0 || signal?.aborted) return Promise.resolve(false);
     return new Promise<boolean>((resolve) => {
-      const waiter = new Waiter(this, userId, roomIds, wants, resolve, signal);
-      waiter.timer = setTimeout(timedOut, timeoutMs, waiter);
-      signal?.addEventListener('abort', waiter);
-      this.add(waiter);
+      const target = new PromiseTarget(resolve, signal);
+      const parked = this.park(target, userId, roomIds, after, timeoutMs, wants);
+      if (typeof parked === 'boolean') return resolve(parked);
+      target.parked = parked;
+      signal?.addEventListener('abort', target);
     });
+  }
+
+  /**
+   * wait() without a promise: parks `target`, which is told `waited(woken)` once, later. Returns
+   * true instead (nothing parked) when a relevant change above `after` is already published, false
+   * when the wait would end at once (registry closed, no time left); else the handle to cancel it.
+   */
+  park(target: WaitTarget, userId: string, roomIds: readonly string[], after: StreamToken, timeoutMs: number, wants: Wants = ALL): Parked | boolean {
+    if (this.closed) return false;
+    const latest = this.latestFor(userId, roomIds, wants);
+    if (latest.stream > after.stream || latest.ephemeral > after.ephemeral) return true;
+    if (timeoutMs <= 0) return false;
+    const waiter = new Waiter(this, userId, roomIds, wants, target);
+    waiter.timer = setTimeout(timedOut, timeoutMs, waiter);
+    this.add(waiter);
+    return waiter;
   }
 
   private latestFor(userId: string, roomIds: readonly string[], wants: Wants): StreamToken {
