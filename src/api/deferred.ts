@@ -17,6 +17,11 @@ export interface DeferredProducer {
   cancel(): void;
 }
 
+/** What a handler runs when its deferred answer settles (an object: a closure's context kept more). */
+export interface DeferredEnd {
+  ended(): void;
+}
+
 /** The transport's writer. */
 export interface AnswerSink {
   answered(res: ApiResponse): void;
@@ -40,14 +45,16 @@ export class DeferredAnswer {
 
   constructor(
     private readonly producer: DeferredProducer,
-    private readonly onEnd: (() => void) | undefined,
+    private readonly onEnd: DeferredEnd | undefined,
   ) {}
 
   /** Called by dispatch once the handler returned it. */
   begin(recorder: DeferredRecorder, method: string, path: string, route: string, start: bigint): void {
     this.recorder = recorder;
     this.method = method;
-    this.path = path;
+    // The path is a slice of the request's URL: kept as is, it would keep the whole URL (query,
+    // filter, perhaps a token) alive while parked.
+    this.path = internPath(path);
     this.route = route;
     this.start = start;
     this.producer.attach(this);
@@ -79,7 +86,7 @@ export class DeferredAnswer {
     if (this.settled) return;
     this.settled = true;
     try {
-      this.onEnd?.();
+      this.onEnd?.ended();
     } catch (e) {
       if (!failed) [failed, value] = [true, e];
     }
@@ -93,4 +100,16 @@ export class DeferredAnswer {
     if (sink) sink.answered(res);
     else this.done = res;
   }
+}
+
+const paths = new Map<string, string>();
+
+/** One flat copy per distinct path (a handful: the deferring routes), so none keeps its URL. */
+export function internPath(path: string): string {
+  const known = paths.get(path);
+  if (known !== undefined) return known;
+  // A copy that shares nothing with the URL it was sliced from.
+  const flat = JSON.parse(JSON.stringify(path)) as string;
+  if (paths.size < 256) paths.set(flat, flat);
+  return flat;
 }

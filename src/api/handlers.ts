@@ -27,7 +27,7 @@ import { StoreUnavailableError } from '../store/types.js';
 import type { JsonObject } from '../protocol/types.js';
 import type { AuthInfo } from './middleware.js';
 import type { RateLimitName, RateLimiters } from '../admission/rate-limit.js';
-import { DeferredAnswer, type DeferredProducer } from './deferred.js';
+import { DeferredAnswer, type DeferredEnd, type DeferredProducer } from './deferred.js';
 
 export { DeferredAnswer };
 
@@ -119,10 +119,10 @@ export interface ApiCtx {
   type?: string;
   /**
    * Answers later: the handler returns at once and the transport writes what `producer`
-   * settles with (200, or the error rendered as a thrown one). `onEnd` runs when it settles,
+   * settles with (200, or the error rendered as a thrown one). `onEnd.ended()` runs when it settles,
    * whatever the outcome. See deferred.ts.
    */
-  defer(producer: DeferredProducer, onEnd?: () => void): void;
+  defer(producer: DeferredProducer, onEnd?: DeferredEnd): void;
 }
 
 export interface ApiState {
@@ -344,7 +344,7 @@ class Exchange implements ApiCtx {
 
   constructor(private readonly req: ApiRequest) {}
 
-  defer(producer: DeferredProducer, onEnd?: () => void): void {
+  defer(producer: DeferredProducer, onEnd?: DeferredEnd): void {
     this.body = new DeferredAnswer(producer, onEnd);
   }
 

@@ -6,7 +6,7 @@ import { STATUS_CODES, type IncomingMessage, type RequestListener, type ServerRe
 import { parse as parseUrl } from 'node:url';
 import getRawBody from 'raw-body';
 import { MatrixError } from '../errors.js';
-import type { AnswerSink } from './deferred.js';
+import { internPath, type AnswerSink } from './deferred.js';
 import { parseJsonBody } from './middleware.js';
 import { BinaryBody, DeferredAnswer, parseQuery, type ApiRequest, type ApiResponse, type HandlerTable, type Query, type RequestBody, type UploadSource } from './handlers.js';
 import { clientIp } from '../sync/socket/requests.js';
@@ -206,7 +206,10 @@ async function serve(
     // Parked (a long-poll /sync): this frame and the table's return now; the writer answers.
     const deferred = answer.body;
     if (req.closed || res.destroyed) deferred.cancel();
-    else req.once('close', () => deferred.cancel());
+    else req.on('close', () => deferred.cancel());
+    // Only the path is left of the URL: the query (filter, since, perhaps access_token) was read,
+    // and the URL string is the largest thing a parked request still holds of its own.
+    req.url = internPath(request.path);
     deferred.attach(new HttpWriter(req, res, logger, lifecycle));
     return true;
   }

@@ -32,8 +32,12 @@ export class ParkedSync implements WaitTarget {
   /** The client went away: answer now, never park again. */
   cancelled = false;
   private parked: Parked | undefined;
-  /** The empty answer as JSON text (a few hundred bytes; its objects took ~1.5 KiB). */
+  /**
+   * The empty answer as JSON text without its next_batch (a few hundred bytes, where its
+   * objects took ~1.5 KiB), shared by every parked sync whose empty answer reads the same.
+   */
   private emptyJson = '';
+  private nextBatch = '';
   private upTo: StreamToken | undefined;
   private sink: SyncSink | undefined;
   private outcome: { res: SyncResponse } | { err: unknown } | undefined;
@@ -45,9 +49,11 @@ export class ParkedSync implements WaitTarget {
   ) {}
 
   /** Called by the service each time it parks this sync. */
-  parkedAt(parked: Parked, emptyJson: string, upTo: StreamToken): void {
+  parkedAt(parked: Parked, empty: SyncResponse, upTo: StreamToken): void {
     this.parked = parked;
-    this.emptyJson = emptyJson;
+    // next_batch kept in its place (key order as built), the text shared with other parked syncs.
+    this.emptyJson = intern(JSON.stringify({ ...empty, next_batch: '' }));
+    this.nextBatch = empty.next_batch;
     this.upTo = upTo;
   }
 
@@ -55,7 +61,9 @@ export class ParkedSync implements WaitTarget {
   waited(woken: boolean): void {
     this.parked = undefined;
     if (!woken || this.cancelled) {
-      this.settle({ res: JSON.parse(this.emptyJson) as SyncResponse });
+      const res = JSON.parse(this.emptyJson) as SyncResponse;
+      res.next_batch = this.nextBatch;
+      this.settle({ res });
       return;
     }
     // Nothing for us in (since, upTo]: continue from upTo, so the next read is smaller.
@@ -101,6 +109,7 @@ export class ParkedSync implements WaitTarget {
 
   private settle(o: { res: SyncResponse } | { err: unknown }): void {
     this.emptyJson = '';
+    this.nextBatch = '';
     const sink = this.sink;
     if (!sink) {
       this.outcome = o;
@@ -109,6 +118,21 @@ export class ParkedSync implements WaitTarget {
     this.sink = undefined;
     deliver(sink, o);
   }
+}
+
+/**
+ * Empty answers differ by user mostly in next_batch alone, so most parked syncs share a handful
+ * of texts. Bounded: once full it starts over (a miss costs one text, as without the table).
+ */
+const texts = new Map<string, string>();
+const MAX_TEXTS = 1024;
+
+function intern(text: string): string {
+  const known = texts.get(text);
+  if (known !== undefined) return known;
+  if (texts.size >= MAX_TEXTS) texts.clear();
+  texts.set(text, text);
+  return text;
 }
 
 function deliver(sink: SyncSink, o: { res: SyncResponse } | { err: unknown }): void {

@@ -39,6 +39,8 @@ export interface SyncRequest {
   timeoutMs: number;
   fullState: boolean;
   signal?: AbortSignal;
+  /** A cheaper cancel flag than `signal` (the socket's session): once aborted, nothing parks. */
+  gone?: { readonly aborted: boolean };
   /**
    * Whether `since` acknowledges what was sent before it (long-poll: the client can only send
    * a token it received). The socket sets false and acknowledges on the client's ack frames.
@@ -87,7 +89,7 @@ export class SyncService {
     // A token from a worker whose feed is ahead of ours names positions we cannot read yet.
     // Answering from our lower position would hand the client a next_batch below its own and
     // repeat what it has; so wait (within the request's timeout) for our position to catch up.
-    if (since && since.stream > this.store.currentPosition()) await this.catchUpTo(since.stream, deadline, req.signal);
+    if (since && since.stream > this.store.currentPosition()) await this.catchUpTo(since.stream, deadline, req);
     if (req.delivered) this.sources.onDeliveredOptIn?.(req.userId);
     if (since && req.acknowledgeSince !== false) await this.acknowledge(req.userId, req.deviceId, since.stream);
     if (req.acknowledgeSince !== false && req.filter.lazyLoadMembers) this.state.ledger.begin(req, since?.stream);
@@ -104,7 +106,7 @@ export class SyncService {
     for (;;) {
       const { res, joinedIds, upTo } = await this.buildFrom(req, since);
       const remaining = deadline - Date.now();
-      if (req.fullState || !this.isEmpty(res) || remaining <= 0 || req.signal?.aborted || parked?.cancelled) return res;
+      if (req.fullState || !this.isEmpty(res) || remaining <= 0 || req.signal?.aborted || req.gone?.aborted || parked?.cancelled) return res;
       req.onPark?.();
       const p = parked ?? new ParkedSync(this, req, deadline);
       const waiting = this.waiters.park(p, req.userId, joinedIds, upTo, remaining, wantsOf(req.filter));
@@ -114,9 +116,9 @@ export class SyncService {
         since = upTo;
         continue;
       }
-      // Parked, this object is what a waiting client costs: the empty answer as JSON text and
-      // nothing of the build (hints, ranges) but the rooms the waiter watches.
-      p.parkedAt(waiting, JSON.stringify(res), upTo);
+      // Parked, this object is what a waiting client costs: the empty answer as shared JSON
+      // text and nothing of the build (hints, ranges) but the rooms the waiter watches.
+      p.parkedAt(waiting, res, upTo);
       return p;
     }
   }
@@ -133,8 +135,8 @@ export class SyncService {
   }
 
   /** Waits until currentPosition() reaches `stream`, the deadline passes or the request ends. */
-  private async catchUpTo(stream: number, deadline: number, signal?: AbortSignal): Promise<void> {
-    while (this.store.currentPosition() < stream && Date.now() < deadline && !signal?.aborted) {
+  private async catchUpTo(stream: number, deadline: number, req: SyncRequest): Promise<void> {
+    while (this.store.currentPosition() < stream && Date.now() < deadline && !req.signal?.aborted && !req.gone?.aborted) {
       await new Promise((resolve) => setTimeout(resolve, Math.min(CATCH_UP_POLL_MS, Math.max(1, deadline - Date.now()))));
     }
   }

@@ -108,8 +108,10 @@ interface Marks {
 }
 
 export class SyncWaiters {
-  private readonly byUser = new Map<string, Set<Waiter>>();
-  private readonly byRoom = new Map<string, Set<Waiter>>();
+  // A lone waiter is stored as itself, a Set only from the second on: most users have one
+  // parked reader, and a Set with its table cost ~190 bytes per user.
+  private readonly byUser = new Map<string, Waiters>();
+  private readonly byRoom = new Map<string, Waiters>();
   private readonly unsubscribe: () => void;
   private count = 0;
   private closed = false;
@@ -204,7 +206,7 @@ export class SyncWaiters {
     if (this.drainScheduled) clearImmediate(this.drainScheduled);
     this.drainScheduled = null;
     this.queued.clear();
-    for (const set of this.byUser.values()) for (const w of [...set]) w.wake();
+    for (const set of this.byUser.values()) for (const w of [...each(set)]) w.wake();
   }
 
   /**
@@ -244,13 +246,13 @@ export class SyncWaiters {
     const woken = new Set<Waiter>();
     for (const [roomId, stream] of rooms) {
       bump(marks.byRoom, roomId, { stream });
-      for (const w of this.byRoom.get(roomId) ?? []) woken.add(w);
+      for (const w of each(this.byRoom.get(roomId))) woken.add(w);
     }
     for (const [userId, stream] of users) {
       bump(marks.byUser, userId, { stream });
-      for (const w of this.byUser.get(userId) ?? []) woken.add(w);
+      for (const w of each(this.byUser.get(userId))) woken.add(w);
     }
-    if (all) for (const set of this.byUser.values()) for (const w of set) woken.add(w);
+    if (all) for (const set of this.byUser.values()) for (const w of each(set)) woken.add(w);
     this.wakeAll(woken);
   }
 
@@ -259,8 +261,8 @@ export class SyncWaiters {
     if (n.roomId) bump(marks.byRoom, n.roomId, n);
     for (const u of n.userIds ?? []) bump(marks.byUser, u, n);
     const woken: Waiter[] = [];
-    if (n.roomId) for (const w of this.byRoom.get(n.roomId) ?? []) woken.push(w);
-    for (const u of n.userIds ?? []) for (const w of this.byUser.get(u) ?? []) woken.push(w);
+    if (n.roomId) for (const w of each(this.byRoom.get(n.roomId))) woken.push(w);
+    for (const u of n.userIds ?? []) for (const w of each(this.byUser.get(u))) woken.push(w);
     this.wakeAll(n.kind ? woken.filter((w) => w.wants[n.kind!]) : woken);
   }
 
@@ -320,15 +322,31 @@ function bump(m: Map<string, StreamToken>, key: string, n: ChangeNotice): void {
   m.set(key, cur);
 }
 
-function addTo<K, V>(m: Map<K, Set<V>>, k: K, v: V): void {
-  let s = m.get(k);
-  if (!s) m.set(k, (s = new Set()));
-  s.add(v);
+/** The waiters of one user or room: one alone, or a Set of two or more. */
+type Waiters = Waiter | Set<Waiter>;
+
+const NONE: readonly Waiter[] = [];
+
+function each(ws: Waiters | undefined): Iterable<Waiter> {
+  if (ws === undefined) return NONE;
+  return ws instanceof Set ? ws : [ws];
 }
 
-function removeFrom<K, V>(m: Map<K, Set<V>>, k: K, v: V): void {
-  const s = m.get(k);
-  if (!s) return;
-  s.delete(v);
-  if (s.size === 0) m.delete(k);
+function addTo(m: Map<string, Waiters>, k: string, w: Waiter): void {
+  const cur = m.get(k);
+  if (cur === undefined) m.set(k, w);
+  else if (cur instanceof Set) cur.add(w);
+  else if (cur !== w) m.set(k, new Set([cur, w]));
+}
+
+function removeFrom(m: Map<string, Waiters>, k: string, w: Waiter): void {
+  const cur = m.get(k);
+  if (cur === undefined) return;
+  if (!(cur instanceof Set)) {
+    if (cur === w) m.delete(k);
+    return;
+  }
+  cur.delete(w);
+  if (cur.size === 1) m.set(k, cur.values().next().value!);
+  else if (cur.size === 0) m.delete(k);
 }

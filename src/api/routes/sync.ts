@@ -18,11 +18,7 @@ export function syncRoutes(r: ClientRoutes, s: SyncRouteDeps): void {
     s.presence.syncing(auth.userId, setPresence);
     s.presence.connectionOpened(auth.userId);
     s.connections.pollStarted(auth.userId);
-    const end = (): void => {
-      release();
-      s.connections.pollEnded(auth.userId);
-      s.presence.connectionClosed(auth.userId);
-    };
+    const end = new PollEnd(s, auth.userId, release);
     let parked = false;
     try {
       const out = await s.sync.syncOrPark({
@@ -42,7 +38,7 @@ export function syncRoutes(r: ClientRoutes, s: SyncRouteDeps): void {
         parked = true;
       } else ctx.body = out;
     } finally {
-      if (!parked) end();
+      if (!parked) end.ended();
     }
   }, { shed: 'catchup' });
 
@@ -56,6 +52,21 @@ export function syncRoutes(r: ClientRoutes, s: SyncRouteDeps): void {
     requireSelf(ctx, auth.userId);
     ctx.body = await s.syncFilters.get(auth.userId, param(ctx, 'filterId'));
   });
+}
+
+/** A long-poll's end accounting, run when its answer settles (parked) or the handler returns. */
+class PollEnd {
+  constructor(
+    private readonly s: SyncRouteDeps,
+    private readonly userId: string,
+    private readonly release: () => void,
+  ) {}
+
+  ended(): void {
+    this.release();
+    this.s.connections.pollEnded(this.userId);
+    this.s.presence.connectionClosed(this.userId);
+  }
 }
 
 function presenceParam(v: string | undefined): 'online' | 'offline' | 'unavailable' | undefined {

@@ -81,7 +81,13 @@ interface Session {
    */
   confirmed?: string;
   alive: boolean;
-  abort: AbortController;
+  /** Streaming has stopped (closing, closed, device deleted): the loop ends, a parked sync answers. */
+  aborted: boolean;
+  /**
+   * Aborted with the session; made only when a request frame asks for it (an AbortSignal is an
+   * EventTarget with its own maps, ~0.6 KiB, on every idle socket otherwise).
+   */
+  abort?: AbortController;
   /** The loop's sync while it waits for changes (cancelled when the socket closes). */
   parked?: ParkedSync;
   catchingUp: boolean;
@@ -140,7 +146,7 @@ export class SocketServer {
   }
 
   private async open(ws: WebSocket, req: IncomingMessage, url: URL): Promise<void> {
-    const s: Session = { ws, ip: clientIp(req, this.opts.trustProxy ?? false), delivered: url.searchParams.get('delivered') === 'true', alive: true, abort: new AbortController(), catchingUp: false, inflight: 0, closeWhenIdle: false };
+    const s: Session = { ws, ip: clientIp(req, this.opts.trustProxy ?? false), delivered: url.searchParams.get('delivered') === 'true', alive: true, aborted: false, catchingUp: false, inflight: 0, closeWhenIdle: false };
     this.sessions.add(s);
     this.deps.onCountChange?.(this.sessions.size);
     ws.on('pong', () => (s.alive = true));
@@ -203,7 +209,7 @@ export class SocketServer {
       releaseAdmission = this.deps.admission?.admitCatchup();
     }
     try {
-      while (s.ws.readyState === s.ws.OPEN && !s.abort.signal.aborted) {
+      while (s.ws.readyState === s.ws.OPEN && !s.aborted) {
         this.deps.presence.syncing(auth.userId, s.setPresence);
         const out = await this.deps.sync.syncOrPark({
           userId: auth.userId,
@@ -212,7 +218,7 @@ export class SocketServer {
           filter,
           timeoutMs: s.catchingUp ? 0 : this.opts.pollMs,
           fullState: false,
-          signal: s.abort.signal,
+          gone: s,
           acknowledgeSince: false,
           delivered: s.delivered,
         });
@@ -224,7 +230,7 @@ export class SocketServer {
         if (out instanceof ParkedSync) {
           s.parked = out;
           // Closed while the sync was being built: stop it now rather than at its timeout.
-          if (s.abort.signal.aborted) out.cancel();
+          if (s.aborted) out.cancel();
           out.attach(new SessionSink(this, s, filter));
           return;
         }
@@ -246,12 +252,12 @@ export class SocketServer {
     s.parked = undefined;
     if (body === undefined) return this.fail(s, err);
     if (!this.delivered(s, body)) return;
-    if (s.ws.readyState === s.ws.OPEN && !s.abort.signal.aborted) void this.loop(s, filter, true);
+    if (s.ws.readyState === s.ws.OPEN && !s.aborted) void this.loop(s, filter, true);
   }
 
   /** Takes one answer of the loop; false when the loop must stop (the socket is closing). */
   private delivered(s: Session, body: SyncResponse): boolean {
-    if (s.abort.signal.aborted) return false;
+    if (s.aborted) return false;
     const empty = s.since !== undefined && this.deps.sync.isEmpty(body);
     s.since = body.next_batch;
     if (empty) return true;
@@ -315,7 +321,7 @@ export class SocketServer {
     lifecycle?.enter();
     s.inflight++;
     try {
-      const res = await answerRequest(this.deps.api, { token: s.token!, ip: s.ip, signal: s.abort.signal }, frame, intake);
+      const res = await answerRequest(this.deps.api, { token: s.token!, ip: s.ip, signal: signalOf(s) }, frame, intake);
       this.send(s, res);
       // The token was revoked without this socket being told (another process): it ends here.
       if (res.status === 401 && res.body.errcode === 'M_UNKNOWN_TOKEN') s.closeWhenIdle = true;
@@ -402,8 +408,18 @@ export class SocketServer {
 
 /** Ends the socket's streaming: its loop stops and its parked sync (if any) answers now. */
 function stop(s: Session): void {
-  s.abort.abort();
+  s.aborted = true;
+  s.abort?.abort();
   s.parked?.cancel();
+}
+
+/** The session's abort signal, for request frames (a /sync sent as one ends with the socket). */
+function signalOf(s: Session): AbortSignal {
+  if (!s.abort) {
+    s.abort = new AbortController();
+    if (s.aborted) s.abort.abort();
+  }
+  return s.abort.signal;
 }
 
 /** Where a socket's parked sync answers: back into its loop. */
