@@ -53,7 +53,7 @@ export class ParkedSync implements WaitTarget {
     this.parked = parked;
     // next_batch kept in its place (key order as built), the text shared with other parked syncs.
     this.emptyJson = intern(JSON.stringify({ ...empty, next_batch: '' }));
-    this.nextBatch = empty.next_batch;
+    this.nextBatch = detached(empty.next_batch);
     this.upTo = upTo;
   }
 
@@ -133,6 +133,11 @@ function intern(text: string): string {
   if (texts.size >= MAX_TEXTS) texts.clear();
   texts.set(text, text);
   return text;
+}
+
+/** A flat copy of a string built by concatenation or slicing, holding nothing else alive. */
+function detached(s: string): string {
+  return JSON.parse(JSON.stringify(s)) as string;
 }
 
 function deliver(sink: SyncSink, o: { res: SyncResponse } | { err: unknown }): void {

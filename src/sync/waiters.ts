@@ -50,7 +50,8 @@ export interface Parked {
  */
 class Waiter implements Parked {
   private done = false;
-  timer: NodeJS.Timeout | undefined;
+  /** The timeout slot (see SyncWaiters.slots) this waiter is in. */
+  slot = 0;
 
   constructor(
     readonly registry: SyncWaiters,
@@ -71,14 +72,19 @@ class Waiter implements Parked {
   finish(woken: boolean): void {
     if (this.done) return;
     this.done = true;
-    clearTimeout(this.timer);
     this.registry.remove(this);
     this.target.waited(woken);
   }
 }
 
-function timedOut(w: Waiter): void {
-  w.finish(false);
+/** One timer for every waiter whose deadline falls in the same slot. */
+interface Slot {
+  timer: NodeJS.Timeout;
+  waiters: Set<Waiter>;
+}
+
+function slotDue(registry: SyncWaiters, at: number): void {
+  registry.timeOut(at);
 }
 
 /** The promise form of a wait (wait()): resolves with the outcome, and follows an abort signal. */
@@ -118,6 +124,12 @@ export class SyncWaiters {
   /** Waiters to wake in later turns, oldest first (a Set: a waiter queued twice wakes once). */
   private readonly queued = new Set<Waiter>();
   private drainScheduled: NodeJS.Immediate | null = null;
+  /**
+   * Timeouts, by deadline rounded up to SLOT_MS: one timer per slot instead of one per waiter
+   * (a Timeout and its argument list are ~150 bytes of every parked client). A wait ends at
+   * most SLOT_MS after its timeout.
+   */
+  private readonly slots = new Map<number, Slot>();
   private readonly wakesPerTick: number;
   // High-water marks of published changes; one number per room/user ever notified in this process,
   // kept apart per ephemeral kind so a reader only counts the kinds it wants.
@@ -179,9 +191,22 @@ export class SyncWaiters {
     if (latest.stream > after.stream || latest.ephemeral > after.ephemeral) return true;
     if (timeoutMs <= 0) return false;
     const waiter = new Waiter(this, userId, roomIds, wants, target);
-    waiter.timer = setTimeout(timedOut, timeoutMs, waiter);
+    const now = Date.now();
+    const at = Math.ceil((now + timeoutMs) / SLOT_MS) * SLOT_MS;
+    let slot = this.slots.get(at);
+    if (!slot) this.slots.set(at, (slot = { timer: setTimeout(slotDue, at - now, this, at), waiters: new Set() }));
+    slot.waiters.add(waiter);
+    waiter.slot = at;
     this.add(waiter);
     return waiter;
+  }
+
+  /** A slot's timer fired: every waiter still in it times out. */
+  timeOut(at: number): void {
+    const slot = this.slots.get(at);
+    if (!slot) return;
+    this.slots.delete(at);
+    for (const w of slot.waiters) w.finish(false);
   }
 
   private latestFor(userId: string, roomIds: readonly string[], wants: Wants): StreamToken {
@@ -296,6 +321,14 @@ export class SyncWaiters {
 
   /** Called by a waiter as it finishes (woken, timed out or aborted). */
   remove(w: Waiter): void {
+    const slot = this.slots.get(w.slot);
+    if (slot) {
+      slot.waiters.delete(w);
+      if (slot.waiters.size === 0) {
+        clearTimeout(slot.timer);
+        this.slots.delete(w.slot);
+      }
+    }
     removeFrom(this.byUser, w.userId, w);
     for (const r of w.roomIds) removeFrom(this.byRoom, r, w);
     this.count--;
@@ -304,6 +337,9 @@ export class SyncWaiters {
 }
 
 const ZERO: StreamToken = { stream: 0, ephemeral: 0 };
+
+/** Timeout granularity: waiters whose deadlines fall in the same 25 ms share one timer. */
+const SLOT_MS = 25;
 
 /**
  * A woken long-poll or socket costs ~100-300 µs of CPU to build and write its response, so 32

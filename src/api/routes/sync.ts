@@ -24,7 +24,8 @@ export function syncRoutes(r: ClientRoutes, s: SyncRouteDeps): void {
       const out = await s.sync.syncOrPark({
         userId: auth.userId,
         deviceId: auth.deviceId,
-        since: queryString(ctx, 'since') || undefined,
+        // A copy: the query's value is a slice of the URL and would keep it alive while parked.
+        since: detached(queryString(ctx, 'since')) || undefined,
         filter,
         timeoutMs,
         fullState: queryString(ctx, 'full_state') === 'true',
@@ -67,6 +68,10 @@ class PollEnd {
     this.s.connections.pollEnded(this.userId);
     this.s.presence.connectionClosed(this.userId);
   }
+}
+
+function detached(s: string | undefined): string | undefined {
+  return s === undefined ? undefined : (JSON.parse(JSON.stringify(s)) as string);
 }
 
 function presenceParam(v: string | undefined): 'online' | 'offline' | 'unavailable' | undefined {
