@@ -98,4 +98,18 @@ describe('Parked syncs (deferred answers)', function () {
     await waitFor('the registry empty', () => waiters() === 0);
     await waitFor('sockets counted closed', () => users.every((u) => srv.hearth.services.connections.connectedUntil(u.userId) !== Infinity));
   });
+
+  it('a /sync sent as a socket request frame parks, and is cancelled when the socket closes', async function () {
+    const u = await new Api(srv.url).register('framed');
+    const ws = new WebSocket(socketUrl(srv.url), { headers: { authorization: `Bearer ${u.token}` } });
+    const first = await new Promise<{ body: { next_batch: string } }>((resolve) => ws.once('message', (d) => resolve(JSON.parse(String(d)))));
+    await waitFor('the stream parked', () => waiters() === 1);
+    const path = `/_matrix/client/v3/sync?timeout=30000&since=${enc(first.body.next_batch)}`;
+    ws.send(JSON.stringify({ type: 'request', id: 'parked-1', method: 'GET', path }));
+    await waitFor('the request frame parked too', () => waiters() === 2);
+    const closed = new Promise<void>((resolve) => ws.once('close', () => resolve()));
+    ws.close();
+    await closed;
+    await waitFor('both left the registry', () => waiters() === 0);
+  });
 });
