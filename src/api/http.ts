@@ -166,6 +166,7 @@ export function createHttpApp(services: ApiServices, opts: HttpOptions): HttpApp
         opts.lifecycle.leave();
         logger.error({ err, method: req.method, url: req.url }, 'http adapter error');
         if (!res.headersSent) {
+          cors(res);
           res.statusCode = 500;
           res.setHeader('Content-Type', 'application/json');
           res.end(JSON.stringify({ errcode: 'M_UNKNOWN', error: 'Internal server error' }));
@@ -185,10 +186,8 @@ async function serve(
   logger: ApiServices['logger'],
   lifecycle: Lifecycle,
 ): Promise<boolean> {
-  res.setHeader('Access-Control-Allow-Origin', '*');
-  res.setHeader('Access-Control-Allow-Methods', 'GET, POST, PUT, DELETE, OPTIONS');
-  res.setHeader('Access-Control-Allow-Headers', 'X-Requested-With, Content-Type, Authorization');
   if (req.method === 'OPTIONS') {
+    cors(res);
     res.statusCode = 204;
     res.end();
     return false;
@@ -244,9 +243,20 @@ function answerWith(req: IncomingMessage, res: ServerResponse, answer: ApiRespon
     if (answer.body instanceof BinaryBody) answer.body.stream.destroy();
     return;
   }
+  cors(res);
   res.statusCode = answer.status;
   if (answer.headers) for (const [k, v] of Object.entries(answer.headers)) res.setHeader(k, v);
   write(req, res, answer, logger);
+}
+
+/**
+ * The CORS headers of every answer, set when it is written: set on arrival, a parked long-poll
+ * kept Node's header table (three entries, their lower-cased names) for as long as it waited.
+ */
+function cors(res: ServerResponse): void {
+  res.setHeader('Access-Control-Allow-Origin', '*');
+  res.setHeader('Access-Control-Allow-Methods', 'GET, POST, PUT, DELETE, OPTIONS');
+  res.setHeader('Access-Control-Allow-Headers', 'X-Requested-With, Content-Type, Authorization');
 }
 
 /** Statuses that carry no body. */

@@ -126,8 +126,8 @@ export class SyncWaiters {
   private drainScheduled: NodeJS.Immediate | null = null;
   /**
    * Timeouts, by deadline rounded up to SLOT_MS: one timer per slot instead of one per waiter
-   * (a Timeout and its argument list are ~150 bytes of every parked client). A wait ends at
-   * most SLOT_MS after its timeout.
+   * (a Timeout and its argument list are ~150 bytes of every parked client). A wait of a second
+   * or more ends at most SLOT_MS after its timeout; a shorter one at its timeout.
    */
   private readonly slots = new Map<number, Slot>();
   private readonly wakesPerTick: number;
@@ -192,7 +192,8 @@ export class SyncWaiters {
     if (timeoutMs <= 0) return false;
     const waiter = new Waiter(this, userId, roomIds, wants, target);
     const now = Date.now();
-    const at = Math.ceil((now + timeoutMs) / SLOT_MS) * SLOT_MS;
+    // Short waits keep their exact deadline (25 ms would be a large part of them).
+    const at = timeoutMs >= SLOTTED_FROM_MS ? Math.ceil((now + timeoutMs) / SLOT_MS) * SLOT_MS : now + timeoutMs;
     let slot = this.slots.get(at);
     if (!slot) this.slots.set(at, (slot = { timer: setTimeout(slotDue, at - now, this, at), waiters: new Set() }));
     slot.waiters.add(waiter);
@@ -340,6 +341,8 @@ const ZERO: StreamToken = { stream: 0, ephemeral: 0 };
 
 /** Timeout granularity: waiters whose deadlines fall in the same 25 ms share one timer. */
 const SLOT_MS = 25;
+/** Waits this long or longer are slotted; a parked /sync waits 30 s or so. */
+const SLOTTED_FROM_MS = 1000;
 
 /**
  * A woken long-poll or socket costs ~100-300 µs of CPU to build and write its response, so 32
