@@ -7,8 +7,12 @@
 // read after a forced full garbage collection (live objects only: what a connection really
 // holds) with none, half and all of the N open; the second half's cost alone (the marginal
 // cost) leaves out what the first connections warm up once (caches allocated on first use).
+// Then round two: every connection closes, and the same N users connect again; the cost
+// between those two points (after a full GC) is the connection's alone, without the per-user
+// read-model state the first round warmed (and keeps: it is per user, not per connection).
 // IDLE_COST_SNAPSHOTS=<dir> also writes a heap snapshot at each of those points (compare the
-// middle and the end with `node dist/bench/heap-diff.js MID END N/2`).
+// middle and the end with `node dist/bench/heap-diff.js MID END N/2`, round two with
+// `node dist/bench/heap-diff.js CLOSED AGAIN N`).
 // Loopback only. The generator needs N file descriptors per phase (ulimit -n).
 
 import { clientStats, PollClient, SocketClient, socketStats } from '../lib/clients.js';
@@ -57,6 +61,12 @@ interface Phase {
   connectSec: number;
   /** After a forced full GC at both points (Hearth children only). */
   gc?: { rssPerConnKiB: number; heapPerConnKiB: number; marginalRssKiB: number; marginalHeapKiB: number; baseHeapMiB: number; midHeapMiB: number; loadedHeapMiB: number };
+  /**
+   * The same N users again, after every connection of the first round closed (forced full GC
+   * at both points): the cost of a connection alone, without the per-user read-model state
+   * (rooms, positions, filters, caches) the first round warmed and keeps.
+   */
+  again?: { rssPerConnKiB: number; heapPerConnKiB: number; closedHeapMiB: number; reopenedHeapMiB: number; connectSec: number };
 }
 
 interface GcPoint {
@@ -90,6 +100,7 @@ async function phase(ctx: BenchContext, s: Session, kind: 'socket' | 'poll', n: 
   const t0 = performance.now();
   let cleanup: () => Promise<void>;
   let openHalf: (half: 0 | 1) => Promise<void>;
+  let reopen: () => Promise<void>;
   const halves = <T>(xs: T[], half: 0 | 1) => (half === 0 ? xs.slice(0, Math.floor(xs.length / 2)) : xs.slice(Math.floor(xs.length / 2)));
   if (kind === 'socket') {
     const clients = users.map((u, i) => new SocketClient(u, i, tracker));
@@ -99,6 +110,8 @@ async function phase(ctx: BenchContext, s: Session, kind: 'socket' | 'poll', n: 
         bar.update(++done);
       }));
     cleanup = async () => void (await pool(clients, 500, (c) => c.close()));
+    // Resumed from each client's token: the server sends nothing until something changes.
+    reopen = async () => void (await pool(clients, 100, (c) => c.connect()));
   } else {
     const clients = users.map((u, i) => new PollClient(u, i, tracker, undefined, 55_000));
     openHalf = async (half) => {
@@ -110,6 +123,7 @@ async function phase(ctx: BenchContext, s: Session, kind: 'socket' | 'poll', n: 
       some.forEach((c) => c.start()); // each parks one /sync?timeout=55000
     };
     cleanup = async () => void (await Promise.all(clients.map((c) => c.stop())));
+    reopen = async () => clients.forEach((c) => c.start());
   }
   // The second half's cost alone (from the middle point to the end) leaves out what the first
   // connections warm up once (caches allocated on first use, compiled code): the marginal cost.
@@ -131,8 +145,24 @@ async function phase(ctx: BenchContext, s: Session, kind: 'socket' | 'poll', n: 
   const gcLoaded = insp ? await gcPoint(insp, pid, snap('loaded')) : undefined;
   // A parked long-poll that answered before the end was not idle (something woke it).
   const answered = clientStats.syncs;
-  insp?.close();
+  // Round two: every connection closes, then the same users connect again.
   await cleanup();
+  let gcClosed: GcPoint | undefined;
+  let gcAgain: GcPoint | undefined;
+  let againSec = 0;
+  if (insp) {
+    await sleep(ctx.quick ? 1000 : 3000);
+    await serverIdle(pid);
+    gcClosed = await gcPoint(insp, pid, snap('closed'));
+    const t1 = performance.now();
+    await reopen();
+    againSec = (performance.now() - t1) / 1000;
+    await sleep(ctx.quick ? 1000 : 3000);
+    await serverIdle(pid);
+    gcAgain = await gcPoint(insp, pid, snap('again'));
+    await cleanup();
+  }
+  insp?.close();
   const perConn = (loaded - base) / n;
   ctx.log(`  ${n} idle ${kind === 'socket' ? 'sockets' : `parked long-polls (${answered} answered early)`}: RSS ${(base / MiB).toFixed(1)} -> ${(loaded / MiB).toFixed(1)} MiB = ${(perConn / KiB).toFixed(1)} KiB each`);
   const out: Phase = { n, baselineMiB: round(base / MiB, 1), loadedMiB: round(loaded / MiB, 1), perConnKiB: round(perConn / KiB, 2), connectSec: round(connectSec, 1) };
@@ -150,6 +180,19 @@ async function phase(ctx: BenchContext, s: Session, kind: 'socket' | 'poll', n: 
     ctx.log(
       `    after a full GC: RSS ${(gcBase.rss / MiB).toFixed(1)} -> ${(gcMid.rss / MiB).toFixed(1)} -> ${(gcLoaded.rss / MiB).toFixed(1)} MiB, live heap ${out.gc.baseHeapMiB} -> ${out.gc.midHeapMiB} -> ${out.gc.loadedHeapMiB} MiB (0, ${n - second}, ${n} open): ` +
         `${out.gc.rssPerConnKiB} KiB RSS, ${out.gc.heapPerConnKiB} KiB heap each; the second half alone ${out.gc.marginalRssKiB} KiB RSS, ${out.gc.marginalHeapKiB} KiB heap each`,
+    );
+  }
+  if (gcClosed && gcAgain) {
+    out.again = {
+      rssPerConnKiB: round((gcAgain.rss - gcClosed.rss) / n / KiB, 2),
+      heapPerConnKiB: round((gcAgain.heap - gcClosed.heap) / n / KiB, 2),
+      closedHeapMiB: round(gcClosed.heap / MiB, 1),
+      reopenedHeapMiB: round(gcAgain.heap / MiB, 1),
+      connectSec: round(againSec, 1),
+    };
+    ctx.log(
+      `    round two (the same ${n} users again, all closed in between): live heap ${out.again.closedHeapMiB} -> ${out.again.reopenedHeapMiB} MiB: ` +
+        `${out.again.heapPerConnKiB} KiB heap, ${out.again.rssPerConnKiB} KiB RSS each (the connection alone, the users' read-model state already warm)`,
     );
   }
   return out;
@@ -176,6 +219,10 @@ async function run(ctx: BenchContext, spec: TargetSpec): Promise<TargetResult[]>
     'KiB per parked long-poll': phases.poll?.perConnKiB ?? NaN,
     'live heap KiB per idle socket (marginal)': phases.socket?.gc?.marginalHeapKiB ?? NaN,
     'live heap KiB per parked long-poll (marginal)': phases.poll?.gc?.marginalHeapKiB ?? NaN,
+    'live heap KiB per idle socket (round two)': phases.socket?.again?.heapPerConnKiB ?? NaN,
+    'live heap KiB per parked long-poll (round two)': phases.poll?.again?.heapPerConnKiB ?? NaN,
+    'RSS KiB per idle socket (round two)': phases.socket?.again?.rssPerConnKiB ?? NaN,
+    'RSS KiB per parked long-poll (round two)': phases.poll?.again?.rssPerConnKiB ?? NaN,
     connections: n,
   };
   result!.figures = { phases, socketsShed: socketStats.shed, socketConnectErrors: socketStats.connectErrors };

@@ -27,6 +27,9 @@ import { StoreUnavailableError } from '../store/types.js';
 import type { JsonObject } from '../protocol/types.js';
 import type { AuthInfo } from './middleware.js';
 import type { RateLimitName, RateLimiters } from '../admission/rate-limit.js';
+import { DeferredAnswer, type DeferredEnd, type DeferredProducer } from './deferred.js';
+
+export { DeferredAnswer };
 
 export type Method = 'GET' | 'POST' | 'PUT' | 'DELETE';
 export type Query = Record<string, string | string[] | undefined>;
@@ -114,6 +117,12 @@ export interface ApiCtx {
   status?: number;
   body: unknown;
   type?: string;
+  /**
+   * Answers later: the handler returns at once and the transport writes what `producer`
+   * settles with (200, or the error rendered as a thrown one). `onEnd.ended()` runs when it settles,
+   * whatever the outcome. See deferred.ts.
+   */
+  defer(producer: DeferredProducer, onEnd?: DeferredEnd): void;
 }
 
 export interface ApiState {
@@ -218,14 +227,21 @@ export class HandlerTable {
       res = this.renderError(err, req);
     }
     res.route = route;
+    // A deferred answer (a parked /sync) is observed and logged when it settles.
+    if (res.body instanceof DeferredAnswer) res.body.begin(this, req.method, req.path, route, start);
+    else this.record(req.method, req.path, route, start, res);
+    return res;
+  }
+
+  /** The metrics observation and the request's log line, once its answer is final. */
+  record(method: string, path: string, route: string, start: bigint, res: ApiResponse): void {
     const seconds = Number(process.hrtime.bigint() - start) / 1e9;
-    this.deps.observe?.(req.method, route, res.status, seconds);
+    this.deps.observe?.(method, route, res.status, seconds);
     // One line per request, as Synapse logs them. The path carries no query string, so no
     // access_token parameter; tokens in headers are never logged.
     if (this.deps.logger.isLevelEnabled('info')) {
-      this.deps.logger.info({ method: req.method, path: req.path, status: res.status, ms: Math.round(seconds * 1e4) / 10, route }, 'request');
+      this.deps.logger.info({ method, path, status: res.status, ms: Math.round(seconds * 1e4) / 10, route }, 'request');
     }
-    return res;
   }
 
   private async run(req: ApiRequest, ctx: Exchange, matched: (route: string) => void): Promise<ApiResponse> {
@@ -261,6 +277,7 @@ export class HandlerTable {
       ctx.state.schema = route.schema;
     }
     await route.handler(ctx, auth);
+    if (ctx.body instanceof DeferredAnswer) return { status: 200, body: ctx.body, route: '' };
     if (ctx.body === undefined && ctx.status === undefined) throw new MatrixError('M_UNRECOGNIZED', 'Unrecognized request');
     const status = ctx.status ?? (ctx.body === null ? 204 : 200);
     const headers = Object.keys(ctx.headers).length > 0 ? ctx.headers : undefined;
@@ -326,6 +343,10 @@ class Exchange implements ApiCtx {
   type?: string;
 
   constructor(private readonly req: ApiRequest) {}
+
+  defer(producer: DeferredProducer, onEnd?: DeferredEnd): void {
+    this.body = new DeferredAnswer(producer, onEnd);
+  }
 
   get method(): string {
     return this.req.method;

@@ -6,8 +6,9 @@ import { STATUS_CODES, type IncomingMessage, type RequestListener, type ServerRe
 import { parse as parseUrl } from 'node:url';
 import getRawBody from 'raw-body';
 import { MatrixError } from '../errors.js';
+import { internPath, type AnswerSink } from './deferred.js';
 import { parseJsonBody } from './middleware.js';
-import { BinaryBody, parseQuery, type ApiRequest, type ApiResponse, type HandlerTable, type Query, type RequestBody, type UploadSource } from './handlers.js';
+import { BinaryBody, DeferredAnswer, parseQuery, type ApiRequest, type ApiResponse, type HandlerTable, type Query, type RequestBody, type UploadSource } from './handlers.js';
 import { clientIp } from '../sync/socket/requests.js';
 import { ClientRoutes, type ApiServices } from './routing.js';
 import { accountRoutes } from './routes/account.js';
@@ -155,13 +156,17 @@ export function createHttpApp(services: ApiServices, opts: HttpOptions): HttpApp
       return;
     }
     opts.lifecycle.enter();
-    serve(table, userInfo, req, res, opts.trustProxy, logger).then(
-      () => opts.lifecycle.leave(),
+    serve(table, userInfo, req, res, opts.trustProxy, logger, opts.lifecycle).then(
+      (deferred) => {
+        // A deferred answer leaves when it is written (HttpWriter).
+        if (!deferred) opts.lifecycle.leave();
+      },
       (err: unknown) => {
         // dispatch never throws; this is the adapter's own failure (a bug): answered 500 if it can be.
         opts.lifecycle.leave();
         logger.error({ err, method: req.method, url: req.url }, 'http adapter error');
         if (!res.headersSent) {
+          cors(res);
           res.statusCode = 500;
           res.setHeader('Content-Type', 'application/json');
           res.end(JSON.stringify({ errcode: 'M_UNKNOWN', error: 'Internal server error' }));
@@ -179,14 +184,13 @@ async function serve(
   res: ServerResponse,
   trustProxy: boolean,
   logger: ApiServices['logger'],
-): Promise<void> {
-  res.setHeader('Access-Control-Allow-Origin', '*');
-  res.setHeader('Access-Control-Allow-Methods', 'GET, POST, PUT, DELETE, OPTIONS');
-  res.setHeader('Access-Control-Allow-Headers', 'X-Requested-With, Content-Type, Authorization');
+  lifecycle: Lifecycle,
+): Promise<boolean> {
   if (req.method === 'OPTIONS') {
+    cors(res);
     res.statusCode = 204;
     res.end();
-    return;
+    return false;
   }
   const request = new HttpRequest(req, trustProxy);
   let answer: ApiResponse;
@@ -197,14 +201,62 @@ async function serve(
   } finally {
     request.done();
   }
+  if (answer.body instanceof DeferredAnswer) {
+    // Parked (a long-poll /sync): this frame and the table's return now; the writer answers.
+    const deferred = answer.body;
+    if (req.closed || res.destroyed) deferred.cancel();
+    else req.on('close', () => deferred.cancel());
+    // Only the path is left of the URL: the query (filter, since, perhaps access_token) was read,
+    // and the URL string is the largest thing a parked request still holds of its own.
+    req.url = internPath(request.path);
+    deferred.attach(new HttpWriter(req, res, logger, lifecycle));
+    return true;
+  }
+  answerWith(req, res, answer, logger);
+  return false;
+}
+
+/** Writes a deferred answer when it settles, and ends the request's accounting. */
+class HttpWriter implements AnswerSink {
+  constructor(
+    private readonly req: IncomingMessage,
+    private readonly res: ServerResponse,
+    private readonly logger: ApiServices['logger'],
+    private readonly lifecycle: Lifecycle,
+  ) {}
+
+  answered(answer: ApiResponse): void {
+    try {
+      answerWith(this.req, this.res, answer, this.logger);
+    } catch (err) {
+      this.logger.error({ err, method: this.req.method, url: this.req.url }, 'http adapter error');
+      this.res.destroy();
+    } finally {
+      this.lifecycle.leave();
+    }
+  }
+}
+
+function answerWith(req: IncomingMessage, res: ServerResponse, answer: ApiResponse, logger: ApiServices['logger']): void {
   // The client went away while the answer was being made: nothing to write to.
   if (res.writableEnded || res.destroyed) {
     if (answer.body instanceof BinaryBody) answer.body.stream.destroy();
     return;
   }
+  cors(res);
   res.statusCode = answer.status;
   if (answer.headers) for (const [k, v] of Object.entries(answer.headers)) res.setHeader(k, v);
   write(req, res, answer, logger);
+}
+
+/**
+ * The CORS headers of every answer, set when it is written: set on arrival, a parked long-poll
+ * kept Node's header table (three entries, their lower-cased names) for as long as it waited.
+ */
+function cors(res: ServerResponse): void {
+  res.setHeader('Access-Control-Allow-Origin', '*');
+  res.setHeader('Access-Control-Allow-Methods', 'GET, POST, PUT, DELETE, OPTIONS');
+  res.setHeader('Access-Control-Allow-Headers', 'X-Requested-With, Content-Type, Authorization');
 }
 
 /** Statuses that carry no body. */

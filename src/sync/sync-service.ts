@@ -22,6 +22,7 @@ import type { MembershipRecord, StateEntry, Store, StoredEvent, ToDeviceMessage 
 import { DELIVERED_EVENT_TYPE, eventMatches, matchesNothing, roomIncluded, type SyncFilter } from './filter.js';
 import { parseToken, serializeToken, type StreamToken } from './token.js';
 import type { SyncWaiters, Wants } from './waiters.js';
+import { ParkedSync } from './parked-sync.js';
 import type { ChangeHints, SyncRange, SyncSources } from './sources.js';
 import type { ReadModel } from './read-model/read-model.js';
 import { RoomStateSections } from './room-state.js';
@@ -42,6 +43,8 @@ export interface SyncRequest {
   timeoutMs: number;
   fullState: boolean;
   signal?: AbortSignal;
+  /** A cheaper cancel flag than `signal` (the socket's session): once aborted, nothing parks. */
+  gone?: { readonly aborted: boolean };
   /**
    * Whether `since` acknowledges what was sent before it (long-poll: the client can only send
    * a token it received). The socket sets false and acknowledges on the client's ack frames.
@@ -71,7 +74,18 @@ export class SyncService {
   private readonly state: RoomStateSections;
   private readonly members: MemberHistoryReader;
 
+  /** The answer as one promise (parks inside it when there is nothing yet); `req.signal` cancels. */
   async sync(req: SyncRequest): Promise<SyncResponse> {
+    const out = await this.syncOrPark(req);
+    return out instanceof ParkedSync ? out.promise(req.signal) : out;
+  }
+
+  /**
+   * The answer, or a ParkedSync that will give it (see parked-sync.ts): a transport that can
+   * attach a sink and return holds no await chain while the client waits. Whoever gets one
+   * must attach a sink, and cancel it when the client goes away.
+   */
+  async syncOrPark(req: SyncRequest): Promise<SyncResponse | ParkedSync> {
     let since = req.since !== undefined ? parseToken(req.since, 'since') : undefined;
     // An ephemeral position from before a restart may be ahead of ours: resend ephemeral state.
     if (since && since.ephemeral > this.sources.ephemeralPosition()) since = { ...since, ephemeral: 0 };
@@ -79,34 +93,57 @@ export class SyncService {
     // A token from a worker whose feed is ahead of ours names positions we cannot read yet.
     // Answering from our lower position would hand the client a next_batch below its own and
     // repeat what it has; so wait (within the request's timeout) for our position to catch up.
-    if (since && since.stream > this.store.currentPosition()) await this.catchUpTo(since.stream, deadline, req.signal);
+    if (since && since.stream > this.store.currentPosition()) await this.catchUpTo(since.stream, deadline, req);
     if (req.delivered) this.sources.onDeliveredOptIn?.(req.userId);
     if (since && req.acknowledgeSince !== false) await this.acknowledge(req.userId, req.deviceId, since.stream);
     if (req.acknowledgeSince !== false && req.filter.lazyLoadMembers) this.state.ledger.begin(req, since?.stream);
+    if (!since) return (await this.buildFrom(req, since)).res;
+    return this.buildOrPark(req, since, deadline);
+  }
+
+  /**
+   * One response from `since`; when it is empty and time remains, parks (see parked-sync.ts)
+   * and returns the parked sync instead, which answers later. Also how a woken parked sync
+   * rebuilds (`parked` set: the same object parks again).
+   */
+  async buildOrPark(req: SyncRequest, since: StreamToken, deadline: number, parked?: ParkedSync): Promise<SyncResponse | ParkedSync> {
     for (;;) {
       // Nothing has been written since the token (a reader re-parking right after its last
       // response, the usual case): the range (since, now] is empty on every stream, so its
       // build would be an empty answer. Park on the rooms the build would have watched; a
       // timeout builds the empty answer then.
-      if (since && !req.fullState && this.atHead(since) && deadline > Date.now() && !req.signal?.aborted) {
+      if (!req.fullState && this.atHead(since) && deadline > Date.now() && !req.signal?.aborted && !req.gone?.aborted && !parked?.cancelled) {
         req.onPark?.();
-        const woken = await this.waiters.wait(req.userId, await this.watchedRoomIds(req, since.stream), since, deadline - Date.now(), req.signal, wantsOf(req.filter));
-        if (woken) continue;
-        return (await this.buildFrom(req, since)).res;
+        const p = parked ?? new ParkedSync(this, req, deadline);
+        const waiting = this.waiters.park(p, req.userId, await this.watchedRoomIds(req, since.stream), since, deadline - Date.now(), wantsOf(req.filter));
+        // Already something above the token: build it.
+        if (waiting === true) continue;
+        if (waiting === false) return this.buildAnswer(req, since);
+        p.parkedAtHead(waiting, since);
+        return p;
       }
       const { res, joinedIds, upTo } = await this.buildFrom(req, since);
       const remaining = deadline - Date.now();
-      if (!since || req.fullState || !this.isEmpty(res) || remaining <= 0 || req.signal?.aborted) return res;
+      if (req.fullState || !this.isEmpty(res) || remaining <= 0 || req.signal?.aborted || req.gone?.aborted || parked?.cancelled) return res;
       req.onPark?.();
-      // Parked, this frame is what a waiting client costs: it keeps the empty answer as JSON
-      // text (a few hundred bytes, where its objects and null-prototype dictionaries take
-      // ~1.5 KiB) and nothing of the build (hints, ranges) but the rooms the waiter watches.
-      const parked = JSON.stringify(res);
-      const woken = await this.waiters.wait(req.userId, joinedIds, upTo, remaining, req.signal, wantsOf(req.filter));
-      if (!woken) return JSON.parse(parked) as SyncResponse;
-      // Nothing for us in (since, upTo]: continue from upTo, so the next read is smaller.
-      since = upTo;
+      const p = parked ?? new ParkedSync(this, req, deadline);
+      const waiting = this.waiters.park(p, req.userId, joinedIds, upTo, remaining, wantsOf(req.filter));
+      if (waiting === false) return res;
+      // Already something above upTo: build again from there, so the next read is smaller.
+      if (waiting === true) {
+        since = upTo;
+        continue;
+      }
+      // Parked, this object is what a waiting client costs: the empty answer as shared JSON
+      // text and nothing of the build (hints, ranges) but the rooms the waiter watches.
+      p.parkedAt(waiting, res, upTo);
+      return p;
     }
+  }
+
+  /** The answer for the range from `since` (a parked sync's empty answer, built at its timeout). */
+  async buildAnswer(req: SyncRequest, since: StreamToken): Promise<SyncResponse> {
+    return (await this.buildFrom(req, since)).res;
   }
 
   /** Whether `since` is the current position of both streams: nothing after it to answer. */
@@ -150,8 +187,8 @@ export class SyncService {
   }
 
   /** Waits until currentPosition() reaches `stream`, the deadline passes or the request ends. */
-  private async catchUpTo(stream: number, deadline: number, signal?: AbortSignal): Promise<void> {
-    while (this.store.currentPosition() < stream && Date.now() < deadline && !signal?.aborted) {
+  private async catchUpTo(stream: number, deadline: number, req: SyncRequest): Promise<void> {
+    while (this.store.currentPosition() < stream && Date.now() < deadline && !req.signal?.aborted && !req.gone?.aborted) {
       await new Promise((resolve) => setTimeout(resolve, Math.min(CATCH_UP_POLL_MS, Math.max(1, deadline - Date.now()))));
     }
   }

@@ -30,44 +30,81 @@ export type Wants = Readonly<Record<EphemeralKind, boolean>>;
 const ALL: Wants = { typing: true, presence: true };
 
 /**
+ * What a parked reader is told when its wait ends: woken by a relevant change (true), or not
+ * (timeout, cancel, registry closed). A parked /sync or socket is its own target (see
+ * parked-sync.ts), so a waiting client holds no promise, closure or await chain.
+ */
+export interface WaitTarget {
+  waited(woken: boolean): void;
+}
+
+/** A parked wait, to end early (the client went away): its target is told `waited(false)`. */
+export interface Parked {
+  cancel(): void;
+}
+
+/**
  * One parked reader. A class with methods rather than closures: a parked /sync holds one of
  * these for up to a minute, and a waiter per client is the registry's whole per-client cost.
- * It is its own abort listener (handleEvent) and its timer calls a module function with it.
+ * Its timer calls a module function with it.
  */
-class Waiter {
+class Waiter implements Parked {
   private done = false;
-  timer: NodeJS.Timeout | undefined;
+  /** The timeout slot (see SyncWaiters.slots) this waiter is in. */
+  slot = 0;
 
   constructor(
     readonly registry: SyncWaiters,
     readonly userId: string,
     readonly roomIds: readonly string[],
     readonly wants: Wants,
-    private readonly resolve: (woken: boolean) => void,
-    private readonly signal: AbortSignal | undefined,
+    private readonly target: WaitTarget,
   ) {}
 
   wake(): void {
     this.finish(true);
   }
 
-  /** The abort signal's listener. */
-  handleEvent(): void {
+  cancel(): void {
     this.finish(false);
   }
 
   finish(woken: boolean): void {
     if (this.done) return;
     this.done = true;
-    clearTimeout(this.timer);
-    this.signal?.removeEventListener('abort', this);
     this.registry.remove(this);
-    this.resolve(woken);
+    this.target.waited(woken);
   }
 }
 
-function timedOut(w: Waiter): void {
-  w.finish(false);
+/** One timer for every waiter whose deadline falls in the same slot. */
+interface Slot {
+  timer: NodeJS.Timeout;
+  waiters: Set<Waiter>;
+}
+
+function slotDue(registry: SyncWaiters, at: number): void {
+  registry.timeOut(at);
+}
+
+/** The promise form of a wait (wait()): resolves with the outcome, and follows an abort signal. */
+class PromiseTarget implements WaitTarget {
+  parked: Parked | undefined;
+
+  constructor(
+    private readonly resolve: (woken: boolean) => void,
+    private readonly signal: AbortSignal | undefined,
+  ) {}
+
+  waited(woken: boolean): void {
+    this.signal?.removeEventListener('abort', this);
+    this.resolve(woken);
+  }
+
+  /** The abort signal's listener. */
+  handleEvent(): void {
+    this.parked?.cancel();
+  }
 }
 
 /** High-water marks of one class of notices (untyped, or one ephemeral kind). */
@@ -77,14 +114,22 @@ interface Marks {
 }
 
 export class SyncWaiters {
-  private readonly byUser = new Map<string, Set<Waiter>>();
-  private readonly byRoom = new Map<string, Set<Waiter>>();
+  // A lone waiter is stored as itself, a Set only from the second on: most users have one
+  // parked reader, and a Set with its table cost ~190 bytes per user.
+  private readonly byUser = new Map<string, Waiters>();
+  private readonly byRoom = new Map<string, Waiters>();
   private readonly unsubscribe: () => void;
   private count = 0;
   private closed = false;
   /** Waiters to wake in later turns, oldest first (a Set: a waiter queued twice wakes once). */
   private readonly queued = new Set<Waiter>();
   private drainScheduled: NodeJS.Immediate | null = null;
+  /**
+   * Timeouts, by deadline rounded up to SLOT_MS: one timer per slot instead of one per waiter
+   * (a Timeout and its argument list are ~150 bytes of every parked client). A wait of a second
+   * or more ends at most SLOT_MS after its timeout; a shorter one at its timeout.
+   */
+  private readonly slots = new Map<number, Slot>();
   private readonly wakesPerTick: number;
   // High-water marks of published changes; one number per room/user ever notified in this process,
   // kept apart per ephemeral kind so a reader only counts the kinds it wants.
@@ -127,11 +172,42 @@ export class SyncWaiters {
     if (latest.stream > after.stream || latest.ephemeral > after.ephemeral) return Promise.resolve(true);
     if (timeoutMs <= 0 || signal?.aborted) return Promise.resolve(false);
     return new Promise<boolean>((resolve) => {
-      const waiter = new Waiter(this, userId, roomIds, wants, resolve, signal);
-      waiter.timer = setTimeout(timedOut, timeoutMs, waiter);
-      signal?.addEventListener('abort', waiter);
-      this.add(waiter);
+      const target = new PromiseTarget(resolve, signal);
+      const parked = this.park(target, userId, roomIds, after, timeoutMs, wants);
+      if (typeof parked === 'boolean') return resolve(parked);
+      target.parked = parked;
+      signal?.addEventListener('abort', target);
     });
+  }
+
+  /**
+   * wait() without a promise: parks `target`, which is told `waited(woken)` once, later. Returns
+   * true instead (nothing parked) when a relevant change above `after` is already published, false
+   * when the wait would end at once (registry closed, no time left); else the handle to cancel it.
+   */
+  park(target: WaitTarget, userId: string, roomIds: readonly string[], after: StreamToken, timeoutMs: number, wants: Wants = ALL): Parked | boolean {
+    if (this.closed) return false;
+    const latest = this.latestFor(userId, roomIds, wants);
+    if (latest.stream > after.stream || latest.ephemeral > after.ephemeral) return true;
+    if (timeoutMs <= 0) return false;
+    const waiter = new Waiter(this, userId, roomIds, wants, target);
+    const now = Date.now();
+    // Short waits keep their exact deadline (25 ms would be a large part of them).
+    const at = timeoutMs >= SLOTTED_FROM_MS ? Math.ceil((now + timeoutMs) / SLOT_MS) * SLOT_MS : now + timeoutMs;
+    let slot = this.slots.get(at);
+    if (!slot) this.slots.set(at, (slot = { timer: setTimeout(slotDue, at - now, this, at), waiters: new Set() }));
+    slot.waiters.add(waiter);
+    waiter.slot = at;
+    this.add(waiter);
+    return waiter;
+  }
+
+  /** A slot's timer fired: every waiter still in it times out. */
+  timeOut(at: number): void {
+    const slot = this.slots.get(at);
+    if (!slot) return;
+    this.slots.delete(at);
+    for (const w of slot.waiters) w.finish(false);
   }
 
   private latestFor(userId: string, roomIds: readonly string[], wants: Wants): StreamToken {
@@ -156,7 +232,7 @@ export class SyncWaiters {
     if (this.drainScheduled) clearImmediate(this.drainScheduled);
     this.drainScheduled = null;
     this.queued.clear();
-    for (const set of this.byUser.values()) for (const w of [...set]) w.wake();
+    for (const set of this.byUser.values()) for (const w of [...each(set)]) w.wake();
   }
 
   /**
@@ -196,13 +272,13 @@ export class SyncWaiters {
     const woken = new Set<Waiter>();
     for (const [roomId, stream] of rooms) {
       bump(marks.byRoom, roomId, { stream });
-      for (const w of this.byRoom.get(roomId) ?? []) woken.add(w);
+      for (const w of each(this.byRoom.get(roomId))) woken.add(w);
     }
     for (const [userId, stream] of users) {
       bump(marks.byUser, userId, { stream });
-      for (const w of this.byUser.get(userId) ?? []) woken.add(w);
+      for (const w of each(this.byUser.get(userId))) woken.add(w);
     }
-    if (all) for (const set of this.byUser.values()) for (const w of set) woken.add(w);
+    if (all) for (const set of this.byUser.values()) for (const w of each(set)) woken.add(w);
     this.wakeAll(woken);
   }
 
@@ -211,8 +287,8 @@ export class SyncWaiters {
     if (n.roomId) bump(marks.byRoom, n.roomId, n);
     for (const u of n.userIds ?? []) bump(marks.byUser, u, n);
     const woken: Waiter[] = [];
-    if (n.roomId) for (const w of this.byRoom.get(n.roomId) ?? []) woken.push(w);
-    for (const u of n.userIds ?? []) for (const w of this.byUser.get(u) ?? []) woken.push(w);
+    if (n.roomId) for (const w of each(this.byRoom.get(n.roomId))) woken.push(w);
+    for (const u of n.userIds ?? []) for (const w of each(this.byUser.get(u))) woken.push(w);
     this.wakeAll(n.kind ? woken.filter((w) => w.wants[n.kind!]) : woken);
   }
 
@@ -246,6 +322,14 @@ export class SyncWaiters {
 
   /** Called by a waiter as it finishes (woken, timed out or aborted). */
   remove(w: Waiter): void {
+    const slot = this.slots.get(w.slot);
+    if (slot) {
+      slot.waiters.delete(w);
+      if (slot.waiters.size === 0) {
+        clearTimeout(slot.timer);
+        this.slots.delete(w.slot);
+      }
+    }
     removeFrom(this.byUser, w.userId, w);
     for (const r of w.roomIds) removeFrom(this.byRoom, r, w);
     this.count--;
@@ -254,6 +338,11 @@ export class SyncWaiters {
 }
 
 const ZERO: StreamToken = { stream: 0, ephemeral: 0 };
+
+/** Timeout granularity: waiters whose deadlines fall in the same 25 ms share one timer. */
+const SLOT_MS = 25;
+/** Waits this long or longer are slotted; a parked /sync waits 30 s or so. */
+const SLOTTED_FROM_MS = 1000;
 
 /**
  * A woken long-poll or socket costs ~100-300 µs of CPU to build and write its response, so 32
@@ -272,15 +361,31 @@ function bump(m: Map<string, StreamToken>, key: string, n: ChangeNotice): void {
   m.set(key, cur);
 }
 
-function addTo<K, V>(m: Map<K, Set<V>>, k: K, v: V): void {
-  let s = m.get(k);
-  if (!s) m.set(k, (s = new Set()));
-  s.add(v);
+/** The waiters of one user or room: one alone, or a Set of two or more. */
+type Waiters = Waiter | Set<Waiter>;
+
+const NONE: readonly Waiter[] = [];
+
+function each(ws: Waiters | undefined): Iterable<Waiter> {
+  if (ws === undefined) return NONE;
+  return ws instanceof Set ? ws : [ws];
 }
 
-function removeFrom<K, V>(m: Map<K, Set<V>>, k: K, v: V): void {
-  const s = m.get(k);
-  if (!s) return;
-  s.delete(v);
-  if (s.size === 0) m.delete(k);
+function addTo(m: Map<string, Waiters>, k: string, w: Waiter): void {
+  const cur = m.get(k);
+  if (cur === undefined) m.set(k, w);
+  else if (cur instanceof Set) cur.add(w);
+  else if (cur !== w) m.set(k, new Set([cur, w]));
+}
+
+function removeFrom(m: Map<string, Waiters>, k: string, w: Waiter): void {
+  const cur = m.get(k);
+  if (cur === undefined) return;
+  if (!(cur instanceof Set)) {
+    if (cur === w) m.delete(k);
+    return;
+  }
+  cur.delete(w);
+  if (cur.size === 1) m.set(k, cur.values().next().value!);
+  else if (cur.size === 0) m.delete(k);
 }

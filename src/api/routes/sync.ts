@@ -1,6 +1,7 @@
 // /sync (long-poll transport over SyncService) and filter storage.
 
 import { MatrixError } from '../../errors.js';
+import { ParkedSync } from '../../sync/parked-sync.js';
 import { body, type Ctx } from '../middleware.js';
 import { param, queryInt, queryString, type ApiServices, type ClientRoutes } from '../routing.js';
 
@@ -17,22 +18,28 @@ export function syncRoutes(r: ClientRoutes, s: SyncRouteDeps): void {
     s.presence.syncing(auth.userId, setPresence);
     s.presence.connectionOpened(auth.userId);
     s.connections.pollStarted(auth.userId);
+    const end = new PollEnd(s, auth.userId, release);
+    let parked = false;
     try {
-      ctx.body = await s.sync.sync({
+      const out = await s.sync.syncOrPark({
         userId: auth.userId,
         deviceId: auth.deviceId,
-        since: queryString(ctx, 'since') || undefined,
+        // A copy: the query's value is a slice of the URL and would keep it alive while parked.
+        since: detached(queryString(ctx, 'since')) || undefined,
         filter,
         timeoutMs,
         fullState: queryString(ctx, 'full_state') === 'true',
-        signal: ctx.signal,
         delivered: filter.deliveredOptIn,
         onPark: release,
       });
+      if (out instanceof ParkedSync) {
+        // Answered when it settles, with no frame of this request waiting meanwhile; the
+        // transport cancels it when the client goes.
+        ctx.defer(out, end);
+        parked = true;
+      } else ctx.body = out;
     } finally {
-      release();
-      s.connections.pollEnded(auth.userId);
-      s.presence.connectionClosed(auth.userId);
+      if (!parked) end.ended();
     }
   }, { shed: 'catchup' });
 
@@ -46,6 +53,25 @@ export function syncRoutes(r: ClientRoutes, s: SyncRouteDeps): void {
     requireSelf(ctx, auth.userId);
     ctx.body = await s.syncFilters.get(auth.userId, param(ctx, 'filterId'));
   });
+}
+
+/** A long-poll's end accounting, run when its answer settles (parked) or the handler returns. */
+class PollEnd {
+  constructor(
+    private readonly s: SyncRouteDeps,
+    private readonly userId: string,
+    private readonly release: () => void,
+  ) {}
+
+  ended(): void {
+    this.release();
+    this.s.connections.pollEnded(this.userId);
+    this.s.presence.connectionClosed(this.userId);
+  }
+}
+
+function detached(s: string | undefined): string | undefined {
+  return s === undefined ? undefined : (JSON.parse(JSON.stringify(s)) as string);
 }
 
 function presenceParam(v: string | undefined): 'online' | 'offline' | 'unavailable' | undefined {

@@ -11,7 +11,7 @@
 // frame, after routing, as HTTP answers it. Whether fractions are allowed is the route's rule.
 
 import type { IncomingMessage } from 'node:http';
-import { BinaryBody, parseQuery, type ApiRequest, type ApiResponse, type RequestBody } from '../../api/handlers.js';
+import { BinaryBody, DeferredAnswer, parseQuery, type ApiRequest, type ApiResponse, type RequestBody } from '../../api/handlers.js';
 import { intakeParsed, type ParsedBodyInfo } from '../../api/middleware.js';
 import { MatrixError } from '../../errors.js';
 import { hardenValue, hasLoneSurrogate, scanNumbers } from '../../protocol/canonical-json.js';
@@ -103,7 +103,7 @@ export async function answerRequest(api: RequestApi, who: FrameSender, frame: Re
   const noHash = hash < 0 ? target.path : target.path.slice(0, hash);
   const q = noHash.indexOf('?');
   const body: RequestBody = { read: async (rule) => intakeParsed(bodyOf(frame), intake, rule) };
-  const res = await api.dispatch({
+  let res = await api.dispatch({
     method: target.method,
     path: q < 0 ? noHash : noHash.slice(0, q),
     query: parseQuery(q < 0 ? '' : noHash.slice(q + 1)),
@@ -112,12 +112,28 @@ export async function answerRequest(api: RequestApi, who: FrameSender, frame: Re
     ip: who.ip,
     signal: who.signal,
   });
+  if (res.body instanceof DeferredAnswer) res = await settled(res.body, who.signal);
   if (res.body instanceof BinaryBody) {
     // Media routes refuse frames before they run (the table's 'media' intake); this is the net.
     res.body.stream.destroy();
     return { type: 'response', id, status: 400, body: { errcode: 'M_UNRECOGNIZED', error: 'Media is served over HTTP only' } };
   }
   return { type: 'response', id, status: res.status, body: (res.body ?? {}) as JsonObject };
+}
+
+/** A deferred answer (a /sync sent as a request frame) once it settles; the socket's close cancels it. */
+function settled(deferred: DeferredAnswer, signal: AbortSignal): Promise<ApiResponse> {
+  return new Promise((resolve) => {
+    const cancel = (): void => deferred.cancel();
+    if (signal.aborted) deferred.cancel();
+    else signal.addEventListener('abort', cancel, { once: true });
+    deferred.attach({
+      answered: (res) => {
+        signal.removeEventListener('abort', cancel);
+        resolve(res);
+      },
+    });
+  });
 }
 
 /** Method and path of a frame, or why it has none. */

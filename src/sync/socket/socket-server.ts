@@ -20,7 +20,8 @@ import type { JsonObject } from '../../protocol/types.js';
 import type { AccountService } from '../../users/account-service.js';
 import type { ConnectionTracker } from '../connections.js';
 import type { SyncFilter } from '../filter.js';
-import type { SyncService } from '../sync-service.js';
+import type { SyncResponse, SyncService } from '../sync-service.js';
+import { ParkedSync } from '../parked-sync.js';
 import { parseToken } from '../token.js';
 import { CloseCode, SOCKET_PATH, type AuthFrame, type CloseReason, type RequestFrame, type SendFrame, type ServerFrame } from './protocol.js';
 import type { Admission } from '../../admission/admission.js';
@@ -80,7 +81,15 @@ interface Session {
    */
   confirmed?: string;
   alive: boolean;
-  abort: AbortController;
+  /** Streaming has stopped (closing, closed, device deleted): the loop ends, a parked sync answers. */
+  aborted: boolean;
+  /**
+   * Aborted with the session; made only when a request frame asks for it (an AbortSignal is an
+   * EventTarget with its own maps, ~0.6 KiB, on every idle socket otherwise).
+   */
+  abort?: AbortController;
+  /** The loop's sync while it waits for changes (cancelled when the socket closes). */
+  parked?: ParkedSync;
   catchingUp: boolean;
   /** Set while an auth frame is being checked: frames right behind it wait for it. */
   authenticating?: Promise<void>;
@@ -137,7 +146,7 @@ export class SocketServer {
   }
 
   private async open(ws: WebSocket, req: IncomingMessage, url: URL): Promise<void> {
-    const s: Session = { ws, ip: clientIp(req, this.opts.trustProxy ?? false), delivered: url.searchParams.get('delivered') === 'true', alive: true, abort: new AbortController(), catchingUp: false, inflight: 0, closeWhenIdle: false };
+    const s: Session = { ws, ip: clientIp(req, this.opts.trustProxy ?? false), delivered: url.searchParams.get('delivered') === 'true', alive: true, aborted: false, catchingUp: false, inflight: 0, closeWhenIdle: false };
     this.sessions.add(s);
     this.deps.onCountChange?.(this.sessions.size);
     ws.on('pong', () => (s.alive = true));
@@ -185,22 +194,31 @@ export class SocketServer {
     void this.loop(s, filter);
   }
 
-  private async loop(s: Session, filter: SyncFilter): Promise<void> {
+  /**
+   * The socket's sync loop: one sync after another, each non-empty answer pushed as a frame.
+   * When a sync parks, the loop returns and the parked sync resumes it (SessionSink), so an idle
+   * socket holds no suspended frame of this loop, only its parked sync.
+   */
+  private async loop(s: Session, filter: SyncFilter, resumed = false): Promise<void> {
     const auth = s.auth!;
-    s.catchingUp = true;
-    this.catchups++;
-    const releaseAdmission = this.deps.admission?.admitCatchup();
+    // The first sync is the socket's catch-up; a resumed loop is past it.
+    let releaseAdmission: (() => void) | undefined;
+    if (!resumed) {
+      s.catchingUp = true;
+      this.catchups++;
+      releaseAdmission = this.deps.admission?.admitCatchup();
+    }
     try {
-      while (s.ws.readyState === s.ws.OPEN && !s.abort.signal.aborted) {
+      while (s.ws.readyState === s.ws.OPEN && !s.aborted) {
         this.deps.presence.syncing(auth.userId, s.setPresence);
-        const body = await this.deps.sync.sync({
+        const out = await this.deps.sync.syncOrPark({
           userId: auth.userId,
           deviceId: auth.deviceId,
           since: s.since,
           filter,
           timeoutMs: s.catchingUp ? 0 : this.opts.pollMs,
           fullState: false,
-          signal: s.abort.signal,
+          gone: s,
           acknowledgeSince: false,
           delivered: s.delivered,
         });
@@ -209,13 +227,14 @@ export class SocketServer {
           this.catchups--;
           releaseAdmission?.();
         }
-        if (s.abort.signal.aborted) break;
-        const empty = s.since !== undefined && this.deps.sync.isEmpty(body);
-        s.since = body.next_batch;
-        if (empty) continue;
-        const token = body.next_batch;
-        s.confirmed = token;
-        this.send(s, { type: 'sync', body });
+        if (out instanceof ParkedSync) {
+          s.parked = out;
+          // Closed while the sync was being built: stop it now rather than at its timeout.
+          if (s.aborted) out.cancel();
+          out.attach(new SessionSink(this, s, filter));
+          return;
+        }
+        if (!this.delivered(s, out)) break;
       }
     } catch (err) {
       this.fail(s, err);
@@ -226,6 +245,26 @@ export class SocketServer {
       }
       releaseAdmission?.();
     }
+  }
+
+  /** A parked sync of `s` answered: push it, and run the loop again. */
+  resumed(s: Session, filter: SyncFilter, body: SyncResponse | undefined, err: unknown): void {
+    s.parked = undefined;
+    if (body === undefined) return this.fail(s, err);
+    if (!this.delivered(s, body)) return;
+    if (s.ws.readyState === s.ws.OPEN && !s.aborted) void this.loop(s, filter, true);
+  }
+
+  /** Takes one answer of the loop; false when the loop must stop (the socket is closing). */
+  private delivered(s: Session, body: SyncResponse): boolean {
+    if (s.aborted) return false;
+    const empty = s.since !== undefined && this.deps.sync.isEmpty(body);
+    s.since = body.next_batch;
+    if (empty) return true;
+    const token = body.next_batch;
+    s.confirmed = token;
+    this.send(s, { type: 'sync', body });
+    return true;
   }
 
   private async onMessage(s: Session, data: RawData, isBinary: boolean): Promise<void> {
@@ -282,7 +321,7 @@ export class SocketServer {
     lifecycle?.enter();
     s.inflight++;
     try {
-      const res = await answerRequest(this.deps.api, { token: s.token!, ip: s.ip, signal: s.abort.signal }, frame, intake);
+      const res = await answerRequest(this.deps.api, { token: s.token!, ip: s.ip, signal: signalOf(s) }, frame, intake);
       this.send(s, res);
       // The token was revoked without this socket being told (another process): it ends here.
       if (res.status === 401 && res.body.errcode === 'M_UNKNOWN_TOKEN') s.closeWhenIdle = true;
@@ -308,7 +347,7 @@ export class SocketServer {
       if (s.auth?.userId === userId && s.auth.deviceId === deviceId) {
         // Stop streaming now; close once requests being answered (perhaps this very logout,
         // sent over the socket) have had their responses written.
-        s.abort.abort();
+        stop(s);
         if (s.inflight === 0) this.revoke(s);
         else s.closeWhenIdle = true;
       }
@@ -336,7 +375,7 @@ export class SocketServer {
   }
 
   private closeWith(s: Session, code: number, reason: CloseReason): void {
-    s.abort.abort();
+    stop(s);
     if (s.ws.readyState === s.ws.OPEN || s.ws.readyState === s.ws.CONNECTING) {
       s.ws.close(code, JSON.stringify(reason));
       // A peer that does not complete the closing handshake is cut off.
@@ -346,7 +385,7 @@ export class SocketServer {
 
   private closed(s: Session): void {
     if (!this.sessions.delete(s)) return;
-    s.abort.abort();
+    stop(s);
     if (s.auth && s.filter) {
       this.deps.connections.socketClosed(s.auth.userId);
       this.deps.presence.connectionClosed(s.auth.userId);
@@ -364,6 +403,39 @@ export class SocketServer {
       s.ws.ping();
       if (s.auth) this.deps.presence.syncing(s.auth.userId, s.setPresence);
     }
+  }
+}
+
+/** Ends the socket's streaming: its loop stops and its parked sync (if any) answers now. */
+function stop(s: Session): void {
+  s.aborted = true;
+  s.abort?.abort();
+  s.parked?.cancel();
+}
+
+/** The session's abort signal, for request frames (a /sync sent as one ends with the socket). */
+function signalOf(s: Session): AbortSignal {
+  if (!s.abort) {
+    s.abort = new AbortController();
+    if (s.aborted) s.abort.abort();
+  }
+  return s.abort.signal;
+}
+
+/** Where a socket's parked sync answers: back into its loop. */
+class SessionSink {
+  constructor(
+    private readonly server: SocketServer,
+    private readonly s: Session,
+    private readonly filter: SyncFilter,
+  ) {}
+
+  resolve(body: SyncResponse): void {
+    this.server.resumed(this.s, this.filter, body, undefined);
+  }
+
+  reject(err: unknown): void {
+    this.server.resumed(this.s, this.filter, undefined, err);
   }
 }
 
