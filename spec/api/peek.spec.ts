@@ -229,6 +229,28 @@ describe('MSC2753 peeking', function () {
       assert.equal(re.rooms.peek[roomId].timeline.events.at(-1).content.body, 'still unpeeked');
     });
 
+    it('a room that stops being world_readable shows the peeker no newer event, in the timeline or the state', async function () {
+      const roomId = await room(alice, 'world_readable');
+      await say(alice, roomId, 'while world_readable');
+      const bob = await newUser();
+      assert.equal((await bob.post(`/_matrix/client/v3/peek/${enc(roomId)}`, {})).status, 200);
+      const since: string = (await sync(bob)).next_batch;
+      assert.equal((await alice.put(`/_matrix/client/v3/rooms/${enc(roomId)}/state/m.room.history_visibility/`, { history_visibility: 'joined' })).status, 200);
+      assert.equal((await alice.put(`/_matrix/client/v3/rooms/${enc(roomId)}/state/m.room.topic/`, { topic: 'members only' })).status, 200);
+      // More hidden events than the timeline's refill reads back through (timeline-fill.ts): the
+      // section is limited with no visible event, so its state runs up to the end of the range.
+      for (let i = 0; i < 60; i++) await say(alice, roomId, `members only ${i}`);
+      const filter = enc(JSON.stringify({ room: { timeline: { limit: 1 } } }));
+      for (const from of [since, undefined]) {
+        const res = await bob.get(`/_matrix/client/v3/sync?timeout=0&filter=${filter}${from ? `&since=${enc(from)}` : ''}`);
+        assert.equal(res.status, 200, JSON.stringify(res.body));
+        const section = res.body.rooms.peek?.[roomId];
+        const shown = section ? [...section.timeline.events, ...section.state.events] : [];
+        assert.equal(JSON.stringify(shown).includes('members only'), false, `${from ? 'incremental' : 'initial'}: ${JSON.stringify(section)}`);
+        assert.equal(shown.some((e: Ev) => e.type === 'm.room.topic'), false, JSON.stringify(shown));
+      }
+    });
+
     it('joining ends the peek: the room moves to rooms.join and does not come back under rooms.peek after leaving', async function () {
       const roomId = await room(alice, 'world_readable');
       const bob = await newUser();

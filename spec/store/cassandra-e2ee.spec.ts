@@ -1,7 +1,8 @@
 // What the Cassandra E2EE and media modules promise beyond the shared contract: properties that
 // only show with two store instances on one keyspace (one-time key claims, backup versions and
 // counts, media quota), and the to-device and device-list layouts across bucket boundaries
-// (acknowledgement drops whole buckets instead of deleting messages one by one).
+// (acknowledgement drops whole buckets instead of deleting messages one by one); and that a
+// device's peeks (MSC2753) are written without tombstones (a traced read counts them).
 
 import type cassandra from 'cassandra-driver';
 import { assert } from '../helpers/assert.js';
@@ -244,6 +245,36 @@ describe('Cassandra E2EE and media (backend-specific)', function () {
       assert.equal(results.filter((r) => r === 'ok').length, 5);
       assert.equal(await a.media.usage(alice), 500);
       assert.equal((await b.media.listUserMedia(alice)).length, 5);
+    });
+  });
+
+  describe('peeks (MSC2753)', function () {
+    /** Tombstone cells a traced read of the device's peek partition went through. */
+    const tombstonesRead = async (user: string, device: string): Promise<number> => {
+      const rs = await raw!.execute('SELECT room_id, stream, ended_stream FROM peeks WHERE user_id = ? AND device_id = ?', [user, device], { prepare: true, traceQuery: true });
+      const trace = await raw!.metadata.getTrace(rs.info.traceId);
+      let n = 0;
+      for (const e of trace.events) for (const m of String(e.activity).matchAll(/(\d+) tombstone cells/g)) n += Number(m[1]);
+      return n;
+    };
+
+    it('starts, renews and ends peeks without writing a tombstone (no null bound), and reads them back as the contract says', async function () {
+      const s = await open();
+      const alice = userId('peeker');
+      const [room1, room2] = [`!${randomId()}:test`, `!${randomId()}:test`];
+      const p1 = await s.peeks.startPeek(alice, 'DEV', room1);
+      const p2 = await s.peeks.startPeek(alice, 'DEV', room2);
+      const e2 = await s.peeks.endPeek(alice, 'DEV', room2);
+      assert.ok(e2 !== null && e2 > p2);
+      assert.equal(await s.peeks.endPeek(alice, 'DEV', room2), null, 'an ended peek does not end again');
+      const r2 = await s.peeks.startPeek(alice, 'DEV', room2);
+      const peeks = (await s.peeks.getPeeks(alice, 'DEV')).sort((a, b) => a.stream - b.stream);
+      assert.deepEqual(peeks, [
+        { roomId: room1, stream: p1, endedAt: null },
+        { roomId: room2, stream: r2, endedAt: null },
+      ]);
+      assert.equal(await tombstonesRead(alice, 'DEV'), 0);
+      assert.ok((await s.peeks.endPeek(alice, 'DEV', room2)) !== null, 'a renewed peek is active again');
     });
   });
 });

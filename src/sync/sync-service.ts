@@ -446,7 +446,15 @@ export class SyncService {
     const memberChanged = full || stateEntries.some((s) => s.type === 'm.room.member') || events.some((e) => e.pdu.type === 'm.room.member');
     const summary = memberChanged ? await this.state.summary(roomId, req.userId) : undefined;
     const heroes = (summary?.['m.heroes'] as string[] | undefined) ?? [];
-    const stateEvents = await this.state.stateEvents(req, roomId, stateEntries, events, { full, limited, timelineStart, heroes, upTo });
+    let stateEvents = await this.state.stateEvents(req, roomId, stateEntries, events, { full, limited, timelineStart, heroes, upTo });
+    // A peeker (no join) may see a full state only if the room was world_readable at the start
+    // of the timeline or turned so within it (public then, as GET /state of such a room); any
+    // other state event must be visible to them like a timeline event, so a room that stopped
+    // being world_readable shows no newer state either.
+    const publicState = full && (events.some(worldReadableEvent) || (await this.worldReadableIn(stateEntries)));
+    if (joinedAt === undefined && stateEvents.length > 0 && !publicState) {
+      stateEvents = await this.visibility.filter(req.userId, roomId, stateEvents);
+    }
 
     const section: JsonObject = {
       timeline: {
@@ -461,6 +469,12 @@ export class SyncService {
     };
     if (summary) section.summary = summary;
     return section;
+  }
+
+  private async worldReadableIn(entries: StateEntry[]): Promise<boolean> {
+    const hv = entries.find((e) => e.type === 'm.room.history_visibility' && e.stateKey === '');
+    const ev = hv ? await this.store.rooms.getEvent(hv.eventId) : null;
+    return !!ev && worldReadableEvent(ev);
   }
 
   private async timeline(
@@ -592,3 +606,7 @@ function wantsOf(f: SyncFilter): Wants {
 }
 
 const WANTS = new WeakMap<SyncFilter, Wants>();
+
+function worldReadableEvent(e: StoredEvent): boolean {
+  return e.pdu.type === 'm.room.history_visibility' && e.pdu.state_key === '' && e.pdu.content.history_visibility === 'world_readable';
+}
