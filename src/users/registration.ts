@@ -185,11 +185,20 @@ export class Registration {
       const userId = await creating;
       // Kept a while after success: a request that read the session data before it recorded the
       // user must still find this account rather than create another.
-      setTimeout(() => this.creating.delete(sessionId), CREATED_TTL_MS).unref();
+      forgetLater(this.creating, sessionId);
       return userId;
     } catch (err) {
       if (this.creating.get(sessionId) === creating) this.creating.delete(sessionId);
       throw err;
     }
   }
+}
+
+/**
+ * Drops the session's entry after CREATED_TTL_MS. Module-level, so the timer holds only the map
+ * (a closure in a method would hold `this`, and with it the whole app, for ten minutes after a
+ * stop: tests start hundreds of servers in one process).
+ */
+function forgetLater(creating: Map<string, Promise<string>>, sessionId: string): void {
+  setTimeout(() => creating.delete(sessionId), CREATED_TTL_MS).unref();
 }
