@@ -79,7 +79,8 @@ export class EventCommitter {
   }
 
   /** Persists an event with its verdict, then updates the in-memory state and wakes readers. */
-  async commit(roomId: string, p: Prepared, state: RoomState, verdict: Verdict): Promise<SubmitResult> {
+  /** `relayFrom`: a remote event the origin handed us to pass on (RoomInput.receive's `relay`). */
+  async commit(roomId: string, p: Prepared, state: RoomState, verdict: Verdict, relayFrom?: string): Promise<SubmitResult> {
     const { rooms } = this.ctx.deps.store;
     if (verdict.kind !== 'accepted') {
       let stateBefore = verdict.kind !== 'outlier' ? verdict.before?.stored : undefined;
@@ -125,7 +126,7 @@ export class EventCommitter {
 
     let stream: number;
     const push = this.ctx.deps.pushActions ? await this.ctx.deps.pushActions(p.eventId, p.pdu, state) : { rows: [], all: [] };
-    const outbound = this.outboundOf(p, state);
+    const outbound = this.outboundOf(p, state, relayFrom);
     try {
       ({ stream } = await rooms.persistEvent({
         eventId: p.eventId,
@@ -165,8 +166,8 @@ export class EventCommitter {
   }
 
   /** The PDU to queue with an accepted event (see RoomInputDeps.pduDestinations). */
-  private outboundOf(p: Prepared, before: RoomState): { destinations: string[]; pdu: JsonObject } | undefined {
-    const destinations = this.ctx.deps.pduDestinations?.(p.eventId, p.pdu, before);
+  private outboundOf(p: Prepared, before: RoomState, relayFrom?: string): { destinations: string[]; pdu: JsonObject } | undefined {
+    const destinations = this.ctx.deps.pduDestinations?.(p.eventId, p.pdu, before, relayFrom);
     if (destinations === undefined) return undefined;
     const { unsigned: _u, ...pdu } = p.pdu;
     return { destinations, pdu: pdu as JsonObject };
