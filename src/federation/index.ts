@@ -10,7 +10,13 @@
 // (pduDestinations, PersistEventInput.outbound), at its stream position, so a crash after the
 // commit loses nothing; a remote join, leave or knock handed to us through send_join/leave/knock
 // is relayed to the room's other servers the same way (RoomInput.receive's `relay`). EDUs (and
-// PDUs of a writer that did not ask) go through one promise chain.
+// PDUs of a writer that did not ask) go through one promise chain. EDU durability by kind:
+// to-device is queued before its request is answered (src/e2ee/to-device.ts: a failed write
+// fails the request, a retry keeps the message_id); typing and presence are ephemeral by spec
+// and best-effort (a crash loses what was not queued yet); receipts and device-list updates are
+// still queued after their own write, so a crash in between loses the EDU (the receiver resyncs
+// a device list at the next update, whose prev_id shows the gap; a receipt is superseded by the
+// user's next one).
 
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
