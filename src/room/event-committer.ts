@@ -13,6 +13,7 @@ import type { JsonObject, Pdu } from '../protocol/types.js';
 import { stateTuple } from '../protocol/types.js';
 import type { RoomRecord, StateEntry, StateKeyRef } from '../store/types.js';
 import { StoreConflictError } from '../store/types.js';
+import { selfDestructAt } from '../store/expiry-types.js';
 import { changedEntries, removedKeys, toEntries, type DagState } from './dag-state.js';
 import type { Prepared } from './event-builder.js';
 import type { Verdict } from './event-judge.js';
@@ -55,6 +56,7 @@ export class EventCommitter {
       fence: this.ctx.fenceOf(roomId),
       createsRoom,
       outbound,
+      selfDestructAt: this.selfDestructAt(p.pdu),
     });
     state.applyPersisted(p.eventId, p.pdu, extremities);
     if (p.redaction) state.applyRedaction(p.redaction.targetEventId, p.redaction.redactedPdu);
@@ -141,6 +143,7 @@ export class EventCommitter {
         pushBulk: push.bulk,
         fence: this.ctx.fenceOf(roomId),
         outbound,
+        selfDestructAt: this.selfDestructAt(p.pdu),
       }));
     } catch (err) {
       // The store may or may not have written; reload state from it next time.
@@ -163,6 +166,10 @@ export class EventCommitter {
       }
     }
     return this.announce(roomId, p, stream, push, [...stateDelta, ...stateRemoved], outbound?.destinations);
+  }
+
+  private selfDestructAt(pdu: Pdu): number | undefined {
+    return this.ctx.deps.selfDestruct ? (selfDestructAt(pdu) ?? undefined) : undefined;
   }
 
   /** The PDU to queue with an accepted event (see RoomInputDeps.pduDestinations). */

@@ -59,6 +59,11 @@ export interface RoomInputDeps {
    * the store can refuse a stale owner's. Absent on a single node.
    */
   fence?: (roomId: string) => { epoch: number } | undefined;
+  /**
+   * MSC2228 (experimental.msc2228_self_destruct): an accepted message asking to self-destruct
+   * gets its expiry row in its own commit (PersistEventInput.selfDestructAt).
+   */
+  selfDestruct?: boolean;
 }
 /** Push-rule results for an event: `rows`/`bulk` are stored with it, `all` goes to onPersisted. */
 export type PushOutcome = { rows: PushActionInput[]; bulk?: PushBulkInput; all: PushActionInput[] };
