@@ -186,7 +186,8 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     resolveState,
     now,
     // A local event's PDU is queued in the event's commit (src/federation/pdu-destinations.ts).
-    pduDestinations: (eventId, pdu, before) => federation?.pduDestinations(eventId, pdu, before),
+    pduDestinations: (eventId, pdu, before, relayFrom) => federation?.pduDestinations(eventId, pdu, before, relayFrom),
+    selfDestruct: config.experimental.msc2228_self_destruct,
     onPersisted: (info) => {
       metrics?.eventsPersisted.inc();
       pushDispatcher.eventPersisted(info);

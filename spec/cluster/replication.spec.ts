@@ -68,7 +68,7 @@ describe('replication stream (Redis)', function () {
 
   async function join(
     w: FakeWorker,
-    extra: { deadMs?: number; silentMs?: number; logger?: { warn: (obj: object, msg: string) => void } } = {},
+    extra: { deadMs?: number; silentMs?: number; heartbeatMs?: number; idleHeartbeatMs?: number; logger?: { warn: (obj: object, msg: string) => void } } = {},
     own?: { url: string; reconnectMs?: number },
   ): Promise<{ stream: ReplicationStream; seen: number[]; resets: number }> {
     // On a Redis of the test's own (which it stops), connection errors are expected: swallowed.
@@ -123,6 +123,33 @@ describe('replication stream (Redis)', function () {
     await until(() => rb.stream.currentPosition() >= 200, 'the watermark to follow the promises');
   });
 
+  it('idle, a worker beats at the idle rate; a record of another worker still makes it beat at once, so the record is released without waiting for the idle beat', async function () {
+    const a = new FakeWorker(1, 1000);
+    const b = new FakeWorker(2, 1000);
+    const ra = await join(a, { heartbeatMs: 10, idleHeartbeatMs: 1_000 });
+    const rb = await join(b, { heartbeatMs: 10, idleHeartbeatMs: 1_000 });
+    const redis = redisClient();
+    conns.push(redis);
+    const beats = async (): Promise<number> => {
+      const entries = (await redis.xrange(key, '-', '+')) as Array<[string, string[]]>;
+      return entries.filter(([, f]) => (JSON.parse(f[1]!) as { t: string }).t === 'h').length;
+    };
+    await new Promise((r) => setTimeout(r, 200));
+    const before = await beats();
+    await new Promise((r) => setTimeout(r, 1_000));
+    const idle = (await beats()) - before;
+    // At the fast rate two workers would publish ~200 in a second.
+    assert.ok(idle <= 6, `idle heartbeats in 1 s: ${idle}`);
+    // Both idle promises are at 1000; B writes 1050 (its clock moved on), A's clock too.
+    a.clock = 1100;
+    b.clock = 1100;
+    const t0 = Date.now();
+    b.complete(1050);
+    await until(() => ra.seen.includes(1050) && rb.seen.includes(1050), 'the record released on both workers', 900);
+    assert.ok(Date.now() - t0 < 500, `released after ${Date.now() - t0} ms: sooner than the 1 s idle beat`);
+    assert.equal(ra.resets + rb.resets, 0);
+  });
+
   it('a worker that leaves with a goodbye stops holding the watermark at once', async function () {
     const a = new FakeWorker(1, 100);
     const b = new FakeWorker(2, 100);
@@ -141,7 +168,9 @@ describe('replication stream (Redis)', function () {
     const a = new FakeWorker(1, 100);
     const c = new FakeWorker(3, 100);
     const ra = await join(a, { deadMs: 600 });
-    const rc = await join(c);
+    // C beats at the fast rate even idle: the drop counts from its last heartbeat, and the
+    // assertion below measures from the kill with a 200 ms margin.
+    const rc = await join(c, { idleHeartbeatMs: 20 });
     c.floor = 100;
     a.clock = 400;
     await new Promise((r) => setTimeout(r, 150));
@@ -254,11 +283,13 @@ describe('replication stream (Redis)', function () {
     ra.stream.onChanges((changes) => {
       for (const c of changes) if (c.kind === 'reset') resets.push(c.stream);
     });
-    a.clock = 2_000;
+    // A's clock is past the horizon before the entry arrives: A beats as soon as it reads it
+    // (records may be waiting on its promise), and a beat still below the horizon would release
+    // the reset early, then wake the readers again at the horizon (a second, correct reset).
+    a.clock = 3_000;
     const raw = redisClient();
     conns.push(raw);
     await raw.xadd(key, '*', 'e', JSON.stringify({ t: 'h', w: 8, s: 5, p: 2_500, r: 2_200 }));
-    a.clock = 3_000;
     await until(() => resets.length > 0, 'a reset');
     assert.ok(resets[0]! >= 2_200, `reset at ${resets[0]}`);
     await raw.xadd(key, '*', 'e', JSON.stringify({ t: 'h', w: 7, s: 1, p: 2_600, r: 0 }));

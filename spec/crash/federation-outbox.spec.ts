@@ -24,6 +24,9 @@ describe('crash: a local event durable at SIGKILL reaches the other server', fun
   let roomId = '';
   /** Message bodies of A's room as B's /send received them, first arrival order (retries counted once). */
   const pushed: string[] = [];
+  /** Joins of A's room by users of other servers than A and B, as B's /send received them from A. */
+  const relayedJoins: string[] = [];
+  let c: TestServer | undefined;
 
   before(async function () {
     this.timeout(120_000);
@@ -53,6 +56,10 @@ describe('crash: a local event durable at SIGKILL reaches the other server', fun
           seen.add(text);
           pushed.push(text);
         }
+        const member = p.state_key as string | undefined;
+        if (origin === nameA && p.room_id === roomId && p.type === 'm.room.member' && (p.content as JsonObject | undefined)?.membership === 'join' && typeof member === 'string' && !member.endsWith(`:${nameA}`) && !member.startsWith('@bob:') && !relayedJoins.includes(member)) {
+          relayedJoins.push(member);
+        }
       }
       return send(origin, txnId, body);
     };
@@ -68,6 +75,7 @@ describe('crash: a local event durable at SIGKILL reaches the other server', fun
   after(async () => {
     await a?.dispose();
     await b?.stop().catch(() => undefined);
+    await c?.stop().catch(() => undefined);
     await closeFedRequests();
   });
 
@@ -97,6 +105,35 @@ describe('crash: a local event durable at SIGKILL reaches the other server', fun
       throw new Error(`${err.message}\n${a!.output()}`);
     });
     assert.deepEqual(pushed, ['m0', 'm1', 'm2', 'crash-here']);
+  });
+
+  it("a remote join through A's send_join, killed right after its commit: after the restart A relays it to B", async () => {
+    // C's carol joins through A; B hears of it only from A (the resident server passes it on).
+    // The hook is read at start-up: restart A with it (the first restart went without).
+    await a!.kill('SIGTERM');
+    process.env.HEARTH_TEST_KILL_AFTER_COMMIT = 'crash-here';
+    try {
+      await restart();
+    } finally {
+      delete process.env.HEARTH_TEST_KILL_AFTER_COMMIT;
+    }
+    c = await startFederated(await freePort());
+    const carol = await new Api(c.url).register('carol');
+    assert.equal((await carol.put(`${V3}/profile/${enc(carol.userId)}/displayname`, { displayname: 'crash-here' })).status, 200);
+    const dying = await carol.post(`${V3}/join/${enc(roomId)}?server_name=${enc(nameA)}`, {});
+    assert.notEqual(dying.status, 200, 'the send_join dies with A');
+    const exit = await a!.waitForExit(10_000);
+    assert.equal(exit.signal, 'SIGKILL', 'killed by the hook, after the join was committed');
+    assert.deepEqual(relayedJoins, [], 'nothing of it reached B before the kill');
+
+    await restart();
+    const members = await alice.get(`${V3}/rooms/${enc(roomId)}/members`);
+    assert.equal(members.status, 200);
+    assert.ok(members.body.chunk.some((e: any) => e.state_key === carol.userId && e.content?.membership === 'join'), 'the join was durable at the kill');
+    await waitFor(async () => relayedJoins.length === 1, 30_000, 'B to receive carol\'s join from A').catch((err: Error) => {
+      throw new Error(`${err.message}\n${a!.output()}`);
+    });
+    assert.deepEqual(relayedJoins, [carol.userId]);
   });
 
   it('SIGKILLed at random right after an acknowledged send (3 rounds, 2 senders): every acknowledged PDU is pushed, each sender\'s in order', async () => {

@@ -73,6 +73,23 @@ export function describeEventExpiryContract(ctx: ContractContext): void {
       assert.deepEqual(await ctx.store.eventExpiry.nextDue(10), []);
     });
 
+    it("persistEvent writes an accepted event's selfDestructAt row in the event's own write; not for one not accepted", async function () {
+      const room = new FakeRoom();
+      await room.create(ctx.store, alice);
+      const key = 'org.matrix.self_destruct_after';
+      const msg = await room.message(ctx.store, alice, 'x');
+      const asks = await room.send(ctx.store, 'm.room.message', alice, { msgtype: 'm.text', body: 'bye', [key]: T0 + 40 }, undefined, { selfDestructAt: T0 + 40 });
+      const soft = room.build('m.room.message', alice, { msgtype: 'm.text', body: 'soft', [key]: T0 + 41 });
+      await ctx.store.rooms.persistEvent({ eventId: soft.eventId, pdu: soft.pdu, stateDelta: [], forwardExtremities: [], softFailed: true, selfDestructAt: T0 + 41 });
+      const out = room.build('m.room.message', alice, { msgtype: 'm.text', body: 'outlier', [key]: T0 + 42 });
+      await ctx.store.rooms.persistEvent({ eventId: out.eventId, pdu: out.pdu, stateDelta: [], forwardExtremities: [], outlier: true, selfDestructAt: T0 + 42 });
+      // Written with the event, not by a listener afterwards: there before any other write.
+      assert.deepEqual(await ctx.store.eventExpiry.nextDue(10), [{ eventId: asks.eventId, roomId: room.roomId, expiresTs: T0 + 40 }]);
+      assert.notEqual(msg.eventId, asks.eventId);
+      assert.equal(await ctx.store.eventExpiry.prune({ eventId: asks.eventId, roomId: room.roomId, expiresTs: T0 + 40 }, redact(asks.pdu)), true);
+      assert.deepEqual(await ctx.store.eventExpiry.nextDue(10), []);
+    });
+
     it('rows survive a reopen', async function () {
       if (!ctx.canReopen) this.skip();
       await ctx.store.eventExpiry.schedule({ eventId: '$later', roomId: '!r:x', expiresTs: T0 + 7 });

@@ -4,7 +4,7 @@ import { assert } from '../helpers/assert.js';
 import type { ContractContext } from './contract.js';
 import type { OutboundItem } from '../../src/store/types.js';
 import type { JsonObject } from '../../src/protocol/types.js';
-import { assertConflict, FakeRoom, userId } from './fixtures.js';
+import { assertConflict, FakeRoom, redact, userId } from './fixtures.js';
 
 const alice = userId('alice');
 
@@ -106,6 +106,26 @@ export function describeFederationQueueContract(ctx: ContractContext): void {
         assert.deepEqual(got.map((e) => e.pos), [stream]);
         assert.deepEqual(got[0]!.item, { kind: 'pdu', roomId: r.roomId, pdu: big.pdu as unknown as JsonObject });
       }
+    });
+
+    it("persistEvent's outbound: an event redacted before its PDU is sent still goes out as it was (the receiver redacts it when the redaction arrives)", async function () {
+      const q = ctx.store.federationQueue;
+      const r = new FakeRoom();
+      await r.create(ctx.store, alice);
+      const out = (ev: { pdu: unknown }) => ({ destinations: ['red.test'], pdu: ev.pdu as JsonObject });
+      const secret = r.build('m.room.message', alice, { msgtype: 'm.text', body: 'secret' });
+      const w = await ctx.store.rooms.persistEvent(r.input(secret, { outbound: out(secret) }));
+      const redactedPdu = redact(secret.pdu);
+      const first = r.build('m.room.redaction', alice, { redacts: secret.eventId });
+      const w1 = await ctx.store.rooms.persistEvent(r.input(first, { redaction: { targetEventId: secret.eventId, redactedPdu }, outbound: out(first) }));
+      // A second redaction of the same event (allowed in the DAG) must not replace what is kept.
+      const second = r.build('m.room.redaction', alice, { redacts: secret.eventId });
+      await ctx.store.rooms.persistEvent(r.input(second, { redaction: { targetEventId: secret.eventId, redactedPdu }, outbound: out(second) }));
+      assert.deepEqual((await ctx.store.rooms.getEvent(secret.eventId))?.pdu, redactedPdu, 'clients see it redacted');
+      const got = await q.outboundAfter('red.test', 0, ctx.store.currentPosition(), 10);
+      assert.deepEqual(got.map((e) => e.pos).slice(0, 2), [w.stream, w1.stream]);
+      assert.deepEqual(got[0]!.item, { kind: 'pdu', roomId: r.roomId, pdu: secret.pdu as unknown as JsonObject }, 'the original, with its content');
+      assert.deepEqual(got[1]!.item, { kind: 'pdu', roomId: r.roomId, pdu: first.pdu as unknown as JsonObject });
     });
 
     it("persistEvent's outbound: nothing is queued when the event is not written, nor for an event not accepted", async function () {

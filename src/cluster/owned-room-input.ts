@@ -33,6 +33,7 @@
 import type { Pdu, RoomVersion } from '../protocol/types.js';
 import { RoomInput, type EventDraft, type InputOutcome, type RoomInputDeps, type SubmitResult } from '../room/room-input.js';
 import type { RoomState } from '../room/room-state.js';
+import type { StateMap } from '../room/state-resolver.js';
 import type { StateEntry } from '../store/types.js';
 import { StaleWriterError, StoreConflictError } from '../store/types.js';
 import { MatrixError } from '../errors.js';
@@ -81,7 +82,7 @@ export class OwnedRoomInput extends RoomInput {
           case 'submit':
             return await super.submit(roomId, args[0] as EventDraft);
           case 'receive':
-            return await super.receive(roomId, args[0], args[1] as string);
+            return await super.receive(roomId, args[0], args[1] as string, undefined, args[2] === true ? { relay: true } : undefined);
           case 'createRoom':
             // The override: it takes the new room's lease once the create event names the room.
             return await this.createRoom(args[0] as string | null, args[1] as RoomVersion, args[2] as string, args[3] as EventDraft[], args[4] as { alias?: string });
@@ -116,8 +117,9 @@ export class OwnedRoomInput extends RoomInput {
     return this.fenced(roomId, 'submit', () => this.owner.run(roomId, () => super.submit(roomId, draft), 'submit', [draft]));
   }
 
-  override receive(roomId: string, pdu: unknown, origin: string): Promise<InputOutcome> {
-    return this.fenced(roomId, 'receive', () => this.owner.run(roomId, () => super.receive(roomId, pdu, origin), 'receive', [pdu, origin]));
+  override receive(roomId: string, pdu: unknown, origin: string, _gapStates?: readonly StateMap[], opts?: { relay?: boolean }): Promise<InputOutcome> {
+    const relay = opts?.relay === true;
+    return this.fenced(roomId, 'receive', () => this.owner.run(roomId, () => super.receive(roomId, pdu, origin, undefined, opts), 'receive', [pdu, origin, relay]));
   }
 
   override async createRoom(

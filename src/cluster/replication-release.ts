@@ -29,6 +29,11 @@ export class RecordRelease {
 
   constructor(private readonly maxBuffered: number) {}
 
+  /** Records (or a reset) wait for the watermark to pass them. */
+  get pending(): boolean {
+    return this.buffer.length > 0 || this.pendingReset || this.wakeAt !== null;
+  }
+
   /** This worker's own records: they need no round trip, and come at the pace of its writes. */
   keep(records: ChangeRecord[]): void {
     for (const c of records) this.buffer.push(c);

@@ -4,11 +4,17 @@
 //
 // Mechanism (one Redis stream, XADD/XREAD), in four modules:
 // - Each worker publishes, in order on one connection, its change records as its local
-//   watermark passes them, and a heartbeat every `heartbeatMs` carrying its *promise*: a position
+//   watermark passes them, and heartbeats carrying its *promise*: a position
 //   P such that it will never complete a write at or below P that it has not already published.
 //   With writes in flight P is its local watermark; idle, it is "now" on the position clock (its
 //   next position is above it, see src/store/cassandra/positions.ts). The publishing side:
 //   src/cluster/replication-publisher.ts; the entries: src/cluster/replication-entries.ts.
+// - Heartbeats are adaptive: every `heartbeatMs` while this worker holds records (its own or
+//   another's) or waiters above the cluster watermark, at once when such a record arrives (a
+//   write elsewhere waits for our promise to pass it), and every `idleHeartbeatMs` otherwise.
+//   An idle cluster's promises only have to show it alive (well within `silentMs`); any write
+//   makes every worker that reads its record beat fast until the watermark passed it, so
+//   liveness of the watermark does not depend on the idle rate.
 // - The cluster watermark is the minimum promise over live workers; which workers are live, and
 //   when a silent one is dropped (lease revocation): src/cluster/replication-consumer.ts.
 // - Records (local and remote) are buffered and handed to listeners in position order once the
@@ -69,7 +75,10 @@ export interface ReplicationOptions {
   reader: Redis;
   key: string;
   local: LocalFeed;
+  /** Heartbeat interval while records or waiters are above the watermark (see the header). */
   heartbeatMs?: number;
+  /** Heartbeat interval otherwise; well below `silentMs`. */
+  idleHeartbeatMs?: number;
   /** Silence after which a worker's lease is revoked (see src/cluster/replication-consumer.ts). */
   silentMs?: number;
   deadMs?: number;
@@ -86,6 +95,8 @@ export class ReplicationStream {
   private watermark: number;
   private running = false;
   private heartbeat: NodeJS.Timeout | null = null;
+  /** The armed heartbeat timer is the fast one. */
+  private heartbeatFast = false;
   private loop: Promise<void> | null = null;
   private heartbeatPending = false;
   private unsubscribeLocal: (() => void) | null = null;
@@ -102,13 +113,17 @@ export class ReplicationStream {
   private readonly consumer: ReplicationConsumer;
 
   constructor(opts: ReplicationOptions) {
-    this.opts = { heartbeatMs: 10, silentMs: 3_000, deadMs: 15_000, joinGraceMs: 1_000, maxLen: 100_000, maxBuffered: 100_000, ...opts };
+    this.opts = { heartbeatMs: 10, idleHeartbeatMs: 250, silentMs: 3_000, deadMs: 15_000, joinGraceMs: 1_000, maxLen: 100_000, maxBuffered: 100_000, ...opts };
     this.watermark = opts.local.promise();
     this.release = new RecordRelease(this.opts.maxBuffered);
     this.publisher = new ReplicationPublisher(this.opts);
     this.consumer = new ReplicationConsumer(this.opts, this.release, {
       running: () => this.running,
-      advance: () => this.advance(),
+      advance: () => {
+        this.advance();
+        // Another worker's records wait for our promise too: beat now rather than at the idle rate.
+        if (this.busy()) this.demandBeat();
+      },
       now: () => this.now(),
     });
   }
@@ -133,13 +148,7 @@ export class ReplicationStream {
     local.onLeaseLost?.(rejoin);
     this.unsubscribeLocal = local.onChanges((changes, current) => void this.publish('c', changes, false, current));
     await this.publish('h');
-    // One heartbeat in flight at most: a slow Redis must not build a backlog of them.
-    this.heartbeat = setInterval(() => {
-      if (this.heartbeatPending) return;
-      this.heartbeatPending = true;
-      void this.publish('h').finally(() => (this.heartbeatPending = false));
-    }, this.opts.heartbeatMs);
-    this.heartbeat.unref();
+    this.armBeat();
     this.loop = this.consumer.run();
     await new Promise((r) => setTimeout(r, this.opts.joinGraceMs));
   }
@@ -173,7 +182,10 @@ export class ReplicationStream {
   /** Resolves once the cluster watermark has reached `pos`. */
   waitFor(pos: number): Promise<void> {
     if (this.watermark >= pos) return Promise.resolve();
-    return new Promise((resolve) => this.waiters.push({ pos, resolve }));
+    return new Promise((resolve) => {
+      this.waiters.push({ pos, resolve });
+      this.demandBeat();
+    });
   }
 
   /** Workers currently counted in the watermark. */
@@ -184,7 +196,8 @@ export class ReplicationStream {
   async stop(): Promise<void> {
     if (!this.running) return;
     this.running = false;
-    if (this.heartbeat) clearInterval(this.heartbeat);
+    if (this.heartbeat) clearTimeout(this.heartbeat);
+    this.heartbeat = null;
     await this.rejoining;
     this.unsubscribeLocal?.();
     await this.publisher.drain(); // records already queued still go out
@@ -206,7 +219,40 @@ export class ReplicationStream {
     const { p, sent } = this.publisher.queue(t, changes, localCurrent, as);
     if (t === 'c') this.release.keep(changes ?? []); // our own records need no round trip
     if (t !== 'bye' && !as && this.consumer.promised(this.opts.local.workerId, p)) this.advance();
+    if (t === 'c' && this.busy()) this.demandBeat();
     return sent;
+  }
+
+  /** Records or waiters above the watermark (see the header: the fast heartbeat). */
+  private busy(): boolean {
+    return this.release.pending || this.waiters.length > 0;
+  }
+
+  /** Arms the next heartbeat: fast while busy, else at the idle rate. */
+  private armBeat(): void {
+    if (!this.running) return;
+    if (this.heartbeat) clearTimeout(this.heartbeat);
+    this.heartbeatFast = this.busy();
+    this.heartbeat = setTimeout(() => this.beat(), this.heartbeatFast ? this.opts.heartbeatMs : this.opts.idleHeartbeatMs);
+    this.heartbeat.unref();
+  }
+
+  private beat(): void {
+    this.heartbeat = null;
+    if (!this.running) return;
+    // One heartbeat in flight at most: a slow Redis must not build a backlog of them.
+    if (!this.heartbeatPending) {
+      this.heartbeatPending = true;
+      void this.publish('h').finally(() => (this.heartbeatPending = false));
+    }
+    this.armBeat();
+  }
+
+  /** Something now waits for the watermark: beat at once if the idle timer was armed. */
+  private demandBeat(): void {
+    if (!this.running || this.heartbeatFast || this.heartbeat === null) return;
+    clearTimeout(this.heartbeat);
+    this.beat();
   }
 
   /**

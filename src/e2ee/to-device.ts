@@ -1,12 +1,20 @@
 // /sendToDevice: queues messages for local devices and wakes their /sync; messages for users of
-// other servers go to `remote` (federation: one m.direct_to_device EDU per server, with a fresh
-// message_id), or are dropped without it. Retries of a request (same device and txnId) are
-// answered from the idempotency record and queue nothing. Messages from other servers come in
+// other servers go to `remote` (federation: one m.direct_to_device EDU per server), or are
+// dropped without it. Retries of a request (same device and txnId) are answered from the
+// idempotency record and queue nothing.
+//
+// Invariants (durability): a request is answered 200 only once every message of it is durable:
+// the remote EDUs are in the outbound queue (awaited, a failed write fails the request with 503
+// and writes no idempotency record), then the local ones, then the record. A crash or failure
+// in between makes the client retry; the EDU's message_id is derived from the request (sender,
+// device, type, txnId, server), so a retry that queues an EDU again is dropped as a repeat by
+// the receiver (which deduplicates on (origin, message_id)), and the remote part goes first so
+// a retry never duplicates local messages behind a failed remote write. Messages from other servers come in
 // through `deliver`, which queues them for the named local devices ("*": all of them).
 
 import type { Logger } from 'pino';
 import { MatrixError } from '../errors.js';
-import { randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { canonicalJson, isJsonObject, dict } from '../protocol/canonical-json.js';
 import { serverNameOf } from '../protocol/ids.js';
 import type { JsonObject } from '../protocol/types.js';
@@ -29,7 +37,8 @@ export interface ToDeviceDeps {
 
 /** Sends to-device messages to another server (federation). */
 export interface RemoteToDevice {
-  send(server: string, content: { sender: string; type: string; message_id: string; messages: JsonObject }): void;
+  /** Resolves once the EDU is durable in the outbound queue; rejects if it could not be written. */
+  send(server: string, content: { sender: string; type: string; message_id: string; messages: JsonObject }): Promise<void>;
 }
 
 export class ToDeviceService {
@@ -75,10 +84,15 @@ export class ToDeviceService {
       else if (server !== undefined && this.remote) (remote.get(server) ?? remote.set(server, dict()).get(server)!)[userId] = byDevice;
       else this.d.logger.info({ sender, userId, type }, 'dropping to-device message for a remote user (no federation)');
     }
-    await this.queueLocal(sender, type, local);
-    for (const [server, byUser] of remote) {
-      this.remote!.send(server, { sender, type, message_id: randomBytes(12).toString('base64url'), messages: byUser });
+    try {
+      await Promise.all(
+        [...remote].map(([server, byUser]) => this.remote!.send(server, { sender, type, message_id: messageId(sender, senderDevice, scope, txnId, server), messages: byUser })),
+      );
+    } catch (err) {
+      this.d.logger.warn({ err, sender, type }, 'could not queue to-device messages for other servers');
+      throw new MatrixError('M_UNKNOWN', 'Could not queue the messages for other servers; try again', { retry_after_ms: 1000 }, 503);
     }
+    await this.queueLocal(sender, type, local);
     const response: JsonObject = dict();
     await this.d.userData.putTxnResponse(sender, senderDevice, scope, txnId, response);
     return response;
@@ -108,4 +122,9 @@ export class ToDeviceService {
       this.d.notifier.publish({ stream, userIds: [...new Set(queue.map((m) => m.userId))] });
     }
   }
+}
+
+/** The same for every attempt of one request, so the receiver drops a retry's copy as a repeat. */
+function messageId(sender: string, device: string, scope: string, txnId: string, server: string): string {
+  return createHash('sha256').update(JSON.stringify([sender, device, scope, txnId, server])).digest().subarray(0, 16).toString('base64url');
 }

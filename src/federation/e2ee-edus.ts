@@ -3,7 +3,7 @@
 //
 // Out: a local user's device-list change (KeyService listeners) goes to LocalDeviceLists; a
 // to-device message for a remote user becomes one m.direct_to_device EDU per server (durable
-// queue); a local user's visible presence change becomes an m.presence EDU to every server
+// queue, written before the client's request is answered: see src/e2ee/to-device.ts); a local user's visible presence change becomes an m.presence EDU to every server
 // sharing a room with them (ephemeral), and where a room starts being shared (a join) the
 // current presence of the new room-mates crosses too.
 // In: m.device_list_update / m.signing_key_update go to RemoteDeviceLists; m.direct_to_device is
@@ -80,7 +80,7 @@ export class FederationE2ee {
     d.e2ee.keys.remote = this.remote;
     d.e2ee.keys.listeners.push((userIds) => this.local.changed(userIds));
     d.e2ee.toDevice.remote = {
-      send: (server, content) => d.sender.sendEdu([server], { edu_type: 'm.direct_to_device', content: content as unknown as JsonObject }),
+      send: (server, content) => d.sender.sendEdu([server], { edu_type: 'm.direct_to_device', content: content as unknown as JsonObject }, { strict: true }),
     };
     d.presence?.listeners.push((r) => this.presenceChanged(r));
   }

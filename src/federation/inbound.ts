@@ -225,14 +225,13 @@ export class FederationInbound {
       throw new MatrixError('M_FORBIDDEN', 'The event must be about a user of the requesting server, sent by that user');
     }
     if (safeEventId(raw, room.roomVersion) !== eventId) throw new MatrixError('M_BAD_JSON', 'The event ID does not match the event');
-    const out = await this.d.roomInput.receive(roomId, raw, origin);
+    // We are the resident server the joiner chose: the rest of the room learns it from us. Its
+    // PDU is queued for them in the event's own commit, so a crash after it loses nothing (an
+    // event we already had, e.g. a retried send_join, was queued when it was first stored).
+    const out = await this.d.roomInput.receive(roomId, raw, origin, undefined, { relay: true });
     if (out.outcome !== 'accepted') throw new MatrixError('M_FORBIDDEN', `The ${membership} was not accepted: ${(out as { reason?: string }).reason ?? out.outcome}`);
     const stored = await this.d.store.rooms.getEvent(eventId);
     if (!stored) throw new Error('accepted event not found');
-    // We are the resident server the joiner chose: the rest of the room learns it from us.
-    const servers = await this.serversInRoom(roomId);
-    servers.delete(origin);
-    this.d.sender.sendPdu(servers, stored.pdu);
     return stored;
   }
 

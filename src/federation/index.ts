@@ -8,7 +8,15 @@
 // other server with a joined member (plus the target server of a membership event other than an invite) in the order
 // they were persisted: the room writer queues a local event's PDU in the event's own commit
 // (pduDestinations, PersistEventInput.outbound), at its stream position, so a crash after the
-// commit loses nothing; EDUs (and PDUs of a writer that did not ask) go through one promise chain.
+// commit loses nothing; a remote join, leave or knock handed to us through send_join/leave/knock
+// is relayed to the room's other servers the same way (RoomInput.receive's `relay`). EDUs (and
+// PDUs of a writer that did not ask) go through one promise chain. EDU durability by kind:
+// to-device is queued before its request is answered (src/e2ee/to-device.ts: a failed write
+// fails the request, a retry keeps the message_id); typing and presence are ephemeral by spec
+// and best-effort (a crash loses what was not queued yet); receipts and device-list updates are
+// still queued after their own write, so a crash in between loses the EDU (the receiver resyncs
+// a device list at the next update, whose prev_id shows the gap; a receipt is superseded by the
+// user's next one).
 
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -153,9 +161,10 @@ export interface Federation {
   /**
    * The room writer asks, before persisting `pdu`, where its PDU goes (see pdu-destinations.ts),
    * to queue it in the same commit; undefined: not a local event to send (or one handed over
-   * through send_join), nothing to queue.
+   * through send_join), nothing to queue. `relayFrom`: a remote server's join, leave or knock
+   * that server handed us to pass on (send_join and co.): every other server of the room.
    */
-  pduDestinations(eventId: string, pdu: Pdu, before: RoomState): string[] | undefined;
+  pduDestinations(eventId: string, pdu: Pdu, before: RoomState, relayFrom?: string): string[] | undefined;
   /**
    * Resumes the outbound queues this worker left on disk, and with `listen` (the default; role
    * federation_in) serves the federation listener.
@@ -301,7 +310,10 @@ export function attachFederation(core: FederationCore, d: AttachDeps): Federatio
     get url() {
       return url;
     },
-    pduDestinations(eventId, pdu, before) {
+    pduDestinations(eventId, pdu, before, relayFrom) {
+      if (relayFrom !== undefined && pdu.room_id !== undefined) {
+        return pduDestinations(me, before, pdu, (s) => s !== relayFrom && core.policy.allows(s));
+      }
       if (serverNameOf(pdu.sender) !== me || pdu.room_id === undefined || handedOver.has(eventId)) return undefined;
       return pduDestinations(me, before, pdu, (s) => core.policy.allows(s));
     },
@@ -311,12 +323,14 @@ export function attachFederation(core: FederationCore, d: AttachDeps): Federatio
         e2ee.remote.membershipChanged(pdu.room_id, pdu.state_key, pdu.content.membership).catch((err: unknown) => logger.warn({ err }, 'device list membership check failed'));
         if (pdu.content.membership === 'join') e2ee.memberJoined(pdu.room_id, pdu.state_key);
       }
+      // Test hook (spec/crash/federation-outbox.spec.ts): die right after the commit, where the
+      // PDU used to be queued, to show that a durable event's PDU is durable too (a relayed
+      // join's: marked by its displayname).
+      if (killAfterCommit !== undefined && (pdu.content.body === killAfterCommit || pdu.content.displayname === killAfterCommit)) process.kill(process.pid, 'SIGKILL');
+      // Queued in the commit: a local event's PDU, or a remote one we relay (send_join and co.).
+      if (queued !== undefined) return void core.sender.wake(queued, stream);
       if (serverNameOf(pdu.sender) !== me || pdu.room_id === undefined) return;
       if (eventId !== undefined && handedOver.delete(eventId)) return;
-      // Test hook (spec/crash/federation-outbox.spec.ts): die right after the commit, where the
-      // PDU used to be queued, to show that a durable event's PDU is durable too.
-      if (killAfterCommit !== undefined && pdu.content.body === killAfterCommit) process.kill(process.pid, 'SIGKILL');
-      if (queued !== undefined) return void core.sender.wake(queued, stream);
       const { unsigned: _u, ...out } = pdu;
       // A kicked or banned user's server hears of it; an invite went to the invitee's server
       // through /invite already (Synapse drops an invite arriving again through /send).

@@ -123,9 +123,13 @@ export class FederationSender {
     return this.enqueue(destinations, { kind: 'pdu', roomId: pdu.room_id, pdu: pdu as unknown as JsonObject });
   }
 
-  /** Queues the EDU for each destination; resolves once it is durable (never rejects). */
-  sendEdu(destinations: Iterable<string>, edu: Edu): Promise<void> {
-    return this.enqueue(destinations, { kind: 'edu', edu: { edu_type: edu.edu_type, content: edu.content } });
+  /**
+   * Queues the EDU for each destination; resolves once it is durable. Never rejects, unless
+   * `strict`: then a failed write rejects, for a caller that acknowledges only what is queued
+   * (to-device: the client retries).
+   */
+  sendEdu(destinations: Iterable<string>, edu: Edu, opts?: { strict?: boolean }): Promise<void> {
+    return this.enqueue(destinations, { kind: 'edu', edu: { edu_type: edu.edu_type, content: edu.content } }, opts?.strict === true);
   }
 
   /**
@@ -197,14 +201,16 @@ export class FederationSender {
     return this.opts.queue.outboundAfter(name, state.sentUpto, this.opts.watermark(), Number.MAX_SAFE_INTEGER);
   }
 
-  private enqueue(destinations: Iterable<string>, item: Parameters<FederationQueueStore['enqueueOutbound']>[1]): Promise<void> {
+  private enqueue(destinations: Iterable<string>, item: Parameters<FederationQueueStore['enqueueOutbound']>[1], strict = false): Promise<void> {
     const names = [...new Set(destinations)].filter((n) => n !== this.opts.serverName && this.opts.allows?.(n) !== false);
-    if (names.length === 0 || this.stopped) return Promise.resolve();
+    if (names.length === 0) return Promise.resolve();
+    if (this.stopped) return strict ? Promise.reject(new Error('federation sender stopped')) : Promise.resolve();
     return this.track(async () => {
       try {
         await this.opts.queue.enqueueOutbound(names, item);
       } catch (err) {
         this.opts.logger.warn({ err, destinations: names }, 'federation: could not queue an outbound item');
+        if (strict) throw err;
         return;
       }
       for (const n of names) this.kick(this.dest(n));

@@ -31,24 +31,25 @@ export function timedStore(store: Store, metrics: Metrics): Store {
 }
 
 function timedDomain(domain: object, name: string, metrics: Metrics): object {
-  const cache = new Map<PropertyKey, unknown>();
+  // Keyed by the method too: a method replaced on the domain object (a spec injecting a
+  // failure) is what a later call runs, as on the store itself.
+  const cache = new Map<PropertyKey, { method: unknown; fn: unknown }>();
   return new Proxy(domain, {
     get(target, prop, receiver) {
       const value = Reflect.get(target, prop, receiver) as unknown;
       if (typeof value !== 'function') return value;
-      let fn = cache.get(prop);
-      if (!fn) {
-        const histogram = metrics.dbTiming.labels({ operation: `${name}.${String(prop)}` });
-        const method = value as (...a: unknown[]) => unknown;
-        fn = (...args: unknown[]) => {
-          const end = histogram.startTimer();
-          const out = method.apply(target, args);
-          if (out instanceof Promise) return out.finally(end);
-          end();
-          return out;
-        };
-        cache.set(prop, fn);
-      }
+      const cached = cache.get(prop);
+      if (cached && cached.method === value) return cached.fn;
+      const histogram = metrics.dbTiming.labels({ operation: `${name}.${String(prop)}` });
+      const method = value as (...a: unknown[]) => unknown;
+      const fn = (...args: unknown[]) => {
+        const end = histogram.startTimer();
+        const out = method.apply(target, args);
+        if (out instanceof Promise) return out.finally(end);
+        end();
+        return out;
+      };
+      cache.set(prop, { method: value, fn });
       return fn;
     },
   });

@@ -13,6 +13,7 @@ import type { JsonObject, Pdu } from '../protocol/types.js';
 import { stateTuple } from '../protocol/types.js';
 import type { RoomRecord, StateEntry, StateKeyRef } from '../store/types.js';
 import { StoreConflictError } from '../store/types.js';
+import { selfDestructAt } from '../store/expiry-types.js';
 import { changedEntries, removedKeys, toEntries, type DagState } from './dag-state.js';
 import type { Prepared } from './event-builder.js';
 import type { Verdict } from './event-judge.js';
@@ -55,6 +56,7 @@ export class EventCommitter {
       fence: this.ctx.fenceOf(roomId),
       createsRoom,
       outbound,
+      selfDestructAt: this.selfDestructAt(p.pdu),
     });
     state.applyPersisted(p.eventId, p.pdu, extremities);
     if (p.redaction) state.applyRedaction(p.redaction.targetEventId, p.redaction.redactedPdu);
@@ -79,7 +81,8 @@ export class EventCommitter {
   }
 
   /** Persists an event with its verdict, then updates the in-memory state and wakes readers. */
-  async commit(roomId: string, p: Prepared, state: RoomState, verdict: Verdict): Promise<SubmitResult> {
+  /** `relayFrom`: a remote event the origin handed us to pass on (RoomInput.receive's `relay`). */
+  async commit(roomId: string, p: Prepared, state: RoomState, verdict: Verdict, relayFrom?: string): Promise<SubmitResult> {
     const { rooms } = this.ctx.deps.store;
     if (verdict.kind !== 'accepted') {
       let stateBefore = verdict.kind !== 'outlier' ? verdict.before?.stored : undefined;
@@ -125,7 +128,7 @@ export class EventCommitter {
 
     let stream: number;
     const push = this.ctx.deps.pushActions ? await this.ctx.deps.pushActions(p.eventId, p.pdu, state) : { rows: [], all: [] };
-    const outbound = this.outboundOf(p, state);
+    const outbound = this.outboundOf(p, state, relayFrom);
     try {
       ({ stream } = await rooms.persistEvent({
         eventId: p.eventId,
@@ -140,6 +143,7 @@ export class EventCommitter {
         pushBulk: push.bulk,
         fence: this.ctx.fenceOf(roomId),
         outbound,
+        selfDestructAt: this.selfDestructAt(p.pdu),
       }));
     } catch (err) {
       // The store may or may not have written; reload state from it next time.
@@ -164,9 +168,13 @@ export class EventCommitter {
     return this.announce(roomId, p, stream, push, [...stateDelta, ...stateRemoved], outbound?.destinations);
   }
 
+  private selfDestructAt(pdu: Pdu): number | undefined {
+    return this.ctx.deps.selfDestruct ? (selfDestructAt(pdu) ?? undefined) : undefined;
+  }
+
   /** The PDU to queue with an accepted event (see RoomInputDeps.pduDestinations). */
-  private outboundOf(p: Prepared, before: RoomState): { destinations: string[]; pdu: JsonObject } | undefined {
-    const destinations = this.ctx.deps.pduDestinations?.(p.eventId, p.pdu, before);
+  private outboundOf(p: Prepared, before: RoomState, relayFrom?: string): { destinations: string[]; pdu: JsonObject } | undefined {
+    const destinations = this.ctx.deps.pduDestinations?.(p.eventId, p.pdu, before, relayFrom);
     if (destinations === undefined) return undefined;
     const { unsigned: _u, ...pdu } = p.pdu;
     return { destinations, pdu: pdu as JsonObject };

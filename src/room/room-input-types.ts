@@ -41,8 +41,10 @@ export interface RoomInputDeps {
    * Federation: where a local event's PDU goes, from the room's state before it (undefined:
    * nowhere to queue). The PDU is queued in the event's own commit (PersistEventInput.outbound),
    * so it is durable exactly when the event is; onPersisted gets the list as `queuedFor`.
+   * `relayFrom`: a remote server's event handed to us to pass on (send_join/leave/knock), whose
+   * PDU is queued the same way for every other server of the room.
    */
-  pduDestinations?: (eventId: string, pdu: Pdu, before: RoomState) => string[] | undefined;
+  pduDestinations?: (eventId: string, pdu: Pdu, before: RoomState, relayFrom?: string) => string[] | undefined;
   /**
    * Push-rule results for the members an event notifies; `rows` and `bulk` are stored atomically
    * with the event (see PersistEventInput.pushBulk), `all` (everyone's) goes to onPersisted.
@@ -57,6 +59,11 @@ export interface RoomInputDeps {
    * the store can refuse a stale owner's. Absent on a single node.
    */
   fence?: (roomId: string) => { epoch: number } | undefined;
+  /**
+   * MSC2228 (experimental.msc2228_self_destruct): an accepted message asking to self-destruct
+   * gets its expiry row in its own commit (PersistEventInput.selfDestructAt).
+   */
+  selfDestruct?: boolean;
 }
 /** Push-rule results for an event: `rows`/`bulk` are stored with it, `all` goes to onPersisted. */
 export type PushOutcome = { rows: PushActionInput[]; bulk?: PushBulkInput; all: PushActionInput[] };

@@ -108,9 +108,11 @@ export class RoomInput {
    * Accepts an event from outside (federation) through the room's queue. Never throws for a
    * bad event; store failures still reject the promise. `gapStates`: the states after the prev
    * events that could not be fetched, as the sender reported them (see EventJudge.judge).
+   * `relay`: the origin handed us the event to pass on to the room (send_join, send_leave,
+   * send_knock): if accepted, its PDU is queued for the room's other servers in its own commit.
    */
-  receive(roomId: string, pdu: unknown, origin: string, gapStates?: readonly StateMap[]): Promise<InputOutcome> {
-    return this.enqueue(roomId, () => this.receiveJob(roomId, pdu, origin, gapStates));
+  receive(roomId: string, pdu: unknown, origin: string, gapStates?: readonly StateMap[], opts?: { relay?: boolean }): Promise<InputOutcome> {
+    return this.enqueue(roomId, () => this.receiveJob(roomId, pdu, origin, gapStates, opts?.relay === true));
   }
 
   /**
@@ -432,7 +434,7 @@ export class RoomInput {
     return { p, verdict };
   }
 
-  private async receiveJob(roomId: string, raw: unknown, origin: string, gapStates?: readonly StateMap[]): Promise<InputOutcome> {
+  private async receiveJob(roomId: string, raw: unknown, origin: string, gapStates: readonly StateMap[] | undefined, relay: boolean): Promise<InputOutcome> {
     // Received events read the DAG from the store (steps 5-6, stored state groups).
     await this.drained(roomId);
     const state = await this.load(roomId);
@@ -453,7 +455,7 @@ export class RoomInput {
     const { redaction, withheld } = verdict.kind === 'accepted' ? await this.builder.receivedRedaction(roomId, pdu, state) : {};
     // A redaction that can never apply to its target: kept in the DAG, hidden from clients.
     if (withheld !== undefined && verdict.kind === 'accepted') verdict = { kind: 'soft_failed', reason: withheld, before: verdict.before };
-    const { stream } = await this.committer.commit(roomId, { eventId, pdu, redaction }, state, verdict);
+    const { stream } = await this.committer.commit(roomId, { eventId, pdu, redaction }, state, verdict, relay ? origin : undefined);
     switch (verdict.kind) {
       case 'accepted':
         return { outcome: 'accepted', eventId, stream };

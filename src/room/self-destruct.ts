@@ -6,8 +6,10 @@
 // Invariants:
 // - Fed by the change feed (accepted events only), so local sends, federation and backfill are
 //   treated alike; state events and non-integer values are ignored.
-// - The due times are in the store (src/store/expiry-types.ts), so a restart still prunes them:
-//   start() arms the timer for the soonest row, and each row is removed only by its prune.
+// - The due times are in the store (src/store/expiry-types.ts), written with each event in its
+//   own commit (persistEvent), so neither a crash after the commit nor a restart loses one:
+//   start() arms the timer for the soonest row, the feed re-arms it for a new event's, and each
+//   row is removed only by its prune.
 // - One timer, armed for the soonest known row; a new row that is due sooner re-arms it. Prunes
 //   run one pass at a time.
 // - Each prune is announced on the PRUNED_CHANNEL broadcast (every worker of a cluster, this one
@@ -26,22 +28,16 @@ import type { Broadcast } from '../cluster/shared-state.js';
 import { redactEvent } from '../protocol/redaction.js';
 import type { Pdu } from '../protocol/types.js';
 import type { ChangeRecord } from '../store/change-types.js';
-import type { EventExpiry } from '../store/expiry-types.js';
+import { SELF_DESTRUCT_KEY, selfDestructAt, type EventExpiry } from '../store/expiry-types.js';
 import type { Store } from '../store/types.js';
 import type { WriterOperations } from './writer-operations.js';
 
-export const SELF_DESTRUCT_KEY = 'org.matrix.self_destruct_after';
+export { SELF_DESTRUCT_KEY, selfDestructAt } from '../store/expiry-types.js';
 const PRUNED_CHANNEL = 'self_destruct.pruned';
 /** setTimeout's largest delay; a later row is looked at again then. */
 const MAX_DELAY_MS = 2 ** 31 - 1;
 const BATCH = 100;
 
-/** The prune time an event asks for, or null (not a message event with an integer value). */
-export function selfDestructAt(pdu: Pdu): number | null {
-  if (pdu.state_key !== undefined) return null;
-  const v = (pdu.content as Record<string, unknown> | undefined)?.[SELF_DESTRUCT_KEY];
-  return typeof v === 'number' && Number.isSafeInteger(v) ? v : null;
-}
 
 export class SelfDestructService {
   private timer: NodeJS.Timeout | null = null;
@@ -76,7 +72,7 @@ export class SelfDestructService {
     this.timer = null;
   }
 
-  /** The change feed's listener: records a due time for each event that asks for one. */
+  /** The change feed's listener: arms the timer for each new event's due time (its row is already stored). */
   onChanges(changes: readonly ChangeRecord[]): void {
     for (const c of changes) {
       // A cheap filter first: almost no event carries the key.
@@ -88,12 +84,7 @@ export class SelfDestructService {
         this.logger.warn({ err, eventId: c.eventId }, 'self-destruct: unreadable event record');
         continue;
       }
-      if (at === null) continue;
-      const row: EventExpiry = { eventId: c.eventId, roomId: c.roomId, expiresTs: at };
-      this.store.eventExpiry.schedule(row).then(
-        () => this.arm(at),
-        (err: unknown) => this.logger.warn({ err, eventId: c.eventId }, 'self-destruct: could not record the expiry time'),
-      );
+      if (at !== null) this.arm(at);
     }
   }
 

@@ -4,6 +4,9 @@
 // Invariants:
 // - One row per event (scheduling it again keeps the earlier time); a row outlives restarts, so
 //   a restarted server still prunes what was due while it was down.
+// - persistEvent writes the row of an accepted (not backfilled) event given
+//   PersistEventInput.selfDestructAt in the event's own commit (the room writer passes it when
+//   experimental.msc2228_self_destruct is on), so a crash right after the commit cannot lose it.
 // - prune() replaces the stored PDU with the pruned copy the caller made (the room version's
 //   redaction algorithm), as a redaction does, but sets no redactedBy (no redaction event
 //   exists); an event already redacted or unknown is left alone. It removes the row either way
@@ -11,6 +14,15 @@
 //   in-memory copies (sync read model, formatted-event cache) are dropped.
 
 import type { Pdu } from '../protocol/types.js';
+
+export const SELF_DESTRUCT_KEY = 'org.matrix.self_destruct_after';
+
+/** The prune time an event asks for, or null (not a message event with an integer value). */
+export function selfDestructAt(pdu: Pdu): number | null {
+  if (pdu.state_key !== undefined) return null;
+  const v = (pdu.content as Record<string, unknown> | undefined)?.[SELF_DESTRUCT_KEY];
+  return typeof v === 'number' && Number.isSafeInteger(v) ? v : null;
+}
 
 export interface EventExpiry {
   eventId: string;

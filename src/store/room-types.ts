@@ -144,6 +144,12 @@ export interface PersistEventInput {
    */
   outbound?: { destinations: readonly string[]; pdu: JsonObject };
   /**
+   * A self-destructing message's due time (ms since the epoch; src/store/expiry-types.ts): its
+   * expiry row is written in the same write as the event. Only for an accepted event at a new
+   * stream position (ignored otherwise).
+   */
+  selfDestructAt?: number;
+  /**
    * Backfilled history: stored at a position below every other event (negative, from a counter
    * of its own) rather than at a new stream position, so the stream readers never see it and
    * tokens already handed out stay valid. The caller supplies the event's DAG neighbours.

@@ -7,12 +7,29 @@
 
 import type { Pdu } from '../../protocol/types.js';
 import type { EventExpiry, EventExpiryStore } from '../expiry-types.js';
-import { num, type CassandraContext } from './context.js';
+import { num, type CassandraContext, type CqlStatement, type EventWriteHook } from './context.js';
+import type { PersistEventInput } from '../types.js';
 
 const BUCKET = 0;
 
 export class CassandraEventExpiryStore implements EventExpiryStore {
   constructor(private readonly ctx: CassandraContext) {}
+
+  /**
+   * A self-destructing message's row, in the event's own logged batch. The event is new, so it
+   * has no earlier row to keep (a retried identical write writes the same cells).
+   */
+  readonly hook: EventWriteHook = {
+    forEvent(input: PersistEventInput): CqlStatement[] {
+      const at = input.selfDestructAt;
+      if (at === undefined) return [];
+      const roomId = input.pdu.room_id ?? '';
+      return [
+        { query: 'INSERT INTO event_expiry (bucket, expires_ts, event_id, room_id) VALUES (?, ?, ?, ?)', params: [BUCKET, at, input.eventId, roomId] },
+        { query: 'INSERT INTO event_expiry_keys (event_id, expires_ts) VALUES (?, ?)', params: [input.eventId, at] },
+      ];
+    },
+  };
 
   async schedule(e: EventExpiry): Promise<void> {
     this.ctx.checkOpen();

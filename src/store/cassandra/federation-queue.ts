@@ -17,7 +17,10 @@
 // - Entries are written in one logged batch with the state updates, at a reserved position
 //   after the worker lease is confirmed (the same fence as event batches). A local event's own
 //   PDU is written by `hook` inside the event's batch instead (PersistEventInput.outbound), as
-//   rows naming the event (kind 'pdu_ref'), read back from the events table.
+//   rows naming the event (kind 'pdu_ref'), read back from the events table at send time. A
+//   redaction rewrites the event's row, so the redaction's batch also keeps the original
+//   (federation_originals, TTL as the queue's) and the reader sends that: the event goes out as
+//   it was, as on SQLite (whose entry is a copy), and the receiver redacts it itself.
 
 import type { DestinationQueueState, FederationQueueStore, OutboundEntry, OutboundItem, OutboundTxn } from '../federation-types.js';
 import type { JsonObject } from '../../protocol/types.js';
@@ -58,6 +61,14 @@ export class CassandraFederationQueueStore implements FederationQueueStore {
       // event's batch with the room's server count times the event's size, past
       // batch_size_fail_threshold for a large event in a room of many servers.
       return outboundStatements([...new Set(out.destinations)], pos, PDU_REF, input.pdu.room_id ?? '', input.eventId);
+    },
+    // Before the redaction's batch rewrites the target (the room's writer is the only one
+    // writing its events, so the row read here is the one the batch replaces). Kept for any
+    // redaction: whether an entry still names the event is not known here, and redactions are rare.
+    forRedaction: async (roomId: string, targetEventId: string): Promise<CqlStatement[]> => {
+      const row = (await this.ctx.execute('SELECT room_id, pdu_json, redacted_by FROM events WHERE event_id = ?', [targetEventId])).first();
+      if (!row || row.get('room_id') !== roomId || row.get('redacted_by') || typeof row.get('pdu_json') !== 'string') return [];
+      return [{ query: 'INSERT INTO federation_originals (event_id, pdu_json) VALUES (?, ?) USING TTL ?', params: [targetEventId, row.get('pdu_json'), TTL_MS / 1000] }];
     },
   };
 
@@ -103,13 +114,20 @@ export class CassandraFederationQueueStore implements FederationQueueStore {
     return out;
   }
 
-  /** A queued event's PDU as sent: as stored now (redacted, if it was since), without `unsigned`. */
+  /** A queued event's PDU as sent: as it was written (the original if redacted since), without `unsigned`. */
   private async eventPdu(eventId: string): Promise<JsonObject> {
-    const row = (await this.ctx.execute('SELECT pdu_json FROM events WHERE event_id = ?', [eventId])).first();
+    const row = (await this.ctx.execute('SELECT pdu_json, redacted_by FROM events WHERE event_id = ?', [eventId])).first();
     // Written in the same logged batch as the entry, which a reader bounded by the watermark
     // sees only once applied: a missing row is an error to retry, never an entry to skip.
     if (!row) throw new Error(`federation queue: event ${eventId} of a queued PDU not found`);
-    const { unsigned: _u, ...pdu } = jsonParse<JsonObject>(row.get('pdu_json') as string);
+    let json = row.get('pdu_json') as string;
+    if (row.get('redacted_by')) {
+      // Written in the redaction's batch; absent only once expired (the entry has too, then)
+      // or for a redaction written before this table existed: the redacted form still verifies.
+      const original = (await this.ctx.execute('SELECT pdu_json FROM federation_originals WHERE event_id = ?', [eventId])).first();
+      if (original) json = original.get('pdu_json') as string;
+    }
+    const { unsigned: _u, ...pdu } = jsonParse<JsonObject>(json);
     return pdu;
   }
 

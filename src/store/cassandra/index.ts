@@ -240,7 +240,9 @@ export class CassandraStore implements SharedStoreBackend {
     eventHooks.push(federationQueue.hook);
     this.identityBindings = new CassandraIdentityBindingStore(ctx);
     this.threepids = new CassandraThreepidStore(ctx);
-    this.eventExpiry = new CassandraEventExpiryStore(ctx);
+    const eventExpiry = new CassandraEventExpiryStore(ctx);
+    this.eventExpiry = eventExpiry;
+    eventHooks.push(eventExpiry.hook);
     this.peeks = new CassandraPeekStore(ctx);
   }
 

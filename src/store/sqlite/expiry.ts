@@ -10,14 +10,7 @@ export class SqliteEventExpiryStore implements EventExpiryStore {
 
   async schedule(e: EventExpiry): Promise<void> {
     this.ctx.checkOpen();
-    await this.ctx.queue.write(() => {
-      this.ctx
-        .stmt(
-          `INSERT INTO event_expiry (event_id, room_id, expires_ts) VALUES (?, ?, ?)
-           ON CONFLICT (event_id) DO UPDATE SET expires_ts = MIN(expires_ts, excluded.expires_ts)`,
-        )
-        .run(e.eventId, e.roomId, e.expiresTs);
-    });
+    await this.ctx.queue.write(() => writeExpiryRow(this.ctx, e));
   }
 
   async nextDue(limit: number): Promise<EventExpiry[]> {
@@ -43,4 +36,14 @@ export class SqliteEventExpiryStore implements EventExpiryStore {
       { kind: 'event_pruned', roomId: e.roomId, eventId: e.eventId },
     );
   }
+}
+
+/** Inside a write (schedule's, or persistEvent's for the event's own row). */
+export function writeExpiryRow(ctx: SqliteContext, e: EventExpiry): void {
+  ctx
+    .stmt(
+      `INSERT INTO event_expiry (event_id, room_id, expires_ts) VALUES (?, ?, ?)
+       ON CONFLICT (event_id) DO UPDATE SET expires_ts = MIN(expires_ts, excluded.expires_ts)`,
+    )
+    .run(e.eventId, e.roomId, e.expiresTs);
 }

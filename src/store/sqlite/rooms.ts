@@ -20,6 +20,7 @@ import { eventChange, getEventRow, REMOVED, nextBackfillPosition, prepareEvent, 
 import { authChainDifference, conflictedSubgraph } from './dag.js';
 import { readStateGroup } from './state-groups.js';
 import { writeOutbound } from './federation-queue.js';
+import { writeExpiryRow } from './expiry.js';
 
 interface StateRow {
   type: string;
@@ -83,10 +84,13 @@ export class SqliteRoomStore implements RoomStore {
     // writeEvent only reads `prepared` (captured above) and the database: replayable.
     // The event's outbound PDU rides in the same transaction, at the event's position.
     const outbound = prepared.status === 'accepted' && input.outbound && input.outbound.destinations.length > 0 ? { destinations: [...input.outbound.destinations], body: JSON.stringify(input.outbound.pdu) } : null;
+    // So is a self-destructing message's due time (src/store/expiry-types.ts).
+    const expiresTs = prepared.status === 'accepted' ? (input.selfDestructAt ?? null) : null;
     return this.ctx.queue.writeAtPosition(
       (pos) => {
         const written = writeEvent(this.ctx, prepared, pos);
         if (outbound) writeOutbound(this.ctx, outbound.destinations, pos, 'pdu', prepared.roomId, outbound.body);
+        if (expiresTs !== null) writeExpiryRow(this.ctx, { eventId: input.eventId, roomId: prepared.roomId, expiresTs });
         return { stream: pos, ...written };
       },
       (_r, pos) => (prepared.status === 'accepted' ? eventChange(prepared, pos) : null),
