@@ -11,10 +11,10 @@
 //   HEARTH_BENCH_SERVER_ROOT=/other/checkout node dist/bench/sync-wake-cpu.js   (that build's server, for A/B)
 //   HEARTH_BENCH_WINDOW_PROFILE=/tmp/wake.cpuprofile node dist/bench/sync-wake-cpu.js   (profile the measured rounds only)
 
-import { join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 import { Api, enc } from '../spec/helpers/server.js';
-import { forkCpuChild, serveCpuChild } from './lib/cpu-child.js';
+import { forkCpuChild } from './lib/cpu-child.js';
+import { serveAccounts, storeCalls, storeCallsPerDelivery, type AccountsReady } from './lib/wake-bench.js';
 
 const args = process.argv.slice(2).filter((a) => a !== '--server');
 const MEMBERS = Number(args[0] ?? 50);
@@ -23,35 +23,15 @@ const WARMUP_ROUNDS = 10;
 const WHOAMI = 1000;
 const FILTER = JSON.stringify({ room: { timeline: { limit: 20 }, state: { lazy_load_members: true } }, presence: { types: [] }, account_data: { types: [] } });
 
-type Ready = { url: string; tokens: string[]; metricsUrl?: string };
+type Ready = AccountsReady;
 
 async function server(): Promise<void> {
-  const root = process.env.HEARTH_BENCH_SERVER_ROOT;
-  const helpers = root ? pathToFileURL(join(root, 'dist/spec/helpers/server.js')).href : '../spec/helpers/server.js';
-  const { startTestServer } = (await import(helpers)) as typeof import('../spec/helpers/server.js');
-  await serveCpuChild<Ready>(async () => {
-    const srv = await startTestServer({ log: { level: 'error' } });
-    const { accounts } = srv.hearth.services;
-    const tokens: string[] = [];
-    for (let i = 0; i < MEMBERS; i++) {
-      const userId = await accounts.createAccount(`w${i}`, null);
-      tokens.push((await accounts.login(userId, undefined, null, null)).access_token);
-    }
-    return { info: { url: srv.url, tokens, metricsUrl: srv.metricsUrl }, stop: () => srv.stop() };
-  });
+  await serveAccounts(MEMBERS, 'w');
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Store calls per operation, from the server's /metrics (hearth_db_operation_duration_seconds). */
-async function storeCalls(metricsUrl: string | undefined): Promise<Map<string, number>> {
-  const out = new Map<string, number>();
-  if (!metricsUrl) return out;
-  const text = await (await fetch(`${metricsUrl}/metrics`)).text();
-  for (const m of text.matchAll(/^hearth_db_operation_duration_seconds_count\{operation="([^"]+)"\} (\d+)/gm)) out.set(m[1], Number(m[2]));
-  return out;
-}
-
 async function main(): Promise<void> {
   const child = await forkCpuChild<Ready>(fileURLToPath(import.meta.url), ['--server', String(MEMBERS)]);
   const ready = child.info;
@@ -95,8 +75,7 @@ async function main(): Promise<void> {
   if (profile) await child.profileStop(profile);
   const deliveries = ROUNDS * MEMBERS;
   console.log(`sync wake: ${MEMBERS} members × ${ROUNDS} messages = ${deliveries} deliveries; server CPU ${((c1 - c0) / deliveries).toFixed(1)} µs per delivery (sends included)`);
-  const calls = [...s1].flatMap(([op, n]) => (n > (s0.get(op) ?? 0) ? [[op, n - (s0.get(op) ?? 0)] as const] : [])).sort((a, b) => b[1] - a[1]);
-  console.log(`store calls per delivery (the sends' own included): ${calls.length ? calls.map(([op, n]) => `${op} ${(n / deliveries).toFixed(2)}`).join(', ') : 'none'}`);
+  console.log(`store calls per delivery (the sends' own included): ${storeCallsPerDelivery(s0, s1, deliveries)}`);
 
   for (let i = 0; i < 300; i++) await apis[0].get('/_matrix/client/v3/account/whoami');
   const w0 = await child.cpu();

@@ -287,15 +287,8 @@ export class RoomInput {
   /**
    * A room joined through another server (send_join): see RemoteRoomWrites.adoptRoom.
    */
-  adoptRoom(
-    roomId: string,
-    version: RoomVersion,
-    creator: string,
-    outliers: Array<{ eventId: string; pdu: Pdu }>,
-    join: { eventId: string; pdu: Pdu },
-    stateBefore: StateEntry[],
-  ): Promise<SubmitResult> {
-    return this.remote.adoptRoom(roomId, version, creator, outliers, join, stateBefore);
+  adoptRoom(...args: Parameters<RemoteRoomWrites['adoptRoom']>): Promise<SubmitResult> {
+    return this.remote.adoptRoom(...args);
   }
 
   /** An invite from another server to a room this server is not in: see RemoteRoomWrites. */
