@@ -5,7 +5,7 @@
 // 16room-summary.pl check.
 
 import { assert } from '../helpers/assert.js';
-import { createRoom, ok, roomPath as room, sendEvent, syncOk, type User, serverPerSuite } from '../helpers/fixtures.js';
+import { createRoom, ok, roomPath as room, syncOk, type User, serverPerSuite } from '../helpers/fixtures.js';
 import { enc } from '../helpers/server.js';
 
 describe('lazy-loaded members', function () {

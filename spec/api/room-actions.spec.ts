@@ -3,7 +3,7 @@
 // beyond the happy paths.
 
 import { assert } from '../helpers/assert.js';
-import { createRoom, ok, roomPath as room, sendEvent, V3, type User, serverPerSuite } from '../helpers/fixtures.js';
+import { createRoom, ok, roomPath as room, V3, type User, serverPerSuite } from '../helpers/fixtures.js';
 import { enc } from '../helpers/server.js';
 
 describe('room actions', function () {

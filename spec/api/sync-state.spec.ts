@@ -5,7 +5,7 @@
 // rejoins a private-history room sees the joins that happened while they were away.
 
 import { assert } from '../helpers/assert.js';
-import { createRoom, ok, roomPath as room, sendEvent, syncOk, type User, serverPerSuite } from '../helpers/fixtures.js';
+import { createRoom, ok, roomPath as room, syncOk, serverPerSuite } from '../helpers/fixtures.js';
 import { enc } from '../helpers/server.js';
 
 describe('sync state rules', function () {

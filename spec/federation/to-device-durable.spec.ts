@@ -7,7 +7,7 @@
 import { assert } from '../helpers/assert.js';
 import { enc, type TestServer } from '../helpers/server.js';
 import { Api } from '../helpers/server.js';
-import { closeFedRequests, startPair, syncUntil, type User } from '../helpers/federation.js';
+import { closeFedRequests, startPair, type User } from '../helpers/federation.js';
 
 const V3 = '/_matrix/client/v3';
 

@@ -19,7 +19,7 @@ import { SyncWaiters } from '../../src/sync/waiters.js';
 import { compileFilter } from '../../src/sync/filter.js';
 import { parseToken, tokenAt } from '../../src/sync/token.js';
 import type { SyncService } from '../../src/sync/sync-service.js';
-import { openSqliteStore, type SqliteStore } from '../../src/store/sqlite/index.js';
+import { openSqliteStore } from '../../src/store/sqlite/index.js';
 import { FakeRoom, userId as fixtureUser } from '../store/fixtures.js';
 
 function ev(roomId: string, stream: number, body = `m${stream}`): EventChange {

@@ -342,7 +342,7 @@ export class AdminService {
   }
 
   async purgeHistory(roomId: string, opts: { eventId?: string; ts?: number; deleteLocal: boolean }): Promise<string> {
-    const { store, roomInput } = this.deps;
+    const { store } = this.deps;
     if (!(await store.rooms.getRoom(roomId))) throw new MatrixError('M_NOT_FOUND', 'Room not found');
     let upTo: number;
     if (opts.eventId !== undefined) {

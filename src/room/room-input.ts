@@ -53,7 +53,7 @@ import { authEventIds, roomIdFromCreateEvent } from '../protocol/events.js';
 import { roomVersionRules } from '../protocol/room-versions.js';
 import type { Pdu, RoomVersion } from '../protocol/types.js';
 import { stateTuple } from '../protocol/types.js';
-import type { StateEntry, StoredEvent } from '../store/types.js';
+import type { StoredEvent } from '../store/types.js';
 import { StaleWriterError, StoreConflictError } from '../store/types.js';
 import { DagState } from './dag-state.js';
 import { StaticKeyRing, type KeyRing } from './key-ring.js';
