@@ -38,6 +38,16 @@ describe('rate limits', () => {
     await assert.rejects(limiters.login.consume('a'), MatrixError);
   });
 
+  it('a refused action spends nothing: what was left stays usable', async () => {
+    const { message } = createRateLimiters(rules); // burst 100
+    await message.consume('c', 95);
+    // 10 does not fit in the 5 left: refused, and the 5 must still be there afterwards.
+    await assert.rejects(message.consume('c', 10), MatrixError);
+    await assert.rejects(message.consume('c', 10), MatrixError);
+    for (let i = 0; i < 5; i++) await message.consume('c');
+    await assert.rejects(message.consume('c'), MatrixError);
+  });
+
   it('lets everything through when disabled', async () => {
     const { login } = createRateLimiters({ ...rules, enabled: false });
     for (let i = 0; i < 20; i++) await login.consume('a');

@@ -42,7 +42,12 @@ export function limiterBackend(limiter: RateLimiterAbstract): RateLimitBackend {
       } catch (err) {
         // The library rejects with a RateLimiterRes when the limit is hit and with an Error when
         // the store fails; only the former is a client's fault.
-        if (err instanceof RateLimiterRes) return Math.max(1, Math.ceil(err.msBeforeNext));
+        if (err instanceof RateLimiterRes) {
+          // The library counts the refused points too; give them back so a refused action costs
+          // nothing (as Synapse's limiter) and a large refused cost does not eat what was left.
+          await limiter.reward(key, points);
+          return Math.max(1, Math.ceil(err.msBeforeNext));
+        }
         throw err;
       }
     },
