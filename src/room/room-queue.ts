@@ -4,6 +4,7 @@
 // room's tail is its newest pipelined write not yet known durable (the one the next write depends
 // on); `drained` returns only once no write of the room is in flight, whatever their outcome.
 
+import { KeyedChain } from '../keyed-chain.js';
 import type { RoomState } from './room-state.js';
 
 /** A pipelined write not yet known durable: the room's newest one is what the next depends on. */
@@ -15,18 +16,11 @@ export interface Tail {
 }
 
 export class RoomQueue {
-  private readonly queues = new Map<string, Promise<unknown>>();
+  private readonly queues = new KeyedChain();
   private readonly tails = new Map<string, Tail>();
 
   enqueue<T>(roomId: string, job: () => Promise<T>): Promise<T> {
-    const prev = this.queues.get(roomId) ?? Promise.resolve();
-    const next = prev.then(job, job);
-    const tail = next.catch(() => undefined);
-    this.queues.set(roomId, tail);
-    void tail.then(() => {
-      if (this.queues.get(roomId) === tail) this.queues.delete(roomId);
-    });
-    return next;
+    return this.queues.run(roomId, job);
   }
 
   /** The room's newest pipelined write still in flight, if any. */
@@ -53,7 +47,7 @@ export class RoomQueue {
 
   /** Waits for every queued job and pipelined write to finish (used at shutdown). */
   async drain(): Promise<void> {
-    await Promise.allSettled([...this.queues.values()]);
+    await this.queues.idle();
     await Promise.allSettled([...this.tails.values()].map((t) => t.done));
   }
 }

@@ -12,7 +12,7 @@ import { randomBytes } from 'node:crypto';
 import type cassandra from 'cassandra-driver';
 import { StoreConflictError, type AccountStore, type NewUser, type UserRecord } from '../types.js';
 import { applied, num, type CassandraContext } from './context.js';
-import { KeyedChain } from './keyed-chain.js';
+import { KeyedChain } from '../../keyed-chain.js';
 
 /** The columns of `users` that toUser reads (shared with the admin module's listings). */
 export const USER_COLUMNS = 'user_id, password_hash, admin, deactivated, created_ts, displayname, avatar_url, is_guest';

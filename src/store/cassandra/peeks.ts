@@ -9,7 +9,7 @@
 
 import type { PeekRecord, PeekStore } from '../peek-types.js';
 import { num, numOrNull, type CassandraContext } from './context.js';
-import { KeyedChain } from './keyed-chain.js';
+import { KeyedChain } from '../../keyed-chain.js';
 
 export class CassandraPeekStore implements PeekStore {
   private readonly chain = new KeyedChain();

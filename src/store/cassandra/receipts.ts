@@ -19,7 +19,7 @@ import type cassandra from 'cassandra-driver';
 import type { ReceiptRecord, ReceiptStore, ReceiptThread, ReceiptType } from '../chat-types.js';
 import type { DeliveredRecord, DeliveryStore } from '../push-types.js';
 import { num, type CassandraContext, type CqlStatement } from './context.js';
-import { KeyedChain } from './keyed-chain.js';
+import { KeyedChain } from '../../keyed-chain.js';
 
 /** Stored thread_id of an unthreaded receipt. */
 export const UNTHREADED = '';

@@ -14,7 +14,7 @@ import type cassandra from 'cassandra-driver';
 import type { JsonObject } from '../../protocol/types.js';
 import type { AccountDataRecord, UserDataStore } from '../types.js';
 import { jsonParse, num, type CassandraContext, type CqlStatement } from './context.js';
-import { KeyedChain } from './keyed-chain.js';
+import { KeyedChain } from '../../keyed-chain.js';
 
 const toAccountData = (r: cassandra.types.Row): AccountDataRecord => ({
   roomId: r['room_id'] as string,
