@@ -12,7 +12,7 @@ import { freePort } from '../helpers/ports.js';
 
 const ME = 'here.example';
 
-function harness(maxJoinWork?: number) {
+function harness(maxJoinWork?: number, members: Array<{ userId: string; stream: number }> = [{ userId: `@me:${ME}`, stream: 1 }]) {
   let release!: () => void;
   const gate = new Promise<void>((r) => (release = r));
   const sent: Array<{ to: string[]; roomOf: string }> = [];
@@ -32,7 +32,7 @@ function harness(maxJoinWork?: number) {
       getRoomMembers: async (roomId: string) => {
         await gate;
         current = roomId;
-        return [{ userId: `@me:${ME}` }];
+        return members;
       },
     } as never,
     client: {} as never,
@@ -80,6 +80,35 @@ describe('federation: presence work for joins is coalesced and bounded', () => {
     fed.memberJoined('!late:x', '@b:x.example');
     await fed.settled();
     assert.equal(sent.at(-1)?.roomOf, '!late:x');
+  });
+
+  it('two users of one server joining back to back: the first join sends our presence', async () => {
+    // Both joins are persisted (in the member list) before either's work runs.
+    const members = [
+      { userId: `@me:${ME}`, stream: 1 },
+      { userId: '@a:x.example', stream: 10 },
+      { userId: '@b:x.example', stream: 11 },
+    ];
+    const { fed, sent, release } = harness(undefined, members);
+    fed.memberJoined('!r:x', '@a:x.example', 10); // in flight, blocked on the store
+    fed.memberJoined('!r:x', '@b:x.example', 11); // waits: another piece of work for the same key
+    release();
+    await fed.settled();
+    // @a's join was the server's first: our presence goes to it once; @b's finds @a before it.
+    assert.deepEqual(sent.map((s) => `${s.roomOf} ${s.to.join(',')}`), ['!r:x x.example']);
+  });
+
+  it('a server with a member from before the join is not sent our presence again', async () => {
+    const members = [
+      { userId: `@me:${ME}`, stream: 1 },
+      { userId: '@old:x.example', stream: 5 },
+      { userId: '@new:x.example', stream: 12 },
+    ];
+    const { fed, sent, release } = harness(undefined, members);
+    fed.memberJoined('!r:x', '@new:x.example', 12);
+    release();
+    await fed.settled();
+    assert.deepEqual(sent, []);
   });
 
   it('a federating server exposes the count on /metrics', async function () {

@@ -14,7 +14,9 @@
 // The presence work a join starts (memberJoined) waits in a bounded queue, coalesced per (room,
 // joining server; per user for our own): a flood of joins cannot grow memory without bound, and
 // past `maxJoinWork` the oldest waiting work is dropped and counted (droppedJoinWork): presence
-// is best effort, and the next change crosses anyway.
+// is best effort, and the next change crosses anyway. A server "has our presence already" only if
+// another of its users joined before this join (by stream position): two of its users joining
+// back to back, both persisted before either's work runs, must not each count on the other.
 
 import type { Logger } from 'pino';
 import { LRUCache } from 'lru-cache';
@@ -62,7 +64,7 @@ export class FederationE2ee {
   /** m.direct_to_device EDUs dropped as repeats (tests, metrics). */
   duplicateMessages = 0;
   /** memberJoined work waiting, by coalescing key, oldest first. */
-  private readonly joinWork = new Map<string, { roomId: string; userId: string }>();
+  private readonly joinWork = new Map<string, { roomId: string; userId: string; stream?: number }>();
   private joinDrain: Promise<void> | null = null;
   /** memberJoined work dropped because the queue was full (tests, metrics). */
   droppedJoinWork = 0;
@@ -184,7 +186,7 @@ export class FederationE2ee {
    * changes. Our user joined: their presence to the room's other servers. Another server's first
    * member of the room joined: our members' presence to that server.
    */
-  memberJoined(roomId: string, userId: string): void {
+  memberJoined(roomId: string, userId: string, stream?: number): void {
     const presence = this.d.presence;
     const serversInRoom = this.d.serversInRoom;
     if (!presence?.enabled || !serversInRoom) return;
@@ -199,7 +201,7 @@ export class FederationE2ee {
       this.joinWork.delete(oldest);
       if (this.droppedJoinWork++ % 1000 === 0) this.d.logger.warn({ dropped: this.droppedJoinWork, roomId }, 'presence work for joins dropped: queue full');
     }
-    this.joinWork.set(key, { roomId, userId });
+    this.joinWork.set(key, { roomId, userId, stream });
     this.drainJoins();
   }
 
@@ -208,9 +210,9 @@ export class FederationE2ee {
     if (this.joinDrain) return;
     this.joinDrain = (async () => {
       for (let next = this.joinWork.entries().next(); !next.done; next = this.joinWork.entries().next()) {
-        const [key, { roomId, userId }] = next.value;
+        const [key, { roomId, userId, stream }] = next.value;
         this.joinWork.delete(key);
-        await this.joinedWork(roomId, userId).catch((err: unknown) => this.d.logger.warn({ err, roomId, userId }, 'presence for a new room-mate not sent'));
+        await this.joinedWork(roomId, userId, stream).catch((err: unknown) => this.d.logger.warn({ err, roomId, userId }, 'presence for a new room-mate not sent'));
       }
     })().finally(() => {
       this.joinDrain = null;
@@ -219,7 +221,7 @@ export class FederationE2ee {
   }
 
   /** The work of one join (see memberJoined); presence and serversInRoom were checked there. */
-  private async joinedWork(roomId: string, userId: string): Promise<void> {
+  private async joinedWork(roomId: string, userId: string, stream: number | undefined): Promise<void> {
     const presence = this.d.presence!;
     const serversInRoom = this.d.serversInRoom!;
     const server = serverNameOf(userId)!;
@@ -238,7 +240,9 @@ export class FederationE2ee {
       return;
     }
     const members = await this.d.rooms.getRoomMembers(roomId, ['join']);
-    if (members.some((m) => m.userId !== userId && serverNameOf(m.userId) === server)) return; // it has them already
+    // It has them already if another of its users joined earlier (a later one's work is its own).
+    const earlier = (m: { userId: string; stream: number }) => m.userId !== userId && serverNameOf(m.userId) === server && (stream === undefined || m.stream < stream);
+    if (members.some(earlier)) return;
     if (!(await serversInRoom(roomId)).has(server)) return; // banned by the room's ACL
     const push: JsonValue[] = [];
     for (const m of members) {

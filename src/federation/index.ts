@@ -321,7 +321,7 @@ export function attachFederation(core: FederationCore, d: AttachDeps): Federatio
       if (e2ee && pdu.type === 'm.room.member' && typeof pdu.state_key === 'string' && pdu.room_id !== undefined && typeof pdu.content.membership === 'string') {
         // Remote users' device lists we stop (or start again) hearing about.
         e2ee.remote.membershipChanged(pdu.room_id, pdu.state_key, pdu.content.membership).catch((err: unknown) => logger.warn({ err }, 'device list membership check failed'));
-        if (pdu.content.membership === 'join') e2ee.memberJoined(pdu.room_id, pdu.state_key);
+        if (pdu.content.membership === 'join') e2ee.memberJoined(pdu.room_id, pdu.state_key, stream);
       }
       // Test hook (spec/crash/federation-outbox.spec.ts): die right after the commit, where the
       // PDU used to be queued, to show that a durable event's PDU is durable too (a relayed
