@@ -8,7 +8,8 @@
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { createServer as createHttpServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { assert } from '../helpers/assert.js';
 import { Agent, request } from 'undici';
 import { closeFedRequests, fedRequest, freePort, signingKeyOf, startFederated, startPair, type User } from '../helpers/federation.js';
@@ -19,10 +20,14 @@ import { generateSelfSignedCertificate } from '../../src/federation/self-signed.
 import { MEDIA_CSP } from '../../src/media/headers.js';
 import { LocalMediaStore } from '../../src/media/local-store.js';
 import { remoteKey } from '../../src/media/media-service.js';
+import { remoteThumbnailKey } from '../../src/media/remote-cache.js';
+import { GRACE_MS } from '../../src/media/remote-eviction.js';
 import { multipartBoundary, readMultipartMedia } from '../../src/media/multipart.js';
 
 const V1 = '/_matrix/client/v1/media';
 const LIMIT = 100_000;
+/** media.remote_media_lifetime_ms on both servers: longer than the grace, so one sweep can pass the grace and keep a fresh fetch. */
+const LIFETIME = 2 * GRACE_MS;
 
 interface Seen {
   path: string;
@@ -73,7 +78,7 @@ describe('federation: media across two Hearth servers', function () {
   let insecure: Agent | undefined;
 
   before(async () => {
-    ({ a, b, nameA } = await startPair({ media: { max_upload_bytes: LIMIT } }));
+    ({ a, b, nameA } = await startPair({ media: { max_upload_bytes: LIMIT, remote_media_lifetime_ms: LIFETIME } }));
     alice = await new Api(a.url).register('alice');
     bob = await new Api(b.url).register('bob');
     png = await twoTonePng(320, 240);
@@ -216,7 +221,8 @@ describe('federation: media across two Hearth servers', function () {
     assert.deepEqual(fetchesOf(id), [`${nameA} /_matrix/federation/v1/media/download/${id}?timeout_ms=20000`]);
     const rec = await b.hearth.store.media.getRemoteMedia(nameA, id);
     assert.equal(rec?.size, png.length);
-    assert.deepEqual(readFileSync(new LocalMediaStore(b.hearth.config.media.path).pathOf(remoteKey(nameA, id))), png);
+    assert.match(rec?.generation ?? '', /^[A-Za-z0-9_-]{16}$/);
+    assert.deepEqual(readFileSync(new LocalMediaStore(b.hearth.config.media.path).pathOf(remoteKey(nameA, id, rec!.generation))), png);
     assert.equal(rec?.contentType, 'image/png');
     // Again, on v1 and the legacy path: from B's store, A is not asked again.
     const second = await viaB(nameA, id);
@@ -278,7 +284,8 @@ describe('federation: media across two Hearth servers', function () {
     assert.deepEqual(fetchesOf(id), [`${nameA} /_matrix/federation/v1/media/download/${id}?timeout_ms=20000`]);
     const again = await raw(b.url, 'GET', `${V1}/thumbnail/${nameA}/${id}?width=32&height=32&method=scale`, { token: bob.token });
     assert.deepEqual(again.bytes, r.bytes);
-    assert.ok(await b.hearth.store.media.getRemoteThumbnail(nameA, id, 32, 32, 'scale', false));
+    const rec = await b.hearth.store.media.getRemoteMedia(nameA, id);
+    assert.ok(await b.hearth.store.media.getRemoteThumbnail(nameA, id, rec!.generation, 32, 32, 'scale', false));
     assert.equal(fetchesOf(id).length, 1);
   });
 
@@ -300,7 +307,8 @@ describe('federation: media across two Hearth servers', function () {
     assert.equal(r.status, 502);
     assert.equal(r.json.errcode, 'M_TOO_LARGE');
     assert.equal(await b.hearth.store.media.getRemoteMedia(fake.name, 'huge'), null);
-    assert.equal(existsSync(new LocalMediaStore(b.hearth.config.media.path).pathOf(remoteKey(fake.name, 'huge'))), false);
+    const dir = dirname(new LocalMediaStore(b.hearth.config.media.path).pathOf(remoteKey(fake.name, 'huge', 'any')));
+    assert.ok(!existsSync(dir) || readdirSync(dir).every((f) => !f.startsWith('huge')), 'no bytes of any generation');
     const announced = await viaB(fake.name, 'biglen');
     assert.equal(announced.status, 502);
     assert.equal(announced.json.errcode, 'M_TOO_LARGE');
@@ -343,5 +351,74 @@ describe('federation: media across two Hearth servers', function () {
     assert.equal(refused.status, 502);
     assert.equal(internalHits, 0);
     assert.equal(await b.hearth.store.media.getRemoteMedia(fake.name, 'internal'), null);
+  });
+
+  // Eviction (src/media/remote-eviction.ts): by age of last access, or the admin purge.
+  it('the sweep evicts remote media not accessed within media.remote_media_lifetime_ms; the next download fetches it again; the old bytes go after the grace', async function () {
+    const id = await uploadOnA(png, 'image/png');
+    const media = b.hearth.services.media;
+    const files = new LocalMediaStore(b.hearth.config.media.path);
+    assert.deepEqual((await viaB(nameA, id)).bytes, png);
+    assert.equal((await raw(b.url, 'GET', `${V1}/thumbnail/${nameA}/${id}?width=32&height=32&method=scale`, { token: bob.token })).status, 200);
+    const first = (await b.hearth.store.media.getRemoteMedia(nameA, id))!;
+    const bytes1 = files.pathOf(remoteKey(nameA, id, first.generation));
+    const thumb1 = files.pathOf(remoteThumbnailKey(nameA, first.generation, { mediaId: id, reqWidth: 32, reqHeight: 32, method: 'scale', animated: false }));
+    assert.ok(existsSync(bytes1) && existsSync(thumb1));
+
+    await media.sweepRemoteMedia();
+    assert.deepEqual(await b.hearth.store.media.getRemoteMedia(nameA, id), first, 'accessed just now: kept');
+    await media.sweepRemoteMedia(Date.now() + LIFETIME + 1000);
+    assert.equal(await b.hearth.store.media.getRemoteMedia(nameA, id), null, 'evicted');
+    assert.ok(existsSync(bytes1) && existsSync(thumb1), 'the bytes outlive the record by the grace');
+
+    const again = await viaB(nameA, id);
+    assert.deepEqual(again.bytes, png);
+    assert.equal(fetchesOf(id).length, 2, 'fetched from A again');
+    const second = (await b.hearth.store.media.getRemoteMedia(nameA, id))!;
+    assert.notEqual(second.generation, first.generation);
+    const bytes2 = files.pathOf(remoteKey(nameA, id, second.generation));
+
+    // Past the grace (and within the lifetime of the new fetch): the old generation goes, the new stays.
+    await media.sweepRemoteMedia(Date.now() + GRACE_MS + 1000);
+    assert.equal(existsSync(bytes1), false);
+    assert.equal(existsSync(thumb1), false);
+    assert.deepEqual(readFileSync(bytes2), png);
+    assert.deepEqual(await b.hearth.store.media.getRemoteMedia(nameA, id), second);
+    assert.deepEqual((await viaB(nameA, id)).bytes, png);
+    const thumb = await raw(b.url, 'GET', `${V1}/thumbnail/${nameA}/${id}?width=32&height=32&method=scale`, { token: bob.token });
+    assert.equal(thumb.status, 200);
+    assert.equal(fetchesOf(id).length, 2, 'served from B\'s store');
+  });
+
+  it('POST /_synapse/admin/v1/purge_media_cache: admins only, before_ts in ms; evicts remote media, never local uploads', async function () {
+    const accounts = b.hearth.services.accounts;
+    const rootId = await accounts.createAccount('mediaroot', null, true);
+    const login = await accounts.login(rootId, undefined, null, null);
+    const purge = (token: string, query: string) => raw(b.url, 'POST', `/_synapse/admin/v1/purge_media_cache${query}`, { token });
+    const remoteId = await uploadOnA(png, 'image/png');
+    assert.deepEqual((await viaB(nameA, remoteId)).bytes, png);
+    const local = await raw(b.url, 'POST', `${V1}/upload`, { token: bob.token, body: png, contentType: 'image/png' });
+    const localId = String(local.json.content_uri).split('/').pop()!;
+    const soon = Date.now() + 1000;
+
+    const denied = await purge(bob.token!, `?before_ts=${soon}`);
+    assert.equal(denied.status, 403);
+    assert.equal(denied.json.errcode, 'M_FORBIDDEN');
+    for (const [q, code] of [['', 'M_MISSING_PARAM'], ['?before_ts=1700000000', 'M_INVALID_PARAM'], ['?before_ts=-5', 'M_INVALID_PARAM'], ['?before_ts=soon', 'M_INVALID_PARAM']] as const) {
+      const r = await purge(login.access_token, q);
+      assert.equal(r.status, 400, q);
+      assert.equal(r.json.errcode, code, q);
+    }
+    assert.ok(await b.hearth.store.media.getRemoteMedia(nameA, remoteId), 'refused purges evict nothing');
+
+    const r = await purge(login.access_token, `?before_ts=${soon}`);
+    assert.equal(r.status, 200, JSON.stringify(r.json));
+    assert.ok(r.json.deleted >= 1, JSON.stringify(r.json));
+    assert.equal(await b.hearth.store.media.getRemoteMedia(nameA, remoteId), null);
+    assert.ok(await b.hearth.store.media.getMedia(localId), 'local upload kept');
+    assert.deepEqual((await raw(b.url, 'GET', `${V1}/download/${b.hearth.config.server_name}/${localId}`, { token: bob.token })).bytes, png);
+    assert.deepEqual((await viaB(nameA, remoteId)).bytes, png);
+    assert.equal(fetchesOf(remoteId).length, 2);
+    assert.deepEqual((await purge(login.access_token, '?before_ts=30000000000')).json, { deleted: 0 });
   });
 });

@@ -1,7 +1,7 @@
 // Contract: MediaMetaStore (src/store/media-types.ts).
 
 import { assert } from '../helpers/assert.js';
-import type { CompleteUpload, MediaRecord, RemoteMediaRecord, ThumbnailRecord } from '../../src/store/types.js';
+import type { CompleteUpload, DoomedRemoteMedia, MediaRecord, RemoteMediaRecord, ThumbnailRecord } from '../../src/store/types.js';
 import type { ContractContext } from './contract.js';
 import { assertConflict, randomId, userId } from './fixtures.js';
 
@@ -105,11 +105,11 @@ export function describeMediaContract(ctx: ContractContext): void {
 
     it('remote media: keyed by origin and ID, the first record kept; thumbnails only of recorded media, up to the cap', async function () {
       const id = randomId();
-      const rec: RemoteMediaRecord = { origin: 'remote.example:8448', mediaId: id, contentType: 'image/png', uploadName: null, size: 42, sha256: 'ef'.repeat(32), fetchedTs: 7 };
+      const rec: RemoteMediaRecord = { origin: 'remote.example:8448', mediaId: id, contentType: 'image/png', uploadName: null, size: 42, sha256: 'ef'.repeat(32), fetchedTs: 7, generation: 'g1', lastAccessTs: 7 };
       assert.equal(await ctx.store.media.getRemoteMedia(rec.origin, id), null);
       assert.deepEqual(await ctx.store.media.putRemoteMedia(rec), rec);
       // A second fetch (another worker) does not replace the first.
-      assert.deepEqual(await ctx.store.media.putRemoteMedia({ ...rec, contentType: 'text/html', uploadName: 'x', size: 1, fetchedTs: 9 }), rec);
+      assert.deepEqual(await ctx.store.media.putRemoteMedia({ ...rec, contentType: 'text/html', uploadName: 'x', size: 1, fetchedTs: 9, generation: 'g2', lastAccessTs: 9 }), rec);
       assert.deepEqual(await ctx.store.media.getRemoteMedia(rec.origin, id), rec);
       assert.equal(await ctx.store.media.getRemoteMedia('other.example', id), null, 'another origin, same ID');
       assert.equal(await ctx.store.media.getMedia(id), null, 'not local media');
@@ -117,18 +117,93 @@ export function describeMediaContract(ctx: ContractContext): void {
       assert.deepEqual(await ctx.store.media.putRemoteMedia(named), named);
       assert.deepEqual(await ctx.store.media.getRemoteMedia(rec.origin, named.mediaId), named);
 
-      const t = { ...thumb(id, 32), origin: rec.origin };
+      const t = { ...thumb(id, 32), origin: rec.origin, generation: 'g1' };
       assert.equal(await ctx.store.media.putRemoteThumbnail(t, 2), true);
       assert.equal(await ctx.store.media.putRemoteThumbnail({ ...t, method: 'scale', height: 20 }, 2), true);
       assert.equal(await ctx.store.media.putRemoteThumbnail({ ...t, reqWidth: 96 }, 2), false, 'over the cap');
       assert.equal(await ctx.store.media.putRemoteThumbnail({ ...t, origin: 'other.example' }, 2), false, 'no such remote media');
-      assert.deepEqual(await ctx.store.media.getRemoteThumbnail(rec.origin, id, 32, 32, 'crop', false), t);
-      assert.equal((await ctx.store.media.getRemoteThumbnail(rec.origin, id, 32, 32, 'scale', false))?.height, 20);
-      assert.equal(await ctx.store.media.getRemoteThumbnail(rec.origin, id, 32, 32, 'crop', true), null);
-      assert.equal(await ctx.store.media.getRemoteThumbnail('other.example', id, 32, 32, 'crop', false), null);
+      assert.equal(await ctx.store.media.putRemoteThumbnail({ ...t, reqWidth: 64, generation: 'g2' }, 3), false, 'not the recorded generation');
+      assert.deepEqual(await ctx.store.media.getRemoteThumbnail(rec.origin, id, 'g1', 32, 32, 'crop', false), t);
+      assert.equal(await ctx.store.media.getRemoteThumbnail(rec.origin, id, 'g2', 32, 32, 'crop', false), null, 'another generation');
+      assert.equal((await ctx.store.media.getRemoteThumbnail(rec.origin, id, 'g1', 32, 32, 'scale', false))?.height, 20);
+      assert.equal(await ctx.store.media.getRemoteThumbnail(rec.origin, id, 'g1', 32, 32, 'crop', true), null);
+      assert.equal(await ctx.store.media.getRemoteThumbnail('other.example', id, 'g1', 32, 32, 'crop', false), null);
       if (!ctx.canReopen) return;
       const store = await ctx.closeAndReopen();
       assert.deepEqual(await store.media.getRemoteMedia(rec.origin, id), rec);
+    });
+
+    // Eviction (src/media/remote-eviction.ts). Listings are global: each test has its own origin
+    // and filters on it.
+    const remote = (origin: string, generation: string, lastAccessTs: number, mediaId = randomId()): RemoteMediaRecord => ({
+      origin, mediaId, contentType: 'image/png', uploadName: null, size: 5, sha256: 'aa'.repeat(32), fetchedTs: lastAccessTs, generation, lastAccessTs,
+    });
+    const mine = <T extends { origin: string }>(origin: string, rows: T[]): T[] => rows.filter((r) => r.origin === origin);
+    const doomedOf = async (origin: string, now: number): Promise<DoomedRemoteMedia[]> => mine(origin, await ctx.store.media.listDoomedRemoteMedia(now, 1000));
+
+    it('remote media access: a touch moves the last access forward only, never creates a record; listed by last access', async function () {
+      const origin = `touch-${randomId().toLowerCase()}.example`;
+      const a = remote(origin, 'ga', 1000);
+      const b = remote(origin, 'gb', 2000);
+      await ctx.store.media.putRemoteMedia(a);
+      await ctx.store.media.putRemoteMedia(b);
+      await ctx.store.media.touchRemoteMedia(origin, a.mediaId, 5000);
+      await ctx.store.media.touchRemoteMedia(origin, a.mediaId, 3000);
+      assert.equal((await ctx.store.media.getRemoteMedia(origin, a.mediaId))?.lastAccessTs, 5000, 'never moved back');
+      await ctx.store.media.touchRemoteMedia(origin, 'nothere', 5000);
+      assert.equal(await ctx.store.media.getRemoteMedia(origin, 'nothere'), null);
+      const before = async (ts: number) => mine(origin, await ctx.store.media.listRemoteMediaBefore(ts, 1000)).map((r) => r.mediaId).sort();
+      assert.deepEqual(await before(2000), []);
+      assert.deepEqual(await before(2001), [b.mediaId]);
+      assert.deepEqual(await before(5001), [a.mediaId, b.mediaId].sort());
+      const listed = mine(origin, await ctx.store.media.listRemoteMediaBefore(2001, 1000));
+      assert.deepEqual(listed, [b]);
+      assert.deepEqual(await ctx.store.media.listRemoteMediaBefore(9e12, 0), []);
+    });
+
+    it('remote media eviction: conditional on the generation; doomed until due with its thumbnails; a re-fetch is untouched; forgotten after', async function () {
+      const origin = `evict-${randomId().toLowerCase()}.example`;
+      const rec = remote(origin, 'g1', 1000);
+      await ctx.store.media.putRemoteMedia(rec);
+      const t = { ...thumb(rec.mediaId, 32), origin, generation: 'g1' };
+      assert.equal(await ctx.store.media.putRemoteThumbnail(t, 3), true);
+      assert.equal(await ctx.store.media.evictRemoteMedia(origin, rec.mediaId, 'g0', 10_000), false, 'another generation');
+      assert.deepEqual(await ctx.store.media.getRemoteMedia(origin, rec.mediaId), rec);
+      assert.deepEqual(await doomedOf(origin, 1e7), [], 'a refused eviction dooms nothing');
+
+      assert.equal(await ctx.store.media.evictRemoteMedia(origin, rec.mediaId, 'g1', 10_000), true);
+      assert.equal(await ctx.store.media.getRemoteMedia(origin, rec.mediaId), null);
+      assert.equal(await ctx.store.media.evictRemoteMedia(origin, rec.mediaId, 'g1', 11_000), false, 'once');
+      assert.deepEqual(mine(origin, await ctx.store.media.listRemoteMediaBefore(9e12, 1000)), []);
+      assert.deepEqual(await doomedOf(origin, 9_999), [], 'not due yet');
+      const { origin: _o, generation: _g, ...thumbRec } = t;
+      const due = await doomedOf(origin, 10_000);
+      assert.deepEqual(due, [{ origin, mediaId: rec.mediaId, generation: 'g1', dueTs: 10_000, thumbnails: [thumbRec] }]);
+
+      // Fetched again meanwhile (a new generation): its record and thumbnails are its own.
+      const again = { ...rec, generation: 'g2', fetchedTs: 12_000, lastAccessTs: 12_000 };
+      assert.deepEqual(await ctx.store.media.putRemoteMedia(again), again);
+      const t2 = { ...thumb(rec.mediaId, 64), origin, generation: 'g2' };
+      assert.equal(await ctx.store.media.putRemoteThumbnail(t2, 3), true);
+      assert.deepEqual(await doomedOf(origin, 20_000), due, 'the re-fetch leaves the doomed generation as it was');
+
+      await ctx.store.media.forgetDoomedRemoteMedia(due[0]!);
+      assert.deepEqual(await doomedOf(origin, 20_000), []);
+      assert.deepEqual(await ctx.store.media.getRemoteMedia(origin, rec.mediaId), again);
+      assert.deepEqual(await ctx.store.media.getRemoteThumbnail(origin, rec.mediaId, 'g2', 64, 64, 'crop', false), t2);
+      assert.equal(await ctx.store.media.getRemoteThumbnail(origin, rec.mediaId, 'g1', 32, 32, 'crop', false), null, 'the doomed thumbnail is gone');
+      assert.equal(await ctx.store.media.putRemoteThumbnail({ ...t, generation: 'g2' }, 3), true, 'its size is free again');
+
+      // Media fetched before generations existed ('') is evicted like any other.
+      const old = remote(origin, '', 500);
+      await ctx.store.media.putRemoteMedia(old);
+      assert.deepEqual(await ctx.store.media.getRemoteMedia(origin, old.mediaId), old);
+      assert.equal(await ctx.store.media.evictRemoteMedia(origin, old.mediaId, 'g1', 30_000), false);
+      assert.equal(await ctx.store.media.evictRemoteMedia(origin, old.mediaId, '', 30_000), true);
+      assert.deepEqual(await doomedOf(origin, 30_000), [{ origin, mediaId: old.mediaId, generation: '', dueTs: 30_000, thumbnails: [] }]);
+      if (!ctx.canReopen) return;
+      const store = await ctx.closeAndReopen();
+      assert.deepEqual(mine(origin, await store.media.listDoomedRemoteMedia(30_000, 1000)).map((d) => d.mediaId), [old.mediaId]);
     });
   });
 }

@@ -16,7 +16,9 @@
 //   size and hash always describe the bytes readers get.
 // - Media of other servers comes through the federation seam (RemoteMedia) and is kept in
 //   `blobs` like ours (remote-cache.ts: fetching, limits, sanitising); its thumbnails are made
-//   here from the fetched original (as Synapse does), never asked of the origin.
+//   here from the fetched original (as Synapse does), never asked of the origin. It is evicted
+//   by age (remote-eviction.ts; keys per fetch generation, bytes deleted after a grace period);
+//   local media never is.
 // - Serving ours to other servers (/_matrix/federation/v1/media/download) is download() with
 //   our name.
 
@@ -26,7 +28,8 @@ import type { Logger } from 'pino';
 import { MatrixError } from '../errors.js';
 import type { MediaMetaStore, ThumbnailRecord } from '../store/media-types.js';
 import { BlobTooLargeError, type MediaStore } from './media-store.js';
-import { RemoteMediaCache, remoteKey, type RemoteMedia } from './remote-cache.js';
+import { RemoteMediaCache, remoteKey, remoteThumbnailKey, type RemoteMedia } from './remote-cache.js';
+import { RemoteMediaEvictor } from './remote-eviction.js';
 import { makeThumbnail, THUMBNAILABLE, ThumbnailError, type ThumbnailRequest } from './thumbnailer.js';
 import { essence } from './headers.js';
 
@@ -44,6 +47,8 @@ export interface MediaConfig {
   maxThumbnailsPerMedia: number;
   /** Fetch media of other servers over federation (media.fetch_remote); else 404. */
   fetchRemote: boolean;
+  /** Remote media not accessed for this long is evicted (media.remote_media_lifetime_ms); null: kept. */
+  remoteMediaLifetimeMs: number | null;
 }
 
 /** An upload's body as the transport hands it over. */
@@ -66,8 +71,6 @@ const MEDIA_ID_RE = /^[A-Za-z0-9_-]{1,255}$/;
 const MAX_THUMBNAIL_DIMENSION = 2048;
 
 export const contentKey = (mediaId: string): string => `content/${mediaId}`;
-const remoteThumbnailKey = (origin: string, t: Parameters<typeof thumbnailKey>[0]): string =>
-  `remote-thumbnails/${Buffer.from(origin).toString('base64url')}/${thumbnailKey(t).slice('thumbnails/'.length)}`;
 export const thumbnailKey = (t: Pick<ThumbnailRecord, 'mediaId' | 'reqWidth' | 'reqHeight' | 'method' | 'animated'>): string =>
   `thumbnails/${t.mediaId}/${t.reqWidth}x${t.reqHeight}-${t.method}${t.animated ? '-animated' : ''}`;
 
@@ -76,6 +79,7 @@ export class MediaService {
   private readonly waiting = new Map<string, Set<() => void>>();
   private readonly generating = new Map<string, Promise<{ contentType: string; bytes: Buffer }>>();
   private readonly remote: RemoteMediaCache;
+  private readonly evictor: RemoteMediaEvictor;
   private sweeper: NodeJS.Timeout | undefined;
 
   constructor(
@@ -91,6 +95,7 @@ export class MediaService {
   ) {
     const d = deps;
     this.remote = new RemoteMediaCache({ meta: d.meta, blobs: d.blobs, fetcher: d.config.fetchRemote ? d.remote : undefined, maxBytes: d.config.maxUploadBytes, logger: d.logger, now: d.now });
+    this.evictor = new RemoteMediaEvictor({ meta: d.meta, blobs: d.blobs, lifetimeMs: d.config.remoteMediaLifetimeMs, logger: d.logger, now: d.now });
   }
 
   get config(): MediaConfig {
@@ -101,10 +106,12 @@ export class MediaService {
     await this.deps.blobs.open();
     this.sweeper = setInterval(() => void this.sweepExpired(), 60_000);
     this.sweeper.unref();
+    this.evictor.start();
   }
 
   stop(): void {
     clearInterval(this.sweeper);
+    this.evictor.stop();
     this.deps.blobs.close?.();
     for (const set of this.waiting.values()) for (const wake of set) wake();
   }
@@ -193,7 +200,7 @@ export class MediaService {
   async download(serverName: string, mediaId: string, timeoutMs: number, signal: AbortSignal, allowRemote = true): Promise<MediaBytes> {
     if (!this.isLocal(serverName)) {
       const remote = await this.remote.record(serverName, mediaId, allowRemote);
-      const blob = await this.deps.blobs.get(remoteKey(serverName, mediaId));
+      const blob = await this.deps.blobs.get(remoteKey(serverName, mediaId, remote.generation));
       if (!blob) throw notFound();
       return { uploadName: remote.uploadName, contentType: remote.contentType ?? 'application/octet-stream', stream: blob.stream, size: blob.size };
     }
@@ -220,20 +227,23 @@ export class MediaService {
     const h = Math.min(req.height, MAX_THUMBNAIL_DIMENSION);
     const local = this.isLocal(serverName);
     const record = local ? await this.complete(serverName, mediaId, timeoutMs, signal) : await this.remote.record(serverName, mediaId, allowRemote);
+    const gen = 'generation' in record ? record.generation : '';
     const type = essence(record.contentType ?? '');
     if (!THUMBNAILABLE.has(type)) throw new MatrixError('M_UNKNOWN', 'Cannot generate thumbnails for the requested content', {}, 400);
     const key = { mediaId, reqWidth: w, reqHeight: h, method: req.method, animated: req.animated };
-    const k = local ? thumbnailKey(key) : remoteThumbnailKey(serverName, key);
-    const cached = local ? await this.deps.meta.getThumbnail(mediaId, w, h, req.method, req.animated) : await this.deps.meta.getRemoteThumbnail(serverName, mediaId, w, h, req.method, req.animated);
+    const k = local ? thumbnailKey(key) : remoteThumbnailKey(serverName, gen, key);
+    const cached = local
+      ? await this.deps.meta.getThumbnail(mediaId, w, h, req.method, req.animated)
+      : await this.deps.meta.getRemoteThumbnail(serverName, mediaId, gen, w, h, req.method, req.animated);
     const blob = cached ? await this.deps.blobs.get(k) : null;
     if (cached && blob) return { contentType: cached.contentType, stream: blob.stream, size: blob.size };
     await charge();
     let pending = this.generating.get(k);
     if (!pending) {
-      const source = local ? contentKey(mediaId) : remoteKey(serverName, mediaId);
+      const source = local ? contentKey(mediaId) : remoteKey(serverName, mediaId, gen);
       const keep = local
         ? (t: ThumbnailRecord) => this.deps.meta.putThumbnail(t, this.deps.config.maxThumbnailsPerMedia)
-        : (t: ThumbnailRecord) => this.deps.meta.putRemoteThumbnail({ ...t, origin: serverName }, this.deps.config.maxThumbnailsPerMedia);
+        : (t: ThumbnailRecord) => this.deps.meta.putRemoteThumbnail({ ...t, origin: serverName, generation: gen }, this.deps.config.maxThumbnailsPerMedia);
       pending = this.generate(mediaId, source, k, keep, type, { ...req, width: w, height: h }).finally(() => this.generating.delete(k));
       this.generating.set(k, pending);
     }
@@ -257,6 +267,16 @@ export class MediaService {
     const deleted: string[] = [];
     for (const id of await this.deps.meta.listUserMedia(userId)) if (await this.deleteMedia(id)) deleted.push(id);
     return deleted;
+  }
+
+  /** The admin purge: evicts remote media last accessed before `beforeTs`; how many. */
+  purgeRemoteMedia(beforeTs: number): Promise<number> {
+    return this.evictor.purge(beforeTs);
+  }
+
+  /** One eviction sweep now (the timer's; tests pass their own clock). */
+  sweepRemoteMedia(now?: number): Promise<void> {
+    return this.evictor.sweep(now);
   }
 
   isLocal(serverName: string): boolean {

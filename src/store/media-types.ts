@@ -13,6 +13,12 @@
 //   recorded only after its bytes are stored; the first record of a key is kept (two workers
 //   fetching the same media store the same bytes under one write-once key). Remote thumbnails
 //   are recorded only while their media's record exists, up to a cap per media.
+// - Remote media can be evicted (src/media/remote-eviction.ts). Every fetch stores its bytes
+//   under a fresh `generation` (part of the blob keys), so an evicted generation's bytes are
+//   never the bytes of a later record. Evicting removes the record only if it still names the
+//   generation, and notes the generation as doomed with a due time; its bytes (and its
+//   thumbnails') are deleted only once due, so a reader that found the record just before the
+//   eviction still reads whole bytes. A generation a record names is never listed as doomed.
 
 export interface MediaRecord {
   mediaId: string;
@@ -58,10 +64,27 @@ export interface RemoteMediaRecord {
   size: number;
   sha256: string;
   fetchedTs: number;
+  /**
+   * Random per fetch, part of the bytes' keys; '' for media fetched before generations existed
+   * (their keys have none).
+   */
+  generation: string;
+  /** The last download or thumbnail of it (kept to a minute or so), for eviction by age. */
+  lastAccessTs: number;
 }
 
-/** A thumbnail made here of remote media. */
-export type RemoteThumbnailRecord = ThumbnailRecord & { origin: string };
+/** A thumbnail made here of remote media, of one generation of its bytes. */
+export type RemoteThumbnailRecord = ThumbnailRecord & { origin: string; generation: string };
+
+/** An evicted generation of remote media whose bytes are to be deleted once `dueTs` passed. */
+export interface DoomedRemoteMedia {
+  origin: string;
+  mediaId: string;
+  generation: string;
+  dueTs: number;
+  /** The thumbnails made of that generation (their bytes go too). */
+  thumbnails: ThumbnailRecord[];
+}
 
 export interface CompleteUpload {
   contentType: string | null;
@@ -106,7 +129,32 @@ export interface MediaMetaStore {
   getRemoteMedia(origin: string, mediaId: string): Promise<RemoteMediaRecord | null>;
   /** Records fetched remote media; a record already there is kept. Returns the record stored. */
   putRemoteMedia(record: RemoteMediaRecord): Promise<RemoteMediaRecord>;
-  getRemoteThumbnail(origin: string, mediaId: string, reqWidth: number, reqHeight: number, method: 'crop' | 'scale', animated: boolean): Promise<RemoteThumbnailRecord | null>;
-  /** As putThumbnail, for remote media (false without its record, or at the cap). */
+  /** A thumbnail of the given generation of remote media (one of another generation: null). */
+  getRemoteThumbnail(
+    origin: string,
+    mediaId: string,
+    generation: string,
+    reqWidth: number,
+    reqHeight: number,
+    method: 'crop' | 'scale',
+    animated: boolean,
+  ): Promise<RemoteThumbnailRecord | null>;
+  /**
+   * As putThumbnail, for remote media: false unless the media's record names the thumbnail's
+   * generation, at the cap, or while a thumbnail of another generation still holds that size.
+   */
   putRemoteThumbnail(record: RemoteThumbnailRecord, maxPerMedia: number): Promise<boolean>;
+  /** Moves the record's last access to `ts` (never back); nothing when there is no record. */
+  touchRemoteMedia(origin: string, mediaId: string, ts: number): Promise<void>;
+  /** Up to `limit` records last accessed before `beforeTs` (any order). */
+  listRemoteMediaBefore(beforeTs: number, limit: number): Promise<RemoteMediaRecord[]>;
+  /**
+   * Removes the record if it names `generation` and dooms that generation for `dueTs`: true then.
+   * False (nothing changed) when the record is gone or names another generation.
+   */
+  evictRemoteMedia(origin: string, mediaId: string, generation: string, dueTs: number): Promise<boolean>;
+  /** Up to `limit` doomed generations due at or before `now` (any order). */
+  listDoomedRemoteMedia(now: number, limit: number): Promise<DoomedRemoteMedia[]>;
+  /** Forgets a doomed generation (after its bytes were deleted), thumbnails' records included. */
+  forgetDoomedRemoteMedia(doomed: DoomedRemoteMedia): Promise<void>;
 }

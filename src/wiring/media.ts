@@ -46,6 +46,7 @@ export function createMedia(
       maxImagePixels: mc.max_image_pixels,
       maxThumbnailsPerMedia: mc.max_thumbnails_per_media,
       fetchRemote: mc.fetch_remote,
+      remoteMediaLifetimeMs: mc.remote_media_lifetime_ms,
     },
     logger,
     now,

@@ -1,7 +1,8 @@
 // The media repository's client routes: authenticated media (v1.11, /_matrix/client/v1/media/*),
 // the legacy /_matrix/media/{v3,r0}/* paths (also authenticated, as Synapse serves them once
 // unauthenticated media is frozen), async uploads (POST /_matrix/media/v1/create + PUT
-// /upload/{serverName}/{mediaId}), URL previews, and the Synapse admin API's media deletion.
+// /upload/{serverName}/{mediaId}), URL previews, and the Synapse admin API's media deletion and
+// remote media purge.
 //
 // Uploads are 'media' intake: the table hands the raw body to the handler unread, and the media
 // service streams it to the MediaStore under its own limits. Downloads answer a BinaryBody with
@@ -99,6 +100,21 @@ export function mediaRoutes(r: ClientRoutes, s: MediaRouteDeps): void {
     if (!userId.endsWith(`:${s.serverName}`)) throw new MatrixError('M_INVALID_PARAM', 'Can only delete media of local users');
     const deleted = await media.deleteUserMedia(userId);
     ctx.body = { deleted_media: deleted, total: deleted.length };
+  });
+  // Evicts cached remote media last accessed before before_ts (ms), as Synapse: {deleted: n}.
+  // POST, so it spends from the write limit like the deletions above.
+  r.authedRaw('post', '/_synapse/admin/v1/purge_media_cache', async (ctx, auth) => {
+    await admin(auth);
+    const v = queryString(ctx, 'before_ts');
+    if (v === undefined || v === '') throw new MatrixError('M_MISSING_PARAM', 'Missing integer query parameter "before_ts"');
+    if (!/^-?\d{1,16}$/.test(v)) throw new MatrixError('M_INVALID_PARAM', 'Query parameter "before_ts" must be an integer');
+    const beforeTs = Number(v);
+    if (beforeTs < 0) throw new MatrixError('M_INVALID_PARAM', 'Query parameter before_ts must be a positive integer.');
+    // Seconds instead of milliseconds would purge nothing: refused, as Synapse does.
+    if (beforeTs < 30_000_000_000) {
+      throw new MatrixError('M_INVALID_PARAM', 'Query parameter before_ts you provided is from the year 1970. Double check that you are providing a timestamp in milliseconds.');
+    }
+    ctx.body = { deleted: await media.purgeRemoteMedia(beforeTs) };
   });
 }
 

@@ -103,6 +103,12 @@ export const mediaSection = z
     // Fetch other servers' media over federation when a client asks for it (kept in the media
     // store, up to max_upload_bytes each); false: remote media is 404.
     fetch_remote: z.boolean().default(true),
+    // Remote media nobody downloaded or thumbnailed for this long is evicted from the cache (a
+    // later request fetches it again); its bytes go an hour after its record (reads under way
+    // finish). null (the default, as Synapse's media_retention.remote_media_lifetime): kept for
+    // ever. Local uploads are never evicted. Admins can also evict on demand:
+    // POST /_synapse/admin/v1/purge_media_cache?before_ts=<ms>.
+    remote_media_lifetime_ms: z.int().min(1000).nullable().default(null),
     url_preview: z
       .strictObject({
         // Off by default: previews make the server fetch URLs that users post.

@@ -3,7 +3,7 @@
 // commit order and never overshoot.
 
 import { StoreConflictError } from '../types.js';
-import type { CompleteUpload, MediaMetaStore, MediaRecord, RemoteMediaRecord, RemoteThumbnailRecord, ThumbnailRecord, UploadOutcome } from '../media-types.js';
+import type { CompleteUpload, DoomedRemoteMedia, MediaMetaStore, MediaRecord, RemoteMediaRecord, RemoteThumbnailRecord, ThumbnailRecord, UploadOutcome } from '../media-types.js';
 import type { SqliteContext } from './context.js';
 
 interface MediaRow {
@@ -42,9 +42,11 @@ interface RemoteRow {
   size: number;
   sha256: string;
   fetched_ts: number;
+  generation: string;
+  last_access_ts: number;
 }
 
-const REMOTE_COLUMNS = 'origin, media_id, content_type, upload_name, size, sha256, fetched_ts';
+const REMOTE_COLUMNS = 'origin, media_id, content_type, upload_name, size, sha256, fetched_ts, generation, last_access_ts';
 
 const toRemote = (r: RemoteRow): RemoteMediaRecord => ({
   origin: r.origin,
@@ -54,6 +56,8 @@ const toRemote = (r: RemoteRow): RemoteMediaRecord => ({
   size: r.size,
   sha256: r.sha256,
   fetchedTs: r.fetched_ts,
+  generation: r.generation,
+  lastAccessTs: r.last_access_ts,
 });
 
 const toMedia = (r: MediaRow): MediaRecord => ({
@@ -215,31 +219,92 @@ export class SqliteMediaStore implements MediaMetaStore {
     const r = { ...record };
     return this.ctx.queue.write(() => {
       this.ctx
-        .stmt(`INSERT INTO remote_media (${REMOTE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`)
-        .run(r.origin, r.mediaId, r.contentType, r.uploadName, r.size, r.sha256, r.fetchedTs);
+        .stmt(`INSERT INTO remote_media (${REMOTE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`)
+        .run(r.origin, r.mediaId, r.contentType, r.uploadName, r.size, r.sha256, r.fetchedTs, r.generation, r.lastAccessTs);
       return toRemote(this.ctx.stmt(`SELECT ${REMOTE_COLUMNS} FROM remote_media WHERE origin = ? AND media_id = ?`).get(r.origin, r.mediaId) as RemoteRow);
     });
   }
 
-  async getRemoteThumbnail(origin: string, mediaId: string, reqWidth: number, reqHeight: number, method: 'crop' | 'scale', animated: boolean): Promise<RemoteThumbnailRecord | null> {
+  async getRemoteThumbnail(
+    origin: string,
+    mediaId: string,
+    generation: string,
+    reqWidth: number,
+    reqHeight: number,
+    method: 'crop' | 'scale',
+    animated: boolean,
+  ): Promise<RemoteThumbnailRecord | null> {
     this.ctx.checkOpen();
     const row = this.ctx
-      .stmt(`SELECT ${THUMB_COLUMNS} FROM remote_media_thumbnails WHERE origin = ? AND media_id = ? AND req_width = ? AND req_height = ? AND method = ? AND animated = ?`)
-      .get(origin, mediaId, reqWidth, reqHeight, method, animated ? 1 : 0) as ThumbRow | undefined;
-    return row ? { ...toThumb(row), origin } : null;
+      .stmt(
+        `SELECT ${THUMB_COLUMNS} FROM remote_media_thumbnails WHERE origin = ? AND media_id = ? AND req_width = ? AND req_height = ? AND method = ? AND animated = ? AND generation = ?`,
+      )
+      .get(origin, mediaId, reqWidth, reqHeight, method, animated ? 1 : 0, generation) as ThumbRow | undefined;
+    return row ? { ...toThumb(row), origin, generation } : null;
   }
 
   async putRemoteThumbnail(record: RemoteThumbnailRecord, maxPerMedia: number): Promise<boolean> {
     this.ctx.checkOpen();
     const t = { ...record };
     return this.ctx.queue.write(() => {
-      if (this.ctx.stmt('SELECT 1 FROM remote_media WHERE origin = ? AND media_id = ?').get(t.origin, t.mediaId) === undefined) return false;
+      if (this.ctx.stmt('SELECT 1 FROM remote_media WHERE origin = ? AND media_id = ? AND generation = ?').get(t.origin, t.mediaId, t.generation) === undefined) return false;
       const { n } = this.ctx.stmt('SELECT COUNT(*) AS n FROM remote_media_thumbnails WHERE origin = ? AND media_id = ?').get(t.origin, t.mediaId) as { n: number };
       if (n >= maxPerMedia) return false;
       this.ctx
-        .stmt(`INSERT INTO remote_media_thumbnails (origin, ${THUMB_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`)
-        .run(t.origin, t.mediaId, t.reqWidth, t.reqHeight, t.method, t.animated ? 1 : 0, t.width, t.height, t.contentType, t.size, t.createdTs);
+        .stmt(`INSERT INTO remote_media_thumbnails (origin, generation, ${THUMB_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`)
+        .run(t.origin, t.generation, t.mediaId, t.reqWidth, t.reqHeight, t.method, t.animated ? 1 : 0, t.width, t.height, t.contentType, t.size, t.createdTs);
       return true;
+    });
+  }
+
+  async touchRemoteMedia(origin: string, mediaId: string, ts: number): Promise<void> {
+    this.ctx.checkOpen();
+    await this.ctx.queue.write(() => {
+      this.ctx.stmt('UPDATE remote_media SET last_access_ts = ? WHERE origin = ? AND media_id = ? AND last_access_ts < ?').run(ts, origin, mediaId, ts);
+    });
+  }
+
+  async listRemoteMediaBefore(beforeTs: number, limit: number): Promise<RemoteMediaRecord[]> {
+    this.ctx.checkOpen();
+    const n = Math.floor(limit);
+    if (!(n > 0)) return [];
+    const rows = this.ctx.stmt(`SELECT ${REMOTE_COLUMNS} FROM remote_media WHERE last_access_ts < ? ORDER BY last_access_ts LIMIT ?`).all(beforeTs, n) as RemoteRow[];
+    return rows.map(toRemote);
+  }
+
+  async evictRemoteMedia(origin: string, mediaId: string, generation: string, dueTs: number): Promise<boolean> {
+    this.ctx.checkOpen();
+    return this.ctx.queue.write(() => {
+      if (this.ctx.stmt('SELECT 1 FROM remote_media WHERE origin = ? AND media_id = ? AND generation = ?').get(origin, mediaId, generation) === undefined) return false;
+      // The thumbnails' rows go with the record (ON DELETE CASCADE): the doomed row keeps what
+      // their keys are made of.
+      const thumbs = (this.ctx.stmt(`SELECT ${THUMB_COLUMNS} FROM remote_media_thumbnails WHERE origin = ? AND media_id = ?`).all(origin, mediaId) as ThumbRow[]).map(toThumb);
+      this.ctx.stmt('DELETE FROM remote_media WHERE origin = ? AND media_id = ?').run(origin, mediaId);
+      this.ctx
+        .stmt(
+          `INSERT INTO remote_media_doomed (origin, media_id, generation, due_ts, thumbnails) VALUES (?, ?, ?, ?, ?)
+           ON CONFLICT DO UPDATE SET due_ts = MAX(due_ts, excluded.due_ts)`,
+        )
+        .run(origin, mediaId, generation, dueTs, JSON.stringify(thumbs));
+      return true;
+    });
+  }
+
+  async listDoomedRemoteMedia(now: number, limit: number): Promise<DoomedRemoteMedia[]> {
+    this.ctx.checkOpen();
+    const n = Math.floor(limit);
+    if (!(n > 0)) return [];
+    const rows = this.ctx
+      .stmt('SELECT origin, media_id, generation, due_ts, thumbnails FROM remote_media_doomed WHERE due_ts <= ? ORDER BY due_ts LIMIT ?')
+      .all(now, n) as { origin: string; media_id: string; generation: string; due_ts: number; thumbnails: string }[];
+    return rows.map((r) => ({ origin: r.origin, mediaId: r.media_id, generation: r.generation, dueTs: r.due_ts, thumbnails: JSON.parse(r.thumbnails) as ThumbnailRecord[] }));
+  }
+
+  async forgetDoomedRemoteMedia(doomed: DoomedRemoteMedia): Promise<void> {
+    this.ctx.checkOpen();
+    const d = { ...doomed };
+    await this.ctx.queue.write(() => {
+      this.ctx.stmt('DELETE FROM remote_media_doomed WHERE origin = ? AND media_id = ? AND generation = ?').run(d.origin, d.mediaId, d.generation);
     });
   }
 }

@@ -22,6 +22,7 @@ import { threepids } from './0017-threepids.js';
 import { eventExpiry } from './0018-event-expiry.js';
 import { peeks } from './0019-peeks.js';
 import { eventIndexes } from './0020-event-indexes.js';
+import { remoteMediaEviction } from './0021-remote-media-eviction.js';
 
 export interface Migration {
   version: number;
@@ -32,4 +33,4 @@ export interface Migration {
   run?: (db: Db) => void;
 }
 
-export const MIGRATIONS: readonly Migration[] = [initial, chat, txnScope, e2ee, push, pushBulk, dag, media, search, admin, guestsOpenId, erasure, appservice, federationQueue, identityBindings, remoteMedia, threepids, eventExpiry, peeks, eventIndexes];
+export const MIGRATIONS: readonly Migration[] = [initial, chat, txnScope, e2ee, push, pushBulk, dag, media, search, admin, guestsOpenId, erasure, appservice, federationQueue, identityBindings, remoteMedia, threepids, eventExpiry, peeks, eventIndexes, remoteMediaEviction];
