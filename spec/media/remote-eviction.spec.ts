@@ -194,4 +194,38 @@ describe('remote media eviction racing re-fetches on two instances (Cassandra)',
     // Not asserted: how many failed (it depends on the interleaving); logged for the reader.
     if (failures > 0) console.log(`      (${failures} downloads cut by the skipped grace, as expected)`);
   });
+
+  it('media fetched before eviction existed (no generation, no last access): listed by its fetch time, evicted with its own keys', async function () {
+    // A row as migration 0018 wrote it, and its bytes under the key without a generation.
+    const id = `legacy${randomBytes(4).toString('hex')}`;
+    const key = remoteKey(ORIGIN, id, '');
+    assert.equal(key, `remote/${Buffer.from(ORIGIN).toString('base64url')}/${id}`);
+    await blobs[0]!.put(key, [body], body.length);
+    await admin.execute(
+      `INSERT INTO ${keyspace}.remote_media (origin, media_id, content_type, size, sha256, fetched_ts) VALUES (?, ?, ?, ?, ?, ?) IF NOT EXISTS`,
+      [ORIGIN, id, 'application/octet-stream', body.length, 'ab'.repeat(32), 5000],
+      { prepare: true },
+    );
+    const rec = await stores[0]!.media.getRemoteMedia(ORIGIN, id);
+    assert.deepEqual([rec?.generation, rec?.lastAccessTs], ['', 5000], 'read as generation \'\', last access = fetch');
+    // A store that has not listed yet fills the last access from the fetch time first, so the
+    // index finds the row.
+    const fresh = await openCassandraStore({ contactPoints: [await startCassandra()], localDataCenter: 'datacenter1', keyspace, skipMigrations: true });
+    stores.push(fresh);
+    const listed = (await fresh.media.listRemoteMediaBefore(6000, 1000)).filter((r) => r.mediaId === id);
+    assert.deepEqual(listed.map((r) => [r.generation, r.lastAccessTs]), [['', 5000]]);
+    const row = (await admin.execute(`SELECT last_access_ts FROM ${keyspace}.remote_media WHERE origin = ? AND media_id = ?`, [ORIGIN, id], { prepare: true })).first();
+    assert.equal(Number(row['last_access_ts']), 5000, 'filled in');
+    const got = await b.download(ORIGIN, id, 0, new AbortController().signal);
+    const chunks: Buffer[] = [];
+    for await (const c of got.stream) chunks.push(c as Buffer);
+    assert.ok(Buffer.concat(chunks).equals(body), 'served from its key without a generation');
+
+    const evicter = service(fresh);
+    assert.ok((await evicter.purgeRemoteMedia(Date.now() + 60_000)) >= 1, "this one and the raced item");
+    assert.equal(await fresh.media.getRemoteMedia(ORIGIN, id), null);
+    assert.ok(await blobs[0]!.get(key), 'kept through the grace');
+    await evicter.sweepRemoteMedia(Date.now() + GRACE_MS + 60_000);
+    assert.equal(await blobs[0]!.get(key), null, 'deleted once due');
+  });
 });
