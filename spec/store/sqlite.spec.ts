@@ -172,6 +172,38 @@ describe('SqliteStore', function () {
       }
     });
 
+    it('remote media kept before the eviction migration: generation \'\', last access = its fetch, evicted with its thumbnails', async function () {
+      const dir = mkdtempSync(join(tmpdir(), 'hearth-store-'));
+      const path = join(dir, 'v20.sqlite');
+      try {
+        const raw = new Database(path);
+        try {
+          migrate(raw, MIGRATIONS.filter((m) => m.version <= 20));
+          raw.prepare('INSERT INTO remote_media (origin, media_id, content_type, upload_name, size, sha256, fetched_ts) VALUES (?, ?, ?, ?, ?, ?, ?)').run('o.example', 'old', 'image/png', null, 9, 'ab'.repeat(32), 1234);
+          raw
+            .prepare('INSERT INTO remote_media_thumbnails (origin, media_id, req_width, req_height, method, animated, width, height, content_type, size, created_ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)')
+            .run('o.example', 'old', 32, 32, 'crop', 0, 32, 32, 'image/png', 5, 1300);
+        } finally {
+          raw.close();
+        }
+        const store = await openSqliteStore({ path });
+        try {
+          assert.deepEqual(store.appliedMigrations, MIGRATIONS.filter((m) => m.version > 20).map((m) => m.version));
+          const rec = await store.media.getRemoteMedia('o.example', 'old');
+          assert.deepEqual([rec?.generation, rec?.lastAccessTs, rec?.fetchedTs], ['', 1234, 1234]);
+          assert.equal((await store.media.getRemoteThumbnail('o.example', 'old', '', 32, 32, 'crop', false))?.size, 5);
+          assert.deepEqual((await store.media.listRemoteMediaBefore(1235, 10)).map((r) => r.mediaId), ['old']);
+          assert.equal(await store.media.evictRemoteMedia('o.example', 'old', '', 2000), true);
+          const [d] = await store.media.listDoomedRemoteMedia(2000, 10);
+          assert.deepEqual([d?.generation, d?.thumbnails.map((t) => t.reqWidth)], ['', [32]]);
+        } finally {
+          await store.close();
+        }
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+
     it('refuses a database migrated by a newer build', async function () {
       const { store, path } = await open();
       await store.close();
