@@ -390,6 +390,37 @@ describe('federation: media across two Hearth servers', function () {
     assert.equal(fetchesOf(id).length, 2, 'served from B\'s store');
   });
 
+  it('media.max_remote_media_bytes: past the cap the least recently accessed remote media is evicted, and fetched again when asked', async function () {
+    const ids = [await uploadOnA(png, 'image/png'), await uploadOnA(png, 'image/png'), await uploadOnA(png, 'image/png')];
+    const c = await startFederated(await freePort(), undefined, { media: { max_upload_bytes: LIMIT, max_remote_media_bytes: 2 * png.length } });
+    try {
+      const asked: string[] = [];
+      const client = c.hearth.federation!.core.client;
+      const stream = client.stream;
+      client.stream = (destination, path, signal) => {
+        asked.push(path);
+        return stream.call(client, destination, path, signal);
+      };
+      const askedFor = (id: string) => asked.filter((p) => p.includes(`/${id}`)).length;
+      const carol = await new Api(c.url).register('carol');
+      const viaC = (id: string) => raw(c.url, 'GET', `${V1}/download/${nameA}/${id}`, { token: carol.token });
+      for (const id of ids) {
+        assert.deepEqual((await viaC(id)).bytes, png);
+        await new Promise((r) => setTimeout(r, 5)); // distinct access times
+      }
+      const kept = async () => Promise.all(ids.map(async (id) => (await c.hearth.store.media.getRemoteMedia(nameA, id)) !== null));
+      assert.deepEqual(await kept(), [true, true, true]);
+      await c.hearth.services.media.sweepRemoteMedia();
+      assert.deepEqual(await kept(), [false, true, true], 'the least recently accessed went');
+      assert.deepEqual((await viaC(ids[0]!)).bytes, png);
+      assert.equal(askedFor(ids[0]!), 2, 'fetched again');
+      await c.hearth.services.media.sweepRemoteMedia();
+      assert.deepEqual(await kept(), [true, false, true]);
+    } finally {
+      await c.stop();
+    }
+  });
+
   it('POST /_synapse/admin/v1/purge_media_cache: admins only, before_ts in ms; evicts remote media, never local uploads', async function () {
     const accounts = b.hearth.services.accounts;
     const rootId = await accounts.createAccount('mediaroot', null, true);

@@ -161,6 +161,27 @@ export function describeMediaContract(ctx: ContractContext): void {
       assert.deepEqual(await ctx.store.media.listRemoteMediaBefore(9e12, 0), []);
     });
 
+    it('remote media over a size cap: the least recently accessed, just enough of them to get under it; thumbnails not counted', async function () {
+      const origin = `cap-${randomId().toLowerCase()}.example`;
+      const mk = (size: number, access: number) => ({ ...remote(origin, `g${access}`, access), size });
+      const [r1, r2, r3] = [mk(100, 1000), mk(200, 2000), mk(300, 3000)];
+      for (const r of [r3, r1, r2]) await ctx.store.media.putRemoteMedia(r);
+      assert.equal(await ctx.store.media.putRemoteThumbnail({ ...thumb(r3.mediaId, 32), size: 5000, origin, generation: r3.generation }, 3), true);
+      const over = async (cap: number, limit = 100) => (await ctx.store.media.listRemoteMediaOverCap(cap, limit)).map((r) => r.mediaId);
+      assert.deepEqual(await over(600), []);
+      assert.deepEqual(await over(599), [r1.mediaId]);
+      assert.deepEqual(await over(500), [r1.mediaId]);
+      assert.deepEqual(await over(400), [r1.mediaId, r2.mediaId]);
+      assert.deepEqual(await over(0), [r1.mediaId, r2.mediaId, r3.mediaId]);
+      assert.deepEqual(await over(0, 1), [r1.mediaId]);
+      assert.deepEqual(await over(0, 0), []);
+      assert.deepEqual((await ctx.store.media.listRemoteMediaOverCap(599, 100))[0], r1, 'whole records');
+      await ctx.store.media.touchRemoteMedia(origin, r1.mediaId, 4000);
+      assert.deepEqual(await over(500), [r2.mediaId]);
+      assert.equal(await ctx.store.media.evictRemoteMedia(origin, r2.mediaId, r2.generation, 9000), true);
+      assert.deepEqual(await over(400), [], 'evicted media no longer counts');
+    });
+
     it('remote media eviction: conditional on the generation; doomed until due with its thumbnails; a re-fetch is untouched; forgotten after', async function () {
       const origin = `evict-${randomId().toLowerCase()}.example`;
       const rec = remote(origin, 'g1', 1000);

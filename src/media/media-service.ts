@@ -49,6 +49,8 @@ export interface MediaConfig {
   fetchRemote: boolean;
   /** Remote media not accessed for this long is evicted (media.remote_media_lifetime_ms); null: kept. */
   remoteMediaLifetimeMs: number | null;
+  /** Total size of remote media kept before the least recently accessed go (media.max_remote_media_bytes); null: no cap. */
+  maxRemoteMediaBytes: number | null;
 }
 
 /** An upload's body as the transport hands it over. */
@@ -95,7 +97,7 @@ export class MediaService {
   ) {
     const d = deps;
     this.remote = new RemoteMediaCache({ meta: d.meta, blobs: d.blobs, fetcher: d.config.fetchRemote ? d.remote : undefined, maxBytes: d.config.maxUploadBytes, logger: d.logger, now: d.now });
-    this.evictor = new RemoteMediaEvictor({ meta: d.meta, blobs: d.blobs, lifetimeMs: d.config.remoteMediaLifetimeMs, logger: d.logger, now: d.now });
+    this.evictor = new RemoteMediaEvictor({ meta: d.meta, blobs: d.blobs, lifetimeMs: d.config.remoteMediaLifetimeMs, maxBytes: d.config.maxRemoteMediaBytes, logger: d.logger, now: d.now });
   }
 
   get config(): MediaConfig {

@@ -1,6 +1,7 @@
-// Eviction of cached remote media (media.remote_media_lifetime_ms, and the admin purge
-// POST /_synapse/admin/v1/purge_media_cache): records last accessed too long ago are removed,
-// their bytes later. Local uploads are never touched (they are not in remote_media).
+// Eviction of cached remote media (media.remote_media_lifetime_ms, media.max_remote_media_bytes,
+// and the admin purge POST /_synapse/admin/v1/purge_media_cache): records last accessed too long
+// ago, or the least recently accessed past the size cap, are removed, their bytes later. Local
+// uploads are never touched (they are not in remote_media).
 //
 // Why it is safe in a cluster, where any worker may evict while another re-fetches or reads:
 // - Keys are per fetch (remote-cache.ts: <id>.<generation>, a fresh random generation each
@@ -30,12 +31,15 @@ import { remoteKey, remoteThumbnailKey } from './remote-cache.js';
 /** How long an evicted generation's bytes outlive its record: longer than any read of them. */
 export const GRACE_MS = 3_600_000;
 const SWEEP_EVERY_MS = 60_000;
+/** The size cap is judged every this many timer sweeps (on Cassandra it scans remote_media). */
+const CAP_EVERY_SWEEPS = 10;
 /** Records evicted or generations deleted per store call. */
 const BATCH = 500;
 
 export class RemoteMediaEvictor {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
+  private ticks = 0;
 
   constructor(
     private readonly deps: {
@@ -43,6 +47,8 @@ export class RemoteMediaEvictor {
       blobs: MediaStore;
       /** Records last accessed longer ago are evicted by the sweep; null: kept for ever. */
       lifetimeMs: number | null;
+      /** Past this total size the least recently accessed are evicted; null: no cap. */
+      maxBytes: number | null;
       logger: Logger;
       now: () => number;
     },
@@ -50,7 +56,7 @@ export class RemoteMediaEvictor {
 
   start(): void {
     // A timer sweep is skipped while another still runs (a slow store must not pile them up).
-    this.timer = setInterval(() => void (this.running ? undefined : this.sweep()), SWEEP_EVERY_MS);
+    this.timer = setInterval(() => void (this.running ? undefined : this.sweep(this.deps.now(), this.ticks++ % CAP_EVERY_SWEEPS === 0)), SWEEP_EVERY_MS);
     this.timer.unref();
   }
 
@@ -60,11 +66,12 @@ export class RemoteMediaEvictor {
 
   /**
    * One sweep, after any still running: deletes the bytes of generations due by `now` (a test's
-   * clock, or the real one), then evicts what was not accessed within the lifetime as of `now`.
-   * Grace periods of new evictions count from the real clock. Errors are logged, not thrown.
+   * clock, or the real one), then evicts what was not accessed within the lifetime as of `now`,
+   * and (`withCap`) the least recently accessed past the size cap. Grace periods of new
+   * evictions count from the real clock. Errors are logged, not thrown.
    */
-  sweep(now = this.deps.now()): Promise<void> {
-    const run = (this.running ?? Promise.resolve()).then(() => this.sweepOnce(now));
+  sweep(now = this.deps.now(), withCap = true): Promise<void> {
+    const run = (this.running ?? Promise.resolve()).then(() => this.sweepOnce(now, withCap));
     this.running = run;
     void run.finally(() => {
       if (this.running === run) this.running = undefined;
@@ -87,7 +94,7 @@ export class RemoteMediaEvictor {
   }
 
   /** Due bytes first, so a sweep never deletes what it evicted itself, whatever clock it was given. */
-  private async sweepOnce(now: number): Promise<void> {
+  private async sweepOnce(now: number, withCap: boolean): Promise<void> {
     try {
       for (;;) {
         const due = await this.deps.meta.listDoomedRemoteMedia(now, BATCH);
@@ -104,6 +111,21 @@ export class RemoteMediaEvictor {
       }
     } catch (err) {
       this.deps.logger.warn({ err }, 'could not evict old remote media; the next sweep tries again');
+    }
+    const cap = this.deps.maxBytes;
+    if (cap === null || !withCap) return;
+    try {
+      let evicted = 0;
+      for (;;) {
+        const over = await this.deps.meta.listRemoteMediaOverCap(cap, BATCH);
+        let n = 0;
+        for (const rec of over) if (await this.deps.meta.evictRemoteMedia(rec.origin, rec.mediaId, rec.generation, this.deps.now() + GRACE_MS)) n++;
+        evicted += n;
+        if (over.length < BATCH || n === 0) break;
+      }
+      if (evicted > 0) this.deps.logger.info({ evicted }, 'evicted the least recently used remote media past media.max_remote_media_bytes');
+    } catch (err) {
+      this.deps.logger.warn({ err }, 'could not evict remote media past the size cap; the next sweep tries again');
     }
   }
 

@@ -149,6 +149,12 @@ export interface MediaMetaStore {
   /** Up to `limit` records last accessed before `beforeTs` (any order). */
   listRemoteMediaBefore(beforeTs: number, limit: number): Promise<RemoteMediaRecord[]>;
   /**
+   * The least recently accessed records whose eviction brings the remote media kept (the sum of
+   * their sizes; thumbnails not counted) down to at most `capBytes`, oldest first, at most `limit`
+   * of them; none when within the cap.
+   */
+  listRemoteMediaOverCap(capBytes: number, limit: number): Promise<RemoteMediaRecord[]>;
+  /**
    * Removes the record if it names `generation` and dooms that generation for `dueTs`: true then.
    * False (nothing changed) when the record is gone or names another generation.
    */

@@ -47,6 +47,7 @@ export function createMedia(
       maxThumbnailsPerMedia: mc.max_thumbnails_per_media,
       fetchRemote: mc.fetch_remote,
       remoteMediaLifetimeMs: mc.remote_media_lifetime_ms,
+      maxRemoteMediaBytes: mc.max_remote_media_bytes,
     },
     logger,
     now,

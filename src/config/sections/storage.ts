@@ -109,6 +109,10 @@ export const mediaSection = z
     // ever. Local uploads are never evicted. Admins can also evict on demand:
     // POST /_synapse/admin/v1/purge_media_cache?before_ts=<ms>.
     remote_media_lifetime_ms: z.int().min(1000).nullable().default(null),
+    // The total size of remote media kept, in bytes (the media, not their thumbnails); past it
+    // the least recently accessed is evicted, judged every 10 minutes (on Cassandra a scan of
+    // remote_media per worker). null (the default): no cap.
+    max_remote_media_bytes: z.int().min(1).nullable().default(null),
     url_preview: z
       .strictObject({
         // Off by default: previews make the server fetch URLs that users post.

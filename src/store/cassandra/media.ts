@@ -364,6 +364,35 @@ export class CassandraMediaStore implements MediaMetaStore {
     return rows.map(toRemote).sort((a, b) => a.lastAccessTs - b.lastAccessTs);
   }
 
+  async listRemoteMediaOverCap(capBytes: number, limit: number): Promise<RemoteMediaRecord[]> {
+    this.ctx.checkOpen();
+    const n = Math.floor(limit);
+    if (!(n > 0)) return [];
+    // No index orders by last access or sums sizes: one scan, keeping the n oldest seen.
+    let total = 0;
+    let oldest: RemoteMediaRecord[] = [];
+    const byAccess = (x: RemoteMediaRecord, y: RemoteMediaRecord) => x.lastAccessTs - y.lastAccessTs;
+    let pageState: string | undefined;
+    do {
+      const page = await this.ctx.execute(`SELECT ${REMOTE_COLUMNS} FROM remote_media`, [], { fetchSize: 1000, pageState });
+      for (const r of page.rows) {
+        const rec = toRemote(r);
+        total += rec.size;
+        oldest.push(rec);
+      }
+      if (oldest.length > 2 * n) oldest = oldest.sort(byAccess).slice(0, n);
+      pageState = page.pageState ?? undefined;
+    } while (pageState);
+    let excess = total - capBytes;
+    const out: RemoteMediaRecord[] = [];
+    for (const rec of oldest.sort(byAccess)) {
+      if (excess <= 0 || out.length >= n) break;
+      out.push(rec);
+      excess -= rec.size;
+    }
+    return out;
+  }
+
   /** Gives rows from before migration 0023 a last access (their fetch), once per process. */
   private async backfillAccess(): Promise<void> {
     let pageState: string | undefined;

@@ -272,6 +272,21 @@ export class SqliteMediaStore implements MediaMetaStore {
     return rows.map(toRemote);
   }
 
+  async listRemoteMediaOverCap(capBytes: number, limit: number): Promise<RemoteMediaRecord[]> {
+    this.ctx.checkOpen();
+    const n = Math.floor(limit);
+    const { total } = this.ctx.stmt('SELECT COALESCE(SUM(size), 0) AS total FROM remote_media').get() as { total: number };
+    let excess = total - capBytes;
+    const out: RemoteMediaRecord[] = [];
+    if (excess <= 0 || !(n > 0)) return out;
+    for (const row of this.ctx.stmt(`SELECT ${REMOTE_COLUMNS} FROM remote_media ORDER BY last_access_ts`).iterate() as IterableIterator<RemoteRow>) {
+      out.push(toRemote(row));
+      excess -= row.size;
+      if (excess <= 0 || out.length >= n) break;
+    }
+    return out;
+  }
+
   async evictRemoteMedia(origin: string, mediaId: string, generation: string, dueTs: number): Promise<boolean> {
     this.ctx.checkOpen();
     return this.ctx.queue.write(() => {
