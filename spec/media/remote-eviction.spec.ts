@@ -221,6 +221,12 @@ describe('remote media eviction racing re-fetches on two instances (Cassandra)',
     const chunks: Buffer[] = [];
     for await (const c of got.stream) chunks.push(c as Buffer);
     assert.ok(Buffer.concat(chunks).equals(body), 'served from its key without a generation');
+    // Downloads note the access (in the background, at most once a minute per item).
+    const touchedBy = Date.now();
+    await Promise.all([1, 2, 3].map(() => b.download(ORIGIN, id, 0, new AbortController().signal).then((d) => d.stream.destroy())));
+    for (let i = 0; i < 100 && (await fresh.media.getRemoteMedia(ORIGIN, id))!.lastAccessTs < touchedBy - 1000; i++) await new Promise((r) => setTimeout(r, 50));
+    assert.ok((await fresh.media.getRemoteMedia(ORIGIN, id))!.lastAccessTs >= touchedBy - 1000, 'last access moved to the download');
+    assert.deepEqual((await fresh.media.listRemoteMediaBefore(6000, 1000)).filter((r) => r.mediaId === id), [], 'no longer old');
 
     const evicter = service(fresh);
     assert.ok((await evicter.purgeRemoteMedia(Date.now() + 60_000)) >= 1, "this one and the raced item");

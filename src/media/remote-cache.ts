@@ -78,6 +78,8 @@ const CONTENT_TYPE_RE = /^[\x21-\x7e][\x20-\x7e]{0,254}$/;
 export class RemoteMediaCache {
   private readonly fetching = new Map<string, Promise<RemoteMediaRecord>>();
   private readonly failed = new Map<string, { until: number; error: MatrixError }>();
+  /** Items whose touch is in flight: a burst of downloads of one item writes once. */
+  private readonly touching = new Set<string>();
 
   constructor(
     private readonly deps: {
@@ -160,10 +162,13 @@ export class RemoteMediaCache {
   /** Notes a read of the record (in the background). */
   private touch(rec: RemoteMediaRecord): void {
     const now = this.deps.now();
-    if (now - rec.lastAccessTs < ACCESS_GRANULARITY_MS) return;
+    const k = `${rec.origin}/${rec.mediaId}`;
+    if (now - rec.lastAccessTs < ACCESS_GRANULARITY_MS || this.touching.has(k)) return;
+    this.touching.add(k);
     void this.deps.meta
       .touchRemoteMedia(rec.origin, rec.mediaId, now)
-      .catch((err: unknown) => this.deps.logger.warn({ err, origin: rec.origin, mediaId: rec.mediaId }, 'could not note an access of remote media'));
+      .catch((err: unknown) => this.deps.logger.warn({ err, origin: rec.origin, mediaId: rec.mediaId }, 'could not note an access of remote media'))
+      .finally(() => this.touching.delete(k));
   }
 
   private rememberFailure(k: string, error: MatrixError): void {
