@@ -19,7 +19,9 @@
 // samples, and right now: how long since the lag timer last ran. The second catches a long
 // poll phase (thousands of requests readable at once, each waiting its turn in the kernel) while
 // it happens: requests read late in it are refused, which shortens it, instead of being admitted
-// on the word of a timer that has not run since before it began.
+// on the word of a timer that has not run since before it began. Both count only the time the
+// server itself was on the CPU (a busy machine delays the timer too, and shedding cannot help
+// that), and the smoothed one has hysteresis: late from `maxLagMs`, on time again under half.
 //
 // Invariants: admitted work is never cancelled by shedding; every `enter*` that returns a
 // release function is balanced by exactly one effective call of it (extra calls are ignored);
@@ -42,7 +44,7 @@ export interface AdmissionOptions {
   sendTargetMs?: number;
   /** How long the sends' time must stay above target before the limit applies (and how often it moves). */
   sendIntervalMs?: number;
-  /** Event-loop lag (smoothed) above which new sends and catch-ups are refused; 0: off. */
+  /** Event-loop lag (smoothed, CPU share) above which new sends and catch-ups are refused until it is under half; 0: off. */
   maxLagMs: number;
   /** Base retry_after_ms for a refused send; up to half as much again is added as jitter. */
   sendRetryMs: number;
@@ -52,6 +54,8 @@ export interface AdmissionOptions {
   lagSampleMs?: number;
   random?: () => number;
   now?: () => number;
+  /** The process's CPU clock in ms (LoopLag: lateness counts only the server's own CPU share). */
+  cpuMs?: () => number;
 }
 
 export interface AdmissionStats {
@@ -86,7 +90,7 @@ export class Admission {
   constructor(private readonly opts: AdmissionOptions) {
     this.random = opts.random ?? Math.random;
     this.now = opts.now ?? (() => performance.now());
-    this.lag = opts.maxLagMs > 0 ? new LoopLag(opts.maxLagMs, opts.lagSampleMs ?? 10, this.now) : null;
+    this.lag = opts.maxLagMs > 0 ? new LoopLag(opts.maxLagMs, opts.lagSampleMs ?? 10, this.now, opts.cpuMs) : null;
     const target = opts.sendTargetMs ?? 0;
     this.limit = target > 0 ? new SendLimit({ targetMs: target, intervalMs: opts.sendIntervalMs ?? 100, max: opts.maxInflightSends }) : null;
     this.sendRefusals = refusals(opts.sendRetryMs, 0.5, 429);

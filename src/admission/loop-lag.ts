@@ -6,53 +6,92 @@
 // A stall refuses only once it has seen a flood of requests (FLOOD): one request read after a
 // GC pause or a descheduling has waited behind nobody.
 //
-// Invariants: reading is cheap (a subtraction; called on every shed-class request); the timer is
+// Lateness counts only the share of it this process spent on the CPU (process.cpuUsage over the
+// same wall time): on a busy machine the timer is also late while the server sits descheduled,
+// and refusing work then sheds what the server could have done without shortening anything the
+// server controls. What it controls is its own work per loop turn; that is what is measured.
+// On a machine with a core to spare the share is ~1 and lateness is wall time.
+//
+// Hysteresis: once the smoothed lateness passes `maxMs` the loop counts as late until it falls
+// under half of it, so shedding does not flap on and off with every sample (each flap admits a
+// burst that pushes the loop straight back over).
+//
+// Invariants: reading is cheap (a subtraction; called on every shed-class request; the CPU
+// clock is read only while a stall already exceeds the budget in wall time); the timer is
 // unref'd and stopped by close().
 
 /** Checks (shed-class requests) in one stall past which the stall counts as a flood. */
 const FLOOD = 64;
+
+/** The process's CPU time (all threads, user + system), in ms. */
+export function processCpuMs(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+}
 
 export class LoopLag {
   private smoothed = 0;
   /** Checks since the timer last ran. */
   private asked = 0;
   private lastRun: number;
+  private lastCpu: number;
+  /** Set once smoothed > maxMs, cleared once smoothed < maxMs / 2. */
+  private shedding = false;
   private timer: NodeJS.Timeout | null;
 
   /**
-   * `maxMs`: smoothed lateness above which the loop counts as late; a stall counts from twice
-   * that (a single GC pause or long task should not refuse work, a poll phase of that length has
-   * kept every request in it waiting as long).
+   * `maxMs`: smoothed lateness above which the loop counts as late (until it is under half of
+   * it again); a stall counts from twice that (a single GC pause or long task should not refuse
+   * work, a poll phase of that length has kept every request in it waiting as long).
+   * `cpuMs`: the process's CPU clock (processCpuMs; tests pass a fake one with their `now`).
    */
   constructor(
     private readonly maxMs: number,
     private readonly everyMs: number,
     private readonly now: () => number,
+    private readonly cpuMs: () => number = processCpuMs,
   ) {
     this.lastRun = now();
+    this.lastCpu = cpuMs();
     this.timer = setInterval(() => this.sample(), everyMs);
     this.timer.unref();
   }
 
   /** Whether new work should be refused now; each call counts as one request asking. */
   late(now: number): boolean {
-    if (this.smoothed > this.maxMs) return true;
+    if (this.shedding) return true;
     // A stall with few requests in it is a GC pause or the machine busy elsewhere: the request
     // read after it has not waited behind others. Many requests in one stall are a flood.
-    return ++this.asked > FLOOD && now - this.lastRun - this.everyMs > 2 * this.maxMs;
+    if (++this.asked <= FLOOD) return false;
+    const budget = 2 * this.maxMs;
+    const stall = now - this.lastRun - this.everyMs;
+    // The CPU spent in this turn is at most its wall time: only read the clock when it matters.
+    return stall > budget && this.cpuMs() - this.lastCpu > budget;
   }
 
-  /** The larger of the smoothed lateness and the current stall, in ms. */
+  /** The larger of the smoothed lateness and the current stall (wall time), in ms. */
   lateness(now: number): number {
     return Math.max(this.smoothed, now - this.lastRun - this.everyMs);
   }
 
-  private sample(): void {
+  /** Whether the loop counts as late (smoothed, with hysteresis), without counting a request. */
+  get lagging(): boolean {
+    return this.shedding;
+  }
+
+  /** One timer run: the timer calls it every `everyMs` (tests may drive it with a fake clock). */
+  sample(): void {
     const now = this.now();
-    const late = Math.max(0, now - this.lastRun - this.everyMs);
+    const cpu = this.cpuMs();
+    const wall = now - this.lastRun;
+    const late = Math.max(0, wall - this.everyMs);
+    const share = wall > 0 ? Math.min(1, Math.max(0, cpu - this.lastCpu) / wall) : 1;
     this.lastRun = now;
+    this.lastCpu = cpu;
     this.asked = 0;
-    this.smoothed = 0.8 * this.smoothed + 0.2 * late;
+    this.smoothed = 0.8 * this.smoothed + 0.2 * late * share;
+    if (this.smoothed > this.maxMs) this.shedding = true;
+    else if (this.smoothed < this.maxMs / 2) this.shedding = false;
   }
 
   close(): void {
