@@ -125,4 +125,91 @@ describe('Admission', function () {
       a.close();
     }
   });
+  describe('pacing: once a loop turn has spent its budget, shed-class requests wait for later turns', function () {
+    /** An Admission on fake clocks (the server on the CPU throughout); tick() moves both. */
+    function paced(maxLagMs = 20) {
+      const clock = { t: 0 };
+      const a = new Admission({ ...base, maxInflightSends: 10_000, maxCatchups: 10_000, maxLagMs, lagSampleMs: 10, now: () => clock.t, cpuMs: () => clock.t });
+      return { a, clock };
+    }
+    /** One timers phase later (the drain is a setTimeout(0) made before this one). */
+    const nextTimers = () => new Promise((r) => setTimeout(r, 0));
+
+    it('goes on at once while the turn is under budget', function () {
+      const { a } = paced();
+      try {
+        assert.equal(a.precheck('send'), undefined);
+        assert.equal(a.precheck('catchup'), undefined);
+        assert.equal(a.stats().paced, 0);
+      } finally {
+        a.close();
+      }
+    });
+
+    it('defers past the budget, resumes oldest first, and later requests queue behind (no overtaking)', async function () {
+      const { a, clock } = paced();
+      try {
+        clock.t = 50; // 50 ms into a turn, over the 20 ms budget
+        const order: string[] = [];
+        const waits = ['s1', 'c1', 's2'].map((name) => {
+          const p = a.precheck(name.startsWith('s') ? 'send' : 'catchup');
+          assert.ok(p instanceof Promise, `${name} deferred`);
+          return p.then(() => order.push(name));
+        });
+        assert.deepEqual(a.stats().pacing, 3);
+        await Promise.all(waits);
+        assert.deepEqual(order, ['s1', 'c1', 's2']);
+        assert.equal(a.stats().paced, 3);
+        assert.equal(a.stats().pacing, 0);
+      } finally {
+        a.close();
+      }
+    });
+
+    it('resumes about half the budget of work per turn, the rest in the turns after', async function () {
+      const { a, clock } = paced(20);
+      try {
+        clock.t = 50;
+        const resumed: number[] = [];
+        const waits = Array.from({ length: 6 }, (_, i) =>
+          a.precheck('send')!.then(() => {
+            resumed.push(i);
+            clock.t += 5; // each resumed request works 5 ms before its first wait
+          }),
+        );
+        await nextTimers();
+        // Budget 10 ms: resumed at +0, +5, +10 (not over yet), then +15 is over.
+        assert.deepEqual(resumed, [0, 1, 2]);
+        assert.equal(a.stats().pacing, 3);
+        await Promise.all(waits);
+        assert.deepEqual(resumed, [0, 1, 2, 3, 4, 5]);
+      } finally {
+        a.close();
+      }
+    });
+
+    it('refuses new requests once the oldest deferred has waited 4 × the budget; close resumes what waits', async function () {
+      const { a, clock } = paced(20);
+      try {
+        clock.t = 50;
+        let resumed = false;
+        void a.precheck('send')!.then(() => (resumed = true));
+        clock.t += 81;
+        assert.equal(refusal(() => a.precheck('send')).status, 429);
+        assert.equal(refusal(() => a.precheck('catchup')).status, 503);
+        assert.equal(a.stats().shedSends, 1);
+        a.close();
+        await Promise.resolve();
+        assert.equal(resumed, true);
+        assert.equal(a.stats().pacing, 0);
+      } finally {
+        a.close();
+      }
+    });
+
+    it('never paces with the lag signal off', function () {
+      const a = new Admission({ ...base, now: () => 1e6, cpuMs: () => 1e6 });
+      assert.equal(a.precheck('send'), undefined);
+    });
+  });
 });

@@ -23,7 +23,19 @@
 // server itself was on the CPU (a busy machine delays the timer too, and shedding cannot help
 // that), and the smoothed one has hysteresis: late from `maxLagMs`, on time again under half.
 //
-// Invariants: admitted work is never cancelled by shedding; every `enter*` that returns a
+// Pacing: node reads every readable connection in one poll phase, so a burst of sends or of
+// re-issued long-polls (every client woken by the same event comes back at once) all run their
+// first steps in the same loop turn, and a cheap request read after them (/versions) waits for
+// all of it. Once a turn has spent `maxLagMs` on the CPU, a shed-class request that passes the
+// precheck is not refused but deferred: it waits in one FIFO queue, which is drained from a
+// timer (the next turns' timers phase), `maxLagMs / 2` of work per turn, so poll phases with the
+// cheap requests in them come in between. While anything waits, new ones queue behind it (no
+// overtaking). A queue whose oldest has waited 4 × `maxLagMs` refuses new ones (its requests
+// would only wait longer); a deferred send's wait is outside its measured send time (it takes its
+// slot after), so this bound, not the send limit, keeps the queue short.
+//
+// Invariants: admitted work is never cancelled by shedding; a deferred request is always resumed
+// (by the drain or by close); pacing only ever delays, the handler's enter* still decides; every `enter*` that returns a
 // release function is balanced by exactly one effective call of it (extra calls are ignored);
 // `force` (tests, operators) only ever adds refusals; a refusal allocates nothing (shared
 // error objects, only ever rendered, never changed: building an Error captures a stack, a good part of what a refusal
@@ -66,7 +78,18 @@ export interface AdmissionStats {
   shedCatchups: number;
   /** The measured send limit now (Infinity: not limiting). */
   sendLimit: number;
+  /** Requests deferred to a later loop turn so far, and waiting now. */
+  paced: number;
+  pacing: number;
 }
+
+interface Paced {
+  at: number;
+  go: () => void;
+}
+
+/** Fills a drained queue slot, so the queue holds no resolver once it has run. */
+const DONE: Paced = { at: 0, go: () => {} };
 
 /** Distinct refusals kept per kind: enough spread for the retries, no allocation per refusal. */
 const JITTER_STEPS = 16;
@@ -79,6 +102,11 @@ export class Admission {
   private nextSend = 0;
   private shedSends = 0;
   private shedCatchups = 0;
+  /** Deferred shed-class requests (pacing), oldest first from pacedHead. */
+  private readonly paced: Paced[] = [];
+  private pacedHead = 0;
+  private pacedTotal = 0;
+  private drainTimer: NodeJS.Timeout | null = null;
   private forced = false;
   private readonly random: () => number;
   private readonly now: () => number;
@@ -106,12 +134,57 @@ export class Admission {
    * The same refusal as enterSend/enterCatchup, without taking a slot: the route table asks
    * before it reads a body or checks a token, so a refused request costs next to nothing.
    * The handler's enter* still decides (the state may change while the body is read).
+   * Returns a promise when the request is paced (see the header): go on once it resolves.
    */
-  precheck(kind: 'send' | 'catchup'): void {
+  precheck(kind: 'send' | 'catchup'): Promise<void> | undefined {
     if (kind === 'send') {
       if (!this.sendAvailable()) this.refuseSend();
     } else if (!this.catchupAvailable()) this.refuseCatchup();
+    return this.pace(kind);
   }
+
+  private pace(kind: 'send' | 'catchup'): Promise<void> | undefined {
+    if (this.lag === null) return undefined;
+    const now = this.now();
+    const waiting = this.paced.length > this.pacedHead;
+    if (!waiting && !this.lag.turnSpent(now, this.opts.maxLagMs)) return undefined;
+    if (waiting && now - this.paced[this.pacedHead].at > 4 * this.opts.maxLagMs) {
+      if (kind === 'send') this.refuseSend();
+      this.refuseCatchup();
+    }
+    this.pacedTotal++;
+    return new Promise((go) => {
+      this.paced.push({ at: now, go });
+      this.scheduleDrain();
+    });
+  }
+
+  private scheduleDrain(): void {
+    if (this.drainTimer === null) this.drainTimer = setTimeout(this.drain, 0);
+  }
+
+  /**
+   * Resumes deferred requests oldest first for up to half the lag budget. One at a time through
+   * the microtask queue: each resumed request runs its synchronous steps before the clock is
+   * read again, so the budget counts their work, not just the resolving.
+   */
+  private readonly drain = (): void => {
+    this.drainTimer = null;
+    const until = this.now() + this.opts.maxLagMs / 2;
+    const step = (): void => {
+      if (this.pacedHead >= this.paced.length) {
+        this.paced.length = 0;
+        this.pacedHead = 0;
+        return;
+      }
+      if (this.now() > until) return this.scheduleDrain();
+      const next = this.paced[this.pacedHead];
+      this.paced[this.pacedHead++] = DONE;
+      next.go();
+      queueMicrotask(step);
+    };
+    step();
+  };
 
   /** Admits a send or throws 429 with retry_after_ms; call the result once the send settles. */
   enterSend(): () => void {
@@ -184,11 +257,19 @@ export class Admission {
       shedSends: this.shedSends,
       shedCatchups: this.shedCatchups,
       sendLimit: this.limit?.current(now, this.sends, this.oldestSendAge(now)) ?? Number.POSITIVE_INFINITY,
+      paced: this.pacedTotal,
+      pacing: this.paced.length - this.pacedHead,
     };
   }
 
   close(): void {
     this.lag?.close();
+    if (this.drainTimer !== null) clearTimeout(this.drainTimer);
+    this.drainTimer = null;
+    // Nothing deferred is left hanging: the requests go on (to be answered or to fail on close).
+    for (let i = this.pacedHead; i < this.paced.length; i++) this.paced[i].go();
+    this.paced.length = 0;
+    this.pacedHead = 0;
   }
 
   private lagging(): boolean {

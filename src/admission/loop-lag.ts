@@ -69,6 +69,14 @@ export class LoopLag {
     return stall > budget && this.cpuMs() - this.lastCpu > budget;
   }
 
+  /**
+   * Whether this loop turn has already spent `budgetMs` on the CPU since the timer last ran (no
+   * request counted). Wall time first: CPU time is at most that, and reading it is a syscall.
+   */
+  turnSpent(now: number, budgetMs: number): boolean {
+    return now - this.lastRun - this.everyMs > budgetMs && this.cpuMs() - this.lastCpu > budgetMs;
+  }
+
   /** The larger of the smoothed lateness and the current stall (wall time), in ms. */
   lateness(now: number): number {
     return Math.max(this.smoothed, now - this.lastRun - this.everyMs);

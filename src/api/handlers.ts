@@ -164,8 +164,11 @@ export interface TableDeps {
   maxBodyBytes: number;
   maxEventBytes: number;
   observe?: (method: string, route: string, status: number, seconds: number) => void;
-  /** Throws the shed answer (429/503 with retry_after_ms) when `kind` is being refused now. */
-  shed?: (kind: ShedClass) => void;
+  /**
+   * Throws the shed answer (429/503 with retry_after_ms) when `kind` is being refused now;
+   * returns a promise when the request is deferred to a later loop turn (pacing).
+   */
+  shed?: (kind: ShedClass) => Promise<void> | undefined;
 }
 
 interface Route extends RouteSpec {
@@ -256,7 +259,11 @@ export class HandlerTable {
     }
     const route = found.route;
     matched(route.path);
-    if (route.shed) this.deps.shed?.(route.shed);
+    if (route.shed) {
+      // Refused now (throws), or paced to a later loop turn (a promise), or on at once.
+      const paced = this.deps.shed?.(route.shed);
+      if (paced) await paced;
+    }
     ctx.params = found.params;
     if (route.intake === 'media') {
       if (!req.upload) throw new MatrixError('M_UNRECOGNIZED', 'Media is served over HTTP only', {}, 400);

@@ -1,0 +1,70 @@
+// Pacing over HTTP: a shed-class request the admission defers (precheck returns a promise) waits
+// before its body is read, its token checked or its handler run, while cheap requests are
+// answered meanwhile; once resumed it is served as usual. The deferral is controlled by hand
+// here (the timing of real pacing is covered with fake clocks in admission.spec.ts).
+
+import { assert } from '../helpers/assert.js';
+import { Api, enc, startTestServer, type TestServer } from '../helpers/server.js';
+
+describe('Pacing: a deferred send or /sync waits for its turn, cheap requests do not', function () {
+  let srv: TestServer;
+  after(async function () {
+    await srv?.stop();
+  });
+
+  it('a deferred send is neither persisted nor answered until resumed; /versions answers meanwhile; then 200 and in the timeline', async function () {
+    srv = await startTestServer({ limits: { rate_limits: { enabled: false }, admission: { max_event_loop_lag_ms: 0 } } });
+    const alice = await new Api(srv.url).register('alice');
+    const roomId = (await alice.post('/_matrix/client/v3/createRoom', {})).body.room_id as string;
+    const first = await alice.get('/_matrix/client/v3/sync?timeout=0');
+
+    const admission = srv.hearth.admission;
+    const original = admission.precheck.bind(admission);
+    const deferred: Array<{ kind: string; go: () => void }> = [];
+    let authChecks = 0;
+    const auth = srv.hearth.services.accounts;
+    const authenticate = auth.authenticate.bind(auth);
+    auth.authenticate = (...args: Parameters<typeof authenticate>) => {
+      authChecks++;
+      return authenticate(...args);
+    };
+    admission.precheck = (kind) => {
+      original(kind);
+      return new Promise<void>((go) => deferred.push({ kind, go }));
+    };
+    try {
+      let sendDone = false;
+      const send = alice.put(`/_matrix/client/v3/rooms/${enc(roomId)}/send/m.room.message/p1`, { msgtype: 'm.text', body: 'paced' }).then((r) => {
+        sendDone = true;
+        return r;
+      });
+      let syncDone = false;
+      const sync = alice.get(`/_matrix/client/v3/sync?timeout=0&since=${enc(first.body.next_batch)}`).then((r) => {
+        syncDone = true;
+        return r;
+      });
+      while (deferred.length < 2) await new Promise((r) => setTimeout(r, 5));
+      const checksWhileDeferred = authChecks;
+      const versions = await fetch(`${srv.url}/_matrix/client/versions`);
+      assert.equal(versions.status, 200);
+      await new Promise((r) => setTimeout(r, 50));
+      assert.equal(sendDone, false, 'the deferred send is not answered');
+      assert.equal(syncDone, false, 'the deferred /sync is not answered');
+      assert.equal(authChecks, checksWhileDeferred, 'no token checked while deferred');
+      const before = await alice.get(`/_matrix/client/v3/rooms/${enc(roomId)}/messages?dir=b&limit=50`);
+      assert.ok(!before.body.chunk.some((e: { content?: { body?: string } }) => e.content?.body === 'paced'), 'not persisted while deferred');
+      assert.deepEqual(deferred.map((d) => d.kind).sort(), ['catchup', 'send']);
+
+      for (const d of deferred) d.go();
+      const sent = await send;
+      assert.equal(sent.status, 200, JSON.stringify(sent.body));
+      assert.equal((await sync).status, 200);
+      const after = await alice.get(`/_matrix/client/v3/rooms/${enc(roomId)}/messages?dir=b&limit=50`);
+      assert.ok(after.body.chunk.some((e: { event_id: string }) => e.event_id === sent.body.event_id), 'persisted once resumed');
+      assert.equal(admission.stats().sends, 0, 'slot released');
+    } finally {
+      admission.precheck = original;
+      auth.authenticate = authenticate;
+    }
+  });
+});
