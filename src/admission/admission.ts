@@ -26,10 +26,11 @@
 // Pacing: node reads every readable connection in one poll phase, so a burst of sends or of
 // re-issued long-polls (every client woken by the same event comes back at once) all run their
 // first steps in the same loop turn, and a cheap request read after them (/versions) waits for
-// all of it. Once a turn has spent `maxLagMs` on the CPU, a shed-class request that passes the
-// precheck is not refused but deferred: it waits in one FIFO queue, which is drained from a
+// all of it. Once a turn has spent `maxLagMs / 2` on the CPU, a shed-class request that passes
+// the precheck is not refused but deferred: it waits in one FIFO queue, which is drained from a
 // timer (the next turns' timers phase), `maxLagMs / 2` of work per turn, so poll phases with the
-// cheap requests in them come in between. While anything waits, new ones queue behind it (no
+// cheap requests in them come in between and a turn stays near `maxLagMs` (paced work, direct
+// work, the commit batch). While anything waits, new ones queue behind it (no
 // overtaking). A queue whose oldest has waited 4 × `maxLagMs` refuses new ones (its requests
 // would only wait longer); a deferred send's wait is outside its measured send time (it takes its
 // slot after), so this bound, not the send limit, keeps the queue short.
@@ -147,7 +148,7 @@ export class Admission {
     if (this.lag === null) return undefined;
     const now = this.now();
     const waiting = this.paced.length > this.pacedHead;
-    if (!waiting && !this.lag.turnSpent(now, this.opts.maxLagMs)) return undefined;
+    if (!waiting && !this.lag.turnSpent(now, this.opts.maxLagMs / 2)) return undefined;
     if (waiting && now - this.paced[this.pacedHead].at > 4 * this.opts.maxLagMs) {
       if (kind === 'send') this.refuseSend();
       this.refuseCatchup();

@@ -71,10 +71,12 @@ export class LoopLag {
 
   /**
    * Whether this loop turn has already spent `budgetMs` on the CPU since the timer last ran (no
-   * request counted). Wall time first: CPU time is at most that, and reading it is a syscall.
+   * request counted). In a busy loop the timer runs at the start of every turn; in an idle one
+   * up to `everyMs` earlier, but idle time is no CPU time. Wall time first: CPU time is at most
+   * that, and reading it is a syscall.
    */
   turnSpent(now: number, budgetMs: number): boolean {
-    return now - this.lastRun - this.everyMs > budgetMs && this.cpuMs() - this.lastCpu > budgetMs;
+    return now - this.lastRun > budgetMs && this.cpuMs() - this.lastCpu > budgetMs;
   }
 
   /** The larger of the smoothed lateness and the current stall (wall time), in ms. */

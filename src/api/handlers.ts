@@ -7,7 +7,7 @@
 // Invariants:
 // - One order of checks for every request: route (404, 405) → load shedding of the route's
 //   class, when overloaded (429 sends, 503 catch-ups; before any body is read or token checked,
-//   so a refusal costs little) → body intake (413, M_NOT_JSON, M_BAD_JSON) → access token
+//   so a refusal costs little; or deferred to a later loop turn, paced) → body intake (413, M_NOT_JSON, M_BAD_JSON) → access token
 //   (401) → rate limit (429) → body schema (400) → handler.
 // - dispatch never throws. A MatrixError is rendered as {errcode, error} with its status; anything
 //   else is a bug: logged with its error object and answered 500 M_UNKNOWN.
