@@ -67,4 +67,41 @@ describe('Pacing: a deferred send or /sync waits for its turn, cheap requests do
       auth.authenticate = authenticate;
     }
   });
+  it('a deferred send whose client has gone is dropped when resumed: no 500, no error logged, nothing persisted', async function () {
+    const alice = await new Api(srv.url).register('alice2');
+    const roomId = (await alice.post('/_matrix/client/v3/createRoom', {})).body.room_id as string;
+    const admission = srv.hearth.admission;
+    const original = admission.precheck.bind(admission);
+    const deferred: Array<() => void> = [];
+    const logger = srv.hearth.services.logger;
+    const errors: unknown[] = [];
+    const logError = logger.error;
+    logger.error = ((...args: unknown[]) => void errors.push(args)) as typeof logger.error;
+    admission.precheck = (kind) => {
+      original(kind);
+      return new Promise<void>((go) => deferred.push(go));
+    };
+    try {
+      const gone = new AbortController();
+      const send = fetch(`${srv.url}/_matrix/client/v3/rooms/${enc(roomId)}/send/m.room.message/gone1`, {
+        method: 'PUT',
+        headers: { authorization: `Bearer ${alice.token}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ msgtype: 'm.text', body: 'gone' }),
+        signal: gone.signal,
+      }).catch((err: Error) => err);
+      while (deferred.length < 1) await new Promise((r) => setTimeout(r, 5));
+      gone.abort();
+      assert.ok((await send) instanceof Error, 'the client gave up');
+      await new Promise((r) => setTimeout(r, 100));
+      deferred[0]();
+      await new Promise((r) => setTimeout(r, 200));
+      assert.deepEqual(errors, [], 'nothing logged as an error');
+      const page = await alice.get(`/_matrix/client/v3/rooms/${enc(roomId)}/messages?dir=b&limit=50`);
+      assert.ok(!page.body.chunk.some((e: { content?: { body?: string } }) => e.content?.body === 'gone'), 'not persisted');
+      assert.equal(admission.stats().sends, 0);
+    } finally {
+      admission.precheck = original;
+      logger.error = logError;
+    }
+  });
 });

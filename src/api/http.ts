@@ -357,6 +357,9 @@ class HttpRequest implements ApiRequest {
     const req = this.req;
     return {
       read: async (rule) => {
+        // Gone while the request waited (paced, src/admission): nothing to read or answer, and
+        // raw-body would report a 500-class "stream not readable" for it.
+        if (req.destroyed) throw new MatrixError('M_UNKNOWN', 'Request aborted by the client', {}, 400);
         const raw = await getRawBody(req, { limit: rule.limit, length: req.headers['content-length'] || undefined });
         return parseJsonBody(raw, rule);
       },
