@@ -252,6 +252,9 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     sendRetryMs: adm.send_retry_after_ms,
     catchupRetryMs: adm.catchup_retry_after_ms,
   });
+  metrics?.registerCount('hearth_admission_shed_sends', 'Sends refused by load shedding (monotonic).', () => admission.stats().shedSends);
+  metrics?.registerCount('hearth_admission_shed_catchups', 'Catch-ups refused by load shedding (monotonic).', () => admission.stats().shedCatchups);
+  metrics?.registerCount('hearth_admission_paced', 'Sends and catch-ups deferred to a later loop turn (monotonic).', () => admission.stats().paced);
   // Third-party invites reach the federation listener before the room service exists (src/identity).
   const thirdPartyLate: { invites?: ThirdPartyInvites } = {};
   // Made here, not with the other API services: the federation listener's 3pid/onbind spends them.

@@ -18,6 +18,8 @@
 // Hearth with limits.admission at its defaults; OVERLOAD_LAG_MS=<ms> overrides
 // limits.admission.max_event_loop_lag_ms, OVERLOAD_SEND_DELAY_MS=<ms> max_send_delay_ms and
 // OVERLOAD_SEND_TARGET_MS=<ms> send_target_delay_ms, to compare thresholds; OVERLOAD_RATE=<sends/s> fixes the offered rate (A/B of two builds).
+// The server's own admission counters over the overload (requests paced to a later loop turn,
+// sends and catch-ups shed) are read from /metrics on the client port (figures.serverAdmission).
 
 import { emptyResult, openTarget, type BenchContext, type Scenario, type TargetSpec } from '../lib/context.js';
 import http from 'node:http';
@@ -62,7 +64,11 @@ async function run(ctx: BenchContext, spec: TargetSpec): Promise<TargetResult[]>
     ...(delay ? { max_send_delay_ms: Number(delay) } : {}),
     ...(sendTarget ? { send_target_delay_ms: Number(sendTarget) } : {}),
   };
-  const extraConfig = lag || delay || sendTarget ? { limits: { rate_limits: { enabled: false }, admission: admissionConfig } } : undefined;
+  const extraConfig = {
+    // The admission's own counters (paced, shed) come from /metrics on the client port.
+    metrics: { listen: { host: '127.0.0.1', port: 0 }, client_port_secret: METRICS_SECRET },
+    ...(lag || delay || sendTarget ? { limits: { rate_limits: { enabled: false }, admission: admissionConfig } } : {}),
+  };
   const session = await openTarget(ctx, spec, { users: p.senders, scenario: 'overload', prefix: 'o', extraConfig, inspect: true });
   const { target, users } = session;
   const result = emptyResult(target.label, target.info);
@@ -206,6 +212,7 @@ async function run(ctx: BenchContext, spec: TargetSpec): Promise<TargetResult[]>
       }
     })();
     const eld = target instanceof HearthChild && target.inspectorUrl ? await LoopDelay.start(target.inspectorUrl) : undefined;
+    const counters0 = await admissionCounters(target.url);
     const cpu = new CpuMeter(() => target.pid());
     const bar = new Progress(`overload ${target.label} ${Math.round(rate)}/s`, p.overloadMs);
     cpu.start();
@@ -226,6 +233,9 @@ async function run(ctx: BenchContext, spec: TargetSpec): Promise<TargetResult[]>
     bar.done();
     probing = false;
     const loopDelay = await eld?.stop();
+    const counters1 = await admissionCounters(target.url);
+    // Over the overload window; a build without the counters reports none.
+    const server = counters0 && counters1 ? Object.fromEntries(Object.entries(counters1).map(([k, v]) => [k, v - (counters0[k] ?? 0)])) : null;
     // Sends queued here launch later than any snapshot of `settled`: wait for all of them.
     const drainUntil = performance.now() + 120_000;
     while ((inflight > 0 || queue.length > 0) && performance.now() < drainUntil) await sleep(20);
@@ -245,6 +255,7 @@ async function run(ctx: BenchContext, spec: TargetSpec): Promise<TargetResult[]>
       `  catch-ups while overloaded: ${catchups.answered} answered, ${catchups.shed} shed${retries.length ? ` (retry_after_ms ${Math.min(...retries)}-${Math.max(...retries)}, ${new Set(retries).size} distinct)` : ''}, ${catchups.errors} errors` +
         (loopDelay ? `; server event-loop delay p50 ${loopDelay.p50} ms, p99 ${loopDelay.p99} ms, max ${loopDelay.max} ms` : ''),
     );
+    if (server) ctx.log(`  server admission over the overload: ${server.paced ?? 0} paced (deferred to a later loop turn), ${server.shed_sends ?? 0} sends and ${server.shed_catchups ?? 0} catch-ups shed`);
 
     // 3. Delivery: every admitted event in its room's timeline, once.
     const byRoom = new Map<number, Set<string>>();
@@ -305,6 +316,7 @@ async function run(ctx: BenchContext, spec: TargetSpec): Promise<TargetResult[]>
       admittedTotal: admitted.length,
       catchups: { answered: catchups.answered, shed: catchups.shed, errors: catchups.errors, retryAfterMin: retries.length ? Math.min(...retries) : null, retryAfterMax: retries.length ? Math.max(...retries) : null, retryAfterDistinct: new Set(retries).size },
       serverLoopDelayMs: loopDelay ?? null,
+      serverAdmission: server,
     };
     if (queuedInGenerator > 0) result.notes.push(`${queuedInGenerator} sends waited in the generator (over ${MAX_INFLIGHT} in flight): the server did not see all of the offer on time`);
     if (v.p99 > 50) result.notes.push(`/versions p99 ${v.p99} ms while overloaded (target <= 50 ms)`);
@@ -313,6 +325,17 @@ async function run(ctx: BenchContext, spec: TargetSpec): Promise<TargetResult[]>
     await session.close();
   }
   return [result];
+}
+
+const METRICS_SECRET = 'overload-bench-metrics';
+
+/** hearth_admission_* counters from the client port's /metrics (null when the build has none). */
+async function admissionCounters(url: string): Promise<Record<string, number> | null> {
+  const res = await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${METRICS_SECRET}` } }).catch(() => null);
+  if (!res || res.status !== 200) return null;
+  const out: Record<string, number> = {};
+  for (const m of (await res.text()).matchAll(/^hearth_admission_(\w+) ([\d.e+]+)$/gm)) out[m[1]] = Number(m[2]);
+  return Object.keys(out).length > 0 ? out : null;
 }
 
 const CATCHUP_FILTER = JSON.stringify({ room: { timeline: { limit: 20 } }, presence: { types: [] } });
