@@ -35,9 +35,15 @@ describe('Load shedding (limits.admission)', function () {
     const parked = alice.get(`/_matrix/client/v3/sync?timeout=10000&since=${enc(first.body.next_batch)}`);
     await new Promise((r) => setTimeout(r, 100));
 
+    const shedMetric = async (): Promise<number> => {
+      const text = await (await fetch(`${srv.hearth.metricsUrl}/metrics`)).text();
+      return Number(/^hearth_admission_shed_sends (\S+)$/m.exec(text)?.[1] ?? NaN);
+    };
+    const shedBefore = await shedMetric();
     srv.hearth.admission.force(true);
     const shedSend = await send('shed', 'shed1');
     assert.equal(shedSend.status, 429);
+    assert.equal(await shedMetric(), shedBefore + 1, 'hearth_admission_shed_sends counts the refusal');
     assert.equal(shedSend.body.errcode, 'M_LIMIT_EXCEEDED');
     assert.ok(shedSend.body.retry_after_ms >= 300 && shedSend.body.retry_after_ms < 450, String(shedSend.body.retry_after_ms));
 
