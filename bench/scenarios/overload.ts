@@ -233,9 +233,6 @@ async function run(ctx: BenchContext, spec: TargetSpec): Promise<TargetResult[]>
     bar.done();
     probing = false;
     const loopDelay = await eld?.stop();
-    const counters1 = await admissionCounters(target.url);
-    // Over the overload window; a build without the counters reports none.
-    const server = counters0 && counters1 ? Object.fromEntries(Object.entries(counters1).map(([k, v]) => [k, v - (counters0[k] ?? 0)])) : null;
     // Sends queued here launch later than any snapshot of `settled`: wait for all of them.
     const drainUntil = performance.now() + 120_000;
     while ((inflight > 0 || queue.length > 0) && performance.now() < drainUntil) await sleep(20);
@@ -243,6 +240,10 @@ async function run(ctx: BenchContext, spec: TargetSpec): Promise<TargetResult[]>
     await prober;
     await catchupProber;
     probeAgent.destroy();
+    // Once every send of the overload is answered (some are refused after the schedule ends);
+    // a build without the counters reports none.
+    const counters1 = await admissionCounters(target.url);
+    const server = counters0 && counters1 ? Object.fromEntries(Object.entries(counters1).map(([k, v]) => [k, v - (counters0[k] ?? 0)])) : null;
     const c = cpu.stop();
     const overloadAdmitted = acks.count;
     const ack = acks.summary();

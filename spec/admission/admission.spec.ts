@@ -207,6 +207,29 @@ describe('Admission', function () {
       }
     });
 
+    it('refuses what waited 8 × the budget by the time the drain reaches it (429 / 503, counted as shed)', async function () {
+      const { a, clock } = paced(20);
+      try {
+        clock.t = 50;
+        const send = a.precheck('send')!;
+        const catchup = a.precheck('catchup')!;
+        clock.t += 161; // a starved process: the drain comes late
+        const [s, c] = await Promise.allSettled([send, catchup]);
+        assert.equal(s.status, 'rejected');
+        assert.equal(c.status, 'rejected');
+        assert.equal(((s as PromiseRejectedResult).reason as MatrixError).status, 429);
+        assert.equal(((c as PromiseRejectedResult).reason as MatrixError).status, 503);
+        assert.equal(a.stats().shedSends, 1);
+        assert.equal(a.stats().shedCatchups, 1);
+        assert.equal(a.stats().pacing, 0);
+        // One that waited less goes on.
+        const fresh = a.precheck('send');
+        if (fresh) await fresh;
+      } finally {
+        a.close();
+      }
+    });
+
     it('never paces with the lag signal off', function () {
       const a = new Admission({ ...base, now: () => 1e6, cpuMs: () => 1e6 });
       assert.equal(a.precheck('send'), undefined);

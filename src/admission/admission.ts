@@ -32,11 +32,12 @@
 // cheap requests in them come in between and a turn stays near `maxLagMs` (paced work, direct
 // work, the commit batch). While anything waits, new ones queue behind it (no
 // overtaking). A queue whose oldest has waited 4 × `maxLagMs` refuses new ones (its requests
-// would only wait longer); a deferred send's wait is outside its measured send time (it takes its
+// would only wait longer), and one that waited 8 × `maxLagMs` by the time the drain reaches it
+// is refused then (a starved process drains slowly: the queue must not hold seconds of work); a deferred send's wait is outside its measured send time (it takes its
 // slot after), so this bound, not the send limit, keeps the queue short.
 //
 // Invariants: admitted work is never cancelled by shedding; a deferred request is always resumed
-// (by the drain or by close); pacing only ever delays, the handler's enter* still decides; every `enter*` that returns a
+// or refused (by the drain, or resumed by close); pacing only ever delays, the handler's enter* still decides; every `enter*` that returns a
 // release function is balanced by exactly one effective call of it (extra calls are ignored);
 // `force` (tests, operators) only ever adds refusals; a refusal allocates nothing (shared
 // error objects, only ever rendered, never changed: building an Error captures a stack, a good part of what a refusal
@@ -86,11 +87,13 @@ export interface AdmissionStats {
 
 interface Paced {
   at: number;
+  kind: 'send' | 'catchup';
   go: () => void;
+  no: (refusal: MatrixError) => void;
 }
 
 /** Fills a drained queue slot, so the queue holds no resolver once it has run. */
-const DONE: Paced = { at: 0, go: () => {} };
+const DONE: Paced = { at: 0, kind: 'send', go: () => {}, no: () => {} };
 
 /** Distinct refusals kept per kind: enough spread for the retries, no allocation per refusal. */
 const JITTER_STEPS = 16;
@@ -154,8 +157,8 @@ export class Admission {
       this.refuseCatchup();
     }
     this.pacedTotal++;
-    return new Promise((go) => {
-      this.paced.push({ at: now, go });
+    return new Promise((go, no) => {
+      this.paced.push({ at: now, kind, go, no });
       this.scheduleDrain();
     });
   }
@@ -172,16 +175,19 @@ export class Admission {
   private readonly drain = (): void => {
     this.drainTimer = null;
     const until = this.now() + this.opts.maxLagMs / 2;
+    const stale = 8 * this.opts.maxLagMs;
     const step = (): void => {
       if (this.pacedHead >= this.paced.length) {
         this.paced.length = 0;
         this.pacedHead = 0;
         return;
       }
-      if (this.now() > until) return this.scheduleDrain();
+      const now = this.now();
+      if (now > until) return this.scheduleDrain();
       const next = this.paced[this.pacedHead];
       this.paced[this.pacedHead++] = DONE;
-      next.go();
+      if (now - next.at > stale) next.no(this.refusal(next.kind));
+      else next.go();
       queueMicrotask(step);
     };
     step();
@@ -218,13 +224,21 @@ export class Admission {
   }
 
   private refuseSend(): never {
-    this.shedSends++;
-    throw this.sendRefusals[Math.floor(this.random() * JITTER_STEPS)];
+    throw this.refusal('send');
   }
 
   private refuseCatchup(): never {
+    throw this.refusal('catchup');
+  }
+
+  /** A shared refusal of the kind, counted as shed. */
+  private refusal(kind: 'send' | 'catchup'): MatrixError {
+    if (kind === 'send') {
+      this.shedSends++;
+      return this.sendRefusals[Math.floor(this.random() * JITTER_STEPS)];
+    }
     this.shedCatchups++;
-    throw this.catchupRefusals[Math.floor(this.random() * JITTER_STEPS)];
+    return this.catchupRefusals[Math.floor(this.random() * JITTER_STEPS)];
   }
 
   /** Whether a new catch-up would be admitted now (a socket checks before its upgrade). */
