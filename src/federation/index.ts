@@ -12,11 +12,12 @@
 // is relayed to the room's other servers the same way (RoomInput.receive's `relay`). EDUs (and
 // PDUs of a writer that did not ask) go through one promise chain. EDU durability by kind:
 // to-device is queued before its request is answered (src/e2ee/to-device.ts: a failed write
-// fails the request, a retry keeps the message_id); typing and presence are ephemeral by spec
-// and best-effort (a crash loses what was not queued yet); receipts and device-list updates are
-// still queued after their own write, so a crash in between loses the EDU (the receiver resyncs
-// a device list at the next update, whose prev_id shows the gap; a receipt is superseded by the
-// user's next one).
+// fails the request, a retry keeps the message_id); a local user's public receipt is queued in
+// the receipt's own write (ReceiptService.outbound); device-list and cross-signing updates are
+// published from the store's device-list change stream, which the change is written with, and
+// a durable cursor marks what was queued (src/federation/device-list-outbox.ts), so neither is
+// lost to a crash after its write; typing and presence are ephemeral by spec and stay
+// best-effort (queued after the fact through `fanOut`: a crash loses what was not queued yet).
 
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -273,12 +274,26 @@ export function attachFederation(core: FederationCore, d: AttachDeps): Federatio
     };
     typingRenewals.set(key, setTimeout(renew, 20_000).unref());
   });
-  d.receipts.listeners.push((r) => {
-    if (serverNameOf(r.userId) !== me || r.type !== 'm.read') return;
+  // A local user's public receipt is queued in the receipt's own write (ReceiptStore.putReceipt);
+  // here only its destinations are asked for before, and woken after. Private ones stay home.
+  d.receipts.outbound = async (r) => {
+    if (serverNameOf(r.userId) !== me || r.type !== 'm.read') return undefined;
+    const servers = await inbound.serversInRoom(r.roomId);
+    servers.delete(me);
+    // ACLs hold both ways: nothing goes to a server the room bans.
+    for (const s of [...servers]) if (!core.policy.allows(s) || !(await inbound.aclAllows(r.roomId, s))) servers.delete(s);
+    if (servers.size === 0) return undefined;
     const data: JsonObject = { ts: r.ts };
     if (r.threadId !== null) data.thread_id = r.threadId;
     const content: JsonObject = { [r.roomId]: { 'm.read': { [r.userId]: { event_ids: [r.eventId], data } } } };
-    fanOut(r.roomId, [], (servers) => core.sender.sendEdu(servers, { edu_type: 'm.receipt', content }));
+    return { destinations: [...servers], edu: { edu_type: 'm.receipt', content } };
+  };
+  d.receipts.listeners.push((r) => {
+    if (r.queued === undefined) return;
+    // Test hook (spec/crash/receipt-outbox.spec.ts): die right after the receipt's commit, where
+    // its EDU used to be queued, to show it was queued with the receipt.
+    if (killAfterCommit !== undefined && r.userId === killAfterCommit) process.kill(process.pid, 'SIGKILL');
+    core.sender.wake(r.queued, r.stream);
   });
 
   const app = createFederationApp({
