@@ -59,6 +59,9 @@ import type { RoomState } from '../room/room-state.js';
 import type { DestinationGate } from '../cluster/destination-leases.js';
 
 export interface FederationCore {
+  /** The change feed and, in a cluster, the leases the queues' senders take (device-list-outbox.ts uses both). */
+  feed: Pick<ChangeFeed, 'onChanges'>;
+  gate?: DestinationGate;
   /** Rotated-out signing keys (config old_signing_keys), served as old_verify_keys. */
   oldKeys: OldKey[];
   http: OutboundHttp;
@@ -123,7 +126,7 @@ export function createFederationCore(
     scanMs: cluster?.scanMs,
     sends: cluster?.sends,
   });
-  return { oldKeys, http, client, keyRing, sender, policy };
+  return { oldKeys, http, client, keyRing, sender, policy, feed, ...(cluster ? { gate: cluster.gate } : {}) };
 }
 
 export interface AttachDeps {
@@ -201,6 +204,10 @@ export function attachFederation(core: FederationCore, d: AttachDeps): Federatio
           return out;
         },
         position: () => d.store.currentPosition(),
+        cursors: d.store.federationQueue,
+        onChanges: (l) => core.feed.onChanges(l),
+        ...(core.gate ? { gate: core.gate } : {}),
+        ...(process.env.HEARTH_TEST_KILL_AFTER_COMMIT ? { killAfterCommitOf: process.env.HEARTH_TEST_KILL_AFTER_COMMIT } : {}),
         logger,
         now: d.now,
       })
@@ -360,6 +367,7 @@ export function attachFederation(core: FederationCore, d: AttachDeps): Federatio
         logger.warn({ err }, 'federation: could not import the legacy queue directory'),
       );
       core.sender.start();
+      e2ee?.outbox.start();
       if (!listen) return;
       const l = config.listeners.federation;
       let tls: { cert: string; key: string } | null = null;
