@@ -16,8 +16,8 @@
 //   which receivers treat as a gap and resync the list from /user/devices (as Synapse does on
 //   an unknown prev_id): a repeat costs a refetch, never a wrong list.
 // - A cursor never set (the first start of a server, or of one upgraded from the version that
-//   queued after the write) starts at the position this process saw when it was built: changes
-//   made before it were published the old way.
+//   queued after the write) is set, as soon as the outbox is built (before clients are served),
+//   to the position then: changes made before it were published the old way.
 // - Drains run one at a time per process (later pokes coalesce into one more pass). With a
 //   `gate` (a cluster), only the holder of the `#device-lists` lease drains, so one worker
 //   publishes every user's updates with one baseline (a worker whose change another holds waits
@@ -55,6 +55,8 @@ export interface DeviceListOutboxDeps {
 export class DeviceListOutbox {
   /** Where a never-set cursor starts (see the header). */
   private readonly initial: number;
+  /** Sets a never-set cursor at once (see the header); drains wait for it. */
+  private readonly init: Promise<void>;
   /** The highest device-list change of a local user this process heard of. */
   private seen = 0;
   private running: Promise<void> | null = null;
@@ -69,6 +71,10 @@ export class DeviceListOutbox {
 
   constructor(private readonly d: DeviceListOutboxDeps) {
     this.initial = d.position();
+    this.init = this.cursor().then(
+      () => undefined,
+      (err: unknown) => d.logger.warn({ err }, 'device list outbox: could not set its cursor (the first drain tries again)'),
+    );
     this.unsubscribe = d.onChanges?.((changes) => {
       for (const c of changes) {
         if (c.kind !== 'device_list' || !c.userIds.some((u) => serverNameOf(u) === d.serverName)) continue;
@@ -122,7 +128,8 @@ export class DeviceListOutbox {
         if (cursor === null || cursor < Math.max(this.seen, 1)) this.retryLater(this.d.retryMs ?? 1000);
         return;
       }
-      const from = (await this.d.cursors.getCursor(DEVICE_LIST_CURSOR)) ?? this.initial;
+      await this.init;
+      const from = await this.cursor();
       const upto = this.d.position();
       if (upto <= from) return;
       const users = (await this.d.changes.getDeviceListChanges(from, upto)).filter((u) => serverNameOf(u) === this.d.serverName);
@@ -137,6 +144,14 @@ export class DeviceListOutbox {
       this.d.logger.warn({ err, retryInMs: ms }, 'device list updates not queued; will retry');
       this.retryLater(ms);
     }
+  }
+
+  /** The stored cursor, first set to `initial` when never set. */
+  private async cursor(): Promise<number> {
+    const c = await this.d.cursors.getCursor(DEVICE_LIST_CURSOR);
+    if (c !== null) return c;
+    await this.d.cursors.advanceCursor(DEVICE_LIST_CURSOR, this.initial);
+    return this.initial;
   }
 
   private retryLater(ms: number): void {
