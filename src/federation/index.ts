@@ -55,6 +55,7 @@ import { generateSelfSignedCertificate } from './self-signed.js';
 import { FederationSender } from './sender.js';
 import { importLegacyQueue } from './legacy-queue.js';
 import { pduDestinations } from './pdu-destinations.js';
+import { serverAclAllows } from './acl.js';
 import type { RoomState } from '../room/room-state.js';
 import type { DestinationGate } from '../cluster/destination-leases.js';
 
@@ -285,15 +286,17 @@ export function attachFederation(core: FederationCore, d: AttachDeps): Federatio
   // here only its destinations are asked for before, and woken after. Private ones stay home.
   d.receipts.outbound = async (r) => {
     if (serverNameOf(r.userId) !== me || r.type !== 'm.read') return undefined;
-    const servers = await inbound.serversInRoom(r.roomId);
-    servers.delete(me);
-    // ACLs hold both ways: nothing goes to a server the room bans.
-    for (const s of [...servers]) if (!core.policy.allows(s) || !(await inbound.aclAllows(r.roomId, s))) servers.delete(s);
-    if (servers.size === 0) return undefined;
+    // The joined servers and ACL as the room's writer holds them (one read of cached state, not
+    // of the member list): ACLs hold both ways, nothing goes to a server the room bans.
+    const state = await d.roomInput.currentState(r.roomId);
+    if (!state) return undefined;
+    const acl = state.content('m.room.server_acl');
+    const servers = [...state.joinedServers()].filter((s) => s !== me && serverAclAllows(acl, s) && core.policy.allows(s));
+    if (servers.length === 0) return undefined;
     const data: JsonObject = { ts: r.ts };
     if (r.threadId !== null) data.thread_id = r.threadId;
     const content: JsonObject = { [r.roomId]: { 'm.read': { [r.userId]: { event_ids: [r.eventId], data } } } };
-    return { destinations: [...servers], edu: { edu_type: 'm.receipt', content } };
+    return { destinations: servers, edu: { edu_type: 'm.receipt', content } };
   };
   d.receipts.listeners.push((r) => {
     if (r.queued === undefined) return;
