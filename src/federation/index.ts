@@ -300,7 +300,7 @@ export function attachFederation(core: FederationCore, d: AttachDeps): Federatio
   };
   d.receipts.listeners.push((r) => {
     if (r.queued === undefined) return;
-    // Test hook (spec/crash/receipt-outbox.spec.ts): die right after the receipt's commit, where
+    // Test hook (spec/crash/edu-outbox.spec.ts): die right after the receipt's commit, where
     // its EDU used to be queued, to show it was queued with the receipt.
     if (killAfterCommit !== undefined && r.userId === killAfterCommit) process.kill(process.pid, 'SIGKILL');
     core.sender.wake(r.queued, r.stream);
