@@ -8,6 +8,9 @@
 //   must drop its copy too (the replication feed), so once C stops sending updates, W2 does not
 //   keep serving a list that can no longer be trusted.
 // Both fail on the code before (W2 kept its copy for the cache's hour).
+// And the other way: bob's new device, uploaded through W2, reaches C as one update with its keys,
+// published by one worker (the holder of the device-list outbox's lease,
+// src/federation/device-list-outbox.ts), not once per worker.
 
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -19,6 +22,8 @@ import { Api, enc, startTestServer, type TestServer } from '../helpers/server.js
 import { closeFedRequests, freePort, startFederated, syncUntil, waitFor } from '../helpers/federation.js';
 import { login, PASSWORD, TestDevice, uploadDevice, type User } from '../api/keys-helpers.js';
 import type { HearthConfigInput } from '../../src/config/load.js';
+import type { JsonObject, JsonValue } from '../../src/protocol/types.js';
+import { DEVICE_LIST_CURSOR } from '../../src/federation/device-list-outbox.js';
 import { retryBusyCassandra, V3 } from './room-owner-helpers.js';
 
 describe('cluster: remote device-list caches drop on every worker', function () {
@@ -82,6 +87,34 @@ describe('cluster: remote device-list caches drop on every worker', function () 
     await dropKeyspace(admin, keyspace).catch(() => undefined);
     await admin.shutdown();
     rmSync(keyDir, { recursive: true, force: true });
+  });
+
+  it("bob's new device uploaded through W2 reaches C as one m.device_list_update, published by one worker", async () => {
+    const fromB: JsonObject[] = [];
+    const inbound = c!.hearth.federation!.inbound;
+    const send = inbound.send.bind(inbound);
+    const txns = new Set<string>();
+    inbound.send = (origin: string, txnId: string, body: JsonValue | undefined) => {
+      if (origin === w1!.hearth.config.server_name && !txns.has(txnId)) {
+        txns.add(txnId);
+        for (const e of (body as { edus?: JsonObject[] } | undefined)?.edus ?? []) fromB.push(e);
+      }
+      return send(origin, txnId, body);
+    };
+    try {
+      const phone = await login(w2!.url, 'bob');
+      const dev = new TestDevice(bob1.userId, phone.deviceId);
+      await uploadDevice(phone, dev, 1);
+      const ofPhone = () => fromB.filter((e) => e.edu_type === 'm.device_list_update' && (e.content as any).device_id === phone.deviceId && (e.content as any).keys);
+      await waitFor(async () => ofPhone().length > 0, 30_000, "C to receive the phone's keys");
+      assert.deepEqual((ofPhone()[0]!.content as any).keys.keys, (dev.deviceKeys() as any).keys);
+      const cursor = await w1!.hearth.store.federationQueue.getCursor(DEVICE_LIST_CURSOR);
+      assert.ok(cursor !== null && cursor > 0, 'the outbox cursor moved');
+      await new Promise((r) => setTimeout(r, 2_000)); // a second worker's copy would be queued and sent by now
+      assert.equal(ofPhone().length, 1, `one update, not one per worker: ${JSON.stringify(ofPhone())}`);
+    } finally {
+      inbound.send = send;
+    }
   });
 
   it("an update that reached W1 drops W2's copy: bob asking W2 sees carol's new device", async () => {

@@ -26,6 +26,7 @@ function harness(maxJoinWork?: number, members: Array<{ userId: string; stream: 
     serverName: ME,
     e2ee: { keys: { listeners: [] }, toDevice: {} } as never,
     e2eeStore: {} as never,
+    cursors: {} as never,
     presence: presence as never,
     rooms: {
       getRoomsForUser: async () => [],

@@ -157,5 +157,28 @@ export function describeFederationQueueContract(ctx: ContractContext): void {
       assert.deepEqual((await store.federationQueue.getDestinationQueue('a.test')).txn, { txnId: 'T9', upto: p1, catchUp: false });
       assert.deepEqual((await store.federationQueue.outboundAfter('a.test', 0, store.currentPosition(), 10)).map((e) => e.item), [edu(1)]);
     });
+
+    it('a cursor reads null until set, only ever rises, and is kept per name', async function () {
+      const q = ctx.store.federationQueue;
+      const name = `device_lists-${Math.random().toString(36).slice(2)}`;
+      assert.equal(await q.getCursor(name), null);
+      await q.advanceCursor(name, 40);
+      assert.equal(await q.getCursor(name), 40);
+      await q.advanceCursor(name, 12);
+      assert.equal(await q.getCursor(name), 40, 'never lowered');
+      await q.advanceCursor(name, 41);
+      assert.equal(await q.getCursor(name), 41);
+      assert.equal(await q.getCursor(`${name}-other`), null, 'per name');
+      // Raced: the highest wins whatever order the writes land in.
+      await Promise.all([q.advanceCursor(name, 90), q.advanceCursor(name, 70), q.advanceCursor(name, 80)]);
+      assert.equal(await q.getCursor(name), 90);
+    });
+
+    it('keeps a cursor across a reopen', async function () {
+      if (!ctx.canReopen) this.skip();
+      await ctx.store.federationQueue.advanceCursor('kept', 77);
+      const store = await ctx.closeAndReopen();
+      assert.equal(await store.federationQueue.getCursor('kept'), 77);
+    });
   });
 }

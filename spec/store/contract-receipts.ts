@@ -173,5 +173,39 @@ export function describeReceiptContract(ctx: ContractContext): void {
       const next = (await put(room, bob, msgs[2]))!;
       assert.ok(next.stream > positionBefore, 'no position is reused after reopen');
     });
+
+    it("queues an outbound EDU with the receipt, at the receipt's position, and none for a receipt that did not move", async function () {
+      const { room, msgs } = await roomWithMessages(3);
+      const dests = [`r1-${room.roomId.slice(1, 9)}.test`, `r2-${room.roomId.slice(1, 9)}.test`];
+      const edu = (eventId: string) => ({ edu_type: 'm.receipt', content: { [room.roomId]: { 'm.read': { [bob]: { event_ids: [eventId], data: { ts: 1 } } } } } });
+      const q = ctx.store.federationQueue;
+      const rec = await ctx.store.receipts.putReceipt(
+        { roomId: room.roomId, userId: bob, type: 'm.read', threadId: null, eventId: msgs[1].eventId, eventStream: msgs[1].stream, ts: 1 },
+        { destinations: [...dests, dests[0]!], edu: edu(msgs[1].eventId) },
+      );
+      assert.ok(rec);
+      for (const d of dests) {
+        const entries = await q.outboundAfter(d, 0, ctx.store.currentPosition(), 10);
+        assert.deepEqual(entries, [{ pos: rec.stream, item: { kind: 'edu', edu: edu(msgs[1].eventId) } }], d);
+        const state = await q.getDestinationQueue(d);
+        assert.equal(state.queuedUpto, rec.stream);
+      }
+      // Not newer: no receipt, so no EDU either (never sent for a write that did not happen).
+      assert.equal(
+        await ctx.store.receipts.putReceipt(
+          { roomId: room.roomId, userId: bob, type: 'm.read', threadId: null, eventId: msgs[0].eventId, eventStream: msgs[0].stream, ts: 2 },
+          { destinations: dests, edu: edu(msgs[0].eventId) },
+        ),
+        null,
+      );
+      for (const d of dests) assert.equal((await q.outboundAfter(d, 0, ctx.store.currentPosition(), 10)).length, 1, d);
+      // No destinations: the receipt is stored, nothing queued anywhere.
+      const plain = await ctx.store.receipts.putReceipt(
+        { roomId: room.roomId, userId: bob, type: 'm.read', threadId: null, eventId: msgs[2].eventId, eventStream: msgs[2].stream, ts: 3 },
+        { destinations: [], edu: edu(msgs[2].eventId) },
+      );
+      assert.ok(plain);
+      for (const d of dests) assert.equal((await q.outboundAfter(d, 0, ctx.store.currentPosition(), 10)).length, 1, d);
+    });
   });
 }

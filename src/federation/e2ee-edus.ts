@@ -1,7 +1,8 @@
 // End-to-end encryption and presence across servers: wires the device-list, to-device and
 // presence services to federation, both ways.
 //
-// Out: a local user's device-list change (KeyService listeners) goes to LocalDeviceLists; a
+// Out: a local user's device-list change (on the store's change stream, poked by KeyService
+// listeners and the change feed) goes through DeviceListOutbox to LocalDeviceLists; a
 // to-device message for a remote user becomes one m.direct_to_device EDU per server (durable
 // queue, written before the client's request is answered: see src/e2ee/to-device.ts); a local user's visible presence change becomes an m.presence EDU to every server
 // sharing a room with them (ephemeral), and where a room starts being shared (a join) the
@@ -28,6 +29,10 @@ import type { PresenceRecord, PresenceService, PresenceState } from '../ephemera
 import type { RoomStore } from '../store/types.js';
 import type { FederationSender } from './sender.js';
 import { LocalDeviceLists } from './local-devices.js';
+import { DeviceListOutbox } from './device-list-outbox.js';
+import type { FederationQueueStore } from '../store/federation-types.js';
+import type { ChangeListener } from '../store/stream-id.js';
+import type { DestinationGate } from '../cluster/destination-leases.js';
 import { RemoteDeviceLists } from './remote-devices.js';
 import type { FederationClient } from './client.js';
 import type { E2eeStore } from '../store/e2ee-types.js';
@@ -35,7 +40,15 @@ import type { E2eeStore } from '../store/e2ee-types.js';
 export interface FederationE2eeDeps {
   serverName: string;
   e2ee: E2eeServices;
-  e2eeStore: Pick<E2eeStore, 'markDeviceListChanged'>;
+  e2eeStore: Pick<E2eeStore, 'markDeviceListChanged' | 'getDeviceListChanges'>;
+  /** Where DeviceListOutbox keeps its cursor (the store's federationQueue). */
+  cursors: Pick<FederationQueueStore, 'getCursor' | 'advanceCursor'>;
+  /** The change feed (device-list changes poke the outbox). */
+  onChanges?: (listener: ChangeListener) => () => void;
+  /** A cluster: only the holder of the outbox's lease drains it. */
+  gate?: Pick<DestinationGate, 'acquire'>;
+  /** Test hook (spec/crash/edu-outbox.spec.ts): SIGKILL right after this user's device-list change is committed. */
+  killAfterCommitOf?: string;
   presence?: PresenceService;
   rooms: Pick<RoomStore, 'getRoomsForUser' | 'getRoomMembers'>;
   client: Pick<FederationClient, 'request'>;
@@ -56,6 +69,7 @@ const MAX_TO_DEVICE_USERS = 10_000;
 
 export class FederationE2ee {
   readonly local: LocalDeviceLists;
+  readonly outbox: DeviceListOutbox;
   readonly remote: RemoteDeviceLists;
   private readonly seenMessages = new LRUCache<string, true>({ max: 50_000 });
   /** m.presence for users not (yet) sharing a room with us, by user: see presenceIn. */
@@ -74,13 +88,26 @@ export class FederationE2ee {
       serverName: d.serverName,
       keys: d.e2ee.keys,
       serversSharing: d.serversSharing,
-      sendEdu: (servers, edu) => void d.sender.sendEdu(servers, edu),
+      sendEdu: (servers, edu) => d.sender.sendEdu(servers, edu, { strict: true }),
       position: d.position,
+      logger: d.logger,
+    });
+    this.outbox = new DeviceListOutbox({
+      serverName: d.serverName,
+      changes: d.e2eeStore,
+      cursors: d.cursors,
+      position: d.position,
+      publish: (userId) => this.local.publishNow(userId),
+      ...(d.onChanges ? { onChanges: d.onChanges } : {}),
+      ...(d.gate ? { gate: d.gate } : {}),
+      ...(d.killAfterCommitOf !== undefined ? { killAfterCommitOf: d.killAfterCommitOf } : {}),
       logger: d.logger,
     });
     this.remote = new RemoteDeviceLists({ client: d.client, e2ee: d.e2eeStore, rooms: d.rooms, keys: d.e2ee.keys, serverName: d.serverName, logger: d.logger });
     d.e2ee.keys.remote = this.remote;
-    d.e2ee.keys.listeners.push((userIds) => this.local.changed(userIds));
+    d.e2ee.keys.listeners.push((userIds) => {
+      if (userIds.some((u) => serverNameOf(u) === d.serverName)) this.outbox.poke();
+    });
     d.e2ee.toDevice.remote = {
       send: (server, content) => d.sender.sendEdu([server], { edu_type: 'm.direct_to_device', content: content as unknown as JsonObject }, { strict: true }),
     };
@@ -89,6 +116,7 @@ export class FederationE2ee {
 
   /** Waits for outbound work queued so far and the resyncs in flight (tests). */
   async settled(): Promise<void> {
+    await this.outbox.settled();
     await Promise.all([this.pending.catch(() => undefined), this.joinsSettled(), this.local.settled(), this.remote.settled()]);
   }
 
@@ -98,6 +126,7 @@ export class FederationE2ee {
 
   /** Shutdown: outbound work is handed to the sender; a resync still waiting on a slow peer is not waited for past 2 s. */
   async stop(): Promise<void> {
+    await this.outbox.stop();
     await Promise.all([this.pending.catch(() => undefined), this.joinsSettled(), this.local.settled()]);
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([this.remote.settled(), new Promise<void>((r) => (timer = setTimeout(r, 2000)))]);

@@ -12,11 +12,12 @@
 // is relayed to the room's other servers the same way (RoomInput.receive's `relay`). EDUs (and
 // PDUs of a writer that did not ask) go through one promise chain. EDU durability by kind:
 // to-device is queued before its request is answered (src/e2ee/to-device.ts: a failed write
-// fails the request, a retry keeps the message_id); typing and presence are ephemeral by spec
-// and best-effort (a crash loses what was not queued yet); receipts and device-list updates are
-// still queued after their own write, so a crash in between loses the EDU (the receiver resyncs
-// a device list at the next update, whose prev_id shows the gap; a receipt is superseded by the
-// user's next one).
+// fails the request, a retry keeps the message_id); a local user's public receipt is queued in
+// the receipt's own write (ReceiptService.outbound); device-list and cross-signing updates are
+// published from the store's device-list change stream, which the change is written with, and
+// a durable cursor marks what was queued (src/federation/device-list-outbox.ts), so neither is
+// lost to a crash after its write; typing and presence are ephemeral by spec and stay
+// best-effort (queued after the fact through `fanOut`: a crash loses what was not queued yet).
 
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -54,10 +55,14 @@ import { generateSelfSignedCertificate } from './self-signed.js';
 import { FederationSender } from './sender.js';
 import { importLegacyQueue } from './legacy-queue.js';
 import { pduDestinations } from './pdu-destinations.js';
+import { serverAclAllows } from './acl.js';
 import type { RoomState } from '../room/room-state.js';
 import type { DestinationGate } from '../cluster/destination-leases.js';
 
 export interface FederationCore {
+  /** The change feed and, in a cluster, the leases the queues' senders take (device-list-outbox.ts uses both). */
+  feed: Pick<ChangeFeed, 'onChanges'>;
+  gate?: DestinationGate;
   /** Rotated-out signing keys (config old_signing_keys), served as old_verify_keys. */
   oldKeys: OldKey[];
   http: OutboundHttp;
@@ -122,7 +127,7 @@ export function createFederationCore(
     scanMs: cluster?.scanMs,
     sends: cluster?.sends,
   });
-  return { oldKeys, http, client, keyRing, sender, policy };
+  return { oldKeys, http, client, keyRing, sender, policy, feed, ...(cluster ? { gate: cluster.gate } : {}) };
 }
 
 export interface AttachDeps {
@@ -200,6 +205,10 @@ export function attachFederation(core: FederationCore, d: AttachDeps): Federatio
           return out;
         },
         position: () => d.store.currentPosition(),
+        cursors: d.store.federationQueue,
+        onChanges: (l) => core.feed.onChanges(l),
+        ...(core.gate ? { gate: core.gate } : {}),
+        ...(process.env.HEARTH_TEST_KILL_AFTER_COMMIT ? { killAfterCommitOf: process.env.HEARTH_TEST_KILL_AFTER_COMMIT } : {}),
         logger,
         now: d.now,
       })
@@ -273,12 +282,28 @@ export function attachFederation(core: FederationCore, d: AttachDeps): Federatio
     };
     typingRenewals.set(key, setTimeout(renew, 20_000).unref());
   });
-  d.receipts.listeners.push((r) => {
-    if (serverNameOf(r.userId) !== me || r.type !== 'm.read') return;
+  // A local user's public receipt is queued in the receipt's own write (ReceiptStore.putReceipt);
+  // here only its destinations are asked for before, and woken after. Private ones stay home.
+  d.receipts.outbound = async (r) => {
+    if (serverNameOf(r.userId) !== me || r.type !== 'm.read') return undefined;
+    // The joined servers and ACL as the room's writer holds them (one read of cached state, not
+    // of the member list): ACLs hold both ways, nothing goes to a server the room bans.
+    const state = await d.roomInput.currentState(r.roomId);
+    if (!state) return undefined;
+    const acl = state.content('m.room.server_acl');
+    const servers = [...state.joinedServers()].filter((s) => s !== me && serverAclAllows(acl, s) && core.policy.allows(s));
+    if (servers.length === 0) return undefined;
     const data: JsonObject = { ts: r.ts };
     if (r.threadId !== null) data.thread_id = r.threadId;
     const content: JsonObject = { [r.roomId]: { 'm.read': { [r.userId]: { event_ids: [r.eventId], data } } } };
-    fanOut(r.roomId, [], (servers) => core.sender.sendEdu(servers, { edu_type: 'm.receipt', content }));
+    return { destinations: servers, edu: { edu_type: 'm.receipt', content } };
+  };
+  d.receipts.listeners.push((r) => {
+    if (r.queued === undefined) return;
+    // Test hook (spec/crash/edu-outbox.spec.ts): die right after the receipt's commit, where
+    // its EDU used to be queued, to show it was queued with the receipt.
+    if (killAfterCommit !== undefined && r.userId === killAfterCommit) process.kill(process.pid, 'SIGKILL');
+    core.sender.wake(r.queued, r.stream);
   });
 
   const app = createFederationApp({
@@ -345,6 +370,7 @@ export function attachFederation(core: FederationCore, d: AttachDeps): Federatio
         logger.warn({ err }, 'federation: could not import the legacy queue directory'),
       );
       core.sender.start();
+      e2ee?.outbox.start();
       if (!listen) return;
       const l = config.listeners.federation;
       let tls: { cert: string; key: string } | null = null;

@@ -15,7 +15,10 @@
 //   our list treat as a gap (resync), so a change made while we were down is never lost.
 // - Each user's work (snapshot, diff, stream IDs) runs through one promise chain: updates go out
 //   in the order the changes were stored, and /user/devices never interleaves with them.
-// - Updates go through the durable per-destination queue to every server sharing a room with the user.
+// - Updates go through the durable per-destination queue to every server sharing a room with the
+//   user, driven by DeviceListOutbox (device-list-outbox.ts: from the store's device-list change
+//   stream, so a crash after the change's commit loses nothing). The baseline and stream ID move
+//   only once the updates are queued: a failed queue write leaves the change to the next drain.
 
 import type { Logger } from 'pino';
 import { LRUCache } from 'lru-cache';
@@ -32,7 +35,8 @@ export interface LocalDevicesDeps {
   keys: Pick<KeyService, 'query' | 'claim'>;
   /** Servers (other than ours) sharing a room with the user, ACLs applied. */
   serversSharing: (userId: string) => Promise<Set<string>>;
-  sendEdu: (servers: Iterable<string>, edu: Edu) => void;
+  /** Queues the EDU durably; rejects when it was not queued. */
+  sendEdu: (servers: Iterable<string>, edu: Edu) => Promise<void>;
   /** The store's completed stream position (grows across restarts). */
   position: () => number;
   logger: Logger;
@@ -63,12 +67,13 @@ export class LocalDeviceLists {
 
   constructor(private readonly d: LocalDevicesDeps) {}
 
-  /** Hook for KeyService.listeners: some users' device lists changed (already stored). */
-  changed(userIds: string[]): void {
-    for (const userId of userIds) {
-      if (serverNameOf(userId) !== this.d.serverName) continue;
-      void this.serial(userId, () => this.publish(userId)).catch((err: unknown) => this.d.logger.warn({ err, userId }, 'device list update not sent'));
-    }
+  /**
+   * Queues the updates for the user's stored list (diffed against what was last announced);
+   * rejects when they could not be queued (DeviceListOutbox retries).
+   */
+  publishNow(userId: string): Promise<void> {
+    if (serverNameOf(userId) !== this.d.serverName) return Promise.resolve();
+    return this.serial(userId, () => this.publish(userId));
   }
 
   /** Resolves once every update queued so far has been handed to the sender (tests, shutdown). */
@@ -182,18 +187,19 @@ export class LocalDeviceLists {
     const st = this.stream(userId);
     const base = st.baseline;
     const edus: Edu[] = [];
-    let prev: number[] = base && st.last !== null ? [st.last] : [];
+    let last = st.last;
+    let prev: number[] = base && last !== null ? [last] : [];
     const ids = new Set([...now.devices.keys(), ...(base?.devices.keys() ?? [])]);
     for (const deviceId of [...ids].sort()) {
       const after = now.devices.get(deviceId);
       const before = base?.devices.get(deviceId);
       if (sameDevice(after, before)) continue;
-      const id = this.nextId(st);
+      const id = Math.max((last ?? 0) + 1, this.d.position());
       const content: JsonObject = { user_id: userId, device_id: deviceId, stream_id: id, prev_id: prev, deleted: after === undefined };
       if (after) content.keys = after.keys;
       edus.push({ edu_type: 'm.device_list_update', content });
       prev = [id];
-      st.last = id;
+      last = id;
     }
     if (!same(now.master, base?.master) || !same(now.selfSigning, base?.selfSigning)) {
       const content: JsonObject = { user_id: userId };
@@ -201,11 +207,13 @@ export class LocalDeviceLists {
       if (now.selfSigning) content.self_signing_key = now.selfSigning;
       if (now.master || now.selfSigning) edus.push({ edu_type: 'm.signing_key_update', content });
     }
+    if (edus.length > 0) {
+      const servers = await this.d.serversSharing(userId);
+      // In order, each once the previous is queued: the receiver applies them by prev_id.
+      if (servers.size > 0) for (const edu of edus) await this.d.sendEdu(servers, edu);
+    }
     st.baseline = now;
-    if (edus.length === 0) return;
-    const servers = await this.d.serversSharing(userId);
-    if (servers.size === 0) return;
-    for (const edu of edus) this.d.sendEdu(servers, edu);
+    st.last = last;
   }
 }
 

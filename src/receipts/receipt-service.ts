@@ -1,11 +1,22 @@
 // Read receipts and read markers. A receipt is durable (it clears notification counts and must
-// survive restarts), takes a stream position, and wakes the room.
+// survive restarts), takes a stream position, and wakes the room. A local user's public receipt
+// for other servers (`outbound`, set by federation) is queued in the receipt's own write, so it
+// is durable exactly when the receipt is; listeners then learn where it was queued.
 
 import { MatrixError } from '../errors.js';
 import type { JsonObject } from '../protocol/types.js';
-import type { ReceiptStore, ReceiptType } from '../store/chat-types.js';
+import type { ReceiptOutbound, ReceiptStore, ReceiptType } from '../store/chat-types.js';
 import type { Store } from '../store/types.js';
 import type { Notifier } from '../sync/notifier.js';
+
+export interface ReceiptMoved {
+  userId: string;
+  roomId: string;
+  type: ReceiptType;
+  eventId: string;
+  threadId: string | null;
+  ts: number;
+}
 
 export class ReceiptService {
   constructor(
@@ -17,8 +28,17 @@ export class ReceiptService {
     private readonly onRead: (userId: string, roomId: string) => void = () => undefined,
   ) {}
 
-  /** Told of every receipt that moved (federation forwards local users' public ones). */
-  readonly listeners: Array<(r: { userId: string; roomId: string; type: ReceiptType; eventId: string; threadId: string | null; ts: number }) => void> = [];
+  /**
+   * Told of every receipt that moved, at its stream position; `queued`: the servers its EDU was
+   * queued for in the receipt's write (see `outbound`).
+   */
+  readonly listeners: Array<(r: ReceiptMoved & { stream: number; queued?: readonly string[] }) => void> = [];
+
+  /**
+   * Set by federation: the EDU a receipt becomes for other servers and where it goes (undefined:
+   * none), asked before the write so that it is queued in the same write (ReceiptStore.putReceipt).
+   */
+  outbound?: (r: ReceiptMoved) => Promise<ReceiptOutbound | undefined>;
 
   /**
    * Records a receipt. Silently keeps the old one when the new one would move backwards, as
@@ -47,11 +67,14 @@ export class ReceiptService {
       if (!root || root.roomId !== roomId) throw new MatrixError('M_INVALID_PARAM', 'thread_id is not an event in this room');
     }
     const ts = this.now();
-    const rec = await this.receipts.putReceipt({ roomId, userId, type, threadId, eventId, eventStream: ev.stream, ts });
+    const moved: ReceiptMoved = { userId, roomId, type, eventId, threadId, ts };
+    const outbound = await this.outbound?.(moved);
+    const rec = await this.receipts.putReceipt({ roomId, userId, type, threadId, eventId, eventStream: ev.stream, ts }, outbound);
     if (rec) {
       this.notifier.publish({ stream: rec.stream, roomId, userIds: [userId] });
       this.onRead(userId, roomId);
-      for (const l of this.listeners) l({ userId, roomId, type, eventId, threadId, ts });
+      const queued = outbound && outbound.destinations.length > 0 ? outbound.destinations : undefined;
+      for (const l of this.listeners) l({ ...moved, stream: rec.stream, ...(queued ? { queued } : {}) });
     }
   }
 

@@ -42,13 +42,23 @@ export function copyReceipt(input: Omit<ReceiptRecord, 'stream'>): Omit<ReceiptR
   };
 }
 
+/** An EDU queued with a receipt (ReceiptStore.putReceipt). */
+export interface ReceiptOutbound {
+  destinations: readonly string[];
+  /** `{ edu_type, content }`. */
+  edu: JsonObject;
+}
+
 export interface ReceiptStore {
   /**
    * Sets the user's receipt of this (room, type, thread) to the event, unless the existing one
    * points at an event with a higher or equal `eventStream` (receipts never move backwards).
-   * Returns the new record, or null when nothing changed.
+   * Returns the new record, or null when nothing changed. `outbound`: an EDU for other servers
+   * (a local user's m.receipt), queued on the federation queue (src/store/federation-types.ts)
+   * at the receipt's position in the receipt's own write: queued exactly when the receipt is
+   * stored, so a crash after the write cannot lose it, and a receipt not stored sends nothing.
    */
-  putReceipt(input: Omit<ReceiptRecord, 'stream'>): Promise<ReceiptRecord | null>;
+  putReceipt(input: Omit<ReceiptRecord, 'stream'>, outbound?: ReceiptOutbound): Promise<ReceiptRecord | null>;
   /** Current receipts of the given rooms (latest per user/type/thread). */
   getRoomReceipts(roomIds: string[]): Promise<ReceiptRecord[]>;
   /** Receipts written in (fromExclusive, toInclusive] in the given rooms, latest per key. */

@@ -27,6 +27,10 @@
 //   write as the event, at the event's stream position (unique, so entries of a destination
 //   still have distinct positions; in room order, as the room's events are): once the event is
 //   durable, so are its entries, and a crash between the two cannot lose the PDU.
+// - A cursor (getCursor/advanceCursor) is a named mark on the global stream that only grows
+//   (advanceCursor never lowers it; null until first set): a publisher that derives entries from
+//   a change stream written with its changes (the device-list stream) raises it once what lies
+//   at or below it is queued, so a crash before that leaves the changes above it to publish again.
 
 import type { JsonObject } from '../protocol/types.js';
 
@@ -67,4 +71,8 @@ export interface FederationQueueStore {
   beginTxn(destination: string, txn: OutboundTxn): Promise<void>;
   /** The transaction was acknowledged: sentUpto := max(sentUpto, txn.upto); the txn is cleared. */
   completeTxn(destination: string, txn: OutboundTxn): Promise<void>;
+  /** The named cursor's mark; null when never set. */
+  getCursor(name: string): Promise<number | null>;
+  /** Raises the named cursor to `upto` (a lower value leaves it as it is). */
+  advanceCursor(name: string, upto: number): Promise<void>;
 }

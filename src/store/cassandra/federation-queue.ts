@@ -163,9 +163,22 @@ export class CassandraFederationQueueStore implements FederationQueueStore {
       destination,
     ]);
   }
+
+  async getCursor(name: string): Promise<number | null> {
+    this.ctx.checkOpen();
+    const row = (await this.ctx.execute('SELECT upto FROM federation_cursors WHERE name = ?', [name])).first();
+    return row && row.get('upto') !== null ? num(row.get('upto')) : null;
+  }
+
+  async advanceCursor(name: string, upto: number): Promise<void> {
+    this.ctx.checkOpen();
+    // The mark as the write timestamp: the highest mark wins however writes race (see 0023).
+    await this.ctx.execute('UPDATE federation_cursors USING TIMESTAMP ? SET upto = ? WHERE name = ?', [upto, upto, name]);
+  }
 }
 
-function outboundStatements(dests: readonly string[], pos: number, kind: OutboundItem['kind'] | typeof PDU_REF, roomId: string, body: string): CqlStatement[] {
+/** Entries at `pos` for each destination with their state updates (for a caller's logged batch too: a receipt's EDU). */
+export function outboundStatements(dests: readonly string[], pos: number, kind: OutboundItem['kind'] | typeof PDU_REF, roomId: string, body: string): CqlStatement[] {
   const statements: CqlStatement[] = [];
   for (const d of dests) {
     statements.push(

@@ -13,13 +13,18 @@
 //   Two instances moving the same key at the same moment could still let the older one land
 //   last; a stricter rule would need an LWT per receipt, which the write rate does not justify.
 // - Change queries use the SAI index on stream within the room's partition (see the migration).
+// - A receipt's federation EDU (putReceipt's `outbound`) goes into one logged batch with the
+//   receipt row, at the receipt's position, after the worker lease is confirmed (as every queue
+//   write): both are applied or neither is, so the EDU is never lost after the receipt is
+//   stored and never sent for a receipt that was not.
 
 import { copyReceipt } from '../chat-types.js';
 import type cassandra from 'cassandra-driver';
-import type { ReceiptRecord, ReceiptStore, ReceiptThread, ReceiptType } from '../chat-types.js';
+import type { ReceiptOutbound, ReceiptRecord, ReceiptStore, ReceiptThread, ReceiptType } from '../chat-types.js';
 import type { DeliveredRecord, DeliveryStore } from '../push-types.js';
 import { num, type CassandraContext, type CqlStatement } from './context.js';
 import { KeyedChain } from '../../keyed-chain.js';
+import { outboundStatements } from './federation-queue.js';
 
 /** Stored thread_id of an unthreaded receipt. */
 export const UNTHREADED = '';
@@ -79,9 +84,10 @@ export class CassandraReceiptStore implements ReceiptStore {
 
   constructor(private readonly ctx: CassandraContext) {}
 
-  async putReceipt(input: Omit<ReceiptRecord, 'stream'>): Promise<ReceiptRecord | null> {
+  async putReceipt(input: Omit<ReceiptRecord, 'stream'>, outbound?: ReceiptOutbound): Promise<ReceiptRecord | null> {
     this.ctx.checkOpen();
     const r = copyReceipt(input);
+    const dests = outbound ? [...new Set(outbound.destinations)] : [];
     const thread = storedThread(r.threadId);
     const notNewer = async () => {
       const row = (
@@ -102,16 +108,16 @@ export class CassandraReceiptStore implements ReceiptStore {
         async (pos) => {
           // Checked again: a write for the same key may have run since the check above.
           if (await notNewer()) return null;
-          await this.ctx.execute(`INSERT INTO receipts (${RECEIPT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, [
-            r.roomId,
-            r.userId,
-            thread,
-            r.type,
-            r.eventId,
-            r.eventStream,
-            r.ts,
-            pos,
-          ]);
+          const insert: CqlStatement = {
+            query: `INSERT INTO receipts (${RECEIPT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+            params: [r.roomId, r.userId, thread, r.type, r.eventId, r.eventStream, r.ts, pos],
+          };
+          if (outbound && dests.length > 0) {
+            await this.ctx.confirmLease?.();
+            await this.ctx.batch([insert, ...outboundStatements(dests, pos, 'edu', '', JSON.stringify(outbound.edu))]);
+          } else {
+            await this.ctx.execute(insert.query, insert.params);
+          }
           return { ...r, stream: pos };
         },
         (res, pos) => (res ? { kind: 'receipt', stream: pos, roomId: res.roomId, userId: res.userId } : null),

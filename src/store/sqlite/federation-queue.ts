@@ -101,4 +101,17 @@ export class SqliteFederationQueueStore implements FederationQueueStore {
       this.ctx.stmt(`UPDATE federation_destinations SET txn_id = '', txn_upto = 0, txn_catch_up = 0 WHERE destination = ? AND txn_id = ?`).run(destination, txn.txnId);
     });
   }
+
+  async getCursor(name: string): Promise<number | null> {
+    this.ctx.checkOpen();
+    const row = this.ctx.stmt('SELECT upto FROM federation_cursors WHERE name = ?').get(name) as { upto: number } | undefined;
+    return row ? row.upto : null;
+  }
+
+  async advanceCursor(name: string, upto: number): Promise<void> {
+    this.ctx.checkOpen();
+    await this.ctx.queue.write(() => {
+      this.ctx.stmt('INSERT INTO federation_cursors (name, upto) VALUES (?, ?) ON CONFLICT DO UPDATE SET upto = MAX(upto, excluded.upto)').run(name, upto);
+    });
+  }
 }

@@ -1,8 +1,11 @@
-// Read receipts (public and private, threaded and unthreaded) on the global stream.
+// Read receipts (public and private, threaded and unthreaded) on the global stream. A receipt's
+// federation EDU (putReceipt's `outbound`) is written in the receipt's transaction at its
+// position: both commit or neither does.
 
 import { copyReceipt } from '../chat-types.js';
-import type { ReceiptRecord, ReceiptStore, ReceiptThread, ReceiptType } from '../chat-types.js';
+import type { ReceiptOutbound, ReceiptRecord, ReceiptStore, ReceiptThread, ReceiptType } from '../chat-types.js';
 import type { SqliteContext } from './context.js';
+import { writeOutbound } from './federation-queue.js';
 
 /** Stored thread_id of an unthreaded receipt (see migration 0002). */
 export const UNTHREADED = '';
@@ -39,9 +42,10 @@ function storedThread(threadId: ReceiptThread): string {
 export class SqliteReceiptStore implements ReceiptStore {
   constructor(private readonly ctx: SqliteContext) {}
 
-  async putReceipt(input: Omit<ReceiptRecord, 'stream'>): Promise<ReceiptRecord | null> {
+  async putReceipt(input: Omit<ReceiptRecord, 'stream'>, outbound?: ReceiptOutbound): Promise<ReceiptRecord | null> {
     this.ctx.checkOpen();
     const r = copyReceipt(input);
+    const eduBody = outbound && outbound.destinations.length > 0 ? JSON.stringify(outbound.edu) : undefined;
     const thread = storedThread(r.threadId);
     const notNewer = () => {
       const existing = this.ctx
@@ -64,6 +68,7 @@ export class SqliteReceiptStore implements ReceiptStore {
              ts = excluded.ts, stream = excluded.stream`,
         )
         .run(r.roomId, r.userId, thread, r.type, r.eventId, r.eventStream, r.ts, pos);
+      if (outbound && eduBody !== undefined) writeOutbound(this.ctx, outbound.destinations, pos, 'edu', '', eduBody);
       return { ...r, stream: pos };
     }, (res, pos) => (res ? { kind: 'receipt', stream: pos, roomId: res.roomId, userId: res.userId } : null));
   }

@@ -23,6 +23,7 @@ import { eventExpiry } from './0018-event-expiry.js';
 import { peeks } from './0019-peeks.js';
 import { eventIndexes } from './0020-event-indexes.js';
 import { remoteMediaEviction } from './0021-remote-media-eviction.js';
+import { federationCursors } from './0022-federation-cursors.js';
 
 export interface Migration {
   version: number;
@@ -33,4 +34,4 @@ export interface Migration {
   run?: (db: Db) => void;
 }
 
-export const MIGRATIONS: readonly Migration[] = [initial, chat, txnScope, e2ee, push, pushBulk, dag, media, search, admin, guestsOpenId, erasure, appservice, federationQueue, identityBindings, remoteMedia, threepids, eventExpiry, peeks, eventIndexes, remoteMediaEviction];
+export const MIGRATIONS: readonly Migration[] = [initial, chat, txnScope, e2ee, push, pushBulk, dag, media, search, admin, guestsOpenId, erasure, appservice, federationQueue, identityBindings, remoteMedia, threepids, eventExpiry, peeks, eventIndexes, remoteMediaEviction, federationCursors];
