@@ -19,6 +19,7 @@ const args = process.argv.slice(2).filter((a) => a !== '--server');
 const MEMBERS = Number(args[0] ?? 50);
 const ROUNDS = Number(args[1] ?? 60);
 const WARMUP_ROUNDS = 10;
+const IDLE_MS = 2000;
 const FILTER = JSON.stringify({ room: { timeline: { limit: 20 }, state: { lazy_load_members: true } }, presence: { types: [] }, account_data: { types: [] } });
 
 type Ready = AccountsReady;
@@ -72,16 +73,25 @@ async function main(): Promise<void> {
     await new Promise((r) => setTimeout(r, 20));
   };
   for (let n = 0; n < WARMUP_ROUNDS; n++) await round(-1 - n);
+  // The server's CPU while every socket is parked and nothing is sent, per second: the rounds'
+  // idle gaps cost this much too, and it is not delivery work.
+  const i0 = await child.cpu();
+  const idleStart = performance.now();
+  await new Promise((r) => setTimeout(r, IDLE_MS));
+  const idlePerMs = ((await child.cpu()) - i0) / (performance.now() - idleStart);
   const profile = process.env.HEARTH_BENCH_WINDOW_PROFILE;
   if (profile) child.profileStart();
   const s0 = await storeCalls(ready.metricsUrl);
-  const c0 = await child.cpu();
+  const c0 = await child.cpuSplit();
+  const w0 = performance.now();
   for (let n = 0; n < ROUNDS; n++) await round(n);
-  const c1 = await child.cpu();
+  const c1 = await child.cpuSplit();
+  const windowMs = performance.now() - w0;
   const s1 = await storeCalls(ready.metricsUrl);
   if (profile) await child.profileStop(profile);
   const deliveries = ROUNDS * MEMBERS;
-  console.log(`socket wake: ${MEMBERS} members × ${ROUNDS} messages = ${deliveries} deliveries; server CPU ${((c1 - c0) / deliveries).toFixed(1)} µs per delivery (sends and acks included)`);
+  console.log(`socket wake: ${MEMBERS} members × ${ROUNDS} messages = ${deliveries} deliveries; server CPU ${((c1.micros - c0.micros) / deliveries).toFixed(1)} µs per delivery (sends and acks included), of which system ${((c1.system - c0.system) / deliveries).toFixed(1)}`);
+  console.log(`  idle server: ${(idlePerMs * 1000).toFixed(0)} µs of CPU per second (${((idlePerMs * windowMs) / deliveries).toFixed(1)} µs per delivery of this window's ${(windowMs / 1000).toFixed(1)} s)`);
   console.log(`store calls per delivery (the sends' own included): ${storeCallsPerDelivery(s0, s1, deliveries)}`);
 
   for (const s of sockets) await s.close();

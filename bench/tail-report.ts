@@ -83,6 +83,12 @@ for (const f of files.filter((x) => x.startsWith('server-')).sort()) {
   const cpu = stalls.map((s) => s.cpu).sort((a, b) => a - b);
   const over = (x: number): number => cpu.filter((c) => c > x).length;
   console.log(`  turns with on-CPU > 10 ms: ${over(10)}, > 20 ms: ${over(20)}, > 40 ms: ${over(40)}; longest ${cpu.slice(-5).map(f0).join(', ')} ms`);
+  // The window above also holds set-up between a scenario's halves (fanout's second room: its
+  // joins and initial syncs); only a turn that overlaps a pending delivery can delay one.
+  const pending = mergeSpans(ds.map((d) => [d.intended, d.intended + d.latency] as const));
+  const during = stalls.filter((s) => overlapsAny(pending, s.t, s.t + s.d)).map((s) => s.cpu);
+  const overD = (x: number): number => during.filter((c) => c > x).length;
+  console.log(`  of those, while a delivery was pending: > 10 ms: ${overD(10)}, > 20 ms: ${overD(20)}, > 40 ms: ${overD(40)}; longest ${[...during].sort((a, b) => a - b).slice(-5).map(f0).join(', ')} ms`);
   const byKind = new Map<string, number[]>();
   for (const g of gcs) byKind.set(String(g.kind), [...(byKind.get(String(g.kind)) ?? []), g.d]);
   const kinds = [...byKind].map(([k, xs]) => `kind ${k}: ${xs.length}, ${f0(sum(xs))} ms, max ${f0(Math.max(...xs))}`).join('; ');
@@ -91,4 +97,28 @@ for (const f of files.filter((x) => x.startsWith('server-')).sort()) {
   const share = (evs: Array<{ t: number; d: number }>): string =>
     (sum(slow.map((d) => overlap(evs, d.intended, d.intended + d.latency) / Math.max(d.latency, 1))) / slow.length).toFixed(2);
   console.log(`  slowest 1 % (${slow.length}): share of their latency inside server turns > 20 ms ${share(big)}, generator turns > 20 ms ${share(genStalls)}, server GC ${share(gcs)}`);
+}
+
+/** Sorted, merged [start, end] spans. */
+function mergeSpans(spans: ReadonlyArray<readonly [number, number]>): Array<[number, number]> {
+  const out: Array<[number, number]> = [];
+  for (const [a, b] of [...spans].sort((x, y) => x[0] - y[0])) {
+    const last = out[out.length - 1];
+    if (last && a <= last[1]) last[1] = Math.max(last[1], b);
+    else out.push([a, b]);
+  }
+  return out;
+}
+
+/** Whether [a, b] overlaps any of the merged spans (binary search). */
+function overlapsAny(spans: Array<[number, number]>, a: number, b: number): boolean {
+  let lo = 0;
+  let hi = spans.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    if (spans[mid][1] < a) lo = mid + 1;
+    else if (spans[mid][0] > b) hi = mid - 1;
+    else return true;
+  }
+  return false;
 }

@@ -321,6 +321,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     ephemeral: [new TypingSource(typing), new ReceiptSource(store.receipts), new DeliveredSource(store.delivery)],
     device: new DeviceSyncSource(store.e2ee, e2ee.deviceLists, readModel),
     onAcknowledged: (userId, stream) => delivered.acknowledged(userId, stream),
+    acknowledgementsWanted: () => delivered.wanted,
     onDeliveredOptIn: (userId) => delivered.optedIn(userId),
     unread: new StoredUnreadSource(store.notifications, readModel),
     presence: new PresenceSyncSource(presence, store, now),

@@ -13,7 +13,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
 
-type Msg<T> = { type: 'ready'; info: T } | { type: 'cpu'; micros: number } | { type: 'profiled' };
+type Msg<T> = { type: 'ready'; info: T } | { type: 'cpu'; micros: number; system: number } | { type: 'profiled' };
 
 /** In the child: sets up the server, then answers the parent's 'cpu' and 'stop'. */
 export async function serveCpuChild<T>(setup: () => Promise<{ info: T; stop: () => Promise<void> }>): Promise<void> {
@@ -39,7 +39,7 @@ export async function serveCpuChild<T>(setup: () => Promise<{ info: T; stop: () 
       });
     } else if (m.type === 'cpu') {
       const c = process.cpuUsage();
-      process.send!({ type: 'cpu', micros: c.user + c.system } satisfies Msg<T>);
+      process.send!({ type: 'cpu', micros: c.user + c.system, system: c.system } satisfies Msg<T>);
     } else if (m.type === 'stop') {
       void stop().then(() => process.exit(0));
     }
@@ -51,6 +51,8 @@ export interface CpuChild<T> {
   info: T;
   /** The child's cumulative CPU (user + system) in µs. */
   cpu(): Promise<number>;
+  /** The same, with its system (kernel) part: syscalls, and on loopback the peer's wake-ups. */
+  cpuSplit(): Promise<{ micros: number; system: number }>;
   /** Starts sampling the child's CPU profile (a window: see the header). */
   profileStart(): void;
   /** Stops sampling and writes the .cpuprofile to `path`. */
@@ -64,13 +66,16 @@ export async function forkCpuChild<T>(script: string, args: string[]): Promise<C
   const execArgv = prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}`] : [];
   const child = fork(script, args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv });
   const ready = (await next<T>(child, 'ready')) as Extract<Msg<T>, { type: 'ready' }>;
+  const cpuSplit = async (): Promise<{ micros: number; system: number }> => {
+    const reply = next<T>(child, 'cpu');
+    child.send({ type: 'cpu' });
+    const m = (await reply) as Extract<Msg<T>, { type: 'cpu' }>;
+    return { micros: m.micros, system: m.system };
+  };
   return {
     info: ready.info,
-    cpu: async () => {
-      const reply = next<T>(child, 'cpu');
-      child.send({ type: 'cpu' });
-      return ((await reply) as Extract<Msg<T>, { type: 'cpu' }>).micros;
-    },
+    cpu: async () => (await cpuSplit()).micros,
+    cpuSplit,
     profileStart: () => child.send({ type: 'profile-start' }),
     profileStop: async (path) => {
       const done = next<T>(child, 'profiled');

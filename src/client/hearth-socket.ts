@@ -24,7 +24,7 @@ export interface HearthSocketOptions {
   delivered?: boolean;
   /** Send the token in an auth frame instead of the header (what browsers must do). */
   authFrame?: boolean;
-  /** Acknowledge each sync frame after onSync returns (default true). */
+  /** Acknowledge each sync frame after onSync returns, unless it says it needs none (default true). */
   autoAck?: boolean;
   onSync?: (body: SyncFrame['body']) => void | Promise<void>;
   onError?: (frame: ServerFrame & { type: 'error' }) => void;
@@ -127,7 +127,8 @@ export class HearthSocket {
     if (f.type === 'sync') {
       await this.opts.onSync?.(f.body);
       this.lastToken = f.body.next_batch;
-      if (this.opts.autoAck !== false) this.ack(f.body.next_batch);
+      // A frame marked ack: false needs none; the next ack (a position) covers it anyway.
+      if (this.opts.autoAck !== false && f.ack !== false) this.ack(f.body.next_batch);
     } else if (f.type === 'response') {
       this.pending.get(f.id)?.(f);
       this.pending.delete(f.id);

@@ -40,6 +40,11 @@ export class DeliveredService {
     this.interested.set(userId, true);
   }
 
+  /** Whether acknowledgements can record anything: a client opted in within the last 15 minutes. */
+  get wanted(): boolean {
+    return this.interested.size > 0;
+  }
+
   /** A device of `userId` acknowledged everything up to `stream`. Never throws. */
   acknowledged(userId: string, stream: number): Promise<void> {
     const p = this.pending.get(userId);

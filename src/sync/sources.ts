@@ -65,6 +65,11 @@ export interface SyncSources {
   onDeliveredOptIn?: (userId: string) => void;
   /** A device acknowledged everything up to `stream` (delivered receipts). */
   onAcknowledged?: (userId: string, stream: number) => Promise<void>;
+  /**
+   * Whether onAcknowledged has any use now (false: no client opted in to delivered receipts).
+   * Absent: always. Lets the socket tell its client that a frame needs no ack frame back.
+   */
+  acknowledgementsWanted?: () => boolean;
   /** MSC2753 peeks (rooms.peek); absent when the feature is off. */
   peeks?: PeekSource;
   /** Current position of the ephemeral stream. */

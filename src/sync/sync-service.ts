@@ -236,6 +236,17 @@ export class SyncService {
     return new SyncService(this.store, this.waiters, this.formatter, this.visibility.withoutCache(), sources);
   }
 
+  /**
+   * Whether anything waits for the client to acknowledge this answer: its to-device messages
+   * (deleted on acknowledgement) or delivered receipts (recorded on it, when anyone opted in).
+   * Acknowledgements are positions, so a later one covers an answer that was not acknowledged.
+   */
+  ackWanted(res: SyncResponse): boolean {
+    const toDevice = (res.to_device as { events?: unknown[] } | undefined)?.events;
+    if (toDevice !== undefined && toDevice.length > 0) return true;
+    return this.sources.onAcknowledged !== undefined && (this.sources.acknowledgementsWanted?.() ?? true);
+  }
+
   /** True when a response carries nothing (only next_batch moved). */
   isEmpty(res: SyncResponse): boolean {
     return isEmpty(res);

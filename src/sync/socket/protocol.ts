@@ -75,6 +75,12 @@ export type ClientFrame = AuthFrame | RequestFrame | SendFrame | AckFrame | Ping
 export interface SyncFrame {
   type: 'sync';
   body: JsonObject & { next_batch: string };
+  /**
+   * false: nothing waits for this frame's acknowledgement (it carries no to-device messages and
+   * the server records no delivered receipts), so the client need not send an `ack` for it. A
+   * later ack covers it; acking anyway is harmless. Absent: acknowledge as usual.
+   */
+  ack?: false;
 }
 
 export interface ResponseFrame {
