@@ -52,6 +52,8 @@ clientProto.execute = function (this: unknown, ...args: unknown[]) {
   else if (/^\s*SELECT/i.test(q)) {
     bump('cql read');
     bump(`  read ${table(q)}`);
+    // HEARTH_COUNT_STACKS=table: where that table's reads come from (the callers, counted).
+    if (process.env.HEARTH_COUNT_STACKS === table(q)) bump(`stack ${new Error().stack?.split('\n').slice(2, 14).map((l) => l.trim().replace(/^at /, '').replace(/\(.*\/(dist\/)?/, '(')).join(' < ')}`);
   }
   else bump('cql write (single)');
   return execute.apply(this, args);
@@ -149,7 +151,8 @@ try {
     `cluster-send-cost ${MODE}: ${ROOMS} rooms × ${PER_ROOM} sends (2 members on ${WORKERS === 1 ? 'one worker' : 'their own workers'}, 2 in flight each), ` +
       `${Math.round(ms)} ms (${Math.round(n / (ms / 1000))} sends/s, loaded), ${retries} retried answers; per send:`,
   );
-  const keys = [...busy.keys()].sort();
+  for (const [k, v] of busy) if (k.startsWith('stack ')) console.log(`${(v / n).toFixed(3).padStart(7)}  ${k}`);
+  const keys = [...busy.keys()].filter((k) => !k.startsWith('stack ')).sort();
   for (const k of keys) {
     const net = (busy.get(k) ?? 0) - (k.startsWith('redis') ? (idle.get(k) ?? 0) : 0);
     console.log(`  ${(net / n).toFixed(3).padStart(7)}  ${k}${k.startsWith('redis') && idle.get(k) ? ` (net of ${idle.get(k)} idle)` : ''}`);
