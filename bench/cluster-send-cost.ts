@@ -12,9 +12,11 @@
 // The workers run in this process (the counters wrap the driver's and ioredis's prototypes), on
 // the shared Cassandra node (a fresh keyspace, dropped at the end) and the spec Redis (a fresh
 // key prefix). Redis commands are counted net of an idle window as long as the measured one
-// (heartbeats, lease renewals, blocking reads), so what is left is the sends' share.
+// (heartbeats, lease renewals, blocking reads), so what is left is the sends' share. Presence is
+// off unless HEARTH_BENCH_PRESENCE=1 (see the config below). The sends/s figure is a closed
+// loop at fixed concurrency (4 sends in flight per room): an A/B ceiling, loaded.
 
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -40,11 +42,21 @@ const SERIAL = new Set([cassandra.types.consistencies.serial, cassandra.types.co
 const isLwt = (q: string): boolean => /\bIF\s+(NOT\s+EXISTS|EXISTS|[a-z_]+\s*(=|<|>|!|IN\b))/i.test(q);
 const table = (q: string): string => /\b(?:FROM|INTO|UPDATE)\s+([a-z_.]+)/i.exec(q)?.[1] ?? '?';
 
+// Time spent waiting per kind of request (summed, ms): where a send's latency goes.
+const waited = new Map<string, number>();
+const timed = <T>(kind: string, p: T): T => {
+  if (!(p instanceof Promise)) return p;
+  const t0 = performance.now();
+  const done = () => void waited.set(kind, (waited.get(kind) ?? 0) + performance.now() - t0);
+  p.then(done, done);
+  return p;
+};
 const clientProto = cassandra.Client.prototype as unknown as Record<'execute' | 'batch', (...a: unknown[]) => unknown>;
 const execute = clientProto.execute;
 clientProto.execute = function (this: unknown, ...args: unknown[]) {
   const q = String(args[0]);
   const opts = args[2] as { consistency?: number } | undefined;
+  const kind = isLwt(q) ? 'LWT' : /^\s*SELECT/i.test(q) ? 'read' : 'write';
   if (isLwt(q)) {
     bump('cql LWT');
     bump(`  LWT ${table(q)}`);
@@ -56,13 +68,13 @@ clientProto.execute = function (this: unknown, ...args: unknown[]) {
     if (process.env.HEARTH_COUNT_STACKS === table(q)) bump(`stack ${new Error().stack?.split('\n').slice(2, 14).map((l) => l.trim().replace(/^at /, '').replace(/\(.*\/(dist\/)?/, '(')).join(' < ')}`);
   }
   else bump('cql write (single)');
-  return execute.apply(this, args);
+  return timed(kind, execute.apply(this, args));
 };
 const batch = clientProto.batch;
 clientProto.batch = function (this: unknown, ...args: unknown[]) {
   bump('cql logged batch');
   bump('  batch statements', Array.isArray(args[0]) ? args[0].length : 0);
-  return batch.apply(this, args);
+  return timed('batch', batch.apply(this, args));
 };
 const redisProto = Redis.prototype as unknown as { sendCommand: (cmd: { name: string }, ...a: unknown[]) => unknown };
 const sendCommand = redisProto.sendCommand;
@@ -77,6 +89,25 @@ const { startCassandra, freshKeyspace, cassandraClient, dropKeyspace } = (await 
 const { startRedis, freshPrefix } = (await import(helpers('redis'))) as typeof import('../spec/helpers/redis.js');
 
 const addr = await startCassandra();
+// The node's CPU (utime+stime, µs) from /proc: scripts/cassandra.sh's pid file for that port.
+const casPid = (() => {
+  try {
+    const dir = process.env.HEARTH_CASSANDRA_DIR || join(process.env.TMPDIR || '/tmp', `hearth-cassandra-${addr.split(':')[1]}`);
+    return Number(readFileSync(join(dir, 'cassandra.pid'), 'utf8').trim()) || undefined;
+  } catch {
+    return undefined;
+  }
+})();
+const TICK_US = 1e6 / 100; // USER_HZ
+const casCpu = (): number => {
+  if (!casPid) return NaN;
+  const f = readFileSync(`/proc/${casPid}/stat`, 'utf8').slice(readFileSync(`/proc/${casPid}/stat`, 'utf8').lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) * TICK_US;
+};
+const ownCpu = (): number => {
+  const u = process.cpuUsage();
+  return u.user + u.system;
+};
 const keyspace = freshKeyspace('sendcost');
 const dir = mkdtempSync(join(tmpdir(), 'hearth-send-cost-'));
 const prefix = freshPrefix('sendcost');
@@ -91,6 +122,10 @@ try {
           storage: { backend: 'cassandra', cassandra: { contact_points: [addr], keyspace } },
           ...(MODE === 'cassandra' ? {} : { cluster: { redis: { url: startRedis(), key_prefix: prefix }, room_lease_ms: 5_000 } }),
           signing_key_path: join(dir, 'signing.key'),
+          // These users never sync, so presence would flip each sender offline at every sweep and
+          // online at its next send (a roomsOf read per worker and a publish each time): not the
+          // send path's cost. HEARTH_BENCH_PRESENCE=1 keeps it on.
+          ...(process.env.HEARTH_BENCH_PRESENCE === '1' ? {} : { presence: { enabled: false } }),
         },
         join(dir, `w${w}`),
       ),
@@ -140,11 +175,15 @@ try {
   const t0 = performance.now();
   counts.clear();
   retries = 0;
+  const [cas0, own0] = [casCpu(), ownCpu()];
+  waited.clear();
   await run(PER_ROOM / 2);
   const ms = performance.now() - t0;
+  const [cas1, own1] = [casCpu(), ownCpu()];
   const busy = new Map(counts);
   counts.clear();
   await new Promise((r) => setTimeout(r, ms));
+  const [cas2, own2] = [casCpu(), ownCpu()];
   const idle = new Map(counts);
   const n = ROOMS * PER_ROOM;
   console.log(
@@ -152,6 +191,11 @@ try {
       `${Math.round(ms)} ms (${Math.round(n / (ms / 1000))} sends/s, loaded), ${retries} retried answers; per send:`,
   );
   for (const [k, v] of busy) if (k.startsWith('stack ')) console.log(`${(v / n).toFixed(3).padStart(7)}  ${k}`);
+  // CPU net of the idle window's (the shared node also serves other users: an estimate, loaded).
+  const per = (busyUs: number, idleUs: number) => `${Math.round(busyUs / n)} µs/send (${Math.round((busyUs - idleUs) / n)} net of idle)`;
+  console.log(`  CPU: workers + client (this process) ${per(own1 - own0, own2 - own1)}; Cassandra ${per(cas1 - cas0, cas2 - cas1)}`);
+  const avg = (k: string, c: string) => `${((waited.get(k) ?? 0) / Math.max(1, busy.get(c) ?? 0)).toFixed(1)} ms`;
+  console.log(`  mean wait: LWT ${avg('LWT', 'cql LWT')}, read ${avg('read', 'cql read')}, batch ${avg('batch', 'cql logged batch')}; send ack ${(ms / (n / (4 * ROOMS))).toFixed(0)} ms (closed loop)`);
   const keys = [...busy.keys()].filter((k) => !k.startsWith('stack ')).sort();
   for (const k of keys) {
     const net = (busy.get(k) ?? 0) - (k.startsWith('redis') ? (idle.get(k) ?? 0) : 0);
