@@ -4,7 +4,7 @@
 
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -146,7 +146,12 @@ export class HearthChild implements Target {
     this.child = child;
     this.tail = [];
     this.inspectorUrl = undefined;
+    // HEARTH_BENCH_LOG_DIR keeps each server's whole output (the tail below is only 50 chunks).
+    const logDir = process.env.HEARTH_BENCH_LOG_DIR;
+    const logFile = logDir ? join(logDir, `server-${new URL(this.url).port}-${Date.now()}.log`) : undefined;
+    if (logDir) mkdirSync(logDir, { recursive: true });
     const keep = (c: Buffer) => {
+      if (logFile) appendFileSync(logFile, c);
       this.inspectorUrl ??= inspectorUrl(c.toString('utf8'));
       this.tail.push(c.toString('utf8'));
       if (this.tail.length > 50) this.tail.shift();

@@ -51,6 +51,11 @@ async function runLatency(ctx: BenchContext, spec: TargetSpec, transport: 'sync'
     const rand = rng(99);
     const acks = new Samples();
     let sendErrors = 0;
+    // Status and errcode of each failed send: shedding (429/503 with retry_after_ms) is the
+    // server protecting itself; anything else (500, 504, transport) is a defect to look at.
+    const errorKinds = new Map<string, number>();
+    const countError = (kind: string): void => void errorKinds.set(kind, (errorKinds.get(kind) ?? 0) + 1);
+    const fmtErrorKinds = (): string => [...errorKinds].sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k}: ${n}`).join(', ');
     const inflight = new Set<Promise<void>>();
     const cpu = serverCpuMeter(target);
     const rss = serverRssPeak(target);
@@ -77,11 +82,13 @@ async function runLatency(ctx: BenchContext, spec: TargetSpec, transport: 'sync'
                 acks.add(res.at - intended);
               } else {
                 sendErrors++;
+                countError(`${res.status} ${(res.body as { errcode?: string } | null)?.errcode ?? '-'}`);
                 tracker.failed(id);
               }
             },
-            () => {
+            (err: Error) => {
               sendErrors++;
+              countError(`transport ${err.message.slice(0, 40)}`);
               tracker.failed(id);
             },
           )
@@ -97,7 +104,7 @@ async function runLatency(ctx: BenchContext, spec: TargetSpec, transport: 'sync'
     await stop();
     const rep = tracker.report();
     ctx.log(`  ${target.label}: latency ${fmtDist(rep.latency)}`);
-    ctx.log(`  ${rep.messages} messages, ${rep.delivered}/${rep.expectedDeliveries} deliveries, lost ${rep.lost}, duplicated ${rep.duplicated}, send errors ${sendErrors}; server CPU ${cpuWin.serverCpuPct}% (${cpuMicrosPer(cpuWin.serverCpuSec, rep.delivered)} µs/delivery)${fmtServices(cpuWin.services)} generator CPU ${cpuWin.generatorCpuPct}% other processes ${cpuWin.otherCpuPct}%`);
+    ctx.log(`  ${rep.messages} messages, ${rep.delivered}/${rep.expectedDeliveries} deliveries, lost ${rep.lost}, duplicated ${rep.duplicated}, send errors ${sendErrors}${sendErrors ? ` (${fmtErrorKinds()})` : ''}; server CPU ${cpuWin.serverCpuPct}% (${cpuMicrosPer(cpuWin.serverCpuSec, rep.delivered)} µs/delivery)${fmtServices(cpuWin.services)} generator CPU ${cpuWin.generatorCpuPct}% other processes ${cpuWin.otherCpuPct}%`);
     result.headline = {
       'p50 ms': rep.latency.p50,
       'p90 ms': rep.latency.p90,
@@ -123,6 +130,7 @@ async function runLatency(ctx: BenchContext, spec: TargetSpec, transport: 'sync'
       delivery: { ...rep, latency: undefined, lastRecipient: undefined },
       drainedAll: drained,
       sendErrors,
+      sendErrorKinds: Object.fromEntries(errorKinds),
       syncsCompleted: clientStats.syncs - stats0.syncs,
       gapFills: clientStats.gapFills - stats0.gapFills,
       clientErrors: clientStats.errors - stats0.errors,
@@ -137,7 +145,7 @@ async function runLatency(ctx: BenchContext, spec: TargetSpec, transport: 'sync'
     result.otherCpuPct = cpuWin.otherCpuPct;
     if (cpuWin.generatorCpuPct > 85) result.notes.push(`generator CPU ${cpuWin.generatorCpuPct}%: the generator may be the bottleneck`);
     if (sched.lateOps) result.notes.push(`${sched.lateOps} sends fired >5 ms late (max lag ${sched.maxLagMs} ms); counted from intended time`);
-    if (sendErrors) result.notes.push(`${sendErrors} sends failed`);
+    if (sendErrors) result.notes.push(`${sendErrors} sends failed (${fmtErrorKinds()})`);
   } finally {
     await session.close();
   }

@@ -2,7 +2,8 @@
 // (src/store/cassandra/room-fence.ts), with two store instances on one keyspace standing for two
 // workers: an owner overtaken while paused anywhere before its commit writes nothing; one paused
 // after its commit has its event landed by the next owner, and its late batch overwrites nothing
-// the next owner wrote; racing owners never put two events at one position.
+// the next owner wrote; racing owners never put two events at one position; a fresh send takes
+// no claims (its txn row rides in its batch) and a new owner replays a batch visible in part.
 
 import type cassandra from 'cassandra-driver';
 import { assert } from '../helpers/assert.js';
@@ -288,5 +289,52 @@ describe('Cassandra room commit point (owner epochs)', function () {
     const lastOld = Math.max(0, ...(await Promise.all(ra.ok.map(writetime))));
     const firstNew = Math.min(...(await Promise.all(rb.ok.map(writetime))));
     assert.ok(lastOld < firstNew, 'every commit of the old epoch precedes every commit of the new one');
+  });
+  const claimRows = async (eventId: string) =>
+    (await ks.execute('SELECT event_id FROM event_claims WHERE event_id = ?', [eventId], { prepare: true })).rowLength;
+
+  it('a fenced send of a fresh event takes no claims: its txn row lands with its batch and a retry of the txn is refused; a received event still claims its ID', async () => {
+    const room = new FakeRoom();
+    await room.create(owner(a, 1), ALICE);
+    const txn = { userId: ALICE, deviceId: 'DEV', txnId: 'fresh-1' };
+    const x = room.build('m.room.message', ALICE, { body: 'fresh' });
+    await a.rooms.persistEvent(sideInput(x, { fence: { epoch: 1 }, txn, fresh: true }));
+    assert.equal(await claimRows(x.eventId), 0, 'no event ID claim for a fresh fenced event');
+    assert.equal(await b.rooms.getEventIdForTxn(room.roomId, ALICE, 'DEV', 'fresh-1'), x.eventId, 'the txn row came with the batch');
+    // The same txn again (another event built for it) is refused, on this owner and on the next.
+    const again = room.build('m.room.message', ALICE, { body: 'fresh again' });
+    await assert.rejects(a.rooms.persistEvent(sideInput(again, { fence: { epoch: 1 }, txn, fresh: true })), StoreConflictError);
+    const other = room.build('m.room.message', ALICE, { body: 'on the next owner' });
+    await assert.rejects(b.rooms.persistEvent(sideInput(other, { fence: { epoch: 2 }, txn, fresh: true })), StoreConflictError);
+    assert.equal(await b.rooms.getEvent(again.eventId), null);
+    assert.equal(await b.rooms.getEvent(other.eventId), null);
+    // Not fresh (e.g. received over federation): its ID is claimed as before.
+    const y = room.build('m.room.message', ALICE, { body: 'received' });
+    await b.rooms.persistEvent(sideInput(y, { fence: { epoch: 2 } }));
+    assert.equal(await claimRows(y.eventId), 1);
+    assert.equal(await a.rooms.getEventIdForTxn(room.roomId, ALICE, 'DEV', 'fresh-1'), x.eventId);
+  });
+
+  it('a new owner replays the last commit even when its event row is there (a batch visible in part): its txn row lands', async () => {
+    const room = new FakeRoom();
+    await room.create(owner(a, 1), ALICE);
+    const txn = { userId: ALICE, deviceId: 'DEV', txnId: 'partial-1' };
+    const x = room.build('m.room.message', ALICE, { body: 'partly landed' });
+    const reached = pauseA.arm('after', x.eventId);
+    const write = a.rooms.persistEvent(sideInput(x, { fence: { epoch: 1 }, txn, fresh: true }));
+    await reached; // committed; its batch not sent
+    // Part of the batch is visible: the event row, without the txn row or the room head.
+    await ks.execute('INSERT INTO events (event_id, room_id) VALUES (?, ?) USING TIMESTAMP ?', [x.eventId, room.roomId, 1], { prepare: true });
+    assert.equal(await b.rooms.getEventIdForTxn(room.roomId, ALICE, 'DEV', 'partial-1'), null);
+    await b.rooms.fenceRoom!(room.roomId, 2);
+    assert.equal(await b.rooms.getEventIdForTxn(room.roomId, ALICE, 'DEV', 'partial-1'), x.eventId, 'the replay landed the txn row');
+    assert.deepEqual(await b.rooms.getForwardExtremities(room.roomId), [x.eventId], 'and the room head');
+    const retry = room.build('m.room.message', ALICE, { body: 'the client retried' });
+    await assert.rejects(b.rooms.persistEvent(sideInput(retry, { fence: { epoch: 2 }, txn, fresh: true })), StoreConflictError);
+    pauseA.resume();
+    await write; // its commit stood
+    const ids = await timeline(b, room.roomId);
+    assert.equal(ids.filter((id) => id === x.eventId).length, 1);
+    assert.ok(!ids.includes(retry.eventId));
   });
 });

@@ -54,6 +54,7 @@ export class EventCommitter {
       pushActions: push.rows,
       pushBulk: push.bulk,
       fence: this.ctx.fenceOf(roomId),
+      fresh: true,
       createsRoom,
       outbound,
       selfDestructAt: this.selfDestructAt(p.pdu),

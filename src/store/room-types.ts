@@ -128,6 +128,12 @@ export interface PersistEventInput {
    */
   fence?: { epoch: number };
   /**
+   * The event was built and signed by this server for this write and handed to nobody yet, so
+   * no other writer can be storing its ID: a fenced write may then skip the store's event ID
+   * claim (the fence and the writer's own reads already exclude a duplicate in the room).
+   */
+  fresh?: boolean;
+  /**
    * The room's record, written with this event (the room's first): if the room already exists
    * the write fails with StoreConflictError and the event is not written. Lets createRoom write
    * the record and its initial events in one transaction (SQLite: one group commit, atomic with

@@ -8,7 +8,9 @@
 // - No queue tables and no delete-heavy partitions; TTLs only for ephemeral data.
 // - Lightweight transactions (IF ...) only where uniqueness demands it (user IDs, aliases,
 //   txn IDs, one-time key claims, room ownership) and never mixed with plain writes on the
-//   same cells.
+//   same cells. One exception: a fenced write's txn row (events.ts step 4a) is a plain write
+//   in its event's batch, on a cell no LWT has written (a claim left by an unfenced writer is
+//   taken over with an LWT instead); only purges delete it, with IF EXISTS, once the room is gone.
 // - Every partition is bounded: per-room event data is bucketed by stream position.
 // - Stream-positioned writes go through `writeAtPosition`, so the watermark and the change
 //   records (the completion hook) stay exactly as on SQLite.

@@ -23,6 +23,15 @@
 //    batch of ours that timed out and may still be applied: such claims are remembered and
 //    answered as a conflict (retryable) instead. Without this a send whose owner died
 //    mid-write could never be retried (a 500 for every retry of its txn ID).
+// 4a. A fenced write takes neither claim in the common case: its reads in step 2 are already
+//    authoritative for its room (the fence lets one writer commit, this process's earlier
+//    writes of the room have settled, and a new owner's settle landed the last commit of the
+//    one before, see room-fence.ts). Its txn row is a plain write in the batch of step 6 (so
+//    a successor's settle lands it with the event), unless a claim left by an unfenced writer
+//    must be taken over (the LWT above); and an event the caller built itself
+//    (PersistEventInput.fresh) cannot be stored by anyone else, so it takes no event ID claim.
+//    A received event still takes it: an unfenced writer (gap fill's outliers, backfill) may
+//    be storing the same event at the same moment. This saves two of a send's three LWTs.
 // 5. New state groups are written (unreferenced until step 6, see state-groups.ts).
 // 5a. A fenced write (a cluster's room owner, PersistEventInput.fence) passes the room's commit
 //    point here (room-fence.ts): one LWT that checks the owner epoch and claims the room's next
@@ -219,6 +228,16 @@ export class EventWriter {
     batch.unshift(...eventStatements(ev, pos, before, after, chain?.position), ...(chain?.statements ?? []));
 
     // --- claims, then the writes ---
+    // A fenced write needs no LWT for what its own reads above already settled (step 4a): its
+    // txn row goes into its batch, and a fresh event's ID takes no claim.
+    const plainTxn = fence !== undefined && txnKey !== null && supersede === null;
+    const claimEvent = fence === undefined || hookInput.fresh !== true;
+    if (plainTxn) {
+      batch.push({
+        query: 'INSERT INTO event_txns (room_id, user_id, device_id, scope, txn_id, event_id) VALUES (?, ?, ?, ?, ?, ?)',
+        params: [...txnKey, eventId],
+      });
+    }
     // Both claims in parallel (each LWT is several round trips); one lost releases the other.
     const claimed: Array<() => Promise<unknown>> = [];
     // Set once something that may land has been sent (the commit LWT, or an unfenced batch).
@@ -226,7 +245,7 @@ export class EventWriter {
     let commit: { seq: number; ts: number } | undefined;
     try {
       const [txnClaim, eventClaim] = await Promise.allSettled([
-        txnKey
+        txnKey && !plainTxn
           ? supersede === null
             ? this.ctx.execute(
                 'INSERT INTO event_txns (room_id, user_id, device_id, scope, txn_id, event_id) VALUES (?, ?, ?, ?, ?, ?) IF NOT EXISTS',
@@ -237,7 +256,7 @@ export class EventWriter {
                 [eventId, ...txnKey, supersede],
               )
           : null,
-        this.ctx.execute('INSERT INTO event_claims (event_id, room_id) VALUES (?, ?) IF NOT EXISTS', [eventId, roomId]),
+        claimEvent ? this.ctx.execute('INSERT INTO event_claims (event_id, room_id) VALUES (?, ?) IF NOT EXISTS', [eventId, roomId]) : null,
       ]);
       if (txnKey && txnClaim.status === 'fulfilled' && txnClaim.value && applied(txnClaim.value)) {
         claimed.push(() =>
@@ -247,13 +266,13 @@ export class EventWriter {
           ),
         );
       }
-      if (eventClaim.status === 'fulfilled' && applied(eventClaim.value)) {
+      if (eventClaim.status === 'fulfilled' && eventClaim.value && applied(eventClaim.value)) {
         claimed.push(() => this.ctx.execute('DELETE FROM event_claims WHERE event_id = ? IF room_id = ?', [eventId, roomId]));
       }
       if (txnClaim.status === 'rejected') throw txnClaim.reason;
       if (eventClaim.status === 'rejected') throw eventClaim.reason;
-      if (txnKey && !applied(txnClaim.value!)) throw txnConflict(ev);
-      if (!applied(eventClaim.value)) throw new StoreConflictError(`event ${eventId} already persisted`);
+      if (txnClaim.value && !applied(txnClaim.value)) throw txnConflict(ev);
+      if (eventClaim.value && !applied(eventClaim.value)) throw new StoreConflictError(`event ${eventId} already persisted`);
       await groups.write();
       // A worker whose lease was revoked while it was frozen sends nothing more (positions.ts).
       await this.ctx.confirmLease?.();

@@ -18,10 +18,13 @@
 //   overwrite the cells of a later commit: room head, current state, memberships.
 // - settle(room, epoch) (a new owner, before it reads the room to build on it, and before its
 //   first commit) first raises the recorded epoch with an LWT, so from then on no older owner
-//   can commit, then reads the row (serial) and rolls the last commit forward: if its event row
-//   is missing, it writes the pending batch itself at the commit's ts. A late original batch is
-//   then the same cells at the same timestamp: a no-op. So a committed event is never lost and
-//   never half-visible to the next owner, and the next owner builds on it.
+//   can commit, then reads the row (serial) and rolls the last commit forward: it writes the
+//   pending batch again itself at the commit's ts (also when the event row is there: a batch
+//   whose answer was lost may be visible in part, e.g. without the txn row a fenced send writes
+//   in it, events.ts step 4a). A late original batch, or a replay over a complete one, is then
+//   the same cells at the same timestamp: a no-op (batches hold no counters or list appends).
+//   So a committed event is never lost and never half-visible to the next owner, and the next
+//   owner builds on it.
 // - A pending batch the node refuses outright (e.g. over batch_size_fail_threshold) is voided
 //   (pending = '', conditional on its seq): it wrote nothing and never will.
 // - A writer whose commit or batch had an unknown outcome (a timeout) resolves it before giving
@@ -197,14 +200,14 @@ export class RoomCommits {
     const pending = (row?.['pending'] as string | null) ?? '';
     const eventId = (row?.['event_id'] as string | null) ?? '';
     if (pending !== '' && eventId !== '') {
-      const landed = (await this.ctx.execute('SELECT event_id FROM events WHERE event_id = ?', [eventId])).first();
-      if (!landed) {
-        try {
-          await this.ctx.batch(decodeBatch(pending), { timestamp: ts });
-        } catch (err) {
-          if (!this.notApplied(err)) throw err;
-          await this.void(roomId, seq);
-        }
+      // Sent whether or not the event row is there: a logged batch whose answer was lost may be
+      // visible in part (the event row before its txn row or the room head), and the replay
+      // completes it; over a complete one it is a no-op (same cells, same timestamp).
+      try {
+        await this.ctx.batch(decodeBatch(pending), { timestamp: ts });
+      } catch (err) {
+        if (!this.notApplied(err)) throw err;
+        await this.void(roomId, seq);
       }
     }
     const head = { epoch, seq, ts };
