@@ -5,6 +5,7 @@
 //
 //   npm run build && node dist/bench/request-cpu.js [N=10000] [connections=4] [rounds=2] [gapMs=0]
 //   HEARTH_BENCH_SERVER_ROOT=/other/checkout node dist/bench/request-cpu.js   (that build's server, for A/B)
+//   HEARTH_BENCH_ONLY=whoami,sync0 node dist/bench/request-cpu.js                (those workloads and the floor only)
 //   HEARTH_BENCH_WINDOW_PROFILE=/tmp/req node dist/bench/request-cpu.js        (profiles each workload's last
 //                                                        round to /tmp/req-<name>.cpuprofile; sampled every 100 µs)
 //
@@ -73,7 +74,11 @@ async function drive(agents: Agent[], base: URL, w: Workload, n: number): Promis
   );
 }
 
+/** HEARTH_BENCH_ONLY=whoami,sync0 runs those workloads only (and the floor, always: the load's gauge). */
+const ONLY = process.env.HEARTH_BENCH_ONLY?.split(',');
+
 async function measure(child: CpuChild<unknown>, url: string, w: Workload): Promise<number[]> {
+  if (ONLY && w.name !== 'floor' && !ONLY.includes(w.name)) return [];
   const base = new URL(url);
   const agents = Array.from({ length: CONNECTIONS }, () => new Agent({ keepAlive: true, maxSockets: 1 }));
   const out: number[] = [];
