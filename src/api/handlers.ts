@@ -183,12 +183,20 @@ type Matcher = MatchFunction<Params>;
 const KNOWN_METHODS = new Set(['HEAD', 'OPTIONS', 'GET', 'PUT', 'PATCH', 'POST', 'DELETE']);
 // Routes are indexed by their first KEY_SEGMENTS path segments when those are all literal.
 const KEY_SEGMENTS = 4;
+const EXACT_PATHS = 512;
+const NO_METHODS: Set<string> = new Set();
 
 export class HandlerTable {
   private readonly routes: Route[] = [];
   private byKey = new Map<string, Route[]>();
   private unkeyed: Route[] = [];
   private indexed = false;
+  /**
+   * "METHOD path" -> the route, for paths that matched a route without parameters (/sync,
+   * /account/whoami: the frequent requests); the same answer match() gives, without running the
+   * matchers. Bounded (case and trailing-slash variants are distinct keys); cleared with the index.
+   */
+  private readonly exact = new Map<string, Route>();
 
   constructor(private readonly deps: TableDeps) {}
 
@@ -307,11 +315,18 @@ export class HandlerTable {
 
   private match(method: string, path: string): { route?: Route; params: Record<string, string | undefined>; allowed: Set<string> } {
     const m = method === 'HEAD' ? 'GET' : method;
+    if (!this.indexed) this.buildIndex();
+    const key = `${m} ${path}`;
+    const known = this.exact.get(key);
+    if (known) return { route: known, params: Object.create(null) as Record<string, string | undefined>, allowed: NO_METHODS };
     const allowed = new Set<string>();
     for (const r of this.candidates(path)) {
       const found = r.matcher(path);
       if (!found) continue;
-      if (r.method === m) return { route: r, params: paramsOf(found.params), allowed };
+      if (r.method === m) {
+        if (!/[:*{]/.test(r.path) && this.exact.size < EXACT_PATHS) this.exact.set(key, r);
+        return { route: r, params: paramsOf(found.params), allowed };
+      }
       if (r.method === 'GET') allowed.add('HEAD');
       allowed.add(r.method);
     }
@@ -336,6 +351,7 @@ export class HandlerTable {
     for (const [k, list] of byKey) byKey.set(k, [...list, ...unkeyed].sort((a, b) => a.index - b.index));
     this.byKey = byKey;
     this.unkeyed = unkeyed;
+    this.exact.clear();
     this.indexed = true;
   }
 }

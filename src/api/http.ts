@@ -243,10 +243,12 @@ function answerWith(req: IncomingMessage, res: ServerResponse, answer: ApiRespon
     if (answer.body instanceof BinaryBody) answer.body.stream.destroy();
     return;
   }
-  cors(res);
-  res.statusCode = answer.status;
-  if (answer.headers) for (const [k, v] of Object.entries(answer.headers)) res.setHeader(k, v);
-  write(req, res, answer, logger);
+  if (answer.body instanceof BinaryBody) {
+    cors(res);
+    res.statusCode = answer.status;
+    if (answer.headers) for (const [k, v] of Object.entries(answer.headers)) res.setHeader(k, v);
+    writeBinary(req, res, answer.body, answer.contentType, logger);
+  } else writeSmall(req, res, answer);
 }
 
 /**
@@ -259,37 +261,57 @@ function cors(res: ServerResponse): void {
   res.setHeader('Access-Control-Allow-Headers', 'X-Requested-With, Content-Type, Authorization');
 }
 
+const CORS_HEADERS: readonly string[] = [
+  'Access-Control-Allow-Origin',
+  '*',
+  'Access-Control-Allow-Methods',
+  'GET, POST, PUT, DELETE, OPTIONS',
+  'Access-Control-Allow-Headers',
+  'X-Requested-With, Content-Type, Authorization',
+];
+
 /** Statuses that carry no body. */
 const EMPTY_STATUS = new Set([204, 205, 304]);
 
-/** Writes the answer's body as Koa did: JSON for objects, text for strings, bytes piped. */
-function write(req: IncomingMessage, res: ServerResponse, answer: ApiResponse, logger: ApiServices['logger']): void {
-  const head = req.method === 'HEAD';
-  const body = answer.body;
-  if (body instanceof BinaryBody) {
-    // The type is set as stored (not looked up as a file extension); HEAD sends no body.
-    res.setHeader('Content-Type', answer.contentType ?? 'application/octet-stream');
-    res.setHeader('Content-Length', body.length);
-    if (head || EMPTY_STATUS.has(res.statusCode)) {
-      body.stream.destroy();
-      res.end();
-      return;
-    }
-    body.stream.on('error', (err: NodeJS.ErrnoException) => {
-      const level = err.code && CONNECTION_ERRORS.has(err.code) ? 'debug' : 'warn';
-      logger[level]({ err, method: req.method, url: req.url }, 'response stream error');
-      res.destroy();
-    });
-    // A client that goes away stops the read.
-    res.once('close', () => body.stream.destroy());
-    body.stream.pipe(res);
+/** Media bytes, piped; the type is set as stored (not looked up as a file extension); HEAD sends no body. */
+function writeBinary(req: IncomingMessage, res: ServerResponse, body: BinaryBody, contentType: string | undefined, logger: ApiServices['logger']): void {
+  res.setHeader('Content-Type', contentType ?? 'application/octet-stream');
+  res.setHeader('Content-Length', body.length);
+  if (req.method === 'HEAD' || EMPTY_STATUS.has(res.statusCode)) {
+    body.stream.destroy();
+    res.end();
     return;
   }
-  if (body === null || EMPTY_STATUS.has(res.statusCode)) {
-    if (!EMPTY_STATUS.has(res.statusCode)) res.statusCode = 204;
-    res.removeHeader('Content-Type');
-    res.removeHeader('Content-Length');
-    res.removeHeader('Transfer-Encoding');
+  body.stream.on('error', (err: NodeJS.ErrnoException) => {
+    const level = err.code && CONNECTION_ERRORS.has(err.code) ? 'debug' : 'warn';
+    logger[level]({ err, method: req.method, url: req.url }, 'response stream error');
+    res.destroy();
+  });
+  // A client that goes away stops the read.
+  res.once('close', () => body.stream.destroy());
+  body.stream.pipe(res);
+}
+
+/**
+ * Every other answer, as Koa wrote it: JSON for objects, text for strings, bytes as given, the
+ * reason phrase for a bare status, nothing for null and the empty statuses. Written with one
+ * writeHead of a flat header list (no per-header setHeader calls and their header table: the
+ * same headers on the wire, for less work on every request).
+ */
+function writeSmall(req: IncomingMessage, res: ServerResponse, answer: ApiResponse): void {
+  const body = answer.body;
+  const headers = [...CORS_HEADERS];
+  // The handler's own Content-Type wins over the one made from the body.
+  let typeGiven: string | undefined;
+  if (answer.headers) {
+    for (const k in answer.headers) {
+      const lower = k.toLowerCase();
+      if (lower === 'content-type') typeGiven = answer.headers[k];
+      else if (lower !== 'content-length' && lower !== 'transfer-encoding') headers.push(k, answer.headers[k]);
+    }
+  }
+  if (body === null || EMPTY_STATUS.has(answer.status)) {
+    res.writeHead(EMPTY_STATUS.has(answer.status) ? answer.status : 204, headers);
     res.end();
     return;
   }
@@ -297,7 +319,7 @@ function write(req: IncomingMessage, res: ServerResponse, answer: ApiResponse, l
   let type: string;
   if (body === undefined) {
     // A status without a body: its reason phrase as text.
-    payload = STATUS_CODES[res.statusCode] ?? String(res.statusCode);
+    payload = STATUS_CODES[answer.status] ?? String(answer.status);
     type = 'text/plain; charset=utf-8';
   } else if (typeof body === 'string') {
     payload = body;
@@ -310,9 +332,10 @@ function write(req: IncomingMessage, res: ServerResponse, answer: ApiResponse, l
     // No "; charset=utf-8": RFC 8259 defines no charset parameter for application/json.
     type = answer.contentType ? withCharset(answer.contentType) : 'application/json';
   }
-  if (!res.hasHeader('Content-Type')) res.setHeader('Content-Type', type);
-  res.setHeader('Content-Length', typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length);
-  res.end(head ? undefined : payload);
+  headers.push('Content-Type', typeGiven ?? type);
+  headers.push('Content-Length', String(typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length));
+  res.writeHead(answer.status, headers);
+  res.end(req.method === 'HEAD' ? undefined : payload);
 }
 
 /** A media type as Koa's `ctx.type =` set it: text and JSON types get "; charset=utf-8". */
