@@ -14,9 +14,11 @@
 // - versions: GET /_matrix/client/versions (no access token)
 // - whoami: GET /account/whoami (authenticated: the token, the route table, a small JSON answer)
 // - sync0: GET /sync?since=<head>&timeout=0&filter=<inline>: the long-poll's re-poll when it
-//   must answer at once (query, filter, token decoding, an empty build)
-// - sync-park: the same with timeout=1: parks (deferred answer, waiter, its own timer), times out
-//   after ~1 ms and answers the empty response, as a re-poll that finds nothing does
+//   must answer at once (query, filter, token decoding, an empty build); each request's since is
+//   the previous answer's next_batch, as a client's
+// - sync-park: the same with timeout=1: parks at the head without a build (deferred answer,
+//   waiter, its own timer), times out after ~1 ms and answers the empty response built then, as
+//   a re-poll that finds nothing does
 //
 // The server CPU includes the IPC read of the CPU itself (twice per window) and nothing of the
 // client, which runs in this process.
@@ -40,6 +42,8 @@ interface Workload {
   /** Path and query for connection `c`. */
   path: (c: number) => string;
   token?: (c: number) => string;
+  /** Reads each answer (a /sync's next_batch: the next request's since, as a client does). */
+  answered?: (c: number, body: string) => void;
 }
 
 /** Keep-alive GETs on `agent`: resolves with the status, after reading the body. */
@@ -62,12 +66,12 @@ async function drive(agents: Agent[], base: URL, w: Workload, n: number): Promis
   let next = 0;
   await Promise.all(
     agents.map(async (agent, c) => {
-      const path = w.path(c);
       const token = w.token?.(c);
       while (next < n) {
         next++;
-        const r = await get(agent, base, path, token);
+        const r = await get(agent, base, w.path(c), token);
         if (r.status !== 200) throw new Error(`${w.name}: ${r.status} ${r.body.slice(0, 200)}`);
+        w.answered?.(c, r.body);
         if (GAP_MS > 0) await new Promise((res) => setTimeout(res, GAP_MS));
       }
     }),
@@ -145,8 +149,9 @@ async function main(): Promise<void> {
   const syncPath = (timeout: number) => (c: number) => `/_matrix/client/v3/sync?since=${encodeURIComponent(heads[c])}&timeout=${timeout}&filter=${filter}`;
   await measure(child, url, { name: 'versions', path: () => '/_matrix/client/versions' });
   await measure(child, url, { name: 'whoami', path: () => '/_matrix/client/v3/account/whoami', token });
-  await measure(child, url, { name: 'sync0', path: syncPath(0), token });
-  await measure(child, url, { name: 'sync-park', path: syncPath(1), token });
+  const answered = (c: number, body: string): void => void (heads[c] = (JSON.parse(body) as { next_batch: string }).next_batch);
+  await measure(child, url, { name: 'sync0', path: syncPath(0), token, answered });
+  await measure(child, url, { name: 'sync-park', path: syncPath(1), token, answered });
   await child.stop();
 }
 
