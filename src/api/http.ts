@@ -209,12 +209,26 @@ async function serve(
     // Only the path is left of the URL: the query (filter, since, perhaps access_token) was read,
     // and the URL string is the largest thing a parked request still holds of its own.
     req.url = internPath(request.path);
-    deferred.attach(new HttpWriter(req, res, logger, lifecycle));
+    // The headers were read too (token, user agent): their table and strings (the token's
+    // "Bearer ..." among them) are the next largest. Nothing reads them again: Node decided
+    // keep-alive and Expect at parse time, and the answer is written from method and path.
+    req.headers = PARKED_HEADERS;
+    req.rawHeaders = PARKED_RAW_HEADERS;
+    // The socket's inactivity timer (server.timeout: a client that stops reading an answer) has
+    // nothing to time while no answer is being written; the wait has its own deadline. Stopped
+    // here, armed again before the answer is written (HttpWriter).
+    const idleMs = req.socket.timeout ?? 0;
+    if (idleMs > 0) req.socket.setTimeout(0);
+    deferred.attach(new HttpWriter(req, res, logger, lifecycle, idleMs));
     return true;
   }
   answerWith(req, res, answer, logger);
   return false;
 }
+
+/** What a parked request's headers read as (see serve): shared, empty, frozen. */
+const PARKED_HEADERS: IncomingMessage['headers'] = Object.freeze({});
+const PARKED_RAW_HEADERS: string[] = Object.freeze([]) as unknown as string[];
 
 /** Writes a deferred answer when it settles, and ends the request's accounting. */
 class HttpWriter implements AnswerSink {
@@ -223,10 +237,13 @@ class HttpWriter implements AnswerSink {
     private readonly res: ServerResponse,
     private readonly logger: ApiServices['logger'],
     private readonly lifecycle: Lifecycle,
+    /** The socket's inactivity timeout, stopped while parked (0: there was none). */
+    private readonly idleMs: number,
   ) {}
 
   answered(answer: ApiResponse): void {
     try {
+      if (this.idleMs > 0 && !this.res.destroyed) this.req.socket.setTimeout(this.idleMs);
       answerWith(this.req, this.res, answer, this.logger);
     } catch (err) {
       this.logger.error({ err, method: this.req.method, url: this.req.url }, 'http adapter error');
