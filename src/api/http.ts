@@ -205,7 +205,12 @@ async function serve(
     // Parked (a long-poll /sync): this frame and the table's return now; the writer answers.
     const deferred = answer.body;
     if (req.closed || res.destroyed) deferred.cancel();
-    else req.on('close', () => deferred.cancel());
+    else {
+      // One shared listener, which finds the answer on the request: a closure per parked request
+      // (and its context) would cost more than the property.
+      (req as ParkedRequest)[PARKED] = deferred;
+      req.on('close', cancelParked);
+    }
     // Only the path is left of the URL: the query (filter, since, perhaps access_token) was read,
     // and the URL string is the largest thing a parked request still holds of its own.
     req.url = internPath(request.path);
@@ -226,6 +231,14 @@ async function serve(
   return false;
 }
 
+const PARKED = Symbol('hearth.parked');
+type ParkedRequest = IncomingMessage & { [PARKED]?: DeferredAnswer };
+
+/** The 'close' listener of every parked request (called with the request as `this`): the client went. */
+function cancelParked(this: ParkedRequest): void {
+  this[PARKED]?.cancel();
+}
+
 /** What a parked request's headers read as (see serve): shared, empty, frozen. */
 const PARKED_HEADERS: IncomingMessage['headers'] = Object.freeze({});
 const PARKED_RAW_HEADERS: string[] = Object.freeze([]) as unknown as string[];
@@ -242,6 +255,7 @@ class HttpWriter implements AnswerSink {
   ) {}
 
   answered(answer: ApiResponse): void {
+    (this.req as ParkedRequest)[PARKED] = undefined;
     try {
       if (this.idleMs > 0 && !this.res.destroyed) this.req.socket.setTimeout(this.idleMs);
       answerWith(this.req, this.res, answer, this.logger);
