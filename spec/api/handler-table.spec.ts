@@ -123,6 +123,25 @@ describe('route table: dispatch', () => {
     assert.equal((await table.dispatch(req('GET', '/k/l/m/n//'))).status, 404);
   });
 
+  it('a parameterless path served before is served the same again (case, slash, HEAD); retain() forgets it at once', async () => {
+    for (let i = 0; i < 3; i++) {
+      assert.deepEqual((await table.dispatch(req('GET', '/k/l/m'))).body, { short: true });
+      assert.deepEqual((await table.dispatch(req('GET', '/K/l/M/'))).body, { short: true });
+      assert.equal((await table.dispatch(req('HEAD', '/k/l/m'))).status, 200);
+      assert.equal((await table.dispatch(req('PUT', '/w'))).status, 401, 'still authenticated');
+      const post = await table.dispatch(req('POST', '/k/l/m'));
+      assert.deepEqual([post.status, post.headers?.Allow], [405, 'HEAD, GET']);
+    }
+    const other = new HandlerTable({ authenticate: async () => Promise.reject(new Error('unused')), limits, logger, maxBodyBytes: 100, maxEventBytes: 50 });
+    other.add(spec({ method: 'GET', path: '/a/b', handler: (ctx) => void (ctx.body = { ab: true }) }));
+    other.add(spec({ method: 'GET', path: '/c', handler: (ctx) => void (ctx.body = { c: true }) }));
+    assert.deepEqual((await other.dispatch(req('GET', '/a/b'))).body, { ab: true });
+    assert.deepEqual((await other.dispatch(req('GET', '/a/b'))).body, { ab: true });
+    other.retain((r) => r.path !== '/a/b');
+    assert.equal((await other.dispatch(req('GET', '/a/b'))).status, 404);
+    assert.deepEqual((await other.dispatch(req('GET', '/c'))).body, { c: true });
+  });
+
   it('HEAD is served by GET routes; a path without the method is 405 with Allow; an unknown one 404', async () => {
     assert.equal((await table.dispatch(req('HEAD', '/p/a'))).status, 200);
     const put = await table.dispatch(req('PUT', '/p/a'));

@@ -144,6 +144,29 @@ describe('client listener limits', function () {
       assert.ok(ms >= 900, `the long-poll waited (${ms} ms), longer than request_timeout_ms ${REQUEST}`);
     });
 
+    it('a parked long-poll answers with its headers and CORS, then its connection keeps the keep-alive timeout', async () => {
+      // While parked the request gives up its headers and the socket its inactivity timer
+      // (http.ts serve); the answer and what follows it on the connection must not notice.
+      const bob = await makeUser(srv, 'rawpoller');
+      const first = await bob.get(`${V3}/sync`);
+      const c = await openRaw(srv.url);
+      const t0 = Date.now();
+      c.socket.write(
+        `GET ${V3}/sync?since=${encodeURIComponent(first.body.next_batch)}&timeout=700 HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer ${bob.token}\r\n\r\n`,
+      );
+      while (!/\r\n\r\n[\s\S]*\}$/.test(c.text()) && Date.now() - t0 < 5000) await sleep(20);
+      const answeredAt = Date.now() - t0;
+      assert.ok(answeredAt >= 650, `parked until its timeout (${answeredAt} ms)`);
+      const r = parseResponse(c.text());
+      assert.equal(r.status, 200, c.text());
+      assert.equal(r.headers['content-type'], 'application/json');
+      assert.equal(r.headers['access-control-allow-origin'], '*');
+      assert.equal(typeof r.body.next_batch, 'string');
+      // Node's keep-alive timeout (plus its 1 s), not the 2 s inactivity timeout armed again for the answer.
+      const ms = (await Promise.race([c.closed, later(IDLE + 2000, NaN)])) - answeredAt;
+      assert.ok(ms >= KEEP_ALIVE - 50 && ms <= KEEP_ALIVE + 1000 + SLACK, `closed ${ms} ms after the answer`);
+    });
+
     it('keeps a WebSocket open past every timeout, idle one included', async () => {
       const bob = await makeUser(srv, 'streamer');
       const ws = new WebSocket(`${srv.url.replace(/^http/, 'ws')}/_matrix/client/unstable/io.hearth.sync/ws`, {

@@ -30,7 +30,7 @@ export interface AnswerSink {
 /** What dispatch does with a settled answer (observe, log, render errors). */
 export interface DeferredRecorder {
   renderError(err: unknown, req: { method: string; path: string }): ApiResponse;
-  record(method: string, path: string, route: string, start: bigint, res: ApiResponse): void;
+  record(method: string, path: string, route: string, start: number, res: ApiResponse): void;
 }
 
 export class DeferredAnswer {
@@ -38,7 +38,7 @@ export class DeferredAnswer {
   private method = '';
   private path = '';
   private route = '';
-  private start = 0n;
+  private start = 0;
   private sink: AnswerSink | undefined;
   private done: ApiResponse | undefined;
   private settled = false;
@@ -49,7 +49,7 @@ export class DeferredAnswer {
   ) {}
 
   /** Called by dispatch once the handler returned it. */
-  begin(recorder: DeferredRecorder, method: string, path: string, route: string, start: bigint): void {
+  begin(recorder: DeferredRecorder, method: string, path: string, route: string, start: number): void {
     this.recorder = recorder;
     this.method = method;
     // The path is a slice of the request's URL: kept as is, it would keep the whole URL (query,

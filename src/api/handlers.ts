@@ -183,12 +183,20 @@ type Matcher = MatchFunction<Params>;
 const KNOWN_METHODS = new Set(['HEAD', 'OPTIONS', 'GET', 'PUT', 'PATCH', 'POST', 'DELETE']);
 // Routes are indexed by their first KEY_SEGMENTS path segments when those are all literal.
 const KEY_SEGMENTS = 4;
+const EXACT_PATHS = 512;
+const NO_METHODS: Set<string> = new Set();
 
 export class HandlerTable {
   private readonly routes: Route[] = [];
   private byKey = new Map<string, Route[]>();
   private unkeyed: Route[] = [];
   private indexed = false;
+  /**
+   * "METHOD path" -> the route, for paths that matched a route without parameters (/sync,
+   * /account/whoami: the frequent requests); the same answer match() gives, without running the
+   * matchers. Bounded (case and trailing-slash variants are distinct keys); cleared with the index.
+   */
+  private readonly exact = new Map<string, Route>();
 
   constructor(private readonly deps: TableDeps) {}
 
@@ -220,7 +228,7 @@ export class HandlerTable {
 
   /** Serves one request; never throws. */
   async dispatch(req: ApiRequest): Promise<ApiResponse> {
-    const start = process.hrtime.bigint();
+    const start = performance.now();
     const ctx = new Exchange(req);
     let route = 'unmatched';
     let res: ApiResponse;
@@ -237,8 +245,10 @@ export class HandlerTable {
   }
 
   /** The metrics observation and the request's log line, once its answer is final. */
-  record(method: string, path: string, route: string, start: bigint, res: ApiResponse): void {
-    const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+  record(method: string, path: string, route: string, start: number, res: ApiResponse): void {
+    // performance.now(), not hrtime.bigint(): a parked request keeps its start, and a number is
+    // stored in its object where a bigint is one more heap object.
+    const seconds = (performance.now() - start) / 1000;
     this.deps.observe?.(method, route, res.status, seconds);
     // One line per request, as Synapse logs them. The path carries no query string, so no
     // access_token parameter; tokens in headers are never logged.
@@ -307,11 +317,18 @@ export class HandlerTable {
 
   private match(method: string, path: string): { route?: Route; params: Record<string, string | undefined>; allowed: Set<string> } {
     const m = method === 'HEAD' ? 'GET' : method;
+    if (!this.indexed) this.buildIndex();
+    const key = `${m} ${path}`;
+    const known = this.exact.get(key);
+    if (known) return { route: known, params: Object.create(null) as Record<string, string | undefined>, allowed: NO_METHODS };
     const allowed = new Set<string>();
     for (const r of this.candidates(path)) {
       const found = r.matcher(path);
       if (!found) continue;
-      if (r.method === m) return { route: r, params: paramsOf(found.params), allowed };
+      if (r.method === m) {
+        if (!/[:*{]/.test(r.path) && this.exact.size < EXACT_PATHS) this.exact.set(key, r);
+        return { route: r, params: paramsOf(found.params), allowed };
+      }
       if (r.method === 'GET') allowed.add('HEAD');
       allowed.add(r.method);
     }
@@ -336,6 +353,7 @@ export class HandlerTable {
     for (const [k, list] of byKey) byKey.set(k, [...list, ...unkeyed].sort((a, b) => a.index - b.index));
     this.byKey = byKey;
     this.unkeyed = unkeyed;
+    this.exact.clear();
     this.indexed = true;
   }
 }

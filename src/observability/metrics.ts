@@ -3,6 +3,7 @@
 // mix the two servers' numbers.
 
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { HttpMetrics } from './http-metrics.js';
 
 export interface MetricsOptions {
   /**
@@ -13,12 +14,10 @@ export interface MetricsOptions {
   defaultMetrics?: boolean;
 }
 
-const HTTP_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'OPTIONS', 'PATCH']);
-
 export class Metrics {
   readonly registry: Registry;
-  readonly httpRequests: Counter<'method' | 'route' | 'status'>;
-  readonly httpDuration: Histogram<'method' | 'route' | 'status'>;
+  /** hearth_http_requests_total and hearth_http_request_duration_seconds (http-metrics.ts). */
+  readonly http: HttpMetrics;
   readonly eventsPersisted: Counter;
   readonly syncWaiters: Gauge;
   readonly dbTiming: Histogram<'operation'>;
@@ -28,19 +27,7 @@ export class Metrics {
   constructor(opts: MetricsOptions = {}) {
     this.registry = new Registry();
     const registers = [this.registry];
-    this.httpRequests = new Counter({
-      name: 'hearth_http_requests_total',
-      help: 'HTTP requests handled, by method, route pattern and status.',
-      labelNames: ['method', 'route', 'status'] as const,
-      registers,
-    });
-    this.httpDuration = new Histogram({
-      name: 'hearth_http_request_duration_seconds',
-      help: 'HTTP request latency, by method, route pattern and status. Includes /sync long-polls.',
-      labelNames: ['method', 'route', 'status'] as const,
-      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120],
-      registers,
-    });
+    this.http = new HttpMetrics(this.registry, [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120]);
     this.eventsPersisted = new Counter({
       name: 'hearth_events_persisted_total',
       help: 'Room events persisted.',
@@ -125,9 +112,7 @@ export class Metrics {
    * never the raw URL: every distinct label value is a separate time series kept forever.
    */
   observeHttp(method: string, route: string, status: number, seconds: number): void {
-    const labels = { method: HTTP_METHODS.has(method) ? method : 'OTHER', route, status: String(status) };
-    this.httpRequests.inc(labels);
-    this.httpDuration.observe(labels, seconds);
+    this.http.observe(method, route, status, seconds);
   }
 
   /** Times an async storage operation into dbTiming, whether it succeeds or fails. */

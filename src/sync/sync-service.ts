@@ -54,11 +54,19 @@ export interface SyncRequest {
   acknowledgeSince?: boolean;
   /** Opt-in to io.hearth.delivered ephemeral events. */
   delivered?: boolean;
-  /** Called when the request parks waiting for changes (it stops counting as a catch-up). */
+  /** Called when the request first parks waiting for changes (it stops counting as a catch-up); then cleared. */
   onPark?: () => void;
 }
 
 export type SyncResponse = JsonObject & { next_batch: string };
+
+/** Runs the request's onPark once and forgets it: a parked request keeps no callback (nor what it holds). */
+function parking(req: SyncRequest): void {
+  const onPark = req.onPark;
+  if (onPark === undefined) return;
+  req.onPark = undefined;
+  onPark();
+}
 
 export class SyncService {
   constructor(
@@ -117,7 +125,7 @@ export class SyncService {
       // build would be an empty answer. Park on the rooms the build would have watched; a
       // timeout builds the empty answer then.
       if (!req.fullState && this.atHead(since) && deadline > Date.now() && !req.signal?.aborted && !req.gone?.aborted && !parked?.cancelled) {
-        req.onPark?.();
+        parking(req);
         const p = parked ?? new ParkedSync(this, req, deadline);
         const waiting = this.waiters.park(p, req.userId, await this.watchedRoomIds(req, since.stream), since, deadline - Date.now(), wantsOf(req.filter));
         // Already something above the token: build it.
@@ -129,7 +137,7 @@ export class SyncService {
       const { res, joinedIds, upTo } = await this.buildFrom(req, since);
       const remaining = deadline - Date.now();
       if (req.fullState || !this.isEmpty(res) || remaining <= 0 || req.signal?.aborted || req.gone?.aborted || parked?.cancelled) return res;
-      req.onPark?.();
+      parking(req);
       const p = parked ?? new ParkedSync(this, req, deadline);
       const waiting = this.waiters.park(p, req.userId, joinedIds, upTo, remaining, wantsOf(req.filter));
       if (waiting === false) return res;

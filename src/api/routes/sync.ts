@@ -19,6 +19,8 @@ export function syncRoutes(r: ClientRoutes, s: SyncRouteDeps): void {
     s.presence.connectionOpened(auth.userId);
     s.connections.pollStarted(auth.userId);
     const end = new PollEnd(s, auth.userId, release);
+    // Dropped by the service once called, as PollEnd drops `release`: a parked poll keeps neither.
+    const onPark = (): void => end.parked();
     let parked = false;
     try {
       const out = await s.sync.syncOrPark({
@@ -30,7 +32,7 @@ export function syncRoutes(r: ClientRoutes, s: SyncRouteDeps): void {
         timeoutMs,
         fullState: queryString(ctx, 'full_state') === 'true',
         delivered: filter.deliveredOptIn,
-        onPark: release,
+        onPark,
       });
       if (out instanceof ParkedSync) {
         // Answered when it settles, with no frame of this request waiting meanwhile; the
@@ -60,11 +62,17 @@ class PollEnd {
   constructor(
     private readonly s: SyncRouteDeps,
     private readonly userId: string,
-    private readonly release: () => void,
+    /** The catch-up slot, until the poll parks or ends (the admission's closures, freed then). */
+    private release: (() => void) | undefined,
   ) {}
 
+  parked(): void {
+    this.release?.();
+    this.release = undefined;
+  }
+
   ended(): void {
-    this.release();
+    this.parked();
     this.s.connections.pollEnded(this.userId);
     this.s.presence.connectionClosed(this.userId);
   }
