@@ -299,6 +299,18 @@ describe('presence transitions (idle_timeout_ms 1000, offline_timeout_ms 1500)',
     assert.equal(ev[ev.length - 1]?.content.presence, 'offline', `watcher sees the transition: ${JSON.stringify(s.presence)}`);
   });
 
+  it('a send by a user who went offline keeps them offline (as Synapse): no flip to online and back', async () => {
+    const since = (await sync(watcher)).next_batch;
+    assert.equal((await ok(status(watcher, gone.userId), 'GET')).presence, 'offline');
+    const rooms = (await ok(gone.get(`${V3}/joined_rooms`), 'joined_rooms')).joined_rooms as string[];
+    await ok(gone.put(room(rooms[0], `send/m.room.message/off${Date.now()}`), { msgtype: 'm.text', body: 'from a bot' }), 'send');
+    const p = await ok(status(watcher, gone.userId), 'GET');
+    assert.equal(p.presence, 'offline');
+    assert.ok(p.last_active_ago < 1000, `the send still counts as activity: last_active_ago ${p.last_active_ago}`);
+    const s = await sync(watcher, { since });
+    assert.deepEqual(presenceOf(s, gone.userId), [], `no presence change reaches room-mates: ${JSON.stringify(s.presence)}`);
+  });
+
   it('activity counts as heartbeat: a user syncing every 200 ms stays online the whole time', async () => {
     const seen: string[] = [];
     const until = Date.now() + 3000;

@@ -222,12 +222,18 @@ export class PresenceService {
     this.schedule(r);
   }
 
-  /** User activity (sending an event): online and active now. */
+  /**
+   * User activity (sending an event): last active now, and back to online from unavailable. An
+   * offline user stays offline (as in Synapse): a sender that never syncs (a bot, a bridge) would
+   * otherwise flip online on every send and offline at the next expiry sweep, each flip a
+   * presence change fanned out to every room-mate and, in a cluster, to every worker.
+   */
   active(userId: string): void {
     if (!this.opts.enabled) return;
     const r = this.local(userId);
-    const wasVisible = r.state === 'online' && r.currentlyActive;
     r.lastActiveTs = this.now();
+    if (r.state === 'offline') return;
+    const wasVisible = r.state === 'online' && r.currentlyActive;
     r.currentlyActive = true;
     if (r.explicit === null || r.explicit === 'online') r.state = 'online';
     // last_active_ago alone moving is not worth waking every contact for.
