@@ -18,7 +18,8 @@
 //   that checked the record before it is still found when the generation is due.
 // - last_access_ts is null on rows from before 0023: the first sweep listing of this process
 //   fills it from fetched_ts (a scan of remote_media, LWT per null row), so the SAI range sees
-//   every row.
+//   every row. No conditional write here holds for a missing row (UNTOUCHED_ROW), so none
+//   brings back a row an eviction removed.
 
 import { randomBytes } from 'node:crypto';
 import type cassandra from 'cassandra-driver';
@@ -30,6 +31,8 @@ import { opt, THUMB_COLUMNS, toThumb } from './media-rows.js';
 
 const REMOTE_COLUMNS = 'origin, media_id, content_type, upload_name, size, sha256, fetched_ts, generation, last_access_ts';
 const DAY_MS = 86_400_000;
+/** Attempts of putRemoteMedia to either record or read the record (see there). */
+const PUT_ROUNDS = 5;
 /** remote_media_doomed rows live 14 days (migration 0023): the days a listing reads. */
 const DOOMED_DAYS = 14;
 
@@ -46,6 +49,15 @@ function toRemote(r: cassandra.types.Row): RemoteMediaRecord {
     lastAccessTs: numOrNull(r['last_access_ts']) ?? num(r['fetched_ts']),
   };
 }
+
+/**
+ * The condition of filling a row's missing last access. `last_access_ts = null` alone also
+ * holds for a row that does not exist (Cassandra reads its columns as null), and the UPDATE would
+ * then write a row of just the last access: a record without size, hash or bytes, served as 404
+ * and never fetched again, if an eviction removed the row since it was read. sha256 is set on
+ * every real row.
+ */
+const UNTOUCHED_ROW = 'last_access_ts = null AND sha256 != null';
 
 /** A condition on a remote media generation ('' is the null column of rows from before 0023). */
 const genIf = (generation: string): { cql: string; params: unknown[] } =>
@@ -66,13 +78,20 @@ export class CassandraRemoteMedia {
   async putRemoteMedia(record: RemoteMediaRecord): Promise<RemoteMediaRecord> {
     this.ctx.checkOpen();
     const r = { ...record };
-    const rs = await this.ctx.execute(
-      `INSERT INTO remote_media (${REMOTE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS`,
-      [r.origin, r.mediaId, opt(r.contentType), opt(r.uploadName), r.size, r.sha256, r.fetchedTs, r.generation === '' ? undefined : r.generation, r.lastAccessTs],
-    );
-    if (applied(rs)) return r;
-    const row = (await this.ctx.execute(`SELECT ${REMOTE_COLUMNS} FROM remote_media WHERE origin = ? AND media_id = ?`, [r.origin, r.mediaId], SERIAL_READ)).first();
-    return row === null ? r : toRemote(row);
+    // The record kept is ours or the one in the way. One in the way that is gone by the time it
+    // is read (evicted meanwhile) is no answer: returning ours then would hand the caller a
+    // record that was never stored (its bytes named by nothing), so ours is tried again. Each
+    // round needs another worker to record the item and evict it in between: a few suffice.
+    for (let round = 0; round < PUT_ROUNDS; round++) {
+      const rs = await this.ctx.execute(
+        `INSERT INTO remote_media (${REMOTE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS`,
+        [r.origin, r.mediaId, opt(r.contentType), opt(r.uploadName), r.size, r.sha256, r.fetchedTs, r.generation === '' ? undefined : r.generation, r.lastAccessTs],
+      );
+      if (applied(rs)) return r;
+      const row = (await this.ctx.execute(`SELECT ${REMOTE_COLUMNS} FROM remote_media WHERE origin = ? AND media_id = ?`, [r.origin, r.mediaId], SERIAL_READ)).first();
+      if (row !== null) return toRemote(row);
+    }
+    throw new Error(`remote media ${r.origin}/${r.mediaId}: recorded and evicted by others ${PUT_ROUNDS} times while this fetch tried to record it`);
   }
 
   async getRemoteThumbnail(
@@ -123,7 +142,7 @@ export class CassandraRemoteMedia {
     const rs = await this.ctx.execute('UPDATE remote_media SET last_access_ts = ? WHERE origin = ? AND media_id = ? IF last_access_ts < ?', [ts, origin, mediaId, ts]);
     const row = rs.first();
     if (!applied(rs) && row && 'last_access_ts' in row && row['last_access_ts'] === null) {
-      await this.ctx.execute('UPDATE remote_media SET last_access_ts = ? WHERE origin = ? AND media_id = ? IF last_access_ts = null', [ts, origin, mediaId]);
+      await this.ctx.execute(`UPDATE remote_media SET last_access_ts = ? WHERE origin = ? AND media_id = ? IF ${UNTOUCHED_ROW}`, [ts, origin, mediaId]);
     }
   }
 
@@ -175,7 +194,7 @@ export class CassandraRemoteMedia {
       const page = await this.ctx.execute('SELECT origin, media_id, fetched_ts, last_access_ts FROM remote_media', [], { fetchSize: 500, pageState });
       for (const r of page.rows) {
         if (r['last_access_ts'] !== null) continue;
-        await this.ctx.execute('UPDATE remote_media SET last_access_ts = ? WHERE origin = ? AND media_id = ? IF last_access_ts = null', [num(r['fetched_ts']), r['origin'], r['media_id']]);
+        await this.ctx.execute(`UPDATE remote_media SET last_access_ts = ? WHERE origin = ? AND media_id = ? IF ${UNTOUCHED_ROW}`, [num(r['fetched_ts']), r['origin'], r['media_id']]);
       }
       pageState = page.pageState ?? undefined;
     } while (pageState);
