@@ -230,6 +230,36 @@ describe('Admission', function () {
       }
     });
 
+    it('a queue that never runs empty keeps no slot per request it ever held', async function () {
+      // Lag samples off (a fake clock running far ahead of the real one would read as lag).
+      const clock = { t: 0 };
+      const a = new Admission({ ...base, maxInflightSends: 10_000, maxCatchups: 10_000, maxLagMs: 20, lagSampleMs: 1e9, now: () => clock.t, cpuMs: () => clock.t });
+      clock.t = 50; // 50 ms into a turn, over the 20 ms budget
+      const slots = () => (a as unknown as { paced: unknown[] }).paced.length;
+      try {
+        // Each resumed request works 4 ms: a turn's 10 ms resume three, and three more arrive
+        // each turn, so one always waits (the queue is never empty) and none waits long.
+        const work = () => {
+          clock.t += 4;
+        };
+        const all: Promise<void>[] = [];
+        for (let i = 0; i < 4; i++) all.push(a.precheck('send')!.then(work));
+        let most = 0;
+        for (let turn = 0; turn < 400; turn++) {
+          for (let i = 0; i < 3; i++) all.push(a.precheck('send')!.then(work));
+          await nextTimers();
+          assert.ok(a.stats().pacing > 0, `turn ${turn}: still waiting`);
+          most = Math.max(most, slots());
+        }
+        assert.equal(a.stats().shedSends, 0, 'none waited long enough to be refused');
+        assert.ok(most <= 32, `the queue's array stays short (${most} slots at most for ${a.stats().paced} paced)`);
+        a.close();
+        await Promise.all(all);
+      } finally {
+        a.close();
+      }
+    });
+
     it('never paces with the lag signal off', function () {
       const a = new Admission({ ...base, now: () => 1e6, cpuMs: () => 1e6 });
       assert.equal(a.precheck('send'), undefined);

@@ -174,6 +174,12 @@ export class Admission {
    */
   private readonly drain = (): void => {
     this.drainTimer = null;
+    // Under sustained pacing the queue may never run empty (the only point it is reset): drop
+    // the resumed slots once they are half the array, or it grows by a slot per request paced.
+    if (this.pacedHead > 0 && this.pacedHead >= this.paced.length - this.pacedHead) {
+      this.paced.splice(0, this.pacedHead);
+      this.pacedHead = 0;
+    }
     const until = this.now() + this.opts.maxLagMs / 2;
     const stale = 8 * this.opts.maxLagMs;
     const step = (): void => {
