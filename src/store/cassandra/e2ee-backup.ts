@@ -20,7 +20,7 @@ import type { BackupVersion, RoomKeyData, RoomKeyRecord } from '../e2ee-types.js
 import { StoreConflictError } from '../types.js';
 import { applied, jsonParse, num, type CassandraContext, type CqlStatement } from './context.js';
 import { chunks, mapLimited, SERIAL_READ, sizedBatches } from './e2ee-common.js';
-import { KeyedMutex } from './keyed-mutex.js';
+import { KeyedChain } from '../../keyed-chain.js';
 
 interface VersionState {
   version: number;
@@ -68,7 +68,7 @@ function toState(r: { [k: string]: unknown }): VersionState {
 }
 
 export class CassandraE2eeBackup {
-  private readonly locks = new KeyedMutex();
+  private readonly locks = new KeyedChain();
 
   constructor(private readonly ctx: CassandraContext) {}
 

@@ -34,7 +34,7 @@ import type { ClaimedKey, CrossSigningKeys, OneTimeKeyInput, SignatureInput } fr
 import { StoreConflictError } from '../types.js';
 import { applied, jsonParse, num, numOrNull, type CassandraContext, type CqlStatement } from './context.js';
 import { chunks, deviceListChangeRemoval, deviceListChangeStatements, isCasTimeout, mapLimited, SERIAL_READ, stableJson } from './e2ee-common.js';
-import { KeyedMutex } from './keyed-mutex.js';
+import { KeyedChain } from '../../keyed-chain.js';
 
 const CROSS_SIGNING_TYPES = ['master', 'self_signing', 'user_signing'] as const;
 /** Queue rows read per page while looking for an unclaimed key. */
@@ -47,7 +47,7 @@ interface OtkRow {
 }
 
 export class CassandraE2eeKeys {
-  private readonly locks = new KeyedMutex();
+  private readonly locks = new KeyedChain();
   /** Last ord handed out here: keeps ords increasing even if the clock steps back. */
   private lastOrd = 0;
 

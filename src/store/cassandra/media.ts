@@ -26,7 +26,7 @@ import { StoreConflictError } from '../types.js';
 import type { CompleteUpload, DoomedRemoteMedia, MediaMetaStore, MediaRecord, RemoteMediaRecord, RemoteThumbnailRecord, ThumbnailRecord, UploadOutcome } from '../media-types.js';
 import { applied, num, numOrNull, type CassandraContext } from './context.js';
 import { SERIAL_READ } from './e2ee-common.js';
-import { KeyedMutex } from './keyed-mutex.js';
+import { KeyedChain } from '../../keyed-chain.js';
 import { opt, THUMB_COLUMNS, toThumb } from './media-rows.js';
 import { CassandraRemoteMedia } from './remote-media.js';
 
@@ -56,8 +56,8 @@ function toMedia(r: cassandra.types.Row): MediaRecord {
 }
 
 export class CassandraMediaStore implements MediaMetaStore {
-  private readonly userLocks = new KeyedMutex();
-  private readonly mediaLocks = new KeyedMutex();
+  private readonly userLocks = new KeyedChain();
+  private readonly mediaLocks = new KeyedChain();
   private readonly remote: CassandraRemoteMedia;
 
   constructor(private readonly ctx: CassandraContext) {

@@ -26,7 +26,7 @@ import type cassandra from 'cassandra-driver';
 import type { DoomedRemoteMedia, RemoteMediaRecord, RemoteThumbnailRecord } from '../media-types.js';
 import { applied, num, numOrNull, type CassandraContext } from './context.js';
 import { SERIAL_READ } from './e2ee-common.js';
-import { KeyedMutex } from './keyed-mutex.js';
+import { KeyedChain } from '../../keyed-chain.js';
 import { opt, THUMB_COLUMNS, toThumb } from './media-rows.js';
 
 const REMOTE_COLUMNS = 'origin, media_id, content_type, upload_name, size, sha256, fetched_ts, generation, last_access_ts';
@@ -64,7 +64,7 @@ const genIf = (generation: string): { cql: string; params: unknown[] } =>
   generation === '' ? { cql: 'generation = null', params: [] } : { cql: 'generation = ?', params: [generation] };
 
 export class CassandraRemoteMedia {
-  private readonly mediaLocks = new KeyedMutex();
+  private readonly mediaLocks = new KeyedChain();
   private accessBackfilled = false;
 
   constructor(private readonly ctx: CassandraContext) {}
