@@ -2,9 +2,9 @@
 // another worker lands between two statements of one call. The race is placed exactly: the
 // store runs on the real keyspace through its own context, and a hook deletes the row (as
 // evictRemoteMedia's conditional delete would) right after the statement that read or tested it.
-// Checked: no call brings back a row of just its last access (a record without bytes), and a
-// fetch whose rival record vanished before it could be read is recorded, not handed back
-// unstored.
+// Checked: no call brings back a row of just its last access (a record without bytes), a
+// second eviction of a record from before generations is no eviction, and a fetch whose rival
+// record vanished before it could be read is recorded, not handed back unstored.
 
 import type cassandra from 'cassandra-driver';
 import { assert } from '../helpers/assert.js';
@@ -78,6 +78,19 @@ describe('Cassandra remote media: evictions landing between two statements of on
     await legacyRow(id);
     await racedBy(/^SELECT origin, media_id, fetched_ts, last_access_ts FROM remote_media/, id).listRemoteMediaBefore(6000, 100);
     assert.equal(await rowOf(id), null, 'no partial row (last access only) is brought back');
+  });
+
+  it('evicting a record from before generations that another worker evicted first evicts nothing and keeps no note', async function () {
+    const id = 'evictedTwice';
+    await legacyRow(id);
+    const due = Date.now() + 60_000;
+    assert.equal(await store.media.evictRemoteMedia(ORIGIN, id, '', due), true);
+    assert.equal(await store.media.evictRemoteMedia(ORIGIN, id, '', due), false, 'the second attempt finds no record');
+    assert.equal(await rowOf(id), null);
+    const notes = await admin.execute(`SELECT note FROM ${keyspace}.remote_media_doomed WHERE day = ? AND origin = ? AND media_id = ?`, [Math.floor(due / 86_400_000), ORIGIN, id], {
+      prepare: true,
+    });
+    assert.equal(notes.rowLength, 1, 'one note for one eviction');
   });
 
   it('a fetch whose rival record is evicted before it is read records its own', async function () {

@@ -206,7 +206,9 @@ export class CassandraRemoteMedia {
     // The note first: once the record is gone, only the note leads to the bytes.
     await this.ctx.execute('INSERT INTO remote_media_doomed (day, origin, media_id, generation, note, due_ts) VALUES (?, ?, ?, ?, ?, ?)', [...note, dueTs]);
     const g = genIf(generation);
-    const rs = await this.ctx.execute(`DELETE FROM remote_media WHERE origin = ? AND media_id = ? IF ${g.cql}`, [origin, mediaId, ...g.params]);
+    // sha256 != null: `generation = null` alone holds for a missing row, and an attempt on a
+    // record another worker evicted first would count as an eviction and keep a second note.
+    const rs = await this.ctx.execute(`DELETE FROM remote_media WHERE origin = ? AND media_id = ? IF ${g.cql} AND sha256 != null`, [origin, mediaId, ...g.params]);
     if (applied(rs)) return true;
     await this.ctx.execute('DELETE FROM remote_media_doomed WHERE day = ? AND origin = ? AND media_id = ? AND generation = ? AND note = ?', note);
     return false;
