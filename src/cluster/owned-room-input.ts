@@ -4,7 +4,9 @@
 //
 // Invariants:
 // - submit and receive (plain JSON in and out) are forwarded to the owner when another worker
-//   holds the room, and run here (taking the room) when nobody does.
+//   holds the room, and run here (taking the room) when nobody does. receive's gap states (Maps)
+//   travel as pairs (src/cluster/forwarded-gap-states.ts), so the owner judges a gap-filled event
+//   with the state its sender reported, as one node would.
 // - Entry points that take callbacks (createRoom's beforeWrite, submitHolding, exclusive) or
 //   federation joins (adoptRoom, recordRemoteInvite/Leave) cannot be forwarded: they take the
 //   room here, waiting for another owner's lease to be released or to expire (503 past that).
@@ -38,6 +40,7 @@ import type { StateEntry } from '../store/types.js';
 import { StaleWriterError, StoreConflictError } from '../store/types.js';
 import { MatrixError } from '../errors.js';
 import { RoomOwner } from './room-owner.js';
+import { decodeGapStates, encodeGapStates } from './forwarded-gap-states.js';
 import { WriterOperations } from '../room/writer-operations.js';
 import type { ChangeFeed } from './feed.js';
 import type { RedisSharedState } from './redis.js';
@@ -82,7 +85,8 @@ export class OwnedRoomInput extends RoomInput {
           case 'submit':
             return await super.submit(roomId, args[0] as EventDraft);
           case 'receive':
-            return await super.receive(roomId, args[0], args[1] as string, undefined, args[2] === true ? { relay: true } : undefined);
+            // args[3]: the gap states, absent from a worker that forwards none (or predates them).
+            return await super.receive(roomId, args[0], args[1] as string, decodeGapStates(args[3]), args[2] === true ? { relay: true } : undefined);
           case 'createRoom':
             // The override: it takes the new room's lease once the create event names the room.
             return await this.createRoom(args[0] as string | null, args[1] as RoomVersion, args[2] as string, args[3] as EventDraft[], args[4] as { alias?: string });
@@ -117,9 +121,12 @@ export class OwnedRoomInput extends RoomInput {
     return this.fenced(roomId, 'submit', () => this.owner.run(roomId, () => super.submit(roomId, draft), 'submit', [draft]));
   }
 
-  override receive(roomId: string, pdu: unknown, origin: string, _gapStates?: readonly StateMap[], opts?: { relay?: boolean }): Promise<InputOutcome> {
+  override receive(roomId: string, pdu: unknown, origin: string, gapStates?: readonly StateMap[], opts?: { relay?: boolean }): Promise<InputOutcome> {
     const relay = opts?.relay === true;
-    return this.fenced(roomId, 'receive', () => this.owner.run(roomId, () => super.receive(roomId, pdu, origin, undefined, opts), 'receive', [pdu, origin, relay]));
+    // The gap states go with the event, here and to another owner: without them the owner stores
+    // a gap-filled event as an outlier where one node would have accepted it with that state.
+    const args: unknown[] = gapStates?.length ? [pdu, origin, relay, encodeGapStates(gapStates)] : [pdu, origin, relay];
+    return this.fenced(roomId, 'receive', () => this.owner.run(roomId, () => super.receive(roomId, pdu, origin, gapStates, opts), 'receive', args));
   }
 
   override async createRoom(
