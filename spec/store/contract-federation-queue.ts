@@ -128,6 +128,29 @@ export function describeFederationQueueContract(ctx: ContractContext): void {
       assert.deepEqual(got[1]!.item, { kind: 'pdu', roomId: r.roomId, pdu: first.pdu as unknown as JsonObject });
     });
 
+    it("persistEvent's outbound: an event pruned by its MSC2228 expiry before its PDU is sent still goes out as it was, also after a second prune and a redaction", async function () {
+      const q = ctx.store.federationQueue;
+      const r = new FakeRoom();
+      await r.create(ctx.store, alice);
+      const out = (ev: { pdu: unknown }) => ({ destinations: ['expiry.test'], pdu: ev.pdu as JsonObject });
+      const at = 1_700_000_000_000;
+      const secret = r.build('m.room.message', alice, { msgtype: 'm.text', body: 'self-destructs', 'org.matrix.self_destruct_after': at });
+      const w = await ctx.store.rooms.persistEvent(r.input(secret, { outbound: out(secret), selfDestructAt: at }));
+      const row = { eventId: secret.eventId, roomId: r.roomId, expiresTs: at };
+      assert.equal(await ctx.store.eventExpiry.prune(row, redact(secret.pdu)), true);
+      assert.deepEqual((await ctx.store.rooms.getEvent(secret.eventId))?.pdu.content, {}, 'clients see it pruned');
+      const sent = async () => (await q.outboundAfter('expiry.test', 0, ctx.store.currentPosition(), 10))[0]!;
+      const whole = { kind: 'pdu', roomId: r.roomId, pdu: secret.pdu as unknown as JsonObject };
+      assert.deepEqual((await sent()).pos, w.stream);
+      assert.deepEqual((await sent()).item, whole, 'the original, with its content');
+      // Several room writers' timers may ask for the same row: the second finds the pruned copy.
+      await ctx.store.eventExpiry.prune(row, redact(secret.pdu));
+      assert.deepEqual((await sent()).item, whole, 'after a second prune');
+      const redaction = r.build('m.room.redaction', alice, { redacts: secret.eventId });
+      await ctx.store.rooms.persistEvent(r.input(redaction, { redaction: { targetEventId: secret.eventId, redactedPdu: redact(secret.pdu) } }));
+      assert.deepEqual((await sent()).item, whole, 'after a redaction of the pruned event');
+    });
+
     it("persistEvent's outbound: nothing is queued when the event is not written, nor for an event not accepted", async function () {
       const q = ctx.store.federationQueue;
       const r = new FakeRoom();

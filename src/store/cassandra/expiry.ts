@@ -3,12 +3,15 @@
 // event_expiry_keys holds each event's time so a second schedule keeps the earlier one and the
 // prune can delete the row. Only the room's writer prunes (src/room/self-destruct.ts), and a
 // prune is idempotent, so no LWT: a redaction racing it leaves redacted_by set either way,
-// and both rewrite the PDU to the same pruned copy.
+// and both rewrite the PDU to the same pruned copy. The first prune keeps the original for the
+// federation queue (federation_originals, as a redaction does) and marks the row `pruned`, which
+// tells the queue's reader to send that original and a later redaction not to replace it.
 
 import type { Pdu } from '../../protocol/types.js';
 import type { EventExpiry, EventExpiryStore } from '../expiry-types.js';
 import { num, type CassandraContext, type CqlStatement, type EventWriteHook } from './context.js';
 import type { PersistEventInput } from '../types.js';
+import { keepOriginal } from './federation-queue.js';
 
 const BUCKET = 0;
 
@@ -50,11 +53,15 @@ export class CassandraEventExpiryStore implements EventExpiryStore {
 
   async prune(e: EventExpiry, prunedPdu: Pdu | null): Promise<boolean> {
     this.ctx.checkOpen();
-    const row = (await this.ctx.execute('SELECT room_id, redacted_by FROM events WHERE event_id = ?', [e.eventId])).first();
+    const row = (await this.ctx.execute('SELECT room_id, redacted_by, pdu_json, pruned FROM events WHERE event_id = ?', [e.eventId])).first();
     const rewrite = prunedPdu !== null && !!row && row.get('room_id') === e.roomId && !row.get('redacted_by');
+    // The original goes out to servers whose queue entries still name the event (the queue
+    // reads PDUs back from events at send time); a second prune finds the pruned copy, not it.
+    const keep = rewrite && row.get('pruned') !== true && typeof row.get('pdu_json') === 'string';
     const key = (await this.ctx.execute('SELECT expires_ts FROM event_expiry_keys WHERE event_id = ?', [e.eventId])).first();
     await this.ctx.batch([
-      ...(rewrite ? [{ query: 'UPDATE events SET pdu_json = ? WHERE event_id = ?', params: [JSON.stringify(prunedPdu), e.eventId] }] : []),
+      ...(keep ? [keepOriginal(e.eventId, row.get('pdu_json') as string)] : []),
+      ...(rewrite ? [{ query: 'UPDATE events SET pdu_json = ?, pruned = true WHERE event_id = ?', params: [JSON.stringify(prunedPdu), e.eventId] }] : []),
       { query: 'DELETE FROM event_expiry WHERE bucket = ? AND expires_ts = ? AND event_id = ?', params: [BUCKET, key ? num(key.get('expires_ts')) : e.expiresTs, e.eventId] },
       { query: 'DELETE FROM event_expiry_keys WHERE event_id = ?', params: [e.eventId] },
     ]);

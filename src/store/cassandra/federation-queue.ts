@@ -20,7 +20,9 @@
 //   rows naming the event (kind 'pdu_ref'), read back from the events table at send time. A
 //   redaction rewrites the event's row, so the redaction's batch also keeps the original
 //   (federation_originals, TTL as the queue's) and the reader sends that: the event goes out as
-//   it was, as on SQLite (whose entry is a copy), and the receiver redacts it itself.
+//   it was, as on SQLite (whose entry is a copy), and the receiver redacts it itself. An MSC2228
+//   expiry prune (expiry.ts) rewrites the row too: it keeps the original the same way and marks
+//   the row `pruned` (it sets no redacted_by), and the receiver prunes its own copy at its time.
 
 import type { DestinationQueueState, FederationQueueStore, OutboundEntry, OutboundItem, OutboundTxn } from '../federation-types.js';
 import type { JsonObject } from '../../protocol/types.js';
@@ -65,10 +67,11 @@ export class CassandraFederationQueueStore implements FederationQueueStore {
     // Before the redaction's batch rewrites the target (the room's writer is the only one
     // writing its events, so the row read here is the one the batch replaces). Kept for any
     // redaction: whether an entry still names the event is not known here, and redactions are rare.
+    // A pruned event (MSC2228 expiry) had its original kept by the prune: the row is a pruned copy.
     forRedaction: async (roomId: string, targetEventId: string): Promise<CqlStatement[]> => {
-      const row = (await this.ctx.execute('SELECT room_id, pdu_json, redacted_by FROM events WHERE event_id = ?', [targetEventId])).first();
-      if (!row || row.get('room_id') !== roomId || row.get('redacted_by') || typeof row.get('pdu_json') !== 'string') return [];
-      return [{ query: 'INSERT INTO federation_originals (event_id, pdu_json) VALUES (?, ?) USING TTL ?', params: [targetEventId, row.get('pdu_json'), TTL_MS / 1000] }];
+      const row = (await this.ctx.execute('SELECT room_id, pdu_json, redacted_by, pruned FROM events WHERE event_id = ?', [targetEventId])).first();
+      if (!row || row.get('room_id') !== roomId || row.get('redacted_by') || row.get('pruned') === true || typeof row.get('pdu_json') !== 'string') return [];
+      return [keepOriginal(targetEventId, row.get('pdu_json') as string)];
     },
   };
 
@@ -116,14 +119,15 @@ export class CassandraFederationQueueStore implements FederationQueueStore {
 
   /** A queued event's PDU as sent: as it was written (the original if redacted since), without `unsigned`. */
   private async eventPdu(eventId: string): Promise<JsonObject> {
-    const row = (await this.ctx.execute('SELECT pdu_json, redacted_by FROM events WHERE event_id = ?', [eventId])).first();
+    const row = (await this.ctx.execute('SELECT pdu_json, redacted_by, pruned FROM events WHERE event_id = ?', [eventId])).first();
     // Written in the same logged batch as the entry, which a reader bounded by the watermark
     // sees only once applied: a missing row is an error to retry, never an entry to skip.
     if (!row) throw new Error(`federation queue: event ${eventId} of a queued PDU not found`);
     let json = row.get('pdu_json') as string;
-    if (row.get('redacted_by')) {
-      // Written in the redaction's batch; absent only once expired (the entry has too, then)
-      // or for a redaction written before this table existed: the redacted form still verifies.
+    if (row.get('redacted_by') || row.get('pruned') === true) {
+      // Written in the redaction's (or the expiry prune's) batch; absent only once expired (the
+      // entry has too, then) or for a rewrite older than this table (0022) or than `pruned`
+      // (0025): the redacted form still verifies.
       const original = (await this.ctx.execute('SELECT pdu_json FROM federation_originals WHERE event_id = ?', [eventId])).first();
       if (original) json = original.get('pdu_json') as string;
     }
@@ -175,6 +179,14 @@ export class CassandraFederationQueueStore implements FederationQueueStore {
     // The mark as the write timestamp: the highest mark wins however writes race (see 0023).
     await this.ctx.execute('UPDATE federation_cursors USING TIMESTAMP ? SET upto = ? WHERE name = ?', [upto, upto, name]);
   }
+}
+
+/**
+ * Keeps `pduJson`, the event's PDU before a rewrite (a redaction, an MSC2228 expiry prune), for
+ * queue entries that still name the event; in the rewrite's own batch, with the queue's TTL.
+ */
+export function keepOriginal(eventId: string, pduJson: string): CqlStatement {
+  return { query: 'INSERT INTO federation_originals (event_id, pdu_json) VALUES (?, ?) USING TTL ?', params: [eventId, pduJson, TTL_MS / 1000] };
 }
 
 /** Entries at `pos` for each destination with their state updates (for a caller's logged batch too: a receipt's EDU). */
