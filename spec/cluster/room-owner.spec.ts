@@ -49,13 +49,12 @@ describe('room owner (Redis leases, epochs, forwarding)', function () {
 
   /** Waits for a condition (polled), never for a guessed time: under load timers run late. */
   it('the first caller takes a free room and runs locally; each acquisition gets a greater epoch', async () => {
-    const t0 = Date.now();
     const a = worker('a', async () => 'forwarded');
     const b = worker('b', async () => 'forwarded');
     assert.equal(await a.owner.run('!r', async () => 'local a', 'op', []), 'local a');
     const e1 = a.acquired[0]![1];
     assert.deepEqual(a.acquired, [['!r', e1]]);
-    assert.ok(e1 >= t0, 'the first epoch is at least the clock (survives a Redis that lost its data)');
+    assert.equal(e1, 1, 'the counter, not a clock');
     assert.equal(a.owner.epochOf('!r'), e1);
     const check = redisClient();
     conns.push(check);
@@ -77,11 +76,35 @@ describe('room owner (Redis leases, epochs, forwarding)', function () {
     await released();
     await b.owner.run('!r', async () => null, 'op', []);
     assert.equal(b.acquired[1]![1], before + 1_000_001);
-    // A Redis that lost the counter: the next epoch still beats every earlier one (the clock).
+    // A Redis that lost the counter counts from 1 again; the store refuses that epoch (it
+    // records before + 1_000_001), and the holder, its lease still its own, takes one above.
     await released();
     await check.del(`${prefix}ro:epoch:!r`);
-    await a.owner.run('!r', async () => null, 'op', []);
-    assert.ok(a.acquired[2]![1] > e3);
+    const recorded = before + 1_000_001;
+    const regained = await a.owner.run('!r', async () => {
+      assert.equal(a.owner.epochOf('!r'), 1);
+      assert.equal(await b.owner.regainAbove('!r', recorded), false, 'b does not hold the room');
+      return a.owner.regainAbove('!r', recorded);
+    }, 'op', []);
+    assert.equal(regained, true);
+    assert.equal(a.owner.epochOf('!r'), recorded + 1);
+    assert.deepEqual(a.acquired.slice(2), [['!r', 1], ['!r', recorded + 1]], 'onAcquired again: cached state goes');
+    assert.equal(await check.get(`${prefix}ro:lease:!r`), `a:${recorded + 1}`, 'the lease carries the new epoch');
+    assert.equal(Number(await check.get(`${prefix}ro:epoch:!r`)), recorded + 1, 'later acquisitions count on from there');
+    // A holder whose lease is no longer in Redis (lost with its data) cannot regain: it drops the room.
+    await a.owner.run('!r', async () => {
+      await check.del(`${prefix}ro:lease:!r`);
+      assert.equal(await a.owner.regainAbove('!r', recorded + 5), false);
+      a.owner.dropLost('!r');
+    }, 'op', []);
+    assert.equal(a.owner.holds('!r'), false);
+    // Epochs recorded under the old clock seeding (~2^41) are formatted exactly.
+    await released();
+    const clockEra = 1_765_000_000_123;
+    await a.owner.run('!r', async () => {
+      assert.equal(await a.owner.regainAbove('!r', clockEra), true);
+    }, 'op', []);
+    assert.equal(a.owner.epochOf('!r'), clockEra + 1);
   });
 
   it('a non-owner forwards to the owner, which runs the operation; results come back as JSON', async () => {

@@ -141,6 +141,23 @@ describe('Cassandra room commit point (owner epochs)', function () {
     await room.message(b, ALICE, 'unfenced');
   });
 
+  it('a new epoch is recorded only strictly above the last: another instance at the recorded number is refused', async () => {
+    // A Redis that lost its data counts a room's epochs from 1 again and may hand out a number an
+    // earlier owner recorded; two writers at one epoch would both pass `IF epoch = mine`.
+    const room = new FakeRoom();
+    await room.create(owner(a, 7), ALICE);
+    const ev = room.build('m.room.message', ALICE, { body: 'same number' });
+    await assert.rejects(b.rooms.persistEvent(sideInput(ev, { fence: { epoch: 7 } })), (err) => stale(err) && (err as StaleWriterError).recorded === 7);
+    await assert.rejects(b.rooms.fenceRoom!(room.roomId, 7), stale);
+    assert.equal(await b.rooms.getEvent(ev.eventId), null);
+    assert.deepEqual(await commitRow(room.roomId), { epoch: 7, seq: 5 }, 'nothing written');
+    // The instance that recorded it goes on at it; a higher one takes over.
+    await room.message(owner(a, 7), ALICE, 'a again');
+    await room.message(owner(b, 8), ALICE, 'b above');
+    assert.deepEqual(await commitRow(room.roomId), { epoch: 8, seq: 7 });
+    await assert.rejects(a.rooms.persistEvent(sideInput(room.build('m.room.message', ALICE, { body: 'late' }), { fence: { epoch: 7 } })), stale);
+  });
+
   it('an owner overtaken after passing every check, paused just before its commit, writes nothing', async () => {
     const room = new FakeRoom();
     await room.create(owner(a, 1), ALICE);

@@ -22,9 +22,11 @@
 //   data once described by name (room upgrades, invites to other servers, admin purges:
 //   src/room/writer-operations.ts) travel as `op:<name>` and run on the writer; what remains
 //   501 is gap fill's outliers (docs/deploy.md, roles).
-// - A write the store fences (StaleWriterError: a newer owner has written) drops the room here
-//   and the call is routed again once, to the new owner; one served for another worker answers
-//   a retryable 503 instead.
+// - A write the store fences (StaleWriterError: the store records an epoch at or above ours)
+//   drops the room here, unless this worker still holds the room's lease (then Redis lost its
+//   epoch counter and the owner takes an epoch above the recorded one: RoomLeases.regainAbove),
+//   and the call is routed again (twice at most), to the new owner or to us; one served for another worker,
+//   or carrying callbacks, answers a retryable 503 instead.
 // - A worker whose store lease was revoked (LeaseLostError) answers a retryable 503 and takes no
 //   more rooms (RoomOwner canWrite), so the client's retry reaches a worker that can write.
 // - A store conflict (StoreConflictError: a txn ID or event ID claimed by a write that is still
@@ -109,10 +111,8 @@ export class OwnedRoomInput extends RoomInput {
         if (err instanceof LeaseLostError) throw this.fencedWorker(roomId, op, err);
         if (!(err instanceof StaleWriterError)) throw err;
         // Fenced while serving another worker: the caller retries (a client send keeps its
-        // txnId, so the retry cannot duplicate) and finds the new owner.
-        this.owner.dropLost(roomId);
-        this.forget(roomId);
-        throw new MatrixError('M_UNKNOWN', 'The room changed writers; try again', { retry_after_ms: 100 }, 503);
+        // txnId, so the retry cannot duplicate) and finds the new owner, or us at a higher epoch.
+        throw await this.refenced(roomId, err);
       }
     });
   }
@@ -163,11 +163,11 @@ export class OwnedRoomInput extends RoomInput {
     build: (state: RoomState) => Promise<EventDraft>,
     beforeCommit?: (eventId: string, pdu: Pdu) => Promise<void>,
   ): Promise<SubmitResult> {
-    return this.owner.runHere(roomId, () => super.submitHolding(roomId, build, beforeCommit));
+    return this.here(roomId, () => super.submitHolding(roomId, build, beforeCommit));
   }
 
   override exclusive<T>(roomId: string, job: () => Promise<T>): Promise<T> {
-    return this.owner.runHere(roomId, () => super.exclusive(roomId, job));
+    return this.here(roomId, () => super.exclusive(roomId, job));
   }
 
   override adoptRoom(
@@ -180,38 +180,70 @@ export class OwnedRoomInput extends RoomInput {
   ): Promise<SubmitResult> {
     const local = () => super.adoptRoom(roomId, version, creator, outliers, join, stateBefore);
     if (!this.owner.mayAcquire) return this.owner.run(roomId, local, 'adoptRoom', [roomId, version, creator, outliers, join, stateBefore]);
-    return this.owner.runHere(roomId, local);
+    return this.here(roomId, local);
   }
 
   override async recordRemoteInvite(roomId: string, version: RoomVersion, eventId: string, pdu: Pdu): Promise<void> {
     const local = () => super.recordRemoteInvite(roomId, version, eventId, pdu);
     if (!this.owner.mayAcquire) await this.owner.run(roomId, local, 'recordRemoteInvite', [version, eventId, pdu]);
-    else await this.owner.runHere(roomId, local);
+    else await this.here(roomId, local);
   }
 
   override async recordRemoteLeave(roomId: string, eventId: string, pdu: Pdu): Promise<void> {
     const local = () => super.recordRemoteLeave(roomId, eventId, pdu);
     if (!this.owner.mayAcquire) await this.owner.run(roomId, local, 'recordRemoteLeave', [eventId, pdu]);
-    else await this.owner.runHere(roomId, local);
+    else await this.here(roomId, local);
   }
 
   /**
-   * Drops the room and routes again once when the store says a newer owner has written; a store
-   * conflict becomes a retryable 503.
+   * Drops the room (or takes a higher epoch, see regainOrDrop) and routes again when the store
+   * refuses our epoch; a store conflict becomes a retryable 503.
    */
   private async fenced<T>(roomId: string, op: string, call: () => Promise<T>): Promise<T> {
     try {
-      try {
-        return await call();
-      } catch (err) {
-        if (!(err instanceof StaleWriterError)) throw err;
-        this.owner.dropLost(roomId);
-        this.forget(roomId);
-        return await call();
+      // Twice at most: a lease lost with Redis's data is dropped on the first refusal, and the
+      // one taken next (its epoch counted again from 1) is raised above the store's on the second.
+      for (let attempt = 0; ; attempt++) {
+        try {
+          return await call();
+        } catch (err) {
+          if (!(err instanceof StaleWriterError) || attempt >= 2) throw err;
+          await this.regainOrDrop(roomId, err);
+        }
       }
     } catch (err) {
       if (err instanceof StoreConflictError) throw this.conflict(roomId, op, err);
       if (err instanceof LeaseLostError) throw this.fencedWorker(roomId, op, err);
+      throw err;
+    }
+  }
+
+  /**
+   * After the store refused our epoch: still holding the room's lease (Redis lost its epoch
+   * counter), this worker goes on above the recorded epoch; else the room is another's. Either
+   * way the cached state goes (another writer may have written).
+   */
+  private async regainOrDrop(roomId: string, err: StaleWriterError): Promise<void> {
+    const kept = await this.owner.regainAbove(roomId, err.recorded).catch((e: unknown) => {
+      this.logger?.warn({ err: e, roomId }, 'room input: could not take a higher room epoch; dropping the room');
+      return false;
+    });
+    if (!kept) this.owner.dropLost(roomId);
+    this.forget(roomId);
+  }
+
+  /** For a call that cannot be run again here (served for another worker, or with callbacks): a retryable 503. */
+  private async refenced(roomId: string, err: StaleWriterError): Promise<MatrixError> {
+    await this.regainOrDrop(roomId, err);
+    return new MatrixError('M_UNKNOWN', 'The room changed writers; try again', { retry_after_ms: 100 }, 503);
+  }
+
+  /** runHere for the entry points with callbacks: a fenced write answers a retryable 503 (see refenced). */
+  private async here<T>(roomId: string, local: () => Promise<T>): Promise<T> {
+    try {
+      return await this.owner.runHere(roomId, local);
+    } catch (err) {
+      if (err instanceof StaleWriterError) throw await this.refenced(roomId, err);
       throw err;
     }
   }

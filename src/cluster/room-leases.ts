@@ -5,10 +5,11 @@
 // - A room's lease is one key, `<prefix>ro:lease:<room>`, set with SET NX PX; its value is the
 //   holder's token `<node>:<epoch>`. The epoch comes from INCR on `<prefix>ro:epoch:<room>` in the
 //   same Lua script as the SET, so every acquisition of a room has a strictly greater epoch than
-//   the one before, and a token names exactly one acquisition. The counter is raised to the
-//   acquirer's clock (ms) first, so a Redis that lost its data still hands out epochs above
-//   those the store recorded (else the room could never be written again); rooms change hands
-//   far less often than once a millisecond, so epochs never run ahead of the clock.
+//   the one before, and a token names exactly one acquisition. No clock is read: worker clocks
+//   may differ by any amount. A Redis that lost its data hands out epochs again from 1, which
+//   the store refuses (it records a new epoch only strictly above the last: room-fence.ts);
+//   the owner then takes one above the recorded epoch under the lease it still holds
+//   (regainAbove), so it is never locked out, and an owner that lost its lease cannot.
 // - Renewal (PEXPIRE) and release (DEL) happen only while the key still holds our token (Lua), so
 //   a worker never extends or drops a lease that expired and was taken by someone else.
 // - A lease is held while the worker has work for the room, plus `lingerMs` of idleness (so a
@@ -29,16 +30,25 @@ import { reachable } from './room-owner-redis.js';
 
 const ACQUIRE = `
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  local e = redis.call('INCR', KEYS[2])
-  if e < tonumber(ARGV[3]) then
-    e = tonumber(ARGV[3])
-    redis.call('SET', KEYS[2], ARGV[3])
-  end
-  local token = ARGV[1] .. ':' .. e
+  local token = ARGV[1] .. ':' .. redis.call('INCR', KEYS[2])
   redis.call('SET', KEYS[1], token, 'PX', ARGV[2])
   return {1, token}
 end
 return {0, redis.call('GET', KEYS[1]) or ''}`;
+
+// While KEYS[1] still holds our token ARGV[1]: a new epoch above both the counter and the
+// store's recorded epoch ARGV[3] (as a decimal string: epochs recorded under the old clock
+// seeding are ~2^41, past what Lua formats exactly with tostring).
+const REGAIN = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return false end
+local e = redis.call('INCR', KEYS[2])
+if e <= tonumber(ARGV[3]) then
+  e = tonumber(ARGV[3]) + 1
+  redis.call('SET', KEYS[2], string.format('%d', e))
+end
+local token = ARGV[2] .. ':' .. string.format('%d', e)
+redis.call('SET', KEYS[1], token, 'PX', ARGV[4])
+return token`;
 
 const RENEW = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
@@ -69,6 +79,7 @@ export class RoomLeases {
   // Bounded: a room held long ago has no write in flight that a fence would need to stop.
   private readonly lastEpoch = new LRUCache<string, number>({ max: 100_000 });
   private readonly acquiring = new Map<string, Promise<Held | string>>();
+  private readonly regaining = new Map<string, Promise<boolean>>();
 
   /** `acquires`: whether this worker takes rooms now (see the header). */
   constructor(
@@ -128,9 +139,9 @@ export class RoomLeases {
     const inflight = this.acquiring.get(roomId);
     if (inflight) return inflight;
     const p = (async (): Promise<Held | string> => {
-      const { redis, prefix, nodeId, leaseMs } = this.opts;
+      const { redis, nodeId, leaseMs } = this.opts;
       if (!this.acquires()) return (await this.holder(roomId)) ?? '';
-      const [ok, token] = (await reachable(redis.eval(ACQUIRE, 2, this.key(roomId), `${prefix}ro:epoch:${roomId}`, nodeId, String(leaseMs), String(Date.now())))) as [number, string];
+      const [ok, token] = (await reachable(redis.eval(ACQUIRE, 2, this.key(roomId), this.epochKey(roomId), nodeId, String(leaseMs)))) as [number, string];
       if (ok !== 1) return token;
       const h: Held = { token, epoch: Number(token.slice(token.lastIndexOf(':') + 1)), active: 0, idle: null };
       this.held.set(roomId, h);
@@ -141,6 +152,37 @@ export class RoomLeases {
     })();
     this.acquiring.set(roomId, p);
     const clear = () => this.acquiring.delete(roomId);
+    p.then(clear, clear);
+    return p;
+  }
+
+  /**
+   * The store refused our epoch for the room because it records `recorded`, at or above it. If
+   * our lease is still ours in Redis, nobody can have acquired the room since we did: Redis lost
+   * the counter (a restart without persistence, a failover to a replica behind), not a newer
+   * owner took over. We then take an epoch above `recorded` under the same lease and answer
+   * true (the caller retries); else false (the room is another's: the caller drops it).
+   */
+  regainAbove(roomId: string, recorded: number): Promise<boolean> {
+    const h = this.held.get(roomId);
+    if (!h) return Promise.resolve(false);
+    // Another call refused at the same epoch already took a higher one.
+    if (h.epoch > recorded) return Promise.resolve(true);
+    const inflight = this.regaining.get(roomId);
+    if (inflight) return inflight.then(() => this.held.get(roomId) === h && h.epoch > recorded);
+    const p = (async (): Promise<boolean> => {
+      const { redis, nodeId, leaseMs } = this.opts;
+      const token = (await reachable(redis.eval(REGAIN, 2, this.key(roomId), this.epochKey(roomId), h.token, nodeId, String(recorded), String(leaseMs)))) as string | null;
+      if (typeof token !== 'string' || this.held.get(roomId) !== h) return false;
+      h.token = token;
+      h.epoch = Number(token.slice(token.lastIndexOf(':') + 1));
+      this.lastEpoch.set(roomId, h.epoch);
+      this.opts.logger.warn({ roomId, recorded, epoch: h.epoch }, 'room owner: the store records a room epoch at or above the one Redis gave us (Redis lost its data?); took one above it');
+      this.opts.onAcquired?.(roomId, h.epoch);
+      return true;
+    })();
+    this.regaining.set(roomId, p);
+    const clear = () => this.regaining.delete(roomId);
     p.then(clear, clear);
     return p;
   }
@@ -187,5 +229,9 @@ export class RoomLeases {
 
   private key(roomId: string): string {
     return `${this.opts.prefix}ro:lease:${roomId}`;
+  }
+
+  private epochKey(roomId: string): string {
+    return `${this.opts.prefix}ro:epoch:${roomId}`;
   }
 }

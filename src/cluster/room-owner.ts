@@ -113,6 +113,11 @@ export class RoomOwner {
     return this.leases.holds(roomId);
   }
 
+  /** See RoomLeases.regainAbove: true when this worker still holds the room, now above `recorded`. */
+  regainAbove(roomId: string, recorded: number): Promise<boolean> {
+    return this.leases.regainAbove(roomId, recorded);
+  }
+
   /** Marks the room's lease as lost here (the store fenced one of our writes). */
   dropLost(roomId: string): void {
     this.leases.dropLost(roomId);

@@ -59,8 +59,9 @@ export class StoreConflictError extends Error {
 
 /** A write from a room writer whose fencing epoch is older than the room's latest owner's. */
 export class StaleWriterError extends StoreConflictError {
-  constructor(roomId: string, epoch: number, recorded: number) {
-    super(`room ${roomId}: writer epoch ${epoch} is older than the room's owner epoch ${recorded}`);
+  /** `recorded`: the room's owner epoch the store holds (above `epoch`, or equal to it but another acquisition's). */
+  constructor(roomId: string, readonly epoch: number, readonly recorded: number) {
+    super(`room ${roomId}: writer epoch ${epoch} is ${recorded === epoch ? "another owner's" : 'older than'} the room's owner epoch ${recorded}`);
     this.name = 'StaleWriterError';
   }
 }

@@ -16,6 +16,12 @@
 //   commit order across all writers, whatever their clocks. The event's logged batch is written
 //   at ts, so a batch that lands late (its writer paused between commit and batch) can never
 //   overwrite the cells of a later commit: room head, current state, memberships.
+// - Epochs name acquisitions: a new epoch is recorded only strictly above the recorded one
+//   (`IF epoch < mine`), so no two writers ever commit at one epoch, even when the epochs'
+//   source (Redis, src/cluster/room-leases.ts) lost its data and hands out a number again; only
+//   the instance that recorded an epoch settles at it again (`IF epoch <= mine`). Nothing here
+//   reads a clock to order owners: an owner refused with an epoch at or below the recorded one
+//   takes a higher one from its lease (regainAbove) while it still holds the room.
 // - settle(room, epoch) (a new owner, before it reads the room to build on it, and before its
 //   first commit) first raises the recorded epoch with an LWT, so from then on no older owner
 //   can commit, then reads the row (serial) and rolls the last commit forward: it writes the
@@ -36,6 +42,7 @@
 // - Writes without a fence (one node) and events without a room ID (a v12 create event, which
 //   starts a room nobody else can own yet) take no commit point.
 
+import { LRUCache } from 'lru-cache';
 import { StaleWriterError } from '../types.js';
 import { applied, numOrNull, type CassandraContext, type CqlStatement } from './context.js';
 
@@ -73,6 +80,12 @@ type Ctx = Pick<CassandraContext, 'execute' | 'batch'>;
 export class RoomCommits {
   /** The row as this instance last settled or committed it (the LWTs verify it). */
   private readonly heads = new Map<string, Head>();
+  /**
+   * The epoch this instance last raised each room to. Bounded: a forgotten room's next settle at
+   * that epoch is refused as another owner's, and the owner takes a higher epoch (regainAbove in
+   * src/cluster/room-leases.ts).
+   */
+  private readonly raised = new LRUCache<string, number>({ max: 100_000 });
   private lastMicros = 0;
 
   constructor(
@@ -215,18 +228,23 @@ export class RoomCommits {
     return head;
   }
 
-  /** Raises the recorded epoch to `epoch` (LWT), creating the row for a room's first commit. */
+  /**
+   * Raises the recorded epoch to `epoch` (LWT), creating the row for a room's first commit. An
+   * epoch this instance has not recorded yet must be strictly above the recorded one; only one
+   * it recorded itself may find itself there again (its head was forgotten).
+   */
   private async raise(roomId: string, epoch: number): Promise<void> {
+    const mine = this.raised.get(roomId) === epoch;
     for (let attempt = 0; attempt < 5; attempt++) {
-      const rs = await this.ctx.execute('UPDATE room_owner_epochs SET epoch = ? WHERE room_id = ? IF epoch <= ?', [epoch, roomId, epoch]);
-      if (applied(rs)) return;
+      const rs = await this.ctx.execute(`UPDATE room_owner_epochs SET epoch = ? WHERE room_id = ? IF epoch ${mine ? '<=' : '<'} ?`, [epoch, roomId, epoch]);
+      if (applied(rs)) return void this.raised.set(roomId, epoch);
       const recorded = numOrNull(rs.first()?.['epoch']);
       if (recorded !== null) throw new StaleWriterError(roomId, epoch, recorded);
       const ins = await this.ctx.execute(
         `INSERT INTO room_owner_epochs (room_id, epoch, seq, ts, event_id, pending) VALUES (?, ?, 0, 0, '', '') IF NOT EXISTS`,
         [roomId, epoch],
       );
-      if (applied(ins)) return;
+      if (applied(ins)) return void this.raised.set(roomId, epoch);
       // Someone inserted first: compare with theirs.
     }
     throw new Error(`room ${roomId}: owner epoch did not settle`);
