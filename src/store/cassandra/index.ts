@@ -30,6 +30,7 @@ import type {
 import { StoreUnavailableError } from '../types.js';
 import { StoreClosedError, type CassandraContext, type CqlStatement, type EventWriteHook } from './context.js';
 import { checkKeyspaceName, createKeyspace, migrate } from './migrate.js';
+import { checkDataFormat } from './data-format.js';
 import { MIGRATIONS } from './migrations/index.js';
 import { CassandraFederationQueueStore } from './federation-queue.js';
 import type { FederationQueueStore } from '../federation-types.js';
@@ -108,6 +109,7 @@ export async function openCassandraStore(opts: CassandraStoreOptions): Promise<C
   try {
     await client.connect();
     const applied = opts.skipMigrations ? [] : await migrate(client, MIGRATIONS, opts.logger);
+    await checkDataFormat(client, opts.logger);
     const positions = await PositionAllocator.open(client, {
       workerId: opts.workerId,
       now: opts.now,

@@ -42,11 +42,11 @@
 // revoked instance can start no further write, paused or not. What that cannot stop is a write
 // already past confirm() when the instance froze (the same check-then-act gap as the room fence).
 
-import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type cassandra from 'cassandra-driver';
 import { StreamIdGenerator } from '../stream-id.js';
 import { applied, num } from './context.js';
+import { workerLeaseOwner } from './data-format.js';
 
 export const WORKER_IDS = 64;
 const TICKS_PER_MS = 64;
@@ -130,7 +130,7 @@ export class PositionAllocator {
   }
 
   static async open(client: cassandra.Client, opts: PositionOptions = {}): Promise<PositionAllocator> {
-    const owner = randomUUID();
+    const owner = workerLeaseOwner();
     const claimedAt = performance.now();
     const now = (opts.now ?? Date.now)();
     const { id: workerId, high: stored } = await claimWorkerId(client, owner, opts.workerId, positionAt(now, 0));
@@ -198,7 +198,7 @@ export class PositionAllocator {
     if (!this.lost || this.closed) return;
     await this.chain;
     while (this.gen.inFlightCount() > 0 || this.waiting > 0) await new Promise((r) => setTimeout(r, 20));
-    const owner = randomUUID();
+    const owner = workerLeaseOwner();
     const claimedAt = performance.now();
     const { id, high } = await claimWorkerId(this.client, owner, this.opts.workerId, positionAt((this.opts.now ?? Date.now)(), 0));
     if (this.closed) {
