@@ -26,7 +26,9 @@
 // - A local event's own PDU is queued by persistEvent (PersistEventInput.outbound) in the same
 //   write as the event, at the event's stream position (unique, so entries of a destination
 //   still have distinct positions; in room order, as the room's events are): once the event is
-//   durable, so are its entries, and a crash between the two cannot lose the PDU.
+//   durable, so are its entries, and a crash between the two cannot lose the PDU. The entry
+//   sends the event as it was written, even if a redaction or an MSC2228 expiry prune rewrote
+//   the stored copy since (the receiver redacts or prunes its own copy).
 // - A cursor (getCursor/advanceCursor) is a named mark on the global stream that only grows
 //   (advanceCursor never lowers it; null until first set): a publisher that derives entries from
 //   a change stream written with its changes (the device-list stream) raises it once what lies
