@@ -25,8 +25,8 @@
 // - A write the store fences (StaleWriterError: the store records an epoch at or above ours)
 //   drops the room here, unless this worker still holds the room's lease (then Redis lost its
 //   epoch counter and the owner takes an epoch above the recorded one: RoomLeases.regainAbove),
-//   and the call is routed again (twice at most), to the new owner or to us; one served for another worker,
-//   or carrying callbacks, answers a retryable 503 instead.
+//   and the call is routed again (twice at most), to the new owner or to us; one served for
+//   another worker, or carrying callbacks, answers a retryable 503 instead.
 // - A worker whose store lease was revoked (LeaseLostError) answers a retryable 503 and takes no
 //   more rooms (RoomOwner canWrite), so the client's retry reaches a worker that can write.
 // - A store conflict (StoreConflictError: a txn ID or event ID claimed by a write that is still

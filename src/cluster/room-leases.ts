@@ -191,9 +191,11 @@ export class RoomLeases {
   async renewAll(): Promise<void> {
     await Promise.all(
       [...this.held.entries()].map(async ([roomId, h]) => {
+        const token = h.token;
         try {
-          const ok = (await this.opts.redis.eval(RENEW, 1, this.key(roomId), h.token, String(this.opts.leaseMs))) as number;
-          if (ok !== 1 && this.held.get(roomId) === h) this.dropLost(roomId);
+          const ok = (await this.opts.redis.eval(RENEW, 1, this.key(roomId), token, String(this.opts.leaseMs))) as number;
+          // A token replaced meanwhile by regainAbove is still our lease.
+          if (ok !== 1 && this.held.get(roomId) === h && h.token === token) this.dropLost(roomId);
         } catch (err) {
           // Unrenewed, it expires at its TTL and someone else takes over; our late writes are fenced.
           this.opts.logger.warn({ err, roomId }, 'room owner: lease renewal failed');

@@ -57,11 +57,15 @@ export class StoreConflictError extends Error {
   }
 }
 
-/** A write from a room writer whose fencing epoch is older than the room's latest owner's. */
+/** A write from a room writer whose fencing epoch is not the room's latest owner's (older, or another's). */
 export class StaleWriterError extends StoreConflictError {
   /** `recorded`: the room's owner epoch the store holds (above `epoch`, or equal to it but another acquisition's). */
   constructor(roomId: string, readonly epoch: number, readonly recorded: number) {
-    super(`room ${roomId}: writer epoch ${epoch} is ${recorded === epoch ? "another owner's" : 'older than'} the room's owner epoch ${recorded}`);
+    super(
+      recorded === epoch
+        ? `room ${roomId}: writer epoch ${epoch} was recorded by another owner of the room`
+        : `room ${roomId}: writer epoch ${epoch} is older than the room's owner epoch ${recorded}`,
+    );
     this.name = 'StaleWriterError';
   }
 }
