@@ -49,7 +49,7 @@ function rng(seed: number): () => number {
 
 export function describeDagContract(ctx: ContractContext): void {
   describe('room DAG', function () {
-    it('stores prev_events edges both ways and keeps many forward extremities', async function () {
+    it('stores prev_events edges and keeps many forward extremities', async function () {
       const room = new FakeRoom();
       const [create] = await room.create(ctx.store, alice);
       const base = await room.message(ctx.store, alice, 'base');
@@ -60,9 +60,8 @@ export function describeDagContract(ctx: ContractContext): void {
       await ctx.store.rooms.persistEvent(persistInput(b, { forwardExtremities: [a.eventId, b.eventId] }));
       await ctx.store.rooms.persistEvent(persistInput(c, { forwardExtremities: [a.eventId, b.eventId, c.eventId] }));
       assert.deepEqual(await ctx.store.rooms.getForwardExtremities(room.roomId), [a.eventId, b.eventId, c.eventId].sort());
-      assert.deepEqual(await ctx.store.rooms.getChildEvents(base.eventId), [a.eventId, b.eventId, c.eventId].sort());
-      const prevs = await ctx.store.rooms.getPrevEvents([a.eventId, create.eventId, '$unknown']);
-      assert.deepEqual(prevs, new Map([[a.eventId, [base.eventId]], [create.eventId, []]]));
+      const prevs = await ctx.store.rooms.getPrevEvents([a.eventId, b.eventId, c.eventId, create.eventId, '$unknown']);
+      assert.deepEqual(prevs, new Map([[a.eventId, [base.eventId]], [b.eventId, [base.eventId]], [c.eventId, [base.eventId]], [create.eventId, []]]));
       const merge = raw(room.roomId, 'm.room.message', { body: 'm' }, { prev: [a.eventId, b.eventId, c.eventId], depth: 11 });
       await ctx.store.rooms.persistEvent(persistInput(merge));
       assert.deepEqual(await ctx.store.rooms.getForwardExtremities(room.roomId), [merge.eventId]);

@@ -72,7 +72,7 @@ describe('SqliteStore: DAG storage', function () {
       const topics = await store.search.searchEvents({ words: ['old'], roomIds: [room.roomId], keys: ['content.topic'], order: 'recent', limit: 10 });
       assert.deepEqual(topics.map((h) => h.event.eventId), [topic.eventId]);
       assert.deepEqual(await store.rooms.getPrevEvents([msg.eventId]), new Map([[msg.eventId, [topic.eventId]]]));
-      assert.deepEqual(await store.rooms.getChildEvents(create.eventId), [join1.eventId]);
+      assert.deepEqual(await store.rooms.getPrevEvents([join1.eventId]), new Map([[join1.eventId, [create.eventId]]]));
       const beforeMsg = stateMap((await store.rooms.getStateAtEvent(msg.eventId, 'before')) ?? []);
       assert.equal(beforeMsg.get('m.room.topic|'), topic.eventId);
       assert.equal(beforeMsg.get(`m.room.member|${bob}`), undefined);
@@ -90,6 +90,30 @@ describe('SqliteStore: DAG storage', function () {
       // And the room carries on.
       const next = await room.message(store, bob, 'after migration');
       assert.equal(stateMap((await store.rooms.getStateAtEvent(next.eventId, 'before')) ?? []).get(`m.room.member|${bob}`), join2.eventId);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('keeps event_edges without a reverse (prev_id) index once migration 23 ran, and still reads prev edges', async function () {
+    const path = join(dir, 'edges.sqlite');
+    const raw = new Database(path);
+    try {
+      migrate(raw, MIGRATIONS.filter((m) => m.version < 23));
+      const indexes = () => (raw.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'event_edges'").all() as { name: string }[]).map((r) => r.name);
+      assert.deepEqual(indexes(), ['event_edges_prev'], 'migration 7 created it');
+      migrate(raw, MIGRATIONS);
+      assert.deepEqual(indexes(), []);
+      const plan = raw.prepare('EXPLAIN QUERY PLAN SELECT prev_id FROM event_edges WHERE event_id = ? ORDER BY prev_id').all('$x') as { detail: string }[];
+      assert.ok(plan.some((p) => /SEARCH event_edges USING PRIMARY KEY \(event_id=\?\)/.test(p.detail)), JSON.stringify(plan));
+    } finally {
+      raw.close();
+    }
+    const store = await openSqliteStore({ path });
+    try {
+      const room = new FakeRoom();
+      const [create, join1] = await room.create(store, alice);
+      assert.deepEqual(await store.rooms.getPrevEvents([join1.eventId]), new Map([[join1.eventId, [create.eventId]]]));
     } finally {
       await store.close();
     }

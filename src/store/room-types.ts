@@ -243,8 +243,6 @@ export interface RoomStore {
 
   /** DAG edges: the prev_events each known event cites (absent IDs are unknown events). */
   getPrevEvents(eventIds: string[]): Promise<Map<string, string[]>>;
-  /** Known events citing `eventId` as a prev event. */
-  getChildEvents(eventId: string): Promise<string[]>;
   /** State groups before/after each event (outliers and unknown events are absent). */
   getEventStateGroups(eventIds: string[]): Promise<Map<string, { before: StateGroupId; after: StateGroupId }>>;
   /** The whole state a group stands for; throws if the group does not exist. */

@@ -23,7 +23,7 @@ export const REMOVED = '';
 
 const MAX_DEPTH = Number.MAX_SAFE_INTEGER;
 
-/** The event row, its DAG edges and (accepted events) its timeline rows. */
+/** The event row (its prev_events list is the DAG edge: no reverse index) and (accepted events) its timeline rows. */
 export function eventStatements(
   ev: PreparedEvent,
   pos: number,
@@ -62,9 +62,6 @@ export function eventStatements(
       ],
     },
   ];
-  for (const prev of new Set(ev.prevEvents)) {
-    out.push({ query: 'INSERT INTO event_children (prev_id, event_id, room_id) VALUES (?, ?, ?)', params: [prev, ev.eventId, ev.roomId] });
-  }
   if (accepted) {
     const b = streamBucket(pos);
     const d = depthBucket(depth);

@@ -138,12 +138,6 @@ export class CassandraRoomStore implements RoomStore {
     return out;
   }
 
-  async getChildEvents(eventId: string): Promise<string[]> {
-    this.ctx.checkOpen();
-    const rows = await this.ctx.all('SELECT event_id FROM event_children WHERE prev_id = ?', [eventId]);
-    return rows.map((r) => r['event_id'] as string);
-  }
-
   async getEventStateGroups(eventIds: string[]): Promise<Map<string, { before: StateGroupId; after: StateGroupId }>> {
     this.ctx.checkOpen();
     const rows = await readEventRows(this.ctx, eventIds, 'event_id, state_before, state_after');

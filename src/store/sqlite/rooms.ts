@@ -170,12 +170,6 @@ export class SqliteRoomStore implements RoomStore {
     return out;
   }
 
-  async getChildEvents(eventId: string): Promise<string[]> {
-    this.ctx.checkOpen();
-    const rows = this.ctx.stmt('SELECT event_id FROM event_edges WHERE prev_id = ? ORDER BY event_id').all(eventId) as { event_id: string }[];
-    return rows.map((r) => r.event_id);
-  }
-
   async getEventStateGroups(eventIds: string[]): Promise<Map<string, { before: StateGroupId; after: StateGroupId }>> {
     this.ctx.checkOpen();
     const stmt = this.ctx.stmt('SELECT state_before, state_after FROM events WHERE event_id = ? AND state_before IS NOT NULL');

@@ -23,6 +23,7 @@ import { m0023 } from './0023-remote-media-eviction.js';
 import { m0024 } from './0024-federation-cursors.js';
 import { m0025 } from './0025-events-pruned.js';
 import { m0026 } from './0026-data-format.js';
+import { m0027 } from './0027-drop-event-children.js';
 
 export interface CqlMigration {
   version: number;
@@ -30,4 +31,4 @@ export interface CqlMigration {
   statements: string[];
 }
 
-export const MIGRATIONS: CqlMigration[] = [m0001, m0002, m0003, m0004, m0005, m0006, m0012, m0013, m0014, m0015, m0016, m0017, m0018, m0019, m0020, m0021, m0022, m0023, m0024, m0025, m0026];
+export const MIGRATIONS: CqlMigration[] = [m0001, m0002, m0003, m0004, m0005, m0006, m0012, m0013, m0014, m0015, m0016, m0017, m0018, m0019, m0020, m0021, m0022, m0023, m0024, m0025, m0026, m0027];
