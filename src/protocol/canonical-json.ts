@@ -12,10 +12,15 @@ export const MAX_SAFE_JSON_INT = Number.MAX_SAFE_INTEGER;
 const MAX_DEPTH = 512;
 
 // A lone surrogate cannot be encoded as UTF-8, so two servers would hash it differently.
-const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+// String.prototype.isWellFormed (ES2024, native in Node 20) is exactly "has no lone surrogate";
+// this project's ES2022 lib typings do not declare it.
+const wellFormed = (s: string): boolean => (s as unknown as { isWellFormed(): boolean }).isWellFormed();
+// Any surrogate at all: a key without one is well-formed and sorts the same by UTF-16 unit as by
+// code point (the orders differ only between surrogates and U+E000..U+FFFF).
+const ANY_SURROGATE = /[\uD800-\uDFFF]/;
 
 export function hasLoneSurrogate(s: string): boolean {
-  return LONE_SURROGATE.test(s);
+  return !wellFormed(s);
 }
 
 /**
@@ -50,62 +55,80 @@ export function isJsonObject(v: unknown): v is JsonObject {
  * canonical form (floats, unsafe integers, NaN, lone surrogates, class instances) throws.
  */
 export function canonicalJson(value: unknown): string {
-  const out: string[] = [];
-  write(value, out, 0);
-  return out.join('');
+  return encode(value, 0);
 }
 
-function writeString(s: string, out: string[]): void {
-  if (hasLoneSurrogate(s)) throw new CanonicalJsonError('string contains a lone surrogate');
-  // JSON.stringify already emits the minimal escapes with lowercase \u00xx, as the spec requires.
-  out.push(JSON.stringify(s));
+/**
+ * The members of a plain object as canonical JSON `"key":value` strings, in canonical order, for
+ * callers that assemble several encodings of overlapping objects (signLocalEvent): joining them
+ * with commas inside braces is exactly canonicalJson of the object.
+ */
+export function canonicalMembers(obj: JsonObject | Record<string, unknown>): Array<{ key: string; json: string }> {
+  return sortedKeys(obj, 0).map((key) => ({ key, json: encodeString(key) + ':' + encode(obj[key], 1) }));
 }
 
-function write(v: unknown, out: string[], depth: number): void {
+function encodeString(s: string): string {
+  // JSON.stringify already emits the minimal
+  // escapes with lowercase \u00xx, as the spec requires.
+  if (!wellFormed(s)) throw new CanonicalJsonError('string contains a lone surrogate');
+  return JSON.stringify(s);
+}
+
+/** The object's keys with a defined value, in canonical order; refuses keys with lone surrogates. */
+function sortedKeys(v: Record<string, unknown>, depth: number): string[] {
+  if (depth > MAX_DEPTH) throw new CanonicalJsonError('value nested too deeply');
+  const keys: string[] = [];
+  let surrogates = false;
+  for (const k of Object.keys(v)) {
+    if (v[k] === undefined) continue;
+    if (ANY_SURROGATE.test(k)) {
+      if (!wellFormed(k)) throw new CanonicalJsonError('string contains a lone surrogate');
+      surrogates = true;
+    }
+    keys.push(k);
+  }
+  // Without surrogates the default (UTF-16 unit) order is code point order, and native.
+  return surrogates ? keys.sort(compareCodePoints) : keys.sort();
+}
+
+function encode(v: unknown, depth: number): string {
   if (depth > MAX_DEPTH) throw new CanonicalJsonError('value nested too deeply');
   switch (typeof v) {
     case 'string':
-      writeString(v, out);
-      return;
+      return encodeString(v);
     case 'boolean':
-      out.push(v ? 'true' : 'false');
-      return;
+      return v ? 'true' : 'false';
     case 'number':
       if (!Number.isSafeInteger(v)) {
         throw new CanonicalJsonError(`number ${v} is not an integer in the canonical JSON range`);
       }
       // String(-0) is "0", which is what canonical JSON wants.
-      out.push(String(v));
-      return;
+      return String(v);
     case 'object':
       break;
     default:
       throw new CanonicalJsonError(`cannot serialise a value of type ${typeof v}`);
   }
-  if (v === null) {
-    out.push('null');
-    return;
-  }
+  if (v === null) return 'null';
   if (Array.isArray(v)) {
-    out.push('[');
+    if (v.length === 0) return '[]';
+    let out = '[';
     for (let i = 0; i < v.length; i++) {
-      if (i > 0) out.push(',');
-      if (v[i] === undefined) throw new CanonicalJsonError('array contains undefined');
-      write(v[i], out, depth + 1);
+      const x: unknown = v[i];
+      if (x === undefined) throw new CanonicalJsonError('array contains undefined');
+      out += (i > 0 ? ',' : '') + encode(x, depth + 1);
     }
-    out.push(']');
-    return;
+    return out + ']';
   }
   if (!isJsonObject(v)) throw new CanonicalJsonError('only plain objects can be serialised');
-  const keys = Object.keys(v).filter((k) => v[k] !== undefined).sort(compareCodePoints);
-  out.push('{');
-  keys.forEach((k, i) => {
-    if (i > 0) out.push(',');
-    writeString(k, out);
-    out.push(':');
-    write(v[k], out, depth + 1);
-  });
-  out.push('}');
+  const keys = sortedKeys(v, depth);
+  if (keys.length === 0) return '{}';
+  let out = '{';
+  for (let i = 0; i < keys.length; i++) {
+    const k = keys[i];
+    out += (i > 0 ? ',' : '') + JSON.stringify(k) + ':' + encode(v[k], depth + 1);
+  }
+  return out + '}';
 }
 
 /**

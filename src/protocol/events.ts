@@ -2,10 +2,10 @@
 // "Signing events"; rooms v1 "Event IDs", v3/v4 "Event IDs", v12 room IDs). Everything that
 // depends on the room version reads it from room-versions.ts.
 import { encodeBase64, encodeBase64Url, tryDecodeBase64 } from './base64.js';
-import { canonicalJson, isJsonObject, dict } from './canonical-json.js';
-import { jsonSigningInput, sha256, sha256Base64, signBytes, signJson, verifyJsonSignature, type VerifyKey } from './crypto.js';
+import { canonicalJson, canonicalMembers, cloneJson, isJsonObject, dict } from './canonical-json.js';
+import { sha256, sha256Base64, signBytes, signJson, verifyJsonSignature, type VerifyKey } from './crypto.js';
 import { isValidEventId, randomString } from './ids.js';
-import { redactEvent } from './redaction.js';
+import { redactedContent, redactEvent, redactionTopLevel } from './redaction.js';
 import { roomVersionRules, type EventIdFormat } from './room-versions.js';
 import type { EventHashReference, JsonObject, JsonValue, LooseJsonObject, Pdu, SigningKey } from './types.js';
 
@@ -168,33 +168,52 @@ export function signEvent(pdu: LooseJsonObject, serverName: string, key: Signing
 }
 
 /**
- * signEvent for an event this server builds, plus what its send checks next, each serialized
- * once (a send otherwise took four canonical JSON passes: hash, sign, size, event ID):
- * - eventId: the reference hash input (the redacted event without signatures and unsigned) is
- *   exactly the signing input, so its SHA-256 is the event ID (v3+, where a built PDU has no
- *   event_id; v1/v2 return the server-assigned event_id as computeEventId does);
+ * signEvent for an event this server builds, plus what its send checks next, from one canonical
+ * encoding of each top-level member (a send otherwise took four canonical JSON passes: hash,
+ * sign, size, event ID, the first two each over the whole event):
+ * - the content-hash input is the members other than hashes, signatures and unsigned;
+ * - the signing input is the redacted event without signatures and unsigned: every member that
+ *   redaction keeps is kept whole (a deep copy encodes as the original), so its encoding is
+ *   reused, and only the redacted content and the new hashes are encoded;
+ * - eventId: the reference hash input is exactly the signing input, so its SHA-256 is the
+ *   event ID (v3+, where a built PDU has no event_id; v1/v2 return the server-assigned event_id
+ *   as computeEventId does);
  * - size: the PDU's canonical JSON is the content-hash input plus its `hashes`, `signatures`
  *   (and `unsigned`) members, so its byte length is summed, not serialized again.
  * Equal to signEvent, computeEventId and pduSize (spec/protocol/sign-local.spec.ts).
  */
 export function signLocalEvent(pdu: Pdu, serverName: string, key: SigningKey, roomVersion: string): { pdu: Pdu; eventId: string; size: number } {
-  const baseJson = canonicalJson(withoutKeys(pdu, ['unsigned', 'signatures', 'hashes']));
+  const members = canonicalMembers(withoutKeys(pdu, ['unsigned', 'signatures', 'hashes']));
+  const baseJson = joinMembers(members);
   const hashes = isJsonObject(pdu.hashes) ? pdu.hashes : {};
   const hashed = { ...pdu, hashes: { ...hashes, sha256: sha256Base64(baseJson) } } as Pdu;
-  const redacted = redactEvent(hashed, roomVersion);
-  const input = jsonSigningInput(redacted);
-  const existing = isJsonObject(redacted.signatures) ? redacted.signatures : {};
+  const hashesMember = '"hashes":' + canonicalJson(hashed.hashes);
+  const kept = redactionTopLevel(roomVersion);
+  const redacted: Array<{ key: string; json: string }> = [
+    { key: 'content', json: '"content":' + canonicalJson(redactedContent(hashed, roomVersion)) },
+    { key: 'hashes', json: hashesMember },
+  ];
+  for (const m of members) if (m.key !== 'content' && kept.includes(m.key)) redacted.push(m);
+  // The keys are redaction's fixed ASCII names, so UTF-16 order is code point order.
+  redacted.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  const input = joinMembers(redacted);
+  const existing = isJsonObject(pdu.signatures) ? cloneJson(pdu.signatures) : {};
   const mine = isJsonObject(existing[serverName]) ? (existing[serverName] as JsonObject) : {};
   const signatures = { ...existing, [serverName]: { ...mine, [key.keyId]: encodeBase64(signBytes(key, input)) } };
   const signed = { ...hashed, signatures } as Pdu;
   const format = roomVersionRules(roomVersion).eventIdFormat;
   const eventId = format === 'server' || pdu.event_id !== undefined ? computeEventId(signed, roomVersion) : '$' + HASH_ENCODINGS[format](sha256(input));
-  let size = Buffer.byteLength(baseJson, 'utf8');
   // Each added member: a comma (the base always has members), "key": and its value.
-  const member = (k: string, v: JsonValue): number => 1 + Buffer.byteLength(`${JSON.stringify(k)}:${canonicalJson(v)}`, 'utf8');
-  size += member('hashes', signed.hashes as JsonValue) + member('signatures', signatures as JsonValue);
-  if (signed.unsigned !== undefined) size += member('unsigned', signed.unsigned as JsonValue);
+  let size = Buffer.byteLength(baseJson, 'utf8') + 1 + Buffer.byteLength(hashesMember, 'utf8');
+  size += 1 + Buffer.byteLength(`"signatures":${canonicalJson(signatures)}`, 'utf8');
+  if (signed.unsigned !== undefined) size += 1 + Buffer.byteLength(`"unsigned":${canonicalJson(signed.unsigned)}`, 'utf8');
   return { pdu: signed, eventId, size };
+}
+
+function joinMembers(members: ReadonlyArray<{ json: string }>): string {
+  let out = '{';
+  for (let i = 0; i < members.length; i++) out += (i > 0 ? ',' : '') + members[i].json;
+  return out + '}';
 }
 
 /** Checks one server's signature on the redacted form of the event. */

@@ -92,6 +92,16 @@ export function redactEvent(event: LooseJsonObject, roomVersion: string): LooseJ
   return out;
 }
 
+/** The top-level keys redaction keeps in this version (for callers assembling its encoding). */
+export function redactionTopLevel(roomVersion: string): readonly string[] {
+  return rulesFor(roomVersion).topLevel;
+}
+
+/** The `content` of redactEvent(event): a deep copy of what survives. */
+export function redactedContent(event: LooseJsonObject, roomVersion: string): JsonObject {
+  return redactContent(event, rulesFor(roomVersion));
+}
+
 function redactContent(event: LooseJsonObject, rules: RedactionRules): JsonObject {
   const content = isJsonObject(event.content) ? event.content : {};
   const type = typeof event.type === 'string' ? event.type : '';
