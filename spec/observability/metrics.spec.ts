@@ -1,6 +1,8 @@
 import { assert } from '../helpers/assert.js';
 import { Writable } from 'node:stream';
 import { createLogger } from '../../src/observability/logger.js';
+import { Histogram, Registry } from 'prom-client';
+import { LabelledHistogram } from '../../src/observability/labelled.js';
 import { Metrics } from '../../src/observability/metrics.js';
 
 describe('metrics', () => {
@@ -38,6 +40,61 @@ describe('metrics', () => {
     assert.match(text, /hearth_http_requests_total\{method="OTHER",route="\/coffee",status="418"\} 1/);
     assert.match(text, /hearth_db_operation_duration_seconds_count\{operation="getEvent"\} 1/);
     assert.match(m.contentType, /^text\/plain/);
+  });
+});
+
+describe('labelled histogram (store-call timers)', () => {
+  // The same observations through prom-client's own classes and ours, each in its own registry
+  // under the same name: the exposition text must be identical.
+  const observations: Array<[Record<'method' | 'route', string>, number]> = [
+    [{ method: 'PUT', route: '/send/:txnId' }, 0.0004],
+    [{ method: 'GET', route: '/sync' }, 30],
+    [{ method: 'PUT', route: '/send/:txnId' }, 0.001],
+    [{ method: 'PUT', route: '/send/:txnId' }, 0.0011],
+    [{ method: 'GET', route: '/sync' }, 500],
+    [{ method: 'GET', route: 'a "quoted" \\ route\nwith a newline' }, 0],
+  ];
+  const buckets = [0.001, 0.005, 0.01, 1, 60];
+
+  it('renders a histogram exactly as prom-client does', async () => {
+    const theirs = new Registry();
+    const ours = new Registry();
+    const h = new Histogram({ name: 'x_seconds', help: 'Help "text".', labelNames: ['method', 'route'] as const, buckets, registers: [theirs] });
+    const l = new LabelledHistogram({ name: 'x_seconds', help: 'Help "text".', labelNames: ['method', 'route'] as const, buckets, registers: [ours] });
+    for (const [labels, v] of observations) {
+      h.observe(labels, v);
+      l.labels(labels).observe(v);
+    }
+    const text = await ours.metrics();
+    assert.equal(text, await theirs.metrics());
+    assert.match(text, /^x_seconds_bucket\{le="0.001",method="PUT",route="\/send\/:txnId"\} 2$/m);
+    assert.match(text, /^x_seconds_count\{method="GET",route="\/sync"\} 2$/m);
+    // The JSON form too (cluster aggregation reads it), but for prom-client's empty exemplar slots.
+    const strip = (metrics: unknown) => JSON.parse(JSON.stringify(metrics, (k, v: unknown) => (k === 'exemplar' ? undefined : v))) as unknown;
+    assert.deepEqual(strip(await ours.getMetricsAsJSON()), strip(await theirs.getMetricsAsJSON()));
+  });
+
+  it('keeps one child per label set and refuses what prom-client refuses', async () => {
+    const ours = new Registry();
+    const l = new LabelledHistogram({ name: 'y_seconds', help: 'y', labelNames: ['method', 'route'] as const, buckets, registers: [ours] });
+    assert.equal(l.labels({ route: '/sync', method: 'GET' }), l.labels({ method: 'GET', route: '/sync' }));
+    assert.notEqual(l.labels({ method: 'GET', route: '/sync' }), l.labels({ method: 'PUT', route: '/sync' }));
+    assert.throws(() => l.labels({ method: 'GET', route: '/sync' }).observe(NaN), TypeError);
+    l.labels({ method: 'GET', route: '/sync' }).observe(1);
+    ours.resetMetrics();
+    assert.equal(await ours.metrics(), '# HELP y_seconds y\n# TYPE y_seconds histogram\n');
+  });
+
+  it('times through a startTimer child', async () => {
+    const m = new Metrics({ defaultMetrics: false });
+    const end = m.dbTiming.labels({ operation: 'rooms.persistEvent' }).startTimer();
+    await new Promise((r) => setTimeout(r, 5));
+    end();
+    const text = await m.render();
+    assert.match(text, /^hearth_db_operation_duration_seconds_count\{operation="rooms.persistEvent"\} 1$/m);
+    assert.match(text, /^hearth_db_operation_duration_seconds_bucket\{le="0.001",operation="rooms.persistEvent"\} 0$/m);
+    const sum = Number(/^hearth_db_operation_duration_seconds_sum\{operation="rooms.persistEvent"\} (\S+)$/m.exec(text)?.[1]);
+    assert.ok(sum >= 0.004 && sum < 5, `sum ${sum}`);
   });
 });
 

@@ -2,8 +2,9 @@
 // a second server in the same process (tests) fail with "metric already registered", and would
 // mix the two servers' numbers.
 
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import { HttpMetrics } from './http-metrics.js';
+import { LabelledHistogram } from './labelled.js';
 
 export interface MetricsOptions {
   /**
@@ -20,7 +21,8 @@ export class Metrics {
   readonly http: HttpMetrics;
   readonly eventsPersisted: Counter;
   readonly syncWaiters: Gauge;
-  readonly dbTiming: Histogram<'operation'>;
+  /** Every store call (timed-store.ts): one kept child per operation (labelled.ts). */
+  readonly dbTiming: LabelledHistogram<'operation'>;
   readonly connectionsRefused: Counter<'reason'>;
   readonly httpClientErrors: Counter<'status'>;
 
@@ -38,7 +40,7 @@ export class Metrics {
       help: '/sync requests currently waiting for new data.',
       registers,
     });
-    this.dbTiming = new Histogram({
+    this.dbTiming = new LabelledHistogram({
       name: 'hearth_db_operation_duration_seconds',
       help: 'Storage operation latency, by operation.',
       labelNames: ['operation'] as const,
@@ -117,7 +119,7 @@ export class Metrics {
 
   /** Times an async storage operation into dbTiming, whether it succeeds or fails. */
   async timeDb<T>(operation: string, fn: () => Promise<T>): Promise<T> {
-    const end = this.dbTiming.startTimer({ operation });
+    const end = this.dbTiming.labels({ operation }).startTimer();
     try {
       return await fn();
     } finally {
