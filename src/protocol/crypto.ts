@@ -1,7 +1,7 @@
 // Ed25519 JSON signing (spec appendices, "Signing JSON") on node:crypto only.
 import {
-  createHash,
   createPrivateKey,
+  hash,
   createPublicKey,
   randomBytes,
   sign as edSign,
@@ -147,11 +147,13 @@ export function signatureKeyIds(obj: LooseJsonObject, serverName: string): strin
   return Object.keys(sigs[serverName] as JsonObject).filter((k) => k.startsWith('ed25519:'));
 }
 
+// crypto.hash is the one-shot digest (no Hash object per call): two to three per send.
 export function sha256(data: Uint8Array | string): Uint8Array {
-  return new Uint8Array(createHash('sha256').update(data).digest());
+  return new Uint8Array(hash('sha256', data, 'buffer'));
 }
 
 /** Unpadded standard base64 of SHA-256(data); strings are hashed as UTF-8. */
 export function sha256Base64(data: Uint8Array | string): string {
-  return encodeBase64(sha256(data));
+  // 32 bytes are 44 base64 characters, the last one padding.
+  return hash('sha256', data, 'base64').slice(0, 43);
 }

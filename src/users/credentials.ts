@@ -6,7 +6,7 @@
 // then yields no usable tokens, and since tokens are 256-bit random values a slow hash adds
 // nothing.
 
-import { createHash, createHmac, randomBytes, randomInt, scrypt, timingSafeEqual, type ScryptOptions } from 'node:crypto';
+import { createHmac, hash, randomBytes, randomInt, scrypt, timingSafeEqual, type ScryptOptions } from 'node:crypto';
 
 const SCRYPT_PREFIX = 'scrypt';
 // 2^15 * 8 * 128 bytes = 32 MiB per hash, ~50-100 ms on a current core.
@@ -90,7 +90,7 @@ export function generateAccessToken(): string {
 
 /** The form in which access tokens are stored and looked up. */
 export function hashAccessToken(token: string): string {
-  return createHash('sha256').update(token, 'utf8').digest('hex');
+  return hash('sha256', token, 'hex');
 }
 
 const DEVICE_ID_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ';
