@@ -62,7 +62,8 @@ export function describeDagContract(ctx: ContractContext): void {
       assert.deepEqual(await ctx.store.rooms.getForwardExtremities(room.roomId), [a.eventId, b.eventId, c.eventId].sort());
       const prevs = await ctx.store.rooms.getPrevEvents([a.eventId, b.eventId, c.eventId, create.eventId, '$unknown']);
       assert.deepEqual(prevs, new Map([[a.eventId, [base.eventId]], [b.eventId, [base.eventId]], [c.eventId, [base.eventId]], [create.eventId, []]]));
-      const merge = raw(room.roomId, 'm.room.message', { body: 'm' }, { prev: [a.eventId, b.eventId, c.eventId], depth: 11 });
+      // Cited out of order and one twice: the edges are the distinct IDs in code point order.
+      const merge = raw(room.roomId, 'm.room.message', { body: 'm' }, { prev: [c.eventId, a.eventId, b.eventId, a.eventId], depth: 11 });
       await ctx.store.rooms.persistEvent(persistInput(merge));
       assert.deepEqual(await ctx.store.rooms.getForwardExtremities(room.roomId), [merge.eventId]);
       assert.deepEqual(await ctx.store.rooms.getPrevEvents([merge.eventId]), new Map([[merge.eventId, [a.eventId, b.eventId, c.eventId].sort()]]));

@@ -1,4 +1,5 @@
-// The room DAG in SQLite: prev_events edges, auth_events edges and the auth chain index.
+// The room DAG in SQLite: the auth chain index. Neither edge kind has a table: an event's row
+// holds its PDU, whose prev_events and auth_events are the edges (getPrevEvents reads them).
 //
 // Auth chain index (a chain cover, after the design in Synapse's
 // docs/auth_chain_difference_algorithm.md): every stored, non-rejected state event gets a
@@ -19,15 +20,6 @@
 
 import { authChainBounds, ChainLinks, conflictedRanges, differenceRanges, drive, withStarts, type ChainPos } from '../chain-cover.js';
 import type { Stmt } from './state-groups.js';
-
-/**
- * prev_events edges. Auth edges need no table: the PDU holds them, and the auth chain index is
- * what answers questions about auth chains.
- */
-export function writePrevEdges(stmt: Stmt, roomId: string, eventId: string, prevEvents: readonly string[]): void {
-  const prev = stmt('INSERT INTO event_edges (event_id, prev_id, room_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING');
-  for (const id of prevEvents) prev.run(eventId, id, roomId);
-}
 
 interface ChainRow {
   chain_id: number;

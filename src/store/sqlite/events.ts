@@ -25,7 +25,7 @@ import {
 import { jsonParse, type SqliteContext } from './context.js';
 import { preparePushActions, preparePushBulk, writePushActions, writePushBulk, type PreparedPushAction, type PreparedPushBulk } from './notifications.js';
 import { dropRelation, extractRelation, writeRelation, type PreparedRelation } from './relations.js';
-import { indexAuthChain, writePrevEdges } from './dag.js';
+import { indexAuthChain } from './dag.js';
 import { createStateGroup, type StateChange } from './state-groups.js';
 
 const MEMBERSHIPS: ReadonlySet<string> = new Set<Membership>(['join', 'invite', 'leave', 'ban', 'knock']);
@@ -260,7 +260,6 @@ export function writeEvent(
     );
   if (inserted.changes === 0) throw new StoreConflictError(`event ${eventId} already persisted`);
 
-  writePrevEdges(ctx.stmt, roomId, eventId, ev.prevEvents);
   if (ev.status !== 'rejected') {
     const bad = firstRejected(ctx, ev.authEvents);
     if (bad !== undefined) throw new Error(`event ${eventId} cites rejected auth event ${bad}`);

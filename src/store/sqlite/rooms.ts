@@ -1,6 +1,8 @@
 // RoomStore: rooms, events, state, memberships, aliases and the directory.
 
-import type { RoomVersion } from '../../protocol/types.js';
+import type { JsonValue, RoomVersion } from '../../protocol/types.js';
+import { compareCodePoints, parseTrustedJson } from '../../protocol/canonical-json.js';
+import { referencedIds } from '../../protocol/events.js';
 import {
   StoreConflictError,
   type Membership,
@@ -160,12 +162,17 @@ export class SqliteRoomStore implements RoomStore {
 
   async getPrevEvents(eventIds: string[]): Promise<Map<string, string[]>> {
     this.ctx.checkOpen();
-    const known = this.ctx.stmt('SELECT 1 FROM events WHERE event_id = ?');
-    const edges = this.ctx.stmt('SELECT prev_id FROM event_edges WHERE event_id = ? ORDER BY prev_id');
+    // The PDU is the edge list (redaction keeps prev_events); nothing on the send path writes
+    // another copy of it (migration 23 dropped event_edges).
+    const stmt = this.ctx.stmt("SELECT json_extract(pdu_json, '$.prev_events') AS prev FROM events WHERE event_id = ?");
     const out = new Map<string, string[]>();
     for (const id of eventIds) {
-      if (out.has(id) || known.get(id) === undefined) continue;
-      out.set(id, (edges.all(id) as { prev_id: string }[]).map((r) => r.prev_id));
+      if (out.has(id)) continue;
+      const row = stmt.get(id) as { prev: string | null } | undefined;
+      if (row === undefined) continue;
+      const prev = row.prev === null ? [] : referencedIds(parseTrustedJson<JsonValue>(row.prev));
+      // Distinct and in code point order (UTF-8 byte order), as the edge table's key gave them.
+      out.set(id, [...new Set(prev)].sort(compareCodePoints));
     }
     return out;
   }

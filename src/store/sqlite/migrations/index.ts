@@ -24,7 +24,7 @@ import { peeks } from './0019-peeks.js';
 import { eventIndexes } from './0020-event-indexes.js';
 import { remoteMediaEviction } from './0021-remote-media-eviction.js';
 import { federationCursors } from './0022-federation-cursors.js';
-import { dropChildIndex } from './0023-drop-child-index.js';
+import { dropEventEdges } from './0023-drop-event-edges.js';
 
 export interface Migration {
   version: number;
@@ -35,4 +35,4 @@ export interface Migration {
   run?: (db: Db) => void;
 }
 
-export const MIGRATIONS: readonly Migration[] = [initial, chat, txnScope, e2ee, push, pushBulk, dag, media, search, admin, guestsOpenId, erasure, appservice, federationQueue, identityBindings, remoteMedia, threepids, eventExpiry, peeks, eventIndexes, remoteMediaEviction, federationCursors, dropChildIndex];
+export const MIGRATIONS: readonly Migration[] = [initial, chat, txnScope, e2ee, push, pushBulk, dag, media, search, admin, guestsOpenId, erasure, appservice, federationQueue, identityBindings, remoteMedia, threepids, eventExpiry, peeks, eventIndexes, remoteMediaEviction, federationCursors, dropEventEdges];
