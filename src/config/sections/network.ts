@@ -127,7 +127,7 @@ export const limitsSection = z
         // (refused until it is under half of this again), or a stall of twice this while it
         // lasts. Counts only the time the server was on the CPU, not a busy machine's. Cheap
         // requests (/versions) wait about one loop turn, so this bounds their latency. 0: off.
-        max_event_loop_lag_ms: z.int().min(0).default(25),
+        max_event_loop_lag_ms: z.int().min(0).default(100),
         // Base of a refused send's retry_after_ms; jitter of up to half as much again is added.
         send_retry_after_ms: z.int().min(0).default(500),
         // Base of a refused catch-up's retry_after_ms; jitter of up to the same again is added.
