@@ -54,8 +54,7 @@ import { RemoteRooms } from './remote-rooms.js';
 import { generateSelfSignedCertificate } from './self-signed.js';
 import { FederationSender } from './sender.js';
 import { importLegacyQueue } from './legacy-queue.js';
-import { pduDestinations } from './pdu-destinations.js';
-import { serverAclAllows } from './acl.js';
+import { pduDestinations, roomDestinations } from './pdu-destinations.js';
 import type { RoomState } from '../room/room-state.js';
 import type { DestinationGate } from '../cluster/destination-leases.js';
 
@@ -290,8 +289,7 @@ export function attachFederation(core: FederationCore, d: AttachDeps): Federatio
     // of the member list): ACLs hold both ways, nothing goes to a server the room bans.
     const state = await d.roomInput.currentState(r.roomId);
     if (!state) return undefined;
-    const acl = state.content('m.room.server_acl');
-    const servers = [...state.joinedServers()].filter((s) => s !== me && serverAclAllows(acl, s) && core.policy.allows(s));
+    const servers = roomDestinations(me, state, (s) => core.policy.allows(s));
     if (servers.length === 0) return undefined;
     const data: JsonObject = { ts: r.ts };
     if (r.threadId !== null) data.thread_id = r.threadId;

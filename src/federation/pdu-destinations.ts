@@ -19,7 +19,16 @@ export function pduDestinations(me: string, before: RoomState, pdu: Pdu, allows:
     const s = serverNameOf(pdu.state_key);
     if (s !== undefined) servers.add(s);
   }
-  servers.delete(me);
   const acl = pdu.type === 'm.room.server_acl' && pdu.state_key === '' ? pdu.content : before.content('m.room.server_acl');
+  return allowedOthers(me, servers, acl, allows);
+}
+
+/** Where an EDU about the room goes (a receipt): its joined servers but ours, the room's ACL and `allows` applied. */
+export function roomDestinations(me: string, state: RoomState, allows: (server: string) => boolean): string[] {
+  return allowedOthers(me, new Set(state.joinedServers()), state.content('m.room.server_acl'), allows);
+}
+
+function allowedOthers(me: string, servers: Set<string>, acl: Parameters<typeof serverAclAllows>[0], allows: (server: string) => boolean): string[] {
+  servers.delete(me);
   return [...servers].filter((s) => serverAclAllows(acl, s) && allows(s)).sort();
 }
