@@ -2,7 +2,8 @@
 // histogram) as prom-client metric objects of our own. prom-client's Counter.inc and
 // Histogram.observe each validate the labels, sort and hash them into a key and allocate per call
 // (~2-3 µs of every request, the whole of a small GET's metrics cost); here a request finds its
-// series through two map lookups on strings it already has and adds to plain numbers.
+// series (a kept LabelledHistogram child, labelled.ts) through two map lookups on strings it
+// already has, and the request counter is read off the same children's counts.
 //
 // Invariants:
 // - The exposition is what prom-client's Counter and Histogram print for the same observations
@@ -12,54 +13,37 @@
 //   methods outside HTTP_METHODS count as OTHER, so the series stay bounded.
 
 import type { Registry } from 'prom-client';
+import { LabelledHistogram, type HistogramChild } from './labelled.js';
 
 const HTTP_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'OPTIONS', 'PATCH']);
 
+type HttpLabels = 'method' | 'route' | 'status';
+
 interface Series {
-  labels: { method: string; route: string; status: string };
-  count: number;
-  sum: number;
-  /** Per bucket, not cumulative (summed at exposition). */
-  buckets: Float64Array;
-}
-
-interface ValuePair {
-  labels: Record<string, string | number>;
-  sharedLabels?: Record<string, string>;
-  value: number;
-  metricName?: string;
-}
-
-interface MetricData {
-  name: string;
-  help: string;
-  type: 'counter' | 'histogram';
-  values: ValuePair[];
-  aggregator: 'sum';
+  labels: Record<HttpLabels, string>;
+  child: HistogramChild;
 }
 
 /** The request counter and latency histogram of one registry, fed by observe(). */
 export class HttpMetrics {
   /** route -> "METHOD status" -> series. */
   private readonly byRoute = new Map<string, Map<string, Series>>();
+  private readonly duration: LabelledHistogram<HttpLabels>;
 
   constructor(
     registry: Registry,
-    private readonly bounds: readonly number[],
+    bounds: readonly number[],
     names = { requests: 'hearth_http_requests_total', duration: 'hearth_http_request_duration_seconds' },
   ) {
-    const series = (): Series[] => [...this.byRoute.values()].flatMap((m) => [...m.values()]);
-    const reset = (): void => this.byRoute.clear();
-    registry.registerMetric(
-      new ExposedMetric(names.requests, 'HTTP requests handled, by method, route pattern and status.', 'counter', reset, () =>
-        series().map((s) => ({ labels: { ...s.labels }, value: s.count })),
-      ) as never,
-    );
-    registry.registerMetric(
-      new ExposedMetric(names.duration, 'HTTP request latency, by method, route pattern and status. Includes /sync long-polls.', 'histogram', reset, () =>
-        series().flatMap((s) => this.histogramValues(names.duration, s)),
-      ) as never,
-    );
+    // The counter first: the registry lists metrics in registration order, as before.
+    registry.registerMetric(new RequestCounter(names.requests, this.byRoute) as never);
+    this.duration = new LabelledHistogram({
+      name: names.duration,
+      help: 'HTTP request latency, by method, route pattern and status. Includes /sync long-polls.',
+      labelNames: ['method', 'route', 'status'],
+      buckets: bounds,
+      registers: [registry],
+    });
   }
 
   observe(method: string, route: string, status: number, seconds: number): void {
@@ -68,59 +52,32 @@ export class HttpMetrics {
     const m = HTTP_METHODS.has(method) ? method : 'OTHER';
     const key = `${m} ${status}`;
     let s = forRoute.get(key);
-    if (!s) forRoute.set(key, (s = { labels: { method: m, route, status: String(status) }, count: 0, sum: 0, buckets: new Float64Array(this.bounds.length) }));
-    s.count++;
-    s.sum += seconds;
-    const b = this.bounds;
-    for (let i = 0; i < b.length; i++) {
-      if (seconds <= b[i]) {
-        s.buckets[i]++;
-        break;
-      }
+    if (!s) {
+      const labels = { method: m, route, status: String(status) };
+      forRoute.set(key, (s = { labels, child: this.duration.labels(labels) }));
     }
-  }
-
-  private histogramValues(name: string, s: Series): ValuePair[] {
-    const out: ValuePair[] = [];
-    let acc = 0;
-    for (let i = 0; i < this.bounds.length; i++) {
-      acc += s.buckets[i];
-      out.push({ labels: { le: this.bounds[i] }, value: acc, metricName: `${name}_bucket`, sharedLabels: s.labels });
-    }
-    out.push(
-      { labels: { le: '+Inf' }, value: s.count, metricName: `${name}_bucket`, sharedLabels: s.labels },
-      { labels: {}, value: s.sum, metricName: `${name}_sum`, sharedLabels: s.labels },
-      { labels: {}, value: s.count, metricName: `${name}_count`, sharedLabels: s.labels },
-    );
-    return out;
+    s.child.observe(seconds);
   }
 }
 
-/** What prom-client's Registry asks of a metric: its name, type, values, and reset. */
-class ExposedMetric {
-  readonly aggregator = 'sum' as const;
+/** The request counter: each series' histogram count, as prom-client's Registry reads a metric. */
+class RequestCounter {
+  readonly help = 'HTTP requests handled, by method, route pattern and status.';
+  readonly type = 'counter';
+  readonly aggregator = 'sum';
 
   constructor(
     readonly name: string,
-    readonly help: string,
-    readonly type: 'counter' | 'histogram',
-    private readonly onReset: () => void,
-    private readonly values: () => ValuePair[],
+    private readonly byRoute: Map<string, Map<string, Series>>,
   ) {}
 
-  /** For the text exposition: series labels kept apart, as prom-client's own metrics give them. */
-  getForPromString(): Promise<MetricData> {
-    return Promise.resolve({ name: this.name, help: this.help, type: this.type, values: this.values(), aggregator: this.aggregator });
-  }
-
-  /** For the JSON form: each value's labels merged, as prom-client's get() does. */
-  get(): Promise<MetricData> {
-    const values = this.values().map((v) => ({ value: v.value, metricName: v.metricName, labels: { ...v.labels, ...v.sharedLabels } }));
+  get(): Promise<{ name: string; help: string; type: string; values: Array<{ labels: Record<string, string>; value: number }>; aggregator: string }> {
+    const values = [...this.byRoute.values()].flatMap((m) => [...m.values()].map((s) => ({ labels: { ...s.labels }, value: s.child.count })));
     return Promise.resolve({ name: this.name, help: this.help, type: this.type, values, aggregator: this.aggregator });
   }
 
-  /** Registry.resetMetrics(): both metrics share their series, so either resets both. */
+  /** Registry.resetMetrics() resets the histogram too; the series go with its children. */
   reset(): void {
-    this.onReset();
+    this.byRoute.clear();
   }
 }
