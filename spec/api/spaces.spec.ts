@@ -15,6 +15,9 @@ describe('spaces and room directory filters', function () {
   const addChild = (space: string, child: string, content: Record<string, unknown> = { via: ['localhost'] }) =>
     ok(alice.put(roomPath(space, `state/m.space.child/${enc(child)}`), content), 'add child');
   const ids = (body: any) => body.rooms.map((r: any) => r.room_id);
+  // Unordered children sort by origin_server_ts, then room ID: two sent in the same millisecond
+  // would sort by their random IDs, so the test lets the clock move between them.
+  const nextMs = () => new Promise((r) => setTimeout(r, 3));
 
   before(async () => {
     srv = await startTestServer();
@@ -32,9 +35,11 @@ describe('spaces and room directory filters', function () {
     const restricted = await createRoom(alice, { preset: 'private_chat', name: 'Members of A' });
     await ok(alice.put(roomPath(restricted, 'state/m.room.join_rules/'), { join_rule: 'restricted', allow: [{ type: 'm.room_membership', room_id: a }] }), 'restricted');
     await addChild(space, b, { via: ['localhost'] });
+    await nextMs();
     await addChild(space, sub, { via: ['localhost'], order: 'a' }); // ordered children come first
     await addChild(space, hidden, { via: ['localhost'], order: 'b' });
     await addChild(space, restricted, { via: ['localhost'] });
+    await nextMs();
     await addChild(space, '!remote:elsewhere.example', { via: ['elsewhere.example'] });
     await addChild(space, a, {}); // no via: not a child
     await addChild(sub, a, { via: ['localhost'], suggested: true });
