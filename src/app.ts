@@ -1,16 +1,16 @@
 // The composition root: the only place that constructs services and wires them together.
 // Everything else receives its dependencies through constructors. The per-subsystem wiring
 // functions in src/wiring/ are part of this root (called only from here): shared state and
-// the feed's readers, push, typing and presence, media, the listeners.
-
+// the feed's readers, push, typing and presence, media, admission, the listeners, and
+// start/stop (src/wiring/run.ts). Invariants: createHearth opens the store and shared state but
+// no listener (start() does); readers see only the change feed, so one node and a cluster run
+// the same code; exactly one writer per room (createRoomInput).
 import { randomBytes } from 'node:crypto';
-import { Admission } from './admission/admission.js';
+import type { Admission } from './admission/admission.js';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import type { Server } from 'node:http';
 import type { Logger } from 'pino';
 import { createHttpApp, Lifecycle } from './api/http.js';
-import { createListener } from './net/listener.js';
 import { createRateLimiters } from './admission/rate-limit.js';
 import { RedisConnectionRegistry } from './cluster/connections.js';
 import { DeviceRevocations } from './cluster/revocation.js';
@@ -21,10 +21,7 @@ import { AppServiceLeases } from './cluster/appservice-leases.js';
 import type { ApiServices } from './api/routing.js';
 import type { HandlerTable } from './api/handlers.js';
 import type { HearthConfig } from './config/load.js';
-import { isOpenRegistrationWarningNeeded, OPEN_REGISTRATION_WARNING } from './config/load.js';
-import { localBaseUrl } from './config/schema.js';
 import { Metrics } from './observability/metrics.js';
-import { createMetricsServer } from './observability/metrics-server.js';
 import { timedStore } from './observability/timed-store.js';
 import { loadOrCreateSigningKey } from './protocol/keyfile.js';
 import { EventFormatter } from './room/client-event.js';
@@ -52,7 +49,6 @@ import { listenForPrunes, SelfDestructService } from './room/self-destruct.js';
 import { PeekService } from './sync/peeks.js';
 import { openStoreBackend } from './store/open.js';
 import { openChangeFeed, withFeedPosition } from './cluster/feed.js';
-import { removeServerLock, runningServerPid, writeServerLock } from './store/sqlite/server-lock.js';
 import type { Store } from './store/types.js';
 import { LocalNotifier } from './sync/notifier.js';
 import { SyncService } from './sync/sync-service.js';
@@ -87,7 +83,9 @@ import { openSharedState, createReadModel } from './wiring/shared.js';
 import { createPush } from './wiring/push.js';
 import { createEphemeral } from './wiring/ephemeral.js';
 import { createMedia } from './wiring/media.js';
-import { baseUrl, closeServer, createSockets, listen, listenerLimitsOf } from './wiring/listeners.js';
+import { createSockets } from './wiring/listeners.js';
+import { HearthRun } from './wiring/run.js';
+import { createAdmission } from './wiring/admission.js';
 
 export interface Hearth {
   readonly config: HearthConfig;
@@ -241,20 +239,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
   }
   const delivered = new DeliveredService(store, store.delivery, notifier, logger, now);
   const e2ee = createE2eeServices({ store, e2ee: store.e2ee, notifier, serverName: config.server_name, logger });
-  const adm = config.limits.admission;
-  const admission = new Admission({
-    maxCatchups: adm.max_catchups,
-    maxInflightSends: adm.max_inflight_sends,
-    maxSendDelayMs: adm.max_send_delay_ms,
-    sendTargetMs: adm.send_target_delay_ms,
-    sendIntervalMs: adm.send_interval_ms,
-    maxLagMs: adm.max_event_loop_lag_ms,
-    sendRetryMs: adm.send_retry_after_ms,
-    catchupRetryMs: adm.catchup_retry_after_ms,
-  });
-  metrics?.registerCount('hearth_admission_shed_sends', 'Sends refused by load shedding (monotonic).', () => admission.stats().shedSends);
-  metrics?.registerCount('hearth_admission_shed_catchups', 'Catch-ups refused by load shedding (monotonic).', () => admission.stats().shedCatchups);
-  metrics?.registerCount('hearth_admission_paced', 'Sends and catch-ups deferred to a later loop turn (monotonic).', () => admission.stats().paced);
+  const admission = createAdmission(config, metrics);
   // Third-party invites reach the federation listener before the room service exists (src/identity).
   const thirdPartyLate: { invites?: ThirdPartyInvites } = {};
   // Made here, not with the other API services: the federation listener's 3pid/onbind spends them.
@@ -413,11 +398,11 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
   if (sockets) await revocations.listen((userId, deviceId) => sockets.deviceDeleted(userId, deviceId));
   if (pushWakeups && roles.has('pusher')) await pushWakeups.listen(() => pushGateway.wake());
 
-  const listenerLimits = listenerLimitsOf(config);
-  let server: Server | undefined;
-  let metricsServer: Server | undefined;
-  let url = '';
-  let metricsUrl: string | undefined;
+  const run = new HearthRun({
+    config, logger, keyId: signingKey.keyId, roles, metrics, renderMetrics, httpHandler, lifecycle, sockets, services, federation,
+    presence, typing, connectionRegistry, pushGateway, pushDispatcher, pushWakeups, appServices, feed, replication, selfDestruct,
+    waiters, stopRoomOwner, roomInput, admission, media, outboundHttp, identity, sso, threepids, delivered, notifier, shared, store,
+  });
   return {
     config,
     store,
@@ -427,106 +412,13 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
     federation,
     admission,
     get url() {
-      return url;
+      return run.url;
     },
     get metricsUrl() {
-      return metricsUrl;
+      return run.metricsUrl;
     },
-    async start() {
-      const { host, port } = config.listeners.client;
-      if (renderMetrics) {
-        // First, so a port clash stops start-up before the client port is open.
-        metricsServer = await listen(createMetricsServer(renderMetrics, listenerLimits, logger), config.metrics.listen.port, config.metrics.listen.host);
-        metricsUrl = baseUrl(metricsServer);
-      }
-      const listener = createListener(
-        httpHandler,
-        listenerLimits,
-        {
-          onRefused: (reason) => metrics?.connectionsRefused.inc({ reason }),
-          onClientError: (status, code) => {
-            metrics?.httpClientErrors.inc({ status: String(status) });
-            logger.debug({ status, code }, 'answered a malformed or slow request');
-          },
-        },
-      );
-      sockets?.attach(listener);
-      try {
-        server = await listen(listener, port, host);
-      } catch (err) {
-        await closeServer(metricsServer);
-        throw err;
-      }
-      url = baseUrl(server);
-      // A derived base URL for an OS-assigned port (0) can only be known now.
-      if (config.listeners.client.port === 0 && services.publicBaseUrl === localBaseUrl(config.listeners.client)) {
-        services.publicBaseUrl = `${url}/`;
-      }
-      // One SQLite file has one server; a Cassandra keyspace is shared by design.
-      if (config.storage.backend === 'sqlite') {
-        const other = runningServerPid(config.storage.sqlite.path);
-        if (other !== null && other !== process.pid) {
-          logger.warn({ pid: other, database: config.storage.sqlite.path }, 'another process holds this database\'s pid file; two servers must not share one database');
-        }
-        writeServerLock(config.storage.sqlite.path);
-      }
-      if (federation) {
-        try {
-          await federation.start({ listen: roles.has('federation_in') });
-        } catch (err) {
-          await closeServer(server);
-          await closeServer(metricsServer);
-          throw err;
-        }
-      }
-      presence.start();
-      connectionRegistry?.start();
-      if (config.push.enabled && roles.has('pusher')) pushGateway.start();
-      await appServices.start((listener) => feed.onChanges(listener));
-      await selfDestruct?.start();
-      if (isOpenRegistrationWarningNeeded(config)) logger.warn(OPEN_REGISTRATION_WARNING);
-      logger.info({ url, metrics_url: metricsUrl, server_name: config.server_name, storage: config.storage.backend, key_id: signingKey.keyId, roles: roles.list() }, 'Hearth is listening');
-    },
-    async stop() {
-      lifecycle.stopping = true;
-      if (server) {
-        const s = server;
-        const closed = new Promise<void>((resolve) => s.close(() => resolve()));
-        await sockets?.close();
-        waiters.close(); // wake parked long-polls so they answer now
-        s.closeIdleConnections();
-        // Requests in flight (sends being committed) finish; then every connection is cut,
-        // including kept-alive ones that would otherwise hold close() open.
-        await lifecycle.drained(10_000);
-        s.closeAllConnections();
-        await closed;
-      }
-      await closeServer(metricsServer);
-      await stopRoomOwner();
-      await roomInput.drain();
-      await federation?.stop();
-      admission.close();
-      await pushDispatcher.drain(); // its last enqueues must land before the store closes
-      await pushGateway.stop();
-      await appServices.stop();
-      pushWakeups?.close();
-      media.stop();
-      await outboundHttp.close();
-      await identity.http.close();
-      await sso.close();
-      threepids.close();
-      await delivered.flush();
-      presence.stop();
-      typing.close();
-      selfDestruct?.close();
-      await notifier.close();
-      await connectionRegistry?.stop();
-      await replication?.stop();
-      await shared.close();
-      await store.close();
-      if (config.storage.backend === 'sqlite') removeServerLock(config.storage.sqlite.path);
-      logger.info('Hearth stopped');
-    },
+    start: () => run.start(),
+    stop: () => run.stop(),
   };
 }
 

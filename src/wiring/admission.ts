@@ -1,0 +1,25 @@
+// Part of the composition root (src/app.ts): load shedding from limits.admission, and its counters
+// on /metrics. Invariants: one Admission per process, shared by the HTTP routes, the socket server
+// and the room service; the counters are read from it at scrape time (nothing counted twice).
+
+import { Admission } from '../admission/admission.js';
+import type { HearthConfig } from '../config/load.js';
+import type { Metrics } from '../observability/metrics.js';
+
+export function createAdmission(config: HearthConfig, metrics: Metrics | undefined): Admission {
+  const adm = config.limits.admission;
+  const admission = new Admission({
+    maxCatchups: adm.max_catchups,
+    maxInflightSends: adm.max_inflight_sends,
+    maxSendDelayMs: adm.max_send_delay_ms,
+    sendTargetMs: adm.send_target_delay_ms,
+    sendIntervalMs: adm.send_interval_ms,
+    maxLagMs: adm.max_event_loop_lag_ms,
+    sendRetryMs: adm.send_retry_after_ms,
+    catchupRetryMs: adm.catchup_retry_after_ms,
+  });
+  metrics?.registerCount('hearth_admission_shed_sends', 'Sends refused by load shedding (monotonic).', () => admission.stats().shedSends);
+  metrics?.registerCount('hearth_admission_shed_catchups', 'Catch-ups refused by load shedding (monotonic).', () => admission.stats().shedCatchups);
+  metrics?.registerCount('hearth_admission_paced', 'Sends and catch-ups deferred to a later loop turn (monotonic).', () => admission.stats().paced);
+  return admission;
+}
