@@ -5,6 +5,8 @@
 
 import { assert } from '../helpers/assert.js';
 import { Api, enc, startTestServer, type TestServer } from '../helpers/server.js';
+import { until } from '../helpers/until.js';
+import type { ApiRequest } from '../../src/api/handlers.js';
 
 describe('Pacing: a deferred send or /sync waits for its turn, cheap requests do not', function () {
   let srv: TestServer;
@@ -102,6 +104,111 @@ describe('Pacing: a deferred send or /sync waits for its turn, cheap requests do
     } finally {
       admission.precheck = original;
       logger.error = logError;
+    }
+  });
+
+  it('a deferred /sync whose client has gone is skipped when resumed: no token check, no handler, counted in stats and /metrics', async function () {
+    const alice = await new Api(srv.url).register('alice3');
+    const first = await alice.get('/_matrix/client/v3/sync?timeout=0');
+    const admission = srv.hearth.admission;
+    const goneBefore = admission.stats().pacedGone;
+    const original = admission.precheck.bind(admission);
+    const deferred: Array<() => void> = [];
+    admission.precheck = (kind) => {
+      original(kind);
+      return new Promise<void>((go) => deferred.push(go));
+    };
+    // The real HTTP request the table is given, to wait until the server has seen the close.
+    const table = srv.hearth.routes;
+    const dispatch = table.dispatch.bind(table);
+    const seen: ApiRequest[] = [];
+    table.dispatch = (req) => {
+      seen.push(req);
+      return dispatch(req);
+    };
+    const sync = srv.hearth.services.sync;
+    const syncOrPark = sync.syncOrPark.bind(sync);
+    let handled = 0;
+    sync.syncOrPark = (...args: Parameters<typeof syncOrPark>) => {
+      handled++;
+      return syncOrPark(...args);
+    };
+    const auth = srv.hearth.services.accounts;
+    const authenticate = auth.authenticate.bind(auth);
+    let authChecks = 0;
+    auth.authenticate = (...args: Parameters<typeof authenticate>) => {
+      authChecks++;
+      return authenticate(...args);
+    };
+    try {
+      const gone = new AbortController();
+      const request = fetch(`${srv.url}/_matrix/client/v3/sync?timeout=0&since=${enc(first.body.next_batch)}`, {
+        headers: { authorization: `Bearer ${alice.token}` },
+        signal: gone.signal,
+      }).catch((err: Error) => err);
+      await until('the /sync is deferred', () => deferred.length === 1);
+      assert.equal(seen.length, 1);
+      assert.equal(seen[0].closed, false, 'connected while it waits');
+      gone.abort();
+      assert.ok((await request) instanceof Error, 'the client gave up');
+      await until('the server sees the connection close', () => seen[0].closed === true);
+      deferred[0]();
+      await until('the skipped /sync is counted', () => admission.stats().pacedGone === goneBefore + 1);
+      assert.equal(handled, 0, 'the /sync handler did not run');
+      assert.equal(authChecks, 0, 'no token checked');
+      assert.equal(admission.stats().catchups, 0, 'no catch-up slot taken');
+      const metrics = await (await fetch(`${srv.metricsUrl!}/metrics`)).text();
+      assert.match(metrics, new RegExp(`^hearth_admission_paced_gone ${goneBefore + 1}$`, 'm'));
+
+      // A deferred /sync whose client stays is served as before.
+      const kept = alice.get(`/_matrix/client/v3/sync?timeout=0&since=${enc(first.body.next_batch)}`);
+      await until('the second /sync is deferred', () => deferred.length === 2);
+      deferred[1]();
+      assert.equal((await kept).status, 200);
+      assert.equal(handled, 1, 'served once resumed');
+      assert.equal(admission.stats().pacedGone, goneBefore + 1, 'not counted as gone');
+    } finally {
+      admission.precheck = original;
+      table.dispatch = dispatch;
+      sync.syncOrPark = syncOrPark;
+      auth.authenticate = authenticate;
+    }
+  });
+
+  it('a deferred /sync request frame whose socket has closed (signal aborted, no `closed`) is skipped the same way', async function () {
+    const alice = await new Api(srv.url).register('alice4');
+    const admission = srv.hearth.admission;
+    const goneBefore = admission.stats().pacedGone;
+    const original = admission.precheck.bind(admission);
+    const deferred: Array<() => void> = [];
+    admission.precheck = (kind) => {
+      original(kind);
+      return new Promise<void>((go) => deferred.push(go));
+    };
+    const sync = srv.hearth.services.sync;
+    const syncOrPark = sync.syncOrPark.bind(sync);
+    let handled = 0;
+    sync.syncOrPark = (...args: Parameters<typeof syncOrPark>) => {
+      handled++;
+      return syncOrPark(...args);
+    };
+    try {
+      const socketGone = new AbortController();
+      const answer = srv.hearth.routes.dispatch({
+        method: 'GET', path: '/_matrix/client/v3/sync', query: { timeout: '0' }, ip: '127.0.0.1', accessToken: alice.token,
+        body: { read: async () => ({}) }, signal: socketGone.signal,
+      });
+      await until('the frame is deferred', () => deferred.length === 1);
+      socketGone.abort();
+      deferred[0]();
+      const res = await answer;
+      assert.equal(res.status, 400);
+      assert.equal((res.body as { errcode: string }).errcode, 'M_UNKNOWN');
+      assert.equal(handled, 0, 'the /sync handler did not run');
+      assert.equal(admission.stats().pacedGone, goneBefore + 1);
+    } finally {
+      admission.precheck = original;
+      sync.syncOrPark = syncOrPark;
     }
   });
 });

@@ -83,6 +83,8 @@ export interface AdmissionStats {
   /** Requests deferred to a later loop turn so far, and waiting now. */
   paced: number;
   pacing: number;
+  /** Deferred requests skipped because their client had gone when their turn came. */
+  pacedGone: number;
 }
 
 interface Paced {
@@ -110,6 +112,7 @@ export class Admission {
   private readonly paced: Paced[] = [];
   private pacedHead = 0;
   private pacedTotal = 0;
+  private pacedGone = 0;
   private drainTimer: NodeJS.Timeout | null = null;
   private forced = false;
   private readonly random: () => number;
@@ -199,6 +202,11 @@ export class Admission {
     step();
   };
 
+  /** Counts a deferred request that was skipped once resumed: its client had gone meanwhile. */
+  abandoned(): void {
+    this.pacedGone++;
+  }
+
   /** Admits a send or throws 429 with retry_after_ms; call the result once the send settles. */
   enterSend(): () => void {
     if (!this.sendAvailable()) this.refuseSend();
@@ -280,6 +288,7 @@ export class Admission {
       sendLimit: this.limit?.current(now, this.sends, this.oldestSendAge(now)) ?? Number.POSITIVE_INFINITY,
       paced: this.pacedTotal,
       pacing: this.paced.length - this.pacedHead,
+      pacedGone: this.pacedGone,
     };
   }
 

@@ -7,7 +7,8 @@
 // Invariants:
 // - One order of checks for every request: route (404, 405) → load shedding of the route's
 //   class, when overloaded (429 sends, 503 catch-ups; before any body is read or token checked,
-//   so a refusal costs little; or deferred to a later loop turn, paced) → body intake (413, M_NOT_JSON, M_BAD_JSON) → access token
+//   so a refusal costs little; or deferred to a later loop turn, paced, and skipped with a 400 if
+//   its client left meanwhile) → body intake (413, M_NOT_JSON, M_BAD_JSON) → access token
 //   (401) → rate limit (429) → body schema (400) → handler.
 // - dispatch never throws. A MatrixError is rendered as {errcode, error} with its status; anything
 //   else is a bug: logged with its error object and answered 500 M_UNKNOWN.
@@ -86,6 +87,11 @@ export interface ApiRequest {
   userAgent?: string;
   /** Aborted when the client goes away, so a parked /sync returns early. */
   readonly signal: AbortSignal;
+  /**
+   * Whether the client has gone (its connection closed), read without making a signal;
+   * transports that leave it out are asked through `signal.aborted`.
+   */
+  readonly closed?: boolean;
 }
 
 export interface ApiResponse {
@@ -169,6 +175,8 @@ export interface TableDeps {
    * returns a promise when the request is deferred to a later loop turn (pacing).
    */
   shed?: (kind: ShedClass) => Promise<void> | undefined;
+  /** A deferred request whose client had gone when its turn came (skipped; counted there). */
+  abandoned?: (kind: ShedClass) => void;
 }
 
 interface Route extends RouteSpec {
@@ -272,7 +280,15 @@ export class HandlerTable {
     if (route.shed) {
       // Refused now (throws), or paced to a later loop turn (a promise), or on at once.
       const paced = this.deps.shed?.(route.shed);
-      if (paced) await paced;
+      if (paced) {
+        await paced;
+        // Gone while it waited: nobody reads the answer, so nothing of it is made (a catch-up's
+        // build, a send's body, token check and commit). The 400 is for the log and metrics.
+        if (req.closed ?? req.signal.aborted) {
+          this.deps.abandoned?.(route.shed);
+          throw new MatrixError('M_UNKNOWN', 'Request aborted by the client', {}, 400);
+        }
+      }
     }
     ctx.params = found.params;
     if (route.intake === 'media') {

@@ -192,7 +192,7 @@ async function serve(
     res.end();
     return false;
   }
-  const request = new HttpRequest(req, trustProxy);
+  const request = new HttpRequest(req, res, trustProxy);
   let answer: ApiResponse;
   try {
     // The OpenID userinfo lookup is served here, outside the route table (see openid-userinfo.ts).
@@ -397,7 +397,7 @@ class HttpRequest implements ApiRequest {
   private abort?: AbortController;
   private onClose?: () => void;
 
-  constructor(private readonly req: IncomingMessage, trustProxy: boolean) {
+  constructor(private readonly req: IncomingMessage, private readonly res: ServerResponse, trustProxy: boolean) {
     this.method = req.method ?? 'GET';
     const { path, search } = splitTarget(req.url ?? '/');
     this.path = path;
@@ -427,6 +427,15 @@ class HttpRequest implements ApiRequest {
       length: /^\d{1,15}$/.test(length) ? Number(length) : undefined,
       body: this.req,
     };
+  }
+
+  /**
+   * The connection is gone: the response is destroyed only by the socket closing while the request
+   * is served (it is answered after dispatch). Not `req.destroyed`: a request whose body was read
+   * is destroyed then (auto-destroy of the readable), with its client still waiting.
+   */
+  get closed(): boolean {
+    return this.res.destroyed;
   }
 
   get signal(): AbortSignal {

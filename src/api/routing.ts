@@ -218,6 +218,7 @@ export class ClientRoutes {
       limits: services.limits,
       logger: services.logger,
       shed: (kind) => services.admission.precheck(kind),
+      abandoned: () => services.admission.abandoned(),
       ...limits,
     });
   }

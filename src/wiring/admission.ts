@@ -21,5 +21,6 @@ export function createAdmission(config: HearthConfig, metrics: Metrics | undefin
   metrics?.registerCount('hearth_admission_shed_sends', 'Sends refused by load shedding (monotonic).', () => admission.stats().shedSends);
   metrics?.registerCount('hearth_admission_shed_catchups', 'Catch-ups refused by load shedding (monotonic).', () => admission.stats().shedCatchups);
   metrics?.registerCount('hearth_admission_paced', 'Sends and catch-ups deferred to a later loop turn (monotonic).', () => admission.stats().paced);
+  metrics?.registerCount('hearth_admission_paced_gone', 'Deferred sends and catch-ups skipped because their client had gone when their turn came (monotonic).', () => admission.stats().pacedGone);
   return admission;
 }
