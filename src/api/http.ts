@@ -438,17 +438,26 @@ class HttpRequest implements ApiRequest {
     return this.res.destroyed;
   }
 
+  /**
+   * Aborted once the connection closes, and already aborted if it closed before this was first
+   * read ('close' is not emitted twice). Follows the response, not the request: a request whose
+   * body was read emits 'close' then, with its client still connected.
+   */
   get signal(): AbortSignal {
     if (!this.abort) {
       const abort = (this.abort = new AbortController());
-      this.onClose = () => abort.abort();
-      this.req.on('close', this.onClose);
+      if (this.res.destroyed) abort.abort();
+      else {
+        this.onClose = () => abort.abort();
+        this.res.once('close', this.onClose);
+      }
     }
     return this.abort.signal;
   }
 
+  /** Served (the answer is written after this): the response's own 'close' is no abort. */
   done(): void {
-    if (this.onClose) this.req.off('close', this.onClose);
+    if (this.onClose) this.res.off('close', this.onClose);
   }
 }
 
