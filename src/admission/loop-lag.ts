@@ -84,11 +84,6 @@ export class LoopLag {
     return Math.max(this.smoothed, now - this.lastRun - this.everyMs);
   }
 
-  /** Whether the loop counts as late (smoothed, with hysteresis), without counting a request. */
-  get lagging(): boolean {
-    return this.shedding;
-  }
-
   /** One timer run: the timer calls it every `everyMs` (tests may drive it with a fake clock). */
   sample(): void {
     const now = this.now();
