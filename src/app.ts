@@ -257,7 +257,7 @@ export async function createHearth(config: HearthConfig, opts: HearthOptions): P
   if (replication && federation?.e2ee) await new DeviceListInvalidation(shared.broadcast, federation.e2ee.remote, logger).start((l) => feed.onChanges(l));
   const rooms = new RoomService(store, roomInput, config.server_name, logger, federation?.remote, admission, config.default_room_version, writerOps);
   // Media bytes on local disk or (media.store: cassandra) shared by every worker.
-  const { media, urlPreviews } = createMedia(config, { backend, store, clustered: replication !== undefined, fedCore, http: outboundHttp, logger, now });
+  const { media, urlPreviews } = createMedia(config, { backend, store, clustered: replication !== undefined, fedCore, http: outboundHttp, metrics, logger, now });
   mediaLate.service = media;
   await media.start();
   // Application services; their delivery is fed by the change feed (started in start()).

@@ -168,6 +168,15 @@ describe('federation: media across two Hearth servers', function () {
   };
   const viaB = (server: string, id: string, rest = '') => raw(b.url, 'GET', `${V1}/download/${server}/${id}${rest}`, { token: bob.token });
   const fetchesOf = (id: string) => fetches.filter((f) => f.includes(`/${id}`));
+  /** B's eviction counters as GET /metrics shows them (counters: each with its TYPE line). */
+  const evictedOnB = async () => {
+    const text = await (await fetch(`${b.metricsUrl!}/metrics`)).text();
+    const read = (name: string) => {
+      assert.match(text, new RegExp(`^# TYPE ${name} counter$`, 'm'));
+      return Number(new RegExp(`^${name} (\\d+)$`, 'm').exec(text)?.[1]);
+    };
+    return { files: read('hearth_remote_media_evicted_files_total'), bytes: read('hearth_remote_media_evicted_bytes_total') };
+  };
 
   /** A signed GET to A's federation listener as B, its multipart answer read. */
   const fromA = async (path: string) => {
@@ -365,10 +374,18 @@ describe('federation: media across two Hearth servers', function () {
     const thumb1 = files.pathOf(remoteThumbnailKey(nameA, first.generation, { mediaId: id, reqWidth: 32, reqHeight: 32, method: 'scale', animated: false }));
     assert.ok(existsSync(bytes1) && existsSync(thumb1));
 
+    const counted = await evictedOnB();
     await media.sweepRemoteMedia();
     assert.deepEqual(await b.hearth.store.media.getRemoteMedia(nameA, id), first, 'accessed just now: kept');
-    await media.sweepRemoteMedia(Date.now() + LIFETIME + 1000);
+    assert.deepEqual(await evictedOnB(), counted, 'nothing evicted, nothing counted');
+    const sweepAt = Date.now() + LIFETIME + 1000;
+    // Every remote item B holds goes in this sweep (earlier tests fetched others).
+    const going = await b.hearth.store.media.listRemoteMediaBefore(sweepAt - LIFETIME, 1000);
+    assert.ok(going.some((r) => r.mediaId === id && r.size === png.length));
+    await media.sweepRemoteMedia(sweepAt);
     assert.equal(await b.hearth.store.media.getRemoteMedia(nameA, id), null, 'evicted');
+    const goingBytes = going.reduce((n, r) => n + r.size, 0);
+    assert.deepEqual(await evictedOnB(), { files: counted.files + going.length, bytes: counted.bytes + goingBytes }, 'counted on /metrics');
     assert.ok(existsSync(bytes1) && existsSync(thumb1), 'the bytes outlive the record by the grace');
 
     const again = await viaB(nameA, id);
@@ -442,9 +459,11 @@ describe('federation: media across two Hearth servers', function () {
     }
     assert.ok(await b.hearth.store.media.getRemoteMedia(nameA, remoteId), 'refused purges evict nothing');
 
+    const counted = await evictedOnB();
     const r = await purge(login.access_token, `?before_ts=${soon}`);
     assert.equal(r.status, 200, JSON.stringify(r.json));
     assert.ok(r.json.deleted >= 1, JSON.stringify(r.json));
+    assert.equal((await evictedOnB()).files, counted.files + r.json.deleted, 'the admin purge counts too');
     assert.equal(await b.hearth.store.media.getRemoteMedia(nameA, remoteId), null);
     assert.ok(await b.hearth.store.media.getMedia(localId), 'local upload kept');
     assert.deepEqual((await raw(b.url, 'GET', `${V1}/download/${b.hearth.config.server_name}/${localId}`, { token: bob.token })).bytes, png);

@@ -97,8 +97,8 @@ describe('remote media eviction racing re-fetches on two instances (Cassandra)',
   });
 
   after(async () => {
-    a?.stop();
-    b?.stop();
+    await a?.stop();
+    await b?.stop();
     for (const s of stores) await s.close();
     if (admin) {
       await dropKeyspace(admin, keyspace).catch(() => undefined);

@@ -21,6 +21,8 @@
 //   local media never is.
 // - Serving ours to other servers (/_matrix/federation/v1/media/download) is download() with
 //   our name.
+// - stop() resolves only after the background passes (eviction, expiry of pending IDs) have
+//   ended, and closes the byte store after them: the caller closes the metadata store next.
 
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
@@ -29,7 +31,7 @@ import { MatrixError } from '../errors.js';
 import type { MediaMetaStore, ThumbnailRecord } from '../store/media-types.js';
 import { BlobTooLargeError, type MediaStore } from './media-store.js';
 import { RemoteMediaCache, remoteKey, remoteThumbnailKey, type RemoteMedia } from './remote-cache.js';
-import { RemoteMediaEvictor } from './remote-eviction.js';
+import { RemoteMediaEvictor, type EvictionStats } from './remote-eviction.js';
 import { makeThumbnail, THUMBNAILABLE, ThumbnailError, type ThumbnailRequest } from './thumbnailer.js';
 import { essence } from './headers.js';
 
@@ -83,6 +85,7 @@ export class MediaService {
   private readonly remote: RemoteMediaCache;
   private readonly evictor: RemoteMediaEvictor;
   private sweeper: NodeJS.Timeout | undefined;
+  private expiring: Promise<void> | undefined;
 
   constructor(
     private readonly deps: {
@@ -106,16 +109,26 @@ export class MediaService {
 
   async start(): Promise<void> {
     await this.deps.blobs.open();
-    this.sweeper = setInterval(() => void this.sweepExpired(), 60_000);
+    this.sweeper = setInterval(() => {
+      // One pass at a time; stop() waits for it.
+      this.expiring ??= this.sweepExpired().finally(() => (this.expiring = undefined));
+    }, 60_000);
     this.sweeper.unref();
     this.evictor.start();
   }
 
-  stop(): void {
+  /** Resolves once no background pass (eviction, expiry of pending IDs) is running: the store can close. */
+  async stop(): Promise<void> {
     clearInterval(this.sweeper);
-    this.evictor.stop();
+    await this.evictor.stop();
+    await this.expiring;
     this.deps.blobs.close?.();
     for (const set of this.waiting.values()) for (const wake of set) wake();
+  }
+
+  /** Remote media this process has evicted so far (for /metrics). */
+  evictionStats(): EvictionStats {
+    return this.evictor.stats();
   }
 
   mxc(mediaId: string): string {

@@ -22,9 +22,14 @@
 // - Every worker sweeps (each minute); the steps are idempotent, so two sweeps racing over one
 //   item evict it once (the second conditional delete does not apply) and delete its bytes
 //   once or twice, harmlessly.
+// - stop() resolves only once no sweep or purge is running (each ends at its next store call),
+//   so the store and the byte store can be closed right after it; a sweep asked for after stop
+//   does nothing.
+// - The counts (stats(): records evicted and their sizes, as the records gave them) grow by what
+//   this process evicted: a conditional delete that did not apply is not counted.
 
 import type { Logger } from 'pino';
-import type { DoomedRemoteMedia, MediaMetaStore } from '../store/media-types.js';
+import type { DoomedRemoteMedia, MediaMetaStore, RemoteMediaRecord } from '../store/media-types.js';
 import type { MediaStore } from './media-store.js';
 import { remoteKey, remoteThumbnailKey } from './remote-cache.js';
 
@@ -36,10 +41,22 @@ const CAP_EVERY_SWEEPS = 10;
 /** Records evicted or generations deleted per store call. */
 const BATCH = 500;
 
+/** What this process has evicted so far (monotonic). */
+export interface EvictionStats {
+  /** Records evicted (each one generation of one remote item). */
+  files: number;
+  /** Their sizes as recorded (the originals; thumbnails not counted). */
+  bytes: number;
+}
+
 export class RemoteMediaEvictor {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private ticks = 0;
+  private stopped = false;
+  /** Purges in progress (the admin's, and the sweeps'), for stop() to wait on. */
+  private readonly purging = new Set<Promise<number>>();
+  private readonly counts: EvictionStats = { files: 0, bytes: 0 };
 
   constructor(
     private readonly deps: {
@@ -60,8 +77,16 @@ export class RemoteMediaEvictor {
     this.timer.unref();
   }
 
-  stop(): void {
+  /** No new sweep starts; resolves once the running sweep and purges have ended. */
+  async stop(): Promise<void> {
+    this.stopped = true;
     clearInterval(this.timer);
+    // Neither rejects (sweeps log their errors); allSettled in case a purge's store call threw.
+    await Promise.allSettled([this.running, ...this.purging]);
+  }
+
+  stats(): EvictionStats {
+    return { ...this.counts };
   }
 
   /**
@@ -71,6 +96,7 @@ export class RemoteMediaEvictor {
    * evictions count from the real clock. Errors are logged, not thrown.
    */
   sweep(now = this.deps.now(), withCap = true): Promise<void> {
+    if (this.stopped) return Promise.resolve();
     const run = (this.running ?? Promise.resolve()).then(() => this.sweepOnce(now, withCap));
     this.running = run;
     void run.finally(() => {
@@ -79,26 +105,51 @@ export class RemoteMediaEvictor {
     return run;
   }
 
-  /** Evicts every record last accessed before `beforeTs` (the admin purge): how many. */
-  async purge(beforeTs: number): Promise<number> {
+  /** Evicts every record last accessed before `beforeTs` (the admin purge): how many (fewer once stopping). */
+  purge(beforeTs: number): Promise<number> {
+    const run = this.purgeBefore(beforeTs);
+    this.purging.add(run);
+    const forget = () => void this.purging.delete(run);
+    run.then(forget, forget);
+    return run;
+  }
+
+  private async purgeBefore(beforeTs: number): Promise<number> {
     let evicted = 0;
-    for (;;) {
+    while (!this.stopped) {
       const batch = await this.deps.meta.listRemoteMediaBefore(beforeTs, BATCH);
-      let n = 0;
-      for (const rec of batch) if (await this.deps.meta.evictRemoteMedia(rec.origin, rec.mediaId, rec.generation, this.deps.now() + GRACE_MS)) n++;
+      const n = await this.evict(batch);
       evicted += n;
       // A batch with nothing evicted was all raced away (touched or evicted by another worker
       // since the listing): stop rather than list the same rows again.
-      if (batch.length < BATCH || n === 0) return evicted;
+      if (batch.length < BATCH || n === 0) break;
     }
+    return evicted;
+  }
+
+  /** Evicts the records (each only if it still names the generation listed): how many were. */
+  private async evict(records: RemoteMediaRecord[]): Promise<number> {
+    let n = 0;
+    for (const rec of records) {
+      if (this.stopped) break;
+      if (await this.deps.meta.evictRemoteMedia(rec.origin, rec.mediaId, rec.generation, this.deps.now() + GRACE_MS)) {
+        n++;
+        this.counts.files++;
+        this.counts.bytes += rec.size;
+      }
+    }
+    return n;
   }
 
   /** Due bytes first, so a sweep never deletes what it evicted itself, whatever clock it was given. */
   private async sweepOnce(now: number, withCap: boolean): Promise<void> {
     try {
-      for (;;) {
+      while (!this.stopped) {
         const due = await this.deps.meta.listDoomedRemoteMedia(now, BATCH);
-        for (const d of due) await this.drop(d);
+        for (const d of due) {
+          if (this.stopped) break;
+          await this.drop(d);
+        }
         if (due.length < BATCH) break;
       }
     } catch (err) {
@@ -113,13 +164,12 @@ export class RemoteMediaEvictor {
       this.deps.logger.warn({ err }, 'could not evict old remote media; the next sweep tries again');
     }
     const cap = this.deps.maxBytes;
-    if (cap === null || !withCap) return;
+    if (cap === null || !withCap || this.stopped) return;
     try {
       let evicted = 0;
-      for (;;) {
+      while (!this.stopped) {
         const over = await this.deps.meta.listRemoteMediaOverCap(cap, BATCH);
-        let n = 0;
-        for (const rec of over) if (await this.deps.meta.evictRemoteMedia(rec.origin, rec.mediaId, rec.generation, this.deps.now() + GRACE_MS)) n++;
+        const n = await this.evict(over);
         evicted += n;
         if (over.length < BATCH || n === 0) break;
       }

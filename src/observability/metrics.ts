@@ -104,6 +104,22 @@ export class Metrics {
     });
   }
 
+  /**
+   * The same, exposed as a Prometheus counter (name ending in _total): for counts that only grow,
+   * where rate() is the question. The value is set from `read` at each scrape.
+   */
+  registerCounter(name: string, help: string, read: () => number): void {
+    new Counter({
+      name,
+      help,
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        this.inc(read());
+      },
+    });
+  }
+
   /** The Prometheus text exposition of every metric. */
   render(): Promise<string> {
     return this.registry.metrics();

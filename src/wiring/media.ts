@@ -2,7 +2,8 @@
 // media over federation) and URL previews. Invariants: media bytes live under media.path, or
 // (media.store: cassandra) in chunks in the keyspace every worker shares, and the cassandra store
 // without the Cassandra backend is refused; a waiting download ends before the idle timeout
-// would cut it; URL previews fetch through the outbound guard only.
+// would cut it; URL previews fetch through the outbound guard only; remote media evicted by this
+// process is counted on /metrics (read from the evictor at scrape time).
 
 import type { Logger } from 'pino';
 import type { HearthConfig } from '../config/load.js';
@@ -12,6 +13,7 @@ import { LocalMediaStore } from '../media/local-store.js';
 import { MediaService } from '../media/media-service.js';
 import { UrlPreviewer } from '../media/url-preview.js';
 import type { OutboundHttp } from '../net/outbound-guard.js';
+import type { Metrics } from '../observability/metrics.js';
 import { isSharedBackend, type Store, type StoreBackend } from '../store/types.js';
 
 export function createMedia(
@@ -23,6 +25,7 @@ export function createMedia(
     clustered: boolean;
     fedCore: FederationCore | undefined;
     http: OutboundHttp;
+    metrics: Metrics | undefined;
     logger: Logger;
     now: () => number;
   },
@@ -53,6 +56,8 @@ export function createMedia(
     now,
     ...(fedCore ? { remote: new FederationMediaFetcher(fedCore.client, logger) } : {}),
   });
+  deps.metrics?.registerCounter('hearth_remote_media_evicted_files_total', 'Remote media evicted from the cache by this process (lifetime, size cap, admin purge).', () => media.evictionStats().files);
+  deps.metrics?.registerCounter('hearth_remote_media_evicted_bytes_total', 'Recorded size of the remote media evicted by this process (originals; freed after the grace period).', () => media.evictionStats().bytes);
   const up = mc.url_preview;
   const urlPreviews = up.enabled
     ? new UrlPreviewer({

@@ -173,7 +173,7 @@ export class HearthRun {
     await p.pushGateway.stop();
     await p.appServices.stop();
     p.pushWakeups?.close();
-    p.media.stop();
+    await p.media.stop(); // after its running eviction pass: the store closes below
     await p.outboundHttp.close();
     await p.identity.http.close();
     await p.sso.close();
