@@ -34,6 +34,7 @@ const VERSUS = ['sync-latency', 'fanout', 'send-ceiling'];
 
 const USAGE = `usage: npm run bench -- [--target URL [--shared-secret S] [--target-pid PID]] [--scenario NAME[,NAME...]]
                           [--quick] [--vs synapse] [--profile] [--accounts seed|api] [--synchronous full|normal]
+                          [--socket-send socket|http]
                           [--no-pin] [--no-docs] [--docs-only] [--label NAME] [--cluster WORKERS [--cluster-only]]
 scenarios: ${SCENARIOS.map((s) => s.name).join(', ')}`;
 
@@ -58,6 +59,7 @@ async function main(): Promise<number> {
       profile: { type: 'boolean', default: false },
       accounts: { type: 'string', default: 'seed' },
       synchronous: { type: 'string', default: 'full' },
+      'socket-send': { type: 'string', default: 'socket' },
       'no-pin': { type: 'boolean', default: false },
       'no-docs': { type: 'boolean', default: false },
       'docs-only': { type: 'boolean', default: false },
@@ -81,6 +83,7 @@ async function main(): Promise<number> {
   if (values.vs !== undefined && values.vs !== 'synapse') throw new Error(`--vs takes "synapse" only\n${USAGE}`);
   if (values.accounts !== 'seed' && values.accounts !== 'api') throw new Error(`--accounts is seed or api\n${USAGE}`);
   if (values.synchronous !== 'full' && values.synchronous !== 'normal') throw new Error(`--synchronous is full or normal\n${USAGE}`);
+  if (values['socket-send'] !== 'socket' && values['socket-send'] !== 'http') throw new Error(`--socket-send is socket or http\n${USAGE}`);
   const versus = values.vs === 'synapse';
   const requested = (values.scenario ?? []).flatMap((s) => s.split(',')).filter(Boolean);
   for (const r of requested) if (!SCENARIOS.some((s) => s.name === r)) throw new Error(`unknown scenario ${r}\n${USAGE}`);
@@ -128,7 +131,7 @@ async function main(): Promise<number> {
   if (build) log(`server build ${build} (sha256 of dist/src)`);
   process.once('exit', cleanup);
 
-  const ctx: BenchContext = { quick: values.quick, pin, profile: values.profile, accounts: values.accounts as 'seed' | 'api', synchronous: values.synchronous as 'full' | 'normal', versus, log };
+  const ctx: BenchContext = { quick: values.quick, pin, profile: values.profile, accounts: values.accounts as 'seed' | 'api', synchronous: values.synchronous as 'full' | 'normal', socketSend: values['socket-send'] as 'socket' | 'http', versus, log };
   let primary: TargetSpec = { kind: 'hearth' };
   let primaryKind = 'hearth';
   // --cluster N: each scenario runs on one node (SQLite), one node on Cassandra and the cluster.

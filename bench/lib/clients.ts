@@ -4,7 +4,7 @@
 // real client fills the gap; without that a busy client would lose messages by construction.
 
 import { HearthSocket } from '../../src/client/hearth-socket.js';
-import { MatrixClient } from './matrix.js';
+import { MatrixClient, type HttpResult } from './matrix.js';
 import { sleep } from './schedule.js';
 import type { Tracker } from './tracker.js';
 
@@ -213,6 +213,18 @@ export class SocketClient {
       await sleep(Math.min(retry ?? 500, 10_000));
     }
     throw new Error(`could not connect ${this.mc.userId} after ${maxAttempts} attempts`);
+  }
+
+  /**
+   * Sends a message over this client's socket (a `send` frame, answered through the same route
+   * table as PUT /send), as a socket client does: no HTTP request. The result has the HTTP
+   * client's shape; status 0 when no socket is open (reconnecting) or it closed before answering.
+   */
+  async send(roomId: string, txnId: string, body: string): Promise<HttpResult> {
+    const s = this.socket;
+    if (!s) return { status: 0, body: { errcode: 'M_UNKNOWN', error: 'no socket open' }, at: performance.now() };
+    const res = await s.send(roomId, 'm.room.message', txnId, { msgtype: 'm.text', body });
+    return { status: res.status, body: res.body, at: performance.now() };
   }
 
   /** Resets per-connection timing before a reconnect. */

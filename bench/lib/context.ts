@@ -49,6 +49,11 @@ export interface BenchContext {
   synchronous: 'full' | 'normal';
   /** The --vs synapse run: scenarios only do their /sync parts. */
   versus: boolean;
+  /**
+   * How socket clients send (socket-latency, fan-out's socket half): 'socket' (default) with a
+   * `send` frame over their own socket, as a client of the stream does; 'http' with PUT /send.
+   */
+  socketSend?: 'socket' | 'http';
   log(msg: string): void;
 }
 

@@ -5,7 +5,8 @@
 // server (overload reads its event-loop delay that way).
 // The bench's own server only, on loopback; never attached to anything it did not start.
 
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import WebSocket from 'ws';
 
 export interface MemoryUsage {
@@ -83,9 +84,49 @@ export class Inspector {
     }
   }
 
+  /** Starts the CPU profiler (sampling every `intervalUs`), for a profile of one window. */
+  async profileStart(intervalUs = 100): Promise<void> {
+    await this.call('Profiler.enable');
+    await this.call('Profiler.setSamplingInterval', { interval: intervalUs });
+    await this.call('Profiler.start');
+  }
+
+  /** Stops the profiler and writes the window's .cpuprofile (bench/lib/profile-summary.ts reads it). */
+  async profileStop(path: string): Promise<void> {
+    const r = await this.call('Profiler.stop');
+    await this.call('Profiler.disable');
+    const out = createWriteStream(path);
+    await new Promise<void>((resolve, reject) => {
+      out.on('error', reject);
+      out.end(JSON.stringify(r.profile), resolve);
+    });
+  }
+
   close(): void {
     this.ws.close();
   }
+}
+
+/**
+ * The measured window of a scenario under the profiler, when HEARTH_BENCH_WINDOW_PROFILE names a
+ * directory (a Hearth child started with `inspect`): `start` at the window's start, `stop` writes
+ * <dir>/<name>.cpuprofile. Without the variable (or the inspector) both do nothing.
+ */
+export async function windowProfiler(url: string | undefined, name: string): Promise<{ start(): Promise<void>; stop(): Promise<void> }> {
+  const dir = process.env.HEARTH_BENCH_WINDOW_PROFILE;
+  if (!dir || !url) return { start: async () => undefined, stop: async () => undefined };
+  mkdirSync(dir, { recursive: true });
+  const insp = await Inspector.connect(url);
+  return {
+    start: () => insp.profileStart(),
+    stop: async () => {
+      try {
+        await insp.profileStop(join(dir, `${name}.cpuprofile`));
+      } finally {
+        insp.close();
+      }
+    },
+  };
 }
 
 /** The ws:// URL a `node --inspect=127.0.0.1:0` child prints on stderr, once it has. */

@@ -6,9 +6,10 @@
 
 import { PollClient, SocketClient, clientStats, socketStats } from '../lib/clients.js';
 import { emptyResult, openTarget, serverCpuMeter, type BenchContext, type Scenario, type TargetSpec } from '../lib/context.js';
-import type { MatrixClient } from '../lib/matrix.js';
+import type { HttpResult, MatrixClient } from '../lib/matrix.js';
 import { cpuMicrosPer, fmtServices, round, serviceMicros, type CpuWindow } from '../lib/proc.js';
-import type { Target } from '../lib/target.js';
+import { HearthChild, type Target } from '../lib/target.js';
+import { windowProfiler } from '../lib/inspector.js';
 import { Progress } from '../lib/progress.js';
 import type { TargetResult } from '../lib/report.js';
 import { pool, runSchedule, sleep } from '../lib/schedule.js';
@@ -23,6 +24,8 @@ interface Half {
   report: DeliveryReport;
   cpu: CpuWindow;
   sendErrors: number;
+  /** How member 0 sent: PUT /send, or send frames over its socket. */
+  sendOver: 'http' | 'socket';
 }
 
 async function runHalf(ctx: BenchContext, target: Target, users: MatrixClient[], transport: 'socket' | 'sync'): Promise<Half> {
@@ -34,6 +37,8 @@ async function runHalf(ctx: BenchContext, target: Target, users: MatrixClient[],
   ctx.log(`  ${transport}: room with ${users.length} members ready in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   const tracker = new Tracker();
   let stop: () => Promise<void>;
+  // The sender: member 0, over its own socket in the socket half unless --socket-send http.
+  let sender: { send(roomId: string, txnId: string, body: string): Promise<HttpResult> } = users[0];
   if (transport === 'sync') {
     const clients = users.map((u, i) => new PollClient(u, i, tracker));
     await pool(clients, 32, (c) => c.initialSync());
@@ -43,12 +48,15 @@ async function runHalf(ctx: BenchContext, target: Target, users: MatrixClient[],
     const clients = users.map((u, i) => new SocketClient(u, i, tracker));
     await pool(clients, 50, (c) => c.connect());
     stop = async () => void (await Promise.all(clients.map((c) => c.close())));
+    if ((ctx.socketSend ?? 'socket') === 'socket') sender = clients[0];
   }
   await sleep(ctx.quick ? 1000 : 2000);
   const recipients = new Set(users.map((_, i) => i).slice(1));
   let sendErrors = 0;
   const inflight = new Set<Promise<void>>();
   const cpu = serverCpuMeter(target);
+  const profiler = await windowProfiler(target instanceof HearthChild ? target.inspectorUrl : undefined, `fanout-${transport}`);
+  await profiler.start();
   cpu.start();
   const bar = new Progress(`fanout ${transport} ${label}`, p.durationMs);
   const s0 = performance.now();
@@ -58,7 +66,7 @@ async function runHalf(ctx: BenchContext, target: Target, users: MatrixClient[],
     onTick: () => bar.update(performance.now() - s0),
     fire: (i, intended) => {
       const { id, body } = tracker.add(intended, 0, recipients);
-      const job = users[0]
+      const job = sender
         .send(roomId, `f${tracker.run}-${i}`, body)
         .then(
           (res) => (res.status === 200 ? tracker.acked(id) : (sendErrors++, tracker.failed(id))),
@@ -72,16 +80,17 @@ async function runHalf(ctx: BenchContext, target: Target, users: MatrixClient[],
   await Promise.race([Promise.all(inflight), sleep(30_000)]);
   await tracker.drain();
   const cpuWin = cpu.stop();
+  await profiler.stop();
   await stop();
   const report = tracker.report();
   ctx.log(`  ${transport} ${label}: last member ${fmtDist(report.lastRecipient)}; lost ${report.lost} dup ${report.duplicated}; server CPU ${cpuWin.serverCpuPct}% (${cpuMicrosPer(cpuWin.serverCpuSec, report.delivered)} µs/delivery)${fmtServices(cpuWin.services)} generator ${cpuWin.generatorCpuPct}%`);
-  return { report, cpu: cpuWin, sendErrors };
+  return { report, cpu: cpuWin, sendErrors, sendOver: sender === users[0] ? 'http' : 'socket' };
 }
 
 async function run(ctx: BenchContext, spec: TargetSpec): Promise<TargetResult[]> {
   const p = params(ctx.quick);
   const socketsToo = (spec.kind === 'hearth' || spec.kind === 'cluster') && !ctx.versus;
-  const session = await openTarget(ctx, spec, { users: p.members * (socketsToo ? 2 : 1), scenario: 'fanout', prefix: 'f' });
+  const session = await openTarget(ctx, spec, { users: p.members * (socketsToo ? 2 : 1), scenario: 'fanout', prefix: 'f', inspect: !!process.env.HEARTH_BENCH_WINDOW_PROFILE });
   const { target, users } = session;
   const result = emptyResult(target.label, target.info);
   try {
@@ -96,7 +105,7 @@ async function run(ctx: BenchContext, spec: TargetSpec): Promise<TargetResult[]>
       result.headline[`${tag} send errors`] = h.sendErrors;
       result.headline[`${tag} server CPU µs/delivery`] = cpuMicrosPer(h.cpu.serverCpuSec, h.report.delivered);
       Object.assign(result.headline, serviceMicros(h.cpu.services, h.report.delivered, 'delivery', `${tag} `));
-      result.figures[name] = { lastMember: h.report.lastRecipient, perDelivery: h.report.latency, delivery: { ...h.report, latency: undefined, lastRecipient: undefined }, cpu: h.cpu, sendErrors: h.sendErrors };
+      result.figures[name] = { lastMember: h.report.lastRecipient, perDelivery: h.report.latency, delivery: { ...h.report, latency: undefined, lastRecipient: undefined }, cpu: h.cpu, sendErrors: h.sendErrors, sendOver: h.sendOver };
       result.lost += h.report.lost;
       result.duplicated += h.report.duplicated;
       if (h.sendErrors) result.notes.push(`${name}: ${h.sendErrors} sends failed`);

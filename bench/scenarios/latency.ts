@@ -6,6 +6,9 @@
 import { PollClient, SocketClient, clientStats, socketStats } from '../lib/clients.js';
 import { emptyResult, openTarget, serverCpuMeter, serverRssPeak, type BenchContext, type Scenario, type TargetSpec } from '../lib/context.js';
 import { cpuMicrosPer, fmtServices, MiB, round, serviceMicros } from '../lib/proc.js';
+import { windowProfiler } from '../lib/inspector.js';
+import type { HttpResult } from '../lib/matrix.js';
+import { HearthChild } from '../lib/target.js';
 import { Progress } from '../lib/progress.js';
 import type { TargetResult } from '../lib/report.js';
 import { createRooms, powerLawLayout, rng, sizeHistogram } from '../lib/rooms.js';
@@ -27,7 +30,7 @@ export function latencyParams(quick: boolean, transport: 'sync' | 'socket'): Lat
 
 async function runLatency(ctx: BenchContext, spec: TargetSpec, transport: 'sync' | 'socket', name: string): Promise<TargetResult> {
   const p = latencyParams(ctx.quick, transport);
-  const session = await openTarget(ctx, spec, { users: p.users, scenario: name, prefix: transport === 'sync' ? 'l' : 'w' });
+  const session = await openTarget(ctx, spec, { users: p.users, scenario: name, prefix: transport === 'sync' ? 'l' : 'w', inspect: !!process.env.HEARTH_BENCH_WINDOW_PROFILE });
   const { target, users } = session;
   const result = emptyResult(target.label, target.info);
   try {
@@ -37,6 +40,9 @@ async function runLatency(ctx: BenchContext, spec: TargetSpec, transport: 'sync'
     const tracker = new Tracker();
     const stats0 = { ...clientStats };
     let stop: () => Promise<void>;
+    // Who sends: a socket client over its own socket unless --socket-send http; a long-poll client over HTTP.
+    const sendOver = transport === 'socket' ? (ctx.socketSend ?? 'socket') : 'http';
+    let senders: Array<{ send(roomId: string, txnId: string, body: string): Promise<HttpResult> }> = users;
     if (transport === 'sync') {
       const clients = users.map((u, i) => new PollClient(u, i, tracker));
       await pool(clients, 32, (c) => c.initialSync());
@@ -46,7 +52,9 @@ async function runLatency(ctx: BenchContext, spec: TargetSpec, transport: 'sync'
       const clients = users.map((u, i) => new SocketClient(u, i, tracker));
       await pool(clients, 50, (c) => c.connect());
       stop = async () => void (await Promise.all(clients.map((c) => c.close())));
+      if (sendOver === 'socket') senders = clients;
     }
+    ctx.log(`  sends over ${sendOver === 'socket' ? 'the sender\'s socket (send frames)' : 'HTTP (PUT /send)'}`);
     await sleep(ctx.quick ? 1000 : 2000); // every client parked
     const rand = rng(99);
     const acks = new Samples();
@@ -59,6 +67,8 @@ async function runLatency(ctx: BenchContext, spec: TargetSpec, transport: 'sync'
     const inflight = new Set<Promise<void>>();
     const cpu = serverCpuMeter(target);
     const rss = serverRssPeak(target);
+    const profiler = await windowProfiler(target instanceof HearthChild ? target.inspectorUrl : undefined, name);
+    await profiler.start();
     cpu.start();
     const bar = new Progress(`${name} ${target.label}`, p.durationMs);
     const t0 = performance.now();
@@ -73,7 +83,7 @@ async function runLatency(ctx: BenchContext, spec: TargetSpec, transport: 'sync'
         const sender = layout.members[r][Math.floor(rand() * layout.members[r].length)];
         const recipients = new Set(layout.members[r].filter((u) => u !== sender));
         const { id, body } = tracker.add(intended, sender, recipients);
-        const job = users[sender]
+        const job = senders[sender]
           .send(roomIds[r], `t${tracker.run}-${i}`, body)
           .then(
             (res) => {
@@ -100,6 +110,7 @@ async function runLatency(ctx: BenchContext, spec: TargetSpec, transport: 'sync'
     await Promise.race([Promise.all(inflight), sleep(30_000)]);
     const drained = await tracker.drain();
     const cpuWin = cpu.stop();
+    await profiler.stop();
     const peak = rss.stop();
     await stop();
     const rep = tracker.report();
@@ -122,6 +133,7 @@ async function runLatency(ctx: BenchContext, spec: TargetSpec, transport: 'sync'
     result.figures = {
       params: p,
       transport,
+      sendOver,
       rooms: layout.members.length,
       roomSizes: sizeHistogram(layout),
       latency: rep.latency,

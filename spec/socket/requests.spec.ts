@@ -56,6 +56,22 @@ describe('websocket sync: request and send frames', function () {
     await s.sock.close();
   });
 
+  it('a send or request on a closed HearthSocket answers status 0 at once with its id, and nothing is sent', async () => {
+    const s = await openSocket(srv.url, alice);
+    await frames(s, 1);
+    await s.sock.close();
+    const sent = await within(s.sock.send(roomId, 'm.room.message', 'after-close-1', { msgtype: 'm.text', body: 'never sent' }), 1000, 'hung' as const);
+    assert.notEqual(sent, 'hung', 'a send on a closed socket must not wait forever');
+    if (sent === 'hung') return;
+    assert.equal(sent.status, 0);
+    assert.match(sent.id, /^s\d+$/);
+    assert.equal(sent.body.errcode, 'M_UNKNOWN');
+    const req = await within(s.sock.request('GET', '/_matrix/client/v3/account/whoami'), 1000, 'hung' as const);
+    assert.notEqual(req, 'hung');
+    if (req !== 'hung') assert.equal(req.status, 0);
+    assert.equal(await countMessages(alice, roomId, 'never sent'), 0);
+  });
+
   it('a retried txnId (same socket, after reconnecting, and over REST) returns the same event_id and creates nothing new', async () => {
     const text = 'idempotent-once';
     const txn = 'txn-idem-1';

@@ -70,7 +70,7 @@ export class HearthSocket {
       } catch {
         /* not ours */
       }
-      for (const resolve of this.pending.values()) resolve({ type: 'response', id: '', status: 0, body: { errcode: 'M_UNKNOWN', error: 'socket closed' } });
+      for (const [id, resolve] of this.pending) resolve(notSent(id));
       this.pending.clear();
       this.resolveClosed({ code, reason: parsed });
     });
@@ -91,16 +91,24 @@ export class HearthSocket {
   /** Any Client-Server API call over the socket. */
   request(method: 'GET' | 'POST' | 'PUT' | 'DELETE', path: string, body?: JsonObject): Promise<ResponseFrame> {
     const id = `r${++this.nextId}`;
-    const p = new Promise<ResponseFrame>((resolve) => this.pending.set(id, resolve));
-    this.frame({ type: 'request', id, method, path, body });
-    return p;
+    return this.call(id, { type: 'request', id, method, path, body });
   }
 
   /** Sends an event; resolves to the response frame (status 200 and body.event_id on success). */
   send(roomId: string, eventType: string, txnId: string, content: JsonObject): Promise<ResponseFrame> {
     const id = `s${++this.nextId}`;
+    return this.call(id, { type: 'send', id, room_id: roomId, event_type: eventType, txn_id: txnId, content });
+  }
+
+  /**
+   * A frame answered by the response with its id. On a socket that is not open it is not sent
+   * and answers at once with status 0, as a close answers those in flight: a caller never waits
+   * on a frame that went nowhere.
+   */
+  private call(id: string, f: ClientFrame): Promise<ResponseFrame> {
+    if (this.ws?.readyState !== WebSocket.OPEN) return Promise.resolve(notSent(id));
     const p = new Promise<ResponseFrame>((resolve) => this.pending.set(id, resolve));
-    this.frame({ type: 'send', id, room_id: roomId, event_type: eventType, txn_id: txnId, content });
+    this.frame(f);
     return p;
   }
 
@@ -136,6 +144,11 @@ export class HearthSocket {
       this.opts.onError?.(f);
     }
   }
+}
+
+/** The answer to a frame the socket closed under (or never sent): status 0, as a transport error. */
+function notSent(id: string): ResponseFrame {
+  return { type: 'response', id, status: 0, body: { errcode: 'M_UNKNOWN', error: 'socket closed' } };
 }
 
 function safeJson(text: string): unknown {
