@@ -23,9 +23,11 @@ import {
   spyOnCloses,
   waitFor,
   within,
+  type RawClient,
   type Recorded,
   type User,
 } from './helpers.js';
+import { HEARTBEAT_CHUNK } from '../../src/sync/socket/socket-server.js';
 
 function messageTexts(body: any, roomId: string): string[] {
   return (roomSection(body, roomId)?.timeline?.events ?? []).filter((e: any) => e.type === 'm.room.message').map((e: any) => e.content.body);
@@ -182,6 +184,45 @@ describe('websocket sync: heartbeats', function () {
     const who = await normal.sock.request('GET', '/_matrix/client/v3/account/whoami');
     assert.equal(who.status, 200);
     await normal.sock.close();
+  });
+});
+
+describe('websocket sync: a heartbeat over more sockets than one turn pings', function () {
+  let srv: TestServer;
+  let alice: User;
+  const clients: RawClient[] = [];
+
+  before(async () => {
+    srv = await startTestServer({ websocket: { heartbeat_ms: 400 } });
+    alice = await new Api(srv.url).register('alice');
+  });
+  after(async () => {
+    for (const c of clients) c.ws.terminate();
+    await srv.stop();
+  });
+
+  it(`pings every socket past the first ${HEARTBEAT_CHUNK} (a chunk per turn), keeps the answering ones and closes a mute one opened last`, async function () {
+    this.timeout(60_000);
+    const n = HEARTBEAT_CHUNK + 12;
+    const pings: number[] = [];
+    for (let i = 0; i < n; i++) {
+      const c = await rawConnect(socketUrl(srv.url), bearer(alice.token!));
+      pings.push(0);
+      c.ws.on('ping', () => pings[i]++);
+      clients.push(c);
+    }
+    // Opened last, so it comes after the first chunk of every heartbeat.
+    const mute = await rawConnect(socketUrl(srv.url), { ...bearer(alice.token!), autoPong: false });
+    let mutePings = 0;
+    mute.ws.on('ping', () => mutePings++);
+    clients.push(mute);
+    const closed = await within(mute.closed, 5000, null);
+    assert.ok(closed, 'the mute socket was closed');
+    assert.equal(closed.code, 4010);
+    assert.ok(mutePings >= 1, 'the mute socket was pinged before it was closed');
+    await waitFor('every answering socket pinged twice', () => pings.every((p) => p >= 2), 5000);
+    const open = clients.slice(0, n).filter((c) => c.ws.readyState === c.ws.OPEN).length;
+    assert.equal(open, n, 'every socket that answers its pings stays open');
   });
 });
 

@@ -65,6 +65,34 @@ describe('websocket sync: frames are /sync responses', function () {
     await s.sock.close();
   });
 
+  it('after each frame the socket parks on the rooms it is joined to as of that frame: a room joined over the socket and left over REST', async () => {
+    // Between frames the socket parks on the rooms the last frame's build watched (not read
+    // again). No safety poll helps here (poll_ms is an hour): a message reaches the socket only
+    // if it parked on the right rooms after the invite, the join and the leave.
+    const s = await openSocket(srv.url, alice);
+    await frames(s, 1);
+    const created = await bob.post('/_matrix/client/v3/createRoom', { preset: 'private_chat', invite: [alice.userId] });
+    assert.equal(created.status, 200, JSON.stringify(created.body));
+    const second = created.body.room_id as string;
+    await waitFor('the invite frame', () => s.bodies.some((b) => b.rooms?.invite?.[second]));
+    const joined = await s.sock.request('POST', `/_matrix/client/v3/join/${enc(second)}`, {});
+    assert.equal(joined.status, 200, JSON.stringify(joined.body));
+    await waitFor('the join frame', () => s.bodies.some((b) => roomSection(b, second)));
+    await sendText(bob, second, 'in-the-joined-room');
+    await waitFor('the message in the room joined after the socket opened', () => s.bodies.some((b) => messagesIn(b, second).includes('in-the-joined-room')), 3000);
+    await sendText(bob, roomId, 'in-the-first-room');
+    await waitFor('the message in the first room', () => s.bodies.some((b) => messagesIn(b, roomId).includes('in-the-first-room')), 3000);
+    const left = await alice.post(`/_matrix/client/v3/rooms/${enc(second)}/leave`, {});
+    assert.equal(left.status, 200, JSON.stringify(left.body));
+    await waitFor('the leave frame', () => s.bodies.some((b) => b.rooms?.leave?.[second]));
+    const after = s.bodies.length;
+    await sendText(bob, second, 'after-leaving');
+    await sendText(bob, roomId, 'still-here');
+    await waitFor('the message in the room still joined', () => s.bodies.slice(after).some((b) => messagesIn(b, roomId).includes('still-here')), 3000);
+    assert.ok(!s.bodies.slice(after).some((b) => messagesIn(b, second).length > 0 || roomSection(b, second)), 'nothing of the room left');
+    await s.sock.close();
+  });
+
   it('incremental frames equal /sync?since= over the same range', async () => {
     const s = await openSocket(srv.url, bob);
     const [first] = await frames(s, 1);

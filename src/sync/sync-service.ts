@@ -56,6 +56,13 @@ export interface SyncRequest {
   delivered?: boolean;
   /** Called when the request first parks waiting for changes (it stops counting as a catch-up); then cleared. */
   onPark?: () => void;
+  /**
+   * The socket's loop: remember which rooms a non-empty answer's build watched, so the next
+   * request, sent from that answer (`previous`), parks on them without reading them again.
+   */
+  recordWatched?: boolean;
+  /** The answer whose next_batch is `since` (see recordWatched); cleared once read, so a parked request holds no answer. */
+  previous?: SyncResponse;
 }
 
 export type SyncResponse = JsonObject & { next_batch: string };
@@ -85,6 +92,8 @@ export class SyncService {
   private readonly state: RoomStateSections;
   private readonly members: MemberHistoryReader;
   private readonly sections: RoomSections;
+  /** Rooms watched by the build of an answer (recordWatched), for as long as the answer lives. */
+  private readonly watched = new WeakMap<SyncResponse, { upTo: StreamToken; roomIds: readonly string[] }>();
 
   /** The answer as one promise (parks inside it when there is nothing yet); `req.signal` cancels. */
   async sync(req: SyncRequest): Promise<SyncResponse> {
@@ -109,8 +118,19 @@ export class SyncService {
     if (req.delivered) this.sources.onDeliveredOptIn?.(req.userId);
     if (since && req.acknowledgeSince !== false) await this.acknowledge(req.userId, req.deviceId, since.stream);
     if (req.acknowledgeSince !== false && req.filter.lazyLoadMembers) this.state.ledger.begin(req, since?.stream);
+    const previous = req.previous;
+    req.previous = undefined;
     if (!since) return (await this.buildFrom(req, since)).res;
-    return this.buildOrPark(req, since, deadline);
+    return this.buildOrPark(req, since, deadline, undefined, previous && this.watchedBy(previous, since));
+  }
+
+  /**
+   * The rooms the build of `previous` watched, if it was built up to exactly `since`: parked at
+   * the head from there, nothing was written since that build, so the rooms are the same.
+   */
+  private watchedBy(previous: SyncResponse, since: StreamToken): readonly string[] | undefined {
+    const w = this.watched.get(previous);
+    return w && w.upTo.stream === since.stream && w.upTo.ephemeral === since.ephemeral ? w.roomIds : undefined;
   }
 
   /**
@@ -118,8 +138,8 @@ export class SyncService {
    * and returns the parked sync instead, which answers later. Also how a woken parked sync
    * rebuilds (`parked` set: the same object parks again).
    */
-  async buildOrPark(req: SyncRequest, since: StreamToken, deadline: number, parked?: ParkedSync): Promise<SyncResponse | ParkedSync> {
-    for (;;) {
+  async buildOrPark(req: SyncRequest, since: StreamToken, deadline: number, parked?: ParkedSync, watchedAtSince?: readonly string[]): Promise<SyncResponse | ParkedSync> {
+    for (let first = true; ; first = false) {
       // Nothing has been written since the token (a reader re-parking right after its last
       // response, the usual case): the range (since, now] is empty on every stream, so its
       // build would be an empty answer. Park on the rooms the build would have watched; a
@@ -127,7 +147,8 @@ export class SyncService {
       if (!req.fullState && this.atHead(since) && deadline > Date.now() && !req.signal?.aborted && !req.gone?.aborted && !parked?.cancelled) {
         parking(req);
         const p = parked ?? new ParkedSync(this, req, deadline);
-        const waiting = this.waiters.park(p, req.userId, await this.watchedRoomIds(req, since.stream), since, deadline - Date.now(), wantsOf(req.filter));
+        const watched = first && watchedAtSince !== undefined ? watchedAtSince : await this.watchedRoomIds(req, since.stream);
+        const waiting = this.waiters.park(p, req.userId, watched, since, deadline - Date.now(), wantsOf(req.filter));
         // Already something above the token: build it.
         if (waiting === true) continue;
         if (waiting === false) return this.buildAnswer(req, since);
@@ -136,7 +157,10 @@ export class SyncService {
       }
       const { res, joinedIds, upTo } = await this.buildFrom(req, since);
       const remaining = deadline - Date.now();
-      if (req.fullState || !this.isEmpty(res) || remaining <= 0 || req.signal?.aborted || req.gone?.aborted || parked?.cancelled) return res;
+      if (req.fullState || !this.isEmpty(res) || remaining <= 0 || req.signal?.aborted || req.gone?.aborted || parked?.cancelled) {
+        if (req.recordWatched && !req.fullState) this.watched.set(res, { upTo, roomIds: joinedIds });
+        return res;
+      }
       parking(req);
       const p = parked ?? new ParkedSync(this, req, deadline);
       const waiting = this.waiters.park(p, req.userId, joinedIds, upTo, remaining, wantsOf(req.filter));
