@@ -10,13 +10,13 @@ import { serveCpuChild } from './cpu-child.js';
 
 export type AccountsReady = { url: string; tokens: string[]; metricsUrl?: string };
 
-/** Serves a test server with `members` accounts named `<prefix><i>`, each logged in once. */
-export async function serveAccounts(members: number, prefix: string): Promise<void> {
+/** Serves a test server with `members` accounts named `<prefix><i>`, each logged in once; `config` overrides the test server's. */
+export async function serveAccounts(members: number, prefix: string, config: Record<string, unknown> = {}): Promise<void> {
   const root = process.env.HEARTH_BENCH_SERVER_ROOT;
   const helpers = root ? pathToFileURL(join(root, 'dist/spec/helpers/server.js')).href : '../../spec/helpers/server.js';
   const { startTestServer } = (await import(helpers)) as typeof import('../../spec/helpers/server.js');
   await serveCpuChild<AccountsReady>(async () => {
-    const srv = await startTestServer({ log: { level: 'error' } });
+    const srv = await startTestServer({ log: { level: 'error' }, ...config });
     const { accounts } = srv.hearth.services;
     const tokens: string[] = [];
     for (let i = 0; i < members; i++) {
