@@ -3,7 +3,8 @@
 // must keep the admitted sends fast while the excess gets 429 with a jittered retry_after_ms,
 // every admitted send must be persisted and delivered once, and /versions must keep answering.
 // Without the limit every send is admitted and each waits behind all earlier ones (the last
-// ones for seconds), which is what the assertion on their time in the server catches.
+// ones for seconds), which is what the assertion on the store queue an admitted send joins
+// catches (a count, so a loaded machine cannot fail it).
 // The event-loop lag signal is off here (the machine is shared): only the send limit decides.
 
 import { assert } from '../helpers/assert.js';
@@ -39,10 +40,21 @@ describe('Overload: sends at 3× a slowed store stay fast, the excess is shed, n
     const rooms = srv.hearth.store.rooms;
     const persist = rooms.persistEvent.bind(rooms);
     let lastDue = 0;
+    // For each write: when it reached the store and how many writes were queued ahead of it (not
+    // yet durable). What the limit bounds is this depth, a count: the time an admitted send spends
+    // in the server is that depth times SERVICE_MS plus whatever the machine's load adds (a 2-core
+    // box running other work stretched it past any fixed bound once), so the time is logged, not
+    // asserted.
+    let queued = 0;
+    const depths: Array<{ at: number; ahead: number }> = [];
     rooms.persistEvent = (input: PersistEventInput): Promise<PersistEventResult> => {
       const written = persist(input);
+      depths.push({ at: performance.now(), ahead: queued++ });
       const due = (lastDue = Math.max(performance.now(), lastDue) + SERVICE_MS);
-      return new Promise((r) => setTimeout(r, due - performance.now())).then(() => written);
+      return new Promise((r) => setTimeout(r, due - performance.now())).then(() => {
+        queued--;
+        return written;
+      });
     };
 
     // Time in the server of each admitted send (RoomService.send, which holds the admission
@@ -99,13 +111,18 @@ describe('Overload: sends at 3× a slowed store stay fast, the excess is shed, n
       assert.ok(r.body.retry_after_ms >= 200 && r.body.retry_after_ms < 300, String(r.body.retry_after_ms));
     }
     assert.ok(new Set(shed.map((r) => r.body.retry_after_ms)).size > 1, 'retry_after_ms is jittered');
-    // In the server, the limit keeps about floor (16) × SERVICE_MS of sends queued; unlimited,
-    // the queue grows by several sends every SERVICE_MS for the whole offer and the last admitted
-    // wait seconds. (The client's own times also count its queueing in this process.)
+    // Once the limit has measured the standing queue (its first intervals, well inside the first
+    // second), it keeps about floor (16) sends queued at the store; unlimited, the queue grows by
+    // five sends every SERVICE_MS (300/s offered, 50/s served) for the whole offer, to hundreds.
+    // Counted, not timed: a burst of the open-loop generator after a descheduling still meets
+    // the limit already set. (The client's own times also count its queueing in this process.)
+    const steady = depths.filter((d) => d.at - start >= 1000);
+    const deepest = Math.max(...steady.map((d) => d.ahead));
     const slowest = Math.max(...inServer);
-    if (process.env.OVL_DEBUG) console.log(`admitted ${admitted.length} shed ${shed.length} in-server max ${Math.round(slowest)} client max ${Math.round(Math.max(...admitted.map((r) => r.ms)))}`);
+    if (process.env.OVL_DEBUG) console.log(`admitted ${admitted.length} shed ${shed.length} deepest after 1 s ${deepest} (of ${steady.length}), overall ${Math.max(...depths.map((d) => d.ahead))}; in-server max ${Math.round(slowest)} client max ${Math.round(Math.max(...admitted.map((r) => r.ms)))}`);
     assert.equal(inServer.length, admitted.length);
-    assert.ok(slowest < 1500, `slowest admitted send ${Math.round(slowest)} ms in the server`);
+    assert.ok(steady.length >= 10, `${steady.length} sends reached the store in the second half of the offer`);
+    assert.ok(deepest <= 48, `an admitted send joined ${deepest} queued writes after the first second (floor 16)`);
 
     // /versions answered throughout.
     assert.ok(versions.length >= 10, `${versions.length} /versions probes`);
