@@ -5,6 +5,7 @@
 
 import { assert } from '../helpers/assert.js';
 import { Api, enc, startTestServer, type TestServer } from '../helpers/server.js';
+import { until } from '../helpers/until.js';
 import { bearer, refusal, socketUrl } from '../socket/helpers.js';
 
 describe('Load shedding (limits.admission)', function () {
@@ -27,13 +28,20 @@ describe('Load shedding (limits.admission)', function () {
 
   const send = (body: string, txn: string) =>
     alice.put(`/_matrix/client/v3/rooms/${enc(roomId)}/send/m.room.message/${txn}`, { msgtype: 'm.text', body });
+  // Long-polls parked in the server (hearth_sync_waiters): a test that needs a poll admitted
+  // and parked waits for it, not for a fixed time a loaded machine may overrun.
+  const parkedPolls = async (): Promise<number> => {
+    const text = await (await fetch(`${srv.hearth.metricsUrl}/metrics`)).text();
+    return Number(/^hearth_sync_waiters (\S+)$/m.exec(text)?.[1] ?? NaN);
+  };
 
   it('overloaded: sends get 429, /sync and socket catch-ups 503 with jittered retry_after_ms; a parked long-poll still gets its answer', async function () {
     const first = await alice.get('/_matrix/client/v3/sync?timeout=0');
     assert.equal(first.status, 200);
     // Admitted before the overload, parked waiting.
+    const parkedBefore = await parkedPolls();
     const parked = alice.get(`/_matrix/client/v3/sync?timeout=10000&since=${enc(first.body.next_batch)}`);
-    await new Promise((r) => setTimeout(r, 100));
+    await until('the long-poll to park', async () => (await parkedPolls()) === parkedBefore + 1);
 
     const shedMetric = async (): Promise<number> => {
       const text = await (await fetch(`${srv.hearth.metricsUrl}/metrics`)).text();
@@ -113,12 +121,17 @@ describe('Load shedding (limits.admission)', function () {
 
   it('a parked long-poll does not hold a catch-up slot', async function () {
     const first = await alice.get('/_matrix/client/v3/sync?timeout=0');
-    const polls = [0, 1, 2].map(() => alice.get(`/_matrix/client/v3/sync?timeout=3000&since=${enc(first.body.next_batch)}`));
-    await new Promise((r) => setTimeout(r, 200));
+    const parkedBefore = await parkedPolls();
+    const polls = [0, 1, 2].map(() => alice.get(`/_matrix/client/v3/sync?timeout=30000&since=${enc(first.body.next_batch)}`));
+    await until('the three long-polls to park', async () => (await parkedPolls()) === parkedBefore + 3);
     assert.equal(srv.hearth.admission.stats().catchups, 0);
     const ok = await send('wake', 'wake1');
     assert.equal(ok.status, 200);
-    for (const p of await Promise.all(polls)) assert.equal(p.status, 200);
+    for (const p of await Promise.all(polls)) {
+      assert.equal(p.status, 200);
+      const timeline = p.body.rooms?.join?.[roomId]?.timeline?.events ?? [];
+      assert.ok(timeline.some((e: { event_id: string }) => e.event_id === ok.body.event_id), 'woken by the send');
+    }
   });
 });
 
