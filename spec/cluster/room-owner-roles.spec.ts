@@ -73,11 +73,12 @@ describe('room owner: a worker that may not acquire (roles)', function () {
     const api = worker('api', async () => null, false);
     const e1 = await api.owner.runHere('!r', async () => 'ran').catch((e: unknown) => e);
     assert.ok(e1 instanceof MatrixError && e1.status === 501, String(e1));
-    const t0 = Date.now();
     const e2 = await api.owner.run('!r', async () => 'ran', 'submit', []).catch((e: unknown) => e);
-    assert.ok(Date.now() - t0 < 1_000, `at once (${Date.now() - t0} ms)`);
     assert.ok(e2 instanceof MatrixError, String(e2));
     assert.equal(e2.status, 503);
+    // At once: the refusal of an empty writer set, not the forward deadline's "did not answer"
+    // (5 s later). Told apart by what it says, not by a clock a loaded machine can overrun.
+    assert.match(e2.message, /^No room writer is running/);
     assert.ok(Number(e2.extra.retry_after_ms) > 0);
     // A writer that stopped cleanly leaves the set at once.
     const w = worker('w', async () => 'w', true);
