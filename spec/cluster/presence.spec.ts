@@ -108,7 +108,7 @@ describe('cluster presence: two workers on Redis', function () {
     assert.equal(a.presence.get('@carol:x')?.state, 'online', 'A handed carol over to B');
     assert.equal(b.presence.get('@carol:x')?.state, 'online');
     // She leaves: B (the driver) takes her offline, and A follows.
-    await until('offline on B', () => (b.presence.sweep(), b.presence.get('@carol:x')?.state === 'offline'), 3000);
+    await until('offline on B', () => (b.presence.sweep(), b.presence.get('@carol:x')?.state === 'offline'), 10_000);
     await until('offline on A', () => a.presence.get('@carol:x')?.state === 'offline');
   });
 

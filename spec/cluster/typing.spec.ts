@@ -54,15 +54,17 @@ function contract(label: string, make: () => Promise<{ a: Node; b: Node; close()
     });
 
     it('a renewal wakes nobody; the notification expires on every replica', async () => {
-      await p.a.typing.setTyping('!r:x', '@v:x', true, 300);
+      // The renewal must land before the first notification expires: 2 s leaves room for the
+      // waits and Redis round trips in between on a loaded machine (300 ms did not always).
+      await p.a.typing.setTyping('!r:x', '@v:x', true, 2_000);
       await until('B sees @v typing', () => p.b.typing.typingUsers('!r:x').includes('@v:x'));
       await until('A sees @v typing', () => p.a.typing.typingUsers('!r:x').includes('@v:x'));
       const wakes = p.b.woken.length;
-      await p.a.typing.setTyping('!r:x', '@v:x', true, 300);
+      await p.a.typing.setTyping('!r:x', '@v:x', true, 2_000);
       await sleep(50);
       assert.equal(p.b.woken.length, wakes, 'renewal is not a change');
-      await until('expiry on B', () => p.b.typing.typingUsers('!r:x').length === 0, 2000);
-      await until('expiry on A', () => p.a.typing.typingUsers('!r:x').length === 0, 2000);
+      await until('expiry on B', () => p.b.typing.typingUsers('!r:x').length === 0, 15_000);
+      await until('expiry on A', () => p.a.typing.typingUsers('!r:x').length === 0, 15_000);
       assert.ok(p.b.woken.length > wakes, 'the expiry woke B');
     });
   });
