@@ -178,19 +178,16 @@ describe('E2EE device-list changes', function () {
 
   it('a parked long-poll wakes for a room-mate\'s new login and for a logout', async () => {
     const since = await syncToken(alice);
-    const started = Date.now();
-    const parked = alice.get(`${V3}/sync?timeout=10000&since=${enc(since)}`);
+    // The poll's timeout (60 s) outlasts the test (20 s): any answer was a wake, which the content below shows; no wall-clock bound for a loaded machine to overrun.
+    const parked = alice.get(`${V3}/sync?timeout=60000&since=${enc(since)}`);
     await new Promise((r) => setTimeout(r, 200));
     const phone = await loginAgain('bob');
     const s = await parked;
-    assert.ok(Date.now() - started < 5000, `woken after ${Date.now() - started} ms`);
     assert.deepEqual(s.body.device_lists.changed, [bob.userId]);
-    const parked2 = alice.get(`${V3}/sync?timeout=10000&since=${enc(s.body.next_batch)}`);
+    const parked2 = alice.get(`${V3}/sync?timeout=60000&since=${enc(s.body.next_batch)}`);
     await new Promise((r) => setTimeout(r, 200));
-    const t = Date.now();
     assert.equal((await phone.post(`${V3}/logout`)).status, 200);
     const s2 = await parked2;
-    assert.ok(Date.now() - t < 5000, `woken by the logout after ${Date.now() - t} ms`);
     assert.deepEqual(s2.body.device_lists.changed, [bob.userId]);
   });
 });

@@ -44,12 +44,11 @@ describe('deprecated endpoints', function () {
     it('a long-poll wakes for a new event; its tokens are /sync tokens', async () => {
       const roomId = await createRoom(alice, { preset: 'public_chat' });
       const since = (await syncOk(alice, {})).next_batch;
-      const started = Date.now();
-      const parked = events(alice, { from: since, timeout: 10000 });
+      // The poll's timeout (60 s) outlasts the test (20 s): any answer was a wake, which the content below shows; no wall-clock bound for a loaded machine to overrun.
+      const parked = events(alice, { from: since, timeout: 60_000 });
       await new Promise((r) => setTimeout(r, 200));
       const id = await say(alice, roomId, 'wake up');
       const res = await parked;
-      assert.ok(Date.now() - started < 5000, `woken after ${Date.now() - started} ms`);
       assert.ok(res.chunk.some((e: any) => e.event_id === id));
       // The end token continues a /sync.
       const s = await syncOk(alice, { since: res.end });

@@ -106,21 +106,18 @@ describe('MSC2753 peeking', function () {
       await say(alice, roomId, 'already there');
       const bob = await newUser();
       let since: string = (await sync(bob)).next_batch;
-      let started = Date.now();
-      const first = sync(bob, since, 10_000);
+      // The poll's timeout (60 s) outlasts the test (20 s): any answer was a wake, which the content below shows; no wall-clock bound for a loaded machine to overrun.
+      const first = sync(bob, since, 60_000);
       await new Promise((r) => setTimeout(r, 200));
       assert.equal((await bob.post(`/_matrix/client/v3/peek/${enc(roomId)}`, {})).status, 200);
       const peeked = await first;
-      assert.ok(Date.now() - started < 8_000, 'woken by the peek, not timed out');
       assert.deepEqual(bodies(peeked.rooms.peek[roomId]), ['already there']);
       since = peeked.next_batch;
 
-      started = Date.now();
-      const parked = sync(bob, since, 10_000);
+      const parked = sync(bob, since, 60_000);
       await new Promise((r) => setTimeout(r, 200));
       await say(alice, roomId, 'wake up');
       const res = await parked;
-      assert.ok(Date.now() - started < 8_000, 'woken, not timed out');
       assert.deepEqual(bodies(res.rooms.peek[roomId]), ['wake up']);
       const stats = srv.hearth.services.sync.modelStats().find((c) => c.name === 'device_peeks');
       assert.ok(stats && stats.hits > 0, 'the device\'s peeks came from the read model');

@@ -206,12 +206,11 @@ describe('receipts and read markers', function () {
   it('a long-polling member is woken by a receipt', async () => {
     const { roomId, events } = await dm(1);
     const since = (await sync(alice)).next_batch;
-    const t0 = Date.now();
-    const polling = sync(alice, since, 8000);
+    // The poll's timeout (60 s) outlasts the test (20 s): any answer was a wake, which the content below shows; no wall-clock bound for a loaded machine to overrun.
+    const polling = sync(alice, since, 60_000);
     await new Promise((r) => setTimeout(r, 200));
     await ok(receipt(bob, roomId, 'm.read', events[0]), 'receipt');
     const s = await polling;
-    assert.ok(Date.now() - t0 < 4000, `woken promptly (${Date.now() - t0} ms)`);
     assert.ok(receipts(s, roomId).some((r) => r.eventId === events[0] && r.userId === bob.userId), JSON.stringify(s.rooms));
   });
 

@@ -119,9 +119,8 @@ describe('/sync details', function () {
   it('full_state=true returns the full state on an incremental sync, immediately', async () => {
     const roomId = await create({ preset: 'public_chat', name: 'full', topic: 'state' });
     const s0 = await sync(alice);
-    const t = Date.now();
-    const s1 = await sync(alice, { since: s0.next_batch, full_state: true, timeout: 5000 });
-    assert.ok(Date.now() - t < 2500, 'full_state ignores timeout');
+    // full_state ignores the timeout: one of 60 s, past the test's own, would fail it if waited.
+    const s1 = await sync(alice, { since: s0.next_batch, full_state: true, timeout: 60_000 });
     const r = s1.rooms.join[roomId];
     assert.ok(r, 'room present although nothing changed');
     const types = r.state.events.map((e: any) => e.type);
@@ -368,31 +367,27 @@ describe('/sync details', function () {
   it('account data changes wake a long-poll', async () => {
     const roomId = await create({ preset: 'public_chat' });
     const s0 = await sync(alice);
-    const t = Date.now();
-    const poll = sync(alice, { since: s0.next_batch, timeout: 10000 });
+    // The poll's timeout (60 s) outlasts the test (20 s): any answer was a wake, which the content below shows; no wall-clock bound for a loaded machine to overrun.
+    const poll = sync(alice, { since: s0.next_batch, timeout: 60_000 });
     await new Promise((r) => setTimeout(r, 150));
     await ok(alice.put(`${V3}/user/${enc(alice.userId)}/account_data/org.example.wake`, { n: 1 }), 'account data');
     const s1 = await poll;
-    assert.ok(Date.now() - t < 5000, `woke after ${Date.now() - t} ms`);
     assert.deepEqual(s1.account_data.events.filter((e: any) => e.type === 'org.example.wake'), [{ type: 'org.example.wake', content: { n: 1 } }]);
 
-    const t2 = Date.now();
-    const poll2 = sync(alice, { since: s1.next_batch, timeout: 10000 });
+    const poll2 = sync(alice, { since: s1.next_batch, timeout: 60_000 });
     await new Promise((r) => setTimeout(r, 150));
     await ok(alice.put(`${V3}/user/${enc(alice.userId)}/rooms/${enc(roomId)}/account_data/org.example.tag`, { x: 2 }), 'room account data');
     const s2 = await poll2;
-    assert.ok(Date.now() - t2 < 5000, `woke after ${Date.now() - t2} ms`);
     assert.deepEqual(s2.rooms.join[roomId]?.account_data?.events, [{ type: 'org.example.tag', content: { x: 2 } }]);
   });
 
   it('an invite wakes the invitee\'s long-poll', async () => {
     const d0 = await sync(dave);
-    const t = Date.now();
-    const poll = sync(dave, { since: d0.next_batch, timeout: 10000 });
+    // The poll's timeout (60 s) outlasts the test (20 s): any answer was a wake, which the content below shows; no wall-clock bound for a loaded machine to overrun.
+    const poll = sync(dave, { since: d0.next_batch, timeout: 60_000 });
     await new Promise((r) => setTimeout(r, 150));
     const roomId = await create({ preset: 'private_chat', name: 'wake up', invite: [dave.userId] });
     const d1 = await poll;
-    assert.ok(Date.now() - t < 5000, `woke after ${Date.now() - t} ms`);
     const inv = d1.rooms.invite[roomId];
     assert.ok(inv, 'invite delivered');
     const names = inv.invite_state.events.filter((e: any) => e.type === 'm.room.name');

@@ -52,12 +52,11 @@ describe('E2EE to-device messages', function () {
 
   it('wakes a parked /sync of the recipient', async () => {
     const s0 = await sync(bobLaptop);
-    const started = Date.now();
-    const parked = sync(bobLaptop, s0.next_batch, 10_000);
+    // The poll's timeout (60 s) outlasts the test (20 s): any answer was a wake, which the content below shows; no wall-clock bound for a loaded machine to overrun.
+    const parked = sync(bobLaptop, s0.next_batch, 60_000);
     await new Promise((r) => setTimeout(r, 200));
     await send(alice, 'm.test', { [bob.userId]: { LAPTOP: { n: 1 } } });
     const s1 = await parked;
-    assert.ok(Date.now() - started < 5000, 'woken, not timed out');
     assert.deepEqual(s1.to_device.events.map((e: any) => e.content), [{ n: 1 }]);
     await sync(bobLaptop, s1.next_batch);
   });

@@ -87,16 +87,14 @@ describe('typing notifications', function () {
 
   it('a parked long-poll wakes on a typing change', async () => {
     const since = (await sync(bob)).next_batch;
-    const t0 = Date.now();
-    const polling = sync(bob, { since, timeout: 8000 });
+    // The poll's timeout (60 s) outlasts the test (20 s): any answer was a wake, which the content below shows; no wall-clock bound for a loaded machine to overrun.
+    const polling = sync(bob, { since, timeout: 60_000 });
     await sleep(250);
     await ok(typing(alice, alice.userId, { typing: true, timeout: 5000 }), 'typing');
     const s = await polling;
-    const took = Date.now() - t0;
-    assert.ok(took < 3000, `woken by the typing change after ${took} ms`);
     assert.deepEqual(typingIn(s, roomId), [[alice.userId]]);
     // ...and on the stop.
-    const polling2 = sync(bob, { since: s.next_batch, timeout: 8000 });
+    const polling2 = sync(bob, { since: s.next_batch, timeout: 60_000 });
     await sleep(250);
     await ok(typing(alice, alice.userId, { typing: false }), 'stop');
     const s2 = await polling2;
@@ -225,12 +223,11 @@ describe('presence', function () {
 
   it('a parked long-poll wakes on a presence change of a roommate', async () => {
     const since = (await sync(bob)).next_batch;
-    const t0 = Date.now();
-    const polling = sync(bob, { since, timeout: 8000 });
+    // The poll's timeout (60 s) outlasts the test (20 s): any answer was a wake, which the content below shows; no wall-clock bound for a loaded machine to overrun.
+    const polling = sync(bob, { since, timeout: 60_000 });
     await sleep(250);
     await ok(alice.put(`${V3}/presence/${enc(alice.userId)}/status`, { presence: 'unavailable', status_msg: 'brb' }), 'PUT');
     let s = await polling;
-    assert.ok(Date.now() - t0 < 3000, `woken after ${Date.now() - t0} ms`);
     // On a saturated machine alice's idle timer (offline) can fire first and wake the poll; the
     // change she made must then be in the very next response, with no wait.
     if (presenceOf(s, alice.userId)[0]?.content.presence === 'offline') s = await sync(bob, { since: s.next_batch as string, timeout: 0 });

@@ -66,16 +66,16 @@ describe('sync: a reader at the head parks without a build', function () {
 
   it('is woken by an invite to a room it does not watch yet', async () => {
     const since = await head();
-    const pending = poll(since);
+    // Every poll's timeout (60 s) outlasts the test (20 s): each answer was a wake, with no
+    // wall-clock bound for a loaded machine to overrun.
+    const pending = poll(since, 60_000);
     await sleep(100);
-    const t0 = Date.now();
     const other = await createRoom(alice, { invite: [bob.userId] });
     // Another change (alice's presence) may answer first: poll on, as a client does; each poll
     // must be woken, not time out (main failed here about 1 run in 3 under load).
     let s = await pending;
-    for (let i = 0; i < 5 && !s.rooms.invite[other]; i++) s = await poll(s.next_batch, 5000);
+    for (let i = 0; i < 5 && !s.rooms.invite[other]; i++) s = await poll(s.next_batch, 60_000);
     assert.ok(s.rooms.invite[other], `invite in ${JSON.stringify(s.rooms)}`);
-    assert.ok(Date.now() - t0 < 4000, 'woken by the invite, not by a timeout');
   });
 
   it('is woken by typing in a joined room', async () => {
@@ -93,25 +93,23 @@ describe('sync: a reader at the head parks without a build', function () {
 
   it('is woken by a to-device message', async () => {
     const since = await head();
-    const pending = poll(since);
+    // Every poll's timeout (60 s) outlasts the test: each answer was a wake (see above).
+    const pending = poll(since, 60_000);
     await sleep(100);
-    const t0 = Date.now();
     await ok(alice.put(`${V3}/sendToDevice/m.test/h2`, { messages: { [bob.userId]: { [bob.deviceId]: { n: 1 } } } }), 'sendToDevice');
     // Another change (alice's presence, the previous test's typing stop) may answer first: poll
     // on, as a client does; each poll must be woken, not time out (main failed here about 1
     // run in 6 under load).
     let s = await pending;
-    for (let i = 0; i < 5 && s.to_device.events.length === 0; i++) s = await poll(s.next_batch, 5000);
+    for (let i = 0; i < 5 && s.to_device.events.length === 0; i++) s = await poll(s.next_batch, 60_000);
     assert.deepEqual(s.to_device.events, [{ type: 'm.test', sender: alice.userId, content: { n: 1 } }]);
-    assert.ok(Date.now() - t0 < 4000, 'woken by the message, not by a timeout');
   });
 
   it('a full_state request from the head token still builds at once', async () => {
     const since = await head();
     const before = builds;
-    const t0 = Date.now();
-    const s = await syncOk(bob, { since, timeout: 5000, full_state: true });
-    assert.ok(Date.now() - t0 < 4000, 'answered without waiting');
+    // full_state ignores the timeout: one of 60 s, past the test's own, would fail it if waited.
+    const s = await syncOk(bob, { since, timeout: 60_000, full_state: true });
     assert.ok(s.rooms.join[roomId]?.state.events.length > 0, 'full state');
     assert.ok(builds > before);
   });
