@@ -119,7 +119,11 @@ describe('federation: device-list outbox (the change stream plus a durable curso
     await Promise.all([holder.settled(), other.settled()]);
     const p = await store.e2ee.markDeviceListChanged(`@dave:${ME}`);
     await waitFor(async () => ((await store.federationQueue.getCursor(DEVICE_LIST_CURSOR)) ?? 0) >= p, 5000, 'the holder to pass the change');
-    await new Promise((r) => setTimeout(r, 200)); // several of the refused worker's retry periods
+    // The refused worker looks again on its retry timer until it sees the cursor past the change:
+    // wait for that last look (no timer armed, no drain running), not for a fixed time a late
+    // timer on a loaded machine can overrun (its last ask then fell into the window below).
+    const idle = (o: DeviceListOutbox) => (o as unknown as { timer?: NodeJS.Timeout }).timer === undefined;
+    await waitFor(async () => (await other.settled(), idle(other)), 5000, 'the refused worker to stop looking');
     await Promise.all([holder.settled(), other.settled()]);
     assert.deepEqual(byHolder, [`@dave:${ME}`]);
     assert.deepEqual(byOther, [], 'the refused worker published nothing');
