@@ -3,10 +3,7 @@
 // answered meanwhile; once resumed it is served as usual. The deferral is controlled by hand
 // here (the timing of real pacing is covered with fake clocks in admission.spec.ts).
 
-import { subscribe, unsubscribe } from 'node:diagnostics_channel';
-import type { IncomingMessage } from 'node:http';
 import { assert } from '../helpers/assert.js';
-import { until } from '../helpers/until.js';
 import { Api, enc, startTestServer, type TestServer } from '../helpers/server.js';
 import { until } from '../helpers/until.js';
 import type { ApiRequest } from '../../src/api/handlers.js';
@@ -86,11 +83,16 @@ describe('Pacing: a deferred send or /sync waits for its turn, cheap requests do
       original(kind);
       return new Promise<void>((go) => deferred.push(go));
     };
-    // The server's side of the request, to know when the server has seen the client leave
-    // (a fixed sleep for that can be overrun on a loaded machine: the send then goes on).
-    const incoming: IncomingMessage[] = [];
-    const onRequest = (m: unknown) => void incoming.push((m as { request: IncomingMessage }).request);
-    subscribe('http.server.request.start', onRequest);
+    // The request the table is given, to know when the server has seen the client leave (a
+    // fixed sleep for that can be overrun on a loaded machine: the send then goes on).
+    const table = srv.hearth.routes;
+    const dispatch = table.dispatch.bind(table);
+    const seen: ApiRequest[] = [];
+    table.dispatch = (req) => {
+      seen.push(req);
+      return dispatch(req);
+    };
+    const goneBefore = admission.stats().pacedGone;
     try {
       const gone = new AbortController();
       const send = fetch(`${srv.url}/_matrix/client/v3/rooms/${enc(roomId)}/send/m.room.message/gone1`, {
@@ -102,9 +104,9 @@ describe('Pacing: a deferred send or /sync waits for its turn, cheap requests do
       while (deferred.length < 1) await new Promise((r) => setTimeout(r, 5));
       gone.abort();
       assert.ok((await send) instanceof Error, 'the client gave up');
-      const req = incoming.find((r) => r.url?.includes('/send/m.room.message/gone1'));
+      const req = seen.find((r) => r.path.includes('/send/m.room.message/gone1'));
       assert.ok(req, 'the server saw the send');
-      await until('the server to see the client leave', () => req.destroyed);
+      await until('the server to see the client leave', () => req.closed === true);
       // Done with once the route table records its answer (hearth_http_requests_total), a 400.
       const sendAnswers = async (): Promise<string> => {
         const text = await (await fetch(`${srv.hearth.metricsUrl}/metrics`)).text();
@@ -120,12 +122,13 @@ describe('Pacing: a deferred send or /sync waits for its turn, cheap requests do
         return now !== before && now;
       });
       assert.match(answers, /status="400"\} 1$/m, 'answered 400 (counted once), not 500');
+      assert.equal(admission.stats().pacedGone, goneBefore + 1, 'skipped as gone');
       assert.deepEqual(errors, [], 'nothing logged as an error');
       const page = await alice.get(`/_matrix/client/v3/rooms/${enc(roomId)}/messages?dir=b&limit=50`);
       assert.ok(!page.body.chunk.some((e: { content?: { body?: string } }) => e.content?.body === 'gone'), 'not persisted');
       assert.equal(admission.stats().sends, 0);
     } finally {
-      unsubscribe('http.server.request.start', onRequest);
+      table.dispatch = dispatch;
       admission.precheck = original;
       logger.error = logError;
     }
