@@ -5,6 +5,8 @@
 //   index position (dag.ts).
 // - Outliers (and rejected events stored without a state) have no state groups; every other
 //   event has state_before/state_after groups.
+// - Every inserted event with searchable text (search-text.ts) gets its event_search row in the
+//   same transaction, whatever its status (search reads filter by status).
 // - Only accepted events change the room's current state, extremities, memberships, relations,
 //   push actions or redactions, and only they are returned by timeline reads.
 // - A rejected, soft-failed or outlier event is never put into the current state or the forward
@@ -27,6 +29,7 @@ import { preparePushActions, preparePushBulk, writePushActions, writePushBulk, t
 import { dropRelation, extractRelation, writeRelation, type PreparedRelation } from './relations.js';
 import { indexAuthChain } from './dag.js';
 import { createStateGroup, type StateChange } from './state-groups.js';
+import { searchText } from './search-text.js';
 
 const MEMBERSHIPS: ReadonlySet<string> = new Set<Membership>(['join', 'invite', 'leave', 'ban', 'knock']);
 /** Memberships that bring a room back into the user's view, undoing an earlier forget. */
@@ -92,6 +95,8 @@ export interface PreparedEvent {
   rejected: string | null;
   stateBefore: { group: number | null; delta: StateChange[] } | null;
   backfill: boolean;
+  /** The event's searchable text and the content key it came from (searchText), or null. */
+  search: { body: string; key: string } | null;
 }
 
 export function prepareEvent(input: PersistEventInput): PreparedEvent {
@@ -127,6 +132,7 @@ export function prepareEvent(input: PersistEventInput): PreparedEvent {
         ? { group: input.stateBefore.group, delta: input.stateBefore.delta.map((e) => ({ type: e.type, stateKey: e.stateKey, eventId: e.eventId })) }
         : null,
     backfill: input.backfill === true,
+    search: searchText(pdu),
   };
 }
 
@@ -259,6 +265,10 @@ export function writeEvent(
       plainGroup,
     );
   if (inserted.changes === 0) throw new StoreConflictError(`event ${eventId} already persisted`);
+  if (ev.search !== null) {
+    // Every inserted row, whatever its status, as the insert trigger did: search reads filter.
+    ctx.stmt('INSERT INTO event_search (rowid, body, room_id, key) VALUES (?, ?, ?, ?)').run(pos, ev.search.body, roomId, ev.search.key);
+  }
 
   if (ev.status !== 'rejected') {
     const bad = firstRejected(ctx, ev.authEvents);
