@@ -1,8 +1,9 @@
-// SQLite specifics of the search index: since migration 24 writeEvent adds an event's
-// event_search row from the PDU object instead of a trigger reading pdu_json back. The rows must
-// be exactly those the trigger made, so this compares the table with the trigger's own SQL
-// (json_valid / json_type / json_extract over the stored events) for events of every kind and
-// status, and checks the trigger is gone.
+// SQLite specifics of an event's write (session 9's send path). The search index: since
+// migration 24 writeEvent adds an event's event_search row from the PDU object instead of a
+// trigger reading pdu_json back; the rows must be exactly those the trigger made, so this
+// compares the table with the trigger's own SQL (json_valid / json_type / json_extract over the
+// stored events) for events of every kind and status, and checks the trigger is gone. The
+// rejected-auth guard reads the partial index of migration 25 (the contract checks its answers).
 
 import { assert } from '../helpers/assert.js';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -31,7 +32,7 @@ const TRIGGER_ROWS = `
           WHEN 'm.room.name' THEN '$.content.name' ELSE '$.content.topic' END) = 'text'
   ORDER BY stream`;
 
-describe('SqliteStore: search index rows', function () {
+describe('SqliteStore: write path', function () {
   let dir: string;
   beforeEach(function () {
     dir = mkdtempSync(join(tmpdir(), 'hearth-search-index-'));
@@ -82,6 +83,33 @@ describe('SqliteStore: search index rows', function () {
       );
       assert.equal(raw.prepare("SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'trigger' AND name = 'event_search_insert'").pluck().get(), 0);
       assert.equal(raw.prepare("SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'event_search_%'").pluck().get(), 2, 'redact and delete triggers stay');
+    } finally {
+      raw.close();
+    }
+  });
+
+  it('looks up rejected auth events in the partial index, which holds the rejected events only', async function () {
+    const path = join(dir, 'hearth.sqlite');
+    const store = await openSqliteStore({ path, synchronous: 'normal' });
+    const room = new FakeRoom();
+    let rejectedId: string;
+    try {
+      await room.create(store, alice);
+      await room.message(store, alice, 'fine');
+      const head = await store.rooms.getForwardExtremities(room.roomId);
+      const bad = room.build('m.room.message', bob, { body: 'refused' });
+      await store.rooms.persistEvent({ ...room.input(bad, { forwardExtremities: head }), rejected: 'not allowed' });
+      rejectedId = bad.eventId;
+    } finally {
+      await store.close();
+    }
+    const raw = new Database(path, { readonly: true });
+    try {
+      assert.deepEqual(raw.prepare('SELECT event_id FROM events INDEXED BY events_rejected WHERE rejected IS NOT NULL').pluck().all(), [rejectedId]);
+      const plan = raw
+        .prepare('EXPLAIN QUERY PLAN SELECT event_id FROM events INDEXED BY events_rejected WHERE event_id IN (?, ?) AND rejected IS NOT NULL LIMIT 1')
+        .all('a', 'b') as { detail: string }[];
+      assert.match(plan.map((r) => r.detail).join('\n'), /USING COVERING INDEX events_rejected|USING INDEX events_rejected/);
     } finally {
       raw.close();
     }
