@@ -4,6 +4,7 @@
 // compares the table with the trigger's own SQL (json_valid / json_type / json_extract over the
 // stored events) for events of every kind and status, and checks the trigger is gone. The
 // rejected-auth guard reads the partial index of migration 25 (the contract checks its answers).
+// A committed batch completes its positions at once (StreamIdGenerator.finishAll).
 
 import { assert } from '../helpers/assert.js';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -112,6 +113,26 @@ describe('SqliteStore: write path', function () {
       assert.match(plan.map((r) => r.detail).join('\n'), /USING COVERING INDEX events_rejected|USING INDEX events_rejected/);
     } finally {
       raw.close();
+    }
+  });
+
+  it('completes a committed batch at once: the completion listeners run once with its records in order', async function () {
+    const store = await openSqliteStore({ path: join(dir, 'hearth.sqlite'), synchronous: 'full' });
+    const room = new FakeRoom();
+    try {
+      await room.create(store, alice);
+      const calls: Array<{ streams: number[]; current: number }> = [];
+      const off = store.onChanges((changes, current) => calls.push({ streams: changes.map((c) => c.stream), current }));
+      const before = store.writeStats().transactions;
+      // Queued in one turn: one transaction, one fsync, one completion.
+      const sent = await Promise.all(Array.from({ length: 5 }, (_, i) => room.message(store, alice, `batched ${i}`)));
+      off();
+      assert.equal(store.writeStats().transactions - before, 1);
+      const streams = sent.map((e) => e.stream);
+      assert.deepEqual(calls, [{ streams, current: streams[4] }]);
+      assert.equal(store.currentPosition(), streams[4]);
+    } finally {
+      await store.close();
     }
   });
 
