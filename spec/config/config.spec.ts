@@ -35,7 +35,7 @@ describe('config', () => {
   it('uses the documented defaults without a config', () => {
     const c = loadConfig({ env: {}, cwd: dir });
     assert.equal(c.server_name, 'localhost');
-    assert.deepEqual(c.listeners.client, { host: '127.0.0.1', port: 8008, x_forwarded: false });
+    assert.deepEqual(c.listeners.client, { host: '127.0.0.1', port: 8008, x_forwarded: false, backlog: 4096 });
     assert.equal(c.listeners.federation.enabled, false);
     assert.equal(c.public_baseurl, 'http://127.0.0.1:8008/');
     assert.deepEqual(c.storage, {
@@ -79,6 +79,7 @@ describe('config', () => {
     assert.equal(loadConfig({ env: {}, overrides: { sync: { max_timeout_ms: 120000 }, limits: { http: { idle_timeout_ms: 150000 } } } }).limits.http.idle_timeout_ms, 150000);
     assert.match(loadError('limits: { http: { exempt_addresses: [localhost] } }\n'), /"limits\.http\.exempt_addresses\.0"/);
     assert.match(loadError('limits: { http: { max_connections_per_address: -1 } }\n'), /"limits\.http\.max_connections_per_address"/);
+    assert.match(loadError('listeners: { client: { backlog: 0 } }\n'), /"listeners\.client\.backlog"/);
   });
 
   it('metrics: their own loopback listener by default, never the client port', () => {

@@ -271,8 +271,17 @@ export function describeDagContract(ctx: ContractContext): void {
       await assert.rejects(ctx.store.rooms.persistEvent(persistInput(next, { forwardExtremities: [next.eventId, soft.eventId] })));
       await assert.rejects(ctx.store.rooms.persistEvent(persistInput(next, { forwardExtremities: [next.eventId, outlier.eventId] })));
       const citing = raw(room.roomId, 'm.room.message', { body: 'c' }, { prev: [head.eventId], auth: [...authIds, rejected.eventId], depth: 6 });
-      await assert.rejects(ctx.store.rooms.persistEvent(persistInput(citing)));
+      await assert.rejects(ctx.store.rooms.persistEvent(persistInput(citing)), (err: Error) => err.message.includes(`cites rejected auth event ${rejected.eventId}`));
       assert.equal(await ctx.store.rooms.getEvent(citing.eventId), null);
+      // Wherever it stands among the auth events, and when it is the only one.
+      const first = raw(room.roomId, 'm.room.message', { body: 'c1' }, { prev: [head.eventId], auth: [rejected.eventId, ...authIds], depth: 6 });
+      await assert.rejects(ctx.store.rooms.persistEvent(persistInput(first)), /cites rejected auth event/);
+      const only = raw(room.roomId, 'm.room.message', { body: 'c2' }, { prev: [head.eventId], auth: [rejected.eventId], depth: 6 });
+      await assert.rejects(ctx.store.rooms.persistEvent(persistInput(only)), /cites rejected auth event/);
+      // A soft-failed auth event is not a rejected one: the guard is about rejection only.
+      const soft2 = raw(room.roomId, 'm.room.message', { body: 'c3' }, { prev: [head.eventId], auth: [...authIds, soft.eventId], depth: 6 });
+      await ctx.store.rooms.persistEvent(persistInput(soft2));
+      assert.equal((await ctx.store.rooms.getEvent(soft2.eventId))?.rejected, null);
       assert.equal(await ctx.store.rooms.getEvent(next.eventId), null);
     });
 

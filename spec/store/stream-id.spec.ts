@@ -119,6 +119,57 @@ describe('StreamIdGenerator', function () {
     assert.equal(gen.current(), 500);
   });
 
+  describe('finishAll (a committed batch)', function () {
+    const change = (stream: number) => ({ kind: 'reset', stream }) as const;
+
+    it('finishes every position, then runs each listener once with the batch\'s records in order', function () {
+      const gen = new StreamIdGenerator(0);
+      const seen: Array<{ streams: number[]; current: number }> = [];
+      const advanced: number[] = [];
+      gen.onChanges((changes, current) => seen.push({ streams: changes.map((c) => c.stream), current }));
+      gen.onAdvance((current) => advanced.push(current));
+      const [a, b, c, d] = [gen.reserve(), gen.reserve(), gen.reserve(), gen.reserve()];
+      gen.finishAll([
+        { pos: a, change: change(a), ok: true },
+        { pos: b, change: null, ok: false },
+        { pos: c, change: change(c), ok: true },
+      ]);
+      assert.deepEqual(seen, [{ streams: [1, 3], current: 3 }], 'one call; the abandoned position has no record');
+      assert.deepEqual(advanced, [3]);
+      assert.equal(gen.inFlightCount(), 1);
+      gen.complete(d, change(d));
+      assert.deepEqual(seen[1], { streams: [4], current: 4 });
+    });
+
+    it('holds the records of a batch above an unfinished position until the gap closes', function () {
+      const gen = new StreamIdGenerator(0);
+      const seen: number[][] = [];
+      gen.onChanges((changes) => seen.push(changes.map((c) => c.stream)));
+      const [a, b, c] = [gen.reserve(), gen.reserve(), gen.reserve()];
+      gen.finishAll([
+        { pos: b, change: change(b), ok: true },
+        { pos: c, change: change(c), ok: true },
+      ]);
+      assert.equal(gen.current(), 0);
+      assert.deepEqual(seen, []);
+      gen.finishAll([{ pos: a, change: change(a), ok: true }]);
+      assert.equal(gen.current(), 3);
+      assert.deepEqual(seen, [[1, 2, 3]]);
+    });
+
+    it('changes nothing when one of the positions is not in flight or repeated', function () {
+      const gen = new StreamIdGenerator(0);
+      const [a, b] = [gen.reserve(), gen.reserve()];
+      assert.throws(() => gen.finishAll([{ pos: a, change: null, ok: true }, { pos: 7, change: null, ok: true }]), /not in flight/);
+      assert.throws(() => gen.finishAll([{ pos: a, change: null, ok: true }, { pos: a, change: null, ok: true }]), /twice/);
+      assert.equal(gen.current(), 0);
+      assert.equal(gen.inFlightCount(), 2);
+      gen.finishAll([{ pos: a, change: null, ok: true }, { pos: b, change: null, ok: true }]);
+      assert.equal(gen.current(), 2);
+      assert.throws(() => gen.finishAll([{ pos: b, change: null, ok: true }]), /not in flight/);
+    });
+  });
+
   describe('sparse positions (a clock-driven next function)', function () {
     it('hands out what next() returns and refuses a position that does not increase', function () {
       let step = 10;

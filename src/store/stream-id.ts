@@ -81,6 +81,24 @@ export class StreamIdGenerator {
     this.finish(pos);
   }
 
+  /**
+   * complete() / abandon() for several positions at once (a committed batch): every position is
+   * finished first, then the watermark passes them and the listeners run once with all of their
+   * records, as if one call had finished the last of them. Positions are checked before any is
+   * finished, so a bad one changes nothing.
+   */
+  finishAll(entries: ReadonlyArray<{ pos: number; change: ChangeRecord | null; ok: boolean }>): void {
+    for (const e of entries) {
+      if (!this.inFlight.has(e.pos)) throw new Error(`stream position ${e.pos} is not in flight`);
+    }
+    if (new Set(entries.map((e) => e.pos)).size !== entries.length) throw new Error('a stream position is finished twice');
+    for (const e of entries) {
+      if (e.ok && e.change) this.heldChanges.set(e.pos, e.change);
+      this.inFlight.delete(e.pos);
+    }
+    this.advance();
+  }
+
   /** Highest P such that every position <= P is finished. */
   current(): number {
     return this.watermark;
@@ -129,6 +147,11 @@ export class StreamIdGenerator {
       // broken; advancing anyway could publish a position whose data is not there.
       throw new Error(`stream position ${pos} is not in flight`);
     }
+    this.advance();
+  }
+
+  /** Moves the watermark over every finished position at the front and tells the listeners. */
+  private advance(): void {
     const before = this.watermark;
     // Pass every finished position at the front; stop at the first one still in flight.
     const passed: number[] = [];

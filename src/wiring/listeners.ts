@@ -72,10 +72,11 @@ export function createSockets(
   );
 }
 
-export function listen(server: Server, port: number, host: string): Promise<Server> {
+/** backlog: listen(2)'s queue of connections not yet accepted; Node's default (511) when omitted. */
+export function listen(server: Server, port: number, host: string, backlog?: number): Promise<Server> {
   return new Promise<Server>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(port, host, () => {
+    server.listen({ port, host, backlog }, () => {
       server.off('error', reject);
       resolve(server);
     });

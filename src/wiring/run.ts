@@ -113,7 +113,7 @@ export class HearthRun {
     );
     this.p.sockets?.attach(listener);
     try {
-      this.server = await listen(listener, port, host);
+      this.server = await listen(listener, port, host, config.listeners.client.backlog);
     } catch (err) {
       await closeServer(this.metricsServer);
       throw err;

@@ -15,6 +15,10 @@ const clientListener = z
     // Only behind a reverse proxy: take the client IP (used for rate limits, device last-seen)
     // from X-Forwarded-For. Trusting it when directly exposed lets clients spoof their IP.
     x_forwarded: z.boolean().default(false),
+    // The kernel's queue of connections not yet accepted (listen(2)'s backlog; Linux caps it at
+    // net.core.somaxconn). Node's default, 511, overflows when a burst of new connections meets a
+    // busy event loop: the kernel then drops the SYNs and clients retry a second later.
+    backlog: z.int().min(1).max(65535).default(4096),
   })
   .prefault({});
 

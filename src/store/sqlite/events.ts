@@ -5,6 +5,8 @@
 //   index position (dag.ts).
 // - Outliers (and rejected events stored without a state) have no state groups; every other
 //   event has state_before/state_after groups.
+// - Every inserted event with searchable text (search-text.ts) gets its event_search row in the
+//   same transaction, whatever its status (search reads filter by status).
 // - Only accepted events change the room's current state, extremities, memberships, relations,
 //   push actions or redactions, and only they are returned by timeline reads.
 // - A rejected, soft-failed or outlier event is never put into the current state or the forward
@@ -27,6 +29,7 @@ import { preparePushActions, preparePushBulk, writePushActions, writePushBulk, t
 import { dropRelation, extractRelation, writeRelation, type PreparedRelation } from './relations.js';
 import { indexAuthChain } from './dag.js';
 import { createStateGroup, type StateChange } from './state-groups.js';
+import { searchText } from './search-text.js';
 
 const MEMBERSHIPS: ReadonlySet<string> = new Set<Membership>(['join', 'invite', 'leave', 'ban', 'knock']);
 /** Memberships that bring a room back into the user's view, undoing an earlier forget. */
@@ -92,6 +95,8 @@ export interface PreparedEvent {
   rejected: string | null;
   stateBefore: { group: number | null; delta: StateChange[] } | null;
   backfill: boolean;
+  /** The event's searchable text and the content key it came from (searchText), or null. */
+  search: { body: string; key: string } | null;
 }
 
 export function prepareEvent(input: PersistEventInput): PreparedEvent {
@@ -127,6 +132,7 @@ export function prepareEvent(input: PersistEventInput): PreparedEvent {
         ? { group: input.stateBefore.group, delta: input.stateBefore.delta.map((e) => ({ type: e.type, stateKey: e.stateKey, eventId: e.eventId })) }
         : null,
     backfill: input.backfill === true,
+    search: searchText(pdu),
   };
 }
 
@@ -164,14 +170,24 @@ export function nextBackfillPosition(ctx: SqliteContext): number {
   return Math.min(row.m ?? 0, 0) - 1;
 }
 
-/** The first of `ids` that was rejected, if any (one query: auth_events has at most 10 entries). */
+/**
+ * The first of `ids` that was rejected, if any (one query: auth_events has at most 10 entries).
+ * Through the partial index of rejected events (migration 25), named because without ANALYZE
+ * statistics the planner takes the unique event_id index and reads each events row.
+ */
 function firstRejected(ctx: SqliteContext, ids: readonly string[]): string | undefined {
   if (ids.length === 0) return undefined;
   const row = ctx
-    .stmt(`SELECT event_id FROM events WHERE event_id IN (${ids.map(() => '?').join(', ')}) AND rejected IS NOT NULL LIMIT 1`)
+    .stmt(`SELECT event_id FROM events INDEXED BY events_rejected WHERE event_id IN (${placeholders(ids.length)}) AND rejected IS NOT NULL LIMIT 1`)
     .get(...ids) as { event_id: string } | undefined;
   return row?.event_id;
 }
+
+/** "?, ?, ?" for n parameters; the strings for the usual counts are made once. */
+function placeholders(n: number): string {
+  return PLACEHOLDERS[n] ?? Array.from({ length: n }, () => '?').join(', ');
+}
+const PLACEHOLDERS = Array.from({ length: 11 }, (_, n) => Array.from({ length: n }, () => '?').join(', '));
 
 /**
  * Forward extremities must be timeline events. State entries may also be outliers: a room joined
@@ -259,6 +275,10 @@ export function writeEvent(
       plainGroup,
     );
   if (inserted.changes === 0) throw new StoreConflictError(`event ${eventId} already persisted`);
+  if (ev.search !== null) {
+    // Every inserted row, whatever its status, as the insert trigger did: search reads filter.
+    ctx.stmt('INSERT INTO event_search (rowid, body, room_id, key) VALUES (?, ?, ?, ?)').run(pos, ev.search.body, roomId, ev.search.key);
+  }
 
   if (ev.status !== 'rejected') {
     const bad = firstRejected(ctx, ev.authEvents);

@@ -1,5 +1,6 @@
 // SearchStore on the FTS5 table event_search (migration 0009), whose rowid is events.stream.
-// Reads only: the index is written by triggers on `events`, inside the event's own transaction.
+// Reads only: writeEvent (events.ts) adds an event's row and triggers on `events` drop it on
+// redaction or deletion, each inside the event's own transaction.
 
 import type { SearchHit, SearchQuery, SearchStore } from '../types.js';
 import type { SqliteContext } from './context.js';

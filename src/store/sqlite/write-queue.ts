@@ -329,14 +329,15 @@ export class WriteQueue {
       }
     }
     // Finish every position before settling any promise: a continuation that runs for the first
-    // write must already see the whole batch covered by currentPosition().
+    // write must already see the whole batch covered by currentPosition(). All at once, so the
+    // completion listeners (read model, wakes, replication) run once per batch, not per write.
+    const finished: { pos: number; change: ChangeRecord | null; ok: boolean }[] = [];
     for (const job of batch) {
       if (job.ok) this.stats.writes++;
       else this.stats.failedWrites++;
-      if (job.pos === null) continue;
-      if (job.ok) this.gen.complete(job.pos, this.describe(job));
-      else this.gen.abandon(job.pos);
+      if (job.pos !== null) finished.push({ pos: job.pos, change: job.ok ? this.describe(job) : null, ok: job.ok });
     }
+    if (finished.length > 0) this.gen.finishAll(finished);
     for (const job of batch) {
       if (!job.ok) {
         job.reject(job.error);

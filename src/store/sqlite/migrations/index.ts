@@ -25,6 +25,8 @@ import { eventIndexes } from './0020-event-indexes.js';
 import { remoteMediaEviction } from './0021-remote-media-eviction.js';
 import { federationCursors } from './0022-federation-cursors.js';
 import { dropEventEdges } from './0023-drop-event-edges.js';
+import { searchInsertInCode } from './0024-search-insert-in-code.js';
+import { eventsRejectedIndex } from './0025-events-rejected-index.js';
 
 export interface Migration {
   version: number;
@@ -35,4 +37,4 @@ export interface Migration {
   run?: (db: Db) => void;
 }
 
-export const MIGRATIONS: readonly Migration[] = [initial, chat, txnScope, e2ee, push, pushBulk, dag, media, search, admin, guestsOpenId, erasure, appservice, federationQueue, identityBindings, remoteMedia, threepids, eventExpiry, peeks, eventIndexes, remoteMediaEviction, federationCursors, dropEventEdges];
+export const MIGRATIONS: readonly Migration[] = [initial, chat, txnScope, e2ee, push, pushBulk, dag, media, search, admin, guestsOpenId, erasure, appservice, federationQueue, identityBindings, remoteMedia, threepids, eventExpiry, peeks, eventIndexes, remoteMediaEviction, federationCursors, dropEventEdges, searchInsertInCode, eventsRejectedIndex];
