@@ -106,20 +106,36 @@ describe('Admission', function () {
     }
   });
 
-  it('refuses while the event loop lags and admits again once it recovers', async function () {
+  it('refuses while the event loop lags (long turns in a row, not one) and admits again once it recovers', async function () {
     // Wall time counted as the server's CPU time: on a shared machine the busy loop below may
     // get a fraction of a core, and that share is discounted (loop-lag.spec.ts covers it).
     const a = new Admission({ ...base, maxInflightSends: 1000, maxCatchups: 1000, maxLagMs: 20, lagSampleMs: 10, cpuMs: () => performance.now() });
-    try {
-      a.enterSend()();
-      const until = Date.now() + 300;
+    const block = (ms: number) => {
+      const until = Date.now() + ms;
       while (Date.now() < until) {
         /* block the loop */
       }
-      await new Promise((r) => setTimeout(r, 15));
+    };
+    try {
+      a.enterSend()();
+      // One long turn (a GC pause under a normal load): nothing is refused after it.
+      block(300);
+      await new Promise((r) => setTimeout(r, 1));
+      a.enterSend()();
+      a.enterCatchup()();
+      assert.equal(a.stats().shedSends + a.stats().shedCatchups, 0);
+      // Long turns one after another: late, refused, counted as 'lag'.
+      let turns = 1;
+      while (a.catchupAvailable()) {
+        block(300);
+        await new Promise((r) => setTimeout(r, 1));
+        assert.ok(++turns <= 8, 'never turned late');
+      }
       assert.ok(a.stats().lagMs > 20, `lag ${a.stats().lagMs}`);
       assert.equal(refusal(() => a.enterSend()).status, 429);
       assert.equal(refusal(() => a.enterCatchup()).status, 503);
+      assert.equal(a.shedCount('send', 'lag'), 1);
+      assert.equal(a.shedCount('catchup', 'lag'), 1);
       // Recovered once the smoothed lateness is under half of max (the hysteresis): waited for,
       // not assumed after a fixed 400 ms, which a loaded machine's late timers (counted in full
       // here) can overrun. Nothing runs between the check and the send.
@@ -192,18 +208,33 @@ describe('Admission', function () {
       }
     });
 
-    it('refuses new requests once the oldest deferred has waited 4 × the budget; close resumes what waits', async function () {
+    /** Queues `n` sends that each work `ms` once resumed; returns their promises. */
+    function queueWork(a: Admission, clock: { t: number }, n: number, ms: number): Promise<void>[] {
+      return Array.from({ length: n }, () =>
+        a.precheck('send')!.then(() => {
+          clock.t += ms;
+        }),
+      );
+    }
+
+    it('refuses new requests once the oldest deferred has waited 4 × the budget behind paced work; close resumes what waits', async function () {
       const { a, clock } = paced(20);
       try {
         clock.t = 50;
+        // More work queued than one drain pass resumes (10 ms of 5 ms requests: 3 of 6).
+        const work = queueWork(a, clock, 6, 5);
         let resumed = false;
         void a.precheck('send')!.then(() => (resumed = true));
+        await nextTimers();
+        assert.equal(a.stats().pacing, 4, 'the pass stopped on its budget');
         clock.t += 81;
         assert.equal(refusal(() => a.precheck('send')).status, 429);
         assert.equal(refusal(() => a.precheck('catchup')).status, 503);
         assert.equal(a.stats().shedSends, 1);
+        assert.equal(a.shedCount('send', 'queue'), 1);
+        assert.equal(a.shedCount('catchup', 'queue'), 1);
         a.close();
-        await Promise.resolve();
+        await Promise.all(work);
         assert.equal(resumed, true);
         assert.equal(a.stats().pacing, 0);
       } finally {
@@ -211,13 +242,49 @@ describe('Admission', function () {
       }
     });
 
-    it('refuses what waited 8 × the budget by the time the drain reaches it (429 / 503, counted as shed)', async function () {
+    it('a short queue that waited out one long turn is not a queue: new requests queue behind it, nothing refused', async function () {
+      const { a, clock } = paced(20);
+      try {
+        clock.t = 50;
+        const first = a.precheck('send')!;
+        clock.t += 500; // one long turn (a GC pause) before the drain's timer could run
+        const second = a.precheck('send');
+        const third = a.precheck('catchup');
+        assert.ok(second instanceof Promise && third instanceof Promise, 'deferred, not refused');
+        await Promise.all([first, second, third]);
+        assert.equal(a.stats().shedSends + a.stats().shedCatchups, 0);
+      } finally {
+        a.close();
+      }
+    });
+
+    it('resumes what waited 8 × the budget for one long turn alone (a normal load is not shed by a GC pause)', async function () {
       const { a, clock } = paced(20);
       try {
         clock.t = 50;
         const send = a.precheck('send')!;
         const catchup = a.precheck('catchup')!;
-        clock.t += 161; // a starved process: the drain comes late
+        clock.t += 900; // one long turn before the drain's timer could run
+        const [s, c] = await Promise.allSettled([send, catchup]);
+        assert.equal(s.status, 'fulfilled');
+        assert.equal(c.status, 'fulfilled');
+        assert.equal(a.stats().shedSends + a.stats().shedCatchups, 0);
+      } finally {
+        a.close();
+      }
+    });
+
+    it('refuses what waited 8 × the budget behind paced work by the time the drain reaches it (429 / 503, counted as shed)', async function () {
+      const { a, clock } = paced(20);
+      try {
+        clock.t = 50;
+        const work = queueWork(a, clock, 3, 5);
+        const send = a.precheck('send')!;
+        const catchup = a.precheck('catchup')!;
+        await nextTimers(); // resumes the three (15 ms of work), then stops on its 10 ms budget
+        assert.equal(a.stats().pacing, 2);
+        await Promise.all(work);
+        clock.t += 161; // a starved process: the next drain comes late
         const [s, c] = await Promise.allSettled([send, catchup]);
         assert.equal(s.status, 'rejected');
         assert.equal(c.status, 'rejected');
@@ -225,6 +292,8 @@ describe('Admission', function () {
         assert.equal(((c as PromiseRejectedResult).reason as MatrixError).status, 503);
         assert.equal(a.stats().shedSends, 1);
         assert.equal(a.stats().shedCatchups, 1);
+        assert.equal(a.shedCount('send', 'stale'), 1);
+        assert.equal(a.shedCount('catchup', 'stale'), 1);
         assert.equal(a.stats().pacing, 0);
         // One that waited less goes on.
         const fresh = a.precheck('send');

@@ -78,6 +78,43 @@ describe('LoopLag', function () {
     }
   });
 
+  it('one long turn alone (a GC pause under a normal load) does not turn the loop late; long turns in a row do', function () {
+    const r = rig(100);
+    try {
+      for (let i = 0; i < 20; i++) r.run(EVERY);
+      // An 870 ms turn on the CPU (the lead's full sync-latency run: p99.9 ~870 ms at 200 sends/s).
+      r.run(880);
+      assert.equal(r.lag.lateReason(r.wall), null, 'one turn, however long, counts at most 3 × max');
+      for (let i = 0; i < 20; i++) r.run(EVERY);
+      // A second one right after the first: the loop is behind, not paused once.
+      r.run(880);
+      r.run(880);
+      assert.equal(r.lag.lateReason(r.wall), 'lag');
+    } finally {
+      r.lag.close();
+    }
+  });
+
+  it('a flood counts only requests read once the turn is past its budget, not those read before a pause', function () {
+    const r = rig(20);
+    try {
+      r.run(EVERY);
+      // A normal poll phase reads 100 requests in its first 30 ms (under the 40 ms budget)...
+      for (let i = 0; i < 100; i++) {
+        r.stall(0.3);
+        assert.equal(r.lag.late(r.wall), false);
+      }
+      // ...then one long task (a major GC): the few requests left in the batch go on.
+      r.stall(500);
+      for (let i = 0; i < 10; i++) assert.equal(r.lag.late(r.wall), false, `request ${i} after the pause`);
+      // A real flood past the budget: refused from the 65th read past it.
+      const refused = Array.from({ length: 100 }, () => r.lag.lateReason(r.wall)).filter((x) => x === 'stall').length;
+      assert.equal(refused, 100 - (64 - 10));
+    } finally {
+      r.lag.close();
+    }
+  });
+
   it('a stall refuses after a flood of requests, and only when the turn spent its budget on the CPU', function () {
     const busy = rig(20);
     const idle = rig(20);

@@ -34,7 +34,14 @@
 // overtaking). A queue whose oldest has waited 4 × `maxLagMs` refuses new ones (its requests
 // would only wait longer), and one that waited 8 × `maxLagMs` by the time the drain reaches it
 // is refused then (a starved process drains slowly: the queue must not hold seconds of work); a deferred send's wait is outside its measured send time (it takes its
-// slot after), so this bound, not the send limit, keeps the queue short.
+// slot after), so this bound, not the send limit, keeps the queue short. Both count only a wait
+// behind paced work (a drain pass ran out of budget since the request was queued): under a
+// normal load a request deferred just before one long turn (a GC pause) waited for that turn
+// alone, the drain resumes the short queue at once, and refusing it would shed a load far
+// under capacity.
+//
+// Every refusal is counted by kind and reason (stats().shedBy, /metrics), so a refusal seen by
+// a client can be traced to the rule that made it.
 //
 // Invariants: admitted work is never cancelled by shedding; a deferred request is always resumed
 // or refused (by the drain, or resumed by close); pacing only ever delays, the handler's enter* still decides; every `enter*` that returns a
@@ -72,6 +79,15 @@ export interface AdmissionOptions {
   cpuMs?: () => number;
 }
 
+/**
+ * Why a request was refused: 'forced'; 'full' (maxInflightSends / maxCatchups); 'lag' (the
+ * smoothed loop lag); 'stall' (a flood read in one overlong turn); 'limit' (the measured send
+ * limit); 'delay' (the oldest send past maxSendDelayMs); 'queue' (the pacing queue's oldest past
+ * 4 × maxLagMs); 'stale' (waited 8 × maxLagMs in the pacing queue).
+ */
+export type ShedReason = 'forced' | 'full' | 'lag' | 'stall' | 'limit' | 'delay' | 'queue' | 'stale';
+export const SHED_REASONS: readonly ShedReason[] = ['forced', 'full', 'lag', 'stall', 'limit', 'delay', 'queue', 'stale'];
+
 export interface AdmissionStats {
   catchups: number;
   sends: number;
@@ -85,17 +101,21 @@ export interface AdmissionStats {
   pacing: number;
   /** Deferred requests skipped because their client had gone when their turn came. */
   pacedGone: number;
+  /** Refusals so far by kind and reason (each kind's sum is shedSends / shedCatchups). */
+  shedBy: { send: Record<ShedReason, number>; catchup: Record<ShedReason, number> };
 }
 
 interface Paced {
   at: number;
+  /** Drain passes cut short by their budget before this one was queued (see `cut`). */
+  cut: number;
   kind: 'send' | 'catchup';
   go: () => void;
   no: (refusal: MatrixError) => void;
 }
 
 /** Fills a drained queue slot, so the queue holds no resolver once it has run. */
-const DONE: Paced = { at: 0, kind: 'send', go: () => {}, no: () => {} };
+const DONE: Paced = { at: 0, cut: 0, kind: 'send', go: () => {}, no: () => {} };
 
 /** Distinct refusals kept per kind: enough spread for the retries, no allocation per refusal. */
 const JITTER_STEPS = 16;
@@ -113,6 +133,14 @@ export class Admission {
   private pacedHead = 0;
   private pacedTotal = 0;
   private pacedGone = 0;
+  /**
+   * Drain passes so far that stopped on their budget with requests left. A request queued
+   * before such a pass has waited behind paced work (the queue is longer than a turn's worth);
+   * one queued after the last of them has waited only for the drain's timer, and a long wait
+   * then is one long turn (a GC pause, a slow task), not a queue: it is resumed, not refused.
+   */
+  private cut = 0;
+  private readonly shedBy = { send: zeroReasons(), catchup: zeroReasons() };
   private drainTimer: NodeJS.Timeout | null = null;
   private forced = false;
   private readonly random: () => number;
@@ -144,9 +172,8 @@ export class Admission {
    * Returns a promise when the request is paced (see the header): go on once it resolves.
    */
   precheck(kind: 'send' | 'catchup'): Promise<void> | undefined {
-    if (kind === 'send') {
-      if (!this.sendAvailable()) this.refuseSend();
-    } else if (!this.catchupAvailable()) this.refuseCatchup();
+    const why = kind === 'send' ? this.sendRefusal() : this.catchupRefusal();
+    if (why !== null) throw this.refusal(kind, why);
     return this.pace(kind);
   }
 
@@ -155,13 +182,16 @@ export class Admission {
     const now = this.now();
     const waiting = this.paced.length > this.pacedHead;
     if (!waiting && !this.lag.turnSpent(now, this.opts.maxLagMs / 2)) return undefined;
-    if (waiting && now - this.paced[this.pacedHead].at > 4 * this.opts.maxLagMs) {
-      if (kind === 'send') this.refuseSend();
-      this.refuseCatchup();
+    if (waiting) {
+      // Refused only when the oldest has waited behind paced work (a drain pass ran out of
+      // budget since it was queued), not when one long turn kept the drain's timer waiting.
+      const oldest = this.paced[this.pacedHead];
+      if (now - oldest.at > 4 * this.opts.maxLagMs && oldest.cut < this.cut) throw this.refusal(kind, 'queue');
     }
     this.pacedTotal++;
+    const cut = this.cut;
     return new Promise((go, no) => {
-      this.paced.push({ at: now, kind, go, no });
+      this.paced.push({ at: now, cut, kind, go, no });
       this.scheduleDrain();
     });
   }
@@ -192,10 +222,15 @@ export class Admission {
         return;
       }
       const now = this.now();
-      if (now > until) return this.scheduleDrain();
+      if (now > until) {
+        this.cut++;
+        return this.scheduleDrain();
+      }
       const next = this.paced[this.pacedHead];
       this.paced[this.pacedHead++] = DONE;
-      if (now - next.at > stale) next.no(this.refusal(next.kind));
+      // Stale only behind a queue (see `cut`): a request deferred just before one long turn has
+      // waited for that turn, and refusing it now would only make its client wait again.
+      if (now - next.at > stale && next.cut < this.cut) next.no(this.refusal(next.kind, 'stale'));
       else next.go();
       queueMicrotask(step);
     };
@@ -209,7 +244,8 @@ export class Admission {
 
   /** Admits a send or throws 429 with retry_after_ms; call the result once the send settles. */
   enterSend(): () => void {
-    if (!this.sendAvailable()) this.refuseSend();
+    const why = this.sendRefusal();
+    if (why !== null) throw this.refusal('send', why);
     this.sends++;
     const id = this.nextSend++;
     const start = this.now();
@@ -224,12 +260,16 @@ export class Admission {
     });
   }
 
-  private sendAvailable(): boolean {
-    if (this.forced || this.sends >= this.opts.maxInflightSends || this.lagging()) return false;
+  /** Why a new send would be refused now, or null. */
+  private sendRefusal(): ShedReason | null {
+    if (this.forced) return 'forced';
+    if (this.sends >= this.opts.maxInflightSends) return 'full';
     const now = this.now();
-    if (this.limit && this.sends >= this.limit.current(now, this.sends, this.oldestSendAge(now))) return false;
+    const lag = this.lag?.lateReason(now) ?? null;
+    if (lag !== null) return lag;
+    if (this.limit && this.sends >= this.limit.current(now, this.sends, this.oldestSendAge(now))) return 'limit';
     const max = this.opts.maxSendDelayMs ?? 0;
-    return max <= 0 || this.oldestSendAge(now) <= max;
+    return max > 0 && this.oldestSendAge(now) > max ? 'delay' : null;
   }
 
   private oldestSendAge(now: number): number {
@@ -237,16 +277,9 @@ export class Admission {
     return now - (this.sendStarts.values().next().value as number);
   }
 
-  private refuseSend(): never {
-    throw this.refusal('send');
-  }
-
-  private refuseCatchup(): never {
-    throw this.refusal('catchup');
-  }
-
-  /** A shared refusal of the kind, counted as shed. */
-  private refusal(kind: 'send' | 'catchup'): MatrixError {
+  /** A shared refusal of the kind, counted as shed (by reason too). */
+  private refusal(kind: 'send' | 'catchup', why: ShedReason): MatrixError {
+    this.shedBy[kind][why]++;
     if (kind === 'send') {
       this.shedSends++;
       return this.sendRefusals[Math.floor(this.random() * JITTER_STEPS)];
@@ -257,12 +290,20 @@ export class Admission {
 
   /** Whether a new catch-up would be admitted now (a socket checks before its upgrade). */
   catchupAvailable(): boolean {
-    return !this.forced && this.catchups < this.opts.maxCatchups && !this.lagging();
+    return this.catchupRefusal() === null;
+  }
+
+  /** Why a new catch-up would be refused now, or null. */
+  private catchupRefusal(): ShedReason | null {
+    if (this.forced) return 'forced';
+    if (this.catchups >= this.opts.maxCatchups) return 'full';
+    return this.lag?.lateReason(this.now()) ?? null;
   }
 
   /** Admits a catch-up or throws 503 with a jittered retry_after_ms; release when it is answered or parks. */
   enterCatchup(): () => void {
-    if (!this.catchupAvailable()) this.refuseCatchup();
+    const why = this.catchupRefusal();
+    if (why !== null) throw this.refusal('catchup', why);
     return this.admitCatchup();
   }
 
@@ -270,6 +311,11 @@ export class Admission {
   admitCatchup(): () => void {
     this.catchups++;
     return this.once(() => this.catchups--);
+  }
+
+  /** Refusals so far of one kind for one reason. */
+  shedCount(kind: 'send' | 'catchup', why: ShedReason): number {
+    return this.shedBy[kind][why];
   }
 
   /** Jittered, so refused clients come back spread out rather than in one wave. */
@@ -289,6 +335,7 @@ export class Admission {
       paced: this.pacedTotal,
       pacing: this.paced.length - this.pacedHead,
       pacedGone: this.pacedGone,
+      shedBy: { send: { ...this.shedBy.send }, catchup: { ...this.shedBy.catchup } },
     };
   }
 
@@ -302,10 +349,6 @@ export class Admission {
     this.pacedHead = 0;
   }
 
-  private lagging(): boolean {
-    return this.lag !== null && this.lag.late(this.now());
-  }
-
   private once(fn: () => void): () => void {
     let done = false;
     return () => {
@@ -314,6 +357,10 @@ export class Admission {
       fn();
     };
   }
+}
+
+function zeroReasons(): Record<ShedReason, number> {
+  return { forced: 0, full: 0, lag: 0, stall: 0, limit: 0, delay: 0, queue: 0, stale: 0 };
 }
 
 /** JITTER_STEPS frozen refusals, retry_after_ms spread evenly over [base, base × (1 + spread)). */

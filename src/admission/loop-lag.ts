@@ -3,8 +3,11 @@
 // must). Between two runs, the time since the last one shows a stall while it lasts: in one long
 // poll phase (thousands of requests readable at once) the timer cannot run, so its smoothed
 // figure is stale exactly when it matters, while `now - lastRun` grows with every request read.
-// A stall refuses only once it has seen a flood of requests (FLOOD): one request read after a
-// GC pause or a descheduling has waited behind nobody.
+// A stall refuses only once a flood of requests (FLOOD) has been read after it passed its budget:
+// one request read after a GC pause or a descheduling has waited behind nobody. One sample's
+// lateness is capped (3 × max), so one long turn alone never turns the loop late: a normal load
+// has the odd long turn (a major GC), and refusing the requests it delayed sheds nothing the
+// server could not do.
 //
 // Lateness counts only the share of it this process spent on the CPU (process.cpuUsage over the
 // same wall time): on a busy machine the timer is also late while the server sits descheduled,
@@ -22,6 +25,9 @@
 
 /** Checks (shed-class requests) in one stall past which the stall counts as a flood. */
 const FLOOD = 64;
+
+/** A sample's lateness counts at most this many times `maxMs` (see sample()). */
+const SAMPLE_CAP = 3;
 
 /** The process's CPU time (all threads, user + system), in ms. */
 export function processCpuMs(): number {
@@ -59,14 +65,26 @@ export class LoopLag {
 
   /** Whether new work should be refused now; each call counts as one request asking. */
   late(now: number): boolean {
-    if (this.shedding) return true;
-    // A stall with few requests in it is a GC pause or the machine busy elsewhere: the request
-    // read after it has not waited behind others. Many requests in one stall are a flood.
-    if (++this.asked <= FLOOD) return false;
+    return this.lateReason(now) !== null;
+  }
+
+  /**
+   * Why new work should be refused now: 'lag' (the smoothed lateness, with hysteresis), 'stall'
+   * (a flood read in one overlong turn), or null. Each call past the stall budget counts as one
+   * request read in the stall.
+   */
+  lateReason(now: number): 'lag' | 'stall' | null {
+    if (this.shedding) return 'lag';
     const budget = 2 * this.maxMs;
     const stall = now - this.lastRun - this.everyMs;
+    if (stall <= budget) return null;
+    // Only requests read once the turn is already past the budget count towards the flood: a
+    // GC pause or one long task in the middle of an ordinary poll phase is followed by the few
+    // requests left in its batch, not by a flood (the backlog it built up is read in the next
+    // poll phase, after the timer has run). Many requests read past the budget are a flood.
+    if (++this.asked <= FLOOD) return null;
     // The CPU spent in this turn is at most its wall time: only read the clock when it matters.
-    return stall > budget && this.cpuMs() - this.lastCpu > budget;
+    return this.cpuMs() - this.lastCpu > budget ? 'stall' : null;
   }
 
   /**
@@ -89,7 +107,10 @@ export class LoopLag {
     const now = this.now();
     const cpu = this.cpuMs();
     const wall = now - this.lastRun;
-    const late = Math.max(0, wall - this.everyMs);
+    // One sample is one loop turn however long it was: capped, so that a single long turn (a
+    // GC pause, one slow task under a normal load) cannot turn the loop late on its own (0.2 ×
+    // 3 × max is under max); a second long turn soon after does, and so does a run of late ones.
+    const late = Math.min(Math.max(0, wall - this.everyMs), SAMPLE_CAP * this.maxMs);
     const share = wall > 0 ? Math.min(1, Math.max(0, cpu - this.lastCpu) / wall) : 1;
     this.lastRun = now;
     this.lastCpu = cpu;
