@@ -14,6 +14,7 @@ import { Progress } from '../lib/progress.js';
 import type { TargetResult } from '../lib/report.js';
 import { pool, runSchedule, sleep } from '../lib/schedule.js';
 import { fmtDist } from '../lib/stats.js';
+import { METRICS_CONFIG, admissionCounters, counterDelta, fmtShedReasons } from '../lib/admission-counters.js';
 import { Tracker, type DeliveryReport } from '../lib/tracker.js';
 
 function params(quick: boolean) {
@@ -90,10 +91,12 @@ async function runHalf(ctx: BenchContext, target: Target, users: MatrixClient[],
 async function run(ctx: BenchContext, spec: TargetSpec): Promise<TargetResult[]> {
   const p = params(ctx.quick);
   const socketsToo = (spec.kind === 'hearth' || spec.kind === 'cluster') && !ctx.versus;
-  const session = await openTarget(ctx, spec, { users: p.members * (socketsToo ? 2 : 1), scenario: 'fanout', prefix: 'f', inspect: !!process.env.HEARTH_BENCH_WINDOW_PROFILE });
+  // /metrics on the client port: the admission's counters show whether anything was shed.
+  const session = await openTarget(ctx, spec, { users: p.members * (socketsToo ? 2 : 1), scenario: 'fanout', prefix: 'f', inspect: !!process.env.HEARTH_BENCH_WINDOW_PROFILE, extraConfig: METRICS_CONFIG });
   const { target, users } = session;
   const result = emptyResult(target.label, target.info);
   try {
+    const counters0 = await admissionCounters(target.url);
     const halves: Record<string, Half> = {};
     if (socketsToo) halves.socket = await runHalf(ctx, target, users.slice(0, p.members), 'socket');
     halves.sync = await runHalf(ctx, target, users.slice(socketsToo ? p.members : 0), 'sync');
@@ -117,6 +120,9 @@ async function run(ctx: BenchContext, spec: TargetSpec): Promise<TargetResult[]>
     result.figures.params = { ...p, halves: Object.keys(halves) };
     result.figures.clientErrors = clientStats.errors;
     result.figures.socketsShed = socketStats.shed;
+    const server = counterDelta(counters0, await admissionCounters(target.url));
+    result.figures.serverAdmission = server;
+    if (server) ctx.log(`  server admission: ${server.paced ?? 0} paced, ${server.shed_sends ?? 0} sends and ${server.shed_catchups ?? 0} catch-ups shed (by reason: ${fmtShedReasons(server)})`);
   } finally {
     await session.close();
   }

@@ -14,6 +14,7 @@ import type { TargetResult } from '../lib/report.js';
 import { createRooms, powerLawLayout, rng, sizeHistogram } from '../lib/rooms.js';
 import { pool, runSchedule, sleep } from '../lib/schedule.js';
 import { Samples, fmtDist } from '../lib/stats.js';
+import { METRICS_CONFIG, admissionCounters, counterDelta, fmtShedReasons } from '../lib/admission-counters.js';
 import { Tracker } from '../lib/tracker.js';
 
 export interface LatencyParams {
@@ -30,7 +31,8 @@ export function latencyParams(quick: boolean, transport: 'sync' | 'socket'): Lat
 
 async function runLatency(ctx: BenchContext, spec: TargetSpec, transport: 'sync' | 'socket', name: string): Promise<TargetResult> {
   const p = latencyParams(ctx.quick, transport);
-  const session = await openTarget(ctx, spec, { users: p.users, scenario: name, prefix: transport === 'sync' ? 'l' : 'w', inspect: !!process.env.HEARTH_BENCH_WINDOW_PROFILE });
+  // /metrics on the client port: the admission's counters say which rule refused a send, if any.
+  const session = await openTarget(ctx, spec, { users: p.users, scenario: name, prefix: transport === 'sync' ? 'l' : 'w', inspect: !!process.env.HEARTH_BENCH_WINDOW_PROFILE, extraConfig: METRICS_CONFIG });
   const { target, users } = session;
   const result = emptyResult(target.label, target.info);
   try {
@@ -65,6 +67,7 @@ async function runLatency(ctx: BenchContext, spec: TargetSpec, transport: 'sync'
     const countError = (kind: string): void => void errorKinds.set(kind, (errorKinds.get(kind) ?? 0) + 1);
     const fmtErrorKinds = (): string => [...errorKinds].sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k}: ${n}`).join(', ');
     const inflight = new Set<Promise<void>>();
+    const counters0 = await admissionCounters(target.url);
     const cpu = serverCpuMeter(target);
     const rss = serverRssPeak(target);
     const profiler = await windowProfiler(target instanceof HearthChild ? target.inspectorUrl : undefined, name);
@@ -109,11 +112,13 @@ async function runLatency(ctx: BenchContext, spec: TargetSpec, transport: 'sync'
     bar.done();
     await Promise.race([Promise.all(inflight), sleep(30_000)]);
     const drained = await tracker.drain();
+    const server = counterDelta(counters0, await admissionCounters(target.url));
     const cpuWin = cpu.stop();
     await profiler.stop();
     const peak = rss.stop();
     await stop();
     const rep = tracker.report();
+    if (server) ctx.log(`  server admission: ${server.paced ?? 0} paced, ${server.shed_sends ?? 0} sends and ${server.shed_catchups ?? 0} catch-ups shed (by reason: ${fmtShedReasons(server)})`);
     ctx.log(`  ${target.label}: latency ${fmtDist(rep.latency)}`);
     ctx.log(`  ${rep.messages} messages, ${rep.delivered}/${rep.expectedDeliveries} deliveries, lost ${rep.lost}, duplicated ${rep.duplicated}, send errors ${sendErrors}${sendErrors ? ` (${fmtErrorKinds()})` : ''}; server CPU ${cpuWin.serverCpuPct}% (${cpuMicrosPer(cpuWin.serverCpuSec, rep.delivered)} µs/delivery)${fmtServices(cpuWin.services)} generator CPU ${cpuWin.generatorCpuPct}% other processes ${cpuWin.otherCpuPct}%`);
     result.headline = {
@@ -149,6 +154,7 @@ async function runLatency(ctx: BenchContext, spec: TargetSpec, transport: 'sync'
       socketsShed: socketStats.shed,
       cpu: cpuWin,
       peakRssMiB: round(peak / MiB, 1),
+      serverAdmission: server,
     };
     result.lost = rep.lost;
     result.duplicated = rep.duplicated;

@@ -31,6 +31,7 @@ import { Progress } from '../lib/progress.js';
 import type { TargetResult } from '../lib/report.js';
 import { blockLayout, createRooms } from '../lib/rooms.js';
 import { runSchedule, sleep } from '../lib/schedule.js';
+import { METRICS_CONFIG, admissionCounters, counterDelta, fmtShedReasons } from '../lib/admission-counters.js';
 import { Samples, fmtDist } from '../lib/stats.js';
 
 const FACTOR = 3;
@@ -66,7 +67,7 @@ async function run(ctx: BenchContext, spec: TargetSpec): Promise<TargetResult[]>
   };
   const extraConfig = {
     // The admission's own counters (paced, shed) come from /metrics on the client port.
-    metrics: { listen: { host: '127.0.0.1', port: 0 }, client_port_secret: METRICS_SECRET },
+    ...METRICS_CONFIG,
     ...(lag || delay || sendTarget ? { limits: { rate_limits: { enabled: false }, admission: admissionConfig } } : {}),
   };
   const session = await openTarget(ctx, spec, { users: p.senders, scenario: 'overload', prefix: 'o', extraConfig, inspect: true });
@@ -243,7 +244,7 @@ async function run(ctx: BenchContext, spec: TargetSpec): Promise<TargetResult[]>
     // Once every send of the overload is answered (some are refused after the schedule ends);
     // a build without the counters reports none.
     const counters1 = await admissionCounters(target.url);
-    const server = counters0 && counters1 ? Object.fromEntries(Object.entries(counters1).map(([k, v]) => [k, v - (counters0[k] ?? 0)])) : null;
+    const server = counterDelta(counters0, counters1);
     const c = cpu.stop();
     const overloadAdmitted = acks.count;
     const ack = acks.summary();
@@ -256,7 +257,7 @@ async function run(ctx: BenchContext, spec: TargetSpec): Promise<TargetResult[]>
       `  catch-ups while overloaded: ${catchups.answered} answered, ${catchups.shed} shed${retries.length ? ` (retry_after_ms ${Math.min(...retries)}-${Math.max(...retries)}, ${new Set(retries).size} distinct)` : ''}, ${catchups.errors} errors` +
         (loopDelay ? `; server event-loop delay p50 ${loopDelay.p50} ms, p99 ${loopDelay.p99} ms, max ${loopDelay.max} ms` : ''),
     );
-    if (server) ctx.log(`  server admission over the overload: ${server.paced ?? 0} paced (deferred to a later loop turn), ${server.shed_sends ?? 0} sends and ${server.shed_catchups ?? 0} catch-ups shed`);
+    if (server) ctx.log(`  server admission over the overload: ${server.paced ?? 0} paced (deferred to a later loop turn), ${server.shed_sends ?? 0} sends and ${server.shed_catchups ?? 0} catch-ups shed (by reason: ${fmtShedReasons(server)})`);
 
     // 3. Delivery: every admitted event in its room's timeline, once.
     const byRoom = new Map<number, Set<string>>();
@@ -326,17 +327,6 @@ async function run(ctx: BenchContext, spec: TargetSpec): Promise<TargetResult[]>
     await session.close();
   }
   return [result];
-}
-
-const METRICS_SECRET = 'overload-bench-metrics';
-
-/** hearth_admission_* counters from the client port's /metrics (null when the build has none). */
-async function admissionCounters(url: string): Promise<Record<string, number> | null> {
-  const res = await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${METRICS_SECRET}` } }).catch(() => null);
-  if (!res || res.status !== 200) return null;
-  const out: Record<string, number> = {};
-  for (const m of (await res.text()).matchAll(/^hearth_admission_(\w+) ([\d.e+]+)$/gm)) out[m[1]] = Number(m[2]);
-  return Object.keys(out).length > 0 ? out : null;
 }
 
 const CATCHUP_FILTER = JSON.stringify({ room: { timeline: { limit: 20 } }, presence: { types: [] } });

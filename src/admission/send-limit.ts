@@ -2,13 +2,18 @@
 // they take in the server and how fast they complete.
 //
 // Time is cut into intervals. An interval whose fastest completed send took longer than the
-// target (or, with none completed, whose oldest send in flight is older than the target) has a
-// standing queue: not a burst, which the interval's early sends would have gone through fast.
-// After such an interval the limit is what the completion rate just measured serves within the
-// target (Little's law: in flight = rate × time), but at most halved per interval and never
-// below `floor`. An interval in which no send completed measures no rate (a stall): if sends
-// have waited past the target meanwhile, the limit is held at the number in flight. After an interval under
-// target the limit grows by a quarter, until it stops limiting (Infinity).
+// target has a standing queue: not a burst, which the interval's early sends would have gone
+// through fast. After such an interval the limit is what the completion rate just measured
+// serves within the target (Little's law: in flight = rate × time), but at most halved per
+// interval and never below `floor`. While not limiting, it takes two such intervals in a row
+// to start: the sends completed in the interval after one long stall (a GC pause, a slow fsync
+// under a normal load) all carry that stall, and the rate measured then is the offered rate,
+// not the server's: one interval of them is not a standing queue, and limiting on it refused
+// sends of a load far under capacity. An interval in which no send completed measures no rate
+// (a stall): while limiting, if sends have waited past the target meanwhile, the limit is held
+// at the number in flight; while not limiting a stall is left to max_send_delay_ms (refusing
+// during it would not shorten it). After an interval under target the limit grows by a
+// quarter, until it stops limiting (Infinity).
 // The target must be well above a send's unloaded time (a commit and its fsync): sends that
 // can never be faster than it would drive the limit down to the floor, where throughput is
 // `floor` per send time.
@@ -30,6 +35,8 @@ export class SendLimit {
   private windowStart = Number.NEGATIVE_INFINITY;
   private windowMin = Number.POSITIVE_INFINITY;
   private windowDone = 0;
+  /** Intervals over target in a row (see the header: two start the limit). */
+  private standingRun = 0;
   private readonly floor: number;
 
   constructor(private readonly opts: SendLimitOptions) {
@@ -53,7 +60,11 @@ export class SendLimit {
     const elapsed = now - this.windowStart;
     // The first call, or after a quiet spell of several intervals: nothing measured to act on.
     if (elapsed < 2 * this.opts.intervalMs) this.adjust(elapsed, inflight, oldestMs);
-    else if (this.windowDone === 0 && inflight === 0) this.limit = Number.POSITIVE_INFINITY;
+    else {
+      // Intervals on either side of a gap are not "in a row".
+      this.standingRun = 0;
+      if (this.windowDone === 0 && inflight === 0) this.limit = Number.POSITIVE_INFINITY;
+    }
     this.windowStart = now;
     this.windowMin = Number.POSITIVE_INFINITY;
     this.windowDone = 0;
@@ -62,12 +73,14 @@ export class SendLimit {
   private adjust(elapsed: number, inflight: number, oldestMs: number): void {
     const target = this.opts.targetMs;
     if (this.windowDone === 0) {
-      // No send completed: a stall (the loop, the disk) measures no rate, but sends waiting
-      // longer than the target must not be joined by more until something drains.
-      if (oldestMs > target) this.limit = Math.min(this.limit, Math.max(this.floor, inflight));
+      // No send completed: a stall (the loop, the disk) measures no rate, but while limiting,
+      // sends waiting longer than the target must not be joined by more until something drains.
+      if (oldestMs > target && Number.isFinite(this.limit)) this.limit = Math.min(this.limit, Math.max(this.floor, inflight));
       return;
     }
     const standing = this.windowMin > target;
+    this.standingRun = standing ? this.standingRun + 1 : 0;
+    if (standing && !Number.isFinite(this.limit) && this.standingRun < 2) return;
     if (standing) {
       const served = Math.ceil((this.windowDone / elapsed) * target);
       // At most halved per interval: an interval cut short by a descheduling or a GC pause
