@@ -17,7 +17,7 @@
 // (perf_hooks monitorEventLoopDelay, installed through the inspector of a Hearth child), lost.
 // Hearth with limits.admission at its defaults; OVERLOAD_LAG_MS=<ms> overrides
 // limits.admission.max_event_loop_lag_ms, OVERLOAD_SEND_DELAY_MS=<ms> max_send_delay_ms and
-// OVERLOAD_SEND_TARGET_MS=<ms> send_target_delay_ms, to compare thresholds; OVERLOAD_RATE=<sends/s> fixes the offered rate (A/B of two builds).
+// OVERLOAD_SEND_TARGET_MS=<ms> send_target_delay_ms, OVERLOAD_PACE_MS=<ms> pacing_turn_ms, to compare thresholds; OVERLOAD_RATE=<sends/s> fixes the offered rate (A/B of two builds).
 // The server's own admission counters over the overload (requests paced to a later loop turn,
 // sends and catch-ups shed) are read from /metrics on the client port (figures.serverAdmission).
 
@@ -60,7 +60,9 @@ async function run(ctx: BenchContext, spec: TargetSpec): Promise<TargetResult[]>
   const lag = process.env.OVERLOAD_LAG_MS;
   const delay = process.env.OVERLOAD_SEND_DELAY_MS;
   const sendTarget = process.env.OVERLOAD_SEND_TARGET_MS;
+  const pace = process.env.OVERLOAD_PACE_MS;
   const admissionConfig = {
+    ...(pace ? { pacing_turn_ms: Number(pace) } : {}),
     ...(lag ? { max_event_loop_lag_ms: Number(lag) } : {}),
     ...(delay ? { max_send_delay_ms: Number(delay) } : {}),
     ...(sendTarget ? { send_target_delay_ms: Number(sendTarget) } : {}),
@@ -68,7 +70,7 @@ async function run(ctx: BenchContext, spec: TargetSpec): Promise<TargetResult[]>
   const extraConfig = {
     // The admission's own counters (paced, shed) come from /metrics on the client port.
     ...METRICS_CONFIG,
-    ...(lag || delay || sendTarget ? { limits: { rate_limits: { enabled: false }, admission: admissionConfig } } : {}),
+    ...(lag || delay || sendTarget || pace ? { limits: { rate_limits: { enabled: false }, admission: admissionConfig } } : {}),
   };
   const session = await openTarget(ctx, spec, { users: p.senders, scenario: 'overload', prefix: 'o', extraConfig, inspect: true });
   const { target, users } = session;

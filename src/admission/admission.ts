@@ -26,11 +26,12 @@
 // Pacing: node reads every readable connection in one poll phase, so a burst of sends or of
 // re-issued long-polls (every client woken by the same event comes back at once) all run their
 // first steps in the same loop turn, and a cheap request read after them (/versions) waits for
-// all of it. Once a turn has spent `maxLagMs / 2` on the CPU, a shed-class request that passes
-// the precheck is not refused but deferred: it waits in one FIFO queue, which is drained from a
-// timer (the next turns' timers phase), `maxLagMs / 2` of work per turn, so poll phases with the
-// cheap requests in them come in between and a turn stays near `maxLagMs` (paced work, direct
-// work, the commit batch). While anything waits, new ones queue behind it (no
+// all of it. Once a turn has spent `paceTurnMs` on the CPU (default `maxLagMs / 2`), a
+// shed-class request that passes the precheck is not refused but deferred: it waits in one FIFO
+// queue, which is drained from a timer (the next turns' timers phase), `paceTurnMs` of work per
+// turn, so poll phases with the cheap requests in them come in between and a turn stays near
+// twice that (paced work, direct work, the commit batch). The pacing budget is separate from
+// the refusal threshold: a short turn for cheap requests does not need an early refusal. While anything waits, new ones queue behind it (no
 // overtaking). A queue whose oldest has waited 4 × `maxLagMs` refuses new ones (its requests
 // would only wait longer), and one that waited 8 × `maxLagMs` by the time the drain reaches it
 // is refused then (a starved process drains slowly: the queue must not hold seconds of work); a deferred send's wait is outside its measured send time (it takes its
@@ -71,6 +72,12 @@ export interface AdmissionOptions {
   sendRetryMs: number;
   /** Base retry_after_ms for a refused catch-up; up to the same again is added as jitter. */
   catchupRetryMs: number;
+  /**
+   * CPU time a loop turn may spend on shed-class work before the rest is deferred (pacing), and
+   * the drain's work per turn; default `maxLagMs / 2`. A cheap request waits about one turn,
+   * so this bounds its latency under overload without moving the refusal threshold.
+   */
+  paceTurnMs?: number;
   /** How often the event-loop lag is sampled. */
   lagSampleMs?: number;
   random?: () => number;
@@ -147,6 +154,7 @@ export class Admission {
   private readonly now: () => number;
   private readonly lag: LoopLag | null;
   private readonly limit: SendLimit | null;
+  private readonly paceMs: number;
   private readonly sendRefusals: MatrixError[];
   private readonly catchupRefusals: MatrixError[];
 
@@ -156,6 +164,7 @@ export class Admission {
     this.lag = opts.maxLagMs > 0 ? new LoopLag(opts.maxLagMs, opts.lagSampleMs ?? 10, this.now, opts.cpuMs) : null;
     const target = opts.sendTargetMs ?? 0;
     this.limit = target > 0 ? new SendLimit({ targetMs: target, intervalMs: opts.sendIntervalMs ?? 100, max: opts.maxInflightSends }) : null;
+    this.paceMs = opts.paceTurnMs && opts.paceTurnMs > 0 ? opts.paceTurnMs : opts.maxLagMs / 2;
     this.sendRefusals = refusals(opts.sendRetryMs, 0.5, 429);
     this.catchupRefusals = refusals(opts.catchupRetryMs, 1, 503);
   }
@@ -181,7 +190,7 @@ export class Admission {
     if (this.lag === null) return undefined;
     const now = this.now();
     const waiting = this.paced.length > this.pacedHead;
-    if (!waiting && !this.lag.turnSpent(now, this.opts.maxLagMs / 2)) return undefined;
+    if (!waiting && !this.lag.turnSpent(now, this.paceMs)) return undefined;
     if (waiting) {
       // Refused only when the oldest has waited behind paced work (a drain pass ran out of
       // budget since it was queued), not when one long turn kept the drain's timer waiting.
@@ -213,7 +222,7 @@ export class Admission {
       this.paced.splice(0, this.pacedHead);
       this.pacedHead = 0;
     }
-    const until = this.now() + this.opts.maxLagMs / 2;
+    const until = this.now() + this.paceMs;
     const stale = 8 * this.opts.maxLagMs;
     const step = (): void => {
       if (this.pacedHead >= this.paced.length) {

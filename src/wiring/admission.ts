@@ -15,6 +15,7 @@ export function createAdmission(config: HearthConfig, metrics: Metrics | undefin
     sendTargetMs: adm.send_target_delay_ms,
     sendIntervalMs: adm.send_interval_ms,
     maxLagMs: adm.max_event_loop_lag_ms,
+    paceTurnMs: adm.pacing_turn_ms,
     sendRetryMs: adm.send_retry_after_ms,
     catchupRetryMs: adm.catchup_retry_after_ms,
   });

@@ -132,6 +132,11 @@ export const limitsSection = z
         // lasts. Counts only the time the server was on the CPU, not a busy machine's. Cheap
         // requests (/versions) wait about one loop turn, so this bounds their latency. 0: off.
         max_event_loop_lag_ms: z.int().min(0).default(100),
+        // CPU time per event-loop turn for sends and /syncs before the rest waits for later
+        // turns (paced, not refused), and the paced work resumed per turn. A cheap request
+        // (/versions) waits about one turn, about twice this, under overload. 0: half of
+        // max_event_loop_lag_ms.
+        pacing_turn_ms: z.int().min(0).default(0),
         // Base of a refused send's retry_after_ms; jitter of up to half as much again is added.
         send_retry_after_ms: z.int().min(0).default(500),
         // Base of a refused catch-up's retry_after_ms; jitter of up to the same again is added.
