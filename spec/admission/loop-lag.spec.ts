@@ -115,6 +115,31 @@ describe('LoopLag', function () {
     }
   });
 
+  it('reads the CPU clock at most once per millisecond of a long turn, however many requests ask', function () {
+    let wall = 0;
+    let cpu = 0;
+    let reads = 0;
+    const lag = new LoopLag(20, EVERY, () => wall, () => (reads++, cpu));
+    try {
+      lag.sample();
+      wall += 100;
+      cpu += 100;
+      const before = reads;
+      // 1,000 requests read over 5 ms of a turn already past its budget.
+      for (let i = 0; i < 1000; i++) {
+        wall += 0.005;
+        cpu += 0.005;
+        lag.turnSpent(wall, 10);
+        lag.late(wall);
+      }
+      assert.ok(reads - before <= 6, `${reads - before} reads of the CPU clock`);
+      assert.equal(lag.turnSpent(wall, 10), true);
+      assert.equal(lag.late(wall), true, 'a flood past the budget on the CPU');
+    } finally {
+      lag.close();
+    }
+  });
+
   it('a stall refuses after a flood of requests, and only when the turn spent its budget on the CPU', function () {
     const busy = rig(20);
     const idle = rig(20);
