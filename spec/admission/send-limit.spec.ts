@@ -68,20 +68,38 @@ describe('SendLimit', function () {
     const l = new SendLimit({ targetMs: 100, intervalMs: INTERVAL, max: 5000, floor: 16 });
     l.current(0, 0, 0);
     let t = 0;
+    const arrive = (n: number) => {
+      for (let i = 0; i < n; i++) l.admitted();
+    };
     for (; t < 1000; t += INTERVAL) {
+      arrive(20);
       interval(l, t, 20, 10, 2);
       assert.equal(l.current(t + INTERVAL, 2, 0), Infinity);
     }
     // The stall: sends keep arriving (the loop runs), none completes, the oldest waits longer.
-    for (let k = 1; k <= 8; k++) assert.equal(l.current(t + k * INTERVAL, 20 * k, k * INTERVAL), Infinity, `${k * INTERVAL} ms into the stall`);
+    for (let k = 1; k <= 8; k++) {
+      arrive(20);
+      assert.equal(l.current(t + k * INTERVAL, 20 * k, k * INTERVAL), Infinity, `${k * INTERVAL} ms into the stall`);
+    }
     t += 8 * INTERVAL;
     // The backlog completes over the next interval, every one of them over target.
     for (let i = 0; i < 160; i++) l.completed(800 - i * 5, t + (i * INTERVAL) / 160, 160 - i, 800 - i * 5);
+    arrive(20);
     t += INTERVAL;
     assert.equal(l.current(t, 2, 0), Infinity, 'one interval over target after a stall');
     interval(l, t, 20, 10, 2);
     t += INTERVAL;
     assert.equal(l.current(t, 2, 0), Infinity);
+  });
+
+  it('not yet limiting, a stall while sends arrive at more than twice the last completion rate holds the limit at the number in flight', function () {
+    const l = new SendLimit({ targetMs: 50, intervalMs: INTERVAL, max: 5000, floor: 16 });
+    l.current(0, 0, 0);
+    for (let i = 0; i < 40; i++) l.admitted();
+    interval(l, 0, 40, 10, 5);
+    assert.equal(l.current(INTERVAL, 5, 0), Infinity);
+    for (let i = 0; i < 200; i++) l.admitted();
+    assert.equal(l.current(2 * INTERVAL, 205, 120), 205, 'no completions, 200 admitted against 40 completed before');
   });
 
   it('lifts by a quarter per interval under target, and stops limiting at max', function () {

@@ -256,6 +256,7 @@ export class Admission {
     const why = this.sendRefusal();
     if (why !== null) throw this.refusal('send', why);
     this.sends++;
+    this.limit?.admitted();
     const id = this.nextSend++;
     const start = this.now();
     this.sendStarts.set(id, start);

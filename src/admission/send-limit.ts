@@ -5,15 +5,17 @@
 // target has a standing queue: not a burst, which the interval's early sends would have gone
 // through fast. After such an interval the limit is what the completion rate just measured
 // serves within the target (Little's law: in flight = rate × time), but at most halved per
-// interval and never below `floor`. While not limiting, it takes two such intervals in a row
-// to start: the sends completed in the interval after one long stall (a GC pause, a slow fsync
-// under a normal load) all carry that stall, and the rate measured then is the offered rate,
-// not the server's: one interval of them is not a standing queue, and limiting on it refused
-// sends of a load far under capacity. An interval in which no send completed measures no rate
-// (a stall): while limiting, if sends have waited past the target meanwhile, the limit is held
-// at the number in flight; while not limiting a stall is left to max_send_delay_ms (refusing
-// during it would not shorten it). After an interval under target the limit grows by a
-// quarter, until it stops limiting (Infinity).
+// interval and never below `floor`. While not limiting, it takes two such intervals in a row to
+// start: the sends completed in the interval after one long stall (a GC pause, a slow fsync
+// under a normal load) all carry that stall while the backlog drains: one interval of them is
+// not a standing queue, and limiting on it refused sends of a load far under capacity. (Nor
+// does the count admitted in that interval tell an overload's onset from a stall's backlog: a
+// loop stall hands the poll phase after it every send that arrived meanwhile at once.) An interval in which no send completed measures no rate (a
+// stall): if sends have waited past the target meanwhile, the limit is held at the number in
+// flight, while limiting or while sends still arrive faster than twice the last interval with
+// completions completed (an overload meeting a stall); a normal load's arrivals through a stall
+// are left to max_send_delay_ms (refusing them would not shorten the stall). After an interval
+// under target the limit grows by a quarter, until it stops limiting (Infinity).
 // The target must be well above a send's unloaded time (a commit and its fsync): sends that
 // can never be faster than it would drive the limit down to the floor, where throughput is
 // `floor` per send time.
@@ -35,6 +37,10 @@ export class SendLimit {
   private windowStart = Number.NEGATIVE_INFINITY;
   private windowMin = Number.POSITIVE_INFINITY;
   private windowDone = 0;
+  /** Sends admitted in this interval (admitted()). */
+  private windowAdmitted = 0;
+  /** Sends completed in the last interval that had any. */
+  private lastDone = 0;
   /** Intervals over target in a row (see the header: two start the limit). */
   private standingRun = 0;
   private readonly floor: number;
@@ -47,6 +53,11 @@ export class SendLimit {
   current(now: number, inflight: number, oldestMs: number): number {
     if (now - this.windowStart >= this.opts.intervalMs) this.roll(now, inflight, oldestMs);
     return this.limit;
+  }
+
+  /** A send was admitted (after current() allowed it). */
+  admitted(): void {
+    this.windowAdmitted++;
   }
 
   /** A send finished after `tookMs` in the server; `inflight` are still in flight. */
@@ -68,16 +79,19 @@ export class SendLimit {
     this.windowStart = now;
     this.windowMin = Number.POSITIVE_INFINITY;
     this.windowDone = 0;
+    this.windowAdmitted = 0;
   }
 
   private adjust(elapsed: number, inflight: number, oldestMs: number): void {
     const target = this.opts.targetMs;
     if (this.windowDone === 0) {
-      // No send completed: a stall (the loop, the disk) measures no rate, but while limiting,
+      // No send completed: a stall (the loop, the disk) measures no rate, but in an overload
       // sends waiting longer than the target must not be joined by more until something drains.
-      if (oldestMs > target && Number.isFinite(this.limit)) this.limit = Math.min(this.limit, Math.max(this.floor, inflight));
+      const overloaded = Number.isFinite(this.limit) || this.windowAdmitted > 2 * Math.max(this.floor, this.lastDone);
+      if (oldestMs > target && overloaded) this.limit = Math.min(this.limit, Math.max(this.floor, inflight));
       return;
     }
+    this.lastDone = this.windowDone;
     const standing = this.windowMin > target;
     this.standingRun = standing ? this.standingRun + 1 : 0;
     if (standing && !Number.isFinite(this.limit) && this.standingRun < 2) return;
