@@ -1,5 +1,6 @@
-// The measured send limit (src/admission/send-limit.ts) on a fake clock: it starts only after two
-// intervals in a row whose fastest send was over target (one is the backlog of a single stall),
+// The measured send limit (src/admission/send-limit.ts) on a fake clock: it starts after an
+// interval whose fastest send was over target, but not on the first one after a stall (that is
+// the stall's backlog draining),
 // is Little's law of the measured rate, moves at most by half per interval, ignores intervals
 // without completions (holding at the number in flight only while it limits), and lifts again
 // step by step.
@@ -30,7 +31,7 @@ describe('SendLimit', function () {
     l.current(0, 0, 0);
     // 100 sends completed in 100 ms (1,000/s), each after 300 ms, 800 in flight.
     interval(l, 0, 100, 300, 800);
-    assert.equal(l.current(INTERVAL, 800, 0), Infinity, 'one interval over target: not yet');
+    assert.equal(l.current(INTERVAL, 800, 0), Infinity, 'the first interval after a gap (the start): not yet');
     interval(l, INTERVAL, 100, 300, 800);
     assert.equal(l.current(2 * INTERVAL, 800, 0), 400, 'the second in a row: halved from the 800 in flight');
     interval(l, 2 * INTERVAL, 100, 300, 400);
@@ -42,6 +43,15 @@ describe('SendLimit', function () {
     assert.equal(l.current(5 * INTERVAL, 100, 0), 50);
     interval(l, 5 * INTERVAL, 100, 60, 50);
     assert.equal(l.current(6 * INTERVAL, 50, 0), 50, 'never below rate × target while standing');
+  });
+
+  it('without a stall before it, one interval over target starts the limit at once (an overload rising)', function () {
+    const l = new SendLimit({ targetMs: 50, intervalMs: INTERVAL, max: 5000 });
+    l.current(0, 0, 0);
+    interval(l, 0, 20, 10, 2);
+    assert.equal(l.current(INTERVAL, 2, 0), Infinity);
+    interval(l, INTERVAL, 100, 300, 800);
+    assert.equal(l.current(2 * INTERVAL, 800, 0), 400);
   });
 
   it('never below the floor, and an interval without completions (a stall) leaves it alone', function () {

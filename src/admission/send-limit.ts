@@ -5,12 +5,13 @@
 // target has a standing queue: not a burst, which the interval's early sends would have gone
 // through fast. After such an interval the limit is what the completion rate just measured
 // serves within the target (Little's law: in flight = rate × time), but at most halved per
-// interval and never below `floor`. While not limiting, it takes two such intervals in a row to
-// start: the sends completed in the interval after one long stall (a GC pause, a slow fsync
-// under a normal load) all carry that stall while the backlog drains: one interval of them is
-// not a standing queue, and limiting on it refused sends of a load far under capacity. (Nor
-// does the count admitted in that interval tell an overload's onset from a stall's backlog: a
-// loop stall hands the poll phase after it every send that arrived meanwhile at once.) An interval in which no send completed measures no rate (a
+// interval and never below `floor`. While not limiting, the first such interval after a stall
+// (an interval without completions, or a gap of several) does not start it: the sends completed
+// then (a GC pause, a slow fsync under a normal load) all carry that stall while its backlog
+// drains; one interval of them is not a standing queue, and limiting on it refused sends of a
+// load far under capacity. A second one in a row does. (Nor does the count admitted in that
+// interval tell an overload's onset from a stall's backlog: a loop stall hands the poll phase
+// after it every send that arrived meanwhile at once.) An interval in which no send completed measures no rate (a
 // stall): if sends have waited past the target meanwhile, the limit is held at the number in
 // flight, while limiting or while sends still arrive faster than twice the last interval with
 // completions completed (an overload meeting a stall); a normal load's arrivals through a stall
@@ -41,8 +42,8 @@ export class SendLimit {
   private windowAdmitted = 0;
   /** Sends completed in the last interval that had any. */
   private lastDone = 0;
-  /** Intervals over target in a row (see the header: two start the limit). */
-  private standingRun = 0;
+  /** Set by a stall (no completions in an interval, or a gap); cleared by the next interval with completions. */
+  private afterStall = false;
   private readonly floor: number;
 
   constructor(private readonly opts: SendLimitOptions) {
@@ -72,8 +73,7 @@ export class SendLimit {
     // The first call, or after a quiet spell of several intervals: nothing measured to act on.
     if (elapsed < 2 * this.opts.intervalMs) this.adjust(elapsed, inflight, oldestMs);
     else {
-      // Intervals on either side of a gap are not "in a row".
-      this.standingRun = 0;
+      this.afterStall = true;
       if (this.windowDone === 0 && inflight === 0) this.limit = Number.POSITIVE_INFINITY;
     }
     this.windowStart = now;
@@ -89,12 +89,14 @@ export class SendLimit {
       // sends waiting longer than the target must not be joined by more until something drains.
       const overloaded = Number.isFinite(this.limit) || this.windowAdmitted > 2 * Math.max(this.floor, this.lastDone);
       if (oldestMs > target && overloaded) this.limit = Math.min(this.limit, Math.max(this.floor, inflight));
+      this.afterStall = true;
       return;
     }
     this.lastDone = this.windowDone;
     const standing = this.windowMin > target;
-    this.standingRun = standing ? this.standingRun + 1 : 0;
-    if (standing && !Number.isFinite(this.limit) && this.standingRun < 2) return;
+    const backlog = this.afterStall;
+    this.afterStall = false;
+    if (standing && !Number.isFinite(this.limit) && backlog) return;
     if (standing) {
       const served = Math.ceil((this.windowDone / elapsed) * target);
       // At most halved per interval: an interval cut short by a descheduling or a GC pause
