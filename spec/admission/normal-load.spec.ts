@@ -9,8 +9,8 @@
 // loop-lag.spec.ts and admission.spec.ts).
 
 import { assert } from '../helpers/assert.js';
-import { Api, enc, startTestServer, type TestServer } from '../helpers/server.js';
-import type { PersistEventInput, PersistEventResult } from '../../src/store/types.js';
+import { enc, type TestServer } from '../helpers/server.js';
+import { countTimelineMessages, startLoadServer } from './load-helpers.js';
 
 const OFFER_PER_SEC = 50;
 const OFFER_MS = 3000;
@@ -27,34 +27,16 @@ describe('Admission under a normal load: one long commit stall sheds nothing', f
   });
 
   it('every send of a light load through an 800 ms stall is admitted, persisted and in the timeline once', async function () {
-    srv = await startTestServer({
-      // Without metrics the store is not wrapped in timing proxies (see overload.spec.ts).
-      metrics: { enabled: false },
-      limits: { rate_limits: { enabled: false }, admission: { send_target_delay_ms: 100, send_interval_ms: 100, max_send_delay_ms: 1000, max_event_loop_lag_ms: 0 } },
-    });
-    const alice = await new Api(srv.url).register('alice');
-    const roomId = (await alice.post('/_matrix/client/v3/createRoom', {})).body.room_id as string;
-
     // Commits that would be durable during the stall are held until it ends, then all at once.
-    const rooms = srv.hearth.store.rooms;
-    const persist = rooms.persistEvent.bind(rooms);
     let stallFrom = Number.POSITIVE_INFINITY;
-    rooms.persistEvent = (input: PersistEventInput): Promise<PersistEventResult> => {
-      const written = persist(input);
+    const load = await startLoadServer({ send_target_delay_ms: 100, send_interval_ms: 100, max_send_delay_ms: 1000, max_event_loop_lag_ms: 0 }, (written) => {
       const now = performance.now();
       const until = stallFrom + STALL_MS;
       if (now < stallFrom || now >= until) return written;
       return new Promise((r) => setTimeout(r, until - now)).then(() => written);
-    };
-    const inServer: number[] = [];
-    const service = srv.hearth.services.rooms;
-    const send = service.send.bind(service);
-    service.send = async (...args: Parameters<typeof send>) => {
-      const t0 = performance.now();
-      const r = await send(...args);
-      inServer.push(performance.now() - t0);
-      return r;
-    };
+    });
+    ({ srv } = load);
+    const { alice, roomId, inServer } = load;
 
     const results: Array<{ status: number; body: any }> = [];
     const sends: Promise<void>[] = [];
@@ -80,12 +62,7 @@ describe('Admission under a normal load: one long commit stall sheds nothing', f
     assert.equal(stats.shedSends, 0);
     assert.equal(stats.sends, 0, 'every slot released');
 
-    const seen = new Map<string, number>();
-    const r = await alice.get(`/_matrix/client/v3/rooms/${enc(roomId)}/messages?dir=b&limit=1000`);
-    assert.equal(r.status, 200);
-    for (const e of r.body.chunk as Array<{ event_id: string; type: string }>) {
-      if (e.type === 'm.room.message') seen.set(e.event_id, (seen.get(e.event_id) ?? 0) + 1);
-    }
+    const seen = await countTimelineMessages(alice, roomId);
     assert.equal(seen.size, total);
     for (const res of results) assert.equal(seen.get(res.body.event_id), 1, `${res.body.event_id} in the timeline once`);
   });

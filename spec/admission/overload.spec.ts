@@ -8,8 +8,8 @@
 // The event-loop lag signal is off here (the machine is shared): only the send limit decides.
 
 import { assert } from '../helpers/assert.js';
-import { Api, enc, startTestServer, type TestServer } from '../helpers/server.js';
-import type { PersistEventInput, PersistEventResult } from '../../src/store/types.js';
+import { enc, type TestServer } from '../helpers/server.js';
+import { countTimelineMessages, startLoadServer } from './load-helpers.js';
 
 /** The slowed store commits one event per this many ms, one after another. */
 const SERVICE_MS = 20;
@@ -25,20 +25,9 @@ describe('Overload: sends at 3× a slowed store stay fast, the excess is shed, n
   });
 
   it('admitted sends stay near the target in the server, the excess gets 429 with jittered retry_after_ms, every admitted send is delivered once, /versions answers', async function () {
-    srv = await startTestServer({
-      // Without metrics the store is not wrapped in timing proxies, which keep the methods they
-      // saw first: the slowed persistEvent below must be the one room input calls.
-      metrics: { enabled: false },
-      limits: { rate_limits: { enabled: false }, admission: { send_target_delay_ms: 50, send_interval_ms: 50, send_retry_after_ms: 200, max_event_loop_lag_ms: 0 } },
-    });
-    const alice = await new Api(srv.url).register('alice');
-    const roomId = (await alice.post('/_matrix/client/v3/createRoom', {})).body.room_id as string;
-
     // Each write is durable SERVICE_MS after the one before it: a disk that commits 50 events a
     // second, one at a time. The write itself is queued at once (positions and order as usual).
     // Due times are absolute, so a late timer on a busy machine does not slow the disk further.
-    const rooms = srv.hearth.store.rooms;
-    const persist = rooms.persistEvent.bind(rooms);
     let lastDue = 0;
     // For each write: when it reached the store and how many writes were queued ahead of it (not
     // yet durable). What the limit bounds is this depth, a count: the time an admitted send spends
@@ -47,28 +36,17 @@ describe('Overload: sends at 3× a slowed store stay fast, the excess is shed, n
     // asserted.
     let queued = 0;
     const depths: Array<{ at: number; ahead: number }> = [];
-    rooms.persistEvent = (input: PersistEventInput): Promise<PersistEventResult> => {
-      const written = persist(input);
+    const load = await startLoadServer({ send_target_delay_ms: 50, send_interval_ms: 50, send_retry_after_ms: 200, max_event_loop_lag_ms: 0 }, (written) => {
       depths.push({ at: performance.now(), ahead: queued++ });
       const due = (lastDue = Math.max(performance.now(), lastDue) + SERVICE_MS);
       return new Promise((r) => setTimeout(r, due - performance.now())).then(() => {
         queued--;
         return written;
       });
-    };
-
-    // Time in the server of each admitted send (RoomService.send, which holds the admission
-    // slot): what the limit bounds. The client's own times also hold its queueing in this
-    // process, which shares the event loop.
-    const inServer: number[] = [];
-    const service = srv.hearth.services.rooms;
-    const send = service.send.bind(service);
-    service.send = async (...args: Parameters<typeof send>) => {
-      const t0 = performance.now();
-      const r = await send(...args);
-      inServer.push(performance.now() - t0);
-      return r;
-    };
+    });
+    ({ srv } = load);
+    // inServer: the time in the server of each admitted send, what the limit bounds.
+    const { alice, roomId, inServer } = load;
 
     const results: Array<{ status: number; body: any; ms: number }> = [];
     const sends: Promise<void>[] = [];
@@ -129,17 +107,7 @@ describe('Overload: sends at 3× a slowed store stay fast, the excess is shed, n
     for (const v of versions) assert.equal(v.status, 200);
 
     // Every admitted send persisted and in the timeline once; nothing shed is there.
-    const seen = new Map<string, number>();
-    let from: string | undefined;
-    for (let page = 0; page < 20; page++) {
-      const r = await alice.get(`/_matrix/client/v3/rooms/${enc(roomId)}/messages?dir=b&limit=1000${from ? `&from=${enc(from)}` : ''}`);
-      assert.equal(r.status, 200);
-      for (const e of r.body.chunk as Array<{ event_id: string; type: string }>) {
-        if (e.type === 'm.room.message') seen.set(e.event_id, (seen.get(e.event_id) ?? 0) + 1);
-      }
-      if (!r.body.end || r.body.chunk.length === 0) break;
-      from = r.body.end;
-    }
+    const seen = await countTimelineMessages(alice, roomId);
     for (const r of admitted) assert.equal(seen.get(r.body.event_id), 1, `admitted ${r.body.event_id} in the timeline once`);
     assert.equal(seen.size, admitted.length, 'only the admitted sends are in the timeline');
     const stats = srv.hearth.admission.stats();
