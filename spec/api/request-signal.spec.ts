@@ -7,8 +7,8 @@
 
 import { assert } from '../helpers/assert.js';
 import { Api, enc, startTestServer, type TestServer } from '../helpers/server.js';
+import { captureRequests, leavingClient } from '../helpers/request-probes.js';
 import { until } from '../helpers/until.js';
-import type { ApiRequest } from '../../src/api/handlers.js';
 
 describe('HTTP request signal: follows the connection', function () {
   this.timeout(30000);
@@ -20,21 +20,9 @@ describe('HTTP request signal: follows the connection', function () {
     await srv?.stop();
   });
 
-  /** Captures every request the route table is given (the real HttpRequest objects). */
-  function captureRequests(): { seen: ApiRequest[]; restore: () => void } {
-    const table = srv.hearth.routes;
-    const dispatch = table.dispatch.bind(table);
-    const seen: ApiRequest[] = [];
-    table.dispatch = (req) => {
-      seen.push(req);
-      return dispatch(req);
-    };
-    return { seen, restore: () => (table.dispatch = dispatch) };
-  }
-
   it('a client gone before the handler first reads the signal: GET /events?timeout=20000 gets an aborted signal and returns at once', async function () {
     const alice = await new Api(srv.url).register('alice');
-    const { seen, restore } = captureRequests();
+    const { seen, restore } = captureRequests(srv.hearth.routes);
     const auth = srv.hearth.services.accounts;
     const authenticate = auth.authenticate.bind(auth);
     let release!: () => void;
@@ -54,15 +42,9 @@ describe('HTTP request signal: follows the connection', function () {
       return events(a, q).finally(() => (call.settled = true));
     };
     try {
-      const gone = new AbortController();
-      const request = fetch(`${srv.url}/_matrix/client/v3/events?timeout=20000`, {
-        headers: { authorization: `Bearer ${alice.token}` },
-        signal: gone.signal,
-      }).catch((err: Error) => err);
+      const client = leavingClient(srv.url, alice.token!, 'GET', '/_matrix/client/v3/events?timeout=20000');
       await until('the token check holds the request', () => held === 1);
-      gone.abort();
-      assert.ok((await request) instanceof Error, 'the client gave up');
-      await until('the server sees the connection close', () => seen.length === 1 && seen[0].closed === true);
+      await client.leave(() => (seen.length === 1 ? seen[0] : undefined), 'the server sees the connection close');
       release();
       await until('the handler runs', () => calls.length === 1);
       assert.equal(calls[0].abortedAtCall, true, 'the signal is aborted when first read');
@@ -78,7 +60,7 @@ describe('HTTP request signal: follows the connection', function () {
   it('a client gone after its body was read: the signal of a PUT aborts; not before, while the client waits', async function () {
     const alice = await new Api(srv.url).register('bob');
     const roomId = (await alice.post('/_matrix/client/v3/createRoom', {})).body.room_id as string;
-    const { seen, restore } = captureRequests();
+    const { seen, restore } = captureRequests(srv.hearth.routes);
     const rooms = srv.hearth.services.rooms;
     const send = rooms.send.bind(rooms);
     let release!: () => void;
@@ -91,19 +73,12 @@ describe('HTTP request signal: follows the connection', function () {
       return send(...args);
     };
     try {
-      const gone = new AbortController();
-      const request = fetch(`${srv.url}/_matrix/client/v3/rooms/${enc(roomId)}/send/m.room.message/s1`, {
-        method: 'PUT',
-        headers: { authorization: `Bearer ${alice.token}`, 'content-type': 'application/json' },
-        body: JSON.stringify({ msgtype: 'm.text', body: 'held' }),
-        signal: gone.signal,
-      }).catch((err: Error) => err);
+      const client = leavingClient(srv.url, alice.token!, 'PUT', `/_matrix/client/v3/rooms/${enc(roomId)}/send/m.room.message/s1`, { msgtype: 'm.text', body: 'held' });
       await until('the handler holds the send', () => signal);
       await new Promise((r) => setTimeout(r, 50));
       assert.equal(signal!.aborted, false, 'not aborted while the client is connected');
       assert.equal(seen[seen.length - 1].closed, false);
-      gone.abort();
-      assert.ok((await request) instanceof Error, 'the client gave up');
+      await client.abort();
       await until('the signal aborts once the connection closes', () => signal!.aborted, 5000);
     } finally {
       release();
