@@ -7,14 +7,13 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
-import { pino } from 'pino';
 import { assert } from '../helpers/assert.js';
 import { until } from '../helpers/until.js';
 import { LocalMediaStore } from '../../src/media/local-store.js';
 import { MediaService, type RemoteDownload, type RemoteMedia } from '../../src/media/media-service.js';
 import type { MediaMetaStore } from '../../src/store/media-types.js';
 import { openSqliteStore, type SqliteStore } from '../../src/store/sqlite/index.js';
+import { remoteMediaConfig, warnLogger } from './media-helpers.js';
 
 const ORIGIN = 'origin.example';
 const LIFETIME = 60_000;
@@ -35,15 +34,7 @@ describe('remote media eviction: stop() waits for a running pass (SQLite)', func
   let store: SqliteStore | undefined;
   let media: MediaService | undefined;
   const logged: string[] = [];
-  const logger = pino(
-    { level: 'warn' },
-    new Writable({
-      write(chunk, _enc, done) {
-        logged.push(String(chunk));
-        done();
-      },
-    }),
-  );
+  const logger = warnLogger(logged);
 
   beforeEach(async function () {
     dir = mkdtempSync(join(tmpdir(), 'hearth-evict-stop-'));
@@ -64,18 +55,7 @@ describe('remote media eviction: stop() waits for a running pass (SQLite)', func
       meta,
       blobs: new LocalMediaStore(join(dir, 'media')),
       serverName: 'here.example',
-      config: {
-        maxUploadBytes: 1_000_000,
-        maxUserBytes: null,
-        unusedExpirationMs: 60_000,
-        maxPendingUploads: 5,
-        maxWaitMs: 1000,
-        maxImagePixels: 1_000_000,
-        maxThumbnailsPerMedia: 5,
-        fetchRemote: true,
-        remoteMediaLifetimeMs: LIFETIME,
-        maxRemoteMediaBytes: null,
-      },
+      config: remoteMediaConfig(LIFETIME),
       logger,
       now: Date.now,
       remote: new Origin(),

@@ -8,14 +8,13 @@
 // the only remote bytes kept are the current record's.
 
 import { randomBytes } from 'node:crypto';
-import { Writable } from 'node:stream';
 import type cassandra from 'cassandra-driver';
-import { pino } from 'pino';
 import { assert } from '../helpers/assert.js';
 import { cassandraClient, dropKeyspace, freshKeyspace, startCassandra } from '../helpers/cassandra.js';
 import { MediaService, remoteKey, type RemoteDownload, type RemoteMedia } from '../../src/media/media-service.js';
 import { GRACE_MS } from '../../src/media/remote-eviction.js';
 import { openCassandraStore, type CassandraStore } from '../../src/store/cassandra/index.js';
+import { remoteMediaConfig, warnLogger } from './media-helpers.js';
 
 const ORIGIN = 'origin.example';
 const ID = 'racedItem';
@@ -48,15 +47,7 @@ describe('remote media eviction racing re-fetches on two instances (Cassandra)',
   const body = randomBytes(300_000); // 5 chunks of 64 KiB
   const origin = new SlowOrigin(body);
   const warnings: string[] = [];
-  const logger = pino(
-    { level: 'warn' },
-    new Writable({
-      write(chunk, _enc, done) {
-        warnings.push(String(chunk));
-        done();
-      },
-    }),
-  );
+  const logger = warnLogger(warnings);
   let admin: cassandra.Client;
   const stores: CassandraStore[] = [];
   let a: MediaService;
@@ -68,18 +59,7 @@ describe('remote media eviction racing re-fetches on two instances (Cassandra)',
       meta: store.media,
       blobs: blobs[blobs.push(store.mediaBlobs(65536)) - 1]!,
       serverName: 'here.example',
-      config: {
-        maxUploadBytes: 1_000_000,
-        maxUserBytes: null,
-        unusedExpirationMs: 60_000,
-        maxPendingUploads: 5,
-        maxWaitMs: 1000,
-        maxImagePixels: 1_000_000,
-        maxThumbnailsPerMedia: 5,
-        fetchRemote: true,
-        remoteMediaLifetimeMs: null,
-        maxRemoteMediaBytes: null,
-      },
+      config: remoteMediaConfig(null),
       logger,
       now: Date.now,
       remote: origin,
