@@ -1,0 +1,75 @@
+// The WAL checkpointer's thread (see checkpointer.ts). It owns a second connection to the
+// database and runs PASSIVE checkpoints from it, so the copy of WAL pages into the database file
+// and the database fsync that ends it run here instead of inside a COMMIT on the event loop.
+//
+// Invariants: this connection never writes and never holds a read transaction between ticks, so
+// it never stops the writer's WAL restart; PASSIVE never waits for the writer or readers (it
+// copies what it can and the next tick continues); synchronous NORMAL makes SQLite fsync the WAL
+// before copying frames out of it and the database file before recording them as copied, so a
+// crash at any point leaves a database SQLite recovers exactly as after its own checkpoint.
+
+import { closeSync, openSync, readSync } from 'node:fs';
+import { endianness } from 'node:os';
+import { parentPort, workerData } from 'node:worker_threads';
+import Database from 'better-sqlite3';
+
+export interface CheckpointWorkerData {
+  path: string;
+  /** Checkpoint once this many WAL frames are not yet copied into the database. */
+  thresholdPages: number;
+  /** How often the WAL index is looked at. */
+  intervalMs: number;
+}
+
+/** What the worker reports after each checkpoint it ran. */
+export interface CheckpointReport {
+  /** Frames in the WAL and frames copied, as the pragma reports them. */
+  log: number;
+  checkpointed: number;
+  busy: number;
+  ms: number;
+}
+
+const { path, thresholdPages, intervalMs } = workerData as CheckpointWorkerData;
+const port = parentPort!;
+const db = new Database(path, { fileMustExist: true });
+db.pragma('busy_timeout = 0');
+db.pragma('synchronous = NORMAL');
+db.pragma('wal_autocheckpoint = 0');
+
+// The wal-index (the -shm file, https://www.sqlite.org/walformat.html) starts with the header
+// SQLite keeps for every connection to the database: mxFrame (frames in the WAL, u32 at byte 16)
+// and, in the checkpoint info after the two 48-byte copies of the header, nBackfill (frames
+// already copied, u32 at byte 96), both in the host's byte order. One 100-byte read per tick says
+// whether a checkpoint is due without taking any lock; if the file cannot be read, every tick
+// checkpoints (a PASSIVE checkpoint of an empty remainder costs microseconds).
+let shm: number | null = null;
+const header = Buffer.alloc(100);
+const u32 = (off: number): number => (endianness() === 'LE' ? header.readUInt32LE(off) : header.readUInt32BE(off));
+
+function pendingFrames(): number {
+  try {
+    shm ??= openSync(`${path}-shm`, 'r');
+    if (readSync(shm, header, 0, header.length, 0) < header.length) return Infinity;
+    return u32(16) - u32(96);
+  } catch {
+    return Infinity;
+  }
+}
+
+let stopped = false;
+const timer = setInterval(() => {
+  if (stopped || pendingFrames() < thresholdPages) return;
+  const t = performance.now();
+  const [r] = db.pragma('wal_checkpoint(PASSIVE)') as Array<{ busy: number; log: number; checkpointed: number }>;
+  port.postMessage({ ...r, ms: performance.now() - t } satisfies CheckpointReport);
+}, intervalMs);
+
+port.on('message', (m: unknown) => {
+  if (m !== 'close' || stopped) return;
+  stopped = true;
+  clearInterval(timer);
+  if (shm !== null) closeSync(shm);
+  db.close();
+  port.close();
+});
