@@ -96,12 +96,21 @@ describe('SQLite WAL checkpoints off the event loop', function () {
 
   it('the store runs the worker on a file, with its own automatic checkpoint at the backstop, and stops it on close', async function () {
     const store = await openSqliteStore({ path: join(dir, 'c.sqlite') });
-    assert.ok(store.checkpointer, 'a worker on a file database');
+    assert.ok(store.checkpointer, 'a checkpointer on a file database');
     assert.equal(store.pragma('wal_autocheckpoint'), WAL_BACKSTOP_PAGES);
     assert.ok(WAL_BACKSTOP_PAGES > WAL_AUTOCHECKPOINT_PAGES);
-    const exited = new Promise((r) => (store.checkpointer as unknown as { worker: { once(e: string, f: (c: number) => void): void } }).worker.once('exit', r));
+    // Its thread starts a second after the open (a store opened and closed at once never starts one).
+    assert.equal(store.checkpointer.started, false);
+    await until('the worker started', () => store.checkpointer!.started, 5000);
+    const worker = (store.checkpointer as unknown as { worker: { once(e: 'exit', f: (code: number) => void): void } }).worker;
+    const exited = new Promise((r) => worker.once('exit', r));
     await store.close();
     assert.equal(await exited, 0, 'the worker ended on its own (its connection closed) before the store closed');
+
+    const brief = await openSqliteStore({ path: join(dir, 'e.sqlite') });
+    await brief.close();
+    await new Promise((r) => setTimeout(r, 1200));
+    assert.equal(brief.checkpointer!.started, false, 'closed before its start: never started');
 
     const off = await openSqliteStore({ path: join(dir, 'd.sqlite'), checkpointOffLoop: false });
     cleanup.push(() => off.close());

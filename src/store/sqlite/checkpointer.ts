@@ -30,24 +30,46 @@ export interface CheckpointerStats {
 
 export class WalCheckpointer {
   readonly stats: CheckpointerStats = { checkpoints: 0, frames: 0, maxMs: 0, failed: false };
-  private readonly worker: Worker;
-  private readonly exited: Promise<unknown>;
+  private worker: Worker | null = null;
+  private exited: Promise<unknown> = Promise.resolve();
+  private readonly startTimer: NodeJS.Timeout | null = null;
   private closing: Promise<void> | null = null;
   /** Test hook: called after each checkpoint report. */
   onCheckpoint: ((r: CheckpointReport) => void) | null = null;
 
-  constructor(path: string, opts: { thresholdPages: number; intervalMs?: number; logger?: StoreLogger }) {
+  /**
+   * `startAfterMs` delays the worker's start (a thread and a second connection, ~100 ms of CPU
+   * to load): a store opened and closed within it (tests, the CLI) never starts one, and the
+   * writer's backstop covers the first moments of one that lives on.
+   */
+  constructor(
+    private readonly path: string,
+    private readonly opts: { thresholdPages: number; intervalMs?: number; startAfterMs?: number; logger?: StoreLogger },
+  ) {
+    const after = opts.startAfterMs ?? 0;
+    if (after <= 0) this.start();
+    else (this.startTimer = setTimeout(() => this.start(), after)).unref();
+  }
+
+  /** Whether the worker thread was started (see startAfterMs). */
+  get started(): boolean {
+    return this.worker !== null;
+  }
+
+  private start(): void {
+    if (this.closing !== null || this.worker !== null) return;
+    const { path, opts } = this;
     const workerData: CheckpointWorkerData = { path, thresholdPages: opts.thresholdPages, intervalMs: opts.intervalMs ?? 100 };
-    this.worker = new Worker(new URL('./checkpoint-worker.js', import.meta.url), { workerData });
-    this.exited = new Promise((resolve) => this.worker.once('exit', resolve));
-    this.worker.unref();
-    this.worker.on('message', (r: CheckpointReport) => {
+    const worker = (this.worker = new Worker(new URL('./checkpoint-worker.js', import.meta.url), { workerData }));
+    this.exited = new Promise((resolve) => worker.once('exit', resolve));
+    worker.unref();
+    worker.on('message', (r: CheckpointReport) => {
       this.stats.checkpoints++;
       this.stats.frames += r.checkpointed;
       if (r.ms > this.stats.maxMs) this.stats.maxMs = r.ms;
       this.onCheckpoint?.(r);
     });
-    this.worker.on('error', (err) => {
+    worker.on('error', (err) => {
       this.stats.failed = true;
       opts.logger?.warn({ err }, 'WAL checkpoint worker failed; the writer checkpoints at the backstop from now on');
     });
@@ -56,7 +78,13 @@ export class WalCheckpointer {
   /** Stops the worker after its current checkpoint and waits until its connection is closed. */
   close(): Promise<void> {
     this.closing ??= (async () => {
-      if (!this.stats.failed) this.worker.postMessage('close');
+      if (this.startTimer) clearTimeout(this.startTimer);
+      const worker = this.worker;
+      if (worker === null) return;
+      // Unreferenced so a store nobody closes does not keep the process alive, but a close in
+      // progress must: a process with nothing else to do would exit with the close unsettled.
+      worker.ref();
+      if (!this.stats.failed) worker.postMessage('close');
       await this.exited;
     })();
     return this.closing;

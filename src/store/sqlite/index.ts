@@ -77,7 +77,7 @@ export async function openSqliteStore(opts: SqliteStoreOptions): Promise<SqliteS
     if (walSync && applied.length > 0) walSync.syncNow();
     let checkpointer: WalCheckpointer | undefined;
     if (!inMemory && opts.checkpointOffLoop !== false) {
-      checkpointer = new WalCheckpointer(opts.path, { thresholdPages: WAL_AUTOCHECKPOINT_PAGES, logger: opts.logger });
+      checkpointer = new WalCheckpointer(opts.path, { thresholdPages: WAL_AUTOCHECKPOINT_PAGES, startAfterMs: 1000, logger: opts.logger });
       db.pragma(`wal_autocheckpoint = ${WAL_BACKSTOP_PAGES}`);
     }
     return new SqliteStore(db, readHighestStream(db), applied, opts, walSync, checkpointer);
