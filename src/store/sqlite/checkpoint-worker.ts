@@ -15,7 +15,7 @@ import Database from 'better-sqlite3';
 
 export interface CheckpointWorkerData {
   path: string;
-  /** Checkpoint once this many WAL frames are not yet copied into the database. */
+  /** Checkpoint once the WAL holds this many frames, until they are all copied (see due()). */
   thresholdPages: number;
   /** How often the WAL index is looked at. */
   intervalMs: number;
@@ -43,23 +43,31 @@ db.pragma('wal_autocheckpoint = 0');
 // already copied, u32 at byte 96), both in the host's byte order. One 100-byte read per tick says
 // whether a checkpoint is due without taking any lock; if the file cannot be read, every tick
 // checkpoints (a PASSIVE checkpoint of an empty remainder costs microseconds).
+//
+// Due means: the WAL holds `thresholdPages` frames or more and not all are copied. Not "that
+// many frames wait": the log restarts from its start only when a write begins with every frame
+// copied, and a writer that commits during a checkpoint leaves a remainder; while the WAL stays
+// long every tick copies the remainder (small, so it usually ends between two commits) until a
+// write finds it all copied and restarts the log. Counting only waiting frames left the
+// remainder to the writer's backstop checkpoint, on the event loop.
 let shm: number | null = null;
 const header = Buffer.alloc(100);
 const u32 = (off: number): number => (endianness() === 'LE' ? header.readUInt32LE(off) : header.readUInt32BE(off));
 
-function pendingFrames(): number {
+function due(): boolean {
   try {
     shm ??= openSync(`${path}-shm`, 'r');
-    if (readSync(shm, header, 0, header.length, 0) < header.length) return Infinity;
-    return u32(16) - u32(96);
+    if (readSync(shm, header, 0, header.length, 0) < header.length) return true;
+    const frames = u32(16);
+    return frames >= thresholdPages && u32(96) < frames;
   } catch {
-    return Infinity;
+    return true;
   }
 }
 
 let stopped = false;
 const timer = setInterval(() => {
-  if (stopped || pendingFrames() < thresholdPages) return;
+  if (stopped || !due()) return;
   const t = performance.now();
   const [r] = db.pragma('wal_checkpoint(PASSIVE)') as Array<{ busy: number; log: number; checkpointed: number }>;
   port.postMessage({ ...r, ms: performance.now() - t } satisfies CheckpointReport);

@@ -2,11 +2,11 @@
 // checkpoint runs inside the COMMIT that crosses wal_autocheckpoint pages: with 10,000 pages it
 // copied ~40 MB of WAL into the database file and fsynced it on the event loop, a 10-17 ms
 // on-CPU turn plus 3-9 ms blocked in the fsync roughly every 2 s of the full sync-latency
-// bench (docs/benchmarks.md, session 9), during which no send, wake or request ran. Here a worker
-// thread with its own connection (checkpoint-worker.ts) runs PASSIVE checkpoints once
-// `thresholdPages` frames are waiting, and the writer's own automatic checkpoint stays as a
-// backstop at WAL_BACKSTOP_PAGES: it fires only if the worker falls behind or dies, and then
-// copies just the frames the worker has not (cheap), and lets the log restart.
+// bench (docs/benchmarks.md, session 9), during which no send, wake or request ran. Here a
+// worker thread with its own connection (checkpoint-worker.ts) runs PASSIVE checkpoints once the
+// WAL holds `thresholdPages` frames, until the log restarts, and the writer's own automatic
+// checkpoint stays as a backstop at WAL_BACKSTOP_PAGES: it fires only if the worker falls behind
+// or dies, and then copies just the frames the worker has not, and lets the log restart.
 //
 // Invariants: the worker never writes; close() ends the worker and its connection before the
 // store closes its own, so the writer's connection is the last and SQLite's close-time
