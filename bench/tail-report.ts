@@ -5,7 +5,8 @@
 // deliveries), the loop turns longer than 20 ms split into on-CPU and run-queue wait, the turns
 // with more than 10 / 20 / 40 ms on-CPU (the stalls a quiet machine would see), GC pauses, and
 // for the slowest 1 % of deliveries the share of their latency spent inside server stalls,
-// generator stalls and GC.
+// generator stalls and GC, and (from the sample file's send/ack/poll times) what each waited on:
+// the generator, the recipient's re-poll, the send itself, or the wake.
 
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
