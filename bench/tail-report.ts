@@ -5,7 +5,8 @@
 // deliveries), the loop turns longer than 20 ms split into on-CPU and run-queue wait, the turns
 // with more than 10 / 20 / 40 ms on-CPU (the stalls a quiet machine would see), GC pauses, and
 // for the slowest 1 % of deliveries the share of their latency spent inside server stalls,
-// generator stalls and GC.
+// generator stalls and GC, and (from the sample file's send/ack/poll times) what each waited on:
+// the generator, the recipient's re-poll, the send itself, or the wake.
 
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -17,6 +18,10 @@ interface Delivery {
   intended: number;
   latency: number;
   msg: number;
+  /** ms after intended: the send fired, its 200 back, the carrying poll sent (NaN if unknown). */
+  fired: number;
+  acked: number;
+  polled: number;
 }
 
 const dir = process.argv[2];
@@ -35,8 +40,8 @@ const deliveries: Delivery[] = readFileSync(join(dir, 'samples.csv'), 'utf8')
   .split('\n')
   .filter(Boolean)
   .map((l) => {
-    const [intended, latency, msg] = l.split(',').map(Number);
-    return { intended, latency, msg };
+    const [intended, latency, msg, , fired = NaN, acked = NaN, polled = NaN] = l.split(',').map((x) => (x === '' ? NaN : Number(x)));
+    return { intended, latency, msg, fired, acked, polled };
   });
 const gen = files.filter((f) => f.startsWith('gen-')).flatMap(load);
 
@@ -97,6 +102,32 @@ for (const f of files.filter((x) => x.startsWith('server-')).sort()) {
   const share = (evs: Array<{ t: number; d: number }>): string =>
     (sum(slow.map((d) => overlap(evs, d.intended, d.intended + d.latency) / Math.max(d.latency, 1))) / slow.length).toFixed(2);
   console.log(`  slowest 1 % (${slow.length}): share of their latency inside server turns > 20 ms ${share(big)}, generator turns > 20 ms ${share(genStalls)}, server GC ${share(gcs)}`);
+  if (slow.some((d) => !Number.isNaN(d.fired))) waitedOn(slow, stalls);
+}
+
+/**
+ * What each of the slowest deliveries waited on, from the generator's timestamps (older sample
+ * files lack them): the generator firing late; the recipient not parked when the send went out
+ * (its poll was sent after the send fired: it was between polls, its previous response in
+ * flight); parked but the send's own commit was slow (delivered within 5 ms of the send's 200, or
+ * before it); parked and woken late (delivered well after the ack: the paced-wake queue, loop
+ * turns). Plus the longest on-CPU server turn inside each delivery's span.
+ */
+function waitedOn(slow: Delivery[], stalls: Stall[]): void {
+  const med = (xs: number[]): string => f0(pct(xs.filter((x) => !Number.isNaN(x)), 50));
+  const late = slow.filter((d) => d.fired > 5);
+  const repoll = slow.filter((d) => d.fired <= 5 && d.polled > d.fired);
+  const parked = slow.filter((d) => d.fired <= 5 && !(d.polled > d.fired));
+  const bySend = parked.filter((d) => !(d.latency > d.acked + 5));
+  const woken = parked.filter((d) => d.latency > d.acked + 5);
+  console.log(`  slowest 1 %: fired ms after intended p50 ${med(slow.map((d) => d.fired))}, acked p50 ${med(slow.map((d) => d.acked))}, latency p50 ${med(slow.map((d) => d.latency))}`);
+  console.log(
+    `    generator fired > 5 ms late: ${late.length}; recipient re-polling when sent: ${repoll.length} (poll sent p50 ${med(repoll.map((d) => d.polled - d.fired))} ms after the send)` +
+      `; parked, delivered by the send's ack + 5 ms: ${bySend.length} (ack p50 ${med(bySend.map((d) => d.acked))} ms)` +
+      `; parked, delivered later than that: ${woken.length} (p50 ${med(woken.map((d) => d.latency - d.acked))} ms after the ack)`,
+  );
+  const longest = slow.map((d) => Math.max(0, ...stalls.filter((s) => s.t < d.intended + d.latency && s.t + s.d > d.intended).map((s) => s.cpu)));
+  console.log(`    longest server on-CPU turn inside each: p50 ${med(longest)} ms, > 20 ms for ${longest.filter((x) => x > 20).length} of ${slow.length}`);
 }
 
 /** Sorted, merged [start, end] spans. */

@@ -24,13 +24,13 @@ export interface ClientStats {
 export const clientStats: ClientStats = { syncs: 0, gapFills: 0, errors: 0 };
 
 /** Feeds every m.room.message in a sync body to the tracker; back-fills limited timelines. */
-async function consume(mc: MatrixClient, id: number, tracker: Tracker, body: any, prevSince: string | undefined, at: number): Promise<void> {
+async function consume(mc: MatrixClient, id: number, tracker: Tracker, body: any, prevSince: string | undefined, at: number, polledAt?: number): Promise<void> {
   const join = body?.rooms?.join;
   if (!join) return;
   for (const roomId of Object.keys(join)) {
     const tl = join[roomId]?.timeline;
     if (!tl) continue;
-    for (const ev of tl.events ?? []) if (ev.type === 'm.room.message') tracker.saw(id, ev.content?.body, at);
+    for (const ev of tl.events ?? []) if (ev.type === 'm.room.message') tracker.saw(id, ev.content?.body, at, polledAt);
     if (tl.limited && prevSince && tl.prev_batch) {
       clientStats.gapFills++;
       let from: string | undefined = tl.prev_batch;
@@ -76,6 +76,7 @@ export class PollClient {
   private async loop(): Promise<void> {
     while (this.running) {
       let res;
+      const polledAt = performance.now();
       try {
         res = await this.mc.sync({ since: this.since, timeout: this.timeoutMs, filter: this.filter }, this.abort.signal);
       } catch {
@@ -92,7 +93,7 @@ export class PollClient {
       clientStats.syncs++;
       const prev = this.since;
       try {
-        await consume(this.mc, this.id, this.tracker, res.body, prev, res.at);
+        await consume(this.mc, this.id, this.tracker, res.body, prev, res.at, polledAt);
       } catch {
         clientStats.errors++;
       }

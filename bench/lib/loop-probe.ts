@@ -7,12 +7,13 @@
 // timer that fired late), split with the main thread's /proc schedstat into on-CPU time (our own
 // synchronous work: what a quiet machine would see as the stall) and run-queue wait (the thread
 // was preempted: machine load); every GC pause over 1 ms; and the monotonic-clock offset that
-// lines the records up with a --cpu-prof profile. Only the server (dist/src/main.js) and the
-// generator (dist/bench/run.js) record; each writes <dir>/<server|gen>-<pid>.jsonl on exit.
+// lines the records up with a --cpu-prof profile. Only the server (dist/src/main.js, or a
+// fixed-work bench's server child) and the generator (dist/bench/run.js) record; each writes <dir>/<server|gen>-<pid>.jsonl on exit.
 // Cost: one timer every 2 ms and a 100-byte /proc read per tick (~1 % of a core).
 
 import { closeSync, openSync, readSync, writeFileSync } from 'node:fs';
 import { PerformanceObserver, performance } from 'node:perf_hooks';
+import { isMainThread } from 'node:worker_threads';
 
 export type ProbeRecord =
   | { k: 'stall'; t: number; d: number; cpu: number; wait: number }
@@ -21,9 +22,11 @@ export type ProbeRecord =
 
 const dir = process.env.HEARTH_LOOP_PROBE;
 const main = process.argv[1] ?? '';
-const role = main.endsWith('dist/src/main.js') ? 'server' : main.endsWith('dist/bench/run.js') ? 'gen' : null;
+// A fixed-work bench's server child (bench/lib/cpu-child.ts) runs the bench's script with --server.
+const role = main.endsWith('dist/src/main.js') || process.argv.includes('--server') ? 'server' : main.endsWith('dist/bench/run.js') ? 'gen' : null;
 
-if (dir && role) {
+// Not in worker threads (the store's WAL checkpointer): the loop under test is the main one.
+if (dir && role && isMainThread) {
   const out: ProbeRecord[] = [];
   const t0 = performance.timeOrigin;
   let fd: number | null = null;

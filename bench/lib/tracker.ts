@@ -18,6 +18,9 @@ interface Msg {
   maxLatency: number;
   acked: boolean;
   failed: boolean;
+  /** performance.now() when the generator actually fired the send, and when its 200 came back (NaN until then). */
+  firedAt: number;
+  ackAt: number;
 }
 
 export interface DeliveryReport {
@@ -53,27 +56,40 @@ export class Tracker {
   private readonly owed = new Map<number, number>();
   /** Set when a message is registered; receipts of unknown ids count as unexpected. */
   private readonly recording = true;
-  /** HEARTH_BENCH_SAMPLES=<file>: every delivery as "intended epoch ms, latency ms, message, client" (for lining up with server traces). */
-  private readonly dump = process.env.HEARTH_BENCH_SAMPLES ? ([] as string[]) : undefined;
+  /**
+   * HEARTH_BENCH_SAMPLES=<file>: every delivery as "intended epoch ms, latency ms, message, client,
+   * fired, acked, polled" (for lining up with server traces), the last three in ms after the
+   * intended time: when the generator fired the send, when its 200 came back (empty if never),
+   * and when the recipient sent the request whose response carried it (empty for a socket or a
+   * gap fill). A delivery whose poll went out after the send was fired waited on the client's
+   * re-poll; one that came soon after its ack waited on the send.
+   */
+  private readonly dump = process.env.HEARTH_BENCH_SAMPLES ? ([] as Array<[number, number, number, number | undefined]>) : undefined;
 
   /** Appends the kept delivery samples to HEARTH_BENCH_SAMPLES (no-op without it). */
   flushSamples(): void {
     if (!this.dump || this.dump.length === 0) return;
-    appendFileSync(process.env.HEARTH_BENCH_SAMPLES!, this.dump.join('\n') + '\n');
+    const f1 = (x: number | undefined): string => (x === undefined || Number.isNaN(x) ? '' : x.toFixed(1));
+    const lines = this.dump.map(([id, client, lat, polledAt]) => {
+      const m = this.msgs[id];
+      return `${(performance.timeOrigin + m.intended).toFixed(1)},${lat.toFixed(1)},${id},${client},${f1(m.firedAt - m.intended)},${f1(m.ackAt - m.intended)},${f1(polledAt === undefined ? undefined : polledAt - m.intended)}`;
+    });
+    appendFileSync(process.env.HEARTH_BENCH_SAMPLES!, lines.join('\n') + '\n');
     this.dump.length = 0;
   }
 
   /** Registers a message before it is sent; returns its body text. */
   add(intended: number, sender: number, recipients: ReadonlySet<number>): { id: number; body: string } {
     const id = this.msgs.length;
-    this.msgs.push({ intended, sender, recipients, seen: 0, maxLatency: 0, acked: false, failed: false });
+    this.msgs.push({ intended, sender, recipients, seen: 0, maxLatency: 0, acked: false, failed: false, firedAt: performance.now(), ackAt: NaN });
     this.expected += recipients.size;
     for (const r of recipients) this.owed.set(r, (this.owed.get(r) ?? 0) + 1);
     return { id, body: `bench:${this.run}:${id}` };
   }
 
-  acked(id: number): void {
+  acked(id: number, at = performance.now()): void {
     this.msgs[id].acked = true;
+    this.msgs[id].ackAt = at;
   }
 
   /** The server refused or never answered: the message may not exist, so nobody is owed it. */
@@ -85,8 +101,11 @@ export class Tracker {
     for (const r of m.recipients) this.owed.set(r, (this.owed.get(r) ?? 0) - 1);
   }
 
-  /** A client saw a message body at time `at` (performance.now()). */
-  saw(client: number, body: unknown, at: number): void {
+  /**
+   * A client saw a message body at time `at` (performance.now()), in the response to a request
+   * it sent at `polledAt` (long-polls only).
+   */
+  saw(client: number, body: unknown, at: number, polledAt?: number): void {
     if (typeof body !== 'string') return;
     const m = this.re.exec(body);
     if (!m || !this.recording) return;
@@ -115,7 +134,7 @@ export class Tracker {
     msg.seen++;
     const lat = at - msg.intended;
     this.latency.add(lat);
-    this.dump?.push(`${(performance.timeOrigin + msg.intended).toFixed(1)},${lat.toFixed(1)},${id},${client}`);
+    this.dump?.push([id, client, lat, polledAt]);
     if (lat > msg.maxLatency) msg.maxLatency = lat;
     this.lastReceipt.set(client, at);
     this.owed.set(client, (this.owed.get(client) ?? 0) - 1);

@@ -91,7 +91,7 @@ async function runLatency(ctx: BenchContext, spec: TargetSpec, transport: 'sync'
           .then(
             (res) => {
               if (res.status === 200) {
-                tracker.acked(id);
+                tracker.acked(id, res.at);
                 acks.add(res.at - intended);
               } else {
                 sendErrors++;

@@ -20,6 +20,14 @@ export interface StoreLogger {
 export const WAL_AUTOCHECKPOINT_PAGES = 10_000;
 
 /**
+ * With the checkpoint worker (checkpointer.ts), which checkpoints at WAL_AUTOCHECKPOINT_PAGES, the
+ * writer's own automatic checkpoint moves up to this: a backstop for a worker that fell behind
+ * (a writer that never pauses keeps the log from restarting) or died. Its WAL (~60 MB) stays
+ * under WAL_SIZE_LIMIT_BYTES.
+ */
+export const WAL_BACKSTOP_PAGES = 15_000;
+
+/**
  * The WAL file's size once it is reused from its start (see openDatabase): above its usual size
  * (WAL_AUTOCHECKPOINT_PAGES of 4 KiB, ~40 MB, plus the batch that crossed it), so in steady
  * state nothing is ever truncated; only a WAL that grew past it (checkpoints held back by

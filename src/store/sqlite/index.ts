@@ -12,7 +12,8 @@ import type { UnpositionedChange } from '../change-types.js';
 import { StreamIdGenerator, type AdvanceListener, type ChangeListener } from '../stream-id.js';
 import { SqliteAccountStore } from './accounts.js';
 import type { SqliteContext } from './context.js';
-import { migrate, openDatabase, StatementCache, type Db, type StoreLogger } from './db.js';
+import { migrate, openDatabase, StatementCache, WAL_AUTOCHECKPOINT_PAGES, WAL_BACKSTOP_PAGES, type Db, type StoreLogger } from './db.js';
+import { WalCheckpointer } from './checkpointer.js';
 import { SqliteDeliveryStore } from './delivery.js';
 import { SqliteDeviceStore } from './devices.js';
 import { registerDirectoryFunctions, SqliteDirectoryStore } from './directory.js';
@@ -53,6 +54,11 @@ export interface SqliteStoreOptions {
   fsyncOffLoop?: boolean;
   /** Test hook: the fsync implementation used when fsyncOffLoop applies. */
   walSyncer?: (dbPath: string) => WalSyncer;
+  /**
+   * On a file: run WAL checkpoints on a worker thread (default true; see checkpointer.ts).
+   * false: SQLite's automatic checkpoint inside a COMMIT, on the event loop.
+   */
+  checkpointOffLoop?: boolean;
 }
 
 export async function openSqliteStore(opts: SqliteStoreOptions): Promise<SqliteStore> {
@@ -69,7 +75,12 @@ export async function openSqliteStore(opts: SqliteStoreOptions): Promise<SqliteS
     // Migrations committed without the fsync; make them durable before anything relies on them.
     const walSync = offLoop ? (opts.walSyncer ?? ((p: string) => new FsWalSyncer(p)))(opts.path) : undefined;
     if (walSync && applied.length > 0) walSync.syncNow();
-    return new SqliteStore(db, readHighestStream(db), applied, opts, walSync);
+    let checkpointer: WalCheckpointer | undefined;
+    if (!inMemory && opts.checkpointOffLoop !== false) {
+      checkpointer = new WalCheckpointer(opts.path, { thresholdPages: WAL_AUTOCHECKPOINT_PAGES, startAfterMs: 1000, logger: opts.logger });
+      db.pragma(`wal_autocheckpoint = ${WAL_BACKSTOP_PAGES}`);
+    }
+    return new SqliteStore(db, readHighestStream(db), applied, opts, walSync, checkpointer);
   } catch (err) {
     db.close();
     throw err;
@@ -127,6 +138,8 @@ export class SqliteStore implements StoreBackend {
     appliedMigrations: number[],
     opts: SqliteStoreOptions,
     private readonly walSync?: WalSyncer,
+    /** The WAL checkpoint worker (checkpointOffLoop), for its stats in tests. */
+    readonly checkpointer?: WalCheckpointer,
   ) {
     this.appliedMigrations = [...appliedMigrations];
     this.gen = new StreamIdGenerator(initialStream, {
@@ -183,6 +196,8 @@ export class SqliteStore implements StoreBackend {
     await Promise.resolve();
     this.queue.close();
     this.statements.clear();
+    // The worker's connection closes first, so this one is the last and checkpoints on close.
+    await this.checkpointer?.close();
     this.db.close();
     this.walSync?.close();
   }
