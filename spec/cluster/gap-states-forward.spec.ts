@@ -7,11 +7,11 @@
 // before it, as one node would, not stored as an outlier.
 
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { assert } from '../helpers/assert.js';
-import { cassandraClient, dropKeyspace, freshKeyspace, startCassandra } from '../helpers/cassandra.js';
+import { freshKeyspace, startCassandra } from '../helpers/cassandra.js';
 import { buildPdu } from '../helpers/pdu-builder.js';
 import { freshPrefix, startRedis } from '../helpers/redis.js';
 import { Api, startTestServer, type TestServer } from '../helpers/server.js';
@@ -20,7 +20,7 @@ import { decodeGapStates, encodeGapStates } from '../../src/cluster/forwarded-ga
 import { parseTrustedJson } from '../../src/protocol/canonical-json.js';
 import { loadOrCreateSigningKey } from '../../src/protocol/keyfile.js';
 import { stateTuple, type SigningKey } from '../../src/protocol/types.js';
-import { retryBusyCassandra, V3 } from './room-owner-helpers.js';
+import { retryBusyCassandra, sharedWorkerConfig, tearDownSharedCluster, V3 } from './room-owner-helpers.js';
 
 describe('cluster: forwarded gap states', function () {
   describe('the wire form', () => {
@@ -58,12 +58,8 @@ describe('cluster: forwarded gap states', function () {
     let forwarder: TestServer | null = null;
     let key: SigningKey;
 
-    const config = (roles: Array<'client_api' | 'sync' | 'room_writer'>): HearthConfigInput => ({
-      server_name: SERVER,
-      storage: { backend: 'cassandra', cassandra: { contact_points: [addr], keyspace } },
-      cluster: { redis: { url: startRedis(), key_prefix: prefix }, room_lease_ms: 2_000, roles },
-      signing_key_path: join(keyDir, 'signing.key'),
-    });
+    const config = (roles: Array<'client_api' | 'sync' | 'room_writer'>): HearthConfigInput =>
+      sharedWorkerConfig({ addr, keyspace, redisUrl: startRedis(), prefix, keyDir }, { roles, serverName: SERVER });
 
     before(async function () {
       this.timeout(600_000);
@@ -73,14 +69,7 @@ describe('cluster: forwarded gap states', function () {
       key = await loadOrCreateSigningKey(join(keyDir, 'signing.key'));
     });
 
-    after(async () => {
-      await forwarder?.stop().catch(() => undefined);
-      await writer?.stop().catch(() => undefined);
-      const admin = await cassandraClient(addr);
-      await dropKeyspace(admin, keyspace).catch(() => undefined);
-      await admin.shutdown();
-      rmSync(keyDir, { recursive: true, force: true });
-    });
+    after(() => tearDownSharedCluster(addr, keyspace, keyDir, [forwarder, writer]));
 
     it('an event after a gap is accepted with the reported state, received at the owner or forwarded to it', async () => {
       const alice = await new Api(writer!.url).register('alice');

@@ -22,7 +22,7 @@ import type { HearthConfigInput } from '../../src/config/load.js';
 import { loadOrCreateSigningKey } from '../../src/protocol/keyfile.js';
 import { openCassandraStore, type CassandraStore } from '../../src/store/cassandra/index.js';
 import { StaleWriterError } from '../../src/store/types.js';
-import { Client, retryBusyCassandra, V3 } from './room-owner-helpers.js';
+import { Client, retryBusyCassandra, sharedWorkerConfig, V3 } from './room-owner-helpers.js';
 
 const SERVER = 'epochs.test';
 
@@ -37,12 +37,7 @@ describe('cluster: room epochs after Redis lost its data, whatever the worker cl
   let w2: TestServer | null = null;
   let fast: CassandraStore | null = null;
 
-  const config = (): HearthConfigInput => ({
-    server_name: SERVER,
-    storage: { backend: 'cassandra', cassandra: { contact_points: [addr], keyspace } },
-    cluster: { redis: { url: redis.url, key_prefix: prefix }, room_lease_ms: 2_000 },
-    signing_key_path: join(keyDir, 'signing.key'),
-  });
+  const config = (): HearthConfigInput => sharedWorkerConfig({ addr, keyspace, redisUrl: redis.url, prefix, keyDir }, { serverName: SERVER });
 
   before(async function () {
     this.timeout(600_000);

@@ -11,6 +11,7 @@ import { ChildServer } from '../helpers/child-server.js';
 import { freshPrefix, startRedis } from '../helpers/redis.js';
 import { Api, enc, startTestServer, type TestServer } from '../helpers/server.js';
 import type { Store } from '../../src/store/types.js';
+import type { HearthConfigInput } from '../../src/config/load.js';
 
 export const V3 = '/_matrix/client/v3';
 export type User = Api & { userId: string; deviceId: string };
@@ -266,4 +267,36 @@ export function childWorkerPair(label: string): { readonly w1: TestServer; reado
       return child as ChildServer;
     },
   };
+}
+
+/** What the workers of one cluster spec share: a keyspace, a Redis key prefix, one signing key. */
+export interface SharedCluster {
+  addr: string;
+  keyspace: string;
+  redisUrl: string;
+  prefix: string;
+  keyDir: string;
+}
+
+/** A worker's config on the shared keyspace, Redis prefix and signing key (every worker signs as one server). */
+export function sharedWorkerConfig(
+  c: SharedCluster,
+  opts: { roles?: Array<'client_api' | 'sync' | 'room_writer'>; serverName?: string; extra?: Record<string, unknown> } = {},
+): HearthConfigInput {
+  return {
+    ...(opts.serverName ? { server_name: opts.serverName } : {}),
+    storage: { backend: 'cassandra', cassandra: { contact_points: [c.addr], keyspace: c.keyspace } },
+    cluster: { redis: { url: c.redisUrl, key_prefix: c.prefix }, room_lease_ms: 2_000, ...(opts.roles ? { roles: opts.roles } : {}) },
+    signing_key_path: join(c.keyDir, 'signing.key'),
+    ...opts.extra,
+  };
+}
+
+/** Stops the workers (in the order given), drops the keyspace and removes the key directory. */
+export async function tearDownSharedCluster(addr: string, keyspace: string, keyDir: string, workers: Array<{ stop(): Promise<unknown> } | null>): Promise<void> {
+  for (const w of workers) await w?.stop().catch(() => undefined);
+  const admin = await cassandraClient(addr);
+  await dropKeyspace(admin, keyspace).catch(() => undefined);
+  await admin.shutdown();
+  rmSync(keyDir, { recursive: true, force: true });
 }

@@ -4,16 +4,16 @@
 // model and formatted-event cache hold it), pruned by B at its time, and then A serves the pruned
 // copy from /messages, /event and a fresh /sync: B's prune announcement reached A.
 
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { assert } from '../helpers/assert.js';
-import { cassandraClient, dropKeyspace, freshKeyspace, startCassandra } from '../helpers/cassandra.js';
+import { freshKeyspace, startCassandra } from '../helpers/cassandra.js';
 import { freshPrefix, startRedis } from '../helpers/redis.js';
 import { Api, enc, startTestServer, type TestServer } from '../helpers/server.js';
 import { until } from '../helpers/until.js';
 import type { HearthConfigInput } from '../../src/config/load.js';
-import { retryBusyCassandra, V3 } from './room-owner-helpers.js';
+import { retryBusyCassandra, sharedWorkerConfig, tearDownSharedCluster, V3 } from './room-owner-helpers.js';
 
 const KEY = 'org.matrix.self_destruct_after';
 
@@ -26,13 +26,8 @@ describe('cluster: self-destructing messages are pruned by the room writer, seen
   let a: TestServer | null = null;
   let b: TestServer | null = null;
 
-  const config = (roles: Array<'client_api' | 'sync' | 'room_writer'>): HearthConfigInput => ({
-    server_name: 'cluster.test',
-    storage: { backend: 'cassandra', cassandra: { contact_points: [addr], keyspace } },
-    cluster: { redis: { url: startRedis(), key_prefix: prefix }, room_lease_ms: 2_000, roles },
-    signing_key_path: join(keyDir, 'signing.key'),
-    experimental: { msc2228_self_destruct: true },
-  });
+  const config = (roles: Array<'client_api' | 'sync' | 'room_writer'>): HearthConfigInput =>
+    sharedWorkerConfig({ addr, keyspace, redisUrl: startRedis(), prefix, keyDir }, { roles, serverName: 'cluster.test', extra: { experimental: { msc2228_self_destruct: true } } });
 
   before(async function () {
     this.timeout(600_000);
@@ -41,14 +36,7 @@ describe('cluster: self-destructing messages are pruned by the room writer, seen
     a = await retryBusyCassandra('worker A', () => startTestServer(config(['client_api', 'sync'])));
   });
 
-  after(async () => {
-    await a?.stop().catch(() => undefined);
-    await b?.stop().catch(() => undefined);
-    const admin = await cassandraClient(addr);
-    await dropKeyspace(admin, keyspace).catch(() => undefined);
-    await admin.shutdown();
-    rmSync(keyDir, { recursive: true, force: true });
-  });
+  after(() => tearDownSharedCluster(addr, keyspace, keyDir, [a, b]));
 
   it('A serves the message whole until B prunes it, then pruned everywhere', async () => {
     const alice = await new Api(a!.url).register('alice');
