@@ -143,17 +143,14 @@ export class RoomLeases {
       if (!this.acquires()) return (await this.holder(roomId)) ?? '';
       const [ok, token] = (await reachable(redis.eval(ACQUIRE, 2, this.key(roomId), this.epochKey(roomId), nodeId, String(leaseMs)))) as [number, string];
       if (ok !== 1) return token;
-      const h: Held = { token, epoch: Number(token.slice(token.lastIndexOf(':') + 1)), active: 0, idle: null };
+      const h: Held = { token, epoch: tokenEpoch(token), active: 0, idle: null };
       this.held.set(roomId, h);
       this.stats.acquired++;
       this.lastEpoch.set(roomId, h.epoch);
       this.opts.onAcquired?.(roomId, h.epoch);
       return h;
     })();
-    this.acquiring.set(roomId, p);
-    const clear = () => this.acquiring.delete(roomId);
-    p.then(clear, clear);
-    return p;
+    return oneAtATime(this.acquiring, roomId, p);
   }
 
   /**
@@ -175,16 +172,13 @@ export class RoomLeases {
       const token = (await reachable(redis.eval(REGAIN, 2, this.key(roomId), this.epochKey(roomId), h.token, nodeId, String(recorded), String(leaseMs)))) as string | null;
       if (typeof token !== 'string' || this.held.get(roomId) !== h) return false;
       h.token = token;
-      h.epoch = Number(token.slice(token.lastIndexOf(':') + 1));
+      h.epoch = tokenEpoch(token);
       this.lastEpoch.set(roomId, h.epoch);
       this.opts.logger.warn({ roomId, recorded, epoch: h.epoch }, 'room owner: the store records a room epoch at or above the one Redis gave us (Redis lost its data?); took one above it');
       this.opts.onAcquired?.(roomId, h.epoch);
       return true;
     })();
-    this.regaining.set(roomId, p);
-    const clear = () => this.regaining.delete(roomId);
-    p.then(clear, clear);
-    return p;
+    return oneAtATime(this.regaining, roomId, p);
   }
 
   /** Renews every lease held here; one found taken by someone else is dropped as lost. */
@@ -236,4 +230,17 @@ export class RoomLeases {
   private epochKey(roomId: string): string {
     return `${this.opts.prefix}ro:epoch:${roomId}`;
   }
+}
+
+/** A lease token is `<node>:<epoch>`. */
+function tokenEpoch(token: string): number {
+  return Number(token.slice(token.lastIndexOf(':') + 1));
+}
+
+/** Keeps `p` as the room's call in flight until it settles, so concurrent callers share it. */
+function oneAtATime<T>(inflight: Map<string, Promise<T>>, roomId: string, p: Promise<T>): Promise<T> {
+  inflight.set(roomId, p);
+  const clear = () => inflight.delete(roomId);
+  p.then(clear, clear);
+  return p;
 }
